@@ -1,0 +1,2 @@
+//! switchboard binary.
+fn main() {}
