@@ -1,1 +1,32 @@
-//! Switchboard engine.
+//! Switchboard's Socket.IO engine: transports, namespaces, sockets, rooms and fan-out,
+//! over the pure codecs of `switchboard-protocol`.
+//!
+//! # Layout
+//!
+//! - [`eio`]: the Engine.IO v4 server — long-polling, WebSocket, upgrade, heartbeat,
+//!   bounded per-session outbound queues;
+//! - [`sio`]: the Socket.IO v5 layer — [`Io`], namespaces, sockets, events, acks,
+//!   broadcasts;
+//! - [`adapter`]: the room index seam (in-memory now; the cluster adapters later);
+//! - [`config`]: typed settings and their defaults;
+//! - [`metrics`]: counters and gauges;
+//! - [`reason`]: the classified disconnect reasons;
+//! - [`shutdown`]: the shutdown signal every loop listens to;
+//! - [`serve()`]: the accept loop.
+
+pub mod adapter;
+pub mod config;
+pub mod eio;
+pub mod metrics;
+pub mod reason;
+mod serve;
+pub mod shutdown;
+pub mod sio;
+
+pub use config::{AllowedOrigins, CorsConfig, EngineConfig, QueueLimits, SocketIoConfig};
+pub use metrics::Metrics;
+pub use reason::DisconnectReason;
+pub use serve::{HEADER_READ_TIMEOUT, not_found, serve};
+pub use shutdown::Shutdown;
+pub use sio::{AckError, ConnectError, EmitError, Event, Io, Namespace, Payload, Socket};
+pub use switchboard_protocol as protocol;

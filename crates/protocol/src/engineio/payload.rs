@@ -8,30 +8,13 @@ use super::packet::{DecodeError, Packet, encode_binary_for_polling};
 /// The record separator between packets of a polling payload.
 pub const SEPARATOR: u8 = 0x1e;
 
-/// One already-encoded packet waiting to be written to a client.
-///
-/// Broadcasts encode a packet once into `Bytes` and share the same frame with every
-/// recipient; only the polling transport turns a binary frame into base64 at flush time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+/// A borrowed, already-encoded packet, as a polling response is assembled from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRef<'a> {
     /// A text packet, type digit included (`42["ev"]`, `2`, `6`…). Valid UTF-8.
-    Text(Bytes),
-    /// A binary message (raw bytes, no type prefix).
-    Binary(Bytes),
-}
-
-impl Frame {
-    /// Bytes this frame occupies in memory, for queue accounting.
-    pub fn len(&self) -> usize {
-        match self {
-            Frame::Text(b) | Frame::Binary(b) => b.len(),
-        }
-    }
-
-    /// Whether the frame carries no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    Text(&'a [u8]),
+    /// A binary message (raw bytes, no type prefix), sent as `b` + base64.
+    Binary(&'a [u8]),
 }
 
 /// Decodes a polling request body into packets.
@@ -49,15 +32,15 @@ pub fn decode(body: Bytes) -> Result<Vec<Packet>, DecodeError> {
 }
 
 /// Encodes frames into one polling response body.
-pub fn encode<'a>(frames: impl IntoIterator<Item = &'a Frame>) -> Bytes {
+pub fn encode<'a>(frames: impl IntoIterator<Item = FrameRef<'a>>) -> Bytes {
     let mut out = Vec::new();
     for (i, frame) in frames.into_iter().enumerate() {
         if i > 0 {
             out.push(SEPARATOR);
         }
         match frame {
-            Frame::Text(t) => out.extend_from_slice(t),
-            Frame::Binary(b) => encode_binary_for_polling(b, &mut out),
+            FrameRef::Text(t) => out.extend_from_slice(t),
+            FrameRef::Binary(b) => encode_binary_for_polling(b, &mut out),
         }
     }
     Bytes::from(out)
@@ -90,10 +73,7 @@ mod tests {
 
     #[test]
     fn encodes_text_and_binary() {
-        let frames = [
-            Frame::Text(Bytes::from_static(b"4hello")),
-            Frame::Binary(Bytes::from_static(&[1, 2, 3, 4])),
-        ];
-        assert_eq!(&encode(&frames)[..], b"4hello\x1ebAQIDBA==");
+        let frames = [FrameRef::Text(b"4hello"), FrameRef::Binary(&[1, 2, 3, 4])];
+        assert_eq!(&encode(frames)[..], b"4hello\x1ebAQIDBA==");
     }
 }

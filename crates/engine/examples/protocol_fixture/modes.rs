@@ -1,0 +1,200 @@
+//! The behaviour of each fixture mode, built on the public engine API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_engine::eio::{
+    EngineHandler, EngineServer, Frame, Message, Session, SessionHandler,
+};
+use switchboard_engine::{
+    AllowedOrigins, CorsConfig, EngineConfig, Io, Metrics, Payload, Shutdown, SocketIoConfig,
+};
+
+/// The timings and limits both official suites expect.
+fn suite_engine_config(path: &str) -> EngineConfig {
+    EngineConfig {
+        path: path.to_owned(),
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        max_payload: 1_000_000,
+        cors: CorsConfig {
+            allowed_origins: AllowedOrigins::Any,
+            credentials: false,
+        },
+        ..EngineConfig::default()
+    }
+}
+
+/// Echoes every message back as it came (text as text, binary as binary).
+struct Echo;
+
+impl EngineHandler for Echo {
+    fn on_open(&self, _session: &Arc<Session>) -> Arc<dyn SessionHandler> {
+        Arc::new(Echo)
+    }
+}
+
+impl SessionHandler for Echo {
+    fn on_message(&self, session: &Arc<Session>, message: Message) {
+        let frame = match message {
+            Message::Text(text) => {
+                let mut out = String::with_capacity(text.len() + 1);
+                out.push('4');
+                out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+                Frame::text(out)
+            }
+            Message::Binary(data) => Frame::Binary(data),
+        };
+        let _ = session.send(&[frame], false);
+    }
+
+    fn on_close(&self, _session: &Arc<Session>, _reason: switchboard_engine::DisconnectReason) {}
+}
+
+/// `engineio` mode: Engine.IO only, on `/engine.io/`.
+pub(crate) fn engineio(shutdown: Shutdown) -> Arc<EngineServer> {
+    EngineServer::new(
+        suite_engine_config("/engine.io/"),
+        Arc::new(Echo),
+        Arc::new(Metrics::default()),
+        shutdown,
+    )
+}
+
+/// `socketio` mode: namespaces `/` and `/custom`, everything else refused.
+pub(crate) fn socketio(shutdown: Shutdown) -> Io {
+    let config = SocketIoConfig {
+        engine: suite_engine_config("/socket.io/"),
+        connect_timeout: Duration::from_millis(1000),
+        ..SocketIoConfig::default()
+    };
+    let io = Io::new(config, shutdown);
+    let root = io.of("/");
+    root.on_connection(emit_auth);
+    root.on("message", |ev| {
+        let _ = ev.socket.emit("message-back", ev.payload.clone());
+    });
+    root.on("message-with-ack", |mut ev| {
+        if let Some(ack) = ev.take_ack() {
+            let _ = ack.send(ev.payload.clone());
+        }
+    });
+    io.of("/custom").on_connection(emit_auth);
+    io
+}
+
+fn emit_auth(socket: &Arc<switchboard_engine::Socket>) {
+    let _ = socket.emit("auth", socket.auth().clone());
+}
+
+/// How long `request-ack` waits for the client.
+const REQUEST_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `cluster` mode: rooms, broadcasts and acks in both directions on `/`.
+pub(crate) fn cluster(shutdown: Shutdown) -> Io {
+    let config = SocketIoConfig {
+        engine: EngineConfig {
+            cors: CorsConfig {
+                allowed_origins: AllowedOrigins::Any,
+                credentials: false,
+            },
+            ..EngineConfig::default()
+        },
+        ..SocketIoConfig::default()
+    };
+    let io = Io::new(config, shutdown);
+    let ns = io.of("/");
+    ns.on_connection(emit_auth);
+    ns.on("join", |mut ev| {
+        if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
+            ev.socket.join(&[room]);
+        }
+        ack_true(&mut ev);
+    });
+    ns.on("leave", |mut ev| {
+        if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
+            ev.socket.leave(room);
+        }
+        ack_true(&mut ev);
+    });
+    ns.on("broadcast", |mut ev| {
+        broadcast(&mut ev, false);
+        ack_true(&mut ev);
+    });
+    ns.on("broadcast-except-self", |mut ev| {
+        broadcast(&mut ev, true);
+        ack_true(&mut ev);
+    });
+    ns.on("rooms", |mut ev| {
+        if let Some(ack) = ev.take_ack() {
+            let _ = ack.send(json!(ev.socket.rooms()));
+        }
+    });
+    ns.on("message", |ev| {
+        let _ = ev.socket.emit("message-back", ev.payload.clone());
+    });
+    ns.on("message-with-ack", |mut ev| {
+        if let Some(ack) = ev.take_ack() {
+            let _ = ack.send(ev.payload.clone());
+        }
+    });
+    ns.on("request-ack", request_ack);
+    ns.on("disconnect-me", |ev| ev.socket.disconnect());
+    io
+}
+
+fn ack_true(ev: &mut switchboard_engine::Event) {
+    if let Some(ack) = ev.take_ack() {
+        let _ = ack.send(json!(true));
+    }
+}
+
+/// `broadcast` (room, event, ...args): emits `event` with `args` to `room`.
+fn broadcast(ev: &mut switchboard_engine::Event, except_self: bool) {
+    let mut args = ev.payload.args.clone();
+    if args.len() < 2 {
+        return;
+    }
+    let rest = args.split_off(2);
+    let (Some(room), Some(event)) = (args[0].as_str(), args[1].as_str()) else {
+        return;
+    };
+    let payload = Payload {
+        args: rest,
+        binary: ev.payload.binary.clone(),
+    };
+    if except_self {
+        ev.socket.to(room).emit(event, payload);
+    } else {
+        ev.socket.ns().to(room).emit(event, payload);
+    }
+}
+
+/// `request-ack` (event, ...args): asks the client for an ack and reports the answer.
+fn request_ack(ev: switchboard_engine::Event) {
+    let mut args = ev.payload.args.clone();
+    if args.is_empty() {
+        return;
+    }
+    let rest = args.split_off(1);
+    let Some(event) = args[0].as_str() else {
+        return;
+    };
+    let payload = Payload {
+        args: rest,
+        binary: ev.payload.binary.clone(),
+    };
+    let socket = ev.socket.clone();
+    let answer = socket.emit_with_ack(event, payload, REQUEST_ACK_TIMEOUT);
+    tokio::spawn(async move {
+        let result = match answer.await {
+            Ok(reply) => Payload {
+                args: vec![Value::Array(reply.args)],
+                binary: reply.binary,
+            },
+            Err(_) => Payload::from(json!({ "error": "timeout" })),
+        };
+        let _ = socket.emit("request-ack-result", result);
+    });
+}

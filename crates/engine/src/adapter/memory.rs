@@ -1,0 +1,148 @@
+//! The in-memory adapter: rooms and their member sockets on this node; no network IO.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use switchboard_protocol::Sid;
+
+use super::{Adapter, Room};
+
+/// Both directions of the membership relation, under one lock so they never disagree.
+#[derive(Debug, Default)]
+struct Index {
+    rooms: HashMap<Room, HashSet<Sid>>,
+    /// A socket's rooms share the `Arc<str>` of the `rooms` key: no per-socket copies.
+    sockets: HashMap<Sid, Vec<Room>>,
+}
+
+/// Room index for a single node. A `std` `RwLock`: broadcasts read concurrently,
+/// joins and leaves write briefly, and no `.await` ever happens under it.
+#[derive(Debug, Default)]
+pub struct MemoryAdapter {
+    index: RwLock<Index>,
+}
+
+impl MemoryAdapter {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Index {
+    fn remove(&mut self, sid: Sid, room: &str) {
+        if let Some(members) = self.rooms.get_mut(room) {
+            members.remove(&sid);
+            if members.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+}
+
+impl Adapter for MemoryAdapter {
+    fn add_all(&self, sid: Sid, rooms: &[&str]) {
+        let mut index = self.write();
+        for name in rooms {
+            let room = match index.rooms.get_key_value(*name) {
+                Some((key, _)) => key.clone(),
+                None => Room::from(*name),
+            };
+            if index.rooms.entry(room.clone()).or_default().insert(sid) {
+                index.sockets.entry(sid).or_default().push(room);
+            }
+        }
+    }
+
+    fn del(&self, sid: Sid, room: &str) {
+        let mut index = self.write();
+        index.remove(sid, room);
+        if let Some(list) = index.sockets.get_mut(&sid) {
+            list.retain(|r| &**r != room);
+            if list.is_empty() {
+                index.sockets.remove(&sid);
+            }
+        }
+    }
+
+    fn del_all(&self, sid: Sid) {
+        let mut index = self.write();
+        if let Some(list) = index.sockets.remove(&sid) {
+            for room in list {
+                index.remove(sid, &room);
+            }
+        }
+    }
+
+    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
+        self.read().sockets.get(&sid).cloned().unwrap_or_default()
+    }
+
+    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
+        let index = self.read();
+        if let [room] = rooms {
+            if let Some(members) = index.rooms.get(room) {
+                out.extend(members.iter().copied());
+            }
+            return;
+        }
+        let mut seen = HashSet::new();
+        for room in rooms {
+            if let Some(members) = index.rooms.get(room) {
+                out.extend(members.iter().copied().filter(|s| seen.insert(*s)));
+            }
+        }
+    }
+
+    fn rooms(&self) -> Vec<Room> {
+        self.read().rooms.keys().cloned().collect()
+    }
+
+    fn room_size(&self, room: &str) -> usize {
+        self.read().rooms.get(room).map_or(0, HashSet::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u8) -> Sid {
+        Sid::from_random([n; 15])
+    }
+
+    #[test]
+    fn join_leave_and_query() {
+        let a = MemoryAdapter::default();
+        a.add_all(sid(1), &["x", "y"]);
+        a.add_all(sid(2), &["y"]);
+        a.add_all(sid(2), &["y"]);
+        assert_eq!(a.room_size("y"), 2);
+        let mut out = Vec::new();
+        a.sockets_in(&[Room::from("x"), Room::from("y")], &mut out);
+        out.sort();
+        let mut expected = vec![sid(1), sid(2)];
+        expected.sort();
+        assert_eq!(out, expected);
+        a.del(sid(1), "y");
+        assert_eq!(a.room_size("y"), 1);
+        a.del_all(sid(2));
+        assert_eq!(a.room_size("y"), 0);
+        assert_eq!(a.rooms(), vec![Room::from("x")]);
+        a.del_all(sid(1));
+        assert!(a.rooms().is_empty());
+    }
+
+    #[test]
+    fn room_names_are_shared_not_copied() {
+        let a = MemoryAdapter::default();
+        a.add_all(sid(1), &["shared"]);
+        a.add_all(sid(2), &["shared"]);
+        let r1 = a.socket_rooms(sid(1));
+        let r2 = a.socket_rooms(sid(2));
+        assert!(Room::ptr_eq(&r1[0], &r2[0]));
+    }
+}

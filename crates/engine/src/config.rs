@@ -1,0 +1,138 @@
+//! Typed settings of the engine, each default a named constant with the reason for it.
+
+use std::time::Duration;
+
+use switchboard_protocol::engineio::TransportKind;
+
+/// Engine.IO's default: a ping every 25 s keeps NAT and proxy idle timers (often 30–60 s)
+/// from dropping quiet connections.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Engine.IO's default: 20 s tolerates a slow mobile network before declaring a peer dead.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Engine.IO's default `maxPayload` (1 MB): large enough for chat and game payloads,
+/// small enough that one client cannot make the server buffer much.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1_000_000;
+/// Engine.IO's default: a probe that does not complete in 10 s is abandoned.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Socket.IO's default: a connection that joins no namespace in 45 s is closed.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// Outbound packets queued per connection before it counts as a slow consumer. A
+/// healthy client drains its queue every few milliseconds; 1024 packets absorbs a burst.
+pub const DEFAULT_MAX_QUEUED_PACKETS: usize = 1024;
+/// Outbound bytes queued per connection before it counts as a slow consumer: 4 MiB
+/// bounds a stuck client's cost while leaving room for a few maximum-size payloads.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// Open Engine.IO sessions per process. One process may hold ~20,000 files on the
+/// target machines, so the default stays under that with room for listeners and logs.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 19_000;
+/// Default path, as in Socket.IO.
+pub const DEFAULT_PATH: &str = "/socket.io/";
+
+/// Which origins may connect from a browser.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AllowedOrigins {
+    /// Any origin (`*`). Requests without an `Origin` header are always allowed.
+    #[default]
+    Any,
+    /// Only these exact origins, e.g. `https://app.example.com`.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether a request with this `Origin` header may proceed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(list) => list.iter().any(|o| o == origin),
+        }
+    }
+}
+
+/// CORS for long-polling and the Origin check for every handshake and WebSocket upgrade.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Origins allowed to connect. A browser request from another origin is refused
+    /// with 403 (`{"code":4,"message":"Forbidden"}`), which also stops cross-site
+    /// WebSocket hijacking.
+    pub allowed_origins: AllowedOrigins,
+    /// Send `Access-Control-Allow-Credentials: true` (cookies on cross-origin polling).
+    pub credentials: bool,
+}
+
+/// Bounds of each connection's outbound queue (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most packets queued.
+    pub max_packets: usize,
+    /// Most bytes queued.
+    pub max_bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_packets: DEFAULT_MAX_QUEUED_PACKETS,
+            max_bytes: DEFAULT_MAX_QUEUED_BYTES,
+        }
+    }
+}
+
+/// Engine.IO settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// URL path prefix that the engine serves, with leading and trailing `/`.
+    pub path: String,
+    /// Interval between server pings.
+    pub ping_interval: Duration,
+    /// How long to wait for a pong.
+    pub ping_timeout: Duration,
+    /// Largest accepted message (WebSocket) or body (polling), in bytes.
+    pub max_payload: usize,
+    /// How long a polling → WebSocket upgrade may take.
+    pub upgrade_timeout: Duration,
+    /// Transports accepted, in upgrade order.
+    pub transports: Vec<TransportKind>,
+    /// CORS and Origin policy.
+    pub cors: CorsConfig,
+    /// Outbound queue bounds per connection.
+    pub queue: QueueLimits,
+    /// Most concurrent sessions; further handshakes get 503.
+    pub max_connections: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            path: DEFAULT_PATH.to_owned(),
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            transports: vec![TransportKind::Polling, TransportKind::Websocket],
+            cors: CorsConfig::default(),
+            queue: QueueLimits::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Socket.IO settings on top of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketIoConfig {
+    /// Engine.IO settings.
+    pub engine: EngineConfig,
+    /// How long a connection may stay without joining a namespace.
+    pub connect_timeout: Duration,
+    /// Most binary attachments in one packet.
+    pub max_attachments: usize,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            engine: EngineConfig::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The session driver: one task per session that owns its heartbeat timer and, on the
+//! WebSocket transport, the socket itself (reads, batched writes). It is the only
+//! place a session is finalized: removed from the registry, counted, and reported to
+//! its handler.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_protocol::engineio::{HeartbeatEvent, Packet};
+use tokio::time::Instant as TokioInstant;
+use tokio_tungstenite::tungstenite::Error as WsError;
+
+use crate::reason::DisconnectReason;
+use crate::shutdown::Shutdown;
+
+use super::server::Registry;
+use super::session::Session;
+use super::websocket::{self, Incoming, WsStream, now};
+
+/// Longest time spent flushing the final frames (the `close` packet) to a WebSocket
+/// client that is not reading; past it the socket is simply dropped.
+const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Drives `session` until it closes. `ws` is set when the session was opened over
+/// WebSocket; a polling session adopts a WebSocket when an upgrade completes.
+pub(crate) async fn drive(
+    session: Arc<Session>,
+    mut ws: Option<WsStream>,
+    registry: Arc<Registry>,
+    shutdown: Shutdown,
+) {
+    let reason = loop {
+        let deadline = {
+            let mut inner = session.lock();
+            if let Some(reason) = inner.closed {
+                break reason;
+            }
+            if let Some(upgraded) = inner.upgraded_ws.take() {
+                ws = Some(upgraded);
+            }
+            inner.heartbeat.poll_timeout()
+        };
+        let step = match ws.as_mut() {
+            Some(ws) => websocket_step(&session, ws, deadline, &shutdown).await,
+            None => polling_step(&session, deadline, &shutdown).await,
+        };
+        match step {
+            Step::Continue => {}
+            Step::Tick => heartbeat(&session),
+            Step::Close(reason) => session.close(reason),
+        }
+    };
+    if let Some(ws) = ws.as_mut() {
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish_websocket(&session, ws)).await;
+    }
+    finalize(&session, &registry, reason);
+}
+
+/// What woke the driver.
+enum Step {
+    /// State changed or frames were written; re-evaluate.
+    Continue,
+    /// The heartbeat deadline passed.
+    Tick,
+    /// The session must close for this reason.
+    Close(DisconnectReason),
+}
+
+async fn polling_step(
+    session: &Arc<Session>,
+    deadline: std::time::Instant,
+    shutdown: &Shutdown,
+) -> Step {
+    tokio::select! {
+        _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
+        _ = session.driver.notified() => Step::Continue,
+        _ = tokio::time::sleep_until(TokioInstant::from_std(deadline)) => Step::Tick,
+    }
+}
+
+async fn websocket_step(
+    session: &Arc<Session>,
+    ws: &mut WsStream,
+    deadline: std::time::Instant,
+    shutdown: &Shutdown,
+) -> Step {
+    tokio::select! {
+        _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
+        _ = session.driver.notified() => Step::Continue,
+        _ = tokio::time::sleep_until(TokioInstant::from_std(deadline)) => Step::Tick,
+        msg = ws.next() => on_ws_message(session, msg),
+        _ = session.writer.notified() => {
+            // A write that stalls must not stop close or shutdown from being seen.
+            tokio::select! {
+                res = write_queue(session, ws) => match res {
+                    Ok(()) => Step::Continue,
+                    Err(_) => Step::Close(DisconnectReason::TransportError),
+                },
+                _ = session.driver.notified() => Step::Continue,
+                _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
+            }
+        }
+    }
+}
+
+fn on_ws_message(
+    session: &Arc<Session>,
+    msg: Option<Result<tokio_tungstenite::tungstenite::Message, WsError>>,
+) -> Step {
+    match msg {
+        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+            Step::Close(DisconnectReason::TransportClose)
+        }
+        Some(Err(WsError::Capacity(_))) => Step::Close(DisconnectReason::PayloadTooLarge),
+        Some(Err(WsError::Utf8(_))) => Step::Close(DisconnectReason::ParseError),
+        Some(Err(WsError::Protocol(_))) => Step::Close(DisconnectReason::ParseError),
+        Some(Err(_)) => Step::Close(DisconnectReason::TransportError),
+        Some(Ok(msg)) => match websocket::decode(msg) {
+            Incoming::Packet(p) => {
+                session.on_packet(p, now());
+                Step::Continue
+            }
+            Incoming::Ignore => Step::Continue,
+            Incoming::Closed => Step::Close(DisconnectReason::TransportClose),
+            Incoming::Malformed => Step::Close(DisconnectReason::ParseError),
+        },
+    }
+}
+
+/// Writes every queued frame in one batch: fed into tungstenite's buffer, flushed once.
+async fn write_queue(session: &Arc<Session>, ws: &mut WsStream) -> Result<(), WsError> {
+    let frames = Session::take_queue(&mut session.lock());
+    if frames.is_empty() {
+        return Ok(());
+    }
+    for frame in frames {
+        ws.feed(websocket::to_ws(frame)).await?;
+    }
+    ws.flush().await
+}
+
+async fn finish_websocket(session: &Arc<Session>, ws: &mut WsStream) {
+    let _ = write_queue(session, ws).await;
+    let _ = ws.close(None).await;
+}
+
+fn heartbeat(session: &Arc<Session>) {
+    let event = session.lock().heartbeat.handle_timeout(now());
+    match event {
+        Some(HeartbeatEvent::SendPing) => session.send_control(&Packet::Ping(Default::default())),
+        Some(HeartbeatEvent::TimedOut { last_seen }) => {
+            tracing::debug!(
+                sid = %session.sid(),
+                silent_ms = now().saturating_duration_since(last_seen).as_millis() as u64,
+                "ping timeout"
+            );
+            session.close(DisconnectReason::PingTimeout);
+        }
+        None => {}
+    }
+}
+
+fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReason) {
+    registry.remove(session.sid());
+    let transport = session.transport();
+    session.metrics.connection_closed(transport, reason);
+    tracing::debug!(sid = %session.sid(), %reason, %transport, "session closed");
+    if let Some(handler) = session.handler() {
+        handler.on_close(session, reason);
+    }
+    // A polling GET may still wait for the `close` packet.
+    session.writer.notify_one();
+}

@@ -1,0 +1,329 @@
+//! One Engine.IO session: its bounded outbound queue, transport, heartbeat and close
+//! state. Shared (`Arc`) between the HTTP handlers of its polling requests and its
+//! driver task.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use switchboard_protocol::Sid;
+use switchboard_protocol::engineio::payload::{self, FrameRef};
+use switchboard_protocol::engineio::{Heartbeat, Packet, TransportKind};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::config::QueueLimits;
+use crate::metrics::Metrics;
+use crate::reason::DisconnectReason;
+
+use super::websocket::WsStream;
+
+/// An encoded Engine.IO packet ready to be written, shared by every recipient of a
+/// broadcast (cloning is a reference-count increment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text packet with its type digit, e.g. `42["ev",1]`.
+    Text(Utf8Bytes),
+    /// A binary message (no type prefix).
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// A text frame from an encoded packet.
+    pub fn text(s: impl Into<Utf8Bytes>) -> Self {
+        Frame::Text(s.into())
+    }
+
+    /// Bytes this frame holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the frame holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn as_ref(&self) -> FrameRef<'_> {
+        match self {
+            Frame::Text(t) => FrameRef::Text(t.as_bytes()),
+            Frame::Binary(b) => FrameRef::Binary(b),
+        }
+    }
+}
+
+/// A message received from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Text (valid UTF-8).
+    Text(Bytes),
+    /// Binary.
+    Binary(Bytes),
+}
+
+/// What the handshake request looked like, kept for the application (Socket.IO's
+/// `socket.handshake`).
+#[derive(Debug, Clone)]
+pub struct HandshakeInfo {
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Raw query string.
+    pub query: String,
+    /// Peer address.
+    pub address: SocketAddr,
+    /// When the session was opened.
+    pub issued: SystemTime,
+    /// The transport of the handshake.
+    pub transport: TransportKind,
+}
+
+/// Receives the events of one session. Implemented by the Socket.IO layer; callbacks
+/// run on the session's read path and must not block.
+pub trait SessionHandler: Send + Sync + 'static {
+    /// A message arrived.
+    fn on_message(&self, session: &Arc<Session>, message: Message);
+    /// The session ended; called exactly once, from the session's driver task.
+    fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason);
+}
+
+/// Creates the handler of each new session.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session was opened (its `open` packet is already queued).
+    fn on_open(&self, session: &Arc<Session>) -> Arc<dyn SessionHandler>;
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The session is closed.
+    #[error("session closed")]
+    Closed,
+    /// The queue hit its bound; the session is now closed as a slow consumer.
+    #[error("slow consumer: outbound queue full")]
+    SlowConsumer,
+}
+
+/// Upgrade progress of a polling session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// No upgrade under way.
+    None,
+    /// A WebSocket answered the probe; pending polling GETs get a noop.
+    Probing,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) queue: VecDeque<Frame>,
+    pub(crate) queued_bytes: usize,
+    pub(crate) transport: TransportKind,
+    pub(crate) closed: Option<DisconnectReason>,
+    pub(crate) heartbeat: Heartbeat,
+    pub(crate) get_active: bool,
+    pub(crate) post_active: bool,
+    pub(crate) upgrade: Upgrade,
+    /// A WebSocket that completed the upgrade, waiting for the driver to adopt it.
+    pub(crate) upgraded_ws: Option<WsStream>,
+}
+
+/// One Engine.IO session.
+pub struct Session {
+    sid: Sid,
+    info: HandshakeInfo,
+    limits: QueueLimits,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Short critical sections only, never held across `.await`, so a `std` mutex.
+    inner: Mutex<Inner>,
+    /// Wakes whoever writes the queue: the pending polling GET or the WebSocket driver.
+    pub(crate) writer: Notify,
+    /// Wakes the driver on close and upgrade.
+    pub(crate) driver: Notify,
+    handler: OnceLock<Arc<dyn SessionHandler>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        sid: Sid,
+        info: HandshakeInfo,
+        limits: QueueLimits,
+        metrics: Arc<Metrics>,
+        heartbeat: Heartbeat,
+    ) -> Arc<Self> {
+        let transport = info.transport;
+        Arc::new(Session {
+            sid,
+            info,
+            limits,
+            metrics,
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                transport,
+                closed: None,
+                heartbeat,
+                get_active: false,
+                post_active: false,
+                upgrade: Upgrade::None,
+                upgraded_ws: None,
+            }),
+            writer: Notify::new(),
+            driver: Notify::new(),
+            handler: OnceLock::new(),
+        })
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> Sid {
+        self.sid
+    }
+
+    /// The handshake request.
+    pub fn handshake(&self) -> &HandshakeInfo {
+        &self.info
+    }
+
+    /// The current transport.
+    pub fn transport(&self) -> TransportKind {
+        self.lock().transport
+    }
+
+    /// Whether the session has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_handler(&self, handler: Arc<dyn SessionHandler>) {
+        let _ = self.handler.set(handler);
+    }
+
+    pub(crate) fn handler(&self) -> Option<&Arc<dyn SessionHandler>> {
+        self.handler.get()
+    }
+
+    /// Queues frames that belong together (a packet and its attachments) atomically.
+    ///
+    /// A `volatile` send is dropped (successfully) when frames are already waiting:
+    /// the client is not ready and the data may be lost, as Socket.IO documents. A
+    /// send that would exceed the queue bounds closes the session as a slow consumer.
+    pub fn send(&self, frames: &[Frame], volatile: bool) -> Result<(), SendError> {
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            if volatile && !inner.queue.is_empty() {
+                drop(inner);
+                self.metrics
+                    .volatile_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+            if inner.queue.len() + frames.len() > self.limits.max_packets
+                || inner.queued_bytes + bytes > self.limits.max_bytes
+            {
+                drop(inner);
+                tracing::debug!(sid = %self.sid, "outbound queue full, closing slow consumer");
+                self.close(DisconnectReason::SlowConsumer);
+                return Err(SendError::SlowConsumer);
+            }
+            inner.queue.extend(frames.iter().cloned());
+            inner.queued_bytes += bytes;
+        }
+        self.metrics.sent(frames.len(), bytes);
+        self.writer.notify_one();
+        Ok(())
+    }
+
+    /// Queues a control packet (ping, pong, noop), outside the queue bounds.
+    pub(crate) fn send_control(&self, packet: &Packet) {
+        if let Some(text) = packet.encode_text() {
+            let frame = Frame::Text(Utf8Bytes::try_from(text).unwrap_or_default());
+            let mut inner = self.lock();
+            if inner.closed.is_none() {
+                inner.queued_bytes += frame.len();
+                inner.queue.push_back(frame);
+            }
+            drop(inner);
+            self.writer.notify_one();
+        }
+    }
+
+    /// Queues a frame outside the queue bounds (the `open` packet).
+    pub(crate) fn send_control_frame(&self, frame: Frame) {
+        let mut inner = self.lock();
+        inner.queued_bytes += frame.len();
+        inner.queue.push_back(frame);
+        drop(inner);
+        self.writer.notify_one();
+    }
+
+    /// Closes the session: queues a `close` packet for the client and wakes the driver,
+    /// which removes the session and tells the handler. Idempotent; the first reason wins.
+    pub fn close(&self, reason: DisconnectReason) {
+        {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return;
+            }
+            inner.closed = Some(reason);
+            inner.queue.push_back(Frame::text("1"));
+            inner.queued_bytes += 1;
+        }
+        self.writer.notify_one();
+        self.driver.notify_one();
+    }
+
+    /// Takes every queued frame (for a polling response or a WebSocket write batch).
+    pub(crate) fn take_queue(inner: &mut Inner) -> Vec<Frame> {
+        inner.queued_bytes = 0;
+        inner.queue.drain(..).collect()
+    }
+
+    /// Encodes frames as a polling response body.
+    pub(crate) fn encode_polling(frames: &[Frame]) -> Bytes {
+        payload::encode(frames.iter().map(Frame::as_ref))
+    }
+
+    /// Handles one decoded packet from the client, on either transport.
+    pub(crate) fn on_packet(self: &Arc<Self>, packet: Packet, now: Instant) {
+        match packet {
+            Packet::Message(text) => self.dispatch(Message::Text(text)),
+            Packet::Binary(data) => self.dispatch(Message::Binary(data)),
+            Packet::Pong(_) => self.lock().heartbeat.on_pong(now),
+            Packet::Ping(data) => self.send_control(&Packet::Pong(data)),
+            Packet::Close => self.close(DisconnectReason::TransportClose),
+            Packet::Upgrade | Packet::Noop => {}
+            Packet::Open(_) => self.close(DisconnectReason::ParseError),
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, message: Message) {
+        let len = match &message {
+            Message::Text(b) | Message::Binary(b) => b.len(),
+        };
+        self.metrics.received(len);
+        if let Some(handler) = self.handler.get() {
+            handler.on_message(self, message);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The WebSocket transport: the HTTP 101 handshake, stream configuration, frame
+//! conversion and the polling → WebSocket upgrade probe.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use switchboard_protocol::engineio::{Packet, TransportKind};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message as WsMessage, handshake::derive_accept_key};
+
+use super::session::{Frame, Session, Upgrade};
+
+/// A server-side WebSocket over an upgraded HTTP/1.1 connection.
+pub(crate) type WsStream = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Read buffer of each WebSocket. Small, because idle connections must cost little
+/// (DESIGN §4); larger messages grow it on demand.
+const READ_BUFFER_SIZE: usize = 2 * 1024;
+/// Bytes buffered before tungstenite writes to the socket: a batch of queued frames is
+/// fed and flushed together, so this only bounds one write call.
+const WRITE_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Stream settings: messages and frames above `max_payload` close the connection.
+pub(crate) fn config(max_payload: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
+        .write_buffer_size(WRITE_BUFFER_SIZE)
+        .max_write_buffer_size(WRITE_BUFFER_SIZE.max(max_payload) * 4)
+        .max_message_size(Some(max_payload))
+        .max_frame_size(Some(max_payload))
+}
+
+/// Checks the WebSocket handshake headers; returns the `Sec-WebSocket-Accept` value.
+pub(crate) fn accept_key(headers: &HeaderMap) -> Option<String> {
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    version_ok.then(|| derive_accept_key(key.as_bytes()))
+}
+
+/// Whether the request asks for a WebSocket upgrade.
+pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The `101 Switching Protocols` response.
+pub(crate) fn switching_protocols<B: Default>(accept: &str) -> Response<B> {
+    let mut res = Response::new(B::default());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+/// Wraps an upgraded connection as a server WebSocket.
+pub(crate) async fn stream(upgraded: Upgraded, max_payload: usize) -> WsStream {
+    WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Server,
+        Some(config(max_payload)),
+    )
+    .await
+}
+
+/// Converts a queued frame to a WebSocket message without copying.
+pub(crate) fn to_ws(frame: Frame) -> WsMessage {
+    match frame {
+        Frame::Text(t) => WsMessage::Text(t),
+        Frame::Binary(b) => WsMessage::Binary(b),
+    }
+}
+
+/// What a received WebSocket message means for the session.
+pub(crate) enum Incoming {
+    /// An Engine.IO packet.
+    Packet(Packet),
+    /// Not a packet (WebSocket ping/pong, raw frame): nothing to do.
+    Ignore,
+    /// The client closed the WebSocket.
+    Closed,
+    /// The text was not a valid Engine.IO packet.
+    Malformed,
+}
+
+/// Decodes one WebSocket message.
+pub(crate) fn decode(msg: WsMessage) -> Incoming {
+    match msg {
+        WsMessage::Text(t) => match Packet::decode_text(Bytes::from(t)) {
+            Ok(p) => Incoming::Packet(p),
+            Err(_) => Incoming::Malformed,
+        },
+        WsMessage::Binary(b) => Incoming::Packet(Packet::Binary(b)),
+        WsMessage::Close(_) => Incoming::Closed,
+        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Incoming::Ignore,
+    }
+}
+
+/// Runs the upgrade of a polling session onto `ws`: answers `2probe` with `3probe`,
+/// makes pending polling requests return a noop, waits for `5`, then hands the
+/// WebSocket to the session's driver. Gives up after `timeout` (the session stays on
+/// polling, as in Node).
+pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: std::time::Duration) {
+    let outcome = tokio::time::timeout(timeout, probe(&session, &mut ws)).await;
+    match outcome {
+        Ok(Ok(())) => {
+            let mut inner = session.lock();
+            if inner.closed.is_some() {
+                return;
+            }
+            inner.upgrade = Upgrade::None;
+            inner.transport = TransportKind::Websocket;
+            inner.upgraded_ws = Some(ws);
+            drop(inner);
+            session.metrics.connection_upgraded();
+            tracing::debug!(sid = %session.sid(), "upgraded to websocket");
+            session.driver.notify_one();
+        }
+        _ => {
+            session.lock().upgrade = Upgrade::None;
+            tracing::debug!(sid = %session.sid(), "upgrade abandoned");
+            let _ = ws.close(None).await;
+        }
+    }
+}
+
+async fn probe(session: &Arc<Session>, ws: &mut WsStream) -> Result<(), ()> {
+    // `2probe` → `3probe`.
+    match next_packet(ws).await? {
+        Packet::Ping(data) if &data[..] == b"probe" => {}
+        _ => return Err(()),
+    }
+    ws.send(WsMessage::text("3probe")).await.map_err(|_| ())?;
+    session.lock().upgrade = Upgrade::Probing;
+    // A pending long-poll must return so the client can pause polling.
+    session.writer.notify_one();
+    loop {
+        match next_packet(ws).await? {
+            Packet::Upgrade => return Ok(()),
+            Packet::Ping(data) if &data[..] == b"probe" => {
+                ws.send(WsMessage::text("3probe")).await.map_err(|_| ())?;
+            }
+            Packet::Noop => {}
+            _ => return Err(()),
+        }
+    }
+}
+
+async fn next_packet(ws: &mut WsStream) -> Result<Packet, ()> {
+    loop {
+        match ws.next().await {
+            Some(Ok(msg)) => match decode(msg) {
+                Incoming::Packet(p) => return Ok(p),
+                Incoming::Ignore => continue,
+                Incoming::Closed | Incoming::Malformed => return Err(()),
+            },
+            _ => return Err(()),
+        }
+    }
+}
+
+/// Marks the current instant; a seam kept so tests can reason about the clock.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}

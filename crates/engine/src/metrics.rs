@@ -1,0 +1,108 @@
+//! Process-wide counters and gauges of the engine, as lock-free atomics; rendering them
+//! (Prometheus text) is the binary's job.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use switchboard_protocol::engineio::TransportKind;
+
+use crate::reason::DisconnectReason;
+
+/// Engine metrics. All updates are `Relaxed`: each value is independent and only read
+/// for reporting.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connections_polling: AtomicI64,
+    connections_websocket: AtomicI64,
+    /// Engine.IO packets received.
+    pub packets_in: AtomicU64,
+    /// Engine.IO packets sent (queued for writing).
+    pub packets_out: AtomicU64,
+    /// Payload bytes received.
+    pub bytes_in: AtomicU64,
+    /// Payload bytes sent (queued for writing).
+    pub bytes_out: AtomicU64,
+    /// Volatile packets dropped because the client was not ready.
+    pub volatile_dropped: AtomicU64,
+    /// Handshakes refused because `max_connections` was reached.
+    pub connections_refused: AtomicU64,
+    disconnects: [AtomicU64; DisconnectReason::ALL.len()],
+}
+
+/// A point-in-time copy of [`Metrics`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Open polling sessions.
+    pub connections_polling: i64,
+    /// Open WebSocket sessions.
+    pub connections_websocket: i64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Volatile packets dropped.
+    pub volatile_dropped: u64,
+    /// Handshakes refused at capacity.
+    pub connections_refused: u64,
+    /// Connection disconnects per reason.
+    pub disconnects: Vec<(DisconnectReason, u64)>,
+}
+
+impl Metrics {
+    fn gauge(&self, t: TransportKind) -> &AtomicI64 {
+        match t {
+            TransportKind::Polling => &self.connections_polling,
+            TransportKind::Websocket => &self.connections_websocket,
+        }
+    }
+
+    pub(crate) fn connection_opened(&self, t: TransportKind) {
+        self.gauge(t).fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_upgraded(&self) {
+        self.connections_polling.fetch_sub(1, Relaxed);
+        self.connections_websocket.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self, t: TransportKind, reason: DisconnectReason) {
+        self.gauge(t).fetch_sub(1, Relaxed);
+        self.disconnects[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn received(&self, bytes: usize) {
+        self.packets_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn sent(&self, packets: usize, bytes: usize) {
+        self.packets_out.fetch_add(packets as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Open connections on all transports.
+    pub fn open_connections(&self) -> i64 {
+        self.connections_polling.load(Relaxed) + self.connections_websocket.load(Relaxed)
+    }
+
+    /// Copies every value.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            connections_polling: self.connections_polling.load(Relaxed),
+            connections_websocket: self.connections_websocket.load(Relaxed),
+            packets_in: self.packets_in.load(Relaxed),
+            packets_out: self.packets_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            volatile_dropped: self.volatile_dropped.load(Relaxed),
+            connections_refused: self.connections_refused.load(Relaxed),
+            disconnects: DisconnectReason::ALL
+                .iter()
+                .map(|r| (*r, self.disconnects[r.index()].load(Relaxed)))
+                .collect(),
+        }
+    }
+}

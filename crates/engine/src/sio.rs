@@ -1,0 +1,22 @@
+//! The Socket.IO v5 layer on top of Engine.IO: namespaces, sockets, rooms, events,
+//! acknowledgements and broadcasts.
+//!
+//! - [`server`]: [`Io`], the entry point that owns namespaces and the engine;
+//! - `client`: one Engine.IO connection's packet decoding and namespace sockets;
+//! - [`namespace`]: handlers, middleware and the sockets of one namespace;
+//! - [`socket`]: one socket in one namespace;
+//! - [`broadcast`]: emitting to rooms with `except` and `volatile`;
+//! - [`event`]: payloads, events and acknowledgements.
+
+pub mod broadcast;
+mod client;
+pub mod event;
+pub mod namespace;
+pub mod server;
+pub mod socket;
+
+pub use broadcast::BroadcastOperator;
+pub use event::{AckError, AckSender, ConnectError, EmitError, Event, Payload};
+pub use namespace::{Handlers, Namespace};
+pub use server::Io;
+pub use socket::Socket;

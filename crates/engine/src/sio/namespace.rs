@@ -1,0 +1,243 @@
+//! A namespace: its handlers and middleware, its connected sockets and its rooms.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use switchboard_protocol::Sid;
+
+use crate::adapter::{Adapter, Room};
+use crate::reason::DisconnectReason;
+
+use super::broadcast::BroadcastOperator;
+use super::event::{ConnectError, Event, Payload};
+use super::socket::Socket;
+
+/// A boxed future returned by middleware.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
+type ConnectHandler = Arc<dyn Fn(&Arc<Socket>) + Send + Sync>;
+type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Sync>;
+type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
+
+/// The handlers of a namespace (or of every namespace a pattern creates).
+///
+/// Handlers live on the namespace, not on each socket: a socket costs no memory for
+/// them. Event handlers run on the connection's read path and must not block; spawn a
+/// task for slow work and answer through [`Event::take_ack`].
+#[derive(Default)]
+pub struct Handlers {
+    middleware: RwLock<Vec<Middleware>>,
+    connect: RwLock<Vec<ConnectHandler>>,
+    events: RwLock<HashMap<String, EventHandler>>,
+    any: RwLock<Option<EventHandler>>,
+    disconnect: RwLock<Vec<DisconnectHandler>>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers").finish_non_exhaustive()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Handlers {
+    /// Adds a middleware, run in order for every connection attempt before it is
+    /// accepted. Returning an error refuses the connection with that message.
+    pub fn use_middleware<F, Fut>(&self, f: F)
+    where
+        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        write(&self.middleware).push(Arc::new(move |s| Box::pin(f(s))));
+    }
+
+    /// Called for every accepted socket, after the client was told it is connected.
+    pub fn on_connection(&self, f: impl Fn(&Arc<Socket>) + Send + Sync + 'static) {
+        write(&self.connect).push(Arc::new(f));
+    }
+
+    /// Handles the client event `name`.
+    pub fn on(&self, name: impl Into<String>, f: impl Fn(Event) + Send + Sync + 'static) {
+        write(&self.events).insert(name.into(), Arc::new(f));
+    }
+
+    /// Handles every client event that has no handler of its own.
+    pub fn on_any(&self, f: impl Fn(Event) + Send + Sync + 'static) {
+        *write(&self.any) = Some(Arc::new(f));
+    }
+
+    /// Called once per socket when it leaves the namespace, with the reason.
+    pub fn on_disconnect(
+        &self,
+        f: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static,
+    ) {
+        write(&self.disconnect).push(Arc::new(f));
+    }
+
+    pub(crate) fn middleware(&self) -> Vec<Middleware> {
+        read(&self.middleware).clone()
+    }
+
+    pub(crate) fn run_connect(&self, socket: &Arc<Socket>) {
+        let handlers = read(&self.connect).clone();
+        for h in handlers {
+            h(socket);
+        }
+    }
+
+    pub(crate) fn run_event(&self, event: Event) {
+        let handler = read(&self.events)
+            .get(&event.name)
+            .cloned()
+            .or_else(|| read(&self.any).clone());
+        if let Some(h) = handler {
+            h(event);
+        }
+    }
+
+    pub(crate) fn run_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        let handlers = read(&self.disconnect).clone();
+        for h in handlers {
+            h(socket, reason);
+        }
+    }
+}
+
+/// One namespace.
+#[derive(Debug)]
+pub struct Namespace {
+    name: String,
+    handlers: Arc<Handlers>,
+    /// Connected sockets. Read on every broadcast, written on connect/disconnect;
+    /// never held across `.await`.
+    sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
+    adapter: Arc<dyn Adapter>,
+}
+
+impl Namespace {
+    pub(crate) fn new(
+        name: String,
+        handlers: Arc<Handlers>,
+        adapter: Arc<dyn Adapter>,
+    ) -> Arc<Self> {
+        Arc::new(Namespace {
+            name,
+            handlers,
+            sockets: RwLock::default(),
+            adapter,
+        })
+    }
+
+    /// The namespace name, e.g. `/` or `/chat`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The handlers (shared with sibling namespaces created by the same pattern).
+    pub fn handlers(&self) -> &Arc<Handlers> {
+        &self.handlers
+    }
+
+    /// See [`Handlers::use_middleware`].
+    pub fn use_middleware<F, Fut>(&self, f: F)
+    where
+        F: Fn(Arc<Socket>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        self.handlers.use_middleware(f);
+    }
+
+    /// See [`Handlers::on_connection`].
+    pub fn on_connection(&self, f: impl Fn(&Arc<Socket>) + Send + Sync + 'static) {
+        self.handlers.on_connection(f);
+    }
+
+    /// See [`Handlers::on`].
+    pub fn on(&self, name: impl Into<String>, f: impl Fn(Event) + Send + Sync + 'static) {
+        self.handlers.on(name, f);
+    }
+
+    /// See [`Handlers::on_disconnect`].
+    pub fn on_disconnect(
+        &self,
+        f: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static,
+    ) {
+        self.handlers.on_disconnect(f);
+    }
+
+    /// The room index.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    /// A connected socket by id.
+    pub fn socket(&self, sid: Sid) -> Option<Arc<Socket>> {
+        read(&self.sockets).get(&sid).cloned()
+    }
+
+    /// Every connected socket.
+    pub fn sockets(&self) -> Vec<Arc<Socket>> {
+        read(&self.sockets).values().cloned().collect()
+    }
+
+    /// Number of connected sockets.
+    pub fn socket_count(&self) -> usize {
+        read(&self.sockets).len()
+    }
+
+    /// Targets sockets in `room` (call again on the result to add rooms).
+    pub fn to(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone()).to(room)
+    }
+
+    /// Targets every socket except those in `room`.
+    pub fn except(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone()).except(room)
+    }
+
+    /// Emits to every socket of the namespace; returns how many were reached.
+    pub fn emit(self: &Arc<Self>, event: &str, payload: impl Into<Payload>) -> usize {
+        BroadcastOperator::new(self.clone()).emit(event, payload)
+    }
+
+    pub(crate) fn insert(&self, socket: Arc<Socket>) {
+        write(&self.sockets).insert(socket.id(), socket);
+    }
+
+    pub(crate) fn remove(&self, sid: Sid) {
+        write(&self.sockets).remove(&sid);
+        self.adapter.del_all(sid);
+    }
+
+    /// Runs `f` on every connected socket while holding the read lock (no allocation).
+    pub(crate) fn for_each_socket(&self, mut f: impl FnMut(&Arc<Socket>)) {
+        for s in read(&self.sockets).values() {
+            f(s);
+        }
+    }
+
+    /// Runs `f` on each listed socket that is connected.
+    pub(crate) fn for_sockets(&self, sids: &[Sid], mut f: impl FnMut(&Arc<Socket>)) {
+        let sockets = read(&self.sockets);
+        for sid in sids {
+            if let Some(s) = sockets.get(sid) {
+                f(s);
+            }
+        }
+    }
+}
+
+/// The data a client sent with its CONNECT packet, `{}` when it sent none.
+pub(crate) fn auth_or_empty(data: Option<Value>) -> Value {
+    data.unwrap_or_else(|| Value::Object(Default::default()))
+}

@@ -1,0 +1,275 @@
+//! One socket: a client's membership of one namespace, with its rooms, data and
+//! pending acknowledgements.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_protocol::Sid;
+use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
+use tokio::sync::oneshot;
+
+use crate::adapter::Room;
+use crate::eio::{Frame, HandshakeInfo, SendError, Session};
+use crate::reason::DisconnectReason;
+
+use super::broadcast::{BroadcastOperator, encode};
+use super::client::ClientShared;
+use super::event::{AckError, AckSender, EmitError, Event, Payload, event_packet};
+use super::namespace::Namespace;
+
+/// One client connected to one namespace.
+pub struct Socket {
+    id: Sid,
+    ns: Arc<Namespace>,
+    session: Arc<Session>,
+    client: Arc<ClientShared>,
+    auth: Value,
+    /// Application data (Node's `socket.data`). JSON so it can cross nodes.
+    data: RwLock<Value>,
+    /// Server → client acknowledgements awaiting an answer. Allocates only once used.
+    acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    next_ack: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("nsp", &self.ns.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Arc<ClientShared>,
+        auth: Value,
+    ) -> Arc<Self> {
+        Arc::new(Socket {
+            id: Sid::from_random(rand::random()),
+            ns,
+            session,
+            client,
+            auth,
+            data: RwLock::new(Value::Null),
+            acks: Mutex::default(),
+            next_ack: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+        })
+    }
+
+    /// The socket id (not the Engine.IO session id, as in Socket.IO v5).
+    pub fn id(&self) -> Sid {
+        self.id
+    }
+
+    /// The namespace name.
+    pub fn namespace(&self) -> &str {
+        self.ns.name()
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The CONNECT payload (`auth` in `socket.io-client`), `{}` if none.
+    pub fn auth(&self) -> &Value {
+        &self.auth
+    }
+
+    /// The HTTP request that opened the connection.
+    pub fn handshake(&self) -> &HandshakeInfo {
+        self.session.handshake()
+    }
+
+    /// The Engine.IO session id of the underlying connection.
+    pub fn connection_id(&self) -> Sid {
+        self.session.sid()
+    }
+
+    /// A copy of the application data.
+    pub fn data(&self) -> Value {
+        self.data.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the application data.
+    pub fn set_data(&self, value: Value) {
+        *self.data.write().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Emits an event to this client.
+    pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
+        if is_reserved_event(event) {
+            return Err(EmitError::ReservedEvent);
+        }
+        let packet = event_packet(self.namespace(), event, payload.into(), None);
+        self.send_packet(&packet, false)
+    }
+
+    /// Emits an event and waits up to `timeout` for the client's acknowledgement.
+    pub fn emit_with_ack(
+        self: &Arc<Self>,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Payload, AckError>> + Send + 'static {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let sent = if is_reserved_event(event) {
+            Err(EmitError::ReservedEvent)
+        } else {
+            self.lock_acks().insert(id, tx);
+            let packet = event_packet(self.namespace(), event, payload.into(), Some(id));
+            self.send_packet(&packet, false)
+        };
+        let acks = Arc::downgrade(self);
+        async move {
+            sent?;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(payload)) => Ok(payload),
+                Ok(Err(_)) => Err(AckError::Disconnected),
+                Err(_) => {
+                    if let Some(acks) = acks.upgrade() {
+                        acks.lock_acks().remove(&id);
+                    }
+                    Err(AckError::Timeout)
+                }
+            }
+        }
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins rooms.
+    pub fn join(&self, rooms: &[&str]) {
+        self.ns.adapter().add_all(self.id, rooms);
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        self.ns.adapter().del(self.id, room);
+    }
+
+    /// The socket's rooms, its own id first (as in Node, where every socket is in the
+    /// room named by its id).
+    pub fn rooms(&self) -> Vec<String> {
+        let mut rooms = vec![self.id.to_string()];
+        rooms.extend(
+            self.ns
+                .adapter()
+                .socket_rooms(self.id)
+                .iter()
+                .map(|r| r.to_string()),
+        );
+        rooms
+    }
+
+    /// Broadcasts to `room`, this socket excluded.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Broadcasts to every other socket of the namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).except_socket(self.id)
+    }
+
+    /// Disconnects the socket from its namespace (the client sees
+    /// `io server disconnect` and does not reconnect by itself).
+    pub fn disconnect(self: &Arc<Self>) {
+        if !self.connected() {
+            return;
+        }
+        let packet = Packet::new(PacketType::Disconnect, self.namespace(), None);
+        let _ = self.send_packet(&packet, false);
+        self.client.remove_socket(self.namespace());
+        self.on_closed(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Closes the whole connection (every namespace of this client) with `reason`.
+    pub fn close_connection(&self, reason: DisconnectReason) {
+        self.session.close(reason);
+    }
+
+    pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        self.send_frames(&encode(packet), volatile)
+    }
+
+    pub(crate) fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError> {
+        self.session.send(frames, volatile).map_err(|e| match e {
+            SendError::Closed => EmitError::Disconnected,
+            SendError::SlowConsumer => EmitError::SlowConsumer,
+        })
+    }
+
+    pub(crate) fn connection_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
+    pub(crate) fn mark_connected(&self) {
+        self.connected.store(true, Ordering::Release);
+    }
+
+    /// Handles an EVENT packet from the client.
+    pub(crate) fn on_event(self: &Arc<Self>, packet: Packet) {
+        let Some(Value::Array(mut args)) = packet.data else {
+            return;
+        };
+        let name = match args.first() {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => return,
+        };
+        args.remove(0);
+        let ack = packet.id.map(|id| AckSender::new(self.clone(), id));
+        let payload = Payload {
+            args,
+            binary: packet.attachments,
+        };
+        self.ns
+            .handlers()
+            .run_event(Event::new(self.clone(), name, payload, ack));
+    }
+
+    /// Handles an ACK packet from the client.
+    pub(crate) fn on_ack(&self, packet: Packet) {
+        let Some(id) = packet.id else { return };
+        let Some(tx) = self.lock_acks().remove(&id) else {
+            return;
+        };
+        let args = match packet.data {
+            Some(Value::Array(args)) => args,
+            _ => Vec::new(),
+        };
+        let _ = tx.send(Payload {
+            args,
+            binary: packet.attachments,
+        });
+    }
+
+    /// The socket left its namespace: unregister, fail pending acks, run handlers.
+    pub(crate) fn on_closed(self: &Arc<Self>, reason: DisconnectReason) {
+        if !self.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.ns.remove(self.id);
+        self.lock_acks().clear();
+        tracing::debug!(socket = %self.id, nsp = self.namespace(), %reason, "socket disconnected");
+        self.ns.handlers().run_disconnect(self, reason);
+    }
+}
