@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use switchboard_protocol::engineio::{TransportKind, payload};
 
 use crate::reason::DisconnectReason;
@@ -86,9 +85,9 @@ pub(crate) async fn get(session: &Arc<Session>) -> Result<Bytes, PollError> {
 }
 
 /// A polling POST: reads at most `max_payload` bytes and handles every packet.
-pub(crate) async fn post(
+pub(crate) async fn post<B: super::server::RequestBody>(
     session: &Arc<Session>,
-    body: Incoming,
+    body: B,
     content_length: Option<u64>,
     max_payload: usize,
 ) -> Result<(), PollError> {

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use switchboard_protocol::Sid;
 use switchboard_protocol::engineio::handshake::{self, Query, RequestKind};
 use switchboard_protocol::engineio::{EngineErrorCode, Heartbeat, OpenPacket, TransportKind};
@@ -24,6 +23,23 @@ use super::{cors, driver, websocket};
 
 /// Response body of every engine answer.
 pub type Body = Full<Bytes>;
+
+/// Request bodies the engine accepts: hyper's `Incoming` in production, any byte
+/// body (e.g. `Full<Bytes>`) in in-memory tests.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+}
 
 /// The live sessions, by id. Lookups happen on every polling request and upgrade;
 /// writes on handshake and close; a `std` mutex held for a map operation only.
@@ -107,9 +123,9 @@ impl EngineServer {
     }
 
     /// Handles one HTTP request under the engine path.
-    pub async fn handle(
+    pub async fn handle<B: RequestBody>(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         remote: SocketAddr,
     ) -> Response<Body> {
         let cors_cfg = &self.config.cors;
@@ -128,9 +144,9 @@ impl EngineServer {
         res
     }
 
-    async fn route(
+    async fn route<B: RequestBody>(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         remote: SocketAddr,
     ) -> Response<Body> {
         let method = match *req.method() {
@@ -154,9 +170,9 @@ impl EngineServer {
         }
     }
 
-    fn new_session(
+    fn new_session<B>(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         transport: TransportKind,
         query: String,
         remote: SocketAddr,
@@ -227,9 +243,9 @@ impl EngineServer {
         false
     }
 
-    fn handshake(
+    fn handshake<B>(
         self: &Arc<Self>,
-        req: &mut Request<Incoming>,
+        req: &mut Request<B>,
         transport: TransportKind,
         query: String,
         remote: SocketAddr,
@@ -265,7 +281,12 @@ impl EngineServer {
         }
     }
 
-    async fn polling(&self, req: Request<Incoming>, sid: Sid, read: bool) -> Response<Body> {
+    async fn polling<B: RequestBody>(
+        &self,
+        req: Request<B>,
+        sid: Sid,
+        read: bool,
+    ) -> Response<Body> {
         let Some(session) = self.registry.get(sid) else {
             return error(EngineErrorCode::UnknownSid);
         };
@@ -297,7 +318,7 @@ impl EngineServer {
         })
     }
 
-    fn upgrade(self: &Arc<Self>, req: &mut Request<Incoming>, sid: Sid) -> Response<Body> {
+    fn upgrade<B>(self: &Arc<Self>, req: &mut Request<B>, sid: Sid) -> Response<Body> {
         let Some(session) = self.registry.get(sid) else {
             return error(EngineErrorCode::UnknownSid);
         };

@@ -121,3 +121,64 @@ impl BroadcastOperator {
         set
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::{BodyExt, Full};
+    use serde_json::json;
+
+    use crate::eio::Frame;
+    use crate::{Io, Shutdown, SocketIoConfig};
+
+    async fn call(io: &Io, method: &str, query: &str, body: &str) -> String {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/socket.io/?EIO=4&transport=polling{query}"))
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let res = io.handle(req, "127.0.0.1:9".parse().unwrap()).await;
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    async fn connect(io: &Io) {
+        let open = call(io, "GET", "", "").await;
+        let sid = &open[9..29];
+        call(io, "POST", &format!("&sid={sid}"), "40").await;
+        call(io, "GET", &format!("&sid={sid}"), "").await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broadcast_is_encoded_once_and_shared_by_every_recipient() {
+        let io = Io::new(SocketIoConfig::default(), Shutdown::never());
+        for _ in 0..3 {
+            connect(&io).await;
+        }
+        let ns = io.of("/");
+        let mut payload = crate::Payload::new(vec![json!("x".repeat(100))]);
+        let bin = payload.binary_arg(vec![7u8; 64]);
+        payload.args.push(bin);
+        assert_eq!(ns.emit("ev", payload), 3);
+        let queued: Vec<Vec<Frame>> = ns
+            .sockets()
+            .iter()
+            .map(|s| s.session().lock().queue.iter().cloned().collect())
+            .collect();
+        let ptrs = |frames: &[Frame]| -> Vec<*const u8> {
+            frames
+                .iter()
+                .map(|f| match f {
+                    Frame::Text(t) => t.as_str().as_ptr(),
+                    Frame::Binary(b) => b.as_ptr(),
+                })
+                .collect()
+        };
+        assert_eq!(queued[0].len(), 2, "one text frame and one attachment");
+        assert_eq!(ptrs(&queued[0]), ptrs(&queued[1]));
+        assert_eq!(ptrs(&queued[1]), ptrs(&queued[2]));
+    }
+}

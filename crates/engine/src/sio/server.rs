@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use crate::adapter::{AdapterFactory, memory_factory};
 use crate::config::SocketIoConfig;
+use crate::eio::server::RequestBody;
 use crate::eio::{Body, EngineHandler, EngineServer, Session, SessionHandler};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -113,7 +113,8 @@ pub struct Io {
 }
 
 impl Io {
-    /// A server with in-memory rooms (one node).
+    /// A server with in-memory rooms (one node). Namespace `/` exists from the start;
+    /// other namespaces exist once [`Io::of`] or [`Io::of_matching`] declares them.
     pub fn new(config: SocketIoConfig, shutdown: Shutdown) -> Self {
         Io::with_adapter(
             config,
@@ -139,6 +140,8 @@ impl Io {
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
+        // The main namespace always exists, as in Node (`io.sockets`).
+        inner.create("/", Arc::default());
         Io { inner, engine }
     }
 
@@ -186,7 +189,11 @@ impl Io {
     }
 
     /// Handles one HTTP request under the engine path.
-    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    pub async fn handle<B: RequestBody>(
+        &self,
+        req: Request<B>,
+        remote: SocketAddr,
+    ) -> Response<Body> {
         self.engine.handle(req, remote).await
     }
 }

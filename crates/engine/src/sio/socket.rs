@@ -217,6 +217,11 @@ impl Socket {
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
     pub(crate) fn connection_closed(&self) -> bool {
         self.session.is_closed()
     }

@@ -1,0 +1,13 @@
+//! Deterministic engine tests: the real engine driven in-process through its HTTP
+//! handler with in-memory request bodies, under tokio's paused clock, so heartbeats,
+//! timeouts and queue limits are exercised without sockets or wall-clock waits.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod deterministic {
+    pub(crate) mod harness;
+    mod heartbeat;
+    mod limits;
+    mod namespaces;
+    mod polling;
+}

@@ -1,0 +1,108 @@
+//! A polling client that talks to an in-process `Io` through `Io::handle`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use switchboard_engine::{Io, Shutdown, SocketIoConfig};
+
+pub(crate) const PING_INTERVAL: Duration = Duration::from_millis(300);
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The suites' timings on an otherwise default config.
+pub(crate) fn config() -> SocketIoConfig {
+    let mut config = SocketIoConfig::default();
+    config.engine.ping_interval = PING_INTERVAL;
+    config.engine.ping_timeout = PING_TIMEOUT;
+    config.connect_timeout = Duration::from_millis(1000);
+    config
+}
+
+pub(crate) fn server(config: SocketIoConfig) -> Io {
+    Io::new(config, Shutdown::never())
+}
+
+/// One HTTP exchange.
+pub(crate) async fn request(
+    io: &Io,
+    method: Method,
+    query: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("/socket.io/?{query}"))
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let res = io.handle(req, "127.0.0.1:9".parse().unwrap()).await;
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A polling session of one client.
+pub(crate) struct Client {
+    pub(crate) io: Io,
+    pub(crate) sid: String,
+}
+
+impl Client {
+    pub(crate) async fn handshake(io: &Io) -> Client {
+        let (status, body) = request(io, Method::GET, "EIO=4&transport=polling", "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let open: serde_json::Value =
+            serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+        Client {
+            io: io.clone(),
+            sid: open["sid"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Handshake and join namespace `/`, consuming the CONNECT answer.
+    pub(crate) async fn connected(io: &Io) -> Client {
+        let client = Client::handshake(io).await;
+        client.post("40").await;
+        let body = client.get().await;
+        assert!(body.starts_with("40{\"sid\":"), "{body}");
+        client
+    }
+
+    fn query(&self) -> String {
+        format!("EIO=4&transport=polling&sid={}", self.sid)
+    }
+
+    pub(crate) async fn get_raw(&self) -> (StatusCode, String) {
+        request(&self.io, Method::GET, &self.query(), "").await
+    }
+
+    pub(crate) async fn get(&self) -> String {
+        let (status, body) = self.get_raw().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub(crate) async fn post_raw(&self, body: &str) -> (StatusCode, String) {
+        request(&self.io, Method::POST, &self.query(), body).await
+    }
+
+    pub(crate) async fn post(&self, body: &str) {
+        let (status, answer) = self.post_raw(body).await;
+        assert_eq!((status, answer.as_str()), (StatusCode::OK, "ok"));
+    }
+}
+
+impl Client {
+    /// Asserts the session was closed: a GET either drains the pending close packet
+    /// or finds the session gone; after that the session is unknown.
+    pub(crate) async fn assert_closed(&self) {
+        let (status, body) = self.get_raw().await;
+        if status == StatusCode::OK {
+            assert!(body.ends_with('1'), "expected a close packet, got {body:?}");
+            let (status, body) = self.get_raw().await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Namespaces: refusal of unknown ones, middleware errors, dynamic creation, several
+//! namespaces over one connection, server-side disconnect and acks.
+
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_engine::ConnectError;
+
+use super::harness::{Client, config, server};
+
+#[tokio::test(start_paused = true)]
+async fn unknown_namespace_gets_invalid_namespace() {
+    let io = server(config());
+    io.of("/");
+    let client = Client::handshake(&io).await;
+    client.post("40/nope,").await;
+    assert_eq!(
+        client.get().await,
+        r#"44/nope,{"message":"Invalid namespace"}"#
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn middleware_can_refuse_with_a_message_and_data() {
+    let io = server(config());
+    io.of("/private").use_middleware(|socket| async move {
+        if socket.auth()["token"] == "secret" {
+            Ok(())
+        } else {
+            Err(ConnectError::new("unauthorized").with_data(json!({"hint": "send a token"})))
+        }
+    });
+    let client = Client::handshake(&io).await;
+    client.post(r#"40/private,{"token":"wrong"}"#).await;
+    assert_eq!(
+        client.get().await,
+        r#"44/private,{"message":"unauthorized","data":{"hint":"send a token"}}"#
+    );
+    client.post(r#"40/private,{"token":"secret"}"#).await;
+    assert!(client.get().await.starts_with("40/private,{\"sid\":"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dynamic_namespaces_are_created_on_first_connection() {
+    let io = server(config());
+    let handlers = io.of_matching(|name| name.starts_with("/dyn-"));
+    handlers.on_connection(|socket| {
+        let _ = socket.emit("welcome", json!(socket.namespace()));
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40/dyn-42,").await;
+    let body = client.get().await;
+    assert!(body.starts_with("40/dyn-42,{\"sid\":"), "{body}");
+    assert!(
+        body.ends_with(r#"42/dyn-42,["welcome","/dyn-42"]"#),
+        "{body}"
+    );
+    assert!(io.namespaces().iter().any(|ns| ns.name() == "/dyn-42"));
+    client.post("40/other,").await;
+    assert_eq!(
+        client.get().await,
+        r#"44/other,{"message":"Invalid namespace"}"#
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_namespaces_share_one_connection() {
+    let io = server(config());
+    io.of("/");
+    io.of("/b").on("ping", |mut ev| {
+        if let Some(ack) = ev.take_ack() {
+            let _ = ack.send(json!("pong"));
+        }
+    });
+    let client = Client::connected(&io).await;
+    client.post("40/b,").await;
+    assert!(client.get().await.starts_with("40/b,"));
+    client.post(r#"42/b,7["ping"]"#).await;
+    assert_eq!(client.get().await, r#"43/b,7["pong"]"#);
+    client.post("41/b,").await;
+    assert_eq!(io.of("/b").socket_count(), 0);
+    assert_eq!(io.of("/").socket_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_to_client_ack_resolves_and_times_out() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    let socket = io.of("/").sockets().pop().unwrap();
+    let answer = tokio::spawn(socket.emit_with_ack("q", json!(1), Duration::from_secs(5)));
+    assert_eq!(client.get().await, r#"420["q",1]"#);
+    client.post(r#"430["a",2]"#).await;
+    let reply = answer.await.unwrap().unwrap();
+    assert_eq!(reply.args, vec![json!("a"), json!(2)]);
+    let late = tokio::spawn(socket.emit_with_ack("q", json!(2), Duration::from_millis(100)));
+    assert_eq!(
+        late.await.unwrap(),
+        Err(switchboard_engine::AckError::Timeout)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_disconnect_sends_disconnect_packet_and_runs_handlers() {
+    let io = server(config());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let ns = io.of("/");
+    ns.on_disconnect(move |_, reason| seen2.lock().unwrap().push(reason.as_str()));
+    let client = Client::connected(&io).await;
+    ns.sockets().pop().unwrap().disconnect();
+    assert_eq!(client.get().await, "41");
+    assert_eq!(*seen.lock().unwrap(), vec!["server namespace disconnect"]);
+    assert_eq!(ns.socket_count(), 0);
+}

@@ -1,0 +1,127 @@
+//! Long-polling rules: payload framing, one request of each kind at a time, limits.
+
+use http::{Method, StatusCode};
+
+use super::harness::{Client, config, request, server};
+
+#[tokio::test(start_paused = true)]
+async fn error_codes_match_engine_io() {
+    let io = server(config());
+    let cases = [
+        (
+            Method::GET,
+            "EIO=4&transport=carrier-pigeon",
+            400,
+            r#"{"code":0,"message":"Transport unknown"}"#,
+        ),
+        (
+            Method::GET,
+            "EIO=4&transport=polling&sid=doesnotexist00000000",
+            400,
+            r#"{"code":1,"message":"Session ID unknown"}"#,
+        ),
+        (
+            Method::POST,
+            "EIO=4&transport=polling",
+            400,
+            r#"{"code":2,"message":"Bad handshake method"}"#,
+        ),
+        (
+            Method::GET,
+            "EIO=4&transport=websocket",
+            400,
+            r#"{"code":3,"message":"Bad request"}"#,
+        ),
+        (
+            Method::GET,
+            "EIO=3&transport=polling",
+            400,
+            r#"{"code":5,"message":"Unsupported protocol version"}"#,
+        ),
+    ];
+    for (method, query, status, body) in cases {
+        let (s, b) = request(&io, method, query, "").await;
+        assert_eq!((s.as_u16(), b.as_str()), (status, body), "{query}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn several_packets_in_one_post_and_one_get() {
+    let io = server(config());
+    io.of("/").on("echo", |ev| {
+        let _ = ev.socket.emit("echo", ev.payload.clone());
+    });
+    let client = Client::connected(&io).await;
+    client.post("42[\"echo\",1]\x1e42[\"echo\",2]").await;
+    assert_eq!(client.get().await, "42[\"echo\",1]\x1e42[\"echo\",2]");
+}
+
+#[tokio::test(start_paused = true)]
+async fn binary_arrives_as_base64_and_is_echoed_as_base64() {
+    let io = server(config());
+    io.of("/").on("echo", |ev| {
+        let _ = ev.socket.emit("echo", ev.payload.clone());
+    });
+    let client = Client::connected(&io).await;
+    client
+        .post("451-[\"echo\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID")
+        .await;
+    assert_eq!(
+        client.get().await,
+        "451-[\"echo\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_concurrent_get_is_refused_and_closes_the_session() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    let first = {
+        let io = io.clone();
+        let sid = client.sid.clone();
+        tokio::spawn(async move { Client { io, sid }.get_raw().await })
+    };
+    tokio::task::yield_now().await;
+    let (status, body) = client.get_raw().await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The first GET is released with the close packet.
+    let (status, body) = first.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_max_payload_gets_413() {
+    let mut cfg = config();
+    cfg.engine.max_payload = 100;
+    let io = server(cfg);
+    let client = Client::connected(&io).await;
+    let (status, _) = client.post_raw(&format!("4{}", "x".repeat(200))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    client.assert_closed().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_packets_close_the_connection_and_others_keep_working() {
+    let io = server(config());
+    io.of("/").on("echo", |ev| {
+        let _ = ev.socket.emit("echo", ev.payload.clone());
+    });
+    let healthy = Client::connected(&io).await;
+    for bad in [
+        "4",
+        "49",
+        "42{\"not\":\"array\"}",
+        "42[\"disconnect\"]",
+        "bNOT-BASE64!",
+        "7",
+        "42/unjoined,[\"x\"]",
+        "451-[\"x\"]\x1e42[\"y\"]",
+    ] {
+        let client = Client::connected(&io).await;
+        let _ = client.post_raw(bad).await;
+        client.assert_closed().await;
+    }
+    healthy.post("42[\"echo\",\"still here\"]").await;
+    let body = healthy.get().await;
+    assert!(body.ends_with("42[\"echo\",\"still here\"]"), "{body}");
+}
