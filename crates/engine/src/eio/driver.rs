@@ -21,6 +21,21 @@ use super::websocket::{self, Incoming, WsStream, now};
 /// client that is not reading; past it the socket is simply dropped.
 const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a polling session closed by the client stays answerable, so that a GET
+/// sent concurrently with the closing POST receives its noop.
+const POLLING_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Resolves once the session's queue was taken by a polling GET.
+async fn drained(session: &Arc<Session>) {
+    loop {
+        let notified = session.driver.notified();
+        if session.lock().queue.is_empty() {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// Drives `session` until it closes. `ws` is set when the session was opened over
 /// WebSocket; a polling session adopts a WebSocket when an upgrade completes.
 pub(crate) async fn drive(
@@ -37,6 +52,8 @@ pub(crate) async fn drive(
             }
             if let Some(upgraded) = inner.upgraded_ws.take() {
                 ws = Some(upgraded);
+                // Frames queued during the upgrade go out on the new transport now.
+                session.writer.notify_one();
             }
             inner.heartbeat.poll_timeout()
         };
@@ -50,8 +67,16 @@ pub(crate) async fn drive(
             Step::Close(reason) => session.close(reason),
         }
     };
-    if let Some(ws) = ws.as_mut() {
-        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish_websocket(&session, ws)).await;
+    match ws.as_mut() {
+        Some(ws) => {
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish_websocket(&session, ws)).await;
+        }
+        None if reason == DisconnectReason::TransportClose => {
+            // The client closed with a POST; a GET racing it should still get its
+            // noop rather than an unknown-session error.
+            let _ = tokio::time::timeout(POLLING_CLOSE_GRACE, drained(&session)).await;
+        }
+        None => {}
     }
     finalize(&session, &registry, reason);
 }

@@ -25,10 +25,19 @@ pub(crate) enum PollError {
     BodyError,
 }
 
-/// Clears the in-flight flag when the request ends, including when the client aborts.
+/// Clears the in-flight flag when the request ends. A request dropped before it was
+/// answered means the client aborted it; like Node, that closes the session.
 struct InFlight<'a> {
     session: &'a Session,
     read: bool,
+    answered: bool,
+}
+
+impl InFlight<'_> {
+    fn answer<T>(mut self, result: T) -> T {
+        self.answered = true;
+        result
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -38,6 +47,11 @@ impl Drop for InFlight<'_> {
             inner.get_active = false;
         } else {
             inner.post_active = false;
+        }
+        drop(inner);
+        if !self.answered {
+            tracing::debug!(sid = %self.session.sid(), "polling request aborted by the client");
+            self.session.close(DisconnectReason::TransportError);
         }
     }
 }
@@ -58,29 +72,59 @@ fn begin(session: &Session, read: bool) -> Result<InFlight<'_>, PollError> {
         return Err(PollError::Overlap);
     }
     *active = true;
-    Ok(InFlight { session, read })
+    Ok(InFlight {
+        session,
+        read,
+        answered: false,
+    })
 }
 
 /// A long-polling GET: waits until frames are queued, then returns them all.
 pub(crate) async fn get(session: &Arc<Session>) -> Result<Bytes, PollError> {
-    let _in_flight = begin(session, true)?;
+    let in_flight = begin(session, true)?;
+    let result = wait_for_frames(session).await;
+    in_flight.answer(result)
+}
+
+/// How long a GET made during an upgrade probe waits before getting a noop: Node's
+/// upgrade check interval.
+const PROBING_NOOP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn wait_for_frames(session: &Arc<Session>) -> Result<Bytes, PollError> {
+    let mut probing_wait_over = false;
     loop {
         let notified = session.writer.notified();
-        {
+        let probing = {
             let mut inner = session.lock();
             if !inner.queue.is_empty() {
                 let frames = Session::take_queue(&mut inner);
+                if inner.closed.is_some() {
+                    // The driver may be waiting for the final frames to be taken.
+                    session.driver.notify_one();
+                }
                 return Ok(Session::encode_polling(&frames));
             }
             if inner.closed.is_some() || inner.transport != TransportKind::Polling {
                 return Err(PollError::BadRequest);
             }
-            if inner.upgrade == Upgrade::Probing {
-                // Lets the client pause polling and finish the upgrade.
-                return Ok(Bytes::from_static(b"6"));
+            match &mut inner.upgrade {
+                // A GET pending when the probe arrived returns at once so the client
+                // can pause polling; others wait a little for the upgrade (then 400).
+                Upgrade::Probing { noop_owed } if *noop_owed || probing_wait_over => {
+                    *noop_owed = false;
+                    return Ok(Bytes::from_static(b"6"));
+                }
+                Upgrade::Probing { .. } => true,
+                _ => false,
             }
+        };
+        if probing {
+            probing_wait_over = tokio::time::timeout(PROBING_NOOP_INTERVAL, notified)
+                .await
+                .is_err();
+        } else {
+            notified.await;
         }
-        notified.await;
     }
 }
 
@@ -91,7 +135,17 @@ pub(crate) async fn post<B: super::server::RequestBody>(
     content_length: Option<u64>,
     max_payload: usize,
 ) -> Result<(), PollError> {
-    let _in_flight = begin(session, false)?;
+    let in_flight = begin(session, false)?;
+    let result = read_and_handle(session, body, content_length, max_payload).await;
+    in_flight.answer(result)
+}
+
+async fn read_and_handle<B: super::server::RequestBody>(
+    session: &Arc<Session>,
+    body: B,
+    content_length: Option<u64>,
+    max_payload: usize,
+) -> Result<(), PollError> {
     if content_length.is_some_and(|len| len > max_payload as u64) {
         session.close(DisconnectReason::PayloadTooLarge);
         return Err(PollError::TooLarge);

@@ -290,6 +290,9 @@ impl EngineServer {
         let Some(session) = self.registry.get(sid) else {
             return error(EngineErrorCode::UnknownSid);
         };
+        if session.expire_if_overdue(websocket::now()) && session.lock().queue.is_empty() {
+            return error(EngineErrorCode::UnknownSid);
+        }
         let result = if read {
             polling::get(&session)
                 .await
@@ -322,19 +325,27 @@ impl EngineServer {
         let Some(session) = self.registry.get(sid) else {
             return error(EngineErrorCode::UnknownSid);
         };
-        if session.transport() != TransportKind::Polling {
-            return error(EngineErrorCode::BadRequest);
-        }
         let Some(accept) = websocket::accept_key(req.headers()) else {
             return error(EngineErrorCode::BadRequest);
         };
+        // A second upgrade of the same session is accepted and closed at once, as
+        // Node does, so the transport in use keeps working.
+        let duplicate = !session.try_start_upgrade();
         let on_upgrade = hyper::upgrade::on(req);
         let config = self.config.clone();
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
+                if !duplicate {
+                    session.abort_upgrade();
+                }
                 return;
             };
-            let ws = websocket::stream(upgraded, config.max_payload).await;
+            let mut ws = websocket::stream(upgraded, config.max_payload).await;
+            if duplicate {
+                tracing::debug!(sid = %session.sid(), "duplicate upgrade closed");
+                let _ = futures_util::SinkExt::close(&mut ws).await;
+                return;
+            }
             websocket::upgrade(session, ws, config.upgrade_timeout).await;
         });
         websocket::switching_protocols(&accept)

@@ -114,8 +114,14 @@ pub enum SendError {
 pub(crate) enum Upgrade {
     /// No upgrade under way.
     None,
-    /// A WebSocket answered the probe; pending polling GETs get a noop.
-    Probing,
+    /// A WebSocket was accepted for this session; its probe has not arrived yet.
+    Started,
+    /// A WebSocket answered the probe: a GET that was pending at that moment is owed
+    /// a noop at once, so the client can pause polling.
+    Probing {
+        /// Whether a pending GET still has to receive its noop.
+        noop_owed: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -199,6 +205,32 @@ impl Session {
     /// The current transport.
     pub fn transport(&self) -> TransportKind {
         self.lock().transport
+    }
+
+    /// Marks an upgrade as started unless one is under way or done; returns whether
+    /// this caller owns the upgrade.
+    pub(crate) fn try_start_upgrade(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.transport != TransportKind::Polling || inner.upgrade != Upgrade::None {
+            return false;
+        }
+        inner.upgrade = Upgrade::Started;
+        true
+    }
+
+    /// Closes the session with "ping timeout" if its pong is overdue at `now`, even
+    /// if the driver's timer has not fired yet; returns whether it is closed.
+    pub(crate) fn expire_if_overdue(&self, now: Instant) -> bool {
+        let overdue = self.lock().heartbeat.is_overdue(now);
+        if overdue {
+            self.close(DisconnectReason::PingTimeout);
+        }
+        overdue || self.is_closed()
+    }
+
+    /// Forgets an upgrade that did not complete; the session stays on polling.
+    pub(crate) fn abort_upgrade(&self) {
+        self.lock().upgrade = Upgrade::None;
     }
 
     /// Whether the session has been closed.
@@ -286,7 +318,13 @@ impl Session {
                 return;
             }
             inner.closed = Some(reason);
-            inner.queue.push_back(Frame::text("1"));
+            // The client closed: a pending poll just returns (noop), as in Node.
+            // Otherwise tell the client with a `close` packet.
+            let last = match reason {
+                DisconnectReason::TransportClose => "6",
+                _ => "1",
+            };
+            inner.queue.push_back(Frame::text(last));
             inner.queued_bytes += 1;
         }
         self.writer.notify_one();

@@ -128,9 +128,11 @@ pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: st
             session.metrics.connection_upgraded();
             tracing::debug!(sid = %session.sid(), "upgraded to websocket");
             session.driver.notify_one();
+            // A GET still waiting must learn that polling is over.
+            session.writer.notify_one();
         }
         _ => {
-            session.lock().upgrade = Upgrade::None;
+            session.abort_upgrade();
             tracing::debug!(sid = %session.sid(), "upgrade abandoned");
             let _ = ws.close(None).await;
         }
@@ -144,7 +146,11 @@ async fn probe(session: &Arc<Session>, ws: &mut WsStream) -> Result<(), ()> {
         _ => return Err(()),
     }
     ws.send(WsMessage::text("3probe")).await.map_err(|_| ())?;
-    session.lock().upgrade = Upgrade::Probing;
+    {
+        let mut inner = session.lock();
+        let noop_owed = inner.get_active;
+        inner.upgrade = Upgrade::Probing { noop_owed };
+    }
     // A pending long-poll must return so the client can pause polling.
     session.writer.notify_one();
     loop {

@@ -59,11 +59,19 @@ impl Heartbeat {
         match self.next_ping {
             Some(due) if now >= due => {
                 self.next_ping = None;
-                self.pong_deadline = Some(now + self.timeout);
+                // From the scheduled time, not `now`: a late timer must not extend
+                // the peer's allowance beyond pingInterval + pingTimeout.
+                self.pong_deadline = Some(due + self.timeout);
                 Some(HeartbeatEvent::SendPing)
             }
             _ => None,
         }
+    }
+
+    /// Whether the pong deadline has passed at `now` (whatever the timer says).
+    pub fn is_overdue(&self, now: Instant) -> bool {
+        self.pong_deadline.is_some_and(|d| now >= d)
+            || self.next_ping.is_some_and(|due| now >= due + self.timeout)
     }
 
     /// Records a pong: the next ping is due one interval from now.
@@ -115,6 +123,25 @@ mod tests {
             Some(HeartbeatEvent::SendPing)
         );
         assert_eq!(hb.last_seen(), pong_at);
+    }
+
+    #[test]
+    fn a_late_timer_does_not_extend_the_deadline() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, I, T);
+        let late = t0 + I + Duration::from_millis(50);
+        assert_eq!(hb.handle_timeout(late), Some(HeartbeatEvent::SendPing));
+        assert_eq!(hb.poll_timeout(), t0 + I + T);
+        assert!(!hb.is_overdue(t0 + I + T / 2));
+        assert!(hb.is_overdue(t0 + I + T));
+    }
+
+    #[test]
+    fn overdue_even_if_the_ping_timer_never_fired() {
+        let t0 = Instant::now();
+        let hb = Heartbeat::new(t0, I, T);
+        assert!(!hb.is_overdue(t0 + I));
+        assert!(hb.is_overdue(t0 + I + T));
     }
 
     #[test]
