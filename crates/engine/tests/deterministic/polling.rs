@@ -121,6 +121,10 @@ async fn malformed_packets_close_the_connection_and_others_keep_working() {
         let _ = client.post_raw(bad).await;
         client.assert_closed().await;
     }
+    // Nothing of the closed clients is left behind.
+    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    assert_eq!(io.engine().session_count(), 1);
+    assert_eq!(io.of("/").socket_count(), 1);
     healthy.post("42[\"echo\",\"still here\"]").await;
     let body = healthy.get().await;
     assert!(body.ends_with("42[\"echo\",\"still here\"]"), "{body}");
