@@ -125,6 +125,8 @@ pub struct SocketIoConfig {
     pub connect_timeout: Duration,
     /// Most binary attachments in one packet.
     pub max_attachments: usize,
+    /// Connection state recovery; `None` disables it (as in Node, it is opt-in).
+    pub recovery: Option<crate::sio::RecoveryConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -133,6 +135,7 @@ impl Default for SocketIoConfig {
             engine: EngineConfig::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
+            recovery: None,
         }
     }
 }

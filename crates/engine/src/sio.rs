@@ -6,17 +6,20 @@
 //! - [`namespace`]: handlers, middleware and the sockets of one namespace;
 //! - [`socket`]: one socket in one namespace;
 //! - [`broadcast`]: emitting to rooms with `except` and `volatile`;
-//! - [`event`]: payloads, events and acknowledgements.
+//! - [`event`]: payloads, events and acknowledgements;
+//! - [`recovery`]: connection state recovery (offsets, sessions, replay).
 
 pub mod broadcast;
 mod client;
 pub mod event;
 pub mod namespace;
+pub mod recovery;
 pub mod server;
 pub mod socket;
 
 pub use broadcast::BroadcastOperator;
 pub use event::{AckError, AckSender, ConnectError, EmitError, Event, Payload};
 pub use namespace::{Handlers, Namespace};
+pub use recovery::RecoveryConfig;
 pub use server::Io;
 pub use socket::Socket;

@@ -10,4 +10,5 @@ mod deterministic {
     mod limits;
     mod namespaces;
     mod polling;
+    mod recovery;
 }

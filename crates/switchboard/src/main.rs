@@ -1,2 +1,100 @@
-//! switchboard binary.
-fn main() {}
+//! `switchboard`: a standalone Socket.IO server (Engine.IO v4 + Socket.IO v5).
+//!
+//! # Layout
+//!
+//! - `cli`: the command line, `serve` and `check-config`;
+//! - `config`: typed settings, loaded from a file, the environment and flags;
+//! - `logging`: `tracing` output as text or JSON;
+//! - `server`: the engine and HTTP routes on one listener, and the drain;
+//! - `http`: health, readiness and Prometheus metrics routes;
+//! - `signal`: SIGTERM and SIGINT.
+//!
+//! `main` stays thin: command line → config → logging → bind → announce the address →
+//! wait for a signal → drain within the deadline.
+
+mod cli;
+mod config;
+mod http;
+mod logging;
+mod server;
+mod signal;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use crate::cli::{CheckConfigArgs, Cli, Command, ServeArgs};
+use crate::config::{Config, ConfigErrors};
+use crate::server::Server;
+use crate::signal::StopSignals;
+
+/// Exit status for an invalid configuration: `EX_USAGE` from sysexits(3), which scripts
+/// and supervisors read as "fix the invocation" rather than "restart and retry".
+const EXIT_INVALID_CONFIG: u8 = 64;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(&args).await,
+        Command::CheckConfig(args) => check_config(&args),
+    }
+}
+
+async fn serve(args: &ServeArgs) -> ExitCode {
+    let loaded = match config::load(&args.sources(cli::process_env())) {
+        Ok(loaded) => loaded,
+        Err(errors) => return invalid(&errors),
+    };
+    logging::init(&loaded.config.log);
+    match run(loaded.config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "switchboard failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let signals = StopSignals::install().context("installing signal handlers")?;
+    let server = Server::bind(&config)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, namespaces = ?config.namespaces, "listening");
+    println!("listening on {addr}");
+    let stop = async {
+        let signal = signals.recv().await;
+        tracing::info!(signal, "shutting down");
+    };
+    let drained = server.run(stop).await.context("serving")?;
+    let took_ms = drained.took.as_millis() as u64;
+    if drained.in_time {
+        tracing::info!(took_ms, "drained, exiting");
+    } else {
+        let sessions_left = drained.sessions_left;
+        tracing::warn!(
+            took_ms,
+            sessions_left,
+            "drain deadline passed, exiting anyway"
+        );
+    }
+    Ok(())
+}
+
+fn check_config(args: &CheckConfigArgs) -> ExitCode {
+    match config::load(&args.sources(cli::process_env())) {
+        Ok(loaded) => {
+            println!("{}: configuration is valid", args.file.display());
+            print!("{}", config::summary(&loaded));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => invalid(&errors),
+    }
+}
+
+fn invalid(errors: &ConfigErrors) -> ExitCode {
+    eprintln!("error: {errors}");
+    ExitCode::from(EXIT_INVALID_CONFIG)
+}

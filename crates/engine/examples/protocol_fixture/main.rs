@@ -29,6 +29,10 @@ struct Args {
     /// Redis URL for the redis adapters.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Turn on connection state recovery in `cluster` mode (maxDisconnectionDuration
+    /// 120 s). Clients then receive each event's offset as its last argument.
+    #[arg(long)]
+    recovery: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -68,7 +72,9 @@ async fn main() -> anyhow::Result<()> {
     let engine = match args.mode {
         Mode::Engineio => modes::engineio(signal.clone()),
         Mode::Socketio => modes::socketio(signal.clone()).engine().clone(),
-        Mode::Cluster => modes::cluster(signal.clone()).engine().clone(),
+        Mode::Cluster => modes::cluster(signal.clone(), args.recovery)
+            .engine()
+            .clone(),
     };
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", listener.local_addr()?)?;

@@ -92,8 +92,9 @@ fn emit_auth(socket: &Arc<switchboard_engine::Socket>) {
 const REQUEST_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `cluster` mode: rooms, broadcasts and acks in both directions on `/`.
-pub(crate) fn cluster(shutdown: Shutdown) -> Io {
+pub(crate) fn cluster(shutdown: Shutdown, recovery: bool) -> Io {
     let config = SocketIoConfig {
+        recovery: recovery.then(switchboard_engine::sio::RecoveryConfig::default),
         engine: EngineConfig {
             cors: CorsConfig {
                 allowed_origins: AllowedOrigins::Any,

@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::engineio::{HeartbeatEvent, Packet};
 use tokio::time::Instant as TokioInstant;
 use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 
 use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
@@ -138,6 +139,10 @@ fn on_ws_message(
         }
         Some(Err(WsError::Capacity(_))) => Step::Close(DisconnectReason::PayloadTooLarge),
         Some(Err(WsError::Utf8(_))) => Step::Close(DisconnectReason::ParseError),
+        // A peer that vanished without a closing handshake just closed the transport.
+        Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+            Step::Close(DisconnectReason::TransportClose)
+        }
         Some(Err(WsError::Protocol(_))) => Step::Close(DisconnectReason::ParseError),
         Some(Err(_)) => Step::Close(DisconnectReason::TransportError),
         Some(Ok(msg)) => match websocket::decode(msg) {

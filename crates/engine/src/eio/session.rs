@@ -365,3 +365,8 @@ impl Session {
         }
     }
 }
+
+/// The current instant from tokio's clock, so paused-time tests control it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}

@@ -2,7 +2,6 @@
 //! conversion and the polling → WebSocket upgrade probe.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -178,7 +177,4 @@ async fn next_packet(ws: &mut WsStream) -> Result<Packet, ()> {
     }
 }
 
-/// Marks the current instant; a seam kept so tests can reason about the clock.
-pub(crate) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+pub(crate) use super::session::now;

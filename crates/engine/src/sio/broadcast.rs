@@ -3,15 +3,18 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
 use switchboard_protocol::Sid;
 use switchboard_protocol::socketio::{Packet, is_reserved_event};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::adapter::Room;
 use crate::eio::Frame;
+use crate::eio::session::now;
 
 use super::event::{Payload, event_packet};
 use super::namespace::Namespace;
+use super::recovery::{Audience, RecoveryBuffer};
 
 /// Encodes a packet into its Engine.IO frames: one text message, then one binary
 /// message per attachment.
@@ -77,16 +80,40 @@ impl BroadcastOperator {
             return 0;
         }
         let packet = event_packet(self.ns.name(), event, payload.into(), None);
-        self.send(&packet)
+        match self.ns.recovery() {
+            Some(buffer) if !self.volatile => self.send_recorded(buffer, packet),
+            _ => self.deliver(&encode(&packet)),
+        }
     }
 
-    /// Sends an encoded-once packet to every recipient.
-    fn send(self, packet: &Packet) -> usize {
-        let frames = encode(packet);
+    /// With recovery on: appends the next offset to the packet, stores it and delivers
+    /// it, all under the buffer lock so a concurrent restore sees it exactly once.
+    fn send_recorded(&self, buffer: &RecoveryBuffer, mut packet: Packet) -> usize {
+        let mut state = buffer.lock();
+        let offset = RecoveryBuffer::next_offset(&state);
+        if let Some(Value::Array(data)) = &mut packet.data {
+            data.push(Value::String(buffer.offset_string(offset)));
+        }
+        let frames = encode(&packet);
+        let audience = Audience {
+            rooms: self.rooms.clone(),
+            except: self
+                .except_rooms
+                .iter()
+                .cloned()
+                .chain(self.except_sockets.iter().map(|s| Room::from(s.as_str())))
+                .collect(),
+        };
+        buffer.store(&mut state, audience, frames.clone(), now());
+        self.deliver(&frames)
+    }
+
+    /// Pushes the same frames to every recipient.
+    fn deliver(&self, frames: &[Frame]) -> usize {
         let excluded = self.excluded();
         let mut count = 0;
         let mut deliver = |s: &Arc<super::Socket>| {
-            if !excluded.contains(&s.id()) && s.send_frames(&frames, self.volatile).is_ok() {
+            if !excluded.contains(&s.id()) && s.send_frames(frames, self.volatile).is_ok() {
                 count += 1;
             }
         };

@@ -3,15 +3,18 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde_json::Value;
 use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
+use crate::eio::session::now;
 use crate::eio::{Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
 
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
+use super::recovery::RecoveryBuffer;
 use super::server::IoInner;
-use super::socket::Socket;
+use super::socket::{Identity, Socket};
 
 /// Per-connection state. Touched by the connection's read path and, briefly, by
 /// middleware tasks completing a connect; a `std` mutex never held across `.await`.
@@ -124,7 +127,16 @@ impl Client {
             self.shared.clone(),
             auth_or_empty(packet.data),
         );
-        let middleware = ns.handlers().middleware();
+        // Node's `skipMiddlewares`: a client resuming a live session skips middleware.
+        let resuming = ns.recovery().is_some_and(|buffer| {
+            buffer.config().skip_middlewares
+                && recovery_claim(socket.auth()).is_some_and(|(pid, _)| buffer.has_session(pid))
+        });
+        let middleware = if resuming {
+            Vec::new()
+        } else {
+            ns.handlers().middleware()
+        };
         if middleware.is_empty() {
             return finish_connect(&self.shared, socket);
         }
@@ -150,29 +162,127 @@ fn connect_error(nsp: &str, err: &ConnectError) -> Vec<crate::eio::Frame> {
     super::broadcast::encode(&packet)
 }
 
-/// Accepts a socket: registers it, answers CONNECT with its id, runs connection handlers.
+/// The `pid` and `offset` a client sends in its CONNECT payload to resume a session.
+fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
+    let pid = auth.get("pid")?.as_str()?;
+    Some((pid, auth.get("offset").and_then(Value::as_str)))
+}
+
+/// Accepts a socket: registers it, answers CONNECT, runs connection handlers. With
+/// recovery on, first tries to resume the session the client names, all under the
+/// recovery buffer lock so no broadcast slips between the replay and live delivery.
 fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>) {
-    let nsp = socket.namespace().to_owned();
-    {
-        let mut state = shared.lock();
-        state.connecting.retain(|n| *n != nsp);
-        if socket.connection_closed() {
-            return;
+    let Some(buffer) = socket.ns().recovery() else {
+        if register(shared, &socket) {
+            answer_connect(&socket);
+            socket.ns().handlers().run_connect(&socket);
         }
-        // Marked and registered under the client lock, so a concurrent close either
-        // sees the socket (and removes it) or ran before (and we stopped above).
-        socket.mark_connected();
-        socket.ns().insert(socket.clone());
-        state.sockets.push((nsp.clone(), socket.clone()));
+        return;
+    };
+    if let Some((pid, _)) = recovery_claim(socket.auth()) {
+        if let Some(stale) = buffer.live_socket(pid) {
+            // Outside the buffer lock: disconnect handlers may emit.
+            stale.take_over();
+        }
     }
-    let data = serde_json::json!({ "sid": socket.id().as_str() });
-    let packet = Packet::new(PacketType::Connect, nsp, Some(data));
-    let _ = socket.send_packet(&packet, false);
+    let mut state = buffer.lock();
+    let restored = recovery_claim(socket.auth())
+        .and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()));
+    let identity = match &restored {
+        Some(r) => Identity {
+            id: r.session.sid,
+            pid: Some(r.session.pid),
+            recovered: true,
+            connected_at_offset: r.session.connected_at_offset,
+        },
+        None => Identity {
+            id: socket.id(),
+            pid: socket.pid(),
+            recovered: false,
+            connected_at_offset: RecoveryBuffer::head_of(&state),
+        },
+    };
+    let socket = Socket::with_identity(
+        socket.ns().clone(),
+        socket.session().clone(),
+        shared.clone(),
+        socket.auth().clone(),
+        identity,
+    );
+    if !register(shared, &socket) {
+        return;
+    }
+    if let Some(pid) = socket.pid() {
+        RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
+    }
+    answer_connect(&socket);
+    if let Some(restored) = restored {
+        let own = socket.id().to_string();
+        let rooms: Vec<&str> = restored
+            .session
+            .rooms
+            .iter()
+            .map(|r| &**r)
+            .filter(|r| *r != own)
+            .collect();
+        socket.join(&rooms);
+        socket.set_data(restored.session.data);
+        let _ = socket.send_frames(&restored.missed, false);
+        tracing::debug!(socket = %socket.id(), missed = restored.missed.len(), "session recovered");
+    }
+    drop(state);
     socket.ns().handlers().run_connect(&socket);
+}
+
+/// Marks the socket connected and registers it; false if the connection closed first.
+fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
+    let nsp = socket.namespace().to_owned();
+    let mut state = shared.lock();
+    state.connecting.retain(|n| *n != nsp);
+    if socket.connection_closed() {
+        return false;
+    }
+    // Marked and registered under the client lock, so a concurrent close either sees
+    // the socket (and removes it) or ran before (and we stopped above).
+    socket.mark_connected();
+    socket.ns().insert(socket.clone());
+    state.sockets.push((nsp, socket.clone()));
+    true
+}
+
+/// The CONNECT answer: `{"sid"}`, plus `"pid"` when recovery is on.
+fn answer_connect(socket: &Arc<Socket>) {
+    let mut data = serde_json::Map::new();
+    data.insert("sid".into(), Value::String(socket.id().to_string()));
+    if let Some(pid) = socket.pid() {
+        data.insert("pid".into(), Value::String(pid.to_string()));
+    }
+    let packet = Packet::new(
+        PacketType::Connect,
+        socket.namespace(),
+        Some(Value::Object(data)),
+    );
+    let _ = socket.send_packet(&packet, false);
+}
+
+/// Longest excerpt of an offending packet kept for diagnosis: enough to recognise
+/// the packet, too short to carry a whole token or message body.
+const PREVIEW_CHARS: usize = 48;
+
+/// The start of a message for logs: text truncated, binary reduced to its length.
+fn preview(message: &Message) -> String {
+    match message {
+        Message::Text(t) => String::from_utf8_lossy(t)
+            .chars()
+            .take(PREVIEW_CHARS)
+            .collect(),
+        Message::Binary(b) => format!("<{} binary bytes>", b.len()),
+    }
 }
 
 impl SessionHandler for Client {
     fn on_message(&self, session: &Arc<Session>, message: Message) {
+        let preview = preview(&message);
         let decoded = {
             let mut state = self.shared.lock();
             match message {
@@ -187,7 +297,7 @@ impl SessionHandler for Client {
             Ok(Some(packet)) => self.on_packet(session, packet),
             Ok(None) => {}
             Err(err) => {
-                tracing::debug!(sid = %session.sid(), error = %err, "malformed socket.io packet");
+                tracing::debug!(sid = %session.sid(), error = %err, packet = %preview, "malformed socket.io packet");
                 session.close(DisconnectReason::ParseError);
             }
         }

@@ -13,6 +13,7 @@ use crate::reason::DisconnectReason;
 
 use super::broadcast::BroadcastOperator;
 use super::event::{ConnectError, Event, Payload};
+use super::recovery::{RecoveryBuffer, RecoveryConfig};
 use super::socket::Socket;
 
 /// A boxed future returned by middleware.
@@ -122,6 +123,8 @@ pub struct Namespace {
     /// never held across `.await`.
     sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
     adapter: Arc<dyn Adapter>,
+    /// Set when connection state recovery is on.
+    recovery: Option<RecoveryBuffer>,
 }
 
 impl Namespace {
@@ -129,13 +132,19 @@ impl Namespace {
         name: String,
         handlers: Arc<Handlers>,
         adapter: Arc<dyn Adapter>,
+        recovery: Option<RecoveryConfig>,
     ) -> Arc<Self> {
         Arc::new(Namespace {
             name,
             handlers,
             sockets: RwLock::default(),
             adapter,
+            recovery: recovery.map(RecoveryBuffer::new),
         })
+    }
+
+    pub(crate) fn recovery(&self) -> Option<&RecoveryBuffer> {
+        self.recovery.as_ref()
     }
 
     /// The namespace name, e.g. `/` or `/chat`.

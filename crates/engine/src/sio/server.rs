@@ -61,7 +61,14 @@ impl IoInner {
     fn create(&self, name: &str, handlers: Arc<Handlers>) -> Arc<Namespace> {
         let mut map = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
         map.entry(name.to_owned())
-            .or_insert_with(|| Namespace::new(name.to_owned(), handlers, (self.adapters)(name)))
+            .or_insert_with(|| {
+                Namespace::new(
+                    name.to_owned(),
+                    handlers,
+                    (self.adapters)(name),
+                    self.config.recovery,
+                )
+            })
             .clone()
     }
 }

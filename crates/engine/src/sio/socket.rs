@@ -13,6 +13,7 @@ use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
 use crate::adapter::Room;
+use crate::eio::session::now;
 use crate::eio::{Frame, HandshakeInfo, SendError, Session};
 use crate::reason::DisconnectReason;
 
@@ -20,10 +21,17 @@ use super::broadcast::{BroadcastOperator, encode};
 use super::client::ClientShared;
 use super::event::{AckError, AckSender, EmitError, Event, Payload, event_packet};
 use super::namespace::Namespace;
+use super::recovery::{SavedSessionParts, is_recoverable};
 
 /// One client connected to one namespace.
 pub struct Socket {
     id: Sid,
+    /// Private session id for connection state recovery (never shown to other clients).
+    pid: Option<Sid>,
+    /// Whether this socket resumed a previous session.
+    recovered: bool,
+    /// Recovery buffer position when the socket connected.
+    connected_at_offset: u64,
     ns: Arc<Namespace>,
     session: Arc<Session>,
     client: Arc<ClientShared>,
@@ -34,6 +42,15 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
+}
+
+/// Who a socket is: fresh ids, or those of a recovered session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    pub(crate) id: Sid,
+    pub(crate) pid: Option<Sid>,
+    pub(crate) recovered: bool,
+    pub(crate) connected_at_offset: u64,
 }
 
 impl std::fmt::Debug for Socket {
@@ -52,8 +69,27 @@ impl Socket {
         client: Arc<ClientShared>,
         auth: Value,
     ) -> Arc<Self> {
-        Arc::new(Socket {
+        let identity = Identity {
             id: Sid::from_random(rand::random()),
+            pid: ns.recovery().map(|_| Sid::from_random(rand::random())),
+            recovered: false,
+            connected_at_offset: 0,
+        };
+        Socket::with_identity(ns, session, client, auth, identity)
+    }
+
+    pub(crate) fn with_identity(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Arc<ClientShared>,
+        auth: Value,
+        identity: Identity,
+    ) -> Arc<Self> {
+        Arc::new(Socket {
+            id: identity.id,
+            pid: identity.pid,
+            recovered: identity.recovered,
+            connected_at_offset: identity.connected_at_offset,
             ns,
             session,
             client,
@@ -105,6 +141,16 @@ impl Socket {
         *self.data.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
+    /// Whether this socket resumed a previous session (connection state recovery):
+    /// same id, rooms and data, missed events replayed.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<Sid> {
+        self.pid
+    }
+
     /// Whether the socket is still connected.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -114,6 +160,17 @@ impl Socket {
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         if is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
+        }
+        if self.ns.recovery().is_some() {
+            // Through the recorded path, so the event gets an offset and is replayed
+            // if this client drops before receiving it (as Node does).
+            return match BroadcastOperator::new(self.ns.clone())
+                .to(self.id.as_str())
+                .emit(event, payload)
+            {
+                0 => Err(EmitError::Disconnected),
+                _ => Ok(()),
+            };
         }
         let packet = event_packet(self.namespace(), event, payload.into(), None);
         self.send_packet(&packet, false)
@@ -201,6 +258,16 @@ impl Socket {
         self.on_closed(DisconnectReason::ServerNamespaceDisconnect);
     }
 
+    /// A new connection presented this socket's `pid`: the client has abandoned this
+    /// connection (it has not been seen to drop yet). Close it and keep the session so
+    /// the new connection can resume it.
+    pub(crate) fn take_over(self: &Arc<Self>) {
+        tracing::debug!(socket = %self.id, "session taken over by a reconnecting client");
+        self.client.remove_socket(self.namespace());
+        self.on_closed(DisconnectReason::TransportClose);
+        self.session.close(DisconnectReason::ForcedClose);
+    }
+
     /// Closes the whole connection (every namespace of this client) with `reason`.
     pub fn close_connection(&self, reason: DisconnectReason) {
         self.session.close(reason);
@@ -217,7 +284,6 @@ impl Socket {
         })
     }
 
-    #[cfg(test)]
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
     }
@@ -272,9 +338,33 @@ impl Socket {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return;
         }
+        if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
+            buffer.unregister_live(pid);
+        }
+        self.persist_for_recovery(reason);
         self.ns.remove(self.id);
         self.lock_acks().clear();
         tracing::debug!(socket = %self.id, nsp = self.namespace(), %reason, "socket disconnected");
         self.ns.handlers().run_disconnect(self, reason);
+    }
+
+    /// Keeps the session for a later reconnect when the drop was not deliberate.
+    fn persist_for_recovery(&self, reason: DisconnectReason) {
+        let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
+            return;
+        };
+        if !is_recoverable(reason) {
+            return;
+        }
+        let mut rooms = vec![Room::from(self.id.as_str())];
+        rooms.extend(self.ns.adapter().socket_rooms(self.id));
+        let parts = SavedSessionParts {
+            sid: self.id,
+            pid,
+            rooms,
+            data: self.data(),
+            connected_at_offset: self.connected_at_offset,
+        };
+        buffer.persist(parts, now());
     }
 }

@@ -29,7 +29,8 @@ pub(crate) enum DurationError {
     Overflow,
 }
 
-/// Parses `"25s"`, `"300ms"`, `"1m30s"`, `"2h"`: one or more `<integer><unit>` parts.
+/// Parses `"25s"`, `"300ms"`, `"1m30s"`, `"2h"`: one or more `<integer><unit>` parts,
+/// spaces allowed between them (`"1m 30s"`).
 pub(crate) fn parse(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -41,12 +42,14 @@ pub(crate) fn parse(text: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(DurationError::ExpectedNumber(rest.to_owned()));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| DurationError::Overflow)?;
-        rest = &rest[digits..];
-        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| DurationError::Overflow)?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_alphabetic()).len();
         let part = scale(number, &rest[..unit_len])?;
         total = total.checked_add(part).ok_or(DurationError::Overflow)?;
-        rest = &rest[unit_len..];
+        rest = rest[unit_len..].trim_start();
     }
     Ok(total)
 }
@@ -126,6 +129,8 @@ mod tests {
             ("1h", 3_600_000),
             ("1m30s", 90_000),
             (" 0s ", 0),
+            ("1m 30s", 90_000),
+            ("5 s", 5_000),
         ];
         for (text, millis) in ok {
             assert_eq!(parse(text), Ok(Duration::from_millis(millis)), "{text}");
@@ -136,10 +141,15 @@ mod tests {
     fn rejects_malformed_strings() {
         assert_eq!(parse(""), Err(DurationError::Empty));
         assert_eq!(parse("25"), Err(DurationError::MissingUnit(25)));
-        assert_eq!(parse("5 s"), Err(DurationError::MissingUnit(5)));
+        assert!(
+            matches!(parse("25 seconds"), Err(DurationError::UnknownUnit(u)) if u == "seconds")
+        );
         assert!(matches!(parse("5sec"), Err(DurationError::UnknownUnit(u)) if u == "sec"));
         assert!(matches!(parse("s"), Err(DurationError::ExpectedNumber(_))));
-        assert!(matches!(parse("-5s"), Err(DurationError::ExpectedNumber(_))));
+        assert!(matches!(
+            parse("-5s"),
+            Err(DurationError::ExpectedNumber(_))
+        ));
         assert_eq!(parse("99999999999999999999h"), Err(DurationError::Overflow));
         assert_eq!(parse("9999999999999999h"), Err(DurationError::Overflow));
     }
@@ -160,8 +170,16 @@ mod tests {
         assert_eq!(millis.0, Duration::from_millis(1500));
         let text: HumanDuration = toml::Value::String("2s".into()).try_into()?;
         assert_eq!(text.0, Duration::from_secs(2));
-        assert!(toml::Value::Integer(-1).try_into::<HumanDuration>().is_err());
-        assert!(toml::Value::Boolean(true).try_into::<HumanDuration>().is_err());
+        assert!(
+            toml::Value::Integer(-1)
+                .try_into::<HumanDuration>()
+                .is_err()
+        );
+        assert!(
+            toml::Value::Boolean(true)
+                .try_into::<HumanDuration>()
+                .is_err()
+        );
         Ok(())
     }
 }

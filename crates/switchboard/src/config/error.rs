@@ -62,6 +62,7 @@ fn hint_suffix(hint: Option<&str>) -> String {
 
 impl ConfigError {
     /// The dotted key the error is about, when it is about one.
+    #[cfg(test)]
     pub(crate) fn key(&self) -> Option<&str> {
         match self {
             ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
@@ -86,7 +87,11 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "invalid configuration ({n} error{}):", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid configuration ({n} error{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
         for err in &self.0 {
             write!(f, "\n  - {err}")?;
         }

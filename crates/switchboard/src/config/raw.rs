@@ -95,12 +95,12 @@ pub(crate) struct RawLog {
 #[serde(default)]
 pub(crate) struct RawEngine {
     pub(crate) path: Option<Field<String>>,
-    pub(crate) transports: Option<Field<Vec<RawTransport>>>,
+    pub(crate) transports: Option<Field<StringList>>,
     pub(crate) ping_interval: Option<Field<HumanDuration>>,
     pub(crate) ping_timeout: Option<Field<HumanDuration>>,
     pub(crate) upgrade_timeout: Option<Field<HumanDuration>>,
-    pub(crate) max_payload: Option<Field<u64>>,
-    pub(crate) max_connections: Option<Field<u64>>,
+    pub(crate) max_payload: Option<Field<Count>>,
+    pub(crate) max_connections: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -110,7 +110,7 @@ pub(crate) struct RawEngine {
 #[serde(default)]
 pub(crate) struct RawSocketIo {
     pub(crate) connect_timeout: Option<Field<HumanDuration>>,
-    pub(crate) max_attachments: Option<Field<u64>>,
+    pub(crate) max_attachments: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -129,8 +129,8 @@ pub(crate) struct RawCors {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
 pub(crate) struct RawQueue {
-    pub(crate) max_packets: Option<Field<u64>>,
-    pub(crate) max_bytes: Option<Field<u64>>,
+    pub(crate) max_packets: Option<Field<Count>>,
+    pub(crate) max_bytes: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -144,14 +144,19 @@ pub(crate) struct RawShutdown {
     pub(crate) unknown: Unknown,
 }
 
-/// A transport name as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum RawTransport {
-    /// `"polling"`.
-    Polling,
-    /// `"websocket"`.
-    Websocket,
+/// A count or size: a non-negative integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Count(pub(crate) u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(deserializer)? {
+            toml::Value::Integer(n) if n >= 0 => Ok(Count(n.unsigned_abs())),
+            other => Err(de::Error::custom(format_args!(
+                "expected a non-negative integer, found {other}"
+            ))),
+        }
+    }
 }
 
 /// A list of strings: a TOML array, or one comma-separated string (which is what an
@@ -199,6 +204,21 @@ pub(crate) fn from_table(table: toml::Table) -> Result<RawConfig, String> {
     toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| e.message().to_owned())
+}
+
+/// Every setting as a dotted key (`listen`, `engine.ping_interval`), from [`SECTIONS`].
+#[cfg(test)]
+pub(crate) fn leaf_keys() -> Vec<String> {
+    let is_section = |key: &str| SECTIONS.iter().any(|(s, _)| *s == key);
+    SECTIONS
+        .iter()
+        .flat_map(|(section, keys)| keys.iter().map(move |key| (*section, *key)))
+        .filter_map(|(section, key)| match section {
+            "" if is_section(key) => None,
+            "" => Some(key.to_owned()),
+            _ => Some(format!("{section}.{key}")),
+        })
+        .collect()
 }
 
 #[cfg(test)]

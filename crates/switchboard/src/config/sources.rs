@@ -133,7 +133,12 @@ impl Merged {
         };
         match toml::from_str::<toml::Table>(&text) {
             Ok(table) => {
-                record_leaves(&mut self.origins, "", &table, &Origin::File(path.to_owned()));
+                record_keys(
+                    &mut self.origins,
+                    "",
+                    &table,
+                    &Origin::File(path.to_owned()),
+                );
                 self.table = table;
             }
             Err(err) => self.errors.push(ConfigError::Syntax {
@@ -177,13 +182,13 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Records `origin` for every value in `table` (arrays are single values).
-fn record_leaves(origins: &mut Origins, prefix: &str, table: &toml::Table, origin: &Origin) {
+/// Records `origin` for every key in `table`, sections included (arrays are single values).
+fn record_keys(origins: &mut Origins, prefix: &str, table: &toml::Table, origin: &Origin) {
     for (key, value) in table {
         let path = join(prefix, key);
-        match value {
-            toml::Value::Table(inner) => record_leaves(origins, &path, inner, origin),
-            _ => origins.set(&path, origin.clone()),
+        origins.set(&path, origin.clone());
+        if let toml::Value::Table(inner) = value {
+            record_keys(origins, &path, inner, origin);
         }
     }
 }
@@ -211,13 +216,18 @@ fn env_overrides(vars: &[(String, String)]) -> Vec<Result<Override, ConfigError>
         .collect();
     let level_env = format!("{ENV_PREFIX}LOG{ENV_SEPARATOR}LEVEL");
     let has_level = vars.iter().any(|(name, _)| *name == level_env);
-    let rust_log = vars.iter().find(|(name, v)| name == RUST_LOG_ENV && !v.is_empty());
+    let rust_log = vars
+        .iter()
+        .find(|(name, v)| name == RUST_LOG_ENV && !v.is_empty());
     if let (false, Some((name, value))) = (has_level, rust_log) {
-        out.insert(0, Ok(Override {
-            key: "log.level".into(),
-            value: value.clone(),
-            origin: Origin::Env(name.clone()),
-        }));
+        out.insert(
+            0,
+            Ok(Override {
+                key: "log.level".into(),
+                value: value.clone(),
+                origin: Origin::Env(name.clone()),
+            }),
+        );
     }
     out
 }
@@ -255,7 +265,9 @@ fn flag_override(flag: &str, value: &str) -> Result<Override, ConfigError> {
                 .ok_or_else(|| bad("expected KEY=VALUE, e.g. engine.ping_interval=5s"))?;
             let key = key.trim();
             if key.is_empty() || key.split('.').any(str::is_empty) {
-                return Err(bad("expected KEY=VALUE with a dotted key, e.g. log.level=debug"));
+                return Err(bad(
+                    "expected KEY=VALUE with a dotted key, e.g. log.level=debug",
+                ));
             }
             (key.to_owned(), value, format!("{flag} {key}"))
         }
@@ -350,9 +362,23 @@ mod tests {
             parse_value(r#"["/", "/chat"]"#),
             toml::Value::Array(vec!["/".into(), "/chat".into()])
         );
-        assert_eq!(parse_value(r#""quoted""#), toml::Value::String("quoted".into()));
-        for plain in ["0.0.0.0:3000", "25s", "/,/chat", "*", "info,hyper=warn", "1\nx = 2"] {
-            assert_eq!(parse_value(plain), toml::Value::String(plain.into()), "{plain}");
+        assert_eq!(
+            parse_value(r#""quoted""#),
+            toml::Value::String("quoted".into())
+        );
+        for plain in [
+            "0.0.0.0:3000",
+            "25s",
+            "/,/chat",
+            "*",
+            "info,hyper=warn",
+            "1\nx = 2",
+        ] {
+            assert_eq!(
+                parse_value(plain),
+                toml::Value::String(plain.into()),
+                "{plain}"
+            );
         }
     }
 

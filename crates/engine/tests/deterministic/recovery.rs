@@ -1,0 +1,210 @@
+//! Connection state recovery on one node: a dropped client that comes back with its
+//! `pid` (and `offset`) gets its id, rooms, data and every missed event, in order.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_engine::sio::RecoveryConfig;
+
+use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, server};
+
+fn recovering_server() -> switchboard_engine::Io {
+    let mut cfg = config();
+    cfg.recovery = Some(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        ..RecoveryConfig::default()
+    });
+    let io = server(cfg);
+    io.of("/").on("join", |ev| {
+        if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
+            ev.socket.join(&[room]);
+        }
+        ev.socket.set_data(json!({"joined": true}));
+    });
+    io
+}
+
+/// Parses `40{"sid":..,"pid":..}` (possibly followed by more packets).
+fn connect_answer(body: &str) -> (String, String) {
+    let first = body.split('\x1e').next().unwrap();
+    let v: Value = serde_json::from_str(first.strip_prefix("40").unwrap()).unwrap();
+    (
+        v["sid"].as_str().unwrap().to_owned(),
+        v["pid"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The event packets of a polling body, as JSON arrays.
+fn events(body: &str) -> Vec<Value> {
+    body.split('\x1e')
+        .filter_map(|p| p.strip_prefix("42"))
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+async fn drop_by_ping_timeout(client: &Client) {
+    // Stop answering pings: the session times out.
+    tokio::time::sleep(PING_INTERVAL + PING_TIMEOUT + Duration::from_millis(50)).await;
+    let (status, _) = client.get_raw().await;
+    assert!(status.is_success() || status.as_u16() == 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_client_resumes_with_id_rooms_data_and_missed_events_in_order() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    client.post(r#"42["join","room-a"]"#).await;
+    tokio::task::yield_now().await;
+    ns.to("room-a").emit("seq", json!(0));
+    let first = events(&client.get().await);
+    assert_eq!(first[0][1], 0);
+    let offset = first[0]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    drop_by_ping_timeout(&client).await;
+    for i in 1..=3 {
+        ns.to("room-a").emit("seq", json!(i));
+        ns.to("room-b").emit("other", json!(i));
+    }
+
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#))
+        .await;
+    let body = back.get().await;
+    let (sid2, pid2) = connect_answer(&body);
+    assert_eq!(
+        (sid2.as_str(), pid2.as_str()),
+        (sid.as_str(), pid.as_str()),
+        "same ids"
+    );
+    let replayed: Vec<i64> = events(&body)
+        .iter()
+        .map(|e| {
+            assert_eq!(e[0], "seq", "only the socket's rooms are replayed");
+            e[1].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(replayed, vec![1, 2, 3]);
+
+    let socket = ns.sockets().pop().unwrap();
+    assert!(socket.recovered());
+    assert_eq!(socket.data(), json!({"joined": true}));
+    assert!(socket.rooms().contains(&"room-a".to_owned()));
+    ns.to("room-a").emit("seq", json!(4));
+    assert_eq!(
+        events(&back.get().await)[0][1],
+        4,
+        "live delivery continues"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_saw_no_event_yet_still_recovers_what_it_missed() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    drop_by_ping_timeout(&client).await;
+    ns.emit("news", json!("while away"));
+
+    let back = Client::handshake(&io).await;
+    // socket.io-client sends no offset when it never received an event.
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid);
+    let replayed = events(&body);
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0][1], "while away");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_session_is_not_recovered() {
+    let io = recovering_server();
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    drop_by_ping_timeout(&client).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let (sid2, pid2) = connect_answer(&back.get().await);
+    assert_ne!(sid2, sid);
+    assert_ne!(pid2, pid, "a new pid tells the client it was not recovered");
+    assert!(!io.of("/").sockets()[0].recovered());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deliberate_disconnect_is_not_resumable() {
+    let io = recovering_server();
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    client.post("41").await;
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    assert_ne!(connect_answer(&back.get().await).0, sid);
+}
+
+#[tokio::test(start_paused = true)]
+async fn direct_emits_carry_offsets_and_acks_do_not() {
+    let io = recovering_server();
+    io.of("/").on("ask", |mut ev| {
+        let _ = ev.socket.emit("direct", json!("x"));
+        if let Some(ack) = ev.take_ack() {
+            let _ = ack.send(json!("answer"));
+        }
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    client.get().await;
+    client.post(r#"421["ask"]"#).await;
+    let body = client.get().await;
+    let direct = events(&body);
+    assert_eq!(direct[0].as_array().unwrap().len(), 3, "event, arg, offset");
+    assert!(body.contains(r#"431["answer"]"#), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_back_before_its_old_connection_was_seen_to_drop_takes_it_over() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let old = Client::handshake(&io).await;
+    old.post("40").await;
+    let (sid, pid) = connect_answer(&old.get().await);
+    ns.emit("seq", json!(0));
+    let first = events(&old.get().await);
+    let offset = first[0]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The old connection is still open on the server when these are emitted...
+    ns.emit("seq", json!(1));
+    ns.emit("seq", json!(2));
+    // ...and when the client shows up again on a new connection.
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#))
+        .await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid);
+    let replayed: Vec<i64> = events(&body)
+        .iter()
+        .map(|e| e[1].as_i64().unwrap())
+        .collect();
+    assert_eq!(replayed, vec![1, 2]);
+    assert_eq!(ns.socket_count(), 1, "the stale socket is gone");
+    old.assert_closed().await;
+}

@@ -1,0 +1,155 @@
+//! The binary's typed settings and their loading: a TOML file, `SWITCHBOARD_*`
+//! environment variables and flags, merged by precedence (flags > environment > file >
+//! defaults), then validated into [`Config`] with every error reported at once.
+//!
+//! - `sources`: reading the file, the environment and flags into one table, with the
+//!   origin of each value;
+//! - `raw`: the serde shape of that table, which keeps going past bad values;
+//! - `validate` and `check`: raw values to typed ones, collecting every error;
+//! - `duration`: `"25s"`-style durations;
+//! - `error`: the error types;
+//! - `summary`: the effective settings as `check-config` prints them.
+//!
+//! The engine's own settings are the engine's types ([`SocketIoConfig`]) with the
+//! engine's defaults; this module adds the process-level ones.
+
+mod check;
+mod duration;
+mod error;
+mod raw;
+mod sources;
+mod summary;
+mod validate;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use switchboard_engine::SocketIoConfig;
+use tracing_subscriber::EnvFilter;
+
+pub(crate) use error::ConfigErrors;
+pub(crate) use sources::{CONFIG_FILE_ENV, Origins, SET_FLAG, Sources};
+pub(crate) use summary::render as summary;
+
+/// Every interface on port 3000: Socket.IO's customary port, which the official clients'
+/// examples and test suites use, reachable from other hosts as a server must be.
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 3000));
+/// Long enough for every session to receive its `close` packet and for in-flight
+/// polling responses to be written (normally milliseconds), short enough to fit well
+/// inside Kubernetes' default 30 s termination grace period.
+pub(crate) const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// `info`: start-up, shutdown and warnings, but not one line per connection (those are
+/// `debug`, as ordinary peer disconnects must not flood the logs).
+pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
+/// Only the main namespace, as a Node server with no `io.of(...)` calls accepts.
+pub(crate) const DEFAULT_NAMESPACES: &[&str] = &["/"];
+/// Longest duration accepted for any setting: anything longer is surely a unit mistake
+/// (milliseconds written as seconds), and huge values risk overflowing timer arithmetic.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Everything the binary needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Config {
+    /// Address of the one listener (engine, health and metrics).
+    pub(crate) listen: SocketAddr,
+    /// Log output.
+    pub(crate) log: LogConfig,
+    /// Engine.IO and Socket.IO settings, as the engine takes them.
+    pub(crate) socketio: SocketIoConfig,
+    /// Namespaces that accept connections, each starting with `/`.
+    pub(crate) namespaces: Vec<String>,
+    /// How long shutdown waits for sessions to close before exiting anyway.
+    pub(crate) drain_deadline: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN,
+            log: LogConfig::default(),
+            socketio: SocketIoConfig::default(),
+            namespaces: DEFAULT_NAMESPACES.iter().map(|s| (*s).to_owned()).collect(),
+            drain_deadline: DEFAULT_DRAIN_DEADLINE,
+        }
+    }
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct LogConfig {
+    /// Line format.
+    pub(crate) format: LogFormat,
+    /// Which events are logged.
+    pub(crate) level: LogFilter,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// A `tracing` filter directive (`info`, `warn,switchboard_engine=debug`) known to parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogFilter(String);
+
+impl LogFilter {
+    /// Checks `directive` with the same parser [`LogFilter::to_filter`] uses.
+    pub(crate) fn parse(directive: &str) -> Result<Self, String> {
+        EnvFilter::builder()
+            .parse(directive)
+            .map(|_| LogFilter(directive.to_owned()))
+            .map_err(|e| format!("invalid log filter `{directive}`: {e}"))
+    }
+
+    /// The directive as written.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The filter to install.
+    pub(crate) fn to_filter(&self) -> EnvFilter {
+        EnvFilter::builder()
+            .parse(&self.0)
+            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL))
+    }
+}
+
+impl Default for LogFilter {
+    fn default() -> Self {
+        LogFilter(DEFAULT_LOG_LEVEL.to_owned())
+    }
+}
+
+/// A validated configuration and where each of its values came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    /// The settings.
+    pub(crate) config: Config,
+    /// Their origins, for `check-config`.
+    pub(crate) origins: Origins,
+}
+
+/// Loads and validates the configuration from `sources`, reporting every problem.
+pub(crate) fn load(sources: &Sources) -> Result<Loaded, ConfigErrors> {
+    validate::validate(sources::merge(sources))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! Checks of single values: each takes what was written and returns the typed value
+//! or a message saying what is wrong and what would be right.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard_engine::AllowedOrigins;
+use switchboard_protocol::engineio::TransportKind;
+
+use super::MAX_DURATION;
+use super::duration;
+use super::raw::Count;
+
+/// The result of a check: the typed value or what is wrong.
+pub(crate) type Checked<T> = Result<T, String>;
+
+/// An IP address and port.
+pub(crate) fn listen(text: String) -> Checked<SocketAddr> {
+    text.parse().map_err(|_| {
+        format!("`{text}` is not an IP address and port (e.g. 0.0.0.0:3000 or [::]:3000)")
+    })
+}
+
+/// A duration greater than zero (a zero timeout would close everything at once).
+pub(crate) fn positive_duration(d: duration::HumanDuration) -> Checked<Duration> {
+    if d.0.is_zero() {
+        return Err("must be greater than 0".into());
+    }
+    any_duration(d)
+}
+
+/// A duration up to [`MAX_DURATION`]; zero allowed.
+pub(crate) fn any_duration(d: duration::HumanDuration) -> Checked<Duration> {
+    if d.0 > MAX_DURATION {
+        return Err(format!(
+            "{} is longer than the {} maximum",
+            duration::format(d.0),
+            duration::format(MAX_DURATION)
+        ));
+    }
+    Ok(d.0)
+}
+
+/// A count or size greater than zero.
+pub(crate) fn positive_count(n: Count) -> Checked<usize> {
+    if n.0 == 0 {
+        return Err("must be greater than 0".into());
+    }
+    any_count(n)
+}
+
+/// A count or size; zero allowed.
+pub(crate) fn any_count(n: Count) -> Checked<usize> {
+    usize::try_from(n.0).map_err(|_| format!("{} is too large", n.0))
+}
+
+/// The engine's URL prefix: starts with `/`, gets a trailing `/` if missing, and must
+/// not hide the health and metrics routes that share the listener.
+pub(crate) fn engine_path(text: String) -> Checked<String> {
+    if !text.starts_with('/') {
+        return Err(format!("`{text}` must start with `/` (e.g. /socket.io/)"));
+    }
+    if text.contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+        return Err(format!("`{text}` must be a plain URL path"));
+    }
+    let path = if text.ends_with('/') {
+        text
+    } else {
+        format!("{text}/")
+    };
+    let base = path.trim_end_matches('/');
+    // The same rule as `EngineServer::matches`.
+    let hidden = crate::http::ROUTES
+        .iter()
+        .find(|route| **route == base || route.starts_with(&path));
+    match hidden {
+        Some(route) => Err(format!("`{path}` would hide the {route} route")),
+        None => Ok(path),
+    }
+}
+
+/// At least one transport, each once, in upgrade order.
+pub(crate) fn transports(list: Vec<String>) -> Checked<Vec<TransportKind>> {
+    if list.is_empty() {
+        return Err("needs at least one of \"polling\", \"websocket\"".into());
+    }
+    let mut kinds = Vec::with_capacity(list.len());
+    for name in &list {
+        let kind = match name.as_str() {
+            "polling" => TransportKind::Polling,
+            "websocket" => TransportKind::Websocket,
+            other => {
+                return Err(format!(
+                    "unknown transport `{other}` (expected \"polling\" or \"websocket\")"
+                ));
+            }
+        };
+        if kinds.contains(&kind) {
+            return Err(format!("lists `{name}` twice"));
+        }
+        kinds.push(kind);
+    }
+    Ok(kinds)
+}
+
+/// `"*"` (any origin) or exact origins such as `https://app.example.com`.
+pub(crate) fn allowed_origins(list: Vec<String>) -> Checked<AllowedOrigins> {
+    if list.iter().any(|o| o == "*") {
+        return match list.len() {
+            1 => Ok(AllowedOrigins::Any),
+            _ => Err("`*` already allows every origin; list it alone".into()),
+        };
+    }
+    let bad: Vec<String> = list.iter().filter_map(|o| origin_problem(o)).collect();
+    if !bad.is_empty() {
+        return Err(bad.join("; "));
+    }
+    Ok(AllowedOrigins::List(list))
+}
+
+/// What is wrong with one origin, if anything. Browsers send `scheme://host[:port]`,
+/// which is compared exactly, so a path or trailing slash would never match.
+fn origin_problem(origin: &str) -> Option<String> {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Some(format!(
+            "`{origin}` is not an origin (e.g. https://app.example.com)"
+        ));
+    };
+    if scheme.is_empty() || rest.is_empty() {
+        return Some(format!(
+            "`{origin}` is not an origin (e.g. https://app.example.com)"
+        ));
+    }
+    if rest.contains('/') {
+        return Some(format!(
+            "`{origin}` has a path or trailing `/`; browsers send only scheme://host[:port]"
+        ));
+    }
+    None
+}
+
+/// At least one namespace, each once, each a name a Socket.IO packet can carry.
+pub(crate) fn namespaces(list: Vec<String>) -> Checked<Vec<String>> {
+    if list.is_empty() {
+        return Err("needs at least one namespace (e.g. [\"/\"])".into());
+    }
+    let mut problems: Vec<String> = list.iter().filter_map(|n| namespace_problem(n)).collect();
+    let mut seen = HashSet::new();
+    for name in &list {
+        if !seen.insert(name) {
+            problems.push(format!("`{name}` is listed twice"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(list)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Socket.IO ends the namespace of a packet at the first `,`, so a name cannot hold one.
+fn namespace_problem(name: &str) -> Option<String> {
+    if !name.starts_with('/') {
+        return Some(format!("`{name}` must start with `/`"));
+    }
+    if name.contains(|c: char| c == ',' || c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "`{name}` must not contain `,`, spaces or control characters"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_needs_ip_and_port() {
+        assert!(listen("127.0.0.1:0".into()).is_ok());
+        assert!(listen("[::1]:3000".into()).is_ok());
+        assert!(listen("localhost:3000".into()).is_err());
+        assert!(listen("3000".into()).is_err());
+    }
+
+    #[test]
+    fn engine_path_is_normalized_and_must_not_hide_routes() {
+        assert_eq!(engine_path("/socket.io".into()), Ok("/socket.io/".into()));
+        assert_eq!(engine_path("/rt/".into()), Ok("/rt/".into()));
+        assert!(engine_path("socket.io".into()).is_err());
+        assert!(engine_path("/".into()).is_err());
+        assert!(engine_path("/health".into()).is_err());
+        assert!(engine_path("/metrics".into()).is_err());
+        assert!(engine_path("/a b/".into()).is_err());
+        assert_eq!(engine_path("/healthz".into()), Ok("/healthz/".into()));
+    }
+
+    #[test]
+    fn origins_are_star_alone_or_exact_origins() {
+        assert_eq!(allowed_origins(vec!["*".into()]), Ok(AllowedOrigins::Any));
+        assert!(allowed_origins(vec!["*".into(), "https://a.example".into()]).is_err());
+        assert!(allowed_origins(vec!["https://a.example/".into()]).is_err());
+        assert!(allowed_origins(vec!["a.example".into()]).is_err());
+        assert_eq!(
+            allowed_origins(vec!["http://localhost:8080".into()]),
+            Ok(AllowedOrigins::List(vec!["http://localhost:8080".into()]))
+        );
+        assert_eq!(allowed_origins(vec![]), Ok(AllowedOrigins::List(vec![])));
+    }
+
+    #[test]
+    fn namespaces_must_be_encodable_and_unique() {
+        assert!(namespaces(vec!["/".into(), "/chat".into()]).is_ok());
+        assert!(namespaces(vec![]).is_err());
+        assert!(namespaces(vec!["chat".into()]).is_err());
+        assert!(namespaces(vec!["/a,b".into()]).is_err());
+        assert!(namespaces(vec!["/".into(), "/".into()]).is_err());
+    }
+
+    #[test]
+    fn transports_are_known_unique_and_not_empty() {
+        assert_eq!(
+            transports(vec!["websocket".into()]),
+            Ok(vec![TransportKind::Websocket])
+        );
+        assert!(transports(vec![]).is_err());
+        assert!(transports(vec!["polling".into(), "polling".into()]).is_err());
+        assert!(transports(vec!["carrier-pigeon".into()]).is_err());
+    }
+
+    #[test]
+    fn durations_and_counts_have_bounds() {
+        use duration::HumanDuration as H;
+        assert!(positive_duration(H(Duration::ZERO)).is_err());
+        assert_eq!(any_duration(H(Duration::ZERO)), Ok(Duration::ZERO));
+        assert!(any_duration(H(MAX_DURATION + Duration::from_millis(1))).is_err());
+        assert!(positive_count(Count(0)).is_err());
+        assert_eq!(any_count(Count(0)), Ok(0));
+    }
+}

@@ -1,0 +1,102 @@
+//! The effective settings as `check-config` prints them: one `key = value` line per
+//! setting, in TOML syntax, with where each value came from.
+
+use switchboard_engine::AllowedOrigins;
+
+use super::duration::format as duration;
+use super::{Config, Loaded};
+
+/// Every setting of `config` as `(dotted key, TOML value)`, in documentation order.
+pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
+    let sio = &config.socketio;
+    let e = &sio.engine;
+    let origins = match &e.cors.allowed_origins {
+        AllowedOrigins::Any => quote("*"),
+        AllowedOrigins::List(list) => strings(list.iter().map(String::as_str)),
+    };
+    vec![
+        ("listen", quote(config.listen)),
+        (
+            "namespaces",
+            strings(config.namespaces.iter().map(String::as_str)),
+        ),
+        ("log.format", quote(config.log.format)),
+        ("log.level", quote(config.log.level.as_str())),
+        ("engine.path", quote(&e.path)),
+        (
+            "engine.transports",
+            strings(e.transports.iter().map(|t| t.as_str())),
+        ),
+        ("engine.ping_interval", quote(duration(e.ping_interval))),
+        ("engine.ping_timeout", quote(duration(e.ping_timeout))),
+        ("engine.upgrade_timeout", quote(duration(e.upgrade_timeout))),
+        ("engine.max_payload", e.max_payload.to_string()),
+        ("engine.max_connections", e.max_connections.to_string()),
+        (
+            "socketio.connect_timeout",
+            quote(duration(sio.connect_timeout)),
+        ),
+        ("socketio.max_attachments", sio.max_attachments.to_string()),
+        ("cors.allowed_origins", origins),
+        ("cors.credentials", e.cors.credentials.to_string()),
+        ("queue.max_packets", e.queue.max_packets.to_string()),
+        ("queue.max_bytes", e.queue.max_bytes.to_string()),
+        (
+            "shutdown.drain_deadline",
+            quote(duration(config.drain_deadline)),
+        ),
+    ]
+}
+
+/// The summary: aligned `key = value  # origin` lines.
+pub(crate) fn render(loaded: &Loaded) -> String {
+    let entries = entries(&loaded.config);
+    let key_width = entries.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let value_width = entries.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in &entries {
+        let origin = loaded.origins.of(key);
+        out.push_str(&format!(
+            "{key:key_width$} = {value:value_width$}  # {origin}\n"
+        ));
+    }
+    out
+}
+
+/// A TOML string.
+fn quote(value: impl ToString) -> String {
+    toml::Value::String(value.to_string()).to_string()
+}
+
+/// A TOML array of strings.
+fn strings<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<String> = items.map(quote).collect();
+    format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::leaf_keys;
+
+    #[test]
+    fn lists_every_known_key_once() {
+        let mut listed: Vec<&str> = entries(&Config::default())
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut known = leaf_keys();
+        listed.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(listed, known);
+    }
+
+    #[test]
+    fn values_are_valid_toml() -> Result<(), toml::de::Error> {
+        for (key, value) in entries(&Config::default()) {
+            let _: toml::Table = toml::from_str(&format!("v = {value}"))?;
+            assert!(!key.is_empty());
+        }
+        Ok(())
+    }
+}

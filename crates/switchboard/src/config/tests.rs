@@ -1,0 +1,289 @@
+//! Loading from the `testdata/` fixtures, the environment and flags: which value wins,
+//! and that every problem is reported with its key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchboard_engine::AllowedOrigins;
+use switchboard_protocol::engineio::TransportKind;
+
+use super::error::ConfigError;
+use super::sources::Origin;
+use super::*;
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testdata(name: &str) -> PathBuf {
+    manifest_dir().join("testdata").join(name)
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn sources(file: Option<&str>, env: &[(&str, &str)], flags: &[(&str, &str)]) -> Sources {
+    Sources {
+        file: file.map(testdata),
+        env: pairs(env),
+        flags: pairs(flags),
+    }
+}
+
+fn load_ok(sources: &Sources) -> Loaded {
+    match load(sources) {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("expected a valid config, got {errors}"),
+    }
+}
+
+fn load_err(sources: &Sources) -> ConfigErrors {
+    match load(sources) {
+        Ok(loaded) => panic!("expected errors, got {:?}", loaded.config),
+        Err(errors) => errors,
+    }
+}
+
+#[test]
+fn no_sources_give_the_defaults() {
+    let loaded = load_ok(&Sources::default());
+    assert_eq!(loaded.config, Config::default());
+    assert_eq!(loaded.config.listen, DEFAULT_LISTEN);
+    assert_eq!(loaded.config.namespaces, ["/"]);
+    assert_eq!(loaded.origins.of("listen"), Origin::Default);
+    let minimal = load_ok(&sources(Some("minimal.toml"), &[], &[]));
+    assert_eq!(minimal.config, Config::default());
+}
+
+#[test]
+fn valid_fixture_sets_every_value() {
+    let c = load_ok(&sources(Some("valid.toml"), &[], &[])).config;
+    let e = &c.socketio.engine;
+    assert_eq!(c.listen.to_string(), "127.0.0.1:4000");
+    assert_eq!(c.namespaces, ["/", "/chat", "/orders"]);
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.level.as_str(), "warn,switchboard_engine=debug");
+    assert_eq!(e.path, "/realtime/");
+    assert_eq!(
+        e.transports,
+        [TransportKind::Websocket, TransportKind::Polling]
+    );
+    assert_eq!(e.ping_interval, Duration::from_secs(30));
+    assert_eq!(e.ping_timeout, Duration::from_secs(15));
+    assert_eq!(e.upgrade_timeout, Duration::from_secs(90));
+    assert_eq!(e.max_payload, 2_000_000);
+    assert_eq!(e.max_connections, 5000);
+    assert_eq!(c.socketio.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.socketio.max_attachments, 8);
+    let origins = ["https://app.example.com", "http://localhost:5173"].map(String::from);
+    assert_eq!(
+        e.cors.allowed_origins,
+        AllowedOrigins::List(origins.to_vec())
+    );
+    assert!(e.cors.credentials);
+    assert_eq!(e.queue.max_packets, 256);
+    assert_eq!(e.queue.max_bytes, 1_048_576);
+    assert_eq!(c.drain_deadline, Duration::from_millis(500));
+}
+
+#[test]
+fn invalid_fixture_reports_every_bad_key_at_once() {
+    let errors = load_err(&sources(Some("invalid.toml"), &[], &[]));
+    let mut keys = errors.keys();
+    keys.sort_unstable();
+    let mut expected = vec![
+        "listen",
+        "namespces",
+        "namespaces",
+        "socketio",
+        "log.format",
+        "log.level",
+        "engine.path",
+        "engine.transports",
+        "engine.ping_interval",
+        "engine.ping_timeout",
+        "engine.max_payload",
+        "engine.max_conections",
+        "cors.allowed_origins",
+        "cors.credentials",
+        "queue.max_packets",
+        "shutdown.drain_deadline",
+        "limits",
+    ];
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "{errors}");
+    let file = Origin::File(testdata("invalid.toml"));
+    for err in &errors.0 {
+        assert!(
+            matches!(err, ConfigError::Invalid { origin, .. } | ConfigError::UnknownKey { origin, .. } if *origin == file),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_come_with_hints() {
+    let errors = load_err(&sources(Some("invalid.toml"), &[], &[]));
+    let hint = |wanted: &str| {
+        errors.0.iter().find_map(|e| match e {
+            ConfigError::UnknownKey { key, hint, .. } if key == wanted => Some(hint.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(hint("namespces"), Some(Some("namespaces".to_owned())));
+    assert_eq!(
+        hint("engine.max_conections"),
+        Some(Some("max_connections".to_owned()))
+    );
+    assert_eq!(hint("limits"), Some(None));
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let env = [
+        ("SWITCHBOARD_ENGINE__PING_INTERVAL", "1234ms"),
+        ("SWITCHBOARD_LISTEN", "127.0.0.1:5000"),
+        ("SWITCHBOARD_CORS__CREDENTIALS", "false"),
+    ];
+    let flags = [
+        ("--listen", "127.0.0.1:6000"),
+        ("--set", "queue.max_bytes=2048"),
+    ];
+    let loaded = load_ok(&sources(Some("valid.toml"), &env, &flags));
+    let c = &loaded.config;
+    assert_eq!(c.socketio.engine.ping_interval, Duration::from_millis(1234));
+    assert!(!c.socketio.engine.cors.credentials);
+    assert_eq!(c.listen.to_string(), "127.0.0.1:6000");
+    assert_eq!(c.socketio.engine.queue.max_bytes, 2048);
+    // Untouched values still come from the file.
+    assert_eq!(c.socketio.engine.ping_timeout, Duration::from_secs(15));
+    let o = &loaded.origins;
+    assert_eq!(
+        o.of("engine.ping_interval"),
+        Origin::Env("SWITCHBOARD_ENGINE__PING_INTERVAL".into())
+    );
+    assert_eq!(o.of("listen"), Origin::Flag("--listen".into()));
+    assert_eq!(
+        o.of("queue.max_bytes"),
+        Origin::Flag("--set queue.max_bytes".into())
+    );
+    assert_eq!(
+        o.of("engine.ping_timeout"),
+        Origin::File(testdata("valid.toml"))
+    );
+}
+
+#[test]
+fn env_values_are_checked_and_blamed_on_their_variable() {
+    let env = [
+        ("SWITCHBOARD_ENGINE__PING_TIMEOUT", "0"),
+        ("SWITCHBOARD_ENGINE__PING_INTERVL", "5s"),
+        ("SWITCHBOARD_", "x"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    assert_eq!(errors.0.len(), 3, "{errors}");
+    assert!(errors.0.iter().any(|e| matches!(e,
+        ConfigError::Invalid { key, origin: Origin::Env(var), .. }
+            if key == "engine.ping_timeout" && var == "SWITCHBOARD_ENGINE__PING_TIMEOUT")));
+    assert!(errors.0.iter().any(|e| matches!(e,
+        ConfigError::UnknownKey { key, hint: Some(hint), .. }
+            if key == "engine.ping_intervl" && hint == "ping_interval")));
+    assert!(errors.0.iter().any(|e| matches!(e,
+        ConfigError::BadOverride { source_name, .. } if source_name == "SWITCHBOARD_")));
+}
+
+#[test]
+fn env_lists_are_comma_separated() {
+    let env = [
+        ("SWITCHBOARD_NAMESPACES", "/, /chat"),
+        ("SWITCHBOARD_ENGINE__TRANSPORTS", "websocket"),
+        (
+            "SWITCHBOARD_CORS__ALLOWED_ORIGINS",
+            "https://a.example,https://b.example",
+        ),
+    ];
+    let c = load_ok(&sources(None, &env, &[])).config;
+    assert_eq!(c.namespaces, ["/", "/chat"]);
+    assert_eq!(c.socketio.engine.transports, [TransportKind::Websocket]);
+    let expected = vec![
+        "https://a.example".to_owned(),
+        "https://b.example".to_owned(),
+    ];
+    assert_eq!(
+        c.socketio.engine.cors.allowed_origins,
+        AllowedOrigins::List(expected)
+    );
+}
+
+#[test]
+fn rust_log_sets_the_level_unless_switchboard_does() {
+    let c = load_ok(&sources(None, &[("RUST_LOG", "debug")], &[])).config;
+    assert_eq!(c.log.level.as_str(), "debug");
+    let flags = [("--log-level", "trace")];
+    let c = load_ok(&sources(None, &[("RUST_LOG", "debug")], &flags)).config;
+    assert_eq!(c.log.level.as_str(), "trace");
+}
+
+#[test]
+fn syntax_errors_name_the_line_and_other_sources_are_still_checked() {
+    let env = [("SWITCHBOARD_LISTEN", "nowhere")];
+    let errors = load_err(&sources(Some("syntax_error.toml"), &env, &[]));
+    assert!(
+        matches!(
+            errors.0.as_slice(),
+            [ConfigError::Syntax { message, .. }, ConfigError::Invalid { key, .. }]
+                if message.starts_with("line 2, column") && key == "listen"
+        ),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let errors = load_err(&sources(Some("does-not-exist.toml"), &[], &[]));
+    assert!(matches!(errors.0.as_slice(), [ConfigError::Read { .. }]));
+}
+
+#[test]
+fn summary_lists_values_with_their_origin() {
+    let env = [("SWITCHBOARD_ENGINE__PING_INTERVAL", "1234")];
+    let summary = super::summary(&load_ok(&sources(Some("minimal.toml"), &env, &[])));
+    assert!(
+        summary.contains(r#"listen                   = "0.0.0.0:3000""#),
+        "{summary}"
+    );
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("engine.ping_interval "))
+        .unwrap_or_default();
+    assert!(line.contains(r#""1234ms""#), "{line}");
+    assert!(
+        line.ends_with("# env SWITCHBOARD_ENGINE__PING_INTERVAL"),
+        "{line}"
+    );
+}
+
+#[test]
+fn example_file_is_valid_and_documentation_covers_every_key() {
+    let root = manifest_dir().join("../..");
+    let example = root.join("switchboard.example.toml");
+    let loaded = load_ok(&Sources {
+        file: Some(example.clone()),
+        ..Sources::default()
+    });
+    let example_text = std::fs::read_to_string(&example).unwrap_or_default();
+    let docs = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap_or_default();
+    for key in raw::leaf_keys() {
+        let leaf = key.rsplit('.').next().unwrap_or(&key);
+        assert!(example_text.contains(leaf), "example lacks {key}");
+        assert!(docs.contains(&format!("`{key}`")), "docs lack `{key}`");
+        let env = format!("SWITCHBOARD_{}", key.to_uppercase().replace('.', "__"));
+        assert!(docs.contains(&env), "docs lack {env}");
+    }
+    // The example documents the defaults: loading it changes nothing.
+    assert_eq!(loaded.config, Config::default());
+}

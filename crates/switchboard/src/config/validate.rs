@@ -1,0 +1,269 @@
+//! Raw values to typed settings: walks every section, applies the checks, and collects
+//! every error with its dotted key and origin instead of stopping at the first.
+
+use super::check::{self, Checked};
+use super::error::{ConfigError, ConfigErrors};
+use super::raw::{
+    self, Field, RawConfig, RawCors, RawEngine, RawLog, RawQueue, RawShutdown, RawSocketIo,
+    SECTIONS, StringList, Unknown,
+};
+use super::sources::{Merged, Origins};
+use super::{Config, Loaded, LogFilter};
+
+/// Validates merged sources into a [`Loaded`] config, or every error found.
+pub(crate) fn validate(merged: Merged) -> Result<Loaded, ConfigErrors> {
+    let Merged {
+        table,
+        origins,
+        errors,
+    } = merged;
+    let mut validator = Validator {
+        origins: &origins,
+        errors,
+    };
+    let mut config = Config::default();
+    match raw::from_table(table) {
+        Ok(raw) => validator.config(raw, &mut config),
+        Err(message) => validator.invalid("", message),
+    }
+    if validator.errors.is_empty() {
+        Ok(Loaded { config, origins })
+    } else {
+        Err(ConfigErrors(validator.errors))
+    }
+}
+
+/// Collects errors while values are read; each reader returns `None` for a bad value
+/// so the default stays in place and validation goes on.
+struct Validator<'a> {
+    origins: &'a Origins,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn invalid(&mut self, key: &str, message: String) {
+        self.errors.push(ConfigError::Invalid {
+            key: key.to_owned(),
+            message,
+            origin: self.origins.of(key),
+        });
+    }
+
+    /// Reads `field` as written, checks it, and stores it in `slot`; a bad value is
+    /// reported and leaves `slot` (the default) alone.
+    fn read<T, U>(
+        &mut self,
+        slot: &mut U,
+        key: &str,
+        field: Option<Field<T>>,
+        check: impl FnOnce(T) -> Checked<U>,
+    ) {
+        let Some(field) = field else { return };
+        match field.0.and_then(check) {
+            Ok(value) => *slot = value,
+            Err(message) => self.invalid(key, message),
+        }
+    }
+
+    /// A section; one that is not a table is reported and read as empty.
+    fn section<T: Default>(&mut self, key: &str, field: Option<Field<T>>) -> T {
+        match field.map(|f| f.0) {
+            None => T::default(),
+            Some(Ok(section)) => section,
+            Some(Err(_)) => {
+                self.invalid(key, format!("must be a table ([{key}])"));
+                T::default()
+            }
+        }
+    }
+
+    fn unknown(&mut self, section: &str, unknown: Unknown) {
+        let known = SECTIONS
+            .iter()
+            .find(|(name, _)| *name == section)
+            .map_or(&[][..], |(_, keys)| keys);
+        for name in unknown.into_keys() {
+            let key = if section.is_empty() {
+                name.clone()
+            } else {
+                format!("{section}.{name}")
+            };
+            self.errors.push(ConfigError::UnknownKey {
+                hint: closest(&name, known).map(str::to_owned),
+                origin: self.origins.of(&key),
+                key,
+            });
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig, c: &mut Config) {
+        self.unknown("", raw.unknown);
+        self.read(&mut c.listen, "listen", raw.listen, check::listen);
+        let namespaces = |l: StringList| check::namespaces(l.0);
+        self.read(&mut c.namespaces, "namespaces", raw.namespaces, namespaces);
+        let log = self.section("log", raw.log);
+        self.log(log, c);
+        let engine = self.section("engine", raw.engine);
+        self.engine(engine, c);
+        let socketio = self.section("socketio", raw.socketio);
+        self.socketio(socketio, c);
+        let cors = self.section("cors", raw.cors);
+        self.cors(cors, c);
+        let queue = self.section("queue", raw.queue);
+        self.queue(queue, c);
+        let shutdown = self.section("shutdown", raw.shutdown);
+        self.shutdown(shutdown, c);
+    }
+
+    fn log(&mut self, raw: RawLog, c: &mut Config) {
+        self.unknown("log", raw.unknown);
+        let log = &mut c.log;
+        self.read(&mut log.format, "log.format", raw.format, Ok);
+        let level = |s: String| LogFilter::parse(&s);
+        self.read(&mut log.level, "log.level", raw.level, level);
+    }
+
+    fn engine(&mut self, raw: RawEngine, c: &mut Config) {
+        use check::{positive_count as count, positive_duration as duration};
+        self.unknown("engine", raw.unknown);
+        let e = &mut c.socketio.engine;
+        self.read(&mut e.path, "engine.path", raw.path, check::engine_path);
+        let transports = |l: StringList| check::transports(l.0);
+        self.read(
+            &mut e.transports,
+            "engine.transports",
+            raw.transports,
+            transports,
+        );
+        self.read(
+            &mut e.ping_interval,
+            "engine.ping_interval",
+            raw.ping_interval,
+            duration,
+        );
+        self.read(
+            &mut e.ping_timeout,
+            "engine.ping_timeout",
+            raw.ping_timeout,
+            duration,
+        );
+        self.read(
+            &mut e.upgrade_timeout,
+            "engine.upgrade_timeout",
+            raw.upgrade_timeout,
+            duration,
+        );
+        self.read(
+            &mut e.max_payload,
+            "engine.max_payload",
+            raw.max_payload,
+            count,
+        );
+        self.read(
+            &mut e.max_connections,
+            "engine.max_connections",
+            raw.max_connections,
+            count,
+        );
+    }
+
+    fn socketio(&mut self, raw: RawSocketIo, c: &mut Config) {
+        self.unknown("socketio", raw.unknown);
+        let sio = &mut c.socketio;
+        let (connect, attachments) = (raw.connect_timeout, raw.max_attachments);
+        self.read(
+            &mut sio.connect_timeout,
+            "socketio.connect_timeout",
+            connect,
+            check::positive_duration,
+        );
+        self.read(
+            &mut sio.max_attachments,
+            "socketio.max_attachments",
+            attachments,
+            check::any_count,
+        );
+    }
+
+    fn cors(&mut self, raw: RawCors, c: &mut Config) {
+        self.unknown("cors", raw.unknown);
+        let cors = &mut c.socketio.engine.cors;
+        let origins = |l: StringList| check::allowed_origins(l.0);
+        self.read(
+            &mut cors.allowed_origins,
+            "cors.allowed_origins",
+            raw.allowed_origins,
+            origins,
+        );
+        self.read(
+            &mut cors.credentials,
+            "cors.credentials",
+            raw.credentials,
+            Ok,
+        );
+    }
+
+    fn queue(&mut self, raw: RawQueue, c: &mut Config) {
+        self.unknown("queue", raw.unknown);
+        let q = &mut c.socketio.engine.queue;
+        let count = check::positive_count;
+        self.read(
+            &mut q.max_packets,
+            "queue.max_packets",
+            raw.max_packets,
+            count,
+        );
+        self.read(&mut q.max_bytes, "queue.max_bytes", raw.max_bytes, count);
+    }
+
+    fn shutdown(&mut self, raw: RawShutdown, c: &mut Config) {
+        self.unknown("shutdown", raw.unknown);
+        let deadline = raw.drain_deadline;
+        self.read(
+            &mut c.drain_deadline,
+            "shutdown.drain_deadline",
+            deadline,
+            check::any_duration,
+        );
+    }
+}
+
+/// The known key closest to `name`, if it is close enough to be a typo of it.
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, for typo hints on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            row.push(substitute.min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_hints_pick_the_nearest_key() {
+        let known = ["ping_interval", "ping_timeout", "path"];
+        assert_eq!(closest("ping_intervl", &known), Some("ping_interval"));
+        assert_eq!(closest("pth", &known), Some("path"));
+        assert_eq!(closest("completely_else", &known), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,224 @@
+//! The HTTP routes that share the listener with the engine: liveness, readiness and
+//! Prometheus metrics, with every error answered as JSON `{code, message}` from one place.
+//!
+//! - `prometheus`: rendering metrics in the text exposition format.
+//!
+//! [`route`] is a plain function of [`State`] and a request, so tests drive it without
+//! a socket; the binary hands it to `switchboard_engine::serve` as the fallback.
+
+mod prometheus;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use switchboard_engine::eio::Body;
+use switchboard_engine::{Io, Shutdown};
+
+/// Liveness: 200 while the process can answer at all.
+pub(crate) const LIVE_PATH: &str = "/health/live";
+/// Readiness: 200 while serving, 503 once shutdown has begun.
+pub(crate) const READY_PATH: &str = "/health/ready";
+/// Prometheus metrics.
+pub(crate) const METRICS_PATH: &str = "/metrics";
+/// Every route, so the config can refuse an engine path that would hide one.
+pub(crate) const ROUTES: &[&str] = &[LIVE_PATH, READY_PATH, METRICS_PATH];
+
+/// What the routes read: the server (for namespaces and metrics) and the shutdown
+/// signal (for readiness).
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    io: Io,
+    shutdown: Shutdown,
+}
+
+impl State {
+    /// Routes reporting on `io`, not ready once `shutdown` fires.
+    pub(crate) fn new(io: Io, shutdown: Shutdown) -> Self {
+        State { io, shutdown }
+    }
+
+    fn ready(&self) -> bool {
+        !self.shutdown.is_triggered()
+    }
+}
+
+/// A client mistake or a state the client must be told about; mapped to a response in
+/// [`ApiError::into_response`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// No route has this path.
+    #[error("no such route")]
+    NotFound,
+    /// The route exists but only answers GET and HEAD.
+    #[error("only GET and HEAD are allowed")]
+    MethodNotAllowed,
+    /// Shutdown has begun; load balancers should send new clients elsewhere.
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl ApiError {
+    fn code(self) -> &'static str {
+        match self {
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The JSON answer.
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        let mut res = json(self.status(), &body);
+        if self == ApiError::MethodNotAllowed {
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        res
+    }
+}
+
+/// Answers one request outside the engine path.
+pub(crate) fn route<B>(state: &State, req: &Request<B>) -> Response<Body> {
+    let mut res = answer(state, req).unwrap_or_else(ApiError::into_response);
+    if req.method() == Method::HEAD {
+        *res.body_mut() = Body::default();
+    }
+    res
+}
+
+fn answer<B>(state: &State, req: &Request<B>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path();
+    if !ROUTES.contains(&path) {
+        return Err(ApiError::NotFound);
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match path {
+        READY_PATH if !state.ready() => Err(ApiError::ShuttingDown),
+        METRICS_PATH => Ok(metrics(state)),
+        _ => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+    }
+}
+
+fn metrics(state: &State) -> Response<Body> {
+    let mut namespaces: Vec<(String, usize)> = state
+        .io
+        .namespaces()
+        .iter()
+        .map(|ns| (ns.name().to_owned(), ns.socket_count()))
+        .collect();
+    namespaces.sort();
+    let snapshot = state.io.engine().metrics().snapshot();
+    let text = prometheus::render(&snapshot, &namespaces, state.ready());
+    let mut res = Response::new(Body::from(text));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prometheus::CONTENT_TYPE),
+    );
+    res
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut res = Response::new(Body::from(body.to_string()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+    use switchboard_engine::{SocketIoConfig, shutdown};
+
+    use super::*;
+
+    fn request(method: Method, path: &str) -> Request<()> {
+        let mut req = Request::new(());
+        *req.method_mut() = method;
+        *req.uri_mut() = path.parse().unwrap_or_default();
+        req
+    }
+
+    async fn body(res: Response<Body>) -> String {
+        let bytes = res.into_body().collect().await.map(|b| b.to_bytes());
+        String::from_utf8(bytes.unwrap_or_default().to_vec()).unwrap_or_default()
+    }
+
+    fn state() -> (shutdown::ShutdownTrigger, State) {
+        let (trigger, signal) = shutdown::channel();
+        let io = Io::new(SocketIoConfig::default(), signal.clone());
+        (trigger, State::new(io, signal))
+    }
+
+    #[tokio::test]
+    async fn health_is_live_and_ready_until_shutdown() {
+        let (trigger, state) = state();
+        assert_eq!(
+            route(&state, &request(Method::GET, LIVE_PATH)).status(),
+            200
+        );
+        assert_eq!(
+            route(&state, &request(Method::GET, READY_PATH)).status(),
+            200
+        );
+        trigger.trigger();
+        assert_eq!(
+            route(&state, &request(Method::GET, LIVE_PATH)).status(),
+            200
+        );
+        let not_ready = route(&state, &request(Method::GET, READY_PATH));
+        assert_eq!(not_ready.status(), 503);
+        assert!(body(not_ready).await.contains(r#""code":"shutting_down""#));
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_json_404s() {
+        let (_trigger, state) = state();
+        let res = route(&state, &request(Method::GET, "/nope"));
+        assert_eq!(res.status(), 404);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let value: serde_json::Value = serde_json::from_str(&body(res).await).unwrap_or_default();
+        assert_eq!(value["code"], "not_found");
+        assert_eq!(value["message"], "no such route");
+    }
+
+    #[tokio::test]
+    async fn routes_answer_only_get_and_head() {
+        let (_trigger, state) = state();
+        let res = route(&state, &request(Method::POST, METRICS_PATH));
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()[header::ALLOW], "GET, HEAD");
+        let head = route(&state, &request(Method::HEAD, METRICS_PATH));
+        assert_eq!(head.status(), 200);
+        assert!(body(head).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let (_trigger, state) = state();
+        let res = route(&state, &request(Method::GET, METRICS_PATH));
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            prometheus::CONTENT_TYPE
+        );
+        let text = body(res).await;
+        assert!(text.contains("switchboard_namespaces 1\n"), "{text}");
+        assert!(
+            text.contains("switchboard_sockets{namespace=\"/\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("switchboard_ready 1\n"), "{text}");
+    }
+}

@@ -1,0 +1,187 @@
+//! Engine metrics rendered in the Prometheus text exposition format, version 0.0.4.
+
+use std::fmt::Write as _;
+
+use switchboard_engine::metrics::MetricsSnapshot;
+
+/// The content type Prometheus expects for this format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders one scrape: the engine's counters and gauges, sockets per namespace
+/// (`namespaces` as `(name, sockets)`), and whether the server is ready.
+pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready: bool) -> String {
+    let mut out = Exposition::default();
+    out.family(
+        "switchboard_ready",
+        "gauge",
+        "1 while serving, 0 once shutdown began.",
+    );
+    out.sample("switchboard_ready", &[], u8::from(ready));
+    out.family(
+        "switchboard_connections",
+        "gauge",
+        "Open Engine.IO connections by transport.",
+    );
+    out.sample(
+        "switchboard_connections",
+        &[("transport", "polling")],
+        m.connections_polling,
+    );
+    out.sample(
+        "switchboard_connections",
+        &[("transport", "websocket")],
+        m.connections_websocket,
+    );
+    out.family("switchboard_namespaces", "gauge", "Namespaces that exist.");
+    out.sample("switchboard_namespaces", &[], namespaces.len());
+    out.family(
+        "switchboard_sockets",
+        "gauge",
+        "Connected sockets per namespace.",
+    );
+    for (name, sockets) in namespaces {
+        out.sample("switchboard_sockets", &[("namespace", name)], sockets);
+    }
+    out.counter(
+        "switchboard_packets_received_total",
+        "Engine.IO message packets received.",
+        m.packets_in,
+    );
+    out.counter(
+        "switchboard_packets_sent_total",
+        "Engine.IO message packets sent.",
+        m.packets_out,
+    );
+    out.counter(
+        "switchboard_received_bytes_total",
+        "Payload bytes received.",
+        m.bytes_in,
+    );
+    out.counter(
+        "switchboard_sent_bytes_total",
+        "Payload bytes sent.",
+        m.bytes_out,
+    );
+    out.family(
+        "switchboard_disconnects_total",
+        "counter",
+        "Closed connections by reason.",
+    );
+    for (reason, count) in &m.disconnects {
+        out.sample(
+            "switchboard_disconnects_total",
+            &[("reason", reason.as_str())],
+            count,
+        );
+    }
+    out.counter(
+        "switchboard_volatile_dropped_total",
+        "Volatile packets dropped because the client was not ready.",
+        m.volatile_dropped,
+    );
+    out.counter(
+        "switchboard_connections_refused_total",
+        "Handshakes refused because max_connections was reached.",
+        m.connections_refused,
+    );
+    out.0
+}
+
+/// The text being built.
+#[derive(Debug, Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline, as the format requires.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_engine::DisconnectReason;
+
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let snapshot = MetricsSnapshot {
+            connections_polling: 2,
+            connections_websocket: 3,
+            packets_in: 10,
+            packets_out: 11,
+            bytes_in: 100,
+            bytes_out: 110,
+            volatile_dropped: 4,
+            connections_refused: 5,
+            disconnects: vec![
+                (DisconnectReason::PingTimeout, 6),
+                (DisconnectReason::ServerShuttingDown, 7),
+            ],
+        };
+        let namespaces = [("/".to_owned(), 4), ("/chat".to_owned(), 1)];
+        let text = render(&snapshot, &namespaces, true);
+        for line in [
+            "switchboard_ready 1",
+            "switchboard_connections{transport=\"polling\"} 2",
+            "switchboard_connections{transport=\"websocket\"} 3",
+            "switchboard_namespaces 2",
+            "switchboard_sockets{namespace=\"/\"} 4",
+            "switchboard_sockets{namespace=\"/chat\"} 1",
+            "switchboard_packets_received_total 10",
+            "switchboard_packets_sent_total 11",
+            "switchboard_received_bytes_total 100",
+            "switchboard_sent_bytes_total 110",
+            "switchboard_disconnects_total{reason=\"ping timeout\"} 6",
+            "switchboard_disconnects_total{reason=\"server shutting down\"} 7",
+            "switchboard_volatile_dropped_total 4",
+            "switchboard_connections_refused_total 5",
+            "# TYPE switchboard_disconnects_total counter",
+            "# TYPE switchboard_sockets gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // Every sample belongs to a family declared just before it.
+        let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(
+            families,
+            text.lines().filter(|l| l.starts_with("# HELP")).count()
+        );
+        assert_eq!(families, 11);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"/a"b\c"#), r#"/a\"b\\c"#);
+        assert_eq!(escape("a\nb"), r"a\nb");
+    }
+}
