@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             .engine()
             .clone(),
     };
+    engine.set_allow_request(std::sync::Arc::new(modes::allow_request));
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", listener.local_addr()?)?;
     stdout.flush()?;

@@ -52,6 +52,12 @@ impl SessionHandler for Echo {
     fn on_close(&self, _session: &Arc<Session>, _reason: switchboard_engine::DisconnectReason) {}
 }
 
+/// Refuses handshakes carrying `x-conformance-deny: 1`, so the Forbidden answer
+/// (code 4) can be tested.
+pub(crate) fn allow_request(headers: &http::HeaderMap, _remote: std::net::SocketAddr) -> bool {
+    headers.get("x-conformance-deny").is_none_or(|v| v != "1")
+}
+
 /// `engineio` mode: Engine.IO only, on `/engine.io/`.
 pub(crate) fn engineio(shutdown: Shutdown) -> Arc<EngineServer> {
     EngineServer::new(

@@ -15,6 +15,7 @@ use switchboard_protocol::engineio::{EngineErrorCode, Heartbeat, OpenPacket, Tra
 
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
+use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
 
 use super::polling::{self, PollError};
@@ -73,7 +74,12 @@ pub struct EngineServer {
     handler: Arc<dyn EngineHandler>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
+    allow_request: std::sync::OnceLock<AllowRequest>,
 }
+
+/// Decides whether a handshake may proceed (Node's `allowRequest`); a refusal is
+/// answered with 403 `{"code":4,"message":"Forbidden"}`.
+pub type AllowRequest = Arc<dyn Fn(&http::HeaderMap, SocketAddr) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for EngineServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +104,13 @@ impl EngineServer {
             handler,
             metrics,
             shutdown,
+            allow_request: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the handshake filter (once; later calls are ignored).
+    pub fn set_allow_request(&self, filter: AllowRequest) {
+        let _ = self.allow_request.set(filter);
     }
 
     /// The settings.
@@ -250,6 +262,11 @@ impl EngineServer {
         query: String,
         remote: SocketAddr,
     ) -> Response<Body> {
+        if let Some(allow) = self.allow_request.get() {
+            if !allow(req.headers(), remote) {
+                return error(EngineErrorCode::Forbidden);
+            }
+        }
         if self.shutdown.is_triggered() || self.at_capacity() {
             return unavailable();
         }
@@ -290,8 +307,22 @@ impl EngineServer {
         let Some(session) = self.registry.get(sid) else {
             return error(EngineErrorCode::UnknownSid);
         };
-        if session.expire_if_overdue(websocket::now()) && session.lock().queue.is_empty() {
+        session.expire_if_overdue(websocket::now());
+        // A session the server closed is gone for new requests, as in Node (a request
+        // already waiting gets the close packet). One the client closed stays briefly
+        // so a GET racing the closing POST gets its noop.
+        let gone = match session.closed_reason() {
+            None => false,
+            Some(DisconnectReason::TransportClose) => session.lock().queue.is_empty(),
+            Some(_) => true,
+        };
+        if gone {
             return error(EngineErrorCode::UnknownSid);
+        }
+        if !read && is_binary_body(req.headers()) {
+            // Engine.IO v4 sends binary as base64 text; a binary body is invalid.
+            session.close(DisconnectReason::TransportError);
+            return error(EngineErrorCode::BadRequest);
         }
         let result = if read {
             polling::get(&session)
@@ -350,6 +381,12 @@ impl EngineServer {
         });
         websocket::switching_protocols(&accept)
     }
+}
+
+fn is_binary_body(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"))
 }
 
 fn empty(status: StatusCode) -> Response<Body> {

@@ -233,6 +233,11 @@ impl Session {
         self.lock().upgrade = Upgrade::None;
     }
 
+    /// Why the session closed, if it did.
+    pub fn closed_reason(&self) -> Option<DisconnectReason> {
+        self.lock().closed
+    }
+
     /// Whether the session has been closed.
     pub fn is_closed(&self) -> bool {
         self.lock().closed.is_some()
@@ -318,14 +323,17 @@ impl Session {
                 return;
             }
             inner.closed = Some(reason);
-            // The client closed: a pending poll just returns (noop), as in Node.
-            // Otherwise tell the client with a `close` packet.
-            let last = match reason {
-                DisconnectReason::TransportClose => "6",
-                _ => "1",
+            // The client closed: a pending poll just returns (noop), as in Node, and a
+            // WebSocket gets nothing more. Otherwise tell the client with `close`.
+            let last = match (reason, inner.transport) {
+                (DisconnectReason::TransportClose, TransportKind::Websocket) => None,
+                (DisconnectReason::TransportClose, TransportKind::Polling) => Some("6"),
+                _ => Some("1"),
             };
-            inner.queue.push_back(Frame::text(last));
-            inner.queued_bytes += 1;
+            if let Some(last) = last {
+                inner.queue.push_back(Frame::text(last));
+                inner.queued_bytes += 1;
+            }
         }
         self.writer.notify_one();
         self.driver.notify_one();

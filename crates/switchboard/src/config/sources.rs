@@ -198,7 +198,7 @@ fn syntax_message(text: &str, err: &toml::de::Error) -> String {
     let Some(span) = err.span() else {
         return err.message().to_owned();
     };
-    let before = &text[..span.start.min(text.len())];
+    let before = text.get(..span.start).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!("line {line}, column {column}: {}", err.message().trim_end())
