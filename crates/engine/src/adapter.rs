@@ -20,12 +20,14 @@ pub type Room = Arc<str>;
 /// the engine changing. Every method is synchronous and cheap: the engine calls them on
 /// hot paths (join, broadcast) while holding no lock.
 pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
-    /// Adds a socket to rooms (joining a room twice is a no-op).
-    fn add_all(&self, sid: Sid, rooms: &[&str]);
-    /// Removes a socket from one room.
-    fn del(&self, sid: Sid, room: &str);
-    /// Removes a socket from every room (it disconnected).
-    fn del_all(&self, sid: Sid);
+    /// Adds a socket to rooms (joining a room twice is a no-op). Returns the rooms
+    /// that had no member before: they are now occupied (room lifecycle hooks).
+    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room>;
+    /// Removes a socket from one room; returns whether the room is now empty.
+    fn del(&self, sid: Sid, room: &str) -> bool;
+    /// Removes a socket from every room (it disconnected); returns the rooms it left
+    /// empty.
+    fn del_all(&self, sid: Sid) -> Vec<Room>;
     /// The rooms a socket is in (its own id room excluded).
     fn socket_rooms(&self, sid: Sid) -> Vec<Room>;
     /// Appends to `out` the sockets in any of `rooms`, each once.

@@ -33,48 +33,62 @@ impl MemoryAdapter {
 }
 
 impl Index {
-    fn remove(&mut self, sid: Sid, room: &str) {
+    /// Removes `sid` from `room`; true when that emptied the room.
+    fn remove(&mut self, sid: Sid, room: &str) -> bool {
         if let Some(members) = self.rooms.get_mut(room) {
-            members.remove(&sid);
-            if members.is_empty() {
+            if members.remove(&sid) && members.is_empty() {
                 self.rooms.remove(room);
+                return true;
             }
         }
+        false
     }
 }
 
 impl Adapter for MemoryAdapter {
-    fn add_all(&self, sid: Sid, rooms: &[&str]) {
+    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
         let mut index = self.write();
+        let mut occupied = Vec::new();
         for name in rooms {
             let room = match index.rooms.get_key_value(*name) {
                 Some((key, _)) => key.clone(),
                 None => Room::from(*name),
             };
-            if index.rooms.entry(room.clone()).or_default().insert(sid) {
+            let members = index.rooms.entry(room.clone()).or_default();
+            let was_empty = members.is_empty();
+            if members.insert(sid) {
+                if was_empty {
+                    occupied.push(room.clone());
+                }
                 index.sockets.entry(sid).or_default().push(room);
             }
         }
+        occupied
     }
 
-    fn del(&self, sid: Sid, room: &str) {
+    fn del(&self, sid: Sid, room: &str) -> bool {
         let mut index = self.write();
-        index.remove(sid, room);
+        let vacated = index.remove(sid, room);
         if let Some(list) = index.sockets.get_mut(&sid) {
             list.retain(|r| &**r != room);
             if list.is_empty() {
                 index.sockets.remove(&sid);
             }
         }
+        vacated
     }
 
-    fn del_all(&self, sid: Sid) {
+    fn del_all(&self, sid: Sid) -> Vec<Room> {
         let mut index = self.write();
+        let mut vacated = Vec::new();
         if let Some(list) = index.sockets.remove(&sid) {
             for room in list {
-                index.remove(sid, &room);
+                if index.remove(sid, &room) {
+                    vacated.push(room);
+                }
             }
         }
+        vacated
     }
 
     fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
@@ -134,6 +148,20 @@ mod tests {
         assert_eq!(a.rooms(), vec![Room::from("x")]);
         a.del_all(sid(1));
         assert!(a.rooms().is_empty());
+    }
+
+    #[test]
+    fn reports_rooms_becoming_occupied_and_vacated() {
+        let a = MemoryAdapter::default();
+        assert_eq!(
+            a.add_all(sid(1), &["x", "y"]),
+            vec![Room::from("x"), Room::from("y")]
+        );
+        assert!(a.add_all(sid(2), &["x"]).is_empty());
+        assert!(!a.del(sid(1), "x"));
+        assert!(a.del(sid(2), "x"));
+        assert_eq!(a.del_all(sid(1)), vec![Room::from("y")]);
+        assert!(a.del_all(sid(1)).is_empty());
     }
 
     #[test]

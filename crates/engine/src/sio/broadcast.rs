@@ -126,6 +126,57 @@ impl BroadcastOperator {
         count
     }
 
+    /// The connected sockets this selection targets (Node's `fetchSockets`).
+    pub fn sockets(&self) -> Vec<Arc<super::Socket>> {
+        let excluded = self.excluded();
+        let mut out = Vec::new();
+        let mut keep = |s: &Arc<super::Socket>| {
+            if !excluded.contains(&s.id()) {
+                out.push(s.clone());
+            }
+        };
+        if self.rooms.is_empty() {
+            self.ns.for_each_socket(&mut keep);
+        } else {
+            let targets = self.resolve(&self.rooms);
+            self.ns.for_sockets(&targets, &mut keep);
+        }
+        out
+    }
+
+    /// Makes every targeted socket join `rooms` (Node's `socketsJoin`); returns how
+    /// many sockets were affected.
+    pub fn sockets_join(&self, rooms: &[&str]) -> usize {
+        let sockets = self.sockets();
+        for s in &sockets {
+            s.join(rooms);
+        }
+        sockets.len()
+    }
+
+    /// Makes every targeted socket leave `room` (Node's `socketsLeave`).
+    pub fn sockets_leave(&self, room: &str) -> usize {
+        let sockets = self.sockets();
+        for s in &sockets {
+            s.leave(room);
+        }
+        sockets.len()
+    }
+
+    /// Disconnects every targeted socket (Node's `disconnectSockets`): from the
+    /// namespace only, or with `close` the whole underlying connection.
+    pub fn disconnect_sockets(&self, close: bool) -> usize {
+        let sockets = self.sockets();
+        for s in &sockets {
+            if close {
+                s.close_connection(crate::DisconnectReason::ForcedClose);
+            } else {
+                s.disconnect();
+            }
+        }
+        sockets.len()
+    }
+
     /// Sockets in `rooms`: named rooms from the adapter, plus sockets named by id.
     fn resolve(&self, rooms: &[Room]) -> Vec<Sid> {
         let mut out = Vec::new();

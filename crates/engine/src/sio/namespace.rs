@@ -21,6 +21,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
 type ConnectHandler = Arc<dyn Fn(&Arc<Socket>) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Sync>;
+type RoomHandler = Arc<dyn Fn(&Namespace, &str) + Send + Sync>;
 type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
 
 /// The handlers of a namespace (or of every namespace a pattern creates).
@@ -35,6 +36,8 @@ pub struct Handlers {
     events: RwLock<HashMap<String, EventHandler>>,
     any: RwLock<Option<EventHandler>>,
     disconnect: RwLock<Vec<DisconnectHandler>>,
+    room_occupied: RwLock<Vec<RoomHandler>>,
+    room_vacated: RwLock<Vec<RoomHandler>>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -83,6 +86,31 @@ impl Handlers {
         f: impl Fn(&Arc<Socket>, DisconnectReason) + Send + Sync + 'static,
     ) {
         write(&self.disconnect).push(Arc::new(f));
+    }
+
+    /// Called when a room gets its first member on this node.
+    pub fn on_room_occupied(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
+        write(&self.room_occupied).push(Arc::new(f));
+    }
+
+    /// Called when a room loses its last member on this node.
+    pub fn on_room_vacated(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
+        write(&self.room_vacated).push(Arc::new(f));
+    }
+
+    pub(crate) fn run_room_changes(&self, ns: &Namespace, occupied: &[Room], vacated: &[Room]) {
+        if !occupied.is_empty() {
+            let handlers = read(&self.room_occupied).clone();
+            for room in occupied {
+                handlers.iter().for_each(|h| h(ns, room));
+            }
+        }
+        if !vacated.is_empty() {
+            let handlers = read(&self.room_vacated).clone();
+            for room in vacated {
+                handlers.iter().for_each(|h| h(ns, room));
+            }
+        }
     }
 
     pub(crate) fn middleware(&self) -> Vec<Middleware> {
@@ -209,6 +237,11 @@ impl Namespace {
         BroadcastOperator::new(self.clone()).to(room)
     }
 
+    /// Targets every socket of the namespace (narrow it with `to`/`except`).
+    pub fn all(self: &Arc<Self>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone())
+    }
+
     /// Targets every socket except those in `room`.
     pub fn except(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
         BroadcastOperator::new(self.clone()).except(room)
@@ -225,7 +258,22 @@ impl Namespace {
 
     pub(crate) fn remove(&self, sid: Sid) {
         write(&self.sockets).remove(&sid);
-        self.adapter.del_all(sid);
+        let vacated = self.adapter.del_all(sid);
+        self.handlers.run_room_changes(self, &[], &vacated);
+    }
+
+    /// Adds `sid` to rooms and reports rooms that became occupied.
+    pub(crate) fn join(&self, sid: Sid, rooms: &[&str]) {
+        let occupied = self.adapter.add_all(sid, rooms);
+        self.handlers.run_room_changes(self, &occupied, &[]);
+    }
+
+    /// Removes `sid` from a room and reports it if it became empty.
+    pub(crate) fn leave(&self, sid: Sid, room: &str) {
+        if self.adapter.del(sid, room) {
+            self.handlers
+                .run_room_changes(self, &[], &[Room::from(room)]);
+        }
     }
 
     /// Runs `f` on every connected socket while holding the read lock (no allocation).

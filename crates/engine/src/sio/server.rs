@@ -179,6 +179,12 @@ impl Io {
         handlers
     }
 
+    /// The namespace `name` if it exists (or a pattern accepts it), without creating
+    /// a static one.
+    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.namespace_for(name)
+    }
+
     /// Every namespace that exists now.
     pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
         self.inner

@@ -214,12 +214,12 @@ impl Socket {
 
     /// Joins rooms.
     pub fn join(&self, rooms: &[&str]) {
-        self.ns.adapter().add_all(self.id, rooms);
+        self.ns.join(self.id, rooms);
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
-        self.ns.adapter().del(self.id, room);
+        self.ns.leave(self.id, room);
     }
 
     /// The socket's rooms, its own id first (as in Node, where every socket is in the

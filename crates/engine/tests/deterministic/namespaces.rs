@@ -112,3 +112,53 @@ async fn server_disconnect_sends_disconnect_packet_and_runs_handlers() {
     assert_eq!(*seen.lock().unwrap(), vec!["server namespace disconnect"]);
     assert_eq!(ns.socket_count(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn rooms_report_occupied_and_vacated_once_each() {
+    let io = server(config());
+    let ns = io.of("/");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b) = (log.clone(), log.clone());
+    ns.handlers()
+        .on_room_occupied(move |_, room| a.lock().unwrap().push(format!("+{room}")));
+    ns.handlers()
+        .on_room_vacated(move |_, room| b.lock().unwrap().push(format!("-{room}")));
+    let first = Client::connected(&io).await;
+    let second = Client::connected(&io).await;
+    let sockets = ns.sockets();
+    sockets[0].join(&["lobby"]);
+    sockets[1].join(&["lobby"]);
+    sockets[0].leave("lobby");
+    second.post("41").await;
+    first.post("41").await;
+    assert_eq!(*log.lock().unwrap(), vec!["+lobby", "-lobby"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn selections_fetch_join_leave_and_disconnect_sockets() {
+    let io = server(config());
+    let ns = io.of("/");
+    let clients = [
+        Client::connected(&io).await,
+        Client::connected(&io).await,
+        Client::connected(&io).await,
+    ];
+    let sockets = ns.sockets();
+    sockets[0].join(&["a"]);
+    sockets[1].join(&["a"]);
+    assert_eq!(ns.to("a").sockets().len(), 2);
+    assert_eq!(
+        ns.to("a").except(sockets[0].id().as_str()).sockets().len(),
+        1
+    );
+    assert_eq!(ns.to("a").sockets_join(&["b"]), 2);
+    assert_eq!(ns.adapter().room_size("b"), 2);
+    assert_eq!(ns.all().except("a").sockets().len(), 1);
+    assert_eq!(ns.to("b").sockets_leave("b"), 2);
+    assert_eq!(ns.adapter().room_size("b"), 0);
+    assert_eq!(ns.to("a").disconnect_sockets(false), 2);
+    assert_eq!(ns.socket_count(), 1);
+    for c in &clients[..2] {
+        assert_eq!(c.get().await, "41");
+    }
+}
