@@ -86,6 +86,11 @@ pub(crate) async fn get(session: &Arc<Session>) -> Result<Bytes, PollError> {
     in_flight.answer(result)
 }
 
+/// Most packets in one polling response. python-engineio's client refuses payloads of
+/// more than 16 packets (a guard against decode bombs) and drops the connection, so a
+/// burst is split over several polls instead; the next poll returns at once.
+pub(crate) const MAX_PACKETS_PER_POLL: usize = 16;
+
 /// How long a GET made during an upgrade probe waits before getting a noop: Node's
 /// upgrade check interval.
 const PROBING_NOOP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -97,7 +102,12 @@ async fn wait_for_frames(session: &Arc<Session>) -> Result<Bytes, PollError> {
         let probing = {
             let mut inner = session.lock();
             if !inner.queue.is_empty() {
-                let frames = Session::take_queue(&mut inner);
+                // A closing session flushes everything; an open one at most
+                // MAX_PACKETS_PER_POLL, the rest going out on the next poll at once.
+                let frames = match inner.closed {
+                    Some(_) => Session::take_queue(&mut inner),
+                    None => Session::take_up_to(&mut inner, MAX_PACKETS_PER_POLL),
+                };
                 if inner.closed.is_some() {
                     // The driver may be waiting for the final frames to be taken.
                     session.driver.notify_one();

@@ -341,8 +341,16 @@ impl Session {
 
     /// Takes every queued frame (for a polling response or a WebSocket write batch).
     pub(crate) fn take_queue(inner: &mut Inner) -> Vec<Frame> {
-        inner.queued_bytes = 0;
-        inner.queue.drain(..).collect()
+        Session::take_up_to(inner, usize::MAX)
+    }
+
+    /// Takes at most `max` queued frames, oldest first.
+    pub(crate) fn take_up_to(inner: &mut Inner, max: usize) -> Vec<Frame> {
+        let n = inner.queue.len().min(max);
+        let frames: Vec<Frame> = inner.queue.drain(..n).collect();
+        let taken: usize = frames.iter().map(Frame::len).sum();
+        inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
+        frames
     }
 
     /// Encodes frames as a polling response body.

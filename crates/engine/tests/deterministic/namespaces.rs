@@ -158,7 +158,13 @@ async fn selections_fetch_join_leave_and_disconnect_sockets() {
     assert_eq!(ns.adapter().room_size("b"), 0);
     assert_eq!(ns.to("a").disconnect_sockets(false), 2);
     assert_eq!(ns.socket_count(), 1);
-    for c in &clients[..2] {
-        assert_eq!(c.get().await, "41");
+    // Two of the three clients were in room "a": each of those gets the disconnect
+    // packet; the third only sees a heartbeat ping.
+    let mut disconnected = 0;
+    for c in &clients {
+        if c.get().await.split('\x1e').any(|p| p == "41") {
+            disconnected += 1;
+        }
     }
+    assert_eq!(disconnected, 2);
 }

@@ -129,3 +129,22 @@ async fn malformed_packets_close_the_connection_and_others_keep_working() {
     let body = healthy.get().await;
     assert!(body.ends_with("42[\"echo\",\"still here\"]"), "{body}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_is_split_into_polls_of_at_most_sixteen_packets() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    let ns = io.of("/");
+    for i in 0..40 {
+        ns.emit("n", serde_json::json!(i));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 40 {
+        let body = client.get().await;
+        let packets: Vec<&str> = body.split('\x1e').collect();
+        assert!(packets.len() <= 16, "{} packets in one poll", packets.len());
+        seen.extend(packets.iter().map(|p| p.to_string()));
+    }
+    let expected: Vec<String> = (0..40).map(|i| format!("42[\"n\",{i}]")).collect();
+    assert_eq!(seen, expected, "order is kept across polls");
+}

@@ -6,10 +6,11 @@ use serde_json::Value;
 
 use super::packet::{Packet, PacketType, is_reserved_event};
 
-/// Default cap on attachments announced by one packet. Legitimate packets carry a
-/// handful; the cap stops a client from making the server wait for (and buffer) an
-/// unbounded number of binary frames.
-pub const DEFAULT_MAX_ATTACHMENTS: usize = 64;
+/// Default cap on attachments announced by one packet: Node's `socket.io-parser`
+/// default (10). The official clients' parser refuses more, so a larger cap would only
+/// let one client send packets that break the others; it also stops a client from
+/// making the server wait for (and buffer) an unbounded number of binary frames.
+pub const DEFAULT_MAX_ATTACHMENTS: usize = 10;
 
 /// Why a Socket.IO packet was rejected. Every variant closes the connection, as in Node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
