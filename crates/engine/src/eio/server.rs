@@ -237,12 +237,19 @@ impl EngineServer {
             .connection_opened(session.handshake().transport);
         let handler = self.handler.on_open(session);
         session.set_handler(handler);
-        tokio::spawn(driver::drive(
+        // One span per connection, so every event it logs carries its id and peer.
+        let span = tracing::debug_span!(
+            "session",
+            sid = %session.sid(),
+            peer = %session.handshake().address,
+        );
+        let driver = driver::drive(
             session.clone(),
             ws,
             self.registry.clone(),
             self.shutdown.clone(),
-        ));
+        );
+        tokio::spawn(tracing::Instrument::instrument(driver, span));
     }
 
     fn at_capacity(&self) -> bool {
