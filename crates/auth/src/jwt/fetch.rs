@@ -1,0 +1,131 @@
+//! Getting a JWKS document's bytes: the [`FetchKeys`] seam the cache calls, and its
+//! HTTP(S) implementation on hyper's client with rustls (ring, public CA roots).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, USER_AGENT};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::settings::MAX_JWKS_BYTES;
+
+/// What a fetch returns: the document body, or why there is none.
+pub(crate) type FetchFuture = Pin<Box<dyn Future<Output = Result<Bytes, FetchError>> + Send>>;
+
+/// Fetches one key set document. A seam so the cache's timing rules can be tested with
+/// paused time and a scripted fetcher, without sockets.
+pub(crate) trait FetchKeys: Send + Sync + fmt::Debug + 'static {
+    /// Starts a fetch; the caller bounds it with the fetch timeout.
+    fn fetch(&self) -> FetchFuture;
+}
+
+/// Why a JWKS fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    /// Connecting, TLS, or the exchange itself failed.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The server answered with something other than 200.
+    #[error("answered {0}")]
+    Status(StatusCode),
+    /// The body was cut off or longer than [`MAX_JWKS_BYTES`].
+    #[error("body unreadable or over {MAX_JWKS_BYTES} bytes: {0}")]
+    Body(String),
+    /// The fetch took longer than the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The body is not a JWKS document.
+    #[error("not a key set: {0}")]
+    Invalid(String),
+}
+
+/// The `User-Agent` sent, so identity providers can tell who is fetching.
+const AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// Fetches a JWKS URL with hyper's pooled client.
+#[derive(Clone)]
+pub(crate) struct HttpFetcher {
+    /// The document's URL.
+    url: Uri,
+    /// Pooled HTTP/1.1 client; cloning it shares the pool.
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl fmt::Debug for HttpFetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpFetcher")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpFetcher {
+    /// A client for `url`. Uses ring explicitly rather than rustls' process default, so
+    /// it does not depend on which crypto provider another crate enabled.
+    pub(crate) fn new(url: Uri) -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| format!("TLS setup failed: {err}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(HttpFetcher { url, client })
+    }
+
+    /// One GET of the document, its body capped at [`MAX_JWKS_BYTES`].
+    async fn get(self) -> Result<Bytes, FetchError> {
+        let request = Request::get(self.url.clone())
+            .header(ACCEPT, "application/jwk-set+json, application/json")
+            .header(USER_AGENT, AGENT)
+            .body(Empty::new())
+            .map_err(|err| FetchError::Transport(err.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| FetchError::Transport(error_chain(&err)))?;
+        if response.status() != StatusCode::OK {
+            return Err(FetchError::Status(response.status()));
+        }
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|err| FetchError::Body(err.to_string()))?;
+        Ok(body.to_bytes())
+    }
+}
+
+impl FetchKeys for HttpFetcher {
+    fn fetch(&self) -> FetchFuture {
+        Box::pin(self.clone().get())
+    }
+}
+
+/// An error with its causes (hyper's top-level messages say little alone).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

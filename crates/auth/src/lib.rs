@@ -1,0 +1,29 @@
+//! Switchboard's authentication: who may connect to a namespace, which rooms a token's
+//! claims open, and which backends may call the HTTP API.
+//!
+//! # Layout
+//!
+//! - [`jwt`]: JWT verification — [`JwtSettings`] (read from a namespace's `auth` table),
+//!   keys from an HMAC secret, a PEM public key or a JWKS URL (cached, refreshed on an
+//!   unknown `kid`, rate-limited), [`JwtVerifier`], [`Claims`], [`AuthError`];
+//! - [`token`]: where a client's token is found — CONNECT `auth` field, bearer header,
+//!   cookie — [`TokenSource`], [`extract_token`];
+//! - [`policy`]: room rules — [`RoomPattern`] (`chat:*`), [`RoomTemplate`] (`user:{sub}`);
+//! - [`apikey`]: [`ApiKeys`], checked in constant time;
+//! - [`settings`]: [`SettingError`] and the TOML table reader the parsers share.
+//!
+//! The crate does IO in one place only: fetching a JWKS over HTTP(S) (hyper + rustls).
+
+pub mod apikey;
+pub mod jwt;
+pub mod policy;
+pub mod settings;
+pub mod token;
+
+pub use apikey::ApiKeys;
+pub use jwt::{
+    Algorithm, AuthError, Claims, JwksSettings, JwtSettings, JwtVerifier, KeySource, Secret,
+};
+pub use policy::{RoomPattern, RoomTemplate};
+pub use settings::SettingError;
+pub use token::{TokenSource, extract_token};

@@ -1,0 +1,12 @@
+//! JWT verification end to end: real tokens signed in the test with the key pairs in
+//! `testdata/`, and a real JWKS endpoint on `127.0.0.1:0`.
+//!
+//! - `tokens`: static keys (HMAC secret, RSA, EC, Ed25519 PEM) and every refusal;
+//! - `jwks`: fetching, rotation, unknown-`kid` storms, a down or slow endpoint;
+//! - `support`: signing helpers and the JWKS server.
+
+mod jwt {
+    mod jwks;
+    pub(crate) mod support;
+    mod tokens;
+}
