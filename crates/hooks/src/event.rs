@@ -1,0 +1,104 @@
+//! What the engine hands to a hook sink: lifecycle events and forwarded client events.
+//! Plain data, no behaviour beyond naming the event's wire `type`.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// Something that happened to a socket or a room, delivered to the backend
+/// asynchronously (the engine does not wait for it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LifecycleEvent {
+    /// A socket connected to a namespace (after authentication succeeded).
+    Connected {
+        /// The namespace, e.g. `/chat`.
+        namespace: String,
+        /// The Socket.IO socket id.
+        socket_id: String,
+        /// The client's address, when the deployment allows sharing it.
+        address: Option<String>,
+        /// The verified token's claims, already scrubbed of what must not leave.
+        claims: Option<Value>,
+        /// When it happened.
+        at: SystemTime,
+    },
+    /// A socket left a namespace.
+    Disconnected {
+        /// The namespace.
+        namespace: String,
+        /// The Socket.IO socket id.
+        socket_id: String,
+        /// The classified disconnect reason (see the engine's `DisconnectReason`).
+        reason: String,
+        /// When it happened.
+        at: SystemTime,
+    },
+    /// A room got its first member (cluster-wide when the adapter knows it).
+    RoomOccupied {
+        /// The namespace.
+        namespace: String,
+        /// The room.
+        room: String,
+        /// When it happened.
+        at: SystemTime,
+    },
+    /// A room lost its last member.
+    RoomVacated {
+        /// The namespace.
+        namespace: String,
+        /// The room.
+        room: String,
+        /// When it happened.
+        at: SystemTime,
+    },
+}
+
+impl LifecycleEvent {
+    /// The body's `type` field for this event: `connection`, `disconnection`,
+    /// `room_occupied` or `room_vacated`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LifecycleEvent::Connected { .. } => "connection",
+            LifecycleEvent::Disconnected { .. } => "disconnection",
+            LifecycleEvent::RoomOccupied { .. } => "room_occupied",
+            LifecycleEvent::RoomVacated { .. } => "room_vacated",
+        }
+    }
+
+    /// When the event happened.
+    pub fn at(&self) -> SystemTime {
+        match self {
+            LifecycleEvent::Connected { at, .. }
+            | LifecycleEvent::Disconnected { at, .. }
+            | LifecycleEvent::RoomOccupied { at, .. }
+            | LifecycleEvent::RoomVacated { at, .. } => *at,
+        }
+    }
+}
+
+/// A client event that the namespace rules send to the backend; the client may be
+/// waiting for the acknowledgement the backend's reply carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardedEvent {
+    /// The namespace.
+    pub namespace: String,
+    /// The sender's socket id.
+    pub socket_id: String,
+    /// The event name.
+    pub event: String,
+    /// The event's arguments; binary arguments appear as Socket.IO placeholders
+    /// `{"_placeholder": true, "num": N}` pointing into `binary`.
+    pub args: Vec<Value>,
+    /// Binary attachments, in placeholder order.
+    pub binary: Vec<Bytes>,
+    /// The sender's verified claims, already scrubbed.
+    pub claims: Option<Value>,
+    /// When the event was received.
+    pub at: SystemTime,
+}
+
+impl ForwardedEvent {
+    /// The body's `type` field for forwarded events.
+    pub const KIND: &'static str = "event";
+}

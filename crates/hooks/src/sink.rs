@@ -1,0 +1,94 @@
+//! The hook sink seam: where the engine's lifecycle events and forwarded client events
+//! go. Implementations live beside it: [`NullSink`] here, `WebhookSink` in
+//! [`crate::webhook`].
+
+use crate::event::{ForwardedEvent, LifecycleEvent};
+use crate::reply::HookReply;
+
+pub use futures_util::future::BoxFuture;
+
+/// Where lifecycle events and forwarded client events go. Never blocks the caller: the
+/// engine calls it from a socket's read loop and from room bookkeeping, which must keep
+/// serving every other socket whatever the backend does.
+pub trait HookSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues a lifecycle event and returns at once.
+    ///
+    /// It exists apart from [`forward`](Self::forward) because nobody waits for a
+    /// lifecycle event: it may be delivered later, retried, or dead-lettered, and the
+    /// sink decides all of that off the caller's task. It never blocks and never waits
+    /// for IO; the queue behind it is bounded and what happens when it is full is the
+    /// sink's documented overflow policy.
+    fn deliver(&self, event: LifecycleEvent);
+
+    /// Sends a client event to the backend and resolves with its reply.
+    ///
+    /// It exists because a client may be waiting for an acknowledgement that only the
+    /// backend can give, and the reply may carry actions (join, leave, emit). The call
+    /// itself returns a future at once; the future is bounded by the sink's forward
+    /// timeout ([`HookError::Timeout`]), so a slow backend costs the caller at most
+    /// that long. It is `'static` so the engine can spawn it instead of awaiting it
+    /// in the read loop.
+    fn forward(&self, event: ForwardedEvent) -> BoxFuture<'static, Result<HookReply, HookError>>;
+}
+
+/// Why a forwarded event got no usable reply. Callers match on the variant, never on
+/// the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The backend did not answer within the forward timeout.
+    #[error("the backend did not answer in time")]
+    Timeout,
+    /// The backend answered with a non-2xx status.
+    #[error("the backend rejected the event with status {status}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No backend could be reached (connection refused, TLS failure, reset, or no
+    /// backend configured at all).
+    #[error("the backend is unavailable")]
+    Unavailable,
+    /// The backend answered 2xx with a body that is not a valid reply (or too large).
+    #[error("the backend's reply is not valid")]
+    InvalidReply,
+}
+
+/// A sink for deployments without hooks: drops lifecycle events, and answers every
+/// forwarded event with [`HookError::Unavailable`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl HookSink for NullSink {
+    fn deliver(&self, _event: LifecycleEvent) {}
+
+    fn forward(&self, _event: ForwardedEvent) -> BoxFuture<'static, Result<HookReply, HookError>> {
+        Box::pin(std::future::ready(Err(HookError::Unavailable)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    #[tokio::test]
+    async fn null_sink_drops_and_refuses() {
+        let sink: Arc<dyn HookSink> = Arc::new(NullSink);
+        sink.deliver(LifecycleEvent::RoomVacated {
+            namespace: "/".into(),
+            room: "r".into(),
+            at: SystemTime::now(),
+        });
+        let forwarded = ForwardedEvent {
+            namespace: "/".into(),
+            socket_id: "s".into(),
+            event: "e".into(),
+            args: vec![],
+            binary: vec![],
+            claims: None,
+            at: SystemTime::now(),
+        };
+        assert_eq!(sink.forward(forwarded).await, Err(HookError::Unavailable));
+    }
+}

@@ -1,0 +1,179 @@
+//! The bounded queue between [`deliver`](crate::HookSink::deliver) and the delivery
+//! workers, with the overflow policy applied on push.
+//!
+//! A `std` mutex around a `VecDeque`: pushes come from synchronous code (the engine's
+//! callbacks) and every critical section is a push or a pop, never held across an
+//! `await`, so an async mutex would only add cost. `Notify` wakes an idle worker; its
+//! stored permit means a push between a worker's empty pop and its wait is not lost.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::settings::OverflowPolicy;
+
+/// One lifecycle event on its way to the backend.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The idempotency key, also in the body.
+    pub(crate) id: String,
+    /// The body's `type`.
+    pub(crate) kind: &'static str,
+    /// The exact body, the same bytes on every attempt.
+    pub(crate) body: Bytes,
+    /// When `deliver` was called, for the latency histogram.
+    pub(crate) queued_at: Instant,
+    /// Attempts made so far.
+    pub(crate) attempts: u32,
+    /// The last attempt's HTTP status, if it got one.
+    pub(crate) last_status: Option<u16>,
+    /// The last attempt's error, if it failed without a status.
+    pub(crate) last_error: Option<String>,
+    /// When the event was queued, for the dead-letter record.
+    pub(crate) queued_wall: SystemTime,
+}
+
+impl Job {
+    pub(crate) fn new(id: String, kind: &'static str, body: Bytes) -> Self {
+        Job {
+            id,
+            kind,
+            body,
+            queued_at: Instant::now(),
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            queued_wall: SystemTime::now(),
+        }
+    }
+}
+
+/// The result of a push: queued, or one job lost to the overflow policy (the new one
+/// under `drop_newest`, the evicted oldest under `drop_oldest`).
+#[derive(Debug)]
+pub(crate) enum Push {
+    Queued,
+    Overflow(Job),
+}
+
+/// A bounded FIFO of jobs.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    capacity: usize,
+    policy: OverflowPolicy,
+    ready: Notify,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
+        Queue {
+            // Grows on demand up to `capacity`; an idle sink holds no slots.
+            jobs: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            policy,
+            ready: Notify::new(),
+        }
+    }
+
+    /// Queues `job`, applying the overflow policy when full. Never waits.
+    pub(crate) fn push(&self, job: Job) -> Push {
+        let outcome = {
+            let mut jobs = self.lock();
+            if jobs.len() < self.capacity {
+                jobs.push_back(job);
+                Push::Queued
+            } else {
+                match self.policy {
+                    OverflowPolicy::DropNewest => return Push::Overflow(job),
+                    OverflowPolicy::DropOldest => {
+                        let evicted = jobs.pop_front();
+                        jobs.push_back(job);
+                        match evicted {
+                            Some(old) => Push::Overflow(old),
+                            None => Push::Queued,
+                        }
+                    }
+                }
+            }
+        };
+        self.ready.notify_one();
+        outcome
+    }
+
+    /// The oldest job, if any. Wakes another worker when more are waiting, since one
+    /// notification may stand for several pushes.
+    pub(crate) fn pop(&self) -> Option<Job> {
+        let (job, more) = {
+            let mut jobs = self.lock();
+            let job = jobs.pop_front();
+            (job, !jobs.is_empty())
+        };
+        if more {
+            self.ready.notify_one();
+        }
+        job
+    }
+
+    /// Takes every queued job (shutdown).
+    pub(crate) fn take_all(&self) -> Vec<Job> {
+        self.lock().drain(..).collect()
+    }
+
+    /// Resolves after a push (or at once if a push happened since the last wait).
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Jobs waiting now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// A poisoned lock only means another thread panicked between two plain
+    /// `VecDeque` operations; the deque itself is still consistent.
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Job>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(n: u32) -> Job {
+        Job::new(format!("evt_{n}"), "connection", Bytes::new())
+    }
+
+    fn ids(jobs: Vec<Job>) -> Vec<String> {
+        jobs.into_iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn drop_newest_refuses_the_new_job() {
+        let q = Queue::new(2, OverflowPolicy::DropNewest);
+        assert!(matches!(q.push(job(1)), Push::Queued));
+        assert!(matches!(q.push(job(2)), Push::Queued));
+        assert!(matches!(q.push(job(3)), Push::Overflow(j) if j.id == "evt_3"));
+        assert_eq!(ids(q.take_all()), vec!["evt_1", "evt_2"]);
+    }
+
+    #[test]
+    fn drop_oldest_evicts_the_head() {
+        let q = Queue::new(2, OverflowPolicy::DropOldest);
+        q.push(job(1));
+        q.push(job(2));
+        assert!(matches!(q.push(job(3)), Push::Overflow(j) if j.id == "evt_1"));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop().map(|j| j.id), Some("evt_2".to_owned()));
+        assert_eq!(ids(q.take_all()), vec!["evt_3"]);
+    }
+}
