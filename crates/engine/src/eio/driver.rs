@@ -3,6 +3,7 @@
 //! place a session is finalized: removed from the registry, counted, and reported to
 //! its handler.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,7 +16,7 @@ use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
 
 use super::server::Registry;
-use super::session::Session;
+use super::session::{Frame, Session};
 use super::websocket::{self, Incoming, WsStream, now};
 
 /// Longest time spent flushing the final frames (the `close` packet) to a WebSocket
@@ -45,6 +46,7 @@ pub(crate) async fn drive(
     registry: Arc<Registry>,
     shutdown: Shutdown,
 ) {
+    let mut out = Outbox::default();
     let reason = loop {
         let deadline = {
             let mut inner = session.lock();
@@ -52,25 +54,30 @@ pub(crate) async fn drive(
                 break reason;
             }
             if let Some(upgraded) = inner.upgraded_ws.take() {
-                ws = Some(upgraded);
+                ws = Some(*upgraded);
                 // Frames queued during the upgrade go out on the new transport now.
                 session.writer.notify_one();
             }
-            inner.heartbeat.poll_timeout()
+            let heartbeat = inner.heartbeat.poll_timeout();
+            inner.app_deadline.map_or(heartbeat, |d| d.min(heartbeat))
         };
         let step = match ws.as_mut() {
-            Some(ws) => websocket_step(&session, ws, deadline, &shutdown).await,
+            Some(ws) => websocket_step(&session, ws, &mut out, deadline, &shutdown).await,
             None => polling_step(&session, deadline, &shutdown).await,
         };
         match step {
             Step::Continue => {}
-            Step::Tick => heartbeat(&session),
+            Step::Tick => {
+                heartbeat(&session);
+                app_deadline(&session);
+            }
             Step::Close(reason) => session.close(reason),
         }
     };
     match ws.as_mut() {
         Some(ws) => {
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish_websocket(&session, ws)).await;
+            let finish = finish_websocket(&session, ws, &mut out);
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish).await;
         }
         None if reason == DisconnectReason::TransportClose => {
             // The client closed with a POST; a GET racing it should still get its
@@ -107,25 +114,68 @@ async fn polling_step(
 async fn websocket_step(
     session: &Arc<Session>,
     ws: &mut WsStream,
+    out: &mut Outbox,
     deadline: std::time::Instant,
     shutdown: &Shutdown,
 ) -> Step {
+    let sleep = tokio::time::sleep_until(TokioInstant::from_std(deadline));
+    if out.is_busy() {
+        // A write that stalls must not stop close, shutdown or the heartbeat from
+        // being seen; `Outbox::write` is cancel-safe, so racing it loses nothing.
+        return tokio::select! {
+            res = out.write(ws) => match res {
+                Ok(()) => Step::Continue,
+                Err(_) => Step::Close(DisconnectReason::TransportError),
+            },
+            _ = session.driver.notified() => Step::Continue,
+            _ = sleep => Step::Tick,
+            _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
+        };
+    }
     tokio::select! {
         _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
         _ = session.driver.notified() => Step::Continue,
-        _ = tokio::time::sleep_until(TokioInstant::from_std(deadline)) => Step::Tick,
+        _ = sleep => Step::Tick,
         msg = ws.next() => on_ws_message(session, msg),
         _ = session.writer.notified() => {
-            // A write that stalls must not stop close or shutdown from being seen.
-            tokio::select! {
-                res = write_queue(session, ws) => match res {
-                    Ok(()) => Step::Continue,
-                    Err(_) => Step::Close(DisconnectReason::TransportError),
-                },
-                _ = session.driver.notified() => Step::Continue,
-                _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
-            }
+            out.take_from(session);
+            Step::Continue
         }
+    }
+}
+
+/// Frames taken from the session's queue and not yet handed to the WebSocket, owned by
+/// the driver so that an interrupted write loses nothing: a frame leaves `pending`
+/// only once tungstenite has accepted it, and `dirty` stays set until it is flushed.
+#[derive(Debug, Default)]
+struct Outbox {
+    pending: VecDeque<Frame>,
+    dirty: bool,
+}
+
+impl Outbox {
+    fn is_busy(&self) -> bool {
+        self.dirty || !self.pending.is_empty()
+    }
+
+    fn take_from(&mut self, session: &Session) {
+        let frames = Session::take_queue(&mut session.lock());
+        self.pending.extend(frames);
+    }
+
+    /// Feeds every pending frame, then flushes once (one batch, few syscalls).
+    /// Cancel-safe: see the type's documentation.
+    async fn write(&mut self, ws: &mut WsStream) -> Result<(), WsError> {
+        while let Some(frame) = self.pending.front() {
+            ws.feed(websocket::to_ws(frame.clone())).await?;
+            self.pending.pop_front();
+            self.dirty = true;
+        }
+        if self.dirty {
+            ws.flush().await?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 }
 
@@ -158,19 +208,10 @@ fn on_ws_message(
 }
 
 /// Writes every queued frame in one batch: fed into tungstenite's buffer, flushed once.
-async fn write_queue(session: &Arc<Session>, ws: &mut WsStream) -> Result<(), WsError> {
-    let frames = Session::take_queue(&mut session.lock());
-    if frames.is_empty() {
-        return Ok(());
-    }
-    for frame in frames {
-        ws.feed(websocket::to_ws(frame)).await?;
-    }
-    ws.flush().await
-}
-
-async fn finish_websocket(session: &Arc<Session>, ws: &mut WsStream) {
-    let _ = write_queue(session, ws).await;
+/// Writes what is pending and what is still queued (the `close` packet), then closes.
+async fn finish_websocket(session: &Arc<Session>, ws: &mut WsStream, out: &mut Outbox) {
+    out.take_from(session);
+    let _ = out.write(ws).await;
     let _ = ws.close(None).await;
 }
 
@@ -187,6 +228,22 @@ fn heartbeat(session: &Arc<Session>) {
             session.close(DisconnectReason::PingTimeout);
         }
         None => {}
+    }
+}
+
+/// Runs the application's deadline callback once it has passed.
+fn app_deadline(session: &Arc<Session>) {
+    let due = {
+        let mut inner = session.lock();
+        match inner.app_deadline {
+            Some(d) if now() >= d => inner.app_deadline.take().is_some(),
+            _ => false,
+        }
+    };
+    if due {
+        if let Some(handler) = session.handler() {
+            handler.on_deadline(session);
+        }
     }
 }
 

@@ -191,7 +191,7 @@ impl EngineServer {
     ) -> Arc<Session> {
         let sid = Sid::from_random(rand::random());
         let info = HandshakeInfo {
-            headers: req.headers().clone(),
+            headers: kept_headers(req.headers()),
             query,
             address: remote,
             issued: SystemTime::now(),
@@ -388,6 +388,26 @@ impl EngineServer {
         });
         websocket::switching_protocols(&accept)
     }
+}
+
+/// Headers kept for the application (Socket.IO's `socket.handshake.headers`): all but
+/// the WebSocket handshake's own, which mean nothing once the connection is open and
+/// would cost every idle connection memory.
+fn kept_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    const DROPPED: [header::HeaderName; 5] = [
+        header::SEC_WEBSOCKET_KEY,
+        header::SEC_WEBSOCKET_VERSION,
+        header::SEC_WEBSOCKET_EXTENSIONS,
+        header::CONNECTION,
+        header::UPGRADE,
+    ];
+    let mut kept = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !DROPPED.contains(name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 fn is_binary_body(headers: &http::HeaderMap) -> bool {

@@ -90,6 +90,9 @@ pub trait SessionHandler: Send + Sync + 'static {
     fn on_message(&self, session: &Arc<Session>, message: Message);
     /// The session ended; called exactly once, from the session's driver task.
     fn on_close(&self, session: &Arc<Session>, reason: DisconnectReason);
+    /// The deadline set with [`Session::set_app_deadline`] passed. Runs on the driver,
+    /// so a per-session timer costs no task of its own.
+    fn on_deadline(&self, _session: &Arc<Session>) {}
 }
 
 /// Creates the handler of each new session.
@@ -135,7 +138,11 @@ pub(crate) struct Inner {
     pub(crate) post_active: bool,
     pub(crate) upgrade: Upgrade,
     /// A WebSocket that completed the upgrade, waiting for the driver to adopt it.
-    pub(crate) upgraded_ws: Option<WsStream>,
+    /// Boxed: the slot is used once per upgrade, and inline it would cost every
+    /// session the size of a whole WebSocket.
+    pub(crate) upgraded_ws: Option<Box<WsStream>>,
+    /// A deadline of the application's (e.g. Socket.IO's connect timeout).
+    pub(crate) app_deadline: Option<Instant>,
 }
 
 /// One Engine.IO session.
@@ -185,6 +192,7 @@ impl Session {
                 post_active: false,
                 upgrade: Upgrade::None,
                 upgraded_ws: None,
+                app_deadline: None,
             }),
             writer: Notify::new(),
             driver: Notify::new(),
@@ -231,6 +239,13 @@ impl Session {
     /// Forgets an upgrade that did not complete; the session stays on polling.
     pub(crate) fn abort_upgrade(&self) {
         self.lock().upgrade = Upgrade::None;
+    }
+
+    /// Sets (or clears) the application deadline: when it passes, the driver calls
+    /// [`SessionHandler::on_deadline`] once.
+    pub fn set_app_deadline(&self, deadline: Option<Instant>) {
+        self.lock().app_deadline = deadline;
+        self.driver.notify_one();
     }
 
     /// Why the session closed, if it did.

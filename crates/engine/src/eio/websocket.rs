@@ -18,9 +18,10 @@ use super::session::{Frame, Session, Upgrade};
 /// A server-side WebSocket over an upgraded HTTP/1.1 connection.
 pub(crate) type WsStream = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Read buffer of each WebSocket. Small, because idle connections must cost little
-/// (DESIGN §4); larger messages grow it on demand.
-const READ_BUFFER_SIZE: usize = 2 * 1024;
+/// Read buffer of each WebSocket, allocated up front by tungstenite for every
+/// connection. Small, because idle connections must cost little (DESIGN §4) and
+/// client → server messages are usually short; a larger message grows it on demand.
+const READ_BUFFER_SIZE: usize = 512;
 /// Bytes buffered before tungstenite writes to the socket: a batch of queued frames is
 /// fed and flushed together, so this only bounds one write call.
 const WRITE_BUFFER_SIZE: usize = 16 * 1024;
@@ -122,7 +123,7 @@ pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: st
             }
             inner.upgrade = Upgrade::None;
             inner.transport = TransportKind::Websocket;
-            inner.upgraded_ws = Some(ws);
+            inner.upgraded_ws = Some(Box::new(ws));
             drop(inner);
             session.metrics.connection_upgraded();
             tracing::debug!(sid = %session.sid(), "upgraded to websocket");

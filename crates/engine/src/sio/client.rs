@@ -79,10 +79,6 @@ impl Client {
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<ClientShared> {
-        &self.shared
-    }
-
     fn on_packet(&self, session: &Arc<Session>, packet: Packet) {
         if packet.kind == PacketType::Connect {
             return self.connect(session, packet);
@@ -247,6 +243,8 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     socket.mark_connected();
     socket.ns().insert(socket.clone());
     state.sockets.push((nsp, socket.clone()));
+    // Joined a namespace: the connect timeout no longer applies.
+    socket.session().set_app_deadline(None);
     true
 }
 
@@ -300,6 +298,14 @@ impl SessionHandler for Client {
                 tracing::debug!(sid = %session.sid(), error = %err, packet = %preview, "malformed socket.io packet");
                 session.close(DisconnectReason::ParseError);
             }
+        }
+    }
+
+    fn on_deadline(&self, session: &Arc<Session>) {
+        // The connect timeout: a connection that joined no namespace is closed.
+        if !self.shared.has_namespaces() {
+            tracing::debug!(sid = %session.sid(), "no namespace joined in time");
+            session.close(DisconnectReason::ConnectTimeout);
         }
     }
 

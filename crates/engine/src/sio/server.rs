@@ -81,19 +81,9 @@ struct Handler(Arc<IoInner>);
 impl EngineHandler for Handler {
     fn on_open(&self, session: &Arc<Session>) -> Arc<dyn SessionHandler> {
         let io = self.0.clone();
-        let timeout = io.config.connect_timeout;
+        // Checked by the session's driver: no timer task per connection.
+        session.set_app_deadline(Some(crate::eio::session::now() + io.config.connect_timeout));
         let client = Client::new(io);
-        let shared = Arc::downgrade(client.shared());
-        let weak_session = Arc::downgrade(session);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let (Some(shared), Some(session)) = (shared.upgrade(), weak_session.upgrade()) else {
-                return;
-            };
-            if !shared.has_namespaces() {
-                session.close(crate::reason::DisconnectReason::ConnectTimeout);
-            }
-        });
         Arc::new(client)
     }
 }

@@ -288,6 +288,12 @@ impl Socket {
         &self.session
     }
 
+    /// The underlying Engine.IO connection (Node's `socket.conn`), shared by every
+    /// namespace this client joined.
+    pub fn conn(&self) -> &Arc<Session> {
+        &self.session
+    }
+
     pub(crate) fn connection_closed(&self) -> bool {
         self.session.is_closed()
     }
