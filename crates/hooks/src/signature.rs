@@ -111,7 +111,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Hex (either case) to bytes; `None` if malformed.
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.as_bytes()

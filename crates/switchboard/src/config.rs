@@ -8,17 +8,25 @@
 //! - `validate` and `check`: raw values to typed ones, collecting every error;
 //! - `duration`: `"25s"`-style durations;
 //! - `error`: the error types;
-//! - `summary`: the effective settings as `check-config` prints them.
+//! - `summary`: the effective settings as `check-config` prints them;
+//! - `api`: the `[api]` and `[static]` sections;
+//! - `namespaces`: `namespaces`, plain names or `[[namespaces]]` rules;
+//! - `hooks`: the `[hooks]` section;
+//! - `table`: reading nested tables by hand, for the two above.
 //!
 //! The engine's own settings are the engine's types ([`SocketIoConfig`]) with the
 //! engine's defaults; this module adds the process-level ones.
 
+mod api;
 mod check;
 mod duration;
 mod error;
+mod hooks;
+mod namespaces;
 mod raw;
 mod sources;
 mod summary;
+mod table;
 mod validate;
 
 use std::fmt;
@@ -28,7 +36,14 @@ use std::time::Duration;
 use switchboard_engine::SocketIoConfig;
 use tracing_subscriber::EnvFilter;
 
+pub(crate) use api::{ApiConfig, ApiKey, RateLimit, StaticConfig};
 pub(crate) use error::ConfigErrors;
+pub(crate) use hooks::HooksConfig;
+#[cfg(test)]
+pub(crate) use namespaces::from_text;
+pub(crate) use namespaces::{
+    AllowedRoom, AuthRules, EventAction, EventRateLimit, Events, NamespaceRules, RoomRules, Target,
+};
 pub(crate) use sources::{CONFIG_FILE_ENV, Origins, SET_FLAG, Sources};
 pub(crate) use summary::render as summary;
 
@@ -58,10 +73,16 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     /// Engine.IO and Socket.IO settings, as the engine takes them.
     pub(crate) socketio: SocketIoConfig,
-    /// Namespaces that accept connections, each starting with `/`.
-    pub(crate) namespaces: Vec<String>,
+    /// Namespaces that accept connections, with their rules.
+    pub(crate) namespaces: Vec<NamespaceRules>,
+    /// Where lifecycle events and forwarded client events go (`[hooks]`).
+    pub(crate) hooks: HooksConfig,
     /// How long shutdown waits for sessions to close before exiting anyway.
     pub(crate) drain_deadline: Duration,
+    /// The HTTP API for backends (`[api]`).
+    pub(crate) api: ApiConfig,
+    /// Files served at `/` (`[static]`).
+    pub(crate) statics: StaticConfig,
 }
 
 impl Default for Config {
@@ -70,8 +91,14 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             log: LogConfig::default(),
             socketio: SocketIoConfig::default(),
-            namespaces: DEFAULT_NAMESPACES.iter().map(|s| (*s).to_owned()).collect(),
+            namespaces: DEFAULT_NAMESPACES
+                .iter()
+                .map(|name| NamespaceRules::open(name))
+                .collect(),
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            hooks: HooksConfig::default(),
+            api: ApiConfig::default(),
+            statics: StaticConfig::default(),
         }
     }
 }

@@ -1,16 +1,26 @@
 //! The HTTP routes that share the listener with the engine: liveness, readiness and
 //! Prometheus metrics, with every error answered as JSON `{code, message}` from one place.
 //!
+//! - `error`: [`ApiError`], every HTTP error and its response, for these routes and
+//!   the API alike;
 //! - `prometheus`: rendering metrics in the text exposition format.
 //!
 //! [`route`] is a plain function of [`State`] and a request, so tests drive it without
 //! a socket; the binary hands it to `switchboard_engine::serve` as the fallback.
 
-mod prometheus;
+mod error;
+pub(crate) mod prometheus;
+
+use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use switchboard_engine::eio::Body;
 use switchboard_engine::{Io, Shutdown};
+
+pub(crate) use error::ApiError;
+
+use crate::api::ApiMetrics;
+use crate::rules::Installed;
 
 /// Liveness: 200 while the process can answer at all.
 pub(crate) const LIVE_PATH: &str = "/health/live";
@@ -21,66 +31,41 @@ pub(crate) const METRICS_PATH: &str = "/metrics";
 /// Every route, so the config can refuse an engine path that would hide one.
 pub(crate) const ROUTES: &[&str] = &[LIVE_PATH, READY_PATH, METRICS_PATH];
 
-/// What the routes read: the server (for namespaces and metrics) and the shutdown
-/// signal (for readiness).
+/// What the routes read: the server (for namespaces and metrics), the shutdown signal
+/// (for readiness) and the API's request counters (for metrics).
 #[derive(Debug, Clone)]
 pub(crate) struct State {
     io: Io,
     shutdown: Shutdown,
+    api_metrics: Arc<ApiMetrics>,
+    /// The namespace rules' and hooks' metrics, once installed.
+    rules: Option<Installed>,
 }
 
 impl State {
     /// Routes reporting on `io`, not ready once `shutdown` fires.
     pub(crate) fn new(io: Io, shutdown: Shutdown) -> Self {
-        State { io, shutdown }
+        State {
+            io,
+            shutdown,
+            api_metrics: Arc::default(),
+            rules: None,
+        }
+    }
+
+    /// Also reports the namespace rules' and hooks' metrics.
+    pub(crate) fn with_rules(mut self, rules: Installed) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// The API request counters `/metrics` reports; hand them to the API router.
+    pub(crate) fn api_metrics(&self) -> &Arc<ApiMetrics> {
+        &self.api_metrics
     }
 
     fn ready(&self) -> bool {
         !self.shutdown.is_triggered()
-    }
-}
-
-/// A client mistake or a state the client must be told about; mapped to a response in
-/// [`ApiError::into_response`] only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ApiError {
-    /// No route has this path.
-    #[error("no such route")]
-    NotFound,
-    /// The route exists but only answers GET and HEAD.
-    #[error("only GET and HEAD are allowed")]
-    MethodNotAllowed,
-    /// Shutdown has begun; load balancers should send new clients elsewhere.
-    #[error("server is shutting down")]
-    ShuttingDown,
-}
-
-impl ApiError {
-    fn code(self) -> &'static str {
-        match self {
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::ShuttingDown => "shutting_down",
-        }
-    }
-
-    fn status(self) -> StatusCode {
-        match self {
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The JSON answer.
-    pub(crate) fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
-        let mut res = json(self.status(), &body);
-        if self == ApiError::MethodNotAllowed {
-            res.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        }
-        res
     }
 }
 
@@ -99,7 +84,7 @@ fn answer<B>(state: &State, req: &Request<B>) -> Result<Response<Body>, ApiError
         return Err(ApiError::NotFound);
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
     match path {
         READY_PATH if !state.ready() => Err(ApiError::ShuttingDown),
@@ -117,7 +102,13 @@ fn metrics(state: &State) -> Response<Body> {
         .collect();
     namespaces.sort();
     let snapshot = state.io.engine().metrics().snapshot();
-    let text = prometheus::render(&snapshot, &namespaces, state.ready());
+    let api = state.api_metrics.snapshot();
+    let mut text = prometheus::render(&snapshot, &namespaces, &api, state.ready());
+    if let Some(rules) = &state.rules {
+        let mut out = prometheus::Exposition::default();
+        rules.render(&mut out);
+        text.push_str(&out.into_string());
+    }
     let mut res = Response::new(Body::from(text));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -126,7 +117,8 @@ fn metrics(state: &State) -> Response<Body> {
     res
 }
 
-fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut res = Response::new(Body::from(body.to_string()));
     *res.status_mut() = status;
     res.headers_mut().insert(

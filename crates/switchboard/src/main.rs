@@ -6,16 +6,20 @@
 //! - `config`: typed settings, loaded from a file, the environment and flags;
 //! - `logging`: `tracing` output as text or JSON;
 //! - `server`: the engine and HTTP routes on one listener, and the drain;
-//! - `http`: health, readiness and Prometheus metrics routes;
+//! - `rules`: the namespace rules (auth, rooms, events, rate limits) and hooks;
+//! - `http`: health, readiness and Prometheus metrics routes, and the HTTP errors;
+//! - `api`: the HTTP API for backends, and static files;
 //! - `signal`: SIGTERM and SIGINT.
 //!
 //! `main` stays thin: command line → config → logging → bind → announce the address →
 //! wait for a signal → drain within the deadline.
 
+mod api;
 mod cli;
 mod config;
 mod http;
 mod logging;
+mod rules;
 mod server;
 mod signal;
 
@@ -58,11 +62,18 @@ async fn serve(args: &ServeArgs) -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let signals = StopSignals::install().context("installing signal handlers")?;
-    let server = Server::bind(&config)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let server = Server::bind(&config).await?;
     let addr = server.local_addr()?;
-    tracing::info!(%addr, namespaces = ?config.namespaces, "listening");
+    if let Some(api) = server.api_addr()? {
+        tracing::info!(%api, "api listening");
+        println!("api listening on {api}");
+    }
+    let namespaces: Vec<&str> = config
+        .namespaces
+        .iter()
+        .map(|n| n.target.as_str())
+        .collect();
+    tracing::info!(%addr, ?namespaces, "listening");
     println!("listening on {addr}");
     let stop = async {
         let signal = signals.recv().await;

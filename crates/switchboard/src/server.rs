@@ -1,42 +1,76 @@
-//! Wiring: builds the Socket.IO server from the config, serves it beside the HTTP routes
-//! on one listener, and drains it within a deadline when told to stop.
+//! Wiring: builds the Socket.IO server from the config (the namespace rules and their
+//! hooks included), serves it beside the HTTP routes on one listener, and drains it —
+//! sessions, HTTP connections and the hook queue — within a deadline when told to stop.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Request, Response};
-use switchboard_engine::eio::Body;
 use switchboard_engine::shutdown::{self, ShutdownTrigger};
-use switchboard_engine::{ConnectError, Io, Shutdown};
+use switchboard_engine::{Io, Shutdown};
+use switchboard_hooks::StartError;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::api::Site;
 use crate::config::Config;
-use crate::http::{self as routes, State};
+use crate::http::State;
+use crate::rules::{self, Hooks, Installed};
 
 /// How often the drain checks whether every session has closed. The engine exposes a
 /// count, not a notification; 10 ms keeps the exit prompt at no measurable cost during
 /// a drain bounded by the deadline.
 const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The refusal sent for a namespace that is not configured: Node's message for a
-/// namespace that does not exist, which clients already handle.
-const INVALID_NAMESPACE: &str = "Invalid namespace";
-
 /// A bound server, not yet serving.
 #[derive(Debug)]
 pub(crate) struct Server {
     listener: TcpListener,
+    /// The API, health, metrics and static files.
+    site: Site,
     io: Io,
+    /// The namespace rules' metrics and the hook sink, flushed during the drain.
+    rules: Installed,
     /// Fired once, when `run`'s stop future resolves; every session driver, the accept
     /// loop and the HTTP connections observe its [`Shutdown`].
     trigger: ShutdownTrigger,
     shutdown: Shutdown,
     drain_deadline: Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BindError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The webhook sink could not start (TLS roots, dead-letter file).
+    #[error("cannot start the webhook sink: {0}")]
+    Hooks(#[from] StartError),
+    /// The API's own listener (`api.listen`) could not be bound.
+    #[error("cannot listen on {addr} (api.listen): {source}")]
+    ApiListen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The static files directory (`static.dir`) cannot be served.
+    #[error("cannot serve {} (static.dir): {source}", dir.display())]
+    StaticDir {
+        /// The configured directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// How a drain ended.
@@ -52,13 +86,24 @@ pub(crate) struct Drained {
 
 impl Server {
     /// Binds the listener and builds the server `config` describes.
-    pub(crate) async fn bind(config: &Config) -> io::Result<Self> {
-        let listener = TcpListener::bind(config.listen).await?;
+    pub(crate) async fn bind(config: &Config) -> Result<Self, BindError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BindError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let (trigger, shutdown) = shutdown::channel();
-        let io = build_io(config, shutdown.clone());
+        let hooks = Hooks::start(&config.hooks)?;
+        let (io, rules) = build_io(config, shutdown.clone(), hooks);
+        let state = State::new(io.clone(), shutdown.clone()).with_rules(rules.clone());
+        let site = Site::bind(config, &io, state).await?;
         Ok(Server {
             listener,
+            site,
             io,
+            rules,
             trigger,
             shutdown,
             drain_deadline: config.drain_deadline,
@@ -70,19 +115,21 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The API listener's address, when `api.listen` gives it one.
+    pub(crate) fn api_addr(&self) -> io::Result<Option<SocketAddr>> {
+        self.site.api_addr()
+    }
+
     /// Serves until `stop` resolves, then shuts down: readiness turns 503, the listener
     /// stops accepting, every session is closed with "server shutting down", and the
     /// drain waits for them (and for in-flight HTTP responses) up to the deadline.
     pub(crate) async fn run(self, stop: impl Future<Output = ()>) -> io::Result<Drained> {
         let (alive, finished) = mpsc::channel(1);
-        let fallback = Fallback {
-            state: State::new(self.io.clone(), self.shutdown.clone()),
-            _alive: alive,
-        };
+        let fallback = self.site.start(self.shutdown.clone(), alive);
         let mut accept = tokio::spawn(switchboard_engine::serve(
             self.listener,
             self.io.engine().clone(),
-            move |req| std::future::ready(fallback.route(req)),
+            move |req| fallback.clone().route(req),
             self.shutdown,
         ));
         tokio::select! {
@@ -93,33 +140,16 @@ impl Server {
             }
         }
         self.trigger.trigger();
-        Ok(drain(&self.io, accept, finished, self.drain_deadline).await)
+        let hooks = self.rules.hooks().clone();
+        Ok(drain(&self.io, &hooks, accept, finished, self.drain_deadline).await)
     }
 }
 
-/// The fallback handed to `serve`: the HTTP routes, plus a token that tells the drain
-/// when every HTTP connection has ended.
-///
-/// `serve` moves a clone of its fallback into each connection task and drops it when
-/// that connection ends, so the `_alive` senders count open HTTP connections. Waiting
-/// for all of them means every response — notably the `close` packet a pending
-/// long-poll receives — has been written before the process exits.
-#[derive(Debug, Clone)]
-struct Fallback {
-    state: State,
-    _alive: mpsc::Sender<()>,
-}
-
-impl Fallback {
-    fn route<B>(&self, req: Request<B>) -> Response<Body> {
-        routes::route(&self.state, &req)
-    }
-}
-
-/// Waits, up to `deadline`, for every session to close, the accept loop to return and
-/// every HTTP connection to end.
+/// Waits, up to `deadline`, for every session to close, the accept loop to return,
+/// every HTTP connection to end and the hook sink to flush (disconnect hooks included).
 async fn drain(
     io: &Io,
+    hooks: &Hooks,
     accept: JoinHandle<io::Result<()>>,
     mut finished: mpsc::Receiver<()>,
     deadline: Duration,
@@ -133,6 +163,8 @@ async fn drain(
         let _ = accept.await;
         // `None` once the last connection dropped its `Fallback`.
         let _ = finished.recv().await;
+        // Every disconnect hook is queued now.
+        hooks.flush().await;
     };
     let in_time = tokio::time::timeout(deadline, all_closed).await.is_ok();
     Drained {
@@ -142,39 +174,22 @@ async fn drain(
     }
 }
 
-/// The Socket.IO server: the configured namespaces accept every connection; namespace
-/// `/`, which the engine always has, refuses connections unless it is configured.
-fn build_io(config: &Config, shutdown: Shutdown) -> Io {
-    let io = Io::new(config.socketio.clone(), shutdown);
-    for name in &config.namespaces {
-        let ns = io.of(name);
-        ns.on_connection(|socket| {
-            tracing::debug!(sid = %socket.id(), namespace = socket.namespace(), "socket connected");
-        });
-        ns.on_disconnect(|socket, reason| {
-            tracing::debug!(
-                sid = %socket.id(),
-                namespace = socket.namespace(),
-                %reason,
-                "socket disconnected"
-            );
-        });
-    }
-    if !config.namespaces.iter().any(|name| name == "/") {
-        io.of("/")
-            .use_middleware(|_socket| async { Err(ConnectError::new(INVALID_NAMESPACE)) });
-    }
-    io
+/// The Socket.IO server with the configured namespaces and their rules.
+fn build_io(config: &Config, shutdown: Shutdown, hooks: Hooks) -> (Io, Installed) {
+    let io = Io::new(config.socketio.clone(), shutdown.clone());
+    let installed = rules::install(&io, &config.namespaces, hooks, &shutdown);
+    (io, installed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::NamespaceRules;
 
     #[tokio::test]
-    async fn stop_drains_at_once_without_sessions() -> io::Result<()> {
+    async fn stop_drains_at_once_without_sessions() -> anyhow::Result<()> {
         let config = Config {
-            listen: "127.0.0.1:0".parse().map_err(io::Error::other)?,
+            listen: "127.0.0.1:0".parse()?,
             ..Config::default()
         };
         let server = Server::bind(&config).await?;
@@ -187,10 +202,13 @@ mod tests {
     #[tokio::test]
     async fn configured_namespaces_exist() {
         let config = Config {
-            namespaces: vec!["/chat".into(), "/orders".into()],
+            namespaces: vec![
+                NamespaceRules::open("/chat"),
+                NamespaceRules::open("/orders"),
+            ],
             ..Config::default()
         };
-        let io = build_io(&config, Shutdown::never());
+        let (io, _rules) = build_io(&config, Shutdown::never(), Hooks::none());
         let mut names: Vec<String> = io
             .namespaces()
             .iter()

@@ -3,13 +3,22 @@
 //! the behaviour they check.
 
 mod end_to_end {
+    pub(crate) mod backend;
     pub(crate) mod client;
+    pub(crate) mod socket;
     pub(crate) mod support;
 
+    mod api;
+    mod auth;
     mod cli;
     mod config_precedence;
+    mod events;
     mod health_metrics;
+    mod hooks;
     mod logging;
     mod namespaces;
+    mod rooms;
+    mod rules_config;
     mod shutdown;
+    mod static_files;
 }

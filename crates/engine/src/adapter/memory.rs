@@ -35,11 +35,12 @@ impl MemoryAdapter {
 impl Index {
     /// Removes `sid` from `room`; true when that emptied the room.
     fn remove(&mut self, sid: Sid, room: &str) -> bool {
-        if let Some(members) = self.rooms.get_mut(room) {
-            if members.remove(&sid) && members.is_empty() {
-                self.rooms.remove(room);
-                return true;
-            }
+        if let Some(members) = self.rooms.get_mut(room)
+            && members.remove(&sid)
+            && members.is_empty()
+        {
+            self.rooms.remove(room);
+            return true;
         }
         false
     }

@@ -240,10 +240,8 @@ fn app_deadline(session: &Arc<Session>) {
             _ => false,
         }
     };
-    if due {
-        if let Some(handler) = session.handler() {
-            handler.on_deadline(session);
-        }
+    if due && let Some(handler) = session.handler() {
+        handler.on_deadline(session);
     }
 }
 

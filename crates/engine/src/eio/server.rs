@@ -269,10 +269,10 @@ impl EngineServer {
         query: String,
         remote: SocketAddr,
     ) -> Response<Body> {
-        if let Some(allow) = self.allow_request.get() {
-            if !allow(req.headers(), remote) {
-                return error(EngineErrorCode::Forbidden);
-            }
+        if let Some(allow) = self.allow_request.get()
+            && !allow(req.headers(), remote)
+        {
+            return error(EngineErrorCode::Forbidden);
         }
         if self.shutdown.is_triggered() || self.at_capacity() {
             return unavailable();

@@ -182,10 +182,11 @@ impl BroadcastOperator {
         let mut out = Vec::new();
         self.ns.adapter().sockets_in(rooms, &mut out);
         for room in rooms {
-            if let Ok(sid) = room.parse::<Sid>() {
-                if self.ns.socket(sid).is_some() && !out.contains(&sid) {
-                    out.push(sid);
-                }
+            if let Ok(sid) = room.parse::<Sid>()
+                && self.ns.socket(sid).is_some()
+                && !out.contains(&sid)
+            {
+                out.push(sid);
             }
         }
         out

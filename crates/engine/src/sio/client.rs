@@ -175,11 +175,11 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>) {
         }
         return;
     };
-    if let Some((pid, _)) = recovery_claim(socket.auth()) {
-        if let Some(stale) = buffer.live_socket(pid) {
-            // Outside the buffer lock: disconnect handlers may emit.
-            stale.take_over();
-        }
+    if let Some((pid, _)) = recovery_claim(socket.auth())
+        && let Some(stale) = buffer.live_socket(pid)
+    {
+        // Outside the buffer lock: disconnect handlers may emit.
+        stale.take_over();
     }
     let mut state = buffer.lock();
     let restored = recovery_claim(socket.auth())

@@ -155,20 +155,20 @@ impl DeadLetters {
     /// Stores a dead letter without waiting (for `deliver`'s overflow path).
     pub(crate) fn push(&self, letter: DeadLetter) {
         let line = self.remember(letter);
-        if let (Some(file), Some(line)) = (&self.file, line) {
-            if file.try_send(FileCommand::Append(line)).is_err() {
-                incr(&self.metrics.dead_letter_file_errors);
-            }
+        if let (Some(file), Some(line)) = (&self.file, line)
+            && file.try_send(FileCommand::Append(line)).is_err()
+        {
+            incr(&self.metrics.dead_letter_file_errors);
         }
     }
 
     /// Stores a dead letter, waiting for room in the file writer's queue (workers).
     pub(crate) async fn push_waiting(&self, letter: DeadLetter) {
         let line = self.remember(letter);
-        if let (Some(file), Some(line)) = (&self.file, line) {
-            if file.send(FileCommand::Append(line)).await.is_err() {
-                incr(&self.metrics.dead_letter_file_errors);
-            }
+        if let (Some(file), Some(line)) = (&self.file, line)
+            && file.send(FileCommand::Append(line)).await.is_err()
+        {
+            incr(&self.metrics.dead_letter_file_errors);
         }
     }
 

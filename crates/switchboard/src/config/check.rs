@@ -1,7 +1,6 @@
 //! Checks of single values: each takes what was written and returns the typed value
 //! or a message saying what is wrong and what would be right.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -71,6 +70,9 @@ pub(crate) fn engine_path(text: String) -> Checked<String> {
     };
     let base = path.trim_end_matches('/');
     // The same rule as `EngineServer::matches`.
+    if crate::api::owns(base) {
+        return Err(format!("`{path}` is under /api/, which the HTTP API owns"));
+    }
     let hidden = crate::http::ROUTES
         .iter()
         .find(|route| **route == base || route.starts_with(&path));
@@ -140,38 +142,6 @@ fn origin_problem(origin: &str) -> Option<String> {
     None
 }
 
-/// At least one namespace, each once, each a name a Socket.IO packet can carry.
-pub(crate) fn namespaces(list: Vec<String>) -> Checked<Vec<String>> {
-    if list.is_empty() {
-        return Err("needs at least one namespace (e.g. [\"/\"])".into());
-    }
-    let mut problems: Vec<String> = list.iter().filter_map(|n| namespace_problem(n)).collect();
-    let mut seen = HashSet::new();
-    for name in &list {
-        if !seen.insert(name) {
-            problems.push(format!("`{name}` is listed twice"));
-        }
-    }
-    if problems.is_empty() {
-        Ok(list)
-    } else {
-        Err(problems.join("; "))
-    }
-}
-
-/// Socket.IO ends the namespace of a packet at the first `,`, so a name cannot hold one.
-fn namespace_problem(name: &str) -> Option<String> {
-    if !name.starts_with('/') {
-        return Some(format!("`{name}` must start with `/`"));
-    }
-    if name.contains(|c: char| c == ',' || c.is_whitespace() || c.is_control()) {
-        return Some(format!(
-            "`{name}` must not contain `,`, spaces or control characters"
-        ));
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +162,9 @@ mod tests {
         assert!(engine_path("/".into()).is_err());
         assert!(engine_path("/health".into()).is_err());
         assert!(engine_path("/metrics".into()).is_err());
+        assert!(engine_path("/api".into()).is_err());
+        assert!(engine_path("/api/v1/emit".into()).is_err());
+        assert_eq!(engine_path("/apis".into()), Ok("/apis/".into()));
         assert!(engine_path("/a b/".into()).is_err());
         assert_eq!(engine_path("/healthz".into()), Ok("/healthz/".into()));
     }
@@ -207,15 +180,6 @@ mod tests {
             Ok(AllowedOrigins::List(vec!["http://localhost:8080".into()]))
         );
         assert_eq!(allowed_origins(vec![]), Ok(AllowedOrigins::List(vec![])));
-    }
-
-    #[test]
-    fn namespaces_must_be_encodable_and_unique() {
-        assert!(namespaces(vec!["/".into(), "/chat".into()]).is_ok());
-        assert!(namespaces(vec![]).is_err());
-        assert!(namespaces(vec!["chat".into()]).is_err());
-        assert!(namespaces(vec!["/a,b".into()]).is_err());
-        assert!(namespaces(vec!["/".into(), "/".into()]).is_err());
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn scale(number: u64, unit: &str) -> Result<Duration, DurationError> {
 /// Formats a duration the way [`parse`] reads it: whole seconds as `"25s"`, else `"300ms"`.
 pub(crate) fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1_000 == 0 {
+    if millis.is_multiple_of(1_000) {
         format!("{}s", millis / 1_000)
     } else {
         format!("{millis}ms")

@@ -26,6 +26,9 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "cors",
             "queue",
             "shutdown",
+            "api",
+            "static",
+            "hooks",
         ],
     ),
     ("log", &["format", "level"]),
@@ -45,6 +48,9 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("cors", &["allowed_origins", "credentials"]),
     ("queue", &["max_packets", "max_bytes"]),
     ("shutdown", &["drain_deadline"]),
+    ("api", super::api::API_KEYS),
+    ("static", super::api::STATIC_KEYS),
+    ("hooks", super::hooks::KEYS),
 ];
 
 /// A value as written, with the outcome of reading it as `T`. Reading it never fails,
@@ -69,13 +75,19 @@ pub(crate) type Unknown = BTreeMap<String, toml::Value>;
 #[serde(default)]
 pub(crate) struct RawConfig {
     pub(crate) listen: Option<Field<String>>,
-    pub(crate) namespaces: Option<Field<StringList>>,
+    /// Plain names or `[[namespaces]]` tables: read by `namespaces`.
+    pub(crate) namespaces: Option<toml::Value>,
+    /// Read by `hooks`.
+    pub(crate) hooks: Option<toml::Value>,
     pub(crate) log: Option<Field<RawLog>>,
     pub(crate) engine: Option<Field<RawEngine>>,
     pub(crate) socketio: Option<Field<RawSocketIo>>,
     pub(crate) cors: Option<Field<RawCors>>,
     pub(crate) queue: Option<Field<RawQueue>>,
     pub(crate) shutdown: Option<Field<RawShutdown>>,
+    pub(crate) api: Option<Field<super::api::RawApi>>,
+    #[serde(rename = "static")]
+    pub(crate) statics: Option<Field<super::api::RawStatic>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

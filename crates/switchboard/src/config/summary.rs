@@ -14,12 +14,9 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         AllowedOrigins::Any => quote("*"),
         AllowedOrigins::List(list) => strings(list.iter().map(String::as_str)),
     };
-    vec![
+    let mut entries = vec![
         ("listen", quote(config.listen)),
-        (
-            "namespaces",
-            strings(config.namespaces.iter().map(String::as_str)),
-        ),
+        ("namespaces", super::namespaces::summary(&config.namespaces)),
         ("log.format", quote(config.log.format)),
         ("log.level", quote(config.log.level.as_str())),
         ("engine.path", quote(&e.path)),
@@ -45,14 +42,27 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             "shutdown.drain_deadline",
             quote(duration(config.drain_deadline)),
         ),
-    ]
+    ];
+    entries.extend(super::api::entries(config));
+    entries.push(("hooks.webhook", super::hooks::summary(&config.hooks)));
+    entries
 }
+
+/// Values longer than this are not aligned with the others.
+const MAX_ALIGNED_VALUE: usize = 48;
 
 /// The summary: aligned `key = value  # origin` lines.
 pub(crate) fn render(loaded: &Loaded) -> String {
     let entries = entries(&loaded.config);
     let key_width = entries.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let value_width = entries.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    // Long values (namespace rules) are not padded to: they would push every origin
+    // far to the right.
+    let value_width = entries
+        .iter()
+        .map(|(_, v)| v.len())
+        .filter(|len| *len <= MAX_ALIGNED_VALUE)
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in &entries {
         let origin = loaded.origins.of(key);

@@ -8,6 +8,7 @@ use super::raw::{
     SECTIONS, StringList, Unknown,
 };
 use super::sources::{Merged, Origins};
+use super::table::{Problem, Problems};
 use super::{Config, Loaded, LogFilter};
 
 /// Validates merged sources into a [`Loaded`] config, or every error found.
@@ -34,8 +35,9 @@ pub(crate) fn validate(merged: Merged) -> Result<Loaded, ConfigErrors> {
 }
 
 /// Collects errors while values are read; each reader returns `None` for a bad value
-/// so the default stays in place and validation goes on.
-struct Validator<'a> {
+/// so the default stays in place and validation goes on. Sections in sibling modules
+/// (`api`) add their own `impl Validator` blocks.
+pub(super) struct Validator<'a> {
     origins: &'a Origins,
     errors: Vec<ConfigError>,
 }
@@ -51,7 +53,7 @@ impl Validator<'_> {
 
     /// Reads `field` as written, checks it, and stores it in `slot`; a bad value is
     /// reported and leaves `slot` (the default) alone.
-    fn read<T, U>(
+    pub(super) fn read<T, U>(
         &mut self,
         slot: &mut U,
         key: &str,
@@ -66,7 +68,7 @@ impl Validator<'_> {
     }
 
     /// A section; one that is not a table is reported and read as empty.
-    fn section<T: Default>(&mut self, key: &str, field: Option<Field<T>>) -> T {
+    pub(super) fn section<T: Default>(&mut self, key: &str, field: Option<Field<T>>) -> T {
         match field.map(|f| f.0) {
             None => T::default(),
             Some(Ok(section)) => section,
@@ -77,7 +79,7 @@ impl Validator<'_> {
         }
     }
 
-    fn unknown(&mut self, section: &str, unknown: Unknown) {
+    pub(super) fn unknown(&mut self, section: &str, unknown: Unknown) {
         let known = SECTIONS
             .iter()
             .find(|(name, _)| *name == section)
@@ -96,11 +98,34 @@ impl Validator<'_> {
         }
     }
 
+    /// Records problems found by the hand-walked sections (`namespaces`, `hooks`), with
+    /// the origin of the value they sit in and a hint for unknown keys.
+    pub(super) fn report(&mut self, problems: Problems) {
+        for problem in problems.0 {
+            // `namespaces[0].auth.secret` sits in the `namespaces` array, which has one
+            // origin; `hooks.webhook.secret` has its own.
+            let origin_key = |key: &str| key.split('[').next().unwrap_or_default().to_owned();
+            let error = match problem {
+                Problem::Invalid { key, message } => ConfigError::Invalid {
+                    origin: self.origins.of(&origin_key(&key)),
+                    key,
+                    message,
+                },
+                Problem::Unknown { key, known } => ConfigError::UnknownKey {
+                    hint: closest(key.rsplit('.').next().unwrap_or_default(), known)
+                        .map(str::to_owned),
+                    origin: self.origins.of(&origin_key(&key)),
+                    key,
+                },
+            };
+            self.errors.push(error);
+        }
+    }
+
     fn config(&mut self, raw: RawConfig, c: &mut Config) {
         self.unknown("", raw.unknown);
         self.read(&mut c.listen, "listen", raw.listen, check::listen);
-        let namespaces = |l: StringList| check::namespaces(l.0);
-        self.read(&mut c.namespaces, "namespaces", raw.namespaces, namespaces);
+        self.rules(raw.namespaces, raw.hooks, c);
         let log = self.section("log", raw.log);
         self.log(log, c);
         let engine = self.section("engine", raw.engine);
@@ -113,6 +138,10 @@ impl Validator<'_> {
         self.queue(queue, c);
         let shutdown = self.section("shutdown", raw.shutdown);
         self.shutdown(shutdown, c);
+        let api = self.section("api", raw.api);
+        self.api(api, c);
+        let statics = self.section("static", raw.statics);
+        self.statics(statics, c);
     }
 
     fn log(&mut self, raw: RawLog, c: &mut Config) {

@@ -4,12 +4,19 @@ use std::fmt::Write as _;
 
 use switchboard_engine::metrics::MetricsSnapshot;
 
+use crate::api::RequestCount;
+
 /// The content type Prometheus expects for this format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Renders one scrape: the engine's counters and gauges, sockets per namespace
-/// (`namespaces` as `(name, sockets)`), and whether the server is ready.
-pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready: bool) -> String {
+/// (`namespaces` as `(name, sockets)`), API requests, and whether the server is ready.
+pub(crate) fn render(
+    m: &MetricsSnapshot,
+    namespaces: &[(String, usize)],
+    api: &[RequestCount],
+    ready: bool,
+) -> String {
     let mut out = Exposition::default();
     out.family(
         "switchboard_ready",
@@ -84,20 +91,41 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "Handshakes refused because max_connections was reached.",
         m.connections_refused,
     );
+    out.family(
+        "switchboard_api_requests_total",
+        "counter",
+        "HTTP API requests by route template, method and response status.",
+    );
+    for r in api {
+        let status = r.status.to_string();
+        let labels = [
+            ("route", r.route),
+            ("method", r.method),
+            ("status", status.as_str()),
+        ];
+        out.sample("switchboard_api_requests_total", &labels, r.count);
+    }
     out.0
 }
 
-/// The text being built.
+/// The text being built; the namespace rules write their families with it too.
 #[derive(Debug, Default)]
-struct Exposition(String);
+pub(crate) struct Exposition(String);
 
 impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    /// Starts a family: its `# HELP` and `# TYPE` lines.
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
         // Writing to a String cannot fail.
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    /// One sample of the current family.
+    pub(crate) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) {
         self.0.push_str(name);
         if !labels.is_empty() {
             let pairs: Vec<String> = labels
@@ -109,9 +137,15 @@ impl Exposition {
         let _ = writeln!(self.0, " {value}");
     }
 
-    fn counter(&mut self, name: &str, help: &str, value: u64) {
+    /// A family with one unlabelled counter.
+    pub(crate) fn counter(&mut self, name: &str, help: &str, value: u64) {
         self.family(name, "counter", help);
         self.sample(name, &[], value);
+    }
+
+    /// The text.
+    pub(crate) fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -146,7 +180,13 @@ mod tests {
             ],
         };
         let namespaces = [("/".to_owned(), 4), ("/chat".to_owned(), 1)];
-        let text = render(&snapshot, &namespaces, true);
+        let api = [RequestCount {
+            route: "/api/v1/emit",
+            method: "POST",
+            status: 200,
+            count: 8,
+        }];
+        let text = render(&snapshot, &namespaces, &api, true);
         for line in [
             "switchboard_ready 1",
             "switchboard_connections{transport=\"polling\"} 2",
@@ -162,6 +202,7 @@ mod tests {
             "switchboard_disconnects_total{reason=\"server shutting down\"} 7",
             "switchboard_volatile_dropped_total 4",
             "switchboard_connections_refused_total 5",
+            "switchboard_api_requests_total{route=\"/api/v1/emit\",method=\"POST\",status=\"200\"} 8",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
         ] {
@@ -176,7 +217,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 11);
+        assert_eq!(families, 12);
     }
 
     #[test]

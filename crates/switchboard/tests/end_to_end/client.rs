@@ -43,11 +43,26 @@ impl Pending {
         path: &str,
         body: &str,
     ) -> anyhow::Result<Self> {
+        Self::send_with(addr, method, path, &[], body)
+    }
+
+    /// Writes `method path` with extra `headers`, `body` and `Connection: close`.
+    pub(crate) fn send_with(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> anyhow::Result<Self> {
         let mut stream = TcpStream::connect_timeout(&addr, SAFETY_TIMEOUT)?;
         stream.set_read_timeout(Some(SAFETY_TIMEOUT))?;
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n{extra}\r\n{body}",
             body.len()
         );
         stream.write_all(request.as_bytes())?;

@@ -136,6 +136,8 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> Captured {
 pub(crate) struct TestServer {
     child: Child,
     addr: SocketAddr,
+    /// The API's own listener, when `api.listen` was set.
+    api_addr: Option<SocketAddr>,
     stderr: Captured,
 }
 
@@ -162,6 +164,11 @@ impl TestServer {
     /// The address it listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The API listener's address, when it has its own (`api listening on ADDR`).
+    pub(crate) fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
     }
 
     /// Its log output so far.
@@ -207,7 +214,8 @@ impl Builder {
         self
     }
 
-    /// Spawns the binary and waits for its `listening on ADDR` line.
+    /// Spawns the binary and waits for its `listening on ADDR` line (after the
+    /// `api listening on ADDR` line, if any).
     pub(crate) fn start(mut self) -> anyhow::Result<TestServer> {
         let mut child = self
             .cmd
@@ -220,20 +228,28 @@ impl Builder {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_owned());
+                if let Some(addr) = line.strip_prefix("api listening on ") {
+                    let _ = tx.send((true, addr.to_owned()));
+                } else if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send((false, addr.to_owned()));
                 }
             }
         });
         let mut server = TestServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_addr: None,
             stderr,
         };
-        let addr = rx
-            .recv_timeout(SAFETY_TIMEOUT)
-            .map_err(|_| anyhow::anyhow!("no `listening on` line; stderr:\n{}", server.stderr()))?;
-        server.addr = addr.parse()?;
-        Ok(server)
+        loop {
+            let (api, addr) = rx.recv_timeout(SAFETY_TIMEOUT).map_err(|_| {
+                anyhow::anyhow!("no `listening on` line; stderr:\n{}", server.stderr())
+            })?;
+            if !api {
+                server.addr = addr.parse()?;
+                return Ok(server);
+            }
+            server.api_addr = Some(addr.parse()?);
+        }
     }
 }

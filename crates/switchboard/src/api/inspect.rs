@@ -1,0 +1,209 @@
+//! The read-only routes: namespaces with socket counts, rooms with sizes, one room's
+//! members, sockets (paged) and one socket.
+
+use serde::Serialize;
+
+use super::ApiState;
+use super::body::query_pairs;
+use super::select::{self, socket_id};
+use super::view::SocketView;
+use crate::http::ApiError;
+
+/// Sockets per page when `limit` is not given: a page of 100 sockets with their
+/// headers is some tens of KiB of JSON.
+pub(crate) const DEFAULT_SOCKETS_PAGE: usize = 100;
+/// Largest `limit`: 1000 sockets make a response of roughly half a MiB, small enough
+/// to build in one go, while a backend still lists 19k sockets in 19 requests.
+pub(crate) const MAX_SOCKETS_PAGE: usize = 1000;
+
+/// `GET /api/v1/namespaces`.
+#[derive(Debug, Serialize)]
+pub(crate) struct NamespacesView {
+    namespaces: Vec<NamespaceView>,
+}
+
+#[derive(Debug, Serialize)]
+struct NamespaceView {
+    name: String,
+    sockets: usize,
+}
+
+/// `GET /api/v1/namespaces/{namespace}/rooms`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RoomsView {
+    namespace: String,
+    rooms: Vec<RoomSize>,
+}
+
+#[derive(Debug, Serialize)]
+struct RoomSize {
+    name: String,
+    size: usize,
+}
+
+/// `GET /api/v1/namespaces/{namespace}/rooms/{room}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RoomView {
+    namespace: String,
+    name: String,
+    size: usize,
+    socket_ids: Vec<String>,
+}
+
+/// `GET /api/v1/namespaces/{namespace}/sockets`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SocketsView {
+    namespace: String,
+    sockets: Vec<SocketView>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    next: Option<String>,
+}
+
+/// Every namespace that exists on this node, by name.
+pub(crate) fn namespaces(state: &ApiState) -> NamespacesView {
+    let mut namespaces: Vec<NamespaceView> = state
+        .io
+        .namespaces()
+        .iter()
+        .map(|ns| NamespaceView {
+            name: ns.name().to_owned(),
+            sockets: ns.socket_count(),
+        })
+        .collect();
+    namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    NamespacesView { namespaces }
+}
+
+/// The rooms of a namespace that have members, by name (sockets' own id rooms are
+/// not listed).
+pub(crate) fn rooms(state: &ApiState, namespace: &str) -> Result<RoomsView, ApiError> {
+    let ns = select::namespace(&state.io, namespace)?;
+    let adapter = ns.adapter();
+    let mut rooms: Vec<RoomSize> = adapter
+        .rooms()
+        .iter()
+        .map(|room| RoomSize {
+            name: room.to_string(),
+            size: adapter.room_size(room),
+        })
+        .filter(|r| r.size > 0)
+        .collect();
+    rooms.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(RoomsView {
+        namespace: ns.name().to_owned(),
+        rooms,
+    })
+}
+
+/// One room's members; a room without members has size 0 (rooms exist only while
+/// they have members, so that is not an error).
+pub(crate) fn room(state: &ApiState, namespace: &str, room: &str) -> Result<RoomView, ApiError> {
+    let ns = select::namespace(&state.io, namespace)?;
+    let mut socket_ids: Vec<String> = ns
+        .to(room)
+        .sockets()
+        .iter()
+        .map(|s| s.id().to_string())
+        .collect();
+    socket_ids.sort_unstable();
+    Ok(RoomView {
+        namespace: ns.name().to_owned(),
+        name: room.to_owned(),
+        size: socket_ids.len(),
+        socket_ids,
+    })
+}
+
+/// What `GET .../sockets` reads from its query string.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Page {
+    room: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// Sockets of a namespace (or of one room), ordered by id, a page at a time.
+pub(crate) fn sockets(
+    state: &ApiState,
+    namespace: &str,
+    query: Option<&str>,
+) -> Result<SocketsView, ApiError> {
+    let page = page(query)?;
+    let ns = select::namespace(&state.io, namespace)?;
+    let op = match &page.room {
+        Some(room) => ns.to(room.as_str()),
+        None => ns.all(),
+    };
+    let mut sockets = op.sockets();
+    sockets.sort_unstable_by_key(|s| s.id());
+    if let Some(after) = &page.after {
+        sockets.retain(|s| s.id().as_str() > after.as_str());
+    }
+    let limit = page.limit.unwrap_or(DEFAULT_SOCKETS_PAGE);
+    let next = (sockets.len() > limit).then(|| sockets[limit - 1].id().to_string());
+    sockets.truncate(limit);
+    Ok(SocketsView {
+        namespace: ns.name().to_owned(),
+        sockets: sockets.iter().map(|s| SocketView::of(s)).collect(),
+        next,
+    })
+}
+
+fn page(query: Option<&str>) -> Result<Page, ApiError> {
+    let mut page = Page::default();
+    for (name, value) in query_pairs(query)? {
+        match name.as_str() {
+            "room" => page.room = Some(value),
+            "after" => page.after = Some(value),
+            "limit" => page.limit = Some(limit(&value)?),
+            other => {
+                return Err(ApiError::BadQuery(format!(
+                    "unknown parameter `{other}` (expected room, limit, after)"
+                )));
+            }
+        }
+    }
+    Ok(page)
+}
+
+fn limit(text: &str) -> Result<usize, ApiError> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=MAX_SOCKETS_PAGE) => Ok(n),
+        _ => Err(ApiError::BadQuery(format!(
+            "`limit` must be a number from 1 to {MAX_SOCKETS_PAGE}"
+        ))),
+    }
+}
+
+/// One socket, or 404.
+pub(crate) fn socket(state: &ApiState, namespace: &str, id: &str) -> Result<SocketView, ApiError> {
+    let ns = select::namespace(&state.io, namespace)?;
+    let unknown = || ApiError::UnknownSocket(id.to_owned());
+    let sid = socket_id(id).map_err(|_| unknown())?;
+    let socket = ns.socket(sid).ok_or_else(unknown)?;
+    Ok(SocketView::of(&socket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_parameters_are_checked() {
+        assert_eq!(page(None), Ok(Page::default()));
+        assert_eq!(
+            page(Some("room=a%3Ab&limit=5&after=x")),
+            Ok(Page {
+                room: Some("a:b".into()),
+                limit: Some(5),
+                after: Some("x".into()),
+            })
+        );
+        for bad in ["limit=0", "limit=1001", "limit=x", "lmit=5"] {
+            assert!(
+                matches!(page(Some(bad)), Err(ApiError::BadQuery(_))),
+                "{bad}"
+            );
+        }
+    }
+}

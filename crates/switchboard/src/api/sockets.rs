@@ -1,0 +1,195 @@
+//! `POST /api/v1/sockets/{join,leave,disconnect}`: act on a selection of sockets.
+//!
+//! Unlike an emit, an empty selection is refused: making every socket leave a room or
+//! disconnect must be asked for with `"all": true`, never by omission.
+
+use serde::Serialize;
+
+use super::ApiState;
+use super::select::{self, Target};
+use crate::http::ApiError;
+
+/// The request body of all three operations; each takes its own action field.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SocketsRequest {
+    /// Namespace name; `/` when omitted.
+    #[serde(default = "select::main_namespace")]
+    namespace: String,
+    /// Sockets in any of these rooms.
+    #[serde(default)]
+    rooms: Vec<String>,
+    /// These sockets.
+    #[serde(default)]
+    socket_ids: Vec<String>,
+    /// Not these rooms or sockets.
+    #[serde(default)]
+    except: Vec<String>,
+    /// Every socket of the namespace (minus `except`).
+    #[serde(default)]
+    all: bool,
+    /// Rooms to join (`/sockets/join` only).
+    join: Option<Vec<String>>,
+    /// Rooms to leave (`/sockets/leave` only).
+    leave: Option<Vec<String>>,
+    /// Close the whole connection, not only the namespace (`/sockets/disconnect` only).
+    close: Option<bool>,
+}
+
+/// The answer of all three operations.
+#[derive(Debug, Serialize)]
+pub(crate) struct Affected {
+    /// Sockets selected and acted on.
+    affected: usize,
+}
+
+/// Which operation, for messages about fields that belong to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// Join rooms.
+    Join,
+    /// Leave rooms.
+    Leave,
+    /// Disconnect.
+    Disconnect,
+}
+
+/// Makes the selected sockets join rooms.
+pub(crate) fn join(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
+    let mut req: SocketsRequest = super::body::json(body)?;
+    let rooms = rooms(req.join.take(), "join")?;
+    let sockets = req.selected(state, Operation::Join)?;
+    let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    for socket in &sockets {
+        socket.join(&names);
+    }
+    Ok(Affected {
+        affected: sockets.len(),
+    })
+}
+
+/// Makes the selected sockets leave rooms. The selection is made first, so sockets
+/// chosen by a room they are leaving are all affected.
+pub(crate) fn leave(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
+    let mut req: SocketsRequest = super::body::json(body)?;
+    let rooms = rooms(req.leave.take(), "leave")?;
+    let sockets = req.selected(state, Operation::Leave)?;
+    for socket in &sockets {
+        for room in &rooms {
+            socket.leave(room);
+        }
+    }
+    Ok(Affected {
+        affected: sockets.len(),
+    })
+}
+
+/// Disconnects the selected sockets from the namespace, or with `close` closes their
+/// connections.
+pub(crate) fn disconnect(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
+    let mut req: SocketsRequest = super::body::json(body)?;
+    let close = req.close.take().unwrap_or(false);
+    let (ns, target) = req.target(state, Operation::Disconnect)?;
+    let affected = target.operator(&ns).disconnect_sockets(close);
+    Ok(Affected { affected })
+}
+
+/// The rooms of a `join` or `leave` field: present, not empty, no empty names.
+fn rooms(rooms: Option<Vec<String>>, field: &str) -> Result<Vec<String>, ApiError> {
+    let rooms = rooms.ok_or_else(|| {
+        ApiError::InvalidRequest(format!("`{field}` (the rooms to {field}) is required"))
+    })?;
+    if rooms.is_empty() || rooms.iter().any(String::is_empty) {
+        return Err(ApiError::InvalidRequest(format!(
+            "`{field}` needs at least one room, and room names must not be empty"
+        )));
+    }
+    Ok(rooms)
+}
+
+impl SocketsRequest {
+    /// The namespace and the selection, checked.
+    fn target(
+        self,
+        state: &ApiState,
+        op: Operation,
+    ) -> Result<(std::sync::Arc<switchboard_engine::Namespace>, Target), ApiError> {
+        self.refuse_other_actions(op)?;
+        let target = Target {
+            rooms: self.rooms,
+            socket_ids: self.socket_ids,
+            except: self.except,
+        };
+        target.validate()?;
+        match (self.all, target.is_everyone()) {
+            (false, true) => return Err(ApiError::EmptySelection),
+            (true, false) => {
+                return Err(ApiError::InvalidRequest(
+                    "`all` selects every socket; do not combine it with `rooms` or \
+                     `socket_ids`"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        let ns = select::namespace(&state.io, &self.namespace)?;
+        Ok((ns, target))
+    }
+
+    /// The selected sockets.
+    fn selected(
+        self,
+        state: &ApiState,
+        op: Operation,
+    ) -> Result<Vec<std::sync::Arc<switchboard_engine::Socket>>, ApiError> {
+        let (ns, target) = self.target(state, op)?;
+        Ok(target.operator(&ns).sockets())
+    }
+
+    /// 422 for the action field of another operation (`close` sent to `/join`...).
+    fn refuse_other_actions(&self, op: Operation) -> Result<(), ApiError> {
+        let present = [
+            (Operation::Join, "join", self.join.is_some()),
+            (Operation::Leave, "leave", self.leave.is_some()),
+            (Operation::Disconnect, "close", self.close.is_some()),
+        ];
+        match present.iter().find(|(owner, _, set)| *set && *owner != op) {
+            Some((owner, field, _)) => Err(ApiError::InvalidRequest(format!(
+                "`{field}` belongs to /sockets/{}",
+                match owner {
+                    Operation::Join => "join",
+                    Operation::Leave => "leave",
+                    Operation::Disconnect => "disconnect",
+                }
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_rooms_are_required_and_named() {
+        assert_eq!(rooms(Some(vec!["a".into()]), "join"), Ok(vec!["a".into()]));
+        assert!(rooms(None, "join").is_err());
+        assert!(rooms(Some(vec![]), "leave").is_err());
+        assert!(rooms(Some(vec![String::new()]), "leave").is_err());
+    }
+
+    #[test]
+    fn action_fields_belong_to_their_operation() {
+        let req = SocketsRequest {
+            close: Some(true),
+            ..SocketsRequest::default()
+        };
+        assert!(req.refuse_other_actions(Operation::Disconnect).is_ok());
+        let Err(ApiError::InvalidRequest(message)) = req.refuse_other_actions(Operation::Join)
+        else {
+            panic!("`close` must be refused by join");
+        };
+        assert!(message.contains("/sockets/disconnect"), "{message}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Serving a real directory: index files, content types, redirects, and every way
+//! out of the directory refused.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http_body_util::BodyExt as _;
+
+use super::*;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> io::Result<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-static-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    fn write(&self, name: &str, text: &str) -> io::Result<()> {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A site: `public/` with files, and a secret beside it.
+fn site() -> io::Result<(TempDir, StaticFiles)> {
+    let tmp = TempDir::new()?;
+    for (name, text) in [
+        ("public/index.html", "<h1>home</h1>"),
+        ("public/app.js", "console.log(1)"),
+        ("public/style.css", "body{}"),
+        ("public/data.json", "{}"),
+        ("public/logo.png", "png"),
+        ("public/icon.svg", "<svg/>"),
+        ("public/blob.bin", "bin"),
+        ("public/docs/index.html", "<h1>docs</h1>"),
+        ("public/.env", "SECRET=1"),
+        ("secret.txt", "outside"),
+    ] {
+        tmp.write(name, text)?;
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(tmp.0.join("secret.txt"), tmp.0.join("public/link.txt"))?;
+    let files = StaticFiles::new(&tmp.0.join("public"))?;
+    Ok((tmp, files))
+}
+
+async fn get(files: &StaticFiles, method: &str, path: &str) -> (u16, String, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(())
+        .unwrap_or_default();
+    let res = files.serve(&req).await;
+    let status = res.status().as_u16();
+    let header = |name| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let kind = match status {
+        308 => header(header::LOCATION),
+        _ => header(header::CONTENT_TYPE),
+    };
+    let body = res.into_body().collect().await.map(|c| c.to_bytes());
+    let body = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+    (status, kind, body)
+}
+
+#[tokio::test]
+async fn files_are_served_with_their_content_types() -> io::Result<()> {
+    let (_tmp, files) = site()?;
+    for (path, kind, body) in [
+        ("/", "text/html; charset=utf-8", "<h1>home</h1>"),
+        ("/index.html", "text/html; charset=utf-8", "<h1>home</h1>"),
+        (
+            "/app.js",
+            "text/javascript; charset=utf-8",
+            "console.log(1)",
+        ),
+        ("/style.css", "text/css; charset=utf-8", "body{}"),
+        ("/data.json", "application/json", "{}"),
+        ("/logo.png", "image/png", "png"),
+        ("/icon.svg", "image/svg+xml", "<svg/>"),
+        ("/blob.bin", "application/octet-stream", "bin"),
+        ("/docs/", "text/html; charset=utf-8", "<h1>docs</h1>"),
+        (
+            "/%64ocs/index.html",
+            "text/html; charset=utf-8",
+            "<h1>docs</h1>",
+        ),
+    ] {
+        assert_eq!(
+            get(&files, "GET", path).await,
+            (200, kind.to_owned(), body.to_owned()),
+            "{path}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_directory_without_its_slash_redirects_and_head_has_no_body() -> io::Result<()> {
+    let (_tmp, files) = site()?;
+    assert_eq!(
+        get(&files, "GET", "/docs?x=1").await,
+        (308, "/docs/?x=1".to_owned(), String::new())
+    );
+    let (status, kind, body) = get(&files, "HEAD", "/app.js").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(kind, "text/javascript; charset=utf-8");
+    assert_eq!(get(&files, "POST", "/app.js").await.0, 405);
+    Ok(())
+}
+
+#[tokio::test]
+async fn nothing_outside_the_directory_nor_hidden_is_served() -> io::Result<()> {
+    let (_tmp, files) = site()?;
+    for path in [
+        "/missing.html",
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/docs/..%2f..%2fsecret.txt",
+        "/docs/%2e%2e/%2e%2e/secret.txt",
+        "/..%5csecret.txt",
+        "/.env",
+        "/%2eenv",
+        "/link.txt",
+        "/app.js%00.png",
+        "/%ff",
+    ] {
+        let (status, kind, body) = get(&files, "GET", path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(kind, "application/json", "{path}");
+        assert!(
+            !body.contains("outside") && !body.contains("SECRET"),
+            "{path}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn url_paths_become_plain_relative_paths() {
+    let plain = |path: &str, dir_url| {
+        Some(Wanted {
+            path: PathBuf::from(path),
+            dir_url,
+        })
+    };
+    assert_eq!(wanted("/"), plain("", true));
+    assert_eq!(wanted("/a/b.js"), plain("a/b.js", false));
+    assert_eq!(wanted("//a//b/"), plain("a/b", true));
+    assert_eq!(wanted("/a%20b"), plain("a b", false));
+    for bad in [
+        "/..",
+        "/a/../b",
+        "/.git/config",
+        "/a%2fb",
+        "/a%5cb",
+        "/%00",
+        "relative",
+    ] {
+        assert_eq!(wanted(bad), None, "{bad}");
+    }
+}

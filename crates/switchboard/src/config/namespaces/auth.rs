@@ -1,0 +1,65 @@
+//! `[namespaces.auth]`: how connections authenticate. Every key but `refresh_event`
+//! is a JWT setting read by `switchboard-auth` (key source, algorithms, issuer,
+//! audience, leeway, token sources); the verifier's keys are loaded here, so a missing
+//! key file is a configuration error like any other.
+
+use std::fmt;
+
+use switchboard_auth::jwt::{JwtSettings, JwtVerifier};
+use switchboard_auth::settings::SettingError;
+use toml::Value;
+
+use crate::config::table::{Problems, Section};
+
+/// The one key read here rather than by `switchboard-auth`.
+const REFRESH_EVENT: &str = "refresh_event";
+
+/// How connections to a namespace authenticate.
+#[derive(Clone)]
+pub(crate) struct AuthRules {
+    /// The JWT settings (`Debug` hides the secret).
+    pub(crate) settings: JwtSettings,
+    /// Checks tokens, keys loaded (cheap to clone: shared state).
+    pub(crate) verifier: JwtVerifier,
+    /// The event a connected client emits with a fresh token before its token expires.
+    pub(crate) refresh_event: Option<String>,
+}
+
+impl PartialEq for AuthRules {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings == other.settings && self.refresh_event == other.refresh_event
+    }
+}
+
+impl fmt::Debug for AuthRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRules")
+            .field("settings", &self.settings)
+            .field("refresh_event", &self.refresh_event)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `[namespaces.auth]`, loading the verifier's keys.
+pub(crate) fn parse(s: Section<'_>, problems: &mut Problems) -> Option<AuthRules> {
+    let refresh_event = s.non_empty(REFRESH_EVENT, problems);
+    let mut table = s.table().clone();
+    table.remove(REFRESH_EVENT);
+    let settings = JwtSettings::from_toml(&Value::Table(table), s.path())
+        .map_err(|errors| report(errors, problems))
+        .ok()?;
+    let verifier = JwtVerifier::new(settings.clone())
+        .map_err(|errors| report(errors, problems))
+        .ok()?;
+    Some(AuthRules {
+        settings,
+        verifier,
+        refresh_event,
+    })
+}
+
+fn report(errors: Vec<SettingError>, problems: &mut Problems) {
+    for err in errors {
+        problems.invalid(err.key, err.message);
+    }
+}

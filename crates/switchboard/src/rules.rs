@@ -1,0 +1,198 @@
+//! Declarative namespace rules (DESIGN §2) turned into engine middleware and handlers:
+//! who may connect, which rooms a client joins or may join, what its events do, how
+//! fast it may send them, and which lifecycle events reach the backend hooks.
+//!
+//! # Layout
+//!
+//! - `auth`: the connect middleware and token refresh by event;
+//! - `expiry`: one timer task that closes sockets whose token expired;
+//! - `limit`: per-socket token buckets;
+//! - `rooms`: join and leave decisions (pure) and the join, leave and auto-join
+//!   handling;
+//! - `events`: routing each client event — refresh, join, leave, relay, forward, deny;
+//! - `forward`: a client event sent to the backend, its reply applied;
+//! - `lifecycle`: connect and disconnect bookkeeping, and the lifecycle hooks;
+//! - `hooks`: the hook sink (webhook or none) and its flush at shutdown;
+//! - `reply`: acknowledgements and the refusal reasons clients see;
+//! - `metrics`: counters for `/metrics`.
+//!
+//! Each `[[namespaces]]` entry becomes one [`Policy`], shared by the handlers of every
+//! namespace it covers. Nothing here blocks a connection's read loop: verification,
+//! refreshes and forwarded events run in their own tasks.
+
+mod auth;
+mod events;
+mod expiry;
+mod forward;
+mod hooks;
+mod lifecycle;
+mod limit;
+mod metrics;
+mod reply;
+mod rooms;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use switchboard_auth::jwt::{Claims, KeySource};
+use switchboard_engine::sio::Handlers;
+use switchboard_engine::{ConnectError, DisconnectReason, Io, Shutdown, Socket};
+use switchboard_hooks::HookSink;
+use switchboard_protocol::Sid;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::config::{Events, NamespaceRules, Target};
+use crate::http::prometheus::Exposition;
+
+use self::expiry::Timers;
+use self::limit::Limiter;
+
+pub(crate) use self::hooks::Hooks;
+pub(crate) use self::metrics::Metrics;
+
+/// The refusal sent for a namespace that is not configured: Node's message for a
+/// namespace that does not exist, which clients already handle.
+const INVALID_NAMESPACE: &str = "Invalid namespace";
+
+/// One `[[namespaces]]` entry with what it needs at run time.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    rules: NamespaceRules,
+    sink: Arc<dyn HookSink>,
+    /// Token deadlines of every authenticated socket (shared by all policies).
+    expiries: Arc<Timers<Sid, Weak<Socket>>>,
+    /// Buckets, when the entry has a rate limit.
+    limiter: Option<Limiter>,
+    metrics: Arc<Metrics>,
+    /// Bounds forwarded events waiting for the backend (shared by all policies).
+    pending_forwards: Arc<Semaphore>,
+}
+
+impl Policy {
+    /// Closes `socket` when `claims` expire, replacing its previous deadline; a token
+    /// without `exp` never expires.
+    fn arm_expiry(&self, socket: &Arc<Socket>, claims: &Claims) {
+        let at = claims
+            .exp
+            .and_then(|exp| expiry::deadline(exp, SystemTime::now(), Instant::now()));
+        match at {
+            Some(at) if socket.connected() => {
+                self.expiries
+                    .schedule(socket.id(), at, Arc::downgrade(socket));
+            }
+            _ => self.expiries.cancel(socket.id()),
+        }
+    }
+}
+
+/// What the installed rules share with `/metrics`.
+#[derive(Debug, Clone)]
+pub(crate) struct Installed {
+    metrics: Arc<Metrics>,
+    hooks: Hooks,
+}
+
+impl Installed {
+    /// Writes the rules' and the hooks' metric families.
+    pub(crate) fn render(&self, out: &mut Exposition) {
+        self.metrics.render(out, self.hooks.metrics().as_ref());
+    }
+
+    /// The hooks, for the shutdown path.
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+}
+
+/// Installs `namespaces` on `io`. Namespace `/`, which the engine always has, refuses
+/// connections unless an entry names it.
+pub(crate) fn install(
+    io: &Io,
+    namespaces: &[NamespaceRules],
+    hooks: Hooks,
+    shutdown: &Shutdown,
+) -> Installed {
+    let metrics = Arc::new(Metrics::default());
+    let expiries = Timers::start(shutdown.clone(), expire);
+    let pending_forwards = Arc::new(Semaphore::new(forward::MAX_PENDING_FORWARDS));
+    for rules in namespaces {
+        let policy = Arc::new(Policy {
+            rules: rules.clone(),
+            sink: hooks.sink.clone(),
+            expiries: expiries.clone(),
+            limiter: rules.rate_limit.map(Limiter::new),
+            metrics: metrics.clone(),
+            pending_forwards: pending_forwards.clone(),
+        });
+        warm_up(&policy);
+        attach(&handlers(io, &rules.target), policy);
+    }
+    if !namespaces
+        .iter()
+        .any(|r| r.target == Target::Name("/".to_owned()))
+    {
+        io.of("/")
+            .use_middleware(|_socket| async { Err(ConnectError::new(INVALID_NAMESPACE)) });
+    }
+    Installed { metrics, hooks }
+}
+
+/// The handlers of the namespace a target names, or of every namespace it matches.
+fn handlers(io: &Io, target: &Target) -> Arc<Handlers> {
+    match target {
+        Target::Name(name) => io.of(name).handlers().clone(),
+        Target::Pattern(pattern) => {
+            let pattern = pattern.clone();
+            io.of_matching(move |name| pattern.matches(name))
+        }
+    }
+}
+
+/// Wires `policy` into `handlers`.
+fn attach(handlers: &Handlers, policy: Arc<Policy>) {
+    if policy.rules.auth.is_some() {
+        let p = policy.clone();
+        handlers.use_middleware(move |socket| auth::authenticate(p.clone(), socket));
+    }
+    let p = policy.clone();
+    handlers.on_connection(move |socket| lifecycle::connected(&p, socket));
+    let p = policy.clone();
+    handlers.on_disconnect(move |socket, reason| lifecycle::disconnected(&p, socket, reason));
+    let p = policy.clone();
+    handlers.on_room_occupied(move |ns, room| lifecycle::room_occupied(&p, ns, room));
+    let p = policy.clone();
+    handlers.on_room_vacated(move |ns, room| lifecycle::room_vacated(&p, ns, room));
+    if let Events::Rules(_) = policy.rules.events {
+        handlers.on_any(move |event| events::dispatch(&policy, event));
+    }
+}
+
+/// Fetches a JWKS in the background at start-up, so an unreachable identity provider
+/// is logged before the first client meets it.
+fn warm_up(policy: &Policy) {
+    let Some(auth) = &policy.rules.auth else {
+        return;
+    };
+    if !matches!(auth.settings.key, KeySource::Jwks(_)) {
+        return;
+    }
+    let verifier = auth.verifier.clone();
+    let namespace = policy.rules.target.as_str().to_owned();
+    tokio::spawn(async move {
+        if let Err(err) = verifier.warm_up().await {
+            tracing::warn!(%namespace, error = %err, "cannot fetch the signing keys yet");
+        }
+    });
+}
+
+/// A token expired: close the socket's connection with reason `auth expired`.
+fn expire(socket: Weak<Socket>) {
+    let Some(socket) = socket.upgrade().filter(|s| s.connected()) else {
+        return;
+    };
+    tracing::debug!(sid = %socket.id(), namespace = socket.namespace(), "token expired");
+    socket.close_connection(DisconnectReason::AuthExpired);
+}

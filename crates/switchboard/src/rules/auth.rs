@@ -1,0 +1,117 @@
+//! Authentication: the connect middleware (token → verifier → claims in the socket's
+//! data) and refreshing the token of a connected socket by event.
+//!
+//! The claims live in the socket's data as `{"claims": {...}}`, so the HTTP API and,
+//! later, other nodes see them; every reader goes through [`claims_of`].
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use switchboard_auth::jwt::{AuthError, Claims};
+use switchboard_engine::{ConnectError, Event, Socket};
+
+use super::Policy;
+use super::reply::{self, Refusal};
+use crate::config::AuthRules;
+
+/// The key of the claims in the socket's data.
+pub(crate) const CLAIMS_KEY: &str = "claims";
+
+/// The connect middleware: refuses the connection with a message safe to show and the
+/// error's code in `data` (`{"message":"token expired","data":{"code":"expired"}}`).
+pub(crate) async fn authenticate(
+    policy: Arc<Policy>,
+    socket: Arc<Socket>,
+) -> Result<(), ConnectError> {
+    let Some(auth) = &policy.rules.auth else {
+        return Ok(());
+    };
+    let verified = auth
+        .verifier
+        .verify_request(socket.auth(), &socket.handshake().headers)
+        .await;
+    match verified {
+        Ok(claims) => {
+            store_claims(&socket, &claims);
+            policy.metrics.auth("accepted");
+            Ok(())
+        }
+        Err(err) => {
+            tracing::debug!(
+                namespace = socket.namespace(),
+                code = err.code(),
+                "connection refused"
+            );
+            policy.metrics.auth_refused(err);
+            Err(connect_error(err))
+        }
+    }
+}
+
+/// The CONNECT_ERROR for a refused token.
+pub(crate) fn connect_error(err: AuthError) -> ConnectError {
+    ConnectError::new(err.client_message()).with_data(json!({ "code": err.code() }))
+}
+
+/// The socket's verified claims, if it authenticated.
+pub(crate) fn claims_of(socket: &Socket) -> Option<Claims> {
+    match socket.data() {
+        Value::Object(mut data) => match data.remove(CLAIMS_KEY) {
+            Some(Value::Object(raw)) => Some(Claims::from(raw)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The socket's claims as JSON, for hooks.
+pub(crate) fn claims_value(socket: &Socket) -> Option<Value> {
+    socket.data().get(CLAIMS_KEY).cloned()
+}
+
+fn store_claims(socket: &Socket, claims: &Claims) {
+    let mut data = match socket.data() {
+        Value::Object(data) => data,
+        _ => serde_json::Map::new(),
+    };
+    data.insert(CLAIMS_KEY.to_owned(), claims.to_value());
+    socket.set_data(Value::Object(data));
+}
+
+/// The refresh event: `refresh(token, ack)`. Verifying may wait for a key set, so it
+/// runs in its own task; the socket keeps its old deadline until the new token is
+/// accepted, and a refused refresh leaves it as it was.
+pub(crate) fn refresh(policy: &Arc<Policy>, mut event: Event) {
+    let ack = event.take_ack();
+    let (Some(auth), Some(Value::String(token))) = (&policy.rules.auth, event.payload.args.first())
+    else {
+        reply::answer(ack, Err(Refusal::TokenRequired));
+        return;
+    };
+    let token = token.clone();
+    let (auth, policy, socket) = (auth.clone(), policy.clone(), event.socket);
+    tokio::spawn(async move {
+        let outcome = refreshed(&policy, &auth, &socket, &token).await;
+        policy.metrics.auth(match outcome {
+            Ok(()) => "refreshed",
+            Err(_) => "refresh_refused",
+        });
+        reply::answer(ack, outcome);
+    });
+}
+
+async fn refreshed(
+    policy: &Policy,
+    auth: &AuthRules,
+    socket: &Arc<Socket>,
+    token: &str,
+) -> Result<(), Refusal> {
+    let claims = auth.verifier.verify(token).await.map_err(Refusal::Auth)?;
+    let current = claims_of(socket).and_then(|c| c.sub);
+    if current != claims.sub {
+        return Err(Refusal::SubjectMismatch);
+    }
+    store_claims(socket, &claims);
+    policy.arm_expiry(socket, &claims);
+    Ok(())
+}

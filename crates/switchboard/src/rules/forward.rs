@@ -1,0 +1,89 @@
+//! Forwarding a client event to the backend hook in its own task, then applying the
+//! reply: its actions first, so that when the client gets its acknowledgement the
+//! joins and leaves it implies have happened, then the acknowledgement.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::Value;
+use switchboard_engine::{Event, Socket};
+use switchboard_hooks::{ForwardedEvent, HookAction, HookReply};
+
+use super::metrics::EventOutcome;
+use super::reply::{self, Refusal};
+use super::{Policy, auth};
+
+/// Forwarded events waiting for the backend at once, process-wide. The sink bounds
+/// requests in flight; this bounds the tasks (each holding its event's payload) that
+/// wait for a slot, so a flood of events costs a fixed amount of memory and the excess
+/// is told `backend busy` at once.
+pub(crate) const MAX_PENDING_FORWARDS: usize = 4096;
+
+/// Sends `event` to the backend and answers the client when the reply arrives.
+pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
+    let ack = event.take_ack();
+    let Ok(permit) = policy.pending_forwards.clone().try_acquire_owned() else {
+        policy.metrics.event(EventOutcome::ForwardFailed);
+        reply::answer(ack, Err(Refusal::Busy));
+        return;
+    };
+    let socket = event.socket;
+    let forwarded = ForwardedEvent {
+        namespace: socket.namespace().to_owned(),
+        socket_id: socket.id().to_string(),
+        event: event.name,
+        args: event.payload.args,
+        binary: event.payload.binary,
+        claims: auth::claims_value(&socket),
+        at: SystemTime::now(),
+    };
+    let reply = policy.sink.forward(forwarded);
+    let policy = policy.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        match reply.await {
+            Ok(reply) => {
+                policy.metrics.event(EventOutcome::Forwarded);
+                let args = apply(&socket, reply);
+                if let Some(ack) = ack {
+                    let _ = ack.send(args);
+                }
+            }
+            Err(err) => {
+                tracing::debug!(sid = %socket.id(), error = %err, "forwarded event failed");
+                policy.metrics.event(EventOutcome::ForwardFailed);
+                reply::answer(ack, Err(Refusal::Hook(err)));
+            }
+        }
+    });
+}
+
+/// Applies the reply's actions and returns the acknowledgement arguments (none when
+/// the backend gave no `ack`: the client's callback still runs).
+pub(crate) fn apply(socket: &Arc<Socket>, reply: HookReply) -> Vec<Value> {
+    for action in reply.actions {
+        match action {
+            // A socket that left meanwhile must not be put back into rooms.
+            HookAction::Join { rooms } if socket.connected() => {
+                let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                socket.join(&rooms);
+            }
+            HookAction::Join { .. } => {}
+            HookAction::Leave { rooms } => rooms.iter().for_each(|room| socket.leave(room)),
+            HookAction::Emit { rooms, event, args } => emit(socket, rooms, &event, args),
+        }
+    }
+    reply.ack.unwrap_or_default()
+}
+
+/// Emits to `rooms` of the sender's namespace (the sender included if it is in one),
+/// or to the sender alone when `rooms` is empty.
+fn emit(socket: &Arc<Socket>, rooms: Vec<String>, event: &str, args: Vec<Value>) {
+    let mut rooms = rooms.into_iter();
+    let Some(first) = rooms.next() else {
+        let _ = socket.emit(event, args);
+        return;
+    };
+    let target = rooms.fold(socket.ns().to(first), |target, room| target.to(room));
+    target.emit(event, args);
+}

@@ -1,0 +1,141 @@
+//! Rooms: which rooms a client may join or leave (pure decisions over the rules and
+//! the socket's claims), the join and leave events, and the rooms joined at connect.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchboard_auth::jwt::Claims;
+use switchboard_auth::policy::RoomPattern;
+use switchboard_engine::{Event, Socket};
+use switchboard_protocol::Sid;
+
+use super::reply::{self, Refusal};
+use super::{Policy, auth};
+use crate::config::{AllowedRoom, RoomRules};
+
+/// Longest room name a client may ask for: room names live in the room index as long
+/// as the room has members, so a client must not be able to make them large. Real
+/// names (`chat:42`, `user:8f3a…`) are far shorter.
+pub(crate) const MAX_ROOM_LEN: usize = 256;
+
+/// Whether `socket` (in `current` rooms besides its own) may join `room`.
+pub(crate) fn check_join(
+    rules: &RoomRules,
+    room: &str,
+    claims: Option<&Claims>,
+    current: usize,
+) -> Result<(), Refusal> {
+    check_leave(rules, room, claims)?;
+    if current >= rules.max_per_socket {
+        return Err(Refusal::TooManyRooms);
+    }
+    Ok(())
+}
+
+/// Whether a socket may leave `room`: only rooms it could join, so rooms the server
+/// put it in (`user:{sub}`) stay joined.
+pub(crate) fn check_leave(
+    rules: &RoomRules,
+    room: &str,
+    claims: Option<&Claims>,
+) -> Result<(), Refusal> {
+    if room.len() > MAX_ROOM_LEN || names_a_socket(room) {
+        return Err(Refusal::RoomNotAllowed);
+    }
+    let by_pattern = match rules.allow.as_slice() {
+        [] => rules.allow_from_claim.is_some(),
+        allow => allow.iter().any(|a| allows(a, room, claims)),
+    };
+    let by_claim = match &rules.allow_from_claim {
+        Some(claim) => claim_lists(claims, claim, room),
+        None => true,
+    };
+    match by_pattern && by_claim {
+        true => Ok(()),
+        false => Err(Refusal::RoomNotAllowed),
+    }
+}
+
+/// Every socket is alone in the room named by its id, and broadcasts to that room
+/// reach it: a client must never join another socket's room.
+fn names_a_socket(room: &str) -> bool {
+    room.parse::<Sid>().is_ok()
+}
+
+fn allows(allowed: &AllowedRoom, room: &str, claims: Option<&Claims>) -> bool {
+    match allowed {
+        AllowedRoom::Pattern(pattern) => pattern.matches(room),
+        AllowedRoom::Template(template) => claims
+            .and_then(|c| template.render_pattern(c))
+            .is_some_and(|pattern| pattern.matches(room)),
+    }
+}
+
+/// Whether the claim `name` lists `room`: a list of room names or patterns (a single
+/// string counts as a list of one).
+fn claim_lists(claims: Option<&Claims>, name: &str, room: &str) -> bool {
+    let listed = |entry: &Value| {
+        entry.as_str().is_some_and(|text| {
+            text == room || RoomPattern::parse(text).is_ok_and(|p| p.matches(room))
+        })
+    };
+    match claims.and_then(|c| c.get(name)) {
+        Some(Value::Array(entries)) => entries.iter().any(listed),
+        Some(one @ Value::String(_)) => listed(one),
+        _ => false,
+    }
+}
+
+/// The rooms of `rules.auto_join` rendered from `claims`; templates naming a claim the
+/// token lacks are skipped.
+pub(crate) fn auto_join(rules: &RoomRules, claims: Option<&Claims>) -> Vec<String> {
+    let empty = Claims::default();
+    let claims = claims.unwrap_or(&empty);
+    rules
+        .auto_join
+        .iter()
+        .filter_map(|template| template.render(claims))
+        .filter(|room| room.len() <= MAX_ROOM_LEN && !names_a_socket(room))
+        .collect()
+}
+
+/// The room named by an event's first argument.
+pub(crate) fn room_arg(args: &[Value]) -> Result<&str, Refusal> {
+    match args.first() {
+        Some(Value::String(room)) if !room.is_empty() => Ok(room),
+        _ => Err(Refusal::RoomRequired),
+    }
+}
+
+/// The join event: `join(room, ack)`.
+pub(crate) fn join(policy: &Policy, mut event: Event) {
+    let ack = event.take_ack();
+    let outcome =
+        room_arg(&event.payload.args).and_then(|room| join_room(policy, &event.socket, room));
+    policy.metrics.room_request("join", outcome);
+    reply::answer(ack, outcome);
+}
+
+fn join_room(policy: &Policy, socket: &Arc<Socket>, room: &str) -> Result<(), Refusal> {
+    let rooms = socket.ns().adapter().socket_rooms(socket.id());
+    if rooms.iter().any(|r| &**r == room) {
+        return Ok(());
+    }
+    let claims = auth::claims_of(socket);
+    check_join(&policy.rules.rooms, room, claims.as_ref(), rooms.len())?;
+    socket.join(&[room]);
+    Ok(())
+}
+
+/// The leave event: `leave(room, ack)`. Leaving a room one is not in succeeds.
+pub(crate) fn leave(policy: &Policy, mut event: Event) {
+    let ack = event.take_ack();
+    let outcome = room_arg(&event.payload.args).and_then(|room| {
+        let claims = auth::claims_of(&event.socket);
+        check_leave(&policy.rules.rooms, room, claims.as_ref())?;
+        event.socket.leave(room);
+        Ok(())
+    });
+    policy.metrics.room_request("leave", outcome);
+    reply::answer(ack, outcome);
+}

@@ -1,0 +1,116 @@
+//! Client events under the namespace rules: relayed to a room without the sender,
+//! forwarded to the backend whose reply becomes the acknowledgement, denied when no
+//! rule allows them, and cut off by the rate limit.
+
+use serde_json::{Value, json};
+
+use super::backend::{no_reply, serve_rules};
+use super::client::metric;
+use super::socket::{SioClient, token};
+
+fn user(addr: std::net::SocketAddr, sub: &str) -> anyhow::Result<SioClient> {
+    let auth = json!({ "token": token(sub, 60, json!({}))? });
+    Ok(SioClient::connect(addr, "/chat", auth)?.accepted()?.0)
+}
+
+#[test]
+fn relayed_events_reach_the_room_but_not_the_sender() -> anyhow::Result<()> {
+    let (server, _backend) = serve_rules(no_reply)?;
+    let (mut bob, mut carol, mut dave) = (
+        user(server.addr(), "bob")?,
+        user(server.addr(), "carol")?,
+        user(server.addr(), "dave")?,
+    );
+    for client in [&mut bob, &mut carol] {
+        assert_eq!(
+            client.call("join", &[json!("chat:lobby")])?,
+            [json!({"ok": true})]
+        );
+    }
+    let said = [json!("chat:lobby"), json!({"text": "hi"})];
+    assert_eq!(bob.call("message", &said)?, [json!({"ok": true})]);
+    assert_eq!(carol.event("message")?, said);
+    assert_eq!(
+        dave.call("message", &said)?,
+        [json!({"error": "not in room"})]
+    );
+    // Everything for bob and dave up to their acks has arrived: no relayed message.
+    assert_eq!(bob.pending_events(), Vec::<String>::new());
+    assert_eq!(dave.pending_events(), Vec::<String>::new());
+    Ok(())
+}
+
+/// The backend's answer to `order:create`: an ack echoing the item, a join, and an
+/// emit to the lobby.
+fn order_backend(body: &Value) -> Value {
+    let data = &body["data"];
+    json!({
+        "ack": [{"order": 1, "item": data["args"][0]["item"], "by": data["claims"]["sub"]}],
+        "actions": [
+            {"type": "join", "rooms": ["chat:order-1"]},
+            {"type": "emit", "rooms": ["chat:lobby"], "event": "order:created", "args": [{"id": 1}]}
+        ]
+    })
+}
+
+#[test]
+fn a_forwarded_event_is_answered_by_the_backend_and_its_actions_applied() -> anyhow::Result<()> {
+    let (server, backend) = serve_rules(order_backend)?;
+    let (mut bob, mut carol) = (user(server.addr(), "bob")?, user(server.addr(), "carol")?);
+    assert_eq!(
+        carol.call("join", &[json!("chat:lobby")])?,
+        [json!({"ok": true})]
+    );
+    let ack = bob.call("order:create", &[json!({"item": "tea"})])?;
+    assert_eq!(ack, [json!({"order": 1, "item": "tea", "by": "bob"})]);
+    assert_eq!(carol.event("order:created")?, [json!({"id": 1})]);
+    let forwarded = backend.wait_for("event", |d| d["event"] == "order:create")?;
+    assert_eq!(forwarded["data"]["args"], json!([{"item": "tea"}]));
+    // The join action ran before the ack: bob may relay to the order's room.
+    let relay = bob.call("message", &[json!("chat:order-1"), json!("paid")])?;
+    assert_eq!(relay, [json!({"ok": true})]);
+    Ok(())
+}
+
+#[test]
+fn events_no_rule_allows_are_denied() -> anyhow::Result<()> {
+    let (server, _backend) = serve_rules(no_reply)?;
+    let mut bob = user(server.addr(), "bob")?;
+    assert_eq!(
+        bob.call("shout", &[json!("hey")])?,
+        [json!({"error": "event not allowed"})]
+    );
+    bob.emit("shout", &[json!("no ack wanted")])?;
+    assert_eq!(bob.call("join", &[json!("chat:x")])?, [json!({"ok": true})]);
+    let denied = r#"switchboard_client_events_total{outcome="denied"}"#;
+    assert_eq!(metric(server.addr(), denied)?, Some(2.0));
+    Ok(())
+}
+
+#[test]
+fn a_flood_is_refused_then_disconnected_as_rate_limited() -> anyhow::Result<()> {
+    let (server, backend) = serve_rules(no_reply)?;
+    let auth = json!({ "token": token("bob", 60, json!({}))? });
+    let (mut bob, sid) = SioClient::connect(server.addr(), "/chat", auth)?.accepted()?;
+    // The burst of 10 passes the limiter (and is denied by the rules)...
+    for id in bob.emit_many("spam", &[], 10)? {
+        assert_eq!(
+            bob.ack(id)?,
+            [json!({"error": "event not allowed"})],
+            "ack {id}"
+        );
+    }
+    // ...then events are refused (a token comes back every 2 s)...
+    for id in bob.emit_many("spam", &[], 2)? {
+        assert_eq!(bob.ack(id)?, [json!({"error": "rate limited"})], "ack {id}");
+    }
+    // ...and the third refusal in a row disconnects.
+    bob.emit_many("spam", &[], 1)?;
+    bob.closed()?;
+    backend.wait_for("disconnection", |d| {
+        d["socket_id"] == sid.as_str() && d["reason"] == "rate limited"
+    })?;
+    let sample = r#"switchboard_client_events_total{outcome="rate_limited"}"#;
+    assert_eq!(metric(server.addr(), sample)?, Some(3.0));
+    Ok(())
+}
