@@ -198,13 +198,17 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>) {
             connected_at_offset: RecoveryBuffer::head_of(&state),
         },
     };
+    let prepared = &socket;
     let socket = Socket::with_identity(
-        socket.ns().clone(),
-        socket.session().clone(),
+        prepared.ns().clone(),
+        prepared.session().clone(),
         shared.clone(),
-        socket.auth().clone(),
+        prepared.auth().clone(),
         identity,
     );
+    // What middleware stored (e.g. verified claims) carries over; a recovered
+    // session's data replaces it below, as in Node.
+    socket.set_data(prepared.data());
     if !register(shared, &socket) {
         return;
     }

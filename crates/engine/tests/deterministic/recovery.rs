@@ -208,3 +208,19 @@ async fn a_client_back_before_its_old_connection_was_seen_to_drop_takes_it_over(
     assert_eq!(ns.socket_count(), 1, "the stale socket is gone");
     old.assert_closed().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn data_set_by_middleware_is_kept_when_recovery_is_on() {
+    let io = recovering_server();
+    io.of("/").use_middleware(|socket| async move {
+        socket.set_data(json!({"claims": {"sub": "alice"}}));
+        Ok(())
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    client.get().await;
+    assert_eq!(
+        io.of("/").sockets()[0].data(),
+        json!({"claims": {"sub": "alice"}})
+    );
+}
