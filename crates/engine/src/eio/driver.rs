@@ -4,11 +4,12 @@
 //! its handler.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::engineio::{HeartbeatEvent, Packet};
-use tokio::time::Instant as TokioInstant;
+use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 
@@ -47,6 +48,11 @@ pub(crate) async fn drive(
     shutdown: Shutdown,
 ) {
     let mut out = Outbox::default();
+    // One timer for the session's whole life, moved only when its deadline changes:
+    // a fresh timer per wake-up would cost a timer-wheel insert and removal per
+    // message on busy connections.
+    let sleep = tokio::time::sleep_until(TokioInstant::now());
+    tokio::pin!(sleep);
     let reason = loop {
         let deadline = {
             let mut inner = session.lock();
@@ -61,9 +67,13 @@ pub(crate) async fn drive(
             let heartbeat = inner.heartbeat.poll_timeout();
             inner.app_deadline.map_or(heartbeat, |d| d.min(heartbeat))
         };
+        let deadline = TokioInstant::from_std(deadline);
+        if sleep.is_elapsed() || sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
         let step = match ws.as_mut() {
-            Some(ws) => websocket_step(&session, ws, &mut out, deadline, &shutdown).await,
-            None => polling_step(&session, deadline, &shutdown).await,
+            Some(ws) => websocket_step(&session, ws, &mut out, sleep.as_mut(), &shutdown).await,
+            None => polling_step(&session, sleep.as_mut(), &shutdown).await,
         };
         match step {
             Step::Continue => {}
@@ -99,15 +109,11 @@ enum Step {
     Close(DisconnectReason),
 }
 
-async fn polling_step(
-    session: &Arc<Session>,
-    deadline: std::time::Instant,
-    shutdown: &Shutdown,
-) -> Step {
+async fn polling_step(session: &Arc<Session>, sleep: Pin<&mut Sleep>, shutdown: &Shutdown) -> Step {
     tokio::select! {
         _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
         _ = session.driver.notified() => Step::Continue,
-        _ = tokio::time::sleep_until(TokioInstant::from_std(deadline)) => Step::Tick,
+        _ = sleep => Step::Tick,
     }
 }
 
@@ -115,10 +121,9 @@ async fn websocket_step(
     session: &Arc<Session>,
     ws: &mut WsStream,
     out: &mut Outbox,
-    deadline: std::time::Instant,
+    sleep: Pin<&mut Sleep>,
     shutdown: &Shutdown,
 ) -> Step {
-    let sleep = tokio::time::sleep_until(TokioInstant::from_std(deadline));
     if out.is_busy() {
         // A write that stalls must not stop close, shutdown or the heartbeat from
         // being seen; `Outbox::write` is cancel-safe, so racing it loses nothing.
@@ -159,8 +164,7 @@ impl Outbox {
     }
 
     fn take_from(&mut self, session: &Session) {
-        let frames = Session::take_queue(&mut session.lock());
-        self.pending.extend(frames);
+        Session::drain_into(&mut session.lock(), &mut self.pending);
     }
 
     /// Feeds every pending frame, then flushes once (one batch, few syscalls).

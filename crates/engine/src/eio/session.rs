@@ -359,6 +359,12 @@ impl Session {
         Session::take_up_to(inner, usize::MAX)
     }
 
+    /// Moves every queued frame to the end of `out` (no intermediate allocation).
+    pub(crate) fn drain_into(inner: &mut Inner, out: &mut VecDeque<Frame>) {
+        inner.queued_bytes = 0;
+        out.extend(inner.queue.drain(..));
+    }
+
     /// Takes at most `max` queued frames, oldest first.
     pub(crate) fn take_up_to(inner: &mut Inner, max: usize) -> Vec<Frame> {
         let n = inner.queue.len().min(max);
