@@ -119,10 +119,24 @@ export async function startFixture({ port = 0, retryBindMs = 5_000 } = {}) {
 
 function spawnOnce(port) {
   const { cmd, args } = serverCommand();
-  const fullArgs = [...args, "cluster", "--port", String(port), "--host", HOST];
+  return spawnServer(cmd, [...args, "cluster", "--port", String(port), "--host", HOST]);
+}
+
+/**
+ * Spawns any program that prints `listening on ADDR` (ADDR `HOST:PORT`, or a URL
+ * ending in `:PORT`) as its first stdout line, e.g. the `switchboard` binary or an
+ * example backend, and resolves with a `Fixture` once it did. `onStdout` receives every
+ * later stdout chunk (e.g. a backend's log). Stop it with `stop()` as any fixture.
+ */
+export function startProcess(cmd, args, { cwd, env = {}, onStdout } = {}) {
+  return spawnServer(cmd, args, { cwd, env, onStdout });
+}
+
+function spawnServer(cmd, fullArgs, { cwd, env = {}, onStdout } = {}) {
   const child = spawn(cmd, fullArgs, {
+    cwd,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { RUST_LOG: process.env.RUST_LOG ?? "warn", ...process.env },
+    env: { RUST_LOG: process.env.RUST_LOG ?? "warn", ...process.env, ...env },
   });
   let stderr = "";
   let stdout = "";
@@ -154,17 +168,22 @@ function spawnOnce(port) {
     });
     child.stdout.setEncoding("utf8");
     child.stdout.on("data", (chunk) => {
-      if (fixture) return; // drain anything after the first line
+      if (fixture) {
+        onStdout?.(chunk); // anything after the first line: drained, or given to the caller
+        return;
+      }
       stdout += chunk;
       const nl = stdout.indexOf("\n");
       if (nl === -1) return;
       const line = stdout.slice(0, nl).trim();
-      const match = /^listening on (\S+)$/.exec(line);
+      const match = /^listening on (?:https?:\/\/)?(\S+?)\/?$/.exec(line);
       if (!match) return fail(`unexpected first stdout line: ${JSON.stringify(line)}`);
       clearTimeout(timer);
       fixture = new Fixture(child, match[1]);
       fixture.stderr = stderr;
       resolve(fixture);
+      const rest = stdout.slice(nl + 1);
+      if (rest) onStdout?.(rest);
     });
   });
 }
