@@ -1,0 +1,225 @@
+//! Command line: `all`, `smoke`, one subcommand per scenario, and `bare-server`; and
+//! turning a subcommand into a run plan, a run, and its reports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::peers::{Paths, ServerKind};
+use crate::scenarios::{Params, Scenario};
+use crate::suite::{Plan, SuiteReport};
+
+/// Side-by-side benchmarks of Switchboard, Node.js Socket.IO, socketioxide and a bare
+/// Rust WebSocket broadcaster.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub(crate) struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Every scenario against every server; writes bench/results/<timestamp>/ and BENCHMARKS.md.
+    All(RunArgs),
+    /// A few seconds, tiny sizes, every server that can start (what CI runs). Exits
+    /// non-zero only when the generator itself is broken (the bare broadcaster fails).
+    Smoke(Common),
+    /// Server RSS per idle connection.
+    Idle(RunArgs),
+    /// One room, publisher as fast as the server accepts: deliveries/s, CPU per delivery.
+    Fanout(RunArgs),
+    /// Publish→deliver latency at half of the fan-out peak (or --latency-rate).
+    Latency(RunArgs),
+    /// Many small rooms, targeted emits.
+    Rooms(RunArgs),
+    /// Sustained connects and disconnects.
+    Churn(RunArgs),
+    /// Rewrite results.md and the charts of a run from its results.json (and, with
+    /// --benchmarks-md, BENCHMARKS.md), e.g. after the report format changed.
+    Report {
+        /// A run's results.json.
+        results: PathBuf,
+        /// Also rewrite BENCHMARKS.md at the workspace root from this run.
+        #[arg(long)]
+        benchmarks_md: bool,
+    },
+    /// Run the bare broadcaster (started by the runner; prints `listening on ADDR`).
+    BareServer {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to bind (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+/// Options shared by every run.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Common {
+    /// Servers to measure (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = ServerKind::ALL)]
+    pub(crate) servers: Vec<ServerKind>,
+    /// Address every server binds.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// Port every server binds (0: a free port each time).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) port: u16,
+    /// Do not build missing Rust peers (protocol_fixture, socketioxide); skip them instead.
+    #[arg(long)]
+    pub(crate) no_build: bool,
+    /// protocol_fixture binary to measure as Switchboard (default: build and use the one of
+    /// this workspace, in the same profile as this binary).
+    #[arg(long)]
+    pub(crate) switchboard_bin: Option<PathBuf>,
+    /// Output directory (default: bench/results/<timestamp>/, or target/bench-smoke/ for smoke).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+/// Options of a full or single-scenario run.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RunArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// Sizes and durations.
+    #[command(flatten)]
+    pub(crate) params: Params,
+    /// Do not rewrite BENCHMARKS.md (only `all` writes it).
+    #[arg(long)]
+    pub(crate) no_benchmarks_md: bool,
+}
+
+/// Builds the plan of a subcommand, runs it, writes the reports, picks the exit code.
+pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    let paths = Paths::detect()?;
+    let (stamp, started_at) = crate::versions::utc_now();
+    let (mode, scenarios, args, params) = match command {
+        Command::All(a) => ("full", Scenario::ALL.to_vec(), a.common.clone(), Some(a)),
+        Command::Smoke(c) => ("smoke", Scenario::ALL.to_vec(), c, None),
+        Command::Idle(a) => ("idle", vec![Scenario::Idle], a.common.clone(), Some(a)),
+        Command::Fanout(a) => ("fanout", vec![Scenario::Fanout], a.common.clone(), Some(a)),
+        Command::Latency(a) => (
+            "latency",
+            vec![Scenario::Latency],
+            a.common.clone(),
+            Some(a),
+        ),
+        Command::Rooms(a) => ("rooms", vec![Scenario::Rooms], a.common.clone(), Some(a)),
+        Command::Churn(a) => ("churn", vec![Scenario::Churn], a.common.clone(), Some(a)),
+        Command::Report {
+            results,
+            benchmarks_md,
+        } => return rewrite(&paths, &results, benchmarks_md),
+        Command::BareServer { .. } => anyhow::bail!("bare-server is not a benchmark run"),
+    };
+    let out_dir = args.out.clone().unwrap_or_else(|| match mode {
+        "smoke" => paths
+            .exe_dir
+            .parent()
+            .unwrap_or(&paths.exe_dir)
+            .join("bench-smoke")
+            .join(&stamp),
+        "full" => paths.root.join("bench/results").join(&stamp),
+        one => paths
+            .root
+            .join("bench/results")
+            .join(format!("{stamp}-{one}")),
+    });
+    let write_md = mode == "full" && !params.as_ref().is_some_and(|a| a.no_benchmarks_md);
+    let plan = Plan {
+        servers: args.servers.clone(),
+        scenarios,
+        params: params.map_or_else(Params::smoke, |a| a.params),
+        host: args.host.clone(),
+        build_fixture: !args.no_build && args.switchboard_bin.is_none(),
+        switchboard_bin: args.switchboard_bin.clone(),
+        build_socketioxide: !args.no_build,
+        port: args.port,
+        out_dir: out_dir.clone(),
+        mode: mode.to_owned(),
+    };
+    let plan = if mode == "smoke" {
+        smoke_plan(plan)
+    } else {
+        plan
+    };
+    let report = crate::suite::run(&plan, &paths, started_at).await?;
+    let md = crate::report::write(&report, &out_dir)?;
+    println!("{md}");
+    eprintln!("results written to {}", out_dir.display());
+    if write_md {
+        crate::report::write_benchmarks_md(&report, &paths.root, &out_dir)?;
+        eprintln!("BENCHMARKS.md updated");
+    }
+    Ok(if mode == "smoke" {
+        smoke_verdict(&report)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Rewrites the reports of an earlier run from its results.json.
+fn rewrite(
+    paths: &Paths,
+    results: &std::path::Path,
+    benchmarks_md: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(results)?;
+    let report: SuiteReport = serde_json::from_str(&text)?;
+    let dir = results.parent().unwrap_or(std::path::Path::new("."));
+    let dir = std::path::absolute(dir)?;
+    crate::report::write(&report, &dir)?;
+    if benchmarks_md {
+        crate::report::write_benchmarks_md(&report, &paths.root, &dir)?;
+    }
+    eprintln!("reports rewritten in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Smoke never builds the socketioxide peer (CI does not build it): it is reported as
+/// skipped when its binary is missing. protocol_fixture is part of the workspace.
+fn smoke_plan(mut plan: Plan) -> Plan {
+    plan.params = Params::smoke();
+    plan.build_socketioxide = false;
+    plan
+}
+
+/// Smoke's exit code and closing line: peers that could not run are skipped (exit 0);
+/// any failure of the bare broadcaster means the generator is broken (exit 1).
+fn smoke_verdict(report: &SuiteReport) -> ExitCode {
+    let mut passed = 0;
+    let mut failed = 0;
+    let mut skipped = 0;
+    for s in &report.servers {
+        let ran = s.idle.is_some() as usize
+            + s.fanout.len()
+            + s.latency.len()
+            + s.rooms.is_some() as usize
+            + s.churn.is_some() as usize;
+        passed += ran;
+        let broken = if s.skipped.is_some() {
+            1
+        } else {
+            s.failures.len()
+        };
+        if s.server == ServerKind::Bare {
+            failed += broken;
+        } else {
+            skipped += broken;
+        }
+    }
+    println!("smoke: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed > 0 {
+        eprintln!("the bare broadcaster failed: the load generator is broken");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,237 @@
+//! One generator connection: WebSocket + Engine.IO + Socket.IO handshake, room joins,
+//! and the receive loop that counts deliveries and records their latency.
+//!
+//! The receive loop does one read per wake-up, walks every complete frame in place, and
+//! touches shared state once per read: that is the whole per-message cost.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::net::SourcePool;
+use crate::sio::{self, Incoming};
+use crate::stats::Stats;
+use crate::ws::{self, FrameHead, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+
+/// Replies a batch of frames asks for, sent after the batch is walked.
+#[derive(Debug, Default)]
+pub(crate) struct Replies {
+    /// Engine.IO pings to answer with `3`.
+    pub(crate) eio_pings: usize,
+    /// Payload of a WebSocket ping to answer with a pong.
+    pub(crate) ws_ping: Option<Vec<u8>>,
+    /// The server closed or refused the session.
+    pub(crate) closed: bool,
+}
+
+impl Replies {
+    /// Notes what a control frame or packet asks for; returns the packet if it is neither.
+    fn note(&mut self, opcode: u8, payload: &[u8]) -> Option<Incoming> {
+        match opcode {
+            OP_TEXT => match sio::classify(payload) {
+                Incoming::Ping => self.eio_pings += 1,
+                Incoming::Refused => self.closed = true,
+                other => return Some(other),
+            },
+            OP_PING => self.ws_ping = Some(payload.to_vec()),
+            OP_CLOSE => self.closed = true,
+            _ => {}
+        }
+        None
+    }
+
+    /// Encodes the replies (masked, client side) into `out`.
+    pub(crate) fn encode(&self, out: &mut BytesMut) {
+        for _ in 0..self.eio_pings {
+            ws::encode_frame(out, OP_TEXT, b"3", Some(rand::random()));
+        }
+        if let Some(payload) = &self.ws_ping {
+            ws::encode_frame(out, OP_PONG, payload, Some(rand::random()));
+        }
+    }
+}
+
+/// Walks every complete frame in `buf`, handing Socket.IO packets to `on_packet` and
+/// control frames to `replies`; consumes what it walked.
+pub(crate) fn drain_frames(
+    buf: &mut BytesMut,
+    replies: &mut Replies,
+    mut on_packet: impl FnMut(Incoming),
+) -> anyhow::Result<()> {
+    let mut pos = 0;
+    while let Some(head) = FrameHead::parse(&buf[pos..])? {
+        let end = pos + head.total_len();
+        if let Some(packet) = replies.note(head.opcode, head.payload(&mut buf[pos..end])) {
+            on_packet(packet);
+        }
+        pos = end;
+    }
+    buf.advance(pos);
+    Ok(())
+}
+
+/// Reads more bytes into `buf`, failing on end of stream.
+pub(crate) async fn fill<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+) -> anyhow::Result<()> {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(ws::READ_BUFFER);
+    }
+    if rd.read_buf(buf).await? == 0 {
+        bail!("server closed the connection");
+    }
+    Ok(())
+}
+
+/// Longest one handshake step may take (connect, upgrade, open, namespace connect, ack).
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs one handshake step with a timeout; errors name the step.
+async fn within<T>(
+    step: &str,
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(STEP_TIMEOUT, future).await {
+        Ok(result) => result.with_context(|| step.to_owned()),
+        Err(_) => bail!("{step}: no answer within {STEP_TIMEOUT:?}"),
+    }
+}
+
+/// A connected Socket.IO client on namespace `/`.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The TCP connection.
+    pub(crate) stream: TcpStream,
+    /// Bytes read and not yet walked.
+    pub(crate) buf: BytesMut,
+    /// Scratch buffer for outgoing frames.
+    out: BytesMut,
+    /// Next acknowledgement id.
+    next_id: u64,
+}
+
+impl Session {
+    /// Connects and completes the WebSocket, Engine.IO and Socket.IO handshakes.
+    pub(crate) async fn open(pool: &SourcePool, target: SocketAddr) -> anyhow::Result<Session> {
+        let stream = within("TCP connect", async { Ok(pool.connect(target).await?) }).await?;
+        let mut session = Session {
+            stream,
+            buf: BytesMut::with_capacity(ws::READ_BUFFER),
+            out: BytesMut::new(),
+            next_id: 0,
+        };
+        let host = target.to_string();
+        let (stream, buf) = (&mut session.stream, &mut session.buf);
+        within(
+            "WebSocket upgrade",
+            ws::client_handshake(stream, &host, sio::PATH, buf),
+        )
+        .await?;
+        within("Engine.IO open", session.wait_for(|p| *p == Incoming::Open)).await?;
+        session.send_text(b"40").await?;
+        within(
+            "Socket.IO connect",
+            session.wait_for(|p| *p == Incoming::Connected),
+        )
+        .await?;
+        Ok(session)
+    }
+
+    /// Sends one text frame.
+    pub(crate) async fn send_text(&mut self, text: &[u8]) -> anyhow::Result<()> {
+        self.out.clear();
+        ws::encode_frame(&mut self.out, OP_TEXT, text, Some(rand::random()));
+        self.stream.write_all(&self.out).await?;
+        Ok(())
+    }
+
+    /// Reads until a packet satisfies `want`, answering pings meanwhile.
+    async fn wait_for(&mut self, want: impl Fn(&Incoming) -> bool) -> anyhow::Result<()> {
+        loop {
+            let mut found = false;
+            let mut replies = Replies::default();
+            drain_frames(&mut self.buf, &mut replies, |p| found |= want(&p))?;
+            self.reply(&replies).await?;
+            if found {
+                return Ok(());
+            }
+            if replies.closed {
+                bail!("server refused or closed the session");
+            }
+            fill(&mut self.stream, &mut self.buf).await?;
+        }
+    }
+
+    /// Sends what `replies` asks for.
+    async fn reply(&mut self, replies: &Replies) -> anyhow::Result<()> {
+        self.out.clear();
+        replies.encode(&mut self.out);
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+        }
+        Ok(())
+    }
+
+    /// Joins `room` and waits for the server's ack.
+    pub(crate) async fn join(&mut self, room: &str) -> anyhow::Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_text(sio::join(id, room).as_bytes()).await?;
+        within("join ack", self.wait_for(|p| *p == Incoming::Ack(id))).await
+    }
+
+    /// Closes the session properly: Socket.IO disconnect, WebSocket close, then waits
+    /// (bounded) for the server to close its side.
+    pub(crate) async fn close(mut self) -> anyhow::Result<()> {
+        self.send_text(b"41").await?;
+        self.out.clear();
+        ws::encode_frame(
+            &mut self.out,
+            OP_CLOSE,
+            &1000u16.to_be_bytes(),
+            Some(rand::random()),
+        );
+        self.stream.write_all(&self.out).await?;
+        let drain = async {
+            let mut scratch = [0u8; 1024];
+            while self.stream.read(&mut scratch).await.unwrap_or(0) > 0 {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+        Ok(())
+    }
+
+    /// Counts deliveries (and records their latency while `stats` is recording) until
+    /// the connection ends; `shard` spreads histogram locking.
+    pub(crate) async fn receive(mut self, stats: &Stats, shard: usize) -> anyhow::Result<()> {
+        let mut stamps = Vec::new();
+        loop {
+            fill(&mut self.stream, &mut self.buf).await?;
+            let now = Instant::now();
+            let recording = stats.recording();
+            let mut delivered = 0;
+            let mut replies = Replies::default();
+            drain_frames(&mut self.buf, &mut replies, |packet| {
+                if let Incoming::Delivery(stamp) = packet {
+                    delivered += 1;
+                    if let (true, Some(stamp)) = (recording, stamp) {
+                        stamps.push(stamp);
+                    }
+                }
+            })?;
+            stats.add_delivered(delivered);
+            if !stamps.is_empty() {
+                stats.record(shard, stats.stamp(now), &stamps);
+                stamps.clear();
+            }
+            self.reply(&replies).await?;
+            if replies.closed {
+                bail!("server closed the session");
+            }
+        }
+    }
+}

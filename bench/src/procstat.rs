@@ -1,0 +1,138 @@
+//! Memory and CPU of a process read from `/proc/<pid>/status` (VmRSS) and
+//! `/proc/<pid>/stat` (utime + stime), plus a description of this machine.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Resident set size of `pid` in bytes.
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS line")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("empty VmRSS")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// CPU time (user + system) used so far by `pid` (`None`: this process), in seconds.
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> anyhow::Result<f64> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_owned(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(path)?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').context("bad stat")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    Ok(ticks as f64 / clock_ticks())
+}
+
+/// Clock ticks per second of `/proc` CPU times.
+fn clock_ticks() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
+/// CPU time and RSS of a server between two points of a phase.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Usage {
+    /// Server CPU seconds at the start.
+    server_cpu: f64,
+    /// Generator CPU seconds at the start.
+    generator_cpu: f64,
+}
+
+impl Usage {
+    /// Samples now.
+    pub(crate) fn start(pid: u32) -> anyhow::Result<Usage> {
+        Ok(Usage {
+            server_cpu: cpu_seconds(Some(pid))?,
+            generator_cpu: cpu_seconds(None)?,
+        })
+    }
+
+    /// CPU seconds (server, generator) used since `start`.
+    pub(crate) fn since(&self, pid: u32) -> anyhow::Result<(f64, f64)> {
+        Ok((
+            cpu_seconds(Some(pid))? - self.server_cpu,
+            cpu_seconds(None)? - self.generator_cpu,
+        ))
+    }
+}
+
+/// The machine a run happened on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    /// CPU model name.
+    pub(crate) cpu: String,
+    /// Cores available to processes.
+    pub(crate) cores: usize,
+    /// Total memory in GiB.
+    pub(crate) memory_gib: f64,
+    /// Kernel release.
+    pub(crate) kernel: String,
+    /// Soft limit on open files per process.
+    pub(crate) open_files_limit: u64,
+    /// Ephemeral port range of outgoing connections.
+    pub(crate) port_range: String,
+    /// `/proc/loadavg` when the run started (the machine is shared: other work shows here).
+    pub(crate) load_at_start: String,
+    /// `/proc/loadavg` when the run ended.
+    pub(crate) load_at_end: String,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub(crate) fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Machine {
+    /// Describes this machine; `load_at_start` was sampled when the run began.
+    pub(crate) fn describe(load_at_start: String) -> Machine {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']))
+            })
+            .unwrap_or("unknown")
+            .to_owned();
+        let meminfo = read("/proc/meminfo");
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let open_files_limit =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(0, |(soft, _)| soft);
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: mem_kib / 1024.0 / 1024.0,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            open_files_limit,
+            port_range: read("/proc/sys/net/ipv4/ip_local_port_range")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join("-"),
+            load_at_start,
+            load_at_end: load_average(),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Fan-out and latency on one room: the publisher (not in the room) broadcasts 100-byte
+//! events as fast as the server accepts them (deliveries/s, CPU per million
+//! deliveries), then at a fixed rate of half that peak (publish→deliver percentiles).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Session;
+use crate::fleet::{Fleet, RoomsOf};
+use crate::procstat::Usage;
+use crate::progress::Progress;
+use crate::publish::{Pace, Publisher};
+use crate::scenarios::{Params, Target, per_million, secs};
+use crate::stats::Stats;
+
+/// Name of the one room of this scenario.
+const ROOM: &str = "fanout";
+/// Unacknowledged broadcasts the publisher allows.
+const ACK_WINDOW: u64 = 16;
+/// Published-but-undelivered events allowed, in broadcasts' worth: each receiver has at
+/// most this many events queued for it on average, well under socketioxide's default
+/// per-socket buffer of 128 packets, so no server is pushed into dropping.
+const BACKLOG_BROADCASTS: u64 = 16;
+/// Longest wait for the backlog to drain between phases.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Throughput of one room size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FanoutResult {
+    /// Clients in the room.
+    pub(crate) room_size: usize,
+    /// Measured seconds.
+    pub(crate) seconds: f64,
+    /// Broadcasts sent during the measured phase.
+    pub(crate) broadcasts: u64,
+    /// Events received by the room's clients during the measured phase.
+    pub(crate) deliveries: u64,
+    /// Deliveries per second.
+    pub(crate) deliveries_per_sec: f64,
+    /// Server CPU seconds per million deliveries.
+    pub(crate) server_cpu_s_per_m: f64,
+    /// Server CPU use during the phase, in cores.
+    pub(crate) server_cores: f64,
+    /// Generator CPU seconds per million deliveries (its own cost).
+    pub(crate) generator_cpu_s_per_m: f64,
+    /// Deliveries written off after the server stopped delivering (dropped events).
+    pub(crate) written_off: u64,
+    /// Room clients whose connection the server closed.
+    pub(crate) lost_connections: usize,
+}
+
+/// Latency at a fixed publish rate for one room size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LatencyResult {
+    /// Clients in the room.
+    pub(crate) room_size: usize,
+    /// Publish rate as a fraction of the measured fan-out peak (`None`: a fixed rate).
+    pub(crate) load: Option<f64>,
+    /// Publish rate in broadcasts per second.
+    pub(crate) rate: f64,
+    /// Server CPU use during the phase, in cores.
+    pub(crate) server_cores: f64,
+    /// Generator CPU use during the phase, in cores.
+    pub(crate) generator_cores: f64,
+    /// Deliveries per second that rate asks for.
+    pub(crate) offered_deliveries_per_sec: f64,
+    /// Deliveries recorded.
+    pub(crate) samples: u64,
+    /// Deliveries expected (broadcasts × room size).
+    pub(crate) expected: u64,
+    /// Median publish→deliver latency, µs.
+    pub(crate) p50_us: u64,
+    /// 99th percentile, µs.
+    pub(crate) p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub(crate) p999_us: u64,
+    /// Maximum, µs.
+    pub(crate) max_us: u64,
+}
+
+/// A room of clients plus a publisher, ready to publish.
+struct Room {
+    /// The room's clients.
+    fleet: Fleet,
+    /// The publisher.
+    publisher: Publisher,
+    /// Shared counters.
+    stats: Arc<Stats>,
+    /// Clients in the room.
+    size: usize,
+}
+
+/// Opens `size` clients in the room and a publisher outside it.
+async fn open_room(target: &Target, size: usize) -> anyhow::Result<Room> {
+    let stats = Arc::new(Stats::new()?);
+    let mut fleet = Fleet::new(target.addr, target.pool.clone(), stats.clone());
+    let rooms: RoomsOf = Arc::new(|_| vec![ROOM.to_owned()]);
+    fleet
+        .grow(size, rooms, &format!("fanout: opening {size}"))
+        .await?;
+    let publisher = Publisher::new(Session::open(&target.pool, target.addr).await?);
+    Ok(Room {
+        fleet,
+        publisher,
+        stats,
+        size,
+    })
+}
+
+impl Room {
+    /// Closed-loop pacing for this room.
+    fn closed_loop(&self) -> Pace {
+        let fanout = self.size as u64;
+        let max_backlog = BACKLOG_BROADCASTS * fanout;
+        Pace::Closed {
+            window: ACK_WINDOW,
+            fanout,
+            max_backlog,
+            share: 1,
+        }
+    }
+
+    /// Publishes with `pace` for `seconds`.
+    async fn publish(
+        &mut self,
+        pace: Pace,
+        seconds: f64,
+        label: &str,
+    ) -> anyhow::Result<crate::publish::Published> {
+        let _bar = Progress::timed(label, secs(seconds));
+        let rooms = [ROOM.to_owned()];
+        let until = Instant::now() + secs(seconds);
+        self.publisher
+            .run(&rooms, (0, 1), pace, &self.stats, until)
+            .await
+    }
+
+    /// Waits until deliveries stop arriving (the backlog drained), bounded by [`DRAIN`].
+    async fn drain(&self) {
+        let deadline = Instant::now() + DRAIN;
+        let mut last = self.stats.delivered();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.stats.delivered();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+/// Measures peak fan-out throughput on an open room.
+async fn measure_peak(
+    room: &mut Room,
+    target: &Target,
+    params: &Params,
+) -> anyhow::Result<FanoutResult> {
+    let pace = room.closed_loop();
+    room.publish(pace, params.warmup_secs, "fanout: warm-up")
+        .await?;
+    let usage = Usage::start(target.pid)?;
+    let (delivered0, start) = (room.stats.delivered(), Instant::now());
+    let published = room
+        .publish(
+            pace,
+            params.fanout_secs,
+            &format!("fanout: {} clients", room.size),
+        )
+        .await?;
+    let deliveries = room.stats.delivered() - delivered0;
+    let seconds = start.elapsed().as_secs_f64();
+    let (server_cpu, generator_cpu) = usage.since(target.pid)?;
+    if deliveries == 0 {
+        anyhow::bail!(
+            "no deliveries in {seconds:.1} s: {} broadcasts sent, {} acked, {} acks and {} deliveries written off",
+            published.sent,
+            published.acked,
+            published.lost_acks,
+            published.written_off
+        );
+    }
+    Ok(FanoutResult {
+        room_size: room.size,
+        seconds,
+        broadcasts: published.sent,
+        deliveries,
+        deliveries_per_sec: deliveries as f64 / seconds,
+        server_cpu_s_per_m: per_million(server_cpu, deliveries),
+        server_cores: server_cpu / seconds,
+        generator_cpu_s_per_m: per_million(generator_cpu, deliveries),
+        written_off: published.written_off,
+        lost_connections: room.fleet.lost(),
+    })
+}
+
+/// Measures latency at `rate` broadcasts per second (`load` × peak) on an open room.
+async fn measure_latency(
+    room: &mut Room,
+    target: &Target,
+    (rate, load): (f64, Option<f64>),
+    params: &Params,
+) -> anyhow::Result<LatencyResult> {
+    room.drain().await;
+    room.publish(Pace::Rate(rate), params.warmup_secs, "latency: warm-up")
+        .await?;
+    room.drain().await;
+    room.stats.set_recording(true);
+    let label = format!("latency: {} clients at {rate:.0}/s", room.size);
+    let usage = Usage::start(target.pid)?;
+    let start = Instant::now();
+    let published = room
+        .publish(Pace::Rate(rate), params.latency_secs, &label)
+        .await?;
+    let (server_cpu, generator_cpu) = usage.since(target.pid)?;
+    let seconds = start.elapsed().as_secs_f64();
+    room.drain().await;
+    room.stats.set_recording(false);
+    let hist = room.stats.latency()?;
+    Ok(LatencyResult {
+        room_size: room.size,
+        load,
+        rate,
+        server_cores: server_cpu / seconds,
+        generator_cores: generator_cpu / seconds,
+        offered_deliveries_per_sec: rate * room.size as f64,
+        samples: hist.len(),
+        expected: published.sent * room.size as u64,
+        p50_us: hist.value_at_quantile(0.50),
+        p99_us: hist.value_at_quantile(0.99),
+        p999_us: hist.value_at_quantile(0.999),
+        max_us: hist.max(),
+    })
+}
+
+/// Runs fan-out and/or latency for one room size on one server.
+pub(crate) async fn run(
+    target: &Target,
+    params: &Params,
+    size: usize,
+    want_latency: bool,
+) -> anyhow::Result<(FanoutResult, Vec<LatencyResult>)> {
+    let mut room = open_room(target, size).await?;
+    let peak = measure_peak(&mut room, target, params).await?;
+    eprintln!(
+        "    fanout {size}: {:.0} deliveries/s, {:.2} server CPU s per M",
+        peak.deliveries_per_sec, peak.server_cpu_s_per_m
+    );
+    if !want_latency {
+        return Ok((peak, Vec::new()));
+    }
+    let peak_rate = peak.broadcasts as f64 / peak.seconds;
+    let rates: Vec<(f64, Option<f64>)> = match params.latency_rate {
+        Some(rate) => vec![(rate, None)],
+        None => params
+            .latency_loads
+            .iter()
+            .map(|&l| (peak_rate * l, Some(l)))
+            .collect(),
+    };
+    let mut results = Vec::new();
+    for (rate, load) in rates {
+        let latency = measure_latency(&mut room, target, (rate.max(1.0), load), params).await?;
+        eprintln!(
+            "    latency {size} at {rate:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs",
+            latency.p50_us, latency.p99_us, latency.p999_us
+        );
+        results.push(latency);
+    }
+    Ok((peak, results))
+}

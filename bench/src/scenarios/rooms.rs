@@ -1,0 +1,148 @@
+//! Many rooms: R rooms of M members, targeted emits to one room at a time.
+//!
+//! A server process tops out near 19k connections (20,000 open files), so R×M distinct
+//! clients (50k for 10k×5) cannot be held; instead R clients each join M rooms: client
+//! `i` joins rooms `i, i-1, …, i-M+1` (mod R), so every room has exactly M members and
+//! every emit still reaches M distinct connections.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Session;
+use crate::fleet::{Fleet, RoomsOf};
+use crate::procstat::Usage;
+use crate::progress::Progress;
+use crate::publish::{Pace, Publisher};
+use crate::scenarios::{Params, Target, per_million, secs};
+use crate::stats::Stats;
+
+/// Unacknowledged emits allowed per publisher.
+const ACK_WINDOW: u64 = 256;
+/// Published-but-undelivered events allowed per publisher, in deliveries.
+const MAX_BACKLOG: u64 = 20_000;
+
+/// Result of the many-rooms scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RoomsResult {
+    /// Rooms.
+    pub(crate) rooms: usize,
+    /// Members per room.
+    pub(crate) members: usize,
+    /// Client connections (one per room, each in `members` rooms).
+    pub(crate) connections: usize,
+    /// Measured seconds.
+    pub(crate) seconds: f64,
+    /// Targeted emits per second.
+    pub(crate) emits_per_sec: f64,
+    /// Deliveries per second.
+    pub(crate) deliveries_per_sec: f64,
+    /// Server CPU seconds per million deliveries.
+    pub(crate) server_cpu_s_per_m: f64,
+    /// Generator CPU seconds per million deliveries.
+    pub(crate) generator_cpu_s_per_m: f64,
+    /// Deliveries written off after the server stopped delivering.
+    pub(crate) written_off: u64,
+    /// Clients whose connection the server closed.
+    pub(crate) lost_connections: usize,
+}
+
+/// Room names of client `index`.
+fn rooms_of(rooms: usize, members: usize) -> RoomsOf {
+    Arc::new(move |index| {
+        (0..members)
+            .map(|j| format!("r{}", (index + rooms - j) % rooms))
+            .collect()
+    })
+}
+
+/// Runs every publisher for `seconds`; returns (sent, written off).
+async fn publish_all(
+    publishers: &mut [Publisher],
+    names: &[String],
+    pace: Pace,
+    stats: &Stats,
+    seconds: f64,
+) -> anyhow::Result<(u64, u64)> {
+    let until = Instant::now() + secs(seconds);
+    let stride = publishers.len();
+    let runs = publishers
+        .iter_mut()
+        .enumerate()
+        .map(|(i, p)| p.run(names, (i * 7919, stride), pace, stats, until));
+    let mut totals = (0, 0);
+    for result in futures_util::future::join_all(runs).await {
+        let published = result?;
+        totals = (totals.0 + published.sent, totals.1 + published.written_off);
+    }
+    Ok(totals)
+}
+
+/// Runs the many-rooms scenario.
+pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<RoomsResult> {
+    let (rooms, members) = (params.rooms.max(1), params.members.min(params.rooms).max(1));
+    let stats = Arc::new(Stats::new()?);
+    let mut fleet = Fleet::new(target.addr, target.pool.clone(), stats.clone());
+    fleet
+        .grow(
+            rooms,
+            rooms_of(rooms, members),
+            &format!("rooms: opening {rooms}×{members}"),
+        )
+        .await?;
+    let mut publishers = Vec::new();
+    for _ in 0..params.publishers.max(1) {
+        publishers.push(Publisher::new(
+            Session::open(&target.pool, target.addr).await?,
+        ));
+    }
+    let names: Vec<String> = (0..rooms).map(|r| format!("r{r}")).collect();
+    let share = publishers.len() as u64;
+    let pace = Pace::Closed {
+        window: ACK_WINDOW,
+        fanout: members as u64,
+        max_backlog: MAX_BACKLOG,
+        share,
+    };
+    publish_all(&mut publishers, &names, pace, &stats, params.warmup_secs).await?;
+    let _bar = Progress::timed("rooms: targeted emits", secs(params.rooms_secs));
+    let usage = Usage::start(target.pid)?;
+    let (delivered0, start) = (stats.delivered(), Instant::now());
+    let (sent, written_off) =
+        publish_all(&mut publishers, &names, pace, &stats, params.rooms_secs).await?;
+    let deliveries = stats.delivered() - delivered0;
+    let seconds = start.elapsed().as_secs_f64();
+    let (server_cpu, generator_cpu) = usage.since(target.pid)?;
+    eprintln!("    rooms: {:.0} deliveries/s", deliveries as f64 / seconds);
+    Ok(RoomsResult {
+        rooms,
+        members,
+        connections: fleet.len(),
+        seconds,
+        emits_per_sec: sent as f64 / seconds,
+        deliveries_per_sec: deliveries as f64 / seconds,
+        server_cpu_s_per_m: per_million(server_cpu, deliveries),
+        generator_cpu_s_per_m: per_million(generator_cpu, deliveries),
+        written_off,
+        lost_connections: fleet.lost(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_room_gets_exactly_m_members() {
+        let of = rooms_of(10, 3);
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..10 {
+            for room in of(i) {
+                *counts.entry(room).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(counts.len(), 10);
+        assert!(counts.values().all(|&c| c == 3));
+    }
+}
