@@ -309,20 +309,17 @@ impl Session {
     /// Queues a control packet (ping, pong, noop), outside the queue bounds.
     pub(crate) fn send_control(&self, packet: &Packet) {
         if let Some(text) = packet.encode_text() {
-            let frame = Frame::Text(Utf8Bytes::try_from(text).unwrap_or_default());
-            let mut inner = self.lock();
-            if inner.closed.is_none() {
-                inner.queued_bytes += frame.len();
-                inner.queue.push_back(frame);
-            }
-            drop(inner);
-            self.writer.notify_one();
+            self.send_control_frame(Frame::Text(Utf8Bytes::try_from(text).unwrap_or_default()));
         }
     }
 
-    /// Queues a frame outside the queue bounds (the `open` packet).
+    /// Queues a frame outside the queue bounds (control packets, the `open` packet);
+    /// nothing is queued once the session is closed.
     pub(crate) fn send_control_frame(&self, frame: Frame) {
         let mut inner = self.lock();
+        if inner.closed.is_some() {
+            return;
+        }
         inner.queued_bytes += frame.len();
         inner.queue.push_back(frame);
         drop(inner);
