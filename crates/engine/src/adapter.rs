@@ -1,11 +1,33 @@
 //! The adapter seam: the room index of a namespace, and (in a cluster) the only part
 //! that knows about other nodes. The in-memory adapter is the embedded default.
+//!
+//! Two halves, one trait:
+//!
+//! - the **room index** (`add_all`, `del`, `sockets_in`, …): synchronous and cheap, on
+//!   the hot paths of join and broadcast;
+//! - the **cluster operations** (`broadcast`, `fetch_sockets`, `server_count`, …): what
+//!   Node's `Adapter` does across servers. Each has a default that acts on this node
+//!   only, so the in-memory adapter is the whole single-node story. A cluster adapter
+//!   publishes to the other nodes and then calls the same local operation, and applies
+//!   what other nodes publish through the `Namespace`'s `*_local` methods.
+//!
+//! Durable recovery is a third, optional part: [`SessionStore`], returned by
+//! [`Adapter::session_store`], keeps recovery sessions and the event log outside the
+//! process (Redis Streams), so a client can resume on any node.
 
 mod memory;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde_json::Value;
 use switchboard_protocol::Sid;
+use switchboard_protocol::socketio::Packet;
+use tokio::sync::mpsc;
+
+use crate::sio::{Namespace, Payload};
 
 pub use memory::MemoryAdapter;
 
@@ -13,12 +35,89 @@ pub use memory::MemoryAdapter;
 /// sockets are in the room.
 pub type Room = Arc<str>;
 
-/// Room membership of one namespace's sockets.
+/// A boxed, sendable future (the cluster operations are object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which sockets an operation targets, as Node's `BroadcastOptions`: sockets in any of
+/// `rooms` (every socket when empty), minus those in any of `except`. A socket id
+/// names the room of that socket.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BroadcastOptions {
+    /// Target rooms; empty means the whole namespace.
+    pub rooms: Vec<Room>,
+    /// Excluded rooms (and socket ids).
+    pub except: Vec<Room>,
+    /// Modifiers.
+    pub flags: BroadcastFlags,
+}
+
+/// Modifiers of a broadcast (Node's `BroadcastFlags`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BroadcastFlags {
+    /// Drop the packet for recipients that cannot take it right now; never stored for
+    /// recovery.
+    pub volatile: bool,
+    /// This node only: nothing is published to the cluster.
+    pub local: bool,
+    /// The acknowledgement timeout of a broadcast with acks.
+    pub timeout: Option<Duration>,
+}
+
+/// A socket as the cluster describes it (Node's `RemoteSocket` fields): what
+/// `fetchSockets` returns from any node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketInfo {
+    /// Socket id.
+    pub id: String,
+    /// Node's handshake object: `headers`, `time`, `address`, `xdomain`, `secure`,
+    /// `issued`, `url`, `query`, `auth`.
+    pub handshake: Value,
+    /// Rooms, the socket's own id room included.
+    pub rooms: Vec<String>,
+    /// `socket.data`.
+    pub data: Value,
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AdapterError {
+    /// Not every node answered in time.
+    #[error("timeout: {received} of {expected} nodes answered")]
+    Timeout {
+        /// Answers received.
+        received: usize,
+        /// Answers expected.
+        expected: usize,
+    },
+    /// The broker (Redis) could not be reached.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a broadcast with acknowledgements reports, from every node: how many clients
+/// each node sent the packet to, then one message per client answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckReport {
+    /// A node sent the packet to this many clients.
+    ClientCount(usize),
+    /// One client answered (its acknowledgement arguments).
+    Ack(Payload),
+}
+
+/// Where a broadcast with acknowledgements reports (see [`AckReport`]).
+pub type AckSink = mpsc::UnboundedSender<AckReport>;
+
+/// The answer to a server-side event from one node (Node's `serverSideEmitWithAck`
+/// callback: one argument).
+pub type ServerAck = Box<dyn FnOnce(Value) + Send>;
+
+/// Room membership and cluster operations of one namespace.
 ///
 /// Why a trait: the in-memory index serves one node; a cluster adapter keeps the same
 /// local index and adds cross-node broadcast and membership requests on top, without
-/// the engine changing. Every method is synchronous and cheap: the engine calls them on
-/// hot paths (join, broadcast) while holding no lock.
+/// the engine changing. The index methods are synchronous and cheap: the engine calls
+/// them on hot paths (join, broadcast) while holding no lock. The cluster methods
+/// default to this node only.
 pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// Adds a socket to rooms (joining a room twice is a no-op). Returns the rooms
     /// that had no member before: they are now occupied (room lifecycle hooks).
@@ -32,10 +131,144 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     fn socket_rooms(&self, sid: Sid) -> Vec<Room>;
     /// Appends to `out` the sockets in any of `rooms`, each once.
     fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>);
-    /// Every room with at least one socket.
+    /// Every room with at least one socket on this node.
     fn rooms(&self) -> Vec<Room>;
-    /// Number of sockets in `room`.
+    /// Number of sockets in `room` on this node.
     fn room_size(&self, room: &str) -> usize;
+
+    /// Called once, right after the namespace this adapter serves was created.
+    fn init(&self, _ns: &Arc<Namespace>) {}
+
+    /// Broadcasts an event packet; returns the number of local recipients it was
+    /// queued for (a cluster adapter cannot know the remote ones without asking).
+    fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {
+        ns.broadcast_local(packet, &opts)
+    }
+
+    /// Broadcasts a packet that asks for acknowledgements; every node reports to
+    /// `sink`. `packet.id` is ignored: each recipient gets its own.
+    fn broadcast_with_ack(
+        &self,
+        ns: &Arc<Namespace>,
+        packet: Packet,
+        opts: BroadcastOptions,
+        sink: AckSink,
+    ) {
+        ns.broadcast_with_ack_local(packet, &opts, sink);
+    }
+
+    /// Makes the targeted sockets join `rooms`, cluster-wide.
+    fn add_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
+        ns.add_sockets_local(&opts, &rooms);
+    }
+
+    /// Makes the targeted sockets leave `rooms`, cluster-wide.
+    fn del_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
+        ns.del_sockets_local(&opts, &rooms);
+    }
+
+    /// Disconnects the targeted sockets, cluster-wide (`close`: the whole connection).
+    fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
+        ns.disconnect_sockets_local(&opts, close);
+    }
+
+    /// The targeted sockets on every node.
+    fn fetch_sockets<'a>(
+        &'a self,
+        ns: &'a Arc<Namespace>,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
+        Box::pin(async move { Ok(ns.fetch_sockets_local(&opts)) })
+    }
+
+    /// Every room with a member on any node.
+    fn all_rooms<'a>(
+        &'a self,
+        _ns: &'a Arc<Namespace>,
+    ) -> BoxFuture<'a, Result<Vec<Room>, AdapterError>> {
+        Box::pin(async move { Ok(self.rooms()) })
+    }
+
+    /// Emits an event to the other nodes' server-side handlers (not to clients).
+    fn server_side_emit(&self, _ns: &Arc<Namespace>, _args: Vec<Value>) {}
+
+    /// Emits an event to the other nodes' server-side handlers and collects one
+    /// answer per node.
+    fn server_side_emit_with_ack<'a>(
+        &'a self,
+        _ns: &'a Arc<Namespace>,
+        _args: Vec<Value>,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Value>, AdapterError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Number of nodes serving this namespace, this one included.
+    fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
+        Box::pin(async { Ok(1) })
+    }
+
+    /// The durable session store, when recovery sessions live outside the process.
+    fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
+        None
+    }
+}
+
+/// A recovery session as it is stored for other nodes (the Node streams adapter's
+/// `sio:session:<pid>` value, plus the position the socket connected at).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurableSession {
+    /// Socket id.
+    pub sid: String,
+    /// Private session id.
+    pub pid: String,
+    /// Rooms, the own id room included.
+    pub rooms: Vec<String>,
+    /// `socket.data`.
+    pub data: Value,
+    /// Event-log position when the socket connected: where replay starts for a
+    /// client that never received an event (and so sends no offset).
+    pub offset: Option<String>,
+}
+
+/// A stored broadcast read back from the durable log.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    /// Its offset (a stream id).
+    pub offset: String,
+    /// The event packet, without the offset argument.
+    pub packet: Packet,
+    /// Who it was for.
+    pub opts: BroadcastOptions,
+}
+
+/// Durable recovery: sessions and the event log in a broker, so a client can resume
+/// on any node, even after its node died without a word.
+///
+/// With a store, a namespace's recovery buffer is keyed by the log's offsets, and its
+/// broadcasts reach local sockets only once read back from the log (through
+/// [`Namespace::deliver_logged`]), so every node delivers in log order and a replay
+/// never overlaps live delivery.
+pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Saves or refreshes a session (fire and forget, ordered per session); it expires
+    /// after `ttl` unless saved again.
+    fn save(&self, session: DurableSession, ttl: Duration);
+    /// Forgets a session: the client left on purpose.
+    fn forget(&self, pid: &str);
+    /// Takes a session out of the store; at most one caller ever gets it.
+    fn take<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>>;
+    /// The logged events of namespace `nsp` after `after` up to `until` (both
+    /// exclusive of `after`, inclusive of `until`), oldest first. `None` when `after`
+    /// is no longer (or never was) in the log: the client cannot be recovered.
+    fn read_log<'a>(
+        &'a self,
+        nsp: &'a str,
+        after: &'a str,
+        until: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>>;
 }
 
 /// Creates the adapter of each namespace.

@@ -1,18 +1,21 @@
 //! Broadcasting: choose recipients by rooms and exclusions, encode the packet once,
 //! and push the same frames into every recipient's queue (DESIGN §4).
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_protocol::Sid;
-use switchboard_protocol::socketio::{Packet, is_reserved_event};
+use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::adapter::Room;
+use crate::adapter::{AckReport, AckSink, AdapterError, BroadcastOptions, Room, SocketInfo};
 use crate::eio::Frame;
 use crate::eio::session::now;
 
-use super::event::{Payload, event_packet};
+use super::event::{AckError, Payload, event_packet};
 use super::namespace::Namespace;
 use super::recovery::{Audience, RecoveryBuffer};
 
@@ -31,159 +34,321 @@ pub(crate) fn encode(packet: &Packet) -> Vec<Frame> {
 
 /// Chooses the recipients of a broadcast. Built by [`Namespace::to`],
 /// [`super::Socket::to`] and friends; nothing is sent until [`BroadcastOperator::emit`].
+///
+/// Every operation goes through the namespace's adapter, so in a cluster it reaches
+/// the sockets of every node; the counts returned are this node's.
 #[derive(Debug, Clone)]
 pub struct BroadcastOperator {
     ns: Arc<Namespace>,
-    rooms: Vec<Room>,
-    except_rooms: Vec<Room>,
-    except_sockets: Vec<Sid>,
-    volatile: bool,
+    opts: BroadcastOptions,
 }
 
 impl BroadcastOperator {
     pub(crate) fn new(ns: Arc<Namespace>) -> Self {
-        BroadcastOperator {
-            ns,
-            rooms: Vec::new(),
-            except_rooms: Vec::new(),
-            except_sockets: Vec::new(),
-            volatile: false,
-        }
+        Self::with_options(ns, BroadcastOptions::default())
+    }
+
+    pub(crate) fn with_options(ns: Arc<Namespace>, opts: BroadcastOptions) -> Self {
+        BroadcastOperator { ns, opts }
     }
 
     /// Adds a target room (a socket id also names that socket's own room).
     pub fn to(mut self, room: impl Into<Room>) -> Self {
-        self.rooms.push(room.into());
+        self.opts.rooms.push(room.into());
         self
     }
 
     /// Excludes the sockets in `room`.
     pub fn except(mut self, room: impl Into<Room>) -> Self {
-        self.except_rooms.push(room.into());
+        self.opts.except.push(room.into());
         self
     }
 
     pub(crate) fn except_socket(mut self, sid: Sid) -> Self {
-        self.except_sockets.push(sid);
+        self.opts.except.push(Room::from(sid.as_str()));
         self
     }
 
     /// Drops the packet for recipients that are not ready to receive it right now.
     pub fn volatile(mut self) -> Self {
-        self.volatile = true;
+        self.opts.flags.volatile = true;
         self
     }
 
-    /// Emits the event; returns the number of sockets it was queued for.
+    /// This node only: nothing is sent to the rest of the cluster.
+    pub fn local(mut self) -> Self {
+        self.opts.flags.local = true;
+        self
+    }
+
+    /// The selection as adapter options.
+    pub fn options(&self) -> &BroadcastOptions {
+        &self.opts
+    }
+
+    /// Emits the event; returns the number of sockets on this node it was queued for.
     pub fn emit(self, event: &str, payload: impl Into<Payload>) -> usize {
         if is_reserved_event(event) {
             return 0;
         }
         let packet = event_packet(self.ns.name(), event, payload.into(), None);
-        match self.ns.recovery() {
-            Some(buffer) if !self.volatile => self.send_recorded(buffer, packet),
-            _ => self.deliver(&encode(&packet)),
-        }
+        self.ns.adapter().broadcast(&self.ns, packet, self.opts)
     }
 
-    /// With recovery on: appends the next offset to the packet, stores it and delivers
-    /// it, all under the buffer lock so a concurrent restore sees it exactly once.
-    fn send_recorded(&self, buffer: &RecoveryBuffer, mut packet: Packet) -> usize {
-        let mut state = buffer.lock();
-        let offset = RecoveryBuffer::next_offset(&state);
-        if let Some(Value::Array(data)) = &mut packet.data {
-            data.push(Value::String(buffer.offset_string(offset)));
+    /// Emits the event to every targeted client in the cluster and collects their
+    /// acknowledgements (Node's `timeout(t).emitWithAck`): all of them, or
+    /// [`AckError::Timeout`] when some did not answer within `timeout`.
+    pub async fn emit_with_ack(
+        mut self,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Vec<Payload>, AckError> {
+        if is_reserved_event(event) {
+            return Err(AckError::Emit(super::EmitError::ReservedEvent));
         }
-        let frames = encode(&packet);
-        let audience = Audience {
-            rooms: self.rooms.clone(),
-            except: self
-                .except_rooms
-                .iter()
-                .cloned()
-                .chain(self.except_sockets.iter().map(|s| Room::from(s.as_str())))
-                .collect(),
-        };
-        buffer.store(&mut state, audience, frames.clone(), now());
-        self.deliver(&frames)
-    }
-
-    /// Pushes the same frames to every recipient.
-    fn deliver(&self, frames: &[Frame]) -> usize {
-        let excluded = self.excluded();
-        let mut count = 0;
-        let mut deliver = |s: &Arc<super::Socket>| {
-            if !excluded.contains(&s.id()) && s.send_frames(frames, self.volatile).is_ok() {
-                count += 1;
+        self.opts.flags.timeout = Some(timeout);
+        let packet = event_packet(self.ns.name(), event, payload.into(), None);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let adapter = self.ns.adapter().clone();
+        adapter.broadcast_with_ack(&self.ns, packet, self.opts, tx);
+        let collect = async {
+            let servers = adapter.server_count().await.unwrap_or(1);
+            let (mut counted, mut expected, mut acks) = (0usize, 0usize, Vec::new());
+            while counted < servers || acks.len() < expected {
+                match rx.recv().await {
+                    Some(AckReport::ClientCount(n)) => {
+                        counted += 1;
+                        expected += n;
+                    }
+                    Some(AckReport::Ack(p)) => acks.push(p),
+                    None => break,
+                }
             }
+            acks
         };
-        if self.rooms.is_empty() {
-            self.ns.for_each_socket(&mut deliver);
-        } else {
-            let targets = self.resolve(&self.rooms);
-            self.ns.for_sockets(&targets, &mut deliver);
-        }
-        count
+        tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| AckError::Timeout)
     }
 
-    /// The connected sockets this selection targets (Node's `fetchSockets`).
+    /// The connected sockets on this node this selection targets.
     pub fn sockets(&self) -> Vec<Arc<super::Socket>> {
-        let excluded = self.excluded();
-        let mut out = Vec::new();
-        let mut keep = |s: &Arc<super::Socket>| {
-            if !excluded.contains(&s.id()) {
-                out.push(s.clone());
-            }
+        self.ns.local_sockets(&self.opts)
+    }
+
+    /// The targeted sockets on every node of the cluster (Node's `fetchSockets`).
+    pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, AdapterError> {
+        self.ns
+            .adapter()
+            .fetch_sockets(&self.ns, self.opts.clone())
+            .await
+    }
+
+    /// Makes every targeted socket in the cluster join `rooms` (Node's
+    /// `socketsJoin`); returns how many sockets on this node were affected.
+    pub fn sockets_join(&self, rooms: &[&str]) -> usize {
+        let local = self.ns.local_sockets(&self.opts).len();
+        let rooms = rooms.iter().map(|r| Room::from(*r)).collect();
+        self.ns
+            .adapter()
+            .add_sockets(&self.ns, self.opts.clone(), rooms);
+        local
+    }
+
+    /// Makes every targeted socket in the cluster leave `room` (Node's
+    /// `socketsLeave`); returns how many sockets on this node were affected.
+    pub fn sockets_leave(&self, room: &str) -> usize {
+        let local = self.ns.local_sockets(&self.opts).len();
+        self.ns
+            .adapter()
+            .del_sockets(&self.ns, self.opts.clone(), vec![Room::from(room)]);
+        local
+    }
+
+    /// Disconnects every targeted socket in the cluster (Node's `disconnectSockets`):
+    /// from the namespace only, or with `close` the whole underlying connection.
+    /// Returns how many sockets on this node were affected.
+    pub fn disconnect_sockets(&self, close: bool) -> usize {
+        let local = self.ns.local_sockets(&self.opts).len();
+        self.ns
+            .adapter()
+            .disconnect_sockets(&self.ns, self.opts.clone(), close);
+        local
+    }
+}
+
+/// The local half of every adapter operation: what a node does with its own sockets,
+/// whether the operation started here or on another node.
+impl Namespace {
+    /// Delivers an event packet to the targeted local sockets; returns how many it was
+    /// queued for. With in-process recovery, the packet gets the next offset and is
+    /// stored first (all under the buffer lock, so a concurrent restore sees it
+    /// exactly once). Adapters call this for broadcasts from other nodes.
+    pub fn broadcast_local(&self, mut packet: Packet, opts: &BroadcastOptions) -> usize {
+        let recorded = match self.recovery() {
+            Some(buffer) if !buffer.is_logged() && is_recordable(&packet, opts) => buffer,
+            _ => return self.deliver(&encode(&packet), opts),
         };
-        if self.rooms.is_empty() {
-            self.ns.for_each_socket(&mut keep);
-        } else {
-            let targets = self.resolve(&self.rooms);
-            self.ns.for_sockets(&targets, &mut keep);
+        let mut state = recorded.lock();
+        let offset = RecoveryBuffer::next_offset(&state);
+        append_offset(&mut packet, recorded.offset_string(offset));
+        let frames = encode(&packet);
+        recorded.store(&mut state, offset, audience(opts), frames.clone(), now());
+        self.deliver(&frames, opts)
+    }
+
+    /// Delivers an event read back from the durable log at `offset`, in log order. With
+    /// recovery on, the offset is appended to the packet and the packet stored, under
+    /// the buffer lock. `packet: None` only moves the buffer's position (an entry
+    /// without local recipients, e.g. another namespace's).
+    pub fn deliver_logged(
+        &self,
+        offset: &str,
+        packet: Option<Packet>,
+        opts: &BroadcastOptions,
+    ) -> usize {
+        let Some(buffer) = self.recovery().filter(|b| b.is_logged()) else {
+            return packet.map_or(0, |p| self.deliver(&encode(&p), opts));
+        };
+        let Some(key) = buffer.parse_offset(offset) else {
+            return packet.map_or(0, |p| self.deliver(&encode(&p), opts));
+        };
+        let mut state = buffer.lock();
+        let Some(mut packet) = packet else {
+            RecoveryBuffer::advance(&mut state, key);
+            return 0;
+        };
+        if key <= RecoveryBuffer::head_of(&state) {
+            // Already seen (a re-read after a reconnect to the broker): never twice.
+            return 0;
         }
+        if !is_recordable(&packet, opts) {
+            RecoveryBuffer::advance(&mut state, key);
+            drop(state);
+            return self.deliver(&encode(&packet), opts);
+        }
+        append_offset(&mut packet, offset.to_owned());
+        let frames = encode(&packet);
+        buffer.store(&mut state, key, audience(opts), frames.clone(), now());
+        self.deliver(&frames, opts)
+    }
+
+    /// With a durable log: this node reads the log from just after `offset`, so the
+    /// recovery buffer holds every event after it. Adapters call it from `init`.
+    pub fn recovery_start_at(&self, offset: &str) {
+        if let Some(buffer) = self.recovery() {
+            buffer.start_at(offset);
+        }
+    }
+
+    /// Broadcasts a packet to the targeted local sockets, each with its own ack id,
+    /// and reports the client count and each answer to `sink`.
+    pub fn broadcast_with_ack_local(&self, packet: Packet, opts: &BroadcastOptions, sink: AckSink) {
+        let sockets = self.local_sockets(opts);
+        let timeout = opts.flags.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
+        let mut waiting = Vec::with_capacity(sockets.len());
+        for socket in &sockets {
+            let payload = Payload {
+                args: match &packet.data {
+                    Some(Value::Array(a)) => a.iter().skip(1).cloned().collect(),
+                    _ => Vec::new(),
+                },
+                binary: packet.attachments.clone(),
+            };
+            let event = match &packet.data {
+                Some(Value::Array(a)) => a.first().and_then(Value::as_str).unwrap_or(""),
+                _ => "",
+            };
+            waiting.push(socket.emit_with_ack(event, payload, timeout));
+        }
+        let _ = sink.send(AckReport::ClientCount(waiting.len()));
+        if waiting.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            let results = futures_util::future::join_all(waiting).await;
+            for answer in results.into_iter().flatten() {
+                let _ = sink.send(AckReport::Ack(answer));
+            }
+        });
+    }
+
+    /// The targeted sockets on this node.
+    pub fn local_sockets(&self, opts: &BroadcastOptions) -> Vec<Arc<super::Socket>> {
+        let mut out = Vec::new();
+        self.select(opts, |s| out.push(s.clone()));
         out
     }
 
-    /// Makes every targeted socket join `rooms` (Node's `socketsJoin`); returns how
-    /// many sockets were affected.
-    pub fn sockets_join(&self, rooms: &[&str]) -> usize {
-        let sockets = self.sockets();
-        for s in &sockets {
-            s.join(rooms);
+    /// Makes the targeted local sockets join `rooms`.
+    pub fn add_sockets_local(&self, opts: &BroadcastOptions, rooms: &[Room]) {
+        let rooms: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+        for s in self.local_sockets(opts) {
+            s.join(&rooms);
         }
-        sockets.len()
     }
 
-    /// Makes every targeted socket leave `room` (Node's `socketsLeave`).
-    pub fn sockets_leave(&self, room: &str) -> usize {
-        let sockets = self.sockets();
-        for s in &sockets {
-            s.leave(room);
+    /// Makes the targeted local sockets leave `rooms`.
+    pub fn del_sockets_local(&self, opts: &BroadcastOptions, rooms: &[Room]) {
+        for s in self.local_sockets(opts) {
+            for room in rooms {
+                s.leave(room);
+            }
         }
-        sockets.len()
     }
 
-    /// Disconnects every targeted socket (Node's `disconnectSockets`): from the
-    /// namespace only, or with `close` the whole underlying connection.
-    pub fn disconnect_sockets(&self, close: bool) -> usize {
-        let sockets = self.sockets();
-        for s in &sockets {
+    /// Disconnects the targeted local sockets.
+    pub fn disconnect_sockets_local(&self, opts: &BroadcastOptions, close: bool) {
+        for s in self.local_sockets(opts) {
             if close {
                 s.close_connection(crate::DisconnectReason::ForcedClose);
             } else {
                 s.disconnect();
             }
         }
-        sockets.len()
+    }
+
+    /// The targeted local sockets as the cluster describes them.
+    pub fn fetch_sockets_local(&self, opts: &BroadcastOptions) -> Vec<SocketInfo> {
+        self.local_sockets(opts).iter().map(|s| s.info()).collect()
+    }
+
+    /// Pushes the same frames to every targeted local socket.
+    fn deliver(&self, frames: &[Frame], opts: &BroadcastOptions) -> usize {
+        let volatile = opts.flags.volatile;
+        let mut count = 0;
+        self.select(opts, |s| {
+            if s.send_frames(frames, volatile).is_ok() {
+                count += 1;
+            }
+        });
+        count
+    }
+
+    /// Runs `f` on each targeted local socket, once.
+    fn select(&self, opts: &BroadcastOptions, mut f: impl FnMut(&Arc<super::Socket>)) {
+        let excluded = self.resolve_set(&opts.except);
+        let mut keep = |s: &Arc<super::Socket>| {
+            if !excluded.contains(&s.id()) {
+                f(s);
+            }
+        };
+        if opts.rooms.is_empty() {
+            self.for_each_socket(&mut keep);
+        } else {
+            let targets = self.resolve(&opts.rooms);
+            self.for_sockets(&targets, &mut keep);
+        }
     }
 
     /// Sockets in `rooms`: named rooms from the adapter, plus sockets named by id.
     fn resolve(&self, rooms: &[Room]) -> Vec<Sid> {
         let mut out = Vec::new();
-        self.ns.adapter().sockets_in(rooms, &mut out);
+        self.adapter().sockets_in(rooms, &mut out);
         for room in rooms {
             if let Ok(sid) = room.parse::<Sid>()
-                && self.ns.socket(sid).is_some()
+                && self.socket(sid).is_some()
                 && !out.contains(&sid)
             {
                 out.push(sid);
@@ -192,12 +357,35 @@ impl BroadcastOperator {
         out
     }
 
-    fn excluded(&self) -> std::collections::HashSet<Sid> {
-        let mut set: std::collections::HashSet<Sid> = self.except_sockets.iter().copied().collect();
-        if !self.except_rooms.is_empty() {
-            set.extend(self.resolve(&self.except_rooms));
+    fn resolve_set(&self, rooms: &[Room]) -> HashSet<Sid> {
+        if rooms.is_empty() {
+            return HashSet::new();
         }
-        set
+        self.resolve(rooms).into_iter().collect()
+    }
+}
+
+/// How long a broadcast waits for acknowledgements when no timeout was given.
+const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a packet goes into the recovery buffer: events without an ack id that are
+/// not volatile (as Node's `addOffsetIfNecessary`).
+fn is_recordable(packet: &Packet, opts: &BroadcastOptions) -> bool {
+    matches!(packet.kind, PacketType::Event | PacketType::BinaryEvent)
+        && packet.id.is_none()
+        && !opts.flags.volatile
+}
+
+fn append_offset(packet: &mut Packet, offset: String) {
+    if let Some(Value::Array(data)) = &mut packet.data {
+        data.push(Value::String(offset));
+    }
+}
+
+fn audience(opts: &BroadcastOptions) -> Audience {
+    Audience {
+        rooms: opts.rooms.clone(),
+        except: opts.except.clone(),
     }
 }
 

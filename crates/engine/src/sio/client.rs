@@ -2,17 +2,21 @@
 //! attachments) and routes them to the connection's sockets, one per namespace.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
+use crate::adapter::{Room, SessionStore};
 use crate::eio::session::now;
-use crate::eio::{Message, Session, SessionHandler};
+use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
 
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
-use super::recovery::RecoveryBuffer;
+use super::recovery::{
+    Audience, RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
+};
 use super::server::IoInner;
 use super::socket::{Identity, Socket};
 
@@ -123,34 +127,155 @@ impl Client {
             self.shared.clone(),
             auth_or_empty(packet.data),
         );
+        let durable = ns
+            .adapter()
+            .session_store()
+            .filter(|_| ns.recovery().is_some());
+        if let (Some(store), Some((pid, offset))) = (durable, recovery_claim(socket.auth())) {
+            // The session lives in the cluster's store: fetch it (and the part of the
+            // log this node does not hold) before deciding anything.
+            let (pid, offset) = (pid.to_owned(), offset.map(str::to_owned));
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let prepared = prepare_durable(&socket, store, &pid, offset).await;
+                let skip = prepared.is_some()
+                    && socket
+                        .ns()
+                        .recovery()
+                        .is_some_and(|b| b.config().skip_middlewares);
+                if !skip && !run_middleware(&shared, &socket).await {
+                    return;
+                }
+                finish_connect(&shared, socket, prepared);
+            });
+            return;
+        }
         // Node's `skipMiddlewares`: a client resuming a live session skips middleware.
         let resuming = ns.recovery().is_some_and(|buffer| {
             buffer.config().skip_middlewares
                 && recovery_claim(socket.auth()).is_some_and(|(pid, _)| buffer.has_session(pid))
         });
-        let middleware = if resuming {
-            Vec::new()
-        } else {
-            ns.handlers().middleware()
-        };
-        if middleware.is_empty() {
-            return finish_connect(&self.shared, socket);
+        if resuming || ns.handlers().middleware().is_empty() {
+            return finish_connect(&self.shared, socket, None);
         }
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            for m in middleware {
-                if let Err(err) = m(socket.clone()).await {
-                    shared
-                        .lock()
-                        .connecting
-                        .retain(|n| *n != socket.namespace());
-                    let _ = socket.send_frames(&connect_error(socket.namespace(), &err), false);
-                    return;
-                }
+            if run_middleware(&shared, &socket).await {
+                finish_connect(&shared, socket, None);
             }
-            finish_connect(&shared, socket);
         });
     }
+}
+
+/// Runs the namespace middleware in order; false (and the client told why) when one
+/// refused the connection.
+async fn run_middleware(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
+    for m in socket.ns().handlers().middleware() {
+        if let Err(err) = m(socket.clone()).await {
+            shared
+                .lock()
+                .connecting
+                .retain(|n| *n != socket.namespace());
+            let _ = socket.send_frames(&connect_error(socket.namespace(), &err), false);
+            return false;
+        }
+    }
+    true
+}
+
+/// How long a resuming client waits for this node to catch up with the log position
+/// it presents (it came from a node that had read further).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// A durable session taken from the store, with the frames of the events it missed
+/// that this node's buffer no longer (or never) held.
+#[derive(Debug)]
+struct Prepared {
+    session: SavedSession,
+    from: u128,
+    older: Vec<Frame>,
+    older_until: u128,
+}
+
+/// Takes the session `pid` from the durable store and reads the older part of its
+/// replay from the log. `None`: not recoverable (the client is told so).
+async fn prepare_durable(
+    socket: &Arc<Socket>,
+    store: Arc<dyn SessionStore>,
+    pid: &str,
+    offset: Option<String>,
+) -> Option<Prepared> {
+    let ns = socket.ns();
+    let buffer = ns.recovery()?;
+    let session = match store.take(pid).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return None,
+        Err(err) => {
+            tracing::warn!(error = %err, "session store unavailable; client not recovered");
+            return None;
+        }
+    };
+    let from_wire = offset.or_else(|| session.offset.clone())?;
+    let from = buffer.parse_offset(&from_wire)?;
+    let waited_until = now() + CATCH_UP_WAIT;
+    while buffer.head() < from {
+        if now() >= waited_until {
+            tracing::debug!(offset = %from_wire, "log position never reached; not recovered");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rooms: Vec<Room> = session
+        .rooms
+        .iter()
+        .map(|r| Room::from(r.as_str()))
+        .collect();
+    let covered = buffer.covered_from();
+    let (older, older_until) = if from < covered {
+        let until = buffer.offset_string(covered);
+        let events = match store.read_log(ns.name(), &from_wire, &until).await {
+            Ok(Some(events)) => events,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::warn!(error = %err, "event log unavailable; client not recovered");
+                return None;
+            }
+        };
+        let mut frames = Vec::new();
+        for event in events {
+            let audience = Audience {
+                rooms: event.opts.rooms.clone(),
+                except: event.opts.except.clone(),
+            };
+            if audience.includes(&rooms) {
+                let mut packet = event.packet;
+                if let Some(Value::Array(data)) = &mut packet.data {
+                    data.push(Value::String(event.offset));
+                }
+                frames.extend(super::broadcast::encode(&packet));
+            }
+        }
+        (frames, covered)
+    } else {
+        (Vec::new(), from)
+    };
+    let parts = SavedSessionParts {
+        sid: session.sid.parse().ok()?,
+        pid: session.pid.parse().ok()?,
+        rooms,
+        data: session.data,
+        connected_at_offset: session
+            .offset
+            .as_deref()
+            .and_then(|o| buffer.parse_offset(o))
+            .unwrap_or(from),
+    };
+    Some(Prepared {
+        session: saved_from_parts(parts, now()),
+        from,
+        older,
+        older_until,
+    })
 }
 
 fn connect_error(nsp: &str, err: &ConnectError) -> Vec<crate::eio::Frame> {
@@ -167,7 +292,7 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
 /// Accepts a socket: registers it, answers CONNECT, runs connection handlers. With
 /// recovery on, first tries to resume the session the client names, all under the
 /// recovery buffer lock so no broadcast slips between the replay and live delivery.
-fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>) {
+fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Option<Prepared>) {
     let Some(buffer) = socket.ns().recovery() else {
         if register(shared, &socket) {
             answer_connect(&socket);
@@ -182,8 +307,19 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>) {
         stale.take_over();
     }
     let mut state = buffer.lock();
-    let restored = recovery_claim(socket.auth())
-        .and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()));
+    let restored = if buffer.is_logged() {
+        prepared.and_then(|p| {
+            let missed =
+                RecoveryBuffer::replay(&state, &p.session.rooms, p.from, p.older, p.older_until)?;
+            Some(Restored {
+                session: p.session,
+                missed,
+            })
+        })
+    } else {
+        recovery_claim(socket.auth())
+            .and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()))
+    };
     let identity = match &restored {
         Some(r) => Identity {
             id: r.session.sid,
@@ -231,6 +367,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>) {
         tracing::debug!(socket = %socket.id(), missed = restored.missed.len(), "session recovered");
     }
     drop(state);
+    socket.save_durable();
     socket.ns().handlers().run_connect(&socket);
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 use switchboard_protocol::Sid;
 
-use crate::adapter::{Adapter, Room};
+use crate::adapter::{Adapter, BroadcastOptions, Room, ServerAck};
 use crate::reason::DisconnectReason;
 
 use super::broadcast::BroadcastOperator;
@@ -22,6 +22,7 @@ type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
 type ConnectHandler = Arc<dyn Fn(&Arc<Socket>) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Sync>;
 type RoomHandler = Arc<dyn Fn(&Namespace, &str) + Send + Sync>;
+type ServerSideHandler = Arc<dyn Fn(&Arc<Namespace>, Vec<Value>, Option<ServerAck>) + Send + Sync>;
 type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
 
 /// The handlers of a namespace (or of every namespace a pattern creates).
@@ -38,6 +39,7 @@ pub struct Handlers {
     disconnect: RwLock<Vec<DisconnectHandler>>,
     room_occupied: RwLock<Vec<RoomHandler>>,
     room_vacated: RwLock<Vec<RoomHandler>>,
+    server_side: RwLock<Option<ServerSideHandler>>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -96,6 +98,16 @@ impl Handlers {
     /// Called when a room loses its last member on this node.
     pub fn on_room_vacated(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
         write(&self.room_vacated).push(Arc::new(f));
+    }
+
+    /// Handles events other nodes send with `server_side_emit` (Node's
+    /// `io.on(event, …)` for server-side events): the arguments (event name first)
+    /// and, when the sender waits for answers, the callback that answers it.
+    pub fn on_server_side_emit(
+        &self,
+        f: impl Fn(&Arc<Namespace>, Vec<Value>, Option<ServerAck>) + Send + Sync + 'static,
+    ) {
+        *write(&self.server_side) = Some(Arc::new(f));
     }
 
     pub(crate) fn run_room_changes(&self, ns: &Namespace, occupied: &[Room], vacated: &[Room]) {
@@ -162,13 +174,63 @@ impl Namespace {
         adapter: Arc<dyn Adapter>,
         recovery: Option<RecoveryConfig>,
     ) -> Arc<Self> {
-        Arc::new(Namespace {
+        let logged = adapter.session_store().is_some();
+        let recovery = recovery.map(|config| {
+            if logged {
+                RecoveryBuffer::logged(config)
+            } else {
+                RecoveryBuffer::new(config)
+            }
+        });
+        let ns = Arc::new(Namespace {
             name,
             handlers,
             sockets: RwLock::default(),
             adapter,
-            recovery: recovery.map(RecoveryBuffer::new),
-        })
+            recovery,
+        });
+        ns.adapter.init(&ns);
+        ns
+    }
+
+    /// Runs the server-side event handler for an event another node sent.
+    pub fn server_side_event(self: &Arc<Self>, args: Vec<Value>, ack: Option<ServerAck>) {
+        let handler = read(&self.handlers.server_side).clone();
+        match handler {
+            Some(h) => h(self, args, ack),
+            None => {
+                if let Some(ack) = ack {
+                    ack(Value::Null);
+                }
+            }
+        }
+    }
+
+    /// Sends an event to the server-side handlers of the other nodes.
+    pub fn server_side_emit(self: &Arc<Self>, args: Vec<Value>) {
+        self.adapter.server_side_emit(self, args);
+    }
+
+    /// Sends an event to the server-side handlers of the other nodes and collects one
+    /// answer from each.
+    pub async fn server_side_emit_with_ack(
+        self: &Arc<Self>,
+        args: Vec<Value>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<Value>, crate::adapter::AdapterError> {
+        self.adapter
+            .server_side_emit_with_ack(self, args, timeout)
+            .await
+    }
+
+    /// Every room with a member on any node of the cluster.
+    pub async fn all_rooms(self: &Arc<Self>) -> Result<Vec<Room>, crate::adapter::AdapterError> {
+        self.adapter.all_rooms(self).await
+    }
+
+    /// Number of nodes serving this namespace, this one included.
+    pub async fn server_count(&self) -> Result<usize, crate::adapter::AdapterError> {
+        self.adapter.server_count().await
     }
 
     pub(crate) fn recovery(&self) -> Option<&RecoveryBuffer> {
@@ -247,9 +309,15 @@ impl Namespace {
         BroadcastOperator::new(self.clone()).except(room)
     }
 
-    /// Emits to every socket of the namespace; returns how many were reached.
+    /// Emits to every socket of the namespace; returns how many on this node were
+    /// reached.
     pub fn emit(self: &Arc<Self>, event: &str, payload: impl Into<Payload>) -> usize {
         BroadcastOperator::new(self.clone()).emit(event, payload)
+    }
+
+    /// Targets the sockets `opts` selects.
+    pub fn select_with(self: &Arc<Self>, opts: BroadcastOptions) -> BroadcastOperator {
+        BroadcastOperator::with_options(self.clone(), opts)
     }
 
     pub(crate) fn insert(&self, socket: Arc<Socket>) {

@@ -76,7 +76,7 @@ pub(crate) struct Audience {
 
 impl Audience {
     /// Node's `shouldIncludePacket`.
-    fn includes(&self, session_rooms: &[Room]) -> bool {
+    pub(crate) fn includes(&self, session_rooms: &[Room]) -> bool {
         let included =
             self.rooms.is_empty() || session_rooms.iter().any(|r| self.rooms.contains(r));
         included && !session_rooms.iter().any(|r| self.except.contains(r))
@@ -85,7 +85,7 @@ impl Audience {
 
 #[derive(Debug)]
 struct Stored {
-    offset: u64,
+    offset: u128,
     at: Instant,
     audience: Audience,
     frames: Vec<Frame>,
@@ -100,7 +100,7 @@ pub(crate) struct SavedSession {
     pub(crate) rooms: Vec<Room>,
     pub(crate) data: Value,
     /// The buffer position when the socket connected (replay start without offset).
-    pub(crate) connected_at_offset: u64,
+    pub(crate) connected_at_offset: u128,
     disconnected_at: Instant,
 }
 
@@ -115,22 +115,32 @@ pub(crate) struct Restored {
 pub(crate) struct State {
     packets: VecDeque<Stored>,
     /// Offset of the most recent packet (0: none yet).
-    head: u64,
-    /// Highest offset dropped from the buffer: offsets below it cannot be resumed.
-    dropped_up_to: u64,
+    head: u128,
+    /// Highest offset dropped from the buffer (or, with a log, where this node started
+    /// reading it): the buffer holds every packet after it.
+    dropped_up_to: u128,
     sessions: HashMap<Sid, SavedSession>,
     /// Connected sockets by `pid`, so a client that reconnects before its old
     /// connection was seen to drop can take that session over.
     live: HashMap<Sid, Weak<Socket>>,
 }
 
+/// How offsets are made and written.
+#[derive(Debug)]
+enum Scheme {
+    /// Assigned here: `<epoch>-<counter in hex>`. The epoch is a random per-process
+    /// prefix, so an offset from another process (or a restarted one) never matches.
+    Local { epoch: String },
+    /// Assigned by a durable log shared by the cluster (Redis stream ids
+    /// `<ms>-<seq>`, kept here as `ms << 64 | seq`).
+    Log,
+}
+
 /// The recovery buffer of one namespace.
 #[derive(Debug)]
 pub(crate) struct RecoveryBuffer {
     config: RecoveryConfig,
-    /// Random per-process prefix of offsets, so an offset from another process (or a
-    /// restarted one) never matches by accident.
-    epoch: String,
+    scheme: Scheme,
     /// Held while a broadcast assigns an offset and delivers, and while a restore
     /// replays; never across `.await`.
     state: Mutex<State>,
@@ -141,9 +151,41 @@ impl RecoveryBuffer {
         let epoch = Sid::from_random(rand::random()).as_str()[..8].to_owned();
         RecoveryBuffer {
             config,
-            epoch,
+            scheme: Scheme::Local { epoch },
             state: Mutex::default(),
         }
+    }
+
+    /// A buffer whose offsets come from a durable log; it covers the log from the
+    /// position given to [`RecoveryBuffer::start_at`].
+    pub(crate) fn logged(config: RecoveryConfig) -> Self {
+        RecoveryBuffer {
+            config,
+            scheme: Scheme::Log,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Whether offsets come from a durable log.
+    pub(crate) fn is_logged(&self) -> bool {
+        matches!(self.scheme, Scheme::Log)
+    }
+
+    /// With a log: this node reads it from just after `offset`.
+    pub(crate) fn start_at(&self, offset: &str) {
+        if let Some(key) = parse_log_offset(offset) {
+            let mut state = self.lock();
+            if state.head == 0 && state.packets.is_empty() {
+                state.head = key;
+                state.dropped_up_to = key;
+            }
+        }
+    }
+
+    /// With a log: the position the buffer holds everything after (read it before
+    /// fetching the older part of a replay from the log).
+    pub(crate) fn covered_from(&self) -> u128 {
+        self.lock().dropped_up_to
     }
 
     pub(crate) fn config(&self) -> &RecoveryConfig {
@@ -155,37 +197,59 @@ impl RecoveryBuffer {
     }
 
     /// The wire form of an offset.
-    pub(crate) fn offset_string(&self, offset: u64) -> String {
-        format!("{}-{offset:x}", self.epoch)
+    pub(crate) fn offset_string(&self, offset: u128) -> String {
+        match &self.scheme {
+            Scheme::Local { epoch } => format!("{epoch}-{offset:x}"),
+            Scheme::Log => log_offset_string(offset),
+        }
     }
 
-    fn parse_offset(&self, s: &str) -> Option<u64> {
-        // The epoch is base64url and may itself contain '-'; the counter never does.
-        let (epoch, n) = s.rsplit_once('-')?;
-        (epoch == self.epoch).then(|| u64::from_str_radix(n, 16).ok())?
+    pub(crate) fn parse_offset(&self, s: &str) -> Option<u128> {
+        match &self.scheme {
+            Scheme::Local { epoch } => {
+                // The epoch is base64url and may contain '-'; the counter never does.
+                let (e, n) = s.rsplit_once('-')?;
+                (e == epoch).then(|| u128::from_str_radix(n, 16).ok())?
+            }
+            Scheme::Log => parse_log_offset(s),
+        }
     }
 
-    /// The next offset, to be appended to a packet before it is encoded.
-    pub(crate) fn next_offset(state: &State) -> u64 {
+    /// The next offset, to be appended to a packet before it is encoded (local
+    /// offsets only; a log assigns its own).
+    pub(crate) fn next_offset(state: &State) -> u128 {
         state.head + 1
     }
 
-    /// Stores an encoded packet under the offset returned by `next_offset`.
+    /// Stores an encoded packet under `offset`, which must be above the head (the
+    /// one `next_offset` returned, or the log's).
     pub(crate) fn store(
         &self,
         state: &mut State,
+        offset: u128,
         audience: Audience,
         frames: Vec<Frame>,
         now: Instant,
     ) {
-        state.head += 1;
+        state.head = offset;
         state.packets.push_back(Stored {
-            offset: state.head,
+            offset,
             at: now,
             audience,
             frames,
         });
         self.prune_packets(state, now);
+    }
+
+    /// With a log: records that the log moved to `offset` without a packet for this
+    /// buffer (another namespace's entry, a volatile one).
+    pub(crate) fn advance(state: &mut State, offset: u128) {
+        if offset > state.head {
+            state.head = offset;
+            if state.packets.is_empty() {
+                state.dropped_up_to = offset;
+            }
+        }
     }
 
     fn prune_packets(&self, state: &mut State, now: Instant) {
@@ -201,13 +265,12 @@ impl RecoveryBuffer {
     }
 
     /// The current head, recorded by a socket when it connects.
-    #[cfg(test)]
-    pub(crate) fn head(&self) -> u64 {
+    pub(crate) fn head(&self) -> u128 {
         self.lock().head
     }
 
     /// The head of a locked state.
-    pub(crate) fn head_of(state: &State) -> u64 {
+    pub(crate) fn head_of(state: &State) -> u128 {
         state.head
     }
 
@@ -278,16 +341,33 @@ impl RecoveryBuffer {
             Some(o) => self.parse_offset(o)?,
             None => session.connected_at_offset,
         };
-        if from > state.head || from < state.dropped_up_to {
+        let missed = Self::replay(state, &session.rooms, from, Vec::new(), from)?;
+        Some(Restored { session, missed })
+    }
+
+    /// The frames a session with `rooms` missed after `from`: `older` (already
+    /// filtered, covering the log up to `older_until`) then the buffer's packets.
+    /// `None` when that would leave a gap or `from` is ahead of this buffer.
+    pub(crate) fn replay(
+        state: &State,
+        rooms: &[Room],
+        from: u128,
+        older: Vec<Frame>,
+        older_until: u128,
+    ) -> Option<Vec<Frame>> {
+        if from > state.head || older_until.max(from) < state.dropped_up_to {
             return None;
         }
-        let missed = state
-            .packets
-            .iter()
-            .filter(|p| p.offset > from && p.audience.includes(&session.rooms))
-            .flat_map(|p| p.frames.iter().cloned())
-            .collect();
-        Some(Restored { session, missed })
+        let start = older_until.max(from);
+        let mut missed = older;
+        missed.extend(
+            state
+                .packets
+                .iter()
+                .filter(|p| p.offset > start && p.audience.includes(rooms))
+                .flat_map(|p| p.frames.iter().cloned()),
+        );
+        Some(missed)
     }
 }
 
@@ -298,7 +378,34 @@ pub(crate) struct SavedSessionParts {
     pub(crate) pid: Sid,
     pub(crate) rooms: Vec<Room>,
     pub(crate) data: Value,
-    pub(crate) connected_at_offset: u64,
+    pub(crate) connected_at_offset: u128,
+}
+
+/// A session restored from a durable store, as the buffer keeps it.
+pub(crate) fn saved_from_parts(parts: SavedSessionParts, now: Instant) -> SavedSession {
+    SavedSession {
+        sid: parts.sid,
+        pid: parts.pid,
+        rooms: parts.rooms,
+        data: parts.data,
+        connected_at_offset: parts.connected_at_offset,
+        disconnected_at: now,
+    }
+}
+
+/// `<ms>-<seq>` (a Redis stream id) as one ordered number.
+pub(crate) fn parse_log_offset(s: &str) -> Option<u128> {
+    let (ms, seq) = s.split_once('-')?;
+    let digits = |t: &str| !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(ms) || !digits(seq) {
+        return None;
+    }
+    Some((u128::from(ms.parse::<u64>().ok()?) << 64) | u128::from(seq.parse::<u64>().ok()?))
+}
+
+/// The wire form of a log offset.
+pub(crate) fn log_offset_string(key: u128) -> String {
+    format!("{}-{}", key >> 64, key & u128::from(u64::MAX))
 }
 
 #[cfg(test)]
@@ -327,7 +434,13 @@ mod tests {
         }
     }
 
-    fn persist(b: &RecoveryBuffer, rooms: &[&str], at_offset: u64, now: Instant) {
+    fn store(b: &RecoveryBuffer, f: &str, now: Instant) {
+        let mut st = b.lock();
+        let next = RecoveryBuffer::next_offset(&st);
+        b.store(&mut st, next, to(&[]), frame(f), now);
+    }
+
+    fn persist(b: &RecoveryBuffer, rooms: &[&str], at_offset: u128, now: Instant) {
         b.persist(
             SavedSessionParts {
                 sid: sid(1),
@@ -345,10 +458,15 @@ mod tests {
         let b = buffer(100);
         let now = Instant::now();
         let mut st = b.lock();
-        b.store(&mut st, to(&[]), frame("a"), now);
-        b.store(&mut st, to(&["x"]), frame("b"), now);
-        b.store(&mut st, to(&["y"]), frame("c"), now);
-        b.store(&mut st, to(&["x"]), frame("d"), now);
+        for (rooms, f) in [
+            (&[][..], "a"),
+            (&["x"][..], "b"),
+            (&["y"], "c"),
+            (&["x"], "d"),
+        ] {
+            let next = RecoveryBuffer::next_offset(&st);
+            b.store(&mut st, next, to(rooms), frame(f), now);
+        }
         drop(st);
         persist(&b, &["x"], 0, now);
         let offset = b.offset_string(1);
@@ -367,9 +485,9 @@ mod tests {
     fn without_offset_replays_from_connect_time() {
         let b = buffer(100);
         let now = Instant::now();
-        b.store(&mut b.lock(), to(&[]), frame("before"), now);
+        store(&b, "before", now);
         let at = b.head();
-        b.store(&mut b.lock(), to(&[]), frame("missed"), now);
+        store(&b, "missed", now);
         persist(&b, &[], at, now);
         let restored = b
             .restore(&mut b.lock(), sid(2).as_str(), None, now)
@@ -382,7 +500,7 @@ mod tests {
         let b = buffer(2);
         let now = Instant::now();
         for s in ["a", "b", "c"] {
-            b.store(&mut b.lock(), to(&[]), frame(s), now);
+            store(&b, s, now);
         }
         persist(&b, &[], 0, now);
         // Offset 0 fell out of the two-packet buffer: not recoverable, never a gap.
@@ -417,7 +535,9 @@ mod tests {
     fn offsets_round_trip_whatever_the_epoch_contains() {
         let mut b = buffer(10);
         for epoch in ["a-b-c-d-", "--------", "abcdefgh"] {
-            b.epoch = epoch.to_owned();
+            b.scheme = Scheme::Local {
+                epoch: epoch.to_owned(),
+            };
             assert_eq!(b.parse_offset(&b.offset_string(0x2a)), Some(0x2a));
         }
         assert_eq!(b.parse_offset("zzzzzzzz-2a"), None, "foreign epoch");

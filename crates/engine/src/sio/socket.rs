@@ -12,7 +12,7 @@ use switchboard_protocol::Sid;
 use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
-use crate::adapter::Room;
+use crate::adapter::{DurableSession, Room, SocketInfo};
 use crate::eio::session::now;
 use crate::eio::{Frame, HandshakeInfo, SendError, Session};
 use crate::reason::DisconnectReason;
@@ -31,7 +31,7 @@ pub struct Socket {
     /// Whether this socket resumed a previous session.
     recovered: bool,
     /// Recovery buffer position when the socket connected.
-    connected_at_offset: u64,
+    connected_at_offset: u128,
     ns: Arc<Namespace>,
     session: Arc<Session>,
     client: Arc<ClientShared>,
@@ -50,7 +50,7 @@ pub(crate) struct Identity {
     pub(crate) id: Sid,
     pub(crate) pid: Option<Sid>,
     pub(crate) recovered: bool,
-    pub(crate) connected_at_offset: u64,
+    pub(crate) connected_at_offset: u128,
 }
 
 impl std::fmt::Debug for Socket {
@@ -136,9 +136,10 @@ impl Socket {
         self.data.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the application data.
+    /// Replaces the application data (saved to a durable session store, if any).
     pub fn set_data(&self, value: Value) {
         *self.data.write().unwrap_or_else(|e| e.into_inner()) = value;
+        self.save_durable();
     }
 
     /// Whether this socket resumed a previous session (connection state recovery):
@@ -215,11 +216,57 @@ impl Socket {
     /// Joins rooms.
     pub fn join(&self, rooms: &[&str]) {
         self.ns.join(self.id, rooms);
+        self.save_durable();
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
         self.ns.leave(self.id, room);
+        self.save_durable();
+    }
+
+    /// The socket as the cluster describes it (Node's `RemoteSocket` fields, with
+    /// Node's handshake shape).
+    pub fn info(&self) -> SocketInfo {
+        SocketInfo {
+            id: self.id.to_string(),
+            handshake: node_handshake(self.handshake(), &self.auth),
+            rooms: self.rooms(),
+            data: self.data(),
+        }
+    }
+
+    /// The recovery session as a durable store keeps it, while the socket is live.
+    pub fn durable_session(&self) -> Option<DurableSession> {
+        let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
+            return None;
+        };
+        Some(DurableSession {
+            sid: self.id.to_string(),
+            pid: pid.to_string(),
+            rooms: self.rooms(),
+            data: self.data(),
+            offset: Some(buffer.offset_string(self.connected_at_offset)),
+        })
+    }
+
+    /// With a durable session store: writes the session now, so the client can resume
+    /// on another node even if this one dies without a word (DESIGN §5).
+    pub(crate) fn save_durable(&self) {
+        if !self.connected() {
+            return;
+        }
+        if let (Some(store), Some(session)) =
+            (self.ns.adapter().session_store(), self.durable_session())
+        {
+            store.save(session, self.durable_ttl());
+        }
+    }
+
+    fn durable_ttl(&self) -> Duration {
+        self.ns
+            .recovery()
+            .map_or(Duration::ZERO, |b| b.config().max_disconnection_duration)
     }
 
     /// The socket's rooms, its own id first (as in Node, where every socket is in the
@@ -359,6 +406,14 @@ impl Socket {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return;
         };
+        if let Some(store) = self.ns.adapter().session_store() {
+            // Durable: the last snapshot, or nothing if the client left on purpose.
+            match (is_recoverable(reason), self.durable_session()) {
+                (true, Some(session)) => store.save(session, self.durable_ttl()),
+                _ => store.forget(pid.as_str()),
+            }
+            return;
+        }
         if !is_recoverable(reason) {
             return;
         }
@@ -372,5 +427,82 @@ impl Socket {
             connected_at_offset: self.connected_at_offset,
         };
         buffer.persist(parts, now());
+    }
+}
+
+/// Node's `socket.handshake` object, as `fetchSockets` carries it across nodes.
+fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
+    let headers: serde_json::Map<String, Value> = h
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
+        .collect();
+    let query: serde_json::Map<String, Value> = h
+        .query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_owned(), Value::from(v))
+        })
+        .collect();
+    let issued = h
+        .issued
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    serde_json::json!({
+        "headers": headers,
+        "time": http_date(issued / 1000),
+        "address": h.address.ip().to_string(),
+        "xdomain": h.headers.contains_key(http::header::ORIGIN),
+        "secure": false,
+        "issued": issued,
+        "url": format!("/socket.io/?{}", h.query),
+        "query": query,
+        "auth": auth,
+    })
+}
+
+/// `Sun, 22 Nov 2026 10:00:00 GMT` for seconds since the Unix epoch.
+fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
+    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    format!(
+        "{weekday}, {day:02} {month_name} {year} {:02}:{:02}:{:02} GMT",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_dates_are_right() {
+        assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            super::http_date(1_795_341_600),
+            "Sun, 22 Nov 2026 10:00:00 GMT"
+        );
+        assert_eq!(
+            super::http_date(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
     }
 }
