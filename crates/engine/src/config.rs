@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use switchboard_protocol::engineio::TransportKind;
+pub use switchboard_protocol::sid::NodeTag;
 
 /// Engine.IO's default: a ping every 25 s keeps NAT and proxy idle timers (often 30–60 s)
 /// from dropping quiet connections.
@@ -98,6 +99,21 @@ pub struct EngineConfig {
     pub queue: QueueLimits,
     /// Most concurrent sessions; further handshakes get 503.
     pub max_connections: usize,
+    /// This node's name in a cluster, written at the start of every session id it
+    /// creates so that other nodes can forward a session's polling requests here
+    /// (see [`crate::eio::Forwarder`]). `None` (the default): plain random ids, and
+    /// no forwarding.
+    pub node_tag: Option<NodeTag>,
+}
+
+impl EngineConfig {
+    /// The longest a long-polling GET can stay unanswered: the server pings within
+    /// `ping_interval`, and a client that does not answer is closed `ping_timeout`
+    /// later, which also answers the GET. Whatever carries forwarded requests between
+    /// nodes must wait longer than this before giving up on one.
+    pub fn longest_poll(&self) -> Duration {
+        self.ping_interval + self.ping_timeout
+    }
 }
 
 impl Default for EngineConfig {
@@ -112,6 +128,7 @@ impl Default for EngineConfig {
             cors: CorsConfig::default(),
             queue: QueueLimits::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            node_tag: None,
         }
     }
 }

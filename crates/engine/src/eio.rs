@@ -4,15 +4,23 @@
 //! - [`session`]: one session's state and outbound queue, shared by its transports;
 //! - `driver`: the task that owns a session's timers and, once upgraded, its WebSocket;
 //! - `polling`: the long-polling GET/POST handlers;
-//! - `server`: request routing, handshakes, CORS, the session registry.
+//! - [`forward`]: serving polling requests of sessions other nodes own (no sticky
+//!   sessions);
+//! - `drain`: closing the sessions in paced batches before shutdown;
+//! - `registry`: the live sessions by id;
+//! - `server`: request routing, handshakes, CORS.
 
 mod cors;
+mod drain;
 mod driver;
+pub mod forward;
 mod polling;
+mod registry;
 pub mod server;
 pub mod session;
 mod websocket;
 
+pub use forward::{ForwardError, ForwardedRequest, ForwardedResponse, Forwarder};
 pub use server::{Body, EngineServer};
 pub use session::{
     EngineHandler, Frame, HandshakeInfo, Message, SendError, Session, SessionHandler,

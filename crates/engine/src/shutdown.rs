@@ -1,7 +1,72 @@
 //! The shutdown signal: one value created by the owner (e.g. `main`), cloned into every
-//! accept loop and connection driver, each of which `select!`s on it.
+//! accept loop and connection driver, each of which `select!`s on it; and the plan of
+//! the paced drain that precedes it ([`DrainPlan`], run by
+//! [`EngineServer::drain`](crate::eio::EngineServer::drain)).
+//!
+//! A graceful stop has two steps. The drain closes the sessions in paced batches while
+//! everything keeps serving (existing sessions' requests, forwarded ones, the API),
+//! new handshakes being refused; then the [`ShutdownTrigger`] stops the accept loops
+//! and closes whatever is left at once.
+
+use std::time::Duration;
 
 use tokio::sync::watch;
+
+/// Sessions closed per batch. Every closed client reconnects (to another node, in a
+/// rolling restart) about a second later; 500 every 50 ms is 10,000 reconnections a
+/// second, under what one node was measured to take (16,000 connect cycles a second,
+/// BENCHMARKS.md), so even a single surviving node absorbs the wave.
+pub const DEFAULT_DRAIN_BATCH: usize = 500;
+/// Pause between batches (see [`DEFAULT_DRAIN_BATCH`]); with both defaults the
+/// default `max_connections` (19,000) drains in under 2 s.
+pub const DEFAULT_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the drain may take before it closes every remaining session at once:
+/// inside Kubernetes' default 30 s grace period with room for the rest of shutdown.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How to drain the sessions of a node that is going away: close `batch_size` of them,
+/// wait `interval`, close the next batch, and so on; whatever is still open once
+/// `deadline` has passed (counted from the start of the drain) is closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainPlan {
+    /// Sessions closed per batch (0 counts as 1).
+    pub batch_size: usize,
+    /// Pause between two batches.
+    pub interval: Duration,
+    /// Longest the whole drain may take.
+    pub deadline: Duration,
+}
+
+impl Default for DrainPlan {
+    fn default() -> Self {
+        DrainPlan {
+            batch_size: DEFAULT_DRAIN_BATCH,
+            interval: DEFAULT_DRAIN_INTERVAL,
+            deadline: DEFAULT_DRAIN_DEADLINE,
+        }
+    }
+}
+
+/// How a drain went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DrainReport {
+    /// Batches closed before the deadline.
+    pub batches: usize,
+    /// Sessions closed in those batches.
+    pub paced: usize,
+    /// Sessions still open at the deadline, closed then all at once.
+    pub at_deadline: usize,
+    /// Sessions closed but not yet finished (still flushing their last frames) when
+    /// the drain returned.
+    pub unfinished: usize,
+}
+
+impl DrainReport {
+    /// Whether every session was closed in a batch and finished before the deadline.
+    pub fn in_time(&self) -> bool {
+        self.at_deadline == 0 && self.unfinished == 0
+    }
+}
 
 /// Triggers shutdown. Dropping it also triggers shutdown.
 #[derive(Debug)]

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod deterministic {
+    mod drain;
+    mod forwarding;
     pub(crate) mod harness;
     mod heartbeat;
     mod limits;

@@ -14,6 +14,7 @@
 //!   name rules.
 //! - [`sid`]: session and socket identifiers.
 
+pub mod cluster;
 pub mod engineio;
 pub mod sid;
 pub mod socketio;

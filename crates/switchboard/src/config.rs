@@ -34,6 +34,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use switchboard_engine::SocketIoConfig;
+use switchboard_engine::shutdown::{DEFAULT_DRAIN_BATCH, DEFAULT_DRAIN_INTERVAL};
 use tracing_subscriber::EnvFilter;
 
 pub(crate) use api::{ApiConfig, ApiKey, RateLimit, StaticConfig};
@@ -79,6 +80,11 @@ pub(crate) struct Config {
     pub(crate) hooks: HooksConfig,
     /// How long shutdown waits for sessions to close before exiting anyway.
     pub(crate) drain_deadline: Duration,
+    /// Sessions closed per batch while draining (the engine's default: 500, so that
+    /// the reconnection wave stays under what one node takes).
+    pub(crate) drain_batch: usize,
+    /// Pause between two batches while draining (the engine's default: 50 ms).
+    pub(crate) drain_interval: Duration,
     /// The HTTP API for backends (`[api]`).
     pub(crate) api: ApiConfig,
     /// Files served at `/` (`[static]`).
@@ -96,6 +102,8 @@ impl Default for Config {
                 .map(|name| NamespaceRules::open(name))
                 .collect(),
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            drain_batch: DEFAULT_DRAIN_BATCH,
+            drain_interval: DEFAULT_DRAIN_INTERVAL,
             hooks: HooksConfig::default(),
             api: ApiConfig::default(),
             statics: StaticConfig::default(),

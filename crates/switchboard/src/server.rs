@@ -1,13 +1,14 @@
 //! Wiring: builds the Socket.IO server from the config (the namespace rules and their
 //! hooks included), serves it beside the HTTP routes on one listener, and drains it —
-//! sessions, HTTP connections and the hook queue — within a deadline when told to stop.
+//! sessions in paced batches, then HTTP connections and the hook queue — within a
+//! deadline when told to stop.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use switchboard_engine::shutdown::{self, ShutdownTrigger};
+use switchboard_engine::shutdown::{self, DrainPlan, ShutdownTrigger};
 use switchboard_engine::{Io, Shutdown};
 use switchboard_hooks::StartError;
 use tokio::net::TcpListener;
@@ -25,6 +26,11 @@ use crate::rules::{self, Hooks, Installed};
 /// a drain bounded by the deadline.
 const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Time kept at the end of the drain deadline, after the paced closes, for the last
+/// closed sessions to flush (the engine gives a slow WebSocket 1 s) and the hook sink
+/// to deliver their disconnects; half the deadline when that is shorter.
+const FLUSH_RESERVE: Duration = Duration::from_secs(1);
+
 /// A bound server, not yet serving.
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -34,11 +40,35 @@ pub(crate) struct Server {
     io: Io,
     /// The namespace rules' metrics and the hook sink, flushed during the drain.
     rules: Installed,
-    /// Fired once, when `run`'s stop future resolves; every session driver, the accept
-    /// loop and the HTTP connections observe its [`Shutdown`].
+    /// Fired when `run`'s stop future resolves: readiness turns 503 while the sessions
+    /// are closed in paced batches (the engine refuses new ones by itself).
+    draining: ShutdownTrigger,
+    /// Fired once the paced close is over; every session driver, the accept loop, the
+    /// HTTP connections and the rules' timers observe its [`Shutdown`].
     trigger: ShutdownTrigger,
     shutdown: Shutdown,
-    drain_deadline: Duration,
+    drain: DrainSettings,
+}
+
+/// `[shutdown]`: how the drain is paced and bounded.
+#[derive(Debug, Clone, Copy)]
+struct DrainSettings {
+    batch: usize,
+    interval: Duration,
+    deadline: Duration,
+}
+
+impl DrainSettings {
+    /// The engine's part of the drain: the paced closes, over the deadline less the
+    /// [`FLUSH_RESERVE`].
+    fn plan(&self) -> DrainPlan {
+        let reserve = FLUSH_RESERVE.min(self.deadline / 2);
+        DrainPlan {
+            batch_size: self.batch,
+            interval: self.interval,
+            deadline: self.deadline - reserve,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -95,18 +125,24 @@ impl Server {
                     source,
                 })?;
         let (trigger, shutdown) = shutdown::channel();
+        let (draining, not_ready) = shutdown::channel();
         let hooks = Hooks::start(&config.hooks)?;
         let (io, rules) = build_io(config, shutdown.clone(), hooks);
-        let state = State::new(io.clone(), shutdown.clone()).with_rules(rules.clone());
+        let state = State::new(io.clone(), not_ready).with_rules(rules.clone());
         let site = Site::bind(config, &io, state).await?;
         Ok(Server {
             listener,
             site,
             io,
             rules,
+            draining,
             trigger,
             shutdown,
-            drain_deadline: config.drain_deadline,
+            drain: DrainSettings {
+                batch: config.drain_batch,
+                interval: config.drain_interval,
+                deadline: config.drain_deadline,
+            },
         })
     }
 
@@ -120,9 +156,11 @@ impl Server {
         self.site.api_addr()
     }
 
-    /// Serves until `stop` resolves, then shuts down: readiness turns 503, the listener
-    /// stops accepting, every session is closed with "server shutting down", and the
-    /// drain waits for them (and for in-flight HTTP responses) up to the deadline.
+    /// Serves until `stop` resolves, then drains: readiness turns 503 and handshakes
+    /// are refused while the sessions are closed with "server shutting down" in paced
+    /// batches (everything else keeps serving); then the listener stops accepting, and
+    /// the drain waits for the sessions, in-flight HTTP responses and hooks, all within
+    /// the deadline.
     pub(crate) async fn run(self, stop: impl Future<Output = ()>) -> io::Result<Drained> {
         let (alive, finished) = mpsc::channel(1);
         let fallback = self.site.start(self.shutdown.clone(), alive);
@@ -139,24 +177,47 @@ impl Server {
                 return Err(io::Error::other(format!("accept loop ended: {ended:?}")));
             }
         }
-        self.trigger.trigger();
+        self.draining.trigger();
         let hooks = self.rules.hooks().clone();
-        Ok(drain(&self.io, &hooks, accept, finished, self.drain_deadline).await)
+        let ends = Ends {
+            accept,
+            finished,
+            trigger: &self.trigger,
+        };
+        Ok(drain(&self.io, &hooks, ends, self.drain).await)
     }
 }
 
-/// Waits, up to `deadline`, for every session to close, the accept loop to return,
-/// every HTTP connection to end and the hook sink to flush (disconnect hooks included).
-async fn drain(
-    io: &Io,
-    hooks: &Hooks,
+/// What the drain ends once the sessions are closed, and then waits for.
+struct Ends<'a> {
+    /// The accept loop.
     accept: JoinHandle<io::Result<()>>,
-    mut finished: mpsc::Receiver<()>,
-    deadline: Duration,
-) -> Drained {
+    /// Closed once the last HTTP connection ended.
+    finished: mpsc::Receiver<()>,
+    /// Stops the accept loops, HTTP connections and session drivers.
+    trigger: &'a ShutdownTrigger,
+}
+
+/// Closes the sessions in paced batches, then stops everything else and waits, up to
+/// `drain.deadline` in all, for every session to finish, the accept loop to return,
+/// every HTTP connection to end and the hook sink to flush (disconnect hooks included).
+async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> Drained {
     let started = Instant::now();
     let engine = io.engine();
+    let Ends {
+        accept,
+        mut finished,
+        trigger,
+    } = ends;
     let all_closed = async {
+        let report = engine.drain(drain.plan()).await;
+        tracing::info!(
+            batches = report.batches,
+            paced = report.paced,
+            at_deadline = report.at_deadline,
+            "sessions closed"
+        );
+        trigger.trigger();
         while engine.session_count() > 0 {
             tokio::time::sleep(DRAIN_POLL_INTERVAL).await;
         }
@@ -166,7 +227,11 @@ async fn drain(
         // Every disconnect hook is queued now.
         hooks.flush().await;
     };
-    let in_time = tokio::time::timeout(deadline, all_closed).await.is_ok();
+    let in_time = tokio::time::timeout(drain.deadline, all_closed)
+        .await
+        .is_ok();
+    // Already done unless the deadline cut the drain short.
+    trigger.trigger();
     Drained {
         in_time,
         sessions_left: engine.session_count(),
@@ -197,6 +262,24 @@ mod tests {
         assert!(drained.in_time);
         assert_eq!(drained.sessions_left, 0);
         Ok(())
+    }
+
+    #[test]
+    fn the_paced_drain_leaves_time_to_flush_before_the_deadline() {
+        let settings = |ms| DrainSettings {
+            batch: 500,
+            interval: Duration::from_millis(50),
+            deadline: Duration::from_millis(ms),
+        };
+        let paced = |ms| settings(ms).plan().deadline.as_millis();
+        assert_eq!(paced(10_000), 9_000, "1 s kept for the last flushes");
+        assert_eq!(paced(1_000), 500, "half of a short deadline");
+        assert_eq!(paced(0), 0, "no deadline: everything closes at once");
+        let plan = settings(10_000).plan();
+        assert_eq!(
+            (plan.batch_size, plan.interval),
+            (500, Duration::from_millis(50))
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use switchboard_engine::shutdown;
+use switchboard_engine::shutdown::{self, DrainPlan};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -29,6 +29,9 @@ struct Args {
     /// Redis URL for the redis adapters.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Node name (`whoami`, `socket.data.node`); default `node-<port>`.
+    #[arg(long)]
+    name: Option<String>,
     /// Turn on connection state recovery in `cluster` mode (maxDisconnectionDuration
     /// 120 s). Clients then receive each event's offset as its last argument.
     #[arg(long)]
@@ -51,6 +54,9 @@ enum Adapter {
 
 /// How long to wait for connections to close after a shutdown signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// The paced part of the drain ends this long before the deadline, so the last
+/// closed sessions have time to flush.
+const FLUSH_RESERVE: Duration = Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -59,23 +65,44 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.adapter != Adapter::Memory {
-        anyhow::bail!(
-            "only --adapter memory is available in this build (redis adapters: see issue 5)"
-        );
-    }
-    let _ = &args.redis_url;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;
     let (trigger, signal) = shutdown::channel();
+    let adapter = match args.adapter {
+        Adapter::Memory => switchboard_cluster::AdapterKind::Memory,
+        Adapter::Redis => switchboard_cluster::AdapterKind::Redis,
+        Adapter::RedisStreams => switchboard_cluster::AdapterKind::RedisStreams,
+    };
+    let mut cluster_config = switchboard_cluster::ClusterConfig {
+        adapter,
+        ..Default::default()
+    };
+    if let Some(url) = &args.redis_url {
+        cluster_config.redis_url = url.clone();
+    }
+    let cluster = switchboard_cluster::Cluster::start(&cluster_config, signal.clone())?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", listener.local_addr().map_or(0, |a| a.port())));
     let engine = match args.mode {
         Mode::Engineio => modes::engineio(signal.clone()),
         Mode::Socketio => modes::socketio(signal.clone()).engine().clone(),
-        Mode::Cluster => modes::cluster(signal.clone(), args.recovery)
-            .engine()
-            .clone(),
+        Mode::Cluster => modes::cluster(
+            signal.clone(),
+            args.recovery,
+            cluster.adapter_factory(),
+            name,
+        )
+        .engine()
+        .clone(),
     };
+    // Take part in the cluster before saying we listen (the contract).
+    let joined = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cluster.is_ready() && tokio::time::Instant::now() < joined {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     engine.set_allow_request(std::sync::Arc::new(modes::allow_request));
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", listener.local_addr()?)?;
@@ -87,8 +114,15 @@ async fn main() -> anyhow::Result<()> {
         signal,
     ));
     wait_for_signal().await;
-    trigger.trigger();
     let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    // Sessions closed in paced batches (clients reconnect elsewhere), new ones
+    // refused; then everything stops.
+    let plan = DrainPlan {
+        deadline: DRAIN_DEADLINE - FLUSH_RESERVE,
+        ..DrainPlan::default()
+    };
+    engine.drain(plan).await;
+    trigger.trigger();
     while engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -98,7 +98,12 @@ fn emit_auth(socket: &Arc<switchboard_engine::Socket>) {
 const REQUEST_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `cluster` mode: rooms, broadcasts and acks in both directions on `/`.
-pub(crate) fn cluster(shutdown: Shutdown, recovery: bool) -> Io {
+pub(crate) fn cluster(
+    shutdown: Shutdown,
+    recovery: bool,
+    adapters: switchboard_engine::adapter::AdapterFactory,
+    name: String,
+) -> Io {
     let config = SocketIoConfig {
         recovery: recovery.then(switchboard_engine::sio::RecoveryConfig::default),
         engine: EngineConfig {
@@ -110,9 +115,21 @@ pub(crate) fn cluster(shutdown: Shutdown, recovery: bool) -> Io {
         },
         ..SocketIoConfig::default()
     };
-    let io = Io::new(config, shutdown);
+    let io = Io::with_adapter(
+        config,
+        adapters,
+        std::sync::Arc::new(switchboard_engine::Metrics::default()),
+        shutdown,
+    );
     let ns = io.of("/");
-    ns.on_connection(emit_auth);
+    let node = name.clone();
+    ns.on_connection(move |socket| {
+        socket.set_data(json!({ "node": node }));
+        if socket.auth().get("quiet").and_then(Value::as_bool) != Some(true) {
+            emit_auth(socket);
+        }
+    });
+    cluster_requests(&ns, name);
     ns.on("join", |mut ev| {
         if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
             ev.socket.join(&[room]);
@@ -149,6 +166,152 @@ pub(crate) fn cluster(shutdown: Shutdown, recovery: bool) -> Io {
     ns.on("request-ack", request_ack);
     ns.on("disconnect-me", |ev| ev.socket.disconnect());
     io
+}
+
+/// The cluster-wide requests of the contract (tests/interop/cluster/CONTRACT.md).
+fn cluster_requests(ns: &std::sync::Arc<switchboard_engine::Namespace>, name: String) {
+    use switchboard_engine::sio::BroadcastOperator;
+    fn target(
+        ns: &std::sync::Arc<switchboard_engine::Namespace>,
+        room: Option<&Value>,
+    ) -> BroadcastOperator {
+        match room.and_then(Value::as_str) {
+            Some(room) => ns.to(room),
+            None => ns.all(),
+        }
+    }
+    fn answer(ev: &mut switchboard_engine::Event, value: Value) {
+        if let Some(ack) = ev.take_ack() {
+            let _ = ack.send(value);
+        }
+    }
+    let me = name.clone();
+    ns.on("whoami", move |mut ev| answer(&mut ev, json!(me)));
+    ns.on("fetch-sockets", |mut ev| {
+        let op = target(ev.socket.ns(), ev.payload.args.first());
+        let ack = ev.take_ack();
+        tokio::spawn(async move {
+            let result = match op.fetch_sockets().await {
+                Ok(mut sockets) => {
+                    sockets.sort_by(|a, b| a.id.cmp(&b.id));
+                    json!(
+                        sockets
+                            .into_iter()
+                            .map(|mut s| {
+                                s.rooms.sort();
+                                json!({"id": s.id, "rooms": s.rooms, "data": s.data})
+                            })
+                            .collect::<Vec<_>>()
+                    )
+                }
+                Err(err) => json!({"error": err.to_string()}),
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(result);
+            }
+        });
+    });
+    ns.on("sockets-join", |mut ev| {
+        if let Some(room) = ev.payload.args.get(1).and_then(Value::as_str) {
+            target(ev.socket.ns(), ev.payload.args.first()).sockets_join(&[room]);
+        }
+        answer(&mut ev, json!(true));
+    });
+    ns.on("sockets-leave", |mut ev| {
+        if let Some(room) = ev.payload.args.get(1).and_then(Value::as_str) {
+            target(ev.socket.ns(), ev.payload.args.first()).sockets_leave(room);
+        }
+        answer(&mut ev, json!(true));
+    });
+    ns.on("disconnect-sockets", |mut ev| {
+        let close = ev.payload.args.get(1).and_then(Value::as_bool) == Some(true);
+        let op = target(ev.socket.ns(), ev.payload.args.first());
+        answer(&mut ev, json!(true));
+        op.disconnect_sockets(close);
+    });
+    ns.on("server-side-emit", |mut ev| {
+        ev.socket.ns().server_side_emit(ev.payload.args.clone());
+        answer(&mut ev, json!(true));
+    });
+    ns.on("server-side-emit-with-ack", |mut ev| {
+        let ns = ev.socket.ns().clone();
+        let ack = ev.take_ack();
+        tokio::spawn(async move {
+            let result = match ns
+                .server_side_emit_with_ack(vec![json!("whoami")], Duration::from_secs(5))
+                .await
+            {
+                Ok(mut names) => {
+                    names.sort_by_key(|v| v.to_string());
+                    json!(names)
+                }
+                Err(_) => json!({"error": "timeout", "responses": []}),
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(result);
+            }
+        });
+    });
+    ns.on("server-count", |mut ev| {
+        let ns = ev.socket.ns().clone();
+        let ack = ev.take_ack();
+        tokio::spawn(async move {
+            let n = ns.server_count().await.unwrap_or(1);
+            if let Some(ack) = ack {
+                let _ = ack.send(json!(n));
+            }
+        });
+    });
+    ns.on("broadcast-with-ack", |mut ev| {
+        let mut args = ev.payload.args.clone();
+        let ack = ev.take_ack();
+        if args.len() < 2 {
+            return;
+        }
+        let rest = args.split_off(2);
+        let op = target(ev.socket.ns(), args.first());
+        let event = args[1].as_str().unwrap_or_default().to_owned();
+        let payload = Payload {
+            args: rest,
+            binary: ev.payload.binary.clone(),
+        };
+        tokio::spawn(async move {
+            let result = match op
+                .emit_with_ack(&event, payload, Duration::from_secs(3))
+                .await
+            {
+                Ok(replies) => {
+                    let mut firsts: Vec<Value> = replies
+                        .into_iter()
+                        .map(|p| p.args.into_iter().next().unwrap_or(Value::Null))
+                        .collect();
+                    firsts.sort_by_key(|v| v.to_string());
+                    json!(firsts)
+                }
+                Err(_) => json!({"error": "timeout"}),
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(result);
+            }
+        });
+    });
+    ns.handlers().on_server_side_emit(move |ns, args, ack| {
+        let event = args
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if event == "whoami" {
+            if let Some(ack) = ack {
+                ack(json!(name));
+            }
+            return;
+        }
+        ns.all().local().emit("server-side", args);
+        if let Some(ack) = ack {
+            ack(json!(true));
+        }
+    });
 }
 
 fn ack_true(ev: &mut switchboard_engine::Event) {

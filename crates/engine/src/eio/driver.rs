@@ -16,12 +16,13 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
 
-use super::server::Registry;
+use super::registry::Registry;
 use super::session::{Frame, Session};
 use super::websocket::{self, Incoming, WsStream, now};
 
 /// Longest time spent flushing the final frames (the `close` packet) to a WebSocket
-/// client that is not reading; past it the socket is simply dropped.
+/// client that is not reading, or waiting for a polling client closed by a drain to
+/// fetch them; past it the socket is simply dropped.
 const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a polling session closed by the client stays answerable, so that a GET
@@ -93,6 +94,12 @@ pub(crate) async fn drive(
             // The client closed with a POST; a GET racing it should still get its
             // noop rather than an unknown-session error.
             let _ = tokio::time::timeout(POLLING_CLOSE_GRACE, drained(&session)).await;
+        }
+        None if reason == DisconnectReason::ServerShuttingDown => {
+            // A drain: the client's next GET takes what is queued and the `close`
+            // packet (it sees "transport close" and reconnects elsewhere), unless it
+            // does not come back in time.
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, drained(&session)).await;
         }
         None => {}
     }

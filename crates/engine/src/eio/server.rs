@@ -1,9 +1,10 @@
 //! The Engine.IO HTTP front: classifies each request, answers errors as Node does,
-//! performs handshakes and upgrades, and keeps the registry of live sessions.
+//! performs handshakes and upgrades, keeps the registry of live sessions, forwards
+//! polling requests of other nodes' sessions, and drains.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -16,11 +17,13 @@ use switchboard_protocol::engineio::{EngineErrorCode, Heartbeat, OpenPacket, Tra
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
 use crate::reason::DisconnectReason;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{DrainPlan, DrainReport, Shutdown};
 
+use super::forward::{self, ForwardedRequest, ForwardedResponse, Forwarder};
 use super::polling::{self, PollError};
+use super::registry::Registry;
 use super::session::{EngineHandler, Frame, HandshakeInfo, Session};
-use super::{cors, driver, websocket};
+use super::{cors, drain, driver, websocket};
 
 /// Response body of every engine answer.
 pub type Body = Full<Bytes>;
@@ -42,29 +45,13 @@ where
 {
 }
 
-/// The live sessions, by id. Lookups happen on every polling request and upgrade;
-/// writes on handshake and close; a `std` mutex held for a map operation only.
-#[derive(Debug, Default)]
-pub(crate) struct Registry {
-    sessions: Mutex<HashMap<Sid, Arc<Session>>>,
-}
-
-impl Registry {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn get(&self, sid: Sid) -> Option<Arc<Session>> {
-        self.map().get(&sid).cloned()
-    }
-
-    pub(crate) fn remove(&self, sid: Sid) {
-        self.map().remove(&sid);
-    }
-
-    fn len(&self) -> usize {
-        self.map().len()
-    }
+/// Where a request came from: a client of this node, or another node serving its
+/// client through this one (the session's owner). Forwarded requests are never
+/// forwarded again, and may only be polling requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Client,
+    Forwarded,
 }
 
 /// The Engine.IO server: hand it every request under the configured path.
@@ -74,7 +61,11 @@ pub struct EngineServer {
     handler: Arc<dyn EngineHandler>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-    allow_request: std::sync::OnceLock<AllowRequest>,
+    allow_request: OnceLock<AllowRequest>,
+    /// Reaches the owners of other nodes' sessions (set once, by the cluster).
+    forwarder: OnceLock<Arc<dyn Forwarder>>,
+    /// Set when a drain starts: new handshakes are refused from then on.
+    draining: AtomicBool,
 }
 
 /// Decides whether a handshake may proceed (Node's `allowRequest`); a refusal is
@@ -104,13 +95,22 @@ impl EngineServer {
             handler,
             metrics,
             shutdown,
-            allow_request: std::sync::OnceLock::new(),
+            allow_request: OnceLock::new(),
+            forwarder: OnceLock::new(),
+            draining: AtomicBool::new(false),
         })
     }
 
     /// Installs the handshake filter (once; later calls are ignored).
     pub fn set_allow_request(&self, filter: AllowRequest) {
         let _ = self.allow_request.set(filter);
+    }
+
+    /// Installs the way to other nodes (once; later calls are ignored). With it and a
+    /// [`EngineConfig::node_tag`], a polling request for a session this node does not
+    /// hold is served by the node whose tag starts the session id.
+    pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
+        let _ = self.forwarder.set(forwarder);
     }
 
     /// The settings.
@@ -126,6 +126,31 @@ impl EngineServer {
     /// Number of open sessions.
     pub fn session_count(&self) -> usize {
         self.registry.len()
+    }
+
+    /// Whether a drain has started (new sessions are refused).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Drains this node for a rolling restart: from now on new handshakes get 503
+    /// (the client retries, and its load balancer sends it elsewhere), while the open
+    /// sessions are closed with "server shutting down" in batches as `plan` says.
+    /// Everything else keeps working meanwhile: requests of sessions not closed yet,
+    /// requests forwarded by other nodes, a closed polling session's last GET.
+    ///
+    /// Returns once every session has finished, or at `plan.deadline`, having closed
+    /// whatever was left at once. The engine stays draining: follow with shutdown.
+    pub async fn drain(&self, plan: DrainPlan) -> DrainReport {
+        self.draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            sessions = self.registry.len(),
+            batch_size = plan.batch_size,
+            interval_ms = plan.interval.as_millis() as u64,
+            deadline_ms = plan.deadline.as_millis() as u64,
+            "draining sessions"
+        );
+        drain::run(&self.registry, plan).await
     }
 
     /// Whether `path` belongs to this engine.
@@ -150,16 +175,34 @@ impl EngineServer {
             cors::apply_preflight(req.headers(), res.headers_mut());
             res
         } else {
-            self.route(req, remote).await
+            self.route(req, remote, Via::Client).await
         };
         cors::apply(cors_cfg, &origin_headers, res.headers_mut());
         res
+    }
+
+    /// Runs a request that another node received for a session of this one, exactly
+    /// as if it had arrived here over HTTP (the origin check and CORS headers are the
+    /// receiving node's job). A long-polling GET waits as usual, up to
+    /// [`EngineConfig::longest_poll`]. Dropping the future aborts the request, which
+    /// closes the session as an aborted local poll does.
+    pub async fn handle_forwarded(
+        self: &Arc<Self>,
+        request: ForwardedRequest,
+    ) -> ForwardedResponse {
+        let remote = request.remote;
+        let res = match request.into_request(&self.config.path) {
+            Some(req) => self.route(req, remote, Via::Forwarded).await,
+            None => error(EngineErrorCode::BadRequest),
+        };
+        ForwardedResponse::from_response(res).await
     }
 
     async fn route<B: RequestBody>(
         self: &Arc<Self>,
         mut req: Request<B>,
         remote: SocketAddr,
+        via: Via,
     ) -> Response<Body> {
         let method = match *req.method() {
             Method::GET => handshake::Method::Get,
@@ -173,12 +216,16 @@ impl EngineServer {
             Ok(kind) => kind,
             Err(code) => return error(code),
         };
-        match kind {
-            RequestKind::Handshake(transport) => {
+        match (kind, via) {
+            (RequestKind::Polling { sid, read }, _) => {
+                self.polling(req, sid, read, remote, via).await
+            }
+            // Only polling requests of existing sessions are ever forwarded.
+            (_, Via::Forwarded) => error(EngineErrorCode::BadRequest),
+            (RequestKind::Handshake(transport), Via::Client) => {
                 self.handshake(&mut req, transport, raw_query, remote)
             }
-            RequestKind::Polling { sid, read } => self.polling(req, sid, read).await,
-            RequestKind::Upgrade(sid) => self.upgrade(&mut req, sid),
+            (RequestKind::Upgrade(sid), Via::Client) => self.upgrade(&mut req, sid),
         }
     }
 
@@ -189,7 +236,10 @@ impl EngineServer {
         query: String,
         remote: SocketAddr,
     ) -> Arc<Session> {
-        let sid = Sid::from_random(rand::random());
+        let sid = match &self.config.node_tag {
+            Some(tag) => Sid::from_random_tagged(tag, rand::random()),
+            None => Sid::from_random(rand::random()),
+        };
         let info = HandshakeInfo {
             headers: kept_headers(req.headers()),
             query,
@@ -232,7 +282,7 @@ impl EngineServer {
 
     /// Registers a new session, tells the handler and starts its driver.
     fn start(self: &Arc<Self>, session: &Arc<Session>, ws: Option<websocket::WsStream>) {
-        self.registry.map().insert(session.sid(), session.clone());
+        self.registry.insert(session.clone());
         self.metrics
             .connection_opened(session.handshake().transport);
         let handler = self.handler.on_open(session);
@@ -250,6 +300,10 @@ impl EngineServer {
             self.shutdown.clone(),
         );
         tokio::spawn(tracing::Instrument::instrument(driver, span));
+        if self.is_draining() {
+            // A WebSocket handshake accepted just before the drain started.
+            session.close(DisconnectReason::ServerShuttingDown);
+        }
     }
 
     fn at_capacity(&self) -> bool {
@@ -274,7 +328,7 @@ impl EngineServer {
         {
             return error(EngineErrorCode::Forbidden);
         }
-        if self.shutdown.is_triggered() || self.at_capacity() {
+        if self.shutdown.is_triggered() || self.is_draining() || self.at_capacity() {
             return unavailable();
         }
         match transport {
@@ -310,17 +364,29 @@ impl EngineServer {
         req: Request<B>,
         sid: Sid,
         read: bool,
+        remote: SocketAddr,
+        via: Via,
     ) -> Response<Body> {
         let Some(session) = self.registry.get(sid) else {
-            return error(EngineErrorCode::UnknownSid);
+            return match via {
+                Via::Client => {
+                    let own = self.config.node_tag.as_ref();
+                    let limit = self.config.max_payload;
+                    forward::forward(self.forwarder.get(), own, limit, req, sid, remote).await
+                }
+                Via::Forwarded => error(EngineErrorCode::UnknownSid),
+            };
         };
         session.expire_if_overdue(websocket::now());
         // A session the server closed is gone for new requests, as in Node (a request
         // already waiting gets the close packet). One the client closed stays briefly
-        // so a GET racing the closing POST gets its noop.
+        // so a GET racing the closing POST gets its noop, and one closed by a drain
+        // until its client's next GET has taken its last frames.
         let gone = match session.closed_reason() {
             None => false,
-            Some(DisconnectReason::TransportClose) => session.lock().queue.is_empty(),
+            Some(DisconnectReason::TransportClose | DisconnectReason::ServerShuttingDown) => {
+                session.lock().queue.is_empty()
+            }
             Some(_) => true,
         };
         if gone {

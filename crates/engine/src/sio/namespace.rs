@@ -237,6 +237,18 @@ impl Namespace {
         self.recovery.as_ref()
     }
 
+    /// Whether connection state recovery is on for this namespace.
+    pub fn recovery_enabled(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// How long a dropped socket may come back and resume (recovery on).
+    pub fn recovery_window(&self) -> Option<std::time::Duration> {
+        self.recovery
+            .as_ref()
+            .map(|b| b.config().max_disconnection_duration)
+    }
+
     /// The namespace name, e.g. `/` or `/chat`.
     pub fn name(&self) -> &str {
         &self.name

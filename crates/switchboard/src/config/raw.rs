@@ -47,7 +47,10 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("socketio", &["connect_timeout", "max_attachments"]),
     ("cors", &["allowed_origins", "credentials"]),
     ("queue", &["max_packets", "max_bytes"]),
-    ("shutdown", &["drain_deadline"]),
+    (
+        "shutdown",
+        &["drain_deadline", "drain_batch", "drain_interval"],
+    ),
     ("api", super::api::API_KEYS),
     ("static", super::api::STATIC_KEYS),
     ("hooks", super::hooks::KEYS),
@@ -152,6 +155,8 @@ pub(crate) struct RawQueue {
 #[serde(default)]
 pub(crate) struct RawShutdown {
     pub(crate) drain_deadline: Option<Field<HumanDuration>>,
+    pub(crate) drain_batch: Option<Field<Count>>,
+    pub(crate) drain_interval: Option<Field<HumanDuration>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

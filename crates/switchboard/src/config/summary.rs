@@ -42,6 +42,11 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             "shutdown.drain_deadline",
             quote(duration(config.drain_deadline)),
         ),
+        ("shutdown.drain_batch", config.drain_batch.to_string()),
+        (
+            "shutdown.drain_interval",
+            quote(duration(config.drain_interval)),
+        ),
     ];
     entries.extend(super::api::entries(config));
     entries.push(("hooks.webhook", super::hooks::summary(&config.hooks)));

@@ -97,6 +97,8 @@ fn valid_fixture_sets_every_value() {
     assert_eq!(e.queue.max_packets, 256);
     assert_eq!(e.queue.max_bytes, 1_048_576);
     assert_eq!(c.drain_deadline, Duration::from_millis(500));
+    assert_eq!(c.drain_batch, 20);
+    assert_eq!(c.drain_interval, Duration::from_millis(5));
     let api = &c.api;
     assert_eq!(api.keys.len(), 2);
     let listen = "127.0.0.1:4001".parse().ok();
@@ -308,4 +310,30 @@ fn example_file_is_valid_and_documentation_covers_every_key() {
     }
     // The example documents the defaults: loading it changes nothing.
     assert_eq!(loaded.config, Config::default());
+}
+
+#[test]
+fn drain_pacing_is_read_and_checked() {
+    let env = [
+        ("SWITCHBOARD_SHUTDOWN__DRAIN_BATCH", "25"),
+        ("SWITCHBOARD_SHUTDOWN__DRAIN_INTERVAL", "0"),
+    ];
+    let c = load_ok(&sources(None, &env, &[])).config;
+    assert_eq!((c.drain_batch, c.drain_interval), (25, Duration::ZERO));
+    let defaults = Config::default();
+    assert_eq!(defaults.drain_batch, 500);
+    assert_eq!(defaults.drain_interval, Duration::from_millis(50));
+
+    let flags = [
+        ("--set", "shutdown.drain_batch=0"),
+        ("--set", "shutdown.drain_interval=25h"),
+    ];
+    let errors = load_err(&sources(None, &[], &flags));
+    let mut keys = errors.keys();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["shutdown.drain_batch", "shutdown.drain_interval"],
+        "{errors}"
+    );
 }

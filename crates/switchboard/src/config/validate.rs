@@ -254,6 +254,19 @@ impl Validator<'_> {
             deadline,
             check::any_duration,
         );
+        let (batch, interval) = (raw.drain_batch, raw.drain_interval);
+        self.read(
+            &mut c.drain_batch,
+            "shutdown.drain_batch",
+            batch,
+            check::positive_count,
+        );
+        self.read(
+            &mut c.drain_interval,
+            "shutdown.drain_interval",
+            interval,
+            check::any_duration,
+        );
     }
 }
 

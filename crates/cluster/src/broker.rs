@@ -1,0 +1,303 @@
+//! The connection to Redis: one multiplexed command connection, one subscriber
+//! connection that survives Redis restarts (reconnect with backoff, resubscribe), an
+//! ordered publisher, and the health the readiness probe reports.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use switchboard_engine::Shutdown;
+use tokio::sync::mpsc;
+
+use crate::ClusterError;
+
+/// Longest pause between two reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First pause after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Most publishes sent in one pipeline.
+const PUBLISH_BATCH: usize = 256;
+
+/// Broker health, read by the readiness probe and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The subscriber connection is up (so this node hears the cluster).
+    subscribed: AtomicBool,
+    /// The last command round trip succeeded.
+    commands_ok: AtomicBool,
+    /// Times the subscriber connection was re-established.
+    pub reconnects: AtomicU64,
+    /// Messages published.
+    pub published: AtomicU64,
+    /// Publishes that failed (Redis down): lost for pub/sub, as in Node.
+    pub publish_errors: AtomicU64,
+    /// Messages received from the cluster.
+    pub received: AtomicU64,
+    /// Milliseconds between an event entering the stream and this node reading it
+    /// (streams mode; 0 otherwise).
+    pub stream_lag_ms: AtomicU64,
+}
+
+impl Health {
+    /// Whether Redis is reachable both ways.
+    pub fn is_up(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire) && self.commands_ok.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn commands(&self, ok: bool) {
+        self.commands_ok.store(ok, Ordering::Release);
+    }
+}
+
+/// A subscription: an exact channel or a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Sub {
+    Channel(String),
+    Pattern(String),
+}
+
+/// Receives every pub/sub message: `(channel, payload)`.
+pub(crate) type MessageHandler = Arc<dyn Fn(&str, Bytes) + Send + Sync>;
+
+/// The node's Redis connections.
+pub(crate) struct Broker {
+    client: redis::Client,
+    conn: ConnectionManager,
+    health: Arc<Health>,
+    subs: mpsc::UnboundedSender<Sub>,
+    publish: mpsc::UnboundedSender<(String, Bytes)>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+/// The reconnect policy of command connections: keep trying, never give up.
+pub(crate) fn manager_config(response_timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_min_delay(MIN_BACKOFF)
+        .set_max_delay(MAX_BACKOFF)
+        .set_number_of_retries(usize::MAX)
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(response_timeout))
+}
+
+impl Broker {
+    /// Connects lazily: the node starts even while Redis is down (not ready until it
+    /// is up) and keeps trying with backoff.
+    pub(crate) fn start(
+        url: &str,
+        on_message: MessageHandler,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Broker>, ClusterError> {
+        let client = redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        let conn = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            manager_config(Duration::from_secs(5)),
+        )
+        .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        let health = Arc::new(Health::default());
+        let (subs, subs_rx) = mpsc::unbounded_channel();
+        let (publish, publish_rx) = mpsc::unbounded_channel();
+        tokio::spawn(subscriber(
+            client.clone(),
+            subs_rx,
+            on_message,
+            health.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(publisher(conn.clone(), publish_rx, health.clone()));
+        tokio::spawn(prober(conn.clone(), health.clone(), shutdown));
+        Ok(Arc::new(Broker {
+            client,
+            conn,
+            health,
+            subs,
+            publish,
+        }))
+    }
+
+    pub(crate) fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A command connection (cheap clone of the multiplexed one).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Subscribes now and after every reconnect.
+    pub(crate) fn subscribe(&self, sub: Sub) {
+        let _ = self.subs.send(sub);
+    }
+
+    /// Publishes in call order (fire and forget; counted when it fails).
+    pub(crate) fn publish(&self, channel: String, payload: Bytes) {
+        let _ = self.publish.send((channel, payload));
+    }
+
+    /// `PUBSUB NUMSUB channel`: how many connections listen (one per node).
+    pub(crate) async fn numsub(&self, channel: &str) -> Result<usize, ClusterError> {
+        let mut conn = self.conn();
+        let reply: (String, usize) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| ClusterError::Redis(e.to_string()))?;
+        Ok(reply.1)
+    }
+}
+
+/// Keeps the subscriber connection up; every message goes to `on_message`.
+async fn subscriber(
+    client: redis::Client,
+    mut subs_rx: mpsc::UnboundedReceiver<Sub>,
+    on_message: MessageHandler,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) {
+    let mut known: BTreeSet<Sub> = BTreeSet::new();
+    let mut backoff = MIN_BACKOFF;
+    let mut connected_once = false;
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        match client.get_async_pubsub().await {
+            Ok(pubsub) => {
+                let (mut sink, mut stream) = pubsub.split();
+                let mut ok = true;
+                // Drain pending requests first so they are subscribed on this connection.
+                while let Ok(sub) = subs_rx.try_recv() {
+                    known.insert(sub);
+                }
+                for sub in &known {
+                    ok &= apply(&mut sink, sub).await;
+                }
+                if ok {
+                    if connected_once {
+                        health.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("redis subscriber reconnected and resubscribed");
+                    }
+                    connected_once = true;
+                    backoff = MIN_BACKOFF;
+                    health.subscribed.store(true, Ordering::Release);
+                    loop {
+                        tokio::select! {
+                            () = shutdown.wait() => {
+                                health.subscribed.store(false, Ordering::Release);
+                                return;
+                            }
+                            sub = subs_rx.recv() => match sub {
+                                Some(sub) => {
+                                    if apply(&mut sink, &sub).await {
+                                        known.insert(sub);
+                                    } else {
+                                        known.insert(sub);
+                                        break;
+                                    }
+                                }
+                                None => return,
+                            },
+                            msg = stream.next() => match msg {
+                                Some(msg) => {
+                                    health.received.fetch_add(1, Ordering::Relaxed);
+                                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                                    on_message(msg.get_channel_name(), payload);
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                }
+                health.subscribed.store(false, Ordering::Release);
+                tracing::warn!("redis subscriber connection lost; reconnecting");
+            }
+            Err(err) => {
+                health.subscribed.store(false, Ordering::Release);
+                tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable");
+            }
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(jitter(backoff)) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn apply(sink: &mut redis::aio::PubSubSink, sub: &Sub) -> bool {
+    let result = match sub {
+        Sub::Channel(c) => sink.subscribe(c).await,
+        Sub::Pattern(p) => sink.psubscribe(p).await,
+    };
+    if let Err(err) = &result {
+        tracing::warn!(error = %err, ?sub, "subscribe failed");
+    }
+    result.is_ok()
+}
+
+/// Sends publishes in order, pipelining whatever has queued up.
+async fn publisher(
+    mut conn: ConnectionManager,
+    mut rx: mpsc::UnboundedReceiver<(String, Bytes)>,
+    health: Arc<Health>,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                health
+                    .published
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                health.commands(true);
+            }
+            Err(err) => {
+                health
+                    .publish_errors
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                health.commands(false);
+                tracing::warn!(error = %err, lost = batch.len(), "publish failed");
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Pings Redis every second so readiness follows the command connection too.
+async fn prober(mut conn: ConnectionManager, health: Arc<Health>, shutdown: Shutdown) {
+    loop {
+        let ok = redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok();
+        health.commands(ok);
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// `d` plus up to 20% random extra, so nodes do not reconnect in lockstep.
+pub(crate) fn jitter(d: Duration) -> Duration {
+    d + d.mul_f64(rand::random::<f64>() * 0.2)
+}

@@ -1,0 +1,185 @@
+//! Switchboard's cluster: adapters that connect the nodes through Redis, speaking the
+//! wire formats of the Node.js Socket.IO adapters so Switchboard nodes and Node.js
+//! servers can share one cluster (DESIGN §3, §5).
+//!
+//! - [`AdapterKind::Redis`]: `@socket.io/redis-adapter` 8.x (classic pub/sub,
+//!   notepack). At most once, like Node: what is published while Redis is down is
+//!   lost; recovery stays per node.
+//! - [`AdapterKind::RedisStreams`]: `@socket.io/redis-streams-adapter` 0.3 (XADD /
+//!   XREAD on one stream, `sio:session:<pid>` keys). Durable: broadcasts are delivered
+//!   in stream order on every node and a client resumes on any node, even after its
+//!   node was SIGKILLed, because sessions are written when they change, not only when
+//!   a socket disconnects.
+//!
+//! Layout: `broker` (connections, reconnect, health), `requests` (pending
+//! cross-node requests), `pubsub` and `streams` (the two adapters), `forward` (serving
+//! long-polling requests through the node that owns the session).
+
+mod broker;
+mod forward;
+mod pubsub;
+mod requests;
+mod streams;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_engine::Shutdown;
+use switchboard_engine::adapter::{AdapterFactory, memory_factory};
+
+pub use broker::Health;
+
+/// Which adapter connects the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdapterKind {
+    /// One node, rooms in memory (the embedded default).
+    #[default]
+    Memory,
+    /// Redis pub/sub, wire-compatible with `@socket.io/redis-adapter` 8.x.
+    Redis,
+    /// Redis Streams, wire-compatible with `@socket.io/redis-streams-adapter` 0.3.
+    RedisStreams,
+}
+
+impl std::str::FromStr for AdapterKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(AdapterKind::Memory),
+            "redis" => Ok(AdapterKind::Redis),
+            "redis-streams" => Ok(AdapterKind::RedisStreams),
+            other => Err(format!(
+                "unknown adapter {other:?} (expected memory, redis or redis-streams)"
+            )),
+        }
+    }
+}
+
+/// Settings of the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The adapter.
+    pub adapter: AdapterKind,
+    /// `redis://host:port/db`.
+    pub redis_url: String,
+    /// Channel prefix (Node's `key` / `channelPrefix`), `socket.io` by default.
+    pub key_prefix: String,
+    /// The stream's name (streams adapter), `socket.io` by default.
+    pub stream_name: String,
+    /// Approximate most entries kept in the stream (`MAXLEN ~`), 10 000 by default
+    /// as in Node. Recovery reaches back at most this far.
+    pub stream_max_len: usize,
+    /// Recovery session key prefix, `sio:session:` by default.
+    pub session_key_prefix: String,
+    /// How long a cross-node request waits for every node (Node: 5 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            adapter: AdapterKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            key_prefix: "socket.io".to_owned(),
+            stream_name: "socket.io".to_owned(),
+            stream_max_len: 10_000,
+            session_key_prefix: "sio:session:".to_owned(),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Redis URL does not parse.
+    #[error("invalid redis url: {0}")]
+    BadUrl(String),
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+/// A running cluster membership: the adapter factory to build the server with, and
+/// the broker's health.
+#[derive(Clone)]
+pub struct Cluster {
+    factory: AdapterFactory,
+    health: Option<Arc<Health>>,
+    node: Option<Arc<dyn NodeHandle>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").finish_non_exhaustive()
+    }
+}
+
+/// What the rest of the process may ask of a running adapter node.
+trait NodeHandle: Send + Sync {
+    /// This node's id on the wire (`uid`).
+    fn uid(&self) -> &str;
+    /// Whether the node takes part in the cluster yet (e.g. reads the stream).
+    fn joined(&self) -> bool {
+        true
+    }
+}
+
+impl Cluster {
+    /// Starts the cluster membership (connects lazily: Redis may come up later).
+    pub fn start(config: &ClusterConfig, shutdown: Shutdown) -> Result<Cluster, ClusterError> {
+        match config.adapter {
+            AdapterKind::Memory => Ok(Cluster {
+                factory: memory_factory(),
+                health: None,
+                node: None,
+            }),
+            AdapterKind::Redis => {
+                let node = pubsub::PubSubNode::start(config, shutdown)?;
+                Ok(Cluster {
+                    factory: node.factory(),
+                    health: Some(node.health().clone()),
+                    node: Some(node),
+                })
+            }
+            AdapterKind::RedisStreams => {
+                let node = streams::StreamsNode::start(config, shutdown)?;
+                Ok(Cluster {
+                    factory: node.factory(),
+                    health: Some(node.health().clone()),
+                    node: Some(node),
+                })
+            }
+        }
+    }
+
+    /// The adapter factory for [`switchboard_engine::Io::with_adapter`].
+    pub fn adapter_factory(&self) -> AdapterFactory {
+        self.factory.clone()
+    }
+
+    /// Whether the broker is reachable (always true in memory mode).
+    pub fn is_ready(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_up())
+            && self.node.as_ref().is_none_or(|n| n.joined())
+    }
+
+    /// The broker's health counters (none in memory mode).
+    pub fn health(&self) -> Option<&Arc<Health>> {
+        self.health.as_ref()
+    }
+
+    /// This node's id on the wire, if clustered.
+    pub fn uid(&self) -> Option<&str> {
+        self.node.as_ref().map(|n| n.uid())
+    }
+}
+
+/// A random node id: 6 base64url characters, as Node's `uid2(6)`.
+pub(crate) fn random_uid(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..len)
+        .map(|_| char::from(ALPHABET[usize::from(rand::random::<u8>() & 63)]))
+        .collect()
+}

@@ -1,0 +1,120 @@
+//! Cross-node requests waiting for answers: a request id maps to the channel its
+//! answers go to; the entry disappears when the waiting side gives up or is done.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_engine::adapter::AdapterError;
+use tokio::sync::mpsc;
+
+/// Requests in flight, by id, each with the sender its answers go to.
+#[derive(Debug)]
+pub(crate) struct Requests<R> {
+    map: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<R>>>>,
+}
+
+impl<R> Default for Requests<R> {
+    fn default() -> Self {
+        Requests {
+            map: Arc::default(),
+        }
+    }
+}
+
+/// Removes its request when dropped (answered, timed out or abandoned).
+#[derive(Debug)]
+pub(crate) struct Registration<R> {
+    id: String,
+    map: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<R>>>>,
+}
+
+impl<R> Drop for Registration<R> {
+    fn drop(&mut self) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl<R> Requests<R> {
+    /// Registers `id`; answers arrive on the receiver until the registration drops.
+    pub(crate) fn register(&self, id: String) -> (Registration<R>, mpsc::UnboundedReceiver<R>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), tx);
+        (
+            Registration {
+                id,
+                map: self.map.clone(),
+            },
+            rx,
+        )
+    }
+
+    /// Routes an answer; false when nobody waits for `id` (late, or not ours).
+    pub(crate) fn answer(&self, id: &str, answer: R) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).is_some_and(|tx| tx.send(answer).is_ok())
+    }
+
+    /// Whether `id` is one of this node's requests.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+}
+
+/// Collects `expected` answers, or fails with how many came within `timeout`.
+pub(crate) async fn collect<R>(
+    rx: &mut mpsc::UnboundedReceiver<R>,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<R>, AdapterError> {
+    let mut out = Vec::with_capacity(expected);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(answer)) => out.push(answer),
+            Ok(None) | Err(_) => {
+                return Err(AdapterError::Timeout {
+                    received: out.len(),
+                    expected,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_reach_the_waiting_request_and_late_ones_are_dropped() {
+        let requests = Requests::<u32>::default();
+        let (reg, mut rx) = requests.register("a".into());
+        assert!(requests.answer("a", 1));
+        assert!(!requests.answer("b", 2), "not ours");
+        assert_eq!(
+            collect(&mut rx, 1, Duration::from_secs(1)).await,
+            Ok(vec![1])
+        );
+        let err = collect(&mut rx, 1, Duration::from_secs(1)).await;
+        assert_eq!(
+            err,
+            Err(AdapterError::Timeout {
+                received: 0,
+                expected: 1
+            })
+        );
+        drop(reg);
+        assert!(!requests.answer("a", 3), "gone once dropped");
+    }
+}

@@ -1,0 +1,969 @@
+//! The `redis-streams` adapter: `@socket.io/redis-streams-adapter` 0.3 on the wire,
+//! and the durable half of connection state recovery.
+//!
+//! - Broadcasts and room operations are XADDed to one stream (`socket.io`, trimmed
+//!   with `MAXLEN ~`). One reader per node XREADs it in order. Unlike Node, a node
+//!   delivers its *own* recoverable broadcasts when it reads them back, so every node
+//!   delivers in stream order, offsets are stream ids, and a replay from any offset
+//!   never overlaps live delivery.
+//! - Requests that need answers (fetch sockets, server-side emit, broadcasts with
+//!   acks) travel over pub/sub on `socket.io#<nsp>#`, answers on
+//!   `socket.io#<nsp>#<uid>#`, msgpack-encoded, as in Node.
+//! - Sessions are written to `sio:session:<pid>` when a socket connects, joins,
+//!   leaves or changes its data, refreshed while it lives, and taken with GETDEL by
+//!   whichever node the client comes back to.
+//! - While Redis is down, stream writes wait in order in memory (up to
+//!   [`MAX_PENDING_WRITES`]) and go out when it is back; the reader resumes from the
+//!   last id it read, so no entry is skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::wire::FetchedSocket;
+use crate::wire::streams::{self as wire, ClusterMessage, MessageBody, StoredSession};
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use serde_json::Value;
+use switchboard_engine::adapter::{
+    AckReport, AckSink, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions,
+    DurableSession, LoggedEvent, MemoryAdapter, Room, SessionStore, SocketInfo,
+};
+use switchboard_engine::sio::Namespace;
+use switchboard_engine::{Payload, Shutdown};
+use switchboard_protocol::Sid;
+
+use switchboard_protocol::socketio::Packet;
+use tokio::sync::mpsc;
+
+use crate::broker::{Broker, Health, Sub, jitter, manager_config};
+use crate::pubsub::{engine_opts, wire_opts};
+use crate::requests::{Requests, collect};
+use crate::{ClusterConfig, ClusterError, NodeHandle};
+
+/// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
+/// (and counted) rather than exhausting memory.
+pub(crate) const MAX_PENDING_WRITES: usize = 100_000;
+/// Entries read per XREAD.
+const READ_COUNT: usize = 256;
+/// How long one XREAD blocks.
+const BLOCK: Duration = Duration::from_secs(2);
+/// Entries fetched per XRANGE during a replay.
+const RANGE_COUNT: usize = 1000;
+
+/// Answers to this node's requests.
+#[derive(Debug)]
+enum Answer {
+    Fetched(Vec<SocketInfo>),
+    ServerSide(Value),
+}
+
+/// A write to Redis that must keep its order.
+#[derive(Debug)]
+enum Write {
+    Entry(Vec<(&'static str, String)>),
+    SaveSession {
+        key: String,
+        value: String,
+        ttl: Duration,
+    },
+    Forget {
+        key: String,
+    },
+}
+
+/// The namespaces this node serves and how far its reader got, under one lock: the
+/// reader dispatches under it, and a namespace registers under it, so a new namespace
+/// starts exactly at the reader's position.
+#[derive(Debug, Default)]
+struct Routes {
+    namespaces: HashMap<String, Weak<Namespace>>,
+    /// The id of the last entry read (`0-0` before any).
+    position: String,
+}
+
+/// One node's membership of a `redis-streams` cluster.
+pub(crate) struct StreamsNode {
+    uid: String,
+    config: ClusterConfig,
+    broker: OnceLock<Arc<Broker>>,
+    routes: Mutex<Routes>,
+    /// Set once the reader knows where the stream ends.
+    started: tokio::sync::watch::Sender<bool>,
+    writes: mpsc::Sender<Write>,
+    requests: Requests<Answer>,
+    acks: Requests<AckReport>,
+}
+
+impl std::fmt::Debug for StreamsNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsNode")
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle for StreamsNode {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+    fn joined(&self) -> bool {
+        *self.started.borrow()
+    }
+}
+
+impl StreamsNode {
+    pub(crate) fn start(
+        config: &ClusterConfig,
+        shutdown: Shutdown,
+    ) -> Result<Arc<StreamsNode>, ClusterError> {
+        let (writes, writes_rx) = mpsc::channel(MAX_PENDING_WRITES);
+        let node = Arc::new(StreamsNode {
+            uid: format!("{:016x}", rand::random::<u64>()),
+            config: config.clone(),
+            broker: OnceLock::new(),
+            routes: Mutex::new(Routes {
+                namespaces: HashMap::new(),
+                position: "0-0".to_owned(),
+            }),
+            started: tokio::sync::watch::channel(false).0,
+            writes,
+            requests: Requests::default(),
+            acks: Requests::default(),
+        });
+        let weak = Arc::downgrade(&node);
+        let broker = Broker::start(
+            &config.redis_url,
+            Arc::new(move |channel: &str, payload: Bytes| {
+                if let Some(node) = weak.upgrade() {
+                    node.on_pubsub(channel, &payload);
+                }
+            }),
+            shutdown.clone(),
+        )?;
+        let reader_conn = ConnectionManager::new_lazy_with_config(
+            broker.client().clone(),
+            manager_config(BLOCK * 3),
+        )
+        .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        tokio::spawn(writer(
+            broker.conn(),
+            writes_rx,
+            config.clone(),
+            broker.health().clone(),
+        ));
+        let _ = node.broker.set(broker);
+        tokio::spawn(reader(Arc::downgrade(&node), reader_conn, shutdown.clone()));
+        tokio::spawn(refresher(Arc::downgrade(&node), shutdown));
+        Ok(node)
+    }
+
+    fn broker(&self) -> &Arc<Broker> {
+        self.broker.get().expect("broker set at start")
+    }
+
+    pub(crate) fn health(&self) -> &Arc<Health> {
+        self.broker().health()
+    }
+
+    pub(crate) fn factory(self: &Arc<Self>) -> AdapterFactory {
+        let node = self.clone();
+        Arc::new(move |nsp: &str| {
+            Arc::new(StreamsAdapter {
+                node: node.clone(),
+                nsp: nsp.to_owned(),
+                public: wire::public_channel(&node.config.key_prefix, nsp),
+                index: MemoryAdapter::default(),
+            }) as Arc<dyn Adapter>
+        })
+    }
+
+    fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
+        self.lock_routes()
+            .namespaces
+            .get(nsp)
+            .and_then(Weak::upgrade)
+    }
+
+    fn write(&self, write: Write) {
+        if self.writes.try_send(write).is_err() {
+            self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("stream write queue full (redis down too long); write dropped");
+        }
+    }
+
+    fn append(&self, message: &ClusterMessage) {
+        self.write(Write::Entry(message.encode_entry()));
+    }
+
+    fn publish(&self, channel: String, message: &ClusterMessage) {
+        self.broker()
+            .publish(channel, Bytes::from(message.encode_pubsub()));
+    }
+
+    fn message(&self, nsp: &str, body: MessageBody) -> ClusterMessage {
+        ClusterMessage {
+            uid: self.uid.clone(),
+            nsp: nsp.to_owned(),
+            body,
+        }
+    }
+
+    /// One stream entry, in stream order, under the routes lock.
+    fn on_entry(&self, routes: &Routes, id: &str, message: ClusterMessage) {
+        let Some(ns) = routes.namespaces.get(&message.nsp).and_then(Weak::upgrade) else {
+            return;
+        };
+        let own = message.uid == self.uid;
+        match message.body {
+            MessageBody::Broadcast {
+                packet,
+                opts,
+                request_id: None,
+            } => {
+                let opts = engine_opts(&opts);
+                if own && !delivered_on_read(&ns, &opts) {
+                    // Delivered when emitted; only the position moves.
+                    ns.deliver_logged(id, None, &opts);
+                } else {
+                    ns.deliver_logged(id, Some(packet), &opts);
+                }
+            }
+            MessageBody::SocketsJoin { opts, rooms } if !own => {
+                let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
+                ns.add_sockets_local(&engine_opts(&opts), &rooms);
+            }
+            MessageBody::SocketsLeave { opts, rooms } if !own => {
+                let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
+                ns.del_sockets_local(&engine_opts(&opts), &rooms);
+            }
+            MessageBody::DisconnectSockets { opts, close } if !own => {
+                ns.disconnect_sockets_local(&engine_opts(&opts), close);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ephemeral requests and answers over pub/sub.
+    fn on_pubsub(&self, _channel: &str, payload: &[u8]) {
+        let message = match ClusterMessage::decode_pubsub(payload) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::debug!(error = %err, "ignoring malformed cluster message");
+                return;
+            }
+        };
+        if message.uid == self.uid {
+            return;
+        }
+        let Some(ns) = self.namespace(&message.nsp) else {
+            return;
+        };
+        let reply_to = wire::private_channel(&self.config.key_prefix, &message.nsp, &message.uid);
+        match message.body {
+            MessageBody::Broadcast {
+                packet,
+                opts,
+                request_id: Some(request_id),
+            } => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let mut opts = engine_opts(&opts);
+                opts.flags.local = true;
+                ns.broadcast_with_ack_local(packet, &opts, tx);
+                let broker = self.broker().clone();
+                let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
+                tokio::spawn(async move {
+                    while let Some(report) = rx.recv().await {
+                        let body = match report {
+                            AckReport::ClientCount(n) => MessageBody::BroadcastClientCount {
+                                request_id: request_id.clone(),
+                                client_count: n,
+                            },
+                            AckReport::Ack(p) => MessageBody::BroadcastAck {
+                                request_id: request_id.clone(),
+                                packet: p.args.into_iter().next().unwrap_or(Value::Null),
+                            },
+                        };
+                        let answer = ClusterMessage {
+                            uid: uid.clone(),
+                            nsp: nsp.clone(),
+                            body,
+                        };
+                        broker.publish(reply_to.clone(), Bytes::from(answer.encode_pubsub()));
+                    }
+                });
+            }
+            MessageBody::FetchSockets { opts, request_id } => {
+                let sockets = ns
+                    .fetch_sockets_local(&engine_opts(&opts))
+                    .into_iter()
+                    .map(|s| FetchedSocket {
+                        id: s.id,
+                        handshake: s.handshake,
+                        rooms: s.rooms,
+                        data: s.data,
+                    })
+                    .collect();
+                let answer = self.message(
+                    &message.nsp,
+                    MessageBody::FetchSocketsResponse {
+                        request_id,
+                        sockets,
+                    },
+                );
+                self.publish(reply_to, &answer);
+            }
+            MessageBody::ServerSideEmit { request_id, packet } => {
+                let ack = request_id.map(|request_id| {
+                    let broker = self.broker().clone();
+                    let answer_of = {
+                        let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
+                        move |v: Value| ClusterMessage {
+                            uid,
+                            nsp,
+                            body: MessageBody::ServerSideEmitResponse {
+                                request_id,
+                                packet: v,
+                            },
+                        }
+                    };
+                    Box::new(move |v: Value| {
+                        broker.publish(reply_to, Bytes::from(answer_of(v).encode_pubsub()));
+                    }) as switchboard_engine::adapter::ServerAck
+                });
+                ns.server_side_event(packet, ack);
+            }
+            MessageBody::FetchSocketsResponse {
+                request_id,
+                sockets,
+            } => {
+                let sockets = sockets
+                    .into_iter()
+                    .map(|s| SocketInfo {
+                        id: s.id,
+                        handshake: s.handshake,
+                        rooms: s.rooms,
+                        data: s.data,
+                    })
+                    .collect();
+                self.requests.answer(&request_id, Answer::Fetched(sockets));
+            }
+            MessageBody::ServerSideEmitResponse { request_id, packet } => {
+                self.requests
+                    .answer(&request_id, Answer::ServerSide(packet));
+            }
+            MessageBody::BroadcastClientCount {
+                request_id,
+                client_count,
+            } => {
+                self.acks
+                    .answer(&request_id, AckReport::ClientCount(client_count));
+            }
+            MessageBody::BroadcastAck { request_id, packet } => {
+                self.acks
+                    .answer(&request_id, AckReport::Ack(Payload::new(vec![packet])));
+            }
+            _ => {}
+        }
+    }
+
+    async fn server_count(&self, public: &str) -> Result<usize, AdapterError> {
+        self.broker()
+            .numsub(public)
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))
+    }
+
+    async fn ask(
+        &self,
+        nsp: &str,
+        public: &str,
+        body: impl FnOnce(String) -> MessageBody,
+        timeout: Duration,
+    ) -> Result<Vec<Answer>, AdapterError> {
+        let servers = self.server_count(public).await?;
+        if servers <= 1 {
+            return Ok(Vec::new());
+        }
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        let (_registration, mut rx) = self.requests.register(request_id.clone());
+        let message = self.message(nsp, body(request_id));
+        self.publish(public.to_owned(), &message);
+        collect(&mut rx, servers - 1, timeout).await
+    }
+}
+
+/// Whether a node delivers its own broadcast when it reads it back from the stream
+/// (recoverable events, so they get stream offsets in stream order) rather than when
+/// it is emitted. Both sides of the decision use this one rule.
+fn delivered_on_read(ns: &Namespace, opts: &BroadcastOptions) -> bool {
+    ns.recovery_enabled() && !opts.flags.volatile
+}
+
+/// Reads the stream in order from where the node joined, forever; resumes from the
+/// last id read after any error.
+async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: Shutdown) {
+    let Some(stream) = node.upgrade().map(|n| n.config.stream_name.clone()) else {
+        return;
+    };
+    // Where the stream ends now: the node serves what comes after.
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let last: Result<StreamRangeReply, _> = redis::cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await;
+        match last {
+            Ok(reply) => {
+                let Some(node) = node.upgrade() else { return };
+                let position = reply
+                    .ids
+                    .first()
+                    .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+                let mut routes = node.lock_routes();
+                routes.position = position.clone();
+                for ns in routes.namespaces.values().filter_map(Weak::upgrade) {
+                    ns.recovery_start_at(&position);
+                }
+                drop(routes);
+                node.started.send_replace(true);
+                break;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "redis unreachable; stream reader waiting");
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(jitter(backoff)) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let options = StreamReadOptions::default()
+        .count(READ_COUNT)
+        .block(usize::try_from(BLOCK.as_millis()).unwrap_or(2000));
+    backoff = Duration::from_millis(100);
+    loop {
+        let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
+            return;
+        };
+        let keys = [stream.as_str()];
+        let ids = [position.as_str()];
+        let read = tokio::select! {
+            () = shutdown.wait() => return,
+            r = redis::AsyncCommands::xread_options::<_, _, Option<StreamReadReply>>(
+                &mut conn, &keys, &ids, &options) => r,
+        };
+        let Some(node) = node.upgrade() else { return };
+        match read {
+            Ok(reply) => {
+                backoff = Duration::from_millis(100);
+                let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+                let mut routes = node.lock_routes();
+                for entry in entries {
+                    let fields: Vec<(String, Vec<u8>)> = entry
+                        .map
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.clone(), redis::from_redis_value_ref::<Vec<u8>>(v).ok()?))
+                        })
+                        .collect();
+                    match ClusterMessage::decode_entry(&fields) {
+                        Ok(message) => node.on_entry(&routes, &entry.id, message),
+                        Err(err) => tracing::debug!(id = %entry.id, error = %err, "skipping entry"),
+                    }
+                    routes.position = entry.id.clone();
+                    if let Some(ms) = entry
+                        .id
+                        .split('-')
+                        .next()
+                        .and_then(|m| m.parse::<u64>().ok())
+                    {
+                        node.health()
+                            .stream_lag_ms
+                            .store(now_ms().saturating_sub(ms), Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "stream read failed; will resume from the last id read");
+                drop(node);
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(jitter(backoff)) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Sends stream entries and session writes in order, pipelined; on failure keeps the
+/// batch and retries with backoff, so nothing queued is lost while Redis restarts.
+async fn writer(
+    mut conn: ConnectionManager,
+    mut rx: mpsc::Receiver<Write>,
+    config: ClusterConfig,
+    health: Arc<Health>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    let mut backoff = Duration::from_millis(50);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        loop {
+            let mut pipe = redis::pipe();
+            for write in &batch {
+                match write {
+                    Write::Entry(fields) => {
+                        let cmd = pipe
+                            .cmd("XADD")
+                            .arg(&config.stream_name)
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(config.stream_max_len)
+                            .arg("*");
+                        for (k, v) in fields {
+                            cmd.arg(*k).arg(v);
+                        }
+                        cmd.ignore();
+                    }
+                    Write::SaveSession { key, value, ttl } => {
+                        pipe.cmd("SET")
+                            .arg(key)
+                            .arg(value)
+                            .arg("PX")
+                            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                            .ignore();
+                    }
+                    Write::Forget { key } => {
+                        pipe.cmd("DEL").arg(key).ignore();
+                    }
+                }
+            }
+            match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => {
+                    health
+                        .published
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    health.commands(true);
+                    backoff = Duration::from_millis(50);
+                    break;
+                }
+                Err(err) => {
+                    health.commands(false);
+                    tracing::warn!(error = %err, pending = batch.len(), "stream write failed; retrying");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Re-saves the session of every live socket well before it would expire, so a
+/// client whose node dies can always resume within `max_disconnection_duration`.
+async fn refresher(node: Weak<StreamsNode>, shutdown: Shutdown) {
+    loop {
+        let Some(interval) = node.upgrade().map(|n| n.refresh_interval()) else {
+            return;
+        };
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let Some(node) = node.upgrade() else { return };
+        let namespaces: Vec<Arc<Namespace>> = node
+            .lock_routes()
+            .namespaces
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for ns in namespaces {
+            for socket in ns.sockets() {
+                if let Some(session) = socket.durable_session() {
+                    node.save(session, node.session_ttl(&ns));
+                }
+            }
+        }
+    }
+}
+
+impl StreamsNode {
+    fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(20)
+    }
+
+    /// A live socket's session outlives one missed refresh.
+    fn session_ttl(&self, ns: &Namespace) -> Duration {
+        ns.recovery_window().unwrap_or_default() + self.refresh_interval() * 2
+    }
+}
+
+impl SessionStore for StreamsNode {
+    fn save(&self, session: DurableSession, ttl: Duration) {
+        let stored = StoredSession {
+            sid: session.sid,
+            pid: session.pid,
+            rooms: session.rooms,
+            data: session.data,
+            offset: session.offset,
+        };
+        self.write(Write::SaveSession {
+            key: format!("{}{}", self.config.session_key_prefix, stored.pid),
+            value: stored.encode(),
+            ttl,
+        });
+    }
+
+    fn forget(&self, pid: &str) {
+        self.write(Write::Forget {
+            key: format!("{}{pid}", self.config.session_key_prefix),
+        });
+    }
+
+    fn take<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
+        Box::pin(async move {
+            let mut conn = self.broker().conn();
+            let raw: Option<String> = redis::cmd("GETDEL")
+                .arg(format!("{}{pid}", self.config.session_key_prefix))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+            let Some(raw) = raw else { return Ok(None) };
+            let Ok(stored) = StoredSession::decode(&raw) else {
+                return Ok(None);
+            };
+            Ok(Some(DurableSession {
+                sid: stored.sid,
+                pid: stored.pid,
+                rooms: stored.rooms,
+                data: stored.data,
+                offset: stored.offset,
+            }))
+        })
+    }
+
+    fn read_log<'a>(
+        &'a self,
+        nsp: &'a str,
+        after: &'a str,
+        until: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
+        Box::pin(async move {
+            let unavailable = |e: redis::RedisError| AdapterError::Unavailable(e.to_string());
+            let mut conn = self.broker().conn();
+            let stream = &self.config.stream_name;
+            // The offset must still be in the stream (as Node checks), or a trimmed
+            // gap would go unnoticed.
+            let exists: StreamRangeReply =
+                redis::AsyncCommands::xrange(&mut conn, stream, after, after)
+                    .await
+                    .map_err(unavailable)?;
+            if exists.ids.is_empty() && after != "0-0" {
+                return Ok(None);
+            }
+            let mut events = Vec::new();
+            let mut from = format!("({after}");
+            loop {
+                let reply: StreamRangeReply = redis::AsyncCommands::xrange_count(
+                    &mut conn,
+                    stream,
+                    &from,
+                    until,
+                    RANGE_COUNT,
+                )
+                .await
+                .map_err(unavailable)?;
+                let n = reply.ids.len();
+                for entry in reply.ids {
+                    from = format!("({}", entry.id);
+                    let fields: Vec<(String, Vec<u8>)> = entry
+                        .map
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.clone(), redis::from_redis_value_ref::<Vec<u8>>(v).ok()?))
+                        })
+                        .collect();
+                    let Ok(message) = ClusterMessage::decode_entry(&fields) else {
+                        continue;
+                    };
+                    if message.nsp != nsp {
+                        continue;
+                    }
+                    if let MessageBody::Broadcast {
+                        packet,
+                        opts,
+                        request_id: None,
+                    } = message.body
+                        && !opts.flags.volatile
+                        && packet.id.is_none()
+                    {
+                        events.push(LoggedEvent {
+                            offset: entry.id,
+                            packet,
+                            opts: engine_opts(&opts),
+                        });
+                    }
+                }
+                if n < RANGE_COUNT {
+                    break;
+                }
+            }
+            Ok(Some(events))
+        })
+    }
+}
+
+/// One namespace's adapter in a `redis-streams` cluster.
+#[derive(Debug)]
+struct StreamsAdapter {
+    node: Arc<StreamsNode>,
+    nsp: String,
+    public: String,
+    index: MemoryAdapter,
+}
+
+impl Adapter for StreamsAdapter {
+    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
+        self.index.add_all(sid, rooms)
+    }
+    fn del(&self, sid: Sid, room: &str) -> bool {
+        self.index.del(sid, room)
+    }
+    fn del_all(&self, sid: Sid) -> Vec<Room> {
+        self.index.del_all(sid)
+    }
+    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
+        self.index.socket_rooms(sid)
+    }
+    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
+        self.index.sockets_in(rooms, out);
+    }
+    fn rooms(&self) -> Vec<Room> {
+        self.index.rooms()
+    }
+    fn room_size(&self, room: &str) -> usize {
+        self.index.room_size(room)
+    }
+
+    fn init(&self, ns: &Arc<Namespace>) {
+        let mut routes = self.node.lock_routes();
+        routes
+            .namespaces
+            .insert(ns.name().to_owned(), Arc::downgrade(ns));
+        if *self.node.started.borrow() {
+            ns.recovery_start_at(&routes.position);
+        }
+        drop(routes);
+        let broker = self.node.broker();
+        broker.subscribe(Sub::Channel(self.public.clone()));
+        broker.subscribe(Sub::Channel(wire::private_channel(
+            &self.node.config.key_prefix,
+            &self.nsp,
+            &self.node.uid,
+        )));
+    }
+
+    fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {
+        if opts.flags.local {
+            return ns.broadcast_local(packet, &opts);
+        }
+        let on_read = delivered_on_read(ns, &opts);
+        let local = if on_read {
+            ns.local_sockets(&opts).len()
+        } else {
+            ns.broadcast_local(packet.clone(), &opts)
+        };
+        let message = self.node.message(
+            &self.nsp,
+            MessageBody::Broadcast {
+                packet,
+                opts: wire_opts(&opts),
+                request_id: None,
+            },
+        );
+        self.node.append(&message);
+        local
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        ns: &Arc<Namespace>,
+        packet: Packet,
+        opts: BroadcastOptions,
+        sink: AckSink,
+    ) {
+        if !opts.flags.local {
+            let request_id = format!("{:016x}", rand::random::<u64>());
+            let (registration, mut rx) = self.node.acks.register(request_id.clone());
+            let message = self.node.message(
+                &self.nsp,
+                MessageBody::Broadcast {
+                    packet: packet.clone(),
+                    opts: wire_opts(&opts),
+                    request_id: Some(request_id),
+                },
+            );
+            self.node.publish(self.public.clone(), &message);
+            let forward = sink.clone();
+            let timeout = opts
+                .flags
+                .timeout
+                .unwrap_or(self.node.config.request_timeout);
+            tokio::spawn(async move {
+                let _registration = registration;
+                let relay = async {
+                    while let Some(report) = rx.recv().await {
+                        if forward.send(report).is_err() {
+                            return;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(timeout, relay).await;
+            });
+        }
+        ns.broadcast_with_ack_local(packet, &opts, sink);
+    }
+
+    fn add_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
+        if !opts.flags.local {
+            self.node.append(&self.node.message(
+                &self.nsp,
+                MessageBody::SocketsJoin {
+                    opts: wire_opts(&opts),
+                    rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                },
+            ));
+        }
+        ns.add_sockets_local(&opts, &rooms);
+    }
+
+    fn del_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
+        if !opts.flags.local {
+            self.node.append(&self.node.message(
+                &self.nsp,
+                MessageBody::SocketsLeave {
+                    opts: wire_opts(&opts),
+                    rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                },
+            ));
+        }
+        ns.del_sockets_local(&opts, &rooms);
+    }
+
+    fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
+        if !opts.flags.local {
+            self.node.append(&self.node.message(
+                &self.nsp,
+                MessageBody::DisconnectSockets {
+                    opts: wire_opts(&opts),
+                    close,
+                },
+            ));
+        }
+        ns.disconnect_sockets_local(&opts, close);
+    }
+
+    fn fetch_sockets<'a>(
+        &'a self,
+        ns: &'a Arc<Namespace>,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
+        Box::pin(async move {
+            let mut sockets = ns.fetch_sockets_local(&opts);
+            if opts.flags.local {
+                return Ok(sockets);
+            }
+            let wire_opts = wire_opts(&opts);
+            let timeout = opts
+                .flags
+                .timeout
+                .unwrap_or(self.node.config.request_timeout);
+            let answers = self
+                .node
+                .ask(
+                    &self.nsp,
+                    &self.public,
+                    |request_id| MessageBody::FetchSockets {
+                        opts: wire_opts,
+                        request_id,
+                    },
+                    timeout,
+                )
+                .await?;
+            for answer in answers {
+                if let Answer::Fetched(remote) = answer {
+                    sockets.extend(remote);
+                }
+            }
+            Ok(sockets)
+        })
+    }
+
+    fn server_side_emit(&self, _ns: &Arc<Namespace>, args: Vec<Value>) {
+        let message = self.node.message(
+            &self.nsp,
+            MessageBody::ServerSideEmit {
+                request_id: None,
+                packet: args,
+            },
+        );
+        self.node.publish(self.public.clone(), &message);
+    }
+
+    fn server_side_emit_with_ack<'a>(
+        &'a self,
+        _ns: &'a Arc<Namespace>,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Value>, AdapterError>> {
+        Box::pin(async move {
+            let answers = self
+                .node
+                .ask(
+                    &self.nsp,
+                    &self.public,
+                    |request_id| MessageBody::ServerSideEmit {
+                        request_id: Some(request_id),
+                        packet: args,
+                    },
+                    timeout,
+                )
+                .await?;
+            Ok(answers
+                .into_iter()
+                .filter_map(|a| match a {
+                    Answer::ServerSide(v) => Some(v),
+                    Answer::Fetched(_) => None,
+                })
+                .collect())
+        })
+    }
+
+    fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
+        Box::pin(async move { self.node.server_count(&self.public).await })
+    }
+
+    fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
+        Some(self.node.clone())
+    }
+}

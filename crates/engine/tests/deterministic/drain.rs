@@ -1,0 +1,315 @@
+//! The paced drain of a rolling restart: sessions closed in batches with "server
+//! shutting down", handshakes refused meanwhile, the rest closed at the deadline, and
+//! the clients' Socket.IO sessions kept for them to resume on another node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchboard_engine::adapter::{
+    Adapter, AdapterError, BoxFuture, DurableSession, LoggedEvent, MemoryAdapter, Room,
+    SessionStore,
+};
+use switchboard_engine::protocol::Sid;
+use switchboard_engine::shutdown::{DrainPlan, DrainReport};
+use switchboard_engine::sio::RecoveryConfig;
+use switchboard_engine::{DisconnectReason, Io, Metrics, Shutdown};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::harness::{Client, config, request, server};
+
+/// When each socket's disconnect handler ran, and why.
+type Closes = Arc<Mutex<Vec<(Instant, DisconnectReason)>>>;
+
+fn recording(io: &Io) -> Closes {
+    let closes = Closes::default();
+    let sink = closes.clone();
+    io.of("/").on_disconnect(move |_, reason| {
+        sink.lock().unwrap().push((Instant::now(), reason));
+    });
+    closes
+}
+
+/// Milliseconds after `start` of each close, sorted, asserting every reason.
+fn offsets_ms(closes: &Closes, start: Instant) -> Vec<u64> {
+    let mut offsets: Vec<u64> = closes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(at, reason)| {
+            assert_eq!(*reason, DisconnectReason::ServerShuttingDown);
+            at.duration_since(start).as_millis() as u64
+        })
+        .collect();
+    offsets.sort_unstable();
+    offsets
+}
+
+/// `n` clients connected to `/`, each with a poll waiting, as real clients have.
+async fn connected_and_polling(io: &Io, n: usize) -> Vec<JoinHandle<(StatusCode, String)>> {
+    let mut polls = Vec::new();
+    for _ in 0..n {
+        let client = Client::connected(io).await;
+        polls.push(tokio::spawn(async move { client.get_raw().await }));
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    polls
+}
+
+fn plan(batch_size: usize, interval_ms: u64, deadline_ms: u64) -> DrainPlan {
+    DrainPlan {
+        batch_size,
+        interval: Duration::from_millis(interval_ms),
+        deadline: Duration::from_millis(deadline_ms),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sessions_close_in_batches_an_interval_apart() {
+    let io = server(config());
+    let closes = recording(&io);
+    let polls = connected_and_polling(&io, 7).await;
+
+    let start = Instant::now();
+    let report = io.engine().drain(plan(3, 100, 10_000)).await;
+
+    // ceil(7 / 3) = 3 batches, at 0, 100 and 200 ms; done once the last one finished.
+    assert_eq!(offsets_ms(&closes, start), [0, 0, 0, 100, 100, 100, 200]);
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+    let expected = DrainReport {
+        batches: 3,
+        paced: 7,
+        at_deadline: 0,
+        unfinished: 0,
+    };
+    assert_eq!(report, expected);
+    assert!(report.in_time());
+    for poll in polls {
+        // The transport is closed with Engine.IO `close`, not a Socket.IO DISCONNECT
+        // (which the client would take as final).
+        assert_eq!(poll.await.unwrap(), (StatusCode::OK, "1".to_owned()));
+    }
+    assert_eq!(io.engine().session_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_is_left_at_the_deadline_is_closed_at_once() {
+    let io = server(config());
+    let closes = recording(&io);
+    let _polls = connected_and_polling(&io, 10).await;
+
+    let start = Instant::now();
+    let report = io.engine().drain(plan(2, 100, 250)).await;
+
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(250),
+        "ends by the deadline"
+    );
+    assert_eq!(
+        (report.batches, report.paced, report.at_deadline),
+        (3, 6, 4)
+    );
+    assert!(!report.in_time());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        offsets_ms(&closes, start),
+        [0, 0, 100, 100, 200, 200, 250, 250, 250, 250]
+    );
+    assert_eq!(io.engine().session_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_frames_are_flushed_before_the_close_packet() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    io.of("/").emit("last", json!(1));
+    let drain = tokio::spawn({
+        let engine = io.engine().clone();
+        async move { engine.drain(plan(10, 50, 10_000)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The client comes back for its frames after the close: they are still there,
+    // followed by the close packet.
+    assert_eq!(client.get().await, "42[\"last\",1]\x1e1");
+    let report = drain.await.unwrap();
+    assert!(report.in_time(), "{report:?}");
+    let (status, _) = client.get_raw().await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "gone once flushed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshakes_are_refused_while_open_sessions_keep_working() {
+    let io = server(config());
+    io.of("/").on("echo", |ev| {
+        let _ = ev.socket.emit("echo", ev.payload.clone());
+    });
+    let clients = [Client::connected(&io).await, Client::connected(&io).await];
+    let drain = tokio::spawn({
+        let engine = io.engine().clone();
+        async move { engine.drain(plan(1, 200, 10_000)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(io.engine().is_draining());
+
+    let (status, body) = request(&io, Method::GET, "EIO=4&transport=polling", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    // One client was in the first batch; the other still works until the next one.
+    let open: Vec<Sid> = io
+        .of("/")
+        .sockets()
+        .iter()
+        .filter(|s| !s.conn().is_closed())
+        .map(|s| s.conn().sid())
+        .collect();
+    assert_eq!(open.len(), 1);
+    let survivor = clients.iter().find(|c| c.sid == open[0].as_str()).unwrap();
+    survivor.post(r#"42["echo","still here"]"#).await;
+    assert_eq!(survivor.get().await, r#"42["echo","still here"]"#);
+
+    let report = drain.await.unwrap();
+    assert_eq!((report.batches, report.paced), (2, 2));
+}
+
+/// A recovery session store shared by the nodes of these tests (what Redis is to a
+/// cluster), with an event log that never holds anything.
+#[derive(Debug, Default)]
+struct SharedStore {
+    sessions: Mutex<HashMap<String, DurableSession>>,
+}
+
+impl SessionStore for SharedStore {
+    fn save(&self, session: DurableSession, _ttl: Duration) {
+        let mut sessions = self.sessions.lock().unwrap();
+        sessions.insert(session.pid.clone(), session);
+    }
+
+    fn forget(&self, pid: &str) {
+        self.sessions.lock().unwrap().remove(pid);
+    }
+
+    fn take<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
+        let session = self.sessions.lock().unwrap().remove(pid);
+        Box::pin(async move { Ok(session) })
+    }
+
+    fn read_log<'a>(
+        &'a self,
+        _nsp: &'a str,
+        _after: &'a str,
+        _until: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
+        Box::pin(async { Ok(Some(Vec::new())) })
+    }
+}
+
+/// In-memory rooms plus the shared store.
+#[derive(Debug)]
+struct Durable {
+    rooms: MemoryAdapter,
+    store: Arc<SharedStore>,
+}
+
+impl Adapter for Durable {
+    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
+        self.rooms.add_all(sid, rooms)
+    }
+    fn del(&self, sid: Sid, room: &str) -> bool {
+        self.rooms.del(sid, room)
+    }
+    fn del_all(&self, sid: Sid) -> Vec<Room> {
+        self.rooms.del_all(sid)
+    }
+    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
+        self.rooms.socket_rooms(sid)
+    }
+    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
+        self.rooms.sockets_in(rooms, out);
+    }
+    fn rooms(&self) -> Vec<Room> {
+        self.rooms.rooms()
+    }
+    fn room_size(&self, room: &str) -> usize {
+        self.rooms.room_size(room)
+    }
+    fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
+        Some(self.store.clone())
+    }
+}
+
+fn durable_node(store: &Arc<SharedStore>) -> Io {
+    let mut cfg = config();
+    cfg.recovery = Some(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        ..RecoveryConfig::default()
+    });
+    let store = store.clone();
+    let factory = Arc::new(move |_: &str| -> Arc<dyn Adapter> {
+        Arc::new(Durable {
+            rooms: MemoryAdapter::default(),
+            store: store.clone(),
+        })
+    });
+    let io = Io::with_adapter(
+        cfg,
+        factory,
+        Arc::new(Metrics::default()),
+        Shutdown::never(),
+    );
+    io.of("/").on("join", |ev| {
+        if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
+            ev.socket.join(&[room]);
+        }
+        ev.socket.set_data(json!({"joined": true}));
+    });
+    io
+}
+
+/// `(sid, pid)` from a CONNECT answer.
+fn connect_answer(body: &str) -> (String, String) {
+    let first = body.split('\x1e').next().unwrap();
+    let v: Value = serde_json::from_str(first.strip_prefix("40").unwrap()).unwrap();
+    (
+        v["sid"].as_str().unwrap().to_owned(),
+        v["pid"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn drained_clients_resume_their_session_on_another_node() {
+    let store = Arc::new(SharedStore::default());
+    let (old, new) = (durable_node(&store), durable_node(&store));
+    let client = Client::handshake(&old).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    client.post(r#"42["join","room-a"]"#).await;
+    let poll = tokio::spawn(async move { client.get_raw().await });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+
+    let report = old.engine().drain(DrainPlan::default()).await;
+    assert!(report.in_time(), "{report:?}");
+    assert_eq!(poll.await.unwrap(), (StatusCode::OK, "1".to_owned()));
+    let (status, _) = request(&old, Method::GET, "EIO=4&transport=polling", "").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the old node takes no one"
+    );
+
+    // The client reconnects by itself, to the other node, with its pid.
+    let back = Client::handshake(&new).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let (sid2, pid2) = connect_answer(&back.get().await);
+    assert_eq!((sid2, pid2), (sid, pid), "same ids: recovered");
+    let socket = new.of("/").sockets().pop().unwrap();
+    assert!(socket.recovered());
+    assert!(socket.rooms().contains(&"room-a".to_owned()));
+    assert_eq!(socket.data(), json!({"joined": true}));
+}

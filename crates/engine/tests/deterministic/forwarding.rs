@@ -1,0 +1,329 @@
+//! No sticky sessions: two nodes in one process, each polling request of a client sent
+//! to either of them, the node that does not own the session serving it through the
+//! owner (an in-process `Forwarder` calling the owner's `handle_forwarded`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+use switchboard_engine::Io;
+use switchboard_engine::config::NodeTag;
+use switchboard_engine::eio::{
+    EngineServer, ForwardError, ForwardedRequest, ForwardedResponse, Forwarder,
+};
+
+use super::harness::{config, server};
+
+const UNKNOWN_SID: &str = r#"{"code":1,"message":"Session ID unknown"}"#;
+
+/// The cluster transport of these tests: a direct call to the owner.
+#[derive(Debug, Default)]
+struct InProcess {
+    nodes: Mutex<HashMap<String, Weak<EngineServer>>>,
+    /// Requests handed to the forwarder.
+    forwarded: AtomicUsize,
+}
+
+impl Forwarder for InProcess {
+    fn forward(
+        &self,
+        owner: &str,
+        request: ForwardedRequest,
+    ) -> BoxFuture<'static, Result<ForwardedResponse, ForwardError>> {
+        self.forwarded.fetch_add(1, Ordering::SeqCst);
+        let node = self
+            .nodes
+            .lock()
+            .unwrap()
+            .get(owner)
+            .and_then(Weak::upgrade);
+        let owner = owner.to_owned();
+        Box::pin(async move {
+            let node = node.ok_or(ForwardError::UnknownOwner(owner))?;
+            Ok(node.handle_forwarded(request).await)
+        })
+    }
+}
+
+impl InProcess {
+    fn forwarded(&self) -> usize {
+        self.forwarded.load(Ordering::SeqCst)
+    }
+}
+
+/// A node tagged `tag`, reachable through `cluster`, echoing `echo` events.
+fn node(tag: &str, cluster: &Arc<InProcess>) -> Io {
+    let mut cfg = config();
+    cfg.engine.node_tag = Some(NodeTag::new(tag).unwrap());
+    let io = server(cfg);
+    io.engine().set_forwarder(cluster.clone());
+    cluster
+        .nodes
+        .lock()
+        .unwrap()
+        .insert(tag.to_owned(), Arc::downgrade(io.engine()));
+    io.of("/").on("echo", |ev| {
+        let _ = ev.socket.emit("echo", ev.payload.clone());
+    });
+    io
+}
+
+fn two_nodes() -> (Arc<InProcess>, Io, Io) {
+    let cluster = Arc::new(InProcess::default());
+    let a = node("nodA", &cluster);
+    let b = node("nodB", &cluster);
+    (cluster, a, b)
+}
+
+/// One HTTP exchange with headers; the answer's status, headers and body.
+async fn send(
+    io: &Io,
+    method: Method,
+    query: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("/socket.io/?{query}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let res = io.handle(req, "127.0.0.1:9".parse().unwrap()).await;
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// A polling client behind a round-robin balancer: request `n` goes to node `n % 2`.
+#[derive(Clone)]
+struct RoundRobin {
+    nodes: Arc<[Io; 2]>,
+    next: Arc<AtomicUsize>,
+    sid: String,
+}
+
+impl RoundRobin {
+    /// Handshakes with the first node.
+    async fn handshake(nodes: [Io; 2]) -> RoundRobin {
+        let (status, _, body) =
+            send(&nodes[0], Method::GET, "EIO=4&transport=polling", "", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let open: serde_json::Value =
+            serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+        RoundRobin {
+            nodes: Arc::new(nodes),
+            next: Arc::new(AtomicUsize::new(1)),
+            sid: open["sid"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The node the balancer picks for the next request.
+    fn pick(&self) -> Io {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        self.nodes[n % 2].clone()
+    }
+
+    async fn exchange(&self, method: Method, body: &str) -> (StatusCode, String) {
+        let query = format!("EIO=4&transport=polling&sid={}", self.sid);
+        let (status, _, body) = send(&self.pick(), method, &query, body, &[]).await;
+        (status, body)
+    }
+
+    async fn get(&self) -> String {
+        let (status, body) = self.exchange(Method::GET, "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn post(&self, body: &str) {
+        let (status, answer) = self.exchange(Method::POST, body).await;
+        assert_eq!((status, answer.as_str()), (StatusCode::OK, "ok"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_whose_requests_alternate_between_nodes_works_as_on_one() {
+    let (cluster, a, b) = two_nodes();
+    // Request 0 (A): the handshake; the session belongs to A.
+    let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
+    assert!(client.sid.starts_with("nodA"), "{}", client.sid);
+    assert_eq!(client.sid.len(), 20);
+
+    client.post("40").await; // B
+    assert!(client.get().await.starts_with("40{\"sid\":"), "joined /"); // A
+    client.post(r#"42["echo","hi"]"#).await; // B
+    assert_eq!(client.get().await, r#"42["echo","hi"]"#); // A
+
+    // A long-poll waiting on B (for A's session) is woken by a broadcast on A.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.get().await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the forwarded poll waits for frames"
+    );
+    a.of("/").emit("news", json!("hello"));
+    assert_eq!(waiting.await.unwrap(), r#"42["news","hello"]"#);
+
+    // Heartbeat: a ping fetched on A, its pong posted through B, the next ping fetched
+    // through B. Had the pong been lost, the session would have closed before it.
+    assert_eq!(client.get().await, "2"); // A
+    client.post("3").await; // B
+    assert_eq!(client.get().await, "2"); // A
+    client.post("3").await; // B
+    client.post(r#"42["echo","still"]"#).await; // A
+    assert_eq!(client.get().await, r#"42["echo","still"]"#); // B
+
+    assert_eq!(a.engine().session_count(), 1);
+    assert_eq!(
+        b.engine().session_count(),
+        0,
+        "B holds nothing of the session"
+    );
+    assert_eq!(a.of("/").socket_count(), 1);
+    assert_eq!(b.of("/").socket_count(), 0);
+    assert_eq!(cluster.forwarded(), 6, "every request B got went to A");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_node_tags_the_sessions_it_creates() {
+    let (_cluster, a, b) = two_nodes();
+    for (io, tag) in [(&a, "nodA"), (&b, "nodB")] {
+        for _ in 0..3 {
+            let (_, _, body) = send(io, Method::GET, "EIO=4&transport=polling", "", &[]).await;
+            let open: serde_json::Value =
+                serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+            let sid = open["sid"].as_str().unwrap();
+            assert!(sid.starts_with(tag) && sid.len() == 20, "{sid}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_owners_and_sessions_get_session_id_unknown() {
+    let (cluster, a, _b) = two_nodes();
+    let poll = |sid: &str| format!("EIO=4&transport=polling&sid={sid}");
+
+    // A node nobody knows: the forwarder fails, the client is told to start over.
+    for method in [Method::GET, Method::POST] {
+        let (status, _, body) = send(&a, method, &poll("zzzzAAAAAAAAAAAAAAAA"), "40", &[]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::BAD_REQUEST, UNKNOWN_SID)
+        );
+    }
+    assert_eq!(cluster.forwarded(), 2);
+
+    // This node's own tag, or an id too short to carry one: never forwarded.
+    for sid in ["nodAAAAAAAAAAAAAAAAA", "short"] {
+        let (status, _, body) = send(&a, Method::GET, &poll(sid), "", &[]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::BAD_REQUEST, UNKNOWN_SID)
+        );
+    }
+    assert_eq!(cluster.forwarded(), 2);
+
+    // The owner exists but has no such session: its answer comes back as is.
+    let (status, _, body) = send(&a, Method::GET, &poll("nodBAAAAAAAAAAAAAAAA"), "", &[]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_REQUEST, UNKNOWN_SID)
+    );
+    assert_eq!(cluster.forwarded(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_websocket_for_another_nodes_session_is_refused_and_polling_goes_on() {
+    let (cluster, a, b) = two_nodes();
+    let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
+    let ws = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let query = format!("EIO=4&transport=websocket&sid={}", client.sid);
+    let (status, _, body) = send(&b, Method::GET, &query, "", &ws).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_REQUEST, UNKNOWN_SID)
+    );
+    assert_eq!(cluster.forwarded(), 0, "upgrades are not forwarded");
+
+    client.post("40").await; // B
+    assert!(
+        client.get().await.starts_with("40{"),
+        "the session still polls"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn forwarded_answers_get_the_receiving_nodes_cors_headers() {
+    let (_cluster, a, b) = two_nodes();
+    let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
+    let query = format!("EIO=4&transport=polling&sid={}", client.sid);
+    let origin = [("origin", "https://app.example")];
+    let (status, headers, body) = send(&b, Method::POST, &query, "40", &origin).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        headers["content-type"], "text/html",
+        "the owner's own headers"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forwarded_body_over_max_payload_gets_413_and_closes_the_owners_session() {
+    let cluster = Arc::new(InProcess::default());
+    let small = |tag: &str| {
+        let mut cfg = config();
+        cfg.engine.node_tag = Some(NodeTag::new(tag).unwrap());
+        cfg.engine.max_payload = 100;
+        let io = server(cfg);
+        io.engine().set_forwarder(cluster.clone());
+        cluster
+            .nodes
+            .lock()
+            .unwrap()
+            .insert(tag.to_owned(), Arc::downgrade(io.engine()));
+        io
+    };
+    let (a, b) = (small("nodA"), small("nodB"));
+    let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
+    let (status, _) = client
+        .exchange(Method::POST, &format!("4{}", "x".repeat(200)))
+        .await; // B
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(a.engine().session_count(), 0, "closed as payload too large");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_giving_up_on_a_forwarded_poll_ends_it_on_the_owner_too() {
+    let (_cluster, a, b) = two_nodes();
+    let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.exchange(Method::GET, "").await } // B
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    waiting.abort();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // As for an aborted local poll: the owner does not take frames for nobody.
+    assert_eq!(a.engine().session_count(), 0);
+}

@@ -1,0 +1,257 @@
+//! Cluster messages as stream entry fields and as pub/sub payloads; channel and stream
+//! names.
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use super::{ClusterMessage, MessageBody, MessageType};
+use crate::cluster::CodecError;
+use crate::cluster::js::stringify;
+use crate::cluster::msgpack::{self, MsgValue};
+use crate::cluster::read::{self, Obj, ObjBuilder, take};
+
+/// Default stream name (`streamName` option), also the prefix when `streamCount > 1`.
+pub const DEFAULT_STREAM_NAME: &str = "socket.io";
+
+/// Default pub/sub channel prefix (`channelPrefix` option).
+pub const DEFAULT_CHANNEL_PREFIX: &str = "socket.io";
+
+/// Standard base64 as Node's `Buffer` writes it; decoding accepts missing padding, as
+/// `Buffer.from(s, "base64")` does.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The channel every node of namespace `nsp` subscribes to: `socket.io#/nsp#`.
+pub fn public_channel(prefix: &str, nsp: &str) -> String {
+    format!("{prefix}#{nsp}#")
+}
+
+/// The channel responses to node `uid` go to: `socket.io#/nsp#<uid>#`.
+pub fn private_channel(prefix: &str, nsp: &str, uid: &str) -> String {
+    format!("{prefix}#{nsp}#{uid}#")
+}
+
+/// The stream namespace `nsp` is routed to: `name` itself when `count <= 1`, else
+/// `name-<i>` with `i = hashCode(nsp) % count` computed as JavaScript does — a 32-bit
+/// wrapping Java-style hash over UTF-16 units, and a remainder that keeps the hash's
+/// sign (so `socket.io--1` is a possible name).
+pub fn stream_name(name: &str, count: u32, nsp: &str) -> String {
+    if count <= 1 {
+        return name.to_owned();
+    }
+    let hash = nsp.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    format!("{name}-{}", i64::from(hash) % i64::from(count))
+}
+
+impl ClusterMessage {
+    /// The fields `XADD`ed for this message, in Node's order: `uid`, `nsp`, `type`
+    /// (decimal) and, for types with data, `data`: base64 of the `@msgpack/msgpack`
+    /// encoding when the type may carry binary and does, JSON otherwise.
+    pub fn to_stream_fields(&self) -> Vec<(&'static str, String)> {
+        let kind = self.body.message_type();
+        let mut fields = vec![
+            ("uid", self.uid.clone()),
+            ("nsp", self.nsp.clone()),
+            ("type", kind.code().to_string()),
+        ];
+        if let Some(data) = self.body.data() {
+            let encoded = if kind.may_contain_binary() && data.has_binary() {
+                BASE64.encode(msgpack::encode_msgpack(&data))
+            } else {
+                stringify(&data)
+            };
+            fields.push(("data", encoded));
+        }
+        fields
+    }
+
+    /// Reads a stream entry from its field/value pairs (a later duplicate field wins).
+    /// Node skips entries without a (non-empty) `nsp`; here they are
+    /// [`CodecError::Field`]`("nsp")`. `data` starting with `{` is JSON, anything else
+    /// base64 MessagePack.
+    pub fn from_stream_fields<K, V>(
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, CodecError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let (mut uid, mut nsp, mut kind, mut data) = (None, None, None, None);
+        for (k, v) in fields {
+            let slot = match k.as_ref() {
+                b"uid" => &mut uid,
+                b"nsp" => &mut nsp,
+                b"type" => &mut kind,
+                b"data" => &mut data,
+                _ => continue,
+            };
+            *slot = Some(String::from_utf8_lossy(v.as_ref()).into_owned());
+        }
+        let nsp = nsp
+            .filter(|n| !n.is_empty())
+            .ok_or(CodecError::Field("nsp"))?;
+        let uid = uid.ok_or(CodecError::Field("uid"))?;
+        let code: i64 = kind
+            .and_then(|k| k.parse().ok())
+            .ok_or(CodecError::Field("type"))?;
+        let kind = MessageType::from_code(code).ok_or(CodecError::UnknownType(code))?;
+        let data = match data.filter(|d| !d.is_empty()) {
+            None => None,
+            Some(d) if d.starts_with('{') => Some(read::json(d.as_bytes())?),
+            Some(d) => {
+                let bytes = BASE64
+                    .decode(d.trim_end())
+                    .map_err(|_| CodecError::Base64)?;
+                Some(msgpack::decode(&bytes)?)
+            }
+        };
+        let body = MessageBody::from_data(kind, data, &nsp)?;
+        Ok(ClusterMessage { uid, nsp, body })
+    }
+
+    /// The pub/sub payload: the whole message `{type, data, uid, nsp}` (the order the
+    /// cluster adapter builds it in) encoded with `@msgpack/msgpack`.
+    pub fn encode_pubsub(&self) -> Vec<u8> {
+        let value = ObjBuilder::new()
+            .field("type", i64::from(self.body.message_type().code()))
+            .opt_field("data", self.body.data())
+            .field("uid", self.uid.as_str())
+            .field("nsp", self.nsp.as_str())
+            .build();
+        msgpack::encode_msgpack(&value)
+    }
+
+    /// Reads a pub/sub payload (a request or a response).
+    pub fn decode_pubsub(msg: &[u8]) -> Result<Self, CodecError> {
+        let mut value = msgpack::decode(msg)?;
+        let obj = Obj::new(&value, "message")?;
+        let uid = obj.str("uid")?;
+        let nsp = obj.str("nsp")?;
+        let code = obj.kind()?;
+        let kind = MessageType::from_code(code).ok_or(CodecError::UnknownType(code))?;
+        let data: Option<MsgValue> = take(&mut value, "data");
+        let body = MessageBody::from_data(kind, data, &nsp)?;
+        Ok(ClusterMessage { uid, nsp, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::BroadcastOpts;
+    use crate::socketio::{Packet, PacketType};
+    use bytes::Bytes;
+    use serde_json::json;
+
+    fn broadcast(attachments: Vec<Bytes>) -> ClusterMessage {
+        let data = if attachments.is_empty() {
+            json!(["ev", 1])
+        } else {
+            json!(["ev", crate::socketio::placeholder(0)])
+        };
+        let mut packet = Packet::new(PacketType::Event, "/chat", Some(data));
+        packet.attachments = attachments;
+        ClusterMessage {
+            uid: "u1".into(),
+            nsp: "/chat".into(),
+            body: MessageBody::Broadcast {
+                packet,
+                request_id: None,
+                opts: BroadcastOpts::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn json_entry() {
+        let msg = broadcast(vec![]);
+        let fields = msg.to_stream_fields();
+        assert_eq!(
+            fields,
+            [
+                ("uid", "u1".to_owned()),
+                ("nsp", "/chat".to_owned()),
+                ("type", "3".to_owned()),
+                (
+                    "data",
+                    r#"{"packet":{"type":2,"data":["ev",1]},"opts":{"rooms":[],"except":[],"flags":{}}}"#.to_owned()
+                ),
+            ]
+        );
+        assert_eq!(ClusterMessage::from_stream_fields(fields), Ok(msg));
+    }
+
+    #[test]
+    fn binary_entry_is_base64_msgpack() {
+        let msg = broadcast(vec![Bytes::from_static(&[1, 2, 3])]);
+        let fields = msg.to_stream_fields();
+        assert!(fields[3].1.starts_with('g'), "{}", fields[3].1);
+        assert_eq!(ClusterMessage::from_stream_fields(fields), Ok(msg));
+    }
+
+    #[test]
+    fn entries_without_nsp_or_with_garbage_are_rejected() {
+        let fields = [("uid", "u"), ("type", "2")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::Field("nsp"))
+        );
+        let fields = [("uid", "u"), ("nsp", "/"), ("type", "x")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::Field("type"))
+        );
+        let fields = [("uid", "u"), ("nsp", "/"), ("type", "99")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::UnknownType(99))
+        );
+        let fields = [("uid", "u"), ("nsp", "/"), ("type", "3"), ("data", "!!!")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::Base64)
+        );
+        let fields = [("uid", "u"), ("nsp", "/"), ("type", "3"), ("data", "{]")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::Json)
+        );
+        let fields = [("uid", "u"), ("nsp", "/"), ("type", "3")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::Field("data"))
+        );
+        let fields = [("uid", "u"), ("nsp", "/"), ("type", "2"), ("extra", "x")];
+        assert!(ClusterMessage::from_stream_fields(fields).is_ok());
+    }
+
+    #[test]
+    fn pubsub_round_trip() {
+        let msg = ClusterMessage {
+            uid: "u".into(),
+            nsp: "/".into(),
+            body: MessageBody::BroadcastAck {
+                request_id: "r".into(),
+                packet: MsgValue::Bin(Bytes::from_static(b"x")),
+            },
+        };
+        assert_eq!(ClusterMessage::decode_pubsub(&msg.encode_pubsub()), Ok(msg));
+        assert_eq!(
+            ClusterMessage::decode_pubsub(&[0x80]),
+            Err(CodecError::Field("uid"))
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(public_channel("socket.io", "/"), "socket.io#/#");
+        assert_eq!(private_channel("socket.io", "/a", "u1"), "socket.io#/a#u1#");
+        assert_eq!(stream_name("s", 1, "/anything"), "s");
+        // hashCode("/") = 47.
+        assert_eq!(stream_name("s", 10, "/"), "s-7");
+    }
+}

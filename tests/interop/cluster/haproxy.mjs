@@ -1,0 +1,167 @@
+// A round-robin HTTP load balancer (Debian's HAProxy) in front of cluster nodes, with no
+// stickiness of any kind: every HTTP request (each long-polling GET and POST, each
+// WebSocket handshake) goes to the next live node. Node.js Socket.IO needs sticky
+// sessions behind it; Switchboard must not.
+//
+// The program is `HAPROXY_BIN` if set, else `haproxy` from PATH, else /usr/sbin/haproxy.
+
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { createConnection } from "node:net";
+import { join } from "node:path";
+import { reapOnExit, removeOnExit } from "../lib/reaper.mjs";
+import { freePort, portOpen, waitFor } from "../lib/wait.mjs";
+
+/** Safety net for start-up. */
+const START_TIMEOUT_MS = 10_000;
+/** Keep this much of HAProxy's output to explain a failure. */
+const OUTPUT_KEEP = 16 * 1024;
+
+function haproxyBin() {
+  if (process.env.HAPROXY_BIN) return process.env.HAPROXY_BIN;
+  if (spawnSync("haproxy", ["-v"], { stdio: "ignore" }).status === 0) return "haproxy";
+  if (existsSync("/usr/sbin/haproxy")) return "/usr/sbin/haproxy";
+  return "haproxy";
+}
+
+/**
+ * The configuration: HTTP mode (so each request is balanced on its own; WebSocket
+ * upgrades become tunnels), `balance roundrobin`, no cookies or stick tables.
+ * Timeouts: `server`/`client` above the 25 s ping interval and any long-poll the nodes
+ * may hold; `tunnel` keeps WebSockets open. TCP health checks every 200 ms take a dead
+ * node out at once, and `redispatch` sends a refused connection to another node, so
+ * clients reconnecting after a crash land on a live node.
+ */
+function config({ port, statsPort, adminSocket, backends }) {
+  return `global
+  maxconn 4096
+  stats socket ${adminSocket} mode 600 level admin
+
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  timeout tunnel 1h
+  timeout http-keep-alive 10s
+  retries 2
+  option redispatch 1
+
+frontend socketio
+  bind 127.0.0.1:${port}
+  default_backend nodes
+
+backend nodes
+  balance roundrobin
+  default-server check inter 200ms fall 1 rise 1
+${backends.map((b, i) => `  server n${i} 127.0.0.1:${b}`).join("\n")}
+
+frontend stats
+  bind 127.0.0.1:${statsPort}
+  stats enable
+  stats uri /stats
+`;
+}
+
+/** Starts HAProxy balancing over `ports` (the nodes' ports); resolves once it accepts. */
+export async function startHaproxy(ports) {
+  const dir = removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-haproxy-")));
+  const port = await freePort();
+  const statsPort = await freePort();
+  const file = join(dir, "haproxy.cfg");
+  const adminSocket = join(dir, "admin.sock");
+  writeFileSync(file, config({ port, statsPort, adminSocket, backends: ports }));
+  const child = spawn(haproxyBin(), ["-f", file, "-db"], { stdio: ["ignore", "pipe", "pipe"] });
+  reapOnExit(child);
+  const lb = new Haproxy({ child, dir, port, statsPort, adminSocket, ports });
+  const exited = new Promise((_, reject) => {
+    child.once("error", (err) => reject(new Error(`cannot start haproxy: ${err.message}`)));
+    child.once("exit", (code, signal) =>
+      reject(new Error(`haproxy exited (code ${code}, signal ${signal})\n${lb.output}`)),
+    );
+  });
+  exited.catch(() => {});
+  await Promise.race([
+    exited,
+    waitFor(() => portOpen(port), { timeout: START_TIMEOUT_MS, what: `haproxy on port ${port}` }),
+  ]);
+  return lb;
+}
+
+export class Haproxy {
+  constructor({ child, dir, port, statsPort, adminSocket, ports }) {
+    this.child = child;
+    this.adminSocket = adminSocket;
+    this.dir = dir;
+    this.port = port;
+    this.statsPort = statsPort;
+    this.ports = ports;
+    this.output = "";
+    const keep = (chunk) => {
+      if (process.env.INTEROP_VERBOSE) process.stderr.write(`[haproxy] ${chunk}`);
+      this.output = (this.output + chunk).slice(-OUTPUT_KEEP);
+    };
+    child.stdout.setEncoding("utf8").on("data", keep);
+    child.stderr.setEncoding("utf8").on("data", keep);
+    this.exited = new Promise((resolve) => child.once("exit", resolve));
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /**
+   * Per backend node port: HTTP requests it was sent so far (`stot` in HAProxy's
+   * statistics, which counts every request in HTTP mode) and whether HAProxy sees it up.
+   */
+  async stats() {
+    const res = await fetch(`http://127.0.0.1:${this.statsPort}/stats;csv`);
+    const [header, ...rows] = (await res.text()).replace(/^# /, "").trim().split("\n");
+    const cols = header.split(",");
+    const out = new Map();
+    for (const row of rows) {
+      const cells = row.split(",");
+      const rec = Object.fromEntries(cols.map((c, i) => [c, cells[i]]));
+      if (rec.pxname !== "nodes" || !/^n\d+$/.test(rec.svname)) continue;
+      out.set(this.ports[Number(rec.svname.slice(1))], {
+        requests: Number(rec.stot),
+        up: rec.status.startsWith("UP"),
+      });
+    }
+    return out;
+  }
+
+  /** Waits until HAProxy's health checks see the node on `port` up (or down). */
+  async waitUntil(port, up) {
+    await waitFor(async () => (await this.stats()).get(port)?.up === up, {
+      what: `haproxy to see port ${port} ${up ? "up" : "down"}`,
+    });
+  }
+
+  /**
+   * Takes the node on `port` out of rotation (`maint`) or puts it back (`ready`) through
+   * HAProxy's runtime API, for a node that is alive but must not get new requests.
+   */
+  async setState(port, state) {
+    const i = this.ports.indexOf(port);
+    if (i === -1) throw new Error(`port ${port} is not a backend`);
+    const reply = await new Promise((resolve, reject) => {
+      const socket = createConnection(this.adminSocket);
+      let out = "";
+      socket.setEncoding("utf8").on("data", (c) => (out += c));
+      socket.once("error", reject);
+      socket.once("end", () => resolve(out));
+      socket.once("connect", () => socket.end(`set server nodes/n${i} state ${state}\n`));
+    });
+    if (reply.trim()) throw new Error(`haproxy: ${reply.trim()}`);
+  }
+
+  async stop() {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill("SIGTERM");
+      await this.exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,234 @@
+#!/usr/bin/env node
+// The reference implementation of the cluster fixture contract (CONTRACT.md beside this
+// file) on Node.js Socket.IO 4.8 with the official Redis adapters. The cluster tests run
+// it as a cluster member next to Switchboard nodes, and every test can be run against
+// an all-Node cluster by pointing CLUSTER_SWITCHBOARD_CMD at it, to check the tests.
+//
+//   node node-server.mjs [cluster] --port 0 --host 127.0.0.1 --adapter redis-streams \
+//        --redis-url redis://127.0.0.1:6379 --name node-1 --recovery
+
+import { createServer } from "node:http";
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Server } from "socket.io";
+import { Redis } from "ioredis";
+import { createAdapter as createRedisAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
+
+/** As the contract says: sessions are kept this long for recovery. */
+const MAX_DISCONNECTION_DURATION_MS = 120_000;
+/** `broadcast-with-ack` waits this long for the clients' acks. */
+const BROADCAST_ACK_TIMEOUT_MS = 3_000;
+/** `request-ack` waits this long for the client's ack. */
+const REQUEST_ACK_TIMEOUT_MS = 5_000;
+/** SIGTERM: exit after this long even if connections or Redis are slow to close. */
+const DRAIN_DEADLINE_MS = 5_000;
+/** Start-up: give up if Redis does not show our subscriptions within this time. */
+const READY_TIMEOUT_MS = 10_000;
+
+const { values: opts } = parseArgs({
+  allowPositionals: true, // `cluster`, as the Rust fixture takes its mode
+  options: {
+    port: { type: "string", default: "3000" },
+    host: { type: "string", default: "127.0.0.1" },
+    adapter: { type: "string", default: "memory" },
+    "redis-url": { type: "string" },
+    name: { type: "string" },
+    recovery: { type: "boolean", default: false },
+  },
+});
+
+const log = (...args) => process.stderr.write(`[node-server ${opts.name ?? ""}] ${args.join(" ")}\n`);
+
+async function main() {
+  const redisClients = [];
+  const connectionName = `sio-${process.pid}`;
+  let adapter;
+  if (opts.adapter === "redis" || opts.adapter === "redis-streams") {
+    const url = opts["redis-url"];
+    if (!url) throw new Error(`--adapter ${opts.adapter} needs --redis-url`);
+    const pub = new Redis(url, { connectionName });
+    pub.on("error", (err) => log("redis:", err.message));
+    redisClients.push(pub);
+    if (opts.adapter === "redis") {
+      const sub = pub.duplicate();
+      sub.on("error", (err) => log("redis (sub):", err.message));
+      redisClients.push(sub);
+      adapter = createRedisAdapter(pub, sub);
+    } else {
+      adapter = createStreamsAdapter(pub);
+    }
+  } else if (opts.adapter !== "memory") {
+    throw new Error(`unknown --adapter ${opts.adapter} (memory, redis, redis-streams)`);
+  }
+
+  const httpServer = createServer();
+  const io = new Server(httpServer, {
+    cors: { origin: "*" },
+    allowRequest: (req, callback) => callback(null, req.headers["x-conformance-deny"] !== "1"),
+    ...(adapter ? { adapter } : {}),
+    ...(opts.recovery
+      ? {
+          connectionStateRecovery: {
+            maxDisconnectionDuration: MAX_DISCONNECTION_DURATION_MS,
+            skipMiddlewares: true,
+          },
+        }
+      : {}),
+  });
+
+  await new Promise((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(Number(opts.port), opts.host, resolve);
+  });
+  const { address, port } = httpServer.address();
+  const name = opts.name ?? `node-${port}`;
+  serve(io, name);
+
+  if (redisClients.length) await subscribed(redisClients[0], connectionName, opts.adapter);
+  process.stdout.write(`listening on ${address}:${port}\n`);
+
+  let draining = false;
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    setTimeout(() => process.exit(0), DRAIN_DEADLINE_MS).unref();
+    // Closes every socket with reason "server shutting down", which Node keeps
+    // recoverable (the streams adapter stores the session in Redis), then the engine.
+    await io.close();
+    // QUIT is queued behind the session writes, so they reach Redis first.
+    await Promise.allSettled(redisClients.map((c) => c.quit()));
+    process.exit(0);
+  };
+  process.on("SIGTERM", drain);
+  process.on("SIGINT", drain);
+}
+
+/**
+ * Resolves once Redis shows this process's adapter connections subscribed (and, for
+ * streams, reading the stream), so the node receives cluster traffic from the moment
+ * it prints `listening on`.
+ */
+async function subscribed(client, connectionName, adapter) {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    const list = String(await client.client("LIST"))
+      .split("\n")
+      .filter((line) => line.includes(` name=${connectionName} `));
+    const field = (line, key) => Number((new RegExp(` ${key}=(\\d+)`).exec(line) ?? [])[1] ?? 0);
+    const ready =
+      adapter === "redis"
+        ? list.some((l) => field(l, "psub") >= 1 && field(l, "sub") >= 3)
+        : list.some((l) => field(l, "sub") >= 2) && list.some((l) => / cmd=xread\b/.test(l));
+    if (ready) return;
+    if (Date.now() > deadline) throw new Error("adapter did not subscribe to Redis in time");
+    await sleep(20);
+  }
+}
+
+/** Splits a trailing acknowledgement callback off an event's arguments. */
+function splitAck(args) {
+  const ack = typeof args.at(-1) === "function" ? args.pop() : undefined;
+  return [args, ack];
+}
+
+/** Acks with the handler's result (awaited); errors become `{ error }`. */
+function on(socket, event, handler) {
+  socket.on(event, async (...raw) => {
+    const [args, ack] = splitAck(raw);
+    let result;
+    try {
+      result = await handler(...args);
+    } catch (err) {
+      result = { error: err?.message ?? String(err) };
+    }
+    ack?.(result);
+  });
+}
+
+const byJson = (a, b) => {
+  const x = JSON.stringify(a);
+  const y = JSON.stringify(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/** `io.in(room)`, or the whole namespace for `null`. */
+const target = (io, room) => (room === null || room === undefined ? io : io.in(room));
+
+function serve(io, name) {
+  const nsp = io.of("/");
+
+  // Any server-side event from another node: `whoami` is answered with our name, every
+  // other one is shown to this node's clients as `server-side` (event, ...args).
+  nsp._onServerSideEmit = (packet) => {
+    const [[event, ...args], ack] = splitAck([...packet]);
+    if (event === "whoami") return ack?.(name);
+    io.local.emit("server-side", event, ...args);
+    ack?.(true);
+  };
+
+  io.on("connection", (socket) => {
+    socket.data = { ...socket.data, node: name };
+    // With recovery on, Node gives this event an offset like any other; `quiet` keeps a
+    // client without any event (so without an offset) for the tests that need one.
+    if (socket.handshake.auth?.quiet !== true) socket.emit("auth", socket.handshake.auth);
+
+    on(socket, "join", (room) => (socket.join(room), true));
+    on(socket, "leave", (room) => (socket.leave(room), true));
+    on(socket, "rooms", () => [...socket.rooms]);
+    on(socket, "whoami", () => name);
+    on(socket, "broadcast", (room, event, ...args) => (io.to(room).emit(event, ...args), true));
+    on(socket, "broadcast-except-self", (room, event, ...args) => {
+      socket.to(room).emit(event, ...args);
+      return true;
+    });
+    on(socket, "broadcast-with-ack", async (room, event, ...args) => {
+      try {
+        const replies = await io.to(room).timeout(BROADCAST_ACK_TIMEOUT_MS).emitWithAck(event, ...args);
+        return replies.sort(byJson);
+      } catch {
+        return { error: "timeout" };
+      }
+    });
+    on(socket, "fetch-sockets", async (room) => {
+      const sockets = await target(io, room).fetchSockets();
+      return sockets
+        .map((s) => ({ id: s.id, rooms: [...s.rooms].sort(), data: s.data }))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    });
+    on(socket, "sockets-join", (room, newRoom) => (target(io, room).socketsJoin(newRoom), true));
+    on(socket, "sockets-leave", (room, oldRoom) => (target(io, room).socketsLeave(oldRoom), true));
+    socket.on("disconnect-sockets", (...raw) => {
+      const [[room, close], ack] = splitAck(raw);
+      ack?.(true); // first, in case this socket is one of those disconnected
+      target(io, room).disconnectSockets(close === true);
+    });
+    on(socket, "server-side-emit", (event, ...args) => (io.serverSideEmit(event, ...args), true));
+    on(socket, "server-side-emit-with-ack", async () => {
+      try {
+        return (await io.serverSideEmitWithAck("whoami")).sort(byJson);
+      } catch (err) {
+        return { error: "timeout", responses: (err.responses ?? []).sort(byJson) };
+      }
+    });
+    on(socket, "server-count", () => io.of("/").adapter.serverCount());
+
+    socket.on("message", (...args) => socket.emit("message-back", ...args));
+    socket.on("message-with-ack", (...raw) => {
+      const [args, ack] = splitAck(raw);
+      ack?.(...args);
+    });
+    socket.on("request-ack", (event, ...raw) => {
+      const [args] = splitAck(raw);
+      socket.timeout(REQUEST_ACK_TIMEOUT_MS).emit(event, ...args, (err, ...reply) => {
+        socket.emit("request-ack-result", err ? { error: "timeout" } : reply);
+      });
+    });
+    socket.on("disconnect-me", () => socket.disconnect());
+  });
+}
+
+main().catch((err) => {
+  log("fatal:", err?.stack ?? err);
+  process.exit(1);
+});

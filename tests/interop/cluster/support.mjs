@@ -1,0 +1,97 @@
+// What the cluster test files share: one Redis and one cluster per file (started in
+// `before`, stopped in `after`), clients that are closed after each test, and small
+// helpers for event payloads that may carry a recovery offset.
+
+import { after, afterEach, before } from "node:test";
+import { Clients, TRANSPORT_MODES, call } from "../lib/client.mjs";
+import { startCluster } from "./cluster.mjs";
+import { startHaproxy } from "./haproxy.mjs";
+import { startRedis } from "./redis.mjs";
+
+export const WEBSOCKET = TRANSPORT_MODES.find((m) => m.name === "websocket only");
+export const POLLING = TRANSPORT_MODES.find((m) => m.name === "polling only");
+export const UPGRADE = TRANSPORT_MODES.find((m) => m.name === "polling then websocket upgrade");
+
+/** Fast retries, so tests do not sit in back-off; the client's own logic still decides. */
+export const RECONNECT = {
+  reconnection: true,
+  reconnectionDelay: 100,
+  reconnectionDelayMax: 500,
+  randomizationFactor: 0.5,
+};
+
+/**
+ * Starts redis-server and a cluster for the whole test file and stops them afterwards;
+ * returns the context the tests read (`redis`, `cluster`, `clients`, and `lb` with
+ * `haproxy: true`: HAProxy round-robin over the Switchboard nodes only).
+ */
+export function useCluster({ adapter, switchboard = 3, node = 0, haproxy = false }) {
+  const ctx = { redis: null, cluster: null, lb: null, clients: new Clients() };
+  before(async () => {
+    ctx.redis = await startRedis();
+    ctx.cluster = await startCluster({ adapter, redisUrl: ctx.redis.url, switchboard, node });
+    if (haproxy) ctx.lb = await startHaproxy(ctx.cluster.switchboard.map((n) => n.port));
+  });
+  afterEach(() => ctx.clients.closeAll());
+  after(async () => {
+    ctx.clients.closeAll();
+    try {
+      await ctx.lb?.stop();
+      await ctx.cluster?.stop();
+    } finally {
+      await ctx.redis?.close();
+    }
+  });
+  return ctx;
+}
+
+/** Connects a client (websocket only unless `mode` says otherwise) and returns its socket. */
+export async function connectTo(ctx, url, opts = {}, mode = WEBSOCKET) {
+  const { socket } = await ctx.clients.connect(url.url ?? url, mode, opts);
+  return socket;
+}
+
+/** One websocket client on each running node: `[{ node, socket }]`. */
+export async function oneClientPerNode(ctx, nodes = ctx.cluster.nodes) {
+  const out = [];
+  for (const node of nodes) out.push({ node, socket: await connectTo(ctx, node) });
+  return out;
+}
+
+/** The first argument of the acknowledgement of `event`. */
+export async function first(socket, event, ...args) {
+  return (await call(socket, event, ...args))[0];
+}
+
+/**
+ * An event's arguments without the recovery offset. With connection state recovery on,
+ * a broadcast event carries its offset (a string) as a last argument (Node appends it
+ * with the streams adapter; the client reads it as `_lastOffset`). Test payloads never
+ * end with a string, so a trailing string is always an offset.
+ */
+export function withoutOffset(args) {
+  return typeof args.at(-1) === "string" ? args.slice(0, -1) : args;
+}
+
+/** Records every `event` on `socket` from now on, offsets removed. */
+export function recordData(socket, event) {
+  const seen = [];
+  socket.on(event, (...args) => seen.push(withoutOffset(args)));
+  return seen;
+}
+
+let roomSeq = 0;
+/** A room name no other test uses. */
+export const fresh = (tag) => `${tag}-${process.pid}-${++roomSeq}`;
+
+export const sorted = (xs) => [...xs].sort();
+export const byId = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * Both directions of every cross-node behaviour: asked on a Switchboard node, and on
+ * the Node.js one.
+ */
+export const SIDES = [
+  { label: "asked on a Switchboard node", pick: (cluster) => cluster.switchboard[0] },
+  { label: "asked on the Node.js node", pick: (cluster) => cluster.node[0] },
+];
