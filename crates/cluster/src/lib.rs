@@ -15,6 +15,34 @@
 //! cross-node requests), `pubsub` and `streams` (the two adapters), `forward` (serving
 //! long-polling requests through the node that owns the session).
 
+/// The room-index half of [`Adapter`](switchboard_engine::adapter::Adapter), for a
+/// cluster adapter that keeps its local index in a `MemoryAdapter` field `index`.
+macro_rules! delegate_room_index {
+    () => {
+        fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
+            self.index.add_all(sid, rooms)
+        }
+        fn del(&self, sid: Sid, room: &str) -> bool {
+            self.index.del(sid, room)
+        }
+        fn del_all(&self, sid: Sid) -> Vec<Room> {
+            self.index.del_all(sid)
+        }
+        fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
+            self.index.socket_rooms(sid)
+        }
+        fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
+            self.index.sockets_in(rooms, out);
+        }
+        fn rooms(&self) -> Vec<Room> {
+            self.index.rooms()
+        }
+        fn room_size(&self, room: &str) -> usize {
+            self.index.room_size(room)
+        }
+    };
+}
+
 mod broker;
 mod forward;
 mod pubsub;

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use crate::wire::redis_adapter::{self as wire, Request, Response};
-use crate::wire::{BroadcastFlags as WireFlags, BroadcastOpts as WireOpts, FetchedSocket};
+use crate::wire::{BroadcastFlags as WireFlags, BroadcastOpts as WireOpts};
 use bytes::Bytes;
 use serde_json::Value;
 use switchboard_engine::adapter::{
@@ -30,7 +30,7 @@ use switchboard_protocol::Sid;
 use switchboard_protocol::socketio::Packet;
 
 use crate::broker::{Broker, Health, Sub};
-use crate::requests::{Requests, collect};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect, first_arg, relay_acks};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
 /// Answers to this node's requests.
@@ -176,6 +176,7 @@ impl PubSubNode {
             self.broker()
                 .publish(channels.response.clone(), Bytes::from(response.encode()));
         };
+        let join = matches!(request, Request::RemoteJoin { .. });
         match request {
             Request::Sockets {
                 request_id, rooms, ..
@@ -204,7 +205,8 @@ impl PubSubNode {
                 let rooms = local_rooms(&ns);
                 respond(Response::AllRooms { request_id, rooms });
             }
-            Request::RemoteJoin { uid, target, rooms } => {
+            Request::RemoteJoin { uid, target, rooms }
+            | Request::RemoteLeave { uid, target, rooms } => {
                 if uid == self.uid {
                     return;
                 }
@@ -212,34 +214,23 @@ impl PubSubNode {
                     wire::Target::Opts(opts) => {
                         let rooms: Vec<Room> =
                             rooms.iter().map(|r| Room::from(r.as_str())).collect();
-                        ns.add_sockets_local(&engine_opts(&opts), &rooms);
+                        if join {
+                            ns.add_sockets_local(&engine_opts(&opts), &rooms);
+                        } else {
+                            ns.del_sockets_local(&engine_opts(&opts), &rooms);
+                        }
                     }
                     wire::Target::Socket { request_id, sid } => {
                         let Some(socket) = find(&ns, &sid) else {
                             return;
                         };
-                        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-                        socket.join(&rooms);
-                        respond(Response::Done { request_id });
-                    }
-                }
-            }
-            Request::RemoteLeave { uid, target, rooms } => {
-                if uid == self.uid {
-                    return;
-                }
-                match target {
-                    wire::Target::Opts(opts) => {
-                        let rooms: Vec<Room> =
-                            rooms.iter().map(|r| Room::from(r.as_str())).collect();
-                        ns.del_sockets_local(&engine_opts(&opts), &rooms);
-                    }
-                    wire::Target::Socket { request_id, sid } => {
-                        let Some(socket) = find(&ns, &sid) else {
-                            return;
-                        };
-                        for room in &rooms {
-                            socket.leave(room);
+                        if join {
+                            let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                            socket.join(&rooms);
+                        } else {
+                            for room in &rooms {
+                                socket.leave(room);
+                            }
                         }
                         respond(Response::Done { request_id });
                     }
@@ -274,16 +265,7 @@ impl PubSubNode {
                 if self.requests.contains(&request_id) {
                     return;
                 }
-                let sockets = ns
-                    .fetch_sockets_local(&engine_opts(&opts))
-                    .into_iter()
-                    .map(|s| FetchedSocket {
-                        id: s.id,
-                        handshake: s.handshake,
-                        rooms: s.rooms,
-                        data: s.data,
-                    })
-                    .collect();
+                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
                 respond(Response::RemoteFetch {
                     request_id,
                     sockets,
@@ -319,27 +301,29 @@ impl PubSubNode {
                 if uid == self.uid || self.acks.contains(&request_id) {
                     return;
                 }
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                let mut opts = engine_opts(&opts);
-                opts.flags.local = true;
-                ns.broadcast_with_ack_local(packet, &opts, tx);
-                let broker = self.broker().clone();
-                let channel = channels.response.clone();
-                tokio::spawn(async move {
-                    while let Some(report) = rx.recv().await {
-                        let response = match report {
-                            AckReport::ClientCount(n) => Response::BroadcastClientCount {
-                                request_id: request_id.clone(),
-                                client_count: n,
-                            },
+                answer_broadcast_with_ack(
+                    &ns,
+                    packet,
+                    engine_opts(&opts),
+                    self.broker().clone(),
+                    channels.response.clone(),
+                    move |report| {
+                        let request_id = request_id.clone();
+                        match report {
+                            AckReport::ClientCount(client_count) => {
+                                Response::BroadcastClientCount {
+                                    request_id,
+                                    client_count,
+                                }
+                            }
                             AckReport::Ack(payload) => Response::BroadcastAck {
-                                request_id: request_id.clone(),
-                                packet: first_arg(payload),
+                                request_id,
+                                packet: first_arg(payload.args),
                             },
-                        };
-                        broker.publish(channel.clone(), Bytes::from(response.encode()));
-                    }
-                });
+                        }
+                        .encode()
+                    },
+                );
             }
         }
     }
@@ -362,15 +346,6 @@ impl PubSubNode {
                 request_id,
                 sockets,
             } => {
-                let sockets = sockets
-                    .into_iter()
-                    .map(|s| SocketInfo {
-                        id: s.id,
-                        handshake: s.handshake,
-                        rooms: s.rooms,
-                        data: s.data,
-                    })
-                    .collect();
                 self.requests.answer(&request_id, Answer::Fetched(sockets));
             }
             Response::ServerSideEmit { request_id, data } => {
@@ -427,27 +402,7 @@ struct PubSubAdapter {
 }
 
 impl Adapter for PubSubAdapter {
-    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
-        self.index.add_all(sid, rooms)
-    }
-    fn del(&self, sid: Sid, room: &str) -> bool {
-        self.index.del(sid, room)
-    }
-    fn del_all(&self, sid: Sid) -> Vec<Room> {
-        self.index.del_all(sid)
-    }
-    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
-        self.index.socket_rooms(sid)
-    }
-    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
-        self.index.sockets_in(rooms, out);
-    }
-    fn rooms(&self) -> Vec<Room> {
-        self.index.rooms()
-    }
-    fn room_size(&self, room: &str) -> usize {
-        self.index.room_size(room)
-    }
+    delegate_room_index!();
 
     fn init(&self, ns: &Arc<Namespace>) {
         self.node
@@ -491,7 +446,7 @@ impl Adapter for PubSubAdapter {
     ) {
         if !opts.flags.local {
             let request_id = random_uid(6);
-            let (registration, mut rx) = self.node.acks.register(request_id.clone());
+            let (registration, rx) = self.node.acks.register(request_id.clone());
             let request = Request::Broadcast {
                 uid: self.node.uid.clone(),
                 request_id,
@@ -501,19 +456,8 @@ impl Adapter for PubSubAdapter {
             self.node
                 .broker()
                 .publish(self.channels.request.clone(), Bytes::from(request.encode()));
-            let forward = sink.clone();
             let timeout = opts.flags.timeout.unwrap_or(self.node.request_timeout);
-            tokio::spawn(async move {
-                let _registration = registration;
-                let relay = async {
-                    while let Some(report) = rx.recv().await {
-                        if forward.send(report).is_err() {
-                            return;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(timeout, relay).await;
-            });
+            relay_acks(registration, rx, sink.clone(), timeout);
         }
         ns.broadcast_with_ack_local(packet, &opts, sink);
     }
@@ -675,11 +619,6 @@ fn local_rooms(ns: &Arc<Namespace>) -> Vec<String> {
 
 fn find(ns: &Arc<Namespace>, sid: &str) -> Option<Arc<switchboard_engine::Socket>> {
     ns.socket(sid.parse().ok()?)
-}
-
-/// A client's acknowledgement as Node relays it: its first argument.
-fn first_arg(payload: Payload) -> Value {
-    payload.args.into_iter().next().unwrap_or(Value::Null)
 }
 
 pub(crate) fn engine_opts(opts: &WireOpts) -> BroadcastOptions {

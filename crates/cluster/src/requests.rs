@@ -5,8 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchboard_engine::adapter::AdapterError;
+use bytes::Bytes;
+use serde_json::Value;
+use switchboard_engine::adapter::{AckReport, AckSink, AdapterError, BroadcastOptions};
+use switchboard_engine::sio::Namespace;
+use switchboard_protocol::socketio::Packet;
 use tokio::sync::mpsc;
+
+use crate::broker::Broker;
 
 /// Requests in flight, by id, each with the sender its answers go to.
 #[derive(Debug)]
@@ -90,6 +96,53 @@ pub(crate) async fn collect<R>(
         }
     }
     Ok(out)
+}
+
+/// This node's half of another node's broadcast with acks: delivers it to the local
+/// targets and publishes each report (client count, then one per answer) to
+/// `reply_to`, encoded by `encode` in the adapter's format.
+pub(crate) fn answer_broadcast_with_ack(
+    ns: &Namespace,
+    packet: Packet,
+    mut opts: BroadcastOptions,
+    broker: Arc<Broker>,
+    reply_to: String,
+    encode: impl Fn(AckReport) -> Vec<u8> + Send + 'static,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    opts.flags.local = true;
+    ns.broadcast_with_ack_local(packet, &opts, tx);
+    tokio::spawn(async move {
+        while let Some(report) = rx.recv().await {
+            broker.publish(reply_to.clone(), Bytes::from(encode(report)));
+        }
+    });
+}
+
+/// Passes the reports other nodes send for one of this node's broadcasts with acks
+/// to `sink` until `timeout`, then forgets the request (Node keeps it that long too).
+pub(crate) fn relay_acks(
+    registration: Registration<AckReport>,
+    mut rx: mpsc::UnboundedReceiver<AckReport>,
+    sink: AckSink,
+    timeout: Duration,
+) {
+    tokio::spawn(async move {
+        let _registration = registration;
+        let relay = async {
+            while let Some(report) = rx.recv().await {
+                if sink.send(report).is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, relay).await;
+    });
+}
+
+/// A client's acknowledgement as the Node adapters relay it: its first argument.
+pub(crate) fn first_arg(report_args: Vec<Value>) -> Value {
+    report_args.into_iter().next().unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

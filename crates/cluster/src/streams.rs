@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::wire::FetchedSocket;
 use crate::wire::streams::{self as wire, ClusterMessage, MessageBody, StoredSession};
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
@@ -40,7 +39,7 @@ use tokio::sync::mpsc;
 
 use crate::broker::{Broker, Health, Sub, jitter, manager_config};
 use crate::pubsub::{engine_opts, wire_opts};
-use crate::requests::{Requests, collect};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect, first_arg, relay_acks};
 use crate::{ClusterConfig, ClusterError, NodeHandle};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -272,44 +271,38 @@ impl StreamsNode {
                 opts,
                 request_id: Some(request_id),
             } => {
-                let (tx, mut rx) = mpsc::unbounded_channel();
-                let mut opts = engine_opts(&opts);
-                opts.flags.local = true;
-                ns.broadcast_with_ack_local(packet, &opts, tx);
-                let broker = self.broker().clone();
                 let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                tokio::spawn(async move {
-                    while let Some(report) = rx.recv().await {
+                answer_broadcast_with_ack(
+                    &ns,
+                    packet,
+                    engine_opts(&opts),
+                    self.broker().clone(),
+                    reply_to,
+                    move |report| {
+                        let request_id = request_id.clone();
                         let body = match report {
-                            AckReport::ClientCount(n) => MessageBody::BroadcastClientCount {
-                                request_id: request_id.clone(),
-                                client_count: n,
-                            },
+                            AckReport::ClientCount(client_count) => {
+                                MessageBody::BroadcastClientCount {
+                                    request_id,
+                                    client_count,
+                                }
+                            }
                             AckReport::Ack(p) => MessageBody::BroadcastAck {
-                                request_id: request_id.clone(),
-                                packet: p.args.into_iter().next().unwrap_or(Value::Null),
+                                request_id,
+                                packet: first_arg(p.args),
                             },
                         };
-                        let answer = ClusterMessage {
+                        ClusterMessage {
                             uid: uid.clone(),
                             nsp: nsp.clone(),
                             body,
-                        };
-                        broker.publish(reply_to.clone(), Bytes::from(answer.encode_pubsub()));
-                    }
-                });
+                        }
+                        .encode_pubsub()
+                    },
+                );
             }
             MessageBody::FetchSockets { opts, request_id } => {
-                let sockets = ns
-                    .fetch_sockets_local(&engine_opts(&opts))
-                    .into_iter()
-                    .map(|s| FetchedSocket {
-                        id: s.id,
-                        handshake: s.handshake,
-                        rooms: s.rooms,
-                        data: s.data,
-                    })
-                    .collect();
+                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
                 let answer = self.message(
                     &message.nsp,
                     MessageBody::FetchSocketsResponse {
@@ -343,15 +336,6 @@ impl StreamsNode {
                 request_id,
                 sockets,
             } => {
-                let sockets = sockets
-                    .into_iter()
-                    .map(|s| SocketInfo {
-                        id: s.id,
-                        handshake: s.handshake,
-                        rooms: s.rooms,
-                        data: s.data,
-                    })
-                    .collect();
                 self.requests.answer(&request_id, Answer::Fetched(sockets));
             }
             MessageBody::ServerSideEmitResponse { request_id, packet } => {
@@ -743,27 +727,7 @@ struct StreamsAdapter {
 }
 
 impl Adapter for StreamsAdapter {
-    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
-        self.index.add_all(sid, rooms)
-    }
-    fn del(&self, sid: Sid, room: &str) -> bool {
-        self.index.del(sid, room)
-    }
-    fn del_all(&self, sid: Sid) -> Vec<Room> {
-        self.index.del_all(sid)
-    }
-    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
-        self.index.socket_rooms(sid)
-    }
-    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
-        self.index.sockets_in(rooms, out);
-    }
-    fn rooms(&self) -> Vec<Room> {
-        self.index.rooms()
-    }
-    fn room_size(&self, room: &str) -> usize {
-        self.index.room_size(room)
-    }
+    delegate_room_index!();
 
     fn init(&self, ns: &Arc<Namespace>) {
         let mut routes = self.node.lock_routes();
@@ -814,7 +778,7 @@ impl Adapter for StreamsAdapter {
     ) {
         if !opts.flags.local {
             let request_id = format!("{:016x}", rand::random::<u64>());
-            let (registration, mut rx) = self.node.acks.register(request_id.clone());
+            let (registration, rx) = self.node.acks.register(request_id.clone());
             let message = self.node.message(
                 &self.nsp,
                 MessageBody::Broadcast {
@@ -824,22 +788,11 @@ impl Adapter for StreamsAdapter {
                 },
             );
             self.node.publish(self.public.clone(), &message);
-            let forward = sink.clone();
             let timeout = opts
                 .flags
                 .timeout
                 .unwrap_or(self.node.config.request_timeout);
-            tokio::spawn(async move {
-                let _registration = registration;
-                let relay = async {
-                    while let Some(report) = rx.recv().await {
-                        if forward.send(report).is_err() {
-                            return;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(timeout, relay).await;
-            });
+            relay_acks(registration, rx, sink.clone(), timeout);
         }
         ns.broadcast_with_ack_local(packet, &opts, sink);
     }

@@ -9,6 +9,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
+use switchboard_engine::adapter::SocketInfo;
 use switchboard_protocol::cluster::msgpack::{
     self, encode_msgpack, encode_notepack, from_json, to_json,
 };
@@ -164,36 +165,27 @@ fn strings(v: &Value, key: &'static str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A socket in a fetch-sockets answer.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FetchedSocket {
-    pub(crate) id: String,
-    pub(crate) handshake: Value,
-    pub(crate) rooms: Vec<String>,
-    pub(crate) data: Value,
+/// A socket in a fetch-sockets answer: the engine's [`SocketInfo`], in Node's shape
+/// `{id, handshake, rooms, data}`.
+fn socket_json(s: &SocketInfo) -> Value {
+    json!({"id": s.id, "handshake": s.handshake, "rooms": s.rooms, "data": s.data})
 }
 
-impl FetchedSocket {
-    fn to_json(&self) -> Value {
-        json!({"id": self.id, "handshake": self.handshake, "rooms": self.rooms, "data": self.data})
-    }
-
-    fn list_from_json(v: Option<&Value>) -> Vec<FetchedSocket> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| {
-                        Some(FetchedSocket {
-                            id: s.get("id")?.as_str()?.to_owned(),
-                            handshake: s.get("handshake").cloned().unwrap_or(Value::Null),
-                            rooms: strings(s, "rooms"),
-                            data: s.get("data").cloned().unwrap_or(Value::Null),
-                        })
+fn sockets_from_json(v: Option<&Value>) -> Vec<SocketInfo> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    Some(SocketInfo {
+                        id: s.get("id")?.as_str()?.to_owned(),
+                        handshake: s.get("handshake").cloned().unwrap_or(Value::Null),
+                        rooms: strings(s, "rooms"),
+                        data: s.get("data").cloned().unwrap_or(Value::Null),
                     })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `@socket.io/redis-adapter` 8.x.
@@ -521,7 +513,7 @@ pub(crate) mod redis_adapter {
         },
         RemoteFetch {
             request_id: String,
-            sockets: Vec<FetchedSocket>,
+            sockets: Vec<SocketInfo>,
         },
         ServerSideEmit {
             request_id: String,
@@ -555,7 +547,7 @@ pub(crate) mod redis_adapter {
                     sockets,
                 } => json!({
                     "requestId": request_id,
-                    "sockets": sockets.iter().map(FetchedSocket::to_json).collect::<Vec<_>>(),
+                    "sockets": sockets.iter().map(socket_json).collect::<Vec<_>>(),
                 }),
                 Response::ServerSideEmit { request_id, data } => {
                     json!({"type": 6, "requestId": request_id, "data": data})
@@ -607,7 +599,7 @@ pub(crate) mod redis_adapter {
                     }
                     (Some(s), _) => Response::RemoteFetch {
                         request_id,
-                        sockets: FetchedSocket::list_from_json(Some(s)),
+                        sockets: sockets_from_json(Some(s)),
                     },
                     (None, Some(_)) => Response::AllRooms {
                         request_id,
@@ -668,7 +660,7 @@ pub(crate) mod streams {
         },
         FetchSocketsResponse {
             request_id: String,
-            sockets: Vec<FetchedSocket>,
+            sockets: Vec<SocketInfo>,
         },
         ServerSideEmit {
             request_id: Option<String>,
@@ -739,7 +731,7 @@ pub(crate) mod streams {
                     sockets,
                 } => (
                     json!({"requestId": request_id,
-                           "sockets": sockets.iter().map(FetchedSocket::to_json).collect::<Vec<_>>()}),
+                           "sockets": sockets.iter().map(socket_json).collect::<Vec<_>>()}),
                     &[],
                 ),
                 MessageBody::ServerSideEmit { request_id, packet } => {
@@ -799,7 +791,7 @@ pub(crate) mod streams {
                 },
                 8 => MessageBody::FetchSocketsResponse {
                     request_id: id()?,
-                    sockets: FetchedSocket::list_from_json(data.get("sockets")),
+                    sockets: sockets_from_json(data.get("sockets")),
                 },
                 9 => MessageBody::ServerSideEmit {
                     request_id: request_id.clone(),

@@ -208,10 +208,11 @@ impl Namespace {
         packet: Option<Packet>,
         opts: &BroadcastOptions,
     ) -> usize {
-        let Some(buffer) = self.recovery().filter(|b| b.is_logged()) else {
-            return packet.map_or(0, |p| self.deliver(&encode(&p), opts));
-        };
-        let Some(key) = buffer.parse_offset(offset) else {
+        let logged = self
+            .recovery()
+            .filter(|b| b.is_logged())
+            .and_then(|b| Some((b, b.parse_offset(offset)?)));
+        let Some((buffer, key)) = logged else {
             return packet.map_or(0, |p| self.deliver(&encode(&p), opts));
         };
         let mut state = buffer.lock();
@@ -247,21 +248,21 @@ impl Namespace {
     pub fn broadcast_with_ack_local(&self, packet: Packet, opts: &BroadcastOptions, sink: AckSink) {
         let sockets = self.local_sockets(opts);
         let timeout = opts.flags.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
-        let mut waiting = Vec::with_capacity(sockets.len());
-        for socket in &sockets {
-            let payload = Payload {
-                args: match &packet.data {
-                    Some(Value::Array(a)) => a.iter().skip(1).cloned().collect(),
-                    _ => Vec::new(),
-                },
-                binary: packet.attachments.clone(),
-            };
-            let event = match &packet.data {
-                Some(Value::Array(a)) => a.first().and_then(Value::as_str).unwrap_or(""),
-                _ => "",
-            };
-            waiting.push(socket.emit_with_ack(event, payload, timeout));
-        }
+        let (event, args) = match &packet.data {
+            Some(Value::Array(a)) => (
+                a.first().and_then(Value::as_str).unwrap_or(""),
+                a.get(1..).unwrap_or_default(),
+            ),
+            _ => ("", &[][..]),
+        };
+        let payload = Payload {
+            args: args.to_vec(),
+            binary: packet.attachments.clone(),
+        };
+        let waiting: Vec<_> = sockets
+            .iter()
+            .map(|socket| socket.emit_with_ack(event, payload.clone(), timeout))
+            .collect();
         let _ = sink.send(AckReport::ClientCount(waiting.len()));
         if waiting.is_empty() {
             return;
@@ -376,13 +377,13 @@ fn is_recordable(packet: &Packet, opts: &BroadcastOptions) -> bool {
         && !opts.flags.volatile
 }
 
-fn append_offset(packet: &mut Packet, offset: String) {
+pub(crate) fn append_offset(packet: &mut Packet, offset: String) {
     if let Some(Value::Array(data)) = &mut packet.data {
         data.push(Value::String(offset));
     }
 }
 
-fn audience(opts: &BroadcastOptions) -> Audience {
+pub(crate) fn audience(opts: &BroadcastOptions) -> Audience {
     Audience {
         rooms: opts.rooms.clone(),
         except: opts.except.clone(),

@@ -12,10 +12,11 @@ use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
 
+use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    Audience, RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
+    RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
 };
 use super::server::IoInner;
 use super::socket::{Identity, Socket};
@@ -243,16 +244,10 @@ async fn prepare_durable(
         };
         let mut frames = Vec::new();
         for event in events {
-            let audience = Audience {
-                rooms: event.opts.rooms.clone(),
-                except: event.opts.except.clone(),
-            };
-            if audience.includes(&rooms) {
+            if audience(&event.opts).includes(&rooms) {
                 let mut packet = event.packet;
-                if let Some(Value::Array(data)) = &mut packet.data {
-                    data.push(Value::String(event.offset));
-                }
-                frames.extend(super::broadcast::encode(&packet));
+                append_offset(&mut packet, event.offset);
+                frames.extend(encode(&packet));
             }
         }
         (frames, covered)
