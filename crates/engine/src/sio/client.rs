@@ -291,7 +291,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     let Some(buffer) = socket.ns().recovery() else {
         if register(shared, &socket) {
             answer_connect(&socket);
-            socket.ns().handlers().run_connect(&socket);
+            socket.run_connect();
         }
         return;
     };
@@ -363,7 +363,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     }
     drop(state);
     socket.save_durable();
-    socket.ns().handlers().run_connect(&socket);
+    socket.run_connect();
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first.

@@ -42,6 +42,10 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
+    /// Events that arrived before the connection handlers finished, in order; `None`
+    /// once they have run. Node runs `connection` handlers before any event of the
+    /// socket; here the client may already send while they run on another thread.
+    early: Mutex<Option<Vec<Packet>>>,
 }
 
 /// Who a socket is: fresh ids, or those of a recovered session.
@@ -98,6 +102,7 @@ impl Socket {
             acks: Mutex::default(),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            early: Mutex::new(Some(Vec::new())),
         })
     }
 
@@ -349,8 +354,41 @@ impl Socket {
         self.connected.store(true, Ordering::Release);
     }
 
-    /// Handles an EVENT packet from the client.
+    /// Handles an EVENT packet from the client, after the connection handlers.
     pub(crate) fn on_event(self: &Arc<Self>, packet: Packet) {
+        if let Some(early) = self.lock_early().as_mut() {
+            early.push(packet);
+            return;
+        }
+        self.dispatch_event(packet);
+    }
+
+    /// Runs the connection handlers, then the events that arrived meanwhile, in order;
+    /// events arriving while those run still queue behind them.
+    pub(crate) fn run_connect(self: &Arc<Self>) {
+        self.ns.handlers().run_connect(self);
+        loop {
+            let batch = {
+                let mut early = self.lock_early();
+                match early.as_mut() {
+                    Some(queued) if !queued.is_empty() => std::mem::take(queued),
+                    _ => {
+                        *early = None;
+                        return;
+                    }
+                }
+            };
+            for packet in batch {
+                self.dispatch_event(packet);
+            }
+        }
+    }
+
+    fn lock_early(&self) -> std::sync::MutexGuard<'_, Option<Vec<Packet>>> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dispatch_event(self: &Arc<Self>, packet: Packet) {
         let Some(Value::Array(mut args)) = packet.data else {
             return;
         };

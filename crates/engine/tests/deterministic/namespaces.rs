@@ -168,3 +168,50 @@ async fn selections_fetch_join_leave_and_disconnect_sockets() {
     }
     assert_eq!(disconnected, 2);
 }
+
+/// Node runs a socket's `connection` handlers before any of its events. Here the
+/// CONNECT answer goes out before the handlers run (on another thread after async
+/// middleware), so an event the client sends at once must wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_the_connection_handlers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+
+    let io = server(config());
+    let ns = io.of("/");
+    ns.use_middleware(|_| async { Ok(()) });
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let connected = Arc::new(AtomicBool::new(false));
+    let flag = connected.clone();
+    ns.on_connection(move |_| {
+        let _ = started_tx.send(());
+        // Hold the handler until the client's event has reached the server.
+        let _ = go_rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        flag.store(true, Ordering::SeqCst);
+    });
+    let (seen_tx, seen_rx) = mpsc::channel::<bool>();
+    let seen_tx = Mutex::new(seen_tx);
+    let flag = connected.clone();
+    ns.on("ev", move |_| {
+        let _ = seen_tx.lock().unwrap().send(flag.load(Ordering::SeqCst));
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("connection handler started");
+    client.post(r#"42["ev"]"#).await;
+    go_tx.send(()).unwrap();
+    let seen_after_handlers =
+        tokio::task::spawn_blocking(move || seen_rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("event handled");
+    assert!(
+        seen_after_handlers,
+        "the event ran before the connection handler finished"
+    );
+}
