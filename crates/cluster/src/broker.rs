@@ -2,16 +2,16 @@
 //! connection that survives Redis restarts (reconnect with backoff, resubscribe), an
 //! ordered publisher, and the health the readiness probe reports.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use switchboard_engine::Shutdown;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::ClusterError;
 
@@ -63,6 +63,10 @@ pub(crate) enum Sub {
 /// Receives every pub/sub message: `(channel, payload)`.
 pub(crate) type MessageHandler = Arc<dyn Fn(&str, Bytes) + Send + Sync>;
 
+/// Handlers of exact channels that are not the adapter's (e.g. forwarded requests),
+/// consulted before the adapter's handler.
+type Routes = Arc<RwLock<HashMap<String, MessageHandler>>>;
+
 /// The node's Redis connections.
 pub(crate) struct Broker {
     client: redis::Client,
@@ -70,6 +74,9 @@ pub(crate) struct Broker {
     health: Arc<Health>,
     subs: mpsc::UnboundedSender<Sub>,
     publish: mpsc::UnboundedSender<(String, Bytes)>,
+    routes: Routes,
+    /// Counts the subscriber connection's ups and downs (see [`Broker::link`]).
+    link: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -105,11 +112,29 @@ impl Broker {
         let health = Arc::new(Health::default());
         let (subs, subs_rx) = mpsc::unbounded_channel();
         let (publish, publish_rx) = mpsc::unbounded_channel();
+        let routes = Routes::default();
+        let (link_tx, link) = watch::channel(0);
+        let dispatch = {
+            let routes = routes.clone();
+            Arc::new(move |channel: &str, payload: Bytes| {
+                let routed = routes
+                    .read()
+                    .ok()
+                    .and_then(|routes| routes.get(channel).cloned());
+                match routed {
+                    Some(handler) => handler(channel, payload),
+                    None => on_message(channel, payload),
+                }
+            })
+        };
         tokio::spawn(subscriber(
             client.clone(),
             subs_rx,
-            on_message,
-            health.clone(),
+            dispatch,
+            Link {
+                health: health.clone(),
+                changes: link_tx,
+            },
             shutdown.clone(),
         ));
         tokio::spawn(publisher(conn.clone(), publish_rx, health.clone()));
@@ -120,7 +145,55 @@ impl Broker {
             health,
             subs,
             publish,
+            routes,
+            link,
         }))
+    }
+
+    /// Changes whenever the subscriber connection goes down or comes back up: a
+    /// message published to this node in between may never have arrived. The current
+    /// state is [`Broker::subscribed`].
+    pub(crate) fn link(&self) -> watch::Receiver<u64> {
+        self.link.clone()
+    }
+
+    /// Whether this node hears its subscriptions right now.
+    pub(crate) fn subscribed(&self) -> bool {
+        self.health.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Sends the messages of `channel` to `handler` instead of the adapter, now and
+    /// after every reconnect.
+    pub(crate) fn route(&self, channel: String, handler: MessageHandler) {
+        if let Ok(mut routes) = self.routes.write() {
+            routes.insert(channel.clone(), handler);
+        }
+        self.subscribe(Sub::Channel(channel));
+    }
+
+    /// Publishes at once, outside the ordered queue, and says how many connections
+    /// received the message (0: nobody listens on `channel`).
+    pub(crate) async fn publish_now(
+        &self,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<usize, ClusterError> {
+        let mut conn = self.conn();
+        let receivers = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
+        match receivers {
+            Ok(n) => {
+                self.health.published.fetch_add(1, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(err) => {
+                self.health.publish_errors.fetch_add(1, Ordering::Relaxed);
+                Err(ClusterError::Redis(err.to_string()))
+            }
+        }
     }
 
     pub(crate) fn health(&self) -> &Arc<Health> {
@@ -164,9 +237,10 @@ async fn subscriber(
     client: redis::Client,
     mut subs_rx: mpsc::UnboundedReceiver<Sub>,
     on_message: MessageHandler,
-    health: Arc<Health>,
+    link: Link,
     shutdown: Shutdown,
 ) {
+    let health = link.health.clone();
     let mut known: BTreeSet<Sub> = BTreeSet::new();
     let mut backoff = MIN_BACKOFF;
     let mut connected_once = false;
@@ -192,11 +266,11 @@ async fn subscriber(
                     }
                     connected_once = true;
                     backoff = MIN_BACKOFF;
-                    health.subscribed.store(true, Ordering::Release);
+                    link.set(true);
                     loop {
                         tokio::select! {
                             () = shutdown.wait() => {
-                                health.subscribed.store(false, Ordering::Release);
+                                link.set(false);
                                 return;
                             }
                             sub = subs_rx.recv() => match sub {
@@ -221,11 +295,11 @@ async fn subscriber(
                         }
                     }
                 }
-                health.subscribed.store(false, Ordering::Release);
+                link.set(false);
                 tracing::warn!("redis subscriber connection lost; reconnecting");
             }
             Err(err) => {
-                health.subscribed.store(false, Ordering::Release);
+                link.set(false);
                 tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable");
             }
         }
@@ -234,6 +308,20 @@ async fn subscriber(
             () = tokio::time::sleep(jitter(backoff)) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The subscriber connection's state, in [`Health`] and as changes to watch.
+struct Link {
+    health: Arc<Health>,
+    changes: watch::Sender<u64>,
+}
+
+impl Link {
+    fn set(&self, up: bool) {
+        if self.health.subscribed.swap(up, Ordering::AcqRel) != up {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 }
 

@@ -55,6 +55,8 @@ use std::time::Duration;
 
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{AdapterFactory, memory_factory};
+use switchboard_engine::config::NodeTag;
+use switchboard_engine::eio::server::EngineServer;
 
 pub use broker::Health;
 
@@ -136,6 +138,10 @@ pub struct Cluster {
     factory: AdapterFactory,
     health: Option<Arc<Health>>,
     node: Option<Arc<dyn NodeHandle>>,
+    key_prefix: String,
+    /// Starts this node's session ids (random, 6 base64url characters: one in 69
+    /// billion that two nodes draw the same).
+    tag: Option<NodeTag>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -152,6 +158,8 @@ trait NodeHandle: Send + Sync {
     fn joined(&self) -> bool {
         true
     }
+    /// The node's Redis connections (set once the node started).
+    fn broker(&self) -> Option<&Arc<broker::Broker>>;
 }
 
 impl Cluster {
@@ -162,6 +170,8 @@ impl Cluster {
                 factory: memory_factory(),
                 health: None,
                 node: None,
+                key_prefix: config.key_prefix.clone(),
+                tag: None,
             }),
             AdapterKind::Redis => {
                 let node = pubsub::PubSubNode::start(config, shutdown)?;
@@ -169,6 +179,8 @@ impl Cluster {
                     factory: node.factory(),
                     health: Some(node.health().clone()),
                     node: Some(node),
+                    key_prefix: config.key_prefix.clone(),
+                    tag: new_tag(),
                 })
             }
             AdapterKind::RedisStreams => {
@@ -177,6 +189,8 @@ impl Cluster {
                     factory: node.factory(),
                     health: Some(node.health().clone()),
                     node: Some(node),
+                    key_prefix: config.key_prefix.clone(),
+                    tag: new_tag(),
                 })
             }
         }
@@ -202,6 +216,30 @@ impl Cluster {
     pub fn uid(&self) -> Option<&str> {
         self.node.as_ref().map(|n| n.uid())
     }
+
+    /// The tag this node puts at the start of its Engine.IO session ids
+    /// ([`EngineConfig::node_tag`](switchboard_engine::EngineConfig::node_tag)), so any
+    /// node can tell which one owns a polling session. None in memory mode.
+    pub fn node_tag(&self) -> Option<NodeTag> {
+        self.tag.clone()
+    }
+
+    /// Serves long-polling without sticky sessions: polling requests `engine` gets for
+    /// sessions of other nodes are forwarded to their owner over Redis, and requests
+    /// other nodes forward here are run by `engine`. `engine` must have been built
+    /// with [`Cluster::node_tag`] as its `node_tag`. Does nothing in memory mode.
+    pub fn serve_forwarded(&self, engine: &Arc<EngineServer>) {
+        if let (Some(broker), Some(tag)) = (self.node.as_ref().and_then(|n| n.broker()), &self.tag)
+        {
+            forward::RedisForwarder::attach(broker, &self.key_prefix, tag.clone(), engine);
+        }
+    }
+}
+
+/// A random node tag (see [`Cluster::node_tag`]); six characters of the base64url
+/// alphabet always make a valid one.
+fn new_tag() -> Option<NodeTag> {
+    NodeTag::new(&random_uid(6)).ok()
 }
 
 /// A random node id: 6 base64url characters, as Node's `uid2(6)`.

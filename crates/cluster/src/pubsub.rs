@@ -64,6 +64,9 @@ impl NodeHandle for PubSubNode {
     fn uid(&self) -> &str {
         &self.uid
     }
+    fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.get()
+    }
 }
 
 impl PubSubNode {

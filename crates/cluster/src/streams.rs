@@ -108,6 +108,9 @@ impl NodeHandle for StreamsNode {
     fn uid(&self) -> &str {
         &self.uid
     }
+    fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.get()
+    }
     fn joined(&self) -> bool {
         *self.started.borrow()
     }

@@ -21,10 +21,7 @@ const CLIENTS = 4;
 const EVENTS = 50;
 
 for (const adapter of ["redis-streams", "redis"]) {
-  // todo: long-polling forwarding between nodes is not wired to Redis yet (the engine
-  // seam, EngineServer::set_forwarder, exists); until then this fails like Node without
-  // sticky sessions, and is skipped. Issue 5 stays open.
-  describe(`polling-only clients behind round-robin HAProxy (adapter ${adapter})`, { skip: "polling forwarding over Redis not wired yet (issue 5 open)" }, () => {
+  describe(`polling-only clients behind round-robin HAProxy (adapter ${adapter})`, () => {
     let redis;
     let cluster;
     let lb;
@@ -96,6 +93,28 @@ for (const adapter of ["redis-streams", "redis"]) {
       for (const node of cluster.switchboard) {
         const served = now.get(node.port).requests - before.get(node.port).requests;
         assert.ok(served >= EVENTS, `${node.name} served only ${served} requests`);
+      }
+    });
+
+    test("a request for a session no node holds gets 400 Session ID unknown from every node", async () => {
+      // A live node's tag with a made-up rest, and a tag no node has.
+      const open = await fetch(`${lb.url}/socket.io/?EIO=4&transport=polling`);
+      assert.equal(open.status, 200);
+      const sid = JSON.parse((await open.text()).slice(1)).sid;
+      const liveTag = sid.slice(0, 6) + "x".repeat(sid.length - 6);
+      const deadTag = "zzzzzz" + sid.slice(6);
+      for (const bad of [liveTag, deadTag]) {
+        for (const node of cluster.switchboard) {
+          for (const method of ["GET", "POST"]) {
+            const res = await fetch(`${node.url}/socket.io/?EIO=4&transport=polling&sid=${bad}`, {
+              method,
+              body: method === "POST" ? "40" : undefined,
+              headers: method === "POST" ? { "content-type": "text/plain;charset=UTF-8" } : {},
+            });
+            assert.equal(res.status, 400, `${method} ${bad} on ${node.name}`);
+            assert.deepEqual(await res.json(), { code: 1, message: "Session ID unknown" });
+          }
+        }
       }
     });
   });

@@ -89,14 +89,18 @@ async fn main() -> anyhow::Result<()> {
     let engine = match args.mode {
         Mode::Engineio => modes::engineio(signal.clone()),
         Mode::Socketio => modes::socketio(signal.clone()).engine().clone(),
-        Mode::Cluster => modes::cluster(
-            signal.clone(),
-            args.recovery,
-            cluster.adapter_factory(),
-            name,
-        )
-        .engine()
-        .clone(),
+        Mode::Cluster => {
+            let io = modes::cluster(
+                signal.clone(),
+                args.recovery,
+                cluster.adapter_factory(),
+                cluster.node_tag(),
+                name,
+            );
+            // Polling requests for other nodes' sessions go to their owner.
+            cluster.serve_forwarded(io.engine());
+            io.engine().clone()
+        }
     };
     // Take part in the cluster before saying we listen (the contract).
     let joined = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -102,6 +102,7 @@ pub(crate) fn cluster(
     shutdown: Shutdown,
     recovery: bool,
     adapters: switchboard_engine::adapter::AdapterFactory,
+    node_tag: Option<switchboard_engine::config::NodeTag>,
     name: String,
 ) -> Io {
     let config = SocketIoConfig {
@@ -111,6 +112,7 @@ pub(crate) fn cluster(
                 allowed_origins: AllowedOrigins::Any,
                 credentials: false,
             },
+            node_tag,
             ..EngineConfig::default()
         },
         ..SocketIoConfig::default()

@@ -128,6 +128,24 @@ impl EngineServer {
         self.registry.len()
     }
 
+    /// Closes session `sid` for `reason`, if this node holds it; says whether it did.
+    /// For the cluster: when the answer to a forwarded poll could not reach its client,
+    /// the session is closed, so the client resumes in a new one (with connection state
+    /// recovery) instead of waiting on a stream with a hole in it.
+    pub fn close_session(&self, sid: &str, reason: DisconnectReason) -> bool {
+        let session = sid
+            .parse::<Sid>()
+            .ok()
+            .and_then(|sid| self.registry.get(sid));
+        match session {
+            Some(session) => {
+                session.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether a drain has started (new sessions are refused).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)

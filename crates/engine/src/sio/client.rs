@@ -4,10 +4,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
-use crate::adapter::{Room, SessionStore};
+use crate::adapter::{AdapterError, DurableSession, LoggedEvent, Room, SessionStore};
 use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
@@ -188,6 +189,29 @@ async fn run_middleware(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> boo
 /// it presents (it came from a node that had read further).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a resuming client waits for an unreachable session store (Redis
+/// restarting) before it is told it was not recovered.
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `op` until it succeeds or [`STORE_WAIT`] has passed, with a short pause between
+/// tries; the last error if it never does.
+async fn with_store_retry<T, F>(what: &str, mut op: F) -> Result<T, AdapterError>
+where
+    F: FnMut() -> BoxFuture<'static, Result<T, AdapterError>>,
+{
+    let give_up = now() + STORE_WAIT;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(err) if now() >= give_up => return Err(err),
+            Err(err) => {
+                tracing::debug!(error = %err, what, "session store unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// A durable session taken from the store, with the frames of the events it missed
 /// that this node's buffer no longer (or never) held.
 #[derive(Debug)]
@@ -208,8 +232,12 @@ async fn prepare_durable(
 ) -> Option<Prepared> {
     let ns = socket.ns();
     let buffer = ns.recovery()?;
-    let session = match store.take(pid).await {
-        Ok(Some(session)) => session,
+    let take = || {
+        let (store, pid) = (store.clone(), pid.to_owned());
+        Box::pin(async move { store.take(&pid).await }) as BoxFuture<'static, _>
+    };
+    let session = match with_store_retry("take session", take).await {
+        Ok(Some::<DurableSession>(session)) => session,
         Ok(None) => return None,
         Err(err) => {
             tracing::warn!(error = %err, "session store unavailable; client not recovered");
@@ -234,7 +262,13 @@ async fn prepare_durable(
     let covered = buffer.covered_from();
     let (older, older_until) = if from < covered {
         let until = buffer.offset_string(covered);
-        let events = match store.read_log(ns.name(), &from_wire, &until).await {
+        let read = || {
+            let (store, nsp) = (store.clone(), ns.name().to_owned());
+            let (after, until) = (from_wire.clone(), until.clone());
+            Box::pin(async move { store.read_log(&nsp, &after, &until).await })
+                as BoxFuture<'static, _>
+        };
+        let events: Vec<LoggedEvent> = match with_store_retry("read log", read).await {
             Ok(Some(events)) => events,
             Ok(None) => return None,
             Err(err) => {

@@ -180,6 +180,8 @@ async fn handshakes_are_refused_while_open_sessions_keep_working() {
 #[derive(Debug, Default)]
 struct SharedStore {
     sessions: Mutex<HashMap<String, DurableSession>>,
+    /// The next this many `take`s fail as if Redis were restarting.
+    unreachable_for: std::sync::atomic::AtomicUsize,
 }
 
 impl SessionStore for SharedStore {
@@ -196,6 +198,12 @@ impl SessionStore for SharedStore {
         &'a self,
         pid: &'a str,
     ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let down = self.unreachable_for.load(SeqCst);
+        if down > 0 {
+            self.unreachable_for.store(down - 1, SeqCst);
+            return Box::pin(async { Err(AdapterError::Unavailable("restarting".into())) });
+        }
         let session = self.sessions.lock().unwrap().remove(pid);
         Box::pin(async move { Ok(session) })
     }
@@ -312,4 +320,46 @@ async fn drained_clients_resume_their_session_on_another_node() {
     assert!(socket.recovered());
     assert!(socket.rooms().contains(&"room-a".to_owned()));
     assert_eq!(socket.data(), json!({"joined": true}));
+}
+
+/// A client of `old` whose session is in the store, reconnecting to `new` with its pid:
+/// whether it came back recovered.
+async fn resumes_on(old: &Io, new: &Io) -> bool {
+    let client = Client::handshake(old).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    client.post(r#"42["join","room-a"]"#).await;
+    let back = Client::handshake(new).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    // The answer may take a few heartbeats while the store is retried.
+    loop {
+        let body = back.get().await;
+        if let Some(answer) = body.split('\x1e').find(|p| p.starts_with("40")) {
+            return connect_answer(answer).0 == sid;
+        }
+        if body.split('\x1e').any(|p| p == "2") {
+            back.post("3").await;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resuming_client_waits_out_a_short_store_outage() {
+    let store = Arc::new(SharedStore::default());
+    let (old, new) = (durable_node(&store), durable_node(&store));
+    // Redis restarting: the first takes fail, a later one succeeds.
+    store
+        .unreachable_for
+        .store(10, std::sync::atomic::Ordering::SeqCst);
+    assert!(resumes_on(&old, &new).await, "recovered once the store is back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_stays_down_means_not_recovered_not_a_hang() {
+    let store = Arc::new(SharedStore::default());
+    let (old, new) = (durable_node(&store), durable_node(&store));
+    store
+        .unreachable_for
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    assert!(!resumes_on(&old, &new).await, "told it was not recovered");
 }
