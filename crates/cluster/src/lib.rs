@@ -72,6 +72,17 @@ pub enum AdapterKind {
     RedisStreams,
 }
 
+impl AdapterKind {
+    /// The name as configured (`memory`, `redis`, `redis-streams`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterKind::Memory => "memory",
+            AdapterKind::Redis => "redis",
+            AdapterKind::RedisStreams => "redis-streams",
+        }
+    }
+}
+
 impl std::str::FromStr for AdapterKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -120,6 +131,15 @@ impl Default for ClusterConfig {
     }
 }
 
+/// Checks a Redis URL (`redis://[:password@]host[:port][/db]`, `redis+unix://`,
+/// `unix://`; `rediss://` is refused, as this build has no TLS) without connecting,
+/// for configuration checks at start-up.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| format!("`{url}` is not a Redis URL: {e}"))
+}
+
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -139,6 +159,7 @@ pub struct Cluster {
     health: Option<Arc<Health>>,
     node: Option<Arc<dyn NodeHandle>>,
     key_prefix: String,
+    kind: AdapterKind,
     /// Starts this node's session ids (random, 6 base64url characters: one in 69
     /// billion that two nodes draw the same).
     tag: Option<NodeTag>,
@@ -171,6 +192,7 @@ impl Cluster {
                 health: None,
                 node: None,
                 key_prefix: config.key_prefix.clone(),
+                kind: config.adapter,
                 tag: None,
             }),
             AdapterKind::Redis => {
@@ -180,6 +202,7 @@ impl Cluster {
                     health: Some(node.health().clone()),
                     node: Some(node),
                     key_prefix: config.key_prefix.clone(),
+                    kind: config.adapter,
                     tag: new_tag(),
                 })
             }
@@ -190,6 +213,7 @@ impl Cluster {
                     health: Some(node.health().clone()),
                     node: Some(node),
                     key_prefix: config.key_prefix.clone(),
+                    kind: config.adapter,
                     tag: new_tag(),
                 })
             }
@@ -210,6 +234,11 @@ impl Cluster {
     /// The broker's health counters (none in memory mode).
     pub fn health(&self) -> Option<&Arc<Health>> {
         self.health.as_ref()
+    }
+
+    /// The adapter this node runs.
+    pub fn adapter(&self) -> AdapterKind {
+        self.kind
     }
 
     /// This node's id on the wire, if clustered.

@@ -35,7 +35,7 @@ use switchboard_engine::{Payload, Shutdown};
 use switchboard_protocol::Sid;
 
 use switchboard_protocol::socketio::Packet;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{Broker, Health, Sub, jitter, manager_config};
 use crate::pubsub::{engine_opts, wire_opts};
@@ -62,7 +62,8 @@ enum Answer {
 /// A write to Redis that must keep its order.
 #[derive(Debug)]
 enum Write {
-    Entry(Vec<(&'static str, String)>),
+    /// A stream entry, and who to tell once Redis has it.
+    Entry(Vec<(&'static str, String)>, Option<oneshot::Sender<()>>),
     SaveSession {
         key: String,
         value: String,
@@ -193,15 +194,26 @@ impl StreamsNode {
             .and_then(Weak::upgrade)
     }
 
-    fn write(&self, write: Write) {
+    /// Queues `write`; false when the queue is full and the write was dropped.
+    fn write(&self, write: Write) -> bool {
         if self.writes.try_send(write).is_err() {
             self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!("stream write queue full (redis down too long); write dropped");
+            return false;
         }
+        true
     }
 
     fn append(&self, message: &ClusterMessage) {
-        self.write(Write::Entry(message.encode_entry()));
+        self.write(Write::Entry(message.encode_entry(), None));
+    }
+
+    /// Appends `message`; the receiver resolves once Redis has the entry (it never
+    /// does if the node stops first). `None`: the write was dropped.
+    fn append_confirmed(&self, message: &ClusterMessage) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.write(Write::Entry(message.encode_entry(), Some(tx)))
+            .then_some(rx)
     }
 
     fn publish(&self, channel: String, message: &ClusterMessage) {
@@ -516,7 +528,7 @@ async fn writer(
             let mut pipe = redis::pipe();
             for write in &batch {
                 match write {
-                    Write::Entry(fields) => {
+                    Write::Entry(fields, _) => {
                         let cmd = pipe
                             .cmd("XADD")
                             .arg(&config.stream_name)
@@ -549,6 +561,13 @@ async fn writer(
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     health.commands(true);
                     backoff = Duration::from_millis(50);
+                    for write in &mut batch {
+                        if let Write::Entry(_, confirm) = write
+                            && let Some(confirm) = confirm.take()
+                        {
+                            let _ = confirm.send(());
+                        }
+                    }
                     break;
                 }
                 Err(err) => {
@@ -729,6 +748,32 @@ struct StreamsAdapter {
     index: MemoryAdapter,
 }
 
+impl StreamsAdapter {
+    /// A broadcast to the cluster: delivered here now unless this node delivers it
+    /// when it reads it back from the stream; the local recipients and the entry.
+    fn entry(
+        &self,
+        ns: &Arc<Namespace>,
+        packet: Packet,
+        opts: &BroadcastOptions,
+    ) -> (usize, ClusterMessage) {
+        let local = if delivered_on_read(ns, opts) {
+            ns.local_sockets(opts).len()
+        } else {
+            ns.broadcast_local(packet.clone(), opts)
+        };
+        let message = self.node.message(
+            &self.nsp,
+            MessageBody::Broadcast {
+                packet,
+                opts: wire_opts(opts),
+                request_id: None,
+            },
+        );
+        (local, message)
+    }
+}
+
 impl Adapter for StreamsAdapter {
     delegate_room_index!();
 
@@ -754,22 +799,31 @@ impl Adapter for StreamsAdapter {
         if opts.flags.local {
             return ns.broadcast_local(packet, &opts);
         }
-        let on_read = delivered_on_read(ns, &opts);
-        let local = if on_read {
-            ns.local_sockets(&opts).len()
-        } else {
-            ns.broadcast_local(packet.clone(), &opts)
-        };
-        let message = self.node.message(
-            &self.nsp,
-            MessageBody::Broadcast {
-                packet,
-                opts: wire_opts(&opts),
-                request_id: None,
-            },
-        );
+        let (local, message) = self.entry(ns, packet, &opts);
         self.node.append(&message);
         local
+    }
+
+    fn broadcast_durable(
+        &self,
+        ns: &Arc<Namespace>,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<usize, AdapterError>> {
+        if opts.flags.local {
+            let local = ns.broadcast_local(packet, &opts);
+            return Box::pin(std::future::ready(Ok(local)));
+        }
+        let (local, message) = self.entry(ns, packet, &opts);
+        let confirmed = self.node.append_confirmed(&message);
+        Box::pin(async move {
+            let unavailable = |why: &str| AdapterError::Unavailable(why.to_owned());
+            let confirmed = confirmed.ok_or_else(|| unavailable("stream write queue full"))?;
+            confirmed
+                .await
+                .map_err(|_| unavailable("node stopped before the stream took the event"))?;
+            Ok(local)
+        })
     }
 
     fn broadcast_with_ack(

@@ -145,6 +145,22 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
         ns.broadcast_local(packet, &opts)
     }
 
+    /// Broadcasts like [`Adapter::broadcast`] and resolves once the broadcast is as
+    /// safe as this adapter can make it: for an adapter with a durable log
+    /// (`redis-streams`), once the log has it, so it reaches every node and stays
+    /// replayable even if this node dies right after; for the others, at once. An
+    /// error means the broadcast may not reach anyone beyond this node. The number is
+    /// [`Adapter::broadcast`]'s.
+    fn broadcast_durable(
+        &self,
+        ns: &Arc<Namespace>,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'static, Result<usize, AdapterError>> {
+        let queued = self.broadcast(ns, packet, opts);
+        Box::pin(std::future::ready(Ok(queued)))
+    }
+
     /// Broadcasts a packet that asks for acknowledgements; every node reports to
     /// `sink`. `packet.id` is ignored: each recipient gets its own.
     fn broadcast_with_ack(

@@ -17,7 +17,7 @@ pub mod recovery;
 pub mod server;
 pub mod socket;
 
-pub use broadcast::BroadcastOperator;
+pub use broadcast::{BroadcastOperator, DurableEmitError};
 pub use event::{AckError, AckSender, ConnectError, EmitError, Event, Payload};
 pub use namespace::{Handlers, Namespace};
 pub use recovery::RecoveryConfig;

@@ -12,6 +12,7 @@
 //! - `api`: the `[api]` and `[static]` sections;
 //! - `namespaces`: `namespaces`, plain names or `[[namespaces]]` rules;
 //! - `hooks`: the `[hooks]` section;
+//! - `cluster`: the `[cluster]` and `[recovery]` sections;
 //! - `table`: reading nested tables by hand, for the two above.
 //!
 //! The engine's own settings are the engine's types ([`SocketIoConfig`]) with the
@@ -19,6 +20,7 @@
 
 mod api;
 mod check;
+mod cluster;
 mod duration;
 mod error;
 mod hooks;
@@ -38,6 +40,7 @@ use switchboard_engine::shutdown::{DEFAULT_DRAIN_BATCH, DEFAULT_DRAIN_INTERVAL};
 use tracing_subscriber::EnvFilter;
 
 pub(crate) use api::{ApiConfig, ApiKey, RateLimit, StaticConfig};
+pub(crate) use cluster::ClusterSettings;
 pub(crate) use error::ConfigErrors;
 pub(crate) use hooks::HooksConfig;
 #[cfg(test)]
@@ -89,6 +92,8 @@ pub(crate) struct Config {
     pub(crate) api: ApiConfig,
     /// Files served at `/` (`[static]`).
     pub(crate) statics: StaticConfig,
+    /// Other nodes and how to reach them (`[cluster]`).
+    pub(crate) cluster: ClusterSettings,
 }
 
 impl Default for Config {
@@ -107,6 +112,7 @@ impl Default for Config {
             hooks: HooksConfig::default(),
             api: ApiConfig::default(),
             statics: StaticConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod prometheus;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use switchboard_cluster::Cluster;
 use switchboard_engine::eio::Body;
 use switchboard_engine::{Io, Shutdown};
 
@@ -40,6 +41,8 @@ pub(crate) struct State {
     api_metrics: Arc<ApiMetrics>,
     /// The namespace rules' and hooks' metrics, once installed.
     rules: Option<Installed>,
+    /// The cluster membership, whose broker readiness follows, and this node's name.
+    cluster: Option<(Cluster, String)>,
 }
 
 impl State {
@@ -50,7 +53,14 @@ impl State {
             shutdown,
             api_metrics: Arc::default(),
             rules: None,
+            cluster: None,
         }
+    }
+
+    /// Not ready while `cluster`'s broker is unreachable; reports its health.
+    pub(crate) fn with_cluster(mut self, cluster: Cluster, node: String) -> Self {
+        self.cluster = Some((cluster, node));
+        self
     }
 
     /// Also reports the namespace rules' and hooks' metrics.
@@ -65,7 +75,18 @@ impl State {
     }
 
     fn ready(&self) -> bool {
-        !self.shutdown.is_triggered()
+        self.unready().is_none()
+    }
+
+    /// Why this node should get no new clients, if it should not.
+    fn unready(&self) -> Option<ApiError> {
+        if self.shutdown.is_triggered() {
+            Some(ApiError::ShuttingDown)
+        } else if self.cluster.as_ref().is_some_and(|(c, _)| !c.is_ready()) {
+            Some(ApiError::ClusterUnavailable)
+        } else {
+            None
+        }
     }
 }
 
@@ -87,7 +108,7 @@ fn answer<B>(state: &State, req: &Request<B>) -> Result<Response<Body>, ApiError
         return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
     match path {
-        READY_PATH if !state.ready() => Err(ApiError::ShuttingDown),
+        READY_PATH if let Some(why) = state.unready() => Err(why),
         METRICS_PATH => Ok(metrics(state)),
         _ => Ok(json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
     }
@@ -104,11 +125,14 @@ fn metrics(state: &State) -> Response<Body> {
     let snapshot = state.io.engine().metrics().snapshot();
     let api = state.api_metrics.snapshot();
     let mut text = prometheus::render(&snapshot, &namespaces, &api, state.ready());
+    let mut out = prometheus::Exposition::default();
     if let Some(rules) = &state.rules {
-        let mut out = prometheus::Exposition::default();
         rules.render(&mut out);
-        text.push_str(&out.into_string());
     }
+    if let Some((cluster, node)) = &state.cluster {
+        prometheus::cluster(&mut out, cluster, node);
+    }
+    text.push_str(&out.into_string());
     let mut res = Response::new(Body::from(text));
     res.headers_mut().insert(
         header::CONTENT_TYPE,

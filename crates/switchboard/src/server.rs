@@ -8,8 +8,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use switchboard_cluster::{AdapterKind, Cluster};
 use switchboard_engine::shutdown::{self, DrainPlan, ShutdownTrigger};
-use switchboard_engine::{Io, Shutdown};
+use switchboard_engine::{Io, Metrics, Shutdown};
 use switchboard_hooks::StartError;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -82,6 +85,9 @@ pub(crate) enum BindError {
         /// Why.
         source: io::Error,
     },
+    /// The cluster could not start (`[cluster]`).
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] switchboard_cluster::ClusterError),
     /// The webhook sink could not start (TLS roots, dead-letter file).
     #[error("cannot start the webhook sink: {0}")]
     Hooks(#[from] StartError),
@@ -127,8 +133,28 @@ impl Server {
         let (trigger, shutdown) = shutdown::channel();
         let (draining, not_ready) = shutdown::channel();
         let hooks = Hooks::start(&config.hooks)?;
-        let (io, rules) = build_io(config, shutdown.clone(), hooks);
-        let state = State::new(io.clone(), not_ready).with_rules(rules.clone());
+        // The cluster lives until the very end of the drain: sessions closed by it are
+        // saved for recovery through it.
+        let cluster = Cluster::start(&config.cluster.cluster, shutdown.clone())?;
+        let (io, rules) = build_io(config, shutdown.clone(), hooks, &cluster);
+        let node = config
+            .cluster
+            .node_name
+            .clone()
+            .or_else(|| cluster.uid().map(str::to_owned))
+            .unwrap_or_default();
+        if cluster.adapter() != AdapterKind::Memory {
+            tracing::info!(
+                adapter = cluster.adapter().as_str(),
+                uid = cluster.uid().unwrap_or_default(),
+                node,
+                recovery = config.socketio.recovery.is_some(),
+                "joining the cluster"
+            );
+        }
+        let state = State::new(io.clone(), not_ready)
+            .with_rules(rules.clone())
+            .with_cluster(cluster, node);
         let site = Site::bind(config, &io, state).await?;
         Ok(Server {
             listener,
@@ -239,9 +265,24 @@ async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> 
     }
 }
 
-/// The Socket.IO server with the configured namespaces and their rules.
-fn build_io(config: &Config, shutdown: Shutdown, hooks: Hooks) -> (Io, Installed) {
-    let io = Io::new(config.socketio.clone(), shutdown.clone());
+/// The Socket.IO server with the configured namespaces and their rules, on `cluster`'s
+/// adapter; its session ids carry the node's tag and polling requests for other nodes'
+/// sessions are served through them.
+fn build_io(
+    config: &Config,
+    shutdown: Shutdown,
+    hooks: Hooks,
+    cluster: &Cluster,
+) -> (Io, Installed) {
+    let mut socketio = config.socketio.clone();
+    socketio.engine.node_tag = cluster.node_tag();
+    let io = Io::with_adapter(
+        socketio,
+        cluster.adapter_factory(),
+        Arc::new(Metrics::default()),
+        shutdown.clone(),
+    );
+    cluster.serve_forwarded(io.engine());
     let installed = rules::install(&io, &config.namespaces, hooks, &shutdown);
     (io, installed)
 }
@@ -283,7 +324,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn configured_namespaces_exist() {
+    async fn configured_namespaces_exist() -> anyhow::Result<()> {
         let config = Config {
             namespaces: vec![
                 NamespaceRules::open("/chat"),
@@ -291,7 +332,8 @@ mod tests {
             ],
             ..Config::default()
         };
-        let (io, _rules) = build_io(&config, Shutdown::never(), Hooks::none());
+        let cluster = Cluster::start(&config.cluster.cluster, Shutdown::never())?;
+        let (io, _rules) = build_io(&config, Shutdown::never(), Hooks::none(), &cluster);
         let mut names: Vec<String> = io
             .namespaces()
             .iter()
@@ -299,5 +341,6 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["/", "/chat", "/orders"]);
+        Ok(())
     }
 }

@@ -95,6 +95,38 @@ async function assertRecovered(socket, { id, rooms, from }) {
   assert.notEqual(now, from.name, "the client came back on another node");
 }
 
+describe("durability (Redis Streams)", () => {
+  test("a broadcast is acknowledged only once Redis holds it, and reaches the other nodes after Redis was frozen (fails on Node)", async () => {
+    const room = fresh("durable");
+    const [publishing, receiving] = ctx.cluster.switchboard;
+    const receiver = await connectTo(ctx, receiving);
+    await call(receiver, "join", room);
+    const seen = recordData(receiver, "dur");
+    const publisher = await connectTo(ctx, publishing);
+    const pid = ctx.redis.child.pid;
+    process.kill(pid, "SIGSTOP");
+    let acked = false;
+    let ack;
+    try {
+      ack = new Promise((resolve) => {
+        publisher.emit("broadcast", room, "dur", { n: 1 }, (...args) => {
+          acked = true;
+          resolve(args);
+        });
+      });
+      // The node answers meanwhile (handlers run in order, so an ack sent at once
+      // would have come first), but does not acknowledge what Redis does not hold.
+      assert.deepEqual(await call(publisher, "message-with-ack", "alive"), ["alive"]);
+      assert.equal(acked, false, "acknowledged before Redis had the broadcast");
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    assert.deepEqual(await ack, [true]);
+    await until(seen, 1);
+    assert.deepEqual(seen, [[{ n: 1 }]]);
+  });
+});
+
 describe("connection state recovery across nodes (Redis Streams)", () => {
   test("a client whose node was SIGKILLed resumes on another node with every missed event (fails on Node)", async () => {
     const room = fresh("crash");

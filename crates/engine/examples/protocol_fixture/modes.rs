@@ -144,12 +144,26 @@ pub(crate) fn cluster(
         }
         ack_true(&mut ev);
     });
+    // Acked once the broadcast is durable in the cluster (at once without a log).
     ns.on("broadcast", |mut ev| {
-        broadcast(&mut ev, false);
-        ack_true(&mut ev);
+        let Some((op, event, payload)) = broadcast(&ev, false) else {
+            return ack_true(&mut ev);
+        };
+        let ack = ev.take_ack();
+        tokio::spawn(async move {
+            let answer = match op.emit_durable(&event, payload).await {
+                Ok(_) => json!(true),
+                Err(err) => json!({ "error": err.to_string() }),
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(answer);
+            }
+        });
     });
     ns.on("broadcast-except-self", |mut ev| {
-        broadcast(&mut ev, true);
+        if let Some((op, event, payload)) = broadcast(&ev, true) {
+            op.emit(&event, payload);
+        }
         ack_true(&mut ev);
     });
     ns.on("rooms", |mut ev| {
@@ -322,25 +336,30 @@ fn ack_true(ev: &mut switchboard_engine::Event) {
     }
 }
 
-/// `broadcast` (room, event, ...args): emits `event` with `args` to `room`.
-fn broadcast(ev: &mut switchboard_engine::Event, except_self: bool) {
+/// `broadcast` (room, event, ...args): the broadcast of `event` with `args` to `room`
+/// (the sender excluded with `except_self`), ready to emit.
+fn broadcast(
+    ev: &switchboard_engine::Event,
+    except_self: bool,
+) -> Option<(switchboard_engine::sio::BroadcastOperator, String, Payload)> {
     let mut args = ev.payload.args.clone();
     if args.len() < 2 {
-        return;
+        return None;
     }
     let rest = args.split_off(2);
     let (Some(room), Some(event)) = (args[0].as_str(), args[1].as_str()) else {
-        return;
+        return None;
     };
     let payload = Payload {
         args: rest,
         binary: ev.payload.binary.clone(),
     };
-    if except_self {
-        ev.socket.to(room).emit(event, payload);
+    let op = if except_self {
+        ev.socket.to(room)
     } else {
-        ev.socket.ns().to(room).emit(event, payload);
-    }
+        ev.socket.ns().to(room)
+    };
+    Some((op, event.to_owned(), payload))
 }
 
 /// `request-ack` (event, ...args): asks the client for an ack and reports the answer.

@@ -95,6 +95,25 @@ impl BroadcastOperator {
         self.ns.adapter().broadcast(&self.ns, packet, self.opts)
     }
 
+    /// Emits the event and resolves once it is durable in the cluster's log (see
+    /// [`Adapter::broadcast_durable`](crate::adapter::Adapter::broadcast_durable)):
+    /// what to wait for before telling a publisher its event was accepted. At once,
+    /// without a durable log.
+    pub async fn emit_durable(
+        self,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<usize, DurableEmitError> {
+        if is_reserved_event(event) {
+            return Err(DurableEmitError::ReservedEvent);
+        }
+        let packet = event_packet(self.ns.name(), event, payload.into(), None);
+        let adapter = self.ns.adapter().clone();
+        Ok(adapter
+            .broadcast_durable(&self.ns, packet, self.opts)
+            .await?)
+    }
+
     /// Emits the event to every targeted client in the cluster and collects their
     /// acknowledgements (Node's `timeout(t).emitWithAck`): all of them, or
     /// [`AckError::Timeout`] when some did not answer within `timeout`.
@@ -176,6 +195,17 @@ impl BroadcastOperator {
             .disconnect_sockets(&self.ns, self.opts.clone(), close);
         local
     }
+}
+
+/// Why [`BroadcastOperator::emit_durable`] could not confirm an event.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableEmitError {
+    /// The event name is reserved by Socket.IO.
+    #[error("reserved event name")]
+    ReservedEvent,
+    /// The cluster could not take the event; it may reach only this node.
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
 }
 
 /// The local half of every adapter operation: what a node does with its own sockets,

@@ -351,7 +351,10 @@ async fn a_resuming_client_waits_out_a_short_store_outage() {
     store
         .unreachable_for
         .store(10, std::sync::atomic::Ordering::SeqCst);
-    assert!(resumes_on(&old, &new).await, "recovered once the store is back");
+    assert!(
+        resumes_on(&old, &new).await,
+        "recovered once the store is back"
+    );
 }
 
 #[tokio::test(start_paused = true)]

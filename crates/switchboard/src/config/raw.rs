@@ -29,6 +29,8 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "api",
             "static",
             "hooks",
+            "cluster",
+            "recovery",
         ],
     ),
     ("log", &["format", "level"]),
@@ -54,6 +56,8 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("api", super::api::API_KEYS),
     ("static", super::api::STATIC_KEYS),
     ("hooks", super::hooks::KEYS),
+    ("cluster", super::cluster::CLUSTER_KEYS),
+    ("recovery", super::cluster::RECOVERY_KEYS),
 ];
 
 /// A value as written, with the outcome of reading it as `T`. Reading it never fails,
@@ -91,6 +95,8 @@ pub(crate) struct RawConfig {
     pub(crate) api: Option<Field<super::api::RawApi>>,
     #[serde(rename = "static")]
     pub(crate) statics: Option<Field<super::api::RawStatic>>,
+    pub(crate) cluster: Option<Field<super::cluster::RawCluster>>,
+    pub(crate) recovery: Option<Field<super::cluster::RawRecovery>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

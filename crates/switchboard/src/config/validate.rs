@@ -142,6 +142,10 @@ impl Validator<'_> {
         self.api(api, c);
         let statics = self.section("static", raw.statics);
         self.statics(statics, c);
+        let cluster = self.section("cluster", raw.cluster);
+        self.cluster(cluster, c);
+        let recovery = self.section("recovery", raw.recovery);
+        self.recovery(recovery, c);
     }
 
     fn log(&mut self, raw: RawLog, c: &mut Config) {

@@ -23,6 +23,10 @@ pub(crate) enum ApiError {
     /// Shutdown has begun; load balancers should send new clients elsewhere.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The cluster's broker (Redis) cannot be reached; this node would not hear the
+    /// rest of the cluster.
+    #[error("cluster broker (Redis) unreachable")]
+    ClusterUnavailable,
     /// No `Authorization: Bearer` header, or a key that is not configured.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -77,6 +81,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::ClusterUnavailable => "cluster_unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -100,7 +105,9 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::ClusterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

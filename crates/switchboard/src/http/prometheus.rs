@@ -2,9 +2,67 @@
 
 use std::fmt::Write as _;
 
+use std::sync::atomic::Ordering;
+
+use switchboard_cluster::Cluster;
 use switchboard_engine::metrics::MetricsSnapshot;
 
 use crate::api::RequestCount;
+
+/// The cluster's health: whether the broker is reachable, its traffic and the stream
+/// reader's lag, with an info sample naming the adapter, the node's uid and its name.
+pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
+    out.family(
+        "switchboard_cluster_info",
+        "gauge",
+        "Always 1; the labels name this node's adapter, uid and name.",
+    );
+    let uid = cluster.uid().unwrap_or("");
+    let labels = [
+        ("adapter", cluster.adapter().as_str()),
+        ("uid", uid),
+        ("node", node),
+    ];
+    out.sample("switchboard_cluster_info", &labels, 1);
+    out.family(
+        "switchboard_cluster_up",
+        "gauge",
+        "1 while the cluster's broker (Redis) is reachable both ways (always 1 in memory mode).",
+    );
+    out.sample("switchboard_cluster_up", &[], u8::from(cluster.is_ready()));
+    let Some(h) = cluster.health() else { return };
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    out.counter(
+        "switchboard_cluster_reconnects_total",
+        "Times the subscriber connection to Redis was re-established.",
+        load(&h.reconnects),
+    );
+    out.counter(
+        "switchboard_cluster_published_total",
+        "Messages and stream entries written to Redis.",
+        load(&h.published),
+    );
+    out.counter(
+        "switchboard_cluster_publish_errors_total",
+        "Writes to Redis that failed or were dropped (pub/sub: lost; streams: retried unless the queue overflowed).",
+        load(&h.publish_errors),
+    );
+    out.counter(
+        "switchboard_cluster_received_total",
+        "Messages received from the cluster.",
+        load(&h.received),
+    );
+    out.family(
+        "switchboard_cluster_stream_lag_ms",
+        "gauge",
+        "Milliseconds between an entry entering the stream and this node reading it (redis-streams).",
+    );
+    out.sample(
+        "switchboard_cluster_stream_lag_ms",
+        &[],
+        load(&h.stream_lag_ms),
+    );
+}
 
 /// The content type Prometheus expects for this format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

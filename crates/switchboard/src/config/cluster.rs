@@ -1,0 +1,263 @@
+//! `[cluster]` (several nodes over Redis) and `[recovery]` (connection state
+//! recovery): their raw shapes, checks and summary lines. The typed settings are the
+//! cluster crate's [`ClusterConfig`] and the engine's [`RecoveryConfig`].
+
+use std::time::Duration;
+
+use switchboard_cluster::{AdapterKind, ClusterConfig};
+use switchboard_engine::sio::RecoveryConfig;
+
+use super::Config;
+use super::check::{self, Checked};
+use super::duration::{self, HumanDuration};
+use super::raw::{Count, Field, Unknown};
+use super::validate::Validator;
+
+/// Longest `node_name`: a label for logs and metrics, not a document.
+const MAX_NODE_NAME_LEN: usize = 64;
+
+/// `[cluster]` as the binary uses it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ClusterSettings {
+    /// The adapter and its Redis settings.
+    pub(crate) cluster: ClusterConfig,
+    /// A label for this node in logs and metrics; the node's uid when unset.
+    pub(crate) node_name: Option<String>,
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct RawCluster {
+    pub(crate) adapter: Option<Field<String>>,
+    pub(crate) redis_url: Option<Field<String>>,
+    pub(crate) node_name: Option<Field<String>>,
+    pub(crate) key_prefix: Option<Field<String>>,
+    pub(crate) stream_name: Option<Field<String>>,
+    pub(crate) stream_max_len: Option<Field<Count>>,
+    pub(crate) session_key_prefix: Option<Field<String>>,
+    pub(crate) request_timeout: Option<Field<HumanDuration>>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+/// `[recovery]` as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct RawRecovery {
+    pub(crate) enabled: Option<Field<bool>>,
+    pub(crate) max_disconnection_duration: Option<Field<HumanDuration>>,
+    pub(crate) max_buffered_packets: Option<Field<Count>>,
+    pub(crate) skip_middlewares: Option<Field<bool>>,
+    #[serde(flatten)]
+    pub(crate) unknown: Unknown,
+}
+
+/// The keys of `[cluster]`, for [`super::raw::SECTIONS`].
+pub(crate) const CLUSTER_KEYS: &[&str] = &[
+    "adapter",
+    "redis_url",
+    "node_name",
+    "key_prefix",
+    "stream_name",
+    "stream_max_len",
+    "session_key_prefix",
+    "request_timeout",
+];
+/// The keys of `[recovery]`, for [`super::raw::SECTIONS`].
+pub(crate) const RECOVERY_KEYS: &[&str] = &[
+    "enabled",
+    "max_disconnection_duration",
+    "max_buffered_packets",
+    "skip_middlewares",
+];
+
+impl Validator<'_> {
+    /// Reads `[cluster]` into `c.cluster`.
+    pub(super) fn cluster(&mut self, raw: RawCluster, c: &mut Config) {
+        self.unknown("cluster", raw.unknown);
+        let s = &mut c.cluster;
+        let k = &mut s.cluster;
+        self.read(&mut k.adapter, "cluster.adapter", raw.adapter, adapter);
+        self.read(
+            &mut k.redis_url,
+            "cluster.redis_url",
+            raw.redis_url,
+            redis_url,
+        );
+        self.read(
+            &mut s.node_name,
+            "cluster.node_name",
+            raw.node_name,
+            node_name,
+        );
+        let k = &mut s.cluster;
+        let name = |key: &'static str| move |text: String| redis_name(key, text);
+        self.read(
+            &mut k.key_prefix,
+            "cluster.key_prefix",
+            raw.key_prefix,
+            name("key_prefix"),
+        );
+        self.read(
+            &mut k.stream_name,
+            "cluster.stream_name",
+            raw.stream_name,
+            name("stream_name"),
+        );
+        self.read(
+            &mut k.stream_max_len,
+            "cluster.stream_max_len",
+            raw.stream_max_len,
+            check::positive_count,
+        );
+        self.read(
+            &mut k.session_key_prefix,
+            "cluster.session_key_prefix",
+            raw.session_key_prefix,
+            name("session_key_prefix"),
+        );
+        self.read(
+            &mut k.request_timeout,
+            "cluster.request_timeout",
+            raw.request_timeout,
+            check::positive_duration,
+        );
+    }
+
+    /// Reads `[recovery]` into `c.socketio.recovery` (`None` unless enabled).
+    pub(super) fn recovery(&mut self, raw: RawRecovery, c: &mut Config) {
+        self.unknown("recovery", raw.unknown);
+        let mut enabled = false;
+        let mut r = RecoveryConfig::default();
+        self.read(&mut enabled, "recovery.enabled", raw.enabled, Ok);
+        self.read(
+            &mut r.max_disconnection_duration,
+            "recovery.max_disconnection_duration",
+            raw.max_disconnection_duration,
+            check::positive_duration,
+        );
+        self.read(
+            &mut r.max_buffered_packets,
+            "recovery.max_buffered_packets",
+            raw.max_buffered_packets,
+            check::positive_count,
+        );
+        self.read(
+            &mut r.skip_middlewares,
+            "recovery.skip_middlewares",
+            raw.skip_middlewares,
+            Ok,
+        );
+        c.socketio.recovery = enabled.then_some(r);
+    }
+}
+
+fn adapter(text: String) -> Checked<AdapterKind> {
+    text.parse()
+}
+
+fn redis_url(text: String) -> Checked<String> {
+    switchboard_cluster::check_redis_url(&text)?;
+    Ok(text)
+}
+
+/// A printable label of at most [`MAX_NODE_NAME_LEN`] characters.
+fn node_name(text: String) -> Checked<Option<String>> {
+    if text.is_empty() || text.len() > MAX_NODE_NAME_LEN {
+        return Err(format!("must be 1 to {MAX_NODE_NAME_LEN} characters"));
+    }
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("may only hold visible ASCII characters (no spaces)".into());
+    }
+    Ok(Some(text))
+}
+
+/// A channel, stream or key name part: not empty, no spaces or control characters
+/// (they would not match what the Node.js servers of the cluster use).
+fn redis_name(key: &str, text: String) -> Checked<String> {
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "`{key}` must be non-empty, without spaces or control characters"
+        ));
+    }
+    Ok(text)
+}
+
+/// The `[cluster]` and `[recovery]` lines of `check-config`.
+pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
+    let k = &config.cluster.cluster;
+    let quote = |v: &str| toml::Value::String(v.to_owned()).to_string();
+    let d = |v: Duration| quote(&duration::format(v));
+    let r = config.socketio.recovery;
+    let recovery = r.unwrap_or_default();
+    vec![
+        ("cluster.adapter", quote(k.adapter.as_str())),
+        ("cluster.redis_url", quote(&k.redis_url)),
+        (
+            "cluster.node_name",
+            config
+                .cluster
+                .node_name
+                .as_deref()
+                .map_or_else(|| quote("(node uid)"), quote),
+        ),
+        ("cluster.key_prefix", quote(&k.key_prefix)),
+        ("cluster.stream_name", quote(&k.stream_name)),
+        ("cluster.stream_max_len", k.stream_max_len.to_string()),
+        ("cluster.session_key_prefix", quote(&k.session_key_prefix)),
+        ("cluster.request_timeout", d(k.request_timeout)),
+        ("recovery.enabled", r.is_some().to_string()),
+        (
+            "recovery.max_disconnection_duration",
+            d(recovery.max_disconnection_duration),
+        ),
+        (
+            "recovery.max_buffered_packets",
+            recovery.max_buffered_packets.to_string(),
+        ),
+        (
+            "recovery.skip_middlewares",
+            recovery.skip_middlewares.to_string(),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_sections_know_exactly_their_keys() -> Result<(), toml::de::Error> {
+        let table = |keys: &[&str]| {
+            toml::Value::Table(
+                keys.iter()
+                    .map(|k| ((*k).to_owned(), toml::Value::Integer(1)))
+                    .collect(),
+            )
+        };
+        let cluster: RawCluster = table(CLUSTER_KEYS).try_into()?;
+        assert!(cluster.unknown.is_empty(), "{:?}", cluster.unknown);
+        let recovery: RawRecovery = table(RECOVERY_KEYS).try_into()?;
+        assert!(recovery.unknown.is_empty(), "{:?}", recovery.unknown);
+        Ok(())
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert!(adapter("redis-streams".into()).is_ok());
+        assert!(adapter("kafka".into()).is_err());
+        assert!(redis_url("redis://10.0.0.5:6379/0".into()).is_ok());
+        assert!(redis_url("redis://:secret@cache.internal:6380/2".into()).is_ok());
+        // Built without TLS: a rediss:// URL is refused at start-up, not at first use.
+        assert!(redis_url("rediss://cache.internal".into()).is_err());
+        assert!(redis_url("http://10.0.0.5".into()).is_err());
+        assert!(redis_url("10.0.0.5:6379".into()).is_err());
+        assert_eq!(node_name("eu-1a".into()), Ok(Some("eu-1a".into())));
+        assert!(node_name("".into()).is_err());
+        assert!(node_name("two words".into()).is_err());
+        assert!(node_name("x".repeat(65)).is_err());
+        assert!(redis_name("key_prefix", "socket.io".into()).is_ok());
+        assert!(redis_name("key_prefix", "".into()).is_err());
+    }
+}
