@@ -46,7 +46,7 @@ async fn switchboard(paths: &Paths, build: bool) -> Result<Launch, String> {
         let mut args = vec![
             "build",
             "-p",
-            "switchboard-engine",
+            "switchboard-cluster",
             "--example",
             "protocol_fixture",
         ];
@@ -59,7 +59,7 @@ async fn switchboard(paths: &Paths, build: bool) -> Result<Launch, String> {
     }
     if !program.exists() {
         return Err(format!(
-            "{} is not built (cargo build --release -p switchboard-engine --examples)",
+            "{} is not built (cargo build --release -p switchboard-cluster --examples)",
             program.display()
         ));
     }

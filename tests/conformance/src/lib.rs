@@ -2,7 +2,7 @@
 //! official Engine.IO v4 and Socket.IO v5 test suites do, with clients of our own.
 //!
 //! The server under test is `protocol_fixture` (see
-//! `crates/engine/examples/protocol_fixture/README.md`), spawned once per test on
+//! `crates/cluster/examples/protocol_fixture/README.md`), spawned once per test on
 //! `127.0.0.1:0`, or an already-running server named by `CONFORMANCE_EIO_URL` /
 //! `CONFORMANCE_SIO_URL` (how the tests are validated against the Node.js reference).
 //!

@@ -35,7 +35,7 @@ function serverCommand() {
   const bin = process.env.PROTOCOL_FIXTURE_BIN || DEFAULT_BIN;
   if (!existsSync(bin)) {
     throw new Error(
-      `fixture binary not found at ${bin}: run \`cargo build -p switchboard-engine --examples\` ` +
+      `fixture binary not found at ${bin}: run \`cargo build -p switchboard-cluster --examples\` ` +
         "or set PROTOCOL_FIXTURE_BIN / INTEROP_SERVER_CMD",
     );
   }

@@ -41,7 +41,7 @@ def _command() -> list[str]:
     if not os.path.exists(binary):
         raise RuntimeError(
             f"fixture binary not found at {binary}: run "
-            "`cargo build -p switchboard-engine --examples` "
+            "`cargo build -p switchboard-cluster --examples` "
             "or set PROTOCOL_FIXTURE_BIN / INTEROP_SERVER_CMD"
         )
     return [binary]
