@@ -355,7 +355,7 @@ const KIND_RESPONSE: u8 = 2;
 const KIND_CANCEL: u8 = 3;
 
 /// The JSON header of a frame (the body follows it raw).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Header {
     id: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -396,8 +396,8 @@ impl Frame {
                     method: request.method.as_str().to_owned(),
                     query: request.query.clone(),
                     remote: Some(request.remote),
-                    status: None,
                     headers: header_pairs(&request.headers),
+                    ..Header::default()
                 },
                 request.body.clone(),
             ),
@@ -405,12 +405,9 @@ impl Frame {
                 KIND_RESPONSE,
                 Header {
                     id: *id,
-                    from: String::new(),
-                    method: String::new(),
-                    query: String::new(),
-                    remote: None,
                     status: Some(response.status.as_u16()),
                     headers: header_pairs(&response.headers),
+                    ..Header::default()
                 },
                 response.body.clone(),
             ),
@@ -419,11 +416,7 @@ impl Frame {
                 Header {
                     id: *id,
                     from: from.clone(),
-                    method: String::new(),
-                    query: String::new(),
-                    remote: None,
-                    status: None,
-                    headers: Vec::new(),
+                    ..Header::default()
                 },
                 Bytes::new(),
             ),
