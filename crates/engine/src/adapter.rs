@@ -150,7 +150,8 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// (`redis-streams`), once the log has it, so it reaches every node and stays
     /// replayable even if this node dies right after; for the others, at once. An
     /// error means the broadcast may not reach anyone beyond this node. The number is
-    /// [`Adapter::broadcast`]'s.
+    /// [`Adapter::broadcast`]'s. The broadcast itself must happen in the call, not in
+    /// the future: emits keep their call order whether or not anyone awaits.
     fn broadcast_durable(
         &self,
         ns: &Arc<Namespace>,

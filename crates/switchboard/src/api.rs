@@ -146,12 +146,12 @@ impl Router {
         } else {
             bytes::Bytes::new()
         };
-        dispatch(state, &matched, parts.uri.query(), &body)
+        dispatch(state, &matched, parts.uri.query(), &body).await
     }
 }
 
 /// Runs the handler of `matched`.
-fn dispatch(
+async fn dispatch(
     state: &ApiState,
     matched: &Matched,
     query: Option<&str>,
@@ -160,14 +160,14 @@ fn dispatch(
     let param = |i: usize| matched.params.get(i).map_or("", String::as_str);
     match matched.route.endpoint {
         Endpoint::Emit => ok(&emit::emit(state, body)?),
-        Endpoint::Join => ok(&sockets::join(state, body)?),
-        Endpoint::Leave => ok(&sockets::leave(state, body)?),
-        Endpoint::Disconnect => ok(&sockets::disconnect(state, body)?),
-        Endpoint::Namespaces => ok(&inspect::namespaces(state)),
-        Endpoint::Rooms => ok(&inspect::rooms(state, param(0))?),
-        Endpoint::Room => ok(&inspect::room(state, param(0), param(1))?),
-        Endpoint::Sockets => ok(&inspect::sockets(state, param(0), query)?),
-        Endpoint::Socket => ok(&inspect::socket(state, param(0), param(1))?),
+        Endpoint::Join => ok(&sockets::join(state, body).await?),
+        Endpoint::Leave => ok(&sockets::leave(state, body).await?),
+        Endpoint::Disconnect => ok(&sockets::disconnect(state, body).await?),
+        Endpoint::Namespaces => ok(&inspect::namespaces(state).await?),
+        Endpoint::Rooms => ok(&inspect::rooms(state, param(0)).await?),
+        Endpoint::Room => ok(&inspect::room(state, param(0), param(1)).await?),
+        Endpoint::Sockets => ok(&inspect::sockets(state, param(0), query).await?),
+        Endpoint::Socket => ok(&inspect::socket(state, param(0), param(1)).await?),
         Endpoint::OpenApi => Ok(openapi::response()),
     }
 }

@@ -150,8 +150,10 @@ pub(crate) fn cluster(
             return ack_true(&mut ev);
         };
         let ack = ev.take_ack();
+        // Emitted now, in the order the events came; only the ack waits.
+        let durable = op.emit_durable(&event, payload);
         tokio::spawn(async move {
-            let answer = match op.emit_durable(&event, payload).await {
+            let answer = match durable.await {
                 Ok(_) => json!(true),
                 Err(err) => json!({ "error": err.to_string() }),
             };

@@ -95,23 +95,25 @@ impl BroadcastOperator {
         self.ns.adapter().broadcast(&self.ns, packet, self.opts)
     }
 
-    /// Emits the event and resolves once it is durable in the cluster's log (see
+    /// Emits the event now (in call order with every other emit, like
+    /// [`BroadcastOperator::emit`]) and returns a future that resolves once it is
+    /// durable in the cluster's log (see
     /// [`Adapter::broadcast_durable`](crate::adapter::Adapter::broadcast_durable)):
     /// what to wait for before telling a publisher its event was accepted. At once,
     /// without a durable log.
-    pub async fn emit_durable(
+    pub fn emit_durable(
         self,
         event: &str,
         payload: impl Into<Payload>,
-    ) -> Result<usize, DurableEmitError> {
-        if is_reserved_event(event) {
-            return Err(DurableEmitError::ReservedEvent);
-        }
-        let packet = event_packet(self.ns.name(), event, payload.into(), None);
-        let adapter = self.ns.adapter().clone();
-        Ok(adapter
-            .broadcast_durable(&self.ns, packet, self.opts)
-            .await?)
+    ) -> impl std::future::Future<Output = Result<usize, DurableEmitError>> + Send + 'static {
+        let confirmed = if is_reserved_event(event) {
+            Err(DurableEmitError::ReservedEvent)
+        } else {
+            let packet = event_packet(self.ns.name(), event, payload.into(), None);
+            let adapter = self.ns.adapter().clone();
+            Ok(adapter.broadcast_durable(&self.ns, packet, self.opts))
+        };
+        async move { Ok(confirmed?.await?) }
     }
 
     /// Emits the event to every targeted client in the cluster and collects their

@@ -178,7 +178,7 @@ async fn run_middleware(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> boo
                 .lock()
                 .connecting
                 .retain(|n| *n != socket.namespace());
-            let _ = socket.send_frames(&connect_error(socket.namespace(), &err), false);
+            socket.answer(&connect_error(socket.namespace(), &err));
             return false;
         }
     }
@@ -318,14 +318,13 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
     Some((pid, auth.get("offset").and_then(Value::as_str)))
 }
 
-/// Accepts a socket: registers it, answers CONNECT, runs connection handlers. With
+/// Accepts a socket: registers it, runs connection handlers, answers CONNECT. With
 /// recovery on, first tries to resume the session the client names, all under the
 /// recovery buffer lock so no broadcast slips between the replay and live delivery.
 fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Option<Prepared>) {
     let Some(buffer) = socket.ns().recovery() else {
         if register(shared, &socket) {
-            answer_connect(&socket);
-            socket.run_connect();
+            socket.run_connect(&connect_answer(&socket));
         }
         return;
     };
@@ -380,7 +379,6 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     if let Some(pid) = socket.pid() {
         RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
     }
-    answer_connect(&socket);
     if let Some(restored) = restored {
         let own = socket.id().to_string();
         let rooms: Vec<&str> = restored
@@ -397,7 +395,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     }
     drop(state);
     socket.save_durable();
-    socket.run_connect();
+    socket.run_connect(&connect_answer(&socket));
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first.
@@ -419,7 +417,7 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
 }
 
 /// The CONNECT answer: `{"sid"}`, plus `"pid"` when recovery is on.
-fn answer_connect(socket: &Arc<Socket>) {
+fn connect_answer(socket: &Arc<Socket>) -> Vec<crate::eio::Frame> {
     let mut data = serde_json::Map::new();
     data.insert("sid".into(), Value::String(socket.id().to_string()));
     if let Some(pid) = socket.pid() {
@@ -430,7 +428,7 @@ fn answer_connect(socket: &Arc<Socket>) {
         socket.namespace(),
         Some(Value::Object(data)),
     );
-    let _ = socket.send_packet(&packet, false);
+    encode(&packet)
 }
 
 /// Longest excerpt of an offending packet kept for diagnosis: enough to recognise

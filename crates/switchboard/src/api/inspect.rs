@@ -1,7 +1,12 @@
 //! The read-only routes: namespaces with socket counts, rooms with sizes, one room's
 //! members, sockets (paged) and one socket.
 
+use std::collections::{BTreeMap, HashSet};
+
 use serde::Serialize;
+use switchboard_engine::Namespace;
+use switchboard_engine::adapter::AdapterError;
+use switchboard_engine::sio::BroadcastOperator;
 
 use super::ApiState;
 use super::body::query_pairs;
@@ -59,53 +64,78 @@ pub(crate) struct SocketsView {
     next: Option<String>,
 }
 
-/// Every namespace that exists on this node, by name.
-pub(crate) fn namespaces(state: &ApiState) -> NamespacesView {
-    let mut namespaces: Vec<NamespaceView> = state
-        .io
-        .namespaces()
-        .iter()
-        .map(|ns| NamespaceView {
-            name: ns.name().to_owned(),
-            sockets: ns.socket_count(),
-        })
-        .collect();
-    namespaces.sort_by(|a, b| a.name.cmp(&b.name));
-    NamespacesView { namespaces }
+/// Every socket `op` selects, on every node of the cluster: this node's from memory,
+/// the others' from a fetch (which on a single node returns nothing new).
+pub(crate) async fn cluster_sockets(
+    ns: &Namespace,
+    op: &BroadcastOperator,
+) -> Result<Vec<SocketView>, ApiError> {
+    let mut views: Vec<SocketView> = op.sockets().iter().map(|s| SocketView::of(s)).collect();
+    let local: HashSet<String> = views.iter().map(|v| v.id().to_owned()).collect();
+    let fetched = op.fetch_sockets().await.map_err(cluster_error)?;
+    views.extend(
+        fetched
+            .into_iter()
+            .filter(|info| !local.contains(&info.id))
+            .map(|info| SocketView::of_remote(ns.name(), info)),
+    );
+    views.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    Ok(views)
 }
 
-/// The rooms of a namespace that have members, by name (sockets' own id rooms are
-/// not listed).
-pub(crate) fn rooms(state: &ApiState, namespace: &str) -> Result<RoomsView, ApiError> {
+/// A cluster request that failed: some node did not answer, or Redis is unreachable.
+pub(crate) fn cluster_error(err: AdapterError) -> ApiError {
+    tracing::warn!(error = %err, "cluster request failed");
+    ApiError::ClusterUnavailable
+}
+
+/// Every namespace that exists on this node, by name, with its sockets on every node.
+pub(crate) async fn namespaces(state: &ApiState) -> Result<NamespacesView, ApiError> {
+    let mut namespaces = Vec::new();
+    for ns in state.io.namespaces() {
+        let sockets = cluster_sockets(&ns, &ns.all()).await?.len();
+        namespaces.push(NamespaceView {
+            name: ns.name().to_owned(),
+            sockets,
+        });
+    }
+    namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(NamespacesView { namespaces })
+}
+
+/// The rooms of a namespace that have members on any node, by name, with their sizes
+/// (sockets' own id rooms are not listed).
+pub(crate) async fn rooms(state: &ApiState, namespace: &str) -> Result<RoomsView, ApiError> {
     let ns = select::namespace(&state.io, namespace)?;
-    let adapter = ns.adapter();
-    let mut rooms: Vec<RoomSize> = adapter
-        .rooms()
-        .iter()
-        .map(|room| RoomSize {
-            name: room.to_string(),
-            size: adapter.room_size(room),
-        })
-        .filter(|r| r.size > 0)
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    for socket in cluster_sockets(&ns, &ns.all()).await? {
+        for room in socket.rooms().iter().filter(|r| r.as_str() != socket.id()) {
+            *sizes.entry(room.clone()).or_default() += 1;
+        }
+    }
+    let rooms = sizes
+        .into_iter()
+        .map(|(name, size)| RoomSize { name, size })
         .collect();
-    rooms.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(RoomsView {
         namespace: ns.name().to_owned(),
         rooms,
     })
 }
 
-/// One room's members; a room without members has size 0 (rooms exist only while
-/// they have members, so that is not an error).
-pub(crate) fn room(state: &ApiState, namespace: &str, room: &str) -> Result<RoomView, ApiError> {
+/// One room's members on every node; a room without members has size 0 (rooms exist
+/// only while they have members, so that is not an error).
+pub(crate) async fn room(
+    state: &ApiState,
+    namespace: &str,
+    room: &str,
+) -> Result<RoomView, ApiError> {
     let ns = select::namespace(&state.io, namespace)?;
-    let mut socket_ids: Vec<String> = ns
-        .to(room)
-        .sockets()
+    let socket_ids: Vec<String> = cluster_sockets(&ns, &ns.to(room))
+        .await?
         .iter()
-        .map(|s| s.id().to_string())
+        .map(|s| s.id().to_owned())
         .collect();
-    socket_ids.sort_unstable();
     Ok(RoomView {
         namespace: ns.name().to_owned(),
         name: room.to_owned(),
@@ -122,8 +152,9 @@ struct Page {
     after: Option<String>,
 }
 
-/// Sockets of a namespace (or of one room), ordered by id, a page at a time.
-pub(crate) fn sockets(
+/// Sockets of a namespace (or of one room) on every node, ordered by id, a page at a
+/// time.
+pub(crate) async fn sockets(
     state: &ApiState,
     namespace: &str,
     query: Option<&str>,
@@ -134,17 +165,16 @@ pub(crate) fn sockets(
         Some(room) => ns.to(room.as_str()),
         None => ns.all(),
     };
-    let mut sockets = op.sockets();
-    sockets.sort_unstable_by_key(|s| s.id());
+    let mut sockets = cluster_sockets(&ns, &op).await?;
     if let Some(after) = &page.after {
-        sockets.retain(|s| s.id().as_str() > after.as_str());
+        sockets.retain(|s| s.id() > after.as_str());
     }
     let limit = page.limit.unwrap_or(DEFAULT_SOCKETS_PAGE);
-    let next = (sockets.len() > limit).then(|| sockets[limit - 1].id().to_string());
+    let next = (sockets.len() > limit).then(|| sockets[limit - 1].id().to_owned());
     sockets.truncate(limit);
     Ok(SocketsView {
         namespace: ns.name().to_owned(),
-        sockets: sockets.iter().map(|s| SocketView::of(s)).collect(),
+        sockets,
         next,
     })
 }
@@ -175,13 +205,21 @@ fn limit(text: &str) -> Result<usize, ApiError> {
     }
 }
 
-/// One socket, or 404.
-pub(crate) fn socket(state: &ApiState, namespace: &str, id: &str) -> Result<SocketView, ApiError> {
+/// One socket, on whichever node holds it, or 404.
+pub(crate) async fn socket(
+    state: &ApiState,
+    namespace: &str,
+    id: &str,
+) -> Result<SocketView, ApiError> {
     let ns = select::namespace(&state.io, namespace)?;
     let unknown = || ApiError::UnknownSocket(id.to_owned());
     let sid = socket_id(id).map_err(|_| unknown())?;
-    let socket = ns.socket(sid).ok_or_else(unknown)?;
-    Ok(SocketView::of(&socket))
+    if let Some(socket) = ns.socket(sid) {
+        return Ok(SocketView::of(&socket));
+    }
+    // Every socket is in the room named by its id.
+    let remote = cluster_sockets(&ns, &ns.to(sid.as_str())).await?;
+    remote.into_iter().next().ok_or_else(unknown)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::ApiState;
+use super::inspect::cluster_sockets;
 use super::select::{self, Target};
 use crate::http::ApiError;
 
@@ -54,43 +55,57 @@ pub(crate) enum Operation {
     Disconnect,
 }
 
-/// Makes the selected sockets join rooms.
-pub(crate) fn join(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
+/// Makes the selected sockets, on every node, join rooms.
+pub(crate) async fn join(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
     let mut req: SocketsRequest = super::body::json(body)?;
     let rooms = rooms(req.join.take(), "join")?;
-    let sockets = req.selected(state, Operation::Join)?;
+    let (ns, target) = req.target(state, Operation::Join)?;
+    let op = target.operator(&ns);
+    let affected = cluster_sockets(&ns, &op).await?.len();
     let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
-    for socket in &sockets {
-        socket.join(&names);
-    }
-    Ok(Affected {
-        affected: sockets.len(),
-    })
+    op.sockets_join(&names);
+    Ok(Affected { affected })
 }
 
-/// Makes the selected sockets leave rooms. The selection is made first, so sockets
-/// chosen by a room they are leaving are all affected.
-pub(crate) fn leave(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
+/// Makes the selected sockets, on every node, leave rooms. The selection is made
+/// first, so sockets chosen by a room they are leaving are all affected.
+pub(crate) async fn leave(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
     let mut req: SocketsRequest = super::body::json(body)?;
     let rooms = rooms(req.leave.take(), "leave")?;
-    let sockets = req.selected(state, Operation::Leave)?;
-    for socket in &sockets {
+    let (ns, target) = req.target(state, Operation::Leave)?;
+    let op = target.operator(&ns);
+    let selected = cluster_sockets(&ns, &op).await?;
+    let selection_moves = rooms
+        .iter()
+        .any(|r| target.rooms.contains(r) || target.except.contains(r));
+    if selection_moves {
+        // Leaving a room that makes the selection would change it half-way: act on
+        // each selected socket by id instead.
+        for socket in &selected {
+            let by_id = ns.to(socket.id());
+            for room in &rooms {
+                by_id.sockets_leave(room);
+            }
+        }
+    } else {
         for room in &rooms {
-            socket.leave(room);
+            op.sockets_leave(room);
         }
     }
     Ok(Affected {
-        affected: sockets.len(),
+        affected: selected.len(),
     })
 }
 
-/// Disconnects the selected sockets from the namespace, or with `close` closes their
-/// connections.
-pub(crate) fn disconnect(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
+/// Disconnects the selected sockets, on every node, from the namespace, or with
+/// `close` closes their connections.
+pub(crate) async fn disconnect(state: &ApiState, body: &[u8]) -> Result<Affected, ApiError> {
     let mut req: SocketsRequest = super::body::json(body)?;
     let close = req.close.take().unwrap_or(false);
     let (ns, target) = req.target(state, Operation::Disconnect)?;
-    let affected = target.operator(&ns).disconnect_sockets(close);
+    let op = target.operator(&ns);
+    let affected = cluster_sockets(&ns, &op).await?.len();
+    op.disconnect_sockets(close);
     Ok(Affected { affected })
 }
 
@@ -134,16 +149,6 @@ impl SocketsRequest {
         }
         let ns = select::namespace(&state.io, &self.namespace)?;
         Ok((ns, target))
-    }
-
-    /// The selected sockets.
-    fn selected(
-        self,
-        state: &ApiState,
-        op: Operation,
-    ) -> Result<Vec<std::sync::Arc<switchboard_engine::Socket>>, ApiError> {
-        let (ns, target) = self.target(state, op)?;
-        Ok(target.operator(&ns).sockets())
     }
 
     /// 422 for the action field of another operation (`close` sent to `/join`...).

@@ -8,6 +8,7 @@ use http::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 use switchboard_engine::Socket;
+use switchboard_engine::adapter::SocketInfo;
 use switchboard_engine::eio::HandshakeInfo;
 
 /// Header and query parameter names are left out when they contain any of these
@@ -66,6 +67,51 @@ impl SocketView {
             data: socket.data(),
             handshake: HandshakeView::of(socket.handshake()),
         }
+    }
+}
+
+impl SocketView {
+    /// The view of a socket another node holds, from what it answered to a fetch
+    /// (Node's handshake shape; `address` has no port, the transport is the opening
+    /// request's `transport` query parameter).
+    pub(crate) fn of_remote(namespace: &str, info: SocketInfo) -> Self {
+        let h = &info.handshake;
+        let strings = |v: &Value| -> BTreeMap<String, String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| !is_secret(name))
+                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+                .collect()
+        };
+        let query = strings(&h["query"]);
+        let transport = match query.get("transport").map(String::as_str) {
+            Some("websocket") => "websocket",
+            _ => "polling",
+        };
+        SocketView {
+            id: info.id,
+            namespace: namespace.to_owned(),
+            rooms: info.rooms,
+            data: info.data,
+            handshake: HandshakeView {
+                address: h["address"].as_str().unwrap_or_default().to_owned(),
+                headers: strings(&h["headers"]),
+                query,
+                issued: h["issued"].as_u64().unwrap_or(0),
+                transport,
+            },
+        }
+    }
+
+    /// The socket's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its rooms, its own id room included.
+    pub(crate) fn rooms(&self) -> &[String] {
+        &self.rooms
     }
 }
 
