@@ -159,7 +159,7 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     let param = |i: usize| matched.params.get(i).map_or("", String::as_str);
     match matched.route.endpoint {
-        Endpoint::Emit => ok(&emit::emit(state, body)?),
+        Endpoint::Emit => ok(&emit::emit(state, body).await?),
         Endpoint::Join => ok(&sockets::join(state, body).await?),
         Endpoint::Leave => ok(&sockets::leave(state, body).await?),
         Endpoint::Disconnect => ok(&sockets::disconnect(state, body).await?),

@@ -10,6 +10,7 @@ use switchboard_engine::protocol::socketio::is_reserved_event;
 use super::ApiState;
 use super::select::{self, Target};
 use crate::http::ApiError;
+use switchboard_engine::sio::DurableEmitError;
 
 /// The request body.
 #[derive(Debug, serde::Deserialize)]
@@ -57,8 +58,10 @@ pub(crate) struct EmitResponse {
     recipients: usize,
 }
 
-/// Emits the event; `recipients` counts the sockets it was queued for on this node.
-pub(crate) fn emit(state: &ApiState, body: &[u8]) -> Result<EmitResponse, ApiError> {
+/// Emits the event to every node; `recipients` counts the sockets it was queued for on
+/// this node. With a durable cluster log (`redis-streams`) the answer waits until the
+/// log holds the event, so a 200 means it reaches every node even if this one dies.
+pub(crate) async fn emit(state: &ApiState, body: &[u8]) -> Result<EmitResponse, ApiError> {
     let req: EmitRequest = super::body::json(body)?;
     check_event(&req.event)?;
     let target = Target {
@@ -73,7 +76,13 @@ pub(crate) fn emit(state: &ApiState, body: &[u8]) -> Result<EmitResponse, ApiErr
     if req.volatile {
         op = op.volatile();
     }
-    let recipients = op.emit(&req.event, payload);
+    let recipients = op
+        .emit_durable(&req.event, payload)
+        .await
+        .map_err(|err| match err {
+            DurableEmitError::ReservedEvent => ApiError::ReservedEvent(req.event.clone()),
+            DurableEmitError::Adapter(err) => super::inspect::cluster_error(err),
+        })?;
     Ok(EmitResponse { recipients })
 }
 
