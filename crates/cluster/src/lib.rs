@@ -12,8 +12,10 @@
 //!   a socket disconnects.
 //!
 //! Layout: `broker` (connections, reconnect, health), `requests` (pending
-//! cross-node requests), `pubsub` and `streams` (the two adapters), `forward` (serving
-//! long-polling requests through the node that owns the session).
+//! cross-node requests), `pubsub` and `streams` (the two adapters, on the wire types of
+//! `switchboard_protocol::cluster`), `convert` (engine types to and from those wire
+//! types), `forward` (serving long-polling requests through the node that owns the
+//! session).
 
 /// The room-index half of [`Adapter`](switchboard_engine::adapter::Adapter), for a
 /// cluster adapter that keeps its local index in a `MemoryAdapter` field `index`.
@@ -44,11 +46,11 @@ macro_rules! delegate_room_index {
 }
 
 mod broker;
+mod convert;
 mod forward;
 mod pubsub;
 mod requests;
 mod streams;
-mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,30 +16,28 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use crate::wire::redis_adapter::{self as wire, Request, Response};
-use crate::wire::{BroadcastFlags as WireFlags, BroadcastOpts as WireOpts};
 use bytes::Bytes;
 use serde_json::Value;
+use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     AckReport, AckSink, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions,
     MemoryAdapter, Room, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
-use switchboard_engine::{Payload, Shutdown};
 use switchboard_protocol::Sid;
+use switchboard_protocol::cluster::redis_adapter::{
+    BroadcastMessage, ChannelKind, ChannelTarget, Channels, RawResponse, Request, RequestBody,
+    RequestType, Response, parse_channel,
+};
 use switchboard_protocol::socketio::Packet;
 
 use crate::broker::{Broker, Health, Sub};
-use crate::requests::{Requests, answer_broadcast_with_ack, collect, first_arg, relay_acks};
+use crate::convert::{
+    self, ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info,
+    to_json, to_wire, wire_opts,
+};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect, relay_acks};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
-
-/// Answers to this node's requests.
-#[derive(Debug)]
-enum Answer {
-    Rooms(Vec<String>),
-    Fetched(Vec<SocketInfo>),
-    ServerSide(Value),
-}
 
 /// One node's membership of a `redis` cluster: every namespace's adapter shares it.
 pub(crate) struct PubSubNode {
@@ -48,7 +46,11 @@ pub(crate) struct PubSubNode {
     request_timeout: Duration,
     broker: OnceLock<Arc<Broker>>,
     namespaces: RwLock<HashMap<String, Weak<Namespace>>>,
-    requests: Requests<Answer>,
+    /// This node's requests (all rooms, fetch sockets, server-side emits), answered
+    /// with responses that carry no type: the waiting side reads them according to
+    /// the request it sent.
+    requests: Requests<RawResponse>,
+    /// This node's broadcasts with acknowledgements.
     acks: Requests<AckReport>,
 }
 
@@ -111,7 +113,7 @@ impl PubSubNode {
         Arc::new(move |nsp: &str| {
             Arc::new(PubSubAdapter {
                 node: node.clone(),
-                channels: wire::Channels::new(&node.prefix, nsp),
+                channels: Channels::new(&node.prefix, nsp),
                 index: MemoryAdapter::default(),
             }) as Arc<dyn Adapter>
         })
@@ -127,21 +129,21 @@ impl PubSubNode {
 
     /// Every message from the subscriber connection.
     fn on_message(&self, channel: &str, payload: Bytes) {
-        match wire::classify_channel(&self.prefix, channel) {
-            Some(wire::ChannelKind::Broadcast { nsp, room }) => {
-                self.on_broadcast(&nsp, room.as_deref(), &payload);
+        match parse_channel(&self.prefix, channel) {
+            Some(ChannelKind::Broadcast { nsp, target }) => {
+                self.on_broadcast(nsp, target, &payload);
             }
-            Some(wire::ChannelKind::Request { nsp }) => self.on_request(&nsp, &payload),
-            Some(wire::ChannelKind::Response) => self.on_response(&payload),
+            Some(ChannelKind::Request { nsp }) => self.on_request(nsp, &payload),
+            Some(ChannelKind::Response { .. }) => self.on_response(&payload),
             None => {}
         }
     }
 
-    fn on_broadcast(&self, nsp: &str, room: Option<&str>, payload: &[u8]) {
+    fn on_broadcast(&self, nsp: &str, target: ChannelTarget<'_>, payload: &[u8]) {
         let Some(ns) = self.namespace(nsp) else {
             return;
         };
-        if let Some(room) = room
+        if let ChannelTarget::Room(room) = target
             && ns.adapter().room_size(room) == 0
             && room
                 .parse::<Sid>()
@@ -149,7 +151,7 @@ impl PubSubNode {
         {
             return;
         }
-        let message = match wire::BroadcastMessage::decode(payload) {
+        let message = match BroadcastMessage::decode(payload) {
             Ok(m) => m,
             Err(err) => {
                 tracing::debug!(error = %err, "ignoring malformed broadcast");
@@ -157,6 +159,10 @@ impl PubSubNode {
             }
         };
         if message.uid == self.uid || message.packet.nsp != nsp {
+            return;
+        }
+        if !relayable(&message.packet) {
+            tracing::debug!(kind = ?message.packet.kind, "ignoring broadcast of a non-event packet");
             return;
         }
         let opts = engine_opts(&message.opts);
@@ -174,21 +180,22 @@ impl PubSubNode {
         let Some(ns) = self.namespace(nsp) else {
             return;
         };
-        let channels = wire::Channels::new(&self.prefix, nsp);
+        let channels = Channels::new(&self.prefix, nsp);
         let respond = |response: Response| {
-            self.broker()
-                .publish(channels.response.clone(), Bytes::from(response.encode()));
+            self.broker().publish(
+                channels.response().to_owned(),
+                Bytes::from(response.encode()),
+            );
         };
-        let join = matches!(request, Request::RemoteJoin { .. });
-        match request {
-            Request::Sockets {
-                request_id, rooms, ..
-            } => {
+        // Requests without a uid (emitters, old adapters) are never this node's.
+        let from_self = request.uid.as_deref() == Some(self.uid.as_str());
+        match request.body {
+            RequestBody::Sockets { request_id, rooms } => {
                 if self.requests.contains(&request_id) {
                     return;
                 }
                 let opts = BroadcastOptions {
-                    rooms: rooms.iter().map(|r| Room::from(r.as_str())).collect(),
+                    rooms: convert::rooms(&rooms),
                     ..BroadcastOptions::default()
                 };
                 let sockets = ns
@@ -201,107 +208,94 @@ impl PubSubNode {
                     sockets,
                 });
             }
-            Request::AllRooms { request_id, .. } => {
+            RequestBody::AllRooms { request_id } => {
                 if self.requests.contains(&request_id) {
                     return;
                 }
                 let rooms = local_rooms(&ns);
                 respond(Response::AllRooms { request_id, rooms });
             }
-            Request::RemoteJoin { uid, target, rooms }
-            | Request::RemoteLeave { uid, target, rooms } => {
-                if uid == self.uid {
-                    return;
-                }
-                match target {
-                    wire::Target::Opts(opts) => {
-                        let rooms: Vec<Room> =
-                            rooms.iter().map(|r| Room::from(r.as_str())).collect();
-                        if join {
-                            ns.add_sockets_local(&engine_opts(&opts), &rooms);
-                        } else {
-                            ns.del_sockets_local(&engine_opts(&opts), &rooms);
-                        }
-                    }
-                    wire::Target::Socket { request_id, sid } => {
-                        let Some(socket) = find(&ns, &sid) else {
-                            return;
-                        };
-                        if join {
-                            let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-                            socket.join(&rooms);
-                        } else {
-                            for room in &rooms {
-                                socket.leave(room);
-                            }
-                        }
-                        respond(Response::Done { request_id });
-                    }
+            RequestBody::SocketsJoin { opts, rooms } if !from_self => {
+                ns.add_sockets_local(&engine_opts(&opts), &convert::rooms(&rooms));
+            }
+            RequestBody::SocketsLeave { opts, rooms } if !from_self => {
+                ns.del_sockets_local(&engine_opts(&opts), &convert::rooms(&rooms));
+            }
+            RequestBody::DisconnectSockets { opts, close } if !from_self => {
+                ns.disconnect_sockets_local(&engine_opts(&opts), close);
+            }
+            RequestBody::RemoteJoin {
+                request_id,
+                sid,
+                room,
+            } if !from_self => {
+                if let Some(socket) = find(&ns, &sid) {
+                    socket.join(&[room.as_str()]);
+                    respond(Response::Done { request_id });
                 }
             }
-            Request::RemoteDisconnect { uid, target, close } => {
-                if uid == self.uid {
-                    return;
-                }
-                match target {
-                    wire::Target::Opts(opts) => {
-                        ns.disconnect_sockets_local(&engine_opts(&opts), close)
-                    }
-                    wire::Target::Socket { request_id, sid } => {
-                        let Some(socket) = find(&ns, &sid) else {
-                            return;
-                        };
-                        if close {
-                            socket.close_connection(
-                                switchboard_engine::DisconnectReason::ForcedClose,
-                            );
-                        } else {
-                            socket.disconnect();
-                        }
-                        respond(Response::Done { request_id });
-                    }
+            RequestBody::RemoteLeave {
+                request_id,
+                sid,
+                room,
+            } if !from_self => {
+                if let Some(socket) = find(&ns, &sid) {
+                    socket.leave(&room);
+                    respond(Response::Done { request_id });
                 }
             }
-            Request::RemoteFetch {
-                request_id, opts, ..
-            } => {
+            RequestBody::RemoteDisconnect {
+                request_id,
+                sid,
+                close,
+            } if !from_self => {
+                if let Some(socket) = find(&ns, &sid) {
+                    if close {
+                        socket.close_connection(switchboard_engine::DisconnectReason::ForcedClose);
+                    } else {
+                        socket.disconnect();
+                    }
+                    respond(Response::Done { request_id });
+                }
+            }
+            RequestBody::FetchSockets { request_id, opts } => {
                 if self.requests.contains(&request_id) {
                     return;
                 }
-                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
-                respond(Response::RemoteFetch {
+                let sockets = ns
+                    .fetch_sockets_local(&engine_opts(&opts))
+                    .into_iter()
+                    .map(remote_socket)
+                    .collect();
+                respond(Response::FetchSockets {
                     request_id,
                     sockets,
                 });
             }
-            Request::ServerSideEmit {
-                uid,
-                request_id,
-                data,
-            } => {
-                if uid == self.uid {
-                    return;
-                }
+            RequestBody::ServerSideEmit { request_id, data } if !from_self => {
                 let ack = request_id.map(|request_id| {
                     let broker = self.broker().clone();
-                    let channel = channels.response.clone();
+                    let channel = channels.response().to_owned();
                     Box::new(move |answer: Value| {
                         let response = Response::ServerSideEmit {
                             request_id,
-                            data: answer,
+                            data: Some(to_wire(&answer)),
                         };
                         broker.publish(channel, Bytes::from(response.encode()));
                     }) as switchboard_engine::adapter::ServerAck
                 });
-                ns.server_side_event(data, ack);
+                ns.server_side_event(data.into_iter().map(to_json).collect(), ack);
             }
-            Request::Broadcast {
-                uid,
+            RequestBody::Broadcast {
                 request_id,
                 packet,
                 opts,
-            } => {
-                if uid == self.uid || self.acks.contains(&request_id) {
+            } if !from_self => {
+                if self.acks.contains(&request_id) {
+                    return;
+                }
+                if !relayable(&packet) {
+                    tracing::debug!(kind = ?packet.kind, "ignoring broadcast of a non-event packet");
                     return;
                 }
                 answer_broadcast_with_ack(
@@ -309,80 +303,79 @@ impl PubSubNode {
                     packet,
                     engine_opts(&opts),
                     self.broker().clone(),
-                    channels.response.clone(),
+                    channels.response().to_owned(),
                     move |report| {
                         let request_id = request_id.clone();
                         match report {
-                            AckReport::ClientCount(client_count) => {
-                                Response::BroadcastClientCount {
-                                    request_id,
-                                    client_count,
-                                }
-                            }
+                            AckReport::ClientCount(n) => Response::BroadcastClientCount {
+                                request_id,
+                                client_count: n as u64,
+                            },
                             AckReport::Ack(payload) => Response::BroadcastAck {
                                 request_id,
-                                packet: first_arg(payload.args),
+                                packet: Some(ack_argument(payload)),
                             },
                         }
                         .encode()
                     },
                 );
             }
+            // This node's own requests.
+            _ => {}
         }
     }
 
+    /// Every response on the namespace's response channels: this node's broadcasts
+    /// with acks take theirs here; other answers go to the request waiting for them,
+    /// which knows how to read them.
     fn on_response(&self, payload: &[u8]) {
-        let response = match Response::decode(payload) {
+        let response = match RawResponse::decode(payload) {
             Ok(r) => r,
             Err(err) => {
                 tracing::debug!(error = %err, "ignoring malformed response");
                 return;
             }
         };
-        match response {
-            // This node never sends the legacy SOCKETS request.
-            Response::Sockets { .. } => {}
-            Response::AllRooms { request_id, rooms } => {
-                self.requests.answer(&request_id, Answer::Rooms(rooms));
-            }
-            Response::RemoteFetch {
-                request_id,
-                sockets,
-            } => {
-                self.requests.answer(&request_id, Answer::Fetched(sockets));
-            }
-            Response::ServerSideEmit { request_id, data } => {
-                self.requests.answer(&request_id, Answer::ServerSide(data));
-            }
-            Response::BroadcastClientCount {
-                request_id,
-                client_count,
-            } => {
-                self.acks
-                    .answer(&request_id, AckReport::ClientCount(client_count));
-            }
-            Response::BroadcastAck { request_id, packet } => {
-                self.acks
-                    .answer(&request_id, AckReport::Ack(Payload::new(vec![packet])));
-            }
-            Response::Done { .. } => {}
+        // Node ignores responses without a request id.
+        let Some(request_id) = response.request_id().map(str::to_owned) else {
+            return;
+        };
+        if !self.acks.contains(&request_id) {
+            self.requests.answer(&request_id, response);
+            return;
         }
+        let report = match response.into_response(RequestType::Broadcast) {
+            Ok(Response::BroadcastClientCount { client_count, .. }) => {
+                AckReport::ClientCount(count(client_count))
+            }
+            Ok(Response::BroadcastAck { packet, .. }) => {
+                AckReport::Ack(ack_payload(packet.unwrap_or_default()))
+            }
+            Ok(_) => return,
+            Err(err) => {
+                tracing::debug!(error = %err, "ignoring malformed acknowledgement");
+                return;
+            }
+        };
+        self.acks.answer(&request_id, report);
     }
 
-    async fn server_count(&self, channels: &wire::Channels) -> Result<usize, AdapterError> {
+    async fn server_count(&self, channels: &Channels) -> Result<usize, AdapterError> {
         self.broker()
-            .numsub(&channels.request)
+            .numsub(channels.request())
             .await
             .map_err(|e| AdapterError::Unavailable(e.to_string()))
     }
 
-    /// Publishes a request and collects one answer from each other node.
+    /// Publishes a request and collects one answer from each other node, read as
+    /// answers to a request of type `kind`. An answer that does not read as one still
+    /// counts (as in Node) but adds nothing.
     async fn ask(
         &self,
-        channels: &wire::Channels,
+        channels: &Channels,
         build: impl FnOnce(String) -> Request,
         timeout: Duration,
-    ) -> Result<Vec<Answer>, AdapterError> {
+    ) -> Result<Vec<Response>, AdapterError> {
         let servers = self.server_count(channels).await?;
         if servers <= 1 {
             return Ok(Vec::new());
@@ -390,9 +383,20 @@ impl PubSubNode {
         let request_id = random_uid(6);
         let (_registration, mut rx) = self.requests.register(request_id.clone());
         let request = build(request_id);
+        let kind = request.body.request_type();
         self.broker()
-            .publish(channels.request.clone(), Bytes::from(request.encode()));
-        collect(&mut rx, servers - 1, timeout).await
+            .publish(channels.request().to_owned(), Bytes::from(request.encode()));
+        let answers = collect(&mut rx, servers - 1, timeout).await?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|raw| match raw.into_response(kind) {
+                Ok(response) => Some(response),
+                Err(err) => {
+                    tracing::debug!(error = %err, "ignoring malformed answer");
+                    None
+                }
+            })
+            .collect())
     }
 }
 
@@ -400,8 +404,27 @@ impl PubSubNode {
 #[derive(Debug)]
 struct PubSubAdapter {
     node: Arc<PubSubNode>,
-    channels: wire::Channels,
+    channels: Channels,
     index: MemoryAdapter,
+}
+
+impl PubSubAdapter {
+    /// This node's request with `body`.
+    fn request(&self, body: RequestBody) -> Request {
+        Request {
+            uid: Some(self.node.uid.clone()),
+            body,
+        }
+    }
+
+    /// Publishes a request that expects no answer.
+    fn publish_request(&self, body: RequestBody) {
+        let request = self.request(body);
+        self.node.broker().publish(
+            self.channels.request().to_owned(),
+            Bytes::from(request.encode()),
+        );
+    }
 }
 
 impl Adapter for PubSubAdapter {
@@ -414,9 +437,9 @@ impl Adapter for PubSubAdapter {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns.name().to_owned(), Arc::downgrade(ns));
         let broker = self.node.broker();
-        broker.subscribe(Sub::Pattern(self.channels.pattern.clone()));
-        broker.subscribe(Sub::Channel(self.channels.request.clone()));
-        broker.subscribe(Sub::Channel(self.channels.response.clone()));
+        broker.subscribe(Sub::Pattern(self.channels.pattern()));
+        broker.subscribe(Sub::Channel(self.channels.request().to_owned()));
+        broker.subscribe(Sub::Channel(self.channels.response().to_owned()));
         broker.subscribe(Sub::Channel(
             self.channels.specific_response(&self.node.uid),
         ));
@@ -424,15 +447,12 @@ impl Adapter for PubSubAdapter {
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {
         if !opts.flags.local {
-            let message = wire::BroadcastMessage {
+            let message = BroadcastMessage {
                 uid: self.node.uid.clone(),
                 packet: packet.clone(),
                 opts: wire_opts(&opts),
             };
-            let channel = match opts.rooms.as_slice() {
-                [room] => self.channels.room(room),
-                _ => self.channels.broadcast.clone(),
-            };
+            let channel = self.channels.for_opts(&message.opts);
             self.node
                 .broker()
                 .publish(channel, Bytes::from(message.encode()));
@@ -450,15 +470,11 @@ impl Adapter for PubSubAdapter {
         if !opts.flags.local {
             let request_id = random_uid(6);
             let (registration, rx) = self.node.acks.register(request_id.clone());
-            let request = Request::Broadcast {
-                uid: self.node.uid.clone(),
+            self.publish_request(RequestBody::Broadcast {
                 request_id,
                 packet: packet.clone(),
                 opts: wire_opts(&opts),
-            };
-            self.node
-                .broker()
-                .publish(self.channels.request.clone(), Bytes::from(request.encode()));
+            });
             let timeout = opts.flags.timeout.unwrap_or(self.node.request_timeout);
             relay_acks(registration, rx, sink.clone(), timeout);
         }
@@ -467,42 +483,30 @@ impl Adapter for PubSubAdapter {
 
     fn add_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
         if !opts.flags.local {
-            let request = Request::RemoteJoin {
-                uid: self.node.uid.clone(),
-                target: wire::Target::Opts(wire_opts(&opts)),
+            self.publish_request(RequestBody::SocketsJoin {
+                opts: wire_opts(&opts),
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            };
-            self.node
-                .broker()
-                .publish(self.channels.request.clone(), Bytes::from(request.encode()));
+            });
         }
         ns.add_sockets_local(&opts, &rooms);
     }
 
     fn del_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
         if !opts.flags.local {
-            let request = Request::RemoteLeave {
-                uid: self.node.uid.clone(),
-                target: wire::Target::Opts(wire_opts(&opts)),
+            self.publish_request(RequestBody::SocketsLeave {
+                opts: wire_opts(&opts),
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            };
-            self.node
-                .broker()
-                .publish(self.channels.request.clone(), Bytes::from(request.encode()));
+            });
         }
         ns.del_sockets_local(&opts, &rooms);
     }
 
     fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
         if !opts.flags.local {
-            let request = Request::RemoteDisconnect {
-                uid: self.node.uid.clone(),
-                target: wire::Target::Opts(wire_opts(&opts)),
+            self.publish_request(RequestBody::DisconnectSockets {
+                opts: wire_opts(&opts),
                 close,
-            };
-            self.node
-                .broker()
-                .publish(self.channels.request.clone(), Bytes::from(request.encode()));
+            });
         }
         ns.disconnect_sockets_local(&opts, close);
     }
@@ -517,23 +521,26 @@ impl Adapter for PubSubAdapter {
             if opts.flags.local {
                 return Ok(sockets);
             }
-            let uid = self.node.uid.clone();
             let wire_opts = wire_opts(&opts);
             let answers = self
                 .node
                 .ask(
                     &self.channels,
-                    |request_id| Request::RemoteFetch {
-                        uid,
-                        request_id,
-                        opts: wire_opts,
+                    |request_id| {
+                        self.request(RequestBody::FetchSockets {
+                            request_id,
+                            opts: wire_opts,
+                        })
                     },
                     self.node.request_timeout,
                 )
                 .await?;
             for answer in answers {
-                if let Answer::Fetched(remote) = answer {
-                    sockets.extend(remote);
+                if let Response::FetchSockets {
+                    sockets: remote, ..
+                } = answer
+                {
+                    sockets.extend(remote.into_iter().map(socket_info));
                 }
             }
             Ok(sockets)
@@ -546,35 +553,30 @@ impl Adapter for PubSubAdapter {
     ) -> BoxFuture<'a, Result<Vec<Room>, AdapterError>> {
         Box::pin(async move {
             let mut rooms: Vec<String> = local_rooms(ns);
-            let uid = self.node.uid.clone();
             let answers = self
                 .node
                 .ask(
                     &self.channels,
-                    |request_id| Request::AllRooms { uid, request_id },
+                    |request_id| self.request(RequestBody::AllRooms { request_id }),
                     self.node.request_timeout,
                 )
                 .await?;
             for answer in answers {
-                if let Answer::Rooms(remote) = answer {
+                if let Response::AllRooms { rooms: remote, .. } = answer {
                     rooms.extend(remote);
                 }
             }
             rooms.sort();
             rooms.dedup();
-            Ok(rooms.into_iter().map(|r| Room::from(r.as_str())).collect())
+            Ok(convert::rooms(&rooms))
         })
     }
 
     fn server_side_emit(&self, _ns: &Arc<Namespace>, args: Vec<Value>) {
-        let request = Request::ServerSideEmit {
-            uid: self.node.uid.clone(),
+        self.publish_request(RequestBody::ServerSideEmit {
             request_id: None,
-            data: args,
-        };
-        self.node
-            .broker()
-            .publish(self.channels.request.clone(), Bytes::from(request.encode()));
+            data: args.iter().map(to_wire).collect(),
+        });
     }
 
     fn server_side_emit_with_ack<'a>(
@@ -584,15 +586,16 @@ impl Adapter for PubSubAdapter {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Vec<Value>, AdapterError>> {
         Box::pin(async move {
-            let uid = self.node.uid.clone();
+            let data: Vec<_> = args.iter().map(to_wire).collect();
             let answers = self
                 .node
                 .ask(
                     &self.channels,
-                    |request_id| Request::ServerSideEmit {
-                        uid,
-                        request_id: Some(request_id),
-                        data: args,
+                    |request_id| {
+                        self.request(RequestBody::ServerSideEmit {
+                            request_id: Some(request_id),
+                            data,
+                        })
                     },
                     timeout,
                 )
@@ -600,7 +603,10 @@ impl Adapter for PubSubAdapter {
             Ok(answers
                 .into_iter()
                 .filter_map(|a| match a {
-                    Answer::ServerSide(v) => Some(v),
+                    // `undefined` has no JSON form; the engine sees `null`.
+                    Response::ServerSideEmit { data, .. } => {
+                        Some(data.map_or(Value::Null, to_json))
+                    }
                     _ => None,
                 })
                 .collect())
@@ -622,31 +628,4 @@ fn local_rooms(ns: &Arc<Namespace>) -> Vec<String> {
 
 fn find(ns: &Arc<Namespace>, sid: &str) -> Option<Arc<switchboard_engine::Socket>> {
     ns.socket(sid.parse().ok()?)
-}
-
-pub(crate) fn engine_opts(opts: &WireOpts) -> BroadcastOptions {
-    BroadcastOptions {
-        rooms: opts.rooms.iter().map(|r| Room::from(r.as_str())).collect(),
-        except: opts.except.iter().map(|r| Room::from(r.as_str())).collect(),
-        flags: switchboard_engine::adapter::BroadcastFlags {
-            volatile: opts.flags.volatile,
-            local: opts.flags.local,
-            timeout: opts.flags.timeout.map(Duration::from_millis),
-        },
-    }
-}
-
-pub(crate) fn wire_opts(opts: &BroadcastOptions) -> WireOpts {
-    WireOpts {
-        rooms: opts.rooms.iter().map(|r| r.to_string()).collect(),
-        except: opts.except.iter().map(|r| r.to_string()).collect(),
-        flags: WireFlags {
-            volatile: opts.flags.volatile,
-            local: opts.flags.local,
-            timeout: opts
-                .flags
-                .timeout
-                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        },
-    }
 }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 use switchboard_engine::adapter::{AckReport, AckSink, AdapterError, BroadcastOptions};
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::socketio::Packet;
@@ -138,11 +137,6 @@ pub(crate) fn relay_acks(
         };
         let _ = tokio::time::timeout(timeout, relay).await;
     });
-}
-
-/// A client's acknowledgement as the Node adapters relay it: its first argument.
-pub(crate) fn first_arg(report_args: Vec<Value>) -> Value {
-    report_args.into_iter().next().unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -21,25 +21,31 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::wire::streams::{self as wire, ClusterMessage, MessageBody, StoredSession};
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use serde_json::Value;
+use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     AckReport, AckSink, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions,
     DurableSession, LoggedEvent, MemoryAdapter, Room, SessionStore, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
-use switchboard_engine::{Payload, Shutdown};
 use switchboard_protocol::Sid;
-
+use switchboard_protocol::cluster::CodecError;
+use switchboard_protocol::cluster::msgpack::MsgValue;
+use switchboard_protocol::cluster::streams::{
+    ClusterMessage, MessageBody, PersistedSession, private_channel, public_channel, session_key,
+};
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{Broker, Health, Sub, jitter, manager_config};
-use crate::pubsub::{engine_opts, wire_opts};
-use crate::requests::{Requests, answer_broadcast_with_ack, collect, first_arg, relay_acks};
+use crate::convert::{
+    ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
+    to_json, to_wire, wire_opts,
+};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect, relay_acks};
 use crate::{ClusterConfig, ClusterError, NodeHandle};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -51,6 +57,10 @@ const READ_COUNT: usize = 256;
 const BLOCK: Duration = Duration::from_secs(2);
 /// Entries fetched per XRANGE during a replay.
 const RANGE_COUNT: usize = 1000;
+
+/// The extra field of a stored session that holds its `offset` (see
+/// [`DurableSession::offset`]); Node ignores it.
+const SESSION_OFFSET: &str = "offset";
 
 /// Answers to this node's requests.
 #[derive(Debug)]
@@ -177,7 +187,7 @@ impl StreamsNode {
             Arc::new(StreamsAdapter {
                 node: node.clone(),
                 nsp: nsp.to_owned(),
-                public: wire::public_channel(&node.config.key_prefix, nsp),
+                public: public_channel(&node.config.key_prefix, nsp),
                 index: MemoryAdapter::default(),
             }) as Arc<dyn Adapter>
         })
@@ -205,14 +215,14 @@ impl StreamsNode {
     }
 
     fn append(&self, message: &ClusterMessage) {
-        self.write(Write::Entry(message.encode_entry(), None));
+        self.write(Write::Entry(message.to_stream_fields(), None));
     }
 
     /// Appends `message`; the receiver resolves once Redis has the entry (it never
     /// does if the node stops first). `None`: the write was dropped.
     fn append_confirmed(&self, message: &ClusterMessage) -> Option<oneshot::Receiver<()>> {
         let (tx, rx) = oneshot::channel();
-        self.write(Write::Entry(message.encode_entry(), Some(tx)))
+        self.write(Write::Entry(message.to_stream_fields(), Some(tx)))
             .then_some(rx)
     }
 
@@ -240,7 +250,7 @@ impl StreamsNode {
                 packet,
                 opts,
                 request_id: None,
-            } => {
+            } if relayable(&packet) => {
                 let opts = engine_opts(&opts);
                 if own && !delivered_on_read(&ns, &opts) {
                     // Delivered when emitted; only the position moves.
@@ -249,13 +259,11 @@ impl StreamsNode {
                     ns.deliver_logged(id, Some(packet), &opts);
                 }
             }
-            MessageBody::SocketsJoin { opts, rooms } if !own => {
-                let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
-                ns.add_sockets_local(&engine_opts(&opts), &rooms);
+            MessageBody::SocketsJoin { opts, rooms: names } if !own => {
+                ns.add_sockets_local(&engine_opts(&opts), &rooms(&names));
             }
-            MessageBody::SocketsLeave { opts, rooms } if !own => {
-                let rooms: Vec<Room> = rooms.iter().map(|r| Room::from(r.as_str())).collect();
-                ns.del_sockets_local(&engine_opts(&opts), &rooms);
+            MessageBody::SocketsLeave { opts, rooms: names } if !own => {
+                ns.del_sockets_local(&engine_opts(&opts), &rooms(&names));
             }
             MessageBody::DisconnectSockets { opts, close } if !own => {
                 ns.disconnect_sockets_local(&engine_opts(&opts), close);
@@ -279,13 +287,13 @@ impl StreamsNode {
         let Some(ns) = self.namespace(&message.nsp) else {
             return;
         };
-        let reply_to = wire::private_channel(&self.config.key_prefix, &message.nsp, &message.uid);
+        let reply_to = private_channel(&self.config.key_prefix, &message.nsp, &message.uid);
         match message.body {
             MessageBody::Broadcast {
                 packet,
                 opts,
                 request_id: Some(request_id),
-            } => {
+            } if relayable(&packet) => {
                 let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
                 answer_broadcast_with_ack(
                     &ns,
@@ -296,15 +304,13 @@ impl StreamsNode {
                     move |report| {
                         let request_id = request_id.clone();
                         let body = match report {
-                            AckReport::ClientCount(client_count) => {
-                                MessageBody::BroadcastClientCount {
-                                    request_id,
-                                    client_count,
-                                }
-                            }
+                            AckReport::ClientCount(n) => MessageBody::BroadcastClientCount {
+                                request_id,
+                                client_count: n as u64,
+                            },
                             AckReport::Ack(p) => MessageBody::BroadcastAck {
                                 request_id,
-                                packet: first_arg(p.args),
+                                packet: ack_argument(p),
                             },
                         };
                         ClusterMessage {
@@ -322,7 +328,7 @@ impl StreamsNode {
                     &message.nsp,
                     MessageBody::FetchSocketsResponse {
                         request_id,
-                        sockets,
+                        sockets: sockets.into_iter().map(remote_socket).collect(),
                     },
                 );
                 self.publish(reply_to, &answer);
@@ -337,7 +343,7 @@ impl StreamsNode {
                             nsp,
                             body: MessageBody::ServerSideEmitResponse {
                                 request_id,
-                                packet: v,
+                                packet: to_wire(&v),
                             },
                         }
                     };
@@ -345,28 +351,29 @@ impl StreamsNode {
                         broker.publish(reply_to, Bytes::from(answer_of(v).encode_pubsub()));
                     }) as switchboard_engine::adapter::ServerAck
                 });
-                ns.server_side_event(packet, ack);
+                ns.server_side_event(packet.into_iter().map(to_json).collect(), ack);
             }
             MessageBody::FetchSocketsResponse {
                 request_id,
                 sockets,
             } => {
+                let sockets = sockets.into_iter().map(socket_info).collect();
                 self.requests.answer(&request_id, Answer::Fetched(sockets));
             }
             MessageBody::ServerSideEmitResponse { request_id, packet } => {
                 self.requests
-                    .answer(&request_id, Answer::ServerSide(packet));
+                    .answer(&request_id, Answer::ServerSide(to_json(packet)));
             }
             MessageBody::BroadcastClientCount {
                 request_id,
                 client_count,
             } => {
                 self.acks
-                    .answer(&request_id, AckReport::ClientCount(client_count));
+                    .answer(&request_id, AckReport::ClientCount(count(client_count)));
             }
             MessageBody::BroadcastAck { request_id, packet } => {
                 self.acks
-                    .answer(&request_id, AckReport::Ack(Payload::new(vec![packet])));
+                    .answer(&request_id, AckReport::Ack(ack_payload(packet)));
             }
             _ => {}
         }
@@ -470,14 +477,7 @@ async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: 
                 let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
                 let mut routes = node.lock_routes();
                 for entry in entries {
-                    let fields: Vec<(String, Vec<u8>)> = entry
-                        .map
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.clone(), redis::from_redis_value_ref::<Vec<u8>>(v).ok()?))
-                        })
-                        .collect();
-                    match ClusterMessage::decode_entry(&fields) {
+                    match decode_entry(&entry) {
                         Ok(message) => node.on_entry(&routes, &entry.id, message),
                         Err(err) => tracing::debug!(id = %entry.id, error = %err, "skipping entry"),
                     }
@@ -505,6 +505,17 @@ async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: 
             }
         }
     }
+}
+
+/// A stream entry as a cluster message. Field values that are not strings (never
+/// written by any adapter) are left out, so the entry reads as missing them.
+fn decode_entry(entry: &StreamId) -> Result<ClusterMessage, CodecError> {
+    ClusterMessage::from_stream_fields(entry.map.iter().filter_map(|(k, v)| {
+        Some((
+            k.as_bytes(),
+            redis::from_redis_value_ref::<Vec<u8>>(v).ok()?,
+        ))
+    }))
 }
 
 fn now_ms() -> u64 {
@@ -623,15 +634,19 @@ impl StreamsNode {
 
 impl SessionStore for StreamsNode {
     fn save(&self, session: DurableSession, ttl: Duration) {
-        let stored = StoredSession {
+        let stored = PersistedSession {
             sid: session.sid,
             pid: session.pid,
             rooms: session.rooms,
-            data: session.data,
-            offset: session.offset,
+            data: to_wire(&session.data),
+            extra: session
+                .offset
+                .map(|offset| (SESSION_OFFSET.to_owned(), MsgValue::Str(offset)))
+                .into_iter()
+                .collect(),
         };
         self.write(Write::SaveSession {
-            key: format!("{}{}", self.config.session_key_prefix, stored.pid),
+            key: session_key(&self.config.session_key_prefix, &stored.pid),
             value: stored.encode(),
             ttl,
         });
@@ -639,7 +654,7 @@ impl SessionStore for StreamsNode {
 
     fn forget(&self, pid: &str) {
         self.write(Write::Forget {
-            key: format!("{}{pid}", self.config.session_key_prefix),
+            key: session_key(&self.config.session_key_prefix, pid),
         });
     }
 
@@ -650,20 +665,24 @@ impl SessionStore for StreamsNode {
         Box::pin(async move {
             let mut conn = self.broker().conn();
             let raw: Option<String> = redis::cmd("GETDEL")
-                .arg(format!("{}{pid}", self.config.session_key_prefix))
+                .arg(session_key(&self.config.session_key_prefix, pid))
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
             let Some(raw) = raw else { return Ok(None) };
-            let Ok(stored) = StoredSession::decode(&raw) else {
+            let Ok(stored) = PersistedSession::decode(&raw) else {
                 return Ok(None);
             };
+            let offset = stored
+                .extra(SESSION_OFFSET)
+                .and_then(MsgValue::as_str)
+                .map(str::to_owned);
             Ok(Some(DurableSession {
                 sid: stored.sid,
                 pid: stored.pid,
                 rooms: stored.rooms,
-                data: stored.data,
-                offset: stored.offset,
+                data: to_json(stored.data),
+                offset,
             }))
         })
     }
@@ -702,14 +721,7 @@ impl SessionStore for StreamsNode {
                 let n = reply.ids.len();
                 for entry in reply.ids {
                     from = format!("({}", entry.id);
-                    let fields: Vec<(String, Vec<u8>)> = entry
-                        .map
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.clone(), redis::from_redis_value_ref::<Vec<u8>>(v).ok()?))
-                        })
-                        .collect();
-                    let Ok(message) = ClusterMessage::decode_entry(&fields) else {
+                    let Ok(message) = decode_entry(&entry) else {
                         continue;
                     };
                     if message.nsp != nsp {
@@ -720,8 +732,9 @@ impl SessionStore for StreamsNode {
                         opts,
                         request_id: None,
                     } = message.body
-                        && !opts.flags.volatile
+                        && opts.flags.volatile != Some(true)
                         && packet.id.is_none()
+                        && relayable(&packet)
                     {
                         events.push(LoggedEvent {
                             offset: entry.id,
@@ -788,7 +801,7 @@ impl Adapter for StreamsAdapter {
         drop(routes);
         let broker = self.node.broker();
         broker.subscribe(Sub::Channel(self.public.clone()));
-        broker.subscribe(Sub::Channel(wire::private_channel(
+        broker.subscribe(Sub::Channel(private_channel(
             &self.node.config.key_prefix,
             &self.nsp,
             &self.node.uid,
@@ -934,7 +947,7 @@ impl Adapter for StreamsAdapter {
             &self.nsp,
             MessageBody::ServerSideEmit {
                 request_id: None,
-                packet: args,
+                packet: args.iter().map(to_wire).collect(),
             },
         );
         self.node.publish(self.public.clone(), &message);
@@ -954,7 +967,7 @@ impl Adapter for StreamsAdapter {
                     &self.public,
                     |request_id| MessageBody::ServerSideEmit {
                         request_id: Some(request_id),
-                        packet: args,
+                        packet: args.iter().map(to_wire).collect(),
                     },
                     timeout,
                 )

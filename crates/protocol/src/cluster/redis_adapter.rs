@@ -119,6 +119,59 @@ impl Channels {
     }
 }
 
+/// What a channel of the adapter carries, read from its name alone (see
+/// [`parse_channel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind<'a> {
+    /// `<key>#<nsp>#` or `<key>#<nsp>#<room>#`: a [`BroadcastMessage`].
+    Broadcast {
+        /// The namespace.
+        nsp: &'a str,
+        /// The whole namespace, or the one room the channel names.
+        target: ChannelTarget<'a>,
+    },
+    /// `<key>-request#<nsp>#`: a [`Request`].
+    Request {
+        /// The namespace.
+        nsp: &'a str,
+    },
+    /// `<key>-response#<nsp>#`, or a node's own `<key>-response#<nsp>#<uid>#`: a
+    /// [`Response`].
+    Response {
+        /// The namespace.
+        nsp: &'a str,
+    },
+}
+
+/// Which namespace a channel of key prefix `key` belongs to and what it carries, for a
+/// node that serves every namespace over one subscriber connection (Node has one
+/// handler per namespace, each checking [`Channels`]). `None` for other channels.
+///
+/// Namespace names are taken to contain no `#`: on a broadcast channel the namespace
+/// ends at the first `#` after the key, and the rest is read as
+/// [`Channels::parse_broadcast`] reads it (a room may contain `#`).
+pub fn parse_channel<'a>(key: &str, channel: &'a str) -> Option<ChannelKind<'a>> {
+    let rest = channel.strip_prefix(key)?;
+    if let Some(rest) = rest.strip_prefix("-request#") {
+        return Some(ChannelKind::Request {
+            nsp: rest.strip_suffix('#')?,
+        });
+    }
+    if let Some(rest) = rest.strip_prefix("-response#") {
+        return Some(ChannelKind::Response {
+            nsp: rest.split_once('#')?.0,
+        });
+    }
+    let (nsp, tail) = rest.strip_prefix('#')?.split_once('#')?;
+    let mut chars = tail.chars();
+    chars.next_back();
+    let target = match chars.as_str() {
+        "" => ChannelTarget::All,
+        room => ChannelTarget::Room(room),
+    };
+    Some(ChannelKind::Broadcast { nsp, target })
+}
+
 /// A broadcast: notepack `[uid, packet, opts]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BroadcastMessage {
@@ -205,6 +258,75 @@ mod tests {
         assert_eq!(ch.parse_broadcast("k#/#x"), Some(ChannelTarget::All));
         assert_eq!(ch.parse_broadcast("k#/chat#r#"), None);
         assert_eq!(ch.parse_broadcast("k-request#/#"), None);
+    }
+
+    #[test]
+    fn parses_every_channel_of_a_key() {
+        let ch = Channels::new(DEFAULT_KEY, "/chat");
+        fn parse(channel: &str) -> Option<ChannelKind<'_>> {
+            parse_channel(DEFAULT_KEY, channel)
+        }
+        assert_eq!(
+            parse(ch.broadcast()),
+            Some(ChannelKind::Broadcast {
+                nsp: "/chat",
+                target: ChannelTarget::All
+            })
+        );
+        assert_eq!(
+            parse(&ch.room("r#1")),
+            Some(ChannelKind::Broadcast {
+                nsp: "/chat",
+                target: ChannelTarget::Room("r#1")
+            })
+        );
+        assert_eq!(
+            parse(ch.request()),
+            Some(ChannelKind::Request { nsp: "/chat" })
+        );
+        for response in [ch.response().to_owned(), ch.specific_response("abc")] {
+            assert_eq!(
+                parse(&response),
+                Some(ChannelKind::Response { nsp: "/chat" })
+            );
+        }
+        // Node slices off the last character of a broadcast channel, whatever it is.
+        assert_eq!(
+            parse("socket.io#/#x"),
+            Some(ChannelKind::Broadcast {
+                nsp: "/",
+                target: ChannelTarget::All
+            })
+        );
+        for other in [
+            "other#/chat#",
+            "socket.io#/chat",
+            "socket.io-request#/chat",
+            "socket.io-other#/chat#",
+            "socket.iox#/#",
+        ] {
+            assert_eq!(parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn broadcast_with_binary_round_trips() {
+        let mut packet = Packet::new(
+            PacketType::Event,
+            "/chat",
+            Some(json!(["file", crate::socketio::placeholder(0), {"n": 1}])),
+        );
+        packet.attachments = vec![bytes::Bytes::from_static(&[1, 2, 3])];
+        let msg = BroadcastMessage {
+            uid: "abc".into(),
+            packet,
+            opts: BroadcastOpts {
+                rooms: vec!["r".into()],
+                except: vec!["s".into()],
+                ..Default::default()
+            },
+        };
+        assert_eq!(BroadcastMessage::decode(&msg.encode()), Ok(msg));
     }
 
     #[test]

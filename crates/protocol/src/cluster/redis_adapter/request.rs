@@ -499,5 +499,6 @@ mod tests {
         );
         assert_eq!(Request::decode(b"[1]"), Err(CodecError::TrailingBytes(2)));
         assert_eq!(Request::decode(br#"{"type":1"#), Err(CodecError::Json));
+        assert_eq!(Request::decode(b"{nope"), Err(CodecError::Json));
     }
 }

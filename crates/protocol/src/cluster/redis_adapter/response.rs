@@ -310,6 +310,10 @@ mod tests {
             CodecError::TrailingBytes(1)
         );
         assert_eq!(
+            RawResponse::decode(&[0xc1]).unwrap_err(),
+            CodecError::InvalidMarker(0xc1)
+        );
+        assert_eq!(
             RawResponse::decode(&[0x90]).unwrap_err(),
             CodecError::Field("response")
         );

@@ -240,6 +240,16 @@ mod tests {
             },
         };
         assert_eq!(ClusterMessage::decode_pubsub(&msg.encode_pubsub()), Ok(msg));
+        // A broadcast with acknowledgements travels over pub/sub, binary kept.
+        let mut with_ack = broadcast(vec![Bytes::from_static(&[9, 8])]);
+        if let MessageBody::Broadcast { request_id, .. } = &mut with_ack.body {
+            *request_id = Some("r1".into());
+        }
+        assert!(with_ack.is_ephemeral());
+        assert_eq!(
+            ClusterMessage::decode_pubsub(&with_ack.encode_pubsub()),
+            Ok(with_ack)
+        );
         assert_eq!(
             ClusterMessage::decode_pubsub(&[0x80]),
             Err(CodecError::Field("uid"))

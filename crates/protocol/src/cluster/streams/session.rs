@@ -52,6 +52,15 @@ impl PersistedSession {
         STANDARD.encode(msgpack::encode_msgpack(&MsgValue::Map(entries)))
     }
 
+    /// The extra field `key` (the last one of that name), if the session has it.
+    pub fn extra(&self, key: &str) -> Option<&MsgValue> {
+        self.extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
     /// Reads a stored session (the value `GET` returned).
     pub fn decode(stored: impl AsRef<[u8]>) -> Result<Self, CodecError> {
         let bytes = STANDARD
@@ -112,6 +121,23 @@ mod tests {
             session_key(DEFAULT_SESSION_KEY_PREFIX, "p"),
             "sio:session:p"
         );
+    }
+
+    #[test]
+    fn extra_fields_by_name() {
+        let mut s = session();
+        assert_eq!(s.extra("offset"), Some(&MsgValue::from("1-0")));
+        assert_eq!(s.extra("sid"), None, "the four Node fields are not extra");
+        s.extra.push(("offset".into(), "2-0".into()));
+        assert_eq!(
+            s.extra("offset"),
+            Some(&MsgValue::from("2-0")),
+            "the last wins"
+        );
+        // Node's own sessions have none, and read back with none.
+        s.extra.clear();
+        let node = PersistedSession::decode(s.encode()).unwrap();
+        assert_eq!((node.extra("offset"), node.extra.len()), (None, 0));
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! The `redis` adapter (`@socket.io/redis-adapter` on the wire) between Switchboard
+//! nodes in one process, over a real `redis-server`: broadcasts, `fetchSockets` and
+//! the server count, observed through the engine API and polling clients.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+use support::{Client, Node, NodeOptions, RedisServer, eventually, formed, names};
+use switchboard_cluster::AdapterKind;
+
+async fn node(redis: &RedisServer, name: &str) -> Node {
+    Node::start(redis, NodeOptions::new(AdapterKind::Redis, name)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_reaches_room_members_on_other_nodes_except_the_excluded() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    // Two members of room `r` on node two, one of them excluded by the sender.
+    let (member, _) = Client::connected(&two.io).await;
+    let (excluded, excluded_socket) = Client::connected(&two.io).await;
+    for client in [&member, &excluded] {
+        client.emit("join", &[json!("r")]).await;
+    }
+    eventually("both joined r on node two", || async {
+        two.ns().adapter().room_size("r") == 2
+    })
+    .await;
+
+    one.ns()
+        .to("r")
+        .except(excluded_socket.id.as_str())
+        .emit("news", json!("hello"));
+    // Then a marker for the excluded socket alone. Both are published in order on
+    // node one's connection and read in order from node two's: had the broadcast
+    // reached the excluded socket, it would come before the marker.
+    one.ns()
+        .to(excluded_socket.id.as_str())
+        .emit("marker", json!(1));
+
+    assert_eq!(member.events().await, [json!(["news", "hello"])]);
+    assert_eq!(names(&excluded.events().await), ["marker"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_sockets_sees_the_sockets_of_every_node() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    let (_a, a) = Client::connected(&one.io).await;
+    let (b_client, b) = Client::connected(&two.io).await;
+    let (_c, c) = Client::connected(&two.io).await;
+    b_client.emit("join", &[json!("r")]).await;
+    eventually("b joined r", || async {
+        two.ns().adapter().room_size("r") == 1
+    })
+    .await;
+
+    for asking in [&one, &two] {
+        let all = asking.ns().all().fetch_sockets().await.unwrap();
+        let ids: BTreeSet<&str> = all.iter().map(|s| s.id.as_str()).collect();
+        let expected: BTreeSet<&str> = [&a.id, &b.id, &c.id].map(String::as_str).into();
+        assert_eq!(ids, expected, "asked on {}", asking.name);
+        // Each socket comes with its own node's data, rooms and handshake.
+        let b_info = all.iter().find(|s| s.id == b.id).unwrap();
+        assert_eq!(b_info.data, json!({"node": "two"}));
+        assert!(b_info.rooms.contains(&"r".to_owned()), "{:?}", b_info.rooms);
+        assert_eq!(b_info.handshake["query"]["transport"], "polling");
+    }
+    let in_r = one.ns().to("r").fetch_sockets().await.unwrap();
+    assert_eq!(
+        in_r.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [b.id.as_str()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_count_drops_when_a_node_shuts_down() {
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    let two = node(&redis, "two").await;
+    let mut three = node(&redis, "three").await;
+    formed(&[&one, &two, &three]).await;
+
+    three.shut_down();
+    for remaining in [&one, &two] {
+        eventually(&format!("{} counts 2 nodes", remaining.name), || async {
+            remaining.server_count().await == 2
+        })
+        .await;
+    }
+    assert!(!three.cluster.is_ready(), "a stopped node is not ready");
+}

@@ -1,0 +1,183 @@
+//! The `redis-streams` adapter (`@socket.io/redis-streams-adapter` on the wire) and
+//! connection state recovery across nodes, over a real `redis-server`: sessions
+//! resumed on another node with what they missed, taken at most once, and durable
+//! emits that resolve only once the stream holds them.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Client, Node, NodeOptions, RedisServer, eventually, formed, names, within};
+use switchboard_cluster::AdapterKind;
+
+async fn node(redis: &RedisServer, name: &str) -> Node {
+    Node::start(
+        redis,
+        NodeOptions::new(AdapterKind::RedisStreams, name).recovery(),
+    )
+    .await
+}
+
+/// The offset a recoverable event carries as its last argument.
+fn offset(event: &Value) -> String {
+    event
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_left_on_one_node_resumes_on_another_with_what_it_missed_in_order() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().expect("recovery gives a pid");
+    client.emit("join", &[json!("a")]).await;
+    eventually("the client joined a", || async {
+        one.ns().adapter().room_size("a") == 1
+    })
+    .await;
+    two.ns()
+        .to("a")
+        .emit_durable("seq", json!(0))
+        .await
+        .unwrap();
+    let seen = client.events().await;
+    assert_eq!(names(&seen), ["seq"]);
+    let last_seen = offset(&seen[0]);
+
+    // The transport closes: node one keeps the session in Redis.
+    client.close().await;
+    eventually("node one let the socket go", || async {
+        one.ns().socket_count() == 0
+    })
+    .await;
+
+    // Missed events from both nodes, each in the stream before the next is emitted.
+    two.ns()
+        .to("a")
+        .emit_durable("seq", json!(1))
+        .await
+        .unwrap();
+    one.ns()
+        .to("a")
+        .emit_durable("seq", json!(2))
+        .await
+        .unwrap();
+    two.ns()
+        .to("b")
+        .emit_durable("other", json!(0))
+        .await
+        .unwrap();
+    two.ns()
+        .to("a")
+        .emit_durable("seq", json!(3))
+        .await
+        .unwrap();
+
+    let back = Client::handshake(&two.io).await;
+    let auth = json!({"pid": pid, "offset": last_seen}).to_string();
+    let resumed = back.connect(&auth).await;
+    assert_eq!(resumed.id, first.id, "same socket id");
+    assert_eq!(resumed.pid.as_deref(), Some(pid.as_str()), "same pid");
+    let mut replayed = resumed.events;
+    within("the replay", async {
+        while replayed.len() < 3 {
+            replayed.extend(back.events().await);
+        }
+    })
+    .await;
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|e| e.as_array().unwrap()[..2].to_vec())
+            .collect::<Vec<_>>(),
+        [1, 2, 3].map(|n| vec![json!("seq"), json!(n)]),
+        "only room a's events, in stream order"
+    );
+
+    let socket = two.ns().sockets().pop().unwrap();
+    assert!(socket.recovered());
+    assert!(socket.rooms().contains(&"a".to_owned()));
+    // Live delivery continues on the new node.
+    one.ns().to("a").emit("seq", json!(4));
+    assert_eq!(back.events().await[0][1], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_session_is_taken_at_most_once() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    client.close().await;
+    eventually("node one let the socket go", || async {
+        one.ns().socket_count() == 0
+    })
+    .await;
+    // Node one writes in order: once this entry is in the stream, so is the session
+    // it saved when the socket left.
+    one.ns()
+        .all()
+        .emit_durable("flush", json!(null))
+        .await
+        .unwrap();
+
+    let store = two.ns().adapter().session_store().unwrap();
+    let taken = store.take(&pid).await.unwrap().expect("the session");
+    assert_eq!(
+        (taken.sid.as_str(), taken.pid.as_str()),
+        (first.id.as_str(), pid.as_str())
+    );
+    assert!(taken.rooms.contains(&first.id), "{:?}", taken.rooms);
+    assert!(taken.offset.is_some(), "where the socket connected");
+    assert_eq!(taken.data, json!({"node": "one"}));
+    assert_eq!(store.take(&pid).await.unwrap(), None, "taken already");
+
+    // A client presenting that pid now starts afresh, on either node.
+    let late = Client::handshake(&one.io).await;
+    let fresh = late.connect(&json!({ "pid": pid }).to_string()).await;
+    assert_ne!(fresh.id, first.id);
+    assert_ne!(fresh.pid.as_deref(), Some(pid.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_emit_resolves_once_redis_has_the_entry() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+    let (on_one, _) = Client::connected(&one.io).await;
+    let (on_two, _) = Client::connected(&two.io).await;
+
+    redis.pause();
+    // Emitted (queued for the stream) now; the returned future waits for Redis.
+    let durable = tokio::spawn(one.ns().all().emit_durable("durable", json!(1)));
+    // Work that needs no Redis completes meanwhile: a local emit, delivered and read.
+    one.ns().all().local().emit("local", json!(1));
+    assert_eq!(names(&on_one.events().await), ["local"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !durable.is_finished(),
+        "resolved while Redis could not have taken the entry"
+    );
+
+    redis.resume();
+    let local = within("the durable emit", durable).await.unwrap().unwrap();
+    assert_eq!(local, 1, "one local recipient");
+    for (client, node) in [(&on_two, "two"), (&on_one, "one")] {
+        let events = client.events().await;
+        assert_eq!(names(&events), ["durable"], "on node {node}");
+        assert_eq!(events[0][1], 1);
+    }
+}

@@ -1,0 +1,561 @@
+//! What the cluster tests share: a real `redis-server` per test, Switchboard nodes
+//! clustered over it, and long-polling clients that talk to a node through its HTTP
+//! handler (`Io::handle`) — real Engine.IO sessions and Socket.IO sockets, no network
+//! client.
+//!
+//! - [`RedisServer`]: `redis-server` on a free port of 127.0.0.1, in its own temporary
+//!   directory; killed, restarted on the same port, paused (`SIGSTOP`) and resumed
+//!   (`SIGCONT`) by the tests. Without a `redis-server` the test fails and says how to
+//!   install one: these tests never pass by skipping.
+//! - [`Node`]: one `Io` on its own [`Cluster`] (adapter factory, node tag, polling
+//!   forwarding), with a `join` event that puts the socket in the named room and the
+//!   node's name as every socket's data.
+//! - [`Client`]: a polling client; [`Client::via`] sends its requests to another node.
+//! - [`eventually`] and [`within`]: how tests wait, on conditions rather than clocks.
+//!
+//! Every wait has a generous deadline ([`DEADLINE`]) so a broken build fails with a
+//! message instead of hanging; no test depends on how fast anything happens.
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use switchboard_cluster::{AdapterKind, Cluster, ClusterConfig};
+use switchboard_engine::shutdown::{self, ShutdownTrigger};
+use switchboard_engine::sio::RecoveryConfig;
+use switchboard_engine::{EngineConfig, Io, Metrics, Namespace, SocketIoConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The longest any single wait may take before the test fails: far beyond what any
+/// step needs on a loaded CI machine, short enough to report a hang.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often [`eventually`] re-checks its condition.
+const POLL: Duration = Duration::from_millis(20);
+
+/// What a machine without `redis-server` is told.
+const INSTALL_HINT: &str = "The cluster tests run against a real Redis and fail without \
+    one: run `scripts/test` (it installs redis-server) or `apt-get install -y redis-server`.";
+
+/// Where the Debian package installs the server when `/usr/bin` is not on `PATH`.
+const DEBIAN_REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// Waits until `check` returns true, re-checking every [`POLL`]; fails the test after
+/// [`DEADLINE`] with `what`.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs `future` to completion, failing the test after [`DEADLINE`] with `what`.
+pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+// -------------------------------------------------------------------------- redis-server
+
+/// A `redis-server` process owned by one test; killed and its directory removed on
+/// drop. The append-only file is on, so a restart keeps streams and sessions.
+#[derive(Debug)]
+pub(crate) struct RedisServer {
+    bin: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// Finds `redis-server`: `$REDIS_SERVER_BIN`, then `PATH`, then the Debian location.
+/// Fails the test when there is none: skipping would let a machine without Redis
+/// pass these tests without running them.
+fn redis_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "REDIS_SERVER_BIN={} is not a file. {INSTALL_HINT}",
+            bin.display()
+        );
+        return bin;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    if let Some(bin) = on_path {
+        return bin;
+    }
+    let debian = Path::new(DEBIAN_REDIS_SERVER);
+    assert!(
+        debian.is_file(),
+        "redis-server not found (REDIS_SERVER_BIN, PATH, {DEBIAN_REDIS_SERVER}). {INSTALL_HINT}"
+    );
+    debian.to_path_buf()
+}
+
+/// A port that was free a moment ago (the OS picks it; a race with another process
+/// binding it in between is retried by [`RedisServer::start`]).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and returns once it answers.
+    pub(crate) async fn start() -> RedisServer {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let bin = redis_server_bin();
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-cluster-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
+        let mut redis = RedisServer {
+            bin,
+            port: 0,
+            dir,
+            child: None,
+        };
+        for attempt in 1.. {
+            redis.port = free_port();
+            match redis.launch().await {
+                Ok(()) => return redis,
+                Err(why) if attempt < 3 => {
+                    eprintln!("redis-server did not start ({why}); retrying")
+                }
+                Err(why) => panic!("redis-server did not start: {why}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once (`SIGKILL`), as a crash would.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, with the same data directory; retries
+    /// while the old listener is still going away.
+    pub(crate) async fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is still running");
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(why) => last = why,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("redis-server did not restart on port {}: {last}", self.port);
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open, nothing is answered.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (`SIGCONT`).
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(which)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {which} failed");
+    }
+
+    /// Spawns the server and waits until it answers.
+    async fn launch(&mut self) -> Result<(), String> {
+        let mut child = Command::new(&self.bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--protected-mode",
+                "no",
+            ])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("exited at start with {status}"));
+            }
+            if answers(self.port, child.id()).await {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("no answer".to_owned());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Whether the Redis answering on `port` is process `pid` (`INFO server` names it):
+/// another test's server that took the port first does not count.
+async fn answers(port: u16, pid: u32) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"INFO server\r\n").await?;
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let wanted = format!("process_id:{pid}\r\n");
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            reply.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if let Some(at) = text.find("process_id:")
+                && text[at..].contains("\r\n")
+            {
+                return Ok::<bool, std::io::Error>(text[at..].starts_with(&wanted));
+            }
+        }
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Ok(true))
+    )
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A paused server must be woken to die of anything but SIGKILL; kill it
+            // outright either way.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// --------------------------------------------------------------------------------- nodes
+
+/// How to build a [`Node`].
+#[derive(Debug, Clone)]
+pub(crate) struct NodeOptions {
+    /// The cluster adapter.
+    pub(crate) adapter: AdapterKind,
+    /// Connection state recovery on `/` (Node's `connectionStateRecovery`).
+    pub(crate) recovery: bool,
+    /// The node's name, set as every socket's data: `{"node": name}`.
+    pub(crate) name: String,
+}
+
+impl NodeOptions {
+    pub(crate) fn new(adapter: AdapterKind, name: &str) -> Self {
+        NodeOptions {
+            adapter,
+            recovery: false,
+            name: name.to_owned(),
+        }
+    }
+
+    pub(crate) fn recovery(mut self) -> Self {
+        self.recovery = true;
+        self
+    }
+}
+
+/// One Switchboard node of a cluster, in this process.
+pub(crate) struct Node {
+    pub(crate) io: Io,
+    pub(crate) cluster: Cluster,
+    pub(crate) name: String,
+    /// Dropping the trigger would stop the node: held for the node's life.
+    trigger: Option<ShutdownTrigger>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("name", &self.name).finish()
+    }
+}
+
+impl Node {
+    /// Starts a node on `redis` and waits until it is ready (connected, subscribed,
+    /// and for streams reading the stream).
+    pub(crate) async fn start(redis: &RedisServer, options: NodeOptions) -> Node {
+        let (trigger, shutdown) = shutdown::channel();
+        let config = ClusterConfig {
+            adapter: options.adapter,
+            redis_url: redis.url(),
+            ..ClusterConfig::default()
+        };
+        let cluster = Cluster::start(&config, shutdown.clone()).expect("cluster starts");
+        let sio = SocketIoConfig {
+            recovery: options.recovery.then(|| RecoveryConfig {
+                max_disconnection_duration: Duration::from_secs(120),
+                ..RecoveryConfig::default()
+            }),
+            engine: EngineConfig {
+                node_tag: cluster.node_tag(),
+                ..EngineConfig::default()
+            },
+            ..SocketIoConfig::default()
+        };
+        let io = Io::with_adapter(
+            sio,
+            cluster.adapter_factory(),
+            Arc::new(Metrics::default()),
+            shutdown,
+        );
+        cluster.serve_forwarded(io.engine());
+        let ns = io.of("/");
+        let name = options.name.clone();
+        ns.on_connection(move |socket| socket.set_data(json!({ "node": name })));
+        ns.on("join", |ev| {
+            if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
+                ev.socket.join(&[room]);
+            }
+        });
+        let node = Node {
+            io,
+            cluster,
+            name: options.name,
+            trigger: Some(trigger),
+        };
+        eventually(&format!("{} is ready", node.name), || async {
+            node.cluster.is_ready()
+        })
+        .await;
+        node
+    }
+
+    /// The main namespace.
+    pub(crate) fn ns(&self) -> Arc<Namespace> {
+        self.io.of("/")
+    }
+
+    /// The number of nodes this node counts in the cluster (0 when it cannot tell).
+    pub(crate) async fn server_count(&self) -> usize {
+        self.ns().server_count().await.unwrap_or(0)
+    }
+
+    /// Stops the node: its connections to Redis close, its tasks end.
+    pub(crate) fn shut_down(&mut self) {
+        if let Some(trigger) = self.trigger.take() {
+            trigger.trigger();
+        }
+    }
+}
+
+/// Waits until every node counts `nodes.len()` servers: each has subscribed to the
+/// namespace's channels, so a broadcast or request from any of them reaches all.
+pub(crate) async fn formed(nodes: &[&Node]) {
+    for node in nodes {
+        eventually(
+            &format!("{} counts {} nodes", node.name, nodes.len()),
+            || async { node.server_count().await == nodes.len() },
+        )
+        .await;
+    }
+}
+
+// ------------------------------------------------------------------------------- clients
+
+/// What a node answers on `GET` for an Engine.IO session it does not know.
+pub(crate) const UNKNOWN_SID: &str = r#"{"code":1,"message":"Session ID unknown"}"#;
+
+/// One HTTP exchange with `io`: status and body.
+pub(crate) async fn request(
+    io: &Io,
+    method: Method,
+    query: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("/socket.io/?{query}"))
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("a valid request");
+    let remote: SocketAddr = "127.0.0.1:9".parse().expect("an address");
+    let res = io.handle(req, remote).await;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("a response body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A long-polling client of one Engine.IO session; its requests go to `io`.
+#[derive(Clone)]
+pub(crate) struct Client {
+    io: Io,
+    /// The Engine.IO session id.
+    pub(crate) sid: String,
+}
+
+/// The CONNECT answer of `/`: the Socket.IO socket id and, with recovery, the pid.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Connected {
+    pub(crate) id: String,
+    pub(crate) pid: Option<String>,
+    /// Event packets that came in the same response, after the answer.
+    pub(crate) events: Vec<Value>,
+}
+
+impl Client {
+    /// Opens a session on `io`.
+    pub(crate) async fn handshake(io: &Io) -> Client {
+        let (status, body) = request(io, Method::GET, "EIO=4&transport=polling", "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let open: Value = serde_json::from_str(body.strip_prefix('0').expect("an OPEN packet"))
+            .expect("OPEN JSON");
+        Client {
+            io: io.clone(),
+            sid: open["sid"].as_str().expect("a sid").to_owned(),
+        }
+    }
+
+    /// Opens a session on `io` and joins `/`.
+    pub(crate) async fn connected(io: &Io) -> (Client, Connected) {
+        let client = Client::handshake(io).await;
+        let connected = client.connect("").await;
+        (client, connected)
+    }
+
+    /// The same session, its requests sent to `io` instead.
+    pub(crate) fn via(&self, io: &Io) -> Client {
+        Client {
+            io: io.clone(),
+            sid: self.sid.clone(),
+        }
+    }
+
+    /// Joins `/` with `auth` (JSON, or empty) and reads the answer.
+    pub(crate) async fn connect(&self, auth: &str) -> Connected {
+        self.post(&format!("40{auth}")).await;
+        let body = self.get().await;
+        let mut packets = body.split('\x1e');
+        let answer = packets.next().unwrap_or_default();
+        let answer: Value = serde_json::from_str(
+            answer
+                .strip_prefix("40")
+                .unwrap_or_else(|| panic!("a CONNECT answer, got {body:?}")),
+        )
+        .expect("CONNECT JSON");
+        Connected {
+            id: answer["sid"].as_str().expect("a socket id").to_owned(),
+            pid: answer["pid"].as_str().map(str::to_owned),
+            events: packets.filter_map(event).collect(),
+        }
+    }
+
+    fn query(&self) -> String {
+        format!("EIO=4&transport=polling&sid={}", self.sid)
+    }
+
+    pub(crate) async fn get_raw(&self) -> (StatusCode, String) {
+        within("a GET", request(&self.io, Method::GET, &self.query(), "")).await
+    }
+
+    /// A GET that must succeed: waits for the next frames.
+    pub(crate) async fn get(&self) -> String {
+        let (status, body) = self.get_raw().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub(crate) async fn post_raw(&self, body: &str) -> (StatusCode, String) {
+        within(
+            "a POST",
+            request(&self.io, Method::POST, &self.query(), body),
+        )
+        .await
+    }
+
+    /// A POST that must be accepted.
+    pub(crate) async fn post(&self, body: &str) {
+        let (status, answer) = self.post_raw(body).await;
+        assert_eq!((status, answer.as_str()), (StatusCode::OK, "ok"));
+    }
+
+    /// Emits event `name` with `args`.
+    pub(crate) async fn emit(&self, name: &str, args: &[Value]) {
+        let mut packet = vec![json!(name)];
+        packet.extend_from_slice(args);
+        self.post(&format!("42{}", Value::Array(packet))).await;
+    }
+
+    /// The events of the next GET, as `[name, args..]` arrays.
+    pub(crate) async fn events(&self) -> Vec<Value> {
+        self.get().await.split('\x1e').filter_map(event).collect()
+    }
+
+    /// Closes the Engine.IO session as a client whose transport closed would: the
+    /// socket leaves with a reason that keeps its session for recovery.
+    pub(crate) async fn close(&self) {
+        self.post("1").await;
+    }
+}
+
+/// An event packet (`42[...]`) of a polling body as its JSON array.
+fn event(packet: &str) -> Option<Value> {
+    serde_json::from_str(packet.strip_prefix("42")?).ok()
+}
+
+/// The names of `events`.
+pub(crate) fn names(events: &[Value]) -> Vec<&str> {
+    events.iter().filter_map(|e| e[0].as_str()).collect()
+}
