@@ -257,13 +257,15 @@ fn app_deadline(session: &Arc<Session>) {
 }
 
 fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReason) {
-    registry.remove(session.sid());
     let transport = session.transport();
     session.metrics.connection_closed(transport, reason);
     tracing::debug!(sid = %session.sid(), %reason, %transport, "session closed");
     if let Some(handler) = session.handler() {
         handler.on_close(session, reason);
     }
+    // Only now does the session stop counting: a drain that waits for the count to
+    // reach zero then knows every disconnect handler has run (and queued its hooks).
+    registry.remove(session.sid());
     // A polling GET may still wait for the `close` packet.
     session.writer.notify_one();
 }

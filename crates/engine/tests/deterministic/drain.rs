@@ -366,3 +366,31 @@ async fn a_store_that_stays_down_means_not_recovered_not_a_hang() {
         .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
     assert!(!resumes_on(&old, &new).await, "told it was not recovered");
 }
+
+/// A drain that waits for the session count to reach zero (the binary's does, then
+/// flushes the hooks) must find every disconnect handler already run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stops_counting_only_after_its_disconnect_handlers_ran() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let io = server(config());
+    let handled = Arc::new(AtomicBool::new(false));
+    let flag = handled.clone();
+    io.of("/").on_disconnect(move |_, _| {
+        // A slow handler (e.g. queueing a hook under contention).
+        std::thread::sleep(Duration::from_millis(200));
+        flag.store(true, Ordering::SeqCst);
+    });
+    let _polls = connected_and_polling(&io, 1).await;
+    let drain = {
+        let engine = io.engine().clone();
+        tokio::spawn(async move { engine.drain(DrainPlan::default()).await })
+    };
+    while io.engine().session_count() > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        handled.load(Ordering::SeqCst),
+        "the session stopped counting before its disconnect handler finished"
+    );
+    drain.await.unwrap();
+}
