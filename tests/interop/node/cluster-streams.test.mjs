@@ -19,7 +19,11 @@ import assert from "node:assert/strict";
 import { barrier, call, connected, once, until } from "../lib/client.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { crossNodeTests } from "../cluster/scenarios.mjs";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
+  POLLING,
+  RECONNECT,
+  UPGRADE,
   WEBSOCKET,
   connectTo,
   first,
@@ -27,6 +31,7 @@ import {
   recordData,
   sorted,
   useCluster,
+  withoutOffset,
 } from "../cluster/support.mjs";
 
 const ctx = useCluster({ adapter: "redis-streams", switchboard: 3, node: 1, haproxy: true });
@@ -94,6 +99,63 @@ async function assertRecovered(socket, { id, rooms, from }) {
   const now = await first(socket, "whoami");
   assert.notEqual(now, from.name, "the client came back on another node");
 }
+
+describe("rolling restart (Redis Streams)", () => {
+  test("draining and restarting every Switchboard node in turn loses no event and recovers every client", async () => {
+    const room = fresh("rolling");
+    // The publisher is on the Node.js node, which the rolling restart leaves alone.
+    const publisher = await connectTo(ctx, ctx.cluster.node[0]);
+    const members = [];
+    for (const mode of [WEBSOCKET, POLLING, UPGRADE, WEBSOCKET, POLLING, UPGRADE]) {
+      const socket = ctx.clients.open(ctx.lb.url, mode, RECONNECT);
+      const member = { socket, mode: mode.name, seen: [], connects: 0, unrecovered: 0 };
+      socket.on("roll", (...args) => member.seen.push(withoutOffset(args)[0].n));
+      socket.on("connect", () => {
+        if (++member.connects > 1 && !socket.recovered) member.unrecovered++;
+      });
+      socket.connect();
+      await connected(socket);
+      assert.deepEqual(await call(socket, "join", room), [true]);
+      members.push(member);
+    }
+
+    let next = 0;
+    let running = true;
+    const unacked = [];
+    const pump = (async () => {
+      while (running) {
+        const n = next++;
+        const [ok] = await call(publisher, "broadcast", room, "roll", { n });
+        if (ok !== true) unacked.push(n);
+        await sleep(20);
+      }
+    })();
+    try {
+      for (const node of ctx.cluster.switchboard) {
+        await node.stop("SIGTERM"); // throws unless it drains and exits 0
+        await ctx.lb.waitUntil(node.port, false);
+        await node.restart();
+        await ctx.lb.waitUntil(node.port, true);
+        await waitFor(() => members.every((m) => m.socket.connected), {
+          what: "every client to be connected again",
+        });
+      }
+    } finally {
+      running = false;
+      await pump;
+    }
+    assert.deepEqual(unacked, [], "the Node.js publisher never failed");
+    const all = [...Array(next).keys()];
+    await waitFor(() => members.every((m) => m.seen.length >= next), {
+      what: "every client to receive every event",
+    }).catch(() => {});
+    for (const m of members) {
+      assert.equal(m.unrecovered, 0, `${m.mode} client: every reconnect recovered`);
+      assert.ok(m.connects > 1, `${m.mode} client: the rolling restart moved it`);
+      assert.deepEqual(m.seen, all, `${m.mode} client: every event once, in order`);
+    }
+  });
+});
 
 describe("durability (Redis Streams)", () => {
   test("a broadcast is acknowledged only once Redis holds it, and reaches the other nodes after Redis was frozen (fails on Node)", async () => {
