@@ -8,9 +8,12 @@ mod end_to_end {
     pub(crate) mod socket;
     pub(crate) mod support;
 
-    mod api;
+    pub(crate) mod redis_server;
+
+    pub(crate) mod api;
     mod auth;
     mod cli;
+    mod cluster;
     mod config_precedence;
     mod events;
     mod health_metrics;

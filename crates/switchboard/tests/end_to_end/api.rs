@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::client::{HttpResponse, Pending, Polling, get, metric};
 use super::support::TestServer;
 
-const KEY: &str = "e2e-api-key-0123456789abcdef";
+pub(crate) const KEY: &str = "e2e-api-key-0123456789abcdef";
 
 /// A server with the API enabled (plus `env`).
 fn server(env: &[(&str, &str)]) -> anyhow::Result<TestServer> {
@@ -34,7 +34,12 @@ fn call_as(
 }
 
 /// One API call with the right key; the answer's JSON.
-fn call(addr: SocketAddr, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+pub(crate) fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
     let text = if method == "GET" {
         String::new()
     } else {
@@ -51,7 +56,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, body: &Value) -> anyhow::Res
 }
 
 /// A polling client connected to `/`, with its socket id.
-fn connect(addr: SocketAddr) -> anyhow::Result<(Polling, String)> {
+pub(crate) fn connect(addr: SocketAddr) -> anyhow::Result<(Polling, String)> {
     let session = Polling::handshake(addr)?;
     session.send(&["40"])?;
     let packets = session.poll()?;

@@ -190,6 +190,15 @@ impl Polling {
         Ok(Polling { addr, sid, open })
     }
 
+    /// The same session, its requests sent to `addr` (another node of a cluster).
+    pub(crate) fn through(&self, addr: SocketAddr) -> Self {
+        Polling {
+            addr,
+            sid: self.sid.clone(),
+            open: self.open.clone(),
+        }
+    }
+
     fn path(&self) -> String {
         format!("/socket.io/?EIO=4&transport=polling&sid={}", self.sid)
     }

@@ -1,0 +1,159 @@
+//! Two `switchboard` processes sharing a real redis-server: the HTTP API of either
+//! node acts on the sockets of both, a long-polling session is served through any
+//! node, readiness follows Redis, and a bad `[cluster]` section is refused.
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+use super::api::{KEY, call, connect};
+use super::client::{Polling, get, metric};
+use super::redis_server::RedisServer;
+use super::support::{TestServer, command, eventually, run};
+
+/// A node of `adapter` on `redis`, with the API on and recovery as `recovery` says.
+fn node(redis: &RedisServer, adapter: &str, recovery: bool) -> anyhow::Result<TestServer> {
+    let server = TestServer::builder()
+        .env("SWITCHBOARD_API__KEYS", KEY)
+        .env("SWITCHBOARD_CLUSTER__ADAPTER", adapter)
+        .env("SWITCHBOARD_CLUSTER__REDIS_URL", &redis.url())
+        .env("SWITCHBOARD_RECOVERY__ENABLED", &recovery.to_string())
+        .start()?;
+    let addr = server.addr();
+    eventually("the node to be ready", || {
+        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
+    })?;
+    Ok(server)
+}
+
+/// The ids `GET .../sockets` lists on `addr`.
+fn listed(addr: SocketAddr) -> anyhow::Result<Vec<String>> {
+    let list = call(addr, "GET", "/api/v1/namespaces/%2F/sockets", &Value::Null)?;
+    Ok(list["sockets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The first event packet among the next polls of `client`.
+fn next_event(client: &Polling) -> anyhow::Result<String> {
+    eventually("an event", || {
+        Ok(client.poll()?.into_iter().find(|p| p.starts_with("42")))
+    })
+}
+
+fn the_api_of_one_node_acts_on_the_sockets_of_another(adapter: &str) -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let (a, b) = (node(&redis, adapter, false)?, node(&redis, adapter, false)?);
+    let (client, id) = connect(b.addr())?;
+
+    // Listed by node A, with node B's view of it.
+    assert_eq!(listed(a.addr())?, std::slice::from_ref(&id));
+    // Joined to a room through node A, then reached there through node A.
+    let join = json!({"socket_ids": [id], "join": ["team:1"]});
+    let joined = call(a.addr(), "POST", "/api/v1/sockets/join", &join)?;
+    assert_eq!(joined["affected"], 1, "{joined}");
+    eventually("the room to list it", || {
+        let room = call(
+            a.addr(),
+            "GET",
+            "/api/v1/namespaces/%2F/rooms/team%3A1",
+            &Value::Null,
+        )?;
+        Ok((room["socket_ids"] == json!([id])).then_some(()))
+    })?;
+    let emit = json!({"rooms": ["team:1"], "event": "news", "args": [{"n": 1}]});
+    let emitted = call(a.addr(), "POST", "/api/v1/emit", &emit)?;
+    assert_eq!(emitted["recipients"], 0, "none on node A itself: {emitted}");
+    assert_eq!(next_event(&client)?, r#"42["news",{"n":1}]"#);
+    Ok(())
+}
+
+#[test]
+fn the_api_of_one_node_acts_on_the_sockets_of_another_over_redis_pubsub() -> anyhow::Result<()> {
+    the_api_of_one_node_acts_on_the_sockets_of_another("redis")
+}
+
+#[test]
+fn the_api_of_one_node_acts_on_the_sockets_of_another_over_redis_streams() -> anyhow::Result<()> {
+    the_api_of_one_node_acts_on_the_sockets_of_another("redis-streams")
+}
+
+#[test]
+fn a_polling_session_is_served_through_any_node() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let (a, b) = (
+        node(&redis, "redis-streams", true)?,
+        node(&redis, "redis", false),
+    );
+    drop(b);
+    let b = node(&redis, "redis-streams", true)?;
+    // Opened on A; every later request goes to B, which forwards it to A.
+    let on_a = Polling::handshake(a.addr())?;
+    let on_b = on_a.through(b.addr());
+    on_b.send(&["40"])?;
+    let answer = on_b.poll()?;
+    assert!(answer.iter().any(|p| p.starts_with("40{")), "{answer:?}");
+    let ids = listed(a.addr())?;
+    assert_eq!(ids.len(), 1, "the socket lives on A: {ids:?}");
+    let emit = json!({"event": "hello", "args": []});
+    call(b.addr(), "POST", "/api/v1/emit", &emit)?;
+    assert!(next_event(&on_b)?.starts_with(r#"42["hello""#));
+    Ok(())
+}
+
+#[test]
+fn readiness_follows_redis_and_the_metrics_show_it() -> anyhow::Result<()> {
+    let mut redis = RedisServer::start()?;
+    let server = node(&redis, "redis-streams", true)?;
+    let addr = server.addr();
+    assert_eq!(metric(addr, "switchboard_cluster_up")?, Some(1.0));
+
+    redis.kill()?;
+    let down = eventually("readiness to turn 503", || {
+        let res = get(addr, "/health/ready")?;
+        Ok((res.status == 503).then_some(res))
+    })?;
+    assert!(down.body.contains("cluster_unavailable"), "{}", down.body);
+    assert_eq!(get(addr, "/health/live")?.status, 200, "still alive");
+    assert_eq!(metric(addr, "switchboard_cluster_up")?, Some(0.0));
+
+    redis.restart()?;
+    eventually("readiness to come back", || {
+        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
+    })?;
+    let reconnects = metric(addr, "switchboard_cluster_reconnects_total")?;
+    assert!(reconnects.is_some_and(|n| n >= 1.0), "{reconnects:?}");
+    Ok(())
+}
+
+#[test]
+fn a_bad_cluster_section_lists_every_bad_key_and_exits_64() -> anyhow::Result<()> {
+    let mut cmd = command();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    for set in [
+        "cluster.adapter=kafka",
+        "cluster.redis_url=http://cache",
+        "cluster.stream_max_len=0",
+        "recovery.max_disconnection_duration=0",
+    ] {
+        cmd.args(["--set", set]);
+    }
+    let out = run(cmd)?;
+    assert_eq!(out.code, Some(64), "{out:?}");
+    for key in [
+        "cluster.adapter",
+        "cluster.redis_url",
+        "cluster.stream_max_len",
+        "recovery.max_disconnection_duration",
+    ] {
+        assert!(
+            out.stderr.contains(&format!("  - {key}:")),
+            "{key} in {}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
