@@ -161,6 +161,7 @@ function analyse(member, ackedSorted) {
   const counts = new Map();
   for (const n of all) counts.set(n, (counts.get(n) ?? 0) + 1);
   const duplicated = [...counts.values()].reduce((sum, c) => sum + c - 1, 0);
+  const duplicatedNumbers = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
   let outOfOrder = 0;
   for (let i = 1; i < all.length; i++) if (all[i] < all[i - 1]) outOfOrder++;
 
@@ -181,7 +182,7 @@ function analyse(member, ackedSorted) {
   }
   const inGap = (n) => gaps.some(([lo, hi]) => n > lo && n < hi);
   const lostNumbers = ackedSorted.filter((n) => !counts.has(n) && !inGap(n));
-  return { duplicated, outOfOrder, lost: lostNumbers.length, lostNumbers, received: all.length };
+  return { duplicated, duplicatedNumbers, outOfOrder, lost: lostNumbers.length, lostNumbers, received: all.length };
 }
 
 test("every client gets every acknowledged event once, in order, through a crash, a drain and a Redis restart", async (t) => {
@@ -260,7 +261,8 @@ test("every client gets every acknowledged event once, in order, through a crash
       .map(
         (r) =>
           `  client ${r.m.index} (${r.m.mode.name}): lost ${r.lost} [${r.lostNumbers.slice(0, 10).join(",")}${r.lost > 10 ? ",..." : ""}], ` +
-          `duplicated ${r.duplicated}, out of order ${r.outOfOrder}, reconnects: ${r.m.log.join("; ") || "none"}`,
+          `duplicated ${r.duplicated} [${r.duplicatedNumbers.slice(0, 10).join(",")}], out of order ${r.outOfOrder}, ` +
+            `reconnects: ${r.m.log.join("; ") || "none"}`,
       ),
   ].join("\n");
   t.diagnostic(report); // printed by the spec and TAP reporters

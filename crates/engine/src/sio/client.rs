@@ -178,7 +178,7 @@ async fn run_middleware(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> boo
                 .lock()
                 .connecting
                 .retain(|n| *n != socket.namespace());
-            socket.answer(&connect_error(socket.namespace(), &err));
+            let _ = socket.send_frames(&connect_error(socket.namespace(), &err), false);
             return false;
         }
     }
@@ -318,13 +318,14 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
     Some((pid, auth.get("offset").and_then(Value::as_str)))
 }
 
-/// Accepts a socket: registers it, runs connection handlers, answers CONNECT. With
+/// Accepts a socket: registers it, answers CONNECT, runs connection handlers. With
 /// recovery on, first tries to resume the session the client names, all under the
 /// recovery buffer lock so no broadcast slips between the replay and live delivery.
 fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Option<Prepared>) {
     let Some(buffer) = socket.ns().recovery() else {
         if register(shared, &socket) {
-            socket.run_connect(&connect_answer(&socket));
+            let _ = socket.send_frames(&connect_answer(&socket), false);
+            socket.run_connect();
         }
         return;
     };
@@ -379,6 +380,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     if let Some(pid) = socket.pid() {
         RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
     }
+    let _ = socket.send_frames(&connect_answer(&socket), false);
     if let Some(restored) = restored {
         let own = socket.id().to_string();
         let rooms: Vec<&str> = restored
@@ -395,7 +397,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     }
     drop(state);
     socket.save_durable();
-    socket.run_connect(&connect_answer(&socket));
+    socket.run_connect();
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first.

@@ -46,14 +46,6 @@ pub struct Socket {
     /// once they have run. Node runs `connection` handlers before any event of the
     /// socket; here the client may already send while they run on another thread.
     early: Mutex<Option<Vec<Packet>>>,
-    /// Until the CONNECT answer is sent: what is sent to the socket meanwhile (its
-    /// connection handlers' emits, broadcasts to the rooms they join, a recovered
-    /// session's replay) waits in `held`, in order. Node runs `connection` handlers
-    /// in the tick that queues the CONNECT answer, so a client that hears it is
-    /// already in the rooms the handlers joined; here they may run on another thread,
-    /// so the answer waits for them instead.
-    corked: AtomicBool,
-    held: Mutex<Vec<(Vec<Frame>, bool)>>,
 }
 
 /// Who a socket is: fresh ids, or those of a recovered session.
@@ -111,8 +103,6 @@ impl Socket {
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             early: Mutex::new(Some(Vec::new())),
-            corked: AtomicBool::new(true),
-            held: Mutex::default(),
         })
     }
 
@@ -340,33 +330,6 @@ impl Socket {
     }
 
     pub(crate) fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError> {
-        if self.corked.load(Ordering::Acquire) {
-            let mut held = self.lock_held();
-            // Checked again under the lock: `answer` may have flushed meanwhile.
-            if self.corked.load(Ordering::Acquire) {
-                held.push((frames.to_vec(), volatile));
-                return Ok(());
-            }
-        }
-        self.send_now(frames, volatile)
-    }
-
-    /// Sends `first` (the CONNECT answer, or CONNECT_ERROR), then what was held while
-    /// it was not sent, in order; from then on frames go out at once.
-    pub(crate) fn answer(&self, first: &[Frame]) {
-        let mut held = self.lock_held();
-        let _ = self.send_now(first, false);
-        for (frames, volatile) in std::mem::take(&mut *held) {
-            let _ = self.send_now(&frames, volatile);
-        }
-        self.corked.store(false, Ordering::Release);
-    }
-
-    fn lock_held(&self) -> std::sync::MutexGuard<'_, Vec<(Vec<Frame>, bool)>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn send_now(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError> {
         self.session.send(frames, volatile).map_err(|e| match e {
             SendError::Closed => EmitError::Disconnected,
             SendError::SlowConsumer => EmitError::SlowConsumer,
@@ -400,12 +363,10 @@ impl Socket {
         self.dispatch_event(packet);
     }
 
-    /// Runs the connection handlers, then sends `connect_answer` and what the handlers
-    /// sent, then runs the events that arrived meanwhile, in order; events arriving
-    /// while those run still queue behind them.
-    pub(crate) fn run_connect(self: &Arc<Self>, connect_answer: &[Frame]) {
+    /// Runs the connection handlers, then the events that arrived meanwhile, in order;
+    /// events arriving while those run still queue behind them.
+    pub(crate) fn run_connect(self: &Arc<Self>) {
         self.ns.handlers().run_connect(self);
-        self.answer(connect_answer);
         loop {
             let batch = {
                 let mut early = self.lock_early();
