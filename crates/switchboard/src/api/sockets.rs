@@ -3,11 +3,16 @@
 //! Unlike an emit, an empty selection is refused: making every socket leave a room or
 //! disconnect must be asked for with `"all": true`, never by omission.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use switchboard_engine::Namespace;
+use switchboard_engine::sio::BroadcastOperator;
 
 use super::ApiState;
 use super::inspect::cluster_sockets;
 use super::select::{self, Target};
+use super::view::SocketView;
 use crate::http::ApiError;
 
 /// The request body of all three operations; each takes its own action field.
@@ -80,9 +85,9 @@ pub(crate) async fn leave(state: &ApiState, body: &[u8]) -> Result<Affected, Api
         .any(|r| target.rooms.contains(r) || target.except.contains(r));
     if selection_moves {
         // Leaving a room that makes the selection would change it half-way: act on
-        // each selected socket by id instead.
-        for socket in &selected {
-            let by_id = ns.to(socket.id());
+        // the selected sockets by id instead, one cluster request per room as below.
+        // An empty selection must stay empty, not become every socket.
+        if let Some(by_id) = by_ids(&ns, &selected) {
             for room in &rooms {
                 by_id.sockets_leave(room);
             }
@@ -95,6 +100,16 @@ pub(crate) async fn leave(state: &ApiState, body: &[u8]) -> Result<Affected, Api
     Ok(Affected {
         affected: selected.len(),
     })
+}
+
+/// The sockets of `selected` by their ids (each socket is in the room named by its
+/// id), or `None` when there are none: an operator without rooms means everyone.
+fn by_ids(ns: &Arc<Namespace>, selected: &[SocketView]) -> Option<BroadcastOperator> {
+    let (first, rest) = selected.split_first()?;
+    let op = rest
+        .iter()
+        .fold(ns.to(first.id()), |op, socket| op.to(socket.id()));
+    Some(op)
 }
 
 /// Disconnects the selected sockets, on every node, from the namespace, or with
@@ -124,11 +139,7 @@ fn rooms(rooms: Option<Vec<String>>, field: &str) -> Result<Vec<String>, ApiErro
 
 impl SocketsRequest {
     /// The namespace and the selection, checked.
-    fn target(
-        self,
-        state: &ApiState,
-        op: Operation,
-    ) -> Result<(std::sync::Arc<switchboard_engine::Namespace>, Target), ApiError> {
+    fn target(self, state: &ApiState, op: Operation) -> Result<(Arc<Namespace>, Target), ApiError> {
         self.refuse_other_actions(op)?;
         let target = Target {
             rooms: self.rooms,

@@ -5,8 +5,10 @@
 //! - `guard`: what every request goes through — routing, keys, rate limit, body
 //!   limits, metrics;
 //! - `emit`, `sockets`, `inspect`: the endpoints;
+//! - `cluster`: the endpoints when the other nodes cannot be reached;
 //! - `openapi`: the document against the routes and the handlers.
 
+mod cluster;
 mod emit;
 mod guard;
 mod inspect;

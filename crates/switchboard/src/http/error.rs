@@ -25,7 +25,7 @@ pub(crate) enum ApiError {
     ShuttingDown,
     /// The cluster's broker (Redis) cannot be reached; this node would not hear the
     /// rest of the cluster.
-    #[error("cluster broker (Redis) unreachable")]
+    #[error("the cluster could not answer: Redis is unreachable or a node did not answer in time")]
     ClusterUnavailable,
     /// No `Authorization: Bearer` header, or a key that is not configured.
     #[error("{0}")]

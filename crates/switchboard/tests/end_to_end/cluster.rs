@@ -86,21 +86,35 @@ fn a_polling_session_is_served_through_any_node() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let (a, b) = (
         node(&redis, "redis-streams", true)?,
-        node(&redis, "redis", false),
+        node(&redis, "redis-streams", true)?,
     );
-    drop(b);
-    let b = node(&redis, "redis-streams", true)?;
     // Opened on A; every later request goes to B, which forwards it to A.
     let on_a = Polling::handshake(a.addr())?;
     let on_b = on_a.through(b.addr());
     on_b.send(&["40"])?;
     let answer = on_b.poll()?;
-    assert!(answer.iter().any(|p| p.starts_with("40{")), "{answer:?}");
-    let ids = listed(a.addr())?;
-    assert_eq!(ids.len(), 1, "the socket lives on A: {ids:?}");
-    let emit = json!({"event": "hello", "args": []});
+    let connect = answer.iter().find(|p| p.starts_with("40{"));
+    let id = connect
+        .and_then(|p| serde_json::from_str::<Value>(&p[2..]).ok())
+        .and_then(|body| body["sid"].as_str().map(str::to_owned))
+        .ok_or_else(|| anyhow::anyhow!("no CONNECT answer in {answer:?}"))?;
+    // The socket lives on A (each node's gauge counts its own sockets), and either
+    // node's API lists it.
+    let sockets = r#"switchboard_sockets{namespace="/"}"#;
+    assert_eq!(metric(a.addr(), sockets)?, Some(1.0));
+    assert_eq!(metric(b.addr(), sockets)?, Some(0.0));
+    assert_eq!(listed(b.addr())?, std::slice::from_ref(&id));
+    // An emit through B's API reaches it, read through B.
+    let emit = json!({"event": "hello", "args": ["through b"]});
     call(b.addr(), "POST", "/api/v1/emit", &emit)?;
-    assert!(next_event(&on_b)?.starts_with(r#"42["hello""#));
+    // (with recovery on, the event's offset follows its arguments)
+    let event = next_event(&on_b)?;
+    assert!(event.starts_with(r#"42["hello","through b""#), "{event}");
+    // What it posts through B acts on A: leaving the namespace there.
+    on_b.send(&["41"])?;
+    eventually("the socket to leave A", || {
+        Ok((metric(a.addr(), sockets)? == Some(0.0)).then_some(()))
+    })?;
     Ok(())
 }
 

@@ -27,7 +27,10 @@ impl RedisServer {
     /// Starts one on a free port.
     pub(crate) fn start() -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("switchboard-e2e-redis-{port}"));
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-e2e-redis-{}-{port}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir)?;
         let mut server = RedisServer {
             port,
@@ -67,10 +70,19 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        self.child = Some(child);
+            .with_context(|| {
+                format!(
+                    "starting {} (install redis-server: scripts/test does it)",
+                    program.display()
+                )
+            })?;
         let port = self.port;
+        let child = self.child.insert(child);
         eventually("redis-server to answer PING", || {
+            // One that exits (its port taken meanwhile, a bad option) fails at once.
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("redis-server on port {port} exited: {status}");
+            }
             Ok(ping(port).then_some(()))
         })
     }

@@ -149,3 +149,18 @@ async fn operations_need_a_selection_and_their_own_action() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.code(), "unknown_namespace");
 }
+
+#[tokio::test(start_paused = true)]
+async fn leaving_the_room_that_selects_nobody_affects_nobody() {
+    let h = Harness::new();
+    let a = h.connect("/").await;
+    let join = json!({"socket_ids": [a.id], "join": ["stay"]});
+    h.post("/api/v1/sockets/join", &join).await;
+    // The selection is made by the room being left, and is empty: it must not widen
+    // to every socket.
+    let leave = json!({"rooms": ["ghost"], "leave": ["ghost", "stay"]});
+    let reply = h.post("/api/v1/sockets/leave", &leave).await;
+    assert_eq!(reply.json, json!({"affected": 0}), "{}", reply.text);
+    let stay = h.get("/api/v1/namespaces/%2F/rooms/stay").await;
+    assert_eq!(stay.json["socket_ids"], json!([a.id]));
+}

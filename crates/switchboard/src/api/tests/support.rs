@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::Value;
-use switchboard_engine::{Io, Shutdown, SocketIoConfig};
+use switchboard_engine::adapter::AdapterFactory;
+use switchboard_engine::{Io, Metrics, Shutdown, SocketIoConfig};
 
 use crate::api::{ApiMetrics, ApiState, Router, router};
 use crate::config::{ApiConfig, ApiKey};
@@ -50,7 +51,23 @@ impl Harness {
 
     /// The default API settings with [`KEY`], then `edit`.
     pub(super) fn with(edit: impl FnOnce(&mut ApiConfig)) -> Self {
-        let io = Io::new(SocketIoConfig::default(), Shutdown::never());
+        Harness::on(Io::new(SocketIoConfig::default(), Shutdown::never()), edit)
+    }
+
+    /// The default API settings with [`KEY`], on namespaces served by `adapters`.
+    pub(super) fn with_adapters(adapters: AdapterFactory) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let io = Io::with_adapter(
+            SocketIoConfig::default(),
+            adapters,
+            metrics,
+            Shutdown::never(),
+        );
+        Harness::on(io, |_| {})
+    }
+
+    /// The API over `io` (which gains `/chat`), with [`KEY`], then `edit`.
+    fn on(io: Io, edit: impl FnOnce(&mut ApiConfig)) -> Self {
         io.of("/chat");
         let mut config = ApiConfig {
             keys: vec![ApiKey::new(KEY)],
