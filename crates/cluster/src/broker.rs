@@ -1,6 +1,7 @@
 //! The connection to Redis: one multiplexed command connection, one subscriber
 //! connection that survives Redis restarts (reconnect with backoff, resubscribe), an
-//! ordered publisher, and the health the readiness probe reports.
+//! ordered publisher with a bounded queue, and the health the readiness probe and the
+//! metrics report.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +14,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use switchboard_engine::Shutdown;
 use tokio::sync::{mpsc, watch};
 
-use crate::ClusterError;
+use crate::connect::{classify, redact_url};
+use crate::{ClusterConfig, ClusterError};
 
 /// Longest pause between two reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -21,6 +23,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Most publishes sent in one pipeline.
 const PUBLISH_BATCH: usize = 256;
+/// Publishes queued while Redis is slow or unreachable; beyond this, new ones are
+/// dropped (and counted) rather than exhausting memory, as the streams writer does
+/// with its queue. Pub/sub delivery is at most once anyway: a publish that waits this
+/// long behind others is one the other nodes can do without.
+pub(crate) const MAX_PENDING_PUBLISHES: usize = 100_000;
 
 /// Broker health, read by the readiness probe and the metrics endpoint.
 #[derive(Debug, Default)]
@@ -33,8 +40,15 @@ pub struct Health {
     pub reconnects: AtomicU64,
     /// Messages published.
     pub published: AtomicU64,
-    /// Publishes that failed (Redis down): lost for pub/sub, as in Node.
+    /// Publishes that failed (Redis down) or were dropped: lost for pub/sub, as in
+    /// Node.
     pub publish_errors: AtomicU64,
+    /// Of those, the ones dropped because the publish (or stream write) queue was
+    /// full ([`MAX_PENDING_PUBLISHES`], the streams writer's own bound).
+    pub publish_dropped: AtomicU64,
+    /// Forwarding frames refused: unsigned, signed with another secret, too old or
+    /// replayed, or meant for another node.
+    pub forward_rejected: AtomicU64,
     /// Messages received from the cluster.
     pub received: AtomicU64,
     /// Milliseconds between an event entering the stream and this node reading it
@@ -73,7 +87,11 @@ pub(crate) struct Broker {
     conn: ConnectionManager,
     health: Arc<Health>,
     subs: mpsc::UnboundedSender<Sub>,
-    publish: mpsc::UnboundedSender<(String, Bytes)>,
+    /// The ordered publisher's queue, bounded by [`MAX_PENDING_PUBLISHES`].
+    publish: mpsc::Sender<(String, Bytes)>,
+    /// Set when the queue overflows, cleared when a publish gets through: one log
+    /// line per overflow rather than one per dropped message.
+    overflowing: AtomicBool,
     routes: Routes,
     /// Counts the subscriber connection's ups and downs (see [`Broker::link`]).
     link: watch::Receiver<u64>,
@@ -99,19 +117,19 @@ impl Broker {
     /// Connects lazily: the node starts even while Redis is down (not ready until it
     /// is up) and keeps trying with backoff.
     pub(crate) fn start(
-        url: &str,
+        config: &ClusterConfig,
         on_message: MessageHandler,
         shutdown: Shutdown,
     ) -> Result<Arc<Broker>, ClusterError> {
-        let client = redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        let client = crate::connect::client(config)?;
         let conn = ConnectionManager::new_lazy_with_config(
             client.clone(),
             manager_config(Duration::from_secs(5)),
         )
-        .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        .map_err(|e| ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url))))?;
         let health = Arc::new(Health::default());
         let (subs, subs_rx) = mpsc::unbounded_channel();
-        let (publish, publish_rx) = mpsc::unbounded_channel();
+        let (publish, publish_rx) = mpsc::channel(MAX_PENDING_PUBLISHES);
         let routes = Routes::default();
         let (link_tx, link) = watch::channel(0);
         let dispatch = {
@@ -145,6 +163,7 @@ impl Broker {
             health,
             subs,
             publish,
+            overflowing: AtomicBool::new(false),
             routes,
             link,
         }))
@@ -214,9 +233,26 @@ impl Broker {
         let _ = self.subs.send(sub);
     }
 
-    /// Publishes in call order (fire and forget; counted when it fails).
+    /// Publishes in call order (fire and forget; counted when it fails). Dropped, and
+    /// counted, when [`MAX_PENDING_PUBLISHES`] are already waiting.
     pub(crate) fn publish(&self, channel: String, payload: Bytes) {
-        let _ = self.publish.send((channel, payload));
+        match self.publish.try_send((channel, payload)) {
+            Ok(()) => {
+                self.overflowing.store(false, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.health.publish_dropped.fetch_add(1, Ordering::Relaxed);
+                self.health.publish_errors.fetch_add(1, Ordering::Relaxed);
+                if !self.overflowing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        queued = MAX_PENDING_PUBLISHES,
+                        "redis publish queue full (redis slow or down); dropping publishes"
+                    );
+                }
+            }
+            // The publisher ended: the node is shutting down.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     /// `PUBSUB NUMSUB channel`: how many connections listen (one per node).
@@ -300,7 +336,14 @@ async fn subscriber(
             }
             Err(err) => {
                 link.set(false);
-                tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable");
+                match classify(&err) {
+                    ClusterError::Auth(why) => tracing::error!(
+                        error = why,
+                        retry_in = ?backoff,
+                        "redis refused the credentials of cluster.redis_url"
+                    ),
+                    _ => tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable"),
+                }
             }
         }
         tokio::select! {
@@ -339,7 +382,7 @@ async fn apply(sink: &mut redis::aio::PubSubSink, sub: &Sub) -> bool {
 /// Sends publishes in order, pipelining whatever has queued up.
 async fn publisher(
     mut conn: ConnectionManager,
-    mut rx: mpsc::UnboundedReceiver<(String, Bytes)>,
+    mut rx: mpsc::Receiver<(String, Bytes)>,
     health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);

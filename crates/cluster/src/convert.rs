@@ -72,14 +72,40 @@ pub(crate) fn to_json(value: MsgValue) -> Value {
     msgpack::to_json(value).0
 }
 
-/// A socket in a `fetchSockets()` answer, as Node serializes it.
+/// Request headers never sent to other nodes: the client's credentials, which
+/// whoever reads the Redis (or runs another node's application code) has no business
+/// with.
+const PRIVATE_HEADERS: [&str; 3] = ["cookie", "authorization", "proxy-authorization"];
+
+/// The key of the CONNECT `auth` object that is never sent to other nodes: the
+/// bearer token (`auth.token`), as Switchboard's own auth reads it. Other `auth` keys
+/// are the application's and cross as Node sends them.
+const PRIVATE_AUTH_KEY: &str = "token";
+
+/// A socket in a `fetchSockets()` answer, as Node serializes it, without the client's
+/// credentials ([`PRIVATE_HEADERS`], `auth.token`).
 pub(crate) fn remote_socket(socket: SocketInfo) -> RemoteSocket {
     RemoteSocket {
         id: socket.id,
-        handshake: socket.handshake,
+        handshake: without_credentials(socket.handshake),
         rooms: socket.rooms,
         data: to_wire(&socket.data),
     }
+}
+
+/// Node's handshake object without the [`PRIVATE_HEADERS`] and `auth.token`.
+fn without_credentials(mut handshake: Value) -> Value {
+    if let Some(headers) = handshake.get_mut("headers").and_then(Value::as_object_mut) {
+        headers.retain(|name, _| {
+            !PRIVATE_HEADERS
+                .iter()
+                .any(|private| name.eq_ignore_ascii_case(private))
+        });
+    }
+    if let Some(auth) = handshake.get_mut("auth").and_then(Value::as_object_mut) {
+        auth.retain(|key, _| key != PRIVATE_AUTH_KEY);
+    }
+    handshake
 }
 
 /// A socket of another node's `fetchSockets()` answer.
@@ -178,5 +204,34 @@ mod tests {
             data: json!({"user": "ann", "n": 2}),
         };
         assert_eq!(socket_info(remote_socket(info.clone())), info);
+    }
+
+    #[test]
+    fn credentials_never_leave_the_node() {
+        let info = SocketInfo {
+            id: "s1".into(),
+            handshake: json!({
+                "headers": {
+                    "cookie": "sid=secret",
+                    "Authorization": "Bearer secret",
+                    "proxy-authorization": "Basic secret",
+                    "user-agent": "node-XMLHttpRequest",
+                },
+                "query": {"EIO": "4"},
+                "auth": {"token": "secret", "room": "lobby"},
+            }),
+            rooms: vec!["s1".into()],
+            data: json!(null),
+        };
+        let sent = remote_socket(info);
+        assert_eq!(
+            sent.handshake,
+            json!({
+                "headers": {"user-agent": "node-XMLHttpRequest"},
+                "query": {"EIO": "4"},
+                "auth": {"room": "lobby"},
+            })
+        );
+        assert!(!sent.handshake.to_string().contains("secret"));
     }
 }

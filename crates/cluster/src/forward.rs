@@ -7,6 +7,16 @@
 //! code an HTTP request takes there
 //! ([`EngineServer::handle_forwarded`]) and publishes the answer back.
 //!
+//! - **Only the cluster's nodes are heard:** anyone who can publish on the Redis can
+//!   write on these channels, and a request run here takes a session's frames or
+//!   delivers packets as its client. So every frame (request, answer, cancel) is
+//!   signed with the [`ClusterSecret`] and names its destination and when it was
+//!   sent ([`frame`]); a node drops, counts (`forward_rejected`) and logs at debug,
+//!   without what it carried, every frame that is unsigned or signed with another
+//!   secret, meant for another node, sent more than the forward timeout ago (or that
+//!   far in the future: clocks must agree to within it), or a request it already ran.
+//!   Request ids are random 128-bit numbers, so an answer or a cancel cannot be aimed
+//!   at a request without having seen it; an answer must come from the node asked.
 //! - **Unknown owner, fast:** `PUBLISH` says how many nodes listen on the owner's
 //!   channel; none means no live node has that tag (it died, or the id is made up),
 //!   and the client is told at once that its session is unknown, so it opens a new
@@ -23,19 +33,19 @@
 //!   poll and, with connection state recovery, the client resumes and is replayed the
 //!   missed events.
 //!
-//! Frames on the wire (Switchboard nodes only; Node.js servers never see them): one
-//! kind byte, a 4-byte big-endian header length, a JSON header, then the raw body.
+//! Frames on the wire (Switchboard nodes only; Node.js servers never see them) are
+//! described in [`frame`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) mod frame;
+mod recent;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use serde::{Deserialize, Serialize};
 use switchboard_engine::DisconnectReason;
 use switchboard_engine::config::NodeTag;
 use switchboard_engine::eio::forward::{
@@ -46,23 +56,35 @@ use switchboard_engine::protocol::engineio::handshake::Query;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
+use self::frame::{Envelope, Frame, RequestId, Seal};
+use self::recent::{EarlyCancels, RequestKey, Seen};
+use crate::ClusterSecret;
 use crate::broker::{Broker, MessageHandler};
 
 /// Added to the engine's longest poll before a forwarded request is given up: the
 /// two pub/sub hops and the owner's scheduling.
 pub(crate) const NETWORK_MARGIN: Duration = Duration::from_secs(5);
 
-/// Cancels remembered for requests not seen yet (a cancel can overtake its request:
-/// they travel on different connections).
-const EARLY_CANCELS: usize = 1024;
-
 /// The pub/sub channel of the node tagged `tag`.
 pub(crate) fn channel(key_prefix: &str, tag: &str) -> String {
     format!("{key_prefix}-fwd#{tag}")
 }
 
+/// Milliseconds since the Unix epoch: the send time in frames, compared across nodes.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A request sent, waiting for its answer from `owner`.
+struct Waiter {
+    owner: String,
+    answer: oneshot::Sender<ForwardedResponse>,
+}
+
 /// Requests sent, by id, waiting for their answer.
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<ForwardedResponse>>>>;
+type Waiting = Arc<Mutex<HashMap<RequestId, Waiter>>>;
 
 /// Forwards polling requests to their owner over Redis and runs those other nodes
 /// forward here.
@@ -71,15 +93,19 @@ pub(crate) struct RedisForwarder {
     key_prefix: String,
     /// This node's tag (the answers come back on its channel).
     own: String,
-    /// How long to wait for an owner's answer.
+    /// Signs what this node sends, checks what it receives.
+    seal: Arc<Seal>,
+    /// How long to wait for an owner's answer; also how old (or how far ahead of this
+    /// node's clock) a frame may be.
     timeout: Duration,
-    next_id: AtomicU64,
     /// Requests sent, waiting for their answer.
     waiting: Waiting,
-    /// Requests other nodes sent here, running: `(from, id)`.
-    running: Mutex<HashMap<(String, u64), AbortHandle>>,
+    /// Requests other nodes sent here, running.
+    running: Mutex<HashMap<RequestKey, AbortHandle>>,
     /// Cancels that arrived before their request.
     early_cancels: Mutex<EarlyCancels>,
+    /// Requests already run here, so a replayed frame runs nothing.
+    seen: Mutex<Seen>,
     engine: Weak<EngineServer>,
 }
 
@@ -92,23 +118,34 @@ impl std::fmt::Debug for RedisForwarder {
     }
 }
 
+/// Why a frame was dropped, for the debug log (never what it carried).
+#[derive(Debug, Clone, Copy)]
+enum Rejected {
+    NotForMe,
+    Stale,
+    Replayed,
+    NotAsked,
+}
+
 impl RedisForwarder {
     /// Sets the forwarder on `engine` and serves the requests forwarded to `tag`.
     pub(crate) fn attach(
         broker: &Arc<Broker>,
         key_prefix: &str,
         tag: NodeTag,
+        secret: &ClusterSecret,
         engine: &Arc<EngineServer>,
     ) {
         let forwarder = Arc::new(RedisForwarder {
             broker: broker.clone(),
             key_prefix: key_prefix.to_owned(),
             own: tag.as_str().to_owned(),
+            seal: Arc::new(Seal::new(secret)),
             timeout: engine.config().longest_poll() + NETWORK_MARGIN,
-            next_id: AtomicU64::new(0),
             waiting: Waiting::default(),
             running: Mutex::default(),
             early_cancels: Mutex::default(),
+            seen: Mutex::default(),
             engine: Arc::downgrade(engine),
         });
         let weak = Arc::downgrade(&forwarder);
@@ -122,15 +159,40 @@ impl RedisForwarder {
     }
 
     fn on_frame(self: &Arc<Self>, payload: &[u8]) {
-        match Frame::decode(payload) {
-            Ok(Frame::Request { from, id, request }) => self.run(from, id, request),
-            Ok(Frame::Response { id, response }) => {
-                let waiter = self.waiting.lock().ok().and_then(|mut w| w.remove(&id));
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(response);
+        let envelope = match self.seal.open(payload) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                self.reject(&err);
+                return;
+            }
+        };
+        let now = now_ms();
+        if let Err(why) = self.admit(&envelope, now) {
+            self.reject(&format!("{why:?}"));
+            return;
+        }
+        match envelope.frame {
+            Frame::Request { from, id, request } => self.run(from, id, request),
+            Frame::Response { from, id, response } => {
+                let waiter = self.waiting.lock().ok().and_then(|mut w| {
+                    // Only the node asked may answer.
+                    w.get(&id)
+                        .is_some_and(|waiter| waiter.owner == from)
+                        .then(|| w.remove(&id))
+                        .flatten()
+                });
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.answer.send(response);
+                    }
+                    // Usually an answer that came after its request was given up:
+                    // not counted as a rejected frame.
+                    None => {
+                        tracing::debug!(reason = ?Rejected::NotAsked, "forwarded answer dropped")
+                    }
                 }
             }
-            Ok(Frame::Cancel { from, id }) => {
+            Frame::Cancel { from, id } => {
                 let running = self
                     .running
                     .lock()
@@ -145,12 +207,49 @@ impl RedisForwarder {
                     }
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "bad forwarding frame ignored"),
         }
     }
 
+    /// Whether a frame whose signature checked is for this node, fresh, and (for a
+    /// request) not one already run.
+    fn admit(&self, envelope: &Envelope, now: u64) -> Result<(), Rejected> {
+        if envelope.to != self.own {
+            return Err(Rejected::NotForMe);
+        }
+        let window = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        if envelope.sent_ms.abs_diff(now) > window {
+            return Err(Rejected::Stale);
+        }
+        if let Frame::Request { from, id, .. } = &envelope.frame {
+            // Anything sent before this is refused as stale: no need to remember it.
+            let forget_before = now.saturating_sub(window.saturating_mul(2));
+            let first = self.seen.lock().is_ok_and(|mut seen| {
+                seen.first_time(&(from.clone(), *id), envelope.sent_ms, forget_before)
+            });
+            if !first {
+                return Err(Rejected::Replayed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts and logs a dropped frame: the reason only, nothing it carried.
+    fn reject(&self, why: &dyn std::fmt::Display) {
+        self.broker
+            .health()
+            .forward_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(reason = %why, "forwarding frame dropped");
+    }
+
+    /// Signs `frame` for `to` and publishes it at once.
+    fn seal(&self, to: &str, frame: &Frame) -> (String, Bytes) {
+        let sealed = self.seal.seal(to, now_ms(), frame);
+        (channel(&self.key_prefix, to), sealed)
+    }
+
     /// Runs a request another node forwarded here and publishes the answer back.
-    fn run(self: &Arc<Self>, from: String, id: u64, request: ForwardedRequest) {
+    fn run(self: &Arc<Self>, from: String, id: RequestId, request: ForwardedRequest) {
         let key = (from, id);
         if self
             .early_cancels
@@ -176,9 +275,13 @@ impl RedisForwarder {
                 // Cancelled while the answer was being made.
                 return;
             }
-            let frame = Frame::Response { id, response }.encode();
-            let to = channel(&me.key_prefix, &task_key.0);
-            let delivered = match me.broker.publish_now(&to, &frame).await {
+            let answer = Frame::Response {
+                from: me.own.clone(),
+                id,
+                response,
+            };
+            let (to, sealed) = me.seal(&task_key.0, &answer);
+            let delivered = match me.broker.publish_now(&to, &sealed).await {
                 Ok(receivers) => receivers > 0,
                 Err(err) => {
                     tracing::warn!(error = %err, to, "forwarded answer not sent");
@@ -202,17 +305,25 @@ impl Forwarder for RedisForwarder {
         owner: &str,
         request: ForwardedRequest,
     ) -> BoxFuture<'static, Result<ForwardedResponse, ForwardError>> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id: RequestId = rand::random();
         let (tx, rx) = oneshot::channel();
         if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.insert(id, tx);
+            waiting.insert(
+                id,
+                Waiter {
+                    owner: owner.to_owned(),
+                    answer: tx,
+                },
+            );
         }
-        let frame = Frame::Request {
-            from: self.own.clone(),
-            id,
-            request,
-        }
-        .encode();
+        let (to, sealed) = self.seal(
+            owner,
+            &Frame::Request {
+                from: self.own.clone(),
+                id,
+                request,
+            },
+        );
         let owner = owner.to_owned();
         let timeout = self.timeout;
         let mut link = self.broker.link();
@@ -222,7 +333,9 @@ impl Forwarder for RedisForwarder {
         let mut pending = Pending {
             broker: self.broker.clone(),
             waiting: self.waiting.clone(),
-            to: channel(&self.key_prefix, &owner),
+            seal: self.seal.clone(),
+            to,
+            owner: owner.clone(),
             from: self.own.clone(),
             id,
             settled: false,
@@ -235,7 +348,7 @@ impl Forwarder for RedisForwarder {
             }
             let receivers = pending
                 .broker
-                .publish_now(&pending.to, &frame)
+                .publish_now(&pending.to, &sealed)
                 .await
                 .map_err(|e| ForwardError::Transport(Box::new(e)))?;
             if receivers == 0 {
@@ -275,11 +388,14 @@ enum LinkError {
 struct Pending {
     broker: Arc<Broker>,
     waiting: Waiting,
+    seal: Arc<Seal>,
     /// The owner's channel.
     to: String,
+    /// The owner's tag.
+    owner: String,
     /// This node's tag.
     from: String,
-    id: u64,
+    id: RequestId,
     /// Answered, or never reached an owner: nothing to cancel.
     settled: bool,
 }
@@ -301,293 +417,8 @@ impl Drop for Pending {
                 from: std::mem::take(&mut self.from),
                 id: self.id,
             };
-            self.broker
-                .publish(std::mem::take(&mut self.to), cancel.encode());
+            let sealed = self.seal.seal(&self.owner, now_ms(), &cancel);
+            self.broker.publish(std::mem::take(&mut self.to), sealed);
         }
-    }
-}
-
-/// Cancels remembered for requests not seen yet, oldest forgotten first.
-#[derive(Debug, Default)]
-struct EarlyCancels {
-    set: HashSet<(String, u64)>,
-    order: VecDeque<(String, u64)>,
-}
-
-impl EarlyCancels {
-    fn insert(&mut self, key: (String, u64)) {
-        if self.set.insert(key.clone()) {
-            self.order.push_back(key);
-        }
-        while self.order.len() > EARLY_CANCELS {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &(String, u64)) -> bool {
-        self.set.remove(key)
-    }
-}
-
-/// What crosses the forwarding channels.
-#[derive(Debug, Clone, PartialEq)]
-enum Frame {
-    /// A client's polling request, for the owner of its session.
-    Request {
-        /// The tag of the node that waits for the answer.
-        from: String,
-        id: u64,
-        request: ForwardedRequest,
-    },
-    /// The owner's answer.
-    Response {
-        id: u64,
-        response: ForwardedResponse,
-    },
-    /// The client gave up on request `id` of node `from`.
-    Cancel { from: String, id: u64 },
-}
-
-const KIND_REQUEST: u8 = 1;
-const KIND_RESPONSE: u8 = 2;
-const KIND_CANCEL: u8 = 3;
-
-/// The JSON header of a frame (the body follows it raw).
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Header {
-    id: u64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    from: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    method: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    query: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    remote: Option<SocketAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    headers: Vec<(String, String)>,
-}
-
-/// Why a frame could not be read.
-#[derive(Debug, thiserror::Error)]
-enum FrameError {
-    #[error("frame too short")]
-    Short,
-    #[error("unknown frame kind {0}")]
-    Kind(u8),
-    #[error("bad frame header: {0}")]
-    Header(#[from] serde_json::Error),
-    #[error("bad {0} in frame")]
-    Field(&'static str),
-}
-
-impl Frame {
-    fn encode(&self) -> Bytes {
-        let (kind, header, body) = match self {
-            Frame::Request { from, id, request } => (
-                KIND_REQUEST,
-                Header {
-                    id: *id,
-                    from: from.clone(),
-                    method: request.method.as_str().to_owned(),
-                    query: request.query.clone(),
-                    remote: Some(request.remote),
-                    headers: header_pairs(&request.headers),
-                    ..Header::default()
-                },
-                request.body.clone(),
-            ),
-            Frame::Response { id, response } => (
-                KIND_RESPONSE,
-                Header {
-                    id: *id,
-                    status: Some(response.status.as_u16()),
-                    headers: header_pairs(&response.headers),
-                    ..Header::default()
-                },
-                response.body.clone(),
-            ),
-            Frame::Cancel { from, id } => (
-                KIND_CANCEL,
-                Header {
-                    id: *id,
-                    from: from.clone(),
-                    ..Header::default()
-                },
-                Bytes::new(),
-            ),
-        };
-        // Serializing plain strings and numbers cannot fail.
-        let header = serde_json::to_vec(&header).unwrap_or_default();
-        let mut out = BytesMut::with_capacity(5 + header.len() + body.len());
-        out.put_u8(kind);
-        out.put_u32(u32::try_from(header.len()).unwrap_or(u32::MAX));
-        out.put_slice(&header);
-        out.put_slice(&body);
-        out.freeze()
-    }
-
-    fn decode(frame: &[u8]) -> Result<Frame, FrameError> {
-        let (&kind, rest) = frame.split_first().ok_or(FrameError::Short)?;
-        let (len, rest) = rest.split_first_chunk::<4>().ok_or(FrameError::Short)?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(FrameError::Short);
-        }
-        let (header, body) = rest.split_at(len);
-        let header: Header = serde_json::from_slice(header)?;
-        let body = Bytes::copy_from_slice(body);
-        match kind {
-            KIND_REQUEST => Ok(Frame::Request {
-                from: header.from,
-                id: header.id,
-                request: ForwardedRequest {
-                    method: Method::from_bytes(header.method.as_bytes())
-                        .map_err(|_| FrameError::Field("method"))?,
-                    query: header.query,
-                    headers: header_map(header.headers)?,
-                    body,
-                    remote: header.remote.ok_or(FrameError::Field("remote"))?,
-                },
-            }),
-            KIND_RESPONSE => Ok(Frame::Response {
-                id: header.id,
-                response: ForwardedResponse {
-                    status: header
-                        .status
-                        .and_then(|s| StatusCode::from_u16(s).ok())
-                        .ok_or(FrameError::Field("status"))?,
-                    headers: header_map(header.headers)?,
-                    body,
-                },
-            }),
-            KIND_CANCEL => Ok(Frame::Cancel {
-                from: header.from,
-                id: header.id,
-            }),
-            other => Err(FrameError::Kind(other)),
-        }
-    }
-}
-
-/// The headers as text pairs; a value that is not visible ASCII cannot be one the
-/// engine reads or writes, and is left out.
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect()
-}
-
-fn header_map(pairs: Vec<(String, String)>) -> Result<HeaderMap, FrameError> {
-    let mut map = HeaderMap::with_capacity(pairs.len());
-    for (name, value) in pairs {
-        let name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| FrameError::Field("header"))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| FrameError::Field("header"))?;
-        map.append(name, value);
-    }
-    Ok(map)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request() -> ForwardedRequest {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("7"));
-        ForwardedRequest {
-            method: Method::POST,
-            query: "EIO=4&transport=polling&sid=AbCdEf123".to_owned(),
-            headers,
-            body: Bytes::from_static(b"42[\"x\"]"),
-            remote: SocketAddr::from(([10, 0, 0, 7], 50_123)),
-        }
-    }
-
-    #[test]
-    fn every_frame_survives_the_round_trip() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=UTF-8"),
-        );
-        let frames = [
-            Frame::Request {
-                from: "node01".to_owned(),
-                id: 7,
-                request: request(),
-            },
-            Frame::Response {
-                id: 7,
-                response: ForwardedResponse {
-                    status: StatusCode::OK,
-                    headers,
-                    // Binary bodies cross untouched.
-                    body: Bytes::from_static(&[0, 255, 1, 2]),
-                },
-            },
-            Frame::Cancel {
-                from: "node01".to_owned(),
-                id: 7,
-            },
-        ];
-        for frame in frames {
-            let decoded = Frame::decode(&frame.encode());
-            assert_eq!(decoded.ok(), Some(frame));
-        }
-    }
-
-    #[test]
-    fn bad_frames_are_errors() {
-        assert!(matches!(Frame::decode(&[]), Err(FrameError::Short)));
-        assert!(matches!(
-            Frame::decode(&[1, 0, 0, 0, 9, b'{']),
-            Err(FrameError::Short)
-        ));
-        let mut bad_kind = Frame::Cancel {
-            from: "a".into(),
-            id: 1,
-        }
-        .encode()
-        .to_vec();
-        bad_kind[0] = 9;
-        assert!(matches!(Frame::decode(&bad_kind), Err(FrameError::Kind(9))));
-        let header = br#"{"id":1,"method":"GET","query":"","status":null}"#;
-        let mut no_remote = vec![KIND_REQUEST];
-        no_remote.extend_from_slice(&(header.len() as u32).to_be_bytes());
-        no_remote.extend_from_slice(header);
-        assert!(matches!(
-            Frame::decode(&no_remote),
-            Err(FrameError::Field("remote"))
-        ));
-    }
-
-    #[test]
-    fn early_cancels_are_bounded() {
-        let mut early = EarlyCancels::default();
-        for id in 0..(EARLY_CANCELS as u64 + 10) {
-            early.insert(("n".to_owned(), id));
-        }
-        assert!(
-            !early.remove(&("n".to_owned(), 0)),
-            "the oldest is forgotten"
-        );
-        assert!(early.remove(&("n".to_owned(), EARLY_CANCELS as u64 + 9)));
-        assert!(
-            !early.remove(&("n".to_owned(), EARLY_CANCELS as u64 + 9)),
-            "once"
-        );
     }
 }

@@ -11,11 +11,12 @@
 //!   node was SIGKILLed, because sessions are written when they change, not only when
 //!   a socket disconnects.
 //!
-//! Layout: `broker` (connections, reconnect, health), `requests` (pending
+//! Layout: `connect` (the Redis client a URL makes: TLS, credentials, the URL as it
+//! may be printed), `broker` (connections, reconnect, health), `requests` (pending
 //! cross-node requests), `pubsub` and `streams` (the two adapters, on the wire types of
 //! `switchboard_protocol::cluster`), `convert` (engine types to and from those wire
 //! types), `forward` (serving long-polling requests through the node that owns the
-//! session).
+//! session, in frames signed with the [`ClusterSecret`]).
 
 /// The room-index half of [`Adapter`](switchboard_engine::adapter::Adapter), for a
 /// cluster adapter that keeps its local index in a `MemoryAdapter` field `index`.
@@ -46,12 +47,14 @@ macro_rules! delegate_room_index {
 }
 
 mod broker;
+mod connect;
 mod convert;
 mod forward;
 mod pubsub;
 mod requests;
 mod streams;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +64,7 @@ use switchboard_engine::config::NodeTag;
 use switchboard_engine::eio::server::EngineServer;
 
 pub use broker::Health;
+pub use connect::{check_ca_file, check_redis_url, is_tls_url, ping, redact_url};
 
 /// Which adapter connects the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,13 +103,19 @@ impl std::str::FromStr for AdapterKind {
     }
 }
 
-/// Settings of the cluster.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings of the cluster. `Debug` shows the URL redacted and never the secret.
+#[derive(Clone, PartialEq)]
 pub struct ClusterConfig {
     /// The adapter.
     pub adapter: AdapterKind,
-    /// `redis://host:port/db`.
+    /// `redis://[user][:password@]host[:port][/db]`, `rediss://…` for TLS.
     pub redis_url: String,
+    /// Extra CA certificates (PEM) trusted for a `rediss://` URL, besides the system's.
+    pub redis_ca_file: Option<PathBuf>,
+    /// Signs what nodes send each other beyond the Node adapters' protocol (forwarded
+    /// polling requests). Required by the Redis adapters: [`Cluster::start`] refuses
+    /// to run one without it.
+    pub secret: Option<ClusterSecret>,
     /// Channel prefix (Node's `key` / `channelPrefix`), `socket.io` by default.
     pub key_prefix: String,
     /// The stream's name (streams adapter), `socket.io` by default.
@@ -124,6 +134,8 @@ impl Default for ClusterConfig {
         ClusterConfig {
             adapter: AdapterKind::Memory,
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_ca_file: None,
+            secret: None,
             key_prefix: "socket.io".to_owned(),
             stream_name: "socket.io".to_owned(),
             stream_max_len: 10_000,
@@ -133,21 +145,78 @@ impl Default for ClusterConfig {
     }
 }
 
-/// Checks a Redis URL (`redis://[:password@]host[:port][/db]`, `redis+unix://`,
-/// `unix://`; `rediss://` is refused, as this build has no TLS) without connecting,
-/// for configuration checks at start-up.
-pub fn check_redis_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|e| format!("`{url}` is not a Redis URL: {e}"))
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("adapter", &self.adapter)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("secret", &self.secret)
+            .field("key_prefix", &self.key_prefix)
+            .field("stream_name", &self.stream_name)
+            .field("stream_max_len", &self.stream_max_len)
+            .field("session_key_prefix", &self.session_key_prefix)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The forwarding frames' parser behind their signature check, for the `forward_frame`
+/// fuzz target (`crates/fuzz-targets`); not an API. `unsigned` is a frame after its tag.
+#[doc(hidden)]
+pub fn fuzz_forward_frame(unsigned: &[u8]) {
+    forward::frame::fuzz(unsigned);
+}
+
+/// The secret every node of a cluster shares, to sign the forwarding frames they
+/// send each other over Redis (see the `forward` module): whoever can publish on the
+/// Redis but does not know it cannot make a node run a polling request or answer
+/// one. At least [`ClusterSecret::MIN_LEN`] bytes; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(Arc<str>);
+
+impl ClusterSecret {
+    /// Shortest secret accepted: 32 bytes, the HMAC-SHA256 key size, so a random
+    /// secret of that length cannot be guessed.
+    pub const MIN_LEN: usize = 32;
+
+    /// The secret, if it is long enough.
+    pub fn new(secret: &str) -> Result<ClusterSecret, String> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(format!(
+                "must be at least {} bytes (e.g. `openssl rand -hex 32`)",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(ClusterSecret(secret.into()))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(***)")
+    }
 }
 
 /// Why the cluster could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    /// The Redis URL does not parse.
+    /// The Redis URL does not parse (shown redacted).
     #[error("invalid redis url: {0}")]
     BadUrl(String),
+    /// The CA file for TLS cannot be read or holds no certificate.
+    #[error("redis CA file {0}")]
+    CaFile(String),
+    /// A Redis adapter was asked for without the cluster secret.
+    #[error("a redis adapter needs the cluster secret (`cluster.secret`)")]
+    NoSecret,
+    /// Redis refused the credentials of the URL.
+    #[error("redis refused the credentials of the redis url: {0}")]
+    Auth(String),
     /// A Redis command failed.
     #[error("redis: {0}")]
     Redis(String),
@@ -162,6 +231,8 @@ pub struct Cluster {
     node: Option<Arc<dyn NodeHandle>>,
     key_prefix: String,
     kind: AdapterKind,
+    /// Signs the forwarding frames (always set with a Redis adapter).
+    secret: Option<ClusterSecret>,
     /// Starts this node's session ids (random, 6 base64url characters: one in 69
     /// billion that two nodes draw the same).
     tag: Option<NodeTag>,
@@ -186,8 +257,13 @@ trait NodeHandle: Send + Sync {
 }
 
 impl Cluster {
-    /// Starts the cluster membership (connects lazily: Redis may come up later).
+    /// Starts the cluster membership (connects lazily: Redis may come up later). A
+    /// Redis adapter needs [`ClusterConfig::secret`].
     pub fn start(config: &ClusterConfig, shutdown: Shutdown) -> Result<Cluster, ClusterError> {
+        if config.adapter != AdapterKind::Memory && config.secret.is_none() {
+            return Err(ClusterError::NoSecret);
+        }
+        let secret = config.secret.clone();
         match config.adapter {
             AdapterKind::Memory => Ok(Cluster {
                 factory: memory_factory(),
@@ -195,6 +271,7 @@ impl Cluster {
                 node: None,
                 key_prefix: config.key_prefix.clone(),
                 kind: config.adapter,
+                secret: None,
                 tag: None,
             }),
             AdapterKind::Redis => {
@@ -205,6 +282,7 @@ impl Cluster {
                     node: Some(node),
                     key_prefix: config.key_prefix.clone(),
                     kind: config.adapter,
+                    secret: secret.clone(),
                     tag: new_tag(),
                 })
             }
@@ -216,6 +294,7 @@ impl Cluster {
                     node: Some(node),
                     key_prefix: config.key_prefix.clone(),
                     kind: config.adapter,
+                    secret: secret.clone(),
                     tag: new_tag(),
                 })
             }
@@ -260,9 +339,9 @@ impl Cluster {
     /// other nodes forward here are run by `engine`. `engine` must have been built
     /// with [`Cluster::node_tag`] as its `node_tag`. Does nothing in memory mode.
     pub fn serve_forwarded(&self, engine: &Arc<EngineServer>) {
-        if let (Some(broker), Some(tag)) = (self.node.as_ref().and_then(|n| n.broker()), &self.tag)
-        {
-            forward::RedisForwarder::attach(broker, &self.key_prefix, tag.clone(), engine);
+        let broker = self.node.as_ref().and_then(|n| n.broker());
+        if let (Some(broker), Some(tag), Some(secret)) = (broker, &self.tag, &self.secret) {
+            forward::RedisForwarder::attach(broker, &self.key_prefix, tag.clone(), secret, engine);
         }
     }
 }

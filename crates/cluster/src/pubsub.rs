@@ -87,7 +87,7 @@ impl PubSubNode {
         });
         let weak = Arc::downgrade(&node);
         let broker = Broker::start(
-            &config.redis_url,
+            config,
             Arc::new(move |channel: &str, payload: Bytes| {
                 if let Some(node) = weak.upgrade() {
                     node.on_message(channel, payload);

@@ -148,7 +148,7 @@ impl StreamsNode {
         });
         let weak = Arc::downgrade(&node);
         let broker = Broker::start(
-            &config.redis_url,
+            config,
             Arc::new(move |channel: &str, payload: Bytes| {
                 if let Some(node) = weak.upgrade() {
                     node.on_pubsub(channel, &payload);
@@ -208,6 +208,9 @@ impl StreamsNode {
     fn write(&self, write: Write) -> bool {
         if self.writes.try_send(write).is_err() {
             self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
+            self.health()
+                .publish_dropped
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!("stream write queue full (redis down too long); write dropped");
             return false;
         }

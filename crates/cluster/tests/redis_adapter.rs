@@ -98,3 +98,31 @@ async fn the_server_count_drops_when_a_node_shuts_down() {
     }
     assert!(!three.cluster.is_ready(), "a stopped node is not ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_fetched_from_another_node_carry_no_credentials() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    let client = Client::handshake_with(
+        &two.io,
+        &[
+            ("cookie", "session=s3cret-cookie"),
+            ("authorization", "Bearer s3cret-bearer"),
+            ("user-agent", "test-agent"),
+        ],
+    )
+    .await;
+    let connected = client
+        .connect(r#"{"token":"s3cret-token","room":"lobby"}"#)
+        .await;
+    let all = one.ns().all().fetch_sockets().await.unwrap();
+    let info = all.iter().find(|s| s.id == connected.id).unwrap();
+    // Other headers cross as Node sends them; the credentials do not.
+    assert_eq!(info.handshake["headers"]["user-agent"], "test-agent");
+    let sent = info.handshake.to_string();
+    for secret in ["s3cret-cookie", "s3cret-bearer", "s3cret-token"] {
+        assert!(!sent.contains(secret), "{secret} in {sent}");
+    }
+}

@@ -136,8 +136,16 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// Number of sockets in `room` on this node.
     fn room_size(&self, room: &str) -> usize;
 
-    /// Called once, right after the namespace this adapter serves was created.
+    /// Called once, when the namespace this adapter serves starts serving sockets:
+    /// at creation for a declared namespace, on its first accepted connection for one
+    /// created from a pattern. A cluster adapter subscribes to its channels here.
     fn init(&self, _ns: &Arc<Namespace>) {}
+
+    /// Called once when the namespace is removed (one created from a pattern lost its
+    /// last socket), after `init`: a cluster adapter unsubscribes from its channels
+    /// and forgets the namespace, so that churning namespaces costs nothing lasting.
+    /// Nothing is called on this adapter afterwards.
+    fn close(&self, _ns: &Namespace) {}
 
     /// Broadcasts an event packet; returns the number of local recipients it was
     /// queued for (a cluster adapter cannot know the remote ones without asking).

@@ -26,6 +26,24 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 /// Open Engine.IO sessions per process. One process may hold ~20,000 files on the
 /// target machines, so the default stays under that with room for listeners and logs.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 19_000;
+/// Largest CONNECT payload (`auth` in `socket.io-client`), in bytes of JSON. A token
+/// and a few fields take well under 4 KiB; 16 KiB leaves room for large JWTs while
+/// keeping what a client makes the server parse, verify and hold per socket small.
+pub const DEFAULT_MAX_CONNECT_AUTH: usize = 16 * 1024;
+/// Open TCP connections per process beyond [`DEFAULT_MAX_CONNECTIONS`] sessions: room
+/// for connections that are not (or not yet) a session of their own — handshakes, a
+/// polling client's POST beside its pending GET, health checks, metrics scrapes and API
+/// calls on the same listener — so a full house of sessions still answers them, while
+/// a flood of idle sockets stops at the cap instead of the process's file limit.
+pub const TCP_CONNECTION_HEADROOM: usize = 1000;
+/// Open TCP connections per process (every HTTP connection and every WebSocket, for
+/// its whole life); one more is closed at once. See [`TCP_CONNECTION_HEADROOM`].
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = DEFAULT_MAX_CONNECTIONS + TCP_CONNECTION_HEADROOM;
+/// Time for a polling POST body to arrive whole, from the end of its headers. The
+/// same 10 s as the HTTP API's body timeout and the header read timeout: a client
+/// posting `maxPayload` (1 MB) needs only ~100 KB/s, and a slow-body (slowloris) POST
+/// cannot hold a connection, a session and a growing buffer for longer.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default path, as in Socket.IO.
 pub const DEFAULT_PATH: &str = "/socket.io/";
 
@@ -97,8 +115,15 @@ pub struct EngineConfig {
     pub cors: CorsConfig,
     /// Outbound queue bounds per connection.
     pub queue: QueueLimits,
-    /// Most concurrent sessions; further handshakes get 503.
+    /// Most concurrent sessions; further handshakes get 503. A WebSocket handshake
+    /// holds its slot from the upgrade request on, before the session exists.
     pub max_connections: usize,
+    /// Most open TCP connections on the engine's listener (HTTP connections and the
+    /// WebSockets they became); one more is closed as soon as it is accepted.
+    pub max_tcp_connections: usize,
+    /// How long a polling POST body (or one to forward) may take to arrive; a slower
+    /// one is answered 408 and its session closed ("transport error").
+    pub body_timeout: Duration,
     /// This node's name in a cluster, written at the start of every session id it
     /// creates so that other nodes can forward a session's polling requests here
     /// (see [`crate::eio::Forwarder`]). `None` (the default): plain random ids, and
@@ -128,6 +153,8 @@ impl Default for EngineConfig {
             cors: CorsConfig::default(),
             queue: QueueLimits::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             node_tag: None,
         }
     }
@@ -142,6 +169,9 @@ pub struct SocketIoConfig {
     pub connect_timeout: Duration,
     /// Most binary attachments in one packet.
     pub max_attachments: usize,
+    /// Largest CONNECT payload in bytes of JSON; a larger one is refused with a
+    /// CONNECT_ERROR (`auth payload too large`).
+    pub max_connect_auth: usize,
     /// Connection state recovery; `None` disables it (as in Node, it is opt-in).
     pub recovery: Option<crate::sio::RecoveryConfig>,
 }
@@ -152,6 +182,7 @@ impl Default for SocketIoConfig {
             engine: EngineConfig::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
+            max_connect_auth: DEFAULT_MAX_CONNECT_AUTH,
             recovery: None,
         }
     }

@@ -12,6 +12,7 @@
 //! - [`metrics`]: counters and gauges;
 //! - [`reason`]: the classified disconnect reasons;
 //! - [`shutdown`]: the shutdown signal every loop listens to;
+//! - [`untrusted`]: client-chosen strings made safe to log;
 //! - [`serve()`]: the accept loop.
 
 pub mod adapter;
@@ -22,11 +23,12 @@ pub mod reason;
 mod serve;
 pub mod shutdown;
 pub mod sio;
+pub mod untrusted;
 
 pub use config::{AllowedOrigins, CorsConfig, EngineConfig, QueueLimits, SocketIoConfig};
 pub use metrics::Metrics;
 pub use reason::DisconnectReason;
-pub use serve::{HEADER_READ_TIMEOUT, not_found, serve};
+pub use serve::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, not_found, serve};
 pub use shutdown::Shutdown;
 pub use sio::{AckError, ConnectError, EmitError, Event, Io, Namespace, Payload, Socket};
 pub use switchboard_protocol as protocol;

@@ -25,6 +25,15 @@ pub struct Metrics {
     pub volatile_dropped: AtomicU64,
     /// Handshakes refused because `max_connections` was reached.
     pub connections_refused: AtomicU64,
+    /// TCP connections closed as soon as accepted because `max_tcp_connections` were
+    /// open.
+    pub tcp_connections_refused: AtomicU64,
+    /// Recovery sessions dropped before they expired to stay within the session
+    /// bounds (oldest first), or not kept because larger than one session may be.
+    pub recovery_sessions_evicted: AtomicU64,
+    /// Recovery sessions that expired unclaimed.
+    pub recovery_sessions_expired: AtomicU64,
+    recovery_sessions: AtomicI64,
     disconnects: [AtomicU64; DisconnectReason::ALL.len()],
 }
 
@@ -47,6 +56,14 @@ pub struct MetricsSnapshot {
     pub volatile_dropped: u64,
     /// Handshakes refused at capacity.
     pub connections_refused: u64,
+    /// TCP connections refused at `max_tcp_connections`.
+    pub tcp_connections_refused: u64,
+    /// Sessions of dropped sockets kept for recovery, all namespaces.
+    pub recovery_sessions: i64,
+    /// Recovery sessions dropped to stay within bounds.
+    pub recovery_sessions_evicted: u64,
+    /// Recovery sessions that expired unclaimed.
+    pub recovery_sessions_expired: u64,
     /// Connection disconnects per reason.
     pub disconnects: Vec<(DisconnectReason, u64)>,
 }
@@ -83,6 +100,10 @@ impl Metrics {
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
     }
 
+    pub(crate) fn recovery_sessions_changed(&self, delta: i64) {
+        self.recovery_sessions.fetch_add(delta, Relaxed);
+    }
+
     /// Open connections on all transports.
     pub fn open_connections(&self) -> i64 {
         self.connections_polling.load(Relaxed) + self.connections_websocket.load(Relaxed)
@@ -99,6 +120,10 @@ impl Metrics {
             bytes_out: self.bytes_out.load(Relaxed),
             volatile_dropped: self.volatile_dropped.load(Relaxed),
             connections_refused: self.connections_refused.load(Relaxed),
+            tcp_connections_refused: self.tcp_connections_refused.load(Relaxed),
+            recovery_sessions: self.recovery_sessions.load(Relaxed),
+            recovery_sessions_evicted: self.recovery_sessions_evicted.load(Relaxed),
+            recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
             disconnects: DisconnectReason::ALL
                 .iter()
                 .map(|r| (*r, self.disconnects[r.index()].load(Relaxed)))

@@ -10,7 +10,9 @@ use std::fmt;
 pub enum DisconnectReason {
     /// The client closed the transport (or the TCP connection dropped).
     TransportClose,
-    /// The transport failed (I/O error, overlapping polling requests, bad frame).
+    /// The transport failed (I/O error, overlapping polling requests, bad frame, a
+    /// polling body slower than `body_timeout`), or the client broke the Engine.IO v4
+    /// heartbeat by sending a ping (Node: "invalid heartbeat direction").
     TransportError,
     /// No pong arrived within `pingTimeout`.
     PingTimeout,

@@ -1,23 +1,39 @@
-//! The accept loop: HTTP/1.1 connections with upgrades, requests under the engine
-//! path to the engine, everything else to a fallback service, until shutdown.
+//! The accept loop: HTTP/1.1 connections with upgrades, at most `max_tcp_connections`
+//! of them, requests under the engine path to the engine, everything else to a
+//! fallback service, until shutdown.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::eio::{Body, EngineServer};
 use crate::shutdown::Shutdown;
 
 /// A client that opened TCP but has not sent its request headers within this time is
-/// disconnected: half-open and slow-header connections must not hold file descriptors.
+/// disconnected: half-open, silent and slow-header connections must not hold file
+/// descriptors. hyper starts this timer as soon as it waits for a request, so it also
+/// reaps a connection that never sends a byte, and a keep-alive connection left idle.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes of a request's start line and headers; a larger head gets
+/// `431 Request Header Fields Too Large` from hyper and never reaches the engine.
+/// Node's default (`--max-http-header-size`), so clients that work with Socket.IO on
+/// Node work here; hyper's own default (its ~400 KB read buffer) let each of many
+/// connections hold hundreds of kilobytes of headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The default fallback: 404 with a JSON error.
 pub async fn not_found(_req: Request<Incoming>) -> Response<Body> {
@@ -35,6 +51,11 @@ pub async fn not_found(_req: Request<Incoming>) -> Response<Body> {
 /// Serves `engine` (and `fallback` for other paths) on `listener` until `shutdown`.
 /// In-flight HTTP connections finish gracefully; sessions close through their own
 /// drivers, which observe the same signal.
+///
+/// At most [`EngineConfig::max_tcp_connections`](crate::EngineConfig) connections are
+/// open at once: each holds a permit for its whole life (a WebSocket keeps its
+/// connection's), and one accepted beyond is closed at once and counted in
+/// `tcp_connections_refused`.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     engine: Arc<EngineServer>,
@@ -45,6 +66,9 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    // Why a semaphore: a permit is taken without waiting when one is free, and given
+    // back by whoever owns the connection last (hyper, or the WebSocket it became).
+    let permits = Arc::new(Semaphore::new(engine.config().max_tcp_connections));
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,7 +82,20 @@ where
             },
             _ = shutdown.wait() => return Ok(()),
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Dropped at once: the peer sees the connection closed (or reset).
+            engine
+                .metrics()
+                .tcp_connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, "max_tcp_connections reached, connection closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let stream = Counted {
+            stream,
+            _permit: permit,
+        };
         tokio::spawn(connection(
             stream,
             remote,
@@ -69,8 +106,56 @@ where
     }
 }
 
+/// A TCP connection with its place among `max_tcp_connections`: the permit goes back
+/// when the connection is dropped, by hyper or by the WebSocket it was upgraded to.
+#[derive(Debug)]
+struct Counted {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 async fn connection<F, Fut>(
-    stream: tokio::net::TcpStream,
+    stream: Counted,
     remote: SocketAddr,
     engine: Arc<EngineServer>,
     fallback: F,
@@ -94,6 +179,9 @@ async fn connection<F, Fut>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        // At most 100 headers (more get 431): hyper's default, left unset because
+        // setting it moves hyper's header array to the heap for every request.
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

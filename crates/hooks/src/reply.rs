@@ -62,11 +62,26 @@ pub enum HookAction {
 
 impl HookReply {
     /// Reads a reply body. Empty or whitespace-only bodies are an empty reply.
+    ///
+    /// The reply and each action must be JSON objects: serde would also read a struct
+    /// or an internally tagged enum from an array, field by field in order
+    /// (`[["ok"], [["join", ["a"]]]]`), a form nobody documents or expects.
     pub fn from_body(body: &[u8]) -> Result<Self, serde_json::Error> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(HookReply::default());
         }
-        serde_json::from_slice(body)
+        let value: Value = serde_json::from_slice(body)?;
+        let objects = value.is_object()
+            && match value.get("actions") {
+                Some(Value::Array(actions)) => actions.iter().all(Value::is_object),
+                _ => true,
+            };
+        if !objects {
+            return Err(serde::de::Error::custom(
+                "a reply and each of its actions must be a JSON object",
+            ));
+        }
+        HookReply::deserialize(value)
     }
 }
 
@@ -120,6 +135,21 @@ mod tests {
         assert_eq!(HookReply::from_body(b"{}")?, HookReply::default());
         assert_eq!(HookReply::from_body(br#"{"ack":null}"#)?.ack, None);
         Ok(())
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `hook_reply`): serde reads a struct, and an
+    /// internally tagged enum, from a JSON array too, by position.
+    #[test]
+    fn arrays_are_not_replies_or_actions() {
+        for body in [
+            "[]",
+            "[null, []]",
+            r#"[["ok"], [{"type": "join", "rooms": ["a"]}]]"#,
+            r#"{"actions": [["join", ["a"]]]}"#,
+            r#"{"actions": [["emit", ["a"], "ev", [1]]]}"#,
+        ] {
+            assert!(HookReply::from_body(body.as_bytes()).is_err(), "{body}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! refreshes and forwarded events run in their own tasks.
 
 mod auth;
+#[cfg(test)]
+mod connect_tests;
 mod events;
 mod expiry;
 mod forward;
@@ -156,6 +158,16 @@ fn attach(handlers: &Handlers, policy: Arc<Policy>) {
     if policy.rules.auth.is_some() {
         let p = policy.clone();
         handlers.use_middleware(move |socket| auth::authenticate(p.clone(), socket));
+    }
+    if !policy.rules.rooms.auto_join.is_empty() {
+        // Last, once the claims are known, and before the CONNECT answer: a client
+        // that hears "connected" is already in its rooms, so a message sent to
+        // `user:{sub}` at that instant reaches it.
+        let p = policy.clone();
+        handlers.use_middleware(move |socket| {
+            lifecycle::auto_join(&p, &socket);
+            std::future::ready(Ok(()))
+        });
     }
     let p = policy.clone();
     handlers.on_connection(move |socket| lifecycle::connected(&p, socket));

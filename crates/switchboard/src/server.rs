@@ -146,6 +146,7 @@ impl Server {
         if cluster.adapter() != AdapterKind::Memory {
             tracing::info!(
                 adapter = cluster.adapter().as_str(),
+                redis = switchboard_cluster::redact_url(&config.cluster.cluster.redis_url),
                 uid = cluster.uid().unwrap_or_default(),
                 node,
                 recovery = config.socketio.recovery.is_some(),

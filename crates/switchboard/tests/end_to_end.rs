@@ -18,6 +18,7 @@ mod end_to_end {
     mod events;
     mod health_metrics;
     mod hooks;
+    mod limits;
     mod logging;
     mod namespaces;
     mod rooms;

@@ -34,10 +34,18 @@ for (const mode of TRANSPORT_MODES) {
       assert.deepEqual(await call(socket, "message-with-ack", text, { text }), [text, { text }]);
     });
 
-    test("a large auth payload (64 KiB) is echoed whole", async () => {
-      const auth = { token: "t".repeat(64 * 1024), list: Array.from({ length: 100 }, (_, i) => i) };
+    test("a large auth payload (15 KiB, under the 16 KiB cap) is echoed whole", async () => {
+      const auth = { token: "t".repeat(15 * 1024), list: Array.from({ length: 100 }, (_, i) => i) };
       const { auth: received } = await clients.connect(server.url, mode, { auth });
       assert.deepEqual((await received)[0], auth);
+    });
+
+    test("an auth payload over the 16 KiB cap gets connect_error, and the connection stays usable", async () => {
+      const auth = { token: "t".repeat(17 * 1024) };
+      await assert.rejects(clients.connect(server.url, mode, { auth }), /auth payload too large/);
+      // The cap refuses the namespace, not the client: a normal connection still works.
+      const { socket } = await clients.connect(server.url, mode, { auth: { token: "ok" } });
+      assert.equal(socket.connected, true);
     });
 
     test("each connection gets its own id and settles on the expected transport", async () => {

@@ -10,6 +10,9 @@ Which program runs:
 
 The arguments ``cluster --port PORT --host 127.0.0.1`` are appended, and the server must
 print ``listening on ADDR`` as its first stdout line (see the fixture README).
+
+``start_switchboard`` runs the shipped binary instead, for behaviour that lives in it
+(configuration, the Origin policy).
 """
 
 from __future__ import annotations
@@ -115,9 +118,23 @@ class _ExitedEarly(RuntimeError):
     pass
 
 
+def start_switchboard(env: dict[str, str]) -> Fixture:
+    """Spawns the shipped binary, ``switchboard serve`` (``SWITCHBOARD_BIN`` or
+    ``<repo>/target/debug/switchboard``) on a free port with ``env`` added (its
+    ``SWITCHBOARD_*`` settings), and returns once it is listening."""
+    binary = os.environ.get("SWITCHBOARD_BIN") or str(REPO_ROOT / "target" / "debug" / "switchboard")
+    if not os.path.exists(binary):
+        raise RuntimeError(f"switchboard binary not found at {binary}: run `cargo build -p switchboard`")
+    cmd = [binary, "serve", "--listen", f"{HOST}:0"]
+    return _spawn(cmd, {"RUST_LOG": "warn", **os.environ, **env})
+
+
 def _spawn_once(port: int) -> Fixture:
     cmd = _command() + ["cluster", "--port", str(port), "--host", HOST]
-    env = {"RUST_LOG": "warn", **os.environ}
+    return _spawn(cmd, {"RUST_LOG": "warn", **os.environ})
+
+
+def _spawn(cmd: list[str], env: dict[str, str]) -> Fixture:
     stderr_file = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file, env=env

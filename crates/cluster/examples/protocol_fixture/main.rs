@@ -58,6 +58,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// closed sessions have time to flush.
 const FLUSH_RESERVE: Duration = Duration::from_secs(1);
 
+/// The cluster secret of fixture nodes (forwarded polling requests are signed).
+const FIXTURE_SECRET: &str = "switchboard protocol_fixture test secret (not for production)";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -76,6 +79,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut cluster_config = switchboard_cluster::ClusterConfig {
         adapter,
+        // Every fixture node of a test shares this fixed secret, so the harnesses
+        // start them with the command line they always had. A test secret: the
+        // fixture is never a production server.
+        secret: Some(
+            switchboard_cluster::ClusterSecret::new(FIXTURE_SECRET).map_err(anyhow::Error::msg)?,
+        ),
         ..Default::default()
     };
     if let Some(url) = &args.redis_url {

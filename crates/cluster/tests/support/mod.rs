@@ -31,7 +31,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use switchboard_cluster::{AdapterKind, Cluster, ClusterConfig};
+use switchboard_cluster::{AdapterKind, Cluster, ClusterConfig, ClusterSecret};
 use switchboard_engine::shutdown::{self, ShutdownTrigger};
 use switchboard_engine::sio::RecoveryConfig;
 use switchboard_engine::{EngineConfig, Io, Metrics, Namespace, SocketIoConfig};
@@ -91,7 +91,7 @@ pub(crate) struct RedisServer {
 /// Finds `redis-server`: `$REDIS_SERVER_BIN`, then `PATH`, then the Debian location.
 /// Fails the test when there is none: skipping would let a machine without Redis
 /// pass these tests without running them.
-fn redis_server_bin() -> PathBuf {
+pub(crate) fn redis_server_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN") {
         let bin = PathBuf::from(bin);
         assert!(
@@ -119,7 +119,7 @@ fn redis_server_bin() -> PathBuf {
 
 /// A port that was free a moment ago (the OS picks it; a race with another process
 /// binding it in between is retried by [`RedisServer::start`]).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -288,6 +288,14 @@ impl Drop for RedisServer {
 
 // --------------------------------------------------------------------------------- nodes
 
+/// The cluster secret every test node shares.
+pub(crate) const SECRET: &str = "test secret of the cluster tests, 32+ bytes long";
+
+/// [`SECRET`] as the cluster takes it.
+pub(crate) fn secret() -> ClusterSecret {
+    ClusterSecret::new(SECRET).expect("a long enough secret")
+}
+
 /// How to build a [`Node`].
 #[derive(Debug, Clone)]
 pub(crate) struct NodeOptions {
@@ -333,11 +341,24 @@ impl Node {
     /// Starts a node on `redis` and waits until it is ready (connected, subscribed,
     /// and for streams reading the stream).
     pub(crate) async fn start(redis: &RedisServer, options: NodeOptions) -> Node {
+        Node::start_with(
+            ClusterConfig {
+                redis_url: redis.url(),
+                ..ClusterConfig::default()
+            },
+            options,
+        )
+        .await
+    }
+
+    /// [`Node::start`] on the Redis of `config` (its URL and TLS settings); the
+    /// adapter and the secret are the test's.
+    pub(crate) async fn start_with(config: ClusterConfig, options: NodeOptions) -> Node {
         let (trigger, shutdown) = shutdown::channel();
         let config = ClusterConfig {
             adapter: options.adapter,
-            redis_url: redis.url(),
-            ..ClusterConfig::default()
+            secret: Some(secret()),
+            ..config
         };
         let cluster = Cluster::start(&config, shutdown.clone()).expect("cluster starts");
         let sio = SocketIoConfig {
@@ -421,9 +442,24 @@ pub(crate) async fn request(
     query: &str,
     body: &str,
 ) -> (StatusCode, String) {
-    let req = Request::builder()
+    request_with_headers(io, method, query, body, &[]).await
+}
+
+/// [`request`] with request headers.
+pub(crate) async fn request_with_headers(
+    io: &Io,
+    method: Method,
+    query: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut req = Request::builder()
         .method(method)
-        .uri(format!("/socket.io/?{query}"))
+        .uri(format!("/socket.io/?{query}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("a valid request");
     let remote: SocketAddr = "127.0.0.1:9".parse().expect("an address");
@@ -458,7 +494,13 @@ pub(crate) struct Connected {
 impl Client {
     /// Opens a session on `io`.
     pub(crate) async fn handshake(io: &Io) -> Client {
-        let (status, body) = request(io, Method::GET, "EIO=4&transport=polling", "").await;
+        Client::handshake_with(io, &[]).await
+    }
+
+    /// Opens a session on `io` with these request headers.
+    pub(crate) async fn handshake_with(io: &Io, headers: &[(&str, &str)]) -> Client {
+        let (status, body) =
+            request_with_headers(io, Method::GET, "EIO=4&transport=polling", "", headers).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let open: Value = serde_json::from_str(body.strip_prefix('0').expect("an OPEN packet"))
             .expect("OPEN JSON");

@@ -229,7 +229,11 @@ async fn finish_websocket(session: &Arc<Session>, ws: &mut WsStream, out: &mut O
 fn heartbeat(session: &Arc<Session>) {
     let event = session.lock().heartbeat.handle_timeout(now());
     match event {
-        Some(HeartbeatEvent::SendPing) => session.send_control(&Packet::Ping(Default::default())),
+        Some(HeartbeatEvent::SendPing) => {
+            // A ping that does not fit in the queue closes the session as a slow
+            // consumer: a client that reads nothing cannot pong anyway.
+            let _ = session.send_control(&Packet::Ping(Default::default()));
+        }
         Some(HeartbeatEvent::TimedOut { last_seen }) => {
             tracing::debug!(
                 sid = %session.sid(),

@@ -51,6 +51,23 @@ pub const FORWARDED_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("x-forwarded-for"),
 ];
 
+/// The statuses a polling request is answered with: 200 (frames, or `ok` to a
+/// POST), 400 (an Engine.IO error), 403 (`Forbidden`), 413 (a POST over
+/// `maxPayload`), 500. An owner's answer with any other status is not passed to the
+/// client: it gets `Session ID unknown`, as when forwarding fails.
+pub const FORWARDED_STATUSES: [StatusCode; 5] = [
+    StatusCode::OK,
+    StatusCode::BAD_REQUEST,
+    StatusCode::FORBIDDEN,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::INTERNAL_SERVER_ERROR,
+];
+
+/// The response headers passed back from the owner: the polling path sets
+/// `content-type` only (the length is the body's, CORS headers are the receiving
+/// node's). Any other header an owner's answer carries is dropped.
+pub const FORWARDED_RESPONSE_HEADERS: [HeaderName; 1] = [header::CONTENT_TYPE];
+
 /// Carries a long-polling request to the node that owns its session and brings its
 /// answer back.
 ///
@@ -62,7 +79,11 @@ pub const FORWARDED_HEADERS: [HeaderName; 5] = [
 ///
 /// - deliver `request` to the node tagged `owner`, run it there with
 ///   [`EngineServer::handle_forwarded`](super::EngineServer::handle_forwarded), and
-///   return that answer unchanged;
+///   return that answer unchanged (the engine passes on only
+///   [`FORWARDED_STATUSES`] and [`FORWARDED_RESPONSE_HEADERS`]);
+/// - accept requests and answers from the nodes of the cluster only: whoever can
+///   reach the transport must not be able to run a poll on a session (take its
+///   frames, send as its client) or answer one;
 /// - wait long enough: a long-polling GET is answered only once the owner has frames
 ///   for it, which takes up to [`EngineConfig::longest_poll`](crate::EngineConfig::longest_poll)
 ///   (`pingInterval + pingTimeout`) — time out only after that, plus the network's
@@ -204,14 +225,15 @@ impl ForwardedRequest {
         })
     }
 
-    /// The request as the owner's HTTP path takes it, under the engine `path`; `None`
-    /// when the query string cannot be part of a URI.
+    /// The request as the owner's HTTP path takes it, under the engine `path`, with
+    /// the [`FORWARDED_HEADERS`] only; `None` when the query string cannot be part of
+    /// a URI.
     pub(crate) fn into_request(self, path: &str) -> Option<Request<Full<Bytes>>> {
         let uri: Uri = format!("{path}?{}", self.query).parse().ok()?;
         let mut req = Request::new(Full::new(self.body));
         *req.method_mut() = self.method;
         *req.uri_mut() = uri;
-        *req.headers_mut() = self.headers;
+        *req.headers_mut() = only(self.headers, &FORWARDED_HEADERS);
         Some(req)
     }
 }
@@ -232,13 +254,30 @@ impl ForwardedResponse {
         }
     }
 
-    /// The answer to give the client.
+    /// The answer to give the client: with a [`FORWARDED_STATUSES`] status and the
+    /// [`FORWARDED_RESPONSE_HEADERS`] only; any other status makes it
+    /// `Session ID unknown`.
     pub(crate) fn into_response(self) -> Response<Body> {
+        if !FORWARDED_STATUSES.contains(&self.status) {
+            tracing::debug!(status = %self.status, "forwarded answer with an unexpected status");
+            return error(EngineErrorCode::UnknownSid);
+        }
         let mut res = Response::new(Full::new(self.body));
         *res.status_mut() = self.status;
-        *res.headers_mut() = self.headers;
+        *res.headers_mut() = only(self.headers, &FORWARDED_RESPONSE_HEADERS);
         res
     }
+}
+
+/// The headers of `headers` named in `kept`.
+fn only(headers: HeaderMap, kept: &[HeaderName]) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in kept {
+        for value in headers.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -309,15 +348,69 @@ mod tests {
 
     #[tokio::test]
     async fn responses_survive_the_round_trip() {
-        let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
-        *res.status_mut() = StatusCode::IM_A_TEAPOT;
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        let fwd = ForwardedResponse::from_response(res).await;
-        assert_eq!(fwd.body, Bytes::from_static(b"ok"));
-        let back = fwd.clone().into_response();
-        assert_eq!(back.status(), StatusCode::IM_A_TEAPOT);
-        assert_eq!(back.headers()[header::CONTENT_TYPE], "text/html");
-        assert_eq!(ForwardedResponse::from_response(back).await, fwd);
+        for status in FORWARDED_STATUSES {
+            let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+            *res.status_mut() = status;
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            let fwd = ForwardedResponse::from_response(res).await;
+            assert_eq!(fwd.body, Bytes::from_static(b"ok"));
+            let back = fwd.clone().into_response();
+            assert_eq!(back.status(), status);
+            assert_eq!(back.headers()[header::CONTENT_TYPE], "text/html");
+            assert_eq!(ForwardedResponse::from_response(back).await, fwd);
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_statuses_and_headers_of_polling_come_back() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        headers.insert(header::SET_COOKIE, HeaderValue::from_static("session=evil"));
+        headers.insert(header::LOCATION, HeaderValue::from_static("https://evil"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        let answer = |status| ForwardedResponse {
+            status,
+            headers: headers.clone(),
+            body: Bytes::from_static(b"<script>"),
+        };
+        let res = answer(StatusCode::OK).into_response();
+        let names: Vec<&str> = res.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type"]);
+        for status in [
+            StatusCode::FOUND,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::IM_A_TEAPOT,
+        ] {
+            let res = answer(status).into_response();
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{status}");
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+            let body = res.into_body().collect().await.map(|b| b.to_bytes());
+            assert_eq!(
+                body.ok(),
+                Some(Bytes::from(EngineErrorCode::UnknownSid.json_body()))
+            );
+        }
+    }
+
+    #[test]
+    fn the_owner_reads_only_the_forwarded_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("sid=1"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let fwd = ForwardedRequest {
+            method: Method::POST,
+            query: "EIO=4&transport=polling&sid=x".to_owned(),
+            headers,
+            body: Bytes::new(),
+            remote: remote(),
+        };
+        let req = fwd.into_request("/socket.io/");
+        let names: Option<Vec<String>> =
+            req.map(|r| r.headers().keys().map(|k| k.to_string()).collect());
+        assert_eq!(names, Some(vec!["content-type".to_owned()]));
     }
 }

@@ -1,11 +1,16 @@
 //! The long-polling transport: one GET waits for queued frames, one POST delivers a
 //! payload; a second concurrent request of either kind is a protocol error.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use switchboard_protocol::engineio::{TransportKind, payload};
+use tokio::time::{Instant, Sleep};
 
 use crate::reason::DisconnectReason;
 
@@ -23,6 +28,70 @@ pub(crate) enum PollError {
     TooLarge,
     /// The body could not be read.
     BodyError,
+    /// The body did not arrive within `body_timeout`: 408, and the session is closed.
+    Timeout,
+}
+
+/// The error a [`Deadline`] body ends with when its time is up.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub(crate) struct BodyTimeout(Duration);
+
+/// A request body that must arrive whole by a deadline, set when the request was
+/// received: past it, reading fails with [`BodyTimeout`]. Wraps every polling request
+/// body, so a slow-body (slowloris) POST cannot hold its connection, its session and a
+/// growing buffer, whether the body is read here or for forwarding to another node.
+#[derive(Debug)]
+pub(crate) struct Deadline<B> {
+    body: B,
+    deadline: Instant,
+    timeout: Duration,
+    /// Created on the first read that has to wait, so a body that is already there
+    /// (or a GET without one) costs no timer. Boxed: a `Sleep` is not `Unpin`.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> Deadline<B> {
+    /// `body`, to be read whole within `timeout` from now.
+    pub(crate) fn new(body: B, timeout: Duration) -> Self {
+        Deadline {
+            body,
+            deadline: Instant::now() + timeout,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B: super::server::RequestBody> Body for Deadline<B> {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Clears the in-flight flag when the request ends. A request dropped before it was
@@ -167,21 +236,27 @@ async fn read_and_handle<B: super::server::RequestBody>(
             session.close(DisconnectReason::PayloadTooLarge);
             return Err(PollError::TooLarge);
         }
+        Err(err) if err.is::<BodyTimeout>() => {
+            tracing::debug!(sid = %session.sid(), "polling body too slow");
+            session.close(DisconnectReason::TransportError);
+            return Err(PollError::Timeout);
+        }
         Err(_) => return Err(PollError::BodyError),
     };
-    match payload::decode(bytes) {
-        Ok(packets) => {
-            let now = now();
-            for packet in packets {
-                if session.is_closed() {
-                    break;
-                }
-                session.on_packet(packet, now);
-            }
+    // One packet at a time: a body can hold hundreds of thousands of tiny packets, and
+    // the first one refused (a client PING, a malformed element) ends the reading
+    // without the rest ever being decoded or held.
+    let now = now();
+    for packet in payload::packets(bytes) {
+        if session.is_closed() {
+            break;
         }
-        Err(err) => {
-            tracing::debug!(sid = %session.sid(), error = %err, "malformed polling payload");
-            session.close(DisconnectReason::ParseError);
+        match packet {
+            Ok(packet) => session.on_packet(packet, now),
+            Err(err) => {
+                tracing::debug!(sid = %session.sid(), error = %err, "malformed polling payload");
+                session.close(DisconnectReason::ParseError);
+            }
         }
     }
     Ok(())

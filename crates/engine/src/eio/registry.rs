@@ -1,5 +1,6 @@
 //! The registry of a node's live sessions, by id: looked up on every polling request
-//! and upgrade, written on handshake and close, walked by the drain.
+//! and upgrade, written on handshake and close, walked by the drain; and the slots of
+//! `max_connections` that sessions and pending WebSocket handshakes hold.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,42 +13,85 @@ use super::session::Session;
 /// writes on handshake and close; a `std` mutex held for a map operation only.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    sessions: Mutex<HashMap<Sid, Arc<Session>>>,
+    sessions: Mutex<Sessions>,
     /// Wakes whoever waits for the last session to finish (the drain).
     emptied: tokio::sync::Notify,
 }
 
+/// The map and the slots reserved for sessions not in it yet, under one lock so that
+/// checking the capacity and taking a slot are one step.
+#[derive(Debug, Default)]
+struct Sessions {
+    map: HashMap<Sid, Arc<Session>>,
+    /// Slots held by [`Slot`]s: WebSocket handshakes answered 101 whose session is
+    /// not registered yet.
+    reserved: usize,
+}
+
+/// A place among `max_connections`, taken before a session exists (a WebSocket
+/// handshake between its upgrade request and its session's start). Registering the
+/// session with [`Registry::insert`] hands the slot over to it; dropping the slot (the
+/// handshake failed) frees it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    registry: Arc<Registry>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut sessions = self.registry.lock();
+        sessions.reserved = sessions.reserved.saturating_sub(1);
+    }
+}
+
 impl Registry {
-    fn map(&self) -> MutexGuard<'_, HashMap<Sid, Arc<Session>>> {
+    fn lock(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn insert(&self, session: Arc<Session>) {
-        self.map().insert(session.sid(), session);
+    /// Takes a slot unless the sessions and the slots already taken reach `max`.
+    pub(crate) fn reserve(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        let mut sessions = self.lock();
+        if sessions.map.len() + sessions.reserved >= max {
+            return None;
+        }
+        sessions.reserved += 1;
+        Some(Slot {
+            registry: self.clone(),
+        })
+    }
+
+    /// Registers `session` in the place `slot` held.
+    pub(crate) fn insert(&self, session: Arc<Session>, slot: Slot) {
+        self.lock().map.insert(session.sid(), session);
+        // The session counts from now on, so the slot is given back (for a moment both
+        // count: a handshake at the very limit may be refused, never one too many let in).
+        drop(slot);
     }
 
     pub(crate) fn get(&self, sid: Sid) -> Option<Arc<Session>> {
-        self.map().get(&sid).cloned()
+        self.lock().map.get(&sid).cloned()
     }
 
     pub(crate) fn remove(&self, sid: Sid) {
-        let mut map = self.map();
-        map.remove(&sid);
-        let empty = map.is_empty();
-        drop(map);
+        let mut sessions = self.lock();
+        sessions.map.remove(&sid);
+        let empty = sessions.map.is_empty();
+        drop(sessions);
         if empty {
             self.emptied.notify_waiters();
         }
     }
 
+    /// Registered sessions (not counting reserved slots).
     pub(crate) fn len(&self) -> usize {
-        self.map().len()
+        self.lock().map.len()
     }
 
     /// The sessions not closed yet.
     pub(crate) fn open_sessions(&self) -> Vec<Arc<Session>> {
         // Cloned out first: a session's own lock is never taken under the map's.
-        let all: Vec<Arc<Session>> = self.map().values().cloned().collect();
+        let all: Vec<Arc<Session>> = self.lock().map.values().cloned().collect();
         all.into_iter().filter(|s| !s.is_closed()).collect()
     }
 

@@ -21,8 +21,8 @@ use crate::shutdown::{DrainPlan, DrainReport, Shutdown};
 
 use super::forward::{self, ForwardedRequest, ForwardedResponse, Forwarder};
 use super::polling::{self, PollError};
-use super::registry::Registry;
-use super::session::{EngineHandler, Frame, HandshakeInfo, Session};
+use super::registry::{Registry, Slot};
+use super::session::{EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session};
 use super::{cors, drain, driver, websocket};
 
 /// Response body of every engine answer.
@@ -298,9 +298,14 @@ impl EngineServer {
         format!("0{}", open.to_json())
     }
 
-    /// Registers a new session, tells the handler and starts its driver.
-    fn start(self: &Arc<Self>, session: &Arc<Session>, ws: Option<websocket::WsStream>) {
-        self.registry.insert(session.clone());
+    /// Registers a new session in `slot`, tells the handler and starts its driver.
+    fn start(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        ws: Option<websocket::WsStream>,
+        slot: Slot,
+    ) {
+        self.registry.insert(session.clone(), slot);
         self.metrics
             .connection_opened(session.handshake().transport);
         let handler = self.handler.on_open(session);
@@ -324,14 +329,16 @@ impl EngineServer {
         }
     }
 
-    fn at_capacity(&self) -> bool {
-        if self.registry.len() >= self.config.max_connections {
+    /// A place among `max_connections` for a new session, or `None` (counted) at
+    /// capacity.
+    fn reserve_slot(&self) -> Option<Slot> {
+        let slot = self.registry.reserve(self.config.max_connections);
+        if slot.is_none() {
             self.metrics
                 .connections_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return true;
         }
-        false
+        slot
     }
 
     fn handshake<B>(
@@ -346,19 +353,28 @@ impl EngineServer {
         {
             return error(EngineErrorCode::Forbidden);
         }
-        if self.shutdown.is_triggered() || self.is_draining() || self.at_capacity() {
+        if self.shutdown.is_triggered() || self.is_draining() {
             return unavailable();
         }
         match transport {
             TransportKind::Polling => {
+                let Some(slot) = self.reserve_slot() else {
+                    return unavailable();
+                };
                 let session = self.new_session(req, transport, query, remote);
                 let open = self.open_packet(&session, transport);
-                self.start(&session, None);
+                self.start(&session, None, slot);
                 text(StatusCode::OK, open)
             }
             TransportKind::Websocket => {
                 let Some(accept) = websocket::accept_key(req.headers()) else {
                     return error(EngineErrorCode::BadRequest);
+                };
+                // The slot is taken now, not when the WebSocket is up: handshakes in
+                // flight count against `max_connections` too, so a burst of them cannot
+                // overshoot it. A handshake that fails gives it back (the slot drops).
+                let Some(slot) = self.reserve_slot() else {
+                    return unavailable();
                 };
                 let session = self.new_session(req, transport, query, remote);
                 let on_upgrade = hyper::upgrade::on(req);
@@ -369,8 +385,10 @@ impl EngineServer {
                     };
                     let ws = websocket::stream(upgraded, server.config.max_payload).await;
                     let open = server.open_packet(&session, transport);
-                    session.send_control_frame(Frame::text(open));
-                    server.start(&session, Some(ws));
+                    // The queue is empty: the `open` packet fits unless the byte bound
+                    // is absurdly small, and then the session closes as a slow consumer.
+                    let _ = session.send_control_frame(Frame::text(open));
+                    server.start(&session, Some(ws), slot);
                 });
                 websocket::switching_protocols(&accept)
             }
@@ -385,6 +403,9 @@ impl EngineServer {
         remote: SocketAddr,
         via: Via,
     ) -> Response<Body> {
+        // The body must arrive whole within the deadline, whether it is read here or
+        // for forwarding (the wrapper costs a timer only once a read has to wait).
+        let req = req.map(|body| polling::Deadline::new(body, self.config.body_timeout));
         let Some(session) = self.registry.get(sid) else {
             return match via {
                 Via::Client => {
@@ -437,6 +458,13 @@ impl EngineServer {
         };
         result.unwrap_or_else(|err| match err {
             PollError::TooLarge => empty(StatusCode::PAYLOAD_TOO_LARGE),
+            PollError::Timeout => {
+                // The rest of the body is never read: the connection cannot be reused.
+                let mut res = empty(StatusCode::REQUEST_TIMEOUT);
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                res
+            }
             PollError::Overlap | PollError::BadRequest | PollError::BodyError => {
                 error(EngineErrorCode::BadRequest)
             }
@@ -474,9 +502,12 @@ impl EngineServer {
     }
 }
 
-/// Headers kept for the application (Socket.IO's `socket.handshake.headers`): all but
-/// the WebSocket handshake's own, which mean nothing once the connection is open and
-/// would cost every idle connection memory.
+/// Headers kept for the application (Socket.IO's `socket.handshake.headers`), at most
+/// [`MAX_HANDSHAKE_HEADER_BYTES`] of them: every session keeps them for its whole life,
+/// so what a client sends must not decide what it costs. `Authorization` and `Cookie`
+/// come first, as the token sources of `[namespaces.auth]` read them; then the others
+/// in order, skipping any that no longer fit. The WebSocket handshake's own headers
+/// mean nothing once the connection is open and are never kept.
 fn kept_headers(headers: &http::HeaderMap) -> http::HeaderMap {
     const DROPPED: [header::HeaderName; 5] = [
         header::SEC_WEBSOCKET_KEY,
@@ -485,13 +516,37 @@ fn kept_headers(headers: &http::HeaderMap) -> http::HeaderMap {
         header::CONNECTION,
         header::UPGRADE,
     ];
-    let mut kept = http::HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        if !DROPPED.contains(name) {
+    const FIRST: [header::HeaderName; 2] = [header::AUTHORIZATION, header::COOKIE];
+    let first = FIRST.iter().flat_map(|name| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .map(move |value| (name, value))
+    });
+    let rest = headers
+        .iter()
+        .filter(|(name, _)| !FIRST.contains(name) && !DROPPED.contains(name));
+    let mut kept = http::HeaderMap::new();
+    let mut budget = MAX_HANDSHAKE_HEADER_BYTES;
+    let mut dropped = 0usize;
+    for (name, value) in first.chain(rest) {
+        let cost = header_cost(name, value);
+        if cost <= budget {
+            budget -= cost;
             kept.append(name.clone(), value.clone());
+        } else {
+            dropped += 1;
         }
     }
+    if dropped > 0 {
+        tracing::debug!(dropped, "handshake headers over the kept budget dropped");
+    }
     kept
+}
+
+/// What a header counts against [`MAX_HANDSHAKE_HEADER_BYTES`].
+fn header_cost(name: &header::HeaderName, value: &HeaderValue) -> usize {
+    name.as_str().len() + value.len() + 32
 }
 
 fn is_binary_body(headers: &http::HeaderMap) -> bool {

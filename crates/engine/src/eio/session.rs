@@ -67,11 +67,25 @@ pub enum Message {
     Binary(Bytes),
 }
 
+/// Bytes the `close` frame may take past the queue's byte bound: its one byte (`1`,
+/// or the noop `6` that ends a polling session the client closed).
+pub(crate) const CLOSE_FRAME_SLACK: usize = 1;
+
+/// Most header bytes a session keeps from its handshake request, counted per header as
+/// HTTP/2 counts a header list (name + value + 32 bytes of per-entry overhead, RFC 9113
+/// §6.5.2). Every session keeps its headers for its whole life; 8 KiB holds the headers
+/// of a browser with a fair amount of cookies, while 20,000 idle sessions cost at most
+/// 160 MiB for them. What does not fit is dropped (see [`HandshakeInfo::headers`]).
+pub const MAX_HANDSHAKE_HEADER_BYTES: usize = 8 * 1024;
+
 /// What the handshake request looked like, kept for the application (Socket.IO's
 /// `socket.handshake`).
 #[derive(Debug, Clone)]
 pub struct HandshakeInfo {
-    /// Request headers.
+    /// Request headers, at most [`MAX_HANDSHAKE_HEADER_BYTES`] of them: `Authorization`
+    /// and `Cookie` (where credentials come from) first, then the others in the order
+    /// they came, skipping any that no longer fit, and never the WebSocket handshake's
+    /// own (`Sec-WebSocket-*`, `Connection`, `Upgrade`).
     pub headers: HeaderMap,
     /// Raw query string.
     pub query: String,
@@ -277,6 +291,32 @@ impl Session {
     /// the client is not ready and the data may be lost, as Socket.IO documents. A
     /// send that would exceed the queue bounds closes the session as a slow consumer.
     pub fn send(&self, frames: &[Frame], volatile: bool) -> Result<(), SendError> {
+        if self.push(frames, volatile)? {
+            let bytes = frames.iter().map(Frame::len).sum();
+            self.metrics.sent(frames.len(), bytes);
+        }
+        Ok(())
+    }
+
+    /// Queues a control packet (ping, noop) within the queue bounds, as [`Self::send`].
+    pub(crate) fn send_control(&self, packet: &Packet) -> Result<(), SendError> {
+        // Control packets carry no data from the client, so they are valid UTF-8.
+        match packet.encode_text().map(Utf8Bytes::try_from) {
+            Some(Ok(text)) => self.send_control_frame(Frame::Text(text)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Queues a frame of the engine's own (a control packet, the `open` packet) within
+    /// the queue bounds: no client input may grow a queue past them, so a frame that
+    /// does not fit closes the session as a slow consumer.
+    pub(crate) fn send_control_frame(&self, frame: Frame) -> Result<(), SendError> {
+        self.push(std::slice::from_ref(&frame), false).map(drop)
+    }
+
+    /// The one place frames enter the queue, and where its bounds are kept. Returns
+    /// whether the frames were queued (`false`: a volatile send was dropped).
+    fn push(&self, frames: &[Frame], volatile: bool) -> Result<bool, SendError> {
         let bytes: usize = frames.iter().map(Frame::len).sum();
         {
             let mut inner = self.lock();
@@ -288,7 +328,7 @@ impl Session {
                 self.metrics
                     .volatile_dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(());
+                return Ok(false);
             }
             if inner.queue.len() + frames.len() > self.limits.max_packets
                 || inner.queued_bytes + bytes > self.limits.max_bytes
@@ -301,33 +341,17 @@ impl Session {
             inner.queue.extend(frames.iter().cloned());
             inner.queued_bytes += bytes;
         }
-        self.metrics.sent(frames.len(), bytes);
         self.writer.notify_one();
-        Ok(())
-    }
-
-    /// Queues a control packet (ping, pong, noop), outside the queue bounds.
-    pub(crate) fn send_control(&self, packet: &Packet) {
-        if let Some(text) = packet.encode_text() {
-            self.send_control_frame(Frame::Text(Utf8Bytes::try_from(text).unwrap_or_default()));
-        }
-    }
-
-    /// Queues a frame outside the queue bounds (control packets, the `open` packet);
-    /// nothing is queued once the session is closed.
-    pub(crate) fn send_control_frame(&self, frame: Frame) {
-        let mut inner = self.lock();
-        if inner.closed.is_some() {
-            return;
-        }
-        inner.queued_bytes += frame.len();
-        inner.queue.push_back(frame);
-        drop(inner);
-        self.writer.notify_one();
+        Ok(true)
     }
 
     /// Closes the session: queues a `close` packet for the client and wakes the driver,
     /// which removes the session and tells the handler. Idempotent; the first reason wins.
+    ///
+    /// The `close` frame is the one frame queued past the bounds, so that a session
+    /// closed because its queue is full can still tell its client: a reserved slack of
+    /// [`CLOSE_FRAME_SLACK`], used at most once per session (only the first close
+    /// queues anything).
     pub fn close(&self, reason: DisconnectReason) {
         {
             let mut inner = self.lock();
@@ -344,7 +368,9 @@ impl Session {
             };
             if let Some(last) = last {
                 inner.queue.push_back(Frame::text(last));
-                inner.queued_bytes += 1;
+                inner.queued_bytes += last.len();
+                debug_assert!(inner.queue.len() <= self.limits.max_packets + 1);
+                debug_assert!(inner.queued_bytes <= self.limits.max_bytes + CLOSE_FRAME_SLACK);
             }
         }
         self.writer.notify_one();
@@ -382,7 +408,14 @@ impl Session {
             Packet::Message(text) => self.dispatch(Message::Text(text)),
             Packet::Binary(data) => self.dispatch(Message::Binary(data)),
             Packet::Pong(_) => self.lock().heartbeat.on_pong(now),
-            Packet::Ping(data) => self.send_control(&Packet::Pong(data)),
+            // Engine.IO v4 heartbeats go server → client only (`2probe` is legal on an
+            // upgrading WebSocket, and handled there). Node closes with "transport
+            // error" ("invalid heartbeat direction"), and so does this: answering would
+            // let a client queue a pong per ping without ever reading.
+            Packet::Ping(_) => {
+                tracing::debug!(sid = %self.sid, "client ping: invalid heartbeat direction");
+                self.close(DisconnectReason::TransportError);
+            }
             Packet::Close => self.close(DisconnectReason::TransportClose),
             Packet::Upgrade | Packet::Noop => {}
             Packet::Open(_) => self.close(DisconnectReason::ParseError),

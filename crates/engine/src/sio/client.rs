@@ -19,7 +19,7 @@ use super::namespace::auth_or_empty;
 use super::recovery::{
     RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
 };
-use super::server::IoInner;
+use super::server::{IoInner, Reservation};
 use super::socket::{Identity, Socket};
 
 /// Per-connection state. Touched by the connection's read path and, briefly, by
@@ -43,6 +43,11 @@ pub(crate) struct ClientShared {
 impl ClientShared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server the connection belongs to.
+    pub(crate) fn io(&self) -> &Arc<IoInner> {
+        &self.io
     }
 
     pub(crate) fn remove_socket(&self, nsp: &str) {
@@ -85,9 +90,10 @@ impl Client {
         }
     }
 
-    fn on_packet(&self, session: &Arc<Session>, packet: Packet) {
+    /// `size` is the length of the text message that carried the packet.
+    fn on_packet(&self, session: &Arc<Session>, packet: Packet, size: usize) {
         if packet.kind == PacketType::Connect {
-            return self.connect(session, packet);
+            return self.connect(session, packet, size);
         }
         let Some(socket) = self.shared.socket(&packet.nsp) else {
             // A packet for a namespace this client has not joined: close, as Node does.
@@ -107,7 +113,7 @@ impl Client {
         }
     }
 
-    fn connect(&self, session: &Arc<Session>, packet: Packet) {
+    fn connect(&self, session: &Arc<Session>, packet: Packet, size: usize) {
         let nsp = packet.nsp;
         {
             let mut state = self.shared.lock();
@@ -117,23 +123,31 @@ impl Client {
             }
             state.connecting.push(nsp.clone());
         }
-        let Some(ns) = self.shared.io.namespace_for(&nsp) else {
+        let decline = |message: &str| {
             self.shared.lock().connecting.retain(|n| *n != nsp);
-            let err = ConnectError::new("Invalid namespace");
+            let err = ConnectError::new(message);
             let _ = session.send(&connect_error(&nsp, &err), false);
-            return;
         };
+        if auth_size(&nsp, size) > self.shared.io.config.max_connect_auth {
+            tracing::debug!(sid = %session.sid(), nsp = %nsp, size, "CONNECT payload too large");
+            return decline(AUTH_TOO_LARGE);
+        }
+        let Some(reservation) = self.shared.io.reserve(&nsp) else {
+            return decline(INVALID_NAMESPACE);
+        };
+        let ns = reservation.namespace().clone();
         let socket = Socket::new(
             ns.clone(),
             session.clone(),
             self.shared.clone(),
             auth_or_empty(packet.data),
         );
+        let auth = socket.auth_shared();
         let durable = ns
             .adapter()
             .session_store()
             .filter(|_| ns.recovery().is_some());
-        if let (Some(store), Some((pid, offset))) = (durable, recovery_claim(socket.auth())) {
+        if let (Some(store), Some((pid, offset))) = (durable, recovery_claim(&auth)) {
             // The session lives in the cluster's store: fetch it (and the part of the
             // log this node does not hold) before deciding anything.
             let (pid, offset) = (pid.to_owned(), offset.map(str::to_owned));
@@ -145,44 +159,69 @@ impl Client {
                         .ns()
                         .recovery()
                         .is_some_and(|b| b.config().skip_middlewares);
-                if !skip && !run_middleware(&shared, &socket).await {
-                    return;
+                if !skip && let Err(err) = run_middleware(&socket).await {
+                    return refuse(&shared, &socket, reservation, &err);
                 }
-                finish_connect(&shared, socket, prepared);
+                finish_connect(&shared, socket, prepared, reservation);
             });
             return;
         }
         // Node's `skipMiddlewares`: a client resuming a live session skips middleware.
         let resuming = ns.recovery().is_some_and(|buffer| {
             buffer.config().skip_middlewares
-                && recovery_claim(socket.auth()).is_some_and(|(pid, _)| buffer.has_session(pid))
+                && recovery_claim(&auth).is_some_and(|(pid, _)| buffer.has_session(pid))
         });
         if resuming || ns.handlers().middleware().is_empty() {
-            return finish_connect(&self.shared, socket, None);
+            return finish_connect(&self.shared, socket, None, reservation);
         }
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            if run_middleware(&shared, &socket).await {
-                finish_connect(&shared, socket, None);
+            match run_middleware(&socket).await {
+                Ok(()) => finish_connect(&shared, socket, None, reservation),
+                Err(err) => refuse(&shared, &socket, reservation, &err),
             }
         });
     }
 }
 
-/// Runs the namespace middleware in order; false (and the client told why) when one
-/// refused the connection.
-async fn run_middleware(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
+/// The refusal of a namespace that does not exist (or a name no pattern may create),
+/// Node's message.
+const INVALID_NAMESPACE: &str = "Invalid namespace";
+
+/// The refusal of a CONNECT whose payload passes `max_connect_auth`.
+const AUTH_TOO_LARGE: &str = "auth payload too large";
+
+/// The size of a CONNECT packet's payload (its JSON text) in a text message of
+/// `size` bytes: the message less the type digit and the `/nsp,` prefix.
+fn auth_size(nsp: &str, size: usize) -> usize {
+    let header = if nsp == "/" { 1 } else { 1 + nsp.len() + 1 };
+    size.saturating_sub(header)
+}
+
+/// Runs the namespace middleware in order; the first refusal stops them.
+async fn run_middleware(socket: &Arc<Socket>) -> Result<(), ConnectError> {
     for m in socket.ns().handlers().middleware() {
-        if let Err(err) = m(socket.clone()).await {
-            shared
-                .lock()
-                .connecting
-                .retain(|n| *n != socket.namespace());
-            let _ = socket.send_frames(&connect_error(socket.namespace(), &err), false);
-            return false;
-        }
+        m(socket.clone()).await?;
     }
-    true
+    Ok(())
+}
+
+/// A middleware refused the connection: rooms a middleware joined are left and the
+/// `reservation` released (a namespace created for this connection goes away), then
+/// the client is told why.
+fn refuse(
+    shared: &Arc<ClientShared>,
+    socket: &Arc<Socket>,
+    reservation: Reservation,
+    err: &ConnectError,
+) {
+    shared
+        .lock()
+        .connecting
+        .retain(|n| *n != socket.namespace());
+    socket.ns().leave_all(socket.id());
+    drop(reservation);
+    let _ = socket.send_frames(&connect_error(socket.namespace(), err), false);
 }
 
 /// How long a resuming client waits for this node to catch up with the log position
@@ -244,8 +283,17 @@ async fn prepare_durable(
             return None;
         }
     };
-    let from_wire = offset.or_else(|| session.offset.clone())?;
-    let from = buffer.parse_offset(&from_wire)?;
+    // Never before the session began (its stored offset, absent from sessions Node
+    // wrote): an old or forged offset must not replay events from before it connected.
+    let start = session
+        .offset
+        .as_deref()
+        .and_then(|o| buffer.parse_offset(o));
+    let from = match start {
+        Some(start) => buffer.resume_from(offset.as_deref(), start)?,
+        None => buffer.parse_offset(offset.as_deref()?)?,
+    };
+    let from_wire = buffer.offset_string(from);
     let waited_until = now() + CATCH_UP_WAIT;
     while buffer.head() < from {
         if now() >= waited_until {
@@ -293,11 +341,7 @@ async fn prepare_durable(
         pid: session.pid.parse().ok()?,
         rooms,
         data: session.data,
-        connected_at_offset: session
-            .offset
-            .as_deref()
-            .and_then(|o| buffer.parse_offset(o))
-            .unwrap_or(from),
+        connected_at_offset: start.unwrap_or(from),
     };
     Some(Prepared {
         session: saved_from_parts(parts, now()),
@@ -321,20 +365,32 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
 /// Accepts a socket: registers it, answers CONNECT, runs connection handlers. With
 /// recovery on, first tries to resume the session the client names, all under the
 /// recovery buffer lock so no broadcast slips between the replay and live delivery.
-fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Option<Prepared>) {
+/// The `reservation` is released once the socket is registered (or could not be).
+fn finish_connect(
+    shared: &Arc<ClientShared>,
+    socket: Arc<Socket>,
+    prepared: Option<Prepared>,
+    reservation: Reservation,
+) {
+    // Before the buffer lock: a cluster adapter's `init` reads the buffer.
+    socket.ns().activate();
     let Some(buffer) = socket.ns().recovery() else {
-        if register(shared, &socket) {
+        let registered = register(shared, &socket);
+        drop(reservation);
+        if registered {
             let _ = socket.send_frames(&connect_answer(&socket), false);
             socket.run_connect();
         }
         return;
     };
-    if let Some((pid, _)) = recovery_claim(socket.auth())
+    let auth = socket.auth_shared();
+    if let Some((pid, _)) = recovery_claim(&auth)
         && let Some(stale) = buffer.live_socket(pid)
     {
         // Outside the buffer lock: disconnect handlers may emit.
         stale.take_over();
     }
+    buffer.bind_metrics(&socket.session().metrics);
     let mut state = buffer.lock();
     let restored = if buffer.is_logged() {
         prepared.and_then(|p| {
@@ -346,7 +402,7 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
             })
         })
     } else {
-        recovery_claim(socket.auth())
+        recovery_claim(&auth)
             .and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()))
     };
     let identity = match &restored {
@@ -368,15 +424,17 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
         prepared.ns().clone(),
         prepared.session().clone(),
         shared.clone(),
-        prepared.auth().clone(),
+        Value::clone(&auth),
         identity,
     );
     // What middleware stored (e.g. verified claims) carries over; a recovered
     // session's data replaces it below, as in Node.
     socket.set_data(prepared.data());
     if !register(shared, &socket) {
+        prepared.ns().leave_all(prepared.id());
         return;
     }
+    drop(reservation);
     if let Some(pid) = socket.pid() {
         RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
     }
@@ -391,6 +449,13 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
             .filter(|r| *r != own)
             .collect();
         socket.join(&rooms);
+        if prepared.id() != socket.id() {
+            // Rooms a middleware joined under the fresh id move to the resumed one.
+            let joined = socket.ns().adapter().socket_rooms(prepared.id());
+            let joined: Vec<&str> = joined.iter().map(|r| &**r).collect();
+            socket.join(&joined);
+            socket.ns().leave_all(prepared.id());
+        }
         socket.set_data(restored.session.data);
         let _ = socket.send_frames(&restored.missed, false);
         tracing::debug!(socket = %socket.id(), missed = restored.missed.len(), "session recovered");
@@ -400,12 +465,18 @@ fn finish_connect(shared: &Arc<ClientShared>, socket: Arc<Socket>, prepared: Opt
     socket.run_connect();
 }
 
-/// Marks the socket connected and registers it; false if the connection closed first.
+/// Marks the socket connected and registers it; false if the connection closed first
+/// (then the rooms a middleware joined are left). The caller holds the namespace's
+/// reservation, so the namespace cannot be removed meanwhile.
 fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     let nsp = socket.namespace().to_owned();
+    // Subscribed (in a cluster) before the socket can be reached.
+    socket.ns().activate();
     let mut state = shared.lock();
     state.connecting.retain(|n| *n != nsp);
     if socket.connection_closed() {
+        drop(state);
+        socket.ns().leave_all(socket.id());
         return false;
     }
     // Marked and registered under the client lock, so a concurrent close either sees
@@ -451,6 +522,10 @@ fn preview(message: &Message) -> String {
 impl SessionHandler for Client {
     fn on_message(&self, session: &Arc<Session>, message: Message) {
         let preview = preview(&message);
+        let size = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(_) => 0,
+        };
         let decoded = {
             let mut state = self.shared.lock();
             match message {
@@ -462,7 +537,7 @@ impl SessionHandler for Client {
             }
         };
         match decoded {
-            Ok(Some(packet)) => self.on_packet(session, packet),
+            Ok(Some(packet)) => self.on_packet(session, packet, size),
             Ok(None) => {}
             Err(err) => {
                 tracing::debug!(sid = %session.sid(), error = %err, packet = %preview, "malformed socket.io packet");

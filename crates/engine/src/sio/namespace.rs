@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Once, RwLock};
 
 use serde_json::Value;
 use switchboard_protocol::Sid;
@@ -155,6 +156,12 @@ impl Handlers {
 }
 
 /// One namespace.
+///
+/// A namespace declared by [`crate::Io::of`] lives as long as the server. One created
+/// from a pattern ([`crate::Io::of_matching`]) for a connection lives while it has
+/// sockets or connections being accepted ("pending"), and is removed as soon as it has
+/// neither, as Node's `cleanupEmptyChildNamespaces` does; its adapter is initialised
+/// (cluster subscriptions) only once a first connection has passed the middleware.
 #[derive(Debug)]
 pub struct Namespace {
     name: String,
@@ -165,14 +172,24 @@ pub struct Namespace {
     adapter: Arc<dyn Adapter>,
     /// Set when connection state recovery is on.
     recovery: Option<RecoveryBuffer>,
+    /// Created from a pattern and not declared with `Io::of`: removed once idle.
+    removable: AtomicBool,
+    /// CONNECTs to this namespace between their arrival and their socket's
+    /// registration (or refusal). Incremented only under the server's namespace
+    /// registry lock, so the registry sees a stable count while it decides to remove.
+    pending: AtomicUsize,
+    /// Runs [`Adapter::init`] once, when the namespace starts serving sockets.
+    initialised: Once,
 }
 
 impl Namespace {
+    /// A namespace whose adapter is not initialised yet ([`Namespace::activate`]).
     pub(crate) fn new(
         name: String,
         handlers: Arc<Handlers>,
         adapter: Arc<dyn Adapter>,
         recovery: Option<RecoveryConfig>,
+        removable: bool,
     ) -> Arc<Self> {
         let logged = adapter.session_store().is_some();
         let recovery = recovery.map(|config| {
@@ -182,15 +199,54 @@ impl Namespace {
                 RecoveryBuffer::new(config)
             }
         });
-        let ns = Arc::new(Namespace {
+        Arc::new(Namespace {
             name,
             handlers,
             sockets: RwLock::default(),
             adapter,
             recovery,
-        });
-        ns.adapter.init(&ns);
-        ns
+            removable: AtomicBool::new(removable),
+            pending: AtomicUsize::new(0),
+            initialised: Once::new(),
+        })
+    }
+
+    /// Initialises the adapter (once): from now on the namespace serves sockets, is
+    /// listed by [`crate::Io::namespaces`] and, in a cluster, hears the other nodes.
+    pub(crate) fn activate(self: &Arc<Self>) {
+        self.initialised.call_once(|| self.adapter.init(self));
+    }
+
+    /// Whether the namespace serves sockets (see [`Namespace::activate`]).
+    pub(crate) fn is_active(&self) -> bool {
+        self.initialised.is_completed()
+    }
+
+    /// Whether the namespace goes away once idle (created from a pattern).
+    pub(crate) fn removable(&self) -> bool {
+        self.removable.load(Ordering::Acquire)
+    }
+
+    /// Keeps the namespace for the server's lifetime (`Io::of` declared it).
+    pub(crate) fn make_permanent(&self) {
+        self.removable.store(false, Ordering::Release);
+    }
+
+    /// Counts a connection being accepted; called under the registry lock.
+    pub(crate) fn add_pending(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A connection was accepted or refused; true when it was the last pending one.
+    pub(crate) fn sub_pending(&self) -> bool {
+        self.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Whether nothing keeps the namespace: no socket and no connection being
+    /// accepted. Stable while the registry's write lock is held, since a socket is
+    /// only ever inserted by a pending connection.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0 && read(&self.sockets).is_empty()
     }
 
     /// Runs the server-side event handler for an event another node sent.
@@ -336,8 +392,15 @@ impl Namespace {
         write(&self.sockets).insert(socket.id(), socket);
     }
 
+    /// Unregisters a socket and takes it out of its rooms.
     pub(crate) fn remove(&self, sid: Sid) {
         write(&self.sockets).remove(&sid);
+        self.leave_all(sid);
+    }
+
+    /// Takes `sid` out of every room, reporting rooms it left empty: a socket that
+    /// left, or one whose connection was refused after a middleware joined rooms.
+    pub(crate) fn leave_all(&self, sid: Sid) {
         let vacated = self.adapter.del_all(sid);
         self.handlers.run_room_changes(self, &[], &vacated);
     }

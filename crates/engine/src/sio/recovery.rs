@@ -11,10 +11,16 @@
 //!   remembers the buffer position at connect time and replays from there;
 //! - assigning an offset, storing the packet and delivering it locally happen under one
 //!   lock, and so does a restore, so with many threads a packet is never both replayed
-//!   and delivered live, nor neither.
+//!   and delivered live, nor neither;
+//! - a client's `offset` is clamped to where its session began: an older (or forged)
+//!   one never replays what was broadcast before the socket connected.
+//!
+//! Everything kept is bounded by count and bytes, oldest dropped first: the packets,
+//! and the sessions, which anyone can make by opening connections and resetting them.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,6 +29,7 @@ use switchboard_protocol::Sid;
 use crate::adapter::Room;
 use crate::eio::Frame;
 use crate::eio::session::now as now_instant;
+use crate::metrics::Metrics;
 use crate::sio::Socket;
 
 /// Node's default: a client may come back within two minutes.
@@ -31,6 +38,21 @@ pub const DEFAULT_MAX_DISCONNECTION_DURATION: Duration = Duration::from_secs(120
 /// (at ~200 B a packet, 100k packets is ~20 MB). A client whose offset fell out of the
 /// buffer is told it was not recovered.
 pub const DEFAULT_MAX_BUFFERED_PACKETS: usize = 100_000;
+/// Bytes of packets kept at most: the packet count alone lets a handler that relays
+/// client messages (up to `max_payload` each) pin 100k × 1 MB. At typical sizes the
+/// count binds first (64 MiB is ~300k packets of 200 B).
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
+/// Sessions kept at most. Anyone can make one by connecting and resetting the TCP
+/// connection: at the ~16k connections a second the benchmark measures, an unbounded
+/// map would hold ~2M sessions per two-minute window. 100k covers a busy node whose
+/// every client drops at once (a network blip), which is what recovery is for.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+/// Bytes all kept sessions may take (rooms and data, as [`session_bytes`] counts them):
+/// ~670 B a session at the count bound, so neither bound makes the other moot.
+pub const DEFAULT_MAX_SESSIONS_BYTES: usize = 64 << 20;
+/// Largest session kept: one socket with huge `data` or thousands of rooms must not
+/// push out a thousand ordinary sessions. Its client is told it was not recovered.
+pub const DEFAULT_MAX_BYTES_PER_SESSION: usize = 64 << 10;
 
 /// Settings of connection state recovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +63,14 @@ pub struct RecoveryConfig {
     pub skip_middlewares: bool,
     /// Most packets kept in the buffer.
     pub max_buffered_packets: usize,
+    /// Most bytes of packets (their encoded frames) kept in the buffer.
+    pub max_buffered_bytes: usize,
+    /// Most sessions of dropped sockets kept; the oldest goes first.
+    pub max_sessions: usize,
+    /// Most bytes all kept sessions take together; the oldest goes first.
+    pub max_sessions_bytes: usize,
+    /// Largest session kept; a larger one is not kept at all.
+    pub max_bytes_per_session: usize,
 }
 
 impl Default for RecoveryConfig {
@@ -49,6 +79,10 @@ impl Default for RecoveryConfig {
             max_disconnection_duration: DEFAULT_MAX_DISCONNECTION_DURATION,
             skip_middlewares: true,
             max_buffered_packets: DEFAULT_MAX_BUFFERED_PACKETS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_bytes: DEFAULT_MAX_SESSIONS_BYTES,
+            max_bytes_per_session: DEFAULT_MAX_BYTES_PER_SESSION,
         }
     }
 }
@@ -89,6 +123,50 @@ struct Stored {
     at: Instant,
     audience: Audience,
     frames: Vec<Frame>,
+    /// What this packet counts against `max_buffered_bytes`.
+    bytes: usize,
+}
+
+/// Bytes a stored packet is charged: its frames and audience rooms, plus the entry.
+fn packet_bytes(audience: &Audience, frames: &[Frame]) -> usize {
+    let rooms = audience.rooms.iter().chain(&audience.except);
+    std::mem::size_of::<Stored>()
+        + frames
+            .iter()
+            .map(|f| f.len() + FRAME_OVERHEAD)
+            .sum::<usize>()
+        + rooms.map(|r| r.len() + ROOM_OVERHEAD).sum::<usize>()
+}
+
+/// Per-frame bookkeeping beside its bytes (the enum and its shared buffer's header).
+const FRAME_OVERHEAD: usize = 48;
+/// Per-room bookkeeping beside its name (an `Arc<str>`: pointer, length, counts).
+const ROOM_OVERHEAD: usize = 32;
+/// Per-session bookkeeping: the map entry, the age index entry and the ids.
+const SESSION_OVERHEAD: usize = 256;
+
+/// Bytes a kept session is charged: its rooms and its data, estimated by walking the
+/// value (no allocation), plus the entry. An estimate of the heap it holds, stable
+/// across runs, which is all a bound needs.
+pub(crate) fn session_bytes(rooms: &[Room], data: &Value) -> usize {
+    SESSION_OVERHEAD
+        + rooms.iter().map(|r| r.len() + ROOM_OVERHEAD).sum::<usize>()
+        + value_bytes(data)
+}
+
+fn value_bytes(v: &Value) -> usize {
+    let own = std::mem::size_of::<Value>();
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => own,
+        Value::String(s) => own + s.len(),
+        Value::Array(a) => own + a.iter().map(value_bytes).sum::<usize>(),
+        Value::Object(o) => {
+            own + o
+                .iter()
+                .map(|(k, v)| k.len() + std::mem::size_of::<String>() + value_bytes(v))
+                .sum::<usize>()
+        }
+    }
 }
 
 /// What a dropped socket leaves behind.
@@ -99,9 +177,21 @@ pub(crate) struct SavedSession {
     /// Rooms, its own id room included.
     pub(crate) rooms: Vec<Room>,
     pub(crate) data: Value,
-    /// The buffer position when the socket connected (replay start without offset).
+    /// The buffer position when the socket connected: replay starts there without an
+    /// offset, and never before it with one.
     pub(crate) connected_at_offset: u128,
     disconnected_at: Instant,
+    /// Tie-breaker of `disconnected_at` in [`State::by_age`].
+    seq: u64,
+    /// What this session counts against `max_sessions_bytes`.
+    bytes: usize,
+}
+
+impl SavedSession {
+    /// Its key in [`State::by_age`].
+    fn age_key(&self) -> (Instant, u64) {
+        (self.disconnected_at, self.seq)
+    }
 }
 
 /// A session brought back, with the frames of the events it missed.
@@ -114,12 +204,22 @@ pub(crate) struct Restored {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     packets: VecDeque<Stored>,
+    /// Sum of the packets' `bytes`.
+    packets_bytes: usize,
     /// Offset of the most recent packet (0: none yet).
     head: u128,
     /// Highest offset dropped from the buffer (or, with a log, where this node started
     /// reading it): the buffer holds every packet after it.
     dropped_up_to: u128,
     sessions: HashMap<Sid, SavedSession>,
+    /// The kept sessions oldest first, so expiry and eviction pop from the front:
+    /// O(log n) per session, never a scan of all of them under the lock broadcasts
+    /// take. Holds exactly the keys of `sessions`.
+    by_age: BTreeMap<(Instant, u64), Sid>,
+    /// Sum of the sessions' `bytes`.
+    sessions_bytes: usize,
+    /// The next [`SavedSession::seq`].
+    next_seq: u64,
     /// Connected sockets by `pid`, so a client that reconnects before its old
     /// connection was seen to drop can take that session over.
     live: HashMap<Sid, Weak<Socket>>,
@@ -144,6 +244,16 @@ pub(crate) struct RecoveryBuffer {
     /// Held while a broadcast assigns an offset and delivers, and while a restore
     /// replays; never across `.await`.
     state: Mutex<State>,
+    /// The process's metrics, bound by the first socket that connects (see
+    /// [`RecoveryBuffer::bind_metrics`]); every kept session comes from such a socket.
+    metrics: OnceLock<Arc<Metrics>>,
+}
+
+impl Drop for RecoveryBuffer {
+    fn drop(&mut self) {
+        let kept = self.lock().sessions.len();
+        self.count(|m| m.recovery_sessions_changed(-(kept as i64)));
+    }
 }
 
 impl RecoveryBuffer {
@@ -153,6 +263,7 @@ impl RecoveryBuffer {
             config,
             scheme: Scheme::Local { epoch },
             state: Mutex::default(),
+            metrics: OnceLock::new(),
         }
     }
 
@@ -163,6 +274,22 @@ impl RecoveryBuffer {
             config,
             scheme: Scheme::Log,
             state: Mutex::default(),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    /// Counts this buffer's sessions in `metrics` from now on. The namespace (and its
+    /// buffer) is built before the engine hands its metrics to anyone, so the connect
+    /// path binds them; later calls are a no-op.
+    pub(crate) fn bind_metrics(&self, metrics: &Arc<Metrics>) {
+        if self.metrics.get().is_none() {
+            let _ = self.metrics.set(metrics.clone());
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&Metrics)) {
+        if let Some(m) = self.metrics.get() {
+            f(m);
         }
     }
 
@@ -232,11 +359,14 @@ impl RecoveryBuffer {
         now: Instant,
     ) {
         state.head = offset;
+        let bytes = packet_bytes(&audience, &frames);
+        state.packets_bytes += bytes;
         state.packets.push_back(Stored {
             offset,
             at: now,
             audience,
             frames,
+            bytes,
         });
         self.prune_packets(state, now);
     }
@@ -256,10 +386,14 @@ impl RecoveryBuffer {
         let max_age = self.config.max_disconnection_duration;
         while let Some(front) = state.packets.front() {
             let too_old = now.saturating_duration_since(front.at) > max_age;
-            if !too_old && state.packets.len() <= self.config.max_buffered_packets {
+            if !too_old
+                && state.packets.len() <= self.config.max_buffered_packets
+                && state.packets_bytes <= self.config.max_buffered_bytes
+            {
                 break;
             }
             state.dropped_up_to = front.offset;
+            state.packets_bytes -= front.bytes;
             state.packets.pop_front();
         }
     }
@@ -302,13 +436,37 @@ impl RecoveryBuffer {
             .is_some_and(|s| now_instant().saturating_duration_since(s.disconnected_at) <= max_age)
     }
 
-    /// Keeps a dropped socket's session.
+    /// Keeps a dropped socket's session, dropping expired sessions and, to stay within
+    /// `max_sessions` and `max_sessions_bytes`, the oldest ones. A session larger than
+    /// `max_bytes_per_session` is not kept. O(log n) per session added or dropped.
     pub(crate) fn persist(&self, session: SavedSessionParts, now: Instant) {
+        let bytes = session_bytes(&session.rooms, &session.data);
+        let c = &self.config;
         let mut state = self.lock();
-        let max_age = self.config.max_disconnection_duration;
-        state
-            .sessions
-            .retain(|_, s| now.saturating_duration_since(s.disconnected_at) <= max_age);
+        self.expire_sessions(&mut state, now);
+        // A resumed socket dropping again replaces what it left the first time.
+        if Self::remove_session(&mut state, &session.pid).is_some() {
+            self.count(|m| m.recovery_sessions_changed(-1));
+        }
+        if bytes > c.max_bytes_per_session.min(c.max_sessions_bytes) || c.max_sessions == 0 {
+            self.count(|m| {
+                m.recovery_sessions_evicted.fetch_add(1, Relaxed);
+            });
+            return;
+        }
+        let mut evicted = 0;
+        while state.sessions.len() >= c.max_sessions
+            || state.sessions_bytes + bytes > c.max_sessions_bytes
+        {
+            let Some((_, pid)) = state.by_age.first_key_value() else {
+                break;
+            };
+            let pid = *pid;
+            Self::remove_session(&mut state, &pid);
+            evicted += 1;
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
         let saved = SavedSession {
             sid: session.sid,
             pid: session.pid,
@@ -316,8 +474,64 @@ impl RecoveryBuffer {
             data: session.data,
             connected_at_offset: session.connected_at_offset,
             disconnected_at: now,
+            seq,
+            bytes,
         };
+        state.by_age.insert(saved.age_key(), saved.pid);
+        state.sessions_bytes += bytes;
         state.sessions.insert(saved.pid, saved);
+        self.count(|m| {
+            m.recovery_sessions_evicted.fetch_add(evicted, Relaxed);
+            m.recovery_sessions_changed(1 - evicted as i64);
+        });
+    }
+
+    /// Drops the sessions kept longer than `max_disconnection_duration`, oldest first,
+    /// stopping at the first one still valid: O(expired).
+    fn expire_sessions(&self, state: &mut State, now: Instant) {
+        let max_age = self.config.max_disconnection_duration;
+        let mut expired = 0;
+        while let Some(((at, _), pid)) = state.by_age.first_key_value() {
+            if now.saturating_duration_since(*at) <= max_age {
+                break;
+            }
+            let pid = *pid;
+            Self::remove_session(state, &pid);
+            expired += 1;
+        }
+        if expired > 0 {
+            self.count(|m| {
+                m.recovery_sessions_expired.fetch_add(expired, Relaxed);
+                m.recovery_sessions_changed(-(expired as i64));
+            });
+        }
+    }
+
+    /// Takes the session `pid` out of the map, the age index and the byte count.
+    fn remove_session(state: &mut State, pid: &Sid) -> Option<SavedSession> {
+        let session = state.sessions.remove(pid)?;
+        state.by_age.remove(&session.age_key());
+        state.sessions_bytes -= session.bytes;
+        Some(session)
+    }
+
+    /// Sessions kept now and the bytes they are charged (for tests and the gauge).
+    #[cfg(test)]
+    fn kept(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.sessions.len(), state.sessions_bytes)
+    }
+
+    /// Where a replay for a session that began at `start` (its socket's connect-time
+    /// position) begins, given the `offset` its client claims: never before `start`,
+    /// so an old or forged offset cannot replay what was broadcast before the socket
+    /// connected (events of rooms it was never in, or already delivered). `None`:
+    /// the offset is not one of this buffer's.
+    pub(crate) fn resume_from(&self, claimed: Option<&str>, start: u128) -> Option<u128> {
+        match claimed {
+            Some(o) => Some(self.parse_offset(o)?.max(start)),
+            None => Some(start),
+        }
     }
 
     /// Takes the session `pid` back if it is still recoverable from `offset` (or, with
@@ -331,16 +545,10 @@ impl RecoveryBuffer {
         now: Instant,
     ) -> Option<Restored> {
         let pid: Sid = pid.parse().ok()?;
-        let session = state.sessions.remove(&pid)?;
-        if now.saturating_duration_since(session.disconnected_at)
-            > self.config.max_disconnection_duration
-        {
-            return None;
-        }
-        let from = match offset {
-            Some(o) => self.parse_offset(o)?,
-            None => session.connected_at_offset,
-        };
+        self.expire_sessions(state, now);
+        let session = Self::remove_session(state, &pid)?;
+        self.count(|m| m.recovery_sessions_changed(-1));
+        let from = self.resume_from(offset, session.connected_at_offset)?;
         let missed = Self::replay(state, &session.rooms, from, Vec::new(), from)?;
         Some(Restored { session, missed })
     }
@@ -390,6 +598,8 @@ pub(crate) fn saved_from_parts(parts: SavedSessionParts, now: Instant) -> SavedS
         data: parts.data,
         connected_at_offset: parts.connected_at_offset,
         disconnected_at: now,
+        seq: 0,
+        bytes: 0,
     }
 }
 
@@ -410,6 +620,8 @@ pub(crate) fn log_offset_string(key: u128) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn buffer(max: usize) -> RecoveryBuffer {
@@ -541,6 +753,185 @@ mod tests {
             assert_eq!(b.parse_offset(&b.offset_string(0x2a)), Some(0x2a));
         }
         assert_eq!(b.parse_offset("zzzzzzzz-2a"), None, "foreign epoch");
+    }
+
+    /// A buffer with `config`, counting into fresh metrics.
+    fn bounded(config: RecoveryConfig) -> (RecoveryBuffer, Arc<Metrics>) {
+        let b = RecoveryBuffer::new(config);
+        let metrics = Arc::new(Metrics::default());
+        b.bind_metrics(&metrics);
+        (b, metrics)
+    }
+
+    fn pid(n: u16) -> Sid {
+        let mut bytes = [7; 15];
+        bytes[..2].copy_from_slice(&n.to_be_bytes());
+        Sid::from_random(bytes)
+    }
+
+    fn drop_socket(b: &RecoveryBuffer, n: u16, data: Value, now: Instant) {
+        b.persist(
+            SavedSessionParts {
+                sid: pid(n),
+                pid: pid(n),
+                rooms: vec![Room::from(pid(n).as_str())],
+                data,
+                connected_at_offset: b.head(),
+            },
+            now,
+        );
+    }
+
+    fn resumes(b: &RecoveryBuffer, n: u16, now: Instant) -> bool {
+        b.restore(&mut b.lock(), pid(n).as_str(), None, now)
+            .is_some()
+    }
+
+    #[test]
+    fn churn_beyond_max_sessions_drops_the_oldest_and_counts_them() {
+        let (b, metrics) = bounded(RecoveryConfig {
+            max_sessions: 10,
+            ..RecoveryConfig::default()
+        });
+        let t0 = Instant::now();
+        for n in 0..13 {
+            drop_socket(&b, n, Value::Null, t0 + Duration::from_millis(u64::from(n)));
+        }
+        assert_eq!(b.kept().0, 10);
+        let m = metrics.snapshot();
+        assert_eq!((m.recovery_sessions, m.recovery_sessions_evicted), (10, 3));
+        let now = t0 + Duration::from_secs(1);
+        for n in 0..3 {
+            assert!(!resumes(&b, n, now), "the oldest three are gone: {n}");
+        }
+        for n in 3..13 {
+            assert!(resumes(&b, n, now), "kept: {n}");
+        }
+        assert_eq!(metrics.snapshot().recovery_sessions, 0);
+        assert_eq!(b.kept(), (0, 0), "bytes are given back");
+    }
+
+    #[test]
+    fn kept_sessions_stay_within_max_sessions_bytes() {
+        let data = json!({"blob": "x".repeat(1000)});
+        let one = session_bytes(&[Room::from(pid(0).as_str())], &data);
+        let (b, metrics) = bounded(RecoveryConfig {
+            max_sessions_bytes: one * 4 + one / 2,
+            ..RecoveryConfig::default()
+        });
+        let now = Instant::now();
+        for n in 0..6 {
+            drop_socket(&b, n, data.clone(), now);
+        }
+        assert_eq!(b.kept(), (4, one * 4));
+        assert_eq!(metrics.snapshot().recovery_sessions_evicted, 2);
+        assert!(!resumes(&b, 0, now) && !resumes(&b, 1, now));
+        assert!((2..6).all(|n| resumes(&b, n, now)));
+    }
+
+    #[test]
+    fn a_session_larger_than_max_bytes_per_session_is_not_kept() {
+        let (b, metrics) = bounded(RecoveryConfig {
+            max_bytes_per_session: 4096,
+            ..RecoveryConfig::default()
+        });
+        let now = Instant::now();
+        drop_socket(&b, 1, Value::Null, now);
+        drop_socket(&b, 2, json!({"blob": "x".repeat(5000)}), now);
+        assert_eq!(
+            b.kept().0,
+            1,
+            "the small one stays, the big one evicts nothing"
+        );
+        assert_eq!(metrics.snapshot().recovery_sessions_evicted, 1);
+        assert!(!resumes(&b, 2, now));
+        assert!(resumes(&b, 1, now));
+    }
+
+    #[test]
+    fn expired_sessions_are_dropped_and_counted_by_the_next_operation() {
+        let (b, metrics) = bounded(RecoveryConfig::default());
+        let t0 = Instant::now();
+        for n in 0..5 {
+            drop_socket(&b, n, Value::Null, t0);
+        }
+        let later = t0 + DEFAULT_MAX_DISCONNECTION_DURATION + Duration::from_secs(1);
+        drop_socket(&b, 99, Value::Null, later);
+        assert_eq!(b.kept().0, 1);
+        let m = metrics.snapshot();
+        assert_eq!(
+            (
+                m.recovery_sessions,
+                m.recovery_sessions_expired,
+                m.recovery_sessions_evicted
+            ),
+            (1, 5, 0)
+        );
+        assert!(resumes(&b, 99, later));
+    }
+
+    #[test]
+    fn a_session_dropped_twice_is_kept_once() {
+        let (b, metrics) = bounded(RecoveryConfig::default());
+        let now = Instant::now();
+        drop_socket(&b, 1, Value::Null, now);
+        drop_socket(&b, 1, json!("again"), now + Duration::from_secs(1));
+        assert_eq!(b.kept().0, 1);
+        assert_eq!(metrics.snapshot().recovery_sessions, 1);
+        let restored = b
+            .restore(&mut b.lock(), pid(1).as_str(), None, now)
+            .unwrap();
+        assert_eq!(restored.session.data, json!("again"));
+    }
+
+    #[test]
+    fn an_offset_older_than_the_session_replays_nothing_from_before_it() {
+        let b = buffer(100);
+        let now = Instant::now();
+        store(&b, "before connect 1", now);
+        store(&b, "before connect 2", now);
+        let connected_at = b.head();
+        store(&b, "missed", now);
+        persist(&b, &[], connected_at, now);
+        // The client claims the oldest buffered packet as its last one (or forges it).
+        let restored = b
+            .restore(
+                &mut b.lock(),
+                sid(2).as_str(),
+                Some(&b.offset_string(1)),
+                now,
+            )
+            .unwrap();
+        assert_eq!(restored.missed, frame("missed"));
+        persist(&b, &[], connected_at, now);
+        let restored = b
+            .restore(
+                &mut b.lock(),
+                sid(2).as_str(),
+                Some(&b.offset_string(0)),
+                now,
+            )
+            .unwrap();
+        assert_eq!(restored.missed, frame("missed"), "offset 0 as well");
+    }
+
+    #[test]
+    fn the_packet_buffer_is_bounded_by_bytes_too() {
+        let one = packet_bytes(&to(&[]), &frame(&"x".repeat(1000)));
+        let b = RecoveryBuffer::new(RecoveryConfig {
+            max_buffered_bytes: one * 3,
+            ..RecoveryConfig::default()
+        });
+        let now = Instant::now();
+        for _ in 0..5 {
+            store(&b, &"x".repeat(1000), now);
+        }
+        let st = b.lock();
+        assert_eq!((st.packets.len(), st.packets_bytes), (3, one * 3));
+        assert_eq!(
+            st.dropped_up_to, 2,
+            "a client that missed packet 2 is not recovered"
+        );
     }
 
     #[test]

@@ -19,10 +19,31 @@ use super::namespace::{Handlers, Namespace};
 
 type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Longest namespace name a pattern may create, in bytes. Each such name is a key of
+/// the namespace registry, a label on `/metrics` and part of the cluster's Redis
+/// channel names, and any client may choose it; real names (`/tenant-8f3a…`) are far
+/// shorter.
+pub const MAX_PATTERN_NAMESPACE_LEN: usize = 128;
+
+/// Whether a client may create the namespace `name` through a pattern: at most
+/// [`MAX_PATTERN_NAMESPACE_LEN`] bytes, no control character, and none of
+/// `* ? [ ] \ #`, which Redis channel patterns read as globs and the cluster's channel
+/// names (`socket.io#/nsp#room#`) as separators. Otherwise a node would subscribe to
+/// `socket.io#/tenant-*#*` and hear every tenant's broadcasts.
+pub fn is_valid_pattern_namespace(name: &str) -> bool {
+    name.len() <= MAX_PATTERN_NAMESPACE_LEN
+        && name.starts_with('/')
+        && !name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '*' | '?' | '[' | ']' | '\\' | '#'))
+}
+
 /// State shared by the server handle, connections and namespaces.
 pub(crate) struct IoInner {
     pub(crate) config: SocketIoConfig,
-    /// Namespaces by name. Read on every CONNECT; written when one is created.
+    /// Namespaces by name, declared ones and those patterns created. Read on every
+    /// CONNECT; written when one is created or removed. Lock order: this lock, then a
+    /// namespace's socket lock.
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     /// Patterns that create namespaces on first use, with their shared handlers.
     dynamic: RwLock<Vec<(Matcher, Arc<Handlers>)>>,
@@ -37,39 +58,147 @@ impl std::fmt::Debug for IoInner {
     }
 }
 
-impl IoInner {
-    /// The namespace named `name`, created from a matching pattern if needed.
-    pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
-        if let Some(ns) = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return Some(ns.clone());
+/// A connection being accepted into a namespace: keeps the namespace (one a pattern
+/// created) from being removed until the socket is registered or refused. Dropping
+/// it lets the namespace go if nothing else holds it.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    io: Arc<IoInner>,
+    ns: Arc<Namespace>,
+}
+
+impl Reservation {
+    pub(crate) fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.ns.sub_pending() {
+            self.io.release(&self.ns);
         }
-        let handlers = self
-            .dynamic
+    }
+}
+
+impl IoInner {
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Namespace>>> {
+        self.namespaces.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Namespace>>> {
+        self.namespaces.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handlers of the first pattern that accepts `name`.
+    fn pattern_for(&self, name: &str) -> Option<Arc<Handlers>> {
+        self.dynamic
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|(matches, _)| matches(name))
-            .map(|(_, h)| h.clone())?;
-        Some(self.create(name, handlers))
+            .map(|(_, h)| h.clone())
     }
 
-    fn create(&self, name: &str, handlers: Arc<Handlers>) -> Arc<Namespace> {
-        let mut map = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(name.to_owned())
-            .or_insert_with(|| {
-                Namespace::new(
-                    name.to_owned(),
-                    handlers,
-                    (self.adapters)(name),
-                    self.config.recovery,
-                )
-            })
-            .clone()
+    /// Reserves the namespace `name` for a CONNECT: an existing one, or one created
+    /// from a matching pattern when `name` is valid ([`is_valid_pattern_namespace`]).
+    /// A created namespace is not listed and its adapter not initialised until a
+    /// connection is accepted; `None`: no such namespace.
+    pub(crate) fn reserve(self: &Arc<Self>, name: &str) -> Option<Reservation> {
+        if let Some(ns) = self.registry().get(name) {
+            // Under the registry lock: `release` cannot decide meanwhile.
+            ns.add_pending();
+            return Some(Reservation {
+                io: self.clone(),
+                ns: ns.clone(),
+            });
+        }
+        if !is_valid_pattern_namespace(name) {
+            return None;
+        }
+        let handlers = self.pattern_for(name)?;
+        let mut map = self.registry_mut();
+        let ns = map
+            .entry(name.to_owned())
+            .or_insert_with(|| self.build(name, handlers, true))
+            .clone();
+        ns.add_pending();
+        Some(Reservation {
+            io: self.clone(),
+            ns,
+        })
+    }
+
+    fn build(&self, name: &str, handlers: Arc<Handlers>, removable: bool) -> Arc<Namespace> {
+        Namespace::new(
+            name.to_owned(),
+            handlers,
+            (self.adapters)(name),
+            self.config.recovery,
+            removable,
+        )
+    }
+
+    /// The namespace `name`, declared for the server's lifetime (created if needed,
+    /// with a matching pattern's handlers if one accepts it).
+    fn declare(&self, name: &str) -> Arc<Namespace> {
+        let ns = {
+            let mut map = self.registry_mut();
+            if let Some(ns) = map.get(name) {
+                ns.make_permanent();
+                ns.clone()
+            } else {
+                let handlers = self.pattern_for(name).unwrap_or_default();
+                let ns = self.build(name, handlers, false);
+                map.insert(name.to_owned(), ns.clone());
+                ns
+            }
+        };
+        ns.activate();
+        ns
+    }
+
+    /// A namespace created from a pattern may have become idle: remove it now, or,
+    /// with connection state recovery, once its sockets' sessions have expired (a
+    /// client coming back within the window finds its session).
+    pub(crate) fn release(self: &Arc<Self>, ns: &Arc<Namespace>) {
+        if !ns.removable() {
+            return;
+        }
+        let window = ns.recovery_window().filter(|_| ns.is_active());
+        match (window, tokio::runtime::Handle::try_current()) {
+            (Some(window), Ok(runtime)) => {
+                let (io, ns) = (Arc::downgrade(self), Arc::downgrade(ns));
+                runtime.spawn(async move {
+                    tokio::time::sleep(window).await;
+                    if let (Some(io), Some(ns)) = (io.upgrade(), ns.upgrade()) {
+                        io.remove_if_idle(&ns);
+                    }
+                });
+            }
+            _ => self.remove_if_idle(ns),
+        }
+    }
+
+    /// Removes `ns` from the registry if it is still there and idle, then closes its
+    /// adapter. Race-free with a CONNECT: a socket is only registered by a connection
+    /// that reserved the namespace, and reserving takes the registry lock held here.
+    ///
+    /// The adapter is closed under the registry lock: a namespace of the same name
+    /// created next is initialised after it, so a cluster adapter's unsubscribe never
+    /// overtakes the new namespace's subscribe.
+    fn remove_if_idle(&self, ns: &Arc<Namespace>) {
+        let mut map = self.registry_mut();
+        let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, ns));
+        if !current || !ns.removable() || !ns.is_idle() {
+            return;
+        }
+        map.remove(ns.name());
+        if ns.is_active() {
+            ns.adapter().close(ns);
+        }
+        drop(map);
+        tracing::debug!(nsp = ns.name(), "empty namespace removed");
     }
 }
 
@@ -138,24 +267,25 @@ impl Io {
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
         // The main namespace always exists, as in Node (`io.sockets`).
-        inner.create("/", Arc::default());
+        inner.declare("/");
         Io { inner, engine }
     }
 
-    /// The namespace `name`, created if needed.
+    /// The namespace `name`, created if needed. It lives as long as the server, even
+    /// when a pattern also accepts its name.
     pub fn of(&self, name: &str) -> Arc<Namespace> {
         let name = if name.starts_with('/') {
             name.to_owned()
         } else {
             format!("/{name}")
         };
-        self.inner
-            .namespace_for(&name)
-            .unwrap_or_else(|| self.inner.create(&name, Arc::default()))
+        self.inner.declare(&name)
     }
 
-    /// Accepts every namespace whose name satisfies `matches`; each is created on its
-    /// first connection and shares the returned handlers (Node's `io.of(regex)`).
+    /// Accepts every namespace whose name satisfies `matches` and
+    /// [`is_valid_pattern_namespace`]; each is created on its first connection and
+    /// shares the returned handlers (Node's `io.of(regex)`), and is removed when its
+    /// last socket leaves (Node's `cleanupEmptyChildNamespaces`).
     pub fn of_matching(
         &self,
         matches: impl Fn(&str) -> bool + Send + Sync + 'static,
@@ -169,19 +299,22 @@ impl Io {
         handlers
     }
 
-    /// The namespace `name` if it exists (or a pattern accepts it), without creating
-    /// a static one.
+    /// The namespace `name` if it exists now; never creates one (a pattern's
+    /// namespaces exist while they have sockets).
     pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
-        self.inner.namespace_for(name)
+        self.inner
+            .registry()
+            .get(name)
+            .filter(|ns| ns.is_active())
+            .cloned()
     }
 
     /// Every namespace that exists now.
     pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
         self.inner
-            .namespaces
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .registry()
             .values()
+            .filter(|ns| ns.is_active())
             .cloned()
             .collect()
     }

@@ -35,7 +35,11 @@ pub struct Socket {
     ns: Arc<Namespace>,
     session: Arc<Session>,
     client: Arc<ClientShared>,
-    auth: Value,
+    /// The CONNECT payload, kept for the middleware and the connection handlers
+    /// (Node's order) and then forgotten (`{}`): it often carries a token, and at up
+    /// to `max_connect_auth` bytes per socket it would be the largest thing a socket
+    /// holds. Whoever needs part of it later copies it into `data` in a middleware.
+    auth: RwLock<Arc<Value>>,
     /// Application data (Node's `socket.data`). JSON so it can cross nodes.
     data: RwLock<Value>,
     /// Server → client acknowledgements awaiting an answer. Allocates only once used.
@@ -97,7 +101,7 @@ impl Socket {
             ns,
             session,
             client,
-            auth,
+            auth: RwLock::new(Arc::new(auth)),
             data: RwLock::new(Value::Null),
             acks: Mutex::default(),
             next_ack: AtomicU64::new(0),
@@ -121,9 +125,23 @@ impl Socket {
         &self.ns
     }
 
-    /// The CONNECT payload (`auth` in `socket.io-client`), `{}` if none.
-    pub fn auth(&self) -> &Value {
-        &self.auth
+    /// A copy of the CONNECT payload (`auth` in `socket.io-client`), `{}` if none.
+    /// Available to the middleware and the connection handlers; `{}` once those ran
+    /// (unlike Node, which keeps `socket.handshake.auth`): copy what is needed later
+    /// into [`Socket::set_data`].
+    pub fn auth(&self) -> Value {
+        Value::clone(&self.auth_shared())
+    }
+
+    /// The CONNECT payload without copying it.
+    pub(crate) fn auth_shared(&self) -> Arc<Value> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Drops the CONNECT payload (see the `auth` field).
+    fn forget_auth(&self) {
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Value::Object(serde_json::Map::new()));
     }
 
     /// The HTTP request that opened the connection.
@@ -235,7 +253,7 @@ impl Socket {
     pub fn info(&self) -> SocketInfo {
         SocketInfo {
             id: self.id.to_string(),
-            handshake: node_handshake(self.handshake(), &self.auth),
+            handshake: node_handshake(self.handshake(), &self.auth_shared()),
             rooms: self.rooms(),
             data: self.data(),
         }
@@ -367,6 +385,7 @@ impl Socket {
     /// events arriving while those run still queue behind them.
     pub(crate) fn run_connect(self: &Arc<Self>) {
         self.ns.handlers().run_connect(self);
+        self.forget_auth();
         loop {
             let batch = {
                 let mut early = self.lock_early();
@@ -437,6 +456,11 @@ impl Socket {
         self.lock_acks().clear();
         tracing::debug!(socket = %self.id, nsp = self.namespace(), %reason, "socket disconnected");
         self.ns.handlers().run_disconnect(self, reason);
+        // After the handlers, which may still broadcast: a namespace a pattern
+        // created goes away with its last socket.
+        if self.ns.removable() {
+            self.client.io().release(&self.ns);
+        }
     }
 
     /// Keeps the session for a later reconnect when the drop was not deliberate.

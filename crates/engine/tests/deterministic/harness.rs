@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use switchboard_engine::eio::server::RequestBody;
 use switchboard_engine::{Io, Shutdown, SocketIoConfig};
 
 pub(crate) const PING_INTERVAL: Duration = Duration::from_millis(300);
@@ -35,6 +36,11 @@ pub(crate) async fn request(
         .uri(format!("/socket.io/?{query}"))
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap();
+    send(io, req).await
+}
+
+/// One HTTP exchange of a request built by the test (headers, a body of its own).
+pub(crate) async fn send<B: RequestBody>(io: &Io, req: Request<B>) -> (StatusCode, String) {
     let res = io.handle(req, "127.0.0.1:9".parse().unwrap()).await;
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -50,6 +56,11 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) async fn handshake(io: &Io) -> Client {
         let (status, body) = request(io, Method::GET, "EIO=4&transport=polling", "").await;
+        Client::opened(io, status, &body)
+    }
+
+    /// The client of a handshake answered `status` `body` (the `open` packet).
+    pub(crate) fn opened(io: &Io, status: StatusCode, body: &str) -> Client {
         assert_eq!(status, StatusCode::OK, "{body}");
         let open: serde_json::Value =
             serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
@@ -68,7 +79,7 @@ impl Client {
         client
     }
 
-    fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         format!("EIO=4&transport=polling&sid={}", self.sid)
     }
 

@@ -1,10 +1,17 @@
 //! Bounded outbound queues: slow consumers are cut with their own reason, volatile
 //! packets are dropped instead of queued, and other clients are unaffected.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::Full;
 use serde_json::json;
 use switchboard_engine::QueueLimits;
+use switchboard_engine::eio::session::MAX_HANDSHAKE_HEADER_BYTES;
 
-use super::harness::{Client, config, server};
+use super::harness::{Client, PING_INTERVAL, config, request, send, server};
 
 fn disconnects(io: &switchboard_engine::Io, reason: &str) -> u64 {
     let snap = io.engine().metrics().snapshot();
@@ -73,4 +80,117 @@ async fn volatile_packets_are_dropped_while_the_client_is_not_ready() {
     assert_eq!(body, "42[\"first\",1]");
     assert_eq!(io.engine().metrics().snapshot().volatile_dropped, 5);
     assert_eq!(disconnects(&io, "slow consumer"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_client_pings_queues_nothing_but_the_close_packet() {
+    let mut cfg = config();
+    cfg.engine.queue = QueueLimits {
+        max_packets: 8,
+        max_bytes: 1 << 20,
+    };
+    let io = server(cfg);
+    let client = Client::connected(&io).await;
+    // A GET waiting when the session closes receives what was queued.
+    let waiting = tokio::spawn({
+        let client = Client {
+            io: io.clone(),
+            sid: client.sid.clone(),
+        };
+        async move { client.get().await }
+    });
+    tokio::task::yield_now().await;
+    // Each ping used to queue a pong outside the bounds: 1000 of them in one POST.
+    let flood = vec!["2"; 1000].join("\x1e");
+    client.post(&flood).await;
+    let body = waiting.await.unwrap();
+    assert_eq!(body, "1", "no pong, only the close packet");
+    assert_eq!(disconnects(&io, "transport error"), 1);
+    assert_eq!(disconnects(&io, "slow consumer"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_ping_that_does_not_fit_closes_a_full_queue_as_slow_consumer() {
+    let mut cfg = config();
+    cfg.engine.queue = QueueLimits {
+        max_packets: 2,
+        max_bytes: 1 << 20,
+    };
+    let io = server(cfg);
+    let client = Client::connected(&io).await;
+    let ns = io.of("/");
+    ns.emit("tick", json!(0));
+    ns.emit("tick", json!(1));
+    // The queue is full when the heartbeat's ping is due: it does not go past the bound.
+    tokio::time::sleep(PING_INTERVAL + Duration::from_millis(10)).await;
+    assert_eq!(disconnects(&io, "slow consumer"), 1);
+    client.assert_closed().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_keeps_a_bounded_copy_of_its_handshake_headers() {
+    let io = server(config());
+    let seen: Arc<Mutex<Option<HeaderMap>>> = Arc::default();
+    io.of("/").on_connection({
+        let seen = seen.clone();
+        move |socket| *seen.lock().unwrap() = Some(socket.handshake().headers.clone())
+    });
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri("/socket.io/?EIO=4&transport=polling");
+    for i in 0..90 {
+        req = req.header(format!("x-filler-{i}"), "f".repeat(150));
+    }
+    // Sent last, after far more than the budget: credentials are kept first.
+    req = req
+        .header("cookie", "session=abc")
+        .header("authorization", "Bearer xyz");
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let (status, body) = send(&io, req).await;
+    let client = Client::opened(&io, status, &body);
+    client.post("40").await;
+    let _ = client.get().await;
+    let kept = seen.lock().unwrap().take().expect("connected");
+    let cost: usize = kept
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    assert_eq!(MAX_HANDSHAKE_HEADER_BYTES, 8 * 1024);
+    assert!(cost <= 8 * 1024, "{cost} bytes kept");
+    assert!(
+        kept.len() > 10,
+        "headers up to the budget are kept: {}",
+        kept.len()
+    );
+    assert_eq!(kept["cookie"], "session=abc");
+    assert_eq!(kept["authorization"], "Bearer xyz");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_websocket_handshake_holds_its_slot_before_it_completes() {
+    let mut cfg = config();
+    cfg.engine.max_connections = 1;
+    let io = server(cfg);
+    let upgrade = Request::builder()
+        .method(Method::GET)
+        .uri("/socket.io/?EIO=4&transport=websocket")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _) = send(&io, upgrade).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    // The WebSocket is not up yet (its task has not run), but its slot is taken.
+    let (status, body) = request(&io, Method::GET, "EIO=4&transport=polling", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(io.engine().session_count(), 0);
+    // This request carries no connection to upgrade, so the handshake fails: its
+    // slot is given back.
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    Client::handshake(&io).await;
+    assert_eq!(io.engine().metrics().snapshot().connections_refused, 1);
 }

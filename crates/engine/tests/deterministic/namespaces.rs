@@ -215,3 +215,314 @@ async fn events_wait_for_the_connection_handlers() {
         "the event ran before the connection handler finished"
     );
 }
+
+/// The namespaces a pattern created that exist now (listed, as on /metrics).
+fn listed(io: &switchboard_engine::Io) -> Vec<String> {
+    let mut names: Vec<String> = io
+        .namespaces()
+        .iter()
+        .map(|ns| ns.name().to_owned())
+        .filter(|n| n.starts_with("/tenant-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The client closes its Engine.IO connection (and takes the closing noop, so the
+/// server finishes the session at once).
+async fn close_connection(client: &Client) {
+    client.post("1").await;
+    assert_eq!(client.get_raw().await.1, "6");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// An adapter that counts `init` and `close` calls, to see a cluster adapter told.
+#[derive(Debug, Default)]
+struct Counting {
+    index: switchboard_engine::adapter::MemoryAdapter,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl switchboard_engine::adapter::Adapter for Counting {
+    fn add_all(
+        &self,
+        sid: switchboard_engine::protocol::Sid,
+        rooms: &[&str],
+    ) -> Vec<switchboard_engine::adapter::Room> {
+        self.index.add_all(sid, rooms)
+    }
+    fn del(&self, sid: switchboard_engine::protocol::Sid, room: &str) -> bool {
+        self.index.del(sid, room)
+    }
+    fn del_all(
+        &self,
+        sid: switchboard_engine::protocol::Sid,
+    ) -> Vec<switchboard_engine::adapter::Room> {
+        self.index.del_all(sid)
+    }
+    fn socket_rooms(
+        &self,
+        sid: switchboard_engine::protocol::Sid,
+    ) -> Vec<switchboard_engine::adapter::Room> {
+        self.index.socket_rooms(sid)
+    }
+    fn sockets_in(
+        &self,
+        rooms: &[switchboard_engine::adapter::Room],
+        out: &mut Vec<switchboard_engine::protocol::Sid>,
+    ) {
+        self.index.sockets_in(rooms, out);
+    }
+    fn rooms(&self) -> Vec<switchboard_engine::adapter::Room> {
+        self.index.rooms()
+    }
+    fn room_size(&self, room: &str) -> usize {
+        self.index.room_size(room)
+    }
+    fn init(&self, ns: &std::sync::Arc<switchboard_engine::Namespace>) {
+        self.log.lock().unwrap().push(format!("init {}", ns.name()));
+    }
+    fn close(&self, ns: &switchboard_engine::Namespace) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("close {}", ns.name()));
+    }
+}
+
+/// A server whose adapters log their `init` and `close` calls into the returned log.
+fn counting_server() -> (
+    switchboard_engine::Io,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = log.clone();
+    let factory: switchboard_engine::adapter::AdapterFactory = std::sync::Arc::new(move |_| {
+        std::sync::Arc::new(Counting {
+            log: shared.clone(),
+            ..Counting::default()
+        }) as std::sync::Arc<dyn switchboard_engine::adapter::Adapter>
+    });
+    let io = switchboard_engine::Io::with_adapter(
+        config(),
+        factory,
+        std::sync::Arc::new(switchboard_engine::Metrics::default()),
+        switchboard_engine::Shutdown::never(),
+    );
+    log.lock().unwrap().clear();
+    (io, log)
+}
+
+/// Node's `cleanupEmptyChildNamespaces`: a namespace a pattern created goes away with
+/// its last socket (namespace disconnect or closed connection), and its adapter is
+/// closed; a declared namespace stays.
+#[tokio::test(start_paused = true)]
+async fn a_pattern_namespace_goes_away_with_its_last_socket() {
+    let (io, log) = counting_server();
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let first = Client::handshake(&io).await;
+    first.post("40/tenant-a,").await;
+    assert!(first.get().await.starts_with("40/tenant-a,{\"sid\":"));
+    let second = Client::handshake(&io).await;
+    second.post("40/tenant-a,").await;
+    assert!(second.get().await.starts_with("40/tenant-a,{\"sid\":"));
+    assert_eq!(listed(&io), ["/tenant-a"]);
+    assert_eq!(*log.lock().unwrap(), ["init /tenant-a"]);
+
+    first.post("41/tenant-a,").await;
+    assert_eq!(listed(&io), ["/tenant-a"], "one socket is left");
+    close_connection(&second).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+    assert!(io.namespace("/tenant-a").is_none());
+    assert_eq!(*log.lock().unwrap(), ["init /tenant-a", "close /tenant-a"]);
+
+    // It comes back (a new one) on the next connection.
+    first.post("40/tenant-a,").await;
+    assert!(first.get().await.starts_with("40/tenant-a,{\"sid\":"));
+    assert_eq!(listed(&io), ["/tenant-a"]);
+    assert_eq!(io.namespace("/tenant-a").unwrap().socket_count(), 1);
+
+    // A namespace declared with `of` stays, even when a pattern matches it.
+    io.of("/tenant-static");
+    let third = Client::handshake(&io).await;
+    third.post("40/tenant-static,").await;
+    assert!(third.get().await.starts_with("40/tenant-static,"));
+    third.post("41/tenant-static,").await;
+    assert!(io.namespace("/tenant-static").is_some());
+}
+
+/// A namespace a pattern accepts exists only once a connection passed its middleware:
+/// nothing is listed (or subscribed) while the middleware runs, and nothing is left
+/// when it refuses.
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_leaves_no_pattern_namespace_behind() {
+    let (io, log) = counting_server();
+    let handlers = io.of_matching(|name| name.starts_with("/tenant-"));
+    // The namespace the middleware saw, to check that nothing keeps it afterwards.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::sync::Weak::new()));
+    let seen_in_middleware = seen.clone();
+    handlers.use_middleware(move |socket| {
+        *seen_in_middleware.lock().unwrap() = std::sync::Arc::downgrade(socket.ns());
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Rooms joined before a refusal are left again.
+            socket.join(&["user:x"]);
+            match socket.auth()["token"] == "good" {
+                true => Ok(()),
+                false => Err(ConnectError::new("unauthorized")),
+            }
+        }
+    });
+    let client = Client::handshake(&io).await;
+    client.post(r#"40/tenant-random,{"token":"bad"}"#).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        listed(&io),
+        Vec::<String>::new(),
+        "listed during middleware"
+    );
+    assert_eq!(
+        client.get().await,
+        r#"44/tenant-random,{"message":"unauthorized"}"#
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    assert!(
+        seen.lock().unwrap().upgrade().is_none(),
+        "the refused connection's namespace is still held"
+    );
+
+    client.post(r#"40/tenant-random,{"token":"good"}"#).await;
+    assert!(client.get().await.starts_with("40/tenant-random,{\"sid\":"));
+    let ns = io
+        .namespace("/tenant-random")
+        .expect("created once accepted");
+    assert_eq!(ns.adapter().room_size("user:x"), 1);
+    assert_eq!(*log.lock().unwrap(), ["init /tenant-random"]);
+}
+
+/// Names a pattern may not create: globs and separators of Redis channel names, control
+/// characters, more than 128 bytes. Refused as unknown namespaces, nothing created.
+#[tokio::test(start_paused = true)]
+async fn bad_pattern_names_are_refused_and_create_nothing() {
+    let (io, log) = counting_server();
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let long = format!("/tenant-{}", "x".repeat(1000));
+    let at_limit = format!("/tenant-{}", "x".repeat(128 - "/tenant-".len()));
+    let client = Client::handshake(&io).await;
+    for name in [
+        "/tenant-*",
+        "/tenant-#x",
+        "/tenant-a?",
+        "/tenant-[ab]",
+        "/tenant-a\\b",
+        "/tenant-\u{7}",
+        "/tenant-\u{85}",
+        long.as_str(),
+    ] {
+        client.post(&format!("40{name},")).await;
+        assert_eq!(
+            client.get().await,
+            format!(r#"44{name},{{"message":"Invalid namespace"}}"#),
+            "{name:?}"
+        );
+    }
+    assert_eq!(listed(&io), Vec::<String>::new());
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    client.post(&format!("40{at_limit},")).await;
+    assert!(client.get().await.starts_with(&format!("40{at_limit},")));
+}
+
+/// The last socket leaving while another connection joins: the joining socket always
+/// ends up in the namespace that is listed, never in a removed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_joining_while_the_last_one_leaves_is_never_orphaned() {
+    let io = server(config());
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    for round in 0..100 {
+        let leaving = Client::handshake(&io).await;
+        leaving.post("40/tenant-race,").await;
+        assert!(leaving.get().await.starts_with("40/tenant-race,"));
+        let joining = Client::handshake(&io).await;
+        let (left, joined) = tokio::join!(
+            tokio::spawn(async move { leaving.post("41/tenant-race,").await }),
+            tokio::spawn(async move {
+                joining.post("40/tenant-race,").await;
+                joining
+            }),
+        );
+        left.unwrap();
+        let joining = joined.unwrap();
+        assert!(joining.get().await.starts_with("40/tenant-race,"));
+        let ns = io
+            .namespace("/tenant-race")
+            .expect("listed while a socket is in it");
+        assert_eq!(ns.socket_count(), 1, "round {round}");
+        joining.post("41/tenant-race,").await;
+        assert!(io.namespace("/tenant-race").is_none(), "round {round}");
+    }
+}
+
+/// With connection state recovery a namespace a pattern created outlives its last
+/// socket by the recovery window, so a client dropped by a network blip resumes.
+#[tokio::test(start_paused = true)]
+async fn with_recovery_an_empty_pattern_namespace_waits_for_the_window() {
+    let mut config = config();
+    let recovery = switchboard_engine::sio::RecoveryConfig::default();
+    config.recovery = Some(recovery);
+    let io = server(config);
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let client = Client::handshake(&io).await;
+    client.post("40/tenant-r,").await;
+    assert!(client.get().await.starts_with("40/tenant-r,"));
+    close_connection(&client).await;
+    assert_eq!(listed(&io), ["/tenant-r"]);
+    tokio::time::sleep(recovery.max_disconnection_duration + Duration::from_secs(1)).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+}
+
+/// The CONNECT payload is bounded (16 KiB by default), refused with a message.
+#[tokio::test(start_paused = true)]
+async fn a_connect_payload_over_the_limit_is_refused() {
+    let io = server(config());
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let payload = |kib: usize| format!(r#"{{"token":"{}"}}"#, "t".repeat(kib * 1024 - 12));
+    let client = Client::handshake(&io).await;
+    client.post(&format!("40/tenant-big,{}", payload(20))).await;
+    assert_eq!(
+        client.get().await,
+        r#"44/tenant-big,{"message":"auth payload too large"}"#
+    );
+    assert_eq!(listed(&io), Vec::<String>::new());
+    client.post(&format!("40{}", payload(20))).await;
+    assert_eq!(
+        client.get().await,
+        r#"44{"message":"auth payload too large"}"#
+    );
+    client.post(&format!("40/tenant-big,{}", payload(15))).await;
+    assert!(client.get().await.starts_with("40/tenant-big,{\"sid\":"));
+}
+
+/// The CONNECT payload is there for the middleware and the connection handlers, then
+/// forgotten: a socket does not keep (nor show to `fetchSockets`) a token.
+#[tokio::test(start_paused = true)]
+async fn the_connect_payload_is_forgotten_after_the_connection_handlers() {
+    let io = server(config());
+    let ns = io.of("/");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (in_middleware, in_handler) = (seen.clone(), seen.clone());
+    ns.use_middleware(move |socket| {
+        in_middleware.lock().unwrap().push(socket.auth());
+        async { Ok(()) }
+    });
+    ns.on_connection(move |socket| in_handler.lock().unwrap().push(socket.auth()));
+    let client = Client::handshake(&io).await;
+    client.post(r#"40{"token":"abc"}"#).await;
+    assert!(client.get().await.starts_with("40{\"sid\":"));
+    let token = json!({"token": "abc"});
+    assert_eq!(*seen.lock().unwrap(), [token.clone(), token]);
+    let socket = ns.sockets().pop().unwrap();
+    assert_eq!(socket.auth(), json!({}));
+    assert_eq!(socket.info().handshake["auth"], json!({}));
+}

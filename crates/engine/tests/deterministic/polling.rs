@@ -1,8 +1,14 @@
 //! Long-polling rules: payload framing, one request of each kind at a time, limits.
 
-use http::{Method, StatusCode};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use super::harness::{Client, config, request, server};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use hyper::body::Frame;
+
+use super::harness::{Client, config, request, send, server};
 
 #[tokio::test(start_paused = true)]
 async fn error_codes_match_engine_io() {
@@ -147,4 +153,85 @@ async fn a_burst_is_split_into_polls_of_at_most_sixteen_packets() {
     }
     let expected: Vec<String> = (0..40).map(|i| format!("42[\"n\",{i}]")).collect();
     assert_eq!(seen, expected, "order is kept across polls");
+}
+
+fn disconnects(io: &switchboard_engine::Io, reason: &str) -> u64 {
+    let snap = io.engine().metrics().snapshot();
+    snap.disconnects
+        .iter()
+        .find(|(r, _)| r.as_str() == reason)
+        .unwrap()
+        .1
+}
+
+/// A GET of `client` sent now, answered later.
+fn waiting_get(client: &Client) -> tokio::task::JoinHandle<(StatusCode, String)> {
+    let client = Client {
+        io: client.io.clone(),
+        sid: client.sid.clone(),
+    };
+    tokio::spawn(async move { client.get_raw().await })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_ping_closes_the_session_as_node_does() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    let waiting = waiting_get(&client);
+    tokio::task::yield_now().await;
+    client.post("2").await;
+    // No pong: Engine.IO v4 heartbeats go server → client, and Node closes with
+    // "transport error" ("invalid heartbeat direction").
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "1"));
+    assert_eq!(disconnects(&io, "transport error"), 1);
+    client.assert_closed().await;
+}
+
+/// A body of which only the first bytes ever arrive.
+struct Stalled {
+    first: Option<Bytes>,
+}
+
+impl hyper::body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_body_that_stalls_is_cut_off_after_the_deadline() {
+    let mut cfg = config();
+    // Shorter than a heartbeat round: the client cannot pong while its POST is open.
+    let deadline = Duration::from_millis(200);
+    cfg.engine.body_timeout = deadline;
+    let io = server(cfg);
+    let client = Client::connected(&io).await;
+    let waiting = waiting_get(&client);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/socket.io/?{}", client.query()))
+        .body(Stalled {
+            first: Some(Bytes::from_static(b"42[\"slow")),
+        })
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let (status, _) = tokio::time::timeout(Duration::from_secs(30), send(&io, req))
+        .await
+        .expect("the stalled POST is answered");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(started.elapsed(), deadline, "answered at the deadline");
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "1"), "closed");
+    assert_eq!(disconnects(&io, "transport error"), 1);
+    client.assert_closed().await;
 }

@@ -224,3 +224,170 @@ async fn data_set_by_middleware_is_kept_when_recovery_is_on() {
         json!({"claims": {"sub": "alice"}})
     );
 }
+
+/// A server keeping at most `max_sessions` sessions of `max_bytes` in all, where
+/// `fill` sets a socket's data to that many bytes.
+fn bounded_server(max_sessions: usize, max_bytes: usize) -> switchboard_engine::Io {
+    let mut cfg = config();
+    cfg.recovery = Some(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        max_sessions,
+        max_sessions_bytes: max_bytes,
+        ..RecoveryConfig::default()
+    });
+    let io = server(cfg);
+    io.of("/").on("fill", |ev| {
+        let n = ev.payload.args.first().and_then(Value::as_u64).unwrap_or(0);
+        ev.socket.set_data(json!("x".repeat(n as usize)));
+    });
+    io
+}
+
+/// Connects a client to `/`, returning it with its `(sid, pid)`.
+async fn connect(io: &switchboard_engine::Io) -> (Client, String, String) {
+    let client = Client::handshake(io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    (client, sid, pid)
+}
+
+/// What an attacker's churn (or a flaky network) does: the Engine.IO connection closes
+/// without a Socket.IO disconnect, a reason that keeps the session.
+async fn drop_connection(client: &Client) {
+    client.post("1").await;
+    // Taking the closing noop lets the server finish the session at once.
+    let (_, body) = client.get_raw().await;
+    assert_eq!(body, "6");
+    // Lets the driver finish, and gives each drop its own time, so "oldest" is
+    // well defined.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Whether the client holding `(sid, pid)` gets its session back.
+async fn resumes(io: &switchboard_engine::Io, sid: &str, pid: &str) -> bool {
+    let back = Client::handshake(io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let (sid2, pid2) = connect_answer(&back.get().await);
+    assert_eq!(sid2 == sid, pid2 == pid, "a new sid comes with a new pid");
+    sid2 == sid
+}
+
+fn recovery_metrics(io: &switchboard_engine::Io) -> (i64, u64, u64) {
+    let m = io.engine().metrics().snapshot();
+    (
+        m.recovery_sessions,
+        m.recovery_sessions_evicted,
+        m.recovery_sessions_expired,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn churn_beyond_max_sessions_keeps_the_newest_and_counts_the_dropped() {
+    let io = bounded_server(3, usize::MAX);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (client, sid, pid) = connect(&io).await;
+        drop_connection(&client).await;
+        ids.push((sid, pid));
+    }
+    assert_eq!(recovery_metrics(&io), (3, 2, 0));
+    for (sid, pid) in &ids[..2] {
+        assert!(!resumes(&io, sid, pid).await, "the two oldest were dropped");
+    }
+    for (sid, pid) in &ids[2..] {
+        assert!(resumes(&io, sid, pid).await, "the three newest are kept");
+    }
+    assert_eq!(recovery_metrics(&io).0, 0, "all taken back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn kept_sessions_stay_within_max_bytes_oldest_dropped_first() {
+    // Room for two sessions of 10 kB data each, not three.
+    let io = bounded_server(100, 25_000);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (client, sid, pid) = connect(&io).await;
+        client.post(r#"42["fill",10000]"#).await;
+        tokio::task::yield_now().await;
+        drop_connection(&client).await;
+        ids.push((sid, pid));
+    }
+    assert_eq!(recovery_metrics(&io), (2, 1, 0));
+    assert!(!resumes(&io, &ids[0].0, &ids[0].1).await);
+    assert!(resumes(&io, &ids[1].0, &ids[1].1).await);
+    assert!(resumes(&io, &ids[2].0, &ids[2].1).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_too_large_to_keep_is_not_recovered() {
+    let io = bounded_server(100, usize::MAX);
+    let (small, small_sid, small_pid) = connect(&io).await;
+    drop_connection(&small).await;
+    let (big, sid, pid) = connect(&io).await;
+    // Over DEFAULT_MAX_BYTES_PER_SESSION (64 KiB).
+    big.post(r#"42["fill",70000]"#).await;
+    tokio::task::yield_now().await;
+    drop_connection(&big).await;
+    assert_eq!(recovery_metrics(&io), (1, 1, 0), "it pushed nothing out");
+    assert!(!resumes(&io, &sid, &pid).await);
+    assert!(resumes(&io, &small_sid, &small_pid).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_sessions_are_gone_and_counted() {
+    let io = bounded_server(100, usize::MAX);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (client, sid, pid) = connect(&io).await;
+        drop_connection(&client).await;
+        ids.push((sid, pid));
+    }
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let (client, sid, pid) = connect(&io).await;
+    drop_connection(&client).await;
+    assert_eq!(recovery_metrics(&io), (1, 0, 3));
+    for (sid, pid) in &ids {
+        assert!(!resumes(&io, sid, pid).await);
+    }
+    assert!(resumes(&io, &sid, &pid).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_connected() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    // Someone else is in room-a and hears everything, so it knows every offset.
+    let (witness, _, _) = connect(&io).await;
+    witness.post(r#"42["join","room-a"]"#).await;
+    tokio::task::yield_now().await;
+    ns.to("room-a").emit("secret", json!(1));
+    ns.emit("news", json!("before"));
+    let heard = events(&witness.get().await);
+    let oldest = heard[0]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap();
+    assert_eq!(heard.len(), 2);
+
+    let (client, sid, pid) = connect(&io).await;
+    client.post(r#"42["join","room-a"]"#).await;
+    tokio::task::yield_now().await;
+    drop_connection(&client).await;
+    ns.to("room-a").emit("seq", json!("missed"));
+
+    // It claims the oldest buffered offset, from before it existed.
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}","offset":"{oldest}"}}"#))
+        .await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid, "recovered");
+    let replayed: Vec<Value> = events(&body).iter().map(|e| e[0].clone()).collect();
+    assert_eq!(
+        replayed,
+        ["seq"],
+        "only what it missed, nothing from before"
+    );
+}

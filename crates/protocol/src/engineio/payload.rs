@@ -17,18 +17,57 @@ pub enum FrameRef<'a> {
     Binary(&'a [u8]),
 }
 
-/// Decodes a polling request body into packets.
+/// Decodes a polling request body into packets, all at once (tests and tools; the
+/// server reads bodies with [`packets`]).
 pub fn decode(body: Bytes) -> Result<Vec<Packet>, DecodeError> {
-    let mut packets = Vec::new();
-    let mut start = 0;
-    for (i, b) in body.iter().enumerate() {
-        if *b == SEPARATOR {
-            packets.push(Packet::decode_text(body.slice(start..i))?);
-            start = i + 1;
-        }
+    packets(body).collect()
+}
+
+/// The packets of a polling request body, decoded one at a time.
+///
+/// A body of up to `maxPayload` bytes can hold hundreds of thousands of one-byte
+/// packets; decoding them lazily lets the caller act on each (and stop at the first it
+/// refuses) without ever holding them all. After an element that does not decode, the
+/// iterator yields that error and then ends.
+pub fn packets(body: Bytes) -> Packets {
+    Packets {
+        body,
+        start: 0,
+        done: false,
     }
-    packets.push(Packet::decode_text(body.slice(start..))?);
-    Ok(packets)
+}
+
+/// Iterator returned by [`packets`].
+#[derive(Debug, Clone)]
+pub struct Packets {
+    body: Bytes,
+    start: usize,
+    done: bool,
+}
+
+impl Iterator for Packets {
+    type Item = Result<Packet, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let rest = &self.body[self.start..];
+        let end = match rest.iter().position(|b| *b == SEPARATOR) {
+            Some(len) => self.start + len,
+            None => {
+                self.done = true;
+                self.body.len()
+            }
+        };
+        let element = self.body.slice(self.start..end);
+        self.start = end + 1;
+        let packet = Packet::decode_text(element);
+        if packet.is_err() {
+            self.done = true;
+        }
+        Some(packet)
+    }
 }
 
 /// Encodes frames into one polling response body.
@@ -69,6 +108,20 @@ mod tests {
             decode(Bytes::from_static(b"4a\x1e")),
             Err(DecodeError::Empty)
         );
+    }
+
+    #[test]
+    fn packets_are_decoded_one_at_a_time_and_stop_at_an_error() {
+        let mut it = packets(Bytes::from_static(b"4a\x1e\x1e4b"));
+        assert_eq!(
+            it.next(),
+            Some(Ok(Packet::Message(Bytes::from_static(b"a"))))
+        );
+        assert_eq!(it.next(), Some(Err(DecodeError::Empty)));
+        assert_eq!(it.next(), None);
+        let all: Vec<_> = packets(Bytes::from_static(b"2\x1e2\x1e2")).collect();
+        assert_eq!(all.len(), 3);
+        assert_eq!(packets(Bytes::new()).count(), 1, "one empty element");
     }
 
     #[test]

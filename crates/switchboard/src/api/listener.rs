@@ -1,20 +1,27 @@
 //! The separate API listener (`api.listen`): HTTP/1.1 connections answered by the API
 //! router alone, until shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use switchboard_engine::{HEADER_READ_TIMEOUT, Shutdown};
+use switchboard_engine::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Shutdown};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Router;
 
 /// Pause after a failed `accept` (usually EMFILE) before trying again, instead of
 /// spinning on an error that lasts until a descriptor is freed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Open connections on the API listener. Backends keep a few pooled connections each;
+/// a thousand leaves room for many backends while bounding what a flood of idle
+/// connections (the listener may be reachable by more than the backends) can hold.
+/// One beyond is closed at once.
+pub(crate) const MAX_API_CONNECTIONS: usize = 1024;
 
 /// Serves `router` on `listener` until `shutdown`. Each connection holds a clone of
 /// `alive` until it ends, so the drain can wait for in-flight responses.
@@ -24,6 +31,7 @@ pub(crate) async fn serve(
     shutdown: Shutdown,
     alive: mpsc::Sender<()>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_API_CONNECTIONS));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -36,19 +44,31 @@ pub(crate) async fn serve(
             },
             () = shutdown.wait() => return,
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("api connection limit reached, connection closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let conn = connection(stream, router.clone(), shutdown.clone(), alive.clone());
+        let conn = connection(
+            stream,
+            router.clone(),
+            shutdown.clone(),
+            alive.clone(),
+            permit,
+        );
         tokio::spawn(conn);
     }
 }
 
 /// One connection: requests in turn, with the engine's header read timeout (slow
-/// headers) and the API's own body timeout (slow bodies).
+/// headers) and size bound, and the API's own body timeout (slow bodies). `_permit` is
+/// its place among [`MAX_API_CONNECTIONS`].
 async fn connection(
     stream: TcpStream,
     router: Router,
     shutdown: Shutdown,
     _alive: mpsc::Sender<()>,
+    _permit: OwnedSemaphorePermit,
 ) {
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
@@ -57,6 +77,7 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {

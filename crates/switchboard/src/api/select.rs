@@ -83,6 +83,17 @@ impl Target {
     }
 }
 
+/// Reads an optional field that, when present, must hold a value: `"close": null` is
+/// refused like any other wrong type (the OpenAPI document does not allow `null`),
+/// rather than read as if the field were absent.
+pub(crate) fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use switchboard_engine::{Shutdown, SocketIoConfig};

@@ -35,10 +35,13 @@ pub(crate) struct SocketsRequest {
     #[serde(default)]
     all: bool,
     /// Rooms to join (`/sockets/join` only).
+    #[serde(default, deserialize_with = "select::not_null")]
     join: Option<Vec<String>>,
     /// Rooms to leave (`/sockets/leave` only).
+    #[serde(default, deserialize_with = "select::not_null")]
     leave: Option<Vec<String>>,
     /// Close the whole connection, not only the namespace (`/sockets/disconnect` only).
+    #[serde(default, deserialize_with = "select::not_null")]
     close: Option<bool>,
 }
 

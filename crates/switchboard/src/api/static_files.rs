@@ -136,17 +136,33 @@ fn not_found(_: io::Error) -> ApiError {
 
 /// A directory URL without its trailing `/`: relative links in its index would
 /// resolve against the parent, so send the browser to `path/` first.
+///
+/// The target is rebuilt from the path's non-empty segments, so it always starts with
+/// exactly one `/`: `GET //evil.example` must not answer `Location: //evil.example/`,
+/// which a browser reads as another host (an open redirect).
 fn redirect_to_dir<B>(req: &Request<B>) -> Response<Body> {
-    let location = match req.uri().query() {
-        Some(q) => format!("{}/?{q}", req.uri().path()),
-        None => format!("{}/", req.uri().path()),
-    };
+    let location = dir_location(req.uri().path(), req.uri().query());
     let mut res = Response::new(Body::default());
     *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
     if let Ok(value) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, value);
     }
     res
+}
+
+/// `/a/b/` (with `?query` when given) for a URL path such as `//a//b`.
+fn dir_location(path: &str, query: Option<&str>) -> String {
+    let mut location = String::with_capacity(path.len() + 2);
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        location.push('/');
+        location.push_str(segment);
+    }
+    location.push('/');
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    location
 }
 
 fn file_response(file: &Path, bytes: Vec<u8>) -> Response<Body> {

@@ -2,9 +2,10 @@
 //! recovery): their raw shapes, checks and summary lines. The typed settings are the
 //! cluster crate's [`ClusterConfig`] and the engine's [`RecoveryConfig`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use switchboard_cluster::{AdapterKind, ClusterConfig};
+use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterSecret};
 use switchboard_engine::sio::RecoveryConfig;
 
 use super::Config;
@@ -31,6 +32,8 @@ pub(crate) struct ClusterSettings {
 pub(crate) struct RawCluster {
     pub(crate) adapter: Option<Field<String>>,
     pub(crate) redis_url: Option<Field<String>>,
+    pub(crate) redis_ca_file: Option<Field<String>>,
+    pub(crate) secret: Option<Field<String>>,
     pub(crate) node_name: Option<Field<String>>,
     pub(crate) key_prefix: Option<Field<String>>,
     pub(crate) stream_name: Option<Field<String>>,
@@ -48,6 +51,9 @@ pub(crate) struct RawRecovery {
     pub(crate) enabled: Option<Field<bool>>,
     pub(crate) max_disconnection_duration: Option<Field<HumanDuration>>,
     pub(crate) max_buffered_packets: Option<Field<Count>>,
+    pub(crate) max_buffered_bytes: Option<Field<Count>>,
+    pub(crate) max_sessions: Option<Field<Count>>,
+    pub(crate) max_bytes: Option<Field<Count>>,
     pub(crate) skip_middlewares: Option<Field<bool>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
@@ -57,6 +63,8 @@ pub(crate) struct RawRecovery {
 pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "adapter",
     "redis_url",
+    "redis_ca_file",
+    "secret",
     "node_name",
     "key_prefix",
     "stream_name",
@@ -69,6 +77,9 @@ pub(crate) const RECOVERY_KEYS: &[&str] = &[
     "enabled",
     "max_disconnection_duration",
     "max_buffered_packets",
+    "max_buffered_bytes",
+    "max_sessions",
+    "max_bytes",
     "skip_middlewares",
 ];
 
@@ -85,6 +96,15 @@ impl Validator<'_> {
             raw.redis_url,
             redis_url,
         );
+        self.read(
+            &mut k.redis_ca_file,
+            "cluster.redis_ca_file",
+            raw.redis_ca_file,
+            ca_file,
+        );
+        // A secret written but refused is reported once, as a bad value.
+        let secret_written = raw.secret.is_some();
+        self.read(&mut k.secret, "cluster.secret", raw.secret, secret);
         self.read(
             &mut s.node_name,
             "cluster.node_name",
@@ -123,6 +143,30 @@ impl Validator<'_> {
             raw.request_timeout,
             check::positive_duration,
         );
+        self.cluster_trust(&c.cluster.cluster, secret_written);
+    }
+
+    /// What the Redis adapters need together: the secret that signs forwarded
+    /// polling requests, and a TLS URL for a CA file to mean anything.
+    fn cluster_trust(&mut self, k: &ClusterConfig, secret_written: bool) {
+        if k.adapter != AdapterKind::Memory && !secret_written {
+            self.invalid(
+                "cluster.secret",
+                format!(
+                    "required with adapter = \"{}\": every node signs the polling requests \
+                     it forwards with it (at least {} bytes, the same on every node; e.g. \
+                     `openssl rand -hex 32` in SWITCHBOARD_CLUSTER__SECRET)",
+                    k.adapter.as_str(),
+                    ClusterSecret::MIN_LEN
+                ),
+            );
+        }
+        if k.redis_ca_file.is_some() && !switchboard_cluster::is_tls_url(&k.redis_url) {
+            self.invalid(
+                "cluster.redis_ca_file",
+                "is only used with a TLS URL (`rediss://…` in cluster.redis_url)".to_owned(),
+            );
+        }
     }
 
     /// Reads `[recovery]` into `c.socketio.recovery` (`None` unless enabled).
@@ -144,6 +188,24 @@ impl Validator<'_> {
             check::positive_count,
         );
         self.read(
+            &mut r.max_buffered_bytes,
+            "recovery.max_buffered_bytes",
+            raw.max_buffered_bytes,
+            check::positive_count,
+        );
+        self.read(
+            &mut r.max_sessions,
+            "recovery.max_sessions",
+            raw.max_sessions,
+            check::positive_count,
+        );
+        self.read(
+            &mut r.max_sessions_bytes,
+            "recovery.max_bytes",
+            raw.max_bytes,
+            check::positive_count,
+        );
+        self.read(
             &mut r.skip_middlewares,
             "recovery.skip_middlewares",
             raw.skip_middlewares,
@@ -160,6 +222,18 @@ fn adapter(text: String) -> Checked<AdapterKind> {
 fn redis_url(text: String) -> Checked<String> {
     switchboard_cluster::check_redis_url(&text)?;
     Ok(text)
+}
+
+/// A readable PEM file of CA certificates.
+fn ca_file(text: String) -> Checked<Option<PathBuf>> {
+    let path = PathBuf::from(text);
+    switchboard_cluster::check_ca_file(&path)?;
+    Ok(Some(path))
+}
+
+/// At least [`ClusterSecret::MIN_LEN`] bytes.
+fn secret(text: String) -> Checked<Option<ClusterSecret>> {
+    ClusterSecret::new(&text).map(Some)
 }
 
 /// A printable label of at most [`MAX_NODE_NAME_LEN`] characters.
@@ -193,7 +267,24 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
     let recovery = r.unwrap_or_default();
     vec![
         ("cluster.adapter", quote(k.adapter.as_str())),
-        ("cluster.redis_url", quote(&k.redis_url)),
+        (
+            "cluster.redis_url",
+            quote(&switchboard_cluster::redact_url(&k.redis_url)),
+        ),
+        (
+            "cluster.redis_ca_file",
+            k.redis_ca_file
+                .as_deref()
+                .map_or_else(|| quote("(none)"), |p| quote(&p.display().to_string())),
+        ),
+        (
+            "cluster.secret",
+            quote(if k.secret.is_some() {
+                "(set, not shown)"
+            } else {
+                "(none)"
+            }),
+        ),
         (
             "cluster.node_name",
             config
@@ -215,6 +306,15 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         (
             "recovery.max_buffered_packets",
             recovery.max_buffered_packets.to_string(),
+        ),
+        (
+            "recovery.max_buffered_bytes",
+            recovery.max_buffered_bytes.to_string(),
+        ),
+        ("recovery.max_sessions", recovery.max_sessions.to_string()),
+        (
+            "recovery.max_bytes",
+            recovery.max_sessions_bytes.to_string(),
         ),
         (
             "recovery.skip_middlewares",
@@ -249,8 +349,10 @@ mod tests {
         assert!(adapter("kafka".into()).is_err());
         assert!(redis_url("redis://10.0.0.5:6379/0".into()).is_ok());
         assert!(redis_url("redis://:secret@cache.internal:6380/2".into()).is_ok());
-        // Built without TLS: a rediss:// URL is refused at start-up, not at first use.
-        assert!(redis_url("rediss://cache.internal".into()).is_err());
+        assert!(redis_url("rediss://app:secret@cache.internal:6380/2".into()).is_ok());
+        assert!(secret("x".repeat(ClusterSecret::MIN_LEN)).is_ok());
+        assert!(secret("x".repeat(ClusterSecret::MIN_LEN - 1)).is_err());
+        assert!(ca_file("/nonexistent/ca.pem".into()).is_err());
         assert!(redis_url("http://10.0.0.5".into()).is_err());
         assert!(redis_url("10.0.0.5:6379".into()).is_err());
         assert_eq!(node_name("eu-1a".into()), Ok(Some("eu-1a".into())));

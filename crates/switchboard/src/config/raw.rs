@@ -44,9 +44,14 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "upgrade_timeout",
             "max_payload",
             "max_connections",
+            "max_tcp_connections",
+            "body_timeout",
         ],
     ),
-    ("socketio", &["connect_timeout", "max_attachments"]),
+    (
+        "socketio",
+        &["connect_timeout", "max_attachments", "max_connect_auth"],
+    ),
     ("cors", &["allowed_origins", "credentials"]),
     ("queue", &["max_packets", "max_bytes"]),
     (
@@ -122,6 +127,8 @@ pub(crate) struct RawEngine {
     pub(crate) upgrade_timeout: Option<Field<HumanDuration>>,
     pub(crate) max_payload: Option<Field<Count>>,
     pub(crate) max_connections: Option<Field<Count>>,
+    pub(crate) max_tcp_connections: Option<Field<Count>>,
+    pub(crate) body_timeout: Option<Field<HumanDuration>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -132,6 +139,7 @@ pub(crate) struct RawEngine {
 pub(crate) struct RawSocketIo {
     pub(crate) connect_timeout: Option<Field<HumanDuration>>,
     pub(crate) max_attachments: Option<Field<Count>>,
+    pub(crate) max_connect_auth: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -30,10 +30,19 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         ("engine.max_payload", e.max_payload.to_string()),
         ("engine.max_connections", e.max_connections.to_string()),
         (
+            "engine.max_tcp_connections",
+            e.max_tcp_connections.to_string(),
+        ),
+        ("engine.body_timeout", quote(duration(e.body_timeout))),
+        (
             "socketio.connect_timeout",
             quote(duration(sio.connect_timeout)),
         ),
         ("socketio.max_attachments", sio.max_attachments.to_string()),
+        (
+            "socketio.max_connect_auth",
+            sio.max_connect_auth.to_string(),
+        ),
         ("cors.allowed_origins", origins),
         ("cors.credentials", e.cors.credentials.to_string()),
         ("queue.max_packets", e.queue.max_packets.to_string()),

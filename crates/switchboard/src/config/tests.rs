@@ -337,3 +337,165 @@ fn drain_pacing_is_read_and_checked() {
         "{errors}"
     );
 }
+
+#[test]
+fn the_tcp_cap_follows_max_connections_unless_set_and_the_body_timeout_is_read() {
+    let defaults = Config::default().socketio.engine;
+    assert_eq!(
+        defaults.max_tcp_connections,
+        defaults.max_connections + 1000
+    );
+    assert_eq!(defaults.body_timeout, Duration::from_secs(10));
+    let env = [("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "50")];
+    let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
+    assert_eq!(e.max_tcp_connections, 1050);
+    let env = [
+        ("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "50"),
+        ("SWITCHBOARD_ENGINE__MAX_TCP_CONNECTIONS", "60"),
+        ("SWITCHBOARD_ENGINE__BODY_TIMEOUT", "3s"),
+    ];
+    let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
+    assert_eq!(
+        (e.max_tcp_connections, e.body_timeout),
+        (60, Duration::from_secs(3))
+    );
+    let flags = [
+        ("--set", "engine.max_tcp_connections=0"),
+        ("--set", "engine.body_timeout=0s"),
+    ];
+    let errors = load_err(&sources(None, &[], &flags));
+    let mut keys = errors.keys();
+    keys.sort_unstable();
+    assert_eq!(keys, ["engine.body_timeout", "engine.max_tcp_connections"]);
+}
+
+#[test]
+fn credentials_or_cookie_tokens_need_an_origin_list() {
+    let flags = [("--set", "cors.credentials=true")];
+    let errors = load_err(&sources(None, &[], &flags));
+    assert_eq!(errors.keys(), ["cors.credentials"], "{errors}");
+
+    let cookie_rules = r#"
+        [[namespaces]]
+        name = "/"
+        [namespaces.auth]
+        type = "jwt"
+        secret = "a-secret-for-tests-only-32-bytes-long!"
+        token_sources = ["auth:token", "cookie:session"]
+    "#;
+    let errors = from_text(cookie_rules).expect_err("cookie tokens with any origin");
+    assert_eq!(
+        errors.keys(),
+        ["namespaces[0].auth.token_sources"],
+        "{errors}"
+    );
+    let listed = format!(
+        "{cookie_rules}\n[cors]\nallowed_origins = [\"https://a.example\"]\ncredentials = true\n"
+    );
+    assert!(
+        from_text(&listed).is_ok(),
+        "an explicit list makes both fine"
+    );
+}
+
+#[test]
+fn the_connect_auth_bound_is_read_and_must_be_positive() {
+    assert_eq!(
+        Config::default().socketio.max_connect_auth,
+        switchboard_engine::config::DEFAULT_MAX_CONNECT_AUTH
+    );
+    let env = [("SWITCHBOARD_SOCKETIO__MAX_CONNECT_AUTH", "32768")];
+    let loaded = load_ok(&sources(None, &env, &[]));
+    assert_eq!(loaded.config.socketio.max_connect_auth, 32768);
+    let flags = [("--set", "socketio.max_connect_auth=0")];
+    let errors = load_err(&sources(None, &[], &flags));
+    assert_eq!(errors.keys(), ["socketio.max_connect_auth"], "{errors}");
+}
+
+#[test]
+fn a_redis_adapter_needs_a_long_enough_secret_listed_with_other_errors() {
+    for adapter in ["redis", "redis-streams"] {
+        // No secret, beside another bad key: both are reported.
+        let env = [
+            ("SWITCHBOARD_CLUSTER__ADAPTER", adapter),
+            ("SWITCHBOARD_ENGINE__PING_INTERVAL", "soon"),
+        ];
+        let errors = load_err(&sources(None, &env, &[]));
+        let mut keys = errors.keys();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["cluster.secret", "engine.ping_interval"],
+            "{adapter}"
+        );
+        // Too short.
+        let env = [
+            ("SWITCHBOARD_CLUSTER__ADAPTER", adapter),
+            ("SWITCHBOARD_CLUSTER__SECRET", "short"),
+        ];
+        let errors = load_err(&sources(None, &env, &[]));
+        assert_eq!(errors.keys(), ["cluster.secret"], "{errors}");
+        assert!(!errors.to_string().contains("short\""), "{errors}");
+    }
+    // Memory needs none.
+    let env = [("SWITCHBOARD_CLUSTER__ADAPTER", "memory")];
+    assert!(
+        load_ok(&sources(None, &env, &[]))
+            .config
+            .cluster
+            .cluster
+            .secret
+            .is_none()
+    );
+}
+
+#[test]
+fn tls_urls_are_accepted_and_passwords_and_the_secret_never_shown() {
+    let secret = "0123456789abcdef0123456789abcdef-cluster";
+    let env = [
+        ("SWITCHBOARD_CLUSTER__ADAPTER", "redis-streams"),
+        (
+            "SWITCHBOARD_CLUSTER__REDIS_URL",
+            "rediss://app:hunter2-password@cache.internal:6380/0",
+        ),
+        ("SWITCHBOARD_CLUSTER__SECRET", secret),
+    ];
+    let loaded = load_ok(&sources(None, &env, &[]));
+    let k = &loaded.config.cluster.cluster;
+    assert_eq!(
+        k.redis_url,
+        "rediss://app:hunter2-password@cache.internal:6380/0"
+    );
+    assert!(k.secret.is_some());
+    let summary = super::summary(&loaded);
+    for hidden in ["hunter2-password", secret] {
+        assert!(!summary.contains(hidden), "{summary}");
+        assert!(!format!("{:?}", loaded.config).contains(hidden));
+    }
+    let url = summary
+        .lines()
+        .find(|l| l.starts_with("cluster.redis_url "))
+        .unwrap_or_default();
+    assert!(
+        url.contains(r#""rediss://app:***@cache.internal:6380/0""#),
+        "{url}"
+    );
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("cluster.secret "))
+        .unwrap_or_default();
+    assert!(line.contains("(set, not shown)"), "{line}");
+    assert!(
+        line.ends_with("# env SWITCHBOARD_CLUSTER__SECRET"),
+        "{line}"
+    );
+
+    // A CA file must exist, and only means something with TLS.
+    let env = [
+        ("SWITCHBOARD_CLUSTER__ADAPTER", "redis"),
+        ("SWITCHBOARD_CLUSTER__SECRET", secret),
+        ("SWITCHBOARD_CLUSTER__REDIS_CA_FILE", "/nonexistent/ca.pem"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    assert_eq!(errors.keys(), ["cluster.redis_ca_file"], "{errors}");
+}

@@ -43,7 +43,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn invalid(&mut self, key: &str, message: String) {
+    pub(super) fn invalid(&mut self, key: &str, message: String) {
         self.errors.push(ConfigError::Invalid {
             key: key.to_owned(),
             message,
@@ -146,6 +146,45 @@ impl Validator<'_> {
         self.cluster(cluster, c);
         let recovery = self.section("recovery", raw.recovery);
         self.recovery(recovery, c);
+        self.browser_safety(c);
+    }
+
+    /// Settings that are each valid alone but together let any web page act as a
+    /// logged-in user (cross-site request forgery and WebSocket hijacking): browsers
+    /// attach cookies to cross-site requests, so credentials must come with an explicit
+    /// list of trusted origins.
+    fn browser_safety(&mut self, c: &Config) {
+        use switchboard_auth::TokenSource;
+        use switchboard_engine::config::AllowedOrigins;
+        if c.socketio.engine.cors.allowed_origins != AllowedOrigins::Any {
+            return;
+        }
+        if c.socketio.engine.cors.credentials {
+            self.invalid(
+                "cors.credentials",
+                "`true` needs an explicit `cors.allowed_origins` list: with \"*\" any web \
+                 site could use its visitors' cookies here"
+                    .to_owned(),
+            );
+        }
+        let mut problems = Problems::default();
+        for (i, rules) in c.namespaces.iter().enumerate() {
+            let Some(auth) = &rules.auth else { continue };
+            if auth
+                .settings
+                .sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Cookie { .. }))
+            {
+                problems.invalid(
+                    format!("namespaces[{i}].auth.token_sources"),
+                    "a `cookie:` token source needs an explicit `cors.allowed_origins` \
+                     list: with \"*\" any web site could connect as its visitors \
+                     (cross-site WebSocket hijacking)",
+                );
+            }
+        }
+        self.report(problems);
     }
 
     fn log(&mut self, raw: RawLog, c: &mut Config) {
@@ -198,6 +237,23 @@ impl Validator<'_> {
             raw.max_connections,
             count,
         );
+        // Unset, the TCP cap follows `max_connections`, with room for connections
+        // that are not sessions (see the constant).
+        e.max_tcp_connections = e
+            .max_connections
+            .saturating_add(switchboard_engine::config::TCP_CONNECTION_HEADROOM);
+        self.read(
+            &mut e.max_tcp_connections,
+            "engine.max_tcp_connections",
+            raw.max_tcp_connections,
+            count,
+        );
+        self.read(
+            &mut e.body_timeout,
+            "engine.body_timeout",
+            raw.body_timeout,
+            duration,
+        );
     }
 
     fn socketio(&mut self, raw: RawSocketIo, c: &mut Config) {
@@ -215,6 +271,12 @@ impl Validator<'_> {
             "socketio.max_attachments",
             attachments,
             check::any_count,
+        );
+        self.read(
+            &mut sio.max_connect_auth,
+            "socketio.max_connect_auth",
+            raw.max_connect_auth,
+            check::positive_count,
         );
     }
 

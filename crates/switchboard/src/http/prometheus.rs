@@ -48,6 +48,16 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
         load(&h.publish_errors),
     );
     out.counter(
+        "switchboard_cluster_publish_dropped_total",
+        "Writes to Redis dropped because the publish or stream write queue was full (also in publish_errors).",
+        load(&h.publish_dropped),
+    );
+    out.counter(
+        "switchboard_cluster_forward_rejected_total",
+        "Forwarding frames dropped: unsigned or forged, too old, replayed, or meant for another node.",
+        load(&h.forward_rejected),
+    );
+    out.counter(
         "switchboard_cluster_received_total",
         "Messages received from the cluster.",
         load(&h.received),
@@ -149,6 +159,27 @@ pub(crate) fn render(
         "Handshakes refused because max_connections was reached.",
         m.connections_refused,
     );
+    out.counter(
+        "switchboard_tcp_connections_refused_total",
+        "TCP connections closed at once because engine.max_tcp_connections were open.",
+        m.tcp_connections_refused,
+    );
+    out.family(
+        "switchboard_recovery_sessions",
+        "gauge",
+        "Sessions of dropped sockets kept for connection state recovery.",
+    );
+    out.sample("switchboard_recovery_sessions", &[], m.recovery_sessions);
+    out.counter(
+        "switchboard_recovery_sessions_evicted_total",
+        "Recovery sessions dropped before they expired to stay within recovery.max_sessions / max_bytes (oldest first), or too large to keep.",
+        m.recovery_sessions_evicted,
+    );
+    out.counter(
+        "switchboard_recovery_sessions_expired_total",
+        "Recovery sessions dropped unclaimed after recovery.max_disconnection_duration.",
+        m.recovery_sessions_expired,
+    );
     out.family(
         "switchboard_api_requests_total",
         "counter",
@@ -232,6 +263,10 @@ mod tests {
             bytes_out: 110,
             volatile_dropped: 4,
             connections_refused: 5,
+            tcp_connections_refused: 21,
+            recovery_sessions: 9,
+            recovery_sessions_evicted: 12,
+            recovery_sessions_expired: 13,
             disconnects: vec![
                 (DisconnectReason::PingTimeout, 6),
                 (DisconnectReason::ServerShuttingDown, 7),
@@ -260,6 +295,10 @@ mod tests {
             "switchboard_disconnects_total{reason=\"server shutting down\"} 7",
             "switchboard_volatile_dropped_total 4",
             "switchboard_connections_refused_total 5",
+            "switchboard_tcp_connections_refused_total 21",
+            "switchboard_recovery_sessions 9",
+            "switchboard_recovery_sessions_evicted_total 12",
+            "switchboard_recovery_sessions_expired_total 13",
             "switchboard_api_requests_total{route=\"/api/v1/emit\",method=\"POST\",status=\"200\"} 8",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
@@ -275,7 +314,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 12);
+        assert_eq!(families, 16);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub(crate) async fn authenticate(
     };
     let verified = auth
         .verifier
-        .verify_request(socket.auth(), &socket.handshake().headers)
+        .verify_request(&socket.auth(), &socket.handshake().headers)
         .await;
     match verified {
         Ok(claims) => {

@@ -1,11 +1,12 @@
-//! A socket's life under the rules: at connect, the lifecycle hook, auto-joined rooms,
-//! a rate-limit bucket and an expiry deadline; at disconnect, the hook with the
-//! classified reason, and the bucket and deadline forgotten. Room occupied and vacated
-//! hooks too.
+//! A socket's life under the rules: before the CONNECT answer, its auto-joined rooms;
+//! at connect, the lifecycle hook, a rate-limit bucket and an expiry deadline; at
+//! disconnect, the hook with the classified reason, and the bucket and deadline
+//! forgotten. Room occupied and vacated hooks too.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use switchboard_auth::jwt::Claims;
 use switchboard_engine::{DisconnectReason, Namespace, Socket};
 use switchboard_hooks::LifecycleEvent;
 use tokio::time::Instant;
@@ -16,7 +17,8 @@ use super::{Policy, auth, rooms};
 pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
     let claims = auth::claims_of(socket);
     tracing::debug!(sid = %socket.id(), namespace = socket.namespace(), "socket connected");
-    // The hook first, so the backend hears of the socket before the rooms it fills.
+    // The auto-joined rooms were filled in the middleware, before this hook: their
+    // `room_occupied` may reach the backend first (hooks are not ordered).
     policy.sink.deliver(LifecycleEvent::Connected {
         namespace: socket.namespace().to_owned(),
         socket_id: socket.id().to_string(),
@@ -24,16 +26,28 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
         claims: claims.as_ref().map(|c| c.to_value()),
         at: SystemTime::now(),
     });
-    let joined = rooms::auto_join(&policy.rules.rooms, claims.as_ref());
-    if !joined.is_empty() {
-        let joined: Vec<&str> = joined.iter().map(String::as_str).collect();
-        socket.join(&joined);
-    }
+    // Joined in the middleware already (`auto_join`); a socket that resumed a session
+    // skipping the middleware gets them here (joining twice is a no-op).
+    join_auto_rooms(policy, socket, claims.as_ref());
     if let Some(limiter) = &policy.limiter {
         limiter.insert(socket.id(), Instant::now());
     }
     if let Some(claims) = &claims {
         policy.arm_expiry(socket, claims);
+    }
+}
+
+/// The connect middleware that joins the `auto_join` rooms, before the client is told
+/// it is connected (see `rules::attach`).
+pub(crate) fn auto_join(policy: &Policy, socket: &Arc<Socket>) {
+    join_auto_rooms(policy, socket, auth::claims_of(socket).as_ref());
+}
+
+fn join_auto_rooms(policy: &Policy, socket: &Arc<Socket>, claims: Option<&Claims>) {
+    let joined = rooms::auto_join(&policy.rules.rooms, claims);
+    if !joined.is_empty() {
+        let joined: Vec<&str> = joined.iter().map(String::as_str).collect();
+        socket.join(&joined);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Two `switchboard` processes sharing a real redis-server: the HTTP API of either
 //! node acts on the sockets of both, a long-polling session is served through any
-//! node, readiness follows Redis, and a bad `[cluster]` section is refused.
+//! node, readiness follows Redis, a bad `[cluster]` section (a missing secret
+//! included) is refused, and `check-config` never shows the Redis password or the
+//! cluster secret.
 
 use std::net::SocketAddr;
 
@@ -11,12 +13,16 @@ use super::client::{Polling, get, metric};
 use super::redis_server::RedisServer;
 use super::support::{TestServer, command, eventually, run};
 
+/// The cluster secret the test nodes share (forwarded polling requests are signed).
+const SECRET: &str = "end-to-end cluster secret, at least 32 bytes";
+
 /// A node of `adapter` on `redis`, with the API on and recovery as `recovery` says.
 fn node(redis: &RedisServer, adapter: &str, recovery: bool) -> anyhow::Result<TestServer> {
     let server = TestServer::builder()
         .env("SWITCHBOARD_API__KEYS", KEY)
         .env("SWITCHBOARD_CLUSTER__ADAPTER", adapter)
         .env("SWITCHBOARD_CLUSTER__REDIS_URL", &redis.url())
+        .env("SWITCHBOARD_CLUSTER__SECRET", SECRET)
         .env("SWITCHBOARD_RECOVERY__ENABLED", &recovery.to_string())
         .start()?;
     let addr = server.addr();
@@ -168,6 +174,77 @@ fn a_bad_cluster_section_lists_every_bad_key_and_exits_64() -> anyhow::Result<()
             "{key} in {}",
             out.stderr
         );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_redis_adapter_without_a_secret_exits_64_with_the_other_bad_keys() -> anyhow::Result<()> {
+    for adapter in ["redis", "redis-streams"] {
+        let mut cmd = command();
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(["--set", &format!("cluster.adapter={adapter}")]);
+        cmd.args(["--set", "cluster.stream_max_len=0"]);
+        let out = run(cmd)?;
+        assert_eq!(out.code, Some(64), "{out:?}");
+        for key in ["cluster.secret", "cluster.stream_max_len"] {
+            assert!(
+                out.stderr.contains(&format!("  - {key}:")),
+                "{key} in {}",
+                out.stderr
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn check_config_shows_neither_the_redis_password_nor_the_secret() -> anyhow::Result<()> {
+    // The password in the file, the secret in the environment.
+    let file = std::env::temp_dir().join(format!(
+        "switchboard-check-config-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &file,
+        "[cluster]\nadapter = \"redis\"\nredis_url = \"redis://:file-password-1@cache\"\n",
+    )?;
+    let mut cmd = command();
+    cmd.arg("check-config")
+        .arg(&file)
+        .env("SWITCHBOARD_CLUSTER__SECRET", SECRET);
+    let from_file = run(cmd)?;
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(from_file.code, Some(0), "{from_file:?}");
+    assert!(from_file.stdout.contains(r#""redis://:***@cache""#));
+    assert!(!from_file.stdout.contains("file-password-1"));
+
+    let file = std::env::temp_dir().join(format!(
+        "switchboard-check-config-env-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&file, "")?;
+    let mut cmd = command();
+    cmd.arg("check-config")
+        .arg(&file)
+        .env(
+            "SWITCHBOARD_CLUSTER__REDIS_URL",
+            "rediss://app:hunter2-password@cache.internal:6380/0",
+        )
+        .env("SWITCHBOARD_CLUSTER__ADAPTER", "redis")
+        .env("SWITCHBOARD_CLUSTER__SECRET", SECRET);
+    let out = run(cmd)?;
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains(r#""rediss://app:***@cache.internal:6380/0""#),
+        "{}",
+        out.stdout
+    );
+    for hidden in ["hunter2-password", SECRET] {
+        assert!(!out.stdout.contains(hidden), "{}", out.stdout);
+        assert!(!out.stderr.contains(hidden), "{}", out.stderr);
     }
     Ok(())
 }

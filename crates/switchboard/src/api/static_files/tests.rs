@@ -123,6 +123,14 @@ async fn a_directory_without_its_slash_redirects_and_head_has_no_body() -> io::R
         get(&files, "GET", "/docs?x=1").await,
         (308, "/docs/?x=1".to_owned(), String::new())
     );
+    // `Location: //docs/` would send the browser to the host `docs`.
+    for path in ["//docs", "///docs", "//docs//"] {
+        let (status, location, _) = get(&files, "GET", path).await;
+        if status == 308 {
+            assert_eq!(location, "/docs/", "{path}");
+        }
+    }
+    assert_eq!(get(&files, "GET", "//docs").await.0, 308);
     let (status, kind, body) = get(&files, "HEAD", "/app.js").await;
     assert_eq!((status, body.as_str()), (200, ""));
     assert_eq!(kind, "text/javascript; charset=utf-8");

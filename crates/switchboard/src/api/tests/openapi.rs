@@ -197,9 +197,27 @@ fn the_validator_catches_what_it_must() {
     ] {
         assert!(!validate(&doc, &schema, &bad).is_empty(), "{bad}");
     }
+    // The selection rules of the socket operations (`anyOf`, `const`, `maxItems`).
+    let join = json!({"$ref": "#/components/schemas/JoinRequest"});
+    for good in [
+        json!({"join": ["r"], "rooms": ["a"]}),
+        json!({"join": ["r"], "socket_ids": ["uzQdNPnX8YbQ2l7mAAAB"], "all": false}),
+        json!({"join": ["r"], "all": true}),
+    ] {
+        let errors = validate(&doc, &join, &good);
+        assert!(errors.is_empty(), "{good}: {errors:?}");
+    }
+    for bad in [
+        json!({"join": ["r"]}),
+        json!({"join": ["r"], "rooms": []}),
+        json!({"join": ["r"], "all": true, "rooms": ["a"]}),
+        json!({"join": ["r"], "all": false}),
+    ] {
+        assert!(!validate(&doc, &join, &bad).is_empty(), "{bad}");
+    }
 }
 
-/// Follows a local `$ref`.
+/// Follows a local `$ref` (parameters and responses, which are not JSON Schema).
 fn resolve<'d>(doc: &'d Value, value: &'d Value) -> &'d Value {
     match value["$ref"].as_str() {
         Some(reference) => {
@@ -210,116 +228,21 @@ fn resolve<'d>(doc: &'d Value, value: &'d Value) -> &'d Value {
     }
 }
 
-/// Checks `value` against the subset of JSON Schema the document uses; a keyword
-/// outside that subset is itself an error, so the document cannot drift into
-/// constraints this check would silently skip.
+/// Checks `value` against `schema` (usually `{"$ref": "#/components/schemas/…"}`) with
+/// a full JSON Schema 2020-12 validator (OpenAPI 3.1's dialect), the `$ref`s resolved
+/// inside the whole document; one message per violation.
 fn validate(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
-    let mut errors = Vec::new();
-    check(doc, schema, value, "$", &mut errors);
-    errors
-}
-
-fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
-    let schema = resolve(doc, schema);
-    let Some(rules) = schema.as_object() else {
-        return errors.push(format!("{at}: schema is not an object"));
-    };
-    for (keyword, rule) in rules {
-        match keyword.as_str() {
-            "type" => check_type(rule, value, at, errors),
-            "enum" if !rule.as_array().is_some_and(|v| v.contains(value)) => {
-                errors.push(format!("{at}: {value} is not one of {rule}"));
-            }
-            "minimum" | "maximum" | "minLength" | "maxLength" | "minItems" => {
-                check_bound(keyword, rule, value, at, errors);
-            }
-            "required" => {
-                for name in rule.as_array().into_iter().flatten() {
-                    let name = name.as_str().unwrap_or_default();
-                    if value.is_object() && value.get(name).is_none() {
-                        errors.push(format!("{at}: `{name}` is required"));
-                    }
-                }
-            }
-            // Both keywords are checked together, once.
-            "properties" => check_object(doc, rules, value, at, errors),
-            "additionalProperties" if !rules.contains_key("properties") => {
-                check_object(doc, rules, value, at, errors);
-            }
-            "additionalProperties" => {}
-            "items" => {
-                for (i, item) in value.as_array().into_iter().flatten().enumerate() {
-                    check(doc, rule, item, &format!("{at}[{i}]"), errors);
-                }
-            }
-            "enum" | "description" | "default" | "example" | "title" | "format" => {}
-            other => errors.push(format!("{at}: the validator does not know `{other}`")),
-        }
+    // The document is the root resource, so `#/components/...` resolves; its other
+    // top-level keys (`openapi`, `paths`) are not JSON Schema keywords and are ignored.
+    let mut root = doc.clone();
+    if let (Some(root), Some(rules)) = (root.as_object_mut(), schema.as_object()) {
+        root.extend(rules.clone());
     }
-}
-
-fn check_type(rule: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
-    let fits = |name: &Value| match name.as_str() {
-        Some("object") => value.is_object(),
-        Some("array") => value.is_array(),
-        Some("string") => value.is_string(),
-        Some("integer") => value.is_i64() || value.is_u64(),
-        Some("number") => value.is_number(),
-        Some("boolean") => value.is_boolean(),
-        Some("null") => value.is_null(),
-        _ => false,
-    };
-    let ok = match rule {
-        Value::Array(names) => names.iter().any(fits),
-        name => fits(name),
-    };
-    if !ok {
-        errors.push(format!("{at}: {value} is not of type {rule}"));
-    }
-}
-
-fn check_bound(keyword: &str, rule: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
-    let bound = rule.as_f64().unwrap_or_default();
-    let measured = match keyword {
-        "minLength" | "maxLength" => value.as_str().map(|s| s.chars().count() as f64),
-        "minItems" => value.as_array().map(|a| a.len() as f64),
-        _ => value.as_f64(),
-    };
-    let Some(measured) = measured else { return };
-    let ok = if keyword.starts_with("min") {
-        measured >= bound
-    } else {
-        measured <= bound
-    };
-    if !ok {
-        errors.push(format!("{at}: {value} breaks {keyword} {rule}"));
-    }
-}
-
-/// `properties` and `additionalProperties` together.
-fn check_object(
-    doc: &Value,
-    rules: &serde_json::Map<String, Value>,
-    value: &Value,
-    at: &str,
-    errors: &mut Vec<String>,
-) {
-    let Some(object) = value.as_object() else {
-        return;
-    };
-    let properties = rules.get("properties").and_then(Value::as_object);
-    for (name, field) in object {
-        let path = format!("{at}.{name}");
-        match (
-            properties.and_then(|p| p.get(name)),
-            rules.get("additionalProperties"),
-        ) {
-            (Some(schema), _) => check(doc, schema, field, &path, errors),
-            (None, Some(Value::Bool(false))) => {
-                errors.push(format!("{at}: `{name}` is not a documented property"));
-            }
-            (None, Some(extra)) if extra.is_object() => check(doc, extra, field, &path, errors),
-            (None, _) => {}
-        }
+    match jsonschema::draft202012::new(&root) {
+        Ok(validator) => validator
+            .iter_errors(value)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect(),
+        Err(err) => vec![format!("the schema does not compile: {err}")],
     }
 }

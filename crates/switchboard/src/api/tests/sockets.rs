@@ -134,6 +134,17 @@ async fn operations_need_a_selection_and_their_own_action() {
             json!({"all": true, "join": ["r"], "rooms_typo": 1}),
             "invalid_request",
         ),
+        // `null` is not "absent": the document allows no null (found by schemathesis).
+        (
+            "disconnect",
+            json!({"all": true, "close": null}),
+            "invalid_request",
+        ),
+        (
+            "join",
+            json!({"all": true, "join": null}),
+            "invalid_request",
+        ),
     ];
     for (op, body, code) in cases {
         let reply = h.post(&format!("/api/v1/sockets/{op}"), &body).await;

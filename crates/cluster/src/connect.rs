@@ -1,0 +1,218 @@
+//! How a node reaches Redis: the client a `redis_url` (and an optional CA file) makes,
+//! with TLS for `rediss://` and credentials from the URL; the URL as it may be printed;
+//! and what a failed connection means. No IO but reading the CA file.
+//!
+//! - **TLS** (`rediss://`): rustls, trusting the system's roots plus the certificates
+//!   of `redis_ca_file` (a private CA is the usual way to run Redis with TLS). The
+//!   server's name is checked against the URL's host.
+//! - **Credentials**: `redis://user:password@host` (an ACL user) or
+//!   `redis://:password@host` (`requirepass`), sent with `AUTH` on every connection.
+//! - **Never printed**: the password. [`redact_url`] is what logs and `check-config`
+//!   show.
+
+use std::path::Path;
+
+use base64::Engine as _;
+
+use crate::{ClusterConfig, ClusterError};
+
+/// What replaces a password in a printed URL.
+const REDACTED: &str = "***";
+
+/// `url` with its password replaced by `***`: `redis://user:***@host:6379/0`,
+/// `redis+unix:///run/redis.sock?pass=***`. Everything else is kept, so the printed
+/// URL still says which Redis, which database and which user. A string that is not a
+/// URL at all is returned as is (it holds no `user:password@` part to hide).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The authority ends at the path, the query or the fragment.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    // Unix socket URLs carry the password as `?pass=`.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("pass" | "password", _)) => {
+                        format!("{}={REDACTED}", pair.split('=').next().unwrap_or_default())
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Checks a Redis URL (`redis://[user][:password@]host[:port][/db]`, `rediss://` for
+/// TLS, `redis+unix://`, `unix://`) without connecting, for configuration checks at
+/// start-up. The message shows the URL redacted.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| format!("`{}` is not a Redis URL: {e}", redact_url(url)))
+}
+
+/// Whether `url` asks for TLS.
+pub fn is_tls_url(url: &str) -> bool {
+    url.starts_with("rediss://") || url.starts_with("valkeys://")
+}
+
+/// Checks a CA file for `redis_ca_file`: readable, and holding at least one PEM
+/// certificate.
+pub fn check_ca_file(path: &Path) -> Result<(), String> {
+    read_ca_file(path).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The client of `config`'s Redis: plain, or TLS with the system's roots plus the
+/// configured CA file.
+pub(crate) fn client(config: &ClusterConfig) -> Result<redis::Client, ClusterError> {
+    let bad_url = |e: redis::RedisError| {
+        ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url)))
+    };
+    if !is_tls_url(&config.redis_url) {
+        if config.redis_ca_file.is_some() {
+            return Err(ClusterError::BadUrl(
+                "a CA file is only used with a rediss:// URL".to_owned(),
+            ));
+        }
+        return redis::Client::open(config.redis_url.as_str()).map_err(bad_url);
+    }
+    let mut roots = system_roots();
+    if let Some(path) = &config.redis_ca_file {
+        roots.extend_from_slice(&read_ca_file(path)?);
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        // Redis takes these instead of the system's roots, hence both.
+        root_cert: Some(roots),
+    };
+    redis::Client::build_with_tls(config.redis_url.as_str(), certificates).map_err(bad_url)
+}
+
+/// The CA file's contents, checked to hold at least one PEM certificate.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, ClusterError> {
+    let bad = |why: String| ClusterError::CaFile(format!("{}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in it".to_owned()));
+    }
+    Ok(pem)
+}
+
+/// The system's trusted roots as PEM (what Redis takes). A system without any is not
+/// an error here: the CA file may be all that is needed, and a server nothing vouches
+/// for fails its handshake with a clear error.
+fn system_roots() -> Vec<u8> {
+    let found = rustls_native_certs::load_native_certs();
+    for err in &found.errors {
+        tracing::debug!(error = %err, "a system root certificate could not be read");
+    }
+    let mut pem = Vec::new();
+    for cert in found.certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
+/// A Redis error as the cluster reports it: refused credentials are told apart, since
+/// retrying will not fix them.
+pub(crate) fn classify(err: &redis::RedisError) -> ClusterError {
+    let auth = err.kind() == redis::ErrorKind::AuthenticationFailed
+        || err
+            .code()
+            .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH");
+    if auth {
+        ClusterError::Auth(err.to_string())
+    } else {
+        ClusterError::Redis(err.to_string())
+    }
+}
+
+/// Connects once to `config`'s Redis and runs `PING`: whether the URL, the
+/// credentials and the TLS settings work. The node itself never needs this (it
+/// connects lazily and retries); it is for tests and tools that want a clear answer.
+pub async fn ping(config: &ClusterConfig) -> Result<(), ClusterError> {
+    let client = client(config)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| classify(&e))?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_nothing_else() {
+        let cases = [
+            ("redis://10.0.0.5:6379/0", "redis://10.0.0.5:6379/0"),
+            (
+                "redis://:hunter2@cache.internal:6380/2",
+                "redis://:***@cache.internal:6380/2",
+            ),
+            (
+                "rediss://app:p%40ss:w@cache.internal",
+                "rediss://app:***@cache.internal",
+            ),
+            // A user without a password has nothing to hide.
+            ("redis://app@cache", "redis://app@cache"),
+            ("redis://a:b@c?x=1#f", "redis://a:***@c?x=1#f"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=hunter2",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, printed) in cases {
+            assert_eq!(redact_url(url), printed, "{url}");
+            assert!(!redact_url(url).contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_reported_redacted() {
+        let err = check_redis_url("http://:hunter2@cache")
+            .err()
+            .unwrap_or_default();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("http://:***@cache"), "{err}");
+        assert!(check_redis_url("rediss://cache.internal").is_ok());
+        assert!(check_redis_url("redis://u:p@cache.internal:6380/2").is_ok());
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let dir = std::env::temp_dir().join(format!("sb-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "nothing").ok();
+        assert!(check_ca_file(&empty).is_err());
+        assert!(check_ca_file(&dir.join("missing.pem")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

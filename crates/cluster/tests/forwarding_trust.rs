@@ -1,0 +1,306 @@
+//! Forwarded polling requests come from the cluster's nodes only: a frame published on
+//! a node's forwarding channel (`<key_prefix>-fwd#<tag>`) by anyone who can reach the
+//! Redis but does not hold the cluster secret — unsigned, signed with another secret,
+//! sent long ago, or meant for another node — runs no poll on a session and answers
+//! no waiting request; a frame signed with the secret is served as before, once.
+//!
+//! The frames here are made by this test, not by the crate: as an attacker on the
+//! Redis would. The control cases (a correctly signed GET and POST that are served)
+//! prove the test writes the format the nodes read.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use ring::hmac;
+use serde_json::json;
+use support::{Client, Node, NodeOptions, RedisServer, SECRET, eventually, formed, within};
+use switchboard_cluster::AdapterKind;
+
+/// The label the tag covers before the frame (the crate's `forward::frame::DOMAIN`).
+const DOMAIN: &[u8] = b"switchboard forwarding frame v1\0";
+const KIND_REQUEST: u8 = 1;
+const KIND_RESPONSE: u8 = 2;
+/// The tag of a node that does not exist: where the attacker reads its answers.
+const ATTACKER: &str = "evil00";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// How a forged frame is signed.
+#[derive(Debug, Clone, Copy)]
+enum Signed {
+    /// No tag at all.
+    Not,
+    /// With the cluster's secret.
+    Right,
+    /// With a secret of the right length that is not the cluster's.
+    Wrong,
+}
+
+/// A frame as the nodes write it: `tag | kind | header length | JSON header | body`.
+fn frame(signed: Signed, kind: u8, header: &str, body: &[u8]) -> Vec<u8> {
+    let mut unsigned = vec![kind];
+    unsigned.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    unsigned.extend_from_slice(header.as_bytes());
+    unsigned.extend_from_slice(body);
+    let secret = match signed {
+        Signed::Not => return unsigned,
+        Signed::Right => SECRET.to_owned(),
+        Signed::Wrong => "another secret, just as long as the real one".to_owned(),
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(DOMAIN);
+    ctx.update(&unsigned);
+    let mut out = ctx.sign().as_ref().to_vec();
+    out.extend_from_slice(&unsigned);
+    out
+}
+
+/// A polling request for `sid` from [`ATTACKER`], meant for node `to`, sent at `ts`.
+fn request(
+    signed: Signed,
+    to: &str,
+    ts: u64,
+    id: u128,
+    method: &str,
+    sid: &str,
+    body: &str,
+) -> Vec<u8> {
+    let header = json!({
+        "to": to,
+        "ts": ts,
+        "from": ATTACKER,
+        "method": method,
+        "query": format!("EIO=4&transport=polling&sid={sid}"),
+        "remote": "203.0.113.9:4444",
+        "headers": [["content-type", "text/plain;charset=UTF-8"]],
+    })
+    .to_string();
+    // `id` is a 128-bit number: spliced in as JSON text.
+    let header = header.replacen('{', &format!("{{\"id\":{id},"), 1);
+    frame(signed, KIND_REQUEST, &header, body.as_bytes())
+}
+
+/// What a node publishes: channel and payload.
+async fn publish(redis: &RedisServer, channel: &str, payload: &[u8]) -> usize {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(payload)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Subscribes to `channel` and returns its payloads as they come.
+async fn listen(
+    redis: &RedisServer,
+    channel: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            if tx.send(msg.get_payload_bytes().to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn rejected(node: &Node) -> u64 {
+    node.cluster
+        .health()
+        .unwrap()
+        .forward_rejected
+        .load(Ordering::Relaxed)
+}
+
+/// The JSON header of a signed frame (after its 32-byte tag), as text.
+fn header_text(frame: &[u8]) -> String {
+    let len = u32::from_be_bytes(frame[33..37].try_into().unwrap()) as usize;
+    String::from_utf8(frame[37..37 + len].to_vec()).unwrap()
+}
+
+/// The JSON header of a signed frame.
+fn header_of(frame: &[u8]) -> serde_json::Value {
+    serde_json::from_str(&header_text(frame)).unwrap()
+}
+
+/// The id of a signed frame, as JSON text (a 128-bit number does not fit a
+/// `serde_json::Value`).
+fn id_of(frame: &[u8]) -> String {
+    let header = header_text(frame);
+    let at = header.find(r#""id":"#).unwrap() + 5;
+    header[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_requests_run_no_poll_and_signed_ones_run_once() {
+    let redis = RedisServer::start().await;
+    let one = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "one")).await;
+    let two = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "two")).await;
+    formed(&[&one, &two]).await;
+    let tag = one.cluster.node_tag().unwrap().as_str().to_owned();
+    let other = two.cluster.node_tag().unwrap().as_str().to_owned();
+    let channel = format!("socket.io-fwd#{tag}");
+    let mut answers = listen(&redis, &format!("socket.io-fwd#{ATTACKER}")).await;
+
+    let (client, _) = Client::connected(&one.io).await;
+    let socket = one.ns().sockets().pop().unwrap();
+    socket.emit("held", json!(1)).unwrap();
+    let join = r#"42["join","hacked"]"#;
+
+    // Every forgery, as a GET (would take the held frames) and a POST (would join
+    // the socket to `hacked`).
+    let now = now_ms();
+    let mut forgeries = Vec::new();
+    for (method, body) in [("GET", ""), ("POST", join)] {
+        let mut id = rand::random::<u128>();
+        let mut next = |signed, to: &str, ts| {
+            id += 1;
+            request(signed, to, ts, id, method, &client.sid, body)
+        };
+        forgeries.push(("unsigned", next(Signed::Not, &tag, now)));
+        forgeries.push(("wrong secret", next(Signed::Wrong, &tag, now)));
+        forgeries.push(("ten minutes old", next(Signed::Right, &tag, now - 600_000)));
+        forgeries.push(("from the future", next(Signed::Right, &tag, now + 600_000)));
+        forgeries.push(("meant for node two", next(Signed::Right, &other, now)));
+    }
+    for (n, (what, forged)) in forgeries.iter().enumerate() {
+        assert_eq!(publish(&redis, &channel, forged).await, 1, "{what}");
+        eventually(&format!("the {what} frame is dropped"), || async {
+            rejected(&one) == n as u64 + 1
+        })
+        .await;
+    }
+    assert!(
+        answers.try_recv().is_err(),
+        "no forged request was answered"
+    );
+    assert!(!socket.rooms().contains(&"hacked".to_owned()));
+    // The held frame is still there for the real client.
+    assert_eq!(client.events().await, [json!(["held", 1])]);
+
+    // Signed with the secret, for this node, now: served (the test writes frames
+    // right), and once only.
+    socket.emit("held", json!(2)).unwrap();
+    let signed_get = request(
+        Signed::Right,
+        &tag,
+        now_ms(),
+        rand::random(),
+        "GET",
+        &client.sid,
+        "",
+    );
+    publish(&redis, &channel, &signed_get).await;
+    let answer = within("the signed GET's answer", answers.recv())
+        .await
+        .unwrap();
+    assert_eq!(header_of(&answer)["status"], 200);
+    assert!(String::from_utf8_lossy(&answer).ends_with(r#"42["held",2]"#));
+    let before = rejected(&one);
+    socket.emit("held", json!(3)).unwrap();
+    publish(&redis, &channel, &signed_get).await;
+    eventually("the replayed GET is dropped", || async {
+        rejected(&one) == before + 1
+    })
+    .await;
+    assert_eq!(client.events().await, [json!(["held", 3])]);
+
+    let signed_post = request(
+        Signed::Right,
+        &tag,
+        now_ms(),
+        rand::random(),
+        "POST",
+        &client.sid,
+        join,
+    );
+    publish(&redis, &channel, &signed_post).await;
+    within("the signed POST's answer", answers.recv())
+        .await
+        .unwrap();
+    eventually("the signed POST joined the room", || async {
+        socket.rooms().contains(&"hacked".to_owned())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_answer_does_not_reach_a_waiting_forward() {
+    let redis = RedisServer::start().await;
+    let one = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "one")).await;
+    let two = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "two")).await;
+    formed(&[&one, &two]).await;
+    let (one_tag, two_tag) = (
+        one.cluster.node_tag().unwrap().as_str().to_owned(),
+        two.cluster.node_tag().unwrap().as_str().to_owned(),
+    );
+    // The attacker reads the requests node two forwards to node one.
+    let mut requests = listen(&redis, &format!("socket.io-fwd#{one_tag}")).await;
+
+    let (client, _) = Client::connected(&one.io).await;
+    let via_two = client.via(&two.io);
+    let waiting = tokio::spawn(async move { via_two.get_raw().await });
+    let seen = within("the forwarded GET", requests.recv()).await.unwrap();
+    let id = id_of(&seen);
+    let forged_header = |to: &str| {
+        format!(
+            r#"{{"id":{id},"to":"{to}","ts":{},"from":"{one_tag}","status":200,"headers":[["content-type","text/plain; charset=UTF-8"],["set-cookie","a=b"]]}}"#,
+            now_ms()
+        )
+    };
+    let body = br#"42["forged"]"#;
+    let channel = format!("socket.io-fwd#{two_tag}");
+    for signed in [Signed::Not, Signed::Wrong] {
+        publish(
+            &redis,
+            &channel,
+            &frame(signed, KIND_RESPONSE, &forged_header(&two_tag), body),
+        )
+        .await;
+    }
+    // Signed, but meant for another node.
+    publish(
+        &redis,
+        &channel,
+        &frame(Signed::Right, KIND_RESPONSE, &forged_header(&one_tag), body),
+    )
+    .await;
+    eventually("node two drops the three forged answers", || async {
+        rejected(&two) == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "a forged answer ended the wait");
+
+    // The owner's real answer still arrives.
+    one.ns()
+        .sockets()
+        .pop()
+        .unwrap()
+        .emit("real", json!(1))
+        .unwrap();
+    let (status, body) = within("the real answer", waiting).await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, r#"42["real",1]"#));
+}

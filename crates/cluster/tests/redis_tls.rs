@@ -1,0 +1,242 @@
+//! Redis over TLS (`rediss://`) and with credentials, against a real `redis-server`
+//! started with `--tls-port`, a throwaway CA and server certificate made by the
+//! `openssl` command for this test, a `requirepass` and an ACL user.
+//!
+//! - the CA file makes the server trusted; without it the handshake fails;
+//! - a wrong password is a clear error (`ClusterError::Auth`), a right one works;
+//! - two nodes form a cluster over TLS with an ACL user: broadcasts and forwarded
+//!   polling requests cross.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Client, DEADLINE, Node, NodeOptions, formed, free_port, redis_server_bin};
+use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterError, ping};
+
+const USER: &str = "app";
+const USER_PASSWORD: &str = "app-password-0123456789";
+const DEFAULT_PASSWORD: &str = "default-password-0123456789";
+
+/// A TLS-only `redis-server` with its certificates, in its own directory.
+struct TlsRedis {
+    dir: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the openssl command (apt-get install -y openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost signed by it.
+fn certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=switchboard test CA",
+    ];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+impl TlsRedis {
+    async fn start() -> TlsRedis {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-redis-tls-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        certificates(&dir);
+        let port = free_port();
+        let password = format!(">{USER_PASSWORD}");
+        let child = Command::new(redis_server_bin())
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+            ])
+            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+            .args(["--requirepass", DEFAULT_PASSWORD])
+            // An ACL user: `user app on >password ~* &* +@all`, one word per argument.
+            .args(["--user", USER, "on", &password, "~*", "&*", "+@all"])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server");
+        let mut redis = TlsRedis { dir, port, child };
+        let config = redis.config(USER, USER_PASSWORD);
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while let Err(err) = ping(&config).await {
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                panic!(
+                    "redis-server with TLS exited at start with {status} (is it built with TLS?)"
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server with TLS never answered: {err} (is it built with TLS?)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        redis
+    }
+
+    /// The settings for `user:password`, trusting the test CA.
+    fn config(&self, user: &str, password: &str) -> ClusterConfig {
+        ClusterConfig {
+            redis_url: format!("rediss://{user}:{password}@127.0.0.1:{}", self.port),
+            redis_ca_file: Some(self.dir.join("ca.pem")),
+            ..ClusterConfig::default()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_needs_the_ca_and_credentials_are_checked() {
+    let redis = TlsRedis::start().await;
+    // An ACL user and the default user's `requirepass`, both over TLS.
+    assert!(ping(&redis.config(USER, USER_PASSWORD)).await.is_ok());
+    assert!(ping(&redis.config("", DEFAULT_PASSWORD)).await.is_ok());
+
+    for (user, password) in [
+        (USER, "wrong-password"),
+        ("", "wrong-password"),
+        ("nobody", USER_PASSWORD),
+    ] {
+        match ping(&redis.config(user, password)).await {
+            Err(ClusterError::Auth(why)) => {
+                assert!(!why.contains("wrong-password"), "{why}");
+                // What the operator reads.
+                let shown = ClusterError::Auth(why).to_string();
+                assert!(shown.contains("refused the credentials"), "{shown}");
+            }
+            other => panic!("{user}:{password}: {other:?}"),
+        }
+    }
+
+    // Without the CA file, the system's roots do not vouch for the test CA.
+    let untrusted = ClusterConfig {
+        redis_ca_file: None,
+        ..redis.config(USER, USER_PASSWORD)
+    };
+    match ping(&untrusted).await {
+        Err(ClusterError::Redis(why)) => {
+            assert!(why.to_lowercase().contains("certificate"), "{why}")
+        }
+        other => panic!("an untrusted server: {other:?}"),
+    }
+    // And plain text is not TLS.
+    let plain = ClusterConfig {
+        redis_url: format!("redis://{USER}:{USER_PASSWORD}@127.0.0.1:{}", redis.port),
+        redis_ca_file: None,
+        ..ClusterConfig::default()
+    };
+    assert!(ping(&plain).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_forms_over_tls_with_an_acl_user() {
+    let redis = TlsRedis::start().await;
+    for adapter in [AdapterKind::Redis, AdapterKind::RedisStreams] {
+        let config = redis.config(USER, USER_PASSWORD);
+        let one = Node::start_with(config.clone(), NodeOptions::new(adapter, "one")).await;
+        let two = Node::start_with(config, NodeOptions::new(adapter, "two")).await;
+        formed(&[&one, &two]).await;
+
+        // A broadcast from one reaches a client of two.
+        let (on_two, _) = Client::connected(&two.io).await;
+        one.ns().emit("over-tls", json!(adapter.as_str()));
+        assert_eq!(
+            on_two.events().await,
+            [json!(["over-tls", adapter.as_str()])]
+        );
+
+        // A polling request for one's session, sent to two, is forwarded (signed).
+        let (on_one, _) = Client::connected(&one.io).await;
+        for socket in one.ns().sockets() {
+            socket.emit("forwarded", json!(1)).unwrap();
+        }
+        let events = on_one.via(&two.io).events().await;
+        assert!(events.contains(&json!(["forwarded", 1])), "{events:?}");
+    }
+}

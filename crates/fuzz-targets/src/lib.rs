@@ -1,0 +1,60 @@
+//! One body per decoder of client or peer bytes: each takes arbitrary bytes, decodes
+//! them and asserts what must hold for every input the decoder accepts (a re-encoding
+//! reads back to the same thing; the outcome agrees with the input), panicking
+//! otherwise. The cargo-fuzz targets in `fuzz/` call these functions, and
+//! `tests/corpus.rs` feeds them the checked-in seed corpus plus mutations from a fixed
+//! seed, so the same checks run in `cargo test` without a nightly toolchain.
+//!
+//! # Layout
+//!
+//! - [`engineio`]: Engine.IO packets, long-polling payloads, the handshake query.
+//! - [`socketio`]: the Socket.IO decoder fed sequences of text and binary messages.
+//! - [`cluster`]: MessagePack, the Redis adapter's messages and channel names, the
+//!   streams adapter's entries and pub/sub payloads, persisted recovery sessions and
+//!   stream ids.
+//! - [`auth`]: the whole JWT verification path with a fixed HMAC key.
+//! - [`hooks`]: a backend's reply to a forwarded event.
+//! - [`forward_frame`]: the frames nodes forward long-polling requests with.
+//! - [`TARGETS`]: every body by its fuzz target's name.
+//! - `support` (private): input framing and float-tolerant comparisons.
+
+pub mod auth;
+pub mod cluster;
+pub mod engineio;
+pub mod hooks;
+pub mod socketio;
+mod support;
+
+pub use auth::jwt;
+pub use cluster::{msgpack, redis_adapter, session, streams};
+pub use engineio::{engineio_handshake, engineio_packet, engineio_payload};
+pub use hooks::hook_reply;
+pub use socketio::socketio_decoder;
+
+/// A fuzz target body: any bytes in, a panic when a property fails.
+pub type Body = fn(&[u8]);
+
+/// Every body by the name of its cargo-fuzz target (and of its seed corpus folder,
+/// `fuzz/corpus/<name>/`).
+pub const TARGETS: &[(&str, Body)] = &[
+    ("engineio_packet", engineio_packet),
+    ("engineio_payload", engineio_payload),
+    ("engineio_handshake", engineio_handshake),
+    ("socketio_decoder", socketio_decoder),
+    ("msgpack", msgpack),
+    ("redis_adapter", redis_adapter),
+    ("streams", streams),
+    ("session", session),
+    ("jwt", jwt),
+    ("hook_reply", hook_reply),
+    ("forward_frame", forward_frame),
+];
+
+/// The forwarding frames Switchboard nodes exchange over Redis, as the parser sees
+/// them once their signature checked: the rest of the frame after its tag. The body
+/// lives beside the private frame types (`switchboard_cluster::fuzz_forward_frame`):
+/// a frame under a tag not made with the secret never opens; one signed with it
+/// opens as parsed, and what opens seals and opens again to the same envelope.
+pub fn forward_frame(data: &[u8]) {
+    switchboard_cluster::fuzz_forward_frame(data);
+}

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus under fuzz/corpus/<target>/: realistic inputs for each body in
+crates/fuzz-targets, in the framing that body documents (selector byte, separators).
+
+Cluster seeds are the bytes the real Node packages wrote
+(crates/protocol/tests/fixtures/cluster-codec.json); the rest follow the protocol specs'
+examples and the unit tests. Deterministic: running it again rewrites the same files.
+
+    python3 fuzz/gen-seeds.py
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import pathlib
+import shutil
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "fuzz" / "corpus"
+FIXTURES = ROOT / "crates" / "protocol" / "tests" / "fixtures" / "cluster-codec.json"
+# Seeds larger than this are left out (the corpus stays small; libFuzzer's default
+# -max_len is 4096 anyway).
+MAX_SEED = 4096
+
+# Must match crates/fuzz-targets/src/auth.rs.
+JWT_SECRET = b"switchboard-fuzz-secret-0123456789abcdef-switchboard-fuzz-secret"
+ISSUER = "https://issuer.example"
+AUDIENCE = "switchboard"
+FAR_FUTURE = 4102444800  # 2100-01-01
+
+SID = "AAAAAAAAAAAAAAAAAAAA"
+
+
+def write(target, name, data):
+    if isinstance(data, str):
+        data = data.encode()
+    if len(data) > MAX_SEED:
+        return
+    folder = CORPUS / target
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60]
+    (folder / safe).write_bytes(data)
+
+
+def hexed(case):
+    h = case.get("hex")
+    return bytes.fromhex(h) if isinstance(h, str) else None
+
+
+def engineio():
+    open_json = '{"sid":"%s","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}' % SID
+    packets = {
+        "open": "0" + open_json,
+        "close": "1",
+        "ping": "2",
+        "ping-probe": "2probe",
+        "pong-probe": "3probe",
+        "message": "4hello",
+        "message-utf8": "4h\u00e9llo w\u00f6rld \U0001F44B",
+        "message-sio-event": '42["chat","hi"]',
+        "message-sio-connect": '40{"token":"abc"}',
+        "upgrade": "5",
+        "noop": "6",
+        "binary": "bAQIDBA==",
+        "binary-empty": "b",
+    }
+    for name, text in packets.items():
+        write("engineio_packet", name, text)
+    payloads = {
+        "mixed": "4hello\x1ebAQIDBA==\x1e2",
+        "connect-and-event": '40\x1e42["chat","hi"]',
+        "noop": "6",
+        "pong": "3",
+        "binary-attachments": '451-["file",{"_placeholder":true,"num":0}]\x1ebAQID',
+        "many": "\x1e".join(["42[\"n\",%d]" % i for i in range(8)]),
+    }
+    for name, body in payloads.items():
+        write("engineio_payload", name, body)
+    # flags: bits 0-1 method (0 GET, 1 POST, 2 other), bit 2 websocket, bits 3-4 transports.
+    handshakes = {
+        "polling-handshake": (0, "EIO=4&transport=polling&t=N8hyd6w"),
+        "websocket-handshake": (4, "EIO=4&transport=websocket"),
+        "polling-get": (0, "EIO=4&transport=polling&sid=%s&t=N8hyd7H" % SID),
+        "polling-post": (1, "EIO=4&transport=polling&sid=%s" % SID),
+        "upgrade": (4, "EIO=4&transport=websocket&sid=%s" % SID),
+        "eio3": (0, "EIO=3&transport=polling&j=0"),
+        "websocket-disabled": (0x14, "EIO=4&transport=websocket"),
+        "bad-sid": (0, "EIO=4&transport=polling&sid=abc"),
+    }
+    for name, (flags, query) in handshakes.items():
+        write("engineio_handshake", name, bytes([flags]) + query.encode())
+
+
+def socketio():
+    sep, binary = b"\xff", b"\x00"
+    seqs = {
+        "connect": [b'0{"token":"x"}'],
+        "connect-nsp": [b"0/custom,"],
+        "event-ack-id": [b'2/admin,12["hello",{"a":1}]'],
+        "ack": [b"3/x,7[]"],
+        "disconnect": [b"1/custom,"],
+        "connect-error": [b'4{"message":"Invalid namespace"}'],
+        "binary-event": [
+            b'51-["ev",{"_placeholder":true,"num":0}]',
+            binary + b"\x01\x02\x03",
+        ],
+        "binary-ack-two": [
+            b'62-/admin,456[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
+            binary + b"a",
+            binary + b"b",
+        ],
+        "text-while-reconstructing": [
+            b'52-["ev",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
+            b'2["x"]',
+            b'2["after"]',
+        ],
+        "unexpected-binary": [binary + b"extra", b'2["ok"]'],
+        "dangling-placeholder": [b'51-["ev",{"_placeholder":true,"num":3}]', binary + b"a"],
+        "events": [b'2["a"]', b'2["b",1,2.5,null,true]', b'3/chat,1[{"ok":true}]'],
+    }
+    for name, messages in seqs.items():
+        write("socketio_decoder", name, sep.join(messages))
+
+
+def cluster(fixtures):
+    for case in fixtures["values"]:
+        for flavor in ("notepack", "msgpack"):
+            h = case.get(flavor)
+            if isinstance(h, str):
+                write("msgpack", f"{flavor}-{case['name']}", bytes.fromhex(h))
+    for i, case in enumerate(fixtures["json_texts"]):
+        write("msgpack", f"json-text-{i}", bytes.fromhex(case["msgpack"]))
+    adapter = fixtures["redis_adapter"]
+    for selector, kind in ((0, "broadcasts"), (1, "requests"), (2, "responses")):
+        for case in adapter[kind]:
+            data = hexed(case)
+            if data is not None:
+                write("redis_adapter", f"{kind}-{case['name']}", bytes([selector]) + data)
+    channels = {
+        "namespace": "socket.io#/#",
+        "room": "socket.io#/chat#room1#",
+        "room-with-hash": "socket.io#/chat#a#b#",
+        "request": "socket.io-request#/#",
+        "response": "socket.io-response#/chat#",
+        "specific-response": "socket.io-response#/chat#abc123#",
+        "custom-key": "k\x00k#/#r#",
+        "other": "other#/#",
+    }
+    for case in adapter["broadcasts"] + adapter["requests"] + adapter["responses"]:
+        channels[f"fixture-{case['name']}"] = case["channel"]
+    for name, channel in channels.items():
+        write("redis_adapter", f"channel-{name}", b"\x03" + channel.encode())
+    streams = fixtures["streams"]
+    for case in streams["entries"]:
+        flat = [part for field in case["fields"] for part in field]
+        write("streams", f"entry-{case['name']}", b"\x00" + b"\x00".join(p.encode() for p in flat))
+    for case in streams["pubsub"]:
+        data = hexed(case)
+        if data is not None:
+            write("streams", f"pubsub-{case['name']}", b"\x01" + data)
+    for case in streams["sessions"]:
+        write("session", f"session-{case['name']}", b"\x00" + case["stored"].encode())
+    for name, offset in {
+        "offset": "1700000000000-3",
+        "zero": "0-0",
+        "max": "18446744073709551615-18446744073709551615",
+        "leading-zeros": "007-01",
+    }.items():
+        write("session", f"offset-{name}", b"\x01" + offset.encode())
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt():
+    def token(header, claims, alg="HS256", key=JWT_SECRET):
+        digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+        message = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        sig = hmac.new(key, message.encode(), digest).digest()
+        return message + "." + b64url(sig)
+
+    good = {"sub": "alice", "exp": FAR_FUTURE, "iss": ISSUER, "aud": AUDIENCE, "role": "admin"}
+    raw = {
+        "valid-hs256": token({"alg": "HS256", "typ": "JWT"}, good),
+        "valid-hs512-kid": token({"alg": "HS512", "kid": "k1"}, good, "HS512"),
+        "valid-aud-list": token({"alg": "HS384"}, dict(good, aud=["x", AUDIENCE]), "HS384"),
+        "wrong-key": token({"alg": "HS256"}, good, key=b"another-secret-another-secret-xx"),
+        "expired": token({"alg": "HS256"}, dict(good, exp=1)),
+        "no-exp": token({"alg": "HS256"}, {"sub": "bob", "iss": ISSUER, "aud": AUDIENCE}),
+        "alg-none": b64url(b'{"alg":"none"}') + "." + b64url(json.dumps(good).encode()) + ".",
+        "rs256": b64url(b'{"alg":"RS256"}') + "." + b64url(b"{}") + ".c2ln",
+        "jwe-shape": "a.b.c.d.e",
+    }
+    for name, text in raw.items():
+        write("jwt", f"token-{name}", b"\x00" + text.encode())
+    signed = {
+        "claims": ('{"alg":"HS256","typ":"JWT"}', json.dumps(good)),
+        "hs384-nbf": ('{"alg":"HS384"}', json.dumps(dict(good, nbf=FAR_FUTURE))),
+        "crit": ('{"alg":"HS256","crit":["exp"]}', json.dumps(good)),
+        "kid-number": ('{"alg":"HS256","kid":7}', json.dumps(good)),
+        "float-exp": ('{"alg":"HS512"}', json.dumps(dict(good, exp=4102444800.6, sub=5))),
+        "wrong-issuer": ('{"alg":"HS256"}', json.dumps(dict(good, iss="evil"))),
+    }
+    for name, (header, payload) in signed.items():
+        write("jwt", f"signed-{name}", b"\x01" + header.encode() + b"\x00" + payload.encode())
+
+
+def hooks():
+    replies = {
+        "empty": "",
+        "blank": " \n",
+        "empty-object": "{}",
+        "ack-null": '{"ack":null}',
+        "full": json.dumps({
+            "ack": ["ok", {"id": 7}],
+            "actions": [
+                {"type": "join", "rooms": ["chat:42"]},
+                {"type": "leave", "rooms": ["lobby"]},
+                {"type": "emit", "rooms": ["chat:42"], "event": "joined", "args": [{"user": "u1"}]},
+                {"type": "emit", "event": "to-sender"},
+            ],
+            "extra": "ignored",
+        }),
+        "unknown-action": '{"actions":[{"type":"kick"}]}',
+        "unknown-field": '{"actions":[{"type":"join","rooms":["a"],"x":1}]}',
+        "html": "<html>",
+    }
+    for name, body in replies.items():
+        write("hook_reply", name, body)
+
+
+def forward():
+    import struct
+
+    def frame(kind, header, body=b""):
+        h = json.dumps(header, separators=(",", ":")).encode()
+        return bytes([kind]) + struct.pack(">I", len(h)) + h + body
+
+    base = {"id": 2**128 - 8, "to": "node02", "ts": 1700000000000, "from": "node01"}
+    frames = {
+        "request": frame(1, dict(base, method="POST",
+                                 query="EIO=4&transport=polling&sid=AbCdEf123",
+                                 remote="10.0.0.7:50123",
+                                 headers=[["content-type", "text/plain"], ["content-length", "7"]]),
+                         b'42["x"]'),
+        "request-get-ipv6": frame(1, dict(base, method="GET", query="EIO=4&transport=polling",
+                                          remote="[::1]:8080")),
+        "response": frame(2, dict(base, status=200,
+                                  headers=[["content-type", "text/plain; charset=UTF-8"]]),
+                          b'42["chat","hi"]\x1e6'),
+        "response-error": frame(2, dict(base, status=400), b'{"code":1,"message":"Session ID unknown"}'),
+        "cancel": frame(3, base),
+        "unknown-kind": frame(9, base),
+    }
+    for name, data in frames.items():
+        write("forward_frame", name, data)
+
+
+def main():
+    if CORPUS.exists():
+        shutil.rmtree(CORPUS)
+    fixtures = json.loads(FIXTURES.read_text())
+    engineio()
+    socketio()
+    cluster(fixtures)
+    jwt()
+    hooks()
+    forward()
+    files = list(CORPUS.rglob("*"))
+    size = sum(f.stat().st_size for f in files if f.is_file())
+    print(f"{sum(1 for f in files if f.is_file())} seeds, {size} bytes")
+
+
+if __name__ == "__main__":
+    main()

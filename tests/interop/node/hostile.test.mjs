@@ -1,0 +1,1067 @@
+// Hostile traffic against the real `switchboard serve` binary (issue 10, "Hardening"):
+// each attack runs over real loopback sockets against a fresh server, and for each the
+// test checks that
+//   (a) the server's resident memory (VmRSS) grows by at most a stated budget,
+//   (b) the offending session or connection is cut off (closed, refused or answered
+//       with an error; each test asserts which), and
+//   (c) a pair of official `socket.io-client`s connected before the attack keeps
+//       exchanging relayed events, every one in order, during and after it, and
+//       `/health/live` still answers.
+// Attacks are bounded in count and time so the file runs in a few minutes on two cores
+// with a debug build.
+
+import assert from "node:assert/strict";
+import { createHmac, randomBytes } from "node:crypto";
+import { createConnection } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterEach, describe, test } from "node:test";
+import { Redis } from "ioredis";
+import { io } from "socket.io-client";
+import { startRedis } from "../cluster/redis.mjs";
+import { connected, once } from "../lib/client.mjs";
+import { startSwitchboard } from "../lib/switchboard.mjs";
+import { waitFor } from "../lib/wait.mjs";
+
+const MiB = 1024 * 1024;
+
+// Memory budgets: how much VmRSS may grow from the warmed-up baseline to the end of the
+// attack. Each is well below what the attack sends or would leave behind if the server
+// kept it, so a server that buffers or leaks the attack fails, while allocator slack
+// and the tokio/hyper buffers of a few hundred connections fit.
+/** Attack 1 sends 40 × 900 KB = 36 MB of PING frames; keeping half of it fails. */
+const PING_FLOOD_BUDGET = 16 * MiB;
+/** Attack 2 creates 20,000 namespace names; even 1 KB kept per name is 20 MB. */
+const NAMESPACE_CHURN_BUDGET = 16 * MiB;
+/** Attack 3 sends 150 × (240 KB headers + 600 KB auth) = 126 MB. */
+const OVERSIZED_BUDGET = 64 * MiB;
+/** Attack 4 holds at most a few hundred idle sockets and one slow body. */
+const SLOW_AND_FLOOD_BUDGET = 16 * MiB;
+/**
+ * Attack 5 leaves 2,000 dropped sessions of about a kilobyte each; the cap itself is
+ * checked on the metrics, this only bounds what the churn costs around it.
+ */
+const RECOVERY_CHURN_BUDGET = 32 * MiB;
+/** Attack 6 publishes a few hundred forged frames of a few KB. */
+const FORGED_FRAMES_BUDGET = 16 * MiB;
+
+/** Safety net for the pair's last events to arrive after an attack on a loaded server. */
+const DRAIN_MS = 30_000;
+/** How often client A emits during an attack. */
+const PUMP_EVERY_MS = 25;
+
+/** HS256 key of the namespace that requires authentication (at least 32 bytes). */
+const JWT_SECRET = "hostile-suite-secret-0123456789abcdef";
+
+/** The namespace of the witness pair: room `room:pair`, event `msg` relayed. */
+const PAIR_RULES = `
+[[namespaces]]
+name = "/pair"
+[namespaces.rooms]
+allow = ["room:*"]
+[[namespaces.events]]
+name = "msg"
+action = "relay"
+`;
+
+const WS = { transports: ["websocket"] };
+const POLLING = { transports: ["polling"] };
+
+/** What a test opened: clients (closed first), servers, then what they use (Redis). */
+const clients = [];
+const servers = [];
+const services = [];
+
+/** Starts a server whose config is `PAIR_RULES` plus `extra`; stopped after the test. */
+async function serve(extra = "", env = {}) {
+  const server = await startSwitchboard({ config: `${extra}\n${PAIR_RULES}`, env });
+  servers.push(server);
+  return server;
+}
+
+/** An official client of `/pair` (reconnecting by itself), closed after the test. */
+function client(url, opts) {
+  const socket = io(`${url}/pair`, {
+    forceNew: true,
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 500,
+    ...opts,
+  });
+  clients.push(socket);
+  return socket;
+}
+
+afterEach(async () => {
+  // A Pair or socket.io-client socket has close(); an ioredis client disconnect().
+  for (const c of clients.splice(0)) {
+    if (typeof c.close === "function") c.close();
+    else c.disconnect();
+  }
+  // Every server must exit cleanly (status 0 on SIGTERM): a crash fails the test.
+  const results = await Promise.allSettled(servers.splice(0).map((s) => s.stop()));
+  for (const stop of services.splice(0).reverse()) await stop();
+  for (const r of results) if (r.status === "rejected") throw r.reason;
+});
+
+// --------------------------------------------------------------------------- the pair
+
+/**
+ * Two official clients in room `room:pair` of `/pair`. Each emits numbered `msg`
+ * events to the room; the other must receive every number, in order, with nothing
+ * else in between (the relay does not echo to the sender).
+ */
+class Pair {
+  static async connect(urlA, urlB = urlA, { a = WS, b = POLLING } = {}) {
+    const pair = new Pair();
+    clients.push(pair);
+    pair.a = pair.#client(urlA, a, "A");
+    pair.b = pair.#client(urlB, b, "B");
+    await Promise.all([connected(pair.a), connected(pair.b)]);
+    for (const s of [pair.a, pair.b]) {
+      const res = await s.timeout(DRAIN_MS).emitWithAck("join", "room:pair");
+      assert.deepEqual(res, { ok: true }, "the pair joins its room");
+    }
+    return pair;
+  }
+
+  constructor() {
+    this.sent = { A: 0, B: 0 };
+    /** What each side received, by receiver. */
+    this.got = { A: [], B: [] };
+    this.disconnects = [];
+    this.timer = null;
+  }
+
+  #client(url, opts, name) {
+    const socket = io(`${url}/pair`, { forceNew: true, reconnection: false, ...opts });
+    socket.on("msg", (room, value) => this.got[name].push(value));
+    socket.on("disconnect", (reason) => this.disconnects.push(`${name}: ${reason}`));
+    return socket;
+  }
+
+  #emit() {
+    this.a.emit("msg", "room:pair", this.sent.A++);
+    this.b.emit("msg", "room:pair", this.sent.B++);
+  }
+
+  /** Exchanges a few events and waits for them (warm-up before the baseline). */
+  async warmUp(n = 20) {
+    for (let i = 0; i < n; i++) this.#emit();
+    await this.#allArrived();
+  }
+
+  /** Starts emitting every `PUMP_EVERY_MS` until `stop()`. */
+  start() {
+    this.timer = setInterval(() => this.#emit(), PUMP_EVERY_MS);
+  }
+
+  /**
+   * Stops the pump, emits `n` more events after the attack, and asserts that each side
+   * received every event the other sent, in order, and that neither disconnected.
+   */
+  async stop(n = 20) {
+    clearInterval(this.timer);
+    this.timer = null;
+    for (let i = 0; i < n; i++) this.#emit();
+    await this.#allArrived();
+    assert.deepEqual(this.disconnects, [], "the pair stays connected");
+  }
+
+  async #allArrived() {
+    try {
+      await waitFor(
+        () => this.got.B.length >= this.sent.A && this.got.A.length >= this.sent.B,
+        { timeout: DRAIN_MS, what: "the pair's events" },
+      );
+    } catch (err) {
+      throw new Error(
+        `${err.message}: B got ${this.got.B.length} of ${this.sent.A}, ` +
+          `A got ${this.got.A.length} of ${this.sent.B}; disconnects: ${this.disconnects}`,
+      );
+    }
+    for (const [to, from] of [["B", "A"], ["A", "B"]]) {
+      const got = this.got[to];
+      const bad = got.findIndex((v, i) => v !== i);
+      assert.ok(
+        bad === -1 && got.length === this.sent[from],
+        `${to} must receive ${from}'s events 0..${this.sent[from] - 1} in order; got ${got.length}, ` +
+          `first wrong at ${bad}: ${JSON.stringify(got.slice(Math.max(0, bad), bad + 5))}`,
+      );
+    }
+  }
+
+  close() {
+    clearInterval(this.timer);
+    for (const s of [this.a, this.b]) s?.disconnect();
+  }
+}
+
+// --------------------------------------------------------------------------- helpers
+
+/** Runs `fn(i)` for i in 0..n, at most `limit` at a time; resolves with the results. */
+async function pool(n, limit, fn) {
+  const results = new Array(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      results[i] = await fn(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+  return results;
+}
+
+/**
+ * RSS growth since the call (the warmed-up baseline): `sample(what)` measures and logs it
+ * (the numbers go in the report), `within(budget)` asserts the last sample, so a test
+ * can log every measurement before its first assertion fails.
+ */
+function memoryWatch(server) {
+  const base = server.rssBytes();
+  const mib = (b) => (b / MiB).toFixed(1);
+  let last = null;
+  return {
+    sample(what) {
+      const now = server.rssBytes();
+      last = { what, now, grew: now - base };
+      console.log(`# ${what}: VmRSS ${mib(base)} -> ${mib(now)} MiB (+${mib(now - base)})`);
+    },
+    within(budget) {
+      assert.ok(last, "memory sampled");
+      const { what, now, grew } = last;
+      assert.ok(
+        grew <= budget,
+        `${what}: VmRSS grew by ${mib(grew)} MiB (from ${mib(base)} to ${mib(now)}), budget ${mib(budget)} MiB`,
+      );
+    },
+  };
+}
+
+async function assertLive(server) {
+  assert.equal(await server.status("/health/live"), 200, "/health/live answers");
+}
+
+/** A raw Engine.IO long-polling session (no client library), for attack traffic. */
+class Polling {
+  constructor(url, sid) {
+    this.base = `${url}/socket.io/?EIO=4&transport=polling`;
+    this.sid = sid;
+    this.buffered = [];
+  }
+
+  static async open(url) {
+    const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling`);
+    const text = await res.text();
+    assert.equal(res.status, 200, `handshake: ${text}`);
+    assert.ok(text.startsWith("0{"), `handshake: ${text}`);
+    return new Polling(url, JSON.parse(text.slice(1)).sid);
+  }
+
+  get url() {
+    return `${this.base}&sid=${this.sid}`;
+  }
+
+  /** POSTs `body`: `{status, text}`, or `{status: 0, error}` if the connection failed. */
+  async post(body, { signal } = {}) {
+    try {
+      const res = await fetch(this.url, {
+        method: "POST",
+        body,
+        headers: { "content-type": "text/plain;charset=UTF-8" },
+        signal,
+      });
+      return { status: res.status, text: await res.text() };
+    } catch (err) {
+      return { status: 0, error: err };
+    }
+  }
+
+  /** One GET: `{status, text}` (`status` 0 when it failed or took longer than `ms`). */
+  async get(ms = 10_000) {
+    try {
+      const res = await fetch(this.url, { signal: AbortSignal.timeout(ms) });
+      return { status: res.status, text: await res.text() };
+    } catch (err) {
+      return { status: 0, error: err };
+    }
+  }
+
+  /**
+   * GETs until `n` packets matching `keep` arrived (answering pings), and returns them.
+   * Other packets are dropped.
+   */
+  async collect(n, keep, ms = DRAIN_MS) {
+    const deadline = Date.now() + ms;
+    const out = [];
+    while (out.length < n) {
+      if (Date.now() > deadline) throw new Error(`got ${out.length} of ${n} packets`);
+      const res = await this.get(Math.max(1, deadline - Date.now()));
+      if (res.status !== 200) {
+        throw new Error(`GET on ${this.sid}: ${res.status} ${res.text ?? res.error?.message}`);
+      }
+      for (const packet of res.text.split("\x1e")) {
+        if (packet === "2") await this.post("3");
+        else if (keep(packet)) out.push(packet);
+      }
+    }
+    return out;
+  }
+
+  /** Closes the session (Engine.IO CLOSE packet). */
+  close() {
+    return this.post("1");
+  }
+}
+
+/**
+ * Sends raw `request` bytes on a new TCP connection; resolves with the response's status
+ * line (or `null` if the server closed without answering), then closes.
+ */
+function rawRequest(port, request, ms = 10_000) {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    let data = "";
+    const done = (value) => {
+      socket.destroy();
+      resolve(value);
+    };
+    socket.setTimeout(ms, () => done("timeout"));
+    socket.on("error", () => done(data ? data.split("\r\n")[0] : null));
+    socket.on("end", () => done(data ? data.split("\r\n")[0] : null));
+    socket.on("data", (chunk) => {
+      data += chunk.toString("latin1");
+      if (data.includes("\r\n")) done(data.split("\r\n")[0]);
+    });
+    socket.write(request);
+  });
+}
+
+/** A minimal WebSocket client: the upgrade, masked text frames out, frames in. */
+class RawWebSocket {
+  /**
+   * Opens `path` on `port`; resolves with `{ status, ws }`: the HTTP status of the
+   * answer, and the socket once it is upgraded (101).
+   */
+  static open(port, path) {
+    return new Promise((resolve) => {
+      const socket = createConnection({ host: "127.0.0.1", port });
+      const ws = new RawWebSocket(socket);
+      let head = Buffer.alloc(0);
+      let settled = false;
+      const settle = (status) => {
+        if (settled) return;
+        settled = true;
+        socket.off("data", onHead);
+        if (status !== 101) socket.destroy();
+        resolve({ status, ws: status === 101 ? ws : null });
+      };
+      const onHead = (chunk) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end === -1) return;
+        const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head.toString("latin1"))?.[1] ?? 0);
+        const rest = head.subarray(end + 4);
+        if (status === 101) {
+          socket.on("data", (c) => ws.#feed(c));
+          if (rest.length) ws.#feed(rest);
+        }
+        settle(status);
+      };
+      socket.on("data", onHead);
+      socket.on("error", () => settle(0));
+      socket.on("close", () => {
+        ws.closed = true;
+        settle(0);
+      });
+      socket.setTimeout(10_000, () => settle(0));
+      socket.once("connect", () => {
+        socket.setTimeout(0);
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+            `Connection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
+            "Sec-WebSocket-Version: 13\r\n\r\n",
+        );
+      });
+    });
+  }
+
+  constructor(socket) {
+    this.socket = socket;
+    this.buf = Buffer.alloc(0);
+    this.messages = [];
+    this.waiters = [];
+    this.closed = false;
+  }
+
+  #feed(chunk) {
+    this.buf = Buffer.concat([this.buf, chunk]);
+    for (;;) {
+      if (this.buf.length < 2) return;
+      let len = this.buf[1] & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (this.buf.length < 4) return;
+        len = this.buf.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (this.buf.length < 10) return;
+        len = Number(this.buf.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (this.buf.length < at + len) return;
+      const opcode = this.buf[0] & 0x0f;
+      const payload = this.buf.subarray(at, at + len).toString("utf8");
+      this.buf = this.buf.subarray(at + len);
+      if (opcode === 1) {
+        this.messages.push(payload);
+        for (const w of this.waiters.splice(0)) w();
+      }
+    }
+  }
+
+  /** Sends one masked text frame. */
+  send(text) {
+    const payload = Buffer.from(text);
+    const mask = randomBytes(4);
+    let head;
+    if (payload.length < 126) {
+      head = Buffer.from([0x81, 0x80 | payload.length]);
+    } else {
+      head = Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    }
+    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
+    this.socket.write(Buffer.concat([head, mask, payload]));
+  }
+
+  /** Resolves with the first message (from the start) matching `test`. */
+  async next(test, ms = 10_000) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = this.messages.find(test);
+      if (found !== undefined) return found;
+      if (this.closed) throw new Error("websocket closed");
+      if (Date.now() > deadline) throw new Error(`no matching message in ${ms} ms`);
+      await new Promise((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  /** Resets the TCP connection (no close frame). */
+  destroy() {
+    this.socket.resetAndDestroy();
+  }
+}
+
+/** Opens a bare TCP connection; resolves with it once connected (or `null`). */
+function openIdle(port) {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    socket.closedAt = null;
+    socket.on("close", () => {
+      socket.closedAt ??= Date.now();
+    });
+    socket.on("error", () => {});
+    socket.once("connect", () => resolve(socket));
+    socket.once("error", () => resolve(socket));
+  });
+}
+
+const rand = () => randomBytes(6).toString("hex");
+
+/**
+ * The checks of one attack, run even when an earlier one fails, so that a failure
+ * reports (a), (b) and (c) together; `done()` fails with every failure.
+ */
+class Checks {
+  constructor() {
+    this.failures = [];
+  }
+
+  async run(what, fn) {
+    try {
+      await fn();
+    } catch (err) {
+      this.failures.push(`${what}: ${err.message}`);
+    }
+  }
+
+  done() {
+    if (this.failures.length) assert.fail(this.failures.join("\n  ---\n"));
+  }
+}
+
+/** (c) and (a), the end of every attack: the pair got everything, the server lives. */
+async function survivorChecks(checks, pair, server, memory, budget) {
+  await checks.run("(c) the pair keeps exchanging events", () => pair.stop());
+  await checks.run("(c) /health/live", () => assertLive(server));
+  await checks.run("(a) memory", () => memory.within(budget));
+  checks.done();
+}
+
+// --------------------------------------------------------------------------- attacks
+
+describe("hostile traffic against switchboard serve", () => {
+  test("1. polling POSTs full of client PINGs close the session; memory stays bounded", async () => {
+    const server = await serve();
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    const SESSIONS = 4;
+    const POSTS_PER_SESSION = 10;
+    // ~900 KB: 450,000 PING packets, under the 1 MB engine.max_payload.
+    const body = Array(450_000).fill("2").join("\x1e");
+    pair.start();
+    const sessions = await Promise.all(
+      Array.from({ length: SESSIONS }, () => Polling.open(server.url)),
+    );
+    // Never a GET: whatever the server answers the PINGs with piles up unread.
+    const answers = await Promise.all(
+      sessions.map(async (s) => {
+        const statuses = [];
+        for (let i = 0; i < POSTS_PER_SESSION; i++) statuses.push((await s.post(body)).status);
+        return statuses;
+      }),
+    );
+    const probes = [];
+    for (const s of sessions) probes.push(await s.get(5_000));
+    memory.sample("PING flood");
+    console.log(`# PING flood: POST statuses ${JSON.stringify(answers)}; GET after: ${probes.map((p) => p.status)}`);
+
+    const checks = new Checks();
+    // Node's engine closes a v4 session on a client PING ("invalid heartbeat
+    // direction"): the first POST may be answered, every later one is refused, and the
+    // session id is unknown afterwards.
+    await checks.run("(b) the session is closed at the first PING", () => {
+      for (const statuses of answers) {
+        const accepted = statuses.filter((s) => s === 200).length;
+        assert.ok(accepted <= 1, `POSTs answered 200 after the first PING: ${statuses}`);
+      }
+      for (const res of probes) {
+        assert.equal(res.status, 400, `GET on the session answered ${res.status} ${res.text ?? res.error}`);
+      }
+    });
+    await survivorChecks(checks, pair, server, memory, PING_FLOOD_BUDGET);
+  });
+
+  test("2. CONNECT churn over /tenant-* leaves no namespace behind; bad names are refused", async () => {
+    const server = await serve(`
+[[namespaces]]
+pattern = "/tenant-*"
+[namespaces.auth]
+secret = "${JWT_SECRET}"
+
+[[namespaces]]
+pattern = "/open-*"
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const before = await server.metrics();
+    const baseNamespaces = before.get("switchboard_namespaces");
+    const socketLines = (m) => [...m.keys()].filter((k) => k.startsWith("switchboard_sockets{"));
+    const baseSocketLines = socketLines(before);
+    assert.ok(baseNamespaces >= 2, `switchboard_namespaces exposed: ${baseNamespaces}`);
+    const memory = memoryWatch(server);
+
+    const SESSIONS = 4;
+    const REFUSED_PER_SESSION = 2_500; // auth required, no token: CONNECT_ERROR
+    const ACCEPTED_PER_SESSION = 2_500; // accepted, then left by the client
+    const REFUSED_BATCH = 500;
+    const ACCEPTED_BATCH = 50;
+    const checks = new Checks();
+    const started = Date.now();
+    pair.start();
+    const sessions = await Promise.all(
+      Array.from({ length: SESSIONS }, () => Polling.open(server.url)),
+    );
+    let refused = 0;
+    let accepted = 0;
+    await checks.run("(b) CONNECTs without a token are refused, the others accepted", () =>
+      Promise.all(
+        sessions.map(async (s) => {
+          for (let done = 0; done < REFUSED_PER_SESSION; done += REFUSED_BATCH) {
+            const names = Array.from({ length: REFUSED_BATCH }, () => `/tenant-${rand()}`);
+            const posted = await s.post(names.map((n) => `40${n},`).join("\x1e"));
+            assert.equal(posted.status, 200, `POST of CONNECTs: ${posted.status} ${posted.text}`);
+            const got = await s.collect(REFUSED_BATCH, (p) => /^4[04]\/tenant-/.test(p));
+            assert.deepEqual(got.filter((p) => p.startsWith("40")), [], "no token, no connection");
+            refused += got.length;
+          }
+          for (let done = 0; done < ACCEPTED_PER_SESSION; done += ACCEPTED_BATCH) {
+            const names = Array.from({ length: ACCEPTED_BATCH }, () => `/open-${rand()}`);
+            const posted = await s.post(names.map((n) => `40${n},`).join("\x1e"));
+            assert.equal(posted.status, 200, `POST of CONNECTs: ${posted.status} ${posted.text}`);
+            const got = await s.collect(ACCEPTED_BATCH, (p) => /^4[04]\/open-/.test(p));
+            const ok = got.filter((p) => p.startsWith("40/open-"));
+            assert.equal(ok.length, ACCEPTED_BATCH, `CONNECTs accepted; one answer: ${got.find((p) => !p.startsWith("40"))}`);
+            accepted += ok.length;
+            const left = await s.post(names.map((n) => `41${n},`).join("\x1e"));
+            assert.equal(left.status, 200, `POST of DISCONNECTs: ${left.status} ${left.text}`);
+          }
+        }),
+      ),
+    );
+    console.log(`# CONNECT churn: ${refused} refused + ${accepted} accepted and left in ${Date.now() - started} ms`);
+
+    // Names no pattern may create, each on its own: CONNECT_ERROR.
+    const bad = [
+      "/open-*",
+      "/open-a*b",
+      "/open-#x",
+      "/open-?x=1",
+      "/open-[a]",
+      "/open-a\\b",
+      `/open-${"x".repeat(10_000)}`,
+      "/open-a\u0001b",
+      "/open-a\u007fb",
+      "/open-a\nb",
+    ];
+    const badAnswers = [];
+    await checks.run("(b) malformed namespace names get CONNECT_ERROR", async () => {
+      const probe = await Polling.open(server.url);
+      sessions.push(probe);
+      for (const name of bad) {
+        const shown = JSON.stringify(name.length > 40 ? `${name.slice(0, 20)}…(${name.length})` : name);
+        const posted = await probe.post(`40${name},`);
+        if (posted.status !== 200) {
+          badAnswers.push(`${shown}: POST ${posted.status}`);
+          continue;
+        }
+        const [answer] = await probe.collect(1, (p) => /^4[04]/.test(p));
+        if (!answer.startsWith("44")) badAnswers.push(`${shown}: ${JSON.stringify(answer.slice(0, 60))}`);
+      }
+      assert.deepEqual(badAnswers, [], "every malformed name is refused with CONNECT_ERROR");
+    });
+    await Promise.all(sessions.map((s) => s.close()));
+
+    let after;
+    await waitFor(async () => {
+      after = await server.metrics();
+      return after.get("switchboard_namespaces") === baseNamespaces;
+    }, { timeout: 10_000 }).catch(() => {});
+    memory.sample("CONNECT churn");
+    console.log(
+      `# CONNECT churn: switchboard_namespaces ${baseNamespaces} -> ${after.get("switchboard_namespaces")}, ` +
+        `switchboard_sockets lines ${baseSocketLines.length} -> ${socketLines(after).length}`,
+    );
+    await checks.run("(b) no namespace is left behind", () => {
+      assert.equal(after.get("switchboard_namespaces"), baseNamespaces, "switchboard_namespaces back to the configured ones");
+      assert.deepEqual(socketLines(after), baseSocketLines, "switchboard_sockets lists the configured namespaces only");
+    });
+    await survivorChecks(checks, pair, server, memory, NAMESPACE_CHURN_BUDGET);
+  });
+
+  test("3. oversized headers get 431 and an oversized CONNECT auth gets CONNECT_ERROR", async () => {
+    const server = await serve();
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    const SESSIONS = 150;
+    const AUTH_BYTES = 600_000;
+    const handshake = "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    // ~240 KB of headers, two ways: many small headers, or a few large values.
+    const manyHeaders = Array.from({ length: 2_400 }, (_, i) => `x-h${i}: ${"v".repeat(92)}\r\n`).join("");
+    const bigValues = Array.from({ length: 30 }, (_, i) => `x-big${i}: ${"v".repeat(8_000)}\r\n`).join("");
+    const auth = JSON.stringify({ token: "t", pad: "a".repeat(AUTH_BYTES) });
+    pair.start();
+    const open = [];
+    const results = await pool(SESSIONS, 10, async (i) => {
+      const headers = i % 2 ? bigValues : manyHeaders;
+      const status = await rawRequest(server.port, `${handshake}${headers}\r\n`);
+      const s = await Polling.open(server.url);
+      open.push(s);
+      const posted = await s.post(`40/pair,${auth}`);
+      let answer = `POST answered ${posted.status}`;
+      if (posted.status === 200) {
+        [answer] = await s.collect(1, (p) => /^4[04]\/pair,/.test(p));
+      }
+      return { status, answer };
+    });
+    // Measured while the attack's sessions are still open: a server that kept the
+    // payloads holds them now.
+    memory.sample("oversized headers and auth");
+    await Promise.all(open.map((s) => s.close()));
+    const count = (list) => Object.entries(list.reduce((m, x) => ({ ...m, [x]: (m[x] ?? 0) + 1 }), {}));
+    console.log(`# oversized: header answers ${JSON.stringify(count(results.map((r) => `${r.status}`)))}`);
+    console.log(`# oversized: auth answers ${JSON.stringify(count(results.map((r) => r.answer.slice(0, 8))))}`);
+
+    const checks = new Checks();
+    await checks.run("(b) ~240 KB of request headers get 431", () => {
+      for (const [i, { status }] of results.entries()) {
+        assert.match(String(status), /^HTTP\/1\.[01] 431/, `session ${i} (${i % 2 ? "large values" : "many headers"})`);
+      }
+    });
+    await checks.run("(b) a 600 KB CONNECT auth gets CONNECT_ERROR", () => {
+      for (const [i, { answer }] of results.entries()) {
+        assert.ok(answer.startsWith("44/pair,"), `session ${i}: ${JSON.stringify(answer.slice(0, 80))}`);
+      }
+    });
+    await survivorChecks(checks, pair, server, memory, OVERSIZED_BUDGET);
+  });
+
+  describe("4. slow and half-open connections", () => {
+    test("a polling POST whose body trickles at 1 byte/s is cut off", async () => {
+      const BODY_TIMEOUT_MS = 3_000;
+      const server = await serve(`
+[engine]
+body_timeout = "${BODY_TIMEOUT_MS}ms"
+`);
+      const pair = await Pair.connect(server.url);
+      await pair.warmUp();
+      const memory = memoryWatch(server);
+
+      /** The trickle gives up this long after the body deadline. */
+      const GIVE_UP_MS = BODY_TIMEOUT_MS + 10_000;
+      const s = await Polling.open(server.url);
+      pair.start();
+      const socket = createConnection({ host: "127.0.0.1", port: server.port });
+      let closedAt = null;
+      let response = "";
+      socket.on("data", (c) => (response += c.toString("latin1")));
+      socket.on("close", () => (closedAt = Date.now()));
+      socket.on("error", () => {});
+      await once(socket, "connect");
+      const started = Date.now();
+      socket.write(
+        `POST /socket.io/?EIO=4&transport=polling&sid=${s.sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+          "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 500000\r\n\r\n4",
+      );
+      while (closedAt === null && Date.now() - started < GIVE_UP_MS) {
+        await sleep(1_000);
+        if (closedAt === null) socket.write("2");
+      }
+      socket.destroy();
+      const took = closedAt === null ? null : closedAt - started;
+      const status = response.split("\r\n")[0];
+      const after = await s.get(5_000);
+      memory.sample("slow body");
+      console.log(`# slow body: cut off after ${took} ms; answer ${JSON.stringify(status)}; GET on its session then ${after.status}`);
+
+      const checks = new Checks();
+      await checks.run("(b) the slow body is answered 408 and cut off after engine.body_timeout", () => {
+        assert.ok(took !== null, `a 1 byte/s body was still being read after ${GIVE_UP_MS} ms`);
+        assert.match(status, /^HTTP\/1\.1 408/);
+      });
+      await checks.run("(b) the slow body's session is closed", () => {
+        assert.equal(after.status, 400, `GET on the session: ${after.status} ${after.text ?? after.error}`);
+      });
+      await survivorChecks(checks, pair, server, memory, SLOW_AND_FLOOD_BUDGET);
+    });
+
+    test("a TCP flood beyond engine.max_tcp_connections is shed at once and idle ones reaped", async () => {
+      const MAX_TCP = 40;
+      /** `HEADER_READ_TIMEOUT` in crates/engine/src/serve.rs (not configurable). */
+      const HEADER_TIMEOUT_MS = 10_000;
+      const server = await serve(`
+[engine]
+max_tcp_connections = ${MAX_TCP}
+`);
+      const pair = await Pair.connect(server.url, server.url, { a: WS, b: WS });
+      await pair.warmUp();
+      const memory = memoryWatch(server);
+
+      const FLOOD = 2 * MAX_TCP;
+      pair.start();
+      const started = Date.now();
+      const idle = await Promise.all(Array.from({ length: FLOOD }, () => openIdle(server.port)));
+      // A normal client arriving during the flood gets in (retrying as it does by
+      // itself) by the time the idle connections are reaped.
+      const late = client(server.url, WS);
+      let lateErrors = 0;
+      late.on("connect_error", () => lateErrors++);
+      const lateIn = once(late, "connect", HEADER_TIMEOUT_MS + 10_000).then(
+        () => `connected after ${Date.now() - started} ms and ${lateErrors} refused attempts`,
+        (err) => err,
+      );
+      await sleep(1_000);
+      const shedAtOnce = idle.filter((s) => s.closedAt !== null).length;
+      await waitFor(() => idle.every((s) => s.closedAt !== null), {
+        timeout: HEADER_TIMEOUT_MS + 5_000,
+      }).catch(() => {});
+      const stillOpen = idle.filter((s) => s.closedAt === null).length;
+      const reapedBy = stillOpen ? null : Math.max(...idle.map((s) => s.closedAt)) - started;
+      for (const s of idle) s.destroy();
+      const lateAfter = await lateIn;
+      memory.sample("TCP flood");
+      console.log(
+        `# TCP flood: ${shedAtOnce} of ${FLOOD} closed within 1 s, ${stillOpen} still open at the end, ` +
+          `all closed by ${reapedBy} ms; late client: ${lateAfter}`,
+      );
+
+      const checks = new Checks();
+      await checks.run("(b) connections beyond max_tcp_connections are closed at once", () => {
+        assert.ok(shedAtOnce >= FLOOD - MAX_TCP, `${shedAtOnce} of ${FLOOD} closed within 1 s, want ≥ ${FLOOD - MAX_TCP}`);
+      });
+      await checks.run("(b) idle connections are reaped after the header-read timeout", () => {
+        assert.equal(stillOpen, 0, `${stillOpen} of ${FLOOD} idle connections still open`);
+      });
+      await checks.run("(c) a normal client connects during the flood", () => {
+        assert.equal(typeof lateAfter, "string", `late client: ${lateAfter}`);
+      });
+      await survivorChecks(checks, pair, server, memory, SLOW_AND_FLOOD_BUDGET);
+    });
+
+    test("WebSocket handshakes that never go further count against engine.max_connections", async () => {
+      const MAX_CONNECTIONS = 30;
+      const server = await serve(`
+[engine]
+max_connections = ${MAX_CONNECTIONS}
+`);
+      const pair = await Pair.connect(server.url, server.url, { a: WS, b: WS });
+      await pair.warmUp();
+      const memory = memoryWatch(server);
+
+      const sessions = async () => {
+        const m = await server.metrics();
+        return m.get('switchboard_connections{transport="polling"}') + m.get('switchboard_connections{transport="websocket"}');
+      };
+      const before = await sessions();
+      const FLOOD = 2 * MAX_CONNECTIONS;
+      pair.start();
+      // Upgrades that are answered and then never used: no ping answered, nothing sent.
+      const opened = await pool(FLOOD, 20, () =>
+        RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket"),
+      );
+      const statuses = opened.map((o) => o.status);
+      const upgraded = statuses.filter((s) => s === 101).length;
+      const refused = statuses.filter((s) => s === 503).length;
+      const during = await sessions();
+      memory.sample("WebSocket flood");
+      console.log(
+        `# WebSocket flood: ${before} sessions before, ${upgraded} upgraded, ${refused} refused with 503, ` +
+          `other: [${statuses.filter((s) => s !== 101 && s !== 503)}]; ${during} sessions after`,
+      );
+      for (const o of opened) o.ws?.destroy();
+
+      const checks = new Checks();
+      await checks.run("(b) handshakes beyond max_connections are refused with 503", () => {
+        assert.ok(
+          upgraded <= MAX_CONNECTIONS - before,
+          `${upgraded} upgraded beside ${before} sessions, engine.max_connections = ${MAX_CONNECTIONS}`,
+        );
+        assert.equal(upgraded + refused, FLOOD, `every other handshake is refused with 503: ${statuses}`);
+      });
+      await checks.run("(c) a normal client connects once the flood is gone", async () => {
+        await connected(client(server.url, WS));
+      });
+      await survivorChecks(checks, pair, server, memory, SLOW_AND_FLOOD_BUDGET);
+    });
+  });
+
+  test("5. connections reset after CONNECT keep at most recovery.max_sessions sessions", async () => {
+    const MAX_SESSIONS = 100;
+    /** The gauge of dropped sessions kept for recovery, and the counter of those dropped early. */
+    const KEPT = "switchboard_recovery_sessions";
+    const EVICTED = "switchboard_recovery_sessions_evicted_total";
+    const server = await serve(`
+[recovery]
+enabled = true
+max_sessions = ${MAX_SESSIONS}
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+    const kept = async () => (await server.metrics()).get(KEPT);
+
+    const CHURN = 2_000;
+    let most = -1;
+    let sampling = true;
+    pair.start();
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await kept()) ?? -1);
+        await sleep(200);
+      }
+    })();
+    const started = Date.now();
+    const outcomes = await pool(CHURN, 20, async () => {
+      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket");
+      if (status !== 101) return `status ${status}`;
+      try {
+        await ws.next((m) => m.startsWith("0{"));
+        ws.send("40/pair,");
+        const answer = await ws.next((m) => /^4[04]\/pair,/.test(m));
+        return answer.includes('"pid"') ? "recoverable" : answer;
+      } catch (err) {
+        return err.message;
+      } finally {
+        ws.destroy();
+      }
+    });
+    const took = Date.now() - started;
+    // The server sees each reset at once (the TCP connection is gone); give the last
+    // ones a moment.
+    await sleep(500);
+    sampling = false;
+    await sampler;
+    const last = await kept();
+    const evicted = (await server.metrics()).get(EVICTED);
+    most = Math.max(most, last ?? -1);
+    memory.sample("recovery churn");
+    const unexpected = outcomes.filter((o) => o !== "recoverable");
+    console.log(
+      `# recovery churn: ${CHURN} connections opened and reset in ${took} ms (${unexpected.length} not recoverable); ` +
+        `${KEPT} at most ${most}, finally ${last}, ${EVICTED} ${evicted} (max_sessions ${MAX_SESSIONS})`,
+    );
+
+    const checks = new Checks();
+    await checks.run("every connection got a recoverable session", () => {
+      assert.deepEqual(unexpected.slice(0, 5), [], `${unexpected.length} did not`);
+    });
+    await checks.run(`(b) ${KEPT} stays at or below recovery.max_sessions`, () => {
+      assert.notEqual(last, undefined, `${KEPT} is exposed on /metrics`);
+      assert.ok(most <= MAX_SESSIONS, `${most} kept, recovery.max_sessions = ${MAX_SESSIONS}`);
+    });
+    await checks.run(`(b) the sessions beyond max_sessions are counted in ${EVICTED}`, () => {
+      const dropped = CHURN - unexpected.length;
+      assert.ok(evicted >= dropped - MAX_SESSIONS, `${EVICTED} = ${evicted}, want ≥ ${dropped} - ${MAX_SESSIONS}`);
+    });
+    await survivorChecks(checks, pair, server, memory, RECOVERY_CHURN_BUDGET);
+  });
+
+  test("6. forged and replayed frames on the cluster forwarding channel neither steal nor inject", async () => {
+    const redis = await startRedis();
+    services.push(() => redis.close());
+    const PREFIX = "hostile";
+    const cluster = `
+[cluster]
+adapter = "redis"
+redis_url = "${redis.url}"
+key_prefix = "${PREFIX}"
+secret = "cluster-secret-of-the-hostile-suite-0123456789"
+`;
+    const nodeA = await serve(cluster);
+    const nodeB = await serve(cluster);
+    // The polling client whose session the forger targets is on node A, its partner on
+    // node B, so every event crosses Redis.
+    const pair = await Pair.connect(nodeA.url, nodeB.url, { a: POLLING, b: WS });
+    await pair.warmUp();
+    const memory = memoryWatch(nodeA);
+    const sid = pair.a.io.engine.id;
+
+    const publisher = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    const listener = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    clients.push(publisher, listener);
+    await publisher.connect();
+    await listener.connect();
+    const fwd = `${PREFIX}-fwd#`;
+    const channels = await publisher.pubsub("CHANNELS", `${fwd}*`);
+    const own = channels.find((c) => sid.startsWith(c.slice(fwd.length)));
+    assert.ok(own, `node A's forwarding channel among ${channels} for session ${sid}`);
+    const ownB = channels.find((c) => c !== own);
+    // Everything published on any forwarding channel, as the forger sees it.
+    const wire = [];
+    await listener.psubscribe(`${fwd}*`);
+    listener.on("pmessageBuffer", (_pattern, channel, message) => wire.push({ channel: channel.toString(), message }));
+    // The forger's own "node": whatever node A answers it comes here.
+    const FORGER = "evil00";
+
+    // A request frame as crates/cluster/src/forward/frame.rs lays it out, either bare
+    // (as before frames were signed) or behind an HMAC made with a secret that is not
+    // the cluster's.
+    const requestFrame = (id, method, body, { sealWith } = {}) => {
+      const header = Buffer.from(
+        JSON.stringify({
+          id,
+          to: own.slice(fwd.length),
+          ts: Date.now(),
+          from: FORGER,
+          method,
+          query: `EIO=4&transport=polling&sid=${sid}`,
+          remote: "203.0.113.9:4444",
+          headers: [["content-type", "text/plain;charset=UTF-8"]],
+        }),
+      );
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(header.length);
+      const frame = Buffer.concat([Buffer.from([1]), len, header, Buffer.from(body)]);
+      if (!sealWith) return frame;
+      const tag = createHmac("sha256", sealWith)
+        .update("switchboard forwarding frame v1\0")
+        .update(frame)
+        .digest();
+      return Buffer.concat([tag, frame]);
+    };
+    const ROUNDS = 25;
+    let forged = 0;
+    pair.start();
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const sealWith of [undefined, "not-the-cluster-secret-0123456789abcdef"]) {
+        await publisher.publish(own, requestFrame(forged++, "GET", "", { sealWith }));
+        const inject = `42/pair,["msg","room:pair","forged-${i}"]`;
+        await publisher.publish(own, requestFrame(forged++, "POST", inject, { sealWith }));
+      }
+      await sleep(40);
+    }
+
+    // Replays: genuine frames node B signed when it forwarded a polling session's GET
+    // and POST to node A, published again by someone who only listens on Redis.
+    const replay = { witness: [], replayed: 0, direct: null, answersToB: 0 };
+    const checks = new Checks();
+    await checks.run("setting up the replay", async () => {
+      const witness = client(nodeB.url, { ...WS, reconnection: false });
+      witness.on("msg", (_room, value) => replay.witness.push(value));
+      await connected(witness);
+      assert.deepEqual(await witness.timeout(DRAIN_MS).emitWithAck("join", "room:replay"), { ok: true });
+      const s = await Polling.open(nodeA.url);
+      await s.post("40/pair,");
+      await s.collect(1, (p) => p.startsWith("40/pair,"));
+      await s.post('42/pair,0["join","room:replay"]');
+      assert.deepEqual(await s.collect(1, (p) => p.startsWith("43/pair,0")), ['43/pair,0[{"ok":true}]']);
+      const viaB = new Polling(nodeB.url, s.sid);
+      const mark = wire.length;
+      witness.emit("msg", "room:replay", "for-s");
+      const got = await viaB.collect(1, (p) => p.includes("for-s"));
+      assert.equal(got.length, 1, "a GET forwarded by node B gets the session's frames");
+      assert.equal((await viaB.post('42/pair,["msg","room:replay","legit"]')).status, 200);
+      await waitFor(() => replay.witness.includes("legit"), { what: "the forwarded POST's event" });
+      const genuine = wire.slice(mark).filter((w) => w.channel === own && w.message[32] === 1);
+      assert.ok(genuine.length >= 2, `node B's signed GET and POST seen on ${own}: ${genuine.length}`);
+      // Node A's two answers to node B, seen by the listener, before counting on.
+      await waitFor(() => wire.slice(mark).filter((w) => w.channel === ownB && w.message[32] === 2).length >= 2, {
+        what: "node A's answers to node B",
+      });
+      const answersBefore = wire.filter((w) => w.channel === ownB).length;
+      for (let round = 0; round < 3; round++) {
+        for (const { message } of genuine) {
+          await publisher.publish(own, message);
+          replay.replayed++;
+        }
+      }
+      // Whatever node A does with the replays happens before what follows: they are
+      // ahead of it on node A's subscription. A replayed GET would take this frame (or
+      // collide with the direct GET); a replayed POST would relay "legit" again.
+      witness.emit("msg", "room:replay", "for-s-2");
+      replay.direct = await s.collect(1, (p) => p.includes("for-s"), 10_000).catch((err) => [err.message]);
+      await s.post('42/pair,["msg","room:replay","after"]');
+      await waitFor(() => replay.witness.includes("after"), { what: "the direct POST's event" });
+      replay.answersToB = wire.filter((w) => w.channel === ownB).length - answersBefore;
+      await s.close();
+    });
+    memory.sample("forged frames");
+    const answers = wire.filter((w) => w.channel === `${fwd}${FORGER}`);
+    console.log(
+      `# forged frames: ${forged} forged, node A answered ${answers.length}; ${replay.replayed} genuine frames replayed: ` +
+        `witness got ${JSON.stringify(replay.witness)}, direct GET got ${JSON.stringify(replay.direct)}, ` +
+        `${replay.answersToB} answers published to node B after the replays`,
+    );
+
+    // The pair's check shows that B got exactly A's numbers (nothing injected) and A
+    // all of B's (nothing stolen).
+    await checks.run("(c) the pair keeps exchanging events", () => pair.stop());
+    await checks.run("(b) node A answers no forged request", () => {
+      assert.deepEqual(answers.map((a) => a.message.subarray(0, 120).toString("latin1")), []);
+    });
+    await checks.run("(b) a replayed POST injects nothing, a replayed GET steals nothing", () => {
+      assert.deepEqual(replay.witness, ["legit", "after"], "the witness gets each event once");
+      assert.deepEqual(replay.direct, ['42/pair,["msg","room:replay","for-s-2"]'], "the session's own GET gets its frame");
+      assert.equal(replay.answersToB, 0, "node A answers no replayed request");
+    });
+    await checks.run("(c) /health/live", () => assertLive(nodeA));
+    await checks.run("(a) memory", () => memory.within(FORGED_FRAMES_BUDGET));
+    checks.done();
+  });
+});
