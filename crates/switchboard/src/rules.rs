@@ -37,6 +37,7 @@ mod tests;
 
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
+use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_auth::jwt::{Claims, KeySource};
 use switchboard_engine::sio::Handlers;
@@ -205,6 +206,6 @@ fn expire(socket: Weak<Socket>) {
     let Some(socket) = socket.upgrade().filter(|s| s.connected()) else {
         return;
     };
-    tracing::debug!(sid = %socket.id(), namespace = socket.namespace(), "token expired");
+    tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), "token expired");
     socket.close_connection(DisconnectReason::AuthExpired);
 }

@@ -1,6 +1,7 @@
 //! One Engine.IO connection seen by Socket.IO: decodes packets (reassembling binary
 //! attachments) and routes them to the connection's sockets, one per namespace.
 
+use crate::untrusted::Untrusted;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ impl Client {
         }
         let Some(socket) = self.shared.socket(&packet.nsp) else {
             // A packet for a namespace this client has not joined: close, as Node does.
-            tracing::debug!(sid = %session.sid(), nsp = %packet.nsp, "packet for unjoined namespace");
+            tracing::debug!(sid = %session.sid(), nsp = %Untrusted(&packet.nsp), "packet for unjoined namespace");
             return session.close(DisconnectReason::ParseError);
         };
         match packet.kind {
@@ -121,6 +122,13 @@ impl Client {
                 drop(state);
                 return session.close(DisconnectReason::ParseError);
             }
+            if state.sockets.len() + state.connecting.len() >= MAX_NAMESPACES_PER_CONNECTION {
+                drop(state);
+                tracing::debug!(sid = %session.sid(), "too many namespaces on one connection");
+                let err = ConnectError::new(TOO_MANY_NAMESPACES);
+                let _ = session.send(&connect_error(&nsp, &err), false);
+                return;
+            }
             state.connecting.push(nsp.clone());
         }
         let decline = |message: &str| {
@@ -129,7 +137,7 @@ impl Client {
             let _ = session.send(&connect_error(&nsp, &err), false);
         };
         if auth_size(&nsp, size) > self.shared.io.config.max_connect_auth {
-            tracing::debug!(sid = %session.sid(), nsp = %nsp, size, "CONNECT payload too large");
+            tracing::debug!(sid = %session.sid(), nsp = %Untrusted(&nsp), size, "CONNECT payload too large");
             return decline(AUTH_TOO_LARGE);
         }
         let Some(reservation) = self.shared.io.reserve(&nsp) else {
@@ -187,6 +195,15 @@ impl Client {
 /// The refusal of a namespace that does not exist (or a name no pattern may create),
 /// Node's message.
 const INVALID_NAMESPACE: &str = "Invalid namespace";
+
+/// Namespaces one connection may have joined or be joining at once. Real clients
+/// multiplex a handful; without a bound, one polling body of tiny CONNECT packets would
+/// start tens of thousands of middleware runs (JWT checks) and make every further
+/// CONNECT scan them all.
+pub const MAX_NAMESPACES_PER_CONNECTION: usize = 64;
+
+/// The refusal of a CONNECT beyond [`MAX_NAMESPACES_PER_CONNECTION`].
+const TOO_MANY_NAMESPACES: &str = "too many namespaces on this connection";
 
 /// The refusal of a CONNECT whose payload passes `max_connect_auth`.
 const AUTH_TOO_LARGE: &str = "auth payload too large";

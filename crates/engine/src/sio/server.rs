@@ -1,6 +1,7 @@
 //! [`Io`]: the Socket.IO server. Owns the namespaces and the Engine.IO server, and is
 //! the API a Rust application embeds.
 
+use crate::untrusted::Untrusted;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -198,7 +199,7 @@ impl IoInner {
             ns.adapter().close(ns);
         }
         drop(map);
-        tracing::debug!(nsp = ns.name(), "empty namespace removed");
+        tracing::debug!(nsp = %Untrusted(ns.name()), "empty namespace removed");
     }
 }
 

@@ -1,6 +1,7 @@
 //! One socket: a client's membership of one namespace, with its rooms, data and
 //! pending acknowledgements.
 
+use crate::untrusted::Untrusted;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -454,7 +455,7 @@ impl Socket {
         self.persist_for_recovery(reason);
         self.ns.remove(self.id);
         self.lock_acks().clear();
-        tracing::debug!(socket = %self.id, nsp = self.namespace(), %reason, "socket disconnected");
+        tracing::debug!(socket = %self.id, nsp = %Untrusted(self.namespace()), %reason, "socket disconnected");
         self.ns.handlers().run_disconnect(self, reason);
         // After the handlers, which may still broadcast: a namespace a pattern
         // created goes away with its last socket.

@@ -526,3 +526,34 @@ async fn the_connect_payload_is_forgotten_after_the_connection_handlers() {
     assert_eq!(socket.auth(), json!({}));
     assert_eq!(socket.info().handshake["auth"], json!({}));
 }
+
+/// One connection may join (or be joining) at most 64 namespaces: a polling body of a
+/// thousand CONNECTs gets 64 sockets and a refusal for each of the rest, and the
+/// connection stays usable.
+#[tokio::test(start_paused = true)]
+async fn one_connection_joins_at_most_64_namespaces() {
+    let io = server(config());
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let client = Client::handshake(&io).await;
+    let body: Vec<String> = (0..1000).map(|i| format!("40/tenant-{i},")).collect();
+    client.post(&body.join("\u{1e}")).await;
+    let mut joined = 0;
+    let mut refused = 0;
+    while joined + refused < 1000 {
+        for packet in client.get().await.split('\u{1e}') {
+            if packet.starts_with("40/tenant-") {
+                joined += 1;
+            } else if packet.ends_with(r#",{"message":"too many namespaces on this connection"}"#) {
+                refused += 1;
+            } else {
+                panic!("unexpected packet {packet}");
+            }
+        }
+    }
+    assert_eq!((joined, refused), (64, 936));
+    assert_eq!(listed(&io).len(), 64);
+    // Leaving one makes room for another.
+    client.post("41/tenant-0,").await;
+    client.post("40/tenant-new,").await;
+    assert!(client.get().await.starts_with("40/tenant-new,"));
+}

@@ -4,6 +4,7 @@
 //! once; forwarding and refreshing continue in their own tasks.
 
 use std::sync::Arc;
+use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_engine::{DisconnectReason, Event};
 use tokio::time::Instant;
@@ -79,7 +80,7 @@ fn admit(policy: &Policy, event: &mut Event) -> bool {
     policy.metrics.event(EventOutcome::RateLimited);
     reply::answer(event.take_ack(), Err(Refusal::RateLimited));
     if verdict == Verdict::Disconnect {
-        tracing::debug!(sid = %event.socket.id(), namespace = event.socket.namespace(), "rate limit exceeded, disconnecting");
+        tracing::debug!(sid = %event.socket.id(), namespace = %Untrusted(event.socket.namespace()), "rate limit exceeded, disconnecting");
         event.socket.close_connection(DisconnectReason::RateLimited);
     }
     false
@@ -114,7 +115,7 @@ fn relay(policy: &Policy, mut event: Event, include_sender: bool) {
 
 /// Refuses the event: an error acknowledgement if one was asked for, else nothing.
 fn deny(policy: &Policy, mut event: Event) {
-    tracing::debug!(sid = %event.socket.id(), namespace = event.socket.namespace(), event = %event.name, "event not allowed");
+    tracing::debug!(sid = %event.socket.id(), namespace = %Untrusted(event.socket.namespace()), event = %Untrusted(&event.name), "event not allowed");
     policy.metrics.event(EventOutcome::Denied);
     reply::answer(event.take_ack(), Err(Refusal::EventNotAllowed));
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::SystemTime;
+use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_auth::jwt::Claims;
 use switchboard_engine::{DisconnectReason, Namespace, Socket};
@@ -16,7 +17,7 @@ use super::{Policy, auth, rooms};
 /// A socket was accepted (after the middleware).
 pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
     let claims = auth::claims_of(socket);
-    tracing::debug!(sid = %socket.id(), namespace = socket.namespace(), "socket connected");
+    tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), "socket connected");
     // The auto-joined rooms were filled in the middleware, before this hook: their
     // `room_occupied` may reach the backend first (hooks are not ordered).
     policy.sink.deliver(LifecycleEvent::Connected {
@@ -53,7 +54,7 @@ fn join_auto_rooms(policy: &Policy, socket: &Arc<Socket>, claims: Option<&Claims
 
 /// A socket left its namespace.
 pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: DisconnectReason) {
-    tracing::debug!(sid = %socket.id(), namespace = socket.namespace(), %reason, "socket disconnected");
+    tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason, "socket disconnected");
     if let Some(limiter) = &policy.limiter {
         limiter.remove(socket.id());
     }
