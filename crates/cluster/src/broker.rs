@@ -1,9 +1,9 @@
 //! The connection to Redis: one multiplexed command connection, one subscriber
-//! connection that survives Redis restarts (reconnect with backoff, resubscribe), an
-//! ordered publisher with a bounded queue, and the health the readiness probe and the
-//! metrics report.
+//! connection that survives Redis restarts (reconnect with backoff, resubscribe to
+//! what is still held), an ordered publisher with a bounded queue, and the health the
+//! readiness probe and the metrics report.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -74,6 +74,54 @@ pub(crate) enum Sub {
     Pattern(String),
 }
 
+/// Whether a [`Sub`] is taken or given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// What the subscriber connection must be subscribed to, after every reconnect too,
+/// with how many holders each subscription has. Counted rather than a set so that
+/// one holder giving a subscription back cannot take it from another that happens to
+/// need the same channel (a namespace declared with a name that spells another's
+/// node-specific channel); Redis itself only knows subscribed or not.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    held: BTreeMap<Sub, usize>,
+}
+
+impl Subscriptions {
+    /// Records `change` of `sub`; returns whether Redis must be told: the first
+    /// holder subscribes, the last one to give it back unsubscribes. Giving back what
+    /// is not held changes nothing.
+    fn record(&mut self, change: Change, sub: &Sub) -> bool {
+        match change {
+            Change::Subscribe => {
+                let holders = self.held.entry(sub.clone()).or_default();
+                *holders += 1;
+                *holders == 1
+            }
+            Change::Unsubscribe => match self.held.get_mut(sub) {
+                Some(holders) if *holders > 1 => {
+                    *holders -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.held.remove(sub);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Every subscription with a holder: what a new connection subscribes to.
+    fn held(&self) -> impl Iterator<Item = &Sub> {
+        self.held.keys()
+    }
+}
+
 /// Receives every pub/sub message: `(channel, payload)`.
 pub(crate) type MessageHandler = Arc<dyn Fn(&str, Bytes) + Send + Sync>;
 
@@ -86,7 +134,9 @@ pub(crate) struct Broker {
     client: redis::Client,
     conn: ConnectionManager,
     health: Arc<Health>,
-    subs: mpsc::UnboundedSender<Sub>,
+    /// Subscription changes, in call order, to the subscriber task: one path, so an
+    /// unsubscribe followed by a subscribe of the same channel ends subscribed.
+    subs: mpsc::UnboundedSender<(Change, Sub)>,
     /// The ordered publisher's queue, bounded by [`MAX_PENDING_PUBLISHES`].
     publish: mpsc::Sender<(String, Bytes)>,
     /// Set when the queue overflows, cleared when a publish gets through: one log
@@ -230,7 +280,14 @@ impl Broker {
 
     /// Subscribes now and after every reconnect.
     pub(crate) fn subscribe(&self, sub: Sub) {
-        let _ = self.subs.send(sub);
+        let _ = self.subs.send((Change::Subscribe, sub));
+    }
+
+    /// Gives back one [`Broker::subscribe`] of `sub`: once no holder is left, the
+    /// node unsubscribes now and is not subscribed again after a reconnect. Kept in
+    /// order with subscribes.
+    pub(crate) fn unsubscribe(&self, sub: Sub) {
+        let _ = self.subs.send((Change::Unsubscribe, sub));
     }
 
     /// Publishes in call order (fire and forget; counted when it fails). Dropped, and
@@ -271,13 +328,13 @@ impl Broker {
 /// Keeps the subscriber connection up; every message goes to `on_message`.
 async fn subscriber(
     client: redis::Client,
-    mut subs_rx: mpsc::UnboundedReceiver<Sub>,
+    mut subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
     on_message: MessageHandler,
     link: Link,
     shutdown: Shutdown,
 ) {
     let health = link.health.clone();
-    let mut known: BTreeSet<Sub> = BTreeSet::new();
+    let mut subs = Subscriptions::default();
     let mut backoff = MIN_BACKOFF;
     let mut connected_once = false;
     loop {
@@ -288,12 +345,13 @@ async fn subscriber(
             Ok(pubsub) => {
                 let (mut sink, mut stream) = pubsub.split();
                 let mut ok = true;
-                // Drain pending requests first so they are subscribed on this connection.
-                while let Ok(sub) = subs_rx.try_recv() {
-                    known.insert(sub);
+                // Drain pending changes first so that this connection subscribes to
+                // what is held now, and nothing given back meanwhile.
+                while let Ok((change, sub)) = subs_rx.try_recv() {
+                    subs.record(change, &sub);
                 }
-                for sub in &known {
-                    ok &= apply(&mut sink, sub).await;
+                for sub in subs.held() {
+                    ok &= apply(&mut sink, Change::Subscribe, sub).await;
                 }
                 if ok {
                     if connected_once {
@@ -309,12 +367,13 @@ async fn subscriber(
                                 link.set(false);
                                 return;
                             }
-                            sub = subs_rx.recv() => match sub {
-                                Some(sub) => {
-                                    if apply(&mut sink, &sub).await {
-                                        known.insert(sub);
-                                    } else {
-                                        known.insert(sub);
+                            // Recorded before it is sent: if sending fails, the
+                            // reconnect applies it (subscribes, or leaves out).
+                            change = subs_rx.recv() => match change {
+                                Some((change, sub)) => {
+                                    if subs.record(change, &sub)
+                                        && !apply(&mut sink, change, &sub).await
+                                    {
                                         break;
                                     }
                                 }
@@ -368,13 +427,16 @@ impl Link {
     }
 }
 
-async fn apply(sink: &mut redis::aio::PubSubSink, sub: &Sub) -> bool {
-    let result = match sub {
-        Sub::Channel(c) => sink.subscribe(c).await,
-        Sub::Pattern(p) => sink.psubscribe(p).await,
+/// Sends one subscription change; false when the connection failed.
+async fn apply(sink: &mut redis::aio::PubSubSink, change: Change, sub: &Sub) -> bool {
+    let result = match (change, sub) {
+        (Change::Subscribe, Sub::Channel(c)) => sink.subscribe(c).await,
+        (Change::Subscribe, Sub::Pattern(p)) => sink.psubscribe(p).await,
+        (Change::Unsubscribe, Sub::Channel(c)) => sink.unsubscribe(c).await,
+        (Change::Unsubscribe, Sub::Pattern(p)) => sink.punsubscribe(p).await,
     };
     if let Err(err) = &result {
-        tracing::warn!(error = %err, ?sub, "subscribe failed");
+        tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
     }
     result.is_ok()
 }
@@ -431,4 +493,61 @@ async fn prober(mut conn: ConnectionManager, health: Arc<Health>, shutdown: Shut
 /// `d` plus up to 20% random extra, so nodes do not reconnect in lockstep.
 pub(crate) fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(rand::random::<f64>() * 0.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str) -> Sub {
+        Sub::Channel(name.to_owned())
+    }
+
+    fn held(subs: &Subscriptions) -> Vec<Sub> {
+        subs.held().cloned().collect()
+    }
+
+    #[test]
+    fn a_subscription_given_back_is_not_resubscribed() {
+        let mut subs = Subscriptions::default();
+        let pattern = Sub::Pattern("socket.io#/tenant-x#*".to_owned());
+        assert!(subs.record(Change::Subscribe, &pattern));
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert!(subs.record(Change::Unsubscribe, &pattern));
+        assert_eq!(held(&subs), [channel("a")]);
+    }
+
+    #[test]
+    fn an_unsubscribe_then_a_subscribe_ends_subscribed() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert!(subs.record(Change::Unsubscribe, &channel("a")));
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert_eq!(held(&subs), [channel("a")]);
+    }
+
+    #[test]
+    fn the_last_holder_unsubscribes() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert!(
+            !subs.record(Change::Subscribe, &channel("a")),
+            "already subscribed"
+        );
+        assert!(
+            !subs.record(Change::Unsubscribe, &channel("a")),
+            "still held"
+        );
+        assert_eq!(held(&subs), [channel("a")]);
+        assert!(subs.record(Change::Unsubscribe, &channel("a")));
+        assert!(held(&subs).is_empty());
+    }
+
+    #[test]
+    fn giving_back_what_is_not_held_changes_nothing() {
+        let mut subs = Subscriptions::default();
+        assert!(!subs.record(Change::Unsubscribe, &channel("a")));
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert_eq!(held(&subs), [channel("a")]);
+    }
 }

@@ -409,6 +409,17 @@ struct PubSubAdapter {
 }
 
 impl PubSubAdapter {
+    /// The namespace's channels, as Node's adapter subscribes them: every broadcast
+    /// (a pattern), requests, responses and the responses meant for this node only.
+    fn subscriptions(&self) -> [Sub; 4] {
+        [
+            Sub::Pattern(self.channels.pattern()),
+            Sub::Channel(self.channels.request().to_owned()),
+            Sub::Channel(self.channels.response().to_owned()),
+            Sub::Channel(self.channels.specific_response(&self.node.uid)),
+        ]
+    }
+
     /// This node's request with `body`.
     fn request(&self, body: RequestBody) -> Request {
         Request {
@@ -437,12 +448,32 @@ impl Adapter for PubSubAdapter {
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns.name().to_owned(), Arc::downgrade(ns));
         let broker = self.node.broker();
-        broker.subscribe(Sub::Pattern(self.channels.pattern()));
-        broker.subscribe(Sub::Channel(self.channels.request().to_owned()));
-        broker.subscribe(Sub::Channel(self.channels.response().to_owned()));
-        broker.subscribe(Sub::Channel(
-            self.channels.specific_response(&self.node.uid),
-        ));
+        for sub in self.subscriptions() {
+            broker.subscribe(sub);
+        }
+    }
+
+    /// Undoes `init`. The engine calls it under its registry lock, so a namespace of
+    /// the same name created next subscribes after this unsubscribes (the broker keeps
+    /// both in order) and may already be in the map: only this instance is removed.
+    fn close(&self, ns: &Namespace) {
+        {
+            let mut namespaces = self
+                .node
+                .namespaces
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if namespaces
+                .get(ns.name())
+                .is_some_and(|known| std::ptr::eq(known.as_ptr(), ns))
+            {
+                namespaces.remove(ns.name());
+            }
+        }
+        let broker = self.node.broker();
+        for sub in self.subscriptions() {
+            broker.unsubscribe(sub);
+        }
     }
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -94,12 +94,33 @@ struct Routes {
     position: String,
 }
 
+impl Routes {
+    /// Forgets the namespace `ns` named `name`, unless a namespace of the same name
+    /// has replaced it already.
+    fn forget(&mut self, name: &str, ns: &Weak<Namespace>) {
+        if self
+            .namespaces
+            .get(name)
+            .is_some_and(|known| Weak::ptr_eq(known, ns))
+        {
+            self.namespaces.remove(name);
+        }
+    }
+}
+
 /// One node's membership of a `redis-streams` cluster.
 pub(crate) struct StreamsNode {
     uid: String,
     config: ClusterConfig,
     broker: OnceLock<Arc<Broker>>,
     routes: Mutex<Routes>,
+    /// Namespaces closed but perhaps still in `routes`, each with its name: closing
+    /// cannot wait for the routes lock, because a namespace may close on the reader's
+    /// own thread while it dispatches under that lock (the last socket leaves on a
+    /// `disconnectSockets` read from the stream), so whoever takes the lock next
+    /// forgets them ([`StreamsNode::lock_routes`]). A leaf lock: nothing is called
+    /// while it is held.
+    closed: Mutex<Vec<(String, Weak<Namespace>)>>,
     /// Set once the reader knows where the stream ends.
     started: tokio::sync::watch::Sender<bool>,
     writes: mpsc::Sender<Write>,
@@ -141,6 +162,7 @@ impl StreamsNode {
                 namespaces: HashMap::new(),
                 position: "0-0".to_owned(),
             }),
+            closed: Mutex::default(),
             started: tokio::sync::watch::channel(false).0,
             writes,
             requests: Requests::default(),
@@ -189,12 +211,39 @@ impl StreamsNode {
                 nsp: nsp.to_owned(),
                 public: public_channel(&node.config.key_prefix, nsp),
                 index: MemoryAdapter::default(),
+                served: OnceLock::new(),
             }) as Arc<dyn Adapter>
         })
     }
 
-    fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    /// The routes, without the namespaces closed since the lock was last taken.
+    fn lock_routes(&self) -> MutexGuard<'_, Routes> {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        self.without_closed(routes)
+    }
+
+    fn without_closed<'a>(&self, mut routes: MutexGuard<'a, Routes>) -> MutexGuard<'a, Routes> {
+        let closed = std::mem::take(&mut *self.closed.lock().unwrap_or_else(|e| e.into_inner()));
+        for (name, ns) in &closed {
+            routes.forget(name, ns);
+        }
+        routes
+    }
+
+    /// Forgets a closed namespace: now if the routes are free, else when they are
+    /// next taken (see [`StreamsNode::closed`]).
+    fn forget(&self, name: String, ns: Weak<Namespace>) {
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name, ns));
+        match self.routes.try_lock() {
+            Ok(routes) => drop(self.without_closed(routes)),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                drop(self.without_closed(poisoned.into_inner()));
+            }
+            Err(TryLockError::WouldBlock) => {}
+        }
     }
 
     fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
@@ -762,9 +811,26 @@ struct StreamsAdapter {
     nsp: String,
     public: String,
     index: MemoryAdapter,
+    /// The namespace this adapter serves, set by `init`: what `close` removes from
+    /// the routes. Weak, since the namespace owns its adapter; it also keeps the
+    /// namespace's address from being reused while the removal may still compare it.
+    served: OnceLock<Weak<Namespace>>,
 }
 
 impl StreamsAdapter {
+    /// The namespace's pub/sub channels, as Node's adapter subscribes them: requests
+    /// to every node, and answers to this one.
+    fn subscriptions(&self) -> [Sub; 2] {
+        [
+            Sub::Channel(self.public.clone()),
+            Sub::Channel(private_channel(
+                &self.node.config.key_prefix,
+                &self.nsp,
+                &self.node.uid,
+            )),
+        ]
+    }
+
     /// A broadcast to the cluster: delivered here now unless this node delivers it
     /// when it reads it back from the stream; the local recipients and the entry.
     fn entry(
@@ -794,6 +860,7 @@ impl Adapter for StreamsAdapter {
     delegate_room_index!();
 
     fn init(&self, ns: &Arc<Namespace>) {
+        let _ = self.served.set(Arc::downgrade(ns));
         let mut routes = self.node.lock_routes();
         routes
             .namespaces
@@ -803,12 +870,25 @@ impl Adapter for StreamsAdapter {
         }
         drop(routes);
         let broker = self.node.broker();
-        broker.subscribe(Sub::Channel(self.public.clone()));
-        broker.subscribe(Sub::Channel(private_channel(
-            &self.node.config.key_prefix,
-            &self.nsp,
-            &self.node.uid,
-        )));
+        for sub in self.subscriptions() {
+            broker.subscribe(sub);
+        }
+    }
+
+    /// Undoes `init`; the stream is every namespace's and stays read. The engine calls
+    /// it under its registry lock, so a namespace of the same name created next
+    /// subscribes after this unsubscribes (the broker keeps both in order) and may
+    /// already be in the routes: only this instance is removed, perhaps a little
+    /// later (see [`StreamsNode::closed`]); meanwhile what the reader hands it finds
+    /// no socket.
+    fn close(&self, _ns: &Namespace) {
+        if let Some(ns) = self.served.get() {
+            self.node.forget(self.nsp.clone(), ns.clone());
+        }
+        let broker = self.node.broker();
+        for sub in self.subscriptions() {
+            broker.unsubscribe(sub);
+        }
     }
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {

@@ -145,6 +145,11 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// last socket), after `init`: a cluster adapter unsubscribes from its channels
     /// and forgets the namespace, so that churning namespaces costs nothing lasting.
     /// Nothing is called on this adapter afterwards.
+    ///
+    /// It runs under the server's namespace registry lock (so a same-name namespace
+    /// created next is initialised after it), and it can run inside this adapter's own
+    /// message dispatch (a remote `disconnectSockets` removing the last socket): it
+    /// must not take a lock that dispatch holds, nor block.
     fn close(&self, _ns: &Namespace) {}
 
     /// Broadcasts an event packet; returns the number of local recipients it was

@@ -30,15 +30,15 @@ const CHROMIUM_ARGS = [
 /** Safety net for every wait on the page or the backend; never a pacing delay. */
 const WAIT_MS = 15_000;
 
-/** The `switchboard` binary: SWITCHBOARD_BIN, else next to the fixture scripts/test names. */
+/** The `switchboard` binary: SB_SERVER_BIN, else next to the fixture scripts/test names. */
 function switchboardBin() {
-  if (process.env.SWITCHBOARD_BIN) return process.env.SWITCHBOARD_BIN;
+  if (process.env.SB_SERVER_BIN) return process.env.SB_SERVER_BIN;
   const fixture = process.env.PROTOCOL_FIXTURE_BIN;
   const bin = fixture
     ? resolve(dirname(fixture), "../switchboard")
     : resolve(REPO_ROOT, "target/debug/switchboard");
   if (!existsSync(bin)) {
-    throw new Error(`switchboard binary not found at ${bin}: run \`cargo build -p switchboard\` or set SWITCHBOARD_BIN`);
+    throw new Error(`switchboard binary not found at ${bin}: run \`cargo build -p switchboard\` or set SB_SERVER_BIN`);
   }
   return bin;
 }

@@ -2,7 +2,7 @@
 // the shipped server rather than the protocol fixture (e.g. node/hostile.test.mjs), and
 // reads what those tests watch from outside: its memory (VmRSS) and its metrics.
 //
-// The binary is `SWITCHBOARD_BIN` if set, else `switchboard` next to the fixture that
+// The binary is `SB_SERVER_BIN` if set, else `switchboard` next to the fixture that
 // `PROTOCOL_FIXTURE_BIN` names (scripts/test sets it to this workspace's debug build),
 // else `<repo>/target/debug/switchboard` (built by `cargo build --workspace --examples`).
 
@@ -21,7 +21,7 @@ const READY_TIMEOUT_MS = 20_000;
 
 /** The `switchboard` binary to run (see the file comment). */
 export function switchboardBin() {
-  if (process.env.SWITCHBOARD_BIN) return process.env.SWITCHBOARD_BIN;
+  if (process.env.SB_SERVER_BIN) return process.env.SB_SERVER_BIN;
   const fixture = process.env.PROTOCOL_FIXTURE_BIN;
   const bin = fixture
     ? resolve(dirname(fixture), "../switchboard")
@@ -29,7 +29,7 @@ export function switchboardBin() {
   if (!existsSync(bin)) {
     throw new Error(
       `switchboard binary not found at ${bin}: run \`cargo build --workspace --examples\` ` +
-        "or set SWITCHBOARD_BIN",
+        "or set SB_SERVER_BIN",
     );
   }
   return bin;

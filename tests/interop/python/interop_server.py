@@ -119,10 +119,10 @@ class _ExitedEarly(RuntimeError):
 
 
 def start_switchboard(env: dict[str, str]) -> Fixture:
-    """Spawns the shipped binary, ``switchboard serve`` (``SWITCHBOARD_BIN`` or
+    """Spawns the shipped binary, ``switchboard serve`` (``SB_SERVER_BIN`` or
     ``<repo>/target/debug/switchboard``) on a free port with ``env`` added (its
     ``SWITCHBOARD_*`` settings), and returns once it is listening."""
-    binary = os.environ.get("SWITCHBOARD_BIN") or str(REPO_ROOT / "target" / "debug" / "switchboard")
+    binary = os.environ.get("SB_SERVER_BIN") or str(REPO_ROOT / "target" / "debug" / "switchboard")
     if not os.path.exists(binary):
         raise RuntimeError(f"switchboard binary not found at {binary}: run `cargo build -p switchboard`")
     cmd = [binary, "serve", "--listen", f"{HOST}:0"]

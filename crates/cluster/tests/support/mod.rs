@@ -11,7 +11,8 @@
 //!   forwarding), with a `join` event that puts the socket in the named room and the
 //!   node's name as every socket's data.
 //! - [`Client`]: a polling client; [`Client::via`] sends its requests to another node.
-//! - [`eventually`] and [`within`]: how tests wait, on conditions rather than clocks.
+//! - [`eventually`] and [`within`]: how tests wait, on conditions rather than clocks;
+//!   [`without_hanging`] for a test whose failure would be a deadlock.
 //!
 //! Every wait has a generous deadline ([`DEADLINE`]) so a broken build fails with a
 //! message instead of hanging; no test depends on how fast anything happens.
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,6 +75,32 @@ pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T 
     match tokio::time::timeout(DEADLINE, future).await {
         Ok(out) => out,
         Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// The longest a whole test run by [`without_hanging`] may take: a few [`DEADLINE`]s.
+const HANG_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `test` on a runtime of its own (two worker threads, as the other tests use)
+/// on another thread, and fails the test if it has not finished within
+/// [`HANG_LIMIT`]. For tests whose failure would be a deadlock: one that blocks the
+/// runtime's threads stops the timers of [`within`] and [`eventually`] too, and the
+/// test would hang instead of failing.
+pub(crate) fn without_hanging(test: impl Future<Output = ()> + Send + 'static) {
+    let (finished, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(test);
+        let _ = finished.send(());
+    });
+    match done.recv_timeout(HANG_LIMIT) {
+        Ok(()) => {}
+        Err(RecvTimeoutError::Timeout) => panic!("the test hung for {HANG_LIMIT:?} (a deadlock?)"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the test failed (its panic is above)"),
     }
 }
 

@@ -200,7 +200,7 @@ const INVALID_NAMESPACE: &str = "Invalid namespace";
 /// multiplex a handful; without a bound, one polling body of tiny CONNECT packets would
 /// start tens of thousands of middleware runs (JWT checks) and make every further
 /// CONNECT scan them all.
-pub const MAX_NAMESPACES_PER_CONNECTION: usize = 64;
+pub(crate) const MAX_NAMESPACES_PER_CONNECTION: usize = 64;
 
 /// The refusal of a CONNECT beyond [`MAX_NAMESPACES_PER_CONNECTION`].
 const TOO_MANY_NAMESPACES: &str = "too many namespaces on this connection";
