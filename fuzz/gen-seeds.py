@@ -129,6 +129,9 @@ def cluster(fixtures):
             h = case.get(flavor)
             if isinstance(h, str):
                 write("msgpack", f"{flavor}-{case['name']}", bytes.fromhex(h))
+    # Regression (found by fuzzing): maps nested as keys of maps; their keys used to grow
+    # exponentially with the nesting.
+    write("msgpack", "regression-keys-within-keys", b"\x81" * 40 + b"\xc0" * 41)
     for i, case in enumerate(fixtures["json_texts"]):
         write("msgpack", f"json-text-{i}", bytes.fromhex(case["msgpack"]))
     adapter = fixtures["redis_adapter"]

@@ -41,12 +41,14 @@ use super::server::{Body, RequestBody, error};
 /// - `content-length`: a body over `maxPayload` gets 413 and closes the session (set
 ///   by the receiving node from what it read: a body over the limit is not read and
 ///   travels empty with a length over the limit);
-/// - `origin`: kept so the owner's answer is the one a local request would get;
+/// - `origin`, `host`: kept so the owner's answer (the Origin check, same-origin
+///   requests included) is the one a local request would get;
 /// - `user-agent`, `x-forwarded-for`: who the client is, for the owner's logs.
-pub const FORWARDED_HEADERS: [HeaderName; 5] = [
+pub const FORWARDED_HEADERS: [HeaderName; 6] = [
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::ORIGIN,
+    header::HOST,
     header::USER_AGENT,
     HeaderName::from_static("x-forwarded-for"),
 ];

@@ -191,12 +191,17 @@ fn increment(digits: &str, exp: i32) -> (String, i32) {
     (String::from_utf8_lossy(&bytes).into_owned(), exp + 1)
 }
 
-/// The property key JavaScript makes of a map key (`String(key)` for scalars). Node
-/// never writes anything but string keys; other containers fall back to their JSON text.
+/// The property key JavaScript makes of a map key: `String(key)`, as in the object
+/// `notepack.io`'s decoder builds. Node never writes anything but string keys; a
+/// container key reads as `String()` makes it (`[object Object]`, an array's elements
+/// joined by `,`, a `Buffer`'s UTF-8), so a key stays linear in the input. (Their JSON
+/// text, escaped again at every level of keys within keys, grew exponentially with the
+/// nesting: found by fuzzing.)
 pub(crate) fn property_key(key: &MsgValue) -> String {
     match key {
         MsgValue::Str(s) => s.clone(),
-        MsgValue::Nil => "null".to_owned(),
+        // Extensions read as `null` (see `msgpack::to_json`).
+        MsgValue::Nil | MsgValue::Ext(..) => "null".to_owned(),
         MsgValue::Bool(b) => b.to_string(),
         MsgValue::Int(n) => n.to_string(),
         MsgValue::F64(f) if f.is_nan() => "NaN".to_owned(),
@@ -208,7 +213,17 @@ pub(crate) fn property_key(key: &MsgValue) -> String {
             write_number(&mut out, *f);
             out
         }
-        other => stringify(other),
+        MsgValue::Bin(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        // `Array#join`: `null` and `undefined` elements are empty.
+        MsgValue::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                MsgValue::Nil | MsgValue::Ext(..) => String::new(),
+                other => property_key(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        MsgValue::Map(_) => "[object Object]".to_owned(),
     }
 }
 
@@ -289,6 +304,36 @@ mod tests {
             "{\"s\":\"a\\\"b\\\\c\\n\\u0001\u{7f}é\u{2028}\",\"n\":[null,null],\
              \"b\":{\"type\":\"Buffer\",\"data\":[1,255]},\"3\":-1152921504606847000}"
         );
+    }
+
+    #[test]
+    fn container_keys_read_as_javascript_strings() {
+        let array = MsgValue::Array(vec![
+            MsgValue::Int(1),
+            MsgValue::Nil,
+            "a".into(),
+            MsgValue::Array(vec![MsgValue::F64(2.5), MsgValue::Bool(true)]),
+            MsgValue::Map(vec![]),
+        ]);
+        assert_eq!(property_key(&array), "1,,a,2.5,true,[object Object]");
+        assert_eq!(property_key(&MsgValue::Map(vec![])), "[object Object]");
+        assert_eq!(
+            property_key(&MsgValue::Bin(Bytes::from_static(b"k\xff"))),
+            "k\u{fffd}"
+        );
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `msgpack`): maps nested as keys of maps, a
+    /// few hundred bytes from a peer, made keys of gigabytes.
+    #[test]
+    fn keys_within_keys_stay_small() {
+        let mut value = MsgValue::Nil;
+        for _ in 0..super::super::msgpack::MAX_DEPTH {
+            value = MsgValue::Map(vec![(value, MsgValue::Nil)]);
+        }
+        assert!(stringify(&value).len() < 100);
+        let (json, _) = super::super::msgpack::to_json(value);
+        assert!(json.to_string().len() < 100);
     }
 
     #[test]
