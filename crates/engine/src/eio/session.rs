@@ -377,11 +377,6 @@ impl Session {
         self.driver.notify_one();
     }
 
-    /// Takes every queued frame (for a polling response or a WebSocket write batch).
-    pub(crate) fn take_queue(inner: &mut Inner) -> Vec<Frame> {
-        Session::take_up_to(inner, usize::MAX)
-    }
-
     /// Moves every queued frame to the end of `out` (no intermediate allocation).
     pub(crate) fn drain_into(inner: &mut Inner, out: &mut VecDeque<Frame>) {
         inner.queued_bytes = 0;
