@@ -6,12 +6,12 @@ import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { chromium } from "playwright-core";
 import { startProcess } from "../lib/fixture.mjs";
+import { switchboardBin } from "../lib/switchboard.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(HERE, "../../..");
@@ -29,19 +29,6 @@ const CHROMIUM_ARGS = [
 ];
 /** Safety net for every wait on the page or the backend; never a pacing delay. */
 const WAIT_MS = 15_000;
-
-/** The `switchboard` binary: SB_SERVER_BIN, else next to the fixture scripts/test names. */
-function switchboardBin() {
-  if (process.env.SB_SERVER_BIN) return process.env.SB_SERVER_BIN;
-  const fixture = process.env.PROTOCOL_FIXTURE_BIN;
-  const bin = fixture
-    ? resolve(dirname(fixture), "../switchboard")
-    : resolve(REPO_ROOT, "target/debug/switchboard");
-  if (!existsSync(bin)) {
-    throw new Error(`switchboard binary not found at ${bin}: run \`cargo build -p switchboard\` or set SB_SERVER_BIN`);
-  }
-  return bin;
-}
 
 /** Starts `switchboard serve` with an example's config, from the repository root. */
 function startSwitchboard(config, env = {}) {
