@@ -20,6 +20,16 @@ pub(crate) fn config() -> SocketIoConfig {
     config
 }
 
+/// Sessions closed so far with `reason` (the engine's disconnect counter).
+pub(crate) fn disconnects(io: &Io, reason: &str) -> u64 {
+    let snap = io.engine().metrics().snapshot();
+    snap.disconnects
+        .iter()
+        .find(|(r, _)| r.as_str() == reason)
+        .unwrap()
+        .1
+}
+
 pub(crate) fn server(config: SocketIoConfig) -> Io {
     Io::new(config, Shutdown::never())
 }

@@ -11,16 +11,7 @@ use serde_json::json;
 use switchboard_engine::QueueLimits;
 use switchboard_engine::eio::session::MAX_HANDSHAKE_HEADER_BYTES;
 
-use super::harness::{Client, PING_INTERVAL, config, request, send, server};
-
-fn disconnects(io: &switchboard_engine::Io, reason: &str) -> u64 {
-    let snap = io.engine().metrics().snapshot();
-    snap.disconnects
-        .iter()
-        .find(|(r, _)| r.as_str() == reason)
-        .unwrap()
-        .1
-}
+use super::harness::{Client, PING_INTERVAL, config, disconnects, request, send, server};
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_does_not_read_is_disconnected_as_slow_consumer() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use hyper::body::Frame;
 
-use super::harness::{Client, config, request, send, server};
+use super::harness::{Client, config, disconnects, request, send, server};
 
 #[tokio::test(start_paused = true)]
 async fn error_codes_match_engine_io() {
@@ -153,15 +153,6 @@ async fn a_burst_is_split_into_polls_of_at_most_sixteen_packets() {
     }
     let expected: Vec<String> = (0..40).map(|i| format!("42[\"n\",{i}]")).collect();
     assert_eq!(seen, expected, "order is kept across polls");
-}
-
-fn disconnects(io: &switchboard_engine::Io, reason: &str) -> u64 {
-    let snap = io.engine().metrics().snapshot();
-    snap.disconnects
-        .iter()
-        .find(|(r, _)| r.as_str() == reason)
-        .unwrap()
-        .1
 }
 
 /// A GET of `client` sent now, answered later.
