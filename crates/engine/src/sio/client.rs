@@ -116,26 +116,25 @@ impl Client {
 
     fn connect(&self, session: &Arc<Session>, packet: Packet, size: usize) {
         let nsp = packet.nsp;
-        {
+        // Namespaces joined or joining, this CONNECT included.
+        let joining = {
             let mut state = self.shared.lock();
             if state.sockets.iter().any(|(n, _)| *n == nsp) || state.connecting.contains(&nsp) {
                 drop(state);
                 return session.close(DisconnectReason::ParseError);
             }
-            if state.sockets.len() + state.connecting.len() >= MAX_NAMESPACES_PER_CONNECTION {
-                drop(state);
-                tracing::debug!(sid = %session.sid(), "too many namespaces on one connection");
-                let err = ConnectError::new(TOO_MANY_NAMESPACES);
-                let _ = session.send(&connect_error(&nsp, &err), false);
-                return;
-            }
             state.connecting.push(nsp.clone());
-        }
+            state.sockets.len() + state.connecting.len()
+        };
         let decline = |message: &str| {
             self.shared.lock().connecting.retain(|n| *n != nsp);
             let err = ConnectError::new(message);
             let _ = session.send(&connect_error(&nsp, &err), false);
         };
+        if joining > MAX_NAMESPACES_PER_CONNECTION {
+            tracing::debug!(sid = %session.sid(), "too many namespaces on one connection");
+            return decline(TOO_MANY_NAMESPACES);
+        }
         if auth_size(&nsp, size) > self.shared.io.config.max_connect_auth {
             tracing::debug!(sid = %session.sid(), nsp = %Untrusted(&nsp), size, "CONNECT payload too large");
             return decline(AUTH_TOO_LARGE);
