@@ -5,6 +5,7 @@
 //! land a few units in the last place away; a re-encoding is only required to read
 //! back to the same value within that tolerance.
 
+use serde::Deserialize as _;
 use serde_json::Value;
 use switchboard_protocol::cluster::msgpack::{self, MsgValue};
 
@@ -70,7 +71,10 @@ pub(crate) fn msg_close(a: &MsgValue, b: &MsgValue) -> bool {
 /// with `{`, MessagePack otherwise. For comparing two encodings of one message.
 pub(crate) fn wire_value(bytes: &[u8]) -> MsgValue {
     if bytes.first() == Some(&b'{') {
-        let json: Value = serde_json::from_slice(bytes).expect("our JSON encoding parses");
+        // Our encodings nest at most `msgpack::MAX_DEPTH` deep, past `serde_json`'s 128.
+        let mut parser = serde_json::Deserializer::from_slice(bytes);
+        parser.disable_recursion_limit();
+        let json = Value::deserialize(&mut parser).expect("our JSON encoding parses");
         msgpack::from_json(&json, &[])
     } else {
         msgpack::decode(bytes).expect("our MessagePack encoding decodes")

@@ -14,10 +14,49 @@ pub(crate) fn json_or_msgpack(msg: &[u8]) -> Result<MsgValue, CodecError> {
     }
 }
 
-/// Parses JSON text into the value `JSON.parse` would give.
+/// Parses JSON text into the value `JSON.parse` would give, nested at most
+/// [`msgpack::MAX_DEPTH`] deep: the bound MessagePack messages have, so a request or
+/// entry read in one form and re-published in the other (Node sends server-side emits
+/// as JSON, broadcasts as MessagePack) reads back. `serde_json`'s own limit (128) would
+/// refuse what a MessagePack peer may send; the nesting is counted before parsing, so
+/// the parser's recursion stays bounded without it.
 pub(crate) fn json(text: &[u8]) -> Result<MsgValue, CodecError> {
-    let value: serde_json::Value = serde_json::from_slice(text).map_err(|_| CodecError::Json)?;
+    if json_depth(text) > msgpack::MAX_DEPTH {
+        return Err(CodecError::Json);
+    }
+    let mut parser = serde_json::Deserializer::from_slice(text);
+    parser.disable_recursion_limit();
+    let value = serde::Deserialize::deserialize(&mut parser).map_err(|_| CodecError::Json)?;
+    parser.end().map_err(|_| CodecError::Json)?;
     Ok(msgpack::from_json(&value, &[]))
+}
+
+/// The deepest nesting of arrays and objects in JSON text, brackets inside strings not
+/// counted. Malformed text gets some number; the parser refuses it afterwards.
+fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// A JavaScript object being read: fields are looked up by name, the last occurrence
@@ -170,6 +209,27 @@ mod tests {
         assert_eq!(json_or_msgpack(&[0x80]), Ok(MsgValue::Map(vec![])));
         assert_eq!(json_or_msgpack(b"{"), Err(CodecError::Json));
         assert_eq!(json_or_msgpack(b""), Err(CodecError::Truncated));
+    }
+
+    /// `depth` arrays nested, the innermost holding a string with brackets in it.
+    fn nested_json(depth: usize) -> String {
+        format!("{}\"[{{\\\"]\"{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn json_nests_as_deep_as_msgpack_and_no_deeper() {
+        let deepest = nested_json(msgpack::MAX_DEPTH);
+        let value = json(deepest.as_bytes()).expect("MAX_DEPTH levels read");
+        // The same value as MessagePack reads too, so either form round-trips.
+        assert_eq!(
+            msgpack::decode(&msgpack::encode_notepack(&value)),
+            Ok(value)
+        );
+        let deeper = nested_json(msgpack::MAX_DEPTH + 1);
+        assert_eq!(json(deeper.as_bytes()), Err(CodecError::Json));
+        // Brackets in strings are not nesting; trailing text is still refused.
+        assert_eq!(json_depth(br#"["[[[{\"]", {"a": "}}}"}]"#), 2);
+        assert_eq!(json(b"[] []"), Err(CodecError::Json));
     }
 
     #[test]

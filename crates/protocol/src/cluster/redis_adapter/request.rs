@@ -392,6 +392,29 @@ mod tests {
         );
     }
 
+    /// Found by the `redis_adapter` fuzz target: a server-side emit read from MessagePack
+    /// with data nested deeper than `serde_json`'s 128 went out as JSON that did not read
+    /// back. Both forms now nest to `msgpack::MAX_DEPTH`.
+    #[test]
+    fn a_deep_server_side_emit_read_from_msgpack_reads_back_from_json() {
+        let mut data = MsgValue::Str("leaf".into());
+        for _ in 0..msgpack::MAX_DEPTH - 3 {
+            data = MsgValue::Array(vec![data]);
+        }
+        let request = req(
+            Some("u"),
+            RequestBody::ServerSideEmit {
+                request_id: Some("r".into()),
+                data: vec![data],
+            },
+        );
+        let packed = msgpack::encode_notepack(&request.to_value());
+        let read = Request::decode(&packed).expect("the MessagePack form reads");
+        let json = read.encode();
+        assert_eq!(json.first(), Some(&b'{'));
+        assert_eq!(Request::decode(&json), Ok(request));
+    }
+
     #[test]
     fn both_join_forms_decode() {
         let by_sid = br#"{"uid":"u","requestId":"r","type":2,"sid":"s1","room":"room"}"#;
