@@ -143,7 +143,12 @@ impl PubSubNode {
         let Some(ns) = self.namespace(nsp) else {
             return;
         };
+        // A room (or socket) with no member here is skipped before decoding, as Node's
+        // adapter does, unless recovery is on: a socket waiting to recover has left its
+        // rooms, and what is sent to them meanwhile must still reach the namespace's
+        // recovery buffer, or its client resumes with a silent gap.
         if let ChannelTarget::Room(room) = target
+            && !ns.recovery_enabled()
             && ns.adapter().room_size(room) == 0
             && room
                 .parse::<Sid>()

@@ -182,6 +182,14 @@ function serve(io, name) {
       socket.to(room).emit(event, ...args);
       return true;
     });
+    // `io.to(room).except(rooms)`, then `.volatile` / `.local` as the flags ask.
+    on(socket, "broadcast-flags", (room, flags, event, ...args) => {
+      let op = (room === null || room === undefined ? io.of("/") : io.to(room)).except(flags?.except ?? []);
+      if (flags?.volatile === true) op = op.volatile;
+      if (flags?.local === true) op = op.local;
+      op.emit(event, ...args);
+      return true;
+    });
     on(socket, "broadcast-with-ack", async (room, event, ...args) => {
       try {
         const replies = await io.to(room).timeout(BROADCAST_ACK_TIMEOUT_MS).emitWithAck(event, ...args);

@@ -241,6 +241,34 @@ fn cluster_requests(ns: &std::sync::Arc<switchboard_engine::Namespace>, name: St
         }
         answer(&mut ev, json!(true));
     });
+    // `broadcast-flags` (room|null, {except, volatile, local}, event, ...args): the
+    // broadcast operator with Node's flags, `io.to(room).except(..).volatile.local`.
+    ns.on("broadcast-flags", |mut ev| {
+        let mut args = ev.payload.args.clone();
+        if args.len() >= 3 {
+            let rest = args.split_off(3);
+            let flags = &args[1];
+            let mut op = target(ev.socket.ns(), args.first());
+            let except = flags.get("except").and_then(Value::as_array);
+            for room in except.into_iter().flatten().filter_map(Value::as_str) {
+                op = op.except(room);
+            }
+            if flags.get("volatile").and_then(Value::as_bool) == Some(true) {
+                op = op.volatile();
+            }
+            if flags.get("local").and_then(Value::as_bool) == Some(true) {
+                op = op.local();
+            }
+            if let Some(event) = args[2].as_str() {
+                let payload = Payload {
+                    args: rest,
+                    binary: ev.payload.binary.clone(),
+                };
+                op.emit(event, payload);
+            }
+        }
+        answer(&mut ev, json!(true));
+    });
     ns.on("disconnect-sockets", |mut ev| {
         let close = ev.payload.args.get(1).and_then(Value::as_bool) == Some(true);
         let op = target(ev.socket.ns(), ev.payload.args.first());
