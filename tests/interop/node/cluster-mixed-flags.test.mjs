@@ -24,10 +24,10 @@
 // not restore sessions at all; so against an all-Node cluster
 // (CLUSTER_SWITCHBOARD_CMD=node .../node-server.mjs) the tests marked "fails on Node"
 // fail, and every other one passes. Another member of the room stays connected on the
-// Switchboard node meanwhile: over pub/sub, a node ignores a room's broadcasts from
-// other nodes when no connected socket of its own is in that room, so without it the
-// volatile event would never reach the node and the check would prove nothing (and
-// the missed ordinary event would not be replayed either).
+// Switchboard node meanwhile, so the volatile event is shown to reach that node: not
+// replaying it is a decision, not an accident of delivery. (This test first found that
+// over pub/sub a node skipped a room's broadcasts while its only members were sockets
+// waiting to recover; crates/cluster/tests/redis_adapter.rs now covers that.)
 
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -138,7 +138,7 @@ function flagTests(ctx, { from, to }) {
     const away = await member(ctx, sb, [room], "recovering member");
     // A member that stays: it shows the volatile event did reach the Switchboard node
     // while the other was away (so not replaying it is a decision, not an accident of
-    // delivery), and it keeps the room known on that node (see the note at the top).
+    // delivery).
     const stay = await member(ctx, sb, [room], "staying member");
     // One ordinary event first, so the client holds an offset (Node's clients need one).
     const warm = { k: fresh("warm") };
