@@ -108,11 +108,6 @@ impl Fixture {
         self.mode.path()
     }
 
-    /// Whether the server is an external one (normally the Node.js reference).
-    pub fn is_external(&self) -> bool {
-        self.child.is_none()
-    }
-
     /// `path?query`, the request target for an Engine.IO request.
     pub fn target(&self, query: &str) -> String {
         format!("{}?{query}", self.path())

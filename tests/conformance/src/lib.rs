@@ -4,7 +4,7 @@
 //! The server under test is `protocol_fixture` (see
 //! `crates/cluster/examples/protocol_fixture/README.md`), spawned once per test on
 //! `127.0.0.1:0`, or an already-running server named by `CONFORMANCE_EIO_URL` /
-//! `CONFORMANCE_SIO_URL` (how the tests are validated against the Node.js reference).
+//! `CONFORMANCE_SIO_URL` (how the tests run against the Node.js reference).
 //!
 //! # Running
 //!
@@ -18,8 +18,9 @@
 //! - `PROTOCOL_FIXTURE_BIN`: the fixture binary, instead of
 //!   `<target>/debug/examples/protocol_fixture` (`CARGO_TARGET_DIR` is honoured);
 //! - `CONFORMANCE_EIO_URL`, `CONFORMANCE_SIO_URL`, `CONFORMANCE_CLUSTER_URL`
-//!   (`http://HOST:PORT`): test an already-running server for that mode instead, e.g. a
-//!   Node.js server configured as the protocol documents' "Test suite" sections describe;
+//!   (`http://HOST:PORT`): test an already-running server for that mode instead;
+//!   `tests/conformance/run-against-node` (CI stage `conformance-node`) runs every test
+//!   against the Node.js reference this way, with its list of expected differences;
 //! - `CONFORMANCE_FIXTURE_LOG`: let the fixture's stderr through.
 //!
 //! # Layout
