@@ -1,5 +1,6 @@
 // The official browser bundle (socket.io.min.js) in headless Chromium, loaded from a page
-// on another origin than the server, so every polling request is a CORS request.
+// on another origin than the server, so every polling request is a CORS request. Any
+// uncaught exception or console error in a test's pages fails that test.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -42,6 +43,8 @@ async function startSite() {
   const files = {
     "/": { body: await readFile(PAGE), type: "text/html; charset=utf-8" },
     "/socket.io.min.js": { body: await readFile(BUNDLE), type: "text/javascript" },
+    // Chromium asks for it on the first page; a 404 would be a console error.
+    "/favicon.ico": { body: Buffer.alloc(0), type: "image/x-icon" },
   };
   const http = createServer((req, res) => {
     const file = files[new URL(req.url, "http://x").pathname];
@@ -69,12 +72,12 @@ after(async () => {
   await server?.stop();
 });
 
-afterEach(async (t) => {
+// Every test fails on an uncaught exception or a console error in any of its pages, even
+// when its own assertions passed (a throwing afterEach fails the test it follows).
+afterEach(async () => {
   for (const ctx of contexts.splice(0)) await ctx.close();
-  if (pageErrors.length) {
-    const errors = pageErrors.splice(0);
-    t.diagnostic(`page errors: ${errors.join(" | ")}`);
-  }
+  const errors = pageErrors.splice(0);
+  assert.deepEqual(errors, [], `page errors: ${errors.join(" | ")}`);
 });
 
 /** A fresh browser context (its own cookies and cache, like another user) with the page loaded. */
@@ -84,7 +87,7 @@ async function openPage() {
   const page = await ctx.newPage();
   page.on("pageerror", (err) => pageErrors.push(String(err)));
   page.on("console", (msg) => {
-    if (msg.type() === "error") pageErrors.push(msg.text());
+    if (msg.type() === "error") pageErrors.push(`${msg.text()} (${msg.location().url})`);
   });
   await page.goto(siteUrl);
   return page;

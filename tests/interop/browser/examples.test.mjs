@@ -1,6 +1,7 @@
 // The examples (examples/chat, examples/orders) as their users see them: the real pages in
 // headless Chromium, against the real `switchboard` binary started with the example's
-// config, and for orders the example's Node backend.
+// config, and for orders the example's Node backend. Any uncaught exception or console
+// error in a test's pages fails that test.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -91,9 +92,12 @@ after(async () => {
   await browser?.close();
 });
 
-afterEach(async (t) => {
+// Every test fails on an uncaught exception or a console error in any of its pages, even
+// when its own assertions passed (a throwing afterEach fails the test it follows).
+afterEach(async () => {
   for (const ctx of contexts.splice(0)) await ctx.close();
-  if (pageErrors.length) t.diagnostic(`page errors: ${pageErrors.splice(0).join(" | ")}`);
+  const errors = pageErrors.splice(0);
+  assert.deepEqual(errors, [], `page errors: ${errors.join(" | ")}`);
 });
 
 /** A fresh browser context (another user) with `url` loaded. */
@@ -104,7 +108,7 @@ async function openPage(url) {
   page.setDefaultTimeout(WAIT_MS);
   page.on("pageerror", (err) => pageErrors.push(String(err)));
   page.on("console", (msg) => {
-    if (msg.type() === "error") pageErrors.push(msg.text());
+    if (msg.type() === "error") pageErrors.push(`${msg.text()} (${msg.location().url})`);
   });
   await page.goto(url);
   return page;

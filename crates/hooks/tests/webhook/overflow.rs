@@ -1,14 +1,48 @@
 //! A full queue applies its overflow policy: the caller is never blocked, the loss is
 //! counted and dead-lettered, and the queue never grows past its capacity.
+//!
+//! "Never blocked" is shown by behaviour, not by a clock: the paused tokio clock cannot
+//! move inside synchronous calls, so comparing it before and after proves nothing, and
+//! a wall-clock bound would test speed. Instead the calls run while no worker can run
+//! (see [`deliver_while_workers_cannot_run`]): a `deliver` that waited for a worker to
+//! make room or to send would wait forever, and the safety net turns that into a failure.
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_hooks::{DeadLetterReason, HookSink, OverflowPolicy};
-use tokio::time::Instant;
+use switchboard_hooks::{DeadLetterReason, HookSink, LifecycleEvent, OverflowPolicy, WebhookSink};
 
 use super::receiver::{Answer, Receiver};
 use super::setup::{connected, settings, start};
+
+/// Safety net only: the calls return at once unless one waits, and then it never returns.
+const DELIVER_SAFETY_NET: Duration = Duration::from_secs(60);
+
+/// Calls `deliver` with each event on a plain thread (inside the runtime's context, as
+/// the engine calls it) while the test's thread blocks until they all returned. The
+/// test runtime is current-thread, so the sink's workers and the receiver cannot run
+/// meanwhile: every call returning proves none waited for them. A call that waits hangs,
+/// and the test fails after [`DELIVER_SAFETY_NET`] instead of hanging.
+fn deliver_while_workers_cannot_run(sink: &WebhookSink, events: Vec<LifecycleEvent>) {
+    let sink = sink.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let (returned_tx, returned) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _context = runtime.enter();
+        for event in events {
+            sink.deliver(event);
+        }
+        let _ = returned_tx.send(());
+    });
+    match returned.recv_timeout(DELIVER_SAFETY_NET) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("deliver blocked: the calls did not return while no worker could run")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("deliver panicked"),
+    }
+}
 
 fn socket_id(body: &[u8]) -> String {
     let v: Value = serde_json::from_slice(body).unwrap();
@@ -23,13 +57,12 @@ async fn drop_newest_keeps_the_queue_and_dead_letters_newcomers() {
     settings.concurrency = 1;
     let (sink, _stop) = start(settings);
 
-    // Nothing yields between these calls, so no worker has taken anything yet: the
-    // queue fills and the rest overflows, and no call waited (the clock did not move).
-    let before = Instant::now();
-    for n in 1..=5 {
-        sink.deliver(connected(&format!("s{n}")));
-    }
-    assert_eq!(Instant::now(), before);
+    // No worker runs during these calls, so none has taken anything yet: the queue
+    // fills and the rest overflows, and no call waited for room.
+    deliver_while_workers_cannot_run(
+        &sink,
+        (1..=5).map(|n| connected(&format!("s{n}"))).collect(),
+    );
     let m = sink.metrics();
     assert_eq!((m.queue_depth, m.queue_capacity), (2, 2));
     assert_eq!((m.dropped_overflow, m.dead_lettered), (3, 3));
@@ -64,9 +97,10 @@ async fn drop_oldest_evicts_the_oldest_queued_event() {
     settings.overflow = OverflowPolicy::DropOldest;
     let (sink, _stop) = start(settings);
 
-    for n in 1..=5 {
-        sink.deliver(connected(&format!("s{n}")));
-    }
+    deliver_while_workers_cannot_run(
+        &sink,
+        (1..=5).map(|n| connected(&format!("s{n}"))).collect(),
+    );
     let lost: Vec<String> = sink
         .dead_letters()
         .iter()
@@ -91,11 +125,10 @@ async fn a_stuck_backend_never_blocks_the_caller() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(sink.metrics().in_flight, 4);
 
-    let before = Instant::now();
-    for n in 0..10_000 {
-        sink.deliver(connected(&format!("s{n}")));
-    }
-    assert_eq!(Instant::now(), before, "deliver never waits");
+    deliver_while_workers_cannot_run(
+        &sink,
+        (0..10_000).map(|n| connected(&format!("s{n}"))).collect(),
+    );
     let m = sink.metrics();
     assert_eq!(m.queue_depth, 100);
     assert_eq!(m.dropped_overflow, 9_900);

@@ -1,12 +1,17 @@
 //! Client events under the namespace rules: relayed to a room without the sender,
-//! forwarded to the backend whose reply becomes the acknowledgement, denied when no
-//! rule allows them, and cut off by the rate limit.
+//! forwarded to the backend whose reply becomes the acknowledgement (without holding up
+//! the sender's other events while the backend thinks), denied when no rule allows
+//! them, and cut off by the rate limit.
+
+use std::sync::Mutex;
+use std::sync::mpsc;
 
 use serde_json::{Value, json};
 
 use super::backend::{no_reply, serve_rules};
 use super::client::metric;
 use super::socket::{SioClient, token};
+use super::support::SAFETY_TIMEOUT;
 
 fn user(addr: std::net::SocketAddr, sub: &str) -> anyhow::Result<SioClient> {
     let auth = json!({ "token": token(sub, 60, json!({}))? });
@@ -69,6 +74,56 @@ fn a_forwarded_event_is_answered_by_the_backend_and_its_actions_applied() -> any
     // The join action ran before the ack: bob may relay to the order's room.
     let relay = bob.call("message", &[json!("chat:order-1"), json!("paid")])?;
     assert_eq!(relay, [json!({"ok": true})]);
+    Ok(())
+}
+
+/// docs/rules.md: "Forwarding never blocks the socket: other events keep flowing while
+/// the backend thinks." The backend holds its answer to `order:slow` until the test
+/// releases it; meanwhile the same socket's forwarded `order:fast`, a join and a relayed
+/// message are all answered and delivered. Only then is `order:slow` released, and its
+/// acknowledgement is still the backend's answer (not a timeout). Were forwarding
+/// awaited in the socket's read loop, `order:fast` could only be answered after
+/// `order:slow` timed out, and the last assertion would see `backend timeout`.
+#[test]
+fn a_forwarded_event_waiting_for_the_backend_does_not_hold_up_the_socket() -> anyhow::Result<()> {
+    let (arrived_tx, arrived) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (arrived_tx, released) = (Mutex::new(arrived_tx), Mutex::new(released));
+    let (server, _backend) = serve_rules(move |body| {
+        let event = &body["data"]["event"];
+        if event == "order:slow" {
+            let _ = arrived_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(());
+            // Safety net: a test that failed early never releases.
+            let _ = released
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv_timeout(SAFETY_TIMEOUT);
+        }
+        json!({ "ack": [event] })
+    })?;
+    let (mut bob, mut carol) = (user(server.addr(), "bob")?, user(server.addr(), "carol")?);
+    assert_eq!(
+        carol.call("join", &[json!("chat:lobby")])?,
+        [json!({"ok": true})]
+    );
+
+    let slow = bob.emit_with_ack("order:slow", &[])?;
+    arrived.recv_timeout(SAFETY_TIMEOUT)?;
+    // The backend is holding `order:slow`; the socket is not.
+    assert_eq!(bob.call("order:fast", &[])?, [json!("order:fast")]);
+    assert_eq!(
+        bob.call("join", &[json!("chat:lobby")])?,
+        [json!({"ok": true})]
+    );
+    let said = [json!("chat:lobby"), json!("meanwhile")];
+    assert_eq!(bob.call("message", &said)?, [json!({"ok": true})]);
+    assert_eq!(carol.event("message")?, said);
+
+    release.send(())?;
+    assert_eq!(bob.ack(slow)?, [json!("order:slow")]);
     Ok(())
 }
 
