@@ -9,7 +9,8 @@
 //! - [`token`]: where a client's token is found — CONNECT `auth` field, bearer header,
 //!   cookie — [`TokenSource`], [`extract_token`];
 //! - [`policy`]: room rules — [`RoomPattern`] (`chat:*`), [`RoomTemplate`] (`user:{sub}`);
-//! - [`apikey`]: [`ApiKeys`], checked in constant time;
+//! - [`apikey`]: [`ApiKeys`] for the HTTP API, looked up in constant time, and the
+//!   [`KeyId`] of the key a request presented;
 //! - [`settings`]: [`SettingError`] and the TOML table reader the parsers share.
 //!
 //! The crate does IO in one place only: fetching a JWKS over HTTP(S) (hyper + rustls).
@@ -20,7 +21,7 @@ pub mod policy;
 pub mod settings;
 pub mod token;
 
-pub use apikey::ApiKeys;
+pub use apikey::{ApiKeys, KeyId};
 pub use jwt::{
     Algorithm, AuthError, Claims, JwksSettings, JwtSettings, JwtVerifier, KeySource, Secret,
 };

@@ -6,6 +6,7 @@ use std::fmt;
 
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
+use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 /// The CONNECT `auth` field read when none is named: socket.io-client's documented
@@ -153,42 +154,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
     })
 }
 
-/// Decodes `%XX` escapes; text without a `%`, or whose escapes do not decode to UTF-8,
-/// is returned as written.
+/// Decodes `%XX` escapes (`+` stays `+`: cookies are not form-encoded). A `%` that
+/// does not start an escape is kept as written; text whose escapes do not decode to
+/// UTF-8 is returned as written.
 fn percent_decode(text: &str) -> Cow<'_, str> {
-    if !text.contains('%') {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&hi), Some(&lo)) => hex(hi).zip(hex(lo)).map(|(hi, lo)| (hi << 4) | lo),
-            _ => None,
-        };
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(decoded) => Cow::Owned(decoded),
-        Err(_) => Cow::Borrowed(text),
-    }
-}
-
-/// The value of one hex digit.
-fn hex(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    percent_decode_str(text)
+        .decode_utf8()
+        .unwrap_or(Cow::Borrowed(text))
 }
 
 #[cfg(test)]
@@ -314,5 +286,7 @@ mod tests {
         assert_eq!(percent_decode("a%20b%zz%"), "a b%zz%");
         assert_eq!(percent_decode("%C3%A9"), "é");
         assert_eq!(percent_decode("%FF"), "%FF");
+        assert_eq!(percent_decode("%%41%4"), "%A%4");
+        assert_eq!(percent_decode("a+b%2B"), "a+b+");
     }
 }

@@ -23,5 +23,5 @@ mod websocket;
 pub use forward::{ForwardError, ForwardedRequest, ForwardedResponse, Forwarder};
 pub use server::{Body, EngineServer};
 pub use session::{
-    EngineHandler, Frame, HandshakeInfo, Message, SendError, Session, SessionHandler,
+    EngineHandler, Frame, HandshakeInfo, Message, SendError, Session, SessionHandler, decode_query,
 };

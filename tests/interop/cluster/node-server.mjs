@@ -204,6 +204,12 @@ function serve(io, name) {
         .map((s) => ({ id: s.id, rooms: [...s.rooms].sort(), data: s.data }))
         .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     });
+    on(socket, "fetch-handshake-queries", async (room) => {
+      const sockets = await target(io, room).fetchSockets();
+      return sockets
+        .map((s) => ({ id: s.id, query: s.handshake.query }))
+        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    });
     on(socket, "sockets-join", (room, newRoom) => (target(io, room).socketsJoin(newRoom), true));
     on(socket, "sockets-leave", (room, oldRoom) => (target(io, room).socketsLeave(oldRoom), true));
     socket.on("disconnect-sockets", (...raw) => {

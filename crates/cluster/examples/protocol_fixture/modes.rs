@@ -188,6 +188,7 @@ pub(crate) fn cluster(
 
 /// The cluster-wide requests of the contract (tests/interop/cluster/CONTRACT.md).
 fn cluster_requests(ns: &std::sync::Arc<switchboard_engine::Namespace>, name: String) {
+    use switchboard_engine::adapter::SocketInfo;
     use switchboard_engine::sio::BroadcastOperator;
     fn target(
         ns: &std::sync::Arc<switchboard_engine::Namespace>,
@@ -205,22 +206,16 @@ fn cluster_requests(ns: &std::sync::Arc<switchboard_engine::Namespace>, name: St
     }
     let me = name.clone();
     ns.on("whoami", move |mut ev| answer(&mut ev, json!(me)));
-    ns.on("fetch-sockets", |mut ev| {
+    /// Acks `io.in(room).fetchSockets()` (room|null), each socket as `shape` makes it,
+    /// sorted by id.
+    fn fetch_answer(mut ev: switchboard_engine::Event, shape: fn(SocketInfo) -> Value) {
         let op = target(ev.socket.ns(), ev.payload.args.first());
         let ack = ev.take_ack();
         tokio::spawn(async move {
             let result = match op.fetch_sockets().await {
                 Ok(mut sockets) => {
                     sockets.sort_by(|a, b| a.id.cmp(&b.id));
-                    json!(
-                        sockets
-                            .into_iter()
-                            .map(|mut s| {
-                                s.rooms.sort();
-                                json!({"id": s.id, "rooms": s.rooms, "data": s.data})
-                            })
-                            .collect::<Vec<_>>()
-                    )
+                    json!(sockets.into_iter().map(shape).collect::<Vec<_>>())
                 }
                 Err(err) => json!({"error": err.to_string()}),
             };
@@ -228,6 +223,18 @@ fn cluster_requests(ns: &std::sync::Arc<switchboard_engine::Namespace>, name: St
                 let _ = ack.send(result);
             }
         });
+    }
+    ns.on("fetch-sockets", |ev| {
+        fetch_answer(ev, |mut s| {
+            s.rooms.sort();
+            json!({"id": s.id, "rooms": s.rooms, "data": s.data})
+        });
+    });
+    ns.on("fetch-handshake-queries", |ev| {
+        fetch_answer(
+            ev,
+            |s| json!({"id": s.id, "query": s.handshake["query"].clone()}),
+        );
     });
     ns.on("sockets-join", |mut ev| {
         if let Some(room) = ev.payload.args.get(1).and_then(Value::as_str) {

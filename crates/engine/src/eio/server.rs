@@ -22,7 +22,9 @@ use crate::shutdown::{DrainPlan, DrainReport, Shutdown};
 use super::forward::{self, ForwardedRequest, ForwardedResponse, Forwarder};
 use super::polling::{self, PollError};
 use super::registry::{Registry, Slot};
-use super::session::{EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session};
+use super::session::{
+    EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
+};
 use super::{cors, drain, driver, websocket};
 
 /// Response body of every engine answer.
@@ -260,6 +262,7 @@ impl EngineServer {
         };
         let info = HandshakeInfo {
             headers: kept_headers(req.headers()),
+            query_params: decode_query(&query),
             query,
             address: remote,
             issued: SystemTime::now(),

@@ -87,14 +87,43 @@ pub struct HandshakeInfo {
     /// they came, skipping any that no longer fit, and never the WebSocket handshake's
     /// own (`Sec-WebSocket-*`, `Connection`, `Upgrade`).
     pub headers: HeaderMap,
-    /// Raw query string.
+    /// Raw query string, as the request had it (Node's `handshake.url` shows it).
     pub query: String,
+    /// The query's `name=value` pairs in order, decoded once at the handshake as Node's
+    /// Engine.IO decodes them for `socket.handshake.query` (see [`decode_query`]).
+    /// Repeated names stay repeated here; Node keeps the last value of each.
+    pub query_params: Vec<(String, String)>,
     /// Peer address.
     pub address: SocketAddr,
     /// When the session was opened.
     pub issued: SystemTime,
     /// The transport of the handshake.
     pub transport: TransportKind,
+}
+
+/// Decodes a query string as Node's Engine.IO does for `socket.handshake.query`
+/// (`new URL(req.url).searchParams`, the WHATWG `application/x-www-form-urlencoded`
+/// parser): pairs split on `&` (empty ones skipped), name and value split on the first
+/// `=` (no `=`: an empty value), `+` read as a space, `%XX` as the byte `XX`, a `%` not
+/// followed by two hex digits kept as it is, and bytes that are not UTF-8 replaced by
+/// U+FFFD as `String::from_utf8_lossy` does (the maximal-subpart rule WHATWG uses too).
+/// Never fails: whatever the client sent has a decoding.
+pub fn decode_query(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name), form_decode(value))
+        })
+        .collect()
+}
+
+/// One name or value of [`decode_query`]: `+` first, so `%2B` stays a plus.
+fn form_decode(text: &str) -> String {
+    let text = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Receives the events of one session. Implemented by the Socket.IO layer; callbacks
@@ -431,4 +460,80 @@ impl Session {
 /// The current instant from tokio's clock, so paused-time tests control it.
 pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_query;
+
+    fn expect(raw: &str, want: &[(&str, &str)]) {
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(decode_query(raw), want, "{raw}");
+    }
+
+    // Every expected value below is what Node 20 gives for the same query with
+    // `new URL("/socket.io/?" + raw, "https://socket.io").searchParams` (before
+    // `Object.fromEntries` keeps the last of repeated names).
+
+    #[test]
+    fn percent_encoded_utf8_and_plus_are_decoded() {
+        expect(
+            "EIO=4&transport=polling&name=J%C3%BCrgen&q=a%20b%26c&p=a+b",
+            &[
+                ("EIO", "4"),
+                ("transport", "polling"),
+                ("name", "Jürgen"),
+                ("q", "a b&c"),
+                ("p", "a b"),
+            ],
+        );
+        // `%2B` is a plus, not a space: `+` is replaced before percent-decoding.
+        expect("w=%2B+%20", &[("w", "+  ")]);
+        expect("k%3Dk=1&a%26b=2", &[("k=k", "1"), ("a&b", "2")]);
+        expect("lower=%c3%a9", &[("lower", "é")]);
+    }
+
+    #[test]
+    fn malformed_percent_sequences_are_kept_as_they_are() {
+        expect(
+            "x=%&y=%4&z=%41%4g&c=%zz&s=%+1",
+            &[
+                ("x", "%"),
+                ("y", "%4"),
+                ("z", "A%4g"),
+                ("c", "%zz"),
+                ("s", "% 1"),
+            ],
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_become_replacement_characters() {
+        expect(
+            "d=%E2%82&u=%ED%A0%80&v=%C0%AF&w=%FF",
+            &[
+                ("d", "\u{FFFD}"),
+                ("u", "\u{FFFD}\u{FFFD}\u{FFFD}"),
+                ("v", "\u{FFFD}\u{FFFD}"),
+                ("w", "\u{FFFD}"),
+            ],
+        );
+    }
+
+    #[test]
+    fn empty_pairs_names_and_values() {
+        expect(
+            "&&e&=f&g==h&x=&",
+            &[("e", ""), ("", "f"), ("g", "=h"), ("x", "")],
+        );
+        expect("", &[]);
+    }
+
+    #[test]
+    fn repeated_names_are_all_kept_in_order() {
+        expect("x=1&x=&x=3", &[("x", "1"), ("x", ""), ("x", "3")]);
+    }
 }

@@ -500,15 +500,6 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
         .collect();
-    let query: serde_json::Map<String, Value> = h
-        .query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k.to_owned(), Value::from(v))
-        })
-        .collect();
     let issued = h
         .issued
         .duration_since(std::time::UNIX_EPOCH)
@@ -521,41 +512,39 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
         "secure": false,
         "issued": issued,
         "url": format!("/socket.io/?{}", h.query),
-        "query": query,
+        "query": node_query(&h.query_params),
         "auth": auth,
     })
 }
 
-/// `Sun, 22 Nov 2026 10:00:00 GMT` for seconds since the Unix epoch.
+/// The last second `httpdate` can format (31 Dec 9999 23:59:59 GMT); it panics past it.
+const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
+
+/// `Sun, 22 Nov 2026 10:00:00 GMT` for seconds since the Unix epoch, clamped to what
+/// an HTTP date can show, so a wild clock cannot panic a fetch.
 fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = DAYS[usize::try_from(days % 7).unwrap_or(0)];
-    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
-    format!(
-        "{weekday}, {day:02} {month_name} {year} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = secs.min(LAST_HTTP_DATE_SECS);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// `socket.handshake.query` as Node builds it from the decoded pairs
+/// (`Object.fromEntries`): the last value of a repeated name, at the place where the
+/// name first came.
+fn node_query(params: &[(String, String)]) -> serde_json::Map<String, Value> {
+    let mut query = serde_json::Map::new();
+    for (name, value) in params {
+        // An insertion-ordered map: replacing a value keeps the name's first place.
+        query.insert(name.clone(), Value::from(value.as_str()));
+    }
+    query
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use crate::eio::session::decode_query;
+
     #[test]
     fn http_dates_are_right() {
         assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
@@ -567,5 +556,23 @@ mod tests {
             super::http_date(951_782_400),
             "Tue, 29 Feb 2000 00:00:00 GMT"
         );
+        assert_eq!(super::http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    #[test]
+    fn handshake_query_is_decoded_with_the_last_value_of_a_repeated_name() {
+        let params = decode_query("EIO=4&x=1&name=J%C3%BCrgen&x=2&q=a%20b%26c&bad=%zz");
+        let query = serde_json::Value::Object(super::node_query(&params));
+        assert_eq!(
+            query,
+            json!({"EIO": "4", "x": "2", "name": "Jürgen", "q": "a b&c", "bad": "%zz"})
+        );
+        let names: Vec<&String> = query
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(names, ["EIO", "x", "name", "q", "bad"]);
     }
 }

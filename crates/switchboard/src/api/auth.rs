@@ -1,31 +1,31 @@
-//! Bearer API keys: which configured key a request presents, compared in constant time.
+//! Bearer API keys: which configured key a request presents. The lookup, in constant
+//! time, is [`switchboard_auth::ApiKeys`]; this file reads the header and maps a
+//! refusal to a 401.
 
 use http::{HeaderMap, header};
-use subtle::{ConditionallySelectable as _, ConstantTimeEq as _};
+
+pub(crate) use switchboard_auth::KeyId;
 
 use crate::config::ApiKey;
 use crate::http::ApiError;
 
-/// Which configured key a request presented (its position in the list): the rate
-/// limiter's bucket. The key itself never leaves [`ApiKeys`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KeyId(pub(crate) usize);
-
-/// The accepted keys.
+/// The accepted keys: [`switchboard_auth::ApiKeys`] (which does the constant-time
+/// lookup) behind the HTTP side of it. A [`KeyId`] is the key's position in the
+/// configured list, one rate-limit bucket each.
 #[derive(Debug, Clone)]
-pub(crate) struct ApiKeys {
-    keys: Vec<ApiKey>,
-}
+pub(crate) struct ApiKeys(switchboard_auth::ApiKeys);
 
 impl ApiKeys {
-    /// Accepts exactly `keys`.
+    /// Accepts exactly `keys` (the config refuses empty and repeated ones).
     pub(crate) fn new(keys: Vec<ApiKey>) -> Self {
-        ApiKeys { keys }
+        ApiKeys(switchboard_auth::ApiKeys::new(
+            keys.iter().map(ApiKey::expose),
+        ))
     }
 
     /// How many keys there are (one rate-limit bucket each).
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.0.len()
     }
 
     /// The key in `Authorization: Bearer <key>`, or 401.
@@ -33,22 +33,9 @@ impl ApiKeys {
         let presented = bearer(headers).ok_or(ApiError::Unauthorized(
             "send the API key as `Authorization: Bearer <key>`",
         ))?;
-        self.check(presented)
+        self.0
+            .find(presented)
             .ok_or(ApiError::Unauthorized("unknown API key"))
-    }
-
-    /// Compares `presented` with every key, without stopping at a match and without
-    /// branching on bytes, so timing tells nothing about how close a guess was (only,
-    /// as `subtle` documents, whether its length equals a key's).
-    fn check(&self, presented: &[u8]) -> Option<KeyId> {
-        let mut found = 0u64;
-        let mut any = subtle::Choice::from(0);
-        for (i, key) in self.keys.iter().enumerate() {
-            let equal = presented.ct_eq(key.expose());
-            found.conditional_assign(&(i as u64), equal);
-            any |= equal;
-        }
-        bool::from(any).then_some(KeyId(found as usize))
     }
 }
 
@@ -85,16 +72,12 @@ mod tests {
     }
 
     #[test]
-    fn each_configured_key_is_recognized() {
+    fn each_configured_key_is_recognized_at_its_position() {
         let k = keys();
-        assert_eq!(
-            k.authenticate(&headers("Bearer first-key-0123456789")),
-            Ok(KeyId(0))
-        );
-        assert_eq!(
-            k.authenticate(&headers("bearer  second-key-0123456789 ")),
-            Ok(KeyId(1))
-        );
+        let position = |value: &str| k.authenticate(&headers(value)).map(KeyId::index);
+        assert_eq!(position("Bearer first-key-0123456789"), Ok(0));
+        assert_eq!(position("bearer  second-key-0123456789 "), Ok(1));
+        assert_eq!(k.len(), 2);
     }
 
     #[test]
@@ -117,6 +100,10 @@ mod tests {
             );
         }
         assert!(k.authenticate(&HeaderMap::new()).is_err());
-        assert!(ApiKeys::new(vec![]).check(b"anything").is_none());
+        let none = ApiKeys::new(vec![]);
+        assert!(
+            none.authenticate(&headers("Bearer anything-0123456789"))
+                .is_err()
+        );
     }
 }

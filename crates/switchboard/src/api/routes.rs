@@ -2,6 +2,7 @@
 //! OpenAPI test all read, and matching a request path against it.
 
 use http::Method;
+use percent_encoding::percent_decode_str;
 
 use crate::http::ApiError;
 
@@ -146,22 +147,22 @@ fn params(template: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
-/// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
+/// Decodes `%XX` escapes; `None` for a `%` not followed by two hex digits, or escapes
+/// that do not decode to UTF-8. `+` stays `+` (the query reader turns it into a space
+/// first).
 pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    // `percent_decode_str` keeps a bad escape as written; here it is an error.
+    let escapes_valid = text.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_valid {
+        return None;
     }
-    String::from_utf8(out).ok()
+    let decoded = percent_decode_str(text).decode_utf8().ok()?;
+    Some(decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -220,5 +221,12 @@ mod tests {
         assert_eq!(percent_decode("a%C3%A9"), Some("aé".into()));
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%%41"), None);
+        assert_eq!(percent_decode("%+F"), None);
+        assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode("%2525"), Some("%25".into()));
+        assert_eq!(percent_decode("a+b"), Some("a+b".into()));
+        assert_eq!(percent_decode(""), Some(String::new()));
     }
 }

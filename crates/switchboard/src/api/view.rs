@@ -120,7 +120,7 @@ impl HandshakeView {
         HandshakeView {
             address: h.address.to_string(),
             headers: headers(&h.headers),
-            query: query(&h.query),
+            query: query(&h.query_params),
             issued: h
                 .issued
                 .duration_since(UNIX_EPOCH)
@@ -152,11 +152,13 @@ fn headers(map: &HeaderMap) -> BTreeMap<String, String> {
     out
 }
 
-fn query(text: &str) -> BTreeMap<String, String> {
-    super::body::query_pairs(Some(text))
-        .unwrap_or_default()
-        .into_iter()
+/// The handshake query as Node shows it (decoded once by the engine; the last value of a
+/// repeated name), without secret-looking names.
+fn query(params: &[(String, String)]) -> BTreeMap<String, String> {
+    params
+        .iter()
         .filter(|(name, _)| !is_secret(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
 }
 
@@ -188,14 +190,23 @@ mod tests {
 
     #[test]
     fn token_like_query_parameters_are_left_out() {
-        let shown = query("EIO=4&transport=polling&token=abc&room=x%20y&sessionId=1");
+        let params = switchboard_engine::eio::decode_query(
+            "EIO=4&transport=polling&token=abc&room=x%20y&sessionId=1&bad=%zz&room=z",
+        );
+        let shown = query(&params);
         let pairs: Vec<(&str, &str)> = shown
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         assert_eq!(
             pairs,
-            [("EIO", "4"), ("room", "x y"), ("transport", "polling")]
+            // A malformed `%` does not hide the rest; the last `room` wins, as in Node.
+            [
+                ("EIO", "4"),
+                ("bad", "%zz"),
+                ("room", "z"),
+                ("transport", "polling")
+            ]
         );
     }
 }
