@@ -174,6 +174,11 @@ pub(crate) enum Upgrade {
 pub(crate) struct Inner {
     pub(crate) queue: VecDeque<Frame>,
     pub(crate) queued_bytes: usize,
+    /// Room above the queue bounds still held by a recovered session's replay (packets,
+    /// bytes): the replay enters the queue whole and is not a sign of a slow consumer,
+    /// so live frames queued behind it get the normal bounds on top. Shrinks as frames
+    /// are taken, to zero once the replay has gone out.
+    pub(crate) replay_allowance: (usize, usize),
     pub(crate) transport: TransportKind,
     pub(crate) closed: Option<DisconnectReason>,
     pub(crate) heartbeat: Heartbeat,
@@ -228,6 +233,7 @@ impl Session {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                replay_allowance: (0, 0),
                 transport,
                 closed: None,
                 heartbeat,
@@ -327,6 +333,29 @@ impl Session {
         Ok(())
     }
 
+    /// Queues a recovered session's replay (the events it missed) past the queue
+    /// bounds: its size is bounded by the recovery buffer (or the stream) it was read
+    /// from, and a client that was away long may have missed more than `max_packets`
+    /// events; counted against the bounds, the replay would close it as a slow consumer
+    /// right after telling it it recovered, and it would come back to the same replay.
+    /// The bounds still apply to live frames queued after it (see `replay_allowance`).
+    pub fn send_replay(&self, frames: &[Frame]) -> Result<(), SendError> {
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            inner.queue.extend(frames.iter().cloned());
+            inner.queued_bytes += bytes;
+            inner.replay_allowance.0 += frames.len();
+            inner.replay_allowance.1 += bytes;
+        }
+        self.writer.notify_one();
+        self.metrics.sent(frames.len(), bytes);
+        Ok(())
+    }
+
     /// Queues a control packet (ping, noop) within the queue bounds, as [`Self::send`].
     pub(crate) fn send_control(&self, packet: &Packet) -> Result<(), SendError> {
         // Control packets carry no data from the client, so they are valid UTF-8.
@@ -359,8 +388,9 @@ impl Session {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(false);
             }
-            if inner.queue.len() + frames.len() > self.limits.max_packets
-                || inner.queued_bytes + bytes > self.limits.max_bytes
+            let (extra_packets, extra_bytes) = inner.replay_allowance;
+            if inner.queue.len() + frames.len() > self.limits.max_packets + extra_packets
+                || inner.queued_bytes + bytes > self.limits.max_bytes + extra_bytes
             {
                 drop(inner);
                 tracing::debug!(sid = %self.sid, "outbound queue full, closing slow consumer");
@@ -398,8 +428,11 @@ impl Session {
             if let Some(last) = last {
                 inner.queue.push_back(Frame::text(last));
                 inner.queued_bytes += last.len();
-                debug_assert!(inner.queue.len() <= self.limits.max_packets + 1);
-                debug_assert!(inner.queued_bytes <= self.limits.max_bytes + CLOSE_FRAME_SLACK);
+                let (extra_packets, extra_bytes) = inner.replay_allowance;
+                debug_assert!(inner.queue.len() <= self.limits.max_packets + extra_packets + 1);
+                debug_assert!(
+                    inner.queued_bytes <= self.limits.max_bytes + extra_bytes + CLOSE_FRAME_SLACK
+                );
             }
         }
         self.writer.notify_one();
@@ -409,6 +442,7 @@ impl Session {
     /// Moves every queued frame to the end of `out` (no intermediate allocation).
     pub(crate) fn drain_into(inner: &mut Inner, out: &mut VecDeque<Frame>) {
         inner.queued_bytes = 0;
+        inner.replay_allowance = (0, 0);
         out.extend(inner.queue.drain(..));
     }
 
@@ -418,6 +452,8 @@ impl Session {
         let frames: Vec<Frame> = inner.queue.drain(..n).collect();
         let taken: usize = frames.iter().map(Frame::len).sum();
         inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
+        let (packets, bytes) = inner.replay_allowance;
+        inner.replay_allowance = (packets.saturating_sub(n), bytes.saturating_sub(taken));
         frames
     }
 

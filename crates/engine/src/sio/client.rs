@@ -473,7 +473,7 @@ fn finish_connect(
             socket.ns().leave_all(prepared.id());
         }
         socket.set_data(restored.session.data);
-        let _ = socket.send_frames(&restored.missed, false);
+        let _ = socket.send_replay(&restored.missed);
         tracing::debug!(socket = %socket.id(), missed = restored.missed.len(), "session recovered");
     }
     drop(state);

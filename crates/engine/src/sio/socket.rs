@@ -355,6 +355,15 @@ impl Socket {
         })
     }
 
+    /// Sends a recovered session's replay, which may exceed the queue bounds (see
+    /// [`Session::send_replay`]).
+    pub(crate) fn send_replay(&self, frames: &[Frame]) -> Result<(), EmitError> {
+        self.session.send_replay(frames).map_err(|e| match e {
+            SendError::Closed => EmitError::Disconnected,
+            SendError::SlowConsumer => EmitError::SlowConsumer,
+        })
+    }
+
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
     }

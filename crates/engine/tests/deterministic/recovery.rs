@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_engine::sio::RecoveryConfig;
 
-use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, server};
+use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, server};
 
 fn recovering_server() -> switchboard_engine::Io {
     let mut cfg = config();
@@ -390,4 +390,64 @@ async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_co
         ["seq"],
         "only what it missed, nothing from before"
     );
+}
+
+/// A client away long enough to miss more events than its queue holds still gets them
+/// all: the replay is not a slow consumer (before, the session was closed right after
+/// the CONNECT answer told it it recovered, and it came back to a longer replay, in a
+/// loop). The bounds still hold for what is sent live after the replay.
+#[tokio::test(start_paused = true)]
+async fn a_replay_longer_than_the_queue_bound_is_delivered_whole_and_the_bound_still_holds() {
+    const BOUND: usize = 8;
+    let mut cfg = config();
+    cfg.engine.queue = switchboard_engine::QueueLimits {
+        max_packets: BOUND,
+        max_bytes: 1 << 20,
+    };
+    cfg.recovery = Some(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        ..RecoveryConfig::default()
+    });
+    let io = server(cfg);
+    let ns = io.of("/");
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    drop_by_ping_timeout(&client).await;
+    let missed = 5 * BOUND as i64;
+    for i in 0..missed {
+        ns.emit("seq", json!(i));
+    }
+
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid, "recovered under its id");
+    let mut got: Vec<i64> = events(&body)
+        .iter()
+        .map(|e| e[1].as_i64().unwrap())
+        .collect();
+    // Live events arrive behind the replay while it drains, within the bound.
+    ns.emit("live", json!(0));
+    while got.len() < missed as usize {
+        let more = events(&back.get().await);
+        assert!(!more.is_empty(), "the session closed mid-replay");
+        got.extend(
+            more.iter()
+                .filter(|e| e[0] == "seq")
+                .map(|e| e[1].as_i64().unwrap()),
+        );
+    }
+    assert_eq!(got, (0..missed).collect::<Vec<_>>());
+    assert_eq!(disconnects(&io, "slow consumer"), 0);
+    let socket = ns.sockets().pop().expect("still connected");
+    assert!(socket.recovered());
+
+    // Replay gone: more than the bound, unread, is a slow consumer again.
+    for i in 0..=BOUND {
+        ns.emit("flood", json!(i));
+    }
+    // The session's driver counts the close.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(disconnects(&io, "slow consumer"), 1);
 }
