@@ -186,7 +186,7 @@ impl StreamsNode {
         tokio::spawn(writer(
             broker.conn(),
             writes_rx,
-            config.clone(),
+            WriteTarget::new(config, &node.uid),
             broker.health().clone(),
         ));
         let _ = node.broker.set(broker);
@@ -576,48 +576,130 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Appends a run of stream entries at most once, however often it is sent: the node's
+/// marker key holds the number of the last run Redis applied, and a run numbered at or
+/// below it is skipped. A batch is retried whole after an error, and an error may come
+/// after Redis applied it (the connection dropped before the reply, Redis was killed
+/// right after writing its append-only file); without the marker, the retry appended
+/// the same events again under new ids and every node delivered them twice.
+///
+/// KEYS: stream, marker. ARGV: run number, marker TTL (ms), `MAXLEN ~` bound, then per
+/// entry its field count followed by the fields and values.
+const APPEND_ONCE: &str = r"
+local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[1]) <= last then return 0 end
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*'}
+  for j = 1, n do args[#args + 1] = ARGV[i + j] end
+  redis.call(unpack(args))
+  i = i + n + 1
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// How long a node's marker outlives its last write: far longer than any retry (the
+/// backoff tops out at 2 s), short enough that markers of dead nodes go away.
+const MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Where one node's writer appends, and the marker that makes its appends idempotent.
+struct WriteTarget {
+    stream: String,
+    max_len: usize,
+    /// `{<stream>}-writer:<uid>`: the hash tag puts it in the stream's slot, so a
+    /// script may touch both on a Redis Cluster too.
+    marker: String,
+    /// The number of the next run of entries; runs are numbered in write order.
+    next_run: u64,
+}
+
+impl WriteTarget {
+    fn new(config: &ClusterConfig, uid: &str) -> Self {
+        WriteTarget {
+            stream: config.stream_name.clone(),
+            max_len: config.stream_max_len,
+            marker: format!("{{{}}}-writer:{uid}", config.stream_name),
+            next_run: 0,
+        }
+    }
+
+    /// Adds `batch` to `pipe`: each run of consecutive entries as one [`APPEND_ONCE`]
+    /// call with a number of its own, session writes (idempotent) as they are. The
+    /// numbers are assigned once per batch, so a retry of the same batch reuses them.
+    fn pipeline(&self, batch: &[Write], first_run: u64) -> (redis::Pipeline, u64) {
+        let mut pipe = redis::pipe();
+        let mut run = first_run;
+        let mut i = 0;
+        while i < batch.len() {
+            match &batch[i] {
+                Write::Entry(..) => {
+                    let cmd = pipe
+                        .cmd("EVAL")
+                        .arg(APPEND_ONCE)
+                        .arg(2)
+                        .arg(&self.stream)
+                        .arg(&self.marker)
+                        .arg(run)
+                        .arg(u64::try_from(MARKER_TTL.as_millis()).unwrap_or(u64::MAX))
+                        .arg(self.max_len);
+                    while let Some(Write::Entry(fields, _)) = batch.get(i) {
+                        cmd.arg(fields.len() * 2);
+                        for (k, v) in fields {
+                            cmd.arg(*k).arg(v);
+                        }
+                        i += 1;
+                    }
+                    cmd.ignore();
+                    run += 1;
+                }
+                Write::SaveSession { key, value, ttl } => {
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                        .ignore();
+                    i += 1;
+                }
+                Write::Forget { key } => {
+                    pipe.cmd("DEL").arg(key).ignore();
+                    i += 1;
+                }
+            }
+        }
+        (pipe, run)
+    }
+
+    /// Sends `batch` once (no retry); on success the run numbers it used are spent.
+    /// Sending the same batch again after an error applies none of its entries twice.
+    async fn send(
+        &mut self,
+        conn: &mut ConnectionManager,
+        batch: &[Write],
+    ) -> redis::RedisResult<()> {
+        let (pipe, next) = self.pipeline(batch, self.next_run);
+        pipe.query_async::<()>(conn).await?;
+        self.next_run = next;
+        Ok(())
+    }
+}
+
 /// Sends stream entries and session writes in order, pipelined; on failure keeps the
-/// batch and retries with backoff, so nothing queued is lost while Redis restarts.
+/// batch and retries with backoff, so nothing queued is lost while Redis restarts, and
+/// nothing is appended twice (see [`APPEND_ONCE`]).
 async fn writer(
     mut conn: ConnectionManager,
     mut rx: mpsc::Receiver<Write>,
-    config: ClusterConfig,
+    mut target: WriteTarget,
     health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(256);
     let mut backoff = Duration::from_millis(50);
     while rx.recv_many(&mut batch, 256).await > 0 {
         loop {
-            let mut pipe = redis::pipe();
-            for write in &batch {
-                match write {
-                    Write::Entry(fields, _) => {
-                        let cmd = pipe
-                            .cmd("XADD")
-                            .arg(&config.stream_name)
-                            .arg("MAXLEN")
-                            .arg("~")
-                            .arg(config.stream_max_len)
-                            .arg("*");
-                        for (k, v) in fields {
-                            cmd.arg(*k).arg(v);
-                        }
-                        cmd.ignore();
-                    }
-                    Write::SaveSession { key, value, ttl } => {
-                        pipe.cmd("SET")
-                            .arg(key)
-                            .arg(value)
-                            .arg("PX")
-                            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-                            .ignore();
-                    }
-                    Write::Forget { key } => {
-                        pipe.cmd("DEL").arg(key).ignore();
-                    }
-                }
-            }
-            match pipe.query_async::<()>(&mut conn).await {
+            match target.send(&mut conn, &batch).await {
                 Ok(()) => {
                     health
                         .published
@@ -1071,5 +1153,134 @@ impl Adapter for StreamsAdapter {
 
     fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
         Some(self.node.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    /// A throwaway `redis-server` on a unix socket (no port to collide with).
+    struct Redis {
+        child: Child,
+        dir: std::path::PathBuf,
+    }
+
+    impl Redis {
+        async fn start() -> (Redis, ConnectionManager) {
+            let dir = std::env::temp_dir().join(format!(
+                "switchboard-streams-{}-{:x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let socket = dir.join("redis.sock");
+            let child = Command::new("redis-server")
+                .args(["--port", "0", "--save", "", "--appendonly", "no"])
+                .arg("--unixsocket")
+                .arg(&socket)
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (apt-get install redis-server)");
+            let redis = Redis { child, dir };
+            let url = format!("redis+unix://{}", socket.display());
+            let client = redis::Client::open(url).expect("url");
+            for _ in 0..200 {
+                if socket.exists()
+                    && let Ok(conn) = ConnectionManager::new(client.clone()).await
+                {
+                    return (redis, conn);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("redis-server did not start");
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn entry(n: u8) -> Write {
+        // A value with bytes that are not UTF-8 text in Lua's eyes either.
+        Write::Entry(
+            vec![
+                ("uid", format!("n{n}")),
+                ("data", format!("\u{0}\u{ff}{n}")),
+            ],
+            None,
+        )
+    }
+
+    async fn entries(conn: &mut ConnectionManager) -> Vec<String> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg("socket.io")
+            .arg("-")
+            .arg("+")
+            .query_async(conn)
+            .await
+            .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .map(|e| {
+                let uid: String = e.get("uid").expect("uid");
+                let data: String = e.get("data").expect("data");
+                assert!(data.starts_with("\u{0}\u{ff}"), "binary-safe: {data:?}");
+                uid
+            })
+            .collect()
+    }
+
+    /// A batch sent again after Redis applied it (the reply lost) appends nothing twice;
+    /// session writes between runs keep their place, and later batches go on appending.
+    #[tokio::test]
+    async fn a_batch_sent_twice_is_appended_once() {
+        let (_redis, mut conn) = Redis::start().await;
+        let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
+        let batch = vec![
+            entry(1),
+            entry(2),
+            Write::SaveSession {
+                key: "sio:session:x".into(),
+                value: "v".into(),
+                ttl: Duration::from_secs(60),
+            },
+            entry(3),
+        ];
+        let first_run = target.next_run;
+        target.send(&mut conn, &batch).await.expect("first send");
+        assert_eq!(target.next_run, first_run + 2, "two runs of entries");
+        // The retry a lost reply causes: the same batch with the same run numbers.
+        target.next_run = first_run;
+        target.send(&mut conn, &batch).await.expect("second send");
+        assert_eq!(entries(&mut conn).await, ["n1", "n2", "n3"]);
+
+        target
+            .send(&mut conn, &[entry(4)])
+            .await
+            .expect("next batch");
+        assert_eq!(entries(&mut conn).await, ["n1", "n2", "n3", "n4"]);
+        // Another node's runs are numbered on their own marker.
+        let mut other = WriteTarget::new(&ClusterConfig::default(), "node-b");
+        other
+            .send(&mut conn, &[entry(5)])
+            .await
+            .expect("other node");
+        assert_eq!(entries(&mut conn).await, ["n1", "n2", "n3", "n4", "n5"]);
+        let session: String = redis::cmd("GET")
+            .arg("sio:session:x")
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        assert_eq!(session, "v");
     }
 }
