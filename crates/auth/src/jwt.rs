@@ -109,10 +109,10 @@ impl JwtVerifier {
         check_algorithms(&settings)?;
         let keys = match &settings.key {
             KeySource::Jwks(jwks) => {
-                let fetcher = fetch::HttpFetcher::new(jwks.url.clone()).map_err(|message| {
+                let fetcher = fetch::HttpFetcher::new(jwks.url.clone()).map_err(|err| {
                     vec![SettingError::new(
                         settings::setting_key(&settings, "jwks_url"),
-                        message,
+                        err.to_string(),
                     )]
                 })?;
                 Keys::Jwks(JwksCache::new(jwks.clone(), Box::new(fetcher)))

@@ -5,11 +5,13 @@
 //! - `independent`: tokens signed by Node's `crypto` (`testdata/independent/`, made by its
 //!   `generate.mjs`) verify, and its broken ones are refused for their reason;
 //! - `jwks`: fetching, rotation, unknown-`kid` storms, a down or slow endpoint;
+//! - `tls`: a JWKS endpoint over HTTPS with a private CA, trusted only as a system root;
 //! - `support`: signing helpers and the JWKS server.
 
 mod jwt {
     mod independent;
     mod jwks;
     pub(crate) mod support;
+    mod tls;
     mod tokens;
 }

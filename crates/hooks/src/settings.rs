@@ -24,7 +24,6 @@
 //! tls_ca_file = "/etc/switchboard/backend-ca.pem"  # extra trusted roots (PEM)
 //! ```
 
-mod duration;
 mod reader;
 
 use std::fmt;
@@ -33,7 +32,10 @@ use std::time::Duration;
 
 use http::Uri;
 
-use self::reader::Reader;
+pub use switchboard_settings::SettingError;
+use switchboard_settings::TableReader;
+
+use self::reader::{count, duration, integer, multiplier, overflow, path, secret, url};
 
 /// Per-attempt timeout for lifecycle deliveries. A receiver only has to store the event;
 /// ten seconds covers a slow cold start without letting one stuck request hold a worker
@@ -90,40 +92,6 @@ const MAX_ATTEMPTS: u64 = 100;
 const MIN_DEAD_LETTER_BYTES: u64 = 4096;
 /// Largest accepted `dead_letter_memory`.
 const MAX_DEAD_LETTER_MEMORY: u64 = 100_000;
-
-/// Every key [`WebhookSettings::from_toml`] knows, to report typos.
-const KEYS: &[&str] = &[
-    "url",
-    "forward_url",
-    "secret",
-    "timeout",
-    "forward_timeout",
-    "forward_concurrency",
-    "queue_capacity",
-    "concurrency",
-    "overflow",
-    "max_attempts",
-    "backoff_initial",
-    "backoff_max",
-    "backoff_multiplier",
-    "max_retry_after",
-    "dead_letter_path",
-    "dead_letter_max_bytes",
-    "dead_letter_memory",
-    "drain_timeout",
-    "tls_ca_file",
-];
-
-/// One bad setting. Same shape as `switchboard-auth`'s, so the binary reports both the
-/// same way.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct SettingError {
-    /// Dotted path, e.g. `hooks.webhook.timeout`.
-    pub key: String,
-    /// What is wrong with it.
-    pub message: String,
-}
 
 /// What [`deliver`](crate::HookSink::deliver) does when the queue is full. Either way
 /// the caller is not blocked, memory does not grow, and the lost event is counted
@@ -238,72 +206,70 @@ impl WebhookSettings {
     /// Reads the table at `path` (e.g. `hooks.webhook`), reporting every problem with
     /// its dotted key.
     pub fn from_toml(value: &toml::Value, path: &str) -> Result<Self, Vec<SettingError>> {
-        let Some(table) = value.as_table() else {
-            return Err(vec![SettingError {
-                key: path.to_owned(),
-                message: format!("expected a table, found {}", value.type_str()),
-            }]);
-        };
-        let mut r = Reader {
-            table,
-            path,
-            errors: Vec::new(),
-        };
-        r.unknown_keys();
-        let url = r.url("url", true);
-        let forward_url = r.url("forward_url", false);
-        let secret = r.secret();
+        let mut reader = TableReader::new(value, path)?;
+        let settings = WebhookSettings::read(&mut reader);
+        // Every key is asked for by `read`, so what is left is unknown.
+        reader.finish()?;
+        Ok(settings)
+    }
+
+    /// Every key of the table, each bad one recorded in `r` and read as its default.
+    fn read(r: &mut TableReader<'_>) -> Self {
+        let url_value = url(r, "url", true);
+        let forward_url = url(r, "forward_url", false);
+        let secret = secret(r);
         let d = WebhookSettings::new(Uri::from_static("http://unset/"), Secret::new(""));
         let settings = WebhookSettings {
-            url: url.unwrap_or(d.url),
+            url: url_value.unwrap_or(d.url),
             forward_url,
             secret: secret.unwrap_or(d.secret),
-            timeout: r.duration("timeout", d.timeout, false),
-            forward_timeout: r.duration("forward_timeout", d.forward_timeout, false),
-            forward_concurrency: r.count(
+            timeout: duration(r, "timeout", d.timeout, false),
+            forward_timeout: duration(r, "forward_timeout", d.forward_timeout, false),
+            forward_concurrency: count(
+                r,
                 "forward_concurrency",
                 d.forward_concurrency,
                 1,
                 MAX_FORWARD_CONCURRENCY,
             ),
-            queue_capacity: r.count("queue_capacity", d.queue_capacity, 1, MAX_QUEUE_CAPACITY),
-            concurrency: r.count("concurrency", d.concurrency, 1, MAX_CONCURRENCY),
-            overflow: r.overflow(),
-            max_attempts: r
-                .integer("max_attempts", u64::from(d.max_attempts), 1, MAX_ATTEMPTS)
-                .try_into()
-                .unwrap_or(d.max_attempts),
-            backoff_initial: r.duration("backoff_initial", d.backoff_initial, false),
-            backoff_max: r.duration("backoff_max", d.backoff_max, false),
-            backoff_multiplier: r.multiplier(d.backoff_multiplier),
-            max_retry_after: r.duration("max_retry_after", d.max_retry_after, true),
-            dead_letter_path: r.path("dead_letter_path"),
-            dead_letter_max_bytes: r.integer(
+            queue_capacity: count(r, "queue_capacity", d.queue_capacity, 1, MAX_QUEUE_CAPACITY),
+            concurrency: count(r, "concurrency", d.concurrency, 1, MAX_CONCURRENCY),
+            overflow: overflow(r),
+            max_attempts: integer(
+                r,
+                "max_attempts",
+                u64::from(d.max_attempts),
+                1,
+                MAX_ATTEMPTS,
+            )
+            .try_into()
+            .unwrap_or(d.max_attempts),
+            backoff_initial: duration(r, "backoff_initial", d.backoff_initial, false),
+            backoff_max: duration(r, "backoff_max", d.backoff_max, false),
+            backoff_multiplier: multiplier(r, d.backoff_multiplier),
+            max_retry_after: duration(r, "max_retry_after", d.max_retry_after, true),
+            dead_letter_path: path(r, "dead_letter_path"),
+            dead_letter_max_bytes: integer(
+                r,
                 "dead_letter_max_bytes",
                 d.dead_letter_max_bytes,
                 MIN_DEAD_LETTER_BYTES,
                 u64::MAX,
             ),
-            dead_letter_memory: r.count(
+            dead_letter_memory: count(
+                r,
                 "dead_letter_memory",
                 d.dead_letter_memory,
                 0,
                 MAX_DEAD_LETTER_MEMORY,
             ),
-            drain_timeout: r.duration("drain_timeout", d.drain_timeout, true),
-            tls_ca_file: r.path("tls_ca_file"),
+            drain_timeout: duration(r, "drain_timeout", d.drain_timeout, true),
+            tls_ca_file: path(r, "tls_ca_file"),
         };
         if settings.backoff_max < settings.backoff_initial {
-            r.error(
-                "backoff_max",
-                "must not be shorter than backoff_initial".to_owned(),
-            );
+            r.error("backoff_max", "must not be shorter than backoff_initial");
         }
-        if r.errors.is_empty() {
-            Ok(settings)
-        } else {
-            Err(r.errors)
-        }
+        settings
     }
 }
 
@@ -312,12 +278,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<WebhookSettings, Vec<SettingError>> {
-        let value: toml::Value = toml::from_str(text).map_err(|e| {
-            vec![SettingError {
-                key: "<toml>".into(),
-                message: e.to_string(),
-            }]
-        })?;
+        let value: toml::Value =
+            toml::from_str(text).map_err(|e| vec![SettingError::new("<toml>", e.to_string())])?;
         let Some(table) = value.get("webhook") else {
             return Err(vec![]);
         };

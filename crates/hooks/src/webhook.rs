@@ -27,10 +27,11 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use switchboard_http_client::BuildError;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, timeout_at};
 
-use self::client::{Client, ClientError, PostError};
+use self::client::{Client, PostError};
 use self::queue::{Job, Push, Queue};
 use self::retry::Backoff;
 use self::worker::Phase;
@@ -60,9 +61,9 @@ pub enum StartError {
         /// What went wrong, with the path.
         message: String,
     },
-    /// The TLS library refused its configuration.
-    #[error("TLS configuration: {0}")]
-    Tls(rustls::Error),
+    /// The TLS library refused its configuration (should not happen).
+    #[error("{0}")]
+    Tls(#[source] BuildError),
     /// The dead-letter file cannot be opened for appending.
     #[error("cannot open the dead-letter file {}: {source}", path.display())]
     DeadLetterFile {
@@ -73,12 +74,14 @@ pub enum StartError {
     },
 }
 
-impl From<ClientError> for StartError {
-    fn from(err: ClientError) -> Self {
+impl From<BuildError> for StartError {
+    fn from(err: BuildError) -> Self {
         match err {
-            ClientError::NoRoots => StartError::NoRoots,
-            ClientError::CaFile { message } => StartError::CaFile { message },
-            ClientError::Tls(tls) => StartError::Tls(tls),
+            BuildError::NoRoots => StartError::NoRoots,
+            err if err.is_ca_file() => StartError::CaFile {
+                message: err.to_string(),
+            },
+            err => StartError::Tls(err),
         }
     }
 }
@@ -120,11 +123,9 @@ impl WebhookSink {
         settings: WebhookSettings,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self, StartError> {
-        let needs_tls = settings.url.scheme_str() == Some("https")
-            || settings.forward_url().scheme_str() == Some("https");
         let client = Client::new(
             settings.secret.clone(),
-            needs_tls,
+            [&settings.url, settings.forward_url()],
             settings.tls_ca_file.as_deref(),
         )?;
         let metrics = Arc::new(Metrics::default());

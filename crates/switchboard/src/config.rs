@@ -6,14 +6,16 @@
 //!   origin of each value;
 //! - `raw`: the serde shape of that table, which keeps going past bad values;
 //! - `validate` and `check`: raw values to typed ones, collecting every error;
-//! - `duration`: `"25s"`-style durations;
 //! - `error`: the error types;
 //! - `summary`: the effective settings as `check-config` prints them;
 //! - `api`: the `[api]` and `[static]` sections;
 //! - `namespaces`: `namespaces`, plain names or `[[namespaces]]` rules;
 //! - `hooks`: the `[hooks]` section;
 //! - `cluster`: the `[cluster]` and `[recovery]` sections;
-//! - `table`: reading nested tables by hand, for the two above.
+//!
+//! Durations, the reader of nested tables (`namespaces`, `hooks`) and the errors it
+//! collects are `switchboard-settings`'s, shared with `switchboard-auth` and
+//! `switchboard-hooks`.
 //!
 //! The engine's own settings are the engine's types ([`SocketIoConfig`]) with the
 //! engine's defaults; this module adds the process-level ones.
@@ -21,14 +23,12 @@
 mod api;
 mod check;
 mod cluster;
-mod duration;
 mod error;
 mod hooks;
 mod namespaces;
 mod raw;
 mod sources;
 mod summary;
-mod table;
 mod validate;
 
 use std::fmt;
@@ -64,10 +64,6 @@ pub(crate) const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 /// Only the main namespace, as a Node server with no `io.of(...)` calls accepts.
 pub(crate) const DEFAULT_NAMESPACES: &[&str] = &["/"];
-/// Longest duration accepted for any setting: anything longer is surely a unit mistake
-/// (milliseconds written as seconds), and huge values risk overflowing timer arithmetic.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// Everything the binary needs to run.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Config {

@@ -1,19 +1,16 @@
 //! Getting a JWKS document's bytes: the [`FetchKeys`] seam the cache calls, and its
-//! HTTP(S) implementation on hyper's client with rustls (ring, public CA roots).
+//! HTTP(S) implementation on the workspace's client (`switchboard-http-client`: the
+//! system's root certificates, rustls on ring, HTTP/1.1).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, USER_AGENT};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use switchboard_http_client::{BuildError, Client, ClientBuilder, error_chain};
 
 use super::settings::MAX_JWKS_BYTES;
 
@@ -56,7 +53,7 @@ pub(crate) struct HttpFetcher {
     /// The document's URL.
     url: Uri,
     /// Pooled HTTP/1.1 client; cloning it shares the pool.
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<Empty<Bytes>>,
 }
 
 impl fmt::Debug for HttpFetcher {
@@ -68,24 +65,10 @@ impl fmt::Debug for HttpFetcher {
 }
 
 impl HttpFetcher {
-    /// A client for `url`. Uses ring explicitly rather than rustls' process default, so
-    /// it does not depend on which crypto provider another crate enabled.
-    pub(crate) fn new(url: Uri) -> Result<Self, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| format!("TLS setup failed: {err}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+    /// A client for `url`, under the workspace's trust policy: for `https`, the
+    /// system's root certificates are read now, so having none is a startup error.
+    pub(crate) fn new(url: Uri) -> Result<Self, BuildError> {
+        let client = ClientBuilder::new().url(&url).build()?;
         Ok(HttpFetcher { url, client })
     }
 
@@ -116,16 +99,4 @@ impl FetchKeys for HttpFetcher {
     fn fetch(&self) -> FetchFuture {
         Box::pin(self.clone().get())
     }
-}
-
-/// An error with its causes (hyper's top-level messages say little alone).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchboard_settings::duration::{self, HumanDuration};
+
 use super::Config;
 use super::check::{self, Checked};
-use super::duration::{self, HumanDuration};
 use super::raw::{Count, Field, StringList, Unknown};
 use super::validate::Validator;
 

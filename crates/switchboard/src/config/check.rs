@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use switchboard_engine::AllowedOrigins;
 use switchboard_protocol::engineio::TransportKind;
+use switchboard_settings::duration;
 
-use super::MAX_DURATION;
-use super::duration;
 use super::raw::Count;
 
 /// The result of a check: the typed value or what is wrong.
@@ -29,16 +28,9 @@ pub(crate) fn positive_duration(d: duration::HumanDuration) -> Checked<Duration>
     any_duration(d)
 }
 
-/// A duration up to [`MAX_DURATION`]; zero allowed.
+/// A duration up to [`duration::MAX`]; zero allowed.
 pub(crate) fn any_duration(d: duration::HumanDuration) -> Checked<Duration> {
-    if d.0 > MAX_DURATION {
-        return Err(format!(
-            "{} is longer than the {} maximum",
-            duration::format(d.0),
-            duration::format(MAX_DURATION)
-        ));
-    }
-    Ok(d.0)
+    duration::check_max(d.0).map_err(|e| e.to_string())
 }
 
 /// A count or size greater than zero.
@@ -198,7 +190,7 @@ mod tests {
         use duration::HumanDuration as H;
         assert!(positive_duration(H(Duration::ZERO)).is_err());
         assert_eq!(any_duration(H(Duration::ZERO)), Ok(Duration::ZERO));
-        assert!(any_duration(H(MAX_DURATION + Duration::from_millis(1))).is_err());
+        assert!(any_duration(H(duration::MAX + Duration::from_millis(1))).is_err());
         assert!(positive_count(Count(0)).is_err());
         assert_eq!(any_count(Count(0)), Ok(0));
     }

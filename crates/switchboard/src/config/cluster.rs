@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterSecret};
 use switchboard_engine::sio::RecoveryConfig;
+use switchboard_settings::duration::{self, HumanDuration};
 
 use super::Config;
 use super::check::{self, Checked};
-use super::duration::{self, HumanDuration};
 use super::raw::{Count, Field, Unknown};
 use super::validate::Validator;
 

@@ -5,9 +5,8 @@
 use std::fmt;
 
 use switchboard_hooks::WebhookSettings;
+use switchboard_settings::{Errors, Section};
 use toml::Value;
-
-use super::table::{Problems, Section};
 
 /// Every key of `[hooks]`.
 pub(crate) const KEYS: &[&str] = &["webhook"];
@@ -52,7 +51,7 @@ pub(crate) fn summary(hooks: &HooksConfig) -> String {
 }
 
 /// Reads the `hooks` value.
-pub(crate) fn parse(value: &Value, problems: &mut Problems) -> HooksConfig {
+pub(crate) fn parse(value: &Value, problems: &mut Errors) -> HooksConfig {
     let Value::Table(table) = value else {
         problems.invalid("hooks", "must be a table ([hooks])");
         return HooksConfig::default();
@@ -65,7 +64,7 @@ pub(crate) fn parse(value: &Value, problems: &mut Problems) -> HooksConfig {
     HooksConfig { webhook }
 }
 
-fn webhook(table: &toml::Table, problems: &mut Problems) -> Option<Webhook> {
+fn webhook(table: &toml::Table, problems: &mut Errors) -> Option<Webhook> {
     let value = Value::Table(table.clone());
     match WebhookSettings::from_toml(&value, "hooks.webhook") {
         Ok(settings) => Some(Webhook {
@@ -78,9 +77,7 @@ fn webhook(table: &toml::Table, problems: &mut Problems) -> Option<Webhook> {
             source: table.clone(),
         }),
         Err(errors) => {
-            for err in errors {
-                problems.invalid(err.key, err.message);
-            }
+            problems.extend(errors);
             None
         }
     }

@@ -22,10 +22,10 @@ mod tests;
 use std::collections::HashSet;
 
 use switchboard_auth::policy::RoomPattern;
+use switchboard_settings::{Errors, Section, table};
 use toml::Value;
 
 use super::Config;
-use super::table::{self, Problems, Section};
 use super::validate::Validator;
 
 pub(crate) use auth::AuthRules;
@@ -99,7 +99,7 @@ impl Validator<'_> {
         hooks: Option<Value>,
         c: &mut Config,
     ) {
-        let mut problems = Problems::default();
+        let mut problems = Errors::new();
         if let Some(hooks) = &hooks {
             c.hooks = super::hooks::parse(hooks, &mut problems);
         }
@@ -130,23 +130,23 @@ pub(crate) fn from_text(text: &str) -> Result<Config, super::ConfigErrors> {
 
 /// Reads the `namespaces` value: a list of names, or an array of `[[namespaces]]`
 /// tables. `None` when it has problems (they are in `problems`).
-fn parse(value: &Value, context: Context, problems: &mut Problems) -> Option<Vec<NamespaceRules>> {
-    let before = problems.0.len();
+fn parse(value: &Value, context: Context, problems: &mut Errors) -> Option<Vec<NamespaceRules>> {
+    let before = problems.len();
     let rules = match value {
         Value::Array(items) if items.iter().any(Value::is_table) => {
             entries(items, context, problems)
         }
         other => names(other, problems),
     };
-    if rules.is_empty() && problems.0.len() == before {
+    if rules.is_empty() && problems.len() == before {
         problems.invalid("namespaces", "needs at least one namespace (e.g. [\"/\"])");
     }
-    (problems.0.len() == before).then_some(rules)
+    (problems.len() == before).then_some(rules)
 }
 
 /// The plain form: a list of names.
-fn names(value: &Value, problems: &mut Problems) -> Vec<NamespaceRules> {
-    let names = match table::string_list(value) {
+fn names(value: &Value, problems: &mut Errors) -> Vec<NamespaceRules> {
+    let names = match table::comma_list(value) {
         Ok(names) => names,
         Err(message) => {
             let hint = "a list of names, or [[namespaces]] tables";
@@ -169,7 +169,7 @@ fn names(value: &Value, problems: &mut Problems) -> Vec<NamespaceRules> {
 
 /// Reads `[[namespaces]]` entries; a name or pattern used twice is reported at the
 /// second use.
-fn entries(items: &[Value], context: Context, problems: &mut Problems) -> Vec<NamespaceRules> {
+fn entries(items: &[Value], context: Context, problems: &mut Errors) -> Vec<NamespaceRules> {
     if items.iter().any(|item| !item.is_table()) {
         problems.invalid(
             "namespaces",
@@ -201,7 +201,7 @@ fn entries(items: &[Value], context: Context, problems: &mut Problems) -> Vec<Na
 }
 
 /// Reads one `[[namespaces]]` entry.
-fn entry(s: Section<'_>, context: Context, problems: &mut Problems) -> Option<NamespaceRules> {
+fn entry(s: Section<'_>, context: Context, problems: &mut Errors) -> Option<NamespaceRules> {
     s.only(KEYS, problems);
     let target = target(s, problems);
     let auth = s
@@ -241,7 +241,7 @@ fn reserved_events(auth: &Option<AuthRules>, rooms: &RoomRules) -> Vec<(String, 
 }
 
 /// `name` or `pattern`, exactly one of them.
-fn target(s: Section<'_>, problems: &mut Problems) -> Option<Target> {
+fn target(s: Section<'_>, problems: &mut Errors) -> Option<Target> {
     let name = s.string("name", problems);
     let pattern = s.string("pattern", problems);
     match (name, pattern) {

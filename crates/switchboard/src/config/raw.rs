@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, SeqAccess, Visitor};
-
-use super::duration::HumanDuration;
+use switchboard_settings::HumanDuration;
 
 /// Every key each section accepts (`""` is the top level), for unknown-key hints and
 /// the documentation test. A unit test keeps it in step with the structs below.

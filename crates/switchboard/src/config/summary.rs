@@ -2,8 +2,8 @@
 //! setting, in TOML syntax, with where each value came from.
 
 use switchboard_engine::AllowedOrigins;
+use switchboard_settings::duration::format as duration;
 
-use super::duration::format as duration;
 use super::{Config, Loaded};
 
 /// Every setting of `config` as `(dotted key, TOML value)`, in documentation order.

@@ -1,6 +1,8 @@
 //! Raw values to typed settings: walks every section, applies the checks, and collects
 //! every error with its dotted key and origin instead of stopping at the first.
 
+use switchboard_settings::{ErrorKind, Errors};
+
 use super::check::{self, Checked};
 use super::error::{ConfigError, ConfigErrors};
 use super::raw::{
@@ -8,7 +10,6 @@ use super::raw::{
     SECTIONS, StringList, Unknown,
 };
 use super::sources::{Merged, Origins};
-use super::table::{Problem, Problems};
 use super::{Config, Loaded, LogFilter};
 
 /// Validates merged sources into a [`Loaded`] config, or every error found.
@@ -98,25 +99,31 @@ impl Validator<'_> {
         }
     }
 
-    /// Records problems found by the hand-walked sections (`namespaces`, `hooks`), with
-    /// the origin of the value they sit in and a hint for unknown keys.
-    pub(super) fn report(&mut self, problems: Problems) {
-        for problem in problems.0 {
+    /// Records errors found by the hand-walked sections (`namespaces`, `hooks`) and the
+    /// readers of `switchboard-auth` and `switchboard-hooks`, with the origin of the
+    /// value they sit in and a hint for unknown keys.
+    pub(super) fn report(&mut self, errors: Errors) {
+        for err in errors {
             // `namespaces[0].auth.secret` sits in the `namespaces` array, which has one
             // origin; `hooks.webhook.secret` has its own.
-            let origin_key = |key: &str| key.split('[').next().unwrap_or_default().to_owned();
-            let error = match problem {
-                Problem::Invalid { key, message } => ConfigError::Invalid {
-                    origin: self.origins.of(&origin_key(&key)),
-                    key,
+            let origin = self
+                .origins
+                .of(err.key.split('[').next().unwrap_or_default());
+            let error = match err.kind {
+                ErrorKind::Invalid(message) => ConfigError::Invalid {
+                    key: err.key,
                     message,
+                    origin,
                 },
-                Problem::Unknown { key, known } => ConfigError::UnknownKey {
-                    hint: closest(key.rsplit('.').next().unwrap_or_default(), known)
-                        .map(str::to_owned),
-                    origin: self.origins.of(&origin_key(&key)),
-                    key,
-                },
+                ErrorKind::Unknown { known } => {
+                    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                    ConfigError::UnknownKey {
+                        hint: closest(err.key.rsplit('.').next().unwrap_or_default(), &known)
+                            .map(str::to_owned),
+                        key: err.key,
+                        origin,
+                    }
+                }
             };
             self.errors.push(error);
         }
@@ -167,7 +174,7 @@ impl Validator<'_> {
                     .to_owned(),
             );
         }
-        let mut problems = Problems::default();
+        let mut problems = Errors::new();
         for (i, rules) in c.namespaces.iter().enumerate() {
             let Some(auth) = &rules.auth else { continue };
             if auth

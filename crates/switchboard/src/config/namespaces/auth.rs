@@ -6,10 +6,8 @@
 use std::fmt;
 
 use switchboard_auth::jwt::{JwtSettings, JwtVerifier};
-use switchboard_auth::settings::SettingError;
+use switchboard_settings::{Errors, Section};
 use toml::Value;
-
-use crate::config::table::{Problems, Section};
 
 /// The one key read here rather than by `switchboard-auth`.
 const REFRESH_EVENT: &str = "refresh_event";
@@ -41,25 +39,19 @@ impl fmt::Debug for AuthRules {
 }
 
 /// Reads `[namespaces.auth]`, loading the verifier's keys.
-pub(crate) fn parse(s: Section<'_>, problems: &mut Problems) -> Option<AuthRules> {
-    let refresh_event = s.non_empty(REFRESH_EVENT, problems);
+pub(crate) fn parse(s: Section<'_>, problems: &mut Errors) -> Option<AuthRules> {
+    let refresh_event = s.non_empty_string(REFRESH_EVENT, problems);
     let mut table = s.table().clone();
     table.remove(REFRESH_EVENT);
     let settings = JwtSettings::from_toml(&Value::Table(table), s.path())
-        .map_err(|errors| report(errors, problems))
+        .map_err(|errors| problems.extend(errors))
         .ok()?;
     let verifier = JwtVerifier::new(settings.clone())
-        .map_err(|errors| report(errors, problems))
+        .map_err(|errors| problems.extend(errors))
         .ok()?;
     Some(AuthRules {
         settings,
         verifier,
         refresh_event,
     })
-}
-
-fn report(errors: Vec<SettingError>, problems: &mut Problems) {
-    for err in errors {
-        problems.invalid(err.key, err.message);
-    }
 }

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use switchboard_auth::policy::RoomPattern;
 use switchboard_protocol::socketio::is_reserved_event;
+use switchboard_settings::{Errors, Section};
 
 use super::Context;
-use crate::config::table::{Problems, Section};
 
 const EVENT_KEYS: &[&str] = &["name", "action", "include_sender"];
 const RATE_KEYS: &[&str] = &["events_per_second", "burst", "disconnect_after"];
@@ -81,7 +81,7 @@ pub(crate) struct EventRateLimit {
 
 /// Reads `[[namespaces.events]]` of the entry `s`: no table means every event is
 /// denied.
-pub(crate) fn parse_events(s: Section<'_>, context: Context, problems: &mut Problems) -> Events {
+pub(crate) fn parse_events(s: Section<'_>, context: Context, problems: &mut Errors) -> Events {
     let mut rules = Vec::new();
     let mut seen = HashSet::new();
     let key = s.key("events");
@@ -99,9 +99,9 @@ pub(crate) fn parse_events(s: Section<'_>, context: Context, problems: &mut Prob
     Events::Rules(rules)
 }
 
-fn event(s: Section<'_>, context: Context, problems: &mut Problems) -> Option<EventRule> {
+fn event(s: Section<'_>, context: Context, problems: &mut Errors) -> Option<EventRule> {
     s.only(EVENT_KEYS, problems);
-    let name = s.non_empty("name", problems);
+    let name = s.non_empty_string("name", problems);
     if name.is_none() && s.get("name").is_none() {
         problems.invalid(s.key("name"), "is required (an event name or pattern)");
     }
@@ -119,8 +119,8 @@ fn event(s: Section<'_>, context: Context, problems: &mut Problems) -> Option<Ev
     })
 }
 
-fn action(s: Section<'_>, context: Context, problems: &mut Problems) -> Option<EventAction> {
-    let include_sender = s.flag("include_sender", problems);
+fn action(s: Section<'_>, context: Context, problems: &mut Errors) -> Option<EventAction> {
+    let include_sender = s.bool("include_sender", problems);
     let written = s.string("action", problems);
     let action = match written.as_deref() {
         Some("relay") => EventAction::Relay {
@@ -160,7 +160,7 @@ pub(crate) fn check_reserved(
     s: Section<'_>,
     events: &Events,
     reserved: &[(String, &'static str)],
-    problems: &mut Problems,
+    problems: &mut Errors,
 ) {
     for (i, (name, key)) in reserved.iter().enumerate() {
         if let Some((_, first)) = reserved[..i].iter().find(|(n, _)| n == name) {
@@ -181,9 +181,9 @@ pub(crate) fn check_reserved(
 }
 
 /// Reads `[namespaces.rate_limit]`.
-pub(crate) fn parse_rate_limit(s: Section<'_>, problems: &mut Problems) -> Option<EventRateLimit> {
+pub(crate) fn parse_rate_limit(s: Section<'_>, problems: &mut Errors) -> Option<EventRateLimit> {
     s.only(RATE_KEYS, problems);
-    let rate = s.value("events_per_second", problems, |v| match v {
+    let rate = s.read("events_per_second", problems, |v| match v {
         toml::Value::Integer(n) if *n > 0 => Ok(*n as f64),
         toml::Value::Float(f) if f.is_finite() && *f > 0.0 => Ok(*f),
         _ => Err("must be a number greater than 0".to_owned()),
@@ -191,7 +191,7 @@ pub(crate) fn parse_rate_limit(s: Section<'_>, problems: &mut Problems) -> Optio
     if s.get("events_per_second").is_none() {
         problems.invalid(s.key("events_per_second"), "is required (e.g. 20)");
     }
-    let small = |key: &str, n: u64, problems: &mut Problems| {
+    let small = |key: &str, n: u64, problems: &mut Errors| {
         u32::try_from(n)
             .map_err(|_| problems.invalid(s.key(key), format!("{n} is too large")))
             .ok()

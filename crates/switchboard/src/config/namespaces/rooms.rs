@@ -3,8 +3,7 @@
 
 use switchboard_auth::jwt::Claims;
 use switchboard_auth::policy::{RoomPattern, RoomTemplate};
-
-use crate::config::table::{Problems, Section};
+use switchboard_settings::{Errors, Section};
 
 const KEYS: &[&str] = &[
     "auto_join",
@@ -67,21 +66,21 @@ pub(crate) enum AllowedRoom {
 }
 
 /// Reads `[namespaces.rooms]`; `has_auth` says whether claims exist to render from.
-pub(crate) fn parse(s: Section<'_>, has_auth: bool, problems: &mut Problems) -> RoomRules {
+pub(crate) fn parse(s: Section<'_>, has_auth: bool, problems: &mut Errors) -> RoomRules {
     s.only(KEYS, problems);
     let mut rules = RoomRules::default();
-    let need_auth = |key: &str, problems: &mut Problems| {
+    let need_auth = |key: &str, problems: &mut Errors| {
         if !has_auth {
             problems.invalid(s.key(key), "reads claims, so it needs [namespaces.auth]");
         }
     };
-    if let Some(list) = s.strings("auto_join", problems) {
+    if let Some(list) = s.comma_list("auto_join", problems) {
         rules.auto_join = templates(&s.key("auto_join"), &list, problems);
         if rules.auto_join.iter().any(RoomTemplate::has_placeholders) {
             need_auth("auto_join", problems);
         }
     }
-    if let Some(list) = s.strings("allow", problems) {
+    if let Some(list) = s.comma_list("allow", problems) {
         rules.allow = templates(&s.key("allow"), &list, problems)
             .into_iter()
             .map(allowed_room)
@@ -94,7 +93,7 @@ pub(crate) fn parse(s: Section<'_>, has_auth: bool, problems: &mut Problems) -> 
             need_auth("allow", problems);
         }
     }
-    rules.allow_from_claim = s.non_empty("allow_from_claim", problems);
+    rules.allow_from_claim = s.non_empty_string("allow_from_claim", problems);
     if rules.allow_from_claim.is_some() {
         need_auth("allow_from_claim", problems);
     }
@@ -110,10 +109,10 @@ pub(crate) fn parse(s: Section<'_>, has_auth: bool, problems: &mut Problems) -> 
 
 /// `join_event` and `leave_event`: on by default once something may be joined, and an
 /// error when nothing may.
-fn events(s: Section<'_>, rules: &mut RoomRules, problems: &mut Problems) {
+fn events(s: Section<'_>, rules: &mut RoomRules, problems: &mut Errors) {
     let joinable = !rules.allow.is_empty() || rules.allow_from_claim.is_some();
-    let join = s.non_empty("join_event", problems);
-    let leave = s.non_empty("leave_event", problems);
+    let join = s.non_empty_string("join_event", problems);
+    let leave = s.non_empty_string("leave_event", problems);
     for (key, set) in [("join_event", &join), ("leave_event", &leave)] {
         if set.is_some() && !joinable {
             problems.invalid(
@@ -132,7 +131,7 @@ fn events(s: Section<'_>, rules: &mut RoomRules, problems: &mut Problems) {
     }
 }
 
-fn templates(key: &str, list: &[String], problems: &mut Problems) -> Vec<RoomTemplate> {
+fn templates(key: &str, list: &[String], problems: &mut Errors) -> Vec<RoomTemplate> {
     let (ok, bad): (Vec<_>, Vec<_>) = list
         .iter()
         .map(|text| RoomTemplate::parse(text).map_err(|e| format!("`{text}`: {e}")))

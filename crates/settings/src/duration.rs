@@ -1,17 +1,24 @@
-//! Durations as people write them in config: `"25s"`, `"300ms"`, `"1m30s"`, or an
-//! integer number of milliseconds.
+//! Durations as people write them in config: `"25s"`, `"300ms"`, `"1m30s"`, `"2h"`, or an
+//! integer number of milliseconds; the one grammar every Switchboard setting uses.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
+use crate::table::type_name;
+
+/// Longest duration accepted for any setting (`docs/configuration.md`: "at most 24
+/// hours"): anything longer is surely a unit mistake (milliseconds written as seconds),
+/// and huge values risk overflowing timer arithmetic.
+pub const MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// What a duration value must look like, for error messages.
 const EXPECTED: &str = r#"a duration such as "25s", "300ms", "1m30s" or integer milliseconds"#;
 
 /// Why a duration string could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum DurationError {
+pub enum DurationError {
     /// Nothing was written.
     #[error("empty duration")]
     Empty,
@@ -29,9 +36,32 @@ pub(crate) enum DurationError {
     Overflow,
 }
 
-/// Parses `"25s"`, `"300ms"`, `"1m30s"`, `"2h"`: one or more `<integer><unit>` parts,
-/// spaces allowed between them (`"1m 30s"`).
-pub(crate) fn parse(text: &str) -> Result<Duration, DurationError> {
+/// Why a TOML value is not a setting's duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A string that does not follow the grammar.
+    #[error("invalid duration {text:?}: {source}")]
+    Text {
+        /// The string as written.
+        text: String,
+        /// What is wrong with it.
+        source: DurationError,
+    },
+    /// A negative integer.
+    #[error("a duration cannot be negative")]
+    Negative,
+    /// Neither a string nor an integer; the type as a message names it (`a boolean`).
+    #[error("expected {EXPECTED}, found {0}")]
+    WrongType(&'static str),
+    /// Longer than [`MAX`].
+    #[error("{} is longer than the {} maximum", format(*.0), format(MAX))]
+    TooLong(Duration),
+}
+
+/// Parses `"25s"`, `"300ms"`, `"1m30s"`, `"2h"`: one or more `<integer><unit>` parts
+/// (units `ms`, `s`, `m`, `h`), blanks allowed around the parts and between a number and
+/// its unit (`"1m 30s"`, `"5 s"`). Only the grammar: the [`MAX`] cap is [`check_max`]'s.
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(DurationError::Empty);
@@ -71,7 +101,7 @@ fn scale(number: u64, unit: &str) -> Result<Duration, DurationError> {
 }
 
 /// Formats a duration the way [`parse`] reads it: whole seconds as `"25s"`, else `"300ms"`.
-pub(crate) fn format(duration: Duration) -> String {
+pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis.is_multiple_of(1_000) {
         format!("{}s", millis / 1_000)
@@ -80,9 +110,35 @@ pub(crate) fn format(duration: Duration) -> String {
     }
 }
 
-/// A duration read from config: a human string or integer milliseconds.
+/// `duration` if it is at most [`MAX`].
+pub fn check_max(duration: Duration) -> Result<Duration, ValueError> {
+    if duration > MAX {
+        return Err(ValueError::TooLong(duration));
+    }
+    Ok(duration)
+}
+
+/// Reads a setting's duration from a TOML value: a string in the grammar of [`parse`]
+/// or a non-negative integer of milliseconds, at most [`MAX`].
+pub fn from_value(value: &toml::Value) -> Result<Duration, ValueError> {
+    let duration = match value {
+        toml::Value::Integer(millis) => u64::try_from(*millis)
+            .map(Duration::from_millis)
+            .map_err(|_| ValueError::Negative)?,
+        toml::Value::String(text) => parse(text).map_err(|source| ValueError::Text {
+            text: text.clone(),
+            source,
+        })?,
+        other => return Err(ValueError::WrongType(type_name(other))),
+    };
+    check_max(duration)
+}
+
+/// A duration read by serde (the binary's derived config sections): a string in the
+/// grammar of [`parse`] or integer milliseconds. The [`MAX`] cap is left to the reader,
+/// which checks it with [`check_max`] after its own checks (e.g. "greater than 0").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HumanDuration(pub(crate) Duration);
+pub struct HumanDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -90,6 +146,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// Reads the two forms of a [`HumanDuration`].
 struct HumanDurationVisitor;
 
 impl Visitor<'_> for HumanDurationVisitor {
@@ -106,13 +163,16 @@ impl Visitor<'_> for HumanDurationVisitor {
     fn visit_i64<E: de::Error>(self, millis: i64) -> Result<HumanDuration, E> {
         u64::try_from(millis)
             .map(|ms| HumanDuration(Duration::from_millis(ms)))
-            .map_err(|_| E::custom("a duration cannot be negative"))
+            .map_err(|_| E::custom(ValueError::Negative))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
-        parse(text)
-            .map(HumanDuration)
-            .map_err(|err| E::custom(format_args!("invalid duration {text:?}: {err}")))
+        parse(text).map(HumanDuration).map_err(|source| {
+            E::custom(ValueError::Text {
+                text: text.to_owned(),
+                source,
+            })
+        })
     }
 }
 
@@ -124,12 +184,16 @@ mod tests {
     fn parses_units_and_compounds() {
         let ok = [
             ("300ms", 300),
+            ("250ms", 250),
+            ("5s", 5_000),
             ("25s", 25_000),
             ("2m", 120_000),
             ("1h", 3_600_000),
+            ("2h", 7_200_000),
             ("1m30s", 90_000),
             (" 0s ", 0),
             ("1m 30s", 90_000),
+            ("1m 5s", 65_000),
             ("5 s", 5_000),
         ];
         for (text, millis) in ok {
@@ -141,6 +205,7 @@ mod tests {
     fn rejects_malformed_strings() {
         assert_eq!(parse(""), Err(DurationError::Empty));
         assert_eq!(parse("25"), Err(DurationError::MissingUnit(25)));
+        assert_eq!(parse("5"), Err(DurationError::MissingUnit(5)));
         assert!(
             matches!(parse("25 seconds"), Err(DurationError::UnknownUnit(u)) if u == "seconds")
         );
@@ -148,6 +213,10 @@ mod tests {
         assert!(matches!(parse("s"), Err(DurationError::ExpectedNumber(_))));
         assert!(matches!(
             parse("-5s"),
+            Err(DurationError::ExpectedNumber(_))
+        ));
+        assert!(matches!(
+            parse("-1s"),
             Err(DurationError::ExpectedNumber(_))
         ));
         assert_eq!(parse("99999999999999999999h"), Err(DurationError::Overflow));
@@ -162,6 +231,31 @@ mod tests {
         }
         assert_eq!(format(Duration::from_secs(25)), "25s");
         assert_eq!(format(Duration::from_millis(300)), "300ms");
+    }
+
+    #[test]
+    fn values_are_strings_or_integer_millis_up_to_the_cap() {
+        let value = |v: toml::Value| from_value(&v);
+        assert_eq!(value(1500.into()), Ok(Duration::from_millis(1500)));
+        assert_eq!(value("2h".into()), Ok(Duration::from_secs(7200)));
+        assert_eq!(value("24h".into()), Ok(MAX));
+        assert_eq!(value((-1).into()), Err(ValueError::Negative));
+        assert_eq!(value(true.into()), Err(ValueError::WrongType("a boolean")));
+        assert!(matches!(
+            value("5 seconds".into()),
+            Err(ValueError::Text {
+                source: DurationError::UnknownUnit(_),
+                ..
+            })
+        ));
+        assert_eq!(
+            value("24h 1ms".into()),
+            Err(ValueError::TooLong(MAX + Duration::from_millis(1)))
+        );
+        assert_eq!(
+            ValueError::TooLong(Duration::from_secs(90_000)).to_string(),
+            "90000s is longer than the 86400s maximum"
+        );
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! Switchboard's outgoing HTTP(S) client: the one builder behind every request the server
+//! makes itself (JWKS fetches in `switchboard-auth`, webhooks in `switchboard-hooks`), so
+//! both trust the same certificates and pool connections the same way.
+//!
+//! # Layout
+//!
+//! - this file: [`ClientBuilder`], the pooled [`Client`] it builds, [`BuildError`], and
+//!   [`error_chain`] for logging a request error with its causes;
+//! - `trust`: the root certificate store of the trust policy below.
+//!
+//! # Trust policy
+//!
+//! An `https` server must present a certificate for its host that chains to one of:
+//!
+//! - the **system's root certificates** (the platform store; on Linux the usual CA
+//!   bundle, with `SSL_CERT_FILE` and `SSL_CERT_DIR` honoured when set), and
+//! - the certificates of an optional **CA file** (PEM, one or more certificates, e.g. a
+//!   private CA), added to the system's, never replacing them.
+//!
+//! A CA file that cannot be read or holds no usable certificate is a configuration error
+//! when the client is built, as is `https` with no root at all (no system bundle and no
+//! CA file). Roots are loaded only when an `https` URL is declared, so a plain-`http`
+//! deployment runs in an image without a CA bundle. TLS is rustls with the ring provider,
+//! chosen explicitly so the result does not depend on the process-wide default.
+//!
+//! # Connections
+//!
+//! HTTP/1.1 only (identity providers and backends all speak it; no HTTP/2 stack to
+//! carry). The client sets no request timeout: each caller bounds each request with its
+//! own deadline (the JWKS fetch timeout, the webhook delivery deadline).
+
+mod trust;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Body;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// How long an idle pooled connection is kept. Below Node's default `keepAliveTimeout`
+/// (5 s), so the client never reuses a connection the server is about to close — the
+/// race that turns a healthy server's reply into a reset.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A pooled HTTP/1.1 client for `http` and `https` URLs, sending bodies of type `B`.
+/// Cloning it shares the pool.
+pub type Client<B> = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, B>;
+
+/// Why a client could not be built. Reported once, at startup, like bad config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An `https` URL is declared but no root certificate is trusted: the system has
+    /// none (install a CA bundle or set `SSL_CERT_FILE`) and no CA file is set.
+    #[error(
+        "no root certificates for https: the system has none (install a CA bundle or set SSL_CERT_FILE) and no CA file is set"
+    )]
+    NoRoots,
+    /// The CA file cannot be read, or is not PEM.
+    #[error("cannot read CA file {}: {source}", path.display())]
+    CaFileUnreadable {
+        /// The configured path.
+        path: PathBuf,
+        /// Why.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The CA file holds no PEM certificate.
+    #[error("CA file {} holds no PEM certificate", path.display())]
+    CaFileEmpty {
+        /// The configured path.
+        path: PathBuf,
+    },
+    /// A certificate in the CA file cannot serve as a root.
+    #[error("CA file {}: unusable certificate: {source}", path.display())]
+    CaFileCertificate {
+        /// The configured path.
+        path: PathBuf,
+        /// Why rustls refused it.
+        source: rustls::Error,
+    },
+    /// rustls refused its own default configuration (should not happen).
+    #[error("TLS configuration: {0}")]
+    Tls(#[source] rustls::Error),
+}
+
+impl BuildError {
+    /// Whether the CA file is at fault (so callers can name their CA-file setting).
+    pub fn is_ca_file(&self) -> bool {
+        matches!(
+            self,
+            BuildError::CaFileUnreadable { .. }
+                | BuildError::CaFileEmpty { .. }
+                | BuildError::CaFileCertificate { .. }
+        )
+    }
+}
+
+/// Builds a [`Client`] under the crate's trust policy.
+///
+/// ```no_run
+/// # fn demo(url: &hyper::Uri) -> Result<(), switchboard_http_client::BuildError> {
+/// let client: switchboard_http_client::Client<String> =
+///     switchboard_http_client::ClientBuilder::new().url(url).build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    /// Whether a declared URL is `https`: only then are roots loaded.
+    https: bool,
+    /// Extra roots, added to the system's.
+    ca_file: Option<PathBuf>,
+}
+
+impl ClientBuilder {
+    /// A builder with no URL declared and no CA file.
+    pub fn new() -> Self {
+        ClientBuilder::default()
+    }
+
+    /// Declares a URL the client will request; roots are loaded if any is `https`.
+    pub fn url(mut self, url: &hyper::Uri) -> Self {
+        self.https |= url.scheme() == Some(&hyper::http::uri::Scheme::HTTPS);
+        self
+    }
+
+    /// Trusts the certificates of this PEM file as well as the system's (`None`: the
+    /// system's only).
+    pub fn ca_file(mut self, path: Option<&Path>) -> Self {
+        self.ca_file = path.map(Path::to_path_buf);
+        self
+    }
+
+    /// The client. Reads the system's roots and the CA file now (when `https` is
+    /// declared), so a bad CA file fails here rather than on the first request.
+    pub fn build<B>(&self) -> Result<Client<B>, BuildError>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+    {
+        let roots = if self.https {
+            trust::root_store(self.ca_file.as_deref())?
+        } else {
+            rustls::RootCertStore::empty()
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(BuildError::Tls)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(connector),
+        )
+    }
+}
+
+/// An error and its sources, `: `-separated: hyper-util's top-level message ("client
+/// error (Connect)") says little alone.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with one cause, to chain.
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_lists_every_cause() {
+        let err = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&err), "outer: inner");
+    }
+
+    /// A client for `url` with a CA file that does not exist.
+    fn with_missing_ca_file(url: &str) -> Result<Client<String>, BuildError> {
+        let url: hyper::Uri = url.parse().expect("URL");
+        ClientBuilder::new()
+            .url(&url)
+            .ca_file(Some(Path::new("/nonexistent/ca.pem")))
+            .build()
+    }
+
+    #[test]
+    fn plain_http_needs_no_roots_nor_a_readable_ca_file() {
+        let built = with_missing_ca_file("http://127.0.0.1:9/");
+        assert!(built.is_ok(), "{:?}", built.err());
+    }
+
+    #[test]
+    fn https_with_a_missing_ca_file_is_a_ca_file_error() {
+        let err = with_missing_ca_file("https://127.0.0.1:9/").expect_err("refused");
+        assert!(err.is_ca_file(), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+}
