@@ -32,8 +32,14 @@ function haproxyBin() {
  * may hold; `tunnel` keeps WebSockets open. TCP health checks every 200 ms take a dead
  * node out at once, and `redispatch` sends a refused connection to another node, so
  * clients reconnecting after a crash land on a live node.
+ *
+ * A TCP check passes on a frozen (SIGSTOPped) node: the kernel still accepts its
+ * connections. With `httpCheck` the check is an HTTP request the node itself must
+ * answer instead (`GET /socket.io/?EIO=3`, which every Engine.IO v4 server refuses at
+ * once with a 400, creating nothing), within `timeout check`, twice in a row, so a
+ * frozen node leaves the rotation within a few seconds and returns when it wakes.
  */
-function config({ port, statsPort, adminSocket, backends }) {
+function config({ port, statsPort, adminSocket, backends, httpCheck = false }) {
   return `global
   maxconn 4096
   stats socket ${adminSocket} mode 600 level admin
@@ -54,8 +60,7 @@ frontend socketio
 
 backend nodes
   balance roundrobin
-  default-server check inter 200ms fall 1 rise 1
-${backends.map((b, i) => `  server n${i} 127.0.0.1:${b}`).join("\n")}
+${httpCheck ? HTTP_CHECK : "  default-server check inter 200ms fall 1 rise 1\n"}${backends.map((b, i) => `  server n${i} 127.0.0.1:${b}`).join("\n")}
 
 frontend stats
   bind 127.0.0.1:${statsPort}
@@ -64,14 +69,28 @@ frontend stats
 `;
 }
 
-/** Starts HAProxy balancing over `ports` (the nodes' ports); resolves once it accepts. */
-export async function startHaproxy(ports) {
+/**
+ * The `httpCheck` health check. One second per answer: a debug build on a loaded
+ * machine is slow, and one missed answer does not take a node out (`fall 2`).
+ */
+const HTTP_CHECK = `  option httpchk
+  http-check send meth GET uri /socket.io/?EIO=3&transport=polling
+  http-check expect status 400
+  timeout check 1s
+  default-server check inter 200ms fall 2 rise 1
+`;
+
+/**
+ * Starts HAProxy balancing over `ports` (the nodes' ports); resolves once it accepts.
+ * `httpCheck`: see `config`.
+ */
+export async function startHaproxy(ports, { httpCheck = false } = {}) {
   const dir = removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-haproxy-")));
   const port = await freePort();
   const statsPort = await freePort();
   const file = join(dir, "haproxy.cfg");
   const adminSocket = join(dir, "admin.sock");
-  writeFileSync(file, config({ port, statsPort, adminSocket, backends: ports }));
+  writeFileSync(file, config({ port, statsPort, adminSocket, backends: ports, httpCheck }));
   const child = spawn(haproxyBin(), ["-f", file, "-db"], { stdio: ["ignore", "pipe", "pipe"] });
   reapOnExit(child);
   const lb = new Haproxy({ child, dir, port, statsPort, adminSocket, ports });

@@ -22,9 +22,16 @@ const REBIND_MS = 5_000;
 /** Keep this much of the server's output to explain a failure. */
 const OUTPUT_KEEP = 16 * 1024;
 
-/** Starts redis-server on a free port (or `port`) and resolves once it answers PING. */
-export async function startRedis({ port } = {}) {
-  const redis = new RedisServer(removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-redis-"))));
+/**
+ * Starts redis-server on a free port (or `port`) and resolves once it answers PING.
+ * `appendfsync` (`always`, `everysec`, `no`) overrides redis-server's default
+ * (`everysec`).
+ */
+export async function startRedis({ port, appendfsync } = {}) {
+  const redis = new RedisServer(
+    removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-redis-"))),
+    { appendfsync },
+  );
   const fixedPort = port !== undefined;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -37,8 +44,9 @@ export async function startRedis({ port } = {}) {
 }
 
 export class RedisServer {
-  constructor(dir) {
+  constructor(dir, { appendfsync } = {}) {
     this.dir = dir;
+    this.appendfsync = appendfsync;
     this.port = undefined;
     this.child = null;
     this.output = "";
@@ -61,6 +69,7 @@ export class RedisServer {
         "--dir", this.dir,
         "--save", "",
         "--appendonly", "yes",
+        ...(this.appendfsync ? ["--appendfsync", this.appendfsync] : []),
         "--protected-mode", "no",
         "--daemonize", "no",
         "--loglevel", "warning",
@@ -116,9 +125,12 @@ export class RedisServer {
     return this.#signal("SIGKILL");
   }
 
-  /** Stops cleanly and starts again on the same port with the same data. */
-  async restart() {
-    await this.stop();
+  /**
+   * Stops cleanly (or, with `kill`, crashes it with SIGKILL) and starts again on the
+   * same port with the same data (what the append-only file holds).
+   */
+  async restart({ kill = false } = {}) {
+    await (kill ? this.kill() : this.stop());
     const deadline = Date.now() + REBIND_MS;
     for (;;) {
       try {
