@@ -762,11 +762,18 @@ impl StreamsNode {
 
     /// A live socket's session outlives one missed refresh.
     fn session_ttl(&self, ns: &Namespace) -> Duration {
-        ns.recovery_window().unwrap_or_default() + self.refresh_interval() * 2
+        self.live_ttl(ns.recovery_window().unwrap_or_default())
     }
 }
 
 impl SessionStore for StreamsNode {
+    /// The window plus two refresh intervals: a session saved when its socket connects
+    /// (or joins) must not expire before the refresher saves it again, however short
+    /// the window (a 3 s window used to leave live sessions of a killed node gone).
+    fn live_ttl(&self, window: Duration) -> Duration {
+        window + self.refresh_interval() * 2
+    }
+
     fn save(&self, session: DurableSession, ttl: Duration) {
         let stored = PersistedSession {
             sid: session.sid,

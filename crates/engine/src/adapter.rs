@@ -283,6 +283,12 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Saves or refreshes a session (fire and forget, ordered per session); it expires
     /// after `ttl` unless saved again.
     fn save(&self, session: DurableSession, ttl: Duration);
+    /// How long the saved session of a socket still connected must live, for a
+    /// recovery window of `window`: until the store's next refresh of it, plus the
+    /// window (its node may die just before that refresh). By default the window.
+    fn live_ttl(&self, window: Duration) -> Duration {
+        window
+    }
     /// Forgets a session: the client left on purpose.
     fn forget(&self, pid: &str);
     /// Takes a session out of the store; at most one caller ever gets it.

@@ -87,6 +87,27 @@ export class Switchboard {
   }
 
   /**
+   * `method path` on the HTTP API (`/api/v1/...`) with `Authorization: Bearer key` and
+   * `body` as JSON when given; resolves with `{ status, body }` (the parsed JSON answer,
+   * or its text when it is not JSON).
+   */
+  async api(key, method, path, body) {
+    const res = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}` },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = text;
+    }
+    return { status: res.status, body: parsed };
+  }
+
+  /**
    * SIGTERM and waits for a clean exit (status 0 within the fixture's deadline); throws
    * with the server's stderr otherwise, or if it had died on its own. Removes the
    * config directory. Stopping twice is fine.
@@ -94,6 +115,18 @@ export class Switchboard {
   async stop() {
     try {
       await this.fixture.stop();
+    } finally {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * SIGKILL (a crash) and waits for the exit; throws, with the server's stderr, if it
+   * had died on its own. Removes the config directory.
+   */
+  async kill() {
+    try {
+      await this.fixture.kill();
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
     }
@@ -113,10 +146,13 @@ export function parseMetrics(text) {
 
 /**
  * Writes `config` (TOML text, without `listen`) to a temporary directory, starts
- * `switchboard serve` on 127.0.0.1 with a free port, and resolves once
- * `/health/ready` answers 200. `env` adds environment variables (e.g. secrets).
+ * `switchboard serve` on 127.0.0.1 with a free port (or `port`, e.g. to restart a node
+ * where its clients find it), and resolves once `/health/ready` answers 200 (with
+ * `ready: false`, once it listens: a clustered node is not ready while Redis is down).
+ * `env` adds environment variables (e.g. secrets). A start that fails because `port`
+ * is still taken rejects with an error whose `exitedEarly` is true.
  */
-export async function startSwitchboard({ config = "", env = {} } = {}) {
+export async function startSwitchboard({ config = "", env = {}, port = 0, ready = true } = {}) {
   const dir = removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-serve-")));
   const file = join(dir, "switchboard.toml");
   writeFileSync(file, config);
@@ -124,7 +160,7 @@ export async function startSwitchboard({ config = "", env = {} } = {}) {
   try {
     fixture = await startProcess(
       switchboardBin(),
-      ["serve", "--config", file, "--listen", "127.0.0.1:0"],
+      ["serve", "--config", file, "--listen", `127.0.0.1:${port}`],
       { env },
     );
   } catch (err) {
@@ -133,6 +169,7 @@ export async function startSwitchboard({ config = "", env = {} } = {}) {
   }
   reapOnExit(fixture.child);
   const server = new Switchboard(fixture, dir);
+  if (!ready) return server;
   try {
     await waitFor(async () => (await server.status("/health/ready")) === 200, {
       timeout: READY_TIMEOUT_MS,

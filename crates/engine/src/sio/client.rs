@@ -249,14 +249,23 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 const STORE_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs `op` until it succeeds or [`STORE_WAIT`] has passed, with a short pause between
-/// tries; the last error if it never does.
+/// tries; the last error if it never does. One try is cut off at the deadline too: a
+/// store whose connection retries by itself (Redis refusing connections) would
+/// otherwise hold the client past it.
 async fn with_store_retry<T, F>(what: &str, mut op: F) -> Result<T, AdapterError>
 where
     F: FnMut() -> BoxFuture<'static, Result<T, AdapterError>>,
 {
     let give_up = now() + STORE_WAIT;
     loop {
-        match op().await {
+        let left = give_up.saturating_duration_since(now());
+        let attempt = match tokio::time::timeout(left, op()).await {
+            Ok(result) => result,
+            Err(_) => Err(AdapterError::Unavailable(format!(
+                "{what}: no answer within {STORE_WAIT:?}"
+            ))),
+        };
+        match attempt {
             Ok(value) => return Ok(value),
             Err(err) if now() >= give_up => return Err(err),
             Err(err) => {

@@ -283,7 +283,8 @@ impl Socket {
         if let (Some(store), Some(session)) =
             (self.ns.adapter().session_store(), self.durable_session())
         {
-            store.save(session, self.durable_ttl());
+            let ttl = store.live_ttl(self.durable_ttl());
+            store.save(session, ttl);
         }
     }
 

@@ -1,0 +1,388 @@
+// The README's recovery guarantee on its failure paths, against the shipped binary: a
+// client that reconnects gets every event it missed, in order, exactly once — or
+// `socket.recovered === false` and no event at all from before the reconnect. "Never a
+// silent gap."
+//
+// Each test starts its own redis-server and two `switchboard serve` nodes
+// (`cluster.adapter = "redis-streams"`, `[recovery] enabled = true`, the HTTP API on)
+// behind HAProxy (lib/serve-cluster.mjs), and two official `socket.io-client`s, one on
+// WebSocket and one on long-polling. Both land on node 1 and receive event 0 (so they
+// hold an offset); their connections are closed (`socket.io.engine.close()`, a drop the
+// server keeps the session for) and the cluster sees them gone; events are published
+// with `POST /api/v1/emit` while they are away; then the fault, and they reconnect
+// through the balancer to node 2. Every failure test ends the same way: each client is
+// told `recovered: false` (a new socket id), one more event is published, and once it
+// arrived — a replay would have come before it — the client has received nothing else
+// since the reconnect.
+//
+// - success anchor: no fault; the replay is read from the Redis stream (node 2 keeps one
+//   event in memory), every missed event once, in order;
+// - the client's offset trimmed out of the stream (`cluster.stream_max_len`);
+// - away longer than `recovery.max_disconnection_duration`;
+// - Redis restarted without its data;
+// - Redis unreachable longer than the 5 s a reconnecting node waits: frozen (SIGSTOP),
+//   and stopped (connection refused);
+// - the emitting node's stream write queue (100 000 writes, not configurable) overflowing
+//   while Redis is down;
+// - and the success path the short-window tests exposed: a client whose node was
+//   SIGKILLed, back within `max_disconnection_duration`.
+//
+// Tests marked TODO assert the README's claim and fail against the current code; their
+// TODO text says why. node:test runs them and reports their failure without failing the
+// run. Remove the marker once the code keeps the claim.
+
+import { afterEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import { Clients, call, connected, once } from "../lib/client.mjs";
+import {
+  connectClient,
+  dropConnection,
+  eventNumbers,
+  startServeCluster,
+  trackEvents,
+} from "../lib/serve-cluster.mjs";
+import { waitFor } from "../lib/wait.mjs";
+import { startRedis } from "../cluster/redis.mjs";
+import { POLLING, WEBSOCKET } from "../cluster/support.mjs";
+
+/** Long enough never to expire during a test (except where a test shortens it). */
+const WINDOW = "1m";
+/** The stream write queue of `crates/cluster/src/streams.rs` (`MAX_PENDING_WRITES`). */
+const MAX_PENDING_WRITES = 100_000;
+/**
+ * Safety net for a reconnect that the node answers only after its 5 s wait for Redis
+ * (twice that, for a loaded machine); never an assertion on speed.
+ */
+const SLOW_CONNECT_MS = 10_000;
+
+/** What a test started; stopped after it, clients first, Redis last. */
+let running = null;
+
+afterEach(async () => {
+  const env = running;
+  running = null;
+  if (!env) return;
+  env.clients.closeAll();
+  try {
+    await env.redisUp();
+    await env.cluster?.stop();
+  } finally {
+    await env.redis.close();
+  }
+});
+
+/**
+ * A redis-server and a two-node cluster for one test; `config` holds extra keys of the
+ * nodes' `[cluster]` and `[recovery]` tables and `extra` TOML (see `serveConfig`).
+ */
+async function setUp({ cluster = {}, recovery = {}, extra = "" } = {}) {
+  const redis = await startRedis();
+  const env = {
+    redis,
+    cluster: null,
+    clients: new Clients(),
+    /** Puts Redis back if a test left it stopped or frozen. */
+    async redisUp() {
+      if (!redis.child) await redis.start();
+      else process.kill(redis.child.pid, "SIGCONT");
+    },
+  };
+  running = env;
+  env.cluster = await startServeCluster({
+    redisUrl: redis.url,
+    config: { cluster, recovery: { max_disconnection_duration: WINDOW, ...recovery }, extra },
+  });
+  const [first, second] = env.cluster.nodes;
+  return { env, first, second };
+}
+
+/**
+ * One client per transport through the balancer, routed to `node`; each has received
+ * event 0 (published on `node`), so it holds an offset. `join` rooms first, through the
+ * namespace rules' join event, when the test configured rules.
+ */
+async function connectPair(env, node, { join = [] } = {}) {
+  await env.cluster.routeTo(node);
+  const out = [];
+  for (const mode of [WEBSOCKET, POLLING]) {
+    const socket = await connectClient(env.clients, env.cluster.url, mode);
+    for (const room of join) assert.deepEqual(await call(socket, "join", room), [{ ok: true }]);
+    out.push({ mode: mode.name, socket, got: trackEvents(socket, "news"), id: socket.id, mark: 0 });
+  }
+  assert.equal(await node.localSockets(), out.length, `the clients landed on ${node.name}`);
+  await node.emit("news", [{ n: 0 }]);
+  await untilAllGot(out, 0);
+  return out;
+}
+
+/** Waits until every client received event `n`. */
+async function untilAllGot(clients, n) {
+  await waitFor(() => clients.every((c) => eventNumbers(c.got).includes(n)), {
+    what: `every client to receive event ${n}`,
+  });
+}
+
+/**
+ * Closes each client's connection (its node stays up, as in a network failure) and
+ * waits until the cluster, asked on `node`, no longer lists it: its session was saved.
+ */
+async function dropAll(clients, node) {
+  for (const c of clients) await dropConnection(c.socket, node);
+}
+
+/** Publishes events `from`..`to` to every socket of `/` on `node`. */
+async function publish(node, from, to) {
+  for (let n = from; n <= to; n++) await node.emit("news", [{ n }]);
+}
+
+/**
+ * Reconnects every client (all at once) through the balancer, routed to `node`, and
+ * checks that they are connected there. `ms` bounds the wait (a safety net).
+ */
+async function comeBack(env, clients, node, ms) {
+  await env.cluster.routeTo(node);
+  for (const c of clients) {
+    c.mark = c.got.length;
+    c.socket.connect();
+  }
+  await Promise.all(clients.map((c) => connected(c.socket, ms)));
+  assert.equal(await node.localSockets(), clients.length, `the clients came back on ${node.name}`);
+}
+
+/**
+ * The failure outcome: every client told `recovered: false` (a new socket), and, once
+ * event `next` (published now on `node`) arrived, nothing else received since the
+ * reconnect: no event from before it.
+ */
+async function assertNotRecovered(clients, node, next) {
+  for (const c of clients) {
+    assert.equal(c.socket.recovered, false, `${c.mode}: socket.recovered`);
+    assert.notEqual(c.socket.id, c.id, `${c.mode}: a socket that was not recovered is a new one`);
+  }
+  await node.emit("news", [{ n: next }]);
+  await untilAllGot(clients, next);
+  for (const c of clients) {
+    assert.deepEqual(eventNumbers(c.got.slice(0, c.mark)), [0], `${c.mode}: nothing arrived while away`);
+    assert.deepEqual(eventNumbers(c.got.slice(c.mark)), [next], `${c.mode}: no event from before the reconnect`);
+  }
+}
+
+/**
+ * The README's guarantee as a whole, for the cases where either outcome is allowed:
+ * recovered with exactly `missed` then `next`, or not recovered and only `next`.
+ */
+function assertNoSilentGap(c, missed, next) {
+  const since = eventNumbers(c.got.slice(c.mark));
+  if (c.socket.recovered) {
+    assert.deepEqual(since, [...missed, next], `${c.mode}: recovered, so every missed event once, in order`);
+  } else {
+    assert.deepEqual(since, [next], `${c.mode}: not recovered, so no event from before the reconnect`);
+  }
+}
+
+/** Kills redis-server and starts it again on its port with no data: a Redis without persistence. */
+async function restartRedisEmpty(redis) {
+  await redis.kill();
+  rmSync(join(redis.dir, "appendonlydir"), { recursive: true, force: true });
+  await redis.start();
+}
+
+describe("recovery across `switchboard serve` nodes (redis-streams)", () => {
+  test("success anchor: a client away from node 1 resumes on node 2 with every missed event, read back from the stream", async () => {
+    // One event in node 2's memory, so the replay is read from the Redis stream, as in
+    // the trimmed-offset test below.
+    const { env, first, second } = await setUp({ recovery: { max_buffered_packets: 1 } });
+    const clients = await connectPair(env, first);
+    await dropAll(clients, first);
+    await publish(second, 1, 30);
+    await comeBack(env, clients, second);
+    await second.emit("news", [{ n: 31 }]);
+    await untilAllGot(clients, 31);
+    const all = [...Array(32).keys()];
+    for (const c of clients) {
+      assert.equal(c.socket.recovered, true, `${c.mode}: socket.recovered`);
+      assert.equal(c.socket.id, c.id, `${c.mode}: a recovered socket keeps its id`);
+      assert.deepEqual(eventNumbers(c.got), all, `${c.mode}: every event once, in order`);
+    }
+  });
+
+  test("the client's offset trimmed out of the stream: recovered false on another node, no old event", async () => {
+    const { env, first, second } = await setUp({
+      cluster: { stream_max_len: 10 },
+      recovery: { max_buffered_packets: 1 },
+    });
+    const redis = new Redis(env.redis.url);
+    try {
+      // Small stream nodes, so `XADD MAXLEN ~ 10` trims close to 10 entries.
+      await redis.config("SET", "stream-node-max-entries", "5");
+      const clients = await connectPair(env, first);
+      await dropAll(clients, first);
+      await publish(second, 1, 30);
+      for (const c of clients) {
+        const offset = c.got[0].offset;
+        assert.ok(offset, `${c.mode}: event 0 carried an offset`);
+        const kept = await redis.xrange("socket.io", offset, offset);
+        assert.deepEqual(kept, [], `${c.mode}: its offset ${offset} was trimmed out of the stream`);
+      }
+      await comeBack(env, clients, second);
+      await assertNotRecovered(clients, second, 31);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  test("away longer than max_disconnection_duration: recovered false on another node, no old event", async () => {
+    const { env, first, second } = await setUp({ recovery: { max_disconnection_duration: "2s" } });
+    const clients = await connectPair(env, first);
+    await dropAll(clients, first);
+    await publish(second, 1, 2);
+    // Being away longer than the window is the scenario itself, not a wait for a result.
+    await sleep(3_000);
+    await publish(second, 3, 4);
+    await comeBack(env, clients, second);
+    await assertNotRecovered(clients, second, 5);
+  });
+
+  test("Redis restarted without its data while the client was away: recovered false, no old event", async () => {
+    const { env, first, second } = await setUp();
+    const clients = await connectPair(env, first);
+    await dropAll(clients, first);
+    await publish(second, 1, 3);
+    await restartRedisEmpty(env.redis);
+    await env.cluster.waitUntilReady();
+    await comeBack(env, clients, second);
+    await assertNotRecovered(clients, second, 4);
+  });
+
+  test("Redis frozen (SIGSTOP) longer than the 5 s the reconnecting node waits: recovered false, no old event", async () => {
+    const { env, first, second } = await setUp();
+    const clients = await connectPair(env, first);
+    await dropAll(clients, first);
+    await publish(second, 1, 3);
+    process.kill(env.redis.child.pid, "SIGSTOP");
+    try {
+      // Answered while Redis is still frozen, after the node's wait for it.
+      await comeBack(env, clients, second, SLOW_CONNECT_MS);
+    } finally {
+      process.kill(env.redis.child.pid, "SIGCONT");
+    }
+    await env.cluster.waitUntilReady();
+    await assertNotRecovered(clients, second, 4);
+  });
+
+  test(
+    "Redis stopped (connection refused) longer than the 5 s the reconnecting node waits: recovered false, no old event",
+    async () => {
+      const { env, first, second } = await setUp();
+      const clients = await connectPair(env, first);
+      await dropAll(clients, first);
+      await publish(second, 1, 3);
+      await env.redis.stop();
+      try {
+        await comeBack(env, clients, second, SLOW_CONNECT_MS).catch((err) => {
+          throw new Error(
+            `the reconnect was not answered while Redis was down (README: a reconnecting ` +
+              `client waits up to 5 s, then is told recovered: false): ${err.message}`,
+          );
+        });
+      } finally {
+        await env.redis.start();
+      }
+      await env.cluster.waitUntilReady();
+      await assertNotRecovered(clients, second, 4);
+    },
+  );
+
+  test(
+    "the emitting node's stream write queue overflowing while Redis is down: never a silent gap",
+    {
+      todo:
+        "recovered: true without the events dropped from the full queue: StreamsNode::append " +
+        "(crates/cluster/src/streams.rs:269) ignores the drop that write() reports (streams.rs:257), " +
+        "the relay's sender is acknowledged {ok: true} (crates/switchboard/src/rules/events.rs:91), and " +
+        "nothing marks the gap in the stream, so the replay (read_log, streams.rs) cannot see it",
+    },
+    async () => {
+      // Relaying needs namespace rules; `leave` writes the leaver's session each time,
+      // the cheapest way for a client to queue writes without filling the stream.
+      const rules = `
+[[namespaces]]
+name = "/"
+[namespaces.rooms]
+allow = ["news", "filler"]
+[[namespaces.events]]
+name = "news"
+action = "relay"
+`;
+      const { env, first, second } = await setUp({ extra: rules });
+      const clients = await connectPair(env, first, { join: ["news"] });
+      // The publisher, on node 1 directly, on long-polling: its packets travel in
+      // batches, much cheaper than 100 000 WebSocket frames.
+      const publisher = await connectClient(env.clients, first.url, POLLING);
+      assert.deepEqual(await call(publisher, "join", "news"), [{ ok: true }]);
+      const relay = (n) => call(publisher, "news", "news", { n });
+      await dropAll(clients, first);
+
+      await env.redis.stop();
+      assert.deepEqual(await relay(1), [{ ok: true }], "queued while Redis is down");
+      assert.deepEqual(await relay(2), [{ ok: true }], "queued while Redis is down");
+      const dropped = async () =>
+        (await first.metrics()).get("switchboard_cluster_publish_dropped_total") ?? 0;
+      const droppedBefore = await dropped();
+      for (let i = 0; i < MAX_PENDING_WRITES + 1_000; i++) publisher.emit("leave", "filler");
+      await waitFor(async () => (await dropped()) > droppedBefore, {
+        timeout: 60_000,
+        what: "node 1 to drop stream writes (its queue full)",
+      });
+      // Handled after the flood, so their writes find the queue full.
+      const acks = [await relay(3), await relay(4)];
+      const refused = await first.api("POST", "/api/v1/emit", {
+        event: "news",
+        args: ["news", { n: 99 }],
+        rooms: ["news"],
+      });
+      assert.equal(refused.status, 503, "an API emit is refused while the queue is full");
+      assert.equal(refused.body.code, "cluster_unavailable");
+
+      await env.redis.start();
+      // A 200 means Redis holds this event and everything queued before it; 503 while
+      // the queue is still full (then it was not published, and is retried).
+      await waitFor(
+        async () =>
+          (await first.api("POST", "/api/v1/emit", { event: "news", args: ["news", { n: 5 }], rooms: ["news"] }))
+            .status === 200,
+        { timeout: 60_000, interval: 200, what: "node 1 to write its queue to Redis" },
+      );
+      await comeBack(env, clients, second);
+      assert.deepEqual(await relay(6), [{ ok: true }]);
+      await untilAllGot(clients, 6);
+      assert.deepEqual(acks, [[{ ok: true }], [{ ok: true }]], "events 3 and 4 were acknowledged to their sender");
+      for (const c of clients) assertNoSilentGap(c, [1, 2, 3, 4, 5], 6);
+    },
+  );
+
+  test(
+    "a client whose node was SIGKILLed, back on another node within max_disconnection_duration (3 s), is recovered",
+    async () => {
+      const { env, first, second } = await setUp({ recovery: { max_disconnection_duration: "3s" } });
+      const clients = await connectPair(env, first);
+      // Connected longer than the window (the scenario: an ordinary client does).
+      await sleep(4_000);
+      const gone = clients.map((c) => once(c.socket, "disconnect"));
+      await first.kill();
+      await Promise.all(gone);
+      await publish(second, 1, 3);
+      await comeBack(env, clients, second);
+      await second.emit("news", [{ n: 4 }]);
+      await untilAllGot(clients, 4);
+      for (const c of clients) {
+        assert.equal(c.socket.recovered, true, `${c.mode}: socket.recovered`);
+        assert.deepEqual(eventNumbers(c.got), [0, 1, 2, 3, 4], `${c.mode}: every event once, in order`);
+      }
+    },
+  );
+});
