@@ -109,12 +109,18 @@ impl JwtVerifier {
         check_algorithms(&settings)?;
         let keys = match &settings.key {
             KeySource::Jwks(jwks) => {
-                let fetcher = fetch::HttpFetcher::new(jwks.url.clone()).map_err(|err| {
-                    vec![SettingError::new(
-                        settings::setting_key(&settings, "jwks_url"),
-                        err.to_string(),
-                    )]
-                })?;
+                let fetcher = fetch::HttpFetcher::new(jwks.url.clone(), jwks.ca_file.as_deref())
+                    .map_err(|err| {
+                        let key = if err.is_ca_file() {
+                            "jwks_ca_file"
+                        } else {
+                            "jwks_url"
+                        };
+                        vec![SettingError::new(
+                            settings::setting_key(&settings, key),
+                            err.to_string(),
+                        )]
+                    })?;
                 Keys::Jwks(JwksCache::new(jwks.clone(), Box::new(fetcher)))
             }
             _ => Keys::Static(keys::load_static(&settings)?),

@@ -1,9 +1,10 @@
 //! Getting a JWKS document's bytes: the [`FetchKeys`] seam the cache calls, and its
 //! HTTP(S) implementation on the workspace's client (`switchboard-http-client`: the
-//! system's root certificates, rustls on ring, HTTP/1.1).
+//! system's root certificates plus an optional CA file, rustls on ring, HTTP/1.1).
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 
 use bytes::Bytes;
@@ -66,9 +67,10 @@ impl fmt::Debug for HttpFetcher {
 
 impl HttpFetcher {
     /// A client for `url`, under the workspace's trust policy: for `https`, the
-    /// system's root certificates are read now, so having none is a startup error.
-    pub(crate) fn new(url: Uri) -> Result<Self, BuildError> {
-        let client = ClientBuilder::new().url(&url).build()?;
+    /// system's root certificates and those of `ca_file` are read now, so a bad CA file,
+    /// or no root at all, is a startup error.
+    pub(crate) fn new(url: Uri, ca_file: Option<&Path>) -> Result<Self, BuildError> {
+        let client = ClientBuilder::new().url(&url).ca_file(ca_file).build()?;
         Ok(HttpFetcher { url, client })
     }
 

@@ -19,6 +19,7 @@
 //! jwks_refresh_interval = "30s"
 //! jwks_fetch_timeout = "5s"
 //! jwks_allow_http = false    # plain http is accepted for loopback hosts only
+//! jwks_ca_file = "/etc/switchboard/idp-ca.pem"  # extra trusted roots (PEM)
 //! ```
 
 use std::fmt;
@@ -131,16 +132,21 @@ pub struct JwksSettings {
     pub refresh_interval: Duration,
     /// Fetches that take longer are abandoned.
     pub fetch_timeout: Duration,
+    /// Extra trusted roots (PEM) besides the system's, for an `https` URL whose
+    /// certificate is signed by a private CA. Read when the verifier is built.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl JwksSettings {
-    /// Settings for `url` with the default cache TTL, refresh interval and timeout.
+    /// Settings for `url` with the default cache TTL, refresh interval and timeout, and
+    /// the system's roots only.
     pub fn new(url: Uri) -> Self {
         JwksSettings {
             url,
             cache_ttl: DEFAULT_JWKS_CACHE_TTL,
             refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
             fetch_timeout: DEFAULT_JWKS_FETCH_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -263,11 +269,12 @@ fn key_source(r: &mut TableReader<'_>) -> Option<KeySource> {
 
 /// `jwks_url` and its options; the options without the URL are errors.
 fn jwks_options(r: &mut TableReader<'_>, has_url: bool) -> Option<JwksSettings> {
-    const OPTIONS: [&str; 4] = [
+    const OPTIONS: [&str; 5] = [
         "jwks_cache_ttl",
         "jwks_refresh_interval",
         "jwks_fetch_timeout",
         "jwks_allow_http",
+        "jwks_ca_file",
     ];
     if !has_url {
         for name in OPTIONS {
@@ -288,6 +295,7 @@ fn jwks_options(r: &mut TableReader<'_>, has_url: bool) -> Option<JwksSettings> 
             }
         });
     let mut jwks = JwksSettings::new(url.unwrap_or_default());
+    jwks.ca_file = r.non_empty_string("jwks_ca_file").map(PathBuf::from);
     if let Some(ttl) = r.duration("jwks_cache_ttl") {
         jwks.cache_ttl = ttl;
     }

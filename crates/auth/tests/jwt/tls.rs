@@ -1,12 +1,14 @@
 //! A JWKS endpoint over HTTPS, its certificate signed by a private CA: it is trusted
-//! exactly when the CA is among the system's root certificates, the trust policy of
-//! `switchboard-http-client` (JWKS fetches used to trust a built-in list instead).
+//! exactly when the CA is among the system's root certificates or in the namespace's
+//! `jwks_ca_file`, the trust policy of `switchboard-http-client` (JWKS fetches used to
+//! trust a built-in list instead).
 //!
 //! The certificates are `crates/http-client/testdata/` (a CA and a server certificate for
-//! `127.0.0.1`). An operator adds a root to the system's with `SSL_CERT_FILE`; a test may
-//! not change its own environment (`set_var` is unsafe, and tests share the process), so
-//! the trusted case re-runs this test binary with `SSL_CERT_FILE` naming the CA and runs
-//! the ignored [`child_verifies_over_https`] there.
+//! `127.0.0.1`). The CA file case runs in process with [`JwksSettings::ca_file`]. An
+//! operator adds a root to the system's with `SSL_CERT_FILE`; a test may not change its
+//! own environment (`set_var` is unsafe, and tests share the process), so the system-root
+//! case re-runs this test binary with `SSL_CERT_FILE` naming the CA and runs the ignored
+//! [`child_verifies_over_https`] there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,11 +99,13 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, body: Bytes) {
     }
 }
 
-/// A token, and a verifier on an HTTPS endpoint that publishes its key.
-async fn endpoint_and_token() -> (HttpsJwks, JwtVerifier, String) {
+/// A token, and a verifier on an HTTPS endpoint that publishes its key, trusting the
+/// system's roots and those of `ca_file`.
+async fn endpoint_and_token(ca_file: Option<PathBuf>) -> (HttpsJwks, JwtVerifier, String) {
     let signer = Signer::rs256(false).kid("tls-1");
     let server = HttpsJwks::start(jwks(&[&signer])).await;
-    let jwks = JwksSettings::new(server.url.parse().expect("URL"));
+    let mut jwks = JwksSettings::new(server.url.parse().expect("URL"));
+    jwks.ca_file = ca_file;
     let mut settings = JwtSettings::new(KeySource::Jwks(jwks), vec![Algorithm::RS256]);
     settings.issuers = vec![ISSUER.to_owned()];
     settings.audiences = vec![AUDIENCE.to_owned()];
@@ -112,13 +116,41 @@ async fn endpoint_and_token() -> (HttpsJwks, JwtVerifier, String) {
 #[tokio::test]
 async fn a_jwks_endpoint_with_a_ca_outside_the_system_roots_is_not_trusted() {
     within(async {
-        let (_server, verifier, token) = endpoint_and_token().await;
+        let (_server, verifier, token) = endpoint_and_token(None).await;
         assert_eq!(
             verifier.verify(&token).await,
             Err(AuthError::KeysUnavailable)
         );
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_jwks_endpoint_whose_ca_is_in_the_ca_file_is_trusted() {
+    within(async {
+        let ca = Some(tls_testdata("ca.pem"));
+        let (_server, verifier, token) = endpoint_and_token(ca).await;
+        let claims = verifier.verify(&token).await.expect("verified over https");
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+    })
+    .await;
+}
+
+#[test]
+fn a_ca_file_without_a_certificate_is_refused_at_jwks_ca_file() {
+    let jwks_settings = |ca_file: &str| {
+        let mut jwks = JwksSettings::new("https://127.0.0.1:9/jwks.json".parse().expect("URL"));
+        jwks.ca_file = Some(tls_testdata(ca_file));
+        let mut settings = JwtSettings::new(KeySource::Jwks(jwks), vec![Algorithm::RS256]);
+        settings.path = "namespaces[0].auth".to_owned();
+        settings
+    };
+    for ca_file in ["not-a-certificate.pem", "missing.pem"] {
+        let errors = JwtVerifier::new(jwks_settings(ca_file)).expect_err("refused");
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["namespaces[0].auth.jwks_ca_file"], "{errors:?}");
+        assert!(errors[0].to_string().contains(ca_file), "{errors:?}");
+    }
 }
 
 #[test]
@@ -149,7 +181,7 @@ async fn child_verifies_over_https() {
         return;
     }
     within(async {
-        let (_server, verifier, token) = endpoint_and_token().await;
+        let (_server, verifier, token) = endpoint_and_token(None).await;
         let claims = verifier.verify(&token).await.expect("verified over https");
         assert_eq!(claims.sub.as_deref(), Some("alice"));
     })

@@ -105,6 +105,7 @@ fn cache(script: &Scripted) -> Arc<JwksCache> {
         cache_ttl: TTL,
         refresh_interval: INTERVAL,
         fetch_timeout: TIMEOUT,
+        ca_file: None,
     };
     Arc::new(JwksCache::new(settings, Box::new(script.clone())))
 }

@@ -1,7 +1,8 @@
 //! `[namespaces.auth]`: how connections authenticate. Every key but `refresh_event`
 //! is a JWT setting read by `switchboard-auth` (key source, algorithms, issuer,
-//! audience, leeway, token sources); the verifier's keys are loaded here, so a missing
-//! key file is a configuration error like any other.
+//! audience, leeway, token sources, JWKS options); the verifier's keys are loaded here,
+//! so a missing key file, or a `jwks_ca_file` that cannot be read or holds no
+//! certificate, is a configuration error like any other.
 
 use std::fmt;
 
@@ -55,3 +56,6 @@ pub(crate) fn parse(s: Section<'_>, problems: &mut Errors) -> Option<AuthRules> 
         refresh_event,
     })
 }
+
+#[cfg(test)]
+mod tests;
