@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use switchboard_engine::Shutdown;
+use switchboard_engine::adapter::AdapterError;
 use tokio::sync::{mpsc, watch};
 
 use crate::connect::{classify, redact_url};
@@ -124,6 +125,21 @@ impl Subscriptions {
 
 /// Receives every pub/sub message: `(channel, payload)`.
 pub(crate) type MessageHandler = Arc<dyn Fn(&str, Bytes) + Send + Sync>;
+
+/// A [`MessageHandler`] that hands each message to `node` for as long as it lives.
+/// Weak: the node holds the broker and the broker holds its handler, so a strong
+/// reference would keep both alive for ever.
+pub(crate) fn handler_of<N: Send + Sync + 'static>(
+    node: &Arc<N>,
+    on_message: impl Fn(&N, &str, Bytes) + Send + Sync + 'static,
+) -> MessageHandler {
+    let node = Arc::downgrade(node);
+    Arc::new(move |channel: &str, payload: Bytes| {
+        if let Some(node) = node.upgrade() {
+            on_message(&node, channel, payload);
+        }
+    })
+}
 
 /// Handlers of exact channels that are not the adapter's (e.g. forwarded requests),
 /// consulted before the adapter's handler.
@@ -312,6 +328,20 @@ impl Broker {
         }
     }
 
+    /// Subscribes to each of `subs` (see [`Broker::subscribe`]).
+    pub(crate) fn subscribe_all(&self, subs: impl IntoIterator<Item = Sub>) {
+        for sub in subs {
+            self.subscribe(sub);
+        }
+    }
+
+    /// Gives back each of `subs` (see [`Broker::unsubscribe`]).
+    pub(crate) fn unsubscribe_all(&self, subs: impl IntoIterator<Item = Sub>) {
+        for sub in subs {
+            self.unsubscribe(sub);
+        }
+    }
+
     /// `PUBSUB NUMSUB channel`: how many connections listen (one per node).
     pub(crate) async fn numsub(&self, channel: &str) -> Result<usize, ClusterError> {
         let mut conn = self.conn();
@@ -322,6 +352,14 @@ impl Broker {
             .await
             .map_err(|e| ClusterError::Redis(e.to_string()))?;
         Ok(reply.1)
+    }
+
+    /// How many nodes serve a namespace, as an adapter reports it: the listeners of
+    /// `channel`, one that every node serving the namespace subscribes to.
+    pub(crate) async fn server_count(&self, channel: &str) -> Result<usize, AdapterError> {
+        self.numsub(channel)
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))
     }
 }
 

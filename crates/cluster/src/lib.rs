@@ -13,7 +13,8 @@
 //!
 //! Layout: `connect` (the Redis client a URL makes: TLS, credentials, the URL as it
 //! may be printed), `broker` (connections, reconnect, health), `requests` (pending
-//! cross-node requests), `pubsub` and `streams` (the two adapters, on the wire types of
+//! cross-node requests), `common` (what the two adapters do alike: broadcasts with acks,
+//! answers to server-side emits), `pubsub` and `streams` (the two adapters, on the wire types of
 //! `switchboard_protocol::cluster`), `convert` (engine types to and from those wire
 //! types), `forward` (serving long-polling requests through the node that owns the
 //! session, in frames signed with the [`ClusterSecret`]).
@@ -47,6 +48,7 @@ macro_rules! delegate_room_index {
 }
 
 mod broker;
+mod common;
 mod connect;
 mod convert;
 mod forward;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
-    AckReport, AckSink, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions,
+    AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
     MemoryAdapter, Room, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
@@ -31,12 +31,13 @@ use switchboard_protocol::cluster::redis_adapter::{
 };
 use switchboard_protocol::socketio::Packet;
 
-use crate::broker::{Broker, Health, Sub};
+use crate::broker::{Broker, Health, Sub, handler_of};
+use crate::common::{request_acks, server_ack};
 use crate::convert::{
     self, ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info,
     to_json, to_wire, wire_opts,
 };
-use crate::requests::{Requests, answer_broadcast_with_ack, collect, relay_acks};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
 /// One node's membership of a `redis` cluster: every namespace's adapter shares it.
@@ -85,16 +86,8 @@ impl PubSubNode {
             requests: Requests::default(),
             acks: Requests::default(),
         });
-        let weak = Arc::downgrade(&node);
-        let broker = Broker::start(
-            config,
-            Arc::new(move |channel: &str, payload: Bytes| {
-                if let Some(node) = weak.upgrade() {
-                    node.on_message(channel, payload);
-                }
-            }),
-            shutdown,
-        )?;
+        let on_message = handler_of(&node, PubSubNode::on_message);
+        let broker = Broker::start(config, on_message, shutdown)?;
         let _ = node.broker.set(broker);
         Ok(node)
     }
@@ -279,15 +272,14 @@ impl PubSubNode {
             }
             RequestBody::ServerSideEmit { request_id, data } if !from_self => {
                 let ack = request_id.map(|request_id| {
-                    let broker = self.broker().clone();
-                    let channel = channels.response().to_owned();
-                    Box::new(move |answer: Value| {
-                        let response = Response::ServerSideEmit {
+                    let reply_to = channels.response().to_owned();
+                    server_ack(self.broker().clone(), reply_to, move |answer| {
+                        Response::ServerSideEmit {
                             request_id,
                             data: Some(to_wire(&answer)),
-                        };
-                        broker.publish(channel, Bytes::from(response.encode()));
-                    }) as switchboard_engine::adapter::ServerAck
+                        }
+                        .encode()
+                    })
                 });
                 ns.server_side_event(data.into_iter().map(to_json).collect(), ack);
             }
@@ -365,13 +357,6 @@ impl PubSubNode {
         self.acks.answer(&request_id, report);
     }
 
-    async fn server_count(&self, channels: &Channels) -> Result<usize, AdapterError> {
-        self.broker()
-            .numsub(channels.request())
-            .await
-            .map_err(|e| AdapterError::Unavailable(e.to_string()))
-    }
-
     /// Publishes a request and collects one answer from each other node, read as
     /// answers to a request of type `kind`. An answer that does not read as one still
     /// counts (as in Node) but adds nothing.
@@ -381,7 +366,7 @@ impl PubSubNode {
         build: impl FnOnce(String) -> Request,
         timeout: Duration,
     ) -> Result<Vec<Response>, AdapterError> {
-        let servers = self.server_count(channels).await?;
+        let servers = self.broker().server_count(channels.request()).await?;
         if servers <= 1 {
             return Ok(Vec::new());
         }
@@ -452,10 +437,7 @@ impl Adapter for PubSubAdapter {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns.name().to_owned(), Arc::downgrade(ns));
-        let broker = self.node.broker();
-        for sub in self.subscriptions() {
-            broker.subscribe(sub);
-        }
+        self.node.broker().subscribe_all(self.subscriptions());
     }
 
     /// Undoes `init`. The engine calls it under its registry lock, so a namespace of
@@ -475,10 +457,7 @@ impl Adapter for PubSubAdapter {
                 namespaces.remove(ns.name());
             }
         }
-        let broker = self.node.broker();
-        for sub in self.subscriptions() {
-            broker.unsubscribe(sub);
-        }
+        self.node.broker().unsubscribe_all(self.subscriptions());
     }
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {
@@ -496,67 +475,43 @@ impl Adapter for PubSubAdapter {
         ns.broadcast_local(packet, &opts)
     }
 
-    fn broadcast_with_ack(
-        &self,
-        ns: &Arc<Namespace>,
-        packet: Packet,
-        opts: BroadcastOptions,
-        sink: AckSink,
-    ) {
-        if !opts.flags.local {
-            let request_id = random_uid(6);
-            let (registration, rx) = self.node.acks.register(request_id.clone());
-            self.publish_request(RequestBody::Broadcast {
-                request_id,
-                packet: packet.clone(),
-                opts: wire_opts(&opts),
-            });
-            let timeout = opts.flags.timeout.unwrap_or(self.node.request_timeout);
-            relay_acks(registration, rx, sink.clone(), timeout);
-        }
-        ns.broadcast_with_ack_local(packet, &opts, sink);
-    }
-
-    fn add_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
-        if !opts.flags.local {
-            self.publish_request(RequestBody::SocketsJoin {
-                opts: wire_opts(&opts),
+    /// Room operations and broadcasts with acks are requests, as in Node.
+    fn publish_op(&self, _ns: &Arc<Namespace>, opts: &BroadcastOptions, op: ClusterOp<'_>) {
+        let body = match op {
+            ClusterOp::Join(rooms) => RequestBody::SocketsJoin {
+                opts: wire_opts(opts),
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            });
-        }
-        ns.add_sockets_local(&opts, &rooms);
-    }
-
-    fn del_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
-        if !opts.flags.local {
-            self.publish_request(RequestBody::SocketsLeave {
-                opts: wire_opts(&opts),
+            },
+            ClusterOp::Leave(rooms) => RequestBody::SocketsLeave {
+                opts: wire_opts(opts),
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
-            });
-        }
-        ns.del_sockets_local(&opts, &rooms);
-    }
-
-    fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
-        if !opts.flags.local {
-            self.publish_request(RequestBody::DisconnectSockets {
-                opts: wire_opts(&opts),
+            },
+            ClusterOp::Disconnect { close } => RequestBody::DisconnectSockets {
+                opts: wire_opts(opts),
                 close,
-            });
-        }
-        ns.disconnect_sockets_local(&opts, close);
+            },
+            ClusterOp::BroadcastWithAck { packet, sink } => {
+                let publish = |request_id| {
+                    self.publish_request(RequestBody::Broadcast {
+                        request_id,
+                        packet: packet.clone(),
+                        opts: wire_opts(opts),
+                    });
+                };
+                let timeout = self.node.request_timeout;
+                request_acks(&self.node.acks, random_uid(6), publish, opts, sink, timeout);
+                return;
+            }
+        };
+        self.publish_request(body);
     }
 
-    fn fetch_sockets<'a>(
+    fn fetch_remote_sockets<'a>(
         &'a self,
-        ns: &'a Arc<Namespace>,
+        _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(async move {
-            let mut sockets = ns.fetch_sockets_local(&opts);
-            if opts.flags.local {
-                return Ok(sockets);
-            }
             let wire_opts = wire_opts(&opts);
             let answers = self
                 .node
@@ -571,15 +526,14 @@ impl Adapter for PubSubAdapter {
                     self.node.request_timeout,
                 )
                 .await?;
-            for answer in answers {
-                if let Response::FetchSockets {
-                    sockets: remote, ..
-                } = answer
-                {
-                    sockets.extend(remote.into_iter().map(socket_info));
-                }
-            }
-            Ok(sockets)
+            Ok(answers
+                .into_iter()
+                .flat_map(|answer| match answer {
+                    Response::FetchSockets { sockets, .. } => sockets,
+                    _ => Vec::new(),
+                })
+                .map(socket_info)
+                .collect())
         })
     }
 
@@ -650,7 +604,7 @@ impl Adapter for PubSubAdapter {
     }
 
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        Box::pin(async move { self.node.server_count(&self.channels).await })
+        Box::pin(self.node.broker().server_count(self.channels.request()))
     }
 }
 

@@ -27,7 +27,7 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadRe
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
-    AckReport, AckSink, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions,
+    AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
     DurableSession, LoggedEvent, MemoryAdapter, Room, SessionStore, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
@@ -40,12 +40,13 @@ use switchboard_protocol::cluster::streams::{
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{Broker, Health, Sub, jitter, manager_config};
+use crate::broker::{Broker, Health, Sub, handler_of, jitter, manager_config};
+use crate::common::{request_acks, server_ack};
 use crate::convert::{
     ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
     to_json, to_wire, wire_opts,
 };
-use crate::requests::{Requests, answer_broadcast_with_ack, collect, relay_acks};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 use crate::{ClusterConfig, ClusterError, NodeHandle};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -168,16 +169,10 @@ impl StreamsNode {
             requests: Requests::default(),
             acks: Requests::default(),
         });
-        let weak = Arc::downgrade(&node);
-        let broker = Broker::start(
-            config,
-            Arc::new(move |channel: &str, payload: Bytes| {
-                if let Some(node) = weak.upgrade() {
-                    node.on_pubsub(channel, &payload);
-                }
-            }),
-            shutdown.clone(),
-        )?;
+        let on_message = handler_of(&node, |node: &StreamsNode, channel, payload| {
+            node.on_pubsub(channel, &payload);
+        });
+        let broker = Broker::start(config, on_message, shutdown.clone())?;
         let reader_conn = ConnectionManager::new_lazy_with_config(
             broker.client().clone(),
             manager_config(BLOCK * 3),
@@ -387,10 +382,9 @@ impl StreamsNode {
             }
             MessageBody::ServerSideEmit { request_id, packet } => {
                 let ack = request_id.map(|request_id| {
-                    let broker = self.broker().clone();
-                    let answer_of = {
-                        let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                        move |v: Value| ClusterMessage {
+                    let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
+                    server_ack(self.broker().clone(), reply_to, move |v| {
+                        ClusterMessage {
                             uid,
                             nsp,
                             body: MessageBody::ServerSideEmitResponse {
@@ -398,10 +392,8 @@ impl StreamsNode {
                                 packet: to_wire(&v),
                             },
                         }
-                    };
-                    Box::new(move |v: Value| {
-                        broker.publish(reply_to, Bytes::from(answer_of(v).encode_pubsub()));
-                    }) as switchboard_engine::adapter::ServerAck
+                        .encode_pubsub()
+                    })
                 });
                 ns.server_side_event(packet.into_iter().map(to_json).collect(), ack);
             }
@@ -431,13 +423,6 @@ impl StreamsNode {
         }
     }
 
-    async fn server_count(&self, public: &str) -> Result<usize, AdapterError> {
-        self.broker()
-            .numsub(public)
-            .await
-            .map_err(|e| AdapterError::Unavailable(e.to_string()))
-    }
-
     async fn ask(
         &self,
         nsp: &str,
@@ -445,7 +430,7 @@ impl StreamsNode {
         body: impl FnOnce(String) -> MessageBody,
         timeout: Duration,
     ) -> Result<Vec<Answer>, AdapterError> {
-        let servers = self.server_count(public).await?;
+        let servers = self.broker().server_count(public).await?;
         if servers <= 1 {
             return Ok(Vec::new());
         }
@@ -958,10 +943,7 @@ impl Adapter for StreamsAdapter {
             ns.recovery_start_at(&routes.position);
         }
         drop(routes);
-        let broker = self.node.broker();
-        for sub in self.subscriptions() {
-            broker.subscribe(sub);
-        }
+        self.node.broker().subscribe_all(self.subscriptions());
     }
 
     /// Undoes `init`; the stream is every namespace's and stays read. The engine calls
@@ -974,10 +956,7 @@ impl Adapter for StreamsAdapter {
         if let Some(ns) = self.served.get() {
             self.node.forget(self.nsp.clone(), ns.clone());
         }
-        let broker = self.node.broker();
-        for sub in self.subscriptions() {
-            broker.unsubscribe(sub);
-        }
+        self.node.broker().unsubscribe_all(self.subscriptions());
     }
 
     fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {
@@ -1011,83 +990,47 @@ impl Adapter for StreamsAdapter {
         })
     }
 
-    fn broadcast_with_ack(
-        &self,
-        ns: &Arc<Namespace>,
-        packet: Packet,
-        opts: BroadcastOptions,
-        sink: AckSink,
-    ) {
-        if !opts.flags.local {
-            let request_id = format!("{:016x}", rand::random::<u64>());
-            let (registration, rx) = self.node.acks.register(request_id.clone());
-            let message = self.node.message(
-                &self.nsp,
-                MessageBody::Broadcast {
-                    packet: packet.clone(),
-                    opts: wire_opts(&opts),
-                    request_id: Some(request_id),
-                },
-            );
-            self.node.publish(self.public.clone(), &message);
-            let timeout = opts
-                .flags
-                .timeout
-                .unwrap_or(self.node.config.request_timeout);
-            relay_acks(registration, rx, sink.clone(), timeout);
-        }
-        ns.broadcast_with_ack_local(packet, &opts, sink);
+    /// Room operations go to the stream, in order with broadcasts; broadcasts with
+    /// acks over pub/sub, as in Node.
+    fn publish_op(&self, _ns: &Arc<Namespace>, opts: &BroadcastOptions, op: ClusterOp<'_>) {
+        let body = match op {
+            ClusterOp::Join(rooms) => MessageBody::SocketsJoin {
+                opts: wire_opts(opts),
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            },
+            ClusterOp::Leave(rooms) => MessageBody::SocketsLeave {
+                opts: wire_opts(opts),
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            },
+            ClusterOp::Disconnect { close } => MessageBody::DisconnectSockets {
+                opts: wire_opts(opts),
+                close,
+            },
+            ClusterOp::BroadcastWithAck { packet, sink } => {
+                let publish = |request_id| {
+                    let body = MessageBody::Broadcast {
+                        packet: packet.clone(),
+                        opts: wire_opts(opts),
+                        request_id: Some(request_id),
+                    };
+                    let message = self.node.message(&self.nsp, body);
+                    self.node.publish(self.public.clone(), &message);
+                };
+                let request_id = format!("{:016x}", rand::random::<u64>());
+                let timeout = self.node.config.request_timeout;
+                request_acks(&self.node.acks, request_id, publish, opts, sink, timeout);
+                return;
+            }
+        };
+        self.node.append(&self.node.message(&self.nsp, body));
     }
 
-    fn add_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
-        if !opts.flags.local {
-            self.node.append(&self.node.message(
-                &self.nsp,
-                MessageBody::SocketsJoin {
-                    opts: wire_opts(&opts),
-                    rooms: rooms.iter().map(|r| r.to_string()).collect(),
-                },
-            ));
-        }
-        ns.add_sockets_local(&opts, &rooms);
-    }
-
-    fn del_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
-        if !opts.flags.local {
-            self.node.append(&self.node.message(
-                &self.nsp,
-                MessageBody::SocketsLeave {
-                    opts: wire_opts(&opts),
-                    rooms: rooms.iter().map(|r| r.to_string()).collect(),
-                },
-            ));
-        }
-        ns.del_sockets_local(&opts, &rooms);
-    }
-
-    fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
-        if !opts.flags.local {
-            self.node.append(&self.node.message(
-                &self.nsp,
-                MessageBody::DisconnectSockets {
-                    opts: wire_opts(&opts),
-                    close,
-                },
-            ));
-        }
-        ns.disconnect_sockets_local(&opts, close);
-    }
-
-    fn fetch_sockets<'a>(
+    fn fetch_remote_sockets<'a>(
         &'a self,
-        ns: &'a Arc<Namespace>,
+        _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(async move {
-            let mut sockets = ns.fetch_sockets_local(&opts);
-            if opts.flags.local {
-                return Ok(sockets);
-            }
             let wire_opts = wire_opts(&opts);
             let timeout = opts
                 .flags
@@ -1105,12 +1048,13 @@ impl Adapter for StreamsAdapter {
                     timeout,
                 )
                 .await?;
-            for answer in answers {
-                if let Answer::Fetched(remote) = answer {
-                    sockets.extend(remote);
-                }
-            }
-            Ok(sockets)
+            Ok(answers
+                .into_iter()
+                .flat_map(|answer| match answer {
+                    Answer::Fetched(sockets) => sockets,
+                    Answer::ServerSide(_) => Vec::new(),
+                })
+                .collect())
         })
     }
 
@@ -1155,7 +1099,7 @@ impl Adapter for StreamsAdapter {
     }
 
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        Box::pin(async move { self.node.server_count(&self.public).await })
+        Box::pin(self.node.broker().server_count(&self.public))
     }
 
     fn session_store(&self) -> Option<Arc<dyn SessionStore>> {

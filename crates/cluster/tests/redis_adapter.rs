@@ -182,3 +182,38 @@ async fn sockets_fetched_from_another_node_carry_no_credentials() {
         assert!(!sent.contains(secret), "{secret} in {sent}");
     }
 }
+
+/// `socketsJoin`, `socketsLeave` and `disconnectSockets` called on one node act on the
+/// sockets of the others, over both adapters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_operations_reach_the_sockets_of_other_nodes() {
+    for kind in [AdapterKind::Redis, AdapterKind::RedisStreams] {
+        let redis = RedisServer::start().await;
+        let one = Node::start(&redis, NodeOptions::new(kind, "one")).await;
+        let two = Node::start(&redis, NodeOptions::new(kind, "two")).await;
+        formed(&[&one, &two]).await;
+
+        let (client, _) = Client::connected(&two.io).await;
+        client.emit("join", &[json!("r")]).await;
+        eventually("the client joined r on node two", || async {
+            two.ns().adapter().room_size("r") == 1
+        })
+        .await;
+
+        one.ns().to("r").sockets_join(&["x"]);
+        eventually("node one's socketsJoin reached node two", || async {
+            two.ns().adapter().room_size("x") == 1
+        })
+        .await;
+        one.ns().to("x").sockets_leave("r");
+        eventually("node one's socketsLeave reached node two", || async {
+            two.ns().adapter().room_size("r") == 0
+        })
+        .await;
+        one.ns().to("x").disconnect_sockets(false);
+        eventually("node one's disconnectSockets reached node two", || async {
+            two.ns().socket_count() == 0
+        })
+        .await;
+    }
+}

@@ -8,8 +8,10 @@
 //! - the **cluster operations** (`broadcast`, `fetch_sockets`, `server_count`, …): what
 //!   Node's `Adapter` does across servers. Each has a default that acts on this node
 //!   only, so the in-memory adapter is the whole single-node story. A cluster adapter
-//!   publishes to the other nodes and then calls the same local operation, and applies
-//!   what other nodes publish through the `Namespace`'s `*_local` methods.
+//!   publishes to the other nodes and then calls the same local operation (for the
+//!   room operations and broadcasts with acks, the defaults do both around
+//!   [`Adapter::publish_op`]), and applies what other nodes publish through the
+//!   `Namespace`'s `*_local` methods.
 //!
 //! Durable recovery is a third, optional part: [`SessionStore`], returned by
 //! [`Adapter::session_store`], keeps recovery sessions and the event log outside the
@@ -107,6 +109,28 @@ pub enum AckReport {
 /// Where a broadcast with acknowledgements reports (see [`AckReport`]).
 pub type AckSink = mpsc::UnboundedSender<AckReport>;
 
+/// What a cluster operation asks of the other nodes (see [`Adapter::publish_op`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ClusterOp<'a> {
+    /// The targeted sockets join these rooms ([`Adapter::add_sockets`]).
+    Join(&'a [Room]),
+    /// The targeted sockets leave these rooms ([`Adapter::del_sockets`]).
+    Leave(&'a [Room]),
+    /// The targeted sockets are disconnected ([`Adapter::disconnect_sockets`]).
+    Disconnect {
+        /// Close the whole connection, not only this namespace.
+        close: bool,
+    },
+    /// A broadcast with acknowledgements ([`Adapter::broadcast_with_ack`]): every
+    /// other node reports to `sink` (see [`AckReport`]).
+    BroadcastWithAck {
+        /// The event packet (its `id` is ignored).
+        packet: &'a Packet,
+        /// Where the reports go.
+        sink: &'a AckSink,
+    },
+}
+
 /// The answer to a server-side event from one node (Node's `serverSideEmitWithAck`
 /// callback: one argument).
 pub type ServerAck = Box<dyn FnOnce(Value) + Send>;
@@ -184,23 +208,48 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
         opts: BroadcastOptions,
         sink: AckSink,
     ) {
+        if !opts.flags.local {
+            let op = ClusterOp::BroadcastWithAck {
+                packet: &packet,
+                sink: &sink,
+            };
+            self.publish_op(ns, &opts, op);
+        }
         ns.broadcast_with_ack_local(packet, &opts, sink);
     }
 
     /// Makes the targeted sockets join `rooms`, cluster-wide.
     fn add_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
+        if !opts.flags.local {
+            self.publish_op(ns, &opts, ClusterOp::Join(&rooms));
+        }
         ns.add_sockets_local(&opts, &rooms);
     }
 
     /// Makes the targeted sockets leave `rooms`, cluster-wide.
     fn del_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, rooms: Vec<Room>) {
+        if !opts.flags.local {
+            self.publish_op(ns, &opts, ClusterOp::Leave(&rooms));
+        }
         ns.del_sockets_local(&opts, &rooms);
     }
 
     /// Disconnects the targeted sockets, cluster-wide (`close`: the whole connection).
     fn disconnect_sockets(&self, ns: &Arc<Namespace>, opts: BroadcastOptions, close: bool) {
+        if !opts.flags.local {
+            self.publish_op(ns, &opts, ClusterOp::Disconnect { close });
+        }
         ns.disconnect_sockets_local(&opts, close);
     }
+
+    /// Asks the other nodes to apply `op` to the sockets `opts` targets there. The
+    /// defaults of [`Adapter::broadcast_with_ack`], [`Adapter::add_sockets`],
+    /// [`Adapter::del_sockets`] and [`Adapter::disconnect_sockets`] call it first,
+    /// unless `opts.flags.local`, then act on this node: a cluster adapter implements
+    /// this one method for all four, and the rule "local means nothing is published"
+    /// lives here only. It must not act on this node itself. By default it does
+    /// nothing: one node has no others.
+    fn publish_op(&self, _ns: &Arc<Namespace>, _opts: &BroadcastOptions, _op: ClusterOp<'_>) {}
 
     /// The targeted sockets on every node.
     fn fetch_sockets<'a>(
@@ -208,7 +257,24 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
         ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
-        Box::pin(async move { Ok(ns.fetch_sockets_local(&opts)) })
+        Box::pin(async move {
+            let mut sockets = ns.fetch_sockets_local(&opts);
+            if !opts.flags.local {
+                sockets.extend(self.fetch_remote_sockets(ns, opts).await?);
+            }
+            Ok(sockets)
+        })
+    }
+
+    /// The targeted sockets on the other nodes: what the default
+    /// [`Adapter::fetch_sockets`] adds to this node's own, unless `opts.flags.local`.
+    /// A cluster adapter asks the other nodes here; by default there are none.
+    fn fetch_remote_sockets<'a>(
+        &'a self,
+        _ns: &'a Arc<Namespace>,
+        _opts: BroadcastOptions,
+    ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
     /// Every room with a member on any node.
