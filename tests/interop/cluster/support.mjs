@@ -95,3 +95,38 @@ export const SIDES = [
   { label: "asked on a Switchboard node", pick: (cluster) => cluster.switchboard[0] },
   { label: "asked on the Node.js node", pick: (cluster) => cluster.node[0] },
 ];
+
+/**
+ * The chaos tests' accounting (cluster-chaos and serve-chaos): for one member whose
+ * `segments` hold the numbers it received, split at each reconnect that was not
+ * recovered, counts the acknowledged numbers (`ackedSorted`) it lacks outside the gaps
+ * those reconnects allow, numbers it got twice, and numbers out of order.
+ */
+export function analyse(member, ackedSorted) {
+  const all = member.segments.flat();
+  const counts = new Map();
+  for (const n of all) counts.set(n, (counts.get(n) ?? 0) + 1);
+  const duplicated = [...counts.values()].reduce((sum, c) => sum + c - 1, 0);
+  const duplicatedNumbers = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
+  let outOfOrder = 0;
+  for (let i = 1; i < all.length; i++) if (all[i] < all[i - 1]) outOfOrder++;
+
+  // Allowed gaps: before the first non-empty segment if an unrecovered reconnect came
+  // first, between two segments, after the last non-empty segment if an unrecovered
+  // reconnect came after it.
+  const segs = member.segments.map((s, i) => ({ i, s })).filter(({ s }) => s.length);
+  const gaps = [];
+  const lastIndex = member.segments.length - 1;
+  if (segs.length === 0) {
+    if (lastIndex > 0) gaps.push([-Infinity, Infinity]);
+  } else {
+    if (segs[0].i > 0) gaps.push([-Infinity, Math.min(...segs[0].s)]);
+    for (let j = 1; j < segs.length; j++) {
+      gaps.push([Math.max(...segs[j - 1].s), Math.min(...segs[j].s)]);
+    }
+    if (segs.at(-1).i < lastIndex) gaps.push([Math.max(...segs.at(-1).s), Infinity]);
+  }
+  const inGap = (n) => gaps.some(([lo, hi]) => n > lo && n < hi);
+  const lostNumbers = ackedSorted.filter((n) => !counts.has(n) && !inGap(n));
+  return { duplicated, duplicatedNumbers, outOfOrder, lost: lostNumbers.length, lostNumbers, received: all.length };
+}

@@ -32,8 +32,8 @@
 // that would not be the server's fault. It never retries: a retry could publish twice,
 // and receivers must not de-duplicate (that would hide a server's duplicates).
 //
-// `analyse` (the per-client accounting) is copied from cluster-chaos.test.mjs, where it
-// is private to the file; `Member` is a smaller version of the one there (no `whoami`:
+// The per-client accounting, `analyse`, is shared with cluster-chaos.test.mjs
+// (cluster/support.mjs); `Member` is a smaller version of the one there (no `whoami`:
 // a round trip here is an event the rules deny, which answers with an error).
 
 import { after, before, test } from "node:test";
@@ -43,7 +43,7 @@ import { Clients, connected } from "../lib/client.mjs";
 import { startServeCluster } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { POLLING, RECONNECT, UPGRADE, WEBSOCKET, withoutOffset } from "../cluster/support.mjs";
+import { POLLING, RECONNECT, UPGRADE, WEBSOCKET, analyse, withoutOffset } from "../cluster/support.mjs";
 
 const CLIENTS = 15;
 const MODES = [WEBSOCKET, POLLING, UPGRADE];
@@ -237,39 +237,6 @@ class Publisher {
   }
 }
 
-/**
- * Counts, for one member, acknowledged numbers it lacks outside the gaps its
- * unrecovered reconnects allow, numbers it got twice, and numbers out of order.
- * (Copied from cluster-chaos.test.mjs.)
- */
-function analyse(member, ackedSorted) {
-  const all = member.segments.flat();
-  const counts = new Map();
-  for (const n of all) counts.set(n, (counts.get(n) ?? 0) + 1);
-  const duplicated = [...counts.values()].reduce((sum, c) => sum + c - 1, 0);
-  const duplicatedNumbers = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
-  let outOfOrder = 0;
-  for (let i = 1; i < all.length; i++) if (all[i] < all[i - 1]) outOfOrder++;
-
-  // Allowed gaps: before the first non-empty segment if an unrecovered reconnect came
-  // first, between two segments, after the last non-empty segment if an unrecovered
-  // reconnect came after it.
-  const segs = member.segments.map((s, i) => ({ i, s })).filter(({ s }) => s.length);
-  const gaps = [];
-  const lastIndex = member.segments.length - 1;
-  if (segs.length === 0) {
-    if (lastIndex > 0) gaps.push([-Infinity, Infinity]);
-  } else {
-    if (segs[0].i > 0) gaps.push([-Infinity, Math.min(...segs[0].s)]);
-    for (let j = 1; j < segs.length; j++) {
-      gaps.push([Math.max(...segs[j - 1].s), Math.min(...segs[j].s)]);
-    }
-    if (segs.at(-1).i < lastIndex) gaps.push([Math.max(...segs.at(-1).s), Infinity]);
-  }
-  const inGap = (n) => gaps.some(([lo, hi]) => n > lo && n < hi);
-  const lostNumbers = ackedSorted.filter((n) => !counts.has(n) && !inGap(n));
-  return { duplicated, duplicatedNumbers, outOfOrder, lost: lostNumbers.length, lostNumbers, received: all.length };
-}
 
 test(
   "switchboard serve: every client gets every acknowledged event once, in order, through a crash, a drain and Redis restarts",
