@@ -130,3 +130,31 @@ export function analyse(member, ackedSorted) {
   const lostNumbers = ackedSorted.filter((n) => !counts.has(n) && !inGap(n));
   return { duplicated, duplicatedNumbers, outOfOrder, lost: lostNumbers.length, lostNumbers, received: all.length };
 }
+
+/**
+ * A chaos member's reconnects (`{phase, recovered, after}`) as text, a run of identical
+ * ones (a client in a loop) as one entry.
+ */
+export function reconnectLog(reconnects) {
+  const runs = [];
+  for (const r of reconnects) {
+    const text = `${r.phase}: ${r.recovered ? "recovered" : "NOT recovered"} after ${r.after}`;
+    if (runs.at(-1)?.text === text) runs.at(-1).times++;
+    else runs.push({ text, times: 1 });
+  }
+  return runs.map(({ text, times }) => (times > 1 ? `${text} (x${times})` : text));
+}
+
+/** Disconnect reasons and reconnects per blow (recovered or not) over chaos members. */
+export function tally(members) {
+  const reasons = {};
+  for (const m of members) for (const { reason } of m.disconnects) reasons[reason] = (reasons[reason] ?? 0) + 1;
+  const perPhase = {};
+  for (const m of members) {
+    for (const r of m.reconnects) {
+      const p = (perPhase[r.phase] ??= { recovered: 0, unrecovered: 0 });
+      p[r.recovered ? "recovered" : "unrecovered"]++;
+    }
+  }
+  return { reasons, perPhase };
+}

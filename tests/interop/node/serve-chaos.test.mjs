@@ -43,7 +43,7 @@ import { Clients, connected } from "../lib/client.mjs";
 import { startServeCluster } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { POLLING, RECONNECT, UPGRADE, WEBSOCKET, analyse, withoutOffset } from "../cluster/support.mjs";
+import { POLLING, RECONNECT, UPGRADE, WEBSOCKET, analyse, reconnectLog, tally, withoutOffset } from "../cluster/support.mjs";
 
 const CLIENTS = 15;
 const MODES = [WEBSOCKET, POLLING, UPGRADE];
@@ -175,13 +175,7 @@ class Member {
 
   /** The reconnects as text, a run of identical ones (a client in a loop) as one entry. */
   get log() {
-    const runs = [];
-    for (const r of this.reconnects) {
-      const text = `${r.phase}: ${r.recovered ? "recovered" : "NOT recovered"} after ${r.after}`;
-      if (runs.at(-1)?.text === text) runs.at(-1).times++;
-      else runs.push({ text, times: 1 });
-    }
-    return runs.map(({ text, times }) => (times > 1 ? `${text} (x${times})` : text));
+    return reconnectLog(this.reconnects);
   }
 }
 
@@ -316,15 +310,7 @@ test(
     const results = members.map((m) => ({ m, ...analyse(m, ackedSorted) }));
     const sum = (key) => results.reduce((s, r) => s + r[key], 0);
     const total = (key) => members.reduce((s, m) => s + m[key], 0);
-    const reasons = {};
-    for (const m of members) for (const { reason } of m.disconnects) reasons[reason] = (reasons[reason] ?? 0) + 1;
-    const perPhase = {};
-    for (const m of members) {
-      for (const r of m.reconnects) {
-        const p = (perPhase[r.phase] ??= { recovered: 0, unrecovered: 0 });
-        p[r.recovered ? "recovered" : "unrecovered"]++;
-      }
-    }
+    const { reasons, perPhase } = tally(members);
     const report = [
       "serve chaos report",
       `  clients: ${CLIENTS} (${MODES.map((mode) => `${CLIENTS / MODES.length} ${mode.name}`).join(", ")}); ` +
