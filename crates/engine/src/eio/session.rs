@@ -193,6 +193,18 @@ pub(crate) struct Inner {
     pub(crate) app_deadline: Option<Instant>,
 }
 
+/// How [`Session::push`] admits frames into the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Within the queue bounds, or the session closes as a slow consumer.
+    Bounded,
+    /// As `Bounded`, but dropped (successfully) when frames are already waiting.
+    Volatile,
+    /// A recovered session's replay: past the bounds, which grow by its size until it
+    /// has gone out (`Inner::replay_allowance`).
+    Replay,
+}
+
 /// One Engine.IO session.
 pub struct Session {
     sid: Sid,
@@ -326,11 +338,12 @@ impl Session {
     /// the client is not ready and the data may be lost, as Socket.IO documents. A
     /// send that would exceed the queue bounds closes the session as a slow consumer.
     pub fn send(&self, frames: &[Frame], volatile: bool) -> Result<(), SendError> {
-        if self.push(frames, volatile)? {
-            let bytes = frames.iter().map(Frame::len).sum();
-            self.metrics.sent(frames.len(), bytes);
-        }
-        Ok(())
+        let admission = if volatile {
+            Admission::Volatile
+        } else {
+            Admission::Bounded
+        };
+        self.push_counted(frames, admission)
     }
 
     /// Queues a recovered session's replay (the events it missed) past the queue
@@ -340,19 +353,15 @@ impl Session {
     /// right after telling it it recovered, and it would come back to the same replay.
     /// The bounds still apply to live frames queued after it (see `replay_allowance`).
     pub fn send_replay(&self, frames: &[Frame]) -> Result<(), SendError> {
-        let bytes: usize = frames.iter().map(Frame::len).sum();
-        {
-            let mut inner = self.lock();
-            if inner.closed.is_some() {
-                return Err(SendError::Closed);
-            }
-            inner.queue.extend(frames.iter().cloned());
-            inner.queued_bytes += bytes;
-            inner.replay_allowance.0 += frames.len();
-            inner.replay_allowance.1 += bytes;
+        self.push_counted(frames, Admission::Replay)
+    }
+
+    /// [`Self::push`], counting what was queued as sent.
+    fn push_counted(&self, frames: &[Frame], admission: Admission) -> Result<(), SendError> {
+        if self.push(frames, admission)? {
+            let bytes = frames.iter().map(Frame::len).sum();
+            self.metrics.sent(frames.len(), bytes);
         }
-        self.writer.notify_one();
-        self.metrics.sent(frames.len(), bytes);
         Ok(())
     }
 
@@ -369,24 +378,30 @@ impl Session {
     /// the queue bounds: no client input may grow a queue past them, so a frame that
     /// does not fit closes the session as a slow consumer.
     pub(crate) fn send_control_frame(&self, frame: Frame) -> Result<(), SendError> {
-        self.push(std::slice::from_ref(&frame), false).map(drop)
+        self.push(std::slice::from_ref(&frame), Admission::Bounded)
+            .map(drop)
     }
 
     /// The one place frames enter the queue, and where its bounds are kept. Returns
     /// whether the frames were queued (`false`: a volatile send was dropped).
-    fn push(&self, frames: &[Frame], volatile: bool) -> Result<bool, SendError> {
+    fn push(&self, frames: &[Frame], admission: Admission) -> Result<bool, SendError> {
         let bytes: usize = frames.iter().map(Frame::len).sum();
         {
             let mut inner = self.lock();
             if inner.closed.is_some() {
                 return Err(SendError::Closed);
             }
-            if volatile && !inner.queue.is_empty() {
+            if admission == Admission::Volatile && !inner.queue.is_empty() {
                 drop(inner);
                 self.metrics
                     .volatile_dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(false);
+            }
+            if admission == Admission::Replay {
+                // Room made for exactly these frames, above whatever the queue holds.
+                inner.replay_allowance.0 += frames.len();
+                inner.replay_allowance.1 += bytes;
             }
             let (extra_packets, extra_bytes) = inner.replay_allowance;
             if inner.queue.len() + frames.len() > self.limits.max_packets + extra_packets

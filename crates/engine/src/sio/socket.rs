@@ -350,19 +350,13 @@ impl Socket {
     }
 
     pub(crate) fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError> {
-        self.session.send(frames, volatile).map_err(|e| match e {
-            SendError::Closed => EmitError::Disconnected,
-            SendError::SlowConsumer => EmitError::SlowConsumer,
-        })
+        self.session.send(frames, volatile).map_err(emit_error)
     }
 
     /// Sends a recovered session's replay, which may exceed the queue bounds (see
     /// [`Session::send_replay`]).
     pub(crate) fn send_replay(&self, frames: &[Frame]) -> Result<(), EmitError> {
-        self.session.send_replay(frames).map_err(|e| match e {
-            SendError::Closed => EmitError::Disconnected,
-            SendError::SlowConsumer => EmitError::SlowConsumer,
-        })
+        self.session.send_replay(frames).map_err(emit_error)
     }
 
     pub(crate) fn session(&self) -> &Arc<Session> {
@@ -547,6 +541,14 @@ fn node_query(params: &[(String, String)]) -> serde_json::Map<String, Value> {
         query.insert(name.clone(), Value::from(value.as_str()));
     }
     query
+}
+
+/// What a failed send means to whoever emitted.
+fn emit_error(err: SendError) -> EmitError {
+    match err {
+        SendError::Closed => EmitError::Disconnected,
+        SendError::SlowConsumer => EmitError::SlowConsumer,
+    }
 }
 
 #[cfg(test)]
