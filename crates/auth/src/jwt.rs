@@ -28,10 +28,10 @@ pub use settings::{
     MAX_LEEWAY, MAX_TOKEN_BYTES, Secret,
 };
 
-use crate::settings::SettingError;
 use crate::token::{TokenSource, extract_token};
 use jwks::JwksCache;
 use keys::VerifyKey;
+use switchboard_settings::SettingError;
 
 /// A verified token's claims.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -10,15 +10,16 @@
 //!   cookie — [`TokenSource`], [`extract_token`];
 //! - [`policy`]: room rules — [`RoomPattern`] (`chat:*`), [`RoomTemplate`] (`user:{sub}`);
 //! - [`apikey`]: [`ApiKeys`] for the HTTP API, looked up in constant time, and the
-//!   [`KeyId`] of the key a request presented;
-//! - [`settings`]: [`SettingError`] and the TOML table reader the parsers share.
+//!   [`KeyId`] of the key a request presented.
 //!
-//! The crate does IO in one place only: fetching a JWKS over HTTP(S) (hyper + rustls).
+//! Settings parsers report [`SettingError`]s (`switchboard-settings`'s, shared with the
+//! binary and `switchboard-hooks`: one duration grammar, one error format).
+//!
+//! The crate does IO in one place only: fetching a JWKS over HTTP(S) (`switchboard-http-client`).
 
 pub mod apikey;
 pub mod jwt;
 pub mod policy;
-pub mod settings;
 pub mod token;
 
 pub use apikey::{ApiKeys, KeyId};
@@ -26,5 +27,5 @@ pub use jwt::{
     Algorithm, AuthError, Claims, JwksSettings, JwtSettings, JwtVerifier, KeySource, Secret,
 };
 pub use policy::{RoomPattern, RoomTemplate};
-pub use settings::SettingError;
+pub use switchboard_settings::SettingError;
 pub use token::{TokenSource, extract_token};

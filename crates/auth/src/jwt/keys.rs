@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::settings::{JwtSettings, KeySource, setting_key};
 use super::{Algorithm, KeyFamily};
-use crate::settings::SettingError;
+use switchboard_settings::SettingError;
 
 /// The most keys used from one JWKS document. Providers publish two or three (current,
 /// next, previous); a token without a `kid` is tried against each fitting key, so this

@@ -30,8 +30,8 @@ use std::time::Duration;
 use http::Uri;
 
 use super::{Algorithm, KeyFamily};
-use crate::settings::{SettingError, TableReader, join};
 use crate::token::TokenSource;
+use switchboard_settings::{SettingError, TableReader, join};
 
 /// Clock skew tolerated on `exp` and `nbf`. Hosts synced by NTP agree within a second;
 /// 30 s also covers an issuer on a badly synced VM without keeping an expired token
