@@ -137,10 +137,11 @@ impl Receiver {
     }
 }
 
-/// Path of a file under the crate's `testdata/`.
+/// Path of a test certificate file: `switchboard-http-client`'s `testdata/`, which
+/// builds the webhook client and keeps the one set of test certificates.
 pub(crate) fn testdata(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
+        .join("../http-client/testdata")
         .join(name)
 }
 
