@@ -253,12 +253,19 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The headers back from their pairs. A value that is not visible ASCII (or tab) is
+/// refused: [`header_pairs`] never writes one (`HeaderValue::from_str` alone would
+/// take `obs-text` bytes, which the sender leaves out), so such a frame was not made
+/// by a Switchboard node.
 fn header_map(pairs: Vec<(String, String)>) -> Result<HeaderMap, FrameError> {
     let mut map = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|_| FrameError::Field("header"))?;
-        let value = HeaderValue::from_str(&value).map_err(|_| FrameError::Field("header"))?;
+        let value = HeaderValue::from_str(&value)
+            .ok()
+            .filter(|v| v.to_str().is_ok())
+            .ok_or(FrameError::Field("header"))?;
         map.append(name, value);
     }
     Ok(map)
@@ -407,5 +414,26 @@ mod tests {
             decode(&no_remote),
             Err(FrameError::Field("remote"))
         ));
+    }
+
+    /// Found by the `forward_frame` fuzz target: a header value with bytes above 0x7f
+    /// (UTF-8 text such as `ʏ`) opened, but sealed again without that header, so a frame
+    /// did not survive its own round trip. The sender never writes such a value; the
+    /// receiver now refuses it.
+    #[test]
+    fn a_header_value_the_sender_never_writes_is_refused() {
+        let header = r#"{"id":1,"to":"n","ts":1,"method":"POST","query":"","status":null,"remote":"10.0.0.7:1","headers":[["content-type","textʏalin"]]}"#;
+        let mut frame = vec![KIND_REQUEST];
+        frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        frame.extend_from_slice(header.as_bytes());
+        assert!(matches!(decode(&frame), Err(FrameError::Field("header"))));
+        let visible = header.replace(r"ʏ", "p");
+        let mut frame = vec![KIND_REQUEST];
+        frame.extend_from_slice(&(visible.len() as u32).to_be_bytes());
+        frame.extend_from_slice(visible.as_bytes());
+        assert!(
+            decode(&frame).is_ok(),
+            "the same frame with a visible value opens"
+        );
     }
 }

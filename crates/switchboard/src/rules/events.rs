@@ -88,9 +88,17 @@ fn admit(policy: &Policy, event: &mut Event) -> bool {
 
 /// Broadcasts the event, unchanged, to the room its first argument names; the sender
 /// must be in that room.
+///
+/// A sender that asked for an acknowledgement is answered once the event is as safe as
+/// the adapter makes it ([`BroadcastOperator::emit_durable`]): with `redis-streams`,
+/// once Redis holds it, so `{ok: true}` is never said of an event the cluster dropped
+/// (its write queue full while Redis is away); that is `{error: "cluster unavailable"}`.
+/// Without an acknowledgement the event is emitted and nothing waits.
+///
+/// [`BroadcastOperator::emit_durable`]: switchboard_engine::sio::BroadcastOperator::emit_durable
 fn relay(policy: &Policy, mut event: Event, include_sender: bool) {
     let ack = event.take_ack();
-    let outcome = rooms::room_arg(&event.payload.args)
+    let target = rooms::room_arg(&event.payload.args)
         .map(str::to_owned)
         .and_then(|room| {
             let socket = &event.socket;
@@ -98,19 +106,33 @@ fn relay(policy: &Policy, mut event: Event, include_sender: bool) {
             if !joined.iter().any(|r| **r == *room) {
                 return Err(Refusal::NotInRoom);
             }
-            let payload = std::mem::take(&mut event.payload);
-            let target = match include_sender {
+            Ok(match include_sender {
                 true => socket.ns().to(room),
                 false => socket.to(room),
-            };
-            target.emit(&event.name, payload);
-            Ok(())
+            })
         });
-    policy.metrics.event(match outcome {
-        Ok(()) => EventOutcome::Relayed,
-        Err(_) => EventOutcome::Refused,
+    let target = match target {
+        Ok(target) => target,
+        Err(refusal) => {
+            policy.metrics.event(EventOutcome::Refused);
+            reply::answer(ack, Err(refusal));
+            return;
+        }
+    };
+    policy.metrics.event(EventOutcome::Relayed);
+    let payload = std::mem::take(&mut event.payload);
+    let Some(ack) = ack else {
+        target.emit(&event.name, payload);
+        return;
+    };
+    let durable = target.emit_durable(&event.name, payload);
+    tokio::spawn(async move {
+        let outcome = durable.await.map(drop).map_err(|err| {
+            tracing::debug!(error = %err, "relayed event not taken by the cluster");
+            Refusal::ClusterUnavailable
+        });
+        reply::answer(Some(ack), outcome);
     });
-    reply::answer(ack, outcome);
 }
 
 /// Refuses the event: an error acknowledgement if one was asked for, else nothing.

@@ -40,6 +40,10 @@ pub(crate) enum Refusal {
     /// Too many forwarded events are waiting for the backend.
     #[error("backend busy")]
     Busy,
+    /// A relayed event the cluster could not take (Redis unreachable and the node's
+    /// stream write queue full): it reached no one.
+    #[error("cluster unavailable")]
+    ClusterUnavailable,
     /// The backend did not answer a forwarded event.
     #[error("{}", hook_message(*.0))]
     Hook(HookError),
@@ -69,6 +73,7 @@ impl Refusal {
             Refusal::SubjectMismatch => "subject_mismatch",
             Refusal::Auth(_) => "auth",
             Refusal::Busy => "backend_busy",
+            Refusal::ClusterUnavailable => "cluster_unavailable",
             Refusal::Hook(HookError::Timeout) => "backend_timeout",
             Refusal::Hook(HookError::Rejected { .. }) => "backend_rejected",
             Refusal::Hook(HookError::Unavailable) => "backend_unavailable",
