@@ -3,9 +3,12 @@
 //! forward or deny. Everything here runs on the connection's read path and returns at
 //! once; forwarding and refreshing continue in their own tasks.
 
+use std::future::Future;
 use std::sync::Arc;
-use switchboard_engine::untrusted::Untrusted;
+use std::task::{Context, Poll, Waker};
 
+use switchboard_engine::sio::DurableEmitError;
+use switchboard_engine::untrusted::Untrusted;
 use switchboard_engine::{DisconnectReason, Event};
 use tokio::time::Instant;
 
@@ -125,14 +128,24 @@ fn relay(policy: &Policy, mut event: Event, include_sender: bool) {
         target.emit(&event.name, payload);
         return;
     };
-    let durable = target.emit_durable(&event.name, payload);
-    tokio::spawn(async move {
-        let outcome = durable.await.map(drop).map_err(|err| {
-            tracing::debug!(error = %err, "relayed event not taken by the cluster");
-            Refusal::ClusterUnavailable
-        });
-        reply::answer(Some(ack), outcome);
-    });
+    let mut durable = Box::pin(target.emit_durable(&event.name, payload));
+    // Without a durable log the answer is ready now: no task for it.
+    if let Poll::Ready(result) = durable
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        reply::answer(Some(ack), relayed(result));
+        return;
+    }
+    tokio::spawn(async move { reply::answer(Some(ack), relayed(durable.await)) });
+}
+
+/// A relay's answer from its durable emit.
+fn relayed(result: Result<usize, DurableEmitError>) -> Result<(), Refusal> {
+    result.map(drop).map_err(|err| {
+        tracing::debug!(error = %err, "relayed event not taken by the cluster");
+        Refusal::ClusterUnavailable
+    })
 }
 
 /// Refuses the event: an error acknowledgement if one was asked for, else nothing.
