@@ -13,7 +13,8 @@
 //! - [`reason`]: the classified disconnect reasons;
 //! - [`shutdown`]: the shutdown signal every loop listens to;
 //! - [`untrusted`]: client-chosen strings made safe to log;
-//! - [`serve()`]: the accept loop.
+//! - [`serve()`]: the accept loop, which hands every request outside the engine path
+//!   to a [`Site`].
 
 pub mod adapter;
 pub mod config;
@@ -28,7 +29,7 @@ pub mod untrusted;
 pub use config::{AllowedOrigins, CorsConfig, EngineConfig, QueueLimits, SocketIoConfig};
 pub use metrics::Metrics;
 pub use reason::DisconnectReason;
-pub use serve::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, not_found, serve};
+pub use serve::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Site, not_found, serve};
 pub use shutdown::Shutdown;
 pub use sio::{AckError, ConnectError, EmitError, Event, Io, Namespace, Payload, Socket};
 pub use switchboard_protocol as protocol;

@@ -1,6 +1,6 @@
 //! The accept loop: HTTP/1.1 connections with upgrades, at most `max_tcp_connections`
-//! of them, requests under the engine path to the engine, everything else to a
-//! fallback service, until shutdown.
+//! of them, requests under the engine path to the engine, everything else to the
+//! [`Site`], until shutdown.
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -35,7 +35,34 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections hold hundreds of kilobytes of headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// The default fallback: 404 with a JSON error.
+/// The rest of the site: answers every request on the listener that the engine does
+/// not own (whose path is not under [`EngineConfig::path`](crate::EngineConfig::path)) —
+/// an HTTP API, health checks, static files, or just a 404.
+///
+/// Why a trait: this is the one seam between the accept loop and whatever a program
+/// serves beside Socket.IO, so the route from listener to handler reads
+/// `serve` → [`EngineServer::matches`] → the engine or [`Site::answer`].
+///
+/// [`serve`] clones the site into every connection and drops that clone when the
+/// connection ends, so a site may carry a per-connection token (the binary counts open
+/// HTTP connections this way). Any `Clone` function or closure from a request to a
+/// response future is a site; [`not_found`] answers every request with a 404.
+pub trait Site: Clone + Send + Sync + 'static {
+    /// Answers one request outside the engine path.
+    fn answer(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+}
+
+impl<F, Fut> Site for F
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    fn answer(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send {
+        self(req)
+    }
+}
+
+/// The smallest [`Site`]: 404 with a JSON error for every request.
 pub async fn not_found(_req: Request<Incoming>) -> Response<Body> {
     let mut res = Response::new(Body::from(
         r#"{"code":"not_found","message":"no such route"}"#,
@@ -48,7 +75,7 @@ pub async fn not_found(_req: Request<Incoming>) -> Response<Body> {
     res
 }
 
-/// Serves `engine` (and `fallback` for other paths) on `listener` until `shutdown`.
+/// Serves `engine` (and `site` for other paths) on `listener` until `shutdown`.
 /// In-flight HTTP connections finish gracefully; sessions close through their own
 /// drivers, which observe the same signal.
 ///
@@ -56,16 +83,12 @@ pub async fn not_found(_req: Request<Incoming>) -> Response<Body> {
 /// open at once: each holds a permit for its whole life (a WebSocket keeps its
 /// connection's), and one accepted beyond is closed at once and counted in
 /// `tcp_connections_refused`.
-pub async fn serve<F, Fut>(
+pub async fn serve(
     listener: TcpListener,
     engine: Arc<EngineServer>,
-    fallback: F,
+    site: impl Site,
     shutdown: Shutdown,
-) -> std::io::Result<()>
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
+) -> std::io::Result<()> {
     // Why a semaphore: a permit is taken without waiting when one is free, and given
     // back by whoever owns the connection last (hyper, or the WebSocket it became).
     let permits = Arc::new(Semaphore::new(engine.config().max_tcp_connections));
@@ -100,7 +123,7 @@ where
             stream,
             remote,
             engine.clone(),
-            fallback.clone(),
+            site.clone(),
             shutdown.clone(),
         ));
     }
@@ -154,24 +177,23 @@ impl AsyncWrite for Counted {
     }
 }
 
-async fn connection<F, Fut>(
+/// One HTTP connection: each request to the engine when its path is the engine's,
+/// otherwise to `site`; `site` is dropped when the connection ends.
+async fn connection(
     stream: Counted,
     remote: SocketAddr,
     engine: Arc<EngineServer>,
-    fallback: F,
+    site: impl Site,
     shutdown: Shutdown,
-) where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
+) {
     let service = service_fn(move |req: Request<Incoming>| {
         let engine = engine.clone();
-        let fallback = fallback.clone();
+        let site = site.clone();
         async move {
             let res = if engine.matches(req.uri().path()) {
                 engine.handle(req, remote).await
             } else {
-                fallback(req).await
+                site.answer(req).await
             };
             Ok::<_, std::convert::Infallible>(res)
         }

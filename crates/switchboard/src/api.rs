@@ -12,7 +12,8 @@
 //! - `openapi`: the OpenAPI 3.1 document;
 //! - `listener`: the optional separate listener (`api.listen`);
 //! - `static_files`: `[static] dir`;
-//! - `site`: how the API, health, metrics and static files share the listeners.
+//! - `site`: how the API, health, metrics and static files share the listeners (the
+//!   binary's `switchboard_engine::Site`).
 //!
 //! [`router`] builds a [`Router`] from an [`ApiState`]; tests call [`Router::handle`]
 //! with in-memory requests. Every error goes through [`ApiError::into_response`].
@@ -42,8 +43,8 @@ use switchboard_engine::eio::server::RequestBody;
 use tokio::time::Instant;
 
 pub(crate) use listener::serve;
-pub(crate) use metrics::{ApiMetrics, RequestCount};
-pub(crate) use site::Site;
+pub(crate) use metrics::ApiMetrics;
+pub(crate) use site::{BoundSite, SiteError};
 pub(crate) use static_files::StaticFiles;
 
 use self::auth::ApiKeys;
@@ -52,12 +53,7 @@ use self::rate::RateLimiter;
 use self::routes::{Endpoint, Matched};
 use crate::config::ApiConfig;
 use crate::http::{ApiError, json};
-
-/// Whether `path` belongs to the API (on whichever listener serves it, and answered
-/// 404 everywhere else).
-pub(crate) fn owns(path: &str) -> bool {
-    path.starts_with(routes::API_PREFIX) || path == routes::API_PREFIX.trim_end_matches('/')
-}
+use crate::paths;
 
 /// What the handlers work on.
 #[derive(Debug)]
@@ -135,7 +131,7 @@ impl Router {
         body: B,
     ) -> Result<Response<Body>, ApiError> {
         let state = &self.state;
-        if !owns(parts.uri.path()) {
+        if !paths::is_api(parts.uri.path()) {
             return Err(ApiError::NotFound);
         }
         let key = state.keys.authenticate(&parts.headers)?;

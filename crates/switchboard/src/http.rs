@@ -6,7 +6,9 @@
 //! - `prometheus`: rendering metrics in the text exposition format.
 //!
 //! [`route`] is a plain function of [`State`] and a request, so tests drive it without
-//! a socket; the binary hands it to `switchboard_engine::serve` as the fallback.
+//! a socket; the site (`api::site`) calls it for these paths. The parts of the server
+//! above this module (the API's counters, the namespace rules) add their families to
+//! `/metrics` as [`Collector`]s, so nothing here names them.
 
 mod error;
 pub(crate) mod prometheus;
@@ -19,28 +21,18 @@ use switchboard_engine::eio::Body;
 use switchboard_engine::{Io, Shutdown};
 
 pub(crate) use error::ApiError;
+pub(crate) use prometheus::Collector;
 
-use crate::api::ApiMetrics;
-use crate::rules::Installed;
-
-/// Liveness: 200 while the process can answer at all.
-pub(crate) const LIVE_PATH: &str = "/health/live";
-/// Readiness: 200 while serving, 503 once shutdown has begun.
-pub(crate) const READY_PATH: &str = "/health/ready";
-/// Prometheus metrics.
-pub(crate) const METRICS_PATH: &str = "/metrics";
-/// Every route, so the config can refuse an engine path that would hide one.
-pub(crate) const ROUTES: &[&str] = &[LIVE_PATH, READY_PATH, METRICS_PATH];
+use crate::paths::{METRICS_PATH, READY_PATH, ROUTES};
 
 /// What the routes read: the server (for namespaces and metrics), the shutdown signal
-/// (for readiness) and the API's request counters (for metrics).
+/// (for readiness), the cluster (for both) and the other parts' metric families.
 #[derive(Debug, Clone)]
 pub(crate) struct State {
     io: Io,
     shutdown: Shutdown,
-    api_metrics: Arc<ApiMetrics>,
-    /// The namespace rules' and hooks' metrics, once installed.
-    rules: Option<Installed>,
+    /// Families rendered after the engine's, in the order they were added.
+    collectors: Vec<Arc<dyn Collector>>,
     /// The cluster membership, whose broker readiness follows, and this node's name.
     cluster: Option<(Cluster, String)>,
 }
@@ -51,8 +43,7 @@ impl State {
         State {
             io,
             shutdown,
-            api_metrics: Arc::default(),
-            rules: None,
+            collectors: Vec::new(),
             cluster: None,
         }
     }
@@ -63,15 +54,10 @@ impl State {
         self
     }
 
-    /// Also reports the namespace rules' and hooks' metrics.
-    pub(crate) fn with_rules(mut self, rules: Installed) -> Self {
-        self.rules = Some(rules);
+    /// Also reports `collector`'s families, after those added before it.
+    pub(crate) fn with_collector(mut self, collector: Arc<dyn Collector>) -> Self {
+        self.collectors.push(collector);
         self
-    }
-
-    /// The API request counters `/metrics` reports; hand them to the API router.
-    pub(crate) fn api_metrics(&self) -> &Arc<ApiMetrics> {
-        &self.api_metrics
     }
 
     fn ready(&self) -> bool {
@@ -123,11 +109,10 @@ fn metrics(state: &State) -> Response<Body> {
         .collect();
     namespaces.sort();
     let snapshot = state.io.engine().metrics().snapshot();
-    let api = state.api_metrics.snapshot();
-    let mut text = prometheus::render(&snapshot, &namespaces, &api, state.ready());
+    let mut text = prometheus::render(&snapshot, &namespaces, state.ready());
     let mut out = prometheus::Exposition::default();
-    if let Some(rules) = &state.rules {
-        rules.render(&mut out);
+    for collector in &state.collectors {
+        collector.render(&mut out);
     }
     if let Some((cluster, node)) = &state.cluster {
         prometheus::cluster(&mut out, cluster, node);
@@ -158,6 +143,7 @@ mod tests {
     use switchboard_engine::{SocketIoConfig, shutdown};
 
     use super::*;
+    use crate::paths::LIVE_PATH;
 
     fn request(method: Method, path: &str) -> Request<()> {
         let mut req = Request::new(());

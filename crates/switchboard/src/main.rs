@@ -8,8 +8,13 @@
 //! - `server`: the engine and HTTP routes on one listener, and the drain;
 //! - `rules`: the namespace rules (auth, rooms, events, rate limits) and hooks;
 //! - `http`: health, readiness and Prometheus metrics routes, and the HTTP errors;
-//! - `api`: the HTTP API for backends, and static files;
+//! - `api`: the HTTP API for backends, static files, and the site that puts them
+//!   beside the engine;
+//! - `paths`: which URL paths the API, health and metrics own;
 //! - `signal`: SIGTERM and SIGINT.
+//!
+//! Layers, each importing only those below it: `paths`; `config` and `http`; `rules`
+//! and `api`; `server`, which wires them; `main`.
 //!
 //! `main` stays thin: command line → config → logging → bind → announce the address →
 //! wait for a signal → drain within the deadline.
@@ -19,6 +24,7 @@ mod cli;
 mod config;
 mod http;
 mod logging;
+mod paths;
 mod rules;
 mod server;
 mod signal;

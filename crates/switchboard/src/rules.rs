@@ -48,6 +48,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::{Events, NamespaceRules, Target};
+use crate::http::Collector;
 use crate::http::prometheus::Exposition;
 
 use self::expiry::Timers;
@@ -98,12 +99,14 @@ pub(crate) struct Installed {
     hooks: Hooks,
 }
 
-impl Installed {
-    /// Writes the rules' and the hooks' metric families.
-    pub(crate) fn render(&self, out: &mut Exposition) {
+impl Collector for Installed {
+    /// The rules' and the hooks' families.
+    fn render(&self, out: &mut Exposition) {
         self.metrics.render(out, self.hooks.metrics().as_ref());
     }
+}
 
+impl Installed {
     /// The hooks, for the shutdown path.
     pub(crate) fn hooks(&self) -> &Hooks {
         &self.hooks

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::api::Site;
+use crate::api::{ApiMetrics, BoundSite, SiteError};
 use crate::config::Config;
 use crate::http::State;
 use crate::rules::{self, Hooks, Installed};
@@ -39,7 +39,7 @@ const FLUSH_RESERVE: Duration = Duration::from_secs(1);
 pub(crate) struct Server {
     listener: TcpListener,
     /// The API, health, metrics and static files.
-    site: Site,
+    site: BoundSite,
     io: Io,
     /// The namespace rules' metrics and the hook sink, flushed during the drain.
     rules: Installed,
@@ -91,22 +91,9 @@ pub(crate) enum BindError {
     /// The webhook sink could not start (TLS roots, dead-letter file).
     #[error("cannot start the webhook sink: {0}")]
     Hooks(#[from] StartError),
-    /// The API's own listener (`api.listen`) could not be bound.
-    #[error("cannot listen on {addr} (api.listen): {source}")]
-    ApiListen {
-        /// The configured address.
-        addr: SocketAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// The static files directory (`static.dir`) cannot be served.
-    #[error("cannot serve {} (static.dir): {source}", dir.display())]
-    StaticDir {
-        /// The configured directory.
-        dir: std::path::PathBuf,
-        /// Why.
-        source: io::Error,
-    },
+    /// The API listener or the static files directory (`api.listen`, `static.dir`).
+    #[error(transparent)]
+    Site(#[from] SiteError),
 }
 
 /// How a drain ended.
@@ -153,10 +140,14 @@ impl Server {
                 "joining the cluster"
             );
         }
+        // `/metrics`: the engine's families, then the API's, the rules' and the
+        // cluster's.
+        let api_metrics = Arc::new(ApiMetrics::default());
         let state = State::new(io.clone(), not_ready)
-            .with_rules(rules.clone())
+            .with_collector(api_metrics.clone())
+            .with_collector(Arc::new(rules.clone()))
             .with_cluster(cluster, node);
-        let site = Site::bind(config, &io, state).await?;
+        let site = BoundSite::bind(config, &io, state, api_metrics).await?;
         Ok(Server {
             listener,
             site,
@@ -190,11 +181,12 @@ impl Server {
     /// the deadline.
     pub(crate) async fn run(self, stop: impl Future<Output = ()>) -> io::Result<Drained> {
         let (alive, finished) = mpsc::channel(1);
-        let fallback = self.site.start(self.shutdown.clone(), alive);
+        // Listener → engine path to the engine, every other request to the site.
+        let site = self.site.start(self.shutdown.clone(), alive);
         let mut accept = tokio::spawn(switchboard_engine::serve(
             self.listener,
             self.io.engine().clone(),
-            move |req| fallback.clone().route(req),
+            site,
             self.shutdown,
         ));
         tokio::select! {
@@ -249,7 +241,7 @@ async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> 
             tokio::time::sleep(DRAIN_POLL_INTERVAL).await;
         }
         let _ = accept.await;
-        // `None` once the last connection dropped its `Fallback`.
+        // `None` once the last connection dropped its `Site`.
         let _ = finished.recv().await;
         // Every disconnect hook is queued now.
         hooks.flush().await;

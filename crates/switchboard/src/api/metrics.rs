@@ -5,6 +5,9 @@ use std::sync::Mutex;
 
 use http::{Method, StatusCode};
 
+use crate::http::Collector;
+use crate::http::prometheus::Exposition;
+
 /// Requests counted so far. Labels are bounded: route templates come from the route
 /// table (or `unmatched`), methods from a fixed list (or `other`), statuses are the
 /// few the API answers.
@@ -56,6 +59,26 @@ impl ApiMetrics {
     }
 }
 
+impl Collector for ApiMetrics {
+    /// `switchboard_api_requests_total`, declared even before the first request.
+    fn render(&self, out: &mut Exposition) {
+        out.family(
+            "switchboard_api_requests_total",
+            "counter",
+            "HTTP API requests by route template, method and response status.",
+        );
+        for r in self.snapshot() {
+            let status = r.status.to_string();
+            let labels = [
+                ("route", r.route),
+                ("method", r.method),
+                ("status", status.as_str()),
+            ];
+            out.sample("switchboard_api_requests_total", &labels, r.count);
+        }
+    }
+}
+
 /// A bounded label for any method a client may send.
 fn method_label(method: &Method) -> &'static str {
     const KNOWN: &[Method] = &[
@@ -101,5 +124,24 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn requests_render_as_one_counter_family() {
+        let m = ApiMetrics::default();
+        let mut empty = Exposition::default();
+        m.render(&mut empty);
+        assert_eq!(
+            empty.into_string().lines().nth(1),
+            Some("# TYPE switchboard_api_requests_total counter"),
+            "declared before the first request"
+        );
+        m.record("/api/v1/emit", &Method::POST, StatusCode::OK);
+        let mut out = Exposition::default();
+        m.render(&mut out);
+        let text = out.into_string();
+        let line =
+            r#"switchboard_api_requests_total{route="/api/v1/emit",method="POST",status="200"} 1"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
     }
 }

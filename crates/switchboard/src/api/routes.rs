@@ -6,9 +6,6 @@ use percent_encoding::percent_decode_str;
 
 use crate::http::ApiError;
 
-/// Every path of the API starts with this.
-pub(crate) const API_PREFIX: &str = "/api/";
-
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {

@@ -1,25 +1,60 @@
 //! Everything served beside the engine: the API (on the main listener, or on its own
 //! when `api.listen` is set), health and metrics, and static files; built from the
 //! config when the server binds.
+//!
+//! The route of a request on the main listener, from socket to handler:
+//!
+//! 1. `switchboard_engine::serve` accepts the connection and hands each request whose
+//!    path is under `engine.path` to the engine;
+//! 2. every other request goes to [`Site`], this listener's
+//!    [`switchboard_engine::Site`]:
+//!    - `/api` and `/api/…` to the API [`Router`] (404 when the API is disabled or has
+//!      its own listener),
+//!    - then static files, when `[static] dir` is set, for every path but health and
+//!      metrics,
+//!    - then [`http::route`](crate::http::route): health, metrics, or a JSON 404.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::{Request, Response};
+use hyper::body::Incoming;
 use switchboard_engine::eio::Body;
 use switchboard_engine::eio::server::RequestBody;
 use switchboard_engine::{Io, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{ApiState, Router, StaticFiles, router};
+use super::{ApiMetrics, ApiState, Router, StaticFiles, router};
 use crate::config::Config;
 use crate::http::{self as routes, ApiError, State};
-use crate::server::BindError;
+use crate::paths;
+
+/// Why the site could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SiteError {
+    /// The API's own listener (`api.listen`) could not be bound.
+    #[error("cannot listen on {addr} (api.listen): {source}")]
+    ApiListen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The static files directory (`static.dir`) cannot be served.
+    #[error("cannot serve {} (static.dir): {source}", dir.display())]
+    StaticDir {
+        /// The configured directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
 
 /// The parts, bound and ready to serve.
 #[derive(Debug)]
-pub(crate) struct Site {
+pub(crate) struct BoundSite {
     state: State,
     /// The API, when at least one key is configured.
     api: Option<Router>,
@@ -29,34 +64,44 @@ pub(crate) struct Site {
     files: Option<StaticFiles>,
 }
 
-impl Site {
+impl BoundSite {
     /// Builds the parts `config` asks for over `io`, binding the API listener if any;
-    /// `state` serves health and metrics.
-    pub(crate) async fn bind(config: &Config, io: &Io, state: State) -> Result<Self, BindError> {
+    /// `state` serves health and metrics, and the API counts its requests into
+    /// `api_metrics`.
+    pub(crate) async fn bind(
+        config: &Config,
+        io: &Io,
+        state: State,
+        api_metrics: Arc<ApiMetrics>,
+    ) -> Result<Self, SiteError> {
         let api_config = &config.api;
         let api = api_config.enabled().then(|| {
             let max_binary = config.socketio.max_attachments;
-            let metrics = state.api_metrics().clone();
-            router(ApiState::new(io.clone(), api_config, max_binary, metrics))
+            router(ApiState::new(
+                io.clone(),
+                api_config,
+                max_binary,
+                api_metrics,
+            ))
         });
         let api_listener = match (api_config.listen, &api) {
             (Some(addr), Some(_)) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .map_err(|source| BindError::ApiListen { addr, source })?,
+                    .map_err(|source| SiteError::ApiListen { addr, source })?,
             ),
             _ => None,
         };
         let files = match &config.statics.dir {
             Some(dir) => Some(
-                StaticFiles::new(dir).map_err(|source| BindError::StaticDir {
+                StaticFiles::new(dir).map_err(|source| SiteError::StaticDir {
                     dir: dir.clone(),
                     source,
                 })?,
             ),
             None => None,
         };
-        Ok(Site {
+        Ok(BoundSite {
             state,
             api,
             api_listener,
@@ -72,9 +117,9 @@ impl Site {
             .transpose()
     }
 
-    /// Starts the API listener (if any) and returns the main listener's fallback.
-    /// Both hold `alive` until their connections end.
-    pub(crate) fn start(self, shutdown: Shutdown, alive: mpsc::Sender<()>) -> Fallback {
+    /// Starts the API listener (if any) and returns what the main listener answers
+    /// outside the engine path. Both hold `alive` until their connections end.
+    pub(crate) fn start(self, shutdown: Shutdown, alive: mpsc::Sender<()>) -> Site {
         let on_main = match (self.api_listener, self.api) {
             (Some(listener), Some(api)) => {
                 tokio::spawn(super::serve(listener, api, shutdown, alive.clone()));
@@ -82,7 +127,7 @@ impl Site {
             }
             (_, api) => api,
         };
-        Fallback {
+        Site {
             state: self.state,
             api: on_main,
             files: self.files,
@@ -94,12 +139,12 @@ impl Site {
 /// What the main listener answers outside the engine path, plus a token that tells
 /// the drain when every HTTP connection has ended.
 ///
-/// `serve` moves a clone of its fallback into each connection task and drops it when
+/// `serve` moves a clone of its site into each connection task and drops it when
 /// that connection ends, so the `_alive` senders count open HTTP connections. Waiting
 /// for all of them means every response — notably the `close` packet a pending
 /// long-poll receives — has been written before the process exits.
 #[derive(Debug, Clone)]
-pub(crate) struct Fallback {
+pub(crate) struct Site {
     state: State,
     /// The API, when it is enabled and served on this listener.
     api: Option<Router>,
@@ -107,21 +152,27 @@ pub(crate) struct Fallback {
     _alive: mpsc::Sender<()>,
 }
 
-impl Fallback {
+impl Site {
     /// `/api/…` to the API (404 when it is disabled or elsewhere), then health and
     /// metrics, then static files, then a JSON 404.
-    pub(crate) async fn route<B: RequestBody>(self, req: Request<B>) -> Response<Body> {
+    pub(crate) async fn route<B: RequestBody>(&self, req: Request<B>) -> Response<Body> {
         let path = req.uri().path();
-        if super::owns(path) {
+        if paths::is_api(path) {
             return match &self.api {
                 Some(api) => api.handle(req).await,
                 None => ApiError::NotFound.into_response(),
             };
         }
         match &self.files {
-            Some(files) if !routes::ROUTES.contains(&path) => files.serve(&req).await,
+            Some(files) if !paths::ROUTES.contains(&path) => files.serve(&req).await,
             _ => routes::route(&self.state, &req),
         }
+    }
+}
+
+impl switchboard_engine::Site for Site {
+    fn answer(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send {
+        self.route(req)
     }
 }
 
@@ -135,13 +186,13 @@ mod tests {
 
     const KEY: &str = "site-key-0123456789abcdef";
 
-    async fn get(fallback: &Fallback, path: &str) -> (u16, String) {
+    async fn get(site: &Site, path: &str) -> (u16, String) {
         let req = Request::builder()
             .uri(path)
             .header("authorization", format!("Bearer {KEY}"))
             .body(Full::new(Bytes::new()))
             .unwrap_or_default();
-        let res = fallback.clone().route(req).await;
+        let res = site.route(req).await;
         let status = res.status().as_u16();
         let body = res.into_body().collect().await.map(|c| c.to_bytes());
         (
@@ -150,27 +201,27 @@ mod tests {
         )
     }
 
-    async fn site(config: &Config) -> Result<Site, BindError> {
+    async fn bound(config: &Config) -> Result<BoundSite, SiteError> {
         let io = Io::new(config.socketio.clone(), Shutdown::never());
         let state = State::new(io.clone(), Shutdown::never());
-        Site::bind(config, &io, state).await
+        BoundSite::bind(config, &io, state, Arc::default()).await
     }
 
-    async fn fallback(config: &Config) -> Result<Fallback, BindError> {
-        let site = site(config).await?;
+    async fn site(config: &Config) -> Result<Site, SiteError> {
+        let bound = bound(config).await?;
         let (alive, _finished) = mpsc::channel(1);
-        Ok(site.start(Shutdown::never(), alive))
+        Ok(bound.start(Shutdown::never(), alive))
     }
 
     #[tokio::test]
-    async fn without_keys_the_api_is_a_404_never_open() -> Result<(), BindError> {
-        let fallback = fallback(&Config::default()).await?;
+    async fn without_keys_the_api_is_a_404_never_open() -> Result<(), SiteError> {
+        let site = site(&Config::default()).await?;
         for path in ["/api", "/api/v1/namespaces", "/api/v1/openapi.json"] {
-            let (status, body) = get(&fallback, path).await;
+            let (status, body) = get(&site, path).await;
             assert_eq!(status, 404, "{path}");
             assert!(body.contains("not_found"), "{body}");
         }
-        assert_eq!(get(&fallback, "/health/live").await.0, 200);
+        assert_eq!(get(&site, "/health/live").await.0, 200);
         Ok(())
     }
 
@@ -179,29 +230,29 @@ mod tests {
     {
         let mut config = Config::default();
         config.api.keys = vec![ApiKey::new(KEY)];
-        let main = fallback(&config).await?;
+        let main = site(&config).await?;
         assert_eq!(get(&main, "/api/v1/namespaces").await.0, 200);
         config.api.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let site = site(&config).await?;
-        assert!(site.api_addr()?.is_some());
+        let bound = bound(&config).await?;
+        assert!(bound.api_addr()?.is_some());
         let (alive, _finished) = mpsc::channel(1);
-        let main = site.start(Shutdown::never(), alive);
+        let main = bound.start(Shutdown::never(), alive);
         assert_eq!(get(&main, "/api/v1/namespaces").await.0, 404);
         Ok(())
     }
 
     #[tokio::test]
-    async fn static_files_do_not_hide_health_metrics_or_the_api() -> Result<(), BindError> {
+    async fn static_files_do_not_hide_health_metrics_or_the_api() -> Result<(), SiteError> {
         let mut config = Config::default();
         config.statics.dir = Some(env!("CARGO_MANIFEST_DIR").into());
-        let fallback = fallback(&config).await?;
-        let (status, body) = get(&fallback, "/Cargo.toml").await;
+        let site = site(&config).await?;
+        let (status, body) = get(&site, "/Cargo.toml").await;
         assert_eq!(status, 200);
         assert!(body.contains("[package]"));
-        assert_eq!(get(&fallback, "/health/ready").await.0, 200);
-        assert_eq!(get(&fallback, "/metrics").await.0, 200);
-        assert_eq!(get(&fallback, "/api/v1/namespaces").await.0, 404);
-        assert_eq!(get(&fallback, "/nope.html").await.0, 404);
+        assert_eq!(get(&site, "/health/ready").await.0, 200);
+        assert_eq!(get(&site, "/metrics").await.0, 200);
+        assert_eq!(get(&site, "/api/v1/namespaces").await.0, 404);
+        assert_eq!(get(&site, "/nope.html").await.0, 404);
         Ok(())
     }
 }

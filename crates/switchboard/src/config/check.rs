@@ -9,6 +9,7 @@ use switchboard_protocol::engineio::TransportKind;
 use switchboard_settings::duration;
 
 use super::raw::Count;
+use crate::paths;
 
 /// The result of a check: the typed value or what is wrong.
 pub(crate) type Checked<T> = Result<T, String>;
@@ -62,10 +63,10 @@ pub(crate) fn engine_path(text: String) -> Checked<String> {
     };
     let base = path.trim_end_matches('/');
     // The same rule as `EngineServer::matches`.
-    if crate::api::owns(base) {
+    if paths::is_api(base) {
         return Err(format!("`{path}` is under /api/, which the HTTP API owns"));
     }
-    let hidden = crate::http::ROUTES
+    let hidden = paths::ROUTES
         .iter()
         .find(|route| **route == base || route.starts_with(&path));
     match hidden {

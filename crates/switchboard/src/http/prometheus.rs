@@ -1,13 +1,23 @@
-//! Engine metrics rendered in the Prometheus text exposition format, version 0.0.4.
+//! Engine metrics rendered in the Prometheus text exposition format, version 0.0.4,
+//! and the [`Collector`] seam through which the rest of the server adds its own.
 
-use std::fmt::Write as _;
+use std::fmt::{Debug, Write as _};
 
 use std::sync::atomic::Ordering;
 
 use switchboard_cluster::Cluster;
 use switchboard_engine::metrics::MetricsSnapshot;
 
-use crate::api::RequestCount;
+/// A part of the server that adds its own families to every scrape: the API's request
+/// counters, the namespace rules and hooks.
+///
+/// Why a trait: `/metrics` sits below the parts it reports on (they use its
+/// [`Exposition`] and its errors), so they hand it a collector instead of it importing
+/// their types.
+pub(crate) trait Collector: Debug + Send + Sync {
+    /// Writes this part's families.
+    fn render(&self, out: &mut Exposition);
+}
 
 /// The cluster's health: whether the broker is reachable, its traffic and the stream
 /// reader's lag, with an info sample naming the adapter, the node's uid and its name.
@@ -77,14 +87,9 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
 /// The content type Prometheus expects for this format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Renders one scrape: the engine's counters and gauges, sockets per namespace
-/// (`namespaces` as `(name, sockets)`), API requests, and whether the server is ready.
-pub(crate) fn render(
-    m: &MetricsSnapshot,
-    namespaces: &[(String, usize)],
-    api: &[RequestCount],
-    ready: bool,
-) -> String {
+/// Renders the start of one scrape: the engine's counters and gauges, sockets per
+/// namespace (`namespaces` as `(name, sockets)`), and whether the server is ready.
+pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready: bool) -> String {
     let mut out = Exposition::default();
     out.family(
         "switchboard_ready",
@@ -180,24 +185,10 @@ pub(crate) fn render(
         "Recovery sessions dropped unclaimed after recovery.max_disconnection_duration.",
         m.recovery_sessions_expired,
     );
-    out.family(
-        "switchboard_api_requests_total",
-        "counter",
-        "HTTP API requests by route template, method and response status.",
-    );
-    for r in api {
-        let status = r.status.to_string();
-        let labels = [
-            ("route", r.route),
-            ("method", r.method),
-            ("status", status.as_str()),
-        ];
-        out.sample("switchboard_api_requests_total", &labels, r.count);
-    }
     out.0
 }
 
-/// The text being built; the namespace rules write their families with it too.
+/// The text being built; every [`Collector`] writes its families with it too.
 #[derive(Debug, Default)]
 pub(crate) struct Exposition(String);
 
@@ -273,13 +264,7 @@ mod tests {
             ],
         };
         let namespaces = [("/".to_owned(), 4), ("/chat".to_owned(), 1)];
-        let api = [RequestCount {
-            route: "/api/v1/emit",
-            method: "POST",
-            status: 200,
-            count: 8,
-        }];
-        let text = render(&snapshot, &namespaces, &api, true);
+        let text = render(&snapshot, &namespaces, true);
         for line in [
             "switchboard_ready 1",
             "switchboard_connections{transport=\"polling\"} 2",
@@ -299,7 +284,6 @@ mod tests {
             "switchboard_recovery_sessions 9",
             "switchboard_recovery_sessions_evicted_total 12",
             "switchboard_recovery_sessions_expired_total 13",
-            "switchboard_api_requests_total{route=\"/api/v1/emit\",method=\"POST\",status=\"200\"} 8",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
         ] {
@@ -314,7 +298,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 16);
+        assert_eq!(families, 15);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hyper::body::Frame;
 use serde_json::json;
 
 use super::support::{Harness, KEY, authorized, request};
-use crate::api::RequestCount;
+use crate::api::metrics::RequestCount;
 use crate::config::{ApiKey, RateLimit};
 
 #[tokio::test]
