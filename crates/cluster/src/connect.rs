@@ -207,12 +207,10 @@ mod tests {
 
     #[test]
     fn a_ca_file_must_hold_a_certificate() {
-        let dir = std::env::temp_dir().join(format!("sb-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok();
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "nothing").ok();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "nothing").expect("write");
         assert!(check_ca_file(&empty).is_err());
-        assert!(check_ca_file(&dir.join("missing.pem")).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(check_ca_file(&dir.path().join("missing.pem")).is_err());
     }
 }

@@ -1109,55 +1109,16 @@ impl Adapter for StreamsAdapter {
 
 #[cfg(test)]
 mod tests {
-    use std::process::{Child, Command, Stdio};
+    use switchboard_test_support::RedisServer;
 
     use super::*;
 
-    /// A throwaway `redis-server` on a unix socket (no port to collide with).
-    struct Redis {
-        child: Child,
-        dir: std::path::PathBuf,
-    }
-
-    impl Redis {
-        async fn start() -> (Redis, ConnectionManager) {
-            let dir = std::env::temp_dir().join(format!(
-                "switchboard-streams-{}-{:x}",
-                std::process::id(),
-                rand::random::<u64>()
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let socket = dir.join("redis.sock");
-            let child = Command::new("redis-server")
-                .args(["--port", "0", "--save", "", "--appendonly", "no"])
-                .arg("--unixsocket")
-                .arg(&socket)
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server (apt-get install redis-server)");
-            let redis = Redis { child, dir };
-            let url = format!("redis+unix://{}", socket.display());
-            let client = redis::Client::open(url).expect("url");
-            for _ in 0..200 {
-                if socket.exists()
-                    && let Ok(conn) = ConnectionManager::new(client.clone()).await
-                {
-                    return (redis, conn);
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("redis-server did not start");
-        }
-    }
-
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+    /// A throwaway `redis-server` and a connection to it over its unix socket.
+    async fn start_redis() -> (RedisServer, ConnectionManager) {
+        let redis = RedisServer::start().await;
+        let client = redis::Client::open(redis.unix_url()).expect("url");
+        let conn = ConnectionManager::new(client).await.expect("a connection");
+        (redis, conn)
     }
 
     fn entry(n: u8) -> Write {
@@ -1195,7 +1156,7 @@ mod tests {
     /// session writes between runs keep their place, and later batches go on appending.
     #[tokio::test]
     async fn a_batch_sent_twice_is_appended_once() {
-        let (_redis, mut conn) = Redis::start().await;
+        let (_redis, mut conn) = start_redis().await;
         let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
         let batch = vec![
             entry(1),

@@ -11,12 +11,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::json;
-use support::{Client, DEADLINE, Node, NodeOptions, formed, free_port, redis_server_bin};
+use support::{Client, Node, NodeOptions, RedisServer, formed};
 use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterError, ping};
 
 const USER: &str = "app";
@@ -24,19 +23,7 @@ const USER_PASSWORD: &str = "app-password-0123456789";
 const DEFAULT_PASSWORD: &str = "default-password-0123456789";
 
 /// A TLS-only `redis-server` with its certificates, in its own directory.
-struct TlsRedis {
-    dir: PathBuf,
-    port: u16,
-    child: Child,
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+struct TlsRedis(RedisServer);
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -114,18 +101,12 @@ fn certificates(dir: &Path) {
 
 impl TlsRedis {
     async fn start() -> TlsRedis {
-        let dir = std::env::temp_dir().join(format!(
-            "switchboard-redis-tls-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        certificates(&dir);
-        let port = free_port();
+        // The certificates first, in the directory the server runs in.
+        let builder = RedisServer::builder();
+        certificates(builder.dir());
         let password = format!(">{USER_PASSWORD}");
-        let child = Command::new(redis_server_bin())
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let server = builder
+            .tls()
             .args([
                 "--tls-cert-file",
                 "server.pem",
@@ -136,36 +117,16 @@ impl TlsRedis {
             .args(["--requirepass", DEFAULT_PASSWORD])
             // An ACL user: `user app on >password ~* &* +@all`, one word per argument.
             .args(["--user", USER, "on", &password, "~*", "&*", "+@all"])
-            .args(["--daemonize", "no", "--loglevel", "warning"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server");
-        let mut redis = TlsRedis { dir, port, child };
-        let config = redis.config(USER, USER_PASSWORD);
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while let Err(err) = ping(&config).await {
-            if let Ok(Some(status)) = redis.child.try_wait() {
-                panic!(
-                    "redis-server with TLS exited at start with {status} (is it built with TLS?)"
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server with TLS never answered: {err} (is it built with TLS?)"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        redis
+            .start()
+            .await;
+        TlsRedis(server)
     }
 
     /// The settings for `user:password`, trusting the test CA.
     fn config(&self, user: &str, password: &str) -> ClusterConfig {
         ClusterConfig {
-            redis_url: format!("rediss://{user}:{password}@127.0.0.1:{}", self.port),
-            redis_ca_file: Some(self.dir.join("ca.pem")),
+            redis_url: format!("rediss://{user}:{password}@127.0.0.1:{}", self.0.port()),
+            redis_ca_file: Some(self.0.dir().join("ca.pem")),
             ..ClusterConfig::default()
         }
     }
@@ -207,7 +168,10 @@ async fn tls_needs_the_ca_and_credentials_are_checked() {
     }
     // And plain text is not TLS.
     let plain = ClusterConfig {
-        redis_url: format!("redis://{USER}:{USER_PASSWORD}@127.0.0.1:{}", redis.port),
+        redis_url: format!(
+            "redis://{USER}:{USER_PASSWORD}@127.0.0.1:{}",
+            redis.0.port()
+        ),
         redis_ca_file: None,
         ..ClusterConfig::default()
     };

@@ -8,8 +8,6 @@ mod end_to_end {
     pub(crate) mod socket;
     pub(crate) mod support;
 
-    pub(crate) mod redis_server;
-
     pub(crate) mod api;
     mod auth;
     mod cli;

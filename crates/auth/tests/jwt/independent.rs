@@ -18,8 +18,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use switchboard_auth::jwt::{Algorithm, AuthError, JwtSettings, JwtVerifier, KeySource, Secret};
+use switchboard_test_support::within;
 
-use super::support::{AUDIENCE, ISSUER, testdata, within};
+use super::support::{AUDIENCE, ISSUER, testdata};
 
 /// The generator's output, checked in.
 const TOKENS: &str = include_str!("../../testdata/independent/tokens.json");
@@ -152,7 +153,7 @@ fn verifier_for(alg: Algorithm, secret: &str) -> JwtVerifier {
 
 #[tokio::test]
 async fn every_algorithm_verifies_a_token_signed_by_node_crypto() {
-    within(async {
+    within("the test", async {
         let fixture = fixture();
         let covered: BTreeSet<&str> = fixture
             .valid
@@ -225,7 +226,7 @@ fn ecdsa_edge_tokens_are_the_edges_they_claim() {
 
 #[tokio::test]
 async fn bad_tokens_from_node_crypto_are_refused_for_their_reason() {
-    within(async {
+    within("the test", async {
         let fixture = fixture();
         let listed: BTreeSet<&str> = REFUSALS.iter().map(|(name, _)| *name).collect();
         let present: BTreeSet<&str> = fixture.invalid.keys().map(String::as_str).collect();

@@ -9,10 +9,11 @@ use serde_json::json;
 use switchboard_auth::jwt::{
     Algorithm, AuthError, JwksSettings, JwtSettings, JwtVerifier, KeySource,
 };
+use switchboard_test_support::within;
 use tokio::task::JoinSet;
 
 use super::support::{
-    AUDIENCE, ISSUER, JwksServer, Mode, Signer, good_claims, jwks, unsigned, with_header, within,
+    AUDIENCE, ISSUER, JwksServer, Mode, Signer, good_claims, jwks, unsigned, with_header,
 };
 
 /// A verifier on `server`'s JWKS, pinned to the RS256, ES256 and EdDSA algorithms.
@@ -35,7 +36,7 @@ async fn past(interval: Duration) {
 
 #[tokio::test]
 async fn tokens_signed_by_published_keys_verify_with_one_fetch() {
-    within(async {
+    within("the test", async {
         let (rsa, ec, ed) = (
             Signer::rs256(false).kid("rsa-1"),
             Signer::es256().kid("ec-1"),
@@ -60,7 +61,7 @@ async fn tokens_signed_by_published_keys_verify_with_one_fetch() {
 
 #[tokio::test]
 async fn an_unknown_kid_refreshes_the_set_and_then_verifies() {
-    within(async {
+    within("the test", async {
         let old = Signer::rs256(false).kid("2024");
         let new = Signer::rs256(true).kid("2025");
         let server = JwksServer::start(Mode::Serve(jwks(&[&old]))).await;
@@ -79,7 +80,7 @@ async fn an_unknown_kid_refreshes_the_set_and_then_verifies() {
 
 #[tokio::test]
 async fn an_unknown_kid_storm_fetches_once_per_interval() {
-    within(async {
+    within("the test", async {
         let real = Signer::rs256(false).kid("real");
         let server = JwksServer::start(Mode::Serve(jwks(&[&real]))).await;
         let v = verifier(&server, |j| {
@@ -114,7 +115,7 @@ async fn an_unknown_kid_storm_fetches_once_per_interval() {
 
 #[tokio::test]
 async fn a_down_endpoint_yields_keys_unavailable_while_cached_keys_work() {
-    within(async {
+    within("the test", async {
         let cached = Signer::rs256(false).kid("cached");
         let unknown = Signer::rs256(true).kid("unknown");
         let server = JwksServer::start(Mode::Serve(jwks(&[&cached]))).await;
@@ -153,7 +154,7 @@ async fn a_down_endpoint_yields_keys_unavailable_while_cached_keys_work() {
 
 #[tokio::test]
 async fn a_slow_endpoint_times_out_as_keys_unavailable() {
-    within(async {
+    within("the test", async {
         let signer = Signer::rs256(false).kid("k1");
         let server = JwksServer::start(Mode::Hang).await;
         let timeout = Duration::from_millis(200);
@@ -185,7 +186,7 @@ async fn a_slow_endpoint_times_out_as_keys_unavailable() {
 
 #[tokio::test]
 async fn garbage_from_the_endpoint_yields_keys_unavailable() {
-    within(async {
+    within("the test", async {
         for body in ["<html>sign in</html>", "{\"keys\": 5}", "[]"] {
             let server = JwksServer::start(Mode::Serve(body.to_owned())).await;
             let v = verifier(&server, |_| {});
@@ -207,7 +208,7 @@ async fn garbage_from_the_endpoint_yields_keys_unavailable() {
 
 #[tokio::test]
 async fn a_token_must_fit_the_key_it_names() {
-    within(async {
+    within("the test", async {
         let rsa = Signer::rs256(false).kid("rsa-1");
         let server = JwksServer::start(Mode::Serve(jwks(&[&rsa]))).await;
         let v = verifier(&server, |_| {});
@@ -240,7 +241,7 @@ async fn a_token_must_fit_the_key_it_names() {
 
 #[tokio::test]
 async fn toml_settings_with_a_jwks_url_verify() {
-    within(async {
+    within("the test", async {
         let signer = Signer::eddsa().kid("ed");
         let server = JwksServer::start(Mode::Serve(jwks(&[&signer]))).await;
         let text = format!(

@@ -1,10 +1,9 @@
 //! Test helpers: signers over the PEM fixtures, claims, and a scriptable JWKS server.
+//! Test bodies are bounded by `switchboard_test_support::within`.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,23 +19,12 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Every test gives up after this long rather than hang CI.
-const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The HMAC secret used by HS256 tests (32 bytes, the minimum for HS256).
 pub(crate) const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes";
 /// The issuer and audience the tests' verifiers expect.
 pub(crate) const ISSUER: &str = "https://idp.test/";
 /// See [`ISSUER`].
 pub(crate) const AUDIENCE: &str = "switchboard-tests";
-
-/// Runs a test body with the safety timeout.
-pub(crate) async fn within<T>(body: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(SAFETY_TIMEOUT, body).await {
-        Ok(value) => value,
-        Err(_) => panic!("test did not finish within {SAFETY_TIMEOUT:?}"),
-    }
-}
 
 /// A fixture file's path.
 pub(crate) fn testdata(name: &str) -> PathBuf {

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use switchboard_auth::jwt::{
     Algorithm, AuthError, JwksSettings, JwtSettings, JwtVerifier, KeySource,
 };
+use switchboard_test_support::within;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
@@ -29,7 +30,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::support::{AUDIENCE, ISSUER, Signer, good_claims, jwks, within};
+use super::support::{AUDIENCE, ISSUER, Signer, good_claims, jwks};
 
 /// Set (to anything) in the child process, where the CA is a system root.
 const CHILD: &str = "SB_JWKS_TLS_CHILD";
@@ -115,7 +116,7 @@ async fn endpoint_and_token(ca_file: Option<PathBuf>) -> (HttpsJwks, JwtVerifier
 
 #[tokio::test]
 async fn a_jwks_endpoint_with_a_ca_outside_the_system_roots_is_not_trusted() {
-    within(async {
+    within("the test", async {
         let (_server, verifier, token) = endpoint_and_token(None).await;
         assert_eq!(
             verifier.verify(&token).await,
@@ -127,7 +128,7 @@ async fn a_jwks_endpoint_with_a_ca_outside_the_system_roots_is_not_trusted() {
 
 #[tokio::test]
 async fn a_jwks_endpoint_whose_ca_is_in_the_ca_file_is_trusted() {
-    within(async {
+    within("the test", async {
         let ca = Some(tls_testdata("ca.pem"));
         let (_server, verifier, token) = endpoint_and_token(ca).await;
         let claims = verifier.verify(&token).await.expect("verified over https");
@@ -180,7 +181,7 @@ async fn child_verifies_over_https() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    within(async {
+    within("the test", async {
         let (_server, verifier, token) = endpoint_and_token(None).await;
         let claims = verifier.verify(&token).await.expect("verified over https");
         assert_eq!(claims.sub.as_deref(), Some("alice"));

@@ -6,10 +6,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use switchboard_auth::jwt::{Algorithm, AuthError, JwtSettings, JwtVerifier, KeySource, Secret};
 use switchboard_auth::{TokenSource, extract_token};
+use switchboard_test_support::within;
 
 use super::support::{
     AUDIENCE, ISSUER, SECRET, Signer, claims_with, fixture, good_claims, hs256_raw, now, testdata,
-    unsigned, with_flipped_signature, with_payload, within,
+    unsigned, with_flipped_signature, with_payload,
 };
 
 /// A verifier for `key` and `algorithms` that checks the tests' issuer and audience.
@@ -33,7 +34,7 @@ fn rs256() -> JwtVerifier {
 
 #[tokio::test]
 async fn a_valid_token_verifies_with_every_key_kind() {
-    within(async {
+    within("the test", async {
         let cases = [
             (hs256(), Signer::hs256()),
             (rs256(), Signer::rs256(false)),
@@ -66,7 +67,7 @@ async fn a_valid_token_verifies_with_every_key_kind() {
 
 #[tokio::test]
 async fn expired_and_not_yet_valid_tokens_are_refused() {
-    within(async {
+    within("the test", async {
         let signer = Signer::rs256(false);
         let v = rs256();
         let expired = signer.sign(&claims_with(json!({ "exp": now() - 3600 })));
@@ -82,7 +83,7 @@ async fn expired_and_not_yet_valid_tokens_are_refused() {
 
 #[tokio::test]
 async fn wrong_or_missing_issuer_and_audience_are_refused() {
-    within(async {
+    within("the test", async {
         let signer = Signer::hs256();
         let v = hs256();
         let cases = [
@@ -122,7 +123,7 @@ async fn wrong_or_missing_issuer_and_audience_are_refused() {
 
 #[tokio::test]
 async fn algorithm_confusion_and_unsigned_tokens_are_refused() {
-    within(async {
+    within("the test", async {
         let v = rs256();
         // The classic attack: HMAC-sign with the RSA *public* key as the secret.
         let public_pem = fixture("rsa-public.pem");
@@ -175,7 +176,7 @@ fn rs256_signed_as(alg: jsonwebtoken::Algorithm) -> String {
 
 #[tokio::test]
 async fn tampered_and_foreign_signatures_are_refused() {
-    within(async {
+    within("the test", async {
         for (v, signer) in [(hs256(), Signer::hs256()), (rs256(), Signer::rs256(false))] {
             let token = signer.sign(&good_claims());
             let promoted = with_payload(&token, &claims_with(json!({ "sub": "admin" })));
@@ -210,7 +211,7 @@ async fn tampered_and_foreign_signatures_are_refused() {
 
 #[tokio::test]
 async fn malformed_tokens_are_refused() {
-    within(async {
+    within("the test", async {
         let v = hs256();
         let good = Signer::hs256().sign(&good_claims());
         let header = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -248,7 +249,7 @@ async fn malformed_tokens_are_refused() {
 
 #[tokio::test]
 async fn settings_from_toml_make_a_working_verifier() {
-    within(async {
+    within("the test", async {
         let text = format!(
             r#"
             public_key_file = "{}"
@@ -292,7 +293,7 @@ async fn settings_from_toml_make_a_working_verifier() {
 
 #[tokio::test]
 async fn key_problems_are_reported_at_their_config_key() {
-    within(async {
+    within("the test", async {
         let text = format!(
             r#"
             public_key_file = "{}"

@@ -3,30 +3,26 @@
 //! handler (`Io::handle`) — real Engine.IO sessions and Socket.IO sockets, no network
 //! client.
 //!
-//! - [`RedisServer`]: `redis-server` on a free port of 127.0.0.1, in its own temporary
-//!   directory; killed, restarted on the same port, paused (`SIGSTOP`) and resumed
-//!   (`SIGCONT`) by the tests. Without a `redis-server` the test fails and says how to
-//!   install one: these tests never pass by skipping.
+//! - [`RedisServer`] (from `switchboard-test-support`): `redis-server` on a free port
+//!   of 127.0.0.1, in its own temporary directory; killed, restarted on the same port,
+//!   paused and resumed by the tests. Without a `redis-server` the test fails and says
+//!   how to install one: these tests never pass by skipping.
 //! - [`Node`]: one `Io` on its own [`Cluster`] (adapter factory, node tag, polling
 //!   forwarding), with a `join` event that puts the socket in the named room and the
 //!   node's name as every socket's data.
 //! - [`Client`]: a polling client; [`Client::via`] sends its requests to another node.
-//! - [`eventually`] and [`within`]: how tests wait, on conditions rather than clocks;
-//!   [`without_hanging`] for a test whose failure would be a deadlock.
+//! - [`eventually`] and [`within`] (also from `switchboard-test-support`): how tests
+//!   wait, on conditions rather than clocks; [`without_hanging`] for a test whose
+//!   failure would be a deadlock.
 //!
 //! Every wait has a generous deadline ([`DEADLINE`]) so a broken build fails with a
 //! message instead of hanging; no test depends on how fast anything happens.
 
 // Each test binary uses part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,282 +33,9 @@ use switchboard_cluster::{AdapterKind, Cluster, ClusterConfig, ClusterSecret};
 use switchboard_engine::shutdown::{self, ShutdownTrigger};
 use switchboard_engine::sio::RecoveryConfig;
 use switchboard_engine::{EngineConfig, Io, Metrics, Namespace, SocketIoConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The longest any single wait may take before the test fails: far beyond what any
-/// step needs on a loaded CI machine, short enough to report a hang.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
-
-/// How often [`eventually`] re-checks its condition.
-const POLL: Duration = Duration::from_millis(20);
-
-/// What a machine without `redis-server` is told.
-const INSTALL_HINT: &str = "The cluster tests run against a real Redis and fail without \
-    one: run `scripts/test` (it installs redis-server) or `apt-get install -y redis-server`.";
-
-/// Where the Debian package installs the server when `/usr/bin` is not on `PATH`.
-const DEBIAN_REDIS_SERVER: &str = "/usr/bin/redis-server";
-
-/// Waits until `check` returns true, re-checking every [`POLL`]; fails the test after
-/// [`DEADLINE`] with `what`.
-pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Runs `future` to completion, failing the test after [`DEADLINE`] with `what`.
-pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(DEADLINE, future).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
-}
-
-/// The longest a whole test run by [`without_hanging`] may take: a few [`DEADLINE`]s.
-const HANG_LIMIT: Duration = Duration::from_secs(120);
-
-/// Runs `test` on a runtime of its own (two worker threads, as the other tests use)
-/// on another thread, and fails the test if it has not finished within
-/// [`HANG_LIMIT`]. For tests whose failure would be a deadlock: one that blocks the
-/// runtime's threads stops the timers of [`within`] and [`eventually`] too, and the
-/// test would hang instead of failing.
-pub(crate) fn without_hanging(test: impl Future<Output = ()> + Send + 'static) {
-    let (finished, done) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        runtime.block_on(test);
-        let _ = finished.send(());
-    });
-    match done.recv_timeout(HANG_LIMIT) {
-        Ok(()) => {}
-        Err(RecvTimeoutError::Timeout) => panic!("the test hung for {HANG_LIMIT:?} (a deadlock?)"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the test failed (its panic is above)"),
-    }
-}
-
-// -------------------------------------------------------------------------- redis-server
-
-/// A `redis-server` process owned by one test; killed and its directory removed on
-/// drop. The append-only file is on, so a restart keeps streams and sessions.
-#[derive(Debug)]
-pub(crate) struct RedisServer {
-    bin: PathBuf,
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-/// Finds `redis-server`: `$REDIS_SERVER_BIN`, then `PATH`, then the Debian location.
-/// Fails the test when there is none: skipping would let a machine without Redis
-/// pass these tests without running them.
-pub(crate) fn redis_server_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "REDIS_SERVER_BIN={} is not a file. {INSTALL_HINT}",
-            bin.display()
-        );
-        return bin;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("redis-server"))
-            .find(|candidate| candidate.is_file())
-    });
-    if let Some(bin) = on_path {
-        return bin;
-    }
-    let debian = Path::new(DEBIAN_REDIS_SERVER);
-    assert!(
-        debian.is_file(),
-        "redis-server not found (REDIS_SERVER_BIN, PATH, {DEBIAN_REDIS_SERVER}). {INSTALL_HINT}"
-    );
-    debian.to_path_buf()
-}
-
-/// A port that was free a moment ago (the OS picks it; a race with another process
-/// binding it in between is retried by [`RedisServer::start`]).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-impl RedisServer {
-    /// Starts a server on a free port and returns once it answers.
-    pub(crate) async fn start() -> RedisServer {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let bin = redis_server_bin();
-        let dir = std::env::temp_dir().join(format!(
-            "switchboard-cluster-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("a temporary directory for redis-server");
-        let mut redis = RedisServer {
-            bin,
-            port: 0,
-            dir,
-            child: None,
-        };
-        for attempt in 1.. {
-            redis.port = free_port();
-            match redis.launch().await {
-                Ok(()) => return redis,
-                Err(why) if attempt < 3 => {
-                    eprintln!("redis-server did not start ({why}); retrying")
-                }
-                Err(why) => panic!("redis-server did not start: {why}"),
-            }
-        }
-        unreachable!()
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server at once (`SIGKILL`), as a crash would.
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port, with the same data directory; retries
-    /// while the old listener is still going away.
-    pub(crate) async fn restart(&mut self) {
-        assert!(self.child.is_none(), "redis-server is still running");
-        let mut last = String::new();
-        for _ in 0..20 {
-            match self.launch().await {
-                Ok(()) => return,
-                Err(why) => last = why,
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("redis-server did not restart on port {}: {last}", self.port);
-    }
-
-    /// Freezes the server (`SIGSTOP`): connections stay open, nothing is answered.
-    pub(crate) fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Lets a paused server go on (`SIGCONT`).
-    pub(crate) fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, which: &str) {
-        let child = self.child.as_ref().expect("redis-server is running");
-        let status = Command::new("kill")
-            .arg(which)
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill(1)");
-        assert!(status.success(), "kill {which} failed");
-    }
-
-    /// Spawns the server and waits until it answers.
-    async fn launch(&mut self) -> Result<(), String> {
-        let mut child = Command::new(&self.bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--protected-mode",
-                "no",
-            ])
-            .args(["--daemonize", "no", "--loglevel", "warning"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", self.bin.display()))?;
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("exited at start with {status}"));
-            }
-            if answers(self.port, child.id()).await {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("no answer".to_owned());
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-/// Whether the Redis answering on `port` is process `pid` (`INFO server` names it):
-/// another test's server that took the port first does not count.
-async fn answers(port: u16, pid: u32) -> bool {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.write_all(b"INFO server\r\n").await?;
-        let mut reply = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let wanted = format!("process_id:{pid}\r\n");
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(false);
-            }
-            reply.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&reply);
-            if let Some(at) = text.find("process_id:")
-                && text[at..].contains("\r\n")
-            {
-                return Ok::<bool, std::io::Error>(text[at..].starts_with(&wanted));
-            }
-        }
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), attempt).await,
-        Ok(Ok(true))
-    )
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A paused server must be woken to die of anything but SIGKILL; kill it
-            // outright either way.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-        }
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub(crate) use switchboard_test_support::{
+    DEADLINE, RedisServer, eventually, within, without_hanging,
+};
 
 // --------------------------------------------------------------------------------- nodes
 

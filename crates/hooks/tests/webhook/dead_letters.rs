@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use switchboard_hooks::{DeadLetterReason, HookSink};
+use switchboard_test_support::eventually;
 
 use super::receiver::{Answer, Receiver};
-use super::setup::{connected, eventually, read_lines, remove_temp, settings, start, temp_file};
+use super::setup::{connected, dead_letter_path, read_lines, settings, start};
 
 #[tokio::test(start_paused = true)]
 async fn a_receiver_that_never_answers_is_dead_lettered_after_max_attempts() {
     let mut receiver = Receiver::start(vec![], Answer::Hang).await;
-    let path = temp_file("never-answers");
+    let (_dir, path) = dead_letter_path();
     let mut settings = settings(&receiver.url);
     settings.timeout = Duration::from_secs(2);
     settings.max_attempts = 3;
@@ -30,7 +31,10 @@ async fn a_receiver_that_never_answers_is_dead_lettered_after_max_attempts() {
     // Each attempt waited for its full timeout before the next one started.
     assert!(attempts[1].at - attempts[0].at >= Duration::from_secs(2));
 
-    eventually("dead-lettered", || sink.metrics().dead_lettered == 1).await;
+    eventually("dead-lettered", || async {
+        sink.metrics().dead_lettered == 1
+    })
+    .await;
     let letters = sink.dead_letters();
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
@@ -59,13 +63,12 @@ async fn a_receiver_that_never_answers_is_dead_lettered_after_max_attempts() {
     assert_eq!(lines[0]["attempts"], 3);
     assert_eq!(lines[0]["last_error"], "timed out");
     assert_eq!(lines[0]["event"], attempts[0].json());
-    remove_temp(&path);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_400_is_not_retried_and_is_dead_lettered() {
     let mut receiver = Receiver::start(vec![], Answer::Status(400)).await;
-    let path = temp_file("rejected");
+    let (_dir, path) = dead_letter_path();
     let mut settings = settings(&receiver.url);
     settings.dead_letter_path = Some(path.clone());
     let (sink, stop) = start(settings);
@@ -78,7 +81,10 @@ async fn a_400_is_not_retried_and_is_dead_lettered() {
             .await
             .is_none()
     );
-    eventually("dead-lettered", || sink.metrics().dead_lettered == 1).await;
+    eventually("dead-lettered", || async {
+        sink.metrics().dead_lettered == 1
+    })
+    .await;
     let letter = sink.dead_letters().remove(0);
     assert_eq!(letter.reason, DeadLetterReason::Rejected);
     assert_eq!(letter.last_status, Some(400));
@@ -93,7 +99,6 @@ async fn a_400_is_not_retried_and_is_dead_lettered() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["reason"], "rejected");
     assert_eq!(lines[0]["last_status"], 400);
-    remove_temp(&path);
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,6 +110,9 @@ async fn the_in_memory_ring_is_bounded() {
     for n in 0..5 {
         sink.deliver(connected(&format!("s{n}")));
     }
-    eventually("all dead-lettered", || sink.metrics().dead_lettered == 5).await;
+    eventually("all dead-lettered", || async {
+        sink.metrics().dead_lettered == 5
+    })
+    .await;
     assert_eq!(sink.dead_letters().len(), 2);
 }

@@ -5,9 +5,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use switchboard_hooks::signature::{self, DEFAULT_TOLERANCE};
 use switchboard_hooks::{HookSink, LifecycleEvent};
+use switchboard_test_support::eventually;
 
 use super::receiver::{Answer, Receiver};
-use super::setup::{SECRET, connected, eventually, settings, start};
+use super::setup::{SECRET, connected, settings, start};
 
 #[tokio::test(start_paused = true)]
 async fn delivers_a_signed_event_with_its_idempotency_key() {
@@ -46,7 +47,10 @@ async fn delivers_a_signed_event_with_its_idempotency_key() {
     );
     assert!(wrong_secret.is_err());
 
-    eventually("delivered is counted", || sink.metrics().delivered == 1).await;
+    eventually("delivered is counted", || async {
+        sink.metrics().delivered == 1
+    })
+    .await;
     let metrics = sink.metrics();
     assert_eq!(metrics.failed_attempts, 0);
     assert_eq!(metrics.delivery_latency.count, 1);

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use switchboard_hooks::HookSink;
+use switchboard_test_support::eventually;
 
 use super::receiver::{Answer, Receiver};
-use super::setup::{connected, eventually, settings, start};
+use super::setup::{connected, settings, start};
 
 #[tokio::test(start_paused = true)]
 async fn a_500_is_retried_and_delivered_once_more() {
@@ -31,7 +32,7 @@ async fn a_500_is_retried_and_delivered_once_more() {
             .is_none()
     );
 
-    eventually("delivered", || sink.metrics().delivered == 1).await;
+    eventually("delivered", || async { sink.metrics().delivered == 1 }).await;
     let m = sink.metrics();
     assert_eq!((m.failed_attempts, m.retried, m.dead_lettered), (1, 1, 0));
 }
@@ -48,7 +49,7 @@ async fn timeouts_5xx_and_dropped_connections_are_retried() {
     for _ in 0..4 {
         receiver.next().await;
     }
-    eventually("delivered", || sink.metrics().delivered == 1).await;
+    eventually("delivered", || async { sink.metrics().delivered == 1 }).await;
     assert_eq!(sink.metrics().retried, 3);
 }
 
@@ -75,7 +76,7 @@ async fn retry_after_on_429_is_honoured() {
     let waited = second.at - first.at;
     assert!(waited >= Duration::from_secs(30), "waited only {waited:?}");
     assert!(waited < Duration::from_secs(31), "waited {waited:?}");
-    eventually("delivered", || sink.metrics().delivered == 1).await;
+    eventually("delivered", || async { sink.metrics().delivered == 1 }).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,8 @@
-//! Shared test setup: settings for a receiver, a shutdown trigger, events, waiting.
+//! Shared test setup: settings for a receiver, a shutdown trigger, events, dead-letter
+//! files. Tests wait with `switchboard_test_support::eventually`.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::Uri;
 use switchboard_hooks::settings::Secret;
@@ -36,24 +37,12 @@ pub(crate) fn connected(socket_id: &str) -> LifecycleEvent {
     }
 }
 
-/// Polls `check` until it holds; panics after the safety timeout (paused clock).
-pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(600);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A fresh dead-letter path under the system temp dir.
-pub(crate) fn temp_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchboard-hooks-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("dead-letters.jsonl")
+/// A fresh dead-letter path in a new temporary directory, removed when the returned
+/// directory is dropped (even when the test fails).
+pub(crate) fn dead_letter_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead-letters.jsonl");
+    (dir, path)
 }
 
 /// The JSON lines of a dead-letter file.
@@ -63,11 +52,4 @@ pub(crate) fn read_lines(path: &PathBuf) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect()
-}
-
-/// Removes the directory `temp_file` made.
-pub(crate) fn remove_temp(path: &std::path::Path) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }

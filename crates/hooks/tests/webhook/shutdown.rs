@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchboard_hooks::{DeadLetterReason, HookSink};
 
 use super::receiver::{Answer, Receiver};
-use super::setup::{connected, read_lines, remove_temp, settings, start, temp_file};
+use super::setup::{connected, dead_letter_path, read_lines, settings, start};
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_flushes_what_is_queued() {
@@ -37,7 +37,7 @@ async fn shutdown_flushes_what_is_queued() {
 #[tokio::test(start_paused = true)]
 async fn what_cannot_be_flushed_in_time_is_dead_lettered() {
     let mut receiver = Receiver::start(vec![], Answer::Hang).await;
-    let path = temp_file("shutdown");
+    let (_dir, path) = dead_letter_path();
     let mut settings = settings(&receiver.url);
     settings.concurrency = 1;
     settings.drain_timeout = Duration::from_secs(3);
@@ -73,7 +73,6 @@ async fn what_cannot_be_flushed_in_time_is_dead_lettered() {
     assert_eq!(sink.dead_letters().len(), 4);
     assert_eq!(sink.metrics().queue_depth, 0);
     assert_eq!(read_lines(&path).len(), 3, "the file is closed");
-    remove_temp(&path);
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,9 +6,10 @@ use switchboard_hooks::settings::Secret;
 use switchboard_hooks::{
     ForwardedEvent, HookError, HookSink, StartError, WebhookSettings, WebhookSink,
 };
+use switchboard_test_support::eventually;
 
 use super::receiver::{Answer, Receiver, testdata};
-use super::setup::{connected, eventually, settings, start};
+use super::setup::{connected, settings, start};
 
 fn event() -> ForwardedEvent {
     ForwardedEvent {
@@ -36,7 +37,7 @@ async fn a_backend_signed_by_the_configured_ca_is_reached() {
     sink.deliver(connected("s1"));
     receiver.next().await;
     receiver.next().await;
-    eventually("delivered", || sink.metrics().delivered == 1).await;
+    eventually("delivered", || async { sink.metrics().delivered == 1 }).await;
 }
 
 #[tokio::test(start_paused = true)]

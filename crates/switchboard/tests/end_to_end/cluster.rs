@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
+use switchboard_test_support::RedisServer;
 
 use super::api::{KEY, call, connect};
 use super::client::{Polling, get, metric};
-use super::redis_server::RedisServer;
 use super::support::{TestServer, command, eventually, run};
 
 /// The cluster secret the test nodes share (forwarded polling requests are signed).
@@ -51,7 +51,7 @@ fn next_event(client: &Polling) -> anyhow::Result<String> {
 }
 
 fn the_api_of_one_node_acts_on_the_sockets_of_another(adapter: &str) -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
+    let redis = RedisServer::start_blocking();
     let (a, b) = (node(&redis, adapter, false)?, node(&redis, adapter, false)?);
     let (client, id) = connect(b.addr())?;
 
@@ -89,7 +89,7 @@ fn the_api_of_one_node_acts_on_the_sockets_of_another_over_redis_streams() -> an
 
 #[test]
 fn a_polling_session_is_served_through_any_node() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
+    let redis = RedisServer::start_blocking();
     let (a, b) = (
         node(&redis, "redis-streams", true)?,
         node(&redis, "redis-streams", true)?,
@@ -126,12 +126,12 @@ fn a_polling_session_is_served_through_any_node() -> anyhow::Result<()> {
 
 #[test]
 fn readiness_follows_redis_and_the_metrics_show_it() -> anyhow::Result<()> {
-    let mut redis = RedisServer::start()?;
+    let mut redis = RedisServer::start_blocking();
     let server = node(&redis, "redis-streams", true)?;
     let addr = server.addr();
     assert_eq!(metric(addr, "switchboard_cluster_up")?, Some(1.0));
 
-    redis.kill()?;
+    redis.kill();
     let down = eventually("readiness to turn 503", || {
         let res = get(addr, "/health/ready")?;
         Ok((res.status == 503).then_some(res))
@@ -140,7 +140,7 @@ fn readiness_follows_redis_and_the_metrics_show_it() -> anyhow::Result<()> {
     assert_eq!(get(addr, "/health/live")?.status, 200, "still alive");
     assert_eq!(metric(addr, "switchboard_cluster_up")?, Some(0.0));
 
-    redis.restart()?;
+    redis.restart_blocking();
     eventually("readiness to come back", || {
         Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
     })?;
@@ -201,10 +201,8 @@ fn a_redis_adapter_without_a_secret_exits_64_with_the_other_bad_keys() -> anyhow
 #[test]
 fn check_config_shows_neither_the_redis_password_nor_the_secret() -> anyhow::Result<()> {
     // The password in the file, the secret in the environment.
-    let file = std::env::temp_dir().join(format!(
-        "switchboard-check-config-{}.toml",
-        std::process::id()
-    ));
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("check-config.toml");
     std::fs::write(
         &file,
         "[cluster]\nadapter = \"redis\"\nredis_url = \"redis://:file-password-1@cache\"\n",
@@ -214,15 +212,11 @@ fn check_config_shows_neither_the_redis_password_nor_the_secret() -> anyhow::Res
         .arg(&file)
         .env("SWITCHBOARD_CLUSTER__SECRET", SECRET);
     let from_file = run(cmd)?;
-    let _ = std::fs::remove_file(&file);
     assert_eq!(from_file.code, Some(0), "{from_file:?}");
     assert!(from_file.stdout.contains(r#""redis://:***@cache""#));
     assert!(!from_file.stdout.contains("file-password-1"));
 
-    let file = std::env::temp_dir().join(format!(
-        "switchboard-check-config-env-{}.toml",
-        std::process::id()
-    ));
+    let file = dir.path().join("check-config-env.toml");
     std::fs::write(&file, "")?;
     let mut cmd = command();
     cmd.arg("check-config")
@@ -234,7 +228,6 @@ fn check_config_shows_neither_the_redis_password_nor_the_secret() -> anyhow::Res
         .env("SWITCHBOARD_CLUSTER__ADAPTER", "redis")
         .env("SWITCHBOARD_CLUSTER__SECRET", SECRET);
     let out = run(cmd)?;
-    let _ = std::fs::remove_file(&file);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
         out.stdout

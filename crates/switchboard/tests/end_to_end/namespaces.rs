@@ -78,10 +78,8 @@ fn connect_all(session: &Polling, names: &[String]) -> anyhow::Result<()> {
 /// pattern may not create (globs, too long) are refused and create nothing.
 #[test]
 fn namespaces_created_from_a_pattern_go_away_with_their_sockets() -> anyhow::Result<()> {
-    let config = std::env::temp_dir().join(format!(
-        "switchboard-namespace-churn-{}.toml",
-        std::process::id()
-    ));
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("namespaces.toml");
     std::fs::write(&config, "[[namespaces]]\npattern = \"/tenant-*\"\n")?;
     let server = TestServer::builder()
         .args([std::ffi::OsStr::new("--config"), config.as_os_str()])
@@ -131,7 +129,6 @@ fn namespaces_created_from_a_pattern_go_away_with_their_sockets() -> anyhow::Res
     })?;
     let text = get(addr, "/metrics")?.body;
     assert!(!text.contains("/tenant-"), "{text}");
-    let _ = std::fs::remove_file(&config);
     Ok(())
 }
 

@@ -9,15 +9,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-/// Upper bound on any wait. Only reached when something is broken; never a measurement.
-pub(crate) const SAFETY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often a wait re-checks its condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+// The workspace's bound on any wait (only reached when something is broken; never a
+// measurement), and its polling wait.
+pub(crate) use switchboard_test_support::DEADLINE as SAFETY_TIMEOUT;
+pub(crate) use switchboard_test_support::blocking::eventually;
 
 /// A fixture under `testdata/`.
 pub(crate) fn testdata(name: &str) -> PathBuf {
@@ -77,38 +75,13 @@ fn read_all(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Stri
 
 /// Waits for `child` to exit; kills it after [`SAFETY_TIMEOUT`].
 pub(crate) fn wait_for_exit(child: &mut Child) -> anyhow::Result<ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if start.elapsed() > SAFETY_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "process {} did not exit within {SAFETY_TIMEOUT:?}",
-                child.id()
-            );
-        }
-        thread::sleep(POLL_INTERVAL);
+    let pid = child.id();
+    let exited = eventually(&format!("process {pid} to exit"), || Ok(child.try_wait()?));
+    if exited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-}
-
-/// Polls `check` until it returns `Some`, for at most [`SAFETY_TIMEOUT`].
-pub(crate) fn eventually<T>(
-    what: &str,
-    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check()? {
-            return Ok(value);
-        }
-        if start.elapsed() > SAFETY_TIMEOUT {
-            bail!("timed out waiting for {what}");
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
+    exited
 }
 
 type Captured = Arc<Mutex<Vec<u8>>>;

@@ -151,10 +151,9 @@ mod tests {
 
     #[test]
     fn the_file_rotates_at_its_limit() -> std::io::Result<()> {
-        let dir = std::env::temp_dir().join(format!("sb-dl-rotate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
         let path = dir.join("dl.jsonl");
-        let _ = std::fs::remove_file(&path);
         let line = b"{\"reason\":\"overflow\"}\n".to_vec();
         let max = u64::try_from(line.len() * 2).unwrap_or(u64::MAX);
         let mut file = DeadLetterFile::open(path.clone(), max)?;
@@ -169,19 +168,19 @@ mod tests {
             1,
             "oversized record refused"
         );
-        std::fs::remove_dir_all(&dir)
+        tmp.close()
     }
 
     #[test]
     fn an_existing_file_counts_toward_the_limit() -> std::io::Result<()> {
-        let dir = std::env::temp_dir().join(format!("sb-dl-existing-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
         let path = dir.join("dl.jsonl");
         std::fs::write(&path, vec![b'x'; 90])?;
         let mut file = DeadLetterFile::open(path.clone(), 100)?;
         assert_eq!(file.append(&[vec![b'y'; 20]]), 0);
         assert_eq!(std::fs::read(dir.join("dl.jsonl.1"))?.len(), 90);
         assert_eq!(std::fs::read(&path)?, vec![b'y'; 20]);
-        std::fs::remove_dir_all(&dir)
+        tmp.close()
     }
 }

@@ -2,44 +2,15 @@
 //! out of the directory refused.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http_body_util::BodyExt as _;
 
 use super::*;
 
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> io::Result<Self> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("switchboard-static-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(TempDir(dir))
-    }
-
-    fn write(&self, name: &str, text: &str) -> io::Result<()> {
-        let path = self.0.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, text)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A site: `public/` with files, and a secret beside it.
-fn site() -> io::Result<(TempDir, StaticFiles)> {
-    let tmp = TempDir::new()?;
+/// A site: `public/` with files, and a secret beside it, in a temporary directory
+/// removed when the returned one is dropped.
+fn site() -> io::Result<(tempfile::TempDir, StaticFiles)> {
+    let tmp = tempfile::tempdir()?;
     for (name, text) in [
         ("public/index.html", "<h1>home</h1>"),
         ("public/app.js", "console.log(1)"),
@@ -52,11 +23,18 @@ fn site() -> io::Result<(TempDir, StaticFiles)> {
         ("public/.env", "SECRET=1"),
         ("secret.txt", "outside"),
     ] {
-        tmp.write(name, text)?;
+        let path = tmp.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
     }
     #[cfg(unix)]
-    std::os::unix::fs::symlink(tmp.0.join("secret.txt"), tmp.0.join("public/link.txt"))?;
-    let files = StaticFiles::new(&tmp.0.join("public"))?;
+    std::os::unix::fs::symlink(
+        tmp.path().join("secret.txt"),
+        tmp.path().join("public/link.txt"),
+    )?;
+    let files = StaticFiles::new(&tmp.path().join("public"))?;
     Ok((tmp, files))
 }
 
