@@ -1,17 +1,11 @@
 // Events and acknowledgements in both directions with the official Node client.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, WAIT_MS, call, once, until } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, WAIT_MS, call, once, until } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 const JSON_ARGS = ["text", 42, -1.5, true, false, null, [1, "two", [3]], { a: { b: [null, {}] } }];
 

@@ -1,11 +1,10 @@
 // Binary arguments (Buffer, Uint8Array), alone, several per packet, nested in objects and
 // arrays, and inside acknowledgements in both directions.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
 import {
-  Clients,
   TRANSPORT_MODES,
   asBuffer,
   bytes,
@@ -16,13 +15,7 @@ import {
   until,
 } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 /** Asserts that `actual` is `expected` with every binary leaf delivered as binary. */
 function assertSameShape(actual, expected, path = "$") {

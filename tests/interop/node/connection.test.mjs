@@ -1,17 +1,11 @@
 // Connecting with the official Node client: handshake auth, ids, transports.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, call } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, call } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 for (const mode of TRANSPORT_MODES) {
   describe(`connection (${mode.name})`, () => {

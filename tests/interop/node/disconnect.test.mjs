@@ -1,17 +1,11 @@
 // Disconnections initiated by the server (disconnect-me) and by the client.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, call, once, record, until } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, call, once, record, until } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 for (const mode of TRANSPORT_MODES) {
   describe(`disconnect (${mode.name})`, () => {

@@ -1,18 +1,12 @@
 // Namespaces: `/` is served, any other namespace is refused with "Invalid namespace".
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Manager } from "socket.io-client";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, call, connected, once } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, call, connected, once } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 for (const mode of TRANSPORT_MODES) {
   describe(`namespaces (${mode.name})`, () => {

@@ -1,17 +1,11 @@
 // Many events keep their order: client→server, server→client, acks, and broadcasts.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, WAIT_MS, call, record, until } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, WAIT_MS, call, record, until } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 

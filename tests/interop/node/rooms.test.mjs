@@ -1,18 +1,12 @@
 // Rooms and broadcasts (join, leave, broadcast, broadcast-except-self, rooms) seen by
 // several official Node clients at once.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, barrier, bytes, call, record, until } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, barrier, bytes, call, record, until } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 let roomSeq = 0;
 /** A room name no other test uses, so tests sharing the server do not interfere. */

@@ -1,18 +1,12 @@
 // Which transport the official Node client ends up on, and that traffic flows on it
 // in both directions, including through the polling→websocket upgrade.
 
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startFixture } from "../lib/fixture.mjs";
-import { Clients, TRANSPORT_MODES, call, once, record, until } from "../lib/client.mjs";
+import { fixtureSuite } from "../lib/suite.mjs";
+import { TRANSPORT_MODES, call, once, record, until } from "../lib/client.mjs";
 
-let server;
-const clients = new Clients();
-before(async () => {
-  server = await startFixture();
-});
-after(() => server?.stop());
-afterEach(() => clients.closeAll());
+const { server, clients } = fixtureSuite();
 
 const [WEBSOCKET, POLLING, UPGRADE] = TRANSPORT_MODES;
 
