@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# CI smoke run of the benchmark suite: a few seconds, tiny sizes, every server that can
-# start. Exits non-zero only when the load generator itself is broken (the bare
-# broadcaster fails); a peer that cannot start (no node, socketioxide not built) is
-# reported as skipped. Never asserts on timings.
+# CI smoke run of the benchmark suite: tiny sizes, every server that can run here.
+# Exits non-zero (one `FAIL server step: why` line each, see bench/README.md "CI") when
+# Switchboard or the bare broadcaster cannot be prepared, fails to start, crashes, has a
+# scenario error or a missing result, loses a connection or an event, fails a churn cycle,
+# or records fewer/more latency samples than broadcasts × room size; or when the Node or
+# socketioxide peer, once prepared, fails to start or crashes. A peer that cannot run here
+# (no node, socketioxide not built) is skipped; a peer's scenario errors only warn.
+# Counts are exact; never asserts on timings or rates.
 #
 # Debug profile on purpose: it reuses what `cargo test` already compiled, and timings do
 # not matter here. protocol_fixture is built by the runner with the same profile.

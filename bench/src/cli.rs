@@ -25,8 +25,9 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Every scenario against every server; writes bench/results/<timestamp>/ and BENCHMARKS.md.
     All(RunArgs),
-    /// A few seconds, tiny sizes, every server that can start (what CI runs). Exits
-    /// non-zero only when the generator itself is broken (the bare broadcaster fails).
+    /// A few seconds, tiny sizes, every server that can run here (what CI runs). Exits
+    /// non-zero when Switchboard or the bare broadcaster fails in any way (start, crash,
+    /// scenario error, lost connection, lost event, missing samples) or a peer crashes.
     Smoke(Common),
     /// Server RSS per idle connection.
     Idle(RunArgs),
@@ -159,7 +160,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         eprintln!("BENCHMARKS.md updated");
     }
     Ok(if mode == "smoke" {
-        smoke_verdict(&report)
+        crate::verdict::judge(&report, &plan.scenarios).print()
     } else {
         ExitCode::SUCCESS
     })
@@ -189,37 +190,4 @@ fn smoke_plan(mut plan: Plan) -> Plan {
     plan.params = Params::smoke();
     plan.build_socketioxide = false;
     plan
-}
-
-/// Smoke's exit code and closing line: peers that could not run are skipped (exit 0);
-/// any failure of the bare broadcaster means the generator is broken (exit 1).
-fn smoke_verdict(report: &SuiteReport) -> ExitCode {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut skipped = 0;
-    for s in &report.servers {
-        let ran = s.idle.is_some() as usize
-            + s.fanout.len()
-            + s.latency.len()
-            + s.rooms.is_some() as usize
-            + s.churn.is_some() as usize;
-        passed += ran;
-        let broken = if s.skipped.is_some() {
-            1
-        } else {
-            s.failures.len()
-        };
-        if s.server == ServerKind::Bare {
-            failed += broken;
-        } else {
-            skipped += broken;
-        }
-    }
-    println!("smoke: {passed} passed, {failed} failed, {skipped} skipped");
-    if failed > 0 {
-        eprintln!("the bare broadcaster failed: the load generator is broken");
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
 }

@@ -223,11 +223,12 @@ impl Session {
                     }
                 }
             })?;
-            stats.add_delivered(delivered);
             if !stamps.is_empty() {
                 stats.record(shard, stats.stamp(now), &stamps);
                 stamps.clear();
             }
+            // After recording: a drain that sees these deliveries counted sees their samples.
+            stats.add_delivered(delivered);
             self.reply(&replies).await?;
             if replies.closed {
                 bail!("server closed the session");

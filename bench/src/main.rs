@@ -13,6 +13,7 @@
 //! - `bare`: the bare Rust WebSocket broadcaster (`bare-server` subcommand).
 //! - `procstat`: RSS and CPU from `/proc`, machine description.
 //! - `suite`: the runner; `report`, `chart`: JSON, markdown, SVG, BENCHMARKS.md.
+//! - `verdict`: what fails the CI smoke.
 //! - `progress`, `versions`: progress bars; versions and timestamps.
 
 mod bare;
@@ -31,6 +32,7 @@ mod scenarios;
 mod sio;
 mod stats;
 mod suite;
+mod verdict;
 mod versions;
 mod ws;
 

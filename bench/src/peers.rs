@@ -160,9 +160,9 @@ impl Server {
         Ok(server)
     }
 
-    /// Whether the process is still running.
-    pub(crate) fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// The exit status if the process has exited, `None` while it runs.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// SIGTERM to the group, then SIGKILL if it is still there after a grace period.

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::net::SourcePool;
 
+/// Longest wait for every published event to reach every member before a phase starts
+/// or a scenario ends. A safety net: it runs out only when the server lost events (or
+/// stalled that long), which the result then shows as `undelivered`.
+pub(crate) const DRAIN: Duration = Duration::from_secs(5);
+
 /// One scenario of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -2,11 +2,12 @@
 //!
 //! Receivers add to the delivery counter once per read (not per message) and record
 //! latencies into one of a few mutex-guarded HDR histograms picked by connection index,
-//! so contention stays negligible on two cores.
+//! so contention stays negligible on two cores. A read's latencies are recorded before
+//! its deliveries are counted, so once the counter shows an event its sample is in.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
@@ -15,6 +16,9 @@ use tokio::sync::Notify;
 const SHARDS: usize = 16;
 /// Highest latency recorded, in microseconds (60 s); larger values are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
+/// How often [`Stats::wait_delivered`] looks at the counter: short next to a phase, long
+/// enough not to take a core from the receivers.
+const WAIT_POLL: Duration = Duration::from_millis(10);
 
 /// Shared measurement state of one generator run.
 #[derive(Debug)]
@@ -54,19 +58,33 @@ impl Stats {
         u64::try_from(at.duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Total deliveries so far.
+    /// Total deliveries so far (acquire: pairs with [`Stats::add_delivered`], so the
+    /// samples of the deliveries seen are visible).
     pub(crate) fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
+        self.delivered.load(Ordering::Acquire)
     }
 
-    /// Adds one read's worth of deliveries.
+    /// Adds one read's worth of deliveries, after [`Stats::record`] of the same read.
     pub(crate) fn add_delivered(&self, n: u64) {
         if n > 0 {
-            self.delivered.fetch_add(n, Ordering::Relaxed);
+            self.delivered.fetch_add(n, Ordering::Release);
             if self.publisher_waiting.load(Ordering::Relaxed) {
                 self.progress.notify_one();
             }
         }
+    }
+
+    /// Waits until at least `expected` deliveries in total have arrived; `false` if they
+    /// have not within `within` (the server lost events, or stalled that long).
+    pub(crate) async fn wait_delivered(&self, expected: u64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.delivered() < expected {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+        true
     }
 
     /// Resolves after the next deliveries arrive (or soon after, if some just did).

@@ -1,6 +1,7 @@
 //! The runner: for each server, prepare it, then run each scenario against a fresh
-//! process, stop it, and collect results. A server that cannot start or a scenario that
-//! fails is recorded with its reason and the run carries on with the others.
+//! process, stop it, and collect results. A server that cannot be prepared is recorded as
+//! skipped; one that fails to start, exits during a step, or a scenario that fails is
+//! recorded as a failure of that kind with its reason; the run carries on with the others.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,13 +48,42 @@ pub(crate) struct Plan {
     pub(crate) mode: String,
 }
 
-/// One scenario that did not produce a result.
+/// One step that did not go as it should.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Failure {
     /// Step name (`idle`, `fanout-1000`, ...).
     pub(crate) step: String,
+    /// What went wrong (results.json written before kinds existed read as `scenario`).
+    #[serde(default)]
+    pub(crate) kind: FailureKind,
     /// Why.
     pub(crate) reason: String,
+}
+
+/// What kind of failure a step had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FailureKind {
+    /// The server was prepared but did not get to `listening on` (could not be spawned,
+    /// exited, or stayed silent); its later steps are not tried.
+    Start,
+    /// The server process exited while the step ran: the step may have a result or an
+    /// error as well, the server is broken either way.
+    Crash,
+    /// The scenario returned an error or timed out while the server kept running.
+    #[default]
+    Scenario,
+}
+
+impl FailureKind {
+    /// How reports and the smoke verdict say it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            FailureKind::Start => "failed to start",
+            FailureKind::Crash => "crashed",
+            FailureKind::Scenario => "failed",
+        }
+    }
 }
 
 /// Everything measured for one server.
@@ -61,7 +91,8 @@ pub(crate) struct Failure {
 pub(crate) struct ServerReport {
     /// Which server.
     pub(crate) server: ServerKind,
-    /// Why it was not run at all, if it was not.
+    /// Why it could not be prepared (not built, no node, build failed), if it could not;
+    /// then it ran nothing.
     pub(crate) skipped: Option<String>,
     /// Idle memory.
     pub(crate) idle: Option<IdleResult>,
@@ -112,8 +143,8 @@ pub(crate) struct SuiteReport {
 }
 
 /// One unit of work against a fresh server process.
-#[derive(Debug, Clone, Copy)]
-enum Step {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
     /// Idle memory.
     Idle,
     /// Fan-out on one room size, with latency after it when asked.
@@ -128,7 +159,7 @@ enum Step {
 
 impl Step {
     /// Name used in logs and failure lists.
-    fn name(self) -> String {
+    pub(crate) fn name(self) -> String {
         match self {
             Step::Idle => "idle".to_owned(),
             Step::Fanout(n, _) => format!("fanout-{n}"),
@@ -139,14 +170,14 @@ impl Step {
     }
 }
 
-/// Steps of a plan, in order.
-fn steps(plan: &Plan) -> Vec<Step> {
-    let has = |s| plan.scenarios.contains(&s);
+/// Steps that running `scenarios` with `params` takes, in order.
+pub(crate) fn steps(scenarios: &[Scenario], params: &Params) -> Vec<Step> {
+    let has = |s| scenarios.contains(&s);
     let mut steps = Vec::new();
     if has(Scenario::Idle) {
         steps.push(Step::Idle);
     }
-    for &size in &plan.params.room_sizes {
+    for &size in &params.room_sizes {
         match (has(Scenario::Fanout), has(Scenario::Latency)) {
             (true, latency) => steps.push(Step::Fanout(size, latency)),
             (false, true) => steps.push(Step::Latency(size)),
@@ -198,7 +229,7 @@ pub(crate) async fn run(
             .ok();
         entries.push((report, launch));
     }
-    for step in steps(plan) {
+    for step in steps(&plan.scenarios, &plan.params) {
         eprintln!("== {}", step.name());
         for (report, launch) in &mut entries {
             let Some(started) = launch else { continue };
@@ -224,7 +255,8 @@ pub(crate) async fn run(
 }
 
 /// Runs one step against a fresh process of one server; `false` when the server could
-/// not be started (its later steps are not tried).
+/// not be started (its later steps are not tried). A server that exited by the end of the
+/// step is recorded as crashed, whether or not the step produced a result.
 async fn run_server_step(
     plan: &Plan,
     launch: &Launch,
@@ -241,18 +273,13 @@ async fn run_server_step(
     let mut server = match Server::start(launch, &plan.host, plan.port, &log).await {
         Ok(server) => server,
         Err(e) => {
-            let reason = format!("failed to start: {e:#}");
-            eprintln!("  {reason}");
-            let nothing_yet =
-                report.failures.is_empty() && report.fanout.is_empty() && report.idle.is_none();
-            if nothing_yet {
-                report.skipped = Some(reason);
-            } else {
-                report.failures.push(Failure {
-                    step: step.name(),
-                    reason,
-                });
-            }
+            let reason = format!("{e:#}");
+            eprintln!("  failed to start: {reason}");
+            report.failures.push(Failure {
+                step: step.name(),
+                kind: FailureKind::Start,
+                reason,
+            });
             return false;
         }
     };
@@ -265,14 +292,27 @@ async fn run_server_step(
         tokio::time::timeout(STEP_TIMEOUT, run_step(step, &target, &plan.params, report)).await;
     let outcome =
         outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {STEP_TIMEOUT:?}")));
-    if let Err(e) = outcome {
-        let mut reason = format!("{e:#}");
-        if !server.alive() {
-            reason.push_str(&format!("; server exited; stderr: {}", tail(&log)));
-        }
-        eprintln!("  {} failed: {reason}", step.name());
+    let exited = server.exited();
+    let failure = match (outcome, exited) {
+        (Ok(()), None) => None,
+        (Ok(()), Some(status)) => Some((
+            FailureKind::Crash,
+            format!(
+                "server exited ({status}) during the step; stderr: {}",
+                tail(&log)
+            ),
+        )),
+        (Err(e), Some(status)) => Some((
+            FailureKind::Crash,
+            format!("{e:#}; server exited ({status}); stderr: {}", tail(&log)),
+        )),
+        (Err(e), None) => Some((FailureKind::Scenario, format!("{e:#}"))),
+    };
+    if let Some((kind, reason)) = failure {
+        eprintln!("  {} {}: {reason}", step.name(), kind.label());
         report.failures.push(Failure {
             step: step.name(),
+            kind,
             reason,
         });
     }

@@ -120,7 +120,7 @@ fn targets(report: &SuiteReport) -> String {
     )
 }
 
-/// Servers that were skipped and steps that failed.
+/// Servers that were skipped and steps that failed (to start, by a crash, or in the scenario).
 fn not_run(report: &SuiteReport) -> String {
     let mut md = String::new();
     for s in &report.servers {
@@ -135,9 +135,10 @@ fn not_run(report: &SuiteReport) -> String {
         for f in &s.failures {
             let _ = writeln!(
                 md,
-                "- **{}** `{}` failed: {}",
+                "- **{}** `{}` {}: {}",
                 s.server.name(),
                 f.step,
+                f.kind.label(),
                 one_line(&f.reason)
             );
         }

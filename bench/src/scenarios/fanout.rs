@@ -1,9 +1,14 @@
 //! Fan-out and latency on one room: the publisher (not in the room) broadcasts 100-byte
 //! events as fast as the server accepts them (deliveries/s, CPU per million
 //! deliveries), then at a fixed rate of half that peak (publish→deliver percentiles).
+//!
+//! Every event published reaches every member of the room exactly once, so between phases
+//! the scenario waits until all of them have arrived: a latency phase then records exactly
+//! its own events (`samples == expected`), and the scenario ends with an exact count of
+//! events that never arrived (`undelivered`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +17,7 @@ use crate::fleet::{Fleet, RoomsOf};
 use crate::procstat::Usage;
 use crate::progress::Progress;
 use crate::publish::{Pace, Publisher};
-use crate::scenarios::{Params, Target, per_million, secs};
+use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
 use crate::stats::Stats;
 
 /// Name of the one room of this scenario.
@@ -23,8 +28,6 @@ const ACK_WINDOW: u64 = 16;
 /// most this many events queued for it on average, well under socketioxide's default
 /// per-socket buffer of 128 packets, so no server is pushed into dropping.
 const BACKLOG_BROADCASTS: u64 = 16;
-/// Longest wait for the backlog to drain between phases.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// Throughput of one room size.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,8 +48,14 @@ pub(crate) struct FanoutResult {
     pub(crate) server_cores: f64,
     /// Generator CPU seconds per million deliveries (its own cost).
     pub(crate) generator_cpu_s_per_m: f64,
-    /// Deliveries written off after the server stopped delivering (dropped events).
+    /// Deliveries written off after the server stopped delivering (dropped events). The
+    /// publisher's guess after a 1 s stall, during the measured phase only: events that
+    /// arrive later are counted here all the same.
     pub(crate) written_off: u64,
+    /// Deliveries of the whole scenario (every phase of this room size, warm-ups included)
+    /// that had not arrived when it ended: broadcasts × room size − events received. Exact.
+    #[serde(default)]
+    pub(crate) undelivered: u64,
     /// Room clients whose connection the server closed.
     pub(crate) lost_connections: usize,
 }
@@ -90,6 +99,11 @@ struct Room {
     stats: Arc<Stats>,
     /// Clients in the room.
     size: usize,
+    /// Broadcasts sent so far, every phase.
+    published: u64,
+    /// Deliveries an earlier [`Room::drain`] gave up waiting for (so a server that lost
+    /// events costs one wait, not one per phase).
+    given_up: u64,
 }
 
 /// Opens `size` clients in the room and a publisher outside it.
@@ -106,6 +120,8 @@ async fn open_room(target: &Target, size: usize) -> anyhow::Result<Room> {
         publisher,
         stats,
         size,
+        published: 0,
+        given_up: 0,
     })
 }
 
@@ -132,23 +148,31 @@ impl Room {
         let _bar = Progress::timed(label, secs(seconds));
         let rooms = [ROOM.to_owned()];
         let until = Instant::now() + secs(seconds);
-        self.publisher
+        let published = self
+            .publisher
             .run(&rooms, (0, 1), pace, &self.stats, until)
-            .await
+            .await?;
+        self.published += published.sent;
+        Ok(published)
     }
 
-    /// Waits until deliveries stop arriving (the backlog drained), bounded by [`DRAIN`].
-    async fn drain(&self) {
-        let deadline = Instant::now() + DRAIN;
-        let mut last = self.stats.delivered();
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = self.stats.delivered();
-            if now == last {
-                return;
-            }
-            last = now;
+    /// Deliveries every broadcast so far asks for.
+    fn expected(&self) -> u64 {
+        self.published * self.size as u64
+    }
+
+    /// Waits until every event published so far has arrived (less what an earlier drain
+    /// gave up on), bounded by [`DRAIN`]; on timeout, gives up on what is missing.
+    async fn drain(&mut self) {
+        let expected = self.expected() - self.given_up;
+        if !self.stats.wait_delivered(expected, DRAIN).await {
+            self.given_up = self.undelivered();
         }
+    }
+
+    /// Deliveries asked for so far that have not arrived.
+    fn undelivered(&self) -> u64 {
+        self.expected().saturating_sub(self.stats.delivered())
     }
 }
 
@@ -192,6 +216,7 @@ async fn measure_peak(
         server_cores: server_cpu / seconds,
         generator_cpu_s_per_m: per_million(generator_cpu, deliveries),
         written_off: published.written_off,
+        undelivered: 0,
         lost_connections: room.fleet.lost(),
     })
 }
@@ -243,31 +268,32 @@ pub(crate) async fn run(
     want_latency: bool,
 ) -> anyhow::Result<(FanoutResult, Vec<LatencyResult>)> {
     let mut room = open_room(target, size).await?;
-    let peak = measure_peak(&mut room, target, params).await?;
+    let mut peak = measure_peak(&mut room, target, params).await?;
     eprintln!(
         "    fanout {size}: {:.0} deliveries/s, {:.2} server CPU s per M",
         peak.deliveries_per_sec, peak.server_cpu_s_per_m
     );
-    if !want_latency {
-        return Ok((peak, Vec::new()));
-    }
-    let peak_rate = peak.broadcasts as f64 / peak.seconds;
-    let rates: Vec<(f64, Option<f64>)> = match params.latency_rate {
-        Some(rate) => vec![(rate, None)],
-        None => params
-            .latency_loads
-            .iter()
-            .map(|&l| (peak_rate * l, Some(l)))
-            .collect(),
-    };
     let mut results = Vec::new();
-    for (rate, load) in rates {
-        let latency = measure_latency(&mut room, target, (rate.max(1.0), load), params).await?;
-        eprintln!(
-            "    latency {size} at {rate:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs",
-            latency.p50_us, latency.p99_us, latency.p999_us
-        );
-        results.push(latency);
+    if want_latency {
+        let peak_rate = peak.broadcasts as f64 / peak.seconds;
+        let rates: Vec<(f64, Option<f64>)> = match params.latency_rate {
+            Some(rate) => vec![(rate, None)],
+            None => params
+                .latency_loads
+                .iter()
+                .map(|&l| (peak_rate * l, Some(l)))
+                .collect(),
+        };
+        for (rate, load) in rates {
+            let latency = measure_latency(&mut room, target, (rate.max(1.0), load), params).await?;
+            eprintln!(
+                "    latency {size} at {rate:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs",
+                latency.p50_us, latency.p99_us, latency.p999_us
+            );
+            results.push(latency);
+        }
     }
+    room.drain().await;
+    peak.undelivered = room.undelivered();
     Ok((peak, results))
 }

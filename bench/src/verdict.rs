@@ -1,0 +1,749 @@
+//! The smoke run's verdict: which problems of a run fail the CI smoke, which are only
+//! printed, and the lines that say so.
+//!
+//! Switchboard and the bare broadcaster must run every step of the plan cleanly: for them
+//! everything below fails the run. A Switchboard problem is what the smoke exists to catch,
+//! and a bare-broadcaster problem means the load generator itself is broken.
+//!
+//! - the server could not be prepared (binary missing, build failed), failed to start,
+//!   or exited during a step;
+//! - a scenario returned an error, or a step the plan asks for has no result;
+//! - a connection of the generator was lost, an event never arrived (`undelivered`, an
+//!   exact count taken after the scenario waited for every event), a latency phase
+//!   recorded fewer or more samples than broadcasts × room size, an idle count has no
+//!   measurement, a churn cycle failed or none completed.
+//!
+//! The other peers (Node Socket.IO, socketioxide) measure someone else's server:
+//!
+//! - a peer that cannot be prepared on this machine (socketioxide not built, no node or
+//!   npm) is **skipped**;
+//! - a peer that was prepared and then failed to start or exited during a step **fails**
+//!   the run: it is reported as a crash, distinct from skipped. Its peer code lives in
+//!   `bench/peers/`, CI has Node, and a crashing peer would silently drop out of every
+//!   later full run;
+//! - its scenario errors and the counters above are **warnings**: how a third-party
+//!   server copes with the workload is a finding for the report, not a defect here (a
+//!   broken generator shows on the bare broadcaster).
+//!
+//! Nothing here looks at a rate or a time. The one time-based counter, `written_off` (the
+//! publisher's guess that events were lost after a 1 s stall), is only a warning when every
+//! event then arrived: a loaded machine can stall a server that long without losing anything.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use crate::peers::ServerKind;
+use crate::scenarios::Scenario;
+use crate::scenarios::fanout::LatencyResult;
+use crate::suite::{Failure, FailureKind, ServerReport, Step, SuiteReport, steps};
+
+/// How much one finding weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Severity {
+    /// Fails the smoke.
+    Fail,
+    /// Printed; the smoke still passes.
+    Warn,
+    /// A peer that cannot run on this machine.
+    Skip,
+}
+
+/// One thing the verdict has to say about one server.
+#[derive(Debug, Clone)]
+pub(crate) struct Finding {
+    /// How much it weighs.
+    pub(crate) severity: Severity,
+    /// Which server.
+    pub(crate) server: ServerKind,
+    /// Step (`idle`, `fanout-10`, ...), or `-` for the server as a whole.
+    pub(crate) step: String,
+    /// What went wrong.
+    pub(crate) why: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = match self.severity {
+            Severity::Fail => "FAIL",
+            Severity::Warn => "WARN",
+            Severity::Skip => "SKIP",
+        };
+        write!(
+            f,
+            "{tag} {} {}: {}",
+            self.server.name(),
+            self.step,
+            self.why
+        )
+    }
+}
+
+/// The verdict on a whole smoke run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Verdict {
+    /// Steps that ran with a result and nothing to say about them.
+    pub(crate) passed: usize,
+    /// Everything worth saying, in server and step order.
+    pub(crate) findings: Vec<Finding>,
+}
+
+impl Verdict {
+    /// Whether any finding fails the smoke.
+    pub(crate) fn failed(&self) -> bool {
+        self.count(Severity::Fail) > 0
+    }
+
+    /// Findings of one severity.
+    fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// Prints every finding and the closing line; the smoke's exit code.
+    pub(crate) fn print(&self) -> ExitCode {
+        for finding in &self.findings {
+            println!("{finding}");
+        }
+        println!(
+            "smoke: {} steps passed, {} failures, {} warnings, {} servers skipped",
+            self.passed,
+            self.count(Severity::Fail),
+            self.count(Severity::Warn),
+            self.count(Severity::Skip)
+        );
+        if self.failed() {
+            println!("smoke FAILED (see the FAIL lines above)");
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Judges a run of `scenarios` (with the report's own parameters).
+pub(crate) fn judge(report: &SuiteReport, scenarios: &[Scenario]) -> Verdict {
+    let mut verdict = Verdict::default();
+    for server in &report.servers {
+        let mut judging = Judging {
+            server,
+            report,
+            verdict: &mut verdict,
+        };
+        judging.server_as_a_whole(scenarios);
+    }
+    verdict
+}
+
+/// Judging one server's entry of a report.
+struct Judging<'a> {
+    /// The entry.
+    server: &'a ServerReport,
+    /// The whole run (for its parameters).
+    report: &'a SuiteReport,
+    /// Where findings go.
+    verdict: &'a mut Verdict,
+}
+
+impl Judging<'_> {
+    /// Switchboard and the bare broadcaster must pass everything; peers only must not crash.
+    fn required(&self) -> bool {
+        matches!(
+            self.server.server,
+            ServerKind::Switchboard | ServerKind::Bare
+        )
+    }
+
+    /// Records a finding on `step`.
+    fn add(&mut self, severity: Severity, step: &str, why: String) {
+        self.verdict.findings.push(Finding {
+            severity,
+            server: self.server.server,
+            step: step.to_owned(),
+            why,
+        });
+    }
+
+    /// Records a problem with a result: fails a required server, warns on a peer.
+    fn problem(&mut self, step: &str, why: String) {
+        let severity = if self.required() {
+            Severity::Fail
+        } else {
+            Severity::Warn
+        };
+        self.add(severity, step, why);
+    }
+
+    /// Every step of the plan, until the one the server failed to start on (the runner
+    /// tries no later step of it).
+    fn server_as_a_whole(&mut self, scenarios: &[Scenario]) {
+        if let Some(reason) = &self.server.skipped {
+            let severity = if self.required() {
+                Severity::Fail
+            } else {
+                Severity::Skip
+            };
+            self.add(severity, "-", format!("could not be prepared: {reason}"));
+            return;
+        }
+        for step in steps(scenarios, &self.report.params) {
+            let name = step.name();
+            let found_before = self.verdict.findings.len();
+            let failures: Vec<&Failure> = self
+                .server
+                .failures
+                .iter()
+                .filter(|f| f.step == name)
+                .collect();
+            for f in &failures {
+                let severity = match f.kind {
+                    FailureKind::Start | FailureKind::Crash => Severity::Fail,
+                    FailureKind::Scenario if self.required() => Severity::Fail,
+                    FailureKind::Scenario => Severity::Warn,
+                };
+                self.add(severity, &name, format!("{}: {}", f.kind.label(), f.reason));
+            }
+            if failures.iter().any(|f| f.kind == FailureKind::Start) {
+                return;
+            }
+            // A step that errored has no result to judge; one whose server exited after
+            // it finished does.
+            let crashed_after =
+                failures.iter().all(|f| f.kind == FailureKind::Crash) && self.has_result(step);
+            if failures.is_empty() || crashed_after {
+                self.step(step);
+            }
+            if self.verdict.findings.len() == found_before {
+                self.verdict.passed += 1;
+            }
+        }
+    }
+
+    /// Whether `step` left a result (a crashed step may have one).
+    fn has_result(&self, step: Step) -> bool {
+        let s = self.server;
+        match step {
+            Step::Idle => s.idle.is_some(),
+            Step::Fanout(n, _) => s.fanout.iter().any(|f| f.room_size == n),
+            Step::Latency(n) => s.latency.iter().any(|l| l.room_size == n),
+            Step::Rooms => s.rooms.is_some(),
+            Step::Churn => s.churn.is_some(),
+        }
+    }
+
+    /// The results of one step that ran without a recorded error.
+    fn step(&mut self, step: Step) {
+        let name = step.name();
+        match step {
+            Step::Idle => self.idle(&name),
+            Step::Fanout(n, latency) => {
+                self.fanout(&name, n);
+                if latency {
+                    self.latency(&name, n);
+                }
+            }
+            Step::Latency(n) => self.latency(&name, n),
+            Step::Rooms => self.rooms(&name),
+            Step::Churn => self.churn(&name),
+        }
+    }
+
+    /// Idle: a point per connection count, no connection lost.
+    fn idle(&mut self, step: &str) {
+        let Some(idle) = &self.server.idle else {
+            return self.problem(step, "no result".to_owned());
+        };
+        for &n in &self.report.params.idle_counts {
+            if !idle.points.iter().any(|p| p.connections == n) {
+                self.problem(step, format!("no measurement at {n} connections"));
+            }
+        }
+        self.lost(step, idle.lost_connections);
+    }
+
+    /// Fan-out: no connection lost, every event delivered.
+    fn fanout(&mut self, step: &str, size: usize) {
+        let Some(f) = self.server.fanout.iter().find(|f| f.room_size == size) else {
+            return self.problem(step, "no fan-out result".to_owned());
+        };
+        self.lost(step, f.lost_connections);
+        self.delivered(step, f.undelivered, f.written_off);
+    }
+
+    /// Latency: one result per load the plan asks for, each with exactly one sample per
+    /// delivery its broadcasts asked for.
+    fn latency(&mut self, step: &str, size: usize) {
+        let params = &self.report.params;
+        let loads: Vec<Option<f64>> = match params.latency_rate {
+            Some(_) => vec![None],
+            None => params.latency_loads.iter().map(|&l| Some(l)).collect(),
+        };
+        for load in loads {
+            let at = load.map_or("the fixed rate".to_owned(), |l| {
+                format!("{:.0}% of peak", l * 100.0)
+            });
+            let found = self
+                .server
+                .latency
+                .iter()
+                .find(|l| l.room_size == size && l.load == load);
+            match found {
+                None => self.problem(step, format!("no latency result at {at}")),
+                Some(l) => self.samples(step, &at, l),
+            }
+        }
+    }
+
+    /// A latency phase recorded exactly the deliveries its broadcasts asked for.
+    fn samples(&mut self, step: &str, at: &str, l: &LatencyResult) {
+        if l.expected == 0 {
+            self.problem(step, format!("latency at {at}: no broadcast sent"));
+        } else if l.samples != l.expected {
+            self.problem(
+                step,
+                format!(
+                    "latency at {at}: {} samples, expected {} (broadcasts × room size)",
+                    l.samples, l.expected
+                ),
+            );
+        }
+    }
+
+    /// Many rooms: no connection lost, every event delivered.
+    fn rooms(&mut self, step: &str) {
+        let Some(r) = &self.server.rooms else {
+            return self.problem(step, "no result".to_owned());
+        };
+        self.lost(step, r.lost_connections);
+        self.delivered(step, r.undelivered, r.written_off);
+    }
+
+    /// Churn: cycles completed, none failed.
+    fn churn(&mut self, step: &str) {
+        let Some(c) = &self.server.churn else {
+            return self.problem(step, "no result".to_owned());
+        };
+        if c.failures > 0 {
+            let first = c.first_error.as_deref().unwrap_or("?");
+            let why = format!(
+                "{} of {} cycles failed; first: {first}",
+                c.failures,
+                c.cycles + c.failures
+            );
+            self.problem(step, why);
+        }
+        if c.cycles == 0 {
+            self.problem(step, "no connect/disconnect cycle completed".to_owned());
+        }
+    }
+
+    /// Connections the server closed.
+    fn lost(&mut self, step: &str, lost: usize) {
+        if lost > 0 {
+            self.problem(step, format!("{lost} connections lost"));
+        }
+    }
+
+    /// Events that never arrived; a write-off that then arrived is only a warning.
+    fn delivered(&mut self, step: &str, undelivered: u64, written_off: u64) {
+        if undelivered > 0 {
+            self.problem(step, format!("{undelivered} deliveries never arrived"));
+        } else if written_off > 0 {
+            let why = format!(
+                "{written_off} deliveries written off after a 1 s stall, \
+                 but every event arrived later (a loaded machine?)"
+            );
+            self.add(Severity::Warn, step, why);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procstat::Machine;
+    use crate::scenarios::Params;
+    use crate::scenarios::churn::ChurnResult;
+    use crate::scenarios::fanout::FanoutResult;
+    use crate::scenarios::idle::{IdlePoint, IdleResult};
+    use crate::scenarios::rooms::RoomsResult;
+    use crate::suite::Versions;
+
+    /// Every result a clean smoke step leaves for `server`.
+    fn clean(server: ServerKind, params: &Params) -> ServerReport {
+        let points = params
+            .idle_counts
+            .iter()
+            .map(|&connections| IdlePoint {
+                connections,
+                rss_bytes: 10 << 20,
+                bytes_per_connection: 4096.0,
+            })
+            .collect();
+        let fanout = |room_size: usize| FanoutResult {
+            room_size,
+            seconds: 1.0,
+            broadcasts: 100,
+            deliveries: 100 * room_size as u64,
+            deliveries_per_sec: 100.0 * room_size as f64,
+            server_cpu_s_per_m: 1.0,
+            server_cores: 0.5,
+            generator_cpu_s_per_m: 1.0,
+            written_off: 0,
+            undelivered: 0,
+            lost_connections: 0,
+        };
+        let latency = |room_size: usize, load: f64| LatencyResult {
+            room_size,
+            load: Some(load),
+            rate: 50.0,
+            server_cores: 0.2,
+            generator_cores: 0.2,
+            offered_deliveries_per_sec: 50.0 * room_size as f64,
+            samples: 50 * room_size as u64,
+            expected: 50 * room_size as u64,
+            p50_us: 100,
+            p99_us: 1000,
+            p999_us: 2000,
+            max_us: 3000,
+        };
+        ServerReport {
+            server,
+            skipped: None,
+            idle: Some(IdleResult {
+                baseline_rss_bytes: 5 << 20,
+                points,
+                lost_connections: 0,
+            }),
+            fanout: params.room_sizes.iter().map(|&n| fanout(n)).collect(),
+            latency: params
+                .room_sizes
+                .iter()
+                .flat_map(|&n| params.latency_loads.iter().map(move |&l| latency(n, l)))
+                .collect(),
+            rooms: Some(RoomsResult {
+                rooms: params.rooms,
+                members: params.members,
+                connections: params.rooms,
+                seconds: 1.0,
+                emits_per_sec: 100.0,
+                deliveries_per_sec: 500.0,
+                server_cpu_s_per_m: 1.0,
+                generator_cpu_s_per_m: 1.0,
+                written_off: 0,
+                undelivered: 0,
+                lost_connections: 0,
+            }),
+            churn: Some(ChurnResult {
+                seconds: 1.0,
+                workers: params.churn_workers,
+                cycles: 100,
+                cycles_per_sec: 100.0,
+                failures: 0,
+                first_error: None,
+                server_cpu_s_per_k: 1.0,
+                rss_before_bytes: 5 << 20,
+                rss_after_bytes: 5 << 20,
+                source_addresses: 1,
+            }),
+            failures: Vec::new(),
+        }
+    }
+
+    /// A clean smoke run, with socketioxide skipped as in CI (not built).
+    fn smoke_report() -> SuiteReport {
+        let params = Params::smoke();
+        let servers = ServerKind::ALL
+            .iter()
+            .map(|&kind| match kind {
+                ServerKind::Socketioxide => ServerReport {
+                    skipped: Some("socketioxide peer not built".to_owned()),
+                    idle: None,
+                    fanout: Vec::new(),
+                    latency: Vec::new(),
+                    rooms: None,
+                    churn: None,
+                    ..clean(kind, &params)
+                },
+                _ => clean(kind, &params),
+            })
+            .collect();
+        SuiteReport {
+            mode: "smoke".to_owned(),
+            started_at: "2026-01-01 00:00:00".to_owned(),
+            machine: Machine {
+                cpu: "test".to_owned(),
+                cores: 2,
+                memory_gib: 4.0,
+                kernel: "test".to_owned(),
+                open_files_limit: 20_000,
+                port_range: "32768 60999".to_owned(),
+                load_at_start: String::new(),
+                load_at_end: String::new(),
+            },
+            versions: Versions::default(),
+            params,
+            servers,
+        }
+    }
+
+    /// The entry of `kind`.
+    fn entry(report: &mut SuiteReport, kind: ServerKind) -> &mut ServerReport {
+        report
+            .servers
+            .iter_mut()
+            .find(|s| s.server == kind)
+            .expect("every server is in the report")
+    }
+
+    /// The verdict on `report` for the smoke's scenarios.
+    fn verdict(report: &SuiteReport) -> Verdict {
+        judge(report, &Scenario::ALL)
+    }
+
+    /// The one failing finding of `report`, as printed.
+    fn only_failure(report: &SuiteReport) -> String {
+        let verdict = verdict(report);
+        let fails: Vec<String> = verdict
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Fail)
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(fails.len(), 1, "{:#?}", verdict.findings);
+        assert!(verdict.failed());
+        fails.into_iter().next().unwrap_or_default()
+    }
+
+    /// A failure entry.
+    fn failure(step: &str, kind: FailureKind, reason: &str) -> Failure {
+        Failure {
+            step: step.to_owned(),
+            kind,
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_clean_run_with_socketioxide_skipped_passes() {
+        let verdict = verdict(&smoke_report());
+        assert!(!verdict.failed(), "{:#?}", verdict.findings);
+        let skipped: Vec<String> = verdict.findings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            skipped,
+            ["SKIP socketioxide -: could not be prepared: socketioxide peer not built"]
+        );
+        // idle, fanout-10, fanout-50, rooms, churn on switchboard, node and bare.
+        assert_eq!(verdict.passed, 15);
+    }
+
+    #[test]
+    fn switchboard_that_fails_to_start_fails() {
+        let mut report = smoke_report();
+        let sb = entry(&mut report, ServerKind::Switchboard);
+        *sb = ServerReport {
+            idle: None,
+            fanout: Vec::new(),
+            latency: Vec::new(),
+            rooms: None,
+            churn: None,
+            failures: vec![failure(
+                "idle",
+                FailureKind::Start,
+                "exited (exit status: 1)",
+            )],
+            ..sb.clone()
+        };
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard idle: failed to start: exited (exit status: 1)"
+        );
+    }
+
+    #[test]
+    fn switchboard_that_cannot_be_prepared_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).skipped =
+            Some("build of protocol_fixture failed".to_owned());
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard -: could not be prepared: build of protocol_fixture failed"
+        );
+    }
+
+    #[test]
+    fn switchboard_scenario_error_fails() {
+        let mut report = smoke_report();
+        let sb = entry(&mut report, ServerKind::Switchboard);
+        sb.churn = None;
+        sb.failures
+            .push(failure("churn", FailureKind::Scenario, "timed out"));
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard churn: failed: timed out"
+        );
+    }
+
+    #[test]
+    fn switchboard_that_exits_after_a_clean_step_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard)
+            .failures
+            .push(failure(
+                "rooms",
+                FailureKind::Crash,
+                "server exited (signal: 11)",
+            ));
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard rooms: crashed: server exited (signal: 11)"
+        );
+    }
+
+    #[test]
+    fn switchboard_lost_connection_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).fanout[1].lost_connections = 2;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard fanout-50: 2 connections lost"
+        );
+    }
+
+    #[test]
+    fn switchboard_short_sample_count_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).latency[0].samples -= 1;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard fanout-10: latency at 50% of peak: 499 samples, \
+             expected 500 (broadcasts × room size)"
+        );
+    }
+
+    #[test]
+    fn switchboard_missing_latency_result_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).latency.pop();
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard fanout-50: no latency result at 10% of peak"
+        );
+    }
+
+    #[test]
+    fn switchboard_undelivered_events_fail() {
+        let mut report = smoke_report();
+        let rooms = entry(&mut report, ServerKind::Switchboard).rooms.as_mut();
+        if let Some(r) = rooms {
+            (r.undelivered, r.written_off) = (5, 5);
+        }
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard rooms: 5 deliveries never arrived"
+        );
+    }
+
+    #[test]
+    fn switchboard_churn_failures_fail() {
+        let mut report = smoke_report();
+        if let Some(c) = entry(&mut report, ServerKind::Switchboard).churn.as_mut() {
+            (c.failures, c.first_error) = (1, Some("cycle timed out".to_owned()));
+        }
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard churn: 1 of 101 cycles failed; first: cycle timed out"
+        );
+    }
+
+    #[test]
+    fn switchboard_idle_lost_connection_fails() {
+        let mut report = smoke_report();
+        if let Some(i) = entry(&mut report, ServerKind::Switchboard).idle.as_mut() {
+            i.lost_connections = 1;
+        }
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard idle: 1 connections lost"
+        );
+    }
+
+    #[test]
+    fn bare_lost_connection_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Bare).fanout[0].lost_connections = 1;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL bare fanout-10: 1 connections lost"
+        );
+    }
+
+    #[test]
+    fn a_write_off_whose_events_all_arrived_only_warns() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).fanout[0].written_off = 30;
+        let verdict = verdict(&report);
+        assert!(!verdict.failed(), "{:#?}", verdict.findings);
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Warn && f.step == "fanout-10")
+        );
+    }
+
+    #[test]
+    fn node_that_crashes_fails() {
+        let mut report = smoke_report();
+        let node = entry(&mut report, ServerKind::Node);
+        node.rooms = None;
+        node.failures.push(failure(
+            "rooms",
+            FailureKind::Crash,
+            "server closed the session; server exited (exit status: 1)",
+        ));
+        assert_eq!(
+            only_failure(&report),
+            "FAIL node rooms: crashed: server closed the session; server exited (exit status: 1)"
+        );
+    }
+
+    #[test]
+    fn node_that_fails_to_start_after_being_prepared_fails() {
+        let mut report = smoke_report();
+        let node = entry(&mut report, ServerKind::Node);
+        node.churn = None;
+        node.failures.push(failure(
+            "churn",
+            FailureKind::Start,
+            "stdout closed before a `listening on` line",
+        ));
+        assert!(verdict(&report).failed());
+    }
+
+    #[test]
+    fn node_scenario_error_and_lost_connection_only_warn() {
+        let mut report = smoke_report();
+        let node = entry(&mut report, ServerKind::Node);
+        node.fanout[0].lost_connections = 3;
+        node.churn = None;
+        node.failures
+            .push(failure("churn", FailureKind::Scenario, "timed out"));
+        let verdict = verdict(&report);
+        assert!(!verdict.failed(), "{:#?}", verdict.findings);
+        let warnings: Vec<String> = verdict
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warn)
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "WARN node fanout-10: 3 connections lost",
+                "WARN node churn: failed: timed out"
+            ]
+        );
+    }
+}
