@@ -3,7 +3,8 @@
 // helpers for event payloads that may carry a recovery offset.
 
 import { after, afterEach, before } from "node:test";
-import { Clients, TRANSPORT_MODES, call } from "../lib/client.mjs";
+import assert from "node:assert/strict";
+import { Clients, TRANSPORT_MODES, call, connected } from "../lib/client.mjs";
 import { startCluster } from "./cluster.mjs";
 import { startHaproxy } from "./haproxy.mjs";
 import { startRedis } from "./redis.mjs";
@@ -95,6 +96,78 @@ export const SIDES = [
   { label: "asked on a Switchboard node", pick: (cluster) => cluster.switchboard[0] },
   { label: "asked on the Node.js node", pick: (cluster) => cluster.node[0] },
 ];
+
+/**
+ * One client of a chaos test (cluster-chaos and serve-chaos) in `room`, reconnecting with
+ * RECONNECT. `segments` holds the numbers received, split at each reconnect that was not
+ * recovered (after which it joins the room again); `reconnects` files each reconnect
+ * under the blow under way (`phase()`), with whether it was recovered and the last
+ * number received before it.
+ *
+ * - `number(args)`: the event number in a `seq` event's arguments (offset removed);
+ * - `joined(answer)`: whether the `join` event's acknowledgement says it joined;
+ * - `askMs`: how long a join may wait for its acknowledgement.
+ */
+export class ChaosMember {
+  constructor({ clients, index, mode, url, room, phase, number, joined, askMs }) {
+    this.index = index;
+    this.mode = mode;
+    this.room = room;
+    this.joined = joined;
+    this.askMs = askMs;
+    this.segments = [[]];
+    this.connects = 0;
+    this.recovered = 0;
+    this.unrecovered = 0;
+    this.rejoinFailures = 0;
+    /** Each disconnect: `{ reason, phase }`. */
+    this.disconnects = [];
+    /** Each reconnect: `{ phase, recovered, after }` (the last number received before it). */
+    this.reconnects = [];
+    this.socket = clients.open(url, mode, RECONNECT);
+    this.socket.on("seq", (...args) => this.segments.at(-1).push(number(withoutOffset(args))));
+    this.socket.on("disconnect", (reason) => this.disconnects.push({ reason, phase: phase() }));
+    this.socket.on("connect", () => {
+      if (++this.connects === 1) return;
+      const recovered = this.socket.recovered;
+      this.reconnects.push({ phase: phase(), recovered, after: this.last });
+      if (recovered) {
+        this.recovered++;
+        return;
+      }
+      this.unrecovered++;
+      this.segments.push([]);
+      this.socket.timeout(this.askMs).emit("join", this.room, (err, answer) => {
+        if (err || !this.joined(answer)) this.rejoinFailures++;
+      });
+    });
+  }
+
+  async start() {
+    this.socket.connect();
+    await connected(this.socket);
+    const answer = await this.socket.timeout(this.askMs).emitWithAck("join", this.room);
+    assert.ok(this.joined(answer), `client ${this.index} joined ${this.room}: ${JSON.stringify(answer)}`);
+  }
+
+  /** The last number received, -1 before any. */
+  get last() {
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      if (this.segments[i].length) return this.segments[i].at(-1);
+    }
+    return -1;
+  }
+
+  /** The reconnects filed under `name`. */
+  reconnectsIn(name) {
+    return this.reconnects.filter((r) => r.phase === name);
+  }
+
+  /** The reconnects as text, a run of identical ones (a client in a loop) as one entry. */
+  get log() {
+    return reconnectLog(this.reconnects);
+  }
+}
 
 /**
  * The chaos tests' accounting (cluster-chaos and serve-chaos): for one member whose

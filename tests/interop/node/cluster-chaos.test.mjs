@@ -50,7 +50,7 @@ import { startCluster } from "../cluster/cluster.mjs";
 import { startFlapProxy } from "../cluster/flap-proxy.mjs";
 import { startHaproxy } from "../cluster/haproxy.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { POLLING, RECONNECT, UPGRADE, WEBSOCKET, analyse, reconnectLog, tally, first, withoutOffset } from "../cluster/support.mjs";
+import { ChaosMember, POLLING, RECONNECT, UPGRADE, WEBSOCKET, analyse, tally, first } from "../cluster/support.mjs";
 
 const CLIENTS = 30;
 /** The first FLAPPED clients reach the balancer through the flap proxy. */
@@ -123,64 +123,21 @@ after(async () => {
 /** The blow under way; reconnects and disconnects are filed under it. */
 let phase = "start";
 
-/**
- * One client in the room. `segments` holds the numbers received, split at each
- * reconnect that was not recovered (after which the client joins the room again).
- */
-class Member {
+/** One client in the room (see ChaosMember); `flappable` when it goes through the proxy. */
+class Member extends ChaosMember {
   constructor(index, mode, url) {
-    this.index = index;
-    this.mode = mode;
-    this.flappable = url !== lb.url;
-    this.segments = [[]];
-    this.connects = 0;
-    this.recovered = 0;
-    this.unrecovered = 0;
-    this.rejoinFailures = 0;
-    /** Each disconnect: `{ reason, phase }`. */
-    this.disconnects = [];
-    /** Each reconnect: `{ phase, recovered, after }` (the last number received before it). */
-    this.reconnects = [];
-    this.socket = clients.open(url, mode, RECONNECT);
-    this.socket.on("seq", (...args) => this.segments.at(-1).push(withoutOffset(args)[0]));
-    this.socket.on("disconnect", (reason) => this.disconnects.push({ reason, phase }));
-    this.socket.on("connect", () => {
-      if (++this.connects === 1) return;
-      const recovered = this.socket.recovered;
-      this.reconnects.push({ phase, recovered, after: this.last });
-      if (recovered) {
-        this.recovered++;
-        return;
-      }
-      this.unrecovered++;
-      this.segments.push([]);
-      this.socket.timeout(ACK_TIMEOUT_MS).emit("join", ROOM, (err) => {
-        if (err) this.rejoinFailures++;
-      });
+    super({
+      clients,
+      index,
+      mode,
+      url,
+      room: ROOM,
+      phase: () => phase,
+      number: (args) => args[0],
+      joined: (answer) => answer === true,
+      askMs: ACK_TIMEOUT_MS,
     });
-  }
-
-  async start() {
-    this.socket.connect();
-    await connected(this.socket);
-    assert.deepEqual(await call(this.socket, "join", ROOM), [true]);
-  }
-
-  get last() {
-    for (let i = this.segments.length - 1; i >= 0; i--) {
-      if (this.segments[i].length) return this.segments[i].at(-1);
-    }
-    return -1;
-  }
-
-  /** The reconnects filed under `name`. */
-  reconnectsIn(name) {
-    return this.reconnects.filter((r) => r.phase === name);
-  }
-
-  /** The reconnects as text, a run of identical ones (a client in a loop) as one entry. */
-  get log() {
-    return reconnectLog(this.reconnects);
+    this.flappable = url !== lb.url;
   }
 }
 

@@ -39,11 +39,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Clients, connected } from "../lib/client.mjs";
+import { Clients } from "../lib/client.mjs";
 import { startServeCluster } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { POLLING, RECONNECT, UPGRADE, WEBSOCKET, analyse, reconnectLog, tally, withoutOffset } from "../cluster/support.mjs";
+import { ChaosMember, POLLING, UPGRADE, WEBSOCKET, analyse, tally } from "../cluster/support.mjs";
 
 const CLIENTS = 15;
 const MODES = [WEBSOCKET, POLLING, UPGRADE];
@@ -96,53 +96,20 @@ after(async () => {
 /** The blow under way; reconnects and disconnects are filed under it. */
 let phase = "start";
 
-/**
- * One client in the room. `segments` holds the numbers received, split at each
- * reconnect that was not recovered (after which the client joins the room again).
- */
-class Member {
+/** One client in the room (see ChaosMember), with a round trip to ask it is back. */
+class Member extends ChaosMember {
   constructor(index, mode, url) {
-    this.index = index;
-    this.mode = mode;
-    this.segments = [[]];
-    this.connects = 0;
-    this.recovered = 0;
-    this.unrecovered = 0;
-    this.rejoinFailures = 0;
-    /** Each disconnect: `{ reason, phase }`. */
-    this.disconnects = [];
-    /** Each reconnect: `{ phase, recovered, after }` (the last number received before it). */
-    this.reconnects = [];
-    this.socket = clients.open(url, mode, RECONNECT);
-    this.socket.on("seq", (...args) => this.segments.at(-1).push(withoutOffset(args)[0].n));
-    this.socket.on("disconnect", (reason) => this.disconnects.push({ reason, phase }));
-    this.socket.on("connect", () => {
-      if (++this.connects === 1) return;
-      const recovered = this.socket.recovered;
-      this.reconnects.push({ phase, recovered, after: this.last });
-      if (recovered) {
-        this.recovered++;
-        return;
-      }
-      this.unrecovered++;
-      this.segments.push([]);
-      this.socket.timeout(ASK_MS).emit("join", ROOM, (err, res) => {
-        if (err || res?.ok !== true) this.rejoinFailures++;
-      });
+    super({
+      clients,
+      index,
+      mode,
+      url,
+      room: ROOM,
+      phase: () => phase,
+      number: (args) => args[0].n,
+      joined: (answer) => answer?.ok === true,
+      askMs: ASK_MS,
     });
-  }
-
-  async start() {
-    this.socket.connect();
-    await connected(this.socket);
-    assert.deepEqual(await this.socket.timeout(ASK_MS).emitWithAck("join", ROOM), { ok: true });
-  }
-
-  get last() {
-    for (let i = this.segments.length - 1; i >= 0; i--) {
-      if (this.segments[i].length) return this.segments[i].at(-1);
-    }
-    return -1;
   }
 
   /**
@@ -171,11 +138,6 @@ class Member {
       if (Date.now() > deadline) throw new Error(`client ${this.index} did not come back`);
       await sleep(50);
     }
-  }
-
-  /** The reconnects as text, a run of identical ones (a client in a loop) as one entry. */
-  get log() {
-    return reconnectLog(this.reconnects);
   }
 }
 
