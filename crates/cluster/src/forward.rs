@@ -24,6 +24,14 @@
 //! - **Waiting long enough:** a long-polling GET is answered only when the owner has
 //!   frames for it, at most `pingInterval + pingTimeout` later; the forwarding node
 //!   waits that long plus [`NETWORK_MARGIN`].
+//! - **...but not for a node that died:** while requests wait, every [`OWNER_CHECK`]
+//!   the forwarding node asks Redis who still listens on each of their owners'
+//!   channels (`PUBSUB NUMSUB`). An owner absent at two checks in a row (a live node's
+//!   subscription that reconnects is absent for a moment only) has left: its requests
+//!   fail at once with an unknown owner, so their clients open a new session (and
+//!   resume) a few seconds after a node's crash instead of after their own ping
+//!   timeout. A node that is frozen keeps its connection and is not noticed here; the
+//!   clients' ping timeout and the load balancer's health checks cover it.
 //! - **Cancellation:** when the client gives up on its request (the future is
 //!   dropped), a cancel message ends the request on the owner too, as an aborted
 //!   local poll would, so frames are not taken for a client no longer there. A cancel
@@ -39,20 +47,20 @@
 pub(crate) mod frame;
 mod recent;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use switchboard_engine::DisconnectReason;
 use switchboard_engine::config::NodeTag;
 use switchboard_engine::eio::forward::{
     ForwardError, ForwardedRequest, ForwardedResponse, Forwarder,
 };
 use switchboard_engine::eio::server::EngineServer;
 use switchboard_engine::protocol::engineio::handshake::Query;
+use switchboard_engine::{DisconnectReason, Shutdown};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
@@ -64,6 +72,9 @@ use crate::broker::{Broker, MessageHandler};
 /// Added to the engine's longest poll before a forwarded request is given up: the
 /// two pub/sub hops and the owner's scheduling.
 pub(crate) const NETWORK_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often the owners of waiting requests are checked for (see the module doc).
+pub(crate) const OWNER_CHECK: Duration = Duration::from_secs(2);
 
 /// The pub/sub channel of the node tagged `tag`.
 pub(crate) fn channel(key_prefix: &str, tag: &str) -> String {
@@ -77,10 +88,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A request sent, waiting for its answer from `owner`.
+/// A request sent, waiting for its answer from `owner` (or for the news that `owner`
+/// left).
 struct Waiter {
     owner: String,
-    answer: oneshot::Sender<ForwardedResponse>,
+    answer: oneshot::Sender<Result<ForwardedResponse, ForwardError>>,
 }
 
 /// Requests sent, by id, waiting for their answer.
@@ -128,13 +140,15 @@ enum Rejected {
 }
 
 impl RedisForwarder {
-    /// Sets the forwarder on `engine` and serves the requests forwarded to `tag`.
+    /// Sets the forwarder on `engine` and serves the requests forwarded to `tag`;
+    /// watches the owners of waiting requests until `shutdown`.
     pub(crate) fn attach(
         broker: &Arc<Broker>,
         key_prefix: &str,
         tag: NodeTag,
         secret: &ClusterSecret,
         engine: &Arc<EngineServer>,
+        shutdown: Shutdown,
     ) {
         let forwarder = Arc::new(RedisForwarder {
             broker: broker.clone(),
@@ -155,7 +169,39 @@ impl RedisForwarder {
             }
         });
         broker.route(channel(key_prefix, tag.as_str()), handler);
+        tokio::spawn(watch_owners(Arc::downgrade(&forwarder), shutdown));
         engine.set_forwarder(forwarder);
+    }
+
+    /// The owners that requests are waiting for.
+    fn awaited_owners(&self) -> HashSet<String> {
+        self.waiting
+            .lock()
+            .map(|w| w.values().map(|waiter| waiter.owner.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Fails every request waiting for one of `gone`.
+    fn owners_left(&self, gone: &HashSet<String>) {
+        let failed: Vec<Waiter> = match self.waiting.lock() {
+            Ok(mut waiting) => {
+                let ids: Vec<RequestId> = waiting
+                    .iter()
+                    .filter(|(_, waiter)| gone.contains(&waiter.owner))
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.iter().filter_map(|id| waiting.remove(id)).collect()
+            }
+            Err(_) => return,
+        };
+        if !failed.is_empty() {
+            tracing::info!(owners = ?gone, requests = failed.len(), "the owners of forwarded polling requests left; failing them");
+        }
+        for waiter in failed {
+            let _ = waiter
+                .answer
+                .send(Err(ForwardError::UnknownOwner(waiter.owner)));
+        }
     }
 
     fn on_frame(self: &Arc<Self>, payload: &[u8]) {
@@ -183,7 +229,7 @@ impl RedisForwarder {
                 });
                 match waiter {
                     Some(waiter) => {
-                        let _ = waiter.answer.send(response);
+                        let _ = waiter.answer.send(Ok(response));
                     }
                     // Usually an answer that came after its request was given up:
                     // not counted as a rejected frame.
@@ -357,9 +403,14 @@ impl Forwarder for RedisForwarder {
             }
             tokio::select! {
                 answer = tokio::time::timeout(timeout, rx) => match answer {
-                    Ok(Ok(response)) => {
+                    Ok(Ok(Ok(response))) => {
                         pending.settle();
                         Ok(response)
+                    }
+                    // The owner left (see `watch_owners`): nobody to cancel.
+                    Ok(Ok(Err(err))) => {
+                        pending.settle();
+                        Err(err)
                     }
                     // The forwarder is gone: the node is shutting down.
                     Ok(Err(_)) | Err(_) => Err(ForwardError::Timeout),
@@ -369,6 +420,35 @@ impl Forwarder for RedisForwarder {
                 _ = link.changed() => Err(ForwardError::Transport(Box::new(LinkError::Changed))),
             }
         })
+    }
+}
+
+/// Checks the owners of waiting requests every [`OWNER_CHECK`] until `shutdown` (or the
+/// forwarder is gone), and fails the requests of an owner that no longer listens on
+/// its channel at two checks in a row. A check that cannot reach Redis proves
+/// nothing: this node's own link going down fails its requests already.
+async fn watch_owners(forwarder: Weak<RedisForwarder>, shutdown: Shutdown) {
+    let mut absent_before = HashSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(OWNER_CHECK) => {}
+        }
+        let Some(me) = forwarder.upgrade() else {
+            return;
+        };
+        let mut absent = HashSet::new();
+        for owner in me.awaited_owners() {
+            let listening = me.broker.numsub(&channel(&me.key_prefix, &owner)).await;
+            if matches!(listening, Ok(0)) {
+                absent.insert(owner);
+            }
+        }
+        let gone: HashSet<String> = absent.intersection(&absent_before).cloned().collect();
+        if !gone.is_empty() {
+            me.owners_left(&gone);
+        }
+        absent_before = absent;
     }
 }
 

@@ -238,6 +238,8 @@ pub struct Cluster {
     /// Starts this node's session ids (random, 6 base64url characters: one in 69
     /// billion that two nodes draw the same).
     tag: Option<NodeTag>,
+    /// Ends the tasks started later ([`Cluster::serve_forwarded`]'s owner watch).
+    shutdown: Shutdown,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -275,9 +277,10 @@ impl Cluster {
                 kind: config.adapter,
                 secret: None,
                 tag: None,
+                shutdown,
             }),
             AdapterKind::Redis => {
-                let node = pubsub::PubSubNode::start(config, shutdown)?;
+                let node = pubsub::PubSubNode::start(config, shutdown.clone())?;
                 Ok(Cluster {
                     factory: node.factory(),
                     health: Some(node.health().clone()),
@@ -286,10 +289,11 @@ impl Cluster {
                     kind: config.adapter,
                     secret: secret.clone(),
                     tag: new_tag(),
+                    shutdown,
                 })
             }
             AdapterKind::RedisStreams => {
-                let node = streams::StreamsNode::start(config, shutdown)?;
+                let node = streams::StreamsNode::start(config, shutdown.clone())?;
                 Ok(Cluster {
                     factory: node.factory(),
                     health: Some(node.health().clone()),
@@ -298,6 +302,7 @@ impl Cluster {
                     kind: config.adapter,
                     secret: secret.clone(),
                     tag: new_tag(),
+                    shutdown,
                 })
             }
         }
@@ -343,7 +348,14 @@ impl Cluster {
     pub fn serve_forwarded(&self, engine: &Arc<EngineServer>) {
         let broker = self.node.as_ref().and_then(|n| n.broker());
         if let (Some(broker), Some(tag), Some(secret)) = (broker, &self.tag, &self.secret) {
-            forward::RedisForwarder::attach(broker, &self.key_prefix, tag.clone(), secret, engine);
+            forward::RedisForwarder::attach(
+                broker,
+                &self.key_prefix,
+                tag.clone(),
+                secret,
+                engine,
+                self.shutdown.clone(),
+            );
         }
     }
 }
