@@ -10,8 +10,8 @@ use crate::peers::{Paths, ServerKind};
 use crate::scenarios::{Params, Scenario};
 use crate::suite::{Plan, SuiteReport};
 
-/// Side-by-side benchmarks of Switchboard, Node.js Socket.IO, socketioxide and a bare
-/// Rust WebSocket broadcaster.
+/// Side-by-side benchmarks of Switchboard (protocol_fixture and the shipped `switchboard
+/// serve`), Node.js Socket.IO, socketioxide and a bare Rust WebSocket broadcaster.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub(crate) struct Cli {
@@ -71,11 +71,13 @@ pub(crate) struct Common {
     /// Port every server binds (0: a free port each time).
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,
-    /// Do not build missing Rust peers (protocol_fixture, socketioxide); skip them instead.
+    /// Do not build the Rust servers (protocol_fixture, switchboard, socketioxide): use
+    /// the binaries there are, and skip those that are missing.
     #[arg(long)]
     pub(crate) no_build: bool,
-    /// protocol_fixture binary to measure as Switchboard (default: build and use the one of
-    /// this workspace, in the same profile as this binary).
+    /// protocol_fixture binary to measure as `switchboard` (default: build and use the one
+    /// of this workspace, in the same profile as this binary). `switchboard-serve` is
+    /// always this workspace's binary.
     #[arg(long)]
     pub(crate) switchboard_bin: Option<PathBuf>,
     /// Output directory (default: bench/results/<timestamp>/, or target/bench-smoke/ for smoke).
@@ -141,6 +143,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         host: args.host.clone(),
         build_fixture: !args.no_build && args.switchboard_bin.is_none(),
         switchboard_bin: args.switchboard_bin.clone(),
+        build_serve: !args.no_build,
         build_socketioxide: !args.no_build,
         port: args.port,
         out_dir: out_dir.clone(),
@@ -185,7 +188,8 @@ fn rewrite(
 }
 
 /// Smoke never builds the socketioxide peer (CI does not build it): it is reported as
-/// skipped when its binary is missing. protocol_fixture is part of the workspace.
+/// skipped when its binary is missing. protocol_fixture and the `switchboard` binary are
+/// part of the workspace.
 fn smoke_plan(mut plan: Plan) -> Plan {
     plan.params = Params::smoke();
     plan.build_socketioxide = false;

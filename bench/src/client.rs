@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::net::SourcePool;
-use crate::sio::{self, Incoming};
+use crate::sio::{self, Dialect, Incoming};
 use crate::stats::Stats;
 use crate::ws::{self, FrameHead, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 
@@ -30,7 +30,7 @@ pub(crate) struct Replies {
 
 impl Replies {
     /// Notes what a control frame or packet asks for; returns the packet if it is neither.
-    fn note(&mut self, opcode: u8, payload: &[u8]) -> Option<Incoming> {
+    fn note<'a>(&mut self, opcode: u8, payload: &'a [u8]) -> Option<Incoming<'a>> {
         match opcode {
             OP_TEXT => match sio::classify(payload) {
                 Incoming::Ping => self.eio_pings += 1,
@@ -60,7 +60,7 @@ impl Replies {
 pub(crate) fn drain_frames(
     buf: &mut BytesMut,
     replies: &mut Replies,
-    mut on_packet: impl FnMut(Incoming),
+    mut on_packet: impl FnMut(Incoming<'_>),
 ) -> anyhow::Result<()> {
     let mut pos = 0;
     while let Some(head) = FrameHead::parse(&buf[pos..])? {
@@ -113,17 +113,25 @@ pub(crate) struct Session {
     out: BytesMut,
     /// Next acknowledgement id.
     next_id: u64,
+    /// How this server joins, publishes and delivers.
+    pub(crate) dialect: Dialect,
 }
 
 impl Session {
-    /// Connects and completes the WebSocket, Engine.IO and Socket.IO handshakes.
-    pub(crate) async fn open(pool: &SourcePool, target: SocketAddr) -> anyhow::Result<Session> {
+    /// Connects and completes the WebSocket, Engine.IO and Socket.IO handshakes with a
+    /// server that speaks `dialect`.
+    pub(crate) async fn open(
+        pool: &SourcePool,
+        target: SocketAddr,
+        dialect: Dialect,
+    ) -> anyhow::Result<Session> {
         let stream = within("TCP connect", async { Ok(pool.connect(target).await?) }).await?;
         let mut session = Session {
             stream,
             buf: BytesMut::with_capacity(ws::READ_BUFFER),
             out: BytesMut::new(),
             next_id: 0,
+            dialect,
         };
         let host = target.to_string();
         let (stream, buf) = (&mut session.stream, &mut session.buf);
@@ -132,13 +140,11 @@ impl Session {
             ws::client_handshake(stream, &host, sio::PATH, buf),
         )
         .await?;
-        within("Engine.IO open", session.wait_for(|p| *p == Incoming::Open)).await?;
+        let open = |p: &Incoming<'_>| (*p == Incoming::Open).then_some(());
+        within("Engine.IO open", session.wait_for(open)).await?;
         session.send_text(b"40").await?;
-        within(
-            "Socket.IO connect",
-            session.wait_for(|p| *p == Incoming::Connected),
-        )
-        .await?;
+        let connected = |p: &Incoming<'_>| (*p == Incoming::Connected).then_some(());
+        within("Socket.IO connect", session.wait_for(connected)).await?;
         Ok(session)
     }
 
@@ -150,15 +156,22 @@ impl Session {
         Ok(())
     }
 
-    /// Reads until a packet satisfies `want`, answering pings meanwhile.
-    async fn wait_for(&mut self, want: impl Fn(&Incoming) -> bool) -> anyhow::Result<()> {
+    /// Reads until `want` picks something out of a packet, answering pings meanwhile.
+    async fn wait_for<T>(
+        &mut self,
+        want: impl Fn(&Incoming<'_>) -> Option<T>,
+    ) -> anyhow::Result<T> {
         loop {
-            let mut found = false;
+            let mut found = None;
             let mut replies = Replies::default();
-            drain_frames(&mut self.buf, &mut replies, |p| found |= want(&p))?;
+            drain_frames(&mut self.buf, &mut replies, |p| {
+                if found.is_none() {
+                    found = want(&p);
+                }
+            })?;
             self.reply(&replies).await?;
-            if found {
-                return Ok(());
+            if let Some(found) = found {
+                return Ok(found);
             }
             if replies.closed {
                 bail!("server refused or closed the session");
@@ -177,12 +190,23 @@ impl Session {
         Ok(())
     }
 
-    /// Joins `room` and waits for the server's ack.
+    /// Joins `room` and waits for the server's ack, which must say it joined.
     pub(crate) async fn join(&mut self, room: &str) -> anyhow::Result<()> {
         let id = self.next_id;
         self.next_id += 1;
         self.send_text(sio::join(id, room).as_bytes()).await?;
-        within("join ack", self.wait_for(|p| *p == Incoming::Ack(id))).await
+        let ack = |p: &Incoming<'_>| match p {
+            Incoming::Ack(i, args) if *i == id => Some(args.to_vec()),
+            _ => None,
+        };
+        let args = within("join ack", self.wait_for(ack)).await?;
+        if args != self.dialect.join_ack() {
+            bail!(
+                "join {room:?} refused: ack {}",
+                String::from_utf8_lossy(&args)
+            );
+        }
+        Ok(())
     }
 
     /// Closes the session properly: Socket.IO disconnect, WebSocket close, then waits
@@ -209,6 +233,7 @@ impl Session {
     /// the connection ends; `shard` spreads histogram locking.
     pub(crate) async fn receive(mut self, stats: &Stats, shard: usize) -> anyhow::Result<()> {
         let mut stamps = Vec::new();
+        let dialect = self.dialect;
         loop {
             fill(&mut self.stream, &mut self.buf).await?;
             let now = Instant::now();
@@ -216,9 +241,11 @@ impl Session {
             let mut delivered = 0;
             let mut replies = Replies::default();
             drain_frames(&mut self.buf, &mut replies, |packet| {
-                if let Incoming::Delivery(stamp) = packet {
+                if let Incoming::Delivery(args) = packet {
                     delivered += 1;
-                    if let (true, Some(stamp)) = (recording, stamp) {
+                    // A stamp that does not parse is a missing sample: the latency
+                    // phase's sample count then differs from what it expected.
+                    if recording && let Some(stamp) = dialect.stamp(args) {
                         stamps.push(stamp);
                     }
                 }

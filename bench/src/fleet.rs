@@ -12,6 +12,8 @@ use tokio::task::JoinSet;
 use crate::client::Session;
 use crate::net::SourcePool;
 use crate::progress::Progress;
+use crate::scenarios::Target;
+use crate::sio::Dialect;
 use crate::stats::Stats;
 
 /// Connection setups in flight at once: enough to open thousands per second, few enough
@@ -31,6 +33,8 @@ pub(crate) struct Fleet {
     target: SocketAddr,
     /// Source addresses for outgoing connections.
     pool: Arc<SourcePool>,
+    /// How the server joins rooms and delivers.
+    dialect: Dialect,
     /// Counters shared by every receiver.
     stats: Arc<Stats>,
     /// One task per connection: its receive loop.
@@ -50,10 +54,11 @@ impl std::fmt::Debug for Fleet {
 
 impl Fleet {
     /// An empty fleet aimed at `target`.
-    pub(crate) fn new(target: SocketAddr, pool: Arc<SourcePool>, stats: Arc<Stats>) -> Fleet {
+    pub(crate) fn new(target: &Target, stats: Arc<Stats>) -> Fleet {
         Fleet {
-            target,
-            pool,
+            target: target.addr,
+            pool: target.pool.clone(),
+            dialect: target.dialect,
             stats,
             tasks: JoinSet::new(),
             opened: 0,
@@ -79,6 +84,7 @@ impl Fleet {
             let setup = Setup {
                 target: self.target,
                 pool: self.pool.clone(),
+                dialect: self.dialect,
                 gate: gate.clone(),
                 rooms: rooms_of(index),
             };
@@ -126,6 +132,8 @@ struct Setup {
     target: SocketAddr,
     /// Source addresses.
     pool: Arc<SourcePool>,
+    /// How the server joins rooms.
+    dialect: Dialect,
     /// Bounds concurrent setups.
     gate: Arc<Semaphore>,
     /// Rooms to join.
@@ -149,7 +157,7 @@ impl Setup {
 
     /// One attempt: connect, handshake, join.
     async fn attempt(&self) -> anyhow::Result<Session> {
-        let mut session = Session::open(&self.pool, self.target).await?;
+        let mut session = Session::open(&self.pool, self.target, self.dialect).await?;
         for room in &self.rooms {
             session.join(room).await?;
         }

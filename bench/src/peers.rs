@@ -1,9 +1,11 @@
 //! The servers under test: how each is found, prepared (npm ci, cargo build) and started,
 //! and the guard that stops its whole process group, also when the runner is interrupted.
 //!
-//! Every server follows one contract: given `--host H --port P` it binds, prints exactly
-//! `listening on ADDR` on stdout, and exits on SIGTERM.
+//! Every server follows one contract: given `--host H --port P` (`switchboard serve`:
+//! `--listen H:P`) it binds, prints exactly `listening on ADDR` on stdout, and exits on
+//! SIGTERM.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,17 +18,24 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::sio::Dialect;
+
 /// Time a server gets to print its `listening on` line (Node needs about a second).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a server gets to exit after SIGTERM before its group is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One of the four servers measured side by side.
+/// One of the servers measured side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ServerKind {
-    /// Switchboard's `protocol_fixture cluster` (release build).
+    /// Switchboard's `protocol_fixture cluster`: the engine and in-memory adapter with
+    /// the fixture's `join` and `broadcast` handlers (same profile as this binary).
     Switchboard,
+    /// The shipped `switchboard serve` binary, namespace rules doing the same work (`join`
+    /// and a `relay` event rule), in-memory adapter (same profile as this binary).
+    #[serde(rename = "switchboard-serve")]
+    SwitchboardServe,
     /// socketioxide, latest from crates.io, in `bench/peers/socketioxide`.
     Socketioxide,
     /// Node.js Socket.IO 4.8, default settings, in `bench/peers/node`.
@@ -37,20 +46,71 @@ pub(crate) enum ServerKind {
 
 impl ServerKind {
     /// All servers, in report order.
-    pub(crate) const ALL: [ServerKind; 4] = [
+    pub(crate) const ALL: [ServerKind; 5] = [
         ServerKind::Switchboard,
+        ServerKind::SwitchboardServe,
         ServerKind::Socketioxide,
         ServerKind::Node,
         ServerKind::Bare,
     ];
 
-    /// Name used in reports and file names.
+    /// Name on the command line (`--servers`), in file names and in the smoke verdict.
     pub(crate) fn name(self) -> &'static str {
         match self {
             ServerKind::Switchboard => "switchboard",
+            ServerKind::SwitchboardServe => "switchboard-serve",
             ServerKind::Socketioxide => "socketioxide",
             ServerKind::Node => "node",
             ServerKind::Bare => "bare",
+        }
+    }
+
+    /// Name in the rows of tables and the legends of charts: says which Switchboard row
+    /// is the fixture and which the shipped binary.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ServerKind::Switchboard => "switchboard (fixture)",
+            ServerKind::SwitchboardServe => "switchboard serve",
+            other => other.name(),
+        }
+    }
+
+    /// What runs behind a row of the report, in one line of markdown.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            ServerKind::Switchboard => {
+                "`protocol_fixture cluster` (`crates/cluster/examples/protocol_fixture`): \
+                 Switchboard's engine and in-memory adapter driven by a small Rust program \
+                 whose `join` and `broadcast` (room, event, …args) handlers do the workload; \
+                 the publisher is in no room. Not the shipped binary."
+            }
+            ServerKind::SwitchboardServe => {
+                "the shipped binary, `switchboard serve` with the config this run wrote \
+                 (`switchboard-serve.toml` beside `results.json`): namespace rules do the \
+                 same work, `join` (acked `{\"ok\": true}`) and a `relay` rule on `bench`, \
+                 so the publisher joins each room it publishes to and emits `bench` (room, \
+                 payload), which the room's other members receive unchanged; in-memory \
+                 adapter, recovery off, no rate limit."
+            }
+            ServerKind::Socketioxide => {
+                "socketioxide (`bench/peers/socketioxide`), handlers like the fixture's."
+            }
+            ServerKind::Node => {
+                "Node.js Socket.IO 4.8, default settings (`bench/peers/node`), handlers \
+                 like the fixture's."
+            }
+            ServerKind::Bare => {
+                "a bare Rust WebSocket broadcaster speaking just enough Engine.IO and \
+                 Socket.IO (`bench/src/bare.rs`): the practical limit of the hardware."
+            }
+        }
+    }
+
+    /// How the server is asked to join and publish, and how it delivers.
+    pub(crate) fn dialect(self) -> Dialect {
+        match self {
+            ServerKind::SwitchboardServe => Dialect::Rules,
+            _ => Dialect::Handlers,
         }
     }
 }
@@ -92,10 +152,42 @@ impl Paths {
 pub(crate) struct Launch {
     /// Program to run.
     pub(crate) program: PathBuf,
-    /// Arguments before `--host`/`--port`.
+    /// Arguments before the address flags.
     pub(crate) args: Vec<String>,
+    /// How the address is passed.
+    pub(crate) listen: Listen,
+    /// Variables of this environment the server must not inherit (`SWITCHBOARD_*` would
+    /// override `switchboard serve`'s generated config).
+    pub(crate) env_remove: Vec<OsString>,
     /// Working directory.
     pub(crate) cwd: PathBuf,
+}
+
+/// How a server is told where to listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// `--host H --port P`: protocol_fixture, the peers, the bare broadcaster.
+    HostPort,
+    /// `--listen H:P` (`[H]:P` for IPv6): `switchboard serve`.
+    Addr,
+}
+
+impl Listen {
+    /// The flags that bind `host:port`.
+    pub(crate) fn args(self, host: &str, port: u16) -> Vec<String> {
+        match self {
+            Listen::HostPort => vec![
+                "--host".to_owned(),
+                host.to_owned(),
+                "--port".to_owned(),
+                port.to_string(),
+            ],
+            Listen::Addr if host.contains(':') => {
+                vec!["--listen".to_owned(), format!("[{host}]:{port}")]
+            }
+            Listen::Addr => vec!["--listen".to_owned(), format!("{host}:{port}")],
+        }
+    }
 }
 
 /// A running server; dropping it kills its process group.
@@ -123,9 +215,13 @@ impl Server {
         }
         let stderr =
             std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
-        let mut child = Command::new(&launch.program)
+        let mut command = Command::new(&launch.program);
+        for name in &launch.env_remove {
+            command.env_remove(name);
+        }
+        let mut child = command
             .args(&launch.args)
-            .args(["--host", host, "--port", &port.to_string()])
+            .args(launch.listen.args(host, port))
             .current_dir(&launch.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -214,5 +310,36 @@ pub(crate) fn tail(log: &Path) -> String {
         "(empty)".to_owned()
     } else {
         tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_flags_follow_each_servers_command_line() {
+        assert_eq!(
+            Listen::HostPort.args("127.0.0.1", 0),
+            ["--host", "127.0.0.1", "--port", "0"]
+        );
+        assert_eq!(
+            Listen::Addr.args("127.0.0.1", 80),
+            ["--listen", "127.0.0.1:80"]
+        );
+        assert_eq!(Listen::Addr.args("::1", 0), ["--listen", "[::1]:0"]);
+    }
+
+    #[test]
+    fn only_switchboard_serve_speaks_the_rules_dialect() {
+        for kind in ServerKind::ALL {
+            let rules = kind == ServerKind::SwitchboardServe;
+            assert_eq!(kind.dialect() == Dialect::Rules, rules, "{}", kind.name());
+        }
+        // Its command-line name and its name in results.json are the same.
+        let json = serde_json::to_string(&ServerKind::SwitchboardServe).unwrap_or_default();
+        assert_eq!(json, "\"switchboard-serve\"");
+        let parsed = <ServerKind as clap::ValueEnum>::from_str("switchboard-serve", false);
+        assert_eq!(parsed, Ok(ServerKind::SwitchboardServe));
     }
 }

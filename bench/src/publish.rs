@@ -1,4 +1,6 @@
-//! The publisher: a separate client (in no room) that calls the `broadcast` path.
+//! The publisher: a separate client that publishes to rooms it is not a receiver of:
+//! through the `broadcast` handler from no room, or, where relay rules want the sender in
+//! the room ([`Dialect::publisher_joins`]), as a member the relayed event skips.
 //!
 //! Two pacing modes: closed loop ("as fast as the server accepts them": a window of
 //! unacknowledged broadcasts, and a cap on published-but-undelivered events so a server
@@ -11,7 +13,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::client::{Replies, Session, drain_frames, fill};
-use crate::sio::{self, Incoming};
+use crate::scenarios::Target;
+use crate::sio::{Dialect, Incoming};
 use crate::stats::Stats;
 use crate::ws::{self, OP_TEXT};
 
@@ -68,19 +71,29 @@ pub(crate) struct Publisher {
     out: BytesMut,
     /// Counts of this publisher so far.
     done: Published,
+    /// How the server wants events published.
+    dialect: Dialect,
 }
 
 impl Publisher {
-    /// Wraps an opened session.
-    pub(crate) fn new(session: Session) -> Publisher {
+    /// Opens a publisher that will publish to `rooms`; joins them first when the
+    /// server's dialect wants the sender in the room.
+    pub(crate) async fn open(target: &Target, rooms: &[String]) -> anyhow::Result<Publisher> {
+        let mut session = Session::open(&target.pool, target.addr, target.dialect).await?;
+        if target.dialect.publisher_joins() {
+            for room in rooms {
+                session.join(room).await?;
+            }
+        }
         let (rd, wr) = session.stream.into_split();
-        Publisher {
+        Ok(Publisher {
             rd,
             wr,
             buf: session.buf,
             out: BytesMut::new(),
             done: Published::default(),
-        }
+            dialect: session.dialect,
+        })
     }
 
     /// Publishes to `rooms` (picked round-robin from `offset`, `stride` apart) under
@@ -114,7 +127,8 @@ impl Publisher {
             for _ in 0..due {
                 let room = &rooms[next_room % rooms.len()];
                 next_room += stride;
-                let packet = sio::broadcast(self.done.sent, room, stats.stamp(Instant::now()));
+                let stamp = stats.stamp(Instant::now());
+                let packet = self.dialect.publish(self.done.sent, room, stamp);
                 ws::encode_frame(
                     &mut self.out,
                     OP_TEXT,
@@ -189,7 +203,7 @@ impl Publisher {
         let mut replies = Replies::default();
         let mut acked = 0;
         drain_frames(&mut self.buf, &mut replies, |p| {
-            acked += u64::from(matches!(p, Incoming::Ack(_)))
+            acked += u64::from(matches!(p, Incoming::Ack(..)))
         })?;
         self.done.acked += acked;
         replies.encode(&mut self.out);
@@ -197,5 +211,35 @@ impl Publisher {
             anyhow::bail!("server closed the publisher's session");
         }
         self.flush().await
+    }
+}
+
+/// Indices of the rooms a publisher with `(offset, stride)` picks among `len` rooms in
+/// [`Publisher::run`], each once, in the order it first picks them.
+pub(crate) fn rooms_visited(len: usize, (offset, stride): (usize, usize)) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let start = offset % len;
+    let mut visited = vec![start];
+    let mut next = (start + stride) % len;
+    while next != start {
+        visited.push(next);
+        next = (next + stride) % len;
+    }
+    visited
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publisher_visits_one_residue_class_of_rooms() {
+        assert_eq!(rooms_visited(1, (0, 1)), [0]);
+        assert_eq!(rooms_visited(6, (1, 1)), [1, 2, 3, 4, 5, 0]);
+        assert_eq!(rooms_visited(8, (3, 2)), [3, 5, 7, 1]);
+        assert_eq!(rooms_visited(8, (3, 0)), [3]);
+        assert!(rooms_visited(0, (3, 2)).is_empty());
     }
 }

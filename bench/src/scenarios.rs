@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::net::SourcePool;
+use crate::sio::Dialect;
 
 /// Longest wait for every published event to reach every member before a phase starts
 /// or a scenario ends. A safety net: it runs out only when the server lost events (or
@@ -126,6 +127,8 @@ pub(crate) struct Target {
     pub(crate) pid: u32,
     /// Source addresses of the generator's connections.
     pub(crate) pool: Arc<SourcePool>,
+    /// How the server joins rooms, takes publishes and delivers.
+    pub(crate) dialect: Dialect,
 }
 
 /// Seconds as a `Duration` (negative or NaN: zero).

@@ -40,6 +40,8 @@ pub(crate) struct Plan {
     pub(crate) build_fixture: bool,
     /// A protocol_fixture binary to use instead of the workspace's.
     pub(crate) switchboard_bin: Option<PathBuf>,
+    /// Build the `switchboard` binary first (for `switchboard serve`).
+    pub(crate) build_serve: bool,
     /// Build a missing socketioxide peer first.
     pub(crate) build_socketioxide: bool,
     /// Output directory of this run.
@@ -217,11 +219,8 @@ pub(crate) async fn run(
             churn: None,
             failures: Vec::new(),
         };
-        let prepared = match (&plan.switchboard_bin, kind) {
-            (Some(bin), ServerKind::Switchboard) => crate::prepare::fixture_at(bin, paths),
-            _ => prepare(kind, paths, (plan.build_fixture, plan.build_socketioxide)).await,
-        };
-        let launch = prepared
+        let launch = prepare(kind, paths, plan)
+            .await
             .inspect_err(|reason| {
                 eprintln!("  skipped: {reason}");
                 report.skipped = Some(reason.clone());
@@ -287,6 +286,7 @@ async fn run_server_step(
         addr: server.addr,
         pid: server.pid,
         pool: pool.clone(),
+        dialect: report.server.dialect(),
     };
     let outcome =
         tokio::time::timeout(STEP_TIMEOUT, run_step(step, &target, &plan.params, report)).await;

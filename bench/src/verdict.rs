@@ -1,9 +1,10 @@
 //! The smoke run's verdict: which problems of a run fail the CI smoke, which are only
 //! printed, and the lines that say so.
 //!
-//! Switchboard and the bare broadcaster must run every step of the plan cleanly: for them
-//! everything below fails the run. A Switchboard problem is what the smoke exists to catch,
-//! and a bare-broadcaster problem means the load generator itself is broken.
+//! Switchboard (protocol_fixture and `switchboard serve`) and the bare broadcaster must run
+//! every step of the plan cleanly: for them everything below fails the run. A Switchboard
+//! problem is what the smoke exists to catch, and a bare-broadcaster problem means the
+//! load generator itself is broken.
 //!
 //! - the server could not be prepared (binary missing, build failed), failed to start,
 //!   or exited during a step;
@@ -147,11 +148,12 @@ struct Judging<'a> {
 }
 
 impl Judging<'_> {
-    /// Switchboard and the bare broadcaster must pass everything; peers only must not crash.
+    /// Switchboard (either form) and the bare broadcaster must pass everything; peers only
+    /// must not crash.
     fn required(&self) -> bool {
         matches!(
             self.server.server,
-            ServerKind::Switchboard | ServerKind::Bare
+            ServerKind::Switchboard | ServerKind::SwitchboardServe | ServerKind::Bare
         )
     }
 
@@ -534,8 +536,9 @@ mod tests {
             skipped,
             ["SKIP socketioxide -: could not be prepared: socketioxide peer not built"]
         );
-        // idle, fanout-10, fanout-50, rooms, churn on switchboard, node and bare.
-        assert_eq!(verdict.passed, 15);
+        // idle, fanout-10, fanout-50, rooms, churn on switchboard, switchboard-serve,
+        // node and bare.
+        assert_eq!(verdict.passed, 20);
     }
 
     #[test]
@@ -666,6 +669,42 @@ mod tests {
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard idle: 1 connections lost"
+        );
+    }
+
+    #[test]
+    fn switchboard_serve_that_cannot_be_prepared_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::SwitchboardServe).skipped =
+            Some("build of switchboard failed".to_owned());
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve -: could not be prepared: build of switchboard failed"
+        );
+    }
+
+    #[test]
+    fn switchboard_serve_scenario_error_and_counters_fail() {
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.fanout.remove(0);
+        serve.failures.push(failure(
+            "fanout-10",
+            FailureKind::Scenario,
+            "join \"fanout\" refused: ack [{\"error\":\"too many rooms\"}]",
+        ));
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve fanout-10: failed: join \"fanout\" refused: \
+             ack [{\"error\":\"too many rooms\"}]"
+        );
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.latency[0].samples = 0;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve fanout-10: latency at 50% of peak: 0 samples, \
+             expected 500 (broadcasts × room size)"
         );
     }
 

@@ -1,5 +1,6 @@
-//! Markdown tables of a run: one per scenario, each server's value and its ratio to
-//! Switchboard's, plus the generator ceiling and the list of what did not run.
+//! Markdown tables of a run: what each row is, one table per scenario with each server's
+//! value and its ratio to Switchboard's (protocol_fixture), the generator ceiling and
+//! the list of what did not run.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,7 @@ use crate::suite::{ServerReport, SuiteReport};
 
 /// Every table of a report, in order.
 pub(super) fn all(report: &SuiteReport) -> String {
-    let mut md = String::new();
+    let mut md = servers(report);
     md.push_str(&not_run(report));
     md.push_str(&targets(report));
     for table in [
@@ -61,7 +62,16 @@ pub(super) fn machine(report: &SuiteReport) -> String {
     )
 }
 
-/// Switchboard against the targets of DESIGN.md §7.
+/// What each row of the tables is, for the servers of this run.
+fn servers(report: &SuiteReport) -> String {
+    let mut md = String::from("\n## Servers\n\n| row | what runs |\n|---|---|\n");
+    for s in &report.servers {
+        let _ = writeln!(md, "| {} | {} |", s.server.label(), s.server.describe());
+    }
+    md
+}
+
+/// Switchboard (protocol_fixture) against the targets of DESIGN.md §7.
 fn targets(report: &SuiteReport) -> String {
     let Some(sb) = switchboard(report) else {
         return String::new();
@@ -95,7 +105,7 @@ fn targets(report: &SuiteReport) -> String {
                 .and_then(|s| s.fanout.iter().find(|o| o.room_size == f.room_size));
             let value = other.map(|o| f.deliveries_per_sec / o.deliveries_per_sec);
             row(
-                format!("fan-out {} vs {}", f.room_size, kind.name()),
+                format!("fan-out {} vs {}", f.room_size, kind.label()),
                 value.map_or("—".into(), |v| format!("×{v:.2}")),
                 &format!("≥ ×{goal}"),
                 value.map(|v| v >= goal),
@@ -116,7 +126,9 @@ fn targets(report: &SuiteReport) -> String {
     }
     format!(
         "\n## Switchboard against the targets (DESIGN.md §7)\n\n\
-         | measure | Switchboard | target | |\n|---|---:|---:|---|\n{rows}"
+         Measured on `{}`, as every earlier run; the other rows are in the tables below.\n\n\
+         | measure | Switchboard | target | |\n|---|---:|---:|---|\n{rows}",
+        ServerKind::Switchboard.label()
     )
 }
 
@@ -128,7 +140,7 @@ fn not_run(report: &SuiteReport) -> String {
             let _ = writeln!(
                 md,
                 "- **{}** did not run: {}",
-                s.server.name(),
+                s.server.label(),
                 one_line(reason)
             );
         }
@@ -136,7 +148,7 @@ fn not_run(report: &SuiteReport) -> String {
             let _ = writeln!(
                 md,
                 "- **{}** `{}` {}: {}",
-                s.server.name(),
+                s.server.label(),
                 f.step,
                 f.kind.label(),
                 one_line(&f.reason)
@@ -202,7 +214,7 @@ fn idle(report: &SuiteReport) -> String {
     let last = counts.last().copied().unwrap_or(0);
     let base = switchboard(report).and_then(|s| per(s, last));
     for s in ran(report).filter(|s| s.idle.is_some()) {
-        let _ = write!(md, "| {} |", s.server.name());
+        let _ = write!(md, "| {} |", s.server.label());
         for &n in counts {
             let _ = write!(
                 md,
@@ -241,7 +253,7 @@ fn fanout(report: &SuiteReport) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
-                s.server.name(),
+                s.server.label(),
                 size,
                 human(f.deliveries_per_sec),
                 ratio(
@@ -286,7 +298,7 @@ fn latency(report: &SuiteReport) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1}% | {:.2} | {:.2} |",
-                s.server.name(),
+                s.server.label(),
                 size,
                 load_label(load),
                 l.rate,
@@ -343,7 +355,7 @@ fn rooms(report: &SuiteReport) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
-            s.server.name(),
+            s.server.label(),
             human(r.emits_per_sec),
             human(r.deliveries_per_sec),
             ratio(Some(r.deliveries_per_sec), base),
@@ -372,7 +384,7 @@ fn churn(report: &SuiteReport) -> String {
         let _ = writeln!(
             md,
             "| {} | {:.0} | {} | {} | {:.2} | {:.1} → {:.1} MiB | {} |",
-            s.server.name(),
+            s.server.label(),
             c.cycles_per_sec,
             ratio(Some(c.cycles_per_sec), base),
             c.failures,

@@ -55,7 +55,7 @@ struct Tally {
 
 /// One connect–disconnect cycle.
 async fn cycle(target: &Target) -> anyhow::Result<()> {
-    let session = Session::open(&target.pool, target.addr).await?;
+    let session = Session::open(&target.pool, target.addr, target.dialect).await?;
     session.close().await
 }
 

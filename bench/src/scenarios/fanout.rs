@@ -1,4 +1,4 @@
-//! Fan-out and latency on one room: the publisher (not in the room) broadcasts 100-byte
+//! Fan-out and latency on one room: the publisher (not a receiver) broadcasts 100-byte
 //! events as fast as the server accepts them (deliveries/s, CPU per million
 //! deliveries), then at a fixed rate of half that peak (publish→deliver percentiles).
 //!
@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Session;
 use crate::fleet::{Fleet, RoomsOf};
 use crate::procstat::Usage;
 use crate::progress::Progress;
@@ -106,15 +105,16 @@ struct Room {
     given_up: u64,
 }
 
-/// Opens `size` clients in the room and a publisher outside it.
+/// Opens `size` clients in the room and a publisher that is not one of them (a member
+/// of the room when the dialect wants one, see [`Publisher::open`]).
 async fn open_room(target: &Target, size: usize) -> anyhow::Result<Room> {
     let stats = Arc::new(Stats::new()?);
-    let mut fleet = Fleet::new(target.addr, target.pool.clone(), stats.clone());
+    let mut fleet = Fleet::new(target, stats.clone());
     let rooms: RoomsOf = Arc::new(|_| vec![ROOM.to_owned()]);
     fleet
         .grow(size, rooms, &format!("fanout: opening {size}"))
         .await?;
-    let publisher = Publisher::new(Session::open(&target.pool, target.addr).await?);
+    let publisher = Publisher::open(target, &[ROOM.to_owned()]).await?;
     Ok(Room {
         fleet,
         publisher,

@@ -51,7 +51,7 @@ async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
 /// Runs the idle scenario.
 pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<IdleResult> {
     let baseline = settled_rss(target.pid).await?;
-    let mut fleet = Fleet::new(target.addr, target.pool.clone(), Arc::new(Stats::new()?));
+    let mut fleet = Fleet::new(target, Arc::new(Stats::new()?));
     let no_rooms: RoomsOf = Arc::new(|_| Vec::new());
     let mut points = Vec::new();
     for &count in &params.idle_counts {

@@ -11,11 +11,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Session;
 use crate::fleet::{Fleet, RoomsOf};
 use crate::procstat::Usage;
 use crate::progress::Progress;
-use crate::publish::{Pace, Publisher};
+use crate::publish::{Pace, Publisher, rooms_visited};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
 use crate::stats::Stats;
 
@@ -54,6 +53,14 @@ pub(crate) struct RoomsResult {
     pub(crate) lost_connections: usize,
 }
 
+/// Where publisher `i` of `publishers` starts among the rooms and how far it steps:
+/// publishers walk disjoint rooms whenever `publishers` divides the number of rooms (the
+/// defaults), so where relay rules make each one join the rooms it publishes to, none of
+/// them receives another's events.
+fn pick(i: usize, publishers: usize) -> (usize, usize) {
+    (i * 7919, publishers)
+}
+
 /// Room names of client `index`.
 fn rooms_of(rooms: usize, members: usize) -> RoomsOf {
     Arc::new(move |index| {
@@ -76,7 +83,7 @@ async fn publish_all(
     let runs = publishers
         .iter_mut()
         .enumerate()
-        .map(|(i, p)| p.run(names, (i * 7919, stride), pace, stats, until));
+        .map(|(i, p)| p.run(names, pick(i, stride), pace, stats, until));
     let mut totals = (0, 0);
     for result in futures_util::future::join_all(runs).await {
         let published = result?;
@@ -89,7 +96,7 @@ async fn publish_all(
 pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<RoomsResult> {
     let (rooms, members) = (params.rooms.max(1), params.members.min(params.rooms).max(1));
     let stats = Arc::new(Stats::new()?);
-    let mut fleet = Fleet::new(target.addr, target.pool.clone(), stats.clone());
+    let mut fleet = Fleet::new(target, stats.clone());
     fleet
         .grow(
             rooms,
@@ -97,13 +104,16 @@ pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<Room
             &format!("rooms: opening {rooms}×{members}"),
         )
         .await?;
-    let mut publishers = Vec::new();
-    for _ in 0..params.publishers.max(1) {
-        publishers.push(Publisher::new(
-            Session::open(&target.pool, target.addr).await?,
-        ));
-    }
     let names: Vec<String> = (0..rooms).map(|r| format!("r{r}")).collect();
+    let count = params.publishers.max(1);
+    let mut publishers = Vec::new();
+    for i in 0..count {
+        let own: Vec<String> = rooms_visited(rooms, pick(i, count))
+            .into_iter()
+            .map(|r| names[r].clone())
+            .collect();
+        publishers.push(Publisher::open(target, &own).await?);
+    }
     let share = publishers.len() as u64;
     let pace = Pace::Closed {
         window: ACK_WINDOW,
@@ -154,5 +164,29 @@ mod tests {
         }
         assert_eq!(counts.len(), 10);
         assert!(counts.values().all(|&c| c == 3));
+    }
+
+    #[test]
+    fn publishers_visit_disjoint_rooms_at_the_full_and_smoke_sizes() {
+        /// The command line's defaults: the full run's sizes.
+        #[derive(clap::Parser)]
+        struct Full {
+            #[command(flatten)]
+            params: Params,
+        }
+        let full = <Full as clap::Parser>::parse_from(["bench"]).params;
+        for params in [Params::smoke(), full] {
+            let (rooms, count) = (params.rooms, params.publishers);
+            let mut seen = vec![0; rooms];
+            for i in 0..count {
+                for r in rooms_visited(rooms, pick(i, count)) {
+                    seen[r] += 1;
+                }
+            }
+            assert!(
+                seen.iter().all(|&n| n == 1),
+                "{rooms} rooms, {count} publishers"
+            );
+        }
     }
 }

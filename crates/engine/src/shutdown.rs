@@ -8,9 +8,11 @@
 //! new handshakes being refused; then the [`ShutdownTrigger`] stops the accept loops
 //! and closes whatever is left at once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// Sessions closed per batch. Every closed client reconnects (to another node, in a
 /// rolling restart) about a second later; 500 every 50 ms is 10,000 reconnections a
@@ -70,44 +72,62 @@ impl DrainReport {
 
 /// Triggers shutdown. Dropping it also triggers shutdown.
 #[derive(Debug)]
-pub struct ShutdownTrigger(watch::Sender<bool>);
+pub struct ShutdownTrigger(Arc<Signal>);
 
 /// Observes shutdown; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown(Arc<Signal>);
+
+/// What a trigger and its signals share. A flag and a [`Notify`] rather than a `watch`
+/// channel: every session's driver waits on it in each `select!`, and this wait's
+/// future is less than half the size of `watch`'s, in every session's task.
+#[derive(Debug, Default)]
+struct Signal {
+    triggered: AtomicBool,
+    notify: Notify,
+}
 
 /// Creates a connected trigger and signal.
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger(tx), Shutdown(rx))
+    let signal = Arc::new(Signal::default());
+    (ShutdownTrigger(signal.clone()), Shutdown(signal))
 }
 
 impl ShutdownTrigger {
     /// Signals every clone of the [`Shutdown`].
     pub fn trigger(&self) {
-        self.0.send_replace(true);
+        self.0.triggered.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+}
+
+impl Drop for ShutdownTrigger {
+    fn drop(&mut self) {
+        self.trigger();
     }
 }
 
 impl Shutdown {
     /// A signal that never fires, for embedders that manage lifetimes themselves.
     pub fn never() -> Self {
-        let (tx, rx) = watch::channel(false);
-        // Keep the sender alive forever so the receiver never sees a close.
-        std::mem::forget(tx);
-        Shutdown(rx)
+        Shutdown(Arc::default())
     }
 
     /// Whether shutdown has been signalled.
     pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
+        self.0.triggered.load(Ordering::Acquire)
     }
 
     /// Resolves once shutdown is signalled (or the trigger is dropped).
     pub async fn wait(&self) {
-        let mut rx = self.0.clone();
-        // An error means the trigger was dropped, which also means shutdown.
-        let _ = rx.wait_for(|v| *v).await;
+        loop {
+            // Created before the check: a trigger between the two still wakes it.
+            let notified = self.0.notify.notified();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

@@ -20,6 +20,6 @@ pub mod socket;
 pub use broadcast::{BroadcastOperator, DurableEmitError};
 pub use event::{AckError, AckSender, ConnectError, EmitError, Event, Payload};
 pub use namespace::{Handlers, Namespace};
-pub use recovery::RecoveryConfig;
+pub use recovery::{RecoveryConfig, RecoveryUsage};
 pub use server::Io;
 pub use socket::Socket;

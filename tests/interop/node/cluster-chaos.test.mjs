@@ -24,12 +24,16 @@
 // 6. Redis crash: SIGKILLed and started again from its append-only file
 //    (`appendfsync always`, so every write Redis acknowledged is in the file).
 //
+// After a kill or a drain every client must be answering again within BACK_WITHIN_MS of
+// the blow: far below the 45 s a client waits for a ping before it gives up, so a client
+// left hanging on a dead node's session (a long-poll forwarded to it, say) fails the test.
+//
 // At the end every client must hold every acknowledged number exactly once and in
-// increasing order, except across a reconnect it was told was `recovered: false` (then a
-// gap at that point is allowed and only order and uniqueness are checked). Numbers whose
-// publish was not acknowledged are not expected, but must still be unique and in order
-// if they arrive. A report is printed (reconnects per blow among it); lost, duplicated
-// and out of order must all be zero.
+// increasing order. Recovery is on and nothing expires, so every reconnect a node blow
+// caused must have been recovered, every publish acknowledged, and every client must hold the last acknowledged
+// number. (The accounting would still allow a gap across a `recovered: false` reconnect;
+// those are counted and must be zero.) A report is printed (reconnects per blow among
+// it); lost, duplicated and out of order must all be zero.
 //
 // The publisher never retries: a retry could publish twice, and receivers must not
 // de-duplicate (that would hide a server's duplicates).
@@ -38,8 +42,8 @@
 // clients' transports. Against an all-Node cluster (CLUSTER_SWITCHBOARD_CMD=node
 // .../node-server.mjs) this test fails with polling clients in the mix, because Node
 // needs sticky sessions; with `CHAOS_TRANSPORTS=websocket` it checks the test itself
-// (Node's killed-node clients come back `recovered: false`, which is allowed here, but
-// the freeze and the flap require recovery, which Node does not give).
+// (and fails on the first `recovered: false`: Node does not recover a killed node's
+// clients elsewhere, nor those of a freeze or a flap).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -66,6 +70,12 @@ const CRASH_DOWNTIME_MS = 2_000;
 const EVENTS_BETWEEN_BLOWS = 25;
 /** Safety net for clients to come back and for the last events to arrive. */
 const SETTLE_MS = 30_000;
+/**
+ * Every client answers again this soon after a kill or a drain began (the kill's 2 s of
+ * downtime and the restart included): a reconnect takes a few seconds here, and a
+ * client that waited out its ping timeout (45 s) would be far beyond it.
+ */
+const BACK_WITHIN_MS = 20_000;
 /** One attempt at asking a client's node something; retried until SETTLE_MS. */
 const ASK_MS = 3_000;
 /**
@@ -199,8 +209,7 @@ test(
      * answer, and the client, still "connected", receives nothing meanwhile until it
      * sends something (or its ping times out).
      */
-    const whoami = async (m) => {
-      const deadline = Date.now() + SETTLE_MS;
+    const whoami = async (m, deadline = Date.now() + SETTLE_MS) => {
       for (;;) {
         try {
           if (m.socket.connected) return await m.socket.timeout(ASK_MS).emitWithAck("whoami");
@@ -217,13 +226,13 @@ test(
         await sleep(50);
       }
     };
-    /** Every client connected and answering (see `whoami`). */
-    const allBack = async () => {
+    /** Every client connected and answering (see `whoami`) by `deadline`. */
+    const allBack = async (deadline = Date.now() + SETTLE_MS) => {
       await waitFor(() => members.every((m) => m.socket.connected), {
-        timeout: SETTLE_MS,
+        timeout: Math.max(0, deadline - Date.now()),
         what: "every client to be connected again",
       });
-      for (const m of members) await whoami(m);
+      for (const m of members) await whoami(m, deadline);
     };
     /** Socket id → the names of the nodes that list it in the room, cluster-wide. */
     const listing = async () => {
@@ -242,16 +251,18 @@ test(
     try {
       phase = "crash";
       await publisher.advance(EVENTS_BETWEEN_BLOWS);
+      let blowAt = Date.now();
       await crashed.kill();
       await sleep(CRASH_DOWNTIME_MS); // the scenario: the node is down for a while
       await crashed.restart();
-      await allBack();
+      await allBack(blowAt + BACK_WITHIN_MS);
 
       phase = "drain";
       await publisher.advance(EVENTS_BETWEEN_BLOWS);
+      blowAt = Date.now();
       await drained.stop("SIGTERM"); // throws unless it drains and exits 0
       await drained.restart();
-      await allBack();
+      await allBack(blowAt + BACK_WITHIN_MS);
 
       phase = "flap";
       await publisher.advance(EVENTS_BETWEEN_BLOWS);
@@ -422,6 +433,19 @@ test(
     assert.equal(sum("lost"), 0, "lost events");
     assert.equal(sum("duplicated"), 0, "duplicated events");
     assert.equal(sum("outOfOrder"), 0, "events out of order");
+    // Every client a node blow moved was recovered. The Redis blows are left out: about one
+    // run in five, one polling client is told recovered: false across the Redis restart
+    // (open bug, see the session notes); they are counted in the report.
+    for (const name of ["crash", "drain", "flap", "freeze"]) {
+      assert.equal(perPhase[name]?.unrecovered ?? 0, 0, `clients moved by the ${name} told recovered: false`);
+    }
+    assert.equal(total("rejoinFailures"), 0, "re-joins refused or unanswered");
+    assert.deepEqual([...publisher.unacked], [], "publishes not acknowledged");
+    assert.deepEqual(
+      members.filter((m) => m.last < lastAcked).map((m) => m.index),
+      [],
+      `clients without the last acknowledged event ${lastAcked}`,
+    );
     assert.ok(members.every((m) => m.socket.connected), "every client is connected at the end");
   },
 );

@@ -5,6 +5,8 @@ use http::{HeaderMap, HeaderValue, header};
 
 use crate::config::{AllowedOrigins, CorsConfig};
 
+use super::server::owned_value;
+
 /// Whether the request's `Origin` (if any) may use the server.
 ///
 /// - No `Origin` header: a non-browser client (browsers always send one on WebSocket
@@ -59,18 +61,15 @@ fn with_port(authority: &str, default_port: &str) -> String {
     }
 }
 
-/// The request headers CORS answers depend on, kept once the request is consumed.
-pub(crate) fn request_headers(req: &HeaderMap) -> HeaderMap {
-    let mut kept = HeaderMap::new();
-    if let Some(origin) = req.get(header::ORIGIN) {
-        kept.insert(header::ORIGIN, origin.clone());
-    }
-    kept
+/// The request's `Origin`, which CORS answers depend on, kept (as a copy of its own,
+/// see [`owned_value`]) once the request is consumed.
+pub(crate) fn request_origin(req: &HeaderMap) -> Option<HeaderValue> {
+    req.get(header::ORIGIN).map(owned_value)
 }
 
-/// Adds CORS response headers for a request from an allowed origin.
-pub(crate) fn apply(cors: &CorsConfig, req: &HeaderMap, res: &mut HeaderMap) {
-    let Some(origin) = req.get(header::ORIGIN) else {
+/// Adds CORS response headers for a request from an allowed `origin`.
+pub(crate) fn apply(cors: &CorsConfig, origin: Option<&HeaderValue>, res: &mut HeaderMap) {
+    let Some(origin) = origin else {
         return;
     };
     let allow = match (&cors.allowed_origins, cors.credentials) {

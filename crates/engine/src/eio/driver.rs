@@ -42,68 +42,97 @@ async fn drained(session: &Arc<Session>) {
 
 /// Drives `session` until it closes. `ws` is set when the session was opened over
 /// WebSocket; a polling session adopts a WebSocket when an upgrade completes.
-pub(crate) async fn drive(
+///
+/// An `async` block rather than an `async fn`: an `async fn` moves its arguments into
+/// locals and its future keeps room for both copies, and the future is every session's
+/// largest allocation (`size_of` is guarded by a test below).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep two copies of its arguments"
+)]
+pub(crate) fn drive(
     session: Arc<Session>,
     mut ws: Option<WsStream>,
     registry: Arc<Registry>,
     shutdown: Shutdown,
-) {
-    let mut out = Outbox::default();
-    // One timer for the session's whole life, moved only when its deadline changes:
-    // a fresh timer per wake-up would cost a timer-wheel insert and removal per
-    // message on busy connections.
-    let sleep = tokio::time::sleep_until(TokioInstant::now());
-    tokio::pin!(sleep);
-    let reason = loop {
-        let deadline = {
-            let mut inner = session.lock();
-            if let Some(reason) = inner.closed {
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let mut out = Outbox::default();
+        // One timer for the session's whole life, moved only when its deadline changes:
+        // a fresh timer per wake-up would cost a timer-wheel insert and removal per
+        // message on busy connections.
+        let sleep = tokio::time::sleep_until(TokioInstant::now());
+        tokio::pin!(sleep);
+        let reason = loop {
+            if let Some(reason) = prepare_step(&session, &mut ws, sleep.as_mut()) {
                 break reason;
             }
-            if let Some(upgraded) = inner.upgraded_ws.take() {
-                ws = Some(*upgraded);
-                // Frames queued during the upgrade go out on the new transport now.
-                session.writer.notify_one();
+            let step = match ws.as_mut() {
+                Some(ws) => websocket_step(&session, ws, &mut out, sleep.as_mut(), &shutdown).await,
+                None => polling_step(&session, sleep.as_mut(), &shutdown).await,
+            };
+            match step {
+                Step::Continue => {}
+                Step::Tick => {
+                    out.release_if_idle(&session);
+                    heartbeat(&session);
+                    app_deadline(&session);
+                }
+                Step::Close(reason) => session.close(reason),
             }
-            let heartbeat = inner.heartbeat.poll_timeout();
-            inner.app_deadline.map_or(heartbeat, |d| d.min(heartbeat))
         };
-        let deadline = TokioInstant::from_std(deadline);
-        if sleep.is_elapsed() || sleep.deadline() != deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        let step = match ws.as_mut() {
-            Some(ws) => websocket_step(&session, ws, &mut out, sleep.as_mut(), &shutdown).await,
-            None => polling_step(&session, sleep.as_mut(), &shutdown).await,
-        };
-        match step {
-            Step::Continue => {}
-            Step::Tick => {
-                heartbeat(&session);
-                app_deadline(&session);
+        // The last steps are boxed: each runs once per session, and inline their futures
+        // (a timer and a write) would make every session's task larger for its whole life.
+        match ws.as_mut() {
+            Some(ws) => {
+                let finish = finish_websocket(&session, ws, &mut out);
+                let _ = Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish)).await;
             }
-            Step::Close(reason) => session.close(reason),
+            None if reason == DisconnectReason::TransportClose => {
+                // The client closed with a POST; a GET racing it should still get its
+                // noop rather than an unknown-session error.
+                let grace = tokio::time::timeout(POLLING_CLOSE_GRACE, drained(&session));
+                let _ = Box::pin(grace).await;
+            }
+            None if reason == DisconnectReason::ServerShuttingDown => {
+                // A drain: the client's next GET takes what is queued and the `close`
+                // packet (it sees "transport close" and reconnects elsewhere), unless it
+                // does not come back in time.
+                let _ =
+                    Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, drained(&session))).await;
+            }
+            None => {}
         }
-    };
-    match ws.as_mut() {
-        Some(ws) => {
-            let finish = finish_websocket(&session, ws, &mut out);
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, finish).await;
-        }
-        None if reason == DisconnectReason::TransportClose => {
-            // The client closed with a POST; a GET racing it should still get its
-            // noop rather than an unknown-session error.
-            let _ = tokio::time::timeout(POLLING_CLOSE_GRACE, drained(&session)).await;
-        }
-        None if reason == DisconnectReason::ServerShuttingDown => {
-            // A drain: the client's next GET takes what is queued and the `close`
-            // packet (it sees "transport close" and reconnects elsewhere), unless it
-            // does not come back in time.
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, drained(&session)).await;
-        }
-        None => {}
+        finalize(&session, &registry, reason);
     }
-    finalize(&session, &registry, reason);
+}
+
+/// Before each step: the reason if the session closed; otherwise adopts a WebSocket
+/// the upgrade left and sets the timer to the next deadline. A function of its own, so
+/// that none of its locals take room in the driver's future.
+fn prepare_step(
+    session: &Session,
+    ws: &mut Option<WsStream>,
+    sleep: Pin<&mut Sleep>,
+) -> Option<DisconnectReason> {
+    let deadline = {
+        let mut inner = session.lock();
+        if let Some(reason) = inner.closed {
+            return Some(reason);
+        }
+        if let Some(upgraded) = inner.upgraded_ws.take() {
+            *ws = Some(*upgraded);
+            // Frames queued during the upgrade go out on the new transport now.
+            session.writer.notify_one();
+        }
+        let heartbeat = inner.heartbeat.poll_timeout();
+        inner.app_deadline.map_or(heartbeat, |d| d.min(heartbeat))
+    };
+    let deadline = TokioInstant::from_std(deadline);
+    if sleep.is_elapsed() || sleep.deadline() != deadline {
+        sleep.reset(deadline);
+    }
+    None
 }
 
 /// What woke the driver.
@@ -187,6 +216,17 @@ impl Outbox {
             self.dirty = false;
         }
         Ok(())
+    }
+
+    /// At each heartbeat, an idle connection gives back its two frame buffers (this
+    /// one and the session's queue), which a busy one keeps and reuses: 320 bytes a
+    /// session otherwise held for the frames of long ago. After its ping, an idle
+    /// session holds one of them until the next heartbeat.
+    fn release_if_idle(&mut self, session: &Session) {
+        if !self.is_busy() {
+            self.pending = VecDeque::new();
+            Session::release_idle_queue(&mut session.lock());
+        }
     }
 }
 
@@ -272,4 +312,43 @@ fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReaso
     registry.remove(session.sid());
     // A polling GET may still wait for the `close` packet.
     session.writer.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use switchboard_protocol::Sid;
+    use switchboard_protocol::engineio::{Heartbeat, TransportKind};
+
+    use super::*;
+    use crate::eio::HandshakeInfo;
+
+    /// Most bytes the driver's future may take. Every session's task holds it, in a
+    /// cell of the future plus 144 bytes (tokio's header, scheduler, id and trailer,
+    /// and the tracing span) rounded up to 128: at most 880 keeps that cell at 1 KiB.
+    /// docs/memory.md has the whole per-session budget.
+    const DRIVER_FUTURE_BUDGET: usize = 880;
+
+    #[test]
+    fn the_driver_future_fits_its_budget() {
+        let info = HandshakeInfo {
+            headers: Default::default(),
+            query: String::new(),
+            query_params: Vec::new(),
+            address: ([127, 0, 0, 1], 9).into(),
+            issued: SystemTime::now(),
+            transport: TransportKind::Websocket,
+        };
+        let second = Duration::from_secs(1);
+        let heartbeat = Heartbeat::new(now(), second, second);
+        let sid = Sid::from_random([7; 15]);
+        let session = Session::new(sid, info, Default::default(), Default::default(), heartbeat);
+        let driver = drive(session, None, Arc::default(), Shutdown::never());
+        let size = std::mem::size_of_val(&driver);
+        assert!(
+            size <= DRIVER_FUTURE_BUDGET,
+            "the driver's future takes {size} bytes, over its budget of {DRIVER_FUTURE_BUDGET}"
+        );
+    }
 }

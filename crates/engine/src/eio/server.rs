@@ -2,12 +2,14 @@
 //! performs handshakes and upgrades, keeps the registry of live sessions, forwards
 //! polling requests of other nodes' sessions, and drains.
 
+use std::future::{Future, Ready};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use switchboard_protocol::Sid;
@@ -180,25 +182,32 @@ impl EngineServer {
     }
 
     /// Handles one HTTP request under the engine path.
-    pub async fn handle<B: RequestBody>(
+    ///
+    /// The request is routed before the returned future is made, so that the future
+    /// holds only what the answer still needs, never the request: hyper keeps room for
+    /// this future in every HTTP connection, and a long-poll holds it for up to a ping
+    /// interval.
+    pub fn handle<B: RequestBody>(
         self: &Arc<Self>,
         req: Request<B>,
         remote: SocketAddr,
-    ) -> Response<Body> {
-        let cors_cfg = &self.config.cors;
-        if !cors::origin_allowed(cors_cfg, req.headers()) {
-            return error(EngineErrorCode::Forbidden);
-        }
-        let origin_headers = cors::request_headers(req.headers());
-        let mut res = if req.method() == Method::OPTIONS {
+    ) -> impl Future<Output = Response<Body>> + Send + use<B> {
+        let config = self.config.clone();
+        let (answer, origin) = if !cors::origin_allowed(&config.cors, req.headers()) {
+            (now(error(EngineErrorCode::Forbidden)), None)
+        } else if req.method() == Method::OPTIONS {
             let mut res = empty(StatusCode::NO_CONTENT);
             cors::apply_preflight(req.headers(), res.headers_mut());
-            res
+            (now(res), cors::request_origin(req.headers()))
         } else {
-            self.route(req, remote, Via::Client).await
+            let origin = cors::request_origin(req.headers());
+            (self.route(req, remote, Via::Client), origin)
         };
-        cors::apply(cors_cfg, &origin_headers, res.headers_mut());
-        res
+        async move {
+            let mut res = answer.await;
+            cors::apply(&config.cors, origin.as_ref(), res.headers_mut());
+            res
+        }
     }
 
     /// Runs a request that another node received for a session of this one, exactly
@@ -218,12 +227,12 @@ impl EngineServer {
         ForwardedResponse::from_response(res).await
     }
 
-    async fn route<B: RequestBody>(
+    fn route<B: RequestBody>(
         self: &Arc<Self>,
         mut req: Request<B>,
         remote: SocketAddr,
         via: Via,
-    ) -> Response<Body> {
+    ) -> Answer {
         let method = match *req.method() {
             Method::GET => handshake::Method::Get,
             Method::POST => handshake::Method::Post,
@@ -234,18 +243,16 @@ impl EngineServer {
         let is_ws = websocket::is_upgrade_request(req.headers());
         let kind = match handshake::classify(method, &query, is_ws, &self.config.transports) {
             Ok(kind) => kind,
-            Err(code) => return error(code),
+            Err(code) => return now(error(code)),
         };
         match (kind, via) {
-            (RequestKind::Polling { sid, read }, _) => {
-                self.polling(req, sid, read, remote, via).await
-            }
+            (RequestKind::Polling { sid, read }, _) => self.polling(req, sid, read, remote, via),
             // Only polling requests of existing sessions are ever forwarded.
-            (_, Via::Forwarded) => error(EngineErrorCode::BadRequest),
+            (_, Via::Forwarded) => now(error(EngineErrorCode::BadRequest)),
             (RequestKind::Handshake(transport), Via::Client) => {
-                self.handshake(&mut req, transport, raw_query, remote)
+                now(self.handshake(&mut req, transport, raw_query, remote))
             }
-            (RequestKind::Upgrade(sid), Via::Client) => self.upgrade(&mut req, sid),
+            (RequestKind::Upgrade(sid), Via::Client) => now(self.upgrade(&mut req, sid)),
         }
     }
 
@@ -398,25 +405,29 @@ impl EngineServer {
         }
     }
 
-    async fn polling<B: RequestBody>(
-        &self,
+    fn polling<B: RequestBody>(
+        self: &Arc<Self>,
         req: Request<B>,
         sid: Sid,
         read: bool,
         remote: SocketAddr,
         via: Via,
-    ) -> Response<Body> {
+    ) -> Answer {
         // The body must arrive whole within the deadline, whether it is read here or
         // for forwarding (the wrapper costs a timer only once a read has to wait).
         let req = req.map(|body| polling::Deadline::new(body, self.config.body_timeout));
         let Some(session) = self.registry.get(sid) else {
             return match via {
                 Via::Client => {
-                    let own = self.config.node_tag.as_ref();
-                    let limit = self.config.max_payload;
-                    forward::forward(self.forwarder.get(), own, limit, req, sid, remote).await
+                    let server = self.clone();
+                    later(async move {
+                        let own = server.config.node_tag.as_ref();
+                        let limit = server.config.max_payload;
+                        let forwarder = server.forwarder.get();
+                        forward::forward(forwarder, own, limit, req, sid, remote).await
+                    })
                 }
-                Via::Forwarded => error(EngineErrorCode::UnknownSid),
+                Via::Forwarded => now(error(EngineErrorCode::UnknownSid)),
             };
         };
         session.expire_if_overdue(websocket::now());
@@ -432,45 +443,34 @@ impl EngineServer {
             Some(_) => true,
         };
         if gone {
-            return error(EngineErrorCode::UnknownSid);
+            return now(error(EngineErrorCode::UnknownSid));
         }
         if !read && is_binary_body(req.headers()) {
             // Engine.IO v4 sends binary as base64 text; a binary body is invalid.
             session.close(DisconnectReason::TransportError);
-            return error(EngineErrorCode::BadRequest);
+            return now(error(EngineErrorCode::BadRequest));
         }
-        let result = if read {
-            polling::get(&session)
-                .await
-                .map(|body| text(StatusCode::OK, body))
-        } else {
-            let length = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let body = req.into_body();
-            polling::post(&session, body, length, self.config.max_payload)
-                .await
-                .map(|()| {
-                    let mut res = text(StatusCode::OK, "ok");
-                    res.headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-                    res
-                })
-        };
-        result.unwrap_or_else(|err| match err {
-            PollError::TooLarge => empty(StatusCode::PAYLOAD_TOO_LARGE),
-            PollError::Timeout => {
-                // The rest of the body is never read: the connection cannot be reused.
-                let mut res = empty(StatusCode::REQUEST_TIMEOUT);
+        if read {
+            return later(async move {
+                let result = polling::get(&session).await;
+                poll_answer(result.map(|body| text(StatusCode::OK, body)))
+            });
+        }
+        let length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = req.into_body();
+        let max_payload = self.config.max_payload;
+        later(async move {
+            let result = polling::post(&session, body, length, max_payload).await;
+            poll_answer(result.map(|()| {
+                let mut res = text(StatusCode::OK, "ok");
                 res.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
                 res
-            }
-            PollError::Overlap | PollError::BadRequest | PollError::BodyError => {
-                error(EngineErrorCode::BadRequest)
-            }
+            }))
         })
     }
 
@@ -505,6 +505,36 @@ impl EngineServer {
     }
 }
 
+/// The answer to a routed request: ready now (handshakes, upgrades, errors), or once
+/// a long-poll, a request body or another node has answered. Only the waits are boxed,
+/// each sized for itself, so that the future of [`EngineServer::handle`] stays small.
+type Answer = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
+
+fn now(res: Response<Body>) -> Answer {
+    Either::Left(std::future::ready(res))
+}
+
+fn later(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
+    Either::Right(Box::pin(answer))
+}
+
+/// The HTTP answer of a polling request.
+fn poll_answer(result: Result<Response<Body>, PollError>) -> Response<Body> {
+    result.unwrap_or_else(|err| match err {
+        PollError::TooLarge => empty(StatusCode::PAYLOAD_TOO_LARGE),
+        PollError::Timeout => {
+            // The rest of the body is never read: the connection cannot be reused.
+            let mut res = empty(StatusCode::REQUEST_TIMEOUT);
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
+        PollError::Overlap | PollError::BadRequest | PollError::BodyError => {
+            error(EngineErrorCode::BadRequest)
+        }
+    })
+}
+
 /// Headers kept for the application (Socket.IO's `socket.handshake.headers`), at most
 /// [`MAX_HANDSHAKE_HEADER_BYTES`] of them: every session keeps them for its whole life,
 /// so what a client sends must not decide what it costs. `Authorization` and `Cookie`
@@ -529,22 +559,40 @@ fn kept_headers(headers: &http::HeaderMap) -> http::HeaderMap {
     let rest = headers
         .iter()
         .filter(|(name, _)| !FIRST.contains(name) && !DROPPED.contains(name));
-    let mut kept = http::HeaderMap::new();
     let mut budget = MAX_HANDSHAKE_HEADER_BYTES;
     let mut dropped = 0usize;
-    for (name, value) in first.chain(rest) {
-        let cost = header_cost(name, value);
-        if cost <= budget {
-            budget -= cost;
-            kept.append(name.clone(), value.clone());
-        } else {
-            dropped += 1;
-        }
-    }
+    let chosen: Vec<_> = first
+        .chain(rest)
+        .filter(|(name, value)| {
+            let cost = header_cost(name, value);
+            let fits = cost <= budget;
+            if fits {
+                budget -= cost;
+            } else {
+                dropped += 1;
+            }
+            fits
+        })
+        .collect();
     if dropped > 0 {
         tracing::debug!(dropped, "handshake headers over the kept budget dropped");
     }
+    // Sized for what is kept: a map grown one header at a time reserves room for six.
+    let mut kept = http::HeaderMap::with_capacity(chosen.len());
+    for (name, value) in chosen {
+        kept.append(name.clone(), owned_value(value));
+    }
     kept
+}
+
+/// A copy of `value` in a buffer of its own. hyper parses headers as slices of the
+/// connection's read buffer (8 KiB and more), and a clone would keep that whole buffer
+/// alive for as long as the copy lives (a session keeps its headers for its life).
+pub(crate) fn owned_value(value: &HeaderValue) -> HeaderValue {
+    let mut owned = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+        .unwrap_or_else(|_| value.clone());
+    owned.set_sensitive(value.is_sensitive());
+    owned
 }
 
 /// What a header counts against [`MAX_HANDSHAKE_HEADER_BYTES`].

@@ -109,13 +109,17 @@ pub struct HandshakeInfo {
 /// U+FFFD as `String::from_utf8_lossy` does (the maximal-subpart rule WHATWG uses too).
 /// Never fails: whatever the client sent has a decoding.
 pub fn decode_query(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
+    let mut pairs: Vec<(String, String)> = raw
+        .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             (form_decode(name), form_decode(value))
         })
-        .collect()
+        .collect();
+    // Kept for the session's whole life: no room for pairs that never come.
+    pairs.shrink_to_fit();
+    pairs
 }
 
 /// One name or value of [`decode_query`]: `+` first, so `%2B` stays a plus.
@@ -454,17 +458,36 @@ impl Session {
         self.driver.notify_one();
     }
 
-    /// Moves every queued frame to the end of `out` (no intermediate allocation).
+    /// Moves every queued frame to the end of `out`. When `out` is empty the two
+    /// buffers trade places: no copy, and no allocation once both exist (a busy
+    /// connection allocates nothing per message).
     pub(crate) fn drain_into(inner: &mut Inner, out: &mut VecDeque<Frame>) {
         inner.queued_bytes = 0;
         inner.replay_allowance = (0, 0);
-        out.extend(inner.queue.drain(..));
+        if out.is_empty() {
+            std::mem::swap(&mut inner.queue, out);
+        } else {
+            out.extend(inner.queue.drain(..));
+        }
     }
 
-    /// Takes at most `max` queued frames, oldest first.
+    /// Gives the queue's buffer back if nothing waits in it: an idle connection's,
+    /// released at each heartbeat (see the driver's `Outbox::release_if_idle`).
+    pub(crate) fn release_idle_queue(inner: &mut Inner) {
+        if inner.queue.is_empty() {
+            inner.queue = VecDeque::new();
+        }
+    }
+
+    /// Takes at most `max` queued frames, oldest first. Taking them all takes the
+    /// queue's buffer too: a polling session keeps none between its polls.
     pub(crate) fn take_up_to(inner: &mut Inner, max: usize) -> Vec<Frame> {
         let n = inner.queue.len().min(max);
-        let frames: Vec<Frame> = inner.queue.drain(..n).collect();
+        let frames: Vec<Frame> = if n == inner.queue.len() {
+            Vec::from(std::mem::take(&mut inner.queue))
+        } else {
+            inner.queue.drain(..n).collect()
+        };
         let taken: usize = frames.iter().map(Frame::len).sum();
         inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
         let (packets, bytes) = inner.replay_allowance;

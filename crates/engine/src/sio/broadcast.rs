@@ -25,6 +25,9 @@ pub(crate) fn encode(packet: &Packet) -> Vec<Frame> {
     let mut text = Vec::with_capacity(64);
     text.push(b'4');
     packet.encode_into(&mut text);
+    // The frame may live long (queues, the recovery buffer): no spare capacity, which
+    // growing the buffer while encoding leaves at up to half of it.
+    text.shrink_to_fit();
     let text = String::from_utf8(text).unwrap_or_default();
     let mut frames = Vec::with_capacity(1 + packet.attachments.len());
     frames.push(Frame::Text(Utf8Bytes::from(text)));
@@ -226,8 +229,11 @@ impl Namespace {
         let offset = RecoveryBuffer::next_offset(&state);
         append_offset(&mut packet, recorded.offset_string(offset));
         let frames = encode(&packet);
-        recorded.store(&mut state, offset, audience(opts), frames.clone(), now());
-        self.deliver(&frames, opts)
+        // Delivered, then stored (both under the lock): the buffer takes the frames
+        // themselves, so a packet nobody receives now shares nothing.
+        let delivered = self.deliver(&frames, opts);
+        recorded.store(&mut state, offset, audience(opts), frames, now());
+        delivered
     }
 
     /// Delivers an event read back from the durable log at `offset`, in log order. With
@@ -263,8 +269,9 @@ impl Namespace {
         }
         append_offset(&mut packet, offset.to_owned());
         let frames = encode(&packet);
-        buffer.store(&mut state, key, audience(opts), frames.clone(), now());
-        self.deliver(&frames, opts)
+        let delivered = self.deliver(&frames, opts);
+        buffer.store(&mut state, key, audience(opts), frames, now());
+        delivered
     }
 
     /// With a durable log: this node reads the log from just after `offset`, so the
@@ -417,8 +424,8 @@ pub(crate) fn append_offset(packet: &mut Packet, offset: String) {
 
 pub(crate) fn audience(opts: &BroadcastOptions) -> Audience {
     Audience {
-        rooms: opts.rooms.clone(),
-        except: opts.except.clone(),
+        rooms: opts.rooms.as_slice().into(),
+        except: opts.except.as_slice().into(),
     }
 }
 

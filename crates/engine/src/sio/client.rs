@@ -41,6 +41,17 @@ pub(crate) struct ClientShared {
     state: Mutex<State>,
 }
 
+impl State {
+    /// `nsp` is no longer connecting. The list is freed once empty: every connection
+    /// connects at least once, and most never again.
+    fn done_connecting(&mut self, nsp: &str) {
+        self.connecting.retain(|n| n != nsp);
+        if self.connecting.is_empty() {
+            self.connecting = Vec::new();
+        }
+    }
+}
+
 impl ClientShared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -127,7 +138,7 @@ impl Client {
             state.sockets.len() + state.connecting.len()
         };
         let decline = |message: &str| {
-            self.shared.lock().connecting.retain(|n| *n != nsp);
+            self.shared.lock().done_connecting(&nsp);
             let err = ConnectError::new(message);
             let _ = session.send(&connect_error(&nsp, &err), false);
         };
@@ -231,10 +242,7 @@ fn refuse(
     reservation: Reservation,
     err: &ConnectError,
 ) {
-    shared
-        .lock()
-        .connecting
-        .retain(|n| *n != socket.namespace());
+    shared.lock().done_connecting(socket.namespace());
     socket.ns().leave_all(socket.id());
     drop(reservation);
     let _ = socket.send_frames(&connect_error(socket.namespace(), err), false);
@@ -498,7 +506,7 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     // Subscribed (in a cluster) before the socket can be reached.
     socket.ns().activate();
     let mut state = shared.lock();
-    state.connecting.retain(|n| *n != nsp);
+    state.done_connecting(&nsp);
     if socket.connection_closed() {
         drop(state);
         socket.ns().leave_all(socket.id());
@@ -508,6 +516,9 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     // the socket (and removes it) or ran before (and we stopped above).
     socket.mark_connected();
     socket.ns().insert(socket.clone());
+    // Room for exactly one more: most connections join one namespace, and a grown
+    // list would keep room for four for the connection's whole life.
+    state.sockets.reserve_exact(1);
     state.sockets.push((nsp, socket.clone()));
     // Joined a namespace: the connect timeout no longer applies.
     socket.session().set_app_deadline(None);

@@ -298,6 +298,12 @@ impl Namespace {
         self.recovery.is_some()
     }
 
+    /// What the recovery buffer holds now and what its bounds charge for it
+    /// (recovery on).
+    pub fn recovery_usage(&self) -> Option<super::recovery::RecoveryUsage> {
+        self.recovery.as_ref().map(RecoveryBuffer::usage)
+    }
+
     /// How long a dropped socket may come back and resume (recovery on).
     pub fn recovery_window(&self) -> Option<std::time::Duration> {
         self.recovery

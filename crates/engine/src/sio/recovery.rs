@@ -34,13 +34,15 @@ use crate::sio::Socket;
 
 /// Node's default: a client may come back within two minutes.
 pub const DEFAULT_MAX_DISCONNECTION_DURATION: Duration = Duration::from_secs(120);
-/// Packets kept at most, whatever their age: bounds memory at high broadcast rates
-/// (at ~200 B a packet, 100k packets is ~20 MB). A client whose offset fell out of the
-/// buffer is told it was not recovered.
+/// Packets kept at most, whatever their age: bounds memory at high broadcast rates. A
+/// packet holds its encoded size plus ~100 bytes (docs/memory.md): 100k events of a
+/// 200-byte payload take ~33 MB. A client whose offset fell out of the buffer is told
+/// it was not recovered.
 pub const DEFAULT_MAX_BUFFERED_PACKETS: usize = 100_000;
-/// Bytes of packets kept at most: the packet count alone lets a handler that relays
-/// client messages (up to `max_payload` each) pin 100k × 1 MB. At typical sizes the
-/// count binds first (64 MiB is ~300k packets of 200 B).
+/// Bytes of packets kept at most (their heap, as `packet_bytes` counts it): the
+/// packet count alone lets a handler that relays client messages (up to `max_payload`
+/// each) pin 100k × 1 MB. At typical sizes the count binds first (64 MiB is ~200k
+/// events of a 200-byte payload).
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
 /// Sessions kept at most. Anyone can make one by connecting and resetting the TCP
 /// connection: at the ~16k connections a second the benchmark measures, an unbounded
@@ -63,7 +65,8 @@ pub struct RecoveryConfig {
     pub skip_middlewares: bool,
     /// Most packets kept in the buffer.
     pub max_buffered_packets: usize,
-    /// Most bytes of packets (their encoded frames) kept in the buffer.
+    /// Most bytes of packets kept in the buffer: their heap, the encoded frames and
+    /// ~100 bytes of bookkeeping each.
     pub max_buffered_bytes: usize,
     /// Most sessions of dropped sockets kept; the oldest goes first.
     pub max_sessions: usize,
@@ -87,6 +90,20 @@ impl Default for RecoveryConfig {
     }
 }
 
+/// What a namespace's recovery buffer holds now, as its bounds count it
+/// ([`crate::Namespace::recovery_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryUsage {
+    /// Packets buffered for replay.
+    pub packets: usize,
+    /// What they are charged against `max_buffered_bytes`.
+    pub packet_bytes: usize,
+    /// Sessions of dropped sockets kept.
+    pub sessions: usize,
+    /// What they are charged against `max_sessions_bytes`.
+    pub session_bytes: usize,
+}
+
 /// Socket.IO's disconnect reasons after which a session is kept for recovery.
 pub(crate) fn is_recoverable(reason: crate::DisconnectReason) -> bool {
     use crate::DisconnectReason::*;
@@ -104,8 +121,8 @@ pub(crate) fn is_recoverable(reason: crate::DisconnectReason) -> bool {
 /// Who a stored packet was for, as rooms (a socket id is the room of that socket).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Audience {
-    pub(crate) rooms: Vec<Room>,
-    pub(crate) except: Vec<Room>,
+    pub(crate) rooms: Box<[Room]>,
+    pub(crate) except: Box<[Room]>,
 }
 
 impl Audience {
@@ -115,56 +132,151 @@ impl Audience {
             self.rooms.is_empty() || session_rooms.iter().any(|r| self.rooms.contains(r));
         included && !session_rooms.iter().any(|r| self.except.contains(r))
     }
+
+    fn is_everyone(&self) -> bool {
+        self.rooms.is_empty() && self.except.is_empty()
+    }
 }
 
+/// One packet kept for replay, laid out for the buffer's size: 80 bytes beside its
+/// frames' bytes when it was for everyone (see [`packet_bytes`]).
 #[derive(Debug)]
 struct Stored {
     offset: u128,
     at: Instant,
-    audience: Audience,
-    frames: Vec<Frame>,
-    /// What this packet counts against `max_buffered_bytes`.
-    bytes: usize,
+    /// Who it was for; `None` for everyone, which is most broadcasts and costs no
+    /// allocation.
+    audience: Option<Box<Audience>>,
+    frames: Frames,
 }
 
-/// Bytes a stored packet is charged: its frames and audience rooms, plus the entry.
-fn packet_bytes(audience: &Audience, frames: &[Frame]) -> usize {
-    let rooms = audience.rooms.iter().chain(&audience.except);
-    std::mem::size_of::<Stored>()
-        + frames
-            .iter()
-            .map(|f| f.len() + FRAME_OVERHEAD)
-            .sum::<usize>()
-        + rooms.map(|r| r.len() + ROOM_OVERHEAD).sum::<usize>()
+impl Stored {
+    fn new(offset: u128, at: Instant, audience: Audience, frames: Vec<Frame>) -> Self {
+        Stored {
+            offset,
+            at,
+            audience: (!audience.is_everyone()).then(|| Box::new(audience)),
+            frames: Frames::new(frames),
+        }
+    }
+
+    fn includes(&self, session_rooms: &[Room]) -> bool {
+        self.audience
+            .as_ref()
+            .is_none_or(|a| a.includes(session_rooms))
+    }
+
+    /// What it counts against `max_buffered_bytes`; the same figure every time it is
+    /// asked, so the buffer's running sum stays exact.
+    fn bytes(&self) -> usize {
+        packet_bytes(self.audience.as_deref(), self.frames.as_slice())
+    }
 }
 
-/// Per-frame bookkeeping beside its bytes (the enum and its shared buffer's header).
-const FRAME_OVERHEAD: usize = 48;
-/// Per-room bookkeeping beside its name (an `Arc<str>`: pointer, length, counts).
-const ROOM_OVERHEAD: usize = 32;
-/// Per-session bookkeeping: the map entry, the age index entry and the ids.
-const SESSION_OVERHEAD: usize = 256;
+/// A stored packet's frames: nearly always one (a packet without binary attachments),
+/// kept inline rather than in a vector of its own.
+#[derive(Debug)]
+enum Frames {
+    One(Frame),
+    Many(Box<[Frame]>),
+}
 
-/// Bytes a kept session is charged: its rooms and its data, estimated by walking the
-/// value (no allocation), plus the entry. An estimate of the heap it holds, stable
-/// across runs, which is all a bound needs.
+impl Frames {
+    /// Binary frames (attachments) are copied into buffers of their own: one read
+    /// from a client may be a slice of a much larger read buffer, which it would keep
+    /// whole for the buffer's window while charged for its own length. The text frame
+    /// is freshly encoded, exactly its size.
+    fn new(frames: Vec<Frame>) -> Self {
+        let own = |frame| match frame {
+            Frame::Binary(b) => Frame::Binary(bytes::Bytes::copy_from_slice(&b)),
+            text => text,
+        };
+        match <[Frame; 1]>::try_from(frames) {
+            Ok([one]) => Frames::One(own(one)),
+            Err(frames) => Frames::Many(frames.into_iter().map(own).collect()),
+        }
+    }
+
+    fn as_slice(&self) -> &[Frame] {
+        match self {
+            Frames::One(frame) => std::slice::from_ref(frame),
+            Frames::Many(frames) => frames,
+        }
+    }
+}
+
+/// What the allocator sets aside per block beyond the bytes asked for, on average:
+/// glibc's malloc keeps an 8-byte header and rounds sizes up to 16 bytes.
+const MALLOC_BLOCK: usize = 16;
+/// The header `bytes` allocates for a frame's buffer once the buffer is shared (a
+/// broadcast clones each frame for every recipient).
+const SHARED_BUFFER: usize = 24;
+
+/// Bytes a stored packet holds on the heap: its slot in the buffer, each frame's bytes
+/// with the header of its shared buffer, and the rooms of its audience. What
+/// `max_buffered_bytes` bounds, so it counts what the heap really holds: the
+/// `heap_budget` test measures both and keeps them within 64 bytes.
+fn packet_bytes(audience: Option<&Audience>, frames: &[Frame]) -> usize {
+    let frames_heap: usize = frames
+        .iter()
+        .map(|f| f.len() + MALLOC_BLOCK + SHARED_BUFFER + MALLOC_BLOCK)
+        .sum();
+    let frame_list = match frames.len() {
+        1 => 0,
+        n => n * std::mem::size_of::<Frame>() + MALLOC_BLOCK,
+    };
+    let audience_heap = audience.map_or(0, |a| {
+        std::mem::size_of::<Audience>()
+            + MALLOC_BLOCK
+            + rooms_heap(&a.rooms)
+            + rooms_heap(&a.except)
+    });
+    std::mem::size_of::<Stored>() + frames_heap + frame_list + audience_heap
+}
+
+/// The heap of a list of rooms: the list, and each name (an `Arc<str>`: two counts
+/// and the bytes), counted as if no one else held it.
+fn rooms_heap(rooms: &[Room]) -> usize {
+    if rooms.is_empty() {
+        return 0;
+    }
+    let names: usize = rooms
+        .iter()
+        .map(|r| 2 * std::mem::size_of::<usize>() + r.len() + MALLOC_BLOCK)
+        .sum();
+    std::mem::size_of_val(rooms) + MALLOC_BLOCK + names
+}
+
+/// Per-session bookkeeping beside its rooms and data: its entry in the session map (a
+/// hash map between half and 7/8 full: counted at 4/3 of the entry) and in the age
+/// index (a B-tree, whose nodes end about half full: counted at twice the entry).
+const SESSION_OVERHEAD: usize = std::mem::size_of::<(Sid, SavedSession)>() * 4 / 3
+    + std::mem::size_of::<((Instant, u64), Sid)>() * 2;
+
+/// Bytes a kept session is charged: its entry, its rooms and its data, estimated by
+/// walking the value (no allocation). An estimate of the heap it holds, stable across
+/// runs, which is all a bound needs; `heap_budget` keeps it close to the measured one.
 pub(crate) fn session_bytes(rooms: &[Room], data: &Value) -> usize {
-    SESSION_OVERHEAD
-        + rooms.iter().map(|r| r.len() + ROOM_OVERHEAD).sum::<usize>()
-        + value_bytes(data)
+    SESSION_OVERHEAD + rooms_heap(rooms) + value_heap(data)
 }
 
-fn value_bytes(v: &Value) -> usize {
-    let own = std::mem::size_of::<Value>();
+/// The heap a JSON value holds beyond its own inline size.
+fn value_heap(v: &Value) -> usize {
+    let inline = std::mem::size_of::<Value>();
     match v {
-        Value::Null | Value::Bool(_) | Value::Number(_) => own,
-        Value::String(s) => own + s.len(),
-        Value::Array(a) => own + a.iter().map(value_bytes).sum::<usize>(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => s.len() + MALLOC_BLOCK,
+        Value::Array(a) => {
+            a.len() * inline + MALLOC_BLOCK + a.iter().map(value_heap).sum::<usize>()
+        }
+        // An insertion-ordered map (`preserve_order`): a vector of entries (hash, key,
+        // value) and an index table of one word per entry.
         Value::Object(o) => {
-            own + o
-                .iter()
-                .map(|(k, v)| k.len() + std::mem::size_of::<String>() + value_bytes(v))
-                .sum::<usize>()
+            let entry = std::mem::size_of::<(u64, String, Value)>() + std::mem::size_of::<usize>();
+            2 * MALLOC_BLOCK
+                + o.iter()
+                    .map(|(k, v)| entry + k.len() + MALLOC_BLOCK + value_heap(v))
+                    .sum::<usize>()
         }
     }
 }
@@ -359,15 +471,9 @@ impl RecoveryBuffer {
         now: Instant,
     ) {
         state.head = offset;
-        let bytes = packet_bytes(&audience, &frames);
-        state.packets_bytes += bytes;
-        state.packets.push_back(Stored {
-            offset,
-            at: now,
-            audience,
-            frames,
-            bytes,
-        });
+        let stored = Stored::new(offset, now, audience, frames);
+        state.packets_bytes += stored.bytes();
+        state.packets.push_back(stored);
         self.prune_packets(state, now);
     }
 
@@ -393,8 +499,19 @@ impl RecoveryBuffer {
                 break;
             }
             state.dropped_up_to = front.offset;
-            state.packets_bytes -= front.bytes;
+            state.packets_bytes -= front.bytes();
             state.packets.pop_front();
+        }
+    }
+
+    /// What the buffer holds now.
+    pub(crate) fn usage(&self) -> RecoveryUsage {
+        let state = self.lock();
+        RecoveryUsage {
+            packets: state.packets.len(),
+            packet_bytes: state.packets_bytes,
+            sessions: state.sessions.len(),
+            session_bytes: state.sessions_bytes,
         }
     }
 
@@ -572,8 +689,8 @@ impl RecoveryBuffer {
             state
                 .packets
                 .iter()
-                .filter(|p| p.offset > start && p.audience.includes(rooms))
-                .flat_map(|p| p.frames.iter().cloned()),
+                .filter(|p| p.offset > start && p.includes(rooms))
+                .flat_map(|p| p.frames.as_slice().iter().cloned()),
         );
         Some(missed)
     }
@@ -642,7 +759,7 @@ mod tests {
     fn to(rooms: &[&str]) -> Audience {
         Audience {
             rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
-            except: vec![],
+            except: Box::default(),
         }
     }
 
@@ -917,7 +1034,7 @@ mod tests {
 
     #[test]
     fn the_packet_buffer_is_bounded_by_bytes_too() {
-        let one = packet_bytes(&to(&[]), &frame(&"x".repeat(1000)));
+        let one = packet_bytes(None, &frame(&"x".repeat(1000)));
         let b = RecoveryBuffer::new(RecoveryConfig {
             max_buffered_bytes: one * 3,
             ..RecoveryConfig::default()
@@ -935,10 +1052,31 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_attachment_keeps_nothing_of_the_buffer_it_was_cut_from() {
+        let b = buffer(10);
+        let read_buffer = bytes::Bytes::from(vec![7u8; 4096]);
+        let attachment = read_buffer.slice(100..110);
+        let frames = vec![Frame::text("451-[\"ev\"]"), Frame::Binary(attachment)];
+        let mut st = b.lock();
+        let next = RecoveryBuffer::next_offset(&st);
+        b.store(&mut st, next, to(&[]), frames.clone(), Instant::now());
+        let replayed = RecoveryBuffer::replay(&st, &[], 0, Vec::new(), 0).unwrap();
+        assert_eq!(replayed, frames, "the same bytes");
+        let Frame::Binary(kept) = &replayed[1] else {
+            panic!("an attachment")
+        };
+        let cut_from = read_buffer.as_ptr_range();
+        assert!(
+            !cut_from.contains(&kept.as_ptr()),
+            "a copy of its own, not a slice of the 4 KiB buffer"
+        );
+    }
+
+    #[test]
     fn except_rooms_are_honoured() {
         let a = Audience {
-            rooms: vec![],
-            except: vec![Room::from("muted")],
+            rooms: Box::default(),
+            except: Box::new([Room::from("muted")]),
         };
         assert!(a.includes(&[Room::from("x")]));
         assert!(!a.includes(&[Room::from("x"), Room::from("muted")]));

@@ -3,6 +3,7 @@
 
 use crate::untrusted::Untrusted;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
@@ -325,12 +326,12 @@ impl Io {
         &self.engine
     }
 
-    /// Handles one HTTP request under the engine path.
-    pub async fn handle<B: RequestBody>(
+    /// Handles one HTTP request under the engine path (see [`EngineServer::handle`]).
+    pub fn handle<B: RequestBody>(
         &self,
         req: Request<B>,
         remote: SocketAddr,
-    ) -> Response<Body> {
-        self.engine.handle(req, remote).await
+    ) -> impl Future<Output = Response<Body>> + Send + use<B> {
+        self.engine.handle(req, remote)
     }
 }

@@ -5,7 +5,7 @@ use crate::untrusted::Untrusted;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -139,10 +139,12 @@ impl Socket {
         self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Drops the CONNECT payload (see the `auth` field).
+    /// Drops the CONNECT payload (see the `auth` field) for the one `{}` every socket
+    /// shares, so what a socket keeps for it costs no allocation of its own.
     fn forget_auth(&self) {
-        *self.auth.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Value::Object(serde_json::Map::new()));
+        static FORGOTTEN: LazyLock<Arc<Value>> =
+            LazyLock::new(|| Arc::new(Value::Object(serde_json::Map::new())));
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = FORGOTTEN.clone();
     }
 
     /// The HTTP request that opened the connection.
@@ -484,8 +486,11 @@ impl Socket {
         if !is_recoverable(reason) {
             return;
         }
-        let mut rooms = vec![Room::from(self.id.as_str())];
-        rooms.extend(self.ns.adapter().socket_rooms(self.id));
+        // Exactly as many as there are: the list is kept for the whole window.
+        let joined = self.ns.adapter().socket_rooms(self.id);
+        let mut rooms = Vec::with_capacity(1 + joined.len());
+        rooms.push(Room::from(self.id.as_str()));
+        rooms.extend(joined);
         let parts = SavedSessionParts {
             sid: self.id,
             pid,
