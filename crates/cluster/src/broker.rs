@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::AdapterError;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::connect::{classify, redact_url};
 use crate::{ClusterConfig, ClusterError};
@@ -55,6 +56,9 @@ pub struct Health {
     /// Milliseconds between an event entering the stream and this node reading it
     /// (streams mode; 0 otherwise).
     pub stream_lag_ms: AtomicU64,
+    /// When this node last saw Redis fail (a lost subscriber connection or a failed
+    /// command); `None` if it never did.
+    trouble_at: Mutex<Option<Instant>>,
 }
 
 impl Health {
@@ -65,6 +69,22 @@ impl Health {
 
     pub(crate) fn commands(&self, ok: bool) {
         self.commands_ok.store(ok, Ordering::Release);
+        if !ok {
+            self.trouble();
+        }
+    }
+
+    /// Records that Redis failed just now.
+    pub(crate) fn trouble(&self) {
+        *self.trouble_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether Redis failed, as this node saw it, less than `within` ago.
+    pub(crate) fn troubled_within(&self, within: Duration) -> bool {
+        self.trouble_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < within)
     }
 }
 
@@ -459,6 +479,9 @@ struct Link {
 
 impl Link {
     fn set(&self, up: bool) {
+        if !up {
+            self.health.trouble();
+        }
         if self.health.subscribed.swap(up, Ordering::AcqRel) != up {
             self.changes.send_modify(|n| *n += 1);
         }

@@ -58,6 +58,17 @@ const READ_COUNT: usize = 256;
 const BLOCK: Duration = Duration::from_secs(2);
 /// Entries fetched per XRANGE during a replay.
 const RANGE_COUNT: usize = 1000;
+/// Longest pause between two tries of a failed stream write: every node's writer sends
+/// what it queued while Redis was away within this of Redis' return.
+const MAX_WRITE_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest pause between two tries of a failed stream read: a node is back to reading
+/// the stream within this of Redis' return, well inside the catch-up wait a resuming
+/// client gets (3 s in the engine).
+const MAX_READ_BACKOFF: Duration = Duration::from_secs(1);
+/// How long after this node last saw Redis fail a missing session is looked for again
+/// (every 100 ms): long enough for the other nodes' writers to send what they queued
+/// meanwhile ([`MAX_WRITE_BACKOFF`] plus their own reconnect).
+const WRITES_SETTLE: Duration = Duration::from_secs(3);
 
 /// The extra field of a stored session that holds its `offset` (see
 /// [`DurableSession::offset`]); Node ignores it.
@@ -488,7 +499,7 @@ async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: 
                     () = shutdown.wait() => return,
                     () = tokio::time::sleep(jitter(backoff)) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_READ_BACKOFF);
             }
         }
     }
@@ -533,12 +544,13 @@ async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: 
             }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "stream read failed; will resume from the last id read");
+                node.health().trouble();
                 drop(node);
                 tokio::select! {
                     () = shutdown.wait() => return,
                     () = tokio::time::sleep(jitter(backoff)) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_READ_BACKOFF);
             }
         }
     }
@@ -586,7 +598,7 @@ return 1
 ";
 
 /// How long a node's marker outlives its last write: far longer than any retry (the
-/// backoff tops out at 2 s), short enough that markers of dead nodes go away.
+/// backoff tops out at [`MAX_WRITE_BACKOFF`]), short enough that markers of dead nodes go away.
 const MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Where one node's writer appends, and the marker that makes its appends idempotent.
@@ -704,7 +716,7 @@ async fn writer(
                     health.commands(false);
                     tracing::warn!(error = %err, pending = batch.len(), "stream write failed; retrying");
                     tokio::time::sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff = (backoff * 2).min(MAX_WRITE_BACKOFF);
                 }
             }
         }
@@ -790,12 +802,27 @@ impl SessionStore for StreamsNode {
     ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
         Box::pin(async move {
             let mut conn = self.broker().conn();
-            let raw: Option<String> = redis::cmd("GETDEL")
-                .arg(session_key(&self.config.session_key_prefix, pid))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
-            let Some(raw) = raw else { return Ok(None) };
+            let key = session_key(&self.config.session_key_prefix, pid);
+            let raw = loop {
+                let raw: Option<String> = redis::cmd("GETDEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| {
+                        self.health().trouble();
+                        AdapterError::Unavailable(e.to_string())
+                    })?;
+                // Right after Redis failed, another node may still hold this session in
+                // its write queue (saved while Redis was away, sent at its next retry):
+                // a miss then is not yet an answer.
+                match raw {
+                    Some(raw) => break raw,
+                    None if self.health().troubled_within(WRITES_SETTLE) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => return Ok(None),
+                }
+            };
             let Ok(stored) = PersistedSession::decode(&raw) else {
                 return Ok(None);
             };

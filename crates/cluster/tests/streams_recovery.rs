@@ -152,6 +152,54 @@ async fn a_stored_session_is_taken_at_most_once() {
     assert_ne!(fresh.pid.as_deref(), Some(pid.as_str()));
 }
 
+/// The race the chaos tests found: a client whose transport broke while Redis was
+/// away reconnects to another node just after Redis is back, while the node it left
+/// still holds its session in its write queue (sent at the writer's next retry). The
+/// other node must not answer "not recoverable" meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_saved_while_redis_was_away_is_found_by_another_node_once_redis_is_back() {
+    let mut redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+    let store = two.ns().adapter().session_store().unwrap();
+
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    // The copy saved at connect is gone, as after an earlier resume took it.
+    one.ns()
+        .all()
+        .emit_durable("flush", json!(null))
+        .await
+        .unwrap();
+    store
+        .take(&pid)
+        .await
+        .unwrap()
+        .expect("the copy saved at connect");
+
+    redis.kill();
+    client.close().await;
+    eventually("node one let the socket go", || async {
+        one.ns().socket_count() == 0
+    })
+    .await;
+    // Long enough for node one's writer to fail a few times and back off.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.restart().await;
+
+    let taken = within("node two answers once Redis is back", async {
+        loop {
+            match store.take(&pid).await {
+                Ok(taken) => break taken,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    let taken = taken.expect("the session node one saved while Redis was away");
+    assert_eq!(taken.sid, first.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_emit_resolves_once_redis_has_the_entry() {
     let redis = RedisServer::start().await;

@@ -433,10 +433,13 @@ test(
     assert.equal(sum("lost"), 0, "lost events");
     assert.equal(sum("duplicated"), 0, "duplicated events");
     assert.equal(sum("outOfOrder"), 0, "events out of order");
-    // Every client a node blow moved was recovered. The Redis blows are left out: about one
-    // run in five, one polling client is told recovered: false across the Redis restart
-    // (open bug, see the session notes); they are counted in the report.
-    for (const name of ["crash", "drain", "flap", "freeze"]) {
+    // Every client a blow moved was recovered, the Redis restart included: a session
+    // saved while Redis was away is found once it is back, and one taken for a resume
+    // whose connection then broke is kept again. The Redis crash is left out: about one
+    // run in five, one client is told recovered: false there (open: most likely a GETDEL
+    // Redis applied and logged just before SIGKILL, its reply lost; see the session
+    // notes); it is counted in the report.
+    for (const name of ["crash", "drain", "flap", "freeze", "redis restart"]) {
       assert.equal(perPhase[name]?.unrecovered ?? 0, 0, `clients moved by the ${name} told recovered: false`);
     }
     assert.equal(total("rejoinFailures"), 0, "re-joins refused or unanswered");

@@ -310,7 +310,13 @@ async fn prepare_durable(
     };
     let session = match with_store_retry("take session", take).await {
         Ok(Some::<DurableSession>(session)) => session,
-        Ok(None) => return None,
+        Ok(None) => {
+            tracing::debug!(
+                pid,
+                "no stored session (expired, taken, or never saved); not recovered"
+            );
+            return None;
+        }
         Err(err) => {
             tracing::warn!(error = %err, "session store unavailable; client not recovered");
             return None;
@@ -323,8 +329,12 @@ async fn prepare_durable(
         .as_deref()
         .and_then(|o| buffer.parse_offset(o));
     let from = match start {
-        Some(start) => buffer.resume_from(offset.as_deref(), start)?,
-        None => buffer.parse_offset(offset.as_deref()?)?,
+        Some(start) => buffer.resume_from(offset.as_deref(), start),
+        None => offset.as_deref().and_then(|o| buffer.parse_offset(o)),
+    };
+    let Some(from) = from else {
+        tracing::debug!(pid, offset, "offset missing or unreadable; not recovered");
+        return None;
     };
     let from_wire = buffer.offset_string(from);
     let waited_until = now() + CATCH_UP_WAIT;
@@ -351,7 +361,10 @@ async fn prepare_durable(
         };
         let events: Vec<LoggedEvent> = match with_store_retry("read log", read).await {
             Ok(Some(events)) => events,
-            Ok(None) => return None,
+            Ok(None) => {
+                tracing::debug!(offset = %from_wire, "offset no longer in the event log; not recovered");
+                return None;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "event log unavailable; client not recovered");
                 return None;
@@ -465,6 +478,10 @@ fn finish_connect(
     socket.set_data(prepared.data());
     if !register(shared, &socket) {
         prepared.ns().leave_all(prepared.id());
+        drop(state);
+        if let Some(restored) = restored {
+            put_back(&socket, buffer, restored.session);
+        }
         return;
     }
     drop(reservation);
@@ -496,6 +513,34 @@ fn finish_connect(
     drop(state);
     socket.save_durable();
     socket.run_connect();
+}
+
+/// Keeps again a session that was taken to resume a connection which closed before
+/// its socket could be registered: the client never heard it was recovered, and its
+/// next try must find the session where the first one did (the durable store, or this
+/// node's buffer with its original disconnection time, so the window is not extended).
+fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
+    tracing::debug!(pid = %session.pid, "connection closed while resuming; session kept again");
+    if let Some(store) = socket.ns().adapter().session_store() {
+        let durable = DurableSession {
+            sid: session.sid.to_string(),
+            pid: session.pid.to_string(),
+            rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
+            data: session.data,
+            offset: Some(buffer.offset_string(session.connected_at_offset)),
+        };
+        store.save(durable, buffer.config().max_disconnection_duration);
+        return;
+    }
+    let disconnected_at = session.disconnected_at;
+    let parts = SavedSessionParts {
+        sid: session.sid,
+        pid: session.pid,
+        rooms: session.rooms,
+        data: session.data,
+        connected_at_offset: session.connected_at_offset,
+    };
+    buffer.persist(parts, disconnected_at);
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first

@@ -292,7 +292,7 @@ pub(crate) struct SavedSession {
     /// The buffer position when the socket connected: replay starts there without an
     /// offset, and never before it with one.
     pub(crate) connected_at_offset: u128,
-    disconnected_at: Instant,
+    pub(crate) disconnected_at: Instant,
     /// Tie-breaker of `disconnected_at` in [`State::by_age`].
     seq: u64,
     /// What this session counts against `max_sessions_bytes`.

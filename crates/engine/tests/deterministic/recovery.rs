@@ -451,3 +451,51 @@ async fn a_replay_longer_than_the_queue_bound_is_delivered_whole_and_the_bound_s
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(disconnects(&io, "slow consumer"), 1);
 }
+
+/// A client whose connection closes while its resume is still in the middleware (a
+/// slow auth check) never heard it was recovered: the session it came for is kept
+/// again, and its next try recovers it.
+#[tokio::test(start_paused = true)]
+async fn a_resume_whose_connection_closes_midway_leaves_the_session_for_the_next_try() {
+    let mut cfg = config();
+    cfg.recovery = Some(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        // Resuming clients go through the middleware too.
+        skip_middlewares: false,
+        ..RecoveryConfig::default()
+    });
+    let io = server(cfg);
+    let ns = io.of("/");
+    // Resuming clients wait in the middleware until the test lets one through.
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let in_middleware = gate.clone();
+    ns.use_middleware(move |socket| {
+        let gate = in_middleware.clone();
+        async move {
+            if socket.auth().get("pid").is_some() {
+                gate.acquire().await.unwrap().forget();
+            }
+            Ok(())
+        }
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    drop_by_ping_timeout(&client).await;
+
+    let gone = Client::handshake(&io).await;
+    gone.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    // The connection closes (here on a bad packet) while the middleware still runs.
+    let _ = gone.post_raw("7").await;
+    gone.assert_closed().await;
+    gate.add_permits(1);
+    tokio::time::sleep(PING_INTERVAL / 2).await;
+    assert_eq!(ns.socket_count(), 0, "the closed connection got no socket");
+
+    let back = Client::handshake(&io).await;
+    gate.add_permits(1);
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let (sid2, pid2) = connect_answer(&back.get().await);
+    assert_eq!((sid2, pid2), (sid, pid), "recovered on the next try");
+    assert!(ns.sockets().pop().unwrap().recovered());
+}
