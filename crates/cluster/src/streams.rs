@@ -10,8 +10,8 @@
 //!   acks) travel over pub/sub on `socket.io#<nsp>#`, answers on
 //!   `socket.io#<nsp>#<uid>#`, msgpack-encoded, as in Node.
 //! - Sessions are written to `sio:session:<pid>` when a socket connects, joins,
-//!   leaves or changes its data, refreshed while it lives, and taken with GETDEL by
-//!   whichever node the client comes back to.
+//!   leaves or changes its data, refreshed while it lives, and taken (an idempotent
+//!   claim, [`CLAIM_SESSION`]) by whichever node the client comes back to.
 //! - While Redis is down, stream writes wait in order in memory (up to
 //!   [`MAX_PENDING_WRITES`]) and go out when it is back; the reader resumes from the
 //!   last id it read, so no entry is skipped.
@@ -47,7 +47,7 @@ use crate::convert::{
     to_json, to_wire, wire_opts,
 };
 use crate::requests::{Requests, answer_broadcast_with_ack, collect};
-use crate::{ClusterConfig, ClusterError, NodeHandle};
+use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
 /// (and counted) rather than exhausting memory.
@@ -597,6 +597,42 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// Takes a stored session at most once, idempotently: `KEYS[1]` is the session,
+/// `KEYS[2]` the claim of one take (`ARGV[1]`: how long the claim is kept, ms). The
+/// first call moves the session into the claim; a retry of the same take finds it
+/// there. The claim key is `{session key}:claim:<token>`, in the session key's hash
+/// slot on a Redis Cluster.
+const CLAIM_SESSION: &str = r"
+local claimed = redis.call('GET', KEYS[2])
+if claimed then return claimed end
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], stored, 'PX', ARGV[1])
+end
+return stored
+";
+
+/// How long a claimed session stays readable by a retry of the take that claimed it:
+/// far longer than a take waits for Redis (5 s in the engine).
+const CLAIM_TTL: Duration = Duration::from_secs(30);
+
+/// Claims the session at `key` for the take `token` (see [`CLAIM_SESSION`]).
+async fn claim_session(
+    conn: &mut ConnectionManager,
+    key: &str,
+    token: &str,
+) -> redis::RedisResult<Option<String>> {
+    redis::cmd("EVAL")
+        .arg(CLAIM_SESSION)
+        .arg(2)
+        .arg(key)
+        .arg(format!("{{{key}}}:claim:{token}"))
+        .arg(u64::try_from(CLAIM_TTL.as_millis()).unwrap_or(u64::MAX))
+        .query_async(conn)
+        .await
+}
+
 /// How long a node's marker outlives its last write: far longer than any retry (the
 /// backoff tops out at [`MAX_WRITE_BACKOFF`]), short enough that markers of dead nodes go away.
 const MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -803,25 +839,25 @@ impl SessionStore for StreamsNode {
         Box::pin(async move {
             let mut conn = self.broker().conn();
             let key = session_key(&self.config.session_key_prefix, pid);
+            // One claim per take, retried with the same token: a take whose reply was
+            // lost (Redis killed right after it logged the claim) gets its session on
+            // the next try instead of finding the key gone.
+            let token = random_uid(16);
             let raw = loop {
-                let raw: Option<String> = redis::cmd("GETDEL")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| {
+                match claim_session(&mut conn, &key, &token).await {
+                    Ok(Some(raw)) => break raw,
+                    // Right after Redis failed, another node may still hold this session
+                    // in its write queue (saved while Redis was away, sent at its next
+                    // retry): a miss then is not yet an answer.
+                    Ok(None) if self.health().troubled_within(WRITES_SETTLE) => {}
+                    Ok(None) => return Ok(None),
+                    // The caller bounds how long a take may wait for Redis.
+                    Err(err) => {
                         self.health().trouble();
-                        AdapterError::Unavailable(e.to_string())
-                    })?;
-                // Right after Redis failed, another node may still hold this session in
-                // its write queue (saved while Redis was away, sent at its next retry):
-                // a miss then is not yet an answer.
-                match raw {
-                    Some(raw) => break raw,
-                    None if self.health().troubled_within(WRITES_SETTLE) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tracing::debug!(error = %err, "session take failed; retrying");
                     }
-                    None => return Ok(None),
                 }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             };
             let Ok(stored) = PersistedSession::decode(&raw) else {
                 return Ok(None);
@@ -1221,5 +1257,28 @@ mod tests {
             .await
             .expect("GET");
         assert_eq!(session, "v");
+    }
+
+    /// A take retried after its reply was lost gets the session it claimed; another
+    /// take (another token) finds it gone, and the claim goes away with its TTL.
+    #[tokio::test]
+    async fn a_session_claim_retried_with_its_token_gets_the_session_again() {
+        let (_redis, mut conn) = start_redis().await;
+        let key = "sio:session:abc";
+        let _: () = redis::AsyncCommands::set(&mut conn, key, "stored")
+            .await
+            .expect("SET");
+        let first = claim_session(&mut conn, key, "t1").await.expect("claim");
+        assert_eq!(first.as_deref(), Some("stored"));
+        let retried = claim_session(&mut conn, key, "t1").await.expect("retry");
+        assert_eq!(retried.as_deref(), Some("stored"), "the same take, retried");
+        let other = claim_session(&mut conn, key, "t2").await.expect("other");
+        assert_eq!(other, None, "taken at most once");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg("{sio:session:abc}:claim:t1")
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        assert!(ttl > 0 && ttl <= 30_000, "the claim expires: {ttl}");
     }
 }
