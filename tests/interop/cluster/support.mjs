@@ -122,7 +122,10 @@ export class ChaosMember {
     this.rejoinFailures = 0;
     /** Each disconnect: `{ reason, phase }`. */
     this.disconnects = [];
-    /** Each reconnect: `{ phase, recovered, after }` (the last number received before it). */
+    /**
+     * Each reconnect: `{ phase, recovered, after, id }` (the last number received before
+     * it; the socket id, to find it in the servers' logs).
+     */
     this.reconnects = [];
     this.socket = clients.open(url, mode, RECONNECT);
     this.socket.on("seq", (...args) => this.segments.at(-1).push(number(withoutOffset(args))));
@@ -130,7 +133,7 @@ export class ChaosMember {
     this.socket.on("connect", () => {
       if (++this.connects === 1) return;
       const recovered = this.socket.recovered;
-      this.reconnects.push({ phase: phase(), recovered, after: this.last });
+      this.reconnects.push({ phase: phase(), recovered, after: this.last, id: this.socket.id });
       if (recovered) {
         this.recovered++;
         return;
@@ -205,13 +208,13 @@ export function analyse(member, ackedSorted) {
 }
 
 /**
- * A chaos member's reconnects (`{phase, recovered, after}`) as text, a run of identical
+ * A chaos member's reconnects (`{phase, recovered, after, id}`) as text, a run of identical
  * ones (a client in a loop) as one entry.
  */
 export function reconnectLog(reconnects) {
   const runs = [];
   for (const r of reconnects) {
-    const text = `${r.phase}: ${r.recovered ? "recovered" : "NOT recovered"} after ${r.after}`;
+    const text = `${r.phase}: ${r.recovered ? "recovered" : "NOT recovered"} after ${r.after} as ${r.id}`;
     if (runs.at(-1)?.text === text) runs.at(-1).times++;
     else runs.push({ text, times: 1 });
   }
