@@ -309,7 +309,16 @@ async fn prepare_durable(
         Box::pin(async move { store.take(&pid).await }) as BoxFuture<'static, _>
     };
     let session = match with_store_retry("take session", take).await {
-        Ok(Some::<DurableSession>(session)) => session,
+        Ok(Some::<DurableSession>(session)) => {
+            tracing::debug!(
+                socket = %session.sid,
+                rooms = session.rooms.len(),
+                offset = ?session.offset,
+                claimed = ?offset,
+                "stored session taken"
+            );
+            session
+        }
         Ok(None) => {
             tracing::debug!(
                 pid,

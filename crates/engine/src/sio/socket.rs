@@ -478,7 +478,15 @@ impl Socket {
         if let Some(store) = self.ns.adapter().session_store() {
             // Durable: the last snapshot, or nothing if the client left on purpose.
             match (is_recoverable(reason), self.durable_session()) {
-                (true, Some(session)) => store.save(session, self.durable_ttl()),
+                (true, Some(session)) => {
+                    tracing::debug!(
+                        socket = %self.id,
+                        rooms = session.rooms.len(),
+                        offset = ?session.offset,
+                        "session stored for recovery"
+                    );
+                    store.save(session, self.durable_ttl());
+                }
                 _ => store.forget(pid.as_str()),
             }
             return;
