@@ -634,7 +634,8 @@ async fn claim_session(
 }
 
 /// How long a node's marker outlives its last write: far longer than any retry (the
-/// backoff tops out at [`MAX_WRITE_BACKOFF`]), short enough that markers of dead nodes go away.
+/// backoff tops out at [`MAX_WRITE_BACKOFF`]), short enough that markers of dead nodes
+/// go away.
 const MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Where one node's writer appends, and the marker that makes its appends idempotent.

@@ -530,26 +530,19 @@ fn finish_connect(
 /// node's buffer with its original disconnection time, so the window is not extended).
 fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
     tracing::debug!(pid = %session.pid, "connection closed while resuming; session kept again");
-    if let Some(store) = socket.ns().adapter().session_store() {
-        let durable = DurableSession {
-            sid: session.sid.to_string(),
-            pid: session.pid.to_string(),
-            rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
-            data: session.data,
-            offset: Some(buffer.offset_string(session.connected_at_offset)),
-        };
-        store.save(durable, buffer.config().max_disconnection_duration);
+    let (parts, disconnected_at) = session.into_parts();
+    let Some(store) = socket.ns().adapter().session_store() else {
+        buffer.persist(parts, disconnected_at);
         return;
-    }
-    let disconnected_at = session.disconnected_at;
-    let parts = SavedSessionParts {
-        sid: session.sid,
-        pid: session.pid,
-        rooms: session.rooms,
-        data: session.data,
-        connected_at_offset: session.connected_at_offset,
     };
-    buffer.persist(parts, disconnected_at);
+    let durable = DurableSession {
+        sid: parts.sid.to_string(),
+        pid: parts.pid.to_string(),
+        rooms: parts.rooms.iter().map(|r| r.to_string()).collect(),
+        data: parts.data,
+        offset: Some(buffer.offset_string(parts.connected_at_offset)),
+    };
+    store.save(durable, buffer.config().max_disconnection_duration);
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first

@@ -292,7 +292,7 @@ pub(crate) struct SavedSession {
     /// The buffer position when the socket connected: replay starts there without an
     /// offset, and never before it with one.
     pub(crate) connected_at_offset: u128,
-    pub(crate) disconnected_at: Instant,
+    disconnected_at: Instant,
     /// Tie-breaker of `disconnected_at` in [`State::by_age`].
     seq: u64,
     /// What this session counts against `max_sessions_bytes`.
@@ -717,6 +717,21 @@ pub(crate) fn saved_from_parts(parts: SavedSessionParts, now: Instant) -> SavedS
         disconnected_at: now,
         seq: 0,
         bytes: 0,
+    }
+}
+
+impl SavedSession {
+    /// The inverse of [`saved_from_parts`]: the session's parts and when it was
+    /// disconnected, to keep it again as it was.
+    pub(crate) fn into_parts(self) -> (SavedSessionParts, Instant) {
+        let parts = SavedSessionParts {
+            sid: self.sid,
+            pid: self.pid,
+            rooms: self.rooms,
+            data: self.data,
+            connected_at_offset: self.connected_at_offset,
+        };
+        (parts, self.disconnected_at)
     }
 }
 
