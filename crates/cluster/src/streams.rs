@@ -86,14 +86,16 @@ enum Answer {
 enum Write {
     /// A stream entry, and who to tell once Redis has it.
     Entry(Vec<(&'static str, String)>, Option<oneshot::Sender<()>>),
+    /// Stores a session unless it was taken since with a later epoch
+    /// ([`SAVE_SESSION`]).
     SaveSession {
         key: String,
         value: String,
         ttl: Duration,
+        epoch: u64,
     },
-    Forget {
-        key: String,
-    },
+    /// Deletes a session, on the same condition ([`FORGET_SESSION`]).
+    Forget { key: String, epoch: u64 },
 }
 
 /// The namespaces this node serves and how far its reader got, under one lock: the
@@ -597,40 +599,85 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-/// Takes a stored session at most once, idempotently: `KEYS[1]` is the session,
-/// `KEYS[2]` the claim of one take (`ARGV[1]`: how long the claim is kept, ms). The
-/// first call moves the session into the claim; a retry of the same take finds it
-/// there. The claim key is `{session key}:claim:<token>`, in the session key's hash
-/// slot on a Redis Cluster.
+/// Takes a stored session at most once, idempotently, and fences the sockets that
+/// held it before: `KEYS[1]` is the session, `KEYS[2]` the claim of one take,
+/// `KEYS[3]` the session's epoch (`ARGV[1]`: how long the claim is kept, ms). The
+/// first call moves the session into the claim, with the next epoch in front of it;
+/// a retry of the same take finds both there. Returns `[session, epoch]` or nil.
+///
+/// The epoch: each take of a `pid` gets a higher one, and [`SAVE_SESSION`] and
+/// [`FORGET_SESSION`] ignore a socket whose epoch is lower than the latest. So a
+/// socket left behind on a node that froze or lost its network (its client has since
+/// resumed elsewhere) cannot, when it finally closes or refreshes, replace the
+/// session with its old rooms and data, or delete it. The epoch key lives as long as
+/// the session the current socket keeps saving (each save extends both).
+///
+/// Claim and epoch keys are `{session key}:claim:<token>` and `{session key}:epoch`,
+/// in the session key's hash slot on a Redis Cluster.
 const CLAIM_SESSION: &str = r"
 local claimed = redis.call('GET', KEYS[2])
-if claimed then return claimed end
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], stored, 'PX', ARGV[1])
+if claimed then
+  local sep = string.find(claimed, ':', 1, true)
+  return {string.sub(claimed, sep + 1), string.sub(claimed, 1, sep - 1)}
 end
-return stored
+local stored = redis.call('GET', KEYS[1])
+if not stored then return false end
+redis.call('DEL', KEYS[1])
+local epoch = redis.call('INCR', KEYS[3])
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+end
+redis.call('SET', KEYS[2], epoch .. ':' .. stored, 'PX', ARGV[1])
+return {stored, tostring(epoch)}
 ";
+
+/// Saves a session unless it has been taken since by a later epoch (see
+/// [`CLAIM_SESSION`]). KEYS: session, epoch. ARGV: value, TTL (ms), the saving
+/// socket's epoch. A session never taken has no epoch key and is saved as Node
+/// saves it.
+const SAVE_SESSION: &str = r"
+local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[3]) < latest then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if latest > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+";
+
+/// Deletes a session (its client left on purpose) unless it has been taken since by
+/// a later epoch. KEYS: session, epoch. ARGV: the socket's epoch.
+const FORGET_SESSION: &str = r"
+local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) < latest then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+/// The key of the epoch of the session stored at `key`.
+fn epoch_key(key: &str) -> String {
+    format!("{{{key}}}:epoch")
+}
 
 /// How long a claimed session stays readable by a retry of the take that claimed it:
 /// far longer than a take waits for Redis (5 s in the engine).
 const CLAIM_TTL: Duration = Duration::from_secs(30);
 
-/// Claims the session at `key` for the take `token` (see [`CLAIM_SESSION`]).
+/// Claims the session at `key` for the take `token` (see [`CLAIM_SESSION`]): the
+/// stored session and the epoch of this take.
 async fn claim_session(
     conn: &mut ConnectionManager,
     key: &str,
     token: &str,
-) -> redis::RedisResult<Option<String>> {
-    redis::cmd("EVAL")
+) -> redis::RedisResult<Option<(String, u64)>> {
+    let claimed: Option<(String, String)> = redis::cmd("EVAL")
         .arg(CLAIM_SESSION)
-        .arg(2)
+        .arg(3)
         .arg(key)
         .arg(format!("{{{key}}}:claim:{token}"))
+        .arg(epoch_key(key))
         .arg(u64::try_from(CLAIM_TTL.as_millis()).unwrap_or(u64::MAX))
         .query_async(conn)
-        .await
+        .await?;
+    Ok(claimed.map(|(stored, epoch)| (stored, epoch.parse().unwrap_or(0))))
 }
 
 /// How long a node's marker outlives its last write: far longer than any retry (the
@@ -688,17 +735,31 @@ impl WriteTarget {
                     cmd.ignore();
                     run += 1;
                 }
-                Write::SaveSession { key, value, ttl } => {
-                    pipe.cmd("SET")
+                Write::SaveSession {
+                    key,
+                    value,
+                    ttl,
+                    epoch,
+                } => {
+                    pipe.cmd("EVAL")
+                        .arg(SAVE_SESSION)
+                        .arg(2)
                         .arg(key)
+                        .arg(epoch_key(key))
                         .arg(value)
-                        .arg("PX")
                         .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                        .arg(*epoch)
                         .ignore();
                     i += 1;
                 }
-                Write::Forget { key } => {
-                    pipe.cmd("DEL").arg(key).ignore();
+                Write::Forget { key, epoch } => {
+                    pipe.cmd("EVAL")
+                        .arg(FORGET_SESSION)
+                        .arg(2)
+                        .arg(key)
+                        .arg(epoch_key(key))
+                        .arg(*epoch)
+                        .ignore();
                     i += 1;
                 }
             }
@@ -824,12 +885,14 @@ impl SessionStore for StreamsNode {
             key: session_key(&self.config.session_key_prefix, &stored.pid),
             value: stored.encode(),
             ttl,
+            epoch: session.epoch,
         });
     }
 
-    fn forget(&self, pid: &str) {
+    fn forget(&self, pid: &str, epoch: u64) {
         self.write(Write::Forget {
             key: session_key(&self.config.session_key_prefix, pid),
+            epoch,
         });
     }
 
@@ -844,9 +907,9 @@ impl SessionStore for StreamsNode {
             // lost (Redis killed right after it logged the claim) gets its session on
             // the next try instead of finding the key gone.
             let token = random_uid(16);
-            let raw = loop {
+            let (raw, epoch) = loop {
                 match claim_session(&mut conn, &key, &token).await {
-                    Ok(Some(raw)) => break raw,
+                    Ok(Some(claimed)) => break claimed,
                     // Right after Redis failed, another node may still hold this session
                     // in its write queue (saved while Redis was away, sent at its next
                     // retry): a miss then is not yet an answer.
@@ -873,6 +936,7 @@ impl SessionStore for StreamsNode {
                 rooms: stored.rooms,
                 data: to_json(stored.data),
                 offset,
+                epoch,
             }))
         })
     }
@@ -1229,6 +1293,7 @@ mod tests {
                 key: "sio:session:x".into(),
                 value: "v".into(),
                 ttl: Duration::from_secs(60),
+                epoch: 0,
             },
             entry(3),
         ];
@@ -1270,9 +1335,13 @@ mod tests {
             .await
             .expect("SET");
         let first = claim_session(&mut conn, key, "t1").await.expect("claim");
-        assert_eq!(first.as_deref(), Some("stored"));
+        assert_eq!(first, Some(("stored".to_owned(), 1)));
         let retried = claim_session(&mut conn, key, "t1").await.expect("retry");
-        assert_eq!(retried.as_deref(), Some("stored"), "the same take, retried");
+        assert_eq!(
+            retried,
+            Some(("stored".to_owned(), 1)),
+            "the same take, retried, with the same epoch"
+        );
         let other = claim_session(&mut conn, key, "t2").await.expect("other");
         assert_eq!(other, None, "taken at most once");
         let ttl: i64 = redis::cmd("PTTL")
@@ -1281,5 +1350,88 @@ mod tests {
             .await
             .expect("PTTL");
         assert!(ttl > 0 && ttl <= 30_000, "the claim expires: {ttl}");
+    }
+
+    fn save(key: &str, value: &str, epoch: u64) -> Write {
+        Write::SaveSession {
+            key: key.into(),
+            value: value.into(),
+            ttl: Duration::from_secs(60),
+            epoch,
+        }
+    }
+
+    /// A socket left behind on a node that froze (its client resumed elsewhere since)
+    /// can neither replace nor delete the session of the resumed socket; the resumed
+    /// socket's saves and a later take go on as usual, with a higher epoch each time.
+    #[tokio::test]
+    async fn a_session_taken_again_is_fenced_from_the_sockets_that_held_it_before() {
+        let (_redis, mut conn) = start_redis().await;
+        let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
+        let key = "sio:session:abc";
+        let get = |mut conn: ConnectionManager| async move {
+            redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
+                .await
+                .expect("GET")
+        };
+        // Never taken: saved as Node saves it (no epoch key).
+        target
+            .send(&mut conn, &[save(key, "first", 0)])
+            .await
+            .expect("save");
+        let taken = claim_session(&mut conn, key, "t1").await.expect("claim");
+        assert_eq!(taken, Some(("first".to_owned(), 1)));
+        target
+            .send(&mut conn, &[save(key, "resumed", 1)])
+            .await
+            .expect("save");
+
+        // The old socket's refresh, its close, its forget: all ignored.
+        let stale = [
+            save(key, "stale", 0),
+            Write::Forget {
+                key: key.into(),
+                epoch: 0,
+            },
+        ];
+        target.send(&mut conn, &stale).await.expect("stale writes");
+        assert_eq!(get(conn.clone()).await.as_deref(), Some("resumed"));
+
+        let again = claim_session(&mut conn, key, "t2").await.expect("claim");
+        assert_eq!(
+            again,
+            Some(("resumed".to_owned(), 2)),
+            "a later take, a later epoch"
+        );
+        target
+            .send(&mut conn, &[save(key, "third", 2)])
+            .await
+            .expect("save");
+        target
+            .send(&mut conn, &[save(key, "second", 1)])
+            .await
+            .expect("save");
+        assert_eq!(get(conn.clone()).await.as_deref(), Some("third"));
+        target
+            .send(
+                &mut conn,
+                &[Write::Forget {
+                    key: key.into(),
+                    epoch: 2,
+                }],
+            )
+            .await
+            .expect("forget");
+        assert_eq!(
+            get(conn.clone()).await,
+            None,
+            "the current socket may forget it"
+        );
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(epoch_key(key))
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        assert!(ttl > 0, "the epoch key expires: {ttl}");
     }
 }

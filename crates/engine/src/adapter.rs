@@ -325,6 +325,12 @@ pub struct DurableSession {
     /// Event-log position when the socket connected: where replay starts for a
     /// client that never received an event (and so sends no offset).
     pub offset: Option<String>,
+    /// Which resume of the session this is: 0 for a session never taken, then the
+    /// number the store handed out with [`SessionStore::take`]. A store refuses a
+    /// save or forget with a lower epoch than the session's latest, so a socket left
+    /// behind on a node that froze or lost its network cannot overwrite the session
+    /// its client has since resumed elsewhere.
+    pub epoch: u64,
 }
 
 /// A stored broadcast read back from the durable log.
@@ -347,7 +353,8 @@ pub struct LoggedEvent {
 /// never overlaps live delivery.
 pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Saves or refreshes a session (fire and forget, ordered per session); it expires
-    /// after `ttl` unless saved again.
+    /// after `ttl` unless saved again. Ignored when the session has since been taken
+    /// with a later epoch (see [`DurableSession::epoch`]).
     fn save(&self, session: DurableSession, ttl: Duration);
     /// How long the saved session of a socket still connected must live, for a
     /// recovery window of `window`: until the store's next refresh of it, plus the
@@ -355,9 +362,11 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     fn live_ttl(&self, window: Duration) -> Duration {
         window
     }
-    /// Forgets a session: the client left on purpose.
-    fn forget(&self, pid: &str);
-    /// Takes a session out of the store; at most one caller ever gets it.
+    /// Forgets a session: the client left on purpose. Ignored, as a save is, when
+    /// `epoch` is older than the session's latest.
+    fn forget(&self, pid: &str, epoch: u64);
+    /// Takes a session out of the store; at most one caller ever gets it, with an
+    /// epoch above every earlier take's.
     fn take<'a>(
         &'a self,
         pid: &'a str,

@@ -141,9 +141,14 @@ function spawnServer(cmd, fullArgs, { cwd, env = {}, onStdout } = {}) {
   let stderr = "";
   let stdout = "";
   let fixture = null;
+  // A cluster member's lines carry its `--name`, so interleaved logs can be told apart.
+  const nameAt = fullArgs.indexOf("--name");
+  const tag = nameAt >= 0 && fullArgs[nameAt + 1] ? `[${fullArgs[nameAt + 1]}] ` : "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (chunk) => {
-    if (process.env.INTEROP_VERBOSE) process.stderr.write(chunk);
+    if (process.env.INTEROP_VERBOSE) {
+      process.stderr.write(tag ? chunk.replace(/^(?=.)/gm, tag) : chunk);
+    }
     stderr = (stderr + chunk).slice(-STDERR_KEEP);
     if (fixture) fixture.stderr = stderr;
   });

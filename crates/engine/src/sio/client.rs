@@ -397,6 +397,7 @@ async fn prepare_durable(
         rooms,
         data: session.data,
         connected_at_offset: start.unwrap_or(from),
+        epoch: session.epoch,
     };
     Some(Prepared {
         session: saved_from_parts(parts, now()),
@@ -466,12 +467,14 @@ fn finish_connect(
             pid: Some(r.session.pid),
             recovered: true,
             connected_at_offset: r.session.connected_at_offset,
+            epoch: r.session.epoch,
         },
         None => Identity {
             id: socket.id(),
             pid: socket.pid(),
             recovered: false,
             connected_at_offset: RecoveryBuffer::head_of(&state),
+            epoch: 0,
         },
     };
     let prepared = &socket;
@@ -541,6 +544,7 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
         rooms: parts.rooms.iter().map(|r| r.to_string()).collect(),
         data: parts.data,
         offset: Some(buffer.offset_string(parts.connected_at_offset)),
+        epoch: parts.epoch,
     };
     store.save(durable, buffer.config().max_disconnection_duration);
 }

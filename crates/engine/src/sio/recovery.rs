@@ -292,6 +292,9 @@ pub(crate) struct SavedSession {
     /// The buffer position when the socket connected: replay starts there without an
     /// offset, and never before it with one.
     pub(crate) connected_at_offset: u128,
+    /// Which resume of the session this is ([`crate::DurableSession::epoch`]); 0
+    /// in a node's own buffer.
+    pub(crate) epoch: u64,
     disconnected_at: Instant,
     /// Tie-breaker of `disconnected_at` in [`State::by_age`].
     seq: u64,
@@ -590,6 +593,7 @@ impl RecoveryBuffer {
             rooms: session.rooms,
             data: session.data,
             connected_at_offset: session.connected_at_offset,
+            epoch: session.epoch,
             disconnected_at: now,
             seq,
             bytes,
@@ -704,6 +708,7 @@ pub(crate) struct SavedSessionParts {
     pub(crate) rooms: Vec<Room>,
     pub(crate) data: Value,
     pub(crate) connected_at_offset: u128,
+    pub(crate) epoch: u64,
 }
 
 /// A session restored from a durable store, as the buffer keeps it.
@@ -714,6 +719,7 @@ pub(crate) fn saved_from_parts(parts: SavedSessionParts, now: Instant) -> SavedS
         rooms: parts.rooms,
         data: parts.data,
         connected_at_offset: parts.connected_at_offset,
+        epoch: parts.epoch,
         disconnected_at: now,
         seq: 0,
         bytes: 0,
@@ -730,6 +736,7 @@ impl SavedSession {
             rooms: self.rooms,
             data: self.data,
             connected_at_offset: self.connected_at_offset,
+            epoch: self.epoch,
         };
         (parts, self.disconnected_at)
     }
@@ -792,6 +799,7 @@ mod tests {
                 rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
                 data: Value::Null,
                 connected_at_offset: at_offset,
+                epoch: 0,
             },
             now,
         );
@@ -909,6 +917,7 @@ mod tests {
                 rooms: vec![Room::from(pid(n).as_str())],
                 data,
                 connected_at_offset: b.head(),
+                epoch: 0,
             },
             now,
         );

@@ -33,6 +33,9 @@ pub struct Socket {
     recovered: bool,
     /// Recovery buffer position when the socket connected.
     connected_at_offset: u128,
+    /// Which resume of its durable session this socket is (see
+    /// [`DurableSession::epoch`]).
+    epoch: u64,
     ns: Arc<Namespace>,
     session: Arc<Session>,
     client: Arc<ClientShared>,
@@ -60,6 +63,7 @@ pub(crate) struct Identity {
     pub(crate) pid: Option<Sid>,
     pub(crate) recovered: bool,
     pub(crate) connected_at_offset: u128,
+    pub(crate) epoch: u64,
 }
 
 impl std::fmt::Debug for Socket {
@@ -83,6 +87,7 @@ impl Socket {
             pid: ns.recovery().map(|_| Sid::from_random(rand::random())),
             recovered: false,
             connected_at_offset: 0,
+            epoch: 0,
         };
         Socket::with_identity(ns, session, client, auth, identity)
     }
@@ -99,6 +104,7 @@ impl Socket {
             pid: identity.pid,
             recovered: identity.recovered,
             connected_at_offset: identity.connected_at_offset,
+            epoch: identity.epoch,
             ns,
             session,
             client,
@@ -273,6 +279,7 @@ impl Socket {
             rooms: self.rooms(),
             data: self.data(),
             offset: Some(buffer.offset_string(self.connected_at_offset)),
+            epoch: self.epoch,
         })
     }
 
@@ -487,7 +494,7 @@ impl Socket {
                     );
                     store.save(session, self.durable_ttl());
                 }
-                _ => store.forget(pid.as_str()),
+                _ => store.forget(pid.as_str(), self.epoch),
             }
             return;
         }
@@ -505,6 +512,7 @@ impl Socket {
             rooms,
             data: self.data(),
             connected_at_offset: self.connected_at_offset,
+            epoch: self.epoch,
         };
         buffer.persist(parts, now());
     }

@@ -184,17 +184,25 @@ async fn handshakes_are_refused_while_open_sessions_keep_working() {
 #[derive(Debug, Default)]
 struct SharedStore {
     sessions: Mutex<HashMap<String, DurableSession>>,
+    /// The last epoch handed out per `pid`: saves and forgets below it are ignored.
+    epochs: Mutex<HashMap<String, u64>>,
     /// The next this many `take`s fail as if Redis were restarting.
     unreachable_for: std::sync::atomic::AtomicUsize,
 }
 
 impl SessionStore for SharedStore {
     fn save(&self, session: DurableSession, _ttl: Duration) {
+        if session.epoch < self.epoch(&session.pid) {
+            return;
+        }
         let mut sessions = self.sessions.lock().unwrap();
         sessions.insert(session.pid.clone(), session);
     }
 
-    fn forget(&self, pid: &str) {
+    fn forget(&self, pid: &str, epoch: u64) {
+        if epoch < self.epoch(pid) {
+            return;
+        }
         self.sessions.lock().unwrap().remove(pid);
     }
 
@@ -208,7 +216,13 @@ impl SessionStore for SharedStore {
             self.unreachable_for.store(down - 1, SeqCst);
             return Box::pin(async { Err(AdapterError::Unavailable("restarting".into())) });
         }
-        let session = self.sessions.lock().unwrap().remove(pid);
+        let session = self.sessions.lock().unwrap().remove(pid).map(|mut s| {
+            let mut epochs = self.epochs.lock().unwrap();
+            let epoch = epochs.entry(pid.to_owned()).or_default();
+            *epoch += 1;
+            s.epoch = *epoch;
+            s
+        });
         Box::pin(async move { Ok(session) })
     }
 
@@ -219,6 +233,12 @@ impl SessionStore for SharedStore {
         _until: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
         Box::pin(async { Ok(Some(Vec::new())) })
+    }
+}
+
+impl SharedStore {
+    fn epoch(&self, pid: &str) -> u64 {
+        self.epochs.lock().unwrap().get(pid).copied().unwrap_or(0)
     }
 }
 
@@ -397,4 +417,59 @@ async fn a_session_stops_counting_only_after_its_disconnect_handlers_ran() {
         "the session stopped counting before its disconnect handler finished"
     );
     drain.await.unwrap();
+}
+
+/// The rooms the store holds for `pid`.
+fn stored_rooms(store: &SharedStore, pid: &str) -> Vec<String> {
+    let sessions = store.sessions.lock().unwrap();
+    sessions
+        .get(pid)
+        .map(|s| s.rooms.clone())
+        .unwrap_or_default()
+}
+
+/// A node that froze (or lost its network) still holds the socket of a client that
+/// has since resumed elsewhere; when it wakes and the socket finally closes, its old
+/// snapshot must not replace the session the client lives on now, or the client's
+/// next resume (its new node dies) would come back without the rooms it joined since.
+#[tokio::test(start_paused = true)]
+async fn a_socket_left_behind_on_a_frozen_node_cannot_overwrite_the_resumed_session() {
+    let store = Arc::new(SharedStore::default());
+    let (frozen, new, third) = (
+        durable_node(&store),
+        durable_node(&store),
+        durable_node(&store),
+    );
+    let client = Client::handshake(&frozen).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    client.post(r#"42["join","room-a"]"#).await;
+
+    // The client gives up on the silent node and resumes on another, from the live
+    // snapshot, then joins a second room there.
+    let moved = Client::handshake(&new).await;
+    moved.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(connect_answer(&moved.get().await).0, sid, "recovered");
+    moved.post(r#"42["join","room-b"]"#).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(stored_rooms(&store, &pid).contains(&"room-b".to_owned()));
+
+    // The frozen node wakes: its socket of that client closes as a lost connection.
+    let left_behind = frozen.of("/").sockets().pop().unwrap();
+    left_behind.close_connection(DisconnectReason::PingTimeout);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(frozen.of("/").sockets().is_empty());
+    assert!(
+        stored_rooms(&store, &pid).contains(&"room-b".to_owned()),
+        "the stale socket overwrote the session: {:?}",
+        stored_rooms(&store, &pid)
+    );
+
+    // The new node dies without a word: the client resumes on a third with both rooms.
+    let again = Client::handshake(&third).await;
+    again.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(connect_answer(&again.get().await).0, sid, "recovered again");
+    let socket = third.of("/").sockets().pop().unwrap();
+    let rooms = socket.rooms();
+    assert!(rooms.contains(&"room-a".to_owned()) && rooms.contains(&"room-b".to_owned()));
 }
