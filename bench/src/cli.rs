@@ -39,6 +39,16 @@ pub(crate) enum Command {
     Rooms(RunArgs),
     /// Sustained connects and disconnects.
     Churn(RunArgs),
+    /// The three cluster scenarios (1, 2, 3 nodes on one Redis the runner starts).
+    Cluster(RunArgs),
+    /// One room spread over the nodes of a cluster, publisher on the first node as fast
+    /// as it accepts: deliveries/s, CPU per delivery of each node and of Redis.
+    ClusterFanout(RunArgs),
+    /// Fixed publish rate on a room spread over a cluster: latency on the publisher's
+    /// node and on the others.
+    ClusterLatency(RunArgs),
+    /// Many small rooms spread over a cluster, targeted emits from the first node.
+    ClusterRooms(RunArgs),
     /// Rewrite results.md and the charts of a run from its results.json (and, with
     /// --benchmarks-md, BENCHMARKS.md), e.g. after the report format changed.
     Report {
@@ -105,7 +115,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     let (stamp, started_at) = crate::versions::utc_now();
     let (mode, scenarios, args, params) = match command {
         Command::All(a) => ("full", Scenario::ALL.to_vec(), a.common.clone(), Some(a)),
-        Command::Smoke(c) => ("smoke", Scenario::ALL.to_vec(), c, None),
+        Command::Smoke(c) => ("smoke", Scenario::SMOKE.to_vec(), c, None),
         Command::Idle(a) => ("idle", vec![Scenario::Idle], a.common.clone(), Some(a)),
         Command::Fanout(a) => ("fanout", vec![Scenario::Fanout], a.common.clone(), Some(a)),
         Command::Latency(a) => (
@@ -116,6 +126,30 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::Rooms(a) => ("rooms", vec![Scenario::Rooms], a.common.clone(), Some(a)),
         Command::Churn(a) => ("churn", vec![Scenario::Churn], a.common.clone(), Some(a)),
+        Command::Cluster(a) => (
+            "cluster",
+            Scenario::CLUSTER.to_vec(),
+            a.common.clone(),
+            Some(a),
+        ),
+        Command::ClusterFanout(a) => (
+            "cluster-fanout",
+            vec![Scenario::ClusterFanout],
+            a.common.clone(),
+            Some(a),
+        ),
+        Command::ClusterLatency(a) => (
+            "cluster-latency",
+            vec![Scenario::ClusterLatency],
+            a.common.clone(),
+            Some(a),
+        ),
+        Command::ClusterRooms(a) => (
+            "cluster-rooms",
+            vec![Scenario::ClusterRooms],
+            a.common.clone(),
+            Some(a),
+        ),
         Command::Report {
             results,
             benchmarks_md,

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::net::SourcePool;
 use crate::sio::{self, Dialect, Incoming};
-use crate::stats::Stats;
+use crate::stats::{Group, Stats};
 use crate::ws::{self, FrameHead, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 
 /// Replies a batch of frames asks for, sent after the batch is walked.
@@ -229,9 +229,13 @@ impl Session {
         Ok(())
     }
 
-    /// Counts deliveries (and records their latency while `stats` is recording) until
-    /// the connection ends; `shard` spreads histogram locking.
-    pub(crate) async fn receive(mut self, stats: &Stats, shard: usize) -> anyhow::Result<()> {
+    /// Counts deliveries (and records their latency, into `lane`'s group, while `stats`
+    /// is recording) until the connection ends; `lane`'s shard spreads histogram locking.
+    pub(crate) async fn receive(
+        mut self,
+        stats: &Stats,
+        lane: (Group, usize),
+    ) -> anyhow::Result<()> {
         let mut stamps = Vec::new();
         let dialect = self.dialect;
         loop {
@@ -251,7 +255,7 @@ impl Session {
                 }
             })?;
             if !stamps.is_empty() {
-                stats.record(shard, stats.stamp(now), &stamps);
+                stats.record(lane, stats.stamp(now), &stamps);
                 stamps.clear();
             }
             // After recording: a drain that sees these deliveries counted sees their samples.

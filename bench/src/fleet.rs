@@ -1,5 +1,7 @@
 //! A fleet of receiving clients: opened quickly with bounded concurrency, each joined to
-//! its rooms, each then running the receive loop until the fleet is dropped.
+//! its rooms, each then running the receive loop until the fleet is dropped. Receiver `i`
+//! connects to node `i % nodes` of the target, so a cluster's receivers are spread evenly
+//! and every room of consecutive receivers spans the nodes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use crate::net::SourcePool;
 use crate::progress::Progress;
 use crate::scenarios::Target;
 use crate::sio::Dialect;
-use crate::stats::Stats;
+use crate::stats::{Group, Stats};
 
 /// Connection setups in flight at once: enough to open thousands per second, few enough
 /// not to overflow a server's listen backlog (Node's default is 511).
@@ -29,8 +31,9 @@ pub(crate) type RoomsOf = Arc<dyn Fn(usize) -> Vec<String> + Send + Sync>;
 
 /// Receiving clients of one scenario; dropping the fleet closes them all.
 pub(crate) struct Fleet {
-    /// The server all clients talk to.
-    target: SocketAddr,
+    /// The nodes the clients talk to (one for a single server, never empty); the first
+    /// is the publisher's.
+    nodes: Vec<SocketAddr>,
     /// Source addresses for outgoing connections.
     pool: Arc<SourcePool>,
     /// How the server joins rooms and delivers.
@@ -46,7 +49,7 @@ pub(crate) struct Fleet {
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fleet")
-            .field("target", &self.target)
+            .field("nodes", &self.nodes)
             .field("opened", &self.opened)
             .finish()
     }
@@ -56,7 +59,11 @@ impl Fleet {
     /// An empty fleet aimed at `target`.
     pub(crate) fn new(target: &Target, stats: Arc<Stats>) -> Fleet {
         Fleet {
-            target: target.addr,
+            nodes: if target.nodes.is_empty() {
+                vec![target.addr]
+            } else {
+                target.nodes.clone()
+            },
             pool: target.pool.clone(),
             dialect: target.dialect,
             stats,
@@ -70,8 +77,8 @@ impl Fleet {
         self.opened
     }
 
-    /// Opens `count` more receivers, each joining `rooms_of(index)`; fails if any
-    /// connection could not be set up after retries.
+    /// Opens `count` more receivers, each joining `rooms_of(index)` on node `index %
+    /// nodes`; fails if any connection could not be set up after retries.
     pub(crate) async fn grow(
         &mut self,
         count: usize,
@@ -81,8 +88,14 @@ impl Fleet {
         let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
         let (ready_tx, mut ready_rx) = mpsc::channel(CONNECT_CONCURRENCY);
         for index in self.opened..self.opened + count {
+            let node = index % self.nodes.len();
+            let group = if node == 0 {
+                Group::SameNode
+            } else {
+                Group::OtherNode
+            };
             let setup = Setup {
-                target: self.target,
+                target: self.nodes[node],
                 pool: self.pool.clone(),
                 dialect: self.dialect,
                 gate: gate.clone(),
@@ -94,7 +107,7 @@ impl Fleet {
                 let ok = session.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
                 let _ = ready.send(ok).await;
                 drop(ready);
-                session?.receive(&stats, index).await
+                session?.receive(&stats, (group, index)).await
             });
         }
         drop(ready_tx);

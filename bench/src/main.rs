@@ -8,8 +8,10 @@
 //! - `net`: outgoing connections spread over 127.0.0.x source addresses.
 //! - `client`, `fleet`, `publish`, `stats`: the load generator (receivers, publishers,
 //!   counters and latency histograms).
-//! - `scenarios`: idle memory, fan-out + latency, many rooms, churn.
+//! - `scenarios`: idle memory, fan-out + latency, many rooms, churn, and the same
+//!   spread over 1–3 nodes clustered over Redis.
 //! - `peers`, `prepare`: the servers under test, how they are built, started, stopped.
+//! - `redis`, `cluster`: a throwaway `redis-server` and a cluster of nodes on it.
 //! - `bare`: the bare Rust WebSocket broadcaster (`bare-server` subcommand).
 //! - `procstat`: RSS and CPU from `/proc`, machine description.
 //! - `suite`: the runner; `report`, `chart`: JSON, markdown, SVG, BENCHMARKS.md.
@@ -20,6 +22,7 @@ mod bare;
 mod chart;
 mod cli;
 mod client;
+mod cluster;
 mod fleet;
 mod net;
 mod peers;
@@ -27,6 +30,7 @@ mod prepare;
 mod procstat;
 mod progress;
 mod publish;
+mod redis;
 mod report;
 mod scenarios;
 mod sio;

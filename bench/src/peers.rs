@@ -115,6 +115,41 @@ impl ServerKind {
     }
 }
 
+/// An adapter that clusters a server's nodes over Redis; every clustering server takes it
+/// as `--adapter NAME --redis-url URL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Adapter {
+    /// Pub/sub, the wire format of Node's `@socket.io/redis-adapter`.
+    Redis,
+    /// A Redis stream, the wire format of Node's `@socket.io/redis-streams-adapter`.
+    RedisStreams,
+}
+
+impl Adapter {
+    /// Name on every server's command line, in step names and in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Adapter::Redis => "redis",
+            Adapter::RedisStreams => "redis-streams",
+        }
+    }
+}
+
+impl ServerKind {
+    /// The Redis adapters this server can cluster with (none: it runs no cluster step).
+    /// socketioxide has a pub/sub adapter (`socketioxide-redis`, its own wire format) and
+    /// no streams adapter; `switchboard serve` and the bare broadcaster are not measured
+    /// clustered.
+    pub(crate) fn cluster_adapters(self) -> &'static [Adapter] {
+        match self {
+            ServerKind::Switchboard | ServerKind::Node => &[Adapter::Redis, Adapter::RedisStreams],
+            ServerKind::Socketioxide => &[Adapter::Redis],
+            ServerKind::SwitchboardServe | ServerKind::Bare => &[],
+        }
+    }
+}
+
 /// Where the runner finds the workspace and its build outputs.
 #[derive(Debug, Clone)]
 pub(crate) struct Paths {
@@ -161,6 +196,24 @@ pub(crate) struct Launch {
     pub(crate) env_remove: Vec<OsString>,
     /// Working directory.
     pub(crate) cwd: PathBuf,
+}
+
+impl Launch {
+    /// The same server as node `name` of a cluster on `redis_url` with `adapter`.
+    pub(crate) fn clustered(&self, adapter: Adapter, redis_url: &str, name: &str) -> Launch {
+        let mut launch = self.clone();
+        for arg in [
+            "--adapter",
+            adapter.name(),
+            "--redis-url",
+            redis_url,
+            "--name",
+            name,
+        ] {
+            launch.args.push(arg.to_owned());
+        }
+        launch
+    }
 }
 
 /// How a server is told where to listen.
@@ -213,47 +266,64 @@ impl Server {
             std::net::TcpListener::bind((host, port))
                 .with_context(|| format!("port {port} on {host} is in use"))?;
         }
-        let stderr =
-            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
         let mut command = Command::new(&launch.program);
         for name in &launch.env_remove {
             command.env_remove(name);
         }
-        let mut child = command
+        command
             .args(&launch.args)
             .args(launch.listen.args(host, port))
             .current_dir(&launch.cwd)
+            .stdout(Stdio::piped());
+        let mut server = Server::spawn(command, log)
+            .with_context(|| format!("cannot run {}", launch.program.display()))?;
+        let stdout = server.child.stdout.take().context("no stdout pipe")?;
+        let mut lines = BufReader::new(stdout).lines();
+        server.addr = server
+            .ready("a `listening on` line", wait_listening(&mut lines), log)
+            .await?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(server)
+    }
+
+    /// Spawns `command` (its stdout as the caller set it) in its own process group, stdin
+    /// closed, stderr to `log`; its address is unknown until the caller learns it.
+    pub(crate) fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Server> {
+        let stderr =
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(stderr)
             .process_group(0)
             .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", launch.program.display()))?;
+            .spawn()?;
         let pid = child.id().context("server exited at once")?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let mut server = Server {
+        Ok(Server {
             child,
             pid,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        let mut lines = BufReader::new(stdout).lines();
+        })
+    }
+
+    /// Waits for `ready` (`what` names it in errors), at most [`START_TIMEOUT`]; fails
+    /// with the end of `log` when the process exits first or the time runs out.
+    pub(crate) async fn ready<T>(
+        &mut self,
+        what: &str,
+        ready: impl std::future::Future<Output = anyhow::Result<T>>,
+        log: &Path,
+    ) -> anyhow::Result<T> {
         let waited = tokio::time::timeout(START_TIMEOUT, async {
             tokio::select! {
-                line = wait_listening(&mut lines) => line,
-                status = server.child.wait() => bail!("exited ({}) before listening", status?),
+                value = ready => value,
+                status = self.child.wait() => bail!("exited ({}) before {what}", status?),
             }
         });
-        server.addr = match waited.await {
-            Ok(Ok(addr)) => addr,
+        match waited.await {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => bail!("{e:#}; stderr: {}", tail(log)),
-            Err(_) => bail!(
-                "no `listening on` line within {START_TIMEOUT:?}; stderr: {}",
-                tail(log)
-            ),
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(server)
+            Err(_) => bail!("no {what} within {START_TIMEOUT:?}; stderr: {}", tail(log)),
+        }
     }
 
     /// The exit status if the process has exited, `None` while it runs.

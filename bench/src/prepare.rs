@@ -190,13 +190,23 @@ async fn socketioxide(paths: &Paths, build: bool) -> Result<Launch, String> {
     Ok(launch(program, &[], &dir))
 }
 
-/// `node server.js`, after `npm ci` if `node_modules` is missing.
+/// `node server.js`, after `npm ci` if a dependency is missing from `node_modules`.
 async fn node(paths: &Paths) -> Result<Launch, String> {
     let dir = paths.peer_dir("node");
     let node = run(&dir, "node", &["--version"])
         .await
         .map_err(|e| format!("node not usable: {e}"))?;
-    if !dir.join("node_modules").join("socket.io").exists() {
+    // Every dependency of package.json: a node_modules installed before the Redis
+    // adapters were added is brought up to date.
+    let installed = [
+        "socket.io",
+        "ioredis",
+        "@socket.io/redis-adapter",
+        "@socket.io/redis-streams-adapter",
+    ]
+    .iter()
+    .all(|package| dir.join("node_modules").join(package).exists());
+    if !installed {
         run(&dir, "npm", &["--version"])
             .await
             .map_err(|e| format!("npm not usable: {e}"))?;

@@ -42,30 +42,57 @@ fn clock_ticks() -> f64 {
         .map_or(100.0, |t| t as f64)
 }
 
-/// CPU time and RSS of a server between two points of a phase.
-#[derive(Debug, Clone, Copy)]
+/// CPU time of the processes under test (a server, or a cluster's nodes and Redis) and of
+/// this generator between two points of a phase.
+#[derive(Debug, Clone)]
 pub(crate) struct Usage {
-    /// Server CPU seconds at the start.
-    server_cpu: f64,
+    /// The processes measured, in the order [`Spent::each`] reports them.
+    pids: Vec<u32>,
+    /// Their CPU seconds at the start.
+    start: Vec<f64>,
     /// Generator CPU seconds at the start.
     generator_cpu: f64,
 }
 
+/// CPU seconds used since [`Usage::start`].
+#[derive(Debug, Clone)]
+pub(crate) struct Spent {
+    /// Per process measured, in the order given to [`Usage::start`].
+    pub(crate) each: Vec<f64>,
+    /// By this generator.
+    pub(crate) generator: f64,
+}
+
+impl Spent {
+    /// All processes under test together.
+    pub(crate) fn total(&self) -> f64 {
+        self.each.iter().sum()
+    }
+}
+
 impl Usage {
-    /// Samples now.
-    pub(crate) fn start(pid: u32) -> anyhow::Result<Usage> {
+    /// Samples `pids` and this process now.
+    pub(crate) fn start(pids: &[u32]) -> anyhow::Result<Usage> {
         Ok(Usage {
-            server_cpu: cpu_seconds(Some(pid))?,
+            pids: pids.to_vec(),
+            start: pids
+                .iter()
+                .map(|&p| cpu_seconds(Some(p)))
+                .collect::<anyhow::Result<_>>()?,
             generator_cpu: cpu_seconds(None)?,
         })
     }
 
-    /// CPU seconds (server, generator) used since `start`.
-    pub(crate) fn since(&self, pid: u32) -> anyhow::Result<(f64, f64)> {
-        Ok((
-            cpu_seconds(Some(pid))? - self.server_cpu,
-            cpu_seconds(None)? - self.generator_cpu,
-        ))
+    /// CPU seconds used since `start`.
+    pub(crate) fn since(&self) -> anyhow::Result<Spent> {
+        let mut each = Vec::with_capacity(self.pids.len());
+        for (&pid, start) in self.pids.iter().zip(&self.start) {
+            each.push(cpu_seconds(Some(pid))? - start);
+        }
+        Ok(Spent {
+            each,
+            generator: cpu_seconds(None)? - self.generator_cpu,
+        })
     }
 }
 

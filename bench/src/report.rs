@@ -1,6 +1,8 @@
 //! Turning a run into files: `results.json`, `results.md` (tables with ratios to
-//! Switchboard's protocol_fixture), SVG charts, and the root `BENCHMARKS.md`.
+//! Switchboard's protocol_fixture; the cluster scenarios' in `cluster`), SVG charts, and
+//! the root `BENCHMARKS.md`.
 
+mod cluster;
 mod tables;
 
 use std::fmt::Write as _;
@@ -222,7 +224,7 @@ fn charts_of(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         categories: vec!["connect/disconnect cycles".into()],
         series: series(&|s| vec![s.churn.as_ref().map(|c| c.cycles_per_sec)]),
     };
-    vec![
+    let mut charts = vec![
         ("idle_memory.svg", idle),
         ("fanout.svg", fanout),
         ("fanout_cpu.svg", cpu),
@@ -230,7 +232,9 @@ fn charts_of(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         ("latency_p99.svg", p99),
         ("rooms.svg", rooms),
         ("churn.svg", churn),
-    ]
+    ];
+    charts.extend(cluster::charts(report));
+    charts
 }
 
 /// One series per server that ran, valued by `f`.

@@ -3,6 +3,7 @@
 //! (`suite`) compares servers.
 
 pub(crate) mod churn;
+pub(crate) mod cluster;
 pub(crate) mod fanout;
 pub(crate) mod idle;
 pub(crate) mod rooms;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::net::SourcePool;
+use crate::peers::Adapter;
 use crate::sio::Dialect;
 
 /// Longest wait for every published event to reach every member before a phase starts
@@ -23,7 +25,7 @@ pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
 /// One scenario of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Scenario {
     /// Server RSS per idle connection at several connection counts.
     Idle,
@@ -35,16 +37,44 @@ pub(crate) enum Scenario {
     Rooms,
     /// Sustained connects and disconnects.
     Churn,
+    /// One room spread over 1–3 nodes clustered over Redis, publisher on the first.
+    ClusterFanout,
+    /// Fixed publish rate on a room spread over the nodes; latency by receiver's node.
+    ClusterLatency,
+    /// Many small rooms spread over the nodes, targeted emits from the first.
+    ClusterRooms,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub(crate) const ALL: [Scenario; 5] = [
+    pub(crate) const ALL: [Scenario; 8] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
         Scenario::Rooms,
         Scenario::Churn,
+        Scenario::ClusterFanout,
+        Scenario::ClusterLatency,
+        Scenario::ClusterRooms,
+    ];
+
+    /// What the CI smoke runs: everything but the cluster many-rooms scenario (its
+    /// cluster steps then take a few seconds per server, see [`Params::smoke`]).
+    pub(crate) const SMOKE: [Scenario; 7] = [
+        Scenario::Idle,
+        Scenario::Fanout,
+        Scenario::Latency,
+        Scenario::Rooms,
+        Scenario::Churn,
+        Scenario::ClusterFanout,
+        Scenario::ClusterLatency,
+    ];
+
+    /// The three cluster scenarios.
+    pub(crate) const CLUSTER: [Scenario; 3] = [
+        Scenario::ClusterFanout,
+        Scenario::ClusterLatency,
+        Scenario::ClusterRooms,
     ];
 }
 
@@ -94,6 +124,55 @@ pub(crate) struct Params {
     /// Churn scenario: concurrent connect/disconnect loops.
     #[arg(long, default_value_t = 32)]
     pub(crate) churn_workers: usize,
+    /// Cluster scenarios: node counts, each a fresh cluster on a fresh redis-server.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    #[serde(default = "defaults::cluster_nodes")]
+    pub(crate) cluster_nodes: Vec<usize>,
+    /// Cluster scenarios: Redis adapters (each server runs those it has).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "redis,redis-streams"
+    )]
+    #[serde(default = "defaults::cluster_adapters")]
+    pub(crate) cluster_adapters: Vec<Adapter>,
+    /// Cluster fan-out and latency scenarios: room sizes (measured seconds as the
+    /// single-server fan-out and latency: --fanout-secs, --latency-secs).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    #[serde(default = "defaults::cluster_room_sizes")]
+    pub(crate) cluster_room_sizes: Vec<usize>,
+    /// Cluster latency scenario: deliveries per second the fixed publish rate offers (the
+    /// rate is this ÷ room size, at least one broadcast per second), the same for every
+    /// server and node count.
+    #[arg(long, default_value_t = 10_000.0)]
+    #[serde(default = "defaults::cluster_latency_deliveries")]
+    pub(crate) cluster_latency_deliveries: f64,
+}
+
+/// Defaults of parameters added after results.json files were written, for reading them.
+mod defaults {
+    use crate::peers::Adapter;
+
+    /// `--cluster-nodes`.
+    pub(super) fn cluster_nodes() -> Vec<usize> {
+        vec![1, 2, 3]
+    }
+
+    /// `--cluster-adapters`.
+    pub(super) fn cluster_adapters() -> Vec<Adapter> {
+        vec![Adapter::Redis, Adapter::RedisStreams]
+    }
+
+    /// `--cluster-room-sizes`.
+    pub(super) fn cluster_room_sizes() -> Vec<usize> {
+        vec![1000, 10_000]
+    }
+
+    /// `--cluster-latency-deliveries`.
+    pub(super) fn cluster_latency_deliveries() -> f64 {
+        10_000.0
+    }
 }
 
 impl Params {
@@ -114,17 +193,30 @@ impl Params {
             rooms_secs: 1.0,
             churn_secs: 1.0,
             churn_workers: 4,
+            // Two nodes only: the cross-node path is what the smoke is for, and one step
+            // per adapter and server keeps the cluster part to a few seconds each.
+            cluster_nodes: vec![2],
+            cluster_adapters: vec![Adapter::Redis, Adapter::RedisStreams],
+            cluster_room_sizes: vec![10],
+            cluster_latency_deliveries: 1000.0,
         }
     }
 }
 
-/// What a scenario needs to reach and observe the server under test.
+/// What a scenario needs to reach and observe the server under test: one server, or the
+/// nodes of a cluster (then `addr` and `pid` are its first node's, where publishers go).
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    /// Server address.
+    /// Server address (a cluster's first node: the publishers' node).
     pub(crate) addr: SocketAddr,
-    /// Server process id (for RSS and CPU).
+    /// Server process id (for RSS and CPU; a cluster's first node).
     pub(crate) pid: u32,
+    /// Every node's address, `addr` first (one entry for a single server): receiver `i`
+    /// of a fleet connects to node `i % nodes.len()`.
+    pub(crate) nodes: Vec<SocketAddr>,
+    /// Processes whose CPU a phase measures: the nodes in order, then Redis when
+    /// clustered (a single server: its one process).
+    pub(crate) processes: Vec<u32>,
     /// Source addresses of the generator's connections.
     pub(crate) pool: Arc<SourcePool>,
     /// How the server joins rooms, takes publishes and delivers.

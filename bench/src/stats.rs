@@ -4,6 +4,9 @@
 //! latencies into one of a few mutex-guarded HDR histograms picked by connection index,
 //! so contention stays negligible on two cores. A read's latencies are recorded before
 //! its deliveries are counted, so once the counter shows an event its sample is in.
+//!
+//! Latencies are kept apart by [`Group`]: receivers on the publisher's node and on the
+//! other nodes of a cluster (a single server has only the first).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,8 +15,17 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
-/// Histogram shards; more than worker threads, so two receivers rarely collide.
+/// Histogram shards per group; more than worker threads, so two receivers rarely collide.
 const SHARDS: usize = 16;
+
+/// Where a receiver is relative to the publisher, for latencies kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// Connected to the publisher's node (every receiver of a single server).
+    SameNode,
+    /// Connected to another node of a cluster.
+    OtherNode,
+}
 /// Highest latency recorded, in microseconds (60 s); larger values are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
 /// How often [`Stats::wait_delivered`] looks at the counter: short next to a phase, long
@@ -33,16 +45,20 @@ pub(crate) struct Stats {
     publisher_waiting: AtomicBool,
     /// Wakes a waiting publisher when deliveries arrive.
     progress: Notify,
-    /// Publish→deliver latencies in µs, sharded by connection.
-    latency: Vec<Mutex<Histogram<u64>>>,
+    /// Publish→deliver latencies in µs of each [`Group`] (`SameNode` first), sharded by
+    /// connection.
+    latency: [Vec<Mutex<Histogram<u64>>>; 2],
 }
 
 impl Stats {
     /// Fresh counters with the clock origin set to now.
     pub(crate) fn new() -> anyhow::Result<Stats> {
-        let latency = (0..SHARDS)
-            .map(|_| Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map(Mutex::new))
-            .collect::<Result<_, _>>()?;
+        let shards = || {
+            (0..SHARDS)
+                .map(|_| Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let latency = [shards()?, shards()?];
         Ok(Stats {
             epoch: Instant::now(),
             delivered: AtomicU64::new(0),
@@ -102,29 +118,42 @@ impl Stats {
     /// Starts (clearing earlier samples) or stops latency recording.
     pub(crate) fn set_recording(&self, on: bool) {
         if on {
-            for shard in &self.latency {
+            for shard in self.latency.iter().flatten() {
                 lock(shard).reset();
             }
         }
         self.recording.store(on, Ordering::Relaxed);
     }
 
-    /// Records latencies of deliveries stamped `stamps` and received at `now_us`.
-    pub(crate) fn record(&self, shard: usize, now_us: u64, stamps: &[u64]) {
-        let mut hist = lock(&self.latency[shard % SHARDS]);
+    /// Records latencies of deliveries stamped `stamps` and received at `now_us` by a
+    /// receiver of `group`.
+    pub(crate) fn record(&self, (group, shard): (Group, usize), now_us: u64, stamps: &[u64]) {
+        let mut hist = lock(&self.latency[group as usize][shard % SHARDS]);
         for &stamp in stamps {
             hist.saturating_record(now_us.saturating_sub(stamp).clamp(1, MAX_LATENCY_US));
         }
     }
 
-    /// All shards merged.
+    /// All shards of every group merged.
     pub(crate) fn latency(&self) -> anyhow::Result<Histogram<u64>> {
-        let mut all = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?;
-        for shard in &self.latency {
-            all.add(&*lock(shard))?;
-        }
-        Ok(all)
+        merged(self.latency.iter().flatten())
     }
+
+    /// All shards of one group merged.
+    pub(crate) fn latency_of(&self, group: Group) -> anyhow::Result<Histogram<u64>> {
+        merged(self.latency[group as usize].iter())
+    }
+}
+
+/// One histogram holding every sample of `shards`.
+fn merged<'a>(
+    shards: impl Iterator<Item = &'a Mutex<Histogram<u64>>>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut all = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    for shard in shards {
+        all.add(&*lock(shard))?;
+    }
+    Ok(all)
 }
 
 /// Locks a shard, ignoring poisoning (a histogram stays usable after a panic elsewhere).

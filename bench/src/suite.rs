@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Cluster;
 use crate::net::SourcePool;
 use crate::peers::{Launch, Paths, Server, ServerKind, tail};
 use crate::prepare::prepare;
 use crate::procstat::Machine;
 use crate::scenarios::churn::ChurnResult;
+use crate::scenarios::cluster::{ClusterFanout, ClusterLatency, ClusterRooms, Shape};
 use crate::scenarios::fanout::{FanoutResult, LatencyResult};
 use crate::scenarios::idle::IdleResult;
 use crate::scenarios::rooms::RoomsResult;
@@ -106,6 +108,15 @@ pub(crate) struct ServerReport {
     pub(crate) rooms: Option<RoomsResult>,
     /// Churn.
     pub(crate) churn: Option<ChurnResult>,
+    /// Cluster fan-out, one per (adapter, nodes, room size).
+    #[serde(default)]
+    pub(crate) cluster_fanout: Vec<ClusterFanout>,
+    /// Cluster latency, one per (adapter, nodes, room size).
+    #[serde(default)]
+    pub(crate) cluster_latency: Vec<ClusterLatency>,
+    /// Cluster many rooms, one per (adapter, nodes).
+    #[serde(default)]
+    pub(crate) cluster_rooms: Vec<ClusterRooms>,
     /// Steps that failed.
     pub(crate) failures: Vec<Failure>,
 }
@@ -157,6 +168,18 @@ pub(crate) enum Step {
     Rooms,
     /// Churn.
     Churn,
+    /// A cluster scenario on one fresh cluster of that shape.
+    Cluster(Shape, ClusterWork),
+}
+
+/// What a cluster step measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClusterWork {
+    /// Cross-node fan-out and/or (fixed-rate) latency on one room size: (size, fan-out
+    /// wanted, latency wanted).
+    Room(usize, bool, bool),
+    /// Many rooms.
+    Rooms,
 }
 
 impl Step {
@@ -168,6 +191,22 @@ impl Step {
             Step::Latency(n) => format!("latency-{n}"),
             Step::Rooms => "rooms".to_owned(),
             Step::Churn => "churn".to_owned(),
+            Step::Cluster(shape, work) => {
+                let what = match work {
+                    ClusterWork::Room(n, true, _) => format!("fanout-{n}"),
+                    ClusterWork::Room(n, false, _) => format!("latency-{n}"),
+                    ClusterWork::Rooms => "rooms".to_owned(),
+                };
+                format!("cluster-{}-{}n-{what}", shape.adapter.name(), shape.nodes)
+            }
+        }
+    }
+
+    /// Whether `server` takes this step (cluster steps: only with an adapter it has).
+    pub(crate) fn runs_on(self, server: ServerKind) -> bool {
+        match self {
+            Step::Cluster(shape, _) => server.cluster_adapters().contains(&shape.adapter),
+            _ => true,
         }
     }
 }
@@ -192,6 +231,27 @@ pub(crate) fn steps(scenarios: &[Scenario], params: &Params) -> Vec<Step> {
     if has(Scenario::Churn) {
         steps.push(Step::Churn);
     }
+    let shapes: Vec<Shape> = params
+        .cluster_adapters
+        .iter()
+        .flat_map(|&adapter| {
+            params
+                .cluster_nodes
+                .iter()
+                .map(move |&nodes| Shape { adapter, nodes })
+        })
+        .collect();
+    let (fanout, latency) = (has(Scenario::ClusterFanout), has(Scenario::ClusterLatency));
+    for &size in &params.cluster_room_sizes {
+        if fanout || latency {
+            let work = ClusterWork::Room(size, fanout, latency);
+            steps.extend(shapes.iter().map(|&shape| Step::Cluster(shape, work)));
+        }
+    }
+    if has(Scenario::ClusterRooms) {
+        let work = ClusterWork::Rooms;
+        steps.extend(shapes.iter().map(|&shape| Step::Cluster(shape, work)));
+    }
     steps
 }
 
@@ -206,8 +266,15 @@ pub(crate) async fn run(
     std::fs::create_dir_all(plan.out_dir.join("raw"))?;
     let pool = Arc::new(SourcePool::default());
     let load_at_start = crate::procstat::load_average();
+    let steps = steps(&plan.scenarios, &plan.params);
     let mut entries = Vec::new();
-    for &kind in &plan.servers {
+    // A server with no step in this plan (a cluster run of one that cannot cluster) is
+    // not prepared and has no row.
+    let servers = plan
+        .servers
+        .iter()
+        .filter(|&&kind| steps.iter().any(|s| s.runs_on(kind)));
+    for &kind in servers {
         eprintln!("== preparing {}", kind.name());
         let mut report = ServerReport {
             server: kind,
@@ -217,6 +284,9 @@ pub(crate) async fn run(
             latency: Vec::new(),
             rooms: None,
             churn: None,
+            cluster_fanout: Vec::new(),
+            cluster_latency: Vec::new(),
+            cluster_rooms: Vec::new(),
             failures: Vec::new(),
         };
         let launch = prepare(kind, paths, plan)
@@ -228,10 +298,13 @@ pub(crate) async fn run(
             .ok();
         entries.push((report, launch));
     }
-    for step in steps(&plan.scenarios, &plan.params) {
+    for step in steps {
         eprintln!("== {}", step.name());
         for (report, launch) in &mut entries {
             let Some(started) = launch else { continue };
+            if !step.runs_on(report.server) {
+                continue;
+            }
             if !run_server_step(plan, started, &pool, report, step).await {
                 *launch = None;
             }
@@ -268,9 +341,9 @@ async fn run_server_step(
     let log = plan
         .out_dir
         .join("raw")
-        .join(format!("{name}-{}.log", step.name()));
-    let mut server = match Server::start(launch, &plan.host, plan.port, &log).await {
-        Ok(server) => server,
+        .join(format!("{name}-{}", step.name()));
+    let mut running = match Running::start(plan, launch, step, &log).await {
+        Ok(running) => running,
         Err(e) => {
             let reason = format!("{e:#}");
             eprintln!("  failed to start: {reason}");
@@ -282,30 +355,15 @@ async fn run_server_step(
             return false;
         }
     };
-    let target = Target {
-        addr: server.addr,
-        pid: server.pid,
-        pool: pool.clone(),
-        dialect: report.server.dialect(),
-    };
+    let target = running.target(pool, report.server);
     let outcome =
         tokio::time::timeout(STEP_TIMEOUT, run_step(step, &target, &plan.params, report)).await;
     let outcome =
         outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {STEP_TIMEOUT:?}")));
-    let exited = server.exited();
-    let failure = match (outcome, exited) {
+    let failure = match (outcome, running.exited()) {
         (Ok(()), None) => None,
-        (Ok(()), Some(status)) => Some((
-            FailureKind::Crash,
-            format!(
-                "server exited ({status}) during the step; stderr: {}",
-                tail(&log)
-            ),
-        )),
-        (Err(e), Some(status)) => Some((
-            FailureKind::Crash,
-            format!("{e:#}; server exited ({status}); stderr: {}", tail(&log)),
-        )),
+        (Ok(()), Some(exit)) => Some((FailureKind::Crash, format!("during the step, {exit}"))),
+        (Err(e), Some(exit)) => Some((FailureKind::Crash, format!("{e:#}; {exit}"))),
         (Err(e), None) => Some((FailureKind::Scenario, format!("{e:#}"))),
     };
     if let Some((kind, reason)) = failure {
@@ -316,8 +374,69 @@ async fn run_server_step(
             reason,
         });
     }
-    server.stop().await;
+    running.stop().await;
     true
+}
+
+/// What one step runs against: one server process, or a cluster of them on a Redis.
+enum Running {
+    /// A single server, with its log file.
+    One(Server, PathBuf),
+    /// A cluster.
+    Cluster(Cluster),
+}
+
+impl Running {
+    /// Starts what `step` needs; logs go to `<log>.log` (a cluster: `<log>-<process>.log`).
+    async fn start(
+        plan: &Plan,
+        launch: &Launch,
+        step: Step,
+        log: &std::path::Path,
+    ) -> anyhow::Result<Running> {
+        if let Step::Cluster(shape, _) = step {
+            let cluster =
+                Cluster::start(launch, shape.adapter, shape.nodes, &plan.host, log).await?;
+            return Ok(Running::Cluster(cluster));
+        }
+        let log = log.with_extension("log");
+        let server = Server::start(launch, &plan.host, plan.port, &log).await?;
+        Ok(Running::One(server, log))
+    }
+
+    /// How scenarios reach and observe it.
+    fn target(&self, pool: &Arc<SourcePool>, kind: ServerKind) -> Target {
+        let (nodes, processes) = match self {
+            Running::One(server, _) => (vec![server.addr], vec![server.pid]),
+            Running::Cluster(cluster) => (cluster.addrs(), cluster.processes()),
+        };
+        Target {
+            addr: nodes[0],
+            pid: processes[0],
+            nodes,
+            processes,
+            pool: pool.clone(),
+            dialect: kind.dialect(),
+        }
+    }
+
+    /// What exited (with its status and the end of its log); `None` while all runs.
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Running::One(server, log) => server
+                .exited()
+                .map(|status| format!("server exited ({status}); stderr: {}", tail(log))),
+            Running::Cluster(cluster) => cluster.exited(),
+        }
+    }
+
+    /// Stops every process.
+    async fn stop(self) {
+        match self {
+            Running::One(server, _) => server.stop().await,
+            Running::Cluster(cluster) => cluster.stop().await,
+        }
+    }
 }
 
 /// Runs one step and stores its result.
@@ -340,6 +459,16 @@ async fn run_step(
         }
         Step::Rooms => report.rooms = Some(scenarios::rooms::run(target, params).await?),
         Step::Churn => report.churn = Some(scenarios::churn::run(target, params).await?),
+        Step::Cluster(shape, ClusterWork::Room(size, fanout, latency)) => {
+            let cluster = &scenarios::cluster::fanout;
+            let (f, l) = cluster(target, params, shape, size, (fanout, latency)).await?;
+            report.cluster_fanout.extend(f);
+            report.cluster_latency.extend(l);
+        }
+        Step::Cluster(shape, ClusterWork::Rooms) => {
+            let rooms = scenarios::cluster::rooms(target, params, shape).await?;
+            report.cluster_rooms.push(rooms);
+        }
     }
     Ok(())
 }

@@ -35,8 +35,9 @@ use std::process::ExitCode;
 
 use crate::peers::ServerKind;
 use crate::scenarios::Scenario;
+use crate::scenarios::cluster::{Percentiles, Shape};
 use crate::scenarios::fanout::LatencyResult;
-use crate::suite::{Failure, FailureKind, ServerReport, Step, SuiteReport, steps};
+use crate::suite::{ClusterWork, Failure, FailureKind, ServerReport, Step, SuiteReport, steps};
 
 /// How much one finding weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +190,11 @@ impl Judging<'_> {
             self.add(severity, "-", format!("could not be prepared: {reason}"));
             return;
         }
+        let server = self.server.server;
         for step in steps(scenarios, &self.report.params) {
+            if !step.runs_on(server) {
+                continue;
+            }
             let name = step.name();
             let found_before = self.verdict.findings.len();
             let failures: Vec<&Failure> = self
@@ -231,6 +236,17 @@ impl Judging<'_> {
             Step::Latency(n) => s.latency.iter().any(|l| l.room_size == n),
             Step::Rooms => s.rooms.is_some(),
             Step::Churn => s.churn.is_some(),
+            Step::Cluster(shape, ClusterWork::Room(n, fanout, _)) if fanout => s
+                .cluster_fanout
+                .iter()
+                .any(|f| f.shape == shape && f.fanout.room_size == n),
+            Step::Cluster(shape, ClusterWork::Room(n, ..)) => s
+                .cluster_latency
+                .iter()
+                .any(|l| l.shape == shape && l.latency.room_size == n),
+            Step::Cluster(shape, ClusterWork::Rooms) => {
+                s.cluster_rooms.iter().any(|r| r.shape == shape)
+            }
         }
     }
 
@@ -248,7 +264,66 @@ impl Judging<'_> {
             Step::Latency(n) => self.latency(&name, n),
             Step::Rooms => self.rooms(&name),
             Step::Churn => self.churn(&name),
+            Step::Cluster(shape, ClusterWork::Room(n, fanout, latency)) => {
+                if fanout {
+                    self.cluster_fanout(&name, shape, n);
+                }
+                if latency {
+                    self.cluster_latency(&name, shape, n);
+                }
+            }
+            Step::Cluster(shape, ClusterWork::Rooms) => self.cluster_rooms(&name, shape),
         }
+    }
+
+    /// Cluster fan-out: no connection lost, every event delivered on every node.
+    fn cluster_fanout(&mut self, step: &str, shape: Shape, size: usize) {
+        let found = self
+            .server
+            .cluster_fanout
+            .iter()
+            .find(|f| f.shape == shape && f.fanout.room_size == size);
+        let Some(f) = found else {
+            return self.problem(step, "no cluster fan-out result".to_owned());
+        };
+        self.lost(step, f.fanout.lost_connections);
+        self.delivered(step, f.fanout.undelivered, f.fanout.written_off);
+    }
+
+    /// Cluster latency: exactly one sample per delivery owed, on the publisher's node and
+    /// on the others alike.
+    fn cluster_latency(&mut self, step: &str, shape: Shape, size: usize) {
+        let found = self
+            .server
+            .cluster_latency
+            .iter()
+            .find(|l| l.shape == shape && l.latency.room_size == size);
+        let Some(l) = found else {
+            return self.problem(step, "no cluster latency result".to_owned());
+        };
+        self.samples(step, "the fixed rate", &l.latency);
+        let groups = [
+            ("same node", Some(&l.same_node)),
+            ("other nodes", l.other_nodes.as_ref()),
+        ];
+        for (group, p) in groups {
+            if let Some(p) = p.filter(|p: &&Percentiles| p.samples != p.expected) {
+                let why = format!(
+                    "latency, receivers on {group}: {} samples, expected {} (broadcasts × {} receivers)",
+                    p.samples, p.expected, p.receivers
+                );
+                self.problem(step, why);
+            }
+        }
+    }
+
+    /// Cluster many rooms: no connection lost, every event delivered.
+    fn cluster_rooms(&mut self, step: &str, shape: Shape) {
+        let Some(r) = self.server.cluster_rooms.iter().find(|r| r.shape == shape) else {
+            return self.problem(step, "no cluster many-rooms result".to_owned());
+        };
+        self.lost(step, r.rooms.lost_connections);
+        self.delivered(step, r.rooms.undelivered, r.rooms.written_off);
     }
 
     /// Idle: a point per connection count, no connection lost.
@@ -367,6 +442,7 @@ mod tests {
     use crate::procstat::Machine;
     use crate::scenarios::Params;
     use crate::scenarios::churn::ChurnResult;
+    use crate::scenarios::cluster::{ClusterCpu, ClusterFanout, ClusterLatency, ClusterRooms};
     use crate::scenarios::fanout::FanoutResult;
     use crate::scenarios::idle::{IdlePoint, IdleResult};
     use crate::scenarios::rooms::RoomsResult;
@@ -410,6 +486,77 @@ mod tests {
             p999_us: 2000,
             max_us: 3000,
         };
+        let rooms = RoomsResult {
+            rooms: params.rooms,
+            members: params.members,
+            connections: params.rooms,
+            seconds: 1.0,
+            emits_per_sec: 100.0,
+            deliveries_per_sec: 500.0,
+            server_cpu_s_per_m: 1.0,
+            generator_cpu_s_per_m: 1.0,
+            written_off: 0,
+            undelivered: 0,
+            lost_connections: 0,
+        };
+        let shapes: Vec<Shape> = params
+            .cluster_adapters
+            .iter()
+            .filter(|a| server.cluster_adapters().contains(a))
+            .flat_map(|&adapter| {
+                let nodes = params.cluster_nodes.iter();
+                nodes.map(move |&nodes| Shape { adapter, nodes })
+            })
+            .collect();
+        let cpu = ClusterCpu {
+            nodes_s_per_m: vec![1.0],
+            redis_s_per_m: 0.5,
+            total_s_per_m: 1.5,
+        };
+        let percentiles = |receivers: usize| Percentiles {
+            receivers,
+            samples: 50 * receivers as u64,
+            expected: 50 * receivers as u64,
+            p50_us: 100,
+            p99_us: 1000,
+            p999_us: 2000,
+            max_us: 3000,
+        };
+        let sizes = &params.cluster_room_sizes;
+        let each_shape_and_size = || {
+            shapes
+                .iter()
+                .flat_map(|&shape| sizes.iter().map(move |&n| (shape, n)))
+        };
+        let cluster_fanout = each_shape_and_size()
+            .map(|(shape, n)| ClusterFanout {
+                shape,
+                fanout: fanout(n),
+                cpu: cpu.clone(),
+            })
+            .collect();
+        let cluster_latency = each_shape_and_size()
+            .map(|(shape, n)| {
+                let same = n.div_ceil(shape.nodes);
+                ClusterLatency {
+                    shape,
+                    latency: LatencyResult {
+                        load: None,
+                        ..latency(n, 0.5)
+                    },
+                    same_node: percentiles(same),
+                    other_nodes: (shape.nodes > 1).then(|| percentiles(n - same)),
+                }
+            })
+            .collect();
+        let cluster_rooms = shapes
+            .iter()
+            .map(|&shape| ClusterRooms {
+                shape,
+                rooms: rooms.clone(),
+                cpu: cpu.clone(),
+            })
+            .collect();
         ServerReport {
             server,
             skipped: None,
@@ -424,19 +571,7 @@ mod tests {
                 .iter()
                 .flat_map(|&n| params.latency_loads.iter().map(move |&l| latency(n, l)))
                 .collect(),
-            rooms: Some(RoomsResult {
-                rooms: params.rooms,
-                members: params.members,
-                connections: params.rooms,
-                seconds: 1.0,
-                emits_per_sec: 100.0,
-                deliveries_per_sec: 500.0,
-                server_cpu_s_per_m: 1.0,
-                generator_cpu_s_per_m: 1.0,
-                written_off: 0,
-                undelivered: 0,
-                lost_connections: 0,
-            }),
+            rooms: Some(rooms),
             churn: Some(ChurnResult {
                 seconds: 1.0,
                 workers: params.churn_workers,
@@ -449,6 +584,9 @@ mod tests {
                 rss_after_bytes: 5 << 20,
                 source_addresses: 1,
             }),
+            cluster_fanout,
+            cluster_latency,
+            cluster_rooms,
             failures: Vec::new(),
         }
     }
@@ -466,6 +604,9 @@ mod tests {
                     latency: Vec::new(),
                     rooms: None,
                     churn: None,
+                    cluster_fanout: Vec::new(),
+                    cluster_latency: Vec::new(),
+                    cluster_rooms: Vec::new(),
                     ..clean(kind, &params)
                 },
                 _ => clean(kind, &params),
@@ -501,7 +642,7 @@ mod tests {
 
     /// The verdict on `report` for the smoke's scenarios.
     fn verdict(report: &SuiteReport) -> Verdict {
-        judge(report, &Scenario::ALL)
+        judge(report, &Scenario::SMOKE)
     }
 
     /// The one failing finding of `report`, as printed.
@@ -537,8 +678,9 @@ mod tests {
             ["SKIP socketioxide -: could not be prepared: socketioxide peer not built"]
         );
         // idle, fanout-10, fanout-50, rooms, churn on switchboard, switchboard-serve,
-        // node and bare.
-        assert_eq!(verdict.passed, 20);
+        // node and bare; cluster-redis-2n-fanout-10, cluster-redis-streams-2n-fanout-10
+        // on switchboard and node.
+        assert_eq!(verdict.passed, 24);
     }
 
     #[test]
@@ -783,6 +925,45 @@ mod tests {
                 "WARN node fanout-10: 3 connections lost",
                 "WARN node churn: failed: timed out"
             ]
+        );
+    }
+
+    #[test]
+    fn switchboard_cluster_missing_samples_on_other_nodes_fail() {
+        let mut report = smoke_report();
+        let sb = entry(&mut report, ServerKind::Switchboard);
+        if let Some(other) = sb.cluster_latency[1].other_nodes.as_mut() {
+            other.samples -= 1;
+        }
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard cluster-redis-streams-2n-fanout-10: latency, receivers on \
+             other nodes: 249 samples, expected 250 (broadcasts × 5 receivers)"
+        );
+    }
+
+    #[test]
+    fn switchboard_cluster_undelivered_events_fail_and_node_ones_warn() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).cluster_fanout[0]
+            .fanout
+            .undelivered = 7;
+        entry(&mut report, ServerKind::Node).cluster_fanout[0]
+            .fanout
+            .undelivered = 3;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard cluster-redis-2n-fanout-10: 7 deliveries never arrived"
+        );
+        let warnings: Vec<String> = verdict(&report)
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warn)
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            warnings,
+            ["WARN node cluster-redis-2n-fanout-10: 3 deliveries never arrived"]
         );
     }
 }

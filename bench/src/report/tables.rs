@@ -22,12 +22,13 @@ pub(super) fn all(report: &SuiteReport) -> String {
     ] {
         md.push_str(&with_rows(table));
     }
+    md.push_str(&super::cluster::tables(report));
     md.push_str(&ceiling(report));
     md
 }
 
 /// The table, or nothing when no server has a row in it.
-fn with_rows(table: String) -> String {
+pub(super) fn with_rows(table: String) -> String {
     let rows = table.lines().filter(|l| l.starts_with("| ")).count();
     if rows > 1 { table } else { String::new() }
 }
@@ -174,17 +175,17 @@ fn one_line(reason: &str) -> String {
 }
 
 /// Servers that ran.
-fn ran(report: &SuiteReport) -> impl Iterator<Item = &ServerReport> {
+pub(super) fn ran(report: &SuiteReport) -> impl Iterator<Item = &ServerReport> {
     report.servers.iter().filter(|s| s.skipped.is_none())
 }
 
 /// The Switchboard entry, if it ran.
-fn switchboard(report: &SuiteReport) -> Option<&ServerReport> {
+pub(super) fn switchboard(report: &SuiteReport) -> Option<&ServerReport> {
     ran(report).find(|s| s.server == ServerKind::Switchboard)
 }
 
 /// `value / base` as `×1.23`, or `—`.
-fn ratio(value: Option<f64>, base: Option<f64>) -> String {
+pub(super) fn ratio(value: Option<f64>, base: Option<f64>) -> String {
     match (value, base) {
         (Some(v), Some(b)) if b > 0.0 => format!("×{:.2}", v / b),
         _ => "—".to_owned(),

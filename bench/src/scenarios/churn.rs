@@ -86,7 +86,7 @@ async fn worker(target: Target, tally: Arc<Tally>, until: Instant) {
 pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<ChurnResult> {
     let rss_before = rss_bytes(target.pid)?;
     let tally = Arc::new(Tally::default());
-    let usage = Usage::start(target.pid)?;
+    let usage = Usage::start(&[target.pid])?;
     let start = Instant::now();
     let until = start + secs(params.churn_secs);
     let _bar = Progress::timed("churn: connect/disconnect", secs(params.churn_secs));
@@ -96,7 +96,7 @@ pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<Chur
     }
     while workers.join_next().await.is_some() {}
     let seconds = start.elapsed().as_secs_f64();
-    let (server_cpu, _) = usage.since(target.pid)?;
+    let server_cpu = usage.since()?.total();
     let cycles = tally.cycles.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let first_error = tally

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Fleet, RoomsOf};
-use crate::procstat::Usage;
+use crate::procstat::{Spent, Usage};
 use crate::progress::Progress;
 use crate::publish::{Pace, Publisher};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
@@ -89,15 +89,15 @@ pub(crate) struct LatencyResult {
 }
 
 /// A room of clients plus a publisher, ready to publish.
-struct Room {
+pub(crate) struct Room {
     /// The room's clients.
     fleet: Fleet,
     /// The publisher.
     publisher: Publisher,
     /// Shared counters.
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// Clients in the room.
-    size: usize,
+    pub(crate) size: usize,
     /// Broadcasts sent so far, every phase.
     published: u64,
     /// Deliveries an earlier [`Room::drain`] gave up waiting for (so a server that lost
@@ -105,9 +105,10 @@ struct Room {
     given_up: u64,
 }
 
-/// Opens `size` clients in the room and a publisher that is not one of them (a member
-/// of the room when the dialect wants one, see [`Publisher::open`]).
-async fn open_room(target: &Target, size: usize) -> anyhow::Result<Room> {
+/// Opens `size` clients in the room (spread over the target's nodes) and a publisher
+/// that is not one of them (a member of the room when the dialect wants one, see
+/// [`Publisher::open`]), on the first node.
+pub(crate) async fn open_room(target: &Target, size: usize) -> anyhow::Result<Room> {
     let stats = Arc::new(Stats::new()?);
     let mut fleet = Fleet::new(target, stats.clone());
     let rooms: RoomsOf = Arc::new(|_| vec![ROOM.to_owned()]);
@@ -163,7 +164,7 @@ impl Room {
 
     /// Waits until every event published so far has arrived (less what an earlier drain
     /// gave up on), bounded by [`DRAIN`]; on timeout, gives up on what is missing.
-    async fn drain(&mut self) {
+    pub(crate) async fn drain(&mut self) {
         let expected = self.expected() - self.given_up;
         if !self.stats.wait_delivered(expected, DRAIN).await {
             self.given_up = self.undelivered();
@@ -171,21 +172,22 @@ impl Room {
     }
 
     /// Deliveries asked for so far that have not arrived.
-    fn undelivered(&self) -> u64 {
+    pub(crate) fn undelivered(&self) -> u64 {
         self.expected().saturating_sub(self.stats.delivered())
     }
 }
 
-/// Measures peak fan-out throughput on an open room.
-async fn measure_peak(
+/// Measures peak fan-out throughput on an open room; also returns the CPU each process
+/// under test spent in the measured phase.
+pub(crate) async fn measure_peak(
     room: &mut Room,
     target: &Target,
     params: &Params,
-) -> anyhow::Result<FanoutResult> {
+) -> anyhow::Result<(FanoutResult, Spent)> {
     let pace = room.closed_loop();
     room.publish(pace, params.warmup_secs, "fanout: warm-up")
         .await?;
-    let usage = Usage::start(target.pid)?;
+    let usage = Usage::start(&target.processes)?;
     let (delivered0, start) = (room.stats.delivered(), Instant::now());
     let published = room
         .publish(
@@ -196,7 +198,8 @@ async fn measure_peak(
         .await?;
     let deliveries = room.stats.delivered() - delivered0;
     let seconds = start.elapsed().as_secs_f64();
-    let (server_cpu, generator_cpu) = usage.since(target.pid)?;
+    let spent = usage.since()?;
+    let (server_cpu, generator_cpu) = (spent.total(), spent.generator);
     if deliveries == 0 {
         anyhow::bail!(
             "no deliveries in {seconds:.1} s: {} broadcasts sent, {} acked, {} acks and {} deliveries written off",
@@ -206,7 +209,7 @@ async fn measure_peak(
             published.written_off
         );
     }
-    Ok(FanoutResult {
+    let result = FanoutResult {
         room_size: room.size,
         seconds,
         broadcasts: published.sent,
@@ -218,11 +221,13 @@ async fn measure_peak(
         written_off: published.written_off,
         undelivered: 0,
         lost_connections: room.fleet.lost(),
-    })
+    };
+    Ok((result, spent))
 }
 
-/// Measures latency at `rate` broadcasts per second (`load` × peak) on an open room.
-async fn measure_latency(
+/// Measures latency at `rate` broadcasts per second (`load` × peak, `None`: a fixed
+/// rate) on an open room. The samples stay in `room.stats` until the next phase.
+pub(crate) async fn measure_latency(
     room: &mut Room,
     target: &Target,
     (rate, load): (f64, Option<f64>),
@@ -234,12 +239,13 @@ async fn measure_latency(
     room.drain().await;
     room.stats.set_recording(true);
     let label = format!("latency: {} clients at {rate:.0}/s", room.size);
-    let usage = Usage::start(target.pid)?;
+    let usage = Usage::start(&target.processes)?;
     let start = Instant::now();
     let published = room
         .publish(Pace::Rate(rate), params.latency_secs, &label)
         .await?;
-    let (server_cpu, generator_cpu) = usage.since(target.pid)?;
+    let spent = usage.since()?;
+    let (server_cpu, generator_cpu) = (spent.total(), spent.generator);
     let seconds = start.elapsed().as_secs_f64();
     room.drain().await;
     room.stats.set_recording(false);
@@ -268,7 +274,7 @@ pub(crate) async fn run(
     want_latency: bool,
 ) -> anyhow::Result<(FanoutResult, Vec<LatencyResult>)> {
     let mut room = open_room(target, size).await?;
-    let mut peak = measure_peak(&mut room, target, params).await?;
+    let (mut peak, _) = measure_peak(&mut room, target, params).await?;
     eprintln!(
         "    fanout {size}: {:.0} deliveries/s, {:.2} server CPU s per M",
         peak.deliveries_per_sec, peak.server_cpu_s_per_m

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Fleet, RoomsOf};
-use crate::procstat::Usage;
+use crate::procstat::{Spent, Usage};
 use crate::progress::Progress;
 use crate::publish::{Pace, Publisher, rooms_visited};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
@@ -94,6 +94,15 @@ async fn publish_all(
 
 /// Runs the many-rooms scenario.
 pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<RoomsResult> {
+    Ok(run_measured(target, params).await?.0)
+}
+
+/// Runs the many-rooms scenario (receivers spread over the target's nodes, publishers on
+/// the first); also returns the CPU each process under test spent in the measured phase.
+pub(crate) async fn run_measured(
+    target: &Target,
+    params: &Params,
+) -> anyhow::Result<(RoomsResult, Spent)> {
     let (rooms, members) = (params.rooms.max(1), params.members.min(params.rooms).max(1));
     let stats = Arc::new(Stats::new()?);
     let mut fleet = Fleet::new(target, stats.clone());
@@ -124,17 +133,18 @@ pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<Room
     let (warmup_sent, _) =
         publish_all(&mut publishers, &names, pace, &stats, params.warmup_secs).await?;
     let _bar = Progress::timed("rooms: targeted emits", secs(params.rooms_secs));
-    let usage = Usage::start(target.pid)?;
+    let usage = Usage::start(&target.processes)?;
     let (delivered0, start) = (stats.delivered(), Instant::now());
     let (sent, written_off) =
         publish_all(&mut publishers, &names, pace, &stats, params.rooms_secs).await?;
     let deliveries = stats.delivered() - delivered0;
     let seconds = start.elapsed().as_secs_f64();
-    let (server_cpu, generator_cpu) = usage.since(target.pid)?;
+    let spent = usage.since()?;
+    let (server_cpu, generator_cpu) = (spent.total(), spent.generator);
     eprintln!("    rooms: {:.0} deliveries/s", deliveries as f64 / seconds);
     let expected = (warmup_sent + sent) * members as u64;
     stats.wait_delivered(expected, DRAIN).await;
-    Ok(RoomsResult {
+    let result = RoomsResult {
         rooms,
         members,
         connections: fleet.len(),
@@ -146,7 +156,8 @@ pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<Room
         written_off,
         undelivered: expected.saturating_sub(stats.delivered()),
         lost_connections: fleet.lost(),
-    })
+    };
+    Ok((result, spent))
 }
 
 #[cfg(test)]

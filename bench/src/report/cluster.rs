@@ -1,0 +1,337 @@
+//! The cluster scenarios' tables and charts: CPU per delivery of every node and of Redis,
+//! with ratios to the same server on one node and to Switchboard on the same cluster
+//! shape, and latency on the publisher's node against the other nodes.
+
+use std::fmt::Write as _;
+
+use super::tables::{ran, ratio, with_rows};
+use crate::chart::{BarChart, Series, human};
+use crate::peers::{Adapter, ServerKind};
+use crate::scenarios::cluster::{ClusterCpu, Percentiles, Shape};
+use crate::suite::{ServerReport, SuiteReport};
+
+/// What every cluster table says first: how to read it on a shared two-core machine.
+const READING: &str = "Every node, Redis and the load generator share the same two \
+cores, so deliveries/s do not show scale-out: read the CPU per delivery, which is what a \
+delivery costs the whole cluster (every node and Redis; `each node` lists the nodes, the \
+publisher's first). `× 1 node` is that cost ÷ the same server's with the same adapter \
+on one node (what clustering adds); `× SB` is it ÷ Switchboard's (fixture) with the same \
+adapter and node count.";
+
+/// The cluster tables, in order (nothing when no cluster scenario ran).
+pub(super) fn tables(report: &SuiteReport) -> String {
+    let mut md = String::new();
+    for table in [fanout(report), latency(report), rooms(report)] {
+        md.push_str(&with_rows(table));
+    }
+    if !md.is_empty() {
+        md.push_str(&missing_adapters(report));
+    }
+    md
+}
+
+/// Cluster shapes of the run's parameters, adapter by adapter.
+fn shapes(report: &SuiteReport) -> Vec<Shape> {
+    let p = &report.params;
+    p.cluster_adapters
+        .iter()
+        .flat_map(|&adapter| {
+            let nodes = p.cluster_nodes.iter();
+            nodes.map(move |&nodes| Shape { adapter, nodes })
+        })
+        .collect()
+}
+
+/// `0.41 / 0.22 / 0.23`: each node's CPU s per M deliveries.
+fn each_node(cpu: &ClusterCpu) -> String {
+    let each: Vec<String> = cpu
+        .nodes_s_per_m
+        .iter()
+        .map(|c| format!("{c:.2}"))
+        .collect();
+    each.join(" / ")
+}
+
+/// The cost of `shape` for `server` per `find`, the same on one node, and Switchboard's.
+fn bases(
+    report: &SuiteReport,
+    shape: Shape,
+    server: ServerKind,
+    find: &dyn Fn(&ServerReport, Shape) -> Option<f64>,
+) -> (Option<f64>, Option<f64>) {
+    let of = |kind: ServerKind, shape: Shape| {
+        ran(report)
+            .find(|s| s.server == kind)
+            .and_then(|s| find(s, shape))
+    };
+    let one = of(server, Shape { nodes: 1, ..shape });
+    (one, of(ServerKind::Switchboard, shape))
+}
+
+/// Cluster fan-out table.
+fn fanout(report: &SuiteReport) -> String {
+    let mut md = format!(
+        "\n## Cluster fan-out (one room spread over the nodes, publisher on the first)\n\n\
+         {READING}\n\n\
+         | server | adapter | room | nodes | deliveries/s | CPU s / M deliveries | × 1 node | × SB | \
+         each node | Redis | generator CPU s / M | dropped | lost conns |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for &size in &report.params.cluster_room_sizes {
+        let find = move |s: &ServerReport, shape: Shape| {
+            let f = s.cluster_fanout.iter();
+            f.filter(|f| f.shape == shape && f.fanout.room_size == size)
+                .map(|f| f.cpu.total_s_per_m)
+                .next()
+        };
+        for shape in shapes(report) {
+            for s in ran(report) {
+                let found = s.cluster_fanout.iter();
+                let mut found = found.filter(|f| f.shape == shape && f.fanout.room_size == size);
+                let Some(c) = found.next() else { continue };
+                let (one, sb) = bases(report, shape, s.server, &find);
+                let total = Some(c.cpu.total_s_per_m);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {size} | {} | {} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                    s.server.label(),
+                    shape.adapter.name(),
+                    shape.nodes,
+                    human(c.fanout.deliveries_per_sec),
+                    c.cpu.total_s_per_m,
+                    ratio(total, one),
+                    ratio(total, sb),
+                    each_node(&c.cpu),
+                    c.cpu.redis_s_per_m,
+                    c.fanout.generator_cpu_s_per_m,
+                    c.fanout.written_off,
+                    c.fanout.lost_connections
+                );
+            }
+        }
+    }
+    md
+}
+
+/// `p50 · p99 · p99.9` in ms, or `—`.
+fn percentiles(p: Option<&Percentiles>) -> String {
+    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+    p.map_or("—".to_owned(), |p| {
+        format!("{} · {} · {}", ms(p.p50_us), ms(p.p99_us), ms(p.p999_us))
+    })
+}
+
+/// The p99 a latency row is compared on: the other nodes', or the publisher's node's on
+/// one node.
+fn worst_p99(l: &crate::scenarios::cluster::ClusterLatency) -> u64 {
+    l.other_nodes.as_ref().unwrap_or(&l.same_node).p99_us
+}
+
+/// Cluster latency table.
+fn latency(report: &SuiteReport) -> String {
+    let mut md = format!(
+        "\n## Cluster latency (fixed publish rate: {} deliveries/s offered, at least one \
+         broadcast/s)\n\n\
+         Receivers on the publisher's node against receivers on the other nodes (their events \
+         went through Redis). `p99 × SB` compares the other nodes' p99 (on one node: the \
+         publisher's node's) with Switchboard's (fixture) on the same adapter and node count.\n\n\
+         | server | adapter | room | nodes | broadcasts/s | same node p50 · p99 · p99.9 ms | \
+         other nodes p50 · p99 · p99.9 ms | max ms | p99 × SB | received | cluster cores | \
+         generator cores |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        human(report.params.cluster_latency_deliveries)
+    );
+    for &size in &report.params.cluster_room_sizes {
+        let find = move |s: &ServerReport, shape: Shape| {
+            let l = s.cluster_latency.iter();
+            l.filter(|l| l.shape == shape && l.latency.room_size == size)
+                .map(|l| worst_p99(l) as f64)
+                .next()
+        };
+        for shape in shapes(report) {
+            for s in ran(report) {
+                let found = s.cluster_latency.iter();
+                let mut found = found.filter(|l| l.shape == shape && l.latency.room_size == size);
+                let Some(c) = found.next() else { continue };
+                let (_, sb) = bases(report, shape, s.server, &find);
+                let l = &c.latency;
+                let received = if l.expected == 0 {
+                    0.0
+                } else {
+                    100.0 * l.samples as f64 / l.expected as f64
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {size} | {} | {:.0} | {} | {} | {:.2} | {} | {received:.1}% | {:.2} | {:.2} |",
+                    s.server.label(),
+                    shape.adapter.name(),
+                    shape.nodes,
+                    l.rate,
+                    percentiles(Some(&c.same_node)),
+                    percentiles(c.other_nodes.as_ref()),
+                    l.max_us as f64 / 1000.0,
+                    ratio(Some(worst_p99(c) as f64), sb),
+                    l.server_cores,
+                    l.generator_cores
+                );
+            }
+        }
+    }
+    md
+}
+
+/// Cluster many-rooms table.
+fn rooms(report: &SuiteReport) -> String {
+    let p = &report.params;
+    let mut md = format!(
+        "\n## Cluster many rooms ({} rooms × {} members spread over the nodes, targeted emits \
+         from the first)\n\n\
+         {READING}\n\n\
+         | server | adapter | nodes | emits/s | deliveries/s | CPU s / M deliveries | × 1 node | \
+         × SB | each node | Redis | generator CPU s / M | dropped | lost conns |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        p.rooms, p.members
+    );
+    let find = |s: &ServerReport, shape: Shape| {
+        let r = s.cluster_rooms.iter();
+        r.filter(|r| r.shape == shape)
+            .map(|r| r.cpu.total_s_per_m)
+            .next()
+    };
+    for shape in shapes(report) {
+        for s in ran(report) {
+            let Some(c) = s.cluster_rooms.iter().find(|r| r.shape == shape) else {
+                continue;
+            };
+            let (one, sb) = bases(report, shape, s.server, &find);
+            let total = Some(c.cpu.total_s_per_m);
+            let r = &c.rooms;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                s.server.label(),
+                shape.adapter.name(),
+                shape.nodes,
+                human(r.emits_per_sec),
+                human(r.deliveries_per_sec),
+                c.cpu.total_s_per_m,
+                ratio(total, one),
+                ratio(total, sb),
+                each_node(&c.cpu),
+                c.cpu.redis_s_per_m,
+                r.generator_cpu_s_per_m,
+                r.written_off,
+                r.lost_connections
+            );
+        }
+    }
+    md
+}
+
+/// The cluster charts, with their file names: one bar per server that ran, grouped by
+/// (room, adapter, nodes).
+pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
+    let sizes = &report.params.cluster_room_sizes;
+    let shapes = shapes(report);
+    let label = |shape: Shape| {
+        let plural = if shape.nodes == 1 { "" } else { "s" };
+        format!("{}, {} node{plural}", shape.adapter.name(), shape.nodes)
+    };
+    let room_points: Vec<(usize, Shape)> = sizes
+        .iter()
+        .flat_map(|&n| shapes.iter().map(move |&s| (n, s)))
+        .collect();
+    let room_labels: Vec<String> = room_points
+        .iter()
+        .map(|&(n, s)| format!("room {n}, {}", label(s)))
+        .collect();
+    let fanout = BarChart {
+        title: "Cluster fan-out: CPU s per M deliveries, every node + Redis (lower is better)"
+            .into(),
+        unit: "CPU s / M deliveries".into(),
+        categories: room_labels.clone(),
+        series: series(report, &|s| {
+            room_points
+                .iter()
+                .map(|&(n, shape)| {
+                    let f = s.cluster_fanout.iter();
+                    let mut f = f.filter(|f| f.shape == shape && f.fanout.room_size == n);
+                    f.next().map(|f| f.cpu.total_s_per_m)
+                })
+                .collect()
+        }),
+    };
+    let latency = BarChart {
+        title: "Cluster latency p99, receivers on other nodes (lower is better)".into(),
+        unit: "milliseconds".into(),
+        categories: room_labels,
+        series: series(report, &|s| {
+            room_points
+                .iter()
+                .map(|&(n, shape)| {
+                    let l = s.cluster_latency.iter();
+                    let mut l = l.filter(|l| l.shape == shape && l.latency.room_size == n);
+                    l.next().map(|l| worst_p99(l) as f64 / 1000.0)
+                })
+                .collect()
+        }),
+    };
+    let rooms = BarChart {
+        title: "Cluster many rooms: CPU s per M deliveries, every node + Redis (lower is better)"
+            .into(),
+        unit: "CPU s / M deliveries".into(),
+        categories: shapes.iter().map(|&s| label(s)).collect(),
+        series: series(report, &|s| {
+            shapes
+                .iter()
+                .map(|&shape| {
+                    let r = s.cluster_rooms.iter().find(|r| r.shape == shape);
+                    r.map(|r| r.cpu.total_s_per_m)
+                })
+                .collect()
+        }),
+    };
+    vec![
+        ("cluster_fanout_cpu.svg", fanout),
+        ("cluster_latency_p99.svg", latency),
+        ("cluster_rooms_cpu.svg", rooms),
+    ]
+}
+
+/// One series per server that ran a cluster scenario, valued by `f`.
+fn series(report: &SuiteReport, f: &dyn Fn(&ServerReport) -> Vec<Option<f64>>) -> Vec<Series> {
+    ran(report)
+        .filter(|s| !s.server.cluster_adapters().is_empty())
+        .map(|s| Series {
+            name: s.server.label().to_owned(),
+            values: f(s),
+        })
+        .collect()
+}
+
+/// A line per server that cannot cluster with an adapter of the run (why it has no rows).
+fn missing_adapters(report: &SuiteReport) -> String {
+    let mut md = String::new();
+    for s in ran(report) {
+        let has = s.server.cluster_adapters();
+        if has.is_empty() {
+            continue;
+        }
+        let missing: Vec<&str> = report
+            .params
+            .cluster_adapters
+            .iter()
+            .filter(|a| !has.contains(a))
+            .map(|a: &Adapter| a.name())
+            .collect();
+        if !missing.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n- {} has no {} adapter: no rows.",
+                s.server.label(),
+                missing.join(", ")
+            );
+        }
+    }
+    md
+}
