@@ -6,6 +6,7 @@
 //! - `polling`: the long-polling GET/POST handlers;
 //! - [`forward`]: serving polling requests of sessions other nodes own (no sticky
 //!   sessions);
+//! - `relay`: WebSocket upgrades of sessions other nodes own, relayed to them;
 //! - `drain`: closing the sessions in paced batches before shutdown;
 //! - `registry`: the live sessions by id;
 //! - `server`: request routing, handshakes, CORS.
@@ -16,6 +17,8 @@ mod driver;
 pub mod forward;
 mod polling;
 mod registry;
+mod relay;
+pub use relay::is_address as is_relay_address;
 pub mod server;
 pub mod session;
 mod websocket;

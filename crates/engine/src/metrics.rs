@@ -28,6 +28,10 @@ pub struct Metrics {
     /// TCP connections closed as soon as accepted because `max_tcp_connections` were
     /// open.
     pub tcp_connections_refused: AtomicU64,
+    /// WebSocket upgrades of other nodes' sessions relayed to their owner.
+    pub upgrades_relayed: AtomicU64,
+    /// Relayed WebSocket connections open now.
+    pub relayed_connections: AtomicI64,
     /// Recovery sessions dropped before they expired to stay within the session
     /// bounds (oldest first), or not kept because larger than one session may be.
     pub recovery_sessions_evicted: AtomicU64,
@@ -58,6 +62,10 @@ pub struct MetricsSnapshot {
     pub connections_refused: u64,
     /// TCP connections refused at `max_tcp_connections`.
     pub tcp_connections_refused: u64,
+    /// WebSocket upgrades relayed to their session's node.
+    pub upgrades_relayed: u64,
+    /// Relayed WebSocket connections open.
+    pub relayed_connections: i64,
     /// Sessions of dropped sockets kept for recovery, all namespaces.
     pub recovery_sessions: i64,
     /// Recovery sessions dropped to stay within bounds.
@@ -121,6 +129,8 @@ impl Metrics {
             volatile_dropped: self.volatile_dropped.load(Relaxed),
             connections_refused: self.connections_refused.load(Relaxed),
             tcp_connections_refused: self.tcp_connections_refused.load(Relaxed),
+            upgrades_relayed: self.upgrades_relayed.load(Relaxed),
+            relayed_connections: self.relayed_connections.load(Relaxed),
             recovery_sessions: self.recovery_sessions.load(Relaxed),
             recovery_sessions_evicted: self.recovery_sessions_evicted.load(Relaxed),
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),

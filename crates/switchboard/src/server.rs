@@ -131,12 +131,26 @@ impl Server {
             .or_else(|| cluster.uid().map(str::to_owned))
             .unwrap_or_default();
         if cluster.adapter() != AdapterKind::Memory {
+            let relay = relay_address(config, listener.local_addr().ok());
+            match &relay {
+                Some(address) => {
+                    io.engine().set_relay_address(address);
+                }
+                None => tracing::warn!(
+                    listen = %config.listen,
+                    "no cluster.advertise_address and the listen address is unspecified: \
+                     a WebSocket upgrade the load balancer sends to another node than its \
+                     session's stays on polling (set cluster.advertise_address to this \
+                     node's host:port on the nodes' network)"
+                ),
+            }
             tracing::info!(
                 adapter = cluster.adapter().as_str(),
                 redis = switchboard_cluster::redact_url(&config.cluster.cluster.redis_url),
                 uid = cluster.uid().unwrap_or_default(),
                 node,
                 recovery = config.socketio.recovery.is_some(),
+                relay_address = relay.as_deref().unwrap_or("(none)"),
                 "joining the cluster"
             );
         }
@@ -280,6 +294,18 @@ fn build_io(
     (io, installed)
 }
 
+/// Where the other nodes reach this one to relay WebSocket upgrades: the configured
+/// `cluster.advertise_address`, else the bound listen address unless it is unspecified
+/// (`0.0.0.0`, `::`: which of the host's addresses the others can reach is unknown).
+fn relay_address(config: &Config, bound: Option<SocketAddr>) -> Option<String> {
+    if let Some(address) = &config.cluster.advertise_address {
+        return Some(address.clone());
+    }
+    bound
+        .filter(|a| !a.ip().is_unspecified())
+        .map(|a| a.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +322,23 @@ mod tests {
         assert!(drained.in_time);
         assert_eq!(drained.sessions_left, 0);
         Ok(())
+    }
+
+    #[test]
+    fn the_relay_address_is_the_advertised_one_else_a_specific_listen_address() {
+        let bound = |s: &str| s.parse::<SocketAddr>().ok();
+        let mut config = Config::default();
+        assert_eq!(
+            relay_address(&config, bound("10.0.0.7:3000")).as_deref(),
+            Some("10.0.0.7:3000")
+        );
+        assert_eq!(relay_address(&config, bound("0.0.0.0:3000")), None);
+        assert_eq!(relay_address(&config, bound("[::]:3000")), None);
+        config.cluster.advertise_address = Some("node-2.internal:3000".into());
+        assert_eq!(
+            relay_address(&config, bound("0.0.0.0:3000")).as_deref(),
+            Some("node-2.internal:3000")
+        );
     }
 
     #[test]

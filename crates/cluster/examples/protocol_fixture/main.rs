@@ -106,8 +106,11 @@ async fn main() -> anyhow::Result<()> {
                 cluster.node_tag(),
                 name,
             );
-            // Polling requests for other nodes' sessions go to their owner.
+            // Polling requests for other nodes' sessions go to their owner, and their
+            // WebSocket upgrades are relayed to it at the address it listens on.
             cluster.serve_forwarded(io.engine());
+            io.engine()
+                .set_relay_address(&listener.local_addr()?.to_string());
             io.engine().clone()
         }
     };

@@ -11,10 +11,12 @@
 //! [`EngineServer::handle_forwarded`](super::EngineServer::handle_forwarded), through
 //! the very code an HTTP request takes there.
 //!
-//! WebSocket upgrades are not forwarded: a WebSocket for another node's session is
-//! answered `400 Session ID unknown` and the client simply stays on polling (its probe
-//! succeeds whenever the balancer picks the owner). A WebSocket connection without a
-//! session id starts a new session on whichever node receives it.
+//! WebSocket upgrades are not forwarded this way: a WebSocket for another node's
+//! session is relayed to its owner over a direct connection (see the `relay` module;
+//! the forwarder only carries the question where the owner can be reached), and
+//! answered `400 Session ID unknown` when that is not possible, the client then
+//! staying on polling. A WebSocket connection without a session id starts a new
+//! session on whichever node receives it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

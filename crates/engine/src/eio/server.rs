@@ -27,7 +27,7 @@ use super::registry::{Registry, Slot};
 use super::session::{
     EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
 };
-use super::{cors, drain, driver, websocket};
+use super::{cors, drain, driver, relay, websocket};
 
 /// Response body of every engine answer.
 pub type Body = Full<Bytes>;
@@ -68,6 +68,8 @@ pub struct EngineServer {
     allow_request: OnceLock<AllowRequest>,
     /// Reaches the owners of other nodes' sessions (set once, by the cluster).
     forwarder: OnceLock<Arc<dyn Forwarder>>,
+    /// Where other nodes reach this one to relay WebSocket upgrades (see [`relay`]).
+    relay_address: OnceLock<String>,
     /// Set when a drain starts: new handshakes are refused from then on.
     draining: AtomicBool,
 }
@@ -101,6 +103,7 @@ impl EngineServer {
             shutdown,
             allow_request: OnceLock::new(),
             forwarder: OnceLock::new(),
+            relay_address: OnceLock::new(),
             draining: AtomicBool::new(false),
         })
     }
@@ -115,6 +118,24 @@ impl EngineServer {
     /// hold is served by the node whose tag starts the session id.
     pub fn set_forwarder(&self, forwarder: Arc<dyn Forwarder>) {
         let _ = self.forwarder.set(forwarder);
+    }
+
+    /// Sets the `host:port` at which the other nodes of the cluster reach this node's
+    /// HTTP listener (once; later calls are ignored). With it, a WebSocket upgrade of
+    /// one of this node's sessions that the balancer sends to another node is relayed
+    /// here by that node, instead of failing (see [`relay`]). Returns false, and sets
+    /// nothing, for anything but a short printable `host:port`.
+    pub fn set_relay_address(&self, address: &str) -> bool {
+        if !relay::is_address(address) {
+            return false;
+        }
+        let _ = self.relay_address.set(address.to_owned());
+        true
+    }
+
+    /// The relay address, if set ([`EngineServer::set_relay_address`]).
+    pub fn relay_address(&self) -> Option<&str> {
+        self.relay_address.get().map(String::as_str)
     }
 
     /// The settings.
@@ -240,6 +261,14 @@ impl EngineServer {
         };
         let raw_query = req.uri().query().unwrap_or("").to_owned();
         let query = Query::parse(&raw_query);
+        if via == Via::Forwarded
+            && method == handshake::Method::Get
+            && query.transport == Some("websocket")
+            && let Some(sid) = query.sid.and_then(|s| s.parse::<Sid>().ok())
+        {
+            // Another node asks where to relay this session's WebSocket upgrade.
+            return now(self.relay_target(sid));
+        }
         let is_ws = websocket::is_upgrade_request(req.headers());
         let kind = match handshake::classify(method, &query, is_ws, &self.config.transports) {
             Ok(kind) => kind,
@@ -252,7 +281,25 @@ impl EngineServer {
             (RequestKind::Handshake(transport), Via::Client) => {
                 now(self.handshake(&mut req, transport, raw_query, remote))
             }
-            (RequestKind::Upgrade(sid), Via::Client) => now(self.upgrade(&mut req, sid)),
+            (RequestKind::Upgrade(sid), Via::Client) => self.upgrade(&mut req, sid, remote),
+        }
+    }
+
+    /// The answer to another node asking where to relay the upgrade of session `sid`
+    /// ([`relay`], step 1): this node's relay address if it holds the session, open,
+    /// on polling and not upgrading.
+    fn relay_target(&self, sid: Sid) -> Response<Body> {
+        let Some(address) = self.relay_address.get() else {
+            return error(EngineErrorCode::BadRequest);
+        };
+        if !self.config.transports.contains(&TransportKind::Websocket) {
+            return error(EngineErrorCode::BadRequest);
+        }
+        match self.registry.get(sid) {
+            Some(session) if !session.is_closed() && session.can_upgrade() => {
+                text(StatusCode::OK, address.clone())
+            }
+            _ => error(EngineErrorCode::UnknownSid),
         }
     }
 
@@ -474,12 +521,12 @@ impl EngineServer {
         })
     }
 
-    fn upgrade<B>(self: &Arc<Self>, req: &mut Request<B>, sid: Sid) -> Response<Body> {
+    fn upgrade<B>(self: &Arc<Self>, req: &mut Request<B>, sid: Sid, remote: SocketAddr) -> Answer {
         let Some(session) = self.registry.get(sid) else {
-            return error(EngineErrorCode::UnknownSid);
+            return self.relay(req, sid, remote);
         };
         let Some(accept) = websocket::accept_key(req.headers()) else {
-            return error(EngineErrorCode::BadRequest);
+            return now(error(EngineErrorCode::BadRequest));
         };
         // A second upgrade of the same session is accepted and closed at once, as
         // Node does, so the transport in use keeps working.
@@ -501,7 +548,43 @@ impl EngineServer {
             }
             websocket::upgrade(session, ws, config.upgrade_timeout).await;
         });
-        websocket::switching_protocols(&accept)
+        now(websocket::switching_protocols(&accept))
+    }
+
+    /// The upgrade of a session another node owns: relayed to it ([`relay`]) when
+    /// this node is clustered, not draining and has a slot; `Session ID unknown`
+    /// otherwise (the client stays on polling).
+    fn relay<B>(self: &Arc<Self>, req: &mut Request<B>, sid: Sid, remote: SocketAddr) -> Answer {
+        let (Some(forwarder), Some(own)) = (self.forwarder.get(), &self.config.node_tag) else {
+            return now(error(EngineErrorCode::UnknownSid));
+        };
+        let owner = match forward::owner_tag(sid.as_str(), own.len()) {
+            Some(owner) if owner != own.as_str() => owner.to_owned(),
+            _ => return now(error(EngineErrorCode::UnknownSid)),
+        };
+        if websocket::accept_key(req.headers()).is_none() {
+            return now(error(EngineErrorCode::BadRequest));
+        }
+        if self.is_draining() || self.shutdown.is_triggered() {
+            return now(error(EngineErrorCode::UnknownSid));
+        }
+        let Some(slot) = self.reserve_slot() else {
+            return now(unavailable());
+        };
+        let head = relay::RelayHead {
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            remote,
+        };
+        let client = hyper::upgrade::on(req);
+        later(relay::relay(
+            forwarder.clone(),
+            owner,
+            head,
+            client,
+            slot,
+            (self.metrics.clone(), self.shutdown.clone()),
+        ))
     }
 }
 

@@ -280,6 +280,12 @@ impl Session {
         self.lock().transport
     }
 
+    /// Whether an upgrade could start now: open, on polling, none under way or done.
+    pub(crate) fn can_upgrade(&self) -> bool {
+        let inner = self.lock();
+        inner.transport == TransportKind::Polling && inner.upgrade == Upgrade::None
+    }
+
     /// Marks an upgrade as started unless one is under way or done; returns whether
     /// this caller owns the upgrade.
     pub(crate) fn try_start_upgrade(&self) -> bool {

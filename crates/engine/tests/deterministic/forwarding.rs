@@ -247,8 +247,11 @@ async fn unknown_owners_and_sessions_get_session_id_unknown() {
     assert_eq!(cluster.forwarded(), 3);
 }
 
+/// Without a relay address on the owner (or anything else that stops the relay), a
+/// WebSocket for another node's session gets `Session ID unknown` and the client goes
+/// on polling. (The relay itself needs real TCP: the interop tests run it.)
 #[tokio::test(start_paused = true)]
-async fn a_websocket_for_another_nodes_session_is_refused_and_polling_goes_on() {
+async fn a_websocket_for_another_nodes_session_not_relayed_is_refused_and_polling_goes_on() {
     let (cluster, a, b) = two_nodes();
     let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
     let ws = [
@@ -263,7 +266,11 @@ async fn a_websocket_for_another_nodes_session_is_refused_and_polling_goes_on() 
         (status, body.as_str()),
         (StatusCode::BAD_REQUEST, UNKNOWN_SID)
     );
-    assert_eq!(cluster.forwarded(), 0, "upgrades are not forwarded");
+    assert_eq!(
+        cluster.forwarded(),
+        1,
+        "the owner was asked where to relay it"
+    );
 
     client.post("40").await; // B
     assert!(
@@ -326,4 +333,56 @@ async fn a_client_giving_up_on_a_forwarded_poll_ends_it_on_the_owner_too() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     // As for an aborted local poll: the owner does not take frames for nobody.
     assert_eq!(a.engine().session_count(), 0);
+}
+
+/// What the owner answers another node asking where to relay a session's upgrade: its
+/// relay address while the session is open on polling, `Session ID unknown` for a
+/// session it does not hold; the question takes nothing from the session.
+#[tokio::test(start_paused = true)]
+async fn the_owner_tells_where_to_relay_an_upgrade_only_for_its_polling_sessions() {
+    let (_cluster, a, b) = two_nodes();
+    let client = RoundRobin::handshake([a.clone(), b.clone()]).await;
+    let ask = |node: &Io, sid: &str| {
+        let request = ForwardedRequest {
+            method: Method::GET,
+            query: format!("EIO=4&transport=websocket&sid={sid}"),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            remote: "127.0.0.1:9".parse().unwrap(),
+        };
+        let engine = node.engine().clone();
+        async move {
+            let answer = engine.handle_forwarded(request).await;
+            (
+                answer.status,
+                String::from_utf8_lossy(&answer.body).into_owned(),
+            )
+        }
+    };
+    // No address set: nothing to relay to.
+    assert_eq!(ask(&a, &client.sid).await.0, StatusCode::BAD_REQUEST);
+
+    assert!(!a.engine().set_relay_address("not an address"));
+    assert!(a.engine().set_relay_address("10.0.0.7:3000"));
+    assert_eq!(
+        ask(&a, &client.sid).await,
+        (StatusCode::OK, "10.0.0.7:3000".to_owned())
+    );
+    assert!(b.engine().set_relay_address("10.0.0.8:3000"));
+    let (status, body) = ask(&b, &client.sid).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_REQUEST, UNKNOWN_SID)
+    );
+    let (status, body) = ask(&a, "nodAxxxxxxxxxxxxxxxx").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::BAD_REQUEST, UNKNOWN_SID)
+    );
+
+    client.post("40").await;
+    assert!(
+        client.get().await.starts_with("40{"),
+        "the session still polls"
+    );
 }

@@ -24,6 +24,9 @@ pub(crate) struct ClusterSettings {
     pub(crate) cluster: ClusterConfig,
     /// A label for this node in logs and metrics; the node's uid when unset.
     pub(crate) node_name: Option<String>,
+    /// `host:port` at which the other nodes reach this one, to relay WebSocket
+    /// upgrades of its sessions; the listen address when unset and specific.
+    pub(crate) advertise_address: Option<String>,
 }
 
 /// `[cluster]` as written.
@@ -35,6 +38,7 @@ pub(crate) struct RawCluster {
     pub(crate) redis_ca_file: Option<Field<String>>,
     pub(crate) secret: Option<Field<String>>,
     pub(crate) node_name: Option<Field<String>>,
+    pub(crate) advertise_address: Option<Field<String>>,
     pub(crate) key_prefix: Option<Field<String>>,
     pub(crate) stream_name: Option<Field<String>>,
     pub(crate) stream_max_len: Option<Field<Count>>,
@@ -66,6 +70,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "redis_ca_file",
     "secret",
     "node_name",
+    "advertise_address",
     "key_prefix",
     "stream_name",
     "stream_max_len",
@@ -110,6 +115,12 @@ impl Validator<'_> {
             "cluster.node_name",
             raw.node_name,
             node_name,
+        );
+        self.read(
+            &mut s.advertise_address,
+            "cluster.advertise_address",
+            raw.advertise_address,
+            advertise_address,
         );
         let k = &mut s.cluster;
         let name = |key: &'static str| move |text: String| redis_name(key, text);
@@ -247,6 +258,18 @@ fn node_name(text: String) -> Checked<Option<String>> {
     Ok(Some(text))
 }
 
+/// `host:port` other nodes can connect to.
+fn advertise_address(text: String) -> Checked<Option<String>> {
+    if !switchboard_engine::eio::is_relay_address(&text) {
+        return Err(
+            "must be `host:port` (port 1 to 65535, at most 256 visible characters), \
+             e.g. \"10.0.0.7:3000\""
+                .into(),
+        );
+    }
+    Ok(Some(text))
+}
+
 /// A channel, stream or key name part: not empty, no spaces or control characters
 /// (they would not match what the Node.js servers of the cluster use).
 fn redis_name(key: &str, text: String) -> Checked<String> {
@@ -292,6 +315,14 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
                 .node_name
                 .as_deref()
                 .map_or_else(|| quote("(node uid)"), quote),
+        ),
+        (
+            "cluster.advertise_address",
+            config
+                .cluster
+                .advertise_address
+                .as_deref()
+                .map_or_else(|| quote("(the listen address)"), quote),
         ),
         ("cluster.key_prefix", quote(&k.key_prefix)),
         ("cluster.stream_name", quote(&k.stream_name)),

@@ -169,6 +169,21 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "TCP connections closed at once because engine.max_tcp_connections were open.",
         m.tcp_connections_refused,
     );
+    out.counter(
+        "switchboard_upgrades_relayed_total",
+        "WebSocket upgrades of sessions other nodes own, relayed to their node (a balancer without sticky sessions sent them here).",
+        m.upgrades_relayed,
+    );
+    out.family(
+        "switchboard_relayed_connections",
+        "gauge",
+        "Relayed WebSocket connections open on this node (two TCP connections each).",
+    );
+    out.sample(
+        "switchboard_relayed_connections",
+        &[],
+        m.relayed_connections,
+    );
     out.family(
         "switchboard_recovery_sessions",
         "gauge",
@@ -255,6 +270,8 @@ mod tests {
             volatile_dropped: 4,
             connections_refused: 5,
             tcp_connections_refused: 21,
+            upgrades_relayed: 22,
+            relayed_connections: 23,
             recovery_sessions: 9,
             recovery_sessions_evicted: 12,
             recovery_sessions_expired: 13,
@@ -281,6 +298,8 @@ mod tests {
             "switchboard_volatile_dropped_total 4",
             "switchboard_connections_refused_total 5",
             "switchboard_tcp_connections_refused_total 21",
+            "switchboard_upgrades_relayed_total 22",
+            "switchboard_relayed_connections 23",
             "switchboard_recovery_sessions 9",
             "switchboard_recovery_sessions_evicted_total 12",
             "switchboard_recovery_sessions_expired_total 13",
@@ -298,7 +317,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 15);
+        assert_eq!(families, 17);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! WebSocket upgrades behind any load balancer: a node that receives the upgrade of a
+//! session another node owns relays it to that node.
+//!
+//! A client starts on long-polling (the default) and then opens a WebSocket carrying
+//! its session id. Behind a round-robin balancer that request reaches any node, but
+//! only the session's owner can upgrade it: the session's queue, heartbeat and sockets
+//! live there. So the node that receives it (tagged differently from the session id):
+//!
+//! 1. asks the owner, through the cluster's [`Forwarder`] (signed like a forwarded
+//!    poll), where it can be reached. The owner answers with its relay address
+//!    ([`EngineServer::set_relay_address`]) if it holds the session, open, on
+//!    polling and not upgrading, and `Session ID unknown` otherwise;
+//! 2. connects to that address and sends it the client's upgrade request, headers
+//!    unchanged: the owner checks the origin and runs its ordinary upgrade, exactly as
+//!    if the balancer had picked it;
+//! 3. answers the client with the owner's `101 Switching Protocols` and then copies
+//!    bytes both ways until either side closes.
+//!
+//! The upgrade itself (the probe, the pause of polling, the hand-over of the queued
+//! packets) is the owner's usual code, so nothing is lost, duplicated or reordered
+//! across it, and every client ends on WebSocket wherever its request landed.
+//!
+//! **Cost**: the relaying node holds two TCP connections and two copy buffers of
+//! [`RELAY_BUFFER`] bytes per relayed client, and every frame crosses one more hop
+//! (node to node; Redis carries only the one question of step 1). A relayed connection
+//! counts against the relaying node's `max_connections`. While a node drains it
+//! relays no new upgrades (those clients stay on polling); at its shutdown its relayed
+//! clients lose their WebSocket and reconnect (and resume, with connection state
+//! recovery).
+//!
+//! **Trust**: the address comes signed from the owner (an attacker who can write to
+//! Redis cannot point a client's WebSocket, cookies included, elsewhere). The
+//! connection to it is plain HTTP: nodes must reach each other on a private network,
+//! as they reach their Redis.
+//!
+//! Without a relay address on the owner or a forwarder here, or when a step fails, the
+//! client gets `400 Session ID unknown` for its WebSocket and stays on polling.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::Empty;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use switchboard_protocol::engineio::EngineErrorCode;
+
+use super::forward::{FORWARDED_HEADERS, ForwardedRequest, Forwarder};
+use super::registry::Slot;
+use super::server::{Body, error};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// Bytes of each of the two copy buffers of a relayed connection.
+pub(crate) const RELAY_BUFFER: usize = 4096;
+
+/// How long connecting to the owner and its answer to the upgrade may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest relay address an owner may answer with (`host:port`).
+const MAX_ADDRESS_LEN: usize = 256;
+
+/// What an upgrade request carries to the owner.
+pub(crate) struct RelayHead {
+    /// Path and query, as the client sent them.
+    pub(crate) uri: Uri,
+    /// Every header the client sent.
+    pub(crate) headers: HeaderMap,
+    /// The client's address, as this node saw it.
+    pub(crate) remote: SocketAddr,
+}
+
+/// Why an upgrade was not relayed (logged at debug; the client stays on polling).
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("the owner could not be asked: {0}")]
+    Ask(#[from] super::forward::ForwardError),
+    #[error("the owner does not relay this session (status {0})")]
+    NotRelayed(StatusCode),
+    #[error("the owner's relay address is unusable")]
+    BadAddress,
+    #[error("connecting to the owner failed: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("the owner's HTTP answer failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("the owner did not answer in time")]
+    Timeout,
+    #[error("the owner refused the upgrade (status {0})")]
+    Refused(StatusCode),
+}
+
+/// Relays the upgrade in `head` to the node tagged `owner`: resolves to the owner's
+/// `101` (and copies bytes between `client` and the owner from then on, holding
+/// `slot`), or to `Session ID unknown`.
+pub(crate) async fn relay(
+    forwarder: Arc<dyn Forwarder>,
+    owner: String,
+    head: RelayHead,
+    client: OnUpgrade,
+    slot: Slot,
+    (metrics, shutdown): (Arc<Metrics>, Shutdown),
+) -> Response<Body> {
+    match connect(forwarder.as_ref(), &owner, head).await {
+        Ok((answer, upstream)) => {
+            metrics.upgrades_relayed.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(pipe(client, upstream, slot, metrics, shutdown));
+            answer
+        }
+        Err(err) => {
+            tracing::debug!(owner, error = %err, "WebSocket upgrade not relayed");
+            error(EngineErrorCode::UnknownSid)
+        }
+    }
+}
+
+/// Steps 1 and 2 of the module doc: the owner's `101` for the client, and the owner's
+/// side of the connection once upgraded.
+async fn connect(
+    forwarder: &dyn Forwarder,
+    owner: &str,
+    head: RelayHead,
+) -> Result<(Response<Body>, OnUpgrade), RelayError> {
+    let address = ask_address(forwarder, owner, &head).await?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&*address))
+        .await
+        .map_err(|_| RelayError::Timeout)??;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(error = %err, "relay connection to the owner ended");
+        }
+    });
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = head
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    *req.headers_mut() = head.headers;
+    let res = tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|_| RelayError::Timeout)??;
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(RelayError::Refused(res.status()));
+    }
+    let mut answer = Response::new(Body::default());
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *answer.headers_mut() = res.headers().clone();
+    Ok((answer, hyper::upgrade::on(res)))
+}
+
+/// Step 1: the owner's relay address for this session, asked through the forwarder.
+async fn ask_address(
+    forwarder: &dyn Forwarder,
+    owner: &str,
+    head: &RelayHead,
+) -> Result<String, RelayError> {
+    let mut headers = HeaderMap::new();
+    for name in &FORWARDED_HEADERS {
+        for value in head.headers.get_all(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    let question = ForwardedRequest {
+        method: Method::GET,
+        query: head.uri.query().unwrap_or_default().to_owned(),
+        headers,
+        body: Bytes::new(),
+        remote: head.remote,
+    };
+    let answer = forwarder.forward(owner, question).await?;
+    if answer.status != StatusCode::OK {
+        return Err(RelayError::NotRelayed(answer.status));
+    }
+    match std::str::from_utf8(&answer.body) {
+        Ok(address) if is_address(address) => Ok(address.to_owned()),
+        _ => Err(RelayError::BadAddress),
+    }
+}
+
+/// `host:port`, short and printable: what [`EngineServer::set_relay_address`] accepts
+/// (a port from 1 to 65535, at most 256 bytes, no spaces or control characters).
+///
+/// [`EngineServer::set_relay_address`]: super::EngineServer::set_relay_address
+pub fn is_address(address: &str) -> bool {
+    address.len() <= MAX_ADDRESS_LEN
+        && address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        })
+        && address.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Step 3: copies bytes both ways between the client and the owner until either side
+/// closes or the node shuts down.
+async fn pipe(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    slot: Slot,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(client), Ok(upstream)) => (client, upstream),
+        (client, upstream) => {
+            tracing::debug!(
+                client = client.is_ok(),
+                owner = upstream.is_ok(),
+                "relayed upgrade did not complete"
+            );
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    metrics.relayed_connections.fetch_add(1, Ordering::Relaxed);
+    tokio::select! {
+        result = tokio::io::copy_bidirectional_with_sizes(
+            &mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER,
+        ) => {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "relayed WebSocket ended");
+            }
+        }
+        () = shutdown.wait() => {}
+    }
+    metrics.relayed_connections.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_addresses_are_host_and_port_only() {
+        for ok in ["127.0.0.1:3000", "node-2.internal:80", "[::1]:3000"] {
+            assert!(is_address(ok), "{ok}");
+        }
+        let long = format!("{}:1", "a".repeat(MAX_ADDRESS_LEN));
+        for bad in [
+            "",
+            "host",
+            ":80",
+            "host:0",
+            "host:99999",
+            "a b:80",
+            "h\n:80",
+            &long,
+        ] {
+            assert!(!is_address(bad), "{bad:?}");
+        }
+    }
+}

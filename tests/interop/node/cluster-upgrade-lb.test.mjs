@@ -1,0 +1,111 @@
+// WebSocket upgrades behind a plain round-robin load balancer. Official clients start on
+// long-polling (their default) behind HAProxy in front of three Switchboard nodes, each
+// HTTP request going to the next node; the WebSocket that upgrades a client usually
+// lands on a node that does not own its session, which relays it to the owner. Every
+// client must end on WebSocket, and numbered events broadcast to all of them throughout
+// the upgrades must arrive exactly once and in order.
+//
+// Before the relay, a client whose WebSocket reached another node got 400 and stayed on
+// polling for good: with three nodes, two clients in three.
+//
+// Expected to FAIL against an all-Node cluster (CLUSTER_SWITCHBOARD_CMD=node
+// .../node-server.mjs): Node.js Socket.IO needs sticky sessions behind this balancer.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Clients, call, connected, upgradedTo } from "../lib/client.mjs";
+import { startCluster } from "../cluster/cluster.mjs";
+import { startHaproxy } from "../cluster/haproxy.mjs";
+import { startRedis } from "../cluster/redis.mjs";
+import { UPGRADE, WEBSOCKET, fresh, withoutOffset } from "../cluster/support.mjs";
+
+/** Clients behind the balancer: with three nodes, chance alone upgrades one in three. */
+const CLIENTS = 12;
+/** Events broadcast while the clients connect and upgrade, one every PUBLISH_EVERY_MS. */
+const PUBLISH_EVERY_MS = 5;
+/** How long a client may take to upgrade (a safety net, not a speed claim). */
+const UPGRADE_WAIT_MS = 15_000;
+
+for (const adapter of ["redis-streams", "redis"]) {
+  describe(`polling → WebSocket upgrades behind round-robin HAProxy (adapter ${adapter})`, () => {
+    let redis;
+    let cluster;
+    let lb;
+    const clients = new Clients();
+    before(async () => {
+      redis = await startRedis();
+      cluster = await startCluster({ adapter, redisUrl: redis.url, switchboard: 3 });
+      lb = await startHaproxy(cluster.switchboard.map((n) => n.port));
+    });
+    after(async () => {
+      clients.closeAll();
+      try {
+        await lb?.stop();
+        await cluster?.stop();
+      } finally {
+        await redis?.close();
+      }
+    });
+
+    test(`${CLIENTS} clients all end on WebSocket and miss, repeat or reorder no event broadcast across their upgrades`, async () => {
+      const room = fresh("upgrade");
+      // The publisher talks to one node directly, over WebSocket.
+      const publisher = (await clients.connect(cluster.switchboard[0].url, WEBSOCKET)).socket;
+      const problems = [];
+      const members = [];
+      for (let i = 0; i < CLIENTS; i++) {
+        const socket = clients.open(lb.url, UPGRADE);
+        const member = { socket, seen: [], upgraded: null };
+        socket.on("connect_error", (err) => problems.push(`client ${i}: connect_error ${err.message}`));
+        socket.on("disconnect", (reason) => problems.push(`client ${i}: disconnect ${reason}`));
+        socket.on("seq", (...args) => member.seen.push(withoutOffset(args)[0]));
+        members.push(member);
+      }
+      // Join over polling, before any upgrade: `upgrade: false` would be another test.
+      for (const m of members) {
+        m.socket.connect();
+        // Watch for the upgrade from the start: it may come before `connect` resolves.
+        m.upgraded = upgradedTo(m.socket, "websocket", UPGRADE_WAIT_MS);
+        m.upgraded.catch(() => {});
+        await connected(m.socket);
+      }
+      for (const m of members) assert.deepEqual(await call(m.socket, "join", room), [true]);
+
+      // Publish numbered events while the upgrades happen, until every client is on
+      // WebSocket, and a little longer.
+      let published = 0;
+      let publishing = true;
+      const publishLoop = (async () => {
+        while (publishing) {
+          assert.deepEqual(await call(publisher, "broadcast", room, "seq", published), [true]);
+          published++;
+          await sleep(PUBLISH_EVERY_MS);
+        }
+      })();
+      const outcomes = await Promise.allSettled(members.map((m) => m.upgraded));
+      await sleep(200);
+      publishing = false;
+      await publishLoop;
+
+      const stuck = outcomes
+        .map((o, i) => (o.status === "rejected" ? `client ${i} on ${members[i].socket.io.engine?.transport?.name}` : null))
+        .filter(Boolean);
+      assert.deepEqual(stuck, [], "every client upgraded to WebSocket");
+      for (const m of members) assert.equal(m.socket.io.engine.transport.name, "websocket");
+
+      // Everything published arrived, once, in order, on every client.
+      const want = [...Array(published).keys()];
+      for (const [i, m] of members.entries()) {
+        const deadline = Date.now() + 10_000;
+        while (m.seen.length < published && Date.now() < deadline) await sleep(20);
+        assert.deepEqual(m.seen, want, `client ${i}: every event once, in order`);
+      }
+      assert.ok(published > CLIENTS, `events were broadcast during the upgrades (${published})`);
+      assert.deepEqual(problems, [], "no connect error or disconnect");
+
+      // And the upgraded connections carry both ways: an ack round trip on each.
+      for (const m of members) assert.deepEqual(await call(m.socket, "message-with-ack", "ping"), ["ping"]);
+    });
+  });
+}
