@@ -4,27 +4,9 @@
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { startFixture } from "../lib/fixture.mjs";
-
-const HERE = dirname(fileURLToPath(import.meta.url));
-const BUNDLE = resolve(HERE, "../node_modules/socket.io-client/dist/socket.io.min.js");
-const PAGE = resolve(HERE, "page.html");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
+import { CHROMIUM, CHROMIUM_ARGS, startSite } from "./harness.mjs";
 
 const MODES = [
   { name: "default transports", opts: {}, final: "websocket" },
@@ -37,26 +19,6 @@ let siteUrl;
 let browser;
 const contexts = [];
 const pageErrors = [];
-
-/** Serves the harness page and the official bundle on a port of its own. */
-async function startSite() {
-  const files = {
-    "/": { body: await readFile(PAGE), type: "text/html; charset=utf-8" },
-    "/socket.io.min.js": { body: await readFile(BUNDLE), type: "text/javascript" },
-    // Chromium asks for it on the first page; a 404 would be a console error.
-    "/favicon.ico": { body: Buffer.alloc(0), type: "image/x-icon" },
-  };
-  const http = createServer((req, res) => {
-    const file = files[new URL(req.url, "http://x").pathname];
-    if (!file) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { "content-type": file.type, "cache-control": "no-store" }).end(file.body);
-  });
-  await new Promise((r) => http.listen(0, "127.0.0.1", r));
-  return http;
-}
 
 before(async () => {
   server = await startFixture();

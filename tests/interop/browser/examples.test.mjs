@@ -13,21 +13,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { chromium } from "playwright-core";
 import { startProcess } from "../lib/fixture.mjs";
 import { switchboardBin } from "../lib/switchboard.mjs";
+import { BUNDLE, CHROMIUM, CHROMIUM_ARGS } from "./harness.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(HERE, "../../..");
-const BUNDLE = resolve(HERE, "../node_modules/socket.io-client/dist/socket.io.min.js");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 /** Safety net for every wait on the page or the backend; never a pacing delay. */
 const WAIT_MS = 15_000;
 
