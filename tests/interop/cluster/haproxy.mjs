@@ -88,9 +88,24 @@ export async function startHaproxy(ports, { httpCheck = false } = {}) {
   const dir = removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-haproxy-")));
   const port = await freePort();
   const statsPort = await freePort();
-  const file = join(dir, "haproxy.cfg");
   const adminSocket = join(dir, "admin.sock");
-  writeFileSync(file, config({ port, statsPort, adminSocket, backends: ports, httpCheck }));
+  const text = config({ port, statsPort, adminSocket, backends: ports, httpCheck });
+  return spawnHaproxy({ dir, text, port, statsPort, adminSocket, ports });
+}
+
+/**
+ * Starts HAProxy with a whole configuration `text` (its `global` section is added) that
+ * listens on `port`; resolves once it accepts. Statistics and the runtime API are not
+ * available unless the text provides them as `startHaproxy`'s does.
+ */
+export async function startHaproxyConfig(text, port) {
+  const dir = removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-haproxy-")));
+  return spawnHaproxy({ dir, text: `global\n  maxconn 4096\n\n${text}`, port, ports: [] });
+}
+
+async function spawnHaproxy({ dir, text, port, statsPort, adminSocket, ports }) {
+  const file = join(dir, "haproxy.cfg");
+  writeFileSync(file, text);
   const child = spawn(haproxyBin(), ["-f", file, "-db"], { stdio: ["ignore", "pipe", "pipe"] });
   reapOnExit(child);
   const lb = new Haproxy({ child, dir, port, statsPort, adminSocket, ports });
