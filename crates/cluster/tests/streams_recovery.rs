@@ -165,17 +165,24 @@ async fn a_session_saved_while_redis_was_away_is_found_by_another_node_once_redi
 
     let (client, first) = Client::connected(&one.io).await;
     let pid = first.pid.clone().unwrap();
-    // The copy saved at connect is gone, as after an earlier resume took it.
+    // The copy saved at connect is gone (expired, say): deleted behind the nodes' back,
+    // since a take would fence node one's socket off (it would be a stale socket then).
     one.ns()
         .all()
         .emit_durable("flush", json!(null))
         .await
         .unwrap();
-    store
-        .take(&pid)
-        .await
+    let mut conn = redis::Client::open(redis.url())
         .unwrap()
-        .expect("the copy saved at connect");
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deleted: usize = redis::cmd("DEL")
+        .arg(format!("sio:session:{pid}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "the copy saved at connect");
 
     redis.kill();
     client.close().await;
