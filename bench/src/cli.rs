@@ -39,7 +39,8 @@ pub(crate) enum Command {
     Rooms(RunArgs),
     /// Sustained connects and disconnects.
     Churn(RunArgs),
-    /// The three cluster scenarios (1, 2, 3 nodes on one Redis the runner starts).
+    /// Every cluster scenario: fan-out, latency, many rooms (1, 2, 3 nodes on one Redis
+    /// the runner starts) and the recovery storm (2 nodes).
     Cluster(RunArgs),
     /// One room spread over the nodes of a cluster, publisher on the first node as fast
     /// as it accepts: deliveries/s, CPU per delivery of each node and of Redis.
@@ -49,6 +50,10 @@ pub(crate) enum Command {
     ClusterLatency(RunArgs),
     /// Many small rooms spread over a cluster, targeted emits from the first node.
     ClusterRooms(RunArgs),
+    /// Recovery storm: SIGKILL the node holding --storm-clients clients; time until all
+    /// recover their sessions on the other node, events lost or duplicated, peak CPU and
+    /// RSS of the survivor and Redis (Switchboard only).
+    ClusterStorm(RunArgs),
     /// Rewrite results.md and the charts of a run from its results.json (and, with
     /// --benchmarks-md, BENCHMARKS.md), e.g. after the report format changed.
     Report {
@@ -147,6 +152,12 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::ClusterRooms(a) => (
             "cluster-rooms",
             vec![Scenario::ClusterRooms],
+            a.common.clone(),
+            Some(a),
+        ),
+        Command::ClusterStorm(a) => (
+            "cluster-storm",
+            vec![Scenario::ClusterStorm],
             a.common.clone(),
             Some(a),
         ),

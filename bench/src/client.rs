@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::net::SourcePool;
-use crate::sio::{self, Dialect, Incoming};
+use crate::sio::{self, ConnectAnswer, Dialect, Incoming};
 use crate::stats::{Group, Stats};
 use crate::ws::{self, FrameHead, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 
@@ -62,16 +62,34 @@ pub(crate) fn drain_frames(
     replies: &mut Replies,
     mut on_packet: impl FnMut(Incoming<'_>),
 ) -> anyhow::Result<()> {
+    walk_frames(buf, replies, |packet| {
+        on_packet(packet);
+        None::<()>
+    })?;
+    Ok(())
+}
+
+/// Walks the complete frames in `buf` as [`drain_frames`] does, but stops after the
+/// first packet `want` picks something out of: the frames after it stay in `buf` (a
+/// resumed session's replay follows its CONNECT answer in the same read).
+fn walk_frames<T>(
+    buf: &mut BytesMut,
+    replies: &mut Replies,
+    mut want: impl FnMut(Incoming<'_>) -> Option<T>,
+) -> anyhow::Result<Option<T>> {
     let mut pos = 0;
-    while let Some(head) = FrameHead::parse(&buf[pos..])? {
+    let mut found = None;
+    while found.is_none()
+        && let Some(head) = FrameHead::parse(&buf[pos..])?
+    {
         let end = pos + head.total_len();
         if let Some(packet) = replies.note(head.opcode, head.payload(&mut buf[pos..end])) {
-            on_packet(packet);
+            found = want(packet);
         }
         pos = end;
     }
     buf.advance(pos);
-    Ok(())
+    Ok(found)
 }
 
 /// Reads more bytes into `buf`, failing on end of stream.
@@ -125,6 +143,19 @@ impl Session {
         target: SocketAddr,
         dialect: Dialect,
     ) -> anyhow::Result<Session> {
+        let (session, _) = Session::connect(pool, target, dialect, b"40").await?;
+        Ok(session)
+    }
+
+    /// [`Session::open`] with `connect` as the Socket.IO CONNECT packet (`40{…}`, e.g. a
+    /// recovery claim); returns the server's answer too. Packets after the answer stay
+    /// unread in `buf`.
+    pub(crate) async fn connect(
+        pool: &SourcePool,
+        target: SocketAddr,
+        dialect: Dialect,
+        connect: &[u8],
+    ) -> anyhow::Result<(Session, ConnectAnswer)> {
         let stream = within("TCP connect", async { Ok(pool.connect(target).await?) }).await?;
         let mut session = Session {
             stream,
@@ -142,10 +173,13 @@ impl Session {
         .await?;
         let open = |p: &Incoming<'_>| (*p == Incoming::Open).then_some(());
         within("Engine.IO open", session.wait_for(open)).await?;
-        session.send_text(b"40").await?;
-        let connected = |p: &Incoming<'_>| (*p == Incoming::Connected).then_some(());
-        within("Socket.IO connect", session.wait_for(connected)).await?;
-        Ok(session)
+        session.send_text(connect).await?;
+        let connected = |p: &Incoming<'_>| match p {
+            Incoming::Connected(payload) => Some(ConnectAnswer::parse(payload)),
+            _ => None,
+        };
+        let answer = within("Socket.IO connect", session.wait_for(connected)).await?;
+        Ok((session, answer))
     }
 
     /// Sends one text frame.
@@ -162,13 +196,8 @@ impl Session {
         want: impl Fn(&Incoming<'_>) -> Option<T>,
     ) -> anyhow::Result<T> {
         loop {
-            let mut found = None;
             let mut replies = Replies::default();
-            drain_frames(&mut self.buf, &mut replies, |p| {
-                if found.is_none() {
-                    found = want(&p);
-                }
-            })?;
+            let found = walk_frames(&mut self.buf, &mut replies, |p| want(&p))?;
             self.reply(&replies).await?;
             if let Some(found) = found {
                 return Ok(found);
@@ -181,7 +210,7 @@ impl Session {
     }
 
     /// Sends what `replies` asks for.
-    async fn reply(&mut self, replies: &Replies) -> anyhow::Result<()> {
+    pub(crate) async fn reply(&mut self, replies: &Replies) -> anyhow::Result<()> {
         self.out.clear();
         replies.encode(&mut self.out);
         if !self.out.is_empty() {

@@ -18,6 +18,9 @@ pub(crate) struct Cluster {
     nodes: Vec<(Server, PathBuf)>,
     /// Redis's log file.
     redis_log: PathBuf,
+    /// The node a scenario kills on purpose (the recovery storm): its SIGKILL exit is
+    /// not a crash.
+    killed_on_purpose: Option<usize>,
 }
 
 impl Cluster {
@@ -54,6 +57,7 @@ impl Cluster {
             redis,
             nodes,
             redis_log,
+            killed_on_purpose: None,
         })
     }
 
@@ -68,12 +72,24 @@ impl Cluster {
         nodes.chain([self.redis.server.pid]).collect()
     }
 
+    /// Says that the scenario SIGKILLs node `index` (0-based) itself: [`Cluster::exited`]
+    /// then reports that node only if it exits otherwise.
+    pub(crate) fn expect_kill(&mut self, index: usize) {
+        self.killed_on_purpose = Some(index);
+    }
+
     /// What exited so far (a node or Redis), with its status and the end of its log;
     /// `None` while everything runs.
     pub(crate) fn exited(&mut self) -> Option<String> {
+        use std::os::unix::process::ExitStatusExt as _;
         let mut gone = Vec::new();
         for (i, (server, log)) in self.nodes.iter_mut().enumerate() {
-            if let Some(status) = server.exited() {
+            let killed = |status: &std::process::ExitStatus| {
+                status.signal() == Some(nix::sys::signal::Signal::SIGKILL as i32)
+            };
+            let status = server.exited();
+            let status = status.filter(|s| !(self.killed_on_purpose == Some(i) && killed(s)));
+            if let Some(status) = status {
                 gone.push(format!(
                     "node-{} exited ({status}); stderr: {}",
                     i + 1,

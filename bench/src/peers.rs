@@ -346,8 +346,19 @@ impl Server {
 
     /// The server's process group.
     fn group(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.pid).unwrap_or(i32::MAX))
+        group_of(self.pid)
     }
+}
+
+/// The process group of a server started by [`Server::spawn`] (its own, led by it).
+fn group_of(pid: u32) -> Pid {
+    Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
+}
+
+/// SIGKILLs the process group of the server whose process is `pid` (a crash, for the
+/// recovery storm); its [`Server`] guard still reaps it.
+pub(crate) fn sigkill(pid: u32) -> anyhow::Result<()> {
+    killpg(group_of(pid), Signal::SIGKILL).with_context(|| format!("SIGKILL to group {pid}"))
 }
 
 impl Drop for Server {

@@ -96,6 +96,61 @@ impl Usage {
     }
 }
 
+/// The most a process used over a stretch of time, sampled by [`sample_peaks`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct Peak {
+    /// Highest CPU use over one sampling interval, in cores.
+    pub(crate) peak_cores: f64,
+    /// CPU seconds used over the whole stretch.
+    pub(crate) cpu_seconds: f64,
+    /// Highest RSS sampled, in bytes.
+    pub(crate) peak_rss_bytes: u64,
+}
+
+/// Samples the CPU time and RSS of `pids` every `every` until `stop` says so (or its
+/// sender is gone); the peak of each, in the order given. A process that has gone
+/// keeps the peak it had.
+pub(crate) async fn sample_peaks(
+    pids: Vec<u32>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<Peak> {
+    let mut peaks = vec![Peak::default(); pids.len()];
+    let cpu = |pid| cpu_seconds(Some(pid)).ok();
+    let first: Vec<Option<f64>> = pids.iter().map(|&p| cpu(p)).collect();
+    let mut last = (std::time::Instant::now(), first.clone());
+    // The first sample one interval in: an interval of ~0 s would turn one clock tick
+    // into thousands of cores.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = stop.changed() => if changed.is_err() { break },
+        }
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(last.0).as_secs_f64();
+        for (i, &pid) in pids.iter().enumerate() {
+            let peak = &mut peaks[i];
+            if let Ok(rss) = rss_bytes(pid) {
+                peak.peak_rss_bytes = peak.peak_rss_bytes.max(rss);
+            }
+            let (Some(now_cpu), Some(before)) = (cpu(pid), last.1[i]) else {
+                continue;
+            };
+            if elapsed > 0.0 {
+                peak.peak_cores = peak.peak_cores.max((now_cpu - before) / elapsed);
+            }
+            if let Some(start) = first[i] {
+                peak.cpu_seconds = now_cpu - start;
+            }
+            last.1[i] = Some(now_cpu);
+        }
+        last.0 = now;
+    }
+    peaks
+}
+
 /// The machine a run happened on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Machine {

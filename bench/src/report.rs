@@ -1,8 +1,9 @@
 //! Turning a run into files: `results.json`, `results.md` (tables with ratios to
-//! Switchboard's protocol_fixture; the cluster scenarios' in `cluster`), SVG charts, and
-//! the root `BENCHMARKS.md`.
+//! Switchboard's protocol_fixture; the cluster scenarios' in `cluster`, the recovery
+//! storm's in `storm`), SVG charts, and the root `BENCHMARKS.md`.
 
 mod cluster;
+mod storm;
 mod tables;
 
 use std::fmt::Write as _;

@@ -7,6 +7,7 @@ pub(crate) mod cluster;
 pub(crate) mod fanout;
 pub(crate) mod idle;
 pub(crate) mod rooms;
+pub(crate) mod storm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,11 +44,14 @@ pub(crate) enum Scenario {
     ClusterLatency,
     /// Many small rooms spread over the nodes, targeted emits from the first.
     ClusterRooms,
+    /// Two nodes with connection state recovery; the clients' node is SIGKILLed and
+    /// they all recover their sessions on the other (Switchboard only).
+    ClusterStorm,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub(crate) const ALL: [Scenario; 8] = [
+    pub(crate) const ALL: [Scenario; 9] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
@@ -56,11 +60,13 @@ impl Scenario {
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
         Scenario::ClusterRooms,
+        Scenario::ClusterStorm,
     ];
 
     /// What the CI smoke runs: everything but the cluster many-rooms scenario (its
-    /// cluster steps then take a few seconds per server, see [`Params::smoke`]).
-    pub(crate) const SMOKE: [Scenario; 7] = [
+    /// cluster steps then take a few seconds per server, see [`Params::smoke`]; the
+    /// storm of 50 clients about three).
+    pub(crate) const SMOKE: [Scenario; 8] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
@@ -68,13 +74,15 @@ impl Scenario {
         Scenario::Churn,
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
+        Scenario::ClusterStorm,
     ];
 
-    /// The three cluster scenarios.
-    pub(crate) const CLUSTER: [Scenario; 3] = [
+    /// The four cluster scenarios.
+    pub(crate) const CLUSTER: [Scenario; 4] = [
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
         Scenario::ClusterRooms,
+        Scenario::ClusterStorm,
     ];
 }
 
@@ -148,6 +156,26 @@ pub(crate) struct Params {
     #[arg(long, default_value_t = 10_000.0)]
     #[serde(default = "defaults::cluster_latency_deliveries")]
     pub(crate) cluster_latency_deliveries: f64,
+    /// Recovery storm: clients on the node that is killed.
+    #[arg(long, default_value_t = 5000)]
+    #[serde(default = "defaults::storm_clients")]
+    pub(crate) storm_clients: usize,
+    /// Recovery storm: rooms the clients are spread over (client i in room i % rooms;
+    /// 1: one room). Each event goes to one room, so a room of 50 at 200 events/s is
+    /// 10k deliveries/s, which two shared cores sustain beside the storm.
+    #[arg(long, default_value_t = 100)]
+    #[serde(default = "defaults::storm_rooms")]
+    pub(crate) storm_rooms: usize,
+    /// Recovery storm: numbered events per second, the rooms in turn (publisher on the
+    /// surviving node).
+    #[arg(long, default_value_t = 200.0)]
+    #[serde(default = "defaults::storm_rate")]
+    pub(crate) storm_rate: f64,
+    /// Recovery storm: each client waits a random 0..this many seconds before each
+    /// reconnection attempt, like a real client's backoff.
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "defaults::storm_backoff_secs")]
+    pub(crate) storm_backoff_secs: f64,
 }
 
 /// Defaults of parameters added after results.json files were written, for reading them.
@@ -172,6 +200,26 @@ mod defaults {
     /// `--cluster-latency-deliveries`.
     pub(super) fn cluster_latency_deliveries() -> f64 {
         10_000.0
+    }
+
+    /// `--storm-clients`.
+    pub(super) fn storm_clients() -> usize {
+        5000
+    }
+
+    /// `--storm-rooms`.
+    pub(super) fn storm_rooms() -> usize {
+        100
+    }
+
+    /// `--storm-rate`.
+    pub(super) fn storm_rate() -> f64 {
+        200.0
+    }
+
+    /// `--storm-backoff-secs`.
+    pub(super) fn storm_backoff_secs() -> f64 {
+        1.0
     }
 }
 
@@ -199,6 +247,10 @@ impl Params {
             cluster_adapters: vec![Adapter::Redis, Adapter::RedisStreams],
             cluster_room_sizes: vec![10],
             cluster_latency_deliveries: 1000.0,
+            storm_clients: 50,
+            storm_rooms: 5,
+            storm_rate: 200.0,
+            storm_backoff_secs: 0.5,
         }
     }
 }

@@ -10,6 +10,10 @@ pub(crate) const PATH: &str = "/socket.io/?EIO=4&transport=websocket";
 pub(crate) const BENCH_EVENT: &str = "bench";
 /// Prefix of a delivered benchmark event on the wire.
 const DELIVERY_PREFIX: &[u8] = b"42[\"bench\",";
+/// Event name of the recovery storm's numbered events.
+pub(crate) const NUMBERED_EVENT: &str = "storm";
+/// Prefix of a delivered numbered event on the wire.
+const NUMBERED_PREFIX: &[u8] = b"42[\"storm\",";
 /// Payload size of a published event, as the issue asks (100-byte events).
 pub(crate) const PAYLOAD_BYTES: usize = 100;
 /// Digits of the microsecond timestamp inside a payload.
@@ -23,11 +27,15 @@ pub(crate) enum Incoming<'a> {
     Open,
     /// Engine.IO ping; must be answered with a pong (`3`).
     Ping,
-    /// Socket.IO namespace connect accepted (`40{...}`).
-    Connected,
+    /// Socket.IO namespace connect accepted (`40{...}`): its JSON payload
+    /// ([`ConnectAnswer::parse`] reads it).
+    Connected(&'a [u8]),
     /// A benchmark delivery: its arguments after the event name, as on the wire
     /// (`"#000000123456#xxx…"]`); [`Dialect::stamp`] reads the timestamp.
     Delivery(&'a [u8]),
+    /// A numbered event of the recovery storm (`42["storm",<n>,"<offset>"]`): its number
+    /// and its recovery offset (the last argument, unquoted; empty without recovery).
+    Numbered(u64, &'a [u8]),
     /// An acknowledgement (`43<id>[...]`): its id and its arguments (`[true]`).
     Ack(u64, &'a [u8]),
     /// Connect refused, disconnect, or close from the server.
@@ -42,17 +50,31 @@ pub(crate) fn classify(packet: &[u8]) -> Incoming<'_> {
         [b'4', b'2', ..] if packet.starts_with(DELIVERY_PREFIX) => {
             Incoming::Delivery(&packet[DELIVERY_PREFIX.len()..])
         }
+        [b'4', b'2', ..] if packet.starts_with(NUMBERED_PREFIX) => {
+            numbered(&packet[NUMBERED_PREFIX.len()..]).unwrap_or(Incoming::Other)
+        }
         [b'4', b'3', rest @ ..] => {
             let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
             parse_id(&rest[..digits])
                 .map_or(Incoming::Other, |id| Incoming::Ack(id, &rest[digits..]))
         }
-        [b'4', b'0', ..] => Incoming::Connected,
+        [b'4', b'0', rest @ ..] => Incoming::Connected(rest),
         [b'4', b'4', ..] | [b'4', b'1', ..] | [b'1', ..] => Incoming::Refused,
         [b'2'] => Incoming::Ping,
         [b'0', ..] => Incoming::Open,
         _ => Incoming::Other,
     }
+}
+
+/// A numbered event from what follows its name: `<n>]` or `<n>,"<offset>"]`.
+fn numbered(rest: &[u8]) -> Option<Incoming<'_>> {
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let n = parse_id(&rest[..digits])?;
+    let offset = match &rest[digits..] {
+        b"]" => &[][..],
+        tail => tail.strip_prefix(b",\"")?.strip_suffix(b"\"]")?,
+    };
+    Some(Incoming::Numbered(n, offset))
 }
 
 /// The decimal id of an ack packet.
@@ -83,6 +105,43 @@ pub(crate) fn payload(stamp_us: u64) -> String {
 /// handler, the rules' default `join_event`).
 pub(crate) fn join(id: u64, room: &str) -> String {
     format!("42{id}[\"join\",\"{room}\"]")
+}
+
+/// `42<id>["broadcast","room","storm",<n>]`: numbered event `n` to `room` through the
+/// `broadcast` handler (the fixture's; the recovery storm runs on it only), acked under
+/// `id`.
+pub(crate) fn numbered_broadcast(id: u64, room: &str, n: u64) -> String {
+    format!("42{id}[\"broadcast\",\"{room}\",\"{NUMBERED_EVENT}\",{n}]")
+}
+
+/// `40{"pid":…,"offset":…}`: a CONNECT that asks to recover session `pid` from the
+/// event at `offset` (the last one received; none when nothing was).
+pub(crate) fn recovery_connect(pid: &str, offset: Option<&str>) -> String {
+    let claim = match offset {
+        Some(offset) => serde_json::json!({ "pid": pid, "offset": offset }),
+        None => serde_json::json!({ "pid": pid }),
+    };
+    format!("40{claim}")
+}
+
+/// What a server answers to a CONNECT (`40{"sid":…,"pid":…}`): the socket id, and the
+/// recovery id when connection state recovery is on. A server that resumed a session
+/// answers with the session's old `sid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub(crate) struct ConnectAnswer {
+    /// Socket id.
+    #[serde(default)]
+    pub(crate) sid: Option<String>,
+    /// Private session id (recovery on only).
+    #[serde(default)]
+    pub(crate) pid: Option<String>,
+}
+
+impl ConnectAnswer {
+    /// Reads the answer's payload; anything unreadable is an answer without ids.
+    pub(crate) fn parse(payload: &[u8]) -> ConnectAnswer {
+        serde_json::from_slice(payload).unwrap_or_default()
+    }
 }
 
 /// How a server is asked to join rooms and to publish, and how it delivers: the only
@@ -191,7 +250,10 @@ mod tests {
     fn control_packets_are_recognised() {
         assert_eq!(classify(b"2"), Incoming::Ping);
         assert_eq!(classify(b"0{\"sid\":\"a\"}"), Incoming::Open);
-        assert_eq!(classify(b"40{\"sid\":\"b\"}"), Incoming::Connected);
+        assert_eq!(
+            classify(b"40{\"sid\":\"b\"}"),
+            Incoming::Connected(b"{\"sid\":\"b\"}")
+        );
         assert_eq!(classify(b"4317[true]"), Incoming::Ack(17, b"[true]"));
         assert_eq!(
             classify(b"433[{\"ok\":true}]"),
@@ -200,6 +262,32 @@ mod tests {
         assert_eq!(classify(b"43[true]"), Incoming::Other);
         assert_eq!(classify(b"44{\"message\":\"no\"}"), Incoming::Refused);
         assert_eq!(classify(b"42[\"auth\",{}]"), Incoming::Other);
+    }
+
+    #[test]
+    fn numbered_events_carry_their_number_and_offset() {
+        assert_eq!(
+            classify(b"42[\"storm\",17,\"1700000000000-3\"]"),
+            Incoming::Numbered(17, b"1700000000000-3")
+        );
+        assert_eq!(classify(b"42[\"storm\",0]"), Incoming::Numbered(0, b""));
+        assert_eq!(classify(b"42[\"storm\",\"x\"]"), Incoming::Other);
+        assert_eq!(classify(b"42[\"storm\",1,2]"), Incoming::Other);
+        let packet = numbered_broadcast(4, "storm-3", 4);
+        assert_eq!(packet, "424[\"broadcast\",\"storm-3\",\"storm\",4]");
+    }
+
+    #[test]
+    fn recovery_connects_and_answers() {
+        assert_eq!(
+            recovery_connect("p\"1", Some("9-0")),
+            "40{\"pid\":\"p\\\"1\",\"offset\":\"9-0\"}"
+        );
+        assert_eq!(recovery_connect("p", None), "40{\"pid\":\"p\"}");
+        let answer = ConnectAnswer::parse(b"{\"sid\":\"s1\",\"pid\":\"p1\"}");
+        assert_eq!(answer.sid.as_deref(), Some("s1"));
+        assert_eq!(answer.pid.as_deref(), Some("p1"));
+        assert_eq!(ConnectAnswer::parse(b""), ConnectAnswer::default());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::scenarios::cluster::{ClusterFanout, ClusterLatency, ClusterRooms, Sha
 use crate::scenarios::fanout::{FanoutResult, LatencyResult};
 use crate::scenarios::idle::IdleResult;
 use crate::scenarios::rooms::RoomsResult;
+use crate::scenarios::storm::StormResult;
 use crate::scenarios::{self, Params, Scenario, Target};
 
 /// Longest a single scenario step may run before it is abandoned (opening 15k
@@ -117,6 +118,9 @@ pub(crate) struct ServerReport {
     /// Cluster many rooms, one per (adapter, nodes).
     #[serde(default)]
     pub(crate) cluster_rooms: Vec<ClusterRooms>,
+    /// The recovery storm (Switchboard's fixture only).
+    #[serde(default)]
+    pub(crate) cluster_storm: Option<StormResult>,
     /// Steps that failed.
     pub(crate) failures: Vec<Failure>,
 }
@@ -180,7 +184,16 @@ pub(crate) enum ClusterWork {
     Room(usize, bool, bool),
     /// Many rooms.
     Rooms,
+    /// The recovery storm of that many clients (two nodes, streams adapter, recovery
+    /// on, the second node SIGKILLed).
+    Storm(usize),
 }
+
+/// The cluster the recovery storm runs on.
+pub(crate) const STORM_SHAPE: Shape = Shape {
+    adapter: crate::peers::Adapter::RedisStreams,
+    nodes: 2,
+};
 
 impl Step {
     /// Name used in logs and failure lists.
@@ -196,6 +209,7 @@ impl Step {
                     ClusterWork::Room(n, true, _) => format!("fanout-{n}"),
                     ClusterWork::Room(n, false, _) => format!("latency-{n}"),
                     ClusterWork::Rooms => "rooms".to_owned(),
+                    ClusterWork::Storm(n) => format!("storm-{n}"),
                 };
                 format!("cluster-{}-{}n-{what}", shape.adapter.name(), shape.nodes)
             }
@@ -205,6 +219,8 @@ impl Step {
     /// Whether `server` takes this step (cluster steps: only with an adapter it has).
     pub(crate) fn runs_on(self, server: ServerKind) -> bool {
         match self {
+            // Only Switchboard recovers a killed node's clients elsewhere.
+            Step::Cluster(_, ClusterWork::Storm(_)) => server == ServerKind::Switchboard,
             Step::Cluster(shape, _) => server.cluster_adapters().contains(&shape.adapter),
             _ => true,
         }
@@ -252,6 +268,10 @@ pub(crate) fn steps(scenarios: &[Scenario], params: &Params) -> Vec<Step> {
         let work = ClusterWork::Rooms;
         steps.extend(shapes.iter().map(|&shape| Step::Cluster(shape, work)));
     }
+    if has(Scenario::ClusterStorm) {
+        let work = ClusterWork::Storm(params.storm_clients);
+        steps.push(Step::Cluster(STORM_SHAPE, work));
+    }
     steps
 }
 
@@ -287,6 +307,7 @@ pub(crate) async fn run(
             cluster_fanout: Vec::new(),
             cluster_latency: Vec::new(),
             cluster_rooms: Vec::new(),
+            cluster_storm: None,
             failures: Vec::new(),
         };
         let launch = prepare(kind, paths, plan)
@@ -394,9 +415,19 @@ impl Running {
         step: Step,
         log: &std::path::Path,
     ) -> anyhow::Result<Running> {
-        if let Step::Cluster(shape, _) = step {
-            let cluster =
-                Cluster::start(launch, shape.adapter, shape.nodes, &plan.host, log).await?;
+        if let Step::Cluster(shape, work) = step {
+            let storm = matches!(work, ClusterWork::Storm(_));
+            let mut launch = launch.clone();
+            if storm {
+                // Connection state recovery (the fixture's flag), 120 s window.
+                launch.args.push("--recovery".to_owned());
+            }
+            let mut cluster =
+                Cluster::start(&launch, shape.adapter, shape.nodes, &plan.host, log).await?;
+            if storm {
+                // The storm SIGKILLs the second node, where its clients are.
+                cluster.expect_kill(1);
+            }
             return Ok(Running::Cluster(cluster));
         }
         let log = log.with_extension("log");
@@ -468,6 +499,9 @@ async fn run_step(
         Step::Cluster(shape, ClusterWork::Rooms) => {
             let rooms = scenarios::cluster::rooms(target, params, shape).await?;
             report.cluster_rooms.push(rooms);
+        }
+        Step::Cluster(_, ClusterWork::Storm(_)) => {
+            report.cluster_storm = Some(scenarios::storm::run(target, params).await?);
         }
     }
     Ok(())

@@ -9,6 +9,8 @@
 //! - the server could not be prepared (binary missing, build failed), failed to start,
 //!   or exited during a step;
 //! - a scenario returned an error, or a step the plan asks for has no result;
+//! - in the recovery storm (Switchboard's fixture only), a client not recovered, an
+//!   acked event lost or duplicated, an event the survivor did not ack;
 //! - a connection of the generator was lost, an event never arrived (`undelivered`, an
 //!   exact count taken after the scenario waited for every event), a latency phase
 //!   recorded fewer or more samples than broadcasts × room size, an idle count has no
@@ -247,6 +249,7 @@ impl Judging<'_> {
             Step::Cluster(shape, ClusterWork::Rooms) => {
                 s.cluster_rooms.iter().any(|r| r.shape == shape)
             }
+            Step::Cluster(_, ClusterWork::Storm(_)) => s.cluster_storm.is_some(),
         }
     }
 
@@ -273,6 +276,41 @@ impl Judging<'_> {
                 }
             }
             Step::Cluster(shape, ClusterWork::Rooms) => self.cluster_rooms(&name, shape),
+            Step::Cluster(_, ClusterWork::Storm(_)) => self.cluster_storm(&name),
+        }
+    }
+
+    /// Recovery storm: every client recovered, every acked event once, all acked.
+    fn cluster_storm(&mut self, step: &str) {
+        let Some(r) = &self.server.cluster_storm else {
+            return self.problem(step, "no recovery storm result".to_owned());
+        };
+        if r.recovered != r.clients {
+            let why = format!(
+                "{} of {} clients recovered ({} not recovered, {} gave up, {} lost before \
+                 the kill); first: {}",
+                r.recovered,
+                r.clients,
+                r.not_recovered,
+                r.gave_up,
+                r.lost_before_kill,
+                r.first_error.as_deref().unwrap_or("?")
+            );
+            self.problem(step, why);
+        }
+        if r.lost > 0 || r.duplicated > 0 {
+            let why = format!(
+                "{} acked events lost, {} duplicated across the kill",
+                r.lost, r.duplicated
+            );
+            self.problem(step, why);
+        }
+        if r.unacked > 0 {
+            let why = format!(
+                "{} of {} events not acked by the survivor",
+                r.unacked, r.published
+            );
+            self.problem(step, why);
         }
     }
 
@@ -440,12 +478,14 @@ impl Judging<'_> {
 mod tests {
     use super::*;
     use crate::procstat::Machine;
+    use crate::procstat::Peak;
     use crate::scenarios::Params;
     use crate::scenarios::churn::ChurnResult;
     use crate::scenarios::cluster::{ClusterCpu, ClusterFanout, ClusterLatency, ClusterRooms};
     use crate::scenarios::fanout::FanoutResult;
     use crate::scenarios::idle::{IdlePoint, IdleResult};
     use crate::scenarios::rooms::RoomsResult;
+    use crate::scenarios::storm::StormResult;
     use crate::suite::Versions;
 
     /// Every result a clean smoke step leaves for `server`.
@@ -587,7 +627,47 @@ mod tests {
             cluster_fanout,
             cluster_latency,
             cluster_rooms,
+            cluster_storm: (server == ServerKind::Switchboard).then(|| storm(params)),
             failures: Vec::new(),
+        }
+    }
+
+    /// A clean recovery storm.
+    fn storm(params: &Params) -> StormResult {
+        let peak = Peak {
+            peak_cores: 0.8,
+            cpu_seconds: 1.0,
+            peak_rss_bytes: 20 << 20,
+        };
+        StormResult {
+            clients: params.storm_clients,
+            rooms: params.storm_rooms,
+            rate: params.storm_rate,
+            backoff_secs: params.storm_backoff_secs,
+            recovered: params.storm_clients,
+            not_recovered: 0,
+            gave_up: 0,
+            lost_before_kill: 0,
+            failed_attempts: 0,
+            all_recovered_secs: Some(0.5),
+            recovered_p50_ms: 250.0,
+            recovered_p99_ms: 500.0,
+            connect_p50_ms: 3.0,
+            connect_p99_ms: 20.0,
+            connect_max_ms: 20.0,
+            published: 300,
+            published_after_kill: 200,
+            acked: 300,
+            unacked: 0,
+            lost: 0,
+            duplicated: 0,
+            survivor: peak,
+            survivor_rss_before_bytes: 18 << 20,
+            redis: peak,
+            redis_rss_before_bytes: 12 << 20,
+            generator_cpu_seconds: 0.2,
+            storm_secs: 1.5,
+            first_error: None,
         }
     }
 
@@ -679,8 +759,8 @@ mod tests {
         );
         // idle, fanout-10, fanout-50, rooms, churn on switchboard, switchboard-serve,
         // node and bare; cluster-redis-2n-fanout-10, cluster-redis-streams-2n-fanout-10
-        // on switchboard and node.
-        assert_eq!(verdict.passed, 24);
+        // on switchboard and node; the storm on switchboard.
+        assert_eq!(verdict.passed, 25);
     }
 
     #[test]
@@ -964,6 +1044,44 @@ mod tests {
         assert_eq!(
             warnings,
             ["WARN node cluster-redis-2n-fanout-10: 3 deliveries never arrived"]
+        );
+    }
+
+    #[test]
+    fn switchboard_storm_clients_not_recovered_or_events_lost_fail() {
+        let mut report = smoke_report();
+        let storm = entry(&mut report, ServerKind::Switchboard)
+            .cluster_storm
+            .as_mut()
+            .expect("a storm result");
+        storm.recovered -= 1;
+        storm.not_recovered = 1;
+        storm.first_error = Some("answered with a new sid".to_owned());
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard cluster-redis-streams-2n-storm-50: 49 of 50 clients recovered \
+             (1 not recovered, 0 gave up, 0 lost before the kill); first: answered with a new sid"
+        );
+        let mut report = smoke_report();
+        let storm = entry(&mut report, ServerKind::Switchboard)
+            .cluster_storm
+            .as_mut()
+            .expect("a storm result");
+        storm.duplicated = 2;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard cluster-redis-streams-2n-storm-50: 0 acked events lost, 2 \
+             duplicated across the kill"
+        );
+    }
+
+    #[test]
+    fn a_missing_storm_result_fails() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).cluster_storm = None;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard cluster-redis-streams-2n-storm-50: no recovery storm result"
         );
     }
 }

@@ -27,6 +27,7 @@ pub(super) fn tables(report: &SuiteReport) -> String {
     if !md.is_empty() {
         md.push_str(&missing_adapters(report));
     }
+    md.push_str(&super::storm::table(report));
     md
 }
 
