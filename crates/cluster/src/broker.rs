@@ -2,6 +2,11 @@
 //! connection that survives Redis restarts (reconnect with backoff, resubscribe to
 //! what is still held), an ordered publisher with a bounded queue, and the health the
 //! readiness probe and the metrics report.
+//!
+//! Which Redis: the URL's, or with `redis+sentinel://` the master the Sentinels name
+//! ([`Target`]). Then a watcher asks them again every [`SENTINEL_CHECK`]; when the
+//! master moves (a failover), every connection moves with it: the command connection
+//! is replaced, and the subscriber and the streams reader reconnect to the new master.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,8 +21,168 @@ use switchboard_engine::adapter::AdapterError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::connect::{classify, redact_url};
+use crate::connect::{classify, client_for_url, redact_url};
+use crate::sentinel::{SentinelUrl, is_sentinel_url};
 use crate::{ClusterConfig, ClusterError};
+
+/// How often the Sentinels are asked which server is the master.
+pub(crate) const SENTINEL_CHECK: Duration = Duration::from_secs(1);
+
+/// Reconnect attempts of one request before it fails, with Sentinels.
+const SENTINEL_RETRIES: usize = 2;
+
+/// Where commands go until the Sentinels first answer: nothing listens there, so they
+/// fail (and the node is not ready) instead of reaching a wrong server.
+const UNRESOLVED: &str = "redis://127.0.0.1:1";
+
+/// The Redis this node talks to: the configured URL's, or the master the Sentinels
+/// name now (moved by [`sentinel_watcher`] on a failover).
+pub(crate) struct Target {
+    config: ClusterConfig,
+    sentinel: Option<SentinelUrl>,
+    current: RwLock<Current>,
+    /// Bumped whenever `current` moves to another server: long-lived connections
+    /// (the subscriber, the streams reader) reconnect to it.
+    moves: watch::Sender<u64>,
+    /// How long a command may wait for its answer.
+    response_timeout: Duration,
+}
+
+/// The server commands go to now.
+#[derive(Clone)]
+struct Current {
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// The master's `host:port` (Sentinel only).
+    address: Option<String>,
+}
+
+impl Target {
+    fn new(
+        config: &ClusterConfig,
+        response_timeout: Duration,
+    ) -> Result<Arc<Target>, ClusterError> {
+        let sentinel = if is_sentinel_url(&config.redis_url) {
+            Some(SentinelUrl::parse(&config.redis_url)?)
+        } else {
+            None
+        };
+        let client = match &sentinel {
+            Some(_) => client_for_url(config, UNRESOLVED)?,
+            None => crate::connect::client(config)?,
+        };
+        let conn = Self::manager(&client, response_timeout, sentinel.is_some())
+            .map_err(|e| ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url))))?;
+        Ok(Arc::new(Target {
+            config: config.clone(),
+            sentinel,
+            current: RwLock::new(Current {
+                client,
+                conn,
+                address: None,
+            }),
+            moves: watch::channel(0).0,
+            response_timeout,
+        }))
+    }
+
+    /// A command connection to `client`'s server. With Sentinels a request fails once a
+    /// couple of reconnects failed (its caller retries on whichever server is the master
+    /// by then) instead of waiting for a server that may never come back.
+    fn manager(
+        client: &redis::Client,
+        response_timeout: Duration,
+        sentinel: bool,
+    ) -> redis::RedisResult<ConnectionManager> {
+        let mut config = manager_config(response_timeout);
+        if sentinel {
+            config = config.set_number_of_retries(SENTINEL_RETRIES);
+        }
+        ConnectionManager::new_lazy_with_config(client.clone(), config)
+    }
+
+    /// A connection of one's own to the current server (e.g. for blocking reads).
+    pub(crate) fn own_conn(
+        &self,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<ConnectionManager> {
+        Self::manager(&self.client(), response_timeout, self.sentinel.is_some())
+    }
+
+    fn current(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A command connection to the current server (a cheap clone).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.current().conn
+    }
+
+    /// The current server's client, for a connection of one's own.
+    pub(crate) fn client(&self) -> redis::Client {
+        self.current().client
+    }
+
+    /// Changes whenever the server moves (see [`Target::moves`]).
+    pub(crate) fn moved(&self) -> watch::Receiver<u64> {
+        self.moves.subscribe()
+    }
+
+    /// With Sentinels: asks them for the master and moves there if it changed.
+    async fn check(&self) -> Result<(), ClusterError> {
+        let Some(sentinel) = &self.sentinel else {
+            return Ok(());
+        };
+        let address = sentinel
+            .resolve(|url| client_for_url(&self.config, url))
+            .await?;
+        if self.current().address.as_deref() == Some(address.as_str()) {
+            return Ok(());
+        }
+        let client = client_for_url(&self.config, &sentinel.master_url(&address))?;
+        let conn = Self::manager(&client, self.response_timeout, true)
+            .map_err(|e| ClusterError::Redis(e.to_string()))?;
+        let previous = {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            let previous = current.address.replace(address.clone());
+            current.client = client;
+            current.conn = conn;
+            previous
+        };
+        tracing::info!(
+            master = sentinel.master,
+            address,
+            previous = previous.as_deref().unwrap_or("(none yet)"),
+            "redis master (from Sentinel)"
+        );
+        self.moves.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}
+
+/// Asks the Sentinels every [`SENTINEL_CHECK`] (at once at start) where the master is.
+async fn sentinel_watcher(target: Arc<Target>, health: Arc<Health>, shutdown: Shutdown) {
+    let mut failing = false;
+    loop {
+        match target.check().await {
+            Ok(()) => failing = false,
+            Err(err) => {
+                health.commands(false);
+                if !failing {
+                    tracing::warn!(error = %err, "no master from the Sentinels; asking again");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(SENTINEL_CHECK) => {}
+        }
+    }
+}
 
 /// Longest pause between two reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -167,8 +332,7 @@ type Routes = Arc<RwLock<HashMap<String, MessageHandler>>>;
 
 /// The node's Redis connections.
 pub(crate) struct Broker {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Arc<Target>,
     health: Arc<Health>,
     /// Subscription changes, in call order, to the subscriber task: one path, so an
     /// unsubscribe followed by a subscribe of the same channel ends subscribed.
@@ -207,13 +371,15 @@ impl Broker {
         on_message: MessageHandler,
         shutdown: Shutdown,
     ) -> Result<Arc<Broker>, ClusterError> {
-        let client = crate::connect::client(config)?;
-        let conn = ConnectionManager::new_lazy_with_config(
-            client.clone(),
-            manager_config(Duration::from_secs(5)),
-        )
-        .map_err(|e| ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url))))?;
+        let target = Target::new(config, Duration::from_secs(5))?;
         let health = Arc::new(Health::default());
+        if target.sentinel.is_some() {
+            tokio::spawn(sentinel_watcher(
+                target.clone(),
+                health.clone(),
+                shutdown.clone(),
+            ));
+        }
         let (subs, subs_rx) = mpsc::unbounded_channel();
         let (publish, publish_rx) = mpsc::channel(MAX_PENDING_PUBLISHES);
         let routes = Routes::default();
@@ -232,7 +398,7 @@ impl Broker {
             })
         };
         tokio::spawn(subscriber(
-            client.clone(),
+            target.clone(),
             subs_rx,
             dispatch,
             Link {
@@ -241,11 +407,10 @@ impl Broker {
             },
             shutdown.clone(),
         ));
-        tokio::spawn(publisher(conn.clone(), publish_rx, health.clone()));
-        tokio::spawn(prober(conn.clone(), health.clone(), shutdown));
+        tokio::spawn(publisher(target.clone(), publish_rx, health.clone()));
+        tokio::spawn(prober(target.clone(), health.clone(), shutdown));
         Ok(Arc::new(Broker {
-            client,
-            conn,
+            target,
             health,
             subs,
             publish,
@@ -305,13 +470,14 @@ impl Broker {
         &self.health
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where this node's Redis is now (it moves on a Sentinel failover).
+    pub(crate) fn target(&self) -> &Arc<Target> {
+        &self.target
     }
 
-    /// A command connection (cheap clone of the multiplexed one).
+    /// A command connection to the current server (cheap clone of the multiplexed one).
     pub(crate) fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.target.conn()
     }
 
     /// Subscribes now and after every reconnect.
@@ -385,7 +551,7 @@ impl Broker {
 
 /// Keeps the subscriber connection up; every message goes to `on_message`.
 async fn subscriber(
-    client: redis::Client,
+    target: Arc<Target>,
     mut subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
     on_message: MessageHandler,
     link: Link,
@@ -395,11 +561,13 @@ async fn subscriber(
     let mut subs = Subscriptions::default();
     let mut backoff = MIN_BACKOFF;
     let mut connected_once = false;
+    let mut moved = target.moved();
     loop {
         if shutdown.is_triggered() {
             return;
         }
-        match client.get_async_pubsub().await {
+        moved.borrow_and_update();
+        match target.client().get_async_pubsub().await {
             Ok(pubsub) => {
                 let (mut sink, mut stream) = pubsub.split();
                 let mut ok = true;
@@ -425,6 +593,8 @@ async fn subscriber(
                                 link.set(false);
                                 return;
                             }
+                            // The master moved (Sentinel): subscribe there.
+                            _ = moved.changed() => break,
                             // Recorded before it is sent: if sending fails, the
                             // reconnect applies it (subscribes, or leaves out).
                             change = subs_rx.recv() => match change {
@@ -466,6 +636,8 @@ async fn subscriber(
         tokio::select! {
             () = shutdown.wait() => return,
             () = tokio::time::sleep(jitter(backoff)) => {}
+            // A master found (Sentinel): try it now.
+            _ = moved.changed() => backoff = MIN_BACKOFF,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -504,12 +676,13 @@ async fn apply(sink: &mut redis::aio::PubSubSink, change: Change, sub: &Sub) -> 
 
 /// Sends publishes in order, pipelining whatever has queued up.
 async fn publisher(
-    mut conn: ConnectionManager,
+    target: Arc<Target>,
     mut rx: mpsc::Receiver<(String, Bytes)>,
     health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut conn = target.conn();
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH")
@@ -537,8 +710,9 @@ async fn publisher(
 }
 
 /// Pings Redis every second so readiness follows the command connection too.
-async fn prober(mut conn: ConnectionManager, health: Arc<Health>, shutdown: Shutdown) {
+async fn prober(target: Arc<Target>, health: Arc<Health>, shutdown: Shutdown) {
     loop {
+        let mut conn = target.conn();
         let ok = redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await

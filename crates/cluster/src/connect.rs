@@ -60,6 +60,11 @@ pub fn redact_url(url: &str) -> String {
 /// TLS, `redis+unix://`, `unix://`) without connecting, for configuration checks at
 /// start-up. The message shows the URL redacted.
 pub fn check_redis_url(url: &str) -> Result<(), String> {
+    if crate::sentinel::is_sentinel_url(url) {
+        return crate::sentinel::SentinelUrl::parse(url)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
     redis::Client::open(url)
         .map(|_| ())
         .map_err(|e| format!("`{}` is not a Redis URL: {e}", redact_url(url)))
@@ -67,7 +72,9 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
 
 /// Whether `url` asks for TLS.
 pub fn is_tls_url(url: &str) -> bool {
-    url.starts_with("rediss://") || url.starts_with("valkeys://")
+    url.starts_with("rediss://")
+        || url.starts_with("valkeys://")
+        || url.starts_with("rediss+sentinel://")
 }
 
 /// Checks a CA file for `redis_ca_file`: readable, and holding at least one PEM
@@ -79,16 +86,23 @@ pub fn check_ca_file(path: &Path) -> Result<(), String> {
 /// The client of `config`'s Redis: plain, or TLS with the system's roots plus the
 /// configured CA file.
 pub(crate) fn client(config: &ClusterConfig) -> Result<redis::Client, ClusterError> {
-    let bad_url = |e: redis::RedisError| {
-        ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url)))
-    };
-    if !is_tls_url(&config.redis_url) {
+    client_for_url(config, &config.redis_url)
+}
+
+/// The client of `url` (the configured one, or a master a Sentinel named) with
+/// `config`'s TLS settings.
+pub(crate) fn client_for_url(
+    config: &ClusterConfig,
+    url: &str,
+) -> Result<redis::Client, ClusterError> {
+    let bad_url = |e: redis::RedisError| ClusterError::BadUrl(format!("{}: {e}", redact_url(url)));
+    if !is_tls_url(url) {
         if config.redis_ca_file.is_some() {
             return Err(ClusterError::BadUrl(
                 "a CA file is only used with a rediss:// URL".to_owned(),
             ));
         }
-        return redis::Client::open(config.redis_url.as_str()).map_err(bad_url);
+        return redis::Client::open(url).map_err(bad_url);
     }
     let mut roots = system_roots();
     if let Some(path) = &config.redis_ca_file {
@@ -99,7 +113,7 @@ pub(crate) fn client(config: &ClusterConfig) -> Result<redis::Client, ClusterErr
         // Redis takes these instead of the system's roots, hence both.
         root_cert: Some(roots),
     };
-    redis::Client::build_with_tls(config.redis_url.as_str(), certificates).map_err(bad_url)
+    redis::Client::build_with_tls(url, certificates).map_err(bad_url)
 }
 
 /// The CA file's contents, checked to hold at least one PEM certificate.
@@ -151,7 +165,13 @@ pub(crate) fn classify(err: &redis::RedisError) -> ClusterError {
 /// credentials and the TLS settings work. The node itself never needs this (it
 /// connects lazily and retries); it is for tests and tools that want a clear answer.
 pub async fn ping(config: &ClusterConfig) -> Result<(), ClusterError> {
-    let client = client(config)?;
+    let client = if crate::sentinel::is_sentinel_url(&config.redis_url) {
+        let url = crate::sentinel::SentinelUrl::parse(&config.redis_url)?;
+        let address = url.resolve(|u| client_for_url(config, u)).await?;
+        client_for_url(config, &url.master_url(&address))?
+    } else {
+        client(config)?
+    };
     let mut conn = client
         .get_multiplexed_async_connection()
         .await

@@ -54,6 +54,7 @@ mod convert;
 mod forward;
 mod pubsub;
 mod requests;
+mod sentinel;
 mod streams;
 
 use std::path::PathBuf;
@@ -129,6 +130,10 @@ pub struct ClusterConfig {
     pub session_key_prefix: String,
     /// How long a cross-node request waits for every node (Node: 5 s).
     pub request_timeout: Duration,
+    /// `redis-streams`: replicas that must hold an event (`WAIT`) before it counts as
+    /// written and is acknowledged; 0 (the default) does not wait. With Sentinel, 1
+    /// keeps a failover from losing an acknowledged event.
+    pub replicas_to_ack: usize,
 }
 
 impl Default for ClusterConfig {
@@ -143,6 +148,7 @@ impl Default for ClusterConfig {
             stream_max_len: 10_000,
             session_key_prefix: "sio:session:".to_owned(),
             request_timeout: Duration::from_secs(5),
+            replicas_to_ack: 0,
         }
     }
 }
@@ -159,6 +165,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("stream_max_len", &self.stream_max_len)
             .field("session_key_prefix", &self.session_key_prefix)
             .field("request_timeout", &self.request_timeout)
+            .field("replicas_to_ack", &self.replicas_to_ack)
             .finish()
     }
 }

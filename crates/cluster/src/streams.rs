@@ -38,9 +38,9 @@ use switchboard_protocol::cluster::streams::{
     ClusterMessage, MessageBody, PersistedSession, private_channel, public_channel, session_key,
 };
 use switchboard_protocol::socketio::Packet;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::broker::{Broker, Health, Sub, handler_of, jitter, manager_config};
+use crate::broker::{Broker, Health, Sub, Target, handler_of, jitter};
 use crate::common::{request_acks, server_ack};
 use crate::convert::{
     ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
@@ -186,19 +186,15 @@ impl StreamsNode {
             node.on_pubsub(channel, &payload);
         });
         let broker = Broker::start(config, on_message, shutdown.clone())?;
-        let reader_conn = ConnectionManager::new_lazy_with_config(
-            broker.client().clone(),
-            manager_config(BLOCK * 3),
-        )
-        .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
         tokio::spawn(writer(
-            broker.conn(),
+            broker.target().clone(),
             writes_rx,
             WriteTarget::new(config, &node.uid),
             broker.health().clone(),
         ));
+        let redis = broker.target().clone();
         let _ = node.broker.set(broker);
-        tokio::spawn(reader(Arc::downgrade(&node), reader_conn, shutdown.clone()));
+        tokio::spawn(reader(Arc::downgrade(&node), redis, shutdown.clone()));
         tokio::spawn(refresher(Arc::downgrade(&node), shutdown));
         Ok(node)
     }
@@ -464,13 +460,34 @@ fn delivered_on_read(ns: &Namespace, opts: &BroadcastOptions) -> bool {
 
 /// Reads the stream in order from where the node joined, forever; resumes from the
 /// last id read after any error.
-async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: Shutdown) {
+async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown) {
     let Some(stream) = node.upgrade().map(|n| n.config.stream_name.clone()) else {
         return;
     };
+    // Its own connection: a blocking XREAD must not hold up the node's commands. A new
+    // one whenever the master moves (Sentinel).
+    let mut moved = target.moved();
+    let mut generation = *moved.borrow_and_update();
+    let reader_conn = |target: &Target| target.own_conn(BLOCK * 3);
+    let Ok(mut conn) = reader_conn(&target) else {
+        tracing::error!("the stream reader's connection could not be made");
+        return;
+    };
+    // A new connection when the master moved since the last one was made.
+    let follow =
+        |moved: &watch::Receiver<u64>, generation: &mut u64, conn: &mut ConnectionManager| {
+            let now = *moved.borrow();
+            if now != *generation
+                && let Ok(new) = reader_conn(&target)
+            {
+                *generation = now;
+                *conn = new;
+            }
+        };
     // Where the stream ends now: the node serves what comes after.
     let mut backoff = Duration::from_millis(100);
     loop {
+        follow(&moved, &mut generation, &mut conn);
         let last: Result<StreamRangeReply, _> = redis::cmd("XREVRANGE")
             .arg(&stream)
             .arg("+")
@@ -500,6 +517,7 @@ async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: 
                 tokio::select! {
                     () = shutdown.wait() => return,
                     () = tokio::time::sleep(jitter(backoff)) => {}
+                    _ = moved.changed() => {}
                 }
                 backoff = (backoff * 2).min(MAX_READ_BACKOFF);
             }
@@ -510,6 +528,7 @@ async fn reader(node: Weak<StreamsNode>, mut conn: ConnectionManager, shutdown: 
         .block(usize::try_from(BLOCK.as_millis()).unwrap_or(2000));
     backoff = Duration::from_millis(100);
     loop {
+        follow(&moved, &mut generation, &mut conn);
         let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
             return;
         };
@@ -694,7 +713,16 @@ struct WriteTarget {
     marker: String,
     /// The number of the next run of entries; runs are numbered in write order.
     next_run: u64,
+    /// Replicas that must hold a batch of entries before it counts as written
+    /// (`WAIT`), so that a failover cannot lose an acknowledged event.
+    replicas_to_ack: usize,
 }
+
+/// How long a batch waits for its replicas (`WAIT`) before it is sent again.
+const REPLICA_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the writer waits for Redis to answer a batch (a `WAIT` included).
+const WRITER_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl WriteTarget {
     fn new(config: &ClusterConfig, uid: &str) -> Self {
@@ -703,6 +731,7 @@ impl WriteTarget {
             max_len: config.stream_max_len,
             marker: format!("{{{}}}-writer:{uid}", config.stream_name),
             next_run: 0,
+            replicas_to_ack: config.replicas_to_ack,
         }
     }
 
@@ -774,8 +803,26 @@ impl WriteTarget {
         conn: &mut ConnectionManager,
         batch: &[Write],
     ) -> redis::RedisResult<()> {
-        let (pipe, next) = self.pipeline(batch, self.next_run);
-        pipe.query_async::<()>(conn).await?;
+        let (mut pipe, next) = self.pipeline(batch, self.next_run);
+        let entries = batch.iter().any(|w| matches!(w, Write::Entry(..)));
+        if self.replicas_to_ack > 0 && entries {
+            // Sent again if too few replicas have it: the entries are appended at most
+            // once on this master (the marker), and once on a promoted replica that
+            // lacked them.
+            pipe.cmd("WAIT")
+                .arg(self.replicas_to_ack)
+                .arg(u64::try_from(REPLICA_WAIT.as_millis()).unwrap_or(1000));
+            let (acked,): (usize,) = pipe.query_async(conn).await?;
+            if acked < self.replicas_to_ack {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "too few replicas acknowledged the write",
+                    format!("{acked} of {}", self.replicas_to_ack),
+                )));
+            }
+        } else {
+            pipe.query_async::<()>(conn).await?;
+        }
         self.next_run = next;
         Ok(())
     }
@@ -785,15 +832,30 @@ impl WriteTarget {
 /// batch and retries with backoff, so nothing queued is lost while Redis restarts, and
 /// nothing is appended twice (see [`APPEND_ONCE`]).
 async fn writer(
-    mut conn: ConnectionManager,
+    redis: Arc<Target>,
     mut rx: mpsc::Receiver<Write>,
     mut target: WriteTarget,
     health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(256);
     let mut backoff = Duration::from_millis(50);
+    // A connection of its own: a `WAIT` for replicas (`replicas_to_ack`) must not hold
+    // up the node's other commands. A new one whenever the master moves (Sentinel).
+    let mut moved = redis.moved();
+    let mut generation = *moved.borrow_and_update();
+    let Ok(mut conn) = redis.own_conn(WRITER_TIMEOUT) else {
+        tracing::error!("the stream writer's connection could not be made");
+        return;
+    };
     while rx.recv_many(&mut batch, 256).await > 0 {
         loop {
+            let now = *moved.borrow();
+            if now != generation
+                && let Ok(new) = redis.own_conn(WRITER_TIMEOUT)
+            {
+                generation = now;
+                conn = new;
+            }
             match target.send(&mut conn, &batch).await {
                 Ok(()) => {
                     health
@@ -1433,5 +1495,32 @@ mod tests {
             .await
             .expect("PTTL");
         assert!(ttl > 0, "the epoch key expires: {ttl}");
+    }
+
+    /// With `replicas_to_ack`, a batch no replica acknowledged is an error (the writer
+    /// sends it again), and sending it again appends nothing twice.
+    #[tokio::test]
+    async fn a_batch_too_few_replicas_hold_is_sent_again_and_appended_once() {
+        let redis = RedisServer::start().await;
+        let client = redis::Client::open(redis.unix_url()).expect("url");
+        // Answers may take the whole `WAIT`.
+        let mut conn = ConnectionManager::new_with_config(
+            client,
+            crate::broker::manager_config(WRITER_TIMEOUT),
+        )
+        .await
+        .expect("a connection");
+        let config = ClusterConfig {
+            replicas_to_ack: 1,
+            ..ClusterConfig::default()
+        };
+        let mut target = WriteTarget::new(&config, "node-a");
+        let batch = [entry(1)];
+        let first_run = target.next_run;
+        let err = target.send(&mut conn, &batch).await.err();
+        assert!(err.is_some(), "no replica: not written yet");
+        assert_eq!(target.next_run, first_run, "the run number is not spent");
+        assert!(target.send(&mut conn, &batch).await.is_err());
+        assert_eq!(entries(&mut conn).await, ["n1"], "appended once");
     }
 }

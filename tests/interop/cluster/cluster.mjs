@@ -55,11 +55,12 @@ export const switchboardIsStandIn = () => Boolean(process.env.CLUSTER_SWITCHBOAR
  * restart, so clients and the load balancer find it again.
  */
 export class ClusterNode {
-  constructor({ kind, name, adapter, redisUrl }) {
+  constructor({ kind, name, adapter, redisUrl, extraArgs = [] }) {
     this.kind = kind;
     this.name = name;
     this.adapter = adapter;
     this.redisUrl = redisUrl;
+    this.extraArgs = extraArgs;
     this.port = 0;
     this.fixture = null;
   }
@@ -85,6 +86,7 @@ export class ClusterNode {
       ...(this.redisUrl ? ["--redis-url", this.redisUrl] : []),
       "--name", this.name,
       "--recovery",
+      ...this.extraArgs,
     ];
     const deadline = Date.now() + REBIND_MS;
     for (;;) {
@@ -139,13 +141,21 @@ export class ClusterNode {
 
 /**
  * Starts `switchboard` Switchboard nodes (named `sb-1`, `sb-2`, ...) and `node` Node.js
- * nodes (`node-1`, ...), in parallel, all with `adapter` on `redisUrl`.
+ * nodes (`node-1`, ...), in parallel, all with `adapter` on `redisUrl`. `extraArgs`
+ * go to the Switchboard nodes only (flags of CONTRACT.md only they know).
  */
-export async function startCluster({ adapter, redisUrl, switchboard = 3, node = 0 }) {
+export async function startCluster({ adapter, redisUrl, switchboard = 3, node = 0, extraArgs = [] }) {
   const make = (kind, prefix, count) =>
     Array.from(
       { length: count },
-      (_, i) => new ClusterNode({ kind, name: `${prefix}-${i + 1}`, adapter, redisUrl }),
+      (_, i) =>
+        new ClusterNode({
+          kind,
+          name: `${prefix}-${i + 1}`,
+          adapter,
+          redisUrl,
+          extraArgs: kind === "switchboard" ? extraArgs : [],
+        }),
     );
   const nodes = [...make("switchboard", "sb", switchboard), ...make("node", "node", node)];
   const cluster = new Cluster(nodes);

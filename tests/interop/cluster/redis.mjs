@@ -25,12 +25,12 @@ const OUTPUT_KEEP = 16 * 1024;
 /**
  * Starts redis-server on a free port (or `port`) and resolves once it answers PING.
  * `appendfsync` (`always`, `everysec`, `no`) overrides redis-server's default
- * (`everysec`).
+ * (`everysec`); `args` are more command-line options (e.g. `--replicaof HOST PORT`).
  */
-export async function startRedis({ port, appendfsync } = {}) {
+export async function startRedis({ port, appendfsync, args = [] } = {}) {
   const redis = new RedisServer(
     removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-redis-"))),
-    { appendfsync },
+    { appendfsync, args },
   );
   const fixedPort = port !== undefined;
   for (let attempt = 0; ; attempt++) {
@@ -44,9 +44,10 @@ export async function startRedis({ port, appendfsync } = {}) {
 }
 
 export class RedisServer {
-  constructor(dir, { appendfsync } = {}) {
+  constructor(dir, { appendfsync, args = [] } = {}) {
     this.dir = dir;
     this.appendfsync = appendfsync;
+    this.args = args;
     this.port = undefined;
     this.child = null;
     this.output = "";
@@ -73,6 +74,7 @@ export class RedisServer {
         "--protected-mode", "no",
         "--daemonize", "no",
         "--loglevel", "warning",
+        ...this.args,
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );

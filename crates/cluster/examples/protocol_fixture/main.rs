@@ -36,6 +36,10 @@ struct Args {
     /// 120 s). Clients then receive each event's offset as its last argument.
     #[arg(long)]
     recovery: bool,
+    /// `redis-streams`: replicas that must hold an event before its broadcast is
+    /// acknowledged (`cluster.replicas_to_ack`).
+    #[arg(long, default_value_t = 0)]
+    replicas_to_ack: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = &args.redis_url {
         cluster_config.redis_url = url.clone();
     }
+    cluster_config.replicas_to_ack = args.replicas_to_ack;
     let cluster = switchboard_cluster::Cluster::start(&cluster_config, signal.clone())?;
     let name = args
         .name

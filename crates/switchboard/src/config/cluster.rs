@@ -44,6 +44,7 @@ pub(crate) struct RawCluster {
     pub(crate) stream_max_len: Option<Field<Count>>,
     pub(crate) session_key_prefix: Option<Field<String>>,
     pub(crate) request_timeout: Option<Field<HumanDuration>>,
+    pub(crate) replicas_to_ack: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -76,6 +77,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "stream_max_len",
     "session_key_prefix",
     "request_timeout",
+    "replicas_to_ack",
 ];
 /// The keys of `[recovery]`, for [`super::raw::SECTIONS`].
 pub(crate) const RECOVERY_KEYS: &[&str] = &[
@@ -153,6 +155,12 @@ impl Validator<'_> {
             "cluster.request_timeout",
             raw.request_timeout,
             check::positive_duration,
+        );
+        self.read(
+            &mut k.replicas_to_ack,
+            "cluster.replicas_to_ack",
+            raw.replicas_to_ack,
+            replicas_to_ack,
         );
         self.cluster_trust(&c.cluster.cluster, secret_written);
     }
@@ -258,6 +266,14 @@ fn node_name(text: String) -> Checked<Option<String>> {
     Ok(Some(text))
 }
 
+/// A replica count Redis can be asked to wait for (`WAIT`): at most 16.
+fn replicas_to_ack(n: Count) -> Checked<usize> {
+    match usize::try_from(n.0) {
+        Ok(n) if n <= 16 => Ok(n),
+        _ => Err("must be 0 to 16".into()),
+    }
+}
+
 /// `host:port` other nodes can connect to.
 fn advertise_address(text: String) -> Checked<Option<String>> {
     if !switchboard_engine::eio::is_relay_address(&text) {
@@ -329,6 +345,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         ("cluster.stream_max_len", k.stream_max_len.to_string()),
         ("cluster.session_key_prefix", quote(&k.session_key_prefix)),
         ("cluster.request_timeout", d(k.request_timeout)),
+        ("cluster.replicas_to_ack", k.replicas_to_ack.to_string()),
         ("recovery.enabled", r.is_some().to_string()),
         (
             "recovery.max_disconnection_duration",

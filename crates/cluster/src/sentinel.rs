@@ -1,0 +1,224 @@
+//! Redis Sentinel: which Redis is the master now.
+//!
+//! `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>[/<db>]`
+//! (`rediss+sentinel://` for TLS to the master) names the Sentinels and the master
+//! they watch; the credentials, database and TLS settings are the master's (Sentinels
+//! are asked without credentials). A node asks the Sentinels, in order, for the
+//! master's address (`SENTINEL get-master-addr-by-name`), checks with `ROLE` that the
+//! server there is a master (a Sentinel may briefly answer with a demoted one), and
+//! connects to it as to a plain `redis://` URL. The broker asks again every second
+//! (`SENTINEL_CHECK`) and moves every connection over when the answer changes (a
+//! failover); see `broker.rs`.
+//!
+//! Replicas are never read from: every node reads and writes the master only.
+
+use std::time::Duration;
+
+use crate::ClusterError;
+use crate::connect::redact_url;
+
+/// How long one Sentinel or one candidate master may take to answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A parsed `redis+sentinel://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SentinelUrl {
+    /// `host:port` of each Sentinel, in the order given.
+    pub(crate) sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration.
+    pub(crate) master: String,
+    /// `user:password@` (with the `@`), or empty.
+    userinfo: String,
+    /// `/db`, or empty.
+    db: String,
+    /// TLS to the master.
+    pub(crate) tls: bool,
+}
+
+impl std::fmt::Debug for SentinelUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelUrl")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `url` names Sentinels rather than one Redis.
+pub(crate) fn is_sentinel_url(url: &str) -> bool {
+    url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://")
+}
+
+impl SentinelUrl {
+    /// Parses a `redis+sentinel://` URL; the error shows it redacted.
+    pub(crate) fn parse(url: &str) -> Result<SentinelUrl, ClusterError> {
+        let bad = |why: &str| ClusterError::BadUrl(format!("{}: {why}", redact_url(url)));
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("rediss+sentinel://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            (false, rest)
+        } else {
+            return Err(bad("not a redis+sentinel:// URL"));
+        };
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("no master name (…/<master name>)"))?;
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+            None => (String::new(), authority),
+        };
+        let sentinels: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+        for s in &sentinels {
+            let port_ok = s
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(bad("each Sentinel must be host:port"));
+            }
+        }
+        let mut parts = path.splitn(2, '/');
+        let master = parts.next().unwrap_or_default();
+        if master.is_empty() || !master.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(bad("no master name (…/<master name>)"));
+        }
+        let db = match parts.next() {
+            None | Some("") => String::new(),
+            Some(db) if db.parse::<u32>().is_ok() => format!("/{db}"),
+            Some(_) => return Err(bad("the database must be a number")),
+        };
+        Ok(SentinelUrl {
+            sentinels,
+            master: master.to_owned(),
+            userinfo,
+            db,
+            tls,
+        })
+    }
+
+    /// The URL of the master at `address` (`host:port`), with this URL's credentials,
+    /// database and TLS.
+    pub(crate) fn master_url(&self, address: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{}{address}{}", self.userinfo, self.db)
+    }
+
+    /// Asks the Sentinels, in order, for the master's address and checks that it is a
+    /// master: the first answer that holds wins. `master_client` makes the client of a
+    /// candidate's URL (TLS settings are the caller's).
+    pub(crate) async fn resolve(
+        &self,
+        master_client: impl Fn(&str) -> Result<redis::Client, ClusterError>,
+    ) -> Result<String, ClusterError> {
+        let mut last = ClusterError::Redis(format!("no Sentinel knows master {:?}", self.master));
+        for sentinel in &self.sentinels {
+            match self.ask(sentinel).await {
+                Ok(Some(address)) => {
+                    match is_master(&master_client(&self.master_url(&address))?).await {
+                        Ok(true) => return Ok(address),
+                        Ok(false) => {
+                            last = ClusterError::Redis(format!(
+                                "Sentinel {sentinel} names {address}, which is not a master (yet)"
+                            ));
+                        }
+                        Err(err) => last = err,
+                    }
+                }
+                Ok(None) => {
+                    last = ClusterError::Redis(format!(
+                        "Sentinel {sentinel} does not know master {:?}",
+                        self.master
+                    ));
+                }
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    }
+
+    /// One Sentinel's answer: the master's `host:port`, or `None` if it does not know it.
+    async fn ask(&self, sentinel: &str) -> Result<Option<String>, ClusterError> {
+        let client = redis::Client::open(format!("redis://{sentinel}"))
+            .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+        let reply: Option<(String, String)> = tokio::time::timeout(ASK_TIMEOUT, async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&self.master)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .map_err(|_| ClusterError::Redis(format!("Sentinel {sentinel} did not answer")))?
+        .map_err(|e| ClusterError::Redis(format!("Sentinel {sentinel}: {e}")))?;
+        Ok(reply.map(|(host, port)| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }))
+    }
+}
+
+/// Whether the server of `client` says it is a master (`ROLE`).
+async fn is_master(client: &redis::Client) -> Result<bool, ClusterError> {
+    let role: redis::Value = tokio::time::timeout(ASK_TIMEOUT, async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("ROLE").query_async(&mut conn).await
+    })
+    .await
+    .map_err(|_| ClusterError::Redis("the named master did not answer".to_owned()))?
+    .map_err(|e| crate::connect::classify(&e))?;
+    Ok(match role {
+        redis::Value::Array(items) => {
+            matches!(
+                items.first(),
+                Some(redis::Value::BulkString(b)) if b == b"master"
+            ) || matches!(items.first(), Some(redis::Value::SimpleString(s)) if s == "master")
+        }
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_name_sentinels_master_credentials_and_database() -> Result<(), ClusterError> {
+        let url = SentinelUrl::parse(
+            "redis+sentinel://app:hunter2@10.0.0.1:26379,10.0.0.2:26379,s3.internal:26380/mymaster/2",
+        )?;
+        assert_eq!(
+            url.sentinels,
+            ["10.0.0.1:26379", "10.0.0.2:26379", "s3.internal:26380"]
+        );
+        assert_eq!(url.master, "mymaster");
+        assert!(!url.tls);
+        assert_eq!(
+            url.master_url("10.0.0.9:6379"),
+            "redis://app:hunter2@10.0.0.9:6379/2"
+        );
+        let tls = SentinelUrl::parse("rediss+sentinel://s1:26379/m")?;
+        assert_eq!(tls.master_url("[::1]:6380"), "rediss://[::1]:6380");
+        assert!(!format!("{url:?}").contains("hunter2"), "never printed");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_sentinel_urls_are_refused_redacted() {
+        for bad in [
+            "redis+sentinel://s1:26379",
+            "redis+sentinel://s1:26379/",
+            "redis+sentinel://s1/m",
+            "redis+sentinel://:pw@s1:26379,:1/m",
+            "redis+sentinel://s1:26379/m/x",
+            "redis+sentinel://:hunter2@s1/m",
+        ] {
+            let err = SentinelUrl::parse(bad).err().map(|e| e.to_string());
+            assert!(err.is_some(), "{bad}");
+            assert!(!err.unwrap_or_default().contains("hunter2"), "{bad}");
+        }
+    }
+}
