@@ -523,6 +523,7 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
             }
         }
     }
+    let mut reappended = Reappended::default();
     let options = StreamReadOptions::default()
         .count(READ_COUNT)
         .block(usize::try_from(BLOCK.as_millis()).unwrap_or(2000));
@@ -546,9 +547,15 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
                 let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
                 let mut routes = node.lock_routes();
                 for entry in entries {
-                    match decode_entry(&entry) {
-                        Ok(message) => node.on_entry(&routes, &entry.id, message),
-                        Err(err) => tracing::debug!(id = %entry.id, error = %err, "skipping entry"),
+                    if reappended.is_reappended(&entry) {
+                        tracing::debug!(id = %entry.id, "skipping an entry appended again after a failover");
+                    } else {
+                        match decode_entry(&entry) {
+                            Ok(message) => node.on_entry(&routes, &entry.id, message),
+                            Err(err) => {
+                                tracing::debug!(id = %entry.id, error = %err, "skipping entry")
+                            }
+                        }
                     }
                     routes.position = entry.id.clone();
                     if let Some(ms) = entry
@@ -579,6 +586,59 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
 
 /// A stream entry as a cluster message. Field values that are not strings (never
 /// written by any adapter) are left out, so the entry reads as missing them.
+/// Most writers [`Reappended`] remembers (nodes, each start a new one); beyond, one is
+/// forgotten (a node long gone, most likely).
+const MAX_WRITERS: usize = 4096;
+
+/// What the reader has read from each writer (a node's uid): the last `(run, index)`
+/// ([`APPEND_ONCE`]). A writer appends its runs in order and retries a run until it
+/// succeeds, so an entry at or before the last one read from its writer is a run
+/// appended again on a new master after a failover: read, delivered and recorded
+/// before, it is skipped.
+#[derive(Debug, Default)]
+struct Reappended {
+    last: HashMap<String, (u64, u64)>,
+}
+
+impl Reappended {
+    /// Whether the entry `(run, index)` of `writer` was read before; records it if not.
+    fn seen_before(&mut self, writer: &str, run: u64, index: u64) -> bool {
+        if let Some(last) = self.last.get_mut(writer) {
+            if (run, index) <= *last {
+                return true;
+            }
+            *last = (run, index);
+            return false;
+        }
+        if self.last.len() >= MAX_WRITERS
+            && let Some(gone) = self.last.keys().next().cloned()
+        {
+            self.last.remove(&gone);
+        }
+        self.last.insert(writer.to_owned(), (run, index));
+        false
+    }
+
+    /// Whether `entry` is a run appended again (see above). Entries without the marks
+    /// (Node's) are never.
+    fn is_reappended(&mut self, entry: &StreamId) -> bool {
+        let field = |name: &str| {
+            entry
+                .map
+                .get(name)
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+        };
+        let (Some(writer), Some(run), Some(index)) = (field("uid"), field("wrun"), field("wix"))
+        else {
+            return false;
+        };
+        match (run.parse(), index.parse()) {
+            (Ok(run), Ok(index)) => self.seen_before(&writer, run, index),
+            _ => false,
+        }
+    }
+}
+
 fn decode_entry(entry: &StreamId) -> Result<ClusterMessage, CodecError> {
     ClusterMessage::from_stream_fields(entry.map.iter().filter_map(|(k, v)| {
         Some((
@@ -601,17 +661,28 @@ fn now_ms() -> u64 {
 /// right after writing its append-only file); without the marker, the retry appended
 /// the same events again under new ids and every node delivered them twice.
 ///
+/// Each entry also gets `wrun` (the run number) and `wix` (its place in the run), which
+/// Node's adapters ignore: after a Sentinel failover, a run the old master had appended
+/// (and this node's reader had already delivered) but not yet replicated is appended
+/// again on the new master, and readers skip what they read before ([`Reappended`]).
+///
 /// KEYS: stream, marker. ARGV: run number, marker TTL (ms), `MAXLEN ~` bound, then per
 /// entry its field count followed by the fields and values.
 const APPEND_ONCE: &str = r"
 local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if tonumber(ARGV[1]) <= last then return 0 end
 local i = 4
+local k = 0
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*'}
   for j = 1, n do args[#args + 1] = ARGV[i + j] end
+  args[#args + 1] = 'wrun'
+  args[#args + 1] = ARGV[1]
+  args[#args + 1] = 'wix'
+  args[#args + 1] = tostring(k)
   redis.call(unpack(args))
+  k = k + 1
   i = i + n + 1
 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -1522,5 +1593,56 @@ mod tests {
         assert_eq!(target.next_run, first_run, "the run number is not spent");
         assert!(target.send(&mut conn, &batch).await.is_err());
         assert_eq!(entries(&mut conn).await, ["n1"], "appended once");
+    }
+
+    /// A run appended again after a failover (the same writer, run and index) is seen
+    /// as read before; new entries, other writers and a writer's next run are not.
+    #[test]
+    fn entries_appended_again_after_a_failover_are_recognised() {
+        let mut r = Reappended::default();
+        assert!(!r.seen_before("a", 0, 0));
+        assert!(!r.seen_before("a", 0, 1));
+        assert!(!r.seen_before("b", 0, 0), "another writer");
+        assert!(r.seen_before("a", 0, 0), "run 0 again");
+        assert!(r.seen_before("a", 0, 1));
+        assert!(!r.seen_before("a", 1, 0), "the next run");
+        assert!(r.seen_before("a", 0, 1), "older still");
+    }
+
+    /// Appended entries carry their run and place in it, for [`Reappended`].
+    #[tokio::test]
+    async fn appended_entries_carry_their_run_and_index() {
+        let (_redis, mut conn) = start_redis().await;
+        let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
+        target
+            .send(&mut conn, &[entry(1), entry(2)])
+            .await
+            .expect("send");
+        target.send(&mut conn, &[entry(3)]).await.expect("send");
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg("socket.io")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        let marks: Vec<(String, String)> = reply
+            .ids
+            .iter()
+            .map(|e| (e.get("wrun").expect("wrun"), e.get("wix").expect("wix")))
+            .collect();
+        let first = target.next_run - 2;
+        assert_eq!(
+            marks,
+            [
+                (first.to_string(), "0".to_owned()),
+                (first.to_string(), "1".to_owned()),
+                ((first + 1).to_string(), "0".to_owned()),
+            ]
+        );
+        let mut r = Reappended::default();
+        let fresh: Vec<bool> = reply.ids.iter().map(|e| !r.is_reappended(e)).collect();
+        assert_eq!(fresh, [true, true, true]);
+        assert!(reply.ids.iter().all(|e| r.is_reappended(e)), "read again");
     }
 }

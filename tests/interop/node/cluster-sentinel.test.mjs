@@ -6,7 +6,9 @@
 // every acknowledged event reaches every subscriber on both nodes, once and in order,
 // across the failover; with the `redis` (pub/sub) adapter, at most once as always (what
 // is published before the nodes find the new master is lost), and once broadcasts flow
-// between the nodes again, every acknowledged one reaches every subscriber.
+// between the nodes again, every acknowledged one reaches every subscriber. A third node,
+// the shipped `switchboard serve`, shows the gap in its readiness: `/health/ready`
+// turns 503 after the kill and 200 again once it works with the new master.
 //
 // Switchboard only: CLUSTER_SWITCHBOARD_CMD (Node servers) is not supported here.
 
@@ -14,6 +16,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Clients } from "../lib/client.mjs";
+import { ServeNode, serveConfig } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { startCluster, switchboardIsStandIn } from "../cluster/cluster.mjs";
 import { startSentinelSetup } from "../cluster/sentinel.mjs";
@@ -23,6 +26,16 @@ import { WEBSOCKET, fresh, withoutOffset } from "../cluster/support.mjs";
 const BEFORE = 30;
 const AFTER = 30;
 const PUBLISH_EVERY_MS = 20;
+/** Resolves with `promise`, or fails the test after `ms`. */
+function within(promise, ms, what) {
+  return Promise.race([
+    promise,
+    sleep(ms).then(() => {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }),
+  ]);
+}
+
 /** A publish may wait this long while the nodes find the new master. */
 const ACK_TIMEOUT_MS = 15_000;
 
@@ -30,6 +43,7 @@ for (const adapter of ["redis-streams", "redis"]) {
   describe(`Sentinel failover under a steady publish (adapter ${adapter})`, { skip: switchboardIsStandIn() }, () => {
     let setup;
     let cluster;
+    let serve;
     const clients = new Clients();
     before(async () => {
       setup = await startSentinelSetup({ replicas: 2 });
@@ -39,10 +53,14 @@ for (const adapter of ["redis-streams", "redis"]) {
         switchboard: 2,
         extraArgs: adapter === "redis-streams" ? ["--replicas-to-ack", "1"] : [],
       });
+      const name = "sb-serve";
+      serve = new ServeNode({ name, config: serveConfig({ name, adapter, redisUrl: setup.url }) });
+      await serve.start();
     });
     after(async () => {
       clients.closeAll();
       try {
+        await serve?.stop();
         await cluster?.stop();
       } finally {
         await setup?.close();
@@ -83,7 +101,15 @@ for (const adapter of ["redis-streams", "redis"]) {
         await publish();
         await sleep(PUBLISH_EVERY_MS);
       }
+      assert.equal(await serve.server.status("/health/ready"), 200, "ready before the kill");
       await setup.master.kill();
+      const readiness = [];
+      const probing = (async () => {
+        while (!failedOver || readiness.at(-1) !== 200) {
+          readiness.push(await serve.server.status("/health/ready"));
+          await sleep(100);
+        }
+      })();
       const watch = waitFor(async () => (await setup.masterPort().catch(() => oldMaster)) !== oldMaster, {
         what: "the Sentinels to promote a replica",
         timeout: 30_000,
@@ -95,6 +121,8 @@ for (const adapter of ["redis-streams", "redis"]) {
         await sleep(PUBLISH_EVERY_MS);
       }
       await watch;
+      await within(probing, 20_000, "the serve node to be ready again");
+      assert.ok(readiness.includes(503), `not ready during the gap: ${readiness.join(",")}`);
       if (adapter === "redis") {
         // Pub/sub is at most once: what was published before the nodes found the new
         // master is lost (as across a Redis restart). Once every subscriber hears new
