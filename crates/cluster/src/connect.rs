@@ -43,7 +43,7 @@ pub fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some(("pass" | "password", _)) => {
+                    Some(("pass" | "password" | "sentinel_password", _)) => {
                         format!("{}={REDACTED}", pair.split('=').next().unwrap_or_default())
                     }
                     _ => pair.to_owned(),
@@ -205,6 +205,10 @@ mod tests {
             (
                 "redis+unix:///run/redis.sock?db=1&pass=hunter2",
                 "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "redis+sentinel://:hunter2@s1:26379,s2:26379/m?sentinel_password=hunter2",
+                "redis+sentinel://:***@s1:26379,s2:26379/m?sentinel_password=***",
             ),
             ("not a url", "not a url"),
         ];

@@ -1,9 +1,11 @@
 //! Redis Sentinel: which Redis is the master now.
 //!
-//! `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>[/<db>]`
-//! (`rediss+sentinel://` for TLS to the master) names the Sentinels and the master
-//! they watch; the credentials, database and TLS settings are the master's (Sentinels
-//! are asked without credentials). A node asks the Sentinels, in order, for the
+//! `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>[/<db>]
+//! [?sentinel_username=U&sentinel_password=P]` (`rediss+sentinel://` for TLS to the
+//! master) names the Sentinels and the master they watch; the credentials, database and
+//! TLS settings before the query are the master's, the query's are the Sentinels' (for
+//! Sentinels with `requirepass` or an ACL user; they are asked without credentials
+//! otherwise). A node asks the Sentinels, in order, for the
 //! master's address (`SENTINEL get-master-addr-by-name`), checks with `ROLE` that the
 //! server there is a master (a Sentinel may briefly answer with a demoted one), and
 //! connects to it as to a plain `redis://` URL. The broker asks again every second
@@ -31,6 +33,8 @@ pub(crate) struct SentinelUrl {
     userinfo: String,
     /// `/db`, or empty.
     db: String,
+    /// `user:password@` (with the `@`) for the Sentinels, or empty.
+    sentinel_userinfo: String,
     /// TLS to the master.
     pub(crate) tls: bool,
 }
@@ -60,6 +64,14 @@ impl SentinelUrl {
             (false, rest)
         } else {
             return Err(bad("not a redis+sentinel:// URL"));
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let sentinel_userinfo = match query {
+            Some(query) => sentinel_credentials(query).map_err(|why| bad(&why))?,
+            None => String::new(),
         };
         let (authority, path) = rest
             .split_once('/')
@@ -92,6 +104,7 @@ impl SentinelUrl {
             master: master.to_owned(),
             userinfo,
             db,
+            sentinel_userinfo,
             tls,
         })
     }
@@ -138,7 +151,7 @@ impl SentinelUrl {
 
     /// One Sentinel's answer: the master's `host:port`, or `None` if it does not know it.
     async fn ask(&self, sentinel: &str) -> Result<Option<String>, ClusterError> {
-        let client = redis::Client::open(format!("redis://{sentinel}"))
+        let client = redis::Client::open(format!("redis://{}{sentinel}", self.sentinel_userinfo))
             .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
         let reply: Option<(String, String)> = tokio::time::timeout(ASK_TIMEOUT, async {
             let mut conn = client.get_multiplexed_async_connection().await?;
@@ -159,6 +172,29 @@ impl SentinelUrl {
             }
         }))
     }
+}
+
+/// `user:password@` for the Sentinels from `sentinel_username` / `sentinel_password`
+/// query parameters (percent-encoded as in any URL); empty when neither is given.
+fn sentinel_credentials(query: &str) -> Result<String, String> {
+    let (mut user, mut password) = (String::new(), None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_username", v)) => user = v.to_owned(),
+            Some(("sentinel_password", v)) => password = Some(v.to_owned()),
+            _ => {
+                return Err(
+                    "the only query parameters are sentinel_username and sentinel_password"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    Ok(match password {
+        Some(password) => format!("{user}:{password}@"),
+        None if user.is_empty() => String::new(),
+        None => return Err("sentinel_username needs sentinel_password".to_owned()),
+    })
 }
 
 /// Whether the server of `client` says it is a master (`ROLE`).
@@ -200,6 +236,16 @@ mod tests {
             url.master_url("10.0.0.9:6379"),
             "redis://app:hunter2@10.0.0.9:6379/2"
         );
+        let with_auth = SentinelUrl::parse(
+            "redis+sentinel://s1:26379/m?sentinel_username=sen&sentinel_password=hunter3",
+        )?;
+        assert_eq!(with_auth.sentinel_userinfo, "sen:hunter3@");
+        assert_eq!(
+            with_auth.master_url("h:1"),
+            "redis://h:1",
+            "not the master's"
+        );
+        assert!(!format!("{with_auth:?}").contains("hunter3"));
         let tls = SentinelUrl::parse("rediss+sentinel://s1:26379/m")?;
         assert_eq!(tls.master_url("[::1]:6380"), "rediss://[::1]:6380");
         assert!(!format!("{url:?}").contains("hunter2"), "never printed");
@@ -215,6 +261,8 @@ mod tests {
             "redis+sentinel://:pw@s1:26379,:1/m",
             "redis+sentinel://s1:26379/m/x",
             "redis+sentinel://:hunter2@s1/m",
+            "redis+sentinel://s1:26379/m?sentinel_username=u",
+            "redis+sentinel://s1:26379/m?pass=hunter2",
         ] {
             let err = SentinelUrl::parse(bad).err().map(|e| e.to_string());
             assert!(err.is_some(), "{bad}");

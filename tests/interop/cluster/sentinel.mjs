@@ -13,8 +13,8 @@ import { startRedis } from "./redis.mjs";
 
 export const MASTER_NAME = "mymaster";
 
-/** One Sentinel process watching the master on `masterPort`. */
-async function startSentinel(masterPort) {
+/** One Sentinel process watching the master on `masterPort` (`password`: requirepass). */
+async function startSentinel(masterPort, password) {
   const dir = removeOnExit(mkdtempSync(join(tmpdir(), "switchboard-sentinel-")));
   const port = await freePort();
   const file = join(dir, "sentinel.conf");
@@ -31,6 +31,7 @@ async function startSentinel(masterPort) {
       `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
       `sentinel failover-timeout ${MASTER_NAME} 5000`,
       `sentinel parallel-syncs ${MASTER_NAME} 2`,
+      ...(password ? [`requirepass ${password}`] : []),
       "",
     ].join("\n"),
   );
@@ -45,7 +46,7 @@ async function startSentinel(masterPort) {
   child.stdout.setEncoding("utf8").on("data", keep);
   child.stderr.setEncoding("utf8").on("data", keep);
   const exited = new Promise((resolve) => child.once("exit", resolve));
-  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0 });
+  const client = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true, maxRetriesPerRequest: 0 });
   client.on("error", () => {});
   await waitFor(
     async () => {
@@ -76,16 +77,17 @@ async function startSentinel(masterPort) {
 /**
  * Starts a master, `replicas` replicas of it, and three Sentinels; resolves once every
  * Sentinel sees every replica. `url` is the `redis+sentinel://` URL of the setup.
+ * `sentinelPassword`: the Sentinels require it (the URL carries it).
  */
-export async function startSentinelSetup({ replicas = 2 } = {}) {
+export async function startSentinelSetup({ replicas = 2, sentinelPassword } = {}) {
   const master = await startRedis();
   const copies = [];
   for (let i = 0; i < replicas; i++) {
     copies.push(await startRedis({ args: ["--replicaof", "127.0.0.1", String(master.port)] }));
   }
   const sentinels = [];
-  for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(master.port));
-  const setup = new SentinelSetup(master, copies, sentinels);
+  for (let i = 0; i < 3; i++) sentinels.push(await startSentinel(master.port, sentinelPassword));
+  const setup = new SentinelSetup(master, copies, sentinels, sentinelPassword);
   await waitFor(
     async () => {
       for (const s of sentinels) {
@@ -100,15 +102,17 @@ export async function startSentinelSetup({ replicas = 2 } = {}) {
 }
 
 export class SentinelSetup {
-  constructor(master, replicas, sentinels) {
+  constructor(master, replicas, sentinels, sentinelPassword) {
     this.servers = [master, ...replicas];
     this.master = master;
     this.sentinels = sentinels;
+    this.sentinelPassword = sentinelPassword;
   }
 
   get url() {
     const hosts = this.sentinels.map((s) => `127.0.0.1:${s.port}`).join(",");
-    return `redis+sentinel://${hosts}/${MASTER_NAME}`;
+    const auth = this.sentinelPassword ? `?sentinel_password=${encodeURIComponent(this.sentinelPassword)}` : "";
+    return `redis+sentinel://${hosts}/${MASTER_NAME}${auth}`;
   }
 
   /** The master's port as the first Sentinel names it. */

@@ -46,7 +46,11 @@ for (const adapter of ["redis-streams", "redis"]) {
     let serve;
     const clients = new Clients();
     before(async () => {
-      setup = await startSentinelSetup({ replicas: 2 });
+      // The pub/sub run's Sentinels require a password (the URL's sentinel_password).
+      setup = await startSentinelSetup({
+        replicas: 2,
+        sentinelPassword: adapter === "redis" ? "sentinel-secret-1" : undefined,
+      });
       cluster = await startCluster({
         adapter,
         redisUrl: setup.url,
