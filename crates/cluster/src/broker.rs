@@ -101,14 +101,6 @@ impl Target {
         ConnectionManager::new_lazy_with_config(client.clone(), config)
     }
 
-    /// A connection of one's own to the current server (e.g. for blocking reads).
-    pub(crate) fn own_conn(
-        &self,
-        response_timeout: Duration,
-    ) -> redis::RedisResult<ConnectionManager> {
-        Self::manager(&self.client(), response_timeout, self.sentinel.is_some())
-    }
-
     fn current(&self) -> Current {
         self.current
             .read()
@@ -160,6 +152,62 @@ impl Target {
         );
         self.moves.send_modify(|n| *n += 1);
         Ok(())
+    }
+}
+
+/// A connection of one's own to the current server (a blocking read, a `WAIT` must not
+/// hold up the node's shared connection), made again when the server moves.
+pub(crate) struct OwnConn {
+    target: Arc<Target>,
+    moved: watch::Receiver<u64>,
+    /// The move count `conn` was made at.
+    made_at: u64,
+    conn: ConnectionManager,
+    response_timeout: Duration,
+}
+
+impl OwnConn {
+    pub(crate) fn new(
+        target: &Arc<Target>,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<Self> {
+        let mut moved = target.moved();
+        let made_at = *moved.borrow_and_update();
+        let conn = Target::manager(
+            &target.client(),
+            response_timeout,
+            target.sentinel.is_some(),
+        )?;
+        Ok(OwnConn {
+            target: target.clone(),
+            moved,
+            made_at,
+            conn,
+            response_timeout,
+        })
+    }
+
+    /// The connection, to the server commands go to now (made again if it moved).
+    pub(crate) fn get(&mut self) -> &mut ConnectionManager {
+        let now = *self.moved.borrow();
+        if now != self.made_at
+            && let Ok(conn) = Target::manager(
+                &self.target.client(),
+                self.response_timeout,
+                self.target.sentinel.is_some(),
+            )
+        {
+            self.made_at = now;
+            self.conn = conn;
+        }
+        &mut self.conn
+    }
+
+    /// Resolves when the server moves (Sentinel); never otherwise.
+    pub(crate) async fn moved(&mut self) {
+        if self.moved.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

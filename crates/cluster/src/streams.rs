@@ -38,9 +38,9 @@ use switchboard_protocol::cluster::streams::{
     ClusterMessage, MessageBody, PersistedSession, private_channel, public_channel, session_key,
 };
 use switchboard_protocol::socketio::Packet;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{Broker, Health, Sub, Target, handler_of, jitter};
+use crate::broker::{Broker, Health, OwnConn, Sub, Target, handler_of, jitter};
 use crate::common::{request_acks, server_ack};
 use crate::convert::{
     ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
@@ -464,37 +464,21 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     let Some(stream) = node.upgrade().map(|n| n.config.stream_name.clone()) else {
         return;
     };
-    // Its own connection: a blocking XREAD must not hold up the node's commands. A new
-    // one whenever the master moves (Sentinel).
-    let mut moved = target.moved();
-    let mut generation = *moved.borrow_and_update();
-    let reader_conn = |target: &Target| target.own_conn(BLOCK * 3);
-    let Ok(mut conn) = reader_conn(&target) else {
+    // Its own connection: a blocking XREAD must not hold up the node's commands.
+    let Ok(mut conn) = OwnConn::new(&target, BLOCK * 3) else {
         tracing::error!("the stream reader's connection could not be made");
         return;
     };
-    // A new connection when the master moved since the last one was made.
-    let follow =
-        |moved: &watch::Receiver<u64>, generation: &mut u64, conn: &mut ConnectionManager| {
-            let now = *moved.borrow();
-            if now != *generation
-                && let Ok(new) = reader_conn(&target)
-            {
-                *generation = now;
-                *conn = new;
-            }
-        };
     // Where the stream ends now: the node serves what comes after.
     let mut backoff = Duration::from_millis(100);
     loop {
-        follow(&moved, &mut generation, &mut conn);
         let last: Result<StreamRangeReply, _> = redis::cmd("XREVRANGE")
             .arg(&stream)
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(1)
-            .query_async(&mut conn)
+            .query_async(conn.get())
             .await;
         match last {
             Ok(reply) => {
@@ -517,7 +501,7 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
                 tokio::select! {
                     () = shutdown.wait() => return,
                     () = tokio::time::sleep(jitter(backoff)) => {}
-                    _ = moved.changed() => {}
+                    () = conn.moved() => {}
                 }
                 backoff = (backoff * 2).min(MAX_READ_BACKOFF);
             }
@@ -529,7 +513,6 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
         .block(usize::try_from(BLOCK.as_millis()).unwrap_or(2000));
     backoff = Duration::from_millis(100);
     loop {
-        follow(&moved, &mut generation, &mut conn);
         let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
             return;
         };
@@ -538,7 +521,7 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
         let read = tokio::select! {
             () = shutdown.wait() => return,
             r = redis::AsyncCommands::xread_options::<_, _, Option<StreamReadReply>>(
-                &mut conn, &keys, &ids, &options) => r,
+                conn.get(), &keys, &ids, &options) => r,
         };
         let Some(node) = node.upgrade() else { return };
         match read {
@@ -911,23 +894,14 @@ async fn writer(
     let mut batch = Vec::with_capacity(256);
     let mut backoff = Duration::from_millis(50);
     // A connection of its own: a `WAIT` for replicas (`replicas_to_ack`) must not hold
-    // up the node's other commands. A new one whenever the master moves (Sentinel).
-    let mut moved = redis.moved();
-    let mut generation = *moved.borrow_and_update();
-    let Ok(mut conn) = redis.own_conn(WRITER_TIMEOUT) else {
+    // up the node's other commands.
+    let Ok(mut conn) = OwnConn::new(&redis, WRITER_TIMEOUT) else {
         tracing::error!("the stream writer's connection could not be made");
         return;
     };
     while rx.recv_many(&mut batch, 256).await > 0 {
         loop {
-            let now = *moved.borrow();
-            if now != generation
-                && let Ok(new) = redis.own_conn(WRITER_TIMEOUT)
-            {
-                generation = now;
-                conn = new;
-            }
-            match target.send(&mut conn, &batch).await {
+            match target.send(conn.get(), &batch).await {
                 Ok(()) => {
                     health
                         .published

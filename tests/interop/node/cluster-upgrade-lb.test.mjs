@@ -11,14 +11,11 @@
 // Expected to FAIL against an all-Node cluster (CLUSTER_SWITCHBOARD_CMD=node
 // .../node-server.mjs): Node.js Socket.IO needs sticky sessions behind this balancer.
 
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Clients, call, connected, upgradedTo } from "../lib/client.mjs";
-import { startCluster } from "../cluster/cluster.mjs";
-import { startHaproxy } from "../cluster/haproxy.mjs";
-import { startRedis } from "../cluster/redis.mjs";
-import { UPGRADE, WEBSOCKET, withoutOffset } from "../cluster/support.mjs";
+import { call, connected, upgradedTo } from "../lib/client.mjs";
+import { UPGRADE, WEBSOCKET, useCluster, withoutOffset } from "../cluster/support.mjs";
 
 /** Clients behind the balancer: with three nodes, chance alone upgrades one in three. */
 const CLIENTS = 12;
@@ -29,30 +26,13 @@ const UPGRADE_WAIT_MS = 15_000;
 
 for (const adapter of ["redis-streams", "redis"]) {
   describe(`polling → WebSocket upgrades behind round-robin HAProxy (adapter ${adapter})`, () => {
-    let redis;
-    let cluster;
-    let lb;
-    const clients = new Clients();
-    before(async () => {
-      redis = await startRedis();
-      cluster = await startCluster({ adapter, redisUrl: redis.url, switchboard: 3 });
-      lb = await startHaproxy(cluster.switchboard.map((n) => n.port));
-    });
-    after(async () => {
-      clients.closeAll();
-      try {
-        await lb?.stop();
-        await cluster?.stop();
-      } finally {
-        await redis?.close();
-      }
-    });
+    const ctx = useCluster({ adapter, haproxy: true });
 
     test(`${CLIENTS} clients all end on WebSocket and miss, repeat or reorder no event broadcast across their upgrades`, async () => {
       // The publisher talks to one node directly, over WebSocket, and sends numbered
       // events to every socket (no room: a client receives them from its CONNECT on,
       // while its upgrade is under way) from before the clients connect until all have upgraded.
-      const publisher = (await clients.connect(cluster.switchboard[0].url, WEBSOCKET)).socket;
+      const publisher = (await ctx.clients.connect(ctx.cluster.switchboard[0].url, WEBSOCKET)).socket;
       let published = 0;
       let publishing = true;
       const publishLoop = (async () => {
@@ -66,7 +46,7 @@ for (const adapter of ["redis-streams", "redis"]) {
       const problems = [];
       const members = [];
       for (let i = 0; i < CLIENTS; i++) {
-        const socket = clients.open(lb.url, UPGRADE);
+        const socket = ctx.clients.open(ctx.lb.url, UPGRADE);
         const member = { socket, seen: [], upgraded: null, seenBeforeUpgrade: 0 };
         socket.on("connect_error", (err) => problems.push(`client ${i}: connect_error ${err.message}`));
         socket.on("disconnect", (reason) => problems.push(`client ${i}: disconnect ${reason}`));

@@ -274,7 +274,7 @@ impl ForwardedResponse {
 }
 
 /// The headers of `headers` named in `kept`.
-fn only(headers: HeaderMap, kept: &[HeaderName]) -> HeaderMap {
+pub(crate) fn only(headers: HeaderMap, kept: &[HeaderName]) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in kept {
         for value in headers.get_all(name) {

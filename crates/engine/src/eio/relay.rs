@@ -48,7 +48,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use switchboard_protocol::engineio::EngineErrorCode;
 
-use super::forward::{FORWARDED_HEADERS, ForwardedRequest, Forwarder};
+use super::forward::{FORWARDED_HEADERS, ForwardedRequest, Forwarder, only};
 use super::registry::Slot;
 use super::server::{Body, error};
 use crate::metrics::Metrics;
@@ -160,12 +160,7 @@ async fn ask_address(
     owner: &str,
     head: &RelayHead,
 ) -> Result<String, RelayError> {
-    let mut headers = HeaderMap::new();
-    for name in &FORWARDED_HEADERS {
-        for value in head.headers.get_all(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut headers = only(head.headers.clone(), &FORWARDED_HEADERS);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
     let question = ForwardedRequest {
         method: Method::GET,
