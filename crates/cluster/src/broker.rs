@@ -7,6 +7,11 @@
 //! ([`Target`]). Then a watcher asks them again every [`SENTINEL_CHECK`]; when the
 //! master moves (a failover), every connection moves with it: the command connection
 //! is replaced, and the subscriber and the streams reader reconnect to the new master.
+//!
+//! With `redis+cluster://` (a Redis Cluster, see `redis_cluster.rs`) commands go through
+//! a cluster connection ([`Conn::Cluster`]) and subscriptions through one with RESP3
+//! pushes ([`push_subscriber`]), which also serves shard channels ([`Sub::Shard`]) on a
+//! single Redis for the `redis-sharded` adapter.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,8 +27,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::connect::{classify, client_for_url, redact_url};
+use crate::redis_cluster::{ClusterUrl, SlotPipes, is_cluster_url};
 use crate::sentinel::{SentinelUrl, is_sentinel_url};
-use crate::{ClusterConfig, ClusterError};
+use crate::{AdapterKind, ClusterConfig, ClusterError};
 
 /// How often the Sentinels are asked which server is the master.
 pub(crate) const SENTINEL_CHECK: Duration = Duration::from_secs(1);
@@ -40,6 +46,8 @@ const UNRESOLVED: &str = "redis://127.0.0.1:1";
 pub(crate) struct Target {
     config: ClusterConfig,
     sentinel: Option<SentinelUrl>,
+    /// Set for a Redis Cluster (`redis+cluster://`).
+    cluster: Option<ClusterUrl>,
     current: RwLock<Current>,
     /// Bumped whenever `current` moves to another server: long-lived connections
     /// (the subscriber, the streams reader) reconnect to it.
@@ -51,8 +59,9 @@ pub(crate) struct Target {
 /// The server commands go to now.
 #[derive(Clone)]
 struct Current {
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// The single server's client (none for a Redis Cluster).
+    client: Option<redis::Client>,
+    conn: Conn,
     /// The master's `host:port` (Sentinel only).
     address: Option<String>,
 }
@@ -67,15 +76,29 @@ impl Target {
         } else {
             None
         };
-        let client = match &sentinel {
-            Some(_) => client_for_url(config, UNRESOLVED)?,
-            None => crate::connect::client(config)?,
+        let cluster = if is_cluster_url(&config.redis_url) {
+            Some(ClusterUrl::parse(&config.redis_url)?)
+        } else {
+            None
         };
-        let conn = Self::manager(&client, response_timeout, sentinel.is_some())
-            .map_err(|e| ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url))))?;
+        let (client, conn) = match &cluster {
+            Some(url) => (None, cluster_conn(url, config, response_timeout)?),
+            None => {
+                let client = match &sentinel {
+                    Some(_) => client_for_url(config, UNRESOLVED)?,
+                    None => crate::connect::client(config)?,
+                };
+                let conn =
+                    Self::manager(&client, response_timeout, sentinel.is_some()).map_err(|e| {
+                        ClusterError::BadUrl(format!("{}: {e}", redact_url(&config.redis_url)))
+                    })?;
+                (Some(client), Conn::Single(conn))
+            }
+        };
         Ok(Arc::new(Target {
             config: config.clone(),
             sentinel,
+            cluster,
             current: RwLock::new(Current {
                 client,
                 conn,
@@ -109,13 +132,27 @@ impl Target {
     }
 
     /// A command connection to the current server (a cheap clone).
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.current().conn
     }
 
-    /// The current server's client, for a connection of one's own.
-    pub(crate) fn client(&self) -> redis::Client {
-        self.current().client
+    /// Whether this is a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// A command connection of one's own to the current server (or cluster).
+    fn own_conn(&self, response_timeout: Duration) -> Result<Conn, ClusterError> {
+        let current = self.current();
+        match (&self.cluster, current.client) {
+            (Some(url), _) => cluster_conn(url, &self.config, response_timeout),
+            (None, Some(client)) => {
+                Self::manager(&client, response_timeout, self.sentinel.is_some())
+                    .map(Conn::Single)
+                    .map_err(|e| ClusterError::Redis(e.to_string()))
+            }
+            (None, None) => Err(ClusterError::Redis("no server".to_owned())),
+        }
     }
 
     /// Changes whenever the server moves (see [`Target::moves`]).
@@ -140,8 +177,8 @@ impl Target {
         let previous = {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
             let previous = current.address.replace(address.clone());
-            current.client = client;
-            current.conn = conn;
+            current.client = Some(client);
+            current.conn = Conn::Single(conn);
             previous
         };
         tracing::info!(
@@ -162,7 +199,7 @@ pub(crate) struct OwnConn {
     moved: watch::Receiver<u64>,
     /// The move count `conn` was made at.
     made_at: u64,
-    conn: ConnectionManager,
+    conn: Conn,
     response_timeout: Duration,
 }
 
@@ -170,14 +207,10 @@ impl OwnConn {
     pub(crate) fn new(
         target: &Arc<Target>,
         response_timeout: Duration,
-    ) -> redis::RedisResult<Self> {
+    ) -> Result<Self, ClusterError> {
         let mut moved = target.moved();
         let made_at = *moved.borrow_and_update();
-        let conn = Target::manager(
-            &target.client(),
-            response_timeout,
-            target.sentinel.is_some(),
-        )?;
+        let conn = target.own_conn(response_timeout)?;
         Ok(OwnConn {
             target: target.clone(),
             moved,
@@ -188,14 +221,10 @@ impl OwnConn {
     }
 
     /// The connection, to the server commands go to now (made again if it moved).
-    pub(crate) fn get(&mut self) -> &mut ConnectionManager {
+    pub(crate) fn get(&mut self) -> &mut Conn {
         let now = *self.moved.borrow();
         if now != self.made_at
-            && let Ok(conn) = Target::manager(
-                &self.target.client(),
-                self.response_timeout,
-                self.target.sentinel.is_some(),
-            )
+            && let Ok(conn) = self.target.own_conn(self.response_timeout)
         {
             self.made_at = now;
             self.conn = conn;
@@ -209,6 +238,61 @@ impl OwnConn {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// A command connection: to one server (reconnecting by itself), or to a Redis
+/// Cluster (routing each command by its key's slot, following redirections).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A cluster connection that connects in the background (the node starts while the
+/// cluster is unreachable, as with a single Redis).
+fn cluster_conn(
+    url: &ClusterUrl,
+    config: &ClusterConfig,
+    response_timeout: Duration,
+) -> Result<Conn, ClusterError> {
+    let client = url.client(config, response_timeout, None)?;
+    let settings = redis::cluster::ClusterConfig::default()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(response_timeout);
+    Ok(Conn::Cluster(
+        client.get_pending_async_connection_with_config(settings),
+    ))
 }
 
 /// Asks the Sentinels every [`SENTINEL_CHECK`] (at once at start) where the master is.
@@ -301,11 +385,30 @@ impl Health {
     }
 }
 
-/// A subscription: an exact channel or a pattern.
+/// A subscription: an exact channel, a pattern, or a shard channel (`SSUBSCRIBE`,
+/// Redis 7: served by the master of the channel's slot on a Redis Cluster).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Sub {
     Channel(String),
     Pattern(String),
+    Shard(String),
+}
+
+/// How a message is published: `PUBLISH` (every subscriber of the cluster) or
+/// `SPUBLISH` (the shard channel's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Publish {
+    Classic,
+    Shard,
+}
+
+impl Publish {
+    fn command(self) -> &'static str {
+        match self {
+            Publish::Classic => "PUBLISH",
+            Publish::Shard => "SPUBLISH",
+        }
+    }
 }
 
 /// Whether a [`Sub`] is taken or given back.
@@ -356,6 +459,23 @@ impl Subscriptions {
     }
 }
 
+/// Where answers to another node's request go: its channel, published as the adapter
+/// publishes (classic, or a shard channel).
+#[derive(Clone)]
+pub(crate) struct Reply {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) channel: String,
+    pub(crate) kind: Publish,
+}
+
+impl Reply {
+    /// Publishes one answer, in order with this node's other publishes.
+    pub(crate) fn send(&self, payload: Bytes) {
+        self.broker
+            .enqueue(self.kind, self.channel.clone(), payload);
+    }
+}
+
 /// Receives every pub/sub message: `(channel, payload)`.
 pub(crate) type MessageHandler = Arc<dyn Fn(&str, Bytes) + Send + Sync>;
 
@@ -386,7 +506,10 @@ pub(crate) struct Broker {
     /// unsubscribe followed by a subscribe of the same channel ends subscribed.
     subs: mpsc::UnboundedSender<(Change, Sub)>,
     /// The ordered publisher's queue, bounded by [`MAX_PENDING_PUBLISHES`].
-    publish: mpsc::Sender<(String, Bytes)>,
+    publish: mpsc::Sender<(Publish, String, Bytes)>,
+    /// This node's own channels (forwarding) are shard channels: on a Redis Cluster a
+    /// classic `PUBLISH` counts only the receivers on the node it reached.
+    own_sharded: bool,
     /// Set when the queue overflows, cleared when a publish gets through: one log
     /// line per overflow rather than one per dropped message.
     overflowing: AtomicBool,
@@ -445,23 +568,39 @@ impl Broker {
                 }
             })
         };
-        tokio::spawn(subscriber(
-            target.clone(),
-            subs_rx,
-            dispatch,
-            Link {
-                health: health.clone(),
-                changes: link_tx,
-            },
-            shutdown.clone(),
-        ));
+        let sub_link = Link {
+            health: health.clone(),
+            changes: link_tx,
+        };
+        // Shard channels need RESP3 pushes (the classic pub/sub connection has no
+        // SSUBSCRIBE); so does a Redis Cluster, whose connection subscribes each channel
+        // on its slot's master.
+        if target.is_cluster() || config.adapter == AdapterKind::RedisSharded {
+            tokio::spawn(push_subscriber(
+                target.clone(),
+                subs_rx,
+                dispatch,
+                sub_link,
+                shutdown.clone(),
+            ));
+        } else {
+            tokio::spawn(subscriber(
+                target.clone(),
+                subs_rx,
+                dispatch,
+                sub_link,
+                shutdown.clone(),
+            ));
+        }
         tokio::spawn(publisher(target.clone(), publish_rx, health.clone()));
         tokio::spawn(prober(target.clone(), health.clone(), shutdown));
+        let own_sharded = target.is_cluster();
         Ok(Arc::new(Broker {
             target,
             health,
             subs,
             publish,
+            own_sharded,
             overflowing: AtomicBool::new(false),
             routes,
             link,
@@ -482,22 +621,32 @@ impl Broker {
 
     /// Sends the messages of `channel` to `handler` instead of the adapter, now and
     /// after every reconnect.
+    /// A shard channel on a Redis Cluster (see [`Broker::own_sharded`]).
     pub(crate) fn route(&self, channel: String, handler: MessageHandler) {
         if let Ok(mut routes) = self.routes.write() {
             routes.insert(channel.clone(), handler);
         }
-        self.subscribe(Sub::Channel(channel));
+        if self.own_sharded {
+            self.subscribe(Sub::Shard(channel));
+        } else {
+            self.subscribe(Sub::Channel(channel));
+        }
     }
 
-    /// Publishes at once, outside the ordered queue, and says how many connections
-    /// received the message (0: nobody listens on `channel`).
+    /// Publishes on a [`Broker::route`]d channel at once, outside the ordered queue, and
+    /// says how many connections received the message (0: nobody listens on `channel`).
     pub(crate) async fn publish_now(
         &self,
         channel: &str,
         payload: &[u8],
     ) -> Result<usize, ClusterError> {
         let mut conn = self.conn();
-        let receivers = redis::cmd("PUBLISH")
+        let command = if self.own_sharded {
+            Publish::Shard
+        } else {
+            Publish::Classic
+        };
+        let receivers = redis::cmd(command.command())
             .arg(channel)
             .arg(payload)
             .query_async(&mut conn)
@@ -524,7 +673,7 @@ impl Broker {
     }
 
     /// A command connection to the current server (cheap clone of the multiplexed one).
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.target.conn()
     }
 
@@ -543,7 +692,16 @@ impl Broker {
     /// Publishes in call order (fire and forget; counted when it fails). Dropped, and
     /// counted, when [`MAX_PENDING_PUBLISHES`] are already waiting.
     pub(crate) fn publish(&self, channel: String, payload: Bytes) {
-        match self.publish.try_send((channel, payload)) {
+        self.enqueue(Publish::Classic, channel, payload);
+    }
+
+    /// Publishes on a shard channel (`SPUBLISH`), in call order with [`Broker::publish`].
+    pub(crate) fn spublish(&self, channel: String, payload: Bytes) {
+        self.enqueue(Publish::Shard, channel, payload);
+    }
+
+    fn enqueue(&self, kind: Publish, channel: String, payload: Bytes) {
+        match self.publish.try_send((kind, channel, payload)) {
             Ok(()) => {
                 self.overflowing.store(false, Ordering::Relaxed);
             }
@@ -576,22 +734,40 @@ impl Broker {
         }
     }
 
-    /// `PUBSUB NUMSUB channel`: how many connections listen (one per node).
-    pub(crate) async fn numsub(&self, channel: &str) -> Result<usize, ClusterError> {
+    /// `PUBSUB NUMSUB channel` (`SHARDNUMSUB` for `Publish::Shard`): how many
+    /// connections listen (one per node), summed over a cluster's nodes.
+    pub(crate) async fn numsub(&self, kind: Publish, channel: &str) -> Result<usize, ClusterError> {
         let mut conn = self.conn();
-        let reply: (String, usize) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
+        let reply: redis::Value = redis::cmd("PUBSUB")
+            .arg(match kind {
+                Publish::Classic => "NUMSUB",
+                Publish::Shard => "SHARDNUMSUB",
+            })
             .arg(channel)
             .query_async(&mut conn)
             .await
             .map_err(|e| ClusterError::Redis(e.to_string()))?;
-        Ok(reply.1)
+        Ok(usize::try_from(count_reply(&reply)).unwrap_or(0))
+    }
+
+    /// How many connections listen on a [`Broker::route`]d channel.
+    pub(crate) async fn route_listeners(&self, channel: &str) -> Result<usize, ClusterError> {
+        let kind = if self.own_sharded {
+            Publish::Shard
+        } else {
+            Publish::Classic
+        };
+        self.numsub(kind, channel).await
     }
 
     /// How many nodes serve a namespace, as an adapter reports it: the listeners of
     /// `channel`, one that every node serving the namespace subscribes to.
-    pub(crate) async fn server_count(&self, channel: &str) -> Result<usize, AdapterError> {
-        self.numsub(channel)
+    pub(crate) async fn server_count(
+        &self,
+        kind: Publish,
+        channel: &str,
+    ) -> Result<usize, AdapterError> {
+        self.numsub(kind, channel)
             .await
             .map_err(|e| AdapterError::Unavailable(e.to_string()))
     }
@@ -615,7 +791,10 @@ async fn subscriber(
             return;
         }
         moved.borrow_and_update();
-        match target.client().get_async_pubsub().await {
+        let Some(client) = target.current().client else {
+            return;
+        };
+        match client.get_async_pubsub().await {
             Ok(pubsub) => {
                 let (mut sink, mut stream) = pubsub.split();
                 let mut ok = true;
@@ -691,6 +870,221 @@ async fn subscriber(
     }
 }
 
+/// A subscriber connection with RESP3 pushes: to one server, or to a Redis Cluster.
+enum PushConn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl PushConn {
+    /// Connects, with pushes (messages, and `Disconnection` when a connection drops)
+    /// going to `push`.
+    async fn open(
+        target: &Target,
+        push: mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> redis::RedisResult<PushConn> {
+        if let Some(url) = &target.cluster {
+            let client = url
+                .client(&target.config, Duration::from_secs(5), Some(push))
+                .map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "cluster client",
+                        e.to_string(),
+                    ))
+                })?;
+            return Ok(PushConn::Cluster(client.get_async_connection().await?));
+        }
+        let Some(client) = target.current().client else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "no server",
+            )));
+        };
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_push_sender(push);
+        Ok(PushConn::Single(
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?,
+        ))
+    }
+
+    /// Sends one subscription change; false when it failed.
+    async fn apply(&mut self, change: Change, sub: &Sub) -> bool {
+        let result = match self {
+            PushConn::Cluster(c) => match (change, sub) {
+                (Change::Subscribe, Sub::Channel(ch)) => c.subscribe(ch).await,
+                (Change::Subscribe, Sub::Pattern(p)) => c.psubscribe(p).await,
+                (Change::Subscribe, Sub::Shard(ch)) => c.ssubscribe(ch).await,
+                (Change::Unsubscribe, Sub::Channel(ch)) => c.unsubscribe(ch).await,
+                (Change::Unsubscribe, Sub::Pattern(p)) => c.punsubscribe(p).await,
+                (Change::Unsubscribe, Sub::Shard(ch)) => c.sunsubscribe(ch).await,
+            },
+            PushConn::Single(c) => match (change, sub) {
+                (Change::Subscribe, Sub::Channel(ch)) => c.subscribe(ch).await,
+                (Change::Subscribe, Sub::Pattern(p)) => c.psubscribe(p).await,
+                (Change::Unsubscribe, Sub::Channel(ch)) => c.unsubscribe(ch).await,
+                (Change::Unsubscribe, Sub::Pattern(p)) => c.punsubscribe(p).await,
+                // The connection has no method for these; a single channel is
+                // confirmed by one push, which it takes as the reply.
+                (Change::Subscribe, Sub::Shard(ch)) => {
+                    redis::cmd("SSUBSCRIBE").arg(ch).exec_async(c).await
+                }
+                (Change::Unsubscribe, Sub::Shard(ch)) => {
+                    redis::cmd("SUNSUBSCRIBE").arg(ch).exec_async(c).await
+                }
+            },
+        };
+        if let Err(err) = &result {
+            tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
+        }
+        result.is_ok()
+    }
+}
+
+/// The bytes of a string reply.
+fn bytes_of(v: &redis::Value) -> Option<&[u8]> {
+    match v {
+        redis::Value::BulkString(b) => Some(b.as_slice()),
+        redis::Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// A pushed message as `(channel, payload)`; `None` for other pushes.
+fn pushed_message(push: &redis::PushInfo) -> Option<(&[u8], &[u8])> {
+    let bytes = bytes_of;
+    match push.kind {
+        redis::PushKind::Message | redis::PushKind::SMessage => {
+            Some((bytes(push.data.first()?)?, bytes(push.data.get(1)?)?))
+        }
+        redis::PushKind::PMessage => Some((bytes(push.data.get(1)?)?, bytes(push.data.get(2)?)?)),
+        _ => None,
+    }
+}
+
+/// The subscriber on RESP3 pushes (a Redis Cluster, or shard channels): like
+/// [`subscriber`], but any dropped connection (a master killed, a failover) makes the
+/// whole connection again, from the cluster's current slot map, and subscribes again
+/// to everything held; subscriptions a failover left on a dead master are not waited
+/// for.
+async fn push_subscriber(
+    target: Arc<Target>,
+    mut subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
+    on_message: MessageHandler,
+    link: Link,
+    shutdown: Shutdown,
+) {
+    let health = link.health.clone();
+    let mut subs = Subscriptions::default();
+    let mut backoff = MIN_BACKOFF;
+    let mut connected_once = false;
+    let mut moved = target.moved();
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        moved.borrow_and_update();
+        let (push_tx, mut push_rx) = mpsc::unbounded_channel();
+        match PushConn::open(&target, push_tx).await {
+            Ok(mut conn) => {
+                while let Ok((change, sub)) = subs_rx.try_recv() {
+                    subs.record(change, &sub);
+                }
+                let mut ok = true;
+                let held: Vec<Sub> = subs.held().cloned().collect();
+                for sub in &held {
+                    ok &= conn.apply(Change::Subscribe, sub).await;
+                    if !ok {
+                        break;
+                    }
+                }
+                if ok {
+                    if connected_once {
+                        health.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("redis subscriber reconnected and resubscribed");
+                    }
+                    connected_once = true;
+                    backoff = MIN_BACKOFF;
+                    link.set(true);
+                    loop {
+                        tokio::select! {
+                            () = shutdown.wait() => {
+                                link.set(false);
+                                return;
+                            }
+                            _ = moved.changed() => break,
+                            change = subs_rx.recv() => match change {
+                                Some((change, sub)) => {
+                                    if subs.record(change, &sub) && !conn.apply(change, &sub).await {
+                                        break;
+                                    }
+                                }
+                                None => return,
+                            },
+                            push = push_rx.recv() => match push {
+                                Some(push) if push.kind == redis::PushKind::Disconnection => break,
+                                Some(push) => {
+                                    if let Some((channel, payload)) = pushed_message(&push) {
+                                        health.received.fetch_add(1, Ordering::Relaxed);
+                                        on_message(
+                                            &String::from_utf8_lossy(channel),
+                                            Bytes::copy_from_slice(payload),
+                                        );
+                                    }
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                }
+                link.set(false);
+                tracing::warn!("redis subscriber connection lost; reconnecting");
+            }
+            Err(err) => {
+                link.set(false);
+                match classify(&err) {
+                    ClusterError::Auth(why) => tracing::error!(
+                        error = why,
+                        retry_in = ?backoff,
+                        "redis refused the credentials of cluster.redis_url"
+                    ),
+                    _ => tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable"),
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(jitter(backoff)) => {}
+            _ = moved.changed() => backoff = MIN_BACKOFF,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF / 5);
+    }
+}
+
+/// The count in a `PUBSUB NUMSUB`/`SHARDNUMSUB` reply for one channel, whatever its
+/// shape (`[channel, n]`, a map, or a cluster's replies combined): every integer in it
+/// is a count, channel names are strings.
+fn count_reply(reply: &redis::Value) -> i64 {
+    match reply {
+        redis::Value::Int(n) => *n,
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().map(count_reply).sum()
+        }
+        redis::Value::Map(pairs) => pairs.iter().map(|(_, v)| count_reply(v)).sum(),
+        _ => 0,
+    }
+}
+
 /// The subscriber connection's state, in [`Health`] and as changes to watch.
 struct Link {
     health: Arc<Health>,
@@ -715,6 +1109,8 @@ async fn apply(sink: &mut redis::aio::PubSubSink, change: Change, sub: &Sub) -> 
         (Change::Subscribe, Sub::Pattern(p)) => sink.psubscribe(p).await,
         (Change::Unsubscribe, Sub::Channel(c)) => sink.unsubscribe(c).await,
         (Change::Unsubscribe, Sub::Pattern(p)) => sink.punsubscribe(p).await,
+        // Never held here: shard channels go to the push subscriber.
+        (_, Sub::Shard(_)) => Ok(()),
     };
     if let Err(err) = &result {
         tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
@@ -725,21 +1121,23 @@ async fn apply(sink: &mut redis::aio::PubSubSink, change: Change, sub: &Sub) -> 
 /// Sends publishes in order, pipelining whatever has queued up.
 async fn publisher(
     target: Arc<Target>,
-    mut rx: mpsc::Receiver<(String, Bytes)>,
+    mut rx: mpsc::Receiver<(Publish, String, Bytes)>,
     health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let mut conn = target.conn();
-        let mut pipe = redis::pipe();
-        for (channel, payload) in &batch {
-            pipe.cmd("PUBLISH")
+        let conn = target.conn();
+        let mut pipes = SlotPipes::new(target.is_cluster());
+        for (kind, channel, payload) in &batch {
+            pipes
+                .pipe(channel.as_bytes())
+                .cmd(kind.command())
                 .arg(channel)
                 .arg(payload.as_ref())
                 .ignore();
         }
-        match pipe.query_async::<()>(&mut conn).await {
-            Ok(()) => {
+        match pipes.query(&conn).await {
+            Ok(_) => {
                 health
                     .published
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -2,14 +2,13 @@
 //! formats: sending this node's broadcasts with acks, and answering another node's
 //! server-side emit. Each adapter only says how its messages are built and encoded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 use switchboard_engine::adapter::{AckReport, AckSink, BroadcastOptions, ServerAck};
 
-use crate::broker::Broker;
+use crate::broker::Reply;
 use crate::requests::{Requests, relay_acks};
 
 /// Sends one of this node's broadcasts with acks to the other nodes: registers
@@ -31,11 +30,10 @@ pub(crate) fn request_acks(
 }
 
 /// The callback that answers another node's server-side emit with an ack: publishes
-/// the answer, encoded by `encode` in the adapter's format, to `reply_to`.
+/// the answer, encoded by `encode` in the adapter's format, to `reply`.
 pub(crate) fn server_ack(
-    broker: Arc<Broker>,
-    reply_to: String,
+    reply: Reply,
     encode: impl FnOnce(Value) -> Vec<u8> + Send + 'static,
 ) -> ServerAck {
-    Box::new(move |answer: Value| broker.publish(reply_to, Bytes::from(encode(answer))))
+    Box::new(move |answer: Value| reply.send(Bytes::from(encode(answer))))
 }

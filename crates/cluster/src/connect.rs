@@ -65,6 +65,11 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string());
     }
+    if crate::redis_cluster::is_cluster_url(url) {
+        return crate::redis_cluster::ClusterUrl::parse(url)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+    }
     redis::Client::open(url)
         .map(|_| ())
         .map_err(|e| format!("`{}` is not a Redis URL: {e}", redact_url(url)))
@@ -75,6 +80,7 @@ pub fn is_tls_url(url: &str) -> bool {
     url.starts_with("rediss://")
         || url.starts_with("valkeys://")
         || url.starts_with("rediss+sentinel://")
+        || url.starts_with("rediss+cluster://")
 }
 
 /// Checks a CA file for `redis_ca_file`: readable, and holding at least one PEM
@@ -104,16 +110,21 @@ pub(crate) fn client_for_url(
         }
         return redis::Client::open(url).map_err(bad_url);
     }
+    redis::Client::build_with_tls(url, certificates(config)?).map_err(bad_url)
+}
+
+/// The certificates a TLS connection trusts: the system's roots plus the configured
+/// CA file's.
+pub(crate) fn certificates(config: &ClusterConfig) -> Result<redis::TlsCertificates, ClusterError> {
     let mut roots = system_roots();
     if let Some(path) = &config.redis_ca_file {
         roots.extend_from_slice(&read_ca_file(path)?);
     }
-    let certificates = redis::TlsCertificates {
+    Ok(redis::TlsCertificates {
         client_tls: None,
         // Redis takes these instead of the system's roots, hence both.
         root_cert: Some(roots),
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(bad_url)
+    })
 }
 
 /// The CA file's contents, checked to hold at least one PEM certificate.
@@ -165,6 +176,19 @@ pub(crate) fn classify(err: &redis::RedisError) -> ClusterError {
 /// credentials and the TLS settings work. The node itself never needs this (it
 /// connects lazily and retries); it is for tests and tools that want a clear answer.
 pub async fn ping(config: &ClusterConfig) -> Result<(), ClusterError> {
+    if crate::redis_cluster::is_cluster_url(&config.redis_url) {
+        let url = crate::redis_cluster::ClusterUrl::parse(&config.redis_url)?;
+        let client = url.client(config, std::time::Duration::from_secs(2), None)?;
+        let mut conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| classify(&e))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| classify(&e))?;
+        return Ok(());
+    }
     let client = if crate::sentinel::is_sentinel_url(&config.redis_url) {
         let url = crate::sentinel::SentinelUrl::parse(&config.redis_url)?;
         let address = url.resolve(|u| client_for_url(config, u)).await?;

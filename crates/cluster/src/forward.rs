@@ -439,7 +439,10 @@ async fn watch_owners(forwarder: Weak<RedisForwarder>, shutdown: Shutdown) {
         };
         let mut absent = HashSet::new();
         for owner in me.awaited_owners() {
-            let listening = me.broker.numsub(&channel(&me.key_prefix, &owner)).await;
+            let listening = me
+                .broker
+                .route_listeners(&channel(&me.key_prefix, &owner))
+                .await;
             if matches!(listening, Ok(0)) {
                 absent.insert(owner);
             }

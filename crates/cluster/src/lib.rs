@@ -53,8 +53,10 @@ mod connect;
 mod convert;
 mod forward;
 mod pubsub;
+mod redis_cluster;
 mod requests;
 mod sentinel;
+mod sharded;
 mod streams;
 
 use std::path::PathBuf;
@@ -79,6 +81,10 @@ pub enum AdapterKind {
     Redis,
     /// Redis Streams, wire-compatible with `@socket.io/redis-streams-adapter` 0.3.
     RedisStreams,
+    /// Sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7), wire-compatible with
+    /// `@socket.io/redis-adapter` 8.x's `createShardedAdapter`: for a Redis Cluster,
+    /// where classic pub/sub sends every message to every node of the cluster.
+    RedisSharded,
 }
 
 impl AdapterKind {
@@ -88,6 +94,7 @@ impl AdapterKind {
             AdapterKind::Memory => "memory",
             AdapterKind::Redis => "redis",
             AdapterKind::RedisStreams => "redis-streams",
+            AdapterKind::RedisSharded => "redis-sharded",
         }
     }
 }
@@ -99,8 +106,48 @@ impl std::str::FromStr for AdapterKind {
             "memory" => Ok(AdapterKind::Memory),
             "redis" => Ok(AdapterKind::Redis),
             "redis-streams" => Ok(AdapterKind::RedisStreams),
+            "redis-sharded" => Ok(AdapterKind::RedisSharded),
             other => Err(format!(
-                "unknown adapter {other:?} (expected memory, redis or redis-streams)"
+                "unknown adapter {other:?} (expected memory, redis, redis-streams or redis-sharded)"
+            )),
+        }
+    }
+}
+
+/// Which channels the `redis-sharded` adapter publishes on (`subscriptionMode` of
+/// `createShardedAdapter`; every node of a cluster must use the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscriptionMode {
+    /// Two channels per namespace: every node hears every broadcast.
+    Static,
+    /// Also one channel per public room, subscribed by the nodes where the room has
+    /// members: a broadcast to one room reaches only those nodes (the default).
+    #[default]
+    Dynamic,
+    /// Like `Dynamic`, and one channel per socket's own room too (1:1 messages).
+    DynamicPrivate,
+}
+
+impl SubscriptionMode {
+    /// The name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionMode::Static => "static",
+            SubscriptionMode::Dynamic => "dynamic",
+            SubscriptionMode::DynamicPrivate => "dynamic-private",
+        }
+    }
+}
+
+impl std::str::FromStr for SubscriptionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "static" => Ok(SubscriptionMode::Static),
+            "dynamic" => Ok(SubscriptionMode::Dynamic),
+            "dynamic-private" => Ok(SubscriptionMode::DynamicPrivate),
+            other => Err(format!(
+                "unknown subscription mode {other:?} (expected static, dynamic or dynamic-private)"
             )),
         }
     }
@@ -111,7 +158,8 @@ impl std::str::FromStr for AdapterKind {
 pub struct ClusterConfig {
     /// The adapter.
     pub adapter: AdapterKind,
-    /// `redis://[user][:password@]host[:port][/db]`, `rediss://…` for TLS.
+    /// `redis://[user][:password@]host[:port][/db]`, `rediss://…` for TLS;
+    /// `redis+sentinel://…` for Sentinels, `redis+cluster://…` for a Redis Cluster.
     pub redis_url: String,
     /// Extra CA certificates (PEM) trusted for a `rediss://` URL, besides the system's.
     pub redis_ca_file: Option<PathBuf>,
@@ -134,6 +182,8 @@ pub struct ClusterConfig {
     /// written and is acknowledged; 0 (the default) does not wait. With Sentinel, 1
     /// keeps a failover from losing an acknowledged event.
     pub replicas_to_ack: usize,
+    /// `redis-sharded`: which channels broadcasts go to.
+    pub subscription_mode: SubscriptionMode,
 }
 
 impl Default for ClusterConfig {
@@ -149,6 +199,7 @@ impl Default for ClusterConfig {
             session_key_prefix: "sio:session:".to_owned(),
             request_timeout: Duration::from_secs(5),
             replicas_to_ack: 0,
+            subscription_mode: SubscriptionMode::Dynamic,
         }
     }
 }
@@ -166,6 +217,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("session_key_prefix", &self.session_key_prefix)
             .field("request_timeout", &self.request_timeout)
             .field("replicas_to_ack", &self.replicas_to_ack)
+            .field("subscription_mode", &self.subscription_mode)
             .finish()
     }
 }
@@ -288,6 +340,19 @@ impl Cluster {
             }),
             AdapterKind::Redis => {
                 let node = pubsub::PubSubNode::start(config, shutdown.clone())?;
+                Ok(Cluster {
+                    factory: node.factory(),
+                    health: Some(node.health().clone()),
+                    node: Some(node),
+                    key_prefix: config.key_prefix.clone(),
+                    kind: config.adapter,
+                    secret: secret.clone(),
+                    tag: new_tag(),
+                    shutdown,
+                })
+            }
+            AdapterKind::RedisSharded => {
+                let node = sharded::ShardedNode::start(config, shutdown.clone())?;
                 Ok(Cluster {
                     factory: node.factory(),
                     health: Some(node.health().clone()),

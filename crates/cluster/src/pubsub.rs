@@ -31,7 +31,7 @@ use switchboard_protocol::cluster::redis_adapter::{
 };
 use switchboard_protocol::socketio::Packet;
 
-use crate::broker::{Broker, Health, Sub, handler_of};
+use crate::broker::{Broker, Health, Publish, Reply, Sub, handler_of};
 use crate::common::{request_acks, server_ack};
 use crate::convert::{
     self, ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info,
@@ -110,6 +110,15 @@ impl PubSubNode {
                 index: MemoryAdapter::default(),
             }) as Arc<dyn Adapter>
         })
+    }
+
+    /// Answers to a request go to `channel` over classic pub/sub.
+    fn reply(&self, channel: String) -> Reply {
+        Reply {
+            broker: self.broker().clone(),
+            channel,
+            kind: Publish::Classic,
+        }
     }
 
     fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
@@ -273,7 +282,7 @@ impl PubSubNode {
             RequestBody::ServerSideEmit { request_id, data } if !from_self => {
                 let ack = request_id.map(|request_id| {
                     let reply_to = channels.response().to_owned();
-                    server_ack(self.broker().clone(), reply_to, move |answer| {
+                    server_ack(self.reply(reply_to), move |answer| {
                         Response::ServerSideEmit {
                             request_id,
                             data: Some(to_wire(&answer)),
@@ -299,8 +308,7 @@ impl PubSubNode {
                     &ns,
                     packet,
                     engine_opts(&opts),
-                    self.broker().clone(),
-                    channels.response().to_owned(),
+                    self.reply(channels.response().to_owned()),
                     move |report| {
                         let request_id = request_id.clone();
                         match report {
@@ -366,7 +374,10 @@ impl PubSubNode {
         build: impl FnOnce(String) -> Request,
         timeout: Duration,
     ) -> Result<Vec<Response>, AdapterError> {
-        let servers = self.broker().server_count(channels.request()).await?;
+        let servers = self
+            .broker()
+            .server_count(Publish::Classic, channels.request())
+            .await?;
         if servers <= 1 {
             return Ok(Vec::new());
         }
@@ -604,7 +615,11 @@ impl Adapter for PubSubAdapter {
     }
 
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        Box::pin(self.node.broker().server_count(self.channels.request()))
+        Box::pin(
+            self.node
+                .broker()
+                .server_count(Publish::Classic, self.channels.request()),
+        )
     }
 }
 

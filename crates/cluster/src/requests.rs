@@ -11,7 +11,7 @@ use switchboard_engine::sio::Namespace;
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::mpsc;
 
-use crate::broker::Broker;
+use crate::broker::Reply;
 
 /// Requests in flight, by id, each with the sender its answers go to.
 #[derive(Debug)]
@@ -99,13 +99,12 @@ pub(crate) async fn collect<R>(
 
 /// This node's half of another node's broadcast with acks: delivers it to the local
 /// targets and publishes each report (client count, then one per answer) to
-/// `reply_to`, encoded by `encode` in the adapter's format.
+/// `reply`, encoded by `encode` in the adapter's format.
 pub(crate) fn answer_broadcast_with_ack(
     ns: &Namespace,
     packet: Packet,
     mut opts: BroadcastOptions,
-    broker: Arc<Broker>,
-    reply_to: String,
+    reply: Reply,
     encode: impl Fn(AckReport) -> Vec<u8> + Send + 'static,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -113,7 +112,7 @@ pub(crate) fn answer_broadcast_with_ack(
     ns.broadcast_with_ack_local(packet, &opts, tx);
     tokio::spawn(async move {
         while let Some(report) = rx.recv().await {
-            broker.publish(reply_to.clone(), Bytes::from(encode(report)));
+            reply.send(Bytes::from(encode(report)));
         }
     });
 }

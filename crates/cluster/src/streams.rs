@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use serde_json::Value;
 use switchboard_engine::Shutdown;
@@ -40,12 +39,15 @@ use switchboard_protocol::cluster::streams::{
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{Broker, Health, OwnConn, Sub, Target, handler_of, jitter};
+use crate::broker::{
+    Broker, Conn, Health, OwnConn, Publish, Reply, Sub, Target, handler_of, jitter,
+};
 use crate::common::{request_acks, server_ack};
 use crate::convert::{
     ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
     to_json, to_wire, wire_opts,
 };
+use crate::redis_cluster::SlotPipes;
 use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
@@ -287,6 +289,15 @@ impl StreamsNode {
             .publish(channel, Bytes::from(message.encode_pubsub()));
     }
 
+    /// Answers to a request go to `channel` over classic pub/sub.
+    fn reply(&self, channel: String) -> Reply {
+        Reply {
+            broker: self.broker().clone(),
+            channel,
+            kind: Publish::Classic,
+        }
+    }
+
     fn message(&self, nsp: &str, body: MessageBody) -> ClusterMessage {
         ClusterMessage {
             uid: self.uid.clone(),
@@ -355,8 +366,7 @@ impl StreamsNode {
                     &ns,
                     packet,
                     engine_opts(&opts),
-                    self.broker().clone(),
-                    reply_to,
+                    self.reply(reply_to.clone()),
                     move |report| {
                         let request_id = request_id.clone();
                         let body = match report {
@@ -392,7 +402,7 @@ impl StreamsNode {
             MessageBody::ServerSideEmit { request_id, packet } => {
                 let ack = request_id.map(|request_id| {
                     let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                    server_ack(self.broker().clone(), reply_to, move |v| {
+                    server_ack(self.reply(reply_to), move |v| {
                         ClusterMessage {
                             uid,
                             nsp,
@@ -439,7 +449,7 @@ impl StreamsNode {
         body: impl FnOnce(String) -> MessageBody,
         timeout: Duration,
     ) -> Result<Vec<Answer>, AdapterError> {
-        let servers = self.broker().server_count(public).await?;
+        let servers = self.broker().server_count(Publish::Classic, public).await?;
         if servers <= 1 {
             return Ok(Vec::new());
         }
@@ -737,7 +747,7 @@ const CLAIM_TTL: Duration = Duration::from_secs(30);
 /// Claims the session at `key` for the take `token` (see [`CLAIM_SESSION`]): the
 /// stored session and the epoch of this take.
 async fn claim_session(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     key: &str,
     token: &str,
 ) -> redis::RedisResult<Option<(String, u64)>> {
@@ -789,17 +799,20 @@ impl WriteTarget {
         }
     }
 
-    /// Adds `batch` to `pipe`: each run of consecutive entries as one [`APPEND_ONCE`]
+    /// The commands of `batch`: each run of consecutive entries as one [`APPEND_ONCE`]
     /// call with a number of its own, session writes (idempotent) as they are. The
     /// numbers are assigned once per batch, so a retry of the same batch reuses them.
-    fn pipeline(&self, batch: &[Write], first_run: u64) -> (redis::Pipeline, u64) {
-        let mut pipe = redis::pipe();
+    /// On a Redis Cluster, one pipeline per slot: the stream's (its marker shares the
+    /// slot), and each session's (its epoch and claims share the session key's).
+    fn pipeline(&self, batch: &[Write], first_run: u64, cluster: bool) -> (SlotPipes, u64) {
+        let mut pipes = SlotPipes::new(cluster);
         let mut run = first_run;
         let mut i = 0;
         while i < batch.len() {
             match &batch[i] {
                 Write::Entry(..) => {
-                    let cmd = pipe
+                    let cmd = pipes
+                        .pipe(self.stream.as_bytes())
                         .cmd("EVAL")
                         .arg(APPEND_ONCE)
                         .arg(2)
@@ -824,7 +837,9 @@ impl WriteTarget {
                     ttl,
                     epoch,
                 } => {
-                    pipe.cmd("EVAL")
+                    pipes
+                        .pipe(key.as_bytes())
+                        .cmd("EVAL")
                         .arg(SAVE_SESSION)
                         .arg(2)
                         .arg(key)
@@ -836,7 +851,9 @@ impl WriteTarget {
                     i += 1;
                 }
                 Write::Forget { key, epoch } => {
-                    pipe.cmd("EVAL")
+                    pipes
+                        .pipe(key.as_bytes())
+                        .cmd("EVAL")
                         .arg(FORGET_SESSION)
                         .arg(2)
                         .arg(key)
@@ -847,26 +864,29 @@ impl WriteTarget {
                 }
             }
         }
-        (pipe, run)
+        (pipes, run)
     }
 
     /// Sends `batch` once (no retry); on success the run numbers it used are spent.
     /// Sending the same batch again after an error applies none of its entries twice.
-    async fn send(
-        &mut self,
-        conn: &mut ConnectionManager,
-        batch: &[Write],
-    ) -> redis::RedisResult<()> {
-        let (mut pipe, next) = self.pipeline(batch, self.next_run);
+    async fn send(&mut self, conn: &Conn, batch: &[Write]) -> redis::RedisResult<()> {
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let (mut pipes, next) = self.pipeline(batch, self.next_run, cluster);
         let entries = batch.iter().any(|w| matches!(w, Write::Entry(..)));
         if self.replicas_to_ack > 0 && entries {
             // Sent again if too few replicas have it: the entries are appended at most
             // once on this master (the marker), and once on a promoted replica that
-            // lacked them.
-            pipe.cmd("WAIT")
+            // lacked them. In the stream's pipeline: on a cluster, its master's replicas.
+            pipes
+                .pipe(self.stream.as_bytes())
+                .cmd("WAIT")
                 .arg(self.replicas_to_ack)
                 .arg(u64::try_from(REPLICA_WAIT.as_millis()).unwrap_or(1000));
-            let (acked,): (usize,) = pipe.query_async(conn).await?;
+            let replies = pipes.query(conn).await?;
+            let acked: usize = match replies.first() {
+                Some(reply) => redis::FromRedisValue::from_redis_value_ref(reply)?,
+                None => 0,
+            };
             if acked < self.replicas_to_ack {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
@@ -875,7 +895,7 @@ impl WriteTarget {
                 )));
             }
         } else {
-            pipe.query_async::<()>(conn).await?;
+            pipes.query(conn).await?;
         }
         self.next_run = next;
         Ok(())
@@ -1334,7 +1354,11 @@ impl Adapter for StreamsAdapter {
     }
 
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        Box::pin(self.node.broker().server_count(&self.public))
+        Box::pin(
+            self.node
+                .broker()
+                .server_count(Publish::Classic, &self.public),
+        )
     }
 
     fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
@@ -1344,16 +1368,17 @@ impl Adapter for StreamsAdapter {
 
 #[cfg(test)]
 mod tests {
+    use redis::aio::ConnectionManager;
     use switchboard_test_support::RedisServer;
 
     use super::*;
 
     /// A throwaway `redis-server` and a connection to it over its unix socket.
-    async fn start_redis() -> (RedisServer, ConnectionManager) {
+    async fn start_redis() -> (RedisServer, Conn) {
         let redis = RedisServer::start().await;
         let client = redis::Client::open(redis.unix_url()).expect("url");
         let conn = ConnectionManager::new(client).await.expect("a connection");
-        (redis, conn)
+        (redis, Conn::Single(conn))
     }
 
     fn entry(n: u8) -> Write {
@@ -1367,7 +1392,7 @@ mod tests {
         )
     }
 
-    async fn entries(conn: &mut ConnectionManager) -> Vec<String> {
+    async fn entries(conn: &mut Conn) -> Vec<String> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg("socket.io")
             .arg("-")
@@ -1405,24 +1430,18 @@ mod tests {
             entry(3),
         ];
         let first_run = target.next_run;
-        target.send(&mut conn, &batch).await.expect("first send");
+        target.send(&conn, &batch).await.expect("first send");
         assert_eq!(target.next_run, first_run + 2, "two runs of entries");
         // The retry a lost reply causes: the same batch with the same run numbers.
         target.next_run = first_run;
-        target.send(&mut conn, &batch).await.expect("second send");
+        target.send(&conn, &batch).await.expect("second send");
         assert_eq!(entries(&mut conn).await, ["n1", "n2", "n3"]);
 
-        target
-            .send(&mut conn, &[entry(4)])
-            .await
-            .expect("next batch");
+        target.send(&conn, &[entry(4)]).await.expect("next batch");
         assert_eq!(entries(&mut conn).await, ["n1", "n2", "n3", "n4"]);
         // Another node's runs are numbered on their own marker.
         let mut other = WriteTarget::new(&ClusterConfig::default(), "node-b");
-        other
-            .send(&mut conn, &[entry(5)])
-            .await
-            .expect("other node");
+        other.send(&conn, &[entry(5)]).await.expect("other node");
         assert_eq!(entries(&mut conn).await, ["n1", "n2", "n3", "n4", "n5"]);
         let session: String = redis::cmd("GET")
             .arg("sio:session:x")
@@ -1476,20 +1495,20 @@ mod tests {
         let (_redis, mut conn) = start_redis().await;
         let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
         let key = "sio:session:abc";
-        let get = |mut conn: ConnectionManager| async move {
+        let get = |mut conn: Conn| async move {
             redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
                 .await
                 .expect("GET")
         };
         // Never taken: saved as Node saves it (no epoch key).
         target
-            .send(&mut conn, &[save(key, "first", 0)])
+            .send(&conn, &[save(key, "first", 0)])
             .await
             .expect("save");
         let taken = claim_session(&mut conn, key, "t1").await.expect("claim");
         assert_eq!(taken, Some(("first".to_owned(), 1)));
         target
-            .send(&mut conn, &[save(key, "resumed", 1)])
+            .send(&conn, &[save(key, "resumed", 1)])
             .await
             .expect("save");
 
@@ -1501,7 +1520,7 @@ mod tests {
                 epoch: 0,
             },
         ];
-        target.send(&mut conn, &stale).await.expect("stale writes");
+        target.send(&conn, &stale).await.expect("stale writes");
         assert_eq!(get(conn.clone()).await.as_deref(), Some("resumed"));
 
         let again = claim_session(&mut conn, key, "t2").await.expect("claim");
@@ -1511,17 +1530,17 @@ mod tests {
             "a later take, a later epoch"
         );
         target
-            .send(&mut conn, &[save(key, "third", 2)])
+            .send(&conn, &[save(key, "third", 2)])
             .await
             .expect("save");
         target
-            .send(&mut conn, &[save(key, "second", 1)])
+            .send(&conn, &[save(key, "second", 1)])
             .await
             .expect("save");
         assert_eq!(get(conn.clone()).await.as_deref(), Some("third"));
         target
             .send(
-                &mut conn,
+                &conn,
                 &[Write::Forget {
                     key: key.into(),
                     epoch: 2,
@@ -1549,12 +1568,14 @@ mod tests {
         let redis = RedisServer::start().await;
         let client = redis::Client::open(redis.unix_url()).expect("url");
         // Answers may take the whole `WAIT`.
-        let mut conn = ConnectionManager::new_with_config(
-            client,
-            crate::broker::manager_config(WRITER_TIMEOUT),
-        )
-        .await
-        .expect("a connection");
+        let mut conn = Conn::Single(
+            ConnectionManager::new_with_config(
+                client,
+                crate::broker::manager_config(WRITER_TIMEOUT),
+            )
+            .await
+            .expect("a connection"),
+        );
         let config = ClusterConfig {
             replicas_to_ack: 1,
             ..ClusterConfig::default()
@@ -1562,10 +1583,10 @@ mod tests {
         let mut target = WriteTarget::new(&config, "node-a");
         let batch = [entry(1)];
         let first_run = target.next_run;
-        let err = target.send(&mut conn, &batch).await.err();
+        let err = target.send(&conn, &batch).await.err();
         assert!(err.is_some(), "no replica: not written yet");
         assert_eq!(target.next_run, first_run, "the run number is not spent");
-        assert!(target.send(&mut conn, &batch).await.is_err());
+        assert!(target.send(&conn, &batch).await.is_err());
         assert_eq!(entries(&mut conn).await, ["n1"], "appended once");
     }
 
@@ -1589,10 +1610,10 @@ mod tests {
         let (_redis, mut conn) = start_redis().await;
         let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
         target
-            .send(&mut conn, &[entry(1), entry(2)])
+            .send(&conn, &[entry(1), entry(2)])
             .await
             .expect("send");
-        target.send(&mut conn, &[entry(3)]).await.expect("send");
+        target.send(&conn, &[entry(3)]).await.expect("send");
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg("socket.io")
             .arg("-")

@@ -40,6 +40,10 @@ struct Args {
     /// acknowledged (`cluster.replicas_to_ack`).
     #[arg(long, default_value_t = 0)]
     replicas_to_ack: usize,
+    /// `redis-sharded`: `static`, `dynamic` (default) or `dynamic-private`, as
+    /// `createShardedAdapter`'s `subscriptionMode`.
+    #[arg(long, default_value = "dynamic")]
+    subscription_mode: switchboard_cluster::SubscriptionMode,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,6 +58,7 @@ enum Adapter {
     Memory,
     Redis,
     RedisStreams,
+    RedisSharded,
 }
 
 /// How long to wait for connections to close after a shutdown signal.
@@ -80,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         Adapter::Memory => switchboard_cluster::AdapterKind::Memory,
         Adapter::Redis => switchboard_cluster::AdapterKind::Redis,
         Adapter::RedisStreams => switchboard_cluster::AdapterKind::RedisStreams,
+        Adapter::RedisSharded => switchboard_cluster::AdapterKind::RedisSharded,
     };
     let mut cluster_config = switchboard_cluster::ClusterConfig {
         adapter,
@@ -95,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         cluster_config.redis_url = url.clone();
     }
     cluster_config.replicas_to_ack = args.replicas_to_ack;
+    cluster_config.subscription_mode = args.subscription_mode;
     let cluster = switchboard_cluster::Cluster::start(&cluster_config, signal.clone())?;
     let name = args
         .name

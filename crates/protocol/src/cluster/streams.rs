@@ -25,7 +25,8 @@ use super::{CodecError, RemoteSocket};
 use crate::socketio::Packet;
 
 pub use entry::{
-    DEFAULT_CHANNEL_PREFIX, DEFAULT_STREAM_NAME, private_channel, public_channel, stream_name,
+    DEFAULT_CHANNEL_PREFIX, DEFAULT_STREAM_NAME, looks_like_socket_id, private_channel,
+    public_channel, room_channel, stream_name,
 };
 pub use session::{
     DEFAULT_SESSION_KEY_PREFIX, PersistedSession, session_key, should_include_packet,

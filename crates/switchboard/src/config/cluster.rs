@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterSecret};
+use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterSecret, SubscriptionMode};
 use switchboard_engine::sio::RecoveryConfig;
 use switchboard_settings::duration::{self, HumanDuration};
 
@@ -45,6 +45,7 @@ pub(crate) struct RawCluster {
     pub(crate) session_key_prefix: Option<Field<String>>,
     pub(crate) request_timeout: Option<Field<HumanDuration>>,
     pub(crate) replicas_to_ack: Option<Field<Count>>,
+    pub(crate) subscription_mode: Option<Field<String>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -78,6 +79,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "session_key_prefix",
     "request_timeout",
     "replicas_to_ack",
+    "subscription_mode",
 ];
 /// The keys of `[recovery]`, for [`super::raw::SECTIONS`].
 pub(crate) const RECOVERY_KEYS: &[&str] = &[
@@ -161,6 +163,12 @@ impl Validator<'_> {
             "cluster.replicas_to_ack",
             raw.replicas_to_ack,
             replicas_to_ack,
+        );
+        self.read(
+            &mut k.subscription_mode,
+            "cluster.subscription_mode",
+            raw.subscription_mode,
+            |text: String| text.parse::<SubscriptionMode>(),
         );
         self.cluster_trust(&c.cluster.cluster, secret_written);
     }
@@ -346,6 +354,10 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         ("cluster.session_key_prefix", quote(&k.session_key_prefix)),
         ("cluster.request_timeout", d(k.request_timeout)),
         ("cluster.replicas_to_ack", k.replicas_to_ack.to_string()),
+        (
+            "cluster.subscription_mode",
+            quote(k.subscription_mode.as_str()),
+        ),
         ("recovery.enabled", r.is_some().to_string()),
         (
             "recovery.max_disconnection_duration",

@@ -1,5 +1,6 @@
-//! Cluster messages as stream entry fields and as pub/sub payloads; channel and stream
-//! names.
+//! Cluster messages as stream entry fields and as pub/sub payloads (the streams
+//! adapter's MessagePack, and the sharded Redis adapter's JSON or notepack); channel
+//! and stream names.
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -31,6 +32,18 @@ pub fn public_channel(prefix: &str, nsp: &str) -> String {
 /// The channel responses to node `uid` go to: `socket.io#/nsp#<uid>#`.
 pub fn private_channel(prefix: &str, nsp: &str, uid: &str) -> String {
     format!("{prefix}#{nsp}#{uid}#")
+}
+
+/// The channel of one room in the sharded adapter's dynamic modes:
+/// `socket.io#/nsp#room#`, subscribed by the nodes where the room has members.
+pub fn room_channel(prefix: &str, nsp: &str, room: &str) -> String {
+    format!("{prefix}#{nsp}#{room}#")
+}
+
+/// Whether the sharded adapter takes `room` for a socket's own room when it picks a
+/// channel: 20 characters long, as JavaScript counts them (UTF-16 units).
+pub fn looks_like_socket_id(room: &str) -> bool {
+    room.encode_utf16().count() == 20
 }
 
 /// The stream namespace `nsp` is routed to: `name` itself when `count <= 1`, else
@@ -125,9 +138,39 @@ impl ClusterMessage {
         msgpack::encode_msgpack(&value)
     }
 
+    /// The sharded adapter's payload (`createShardedAdapter` of
+    /// `@socket.io/redis-adapter` 8.x): the whole message `{type, data, uid, nsp}` as
+    /// JSON, or notepack MessagePack when its type may carry binary and does.
+    pub fn encode_sharded(&self) -> Vec<u8> {
+        let kind = self.body.message_type();
+        let data = self.body.data();
+        let binary = kind.may_contain_binary() && data.as_ref().is_some_and(MsgValue::has_binary);
+        let value = ObjBuilder::new()
+            .field("type", i64::from(kind.code()))
+            .opt_field("data", data)
+            .field("uid", self.uid.as_str())
+            .field("nsp", self.nsp.as_str())
+            .build();
+        if binary {
+            msgpack::encode_notepack(&value)
+        } else {
+            stringify(&value).into_bytes()
+        }
+    }
+
+    /// Reads a sharded adapter's payload: JSON when it starts with `{`, MessagePack
+    /// otherwise, as Node reads it.
+    pub fn decode_sharded(msg: &[u8]) -> Result<Self, CodecError> {
+        Self::from_value(read::json_or_msgpack(msg)?)
+    }
+
     /// Reads a pub/sub payload (a request or a response).
     pub fn decode_pubsub(msg: &[u8]) -> Result<Self, CodecError> {
-        let mut value = msgpack::decode(msg)?;
+        Self::from_value(msgpack::decode(msg)?)
+    }
+
+    /// The message a decoded payload holds.
+    fn from_value(mut value: MsgValue) -> Result<Self, CodecError> {
         let obj = Obj::new(&value, "message")?;
         let uid = obj.str("uid")?;
         let nsp = obj.str("nsp")?;
@@ -254,6 +297,40 @@ mod tests {
             ClusterMessage::decode_pubsub(&[0x80]),
             Err(CodecError::Field("uid"))
         );
+    }
+
+    #[test]
+    fn sharded_payloads_are_json_unless_binary() -> Result<(), CodecError> {
+        let text = broadcast(Vec::new());
+        let encoded = text.encode_sharded();
+        assert_eq!(encoded.first(), Some(&b'{'));
+        let json: serde_json::Value =
+            serde_json::from_slice(&encoded).map_err(|_| CodecError::Json)?;
+        assert_eq!(json["type"], 3);
+        assert_eq!(json["uid"], text.uid.as_str());
+        assert_eq!(json["nsp"], text.nsp.as_str());
+        let keys: Vec<&String> = json
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys.len(), 4);
+        assert_eq!(ClusterMessage::decode_sharded(&encoded)?, text);
+        let binary = broadcast(vec![Bytes::from_static(b"\x01\x02")]);
+        let encoded = binary.encode_sharded();
+        assert_ne!(encoded.first(), Some(&b'{'), "notepack");
+        assert_eq!(ClusterMessage::decode_sharded(&encoded)?, binary);
+        assert!(ClusterMessage::decode_sharded(b"").is_err());
+        assert!(ClusterMessage::decode_sharded(b"{\"type\":3}").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn room_channels_and_socket_ids() {
+        assert_eq!(room_channel("socket.io", "/", "news"), "socket.io#/#news#");
+        assert!(looks_like_socket_id("AAAAAAAAAAAAAAAAAAAA"));
+        assert!(!looks_like_socket_id("news"));
+        // 20 UTF-16 units, 40 bytes.
+        assert!(looks_like_socket_id(&"é".repeat(20)));
     }
 
     #[test]

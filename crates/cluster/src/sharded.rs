@@ -1,0 +1,573 @@
+//! The `redis-sharded` adapter: `@socket.io/redis-adapter` 8.x's `createShardedAdapter`
+//! on the wire, for a Redis Cluster (Redis 7 sharded pub/sub; a single Redis 7 works
+//! too).
+//!
+//! Classic pub/sub on a Redis Cluster sends every message to every node of the cluster
+//! over its bus, so adding Redis nodes adds no pub/sub capacity. Shard channels live on
+//! the master of their slot only, and in the dynamic modes a room's broadcasts go to a
+//! channel of their own that only the nodes where the room has members subscribe to.
+//!
+//! - Every node serving namespace `/nsp` `SSUBSCRIBE`s `socket.io#/nsp#` (requests and
+//!   broadcasts to all) and `socket.io#/nsp#<uid>#` (answers to it).
+//! - [`SubscriptionMode::Dynamic`] (the default): a node also subscribes
+//!   `socket.io#/nsp#<room>#` while a public room (not a socket's own) has a member
+//!   here, and a broadcast to exactly one such room, without acks, is `SPUBLISH`ed there.
+//!   `DynamicPrivate` does the same for sockets' own rooms; `Static` never does.
+//! - Messages are `socket.io-adapter`'s `ClusterAdapter` messages (`{type, data, uid,
+//!   nsp}`), JSON unless they carry binary (then notepack), as
+//!   [`ClusterMessage::encode_sharded`] writes them.
+//! - The server count is `PUBSUB SHARDNUMSUB socket.io#/nsp#`.
+//!
+//! Delivery is at most once, as with classic pub/sub: what is published while a
+//! master fails over is lost; recovery stays per node.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use switchboard_engine::Shutdown;
+use switchboard_engine::adapter::{
+    AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
+    MemoryAdapter, Room, SocketInfo,
+};
+use switchboard_engine::sio::Namespace;
+use switchboard_protocol::Sid;
+use switchboard_protocol::cluster::streams::{
+    ClusterMessage, MessageBody, looks_like_socket_id, private_channel, public_channel,
+    room_channel,
+};
+use switchboard_protocol::socketio::Packet;
+
+use crate::broker::{Broker, Health, Publish, Reply, Sub, handler_of};
+use crate::common::{request_acks, server_ack};
+use crate::convert::{
+    ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
+    to_json, to_wire, wire_opts,
+};
+use crate::requests::{Requests, answer_broadcast_with_ack, collect};
+use crate::{ClusterConfig, ClusterError, NodeHandle, SubscriptionMode};
+
+/// Answers to this node's requests.
+#[derive(Debug)]
+enum Answer {
+    Fetched(Vec<SocketInfo>),
+    ServerSide(Value),
+}
+
+/// One node's membership of a `redis-sharded` cluster.
+pub(crate) struct ShardedNode {
+    uid: String,
+    config: ClusterConfig,
+    broker: OnceLock<Arc<Broker>>,
+    namespaces: RwLock<HashMap<String, Weak<Namespace>>>,
+    requests: Requests<Answer>,
+    acks: Requests<AckReport>,
+}
+
+impl std::fmt::Debug for ShardedNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedNode")
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle for ShardedNode {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+    fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.get()
+    }
+}
+
+impl ShardedNode {
+    pub(crate) fn start(
+        config: &ClusterConfig,
+        shutdown: Shutdown,
+    ) -> Result<Arc<ShardedNode>, ClusterError> {
+        let node = Arc::new(ShardedNode {
+            // `ClusterAdapter`'s uid: 8 random bytes in hex.
+            uid: format!("{:016x}", rand::random::<u64>()),
+            config: config.clone(),
+            broker: OnceLock::new(),
+            namespaces: RwLock::default(),
+            requests: Requests::default(),
+            acks: Requests::default(),
+        });
+        let on_message = handler_of(&node, |node: &ShardedNode, _channel, payload| {
+            node.on_message(&payload);
+        });
+        let broker = Broker::start(config, on_message, shutdown)?;
+        let _ = node.broker.set(broker);
+        Ok(node)
+    }
+
+    fn broker(&self) -> &Arc<Broker> {
+        self.broker.get().expect("broker set at start")
+    }
+
+    pub(crate) fn health(&self) -> &Arc<Health> {
+        self.broker().health()
+    }
+
+    pub(crate) fn factory(self: &Arc<Self>) -> AdapterFactory {
+        let node = self.clone();
+        Arc::new(move |nsp: &str| {
+            Arc::new(ShardedAdapter {
+                node: node.clone(),
+                nsp: nsp.to_owned(),
+                public: public_channel(&node.config.key_prefix, nsp),
+                private: private_channel(&node.config.key_prefix, nsp, &node.uid),
+                index: MemoryAdapter::default(),
+                room_subs: Mutex::default(),
+            }) as Arc<dyn Adapter>
+        })
+    }
+
+    fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(nsp)
+            .and_then(Weak::upgrade)
+    }
+
+    fn message(&self, nsp: &str, body: MessageBody) -> ClusterMessage {
+        ClusterMessage {
+            uid: self.uid.clone(),
+            nsp: nsp.to_owned(),
+            body,
+        }
+    }
+
+    fn publish(&self, channel: String, message: &ClusterMessage) {
+        self.broker()
+            .spublish(channel, Bytes::from(message.encode_sharded()));
+    }
+
+    /// Answers go to the requester's own channel.
+    fn reply(&self, nsp: &str, requester: &str) -> Reply {
+        Reply {
+            broker: self.broker().clone(),
+            channel: private_channel(&self.config.key_prefix, nsp, requester),
+            kind: Publish::Shard,
+        }
+    }
+
+    /// Every message of every channel this node subscribed to.
+    fn on_message(&self, payload: &[u8]) {
+        let message = match ClusterMessage::decode_sharded(payload) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::debug!(error = %err, "ignoring malformed cluster message");
+                return;
+            }
+        };
+        if message.uid == self.uid {
+            return;
+        }
+        let Some(ns) = self.namespace(&message.nsp) else {
+            return;
+        };
+        match message.body {
+            MessageBody::Broadcast {
+                packet,
+                opts,
+                request_id: None,
+            } if relayable(&packet) => {
+                ns.broadcast_local(packet, &engine_opts(&opts));
+            }
+            MessageBody::Broadcast {
+                packet,
+                opts,
+                request_id: Some(request_id),
+            } if relayable(&packet) => {
+                let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
+                answer_broadcast_with_ack(
+                    &ns,
+                    packet,
+                    engine_opts(&opts),
+                    self.reply(&message.nsp, &message.uid),
+                    move |report| {
+                        let request_id = request_id.clone();
+                        let body = match report {
+                            AckReport::ClientCount(n) => MessageBody::BroadcastClientCount {
+                                request_id,
+                                client_count: n as u64,
+                            },
+                            AckReport::Ack(p) => MessageBody::BroadcastAck {
+                                request_id,
+                                packet: ack_argument(p),
+                            },
+                        };
+                        ClusterMessage {
+                            uid: uid.clone(),
+                            nsp: nsp.clone(),
+                            body,
+                        }
+                        .encode_sharded()
+                    },
+                );
+            }
+            MessageBody::SocketsJoin { opts, rooms: names } => {
+                ns.add_sockets_local(&engine_opts(&opts), &rooms(&names));
+            }
+            MessageBody::SocketsLeave { opts, rooms: names } => {
+                ns.del_sockets_local(&engine_opts(&opts), &rooms(&names));
+            }
+            MessageBody::DisconnectSockets { opts, close } => {
+                ns.disconnect_sockets_local(&engine_opts(&opts), close);
+            }
+            MessageBody::FetchSockets { opts, request_id } => {
+                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
+                let answer = self.message(
+                    &message.nsp,
+                    MessageBody::FetchSocketsResponse {
+                        request_id,
+                        sockets: sockets.into_iter().map(remote_socket).collect(),
+                    },
+                );
+                self.reply(&message.nsp, &message.uid)
+                    .send(Bytes::from(answer.encode_sharded()));
+            }
+            MessageBody::ServerSideEmit { request_id, packet } => {
+                let ack = request_id.map(|request_id| {
+                    let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
+                    server_ack(self.reply(&message.nsp, &message.uid), move |v| {
+                        ClusterMessage {
+                            uid,
+                            nsp,
+                            body: MessageBody::ServerSideEmitResponse {
+                                request_id,
+                                packet: to_wire(&v),
+                            },
+                        }
+                        .encode_sharded()
+                    })
+                });
+                ns.server_side_event(packet.into_iter().map(to_json).collect(), ack);
+            }
+            MessageBody::FetchSocketsResponse {
+                request_id,
+                sockets,
+            } => {
+                let sockets = sockets.into_iter().map(socket_info).collect();
+                self.requests.answer(&request_id, Answer::Fetched(sockets));
+            }
+            MessageBody::ServerSideEmitResponse { request_id, packet } => {
+                self.requests
+                    .answer(&request_id, Answer::ServerSide(to_json(packet)));
+            }
+            MessageBody::BroadcastClientCount {
+                request_id,
+                client_count,
+            } => {
+                self.acks
+                    .answer(&request_id, AckReport::ClientCount(count(client_count)));
+            }
+            MessageBody::BroadcastAck { request_id, packet } => {
+                self.acks
+                    .answer(&request_id, AckReport::Ack(ack_payload(packet)));
+            }
+            _ => {}
+        }
+    }
+
+    /// Publishes a request on `public` and collects one answer per other node.
+    async fn ask(
+        &self,
+        nsp: &str,
+        public: &str,
+        body: impl FnOnce(String) -> MessageBody,
+        timeout: Duration,
+    ) -> Result<Vec<Answer>, AdapterError> {
+        let servers = self.broker().server_count(Publish::Shard, public).await?;
+        if servers <= 1 {
+            return Ok(Vec::new());
+        }
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        let (_registration, mut rx) = self.requests.register(request_id.clone());
+        let message = self.message(nsp, body(request_id));
+        self.publish(public.to_owned(), &message);
+        collect(&mut rx, servers - 1, timeout).await
+    }
+}
+
+/// One namespace's adapter in a `redis-sharded` cluster.
+#[derive(Debug)]
+struct ShardedAdapter {
+    node: Arc<ShardedNode>,
+    nsp: String,
+    public: String,
+    private: String,
+    index: MemoryAdapter,
+    /// The rooms whose own channel this node subscribed to (dynamic modes): exactly
+    /// these are given back when they empty or the namespace closes.
+    room_subs: Mutex<HashSet<Room>>,
+}
+
+impl ShardedAdapter {
+    fn mode(&self) -> SubscriptionMode {
+        self.node.config.subscription_mode
+    }
+
+    /// Whether `room`, created by `sid` joining it, gets a channel of its own: in the
+    /// dynamic mode only a public room, i.e. not a socket's own room (Node: not the id
+    /// of a socket of this node).
+    fn own_channel(&self, room: &str, sid: Sid) -> bool {
+        match self.mode() {
+            SubscriptionMode::Static => false,
+            SubscriptionMode::DynamicPrivate => true,
+            SubscriptionMode::Dynamic => {
+                room != sid.as_str()
+                    && room
+                        .parse::<Sid>()
+                        .map_or(true, |other| self.index.socket_rooms(other).is_empty())
+            }
+        }
+    }
+
+    fn lock_room_subs(&self) -> std::sync::MutexGuard<'_, HashSet<Room>> {
+        self.room_subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn room_sub(&self, room: &str) -> Sub {
+        Sub::Shard(room_channel(&self.node.config.key_prefix, &self.nsp, room))
+    }
+
+    /// Gives back the channels of `emptied` rooms this node subscribed to.
+    fn rooms_emptied(&self, emptied: &[Room]) {
+        let mut subs = self.lock_room_subs();
+        for room in emptied {
+            if subs.remove(room) {
+                self.node.broker().unsubscribe(self.room_sub(room));
+            }
+        }
+    }
+
+    /// The channel a broadcast goes to (`computeChannel` in Node): a room's own for a
+    /// broadcast to exactly one room that has one, the namespace's otherwise.
+    fn channel_for(&self, rooms: &[String]) -> String {
+        let dynamic = match (self.mode(), rooms) {
+            (SubscriptionMode::Dynamic, [room]) => !looks_like_socket_id(room),
+            (SubscriptionMode::DynamicPrivate, [_]) => true,
+            _ => false,
+        };
+        match rooms {
+            [room] if dynamic => room_channel(&self.node.config.key_prefix, &self.nsp, room),
+            _ => self.public.clone(),
+        }
+    }
+}
+
+impl Adapter for ShardedAdapter {
+    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
+        let created = self.index.add_all(sid, rooms);
+        if self.mode() != SubscriptionMode::Static {
+            let mut subs = self.lock_room_subs();
+            for room in &created {
+                if self.own_channel(room, sid) && subs.insert(room.clone()) {
+                    self.node.broker().subscribe(self.room_sub(room));
+                }
+            }
+        }
+        created
+    }
+    fn del(&self, sid: Sid, room: &str) -> bool {
+        let emptied = self.index.del(sid, room);
+        if emptied {
+            self.rooms_emptied(&[Room::from(room)]);
+        }
+        emptied
+    }
+    fn del_all(&self, sid: Sid) -> Vec<Room> {
+        let emptied = self.index.del_all(sid);
+        self.rooms_emptied(&emptied);
+        emptied
+    }
+    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
+        self.index.socket_rooms(sid)
+    }
+    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
+        self.index.sockets_in(rooms, out);
+    }
+    fn rooms(&self) -> Vec<Room> {
+        self.index.rooms()
+    }
+    fn room_size(&self, room: &str) -> usize {
+        self.index.room_size(room)
+    }
+
+    fn init(&self, ns: &Arc<Namespace>) {
+        self.node
+            .namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ns.name().to_owned(), Arc::downgrade(ns));
+        self.node.broker().subscribe_all([
+            Sub::Shard(self.public.clone()),
+            Sub::Shard(self.private.clone()),
+        ]);
+    }
+
+    /// Undoes `init` (see the `redis` adapter's `close` on ordering).
+    fn close(&self, ns: &Namespace) {
+        {
+            let mut namespaces = self
+                .node
+                .namespaces
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if namespaces
+                .get(ns.name())
+                .is_some_and(|known| std::ptr::eq(known.as_ptr(), ns))
+            {
+                namespaces.remove(ns.name());
+            }
+        }
+        let rooms: Vec<Room> = self.lock_room_subs().drain().collect();
+        let broker = self.node.broker();
+        broker.unsubscribe_all(rooms.iter().map(|room| self.room_sub(room)));
+        broker.unsubscribe_all([
+            Sub::Shard(self.public.clone()),
+            Sub::Shard(self.private.clone()),
+        ]);
+    }
+
+    fn broadcast(&self, ns: &Arc<Namespace>, packet: Packet, opts: BroadcastOptions) -> usize {
+        if !opts.flags.local {
+            let wire = wire_opts(&opts);
+            let channel = self.channel_for(&wire.rooms);
+            let message = self.node.message(
+                &self.nsp,
+                MessageBody::Broadcast {
+                    packet: packet.clone(),
+                    opts: wire,
+                    request_id: None,
+                },
+            );
+            self.node.publish(channel, &message);
+        }
+        ns.broadcast_local(packet, &opts)
+    }
+
+    /// Room operations, and broadcasts with acks (every node must count its clients),
+    /// on the namespace's channel, as in Node.
+    fn publish_op(&self, _ns: &Arc<Namespace>, opts: &BroadcastOptions, op: ClusterOp<'_>) {
+        let body = match op {
+            ClusterOp::Join(rooms) => MessageBody::SocketsJoin {
+                opts: wire_opts(opts),
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            },
+            ClusterOp::Leave(rooms) => MessageBody::SocketsLeave {
+                opts: wire_opts(opts),
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            },
+            ClusterOp::Disconnect { close } => MessageBody::DisconnectSockets {
+                opts: wire_opts(opts),
+                close,
+            },
+            ClusterOp::BroadcastWithAck { packet, sink } => {
+                let publish = |request_id| {
+                    let body = MessageBody::Broadcast {
+                        packet: packet.clone(),
+                        opts: wire_opts(opts),
+                        request_id: Some(request_id),
+                    };
+                    let message = self.node.message(&self.nsp, body);
+                    self.node.publish(self.public.clone(), &message);
+                };
+                let request_id = format!("{:016x}", rand::random::<u64>());
+                let timeout = self.node.config.request_timeout;
+                request_acks(&self.node.acks, request_id, publish, opts, sink, timeout);
+                return;
+            }
+        };
+        let message = self.node.message(&self.nsp, body);
+        self.node.publish(self.public.clone(), &message);
+    }
+
+    fn fetch_remote_sockets<'a>(
+        &'a self,
+        _ns: &'a Arc<Namespace>,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
+        Box::pin(async move {
+            let wire_opts = wire_opts(&opts);
+            let timeout = opts
+                .flags
+                .timeout
+                .unwrap_or(self.node.config.request_timeout);
+            let answers = self
+                .node
+                .ask(
+                    &self.nsp,
+                    &self.public,
+                    |request_id| MessageBody::FetchSockets {
+                        opts: wire_opts,
+                        request_id,
+                    },
+                    timeout,
+                )
+                .await?;
+            Ok(answers
+                .into_iter()
+                .flat_map(|answer| match answer {
+                    Answer::Fetched(sockets) => sockets,
+                    Answer::ServerSide(_) => Vec::new(),
+                })
+                .collect())
+        })
+    }
+
+    fn server_side_emit(&self, _ns: &Arc<Namespace>, args: Vec<Value>) {
+        let message = self.node.message(
+            &self.nsp,
+            MessageBody::ServerSideEmit {
+                request_id: None,
+                packet: args.iter().map(to_wire).collect(),
+            },
+        );
+        self.node.publish(self.public.clone(), &message);
+    }
+
+    fn server_side_emit_with_ack<'a>(
+        &'a self,
+        _ns: &'a Arc<Namespace>,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Value>, AdapterError>> {
+        Box::pin(async move {
+            let answers = self
+                .node
+                .ask(
+                    &self.nsp,
+                    &self.public,
+                    |request_id| MessageBody::ServerSideEmit {
+                        request_id: Some(request_id),
+                        packet: args.iter().map(to_wire).collect(),
+                    },
+                    timeout,
+                )
+                .await?;
+            Ok(answers
+                .into_iter()
+                .filter_map(|a| match a {
+                    Answer::ServerSide(v) => Some(v),
+                    Answer::Fetched(_) => None,
+                })
+                .collect())
+        })
+    }
+
+    fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
+        Box::pin(
+            self.node
+                .broker()
+                .server_count(Publish::Shard, &self.public),
+        )
+    }
+}
