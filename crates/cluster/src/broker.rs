@@ -457,6 +457,11 @@ impl Subscriptions {
     fn held(&self) -> impl Iterator<Item = &Sub> {
         self.held.keys()
     }
+
+    /// Whether `sub` has a holder.
+    fn holds(&self, sub: &Sub) -> bool {
+        self.held.contains_key(sub)
+    }
 }
 
 /// Where answers to another node's request go: its channel, published as the adapter
@@ -1033,6 +1038,17 @@ async fn push_subscriber(
                             },
                             push = push_rx.recv() => match push {
                                 Some(push) if push.kind == redis::PushKind::Disconnection => break,
+                                // Redis unsubscribes a shard channel whose slot moved to
+                                // another master (resharding); a channel still held was
+                                // not given back here: subscribe again where it lives now.
+                                Some(push) if push.kind == redis::PushKind::SUnsubscribe
+                                    && push.data.first().and_then(bytes_of).is_some_and(|ch| {
+                                        subs.holds(&Sub::Shard(String::from_utf8_lossy(ch).into_owned()))
+                                    }) =>
+                                {
+                                    tracing::info!("a shard channel's slot moved; subscribing again");
+                                    break;
+                                }
                                 Some(push) => {
                                     if let Some((channel, payload)) = pushed_message(&push) {
                                         health.received.fetch_add(1, Ordering::Relaxed);
