@@ -9,7 +9,7 @@
 // - `PROTOCOL_FIXTURE_BIN`;
 // - `<repo>/target/debug/examples/protocol_fixture`.
 // Either way the arguments `cluster --port P --host 127.0.0.1 --adapter A
-// [--redis-url U] --name N --recovery` are appended.
+// [--redis-url U] --name N --recovery` are appended, then the node's `extraArgs`.
 
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -142,9 +142,17 @@ export class ClusterNode {
 /**
  * Starts `switchboard` Switchboard nodes (named `sb-1`, `sb-2`, ...) and `node` Node.js
  * nodes (`node-1`, ...), in parallel, all with `adapter` on `redisUrl`. `extraArgs`
- * go to the Switchboard nodes only (flags of CONTRACT.md only they know).
+ * go to the Switchboard nodes only (flags of CONTRACT.md only they know), `nodeArgs`
+ * to the Node.js nodes only (e.g. the same `--subscription-mode`).
  */
-export async function startCluster({ adapter, redisUrl, switchboard = 3, node = 0, extraArgs = [] }) {
+export async function startCluster({
+  adapter,
+  redisUrl,
+  switchboard = 3,
+  node = 0,
+  extraArgs = [],
+  nodeArgs = [],
+}) {
   const make = (kind, prefix, count) =>
     Array.from(
       { length: count },
@@ -154,7 +162,7 @@ export async function startCluster({ adapter, redisUrl, switchboard = 3, node = 
           name: `${prefix}-${i + 1}`,
           adapter,
           redisUrl,
-          extraArgs: kind === "switchboard" ? extraArgs : [],
+          extraArgs: kind === "switchboard" ? extraArgs : nodeArgs,
         }),
     );
   const nodes = [...make("switchboard", "sb", switchboard), ...make("node", "node", node)];

@@ -6,13 +6,18 @@
 //
 //   node node-server.mjs [cluster] --port 0 --host 127.0.0.1 --adapter redis-streams \
 //        --redis-url redis://127.0.0.1:6379 --name node-1 --recovery
+//
+// `--adapter redis-sharded [--subscription-mode static|dynamic|dynamic-private]` is the
+// sharded Pub/Sub adapter (`createShardedAdapter`), and a `--redis-url` of the form
+// `redis+cluster://HOST:PORT,HOST:PORT,...` puts any Redis adapter on a Redis Cluster
+// (ioredis `Cluster` clients; the hosts are seeds).
 
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Server } from "socket.io";
-import { Redis } from "ioredis";
-import { createAdapter as createRedisAdapter } from "@socket.io/redis-adapter";
+import { Cluster, Redis } from "ioredis";
+import { createAdapter as createRedisAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 
 /** As the contract says: sessions are kept this long for recovery. */
@@ -25,6 +30,9 @@ const REQUEST_ACK_TIMEOUT_MS = 5_000;
 const DRAIN_DEADLINE_MS = 5_000;
 /** Start-up: give up if Redis does not show our subscriptions within this time. */
 const READY_TIMEOUT_MS = 10_000;
+const REDIS_ADAPTERS = ["redis", "redis-sharded", "redis-streams"];
+/** `createShardedAdapter`'s `subscriptionMode`s; its default is `dynamic`. */
+const SUBSCRIPTION_MODES = ["static", "dynamic", "dynamic-private"];
 
 const { values: opts } = parseArgs({
   allowPositionals: true, // `cluster`, as the Rust fixture takes its mode
@@ -35,6 +43,7 @@ const { values: opts } = parseArgs({
     "redis-url": { type: "string" },
     name: { type: "string" },
     recovery: { type: "boolean", default: false },
+    "subscription-mode": { type: "string" },
   },
 });
 
@@ -44,22 +53,32 @@ async function main() {
   const redisClients = [];
   const connectionName = `sio-${process.pid}`;
   let adapter;
-  if (opts.adapter === "redis" || opts.adapter === "redis-streams") {
+  const mode = opts["subscription-mode"];
+  if (mode !== undefined && opts.adapter !== "redis-sharded") {
+    throw new Error(`--subscription-mode is for --adapter redis-sharded only (not ${opts.adapter})`);
+  }
+  if (mode !== undefined && !SUBSCRIPTION_MODES.includes(mode)) {
+    throw new Error(`unknown --subscription-mode ${mode} (${SUBSCRIPTION_MODES.join(", ")})`);
+  }
+  if (REDIS_ADAPTERS.includes(opts.adapter)) {
     const url = opts["redis-url"];
     if (!url) throw new Error(`--adapter ${opts.adapter} needs --redis-url`);
-    const pub = new Redis(url, { connectionName });
+    const pub = redisClient(url, connectionName);
     pub.on("error", (err) => log("redis:", err.message));
     redisClients.push(pub);
-    if (opts.adapter === "redis") {
+    if (opts.adapter === "redis-streams") {
+      adapter = createStreamsAdapter(pub);
+    } else {
       const sub = pub.duplicate();
       sub.on("error", (err) => log("redis (sub):", err.message));
       redisClients.push(sub);
-      adapter = createRedisAdapter(pub, sub);
-    } else {
-      adapter = createStreamsAdapter(pub);
+      adapter =
+        opts.adapter === "redis"
+          ? createRedisAdapter(pub, sub)
+          : createShardedAdapter(pub, sub, { subscriptionMode: mode ?? "dynamic" });
     }
   } else if (opts.adapter !== "memory") {
-    throw new Error(`unknown --adapter ${opts.adapter} (memory, redis, redis-streams)`);
+    throw new Error(`unknown --adapter ${opts.adapter} (memory, ${REDIS_ADAPTERS.join(", ")})`);
   }
 
   const httpServer = createServer();
@@ -105,23 +124,74 @@ async function main() {
 }
 
 /**
+ * The adapter's Redis client for `url`: `redis://...` (ioredis `Redis`), or a Redis
+ * Cluster for `redis+cluster://HOST:PORT,HOST:PORT,...` (ioredis `Cluster` with those
+ * seeds, sharded subscribers on, so SSUBSCRIBE follows each channel's slot).
+ */
+function redisClient(url, connectionName) {
+  const scheme = "redis+cluster://";
+  if (!url.toLowerCase().startsWith(scheme)) return new Redis(url, { connectionName });
+  let authority = url.slice(scheme.length).split(/[/?#]/)[0];
+  const auth = {};
+  const at = authority.lastIndexOf("@");
+  if (at !== -1) {
+    const [username, password] = authority.slice(0, at).split(":");
+    if (password === undefined) auth.password = decodeURIComponent(username);
+    else {
+      if (username) auth.username = decodeURIComponent(username);
+      auth.password = decodeURIComponent(password);
+    }
+    authority = authority.slice(at + 1);
+  }
+  const seeds = authority.split(",").map((hostPort) => {
+    const m = /^\[?(.*?)\]?(?::(\d+))?$/.exec(hostPort);
+    return { host: m[1], port: Number(m[2] ?? 6379) };
+  });
+  if (!seeds.length || seeds.some((s) => !s.host)) throw new Error(`no seeds in --redis-url ${url}`);
+  // `lazyConnect: false`: a sharded subscriber connects to its master at start-up rather
+  // than when the first channel of that master's slots is subscribed, so a room joined
+  // later is subscribed at once (not after a connect that a publish may overtake).
+  return new Cluster(seeds, {
+    shardedSubscribers: true,
+    redisOptions: { connectionName, lazyConnect: false, ...auth },
+  });
+}
+
+/**
+ * `CLIENT LIST` lines of every Redis server `client` talks to: the one server, or every
+ * node (masters and replicas) of a Redis Cluster, since a cluster client's subscriber
+ * connections may be on any of them.
+ */
+async function clientList(client) {
+  const nodes = client.isCluster ? client.nodes("all") : [client];
+  const lists = await Promise.all(nodes.map((n) => n.client("LIST").catch(() => "")));
+  return lists.flatMap((list) => String(list).split("\n"));
+}
+
+/**
  * Resolves once Redis shows this process's adapter connections subscribed (and, for
  * streams, reading the stream), so the node receives cluster traffic from the moment
- * it prints `listening on`.
+ * it prints `listening on`. A Redis Cluster client names its connections
+ * `ioredis-cluster(ROLE):NAME`.
  */
 async function subscribed(client, connectionName, adapter) {
   const deadline = Date.now() + READY_TIMEOUT_MS;
+  const ours = new RegExp(` name=(?:\\S*:)?${connectionName.replace(/[^\w-]/g, "\\$&")} `);
   for (;;) {
-    const list = String(await client.client("LIST"))
-      .split("\n")
-      .filter((line) => line.includes(` name=${connectionName} `));
+    const list = (await clientList(client)).filter((line) => ours.test(line));
     const field = (line, key) => Number((new RegExp(` ${key}=(\\d+)`).exec(line) ?? [])[1] ?? 0);
-    const ready =
-      adapter === "redis"
-        ? list.some((l) => field(l, "psub") >= 1 && field(l, "sub") >= 3)
-        : list.some((l) => field(l, "sub") >= 2) && list.some((l) => / cmd=xread\b/.test(l));
+    let ready;
+    if (adapter === "redis") {
+      ready = list.some((l) => field(l, "psub") >= 1 && field(l, "sub") >= 3);
+    } else if (adapter === "redis-sharded") {
+      // `socket.io#/#` and `socket.io#/#<uid>#`, on one connection per master that
+      // serves one of them (the adapter does not wait for its SSUBSCRIBE replies).
+      ready = list.reduce((sum, l) => sum + field(l, "ssub"), 0) >= 2;
+    } else {
+      ready = list.some((l) => field(l, "sub") >= 2) && list.some((l) => / cmd=xread\b/.test(l));
+    }
     if (ready) return;
-    if (Date.now() > deadline) throw new Error("adapter did not subscribe to Redis in time");
+    if (Date.now() > deadline) throw new Error(`adapter ${adapter} did not subscribe to Redis in time`);
     await sleep(20);
   }
 }
