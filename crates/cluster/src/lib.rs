@@ -70,6 +70,7 @@ use switchboard_engine::eio::server::EngineServer;
 
 pub use broker::Health;
 pub use connect::{check_ca_file, check_redis_url, is_tls_url, ping, redact_url};
+pub use redis_cluster::check_key_name;
 
 /// Which adapter connects the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -118,14 +118,38 @@ impl ClusterUrl {
 /// The hash slot of `key` (CRC16/XMODEM mod 16384), as Redis Cluster computes it: of
 /// the part between the first `{` and the next `}` when that part is not empty.
 pub(crate) fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    crc16(hashed) % 16384
+    crc16(hash_tag(key).unwrap_or(key)) % 16384
+}
+
+/// A key in the same hash slot as `key`, ending in `suffix`, so one script may touch
+/// both on a Redis Cluster: `key` wrapped in a hash tag (`{sio:session:x}:epoch`), or,
+/// when `key` has a hash tag of its own, `key` followed by `suffix` (its first tag still
+/// decides the slot).
+pub(crate) fn beside(key: &str, suffix: &str) -> String {
+    if hash_tag(key.as_bytes()).is_some() {
+        format!("{key}{suffix}")
+    } else {
+        format!("{{{key}}}{suffix}")
+    }
+}
+
+/// Checks a name keys are made of (`stream_name`, `session_key_prefix`): a `}` only
+/// after a `{` with something between (a hash tag), or no key could share a slot with
+/// the keys made of it on a Redis Cluster.
+pub fn check_key_name(name: &str) -> Result<(), String> {
+    if name.contains('}') && hash_tag(name.as_bytes()).is_none() {
+        return Err(format!(
+            "`{name}`: a `}}` may only close a hash tag (`{{tag}}`, not empty)"
+        ));
+    }
+    Ok(())
+}
+
+/// The hash tag of `key`: what lies between its first `{` and the next `}`, if not empty.
+fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let len = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (len > 0).then(|| &key[open + 1..open + 1 + len])
 }
 
 /// CRC16/XMODEM (polynomial 0x1021, initial 0), the checksum of Redis Cluster slots.
@@ -205,6 +229,27 @@ mod tests {
         // An empty tag hashes the whole key.
         assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+    }
+
+    #[test]
+    fn keys_beside_another_share_its_slot() {
+        for key in ["sio:session:abc", "{app}:sio:session:abc", "a{b}c", "x{y"] {
+            let other = beside(key, ":epoch");
+            assert!(other.ends_with(":epoch"));
+            assert_eq!(
+                key_slot(other.as_bytes()),
+                key_slot(key.as_bytes()),
+                "{key}"
+            );
+        }
+        assert_eq!(beside("socket.io", "-writer:n1"), "{socket.io}-writer:n1");
+        assert_eq!(beside("{s}x", "-writer:n1"), "{s}x-writer:n1");
+        // No key but itself is in the slot of these.
+        assert!(check_key_name("a{}b").is_err());
+        assert!(check_key_name("a}b").is_err());
+        assert!(check_key_name("a{}{b}").is_err());
+        assert!(check_key_name("{app}:sio:session:").is_ok());
+        assert!(check_key_name("sio:session:").is_ok());
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::convert::{
     ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
     to_json, to_wire, wire_opts,
 };
-use crate::redis_cluster::SlotPipes;
+use crate::redis_cluster::{SlotPipes, beside};
 use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
@@ -695,8 +695,9 @@ return 1
 /// session with its old rooms and data, or delete it. The epoch key lives as long as
 /// the session the current socket keeps saving (each save extends both).
 ///
-/// Claim and epoch keys are `{session key}:claim:<token>` and `{session key}:epoch`,
-/// in the session key's hash slot on a Redis Cluster.
+/// Claim and epoch keys are `{session key}:claim:<token>` and `{session key}:epoch`
+/// (or the key itself with the suffix when it has a hash tag of its own: `beside`), in
+/// the session key's hash slot on a Redis Cluster.
 const CLAIM_SESSION: &str = r"
 local claimed = redis.call('GET', KEYS[2])
 if claimed then
@@ -737,7 +738,7 @@ return 1
 
 /// The key of the epoch of the session stored at `key`.
 fn epoch_key(key: &str) -> String {
-    format!("{{{key}}}:epoch")
+    beside(key, ":epoch")
 }
 
 /// How long a claimed session stays readable by a retry of the take that claimed it:
@@ -755,7 +756,7 @@ async fn claim_session(
         .arg(CLAIM_SESSION)
         .arg(3)
         .arg(key)
-        .arg(format!("{{{key}}}:claim:{token}"))
+        .arg(beside(key, &format!(":claim:{token}")))
         .arg(epoch_key(key))
         .arg(u64::try_from(CLAIM_TTL.as_millis()).unwrap_or(u64::MAX))
         .query_async(conn)
@@ -772,7 +773,7 @@ const MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
 struct WriteTarget {
     stream: String,
     max_len: usize,
-    /// `{<stream>}-writer:<uid>`: the hash tag puts it in the stream's slot, so a
+    /// `{<stream>}-writer:<uid>` (`beside` the stream): in the stream's slot, so a
     /// script may touch both on a Redis Cluster too.
     marker: String,
     /// The number of the next run of entries; runs are numbered in write order.
@@ -793,7 +794,7 @@ impl WriteTarget {
         WriteTarget {
             stream: config.stream_name.clone(),
             max_len: config.stream_max_len,
-            marker: format!("{{{}}}-writer:{uid}", config.stream_name),
+            marker: beside(&config.stream_name, &format!("-writer:{uid}")),
             next_run: 0,
             replicas_to_ack: config.replicas_to_ack,
         }

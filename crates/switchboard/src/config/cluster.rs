@@ -302,6 +302,7 @@ fn redis_name(key: &str, text: String) -> Checked<String> {
             "`{key}` must be non-empty, without spaces or control characters"
         ));
     }
+    switchboard_cluster::check_key_name(&text)?;
     Ok(text)
 }
 
