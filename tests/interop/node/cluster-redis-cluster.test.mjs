@@ -346,6 +346,9 @@ describe("Redis Streams on a Redis Cluster (2 Switchboard + 1 Node)", () => {
         assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6].map((i) => [{ i }]), "every event once, in order");
       } finally {
         await victim.restart();
+        // Back in service for the tests after this one.
+        const back = await connectTo(ctx, victim);
+        assert.equal(await first(back, "whoami"), victim.name);
       }
     },
   );
