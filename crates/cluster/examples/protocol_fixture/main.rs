@@ -132,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     engine.set_allow_request(std::sync::Arc::new(modes::allow_request));
+    let signals = wait_for_signal();
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", listener.local_addr()?)?;
     stdout.flush()?;
@@ -141,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         switchboard_engine::not_found,
         signal,
     ));
-    wait_for_signal().await;
+    signals.await;
     let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
     // Sessions closed in paced batches (clients reconnect elsewhere), new ones
     // refused; then everything stops.
@@ -158,16 +159,22 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not
+/// when it is awaited: call it before saying `listening on`, or a signal sent right
+/// after that line kills the process instead of draining it.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
