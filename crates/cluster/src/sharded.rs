@@ -571,3 +571,75 @@ impl Adapter for ShardedAdapter {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter of namespace `/` with `mode`; its node's Redis is never reached.
+    fn adapter(mode: SubscriptionMode) -> ShardedAdapter {
+        let config = ClusterConfig {
+            adapter: crate::AdapterKind::RedisSharded,
+            redis_url: "redis://127.0.0.1:1".to_owned(),
+            subscription_mode: mode,
+            ..ClusterConfig::default()
+        };
+        let node = ShardedNode::start(&config, Shutdown::never()).expect("a node");
+        ShardedAdapter {
+            nsp: "/".to_owned(),
+            public: public_channel("socket.io", "/"),
+            private: private_channel("socket.io", "/", &node.uid),
+            node,
+            index: MemoryAdapter::default(),
+            room_subs: Mutex::default(),
+        }
+    }
+
+    fn rooms(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn broadcasts_go_to_the_channels_node_picks() {
+        let sid = "AAAAAAAAAAAAAAAAAAAA";
+        let dynamic = adapter(SubscriptionMode::Dynamic);
+        assert_eq!(dynamic.channel_for(&rooms(&["news"])), "socket.io#/#news#");
+        assert_eq!(
+            dynamic.channel_for(&rooms(&[sid])),
+            "socket.io#/#",
+            "a socket's own room"
+        );
+        assert_eq!(dynamic.channel_for(&rooms(&["a", "b"])), "socket.io#/#");
+        assert_eq!(dynamic.channel_for(&[]), "socket.io#/#");
+        let private = adapter(SubscriptionMode::DynamicPrivate);
+        assert_eq!(
+            private.channel_for(&rooms(&[sid])),
+            format!("socket.io#/#{sid}#")
+        );
+        let fixed = adapter(SubscriptionMode::Static);
+        assert_eq!(fixed.channel_for(&rooms(&["news"])), "socket.io#/#");
+    }
+
+    #[tokio::test]
+    async fn a_node_holds_the_channels_of_its_public_rooms_while_they_have_members() {
+        let a = adapter(SubscriptionMode::Dynamic);
+        let sid: Sid = "AAAAAAAAAAAAAAAAAAAA".parse().expect("a sid");
+        let other: Sid = "BBBBBBBBBBBBBBBBBBBB".parse().expect("a sid");
+        a.add_all(sid, &[sid.as_str(), "news"]);
+        a.add_all(other, &[other.as_str(), "news", sid.as_str()]);
+        let held = |a: &ShardedAdapter| {
+            let mut rooms: Vec<String> = a.lock_room_subs().iter().map(|r| r.to_string()).collect();
+            rooms.sort();
+            rooms
+        };
+        // A socket's own room has no channel, even when another socket joins it.
+        assert_eq!(held(&a), ["news"]);
+        a.del(sid, "news");
+        assert_eq!(held(&a), ["news"], "`other` is still in it");
+        a.del_all(other);
+        assert!(held(&a).is_empty(), "given back once empty");
+        let fixed = adapter(SubscriptionMode::Static);
+        fixed.add_all(sid, &["news"]);
+        assert!(held(&fixed).is_empty());
+    }
+}

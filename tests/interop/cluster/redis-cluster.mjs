@@ -248,6 +248,46 @@ export class RedisCluster {
   }
 
   /**
+   * Moves the slot of `key`, with its keys, to another master while clients use it
+   * (resharding, as `redis-cli --cluster reshard` does): the target `IMPORTING`, the
+   * source `MIGRATING` (clients get `ASK` for keys already moved), `MIGRATE` batch by
+   * batch, then every master is told the slot's new owner (clients get `MOVED`).
+   * Resolves once every running node sees the new owner: `{ slot, from, to }`.
+   */
+  async migrateSlotOf(key) {
+    const slot = await this.slotOf(key);
+    const from = await this.masterOf(key);
+    const masters = (await this.shards())
+      .map((s) => s.nodes.find((n) => n.role === "master" && n.health === "online"))
+      .filter(Boolean)
+      .map((n) => this.#byId(n.id));
+    const to = masters.find((m) => m !== from);
+    if (!to) throw new Error("no other master to move the slot to");
+    await to.command("CLUSTER", "SETSLOT", slot, "IMPORTING", from.id);
+    await from.command("CLUSTER", "SETSLOT", slot, "MIGRATING", to.id);
+    for (;;) {
+      const keys = await from.command("CLUSTER", "GETKEYSINSLOT", slot, 100);
+      if (keys.length === 0) break;
+      await from.command("MIGRATE", HOST, to.port, "", 0, COMMAND_TIMEOUT_MS, "KEYS", ...keys);
+    }
+    // The new owner first, then the old one, then the rest (as redis-cli does).
+    for (const m of [to, from, ...masters.filter((m) => m !== to && m !== from)]) {
+      await m.command("CLUSTER", "SETSLOT", slot, "NODE", to.id);
+    }
+    await settle(
+      async () => {
+        for (const node of this.running) {
+          const owner = this.#masterOfSlot(slot, await this.shards([node]));
+          if (owner !== to) return `${node.address} sees ${owner?.address} serving slot ${slot}`;
+        }
+        return undefined;
+      },
+      { timeout: FAILOVER_TIMEOUT_MS, what: `every node to see slot ${slot} on ${to.address}` },
+    );
+    return { slot, from, to };
+  }
+
+  /**
    * How many connections have SSUBSCRIBEd `channel`, summed over the running nodes
    * (`PUBSUB SHARDNUMSUB` counts a node's own clients only).
    */

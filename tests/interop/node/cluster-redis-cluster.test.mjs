@@ -16,6 +16,11 @@
 //   took over, broadcasts (namespace-wide and to a room of that shard) flow again within
 //   a few seconds between clients on every node, no client is disconnected, and every
 //   node counts the three nodes again;
+// - resharding (the slot of a channel or key moved to another master while in use, so
+//   clients get `ASK` and then `MOVED`): a room channel's slot moves and the Switchboard
+//   nodes subscribe again on its new master, room broadcasts flowing again; the stream's
+//   slot moves under a steady publish and every acknowledged event still reaches every
+//   subscriber once, in order;
 // - Redis Streams (`@socket.io/redis-streams-adapter` wire format) on a Redis Cluster:
 //   the cross-node behaviours, and connection state recovery of a client whose
 //   Switchboard node was SIGKILLed, on the other Switchboard node.
@@ -179,6 +184,54 @@ describe("sharded pub/sub on a Redis Cluster (2 Switchboard + 1 Node, dynamic mo
     await barrier(onNode);
     assert.deepEqual(atSb, [[{ to: "sb" }]], "the Switchboard socket, from the Node.js node");
     assert.deepEqual(atNode, [[{ to: "node" }]], "the Node.js socket, from a Switchboard node");
+  });
+});
+
+describe("sharded pub/sub while a room channel's slot moves to another master (2 Switchboard + 1 Node)", () => {
+  const ctx = useCluster({ adapter: "redis-sharded", redisCluster: true, switchboard: 2, node: 1 });
+
+  test("the Switchboard nodes subscribe again on the new master and room broadcasts flow again", async (t) => {
+    const rc = ctx.redisCluster;
+    const room = fresh("reshard-room");
+    const members = await oneClientPerNode(ctx);
+    for (const m of members) assert.deepEqual(await call(m.socket, "join", room), [true]);
+    await subscribersBecome(ctx, roomChannel(room), members.length, "every node has a member");
+
+    const { slot, from, to } = await rc.migrateSlotOf(roomChannel(room));
+    t.diagnostic(`slot ${slot} of ${roomChannel(room)} moved from ${from.address} to ${to.address}`);
+    const switchboard = members.filter((m) => m.node.kind === "switchboard");
+    // Redis unsubscribes the channel on the old master; each Switchboard node subscribes
+    // it again where it lives now.
+    await waitFor(async () => Number((await to.command("PUBSUB", "SHARDNUMSUB", roomChannel(room)))[1]) >= switchboard.length, {
+      timeout: RESUME_MS,
+      what: `the Switchboard nodes subscribed to ${roomChannel(room)} on ${to.address}`,
+    });
+
+    // Delivery is at most once across the move: pump until every Switchboard member has
+    // an event from every Switchboard member.
+    const got = switchboard.map((m) => recordData(m.socket, "moved"));
+    const complete = () =>
+      switchboard.every((receiver, i) =>
+        switchboard.every((sender) => sender === receiver || got[i].some(([d]) => d.from === sender.node.name)),
+      );
+    let pumping = true;
+    const pumps = switchboard.map(async (m) => {
+      for (let k = 0; pumping; k++) {
+        m.socket.timeout(RESUME_MS).emit("broadcast", room, "moved", { from: m.node.name, k }, () => {});
+        await sleep(PUMP_EVERY_MS);
+      }
+    });
+    try {
+      await waitFor(complete, { timeout: RESUME_MS, interval: 50, what: "room broadcasts between the Switchboard nodes" });
+    } finally {
+      pumping = false;
+      await Promise.all(pumps);
+    }
+    const node = members.find((m) => m.node.kind === "node");
+    if (node) {
+      const onNew = Number((await to.command("PUBSUB", "SHARDNUMSUB", roomChannel(room)))[1]);
+      t.diagnostic(`subscribers of the room channel on its new master: ${onNew} (the Node.js node's client decides for itself)`);
+    }
   });
 });
 
@@ -352,4 +405,44 @@ describe("Redis Streams on a Redis Cluster (2 Switchboard + 1 Node)", () => {
       }
     },
   );
+
+  test("the stream's slot moves to another master under a steady publish: every acknowledged event arrives once, in order", async (t) => {
+    const rc = ctx.redisCluster;
+    const room = fresh("reshard-stream");
+    const [sb1, sb2] = ctx.cluster.switchboard;
+    const subscribers = [await connectTo(ctx, sb1), await connectTo(ctx, sb2)];
+    for (const s of subscribers) assert.deepEqual(await call(s, "join", room), [true]);
+    const seen = subscribers.map((s) => recordData(s, "seq"));
+    const publisher = await connectTo(ctx, sb1);
+    const acked = [];
+    let pumping = true;
+    const pump = (async () => {
+      for (let i = 0; pumping; i++) {
+        const [ok] = await call(publisher, "broadcast", room, "seq", { i });
+        if (ok === true) acked.push(i);
+        await sleep(10);
+      }
+    })();
+    try {
+      await waitFor(() => acked.length >= 20, { what: "events acknowledged before the move" });
+      const { slot, from, to } = await rc.migrateSlotOf("socket.io");
+      t.diagnostic(`the stream's slot ${slot} moved from ${from.address} to ${to.address} after ${acked.length} events`);
+      const moved = acked.length;
+      await waitFor(() => acked.length >= moved + 20, { what: "events acknowledged after the move" });
+    } finally {
+      pumping = false;
+      await pump;
+    }
+    const last = acked.at(-1);
+    for (const [n, s] of seen.entries()) {
+      await waitFor(() => s.some(([d]) => d.i === last), { what: `the last acknowledged event on subscriber ${n}` });
+      await barrier(subscribers[n]);
+      const got = s.map(([d]) => d.i);
+      const twice = got.filter((i, k) => got.indexOf(i) !== k);
+      assert.deepEqual(twice, [], `subscriber ${n}: no event twice`);
+      assert.deepEqual(got, [...got].sort((a, b) => a - b), `subscriber ${n}: in order`);
+      const lost = acked.filter((i) => !got.includes(i));
+      assert.deepEqual(lost, [], `subscriber ${n}: every acknowledged event`);
+    }
+  });
 });
