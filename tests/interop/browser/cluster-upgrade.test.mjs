@@ -16,7 +16,7 @@ import { startCluster } from "../cluster/cluster.mjs";
 import { startDocBalancer } from "../cluster/doc-balancers.mjs";
 import { startHaproxy } from "../cluster/haproxy.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { WEBSOCKET } from "../cluster/support.mjs";
+import { WEBSOCKET, assertEveryNumberTo, numberedPublisher } from "../cluster/support.mjs";
 import { CHROMIUM, CHROMIUM_ARGS, startSite } from "./harness.mjs";
 
 /** Pages: with three nodes, chance alone would upgrade one in three. */
@@ -66,15 +66,9 @@ for (const balancer of BALANCERS) {
       // on, while its upgrade is under way) from a publisher on one node, from before the pages
       // connect until they have all upgraded.
       const publisher = (await clients.connect(cluster.switchboard[0].url, WEBSOCKET)).socket;
-      let published = 0;
-      let publishing = true;
-      const publishLoop = (async () => {
-        while (publishing) {
-          assert.deepEqual(await call(publisher, "broadcast-flags", null, {}, "seq", published), [true]);
-          published++;
-          await sleep(PUBLISH_EVERY_MS);
-        }
-      })();
+      const publishing = numberedPublisher(async (n) => {
+        assert.deepEqual(await call(publisher, "broadcast-flags", null, {}, "seq", n), [true]);
+      }, PUBLISH_EVERY_MS);
       const pages = [];
       for (let i = 0; i < PAGES; i++) {
         const ctx = await browser.newContext();
@@ -91,8 +85,7 @@ for (const balancer of BALANCERS) {
         pages.map((p) => p.evaluate(() => window.harness.settleOn("websocket"))),
       );
       await sleep(100);
-      publishing = false;
-      await publishLoop;
+      const published = await publishing.stop();
 
       assert.deepEqual(
         transports.map((t) => (t.status === "fulfilled" ? t.value : String(t.reason))),
@@ -110,9 +103,7 @@ for (const balancer of BALANCERS) {
           }
           return numbers();
         }, last);
-        const from = seen[0] ?? 0;
-        const want = Array.from({ length: last - from + 1 }, (_, k) => from + k);
-        assert.deepEqual(seen, want, `page ${i}: every event from its connection on, once, in order`);
+        assertEveryNumberTo(seen, last, `page ${i}`);
         assert.deepEqual(await page.evaluate(() => window.harness.call("message-with-ack", "ping")), [
           "ping",
         ]);

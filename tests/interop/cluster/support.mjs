@@ -4,6 +4,7 @@
 
 import { after, afterEach, before } from "node:test";
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Clients, TRANSPORT_MODES, call, connected } from "../lib/client.mjs";
 import { startCluster } from "./cluster.mjs";
 import { startHaproxy } from "./haproxy.mjs";
@@ -260,4 +261,45 @@ export function tally(members) {
     }
   }
   return { reasons, perPhase };
+}
+
+/**
+ * Sends numbered events: `send(0)`, `send(1)`, … (each awaited), one every `everyMs`,
+ * until `stop()`, which resolves with how many were sent once the last one is done.
+ */
+export function numberedPublisher(send, everyMs) {
+  let published = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await send(published);
+      published++;
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return published;
+    },
+  };
+}
+
+/**
+ * Waits up to `ms` for the numbers `seen()` returns to end at `last`; they must then be
+ * every number from the first one received up to `last`, once, in order: nothing lost,
+ * repeated or reordered after a client's first event.
+ */
+export async function receivesEveryNumberTo(seen, last, what, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (seen().at(-1) !== last && Date.now() < deadline) await sleep(20);
+  assertEveryNumberTo(seen(), last, what);
+}
+
+/** `seen` is every number from its first up to `last`, once, in order. */
+export function assertEveryNumberTo(seen, last, what) {
+  const from = seen[0] ?? 0;
+  const want = Array.from({ length: last - from + 1 }, (_, k) => from + k);
+  assert.deepEqual(seen, want, `${what}: every event from its first on, once, in order`);
 }

@@ -15,7 +15,14 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { call, connected, upgradedTo } from "../lib/client.mjs";
-import { UPGRADE, WEBSOCKET, useCluster, withoutOffset } from "../cluster/support.mjs";
+import {
+  UPGRADE,
+  WEBSOCKET,
+  numberedPublisher,
+  receivesEveryNumberTo,
+  useCluster,
+  withoutOffset,
+} from "../cluster/support.mjs";
 
 /** Clients behind the balancer: with three nodes, chance alone upgrades one in three. */
 const CLIENTS = 12;
@@ -33,15 +40,9 @@ for (const adapter of ["redis-streams", "redis"]) {
       // events to every socket (no room: a client receives them from its CONNECT on,
       // while its upgrade is under way) from before the clients connect until all have upgraded.
       const publisher = (await ctx.clients.connect(ctx.cluster.switchboard[0].url, WEBSOCKET)).socket;
-      let published = 0;
-      let publishing = true;
-      const publishLoop = (async () => {
-        while (publishing) {
-          assert.deepEqual(await call(publisher, "broadcast-flags", null, {}, "seq", published), [true]);
-          published++;
-          await sleep(PUBLISH_EVERY_MS);
-        }
-      })();
+      const publishing = numberedPublisher(async (n) => {
+        assert.deepEqual(await call(publisher, "broadcast-flags", null, {}, "seq", n), [true]);
+      }, PUBLISH_EVERY_MS);
 
       const problems = [];
       const members = [];
@@ -64,8 +65,7 @@ for (const adapter of ["redis-streams", "redis"]) {
       }
       const outcomes = await Promise.allSettled(members.map((m) => m.upgraded));
       await sleep(100);
-      publishing = false;
-      await publishLoop;
+      const published = await publishing.stop();
 
       const stuck = outcomes
         .map((o, i) => (o.status === "rejected" ? `client ${i} on ${members[i].socket.io.engine?.transport?.name}` : null))
@@ -76,11 +76,7 @@ for (const adapter of ["redis-streams", "redis"]) {
       // From its connection on, every client got every number once, in order, up to the last.
       const last = published - 1;
       for (const [i, m] of members.entries()) {
-        const deadline = Date.now() + 10_000;
-        while (m.seen.at(-1) !== last && Date.now() < deadline) await sleep(20);
-        const from = m.seen[0] ?? 0;
-        const want = Array.from({ length: last - from + 1 }, (_, k) => from + k);
-        assert.deepEqual(m.seen, want, `client ${i}: every event from its connection on, once, in order`);
+        await receivesEveryNumberTo(() => m.seen, last, `client ${i}`);
       }
       const across = members.filter((m) => m.seenBeforeUpgrade > 0).length;
       console.log(`  ${published} events; ${across} of ${CLIENTS} clients received some before their upgrade completed`);

@@ -19,7 +19,14 @@ import { Clients, connected, upgradedTo } from "../lib/client.mjs";
 import { ServeNode, serveConfig } from "../lib/serve-cluster.mjs";
 import { startDocBalancer } from "../cluster/doc-balancers.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { POLLING, UPGRADE, WEBSOCKET, withoutOffset } from "../cluster/support.mjs";
+import {
+  POLLING,
+  UPGRADE,
+  WEBSOCKET,
+  numberedPublisher,
+  receivesEveryNumberTo,
+  withoutOffset,
+} from "../cluster/support.mjs";
 
 /** Clients per transport: enough upgrades that round-robin cannot land them all home. */
 const PER_MODE = { [WEBSOCKET.name]: 3, [POLLING.name]: 3, [UPGRADE.name]: 8 };
@@ -94,15 +101,7 @@ for (const balancer of BALANCERS) {
     test("clients of every transport end on it and get every event once, in order", async () => {
       const relayedBefore = await total("switchboard_upgrades_relayed_total");
       const openBefore = await connectionsPerNode();
-      let published = 0;
-      let publishing = true;
-      const publishLoop = (async () => {
-        while (publishing) {
-          await nodes[0].emit("seq", [published]);
-          published++;
-          await sleep(PUBLISH_EVERY_MS);
-        }
-      })();
+      const publishing = numberedPublisher((n) => nodes[0].emit("seq", [n]), PUBLISH_EVERY_MS);
 
       const problems = [];
       const members = [];
@@ -126,8 +125,7 @@ for (const balancer of BALANCERS) {
       }
       const upgrades = await Promise.allSettled(members.filter((m) => m.upgraded).map((m) => m.upgraded));
       await sleep(100);
-      publishing = false;
-      await publishLoop;
+      const published = await publishing.stop();
 
       assert.deepEqual(
         upgrades.filter((u) => u.status === "rejected").map((u) => String(u.reason)),
@@ -139,11 +137,7 @@ for (const balancer of BALANCERS) {
       }
       const last = published - 1;
       for (const [i, m] of members.entries()) {
-        const deadline = Date.now() + 10_000;
-        while (m.seen.at(-1) !== last && Date.now() < deadline) await sleep(20);
-        const from = m.seen[0] ?? 0;
-        const want = Array.from({ length: last - from + 1 }, (_, k) => from + k);
-        assert.deepEqual(m.seen, want, `client ${i} (${m.mode.name}): every event once, in order`);
+        await receivesEveryNumberTo(() => m.seen, last, `client ${i} (${m.mode.name})`);
       }
       assert.deepEqual(problems, [], "no connect error or disconnect");
 
