@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use super::tables::{ran, ratio, with_rows};
 use crate::chart::{BarChart, Series, human};
 use crate::peers::{Adapter, ServerKind};
-use crate::scenarios::cluster::{ClusterCpu, Percentiles, Shape};
+use crate::scenarios::cluster::{
+    ClusterCpu, ClusterFanout, ClusterLatency, ClusterRooms, Percentiles, Shape,
+};
 use crate::suite::{ServerReport, SuiteReport};
 
 /// What every cluster table says first: how to read it on a shared two-core machine.
@@ -58,6 +60,37 @@ fn each_node(cpu: &ClusterCpu) -> String {
     each.join(" / ")
 }
 
+/// `s`'s fan-out on `shape` with rooms of `size`.
+fn fanout_of(s: &ServerReport, shape: Shape, size: usize) -> Option<&ClusterFanout> {
+    let mut f = s.cluster_fanout.iter();
+    f.find(|f| f.shape == shape && f.fanout.room_size == size)
+}
+
+/// `s`'s latency on `shape` with rooms of `size`.
+fn latency_of(s: &ServerReport, shape: Shape, size: usize) -> Option<&ClusterLatency> {
+    let mut l = s.cluster_latency.iter();
+    l.find(|l| l.shape == shape && l.latency.room_size == size)
+}
+
+/// `s`'s many-rooms run on `shape`.
+fn rooms_of(s: &ServerReport, shape: Shape) -> Option<&ClusterRooms> {
+    s.cluster_rooms.iter().find(|r| r.shape == shape)
+}
+
+/// The CPU cells of a row: the whole cluster's, its ratios to `one` node and to
+/// Switchboard (`sb`), each node's, and Redis'.
+fn cpu_cells(cpu: &ClusterCpu, one: Option<f64>, sb: Option<f64>) -> String {
+    let total = Some(cpu.total_s_per_m);
+    format!(
+        "{:.2} | {} | {} | {} | {:.2}",
+        cpu.total_s_per_m,
+        ratio(total, one),
+        ratio(total, sb),
+        each_node(cpu),
+        cpu.redis_s_per_m
+    )
+}
+
 /// The cost of `shape` for `server` per `find`, the same on one node, and Switchboard's.
 fn bases(
     report: &SuiteReport,
@@ -102,12 +135,8 @@ fn targets(report: &SuiteReport) -> String {
     };
     let peer = |kind: ServerKind| ran(report).find(|s| s.server == kind);
     for &size in &report.params.cluster_room_sizes {
-        let fanout_cpu = |s: &ServerReport, shape: Shape| {
-            let f = s.cluster_fanout.iter();
-            f.filter(|f| f.shape == shape && f.fanout.room_size == size)
-                .map(|f| f.cpu.total_s_per_m)
-                .next()
-        };
+        let fanout_cpu =
+            |s: &ServerReport, shape: Shape| fanout_of(s, shape, size).map(|f| f.cpu.total_s_per_m);
         for shape in shapes(report).into_iter().filter(|s| s.nodes > 1) {
             let Some(own) = fanout_cpu(sb, shape) else {
                 continue;
@@ -149,9 +178,7 @@ fn targets(report: &SuiteReport) -> String {
                     x > 1.0,
                 );
             }
-            let latency = sb.cluster_latency.iter();
-            let mut latency = latency.filter(|l| l.shape == shape && l.latency.room_size == size);
-            if let Some(l) = latency.next()
+            if let Some(l) = latency_of(sb, shape, size)
                 && let Some(other) = &l.other_nodes
             {
                 let over = (other.p99_us as f64 - l.same_node.p99_us as f64) / 1000.0;
@@ -165,12 +192,7 @@ fn targets(report: &SuiteReport) -> String {
             }
         }
     }
-    let rooms_cpu = |shape: Shape| {
-        let r = sb.cluster_rooms.iter();
-        r.filter(|r| r.shape == shape)
-            .map(|r| r.cpu.total_s_per_m)
-            .next()
-    };
+    let rooms_cpu = |shape: Shape| rooms_of(sb, shape).map(|r| r.cpu.total_s_per_m);
     for shape in shapes(report).into_iter().filter(|s| s.nodes > 1) {
         if let (Some(own), Some(one)) = (rooms_cpu(shape), rooms_cpu(Shape { nodes: 1, ..shape })) {
             let x = own / one;
@@ -198,30 +220,22 @@ fn fanout(report: &SuiteReport) -> String {
     );
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
-            let f = s.cluster_fanout.iter();
-            f.filter(|f| f.shape == shape && f.fanout.room_size == size)
-                .map(|f| f.cpu.total_s_per_m)
-                .next()
+            fanout_of(s, shape, size).map(|f| f.cpu.total_s_per_m)
         };
         for shape in shapes(report) {
             for s in ran(report) {
-                let found = s.cluster_fanout.iter();
-                let mut found = found.filter(|f| f.shape == shape && f.fanout.room_size == size);
-                let Some(c) = found.next() else { continue };
+                let Some(c) = fanout_of(s, shape, size) else {
+                    continue;
+                };
                 let (one, sb) = bases(report, shape, s.server, &find);
-                let total = Some(c.cpu.total_s_per_m);
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {size} | {} | {} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                    "| {} | {} | {size} | {} | {} | {} | {:.2} | {} | {} |",
                     s.server.label(),
                     shape.adapter.name(),
                     shape.nodes,
                     human(c.fanout.deliveries_per_sec),
-                    c.cpu.total_s_per_m,
-                    ratio(total, one),
-                    ratio(total, sb),
-                    each_node(&c.cpu),
-                    c.cpu.redis_s_per_m,
+                    cpu_cells(&c.cpu, one, sb),
                     c.fanout.generator_cpu_s_per_m,
                     c.fanout.written_off,
                     c.fanout.lost_connections
@@ -262,16 +276,13 @@ fn latency(report: &SuiteReport) -> String {
     );
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
-            let l = s.cluster_latency.iter();
-            l.filter(|l| l.shape == shape && l.latency.room_size == size)
-                .map(|l| worst_p99(l) as f64)
-                .next()
+            latency_of(s, shape, size).map(|l| worst_p99(l) as f64)
         };
         for shape in shapes(report) {
             for s in ran(report) {
-                let found = s.cluster_latency.iter();
-                let mut found = found.filter(|l| l.shape == shape && l.latency.room_size == size);
-                let Some(c) = found.next() else { continue };
+                let Some(c) = latency_of(s, shape, size) else {
+                    continue;
+                };
                 let (_, sb) = bases(report, shape, s.server, &find);
                 let l = &c.latency;
                 let received = if l.expected == 0 {
@@ -311,33 +322,23 @@ fn rooms(report: &SuiteReport) -> String {
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         p.rooms, p.members
     );
-    let find = |s: &ServerReport, shape: Shape| {
-        let r = s.cluster_rooms.iter();
-        r.filter(|r| r.shape == shape)
-            .map(|r| r.cpu.total_s_per_m)
-            .next()
-    };
+    let find = |s: &ServerReport, shape: Shape| rooms_of(s, shape).map(|r| r.cpu.total_s_per_m);
     for shape in shapes(report) {
         for s in ran(report) {
-            let Some(c) = s.cluster_rooms.iter().find(|r| r.shape == shape) else {
+            let Some(c) = rooms_of(s, shape) else {
                 continue;
             };
             let (one, sb) = bases(report, shape, s.server, &find);
-            let total = Some(c.cpu.total_s_per_m);
             let r = &c.rooms;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
                 s.server.label(),
                 shape.adapter.name(),
                 shape.nodes,
                 human(r.emits_per_sec),
                 human(r.deliveries_per_sec),
-                c.cpu.total_s_per_m,
-                ratio(total, one),
-                ratio(total, sb),
-                each_node(&c.cpu),
-                c.cpu.redis_s_per_m,
+                cpu_cells(&c.cpu, one, sb),
                 r.generator_cpu_s_per_m,
                 r.written_off,
                 r.lost_connections
@@ -372,11 +373,7 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         series: series(report, &|s| {
             room_points
                 .iter()
-                .map(|&(n, shape)| {
-                    let f = s.cluster_fanout.iter();
-                    let mut f = f.filter(|f| f.shape == shape && f.fanout.room_size == n);
-                    f.next().map(|f| f.cpu.total_s_per_m)
-                })
+                .map(|&(n, shape)| fanout_of(s, shape, n).map(|f| f.cpu.total_s_per_m))
                 .collect()
         }),
     };
@@ -387,11 +384,7 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         series: series(report, &|s| {
             room_points
                 .iter()
-                .map(|&(n, shape)| {
-                    let l = s.cluster_latency.iter();
-                    let mut l = l.filter(|l| l.shape == shape && l.latency.room_size == n);
-                    l.next().map(|l| worst_p99(l) as f64 / 1000.0)
-                })
+                .map(|&(n, shape)| latency_of(s, shape, n).map(|l| worst_p99(l) as f64 / 1000.0))
                 .collect()
         }),
     };
@@ -403,10 +396,7 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         series: series(report, &|s| {
             shapes
                 .iter()
-                .map(|&shape| {
-                    let r = s.cluster_rooms.iter().find(|r| r.shape == shape);
-                    r.map(|r| r.cpu.total_s_per_m)
-                })
+                .map(|&shape| rooms_of(s, shape).map(|r| r.cpu.total_s_per_m))
                 .collect()
         }),
     };

@@ -320,6 +320,12 @@ async fn sentinel_watcher(target: Arc<Target>, health: Arc<Health>, shutdown: Sh
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First pause after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts of the push subscriber ([`push_subscriber`]):
+/// after a Redis Cluster master dies, its subscriptions fail until a replica takes over
+/// (1–3 s), and each second waited longer is a second of messages missed.
+const MAX_PUSH_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a subscription change or a connection's first command may take.
+const SUBSCRIBER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most publishes sent in one pipeline.
 const PUBLISH_BATCH: usize = 256;
 /// Publishes queued while Redis is slow or unreachable; beyond this, new ones are
@@ -890,7 +896,7 @@ impl PushConn {
     ) -> redis::RedisResult<PushConn> {
         if let Some(url) = &target.cluster {
             let client = url
-                .client(&target.config, Duration::from_secs(5), Some(push))
+                .client(&target.config, SUBSCRIBER_TIMEOUT, Some(push))
                 .map_err(|e| {
                     redis::RedisError::from((
                         redis::ErrorKind::Client,
@@ -914,7 +920,7 @@ impl PushConn {
         let client = redis::Client::open(info.set_redis_settings(settings))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(SUBSCRIBER_TIMEOUT))
             .set_push_sender(push);
         Ok(PushConn::Single(
             client
@@ -1083,7 +1089,7 @@ async fn push_subscriber(
             () = tokio::time::sleep(jitter(backoff)) => {}
             _ = moved.changed() => backoff = MIN_BACKOFF,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF / 5);
+        backoff = (backoff * 2).min(MAX_PUSH_BACKOFF);
     }
 }
 

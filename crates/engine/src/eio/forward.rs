@@ -194,12 +194,7 @@ impl ForwardedRequest {
         max_payload: usize,
     ) -> Result<Self, PollError> {
         let (parts, body) = req.into_parts();
-        let mut headers = HeaderMap::new();
-        for name in &FORWARDED_HEADERS {
-            for value in parts.headers.get_all(name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
+        let mut headers = only(&parts.headers, &FORWARDED_HEADERS);
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -237,7 +232,7 @@ impl ForwardedRequest {
         let mut req = Request::new(Full::new(self.body));
         *req.method_mut() = self.method;
         *req.uri_mut() = uri;
-        *req.headers_mut() = only(self.headers, &FORWARDED_HEADERS);
+        *req.headers_mut() = only(&self.headers, &FORWARDED_HEADERS);
         Some(req)
     }
 }
@@ -268,13 +263,13 @@ impl ForwardedResponse {
         }
         let mut res = Response::new(Full::new(self.body));
         *res.status_mut() = self.status;
-        *res.headers_mut() = only(self.headers, &FORWARDED_RESPONSE_HEADERS);
+        *res.headers_mut() = only(&self.headers, &FORWARDED_RESPONSE_HEADERS);
         res
     }
 }
 
 /// The headers of `headers` named in `kept`.
-pub(crate) fn only(headers: HeaderMap, kept: &[HeaderName]) -> HeaderMap {
+pub(crate) fn only(headers: &HeaderMap, kept: &[HeaderName]) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in kept {
         for value in headers.get_all(name) {

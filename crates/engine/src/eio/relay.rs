@@ -160,7 +160,7 @@ async fn ask_address(
     owner: &str,
     head: &RelayHead,
 ) -> Result<String, RelayError> {
-    let mut headers = only(head.headers.clone(), &FORWARDED_HEADERS);
+    let mut headers = only(&head.headers, &FORWARDED_HEADERS);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
     let question = ForwardedRequest {
         method: Method::GET,
