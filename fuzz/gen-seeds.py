@@ -162,6 +162,47 @@ def cluster(fixtures):
         data = hexed(case)
         if data is not None:
             write("streams", f"pubsub-{case['name']}", b"\x01" + data)
+    # The sharded adapter (createShardedAdapter): the whole message as JSON (what
+    # JSON.stringify writes), or MessagePack when it carries binary (the streams
+    # adapter's pub/sub bytes above are such MessagePack).
+    uid = "a1b2c3d4e5f60718"
+    room_opts = {"rooms": ["news"], "except": [], "flags": {}}
+    event = lambda nsp, *args: {"type": 2, "data": list(args), "nsp": nsp}
+    sharded = {
+        "broadcast-room": (3, {"packet": event("/", "hello", 1, {"x": 2}), "opts": room_opts}),
+        "broadcast-all-flags": (3, {
+            "packet": event("/chat", "e"),
+            "opts": {"rooms": [], "except": [SID], "flags": {"volatile": True, "compress": True}},
+        }),
+        "broadcast-with-ack": (3, {
+            "packet": event("/", "q"),
+            "requestId": "r1",
+            "opts": {"rooms": ["a", "b"], "except": [], "flags": {"timeout": 5000}},
+        }),
+        "sockets-join": (4, {"opts": room_opts, "rooms": ["r1", "r2"]}),
+        "sockets-leave": (5, {"opts": room_opts, "rooms": ["r1"]}),
+        "disconnect-sockets": (6, {"opts": room_opts, "close": True}),
+        "fetch-sockets": (7, {"opts": room_opts, "requestId": "r2"}),
+        "fetch-sockets-response": (8, {"requestId": "r2", "sockets": [{
+            "id": SID,
+            "handshake": {"headers": {}, "time": "t", "address": "::1", "xdomain": False,
+                          "secure": False, "issued": 1, "url": "/", "query": {}, "auth": {}},
+            "rooms": [SID],
+            "data": {"n": 1},
+        }]}),
+        "server-side-emit": (9, {"requestId": "r3", "packet": ["ping", 1]}),
+        "server-side-emit-response": (10, {"requestId": "r3", "packet": ["pong"]}),
+        "broadcast-client-count": (11, {"requestId": "r1", "clientCount": 3}),
+        "broadcast-ack": (12, {"requestId": "r1", "packet": ["ok"]}),
+        "adapter-close": (13, None),
+    }
+    for name, (kind, data) in sharded.items():
+        message = {"type": kind, **({"data": data} if data is not None else {}), "uid": uid, "nsp": "/"}
+        write("sharded", name, json.dumps(message, separators=(",", ":")))
+    for case in streams["pubsub"]:
+        data = hexed(case)
+        if data is not None:
+            write("sharded", f"msgpack-{case['name']}", data)
     for case in streams["sessions"]:
         write("session", f"session-{case['name']}", b"\x00" + case["stored"].encode())
     for name, offset in {

@@ -208,6 +208,22 @@ fn pubsub_message(data: &[u8]) {
     }
 }
 
+/// The sharded adapter's payload (`createShardedAdapter`): JSON when it starts with
+/// `{`, MessagePack otherwise. What decodes encodes, and decodes again to the same
+/// message; a re-encoding is stable.
+pub fn sharded(data: &[u8]) {
+    let Ok(message) = ClusterMessage::decode_sharded(data) else {
+        return;
+    };
+    let first = message.encode_sharded();
+    let again = ClusterMessage::decode_sharded(&first).expect("an encoded message decodes");
+    assert_eq!((&again.uid, &again.nsp), (&message.uid, &message.nsp));
+    assert_eq!(again.body.message_type(), message.body.message_type());
+    if !body_lookalike(&message.body) {
+        assert_same_wire(&first, &again.encode_sharded(), "sharded message");
+    }
+}
+
 /// Recovery state read back from Redis; the first byte picks: a stored session, or a
 /// stream id (the offset a reconnecting client presents).
 pub fn session(data: &[u8]) {

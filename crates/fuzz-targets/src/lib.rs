@@ -26,7 +26,7 @@ pub mod socketio;
 mod support;
 
 pub use auth::jwt;
-pub use cluster::{msgpack, redis_adapter, session, streams};
+pub use cluster::{msgpack, redis_adapter, session, sharded, streams};
 pub use engineio::{engineio_handshake, engineio_packet, engineio_payload};
 pub use hooks::hook_reply;
 pub use socketio::socketio_decoder;
@@ -44,6 +44,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("msgpack", msgpack),
     ("redis_adapter", redis_adapter),
     ("streams", streams),
+    ("sharded", sharded),
     ("session", session),
     ("jwt", jwt),
     ("hook_reply", hook_reply),

@@ -150,6 +150,7 @@ targets!(
     msgpack,
     redis_adapter,
     streams,
+    sharded,
     session,
     jwt,
     hook_reply,
