@@ -272,6 +272,10 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
     const room = fresh("back");
     const back = await connectTo(ctx, victim);
     await call(back, "join", room);
+    // With the sharded adapter's dynamic mode, a room's first member on a node makes it
+    // subscribe the room's channel; a broadcast published before that lands is not
+    // heard there (Node's adapter alike). A context may say how to wait for it.
+    await ctx.roomHeard?.(room, 1);
     const seen = recordData(back, "welcome");
     await call(watchers.at(-1).socket, "broadcast", room, "welcome", { n: 1 });
     await until(seen, 1);
