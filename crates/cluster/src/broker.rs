@@ -14,7 +14,7 @@
 //! single Redis for the `redis-sharded` adapter.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -341,6 +341,12 @@ pub struct Health {
     subscribed: AtomicBool,
     /// The last command round trip succeeded.
     commands_ok: AtomicBool,
+    /// Subscription changes asked for and not yet sent to Redis: until they are, a
+    /// node that says it is ready might not hear a channel it just subscribed (its
+    /// forwarding channel at start-up, say).
+    pending_subscriptions: AtomicUsize,
+    /// Set once the node was up with no subscription pending.
+    settled: AtomicBool,
     /// Times the subscriber connection was re-established.
     pub reconnects: AtomicU64,
     /// Messages published.
@@ -366,8 +372,29 @@ pub struct Health {
 
 impl Health {
     /// Whether Redis is reachable both ways.
+    /// Until the node is up the first time, its subscriptions must all have been sent
+    /// too (see [`Health::pending_subscriptions`]); after that they are not waited for,
+    /// or rooms joined and left all the time (the sharded adapter's dynamic channels)
+    /// would make readiness flap.
     pub fn is_up(&self) -> bool {
-        self.subscribed.load(Ordering::Acquire) && self.commands_ok.load(Ordering::Acquire)
+        if !(self.subscribed.load(Ordering::Acquire) && self.commands_ok.load(Ordering::Acquire)) {
+            return false;
+        }
+        if self.settled.load(Ordering::Acquire) {
+            return true;
+        }
+        let settled = self.pending_subscriptions.load(Ordering::Acquire) == 0;
+        if settled {
+            self.settled.store(true, Ordering::Release);
+        }
+        settled
+    }
+
+    /// One subscription change was sent to Redis (or recorded for the next connection).
+    fn subscription_done(&self) {
+        let _ = self
+            .pending_subscriptions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     pub(crate) fn commands(&self, ok: bool) {
@@ -690,14 +717,25 @@ impl Broker {
 
     /// Subscribes now and after every reconnect.
     pub(crate) fn subscribe(&self, sub: Sub) {
-        let _ = self.subs.send((Change::Subscribe, sub));
+        self.change(Change::Subscribe, sub);
+    }
+
+    /// Queues a subscription change for the subscriber task, counted as pending until
+    /// it is sent.
+    fn change(&self, change: Change, sub: Sub) {
+        self.health
+            .pending_subscriptions
+            .fetch_add(1, Ordering::AcqRel);
+        if self.subs.send((change, sub)).is_err() {
+            self.health.subscription_done();
+        }
     }
 
     /// Gives back one [`Broker::subscribe`] of `sub`: once no holder is left, the
     /// node unsubscribes now and is not subscribed again after a reconnect. Kept in
     /// order with subscribes.
     pub(crate) fn unsubscribe(&self, sub: Sub) {
-        let _ = self.subs.send((Change::Unsubscribe, sub));
+        self.change(Change::Unsubscribe, sub);
     }
 
     /// Publishes in call order (fire and forget; counted when it fails). Dropped, and
@@ -813,6 +851,7 @@ async fn subscriber(
                 // what is held now, and nothing given back meanwhile.
                 while let Ok((change, sub)) = subs_rx.try_recv() {
                     subs.record(change, &sub);
+                    health.subscription_done();
                 }
                 for sub in subs.held() {
                     ok &= apply(&mut sink, Change::Subscribe, sub).await;
@@ -837,9 +876,10 @@ async fn subscriber(
                             // reconnect applies it (subscribes, or leaves out).
                             change = subs_rx.recv() => match change {
                                 Some((change, sub)) => {
-                                    if subs.record(change, &sub)
-                                        && !apply(&mut sink, change, &sub).await
-                                    {
+                                    let sent = !subs.record(change, &sub)
+                                        || apply(&mut sink, change, &sub).await;
+                                    health.subscription_done();
+                                    if !sent {
                                         break;
                                     }
                                 }
@@ -1010,6 +1050,7 @@ async fn push_subscriber(
             Ok(mut conn) => {
                 while let Ok((change, sub)) = subs_rx.try_recv() {
                     subs.record(change, &sub);
+                    health.subscription_done();
                 }
                 let mut ok = true;
                 let held: Vec<Sub> = subs.held().cloned().collect();
@@ -1036,7 +1077,10 @@ async fn push_subscriber(
                             _ = moved.changed() => break,
                             change = subs_rx.recv() => match change {
                                 Some((change, sub)) => {
-                                    if subs.record(change, &sub) && !conn.apply(change, &sub).await {
+                                    let sent = !subs.record(change, &sub)
+                                        || conn.apply(change, &sub).await;
+                                    health.subscription_done();
+                                    if !sent {
                                         break;
                                     }
                                 }
