@@ -12,12 +12,14 @@
 //!   a socket disconnects.
 //!
 //! Layout: `connect` (the Redis client a URL makes: TLS, credentials, the URL as it
-//! may be printed), `broker` (connections, reconnect, health), `requests` (pending
-//! cross-node requests), `common` (what the two adapters do alike: broadcasts with acks,
-//! answers to server-side emits), `pubsub` and `streams` (the two adapters, on the wire types of
-//! `switchboard_protocol::cluster`), `convert` (engine types to and from those wire
-//! types), `forward` (serving long-polling requests through the node that owns the
-//! session, in frames signed with the [`ClusterSecret`]).
+//! may be printed), `sentinel` and `redis_cluster` (the other kinds of URL), `broker`
+//! (connections, reconnect, health), `requests` (pending cross-node requests), `common`
+//! (what the adapters do alike: broadcasts with acks, answers to server-side emits),
+//! `exchange` (the requests and answers of `socket.io-adapter`'s `ClusterAdapter`, which
+//! `streams` and `sharded` share), `pubsub`, `streams` and `sharded` (the adapters, on the
+//! wire types of `switchboard_protocol::cluster`), `convert` (engine types to and from
+//! those wire types), `forward` (serving long-polling requests through the node that owns
+//! the session, in frames signed with the [`ClusterSecret`]).
 
 /// The room-index half of [`Adapter`](switchboard_engine::adapter::Adapter), for a
 /// cluster adapter that keeps its local index in a `MemoryAdapter` field `index`.
@@ -51,6 +53,7 @@ mod broker;
 mod common;
 mod connect;
 mod convert;
+mod exchange;
 mod forward;
 mod pubsub;
 mod redis_cluster;

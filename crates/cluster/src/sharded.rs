@@ -25,12 +25,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
-    AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
-    MemoryAdapter, Room, SocketInfo,
+    Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, MemoryAdapter,
+    Room, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -40,43 +39,31 @@ use switchboard_protocol::cluster::streams::{
 };
 use switchboard_protocol::socketio::Packet;
 
-use crate::broker::{Broker, Health, Publish, Reply, Sub, handler_of};
-use crate::common::{request_acks, server_ack};
-use crate::convert::{
-    ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
-    to_json, to_wire, wire_opts,
-};
-use crate::requests::{Requests, answer_broadcast_with_ack, collect};
+use crate::broker::{Broker, Health, Publish, Sub, handler_of};
+use crate::convert::{engine_opts, relayable, rooms, wire_opts};
+use crate::exchange::Exchange;
 use crate::{ClusterConfig, ClusterError, NodeHandle, SubscriptionMode};
-
-/// Answers to this node's requests.
-#[derive(Debug)]
-enum Answer {
-    Fetched(Vec<SocketInfo>),
-    ServerSide(Value),
-}
 
 /// One node's membership of a `redis-sharded` cluster.
 pub(crate) struct ShardedNode {
-    uid: String,
     config: ClusterConfig,
     broker: OnceLock<Arc<Broker>>,
     namespaces: RwLock<HashMap<String, Weak<Namespace>>>,
-    requests: Requests<Answer>,
-    acks: Requests<AckReport>,
+    /// Requests and answers (over shard channels), and this node's uid.
+    exchange: Exchange,
 }
 
 impl std::fmt::Debug for ShardedNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardedNode")
-            .field("uid", &self.uid)
+            .field("uid", &self.uid())
             .finish_non_exhaustive()
     }
 }
 
 impl NodeHandle for ShardedNode {
     fn uid(&self) -> &str {
-        &self.uid
+        self.exchange.uid()
     }
     fn broker(&self) -> Option<&Arc<Broker>> {
         self.broker.get()
@@ -89,13 +76,17 @@ impl ShardedNode {
         shutdown: Shutdown,
     ) -> Result<Arc<ShardedNode>, ClusterError> {
         let node = Arc::new(ShardedNode {
-            // `ClusterAdapter`'s uid: 8 random bytes in hex.
-            uid: format!("{:016x}", rand::random::<u64>()),
             config: config.clone(),
             broker: OnceLock::new(),
             namespaces: RwLock::default(),
-            requests: Requests::default(),
-            acks: Requests::default(),
+            exchange: Exchange::new(
+                // `ClusterAdapter`'s uid: 8 random bytes in hex.
+                format!("{:016x}", rand::random::<u64>()),
+                &config.key_prefix,
+                config.request_timeout,
+                Publish::Shard,
+                ClusterMessage::encode_sharded,
+            ),
         });
         let on_message = handler_of(&node, |node: &ShardedNode, _channel, payload| {
             node.on_message(&payload);
@@ -120,7 +111,7 @@ impl ShardedNode {
                 node: node.clone(),
                 nsp: nsp.to_owned(),
                 public: public_channel(&node.config.key_prefix, nsp),
-                private: private_channel(&node.config.key_prefix, nsp, &node.uid),
+                private: private_channel(&node.config.key_prefix, nsp, node.uid()),
                 index: MemoryAdapter::default(),
                 room_subs: Mutex::default(),
             }) as Arc<dyn Adapter>
@@ -136,25 +127,11 @@ impl ShardedNode {
     }
 
     fn message(&self, nsp: &str, body: MessageBody) -> ClusterMessage {
-        ClusterMessage {
-            uid: self.uid.clone(),
-            nsp: nsp.to_owned(),
-            body,
-        }
+        self.exchange.message(nsp, body)
     }
 
     fn publish(&self, channel: String, message: &ClusterMessage) {
-        self.broker()
-            .spublish(channel, Bytes::from(message.encode_sharded()));
-    }
-
-    /// Answers go to the requester's own channel.
-    fn reply(&self, nsp: &str, requester: &str) -> Reply {
-        Reply {
-            broker: self.broker().clone(),
-            channel: private_channel(&self.config.key_prefix, nsp, requester),
-            kind: Publish::Shard,
-        }
+        self.exchange.publish(self.broker(), channel, message);
     }
 
     /// Every message of every channel this node subscribed to.
@@ -166,10 +143,13 @@ impl ShardedNode {
                 return;
             }
         };
-        if message.uid == self.uid {
+        if message.uid == self.uid() {
             return;
         }
         let Some(ns) = self.namespace(&message.nsp) else {
+            return;
+        };
+        let Some(message) = self.exchange.on_message(self.broker(), &ns, message) else {
             return;
         };
         match message.body {
@@ -180,38 +160,6 @@ impl ShardedNode {
             } if relayable(&packet) => {
                 ns.broadcast_local(packet, &engine_opts(&opts));
             }
-            MessageBody::Broadcast {
-                packet,
-                opts,
-                request_id: Some(request_id),
-            } if relayable(&packet) => {
-                let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                answer_broadcast_with_ack(
-                    &ns,
-                    packet,
-                    engine_opts(&opts),
-                    self.reply(&message.nsp, &message.uid),
-                    move |report| {
-                        let request_id = request_id.clone();
-                        let body = match report {
-                            AckReport::ClientCount(n) => MessageBody::BroadcastClientCount {
-                                request_id,
-                                client_count: n as u64,
-                            },
-                            AckReport::Ack(p) => MessageBody::BroadcastAck {
-                                request_id,
-                                packet: ack_argument(p),
-                            },
-                        };
-                        ClusterMessage {
-                            uid: uid.clone(),
-                            nsp: nsp.clone(),
-                            body,
-                        }
-                        .encode_sharded()
-                    },
-                );
-            }
             MessageBody::SocketsJoin { opts, rooms: names } => {
                 ns.add_sockets_local(&engine_opts(&opts), &rooms(&names));
             }
@@ -221,78 +169,8 @@ impl ShardedNode {
             MessageBody::DisconnectSockets { opts, close } => {
                 ns.disconnect_sockets_local(&engine_opts(&opts), close);
             }
-            MessageBody::FetchSockets { opts, request_id } => {
-                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
-                let answer = self.message(
-                    &message.nsp,
-                    MessageBody::FetchSocketsResponse {
-                        request_id,
-                        sockets: sockets.into_iter().map(remote_socket).collect(),
-                    },
-                );
-                self.reply(&message.nsp, &message.uid)
-                    .send(Bytes::from(answer.encode_sharded()));
-            }
-            MessageBody::ServerSideEmit { request_id, packet } => {
-                let ack = request_id.map(|request_id| {
-                    let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                    server_ack(self.reply(&message.nsp, &message.uid), move |v| {
-                        ClusterMessage {
-                            uid,
-                            nsp,
-                            body: MessageBody::ServerSideEmitResponse {
-                                request_id,
-                                packet: to_wire(&v),
-                            },
-                        }
-                        .encode_sharded()
-                    })
-                });
-                ns.server_side_event(packet.into_iter().map(to_json).collect(), ack);
-            }
-            MessageBody::FetchSocketsResponse {
-                request_id,
-                sockets,
-            } => {
-                let sockets = sockets.into_iter().map(socket_info).collect();
-                self.requests.answer(&request_id, Answer::Fetched(sockets));
-            }
-            MessageBody::ServerSideEmitResponse { request_id, packet } => {
-                self.requests
-                    .answer(&request_id, Answer::ServerSide(to_json(packet)));
-            }
-            MessageBody::BroadcastClientCount {
-                request_id,
-                client_count,
-            } => {
-                self.acks
-                    .answer(&request_id, AckReport::ClientCount(count(client_count)));
-            }
-            MessageBody::BroadcastAck { request_id, packet } => {
-                self.acks
-                    .answer(&request_id, AckReport::Ack(ack_payload(packet)));
-            }
             _ => {}
         }
-    }
-
-    /// Publishes a request on `public` and collects one answer per other node.
-    async fn ask(
-        &self,
-        nsp: &str,
-        public: &str,
-        body: impl FnOnce(String) -> MessageBody,
-        timeout: Duration,
-    ) -> Result<Vec<Answer>, AdapterError> {
-        let servers = self.broker().server_count(Publish::Shard, public).await?;
-        if servers <= 1 {
-            return Ok(Vec::new());
-        }
-        let request_id = format!("{:016x}", rand::random::<u64>());
-        let (_registration, mut rx) = self.requests.register(request_id.clone());
-        let message = self.message(nsp, body(request_id));
-        self.publish(public.to_owned(), &message);
-        collect(&mut rx, servers - 1, timeout).await
     }
 }
 
@@ -471,18 +349,15 @@ impl Adapter for ShardedAdapter {
                 close,
             },
             ClusterOp::BroadcastWithAck { packet, sink } => {
-                let publish = |request_id| {
-                    let body = MessageBody::Broadcast {
-                        packet: packet.clone(),
-                        opts: wire_opts(opts),
-                        request_id: Some(request_id),
-                    };
-                    let message = self.node.message(&self.nsp, body);
-                    self.node.publish(self.public.clone(), &message);
-                };
-                let request_id = format!("{:016x}", rand::random::<u64>());
-                let timeout = self.node.config.request_timeout;
-                request_acks(&self.node.acks, request_id, publish, opts, sink, timeout);
+                let node = &self.node;
+                node.exchange.broadcast_with_ack(
+                    node.broker(),
+                    &self.nsp,
+                    &self.public,
+                    packet,
+                    opts,
+                    sink,
+                );
                 return;
             }
         };
@@ -495,43 +370,18 @@ impl Adapter for ShardedAdapter {
         _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
+        let node = &self.node;
         Box::pin(async move {
-            let wire_opts = wire_opts(&opts);
-            let timeout = opts
-                .flags
-                .timeout
-                .unwrap_or(self.node.config.request_timeout);
-            let answers = self
-                .node
-                .ask(
-                    &self.nsp,
-                    &self.public,
-                    |request_id| MessageBody::FetchSockets {
-                        opts: wire_opts,
-                        request_id,
-                    },
-                    timeout,
-                )
-                .await?;
-            Ok(answers
-                .into_iter()
-                .flat_map(|answer| match answer {
-                    Answer::Fetched(sockets) => sockets,
-                    Answer::ServerSide(_) => Vec::new(),
-                })
-                .collect())
+            node.exchange
+                .fetch_sockets(node.broker(), &self.nsp, &self.public, &opts)
+                .await
         })
     }
 
     fn server_side_emit(&self, _ns: &Arc<Namespace>, args: Vec<Value>) {
-        let message = self.node.message(
-            &self.nsp,
-            MessageBody::ServerSideEmit {
-                request_id: None,
-                packet: args.iter().map(to_wire).collect(),
-            },
-        );
-        self.node.publish(self.public.clone(), &message);
+        let node = &self.node;
+        node.exchange
+            .server_side_emit(node.broker(), &self.nsp, &self.public, &args);
     }
 
     fn server_side_emit_with_ack<'a>(
@@ -540,26 +390,11 @@ impl Adapter for ShardedAdapter {
         args: Vec<Value>,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Vec<Value>, AdapterError>> {
+        let node = &self.node;
         Box::pin(async move {
-            let answers = self
-                .node
-                .ask(
-                    &self.nsp,
-                    &self.public,
-                    |request_id| MessageBody::ServerSideEmit {
-                        request_id: Some(request_id),
-                        packet: args.iter().map(to_wire).collect(),
-                    },
-                    timeout,
-                )
-                .await?;
-            Ok(answers
-                .into_iter()
-                .filter_map(|a| match a {
-                    Answer::ServerSide(v) => Some(v),
-                    Answer::Fetched(_) => None,
-                })
-                .collect())
+            node.exchange
+                .server_side_emit_with_ack(node.broker(), &self.nsp, &self.public, &args, timeout)
+                .await
         })
     }
 
@@ -588,7 +423,7 @@ mod tests {
         ShardedAdapter {
             nsp: "/".to_owned(),
             public: public_channel("socket.io", "/"),
-            private: private_channel("socket.io", "/", &node.uid),
+            private: private_channel("socket.io", "/", node.uid()),
             node,
             index: MemoryAdapter::default(),
             room_subs: Mutex::default(),

@@ -21,13 +21,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
-    AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
-    DurableSession, LoggedEvent, MemoryAdapter, Room, SessionStore, SocketInfo,
+    Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
+    LoggedEvent, MemoryAdapter, Room, SessionStore, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -39,16 +38,10 @@ use switchboard_protocol::cluster::streams::{
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{
-    Broker, Conn, Health, OwnConn, Publish, Reply, Sub, Target, handler_of, jitter,
-};
-use crate::common::{request_acks, server_ack};
-use crate::convert::{
-    ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, rooms, socket_info,
-    to_json, to_wire, wire_opts,
-};
+use crate::broker::{Broker, Conn, Health, OwnConn, Publish, Sub, Target, handler_of, jitter};
+use crate::convert::{engine_opts, relayable, rooms, to_json, to_wire, wire_opts};
+use crate::exchange::Exchange;
 use crate::redis_cluster::{SlotPipes, beside};
-use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -75,13 +68,6 @@ const WRITES_SETTLE: Duration = Duration::from_secs(3);
 /// The extra field of a stored session that holds its `offset` (see
 /// [`DurableSession::offset`]); Node ignores it.
 const SESSION_OFFSET: &str = "offset";
-
-/// Answers to this node's requests.
-#[derive(Debug)]
-enum Answer {
-    Fetched(Vec<SocketInfo>),
-    ServerSide(Value),
-}
 
 /// A write to Redis that must keep its order.
 #[derive(Debug)]
@@ -126,7 +112,6 @@ impl Routes {
 
 /// One node's membership of a `redis-streams` cluster.
 pub(crate) struct StreamsNode {
-    uid: String,
     config: ClusterConfig,
     broker: OnceLock<Arc<Broker>>,
     routes: Mutex<Routes>,
@@ -140,21 +125,21 @@ pub(crate) struct StreamsNode {
     /// Set once the reader knows where the stream ends.
     started: tokio::sync::watch::Sender<bool>,
     writes: mpsc::Sender<Write>,
-    requests: Requests<Answer>,
-    acks: Requests<AckReport>,
+    /// Requests and answers over pub/sub, and this node's uid.
+    exchange: Exchange,
 }
 
 impl std::fmt::Debug for StreamsNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamsNode")
-            .field("uid", &self.uid)
+            .field("uid", &self.uid())
             .finish_non_exhaustive()
     }
 }
 
 impl NodeHandle for StreamsNode {
     fn uid(&self) -> &str {
-        &self.uid
+        self.exchange.uid()
     }
     fn broker(&self) -> Option<&Arc<Broker>> {
         self.broker.get()
@@ -171,7 +156,6 @@ impl StreamsNode {
     ) -> Result<Arc<StreamsNode>, ClusterError> {
         let (writes, writes_rx) = mpsc::channel(MAX_PENDING_WRITES);
         let node = Arc::new(StreamsNode {
-            uid: format!("{:016x}", rand::random::<u64>()),
             config: config.clone(),
             broker: OnceLock::new(),
             routes: Mutex::new(Routes {
@@ -181,8 +165,13 @@ impl StreamsNode {
             closed: Mutex::default(),
             started: tokio::sync::watch::channel(false).0,
             writes,
-            requests: Requests::default(),
-            acks: Requests::default(),
+            exchange: Exchange::new(
+                format!("{:016x}", rand::random::<u64>()),
+                &config.key_prefix,
+                config.request_timeout,
+                Publish::Classic,
+                ClusterMessage::encode_pubsub,
+            ),
         });
         let on_message = handler_of(&node, |node: &StreamsNode, channel, payload| {
             node.on_pubsub(channel, &payload);
@@ -191,7 +180,7 @@ impl StreamsNode {
         tokio::spawn(writer(
             broker.target().clone(),
             writes_rx,
-            WriteTarget::new(config, &node.uid),
+            WriteTarget::new(config, node.uid()),
             broker.health().clone(),
         ));
         let redis = broker.target().clone();
@@ -284,26 +273,8 @@ impl StreamsNode {
             .then_some(rx)
     }
 
-    fn publish(&self, channel: String, message: &ClusterMessage) {
-        self.broker()
-            .publish(channel, Bytes::from(message.encode_pubsub()));
-    }
-
-    /// Answers to a request go to `channel` over classic pub/sub.
-    fn reply(&self, channel: String) -> Reply {
-        Reply {
-            broker: self.broker().clone(),
-            channel,
-            kind: Publish::Classic,
-        }
-    }
-
     fn message(&self, nsp: &str, body: MessageBody) -> ClusterMessage {
-        ClusterMessage {
-            uid: self.uid.clone(),
-            nsp: nsp.to_owned(),
-            body,
-        }
+        self.exchange.message(nsp, body)
     }
 
     /// One stream entry, in stream order, under the routes lock.
@@ -311,7 +282,7 @@ impl StreamsNode {
         let Some(ns) = routes.namespaces.get(&message.nsp).and_then(Weak::upgrade) else {
             return;
         };
-        let own = message.uid == self.uid;
+        let own = message.uid == self.uid();
         match message.body {
             MessageBody::Broadcast {
                 packet,
@@ -348,116 +319,14 @@ impl StreamsNode {
                 return;
             }
         };
-        if message.uid == self.uid {
+        if message.uid == self.uid() {
             return;
         }
         let Some(ns) = self.namespace(&message.nsp) else {
             return;
         };
-        let reply_to = private_channel(&self.config.key_prefix, &message.nsp, &message.uid);
-        match message.body {
-            MessageBody::Broadcast {
-                packet,
-                opts,
-                request_id: Some(request_id),
-            } if relayable(&packet) => {
-                let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                answer_broadcast_with_ack(
-                    &ns,
-                    packet,
-                    engine_opts(&opts),
-                    self.reply(reply_to.clone()),
-                    move |report| {
-                        let request_id = request_id.clone();
-                        let body = match report {
-                            AckReport::ClientCount(n) => MessageBody::BroadcastClientCount {
-                                request_id,
-                                client_count: n as u64,
-                            },
-                            AckReport::Ack(p) => MessageBody::BroadcastAck {
-                                request_id,
-                                packet: ack_argument(p),
-                            },
-                        };
-                        ClusterMessage {
-                            uid: uid.clone(),
-                            nsp: nsp.clone(),
-                            body,
-                        }
-                        .encode_pubsub()
-                    },
-                );
-            }
-            MessageBody::FetchSockets { opts, request_id } => {
-                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
-                let answer = self.message(
-                    &message.nsp,
-                    MessageBody::FetchSocketsResponse {
-                        request_id,
-                        sockets: sockets.into_iter().map(remote_socket).collect(),
-                    },
-                );
-                self.publish(reply_to, &answer);
-            }
-            MessageBody::ServerSideEmit { request_id, packet } => {
-                let ack = request_id.map(|request_id| {
-                    let (uid, nsp) = (self.uid.clone(), message.nsp.clone());
-                    server_ack(self.reply(reply_to), move |v| {
-                        ClusterMessage {
-                            uid,
-                            nsp,
-                            body: MessageBody::ServerSideEmitResponse {
-                                request_id,
-                                packet: to_wire(&v),
-                            },
-                        }
-                        .encode_pubsub()
-                    })
-                });
-                ns.server_side_event(packet.into_iter().map(to_json).collect(), ack);
-            }
-            MessageBody::FetchSocketsResponse {
-                request_id,
-                sockets,
-            } => {
-                let sockets = sockets.into_iter().map(socket_info).collect();
-                self.requests.answer(&request_id, Answer::Fetched(sockets));
-            }
-            MessageBody::ServerSideEmitResponse { request_id, packet } => {
-                self.requests
-                    .answer(&request_id, Answer::ServerSide(to_json(packet)));
-            }
-            MessageBody::BroadcastClientCount {
-                request_id,
-                client_count,
-            } => {
-                self.acks
-                    .answer(&request_id, AckReport::ClientCount(count(client_count)));
-            }
-            MessageBody::BroadcastAck { request_id, packet } => {
-                self.acks
-                    .answer(&request_id, AckReport::Ack(ack_payload(packet)));
-            }
-            _ => {}
-        }
-    }
-
-    async fn ask(
-        &self,
-        nsp: &str,
-        public: &str,
-        body: impl FnOnce(String) -> MessageBody,
-        timeout: Duration,
-    ) -> Result<Vec<Answer>, AdapterError> {
-        let servers = self.broker().server_count(Publish::Classic, public).await?;
-        if servers <= 1 {
-            return Ok(Vec::new());
-        }
-        let request_id = format!("{:016x}", rand::random::<u64>());
-        let (_registration, mut rx) = self.requests.register(request_id.clone());
-        let message = self.message(nsp, body(request_id));
-        self.publish(public.to_owned(), &message);
-        collect(&mut rx, servers - 1, timeout).await
+        // What is not a request or an answer (the stream carries the rest) is ignored.
+        let _ = self.exchange.on_message(self.broker(), &ns, message);
     }
 }
 
@@ -1156,7 +1025,7 @@ impl StreamsAdapter {
             Sub::Channel(private_channel(
                 &self.node.config.key_prefix,
                 &self.nsp,
-                &self.node.uid,
+                self.node.uid(),
             )),
         ]
     }
@@ -1263,18 +1132,15 @@ impl Adapter for StreamsAdapter {
                 close,
             },
             ClusterOp::BroadcastWithAck { packet, sink } => {
-                let publish = |request_id| {
-                    let body = MessageBody::Broadcast {
-                        packet: packet.clone(),
-                        opts: wire_opts(opts),
-                        request_id: Some(request_id),
-                    };
-                    let message = self.node.message(&self.nsp, body);
-                    self.node.publish(self.public.clone(), &message);
-                };
-                let request_id = format!("{:016x}", rand::random::<u64>());
-                let timeout = self.node.config.request_timeout;
-                request_acks(&self.node.acks, request_id, publish, opts, sink, timeout);
+                let node = &self.node;
+                node.exchange.broadcast_with_ack(
+                    node.broker(),
+                    &self.nsp,
+                    &self.public,
+                    packet,
+                    opts,
+                    sink,
+                );
                 return;
             }
         };
@@ -1286,43 +1152,18 @@ impl Adapter for StreamsAdapter {
         _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
+        let node = &self.node;
         Box::pin(async move {
-            let wire_opts = wire_opts(&opts);
-            let timeout = opts
-                .flags
-                .timeout
-                .unwrap_or(self.node.config.request_timeout);
-            let answers = self
-                .node
-                .ask(
-                    &self.nsp,
-                    &self.public,
-                    |request_id| MessageBody::FetchSockets {
-                        opts: wire_opts,
-                        request_id,
-                    },
-                    timeout,
-                )
-                .await?;
-            Ok(answers
-                .into_iter()
-                .flat_map(|answer| match answer {
-                    Answer::Fetched(sockets) => sockets,
-                    Answer::ServerSide(_) => Vec::new(),
-                })
-                .collect())
+            node.exchange
+                .fetch_sockets(node.broker(), &self.nsp, &self.public, &opts)
+                .await
         })
     }
 
     fn server_side_emit(&self, _ns: &Arc<Namespace>, args: Vec<Value>) {
-        let message = self.node.message(
-            &self.nsp,
-            MessageBody::ServerSideEmit {
-                request_id: None,
-                packet: args.iter().map(to_wire).collect(),
-            },
-        );
-        self.node.publish(self.public.clone(), &message);
+        let node = &self.node;
+        node.exchange
+            .server_side_emit(node.broker(), &self.nsp, &self.public, &args);
     }
 
     fn server_side_emit_with_ack<'a>(
@@ -1331,26 +1172,11 @@ impl Adapter for StreamsAdapter {
         args: Vec<Value>,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Vec<Value>, AdapterError>> {
+        let node = &self.node;
         Box::pin(async move {
-            let answers = self
-                .node
-                .ask(
-                    &self.nsp,
-                    &self.public,
-                    |request_id| MessageBody::ServerSideEmit {
-                        request_id: Some(request_id),
-                        packet: args.iter().map(to_wire).collect(),
-                    },
-                    timeout,
-                )
-                .await?;
-            Ok(answers
-                .into_iter()
-                .filter_map(|a| match a {
-                    Answer::ServerSide(v) => Some(v),
-                    Answer::Fetched(_) => None,
-                })
-                .collect())
+            node.exchange
+                .server_side_emit_with_ack(node.broker(), &self.nsp, &self.public, &args, timeout)
+                .await
         })
     }
 
