@@ -331,57 +331,42 @@ impl Cluster {
             return Err(ClusterError::NoSecret);
         }
         let secret = config.secret.clone();
-        match config.adapter {
-            AdapterKind::Memory => Ok(Cluster {
-                factory: memory_factory(),
-                health: None,
-                node: None,
-                key_prefix: config.key_prefix.clone(),
-                kind: config.adapter,
-                secret: None,
-                tag: None,
-                shutdown,
-            }),
-            AdapterKind::Redis => {
-                let node = pubsub::PubSubNode::start(config, shutdown.clone())?;
-                Ok(Cluster {
-                    factory: node.factory(),
-                    health: Some(node.health().clone()),
-                    node: Some(node),
+        let (factory, node) = match config.adapter {
+            AdapterKind::Memory => {
+                return Ok(Cluster {
+                    factory: memory_factory(),
+                    health: None,
+                    node: None,
                     key_prefix: config.key_prefix.clone(),
                     kind: config.adapter,
-                    secret: secret.clone(),
-                    tag: new_tag(),
+                    secret: None,
+                    tag: None,
                     shutdown,
-                })
+                });
+            }
+            AdapterKind::Redis => {
+                let node = pubsub::PubSubNode::start(config, shutdown.clone())?;
+                (node.factory(), node as Arc<dyn NodeHandle>)
             }
             AdapterKind::RedisSharded => {
                 let node = sharded::ShardedNode::start(config, shutdown.clone())?;
-                Ok(Cluster {
-                    factory: node.factory(),
-                    health: Some(node.health().clone()),
-                    node: Some(node),
-                    key_prefix: config.key_prefix.clone(),
-                    kind: config.adapter,
-                    secret: secret.clone(),
-                    tag: new_tag(),
-                    shutdown,
-                })
+                (node.factory(), node as Arc<dyn NodeHandle>)
             }
             AdapterKind::RedisStreams => {
                 let node = streams::StreamsNode::start(config, shutdown.clone())?;
-                Ok(Cluster {
-                    factory: node.factory(),
-                    health: Some(node.health().clone()),
-                    node: Some(node),
-                    key_prefix: config.key_prefix.clone(),
-                    kind: config.adapter,
-                    secret: secret.clone(),
-                    tag: new_tag(),
-                    shutdown,
-                })
+                (node.factory(), node as Arc<dyn NodeHandle>)
             }
-        }
+        };
+        Ok(Cluster {
+            factory,
+            health: node.broker().map(|b| b.health().clone()),
+            node: Some(node),
+            key_prefix: config.key_prefix.clone(),
+            kind: config.adapter,
+            secret,
+            tag: new_tag(),
+            shutdown,
+        })
     }
 
     /// The adapter factory for [`switchboard_engine::Io::with_adapter`].

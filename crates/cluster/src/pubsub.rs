@@ -12,8 +12,7 @@
 //! is lost for the other nodes (counted in `publish_errors`). Use `redis-streams` for
 //! durability.
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,8 +30,8 @@ use switchboard_protocol::cluster::redis_adapter::{
 };
 use switchboard_protocol::socketio::Packet;
 
-use crate::broker::{Broker, Health, Publish, Reply, Sub, handler_of};
-use crate::common::{request_acks, server_ack};
+use crate::broker::{Broker, Publish, Reply, Sub, handler_of};
+use crate::common::{Namespaces, request_acks, server_ack};
 use crate::convert::{
     self, ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info,
     to_json, to_wire, wire_opts,
@@ -46,7 +45,7 @@ pub(crate) struct PubSubNode {
     prefix: String,
     request_timeout: Duration,
     broker: OnceLock<Arc<Broker>>,
-    namespaces: RwLock<HashMap<String, Weak<Namespace>>>,
+    namespaces: Namespaces,
     /// This node's requests (all rooms, fetch sockets, server-side emits), answered
     /// with responses that carry no type: the waiting side reads them according to
     /// the request it sent.
@@ -82,7 +81,7 @@ impl PubSubNode {
             prefix: config.key_prefix.clone(),
             request_timeout: config.request_timeout,
             broker: OnceLock::new(),
-            namespaces: RwLock::default(),
+            namespaces: Namespaces::default(),
             requests: Requests::default(),
             acks: Requests::default(),
         });
@@ -95,10 +94,6 @@ impl PubSubNode {
     fn broker(&self) -> &Arc<Broker> {
         // Set in `start` before the node is shared.
         self.broker.get().expect("broker set at start")
-    }
-
-    pub(crate) fn health(&self) -> &Arc<Health> {
-        self.broker().health()
     }
 
     pub(crate) fn factory(self: &Arc<Self>) -> AdapterFactory {
@@ -122,11 +117,7 @@ impl PubSubNode {
     }
 
     fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(nsp)
-            .and_then(Weak::upgrade)
+        self.namespaces.get(nsp)
     }
 
     /// Every message from the subscriber connection.
@@ -443,11 +434,7 @@ impl Adapter for PubSubAdapter {
     delegate_room_index!();
 
     fn init(&self, ns: &Arc<Namespace>) {
-        self.node
-            .namespaces
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ns.name().to_owned(), Arc::downgrade(ns));
+        self.node.namespaces.insert(ns);
         self.node.broker().subscribe_all(self.subscriptions());
     }
 
@@ -455,19 +442,7 @@ impl Adapter for PubSubAdapter {
     /// the same name created next subscribes after this unsubscribes (the broker keeps
     /// both in order) and may already be in the map: only this instance is removed.
     fn close(&self, ns: &Namespace) {
-        {
-            let mut namespaces = self
-                .node
-                .namespaces
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            if namespaces
-                .get(ns.name())
-                .is_some_and(|known| std::ptr::eq(known.as_ptr(), ns))
-            {
-                namespaces.remove(ns.name());
-            }
-        }
+        self.node.namespaces.remove(ns);
         self.node.broker().unsubscribe_all(self.subscriptions());
     }
 

@@ -21,8 +21,8 @@
 //! Delivery is at most once, as with classic pub/sub: what is published while a
 //! master fails over is lost; recovery stays per node.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -39,7 +39,8 @@ use switchboard_protocol::cluster::streams::{
 };
 use switchboard_protocol::socketio::Packet;
 
-use crate::broker::{Broker, Health, Publish, Sub, handler_of};
+use crate::broker::{Broker, Publish, Sub, handler_of};
+use crate::common::Namespaces;
 use crate::convert::{engine_opts, relayable, rooms, wire_opts};
 use crate::exchange::Exchange;
 use crate::{ClusterConfig, ClusterError, NodeHandle, SubscriptionMode};
@@ -48,7 +49,7 @@ use crate::{ClusterConfig, ClusterError, NodeHandle, SubscriptionMode};
 pub(crate) struct ShardedNode {
     config: ClusterConfig,
     broker: OnceLock<Arc<Broker>>,
-    namespaces: RwLock<HashMap<String, Weak<Namespace>>>,
+    namespaces: Namespaces,
     /// Requests and answers (over shard channels), and this node's uid.
     exchange: Exchange,
 }
@@ -78,7 +79,7 @@ impl ShardedNode {
         let node = Arc::new(ShardedNode {
             config: config.clone(),
             broker: OnceLock::new(),
-            namespaces: RwLock::default(),
+            namespaces: Namespaces::default(),
             exchange: Exchange::new(
                 // `ClusterAdapter`'s uid: 8 random bytes in hex.
                 format!("{:016x}", rand::random::<u64>()),
@@ -100,10 +101,6 @@ impl ShardedNode {
         self.broker.get().expect("broker set at start")
     }
 
-    pub(crate) fn health(&self) -> &Arc<Health> {
-        self.broker().health()
-    }
-
     pub(crate) fn factory(self: &Arc<Self>) -> AdapterFactory {
         let node = self.clone();
         Arc::new(move |nsp: &str| {
@@ -119,11 +116,7 @@ impl ShardedNode {
     }
 
     fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(nsp)
-            .and_then(Weak::upgrade)
+        self.namespaces.get(nsp)
     }
 
     fn message(&self, nsp: &str, body: MessageBody) -> ClusterMessage {
@@ -280,11 +273,7 @@ impl Adapter for ShardedAdapter {
     }
 
     fn init(&self, ns: &Arc<Namespace>) {
-        self.node
-            .namespaces
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ns.name().to_owned(), Arc::downgrade(ns));
+        self.node.namespaces.insert(ns);
         self.node.broker().subscribe_all([
             Sub::Shard(self.public.clone()),
             Sub::Shard(self.private.clone()),
@@ -293,19 +282,7 @@ impl Adapter for ShardedAdapter {
 
     /// Undoes `init` (see the `redis` adapter's `close` on ordering).
     fn close(&self, ns: &Namespace) {
-        {
-            let mut namespaces = self
-                .node
-                .namespaces
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            if namespaces
-                .get(ns.name())
-                .is_some_and(|known| std::ptr::eq(known.as_ptr(), ns))
-            {
-                namespaces.remove(ns.name());
-            }
-        }
+        self.node.namespaces.remove(ns);
         let rooms: Vec<Room> = self.lock_room_subs().drain().collect();
         let broker = self.node.broker();
         broker.unsubscribe_all(rooms.iter().map(|room| self.room_sub(room)));
