@@ -46,6 +46,46 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = DEFAULT_MAX_CONNECTIONS + TCP_CON
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default path, as in Socket.IO.
 pub const DEFAULT_PATH: &str = "/socket.io/";
+/// Default path of the Server-Sent Events endpoint.
+pub const DEFAULT_SSE_PATH: &str = "/sse";
+/// A heartbeat comment every 15 s: proxies and load balancers commonly drop a
+/// response that sends nothing for 30–60 s, and an SSE client cannot answer pings, so
+/// a heartbeat is also how a reader that stopped reading is noticed.
+pub const DEFAULT_SSE_HEARTBEAT: Duration = Duration::from_secs(15);
+/// The `retry:` an SSE stream sets: browsers default to about 3 s; 2 s brings a
+/// listener back sooner after a node restart, and the server's `max_connections` and
+/// drain pacing bound the herd.
+pub const DEFAULT_SSE_RETRY: Duration = Duration::from_secs(2);
+
+/// Server-Sent Events: a one-way stream of a namespace's events to clients that only
+/// listen (an `EventSource`, `curl -N`), with the same rooms, auth and recovery as
+/// Socket.IO clients (see `eio::sse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseConfig {
+    /// The endpoint's path, e.g. `/sse`; outside [`EngineConfig::path`].
+    pub path: String,
+    /// Interval between heartbeat comments; a listener that has not taken the last
+    /// one within [`EngineConfig::ping_timeout`] after it is closed (`ping timeout`).
+    pub heartbeat: Duration,
+    /// The reconnection delay the stream asks the client to use.
+    pub retry: Duration,
+    /// Query parameters copied into the CONNECT `auth` object under their own names,
+    /// for clients that cannot set headers (a browser's `EventSource`): with
+    /// `["token"]`, `/sse?token=…` authenticates as `io({ auth: { token } })` would.
+    /// Empty by default: a token in a URL ends up in access logs.
+    pub auth_params: Vec<String>,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig {
+            path: DEFAULT_SSE_PATH.to_owned(),
+            heartbeat: DEFAULT_SSE_HEARTBEAT,
+            retry: DEFAULT_SSE_RETRY,
+            auth_params: Vec::new(),
+        }
+    }
+}
 
 /// Which origins may connect from a browser.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -129,6 +169,8 @@ pub struct EngineConfig {
     /// (see [`crate::eio::Forwarder`]). `None` (the default): plain random ids, and
     /// no forwarding.
     pub node_tag: Option<NodeTag>,
+    /// Server-Sent Events, when served (`None`, the default: not served).
+    pub sse: Option<SseConfig>,
 }
 
 impl EngineConfig {
@@ -156,6 +198,7 @@ impl Default for EngineConfig {
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             node_tag: None,
+            sse: None,
         }
     }
 }

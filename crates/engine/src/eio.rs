@@ -7,10 +7,12 @@
 //! - [`forward`]: serving polling requests of sessions other nodes own (no sticky
 //!   sessions);
 //! - `relay`: WebSocket upgrades of sessions other nodes own, relayed to them;
+//! - `sse`: Server-Sent Events, a one-way transport beside Engine.IO's two;
 //! - `drain`: closing the sessions in paced batches before shutdown;
 //! - `registry`: the live sessions by id;
 //! - `server`: request routing, handshakes, CORS.
 
+mod body;
 mod cors;
 mod drain;
 mod driver;
@@ -18,6 +20,7 @@ pub mod forward;
 mod polling;
 mod registry;
 mod relay;
+mod sse;
 pub use relay::is_address as is_relay_address;
 pub mod server;
 pub mod session;

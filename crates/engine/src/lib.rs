@@ -26,7 +26,9 @@ pub mod shutdown;
 pub mod sio;
 pub mod untrusted;
 
-pub use config::{AllowedOrigins, CorsConfig, EngineConfig, QueueLimits, SocketIoConfig};
+pub use config::{
+    AllowedOrigins, CorsConfig, EngineConfig, QueueLimits, SocketIoConfig, SseConfig,
+};
 pub use metrics::Metrics;
 pub use reason::DisconnectReason;
 pub use serve::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Site, not_found, serve};

@@ -13,6 +13,7 @@ use crate::reason::DisconnectReason;
 pub struct Metrics {
     connections_polling: AtomicI64,
     connections_websocket: AtomicI64,
+    connections_sse: AtomicI64,
     /// Engine.IO packets received.
     pub packets_in: AtomicU64,
     /// Engine.IO packets sent (queued for writing).
@@ -48,6 +49,8 @@ pub struct MetricsSnapshot {
     pub connections_polling: i64,
     /// Open WebSocket sessions.
     pub connections_websocket: i64,
+    /// Open Server-Sent Events streams.
+    pub connections_sse: i64,
     /// Packets received.
     pub packets_in: u64,
     /// Packets sent.
@@ -81,6 +84,7 @@ impl Metrics {
         match t {
             TransportKind::Polling => &self.connections_polling,
             TransportKind::Websocket => &self.connections_websocket,
+            TransportKind::Sse => &self.connections_sse,
         }
     }
 
@@ -114,7 +118,9 @@ impl Metrics {
 
     /// Open connections on all transports.
     pub fn open_connections(&self) -> i64 {
-        self.connections_polling.load(Relaxed) + self.connections_websocket.load(Relaxed)
+        self.connections_polling.load(Relaxed)
+            + self.connections_websocket.load(Relaxed)
+            + self.connections_sse.load(Relaxed)
     }
 
     /// Copies every value.
@@ -122,6 +128,7 @@ impl Metrics {
         MetricsSnapshot {
             connections_polling: self.connections_polling.load(Relaxed),
             connections_websocket: self.connections_websocket.load(Relaxed),
+            connections_sse: self.connections_sse.load(Relaxed),
             packets_in: self.packets_in.load(Relaxed),
             packets_out: self.packets_out.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),

@@ -16,6 +16,8 @@ pub enum LifecycleEvent {
         namespace: String,
         /// The Socket.IO socket id.
         socket_id: String,
+        /// The transport it connected over: `polling`, `websocket` or `sse`.
+        transport: String,
         /// The client's address, when the deployment allows sharing it.
         address: Option<String>,
         /// The verified token's claims, already scrubbed of what must not leave.
@@ -29,6 +31,8 @@ pub enum LifecycleEvent {
         namespace: String,
         /// The Socket.IO socket id.
         socket_id: String,
+        /// The transport it used last: `polling`, `websocket` or `sse`.
+        transport: String,
         /// The classified disconnect reason (see the engine's `DisconnectReason`).
         reason: String,
         /// When it happened.

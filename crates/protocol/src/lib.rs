@@ -13,10 +13,12 @@
 //!   decoder that reassembles binary attachments ([`socketio::Decoder`]) and namespace
 //!   name rules.
 //! - [`sid`]: session and socket identifiers.
+//! - [`sse`]: Server-Sent Events framing of Socket.IO events.
 
 pub mod cluster;
 pub mod engineio;
 pub mod sid;
 pub mod socketio;
+pub mod sse;
 
 pub use sid::Sid;

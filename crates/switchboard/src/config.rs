@@ -28,6 +28,7 @@ mod hooks;
 mod namespaces;
 mod raw;
 mod sources;
+mod sse;
 mod summary;
 mod validate;
 
@@ -49,6 +50,7 @@ pub(crate) use namespaces::{
     AllowedRoom, AuthRules, EventAction, EventRateLimit, Events, NamespaceRules, RoomRules, Target,
 };
 pub(crate) use sources::{CONFIG_FILE_ENV, Origins, SET_FLAG, Sources};
+pub(crate) use sse::SseSettings;
 pub(crate) use summary::render as summary;
 
 /// Every interface on port 3000: Socket.IO's customary port, which the official clients'
@@ -90,6 +92,8 @@ pub(crate) struct Config {
     pub(crate) statics: StaticConfig,
     /// Other nodes and how to reach them (`[cluster]`).
     pub(crate) cluster: ClusterSettings,
+    /// Server-Sent Events (`[sse]`).
+    pub(crate) sse: SseSettings,
 }
 
 impl Default for Config {
@@ -109,6 +113,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             statics: StaticConfig::default(),
             cluster: ClusterSettings::default(),
+            sse: SseSettings::default(),
         }
     }
 }

@@ -73,6 +73,9 @@ pub(crate) struct Policy {
     metrics: Arc<Metrics>,
     /// Bounds forwarded events waiting for the backend (shared by all policies).
     pending_forwards: Arc<Semaphore>,
+    /// Whether Server-Sent Events listeners may connect (`sse` of the entry, else
+    /// `sse.enabled`).
+    sse: bool,
 }
 
 impl Policy {
@@ -118,6 +121,7 @@ impl Installed {
 pub(crate) fn install(
     io: &Io,
     namespaces: &[NamespaceRules],
+    sse_enabled: bool,
     hooks: Hooks,
     shutdown: &Shutdown,
 ) -> Installed {
@@ -132,6 +136,7 @@ pub(crate) fn install(
             limiter: rules.rate_limit.map(Limiter::new),
             metrics: metrics.clone(),
             pending_forwards: pending_forwards.clone(),
+            sse: rules.sse.unwrap_or(sse_enabled),
         });
         warm_up(&policy);
         attach(&handlers(io, &rules.target), policy);
@@ -173,6 +178,10 @@ fn attach(handlers: &Handlers, policy: Arc<Policy>) {
             std::future::ready(Ok(()))
         });
     }
+    // After auth (the rooms may depend on claims) and auto-join (counted against
+    // `max_per_socket` first).
+    let p = policy.clone();
+    handlers.use_middleware(move |socket| std::future::ready(rooms::sse_listen(&p, &socket)));
     let p = policy.clone();
     handlers.on_connection(move |socket| lifecycle::connected(&p, socket));
     let p = policy.clone();

@@ -290,7 +290,13 @@ fn build_io(
         shutdown.clone(),
     );
     cluster.serve_forwarded(io.engine());
-    let installed = rules::install(&io, &config.namespaces, hooks, &shutdown);
+    let installed = rules::install(
+        &io,
+        &config.namespaces,
+        config.sse.enabled,
+        hooks,
+        &shutdown,
+    );
     (io, installed)
 }
 

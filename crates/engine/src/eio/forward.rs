@@ -261,7 +261,7 @@ impl ForwardedResponse {
             tracing::debug!(status = %self.status, "forwarded answer with an unexpected status");
             return error(EngineErrorCode::UnknownSid);
         }
-        let mut res = Response::new(Full::new(self.body));
+        let mut res = Response::new(super::Body::new(self.body));
         *res.status_mut() = self.status;
         *res.headers_mut() = only(&self.headers, &FORWARDED_RESPONSE_HEADERS);
         res
@@ -348,7 +348,7 @@ mod tests {
     #[tokio::test]
     async fn responses_survive_the_round_trip() {
         for status in FORWARDED_STATUSES {
-            let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+            let mut res = Response::new(super::Body::from("ok"));
             *res.status_mut() = status;
             res.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));

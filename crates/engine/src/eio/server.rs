@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, Either};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use switchboard_protocol::Sid;
 use switchboard_protocol::engineio::handshake::{self, Query, RequestKind};
 use switchboard_protocol::engineio::{EngineErrorCode, Heartbeat, OpenPacket, TransportKind};
@@ -27,10 +26,9 @@ use super::registry::{Registry, Slot};
 use super::session::{
     EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
 };
-use super::{cors, drain, driver, relay, websocket};
+use super::{cors, drain, driver, relay, sse, websocket};
 
-/// Response body of every engine answer.
-pub type Body = Full<Bytes>;
+pub use super::body::Body;
 
 /// Request bodies the engine accepts: hyper's `Incoming` in production, any byte
 /// body (e.g. `Full<Bytes>`) in in-memory tests.
@@ -199,7 +197,12 @@ impl EngineServer {
     /// Whether `path` belongs to this engine.
     pub fn matches(&self, path: &str) -> bool {
         let base = self.config.path.trim_end_matches('/');
-        path == base || path.starts_with(&self.config.path)
+        path == base || path.starts_with(&self.config.path) || self.is_sse_path(path)
+    }
+
+    /// Whether `path` is the Server-Sent Events endpoint (when it is served).
+    fn is_sse_path(&self, path: &str) -> bool {
+        self.config.sse.as_ref().is_some_and(|sse| sse.path == path)
     }
 
     /// Handles one HTTP request under the engine path.
@@ -254,6 +257,9 @@ impl EngineServer {
         remote: SocketAddr,
         via: Via,
     ) -> Answer {
+        if via == Via::Client && self.is_sse_path(req.uri().path()) {
+            return self.sse(&req, remote);
+        }
         let method = match *req.method() {
             Method::GET => handshake::Method::Get,
             Method::POST => handshake::Method::Post,
@@ -310,6 +316,10 @@ impl EngineServer {
         query: String,
         remote: SocketAddr,
     ) -> Arc<Session> {
+        let ping_interval = match (&self.config.sse, transport) {
+            (Some(sse), TransportKind::Sse) => sse.heartbeat,
+            _ => self.config.ping_interval,
+        };
         let sid = match &self.config.node_tag {
             Some(tag) => Sid::from_random_tagged(tag, rand::random()),
             None => Sid::from_random(rand::random()),
@@ -322,11 +332,7 @@ impl EngineServer {
             issued: SystemTime::now(),
             transport,
         };
-        let heartbeat = Heartbeat::new(
-            websocket::now(),
-            self.config.ping_interval,
-            self.config.ping_timeout,
-        );
+        let heartbeat = Heartbeat::new(websocket::now(), ping_interval, self.config.ping_timeout);
         Session::new(
             sid,
             info,
@@ -398,6 +404,56 @@ impl EngineServer {
         slot
     }
 
+    /// A Server-Sent Events request ([`sse`]): the checks of a handshake, then a
+    /// session on the SSE transport whose CONNECT to the namespace the query names is
+    /// made on the client's behalf; the answer waits for that CONNECT's outcome.
+    fn sse<B>(self: &Arc<Self>, req: &Request<B>, remote: SocketAddr) -> Answer {
+        let Some(config) = self.config.sse.clone() else {
+            return now(sse::refusal(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            ));
+        };
+        if req.method() != Method::GET {
+            let mut res = sse::refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Server-Sent Events are read with GET",
+            );
+            res.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return now(res);
+        }
+        if let Some(allow) = self.allow_request.get()
+            && !allow(req.headers(), remote)
+        {
+            return now(sse::refusal(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "request refused",
+            ));
+        }
+        if self.shutdown.is_triggered() || self.is_draining() {
+            return now(unavailable());
+        }
+        let raw_query = req.uri().query().unwrap_or("").to_owned();
+        let connect = match sse::connect_packet(&decode_query(&raw_query), &config) {
+            Ok(connect) => connect,
+            Err(res) => return now(*res),
+        };
+        let Some(slot) = self.reserve_slot() else {
+            return now(unavailable());
+        };
+        let session = self.new_session(req, TransportKind::Sse, raw_query, remote);
+        self.start(&session, None, slot);
+        session.on_packet(
+            switchboard_protocol::engineio::Packet::Message(Bytes::from(connect)),
+            websocket::now(),
+        );
+        later(sse::open(session, config))
+    }
+
     fn handshake<B>(
         self: &Arc<Self>,
         req: &mut Request<B>,
@@ -449,6 +505,8 @@ impl EngineServer {
                 });
                 websocket::switching_protocols(&accept)
             }
+            // Never classified as a handshake: SSE has its own route.
+            TransportKind::Sse => error(EngineErrorCode::UnknownTransport),
         }
     }
 
@@ -591,13 +649,13 @@ impl EngineServer {
 /// The answer to a routed request: ready now (handshakes, upgrades, errors), or once
 /// a long-poll, a request body or another node has answered. Only the waits are boxed,
 /// each sized for itself, so that the future of [`EngineServer::handle`] stays small.
-type Answer = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
+pub(crate) type Answer = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
 
 fn now(res: Response<Body>) -> Answer {
     Either::Left(std::future::ready(res))
 }
 
-fn later(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
+pub(crate) fn later(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
     Either::Right(Box::pin(answer))
 }
 
@@ -696,7 +754,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut res = Response::new(Full::new(body.into()));
+    let mut res = Response::new(Body::new(body.into()));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -706,7 +764,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(body)));
+    let mut res = Response::new(Body::new(Bytes::from(body)));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -722,7 +780,7 @@ pub(crate) fn error(code: EngineErrorCode) -> Response<Body> {
 }
 
 /// 503 while shutting down or at `max_connections`; clients retry with backoff.
-fn unavailable() -> Response<Body> {
+pub(crate) fn unavailable() -> Response<Body> {
     let mut res = json(
         StatusCode::SERVICE_UNAVAILABLE,
         r#"{"code":4,"message":"Server unavailable: at capacity or shutting down"}"#.to_owned(),

@@ -446,7 +446,10 @@ impl Session {
             // The client closed: a pending poll just returns (noop), as in Node, and a
             // WebSocket gets nothing more. Otherwise tell the client with `close`.
             let last = match (reason, inner.transport) {
-                (DisconnectReason::TransportClose, TransportKind::Websocket) => None,
+                (
+                    DisconnectReason::TransportClose,
+                    TransportKind::Websocket | TransportKind::Sse,
+                ) => None,
                 (DisconnectReason::TransportClose, TransportKind::Polling) => Some("6"),
                 _ => Some("1"),
             };
@@ -511,7 +514,13 @@ impl Session {
         match packet {
             Packet::Message(text) => self.dispatch(Message::Text(text)),
             Packet::Binary(data) => self.dispatch(Message::Binary(data)),
-            Packet::Pong(_) => self.lock().heartbeat.on_pong(now),
+            Packet::Pong(_) => {
+                self.lock().heartbeat.on_pong(now);
+                // The driver's timer points at the pong deadline; the next ping is due
+                // `ping_interval` from now. (A polling pong arrives on a POST, away from
+                // the driver; without this the next ping waited for the old deadline.)
+                self.driver.notify_one();
+            }
             // Engine.IO v4 heartbeats go server → client only (`2probe` is legal on an
             // upgrading WebSocket, and handled there). Node closes with "transport
             // error" ("invalid heartbeat direction"), and so does this: answering would

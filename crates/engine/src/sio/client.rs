@@ -13,6 +13,7 @@ use crate::adapter::{AdapterError, DurableSession, LoggedEvent, Room, SessionSto
 use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
+use switchboard_protocol::engineio::TransportKind;
 
 use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
@@ -161,6 +162,9 @@ impl Client {
             auth_or_empty(packet.data),
         );
         let auth = socket.auth_shared();
+        if session.transport() == TransportKind::Sse {
+            return self.connect_sse(socket, reservation);
+        }
         let durable = ns
             .adapter()
             .session_store()
@@ -180,7 +184,7 @@ impl Client {
                 if !skip && let Err(err) = run_middleware(&socket).await {
                     return refuse(&shared, &socket, reservation, &err);
                 }
-                finish_connect(&shared, socket, prepared, reservation);
+                finish_connect(&shared, socket, prepared, None, reservation);
             });
             return;
         }
@@ -190,16 +194,174 @@ impl Client {
                 && recovery_claim(&auth).is_some_and(|(pid, _)| buffer.has_session(pid))
         });
         if resuming || ns.handlers().middleware().is_empty() {
-            return finish_connect(&self.shared, socket, None, reservation);
+            return finish_connect(&self.shared, socket, None, None, reservation);
         }
         let shared = self.shared.clone();
         tokio::spawn(async move {
             match run_middleware(&socket).await {
-                Ok(()) => finish_connect(&shared, socket, None, reservation),
+                Ok(()) => finish_connect(&shared, socket, None, None, reservation),
                 Err(err) => refuse(&shared, &socket, reservation, &err),
             }
         });
     }
+
+    /// The CONNECT of a Server-Sent Events listener (made on its behalf by the SSE
+    /// transport): the middleware always runs (it joins the rooms the request asks
+    /// for), then, with recovery on and a `Last-Event-ID`, the events of those rooms
+    /// after it are replayed — from this node's buffer, and from the durable log for
+    /// what the buffer does not hold.
+    fn connect_sse(&self, socket: Arc<Socket>, reservation: Reservation) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if let Err(err) = run_middleware(&socket).await {
+                return refuse(&shared, &socket, reservation, &err);
+            }
+            let replay = match last_event_id(socket.session()) {
+                Some(id) => Some(prepare_sse(&socket, &id).await),
+                None => None,
+            };
+            finish_connect(&shared, socket, None, replay, reservation);
+        });
+    }
+}
+
+/// The `Last-Event-ID` an SSE listener presents: the header its `EventSource` sends
+/// when it reconnects, or the `lastEventId` query parameter (a first connection, or
+/// a client that cannot set headers).
+fn last_event_id(session: &Session) -> Option<String> {
+    let info = session.handshake();
+    let header = info
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok());
+    let query = || {
+        info.query_params
+            .iter()
+            .find(|(name, _)| name == "lastEventId")
+            .map(|(_, v)| v.as_str())
+    };
+    header
+        .or_else(query)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// What an SSE listener that presented a `Last-Event-ID` is owed.
+#[derive(Debug)]
+enum SseReplay {
+    /// The events after `from`: `older` (read from the durable log, already filtered)
+    /// up to `older_until`, then the buffer's.
+    From {
+        from: u128,
+        older: Vec<Frame>,
+        older_until: u128,
+    },
+    /// Nothing can be replayed, for this reason (told to the client).
+    Unavailable(&'static str),
+}
+
+/// What an SSE listener is told of its `Last-Event-ID`: `{"recovered":true,
+/// "replayed":N}`, or `{"recovered":false,"reason":"…"}`.
+fn replay_report(outcome: Result<usize, &'static str>) -> Value {
+    match outcome {
+        Ok(replayed) => serde_json::json!({ "recovered": true, "replayed": replayed }),
+        Err(reason) => serde_json::json!({ "recovered": false, "reason": reason }),
+    }
+}
+
+/// Why an SSE listener's missed events cannot be replayed.
+const RECOVERY_OFF: &str = "connection state recovery is off for this namespace";
+const OFFSET_UNKNOWN: &str = "unknown event id";
+const OFFSET_GONE: &str = "event id no longer available";
+const LOG_UNAVAILABLE: &str = "event log unavailable";
+
+/// Where an SSE listener's replay starts, and the part of it this node's buffer does
+/// not hold, read from the durable log (recovery on).
+async fn prepare_sse(socket: &Arc<Socket>, id: &str) -> SseReplay {
+    let ns = socket.ns();
+    let Some(buffer) = ns.recovery() else {
+        return SseReplay::Unavailable(RECOVERY_OFF);
+    };
+    let Some(from) = buffer.parse_offset(id) else {
+        return SseReplay::Unavailable(OFFSET_UNKNOWN);
+    };
+    let Some(store) = ns.adapter().session_store() else {
+        return SseReplay::From {
+            from,
+            older: Vec::new(),
+            older_until: from,
+        };
+    };
+    let rooms = sse_rooms(socket);
+    match read_older(socket, &store, from, &rooms).await {
+        Ok((older, older_until)) => SseReplay::From {
+            from,
+            older,
+            older_until,
+        },
+        Err(why) => SseReplay::Unavailable(why),
+    }
+}
+
+/// The rooms an SSE listener's replay covers: those its middleware joined (its own id
+/// is new, so nothing was ever addressed to it).
+fn sse_rooms(socket: &Socket) -> Vec<Room> {
+    socket.ns().adapter().socket_rooms(socket.id())
+}
+
+/// Waits until this node's buffer has reached `from` (the client came from a node
+/// that had read further), then reads from the durable log the events after `from`
+/// for `rooms` that the buffer no longer holds: their frames, and the offset they
+/// cover up to (`from` when the buffer holds everything).
+async fn read_older(
+    socket: &Socket,
+    store: &Arc<dyn SessionStore>,
+    from: u128,
+    rooms: &[Room],
+) -> Result<(Vec<Frame>, u128), &'static str> {
+    let ns = socket.ns();
+    let Some(buffer) = ns.recovery() else {
+        return Err(OFFSET_UNKNOWN);
+    };
+    let from_wire = buffer.offset_string(from);
+    let waited_until = now() + CATCH_UP_WAIT;
+    while buffer.head() < from {
+        if now() >= waited_until {
+            tracing::debug!(offset = %from_wire, "log position never reached; not recovered");
+            return Err(OFFSET_UNKNOWN);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let covered = buffer.covered_from();
+    if from >= covered {
+        return Ok((Vec::new(), from));
+    }
+    let until = buffer.offset_string(covered);
+    let read = || {
+        let (store, nsp) = (store.clone(), ns.name().to_owned());
+        let (after, until) = (from_wire.clone(), until.clone());
+        Box::pin(async move { store.read_log(&nsp, &after, &until).await }) as BoxFuture<'static, _>
+    };
+    let events: Vec<LoggedEvent> = match with_store_retry("read log", read).await {
+        Ok(Some(events)) => events,
+        Ok(None) => {
+            tracing::debug!(offset = %from_wire, "offset no longer in the event log; not recovered");
+            return Err(OFFSET_GONE);
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "event log unavailable; client not recovered");
+            return Err(LOG_UNAVAILABLE);
+        }
+    };
+    let mut frames = Vec::new();
+    for event in events {
+        if audience(&event.opts).includes(rooms) {
+            let mut packet = event.packet;
+            append_offset(&mut packet, event.offset);
+            frames.extend(encode(&packet));
+        }
+    }
+    Ok((frames, covered))
 }
 
 /// The refusal of a namespace that does not exist (or a name no pattern may create),
@@ -345,52 +507,12 @@ async fn prepare_durable(
         tracing::debug!(pid, offset, "offset missing or unreadable; not recovered");
         return None;
     };
-    let from_wire = buffer.offset_string(from);
-    let waited_until = now() + CATCH_UP_WAIT;
-    while buffer.head() < from {
-        if now() >= waited_until {
-            tracing::debug!(offset = %from_wire, "log position never reached; not recovered");
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let rooms: Vec<Room> = session
         .rooms
         .iter()
         .map(|r| Room::from(r.as_str()))
         .collect();
-    let covered = buffer.covered_from();
-    let (older, older_until) = if from < covered {
-        let until = buffer.offset_string(covered);
-        let read = || {
-            let (store, nsp) = (store.clone(), ns.name().to_owned());
-            let (after, until) = (from_wire.clone(), until.clone());
-            Box::pin(async move { store.read_log(&nsp, &after, &until).await })
-                as BoxFuture<'static, _>
-        };
-        let events: Vec<LoggedEvent> = match with_store_retry("read log", read).await {
-            Ok(Some(events)) => events,
-            Ok(None) => {
-                tracing::debug!(offset = %from_wire, "offset no longer in the event log; not recovered");
-                return None;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "event log unavailable; client not recovered");
-                return None;
-            }
-        };
-        let mut frames = Vec::new();
-        for event in events {
-            if audience(&event.opts).includes(&rooms) {
-                let mut packet = event.packet;
-                append_offset(&mut packet, event.offset);
-                frames.extend(encode(&packet));
-            }
-        }
-        (frames, covered)
-    } else {
-        (Vec::new(), from)
-    };
+    let (older, older_until) = read_older(socket, &store, from, &rooms).await.ok()?;
     let parts = SavedSessionParts {
         sid: session.sid.parse().ok()?,
         pid: session.pid.parse().ok()?,
@@ -422,10 +544,15 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
 /// recovery on, first tries to resume the session the client names, all under the
 /// recovery buffer lock so no broadcast slips between the replay and live delivery.
 /// The `reservation` is released once the socket is registered (or could not be).
+///
+/// An SSE listener (`sse` set when it presented a `Last-Event-ID`) gets the events of
+/// its rooms after that id replayed under the same lock, and its CONNECT answer says
+/// whether that was possible (see [`connect_answer`]).
 fn finish_connect(
     shared: &Arc<ClientShared>,
     socket: Arc<Socket>,
     prepared: Option<Prepared>,
+    sse: Option<SseReplay>,
     reservation: Reservation,
 ) {
     // Before the buffer lock: a cluster adapter's `init` reads the buffer.
@@ -434,7 +561,8 @@ fn finish_connect(
         let registered = register(shared, &socket);
         drop(reservation);
         if registered {
-            let _ = socket.send_frames(&connect_answer(&socket), false);
+            let recovery = sse.map(|_| replay_report(Err(RECOVERY_OFF)));
+            let _ = socket.send_frames(&connect_answer(&socket, recovery), false);
             socket.run_connect();
         }
         return;
@@ -500,7 +628,23 @@ fn finish_connect(
     if let Some(pid) = socket.pid() {
         RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
     }
-    let _ = socket.send_frames(&connect_answer(&socket), false);
+    let sse = sse.map(|replay| match replay {
+        SseReplay::From {
+            from,
+            older,
+            older_until,
+        } => RecoveryBuffer::replay(&state, &sse_rooms(&socket), from, older, older_until)
+            .ok_or(OFFSET_GONE),
+        SseReplay::Unavailable(why) => Err(why),
+    });
+    let report = sse
+        .as_ref()
+        .map(|r| replay_report(r.as_ref().map(Vec::len).map_err(|e| *e)));
+    let _ = socket.send_frames(&connect_answer(&socket, report), false);
+    if let Some(Ok(missed)) = &sse {
+        let _ = socket.send_replay(missed);
+        tracing::debug!(socket = %socket.id(), missed = missed.len(), "sse listener replayed");
+    }
     if let Some(restored) = restored {
         let own = socket.id().to_string();
         let rooms: Vec<&str> = restored
@@ -576,12 +720,22 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     true
 }
 
-/// The CONNECT answer: `{"sid"}`, plus `"pid"` when recovery is on.
-fn connect_answer(socket: &Arc<Socket>) -> Vec<crate::eio::Frame> {
+/// The CONNECT answer: `{"sid"}`, plus `"pid"` when recovery is on. An SSE
+/// listener's (read by the SSE transport, never sent as such) says instead whether
+/// its events carry offsets (`"offsets"`: recovery on) and, when it presented a
+/// `Last-Event-ID`, what came of it (`"recovery"`, see [`replay_report`]).
+fn connect_answer(socket: &Arc<Socket>, recovery: Option<Value>) -> Vec<crate::eio::Frame> {
     let mut data = serde_json::Map::new();
     data.insert("sid".into(), Value::String(socket.id().to_string()));
     if let Some(pid) = socket.pid() {
         data.insert("pid".into(), Value::String(pid.to_string()));
+    }
+    if socket.session().transport() == TransportKind::Sse {
+        let offsets = socket.ns().recovery().is_some();
+        data.insert("offsets".into(), Value::Bool(offsets));
+        if let Some(recovery) = recovery {
+            data.insert("recovery".into(), recovery);
+        }
     }
     let packet = Packet::new(
         PacketType::Connect,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_protocol::Sid;
+use switchboard_protocol::engineio::TransportKind;
 use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
@@ -84,7 +85,11 @@ impl Socket {
     ) -> Arc<Self> {
         let identity = Identity {
             id: Sid::from_random(rand::random()),
-            pid: ns.recovery().map(|_| Sid::from_random(rand::random())),
+            // An SSE listener resumes by event id, never by session: it keeps none.
+            pid: ns
+                .recovery()
+                .filter(|_| session.transport() != TransportKind::Sse)
+                .map(|_| Sid::from_random(rand::random())),
             recovered: false,
             connected_at_offset: 0,
             epoch: 0,
@@ -368,6 +373,12 @@ impl Socket {
         self.session.send_replay(frames).map_err(emit_error)
     }
 
+    /// The transport its connection uses now (`polling` until an upgrade, `sse` for
+    /// a Server-Sent Events listener).
+    pub fn transport(&self) -> TransportKind {
+        self.session.transport()
+    }
+
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
     }
@@ -529,6 +540,12 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
         .issued
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut query = node_query(&h.query_params);
+    if h.transport == TransportKind::Sse {
+        // An Engine.IO client names its transport in the query; an SSE listener's is
+        // said the same way, so other nodes (and Node servers) can tell.
+        query.insert("transport".to_owned(), Value::from("sse"));
+    }
     serde_json::json!({
         "headers": headers,
         "time": http_date(issued / 1000),
@@ -537,7 +554,7 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
         "secure": false,
         "issued": issued,
         "url": format!("/socket.io/?{}", h.query),
-        "query": node_query(&h.query_params),
+        "query": query,
         "auth": auth,
     })
 }

@@ -31,23 +31,27 @@ pub(crate) fn lifecycle(id: &str, event: &LifecycleEvent) -> Bytes {
         LifecycleEvent::Connected {
             namespace,
             socket_id,
+            transport,
             address,
             claims,
             ..
         } => json!({
             "namespace": namespace,
             "socket_id": socket_id,
+            "transport": transport,
             "address": address,
             "claims": claims,
         }),
         LifecycleEvent::Disconnected {
             namespace,
             socket_id,
+            transport,
             reason,
             ..
         } => json!({
             "namespace": namespace,
             "socket_id": socket_id,
+            "transport": transport,
             "reason": reason,
         }),
         LifecycleEvent::RoomOccupied {
@@ -110,6 +114,7 @@ mod tests {
             &LifecycleEvent::Connected {
                 namespace: "/chat".into(),
                 socket_id: "abc".into(),
+                transport: "websocket".into(),
                 address: None,
                 claims: Some(json!({"sub": "u1"})),
                 at,
@@ -118,7 +123,7 @@ mod tests {
         assert_eq!(
             parse(&body),
             json!({"id": "evt_1", "type": "connection", "timestamp": 1_700_000_000_123_u64,
-                   "data": {"namespace": "/chat", "socket_id": "abc", "address": null,
+                   "data": {"namespace": "/chat", "socket_id": "abc", "transport": "websocket", "address": null,
                             "claims": {"sub": "u1"}}})
         );
         let body = lifecycle(
@@ -126,12 +131,14 @@ mod tests {
             &LifecycleEvent::Disconnected {
                 namespace: "/".into(),
                 socket_id: "abc".into(),
+                transport: "sse".into(),
                 reason: "ping timeout".into(),
                 at,
             },
         );
         assert_eq!(parse(&body)["type"], "disconnection");
         assert_eq!(parse(&body)["data"]["reason"], "ping timeout");
+        assert_eq!(parse(&body)["data"]["transport"], "sse");
         let body = lifecycle(
             "evt_3",
             &LifecycleEvent::RoomVacated {

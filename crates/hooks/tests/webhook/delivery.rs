@@ -73,6 +73,7 @@ async fn every_lifecycle_kind_has_its_type_and_data() {
     sink.deliver(LifecycleEvent::Disconnected {
         namespace: "/".into(),
         socket_id: "s2".into(),
+        transport: "polling".into(),
         reason: "ping timeout".into(),
         at,
     });

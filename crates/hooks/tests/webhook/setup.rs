@@ -31,6 +31,7 @@ pub(crate) fn connected(socket_id: &str) -> LifecycleEvent {
     LifecycleEvent::Connected {
         namespace: "/chat".into(),
         socket_id: socket_id.into(),
+        transport: "websocket".into(),
         address: Some("127.0.0.1".into()),
         claims: Some(serde_json::json!({"sub": "u1"})),
         at: SystemTime::now(),

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use crate::sid::Sid;
 
-/// The two transports of Engine.IO v4 that Switchboard serves.
+/// The two transports of Engine.IO v4 that Switchboard serves, and Server-Sent
+/// Events, a one-way transport of Switchboard's own (never named in an Engine.IO
+/// request: [`TransportKind::parse`] does not read it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
     /// HTTP long-polling.
     Polling,
     /// WebSocket.
     Websocket,
+    /// Server-Sent Events (`text/event-stream`): server to client only.
+    Sse,
 }
 
 impl TransportKind {
@@ -21,6 +25,7 @@ impl TransportKind {
         match self {
             TransportKind::Polling => "polling",
             TransportKind::Websocket => "websocket",
+            TransportKind::Sse => "sse",
         }
     }
 

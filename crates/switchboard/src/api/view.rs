@@ -53,7 +53,7 @@ pub(crate) struct HandshakeView {
     query: BTreeMap<String, String>,
     /// When the connection opened, in milliseconds since the Unix epoch.
     issued: u64,
-    /// The transport of the opening request: `polling` or `websocket`.
+    /// The transport of the opening request: `polling`, `websocket` or `sse`.
     transport: &'static str,
 }
 
@@ -87,6 +87,7 @@ impl SocketView {
         let query = strings(&h["query"]);
         let transport = match query.get("transport").map(String::as_str) {
             Some("websocket") => "websocket",
+            Some("sse") => "sse",
             _ => "polling",
         };
         SocketView {

@@ -34,7 +34,15 @@ pub(crate) use rooms::{AllowedRoom, RoomRules};
 pub(crate) use summary::render as summary;
 
 /// Every key of a `[[namespaces]]` entry.
-const KEYS: &[&str] = &["name", "pattern", "auth", "rooms", "events", "rate_limit"];
+const KEYS: &[&str] = &[
+    "name",
+    "pattern",
+    "auth",
+    "rooms",
+    "events",
+    "rate_limit",
+    "sse",
+];
 
 /// The rules of one namespace (or of every namespace a pattern matches).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +57,9 @@ pub(crate) struct NamespaceRules {
     pub(crate) events: Events,
     /// How many events a socket may send; `None` for no limit.
     pub(crate) rate_limit: Option<EventRateLimit>,
+    /// Whether Server-Sent Events listeners may connect; `None` follows
+    /// `sse.enabled`.
+    pub(crate) sse: Option<bool>,
 }
 
 impl NamespaceRules {
@@ -60,6 +71,7 @@ impl NamespaceRules {
             rooms: RoomRules::default(),
             events: Events::Ignored,
             rate_limit: None,
+            sse: None,
         }
     }
 }
@@ -216,6 +228,7 @@ fn entry(s: Section<'_>, context: Context, problems: &mut Errors) -> Option<Name
     let rate_limit = s
         .section("rate_limit", problems)
         .and_then(|t| events::parse_rate_limit(Section::new(&s.key("rate_limit"), t), problems));
+    let sse = s.bool("sse", problems);
     let reserved = reserved_events(&auth, &rooms);
     events::check_reserved(s, &events, &reserved, problems);
     Some(NamespaceRules {
@@ -224,6 +237,7 @@ fn entry(s: Section<'_>, context: Context, problems: &mut Errors) -> Option<Name
         rooms,
         events,
         rate_limit,
+        sse,
     })
 }
 

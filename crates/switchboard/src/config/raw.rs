@@ -30,6 +30,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "hooks",
             "cluster",
             "recovery",
+            "sse",
         ],
     ),
     ("log", &["format", "level"]),
@@ -62,6 +63,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("hooks", super::hooks::KEYS),
     ("cluster", super::cluster::CLUSTER_KEYS),
     ("recovery", super::cluster::RECOVERY_KEYS),
+    ("sse", super::sse::SSE_KEYS),
 ];
 
 /// A value as written, with the outcome of reading it as `T`. Reading it never fails,
@@ -101,6 +103,7 @@ pub(crate) struct RawConfig {
     pub(crate) statics: Option<Field<super::api::RawStatic>>,
     pub(crate) cluster: Option<Field<super::cluster::RawCluster>>,
     pub(crate) recovery: Option<Field<super::cluster::RawRecovery>>,
+    pub(crate) sse: Option<Field<super::sse::RawSse>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -60,6 +60,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
     entries.extend(super::api::entries(config));
     entries.push(("hooks.webhook", super::hooks::summary(&config.hooks)));
     entries.extend(super::cluster::entries(config));
+    entries.extend(super::sse::entries(config));
     entries
 }
 

@@ -153,6 +153,8 @@ impl Validator<'_> {
         self.cluster(cluster, c);
         let recovery = self.section("recovery", raw.recovery);
         self.recovery(recovery, c);
+        let sse = self.section("sse", raw.sse);
+        self.sse(sse, c);
         self.browser_safety(c);
     }
 

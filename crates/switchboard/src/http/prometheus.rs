@@ -100,7 +100,7 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
     out.family(
         "switchboard_connections",
         "gauge",
-        "Open Engine.IO connections by transport.",
+        "Open connections by transport (Engine.IO's two, and Server-Sent Events).",
     );
     out.sample(
         "switchboard_connections",
@@ -111,6 +111,11 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "switchboard_connections",
         &[("transport", "websocket")],
         m.connections_websocket,
+    );
+    out.sample(
+        "switchboard_connections",
+        &[("transport", "sse")],
+        m.connections_sse,
     );
     out.family("switchboard_namespaces", "gauge", "Namespaces that exist.");
     out.sample("switchboard_namespaces", &[], namespaces.len());
@@ -263,6 +268,7 @@ mod tests {
         let snapshot = MetricsSnapshot {
             connections_polling: 2,
             connections_websocket: 3,
+            connections_sse: 4,
             packets_in: 10,
             packets_out: 11,
             bytes_in: 100,

@@ -23,6 +23,7 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
     policy.sink.deliver(LifecycleEvent::Connected {
         namespace: socket.namespace().to_owned(),
         socket_id: socket.id().to_string(),
+        transport: socket.transport().as_str().to_owned(),
         address: Some(socket.handshake().address.ip().to_string()),
         claims: claims.as_ref().map(|c| c.to_value()),
         at: SystemTime::now(),
@@ -62,6 +63,7 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
     policy.sink.deliver(LifecycleEvent::Disconnected {
         namespace: socket.namespace().to_owned(),
         socket_id: socket.id().to_string(),
+        transport: socket.transport().as_str().to_owned(),
         reason: reason.as_str().to_owned(),
         at: SystemTime::now(),
     });

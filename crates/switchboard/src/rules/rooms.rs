@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::json;
 use switchboard_auth::jwt::Claims;
 use switchboard_auth::policy::RoomPattern;
-use switchboard_engine::{Event, Socket};
+use switchboard_engine::protocol::engineio::TransportKind;
+use switchboard_engine::untrusted::Untrusted;
+use switchboard_engine::{ConnectError, Event, Socket};
 use switchboard_protocol::Sid;
 
 use super::reply::{self, Refusal};
@@ -138,4 +141,62 @@ pub(crate) fn leave(policy: &Policy, mut event: Event) {
     });
     policy.metrics.room_request("leave", outcome);
     reply::answer(ack, outcome);
+}
+
+/// The connect middleware of a Server-Sent Events listener (see `rules::attach`):
+/// refuses it when the namespace does not serve SSE, else joins the rooms its request
+/// names (`?room=a&room=b`), each checked as a join event would be. All or nothing: one
+/// room refused refuses the connection (the client asked for a stream of those rooms,
+/// and a stream silently missing one would look like a quiet room). Other transports
+/// pass through.
+pub(crate) fn sse_listen(policy: &Policy, socket: &Arc<Socket>) -> Result<(), ConnectError> {
+    if socket.transport() != TransportKind::Sse {
+        return Ok(());
+    }
+    if !policy.sse {
+        return Err(
+            ConnectError::new("Server-Sent Events are off for this namespace")
+                .with_data(json!({ "code": "sse_disabled" })),
+        );
+    }
+    let requested: Vec<&str> = socket
+        .handshake()
+        .query_params
+        .iter()
+        .filter(|(name, _)| name == "room")
+        .map(|(_, room)| room.as_str())
+        .collect();
+    if requested.is_empty() {
+        return Ok(());
+    }
+    let claims = auth::claims_of(socket);
+    let mut joined: Vec<String> = socket
+        .ns()
+        .adapter()
+        .socket_rooms(socket.id())
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    let mut new = Vec::new();
+    for room in requested {
+        if room.is_empty() || joined.iter().any(|r| r == room) {
+            continue;
+        }
+        if let Err(refusal) = check_join(&policy.rules.rooms, room, claims.as_ref(), joined.len()) {
+            let code = match refusal {
+                Refusal::TooManyRooms => "too_many_rooms",
+                _ => "room_not_allowed",
+            };
+            policy.metrics.room_request("join", Err(refusal));
+            return Err(ConnectError::new(format!("{refusal}: {}", Untrusted(room)))
+                .with_data(json!({ "code": code })));
+        }
+        joined.push(room.to_owned());
+        new.push(room);
+    }
+    for _ in &new {
+        policy.metrics.room_request("join", Ok(()));
+    }
+    socket.join(&new);
+    Ok(())
 }

@@ -68,6 +68,9 @@ fn entry(rule: &NamespaceRules) -> String {
         m.insert("disconnect_after".into(), after.into());
         pairs.push(("rate_limit", Value::Table(m)));
     }
+    if let Some(sse) = rule.sse {
+        pairs.push(("sse", sse.into()));
+    }
     inline(pairs)
 }
 
