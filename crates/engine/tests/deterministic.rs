@@ -13,4 +13,5 @@ mod deterministic {
     mod namespaces;
     mod polling;
     mod recovery;
+    mod sse;
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use http_body_util::Full;
 use hyper::body::{Frame, SizeHint};
 
@@ -25,10 +25,10 @@ impl Body {
         Body(Kind::Full(Full::new(bytes)))
     }
 
-    /// A body written as `chunks` yields, ending when it does. Dropping the body (the
-    /// client went away) drops the stream.
+    /// A body written as `chunks` yields, ending when it does (and staying ended if
+    /// polled again). Dropping the body (the client went away) drops the stream.
     pub fn stream(chunks: impl Stream<Item = Bytes> + Send + 'static) -> Self {
-        Body(Kind::Stream(Box::pin(chunks)))
+        Body(Kind::Stream(Box::pin(chunks.fuse())))
     }
 }
 

@@ -435,7 +435,7 @@ impl EngineServer {
             ));
         }
         if self.shutdown.is_triggered() || self.is_draining() {
-            return now(unavailable());
+            return now(sse::unavailable());
         }
         let raw_query = req.uri().query().unwrap_or("").to_owned();
         let connect = match sse::connect_packet(&decode_query(&raw_query), &config) {
@@ -443,7 +443,7 @@ impl EngineServer {
             Err(res) => return now(*res),
         };
         let Some(slot) = self.reserve_slot() else {
-            return now(unavailable());
+            return now(sse::unavailable());
         };
         let session = self.new_session(req, TransportKind::Sse, raw_query, remote);
         self.start(&session, None, slot);
@@ -649,13 +649,13 @@ impl EngineServer {
 /// The answer to a routed request: ready now (handshakes, upgrades, errors), or once
 /// a long-poll, a request body or another node has answered. Only the waits are boxed,
 /// each sized for itself, so that the future of [`EngineServer::handle`] stays small.
-pub(crate) type Answer = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
+type Answer = Either<Ready<Response<Body>>, BoxFuture<'static, Response<Body>>>;
 
 fn now(res: Response<Body>) -> Answer {
     Either::Left(std::future::ready(res))
 }
 
-pub(crate) fn later(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
+fn later(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
     Either::Right(Box::pin(answer))
 }
 
@@ -780,7 +780,7 @@ pub(crate) fn error(code: EngineErrorCode) -> Response<Body> {
 }
 
 /// 503 while shutting down or at `max_connections`; clients retry with backoff.
-pub(crate) fn unavailable() -> Response<Body> {
+fn unavailable() -> Response<Body> {
     let mut res = json(
         StatusCode::SERVICE_UNAVAILABLE,
         r#"{"code":4,"message":"Server unavailable: at capacity or shutting down"}"#.to_owned(),

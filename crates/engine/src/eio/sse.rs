@@ -56,6 +56,19 @@ pub(crate) fn refusal(status: StatusCode, code: &str, message: &str) -> Response
     res
 }
 
+/// 503 at `max_connections` or while draining, with `Retry-After` as a handshake
+/// gets it (clients retry with backoff), in the SSE refusals' form.
+pub(crate) fn unavailable() -> Response<Body> {
+    let mut res = refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "server at capacity or shutting down",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
+}
+
 /// The Socket.IO CONNECT text made for an SSE request: the namespace of the `nsp`
 /// parameter (`/` when absent) and an `auth` object of the configured parameters.
 pub(crate) fn connect_packet(
@@ -120,7 +133,7 @@ pub(crate) async fn open(session: Arc<Session>, config: SseConfig) -> Response<B
                 Some(DisconnectReason::ParseError) => {
                     refusal(StatusCode::BAD_REQUEST, "bad_request", "malformed request")
                 }
-                _ => super::server::unavailable(),
+                _ => unavailable(),
             };
         }
         Err(_) => {

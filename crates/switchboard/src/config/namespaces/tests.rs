@@ -292,3 +292,50 @@ fn secrets_stay_out_of_debug_output_and_the_summary() {
     assert!(line.contains(r#"action = "forward""#), "{line}");
     assert!(summary.contains(r#"hooks.webhook = "http://127.0.0.1:9000/hooks""#));
 }
+
+#[test]
+fn sse_is_served_when_enabled_globally_or_by_one_namespace() {
+    let off = ok(from_text("namespaces = [\"/\"]"));
+    assert_eq!(off.socketio.engine.sse, None);
+    let global = ok(from_text("namespaces = [\"/\"]\n[sse]\nenabled = true\n"));
+    assert_eq!(
+        global.socketio.engine.sse.map(|s| s.path),
+        Some("/sse".to_owned())
+    );
+    let one = ok(from_text(
+        "[[namespaces]]\nname = \"/\"\n[[namespaces]]\nname = \"/feed\"\nsse = true\n[sse]\npath = \"/events\"\n",
+    ));
+    assert_eq!(one.namespaces[0].sse, None);
+    assert_eq!(one.namespaces[1].sse, Some(true));
+    assert_eq!(
+        one.socketio.engine.sse.map(|s| s.path),
+        Some("/events".to_owned())
+    );
+    let none = ok(from_text(
+        "[[namespaces]]\nname = \"/\"\nsse = false\n[sse]\nenabled = true\n",
+    ));
+    assert_eq!(none.socketio.engine.sse, None);
+}
+
+#[test]
+fn sse_settings_are_checked() {
+    let keys = error_keys(from_text(
+        "namespaces = [\"/\"]\n[sse]\nenabled = true\npath = \"/socket.io/sse\"\nheartbeat = \"0s\"\nretry = \"soon\"\nauth_params = [\"pid\"]\nbogus = 1\n",
+    ));
+    assert_eq!(
+        keys,
+        [
+            "sse.auth_params",
+            "sse.bogus",
+            "sse.heartbeat",
+            "sse.path",
+            "sse.retry"
+        ]
+    );
+    for path in ["/api/sse", "/metrics", "sse", "/a b"] {
+        let text = format!("namespaces = [\"/\"]\n[sse]\npath = \"{path}\"\n");
+        assert_eq!(error_keys(from_text(&text)), ["sse.path"], "{path}");
+    }
+    let keys = error_keys(from_text("[[namespaces]]\nname = \"/\"\nsse = \"yes\"\n"));
+    assert_eq!(keys, ["namespaces[0].sse"]);
+}
