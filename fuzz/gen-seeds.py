@@ -203,6 +203,21 @@ def cluster(fixtures):
         data = hexed(case)
         if data is not None:
             write("sharded", f"msgpack-{case['name']}", data)
+    # Socket.IO event frames as the SSE transport reads them: a flags byte (bit 0:
+    # offsets on), then the engine text frame, with names and arguments a client
+    # could relay (line breaks, NULs, a forged field).
+    sse_frames = {
+        "event-offset": (1, '42/chat,["message",{"text":"hi"},"1733-7"]'),
+        "event-no-offset": (0, '42["tick",1,"x"]'),
+        "ack-id": (1, '42/a,12["ev","o-1"]'),
+        "binary": (1, '451-/a,["bin",{"_placeholder":true,"num":0},"o-2"]'),
+        "name-line-break": (0, '42["a\\nid: 9\\n\\nevent: x",1]'),
+        "data-whitespace": (1, '42["e",{"a":\n1},\r\n[2],"o-3"]'),
+        "disconnect": (0, "41/chat,"),
+        "connect": (0, '40{"sid":"x","offsets":true}'),
+    }
+    for name, (flags, frame) in sse_frames.items():
+        write("sse_frame", name, bytes([flags]) + frame.encode())
     for case in streams["sessions"]:
         write("session", f"session-{case['name']}", b"\x00" + case["stored"].encode())
     for name, offset in {

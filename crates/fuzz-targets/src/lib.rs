@@ -14,6 +14,7 @@
 //!   stream ids.
 //! - [`auth`]: the whole JWT verification path with a fixed HMAC key.
 //! - [`hooks`]: a backend's reply to a forwarded event.
+//! - [`sse`]: a Socket.IO event framed as a Server-Sent Event.
 //! - [`forward_frame`]: the frames nodes forward long-polling requests with.
 //! - [`TARGETS`]: every body by its fuzz target's name.
 //! - `support` (private): input framing and float-tolerant comparisons.
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod engineio;
 pub mod hooks;
 pub mod socketio;
+pub mod sse;
 mod support;
 
 pub use auth::jwt;
@@ -30,6 +32,7 @@ pub use cluster::{msgpack, redis_adapter, session, sharded, streams};
 pub use engineio::{engineio_handshake, engineio_packet, engineio_payload};
 pub use hooks::hook_reply;
 pub use socketio::socketio_decoder;
+pub use sse::sse_frame;
 
 /// A fuzz target body: any bytes in, a panic when a property fails.
 pub type Body = fn(&[u8]);
@@ -49,6 +52,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("jwt", jwt),
     ("hook_reply", hook_reply),
     ("forward_frame", forward_frame),
+    ("sse_frame", sse_frame),
 ];
 
 /// The forwarding frames Switchboard nodes exchange over Redis, as the parser sees

@@ -155,4 +155,5 @@ targets!(
     jwt,
     hook_reply,
     forward_frame,
+    sse_frame,
 );
