@@ -218,7 +218,16 @@ impl EngineServer {
     ) -> impl Future<Output = Response<Body>> + Send + use<B> {
         let config = self.config.clone();
         let (answer, origin) = if !cors::origin_allowed(&config.cors, req.headers()) {
-            (now(error(EngineErrorCode::Forbidden)), None)
+            let refused = if self.is_sse_path(req.uri().path()) {
+                sse::refusal(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    "this origin may not connect (cors.allowed_origins)",
+                )
+            } else {
+                error(EngineErrorCode::Forbidden)
+            };
+            (now(refused), None)
         } else if req.method() == Method::OPTIONS {
             let mut res = empty(StatusCode::NO_CONTENT);
             cors::apply_preflight(req.headers(), res.headers_mut());

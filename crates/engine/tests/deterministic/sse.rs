@@ -267,3 +267,37 @@ async fn a_server_disconnect_ends_the_stream_with_its_reason() {
     let end = tokio::time::timeout(Duration::from_secs(5), body.frame()).await;
     assert!(matches!(end, Ok(None)), "{end:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_page_on_another_origin_is_refused_when_origins_are_listed() {
+    let mut cfg = config();
+    cfg.engine.sse = Some(SseConfig::default());
+    cfg.engine.cors.allowed_origins =
+        switchboard_engine::AllowedOrigins::List(vec!["https://app.example.com".into()]);
+    let io = server(cfg);
+    let ask = |origin: &'static str| {
+        Request::builder()
+            .uri("/sse")
+            .header("origin", origin)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let res = io
+        .handle(ask("https://evil.example"), "127.0.0.1:9".parse().unwrap())
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "origin_not_allowed");
+    let res = io
+        .handle(
+            ask("https://app.example.com"),
+            "127.0.0.1:9".parse().unwrap(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
