@@ -39,6 +39,10 @@ pub(crate) enum Command {
     Rooms(RunArgs),
     /// Sustained connects and disconnects.
     Churn(RunArgs),
+    /// `switchboard serve` over Server-Sent Events and, side by side, over WebSocket:
+    /// idle memory per listener, and fan-out to one room published through the HTTP
+    /// API (as fast as it accepts, then a fixed rate with latency).
+    Sse(RunArgs),
     /// Every cluster scenario: fan-out, latency, many rooms (1, 2, 3 nodes on one Redis
     /// the runner starts) and the recovery storm (2 nodes).
     Cluster(RunArgs),
@@ -131,6 +135,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::Rooms(a) => ("rooms", vec![Scenario::Rooms], a.common.clone(), Some(a)),
         Command::Churn(a) => ("churn", vec![Scenario::Churn], a.common.clone(), Some(a)),
+        Command::Sse(a) => ("sse", vec![Scenario::Sse], a.common.clone(), Some(a)),
         Command::Cluster(a) => (
             "cluster",
             Scenario::CLUSTER.to_vec(),

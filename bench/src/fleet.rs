@@ -1,7 +1,8 @@
 //! A fleet of receiving clients: opened quickly with bounded concurrency, each joined to
 //! its rooms, each then running the receive loop until the fleet is dropped. Receiver `i`
 //! connects to node `i % nodes` of the target, so a cluster's receivers are spread evenly
-//! and every room of consecutive receivers spans the nodes.
+//! and every room of consecutive receivers spans the nodes. Receivers are Socket.IO
+//! clients over WebSocket, or Server-Sent Events listeners ([`Transport`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +12,14 @@ use anyhow::{Context, bail};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::client::Session;
 use crate::net::SourcePool;
 use crate::progress::Progress;
 use crate::scenarios::Target;
 use crate::sio::Dialect;
+use crate::sse::Listener;
 use crate::stats::{Group, Stats};
 
 /// Connection setups in flight at once: enough to open thousands per second, few enough
@@ -29,6 +33,46 @@ const SETUP_ATTEMPTS: usize = 3;
 /// Which rooms receiver `i` joins.
 pub(crate) type RoomsOf = Arc<dyn Fn(usize) -> Vec<String> + Send + Sync>;
 
+/// How a fleet's receivers reach the server and join their rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Transport {
+    /// Socket.IO over WebSocket (`/socket.io/?EIO=4&transport=websocket`), answering
+    /// pings; rooms joined with the `join` event, each acked.
+    WebSocket,
+    /// A Server-Sent Events stream (`GET /sse?nsp=/&room=…`, `switchboard serve` only):
+    /// rooms named in the request, nothing sent after it.
+    Sse,
+}
+
+impl Transport {
+    /// How reports and progress bars name it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "WebSocket",
+            Transport::Sse => "SSE",
+        }
+    }
+}
+
+/// One receiver, set up and ready to count deliveries.
+enum Receiver {
+    /// A Socket.IO client.
+    WebSocket(Session),
+    /// An SSE listener.
+    Sse(Listener),
+}
+
+impl Receiver {
+    /// Counts deliveries until the connection ends.
+    async fn receive(self, stats: &Stats, lane: (Group, usize)) -> anyhow::Result<()> {
+        match self {
+            Receiver::WebSocket(session) => session.receive(stats, lane).await,
+            Receiver::Sse(listener) => listener.receive(stats, lane).await,
+        }
+    }
+}
+
 /// Receiving clients of one scenario; dropping the fleet closes them all.
 pub(crate) struct Fleet {
     /// The nodes the clients talk to (one for a single server, never empty); the first
@@ -38,6 +82,8 @@ pub(crate) struct Fleet {
     pool: Arc<SourcePool>,
     /// How the server joins rooms and delivers.
     dialect: Dialect,
+    /// How receivers connect.
+    transport: Transport,
     /// Counters shared by every receiver.
     stats: Arc<Stats>,
     /// One task per connection: its receive loop.
@@ -56,7 +102,7 @@ impl std::fmt::Debug for Fleet {
 }
 
 impl Fleet {
-    /// An empty fleet aimed at `target`.
+    /// An empty fleet of Socket.IO clients aimed at `target`.
     pub(crate) fn new(target: &Target, stats: Arc<Stats>) -> Fleet {
         Fleet {
             nodes: if target.nodes.is_empty() {
@@ -66,10 +112,16 @@ impl Fleet {
             },
             pool: target.pool.clone(),
             dialect: target.dialect,
+            transport: Transport::WebSocket,
             stats,
             tasks: JoinSet::new(),
             opened: 0,
         }
+    }
+
+    /// The same fleet, its receivers connecting over `transport` (before any is opened).
+    pub(crate) fn over(self, transport: Transport) -> Fleet {
+        Fleet { transport, ..self }
     }
 
     /// Connections opened so far.
@@ -98,6 +150,7 @@ impl Fleet {
                 target: self.nodes[node],
                 pool: self.pool.clone(),
                 dialect: self.dialect,
+                transport: self.transport,
                 gate: gate.clone(),
                 rooms: rooms_of(index),
             };
@@ -147,6 +200,8 @@ struct Setup {
     pool: Arc<SourcePool>,
     /// How the server joins rooms.
     dialect: Dialect,
+    /// How to connect.
+    transport: Transport,
     /// Bounds concurrent setups.
     gate: Arc<Semaphore>,
     /// Rooms to join.
@@ -155,7 +210,7 @@ struct Setup {
 
 impl Setup {
     /// Opens the session and joins its rooms, retrying a few times.
-    async fn run(self) -> anyhow::Result<Session> {
+    async fn run(self) -> anyhow::Result<Receiver> {
         let _permit = self.gate.acquire().await.context("setup gate closed")?;
         let mut last = None;
         for _ in 0..SETUP_ATTEMPTS {
@@ -168,12 +223,17 @@ impl Setup {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
     }
 
-    /// One attempt: connect, handshake, join.
-    async fn attempt(&self) -> anyhow::Result<Session> {
+    /// One attempt: connect, handshake, join (an SSE listener names its rooms in its
+    /// request).
+    async fn attempt(&self) -> anyhow::Result<Receiver> {
+        if self.transport == Transport::Sse {
+            let listener = Listener::open(&self.pool, self.target, &self.rooms, self.dialect);
+            return Ok(Receiver::Sse(listener.await?));
+        }
         let mut session = Session::open(&self.pool, self.target, self.dialect).await?;
         for room in &self.rooms {
             session.join(room).await?;
         }
-        Ok(session)
+        Ok(Receiver::WebSocket(session))
     }
 }

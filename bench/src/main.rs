@@ -5,11 +5,13 @@
 //!
 //! - `cli`: subcommands and their options.
 //! - `ws`, `sio`: the minimal WebSocket and Engine.IO/Socket.IO codecs (no IO).
+//! - `http`, `sse`: the HTTP/1.1 of `switchboard serve`'s API and metrics, and its
+//!   Server-Sent Events listener.
 //! - `net`: outgoing connections spread over 127.0.0.x source addresses.
 //! - `client`, `fleet`, `publish`, `stats`: the load generator (receivers, publishers,
 //!   counters and latency histograms).
-//! - `scenarios`: idle memory, fan-out + latency, many rooms, churn, and the same
-//!   spread over 1–3 nodes clustered over Redis.
+//! - `scenarios`: idle memory, fan-out + latency, many rooms, churn, SSE against
+//!   WebSocket, and the same spread over 1–3 nodes clustered over Redis.
 //! - `peers`, `prepare`: the servers under test, how they are built, started, stopped.
 //! - `redis`, `cluster`: a throwaway `redis-server` and a cluster of nodes on it.
 //! - `bare`: the bare Rust WebSocket broadcaster (`bare-server` subcommand).
@@ -24,6 +26,7 @@ mod cli;
 mod client;
 mod cluster;
 mod fleet;
+mod http;
 mod net;
 mod peers;
 mod prepare;
@@ -34,6 +37,7 @@ mod redis;
 mod report;
 mod scenarios;
 mod sio;
+mod sse;
 mod stats;
 mod suite;
 mod verdict;

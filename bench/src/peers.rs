@@ -90,7 +90,8 @@ impl ServerKind {
                  same work, `join` (acked `{\"ok\": true}`) and a `relay` rule on `bench`, \
                  so the publisher joins each room it publishes to and emits `bench` (room, \
                  payload), which the room's other members receive unchanged; in-memory \
-                 adapter, recovery off, no rate limit."
+                 adapter, recovery off, no rate limit; Server-Sent Events on and one API \
+                 key, for the SSE scenario."
             }
             ServerKind::Socketioxide => {
                 "socketioxide (`bench/peers/socketioxide`), handlers like the fixture's."

@@ -16,6 +16,10 @@ use crate::suite::Plan;
 const SOCKETIOXIDE_BIN: &str = "switchboard-bench-peer-socketioxide";
 /// File name of `switchboard serve`'s generated config, in the run's output directory.
 pub(crate) const SERVE_CONFIG_FILE: &str = "switchboard-serve.toml";
+/// The one API key of `switchboard serve`'s generated config: the SSE scenario publishes
+/// through the HTTP API with it. Not a secret: the server listens on loopback for the
+/// length of one step.
+pub(crate) const API_KEY: &str = "switchboard-bench-api-key";
 
 /// Makes `kind` ready to launch, (re)building protocol_fixture, `switchboard serve` or
 /// the socketioxide peer when the plan says so (else using whatever binary exists);
@@ -136,6 +140,18 @@ adapter = "memory"
 # Off, as protocol_fixture runs without --recovery: events carry no offset argument.
 enabled = false
 
+[sse]
+# Server-Sent Events at /sse, for the SSE scenario's listeners (`?room=` joins, checked
+# as `join` is). Heartbeats every 15 s and retry at their defaults.
+enabled = true
+
+[api]
+# The HTTP API, through which the SSE scenario publishes (`POST /api/v1/emit`) to SSE
+# listeners and, side by side, to Socket.IO clients. No rate limit: the publisher sends
+# thousands of requests per second (the default allows 200).
+keys = ["{API_KEY}"]
+rate_limit_per_second = 0
+
 [shutdown]
 # The generator has closed its connections when the runner stops the server; a short
 # drain keeps the stop well inside the runner's 5 s grace period.
@@ -147,7 +163,7 @@ name = "/"
 # thousands of events per second, far past any limit a real deployment would set.
 
 [namespaces.rooms]
-# Every room the scenarios use (`fanout`, `r0` … `r9999`).
+# Every room the scenarios use (`fanout`, `idle`, `r0` … `r9999`).
 allow = ["*"]
 # Above any count of rooms one socket joins here: a receiver of the many-rooms scenario
 # joins 5; a publisher joins every room it publishes to (rooms / publishers: 2,500 at
@@ -311,5 +327,10 @@ mod tests {
         assert!(max >= 10_000, "max_per_socket {max}");
         // Only the listen address comes from the command line.
         assert_eq!(get(".listen"), None);
+        // SSE listeners, and an API key for the SSE scenario's publisher, unthrottled.
+        assert_eq!(get("sse.enabled"), Some("true"));
+        assert_eq!(get("api.keys"), Some(format!("[\"{API_KEY}\"]").as_str()));
+        assert!(API_KEY.len() >= 16);
+        assert_eq!(get("api.rate_limit_per_second"), Some("0"));
     }
 }

@@ -1,6 +1,9 @@
 //! The publisher: a separate client that publishes to rooms it is not a receiver of:
 //! through the `broadcast` handler from no room, or, where relay rules want the sender in
-//! the room ([`Dialect::publisher_joins`]), as a member the relayed event skips.
+//! the room ([`Dialect::publisher_joins`]), as a member the relayed event skips; or,
+//! for `switchboard serve`, through its HTTP API ([`Via::Api`]): one `POST
+//! /api/v1/emit` per broadcast, pipelined on one keep-alive connection, each 200 answer
+//! the broadcast's ack.
 //!
 //! Two pacing modes: closed loop ("as fast as the server accepts them": a window of
 //! unacknowledged broadcasts, and a cap on published-but-undelivered events so a server
@@ -13,6 +16,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::client::{Replies, Session, drain_frames, fill};
+use crate::http;
+use crate::prepare::API_KEY;
 use crate::scenarios::Target;
 use crate::sio::{Dialect, Incoming};
 use crate::stats::Stats;
@@ -25,6 +30,25 @@ const PACE_TICK: Duration = Duration::from_millis(1);
 const STALL: Duration = Duration::from_secs(1);
 /// Most broadcasts written in one batch, so a stalled server cannot make one huge write.
 const MAX_BATCH: u64 = 256;
+
+/// Where a publisher publishes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// A Socket.IO client, in the target's dialect.
+    Socket,
+    /// `switchboard serve`'s HTTP API, with the key its generated config accepts.
+    Api,
+}
+
+/// What a publisher's connection speaks.
+#[derive(Debug)]
+enum Wire {
+    /// Socket.IO in this dialect: broadcasts are events, acks are Socket.IO acks.
+    Socket(Dialect),
+    /// HTTP/1.1 to the API of the server at this `Host`: broadcasts are emit requests,
+    /// acks are their 200 answers, in order.
+    Api(String),
+}
 
 /// How the publisher decides when to send the next broadcast.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +95,8 @@ pub(crate) struct Publisher {
     out: BytesMut,
     /// Counts of this publisher so far.
     done: Published,
-    /// How the server wants events published.
-    dialect: Dialect,
+    /// How broadcasts are sent and acknowledged.
+    wire: Wire,
 }
 
 impl Publisher {
@@ -92,8 +116,34 @@ impl Publisher {
             buf: session.buf,
             out: BytesMut::new(),
             done: Published::default(),
-            dialect: session.dialect,
+            wire: Wire::Socket(session.dialect),
         })
+    }
+
+    /// Opens a publisher through `switchboard serve`'s HTTP API (a plain keep-alive
+    /// connection; nothing to join).
+    pub(crate) async fn api(target: &Target) -> anyhow::Result<Publisher> {
+        let (rd, wr) = target.pool.connect(target.addr).await?.into_split();
+        Ok(Publisher {
+            rd,
+            wr,
+            buf: BytesMut::with_capacity(ws::READ_BUFFER),
+            out: BytesMut::new(),
+            done: Published::default(),
+            wire: Wire::Api(target.addr.to_string()),
+        })
+    }
+
+    /// Opens a publisher to `rooms` from `via`.
+    pub(crate) async fn open_via(
+        target: &Target,
+        rooms: &[String],
+        via: Via,
+    ) -> anyhow::Result<Publisher> {
+        match via {
+            Via::Socket => Publisher::open(target, rooms).await,
+            Via::Api => Publisher::api(target).await,
+        }
     }
 
     /// Publishes to `rooms` (picked round-robin from `offset`, `stride` apart) under
@@ -128,13 +178,7 @@ impl Publisher {
                 let room = &rooms[next_room % rooms.len()];
                 next_room += stride;
                 let stamp = stats.stamp(Instant::now());
-                let packet = self.dialect.publish(self.done.sent, room, stamp);
-                ws::encode_frame(
-                    &mut self.out,
-                    OP_TEXT,
-                    packet.as_bytes(),
-                    Some(rand::random()),
-                );
+                self.encode(room, stamp);
                 self.done.sent += 1;
             }
             self.flush().await?;
@@ -189,6 +233,22 @@ impl Publisher {
         self.done.sent - self.done.acked
     }
 
+    /// Appends the next broadcast (stamped `stamp`, to `room`) to the pending batch.
+    fn encode(&mut self, room: &str, stamp: u64) {
+        match &self.wire {
+            Wire::Socket(dialect) => {
+                let packet = dialect.publish(self.done.sent, room, stamp);
+                ws::encode_frame(
+                    &mut self.out,
+                    OP_TEXT,
+                    packet.as_bytes(),
+                    Some(rand::random()),
+                );
+            }
+            Wire::Api(host) => http::emit_request(&mut self.out, host, API_KEY, room, stamp),
+        }
+    }
+
     /// Writes the pending batch.
     async fn flush(&mut self) -> anyhow::Result<()> {
         if !self.out.is_empty() {
@@ -200,6 +260,10 @@ impl Publisher {
 
     /// Walks what was read: counts acks, answers pings.
     async fn walk(&mut self) -> anyhow::Result<()> {
+        if let Wire::Api(_) = self.wire {
+            self.done.acked += http::take_responses(&mut self.buf)?;
+            return Ok(());
+        }
         let mut replies = Replies::default();
         let mut acked = 0;
         drain_frames(&mut self.buf, &mut replies, |p| {

@@ -1,8 +1,10 @@
 //! Turning a run into files: `results.json`, `results.md` (tables with ratios to
 //! Switchboard's protocol_fixture; the cluster scenarios' in `cluster`, the recovery
-//! storm's in `storm`), SVG charts, and the root `BENCHMARKS.md`.
+//! storm's in `storm`, Server-Sent Events against WebSocket in `sse`), SVG charts, and
+//! the root `BENCHMARKS.md`.
 
 mod cluster;
+mod sse;
 mod storm;
 mod tables;
 

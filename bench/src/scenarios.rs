@@ -7,6 +7,7 @@ pub(crate) mod cluster;
 pub(crate) mod fanout;
 pub(crate) mod idle;
 pub(crate) mod rooms;
+pub(crate) mod sse;
 pub(crate) mod storm;
 
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub(crate) enum Scenario {
     Rooms,
     /// Sustained connects and disconnects.
     Churn,
+    /// `switchboard serve` over Server-Sent Events and, side by side, over WebSocket:
+    /// idle memory per listener, and fan-out to one room published through the HTTP API.
+    Sse,
     /// One room spread over 1–3 nodes clustered over Redis, publisher on the first.
     ClusterFanout,
     /// Fixed publish rate on a room spread over the nodes; latency by receiver's node.
@@ -51,12 +55,13 @@ pub(crate) enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub(crate) const ALL: [Scenario; 9] = [
+    pub(crate) const ALL: [Scenario; 10] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
         Scenario::Rooms,
         Scenario::Churn,
+        Scenario::Sse,
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
         Scenario::ClusterRooms,
@@ -65,13 +70,14 @@ impl Scenario {
 
     /// What the CI smoke runs: everything but the cluster many-rooms scenario (its
     /// cluster steps then take a few seconds per server, see [`Params::smoke`]; the
-    /// storm of 50 clients about three).
-    pub(crate) const SMOKE: [Scenario; 8] = [
+    /// storm of 50 clients about three; SSE's four steps about fifteen).
+    pub(crate) const SMOKE: [Scenario; 9] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
         Scenario::Rooms,
         Scenario::Churn,
+        Scenario::Sse,
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
         Scenario::ClusterStorm,
@@ -176,6 +182,20 @@ pub(crate) struct Params {
     #[arg(long, default_value_t = 1.0)]
     #[serde(default = "defaults::storm_backoff_secs")]
     pub(crate) storm_backoff_secs: f64,
+    /// SSE scenario: idle listener counts measured (SSE listeners, then as many
+    /// WebSocket clients on a fresh server), each in one room, in increasing order.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    #[serde(default = "defaults::sse_idle_counts")]
+    pub(crate) sse_idle_counts: Vec<usize>,
+    /// SSE scenario: fan-out room sizes (SSE listeners, then WebSocket clients).
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    #[serde(default = "defaults::sse_room_sizes")]
+    pub(crate) sse_room_sizes: Vec<usize>,
+    /// SSE scenario: the fixed publish rate (API emits per second, the same for both
+    /// transports) of the latency phase, after the phase as fast as the server accepts.
+    #[arg(long, default_value_t = 50.0)]
+    #[serde(default = "defaults::sse_rate")]
+    pub(crate) sse_rate: f64,
 }
 
 /// Defaults of parameters added after results.json files were written, for reading them.
@@ -221,6 +241,21 @@ mod defaults {
     pub(super) fn storm_backoff_secs() -> f64 {
         1.0
     }
+
+    /// `--sse-idle-counts`.
+    pub(super) fn sse_idle_counts() -> Vec<usize> {
+        vec![1000, 5000]
+    }
+
+    /// `--sse-room-sizes`.
+    pub(super) fn sse_room_sizes() -> Vec<usize> {
+        vec![1000]
+    }
+
+    /// `--sse-rate`.
+    pub(super) fn sse_rate() -> f64 {
+        50.0
+    }
 }
 
 impl Params {
@@ -251,6 +286,9 @@ impl Params {
             storm_rooms: 5,
             storm_rate: 200.0,
             storm_backoff_secs: 0.5,
+            sse_idle_counts: vec![20],
+            sse_room_sizes: vec![10],
+            sse_rate: 50.0,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
+use crate::fleet::Transport;
 use crate::net::SourcePool;
 use crate::peers::{Launch, Paths, Server, ServerKind, tail};
 use crate::prepare::prepare;
@@ -19,6 +20,7 @@ use crate::scenarios::cluster::{ClusterFanout, ClusterLatency, ClusterRooms, Sha
 use crate::scenarios::fanout::{FanoutResult, LatencyResult};
 use crate::scenarios::idle::IdleResult;
 use crate::scenarios::rooms::RoomsResult;
+use crate::scenarios::sse::TransportResult;
 use crate::scenarios::storm::StormResult;
 use crate::scenarios::{self, Params, Scenario, Target};
 
@@ -121,6 +123,10 @@ pub(crate) struct ServerReport {
     /// The recovery storm (Switchboard's fixture only).
     #[serde(default)]
     pub(crate) cluster_storm: Option<StormResult>,
+    /// Server-Sent Events and, side by side, WebSocket (`switchboard serve` only): one
+    /// entry per transport that ran a step.
+    #[serde(default)]
+    pub(crate) sse: Vec<TransportResult>,
     /// Steps that failed.
     pub(crate) failures: Vec<Failure>,
 }
@@ -174,6 +180,17 @@ pub(crate) enum Step {
     Churn,
     /// A cluster scenario on one fresh cluster of that shape.
     Cluster(Shape, ClusterWork),
+    /// Part of the SSE scenario, with receivers over that transport.
+    Sse(Transport, SseWork),
+}
+
+/// What a step of the SSE scenario measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SseWork {
+    /// Idle memory per receiver.
+    Idle,
+    /// Fan-out and fixed-rate latency on one room of that size.
+    Fanout(usize),
 }
 
 /// What a cluster step measures.
@@ -213,6 +230,16 @@ impl Step {
                 };
                 format!("cluster-{}-{}n-{what}", shape.adapter.name(), shape.nodes)
             }
+            Step::Sse(transport, work) => {
+                let side = match transport {
+                    Transport::Sse => "sse",
+                    Transport::WebSocket => "sse-ws",
+                };
+                match work {
+                    SseWork::Idle => format!("{side}-idle"),
+                    SseWork::Fanout(n) => format!("{side}-fanout-{n}"),
+                }
+            }
         }
     }
 
@@ -222,6 +249,8 @@ impl Step {
             // Only Switchboard recovers a killed node's clients elsewhere.
             Step::Cluster(_, ClusterWork::Storm(_)) => server == ServerKind::Switchboard,
             Step::Cluster(shape, _) => server.cluster_adapters().contains(&shape.adapter),
+            // SSE and the HTTP API are the shipped binary's.
+            Step::Sse(..) => server == ServerKind::SwitchboardServe,
             _ => true,
         }
     }
@@ -246,6 +275,13 @@ pub(crate) fn steps(scenarios: &[Scenario], params: &Params) -> Vec<Step> {
     }
     if has(Scenario::Churn) {
         steps.push(Step::Churn);
+    }
+    if has(Scenario::Sse) {
+        let both = [Transport::Sse, Transport::WebSocket];
+        steps.extend(both.map(|t| Step::Sse(t, SseWork::Idle)));
+        for &size in &params.sse_room_sizes {
+            steps.extend(both.map(|t| Step::Sse(t, SseWork::Fanout(size))));
+        }
     }
     let shapes: Vec<Shape> = params
         .cluster_adapters
@@ -308,6 +344,7 @@ pub(crate) async fn run(
             cluster_latency: Vec::new(),
             cluster_rooms: Vec::new(),
             cluster_storm: None,
+            sse: Vec::new(),
             failures: Vec::new(),
         };
         let launch = prepare(kind, paths, plan)
@@ -503,6 +540,30 @@ async fn run_step(
         Step::Cluster(_, ClusterWork::Storm(_)) => {
             report.cluster_storm = Some(scenarios::storm::run(target, params).await?);
         }
+        Step::Sse(transport, SseWork::Idle) => {
+            let (idle, counted) = scenarios::sse::idle(target, params, transport).await?;
+            let entry = sse_entry(report, transport);
+            entry.idle = Some(idle);
+            entry.server_connections = Some(counted);
+        }
+        Step::Sse(transport, SseWork::Fanout(size)) => {
+            let (f, l) = scenarios::sse::fanout(target, params, transport, size).await?;
+            let entry = sse_entry(report, transport);
+            entry.fanout.push(f);
+            entry.latency.push(l);
+        }
     }
     Ok(())
+}
+
+/// The SSE scenario's entry of `transport` in `report`, added when missing.
+fn sse_entry(report: &mut ServerReport, transport: Transport) -> &mut TransportResult {
+    let at = match report.sse.iter().position(|t| t.transport == transport) {
+        Some(at) => at,
+        None => {
+            report.sse.push(TransportResult::new(transport));
+            report.sse.len() - 1
+        }
+    };
+    &mut report.sse[at]
 }

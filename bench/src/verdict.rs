@@ -14,7 +14,9 @@
 //! - a connection of the generator was lost, an event never arrived (`undelivered`, an
 //!   exact count taken after the scenario waited for every event), a latency phase
 //!   recorded fewer or more samples than broadcasts × room size, an idle count has no
-//!   measurement, a churn cycle failed or none completed.
+//!   measurement, a churn cycle failed or none completed; in the SSE scenario
+//!   (`switchboard serve` only), the server's `/metrics` counting other than the idle
+//!   receivers the generator holds.
 //!
 //! The other peers (Node Socket.IO, socketioxide) measure someone else's server:
 //!
@@ -35,11 +37,15 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use crate::fleet::Transport;
 use crate::peers::ServerKind;
 use crate::scenarios::Scenario;
 use crate::scenarios::cluster::{Percentiles, Shape};
 use crate::scenarios::fanout::LatencyResult;
-use crate::suite::{ClusterWork, Failure, FailureKind, ServerReport, Step, SuiteReport, steps};
+use crate::scenarios::sse::TransportResult;
+use crate::suite::{
+    ClusterWork, Failure, FailureKind, ServerReport, SseWork, Step, SuiteReport, steps,
+};
 
 /// How much one finding weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +256,16 @@ impl Judging<'_> {
                 s.cluster_rooms.iter().any(|r| r.shape == shape)
             }
             Step::Cluster(_, ClusterWork::Storm(_)) => s.cluster_storm.is_some(),
+            Step::Sse(transport, work) => self.sse_of(transport).is_some_and(|t| match work {
+                SseWork::Idle => t.idle.is_some(),
+                SseWork::Fanout(n) => t.fanout.iter().any(|f| f.room_size == n),
+            }),
         }
+    }
+
+    /// The SSE scenario's results over `transport`.
+    fn sse_of(&self, transport: Transport) -> Option<&TransportResult> {
+        self.server.sse.iter().find(|t| t.transport == transport)
     }
 
     /// The results of one step that ran without a recorded error.
@@ -277,6 +292,57 @@ impl Judging<'_> {
             }
             Step::Cluster(shape, ClusterWork::Rooms) => self.cluster_rooms(&name, shape),
             Step::Cluster(_, ClusterWork::Storm(_)) => self.cluster_storm(&name),
+            Step::Sse(transport, SseWork::Idle) => self.sse_idle(&name, transport),
+            Step::Sse(transport, SseWork::Fanout(n)) => self.sse_fanout(&name, transport, n),
+        }
+    }
+
+    /// SSE scenario, idle: a point per count, no receiver lost, and the server counting
+    /// as many connections of the transport as the generator holds.
+    fn sse_idle(&mut self, step: &str, transport: Transport) {
+        let Some(t) = self.sse_of(transport) else {
+            return self.problem(step, "no result".to_owned());
+        };
+        let (idle, counted) = (t.idle.clone(), t.server_connections);
+        let Some(idle) = idle else {
+            return self.problem(step, "no idle result".to_owned());
+        };
+        let counts = &self.report.params.sse_idle_counts;
+        for &n in counts {
+            if !idle.points.iter().any(|p| p.connections == n) {
+                self.problem(step, format!("no measurement at {n} receivers"));
+            }
+        }
+        self.lost(step, idle.lost_connections);
+        let held = counts.last().copied().unwrap_or(0) as u64;
+        if counted != Some(held) {
+            let counted = counted.map_or("nothing".to_owned(), |c| c.to_string());
+            let why = format!(
+                "/metrics counts {counted} {} connections, the generator holds {held}",
+                transport.label()
+            );
+            self.problem(step, why);
+        }
+    }
+
+    /// SSE scenario, fan-out: no receiver lost, every event delivered, and one latency
+    /// sample per delivery the fixed rate asked for.
+    fn sse_fanout(&mut self, step: &str, transport: Transport, size: usize) {
+        let Some(t) = self.sse_of(transport) else {
+            return self.problem(step, "no result".to_owned());
+        };
+        let fanout = t.fanout.iter().find(|f| f.room_size == size).cloned();
+        let latency = t.latency.iter().find(|l| l.room_size == size).cloned();
+        match fanout {
+            None => self.problem(step, "no fan-out result".to_owned()),
+            Some(f) => {
+                self.lost(step, f.lost_connections);
+                self.delivered(step, f.undelivered, f.written_off);
+            }
+        }
+        match latency {
+            None => self.problem(step, "no latency result at the fixed rate".to_owned()),
+            Some(l) => self.samples(step, "the fixed rate", &l),
         }
     }
 
@@ -485,6 +551,7 @@ mod tests {
     use crate::scenarios::fanout::FanoutResult;
     use crate::scenarios::idle::{IdlePoint, IdleResult};
     use crate::scenarios::rooms::RoomsResult;
+    use crate::scenarios::sse::TransportResult;
     use crate::scenarios::storm::StormResult;
     use crate::suite::Versions;
 
@@ -628,8 +695,72 @@ mod tests {
             cluster_latency,
             cluster_rooms,
             cluster_storm: (server == ServerKind::Switchboard).then(|| storm(params)),
+            sse: if server == ServerKind::SwitchboardServe {
+                sse(params)
+            } else {
+                Vec::new()
+            },
             failures: Vec::new(),
         }
+    }
+
+    /// A clean SSE scenario, both transports.
+    fn sse(params: &Params) -> Vec<TransportResult> {
+        let points = params
+            .sse_idle_counts
+            .iter()
+            .map(|&connections| IdlePoint {
+                connections,
+                rss_bytes: 10 << 20,
+                bytes_per_connection: 4096.0,
+            })
+            .collect::<Vec<_>>();
+        [Transport::Sse, Transport::WebSocket]
+            .map(|transport| TransportResult {
+                transport,
+                idle: Some(IdleResult {
+                    baseline_rss_bytes: 5 << 20,
+                    points: points.clone(),
+                    lost_connections: 0,
+                }),
+                server_connections: params.sse_idle_counts.last().map(|&n| n as u64),
+                fanout: params
+                    .sse_room_sizes
+                    .iter()
+                    .map(|&room_size| FanoutResult {
+                        room_size,
+                        seconds: 1.0,
+                        broadcasts: 100,
+                        deliveries: 100 * room_size as u64,
+                        deliveries_per_sec: 100.0 * room_size as f64,
+                        server_cpu_s_per_m: 1.0,
+                        server_cores: 0.5,
+                        generator_cpu_s_per_m: 1.0,
+                        written_off: 0,
+                        undelivered: 0,
+                        lost_connections: 0,
+                    })
+                    .collect(),
+                latency: params
+                    .sse_room_sizes
+                    .iter()
+                    .map(|&room_size| LatencyResult {
+                        room_size,
+                        load: None,
+                        rate: params.sse_rate,
+                        server_cores: 0.1,
+                        generator_cores: 0.1,
+                        offered_deliveries_per_sec: params.sse_rate * room_size as f64,
+                        samples: 50 * room_size as u64,
+                        expected: 50 * room_size as u64,
+                        p50_us: 100,
+                        p99_us: 1000,
+                        p999_us: 2000,
+                        max_us: 3000,
+                    })
+                    .collect(),
+            })
+            .to_vec()
     }
 
     /// A clean recovery storm.
@@ -759,8 +890,46 @@ mod tests {
         );
         // idle, fanout-10, fanout-50, rooms, churn on switchboard, switchboard-serve,
         // node and bare; cluster-redis-2n-fanout-10, cluster-redis-streams-2n-fanout-10
-        // on switchboard and node; the storm on switchboard.
-        assert_eq!(verdict.passed, 25);
+        // on switchboard and node; the storm on switchboard; sse-idle, sse-ws-idle,
+        // sse-fanout-10, sse-ws-fanout-10 on switchboard-serve.
+        assert_eq!(verdict.passed, 29);
+    }
+
+    #[test]
+    fn sse_receivers_lost_miscounted_or_short_of_samples_fail() {
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.sse[0].server_connections = Some(19);
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve sse-idle: /metrics counts 19 SSE connections, \
+             the generator holds 20"
+        );
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.sse[1].fanout[0].lost_connections = 2;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve sse-ws-fanout-10: 2 connections lost"
+        );
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.sse[0].latency[0].samples -= 1;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve sse-fanout-10: latency at the fixed rate: 499 samples, \
+             expected 500 (broadcasts × room size)"
+        );
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::SwitchboardServe)
+            .sse
+            .remove(0);
+        let verdict = verdict(&report);
+        let fails: Vec<String> = verdict.findings.iter().map(ToString::to_string).collect();
+        assert!(
+            fails.contains(&"FAIL switchboard-serve sse-idle: no result".to_owned()),
+            "{fails:?}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(super) fn all(report: &SuiteReport) -> String {
     ] {
         md.push_str(&with_rows(table));
     }
+    md.push_str(&super::sse::section(report));
     md.push_str(&super::cluster::tables(report));
     md.push_str(&ceiling(report));
     md
@@ -402,13 +403,16 @@ fn churn(report: &SuiteReport) -> String {
 /// broadcaster, and the most CPU it needed at any server's result (it shares the two cores
 /// with the server, so it must stay well under one core to be out of the way).
 fn ceiling(report: &SuiteReport) -> String {
-    let Some(bare) = ran(report).find(|s| s.server == ServerKind::Bare) else {
+    let bare = ran(report).find(|s| s.server == ServerKind::Bare);
+    let sse = super::sse::fanouts(report);
+    if bare.is_none() && sse.is_empty() {
         return "\n## Load generator ceiling\n\nThe bare broadcaster did not run, so the ceiling is not shown.\n".to_owned();
-    };
+    }
     let mut md = String::from(
         "\n## Load generator ceiling\n\n\
          `capacity per core` is what the generator receives per CPU-second of its own against \
-         the bare broadcaster (1 / its CPU s per delivery). `generator cores, worst` is the most \
+         the bare broadcaster (1 / its CPU s per delivery; the SSE rows against `switchboard \
+         serve`, there being no bare SSE server). `generator cores, worst` is the most \
          CPU the generator used at any server's measured rate (that rate × the generator's CPU \
          per delivery in that server's run). The generator and the server share two cores; \
          while the generator needs less than one of them at every server's result, it is not \
@@ -423,7 +427,8 @@ fn ceiling(report: &SuiteReport) -> String {
             f64::INFINITY
         }
     };
-    for f in &bare.fanout {
+    let bare_fanout = bare.map_or(&[][..], |b| &b.fanout);
+    for f in bare_fanout {
         let runs: Vec<(f64, f64)> = ran(report)
             .filter_map(|s| s.fanout.iter().find(|o| o.room_size == f.room_size))
             .map(|o| (o.deliveries_per_sec, o.generator_cpu_s_per_m))
@@ -432,11 +437,14 @@ fn ceiling(report: &SuiteReport) -> String {
         row(
             &mut md,
             &label,
-            (capacity(f.generator_cpu_s_per_m), f.deliveries_per_sec),
+            (
+                capacity(f.generator_cpu_s_per_m),
+                Some(f.deliveries_per_sec),
+            ),
             &runs,
         );
     }
-    if let Some(r) = &bare.rooms {
+    if let Some(r) = bare.and_then(|b| b.rooms.as_ref()) {
         let runs: Vec<(f64, f64)> = ran(report)
             .filter_map(|s| s.rooms.as_ref())
             .map(|o| (o.deliveries_per_sec, o.generator_cpu_s_per_m))
@@ -444,15 +452,35 @@ fn ceiling(report: &SuiteReport) -> String {
         row(
             &mut md,
             "many rooms",
-            (capacity(r.generator_cpu_s_per_m), r.deliveries_per_sec),
+            (
+                capacity(r.generator_cpu_s_per_m),
+                Some(r.deliveries_per_sec),
+            ),
+            &runs,
+        );
+    }
+    // The SSE scenario's receivers against `switchboard serve` (there is no bare SSE
+    // server: its capacity is measured on Switchboard's stream).
+    for (transport, f) in sse {
+        let label = format!(
+            "{} receivers, API publisher, room of {}",
+            transport.label(),
+            f.room_size
+        );
+        let runs = [(f.deliveries_per_sec, f.generator_cpu_s_per_m)];
+        row(
+            &mut md,
+            &label,
+            (capacity(f.generator_cpu_s_per_m), None),
             &runs,
         );
     }
     md
 }
 
-/// One ceiling row; `runs` holds (deliveries/s, generator CPU s per M) of every server.
-fn row(md: &mut String, label: &str, (capacity, bare): (f64, f64), runs: &[(f64, f64)]) {
+/// One ceiling row; `runs` holds (deliveries/s, generator CPU s per M) of every server;
+/// `bare` is what the bare broadcaster reached (none for SSE receivers).
+fn row(md: &mut String, label: &str, (capacity, bare): (f64, Option<f64>), runs: &[(f64, f64)]) {
     let best = runs.iter().map(|r| r.0).fold(0.0f64, f64::max);
     let worst = runs
         .iter()
@@ -463,7 +491,7 @@ fn row(md: &mut String, label: &str, (capacity, bare): (f64, f64), runs: &[(f64,
         md,
         "| {label} | {} | {} | {} | {worst:.2} | {ok} |",
         human(capacity),
-        human(bare),
+        bare.map_or("—".to_owned(), human),
         human(best)
     );
 }

@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{Fleet, RoomsOf};
+use crate::fleet::{Fleet, RoomsOf, Transport};
 use crate::procstat::{Spent, Usage};
 use crate::progress::Progress;
-use crate::publish::{Pace, Publisher};
+use crate::publish::{Pace, Publisher, Via};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
 use crate::stats::Stats;
 
@@ -109,13 +109,26 @@ pub(crate) struct Room {
 /// that is not one of them (a member of the room when the dialect wants one, see
 /// [`Publisher::open`]), on the first node.
 pub(crate) async fn open_room(target: &Target, size: usize) -> anyhow::Result<Room> {
+    open_room_via(target, size, Transport::WebSocket, Via::Socket).await
+}
+
+/// [`open_room`] with members that listen over `transport` and a publisher that
+/// publishes from `via`.
+pub(crate) async fn open_room_via(
+    target: &Target,
+    size: usize,
+    transport: Transport,
+    via: Via,
+) -> anyhow::Result<Room> {
     let stats = Arc::new(Stats::new()?);
-    let mut fleet = Fleet::new(target, stats.clone());
+    let mut fleet = Fleet::new(target, stats.clone()).over(transport);
     let rooms: RoomsOf = Arc::new(|_| vec![ROOM.to_owned()]);
-    fleet
-        .grow(size, rooms, &format!("fanout: opening {size}"))
-        .await?;
-    let publisher = Publisher::open(target, &[ROOM.to_owned()]).await?;
+    let label = match transport {
+        Transport::WebSocket => format!("fanout: opening {size}"),
+        Transport::Sse => format!("fanout: opening {size} SSE listeners"),
+    };
+    fleet.grow(size, rooms, &label).await?;
+    let publisher = Publisher::open_via(target, &[ROOM.to_owned()], via).await?;
     Ok(Room {
         fleet,
         publisher,

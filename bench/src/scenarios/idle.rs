@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{Fleet, RoomsOf};
+use crate::fleet::{Fleet, RoomsOf, Transport};
 use crate::procstat::rss_bytes;
 use crate::scenarios::{Params, Target, secs};
 use crate::stats::Stats;
@@ -48,22 +48,47 @@ async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     Ok(total / u64::from(SAMPLES))
 }
 
-/// Runs the idle scenario.
+/// Runs the idle scenario: Socket.IO clients in no room.
 pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<IdleResult> {
-    let baseline = settled_rss(target.pid).await?;
-    let mut fleet = Fleet::new(target, Arc::new(Stats::new()?));
     let no_rooms: RoomsOf = Arc::new(|_| Vec::new());
+    let (idle, _fleet) = measure(
+        target,
+        Transport::WebSocket,
+        no_rooms,
+        &params.idle_counts,
+        params.idle_settle_secs,
+    )
+    .await?;
+    Ok(idle)
+}
+
+/// Server RSS before any connection, then at each of `counts` idle receivers over
+/// `transport` in `rooms_of` their index, each read `settle_secs` after the last one
+/// opened; returns the fleet too, still open.
+pub(crate) async fn measure(
+    target: &Target,
+    transport: Transport,
+    rooms_of: RoomsOf,
+    counts: &[usize],
+    settle_secs: f64,
+) -> anyhow::Result<(IdleResult, Fleet)> {
+    let baseline = settled_rss(target.pid).await?;
+    let mut fleet = Fleet::new(target, Arc::new(Stats::new()?)).over(transport);
     let mut points = Vec::new();
-    for &count in &params.idle_counts {
+    let what = match transport {
+        Transport::WebSocket => "idle",
+        Transport::Sse => "idle SSE",
+    };
+    for &count in counts {
         let more = count.saturating_sub(fleet.len());
         fleet
-            .grow(more, no_rooms.clone(), &format!("idle: opening {count}"))
+            .grow(more, rooms_of.clone(), &format!("{what}: opening {count}"))
             .await?;
-        tokio::time::sleep(secs(params.idle_settle_secs)).await;
+        tokio::time::sleep(secs(settle_secs)).await;
         let rss = settled_rss(target.pid).await?;
         let per = rss.saturating_sub(baseline) as f64 / count.max(1) as f64;
         eprintln!(
-            "    {count} idle: RSS {:.1} MiB, {:.2} KiB/conn",
+            "    {count} {what}: RSS {:.1} MiB, {:.2} KiB/conn",
             rss as f64 / 1048576.0,
             per / 1024.0
         );
@@ -73,9 +98,10 @@ pub(crate) async fn run(target: &Target, params: &Params) -> anyhow::Result<Idle
             bytes_per_connection: per,
         });
     }
-    Ok(IdleResult {
+    let idle = IdleResult {
         baseline_rss_bytes: baseline,
         points,
         lost_connections: fleet.lost(),
-    })
+    };
+    Ok((idle, fleet))
 }
