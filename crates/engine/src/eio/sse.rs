@@ -30,6 +30,7 @@ use futures_util::StreamExt as _;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::Value;
 use switchboard_protocol::sse::{self, SseFrame};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::SseConfig;
 use crate::reason::DisconnectReason;
@@ -338,28 +339,126 @@ impl Stream {
                 sse::write_event(out, None, sse::notice::CLOSE, &data);
                 self.ended = true;
             }
-            text => match sse::parse_frame(text, self.offsets) {
-                SseFrame::Event(event) if event.attachments > 0 => {
-                    self.attachments_to_skip = event.attachments;
-                    sse::write_skipped(out, &event);
+            _ => match translated(&text, self.offsets) {
+                Translated::Event { sse, attachments } => {
+                    self.attachments_to_skip = attachments;
+                    out.push_str(&sse);
                 }
-                SseFrame::Event(event) => {
-                    sse::write_event(out, event.id.as_deref(), &event.name, &event.data);
-                }
-                SseFrame::Disconnect => {
+                Translated::Disconnect => {
                     // The server disconnected the socket: a stream serves one namespace.
                     self.session
                         .close(DisconnectReason::ServerNamespaceDisconnect);
                 }
-                SseFrame::Other => {}
+                Translated::Other => {}
             },
         }
     }
 }
 
+/// What a frame is to a stream, its SSE text ready to copy.
+#[derive(Clone)]
+enum Translated {
+    Event {
+        sse: Arc<str>,
+        /// Binary frames that follow (the event was replaced by a notice).
+        attachments: usize,
+    },
+    Disconnect,
+    Other,
+}
+
+/// Frames translated lately, per worker thread. A broadcast's frame is one shared
+/// buffer for the whole room (one encode per broadcast): the first listener a thread
+/// writes it for translates it, the others of that thread copy the text. An entry holds
+/// its frame, so the buffer cannot be freed and its address reused while the entry
+/// lives; a hit is checked by address and length.
+struct RecentFrames {
+    entries: [Option<(Utf8Bytes, bool, Translated)>; RECENT_FRAMES],
+    next: usize,
+}
+
+/// Entries of [`RecentFrames`]: a few broadcasts interleave on one thread, while every
+/// entry keeps one frame alive.
+const RECENT_FRAMES: usize = 16;
+
+/// Largest frame [`RecentFrames`] keeps: what the entries of one thread hold stays
+/// under 1 MiB (frame and text), and a larger event costs more to copy than to parse.
+const MAX_RECENT_FRAME: usize = 16 * 1024;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<RecentFrames> = const {
+        std::cell::RefCell::new(RecentFrames {
+            entries: [const { None }; RECENT_FRAMES],
+            next: 0,
+        })
+    };
+}
+
+/// `frame` as an SSE event (or what else it is), translated once per thread.
+fn translated(frame: &Utf8Bytes, offsets: bool) -> Translated {
+    let same = |(cached, cached_offsets, _): &&(Utf8Bytes, bool, Translated)| {
+        cached.as_str().as_ptr() == frame.as_str().as_ptr()
+            && cached.len() == frame.len()
+            && *cached_offsets == offsets
+    };
+    let hit = RECENT.with_borrow(|recent| {
+        recent
+            .entries
+            .iter()
+            .flatten()
+            .find(same)
+            .map(|(_, _, t)| t.clone())
+    });
+    if let Some(hit) = hit {
+        return hit;
+    }
+    let fresh = match sse::parse_frame(frame.as_str(), offsets) {
+        SseFrame::Event(event) => {
+            let mut text = String::new();
+            if event.attachments > 0 {
+                sse::write_skipped(&mut text, &event);
+            } else {
+                sse::write_event(&mut text, event.id.as_deref(), &event.name, &event.data);
+            }
+            Translated::Event {
+                sse: Arc::from(text),
+                attachments: event.attachments,
+            }
+        }
+        SseFrame::Disconnect => return Translated::Disconnect,
+        SseFrame::Other => return Translated::Other,
+    };
+    if frame.len() > MAX_RECENT_FRAME {
+        return fresh;
+    }
+    RECENT.with_borrow_mut(|recent| {
+        let slot = recent.next;
+        recent.entries[slot] = Some((frame.clone(), offsets, fresh.clone()));
+        recent.next = (slot + 1) % RECENT_FRAMES;
+    });
+    fresh
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broadcast_frame_is_translated_once_per_thread() {
+        let frame = Utf8Bytes::from(r#"42["tick",1,"o-1"]"#.to_owned());
+        let text = |t: Translated| match t {
+            Translated::Event { sse, .. } => sse,
+            _ => Arc::from(""),
+        };
+        let first = text(translated(&frame, true));
+        assert_eq!(&*first, "id: o-1\nevent: tick\ndata: [1]\n\n");
+        // Another listener of the same broadcast: the same text, not a new one.
+        assert!(Arc::ptr_eq(&first, &text(translated(&frame.clone(), true))));
+        // The same bytes in another buffer, or without offsets, are translated anew.
+        let copy = Utf8Bytes::from(frame.as_str().to_owned());
+        assert!(!Arc::ptr_eq(&first, &text(translated(&copy, true))));
+        assert_eq!(&*text(translated(&frame, false)), "event: tick\ndata: [1,\"o-1\"]\n\n");
+    }
 
     #[test]
     fn refusals_map_to_statuses() {
