@@ -18,6 +18,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod diagnosis;
 pub mod eio;
 pub mod metrics;
 pub mod reason;

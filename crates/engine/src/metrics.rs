@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use switchboard_protocol::engineio::TransportKind;
 
+use crate::diagnosis::Category;
 use crate::reason::DisconnectReason;
 
 /// Engine metrics. All updates are `Relaxed`: each value is independent and only read
@@ -39,7 +40,8 @@ pub struct Metrics {
     /// Recovery sessions that expired unclaimed.
     pub recovery_sessions_expired: AtomicU64,
     recovery_sessions: AtomicI64,
-    disconnects: [AtomicU64; DisconnectReason::ALL.len()],
+    /// Per reason, then per category (the reason's and the diagnosis' split).
+    disconnects: [[AtomicU64; Category::ALL.len()]; DisconnectReason::ALL.len()],
 }
 
 /// A point-in-time copy of [`Metrics`].
@@ -77,6 +79,8 @@ pub struct MetricsSnapshot {
     pub recovery_sessions_expired: u64,
     /// Connection disconnects per reason.
     pub disconnects: Vec<(DisconnectReason, u64)>,
+    /// Connection disconnects per reason and diagnosed category, where non-zero.
+    pub disconnect_categories: Vec<(DisconnectReason, Category, u64)>,
 }
 
 impl Metrics {
@@ -97,9 +101,14 @@ impl Metrics {
         self.connections_websocket.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn connection_closed(&self, t: TransportKind, reason: DisconnectReason) {
+    pub(crate) fn connection_closed(
+        &self,
+        t: TransportKind,
+        reason: DisconnectReason,
+        category: Category,
+    ) {
         self.gauge(t).fetch_sub(1, Relaxed);
-        self.disconnects[reason.index()].fetch_add(1, Relaxed);
+        self.disconnects[reason.index()][category.index()].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn received(&self, bytes: usize) {
@@ -143,7 +152,19 @@ impl Metrics {
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
             disconnects: DisconnectReason::ALL
                 .iter()
-                .map(|r| (*r, self.disconnects[r.index()].load(Relaxed)))
+                .map(|r| {
+                    let row = &self.disconnects[r.index()];
+                    (*r, row.iter().map(|n| n.load(Relaxed)).sum())
+                })
+                .collect(),
+            disconnect_categories: DisconnectReason::ALL
+                .iter()
+                .flat_map(|r| {
+                    Category::ALL.iter().filter_map(move |c| {
+                        let n = self.disconnects[r.index()][c.index()].load(Relaxed);
+                        (n > 0).then_some((*r, *c, n))
+                    })
+                })
                 .collect(),
         }
     }

@@ -35,6 +35,8 @@ pub enum LifecycleEvent {
         transport: String,
         /// The classified disconnect reason (see the engine's `DisconnectReason`).
         reason: String,
+        /// The diagnosis: `{"category","confidence","evidence"}` (docs/diagnosis.md).
+        diagnosis: Option<Value>,
         /// When it happened.
         at: SystemTime,
     },

@@ -219,5 +219,13 @@ fn expire(socket: Weak<Socket>) {
         return;
     };
     tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), "token expired");
+    let exp = auth::claims_of(&socket).and_then(|c| c.exp);
+    socket.note(match exp {
+        Some(exp) => format!(
+            "token expired at {} (exp {exp}), no refresh received",
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp))
+        ),
+        None => "token expired, no refresh received".to_owned(),
+    });
     socket.close_connection(DisconnectReason::AuthExpired);
 }

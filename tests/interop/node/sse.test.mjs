@@ -27,7 +27,7 @@ const WEBHOOK_SECRET = "sse-tests-webhook-secret";
 const [WEBSOCKET, POLLING] = TRANSPORT_MODES;
 
 const SSE_GAUGE = 'switchboard_connections{transport="sse"}';
-const SLOW_CONSUMERS = 'switchboard_disconnects_total{reason="slow consumer"}';
+const SLOW_CONSUMERS = 'switchboard_disconnects_total{category="slow_consumer",reason="slow consumer"}';
 
 // ------------------------------------------------------------------ what a test opened
 

@@ -13,6 +13,7 @@ use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 
+use crate::diagnosis::{self, Ending};
 use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
 
@@ -79,6 +80,7 @@ pub(crate) fn drive(
                     app_deadline(&session);
                 }
                 Step::Close(reason) => session.close(reason),
+                Step::Ended(reason, ending) => session.close_ended(reason, ending),
             }
         };
         // The last steps are boxed: each runs once per session, and inline their futures
@@ -143,6 +145,9 @@ enum Step {
     Tick,
     /// The session must close for this reason.
     Close(DisconnectReason),
+    /// The session must close for this reason, and the engine knows how the transport
+    /// ended (for the diagnosis).
+    Ended(DisconnectReason, Ending),
 }
 
 async fn polling_step(session: &Arc<Session>, sleep: Pin<&mut Sleep>, shutdown: &Shutdown) -> Step {
@@ -166,7 +171,7 @@ async fn websocket_step(
         return tokio::select! {
             res = out.write(ws) => match res {
                 Ok(()) => Step::Continue,
-                Err(_) => Step::Close(DisconnectReason::TransportError),
+                Err(_) => Step::Ended(DisconnectReason::TransportError, Ending::Lost),
             },
             _ = session.driver.notified() => Step::Continue,
             _ = sleep => Step::Tick,
@@ -236,13 +241,13 @@ fn on_ws_message(
 ) -> Step {
     match msg {
         None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-            Step::Close(DisconnectReason::TransportClose)
+            Step::Ended(DisconnectReason::TransportClose, Ending::Lost)
         }
         Some(Err(WsError::Capacity(_))) => Step::Close(DisconnectReason::PayloadTooLarge),
         Some(Err(WsError::Utf8(_))) => Step::Close(DisconnectReason::ParseError),
         // A peer that vanished without a closing handshake just closed the transport.
         Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
-            Step::Close(DisconnectReason::TransportClose)
+            Step::Ended(DisconnectReason::TransportClose, Ending::Lost)
         }
         Some(Err(WsError::Protocol(_))) => Step::Close(DisconnectReason::ParseError),
         Some(Err(_)) => Step::Close(DisconnectReason::TransportError),
@@ -252,7 +257,7 @@ fn on_ws_message(
                 Step::Continue
             }
             Incoming::Ignore => Step::Continue,
-            Incoming::Closed => Step::Close(DisconnectReason::TransportClose),
+            Incoming::Closed => Step::Ended(DisconnectReason::TransportClose, Ending::Said),
             Incoming::Malformed => Step::Close(DisconnectReason::ParseError),
         },
     }
@@ -302,7 +307,10 @@ fn app_deadline(session: &Arc<Session>) {
 
 fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReason) {
     let transport = session.transport();
-    session.metrics.connection_closed(transport, reason);
+    let category = diagnosis::diagnose(&session.facts(reason)).category;
+    session
+        .metrics
+        .connection_closed(transport, reason, category);
     tracing::debug!(sid = %session.sid(), %reason, %transport, "session closed");
     if let Some(handler) = session.handler() {
         handler.on_close(session, reason);

@@ -120,7 +120,10 @@ impl Drop for InFlight<'_> {
         drop(inner);
         if !self.answered {
             tracing::debug!(sid = %self.session.sid(), "polling request aborted by the client");
-            self.session.close(DisconnectReason::TransportError);
+            self.session.close_ended(
+                DisconnectReason::TransportError,
+                crate::diagnosis::Ending::Lost,
+            );
         }
     }
 }

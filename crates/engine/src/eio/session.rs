@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::QueueLimits;
+use crate::diagnosis::{Ending, Facts};
 use crate::metrics::Metrics;
 use crate::reason::DisconnectReason;
 
@@ -195,6 +196,11 @@ pub(crate) struct Inner {
     pub(crate) upgraded_ws: Option<Box<WsStream>>,
     /// A deadline of the application's (e.g. Socket.IO's connect timeout).
     pub(crate) app_deadline: Option<Instant>,
+    /// How the transport ended, once closed (for the diagnosis).
+    pub(crate) ending: Ending,
+    /// The queue (packets, bytes) when the session was closed, before the `close`
+    /// frame: what the diagnosis of a slow reader cites.
+    pub(crate) queued_at_close: (usize, usize),
 }
 
 /// How [`Session::push`] admits frames into the queue.
@@ -258,6 +264,8 @@ impl Session {
                 upgrade: Upgrade::None,
                 upgraded_ws: None,
                 app_deadline: None,
+                ending: Ending::Unknown,
+                queued_at_close: (0, 0),
             }),
             writer: Notify::new(),
             driver: Notify::new(),
@@ -317,6 +325,30 @@ impl Session {
     pub fn set_app_deadline(&self, deadline: Option<Instant>) {
         self.lock().app_deadline = deadline;
         self.driver.notify_one();
+    }
+
+    /// What the session knows for the diagnosis of a disconnect for `reason`: its
+    /// transport, how it ended, its heartbeat, its queue (at the close, once closed).
+    pub fn facts(&self, reason: DisconnectReason) -> Facts {
+        let connected_for = SystemTime::now()
+            .duration_since(self.info.issued)
+            .unwrap_or_default();
+        let inner = self.lock();
+        let queued = match inner.closed {
+            Some(_) => inner.queued_at_close,
+            None => (inner.queue.len(), inner.queued_bytes),
+        };
+        Facts {
+            reason,
+            transport: inner.transport,
+            ending: inner.ending,
+            connected_for,
+            silent_for: now().saturating_duration_since(inner.heartbeat.last_seen()),
+            heartbeat: (inner.heartbeat.interval(), inner.heartbeat.timeout()),
+            queued,
+            queue_bounds: (self.limits.max_packets, self.limits.max_bytes),
+            noted: Vec::new(),
+        }
     }
 
     /// Why the session closed, if it did.
@@ -437,12 +469,20 @@ impl Session {
     /// [`CLOSE_FRAME_SLACK`], used at most once per session (only the first close
     /// queues anything).
     pub fn close(&self, reason: DisconnectReason) {
+        self.close_ended(reason, Ending::Unknown);
+    }
+
+    /// [`Self::close`], saying how the transport ended: whether the client said
+    /// goodbye or went away without a word (see [`Ending`]).
+    pub(crate) fn close_ended(&self, reason: DisconnectReason, ending: Ending) {
         {
             let mut inner = self.lock();
             if inner.closed.is_some() {
                 return;
             }
             inner.closed = Some(reason);
+            inner.ending = ending;
+            inner.queued_at_close = (inner.queue.len(), inner.queued_bytes);
             // The client closed: a pending poll just returns (noop), as in Node, and a
             // WebSocket gets nothing more. Otherwise tell the client with `close`.
             let last = match (reason, inner.transport) {
@@ -529,7 +569,7 @@ impl Session {
                 tracing::debug!(sid = %self.sid, "client ping: invalid heartbeat direction");
                 self.close(DisconnectReason::TransportError);
             }
-            Packet::Close => self.close(DisconnectReason::TransportClose),
+            Packet::Close => self.close_ended(DisconnectReason::TransportClose, Ending::Said),
             Packet::Upgrade | Packet::Noop => {}
             Packet::Open(_) => self.close(DisconnectReason::ParseError),
         }

@@ -33,6 +33,7 @@ use switchboard_protocol::sse::{self, SseFrame};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::SseConfig;
+use crate::diagnosis::Ending;
 use crate::reason::DisconnectReason;
 
 use super::body::Body;
@@ -115,7 +116,8 @@ struct CloseOnDrop(Option<Arc<Session>>);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         if let Some(session) = self.0.take() {
-            session.close(DisconnectReason::TransportClose);
+            // An SSE client cannot say goodbye: it is always lost.
+            session.close_ended(DisconnectReason::TransportClose, Ending::Lost);
         }
     }
 }
@@ -457,7 +459,10 @@ mod tests {
         // The same bytes in another buffer, or without offsets, are translated anew.
         let copy = Utf8Bytes::from(frame.as_str().to_owned());
         assert!(!Arc::ptr_eq(&first, &text(translated(&copy, true))));
-        assert_eq!(&*text(translated(&frame, false)), "event: tick\ndata: [1,\"o-1\"]\n\n");
+        assert_eq!(
+            &*text(translated(&frame, false)),
+            "event: tick\ndata: [1,\"o-1\"]\n\n"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
 use crate::adapter::{DurableSession, Room, SocketInfo};
+use crate::diagnosis::{self, Diagnosis};
 use crate::eio::session::now;
 use crate::eio::{Frame, HandshakeInfo, SendError, Session};
 use crate::reason::DisconnectReason;
@@ -55,7 +56,21 @@ pub struct Socket {
     /// once they have run. Node runs `connection` handlers before any event of the
     /// socket; here the client may already send while they run on another thread.
     early: Mutex<Option<Vec<Packet>>>,
+    /// What the application noted for the diagnosis of this socket's disconnect, then
+    /// the diagnosis itself once it left. Allocated only when used.
+    explained: Mutex<Option<Box<Explained>>>,
 }
+
+/// The diagnosis of a socket's disconnect and the facts noted for it.
+#[derive(Debug, Default)]
+struct Explained {
+    noted: Vec<String>,
+    diagnosis: Option<Diagnosis>,
+}
+
+/// Facts a socket keeps for its diagnosis: the last few, the latest being the most
+/// telling (a socket noted many times is told by its last notes).
+const MAX_NOTES: usize = 4;
 
 /// Who a socket is: fresh ids, or those of a recovered session.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +134,7 @@ impl Socket {
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             early: Mutex::new(Some(Vec::new())),
+            explained: Mutex::new(None),
         })
     }
 
@@ -349,6 +365,7 @@ impl Socket {
     /// the new connection can resume it.
     pub(crate) fn take_over(self: &Arc<Self>) {
         tracing::debug!(socket = %self.id, "session taken over by a reconnecting client");
+        self.note("the client resumed this session on a new connection");
         self.client.remove_socket(self.namespace());
         self.on_closed(DisconnectReason::TransportClose);
         self.session.close(DisconnectReason::ForcedClose);
@@ -468,10 +485,41 @@ impl Socket {
         });
     }
 
+    /// Notes a fact for the diagnosis of this socket's disconnect, worded for an
+    /// operator with its numbers ("token expired at 12:00:01Z", "43 events refused in
+    /// 1.0 s"); call it before closing. Only the last few are kept.
+    pub fn note(&self, fact: impl Into<String>) {
+        let mut explained = self.lock_explained();
+        let noted = &mut explained.get_or_insert_with(Box::default).noted;
+        if noted.len() == MAX_NOTES {
+            noted.remove(0);
+        }
+        noted.push(fact.into());
+    }
+
+    /// Why the socket left, explained (see [`crate::diagnosis`]); `None` while it is
+    /// connected. Disconnect handlers read it.
+    pub fn diagnosis(&self) -> Option<Diagnosis> {
+        self.lock_explained()
+            .as_ref()
+            .and_then(|e| e.diagnosis.clone())
+    }
+
+    fn lock_explained(&self) -> std::sync::MutexGuard<'_, Option<Box<Explained>>> {
+        self.explained.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The socket left its namespace: unregister, fail pending acks, run handlers.
     pub(crate) fn on_closed(self: &Arc<Self>, reason: DisconnectReason) {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return;
+        }
+        {
+            let mut facts = self.session.facts(reason);
+            let mut explained = self.lock_explained();
+            let explained = explained.get_or_insert_with(Box::default);
+            facts.noted = std::mem::take(&mut explained.noted);
+            explained.diagnosis = Some(diagnosis::diagnose(&facts));
         }
         if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
             buffer.unregister_live(pid);

@@ -47,11 +47,13 @@ pub(crate) fn lifecycle(id: &str, event: &LifecycleEvent) -> Bytes {
             socket_id,
             transport,
             reason,
+            diagnosis,
             ..
         } => json!({
             "namespace": namespace,
             "socket_id": socket_id,
             "transport": transport,
+            "diagnosis": diagnosis,
             "reason": reason,
         }),
         LifecycleEvent::RoomOccupied {
@@ -133,12 +135,16 @@ mod tests {
                 socket_id: "abc".into(),
                 transport: "sse".into(),
                 reason: "ping timeout".into(),
+                diagnosis: Some(
+                    json!({"category": "heartbeat", "confidence": 1.0, "evidence": ["x"]}),
+                ),
                 at,
             },
         );
         assert_eq!(parse(&body)["type"], "disconnection");
         assert_eq!(parse(&body)["data"]["reason"], "ping timeout");
         assert_eq!(parse(&body)["data"]["transport"], "sse");
+        assert_eq!(parse(&body)["data"]["diagnosis"]["category"], "heartbeat");
         let body = lifecycle(
             "evt_3",
             &LifecycleEvent::RoomVacated {

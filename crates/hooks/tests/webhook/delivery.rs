@@ -25,8 +25,8 @@ async fn delivers_a_signed_event_with_its_idempotency_key() {
     assert!(body["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
     assert_eq!(
         body["data"],
-        json!({"namespace": "/chat", "socket_id": "s1", "address": "127.0.0.1",
-               "claims": {"sub": "u1"}})
+        json!({"namespace": "/chat", "socket_id": "s1", "transport": "websocket",
+               "address": "127.0.0.1", "claims": {"sub": "u1"}})
     );
     let verified = signature::verify(
         SECRET.as_bytes(),
@@ -75,6 +75,7 @@ async fn every_lifecycle_kind_has_its_type_and_data() {
         socket_id: "s2".into(),
         transport: "polling".into(),
         reason: "ping timeout".into(),
+        diagnosis: None,
         at,
     });
     sink.deliver(LifecycleEvent::RoomOccupied {
@@ -97,7 +98,8 @@ async fn every_lifecycle_kind_has_its_type_and_data() {
         vec![
             (
                 json!("disconnection"),
-                json!({"namespace": "/", "socket_id": "s2", "reason": "ping timeout"})
+                json!({"namespace": "/", "socket_id": "s2", "transport": "polling",
+                       "reason": "ping timeout", "diagnosis": null})
             ),
             (
                 json!("room_occupied"),

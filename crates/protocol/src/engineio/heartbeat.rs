@@ -86,6 +86,16 @@ impl Heartbeat {
     pub fn last_seen(&self) -> Instant {
         self.last_seen
     }
+
+    /// The ping interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How long a pong may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
 }
 
 #[cfg(test)]

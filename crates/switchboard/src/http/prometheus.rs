@@ -6,6 +6,7 @@ use std::fmt::{Debug, Write as _};
 use std::sync::atomic::Ordering;
 
 use switchboard_cluster::Cluster;
+use switchboard_engine::diagnosis::{Ending, category_of};
 use switchboard_engine::metrics::MetricsSnapshot;
 
 /// A part of the server that adds its own families to every scrape: the API's request
@@ -150,14 +151,32 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
     out.family(
         "switchboard_disconnects_total",
         "counter",
-        "Closed connections by reason.",
+        "Closed connections by diagnosed category and reason (docs/diagnosis.md).",
     );
-    for (reason, count) in &m.disconnects {
+    // Every reason with its usual category (zero until it happens, so the series
+    // exist from the start), and the other categories a reason was diagnosed as.
+    for (reason, _) in &m.disconnects {
+        let usual = category_of(*reason, Ending::Unknown);
+        let count_of = |category| {
+            m.disconnect_categories
+                .iter()
+                .find(|(r, c, _)| r == reason && *c == category)
+                .map_or(0, |(_, _, n)| *n)
+        };
         out.sample(
             "switchboard_disconnects_total",
-            &[("reason", reason.as_str())],
-            count,
+            &[("category", usual.as_str()), ("reason", reason.as_str())],
+            count_of(usual),
         );
+        for (r, category, count) in &m.disconnect_categories {
+            if r == reason && *category != usual {
+                out.sample(
+                    "switchboard_disconnects_total",
+                    &[("category", category.as_str()), ("reason", reason.as_str())],
+                    count,
+                );
+            }
+        }
     }
     out.counter(
         "switchboard_volatile_dropped_total",
@@ -260,6 +279,7 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use switchboard_engine::DisconnectReason;
+    use switchboard_engine::diagnosis::Category;
 
     use super::*;
 
@@ -284,6 +304,13 @@ mod tests {
             disconnects: vec![
                 (DisconnectReason::PingTimeout, 6),
                 (DisconnectReason::ServerShuttingDown, 7),
+                (DisconnectReason::TransportClose, 5),
+            ],
+            disconnect_categories: vec![
+                (DisconnectReason::PingTimeout, Category::Heartbeat, 6),
+                (DisconnectReason::ServerShuttingDown, Category::Server, 7),
+                (DisconnectReason::TransportClose, Category::Client, 2),
+                (DisconnectReason::TransportClose, Category::SlowConsumer, 3),
             ],
         };
         let namespaces = [("/".to_owned(), 4), ("/chat".to_owned(), 1)];
@@ -299,8 +326,11 @@ mod tests {
             "switchboard_packets_sent_total 11",
             "switchboard_received_bytes_total 100",
             "switchboard_sent_bytes_total 110",
-            "switchboard_disconnects_total{reason=\"ping timeout\"} 6",
-            "switchboard_disconnects_total{reason=\"server shutting down\"} 7",
+            "switchboard_disconnects_total{category=\"heartbeat\",reason=\"ping timeout\"} 6",
+            "switchboard_disconnects_total{category=\"server\",reason=\"server shutting down\"} 7",
+            "switchboard_disconnects_total{category=\"network\",reason=\"transport close\"} 0",
+            "switchboard_disconnects_total{category=\"client\",reason=\"transport close\"} 2",
+            "switchboard_disconnects_total{category=\"slow_consumer\",reason=\"transport close\"} 3",
             "switchboard_volatile_dropped_total 4",
             "switchboard_connections_refused_total 5",
             "switchboard_tcp_connections_refused_total 21",

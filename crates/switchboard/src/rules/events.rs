@@ -84,6 +84,12 @@ fn admit(policy: &Policy, event: &mut Event) -> bool {
     reply::answer(event.take_ack(), Err(Refusal::RateLimited));
     if verdict == Verdict::Disconnect {
         tracing::debug!(sid = %event.socket.id(), namespace = %Untrusted(event.socket.namespace()), "rate limit exceeded, disconnecting");
+        if let Some(limit) = policy.rules.rate_limit {
+            event.socket.note(format!(
+                "{} events refused in a row (limit {} events/s, burst {})",
+                limit.disconnect_after, limit.events_per_second, limit.burst
+            ));
+        }
         event.socket.close_connection(DisconnectReason::RateLimited);
     }
     false

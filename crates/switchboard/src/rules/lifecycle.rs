@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_auth::jwt::Claims;
+use switchboard_engine::diagnosis::{Category, Diagnosis};
 use switchboard_engine::{DisconnectReason, Namespace, Socket};
 use switchboard_hooks::LifecycleEvent;
 use tokio::time::Instant;
@@ -55,7 +56,8 @@ fn join_auto_rooms(policy: &Policy, socket: &Arc<Socket>, claims: Option<&Claims
 
 /// A socket left its namespace.
 pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: DisconnectReason) {
-    tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason, "socket disconnected");
+    let diagnosis = socket.diagnosis();
+    log_disconnect(socket, reason, diagnosis.as_ref());
     if let Some(limiter) = &policy.limiter {
         limiter.remove(socket.id());
     }
@@ -65,8 +67,31 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
         socket_id: socket.id().to_string(),
         transport: socket.transport().as_str().to_owned(),
         reason: reason.as_str().to_owned(),
+        diagnosis: diagnosis.as_ref().map(Diagnosis::to_value),
         at: SystemTime::now(),
     });
+}
+
+/// One structured line per disconnect, its level by category: what the server or the
+/// client did on purpose at `debug`, what an operator may want to look into (a network
+/// drop, a heartbeat, a slow reader, a refused token, a policy limit, a protocol
+/// error, memory pressure) at `info`.
+fn log_disconnect(socket: &Socket, reason: DisconnectReason, diagnosis: Option<&Diagnosis>) {
+    let Some(d) = diagnosis else {
+        tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason, "socket disconnected");
+        return;
+    };
+    let evidence = d.evidence.join("; ");
+    match d.category {
+        Category::Client | Category::Server => tracing::debug!(
+            sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason,
+            category = %d.category, confidence = d.confidence, %evidence, "socket disconnected"
+        ),
+        _ => tracing::info!(
+            sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason,
+            category = %d.category, confidence = d.confidence, %evidence, "socket disconnected"
+        ),
+    }
 }
 
 /// A room got its first member.

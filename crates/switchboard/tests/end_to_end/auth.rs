@@ -86,7 +86,7 @@ fn an_expired_token_disconnects_the_socket_with_auth_expired() -> anyhow::Result
     backend.wait_for("disconnection", |d| {
         d["socket_id"] == sid.as_str() && d["reason"] == "auth expired"
     })?;
-    let sample = r#"switchboard_disconnects_total{reason="auth expired"}"#;
+    let sample = r#"switchboard_disconnects_total{category="auth",reason="auth expired"}"#;
     assert_eq!(metric(server.addr(), sample)?, Some(1.0));
     Ok(())
 }

@@ -74,9 +74,9 @@ fn metrics_follow_a_polling_session_from_connect_to_disconnect() -> anyhow::Resu
         Some(0.0)
     );
 
-    // The client closes the transport.
+    // The client closes the transport with a close packet: diagnosed `client`.
     session.send(&["1"])?;
-    let closed = r#"switchboard_disconnects_total{reason="transport close"}"#;
+    let closed = r#"switchboard_disconnects_total{category="client",reason="transport close"}"#;
     eventually("the disconnect to be counted", || {
         Ok((metric(addr, closed)? == Some(1.0)).then_some(()))
     })?;

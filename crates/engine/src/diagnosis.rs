@@ -1,0 +1,359 @@
+//! Why a socket left, explained: a category from a fixed set, how sure the
+//! classification is, and the facts it rests on, with numbers. Built once per
+//! disconnect from what the engine saw ([`Facts`]); pure, so every rule is a unit
+//! test.
+//!
+//! The classified reason ([`DisconnectReason`]) stays as it is (Node's strings); the
+//! diagnosis adds the *why* an operator asks for: "transport close" becomes `network`
+//! (the connection dropped without a close frame) or `client` (the client said
+//! goodbye), and a drop while the client's queue was filling is more likely a slow or
+//! vanished reader than a network blip.
+
+use std::fmt;
+use std::time::Duration;
+
+use switchboard_protocol::engineio::TransportKind;
+
+use crate::reason::DisconnectReason;
+
+/// What a disconnect was, from a fixed, documented set (docs/diagnosis.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// The transport closed or failed without the client saying goodbye.
+    Network,
+    /// The client closed the connection or left the namespace.
+    Client,
+    /// The client stopped answering pings.
+    Heartbeat,
+    /// The client did not read fast enough.
+    SlowConsumer,
+    /// Credentials expired or were refused.
+    Auth,
+    /// A limit of the server's policy: rate, payload size.
+    Policy,
+    /// The client broke the protocol.
+    Protocol,
+    /// The server ended it: a drain, the API, the application.
+    Server,
+    /// Shed under memory pressure.
+    Pressure,
+}
+
+impl Category {
+    /// Every category, for metrics.
+    pub const ALL: [Category; 9] = [
+        Category::Network,
+        Category::Client,
+        Category::Heartbeat,
+        Category::SlowConsumer,
+        Category::Auth,
+        Category::Policy,
+        Category::Protocol,
+        Category::Server,
+        Category::Pressure,
+    ];
+
+    /// The category as a stable string (`slow_consumer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Network => "network",
+            Category::Client => "client",
+            Category::Heartbeat => "heartbeat",
+            Category::SlowConsumer => "slow_consumer",
+            Category::Auth => "auth",
+            Category::Policy => "policy",
+            Category::Protocol => "protocol",
+            Category::Server => "server",
+            Category::Pressure => "pressure",
+        }
+    }
+
+    /// Index into [`Category::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a transport ended, as far as the engine could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ending {
+    /// The client said goodbye: an Engine.IO `close` packet, a WebSocket close frame.
+    Said,
+    /// The connection went away without a word: end of stream or a reset, an aborted
+    /// request, a Server-Sent Events reader gone.
+    Lost,
+    /// The server ended it, or nothing more is known.
+    #[default]
+    Unknown,
+}
+
+/// What the engine knew when a connection or socket ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    /// The classified reason.
+    pub reason: DisconnectReason,
+    /// The transport in use.
+    pub transport: TransportKind,
+    /// How the transport ended (for `transport close`).
+    pub ending: Ending,
+    /// Since the connection opened.
+    pub connected_for: Duration,
+    /// Since the client was last heard from (a pong, a message).
+    pub silent_for: Duration,
+    /// The ping interval and timeout of the connection.
+    pub heartbeat: (Duration, Duration),
+    /// The outbound queue when it ended (packets, bytes).
+    pub queued: (usize, usize),
+    /// The queue's bounds (packets, bytes).
+    pub queue_bounds: (usize, usize),
+    /// What the application adds (a token's expiry, refused events), already worded.
+    pub noted: Vec<String>,
+}
+
+/// A disconnect explained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    /// What it was.
+    pub category: Category,
+    /// How sure: 1.0 when the reason says it outright, less when it is inferred.
+    pub confidence: f32,
+    /// Short facts with numbers, most telling first.
+    pub evidence: Vec<String>,
+}
+
+impl Diagnosis {
+    /// The diagnosis as JSON: `{"category","confidence","evidence"}`.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({
+            "category": self.category.as_str(),
+            "confidence": (f64::from(self.confidence) * 100.0).round() / 100.0,
+            "evidence": self.evidence,
+        })
+    }
+}
+
+/// A queue at least this full (of either bound) when a connection dropped suggests
+/// the reader, not the network.
+const FILLING: f64 = 0.5;
+
+/// The category a reason alone gives, when `ending` and the queue add nothing: what
+/// the engine's per-reason metrics count.
+pub fn category_of(reason: DisconnectReason, ending: Ending) -> Category {
+    use DisconnectReason as R;
+    match reason {
+        R::TransportClose if ending == Ending::Said => Category::Client,
+        R::TransportClose | R::TransportError => Category::Network,
+        R::PingTimeout => Category::Heartbeat,
+        R::ParseError | R::ConnectTimeout => Category::Protocol,
+        R::PayloadTooLarge | R::RateLimited => Category::Policy,
+        R::SlowConsumer => Category::SlowConsumer,
+        R::ServerShuttingDown | R::ForcedClose | R::ServerNamespaceDisconnect => Category::Server,
+        R::ClientNamespaceDisconnect => Category::Client,
+        R::AuthExpired => Category::Auth,
+    }
+}
+
+/// Explains a disconnect.
+pub fn diagnose(facts: &Facts) -> Diagnosis {
+    use DisconnectReason as R;
+    let mut evidence = Vec::new();
+    let mut category = category_of(facts.reason, facts.ending);
+    let mut confidence = 1.0;
+    let fill = queue_fill(facts);
+    match facts.reason {
+        R::TransportClose | R::TransportError => match facts.ending {
+            Ending::Said => evidence.push(format!(
+                "the client closed the {} connection",
+                facts.transport
+            )),
+            _ if fill >= FILLING => {
+                // A reader that vanished or stopped reading, most likely.
+                category = Category::SlowConsumer;
+                confidence = 0.6;
+                evidence.push(queue_fact(facts));
+                evidence.push(format!(
+                    "the {} connection dropped without a close frame",
+                    facts.transport
+                ));
+            }
+            Ending::Lost => {
+                confidence = 0.8;
+                evidence.push(format!(
+                    "the {} connection dropped without a close frame",
+                    facts.transport
+                ));
+            }
+            Ending::Unknown => {
+                confidence = 0.6;
+                evidence.push(format!("the {} transport failed", facts.transport));
+            }
+        },
+        R::PingTimeout => evidence.push(format!(
+            "last heard {} ago (ping interval {}, timeout {})",
+            secs(facts.silent_for),
+            secs(facts.heartbeat.0),
+            secs(facts.heartbeat.1)
+        )),
+        R::SlowConsumer => evidence.push(queue_fact(facts)),
+        R::ConnectTimeout => {
+            confidence = 0.9;
+            evidence.push(format!(
+                "no namespace joined in {}",
+                secs(facts.connected_for)
+            ));
+        }
+        R::ParseError => evidence.push("the client sent a malformed packet".to_owned()),
+        R::PayloadTooLarge => {
+            evidence.push("a message or polling body was over engine.max_payload".to_owned())
+        }
+        R::ServerShuttingDown => evidence.push("the server is draining".to_owned()),
+        R::ForcedClose | R::ServerNamespaceDisconnect => {
+            evidence.push("closed by the server (the HTTP API or the application)".to_owned())
+        }
+        R::ClientNamespaceDisconnect => evidence.push("the client left the namespace".to_owned()),
+        R::AuthExpired | R::RateLimited => {}
+    }
+    evidence.extend(facts.noted.iter().cloned());
+    if facts.reason != R::ConnectTimeout {
+        evidence.push(format!("connected for {}", secs(facts.connected_for)));
+    }
+    Diagnosis {
+        category,
+        confidence,
+        evidence,
+    }
+}
+
+/// The larger share of its bounds the queue held.
+fn queue_fill(facts: &Facts) -> f64 {
+    let share = |n: usize, max: usize| n as f64 / max.max(1) as f64;
+    share(facts.queued.0, facts.queue_bounds.0).max(share(facts.queued.1, facts.queue_bounds.1))
+}
+
+fn queue_fact(facts: &Facts) -> String {
+    format!(
+        "outbound queue at {} packets / {} (bounds {} / {})",
+        facts.queued.0,
+        bytes(facts.queued.1),
+        facts.queue_bounds.0,
+        bytes(facts.queue_bounds.1)
+    )
+}
+
+/// `46.1 s`, `250 ms`.
+pub fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// `3.9 MiB`, `12.0 KiB`, `512 B`.
+pub fn bytes(n: usize) -> String {
+    const KIB: f64 = 1024.0;
+    let n = n as f64;
+    if n >= KIB * KIB {
+        format!("{:.1} MiB", n / (KIB * KIB))
+    } else if n >= KIB {
+        format!("{:.1} KiB", n / KIB)
+    } else {
+        format!("{n} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(reason: DisconnectReason, ending: Ending) -> Facts {
+        Facts {
+            reason,
+            transport: TransportKind::Websocket,
+            ending,
+            connected_for: Duration::from_secs(90),
+            silent_for: Duration::from_millis(46_100),
+            heartbeat: (Duration::from_secs(25), Duration::from_secs(20)),
+            queued: (3, 300),
+            queue_bounds: (1024, 4 << 20),
+            noted: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_ping_timeout_names_the_silence_and_the_heartbeat() {
+        let d = diagnose(&facts(DisconnectReason::PingTimeout, Ending::Unknown));
+        assert_eq!((d.category, d.confidence), (Category::Heartbeat, 1.0));
+        assert_eq!(
+            d.evidence[0],
+            "last heard 46.1 s ago (ping interval 25.0 s, timeout 20.0 s)"
+        );
+        assert_eq!(d.evidence[1], "connected for 90.0 s");
+    }
+
+    #[test]
+    fn transport_close_is_client_when_said_and_network_when_lost() {
+        let said = diagnose(&facts(DisconnectReason::TransportClose, Ending::Said));
+        assert_eq!((said.category, said.confidence), (Category::Client, 1.0));
+        let lost = diagnose(&facts(DisconnectReason::TransportClose, Ending::Lost));
+        assert_eq!((lost.category, lost.confidence), (Category::Network, 0.8));
+        assert!(
+            lost.evidence[0].contains("without a close frame"),
+            "{lost:?}"
+        );
+    }
+
+    #[test]
+    fn a_drop_with_a_filling_queue_is_more_likely_a_slow_reader() {
+        let mut f = facts(DisconnectReason::TransportClose, Ending::Lost);
+        f.queued = (700, 3 << 20);
+        let d = diagnose(&f);
+        assert_eq!((d.category, d.confidence), (Category::SlowConsumer, 0.6));
+        assert_eq!(
+            d.evidence[0],
+            "outbound queue at 700 packets / 3.0 MiB (bounds 1024 / 4.0 MiB)"
+        );
+    }
+
+    #[test]
+    fn every_reason_has_a_category_and_evidence() {
+        for reason in DisconnectReason::ALL {
+            for ending in [Ending::Said, Ending::Lost, Ending::Unknown] {
+                let mut f = facts(reason, ending);
+                f.noted.push("noted".into());
+                let d = diagnose(&f);
+                assert!(!d.evidence.is_empty(), "{reason}");
+                assert!(d.evidence.iter().any(|e| e == "noted"), "{reason}");
+                assert!((0.0..=1.0).contains(&d.confidence));
+            }
+        }
+        assert_eq!(
+            category_of(DisconnectReason::AuthExpired, Ending::Unknown),
+            Category::Auth
+        );
+        assert_eq!(
+            category_of(DisconnectReason::RateLimited, Ending::Unknown),
+            Category::Policy
+        );
+        assert!(
+            Category::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.index() == i)
+        );
+    }
+
+    #[test]
+    fn the_json_form_rounds_the_confidence() {
+        let d = diagnose(&facts(DisconnectReason::TransportClose, Ending::Lost));
+        let v = d.to_value();
+        assert_eq!(v["category"], "network");
+        assert_eq!(v["confidence"], 0.8);
+    }
+}
