@@ -138,6 +138,48 @@ impl Diagnosis {
     }
 }
 
+/// One disconnect as this node recorded it: who, when, why, explained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// When the socket left.
+    pub at: std::time::SystemTime,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its socket id.
+    pub socket_id: String,
+    /// The transport it used last.
+    pub transport: TransportKind,
+    /// The classified reason.
+    pub reason: DisconnectReason,
+    /// The diagnosis.
+    pub diagnosis: Diagnosis,
+}
+
+/// Reports a node keeps (the last ones, oldest dropped first): a few hundred bytes
+/// each, so at most about half a megabyte however many sockets come and go.
+pub const MAX_REPORTS: usize = 1000;
+
+/// The last [`MAX_REPORTS`] disconnects of a node, newest last.
+#[derive(Debug, Default)]
+pub struct Reports(std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<Report>>>);
+
+impl Reports {
+    /// Records a report, dropping the oldest beyond [`MAX_REPORTS`].
+    pub fn push(&self, report: Report) {
+        let mut ring = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() == MAX_REPORTS {
+            ring.pop_front();
+        }
+        ring.push_back(std::sync::Arc::new(report));
+    }
+
+    /// The reports kept now, oldest first.
+    pub fn snapshot(&self) -> Vec<std::sync::Arc<Report>> {
+        let ring = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter().cloned().collect()
+    }
+}
+
 /// A queue at least this full (of either bound) when a connection dropped suggests
 /// the reader, not the network.
 const FILLING: f64 = 0.5;
@@ -347,6 +389,25 @@ mod tests {
                 .enumerate()
                 .all(|(i, c)| c.index() == i)
         );
+    }
+
+    #[test]
+    fn reports_keep_the_last_ones() {
+        let reports = Reports::default();
+        let d = diagnose(&facts(DisconnectReason::PingTimeout, Ending::Unknown));
+        for n in 0..MAX_REPORTS + 5 {
+            reports.push(Report {
+                at: std::time::UNIX_EPOCH,
+                namespace: "/".into(),
+                socket_id: n.to_string(),
+                transport: TransportKind::Polling,
+                reason: DisconnectReason::PingTimeout,
+                diagnosis: d.clone(),
+            });
+        }
+        let kept = reports.snapshot();
+        assert_eq!(kept.len(), MAX_REPORTS);
+        assert_eq!(kept[0].socket_id, "5");
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! HTTP API v1 for backends (emit, join, leave, disconnect, list namespaces, rooms and
-//! sockets), and the static files served at `/`.
+//! HTTP API v1 for backends (emit, join, leave, disconnect, list namespaces, rooms,
+//! sockets and the last disconnects explained), and the static files served at `/`.
 //!
 //! - `routes`: the route table and path matching;
 //! - `auth`: bearer API keys, compared in constant time;
 //! - `rate`: a token bucket per key;
 //! - `body`: JSON bodies with a size limit and a deadline, query strings;
 //! - `select`: namespace lookup and socket selections;
-//! - `emit`, `sockets`, `inspect`: the handlers;
+//! - `emit`, `sockets`, `inspect`, `disconnects`: the handlers;
 //! - `view`: how a socket is shown, secrets left out;
 //! - `metrics`: requests by route and status;
 //! - `openapi`: the OpenAPI 3.1 document;
@@ -20,6 +20,7 @@
 
 mod auth;
 mod body;
+mod disconnects;
 mod emit;
 mod inspect;
 mod listener;
@@ -164,6 +165,7 @@ async fn dispatch(
         Endpoint::Room => ok(&inspect::room(state, param(0), param(1)).await?),
         Endpoint::Sockets => ok(&inspect::sockets(state, param(0), query).await?),
         Endpoint::Socket => ok(&inspect::socket(state, param(0), param(1)).await?),
+        Endpoint::Disconnects => ok(&disconnects::list(state, query)?),
         Endpoint::OpenApi => Ok(openapi::response()),
     }
 }

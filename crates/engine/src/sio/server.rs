@@ -50,6 +50,8 @@ pub(crate) struct IoInner {
     /// Patterns that create namespaces on first use, with their shared handlers.
     dynamic: RwLock<Vec<(Matcher, Arc<Handlers>)>>,
     adapters: AdapterFactory,
+    /// The last disconnects of this node, explained.
+    pub(crate) reports: crate::diagnosis::Reports,
 }
 
 impl std::fmt::Debug for IoInner {
@@ -265,6 +267,7 @@ impl Io {
             namespaces: RwLock::default(),
             dynamic: RwLock::default(),
             adapters,
+            reports: Default::default(),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -319,6 +322,12 @@ impl Io {
             .filter(|ns| ns.is_active())
             .cloned()
             .collect()
+    }
+
+    /// The last disconnects of sockets on this node, explained, oldest first (at most
+    /// [`crate::diagnosis::MAX_REPORTS`]).
+    pub fn disconnect_reports(&self) -> Vec<Arc<crate::diagnosis::Report>> {
+        self.inner.reports.snapshot()
     }
 
     /// The Engine.IO server (serve it with [`crate::serve`]).

@@ -519,7 +519,16 @@ impl Socket {
             let mut explained = self.lock_explained();
             let explained = explained.get_or_insert_with(Box::default);
             facts.noted = std::mem::take(&mut explained.noted);
-            explained.diagnosis = Some(diagnosis::diagnose(&facts));
+            let diagnosis = diagnosis::diagnose(&facts);
+            explained.diagnosis = Some(diagnosis.clone());
+            self.client.io().reports.push(diagnosis::Report {
+                at: std::time::SystemTime::now(),
+                namespace: self.namespace().to_owned(),
+                socket_id: self.id.to_string(),
+                transport: facts.transport,
+                reason,
+                diagnosis,
+            });
         }
         if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
             buffer.unregister_live(pid);

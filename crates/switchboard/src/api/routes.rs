@@ -27,6 +27,8 @@ pub(crate) enum Endpoint {
     Sockets,
     /// `GET /api/v1/namespaces/{namespace}/sockets/{id}`.
     Socket,
+    /// `GET /api/v1/disconnects`.
+    Disconnects,
     /// `GET /api/v1/openapi.json`.
     OpenApi,
 }
@@ -81,6 +83,7 @@ pub(crate) static ROUTES: &[Route] = &[
         Method::GET,
         "/api/v1/namespaces/{namespace}/sockets/{id}",
     ),
+    route(Endpoint::Disconnects, Method::GET, "/api/v1/disconnects"),
     route(Endpoint::OpenApi, Method::GET, "/api/v1/openapi.json"),
 ];
 

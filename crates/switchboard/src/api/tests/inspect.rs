@@ -151,3 +151,60 @@ async fn sockets_are_listed_by_room_and_a_page_at_a_time() {
         assert_eq!(reply.code(), "bad_query");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_last_disconnects_are_listed_newest_first_with_their_diagnosis() {
+    let h = Harness::new();
+    let (a, b) = (h.connect("/").await, h.connect("/chat").await);
+    // `a` says goodbye (an Engine.IO close packet); `b` is disconnected by the API.
+    a.send("1").await;
+    let out = json!({"namespace": "/chat", "socket_ids": [b.id]});
+    h.post("/api/v1/sockets/disconnect", &out).await;
+    // A polling session the client closed stays answerable a moment (200 ms) before
+    // its driver ends it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let all = h.get("/api/v1/disconnects").await;
+    assert_eq!(all.status, StatusCode::OK, "{:?}", all.json);
+    let list = all.json["disconnects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 2, "{list:?}");
+    // Newest first: `a`'s session ends after the close grace, `b` left at once.
+    assert_eq!(list[0]["socket_id"], json!(a.id));
+    assert_eq!(list[0]["reason"], "transport close");
+    assert_eq!(list[0]["category"], "client");
+    assert_eq!(list[0]["confidence"], 1.0);
+    assert_eq!(
+        list[0]["evidence"][0],
+        "the client closed the polling connection"
+    );
+    assert_eq!(list[1]["socket_id"], json!(b.id));
+    assert_eq!(list[1]["reason"], "server namespace disconnect");
+    assert_eq!(list[1]["category"], "server");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    assert!(
+        list[0]["at"]
+            .as_u64()
+            .is_some_and(|at| u128::from(at) <= now + 1000)
+    );
+
+    let chat = h.get("/api/v1/disconnects?namespace=%2Fchat").await;
+    assert_eq!(chat.json["disconnects"].as_array().map(Vec::len), Some(1));
+    let clients = h.get("/api/v1/disconnects?category=client&limit=5").await;
+    assert_eq!(clients.json["disconnects"][0]["socket_id"], json!(a.id));
+    let one = h.get(&format!("/api/v1/disconnects?socket={}", b.id)).await;
+    assert_eq!(one.json["disconnects"].as_array().map(Vec::len), Some(1));
+    let later = h
+        .get(&format!("/api/v1/disconnects?since={}", now + 60_000))
+        .await;
+    assert_eq!(later.json["disconnects"], json!([]));
+    let bad = h.get("/api/v1/disconnects?category=gremlins").await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "bad_query")
+    );
+}
