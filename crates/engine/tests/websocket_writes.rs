@@ -31,8 +31,8 @@ async fn every_event_arrives_in_order_while_the_driver_is_interrupted() {
         max_packets: EVENTS * 2,
         max_bytes: 64 << 20,
     };
-    // A small maxPayload keeps tungstenite's write buffer small (4 × 16 KiB), so the
-    // burst makes `feed` itself wait for the socket.
+    // tungstenite flushes whenever its buffer passes 16 KiB, so the burst makes `feed`
+    // itself wait for the socket.
     config.engine.max_payload = 4096;
     let io = Io::new(config, signal.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -83,4 +83,37 @@ async fn every_event_arrives_in_order_while_the_driver_is_interrupted() {
         next += 1;
     }
     storm.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_larger_than_the_clients_max_payload_still_reaches_it() {
+    // `max_payload` bounds what a client may send; what the server sends is bounded by
+    // the queue. A 200 KB event once overflowed the write buffer (4 × max_payload) and
+    // dropped the client as a "transport error".
+    let (_trigger, signal) = shutdown::channel();
+    let mut config = SocketIoConfig::default();
+    config.engine.max_payload = 1000;
+    let io = Io::new(config, signal.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+
+    let big = "x".repeat(200_000);
+    io.of("/").emit("big", vec![json!(big)]);
+    let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = got.to_text().unwrap();
+    assert!(
+        text.starts_with(r#"42["big",""#) && text.len() > 200_000,
+        "{}",
+        &text[..40]
+    );
 }

@@ -545,10 +545,7 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
     // connection was lost (crates/engine/src/eio/driver.rs, on_ws_message: `Some(Err(_))`
     // closes with `transport error` and no ending), so the diagnosis says "the websocket
     // transport failed" with confidence 0.6 instead of a drop without a close frame.
-    const RST_TODO =
-      "misdiagnosis: a TCP reset on an idle websocket gives network with confidence 0.6 and " +
-      '"the websocket transport failed" instead of 0.8 and "the websocket connection dropped without a close frame"';
-    it("a websocket reset by the client (TCP RST, no close frame) is diagnosed network, confidence 0.8", { todo: RST_TODO }, async () => {
+    it("a websocket reset by the client (TCP RST, no close frame) is diagnosed network, confidence 0.8", async () => {
       await start();
       const ws = await RawWebSocket.connect(server.port);
       ws.reset();

@@ -250,6 +250,8 @@ fn on_ws_message(
             Step::Ended(DisconnectReason::TransportClose, Ending::Lost)
         }
         Some(Err(WsError::Protocol(_))) => Step::Close(DisconnectReason::ParseError),
+        // A reset or another I/O error: the connection went away without a close frame.
+        Some(Err(WsError::Io(_))) => Step::Ended(DisconnectReason::TransportError, Ending::Lost),
         Some(Err(_)) => Step::Close(DisconnectReason::TransportError),
         Some(Ok(msg)) => match websocket::decode(msg) {
             Incoming::Packet(p) => {

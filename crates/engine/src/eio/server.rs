@@ -505,7 +505,7 @@ impl EngineServer {
                     let Ok(upgraded) = on_upgrade.await else {
                         return;
                     };
-                    let ws = websocket::stream(upgraded, server.config.max_payload).await;
+                    let ws = websocket::stream(upgraded, &server.config).await;
                     let open = server.open_packet(&session, transport);
                     // The queue is empty: the `open` packet fits unless the byte bound
                     // is absurdly small, and then the session closes as a slow consumer.
@@ -607,7 +607,7 @@ impl EngineServer {
                 }
                 return;
             };
-            let mut ws = websocket::stream(upgraded, config.max_payload).await;
+            let mut ws = websocket::stream(upgraded, &config).await;
             if duplicate {
                 tracing::debug!(sid = %session.sid(), "duplicate upgrade closed");
                 let _ = futures_util::SinkExt::close(&mut ws).await;

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, handshake::derive_accept_key};
 
 use super::session::{Frame, Session, Upgrade};
+use crate::config::EngineConfig;
 
 /// A server-side WebSocket over an upgraded HTTP/1.1 connection.
 pub(crate) type WsStream = WebSocketStream<TokioIo<Upgraded>>;
@@ -26,12 +27,22 @@ const READ_BUFFER_SIZE: usize = 512;
 /// fed and flushed together, so this only bounds one write call.
 const WRITE_BUFFER_SIZE: usize = 16 * 1024;
 
-/// Stream settings: messages and frames above `max_payload` close the connection.
-pub(crate) fn config(max_payload: usize) -> WebSocketConfig {
+/// Bytes a WebSocket frame header takes at most (2 + 8 for the length, server frames
+/// are not masked), above its payload.
+const FRAME_HEADER: usize = 10;
+
+/// Stream settings: messages and frames *from the client* above `max_payload` close the
+/// connection. What the server sends is bounded by the session's queue (`max_queued`
+/// bytes: a larger frame never gets queued), not by `max_payload`, which is the
+/// client's limit: the write buffer holds one batch (`WRITE_BUFFER_SIZE`) and then at
+/// most one more frame, so its bound must take the largest frame the queue admits. A
+/// bound below it (it was `4 × max_payload`) failed the write of a large API emit and
+/// dropped the client as if its network had.
+pub(crate) fn config(max_payload: usize, max_queued: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
         .write_buffer_size(WRITE_BUFFER_SIZE)
-        .max_write_buffer_size(WRITE_BUFFER_SIZE.max(max_payload) * 4)
+        .max_write_buffer_size(WRITE_BUFFER_SIZE + max_queued.max(max_payload) + FRAME_HEADER)
         .max_message_size(Some(max_payload))
         .max_frame_size(Some(max_payload))
 }
@@ -67,11 +78,11 @@ pub(crate) fn switching_protocols<B: Default>(accept: &str) -> Response<B> {
 }
 
 /// Wraps an upgraded connection as a server WebSocket.
-pub(crate) async fn stream(upgraded: Upgraded, max_payload: usize) -> WsStream {
+pub(crate) async fn stream(upgraded: Upgraded, config: &EngineConfig) -> WsStream {
     WebSocketStream::from_raw_socket(
         TokioIo::new(upgraded),
         Role::Server,
-        Some(config(max_payload)),
+        Some(self::config(config.max_payload, config.queue.max_bytes)),
     )
     .await
 }
