@@ -217,6 +217,9 @@ pub struct SocketIoConfig {
     pub max_connect_auth: usize,
     /// Connection state recovery; `None` disables it (as in Node, it is opt-in).
     pub recovery: Option<crate::sio::RecoveryConfig>,
+    /// Disconnect reports kept ([`crate::Io::disconnect_reports`]), the oldest dropped
+    /// first; 0 keeps none.
+    pub max_disconnect_reports: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -227,6 +230,7 @@ impl Default for SocketIoConfig {
             max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
             max_connect_auth: DEFAULT_MAX_CONNECT_AUTH,
             recovery: None,
+            max_disconnect_reports: crate::diagnosis::MAX_REPORTS,
         }
     }
 }

@@ -34,6 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::json;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use switchboard_engine::diagnosis::MAX_REPORTS;
 use switchboard_engine::sio::RecoveryConfig;
 use switchboard_engine::{Io, Namespace, SocketIoConfig, not_found, serve, shutdown};
 use switchboard_test_support::blocking::eventually;
@@ -135,7 +136,21 @@ fn run() -> anyhow::Result<()> {
     }
     let packets = [measure_packets(false)?, measure_packets(true)?];
     print_report(&rows, &packets);
-    let guards = guards(&rows, &packets);
+    let report = measure_reports()?;
+    let without = rows
+        .iter()
+        .find(|r| r.transport == Transport::Websocket && !r.recovery)
+        .map_or(0.0, |r| r.left.footprint);
+    let per_report = report.footprint - without;
+    println!(
+        "Disconnect report kept (the node's last {MAX_REPORTS}), per report: {per_report:.0} bytes"
+    );
+    let mut guards = guards(&rows, &packets);
+    guards.push(guard(
+        "a_disconnect_report_costs_little",
+        per_report <= REPORT_BUDGET,
+        format!("{per_report:.0} bytes per report, budget {REPORT_BUDGET}"),
+    ));
     let failed = guards.iter().filter(|g| !g.ok).count();
     for g in &guards {
         println!("test {} ... {}", g.name, if g.ok { "ok" } else { "FAILED" });
@@ -168,6 +183,10 @@ const RECOVERY_OPEN_BUDGET: f64 = 128.0;
 /// What a closed session may leave behind without recovery: the room its maps keep
 /// for entries (a hash map does not shrink), nothing of the session itself.
 const CLOSED_RESIDUE_BUDGET: f64 = 160.0;
+/// A kept disconnect report (`diagnosis::Report`: ids, reason, category and evidence
+/// strings, its slot in the ring). Measured: ~460; the node keeps at most
+/// `MAX_REPORTS` of them.
+const REPORT_BUDGET: f64 = 768.0;
 /// How far the recovery bounds' estimate of a kept session may be from its heap.
 const KEPT_SESSION_TOLERANCE: f64 = 128.0;
 /// What a buffered packet for everyone may cost beyond its encoded frame: its slot in
@@ -373,6 +392,11 @@ struct Server {
 
 impl Server {
     fn start(recovery: bool) -> anyhow::Result<Server> {
+        Server::start_with(recovery, MAX_REPORTS)
+    }
+
+    /// A server keeping at most `reports` disconnect reports.
+    fn start_with(recovery: bool, reports: usize) -> anyhow::Result<Server> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -381,6 +405,7 @@ impl Server {
         // No heartbeat during a measurement: a ping in flight is not idle state.
         config.engine.ping_interval = Duration::from_secs(600);
         config.recovery = recovery.then(RecoveryConfig::default);
+        config.max_disconnect_reports = reports;
         let (trigger, signal) = shutdown::channel();
         let (io, addr) = runtime.block_on(async {
             let io = Io::new(config, signal.clone());
@@ -461,7 +486,9 @@ struct SessionRow {
 }
 
 fn measure_sessions(transport: Transport, recovery: bool) -> anyhow::Result<SessionRow> {
-    let server = Server::start(recovery)?;
+    // No disconnect reports: what a closed session leaves is its own (the reports' ring
+    // is bounded and measured on its own, `measure_reports`).
+    let server = Server::start_with(recovery, 0)?;
     let before = settled_heap()?;
     let first = Clients::open(transport, server.addr, SESSIONS)?;
     server.wait_for_sockets(SESSIONS)?;
@@ -484,6 +511,21 @@ fn measure_sessions(transport: Transport, recovery: bool) -> anyhow::Result<Sess
         left: after.minus(before).per(2 * SESSIONS),
         charged_per_kept,
     })
+}
+
+/// What closed WebSocket sessions leave per session when the node keeps their
+/// disconnect reports (fewer sessions than the ring holds): the report, on top of what
+/// a closed session leaves without one.
+fn measure_reports() -> anyhow::Result<Cost> {
+    let server = Server::start_with(false, MAX_REPORTS)?;
+    let before = settled_heap()?;
+    let clients = Clients::open(Transport::Websocket, server.addr, 2 * SESSIONS)?;
+    server.wait_for_sockets(2 * SESSIONS)?;
+    drop(clients);
+    server.wait_for_no_session()?;
+    let after = settled_heap()?;
+    drop(server.runtime);
+    Ok(after.minus(before).per(2 * SESSIONS))
 }
 
 /// What one buffered event costs.

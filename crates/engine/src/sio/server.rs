@@ -262,12 +262,13 @@ impl Io {
         shutdown: Shutdown,
     ) -> Self {
         let engine_config = config.engine.clone();
+        let reports = crate::diagnosis::Reports::new(config.max_disconnect_reports);
         let inner = Arc::new(IoInner {
             config,
             namespaces: RwLock::default(),
             dynamic: RwLock::default(),
             adapters,
-            reports: Default::default(),
+            reports,
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -325,7 +326,7 @@ impl Io {
     }
 
     /// The last disconnects of sockets on this node, explained, oldest first (at most
-    /// [`crate::diagnosis::MAX_REPORTS`]).
+    /// [`SocketIoConfig::max_disconnect_reports`]).
     pub fn disconnect_reports(&self) -> Vec<Arc<crate::diagnosis::Report>> {
         self.inner.reports.snapshot()
     }
