@@ -18,13 +18,13 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
-import { createConnection } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Clients, TRANSPORT_MODES, WAIT_MS, connected, once } from "../lib/client.mjs";
+import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { reapOnExit } from "../lib/reaper.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { waitFor } from "../lib/wait.mjs";
@@ -287,120 +287,21 @@ async function childClient(url, transport) {
 }
 
 /**
- * A WebSocket over a raw TCP connection: the Engine.IO handshake, then text frames in
- * both directions; it can stop reading (`pause`), reset the connection without a close
- * frame (`reset`) or send anything (`send`).
+ * An Engine.IO WebSocket over a raw TCP connection (lib/raw-websocket.mjs) to `port`,
+ * connected to `/`, answering pings: resolves once the CONNECT is answered, with its
+ * `sid` set; it can stop reading (`pause`), reset the connection without a close frame
+ * (`reset`) or send anything (`send`).
  */
-class RawWebSocket {
-  /** Opens an Engine.IO WebSocket to `port` and connects to `/`: resolves once the CONNECT is answered, `sid` set. */
-  static async connect(port) {
-    const ws = await new Promise((resolve, reject) => {
-      const socket = createConnection({ host: "127.0.0.1", port });
-      const ws = new RawWebSocket(socket);
-      let head = Buffer.alloc(0);
-      const timer = setTimeout(() => reject(new Error("no WebSocket upgrade within the wait")), WAIT_MS);
-      const onHead = (chunk) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf("\r\n\r\n");
-        if (end === -1) return;
-        clearTimeout(timer);
-        socket.off("data", onHead);
-        if (!/^HTTP\/1\.1 101 /.test(head.toString("latin1"))) {
-          socket.destroy();
-          reject(new Error(`no upgrade: ${head.toString("latin1").split("\r\n")[0]}`));
-          return;
-        }
-        socket.on("data", (c) => ws.#feed(c));
-        if (head.length > end + 4) ws.#feed(head.subarray(end + 4));
-        resolve(ws);
-      };
-      socket.on("data", onHead);
-      socket.on("error", () => {}); // a reset by the server is expected in these tests
-      socket.on("close", () => (ws.closed = true));
-      socket.once("connect", () => {
-        socket.write(
-          `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
-            `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
-            "Sec-WebSocket-Version: 13\r\n\r\n",
-        );
-      });
-    });
-    rawSockets.push(ws);
-    await ws.next((m) => m.startsWith("0{"));
-    ws.send("40");
-    ws.sid = JSON.parse((await ws.next((m) => m.startsWith("40{"))).slice(2)).sid;
-    return ws;
-  }
-
-  constructor(socket) {
-    this.socket = socket;
-    this.buf = Buffer.alloc(0);
-    this.messages = [];
-    this.closed = false;
-  }
-
-  #feed(chunk) {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    for (;;) {
-      if (this.buf.length < 2) return;
-      let len = this.buf[1] & 0x7f;
-      let at = 2;
-      if (len === 126) {
-        if (this.buf.length < 4) return;
-        len = this.buf.readUInt16BE(2);
-        at = 4;
-      } else if (len === 127) {
-        if (this.buf.length < 10) return;
-        len = Number(this.buf.readBigUInt64BE(2));
-        at = 10;
-      }
-      if (this.buf.length < at + len) return;
-      const opcode = this.buf[0] & 0x0f;
-      const payload = this.buf.subarray(at, at + len).toString("utf8");
-      this.buf = this.buf.subarray(at + len);
-      if (opcode === 1) {
-        // Answer the server's pings, as a client would, while it reads.
-        if (payload === "2") this.send("3");
-        this.messages.push(payload);
-      }
-    }
-  }
-
-  /** Resolves with the first message (from the start) matching `test`. */
-  next(test) {
-    return waitFor(
-      () => {
-        const found = this.messages.find(test);
-        if (found === undefined && this.closed) throw new Error("websocket closed");
-        return found;
-      },
-      { what: `a WebSocket message matching ${test} (got ${JSON.stringify(this.messages).slice(0, 200)})` },
-    );
-  }
-
-  /** Sends one masked text frame. */
-  send(text) {
-    const payload = Buffer.from(text);
-    const mask = randomBytes(4);
-    let head;
-    if (payload.length < 126) {
-      head = Buffer.from([0x81, 0x80 | payload.length]);
-    } else {
-      head = Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-    }
-    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-    this.socket.write(Buffer.concat([head, mask, payload]));
-  }
-
-  /** Stops reading: the loopback buffers fill, then the server's queue for it. */
-  pause() {
-    this.socket.pause();
-  }
-
-  /** Resets the TCP connection (RST, no close frame). */
-  reset() {
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
-  }
+async function rawConnect(port) {
+  const { status, ws } = await RawWebSocket.open(port, "/socket.io/?EIO=4&transport=websocket", {
+    answerPings: true,
+  });
+  assert.equal(status, 101, "WebSocket upgrade");
+  rawSockets.push(ws);
+  await ws.next((m) => m.startsWith("0{"));
+  ws.send("40");
+  ws.sid = JSON.parse((await ws.next((m) => m.startsWith("40{"))).slice(2)).sid;
+  return ws;
 }
 
 /** `POST /api/v1/emit`; throws unless it is 200. */
@@ -547,7 +448,7 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
     // transport failed" with confidence 0.6 instead of a drop without a close frame.
     it("a websocket reset by the client (TCP RST, no close frame) is diagnosed network, confidence 0.8", async () => {
       await start();
-      const ws = await RawWebSocket.connect(server.port);
+      const ws = await rawConnect(server.port);
       ws.reset();
       const hook = await disconnection(receiver, ws.sid);
       const d = hook.data;
@@ -644,7 +545,7 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
 
     it("a client that sends a malformed Socket.IO packet is diagnosed protocol", async () => {
       await start();
-      const ws = await RawWebSocket.connect(server.port);
+      const ws = await rawConnect(server.port);
       ws.send("42[");
       const hook = await disconnection(receiver, ws.sid);
       checkDiagnosis("malformed packet", hook, {
@@ -720,7 +621,7 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
 
     /** A raw WebSocket in room `flood` that then stops reading. */
     async function stalledReader() {
-      const ws = await RawWebSocket.connect(server.port);
+      const ws = await rawConnect(server.port);
       const res = await server.api(API_KEY, "POST", "/api/v1/sockets/join", { socket_ids: [ws.sid], join: ["flood"] });
       assert.deepEqual(res, { status: 200, body: { affected: 1 } });
       ws.pause();

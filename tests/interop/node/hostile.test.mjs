@@ -19,6 +19,7 @@ import { Redis } from "ioredis";
 import { io } from "socket.io-client";
 import { startRedis } from "../cluster/redis.mjs";
 import { connected, once } from "../lib/client.mjs";
+import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { waitFor } from "../lib/wait.mjs";
 
@@ -334,124 +335,6 @@ function rawRequest(port, request, ms = 10_000) {
     });
     socket.write(request);
   });
-}
-
-/** A minimal WebSocket client: the upgrade, masked text frames out, frames in. */
-class RawWebSocket {
-  /**
-   * Opens `path` on `port`; resolves with `{ status, ws }`: the HTTP status of the
-   * answer, and the socket once it is upgraded (101).
-   */
-  static open(port, path) {
-    return new Promise((resolve) => {
-      const socket = createConnection({ host: "127.0.0.1", port });
-      const ws = new RawWebSocket(socket);
-      let head = Buffer.alloc(0);
-      let settled = false;
-      const settle = (status) => {
-        if (settled) return;
-        settled = true;
-        socket.off("data", onHead);
-        if (status !== 101) socket.destroy();
-        resolve({ status, ws: status === 101 ? ws : null });
-      };
-      const onHead = (chunk) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf("\r\n\r\n");
-        if (end === -1) return;
-        const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head.toString("latin1"))?.[1] ?? 0);
-        const rest = head.subarray(end + 4);
-        if (status === 101) {
-          socket.on("data", (c) => ws.#feed(c));
-          if (rest.length) ws.#feed(rest);
-        }
-        settle(status);
-      };
-      socket.on("data", onHead);
-      socket.on("error", () => settle(0));
-      socket.on("close", () => {
-        ws.closed = true;
-        settle(0);
-      });
-      socket.setTimeout(10_000, () => settle(0));
-      socket.once("connect", () => {
-        socket.setTimeout(0);
-        socket.write(
-          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
-            `Connection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
-            "Sec-WebSocket-Version: 13\r\n\r\n",
-        );
-      });
-    });
-  }
-
-  constructor(socket) {
-    this.socket = socket;
-    this.buf = Buffer.alloc(0);
-    this.messages = [];
-    this.waiters = [];
-    this.closed = false;
-  }
-
-  #feed(chunk) {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    for (;;) {
-      if (this.buf.length < 2) return;
-      let len = this.buf[1] & 0x7f;
-      let at = 2;
-      if (len === 126) {
-        if (this.buf.length < 4) return;
-        len = this.buf.readUInt16BE(2);
-        at = 4;
-      } else if (len === 127) {
-        if (this.buf.length < 10) return;
-        len = Number(this.buf.readBigUInt64BE(2));
-        at = 10;
-      }
-      if (this.buf.length < at + len) return;
-      const opcode = this.buf[0] & 0x0f;
-      const payload = this.buf.subarray(at, at + len).toString("utf8");
-      this.buf = this.buf.subarray(at + len);
-      if (opcode === 1) {
-        this.messages.push(payload);
-        for (const w of this.waiters.splice(0)) w();
-      }
-    }
-  }
-
-  /** Sends one masked text frame. */
-  send(text) {
-    const payload = Buffer.from(text);
-    const mask = randomBytes(4);
-    let head;
-    if (payload.length < 126) {
-      head = Buffer.from([0x81, 0x80 | payload.length]);
-    } else {
-      head = Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-    }
-    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-    this.socket.write(Buffer.concat([head, mask, payload]));
-  }
-
-  /** Resolves with the first message (from the start) matching `test`. */
-  async next(test, ms = 10_000) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = this.messages.find(test);
-      if (found !== undefined) return found;
-      if (this.closed) throw new Error("websocket closed");
-      if (Date.now() > deadline) throw new Error(`no matching message in ${ms} ms`);
-      await new Promise((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 50);
-      });
-    }
-  }
-
-  /** Resets the TCP connection (no close frame). */
-  destroy() {
-    this.socket.resetAndDestroy();
-  }
 }
 
 /** Opens a bare TCP connection; resolves with it once connected (or `null`). */
@@ -834,7 +717,7 @@ max_connections = ${MAX_CONNECTIONS}
         `# WebSocket flood: ${before} sessions before, ${upgraded} upgraded, ${refused} refused with 503, ` +
           `other: [${statuses.filter((s) => s !== 101 && s !== 503)}]; ${during} sessions after`,
       );
-      for (const o of opened) o.ws?.destroy();
+      for (const o of opened) o.ws?.reset();
 
       const checks = new Checks();
       await checks.run("(b) handshakes beyond max_connections are refused with 503", () => {
@@ -893,7 +776,7 @@ max_sessions = ${MAX_SESSIONS}
       } catch (err) {
         return err.message;
       } finally {
-        ws.destroy();
+        ws.reset();
       }
     });
     const took = Date.now() - started;
