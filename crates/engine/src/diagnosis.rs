@@ -216,40 +216,48 @@ pub fn category_of(reason: DisconnectReason, ending: Ending) -> Category {
     }
 }
 
-/// Explains a disconnect.
+/// The category of a disconnect and how sure it is, without the evidence: what the
+/// engine's per-connection metrics count (no strings built).
+pub fn classify(facts: &Facts) -> (Category, f32) {
+    use DisconnectReason as R;
+    match (facts.reason, facts.ending) {
+        (R::TransportClose | R::TransportError, Ending::Said) => {
+            (category_of(facts.reason, facts.ending), 1.0)
+        }
+        // A reader that vanished or stopped reading, most likely.
+        (R::TransportClose | R::TransportError, _) if queue_fill(facts) >= FILLING => {
+            (Category::SlowConsumer, 0.6)
+        }
+        (R::TransportClose | R::TransportError, Ending::Lost) => (Category::Network, 0.8),
+        (R::TransportClose | R::TransportError, Ending::Unknown) => (Category::Network, 0.6),
+        (R::ConnectTimeout, _) => (Category::Protocol, 0.9),
+        (reason, ending) => (category_of(reason, ending), 1.0),
+    }
+}
+
+/// Explains a disconnect: [`classify`], and the facts it rests on.
 pub fn diagnose(facts: &Facts) -> Diagnosis {
     use DisconnectReason as R;
+    let (category, confidence) = classify(facts);
+    let dropped = || {
+        format!(
+            "the {} connection dropped without a close frame",
+            facts.transport
+        )
+    };
     let mut evidence = Vec::new();
-    let mut category = category_of(facts.reason, facts.ending);
-    let mut confidence = 1.0;
-    let fill = queue_fill(facts);
     match facts.reason {
         R::TransportClose | R::TransportError => match facts.ending {
             Ending::Said => evidence.push(format!(
                 "the client closed the {} connection",
                 facts.transport
             )),
-            _ if fill >= FILLING => {
-                // A reader that vanished or stopped reading, most likely.
-                category = Category::SlowConsumer;
-                confidence = 0.6;
+            _ if category == Category::SlowConsumer => {
                 evidence.push(queue_fact(facts));
-                evidence.push(format!(
-                    "the {} connection dropped without a close frame",
-                    facts.transport
-                ));
+                evidence.push(dropped());
             }
-            Ending::Lost => {
-                confidence = 0.8;
-                evidence.push(format!(
-                    "the {} connection dropped without a close frame",
-                    facts.transport
-                ));
-            }
-            Ending::Unknown => {
-                confidence = 0.6;
-                evidence.push(format!("the {} transport failed", facts.transport));
-            }
+            Ending::Lost => evidence.push(dropped()),
+            Ending::Unknown => evidence.push(format!("the {} transport failed", facts.transport)),
         },
         R::PingTimeout => evidence.push(format!(
             "last heard {} ago (ping interval {}, timeout {})",
@@ -258,13 +266,10 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
             secs(facts.heartbeat.1)
         )),
         R::SlowConsumer => evidence.push(queue_fact(facts)),
-        R::ConnectTimeout => {
-            confidence = 0.9;
-            evidence.push(format!(
-                "no namespace joined in {}",
-                secs(facts.connected_for)
-            ));
-        }
+        R::ConnectTimeout => evidence.push(format!(
+            "no namespace joined in {}",
+            secs(facts.connected_for)
+        )),
         R::ParseError => evidence.push("the client sent a malformed packet".to_owned()),
         R::PayloadTooLarge => {
             evidence.push("a message or polling body was over engine.max_payload".to_owned())

@@ -309,7 +309,7 @@ fn app_deadline(session: &Arc<Session>) {
 
 fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReason) {
     let transport = session.transport();
-    let category = diagnosis::diagnose(&session.facts(reason)).category;
+    let (category, _) = diagnosis::classify(&session.facts(reason));
     session
         .metrics
         .connection_closed(transport, reason, category);
