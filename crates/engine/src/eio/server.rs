@@ -413,6 +413,21 @@ impl EngineServer {
         slot
     }
 
+    /// Whether a new session may open: the application's filter (Node's
+    /// `allowRequest`) lets the request through, and the node is neither shutting down
+    /// nor draining. Each transport answers a refusal in its own form.
+    fn may_open(&self, headers: &http::HeaderMap, remote: SocketAddr) -> Result<(), Closed> {
+        if let Some(allow) = self.allow_request.get()
+            && !allow(headers, remote)
+        {
+            return Err(Closed::Refused);
+        }
+        if self.shutdown.is_triggered() || self.is_draining() {
+            return Err(Closed::Unavailable);
+        }
+        Ok(())
+    }
+
     /// A Server-Sent Events request ([`sse`]): the checks of a handshake, then a
     /// session on the SSE transport whose CONNECT to the namespace the query names is
     /// made on the client's behalf; the answer waits for that CONNECT's outcome.
@@ -434,17 +449,16 @@ impl EngineServer {
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
             return now(res);
         }
-        if let Some(allow) = self.allow_request.get()
-            && !allow(req.headers(), remote)
-        {
-            return now(sse::refusal(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "request refused",
-            ));
-        }
-        if self.shutdown.is_triggered() || self.is_draining() {
-            return now(sse::unavailable());
+        match self.may_open(req.headers(), remote) {
+            Ok(()) => {}
+            Err(Closed::Refused) => {
+                return now(sse::refusal(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "request refused",
+                ));
+            }
+            Err(Closed::Unavailable) => return now(sse::unavailable()),
         }
         let raw_query = req.uri().query().unwrap_or("").to_owned();
         let connect = match sse::connect_packet(&decode_query(&raw_query), &config) {
@@ -470,13 +484,10 @@ impl EngineServer {
         query: String,
         remote: SocketAddr,
     ) -> Response<Body> {
-        if let Some(allow) = self.allow_request.get()
-            && !allow(req.headers(), remote)
-        {
-            return error(EngineErrorCode::Forbidden);
-        }
-        if self.shutdown.is_triggered() || self.is_draining() {
-            return unavailable();
+        match self.may_open(req.headers(), remote) {
+            Ok(()) => {}
+            Err(Closed::Refused) => return error(EngineErrorCode::Forbidden),
+            Err(Closed::Unavailable) => return unavailable(),
         }
         match transport {
             TransportKind::Polling => {
@@ -653,6 +664,14 @@ impl EngineServer {
             (self.metrics.clone(), self.shutdown.clone()),
         ))
     }
+}
+
+/// Why a new session may not open ([`EngineServer::may_open`]).
+enum Closed {
+    /// The application's filter refused the request.
+    Refused,
+    /// The node is shutting down or draining.
+    Unavailable,
 }
 
 /// The answer to a routed request: ready now (handshakes, upgrades, errors), or once
