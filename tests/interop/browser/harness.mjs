@@ -24,10 +24,16 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-/** Serves the harness page and the official bundle on a port of its own. */
-export async function startSite() {
+/**
+ * Serves the harness page (or the `page` given, as HTML text) and the official bundle
+ * on a port of its own.
+ */
+export async function startSite({ page } = {}) {
   const files = {
-    "/": { body: await readFile(PAGE), type: "text/html; charset=utf-8" },
+    "/": {
+      body: page === undefined ? await readFile(PAGE) : Buffer.from(page),
+      type: "text/html; charset=utf-8",
+    },
     "/socket.io.min.js": { body: await readFile(BUNDLE), type: "text/javascript" },
     // Chromium asks for it on the first page; a 404 would be a console error.
     "/favicon.ico": { body: Buffer.alloc(0), type: "image/x-icon" },

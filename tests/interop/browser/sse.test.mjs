@@ -20,15 +20,13 @@
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
 import { chromium } from "playwright-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startRedis } from "../cluster/redis.mjs";
 import { startServeCluster } from "../lib/serve-cluster.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { waitFor } from "../lib/wait.mjs";
-import { BUNDLE, CHROMIUM, CHROMIUM_ARGS } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, startSite } from "./harness.mjs";
 
 const API_KEY = "sse-browser-tests-key-0123456789";
 
@@ -117,25 +115,6 @@ window.relay = {
 </html>
 `;
 
-/** Serves `PAGE` and the official bundle on an origin of its own. */
-async function startPageSite() {
-  const files = {
-    "/": { body: Buffer.from(PAGE), type: "text/html; charset=utf-8" },
-    "/socket.io.min.js": { body: await readFile(BUNDLE), type: "text/javascript" },
-    "/favicon.ico": { body: Buffer.alloc(0), type: "image/x-icon" },
-  };
-  const http = createServer((req, res) => {
-    const file = files[new URL(req.url, "http://x").pathname];
-    if (!file) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { "content-type": file.type, "cache-control": "no-store" }).end(file.body);
-  });
-  await new Promise((r) => http.listen(0, "127.0.0.1", r));
-  return http;
-}
-
 let server;
 let site;
 let siteUrl;
@@ -145,7 +124,7 @@ const pageErrors = [];
 
 before(async () => {
   server = await startSwitchboard({ config: CONFIG });
-  site = await startPageSite();
+  site = await startSite({ page: PAGE });
   siteUrl = `http://127.0.0.1:${site.address().port}/`;
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
