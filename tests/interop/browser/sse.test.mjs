@@ -21,9 +21,8 @@
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { setTimeout as sleep } from "node:timers/promises";
 import { startRedis } from "../cluster/redis.mjs";
-import { startServeCluster } from "../lib/serve-cluster.mjs";
+import { startServeCluster, startTickPublisher } from "../lib/serve-cluster.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { CHROMIUM, CHROMIUM_ARGS, startSite } from "./harness.mjs";
@@ -434,37 +433,20 @@ allow = ["ticks"]
 
     // Numbered ticks alternately through each node directly, each awaited before the
     // next; only a 200 counts as published.
-    const acked = [];
-    const failed = [];
-    let publishing = true;
-    let n = 0;
-    const publisher = (async () => {
-      while (publishing) {
-        n += 1;
-        const node = cluster.nodes[n % 2];
-        try {
-          const res = await node.api("POST", "/api/v1/emit", { rooms: ["ticks"], event: "tick", args: [{ n }] });
-          if (res.status === 200) acked.push(n);
-          else failed.push({ n, node: node.name, status: res.status });
-        } catch (err) {
-          failed.push({ n, node: node.name, error: err.cause?.code ?? err.message });
-        }
-        await sleep(5);
-      }
-    })();
+    const publisher = startTickPublisher(cluster.nodes, { everyMs: 5 });
+    const { acked, failed } = publisher;
     const explain = async () => `page log: ${JSON.stringify(await log(page))}`;
     try {
       await waitFor(async () => (await ticks()).length >= 20, { what: "20 ticks live before the kill" });
       await holder.kill();
-      const killedAt = n;
+      const killedAt = publisher.last();
       await waitFor(async () => (await ticks()).filter((x) => x > killedAt).length >= 20, {
         timeout: 20_000,
         what: "the EventSource to reconnect and get 20 ticks published after the kill",
       }).catch(async (err) => {
         throw new Error(`${err.message}\n${await explain()}`);
       });
-      publishing = false;
-      await publisher;
+      await publisher.stop();
       const last = acked.at(-1);
       await waitFor(async () => (await ticks()).includes(last), { what: `the last acknowledged tick (${last})` });
 
@@ -505,8 +487,7 @@ allow = ["ticks"]
           `${states.filter((e) => e.kind === "open").length - 1} reconnect(s), replayed ${reports.map((r) => r.replayed)}`,
       );
     } finally {
-      publishing = false;
-      await publisher;
+      await publisher.stop();
       await page.evaluate(() => window.sse.close());
     }
   });

@@ -290,3 +290,44 @@ export async function dropConnection(socket, node) {
   await gone;
   await node.waitUntilGone(id);
 }
+
+/**
+ * Publishes numbered `tick` events (`{n}`, from 1) to `room` through the HTTP API,
+ * alternately through each of `nodes` directly, each awaited before the next (so the
+ * stream's order is the numbers'), `everyMs` apart, until `stop()`. Only an answer of
+ * 200 counts as published (`acked`); a request to a dead node lands in `failed` with
+ * the node's name. `last()` is the number of the latest attempt.
+ */
+export function startTickPublisher(nodes, { room = "ticks", everyMs = 5 } = {}) {
+  const acked = [];
+  const failed = [];
+  let publishing = true;
+  let n = 0;
+  const loop = (async () => {
+    while (publishing) {
+      n += 1;
+      const node = nodes[n % nodes.length];
+      try {
+        const res = await node.api("POST", "/api/v1/emit", {
+          rooms: [room],
+          event: "tick",
+          args: [{ n }],
+        });
+        if (res.status === 200) acked.push(n);
+        else failed.push({ n, node: node.name, status: res.status, body: res.body });
+      } catch (err) {
+        failed.push({ n, node: node.name, error: err.cause?.code ?? err.message });
+      }
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    acked,
+    failed,
+    last: () => n,
+    async stop() {
+      publishing = false;
+      await loop;
+    },
+  };
+}

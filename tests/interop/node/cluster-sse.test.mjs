@@ -20,7 +20,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startRedis } from "../cluster/redis.mjs";
-import { startServeCluster } from "../lib/serve-cluster.mjs";
+import { startServeCluster, startTickPublisher } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
 
 const RETRY_MS = 300;
@@ -323,28 +323,8 @@ describe("SSE listeners across two switchboard serve nodes (redis-streams, recov
     // The publisher: numbered `tick`s to the room, alternately through each node
     // directly, each awaited before the next (so the stream's order is the numbers').
     // Only an answer of 200 counts as published; a request to the killed node fails.
-    const acked = [];
-    const failed = [];
-    let publishing = true;
-    let n = 0;
-    const publisher = (async () => {
-      while (publishing) {
-        n += 1;
-        const node = cluster.nodes[n % 2];
-        try {
-          const res = await node.api("POST", "/api/v1/emit", {
-            rooms: ["ticks"],
-            event: "tick",
-            args: [{ n }],
-          });
-          if (res.status === 200) acked.push(n);
-          else failed.push({ n, node: node.name, status: res.status, body: res.body });
-        } catch (err) {
-          failed.push({ n, node: node.name, error: err.cause?.code ?? err.message });
-        }
-        await sleep(PUBLISH_EVERY_MS);
-      }
-    })();
+    const publisher = startTickPublisher(cluster.nodes, { everyMs: PUBLISH_EVERY_MS });
+    const { acked, failed } = publisher;
 
     try {
       await waitFor(() => ticks(listener).length >= LIVE_BEFORE, {
@@ -353,7 +333,7 @@ describe("SSE listeners across two switchboard serve nodes (redis-streams, recov
       assert.equal(listener.connections.length, 1, "no reconnect before the kill");
       const lastBefore = listener.lastEventId;
       await holder.kill();
-      const killedAt = n;
+      const killedAt = publisher.last();
       // Publishing goes on (through the survivor; the killed node's share fails). The
       // listener reconnects through HAProxy by itself and must get past the kill.
       await waitFor(
@@ -365,8 +345,7 @@ describe("SSE listeners across two switchboard serve nodes (redis-streams, recov
       ).catch((err) => {
         throw new Error(`${err.message}\n${explain(listener)}`);
       });
-      publishing = false;
-      await publisher;
+      await publisher.stop();
       const last = acked.at(-1);
       await waitFor(() => ticks(listener).includes(last), {
         what: `the last acknowledged event (${last})`,
@@ -426,8 +405,7 @@ describe("SSE listeners across two switchboard serve nodes (redis-streams, recov
           `${got.length} received, ${again.length} reconnect(s), ${replayed} replayed`,
       );
     } finally {
-      publishing = false;
-      await publisher;
+      await publisher.stop();
       await listener.close();
     }
   });
