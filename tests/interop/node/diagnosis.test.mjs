@@ -442,10 +442,9 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
       assert.deepEqual(await disconnectsSince(server, before_), { [sample("network", "transport close")]: 1 });
     });
 
-    // The server reads the reset as an I/O error and does not record that the
-    // connection was lost (crates/engine/src/eio/driver.rs, on_ws_message: `Some(Err(_))`
-    // closes with `transport error` and no ending), so the diagnosis says "the websocket
-    // transport failed" with confidence 0.6 instead of a drop without a close frame.
+    // The server reads the reset as an I/O error (`transport error`) and records the
+    // connection as lost (crates/engine/src/eio/driver.rs, on_ws_message); before it did,
+    // this case was diagnosed "the websocket transport failed" at 0.6.
     it("a websocket reset by the client (TCP RST, no close frame) is diagnosed network, confidence 0.8", async () => {
       await start();
       const ws = await rawConnect(server.port);
