@@ -171,6 +171,9 @@ pub struct EngineConfig {
     pub node_tag: Option<NodeTag>,
     /// Server-Sent Events, when served (`None`, the default: not served).
     pub sse: Option<SseConfig>,
+    /// How much of a client's IP address the log lines about connections show
+    /// (hooks follow it too); reports and timelines never hold one.
+    pub client_ips: crate::scrub::ClientIps,
 }
 
 impl EngineConfig {
@@ -199,6 +202,7 @@ impl Default for EngineConfig {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             node_tag: None,
             sse: None,
+            client_ips: crate::scrub::ClientIps::Keep,
         }
     }
 }
@@ -220,6 +224,9 @@ pub struct SocketIoConfig {
     /// Disconnect reports kept ([`crate::Io::disconnect_reports`]), the oldest dropped
     /// first; 0 keeps none.
     pub max_disconnect_reports: usize,
+    /// Steps of each socket's timeline kept ([`crate::breadcrumbs`]), the oldest
+    /// dropped first; 0 keeps none.
+    pub breadcrumbs: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -231,6 +238,7 @@ impl Default for SocketIoConfig {
             max_connect_auth: DEFAULT_MAX_CONNECT_AUTH,
             recovery: None,
             max_disconnect_reports: crate::diagnosis::MAX_REPORTS,
+            breadcrumbs: crate::breadcrumbs::DEFAULT_STEPS,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   broadcasts;
 //! - [`adapter`]: the room index seam (in-memory now; the cluster adapters later);
 //! - [`config`]: typed settings and their defaults;
+//! - [`diagnosis`], [`breadcrumbs`], [`scrub`]: why sockets left, the trail before it,
+//!   and what must not leave the node;
 //! - [`metrics`]: counters and gauges;
 //! - [`reason`]: the classified disconnect reasons;
 //! - [`shutdown`]: the shutdown signal every loop listens to;
@@ -17,11 +19,13 @@
 //!   to a [`Site`].
 
 pub mod adapter;
+pub mod breadcrumbs;
 pub mod config;
 pub mod diagnosis;
 pub mod eio;
 pub mod metrics;
 pub mod reason;
+pub mod scrub;
 mod serve;
 pub mod shutdown;
 pub mod sio;

@@ -111,7 +111,8 @@ pub async fn serve(
                 .metrics()
                 .tcp_connections_refused
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%remote, "max_tcp_connections reached, connection closed");
+            let remote = engine.config().client_ips.show(remote.ip());
+            tracing::debug!(?remote, "max_tcp_connections reached, connection closed");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -186,6 +187,7 @@ async fn connection(
     site: impl Site,
     shutdown: Shutdown,
 ) {
+    let ips = engine.config().client_ips;
     let service = service_fn(move |req: Request<Incoming>| {
         let engine = engine.clone();
         let site = site.clone();
@@ -210,7 +212,8 @@ async fn connection(
     tokio::select! {
         res = conn.as_mut() => {
             if let Err(err) = res {
-                tracing::debug!(%remote, error = %err, "http connection ended with error");
+                let remote = ips.show(remote.ip());
+                tracing::debug!(?remote, error = %err, "http connection ended with error");
             }
         }
         _ = shutdown.wait() => {

@@ -165,6 +165,7 @@ async fn dispatch(
         Endpoint::Room => ok(&inspect::room(state, param(0), param(1)).await?),
         Endpoint::Sockets => ok(&inspect::sockets(state, param(0), query).await?),
         Endpoint::Socket => ok(&inspect::socket(state, param(0), param(1)).await?),
+        Endpoint::Timeline => ok(&disconnects::timeline(state, param(0), param(1))?),
         Endpoint::Disconnects => ok(&disconnects::list(state, query)?),
         Endpoint::OpenApi => Ok(openapi::response()),
     }

@@ -12,6 +12,8 @@
 //! - `namespaces`: `namespaces`, plain names or `[[namespaces]]` rules;
 //! - `hooks`: the `[hooks]` section;
 //! - `cluster`: the `[cluster]` and `[recovery]` sections;
+//! - `sse`: the `[sse]` section;
+//! - `diagnosis`: the `[diagnosis]` section;
 //!
 //! Durations, the reader of nested tables (`namespaces`, `hooks`) and the errors it
 //! collects are `switchboard-settings`'s, shared with `switchboard-auth` and
@@ -23,6 +25,7 @@
 mod api;
 mod check;
 mod cluster;
+mod diagnosis;
 mod error;
 mod hooks;
 mod namespaces;

@@ -40,6 +40,7 @@ use std::time::SystemTime;
 use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_auth::jwt::{Claims, KeySource};
+use switchboard_engine::scrub::ClientIps;
 use switchboard_engine::sio::Handlers;
 use switchboard_engine::{ConnectError, DisconnectReason, Io, Shutdown, Socket};
 use switchboard_hooks::HookSink;
@@ -47,7 +48,7 @@ use switchboard_protocol::Sid;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::{Events, NamespaceRules, Target};
+use crate::config::{Config, Events, NamespaceRules, Target};
 use crate::http::Collector;
 use crate::http::prometheus::Exposition;
 
@@ -76,6 +77,8 @@ pub(crate) struct Policy {
     /// Whether Server-Sent Events listeners may connect (`sse` of the entry, else
     /// `sse.enabled`).
     sse: bool,
+    /// How much of the client's address the connection hook shows.
+    client_ips: ClientIps,
 }
 
 impl Policy {
@@ -116,15 +119,10 @@ impl Installed {
     }
 }
 
-/// Installs `namespaces` on `io`. Namespace `/`, which the engine always has, refuses
-/// connections unless an entry names it.
-pub(crate) fn install(
-    io: &Io,
-    namespaces: &[NamespaceRules],
-    sse_enabled: bool,
-    hooks: Hooks,
-    shutdown: &Shutdown,
-) -> Installed {
+/// Installs the configured namespaces on `io`. Namespace `/`, which the engine always
+/// has, refuses connections unless an entry names it.
+pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdown) -> Installed {
+    let namespaces = &config.namespaces;
     let metrics = Arc::new(Metrics::default());
     let expiries = Timers::start(shutdown.clone(), expire);
     let pending_forwards = Arc::new(Semaphore::new(forward::MAX_PENDING_FORWARDS));
@@ -136,7 +134,8 @@ pub(crate) fn install(
             limiter: rules.rate_limit.map(Limiter::new),
             metrics: metrics.clone(),
             pending_forwards: pending_forwards.clone(),
-            sse: rules.sse.unwrap_or(sse_enabled),
+            sse: rules.sse.unwrap_or(config.sse.enabled),
+            client_ips: config.socketio.engine.client_ips,
         });
         warm_up(&policy);
         attach(&handlers(io, &rules.target), policy);
@@ -223,7 +222,7 @@ fn expire(socket: Weak<Socket>) {
     socket.note(match exp {
         Some(exp) => format!(
             "token expired at {} (exp {exp}), no refresh received",
-            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp))
+            expiry::utc(exp)
         ),
         None => "token expired, no refresh received".to_owned(),
     });

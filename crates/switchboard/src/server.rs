@@ -290,13 +290,7 @@ fn build_io(
         shutdown.clone(),
     );
     cluster.serve_forwarded(io.engine());
-    let installed = rules::install(
-        &io,
-        &config.namespaces,
-        config.sse.enabled,
-        hooks,
-        &shutdown,
-    );
+    let installed = rules::install(&io, config, hooks, &shutdown);
     (io, installed)
 }
 

@@ -23,7 +23,7 @@ import { createServer } from "node:http";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, afterEach, before, describe, it } from "node:test";
-import { Clients, TRANSPORT_MODES, WAIT_MS, connected, once } from "../lib/client.mjs";
+import { Clients, TRANSPORT_MODES, WAIT_MS, connected, once, upgradedTo } from "../lib/client.mjs";
 import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { reapOnExit } from "../lib/reaper.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
@@ -765,6 +765,140 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
         } finally {
           await receiver.close();
         }
+      }
+    });
+  });
+
+  describe("timelines (breadcrumbs) and scrubbing", () => {
+    let receiver;
+    let server;
+
+    before(async () => {
+      receiver = await webhookReceiver();
+      server = await serve(
+        receiver,
+        table("recovery", { enabled: true }),
+        table("diagnosis", { client_ips: "truncate", breadcrumbs: 32 }),
+        ROOT,
+        `
+[[namespaces]]
+name = "/limited"
+${table("namespaces.rate_limit", RATE)}
+`,
+      );
+    });
+    after(async () => {
+      try {
+        await server?.stop();
+      } finally {
+        await receiver?.close();
+      }
+    });
+
+    /** `GET …/sockets/{sid}/timeline` of namespace `nsp`: `{status, body}`. */
+    function timeline(nsp, sid) {
+      return server.api(API_KEY, "GET", `/api/v1/namespaces/${encodeURIComponent(nsp)}/sockets/${sid}/timeline`);
+    }
+
+    /** Asserts the steps are in time order and returns their kinds. */
+    function kinds(crumbs) {
+      for (let i = 1; i < crumbs.length; i++) {
+        assert.ok(crumbs[i - 1].at <= crumbs[i].at, `steps out of order: ${JSON.stringify(crumbs)}`);
+      }
+      return crumbs.map((c) => c.step);
+    }
+
+    it("a live socket's timeline shows its connection opening on polling, the connect, the upgrade and its rooms, with e-mail addresses scrubbed", async () => {
+      const socket = await ioClient(server.url, TRANSPORT_MODES[2]);
+      await upgradedTo(socket, "websocket");
+      const joined = await socket.timeout(WAIT_MS).emitWithAck("join", "user:ann@example.com");
+      assert.deepEqual(joined, { ok: true });
+      const res = await timeline("/", socket.id);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const crumbs = res.body.breadcrumbs;
+      assert.deepEqual(kinds(crumbs), ["opened", "connected", "upgraded", "joined"], JSON.stringify(crumbs));
+      assert.deepEqual(
+        crumbs.map(({ at, ...rest }) => rest),
+        [
+          { step: "opened", transport: "polling" },
+          { step: "connected", recovered: false },
+          { step: "upgraded", transport: "websocket" },
+          { step: "joined", room: "user:[email]" },
+        ],
+      );
+      assert.equal(res.body.dropped_steps, 0);
+      assert.ok(!JSON.stringify(res.body).includes("ann@example.com"), "the address is scrubbed");
+      // diagnosis.client_ips = "truncate": the connection hook shows the network only.
+      const hook = await waitFor(() =>
+        receiver.hooks.find((h) => h.type === "connection" && h.data?.socket_id === socket.id),
+      );
+      assert.equal(hook.data.address, "127.0.0.0");
+      // The disconnect report carries the same steps, and so does its webhook.
+      const sid = socket.id;
+      socket.io.engine.close();
+      const gone = await disconnection(receiver, sid);
+      assert.deepEqual(
+        gone.data.diagnosis.breadcrumbs.map((c) => c.step),
+        ["opened", "connected", "upgraded", "joined"],
+      );
+      const reports = await server.api(API_KEY, "GET", `/api/v1/disconnects?socket=${sid}`);
+      assert.equal(reports.status, 200);
+      assert.deepEqual(reports.body.disconnects[0].breadcrumbs, gone.data.diagnosis.breadcrumbs);
+      assert.equal((await timeline("/", sid)).status, 404, "a socket that left has no live timeline");
+    });
+
+    it("a streak of events refused by the rate limit is one step, and the report of the disconnect it ends in shows it", async () => {
+      const socket = await ioClient(`${server.url}/limited`, WEBSOCKET);
+      const sid = socket.id;
+      // burst 2, then refusals; the third refusal in a row disconnects.
+      for (let i = 0; i < 2 + RATE.disconnect_after; i++) socket.emit("tick", i);
+      const hook = await disconnection(receiver, sid);
+      assert.equal(hook.data.reason, "rate limited");
+      const marked = hook.data.diagnosis.breadcrumbs.filter((c) => c.step === "marked");
+      assert.deepEqual(
+        marked.map((c) => c.detail),
+        [`events refused by the rate limit (${RATE.events_per_second} events/s, burst ${RATE.burst})`],
+        JSON.stringify(hook.data.diagnosis.breadcrumbs),
+      );
+    });
+
+    it("a recovered socket's timeline says it was recovered, from which offset, and how many packets were replayed", async () => {
+      const socket = await ioClient(server.url, WEBSOCKET);
+      const id = socket.id;
+      const got = [];
+      socket.on("news", (n) => got.push(n));
+      await emit(server, { namespace: "/", event: "news", args: [0] });
+      await waitFor(() => got.length === 1, { what: "event 0" });
+      const offset = socket._lastOffset;
+      assert.ok(offset, "the client holds an offset");
+      const gone = once(socket, "disconnect");
+      socket.io.engine.close();
+      await gone;
+      await disconnection(receiver, id);
+      for (const n of [1, 2, 3]) await emit(server, { namespace: "/", event: "news", args: [n] });
+      socket.connect();
+      await connected(socket);
+      assert.equal(socket.recovered, true);
+      assert.equal(socket.id, id);
+      await waitFor(() => got.length === 4, { what: "the three missed events" });
+      const res = await timeline("/", id);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const crumbs = res.body.breadcrumbs;
+      assert.deepEqual(kinds(crumbs), ["opened", "connected", "recovered"], JSON.stringify(crumbs));
+      assert.equal(crumbs[1].recovered, true);
+      assert.deepEqual([crumbs[2].offset, crumbs[2].replayed], [offset, 3]);
+    });
+
+    it("a timeline is 404 with a JSON error for a socket or namespace this node does not hold", async () => {
+      for (const [nsp, sid] of [
+        ["/", "AAAAAAAAAAAAAAAAAAAA"],
+        ["/", "not-an-id"],
+        ["/nowhere", "AAAAAAAAAAAAAAAAAAAA"],
+      ]) {
+        const res = await timeline(nsp, sid);
+        assert.equal(res.status, 404, `${nsp} ${sid}: ${JSON.stringify(res.body)}`);
+        assert.equal(typeof res.body.code, "string");
+        assert.equal(typeof res.body.message, "string");
       }
     });
   });

@@ -15,6 +15,7 @@ use switchboard_protocol::engineio::{Heartbeat, Packet, TransportKind};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::breadcrumbs::{Crumb, Step, Trail};
 use crate::config::QueueLimits;
 use crate::diagnosis::{Ending, Facts};
 use crate::metrics::Metrics;
@@ -201,6 +202,24 @@ pub(crate) struct Inner {
     /// The queue (packets, bytes) when the session was closed, before the `close`
     /// frame: what the diagnosis of a slow reader cites.
     pub(crate) queued_at_close: (usize, usize),
+    /// Whether the queue reached half a bound since it was last empty (a high-water
+    /// step was recorded).
+    pub(crate) queue_high: bool,
+    /// The connection's steps for its sockets' timelines (an upgrade, queue high-water
+    /// marks); allocated on the first.
+    pub(crate) trail: Option<Box<Trail>>,
+}
+
+/// Steps a connection keeps for its sockets' timelines (the socket keeps its own).
+const SESSION_STEPS: usize = 8;
+
+impl Inner {
+    /// Records a step of the connection.
+    pub(crate) fn step(&mut self, step: Step) {
+        self.trail
+            .get_or_insert_with(Box::default)
+            .push(Crumb::now(step), SESSION_STEPS);
+    }
 }
 
 /// How [`Session::push`] admits frames into the queue.
@@ -266,6 +285,8 @@ impl Session {
                 app_deadline: None,
                 ending: Ending::Unknown,
                 queued_at_close: (0, 0),
+                queue_high: false,
+                trail: None,
             }),
             writer: Notify::new(),
             driver: Notify::new(),
@@ -349,6 +370,17 @@ impl Session {
             queue_bounds: (self.limits.max_packets, self.limits.max_bytes),
             noted: Vec::new(),
         }
+    }
+
+    /// The connection's steps for a socket's timeline: its opening (the handshake)
+    /// and what it kept since.
+    pub(crate) fn crumbs(&self) -> (Crumb, Trail) {
+        let opened = Crumb {
+            at_ms: crate::breadcrumbs::to_ms(self.info.issued),
+            step: Step::Opened(self.info.transport),
+        };
+        let trail = self.lock().trail.as_deref().cloned().unwrap_or_default();
+        (opened, trail)
     }
 
     /// Why the session closed, if it did.
@@ -456,6 +488,17 @@ impl Session {
             }
             inner.queue.extend(frames.iter().cloned());
             inner.queued_bytes += bytes;
+            if !inner.queue_high
+                && (2 * inner.queue.len() >= self.limits.max_packets + extra_packets
+                    || 2 * inner.queued_bytes >= self.limits.max_bytes + extra_bytes)
+            {
+                inner.queue_high = true;
+                let step = Step::QueueHigh {
+                    packets: u32::try_from(inner.queue.len()).unwrap_or(u32::MAX),
+                    bytes: u32::try_from(inner.queued_bytes).unwrap_or(u32::MAX),
+                };
+                inner.step(step);
+            }
         }
         self.writer.notify_one();
         Ok(true)
@@ -512,6 +555,7 @@ impl Session {
     /// connection allocates nothing per message).
     pub(crate) fn drain_into(inner: &mut Inner, out: &mut VecDeque<Frame>) {
         inner.queued_bytes = 0;
+        inner.queue_high = false;
         inner.replay_allowance = (0, 0);
         if out.is_empty() {
             std::mem::swap(&mut inner.queue, out);
@@ -541,6 +585,9 @@ impl Session {
         inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
         let (packets, bytes) = inner.replay_allowance;
         inner.replay_allowance = (packets.saturating_sub(n), bytes.saturating_sub(taken));
+        if inner.queue.is_empty() {
+            inner.queue_high = false;
+        }
         frames
     }
 

@@ -135,6 +135,7 @@ pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: st
             inner.upgrade = Upgrade::None;
             inner.transport = TransportKind::Websocket;
             inner.upgraded_ws = Some(Box::new(ws));
+            inner.step(crate::breadcrumbs::Step::Upgraded(TransportKind::Websocket));
             drop(inner);
             session.metrics.connection_upgraded();
             tracing::debug!(sid = %session.sid(), "upgraded to websocket");

@@ -10,6 +10,7 @@ use serde_json::Value;
 use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
 use crate::adapter::{AdapterError, DurableSession, LoggedEvent, Room, SessionStore};
+use crate::breadcrumbs::Step;
 use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
@@ -644,6 +645,8 @@ fn finish_connect(
     if let Some(Ok(missed)) = &sse {
         let _ = socket.send_replay(missed);
         tracing::debug!(socket = %socket.id(), missed = missed.len(), "sse listener replayed");
+        let id = last_event_id(socket.session()).unwrap_or_default();
+        socket.step(Step::recovered(&id, missed.len()));
     }
     if let Some(restored) = restored {
         let own = socket.id().to_string();
@@ -665,6 +668,11 @@ fn finish_connect(
         socket.set_data(restored.session.data);
         let _ = socket.send_replay(&restored.missed);
         tracing::debug!(socket = %socket.id(), missed = restored.missed.len(), "session recovered");
+        let offset = recovery_claim(&auth).and_then(|(_, offset)| offset);
+        socket.step(Step::recovered(
+            offset.unwrap_or_default(),
+            restored.missed.len(),
+        ));
     }
     drop(state);
     socket.save_durable();

@@ -5,7 +5,7 @@ use crate::untrusted::Untrusted;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use http::{Request, Response};
 
@@ -52,6 +52,26 @@ pub(crate) struct IoInner {
     adapters: AdapterFactory,
     /// The last disconnects of this node, explained.
     pub(crate) reports: crate::diagnosis::Reports,
+    /// The node's steps that belong on every socket's timeline (memory pressure
+    /// changes): kept once here, merged into each timeline when it is read.
+    node_trail: Mutex<crate::breadcrumbs::Trail>,
+}
+
+/// Node steps kept for the timelines.
+const NODE_STEPS: usize = 16;
+
+impl IoInner {
+    /// The node's steps, oldest first.
+    pub(crate) fn node_crumbs(&self) -> Vec<crate::breadcrumbs::Crumb> {
+        let trail = self.node_trail.lock().unwrap_or_else(|e| e.into_inner());
+        trail.crumbs().cloned().collect()
+    }
+
+    /// Records a step on every socket's timeline.
+    pub(crate) fn node_step(&self, step: crate::breadcrumbs::Step) {
+        let mut trail = self.node_trail.lock().unwrap_or_else(|e| e.into_inner());
+        trail.push(crate::breadcrumbs::Crumb::now(step), NODE_STEPS);
+    }
 }
 
 impl std::fmt::Debug for IoInner {
@@ -269,6 +289,7 @@ impl Io {
             dynamic: RwLock::default(),
             adapters,
             reports,
+            node_trail: Mutex::default(),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -329,6 +350,21 @@ impl Io {
     /// [`SocketIoConfig::max_disconnect_reports`]).
     pub fn disconnect_reports(&self) -> Vec<Arc<crate::diagnosis::Report>> {
         self.inner.reports.snapshot()
+    }
+
+    /// Records a step on the timeline of every socket of this node (kept once, merged
+    /// into each timeline when read): memory pressure changes, or what the application
+    /// wants every timeline to show ("deploy started").
+    pub fn mark_node(&self, step: crate::breadcrumbs::Step) {
+        self.inner.node_step(step);
+    }
+
+    /// A live socket's timeline ([`Socket::timeline`]): `None` when no socket `id` is
+    /// connected to namespace `nsp` on this node.
+    pub fn timeline(&self, nsp: &str, id: &str) -> Option<(Vec<crate::breadcrumbs::Crumb>, u32)> {
+        let ns = self.namespace(nsp)?;
+        let socket = ns.socket(id.parse().ok()?)?;
+        Some(socket.timeline())
     }
 
     /// The Engine.IO server (serve it with [`crate::serve`]).

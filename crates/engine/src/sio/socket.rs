@@ -15,6 +15,7 @@ use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
 use crate::adapter::{DurableSession, Room, SocketInfo};
+use crate::breadcrumbs::{self, Crumb, Step, Trail};
 use crate::diagnosis::{self, Diagnosis};
 use crate::eio::session::now;
 use crate::eio::{Frame, HandshakeInfo, SendError, Session};
@@ -56,16 +57,20 @@ pub struct Socket {
     /// once they have run. Node runs `connection` handlers before any event of the
     /// socket; here the client may already send while they run on another thread.
     early: Mutex<Option<Vec<Packet>>>,
-    /// What the application noted for the diagnosis of this socket's disconnect, then
-    /// the diagnosis itself once it left. Allocated only when used.
+    /// What the application noted for the diagnosis of this socket's disconnect, the
+    /// socket's steps for its timeline, then the diagnosis once it left. Allocated on
+    /// the first step (the connect).
     explained: Mutex<Option<Box<Explained>>>,
 }
 
-/// The diagnosis of a socket's disconnect and the facts noted for it.
+/// The diagnosis of a socket's disconnect, the facts noted for it and the socket's
+/// own steps.
 #[derive(Debug, Default)]
 struct Explained {
     noted: Vec<String>,
-    diagnosis: Option<Diagnosis>,
+    trail: Trail,
+    /// Once the socket left: its report (also kept in the node's ring).
+    report: Option<Arc<diagnosis::Report>>,
 }
 
 /// Facts a socket keeps for its diagnosis: the last few, the latest being the most
@@ -269,12 +274,16 @@ impl Socket {
     /// Joins rooms.
     pub fn join(&self, rooms: &[&str]) {
         self.ns.join(self.id, rooms);
+        for room in rooms {
+            self.step(Step::Joined(Room::from(*room)));
+        }
         self.save_durable();
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
         self.ns.leave(self.id, room);
+        self.step(Step::Left(Room::from(room)));
         self.save_durable();
     }
 
@@ -412,6 +421,9 @@ impl Socket {
 
     pub(crate) fn mark_connected(&self) {
         self.connected.store(true, Ordering::Release);
+        self.step(Step::Connected {
+            recovered: self.recovered,
+        });
     }
 
     /// Handles an EVENT packet from the client, after the connection handlers.
@@ -487,22 +499,84 @@ impl Socket {
 
     /// Notes a fact for the diagnosis of this socket's disconnect, worded for an
     /// operator with its numbers ("token expired at 12:00:01Z", "43 events refused in
-    /// 1.0 s"); call it before closing. Only the last few are kept.
+    /// 1.0 s"); call it before closing. Only the last few are kept; e-mail addresses
+    /// and tokens in it are scrubbed.
     pub fn note(&self, fact: impl Into<String>) {
+        let fact: String = fact.into();
+        let fact = match crate::scrub::text(&fact) {
+            std::borrow::Cow::Borrowed(_) => fact,
+            std::borrow::Cow::Owned(scrubbed) => scrubbed,
+        };
         let mut explained = self.lock_explained();
         let noted = &mut explained.get_or_insert_with(Box::default).noted;
         if noted.len() == MAX_NOTES {
             noted.remove(0);
         }
-        noted.push(fact.into());
+        noted.push(fact);
     }
 
     /// Why the socket left, explained (see [`crate::diagnosis`]); `None` while it is
     /// connected. Disconnect handlers read it.
     pub fn diagnosis(&self) -> Option<Diagnosis> {
+        self.report().map(|r| r.diagnosis.clone())
+    }
+
+    /// The report of its disconnect (the diagnosis and the timeline that led to it);
+    /// `None` while it is connected.
+    pub fn report(&self) -> Option<Arc<diagnosis::Report>> {
         self.lock_explained()
             .as_ref()
-            .and_then(|e| e.diagnosis.clone())
+            .and_then(|e| e.report.clone())
+    }
+
+    /// Marks a step on this socket's timeline, worded for an operator ("token
+    /// refreshed, expires at 12:30:00Z", "12 events refused by the rate limit"); e-mail
+    /// addresses and tokens in it are scrubbed. Only the last
+    /// [`crate::SocketIoConfig::breadcrumbs`] steps are kept.
+    pub fn mark(&self, text: &str) {
+        self.step(Step::Marked(crate::scrub::text(text).into()));
+    }
+
+    /// Records a step; a mark equal to the socket's previous step is kept once (a
+    /// streak of refused events is one step, not the whole ring).
+    pub(crate) fn step(&self, step: Step) {
+        let max = self.client.io().config.breadcrumbs;
+        let mut explained = self.lock_explained();
+        let explained = explained.get_or_insert_with(Box::default);
+        if matches!(step, Step::Marked(_))
+            && explained
+                .trail
+                .crumbs()
+                .last()
+                .is_some_and(|c| c.step == step)
+        {
+            return;
+        }
+        explained.trail.push(Crumb::now(step), max);
+    }
+
+    /// The socket's timeline: its own steps, its connection's and the node's since
+    /// the connection opened, oldest first, the last
+    /// [`crate::SocketIoConfig::breadcrumbs`] of them, with how many earlier steps are
+    /// not shown.
+    pub fn timeline(&self) -> (Vec<Crumb>, u32) {
+        let explained = self.lock_explained();
+        let own: Vec<&Crumb> = explained
+            .as_ref()
+            .map(|e| e.trail.crumbs().collect())
+            .unwrap_or_default();
+        let dropped = explained.as_ref().map_or(0, |e| e.trail.dropped());
+        let (opened, session) = self.session.crumbs();
+        let mut connection = vec![&opened];
+        connection.extend(session.crumbs());
+        let node = self.client.io().node_crumbs();
+        let node: Vec<&Crumb> = node.iter().collect();
+        breadcrumbs::merge(
+            [&own, &connection, &node],
+            opened.at_ms,
+            dropped,
+            self.client.io().config.breadcrumbs,
+        )
     }
 
     fn lock_explained(&self) -> std::sync::MutexGuard<'_, Option<Box<Explained>>> {
@@ -515,20 +589,25 @@ impl Socket {
             return;
         }
         {
+            let (breadcrumbs, dropped) = self.timeline();
             let mut facts = self.session.facts(reason);
             let mut explained = self.lock_explained();
             let explained = explained.get_or_insert_with(Box::default);
             facts.noted = std::mem::take(&mut explained.noted);
-            let diagnosis = diagnosis::diagnose(&facts);
-            explained.diagnosis = Some(diagnosis.clone());
-            self.client.io().reports.push(diagnosis::Report {
+            // The report has the steps now; the socket keeps only its diagnosis.
+            explained.trail = Trail::default();
+            let report = Arc::new(diagnosis::Report {
                 at: std::time::SystemTime::now(),
                 namespace: self.namespace().to_owned(),
                 socket_id: self.id.to_string(),
                 transport: facts.transport,
                 reason,
-                diagnosis,
+                diagnosis: diagnosis::diagnose(&facts),
+                breadcrumbs,
+                dropped_steps: dropped,
             });
+            explained.report = Some(report.clone());
+            self.client.io().reports.push(report);
         }
         if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
             buffer.unregister_live(pid);

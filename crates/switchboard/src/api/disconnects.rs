@@ -1,14 +1,15 @@
 //! `GET /api/v1/disconnects`: the last disconnects of sockets on this node, each with
-//! its diagnosis (category, confidence, evidence), newest first, filtered by
-//! namespace, category, socket id and time.
+//! its diagnosis (category, confidence, evidence) and the steps that led to it,
+//! newest first, filtered by namespace, category, socket id and time; and
+//! `GET /api/v1/namespaces/{ns}/sockets/{id}/timeline`: a live socket's steps.
 
 use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 use switchboard_engine::diagnosis::{Category, MAX_REPORTS, Report};
 
-use super::ApiState;
 use super::body::query_pairs;
+use super::{ApiState, select};
 use crate::http::ApiError;
 
 /// Reports in one answer when `limit` is not given.
@@ -33,6 +34,21 @@ struct ReportView {
     category: &'static str,
     confidence: f64,
     evidence: Vec<String>,
+    /// The steps before it left, oldest first.
+    breadcrumbs: serde_json::Value,
+    /// Earlier steps not kept.
+    dropped_steps: u32,
+}
+
+/// A live socket's timeline.
+#[derive(Debug, Serialize)]
+pub(crate) struct TimelineView {
+    namespace: String,
+    socket_id: String,
+    /// Oldest first.
+    breadcrumbs: serde_json::Value,
+    /// Earlier steps not shown.
+    dropped_steps: u32,
 }
 
 impl ReportView {
@@ -50,6 +66,8 @@ impl ReportView {
             category: d.category.as_str(),
             confidence: (f64::from(d.confidence) * 100.0).round() / 100.0,
             evidence: d.evidence.clone(),
+            breadcrumbs: report.breadcrumbs_value(),
+            dropped_steps: report.dropped_steps,
         }
     }
 }
@@ -129,6 +147,25 @@ pub(crate) fn list(state: &ApiState, query: Option<&str>) -> Result<DisconnectLi
         .take(limit)
         .collect();
     Ok(DisconnectList { disconnects })
+}
+
+/// The timeline handler: 404 when the namespace or the socket is not on this node.
+pub(crate) fn timeline(
+    state: &ApiState,
+    namespace: &str,
+    id: &str,
+) -> Result<TimelineView, ApiError> {
+    select::namespace(&state.io, namespace)?;
+    let (crumbs, dropped_steps) = state
+        .io
+        .timeline(namespace, id)
+        .ok_or_else(|| ApiError::UnknownSocket(id.to_owned()))?;
+    Ok(TimelineView {
+        namespace: namespace.to_owned(),
+        socket_id: id.to_owned(),
+        breadcrumbs: crumbs.iter().map(|c| c.to_value()).collect(),
+        dropped_steps,
+    })
 }
 
 #[cfg(test)]

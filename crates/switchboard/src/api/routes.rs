@@ -27,6 +27,8 @@ pub(crate) enum Endpoint {
     Sockets,
     /// `GET /api/v1/namespaces/{namespace}/sockets/{id}`.
     Socket,
+    /// `GET /api/v1/namespaces/{namespace}/sockets/{id}/timeline`.
+    Timeline,
     /// `GET /api/v1/disconnects`.
     Disconnects,
     /// `GET /api/v1/openapi.json`.
@@ -82,6 +84,11 @@ pub(crate) static ROUTES: &[Route] = &[
         Endpoint::Socket,
         Method::GET,
         "/api/v1/namespaces/{namespace}/sockets/{id}",
+    ),
+    route(
+        Endpoint::Timeline,
+        Method::GET,
+        "/api/v1/namespaces/{namespace}/sockets/{id}/timeline",
     ),
     route(Endpoint::Disconnects, Method::GET, "/api/v1/disconnects"),
     route(Endpoint::OpenApi, Method::GET, "/api/v1/openapi.json"),

@@ -31,6 +31,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "cluster",
             "recovery",
             "sse",
+            "diagnosis",
         ],
     ),
     ("log", &["format", "level"]),
@@ -64,6 +65,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("cluster", super::cluster::CLUSTER_KEYS),
     ("recovery", super::cluster::RECOVERY_KEYS),
     ("sse", super::sse::SSE_KEYS),
+    ("diagnosis", super::diagnosis::DIAGNOSIS_KEYS),
 ];
 
 /// A value as written, with the outcome of reading it as `T`. Reading it never fails,
@@ -104,6 +106,7 @@ pub(crate) struct RawConfig {
     pub(crate) cluster: Option<Field<super::cluster::RawCluster>>,
     pub(crate) recovery: Option<Field<super::cluster::RawRecovery>>,
     pub(crate) sse: Option<Field<super::sse::RawSse>>,
+    pub(crate) diagnosis: Option<Field<super::diagnosis::RawDiagnosis>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

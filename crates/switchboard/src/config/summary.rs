@@ -61,6 +61,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
     entries.push(("hooks.webhook", super::hooks::summary(&config.hooks)));
     entries.extend(super::cluster::entries(config));
     entries.extend(super::sse::entries(config));
+    entries.extend(super::diagnosis::entries(config));
     entries
 }
 

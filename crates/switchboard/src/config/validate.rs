@@ -155,6 +155,8 @@ impl Validator<'_> {
         self.recovery(recovery, c);
         let sse = self.section("sse", raw.sse);
         self.sse(sse, c);
+        let diagnosis = self.section("diagnosis", raw.diagnosis);
+        self.diagnosis(diagnosis, c);
         self.browser_safety(c);
     }
 

@@ -64,7 +64,7 @@ async fn a_client_that_hears_connected_is_already_in_its_auto_joined_rooms() {
         let go = go_rx.lock().unwrap_or_else(|e| e.into_inner());
         let _ = go.recv_timeout(Duration::from_secs(10));
     });
-    let _installed = super::install(&io, &config.namespaces, false, Hooks::none(), &signal);
+    let _installed = super::install(&io, &config, Hooks::none(), &signal);
 
     let open = exchange(&io, Method::GET, "", "").await;
     let open: serde_json::Value =

@@ -82,6 +82,13 @@ fn admit(policy: &Policy, event: &mut Event) -> bool {
     }
     policy.metrics.event(EventOutcome::RateLimited);
     reply::answer(event.take_ack(), Err(Refusal::RateLimited));
+    if let Some(limit) = policy.rules.rate_limit {
+        // One step per streak: the same mark twice in a row is kept once.
+        event.socket.mark(&format!(
+            "events refused by the rate limit ({} events/s, burst {})",
+            limit.events_per_second, limit.burst
+        ));
+    }
     if verdict == Verdict::Disconnect {
         tracing::debug!(sid = %event.socket.id(), namespace = %Untrusted(event.socket.namespace()), "rate limit exceeded, disconnecting");
         if let Some(limit) = policy.rules.rate_limit {

@@ -25,7 +25,10 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
         namespace: socket.namespace().to_owned(),
         socket_id: socket.id().to_string(),
         transport: socket.transport().as_str().to_owned(),
-        address: Some(socket.handshake().address.ip().to_string()),
+        address: policy
+            .client_ips
+            .show(socket.handshake().address.ip())
+            .map(|ip| ip.to_string()),
         claims: claims.as_ref().map(|c| c.to_value()),
         at: SystemTime::now(),
     });
@@ -67,7 +70,7 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
         socket_id: socket.id().to_string(),
         transport: socket.transport().as_str().to_owned(),
         reason: reason.as_str().to_owned(),
-        diagnosis: diagnosis.as_ref().map(Diagnosis::to_value),
+        diagnosis: socket.report().map(|r| r.to_value()),
         at: SystemTime::now(),
     });
 }
