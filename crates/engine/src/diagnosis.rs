@@ -235,6 +235,7 @@ pub fn category_of(reason: DisconnectReason, ending: Ending) -> Category {
         R::ServerShuttingDown | R::ForcedClose | R::ServerNamespaceDisconnect => Category::Server,
         R::ClientNamespaceDisconnect => Category::Client,
         R::AuthExpired => Category::Auth,
+        R::ServerOverloaded => Category::Pressure,
     }
 }
 
@@ -301,6 +302,7 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
             evidence.push("closed by the server (the HTTP API or the application)".to_owned())
         }
         R::ClientNamespaceDisconnect => evidence.push("the client left the namespace".to_owned()),
+        R::ServerOverloaded => evidence.push(queue_fact(facts)),
         R::AuthExpired | R::RateLimited => {}
     }
     evidence.extend(facts.noted.iter().cloned());
@@ -327,6 +329,31 @@ fn queue_fact(facts: &Facts) -> String {
         bytes(facts.queued.1),
         facts.queue_bounds.0,
         bytes(facts.queue_bounds.1)
+    )
+}
+
+/// The node's memory against its budget, for a disconnect under memory pressure:
+/// `memory 245.3 MiB of a 256.0 MiB budget (96 %, tier imminent; queue bounds
+/// halved)`.
+pub fn memory_fact(metrics: &crate::Metrics) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rss = metrics.memory_rss.load(Relaxed);
+    let budget = metrics.memory_budget.load(Relaxed);
+    let tier = metrics.pressure_tier();
+    let share = if budget == 0 {
+        0.0
+    } else {
+        rss as f64 * 100.0 / budget as f64
+    };
+    format!(
+        "memory {} of a {} budget ({share:.0} %, tier {tier}{})",
+        bytes(usize::try_from(rss).unwrap_or(usize::MAX)),
+        bytes(usize::try_from(budget).unwrap_or(usize::MAX)),
+        if metrics.shrunk() {
+            "; queue bounds halved"
+        } else {
+            ""
+        }
     )
 }
 

@@ -12,6 +12,7 @@
 //! - [`diagnosis`], [`breadcrumbs`], [`scrub`]: why sockets left, the trail before it,
 //!   and what must not leave the node;
 //! - [`metrics`]: counters and gauges;
+//! - [`pressure`]: memory pressure tiers against a budget;
 //! - [`reason`]: the classified disconnect reasons;
 //! - [`shutdown`]: the shutdown signal every loop listens to;
 //! - [`untrusted`]: client-chosen strings made safe to log;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod diagnosis;
 pub mod eio;
 pub mod metrics;
+pub mod pressure;
 pub mod reason;
 pub mod scrub;
 mod serve;

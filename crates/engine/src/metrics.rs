@@ -1,11 +1,12 @@
 //! Process-wide counters and gauges of the engine, as lock-free atomics; rendering them
 //! (Prometheus text) is the binary's job.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use switchboard_protocol::engineio::TransportKind;
 
 use crate::diagnosis::Category;
+use crate::pressure::Tier;
 use crate::reason::DisconnectReason;
 
 /// Engine metrics. All updates are `Relaxed`: each value is independent and only read
@@ -40,6 +41,16 @@ pub struct Metrics {
     /// Recovery sessions that expired unclaimed.
     pub recovery_sessions_expired: AtomicU64,
     recovery_sessions: AtomicI64,
+    /// The memory pressure tier ([`Tier`] as a number), read on every send.
+    pressure_tier: AtomicU8,
+    /// Resident memory at the last sample, in bytes.
+    pub memory_rss: AtomicU64,
+    /// The memory budget in bytes (0: no budget).
+    pub memory_budget: AtomicU64,
+    /// Connections closed to relieve memory pressure.
+    pub pressure_shed: AtomicU64,
+    /// New sessions refused under memory pressure.
+    pub pressure_refused: AtomicU64,
     /// Per reason, then per category (the reason's and the diagnosis' split).
     disconnects: [[AtomicU64; Category::ALL.len()]; DisconnectReason::ALL.len()],
 }
@@ -77,6 +88,16 @@ pub struct MetricsSnapshot {
     pub recovery_sessions_evicted: u64,
     /// Recovery sessions that expired unclaimed.
     pub recovery_sessions_expired: u64,
+    /// The memory pressure tier.
+    pub pressure_tier: Tier,
+    /// Resident memory at the last sample.
+    pub memory_rss: u64,
+    /// The memory budget (0: none).
+    pub memory_budget: u64,
+    /// Connections shed under memory pressure.
+    pub pressure_shed: u64,
+    /// New sessions refused under memory pressure.
+    pub pressure_refused: u64,
     /// Connection disconnects per reason.
     pub disconnects: Vec<(DisconnectReason, u64)>,
     /// Connection disconnects per reason and diagnosed category, where non-zero.
@@ -125,6 +146,21 @@ impl Metrics {
         self.recovery_sessions.fetch_add(delta, Relaxed);
     }
 
+    /// The memory pressure tier now.
+    pub fn pressure_tier(&self) -> Tier {
+        Tier::from_u8(self.pressure_tier.load(Relaxed))
+    }
+
+    pub(crate) fn set_pressure_tier(&self, tier: Tier) {
+        self.pressure_tier.store(tier as u8, Relaxed);
+    }
+
+    /// Whether bounds are halved and new sessions refused (critical pressure or
+    /// worse).
+    pub fn shrunk(&self) -> bool {
+        self.pressure_tier() >= Tier::Critical
+    }
+
     /// Open connections on all transports.
     pub fn open_connections(&self) -> i64 {
         self.connections_polling.load(Relaxed)
@@ -150,6 +186,11 @@ impl Metrics {
             recovery_sessions: self.recovery_sessions.load(Relaxed),
             recovery_sessions_evicted: self.recovery_sessions_evicted.load(Relaxed),
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
+            pressure_tier: self.pressure_tier(),
+            memory_rss: self.memory_rss.load(Relaxed),
+            memory_budget: self.memory_budget.load(Relaxed),
+            pressure_shed: self.pressure_shed.load(Relaxed),
+            pressure_refused: self.pressure_refused.load(Relaxed),
             disconnects: DisconnectReason::ALL
                 .iter()
                 .map(|r| {

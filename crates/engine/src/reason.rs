@@ -36,11 +36,14 @@ pub enum DisconnectReason {
     AuthExpired,
     /// The client sent more than its rate limit allows.
     RateLimited,
+    /// Shed under memory pressure: the node was about to exceed its memory budget and
+    /// this connection held the most queued bytes (see [`crate::pressure`]).
+    ServerOverloaded,
 }
 
 impl DisconnectReason {
     /// Every reason, for metrics.
-    pub const ALL: [DisconnectReason; 13] = [
+    pub const ALL: [DisconnectReason; 14] = [
         Self::TransportClose,
         Self::TransportError,
         Self::PingTimeout,
@@ -54,6 +57,7 @@ impl DisconnectReason {
         Self::ConnectTimeout,
         Self::AuthExpired,
         Self::RateLimited,
+        Self::ServerOverloaded,
     ];
 
     /// The reason as a stable string.
@@ -72,6 +76,7 @@ impl DisconnectReason {
             Self::ConnectTimeout => "connect timeout",
             Self::AuthExpired => "auth expired",
             Self::RateLimited => "rate limited",
+            Self::ServerOverloaded => "server overloaded",
         }
     }
 

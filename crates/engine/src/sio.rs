@@ -12,6 +12,7 @@
 pub mod broadcast;
 mod client;
 pub mod event;
+mod memory;
 pub mod namespace;
 pub mod recovery;
 pub mod server;

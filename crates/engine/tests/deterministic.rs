@@ -12,6 +12,7 @@ mod deterministic {
     mod limits;
     mod namespaces;
     mod polling;
+    mod pressure;
     mod recovery;
     mod sse;
 }

@@ -49,6 +49,20 @@ pub enum LifecycleEvent {
         /// When it happened.
         at: SystemTime,
     },
+    /// The node's memory pressure changed tier (`normal`, `elevated`, `critical`,
+    /// `imminent`): sent once per transition.
+    Pressure {
+        /// The tier before.
+        from: String,
+        /// The tier now.
+        tier: String,
+        /// Resident memory, in bytes.
+        rss: u64,
+        /// The memory budget (`limits.memory`), in bytes.
+        budget: u64,
+        /// When it happened.
+        at: SystemTime,
+    },
     /// A room lost its last member.
     RoomVacated {
         /// The namespace.
@@ -62,13 +76,14 @@ pub enum LifecycleEvent {
 
 impl LifecycleEvent {
     /// The body's `type` field for this event: `connection`, `disconnection`,
-    /// `room_occupied` or `room_vacated`.
+    /// `room_occupied`, `room_vacated` or `pressure`.
     pub fn kind(&self) -> &'static str {
         match self {
             LifecycleEvent::Connected { .. } => "connection",
             LifecycleEvent::Disconnected { .. } => "disconnection",
             LifecycleEvent::RoomOccupied { .. } => "room_occupied",
             LifecycleEvent::RoomVacated { .. } => "room_vacated",
+            LifecycleEvent::Pressure { .. } => "pressure",
         }
     }
 
@@ -78,6 +93,7 @@ impl LifecycleEvent {
             LifecycleEvent::Connected { at, .. }
             | LifecycleEvent::Disconnected { at, .. }
             | LifecycleEvent::RoomOccupied { at, .. }
+            | LifecycleEvent::Pressure { at, .. }
             | LifecycleEvent::RoomVacated { at, .. } => *at,
         }
     }

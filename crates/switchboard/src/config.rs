@@ -14,6 +14,7 @@
 //! - `cluster`: the `[cluster]` and `[recovery]` sections;
 //! - `sse`: the `[sse]` section;
 //! - `diagnosis`: the `[diagnosis]` section;
+//! - `limits`: the `[limits]` section (the memory budget);
 //!
 //! Durations, the reader of nested tables (`namespaces`, `hooks`) and the errors it
 //! collects are `switchboard-settings`'s, shared with `switchboard-auth` and
@@ -28,6 +29,7 @@ mod cluster;
 mod diagnosis;
 mod error;
 mod hooks;
+mod limits;
 mod namespaces;
 mod raw;
 mod sources;
@@ -47,6 +49,7 @@ pub(crate) use api::{ApiConfig, ApiKey, RateLimit, StaticConfig};
 pub(crate) use cluster::ClusterSettings;
 pub(crate) use error::ConfigErrors;
 pub(crate) use hooks::HooksConfig;
+pub(crate) use limits::{Limits, MemoryLimit};
 #[cfg(test)]
 pub(crate) use namespaces::from_text;
 pub(crate) use namespaces::{
@@ -97,6 +100,8 @@ pub(crate) struct Config {
     pub(crate) cluster: ClusterSettings,
     /// Server-Sent Events (`[sse]`).
     pub(crate) sse: SseSettings,
+    /// The memory budget of the pressure tiers (`[limits]`).
+    pub(crate) limits: Limits,
 }
 
 impl Default for Config {
@@ -117,6 +122,7 @@ impl Default for Config {
             statics: StaticConfig::default(),
             cluster: ClusterSettings::default(),
             sse: SseSettings::default(),
+            limits: Limits::default(),
         }
     }
 }

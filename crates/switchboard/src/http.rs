@@ -70,6 +70,8 @@ impl State {
             Some(ApiError::ShuttingDown)
         } else if self.cluster.as_ref().is_some_and(|(c, _)| !c.is_ready()) {
             Some(ApiError::ClusterUnavailable)
+        } else if self.io.engine().metrics().shrunk() {
+            Some(ApiError::MemoryPressure)
         } else {
             None
         }

@@ -140,6 +140,16 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
         warm_up(&policy);
         attach(&handlers(io, &rules.target), policy);
     }
+    let sink = hooks.sink.clone();
+    io.on_pressure(move |change| {
+        sink.deliver(switchboard_hooks::LifecycleEvent::Pressure {
+            from: change.from.as_str().to_owned(),
+            tier: change.to.as_str().to_owned(),
+            rss: change.rss,
+            budget: change.budget,
+            at: SystemTime::now(),
+        });
+    });
     if !namespaces
         .iter()
         .any(|r| r.target == Target::Name("/".to_owned()))

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::api::{ApiMetrics, BoundSite, SiteError};
-use crate::config::Config;
+use crate::config::{Config, MemoryLimit};
 use crate::http::State;
 use crate::rules::{self, Hooks, Installed};
 
@@ -291,7 +291,34 @@ fn build_io(
     );
     cluster.serve_forwarded(io.engine());
     let installed = rules::install(&io, config, hooks, &shutdown);
+    watch_memory(&io, config, shutdown);
     (io, installed)
+}
+
+/// Starts the memory pressure tiers on the configured budget (`limits.memory`; the
+/// cgroup's limit or 80 % of the RAM for `auto`), unless it is `off` or unknown.
+fn watch_memory(io: &Io, config: &Config, shutdown: Shutdown) {
+    use switchboard_engine::pressure::{self, PressureConfig};
+    let budget = match config.limits.memory {
+        MemoryLimit::Off => None,
+        MemoryLimit::Bytes(n) => Some(n),
+        MemoryLimit::Auto => pressure::default_budget(),
+    };
+    let Some(budget) = budget else {
+        tracing::info!("no memory budget: the memory pressure tiers are off");
+        return;
+    };
+    let rss = pressure::rss_bytes().unwrap_or(0);
+    tracing::info!(
+        budget = %switchboard_engine::diagnosis::bytes(usize::try_from(budget).unwrap_or(usize::MAX)),
+        rss = %switchboard_engine::diagnosis::bytes(usize::try_from(rss).unwrap_or(usize::MAX)),
+        "memory budget"
+    );
+    let config = PressureConfig {
+        budget,
+        interval: config.limits.memory_interval,
+    };
+    io.watch_memory(config, pressure::rss_bytes, shutdown);
 }
 
 /// Where the other nodes reach this one to relay WebSocket upgrades: the configured

@@ -35,7 +35,7 @@ export function switchboardBin() {
   return bin;
 }
 
-/** A running `switchboard serve`: `url`, `pid`, `rssBytes()`, `metrics()`, `stop()`. */
+/** A running `switchboard serve`: `url`, `pid`, `rssBytes()`, `peakRssBytes()`, `metrics()`, `stop()`. */
 export class Switchboard {
   constructor(fixture, dir) {
     this.fixture = fixture;
@@ -58,9 +58,18 @@ export class Switchboard {
 
   /** Resident memory (VmRSS of /proc/PID/status) in bytes. */
   rssBytes() {
+    return this.#status("VmRSS");
+  }
+
+  /** The most resident memory the process has had (VmHWM, its high-water mark), in bytes. */
+  peakRssBytes() {
+    return this.#status("VmHWM");
+  }
+
+  #status(field) {
     const status = readFileSync(`/proc/${this.pid}/status`, "utf8");
-    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
-    if (!match) throw new Error(`no VmRSS in /proc/${this.pid}/status`);
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, "m").exec(status);
+    if (!match) throw new Error(`no ${field} in /proc/${this.pid}/status`);
     return Number(match[1]) * 1024;
   }
 

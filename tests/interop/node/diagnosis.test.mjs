@@ -903,6 +903,140 @@ ${table("namespaces.rate_limit", RATE)}
     });
   });
 
+  describe("memory pressure (limits.memory, tiers elevated / critical / imminent)", () => {
+    /** Room above the idle node's resident memory that the budget leaves. */
+    const HEADROOM = 48 * 1024 * 1024;
+    /** One flood event's argument: distinct per event, so nothing is shared between queues. */
+    const CHUNK = 256 * 1024;
+    /** Safety net on a flood: several times the budget. */
+    const CAP_BYTES = 6 * HEADROOM;
+    /** The pause between two flood events: a sample (100 ms) sees about 1.3 MiB of growth at most. */
+    const PACE_MS = 20;
+    let receiver;
+    let budget;
+
+    before(async () => {
+      receiver = await webhookReceiver();
+      // The budget: what an idle node of this build holds, plus the headroom.
+      const idle = await serve(receiver, table("limits", { memory: "off" }), ROOT);
+      try {
+        budget = Math.ceil((idle.rssBytes() + HEADROOM) / (1024 * 1024)) * 1024 * 1024;
+      } finally {
+        await idle.stop();
+      }
+    });
+    after(async () => {
+      await receiver?.close();
+    });
+
+    /** A node with `memory` as its budget ("off": no tiers) and queues far larger than it. */
+    function pressured(memory) {
+      return serve(
+        receiver,
+        table("limits", { memory, memory_interval: "100ms" }),
+        table("queue", { max_packets: 100000, max_bytes: 256 * 1024 * 1024 }),
+        ROOT,
+      );
+    }
+
+    /** `readers` raw WebSockets that stop reading. */
+    async function stalledReaders(server, readers) {
+      const out = [];
+      for (let i = 0; i < readers; i++) {
+        const ws = await rawConnect(server.port);
+        ws.pause();
+        out.push(ws);
+      }
+      return out;
+    }
+
+    /**
+     * Sends distinct chunks to the readers (the first gets two per round) until
+     * `done()` or the cap; resolves with the bytes sent.
+     */
+    async function flood(server, readers, done) {
+      let sent = 0;
+      let n = 0;
+      while (sent < CAP_BYTES && !(await done())) {
+        for (const [i, ws] of readers.entries()) {
+          for (let k = 0; k < (i === 0 ? 2 : 1); k++) {
+            const arg = `${String(n++).padStart(8, "0")}${"x".repeat(CHUNK - 8)}`;
+            await server.api(API_KEY, "POST", "/api/v1/emit", { socket_ids: [ws.sid], event: "chunk", args: [arg] });
+            sent += CHUNK;
+            await new Promise((r) => setTimeout(r, PACE_MS));
+          }
+        }
+      }
+      return sent;
+    }
+
+    const tier = async (server) => (await server.metrics()).get("switchboard_memory_pressure_tier");
+    const pressureHooks = () => receiver.hooks.filter((h) => h.type === "pressure").map((h) => h.data);
+
+    it("the tiers engage in order under a growing backlog, refuse new clients while critical, shed the largest queue as pressure, and release; the node stays under its budget", async (t) => {
+      receiver.hooks.length = 0;
+      const server = await pressured(`${budget}`);
+      try {
+        const readers = await stalledReaders(server, 6);
+        let criticalSeen = false;
+        await flood(server, readers, async () => {
+          const now = await tier(server);
+          if (now === 2 && !criticalSeen) {
+            criticalSeen = true;
+            // Not ready, and new sessions refused with 503 + Retry-After.
+            const ready = await fetch(`${server.url}/health/ready`);
+            assert.equal(ready.status, 503);
+            assert.equal((await ready.json()).code, "memory_pressure");
+            const hs = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+            assert.equal(hs.status, 503);
+            assert.ok(hs.headers.get("retry-after"), "Retry-After");
+            await hs.body?.cancel();
+          }
+          return receiver.hooks.some((h) => h.type === "disconnection" && h.data.reason === "server overloaded");
+        });
+        assert.ok(criticalSeen, `critical was seen (tiers: ${JSON.stringify(pressureHooks())})`);
+        // The heavy reader (two chunks a round) held the most: it is shed.
+        const hook = await disconnection(receiver, readers[0].sid);
+        const { facts } = checkDiagnosis("memory pressure shed", hook, {
+          transport: "websocket",
+          reason: "server overloaded",
+          category: "pressure",
+          confidence: 1,
+          evidence: [/^outbound queue at .*$/, /^memory (.+) of a (.+) budget \((\d+) %, tier imminent; queue bounds halved\)$/],
+        });
+        assert.equal(sizeBytes(facts[1][2]), Math.round((budget / 1024 / 1024) * 10) / 10 * 1024 * 1024, "the budget in the evidence");
+        assert.ok(Number(facts[1][3]) >= 95, `imminent at ${facts[1][3]} %`);
+        // Relief: the others close, their queues go, the tiers come back down to normal.
+        for (const ws of readers) ws.reset();
+        await waitFor(async () => (await tier(server)) === 0, { what: "the tier back to normal", timeout: 30_000 });
+        const seen = pressureHooks().map((h) => h.tier);
+        t.diagnostic(`tiers: ${seen.join(" → ")}; budget ${budget} B; peak RSS ${server.peakRssBytes()} B`);
+        assert.deepEqual(seen.slice(0, 3), ["elevated", "critical", "imminent"], "engaged in order");
+        const down = seen.slice(2);
+        assert.ok(down.every((x, i) => i === 0 || ["normal", "elevated", "critical", "imminent"].indexOf(x) < ["normal", "elevated", "critical", "imminent"].indexOf(down[i - 1])), `released in order: ${seen}`);
+        assert.equal(seen.at(-1), "normal");
+        for (const h of pressureHooks()) assert.equal(h.budget, budget);
+        assert.ok(server.peakRssBytes() <= budget, `peak RSS ${server.peakRssBytes()} B over the budget ${budget} B`);
+        assert.equal((await server.metrics()).get("switchboard_memory_pressure_shed_total") >= 1, true);
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it("without the tiers the same backlog takes the node past that budget", async () => {
+      const server = await pressured("off");
+      try {
+        const readers = await stalledReaders(server, 6);
+        const sent = await flood(server, readers, async () => server.rssBytes() > budget);
+        assert.ok(server.rssBytes() > budget, `RSS ${server.rssBytes()} B after ${sent} B, budget ${budget} B`);
+        assert.equal(receiver.hooks.filter((h) => h.type === "disconnection" && h.data.reason === "server overloaded" && readers.some((r) => r.sid === h.data.socket_id)).length, 0);
+        for (const ws of readers) ws.reset();
+      } finally {
+        await server.stop();
+      }
+    });
+  });
+
   it("every induced disconnect was classified as expected (100 %)", (t) => {
     const wrong = outcomes.filter((o) => o.expected !== o.actual);
     for (const o of outcomes) {
@@ -912,7 +1046,7 @@ ${table("namespaces.rate_limit", RATE)}
     const categories = new Set(outcomes.map((o) => o.expected.split(" ")[0]));
     assert.deepEqual(
       [...categories].sort(),
-      ["auth", "client", "heartbeat", "network", "policy", "protocol", "server", "slow_consumer"],
+      ["auth", "client", "heartbeat", "network", "policy", "pressure", "protocol", "server", "slow_consumer"],
       "every category the server produces was induced",
     );
     assert.ok(outcomes.length >= 20, `only ${outcomes.length} cases ran`);

@@ -151,6 +151,16 @@ impl EngineServer {
         self.registry.len()
     }
 
+    /// Bytes waiting in every open session's outbound queue (locks each session in
+    /// turn: for diagnostics and tests, not for a hot path).
+    pub fn queued_bytes(&self) -> u64 {
+        self.registry
+            .open_sessions()
+            .iter()
+            .map(|s| s.queued_bytes() as u64)
+            .sum()
+    }
+
     /// Closes session `sid` for `reason`, if this node holds it; says whether it did.
     /// For the cluster: when the answer to a forwarded poll could not reach its client,
     /// the session is closed, so the client resumes in a new one (with connection state
@@ -425,7 +435,41 @@ impl EngineServer {
         if self.shutdown.is_triggered() || self.is_draining() {
             return Err(Closed::Unavailable);
         }
+        if self.metrics.shrunk() {
+            self.metrics
+                .pressure_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Closed::Unavailable);
+        }
         Ok(())
+    }
+
+    /// Closes the connections holding the most queued bytes (`server overloaded`)
+    /// until they held at least `excess` bytes together, at least one if any holds
+    /// something; connections with nothing queued are left alone (closing them frees
+    /// next to nothing). Returns how many were closed and the bytes they held.
+    pub fn shed(&self, excess: u64) -> (usize, u64) {
+        let mut held: Vec<(usize, Arc<Session>)> = self
+            .registry
+            .open_sessions()
+            .into_iter()
+            .map(|s| (s.queued_bytes(), s))
+            .filter(|(bytes, _)| *bytes > 0)
+            .collect();
+        held.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+        let (mut closed, mut freed) = (0, 0u64);
+        for (bytes, session) in held {
+            if closed > 0 && freed >= excess {
+                break;
+            }
+            session.close(DisconnectReason::ServerOverloaded);
+            closed += 1;
+            freed += bytes as u64;
+        }
+        self.metrics
+            .pressure_shed
+            .fetch_add(closed as u64, std::sync::atomic::Ordering::Relaxed);
+        (closed, freed)
     }
 
     /// A Server-Sent Events request ([`sse`]): the checks of a handshake, then a
@@ -811,7 +855,7 @@ pub(crate) fn error(code: EngineErrorCode) -> Response<Body> {
 fn unavailable() -> Response<Body> {
     let mut res = json(
         StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"code":4,"message":"Server unavailable: at capacity or shutting down"}"#.to_owned(),
+        r#"{"code":4,"message":"Server unavailable: at capacity, under memory pressure or shutting down"}"#.to_owned(),
     );
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

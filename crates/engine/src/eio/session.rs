@@ -359,6 +359,12 @@ impl Session {
             Some(_) => inner.queued_at_close,
             None => (inner.queue.len(), inner.queued_bytes),
         };
+        let shrunk = self.metrics.shrunk();
+        let shrink = if shrunk { 2 } else { 1 };
+        let mut noted = Vec::new();
+        if shrunk || reason == DisconnectReason::ServerOverloaded {
+            noted.push(crate::diagnosis::memory_fact(&self.metrics));
+        }
         Facts {
             reason,
             transport: inner.transport,
@@ -367,9 +373,17 @@ impl Session {
             silent_for: now().saturating_duration_since(inner.heartbeat.last_seen()),
             heartbeat: (inner.heartbeat.interval(), inner.heartbeat.timeout()),
             queued,
-            queue_bounds: (self.limits.max_packets, self.limits.max_bytes),
-            noted: Vec::new(),
+            queue_bounds: (
+                self.limits.max_packets / shrink,
+                self.limits.max_bytes / shrink,
+            ),
+            noted,
         }
+    }
+
+    /// Bytes waiting in the outbound queue now.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().queued_bytes
     }
 
     /// The connection's steps for a socket's timeline: its opening (the handshake)
@@ -465,7 +479,10 @@ impl Session {
             if inner.closed.is_some() {
                 return Err(SendError::Closed);
             }
-            if admission == Admission::Volatile && !inner.queue.is_empty() {
+            // Under critical memory pressure volatile packets are dropped and the
+            // bounds are halved.
+            let shrunk = self.metrics.shrunk();
+            if admission == Admission::Volatile && (shrunk || !inner.queue.is_empty()) {
                 drop(inner);
                 self.metrics
                     .volatile_dropped
@@ -478,8 +495,13 @@ impl Session {
                 inner.replay_allowance.1 += bytes;
             }
             let (extra_packets, extra_bytes) = inner.replay_allowance;
-            if inner.queue.len() + frames.len() > self.limits.max_packets + extra_packets
-                || inner.queued_bytes + bytes > self.limits.max_bytes + extra_bytes
+            let shrink = if shrunk { 2 } else { 1 };
+            let (max_packets, max_bytes) = (
+                self.limits.max_packets / shrink,
+                self.limits.max_bytes / shrink,
+            );
+            if inner.queue.len() + frames.len() > max_packets + extra_packets
+                || inner.queued_bytes + bytes > max_bytes + extra_bytes
             {
                 drop(inner);
                 tracing::debug!(sid = %self.sid, "outbound queue full, closing slow consumer");
@@ -489,8 +511,8 @@ impl Session {
             inner.queue.extend(frames.iter().cloned());
             inner.queued_bytes += bytes;
             if !inner.queue_high
-                && (2 * inner.queue.len() >= self.limits.max_packets + extra_packets
-                    || 2 * inner.queued_bytes >= self.limits.max_bytes + extra_bytes)
+                && (2 * inner.queue.len() >= max_packets + extra_packets
+                    || 2 * inner.queued_bytes >= max_bytes + extra_bytes)
             {
                 inner.queue_high = true;
                 let step = Step::QueueHigh {

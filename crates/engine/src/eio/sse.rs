@@ -64,7 +64,7 @@ pub(crate) fn unavailable() -> Response<Body> {
     let mut res = refusal(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        "server at capacity or shutting down",
+        "server at capacity, under memory pressure or shutting down",
     );
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -115,6 +115,7 @@ pub(crate) fn is_recoverable(reason: crate::DisconnectReason) -> bool {
             | PingTimeout
             | ServerShuttingDown
             | SlowConsumer
+            | ServerOverloaded
     )
 }
 
@@ -493,18 +494,31 @@ impl RecoveryBuffer {
 
     fn prune_packets(&self, state: &mut State, now: Instant) {
         let max_age = self.config.max_disconnection_duration;
+        // Halved under critical memory pressure.
+        let shrink = if self.metrics.get().is_some_and(|m| m.shrunk()) {
+            2
+        } else {
+            1
+        };
+        let (max_packets, max_bytes) = (
+            self.config.max_buffered_packets / shrink,
+            self.config.max_buffered_bytes / shrink,
+        );
         while let Some(front) = state.packets.front() {
             let too_old = now.saturating_duration_since(front.at) > max_age;
-            if !too_old
-                && state.packets.len() <= self.config.max_buffered_packets
-                && state.packets_bytes <= self.config.max_buffered_bytes
-            {
+            if !too_old && state.packets.len() <= max_packets && state.packets_bytes <= max_bytes {
                 break;
             }
             state.dropped_up_to = front.offset;
             state.packets_bytes -= front.bytes();
             state.packets.pop_front();
         }
+    }
+
+    /// Drops what is over the bounds now (they shrink under memory pressure).
+    pub(crate) fn prune_now(&self) {
+        let mut state = self.lock();
+        self.prune_packets(&mut state, now_instant());
     }
 
     /// What the buffer holds now.

@@ -55,6 +55,8 @@ pub(crate) struct IoInner {
     /// The node's steps that belong on every socket's timeline (memory pressure
     /// changes): kept once here, merged into each timeline when it is read.
     node_trail: Mutex<crate::breadcrumbs::Trail>,
+    /// Told of every memory pressure transition (the binary's hooks).
+    pub(crate) pressure_listeners: Mutex<Vec<crate::pressure::Listener>>,
 }
 
 /// Node steps kept for the timelines.
@@ -290,6 +292,7 @@ impl Io {
             adapters,
             reports,
             node_trail: Mutex::default(),
+            pressure_listeners: Mutex::default(),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -365,6 +368,10 @@ impl Io {
         let ns = self.namespace(nsp)?;
         let socket = ns.socket(id.parse().ok()?)?;
         Some(socket.timeline())
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<IoInner> {
+        &self.inner
     }
 
     /// The Engine.IO server (serve it with [`crate::serve`]).

@@ -65,6 +65,18 @@ pub(crate) fn lifecycle(id: &str, event: &LifecycleEvent) -> Bytes {
             "namespace": namespace,
             "room": room,
         }),
+        LifecycleEvent::Pressure {
+            from,
+            tier,
+            rss,
+            budget,
+            ..
+        } => json!({
+            "from": from,
+            "tier": tier,
+            "rss": rss,
+            "budget": budget,
+        }),
     };
     envelope(id, event.kind(), event.at(), data)
 }

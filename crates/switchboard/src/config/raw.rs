@@ -32,6 +32,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "recovery",
             "sse",
             "diagnosis",
+            "limits",
         ],
     ),
     ("log", &["format", "level"]),
@@ -66,6 +67,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("recovery", super::cluster::RECOVERY_KEYS),
     ("sse", super::sse::SSE_KEYS),
     ("diagnosis", super::diagnosis::DIAGNOSIS_KEYS),
+    ("limits", super::limits::LIMITS_KEYS),
 ];
 
 /// A value as written, with the outcome of reading it as `T`. Reading it never fails,
@@ -107,6 +109,7 @@ pub(crate) struct RawConfig {
     pub(crate) recovery: Option<Field<super::cluster::RawRecovery>>,
     pub(crate) sse: Option<Field<super::sse::RawSse>>,
     pub(crate) diagnosis: Option<Field<super::diagnosis::RawDiagnosis>>,
+    pub(crate) limits: Option<Field<super::limits::RawLimits>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

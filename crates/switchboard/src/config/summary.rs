@@ -62,6 +62,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
     entries.extend(super::cluster::entries(config));
     entries.extend(super::sse::entries(config));
     entries.extend(super::diagnosis::entries(config));
+    entries.extend(super::limits::entries(config));
     entries
 }
 

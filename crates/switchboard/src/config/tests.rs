@@ -135,7 +135,9 @@ fn invalid_fixture_reports_every_bad_key_at_once() {
         "cors.credentials",
         "queue.max_packets",
         "shutdown.drain_deadline",
-        "limits",
+        "limits.max",
+        "limits.memory",
+        "quotas",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected, "{errors}");
@@ -162,7 +164,8 @@ fn unknown_keys_come_with_hints() {
         hint("engine.max_conections"),
         Some(Some("max_connections".to_owned()))
     );
-    assert_eq!(hint("limits"), Some(None));
+    assert_eq!(hint("quotas"), Some(None));
+    assert_eq!(hint("limits.max"), Some(None));
 }
 
 #[test]

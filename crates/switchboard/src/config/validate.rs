@@ -157,6 +157,8 @@ impl Validator<'_> {
         self.sse(sse, c);
         let diagnosis = self.section("diagnosis", raw.diagnosis);
         self.diagnosis(diagnosis, c);
+        let limits = self.section("limits", raw.limits);
+        self.limits(limits, c);
         self.browser_safety(c);
     }
 

@@ -27,6 +27,9 @@ pub(crate) enum ApiError {
     /// rest of the cluster.
     #[error("the cluster could not answer: Redis is unreachable or a node did not answer in time")]
     ClusterUnavailable,
+    /// The node is at critical memory pressure or worse: it takes no new clients.
+    #[error("the node is under memory pressure and takes no new clients")]
+    MemoryPressure,
     /// No `Authorization: Bearer` header, or a key that is not configured.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::ClusterUnavailable => "cluster_unavailable",
+            ApiError::MemoryPressure => "memory_pressure",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -105,7 +109,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ShuttingDown | ApiError::ClusterUnavailable => {
+            ApiError::ShuttingDown | ApiError::ClusterUnavailable | ApiError::MemoryPressure => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

@@ -224,7 +224,44 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "Recovery sessions dropped unclaimed after recovery.max_disconnection_duration.",
         m.recovery_sessions_expired,
     );
+    memory(&mut out, m);
     out.0
+}
+
+/// The memory pressure families (docs/diagnosis.md#memory-pressure).
+fn memory(out: &mut Exposition, m: &MetricsSnapshot) {
+    out.family(
+        "switchboard_memory_pressure_tier",
+        "gauge",
+        "Memory pressure: 0 normal, 1 elevated (>= 70 % of limits.memory), 2 critical (>= 85 %: new sessions refused, volatile packets dropped, bounds halved), 3 imminent (>= 95 %: connections shed).",
+    );
+    out.sample(
+        "switchboard_memory_pressure_tier",
+        &[],
+        m.pressure_tier as u8,
+    );
+    out.family(
+        "switchboard_memory_rss_bytes",
+        "gauge",
+        "Resident memory at the last sample.",
+    );
+    out.sample("switchboard_memory_rss_bytes", &[], m.memory_rss);
+    out.family(
+        "switchboard_memory_budget_bytes",
+        "gauge",
+        "The memory budget (limits.memory); 0 when off.",
+    );
+    out.sample("switchboard_memory_budget_bytes", &[], m.memory_budget);
+    out.counter(
+        "switchboard_memory_pressure_shed_total",
+        "Connections closed (server overloaded) at imminent memory pressure, those holding the most queued bytes first.",
+        m.pressure_shed,
+    );
+    out.counter(
+        "switchboard_memory_pressure_refused_total",
+        "New sessions refused (503) at critical memory pressure or worse.",
+        m.pressure_refused,
+    );
 }
 
 /// The text being built; every [`Collector`] writes its families with it too.
@@ -301,6 +338,11 @@ mod tests {
             recovery_sessions: 9,
             recovery_sessions_evicted: 12,
             recovery_sessions_expired: 13,
+            pressure_tier: switchboard_engine::pressure::Tier::Critical,
+            memory_rss: 900,
+            memory_budget: 1000,
+            pressure_shed: 14,
+            pressure_refused: 15,
             disconnects: vec![
                 (DisconnectReason::PingTimeout, 6),
                 (DisconnectReason::ServerShuttingDown, 7),
@@ -332,6 +374,11 @@ mod tests {
             "switchboard_disconnects_total{category=\"client\",reason=\"transport close\"} 2",
             "switchboard_disconnects_total{category=\"slow_consumer\",reason=\"transport close\"} 3",
             "switchboard_volatile_dropped_total 4",
+            "switchboard_memory_pressure_tier 2",
+            "switchboard_memory_rss_bytes 900",
+            "switchboard_memory_budget_bytes 1000",
+            "switchboard_memory_pressure_shed_total 14",
+            "switchboard_memory_pressure_refused_total 15",
             "switchboard_connections_refused_total 5",
             "switchboard_tcp_connections_refused_total 21",
             "switchboard_upgrades_relayed_total 22",
@@ -353,7 +400,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 17);
+        assert_eq!(families, 22);
     }
 
     #[test]

@@ -24,7 +24,9 @@ const INVALID_KEYS: &[&str] = &[
     "cors.credentials",
     "queue.max_packets",
     "shutdown.drain_deadline",
-    "limits",
+    "limits.max",
+    "limits.memory",
+    "quotas",
 ];
 
 #[test]
