@@ -138,19 +138,128 @@ impl Diagnosis {
     }
 }
 
-/// One disconnect as this node recorded it: who, when, why, explained.
+/// Where a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// The Engine.IO handshake (or a Server-Sent Events request): no session opened.
+    Handshake,
+    /// The Socket.IO CONNECT to a namespace: no socket joined it.
+    Connect,
+}
+
+impl Stage {
+    /// Both stages, for metrics.
+    pub const ALL: [Stage; 2] = [Stage::Handshake, Stage::Connect];
+
+    /// `handshake`, `connect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Handshake => "handshake",
+            Stage::Connect => "connect",
+        }
+    }
+
+    /// Index into [`Stage::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a report is about: a socket that left, or a connection refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A socket left for this reason.
+    Disconnect(DisconnectReason),
+    /// A handshake or a CONNECT was refused.
+    Refused(Stage),
+}
+
+impl Reason {
+    /// The reason's string (`ping timeout`, or `handshake refused` / `connect
+    /// refused`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Disconnect(reason) => reason.as_str(),
+            Reason::Refused(Stage::Handshake) => "handshake refused",
+            Reason::Refused(Stage::Connect) => "connect refused",
+        }
+    }
+}
+
+/// A refused handshake or CONNECT, as the layer that refused it saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// Where.
+    pub stage: Stage,
+    /// The namespace asked for (empty for a handshake).
+    pub namespace: String,
+    /// The transport of the request.
+    pub transport: TransportKind,
+    /// What kind of refusal.
+    pub category: Category,
+    /// A short machine-readable code (`forbidden`, `at_capacity`, `invalid_token`).
+    pub code: String,
+    /// Facts with numbers, most telling first, already worded and scrubbed.
+    pub evidence: Vec<String>,
+}
+
+/// Longest refusal code or message a report keeps (they may come from the client or
+/// the application).
+const MAX_REFUSAL_TEXT: usize = 160;
+
+impl Refusal {
+    /// A refusal whose `message` (the client's or the application's words) becomes
+    /// its first fact, cut to a bounded length, control characters dropped, e-mail
+    /// addresses and tokens scrubbed.
+    pub fn new(
+        stage: Stage,
+        namespace: &str,
+        transport: TransportKind,
+        category: Category,
+        code: &str,
+        message: &str,
+    ) -> Self {
+        Refusal {
+            stage,
+            namespace: bounded(namespace),
+            transport,
+            category,
+            code: bounded(code),
+            evidence: vec![bounded(message)],
+        }
+    }
+}
+
+/// `text` made fit for a report: control characters dropped, cut to
+/// [`MAX_REFUSAL_TEXT`] bytes at a character boundary, scrubbed.
+pub fn bounded(text: &str) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    let mut end = clean.len().min(MAX_REFUSAL_TEXT);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &clean[..end];
+    let scrubbed = crate::scrub::text(cut).into_owned();
+    if end < clean.len() {
+        format!("{scrubbed}…")
+    } else {
+        scrubbed
+    }
+}
+
+/// One disconnect or refusal as this node recorded it: who, when, why, explained.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// When the socket left.
+    /// When the socket left, or the connection was refused.
     pub at: std::time::SystemTime,
-    /// Its namespace.
+    /// Its namespace (empty for a refused handshake).
     pub namespace: String,
-    /// Its socket id.
+    /// Its socket id (empty for a refusal: the client never had one).
     pub socket_id: String,
     /// The transport it used last.
     pub transport: TransportKind,
-    /// The classified reason.
-    pub reason: DisconnectReason,
+    /// The classified reason, or the refusal's stage.
+    pub reason: Reason,
     /// The diagnosis.
     pub diagnosis: Diagnosis,
     /// The last steps before it left, oldest first ([`crate::breadcrumbs`]).
@@ -182,11 +291,43 @@ impl Report {
 /// with a full one, so under 1.7 MB however many sockets come and go.
 pub const MAX_REPORTS: usize = 1000;
 
-/// The last disconnects of a node (at most `max`), newest last.
+impl Report {
+    /// The report of a refusal.
+    pub fn refused(refusal: Refusal) -> Self {
+        Report {
+            at: std::time::SystemTime::now(),
+            namespace: refusal.namespace,
+            socket_id: String::new(),
+            transport: refusal.transport,
+            reason: Reason::Refused(refusal.stage),
+            diagnosis: Diagnosis {
+                category: refusal.category,
+                confidence: 1.0,
+                evidence: std::iter::once(format!("refused ({})", refusal.code))
+                    .chain(refusal.evidence)
+                    .collect(),
+            },
+            breadcrumbs: Vec::new(),
+            dropped_steps: 0,
+        }
+    }
+}
+
+/// Refusal reports a node records per second at most, and in a burst: anyone can
+/// send refused requests as fast as the network carries them, and they must neither
+/// cost more than the refusal nor push the disconnects out of the ring. The metrics
+/// count every refusal.
+pub const REFUSAL_REPORTS_PER_SECOND: f64 = 20.0;
+/// See [`REFUSAL_REPORTS_PER_SECOND`].
+pub const REFUSAL_REPORTS_BURST: f64 = 100.0;
+
+/// The last disconnects and refusals of a node (at most `max`), newest last.
 #[derive(Debug)]
 pub struct Reports {
     ring: std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<Report>>>,
     max: usize,
+    /// Tokens for refusal reports and when they were last counted.
+    refusals: std::sync::Mutex<(f64, std::time::Instant)>,
 }
 
 impl Reports {
@@ -195,7 +336,23 @@ impl Reports {
         Reports {
             ring: Default::default(),
             max,
+            refusals: std::sync::Mutex::new((REFUSAL_REPORTS_BURST, std::time::Instant::now())),
         }
+    }
+
+    /// Whether a refusal may be reported now (see [`REFUSAL_REPORTS_PER_SECOND`]).
+    pub fn admit_refusal(&self, now: std::time::Instant) -> bool {
+        let mut bucket = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = *bucket;
+        let refilled = (tokens
+            + now.saturating_duration_since(last).as_secs_f64() * REFUSAL_REPORTS_PER_SECOND)
+            .min(REFUSAL_REPORTS_BURST);
+        if refilled < 1.0 {
+            *bucket = (refilled, now);
+            return false;
+        }
+        *bucket = (refilled - 1.0, now);
+        true
     }
 
     /// Records a report, dropping the oldest beyond the bound.
@@ -470,7 +627,7 @@ mod tests {
                 namespace: "/".into(),
                 socket_id: n.to_string(),
                 transport: TransportKind::Polling,
-                reason: DisconnectReason::PingTimeout,
+                reason: Reason::Disconnect(DisconnectReason::PingTimeout),
                 diagnosis: d.clone(),
                 breadcrumbs: Vec::new(),
                 dropped_steps: 0,
@@ -479,6 +636,35 @@ mod tests {
         let kept = reports.snapshot();
         assert_eq!(kept.len(), MAX_REPORTS);
         assert_eq!(kept[0].socket_id, "5");
+    }
+
+    #[test]
+    fn refusal_reports_are_bounded_in_rate_and_text() {
+        let reports = Reports::new(MAX_REPORTS);
+        let t0 = std::time::Instant::now();
+        let admitted = (0..1000).filter(|_| reports.admit_refusal(t0)).count();
+        assert_eq!(admitted, REFUSAL_REPORTS_BURST as usize);
+        let later = t0 + Duration::from_secs(1);
+        let admitted = (0..1000).filter(|_| reports.admit_refusal(later)).count();
+        assert_eq!(admitted, REFUSAL_REPORTS_PER_SECOND as usize);
+        let long = format!("bad\u{7}token for ann@example.com {}", "é".repeat(200));
+        let b = bounded(&long);
+        assert!(b.len() <= MAX_REFUSAL_TEXT + "…".len() + 10, "{b}");
+        assert!(b.starts_with("badtoken for [email] é"), "{b}");
+        assert!(b.ends_with('…'));
+        let r = Report::refused(Refusal::new(
+            Stage::Connect,
+            "/chat",
+            TransportKind::Websocket,
+            Category::Auth,
+            "invalid_token",
+            "token expired",
+        ));
+        assert_eq!(r.reason.as_str(), "connect refused");
+        assert_eq!(
+            r.diagnosis.evidence,
+            ["refused (invalid_token)", "token expired"]
+        );
     }
 
     #[test]

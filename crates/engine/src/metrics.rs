@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use switchboard_protocol::engineio::TransportKind;
 
-use crate::diagnosis::Category;
+use crate::diagnosis::{Category, Stage};
 use crate::pressure::Tier;
 use crate::reason::DisconnectReason;
 
@@ -51,6 +51,8 @@ pub struct Metrics {
     pub pressure_shed: AtomicU64,
     /// New sessions refused under memory pressure.
     pub pressure_refused: AtomicU64,
+    /// Refused handshakes and CONNECTs, per stage and category.
+    refusals: [[AtomicU64; Category::ALL.len()]; Stage::ALL.len()],
     /// Per reason, then per category (the reason's and the diagnosis' split).
     disconnects: [[AtomicU64; Category::ALL.len()]; DisconnectReason::ALL.len()],
 }
@@ -98,6 +100,8 @@ pub struct MetricsSnapshot {
     pub pressure_shed: u64,
     /// New sessions refused under memory pressure.
     pub pressure_refused: u64,
+    /// Refusals per stage and category, where non-zero.
+    pub refusals: Vec<(Stage, Category, u64)>,
     /// Connection disconnects per reason.
     pub disconnects: Vec<(DisconnectReason, u64)>,
     /// Connection disconnects per reason and diagnosed category, where non-zero.
@@ -130,6 +134,10 @@ impl Metrics {
     ) {
         self.gauge(t).fetch_sub(1, Relaxed);
         self.disconnects[reason.index()][category.index()].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn refused(&self, stage: Stage, category: Category) {
+        self.refusals[stage.index()][category.index()].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn received(&self, bytes: usize) {
@@ -191,6 +199,12 @@ impl Metrics {
             memory_budget: self.memory_budget.load(Relaxed),
             pressure_shed: self.pressure_shed.load(Relaxed),
             pressure_refused: self.pressure_refused.load(Relaxed),
+            refusals: Stage::ALL
+                .iter()
+                .flat_map(|s| Category::ALL.iter().map(move |c| (*s, *c)))
+                .map(|(s, c)| (s, c, self.refusals[s.index()][c.index()].load(Relaxed)))
+                .filter(|(_, _, n)| *n > 0)
+                .collect(),
             disconnects: DisconnectReason::ALL
                 .iter()
                 .map(|r| {

@@ -14,5 +14,6 @@ mod deterministic {
     mod polling;
     mod pressure;
     mod recovery;
+    mod refusals;
     mod sse;
 }

@@ -49,6 +49,21 @@ pub enum LifecycleEvent {
         /// When it happened.
         at: SystemTime,
     },
+    /// A handshake or a CONNECT was refused (at most 20 reported a second per node).
+    Refused {
+        /// `handshake` or `connect`.
+        stage: String,
+        /// The namespace asked for (empty for a handshake).
+        namespace: String,
+        /// The transport of the request.
+        transport: String,
+        /// `handshake refused` or `connect refused`.
+        reason: String,
+        /// `{"category","confidence","evidence"}`: the refusal's code first.
+        diagnosis: Value,
+        /// When it happened.
+        at: SystemTime,
+    },
     /// The node's memory pressure changed tier (`normal`, `elevated`, `critical`,
     /// `imminent`): sent once per transition.
     Pressure {
@@ -76,7 +91,7 @@ pub enum LifecycleEvent {
 
 impl LifecycleEvent {
     /// The body's `type` field for this event: `connection`, `disconnection`,
-    /// `room_occupied`, `room_vacated` or `pressure`.
+    /// `room_occupied`, `room_vacated`, `pressure` or `refusal`.
     pub fn kind(&self) -> &'static str {
         match self {
             LifecycleEvent::Connected { .. } => "connection",
@@ -84,6 +99,7 @@ impl LifecycleEvent {
             LifecycleEvent::RoomOccupied { .. } => "room_occupied",
             LifecycleEvent::RoomVacated { .. } => "room_vacated",
             LifecycleEvent::Pressure { .. } => "pressure",
+            LifecycleEvent::Refused { .. } => "refusal",
         }
     }
 
@@ -94,6 +110,7 @@ impl LifecycleEvent {
             | LifecycleEvent::Disconnected { at, .. }
             | LifecycleEvent::RoomOccupied { at, .. }
             | LifecycleEvent::Pressure { at, .. }
+            | LifecycleEvent::Refused { at, .. }
             | LifecycleEvent::RoomVacated { at, .. } => *at,
         }
     }

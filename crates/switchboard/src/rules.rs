@@ -40,6 +40,7 @@ use std::time::SystemTime;
 use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_auth::jwt::{Claims, KeySource};
+use switchboard_engine::diagnosis::Reason;
 use switchboard_engine::scrub::ClientIps;
 use switchboard_engine::sio::Handlers;
 use switchboard_engine::{ConnectError, DisconnectReason, Io, Shutdown, Socket};
@@ -140,6 +141,21 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
         warm_up(&policy);
         attach(&handlers(io, &rules.target), policy);
     }
+    let sink = hooks.sink.clone();
+    io.on_refusal(move |report| {
+        let stage = match report.reason {
+            Reason::Refused(stage) => stage.as_str(),
+            Reason::Disconnect(_) => return,
+        };
+        sink.deliver(switchboard_hooks::LifecycleEvent::Refused {
+            stage: stage.to_owned(),
+            namespace: report.namespace.clone(),
+            transport: report.transport.as_str().to_owned(),
+            reason: report.reason.as_str().to_owned(),
+            diagnosis: report.diagnosis.to_value(),
+            at: report.at,
+        });
+    });
     let sink = hooks.sink.clone();
     io.on_pressure(move |change| {
         sink.deliver(switchboard_hooks::LifecycleEvent::Pressure {

@@ -542,6 +542,49 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
       assert.deepEqual(await disconnectsSince(server, before_), { [sample("auth", "auth expired")]: 1 });
     });
 
+    it("a CONNECT refused for a bad token and a malformed handshake are each reported: the refusal webhook, the API and switchboard_refusals_total", async () => {
+      await start();
+      const counts = async () => {
+        const m = await server.metrics();
+        return [
+          m.get('switchboard_refusals_total{stage="connect",category="auth"}') ?? 0,
+          m.get('switchboard_refusals_total{stage="handshake",category="protocol"}') ?? 0,
+        ];
+      };
+      const [auth0, protocol0] = await counts();
+      const socket = clients.open(`${server.url}/secure`, WEBSOCKET, {
+        auth: { token: jwt({ sub: "alice" }, "not-the-key-of-this-server-0123456789abcdef") },
+      });
+      socket.connect();
+      const [err] = await once(socket, "connect_error");
+      const hook = await waitFor(() =>
+        receiver.hooks.find((h) => h.type === "refusal" && h.data.stage === "connect" && h.data.namespace === "/secure"),
+      );
+      assert.equal(hook.data.reason, "connect refused");
+      assert.equal(hook.data.transport, "websocket");
+      assert.equal(hook.data.diagnosis.category, "auth");
+      assert.equal(hook.data.diagnosis.evidence[0], `refused (${err.data.code})`);
+      assert.equal(hook.data.diagnosis.evidence[1], `the namespace's middleware refused: ${err.message}`);
+      const res = await fetch(`${server.url}/socket.io/?EIO=3&transport=polling`);
+      assert.equal(res.status, 400);
+      await res.body?.cancel();
+      const handshake = await waitFor(() => receiver.hooks.find((h) => h.type === "refusal" && h.data.stage === "handshake"));
+      assert.equal(handshake.data.diagnosis.category, "protocol");
+      assert.deepEqual(handshake.data.diagnosis.evidence, [
+        "refused (bad_request)",
+        "not a valid Engine.IO handshake: Unsupported protocol version",
+      ]);
+      const listed = await server.api(API_KEY, "GET", "/api/v1/disconnects?category=auth");
+      assert.ok(
+        listed.body.disconnects.some((r) => r.reason === "connect refused" && r.namespace === "/secure" && r.socket_id === ""),
+        JSON.stringify(listed.body),
+      );
+      assert.deepEqual(await counts(), [auth0 + 1, protocol0 + 1]);
+      // No socket connected; the refused client's connection closes as its goodbye.
+      socket.io.engine.close();
+      assert.deepEqual(await disconnectsSince(server, before_), { [sample("client", "transport close")]: 1 });
+    });
+
     it("a client that sends a malformed Socket.IO packet is diagnosed protocol", async () => {
       await start();
       const ws = await rawConnect(server.port);

@@ -228,7 +228,24 @@ impl EngineServer {
     ) -> impl Future<Output = Response<Body>> + Send + use<B> {
         let config = self.config.clone();
         let (answer, origin) = if !cors::origin_allowed(&config.cors, req.headers()) {
-            let refused = if self.is_sse_path(req.uri().path()) {
+            let sse = self.is_sse_path(req.uri().path());
+            let query = Query::parse(req.uri().query().unwrap_or(""));
+            if sse || query.sid.is_none() {
+                let origin = req
+                    .headers()
+                    .get(header::ORIGIN)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let transport = if sse {
+                    TransportKind::Sse
+                } else if websocket::is_upgrade_request(req.headers()) {
+                    TransportKind::Websocket
+                } else {
+                    TransportKind::Polling
+                };
+                self.refuse(transport, Why::Origin(origin));
+            }
+            let refused = if sse {
                 sse::refusal(
                     StatusCode::FORBIDDEN,
                     "origin_not_allowed",
@@ -297,7 +314,17 @@ impl EngineServer {
         let is_ws = websocket::is_upgrade_request(req.headers());
         let kind = match handshake::classify(method, &query, is_ws, &self.config.transports) {
             Ok(kind) => kind,
-            Err(code) => return now(error(code)),
+            Err(code) => {
+                if query.sid.is_none() && via == Via::Client {
+                    let transport = if is_ws {
+                        TransportKind::Websocket
+                    } else {
+                        TransportKind::Polling
+                    };
+                    self.refuse(transport, Why::Protocol(code));
+                }
+                return now(error(code));
+            }
         };
         match (kind, via) {
             (RequestKind::Polling { sid, read }, _) => self.polling(req, sid, read, remote, via),
@@ -439,9 +466,64 @@ impl EngineServer {
             self.metrics
                 .pressure_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(Closed::Unavailable);
+            return Err(Closed::Pressure);
         }
         Ok(())
+    }
+
+    /// Counts and reports a refused handshake (see [`crate::diagnosis::Refusal`]).
+    fn refuse(&self, transport: TransportKind, why: Why) {
+        use crate::diagnosis::{Category, Refusal, Stage};
+        let (category, code, message) = match why {
+            Why::Origin(origin) => (
+                Category::Policy,
+                "origin_not_allowed",
+                format!("the origin `{origin}` is not in cors.allowed_origins"),
+            ),
+            Why::Protocol(code) => (
+                Category::Protocol,
+                "bad_request",
+                format!("not a valid Engine.IO handshake: {code}"),
+            ),
+            Why::Sse(code) => (
+                Category::Protocol,
+                code,
+                "not a valid Server-Sent Events request".to_owned(),
+            ),
+            Why::Closed(Closed::Refused) => (
+                Category::Policy,
+                "forbidden",
+                "the application's allowRequest refused the handshake".to_owned(),
+            ),
+            Why::Closed(Closed::Unavailable) => (
+                Category::Server,
+                "shutting_down",
+                "the server is draining".to_owned(),
+            ),
+            Why::Closed(Closed::Pressure) => (
+                Category::Pressure,
+                "memory_pressure",
+                crate::diagnosis::memory_fact(&self.metrics),
+            ),
+            Why::Capacity => (
+                Category::Policy,
+                "at_capacity",
+                format!(
+                    "{} connections open (engine.max_connections {})",
+                    self.registry.len(),
+                    self.config.max_connections
+                ),
+            ),
+        };
+        self.metrics.refused(Stage::Handshake, category);
+        self.handler.on_refused(Refusal::new(
+            Stage::Handshake,
+            "",
+            transport,
+            category,
+            code,
+            &message,
+        ));
     }
 
     /// Closes the connections holding the most queued bytes (`server overloaded`)
@@ -495,21 +577,26 @@ impl EngineServer {
         }
         match self.may_open(req.headers(), remote) {
             Ok(()) => {}
-            Err(Closed::Refused) => {
-                return now(sse::refusal(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "request refused",
-                ));
+            Err(closed) => {
+                self.refuse(TransportKind::Sse, Why::Closed(closed));
+                return now(match closed {
+                    Closed::Refused => {
+                        sse::refusal(StatusCode::FORBIDDEN, "forbidden", "request refused")
+                    }
+                    Closed::Unavailable | Closed::Pressure => sse::unavailable(),
+                });
             }
-            Err(Closed::Unavailable) => return now(sse::unavailable()),
         }
         let raw_query = req.uri().query().unwrap_or("").to_owned();
         let connect = match sse::connect_packet(&decode_query(&raw_query), &config) {
             Ok(connect) => connect,
-            Err(res) => return now(*res),
+            Err(res) => {
+                self.refuse(TransportKind::Sse, Why::Sse("bad_request"));
+                return now(*res);
+            }
         };
         let Some(slot) = self.reserve_slot() else {
+            self.refuse(TransportKind::Sse, Why::Capacity);
             return now(sse::unavailable());
         };
         let session = self.new_session(req, TransportKind::Sse, raw_query, remote);
@@ -530,12 +617,18 @@ impl EngineServer {
     ) -> Response<Body> {
         match self.may_open(req.headers(), remote) {
             Ok(()) => {}
-            Err(Closed::Refused) => return error(EngineErrorCode::Forbidden),
-            Err(Closed::Unavailable) => return unavailable(),
+            Err(closed) => {
+                self.refuse(transport, Why::Closed(closed));
+                return match closed {
+                    Closed::Refused => error(EngineErrorCode::Forbidden),
+                    Closed::Unavailable | Closed::Pressure => unavailable(),
+                };
+            }
         }
         match transport {
             TransportKind::Polling => {
                 let Some(slot) = self.reserve_slot() else {
+                    self.refuse(transport, Why::Capacity);
                     return unavailable();
                 };
                 let session = self.new_session(req, transport, query, remote);
@@ -545,12 +638,14 @@ impl EngineServer {
             }
             TransportKind::Websocket => {
                 let Some(accept) = websocket::accept_key(req.headers()) else {
+                    self.refuse(transport, Why::Protocol(EngineErrorCode::BadRequest));
                     return error(EngineErrorCode::BadRequest);
                 };
                 // The slot is taken now, not when the WebSocket is up: handshakes in
                 // flight count against `max_connections` too, so a burst of them cannot
                 // overshoot it. A handshake that fails gives it back (the slot drops).
                 let Some(slot) = self.reserve_slot() else {
+                    self.refuse(transport, Why::Capacity);
                     return unavailable();
                 };
                 let session = self.new_session(req, transport, query, remote);
@@ -711,11 +806,29 @@ impl EngineServer {
 }
 
 /// Why a new session may not open ([`EngineServer::may_open`]).
+#[derive(Debug, Clone, Copy)]
 enum Closed {
     /// The application's filter refused the request.
     Refused,
     /// The node is shutting down or draining.
     Unavailable,
+    /// The node is at critical memory pressure or worse.
+    Pressure,
+}
+
+/// Why a handshake was refused, for its report.
+#[derive(Debug)]
+enum Why {
+    /// The origin is not allowed (the origin as sent).
+    Origin(String),
+    /// Not a valid handshake.
+    Protocol(EngineErrorCode),
+    /// Not a valid SSE request (its error code).
+    Sse(&'static str),
+    /// [`EngineServer::may_open`] said no.
+    Closed(Closed),
+    /// `max_connections` are open.
+    Capacity,
 }
 
 /// The answer to a routed request: ready now (handshakes, upgrades, errors), or once

@@ -148,6 +148,11 @@ pub trait SessionHandler: Send + Sync + 'static {
 pub trait EngineHandler: Send + Sync + 'static {
     /// A session was opened (its `open` packet is already queued).
     fn on_open(&self, session: &Arc<Session>) -> Arc<dyn SessionHandler>;
+
+    /// A handshake was refused (already counted in the metrics): report it if wanted.
+    fn on_refused(&self, refusal: crate::diagnosis::Refusal) {
+        let _ = refusal;
+    }
 }
 
 /// Why a frame could not be queued.

@@ -11,6 +11,7 @@ use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
 use crate::adapter::{AdapterError, DurableSession, LoggedEvent, Room, SessionStore};
 use crate::breadcrumbs::Step;
+use crate::diagnosis::{Category, Refusal, Stage};
 use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
@@ -139,21 +140,38 @@ impl Client {
             state.connecting.push(nsp.clone());
             state.sockets.len() + state.connecting.len()
         };
-        let decline = |message: &str| {
+        let decline = |message: &str, category: Category, fact: String| {
             self.shared.lock().done_connecting(&nsp);
-            let err = ConnectError::new(message);
+            let err = ConnectError::new(message).with_category(category);
+            report_refusal(&self.shared.io, session, &nsp, &err, fact);
             let _ = session.send(&connect_error(&nsp, &err), false);
         };
         if joining > MAX_NAMESPACES_PER_CONNECTION {
             tracing::debug!(sid = %session.sid(), "too many namespaces on one connection");
-            return decline(TOO_MANY_NAMESPACES);
+            return decline(
+                TOO_MANY_NAMESPACES,
+                Category::Policy,
+                format!("more than {MAX_NAMESPACES_PER_CONNECTION} namespaces on one connection"),
+            );
         }
         if auth_size(&nsp, size) > self.shared.io.config.max_connect_auth {
             tracing::debug!(sid = %session.sid(), nsp = %Untrusted(&nsp), size, "CONNECT payload too large");
-            return decline(AUTH_TOO_LARGE);
+            return decline(
+                AUTH_TOO_LARGE,
+                Category::Policy,
+                format!(
+                    "a CONNECT payload of {} over socketio.max_connect_auth ({})",
+                    crate::diagnosis::bytes(auth_size(&nsp, size)),
+                    crate::diagnosis::bytes(self.shared.io.config.max_connect_auth)
+                ),
+            );
         }
         let Some(reservation) = self.shared.io.reserve(&nsp) else {
-            return decline(INVALID_NAMESPACE);
+            return decline(
+                INVALID_NAMESPACE,
+                Category::Protocol,
+                "no such namespace on this server".to_owned(),
+            );
         };
         let ns = reservation.namespace().clone();
         let socket = Socket::new(
@@ -408,7 +426,29 @@ fn refuse(
     shared.lock().done_connecting(socket.namespace());
     socket.ns().leave_all(socket.id());
     drop(reservation);
+    let fact = format!("the namespace's middleware refused: {}", err.message);
+    report_refusal(&shared.io, socket.session(), socket.namespace(), err, fact);
     let _ = socket.send_frames(&connect_error(socket.namespace(), err), false);
+}
+
+/// Counts and reports a refused CONNECT.
+fn report_refusal(io: &IoInner, session: &Session, nsp: &str, err: &ConnectError, fact: String) {
+    let category = err.category;
+    session.metrics.refused(Stage::Connect, category);
+    let mut refusal = Refusal::new(
+        Stage::Connect,
+        nsp,
+        session.transport(),
+        category,
+        err.code(),
+        &fact,
+    );
+    if category == Category::Pressure {
+        refusal
+            .evidence
+            .push(crate::diagnosis::memory_fact(&session.metrics));
+    }
+    io.refused(refusal);
 }
 
 /// How long a resuming client waits for this node to catch up with the log position

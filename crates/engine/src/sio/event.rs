@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
+
+use crate::diagnosis::Category;
 use switchboard_protocol::socketio::{Packet, PacketType};
 
 use super::socket::Socket;
@@ -184,6 +186,8 @@ pub struct ConnectError {
     pub message: String,
     /// Optional details, shown as `err.data`.
     pub data: Option<Value>,
+    /// What kind of refusal, for its report (not sent): `policy` unless said.
+    pub category: Category,
 }
 
 impl ConnectError {
@@ -192,6 +196,7 @@ impl ConnectError {
         ConnectError {
             message: message.into(),
             data: None,
+            category: Category::Policy,
         }
     }
 
@@ -199,6 +204,21 @@ impl ConnectError {
     pub fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
+    }
+
+    /// Says what kind of refusal it is, for its report (`auth` for credentials).
+    pub fn with_category(mut self, category: Category) -> Self {
+        self.category = category;
+        self
+    }
+
+    /// The code its report names: `data.code` when it is a string, else the message.
+    pub(crate) fn code(&self) -> &str {
+        self.data
+            .as_ref()
+            .and_then(|d| d.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or(&self.message)
     }
 
     pub(crate) fn to_value(&self) -> Value {

@@ -57,7 +57,12 @@ pub(crate) struct IoInner {
     node_trail: Mutex<crate::breadcrumbs::Trail>,
     /// Told of every memory pressure transition (the binary's hooks).
     pub(crate) pressure_listeners: Mutex<Vec<crate::pressure::Listener>>,
+    /// Told of every refusal reported (the binary's hooks).
+    refusal_listeners: Mutex<Vec<RefusalListener>>,
 }
+
+/// Told of each refusal report, from the task that refused (keep it quick).
+pub type RefusalListener = Arc<dyn Fn(&Arc<crate::diagnosis::Report>) + Send + Sync>;
 
 /// Node steps kept for the timelines.
 const NODE_STEPS: usize = 16;
@@ -67,6 +72,29 @@ impl IoInner {
     pub(crate) fn node_crumbs(&self) -> Vec<crate::breadcrumbs::Crumb> {
         let trail = self.node_trail.lock().unwrap_or_else(|e| e.into_inner());
         trail.crumbs().cloned().collect()
+    }
+
+    /// Reports a refused handshake or CONNECT (counted by the caller), within the
+    /// refusal reports' rate: the log line, the ring, the listeners.
+    pub(crate) fn refused(&self, refusal: crate::diagnosis::Refusal) {
+        if !self.reports.admit_refusal(crate::eio::session::now()) {
+            return;
+        }
+        let report = Arc::new(crate::diagnosis::Report::refused(refusal));
+        tracing::debug!(
+            stage = %report.reason.as_str(), namespace = %Untrusted(&report.namespace),
+            transport = %report.transport, category = %report.diagnosis.category,
+            evidence = %report.diagnosis.evidence.join("; "), "connection refused"
+        );
+        self.reports.push(report.clone());
+        let listeners = self
+            .refusal_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for listener in listeners {
+            listener(&report);
+        }
     }
 
     /// Records a step on every socket's timeline.
@@ -241,6 +269,10 @@ impl EngineHandler for Handler {
         let client = Client::new(io);
         Arc::new(client)
     }
+
+    fn on_refused(&self, refusal: crate::diagnosis::Refusal) {
+        self.0.refused(refusal);
+    }
 }
 
 /// A Socket.IO server.
@@ -293,6 +325,7 @@ impl Io {
             reports,
             node_trail: Mutex::default(),
             pressure_listeners: Mutex::default(),
+            refusal_listeners: Mutex::default(),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -360,6 +393,19 @@ impl Io {
     /// wants every timeline to show ("deploy started").
     pub fn mark_node(&self, step: crate::breadcrumbs::Step) {
         self.inner.node_step(step);
+    }
+
+    /// Tells `listener` of every refused handshake or CONNECT that is reported (at
+    /// most [`crate::diagnosis::REFUSAL_REPORTS_PER_SECOND`]; the metrics count all).
+    pub fn on_refusal(
+        &self,
+        listener: impl Fn(&Arc<crate::diagnosis::Report>) + Send + Sync + 'static,
+    ) {
+        self.inner
+            .refusal_listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(listener));
     }
 
     /// A live socket's timeline ([`Socket::timeline`]): `None` when no socket `id` is

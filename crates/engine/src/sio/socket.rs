@@ -601,7 +601,7 @@ impl Socket {
                 namespace: self.namespace().to_owned(),
                 socket_id: self.id.to_string(),
                 transport: facts.transport,
-                reason,
+                reason: diagnosis::Reason::Disconnect(reason),
                 diagnosis: diagnosis::diagnose(&facts),
                 breadcrumbs,
                 dropped_steps: dropped,

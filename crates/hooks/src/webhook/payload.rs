@@ -65,6 +65,20 @@ pub(crate) fn lifecycle(id: &str, event: &LifecycleEvent) -> Bytes {
             "namespace": namespace,
             "room": room,
         }),
+        LifecycleEvent::Refused {
+            stage,
+            namespace,
+            transport,
+            reason,
+            diagnosis,
+            ..
+        } => json!({
+            "stage": stage,
+            "namespace": namespace,
+            "transport": transport,
+            "reason": reason,
+            "diagnosis": diagnosis,
+        }),
         LifecycleEvent::Pressure {
             from,
             tier,

@@ -225,6 +225,18 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         m.recovery_sessions_expired,
     );
     memory(&mut out, m);
+    out.family(
+        "switchboard_refusals_total",
+        "counter",
+        "Refused handshakes (stage handshake: origin, allowRequest, capacity, draining, memory pressure, malformed) and CONNECTs (stage connect: middleware, unknown namespace, limits), by diagnosis category.",
+    );
+    for (stage, category, n) in &m.refusals {
+        out.sample(
+            "switchboard_refusals_total",
+            &[("stage", stage.as_str()), ("category", category.as_str())],
+            n,
+        );
+    }
     out.0
 }
 
@@ -343,6 +355,11 @@ mod tests {
             memory_budget: 1000,
             pressure_shed: 14,
             pressure_refused: 15,
+            refusals: vec![(
+                switchboard_engine::diagnosis::Stage::Connect,
+                Category::Auth,
+                16,
+            )],
             disconnects: vec![
                 (DisconnectReason::PingTimeout, 6),
                 (DisconnectReason::ServerShuttingDown, 7),
@@ -379,6 +396,7 @@ mod tests {
             "switchboard_memory_budget_bytes 1000",
             "switchboard_memory_pressure_shed_total 14",
             "switchboard_memory_pressure_refused_total 15",
+            "switchboard_refusals_total{stage=\"connect\",category=\"auth\"} 16",
             "switchboard_connections_refused_total 5",
             "switchboard_tcp_connections_refused_total 21",
             "switchboard_upgrades_relayed_total 22",
@@ -400,7 +418,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 22);
+        assert_eq!(families, 23);
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub(crate) async fn authenticate(
 
 /// The CONNECT_ERROR for a refused token.
 pub(crate) fn connect_error(err: AuthError) -> ConnectError {
-    ConnectError::new(err.client_message()).with_data(json!({ "code": err.code() }))
+    ConnectError::new(err.client_message())
+        .with_data(json!({ "code": err.code() }))
+        .with_category(switchboard_engine::diagnosis::Category::Auth)
 }
 
 /// The socket's verified claims, if it authenticated.
