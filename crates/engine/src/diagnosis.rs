@@ -112,6 +112,8 @@ pub struct Facts {
     pub queued: (usize, usize),
     /// The queue's bounds (packets, bytes).
     pub queue_bounds: (usize, usize),
+    /// For `payload too large`: the size (0: unknown) and `engine.max_payload`.
+    pub oversize: Option<(u64, usize)>,
     /// What the application adds (a token's expiry, refused events), already worded.
     pub noted: Vec<String>,
 }
@@ -451,9 +453,23 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
             secs(facts.connected_for)
         )),
         R::ParseError => evidence.push("the client sent a malformed packet".to_owned()),
-        R::PayloadTooLarge => {
-            evidence.push("a message or polling body was over engine.max_payload".to_owned())
-        }
+        R::PayloadTooLarge => evidence.push(match facts.oversize {
+            // Exact bytes: `engine.max_payload` is configured in bytes.
+            Some((size, max)) if size > 0 => format!(
+                "a {} {} of {size} B over engine.max_payload ({max} B)",
+                facts.transport,
+                if facts.transport == TransportKind::Polling {
+                    "body"
+                } else {
+                    "message"
+                },
+            ),
+            Some((_, max)) => format!(
+                "a {} body over engine.max_payload ({max} B)",
+                facts.transport,
+            ),
+            None => "a message or polling body was over engine.max_payload".to_owned(),
+        }),
         R::ServerShuttingDown => evidence.push("the server is draining".to_owned()),
         R::ForcedClose | R::ServerNamespaceDisconnect => {
             evidence.push("closed by the server (the HTTP API or the application)".to_owned())
@@ -550,6 +566,7 @@ mod tests {
             heartbeat: (Duration::from_secs(25), Duration::from_secs(20)),
             queued: (3, 300),
             queue_bounds: (1024, 4 << 20),
+            oversize: None,
             noted: Vec::new(),
         }
     }
@@ -586,6 +603,22 @@ mod tests {
         assert_eq!(
             d.evidence[0],
             "outbound queue at 700 packets / 3.0 MiB (bounds 1024 / 4.0 MiB)"
+        );
+    }
+
+    #[test]
+    fn an_oversized_message_names_its_size_and_the_bound() {
+        let mut f = facts(DisconnectReason::PayloadTooLarge, Ending::Unknown);
+        f.oversize = Some((2011, 1000));
+        assert_eq!(
+            diagnose(&f).evidence[0],
+            "a websocket message of 2011 B over engine.max_payload (1000 B)"
+        );
+        f.transport = TransportKind::Polling;
+        f.oversize = Some((0, 1 << 20));
+        assert_eq!(
+            diagnose(&f).evidence[0],
+            "a polling body over engine.max_payload (1048576 B)"
         );
     }
 

@@ -136,6 +136,12 @@ impl Metrics {
         self.disconnects[reason.index()][category.index()].fetch_add(1, Relaxed);
     }
 
+    /// A connection opened for a request that was then refused (counted as a
+    /// refusal, not as a disconnect).
+    pub(crate) fn connection_refused_after_open(&self, t: TransportKind) {
+        self.gauge(t).fetch_sub(1, Relaxed);
+    }
+
     pub(crate) fn refused(&self, stage: Stage, category: Category) {
         self.refusals[stage.index()][category.index()].fetch_add(1, Relaxed);
     }

@@ -478,18 +478,23 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
     });
 
     for (const mode of [WEBSOCKET, POLLING]) {
-      it(`a ${mode.final} message over engine.max_payload is diagnosed policy, engine.max_payload named in the evidence`, async () => {
+      it(`a ${mode.final} message over engine.max_payload is diagnosed policy, its size and engine.max_payload in the evidence`, async () => {
         await start();
         const socket = await ioClient(server.url, mode);
         const sid = socket.id;
-        socket.emit("big", "x".repeat(2 * MAX_PAYLOAD));
+        const big = "x".repeat(2 * MAX_PAYLOAD);
+        socket.emit("big", big);
+        // One Socket.IO packet: the WebSocket message, or the whole polling body.
+        const size = Buffer.byteLength(`42${JSON.stringify(["big", big])}`);
         const hook = await disconnection(receiver, sid);
         checkDiagnosis(`${mode.final} payload too large`, hook, {
           transport: mode.final,
           reason: "payload too large",
           category: "policy",
           confidence: 1,
-          evidence: ["a message or polling body was over engine.max_payload"],
+          evidence: [
+            `a ${mode.final} ${mode.final === "polling" ? "body" : "message"} of ${size} B over engine.max_payload (${MAX_PAYLOAD} B)`,
+          ],
         });
         assert.deepEqual(await disconnectsSince(server, before_), { [sample("policy", "payload too large")]: 1 });
       });

@@ -243,7 +243,13 @@ fn on_ws_message(
         None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
             Step::Ended(DisconnectReason::TransportClose, Ending::Lost)
         }
-        Some(Err(WsError::Capacity(_))) => Step::Close(DisconnectReason::PayloadTooLarge),
+        Some(Err(WsError::Capacity(err))) => {
+            use tokio_tungstenite::tungstenite::error::CapacityError;
+            if let CapacityError::MessageTooLong { size, max_size } = err {
+                session.lock().oversize = Some((size as u64, max_size));
+            }
+            Step::Close(DisconnectReason::PayloadTooLarge)
+        }
         Some(Err(WsError::Utf8(_))) => Step::Close(DisconnectReason::ParseError),
         // A peer that vanished without a closing handshake just closed the transport.
         Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
@@ -309,10 +315,14 @@ fn app_deadline(session: &Arc<Session>) {
 
 fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReason) {
     let transport = session.transport();
-    let (category, _) = diagnosis::classify(&session.facts(reason));
-    session
-        .metrics
-        .connection_closed(transport, reason, category);
+    if session.lock().refused {
+        session.metrics.connection_refused_after_open(transport);
+    } else {
+        let (category, _) = diagnosis::classify(&session.facts(reason));
+        session
+            .metrics
+            .connection_closed(transport, reason, category);
+    }
     tracing::debug!(sid = %session.sid(), %reason, %transport, "session closed");
     if let Some(handler) = session.handler() {
         handler.on_close(session, reason);

@@ -244,15 +244,16 @@ async fn read_and_handle<B: super::server::RequestBody>(
     content_length: Option<u64>,
     max_payload: usize,
 ) -> Result<(), PollError> {
-    if content_length.is_some_and(|len| len > max_payload as u64) {
-        session.close(DisconnectReason::PayloadTooLarge);
+    if let Some(len) = content_length.filter(|len| *len > max_payload as u64) {
+        session.close_too_large(len, max_payload);
         return Err(PollError::TooLarge);
     }
     let limited = http_body_util::Limited::new(body, max_payload);
     let bytes = match limited.collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            session.close(DisconnectReason::PayloadTooLarge);
+            // A chunked body: its size is known only to be over the bound.
+            session.close_too_large(0, max_payload);
             return Err(PollError::TooLarge);
         }
         Err(err) if err.is::<BodyTimeout>() => {

@@ -213,6 +213,11 @@ pub(crate) struct Inner {
     /// The connection's steps for its sockets' timelines (an upgrade, queue high-water
     /// marks); allocated on the first.
     pub(crate) trail: Option<Box<Trail>>,
+    /// Closed because what it was opened for was refused (an SSE request whose
+    /// CONNECT was refused): reported as a refusal, not counted as a disconnect.
+    pub(crate) refused: bool,
+    /// The size (0: unknown) and the bound of a message or body that was too large.
+    pub(crate) oversize: Option<(u64, usize)>,
 }
 
 /// Steps a connection keeps for its sockets' timelines (the socket keeps its own).
@@ -292,6 +297,8 @@ impl Session {
                 queued_at_close: (0, 0),
                 queue_high: false,
                 trail: None,
+                refused: false,
+                oversize: None,
             }),
             writer: Notify::new(),
             driver: Notify::new(),
@@ -382,8 +389,23 @@ impl Session {
                 self.limits.max_packets / shrink,
                 self.limits.max_bytes / shrink,
             ),
+            oversize: inner.oversize,
             noted,
         }
+    }
+
+    /// Closes a session whose purpose was refused (its refusal is reported where it
+    /// was decided): no disconnect is counted for it.
+    pub(crate) fn close_refused(&self) {
+        self.lock().refused = true;
+        self.close(DisconnectReason::ForcedClose);
+    }
+
+    /// Closes the session for a message or body of `size` bytes (0: unknown) over
+    /// `max` (`engine.max_payload`), keeping both for the diagnosis.
+    pub(crate) fn close_too_large(&self, size: u64, max: usize) {
+        self.lock().oversize = Some((size, max));
+        self.close(DisconnectReason::PayloadTooLarge);
     }
 
     /// Bytes waiting in the outbound queue now.

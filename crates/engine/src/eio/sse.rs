@@ -157,7 +157,7 @@ pub(crate) async fn open(session: Arc<Session>, config: SseConfig) -> Response<B
         );
     };
     if kind == '4' {
-        session.close(DisconnectReason::ForcedClose);
+        session.close_refused();
         return refused(&json);
     }
     let stream = Stream {

@@ -187,9 +187,30 @@ async fn refusals_are_http_errors_with_json_bodies() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = open(&io, "nsp=chat", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    // None of them is left open.
+    // None of them is left open, and none counts as a disconnect: each is a refusal
+    // (two CONNECTs refused, one request malformed).
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(io.engine().session_count(), 0);
+    let m = io.engine().metrics().snapshot();
+    assert_eq!(
+        m.disconnects.iter().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "{m:?}"
+    );
+    assert_eq!(m.connections_sse, 0);
+    let refused: Vec<_> = m
+        .refusals
+        .iter()
+        .map(|(s, c, n)| (s.as_str(), c.as_str(), *n))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("handshake", "protocol", 1),
+            ("connect", "policy", 1),
+            ("connect", "protocol", 1)
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
