@@ -541,6 +541,10 @@ impl Socket {
     /// streak of refused events is one step, not the whole ring).
     pub(crate) fn step(&self, step: Step) {
         let max = self.client.io().config.breadcrumbs;
+        if max == 0 {
+            // Timelines off: nothing allocated for them.
+            return;
+        }
         let mut explained = self.lock_explained();
         let explained = explained.get_or_insert_with(Box::default);
         if matches!(step, Step::Marked(_))
