@@ -45,7 +45,7 @@
 //! described in [`frame`].
 
 pub(crate) mod frame;
-mod recent;
+pub(crate) mod recent;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

@@ -19,7 +19,9 @@
 //! `streams` and `sharded` share), `pubsub`, `streams` and `sharded` (the adapters, on the
 //! wire types of `switchboard_protocol::cluster`), `convert` (engine types to and from
 //! those wire types), `forward` (serving long-polling requests through the node that owns
-//! the session, in frames signed with the [`ClusterSecret`]).
+//! the session, in frames signed with the [`ClusterSecret`]), `questions` (what one
+//! Switchboard node asks the others beyond the Node adapters' protocol: the HTTP API's
+//! diagnosis for the whole cluster), `sign` (the signature both put on their frames).
 
 /// The room-index half of [`Adapter`](switchboard_engine::adapter::Adapter), for a
 /// cluster adapter that keeps its local index in a `MemoryAdapter` field `index`.
@@ -56,10 +58,12 @@ mod convert;
 mod exchange;
 mod forward;
 mod pubsub;
+mod questions;
 mod redis_cluster;
 mod requests;
 mod sentinel;
 mod sharded;
+mod sign;
 mod streams;
 
 use std::path::PathBuf;
@@ -73,6 +77,7 @@ use switchboard_engine::eio::server::EngineServer;
 
 pub use broker::Health;
 pub use connect::{check_ca_file, check_redis_url, is_tls_url, ping, redact_url};
+pub use questions::Answerer;
 pub use redis_cluster::check_key_name;
 
 /// Which adapter connects the nodes.
@@ -168,8 +173,8 @@ pub struct ClusterConfig {
     /// Extra CA certificates (PEM) trusted for a `rediss://` URL, besides the system's.
     pub redis_ca_file: Option<PathBuf>,
     /// Signs what nodes send each other beyond the Node adapters' protocol (forwarded
-    /// polling requests). Required by the Redis adapters: [`Cluster::start`] refuses
-    /// to run one without it.
+    /// polling requests, node questions). Required by the Redis adapters:
+    /// [`Cluster::start`] refuses to run one without it.
     pub secret: Option<ClusterSecret>,
     /// Channel prefix (Node's `key` / `channelPrefix`), `socket.io` by default.
     pub key_prefix: String,
@@ -233,10 +238,19 @@ pub fn fuzz_forward_frame(unsigned: &[u8]) {
     forward::frame::fuzz(unsigned);
 }
 
-/// The secret every node of a cluster shares, to sign the forwarding frames they
-/// send each other over Redis (see the `forward` module): whoever can publish on the
-/// Redis but does not know it cannot make a node run a polling request or answer
-/// one. At least [`ClusterSecret::MIN_LEN`] bytes; never printed.
+/// The node questions' frame parser behind its signature check, for a fuzz target;
+/// not an API. `unsigned` is a frame after its tag.
+#[doc(hidden)]
+pub fn fuzz_question_frame(unsigned: &[u8]) {
+    questions::frame::fuzz(unsigned);
+}
+
+/// The secret every node of a cluster shares, to sign the forwarding frames and node
+/// questions they send each other over Redis (see the `forward` and `questions`
+/// modules): whoever can publish on the Redis but does not know it cannot make a node
+/// run a polling request or answer one, nor ask a node for its disconnect reports or
+/// slip forged ones into an answer. At least [`ClusterSecret::MIN_LEN`] bytes; never
+/// printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSecret(Arc<str>);
 
@@ -294,6 +308,9 @@ pub struct Cluster {
     factory: AdapterFactory,
     health: Option<Arc<Health>>,
     node: Option<Arc<dyn NodeHandle>>,
+    /// The node's questions to the other Switchboard nodes and its answers to theirs
+    /// (a Redis adapter only). Held here: the node's adapters hold them weakly.
+    questions: Option<Arc<questions::Questions>>,
     key_prefix: String,
     kind: AdapterKind,
     /// Signs the forwarding frames (always set with a Redis adapter).
@@ -321,6 +338,8 @@ trait NodeHandle: Send + Sync {
     }
     /// The node's Redis connections (set once the node started).
     fn broker(&self) -> Option<&Arc<broker::Broker>>;
+    /// Where the node's adapters find its questions (set by [`Cluster::start`]).
+    fn questions(&self) -> &questions::Slot;
 }
 
 impl Cluster {
@@ -337,6 +356,7 @@ impl Cluster {
                     factory: memory_factory(),
                     health: None,
                     node: None,
+                    questions: None,
                     key_prefix: config.key_prefix.clone(),
                     kind: config.adapter,
                     secret: None,
@@ -357,10 +377,17 @@ impl Cluster {
                 (node.factory(), node as Arc<dyn NodeHandle>)
             }
         };
+        let questions = node
+            .broker()
+            .and_then(|broker| questions::Questions::start(broker, config, node.uid()));
+        if let Some(questions) = &questions {
+            let _ = node.questions().set(Arc::downgrade(questions));
+        }
         Ok(Cluster {
             factory,
             health: node.broker().map(|b| b.health().clone()),
             node: Some(node),
+            questions,
             key_prefix: config.key_prefix.clone(),
             kind: config.adapter,
             secret,
@@ -400,6 +427,18 @@ impl Cluster {
     /// node can tell which one owns a polling session. None in memory mode.
     pub fn node_tag(&self) -> Option<NodeTag> {
         self.tag.clone()
+    }
+
+    /// Answers the questions other Switchboard nodes ask this one
+    /// ([`Adapter::ask_nodes`](switchboard_engine::adapter::Adapter::ask_nodes) there)
+    /// with `answerer`, and names this node `name` in its answers and in its adapters'
+    /// [`Adapter::node_name`](switchboard_engine::adapter::Adapter::node_name). Until it
+    /// is called this node answers no question (askers see it as not answering) and is
+    /// named by its uid. Once: later calls change nothing. Does nothing in memory mode.
+    pub fn answer_nodes(&self, name: String, answerer: Answerer) {
+        if let Some(questions) = &self.questions {
+            questions.answer_with(name, answerer);
+        }
     }
 
     /// Serves long-polling without sticky sessions: polling requests `engine` gets for

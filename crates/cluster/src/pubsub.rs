@@ -20,7 +20,7 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
-    MemoryAdapter, Room, SocketInfo,
+    MemoryAdapter, NodeAnswers, Room, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -36,6 +36,7 @@ use crate::convert::{
     self, ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info,
     to_json, to_wire, wire_opts,
 };
+use crate::questions;
 use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
@@ -45,6 +46,8 @@ pub(crate) struct PubSubNode {
     prefix: String,
     request_timeout: Duration,
     broker: OnceLock<Arc<Broker>>,
+    /// Questions to the other Switchboard nodes (set by `Cluster::start`).
+    questions: questions::Slot,
     namespaces: Namespaces,
     /// This node's requests (all rooms, fetch sockets, server-side emits), answered
     /// with responses that carry no type: the waiting side reads them according to
@@ -69,6 +72,9 @@ impl NodeHandle for PubSubNode {
     fn broker(&self) -> Option<&Arc<Broker>> {
         self.broker.get()
     }
+    fn questions(&self) -> &questions::Slot {
+        &self.questions
+    }
 }
 
 impl PubSubNode {
@@ -81,6 +87,7 @@ impl PubSubNode {
             prefix: config.key_prefix.clone(),
             request_timeout: config.request_timeout,
             broker: OnceLock::new(),
+            questions: OnceLock::new(),
             namespaces: Namespaces::default(),
             requests: Requests::default(),
             acks: Requests::default(),
@@ -595,6 +602,14 @@ impl Adapter for PubSubAdapter {
                 .broker()
                 .server_count(Publish::Classic, self.channels.request()),
         )
+    }
+
+    fn node_name(&self) -> Option<String> {
+        questions::node_name(&self.node.questions)
+    }
+
+    fn ask_nodes<'a>(&'a self, question: &'a Value) -> BoxFuture<'a, NodeAnswers> {
+        questions::ask(&self.node.questions, question)
     }
 }
 

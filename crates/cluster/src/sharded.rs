@@ -29,7 +29,7 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, MemoryAdapter,
-    Room, SocketInfo,
+    NodeAnswers, Room, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -43,12 +43,15 @@ use crate::broker::{Broker, Publish, Sub, handler_of};
 use crate::common::Namespaces;
 use crate::convert::{engine_opts, relayable, rooms, wire_opts};
 use crate::exchange::Exchange;
+use crate::questions;
 use crate::{ClusterConfig, ClusterError, NodeHandle, SubscriptionMode};
 
 /// One node's membership of a `redis-sharded` cluster.
 pub(crate) struct ShardedNode {
     config: ClusterConfig,
     broker: OnceLock<Arc<Broker>>,
+    /// Questions to the other Switchboard nodes (set by `Cluster::start`).
+    questions: questions::Slot,
     namespaces: Namespaces,
     /// Requests and answers (over shard channels), and this node's uid.
     exchange: Exchange,
@@ -69,6 +72,9 @@ impl NodeHandle for ShardedNode {
     fn broker(&self) -> Option<&Arc<Broker>> {
         self.broker.get()
     }
+    fn questions(&self) -> &questions::Slot {
+        &self.questions
+    }
 }
 
 impl ShardedNode {
@@ -79,6 +85,7 @@ impl ShardedNode {
         let node = Arc::new(ShardedNode {
             config: config.clone(),
             broker: OnceLock::new(),
+            questions: OnceLock::new(),
             namespaces: Namespaces::default(),
             exchange: Exchange::new(
                 // `ClusterAdapter`'s uid: 8 random bytes in hex.
@@ -381,6 +388,14 @@ impl Adapter for ShardedAdapter {
                 .broker()
                 .server_count(Publish::Shard, &self.public),
         )
+    }
+
+    fn node_name(&self) -> Option<String> {
+        questions::node_name(&self.node.questions)
+    }
+
+    fn ask_nodes<'a>(&'a self, question: &'a Value) -> BoxFuture<'a, NodeAnswers> {
+        questions::ask(&self.node.questions, question)
     }
 }
 

@@ -26,7 +26,7 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
-    LoggedEvent, MemoryAdapter, Room, SessionStore, SocketInfo,
+    LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::broker::{Broker, Conn, Health, OwnConn, Publish, Sub, Target, handler_of, jitter};
 use crate::convert::{engine_opts, relayable, rooms, to_json, to_wire, wire_opts};
 use crate::exchange::Exchange;
+use crate::questions;
 use crate::redis_cluster::{SlotPipes, beside};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 
@@ -114,6 +115,8 @@ impl Routes {
 pub(crate) struct StreamsNode {
     config: ClusterConfig,
     broker: OnceLock<Arc<Broker>>,
+    /// Questions to the other Switchboard nodes (set by `Cluster::start`).
+    questions: questions::Slot,
     routes: Mutex<Routes>,
     /// Namespaces closed but perhaps still in `routes`, each with its name: closing
     /// cannot wait for the routes lock, because a namespace may close on the reader's
@@ -144,6 +147,9 @@ impl NodeHandle for StreamsNode {
     fn broker(&self) -> Option<&Arc<Broker>> {
         self.broker.get()
     }
+    fn questions(&self) -> &questions::Slot {
+        &self.questions
+    }
     fn joined(&self) -> bool {
         *self.started.borrow()
     }
@@ -158,6 +164,7 @@ impl StreamsNode {
         let node = Arc::new(StreamsNode {
             config: config.clone(),
             broker: OnceLock::new(),
+            questions: OnceLock::new(),
             routes: Mutex::new(Routes {
                 namespaces: HashMap::new(),
                 position: "0-0".to_owned(),
@@ -1186,6 +1193,14 @@ impl Adapter for StreamsAdapter {
                 .broker()
                 .server_count(Publish::Classic, &self.public),
         )
+    }
+
+    fn node_name(&self) -> Option<String> {
+        questions::node_name(&self.node.questions)
+    }
+
+    fn ask_nodes<'a>(&'a self, question: &'a Value) -> BoxFuture<'a, NodeAnswers> {
+        questions::ask(&self.node.questions, question)
     }
 
     fn session_store(&self) -> Option<Arc<dyn SessionStore>> {

@@ -135,6 +135,19 @@ pub enum ClusterOp<'a> {
 /// callback: one argument).
 pub type ServerAck = Box<dyn FnOnce(Value) + Send>;
 
+/// What the other Switchboard nodes of the cluster answered to one question of this
+/// node ([`Adapter::ask_nodes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeAnswers {
+    /// How many other Switchboard nodes the question reached; `None` when the cluster
+    /// could not be asked (its broker unreachable): how many nodes there are is then
+    /// unknown.
+    pub asked: Option<usize>,
+    /// The answers that came in time, at most one per node asked: each node's name
+    /// (its [`Adapter::node_name`]) and what it answered.
+    pub answers: Vec<(String, Value)>,
+}
+
 /// Room membership and cluster operations of one namespace.
 ///
 /// Why a trait: the in-memory index serves one node; a cluster adapter keeps the same
@@ -302,6 +315,31 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// Number of nodes serving this namespace, this one included.
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
         Box::pin(async { Ok(1) })
+    }
+
+    /// This node's name in the cluster, as the other nodes' answers to
+    /// [`Adapter::ask_nodes`] name theirs; `None` without a cluster.
+    fn node_name(&self) -> Option<String> {
+        None
+    }
+
+    /// Asks every other Switchboard node of the cluster `question` and collects their
+    /// answers, until each answered or the adapter's request timeout passed.
+    ///
+    /// Why it exists: the HTTP API's diagnosis (disconnect reports, a live socket's
+    /// timeline) answers for the whole cluster, and what a node recorded lives on that
+    /// node only. Node-wide, not per namespace: every namespace's adapter asks the same
+    /// nodes. Only Switchboard nodes hear the question; Node.js servers sharing the
+    /// cluster never see it, so they neither answer nor are waited for. `question` and
+    /// the answers are JSON the asking and the answering side (the binary's API) agree
+    /// on: the adapter carries them, bounded in size and signed, without reading them.
+    /// A partial answer shows: fewer answers than [`NodeAnswers::asked`]. By default
+    /// there are no other nodes.
+    fn ask_nodes<'a>(&'a self, _question: &'a Value) -> BoxFuture<'a, NodeAnswers> {
+        Box::pin(std::future::ready(NodeAnswers {
+            asked: Some(0),
+            answers: Vec::new(),
+        }))
     }
 
     /// The durable session store, when recovery sessions live outside the process.

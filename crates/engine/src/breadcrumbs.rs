@@ -9,7 +9,8 @@
 //! namespace of the client) and the node (pressure transitions, which concern every
 //! socket and are not copied into each). [`merge`] puts them in one timeline.
 //!
-//! Pure: nothing here reads a clock; times come in as milliseconds since the epoch.
+//! Pure but for [`Crumb::now`]: times are microseconds since the epoch (fine enough
+//! that steps a moment apart keep their order), shown in milliseconds.
 
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,8 +28,8 @@ pub const DEFAULT_STEPS: usize = 32;
 /// One step on a timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crumb {
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
+    /// When, in microseconds since the Unix epoch.
+    pub at_us: u64,
     /// What.
     pub step: Step,
 }
@@ -108,7 +109,7 @@ impl Crumb {
     /// A step now.
     pub fn now(step: Step) -> Self {
         Crumb {
-            at_ms: now_ms(),
+            at_us: to_us(SystemTime::now()),
             step,
         }
     }
@@ -117,7 +118,7 @@ impl Crumb {
     /// milliseconds since the Unix epoch (as the disconnect reports have it). Room names
     /// are scrubbed of e-mail addresses and tokens as they are shown.
     pub fn to_value(&self) -> Value {
-        let mut v = json!({ "at": self.at_ms, "step": self.step.kind() });
+        let mut v = json!({ "at": self.at_us / 1000, "step": self.step.kind() });
         let fields = match &self.step {
             Step::Opened(t) | Step::Upgraded(t) => json!({ "transport": t.as_str() }),
             Step::Connected { recovered } => json!({ "recovered": recovered }),
@@ -181,15 +182,15 @@ impl Trail {
 /// on a tie), the last `max` of them, with how many earlier ones are not shown.
 pub fn merge<'a>(
     sources: [&'a [&'a Crumb]; 3],
-    since_ms: u64,
+    since_us: u64,
     dropped: u32,
     max: usize,
 ) -> (Vec<Crumb>, u32) {
     let mut all: Vec<(u64, usize, &Crumb)> = sources
         .iter()
         .enumerate()
-        .flat_map(|(rank, crumbs)| crumbs.iter().map(move |c| (c.at_ms, rank, *c)))
-        .filter(|(at, _, _)| *at >= since_ms)
+        .flat_map(|(rank, crumbs)| crumbs.iter().map(move |c| (c.at_us, rank, *c)))
+        .filter(|(at, _, _)| *at >= since_us)
         .collect();
     all.sort_by_key(|(at, rank, _)| (*at, *rank));
     let skip = all.len().saturating_sub(max);
@@ -203,15 +204,10 @@ pub fn merge<'a>(
     )
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    to_ms(SystemTime::now())
-}
-
-/// Milliseconds since the Unix epoch (0 before it, saturated far after it).
-pub fn to_ms(t: SystemTime) -> u64 {
+/// Microseconds since the Unix epoch (0 before it, saturated far after it).
+pub fn to_us(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -219,7 +215,10 @@ mod tests {
     use super::*;
 
     fn at(ms: u64, step: Step) -> Crumb {
-        Crumb { at_ms: ms, step }
+        Crumb {
+            at_us: ms * 1000,
+            step,
+        }
     }
 
     #[test]
@@ -230,7 +229,7 @@ mod tests {
             t.push(at(n, Step::Joined(Room::from(n.to_string()))), 32);
         }
         assert_eq!(t.crumbs().count(), 32);
-        assert_eq!(t.crumbs().next().map(|c| c.at_ms), Some(8));
+        assert_eq!(t.crumbs().next().map(|c| c.at_us), Some(8000));
         assert_eq!(t.dropped(), 8);
         let mut none = Trail::default();
         none.push(at(1, Step::Connected { recovered: false }), 0);
@@ -255,14 +254,14 @@ mod tests {
             s.iter().collect()
         }
         let (s, e, n) = (refs(&socket), refs(&session), refs(&node));
-        let (all, dropped) = merge([&s, &e, &n], 5, 0, 32);
+        let (all, dropped) = merge([&s, &e, &n], 5000, 0, 32);
         let kinds: Vec<_> = all.iter().map(|c| c.step.kind()).collect();
         assert_eq!(
             kinds,
             ["opened", "connected", "upgraded", "joined", "pressure"]
         );
         assert_eq!(dropped, 0);
-        let (last, dropped) = merge([&s, &e, &n], 5, 3, 2);
+        let (last, dropped) = merge([&s, &e, &n], 5000, 3, 2);
         assert_eq!(last.len(), 2);
         assert_eq!(last[0].step, Step::Joined("a".into()));
         assert_eq!(dropped, 6);

@@ -43,6 +43,7 @@ use switchboard_engine::eio::Body;
 use switchboard_engine::eio::server::RequestBody;
 use tokio::time::Instant;
 
+pub(crate) use disconnects::node_answerer;
 pub(crate) use listener::serve;
 pub(crate) use metrics::ApiMetrics;
 pub(crate) use site::{BoundSite, SiteError};
@@ -165,8 +166,8 @@ async fn dispatch(
         Endpoint::Room => ok(&inspect::room(state, param(0), param(1)).await?),
         Endpoint::Sockets => ok(&inspect::sockets(state, param(0), query).await?),
         Endpoint::Socket => ok(&inspect::socket(state, param(0), param(1)).await?),
-        Endpoint::Timeline => ok(&disconnects::timeline(state, param(0), param(1))?),
-        Endpoint::Disconnects => ok(&disconnects::list(state, query)?),
+        Endpoint::Timeline => ok(&disconnects::timeline(state, param(0), param(1)).await?),
+        Endpoint::Disconnects => ok(&disconnects::list(state, query).await?),
         Endpoint::OpenApi => Ok(openapi::response()),
     }
 }

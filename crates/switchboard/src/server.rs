@@ -130,6 +130,9 @@ impl Server {
             .clone()
             .or_else(|| cluster.uid().map(str::to_owned))
             .unwrap_or_default();
+        // The other nodes' questions (the API's diagnosis) are answered from this
+        // node's reports and sockets, under this node's name.
+        cluster.answer_nodes(node.clone(), crate::api::node_answerer(io.clone()));
         if cluster.adapter() != AdapterKind::Memory {
             let relay = relay_address(config, listener.local_addr().ok());
             match &relay {

@@ -12,22 +12,19 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use ring::hmac;
 use serde::{Deserialize, Serialize};
 use switchboard_engine::eio::forward::{ForwardedRequest, ForwardedResponse};
 
 use crate::ClusterSecret;
+use crate::sign::{Signer, Unsealed};
 
 /// A forwarded request's id: random, so nobody can aim an answer or a cancel at a
 /// request without having seen it.
-pub(super) type RequestId = u128;
+pub(crate) type RequestId = u128;
 
 /// Prefixed to what the tag covers, so a tag made for anything else under the same
 /// secret never passes for a forwarding frame's (and a future format gets its own).
 const DOMAIN: &[u8] = b"switchboard forwarding frame v1\0";
-
-/// Length of the HMAC-SHA256 tag.
-const TAG_LEN: usize = 32;
 
 /// What crosses the forwarding channels.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,44 +99,37 @@ pub(super) enum FrameError {
     Field(&'static str),
 }
 
+impl From<Unsealed> for FrameError {
+    fn from(err: Unsealed) -> Self {
+        match err {
+            Unsealed::Short => FrameError::Short,
+            Unsealed::Signature => FrameError::Signature,
+        }
+    }
+}
+
 /// Signs frames and checks their signatures with the cluster secret.
 #[derive(Debug)]
 pub(super) struct Seal {
-    key: hmac::Key,
+    signer: Signer,
 }
 
 impl Seal {
     pub(super) fn new(secret: &ClusterSecret) -> Seal {
         Seal {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            signer: Signer::new(secret),
         }
     }
 
     /// `frame` for the node tagged `to`, sent at `sent_ms`, signed.
     pub(super) fn seal(&self, to: &str, sent_ms: u64, frame: &Frame) -> Bytes {
-        let body = encode(to, sent_ms, frame);
-        let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(DOMAIN);
-        ctx.update(&body);
-        let tag = ctx.sign();
-        let mut out = BytesMut::with_capacity(TAG_LEN + body.len());
-        out.put_slice(tag.as_ref());
-        out.put_slice(&body);
-        out.freeze()
+        self.signer.seal(DOMAIN, &encode(to, sent_ms, frame))
     }
 
     /// The frame, once its tag is checked (in constant time) and before anything of
     /// it is parsed.
     pub(super) fn open(&self, sealed: &[u8]) -> Result<Envelope, FrameError> {
-        if sealed.len() < TAG_LEN {
-            return Err(FrameError::Short);
-        }
-        let (tag, body) = sealed.split_at(TAG_LEN);
-        let mut signed = Vec::with_capacity(DOMAIN.len() + body.len());
-        signed.extend_from_slice(DOMAIN);
-        signed.extend_from_slice(body);
-        hmac::verify(&self.key, &signed, tag).map_err(|_| FrameError::Signature)?;
-        decode(body)
+        decode(self.signer.open(DOMAIN, sealed)?)
     }
 }
 
@@ -281,15 +271,12 @@ pub(crate) fn fuzz(unsigned: &[u8]) {
         let secret = "fuzz".repeat(ClusterSecret::MIN_LEN);
         Seal::new(&ClusterSecret::new(&secret).expect("long enough"))
     });
-    let forged = [&[0; TAG_LEN][..], unsigned].concat();
+    let forged = [&[0; crate::sign::TAG_LEN][..], unsigned].concat();
     assert!(matches!(
         seal.open(&forged),
         Err(FrameError::Short | FrameError::Signature)
     ));
-    let mut ctx = hmac::Context::with_key(&seal.key);
-    ctx.update(DOMAIN);
-    ctx.update(unsigned);
-    let signed = [ctx.sign().as_ref(), unsigned].concat();
+    let signed = seal.signer.seal(DOMAIN, unsigned);
     let Ok(envelope) = seal.open(&signed) else {
         return;
     };
@@ -377,7 +364,8 @@ mod tests {
             let unsigned = encode("node02", 1, &frame);
             assert!(seal.open(&unsigned).is_err());
             // Any byte changed, the destination and the time included.
-            for at in [0, TAG_LEN, TAG_LEN + 10, sealed.len() - 1] {
+            let tag_len = crate::sign::TAG_LEN;
+            for at in [0, tag_len, tag_len + 10, sealed.len() - 1] {
                 let mut altered = sealed.to_vec();
                 altered[at] ^= 1;
                 assert!(

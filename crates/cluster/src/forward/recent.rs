@@ -1,12 +1,14 @@
 //! What the forwarder remembers of recent requests, bounded: cancels that overtook
 //! their request, and the requests already run (so a replayed frame runs nothing).
+//! Node questions (`crate::questions`) remember the questions they answered with the
+//! same [`Seen`].
 
 use std::collections::{HashSet, VecDeque};
 
 use super::frame::RequestId;
 
 /// A request as other nodes name it: the sender's tag and its id.
-pub(super) type RequestKey = (String, RequestId);
+pub(crate) type RequestKey = (String, RequestId);
 
 /// Cancels remembered for requests not seen yet (a cancel can overtake its request:
 /// they travel on different connections).
@@ -45,7 +47,7 @@ impl EarlyCancels {
 /// Requests already run, each kept until frames sent when it was are too old to be
 /// accepted anyway.
 #[derive(Debug, Default)]
-pub(super) struct Seen {
+pub(crate) struct Seen {
     set: HashSet<RequestKey>,
     /// `(sent_ms, key)`, in arrival order.
     order: VecDeque<(u64, RequestKey)>,
@@ -54,7 +56,7 @@ pub(super) struct Seen {
 impl Seen {
     /// Records `key`, sent at `sent_ms`; false when it was seen already (a replay).
     /// Forgets what was sent before `forget_before_ms`.
-    pub(super) fn first_time(
+    pub(crate) fn first_time(
         &mut self,
         key: &RequestKey,
         sent_ms: u64,

@@ -417,7 +417,7 @@ impl Session {
     /// and what it kept since.
     pub(crate) fn crumbs(&self) -> (Crumb, Trail) {
         let opened = Crumb {
-            at_ms: crate::breadcrumbs::to_ms(self.info.issued),
+            at_us: crate::breadcrumbs::to_us(self.info.issued),
             step: Step::Opened(self.info.transport),
         };
         let trail = self.lock().trail.as_deref().cloned().unwrap_or_default();

@@ -577,7 +577,7 @@ impl Socket {
         let node: Vec<&Crumb> = node.iter().collect();
         breadcrumbs::merge(
             [&own, &connection, &node],
-            opened.at_ms,
+            opened.at_us,
             dropped,
             self.client.io().config.breadcrumbs,
         )
