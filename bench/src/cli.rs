@@ -27,7 +27,8 @@ pub(crate) enum Command {
     All(RunArgs),
     /// A few seconds, tiny sizes, every server that can run here (what CI runs). Exits
     /// non-zero when Switchboard or the bare broadcaster fails in any way (start, crash,
-    /// scenario error, lost connection, lost event, missing samples) or a peer crashes.
+    /// scenario error, lost connection, lost event, unacked broadcast, missing samples)
+    /// or a peer crashes.
     Smoke(Common),
     /// Server RSS per idle connection.
     Idle(RunArgs),

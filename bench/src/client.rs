@@ -229,7 +229,7 @@ impl Session {
             _ => None,
         };
         let args = within("join ack", self.wait_for(ack)).await?;
-        if args != self.dialect.join_ack() {
+        if args != self.dialect.ok_ack() {
             bail!(
                 "join {room:?} refused: ack {}",
                 String::from_utf8_lossy(&args)

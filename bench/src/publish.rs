@@ -8,6 +8,11 @@
 //! Two pacing modes: closed loop ("as fast as the server accepts them": a window of
 //! unacknowledged broadcasts, and a cap on published-but-undelivered events so a server
 //! that acks before it delivers cannot hide a growing backlog), and a fixed rate.
+//!
+//! Every ack must be the dialect's positive one (a refused broadcast is an error), and
+//! [`Publisher::settle`] ends a scenario with the exact number of broadcasts never acked:
+//! the closed loop's write-offs after a stall only free its window, they do not count as
+//! acks.
 
 use std::time::{Duration, Instant};
 
@@ -93,8 +98,14 @@ pub(crate) struct Publisher {
     buf: BytesMut,
     /// Outgoing frames of one batch.
     out: BytesMut,
-    /// Counts of this publisher so far.
+    /// Counts of this publisher so far (`acked`: acks received, never write-offs).
     done: Published,
+    /// Acks written off after a stall (every phase) that have not arrived since: they no
+    /// longer hold places in the window.
+    forgiven: u64,
+    /// Broadcasts numbered below this had their acks written off: a Socket.IO ack of
+    /// one of them arriving late gives its place in `forgiven` back.
+    forgiven_below: u64,
     /// How broadcasts are sent and acknowledged.
     wire: Wire,
 }
@@ -116,6 +127,8 @@ impl Publisher {
             buf: session.buf,
             out: BytesMut::new(),
             done: Published::default(),
+            forgiven: 0,
+            forgiven_below: 0,
             wire: Wire::Socket(session.dialect),
         })
     }
@@ -130,6 +143,8 @@ impl Publisher {
             buf: BytesMut::with_capacity(ws::READ_BUFFER),
             out: BytesMut::new(),
             done: Published::default(),
+            forgiven: 0,
+            forgiven_below: 0,
             wire: Wire::Api(target.addr.to_string()),
         })
     }
@@ -218,19 +233,44 @@ impl Publisher {
         }
     }
 
-    /// Writes the current backlog and missing acks off as lost (the server dropped them).
+    /// Writes the current backlog and missing acks off as lost (the server dropped them),
+    /// so the closed loop goes on; an ack that arrives later is still counted.
     fn write_off(&mut self, pace: Pace, sent: u64, delivered: u64) {
         if let Pace::Closed { fanout, share, .. } = pace {
             let counted = delivered / share.max(1) + self.done.written_off;
             self.done.written_off += (sent * fanout).saturating_sub(counted);
-            self.done.lost_acks += self.unacked();
-            self.done.acked = self.done.sent;
+            let missing = self.unacked();
+            self.done.lost_acks += missing;
+            self.forgiven += missing;
+            self.forgiven_below = self.done.sent;
         }
     }
 
-    /// Broadcasts sent and not yet acknowledged.
+    /// Broadcasts sent and neither acknowledged nor written off: the window's places in
+    /// use (saturating: a server that acks twice must not wrap it).
     fn unacked(&self) -> u64 {
-        self.done.sent - self.done.acked
+        self.done
+            .sent
+            .saturating_sub(self.done.acked + self.forgiven)
+    }
+
+    /// Counts `acks` new acks, `late` of them for written-off broadcasts.
+    fn count_acks(&mut self, acks: u64, late: u64) {
+        self.done.acked += acks;
+        self.forgiven = self.forgiven.saturating_sub(late);
+    }
+
+    /// Reads acks until every broadcast sent so far has one or `until` passes; returns
+    /// how many never got one (exact: write-offs do not count as acks). Ends a scenario,
+    /// after its deliveries were waited for.
+    pub(crate) async fn settle(&mut self, until: Instant) -> anyhow::Result<u64> {
+        while self.done.acked < self.done.sent {
+            tokio::select! {
+                read = fill(&mut self.rd, &mut self.buf) => { read?; self.walk().await?; }
+                () = tokio::time::sleep_until(until.into()) => break,
+            }
+        }
+        Ok(self.done.sent.saturating_sub(self.done.acked))
     }
 
     /// Appends the next broadcast (stamped `stamp`, to `room`) to the pending batch.
@@ -258,18 +298,35 @@ impl Publisher {
         Ok(())
     }
 
-    /// Walks what was read: counts acks, answers pings.
+    /// Walks what was read: counts acks (each must be positive), answers pings.
     async fn walk(&mut self) -> anyhow::Result<()> {
-        if let Wire::Api(_) = self.wire {
-            self.done.acked += http::take_responses(&mut self.buf)?;
-            return Ok(());
-        }
+        let dialect = match self.wire {
+            Wire::Socket(dialect) => dialect,
+            Wire::Api(_) => {
+                // Answers come in request order: after a write-off, the first ones
+                // answer the written-off requests.
+                let answers = http::take_responses(&mut self.buf)?;
+                self.count_acks(answers, answers.min(self.forgiven));
+                return Ok(());
+            }
+        };
         let mut replies = Replies::default();
-        let mut acked = 0;
+        let (mut acked, mut late, mut refused) = (0, 0, None);
+        let forgiven_below = self.forgiven_below;
         drain_frames(&mut self.buf, &mut replies, |p| {
-            acked += u64::from(matches!(p, Incoming::Ack(..)))
+            if let Incoming::Ack(id, args) = p {
+                acked += 1;
+                late += u64::from(id < forgiven_below);
+                if args != dialect.ok_ack() && refused.is_none() {
+                    let args = String::from_utf8_lossy(args);
+                    refused = Some(format!("broadcast {id} refused: ack {args}"));
+                }
+            }
         })?;
-        self.done.acked += acked;
+        if let Some(refused) = refused {
+            anyhow::bail!("{refused}");
+        }
+        self.count_acks(acked, late);
         replies.encode(&mut self.out);
         if replies.closed {
             anyhow::bail!("server closed the publisher's session");
@@ -297,6 +354,101 @@ pub(crate) fn rooms_visited(len: usize, (offset, stride): (usize, usize)) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A publisher in `dialect` whose server is the returned end of a loopback socket.
+    async fn loopback(dialect: Dialect) -> anyhow::Result<(Publisher, tokio::net::TcpStream)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let connect = tokio::net::TcpStream::connect(addr);
+        let (client, server) = tokio::join!(connect, listener.accept());
+        let (rd, wr) = client?.into_split();
+        let publisher = Publisher {
+            rd,
+            wr,
+            buf: BytesMut::new(),
+            out: BytesMut::new(),
+            done: Published::default(),
+            forgiven: 0,
+            forgiven_below: 0,
+            wire: Wire::Socket(dialect),
+        };
+        Ok((publisher, server?.0))
+    }
+
+    /// Sends Socket.IO `packets` from the server side, one WebSocket frame each.
+    async fn send(server: &mut tokio::net::TcpStream, packets: &[&str]) -> anyhow::Result<()> {
+        let mut frames = BytesMut::new();
+        for packet in packets {
+            ws::encode_frame(&mut frames, OP_TEXT, packet.as_bytes(), None);
+        }
+        server.write_all(&frames).await?;
+        Ok(())
+    }
+
+    /// A deadline `ms` milliseconds from now.
+    fn in_ms(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn a_late_ack_after_a_write_off_counts_once() -> anyhow::Result<()> {
+        let (mut publisher, mut server) = loopback(Dialect::Handlers).await?;
+        let pace = Pace::Closed {
+            window: 16,
+            fanout: 10,
+            max_backlog: 160,
+            share: 1,
+        };
+        publisher.done.sent = 16;
+        publisher.write_off(pace, 16, 160);
+        assert_eq!((publisher.done.lost_acks, publisher.unacked()), (16, 0));
+        // The ack of broadcast 3 arrives after all: counted, and its written-off place
+        // is not given twice (this used to overflow `sent - acked`).
+        send(&mut server, &["433[true]"]).await?;
+        assert_eq!(publisher.settle(in_ms(200)).await?, 15);
+        assert_eq!((publisher.done.acked, publisher.forgiven), (1, 15));
+        assert_eq!(publisher.unacked(), 0);
+        // A broadcast sent after the write-off holds a place until its own ack.
+        publisher.done.sent = 17;
+        assert_eq!(publisher.unacked(), 1);
+        send(&mut server, &["4316[true]"]).await?;
+        assert_eq!(publisher.settle(in_ms(200)).await?, 15);
+        assert_eq!(publisher.unacked(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn settle_waits_for_every_ack() -> anyhow::Result<()> {
+        let (mut publisher, mut server) = loopback(Dialect::Handlers).await?;
+        publisher.done.sent = 3;
+        send(&mut server, &["430[true]", "431[true]"]).await?;
+        assert_eq!(publisher.settle(in_ms(200)).await?, 1);
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            send(&mut server, &["432[true]"]).await
+        };
+        let (settled, sent) = tokio::join!(publisher.settle(in_ms(5000)), late);
+        sent?;
+        assert_eq!(settled?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_refused_broadcast_is_an_error_naming_its_ack() -> anyhow::Result<()> {
+        let (mut publisher, mut server) = loopback(Dialect::Rules).await?;
+        publisher.done.sent = 2;
+        send(
+            &mut server,
+            &["430[{\"ok\":true}]", "431[{\"error\":\"not in room\"}]"],
+        )
+        .await?;
+        let err = publisher.settle(in_ms(1000)).await.err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some("broadcast 1 refused: ack [{\"error\":\"not in room\"}]")
+        );
+        Ok(())
+    }
 
     #[test]
     fn a_publisher_visits_one_residue_class_of_rooms() {

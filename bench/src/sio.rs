@@ -161,8 +161,8 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    /// Arguments of a successful `join`'s acknowledgement, as on the wire.
-    pub(crate) fn join_ack(self) -> &'static [u8] {
+    /// Arguments of a successful `join`'s or publish's acknowledgement, as on the wire.
+    pub(crate) fn ok_ack(self) -> &'static [u8] {
         match self {
             Dialect::Handlers => b"[true]",
             Dialect::Rules => b"[{\"ok\":true}]",
@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(classify(b"4317[true]"), Incoming::Ack(17, b"[true]"));
         assert_eq!(
             classify(b"433[{\"ok\":true}]"),
-            Incoming::Ack(3, Dialect::Rules.join_ack())
+            Incoming::Ack(3, Dialect::Rules.ok_ack())
         );
         assert_eq!(classify(b"43[true]"), Incoming::Other);
         assert_eq!(classify(b"44{\"message\":\"no\"}"), Incoming::Refused);
@@ -302,9 +302,9 @@ mod tests {
     }
 
     #[test]
-    fn join_acks_and_publisher_membership_differ_by_dialect() {
-        assert_eq!(Dialect::Handlers.join_ack(), b"[true]");
-        assert_eq!(Dialect::Rules.join_ack(), b"[{\"ok\":true}]");
+    fn ok_acks_and_publisher_membership_differ_by_dialect() {
+        assert_eq!(Dialect::Handlers.ok_ack(), b"[true]");
+        assert_eq!(Dialect::Rules.ok_ack(), b"[{\"ok\":true}]");
         assert!(!Dialect::Handlers.publisher_joins());
         assert!(Dialect::Rules.publisher_joins());
     }

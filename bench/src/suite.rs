@@ -27,6 +27,14 @@ use crate::scenarios::{self, Params, Scenario, Target};
 /// Longest a single scenario step may run before it is abandoned (opening 15k
 /// connections to a slow server included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a step that failed waits to see its server exit before calling the failure
+/// the scenario's: a server dying mid-step resets the generator's connections as it
+/// goes, a moment before its exit can be collected, and that is a crash (which fails a
+/// peer's smoke too), not a scenario error. Only failed steps wait, and a server that
+/// is still running costs this once.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+/// Polling interval while waiting out [`EXIT_GRACE`].
+const EXIT_POLL: Duration = Duration::from_millis(20);
 
 /// What to run and where to write.
 #[derive(Debug, Clone)]
@@ -418,7 +426,11 @@ async fn run_server_step(
         tokio::time::timeout(STEP_TIMEOUT, run_step(step, &target, &plan.params, report)).await;
     let outcome =
         outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {STEP_TIMEOUT:?}")));
-    let failure = match (outcome, running.exited()) {
+    let exited = match outcome {
+        Ok(()) => running.exited(),
+        Err(_) => running.exited_within(EXIT_GRACE).await,
+    };
+    let failure = match (outcome, exited) {
         (Ok(()), None) => None,
         (Ok(()), Some(exit)) => Some((FailureKind::Crash, format!("during the step, {exit}"))),
         (Err(e), Some(exit)) => Some((FailureKind::Crash, format!("{e:#}; {exit}"))),
@@ -495,6 +507,18 @@ impl Running {
                 .exited()
                 .map(|status| format!("server exited ({status}); stderr: {}", tail(log))),
             Running::Cluster(cluster) => cluster.exited(),
+        }
+    }
+
+    /// [`Running::exited`], waiting up to `grace` for something to exit.
+    async fn exited_within(&mut self, grace: Duration) -> Option<String> {
+        let until = tokio::time::Instant::now() + grace;
+        loop {
+            let exited = self.exited();
+            if exited.is_some() || tokio::time::Instant::now() >= until {
+                return exited;
+            }
+            tokio::time::sleep(EXIT_POLL).await;
         }
     }
 

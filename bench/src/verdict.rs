@@ -11,10 +11,12 @@
 //! - a scenario returned an error, or a step the plan asks for has no result;
 //! - in the recovery storm (Switchboard's fixture only), a client not recovered, an
 //!   acked event lost or duplicated, an event the survivor did not ack;
-//! - a connection of the generator was lost, an event never arrived (`undelivered`, an
-//!   exact count taken after the scenario waited for every event), a latency phase
-//!   recorded fewer or more samples than broadcasts × room size, an idle count has no
-//!   measurement, a churn cycle failed or none completed; in the SSE scenario
+//! - a connection of the generator was lost (in any phase of the scenario), an event
+//!   never arrived (`undelivered`, an exact count taken after the scenario waited for
+//!   every event), a broadcast was never acked (`unacked`, exact, counted after the
+//!   publisher waited for every ack; a refused broadcast is a scenario error), a latency
+//!   phase recorded fewer or more samples than broadcasts × room size, an idle count has
+//!   no measurement, a churn cycle failed or none completed; in the SSE scenario
 //!   (`switchboard serve` only), the server's `/metrics` counting other than the idle
 //!   receivers the generator holds.
 //!
@@ -338,6 +340,7 @@ impl Judging<'_> {
             Some(f) => {
                 self.lost(step, f.lost_connections);
                 self.delivered(step, f.undelivered, f.written_off);
+                self.acked(step, f.unacked);
             }
         }
         match latency {
@@ -392,6 +395,7 @@ impl Judging<'_> {
         };
         self.lost(step, f.fanout.lost_connections);
         self.delivered(step, f.fanout.undelivered, f.fanout.written_off);
+        self.acked(step, f.fanout.unacked);
     }
 
     /// Cluster latency: exactly one sample per delivery owed, on the publisher's node and
@@ -428,6 +432,7 @@ impl Judging<'_> {
         };
         self.lost(step, r.rooms.lost_connections);
         self.delivered(step, r.rooms.undelivered, r.rooms.written_off);
+        self.acked(step, r.rooms.unacked);
     }
 
     /// Idle: a point per connection count, no connection lost.
@@ -450,6 +455,7 @@ impl Judging<'_> {
         };
         self.lost(step, f.lost_connections);
         self.delivered(step, f.undelivered, f.written_off);
+        self.acked(step, f.unacked);
     }
 
     /// Latency: one result per load the plan asks for, each with exactly one sample per
@@ -498,6 +504,7 @@ impl Judging<'_> {
         };
         self.lost(step, r.lost_connections);
         self.delivered(step, r.undelivered, r.written_off);
+        self.acked(step, r.unacked);
     }
 
     /// Churn: cycles completed, none failed.
@@ -523,6 +530,14 @@ impl Judging<'_> {
     fn lost(&mut self, step: &str, lost: usize) {
         if lost > 0 {
             self.problem(step, format!("{lost} connections lost"));
+        }
+    }
+
+    /// Broadcasts the server never acknowledged (it accepted them silently or dropped
+    /// them: either way the publisher's closed loop stalled on them).
+    fn acked(&mut self, step: &str, unacked: u64) {
+        if unacked > 0 {
+            self.problem(step, format!("{unacked} broadcasts never acked"));
         }
     }
 
@@ -577,6 +592,7 @@ mod tests {
             generator_cpu_s_per_m: 1.0,
             written_off: 0,
             undelivered: 0,
+            unacked: 0,
             lost_connections: 0,
         };
         let latency = |room_size: usize, load: f64| LatencyResult {
@@ -604,6 +620,7 @@ mod tests {
             generator_cpu_s_per_m: 1.0,
             written_off: 0,
             undelivered: 0,
+            unacked: 0,
             lost_connections: 0,
         };
         let shapes: Vec<Shape> = params
@@ -738,6 +755,7 @@ mod tests {
                         generator_cpu_s_per_m: 1.0,
                         written_off: 0,
                         undelivered: 0,
+                        unacked: 0,
                         lost_connections: 0,
                     })
                     .collect(),
@@ -1096,6 +1114,77 @@ mod tests {
             only_failure(&report),
             "FAIL switchboard-serve fanout-10: latency at 50% of peak: 0 samples, \
              expected 500 (broadcasts × room size)"
+        );
+    }
+
+    #[test]
+    fn switchboard_unacked_broadcasts_fail_and_node_ones_warn() {
+        let mut report = smoke_report();
+        entry(&mut report, ServerKind::Switchboard).fanout[0].unacked = 16;
+        entry(&mut report, ServerKind::Node).fanout[0].unacked = 4;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard fanout-10: 16 broadcasts never acked"
+        );
+        let warnings: Vec<String> = verdict(&report)
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warn)
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(warnings, ["WARN node fanout-10: 4 broadcasts never acked"]);
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        if let Some(r) = serve.rooms.as_mut() {
+            r.unacked = 1;
+        }
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve rooms: 1 broadcasts never acked"
+        );
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.sse[0].fanout[0].unacked = 2;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve sse-fanout-10: 2 broadcasts never acked"
+        );
+    }
+
+    #[test]
+    fn switchboard_serve_that_exits_during_a_step_fails() {
+        let mut report = smoke_report();
+        let serve = entry(&mut report, ServerKind::SwitchboardServe);
+        serve.fanout.remove(1);
+        serve.latency.retain(|l| l.room_size != 50);
+        serve.failures.push(failure(
+            "fanout-50",
+            FailureKind::Crash,
+            "server closed the session; server exited (signal: 9 (SIGKILL))",
+        ));
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve fanout-50: crashed: server closed the session; \
+             server exited (signal: 9 (SIGKILL))"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_cannot_run_here_is_skipped_and_the_run_passes() {
+        let mut report = smoke_report();
+        // What `prepare` reports without node on PATH; the runner then runs none of its
+        // steps.
+        entry(&mut report, ServerKind::Node).skipped =
+            Some("node not usable: No such file or directory".to_owned());
+        let verdict = verdict(&report);
+        assert!(!verdict.failed(), "{:#?}", verdict.findings);
+        let said: Vec<String> = verdict.findings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            said,
+            [
+                "SKIP socketioxide -: could not be prepared: socketioxide peer not built",
+                "SKIP node -: could not be prepared: node not usable: No such file or directory"
+            ]
         );
     }
 

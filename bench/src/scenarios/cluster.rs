@@ -178,16 +178,14 @@ pub(crate) async fn fanout(
             other_nodes,
         });
     }
-    room.drain().await;
-    let undelivered = room.undelivered();
-    let fanout = peak.map(|(mut result, cpu)| {
-        result.undelivered = undelivered;
-        ClusterFanout {
-            shape,
-            fanout: result,
-            cpu,
-        }
+    let mut fanout = peak.map(|(result, cpu)| ClusterFanout {
+        shape,
+        fanout: result,
+        cpu,
     });
+    if let Some(f) = &mut fanout {
+        room.settle(&mut f.fanout).await?;
+    }
     Ok((fanout, latency))
 }
 

@@ -4,8 +4,9 @@
 //!
 //! Every event published reaches every member of the room exactly once, so between phases
 //! the scenario waits until all of them have arrived: a latency phase then records exactly
-//! its own events (`samples == expected`), and the scenario ends with an exact count of
-//! events that never arrived (`undelivered`).
+//! its own events (`samples == expected`), and the scenario ends ([`Room::settle`]) with
+//! exact counts of events that never arrived (`undelivered`), broadcasts never acked
+//! (`unacked`) and receivers lost over every phase (`lost_connections`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,7 +56,12 @@ pub(crate) struct FanoutResult {
     /// that had not arrived when it ended: broadcasts × room size − events received. Exact.
     #[serde(default)]
     pub(crate) undelivered: u64,
-    /// Room clients whose connection the server closed.
+    /// Broadcasts of the whole scenario never acknowledged by its end (write-offs after
+    /// a stall are not acks). Exact.
+    #[serde(default)]
+    pub(crate) unacked: u64,
+    /// Room clients whose connection ended (the server closed it) by the end of the
+    /// scenario, every phase.
     pub(crate) lost_connections: usize,
 }
 
@@ -177,7 +183,7 @@ impl Room {
 
     /// Waits until every event published so far has arrived (less what an earlier drain
     /// gave up on), bounded by [`DRAIN`]; on timeout, gives up on what is missing.
-    pub(crate) async fn drain(&mut self) {
+    async fn drain(&mut self) {
         let expected = self.expected() - self.given_up;
         if !self.stats.wait_delivered(expected, DRAIN).await {
             self.given_up = self.undelivered();
@@ -185,8 +191,19 @@ impl Room {
     }
 
     /// Deliveries asked for so far that have not arrived.
-    pub(crate) fn undelivered(&self) -> u64 {
+    fn undelivered(&self) -> u64 {
         self.expected().saturating_sub(self.stats.delivered())
+    }
+
+    /// Ends the scenario: waits for every event ([`Room::drain`]) and then for every ack
+    /// (at most [`DRAIN`]), and records on `result` the exact counts of the whole
+    /// scenario: deliveries that never arrived, broadcasts never acked, receivers lost.
+    pub(crate) async fn settle(&mut self, result: &mut FanoutResult) -> anyhow::Result<()> {
+        self.drain().await;
+        result.undelivered = self.undelivered();
+        result.unacked = self.publisher.settle(Instant::now() + DRAIN).await?;
+        result.lost_connections = self.fleet.lost();
+        Ok(())
     }
 }
 
@@ -232,7 +249,9 @@ pub(crate) async fn measure_peak(
         server_cores: server_cpu / seconds,
         generator_cpu_s_per_m: per_million(generator_cpu, deliveries),
         written_off: published.written_off,
+        // Set by `Room::settle` at the end of the scenario.
         undelivered: 0,
+        unacked: 0,
         lost_connections: room.fleet.lost(),
     };
     Ok((result, spent))
@@ -312,7 +331,6 @@ pub(crate) async fn run(
             results.push(latency);
         }
     }
-    room.drain().await;
-    peak.undelivered = room.undelivered();
+    room.settle(&mut peak).await?;
     Ok((peak, results))
 }

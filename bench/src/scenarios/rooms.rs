@@ -4,7 +4,8 @@
 //! clients (50k for 10k×5) cannot be held; instead R clients each join M rooms: client
 //! `i` joins rooms `i, i-1, …, i-M+1` (mod R), so every room has exactly M members and
 //! every emit still reaches M distinct connections. Every emit is thus owed exactly M
-//! deliveries, and the scenario ends with an exact count of those that never arrived.
+//! deliveries, and the scenario ends with exact counts of those that never arrived and
+//! of emits never acked.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +50,10 @@ pub(crate) struct RoomsResult {
     /// ended: emits × members − events received. Exact.
     #[serde(default)]
     pub(crate) undelivered: u64,
+    /// Emits of the whole scenario never acknowledged by its end (write-offs after a
+    /// stall are not acks). Exact.
+    #[serde(default)]
+    pub(crate) unacked: u64,
     /// Clients whose connection the server closed.
     pub(crate) lost_connections: usize,
 }
@@ -144,6 +149,11 @@ pub(crate) async fn run_measured(
     eprintln!("    rooms: {:.0} deliveries/s", deliveries as f64 / seconds);
     let expected = (warmup_sent + sent) * members as u64;
     stats.wait_delivered(expected, DRAIN).await;
+    let acks_until = Instant::now() + DRAIN;
+    let mut unacked = 0;
+    for publisher in &mut publishers {
+        unacked += publisher.settle(acks_until).await?;
+    }
     let result = RoomsResult {
         rooms,
         members,
@@ -155,6 +165,7 @@ pub(crate) async fn run_measured(
         generator_cpu_s_per_m: per_million(generator_cpu, deliveries),
         written_off,
         undelivered: expected.saturating_sub(stats.delivered()),
+        unacked,
         lost_connections: fleet.lost(),
     };
     Ok((result, spent))

@@ -105,7 +105,6 @@ pub(crate) async fn fanout(
         "    {what} latency {size} at {:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs, server {:.2} cores",
         latency.rate, latency.p50_us, latency.p99_us, latency.p999_us, latency.server_cores
     );
-    room.drain().await;
-    peak.undelivered = room.undelivered();
+    room.settle(&mut peak).await?;
     Ok((peak, latency))
 }
