@@ -317,6 +317,31 @@ def forward():
         write("forward_frame", name, data)
 
 
+def questions():
+    def frame(obj):
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    base = {"id": 2**128 - 9, "from": "node01", "ts": 1700000000000}
+    frames = {
+        "question-disconnects": frame({"question": dict(base, body={
+            "disconnects": {"namespace": "/chat", "category": "heartbeat", "limit": 100}})}),
+        "question-timeline": frame({"question": dict(base, body={
+            "timeline": {"namespace": "/", "socket": "uzQdNPnX8YbQ2l7mAAAB"}})}),
+        "answer": frame({"answer": dict(base, to="node02", node="eu-1", body={"disconnects": [{
+            "at": 1700000000000, "namespace": "/", "socket_id": "uzQdNPnX8YbQ2l7mAAAB",
+            "transport": "websocket", "reason": "ping timeout", "category": "heartbeat",
+            "confidence": 1.0, "evidence": ["last heard 46.1 s ago"],
+            "breadcrumbs": [{"at": 1700000000000, "step": "joined", "room": "a"}],
+            "dropped_steps": 0}]})}),
+        "answer-timeline-none": frame({"answer": dict(base, to="node02", node="eu-1",
+                                                      body={"timeline": None})}),
+        "bad-name": frame({"answer": dict(base, to="node 02", node="", body={})}),
+        "unknown-field": frame({"question": dict(base, body={}, extra=1)}),
+    }
+    for name, data in frames.items():
+        write("question_frame", name, data)
+
+
 def main():
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
@@ -327,6 +352,7 @@ def main():
     jwt()
     hooks()
     forward()
+    questions()
     files = list(CORPUS.rglob("*"))
     size = sum(f.stat().st_size for f in files if f.is_file())
     print(f"{sum(1 for f in files if f.is_file())} seeds, {size} bytes")

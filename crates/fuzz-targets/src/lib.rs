@@ -16,6 +16,8 @@
 //! - [`hooks`]: a backend's reply to a forwarded event.
 //! - [`sse`]: a Socket.IO event framed as a Server-Sent Event.
 //! - [`forward_frame`]: the frames nodes forward long-polling requests with.
+//! - [`question_frame`]: the frames of the questions nodes ask each other (the
+//!   cluster-wide diagnosis API).
 //! - [`TARGETS`]: every body by its fuzz target's name.
 //! - `support` (private): input framing and float-tolerant comparisons.
 
@@ -52,6 +54,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("jwt", jwt),
     ("hook_reply", hook_reply),
     ("forward_frame", forward_frame),
+    ("question_frame", question_frame),
     ("sse_frame", sse_frame),
 ];
 
@@ -62,4 +65,12 @@ pub const TARGETS: &[(&str, Body)] = &[
 /// opens as parsed, and what opens seals and opens again to the same envelope.
 pub fn forward_frame(data: &[u8]) {
     switchboard_cluster::fuzz_forward_frame(data);
+}
+
+/// The node questions' frames (`switchboard_cluster::fuzz_question_frame`), as the
+/// parser sees them once their signature checked: a frame under a tag not made with
+/// the secret never opens; one signed with it opens as parsed (names checked), and
+/// what opens seals and opens again to the same frame.
+pub fn question_frame(data: &[u8]) {
+    switchboard_cluster::fuzz_question_frame(data);
 }

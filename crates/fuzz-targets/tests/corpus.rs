@@ -155,5 +155,6 @@ targets!(
     jwt,
     hook_reply,
     forward_frame,
+    question_frame,
     sse_frame,
 );
