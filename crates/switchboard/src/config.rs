@@ -15,6 +15,7 @@
 //! - `sse`: the `[sse]` section;
 //! - `diagnosis`: the `[diagnosis]` section;
 //! - `limits`: the `[limits]` section (the memory budget);
+//! - `admin`: the `[admin]` section (the Socket.IO Admin UI);
 //!
 //! Durations, the reader of nested tables (`namespaces`, `hooks`) and the errors it
 //! collects are `switchboard-settings`'s, shared with `switchboard-auth` and
@@ -23,6 +24,7 @@
 //! The engine's own settings are the engine's types ([`SocketIoConfig`]) with the
 //! engine's defaults; this module adds the process-level ones.
 
+mod admin;
 mod api;
 mod check;
 mod cluster;
@@ -45,6 +47,7 @@ use switchboard_engine::SocketIoConfig;
 use switchboard_engine::shutdown::{DEFAULT_DRAIN_BATCH, DEFAULT_DRAIN_INTERVAL};
 use tracing_subscriber::EnvFilter;
 
+pub(crate) use admin::{AdminConfig, AdminMode};
 pub(crate) use api::{ApiConfig, ApiKey, RateLimit, StaticConfig};
 pub(crate) use cluster::ClusterSettings;
 pub(crate) use error::ConfigErrors;
@@ -102,6 +105,8 @@ pub(crate) struct Config {
     pub(crate) sse: SseSettings,
     /// The memory budget of the pressure tiers (`[limits]`).
     pub(crate) limits: Limits,
+    /// The Socket.IO Admin UI (`[admin]`).
+    pub(crate) admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -123,6 +128,7 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             sse: SseSettings::default(),
             limits: Limits::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -11,14 +11,16 @@
 //! - `api`: the HTTP API for backends, static files, and the site that puts them
 //!   beside the engine;
 //! - `paths`: which URL paths the API, health and metrics own;
-//! - `signal`: SIGTERM and SIGINT.
+//! - `signal`: SIGTERM and SIGINT;
+//! - `admin`: the Socket.IO Admin UI's admin namespace.
 //!
-//! Layers, each importing only those below it: `paths`; `config` and `http`; `rules`
-//! and `api`; `server`, which wires them; `main`.
+//! Layers, each importing only those below it: `paths`; `config` and `http`; `rules`,
+//! `api` and `admin`; `server`, which wires them; `main`.
 //!
 //! `main` stays thin: command line → config → logging → bind → announce the address →
 //! wait for a signal → drain within the deadline.
 
+mod admin;
 mod api;
 mod cli;
 mod config;

@@ -33,6 +33,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "sse",
             "diagnosis",
             "limits",
+            "admin",
         ],
     ),
     ("log", &["format", "level"]),
@@ -68,6 +69,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("sse", super::sse::SSE_KEYS),
     ("diagnosis", super::diagnosis::DIAGNOSIS_KEYS),
     ("limits", super::limits::LIMITS_KEYS),
+    ("admin", super::admin::ADMIN_KEYS),
 ];
 
 /// A value as written, with the outcome of reading it as `T`. Reading it never fails,
@@ -110,6 +112,7 @@ pub(crate) struct RawConfig {
     pub(crate) sse: Option<Field<super::sse::RawSse>>,
     pub(crate) diagnosis: Option<Field<super::diagnosis::RawDiagnosis>>,
     pub(crate) limits: Option<Field<super::limits::RawLimits>>,
+    pub(crate) admin: Option<Field<super::admin::RawAdmin>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -63,6 +63,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
     entries.extend(super::sse::entries(config));
     entries.extend(super::diagnosis::entries(config));
     entries.extend(super::limits::entries(config));
+    entries.extend(super::admin::entries(config));
     entries
 }
 

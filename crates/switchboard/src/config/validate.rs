@@ -159,6 +159,8 @@ impl Validator<'_> {
         self.diagnosis(diagnosis, c);
         let limits = self.section("limits", raw.limits);
         self.limits(limits, c);
+        let admin = self.section("admin", raw.admin);
+        self.admin(admin, c);
         self.browser_safety(c);
     }
 

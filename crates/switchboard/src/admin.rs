@@ -1,0 +1,478 @@
+//! The server side of the official Socket.IO Admin UI (`@socket.io/admin-ui` 0.5): an
+//! admin namespace speaking the protocol its UI expects, so the hosted UI or its
+//! bundle watches and steers a Switchboard cluster with no Node server.
+//!
+//! - **Login**: `{username, password}` in the CONNECT `auth`, checked against a bcrypt
+//!   hash (off the runtime's threads, at most [`LOGINS_PER_SECOND`] a second per node,
+//!   so a password guesser cannot spend the node's CPU), answered with a `session`
+//!   event whose id logs the UI in again after a reload (`{sessionId}`); anything else
+//!   is refused with `invalid credentials`, as the package does.
+//! - **On connect**: `config` (the features: the commands unless `readonly`, the
+//!   aggregated events, and in development mode every event), then in development
+//!   mode `all_sockets`: every socket of every namespace this node has, on every node
+//!   (`fetchSockets`).
+//! - **Every 2 s**: `server_stats` of this node (id, host, pid, uptime, connections,
+//!   polling connections, namespaces with their sockets, and what happened since the
+//!   last one: connections, disconnections by reason, packets and bytes in and out),
+//!   emitted to the admin namespace through the adapter, so a UI on any node sees
+//!   every node.
+//! - **Commands**: `emit`, `join`, `leave`, `_disconnect`, each on a namespace and an
+//!   optional room filter, cluster-wide through the adapter; none in `readonly`, and
+//!   never on a namespace this node does not have (a command cannot create one).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use switchboard_engine::diagnosis::Category;
+use switchboard_engine::metrics::MetricsSnapshot;
+use switchboard_engine::protocol::Sid;
+use switchboard_engine::protocol::socketio::is_reserved_event;
+use switchboard_engine::sio::BroadcastOperator;
+use switchboard_engine::{ConnectError, Event, Io, Namespace, Shutdown, Socket};
+
+use crate::config::{AdminConfig, AdminMode};
+
+/// How often each node sends its `server_stats` (the package's period).
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a login session lasts (the package's Redis store default).
+const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most sessions a node keeps (the oldest go first): each login makes one.
+const MAX_SESSIONS: usize = 10_000;
+/// Password checks a node runs per second at most (bcrypt costs ~50–100 ms of CPU at
+/// cost 10); attempts beyond it are refused without checking.
+pub(crate) const LOGINS_PER_SECOND: f64 = 5.0;
+/// See [`LOGINS_PER_SECOND`].
+const LOGIN_BURST: f64 = 10.0;
+/// The message the UI shows for a refused login (the package's).
+const INVALID_CREDENTIALS: &str = "invalid credentials";
+/// Longest username or password read from a CONNECT (bcrypt reads 72 bytes).
+const MAX_CREDENTIAL: usize = 256;
+
+/// The features the UI enables (the package's `Feature` names).
+fn features(config: &AdminConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if !config.readonly {
+        out.extend([
+            "EMIT",
+            "JOIN",
+            "LEAVE",
+            "DISCONNECT",
+            "MJOIN",
+            "MLEAVE",
+            "MDISCONNECT",
+        ]);
+    }
+    out.push("AGGREGATED_EVENTS");
+    if config.mode == AdminMode::Development {
+        out.push("ALL_EVENTS");
+    }
+    out
+}
+
+/// Login sessions: ids the `session` event handed out, with when they expire.
+#[derive(Debug, Default)]
+struct Sessions {
+    ids: Mutex<HashMap<String, Instant>>,
+}
+
+impl Sessions {
+    fn contains(&self, id: &str, now: Instant) -> bool {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.get(id).is_some_and(|expires| *expires > now)
+    }
+
+    fn create(&self, now: Instant) -> String {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.retain(|_, expires| *expires > now);
+        if ids.len() >= MAX_SESSIONS
+            && let Some(oldest) = ids.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone())
+        {
+            ids.remove(&oldest);
+        }
+        ids.insert(id.clone(), now + SESSION_TTL);
+        id
+    }
+}
+
+/// A token bucket for password checks.
+#[derive(Debug)]
+struct Logins(Mutex<(f64, Instant)>);
+
+impl Logins {
+    fn admit(&self, now: Instant) -> bool {
+        let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = *bucket;
+        let tokens = (tokens
+            + now.saturating_duration_since(last).as_secs_f64() * LOGINS_PER_SECOND)
+            .min(LOGIN_BURST);
+        let admitted = tokens >= 1.0;
+        *bucket = (if admitted { tokens - 1.0 } else { tokens }, now);
+        admitted
+    }
+}
+
+/// The admin namespace's shared state.
+struct Admin {
+    config: AdminConfig,
+    io: Io,
+    sessions: Sessions,
+    logins: Logins,
+    /// Session ids made at login, handed to the socket once it is connected.
+    fresh: Mutex<HashMap<Sid, String>>,
+}
+
+/// Installs the admin namespace on `io` (when `[admin] enabled`) and starts this
+/// node's stats until `shutdown`.
+pub(crate) fn install(io: &Io, config: &AdminConfig, shutdown: &Shutdown) {
+    if !config.enabled {
+        return;
+    }
+    if config.login.is_none() {
+        tracing::warn!(namespace = %config.namespace, "the Admin UI is open: [admin] auth = false");
+    }
+    let admin = Arc::new(Admin {
+        config: config.clone(),
+        io: io.clone(),
+        sessions: Sessions::default(),
+        logins: Logins(Mutex::new((LOGIN_BURST, Instant::now()))),
+        fresh: Mutex::default(),
+    });
+    let ns = io.of(&config.namespace);
+    let a = admin.clone();
+    ns.use_middleware(move |socket| {
+        let a = a.clone();
+        async move { a.login(&socket).await }
+    });
+    let a = admin.clone();
+    ns.on_connection(move |socket| a.connected(socket));
+    if !config.readonly {
+        for command in ["emit", "join", "leave", "_disconnect"] {
+            let a = admin.clone();
+            ns.on(command, move |event| a.command(event));
+        }
+    }
+    tokio::spawn(stats(admin, ns, shutdown.clone()));
+    tracing::info!(namespace = %config.namespace, "Socket.IO Admin UI served");
+}
+
+impl Admin {
+    /// The login middleware.
+    async fn login(&self, socket: &Arc<Socket>) -> Result<(), ConnectError> {
+        let Some(login) = &self.config.login else {
+            return Ok(());
+        };
+        let refused = || ConnectError::new(INVALID_CREDENTIALS).with_category(Category::Auth);
+        let auth = socket.auth();
+        let text = |key: &str| {
+            auth.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| s.len() <= MAX_CREDENTIAL)
+                .map(str::to_owned)
+        };
+        let now = Instant::now();
+        if let Some(id) = text("sessionId")
+            && self.sessions.contains(&id, now)
+        {
+            return Ok(());
+        }
+        let (Some(username), Some(password)) = (text("username"), text("password")) else {
+            return Err(refused());
+        };
+        if username != login.username || !self.logins.admit(now) {
+            return Err(refused());
+        }
+        let hash = login.password_hash.clone();
+        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        if !matches {
+            return Err(refused());
+        }
+        let id = self.sessions.create(Instant::now());
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(socket.id(), id);
+        Ok(())
+    }
+
+    /// A UI connected: its session id (after a password login), `config`, and in
+    /// development mode every socket.
+    fn connected(self: &Arc<Self>, socket: &Arc<Socket>) {
+        let fresh = self
+            .fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&socket.id());
+        if let Some(id) = fresh {
+            let _ = socket.emit("session", json!(id));
+        }
+        let _ = socket.emit(
+            "config",
+            json!({ "supportedFeatures": features(&self.config) }),
+        );
+        if self.config.mode == AdminMode::Development {
+            let (a, socket) = (self.clone(), socket.clone());
+            tokio::spawn(async move {
+                let sockets = a.all_sockets().await;
+                let _ = socket.emit("all_sockets", Value::Array(sockets));
+            });
+        }
+    }
+
+    /// Every socket of every namespace this node has, on every node, as the UI reads
+    /// them.
+    async fn all_sockets(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for ns in self.io.namespaces() {
+            match ns.all().fetch_sockets().await {
+                Ok(sockets) => out.extend(sockets.into_iter().map(|s| serialize(&s, ns.name()))),
+                Err(err) => {
+                    tracing::debug!(namespace = %ns.name(), error = %err, "admin: sockets not listed")
+                }
+            }
+        }
+        out
+    }
+
+    /// `emit`, `join`, `leave` or `_disconnect` from the UI.
+    fn command(&self, event: Event) {
+        let args = &event.payload.args;
+        let text = |i: usize| args.get(i).and_then(Value::as_str);
+        let Some(ns) = text(0).and_then(|name| self.io.namespace(name)) else {
+            return;
+        };
+        let (room, filter) = match event.name.as_str() {
+            "emit" => (None, text(1)),
+            "_disconnect" => (None, text(2)),
+            _ => (text(1), text(2)),
+        };
+        let target = targets(&ns, filter);
+        tracing::info!(command = %event.name, namespace = %ns.name(), "admin command");
+        match event.name.as_str() {
+            "emit" => {
+                let Some(name) = text(2).filter(|n| !is_reserved_event(n)) else {
+                    return;
+                };
+                target.emit(name, args[3..].to_vec());
+            }
+            "join" => {
+                if let Some(room) = room {
+                    target.sockets_join(&[room]);
+                }
+            }
+            "leave" => {
+                if let Some(room) = room {
+                    target.sockets_leave(room);
+                }
+            }
+            "_disconnect" => {
+                let close = args.get(1).and_then(Value::as_bool).unwrap_or(false);
+                target.disconnect_sockets(close);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The sockets of `ns` in room `filter`, or all of them.
+fn targets(ns: &Arc<Namespace>, filter: Option<&str>) -> BroadcastOperator {
+    match filter.filter(|f| !f.is_empty()) {
+        Some(room) => ns.to(room.to_owned()),
+        None => ns.all(),
+    }
+}
+
+/// A socket as the UI reads it (the package's `serialize`): its handshake without
+/// `auth`, its transport and client id from Node's `data._admin`, which Switchboard
+/// does not keep (the UI shows them empty).
+fn serialize(socket: &switchboard_engine::adapter::SocketInfo, nsp: &str) -> Value {
+    let mut handshake = socket.handshake.clone();
+    if let Some(h) = handshake.as_object_mut() {
+        h.remove("auth");
+    }
+    let transport = handshake
+        .get("query")
+        .and_then(|q| q.get("transport"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut data = socket.data.clone();
+    if let Some(d) = data.as_object_mut() {
+        d.remove("_admin");
+    }
+    json!({
+        "id": socket.id,
+        "clientId": Value::Null,
+        "transport": transport,
+        "nsp": nsp,
+        "data": if data.is_null() { json!({}) } else { data },
+        "handshake": handshake,
+        "rooms": socket.rooms,
+    })
+}
+
+/// This node's stats every [`STATS_INTERVAL`], to every UI of the cluster.
+async fn stats(admin: Arc<Admin>, ns: Arc<Namespace>, shutdown: Shutdown) {
+    let started = Instant::now();
+    let base = json!({
+        "serverId": admin.config.server_id.clone().unwrap_or_else(hostname),
+        "hostname": hostname(),
+        "pid": std::process::id(),
+    });
+    let metrics = admin.io.engine().metrics().clone();
+    let mut last = metrics.snapshot();
+    let mut ticker = tokio::time::interval(STATS_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        let now = metrics.snapshot();
+        let namespaces: Vec<Value> = admin
+            .io
+            .namespaces()
+            .iter()
+            .map(|n| json!({ "name": n.name(), "socketsCount": n.socket_count() }))
+            .collect();
+        let mut stats = base.clone();
+        if let Some(map) = stats.as_object_mut() {
+            map.insert("uptime".into(), json!(started.elapsed().as_secs_f64()));
+            map.insert(
+                "clientsCount".into(),
+                json!(now.connections_polling + now.connections_websocket + now.connections_sse),
+            );
+            map.insert("pollingClientsCount".into(), json!(now.connections_polling));
+            map.insert(
+                "aggregatedEvents".into(),
+                Value::Array(aggregated(&last, &now, SystemTime::now())),
+            );
+            map.insert("namespaces".into(), Value::Array(namespaces));
+        }
+        ns.emit("server_stats", stats);
+        last = now;
+    }
+}
+
+/// What happened between two snapshots, as the UI's aggregated events (the package's
+/// `EventBuffer`: `{timestamp, type, subType?, count}`, the timestamp a whole second).
+fn aggregated(before: &MetricsSnapshot, now: &MetricsSnapshot, at: SystemTime) -> Vec<Value> {
+    let second = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() * 1000);
+    let mut out = Vec::new();
+    let mut push = |kind: &str, sub: Option<&str>, count: u64| {
+        if count > 0 {
+            let mut v = json!({ "timestamp": second, "type": kind, "count": count });
+            if let (Some(sub), Some(map)) = (sub, v.as_object_mut()) {
+                map.insert("subType".into(), json!(sub));
+            }
+            out.push(v);
+        }
+    };
+    let mut closed = 0;
+    for ((reason, n), (_, m)) in now.disconnects.iter().zip(&before.disconnects) {
+        let d = n.saturating_sub(*m);
+        closed += d;
+        push("rawDisconnection", Some(reason.as_str()), d);
+    }
+    let open =
+        |s: &MetricsSnapshot| s.connections_polling + s.connections_websocket + s.connections_sse;
+    let opened = (open(now) - open(before) + i64::try_from(closed).unwrap_or(i64::MAX)).max(0);
+    push("rawConnection", None, opened.unsigned_abs());
+    push(
+        "packetsIn",
+        None,
+        now.packets_in.saturating_sub(before.packets_in),
+    );
+    push(
+        "packetsOut",
+        None,
+        now.packets_out.saturating_sub(before.packets_out),
+    );
+    push(
+        "bytesIn",
+        None,
+        now.bytes_in.saturating_sub(before.bytes_in),
+    );
+    push(
+        "bytesOut",
+        None,
+        now.bytes_out.saturating_sub(before.bytes_out),
+    );
+    out
+}
+
+/// The host's name (`/proc/sys/kernel/hostname`), or `switchboard`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_are_checked_at_a_bounded_rate() {
+        let logins = Logins(Mutex::new((LOGIN_BURST, Instant::now())));
+        let t0 = Instant::now();
+        let admitted = (0..100).filter(|_| logins.admit(t0)).count();
+        assert_eq!(admitted, LOGIN_BURST as usize);
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!((0..100).filter(|_| logins.admit(later)).count(), 5);
+    }
+
+    #[test]
+    fn sessions_expire_and_stay_bounded() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let id = sessions.create(t0);
+        assert!(sessions.contains(&id, t0));
+        assert!(!sessions.contains(&id, t0 + SESSION_TTL));
+        assert!(!sessions.contains("forged", t0));
+    }
+
+    #[test]
+    fn readonly_has_no_commands_and_development_every_event() {
+        let mut config = AdminConfig::default();
+        assert!(features(&config).contains(&"MDISCONNECT"));
+        assert!(!features(&config).contains(&"ALL_EVENTS"));
+        config.readonly = true;
+        config.mode = AdminMode::Development;
+        assert_eq!(features(&config), ["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+    }
+
+    #[test]
+    fn aggregated_events_are_the_differences() {
+        let before = MetricsSnapshot {
+            disconnects: vec![(switchboard_engine::DisconnectReason::PingTimeout, 2)],
+            connections_websocket: 3,
+            packets_in: 10,
+            ..MetricsSnapshot::default()
+        };
+        let now = MetricsSnapshot {
+            disconnects: vec![(switchboard_engine::DisconnectReason::PingTimeout, 3)],
+            connections_websocket: 4,
+            packets_in: 15,
+            ..MetricsSnapshot::default()
+        };
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+        let events = aggregated(&before, &now, at);
+        assert_eq!(
+            events,
+            [
+                json!({"timestamp": 1_700_000_000_000_u64, "type": "rawDisconnection", "subType": "ping timeout", "count": 1}),
+                json!({"timestamp": 1_700_000_000_000_u64, "type": "rawConnection", "count": 2}),
+                json!({"timestamp": 1_700_000_000_000_u64, "type": "packetsIn", "count": 5}),
+            ]
+        );
+    }
+}

@@ -1,0 +1,199 @@
+// The Socket.IO Admin UI's protocol (`@socket.io/admin-ui` 0.5) against the shipped
+// `switchboard serve` with `[admin]` on, spoken by the official `socket.io-client` as
+// the UI speaks it: a login with `{username, password}` answered by `session`, a
+// reload with `{sessionId}`, `config`, `server_stats` every 2 s (from every node of a
+// cluster), `all_sockets` in development mode, and the commands `join`, `emit` and
+// `_disconnect` acting on user sockets; refused logins (`invalid credentials`), and
+// `readonly`. Waits are bounded safety nets, never assertions on speed.
+
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, it } from "node:test";
+import { startRedis } from "../cluster/redis.mjs";
+import { Clients, TRANSPORT_MODES, connected, once } from "../lib/client.mjs";
+import { startServeNode } from "../lib/serve-cluster.mjs";
+import { waitFor } from "../lib/wait.mjs";
+
+const [WEBSOCKET] = TRANSPORT_MODES;
+
+/** bcrypt (cost 4, so the test spends little CPU) of `changeit`. */
+const PASSWORD = "changeit";
+const PASSWORD_HASH = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYKqu7M5nsUS";
+
+const clients = new Clients();
+afterEach(() => clients.closeAll());
+
+/** `[admin]` and namespace `/` with every room open. */
+function adminConfig(keys) {
+  const lines = Object.entries({ enabled: true, username: "admin", password_hash: PASSWORD_HASH, ...keys }).map(
+    ([k, v]) => `${k} = ${JSON.stringify(v)}`,
+  );
+  return `[admin]\n${lines.join("\n")}\n\n[[namespaces]]\nname = "/"\n[namespaces.rooms]\nallow = ["*"]\n`;
+}
+
+/** A UI's socket on `/admin` of `url` with `auth`, not yet connected; what it hears is kept in `heard`. */
+function adminSocket(url, auth) {
+  const socket = clients.open(`${url}/admin`, WEBSOCKET, { auth });
+  socket.heard = [];
+  socket.onAny((event, ...args) => socket.heard.push([event, ...args]));
+  return socket;
+}
+
+/** The first `event` the admin socket heard, waited for. */
+function heard(socket, event, ms) {
+  return waitFor(() => socket.heard.find(([e]) => e === event), { what: `the admin UI to hear ${event}`, timeout: ms });
+}
+
+async function userClient(url) {
+  const socket = clients.open(url, WEBSOCKET);
+  socket.connect();
+  await connected(socket);
+  return socket;
+}
+
+describe("the Socket.IO Admin UI protocol", () => {
+  describe("one node, production mode", () => {
+    let node;
+    before(async () => {
+      node = await startServeNode({ name: "admin-1", adapter: "memory", extra: adminConfig({}) });
+    });
+    after(async () => node?.stop());
+
+    it("logs in with the password: session, config and server_stats; the session id logs in again without it", async () => {
+      const user = await userClient(node.url);
+      const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      const [, sessionId] = await heard(ui, "session");
+      assert.match(sessionId, /^[0-9a-f]{32}$/);
+      const [, config] = await heard(ui, "config");
+      assert.deepEqual(config.supportedFeatures, [
+        "EMIT",
+        "JOIN",
+        "LEAVE",
+        "DISCONNECT",
+        "MJOIN",
+        "MLEAVE",
+        "MDISCONNECT",
+        "AGGREGATED_EVENTS",
+      ]);
+      const [, stats] = await heard(ui, "server_stats", 5_000);
+      assert.equal(typeof stats.serverId, "string");
+      assert.equal(typeof stats.hostname, "string");
+      assert.equal(typeof stats.pid, "number");
+      assert.equal(typeof stats.uptime, "number");
+      assert.ok(stats.clientsCount >= 2, `clientsCount ${stats.clientsCount}`);
+      assert.equal(stats.pollingClientsCount, 0);
+      assert.ok(Array.isArray(stats.aggregatedEvents));
+      const root = stats.namespaces.find((n) => n.name === "/");
+      assert.equal(root?.socketsCount, 1, JSON.stringify(stats.namespaces));
+      assert.ok(stats.namespaces.some((n) => n.name === "/admin"));
+      assert.equal(ui.heard.filter(([e]) => e === "all_sockets").length, 0, "production mode lists no sockets");
+      // A reload: the session id alone logs in, and no new session is made.
+      const again = adminSocket(node.url, { sessionId });
+      again.connect();
+      await connected(again);
+      await heard(again, "config");
+      assert.equal(again.heard.filter(([e]) => e === "session").length, 0);
+      user.disconnect();
+    });
+
+    it("refuses a wrong password, an unknown user, a forged session id and no credentials with `invalid credentials`", async () => {
+      for (const auth of [
+        { username: "admin", password: "wrong" },
+        { username: "root", password: PASSWORD },
+        { sessionId: "0".repeat(32) },
+        {},
+      ]) {
+        const ui = adminSocket(node.url, auth);
+        ui.connect();
+        const [err] = await once(ui, "connect_error");
+        assert.equal(err.message, "invalid credentials", JSON.stringify(auth));
+      }
+    });
+
+    it("the commands act on user sockets: join a room, emit to it, disconnect by room", async () => {
+      const user = await userClient(node.url);
+      const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      await heard(ui, "config");
+      ui.emit("join", "/", "picked", user.id);
+      await waitFor(async () => {
+        const res = await node.api("GET", "/api/v1/namespaces/%2F/rooms/picked");
+        return res.status === 200 && res.body.socket_ids?.includes(user.id);
+      }, { what: "the user socket to join `picked`" });
+      const hello = once(user, "hello");
+      ui.emit("emit", "/", "picked", "hello", { n: 1 });
+      // Recovery is on (serveConfig): the event's offset follows its arguments.
+      assert.deepEqual((await hello)[0], { n: 1 });
+      const gone = once(user, "disconnect");
+      ui.emit("_disconnect", "/", false, "picked");
+      assert.equal((await gone)[0], "io server disconnect");
+      // A namespace this node does not have is not created by a command.
+      ui.emit("join", "/made-up", "x");
+      const res = await node.api("GET", "/api/v1/namespaces");
+      assert.ok(!res.body.namespaces.some((n) => n.name === "/made-up"), JSON.stringify(res.body));
+    });
+  });
+
+  describe("readonly, development mode", () => {
+    let node;
+    before(async () => {
+      node = await startServeNode({
+        name: "admin-ro",
+        adapter: "memory",
+        extra: adminConfig({ readonly: true, mode: "development" }),
+      });
+    });
+    after(async () => node?.stop());
+
+    it("offers no command and ignores them, and lists every socket on connect", async () => {
+      const user = await userClient(node.url);
+      const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      const [, config] = await heard(ui, "config");
+      assert.deepEqual(config.supportedFeatures, ["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+      const [, sockets] = await heard(ui, "all_sockets");
+      const listed = sockets.find((s) => s.id === user.id);
+      assert.ok(listed, JSON.stringify(sockets));
+      assert.equal(listed.nsp, "/");
+      assert.ok(listed.rooms.includes(user.id));
+      assert.equal(listed.handshake.auth, undefined, "the handshake's auth is not shown");
+      ui.emit("_disconnect", "/", true);
+      // The user stays: wait for a stats round trip, then check.
+      await heard(ui, "server_stats", 5_000);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(user.connected, true);
+    });
+  });
+
+  describe("a cluster of two nodes on Redis", () => {
+    let redis;
+    const nodes = [];
+    before(async () => {
+      redis = await startRedis();
+      for (const name of ["admin-a", "admin-b"]) {
+        const node = await startServeNode({ name, adapter: "redis", redisUrl: redis.url, extra: adminConfig({ server_id: name }) });
+        nodes.push(node);
+      }
+    });
+    after(async () => {
+      for (const node of nodes) await node.stop().catch(() => {});
+      await redis?.stop();
+    });
+
+    it("a UI on one node gets every node's server_stats", async () => {
+      const ui = adminSocket(nodes[0].url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      await waitFor(
+        () => {
+          const ids = new Set(ui.heard.filter(([e]) => e === "server_stats").map(([, s]) => s.serverId));
+          return ids.has("admin-a") && ids.has("admin-b");
+        },
+        { what: "server_stats from both nodes", timeout: 10_000 },
+      );
+    });
+  });
+});
