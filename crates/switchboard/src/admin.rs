@@ -19,6 +19,10 @@
 //! - **Commands**: `emit`, `join`, `leave`, `_disconnect`, each on a namespace and an
 //!   optional room filter, cluster-wide through the adapter; none in `readonly`, and
 //!   never on a namespace this node does not have (a command cannot create one).
+//! - **Live events** (development mode): `socket_connected`, `socket_disconnected`,
+//!   `room_joined`, `room_left`, `event_received`, `event_sent`, told by the engine's
+//!   [`Observer`] seam and emitted to the admin namespace through the adapter. In
+//!   production mode no observer is installed: the engine's paths pay nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,8 +33,8 @@ use switchboard_engine::diagnosis::Category;
 use switchboard_engine::metrics::MetricsSnapshot;
 use switchboard_engine::protocol::Sid;
 use switchboard_engine::protocol::socketio::is_reserved_event;
-use switchboard_engine::sio::BroadcastOperator;
-use switchboard_engine::{ConnectError, Event, Io, Namespace, Shutdown, Socket};
+use switchboard_engine::sio::{BroadcastOperator, Observer};
+use switchboard_engine::{ConnectError, DisconnectReason, Event, Io, Namespace, Shutdown, Socket};
 
 use crate::config::{AdminConfig, AdminMode};
 
@@ -148,6 +152,14 @@ pub(crate) fn install(io: &Io, config: &AdminConfig, shutdown: &Shutdown) {
     });
     let a = admin.clone();
     ns.on_connection(move |socket| a.connected(socket));
+    if config.mode == AdminMode::Development {
+        let watcher = Arc::new(Watcher::start(ns.clone(), config.namespace.clone()));
+        if !io.observe(watcher) {
+            tracing::warn!(
+                "another observer watches the sockets: the Admin UI gets no live events"
+            );
+        }
+    }
     if !config.readonly {
         for command in ["emit", "join", "leave", "_disconnect"] {
             let a = admin.clone();
@@ -278,6 +290,152 @@ impl Admin {
             _ => {}
         }
     }
+}
+
+/// Development mode's live events: what sockets do on this node, emitted to the admin
+/// namespace through the adapter (so every node's UI hears it), as the package's
+/// verbose listeners emit them. Events of the admin namespace itself are not told.
+///
+/// The engine tells from wherever it happens, sometimes under a namespace's locks (a
+/// socket registers under its recovery buffer's); emitting from there could take the
+/// same lock again. So the watcher only queues, in order, and one task emits: at most
+/// [`LIVE_QUEUE`] waiting (what comes beyond is dropped and counted in the log).
+struct Watcher {
+    name: String,
+    queue: tokio::sync::mpsc::Sender<Live>,
+}
+
+/// Live events waiting to be emitted, at most.
+const LIVE_QUEUE: usize = 10_000;
+
+/// One live event: a connected socket (serialized when emitted, outside the engine's
+/// locks) or an event with its arguments.
+enum Live {
+    Connected(Arc<Socket>, Value),
+    Told(&'static str, Vec<Value>),
+}
+
+impl Watcher {
+    fn start(admin: Arc<Namespace>, name: String) -> Watcher {
+        let (queue, mut rx) = tokio::sync::mpsc::channel(LIVE_QUEUE);
+        tokio::spawn(async move {
+            while let Some(live) = rx.recv().await {
+                match live {
+                    Live::Connected(socket, at) => {
+                        let info = serialize(&socket.info(), socket.namespace());
+                        admin.emit("socket_connected", vec![info, at]);
+                    }
+                    Live::Told(event, args) => {
+                        admin.emit(event, args);
+                    }
+                }
+            }
+        });
+        Watcher { name, queue }
+    }
+
+    fn send(&self, live: Live) {
+        if self.queue.try_send(live).is_err() {
+            tracing::debug!("admin: live event dropped (the queue is full)");
+        }
+    }
+
+    fn tell(&self, event: &'static str, args: Vec<Value>) {
+        self.send(Live::Told(event, args));
+    }
+
+    fn own(&self, nsp: &str) -> bool {
+        nsp == self.name
+    }
+}
+
+impl Observer for Watcher {
+    fn connected(&self, socket: &Arc<Socket>) {
+        self.send(Live::Connected(socket.clone(), now_iso()));
+    }
+
+    fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
+        let args = vec![
+            json!(socket.namespace()),
+            json!(socket.id().as_str()),
+            json!(reason.as_str()),
+            now_iso(),
+        ];
+        self.tell("socket_disconnected", args);
+    }
+
+    fn joined(&self, nsp: &str, room: &str, id: Sid) {
+        self.tell(
+            "room_joined",
+            vec![json!(nsp), json!(room), json!(id.as_str()), now_iso()],
+        );
+    }
+
+    fn left(&self, nsp: &str, room: &str, id: Sid) {
+        self.tell(
+            "room_left",
+            vec![json!(nsp), json!(room), json!(id.as_str()), now_iso()],
+        );
+    }
+
+    fn event_received(&self, socket: &Socket, name: &str, args: &[Value]) {
+        if self.own(socket.namespace()) {
+            return;
+        }
+        self.tell("event_received", event_args(socket, name, args));
+    }
+
+    fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]) {
+        if self.own(socket.namespace()) {
+            return;
+        }
+        self.tell("event_sent", event_args(socket, name, args));
+    }
+}
+
+/// `(nsp, id, [name, ...args], date)`, as the package's `onAny` listeners send them.
+fn event_args(socket: &Socket, name: &str, args: &[Value]) -> Vec<Value> {
+    let mut all = Vec::with_capacity(args.len() + 1);
+    all.push(json!(name));
+    all.extend_from_slice(args);
+    vec![
+        json!(socket.namespace()),
+        json!(socket.id().as_str()),
+        Value::Array(all),
+        now_iso(),
+    ]
+}
+
+/// Now as a JavaScript `Date` crosses JSON: `2026-12-04T15:00:01.250Z`.
+fn now_iso() -> Value {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    json!(iso(ms))
+}
+
+/// `ms` since the Unix epoch as ISO 8601 in UTC with milliseconds.
+fn iso(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 /// The sockets of `ns` in room `filter`, or all of them.
@@ -448,6 +606,13 @@ mod tests {
         config.readonly = true;
         config.mode = AdminMode::Development;
         assert_eq!(features(&config), ["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+    }
+
+    #[test]
+    fn dates_are_what_javascript_writes() {
+        assert_eq!(iso(1_796_396_401_250), "2026-12-04T15:00:01.250Z");
+        assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -168,6 +168,46 @@ describe("the Socket.IO Admin UI protocol", () => {
     });
   });
 
+  describe("development mode's live events", () => {
+    let node;
+    before(async () => {
+      node = await startServeNode({ name: "admin-dev", adapter: "memory", extra: adminConfig({ mode: "development" }) });
+    });
+    after(async () => node?.stop());
+
+    it("the UI hears sockets connect, join rooms, send events, be sent events and disconnect", async () => {
+      const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      await heard(ui, "all_sockets");
+      const user = await userClient(node.url);
+      const id = user.id;
+      const [, info, at] = await waitFor(() => ui.heard.find(([e, s]) => e === "socket_connected" && s.id === id), {
+        what: "socket_connected",
+      });
+      assert.equal(info.nsp, "/");
+      assert.ok(!Number.isNaN(Date.parse(at)), `a date: ${at}`);
+      assert.deepEqual(await user.timeout(5_000).emitWithAck("join", "lobby"), { ok: true });
+      await waitFor(() => ui.heard.find(([e, nsp, room, sid]) => e === "room_joined" && nsp === "/" && room === "lobby" && sid === id), {
+        what: "room_joined",
+      });
+      user.emit("hello", { n: 1 });
+      const [, , , args] = await waitFor(
+        () => ui.heard.find(([e, nsp, sid, a]) => e === "event_received" && sid === id && a[0] === "hello"),
+        { what: "event_received" },
+      );
+      assert.deepEqual(args, ["hello", { n: 1 }]);
+      // An emit to this socket from the UI goes through the adapter, not socket by socket.
+      user.disconnect();
+      const [, , , reason] = await waitFor(() => ui.heard.find(([e, nsp, sid]) => e === "socket_disconnected" && sid === id), {
+        what: "socket_disconnected",
+      });
+      assert.equal(reason, "client namespace disconnect");
+      // The admin namespace's own events are not told.
+      assert.ok(!ui.heard.some(([e, nsp]) => e === "event_received" && nsp === "/admin"));
+    });
+  });
+
   describe("a cluster of two nodes on Redis", () => {
     let redis;
     const nodes = [];

@@ -59,6 +59,8 @@ pub(crate) struct IoInner {
     pub(crate) pressure_listeners: Mutex<Vec<crate::pressure::Listener>>,
     /// Told of every refusal reported (the binary's hooks).
     refusal_listeners: Mutex<Vec<RefusalListener>>,
+    /// Told what sockets do, when a tool watches (see [`super::Observer`]).
+    observer: std::sync::OnceLock<Arc<dyn super::Observer>>,
 }
 
 /// Told of each refusal report, from the task that refused (keep it quick).
@@ -95,6 +97,11 @@ impl IoInner {
         for listener in listeners {
             listener(&report);
         }
+    }
+
+    /// The observer, if one watches.
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn super::Observer>> {
+        self.observer.get()
     }
 
     /// Records a step on every socket's timeline.
@@ -326,6 +333,7 @@ impl Io {
             node_trail: Mutex::default(),
             pressure_listeners: Mutex::default(),
             refusal_listeners: Mutex::default(),
+            observer: std::sync::OnceLock::new(),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -393,6 +401,12 @@ impl Io {
     /// wants every timeline to show ("deploy started").
     pub fn mark_node(&self, step: crate::breadcrumbs::Step) {
         self.inner.node_step(step);
+    }
+
+    /// Installs the observer told what sockets do ([`super::Observer`]); once: a
+    /// second call is refused with `false`.
+    pub fn observe(&self, observer: Arc<dyn super::Observer>) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
     /// Tells `listener` of every refused handshake or CONNECT that is reported (at

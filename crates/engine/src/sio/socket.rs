@@ -220,6 +220,10 @@ impl Socket {
         if is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
         }
+        let payload = payload.into();
+        if let Some(o) = self.client.io().observer() {
+            o.event_sent(self, event, &payload.args);
+        }
         if self.ns.recovery().is_some() {
             // Through the recorded path, so the event gets an offset and is replayed
             // if this client drops before receiving it (as Node does).
@@ -231,7 +235,7 @@ impl Socket {
                 _ => Ok(()),
             };
         }
-        let packet = event_packet(self.namespace(), event, payload.into(), None);
+        let packet = event_packet(self.namespace(), event, payload, None);
         self.send_packet(&packet, false)
     }
 
@@ -274,8 +278,12 @@ impl Socket {
     /// Joins rooms.
     pub fn join(&self, rooms: &[&str]) {
         self.ns.join(self.id, rooms);
+        let observer = self.client.io().observer();
         for room in rooms {
             self.step(Step::Joined(Room::from(*room)));
+            if let Some(o) = observer {
+                o.joined(self.namespace(), room, self.id);
+            }
         }
         self.save_durable();
     }
@@ -284,6 +292,9 @@ impl Socket {
     pub fn leave(&self, room: &str) {
         self.ns.leave(self.id, room);
         self.step(Step::Left(Room::from(room)));
+        if let Some(o) = self.client.io().observer() {
+            o.left(self.namespace(), room, self.id);
+        }
         self.save_durable();
     }
 
@@ -419,11 +430,14 @@ impl Socket {
         self.session.is_closed()
     }
 
-    pub(crate) fn mark_connected(&self) {
+    pub(crate) fn mark_connected(self: &Arc<Self>) {
         self.connected.store(true, Ordering::Release);
         self.step(Step::Connected {
             recovered: self.recovered,
         });
+        if let Some(o) = self.client.io().observer() {
+            o.connected(self);
+        }
     }
 
     /// Handles an EVENT packet from the client, after the connection handlers.
@@ -471,6 +485,9 @@ impl Socket {
             None => return,
         };
         args.remove(0);
+        if let Some(o) = self.client.io().observer() {
+            o.event_received(self, &name, &args);
+        }
         let ack = packet.id.map(|id| AckSender::new(self.clone(), id));
         let payload = Payload {
             args,
@@ -620,6 +637,9 @@ impl Socket {
         self.ns.remove(self.id);
         self.lock_acks().clear();
         tracing::debug!(socket = %self.id, nsp = %Untrusted(self.namespace()), %reason, "socket disconnected");
+        if let Some(o) = self.client.io().observer() {
+            o.disconnected(self, reason);
+        }
         self.ns.handlers().run_disconnect(self, reason);
         // After the handlers, which may still broadcast: a namespace a pattern
         // created goes away with its last socket.

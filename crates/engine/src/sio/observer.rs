@@ -1,0 +1,48 @@
+//! A seam for watching what sockets do on this node — connected, disconnected, rooms
+//! joined and left, events received and sent — for tools such as the Socket.IO Admin
+//! UI's development mode. One observer per server, installed once; with none the
+//! engine pays one atomic load where a call would be.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchboard_protocol::Sid;
+
+use crate::reason::DisconnectReason;
+
+use super::Socket;
+
+/// Told what sockets do, from the task where it happens: keep each call quick (queue
+/// or broadcast, never wait). Every method defaults to nothing.
+pub trait Observer: Send + Sync + 'static {
+    /// A socket joined its namespace (after its middleware, before its handlers).
+    fn connected(&self, socket: &Arc<Socket>) {
+        let _ = socket;
+    }
+
+    /// A socket left its namespace.
+    fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
+        let _ = (socket, reason);
+    }
+
+    /// Socket `id` of namespace `nsp` joined `room`.
+    fn joined(&self, nsp: &str, room: &str, id: Sid) {
+        let _ = (nsp, room, id);
+    }
+
+    /// Socket `id` of namespace `nsp` left `room`.
+    fn left(&self, nsp: &str, room: &str, id: Sid) {
+        let _ = (nsp, room, id);
+    }
+
+    /// A socket's client sent event `name` with `args` (before the handlers run).
+    fn event_received(&self, socket: &Socket, name: &str, args: &[Value]) {
+        let _ = (socket, name, args);
+    }
+
+    /// Event `name` with `args` was emitted to this one socket (`Socket::emit`;
+    /// broadcasts are not told socket by socket).
+    fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]) {
+        let _ = (socket, name, args);
+    }
+}
