@@ -21,7 +21,9 @@
 //! those wire types), `forward` (serving long-polling requests through the node that owns
 //! the session, in frames signed with the [`ClusterSecret`]), `questions` (what one
 //! Switchboard node asks the others beyond the Node adapters' protocol: the HTTP API's
-//! diagnosis for the whole cluster), `sign` (the signature both put on their frames).
+//! diagnosis for the whole cluster), `sign` (the signature both put on their frames),
+//! [`admin_sessions`] (the Socket.IO Admin UI's login sessions, in the key scheme of
+//! its Node package's Redis store).
 
 /// The room-index half of [`Adapter`](switchboard_engine::adapter::Adapter), for a
 /// cluster adapter that keeps its local index in a `MemoryAdapter` field `index`.
@@ -51,6 +53,7 @@ macro_rules! delegate_room_index {
     };
 }
 
+pub mod admin_sessions;
 mod broker;
 mod common;
 mod connect;
@@ -427,6 +430,12 @@ impl Cluster {
     /// node can tell which one owns a polling session. None in memory mode.
     pub fn node_tag(&self) -> Option<NodeTag> {
         self.tag.clone()
+    }
+
+    /// The Socket.IO Admin UI's login sessions in Redis (none in memory mode).
+    pub fn admin_sessions(&self) -> Option<admin_sessions::AdminSessions> {
+        let broker = self.node.as_ref().and_then(|n| n.broker())?;
+        Some(admin_sessions::AdminSessions::new(broker.clone()))
     }
 
     /// Answers the questions other Switchboard nodes ask this one

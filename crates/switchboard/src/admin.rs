@@ -6,7 +6,9 @@
 //!   hash (off the runtime's threads, at most [`LOGINS_PER_SECOND`] a second per node,
 //!   so a password guesser cannot spend the node's CPU), answered with a `session`
 //!   event whose id logs the UI in again after a reload (`{sessionId}`); anything else
-//!   is refused with `invalid credentials`, as the package does.
+//!   is refused with `invalid credentials`, as the package does. With a Redis adapter
+//!   the sessions are kept in Redis as the package's `RedisStore` keeps them, so a
+//!   reload that reaches another node stays logged in.
 //! - **On connect**: `config` (the features: the commands unless `readonly`, the
 //!   aggregated events, and in development mode every event), then in development
 //!   mode `all_sockets`: every socket of every namespace this node has, on every node
@@ -35,6 +37,8 @@ use switchboard_engine::protocol::Sid;
 use switchboard_engine::protocol::socketio::is_reserved_event;
 use switchboard_engine::sio::{BroadcastOperator, Observer};
 use switchboard_engine::{ConnectError, DisconnectReason, Event, Io, Namespace, Shutdown, Socket};
+
+use switchboard_cluster::admin_sessions::AdminSessions;
 
 use crate::config::{AdminConfig, AdminMode};
 
@@ -75,16 +79,54 @@ fn features(config: &AdminConfig) -> Vec<&'static str> {
     out
 }
 
-/// Login sessions: ids the `session` event handed out, with when they expire.
+/// Login sessions: ids the `session` event handed out, with when they expire; with a
+/// Redis adapter also in Redis (the package's `RedisStore` keys), so any node knows
+/// them.
 #[derive(Debug, Default)]
 struct Sessions {
     ids: Mutex<HashMap<String, Instant>>,
+    redis: Option<AdminSessions>,
 }
+
+/// How long a login waits for Redis before it goes on without it.
+const REDIS_WAIT: Duration = Duration::from_secs(2);
 
 impl Sessions {
     fn contains(&self, id: &str, now: Instant) -> bool {
         let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         ids.get(id).is_some_and(|expires| *expires > now)
+    }
+
+    /// Whether `id` is a session of this node or, with Redis, of any node.
+    async fn known(&self, id: &str, now: Instant) -> bool {
+        if self.contains(id, now) {
+            return true;
+        }
+        let Some(redis) = &self.redis else {
+            return false;
+        };
+        match tokio::time::timeout(REDIS_WAIT, redis.exists(id)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "admin: session not checked in Redis");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A new session, kept here and, with Redis, there too (this node knows it
+    /// whatever Redis answers).
+    async fn open(&self, now: Instant) -> String {
+        let id = self.create(now);
+        if let Some(redis) = &self.redis {
+            match tokio::time::timeout(REDIS_WAIT, redis.save(&id, SESSION_TTL)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "admin: session not saved in Redis"),
+                Err(_) => tracing::warn!("admin: session not saved in Redis (timeout)"),
+            }
+        }
+        id
     }
 
     fn create(&self, now: Instant) -> String {
@@ -129,8 +171,13 @@ struct Admin {
 }
 
 /// Installs the admin namespace on `io` (when `[admin] enabled`) and starts this
-/// node's stats until `shutdown`.
-pub(crate) fn install(io: &Io, config: &AdminConfig, shutdown: &Shutdown) {
+/// node's stats until `shutdown`; login sessions are kept in `redis` too when given.
+pub(crate) fn install(
+    io: &Io,
+    config: &AdminConfig,
+    redis: Option<AdminSessions>,
+    shutdown: &Shutdown,
+) {
     if !config.enabled {
         return;
     }
@@ -140,7 +187,10 @@ pub(crate) fn install(io: &Io, config: &AdminConfig, shutdown: &Shutdown) {
     let admin = Arc::new(Admin {
         config: config.clone(),
         io: io.clone(),
-        sessions: Sessions::default(),
+        sessions: Sessions {
+            ids: Mutex::default(),
+            redis,
+        },
         logins: Logins(Mutex::new((LOGIN_BURST, Instant::now()))),
         fresh: Mutex::default(),
     });
@@ -186,7 +236,7 @@ impl Admin {
         };
         let now = Instant::now();
         if let Some(id) = text("sessionId")
-            && self.sessions.contains(&id, now)
+            && self.sessions.known(&id, now).await
         {
             return Ok(());
         }
@@ -205,7 +255,7 @@ impl Admin {
         if !matches {
             return Err(refused());
         }
-        let id = self.sessions.create(Instant::now());
+        let id = self.sessions.open(Instant::now()).await;
         self.fresh
             .lock()
             .unwrap_or_else(|e| e.into_inner())

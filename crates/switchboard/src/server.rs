@@ -294,7 +294,7 @@ fn build_io(
     );
     cluster.serve_forwarded(io.engine());
     let installed = rules::install(&io, config, hooks, &shutdown);
-    crate::admin::install(&io, &config.admin, &shutdown);
+    crate::admin::install(&io, &config.admin, cluster.admin_sessions(), &shutdown);
     watch_memory(&io, config, shutdown);
     (io, installed)
 }

@@ -223,6 +223,27 @@ describe("the Socket.IO Admin UI protocol", () => {
       await redis?.stop();
     });
 
+    it("a session from a login on one node logs in on the other (sessions in Redis, the package's keys)", async () => {
+      const ui = adminSocket(nodes[0].url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      const [, sessionId] = await heard(ui, "session");
+      const elsewhere = adminSocket(nodes[1].url, { sessionId });
+      elsewhere.connect();
+      await connected(elsewhere);
+      await heard(elsewhere, "config");
+      const { default: Redis } = await import("ioredis");
+      const client = new Redis(redis.url, { lazyConnect: true });
+      try {
+        await client.connect();
+        assert.equal(await client.get(`socket.io-admin#${sessionId}`), "true");
+        const ttl = await client.ttl(`socket.io-admin#${sessionId}`);
+        assert.ok(ttl > 86_000 && ttl <= 86_400, `ttl ${ttl}`);
+      } finally {
+        client.disconnect();
+      }
+    });
+
     it("a UI on one node gets every node's server_stats", async () => {
       const ui = adminSocket(nodes[0].url, { username: "admin", password: PASSWORD });
       ui.connect();
