@@ -21,8 +21,9 @@
 //! - **Commands**: `emit`, `join`, `leave`, `_disconnect`, each on a namespace and an
 //!   optional room filter, cluster-wide through the adapter; none in `readonly`, and
 //!   never on a namespace this node does not have (a command cannot create one).
-//! - **Live events** (development mode): `socket_connected`, `socket_disconnected`,
-//!   `room_joined`, `room_left`, `event_received`, `event_sent`, told by the engine's
+//! - **Live events** (development mode): `socket_connected`, `socket_updated` (a
+//!   transport upgrade, `data` set), `socket_disconnected`, `room_joined`, `room_left`,
+//!   `event_received`, `event_sent`, told by the engine's
 //!   [`Observer`] seam and emitted to the admin namespace through the adapter. In
 //!   production mode no observer is installed: the engine's paths pay nothing.
 
@@ -34,6 +35,7 @@ use serde_json::{Value, json};
 use switchboard_engine::diagnosis::Category;
 use switchboard_engine::metrics::MetricsSnapshot;
 use switchboard_engine::protocol::Sid;
+use switchboard_engine::protocol::engineio::TransportKind;
 use switchboard_engine::protocol::socketio::is_reserved_event;
 use switchboard_engine::sio::{BroadcastOperator, Observer};
 use switchboard_engine::{ConnectError, DisconnectReason, Event, Io, Namespace, Shutdown, Socket};
@@ -412,6 +414,28 @@ impl Observer for Watcher {
             now_iso(),
         ];
         self.tell("socket_disconnected", args);
+    }
+
+    fn upgraded(&self, socket: &Socket, transport: TransportKind) {
+        let update = json!({
+            "id": socket.id().as_str(),
+            "nsp": socket.namespace(),
+            "transport": transport.as_str(),
+        });
+        self.tell("socket_updated", vec![update]);
+    }
+
+    fn data_changed(&self, socket: &Socket) {
+        let mut data = socket.data();
+        if let Some(d) = data.as_object_mut() {
+            d.remove("_admin");
+        }
+        let update = json!({
+            "id": socket.id().as_str(),
+            "nsp": socket.namespace(),
+            "data": if data.is_null() { json!({}) } else { data },
+        });
+        self.tell("socket_updated", vec![update]);
     }
 
     fn joined(&self, nsp: &str, room: &str, id: Sid) {

@@ -205,6 +205,15 @@ describe("the Socket.IO Admin UI protocol", () => {
       assert.equal(reason, "client namespace disconnect");
       // The admin namespace's own events are not told.
       assert.ok(!ui.heard.some(([e, nsp]) => e === "event_received" && nsp === "/admin"));
+      // A client that starts on polling is updated once it upgrades.
+      const upgrading = clients.open(node.url, TRANSPORT_MODES[2]);
+      upgrading.connect();
+      await connected(upgrading);
+      const [, update] = await waitFor(
+        () => ui.heard.find(([e, u]) => e === "socket_updated" && u.id === upgrading.id && u.transport),
+        { what: "socket_updated with the upgraded transport" },
+      );
+      assert.deepEqual(update, { id: upgrading.id, nsp: "/", transport: "websocket" });
     });
   });
 

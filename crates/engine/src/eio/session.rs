@@ -142,6 +142,8 @@ pub trait SessionHandler: Send + Sync + 'static {
     /// The deadline set with [`Session::set_app_deadline`] passed. Runs on the driver,
     /// so a per-session timer costs no task of its own.
     fn on_deadline(&self, _session: &Arc<Session>) {}
+    /// The session upgraded to another transport (polling to WebSocket).
+    fn on_upgrade(&self, _session: &Arc<Session>) {}
 }
 
 /// Creates the handler of each new session.

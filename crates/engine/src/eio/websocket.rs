@@ -139,6 +139,9 @@ pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: st
             drop(inner);
             session.metrics.connection_upgraded();
             tracing::debug!(sid = %session.sid(), "upgraded to websocket");
+            if let Some(handler) = session.handler() {
+                handler.on_upgrade(&session);
+            }
             session.driver.notify_one();
             // A GET still waiting must learn that polling is over.
             session.writer.notify_one();

@@ -843,6 +843,22 @@ impl SessionHandler for Client {
         }
     }
 
+    fn on_upgrade(&self, session: &Arc<Session>) {
+        let Some(observer) = self.shared.io.observer() else {
+            return;
+        };
+        let sockets: Vec<Arc<Socket>> = self
+            .shared
+            .lock()
+            .sockets
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect();
+        for socket in sockets {
+            observer.upgraded(&socket, session.transport());
+        }
+    }
+
     fn on_close(&self, _session: &Arc<Session>, reason: DisconnectReason) {
         let sockets = std::mem::take(&mut self.shared.lock().sockets);
         for (_, socket) in sockets {

@@ -1,5 +1,5 @@
 //! A seam for watching what sockets do on this node — connected, disconnected, rooms
-//! joined and left, events received and sent — for tools such as the Socket.IO Admin
+//! joined and left, transports upgraded, data set, events received and sent — for tools such as the Socket.IO Admin
 //! UI's development mode. One observer per server, installed once; with none the
 //! engine pays one atomic load where a call would be.
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use switchboard_protocol::Sid;
+use switchboard_protocol::engineio::TransportKind;
 
 use crate::reason::DisconnectReason;
 
@@ -23,6 +24,16 @@ pub trait Observer: Send + Sync + 'static {
     /// A socket left its namespace.
     fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
         let _ = (socket, reason);
+    }
+
+    /// A socket's connection upgraded to `transport`.
+    fn upgraded(&self, socket: &Socket, transport: TransportKind) {
+        let _ = (socket, transport);
+    }
+
+    /// A socket's `data` was set (`Socket::set_data`).
+    fn data_changed(&self, socket: &Socket) {
+        let _ = socket;
     }
 
     /// Socket `id` of namespace `nsp` joined `room`.

@@ -198,6 +198,9 @@ impl Socket {
     pub fn set_data(&self, value: Value) {
         *self.data.write().unwrap_or_else(|e| e.into_inner()) = value;
         self.save_durable();
+        if let Some(o) = self.client.io().observer() {
+            o.data_changed(self);
+        }
     }
 
     /// Whether this socket resumed a previous session (connection state recovery):
