@@ -616,26 +616,14 @@ fn aggregated(before: &MetricsSnapshot, now: &MetricsSnapshot, at: SystemTime) -
         |s: &MetricsSnapshot| s.connections_polling + s.connections_websocket + s.connections_sse;
     let opened = (open(now) - open(before) + i64::try_from(closed).unwrap_or(i64::MAX)).max(0);
     push("rawConnection", None, opened.unsigned_abs());
-    push(
-        "packetsIn",
-        None,
-        now.packets_in.saturating_sub(before.packets_in),
-    );
-    push(
-        "packetsOut",
-        None,
-        now.packets_out.saturating_sub(before.packets_out),
-    );
-    push(
-        "bytesIn",
-        None,
-        now.bytes_in.saturating_sub(before.bytes_in),
-    );
-    push(
-        "bytesOut",
-        None,
-        now.bytes_out.saturating_sub(before.bytes_out),
-    );
+    for (kind, now, before) in [
+        ("packetsIn", now.packets_in, before.packets_in),
+        ("packetsOut", now.packets_out, before.packets_out),
+        ("bytesIn", now.bytes_in, before.bytes_in),
+        ("bytesOut", now.bytes_out, before.bytes_out),
+    ] {
+        push(kind, None, now.saturating_sub(before));
+    }
     out
 }
 
