@@ -15,10 +15,9 @@
 //    every user socket of both nodes, the Rooms page their rooms with the members of
 //    both nodes; the disconnect button on a socket's page (a socket of node B, so the
 //    command crosses the cluster) disconnects that socket.io-client (`io server
-//    disconnect`), and the UI, reloaded, logs in again with its session id and no
-//    longer lists it. The reload is needed because Switchboard does not send the live
-//    `socket_disconnected` event yet (docs/admin.md, "Not built yet"): the UI's list is
-//    the one it got when it connected.
+//    disconnect`), and the UI stops listing it at once (development mode's live
+//    `socket_disconnected`, from node B through the adapter); reloaded, the UI logs in
+//    again with its session id alone and still lists the others only.
 // 2. A wrong password: the UI shows "Invalid credentials", stays on its form and saves
 //    nothing.
 //
@@ -297,10 +296,11 @@ describe("the Socket.IO Admin UI bundle in Chromium, two nodes on Redis", () => 
     for (const name of ["a1", "a2", "b2"]) assert.equal(users[name].connected, true, `${name} stays`);
     await nodeA.waitUntilGone(target.id);
 
-    // Reloaded, the UI logs in with its session id alone and lists the others only.
-    // Without the reload it would still list b1: Switchboard does not send the live
-    // `socket_disconnected` yet. Once it does, check the list before reloading too.
+    // Live: the UI drops b1 from its list without a reload (`socket_disconnected`).
     await navigate(page, "Sockets", "#/sockets");
+    const live = await untilRows(page, "the Sockets page to drop the disconnected socket", (rows) => rows.length === 3);
+    assert.deepEqual(listedIds(live), ids("a1", "a2", "b2"));
+    // Reloaded, the UI logs in with its session id alone and lists the others only.
     await page.reload();
     await untilConnected(page);
     assert.equal(await connectionDialog(page).count(), 0, "no password asked again");
