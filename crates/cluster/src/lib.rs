@@ -242,10 +242,11 @@ pub fn fuzz_forward_frame(unsigned: &[u8]) {
 }
 
 /// The node questions' frame parser behind its signature check, for a fuzz target;
-/// not an API. `unsigned` is a frame after its tag.
+/// not an API. `unsigned` is a frame after its tag. Returns the body of the frame that
+/// opened and of the same frame sealed and opened again, for the target to compare.
 #[doc(hidden)]
-pub fn fuzz_question_frame(unsigned: &[u8]) {
-    questions::frame::fuzz(unsigned);
+pub fn fuzz_question_frame(unsigned: &[u8]) -> Option<(serde_json::Value, serde_json::Value)> {
+    questions::frame::fuzz(unsigned)
 }
 
 /// The secret every node of a cluster shares, to sign the forwarding frames and node
