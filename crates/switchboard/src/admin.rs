@@ -374,6 +374,7 @@ impl Watcher {
             while let Some(live) = rx.recv().await {
                 match live {
                     Live::Connected(socket, at) => {
+                        mark_client(&socket);
                         let info = serialize(&socket.info(), socket.namespace());
                         admin.emit("socket_connected", vec![info, at]);
                     }
@@ -528,24 +529,49 @@ fn serialize(socket: &switchboard_engine::adapter::SocketInfo, nsp: &str) -> Val
     if let Some(h) = handshake.as_object_mut() {
         h.remove("auth");
     }
-    let transport = handshake
-        .get("query")
-        .and_then(|q| q.get("transport"))
+    let mut data = socket.data.clone();
+    let admin = data
+        .as_object_mut()
+        .and_then(|d| d.remove("_admin"))
+        .unwrap_or(Value::Null);
+    let transport = admin
+        .get("transport")
+        .or_else(|| handshake.get("query").and_then(|q| q.get("transport")))
         .cloned()
         .unwrap_or(Value::Null);
-    let mut data = socket.data.clone();
-    if let Some(d) = data.as_object_mut() {
-        d.remove("_admin");
-    }
     json!({
         "id": socket.id,
-        "clientId": Value::Null,
+        "clientId": admin.get("clientId").cloned().unwrap_or(Value::Null),
         "transport": transport,
         "nsp": nsp,
         "data": if data.is_null() { json!({}) } else { data },
         "handshake": handshake,
         "rooms": socket.rooms,
     })
+}
+
+/// Development mode: what Node's `instrument()` keeps in `socket.data._admin` — the
+/// socket's client (its connection's id, 12 characters, shared by the namespaces of one
+/// connection) and transport — so the UI groups sockets by client, whichever node
+/// lists them (`data` crosses nodes in `fetchSockets`). Data that is not an object (set
+/// by the application) is left alone.
+fn mark_client(socket: &Socket) {
+    if !socket.connected() {
+        return;
+    }
+    let mut data = socket.data();
+    if data.is_null() {
+        data = json!({});
+    }
+    let Some(map) = data.as_object_mut() else {
+        return;
+    };
+    let client: String = socket.conn().sid().to_string().chars().take(12).collect();
+    map.insert(
+        "_admin".into(),
+        json!({ "clientId": client, "transport": socket.transport().as_str() }),
+    );
+    socket.set_data(data);
 }
 
 /// This node's stats every [`STATS_INTERVAL`], to every UI of the cluster.

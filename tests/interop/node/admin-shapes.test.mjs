@@ -5,8 +5,8 @@
 // the same things (connects, joins a room, sends an event, disconnects). Each event's
 // arguments must have the same shape on both: the same keys, with values of the same
 // JSON types, recursively (what differs by nature — ids, times, counts, host names —
-// is not compared, only its type). The few fields Switchboard cannot fill the same way
-// are listed in KNOWN_DIFFERENCES with the reason.
+// is not compared, only its type). A field Switchboard could not fill the same way
+// would be listed in KNOWN_DIFFERENCES with the reason; there is none.
 
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -21,15 +21,8 @@ const [WEBSOCKET] = TRANSPORT_MODES;
 const PASSWORD = "changeit";
 const PASSWORD_HASH = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYKqu7M5nsUS";
 
-/**
- * Paths (`event.arg.key…`, `[]` for array items) whose shape differs, and why. Node
- * keeps each socket's client id and transport in `socket.data._admin`; Switchboard has
- * no per-client id to show (null) and takes the transport from the handshake.
- */
-const KNOWN_DIFFERENCES = new Map([
-  ["socket_connected.0.clientId", "no client id in Switchboard (null)"],
-  ["all_sockets.0.[].clientId", "no client id in Switchboard (null)"],
-]);
+/** Paths (`event.arg.key…`, `[]` for array items) whose shape differs, and why: none. */
+const KNOWN_DIFFERENCES = new Map([]);
 
 /**
  * Maps whose keys are the client's or the application's (request headers, query
