@@ -100,6 +100,12 @@ pub(crate) struct Common {
     /// always this workspace's binary.
     #[arg(long)]
     pub(crate) switchboard_bin: Option<PathBuf>,
+    /// A setting for `switchboard-serve` on top of the benchmark's config, as
+    /// `switchboard serve --set KEY=VALUE` takes it (repeatable; written into the run's
+    /// results), e.g. `--serve-set diagnosis.breadcrumbs=0`. `SWITCHBOARD_*` variables
+    /// of this environment never reach the server.
+    #[arg(long = "serve-set", value_name = "KEY=VALUE")]
+    pub(crate) serve_set: Vec<String>,
     /// Output directory (default: bench/results/<timestamp>/, or target/bench-smoke/ for smoke).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -194,6 +200,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         host: args.host.clone(),
         build_fixture: !args.no_build && args.switchboard_bin.is_none(),
         switchboard_bin: args.switchboard_bin.clone(),
+        serve_set: args.serve_set.clone(),
         build_serve: !args.no_build,
         build_socketioxide: !args.no_build,
         port: args.port,

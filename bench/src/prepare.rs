@@ -103,17 +103,28 @@ async fn serve(paths: &Paths, plan: &Plan) -> Result<Launch, String> {
         ));
     }
     let config = plan.out_dir.join(SERVE_CONFIG_FILE);
+    let mut text = serve_config();
+    if !plan.serve_set.is_empty() {
+        text.push_str("\n# Given to this run with --serve-set (switchboard serve --set):\n");
+        for set in &plan.serve_set {
+            text.push_str(&format!("# {set}\n"));
+        }
+    }
     std::fs::create_dir_all(&plan.out_dir)
-        .and_then(|()| std::fs::write(&config, serve_config()))
+        .and_then(|()| std::fs::write(&config, text))
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let config = config.to_string_lossy();
+    let mut args = vec!["serve", "--config", &config];
+    for set in &plan.serve_set {
+        args.extend(["--set", set.as_str()]);
+    }
     Ok(Launch {
         listen: Listen::Addr,
         env_remove: std::env::vars_os()
             .map(|(name, _)| name)
             .filter(|name| name.to_string_lossy().starts_with("SWITCHBOARD_"))
             .collect(),
-        ..launch(program, &["serve", "--config", &config], &paths.root)
+        ..launch(program, &args, &paths.root)
     })
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct Plan {
     pub(crate) build_fixture: bool,
     /// A protocol_fixture binary to use instead of the workspace's.
     pub(crate) switchboard_bin: Option<PathBuf>,
+    /// `--set KEY=VALUE` settings for `switchboard serve`, on top of its config.
+    pub(crate) serve_set: Vec<String>,
     /// Build the `switchboard` binary first (for `switchboard serve`).
     pub(crate) build_serve: bool,
     /// Build a missing socketioxide peer first.
