@@ -114,6 +114,8 @@ pub struct Facts {
     pub queue_bounds: (usize, usize),
     /// For `payload too large`: the size (0: unknown) and `engine.max_payload`.
     pub oversize: Option<(u64, usize)>,
+    /// The node's memory, when it was under pressure or shed this connection.
+    pub memory: Option<Memory>,
     /// What the application adds (a token's expiry, refused events), already worded.
     pub noted: Vec<String>,
 }
@@ -328,8 +330,8 @@ pub const REFUSAL_REPORTS_BURST: f64 = 100.0;
 pub struct Reports {
     ring: std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<Report>>>,
     max: usize,
-    /// Tokens for refusal reports and when they were last counted.
-    refusals: std::sync::Mutex<(f64, std::time::Instant)>,
+    /// Refusal reports' rate.
+    refusals: crate::bucket::TokenBucket,
 }
 
 impl Reports {
@@ -338,23 +340,17 @@ impl Reports {
         Reports {
             ring: Default::default(),
             max,
-            refusals: std::sync::Mutex::new((REFUSAL_REPORTS_BURST, std::time::Instant::now())),
+            refusals: crate::bucket::TokenBucket::new(
+                REFUSAL_REPORTS_PER_SECOND,
+                REFUSAL_REPORTS_BURST,
+                std::time::Instant::now(),
+            ),
         }
     }
 
     /// Whether a refusal may be reported now (see [`REFUSAL_REPORTS_PER_SECOND`]).
     pub fn admit_refusal(&self, now: std::time::Instant) -> bool {
-        let mut bucket = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = *bucket;
-        let refilled = (tokens
-            + now.saturating_duration_since(last).as_secs_f64() * REFUSAL_REPORTS_PER_SECOND)
-            .min(REFUSAL_REPORTS_BURST);
-        if refilled < 1.0 {
-            *bucket = (refilled, now);
-            return false;
-        }
-        *bucket = (refilled - 1.0, now);
-        true
+        self.refusals.take(now)
     }
 
     /// Records a report, dropping the oldest beyond the bound.
@@ -478,6 +474,7 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
         R::ServerOverloaded => evidence.push(queue_fact(facts)),
         R::AuthExpired | R::RateLimited => {}
     }
+    evidence.extend(facts.memory.map(|m| m.fact()));
     evidence.extend(facts.noted.iter().cloned());
     if facts.reason != R::ConnectTimeout {
         evidence.push(format!("connected for {}", secs(facts.connected_for)));
@@ -505,29 +502,49 @@ fn queue_fact(facts: &Facts) -> String {
     )
 }
 
-/// The node's memory against its budget, for a disconnect under memory pressure:
-/// `memory 245.3 MiB of a 256.0 MiB budget (96 %, tier imminent; queue bounds
-/// halved)`.
-pub fn memory_fact(metrics: &crate::Metrics) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    let rss = metrics.memory_rss.load(Relaxed);
-    let budget = metrics.memory_budget.load(Relaxed);
-    let tier = metrics.pressure_tier();
-    let share = if budget == 0 {
-        0.0
-    } else {
-        rss as f64 * 100.0 / budget as f64
-    };
-    format!(
-        "memory {} of a {} budget ({share:.0} %, tier {tier}{})",
-        bytes(usize::try_from(rss).unwrap_or(usize::MAX)),
-        bytes(usize::try_from(budget).unwrap_or(usize::MAX)),
-        if metrics.shrunk() {
-            "; queue bounds halved"
-        } else {
-            ""
+/// The node's memory against its budget at one moment, for what happens under memory
+/// pressure (a disconnect, a refused handshake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident memory at the last sample, in bytes.
+    pub rss: u64,
+    /// The budget, in bytes.
+    pub budget: u64,
+    /// The tier then.
+    pub tier: crate::pressure::Tier,
+}
+
+impl Memory {
+    /// The figures `metrics` holds now.
+    pub fn of(metrics: &crate::Metrics) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Memory {
+            rss: metrics.memory_rss.load(Relaxed),
+            budget: metrics.memory_budget.load(Relaxed),
+            tier: metrics.pressure_tier(),
         }
-    )
+    }
+
+    /// `memory 245.3 MiB of a 256.0 MiB budget (96 %, tier imminent; queue bounds
+    /// halved)`.
+    pub fn fact(&self) -> String {
+        let share = if self.budget == 0 {
+            0.0
+        } else {
+            self.rss as f64 * 100.0 / self.budget as f64
+        };
+        format!(
+            "memory {} of a {} budget ({share:.0} %, tier {}{})",
+            bytes(usize::try_from(self.rss).unwrap_or(usize::MAX)),
+            bytes(usize::try_from(self.budget).unwrap_or(usize::MAX)),
+            self.tier,
+            if self.tier >= crate::pressure::Tier::Critical {
+                "; queue bounds halved"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// `46.1 s`, `250 ms`.
@@ -567,6 +584,7 @@ mod tests {
             queued: (3, 300),
             queue_bounds: (1024, 4 << 20),
             oversize: None,
+            memory: None,
             noted: Vec::new(),
         }
     }

@@ -9,6 +9,7 @@
 //!   broadcasts;
 //! - [`adapter`]: the room index seam (in-memory now; the cluster adapters later);
 //! - [`config`]: typed settings and their defaults;
+//! - [`bucket`]: a token bucket for per-node rates;
 //! - [`diagnosis`], [`breadcrumbs`], [`scrub`]: why sockets left, the trail before it,
 //!   and what must not leave the node;
 //! - [`metrics`]: counters and gauges;
@@ -21,6 +22,7 @@
 
 pub mod adapter;
 pub mod breadcrumbs;
+pub mod bucket;
 pub mod config;
 pub mod diagnosis;
 pub mod eio;

@@ -120,9 +120,6 @@ pub struct Change {
     pub budget: u64,
 }
 
-/// Told of every [`Change`], in order, from the monitor's task (keep it quick).
-pub type Listener = std::sync::Arc<dyn Fn(&Change) + Send + Sync>;
-
 /// The memory budget and how often it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PressureConfig {

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use switchboard_engine::bucket::TokenBucket;
 use switchboard_engine::diagnosis::Category;
 use switchboard_engine::metrics::MetricsSnapshot;
 use switchboard_engine::protocol::Sid;
@@ -145,29 +146,13 @@ impl Sessions {
     }
 }
 
-/// A token bucket for password checks.
-#[derive(Debug)]
-struct Logins(Mutex<(f64, Instant)>);
-
-impl Logins {
-    fn admit(&self, now: Instant) -> bool {
-        let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = *bucket;
-        let tokens = (tokens
-            + now.saturating_duration_since(last).as_secs_f64() * LOGINS_PER_SECOND)
-            .min(LOGIN_BURST);
-        let admitted = tokens >= 1.0;
-        *bucket = (if admitted { tokens - 1.0 } else { tokens }, now);
-        admitted
-    }
-}
-
 /// The admin namespace's shared state.
 struct Admin {
     config: AdminConfig,
     io: Io,
     sessions: Sessions,
-    logins: Logins,
+    /// Password checks ([`LOGINS_PER_SECOND`]).
+    logins: TokenBucket,
     /// Session ids made at login, handed to the socket once it is connected.
     fresh: Mutex<HashMap<Sid, String>>,
 }
@@ -193,7 +178,7 @@ pub(crate) fn install(
             ids: Mutex::default(),
             redis,
         },
-        logins: Logins(Mutex::new((LOGIN_BURST, Instant::now()))),
+        logins: TokenBucket::new(LOGINS_PER_SECOND, LOGIN_BURST, Instant::now()),
         fresh: Mutex::default(),
     });
     let ns = io.of(&config.namespace);
@@ -245,7 +230,7 @@ impl Admin {
         let (Some(username), Some(password)) = (text("username"), text("password")) else {
             return Err(refused());
         };
-        if username != login.username || !self.logins.admit(now) {
+        if username != login.username || !self.logins.take(now) {
             return Err(refused());
         }
         let hash = login.password_hash.clone();
@@ -668,12 +653,12 @@ mod tests {
 
     #[test]
     fn logins_are_checked_at_a_bounded_rate() {
-        let logins = Logins(Mutex::new((LOGIN_BURST, Instant::now())));
         let t0 = Instant::now();
-        let admitted = (0..100).filter(|_| logins.admit(t0)).count();
+        let logins = TokenBucket::new(LOGINS_PER_SECOND, LOGIN_BURST, t0);
+        let admitted = (0..100).filter(|_| logins.take(t0)).count();
         assert_eq!(admitted, LOGIN_BURST as usize);
         let later = t0 + Duration::from_secs(1);
-        assert_eq!((0..100).filter(|_| logins.admit(later)).count(), 5);
+        assert_eq!((0..100).filter(|_| logins.take(later)).count(), 5);
     }
 
     #[test]

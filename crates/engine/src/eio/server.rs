@@ -236,14 +236,8 @@ impl EngineServer {
                     .get(header::ORIGIN)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .unwrap_or_default();
-                let transport = if sse {
-                    TransportKind::Sse
-                } else if websocket::is_upgrade_request(req.headers()) {
-                    TransportKind::Websocket
-                } else {
-                    TransportKind::Polling
-                };
-                self.refuse(transport, Why::Origin(origin));
+                let ws = websocket::is_upgrade_request(req.headers());
+                self.refuse(asked_transport(sse, ws), Why::Origin(origin));
             }
             let refused = if sse {
                 sse::refusal(
@@ -316,12 +310,7 @@ impl EngineServer {
             Ok(kind) => kind,
             Err(code) => {
                 if query.sid.is_none() && via == Via::Client {
-                    let transport = if is_ws {
-                        TransportKind::Websocket
-                    } else {
-                        TransportKind::Polling
-                    };
-                    self.refuse(transport, Why::Protocol(code));
+                    self.refuse(asked_transport(false, is_ws), Why::Protocol(code));
                 }
                 return now(error(code));
             }
@@ -503,7 +492,7 @@ impl EngineServer {
             Why::Closed(Closed::Pressure) => (
                 Category::Pressure,
                 "memory_pressure",
-                crate::diagnosis::memory_fact(&self.metrics),
+                crate::diagnosis::Memory::of(&self.metrics).fact(),
             ),
             Why::Capacity => (
                 Category::Policy,
@@ -814,6 +803,18 @@ enum Closed {
     Unavailable,
     /// The node is at critical memory pressure or worse.
     Pressure,
+}
+
+/// The transport a refused request asked for: SSE on its path, WebSocket for an
+/// upgrade, else long-polling.
+fn asked_transport(sse: bool, upgrade: bool) -> TransportKind {
+    if sse {
+        TransportKind::Sse
+    } else if upgrade {
+        TransportKind::Websocket
+    } else {
+        TransportKind::Polling
+    }
 }
 
 /// Why a handshake was refused, for its report.

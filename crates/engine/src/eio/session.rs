@@ -373,12 +373,9 @@ impl Session {
             Some(_) => inner.queued_at_close,
             None => (inner.queue.len(), inner.queued_bytes),
         };
-        let shrunk = self.metrics.shrunk();
+        let memory = crate::diagnosis::Memory::of(&self.metrics);
+        let shrunk = memory.tier >= crate::pressure::Tier::Critical;
         let shrink = if shrunk { 2 } else { 1 };
-        let mut noted = Vec::new();
-        if shrunk || reason == DisconnectReason::ServerOverloaded {
-            noted.push(crate::diagnosis::memory_fact(&self.metrics));
-        }
         Facts {
             reason,
             transport: inner.transport,
@@ -392,7 +389,8 @@ impl Session {
                 self.limits.max_bytes / shrink,
             ),
             oversize: inner.oversize,
-            noted,
+            memory: (shrunk || reason == DisconnectReason::ServerOverloaded).then_some(memory),
+            noted: Vec::new(),
         }
     }
 

@@ -446,7 +446,7 @@ fn report_refusal(io: &IoInner, session: &Session, nsp: &str, err: &ConnectError
     if category == Category::Pressure {
         refusal
             .evidence
-            .push(crate::diagnosis::memory_fact(&session.metrics));
+            .push(crate::diagnosis::Memory::of(&session.metrics).fact());
     }
     io.refused(refusal);
 }

@@ -8,8 +8,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use std::sync::Arc;
-
 use tokio::time::MissedTickBehavior;
 
 use crate::breadcrumbs::Step;
@@ -57,11 +55,7 @@ impl Io {
 
     /// Tells `listener` of every memory pressure transition, in order.
     pub fn on_pressure(&self, listener: impl Fn(&Change) + Send + Sync + 'static) {
-        self.inner()
-            .pressure_listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(listener));
+        self.inner().pressure_listeners.add(listener);
     }
 
     fn pressure_changed(&self, from: Tier, to: Tier, rss: u64, budget: u64) {
@@ -95,15 +89,7 @@ impl Io {
             rss,
             budget,
         };
-        let listeners = self
-            .inner()
-            .pressure_listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for listener in listeners {
-            listener(&change);
-        }
+        self.inner().pressure_listeners.tell(&change);
     }
 
     /// Closes the connections holding the most queued bytes until what they held

@@ -56,15 +56,42 @@ pub(crate) struct IoInner {
     /// changes): kept once here, merged into each timeline when it is read.
     node_trail: Mutex<crate::breadcrumbs::Trail>,
     /// Told of every memory pressure transition (the binary's hooks).
-    pub(crate) pressure_listeners: Mutex<Vec<crate::pressure::Listener>>,
+    pub(crate) pressure_listeners: Listeners<crate::pressure::Change>,
     /// Told of every refusal reported (the binary's hooks).
-    refusal_listeners: Mutex<Vec<RefusalListener>>,
+    refusal_listeners: Listeners<Arc<crate::diagnosis::Report>>,
     /// Told what sockets do, when a tool watches (see [`super::Observer`]).
     observer: std::sync::OnceLock<Arc<dyn super::Observer>>,
 }
 
-/// Told of each refusal report, from the task that refused (keep it quick).
-pub type RefusalListener = Arc<dyn Fn(&Arc<crate::diagnosis::Report>) + Send + Sync>;
+/// Callbacks told of one kind of event, in the order they were added, from the task
+/// where it happens (keep them quick). Telling works on a copy of the list, so a
+/// callback may add another.
+pub(crate) struct Listeners<E>(Mutex<Vec<Listener<E>>>);
+
+/// One callback of [`Listeners`].
+type Listener<E> = Arc<dyn Fn(&E) + Send + Sync>;
+
+impl<E> Default for Listeners<E> {
+    fn default() -> Self {
+        Listeners(Mutex::default())
+    }
+}
+
+impl<E> Listeners<E> {
+    pub(crate) fn add(&self, listener: impl Fn(&E) + Send + Sync + 'static) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(listener));
+    }
+
+    pub(crate) fn tell(&self, event: &E) {
+        let listeners = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for listener in listeners {
+            listener(event);
+        }
+    }
+}
 
 /// Node steps kept for the timelines.
 const NODE_STEPS: usize = 16;
@@ -89,14 +116,7 @@ impl IoInner {
             evidence = %report.diagnosis.evidence.join("; "), "connection refused"
         );
         self.reports.push(report.clone());
-        let listeners = self
-            .refusal_listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for listener in listeners {
-            listener(&report);
-        }
+        self.refusal_listeners.tell(&report);
     }
 
     /// The observer, if one watches.
@@ -331,8 +351,8 @@ impl Io {
             adapters,
             reports,
             node_trail: Mutex::default(),
-            pressure_listeners: Mutex::default(),
-            refusal_listeners: Mutex::default(),
+            pressure_listeners: Listeners::default(),
+            refusal_listeners: Listeners::default(),
             observer: std::sync::OnceLock::new(),
         });
         let handler = Arc::new(Handler(inner.clone()));
@@ -415,11 +435,7 @@ impl Io {
         &self,
         listener: impl Fn(&Arc<crate::diagnosis::Report>) + Send + Sync + 'static,
     ) {
-        self.inner
-            .refusal_listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(listener));
+        self.inner.refusal_listeners.add(listener);
     }
 
     /// A live socket's timeline ([`Socket::timeline`]): `None` when no socket `id` is

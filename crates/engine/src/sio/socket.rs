@@ -617,7 +617,7 @@ impl Socket {
             let mut facts = self.session.facts(reason);
             let mut explained = self.lock_explained();
             let explained = explained.get_or_insert_with(Box::default);
-            facts.noted.append(&mut explained.noted);
+            facts.noted = std::mem::take(&mut explained.noted);
             // The report has the steps now; the socket keeps only its diagnosis.
             explained.trail = Trail::default();
             let report = Arc::new(diagnosis::Report {

@@ -1,0 +1,55 @@
+//! A token bucket shared by one node: at most `rate` takes a second, in bursts of up
+//! to `burst`. What the engine and its users bound per node with it: the refusals
+//! reported ([`crate::diagnosis::Reports`]), the Admin UI's password checks.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Tokens refill at `rate` a second up to `burst`; a take spends one.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    /// Tokens left and when they were last counted.
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A full bucket at `now`.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            state: Mutex::new((burst, now)),
+        }
+    }
+
+    /// Takes a token at `now` if there is one; says whether it did.
+    pub fn take(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = *state;
+        let tokens = (tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate)
+            .min(self.burst);
+        let taken = tokens >= 1.0;
+        *state = (if taken { tokens - 1.0 } else { tokens }, now);
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let bucket = TokenBucket::new(5.0, 10.0, t0);
+        assert_eq!((0..100).filter(|_| bucket.take(t0)).count(), 10);
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!((0..100).filter(|_| bucket.take(later)).count(), 5);
+        // An instant earlier than the last one refills nothing.
+        assert!(!bucket.take(t0));
+    }
+}
