@@ -547,6 +547,16 @@ impl Memory {
     }
 }
 
+/// The last second `httpdate` can format (31 Dec 9999 23:59:59 GMT); it panics past it.
+const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
+
+/// `Sun, 22 Nov 2026 10:00:00 GMT` for seconds since the Unix epoch, clamped to what
+/// an HTTP date can show, so a wild clock or a token's `exp` cannot panic it.
+pub fn http_date(secs: u64) -> String {
+    let secs = secs.min(LAST_HTTP_DATE_SECS);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 /// `46.1 s`, `250 ms`.
 pub fn secs(d: Duration) -> String {
     if d < Duration::from_secs(1) {
@@ -622,6 +632,14 @@ mod tests {
             d.evidence[0],
             "outbound queue at 700 packets / 3.0 MiB (bounds 1024 / 4.0 MiB)"
         );
+    }
+
+    #[test]
+    fn http_dates_are_right() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_795_341_600), "Sun, 22 Nov 2026 10:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 
     #[test]

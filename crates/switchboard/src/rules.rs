@@ -248,7 +248,7 @@ fn expire(socket: Weak<Socket>) {
     socket.note(match exp {
         Some(exp) => format!(
             "token expired at {} (exp {exp}), no refresh received",
-            expiry::utc(exp)
+            switchboard_engine::diagnosis::http_date(exp)
         ),
         None => "token expired, no refresh received".to_owned(),
     });

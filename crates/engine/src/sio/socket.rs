@@ -711,7 +711,7 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
     }
     serde_json::json!({
         "headers": headers,
-        "time": http_date(issued / 1000),
+        "time": crate::diagnosis::http_date(issued / 1000),
         "address": h.address.ip().to_string(),
         "xdomain": h.headers.contains_key(http::header::ORIGIN),
         "secure": false,
@@ -720,16 +720,6 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
         "query": query,
         "auth": auth,
     })
-}
-
-/// The last second `httpdate` can format (31 Dec 9999 23:59:59 GMT); it panics past it.
-const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
-
-/// `Sun, 22 Nov 2026 10:00:00 GMT` for seconds since the Unix epoch, clamped to what
-/// an HTTP date can show, so a wild clock cannot panic a fetch.
-fn http_date(secs: u64) -> String {
-    let secs = secs.min(LAST_HTTP_DATE_SECS);
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// `socket.handshake.query` as Node builds it from the decoded pairs
@@ -757,20 +747,6 @@ mod tests {
     use serde_json::json;
 
     use crate::eio::session::decode_query;
-
-    #[test]
-    fn http_dates_are_right() {
-        assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            super::http_date(1_795_341_600),
-            "Sun, 22 Nov 2026 10:00:00 GMT"
-        );
-        assert_eq!(
-            super::http_date(951_782_400),
-            "Tue, 29 Feb 2000 00:00:00 GMT"
-        );
-        assert_eq!(super::http_date(u64::MAX), "Fri, 31 Dec 9999 23:59:59 GMT");
-    }
 
     #[test]
     fn handshake_query_is_decoded_with_the_last_value_of_a_repeated_name() {

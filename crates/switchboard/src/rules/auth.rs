@@ -116,7 +116,10 @@ async fn refreshed(
     store_claims(socket, &claims);
     policy.arm_expiry(socket, &claims);
     socket.mark(&match claims.exp {
-        Some(exp) => format!("token refreshed, expires at {}", super::expiry::utc(exp)),
+        Some(exp) => format!(
+            "token refreshed, expires at {}",
+            switchboard_engine::diagnosis::http_date(exp)
+        ),
         None => "token refreshed, no expiry".to_owned(),
     });
     Ok(())

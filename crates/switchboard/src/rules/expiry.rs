@@ -11,14 +11,6 @@ use switchboard_engine::Shutdown;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// A token's `exp` as an HTTP date (`Fri, 04 Dec 2026 15:00:00 GMT`), clamped to the
-/// last date one can show (an issuer may write any number).
-pub(crate) fn utc(exp: u64) -> String {
-    const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
-    let secs = exp.min(LAST_HTTP_DATE_SECS);
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-}
-
 /// The instant a token with this `exp` (seconds since the Unix epoch) expires, seen
 /// from `now` on both clocks; `None` when it is too far away to schedule.
 pub(crate) fn deadline(exp: u64, now_unix: SystemTime, now: Instant) -> Option<Instant> {
