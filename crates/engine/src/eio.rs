@@ -24,6 +24,7 @@ mod sse;
 pub use relay::is_address as is_relay_address;
 pub mod server;
 pub mod session;
+mod wake;
 mod websocket;
 
 pub use forward::{ForwardError, ForwardedRequest, ForwardedResponse, Forwarder};

@@ -8,8 +8,8 @@
 //! new handshakes being refused; then the [`ShutdownTrigger`] stops the accept loops
 //! and closes whatever is left at once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -78,13 +78,32 @@ pub struct ShutdownTrigger(Arc<Signal>);
 #[derive(Debug, Clone)]
 pub struct Shutdown(Arc<Signal>);
 
-/// What a trigger and its signals share. A flag and a [`Notify`] rather than a `watch`
-/// channel: every session's driver waits on it in each `select!`, and this wait's
-/// future is less than half the size of `watch`'s, in every session's task.
-#[derive(Debug, Default)]
+/// What a trigger and its signals share: a flag, a [`Notify`] for the loops that wait
+/// on it, and the listeners run at the trigger. Sessions' drivers do not wait on the
+/// `Notify` (thousands of waiters on one list, re-linked at every step); the engine
+/// registers one listener that wakes each of them ([`Shutdown::on_trigger`]).
+#[derive(Default)]
 struct Signal {
     triggered: AtomicBool,
     notify: Notify,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+/// A function run once when shutdown is triggered.
+type Listener = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signal")
+            .field("triggered", &self.triggered)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(listeners: &Mutex<Vec<Listener>>) -> MutexGuard<'_, Vec<Listener>> {
+    listeners
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Creates a connected trigger and signal.
@@ -98,6 +117,10 @@ impl ShutdownTrigger {
     pub fn trigger(&self) {
         self.0.triggered.store(true, Ordering::Release);
         self.0.notify.notify_waiters();
+        let listeners = std::mem::take(&mut *lock(&self.0.listeners));
+        for listener in listeners {
+            listener();
+        }
     }
 }
 
@@ -116,6 +139,19 @@ impl Shutdown {
     /// Whether shutdown has been signalled.
     pub fn is_triggered(&self) -> bool {
         self.0.triggered.load(Ordering::Acquire)
+    }
+
+    /// Runs `listener` once when shutdown is triggered, on the triggering thread (at
+    /// once if it was triggered already). For waking many waiters that each check
+    /// [`Self::is_triggered`] rather than waiting on [`Self::wait`].
+    pub fn on_trigger(&self, listener: impl FnOnce() + Send + 'static) {
+        let mut listeners = lock(&self.0.listeners);
+        if self.is_triggered() {
+            drop(listeners);
+            listener();
+        } else {
+            listeners.push(Box::new(listener));
+        }
     }
 
     /// Resolves once shutdown is signalled (or the trigger is dropped).
@@ -145,6 +181,30 @@ mod tests {
         trigger.trigger();
         signal.wait().await;
         assert!(signal.is_triggered());
+    }
+
+    #[test]
+    fn listeners_run_once_at_the_trigger_or_at_once_after_it() {
+        use std::sync::atomic::AtomicUsize;
+        let (trigger, signal) = channel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        signal.on_trigger(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        trigger.trigger();
+        trigger.trigger();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "once, however often triggered"
+        );
+        let counted = runs.clone();
+        signal.on_trigger(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "after the trigger: at once");
     }
 
     #[tokio::test(start_paused = true)]

@@ -117,3 +117,53 @@ async fn an_event_larger_than_the_clients_max_payload_still_reaches_it() {
         &text[..40]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer_at_the_queue_bound() {
+    // While a write to a client that does not read is pending, what is queued behind it
+    // must stay in the session's queue, whose bounds close the client; a driver that
+    // moved every queued frame into its own buffer would grow it without bound instead
+    // (which an earlier version of the wake-up rewrite did).
+    let (_trigger, signal) = shutdown::channel();
+    let mut config = SocketIoConfig::default();
+    config.engine.queue = switchboard_engine::QueueLimits {
+        max_packets: 200,
+        max_bytes: 256 << 10,
+    };
+    let io = Io::new(config, signal.clone());
+    let (reasons, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    io.of("/").on_disconnect(move |_, reason| {
+        let _ = reasons.send(reason);
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+
+    // From now on the client reads nothing. 64 MB offered, far more than the loopback
+    // buffers and the queue hold together.
+    let socket = io.of("/").sockets().pop().unwrap();
+    let event = "x".repeat(16 << 10);
+    let mut sent = 0;
+    while sent < 4096 && socket.emit("flood", json!([event])).is_ok() {
+        sent += 1;
+        if sent % 16 == 0 {
+            // Let the driver write (and the socket buffers fill).
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let reason = tokio::time::timeout(Duration::from_secs(10), closed.recv())
+        .await
+        .expect("the client was never cut off")
+        .unwrap();
+    assert_eq!(reason, switchboard_engine::DisconnectReason::SlowConsumer);
+    assert!(
+        sent < 4096,
+        "every emit was accepted: the queue never filled"
+    );
+    drop(ws);
+}

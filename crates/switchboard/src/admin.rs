@@ -280,7 +280,19 @@ impl Admin {
         let mut out = Vec::new();
         for ns in self.io.namespaces() {
             match ns.all().fetch_sockets().await {
-                Ok(sockets) => out.extend(sockets.into_iter().map(|s| serialize(&s, ns.name()))),
+                Ok(sockets) => out.extend(sockets.into_iter().map(|s| {
+                    let mut socket = serialize(&s, ns.name());
+                    // A socket of this node listed before the watcher marked it (its
+                    // own connection, say, racing the UI's): the mark is computed here,
+                    // as Node's `instrument()` has marked it before anyone can list it.
+                    if socket["clientId"].is_null()
+                        && let Some(local) = s.id.parse().ok().and_then(|sid| ns.socket(sid))
+                    {
+                        socket["clientId"] = json!(client_id(&local));
+                        socket["transport"] = json!(local.transport().as_str());
+                    }
+                    socket
+                })),
                 Err(err) => {
                     tracing::debug!(namespace = %ns.name(), error = %err, "admin: sockets not listed")
                 }
@@ -551,12 +563,17 @@ fn mark_client(socket: &Socket) {
     let Some(map) = data.as_object_mut() else {
         return;
     };
-    let client: String = socket.conn().sid().to_string().chars().take(12).collect();
     map.insert(
         "_admin".into(),
-        json!({ "clientId": client, "transport": socket.transport().as_str() }),
+        json!({ "clientId": client_id(socket), "transport": socket.transport().as_str() }),
     );
     socket.set_data(data);
+}
+
+/// The UI's client id of a socket: the first 12 characters of its connection's id,
+/// shared by the namespaces of one connection.
+fn client_id(socket: &Socket) -> String {
+    socket.conn().sid().to_string().chars().take(12).collect()
 }
 
 /// This node's stats every [`STATS_INTERVAL`], to every UI of the cluster.

@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::task::{Context, Poll, ready};
+
 use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::engineio::{HeartbeatEvent, Packet};
 use tokio::time::{Instant as TokioInstant, Sleep};
@@ -19,6 +21,7 @@ use crate::shutdown::Shutdown;
 
 use super::registry::Registry;
 use super::session::{Frame, Session};
+use super::wake;
 use super::websocket::{self, Incoming, WsStream, now};
 
 /// Longest time spent flushing the final frames (the `close` packet) to a WebSocket
@@ -32,13 +35,18 @@ const POLLING_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_milli
 
 /// Resolves once the session's queue was taken by a polling GET.
 async fn drained(session: &Arc<Session>) {
-    loop {
-        let notified = session.driver.notified();
-        if session.lock().queue.is_empty() {
-            return;
+    std::future::poll_fn(|cx| {
+        loop {
+            session.wake.take(wake::STATE);
+            if session.lock().queue.is_empty() {
+                return Poll::Ready(());
+            }
+            if !session.wake.register(cx.waker(), wake::STATE) {
+                return Poll::Pending;
+            }
         }
-        notified.await;
-    }
+    })
+    .await;
 }
 
 /// Drives `session` until it closes. `ws` is set when the session was opened over
@@ -125,7 +133,7 @@ fn prepare_step(
         if let Some(upgraded) = inner.upgraded_ws.take() {
             *ws = Some(*upgraded);
             // Frames queued during the upgrade go out on the new transport now.
-            session.writer.notify_one();
+            session.wake.raise(wake::WRITE);
         }
         let heartbeat = inner.heartbeat.poll_timeout();
         inner.app_deadline.map_or(heartbeat, |d| d.min(heartbeat))
@@ -150,44 +158,93 @@ enum Step {
     Ended(DisconnectReason, Ending),
 }
 
-async fn polling_step(session: &Arc<Session>, sleep: Pin<&mut Sleep>, shutdown: &Shutdown) -> Step {
-    tokio::select! {
-        _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
-        _ = session.driver.notified() => Step::Continue,
-        _ = sleep => Step::Tick,
-    }
+/// Waits for what a polling session's driver handles: a change of state, shutdown,
+/// the heartbeat. (Its frames are written by the GETs.)
+async fn polling_step(
+    session: &Arc<Session>,
+    mut sleep: Pin<&mut Sleep>,
+    shutdown: &Shutdown,
+) -> Step {
+    std::future::poll_fn(|cx| {
+        loop {
+            let bits = session.wake.take(wake::STATE | wake::SHUTDOWN);
+            if bits & wake::SHUTDOWN != 0 || shutdown.is_triggered() {
+                return Poll::Ready(Step::Close(DisconnectReason::ServerShuttingDown));
+            }
+            if bits & wake::STATE != 0 {
+                return Poll::Ready(Step::Continue);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Step::Tick);
+            }
+            if !session
+                .wake
+                .register(cx.waker(), wake::STATE | wake::SHUTDOWN)
+            {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
 }
 
+/// One step of a WebSocket session: writes what is queued, reads the next message,
+/// or sees a change of state, shutdown or the heartbeat's deadline.
+///
+/// A hand-written poll rather than a `select!` of futures: a broadcast wakes every
+/// recipient's driver once, and per wake-up this takes the raised bits, moves the
+/// queued frames to the outbox and writes them, and looks at the socket and the timer
+/// (each only updating its waker), with nothing created, linked or unlinked.
+///
+/// Frames are moved from the session's queue only when the outbox is empty: a client
+/// that does not read leaves its write pending, and what is queued behind it stays in
+/// the queue, whose bounds then close it as a slow consumer. The `WRITE` bit raised
+/// meanwhile is left for when the write completes (waiting on it then would only spin).
 async fn websocket_step(
     session: &Arc<Session>,
     ws: &mut WsStream,
     out: &mut Outbox,
-    sleep: Pin<&mut Sleep>,
+    mut sleep: Pin<&mut Sleep>,
     shutdown: &Shutdown,
 ) -> Step {
-    if out.is_busy() {
-        // A write that stalls must not stop close, shutdown or the heartbeat from
-        // being seen; `Outbox::write` is cancel-safe, so racing it loses nothing.
-        return tokio::select! {
-            res = out.write(ws) => match res {
-                Ok(()) => Step::Continue,
-                Err(_) => Step::Ended(DisconnectReason::TransportError, Ending::Lost),
-            },
-            _ = session.driver.notified() => Step::Continue,
-            _ = sleep => Step::Tick,
-            _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
-        };
-    }
-    tokio::select! {
-        _ = shutdown.wait() => Step::Close(DisconnectReason::ServerShuttingDown),
-        _ = session.driver.notified() => Step::Continue,
-        _ = sleep => Step::Tick,
-        msg = ws.next() => on_ws_message(session, msg),
-        _ = session.writer.notified() => {
-            out.take_from(session);
-            Step::Continue
+    let watched = |out: &Outbox| {
+        if out.is_busy() {
+            wake::STATE | wake::SHUTDOWN
+        } else {
+            wake::WRITE | wake::STATE | wake::SHUTDOWN
         }
-    }
+    };
+    std::future::poll_fn(|cx| {
+        loop {
+            let bits = session.wake.take(watched(out));
+            if bits & wake::WRITE != 0 {
+                out.take_from(session);
+            }
+            if bits & wake::SHUTDOWN != 0 || shutdown.is_triggered() {
+                return Poll::Ready(Step::Close(DisconnectReason::ServerShuttingDown));
+            }
+            if bits & wake::STATE != 0 {
+                return Poll::Ready(Step::Continue);
+            }
+            if out.is_busy()
+                && let Poll::Ready(Err(_)) = out.poll_write(ws, cx)
+            {
+                return Poll::Ready(Step::Ended(DisconnectReason::TransportError, Ending::Lost));
+            }
+            if let Poll::Ready(msg) = ws.poll_next_unpin(cx) {
+                return Poll::Ready(on_ws_message(session, msg));
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Step::Tick);
+            }
+            // A bit raised since the take (or `WRITE`, left while the write that has
+            // just completed was pending) is handled now rather than slept on.
+            if !session.wake.register(cx.waker(), watched(out)) {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
 }
 
 /// Frames taken from the session's queue and not yet handed to the WebSocket, owned by
@@ -210,17 +267,23 @@ impl Outbox {
 
     /// Feeds every pending frame, then flushes once (one batch, few syscalls).
     /// Cancel-safe: see the type's documentation.
-    async fn write(&mut self, ws: &mut WsStream) -> Result<(), WsError> {
+    fn poll_write(&mut self, ws: &mut WsStream, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         while let Some(frame) = self.pending.front() {
-            ws.feed(websocket::to_ws(frame.clone())).await?;
+            ready!(ws.poll_ready_unpin(cx))?;
+            ws.start_send_unpin(websocket::to_ws(frame.clone()))?;
             self.pending.pop_front();
             self.dirty = true;
         }
         if self.dirty {
-            ws.flush().await?;
+            ready!(ws.poll_flush_unpin(cx))?;
             self.dirty = false;
         }
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`Self::poll_write`] as a future.
+    async fn write(&mut self, ws: &mut WsStream) -> Result<(), WsError> {
+        std::future::poll_fn(|cx| self.poll_write(ws, cx)).await
     }
 
     /// At each heartbeat, an idle connection gives back its two frame buffers (this
@@ -346,9 +409,10 @@ mod tests {
 
     /// Most bytes the driver's future may take. Every session's task holds it, in a
     /// cell of the future plus 144 bytes (tokio's header, scheduler, id and trailer,
-    /// and the tracing span) rounded up to 128: at most 880 keeps that cell at 1 KiB.
-    /// docs/memory.md has the whole per-session budget.
-    const DRIVER_FUTURE_BUDGET: usize = 880;
+    /// and the tracing span) rounded up to 128: at most 624 keeps that cell at 768
+    /// bytes (it takes 616 since the step is a hand-written poll; with a `select!` it
+    /// took 872, in a cell of 1 KiB). docs/memory.md has the whole per-session budget.
+    const DRIVER_FUTURE_BUDGET: usize = 624;
 
     #[test]
     fn the_driver_future_fits_its_budget() {

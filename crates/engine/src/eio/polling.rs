@@ -193,7 +193,7 @@ async fn wait_for_frames(session: &Arc<Session>) -> Result<Bytes, PollError> {
                 };
                 if inner.closed.is_some() {
                     // The driver may be waiting for the final frames to be taken.
-                    session.driver.notify_one();
+                    session.wake_driver();
                 }
                 return Ok(Session::encode_polling(&frames));
             }

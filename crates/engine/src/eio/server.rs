@@ -93,9 +93,20 @@ impl EngineServer {
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
     ) -> Arc<Self> {
+        let registry: Arc<Registry> = Arc::default();
+        // Drivers check the flag at each step and sleep on their own wake-up, which
+        // this raises for every open session.
+        let sessions = Arc::downgrade(&registry);
+        shutdown.on_trigger(move || {
+            if let Some(registry) = sessions.upgrade() {
+                for session in registry.open_sessions() {
+                    session.wake.raise(super::wake::SHUTDOWN);
+                }
+            }
+        });
         Arc::new(EngineServer {
             config: Arc::new(config),
-            registry: Arc::default(),
+            registry,
             handler,
             metrics,
             shutdown,

@@ -254,10 +254,11 @@ pub struct Session {
     pub(crate) metrics: Arc<Metrics>,
     /// Short critical sections only, never held across `.await`, so a `std` mutex.
     inner: Mutex<Inner>,
-    /// Wakes whoever writes the queue: the pending polling GET or the WebSocket driver.
+    /// Wakes the other tasks that write the queue out: a pending polling GET, an SSE
+    /// response. (The WebSocket driver is woken through `wake`.)
     pub(crate) writer: Notify,
-    /// Wakes the driver on close and upgrade.
-    pub(crate) driver: Notify,
+    /// Wakes the driver: frames queued for its WebSocket, a change of state, shutdown.
+    pub(crate) wake: super::wake::Wake,
     handler: OnceLock<Arc<dyn SessionHandler>>,
 }
 
@@ -303,7 +304,7 @@ impl Session {
                 oversize: None,
             }),
             writer: Notify::new(),
-            driver: Notify::new(),
+            wake: Default::default(),
             handler: OnceLock::new(),
         })
     }
@@ -359,7 +360,7 @@ impl Session {
     /// [`SessionHandler::on_deadline`] once.
     pub fn set_app_deadline(&self, deadline: Option<Instant>) {
         self.lock().app_deadline = deadline;
-        self.driver.notify_one();
+        self.wake_driver();
     }
 
     /// What the session knows for the diagnosis of a disconnect for `reason`: its
@@ -501,7 +502,7 @@ impl Session {
     /// whether the frames were queued (`false`: a volatile send was dropped).
     fn push(&self, frames: &[Frame], admission: Admission) -> Result<bool, SendError> {
         let bytes: usize = frames.iter().map(Frame::len).sum();
-        {
+        let transport = {
             let mut inner = self.lock();
             if inner.closed.is_some() {
                 return Err(SendError::Closed);
@@ -548,9 +549,26 @@ impl Session {
                 };
                 inner.step(step);
             }
-        }
-        self.writer.notify_one();
+            inner.transport
+        };
+        self.wake_writer(transport);
         Ok(true)
+    }
+
+    /// Wakes the driver to look at the session again (closed, upgraded, a deadline
+    /// moved, the final frames taken).
+    pub(crate) fn wake_driver(&self) {
+        self.wake.raise(super::wake::STATE);
+    }
+
+    /// Wakes whoever writes the queue out on `transport`: the driver for a WebSocket,
+    /// the pending GET or the SSE response otherwise.
+    fn wake_writer(&self, transport: TransportKind) {
+        if transport == TransportKind::Websocket {
+            self.wake.raise(super::wake::WRITE);
+        } else {
+            self.writer.notify_one();
+        }
     }
 
     /// Closes the session: queues a `close` packet for the client and wakes the driver,
@@ -595,8 +613,9 @@ impl Session {
                 );
             }
         }
+        // Whatever the transport: a GET may still be pending while an upgrade ends.
         self.writer.notify_one();
-        self.driver.notify_one();
+        self.wake.raise(super::wake::WRITE | super::wake::STATE);
     }
 
     /// Moves every queued frame to the end of `out`. When `out` is empty the two
@@ -655,7 +674,7 @@ impl Session {
                 // The driver's timer points at the pong deadline; the next ping is due
                 // `ping_interval` from now. (A polling pong arrives on a POST, away from
                 // the driver; without this the next ping waited for the old deadline.)
-                self.driver.notify_one();
+                self.wake_driver();
             }
             // Engine.IO v4 heartbeats go server → client only (`2probe` is legal on an
             // upgrading WebSocket, and handled there). Node closes with "transport

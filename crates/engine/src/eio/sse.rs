@@ -291,7 +291,7 @@ impl Stream {
             self.heartbeat_out = false;
             self.session.lock().heartbeat.on_pong(now());
             // The driver's timer still points at the pong deadline: move it.
-            self.session.driver.notify_one();
+            self.session.wake_driver();
         }
         loop {
             if self.ended {
@@ -306,7 +306,7 @@ impl Stream {
             };
             if closed.is_some() {
                 // A drain waits for the last frames to be taken.
-                session.driver.notify_one();
+                session.wake_driver();
             }
             let mut out = String::new();
             for frame in frames {

@@ -142,7 +142,8 @@ pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: st
             if let Some(handler) = session.handler() {
                 handler.on_upgrade(&session);
             }
-            session.driver.notify_one();
+            // The driver adopts the WebSocket and writes what was queued meanwhile.
+            session.wake.raise(super::wake::STATE | super::wake::WRITE);
             // A GET still waiting must learn that polling is over.
             session.writer.notify_one();
         }

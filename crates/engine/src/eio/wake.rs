@@ -1,0 +1,117 @@
+//! The session driver's wake-up: a few bits saying what happened (frames were queued,
+//! the session's state changed, the node is shutting down) and the one waker of the
+//! driver's task.
+//!
+//! Why not a `tokio::sync::Notify` per reason: a `Notified` future is created, linked
+//! into the notifier's waiter list and unlinked again at every step, and every poll of
+//! one still waiting takes the notifier's mutex. A broadcast to a room wakes every
+//! member's driver once per delivery, so those costs were paid per delivery; for the
+//! node-wide shutdown signal, whose waiter list every driver joined at each step, the
+//! mutex was also shared by every session on every worker thread. Here raising a bit
+//! is one atomic `or` (and a wake only when a bit is newly set); the driver registers
+//! its waker, which is a comparison when it has not changed, and takes the bits.
+//!
+//! Only the driver's task waits on it ([`AtomicWaker`] holds one waker). A polling GET
+//! or an SSE response, which are other tasks, wait on the session's `writer` notifier.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
+
+/// Frames were queued for a WebSocket: the driver writes them.
+pub(crate) const WRITE: u8 = 1;
+/// The session's state changed (closed, upgraded, a deadline moved, the final frames
+/// were taken): the driver re-evaluates it.
+pub(crate) const STATE: u8 = 2;
+/// The node is shutting down: the driver closes the session.
+pub(crate) const SHUTDOWN: u8 = 4;
+
+/// Bits raised for the driver, and its waker.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    bits: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Wake {
+    /// Raises `bits` and wakes the driver if any of them was not raised yet (if all
+    /// were, the driver was woken already and has not taken them).
+    pub(crate) fn raise(&self, bits: u8) {
+        let before = self.bits.fetch_or(bits, Ordering::AcqRel);
+        if before & bits != bits {
+            self.waker.wake();
+        }
+    }
+
+    /// Takes (lowers) the raised bits among `mask` and returns them.
+    pub(crate) fn take(&self, mask: u8) -> u8 {
+        if self.bits.load(Ordering::Acquire) & mask == 0 {
+            return 0;
+        }
+        self.bits.fetch_and(!mask, Ordering::AcqRel) & mask
+    }
+
+    /// Registers the driver's waker for the next [`Self::raise`], and returns whether
+    /// any bit among `mask` is raised already (then the driver must look again before
+    /// it sleeps: the bit may have been raised before the waker was registered).
+    pub(crate) fn register(&self, waker: &Waker, mask: u8) -> bool {
+        self.waker.register(waker);
+        self.bits.load(Ordering::Acquire) & mask != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake as StdWake;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl StdWake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_raise_wakes_the_registered_waker_once_until_taken() {
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        let wake = Wake::default();
+        assert!(!wake.register(&waker, WRITE | STATE));
+        wake.raise(WRITE);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        // Raised already: no second wake-up for the same bit.
+        assert!(!wake.register(&waker, 0));
+        wake.raise(WRITE);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        // A new bit wakes again.
+        wake.raise(STATE);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(wake.take(WRITE | STATE | SHUTDOWN), WRITE | STATE);
+        assert_eq!(wake.take(WRITE | STATE | SHUTDOWN), 0);
+    }
+
+    #[test]
+    fn take_leaves_the_bits_outside_its_mask() {
+        let wake = Wake::default();
+        wake.raise(WRITE | SHUTDOWN);
+        assert_eq!(wake.take(STATE | SHUTDOWN), SHUTDOWN);
+        assert_eq!(wake.take(WRITE), WRITE);
+    }
+
+    #[test]
+    fn a_raise_before_registering_is_seen_by_register() {
+        let counter = Arc::new(Counter::default());
+        let waker = Waker::from(counter.clone());
+        let wake = Wake::default();
+        wake.raise(STATE);
+        assert!(wake.register(&waker, STATE), "the driver must look again");
+        assert!(!wake.register(&waker, WRITE));
+    }
+}
