@@ -133,7 +133,7 @@ fn prepare_step(
         if let Some(upgraded) = inner.upgraded_ws.take() {
             *ws = Some(*upgraded);
             // Frames queued during the upgrade go out on the new transport now.
-            session.wake.raise(wake::WRITE);
+            session.wake.raise(wake::WRITE | wake::READ);
         }
         let heartbeat = inner.heartbeat.poll_timeout();
         inner.app_deadline.map_or(heartbeat, |d| d.min(heartbeat))
@@ -209,9 +209,9 @@ async fn websocket_step(
 ) -> Step {
     let watched = |out: &Outbox| {
         if out.is_busy() {
-            wake::STATE | wake::SHUTDOWN
+            wake::READ | wake::STATE | wake::SHUTDOWN
         } else {
-            wake::WRITE | wake::STATE | wake::SHUTDOWN
+            wake::READ | wake::WRITE | wake::STATE | wake::SHUTDOWN
         }
     };
     std::future::poll_fn(|cx| {
@@ -231,8 +231,16 @@ async fn websocket_step(
             {
                 return Poll::Ready(Step::Ended(DisconnectReason::TransportError, Ending::Lost));
             }
-            if let Poll::Ready(msg) = ws.poll_next_unpin(cx) {
-                return Poll::Ready(on_ws_message(session, msg));
+            if bits & wake::READ != 0 {
+                out.read_armed = false;
+            }
+            if !out.read_armed {
+                let read_waker = futures_util::task::waker_ref(session);
+                match ws.poll_next_unpin(&mut Context::from_waker(&read_waker)) {
+                    Poll::Ready(msg) => return Poll::Ready(on_ws_message(session, msg)),
+                    // Readiness will raise `READ`; until then there is nothing to read.
+                    Poll::Pending => out.read_armed = true,
+                }
             }
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Step::Tick);
@@ -254,6 +262,9 @@ async fn websocket_step(
 struct Outbox {
     pending: VecDeque<Frame>,
     dirty: bool,
+    /// The WebSocket's read side returned `Pending` with the session's read waker
+    /// registered: it is not polled again until that raises `READ`.
+    read_armed: bool,
 }
 
 impl Outbox {

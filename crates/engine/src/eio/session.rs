@@ -262,6 +262,15 @@ pub struct Session {
     handler: OnceLock<Arc<dyn SessionHandler>>,
 }
 
+/// A session is the waker of its WebSocket's read side: readiness raises the driver's
+/// `READ` bit and wakes it (see `eio/wake.rs`). Borrowed as a waker (`waker_ref`), it
+/// costs nothing to hand over at each poll.
+impl futures_util::task::ArcWake for Session {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.wake.raise(super::wake::READ);
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")

@@ -11,6 +11,10 @@
 //! is one atomic `or` (and a wake only when a bit is newly set); the driver registers
 //! its waker, which is a comparison when it has not changed, and takes the bits.
 //!
+//! The socket's read side is handed a waker of its own, which raises [`READ`]: the
+//! driver polls the read side again only when that bit is up (or when its last poll
+//! returned a message), not at every wake-up for a write.
+//!
 //! Only the driver's task waits on it ([`AtomicWaker`] holds one waker). A polling GET
 //! or an SSE response, which are other tasks, wait on the session's `writer` notifier.
 
@@ -26,6 +30,10 @@ pub(crate) const WRITE: u8 = 1;
 pub(crate) const STATE: u8 = 2;
 /// The node is shutting down: the driver closes the session.
 pub(crate) const SHUTDOWN: u8 = 4;
+/// The WebSocket may have something to read: raised by the waker the driver hands to
+/// the socket's read side (the session itself, see `Session`'s `ArcWake`), so
+/// that a wake-up for a write does not also poll the read side, which has nothing new.
+pub(crate) const READ: u8 = 8;
 
 /// Bits raised for the driver, and its waker.
 #[derive(Debug, Default)]
