@@ -257,7 +257,8 @@ async fn websocket_step(
 
 /// Frames taken from the session's queue and not yet handed to the WebSocket, owned by
 /// the driver so that an interrupted write loses nothing: a frame leaves `pending`
-/// only once tungstenite has accepted it, and `dirty` stays set until it is flushed.
+/// only when tungstenite is ready for it, and is handed over in the same poll; `dirty`
+/// stays set until it is flushed.
 #[derive(Debug, Default)]
 struct Outbox {
     pending: VecDeque<Frame>,
@@ -279,10 +280,14 @@ impl Outbox {
     /// Feeds every pending frame, then flushes once (one batch, few syscalls).
     /// Cancel-safe: see the type's documentation.
     fn poll_write(&mut self, ws: &mut WsStream, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        while let Some(frame) = self.pending.front() {
+        while !self.pending.is_empty() {
             ready!(ws.poll_ready_unpin(cx))?;
-            ws.start_send_unpin(websocket::to_ws(frame.clone()))?;
-            self.pending.pop_front();
+            // Taken only once the sink is ready, and handed over whole: a frame shared
+            // by a broadcast's recipients is not cloned again (its count is touched by
+            // every recipient, from every worker).
+            if let Some(frame) = self.pending.pop_front() {
+                ws.start_send_unpin(websocket::to_ws(frame))?;
+            }
             self.dirty = true;
         }
         if self.dirty {

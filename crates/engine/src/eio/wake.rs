@@ -46,6 +46,12 @@ impl Wake {
     /// Raises `bits` and wakes the driver if any of them was not raised yet (if all
     /// were, the driver was woken already and has not taken them).
     pub(crate) fn raise(&self, bits: u8) {
+        // Raised already (a broadcast pushing to a driver that has not woken yet): a
+        // read of the word, where a read-modify-write would take its cache line from
+        // the driver's core. The driver takes the bits before it looks at the queue.
+        if self.bits.load(Ordering::Acquire) & bits == bits {
+            return;
+        }
         let before = self.bits.fetch_or(bits, Ordering::AcqRel);
         if before & bits != bits {
             self.waker.wake();
