@@ -15,13 +15,16 @@
 //! - While Redis is down, stream writes wait in order in memory (up to
 //!   [`MAX_PENDING_WRITES`]) and go out when it is back; the reader resumes from the
 //!   last id it read, so no entry is skipped.
+//!
+//! [`reply`] walks what XREAD and XRANGE answer without copying it.
+
+mod reply;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
@@ -44,6 +47,7 @@ use crate::exchange::Exchange;
 use crate::questions;
 use crate::redis_cluster::{SlotPipes, beside};
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
+use reply::{Entry, ReplyError};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
 /// (and counted) rather than exhausting memory.
@@ -358,21 +362,22 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     // Where the stream ends now: the node serves what comes after.
     let mut backoff = Duration::from_millis(100);
     loop {
-        let last: Result<StreamRangeReply, _> = redis::cmd("XREVRANGE")
+        let last: Result<redis::Value, ReadError> = redis::cmd("XREVRANGE")
             .arg(&stream)
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(1)
             .query_async(conn.get())
-            .await;
+            .await
+            .map_err(ReadError::from);
+        let last = last.and_then(|reply| {
+            let entries = reply::range_entries(&reply)?;
+            Ok(entries.first().map_or("0-0", |e| e.id).to_owned())
+        });
         match last {
-            Ok(reply) => {
+            Ok(position) => {
                 let Some(node) = node.upgrade() else { return };
-                let position = reply
-                    .ids
-                    .first()
-                    .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
                 let mut routes = node.lock_routes();
                 routes.position = position.clone();
                 for ns in routes.namespaces.values().filter_map(Weak::upgrade) {
@@ -394,51 +399,32 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
         }
     }
     let mut reappended = Reappended::default();
-    let options = StreamReadOptions::default()
-        .count(READ_COUNT)
-        .block(usize::try_from(BLOCK.as_millis()).unwrap_or(2000));
+    let block_ms = u64::try_from(BLOCK.as_millis()).unwrap_or(2000);
     backoff = Duration::from_millis(100);
     loop {
         let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
             return;
         };
-        let keys = [stream.as_str()];
-        let ids = [position.as_str()];
+        // The reply is walked where it lies ([`reply`]): redis-rs's `StreamReadReply`
+        // cloned the whole reply once and built a map of owned strings per entry.
+        let mut read = redis::cmd("XREAD");
+        read.arg("BLOCK")
+            .arg(block_ms)
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(&position);
         let read = tokio::select! {
             () = shutdown.wait() => return,
-            r = redis::AsyncCommands::xread_options::<_, _, Option<StreamReadReply>>(
-                conn.get(), &keys, &ids, &options) => r,
+            r = read.query_async::<redis::Value>(conn.get()) => r,
         };
         let Some(node) = node.upgrade() else { return };
+        let read = read
+            .map_err(ReadError::from)
+            .and_then(|reply| node.on_read(&reply, &mut reappended));
         match read {
-            Ok(reply) => {
-                backoff = Duration::from_millis(100);
-                let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
-                let mut routes = node.lock_routes();
-                for entry in entries {
-                    if reappended.is_reappended(&entry) {
-                        tracing::debug!(id = %entry.id, "skipping an entry appended again after a failover");
-                    } else {
-                        match decode_entry(&entry) {
-                            Ok(message) => node.on_entry(&routes, &entry.id, message),
-                            Err(err) => {
-                                tracing::debug!(id = %entry.id, error = %err, "skipping entry")
-                            }
-                        }
-                    }
-                    routes.position = entry.id.clone();
-                    if let Some(ms) = entry
-                        .id
-                        .split('-')
-                        .next()
-                        .and_then(|m| m.parse::<u64>().ok())
-                    {
-                        node.health()
-                            .stream_lag_ms
-                            .store(now_ms().saturating_sub(ms), Ordering::Relaxed);
-                    }
-                }
-            }
+            Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "stream read failed; will resume from the last id read");
                 node.health().trouble();
@@ -453,8 +439,77 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     }
 }
 
-/// A stream entry as a cluster message. Field values that are not strings (never
-/// written by any adapter) are left out, so the entry reads as missing them.
+/// Why a read of the stream failed; the reader reads again from the last id read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// Redis did not answer, or answered with an error.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered with something not shaped like the command's reply.
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+}
+
+impl StreamsNode {
+    /// The entries of one XREAD `reply`, in stream order, under the routes lock: each
+    /// delivered unless it is a run appended again after a failover ([`Reappended`])
+    /// or does not decode, and each moving the position and the lag. A misshapen reply
+    /// delivers nothing.
+    fn on_read(&self, reply: &redis::Value, reappended: &mut Reappended) -> Result<(), ReadError> {
+        let entries = reply::read_entries(reply)?;
+        let now = now_ms();
+        let mut routes = self.lock_routes();
+        for entry in entries {
+            if reappended.is_reappended(&entry) {
+                tracing::debug!(id = %entry.id, "skipping an entry appended again after a failover");
+            } else if self.changes_nothing(&routes, &entry) {
+                // Not decoded: [`StreamsNode::on_entry`] would drop it.
+            } else {
+                match decode_entry(&entry) {
+                    Ok(message) => self.on_entry(&routes, entry.id, message),
+                    Err(err) => {
+                        tracing::debug!(id = %entry.id, error = %err, "skipping entry");
+                    }
+                }
+            }
+            routes.position.clear();
+            routes.position.push_str(entry.id);
+            if let Some(ms) = entry
+                .id
+                .split('-')
+                .next()
+                .and_then(|m| m.parse::<u64>().ok())
+            {
+                self.health()
+                    .stream_lag_ms
+                    .store(now.saturating_sub(ms), Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `entry` is one of this node's own in a namespace without recovery (or
+    /// one it does not serve), which [`StreamsNode::on_entry`] would drop after
+    /// decoding: a node applies its own broadcasts and room operations when it makes
+    /// them, and reading one back only matters to recovery (a broadcast delivered on
+    /// read, or the position of the recovery log). Every node reads its own entries
+    /// back, so this spares it a decode per entry it wrote.
+    fn changes_nothing(&self, routes: &Routes, entry: &Entry<'_>) -> bool {
+        if entry.field(b"uid") != Some(self.uid().as_bytes()) {
+            return false;
+        }
+        // As the decoder reads the namespace (see `from_stream_fields`).
+        let Some(nsp) = entry.field(b"nsp").map(String::from_utf8_lossy) else {
+            return false;
+        };
+        routes
+            .namespaces
+            .get(nsp.as_ref())
+            .and_then(Weak::upgrade)
+            .is_none_or(|ns| !ns.recovery_enabled())
+    }
+}
+
 /// Most writers [`Reappended`] remembers (nodes, each start a new one); beyond, one is
 /// forgotten (a node long gone, most likely).
 const MAX_WRITERS: usize = 4096;
@@ -489,32 +544,24 @@ impl Reappended {
     }
 
     /// Whether `entry` is a run appended again (see above). Entries without the marks
-    /// (Node's) are never.
-    fn is_reappended(&mut self, entry: &StreamId) -> bool {
-        let field = |name: &str| {
-            entry
-                .map
-                .get(name)
-                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-        };
-        let (Some(writer), Some(run), Some(index)) = (field("uid"), field("wrun"), field("wix"))
+    /// (Node's) are never. The marks are read in place: a string is made only for a
+    /// writer not seen before.
+    fn is_reappended(&mut self, entry: &Entry<'_>) -> bool {
+        let text = |name: &[u8]| entry.field(name).and_then(|v| std::str::from_utf8(v).ok());
+        let number = |name: &[u8]| text(name).and_then(|v| v.parse::<u64>().ok());
+        let (Some(writer), Some(run), Some(index)) =
+            (text(b"uid"), number(b"wrun"), number(b"wix"))
         else {
             return false;
         };
-        match (run.parse(), index.parse()) {
-            (Ok(run), Ok(index)) => self.seen_before(&writer, run, index),
-            _ => false,
-        }
+        self.seen_before(writer, run, index)
     }
 }
 
-fn decode_entry(entry: &StreamId) -> Result<ClusterMessage, CodecError> {
-    ClusterMessage::from_stream_fields(entry.map.iter().filter_map(|(k, v)| {
-        Some((
-            k.as_bytes(),
-            redis::from_redis_value_ref::<Vec<u8>>(v).ok()?,
-        ))
-    }))
+/// A stream entry as a cluster message. Field values that are not strings (never
+/// written by any adapter) are left out, so the entry reads as missing them.
+fn decode_entry(entry: &Entry<'_>) -> Result<ClusterMessage, CodecError> {
+    ClusterMessage::from_stream_fields(entry.fields())
 }
 
 fn now_ms() -> u64 {
@@ -953,31 +1000,36 @@ impl SessionStore for StreamsNode {
     ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
         Box::pin(async move {
             let unavailable = |e: redis::RedisError| AdapterError::Unavailable(e.to_string());
+            let misshapen = |e: ReplyError| AdapterError::Unavailable(e.to_string());
             let mut conn = self.broker().conn();
             let stream = &self.config.stream_name;
             // The offset must still be in the stream (as Node checks), or a trimmed
             // gap would go unnoticed.
-            let exists: StreamRangeReply =
-                redis::AsyncCommands::xrange(&mut conn, stream, after, after)
-                    .await
-                    .map_err(unavailable)?;
-            if exists.ids.is_empty() && after != "0-0" {
+            let exists: redis::Value = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(after)
+                .arg(after)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if reply::range_entries(&exists).map_err(misshapen)?.is_empty() && after != "0-0" {
                 return Ok(None);
             }
             let mut events = Vec::new();
             let mut from = format!("({after}");
             loop {
-                let reply: StreamRangeReply = redis::AsyncCommands::xrange_count(
-                    &mut conn,
-                    stream,
-                    &from,
-                    until,
-                    RANGE_COUNT,
-                )
-                .await
-                .map_err(unavailable)?;
-                let n = reply.ids.len();
-                for entry in reply.ids {
+                let reply: redis::Value = redis::cmd("XRANGE")
+                    .arg(stream)
+                    .arg(&from)
+                    .arg(until)
+                    .arg("COUNT")
+                    .arg(RANGE_COUNT)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                let entries = reply::range_entries(&reply).map_err(misshapen)?;
+                let n = entries.len();
+                for entry in entries {
                     from = format!("({}", entry.id);
                     let Ok(message) = decode_entry(&entry) else {
                         continue;
@@ -995,7 +1047,7 @@ impl SessionStore for StreamsNode {
                         && relayable(&packet)
                     {
                         events.push(LoggedEvent {
-                            offset: entry.id,
+                            offset: entry.id.to_owned(),
                             packet,
                             opts: engine_opts(&opts),
                         });
@@ -1477,9 +1529,21 @@ mod tests {
                 ((first + 1).to_string(), "0".to_owned()),
             ]
         );
+        // The reader's view: the same entries walked in place.
+        let raw: redis::Value = redis::cmd("XRANGE")
+            .arg("socket.io")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        let walked = reply::range_entries(&raw).expect("an XRANGE reply");
+        let ids: Vec<&str> = walked.iter().map(|e| e.id).collect();
+        let expected: Vec<&str> = reply.ids.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, expected);
         let mut r = Reappended::default();
-        let fresh: Vec<bool> = reply.ids.iter().map(|e| !r.is_reappended(e)).collect();
+        let fresh: Vec<bool> = walked.iter().map(|e| !r.is_reappended(e)).collect();
         assert_eq!(fresh, [true, true, true]);
-        assert!(reply.ids.iter().all(|e| r.is_reappended(e)), "read again");
+        assert!(walked.iter().all(|e| r.is_reappended(e)), "read again");
     }
 }

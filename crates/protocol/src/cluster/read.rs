@@ -1,7 +1,11 @@
 //! Reading and building the JavaScript objects messages are made of, field by field.
 
+use std::collections::HashMap;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
 use super::CodecError;
-use super::js::property_key;
+use super::js::{js_property_order, property_key};
 use super::msgpack::{self, MsgValue};
 
 /// Parses a payload that is either JSON (first byte `{`, as the Redis adapter checks) or
@@ -20,15 +24,127 @@ pub(crate) fn json_or_msgpack(msg: &[u8]) -> Result<MsgValue, CodecError> {
 /// as JSON, broadcasts as MessagePack) reads back. `serde_json`'s own limit (128) would
 /// refuse what a MessagePack peer may send; the nesting is counted before parsing, so
 /// the parser's recursion stays bounded without it.
+///
+/// The parser builds the [`MsgValue`] itself ([`JsonSeed`]), the value
+/// [`msgpack::from_json`] makes of the `serde_json::Value` of the same text, without
+/// building that `Value` first: every stream entry and JSON pub/sub message is read
+/// here.
 pub(crate) fn json(text: &[u8]) -> Result<MsgValue, CodecError> {
     if json_depth(text) > msgpack::MAX_DEPTH {
         return Err(CodecError::Json);
     }
     let mut parser = serde_json::Deserializer::from_slice(text);
     parser.disable_recursion_limit();
-    let value = serde::Deserialize::deserialize(&mut parser).map_err(|_| CodecError::Json)?;
+    let value =
+        DeserializeSeed::deserialize(JsonSeed, &mut parser).map_err(|_| CodecError::Json)?;
     parser.end().map_err(|_| CodecError::Json)?;
-    Ok(msgpack::from_json(&value, &[]))
+    Ok(value)
+}
+
+/// Reads one JSON value as [`msgpack::from_json`] converts a `serde_json::Value` (with
+/// `preserve_order`, as this workspace builds it): integers as [`MsgValue::Int`], other
+/// numbers as [`MsgValue::F64`], an object's keys once each at the place of their first
+/// occurrence with the value of their last, then in JavaScript's property order.
+/// Placeholders stay objects, as `from_json` leaves them without attachments.
+///
+/// One difference, in `JSON.parse`'s favour: an object whose first key is
+/// `$serde_json::private::RawValue` is an object here, where `serde_json`'s own
+/// `Value` (with the `raw_value` feature this crate enables) took its value for JSON
+/// text and parsed that instead.
+#[derive(Clone, Copy)]
+struct JsonSeed;
+
+/// Keys an object has before its duplicates are looked up in an index rather than by
+/// a scan: past this, a scan per key would make a large object quadratic.
+const OBJECT_SCAN_KEYS: usize = 16;
+
+impl<'de> DeserializeSeed<'de> for JsonSeed {
+    type Value = MsgValue;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<MsgValue, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonSeed {
+    type Value = MsgValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<MsgValue, E> {
+        Ok(MsgValue::Nil)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<MsgValue, E> {
+        Ok(MsgValue::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<MsgValue, E> {
+        Ok(MsgValue::Int(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<MsgValue, E> {
+        Ok(MsgValue::Int(n.into()))
+    }
+
+    /// Non-finite numbers are `null`, as `serde_json::Number::from_f64` makes them.
+    fn visit_f64<E>(self, f: f64) -> Result<MsgValue, E> {
+        Ok(if f.is_finite() {
+            MsgValue::F64(f)
+        } else {
+            MsgValue::Nil
+        })
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<MsgValue, E> {
+        Ok(MsgValue::Str(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<MsgValue, E> {
+        Ok(MsgValue::Str(s))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MsgValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(MsgValue::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MsgValue, A::Error> {
+        let mut entries: Vec<(String, MsgValue)> = Vec::new();
+        // Where each key is, once the object is too large to scan.
+        let mut index: Option<HashMap<String, usize>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            let first = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => entries.iter().position(|(k, _)| *k == key),
+            };
+            if let Some(slot) = first.and_then(|i| entries.get_mut(i)) {
+                slot.1 = value;
+                continue;
+            }
+            if let Some(index) = &mut index {
+                index.insert(key.clone(), entries.len());
+            }
+            entries.push((key, value));
+            if index.is_none() && entries.len() > OBJECT_SCAN_KEYS {
+                let keys = entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i));
+                index = Some(keys.collect());
+            }
+        }
+        js_property_order(&mut entries);
+        Ok(MsgValue::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (MsgValue::Str(k), v))
+                .collect(),
+        ))
+    }
 }
 
 /// The deepest nesting of arrays and objects in JSON text, brackets inside strings not
@@ -230,6 +346,43 @@ mod tests {
         // Brackets in strings are not nesting; trailing text is still refused.
         assert_eq!(json_depth(br#"["[[[{\"]", {"a": "}}}"}]"#), 2);
         assert_eq!(json(b"[] []"), Err(CodecError::Json));
+    }
+
+    /// The value the parser builds is the one `from_json` makes of `serde_json`'s
+    /// `Value` of the same text: numbers, duplicate keys (few, and past the scan),
+    /// array-index keys, placeholders, escapes.
+    #[test]
+    fn json_reads_as_from_json_of_a_serde_value() {
+        let many_keys: String = (0..40)
+            .map(|i| format!("\"k{}\":{i},", i % 25))
+            .collect::<String>();
+        let texts = [
+            r##"{"packet":{"type":2,"data":["ev","#123#xxx"]},"opts":{"rooms":["r"],"except":[],"flags":{}}}"##.to_owned(),
+            r#"{"a":1,"b":2,"a":3,"10":4,"2":5,"b":{"c":[null,true,false]}}"#.to_owned(),
+            r#"[0,-0,1.0,-1.5,1e300,18446744073709551615,-9223372036854775808,12345678901234567890123]"#.to_owned(),
+            r#"{"_placeholder":true,"num":0}"#.to_owned(),
+            r#"["\u00e9\ud83d\ude00","a\"b\\c\n",""]"#.to_owned(),
+            format!("{{{many_keys}\"k3\":\"last\",\"7\":0}}"),
+            "[[[[{}]]]]".to_owned(),
+        ];
+        for text in texts {
+            let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(
+                json(text.as_bytes()),
+                Ok(msgpack::from_json(&value, &[])),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            json(br#"{"$serde_json::private::RawValue":"[1]"}"#),
+            Ok(ObjBuilder::new()
+                .field("$serde_json::private::RawValue", "[1]")
+                .build()),
+            "an object, as JSON.parse gives"
+        );
+        assert_eq!(json(br#"{"a":1,}"#), Err(CodecError::Json));
+        assert_eq!(json(b"1e400"), Err(CodecError::Json), "out of range");
+        assert_eq!(json(b"\"\xff\""), Err(CodecError::Json), "not UTF-8");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! adapter's MessagePack, and the sharded Redis adapter's JSON or notepack); channel
 //! and stream names.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
@@ -60,6 +62,15 @@ pub fn stream_name(name: &str, count: u32, nsp: &str) -> String {
     format!("{name}-{}", i64::from(hash) % i64::from(count))
 }
 
+/// A field value as text, U+FFFD in place of what is not UTF-8. Stream values are
+/// text, so the fast check comes first and the lossy pass only when it fails.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 impl ClusterMessage {
     /// The fields `XADD`ed for this message, in Node's order: `uid`, `nsp`, `type`
     /// (decimal) and, for types with data, `data`: base64 of the `@msgpack/msgpack`
@@ -85,7 +96,10 @@ impl ClusterMessage {
     /// Reads a stream entry from its field/value pairs (a later duplicate field wins).
     /// Node skips entries without a (non-empty) `nsp`; here they are
     /// [`CodecError::Field`]`("nsp")`. `data` starting with `{` is JSON, anything else
-    /// base64 MessagePack.
+    /// base64 MessagePack. Text that is not UTF-8 reads with U+FFFD in its place.
+    ///
+    /// The values may be borrowed (a reader walking a Redis reply in place): `data`,
+    /// the large one, is read where it lies unless it needs that replacement.
     pub fn from_stream_fields<K, V>(
         fields: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self, CodecError>
@@ -102,17 +116,21 @@ impl ClusterMessage {
                 b"data" => &mut data,
                 _ => continue,
             };
-            *slot = Some(String::from_utf8_lossy(v.as_ref()).into_owned());
+            *slot = Some(v);
         }
         let nsp = nsp
+            .map(|n| text(n.as_ref()).into_owned())
             .filter(|n| !n.is_empty())
             .ok_or(CodecError::Field("nsp"))?;
-        let uid = uid.ok_or(CodecError::Field("uid"))?;
+        let uid = uid
+            .map(|u| text(u.as_ref()).into_owned())
+            .ok_or(CodecError::Field("uid"))?;
         let code: i64 = kind
-            .and_then(|k| k.parse().ok())
+            .and_then(|k| text(k.as_ref()).parse().ok())
             .ok_or(CodecError::Field("type"))?;
         let kind = MessageType::from_code(code).ok_or(CodecError::UnknownType(code))?;
-        let data = match data.filter(|d| !d.is_empty()) {
+        let data = data.as_ref().map(|d| text(d.as_ref()));
+        let data = match data.as_deref().filter(|d| !d.is_empty()) {
             None => None,
             Some(d) if d.starts_with('{') => Some(read::json(d.as_bytes())?),
             Some(d) => {
@@ -270,6 +288,42 @@ mod tests {
         );
         let fields = [("uid", "u"), ("nsp", "/"), ("type", "2"), ("extra", "x")];
         assert!(ClusterMessage::from_stream_fields(fields).is_ok());
+    }
+
+    /// Borrowed values read as owned ones do; text that is not UTF-8 gets U+FFFD, and
+    /// a later duplicate field wins.
+    #[test]
+    fn borrowed_fields_and_text_that_is_not_utf8() {
+        let msg = broadcast(vec![]);
+        let owned = msg.to_stream_fields();
+        let borrowed = owned.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
+        assert_eq!(
+            ClusterMessage::from_stream_fields(borrowed),
+            Ok(msg.clone())
+        );
+
+        let data = b"{\"packet\":{\"type\":2,\"data\":[\"\xff\"]},\"opts\":{}}";
+        let fields: [(&[u8], &[u8]); 5] = [
+            (b"uid", b"u\xff"),
+            (b"nsp", b"/x"),
+            (b"nsp", b"/chat"),
+            (b"type", b"3"),
+            (b"data", data),
+        ];
+        let read = ClusterMessage::from_stream_fields(fields).expect("an entry");
+        assert_eq!(
+            (read.uid.as_str(), read.nsp.as_str()),
+            ("u\u{fffd}", "/chat")
+        );
+        let MessageBody::Broadcast { packet, .. } = read.body else {
+            panic!("a broadcast: {:?}", read.body);
+        };
+        assert_eq!(packet.data, Some(json!(["\u{fffd}"])));
+        let fields: [(&[u8], &[u8]); 3] = [(b"uid", b"u"), (b"nsp", b"/"), (b"type", b"\xff")];
+        assert_eq!(
+            ClusterMessage::from_stream_fields(fields),
+            Err(CodecError::Field("type"))
+        );
     }
 
     #[test]
