@@ -53,6 +53,10 @@ pub(crate) struct Plan {
     pub(crate) build_fixture: bool,
     /// A protocol_fixture binary to use instead of the workspace's.
     pub(crate) switchboard_bin: Option<PathBuf>,
+    /// An older protocol_fixture binary, measured as `switchboard-baseline`.
+    pub(crate) baseline_bin: Option<PathBuf>,
+    /// What the baseline binary was built from, as given (`--baseline-rev`).
+    pub(crate) baseline_rev: Option<String>,
     /// `--set KEY=VALUE` settings for `switchboard serve`, on top of its config.
     pub(crate) serve_set: Vec<String>,
     /// Build the `switchboard` binary first (for `switchboard serve`).
@@ -156,6 +160,12 @@ pub(crate) struct Versions {
     pub(crate) switchboard: String,
     /// protocol_fixture binary measured, when given with `--switchboard-bin`.
     pub(crate) switchboard_binary: Option<String>,
+    /// The baseline protocol_fixture binary measured (`--baseline-bin`), if any.
+    #[serde(default)]
+    pub(crate) baseline_binary: Option<String>,
+    /// What the baseline binary was built from, as given with `--baseline-rev`.
+    #[serde(default)]
+    pub(crate) baseline_rev: Option<String>,
 }
 
 /// A whole run.
@@ -387,6 +397,8 @@ pub(crate) async fn run(
                 .switchboard_bin
                 .as_ref()
                 .map(|p| p.display().to_string()),
+            baseline_binary: plan.baseline_bin.as_ref().map(|p| p.display().to_string()),
+            baseline_rev: plan.baseline_rev.clone(),
             ..crate::versions::collect(paths).await
         },
         params: plan.params.clone(),

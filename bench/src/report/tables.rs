@@ -44,7 +44,7 @@ pub(super) fn machine(report: &SuiteReport) -> String {
          - Open files per process: {} (a server tops out near 19k connections)\n\
          - Ephemeral ports: {}\n\
          - Load average (1/5/15 min) at start: {}; at end: {} (other engineers share the machine)\n\
-         - {}; Node {} with socket.io {}; socketioxide {}; Switchboard at {}{}\n",
+         - {}; Node {} with socket.io {}; socketioxide {}; Switchboard at {}{}{}\n",
         m.cpu,
         m.cores,
         m.memory_gib,
@@ -60,15 +60,43 @@ pub(super) fn machine(report: &SuiteReport) -> String {
         v.switchboard,
         v.switchboard_binary
             .as_ref()
-            .map_or(String::new(), |b| format!(" (binary {b})"))
+            .map_or(String::new(), |b| format!(" (binary {b})")),
+        v.baseline_binary
+            .as_ref()
+            .map_or(String::new(), |_| format!(
+                "; baseline {}",
+                baseline(report)
+            ))
     )
+}
+
+/// The baseline binary and what it was built from: `` `PATH` at REV ``.
+fn baseline(report: &SuiteReport) -> String {
+    let v = &report.versions;
+    let path = v.baseline_binary.as_deref().unwrap_or("?");
+    let rev = v.baseline_rev.as_deref().map_or_else(
+        || "(no --baseline-rev given)".to_owned(),
+        |r| format!("at {r}"),
+    );
+    format!("`{path}` {rev}")
 }
 
 /// What each row of the tables is, for the servers of this run.
 fn servers(report: &SuiteReport) -> String {
     let mut md = String::from("\n## Servers\n\n| row | what runs |\n|---|---|\n");
     for s in &report.servers {
-        let _ = writeln!(md, "| {} | {} |", s.server.label(), s.server.describe());
+        let extra = match s.server {
+            ServerKind::SwitchboardBaseline if report.versions.baseline_binary.is_some() => {
+                format!(" Binary: {}.", baseline(report))
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {}{extra} |",
+            s.server.label(),
+            s.server.describe()
+        );
     }
     md
 }
