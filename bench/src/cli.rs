@@ -263,7 +263,11 @@ fn rewrite(
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(results)?;
     let report: SuiteReport = serde_json::from_str(&text)?;
-    let dir = results.parent().unwrap_or(std::path::Path::new("."));
+    // `results.json` alone has the parent "", which `absolute` refuses.
+    let dir = results
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let dir = std::path::absolute(dir)?;
     crate::report::write(&report, &dir)?;
     if benchmarks_md {

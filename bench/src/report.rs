@@ -1,9 +1,13 @@
 //! Turning a run into files: `results.json`, `results.md` (tables with ratios to
 //! Switchboard's protocol_fixture; the cluster scenarios' in `cluster`, the recovery
-//! storm's in `storm`, Server-Sent Events against WebSocket in `sse`), SVG charts, and
-//! the root `BENCHMARKS.md`.
+//! storm's in `storm`, Server-Sent Events against WebSocket in `sse`, the generator's
+//! ceiling in `ceiling`), SVG charts (`charts`), and the root `BENCHMARKS.md`. A run of
+//! several rounds is reported by its medians and spreads (`rounds`).
 
+mod ceiling;
+mod charts;
 mod cluster;
+mod rounds;
 mod sse;
 mod storm;
 mod tables;
@@ -13,10 +17,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::chart::{BarChart, Series};
 use crate::peers::ServerKind;
-use crate::scenarios::fanout::LatencyResult;
-use crate::suite::{ServerReport, SuiteReport};
+use crate::suite::SuiteReport;
 
 /// Writes results.json, results.md and the charts into `dir`; returns the markdown.
 pub(crate) fn write(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> {
@@ -24,7 +26,7 @@ pub(crate) fn write(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> 
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(dir.join("results.json"), json).context("write results.json")?;
     let mut charts = Vec::new();
-    for (file, chart) in charts_of(report) {
+    for (file, chart) in charts::all(report) {
         if !chart.is_empty() {
             std::fs::write(dir.join(file), chart.to_svg())
                 .with_context(|| format!("write {file}"))?;
@@ -32,6 +34,7 @@ pub(crate) fn write(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> 
         }
     }
     let mut md = format!("# Benchmark run {} ({})\n", report.started_at, report.mode);
+    md.push_str(&rounds::note(report));
     md.push_str(&tables::machine(report));
     md.push_str(&tables::all(report));
     if !charts.is_empty() {
@@ -77,13 +80,14 @@ pub(crate) fn write_benchmarks_md(
         "Run: {} (`{}`), results in [`{rel}/`]({rel}/).\n",
         report.started_at, rel
     );
+    md.push_str(&rounds::note(report));
     md.push_str(&tables::machine(report));
     md.push_str(REPRODUCE);
     md.push_str(METHOD);
     let tables = tables::all(report);
     md.push_str(&tables);
     md.push_str("\n## Charts\n\n");
-    for (file, chart) in charts_of(report) {
+    for (file, chart) in charts::all(report) {
         if !chart.is_empty() {
             let _ = writeln!(md, "![{}]({rel}/{file})\n", chart.title);
         }
@@ -109,6 +113,8 @@ cargo run --release -p switchboard-bench -- all --switchboard-bin PATH/TO/protoc
 # this commit against an older one side by side: the older protocol_fixture as the row\n\
 # `switchboard (baseline)` (same arguments, same single-server scenarios as the fixture)\n\
 cargo run --release -p switchboard-bench -- all --baseline-bin PATH/TO/old/protocol_fixture --baseline-rev a480d54\n\n\
+# every scenario 3 rounds (servers in turn within each round): medians and their spread\n\
+cargo run --release -p switchboard-bench -- all --repeat 3\n\n\
 # the two Switchboard rows only\n\
 cargo run --release -p switchboard-bench -- fanout --servers switchboard,switchboard-serve\n\n\
 # rewrite results.md, charts and this file from a run's results.json\n\
@@ -127,7 +133,9 @@ near 19k connections: the idle scenario stops at 15k, and the many-rooms scenari
 The generator's own CPU per million deliveries is reported next to the server's; its \
 ceiling is shown against the bare broadcaster below.\n\
 - Scenarios run one at a time, each on every server in turn (so load from other work on the \
-shared machine spreads over all servers); every scenario starts a fresh server process; servers bind 127.0.0.1 and clients use the \
+shared machine spreads over all servers); with `--repeat N` each scenario runs N rounds, every \
+server in turn within a round, and the tables show the median of the rounds with their spread \
+(min–max); every scenario starts a fresh server process; servers bind 127.0.0.1 and clients use the \
 websocket transport directly (`/socket.io/?EIO=4&transport=websocket`). Connections are \
 spread over 127.0.0.x source addresses when one address runs out of ports.\n\
 - **Fan-out**: one room, a publisher outside it calls `broadcast` (room, `bench`, \
@@ -151,141 +159,3 @@ publisher receives another's events).\n\
 - **Churn**: 32 loops of connect → WebSocket upgrade → Engine.IO open → Socket.IO connect \
 → Socket.IO disconnect → WebSocket close (waiting for the server to close).\n\
 - Ratios (`× SB`) are the server's value divided by `switchboard (fixture)`'s.\n";
-
-/// The charts of a report, with their file names.
-fn charts_of(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
-    let ran: Vec<&ServerReport> = report
-        .servers
-        .iter()
-        .filter(|s| s.skipped.is_none())
-        .collect();
-    let series = |f: &dyn Fn(&ServerReport) -> Vec<Option<f64>>| series_of(&ran, f);
-    let idle_counts = &report.params.idle_counts;
-    let sizes = &report.params.room_sizes;
-    let idle = BarChart {
-        title: "Idle memory per connection (lower is better)".into(),
-        unit: "KiB RSS per connection".into(),
-        categories: idle_counts
-            .iter()
-            .map(|n| format!("{n} connections"))
-            .collect(),
-        series: series(&|s| {
-            idle_counts
-                .iter()
-                .map(|n| {
-                    let points = &s.idle.as_ref()?.points;
-                    Some(
-                        points
-                            .iter()
-                            .find(|p| p.connections == *n)?
-                            .bytes_per_connection
-                            / 1024.0,
-                    )
-                })
-                .collect()
-        }),
-    };
-    let fanout = BarChart {
-        title: "Fan-out deliveries per second (higher is better)".into(),
-        unit: "deliveries/s".into(),
-        categories: sizes.iter().map(|n| format!("room of {n}")).collect(),
-        series: series(&|s| {
-            sizes
-                .iter()
-                .map(|n| {
-                    Some(
-                        s.fanout
-                            .iter()
-                            .find(|f| f.room_size == *n)?
-                            .deliveries_per_sec,
-                    )
-                })
-                .collect()
-        }),
-    };
-    let cpu = BarChart {
-        title: "Server CPU seconds per million deliveries (lower is better)".into(),
-        unit: "CPU s / M deliveries".into(),
-        categories: sizes.iter().map(|n| format!("room of {n}")).collect(),
-        series: series(&|s| {
-            sizes
-                .iter()
-                .map(|n| {
-                    Some(
-                        s.fanout
-                            .iter()
-                            .find(|f| f.room_size == *n)?
-                            .server_cpu_s_per_m,
-                    )
-                })
-                .collect()
-        }),
-    };
-    let p50 = latency_chart(report, &ran, ("p50", |l| l.p50_us));
-    let p99 = latency_chart(report, &ran, ("p99", |l| l.p99_us));
-    let rooms = BarChart {
-        title: format!(
-            "Many rooms: {} rooms × {} members, deliveries per second (higher is better)",
-            report.params.rooms, report.params.members
-        ),
-        unit: "deliveries/s".into(),
-        categories: vec!["targeted emits".into()],
-        series: series(&|s| vec![s.rooms.as_ref().map(|r| r.deliveries_per_sec)]),
-    };
-    let churn = BarChart {
-        title: "Churn: connect + handshake + disconnect per second (higher is better)".into(),
-        unit: "cycles/s".into(),
-        categories: vec!["connect/disconnect cycles".into()],
-        series: series(&|s| vec![s.churn.as_ref().map(|c| c.cycles_per_sec)]),
-    };
-    let mut charts = vec![
-        ("idle_memory.svg", idle),
-        ("fanout.svg", fanout),
-        ("fanout_cpu.svg", cpu),
-        ("latency_p50.svg", p50),
-        ("latency_p99.svg", p99),
-        ("rooms.svg", rooms),
-        ("churn.svg", churn),
-    ];
-    charts.extend(cluster::charts(report));
-    charts
-}
-
-/// One series per server that ran, valued by `f`.
-fn series_of(ran: &[&ServerReport], f: &dyn Fn(&ServerReport) -> Vec<Option<f64>>) -> Vec<Series> {
-    ran.iter()
-        .map(|s| Series {
-            name: s.server.label().to_owned(),
-            values: f(s),
-        })
-        .collect()
-}
-
-/// Latency chart of one percentile, one group per (room size, load).
-fn latency_chart(
-    report: &SuiteReport,
-    ran: &[&ServerReport],
-    (label, pick): (&str, fn(&LatencyResult) -> u64),
-) -> BarChart {
-    let points = tables::latency_points(report);
-    BarChart {
-        title: format!("Publish→deliver latency, {label} (lower is better)"),
-        unit: "milliseconds".into(),
-        categories: points
-            .iter()
-            .map(|(n, load)| format!("room {n}, {}", tables::load_label(*load)))
-            .collect(),
-        series: series_of(ran, &|s| {
-            points
-                .iter()
-                .map(|(n, load)| {
-                    let l = s
-                        .latency
-                        .iter()
-                        .find(|l| l.room_size == *n && l.load == *load)?;
-                    Some(pick(l) as f64 / 1000.0)
-                })
-                .collect()
-        }),
-    }
-}

@@ -95,6 +95,16 @@ impl Scenario {
 /// Sizes and durations of every scenario (defaults: the full run).
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub(crate) struct Params {
+    /// Rounds of each scenario: in each round every server runs the scenario in turn
+    /// (so machine noise spreads over all of them); reports show the median of the
+    /// rounds and their spread (min–max).
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    #[serde(default = "defaults::repeat")]
+    pub(crate) repeat: usize,
     /// Idle scenario: connection counts measured, in increasing order.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,15000")]
     pub(crate) idle_counts: Vec<usize>,
@@ -202,6 +212,11 @@ pub(crate) struct Params {
 mod defaults {
     use crate::peers::Adapter;
 
+    /// `--repeat`: files written before it existed hold one round.
+    pub(super) fn repeat() -> usize {
+        1
+    }
+
     /// `--cluster-nodes`.
     pub(super) fn cluster_nodes() -> Vec<usize> {
         vec![1, 2, 3]
@@ -262,6 +277,7 @@ impl Params {
     /// Tiny sizes and durations for the CI smoke run.
     pub(crate) fn smoke() -> Params {
         Params {
+            repeat: 1,
             idle_counts: vec![20, 50],
             idle_settle_secs: 0.3,
             room_sizes: vec![10, 50],

@@ -48,8 +48,12 @@ use crate::scenarios::cluster::{Percentiles, Shape};
 use crate::scenarios::fanout::LatencyResult;
 use crate::scenarios::sse::TransportResult;
 use crate::suite::{
-    ClusterWork, Failure, FailureKind, ServerReport, SseWork, Step, SuiteReport, steps,
+    At, ClusterWork, Failure, FailureKind, Results, ServerReport, SseWork, Step, SuiteReport,
+    schedule,
 };
+
+/// What a round the runner never reached holds.
+static NO_RESULTS: Results = Results::NONE;
 
 /// How much one finding weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,7 @@ pub(crate) fn judge(report: &SuiteReport, scenarios: &[Scenario]) -> Verdict {
         let mut judging = Judging {
             server,
             report,
+            round: 0,
             verdict: &mut verdict,
         };
         judging.server_as_a_whole(scenarios);
@@ -156,11 +161,18 @@ struct Judging<'a> {
     server: &'a ServerReport,
     /// The whole run (for its parameters).
     report: &'a SuiteReport,
+    /// The round being judged, from 0.
+    round: usize,
     /// Where findings go.
     verdict: &'a mut Verdict,
 }
 
-impl Judging<'_> {
+impl<'a> Judging<'a> {
+    /// What the round being judged measured.
+    fn results(&self) -> &'a Results {
+        self.server.rounds.get(self.round).unwrap_or(&NO_RESULTS)
+    }
+
     /// Switchboard (either form) and the bare broadcaster must pass everything; peers
     /// (and the baseline, an older build) only must not crash.
     fn required(&self) -> bool {
@@ -190,8 +202,8 @@ impl Judging<'_> {
         self.add(severity, step, why);
     }
 
-    /// Every step of the plan, until the one the server failed to start on (the runner
-    /// tries no later step of it).
+    /// Every step of every round of the plan, in run order, until the one the server
+    /// failed to start on (the runner tries no later step of it).
     fn server_as_a_whole(&mut self, scenarios: &[Scenario]) {
         if let Some(reason) = &self.server.skipped {
             let severity = if self.required() {
@@ -203,17 +215,25 @@ impl Judging<'_> {
             return;
         }
         let server = self.server.server;
-        for step in steps(scenarios, &self.report.params) {
+        let rounds = self.report.params.repeat.max(1);
+        for (round, step) in schedule(scenarios, &self.report.params) {
             if !step.runs_on(server) {
                 continue;
             }
-            let name = step.name();
+            self.round = round;
+            let step_name = step.name();
+            let name = At {
+                step,
+                round,
+                rounds,
+            }
+            .label();
             let found_before = self.verdict.findings.len();
             let failures: Vec<&Failure> = self
                 .server
                 .failures
                 .iter()
-                .filter(|f| f.step == name)
+                .filter(|f| f.step == step_name && f.round == round + 1)
                 .collect();
             for f in &failures {
                 let severity = match f.kind {
@@ -231,7 +251,7 @@ impl Judging<'_> {
             let crashed_after =
                 failures.iter().all(|f| f.kind == FailureKind::Crash) && self.has_result(step);
             if failures.is_empty() || crashed_after {
-                self.step(step);
+                self.step(step, &name);
             }
             if self.verdict.findings.len() == found_before {
                 self.verdict.passed += 1;
@@ -241,7 +261,7 @@ impl Judging<'_> {
 
     /// Whether `step` left a result (a crashed step may have one).
     fn has_result(&self, step: Step) -> bool {
-        let s = self.server;
+        let s = self.results();
         match step {
             Step::Idle => s.idle.is_some(),
             Step::Fanout(n, _) => s.fanout.iter().any(|f| f.room_size == n),
@@ -269,12 +289,12 @@ impl Judging<'_> {
 
     /// The SSE scenario's results over `transport`.
     fn sse_of(&self, transport: Transport) -> Option<&TransportResult> {
-        self.server.sse.iter().find(|t| t.transport == transport)
+        self.results().sse.iter().find(|t| t.transport == transport)
     }
 
-    /// The results of one step that ran without a recorded error.
-    fn step(&mut self, step: Step) {
-        let name = step.name();
+    /// The results of one step that ran without a recorded error; findings say `name`.
+    fn step(&mut self, step: Step, name: &str) {
+        let name = name.to_owned();
         match step {
             Step::Idle => self.idle(&name),
             Step::Fanout(n, latency) => {
@@ -353,7 +373,7 @@ impl Judging<'_> {
 
     /// Recovery storm: every client recovered, every acked event once, all acked.
     fn cluster_storm(&mut self, step: &str) {
-        let Some(r) = &self.server.cluster_storm else {
+        let Some(r) = &self.results().cluster_storm else {
             return self.problem(step, "no recovery storm result".to_owned());
         };
         if r.recovered != r.clients {
@@ -388,7 +408,7 @@ impl Judging<'_> {
     /// Cluster fan-out: no connection lost, every event delivered on every node.
     fn cluster_fanout(&mut self, step: &str, shape: Shape, size: usize) {
         let found = self
-            .server
+            .results()
             .cluster_fanout
             .iter()
             .find(|f| f.shape == shape && f.fanout.room_size == size);
@@ -404,7 +424,7 @@ impl Judging<'_> {
     /// on the others alike.
     fn cluster_latency(&mut self, step: &str, shape: Shape, size: usize) {
         let found = self
-            .server
+            .results()
             .cluster_latency
             .iter()
             .find(|l| l.shape == shape && l.latency.room_size == size);
@@ -429,7 +449,12 @@ impl Judging<'_> {
 
     /// Cluster many rooms: no connection lost, every event delivered.
     fn cluster_rooms(&mut self, step: &str, shape: Shape) {
-        let Some(r) = self.server.cluster_rooms.iter().find(|r| r.shape == shape) else {
+        let Some(r) = self
+            .results()
+            .cluster_rooms
+            .iter()
+            .find(|r| r.shape == shape)
+        else {
             return self.problem(step, "no cluster many-rooms result".to_owned());
         };
         self.lost(step, r.rooms.lost_connections);
@@ -439,7 +464,7 @@ impl Judging<'_> {
 
     /// Idle: a point per connection count, no connection lost.
     fn idle(&mut self, step: &str) {
-        let Some(idle) = &self.server.idle else {
+        let Some(idle) = &self.results().idle else {
             return self.problem(step, "no result".to_owned());
         };
         for &n in &self.report.params.idle_counts {
@@ -452,7 +477,7 @@ impl Judging<'_> {
 
     /// Fan-out: no connection lost, every event delivered.
     fn fanout(&mut self, step: &str, size: usize) {
-        let Some(f) = self.server.fanout.iter().find(|f| f.room_size == size) else {
+        let Some(f) = self.results().fanout.iter().find(|f| f.room_size == size) else {
             return self.problem(step, "no fan-out result".to_owned());
         };
         self.lost(step, f.lost_connections);
@@ -473,7 +498,7 @@ impl Judging<'_> {
                 format!("{:.0}% of peak", l * 100.0)
             });
             let found = self
-                .server
+                .results()
                 .latency
                 .iter()
                 .find(|l| l.room_size == size && l.load == load);
@@ -501,7 +526,7 @@ impl Judging<'_> {
 
     /// Many rooms: no connection lost, every event delivered.
     fn rooms(&mut self, step: &str) {
-        let Some(r) = &self.server.rooms else {
+        let Some(r) = &self.results().rooms else {
             return self.problem(step, "no result".to_owned());
         };
         self.lost(step, r.lost_connections);
@@ -511,7 +536,7 @@ impl Judging<'_> {
 
     /// Churn: cycles completed, none failed.
     fn churn(&mut self, step: &str) {
-        let Some(c) = &self.server.churn else {
+        let Some(c) = &self.results().churn else {
             return self.problem(step, "no result".to_owned());
         };
         if c.failures > 0 {
@@ -683,9 +708,7 @@ mod tests {
                 cpu: cpu.clone(),
             })
             .collect();
-        ServerReport {
-            server,
-            skipped: None,
+        let results = Results {
             idle: Some(IdleResult {
                 baseline_rss_bytes: 5 << 20,
                 points,
@@ -719,6 +742,11 @@ mod tests {
             } else {
                 Vec::new()
             },
+        };
+        ServerReport {
+            server,
+            skipped: None,
+            rounds: vec![results],
             failures: Vec::new(),
         }
     }
@@ -830,14 +858,7 @@ mod tests {
             .map(|&kind| match kind {
                 ServerKind::Socketioxide => ServerReport {
                     skipped: Some("socketioxide peer not built".to_owned()),
-                    idle: None,
-                    fanout: Vec::new(),
-                    latency: Vec::new(),
-                    rooms: None,
-                    churn: None,
-                    cluster_fanout: Vec::new(),
-                    cluster_latency: Vec::new(),
-                    cluster_rooms: Vec::new(),
+                    rounds: Vec::new(),
                     ..clean(kind, &params)
                 },
                 _ => clean(kind, &params),
@@ -871,6 +892,12 @@ mod tests {
             .expect("every server is in the report")
     }
 
+    /// The one round of `kind`'s entry.
+    fn round(report: &mut SuiteReport, kind: ServerKind) -> &mut Results {
+        let rounds = &mut entry(report, kind).rounds;
+        rounds.first_mut().expect("a clean entry has one round")
+    }
+
     /// The verdict on `report` for the smoke's scenarios.
     fn verdict(report: &SuiteReport) -> Verdict {
         judge(report, &Scenario::SMOKE)
@@ -894,6 +921,7 @@ mod tests {
     fn failure(step: &str, kind: FailureKind, reason: &str) -> Failure {
         Failure {
             step: step.to_owned(),
+            round: 1,
             kind,
             reason: reason.to_owned(),
         }
@@ -919,7 +947,7 @@ mod tests {
     fn sse_receivers_lost_miscounted_or_short_of_samples_fail() {
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[0].server_connections = Some(19);
+        serve.rounds[0].sse[0].server_connections = Some(19);
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-idle: /metrics counts 19 SSE connections, \
@@ -927,21 +955,21 @@ mod tests {
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[1].fanout[0].lost_connections = 2;
+        serve.rounds[0].sse[1].fanout[0].lost_connections = 2;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-ws-fanout-10: 2 connections lost"
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[0].latency[0].samples -= 1;
+        serve.rounds[0].sse[0].latency[0].samples -= 1;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-fanout-10: latency at the fixed rate: 499 samples, \
              expected 500 (broadcasts × room size)"
         );
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::SwitchboardServe)
+        round(&mut report, ServerKind::SwitchboardServe)
             .sse
             .remove(0);
         let verdict = verdict(&report);
@@ -953,22 +981,52 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_in_a_later_round_names_its_round() {
+        let mut report = smoke_report();
+        report.params.repeat = 2;
+        for s in report.servers.iter_mut().filter(|s| s.skipped.is_none()) {
+            let again = s.rounds[0].clone();
+            s.rounds.push(again);
+        }
+        let clean = verdict(&report);
+        assert!(!clean.failed(), "{:#?}", clean.findings);
+        assert_eq!(clean.passed, 2 * 29);
+        entry(&mut report, ServerKind::Switchboard).rounds[1].fanout[0].undelivered = 3;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard fanout-10 round 2: 3 deliveries never arrived"
+        );
+        let sb = entry(&mut report, ServerKind::Switchboard);
+        sb.rounds[1].fanout[0].undelivered = 0;
+        sb.rounds[1].churn = None;
+        sb.failures.push(Failure {
+            round: 2,
+            ..failure("churn", FailureKind::Scenario, "timed out")
+        });
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard churn round 2: failed: timed out"
+        );
+        // A round the runner never reached has no results.
+        entry(&mut report, ServerKind::Switchboard).rounds.pop();
+        let verdict = verdict(&report);
+        let fails: Vec<String> = verdict.findings.iter().map(ToString::to_string).collect();
+        assert!(
+            fails.contains(&"FAIL switchboard idle round 2: no result".to_owned()),
+            "{fails:?}"
+        );
+    }
+
+    #[test]
     fn switchboard_that_fails_to_start_fails() {
         let mut report = smoke_report();
         let sb = entry(&mut report, ServerKind::Switchboard);
-        *sb = ServerReport {
-            idle: None,
-            fanout: Vec::new(),
-            latency: Vec::new(),
-            rooms: None,
-            churn: None,
-            failures: vec![failure(
-                "idle",
-                FailureKind::Start,
-                "exited (exit status: 1)",
-            )],
-            ..sb.clone()
-        };
+        sb.rounds = vec![Results::default()];
+        sb.failures = vec![failure(
+            "idle",
+            FailureKind::Start,
+            "exited (exit status: 1)",
+        )];
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard idle: failed to start: exited (exit status: 1)"
@@ -990,7 +1048,7 @@ mod tests {
     fn switchboard_scenario_error_fails() {
         let mut report = smoke_report();
         let sb = entry(&mut report, ServerKind::Switchboard);
-        sb.churn = None;
+        sb.rounds[0].churn = None;
         sb.failures
             .push(failure("churn", FailureKind::Scenario, "timed out"));
         assert_eq!(
@@ -1018,7 +1076,7 @@ mod tests {
     #[test]
     fn switchboard_lost_connection_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).fanout[1].lost_connections = 2;
+        round(&mut report, ServerKind::Switchboard).fanout[1].lost_connections = 2;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-50: 2 connections lost"
@@ -1028,7 +1086,7 @@ mod tests {
     #[test]
     fn switchboard_short_sample_count_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).latency[0].samples -= 1;
+        round(&mut report, ServerKind::Switchboard).latency[0].samples -= 1;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-10: latency at 50% of peak: 499 samples, \
@@ -1039,7 +1097,7 @@ mod tests {
     #[test]
     fn switchboard_missing_latency_result_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).latency.pop();
+        round(&mut report, ServerKind::Switchboard).latency.pop();
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-50: no latency result at 10% of peak"
@@ -1049,7 +1107,7 @@ mod tests {
     #[test]
     fn switchboard_undelivered_events_fail() {
         let mut report = smoke_report();
-        let rooms = entry(&mut report, ServerKind::Switchboard).rooms.as_mut();
+        let rooms = round(&mut report, ServerKind::Switchboard).rooms.as_mut();
         if let Some(r) = rooms {
             (r.undelivered, r.written_off) = (5, 5);
         }
@@ -1062,7 +1120,7 @@ mod tests {
     #[test]
     fn switchboard_churn_failures_fail() {
         let mut report = smoke_report();
-        if let Some(c) = entry(&mut report, ServerKind::Switchboard).churn.as_mut() {
+        if let Some(c) = round(&mut report, ServerKind::Switchboard).churn.as_mut() {
             (c.failures, c.first_error) = (1, Some("cycle timed out".to_owned()));
         }
         assert_eq!(
@@ -1074,7 +1132,7 @@ mod tests {
     #[test]
     fn switchboard_idle_lost_connection_fails() {
         let mut report = smoke_report();
-        if let Some(i) = entry(&mut report, ServerKind::Switchboard).idle.as_mut() {
+        if let Some(i) = round(&mut report, ServerKind::Switchboard).idle.as_mut() {
             i.lost_connections = 1;
         }
         assert_eq!(
@@ -1098,7 +1156,7 @@ mod tests {
     fn switchboard_serve_scenario_error_and_counters_fail() {
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.fanout.remove(0);
+        serve.rounds[0].fanout.remove(0);
         serve.failures.push(failure(
             "fanout-10",
             FailureKind::Scenario,
@@ -1111,7 +1169,7 @@ mod tests {
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.latency[0].samples = 0;
+        serve.rounds[0].latency[0].samples = 0;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve fanout-10: latency at 50% of peak: 0 samples, \
@@ -1122,8 +1180,8 @@ mod tests {
     #[test]
     fn switchboard_unacked_broadcasts_fail_and_node_ones_warn() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).fanout[0].unacked = 16;
-        entry(&mut report, ServerKind::Node).fanout[0].unacked = 4;
+        round(&mut report, ServerKind::Switchboard).fanout[0].unacked = 16;
+        round(&mut report, ServerKind::Node).fanout[0].unacked = 4;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-10: 16 broadcasts never acked"
@@ -1137,7 +1195,7 @@ mod tests {
         assert_eq!(warnings, ["WARN node fanout-10: 4 broadcasts never acked"]);
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        if let Some(r) = serve.rooms.as_mut() {
+        if let Some(r) = serve.rounds[0].rooms.as_mut() {
             r.unacked = 1;
         }
         assert_eq!(
@@ -1146,7 +1204,7 @@ mod tests {
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[0].fanout[0].unacked = 2;
+        serve.rounds[0].sse[0].fanout[0].unacked = 2;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-fanout-10: 2 broadcasts never acked"
@@ -1157,8 +1215,8 @@ mod tests {
     fn switchboard_serve_that_exits_during_a_step_fails() {
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.fanout.remove(1);
-        serve.latency.retain(|l| l.room_size != 50);
+        serve.rounds[0].fanout.remove(1);
+        serve.rounds[0].latency.retain(|l| l.room_size != 50);
         serve.failures.push(failure(
             "fanout-50",
             FailureKind::Crash,
@@ -1193,7 +1251,7 @@ mod tests {
     #[test]
     fn bare_lost_connection_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Bare).fanout[0].lost_connections = 1;
+        round(&mut report, ServerKind::Bare).fanout[0].lost_connections = 1;
         assert_eq!(
             only_failure(&report),
             "FAIL bare fanout-10: 1 connections lost"
@@ -1203,7 +1261,7 @@ mod tests {
     #[test]
     fn a_write_off_whose_events_all_arrived_only_warns() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).fanout[0].written_off = 30;
+        round(&mut report, ServerKind::Switchboard).fanout[0].written_off = 30;
         let verdict = verdict(&report);
         assert!(!verdict.failed(), "{:#?}", verdict.findings);
         assert!(
@@ -1218,7 +1276,7 @@ mod tests {
     fn node_that_crashes_fails() {
         let mut report = smoke_report();
         let node = entry(&mut report, ServerKind::Node);
-        node.rooms = None;
+        node.rounds[0].rooms = None;
         node.failures.push(failure(
             "rooms",
             FailureKind::Crash,
@@ -1234,7 +1292,7 @@ mod tests {
     fn node_that_fails_to_start_after_being_prepared_fails() {
         let mut report = smoke_report();
         let node = entry(&mut report, ServerKind::Node);
-        node.churn = None;
+        node.rounds[0].churn = None;
         node.failures.push(failure(
             "churn",
             FailureKind::Start,
@@ -1247,8 +1305,8 @@ mod tests {
     fn node_scenario_error_and_lost_connection_only_warn() {
         let mut report = smoke_report();
         let node = entry(&mut report, ServerKind::Node);
-        node.fanout[0].lost_connections = 3;
-        node.churn = None;
+        node.rounds[0].fanout[0].lost_connections = 3;
+        node.rounds[0].churn = None;
         node.failures
             .push(failure("churn", FailureKind::Scenario, "timed out"));
         let verdict = verdict(&report);
@@ -1272,7 +1330,7 @@ mod tests {
     fn switchboard_cluster_missing_samples_on_other_nodes_fail() {
         let mut report = smoke_report();
         let sb = entry(&mut report, ServerKind::Switchboard);
-        if let Some(other) = sb.cluster_latency[1].other_nodes.as_mut() {
+        if let Some(other) = sb.rounds[0].cluster_latency[1].other_nodes.as_mut() {
             other.samples -= 1;
         }
         assert_eq!(
@@ -1285,10 +1343,10 @@ mod tests {
     #[test]
     fn switchboard_cluster_undelivered_events_fail_and_node_ones_warn() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).cluster_fanout[0]
+        round(&mut report, ServerKind::Switchboard).cluster_fanout[0]
             .fanout
             .undelivered = 7;
-        entry(&mut report, ServerKind::Node).cluster_fanout[0]
+        round(&mut report, ServerKind::Node).cluster_fanout[0]
             .fanout
             .undelivered = 3;
         assert_eq!(
@@ -1310,7 +1368,7 @@ mod tests {
     #[test]
     fn switchboard_storm_clients_not_recovered_or_events_lost_fail() {
         let mut report = smoke_report();
-        let storm = entry(&mut report, ServerKind::Switchboard)
+        let storm = round(&mut report, ServerKind::Switchboard)
             .cluster_storm
             .as_mut()
             .expect("a storm result");
@@ -1323,7 +1381,7 @@ mod tests {
              (1 not recovered, 0 gave up, 0 lost before the kill); first: answered with a new sid"
         );
         let mut report = smoke_report();
-        let storm = entry(&mut report, ServerKind::Switchboard)
+        let storm = round(&mut report, ServerKind::Switchboard)
             .cluster_storm
             .as_mut()
             .expect("a storm result");
@@ -1338,7 +1396,7 @@ mod tests {
     #[test]
     fn a_missing_storm_result_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).cluster_storm = None;
+        round(&mut report, ServerKind::Switchboard).cluster_storm = None;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard cluster-redis-streams-2n-storm-50: no recovery storm result"
