@@ -40,6 +40,9 @@ pub(crate) enum Command {
     Rooms(RunArgs),
     /// Sustained connects and disconnects.
     Churn(RunArgs),
+    /// Memory under load: server RSS per connection of one room of --loaded-clients
+    /// while it takes half the server's fan-out peak, beside its idle RSS per connection.
+    Loaded(RunArgs),
     /// `switchboard serve` over Server-Sent Events and, side by side, over WebSocket:
     /// idle memory per listener, and fan-out to one room published through the HTTP
     /// API (as fast as it accepts, then a fixed rate with latency).
@@ -153,6 +156,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::Rooms(a) => ("rooms", vec![Scenario::Rooms], a.common.clone(), Some(a)),
         Command::Churn(a) => ("churn", vec![Scenario::Churn], a.common.clone(), Some(a)),
+        Command::Loaded(a) => ("loaded", vec![Scenario::Loaded], a.common.clone(), Some(a)),
         Command::Sse(a) => ("sse", vec![Scenario::Sse], a.common.clone(), Some(a)),
         Command::Cluster(a) => (
             "cluster",

@@ -1,12 +1,14 @@
 //! Turning a run into files: `results.json`, `results.md` (tables with ratios to
 //! Switchboard's protocol_fixture; the cluster scenarios' in `cluster`, the recovery
-//! storm's in `storm`, Server-Sent Events against WebSocket in `sse`, the generator's
-//! ceiling in `ceiling`), SVG charts (`charts`), and the root `BENCHMARKS.md`. A run of
-//! several rounds is reported by its medians and spreads (`rounds`).
+//! storm's in `storm`, Server-Sent Events against WebSocket in `sse`, memory under load
+//! in `loaded`, the generator's ceiling in `ceiling`), SVG charts (`charts`), and the
+//! root `BENCHMARKS.md`. A run of several rounds is reported by its medians and spreads
+//! (`rounds`).
 
 mod ceiling;
 mod charts;
 mod cluster;
+mod loaded;
 mod rounds;
 mod sse;
 mod storm;
@@ -106,7 +108,8 @@ cargo run --release -p switchboard-bench -- idle --servers switchboard,node --id
 cargo run --release -p switchboard-bench -- fanout --room-sizes 1000 --fanout-secs 20\n\
 cargo run --release -p switchboard-bench -- latency --room-sizes 1000 --latency-rate 500\n\
 cargo run --release -p switchboard-bench -- rooms --rooms 10000 --members 5\n\
-cargo run --release -p switchboard-bench -- churn --churn-workers 32\n\n\
+cargo run --release -p switchboard-bench -- churn --churn-workers 32\n\
+cargo run --release -p switchboard-bench -- loaded --loaded-clients 10000 --loaded-secs 10\n\n\
 # measure a given protocol_fixture build instead of building this workspace's (the\n\
 # `switchboard (fixture)` row; `switchboard serve` is always this workspace's binary)\n\
 cargo run --release -p switchboard-bench -- all --switchboard-bin PATH/TO/protocol_fixture\n\n\
@@ -158,4 +161,12 @@ publishes to (relay wants the sender in the room; the four sets are disjoint, so
 publisher receives another's events).\n\
 - **Churn**: 32 loops of connect → WebSocket upgrade → Engine.IO open → Socket.IO connect \
 → Socket.IO disconnect → WebSocket close (waiting for the server to close).\n\
+- **Memory under load**: one room of 10,000 clients and a publisher outside it, as in \
+fan-out, on a fresh server: RSS before any client, then with every client in the room \
+(idle, settled, mean of 3 samples 0.5 s apart), then 2 s warm-up and 10 s at a fixed rate of \
+50% of the broadcast rate the same server reached in the fan-out scenario's room of 10,000 \
+in the same round (a separate process, so this one never ran at the peak), RSS sampled every \
+second: KiB/conn = (RSS − RSS before any client) ÷ clients, idle and under load (the mean of \
+the samples), the highest sample as max RSS, and every event then waited for (exact counts of \
+deliveries lost, broadcasts unacked, connections lost).\n\
 - Ratios (`× SB`) are the server's value divided by `switchboard (fixture)`'s.\n";

@@ -292,6 +292,12 @@ async fn run_step(
         }
         Step::Rooms => report.rooms = Some(scenarios::rooms::run(target, params).await?),
         Step::Churn => report.churn = Some(scenarios::churn::run(target, params).await?),
+        Step::Loaded(size) => {
+            // This round's fan-out peak on a room of the same size, when it ran.
+            let peak = report.fanout.iter().find(|f| f.room_size == size);
+            let peak = peak.map(|f| f.broadcasts as f64 / f.seconds.max(f64::MIN_POSITIVE));
+            report.loaded = Some(scenarios::loaded::run(target, params, peak).await?);
+        }
         Step::Cluster(shape, ClusterWork::Room(size, fanout, latency)) => {
             let cluster = &scenarios::cluster::fanout;
             let (f, l) = cluster(target, params, shape, size, (fanout, latency)).await?;

@@ -16,7 +16,8 @@
 //!   every event), a broadcast was never acked (`unacked`, exact, counted after the
 //!   publisher waited for every ack; a refused broadcast is a scenario error), a latency
 //!   phase recorded fewer or more samples than broadcasts × room size, an idle count has
-//!   no measurement, a churn cycle failed or none completed; in the SSE scenario
+//!   no measurement, a churn cycle failed or none completed, memory under load has
+//!   fewer or more RSS samples than it takes or delivered nothing; in the SSE scenario
 //!   (`switchboard serve` only), the server's `/metrics` counting other than the idle
 //!   receivers the generator holds.
 //!
@@ -46,6 +47,7 @@ use crate::peers::ServerKind;
 use crate::scenarios::Scenario;
 use crate::scenarios::cluster::{Percentiles, Shape};
 use crate::scenarios::fanout::LatencyResult;
+use crate::scenarios::loaded::RSS_SAMPLES;
 use crate::scenarios::sse::TransportResult;
 use crate::suite::{
     At, ClusterWork, Failure, FailureKind, Results, ServerReport, SseWork, Step, SuiteReport,
@@ -268,6 +270,7 @@ impl<'a> Judging<'a> {
             Step::Latency(n) => s.latency.iter().any(|l| l.room_size == n),
             Step::Rooms => s.rooms.is_some(),
             Step::Churn => s.churn.is_some(),
+            Step::Loaded(_) => s.loaded.is_some(),
             Step::Cluster(shape, ClusterWork::Room(n, fanout, _)) if fanout => s
                 .cluster_fanout
                 .iter()
@@ -306,6 +309,7 @@ impl<'a> Judging<'a> {
             Step::Latency(n) => self.latency(&name, n),
             Step::Rooms => self.rooms(&name),
             Step::Churn => self.churn(&name),
+            Step::Loaded(_) => self.loaded(&name),
             Step::Cluster(shape, ClusterWork::Room(n, fanout, latency)) => {
                 if fanout {
                     self.cluster_fanout(&name, shape, n);
@@ -553,6 +557,25 @@ impl<'a> Judging<'a> {
         }
     }
 
+    /// Memory under load: every RSS sample taken, events delivered under the load, none
+    /// lost, every broadcast acked, no connection lost.
+    fn loaded(&mut self, step: &str) {
+        let Some(l) = &self.results().loaded else {
+            return self.problem(step, "no result".to_owned());
+        };
+        let taken = l.rss_samples.len();
+        if taken != RSS_SAMPLES as usize {
+            let why = format!("{taken} RSS samples under load, expected {RSS_SAMPLES}");
+            self.problem(step, why);
+        }
+        if l.deliveries == 0 {
+            self.problem(step, "no deliveries under load".to_owned());
+        }
+        self.lost(step, l.lost_connections);
+        self.delivered(step, l.undelivered, 0);
+        self.acked(step, l.unacked);
+    }
+
     /// Connections the server closed.
     fn lost(&mut self, step: &str, lost: usize) {
         if lost > 0 {
@@ -592,6 +615,7 @@ mod tests {
     use crate::scenarios::cluster::{ClusterCpu, ClusterFanout, ClusterLatency, ClusterRooms};
     use crate::scenarios::fanout::FanoutResult;
     use crate::scenarios::idle::{IdlePoint, IdleResult};
+    use crate::scenarios::loaded::{LoadedResult, PeakSource};
     use crate::scenarios::rooms::RoomsResult;
     use crate::scenarios::sse::TransportResult;
     use crate::scenarios::storm::StormResult;
@@ -732,6 +756,28 @@ mod tests {
                 rss_before_bytes: 5 << 20,
                 rss_after_bytes: 5 << 20,
                 source_addresses: 1,
+            }),
+            loaded: Some(LoadedResult {
+                clients: params.loaded_clients,
+                load: 0.5,
+                peak_rate: 100.0,
+                peak_source: PeakSource::FanoutStep,
+                rate: 50.0,
+                baseline_rss_bytes: 5 << 20,
+                idle_rss_bytes: 6 << 20,
+                idle_bytes_per_connection: 4096.0,
+                rss_samples: vec![7 << 20; RSS_SAMPLES as usize],
+                loaded_rss_bytes: 7 << 20,
+                max_rss_bytes: 7 << 20,
+                bytes_per_connection: 8192.0,
+                seconds: 1.0,
+                deliveries: 50 * params.loaded_clients as u64,
+                deliveries_per_sec: 50.0 * params.loaded_clients as f64,
+                offered_deliveries_per_sec: 50.0 * params.loaded_clients as f64,
+                server_cores: 0.3,
+                undelivered: 0,
+                unacked: 0,
+                lost_connections: 0,
             }),
             cluster_fanout,
             cluster_latency,
@@ -936,11 +982,12 @@ mod tests {
             skipped,
             ["SKIP socketioxide -: could not be prepared: socketioxide peer not built"]
         );
-        // idle, fanout-10, fanout-50, rooms, churn on switchboard, switchboard-serve,
-        // node and bare; cluster-redis-2n-fanout-10, cluster-redis-streams-2n-fanout-10
-        // on switchboard and node; the storm on switchboard; sse-idle, sse-ws-idle,
-        // sse-fanout-10, sse-ws-fanout-10 on switchboard-serve.
-        assert_eq!(verdict.passed, 29);
+        // idle, fanout-10, fanout-50, rooms, churn, loaded-50 on switchboard,
+        // switchboard-serve, node and bare; cluster-redis-2n-fanout-10,
+        // cluster-redis-streams-2n-fanout-10 on switchboard and node; the storm on
+        // switchboard; sse-idle, sse-ws-idle, sse-fanout-10, sse-ws-fanout-10 on
+        // switchboard-serve.
+        assert_eq!(verdict.passed, 33);
     }
 
     #[test]
@@ -990,7 +1037,7 @@ mod tests {
         }
         let clean = verdict(&report);
         assert!(!clean.failed(), "{:#?}", clean.findings);
-        assert_eq!(clean.passed, 2 * 29);
+        assert_eq!(clean.passed, 2 * 33);
         entry(&mut report, ServerKind::Switchboard).rounds[1].fanout[0].undelivered = 3;
         assert_eq!(
             only_failure(&report),
@@ -1014,6 +1061,47 @@ mod tests {
         assert!(
             fails.contains(&"FAIL switchboard idle round 2: no result".to_owned()),
             "{fails:?}"
+        );
+    }
+
+    #[test]
+    fn memory_under_load_missing_samples_lost_events_or_connections_fail() {
+        fn loaded(report: &mut SuiteReport, kind: ServerKind) -> &mut LoadedResult {
+            let loaded = round(report, kind).loaded.as_mut();
+            loaded.expect("a clean entry has memory under load")
+        }
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::Switchboard)
+            .rss_samples
+            .pop();
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard loaded-50: 9 RSS samples under load, expected 10"
+        );
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::SwitchboardServe).lost_connections = 1;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve loaded-50: 1 connections lost"
+        );
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::Switchboard).undelivered = 7;
+        loaded(&mut report, ServerKind::Node).undelivered = 3;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard loaded-50: 7 deliveries never arrived"
+        );
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::Bare).deliveries = 0;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL bare loaded-50: no deliveries under load"
+        );
+        let mut report = smoke_report();
+        round(&mut report, ServerKind::Switchboard).loaded = None;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard loaded-50: no result"
         );
     }
 

@@ -80,6 +80,7 @@ pub(super) fn all(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         ("latency_p99.svg", p99),
         ("rooms.svg", rooms),
         ("churn.svg", churn),
+        ("loaded_memory.svg", super::loaded::chart(report)),
     ];
     charts.extend(super::cluster::charts(report));
     charts

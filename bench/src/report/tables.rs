@@ -22,6 +22,7 @@ pub(super) fn all(report: &SuiteReport) -> String {
         latency(report),
         rooms(report),
         churn(report),
+        super::loaded::table(report),
     ] {
         md.push_str(&with_rows(table));
     }

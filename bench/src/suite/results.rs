@@ -12,6 +12,7 @@ use crate::scenarios::churn::ChurnResult;
 use crate::scenarios::cluster::{ClusterFanout, ClusterLatency, ClusterRooms};
 use crate::scenarios::fanout::{FanoutResult, LatencyResult};
 use crate::scenarios::idle::IdleResult;
+use crate::scenarios::loaded::LoadedResult;
 use crate::scenarios::rooms::RoomsResult;
 use crate::scenarios::sse::TransportResult;
 use crate::scenarios::storm::StormResult;
@@ -139,6 +140,8 @@ pub(crate) struct Results {
     pub(crate) rooms: Option<RoomsResult>,
     /// Churn.
     pub(crate) churn: Option<ChurnResult>,
+    /// Memory under load.
+    pub(crate) loaded: Option<LoadedResult>,
     /// Cluster fan-out, one per (adapter, nodes, room size).
     pub(crate) cluster_fanout: Vec<ClusterFanout>,
     /// Cluster latency, one per (adapter, nodes, room size).
@@ -160,6 +163,7 @@ impl Results {
         latency: Vec::new(),
         rooms: None,
         churn: None,
+        loaded: None,
         cluster_fanout: Vec::new(),
         cluster_latency: Vec::new(),
         cluster_rooms: Vec::new(),

@@ -19,6 +19,8 @@ pub(crate) enum Step {
     Rooms,
     /// Churn.
     Churn,
+    /// Memory under load, one room of that many clients.
+    Loaded(usize),
     /// A cluster scenario on one fresh cluster of that shape.
     Cluster(Shape, ClusterWork),
     /// Part of the SSE scenario, with receivers over that transport.
@@ -62,6 +64,7 @@ impl Step {
             Step::Latency(n) => format!("latency-{n}"),
             Step::Rooms => "rooms".to_owned(),
             Step::Churn => "churn".to_owned(),
+            Step::Loaded(n) => format!("loaded-{n}"),
             Step::Cluster(shape, work) => {
                 let what = match work {
                     ClusterWork::Room(n, true, _) => format!("fanout-{n}"),
@@ -117,6 +120,9 @@ pub(crate) fn steps(scenarios: &[Scenario], params: &Params) -> Vec<Step> {
     if has(Scenario::Churn) {
         steps.push(Step::Churn);
     }
+    if has(Scenario::Loaded) {
+        steps.push(Step::Loaded(params.loaded_clients));
+    }
     if has(Scenario::Sse) {
         let both = [Transport::Sse, Transport::WebSocket];
         steps.extend(both.map(|t| Step::Sse(t, SseWork::Idle)));
@@ -162,6 +168,7 @@ impl Step {
             Step::Fanout(..) | Step::Latency(_) => Scenario::Fanout,
             Step::Rooms => Scenario::Rooms,
             Step::Churn => Scenario::Churn,
+            Step::Loaded(_) => Scenario::Loaded,
             Step::Sse(..) => Scenario::Sse,
             Step::Cluster(_, ClusterWork::Room(..)) => Scenario::ClusterFanout,
             Step::Cluster(_, ClusterWork::Rooms) => Scenario::ClusterRooms,
