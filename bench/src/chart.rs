@@ -8,8 +8,10 @@ const WIDTH: f64 = 760.0;
 const PLOT_HEIGHT: f64 = 280.0;
 /// Space left of the plot for axis labels.
 const LEFT: f64 = 80.0;
-/// Space above the plot for the title and legend.
+/// Space above the plot for the title and one row of legend.
 const TOP: f64 = 60.0;
+/// Height of each further row of legend (a legend wider than the chart wraps).
+const LEGEND_ROW: f64 = 16.0;
 /// Space below the plot for category labels.
 const BOTTOM: f64 = 44.0;
 /// One colour per series, in order (colour-blind-safe palette).
@@ -55,7 +57,10 @@ impl BarChart {
             .flat_map(|s| s.values.iter().flatten())
             .fold(0.0f64, |a, &b| a.max(b));
         let top = nice_ceiling(max);
-        let height = TOP + PLOT_HEIGHT + BOTTOM;
+        let legend = self.legend_places();
+        let rows = legend.last().map_or(0, |&(_, row)| row);
+        let plot_top = TOP + LEGEND_ROW * rows as f64;
+        let height = plot_top + PLOT_HEIGHT + BOTTOM;
         let mut svg = String::new();
         let _ = writeln!(
             svg,
@@ -67,18 +72,18 @@ impl BarChart {
             r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">{}</text>"#,
             escape(&self.title)
         );
-        self.axes(&mut svg, top);
-        self.legend(&mut svg);
-        self.bars(&mut svg, top);
+        self.axes(&mut svg, top, plot_top);
+        self.legend(&mut svg, &legend);
+        self.bars(&mut svg, top, plot_top);
         svg.push_str("</svg>\n");
         svg
     }
 
-    /// Y axis gridlines and labels.
-    fn axes(&self, svg: &mut String, top: f64) {
+    /// Y axis gridlines and labels, the plot starting `plot_top` down.
+    fn axes(&self, svg: &mut String, top: f64, plot_top: f64) {
         for i in 0..=4 {
             let value = top * f64::from(i) / 4.0;
-            let y = TOP + PLOT_HEIGHT - PLOT_HEIGHT * f64::from(i) / 4.0;
+            let y = plot_top + PLOT_HEIGHT - PLOT_HEIGHT * f64::from(i) / 4.0;
             let _ = writeln!(
                 svg,
                 r##"<line x1="{LEFT}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##,
@@ -95,33 +100,49 @@ impl BarChart {
         let _ = writeln!(
             svg,
             r#"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
-            TOP + PLOT_HEIGHT / 2.0,
-            TOP + PLOT_HEIGHT / 2.0,
+            plot_top + PLOT_HEIGHT / 2.0,
+            plot_top + PLOT_HEIGHT / 2.0,
             escape(&self.unit)
         );
     }
 
-    /// Legend row under the title.
-    fn legend(&self, svg: &mut String) {
-        let mut x = LEFT;
-        for (i, series) in self.series.iter().enumerate() {
+    /// Where each series' legend entry goes: (x, row from 0), in rows under the title,
+    /// a new row when the next entry would run past the right edge.
+    fn legend_places(&self) -> Vec<(f64, usize)> {
+        let (mut x, mut row) = (LEFT, 0);
+        let mut places = Vec::with_capacity(self.series.len());
+        for series in &self.series {
+            let width = 24.0 + 8.0 * series.name.chars().count() as f64;
+            if x > LEFT && x + width - 8.0 > WIDTH {
+                (x, row) = (LEFT, row + 1);
+            }
+            places.push((x, row));
+            x += width;
+        }
+        places
+    }
+
+    /// The legend rows under the title, at `places`.
+    fn legend(&self, svg: &mut String, places: &[(f64, usize)]) {
+        for (i, (series, &(x, row))) in self.series.iter().zip(places).enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
+            let y = 32.0 + LEGEND_ROW * row as f64;
             let _ = writeln!(
                 svg,
-                r#"<rect x="{x}" y="32" width="12" height="12" fill="{colour}"/>"#
+                r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{colour}"/>"#
             );
             let _ = writeln!(
                 svg,
-                r#"<text x="{}" y="43">{}</text>"#,
+                r#"<text x="{}" y="{}">{}</text>"#,
                 x + 16.0,
+                y + 11.0,
                 escape(&series.name)
             );
-            x += 24.0 + 8.0 * series.name.len() as f64;
         }
     }
 
     /// The bars with their value labels, and the category labels.
-    fn bars(&self, svg: &mut String, top: f64) {
+    fn bars(&self, svg: &mut String, top: f64, plot_top: f64) {
         let groups = self.categories.len().max(1) as f64;
         let group_width = (WIDTH - LEFT - 10.0) / groups;
         let bar_width = group_width * 0.8 / self.series.len().max(1) as f64;
@@ -136,7 +157,7 @@ impl BarChart {
                 } else {
                     0.0
                 };
-                let (x, y) = (x0 + bar_width * i as f64, TOP + PLOT_HEIGHT - h);
+                let (x, y) = (x0 + bar_width * i as f64, plot_top + PLOT_HEIGHT - h);
                 let colour = COLOURS[i % COLOURS.len()];
                 let _ = writeln!(
                     svg,
@@ -152,7 +173,7 @@ impl BarChart {
                 );
             }
             let cx = LEFT + group_width * (g as f64 + 0.5);
-            let y = TOP + PLOT_HEIGHT + 16.0;
+            let y = plot_top + PLOT_HEIGHT + 16.0;
             let _ = write!(svg, r#"<text x="{cx:.1}" y="{y}" text-anchor="middle">"#);
             for (i, line) in category.split(", ").enumerate() {
                 let dy = if i == 0 { 0.0 } else { 14.0 };
@@ -220,6 +241,45 @@ mod tests {
             "one legend swatch, one bar"
         );
         assert!(!chart.is_empty());
+    }
+
+    #[test]
+    fn a_legend_wider_than_the_chart_wraps() {
+        let series = |names: &[&str]| {
+            names
+                .iter()
+                .map(|&name| Series {
+                    name: name.to_owned(),
+                    values: vec![Some(1.0)],
+                })
+                .collect()
+        };
+        let chart = |names: &[&str]| BarChart {
+            title: "t".into(),
+            unit: "u".into(),
+            categories: vec!["a".into()],
+            series: series(names),
+        };
+        let five = [
+            "switchboard (fixture)",
+            "switchboard serve",
+            "socketioxide",
+            "node",
+            "bare",
+        ];
+        assert!(
+            chart(&five)
+                .legend_places()
+                .iter()
+                .all(|&(_, row)| row == 0)
+        );
+        assert!(chart(&five).to_svg().contains(r#"height="384""#));
+        let mut six = five.to_vec();
+        six.insert(1, "switchboard (baseline)");
+        let places = chart(&six).legend_places();
+        assert_eq!(places.last().map(|p| p.1), Some(1));
+        assert!(places.iter().all(|&(x, _)| x < WIDTH));
+        assert!(chart(&six).to_svg().contains(r#"height="400""#));
     }
 
     #[test]

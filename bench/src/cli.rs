@@ -40,6 +40,9 @@ pub(crate) enum Command {
     Rooms(RunArgs),
     /// Sustained connects and disconnects.
     Churn(RunArgs),
+    /// Memory under load: server RSS per connection of one room of --loaded-clients
+    /// while it takes half the server's fan-out peak, beside its idle RSS per connection.
+    Loaded(RunArgs),
     /// `switchboard serve` over Server-Sent Events and, side by side, over WebSocket:
     /// idle memory per listener, and fan-out to one room published through the HTTP
     /// API (as fast as it accepts, then a fixed rate with latency).
@@ -82,7 +85,8 @@ pub(crate) enum Command {
 /// Options shared by every run.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Common {
-    /// Servers to measure (comma-separated).
+    /// Servers to measure (comma-separated). `switchboard-baseline` needs
+    /// --baseline-bin, which adds it by itself.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = ServerKind::ALL)]
     pub(crate) servers: Vec<ServerKind>,
     /// Address every server binds.
@@ -100,6 +104,16 @@ pub(crate) struct Common {
     /// always this workspace's binary.
     #[arg(long)]
     pub(crate) switchboard_bin: Option<PathBuf>,
+    /// An older protocol_fixture binary to measure beside this workspace's, as the row
+    /// `switchboard (baseline)` (server `switchboard-baseline`): started with the same
+    /// arguments and run through the same single-server scenarios as `switchboard`, so
+    /// one run compares HEAD with an older commit. Its path is written into the results.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) baseline_bin: Option<PathBuf>,
+    /// What the --baseline-bin binary was built from (a commit, a tag: any label),
+    /// written into the results beside its path.
+    #[arg(long, value_name = "REV", requires = "baseline_bin")]
+    pub(crate) baseline_rev: Option<String>,
     /// A setting for `switchboard-serve` on top of the benchmark's config, as
     /// `switchboard serve --set KEY=VALUE` takes it (repeatable; written into the run's
     /// results), e.g. `--serve-set diagnosis.breadcrumbs=0`. `SWITCHBOARD_*` variables
@@ -142,6 +156,7 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::Rooms(a) => ("rooms", vec![Scenario::Rooms], a.common.clone(), Some(a)),
         Command::Churn(a) => ("churn", vec![Scenario::Churn], a.common.clone(), Some(a)),
+        Command::Loaded(a) => ("loaded", vec![Scenario::Loaded], a.common.clone(), Some(a)),
         Command::Sse(a) => ("sse", vec![Scenario::Sse], a.common.clone(), Some(a)),
         Command::Cluster(a) => (
             "cluster",
@@ -194,12 +209,14 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     });
     let write_md = mode == "full" && !params.as_ref().is_some_and(|a| a.no_benchmarks_md);
     let plan = Plan {
-        servers: args.servers.clone(),
+        servers: with_baseline(&args.servers, args.baseline_bin.is_some()),
         scenarios,
         params: params.map_or_else(Params::smoke, |a| a.params),
         host: args.host.clone(),
         build_fixture: !args.no_build && args.switchboard_bin.is_none(),
         switchboard_bin: args.switchboard_bin.clone(),
+        baseline_bin: args.baseline_bin.clone(),
+        baseline_rev: args.baseline_rev.clone(),
         serve_set: args.serve_set.clone(),
         build_serve: !args.no_build,
         build_socketioxide: !args.no_build,
@@ -227,6 +244,21 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The servers to run: `servers`, with the baseline right after the fixture (else
+/// first) when a baseline binary is given and the list lacks it, so the two rows sit
+/// side by side in every table.
+fn with_baseline(servers: &[ServerKind], baseline: bool) -> Vec<ServerKind> {
+    let mut servers = servers.to_vec();
+    if baseline && !servers.contains(&ServerKind::SwitchboardBaseline) {
+        let at = servers
+            .iter()
+            .position(|&s| s == ServerKind::Switchboard)
+            .map_or(0, |i| i + 1);
+        servers.insert(at, ServerKind::SwitchboardBaseline);
+    }
+    servers
+}
+
 /// Rewrites the reports of an earlier run from its results.json.
 fn rewrite(
     paths: &Paths,
@@ -235,7 +267,11 @@ fn rewrite(
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(results)?;
     let report: SuiteReport = serde_json::from_str(&text)?;
-    let dir = results.parent().unwrap_or(std::path::Path::new("."));
+    // `results.json` alone has the parent "", which `absolute` refuses.
+    let dir = results
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     let dir = std::path::absolute(dir)?;
     crate::report::write(&report, &dir)?;
     if benchmarks_md {
@@ -252,4 +288,52 @@ fn smoke_plan(mut plan: Plan) -> Plan {
     plan.params = Params::smoke();
     plan.build_socketioxide = false;
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_baseline_binary_adds_its_row_after_the_fixture() {
+        let servers = with_baseline(&ServerKind::ALL, true);
+        assert_eq!(
+            servers[..2],
+            [ServerKind::Switchboard, ServerKind::SwitchboardBaseline]
+        );
+        assert_eq!(servers.len(), ServerKind::ALL.len() + 1);
+        assert_eq!(with_baseline(&ServerKind::ALL, false), ServerKind::ALL);
+        let some = [ServerKind::Node, ServerKind::Bare];
+        assert_eq!(
+            with_baseline(&some, true)[0],
+            ServerKind::SwitchboardBaseline
+        );
+        let listed = [ServerKind::SwitchboardBaseline, ServerKind::Switchboard];
+        assert_eq!(with_baseline(&listed, true), listed);
+    }
+
+    #[test]
+    fn baseline_options_parse() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "fanout",
+            "--baseline-bin",
+            "/old/protocol_fixture",
+            "--baseline-rev",
+            "a480d54",
+        ]);
+        let Ok(Cli {
+            command: Command::Fanout(args),
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}");
+        };
+        assert_eq!(
+            args.common.baseline_bin,
+            Some(PathBuf::from("/old/protocol_fixture"))
+        );
+        assert_eq!(args.common.baseline_rev.as_deref(), Some("a480d54"));
+        // A label without a binary is a mistake.
+        assert!(Cli::try_parse_from(["bench", "fanout", "--baseline-rev", "x"]).is_err());
+    }
 }

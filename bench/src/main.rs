@@ -10,8 +10,9 @@
 //! - `net`: outgoing connections spread over 127.0.0.x source addresses.
 //! - `client`, `fleet`, `publish`, `stats`: the load generator (receivers, publishers,
 //!   counters and latency histograms).
-//! - `scenarios`: idle memory, fan-out + latency, many rooms, churn, SSE against
-//!   WebSocket, and the same spread over 1–3 nodes clustered over Redis.
+//! - `scenarios`: idle memory, fan-out + latency, many rooms, churn, memory under
+//!   load, SSE against WebSocket, and the same spread over 1–3 nodes clustered over
+//!   Redis.
 //! - `peers`, `prepare`: the servers under test, how they are built, started, stopped.
 //! - `redis`, `cluster`: a throwaway `redis-server` and a cluster of nodes on it.
 //! - `bare`: the bare Rust WebSocket broadcaster (`bare-server` subcommand).

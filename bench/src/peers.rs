@@ -32,6 +32,11 @@ pub(crate) enum ServerKind {
     /// Switchboard's `protocol_fixture cluster`: the engine and in-memory adapter with
     /// the fixture's `join` and `broadcast` handlers (same profile as this binary).
     Switchboard,
+    /// An older `protocol_fixture` binary (`--baseline-bin`), run exactly as
+    /// [`ServerKind::Switchboard`] is, so one run compares HEAD with an older commit.
+    /// Measured only when `--baseline-bin` is given; not a default of `--servers`.
+    #[serde(rename = "switchboard-baseline")]
+    SwitchboardBaseline,
     /// The shipped `switchboard serve` binary, namespace rules doing the same work (`join`
     /// and a `relay` event rule), in-memory adapter (same profile as this binary).
     #[serde(rename = "switchboard-serve")]
@@ -45,7 +50,8 @@ pub(crate) enum ServerKind {
 }
 
 impl ServerKind {
-    /// All servers, in report order.
+    /// The servers of a run by default, in report order (`--servers`); the baseline
+    /// joins them, after the fixture, when `--baseline-bin` is given.
     pub(crate) const ALL: [ServerKind; 5] = [
         ServerKind::Switchboard,
         ServerKind::SwitchboardServe,
@@ -58,6 +64,7 @@ impl ServerKind {
     pub(crate) fn name(self) -> &'static str {
         match self {
             ServerKind::Switchboard => "switchboard",
+            ServerKind::SwitchboardBaseline => "switchboard-baseline",
             ServerKind::SwitchboardServe => "switchboard-serve",
             ServerKind::Socketioxide => "socketioxide",
             ServerKind::Node => "node",
@@ -70,6 +77,7 @@ impl ServerKind {
     pub(crate) fn label(self) -> &'static str {
         match self {
             ServerKind::Switchboard => "switchboard (fixture)",
+            ServerKind::SwitchboardBaseline => "switchboard (baseline)",
             ServerKind::SwitchboardServe => "switchboard serve",
             other => other.name(),
         }
@@ -83,6 +91,12 @@ impl ServerKind {
                  Switchboard's engine and in-memory adapter driven by a small Rust program \
                  whose `join` and `broadcast` (room, event, …args) handlers do the workload; \
                  the publisher is in no room. Not the shipped binary."
+            }
+            ServerKind::SwitchboardBaseline => {
+                "an older build of `protocol_fixture cluster` (`--baseline-bin`), started with \
+                 the same arguments and run through the same scenarios as the fixture row, \
+                 so the two rows compare this commit with the older one; single-server \
+                 scenarios only (older fixtures have no Redis adapters)."
             }
             ServerKind::SwitchboardServe => {
                 "the shipped binary, `switchboard serve` with the config this run wrote \
@@ -141,12 +155,15 @@ impl ServerKind {
     /// The Redis adapters this server can cluster with (none: it runs no cluster step).
     /// socketioxide has a pub/sub adapter (`socketioxide-redis`, its own wire format) and
     /// no streams adapter; `switchboard serve` and the bare broadcaster are not measured
-    /// clustered.
+    /// clustered, nor is the baseline (a fixture older than clustering refuses
+    /// `--adapter redis` and has no `--name`).
     pub(crate) fn cluster_adapters(self) -> &'static [Adapter] {
         match self {
             ServerKind::Switchboard | ServerKind::Node => &[Adapter::Redis, Adapter::RedisStreams],
             ServerKind::Socketioxide => &[Adapter::Redis],
-            ServerKind::SwitchboardServe | ServerKind::Bare => &[],
+            ServerKind::SwitchboardServe | ServerKind::SwitchboardBaseline | ServerKind::Bare => {
+                &[]
+            }
         }
     }
 }
@@ -423,5 +440,17 @@ mod tests {
         assert_eq!(json, "\"switchboard-serve\"");
         let parsed = <ServerKind as clap::ValueEnum>::from_str("switchboard-serve", false);
         assert_eq!(parsed, Ok(ServerKind::SwitchboardServe));
+    }
+
+    #[test]
+    fn the_baseline_is_named_alike_everywhere_and_not_a_default() {
+        let kind = ServerKind::SwitchboardBaseline;
+        let json = serde_json::to_string(&kind).unwrap_or_default();
+        assert_eq!(json, format!("\"{}\"", kind.name()));
+        let parsed = <ServerKind as clap::ValueEnum>::from_str(kind.name(), false);
+        assert_eq!(parsed, Ok(kind));
+        assert!(!ServerKind::ALL.contains(&kind));
+        assert_eq!(kind.dialect(), Dialect::Handlers);
+        assert!(kind.cluster_adapters().is_empty());
     }
 }

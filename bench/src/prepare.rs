@@ -35,6 +35,14 @@ pub(crate) async fn prepare(
             Some(bin) => fixture_at(bin, paths),
             None => switchboard(paths, plan.build_fixture).await,
         },
+        ServerKind::SwitchboardBaseline => match &plan.baseline_bin {
+            Some(bin) => fixture_at(bin, paths),
+            None => Err(
+                "no --baseline-bin given: the baseline row measures an older \
+                 protocol_fixture binary"
+                    .to_owned(),
+            ),
+        },
         ServerKind::SwitchboardServe => serve(paths, plan).await,
         ServerKind::Socketioxide => socketioxide(paths, plan.build_socketioxide).await,
         ServerKind::Node => node(paths).await,
@@ -78,7 +86,9 @@ async fn switchboard(paths: &Paths, build: bool) -> Result<Launch, String> {
     Ok(launch(program, &["cluster"], &paths.root))
 }
 
-/// A given protocol_fixture binary (`--switchboard-bin`).
+/// A given protocol_fixture binary (`--switchboard-bin`, `--baseline-bin`), started as
+/// the workspace's is: `cluster --host H --port P` (the command line every fixture since
+/// the first benchmarked one takes).
 fn fixture_at(program: &Path, paths: &Paths) -> Result<Launch, String> {
     if !program.exists() {
         return Err(format!("{} does not exist", program.display()));

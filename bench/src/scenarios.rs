@@ -6,6 +6,7 @@ pub(crate) mod churn;
 pub(crate) mod cluster;
 pub(crate) mod fanout;
 pub(crate) mod idle;
+pub(crate) mod loaded;
 pub(crate) mod rooms;
 pub(crate) mod sse;
 pub(crate) mod storm;
@@ -39,6 +40,9 @@ pub(crate) enum Scenario {
     Rooms,
     /// Sustained connects and disconnects.
     Churn,
+    /// Memory under load: RSS per connection of one room taking half the server's
+    /// fan-out peak, beside its idle RSS per connection at the same count.
+    Loaded,
     /// `switchboard serve` over Server-Sent Events and, side by side, over WebSocket:
     /// idle memory per listener, and fan-out to one room published through the HTTP API.
     Sse,
@@ -55,12 +59,13 @@ pub(crate) enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub(crate) const ALL: [Scenario; 10] = [
+    pub(crate) const ALL: [Scenario; 11] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
         Scenario::Rooms,
         Scenario::Churn,
+        Scenario::Loaded,
         Scenario::Sse,
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
@@ -70,13 +75,15 @@ impl Scenario {
 
     /// What the CI smoke runs: everything but the cluster many-rooms scenario (its
     /// cluster steps then take a few seconds per server, see [`Params::smoke`]; the
-    /// storm of 50 clients about three; SSE's four steps about fifteen).
-    pub(crate) const SMOKE: [Scenario; 9] = [
+    /// storm of 50 clients about three; SSE's four steps about fifteen; memory under
+    /// load of 50 clients about five per server).
+    pub(crate) const SMOKE: [Scenario; 10] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::Latency,
         Scenario::Rooms,
         Scenario::Churn,
+        Scenario::Loaded,
         Scenario::Sse,
         Scenario::ClusterFanout,
         Scenario::ClusterLatency,
@@ -95,6 +102,16 @@ impl Scenario {
 /// Sizes and durations of every scenario (defaults: the full run).
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub(crate) struct Params {
+    /// Rounds of each scenario: in each round every server runs the scenario in turn
+    /// (so machine noise spreads over all of them); reports show the median of the
+    /// rounds and their spread (min–max).
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    #[serde(default = "defaults::repeat")]
+    pub(crate) repeat: usize,
     /// Idle scenario: connection counts measured, in increasing order.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,15000")]
     pub(crate) idle_counts: Vec<usize>,
@@ -138,6 +155,17 @@ pub(crate) struct Params {
     /// Churn scenario: concurrent connect/disconnect loops.
     #[arg(long, default_value_t = 32)]
     pub(crate) churn_workers: usize,
+    /// Memory-under-load scenario: clients in its one room. When the fan-out scenario
+    /// ran a room of this size in the same round (`all`: 10000), the publish rate is
+    /// half of that peak; otherwise the step measures a peak first.
+    #[arg(long, default_value_t = 10_000)]
+    #[serde(default = "defaults::loaded_clients")]
+    pub(crate) loaded_clients: usize,
+    /// Memory-under-load scenario: measured seconds of steady load (RSS sampled ten
+    /// times), after --warmup-secs.
+    #[arg(long, default_value_t = 10.0)]
+    #[serde(default = "defaults::loaded_secs")]
+    pub(crate) loaded_secs: f64,
     /// Cluster scenarios: node counts, each a fresh cluster on a fresh redis-server.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     #[serde(default = "defaults::cluster_nodes")]
@@ -202,6 +230,21 @@ pub(crate) struct Params {
 mod defaults {
     use crate::peers::Adapter;
 
+    /// `--repeat`: files written before it existed hold one round.
+    pub(super) fn repeat() -> usize {
+        1
+    }
+
+    /// `--loaded-clients`.
+    pub(super) fn loaded_clients() -> usize {
+        10_000
+    }
+
+    /// `--loaded-secs`.
+    pub(super) fn loaded_secs() -> f64 {
+        10.0
+    }
+
     /// `--cluster-nodes`.
     pub(super) fn cluster_nodes() -> Vec<usize> {
         vec![1, 2, 3]
@@ -262,6 +305,7 @@ impl Params {
     /// Tiny sizes and durations for the CI smoke run.
     pub(crate) fn smoke() -> Params {
         Params {
+            repeat: 1,
             idle_counts: vec![20, 50],
             idle_settle_secs: 0.3,
             room_sizes: vec![10, 50],
@@ -276,6 +320,9 @@ impl Params {
             rooms_secs: 1.0,
             churn_secs: 1.0,
             churn_workers: 4,
+            // The smoke's larger fan-out room, whose peak the step then reuses.
+            loaded_clients: 50,
+            loaded_secs: 1.0,
             // Two nodes only: the cross-node path is what the smoke is for, and one step
             // per adapter and server keeps the cluster part to a few seconds each.
             cluster_nodes: vec![2],

@@ -1,13 +1,19 @@
 //! The runner: for each server, prepare it, then run each scenario against a fresh
-//! process, stop it, and collect results. A server that cannot be prepared is recorded as
+//! process, stop it, and collect results; with `--repeat N`, each scenario N rounds, every
+//! server in turn within a round. A server that cannot be prepared is recorded as
 //! skipped; one that fails to start, exits during a step, or a scenario that fails is
 //! recorded as a failure of that kind with its reason; the run carries on with the others.
+//! What a run records is in `results`, the steps and their order in `schedule`.
+
+mod results;
+mod schedule;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub(crate) use results::{Failure, FailureKind, Results, ServerReport, SuiteReport, Versions};
+pub(crate) use schedule::{At, ClusterWork, SseWork, Step, schedule};
 
 use crate::cluster::Cluster;
 use crate::fleet::Transport;
@@ -15,13 +21,7 @@ use crate::net::SourcePool;
 use crate::peers::{Launch, Paths, Server, ServerKind, tail};
 use crate::prepare::prepare;
 use crate::procstat::Machine;
-use crate::scenarios::churn::ChurnResult;
-use crate::scenarios::cluster::{ClusterFanout, ClusterLatency, ClusterRooms, Shape};
-use crate::scenarios::fanout::{FanoutResult, LatencyResult};
-use crate::scenarios::idle::IdleResult;
-use crate::scenarios::rooms::RoomsResult;
 use crate::scenarios::sse::TransportResult;
-use crate::scenarios::storm::StormResult;
 use crate::scenarios::{self, Params, Scenario, Target};
 
 /// Longest a single scenario step may run before it is abandoned (opening 15k
@@ -53,6 +53,10 @@ pub(crate) struct Plan {
     pub(crate) build_fixture: bool,
     /// A protocol_fixture binary to use instead of the workspace's.
     pub(crate) switchboard_bin: Option<PathBuf>,
+    /// An older protocol_fixture binary, measured as `switchboard-baseline`.
+    pub(crate) baseline_bin: Option<PathBuf>,
+    /// What the baseline binary was built from, as given (`--baseline-rev`).
+    pub(crate) baseline_rev: Option<String>,
     /// `--set KEY=VALUE` settings for `switchboard serve`, on top of its config.
     pub(crate) serve_set: Vec<String>,
     /// Build the `switchboard` binary first (for `switchboard serve`).
@@ -65,265 +69,10 @@ pub(crate) struct Plan {
     pub(crate) mode: String,
 }
 
-/// One step that did not go as it should.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Failure {
-    /// Step name (`idle`, `fanout-1000`, ...).
-    pub(crate) step: String,
-    /// What went wrong (results.json written before kinds existed read as `scenario`).
-    #[serde(default)]
-    pub(crate) kind: FailureKind,
-    /// Why.
-    pub(crate) reason: String,
-}
-
-/// What kind of failure a step had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum FailureKind {
-    /// The server was prepared but did not get to `listening on` (could not be spawned,
-    /// exited, or stayed silent); its later steps are not tried.
-    Start,
-    /// The server process exited while the step ran: the step may have a result or an
-    /// error as well, the server is broken either way.
-    Crash,
-    /// The scenario returned an error or timed out while the server kept running.
-    #[default]
-    Scenario,
-}
-
-impl FailureKind {
-    /// How reports and the smoke verdict say it.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            FailureKind::Start => "failed to start",
-            FailureKind::Crash => "crashed",
-            FailureKind::Scenario => "failed",
-        }
-    }
-}
-
-/// Everything measured for one server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ServerReport {
-    /// Which server.
-    pub(crate) server: ServerKind,
-    /// Why it could not be prepared (not built, no node, build failed), if it could not;
-    /// then it ran nothing.
-    pub(crate) skipped: Option<String>,
-    /// Idle memory.
-    pub(crate) idle: Option<IdleResult>,
-    /// Fan-out, one per room size.
-    pub(crate) fanout: Vec<FanoutResult>,
-    /// Latency, one per room size.
-    pub(crate) latency: Vec<LatencyResult>,
-    /// Many rooms.
-    pub(crate) rooms: Option<RoomsResult>,
-    /// Churn.
-    pub(crate) churn: Option<ChurnResult>,
-    /// Cluster fan-out, one per (adapter, nodes, room size).
-    #[serde(default)]
-    pub(crate) cluster_fanout: Vec<ClusterFanout>,
-    /// Cluster latency, one per (adapter, nodes, room size).
-    #[serde(default)]
-    pub(crate) cluster_latency: Vec<ClusterLatency>,
-    /// Cluster many rooms, one per (adapter, nodes).
-    #[serde(default)]
-    pub(crate) cluster_rooms: Vec<ClusterRooms>,
-    /// The recovery storm (Switchboard's fixture only).
-    #[serde(default)]
-    pub(crate) cluster_storm: Option<StormResult>,
-    /// Server-Sent Events and, side by side, WebSocket (`switchboard serve` only): one
-    /// entry per transport that ran a step.
-    #[serde(default)]
-    pub(crate) sse: Vec<TransportResult>,
-    /// Steps that failed.
-    pub(crate) failures: Vec<Failure>,
-}
-
-/// Versions of what was measured.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct Versions {
-    /// `rustc --version`.
-    pub(crate) rustc: String,
-    /// `node --version`.
-    pub(crate) node: String,
-    /// Installed socket.io package.
-    pub(crate) socket_io: String,
-    /// socketioxide in the peer's Cargo.lock.
-    pub(crate) socketioxide: String,
-    /// Switchboard commit.
-    pub(crate) switchboard: String,
-    /// protocol_fixture binary measured, when given with `--switchboard-bin`.
-    pub(crate) switchboard_binary: Option<String>,
-}
-
-/// A whole run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct SuiteReport {
-    /// `full`, `smoke` or a scenario name.
-    pub(crate) mode: String,
-    /// UTC start time, `YYYY-MM-DD HH:MM:SS`.
-    pub(crate) started_at: String,
-    /// The machine.
-    pub(crate) machine: Machine,
-    /// Versions.
-    pub(crate) versions: Versions,
-    /// Parameters.
-    pub(crate) params: Params,
-    /// Per-server results.
-    pub(crate) servers: Vec<ServerReport>,
-}
-
-/// One unit of work against a fresh server process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Idle memory.
-    Idle,
-    /// Fan-out on one room size, with latency after it when asked.
-    Fanout(usize, bool),
-    /// Latency only (measures a peak first, not reported).
-    Latency(usize),
-    /// Many rooms.
-    Rooms,
-    /// Churn.
-    Churn,
-    /// A cluster scenario on one fresh cluster of that shape.
-    Cluster(Shape, ClusterWork),
-    /// Part of the SSE scenario, with receivers over that transport.
-    Sse(Transport, SseWork),
-}
-
-/// What a step of the SSE scenario measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SseWork {
-    /// Idle memory per receiver.
-    Idle,
-    /// Fan-out and fixed-rate latency on one room of that size.
-    Fanout(usize),
-}
-
-/// What a cluster step measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClusterWork {
-    /// Cross-node fan-out and/or (fixed-rate) latency on one room size: (size, fan-out
-    /// wanted, latency wanted).
-    Room(usize, bool, bool),
-    /// Many rooms.
-    Rooms,
-    /// The recovery storm of that many clients (two nodes, streams adapter, recovery
-    /// on, the second node SIGKILLed).
-    Storm(usize),
-}
-
-/// The cluster the recovery storm runs on.
-pub(crate) const STORM_SHAPE: Shape = Shape {
-    adapter: crate::peers::Adapter::RedisStreams,
-    nodes: 2,
-};
-
-impl Step {
-    /// Name used in logs and failure lists.
-    pub(crate) fn name(self) -> String {
-        match self {
-            Step::Idle => "idle".to_owned(),
-            Step::Fanout(n, _) => format!("fanout-{n}"),
-            Step::Latency(n) => format!("latency-{n}"),
-            Step::Rooms => "rooms".to_owned(),
-            Step::Churn => "churn".to_owned(),
-            Step::Cluster(shape, work) => {
-                let what = match work {
-                    ClusterWork::Room(n, true, _) => format!("fanout-{n}"),
-                    ClusterWork::Room(n, false, _) => format!("latency-{n}"),
-                    ClusterWork::Rooms => "rooms".to_owned(),
-                    ClusterWork::Storm(n) => format!("storm-{n}"),
-                };
-                format!("cluster-{}-{}n-{what}", shape.adapter.name(), shape.nodes)
-            }
-            Step::Sse(transport, work) => {
-                let side = match transport {
-                    Transport::Sse => "sse",
-                    Transport::WebSocket => "sse-ws",
-                };
-                match work {
-                    SseWork::Idle => format!("{side}-idle"),
-                    SseWork::Fanout(n) => format!("{side}-fanout-{n}"),
-                }
-            }
-        }
-    }
-
-    /// Whether `server` takes this step (cluster steps: only with an adapter it has).
-    pub(crate) fn runs_on(self, server: ServerKind) -> bool {
-        match self {
-            // Only Switchboard recovers a killed node's clients elsewhere.
-            Step::Cluster(_, ClusterWork::Storm(_)) => server == ServerKind::Switchboard,
-            Step::Cluster(shape, _) => server.cluster_adapters().contains(&shape.adapter),
-            // SSE and the HTTP API are the shipped binary's.
-            Step::Sse(..) => server == ServerKind::SwitchboardServe,
-            _ => true,
-        }
-    }
-}
-
-/// Steps that running `scenarios` with `params` takes, in order.
-pub(crate) fn steps(scenarios: &[Scenario], params: &Params) -> Vec<Step> {
-    let has = |s| scenarios.contains(&s);
-    let mut steps = Vec::new();
-    if has(Scenario::Idle) {
-        steps.push(Step::Idle);
-    }
-    for &size in &params.room_sizes {
-        match (has(Scenario::Fanout), has(Scenario::Latency)) {
-            (true, latency) => steps.push(Step::Fanout(size, latency)),
-            (false, true) => steps.push(Step::Latency(size)),
-            (false, false) => {}
-        }
-    }
-    if has(Scenario::Rooms) {
-        steps.push(Step::Rooms);
-    }
-    if has(Scenario::Churn) {
-        steps.push(Step::Churn);
-    }
-    if has(Scenario::Sse) {
-        let both = [Transport::Sse, Transport::WebSocket];
-        steps.extend(both.map(|t| Step::Sse(t, SseWork::Idle)));
-        for &size in &params.sse_room_sizes {
-            steps.extend(both.map(|t| Step::Sse(t, SseWork::Fanout(size))));
-        }
-    }
-    let shapes: Vec<Shape> = params
-        .cluster_adapters
-        .iter()
-        .flat_map(|&adapter| {
-            params
-                .cluster_nodes
-                .iter()
-                .map(move |&nodes| Shape { adapter, nodes })
-        })
-        .collect();
-    let (fanout, latency) = (has(Scenario::ClusterFanout), has(Scenario::ClusterLatency));
-    for &size in &params.cluster_room_sizes {
-        if fanout || latency {
-            let work = ClusterWork::Room(size, fanout, latency);
-            steps.extend(shapes.iter().map(|&shape| Step::Cluster(shape, work)));
-        }
-    }
-    if has(Scenario::ClusterRooms) {
-        let work = ClusterWork::Rooms;
-        steps.extend(shapes.iter().map(|&shape| Step::Cluster(shape, work)));
-    }
-    if has(Scenario::ClusterStorm) {
-        let work = ClusterWork::Storm(params.storm_clients);
-        steps.push(Step::Cluster(STORM_SHAPE, work));
-    }
-    steps
-}
-
 /// Runs the plan scenario by scenario, each scenario on every server in turn, so that
 /// load from other work on the shared machine spreads over all servers instead of
-/// landing on whichever one happens to run last.
+/// landing on whichever one happens to run last; with `--repeat`, round after round
+/// ([`schedule`]).
 pub(crate) async fn run(
     plan: &Plan,
     paths: &Paths,
@@ -332,48 +81,37 @@ pub(crate) async fn run(
     std::fs::create_dir_all(plan.out_dir.join("raw"))?;
     let pool = Arc::new(SourcePool::default());
     let load_at_start = crate::procstat::load_average();
-    let steps = steps(&plan.scenarios, &plan.params);
+    let schedule = schedule(&plan.scenarios, &plan.params);
+    let rounds = plan.params.repeat.max(1);
     let mut entries = Vec::new();
     // A server with no step in this plan (a cluster run of one that cannot cluster) is
     // not prepared and has no row.
     let servers = plan
         .servers
         .iter()
-        .filter(|&&kind| steps.iter().any(|s| s.runs_on(kind)));
+        .filter(|&&kind| schedule.iter().any(|(_, s)| s.runs_on(kind)));
     for &kind in servers {
         eprintln!("== preparing {}", kind.name());
-        let mut report = ServerReport {
-            server: kind,
-            skipped: None,
-            idle: None,
-            fanout: Vec::new(),
-            latency: Vec::new(),
-            rooms: None,
-            churn: None,
-            cluster_fanout: Vec::new(),
-            cluster_latency: Vec::new(),
-            cluster_rooms: Vec::new(),
-            cluster_storm: None,
-            sse: Vec::new(),
-            failures: Vec::new(),
-        };
-        let launch = prepare(kind, paths, plan)
-            .await
-            .inspect_err(|reason| {
-                eprintln!("  skipped: {reason}");
-                report.skipped = Some(reason.clone());
-            })
-            .ok();
-        entries.push((report, launch));
+        let prepared = prepare(kind, paths, plan).await;
+        if let Err(reason) = &prepared {
+            eprintln!("  skipped: {reason}");
+        }
+        let report = ServerReport::new(kind, prepared.as_ref().err().cloned(), rounds);
+        entries.push((report, prepared.ok()));
     }
-    for step in steps {
-        eprintln!("== {}", step.name());
+    for (round, step) in schedule {
+        let at = At {
+            step,
+            round,
+            rounds,
+        };
+        eprintln!("== {}", at.label());
         for (report, launch) in &mut entries {
             let Some(started) = launch else { continue };
             if !step.runs_on(report.server) {
                 continue;
             }
-            if !run_server_step(plan, started, &pool, report, step).await {
+            if !run_server_step(plan, started, &pool, report, at).await {
                 *launch = None;
             }
         }
@@ -387,6 +125,8 @@ pub(crate) async fn run(
                 .switchboard_bin
                 .as_ref()
                 .map(|p| p.display().to_string()),
+            baseline_binary: plan.baseline_bin.as_ref().map(|p| p.display().to_string()),
+            baseline_rev: plan.baseline_rev.clone(),
             ..crate::versions::collect(paths).await
         },
         params: plan.params.clone(),
@@ -402,49 +142,48 @@ async fn run_server_step(
     launch: &Launch,
     pool: &Arc<SourcePool>,
     report: &mut ServerReport,
-    step: Step,
+    at: At,
 ) -> bool {
-    let name = report.server.name();
-    eprintln!("  {name}");
-    let log = plan
-        .out_dir
-        .join("raw")
-        .join(format!("{name}-{}", step.name()));
+    let step = at.step;
+    eprintln!("  {}", report.server.name());
+    let log = plan.out_dir.join("raw").join(at.log_stem(report.server));
+    let failure = |kind, reason| Failure {
+        step: step.name(),
+        round: at.round + 1,
+        kind,
+        reason,
+    };
     let mut running = match Running::start(plan, launch, step, &log).await {
         Ok(running) => running,
         Err(e) => {
             let reason = format!("{e:#}");
             eprintln!("  failed to start: {reason}");
-            report.failures.push(Failure {
-                step: step.name(),
-                kind: FailureKind::Start,
-                reason,
-            });
+            report.failures.push(failure(FailureKind::Start, reason));
             return false;
         }
     };
     let target = running.target(pool, report.server);
+    let Some(results) = report.rounds.get_mut(at.round) else {
+        running.stop().await;
+        return true;
+    };
     let outcome =
-        tokio::time::timeout(STEP_TIMEOUT, run_step(step, &target, &plan.params, report)).await;
+        tokio::time::timeout(STEP_TIMEOUT, run_step(step, &target, &plan.params, results)).await;
     let outcome =
         outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {STEP_TIMEOUT:?}")));
     let exited = match outcome {
         Ok(()) => running.exited(),
         Err(_) => running.exited_within(EXIT_GRACE).await,
     };
-    let failure = match (outcome, exited) {
+    let failure_seen = match (outcome, exited) {
         (Ok(()), None) => None,
         (Ok(()), Some(exit)) => Some((FailureKind::Crash, format!("during the step, {exit}"))),
         (Err(e), Some(exit)) => Some((FailureKind::Crash, format!("{e:#}; {exit}"))),
         (Err(e), None) => Some((FailureKind::Scenario, format!("{e:#}"))),
     };
-    if let Some((kind, reason)) = failure {
-        eprintln!("  {} {}: {reason}", step.name(), kind.label());
-        report.failures.push(Failure {
-            step: step.name(),
-            kind,
-            reason,
-        });
+    if let Some((kind, reason)) = failure_seen {
+        eprintln!("  {} {}: {reason}", at.label(), kind.label());
+        report.failures.push(failure(kind, reason));
     }
     running.stop().await;
     true
@@ -533,12 +272,12 @@ impl Running {
     }
 }
 
-/// Runs one step and stores its result.
+/// Runs one step and stores its result in its round's results.
 async fn run_step(
     step: Step,
     target: &Target,
     params: &Params,
-    report: &mut ServerReport,
+    report: &mut Results,
 ) -> anyhow::Result<()> {
     match step {
         Step::Idle => report.idle = Some(scenarios::idle::run(target, params).await?),
@@ -553,6 +292,12 @@ async fn run_step(
         }
         Step::Rooms => report.rooms = Some(scenarios::rooms::run(target, params).await?),
         Step::Churn => report.churn = Some(scenarios::churn::run(target, params).await?),
+        Step::Loaded(size) => {
+            // This round's fan-out peak on a room of the same size, when it ran.
+            let peak = report.fanout.iter().find(|f| f.room_size == size);
+            let peak = peak.map(|f| f.broadcasts as f64 / f.seconds.max(f64::MIN_POSITIVE));
+            report.loaded = Some(scenarios::loaded::run(target, params, peak).await?);
+        }
         Step::Cluster(shape, ClusterWork::Room(size, fanout, latency)) => {
             let cluster = &scenarios::cluster::fanout;
             let (f, l) = cluster(target, params, shape, size, (fanout, latency)).await?;
@@ -583,7 +328,7 @@ async fn run_step(
 }
 
 /// The SSE scenario's entry of `transport` in `report`, added when missing.
-fn sse_entry(report: &mut ServerReport, transport: Transport) -> &mut TransportResult {
+fn sse_entry(report: &mut Results, transport: Transport) -> &mut TransportResult {
     let at = match report.sse.iter().position(|t| t.transport == transport) {
         Some(at) => at,
         None => {

@@ -16,11 +16,14 @@
 //!   every event), a broadcast was never acked (`unacked`, exact, counted after the
 //!   publisher waited for every ack; a refused broadcast is a scenario error), a latency
 //!   phase recorded fewer or more samples than broadcasts × room size, an idle count has
-//!   no measurement, a churn cycle failed or none completed; in the SSE scenario
+//!   no measurement, a churn cycle failed or none completed, memory under load has
+//!   fewer or more RSS samples than it takes or delivered nothing; in the SSE scenario
 //!   (`switchboard serve` only), the server's `/metrics` counting other than the idle
 //!   receivers the generator holds.
 //!
-//! The other peers (Node Socket.IO, socketioxide) measure someone else's server:
+//! The other peers (Node Socket.IO, socketioxide) measure someone else's server, and the
+//! baseline (`--baseline-bin`, never in CI) an older build of ours, whose problems are
+//! a finding of the comparison, not a defect of this commit; all three are judged alike:
 //!
 //! - a peer that cannot be prepared on this machine (socketioxide not built, no node or
 //!   npm) is **skipped**;
@@ -44,10 +47,15 @@ use crate::peers::ServerKind;
 use crate::scenarios::Scenario;
 use crate::scenarios::cluster::{Percentiles, Shape};
 use crate::scenarios::fanout::LatencyResult;
+use crate::scenarios::loaded::RSS_SAMPLES;
 use crate::scenarios::sse::TransportResult;
 use crate::suite::{
-    ClusterWork, Failure, FailureKind, ServerReport, SseWork, Step, SuiteReport, steps,
+    At, ClusterWork, Failure, FailureKind, Results, ServerReport, SseWork, Step, SuiteReport,
+    schedule,
 };
+
+/// What a round the runner never reached holds.
+static NO_RESULTS: Results = Results::NONE;
 
 /// How much one finding weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +149,7 @@ pub(crate) fn judge(report: &SuiteReport, scenarios: &[Scenario]) -> Verdict {
         let mut judging = Judging {
             server,
             report,
+            round: 0,
             verdict: &mut verdict,
         };
         judging.server_as_a_whole(scenarios);
@@ -154,13 +163,20 @@ struct Judging<'a> {
     server: &'a ServerReport,
     /// The whole run (for its parameters).
     report: &'a SuiteReport,
+    /// The round being judged, from 0.
+    round: usize,
     /// Where findings go.
     verdict: &'a mut Verdict,
 }
 
-impl Judging<'_> {
-    /// Switchboard (either form) and the bare broadcaster must pass everything; peers only
-    /// must not crash.
+impl<'a> Judging<'a> {
+    /// What the round being judged measured.
+    fn results(&self) -> &'a Results {
+        self.server.rounds.get(self.round).unwrap_or(&NO_RESULTS)
+    }
+
+    /// Switchboard (either form) and the bare broadcaster must pass everything; peers
+    /// (and the baseline, an older build) only must not crash.
     fn required(&self) -> bool {
         matches!(
             self.server.server,
@@ -188,8 +204,8 @@ impl Judging<'_> {
         self.add(severity, step, why);
     }
 
-    /// Every step of the plan, until the one the server failed to start on (the runner
-    /// tries no later step of it).
+    /// Every step of every round of the plan, in run order, until the one the server
+    /// failed to start on (the runner tries no later step of it).
     fn server_as_a_whole(&mut self, scenarios: &[Scenario]) {
         if let Some(reason) = &self.server.skipped {
             let severity = if self.required() {
@@ -201,17 +217,25 @@ impl Judging<'_> {
             return;
         }
         let server = self.server.server;
-        for step in steps(scenarios, &self.report.params) {
+        let rounds = self.report.params.repeat.max(1);
+        for (round, step) in schedule(scenarios, &self.report.params) {
             if !step.runs_on(server) {
                 continue;
             }
-            let name = step.name();
+            self.round = round;
+            let step_name = step.name();
+            let name = At {
+                step,
+                round,
+                rounds,
+            }
+            .label();
             let found_before = self.verdict.findings.len();
             let failures: Vec<&Failure> = self
                 .server
                 .failures
                 .iter()
-                .filter(|f| f.step == name)
+                .filter(|f| f.step == step_name && f.round == round + 1)
                 .collect();
             for f in &failures {
                 let severity = match f.kind {
@@ -229,7 +253,7 @@ impl Judging<'_> {
             let crashed_after =
                 failures.iter().all(|f| f.kind == FailureKind::Crash) && self.has_result(step);
             if failures.is_empty() || crashed_after {
-                self.step(step);
+                self.step(step, &name);
             }
             if self.verdict.findings.len() == found_before {
                 self.verdict.passed += 1;
@@ -239,13 +263,14 @@ impl Judging<'_> {
 
     /// Whether `step` left a result (a crashed step may have one).
     fn has_result(&self, step: Step) -> bool {
-        let s = self.server;
+        let s = self.results();
         match step {
             Step::Idle => s.idle.is_some(),
             Step::Fanout(n, _) => s.fanout.iter().any(|f| f.room_size == n),
             Step::Latency(n) => s.latency.iter().any(|l| l.room_size == n),
             Step::Rooms => s.rooms.is_some(),
             Step::Churn => s.churn.is_some(),
+            Step::Loaded(_) => s.loaded.is_some(),
             Step::Cluster(shape, ClusterWork::Room(n, fanout, _)) if fanout => s
                 .cluster_fanout
                 .iter()
@@ -267,12 +292,12 @@ impl Judging<'_> {
 
     /// The SSE scenario's results over `transport`.
     fn sse_of(&self, transport: Transport) -> Option<&TransportResult> {
-        self.server.sse.iter().find(|t| t.transport == transport)
+        self.results().sse.iter().find(|t| t.transport == transport)
     }
 
-    /// The results of one step that ran without a recorded error.
-    fn step(&mut self, step: Step) {
-        let name = step.name();
+    /// The results of one step that ran without a recorded error; findings say `name`.
+    fn step(&mut self, step: Step, name: &str) {
+        let name = name.to_owned();
         match step {
             Step::Idle => self.idle(&name),
             Step::Fanout(n, latency) => {
@@ -284,6 +309,7 @@ impl Judging<'_> {
             Step::Latency(n) => self.latency(&name, n),
             Step::Rooms => self.rooms(&name),
             Step::Churn => self.churn(&name),
+            Step::Loaded(_) => self.loaded(&name),
             Step::Cluster(shape, ClusterWork::Room(n, fanout, latency)) => {
                 if fanout {
                     self.cluster_fanout(&name, shape, n);
@@ -351,7 +377,7 @@ impl Judging<'_> {
 
     /// Recovery storm: every client recovered, every acked event once, all acked.
     fn cluster_storm(&mut self, step: &str) {
-        let Some(r) = &self.server.cluster_storm else {
+        let Some(r) = &self.results().cluster_storm else {
             return self.problem(step, "no recovery storm result".to_owned());
         };
         if r.recovered != r.clients {
@@ -386,7 +412,7 @@ impl Judging<'_> {
     /// Cluster fan-out: no connection lost, every event delivered on every node.
     fn cluster_fanout(&mut self, step: &str, shape: Shape, size: usize) {
         let found = self
-            .server
+            .results()
             .cluster_fanout
             .iter()
             .find(|f| f.shape == shape && f.fanout.room_size == size);
@@ -402,7 +428,7 @@ impl Judging<'_> {
     /// on the others alike.
     fn cluster_latency(&mut self, step: &str, shape: Shape, size: usize) {
         let found = self
-            .server
+            .results()
             .cluster_latency
             .iter()
             .find(|l| l.shape == shape && l.latency.room_size == size);
@@ -427,7 +453,12 @@ impl Judging<'_> {
 
     /// Cluster many rooms: no connection lost, every event delivered.
     fn cluster_rooms(&mut self, step: &str, shape: Shape) {
-        let Some(r) = self.server.cluster_rooms.iter().find(|r| r.shape == shape) else {
+        let Some(r) = self
+            .results()
+            .cluster_rooms
+            .iter()
+            .find(|r| r.shape == shape)
+        else {
             return self.problem(step, "no cluster many-rooms result".to_owned());
         };
         self.lost(step, r.rooms.lost_connections);
@@ -437,7 +468,7 @@ impl Judging<'_> {
 
     /// Idle: a point per connection count, no connection lost.
     fn idle(&mut self, step: &str) {
-        let Some(idle) = &self.server.idle else {
+        let Some(idle) = &self.results().idle else {
             return self.problem(step, "no result".to_owned());
         };
         for &n in &self.report.params.idle_counts {
@@ -450,7 +481,7 @@ impl Judging<'_> {
 
     /// Fan-out: no connection lost, every event delivered.
     fn fanout(&mut self, step: &str, size: usize) {
-        let Some(f) = self.server.fanout.iter().find(|f| f.room_size == size) else {
+        let Some(f) = self.results().fanout.iter().find(|f| f.room_size == size) else {
             return self.problem(step, "no fan-out result".to_owned());
         };
         self.lost(step, f.lost_connections);
@@ -471,7 +502,7 @@ impl Judging<'_> {
                 format!("{:.0}% of peak", l * 100.0)
             });
             let found = self
-                .server
+                .results()
                 .latency
                 .iter()
                 .find(|l| l.room_size == size && l.load == load);
@@ -499,7 +530,7 @@ impl Judging<'_> {
 
     /// Many rooms: no connection lost, every event delivered.
     fn rooms(&mut self, step: &str) {
-        let Some(r) = &self.server.rooms else {
+        let Some(r) = &self.results().rooms else {
             return self.problem(step, "no result".to_owned());
         };
         self.lost(step, r.lost_connections);
@@ -509,7 +540,7 @@ impl Judging<'_> {
 
     /// Churn: cycles completed, none failed.
     fn churn(&mut self, step: &str) {
-        let Some(c) = &self.server.churn else {
+        let Some(c) = &self.results().churn else {
             return self.problem(step, "no result".to_owned());
         };
         if c.failures > 0 {
@@ -524,6 +555,25 @@ impl Judging<'_> {
         if c.cycles == 0 {
             self.problem(step, "no connect/disconnect cycle completed".to_owned());
         }
+    }
+
+    /// Memory under load: every RSS sample taken, events delivered under the load, none
+    /// lost, every broadcast acked, no connection lost.
+    fn loaded(&mut self, step: &str) {
+        let Some(l) = &self.results().loaded else {
+            return self.problem(step, "no result".to_owned());
+        };
+        let taken = l.rss_samples.len();
+        if taken != RSS_SAMPLES as usize {
+            let why = format!("{taken} RSS samples under load, expected {RSS_SAMPLES}");
+            self.problem(step, why);
+        }
+        if l.deliveries == 0 {
+            self.problem(step, "no deliveries under load".to_owned());
+        }
+        self.lost(step, l.lost_connections);
+        self.delivered(step, l.undelivered, 0);
+        self.acked(step, l.unacked);
     }
 
     /// Connections the server closed.
@@ -565,6 +615,7 @@ mod tests {
     use crate::scenarios::cluster::{ClusterCpu, ClusterFanout, ClusterLatency, ClusterRooms};
     use crate::scenarios::fanout::FanoutResult;
     use crate::scenarios::idle::{IdlePoint, IdleResult};
+    use crate::scenarios::loaded::{LoadedResult, PeakSource};
     use crate::scenarios::rooms::RoomsResult;
     use crate::scenarios::sse::TransportResult;
     use crate::scenarios::storm::StormResult;
@@ -681,9 +732,7 @@ mod tests {
                 cpu: cpu.clone(),
             })
             .collect();
-        ServerReport {
-            server,
-            skipped: None,
+        let results = Results {
             idle: Some(IdleResult {
                 baseline_rss_bytes: 5 << 20,
                 points,
@@ -708,6 +757,28 @@ mod tests {
                 rss_after_bytes: 5 << 20,
                 source_addresses: 1,
             }),
+            loaded: Some(LoadedResult {
+                clients: params.loaded_clients,
+                load: 0.5,
+                peak_rate: 100.0,
+                peak_source: PeakSource::FanoutStep,
+                rate: 50.0,
+                baseline_rss_bytes: 5 << 20,
+                idle_rss_bytes: 6 << 20,
+                idle_bytes_per_connection: 4096.0,
+                rss_samples: vec![7 << 20; RSS_SAMPLES as usize],
+                loaded_rss_bytes: 7 << 20,
+                max_rss_bytes: 7 << 20,
+                bytes_per_connection: 8192.0,
+                seconds: 1.0,
+                deliveries: 50 * params.loaded_clients as u64,
+                deliveries_per_sec: 50.0 * params.loaded_clients as f64,
+                offered_deliveries_per_sec: 50.0 * params.loaded_clients as f64,
+                server_cores: 0.3,
+                undelivered: 0,
+                unacked: 0,
+                lost_connections: 0,
+            }),
             cluster_fanout,
             cluster_latency,
             cluster_rooms,
@@ -717,6 +788,11 @@ mod tests {
             } else {
                 Vec::new()
             },
+        };
+        ServerReport {
+            server,
+            skipped: None,
+            rounds: vec![results],
             failures: Vec::new(),
         }
     }
@@ -828,14 +904,7 @@ mod tests {
             .map(|&kind| match kind {
                 ServerKind::Socketioxide => ServerReport {
                     skipped: Some("socketioxide peer not built".to_owned()),
-                    idle: None,
-                    fanout: Vec::new(),
-                    latency: Vec::new(),
-                    rooms: None,
-                    churn: None,
-                    cluster_fanout: Vec::new(),
-                    cluster_latency: Vec::new(),
-                    cluster_rooms: Vec::new(),
+                    rounds: Vec::new(),
                     ..clean(kind, &params)
                 },
                 _ => clean(kind, &params),
@@ -869,6 +938,12 @@ mod tests {
             .expect("every server is in the report")
     }
 
+    /// The one round of `kind`'s entry.
+    fn round(report: &mut SuiteReport, kind: ServerKind) -> &mut Results {
+        let rounds = &mut entry(report, kind).rounds;
+        rounds.first_mut().expect("a clean entry has one round")
+    }
+
     /// The verdict on `report` for the smoke's scenarios.
     fn verdict(report: &SuiteReport) -> Verdict {
         judge(report, &Scenario::SMOKE)
@@ -892,6 +967,7 @@ mod tests {
     fn failure(step: &str, kind: FailureKind, reason: &str) -> Failure {
         Failure {
             step: step.to_owned(),
+            round: 1,
             kind,
             reason: reason.to_owned(),
         }
@@ -906,18 +982,19 @@ mod tests {
             skipped,
             ["SKIP socketioxide -: could not be prepared: socketioxide peer not built"]
         );
-        // idle, fanout-10, fanout-50, rooms, churn on switchboard, switchboard-serve,
-        // node and bare; cluster-redis-2n-fanout-10, cluster-redis-streams-2n-fanout-10
-        // on switchboard and node; the storm on switchboard; sse-idle, sse-ws-idle,
-        // sse-fanout-10, sse-ws-fanout-10 on switchboard-serve.
-        assert_eq!(verdict.passed, 29);
+        // idle, fanout-10, fanout-50, rooms, churn, loaded-50 on switchboard,
+        // switchboard-serve, node and bare; cluster-redis-2n-fanout-10,
+        // cluster-redis-streams-2n-fanout-10 on switchboard and node; the storm on
+        // switchboard; sse-idle, sse-ws-idle, sse-fanout-10, sse-ws-fanout-10 on
+        // switchboard-serve.
+        assert_eq!(verdict.passed, 33);
     }
 
     #[test]
     fn sse_receivers_lost_miscounted_or_short_of_samples_fail() {
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[0].server_connections = Some(19);
+        serve.rounds[0].sse[0].server_connections = Some(19);
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-idle: /metrics counts 19 SSE connections, \
@@ -925,21 +1002,21 @@ mod tests {
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[1].fanout[0].lost_connections = 2;
+        serve.rounds[0].sse[1].fanout[0].lost_connections = 2;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-ws-fanout-10: 2 connections lost"
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[0].latency[0].samples -= 1;
+        serve.rounds[0].sse[0].latency[0].samples -= 1;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-fanout-10: latency at the fixed rate: 499 samples, \
              expected 500 (broadcasts × room size)"
         );
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::SwitchboardServe)
+        round(&mut report, ServerKind::SwitchboardServe)
             .sse
             .remove(0);
         let verdict = verdict(&report);
@@ -951,22 +1028,93 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_in_a_later_round_names_its_round() {
+        let mut report = smoke_report();
+        report.params.repeat = 2;
+        for s in report.servers.iter_mut().filter(|s| s.skipped.is_none()) {
+            let again = s.rounds[0].clone();
+            s.rounds.push(again);
+        }
+        let clean = verdict(&report);
+        assert!(!clean.failed(), "{:#?}", clean.findings);
+        assert_eq!(clean.passed, 2 * 33);
+        entry(&mut report, ServerKind::Switchboard).rounds[1].fanout[0].undelivered = 3;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard fanout-10 round 2: 3 deliveries never arrived"
+        );
+        let sb = entry(&mut report, ServerKind::Switchboard);
+        sb.rounds[1].fanout[0].undelivered = 0;
+        sb.rounds[1].churn = None;
+        sb.failures.push(Failure {
+            round: 2,
+            ..failure("churn", FailureKind::Scenario, "timed out")
+        });
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard churn round 2: failed: timed out"
+        );
+        // A round the runner never reached has no results.
+        entry(&mut report, ServerKind::Switchboard).rounds.pop();
+        let verdict = verdict(&report);
+        let fails: Vec<String> = verdict.findings.iter().map(ToString::to_string).collect();
+        assert!(
+            fails.contains(&"FAIL switchboard idle round 2: no result".to_owned()),
+            "{fails:?}"
+        );
+    }
+
+    #[test]
+    fn memory_under_load_missing_samples_lost_events_or_connections_fail() {
+        fn loaded(report: &mut SuiteReport, kind: ServerKind) -> &mut LoadedResult {
+            let loaded = round(report, kind).loaded.as_mut();
+            loaded.expect("a clean entry has memory under load")
+        }
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::Switchboard)
+            .rss_samples
+            .pop();
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard loaded-50: 9 RSS samples under load, expected 10"
+        );
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::SwitchboardServe).lost_connections = 1;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard-serve loaded-50: 1 connections lost"
+        );
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::Switchboard).undelivered = 7;
+        loaded(&mut report, ServerKind::Node).undelivered = 3;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard loaded-50: 7 deliveries never arrived"
+        );
+        let mut report = smoke_report();
+        loaded(&mut report, ServerKind::Bare).deliveries = 0;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL bare loaded-50: no deliveries under load"
+        );
+        let mut report = smoke_report();
+        round(&mut report, ServerKind::Switchboard).loaded = None;
+        assert_eq!(
+            only_failure(&report),
+            "FAIL switchboard loaded-50: no result"
+        );
+    }
+
+    #[test]
     fn switchboard_that_fails_to_start_fails() {
         let mut report = smoke_report();
         let sb = entry(&mut report, ServerKind::Switchboard);
-        *sb = ServerReport {
-            idle: None,
-            fanout: Vec::new(),
-            latency: Vec::new(),
-            rooms: None,
-            churn: None,
-            failures: vec![failure(
-                "idle",
-                FailureKind::Start,
-                "exited (exit status: 1)",
-            )],
-            ..sb.clone()
-        };
+        sb.rounds = vec![Results::default()];
+        sb.failures = vec![failure(
+            "idle",
+            FailureKind::Start,
+            "exited (exit status: 1)",
+        )];
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard idle: failed to start: exited (exit status: 1)"
@@ -988,7 +1136,7 @@ mod tests {
     fn switchboard_scenario_error_fails() {
         let mut report = smoke_report();
         let sb = entry(&mut report, ServerKind::Switchboard);
-        sb.churn = None;
+        sb.rounds[0].churn = None;
         sb.failures
             .push(failure("churn", FailureKind::Scenario, "timed out"));
         assert_eq!(
@@ -1016,7 +1164,7 @@ mod tests {
     #[test]
     fn switchboard_lost_connection_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).fanout[1].lost_connections = 2;
+        round(&mut report, ServerKind::Switchboard).fanout[1].lost_connections = 2;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-50: 2 connections lost"
@@ -1026,7 +1174,7 @@ mod tests {
     #[test]
     fn switchboard_short_sample_count_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).latency[0].samples -= 1;
+        round(&mut report, ServerKind::Switchboard).latency[0].samples -= 1;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-10: latency at 50% of peak: 499 samples, \
@@ -1037,7 +1185,7 @@ mod tests {
     #[test]
     fn switchboard_missing_latency_result_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).latency.pop();
+        round(&mut report, ServerKind::Switchboard).latency.pop();
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-50: no latency result at 10% of peak"
@@ -1047,7 +1195,7 @@ mod tests {
     #[test]
     fn switchboard_undelivered_events_fail() {
         let mut report = smoke_report();
-        let rooms = entry(&mut report, ServerKind::Switchboard).rooms.as_mut();
+        let rooms = round(&mut report, ServerKind::Switchboard).rooms.as_mut();
         if let Some(r) = rooms {
             (r.undelivered, r.written_off) = (5, 5);
         }
@@ -1060,7 +1208,7 @@ mod tests {
     #[test]
     fn switchboard_churn_failures_fail() {
         let mut report = smoke_report();
-        if let Some(c) = entry(&mut report, ServerKind::Switchboard).churn.as_mut() {
+        if let Some(c) = round(&mut report, ServerKind::Switchboard).churn.as_mut() {
             (c.failures, c.first_error) = (1, Some("cycle timed out".to_owned()));
         }
         assert_eq!(
@@ -1072,7 +1220,7 @@ mod tests {
     #[test]
     fn switchboard_idle_lost_connection_fails() {
         let mut report = smoke_report();
-        if let Some(i) = entry(&mut report, ServerKind::Switchboard).idle.as_mut() {
+        if let Some(i) = round(&mut report, ServerKind::Switchboard).idle.as_mut() {
             i.lost_connections = 1;
         }
         assert_eq!(
@@ -1096,7 +1244,7 @@ mod tests {
     fn switchboard_serve_scenario_error_and_counters_fail() {
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.fanout.remove(0);
+        serve.rounds[0].fanout.remove(0);
         serve.failures.push(failure(
             "fanout-10",
             FailureKind::Scenario,
@@ -1109,7 +1257,7 @@ mod tests {
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.latency[0].samples = 0;
+        serve.rounds[0].latency[0].samples = 0;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve fanout-10: latency at 50% of peak: 0 samples, \
@@ -1120,8 +1268,8 @@ mod tests {
     #[test]
     fn switchboard_unacked_broadcasts_fail_and_node_ones_warn() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).fanout[0].unacked = 16;
-        entry(&mut report, ServerKind::Node).fanout[0].unacked = 4;
+        round(&mut report, ServerKind::Switchboard).fanout[0].unacked = 16;
+        round(&mut report, ServerKind::Node).fanout[0].unacked = 4;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard fanout-10: 16 broadcasts never acked"
@@ -1135,7 +1283,7 @@ mod tests {
         assert_eq!(warnings, ["WARN node fanout-10: 4 broadcasts never acked"]);
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        if let Some(r) = serve.rooms.as_mut() {
+        if let Some(r) = serve.rounds[0].rooms.as_mut() {
             r.unacked = 1;
         }
         assert_eq!(
@@ -1144,7 +1292,7 @@ mod tests {
         );
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.sse[0].fanout[0].unacked = 2;
+        serve.rounds[0].sse[0].fanout[0].unacked = 2;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard-serve sse-fanout-10: 2 broadcasts never acked"
@@ -1155,8 +1303,8 @@ mod tests {
     fn switchboard_serve_that_exits_during_a_step_fails() {
         let mut report = smoke_report();
         let serve = entry(&mut report, ServerKind::SwitchboardServe);
-        serve.fanout.remove(1);
-        serve.latency.retain(|l| l.room_size != 50);
+        serve.rounds[0].fanout.remove(1);
+        serve.rounds[0].latency.retain(|l| l.room_size != 50);
         serve.failures.push(failure(
             "fanout-50",
             FailureKind::Crash,
@@ -1191,7 +1339,7 @@ mod tests {
     #[test]
     fn bare_lost_connection_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Bare).fanout[0].lost_connections = 1;
+        round(&mut report, ServerKind::Bare).fanout[0].lost_connections = 1;
         assert_eq!(
             only_failure(&report),
             "FAIL bare fanout-10: 1 connections lost"
@@ -1201,7 +1349,7 @@ mod tests {
     #[test]
     fn a_write_off_whose_events_all_arrived_only_warns() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).fanout[0].written_off = 30;
+        round(&mut report, ServerKind::Switchboard).fanout[0].written_off = 30;
         let verdict = verdict(&report);
         assert!(!verdict.failed(), "{:#?}", verdict.findings);
         assert!(
@@ -1216,7 +1364,7 @@ mod tests {
     fn node_that_crashes_fails() {
         let mut report = smoke_report();
         let node = entry(&mut report, ServerKind::Node);
-        node.rooms = None;
+        node.rounds[0].rooms = None;
         node.failures.push(failure(
             "rooms",
             FailureKind::Crash,
@@ -1232,7 +1380,7 @@ mod tests {
     fn node_that_fails_to_start_after_being_prepared_fails() {
         let mut report = smoke_report();
         let node = entry(&mut report, ServerKind::Node);
-        node.churn = None;
+        node.rounds[0].churn = None;
         node.failures.push(failure(
             "churn",
             FailureKind::Start,
@@ -1245,8 +1393,8 @@ mod tests {
     fn node_scenario_error_and_lost_connection_only_warn() {
         let mut report = smoke_report();
         let node = entry(&mut report, ServerKind::Node);
-        node.fanout[0].lost_connections = 3;
-        node.churn = None;
+        node.rounds[0].fanout[0].lost_connections = 3;
+        node.rounds[0].churn = None;
         node.failures
             .push(failure("churn", FailureKind::Scenario, "timed out"));
         let verdict = verdict(&report);
@@ -1270,7 +1418,7 @@ mod tests {
     fn switchboard_cluster_missing_samples_on_other_nodes_fail() {
         let mut report = smoke_report();
         let sb = entry(&mut report, ServerKind::Switchboard);
-        if let Some(other) = sb.cluster_latency[1].other_nodes.as_mut() {
+        if let Some(other) = sb.rounds[0].cluster_latency[1].other_nodes.as_mut() {
             other.samples -= 1;
         }
         assert_eq!(
@@ -1283,10 +1431,10 @@ mod tests {
     #[test]
     fn switchboard_cluster_undelivered_events_fail_and_node_ones_warn() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).cluster_fanout[0]
+        round(&mut report, ServerKind::Switchboard).cluster_fanout[0]
             .fanout
             .undelivered = 7;
-        entry(&mut report, ServerKind::Node).cluster_fanout[0]
+        round(&mut report, ServerKind::Node).cluster_fanout[0]
             .fanout
             .undelivered = 3;
         assert_eq!(
@@ -1308,7 +1456,7 @@ mod tests {
     #[test]
     fn switchboard_storm_clients_not_recovered_or_events_lost_fail() {
         let mut report = smoke_report();
-        let storm = entry(&mut report, ServerKind::Switchboard)
+        let storm = round(&mut report, ServerKind::Switchboard)
             .cluster_storm
             .as_mut()
             .expect("a storm result");
@@ -1321,7 +1469,7 @@ mod tests {
              (1 not recovered, 0 gave up, 0 lost before the kill); first: answered with a new sid"
         );
         let mut report = smoke_report();
-        let storm = entry(&mut report, ServerKind::Switchboard)
+        let storm = round(&mut report, ServerKind::Switchboard)
             .cluster_storm
             .as_mut()
             .expect("a storm result");
@@ -1336,7 +1484,7 @@ mod tests {
     #[test]
     fn a_missing_storm_result_fails() {
         let mut report = smoke_report();
-        entry(&mut report, ServerKind::Switchboard).cluster_storm = None;
+        round(&mut report, ServerKind::Switchboard).cluster_storm = None;
         assert_eq!(
             only_failure(&report),
             "FAIL switchboard cluster-redis-streams-2n-storm-50: no recovery storm result"

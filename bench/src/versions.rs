@@ -26,6 +26,8 @@ pub(crate) async fn collect(paths: &Paths) -> Versions {
         ),
         switchboard: trim(run(&paths.root, "git", &["rev-parse", "--short", "HEAD"]).await),
         switchboard_binary: None,
+        baseline_binary: None,
+        baseline_rev: None,
     }
 }
 

@@ -1,9 +1,11 @@
 //! The cluster scenarios' tables and charts: CPU per delivery of every node and of Redis,
 //! with ratios to the same server on one node and to Switchboard on the same cluster
-//! shape, and latency on the publisher's node against the other nodes.
+//! shape, and latency on the publisher's node against the other nodes. Medians of the
+//! rounds, with the spread of deliveries/s and CPU per delivery.
 
 use std::fmt::Write as _;
 
+use super::rounds::{Rounds, Spread, two};
 use super::tables::{ran, ratio, with_rows};
 use crate::chart::{BarChart, Series, human};
 use crate::peers::{Adapter, ServerKind};
@@ -50,44 +52,57 @@ fn shapes(report: &SuiteReport) -> Vec<Shape> {
         .collect()
 }
 
-/// `0.41 / 0.22 / 0.23`: each node's CPU s per M deliveries.
-fn each_node(cpu: &ClusterCpu) -> String {
-    let each: Vec<String> = cpu
-        .nodes_s_per_m
+/// `0.41 / 0.22 / 0.23`: each node's CPU s per M deliveries (medians of the rounds).
+fn each_node(cpus: &[&ClusterCpu]) -> String {
+    let nodes = cpus
         .iter()
-        .map(|c| format!("{c:.2}"))
+        .map(|c| c.nodes_s_per_m.len())
+        .max()
+        .unwrap_or(0);
+    let each: Vec<String> = (0..nodes)
+        .map(|i| {
+            let node = cpus.iter().filter_map(|c| c.nodes_s_per_m.get(i).copied());
+            two(Spread::of(node).median)
+        })
         .collect();
     each.join(" / ")
 }
 
-/// `s`'s fan-out on `shape` with rooms of `size`.
-fn fanout_of(s: &ServerReport, shape: Shape, size: usize) -> Option<&ClusterFanout> {
-    let mut f = s.cluster_fanout.iter();
-    f.find(|f| f.shape == shape && f.fanout.room_size == size)
+/// `s`'s fan-out on `shape` with rooms of `size`, every round.
+fn fanout_of(s: &ServerReport, shape: Shape, size: usize) -> Option<Rounds<'_, ClusterFanout>> {
+    Rounds::of(s, move |r| {
+        let mut f = r.cluster_fanout.iter();
+        f.find(|f| f.shape == shape && f.fanout.room_size == size)
+    })
 }
 
-/// `s`'s latency on `shape` with rooms of `size`.
-fn latency_of(s: &ServerReport, shape: Shape, size: usize) -> Option<&ClusterLatency> {
-    let mut l = s.cluster_latency.iter();
-    l.find(|l| l.shape == shape && l.latency.room_size == size)
+/// `s`'s latency on `shape` with rooms of `size`, every round.
+fn latency_of(s: &ServerReport, shape: Shape, size: usize) -> Option<Rounds<'_, ClusterLatency>> {
+    Rounds::of(s, move |r| {
+        let mut l = r.cluster_latency.iter();
+        l.find(|l| l.shape == shape && l.latency.room_size == size)
+    })
 }
 
-/// `s`'s many-rooms run on `shape`.
-fn rooms_of(s: &ServerReport, shape: Shape) -> Option<&ClusterRooms> {
-    s.cluster_rooms.iter().find(|r| r.shape == shape)
+/// `s`'s many-rooms run on `shape`, every round.
+fn rooms_of(s: &ServerReport, shape: Shape) -> Option<Rounds<'_, ClusterRooms>> {
+    Rounds::of(s, move |r| {
+        r.cluster_rooms.iter().find(|r| r.shape == shape)
+    })
 }
 
-/// The CPU cells of a row: the whole cluster's, its ratios to `one` node and to
-/// Switchboard (`sb`), each node's, and Redis'.
-fn cpu_cells(cpu: &ClusterCpu, one: Option<f64>, sb: Option<f64>) -> String {
-    let total = Some(cpu.total_s_per_m);
+/// The CPU cells of a row: the whole cluster's (median and spread), its ratios to `one`
+/// node and to Switchboard (`sb`), each node's, and Redis'.
+fn cpu_cells(cpus: &[&ClusterCpu], one: Option<f64>, sb: Option<f64>) -> String {
+    let total = Spread::of(cpus.iter().map(|c| c.total_s_per_m));
+    let redis = Spread::of(cpus.iter().map(|c| c.redis_s_per_m));
     format!(
-        "{:.2} | {} | {} | {} | {:.2}",
-        cpu.total_s_per_m,
-        ratio(total, one),
-        ratio(total, sb),
-        each_node(cpu),
-        cpu.redis_s_per_m
+        "{} | {} | {} | {} | {:.2}",
+        total.show(two),
+        ratio(Some(total.median), one),
+        ratio(Some(total.median), sb),
+        each_node(cpus),
+        redis.median
     )
 }
 
@@ -135,8 +150,9 @@ fn targets(report: &SuiteReport) -> String {
     };
     let peer = |kind: ServerKind| ran(report).find(|s| s.server == kind);
     for &size in &report.params.cluster_room_sizes {
-        let fanout_cpu =
-            |s: &ServerReport, shape: Shape| fanout_of(s, shape, size).map(|f| f.cpu.total_s_per_m);
+        let fanout_cpu = |s: &ServerReport, shape: Shape| {
+            fanout_of(s, shape, size).map(|f| f.median(|f| f.cpu.total_s_per_m))
+        };
         for shape in shapes(report).into_iter().filter(|s| s.nodes > 1) {
             let Some(own) = fanout_cpu(sb, shape) else {
                 continue;
@@ -179,9 +195,14 @@ fn targets(report: &SuiteReport) -> String {
                 );
             }
             if let Some(l) = latency_of(sb, shape, size)
-                && let Some(other) = &l.other_nodes
+                && let Some(other) =
+                    Rounds::from(l.each().filter_map(|l| l.other_nodes.as_ref()).collect())
             {
-                let over = (other.p99_us as f64 - l.same_node.p99_us as f64) / 1000.0;
+                let (other, same) = (
+                    other.median(|p| p.p99_us as f64),
+                    l.median(|l| l.same_node.p99_us as f64),
+                );
+                let over = (other - same) / 1000.0;
                 let _ = writeln!(
                     md,
                     "| latency: p99 other nodes − publisher's node | {} | {size} | {} | {over:+.2} ms | ≤ +{OTHER_NODE_P99_GOAL_MS} ms | {} |",
@@ -192,7 +213,7 @@ fn targets(report: &SuiteReport) -> String {
             }
         }
     }
-    let rooms_cpu = |shape: Shape| rooms_of(sb, shape).map(|r| r.cpu.total_s_per_m);
+    let rooms_cpu = |shape: Shape| rooms_of(sb, shape).map(|r| r.median(|r| r.cpu.total_s_per_m));
     for shape in shapes(report).into_iter().filter(|s| s.nodes > 1) {
         if let (Some(own), Some(one)) = (rooms_cpu(shape), rooms_cpu(Shape { nodes: 1, ..shape })) {
             let x = own / one;
@@ -220,7 +241,7 @@ fn fanout(report: &SuiteReport) -> String {
     );
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
-            fanout_of(s, shape, size).map(|f| f.cpu.total_s_per_m)
+            fanout_of(s, shape, size).map(|f| f.median(|f| f.cpu.total_s_per_m))
         };
         for shape in shapes(report) {
             for s in ran(report) {
@@ -228,17 +249,18 @@ fn fanout(report: &SuiteReport) -> String {
                     continue;
                 };
                 let (one, sb) = bases(report, shape, s.server, &find);
+                let cpus: Vec<&ClusterCpu> = c.each().map(|c| &c.cpu).collect();
                 let _ = writeln!(
                     md,
                     "| {} | {} | {size} | {} | {} | {} | {:.2} | {} | {} |",
                     s.server.label(),
                     shape.adapter.name(),
                     shape.nodes,
-                    human(c.fanout.deliveries_per_sec),
-                    cpu_cells(&c.cpu, one, sb),
-                    c.fanout.generator_cpu_s_per_m,
-                    c.fanout.written_off,
-                    c.fanout.lost_connections
+                    c.spread(|c| c.fanout.deliveries_per_sec).show(human),
+                    cpu_cells(&cpus, one, sb),
+                    c.median(|c| c.fanout.generator_cpu_s_per_m),
+                    c.total(|c| c.fanout.written_off),
+                    c.total(|c| c.fanout.lost_connections as u64)
                 );
             }
         }
@@ -246,11 +268,16 @@ fn fanout(report: &SuiteReport) -> String {
     md
 }
 
-/// `p50 · p99 · p99.9` in ms, or `—`.
-fn percentiles(p: Option<&Percentiles>) -> String {
-    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+/// `p50 · p99 · p99.9` in ms (medians of the rounds), or `—`.
+fn percentiles(p: Option<Rounds<'_, Percentiles>>) -> String {
+    let ms = |us: f64| format!("{:.2}", us / 1000.0);
     p.map_or("—".to_owned(), |p| {
-        format!("{} · {} · {}", ms(p.p50_us), ms(p.p99_us), ms(p.p999_us))
+        format!(
+            "{} · {} · {}",
+            ms(p.median(|p| p.p50_us as f64)),
+            ms(p.median(|p| p.p99_us as f64)),
+            ms(p.median(|p| p.p999_us as f64))
+        )
     })
 }
 
@@ -276,7 +303,7 @@ fn latency(report: &SuiteReport) -> String {
     );
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
-            latency_of(s, shape, size).map(|l| worst_p99(l) as f64)
+            latency_of(s, shape, size).map(|l| l.median(|l| worst_p99(l) as f64))
         };
         for shape in shapes(report) {
             for s in ran(report) {
@@ -284,25 +311,24 @@ fn latency(report: &SuiteReport) -> String {
                     continue;
                 };
                 let (_, sb) = bases(report, shape, s.server, &find);
-                let l = &c.latency;
-                let received = if l.expected == 0 {
-                    0.0
-                } else {
-                    100.0 * l.samples as f64 / l.expected as f64
-                };
+                let l = Rounds::from(c.each().map(|c| &c.latency).collect());
+                let Some(l) = l else { continue };
+                let same = Rounds::from(c.each().map(|c| &c.same_node).collect());
+                let other = c.each().filter_map(|c| c.other_nodes.as_ref()).collect();
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {size} | {} | {:.0} | {} | {} | {:.2} | {} | {received:.1}% | {:.2} | {:.2} |",
+                    "| {} | {} | {size} | {} | {:.0} | {} | {} | {:.2} | {} | {:.1}% | {:.2} | {:.2} |",
                     s.server.label(),
                     shape.adapter.name(),
                     shape.nodes,
-                    l.rate,
-                    percentiles(Some(&c.same_node)),
-                    percentiles(c.other_nodes.as_ref()),
-                    l.max_us as f64 / 1000.0,
-                    ratio(Some(worst_p99(c) as f64), sb),
-                    l.server_cores,
-                    l.generator_cores
+                    l.median(|l| l.rate),
+                    percentiles(same),
+                    percentiles(Rounds::from(other)),
+                    l.median(|l| l.max_us as f64) / 1000.0,
+                    ratio(Some(c.median(|c| worst_p99(c) as f64)), sb),
+                    super::tables::received(&l),
+                    l.median(|l| l.server_cores),
+                    l.median(|l| l.generator_cores)
                 );
             }
         }
@@ -322,26 +348,28 @@ fn rooms(report: &SuiteReport) -> String {
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         p.rooms, p.members
     );
-    let find = |s: &ServerReport, shape: Shape| rooms_of(s, shape).map(|r| r.cpu.total_s_per_m);
+    let find = |s: &ServerReport, shape: Shape| {
+        rooms_of(s, shape).map(|r| r.median(|r| r.cpu.total_s_per_m))
+    };
     for shape in shapes(report) {
         for s in ran(report) {
             let Some(c) = rooms_of(s, shape) else {
                 continue;
             };
             let (one, sb) = bases(report, shape, s.server, &find);
-            let r = &c.rooms;
+            let cpus: Vec<&ClusterCpu> = c.each().map(|c| &c.cpu).collect();
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
                 s.server.label(),
                 shape.adapter.name(),
                 shape.nodes,
-                human(r.emits_per_sec),
-                human(r.deliveries_per_sec),
-                cpu_cells(&c.cpu, one, sb),
-                r.generator_cpu_s_per_m,
-                r.written_off,
-                r.lost_connections
+                c.spread(|c| c.rooms.emits_per_sec).show(human),
+                c.spread(|c| c.rooms.deliveries_per_sec).show(human),
+                cpu_cells(&cpus, one, sb),
+                c.median(|c| c.rooms.generator_cpu_s_per_m),
+                c.total(|c| c.rooms.written_off),
+                c.total(|c| c.rooms.lost_connections as u64)
             );
         }
     }
@@ -373,7 +401,9 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         series: series(report, &|s| {
             room_points
                 .iter()
-                .map(|&(n, shape)| fanout_of(s, shape, n).map(|f| f.cpu.total_s_per_m))
+                .map(|&(n, shape)| {
+                    fanout_of(s, shape, n).map(|f| f.median(|f| f.cpu.total_s_per_m))
+                })
                 .collect()
         }),
     };
@@ -384,7 +414,9 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         series: series(report, &|s| {
             room_points
                 .iter()
-                .map(|&(n, shape)| latency_of(s, shape, n).map(|l| worst_p99(l) as f64 / 1000.0))
+                .map(|&(n, shape)| {
+                    latency_of(s, shape, n).map(|l| l.median(|l| worst_p99(l) as f64) / 1000.0)
+                })
                 .collect()
         }),
     };
@@ -396,7 +428,7 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
         series: series(report, &|s| {
             shapes
                 .iter()
-                .map(|&shape| rooms_of(s, shape).map(|r| r.cpu.total_s_per_m))
+                .map(|&shape| rooms_of(s, shape).map(|r| r.median(|r| r.cpu.total_s_per_m)))
                 .collect()
         }),
     };

@@ -4,23 +4,25 @@
 
 use std::fmt::Write as _;
 
-use super::tables::{ran, ratio};
+use super::rounds::{Rounds, Spread, ms, two};
+use super::tables::{ran, ratio, received};
 use crate::chart::human;
 use crate::fleet::Transport;
 use crate::peers::ServerKind;
 use crate::scenarios::fanout::{FanoutResult, LatencyResult};
+use crate::scenarios::idle::IdlePoint;
 use crate::scenarios::sse::TransportResult;
-use crate::suite::SuiteReport;
+use crate::suite::{ServerReport, SuiteReport};
 
 /// The section (nothing when the scenario did not run).
 pub(super) fn section(report: &SuiteReport) -> String {
     let Some(serve) = ran(report).find(|s| s.server == ServerKind::SwitchboardServe) else {
         return String::new();
     };
-    let results = &serve.sse;
-    if results.is_empty() {
+    if serve.rounds.iter().all(|r| r.sse.is_empty()) {
         return String::new();
     }
+    let results = serve;
     let p = &report.params;
     let mut md = format!(
         "\n## Server-Sent Events (`switchboard serve`, SSE against WebSocket)\n\n\
@@ -44,13 +46,25 @@ pub(super) fn section(report: &SuiteReport) -> String {
     md
 }
 
-/// The entry of `transport`.
-fn of(results: &[TransportResult], transport: Transport) -> Option<&TransportResult> {
-    results.iter().find(|t| t.transport == transport)
+/// The entry of `transport`, every round.
+fn of(serve: &ServerReport, transport: Transport) -> Option<Rounds<'_, TransportResult>> {
+    Rounds::of(serve, move |r| {
+        r.sse.iter().find(|t| t.transport == transport)
+    })
+}
+
+/// Idle memory per receiver at `n` receivers, every round.
+fn idle_at<'a>(t: &Rounds<'a, TransportResult>, n: usize) -> Option<Rounds<'a, IdlePoint>> {
+    let points = t.each().filter_map(|t| t.idle.as_ref());
+    Rounds::from(
+        points
+            .filter_map(|i| i.points.iter().find(|p| p.connections == n))
+            .collect(),
+    )
 }
 
 /// Idle memory per receiver, SSE against WebSocket.
-fn idle(report: &SuiteReport, results: &[TransportResult]) -> String {
+fn idle(report: &SuiteReport, results: &ServerReport) -> String {
     let counts = &report.params.sse_idle_counts;
     let mut md = String::from(
         "\n### Idle memory per receiver (server RSS − RSS before any, ÷ receivers; each in \
@@ -62,36 +76,45 @@ fn idle(report: &SuiteReport, results: &[TransportResult]) -> String {
     md.push_str(" RSS at max | counted by `/metrics` | × WebSocket (at max) |\n|---|");
     md.push_str(&"---:|".repeat(counts.len() + 3));
     md.push('\n');
-    let per = |t: &TransportResult, n: usize| {
-        let points = &t.idle.as_ref()?.points;
-        let point = points.iter().find(|p| p.connections == n)?;
-        Some(point.bytes_per_connection / 1024.0)
-    };
+    let kib = |p: &IdlePoint| p.bytes_per_connection / 1024.0;
+    let per = |t: &Rounds<'_, TransportResult>, n: usize| idle_at(t, n).map(|p| p.median(kib));
     let last = counts.last().copied().unwrap_or(0);
-    let base = of(results, Transport::WebSocket).and_then(|t| per(t, last));
+    let base = of(results, Transport::WebSocket).and_then(|t| per(&t, last));
     let mut rows = 0;
-    for t in [Transport::Sse, Transport::WebSocket].map(|t| of(results, t)) {
-        let Some(t) = t.filter(|t| t.idle.is_some()) else {
+    for transport in [Transport::Sse, Transport::WebSocket] {
+        let Some(t) = of(results, transport) else {
             continue;
         };
+        if t.each().all(|t| t.idle.is_none()) {
+            continue;
+        }
         rows += 1;
-        let _ = write!(md, "| {} |", t.transport.label());
+        let _ = write!(md, "| {} |", transport.label());
         for &n in counts {
-            let v = per(t, n).map_or("—".into(), |v| format!("{v:.2}"));
+            let v = idle_at(&t, n).map_or("—".into(), |p| p.spread(kib).show(two));
             let _ = write!(md, " {v} |");
         }
-        let rss = t.idle.as_ref().and_then(|i| i.points.last());
-        let rss = rss.map_or("—".into(), |p| {
-            format!("{:.1} MiB", p.rss_bytes as f64 / 1048576.0)
+        let last_points = t.each().filter_map(|t| t.idle.as_ref()?.points.last());
+        let rss = Rounds::from(last_points.collect()).map_or("—".into(), |p| {
+            format!("{:.1} MiB", p.median(|p| p.rss_bytes as f64) / 1048576.0)
         });
-        let counted = t.server_connections.map_or("—".into(), |c| c.to_string());
-        let _ = writeln!(md, " {rss} | {counted} | {} |", ratio(per(t, last), base));
+        let counted: Vec<f64> = t
+            .each()
+            .filter_map(|t| t.server_connections)
+            .map(|c| c as f64)
+            .collect();
+        let counted = if counted.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("{:.0}", Spread::of(counted.into_iter()).median)
+        };
+        let _ = writeln!(md, " {rss} | {counted} | {} |", ratio(per(&t, last), base));
     }
     if rows == 0 { String::new() } else { md }
 }
 
 /// Fan-out through the API: as fast as accepted, then the fixed rate.
-fn fanout(report: &SuiteReport, results: &[TransportResult]) -> String {
+fn fanout(report: &SuiteReport, results: &ServerReport) -> String {
     let mut md = String::from(
         "\n### Fan-out to one room, published through the API\n\n\
          | transport | room | publish | emits/s | deliveries/s | server cores | server CPU s / \
@@ -99,64 +122,51 @@ fn fanout(report: &SuiteReport, results: &[TransportResult]) -> String {
          generator cores | dropped · undelivered · lost conns |\n\
          |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
     let mut worst_generator = 0.0f64;
     let mut rows = 0;
+    let cpu = |f: &FanoutResult| f.server_cpu_s_per_m;
     for &size in &report.params.sse_room_sizes {
-        let find = |transport| {
-            let t = of(results, transport)?;
-            let f = t.fanout.iter().find(|f| f.room_size == size);
-            let l = t.latency.iter().find(|l| l.room_size == size);
-            Some((f, l))
-        };
-        let base = find(Transport::WebSocket);
-        let base_peak = base.and_then(|(f, _)| f).map(|f| f.server_cpu_s_per_m);
-        let base_rate = base.and_then(|(_, l)| l).map(fixed_cpu_per_m);
+        let base_peak = fanout_at(results, Transport::WebSocket, size).map(|f| f.median(cpu));
+        let base_rate =
+            latency_at(results, Transport::WebSocket, size).map(|l| l.median(fixed_cpu_per_m));
         for transport in [Transport::Sse, Transport::WebSocket] {
-            let Some((f, l)) = find(transport) else {
-                continue;
-            };
             let label = transport.label();
-            if let Some(f) = f {
+            if let Some(f) = fanout_at(results, transport, size) {
                 rows += 1;
-                let generator = f.generator_cpu_s_per_m * f.deliveries_per_sec / 1e6;
+                let generator = f.median(|f| f.generator_cpu_s_per_m * f.deliveries_per_sec / 1e6);
                 worst_generator = worst_generator.max(generator);
                 let _ = writeln!(
                     md,
-                    "| {label} | {size} | as fast as accepted | {} | {} | {:.2} | {:.2} | {} | \
+                    "| {label} | {size} | as fast as accepted | {} | {} | {:.2} | {} | {} | \
                      — | — | — | — | — | {generator:.2} | {} · {} · {} |",
-                    human(f.broadcasts as f64 / f.seconds.max(f64::MIN_POSITIVE)),
-                    human(f.deliveries_per_sec),
-                    f.server_cores,
-                    f.server_cpu_s_per_m,
-                    ratio(Some(f.server_cpu_s_per_m), base_peak),
-                    f.written_off,
-                    f.undelivered,
-                    f.lost_connections,
+                    human(f.median(|f| f.broadcasts as f64 / f.seconds.max(f64::MIN_POSITIVE))),
+                    f.spread(|f| f.deliveries_per_sec).show(human),
+                    f.median(|f| f.server_cores),
+                    f.spread(cpu).show(two),
+                    ratio(Some(f.median(cpu)), base_peak),
+                    f.total(|f| f.written_off),
+                    f.total(|f| f.undelivered),
+                    f.total(|f| f.lost_connections as u64),
                 );
             }
-            if let Some(l) = l {
+            if let Some(l) = latency_at(results, transport, size) {
                 rows += 1;
-                worst_generator = worst_generator.max(l.generator_cores);
-                let received = if l.expected == 0 {
-                    0.0
-                } else {
-                    100.0 * l.samples as f64 / l.expected as f64
-                };
+                let generator = l.median(|l| l.generator_cores);
+                worst_generator = worst_generator.max(generator);
                 let _ = writeln!(
                     md,
-                    "| {label} | {size} | fixed rate | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | \
-                     {} | {} | {received:.1}% | {:.2} | |",
-                    l.rate,
-                    human(l.offered_deliveries_per_sec),
-                    l.server_cores,
-                    fixed_cpu_per_m(l),
-                    ratio(Some(fixed_cpu_per_m(l)), base_rate),
-                    ms(l.p50_us),
-                    ms(l.p99_us),
-                    ms(l.p999_us),
-                    ms(l.max_us),
-                    l.generator_cores,
+                    "| {label} | {size} | fixed rate | {:.0} | {} | {:.2} | {} | {} | {} | {} | \
+                     {} | {} | {:.1}% | {generator:.2} | |",
+                    l.median(|l| l.rate),
+                    human(l.median(|l| l.offered_deliveries_per_sec)),
+                    l.median(|l| l.server_cores),
+                    l.spread(fixed_cpu_per_m).show(two),
+                    ratio(Some(l.median(fixed_cpu_per_m)), base_rate),
+                    l.spread(|l| l.p50_us as f64).show(ms),
+                    l.spread(|l| l.p99_us as f64).show(ms),
+                    l.spread(|l| l.p999_us as f64).show(ms),
+                    ms(l.median(|l| l.max_us as f64)),
+                    received(&l),
                 );
             }
         }
@@ -178,6 +188,34 @@ fn fanout(report: &SuiteReport, results: &[TransportResult]) -> String {
     md
 }
 
+/// The fan-out over `transport` on a room of `size`, every round.
+fn fanout_at(
+    serve: &ServerReport,
+    transport: Transport,
+    size: usize,
+) -> Option<Rounds<'_, FanoutResult>> {
+    let t = of(serve, transport)?;
+    Rounds::from(
+        t.each()
+            .filter_map(|t| t.fanout.iter().find(|f| f.room_size == size))
+            .collect(),
+    )
+}
+
+/// The fixed-rate phase over `transport` on a room of `size`, every round.
+fn latency_at(
+    serve: &ServerReport,
+    transport: Transport,
+    size: usize,
+) -> Option<Rounds<'_, LatencyResult>> {
+    let t = of(serve, transport)?;
+    Rounds::from(
+        t.each()
+            .filter_map(|t| t.latency.iter().find(|l| l.room_size == size))
+            .collect(),
+    )
+}
+
 /// Server CPU seconds per million deliveries of a fixed-rate phase.
 fn fixed_cpu_per_m(l: &LatencyResult) -> f64 {
     if l.offered_deliveries_per_sec > 0.0 {
@@ -187,11 +225,20 @@ fn fixed_cpu_per_m(l: &LatencyResult) -> f64 {
     }
 }
 
-/// The SSE scenario's fan-out results, for the load generator ceiling table.
-pub(super) fn fanouts(report: &SuiteReport) -> Vec<(Transport, &FanoutResult)> {
-    ran(report)
-        .filter(|s| s.server == ServerKind::SwitchboardServe)
-        .flat_map(|s| &s.sse)
-        .flat_map(|t| t.fanout.iter().map(move |f| (t.transport, f)))
-        .collect()
+/// The SSE scenario's fan-out results, for the load generator ceiling table: (transport,
+/// room size, deliveries/s, generator CPU s per M deliveries), medians of the rounds.
+pub(super) fn fanouts(report: &SuiteReport) -> Vec<(Transport, usize, f64, f64)> {
+    let Some(serve) = ran(report).find(|s| s.server == ServerKind::SwitchboardServe) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for transport in [Transport::Sse, Transport::WebSocket] {
+        for &size in &report.params.sse_room_sizes {
+            if let Some(f) = fanout_at(serve, transport, size) {
+                let rate = f.median(|f| f.deliveries_per_sec);
+                out.push((transport, size, rate, f.median(|f| f.generator_cpu_s_per_m)));
+            }
+        }
+    }
+    out
 }

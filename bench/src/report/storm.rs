@@ -1,6 +1,6 @@
 //! The recovery storm's table: how long until every client of a SIGKILLed node was
 //! recovered on the survivor, what was lost or duplicated, and what the storm cost the
-//! survivor and Redis at its peak.
+//! survivor and Redis at its peak; a row per round.
 
 use std::fmt::Write as _;
 
@@ -10,10 +10,14 @@ use crate::suite::SuiteReport;
 
 /// The table (nothing when no storm ran).
 pub(super) fn table(report: &SuiteReport) -> String {
+    // One row per round: a storm is an event, its figures are not averaged.
     let storms: Vec<_> = ran(report)
-        .filter_map(|s| Some((s.server, s.cluster_storm.as_ref()?)))
+        .flat_map(|s| {
+            let each = s.rounds.iter().enumerate();
+            each.filter_map(|(i, r)| Some((s.server, i + 1, r.cluster_storm.as_ref()?)))
+        })
         .collect();
-    let Some((_, first)) = storms.first() else {
+    let Some((_, _, first)) = storms.first() else {
         return String::new();
     };
     let mut md = format!(
@@ -38,8 +42,13 @@ pub(super) fn table(report: &SuiteReport) -> String {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         first.clients, first.rooms, first.rate, first.backoff_secs
     );
-    for (server, r) in &storms {
-        let _ = writeln!(md, "| {} | {} |", server.label(), row(r));
+    for (server, round, r) in &storms {
+        let round = if report.params.repeat > 1 {
+            format!(", round {round}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(md, "| {}{round} | {} |", server.label(), row(r));
     }
     md.push_str(
         "| node | not run: Node's Redis adapters save a session only when its socket \

@@ -1,11 +1,14 @@
 //! Markdown tables of a run: what each row is, one table per scenario with each server's
-//! value and its ratio to Switchboard's (protocol_fixture), the generator ceiling and
-//! the list of what did not run.
+//! value (the median of the rounds, with their spread beside the headline figures) and
+//! its ratio to Switchboard's (protocol_fixture), and the list of what did not run.
 
 use std::fmt::Write as _;
 
+use super::rounds::{Rounds, ms, two};
 use crate::chart::human;
 use crate::peers::ServerKind;
+use crate::scenarios::fanout::{FanoutResult, LatencyResult};
+use crate::scenarios::idle::IdlePoint;
 use crate::suite::{ServerReport, SuiteReport};
 
 /// Every table of a report, in order.
@@ -19,12 +22,13 @@ pub(super) fn all(report: &SuiteReport) -> String {
         latency(report),
         rooms(report),
         churn(report),
+        super::loaded::table(report),
     ] {
         md.push_str(&with_rows(table));
     }
     md.push_str(&super::sse::section(report));
     md.push_str(&super::cluster::tables(report));
-    md.push_str(&ceiling(report));
+    md.push_str(&super::ceiling::table(report));
     md
 }
 
@@ -44,7 +48,7 @@ pub(super) fn machine(report: &SuiteReport) -> String {
          - Open files per process: {} (a server tops out near 19k connections)\n\
          - Ephemeral ports: {}\n\
          - Load average (1/5/15 min) at start: {}; at end: {} (other engineers share the machine)\n\
-         - {}; Node {} with socket.io {}; socketioxide {}; Switchboard at {}{}\n",
+         - {}; Node {} with socket.io {}; socketioxide {}; Switchboard at {}{}{}\n",
         m.cpu,
         m.cores,
         m.memory_gib,
@@ -60,20 +64,49 @@ pub(super) fn machine(report: &SuiteReport) -> String {
         v.switchboard,
         v.switchboard_binary
             .as_ref()
-            .map_or(String::new(), |b| format!(" (binary {b})"))
+            .map_or(String::new(), |b| format!(" (binary {b})")),
+        v.baseline_binary
+            .as_ref()
+            .map_or(String::new(), |_| format!(
+                "; baseline {}",
+                baseline(report)
+            ))
     )
+}
+
+/// The baseline binary and what it was built from: `` `PATH` at REV ``.
+fn baseline(report: &SuiteReport) -> String {
+    let v = &report.versions;
+    let path = v.baseline_binary.as_deref().unwrap_or("?");
+    let rev = v.baseline_rev.as_deref().map_or_else(
+        || "(no --baseline-rev given)".to_owned(),
+        |r| format!("at {r}"),
+    );
+    format!("`{path}` {rev}")
 }
 
 /// What each row of the tables is, for the servers of this run.
 fn servers(report: &SuiteReport) -> String {
     let mut md = String::from("\n## Servers\n\n| row | what runs |\n|---|---|\n");
     for s in &report.servers {
-        let _ = writeln!(md, "| {} | {} |", s.server.label(), s.server.describe());
+        let extra = match s.server {
+            ServerKind::SwitchboardBaseline if report.versions.baseline_binary.is_some() => {
+                format!(" Binary: {}.", baseline(report))
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {}{extra} |",
+            s.server.label(),
+            s.server.describe()
+        );
     }
     md
 }
 
-/// Switchboard (protocol_fixture) against the targets of DESIGN.md §7.
+/// Switchboard (protocol_fixture) against the targets of DESIGN.md §7, on the medians
+/// of the rounds.
 fn targets(report: &SuiteReport) -> String {
     let Some(sb) = switchboard(report) else {
         return String::new();
@@ -87,16 +120,19 @@ fn targets(report: &SuiteReport) -> String {
         };
         let _ = writeln!(rows, "| {what} | {value} | {target} | {met} |");
     };
-    if let Some(p) = sb.idle.as_ref().and_then(|i| i.points.last()) {
-        let kib = p.bytes_per_connection / 1024.0;
+    if let Some(p) = Rounds::of(sb, |r| r.idle.as_ref()?.points.last()) {
+        let kib = p.median(|p| p.bytes_per_connection) / 1024.0;
         row(
-            format!("idle memory at {}", p.connections),
+            format!("idle memory at {}", p.first().connections),
             format!("{kib:.2} KiB/conn"),
             "≤ 8 KiB",
             Some(kib <= 8.0),
         );
     }
-    for f in &sb.fanout {
+    for &size in &report.params.room_sizes {
+        let Some(own) = fanout_of(sb, size) else {
+            continue;
+        };
         for (kind, goal) in [
             (ServerKind::Node, 5.0),
             (ServerKind::Socketioxide, 1.5),
@@ -104,20 +140,24 @@ fn targets(report: &SuiteReport) -> String {
         ] {
             let other = ran(report)
                 .find(|s| s.server == kind)
-                .and_then(|s| s.fanout.iter().find(|o| o.room_size == f.room_size));
-            let value = other.map(|o| f.deliveries_per_sec / o.deliveries_per_sec);
+                .and_then(|s| fanout_of(s, size));
+            let rate = |f: &FanoutResult| f.deliveries_per_sec;
+            let value = other.map(|o| own.median(rate) / o.median(rate));
             row(
-                format!("fan-out {} vs {}", f.room_size, kind.label()),
+                format!("fan-out {size} vs {}", kind.label()),
                 value.map_or("—".into(), |v| format!("×{v:.2}")),
                 &format!("≥ ×{goal}"),
                 value.map(|v| v >= goal),
             );
         }
     }
-    for l in sb.latency.iter().filter(|l| l.load == Some(0.5)) {
-        let p99 = l.p99_us as f64 / 1000.0;
+    for &size in &report.params.room_sizes {
+        let Some(l) = latency_of(sb, size, Some(0.5)) else {
+            continue;
+        };
+        let p99 = l.median(|l| l.p99_us as f64) / 1000.0;
         row(
-            format!("p99 latency, room {}, 50% of peak", l.room_size),
+            format!("p99 latency, room {size}, 50% of peak"),
             format!("{p99:.2} ms"),
             "≤ 10 ms",
             Some(p99 <= 10.0),
@@ -134,9 +174,11 @@ fn targets(report: &SuiteReport) -> String {
     )
 }
 
-/// Servers that were skipped and steps that failed (to start, by a crash, or in the scenario).
+/// Servers that were skipped and steps that failed (to start, by a crash, or in the
+/// scenario), with their round when there were several.
 fn not_run(report: &SuiteReport) -> String {
     let mut md = String::new();
+    let rounds = report.params.repeat;
     for s in &report.servers {
         if let Some(reason) = &s.skipped {
             let _ = writeln!(
@@ -147,9 +189,14 @@ fn not_run(report: &SuiteReport) -> String {
             );
         }
         for f in &s.failures {
+            let round = if rounds > 1 {
+                format!(" round {}", f.round)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 md,
-                "- **{}** `{}` {}: {}",
+                "- **{}** `{}`{round} {}: {}",
                 s.server.label(),
                 f.step,
                 f.kind.label(),
@@ -193,6 +240,41 @@ pub(super) fn ratio(value: Option<f64>, base: Option<f64>) -> String {
     }
 }
 
+/// `s`'s idle measurement at `n` connections, every round.
+pub(super) fn idle_at(s: &ServerReport, n: usize) -> Option<Rounds<'_, IdlePoint>> {
+    Rounds::of(s, move |r| {
+        r.idle.as_ref()?.points.iter().find(|p| p.connections == n)
+    })
+}
+
+/// `s`'s fan-out on a room of `size`, every round.
+pub(super) fn fanout_of(s: &ServerReport, size: usize) -> Option<Rounds<'_, FanoutResult>> {
+    Rounds::of(s, move |r| r.fanout.iter().find(|f| f.room_size == size))
+}
+
+/// `s`'s latency on a room of `size` at `load`, every round.
+pub(super) fn latency_of(
+    s: &ServerReport,
+    size: usize,
+    load: Option<f64>,
+) -> Option<Rounds<'_, LatencyResult>> {
+    Rounds::of(s, move |r| {
+        r.latency
+            .iter()
+            .find(|l| l.room_size == size && l.load == load)
+    })
+}
+
+/// Received ÷ expected samples over the rounds, in percent.
+pub(super) fn received(l: &Rounds<'_, LatencyResult>) -> f64 {
+    let expected = l.total(|l| l.expected);
+    if expected == 0 {
+        0.0
+    } else {
+        100.0 * l.total(|l| l.samples) as f64 / expected as f64
+    }
+}
+
 /// Idle memory table.
 fn idle(report: &SuiteReport) -> String {
     let counts = &report.params.idle_counts;
@@ -203,32 +285,21 @@ fn idle(report: &SuiteReport) -> String {
     md.push_str(" RSS at max | × SB (at max) |\n|---|");
     md.push_str(&"---:|".repeat(counts.len() + 2));
     md.push('\n');
-    let per = |s: &ServerReport, n: usize| {
-        let points = &s.idle.as_ref()?.points;
-        Some(
-            points
-                .iter()
-                .find(|p| p.connections == n)?
-                .bytes_per_connection
-                / 1024.0,
-        )
-    };
+    let kib = |p: &IdlePoint| p.bytes_per_connection / 1024.0;
+    let per = |s: &ServerReport, n: usize| idle_at(s, n).map(|p| p.median(kib));
     let last = counts.last().copied().unwrap_or(0);
     let base = switchboard(report).and_then(|s| per(s, last));
-    for s in ran(report).filter(|s| s.idle.is_some()) {
+    for s in ran(report) {
+        if Rounds::of(s, |r| r.idle.as_ref()).is_none() {
+            continue;
+        }
         let _ = write!(md, "| {} |", s.server.label());
         for &n in counts {
-            let _ = write!(
-                md,
-                " {} |",
-                per(s, n).map_or("—".into(), |v| format!("{v:.2}"))
-            );
+            let cell = idle_at(s, n).map_or("—".into(), |p| p.spread(kib).show(two));
+            let _ = write!(md, " {cell} |");
         }
-        let rss = s
-            .idle
-            .as_ref()
-            .and_then(|i| i.points.last())
-            .map(|p| p.rss_bytes as f64 / 1048576.0);
+        let rss = Rounds::of(s, |r| r.idle.as_ref()?.points.last())
+            .map(|p| p.median(|p| p.rss_bytes as f64) / 1048576.0);
         let _ = writeln!(
             md,
             " {} | {} |",
@@ -246,27 +317,25 @@ fn fanout(report: &SuiteReport) -> String {
          | server | room | deliveries/s | × SB | server CPU s / M deliveries | server cores | \
          generator CPU s / M | dropped | lost conns |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let rate = |f: &FanoutResult| f.deliveries_per_sec;
     for &size in &report.params.room_sizes {
-        let base = switchboard(report).and_then(|s| s.fanout.iter().find(|f| f.room_size == size));
+        let base = switchboard(report).and_then(|s| fanout_of(s, size));
         for s in ran(report) {
-            let Some(f) = s.fanout.iter().find(|f| f.room_size == size) else {
+            let Some(f) = fanout_of(s, size) else {
                 continue;
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
                 s.server.label(),
                 size,
-                human(f.deliveries_per_sec),
-                ratio(
-                    Some(f.deliveries_per_sec),
-                    base.map(|b| b.deliveries_per_sec)
-                ),
-                f.server_cpu_s_per_m,
-                f.server_cores,
-                f.generator_cpu_s_per_m,
-                f.written_off,
-                f.lost_connections
+                f.spread(rate).show(human),
+                ratio(Some(f.median(rate)), base.as_ref().map(|b| b.median(rate))),
+                f.spread(|f| f.server_cpu_s_per_m).show(two),
+                f.median(|f| f.server_cores),
+                f.median(|f| f.generator_cpu_s_per_m),
+                f.total(|f| f.written_off),
+                f.total(|f| f.lost_connections as u64)
             );
         }
     }
@@ -281,21 +350,12 @@ fn latency(report: &SuiteReport) -> String {
          p99 × SB | received | server cores | generator cores |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+    let p99 = |l: &LatencyResult| l.p99_us as f64;
     for (size, load) in latency_points(report) {
-        let find = |s: &'_ ServerReport| {
-            s.latency
-                .iter()
-                .find(|l| l.room_size == size && l.load == load)
-                .cloned()
-        };
-        let base = switchboard(report).and_then(find);
+        let base = switchboard(report).and_then(|s| latency_of(s, size, load));
         for s in ran(report) {
-            let Some(l) = find(s) else { continue };
-            let received = if l.expected == 0 {
-                0.0
-            } else {
-                100.0 * l.samples as f64 / l.expected as f64
+            let Some(l) = latency_of(s, size, load) else {
+                continue;
             };
             let _ = writeln!(
                 md,
@@ -303,19 +363,16 @@ fn latency(report: &SuiteReport) -> String {
                 s.server.label(),
                 size,
                 load_label(load),
-                l.rate,
-                human(l.offered_deliveries_per_sec),
-                ms(l.p50_us),
-                ms(l.p99_us),
-                ms(l.p999_us),
-                ms(l.max_us),
-                ratio(
-                    Some(l.p99_us as f64),
-                    base.as_ref().map(|b| b.p99_us as f64)
-                ),
-                received,
-                l.server_cores,
-                l.generator_cores
+                l.median(|l| l.rate),
+                human(l.median(|l| l.offered_deliveries_per_sec)),
+                l.spread(|l| l.p50_us as f64).show(ms),
+                l.spread(p99).show(ms),
+                l.spread(|l| l.p999_us as f64).show(ms),
+                ms(l.median(|l| l.max_us as f64)),
+                ratio(Some(l.median(p99)), base.as_ref().map(|b| b.median(p99))),
+                received(&l),
+                l.median(|l| l.server_cores),
+                l.median(|l| l.generator_cores)
             );
         }
     }
@@ -325,11 +382,14 @@ fn latency(report: &SuiteReport) -> String {
 /// Distinct (room size, load) latency points of a report, in order.
 pub(super) fn latency_points(report: &SuiteReport) -> Vec<(usize, Option<f64>)> {
     let mut points: Vec<(usize, Option<f64>)> = Vec::new();
-    for s in &report.servers {
-        for l in &s.latency {
-            if !points.contains(&(l.room_size, l.load)) {
-                points.push((l.room_size, l.load));
-            }
+    for l in report
+        .servers
+        .iter()
+        .flat_map(|s| &s.rounds)
+        .flat_map(|r| &r.latency)
+    {
+        if !points.contains(&(l.room_size, l.load)) {
+            points.push((l.room_size, l.load));
         }
     }
     points
@@ -349,22 +409,25 @@ fn rooms(report: &SuiteReport) -> String {
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
         p.rooms, p.members
     );
+    let rate = |r: &crate::scenarios::rooms::RoomsResult| r.deliveries_per_sec;
     let base = switchboard(report)
-        .and_then(|s| s.rooms.as_ref())
-        .map(|r| r.deliveries_per_sec);
+        .and_then(|s| Rounds::of(s, |r| r.rooms.as_ref()))
+        .map(|r| r.median(rate));
     for s in ran(report) {
-        let Some(r) = &s.rooms else { continue };
+        let Some(r) = Rounds::of(s, |r| r.rooms.as_ref()) else {
+            continue;
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {} | {} |",
             s.server.label(),
-            human(r.emits_per_sec),
-            human(r.deliveries_per_sec),
-            ratio(Some(r.deliveries_per_sec), base),
-            r.server_cpu_s_per_m,
-            r.generator_cpu_s_per_m,
-            r.written_off,
-            r.lost_connections
+            r.spread(|r| r.emits_per_sec).show(human),
+            r.spread(rate).show(human),
+            ratio(Some(r.median(rate)), base),
+            r.spread(|r| r.server_cpu_s_per_m).show(two),
+            r.median(|r| r.generator_cpu_s_per_m),
+            r.total(|r| r.written_off),
+            r.total(|r| r.lost_connections as u64)
         );
     }
     md
@@ -377,121 +440,27 @@ fn churn(report: &SuiteReport) -> String {
          | server | cycles/s | × SB | failures | server CPU s / 1k cycles | RSS before → after | source addresses |\n\
          |---|---:|---:|---:|---:|---:|---:|\n",
     );
+    let rate = |c: &crate::scenarios::churn::ChurnResult| c.cycles_per_sec;
     let base = switchboard(report)
-        .and_then(|s| s.churn.as_ref())
-        .map(|c| c.cycles_per_sec);
-    let mib = |b: u64| b as f64 / 1048576.0;
+        .and_then(|s| Rounds::of(s, |r| r.churn.as_ref()))
+        .map(|c| c.median(rate));
+    let mib = |b: f64| b / 1048576.0;
     for s in ran(report) {
-        let Some(c) = &s.churn else { continue };
+        let Some(c) = Rounds::of(s, |r| r.churn.as_ref()) else {
+            continue;
+        };
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {} | {} | {:.2} | {:.1} → {:.1} MiB | {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.1} → {:.1} MiB | {} |",
             s.server.label(),
-            c.cycles_per_sec,
-            ratio(Some(c.cycles_per_sec), base),
-            c.failures,
-            c.server_cpu_s_per_k,
-            mib(c.rss_before_bytes),
-            mib(c.rss_after_bytes),
-            c.source_addresses
+            c.spread(rate).show(|v| format!("{v:.0}")),
+            ratio(Some(c.median(rate)), base),
+            c.total(|c| c.failures),
+            c.median(|c| c.server_cpu_s_per_k),
+            mib(c.median(|c| c.rss_before_bytes as f64)),
+            mib(c.median(|c| c.rss_after_bytes as f64)),
+            c.each().map(|c| c.source_addresses).max().unwrap_or(0)
         );
     }
     md
-}
-
-/// The load generator's ceiling: its receive capacity per core measured against the bare
-/// broadcaster, and the most CPU it needed at any server's result (it shares the two cores
-/// with the server, so it must stay well under one core to be out of the way).
-fn ceiling(report: &SuiteReport) -> String {
-    let bare = ran(report).find(|s| s.server == ServerKind::Bare);
-    let sse = super::sse::fanouts(report);
-    if bare.is_none() && sse.is_empty() {
-        return "\n## Load generator ceiling\n\nThe bare broadcaster did not run, so the ceiling is not shown.\n".to_owned();
-    }
-    let mut md = String::from(
-        "\n## Load generator ceiling\n\n\
-         `capacity per core` is what the generator receives per CPU-second of its own against \
-         the bare broadcaster (1 / its CPU s per delivery; the SSE rows against `switchboard \
-         serve`, there being no bare SSE server). `generator cores, worst` is the most \
-         CPU the generator used at any server's measured rate (that rate × the generator's CPU \
-         per delivery in that server's run). The generator and the server share two cores; \
-         while the generator needs less than one of them at every server's result, it is not \
-         what limits the results.\n\n\
-         | workload | capacity per core | bare reached | best server | generator cores, worst | under one core |\n\
-         |---|---:|---:|---:|---:|:---:|\n",
-    );
-    let capacity = |cpu_per_m: f64| {
-        if cpu_per_m > 0.0 {
-            1e6 / cpu_per_m
-        } else {
-            f64::INFINITY
-        }
-    };
-    let bare_fanout = bare.map_or(&[][..], |b| &b.fanout);
-    for f in bare_fanout {
-        let runs: Vec<(f64, f64)> = ran(report)
-            .filter_map(|s| s.fanout.iter().find(|o| o.room_size == f.room_size))
-            .map(|o| (o.deliveries_per_sec, o.generator_cpu_s_per_m))
-            .collect();
-        let label = format!("fan-out, room of {}", f.room_size);
-        row(
-            &mut md,
-            &label,
-            (
-                capacity(f.generator_cpu_s_per_m),
-                Some(f.deliveries_per_sec),
-            ),
-            &runs,
-        );
-    }
-    if let Some(r) = bare.and_then(|b| b.rooms.as_ref()) {
-        let runs: Vec<(f64, f64)> = ran(report)
-            .filter_map(|s| s.rooms.as_ref())
-            .map(|o| (o.deliveries_per_sec, o.generator_cpu_s_per_m))
-            .collect();
-        row(
-            &mut md,
-            "many rooms",
-            (
-                capacity(r.generator_cpu_s_per_m),
-                Some(r.deliveries_per_sec),
-            ),
-            &runs,
-        );
-    }
-    // The SSE scenario's receivers against `switchboard serve` (there is no bare SSE
-    // server: its capacity is measured on Switchboard's stream).
-    for (transport, f) in sse {
-        let label = format!(
-            "{} receivers, API publisher, room of {}",
-            transport.label(),
-            f.room_size
-        );
-        let runs = [(f.deliveries_per_sec, f.generator_cpu_s_per_m)];
-        row(
-            &mut md,
-            &label,
-            (capacity(f.generator_cpu_s_per_m), None),
-            &runs,
-        );
-    }
-    md
-}
-
-/// One ceiling row; `runs` holds (deliveries/s, generator CPU s per M) of every server;
-/// `bare` is what the bare broadcaster reached (none for SSE receivers).
-fn row(md: &mut String, label: &str, (capacity, bare): (f64, Option<f64>), runs: &[(f64, f64)]) {
-    let best = runs.iter().map(|r| r.0).fold(0.0f64, f64::max);
-    let worst = runs
-        .iter()
-        .map(|(rate, cpu)| rate * cpu / 1e6)
-        .fold(0.0f64, f64::max);
-    let ok = if worst < 1.0 { "yes" } else { "**no**" };
-    let _ = writeln!(
-        md,
-        "| {label} | {} | {} | {} | {worst:.2} | {ok} |",
-        human(capacity),
-        bare.map_or("—".to_owned(), human),
-        human(best)
-    );
 }

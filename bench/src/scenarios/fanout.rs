@@ -159,7 +159,7 @@ impl Room {
     }
 
     /// Publishes with `pace` for `seconds`.
-    async fn publish(
+    pub(crate) async fn publish(
         &mut self,
         pace: Pace,
         seconds: f64,
@@ -183,7 +183,7 @@ impl Room {
 
     /// Waits until every event published so far has arrived (less what an earlier drain
     /// gave up on), bounded by [`DRAIN`]; on timeout, gives up on what is missing.
-    async fn drain(&mut self) {
+    pub(crate) async fn drain(&mut self) {
         let expected = self.expected() - self.given_up;
         if !self.stats.wait_delivered(expected, DRAIN).await {
             self.given_up = self.undelivered();
@@ -199,11 +199,17 @@ impl Room {
     /// (at most [`DRAIN`]), and records on `result` the exact counts of the whole
     /// scenario: deliveries that never arrived, broadcasts never acked, receivers lost.
     pub(crate) async fn settle(&mut self, result: &mut FanoutResult) -> anyhow::Result<()> {
-        self.drain().await;
-        result.undelivered = self.undelivered();
-        result.unacked = self.publisher.settle(Instant::now() + DRAIN).await?;
-        result.lost_connections = self.fleet.lost();
+        (result.undelivered, result.unacked, result.lost_connections) = self.finish().await?;
         Ok(())
+    }
+
+    /// [`Room::settle`]'s counts: (deliveries that never arrived, broadcasts never
+    /// acked, receivers lost), every phase.
+    pub(crate) async fn finish(&mut self) -> anyhow::Result<(u64, u64, usize)> {
+        self.drain().await;
+        let undelivered = self.undelivered();
+        let unacked = self.publisher.settle(Instant::now() + DRAIN).await?;
+        Ok((undelivered, unacked, self.fleet.lost()))
     }
 }
 

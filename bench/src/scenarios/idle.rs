@@ -39,7 +39,7 @@ pub(crate) struct IdleResult {
 }
 
 /// Mean RSS over a few samples.
-async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
+pub(crate) async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     let mut total = 0;
     for _ in 0..SAMPLES {
         tokio::time::sleep(SAMPLE_GAP).await;
