@@ -137,6 +137,11 @@ pub(crate) struct RunArgs {
     /// Do not rewrite BENCHMARKS.md (only `all` writes it).
     #[arg(long)]
     pub(crate) no_benchmarks_md: bool,
+    /// `all` only: run just these scenarios, in the suite's order (comma-separated, e.g.
+    /// `idle,fanout,latency,rooms,churn,loaded`). BENCHMARKS.md is then not rewritten:
+    /// it would lose the sections of the scenarios left out.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) scenarios: Vec<Scenario>,
 }
 
 /// Builds the plan of a subcommand, runs it, writes the reports, picks the exit code.
@@ -144,7 +149,17 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     let paths = Paths::detect()?;
     let (stamp, started_at) = crate::versions::utc_now();
     let (mode, scenarios, args, params) = match command {
-        Command::All(a) => ("full", Scenario::ALL.to_vec(), a.common.clone(), Some(a)),
+        Command::All(a) => {
+            let scenarios = if a.scenarios.is_empty() {
+                Scenario::ALL.to_vec()
+            } else {
+                Scenario::ALL
+                    .into_iter()
+                    .filter(|s| a.scenarios.contains(s))
+                    .collect()
+            };
+            ("full", scenarios, a.common.clone(), Some(a))
+        }
         Command::Smoke(c) => ("smoke", Scenario::SMOKE.to_vec(), c, None),
         Command::Idle(a) => ("idle", vec![Scenario::Idle], a.common.clone(), Some(a)),
         Command::Fanout(a) => ("fanout", vec![Scenario::Fanout], a.common.clone(), Some(a)),
@@ -207,7 +222,10 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             .join("bench/results")
             .join(format!("{stamp}-{one}")),
     });
-    let write_md = mode == "full" && !params.as_ref().is_some_and(|a| a.no_benchmarks_md);
+    let write_md = mode == "full"
+        && !params
+            .as_ref()
+            .is_some_and(|a| a.no_benchmarks_md || !a.scenarios.is_empty());
     let plan = Plan {
         servers: with_baseline(&args.servers, args.baseline_bin.is_some()),
         scenarios,
