@@ -94,14 +94,7 @@ async fn an_event_larger_than_the_clients_max_payload_still_reaches_it() {
     let mut config = SocketIoConfig::default();
     config.engine.max_payload = 1000;
     let io = Io::new(config, signal.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.next().await.unwrap().unwrap();
-    ws.send(Message::text("40")).await.unwrap();
-    ws.next().await.unwrap().unwrap();
+    let mut ws = serve_and_connect(&io, signal).await;
 
     let big = "x".repeat(200_000);
     io.of("/").emit("big", vec![json!(big)]);
@@ -135,14 +128,7 @@ async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer_at_the_queue_b
     io.of("/").on_disconnect(move |_, reason| {
         let _ = reasons.send(reason);
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    ws.next().await.unwrap().unwrap();
-    ws.send(Message::text("40")).await.unwrap();
-    ws.next().await.unwrap().unwrap();
+    let ws = serve_and_connect(&io, signal).await;
 
     // From now on the client reads nothing. 64 MB offered, far more than the loopback
     // buffers and the queue hold together.
@@ -166,4 +152,21 @@ async fn a_client_that_stops_reading_is_closed_as_a_slow_consumer_at_the_queue_b
         "every emit was accepted: the queue never filled"
     );
     drop(ws);
+}
+
+/// Serves `io` on a free loopback port and connects one WebSocket client to `/`
+/// (open packet and CONNECT answer read).
+async fn serve_and_connect(
+    io: &Io,
+    signal: shutdown::Shutdown,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws
 }
