@@ -1,6 +1,8 @@
 //! The behaviour of each fixture mode, built on the public engine API.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -151,16 +153,17 @@ pub(crate) fn cluster(
         };
         let ack = ev.take_ack();
         // Emitted now, in the order the events came; only the ack waits.
-        let durable = op.emit_durable(&event, payload);
-        tokio::spawn(async move {
-            let answer = match durable.await {
-                Ok(_) => json!(true),
-                Err(err) => json!({ "error": err.to_string() }),
-            };
-            if let Some(ack) = ack {
-                let _ = ack.send(answer);
-            }
-        });
+        let mut durable = Box::pin(op.emit_durable(&event, payload));
+        // Without a durable log the answer is ready now: no task for it (a task per
+        // event costs as much as the event's deliveries, as `switchboard serve`'s
+        // relay rule found).
+        if let Poll::Ready(result) = durable
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            return durable_ack(ack, result);
+        }
+        tokio::spawn(async move { durable_ack(ack, durable.await) });
     });
     ns.on("broadcast-except-self", |mut ev| {
         if let Some((op, event, payload)) = broadcast(&ev, true) {
@@ -370,6 +373,20 @@ fn cluster_requests(ns: &std::sync::Arc<switchboard_engine::Namespace>, name: St
 fn ack_true(ev: &mut switchboard_engine::Event) {
     if let Some(ack) = ev.take_ack() {
         let _ = ack.send(json!(true));
+    }
+}
+
+/// Answers a `broadcast` once its durable emit resolved.
+fn durable_ack(
+    ack: Option<switchboard_engine::sio::AckSender>,
+    result: Result<usize, switchboard_engine::sio::DurableEmitError>,
+) {
+    let answer = match result {
+        Ok(_) => json!(true),
+        Err(err) => json!({ "error": err.to_string() }),
+    };
+    if let Some(ack) = ack {
+        let _ = ack.send(answer);
     }
 }
 

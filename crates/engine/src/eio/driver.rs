@@ -226,14 +226,14 @@ async fn websocket_step(
             if bits & wake::STATE != 0 {
                 return Poll::Ready(Step::Continue);
             }
-            if out.is_busy()
-                && let Poll::Ready(Err(_)) = out.poll_write(ws, cx)
-            {
-                return Poll::Ready(Step::Ended(DisconnectReason::TransportError, Ending::Lost));
-            }
             if bits & wake::READ != 0 {
                 out.read_armed = false;
             }
+            // Reads come first: what a client sent in one burst is handled whole before
+            // anything is written, so the replies it causes (acks, and the frames of its
+            // broadcasts to sockets that share rooms) leave in one batch, not one
+            // syscall each. The runtime's budget ends a long burst (the read returns
+            // `Pending` and wakes `READ`), so the writes below are never starved.
             if !out.read_armed {
                 let read_waker = futures_util::task::waker_ref(session);
                 match ws.poll_next_unpin(&mut Context::from_waker(&read_waker)) {
@@ -241,6 +241,11 @@ async fn websocket_step(
                     // Readiness will raise `READ`; until then there is nothing to read.
                     Poll::Pending => out.read_armed = true,
                 }
+            }
+            if out.is_busy()
+                && let Poll::Ready(Err(_)) = out.poll_write(ws, cx)
+            {
+                return Poll::Ready(Step::Ended(DisconnectReason::TransportError, Ending::Lost));
             }
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Step::Tick);
