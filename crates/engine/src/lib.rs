@@ -32,6 +32,7 @@ pub mod reason;
 pub mod scrub;
 mod serve;
 pub mod shutdown;
+pub mod sid_map;
 pub mod sio;
 pub mod untrusted;
 

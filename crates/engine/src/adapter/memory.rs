@@ -6,13 +6,14 @@ use std::sync::RwLock;
 use switchboard_protocol::Sid;
 
 use super::{Adapter, Room};
+use crate::sid_map::{SidMap, SidSet};
 
 /// Both directions of the membership relation, under one lock so they never disagree.
 #[derive(Debug, Default)]
 struct Index {
-    rooms: HashMap<Room, HashSet<Sid>>,
+    rooms: HashMap<Room, SidSet>,
     /// A socket's rooms share the `Arc<str>` of the `rooms` key: no per-socket copies.
-    sockets: HashMap<Sid, Vec<Room>>,
+    sockets: SidMap<Vec<Room>>,
 }
 
 /// Room index for a single node. A `std` `RwLock`: broadcasts read concurrently,

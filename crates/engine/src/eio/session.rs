@@ -52,6 +52,14 @@ impl Frame {
         self.len() == 0
     }
 
+    /// The same frame in bytes of its own (a clone shares them).
+    pub fn copied(&self) -> Self {
+        match self {
+            Frame::Text(t) => Frame::Text(Utf8Bytes::from(t.as_str().to_owned())),
+            Frame::Binary(b) => Frame::Binary(Bytes::copy_from_slice(b)),
+        }
+    }
+
     fn as_ref(&self) -> FrameRef<'_> {
         match self {
             Frame::Text(t) => FrameRef::Text(t.as_bytes()),
@@ -545,7 +553,11 @@ impl Session {
                 self.close(DisconnectReason::SlowConsumer);
                 return Err(SendError::SlowConsumer);
             }
-            inner.queue.extend(frames.iter().cloned());
+            // One frame (every broadcast) skips `extend`'s generic path.
+            match frames {
+                [frame] => inner.queue.push_back(frame.clone()),
+                _ => inner.queue.extend(frames.iter().cloned()),
+            }
             inner.queued_bytes += bytes;
             if !inner.queue_high
                 && (2 * inner.queue.len() >= max_packets + extra_packets

@@ -11,6 +11,7 @@ use switchboard_protocol::Sid;
 
 use crate::adapter::{Adapter, BroadcastOptions, Room, ServerAck};
 use crate::reason::DisconnectReason;
+use crate::sid_map::SidMap;
 
 use super::broadcast::BroadcastOperator;
 use super::event::{ConnectError, Event, Payload};
@@ -168,7 +169,7 @@ pub struct Namespace {
     handlers: Arc<Handlers>,
     /// Connected sockets. Read on every broadcast, written on connect/disconnect;
     /// never held across `.await`.
-    sockets: RwLock<HashMap<Sid, Arc<Socket>>>,
+    sockets: RwLock<SidMap<Arc<Socket>>>,
     adapter: Arc<dyn Adapter>,
     /// Set when connection state recovery is on.
     recovery: Option<RecoveryBuffer>,
