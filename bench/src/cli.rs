@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::peers::{Paths, ServerKind};
@@ -70,6 +71,19 @@ pub(crate) enum Command {
         /// Also rewrite BENCHMARKS.md at the workspace root from this run.
         #[arg(long)]
         benchmarks_md: bool,
+        /// With --benchmarks-md: a hand-written markdown file placed after the targets
+        /// (what the figures mean against an issue's targets, measured explanations).
+        #[arg(long, requires = "benchmarks_md")]
+        notes: Option<PathBuf>,
+        /// With --benchmarks-md: an earlier run's results.json whose sections this run
+        /// lacks (SSE, the cluster scenarios) are carried, named by their run
+        /// (repeatable; the first that has a section gives it).
+        #[arg(long, requires = "benchmarks_md")]
+        earlier: Vec<PathBuf>,
+        /// With --benchmarks-md: a hand-written markdown file placed after every table
+        /// (one-off comparisons from separate runs, each naming its runs).
+        #[arg(long, requires = "benchmarks_md")]
+        appendix: Option<PathBuf>,
     },
     /// Run the bare broadcaster (started by the runner; prints `listening on ADDR`).
     BareServer {
@@ -206,7 +220,15 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Report {
             results,
             benchmarks_md,
-        } => return rewrite(&paths, &results, benchmarks_md),
+            notes,
+            earlier,
+            appendix,
+        } => {
+            let extras = benchmarks_md
+                .then(|| extras(&paths, notes.as_deref(), &earlier, appendix.as_deref()))
+                .transpose()?;
+            return rewrite(&paths, &results, extras.as_ref());
+        }
         Command::BareServer { .. } => anyhow::bail!("bare-server is not a benchmark run"),
     };
     let out_dir = args.out.clone().unwrap_or_else(|| match mode {
@@ -252,7 +274,8 @@ pub(crate) async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     println!("{md}");
     eprintln!("results written to {}", out_dir.display());
     if write_md {
-        crate::report::write_benchmarks_md(&report, &paths.root, &out_dir)?;
+        let extras = crate::report::Extras::default();
+        crate::report::write_benchmarks_md(&report, &paths.root, &out_dir, &extras)?;
         eprintln!("BENCHMARKS.md updated");
     }
     Ok(if mode == "smoke" {
@@ -277,14 +300,46 @@ fn with_baseline(servers: &[ServerKind], baseline: bool) -> Vec<ServerKind> {
     servers
 }
 
-/// Rewrites the reports of an earlier run from its results.json.
+/// Reads `report --notes`, `--earlier` and `--appendix`.
+fn extras(
+    paths: &Paths,
+    notes: Option<&std::path::Path>,
+    earlier: &[PathBuf],
+    appendix: Option<&std::path::Path>,
+) -> anyhow::Result<crate::report::Extras> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
+    };
+    let notes = notes.map(read).transpose()?;
+    let appendix = appendix.map(read).transpose()?;
+    let mut runs = Vec::new();
+    for path in earlier {
+        let report = read_report(path)?;
+        let dir = std::path::absolute(path.parent().unwrap_or(std::path::Path::new(".")))?;
+        let rel = dir.strip_prefix(&paths.root).unwrap_or(&dir);
+        runs.push((rel.to_string_lossy().into_owned(), report));
+    }
+    Ok(crate::report::Extras {
+        notes,
+        earlier: runs,
+        appendix,
+    })
+}
+
+/// A run's results.json.
+fn read_report(path: &std::path::Path) -> anyhow::Result<SuiteReport> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+}
+
+/// Rewrites the reports of an earlier run from its results.json (and BENCHMARKS.md
+/// from it, with `extras`, when given).
 fn rewrite(
     paths: &Paths,
     results: &std::path::Path,
-    benchmarks_md: bool,
+    extras: Option<&crate::report::Extras>,
 ) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(results)?;
-    let report: SuiteReport = serde_json::from_str(&text)?;
+    let report = read_report(results)?;
     // `results.json` alone has the parent "", which `absolute` refuses.
     let dir = results
         .parent()
@@ -292,8 +347,8 @@ fn rewrite(
         .unwrap_or(std::path::Path::new("."));
     let dir = std::path::absolute(dir)?;
     crate::report::write(&report, &dir)?;
-    if benchmarks_md {
-        crate::report::write_benchmarks_md(&report, &paths.root, &dir)?;
+    if let Some(extras) = extras {
+        crate::report::write_benchmarks_md(&report, &paths.root, &dir, extras)?;
     }
     eprintln!("reports rewritten in {}", dir.display());
     Ok(ExitCode::SUCCESS)

@@ -49,17 +49,39 @@ pub(crate) fn write(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> 
     Ok(md)
 }
 
+/// What BENCHMARKS.md carries besides its run's tables (`report --notes`,
+/// `--earlier`): nothing for a run that writes it itself.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// Hand-written markdown, placed after the targets table: what a run's figures mean
+    /// against an issue's targets, measured explanations, one-off comparisons.
+    pub(crate) notes: Option<String>,
+    /// Earlier runs (their directory, relative to the workspace root, and their
+    /// report) whose sections this run lacks (SSE, the cluster), each named.
+    pub(crate) earlier: Vec<(String, SuiteReport)>,
+    /// Hand-written markdown placed after every table, before the charts: one-off
+    /// comparisons from separate runs (a setting on and off), each naming its runs.
+    pub(crate) appendix: Option<String>,
+}
+
 /// Writes `BENCHMARKS.md` at `root` from a full run whose files are in `dir`.
 pub(crate) fn write_benchmarks_md(
     report: &SuiteReport,
     root: &Path,
     dir: &Path,
+    extras: &Extras,
 ) -> anyhow::Result<()> {
     let rel = dir
         .strip_prefix(root)
         .unwrap_or(dir)
         .to_string_lossy()
         .into_owned();
+    let md = benchmarks_md(report, &rel, extras);
+    std::fs::write(root.join("BENCHMARKS.md"), md).context("write BENCHMARKS.md")
+}
+
+/// BENCHMARKS.md's text for a run whose files are in `rel` (relative to the root).
+fn benchmarks_md(report: &SuiteReport, rel: &str, extras: &Extras) -> String {
     let mut md = String::from("# Benchmarks\n\n");
     md.push_str(
         "Switchboard measured side by side with Node.js Socket.IO, socketioxide and a bare Rust \
@@ -86,15 +108,66 @@ pub(crate) fn write_benchmarks_md(
     md.push_str(&tables::machine(report));
     md.push_str(REPRODUCE);
     md.push_str(METHOD);
-    let tables = tables::all(report);
-    md.push_str(&tables);
+    md.push_str(&tables::head(report));
+    if let Some(notes) = &extras.notes {
+        md.push('\n');
+        md.push_str(notes.trim_end());
+        md.push('\n');
+    }
+    md.push_str(&tables::body(report));
+    md.push_str(&earlier_runs(report, &extras.earlier));
+    if let Some(appendix) = &extras.appendix {
+        md.push('\n');
+        md.push_str(appendix.trim_end());
+        md.push('\n');
+    }
     md.push_str("\n## Charts\n\n");
     for (file, chart) in charts::all(report) {
         if !chart.is_empty() {
             let _ = writeln!(md, "![{}]({rel}/{file})\n", chart.title);
         }
     }
-    std::fs::write(root.join("BENCHMARKS.md"), md).context("write BENCHMARKS.md")
+    md
+}
+
+/// The sections of earlier runs that `report` lacks, each under a heading naming the
+/// run it comes from.
+fn earlier_runs(report: &SuiteReport, earlier: &[(String, SuiteReport)]) -> String {
+    let mut md = String::new();
+    let mut given = [false; 2];
+    for (rel, old) in earlier {
+        let sections = tables::not_repeated(report, old, &mut given);
+        if sections.trim().is_empty() {
+            continue;
+        }
+        if md.is_empty() {
+            md.push_str(
+                "\n## Earlier runs, not repeated in this one\n\n\
+                 Sections of the scenarios this run left out, from the last run that had \
+                 them (`report --earlier`); their figures are that run's, at its commit.\n",
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n### Run {} at {} ([`{rel}/`]({rel}/))",
+            old.started_at, old.versions.switchboard
+        );
+        // `##` sections sit two levels down, under the run's `###`.
+        md.push_str(&demote(&demote(&sections)));
+    }
+    md
+}
+
+/// `markdown` with every heading one level deeper.
+fn demote(markdown: &str) -> String {
+    let mut out = String::with_capacity(markdown.len() + 64);
+    for line in markdown.split_inclusive('\n') {
+        if line.starts_with('#') {
+            out.push('#');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// How to reproduce, for BENCHMARKS.md.
@@ -120,8 +193,12 @@ cargo run --release -p switchboard-bench -- all --baseline-bin PATH/TO/old/proto
 cargo run --release -p switchboard-bench -- all --repeat 3\n\n\
 # the two Switchboard rows only\n\
 cargo run --release -p switchboard-bench -- fanout --servers switchboard,switchboard-serve\n\n\
-# rewrite results.md, charts and this file from a run's results.json\n\
-cargo run --release -p switchboard-bench -- report bench/results/<timestamp>/results.json --benchmarks-md\n\n\
+# rewrite results.md, charts and this file from a run's results.json; with a run of a\n\
+# subset, --earlier adds the sections it lacks from older runs; --notes and --appendix\n\
+# place hand-written files after the targets and after the tables\n\
+cargo run --release -p switchboard-bench -- report bench/results/<timestamp>/results.json --benchmarks-md \\\n\
+    --earlier bench/results/<older>/results.json --notes bench/notes/targets.md \\\n\
+    --appendix bench/notes/one-off.md\n\n\
 # the CI smoke run: a few seconds, tiny sizes, every server that can start\n\
 bench/ci-smoke.sh   # = cargo run -p switchboard-bench -- smoke (debug build, as CI builds)\n\
 ```\n";
@@ -170,3 +247,63 @@ second: KiB/conn = (RSS − RSS before any client) ÷ clients, idle and under lo
 the samples), the highest sample as max RSS, and every event then waited for (exact counts of \
 deliveries lost, broadcasts unacked, connections lost).\n\
 - Ratios (`× SB`) are the server's value divided by `switchboard (fixture)`'s.\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committed run's report.
+    fn run(dir: &str) -> SuiteReport {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results")
+            .join(dir)
+            .join("results.json");
+        let text = std::fs::read_to_string(&path).expect("a committed results.json");
+        serde_json::from_str(&text).expect("it parses")
+    }
+
+    #[test]
+    fn headings_go_one_level_down() {
+        assert_eq!(
+            demote("## A\ntext # not a heading\n### B\n"),
+            "### A\ntext # not a heading\n#### B\n"
+        );
+    }
+
+    #[test]
+    fn a_subset_run_carries_each_missing_section_once_from_the_first_run_that_has_it() {
+        // A run of the single-server scenarios only, then an SSE run, then a full run
+        // with the cluster scenarios, given twice.
+        let subset = run("20261204-201436");
+        let sse = run("20261203-184531-sse");
+        let cluster = run("20261203-142924");
+        let extras = Extras {
+            notes: Some("## Notes by hand\n\nafter the targets\n".to_owned()),
+            earlier: vec![
+                ("bench/results/20261203-184531-sse".to_owned(), sse),
+                ("bench/results/20261203-142924".to_owned(), cluster.clone()),
+                ("bench/results/older".to_owned(), cluster),
+            ],
+            appendix: Some("## One-off\n\nafter the tables\n".to_owned()),
+        };
+        let md = benchmarks_md(&subset, "bench/results/20261204-201436", &extras);
+        let at = |needle: &str| {
+            md.find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} missing"))
+        };
+        assert!(at("## Switchboard against the targets") < at("## Notes by hand"));
+        assert!(at("## Notes by hand") < at("## Idle memory"));
+        assert!(at("## Earlier runs, not repeated in this one") < at("## One-off"));
+        assert!(at("## One-off") < at("## Charts"));
+        assert!(md.contains("(bench/results/20261203-184531-sse/)"));
+        assert!(md.contains("(bench/results/20261203-142924/)"));
+        assert!(
+            !md.contains("bench/results/older"),
+            "the cluster was given already"
+        );
+        assert_eq!(md.matches("\n#### Cluster fan-out").count(), 1);
+        // Headings of the carried sections sit under their run's.
+        assert!(!md.contains("\n## Cluster") && !md.contains("\n### Cluster"));
+        assert!(md.contains("\n### Run 2026-12-03 14:29:24 UTC at 0f4de46"));
+    }
+}

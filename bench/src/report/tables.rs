@@ -13,9 +13,22 @@ use crate::suite::{ServerReport, SuiteReport};
 
 /// Every table of a report, in order.
 pub(super) fn all(report: &SuiteReport) -> String {
+    let mut md = head(report);
+    md.push_str(&body(report));
+    md
+}
+
+/// What ran, what did not, and the targets: what BENCHMARKS.md's own notes follow.
+pub(super) fn head(report: &SuiteReport) -> String {
     let mut md = servers(report);
     md.push_str(&not_run(report));
     md.push_str(&targets(report));
+    md
+}
+
+/// The scenarios' tables, in order.
+pub(super) fn body(report: &SuiteReport) -> String {
+    let mut md = String::new();
     for table in [
         idle(report),
         fanout(report),
@@ -29,6 +42,29 @@ pub(super) fn all(report: &SuiteReport) -> String {
     md.push_str(&super::sse::section(report));
     md.push_str(&super::cluster::tables(report));
     md.push_str(&super::ceiling::table(report));
+    md
+}
+
+/// The sections of an earlier run (`earlier`) that `report` has none of and that no
+/// run before it gave (`given`, updated): Server-Sent Events and the cluster scenarios,
+/// which a run of a subset of the suite may leave out.
+pub(super) fn not_repeated(
+    report: &SuiteReport,
+    earlier: &SuiteReport,
+    given: &mut [bool; 2],
+) -> String {
+    let mut md = String::new();
+    let sections: [fn(&SuiteReport) -> String; 2] = [super::sse::section, super::cluster::tables];
+    for (section, given) in sections.into_iter().zip(given.iter_mut()) {
+        if *given || !section(report).is_empty() {
+            continue;
+        }
+        let text = section(earlier);
+        if !text.trim().is_empty() {
+            *given = true;
+            md.push_str(&text);
+        }
+    }
     md
 }
 

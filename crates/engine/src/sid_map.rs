@@ -4,10 +4,12 @@
 //! A broadcast looks up every recipient's id (in its room's member set, then in the
 //! namespace's sockets), so the hash runs once per delivery; SipHash over an id's 20
 //! bytes was ~2 % of the server's CPU in a room of 1,000. The keys of these maps are
-//! made by this server from its random number generator (see [`crate::eio`]'s id
-//! generation); no client or peer chooses them, so the flooding attack SipHash
-//! defends against (keys crafted to collide) has no way in. Maps whose keys a client
-//! or a peer writes (room names, ids from other nodes) keep the standard hasher.
+//! the ids of this node's own sockets, drawn from a random number generator by the
+//! servers of the cluster (a recovered socket keeps the id its first node drew); no
+//! client or peer chooses them, so the flooding attack SipHash defends against (keys
+//! crafted to collide) has no way in, and each map's hasher is seeded at random
+//! besides. Maps whose keys a client or a peer writes (room names, ids other nodes
+//! report) keep the standard hasher.
 
 use std::collections::{HashMap, HashSet};
 
