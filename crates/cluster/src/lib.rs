@@ -41,6 +41,12 @@ macro_rules! delegate_room_index {
         fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
             self.index.socket_rooms(sid)
         }
+        fn is_in(&self, sid: Sid, room: &str) -> bool {
+            self.index.is_in(sid, room)
+        }
+        fn socket_room_count(&self, sid: Sid) -> usize {
+            self.index.socket_room_count(sid)
+        }
         fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
             self.index.sockets_in(rooms, out);
         }

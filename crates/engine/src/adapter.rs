@@ -166,6 +166,16 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     fn del_all(&self, sid: Sid) -> Vec<Room>;
     /// The rooms a socket is in (its own id room excluded).
     fn socket_rooms(&self, sid: Sid) -> Vec<Room>;
+    /// Whether a socket is in `room` (its own id room excluded). The default walks
+    /// [`Adapter::socket_rooms`]; an index should answer without copying the list, as a
+    /// relay asks it for every event and a socket may be in thousands of rooms.
+    fn is_in(&self, sid: Sid, room: &str) -> bool {
+        self.socket_rooms(sid).iter().any(|r| **r == *room)
+    }
+    /// How many rooms a socket is in (its own id room excluded); see [`Adapter::is_in`].
+    fn socket_room_count(&self, sid: Sid) -> usize {
+        self.socket_rooms(sid).len()
+    }
     /// Appends to `out` the sockets in any of `rooms`, each once.
     fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>);
     /// Every room with at least one socket on this node.

@@ -97,6 +97,17 @@ impl Adapter for MemoryAdapter {
         self.read().sockets.get(&sid).cloned().unwrap_or_default()
     }
 
+    fn is_in(&self, sid: Sid, room: &str) -> bool {
+        self.read()
+            .rooms
+            .get(room)
+            .is_some_and(|members| members.contains(&sid))
+    }
+
+    fn socket_room_count(&self, sid: Sid) -> usize {
+        self.read().sockets.get(&sid).map_or(0, Vec::len)
+    }
+
     fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
         let index = self.read();
         if let [room] = rooms {
@@ -143,8 +154,16 @@ mod tests {
         let mut expected = vec![sid(1), sid(2)];
         expected.sort();
         assert_eq!(out, expected);
+        assert!(a.is_in(sid(1), "x") && a.is_in(sid(2), "y") && !a.is_in(sid(2), "x"));
+        assert!(!a.is_in(sid(3), "x") && !a.is_in(sid(1), "nowhere"));
+        assert_eq!(
+            (a.socket_room_count(sid(1)), a.socket_room_count(sid(3))),
+            (2, 0)
+        );
         a.del(sid(1), "y");
         assert_eq!(a.room_size("y"), 1);
+        assert!(!a.is_in(sid(1), "y"));
+        assert_eq!(a.socket_room_count(sid(1)), 1);
         a.del_all(sid(2));
         assert_eq!(a.room_size("y"), 0);
         assert_eq!(a.rooms(), vec![Room::from("x")]);

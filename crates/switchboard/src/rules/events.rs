@@ -118,8 +118,7 @@ fn relay(policy: &Policy, mut event: Event, include_sender: bool) {
         .map(str::to_owned)
         .and_then(|room| {
             let socket = &event.socket;
-            let joined = socket.ns().adapter().socket_rooms(socket.id());
-            if !joined.iter().any(|r| **r == *room) {
+            if !socket.ns().adapter().is_in(socket.id(), &room) {
                 return Err(Refusal::NotInRoom);
             }
             Ok(match include_sender {

@@ -120,12 +120,13 @@ pub(crate) fn join(policy: &Policy, mut event: Event) {
 }
 
 fn join_room(policy: &Policy, socket: &Arc<Socket>, room: &str) -> Result<(), Refusal> {
-    let rooms = socket.ns().adapter().socket_rooms(socket.id());
-    if rooms.iter().any(|r| &**r == room) {
+    let adapter = socket.ns().adapter();
+    if adapter.is_in(socket.id(), room) {
         return Ok(());
     }
     let claims = auth::claims_of(socket);
-    check_join(&policy.rules.rooms, room, claims.as_ref(), rooms.len())?;
+    let joined = adapter.socket_room_count(socket.id());
+    check_join(&policy.rules.rooms, room, claims.as_ref(), joined)?;
     socket.join(&[room]);
     Ok(())
 }
