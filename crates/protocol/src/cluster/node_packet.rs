@@ -51,12 +51,11 @@ pub(crate) fn from_value(mut value: MsgValue, default_nsp: &str) -> Result<Packe
     let nsp = obj
         .opt_str("nsp")?
         .unwrap_or_else(|| default_nsp.to_owned());
-    let (data, attachments) = match take(&mut value, "data") {
-        Some(data) => {
-            let (json, attachments) = msgpack::to_json(data);
-            (Some(json), attachments)
-        }
-        None => (None, Vec::new()),
+    // A value that reads as `null` (an extension type has no JSON form) is absent, as
+    // `null` itself is: re-encoded, the packet has no `data` either way.
+    let (data, attachments) = match take(&mut value, "data").map(msgpack::to_json) {
+        Some((json, attachments)) if !json.is_null() => (Some(json), attachments),
+        _ => (None, Vec::new()),
     };
     Ok(Packet {
         kind,
@@ -73,6 +72,25 @@ mod tests {
     use crate::cluster::js::stringify;
     use bytes::Bytes;
     use serde_json::json;
+
+    #[test]
+    fn data_that_reads_as_null_is_absent_as_null_is() {
+        // `{type: 2, data: <fixext 2>, nsp: "/"}`, found by the redis_adapter fuzzer:
+        // the extension read as `null` and was written back as `data: nil`, which then
+        // read as absent, so the second encoding differed from the first.
+        let ext = MsgValue::Ext(-111, bytes::Bytes::from_static(&[0xa1, 0x6e]));
+        for data in [ext, MsgValue::Nil] {
+            let value = ObjBuilder::new()
+                .field("type", 2i64)
+                .field("data", data)
+                .field("nsp", "/")
+                .build();
+            let packet = from_value(value, "/").expect("a packet");
+            assert_eq!(packet.data, None);
+            let again = from_value(to_value(&packet, true), "/").expect("it reads back");
+            assert_eq!(again, packet);
+        }
+    }
 
     #[test]
     fn binary_events_stay_type_2() {
