@@ -52,14 +52,6 @@ impl Frame {
         self.len() == 0
     }
 
-    /// The same frame in bytes of its own (a clone shares them).
-    pub fn copied(&self) -> Self {
-        match self {
-            Frame::Text(t) => Frame::Text(Utf8Bytes::from(t.as_str().to_owned())),
-            Frame::Binary(b) => Frame::Binary(Bytes::copy_from_slice(b)),
-        }
-    }
-
     fn as_ref(&self) -> FrameRef<'_> {
         match self {
             Frame::Text(t) => FrameRef::Text(t.as_bytes()),
