@@ -1,8 +1,6 @@
 //! The behaviour of each fixture mode, built on the public engine API.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -153,17 +151,7 @@ pub(crate) fn cluster(
         };
         let ack = ev.take_ack();
         // Emitted now, in the order the events came; only the ack waits.
-        let mut durable = Box::pin(op.emit_durable(&event, payload));
-        // Without a durable log the answer is ready now: no task for it (a task per
-        // event costs as much as the event's deliveries, as `switchboard serve`'s
-        // relay rule found).
-        if let Poll::Ready(result) = durable
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            return durable_ack(ack, result);
-        }
-        tokio::spawn(async move { durable_ack(ack, durable.await) });
+        op.emit_durable_then(&event, payload, move |result| durable_ack(ack, result));
     });
     ns.on("broadcast-except-self", |mut ev| {
         if let Some((op, event, payload)) = broadcast(&ev, true) {

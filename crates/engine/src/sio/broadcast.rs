@@ -119,6 +119,24 @@ impl BroadcastOperator {
         async move { Ok(confirmed?.await?) }
     }
 
+    /// Emits the event now and calls `answer` with what [`Self::emit_durable`]
+    /// resolves to: at once when that is ready (an adapter without a durable log), so
+    /// no task is spawned per event, which would cost as much as the event's
+    /// deliveries; otherwise from a task, once the log holds the event.
+    pub fn emit_durable_then(
+        self,
+        event: &str,
+        payload: impl Into<Payload>,
+        answer: impl FnOnce(Result<usize, DurableEmitError>) + Send + 'static,
+    ) {
+        let mut durable = Box::pin(self.emit_durable(event, payload));
+        let mut now = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(result) = durable.as_mut().poll(&mut now) {
+            return answer(result);
+        }
+        tokio::spawn(async move { answer(durable.await) });
+    }
+
     /// Emits the event to every targeted client in the cluster and collects their
     /// acknowledgements (Node's `timeout(t).emitWithAck`): all of them, or
     /// [`AckError::Timeout`] when some did not answer within `timeout`.

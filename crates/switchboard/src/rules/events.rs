@@ -3,9 +3,7 @@
 //! forward or deny. Everything here runs on the connection's read path and returns at
 //! once; forwarding and refreshing continue in their own tasks.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use switchboard_engine::sio::DurableEmitError;
 use switchboard_engine::untrusted::Untrusted;
@@ -140,16 +138,9 @@ fn relay(policy: &Policy, mut event: Event, include_sender: bool) {
         target.emit(&event.name, payload);
         return;
     };
-    let mut durable = Box::pin(target.emit_durable(&event.name, payload));
-    // Without a durable log the answer is ready now: no task for it.
-    if let Poll::Ready(result) = durable
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
+    target.emit_durable_then(&event.name, payload, move |result| {
         reply::answer(Some(ack), relayed(result));
-        return;
-    }
-    tokio::spawn(async move { reply::answer(Some(ack), relayed(durable.await)) });
+    });
 }
 
 /// A relay's answer from its durable emit.
