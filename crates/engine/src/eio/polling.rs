@@ -130,7 +130,11 @@ impl Drop for InFlight<'_> {
 
 fn begin(session: &Session, read: bool) -> Result<InFlight<'_>, PollError> {
     let mut inner = session.lock();
-    if inner.transport != TransportKind::Polling {
+    // A session whose transport was lost (an aborted request) is over at once for
+    // the client, as in Node, where it is gone: a request that comes before the
+    // driver has removed it is refused, not answered with the `close` packet.
+    let lost = inner.closed.is_some() && inner.ending == crate::diagnosis::Ending::Lost;
+    if lost || inner.transport != TransportKind::Polling {
         return Err(PollError::BadRequest);
     }
     let active = if read {
@@ -280,4 +284,61 @@ async fn read_and_handle<B: super::server::RequestBody>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use switchboard_protocol::Sid;
+    use switchboard_protocol::engineio::Heartbeat;
+
+    use super::*;
+    use crate::eio::HandshakeInfo;
+
+    fn polling_session() -> Arc<Session> {
+        let info = HandshakeInfo {
+            headers: Default::default(),
+            query: String::new(),
+            query_params: Vec::new(),
+            address: ([127, 0, 0, 1], 9).into(),
+            issued: SystemTime::now(),
+            transport: TransportKind::Polling,
+        };
+        let second = Duration::from_secs(1);
+        let heartbeat = Heartbeat::new(now(), second, second);
+        Session::new(
+            Sid::from_random([7; 15]),
+            info,
+            Default::default(),
+            Default::default(),
+            heartbeat,
+        )
+    }
+
+    /// Node's "closes the session upon cancelled polling request": once a GET was
+    /// aborted the session is over for the client, even before its driver has run and
+    /// removed it (a window that opens on a busy machine): the next request is refused,
+    /// not answered with the `close` packet.
+    #[test]
+    fn a_request_after_an_aborted_get_is_refused() {
+        let session = polling_session();
+        let aborted = begin(&session, true).expect("the first GET begins");
+        drop(aborted);
+        assert_eq!(
+            session.lock().closed,
+            Some(DisconnectReason::TransportError)
+        );
+        assert_eq!(begin(&session, true).err(), Some(PollError::BadRequest));
+        assert_eq!(begin(&session, false).err(), Some(PollError::BadRequest));
+    }
+
+    /// A session closed otherwise (here: the server's) still hands its `close` packet
+    /// to the next GET.
+    #[test]
+    fn a_get_after_a_server_close_takes_the_close_packet() {
+        let session = polling_session();
+        session.close(DisconnectReason::ForcedClose);
+        assert!(begin(&session, true).is_ok());
+    }
 }

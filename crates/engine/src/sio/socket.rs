@@ -519,8 +519,8 @@ impl Socket {
 
     /// Notes a fact for the diagnosis of this socket's disconnect, worded for an
     /// operator with its numbers ("token expired at 12:00:01Z", "43 events refused in
-    /// 1.0 s"); call it before closing. Only the last few are kept; e-mail addresses
-    /// and tokens in it are scrubbed.
+    /// 1.0 s"); call it before closing. Only the last few are kept, the same fact
+    /// twice in a row once; e-mail addresses and tokens in it are scrubbed.
     pub fn note(&self, fact: impl Into<String>) {
         let fact: String = fact.into();
         let fact = match crate::scrub::text(&fact) {
@@ -529,6 +529,11 @@ impl Socket {
         };
         let mut explained = self.lock_explained();
         let noted = &mut explained.get_or_insert_with(Box::default).noted;
+        // The same fact again adds nothing: e.g. the events already in flight when
+        // a rate-limited socket was told to go each find it over the limit.
+        if noted.last() == Some(&fact) {
+            return;
+        }
         if noted.len() == MAX_NOTES {
             noted.remove(0);
         }

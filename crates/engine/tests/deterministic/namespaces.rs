@@ -611,3 +611,29 @@ async fn the_connect_answer_waits_for_the_connection_handlers() {
     }
     assert_eq!(rest, [r#"42["welcome"]"#, r#"42["news"]"#]);
 }
+
+/// A fact noted again before the socket has gone is in the diagnosis once: the rules'
+/// rate limit notes it for every event still arriving while the socket is told to go
+/// (diagnosis.test.mjs saw it twice on a busy machine).
+#[tokio::test(start_paused = true)]
+async fn the_same_note_twice_in_a_row_is_evidence_once() {
+    let io = server(config());
+    io.of("/").on("flood", |ev| {
+        ev.socket.note("3 events refused in a row");
+        ev.socket.note("3 events refused in a row");
+        ev.socket
+            .close_connection(switchboard_engine::DisconnectReason::RateLimited);
+    });
+    let client = Client::connected(&io).await;
+    client.post("42[\"flood\"]").await;
+    client.get_raw().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let report = io.disconnect_reports().pop().expect("a report");
+    let refused = report
+        .diagnosis
+        .evidence
+        .iter()
+        .filter(|fact| fact.as_str() == "3 events refused in a row")
+        .count();
+    assert_eq!(refused, 1, "{:?}", report.diagnosis.evidence);
+}
