@@ -1,7 +1,8 @@
 //! Why a socket left, explained: a category from a fixed set, how sure the
-//! classification is, and the facts it rests on, with numbers. Built once per
-//! disconnect from what the engine saw ([`Facts`]); pure, so every rule is a unit
-//! test.
+//! classification is, and the facts it rests on, with numbers. Built from what the
+//! engine saw at the disconnect ([`Facts`]), worded when a report is first read
+//! ([`Wording`]): most reports leave the node's ring unread. Pure, so every rule is a
+//! unit test.
 //!
 //! The classified reason ([`DisconnectReason`]) stays as it is (Node's strings); the
 //! diagnosis adds the *why* an operator asks for: "transport close" becomes `network`
@@ -251,6 +252,57 @@ pub fn bounded(text: &str) -> String {
     }
 }
 
+/// A report's diagnosis: worded when the report was made (a refusal, whose words are
+/// the refusing layer's), or the facts of a disconnect, worded the first time anyone
+/// reads it. A node makes a report at every disconnect and keeps the last
+/// [`MAX_REPORTS`]; most are pushed out unread, and wording one (a few strings with
+/// numbers) cost more than the rest of the report. Reads as the [`Diagnosis`] it
+/// holds or words (`report.diagnosis.category`).
+#[derive(Debug, Clone)]
+pub struct Wording(Words);
+
+#[derive(Debug, Clone)]
+enum Words {
+    Worded(Diagnosis),
+    /// Inline, not boxed: the report is one allocation.
+    Facts(Facts, std::sync::OnceLock<Diagnosis>),
+}
+
+impl Wording {
+    /// The facts of a disconnect, to be worded by [`diagnose`] when first read.
+    pub fn of(facts: Facts) -> Self {
+        Wording(Words::Facts(facts, std::sync::OnceLock::new()))
+    }
+
+    /// The diagnosis, worded now if it was not yet.
+    pub fn get(&self) -> &Diagnosis {
+        match &self.0 {
+            Words::Worded(diagnosis) => diagnosis,
+            Words::Facts(facts, worded) => worded.get_or_init(|| diagnose(facts)),
+        }
+    }
+}
+
+impl From<Diagnosis> for Wording {
+    fn from(diagnosis: Diagnosis) -> Self {
+        Wording(Words::Worded(diagnosis))
+    }
+}
+
+impl std::ops::Deref for Wording {
+    type Target = Diagnosis;
+
+    fn deref(&self) -> &Diagnosis {
+        self.get()
+    }
+}
+
+impl PartialEq for Wording {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 /// One disconnect or refusal as this node recorded it: who, when, why, explained.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -264,8 +316,8 @@ pub struct Report {
     pub transport: TransportKind,
     /// The classified reason, or the refusal's stage.
     pub reason: Reason,
-    /// The diagnosis.
-    pub diagnosis: Diagnosis,
+    /// The diagnosis (worded when first read).
+    pub diagnosis: Wording,
     /// The last steps before it left, oldest first ([`crate::breadcrumbs`]).
     pub breadcrumbs: Vec<crate::breadcrumbs::Crumb>,
     /// Earlier steps not kept.
@@ -290,9 +342,9 @@ impl Report {
     }
 }
 
-/// Reports a node keeps by default (the last ones, oldest dropped first): about 630
-/// bytes each with a short timeline (measured by the heap budget test), about 1.7 KiB
-/// with a full one, so under 1.7 MB however many sockets come and go.
+/// Reports a node keeps by default (the last ones, oldest dropped first): about 550
+/// bytes each with a short timeline, unread (measured by the heap budget test), about
+/// 1.6 KiB with a full one, so under 1.7 MB however many sockets come and go.
 pub const MAX_REPORTS: usize = 1000;
 
 impl Report {
@@ -310,7 +362,8 @@ impl Report {
                 evidence: std::iter::once(format!("refused ({})", refusal.code))
                     .chain(refusal.evidence)
                     .collect(),
-            },
+            }
+            .into(),
             breadcrumbs: Vec::new(),
             dropped_steps: 0,
         }
@@ -689,7 +742,6 @@ mod tests {
     #[test]
     fn reports_keep_the_last_ones() {
         let reports = Reports::new(MAX_REPORTS);
-        let d = diagnose(&facts(DisconnectReason::PingTimeout, Ending::Unknown));
         for n in 0..MAX_REPORTS + 5 {
             reports.push(std::sync::Arc::new(Report {
                 at: std::time::UNIX_EPOCH,
@@ -697,7 +749,7 @@ mod tests {
                 socket_id: n.to_string(),
                 transport: TransportKind::Polling,
                 reason: Reason::Disconnect(DisconnectReason::PingTimeout),
-                diagnosis: d.clone(),
+                diagnosis: Wording::of(facts(DisconnectReason::PingTimeout, Ending::Unknown)),
                 breadcrumbs: Vec::new(),
                 dropped_steps: 0,
             }));
@@ -734,6 +786,19 @@ mod tests {
             r.diagnosis.evidence,
             ["refused (invalid_token)", "token expired"]
         );
+    }
+
+    #[test]
+    fn a_disconnect_is_worded_when_first_read_as_diagnose_words_it() {
+        let facts = facts(DisconnectReason::PingTimeout, Ending::Unknown);
+        let wording = Wording::of(facts.clone());
+        let Words::Facts(_, worded) = &wording.0 else {
+            panic!("a disconnect's wording starts as its facts");
+        };
+        assert!(worded.get().is_none(), "worded before anyone read it");
+        assert_eq!(*wording, diagnose(&facts));
+        assert!(worded.get().is_some());
+        assert_eq!(wording, Wording::from(diagnose(&facts)));
     }
 
     #[test]

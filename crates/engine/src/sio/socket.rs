@@ -543,7 +543,7 @@ impl Socket {
     /// Why the socket left, explained (see [`crate::diagnosis`]); `None` while it is
     /// connected. Disconnect handlers read it.
     pub fn diagnosis(&self) -> Option<Diagnosis> {
-        self.report().map(|r| r.diagnosis.clone())
+        self.report().map(|r| r.diagnosis.get().clone())
     }
 
     /// The report of its disconnect (the diagnosis and the timeline that led to it);
@@ -631,7 +631,7 @@ impl Socket {
                 socket_id: self.id.to_string(),
                 transport: facts.transport,
                 reason: diagnosis::Reason::Disconnect(reason),
-                diagnosis: diagnosis::diagnose(&facts),
+                diagnosis: diagnosis::Wording::of(facts),
                 breadcrumbs,
                 dropped_steps: dropped,
             });

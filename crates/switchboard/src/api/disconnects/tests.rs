@@ -25,7 +25,8 @@ pub(super) fn view(id: &str, at_ms: u64, node: Option<&str>) -> ReportView {
                 "last heard 46.1 s ago".into(),
                 "connected for 90.0 s".into(),
             ],
-        },
+        }
+        .into(),
         breadcrumbs: vec![
             Crumb {
                 at_us: at_ms.saturating_sub(10) * 1000,
