@@ -420,13 +420,9 @@ fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReaso
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
-
-    use switchboard_protocol::Sid;
-    use switchboard_protocol::engineio::{Heartbeat, TransportKind};
+    use switchboard_protocol::engineio::TransportKind;
 
     use super::*;
-    use crate::eio::HandshakeInfo;
 
     /// Most bytes the driver's future may take. Every session's task holds it, in a
     /// cell of the future plus 144 bytes (tokio's header, scheduler, id and trailer,
@@ -437,18 +433,7 @@ mod tests {
 
     #[test]
     fn the_driver_future_fits_its_budget() {
-        let info = HandshakeInfo {
-            headers: Default::default(),
-            query: String::new(),
-            query_params: Vec::new(),
-            address: ([127, 0, 0, 1], 9).into(),
-            issued: SystemTime::now(),
-            transport: TransportKind::Websocket,
-        };
-        let second = Duration::from_secs(1);
-        let heartbeat = Heartbeat::new(now(), second, second);
-        let sid = Sid::from_random([7; 15]);
-        let session = Session::new(sid, info, Default::default(), Default::default(), heartbeat);
+        let session = Session::for_test(TransportKind::Websocket);
         let driver = drive(session, None, Arc::default(), Shutdown::never());
         let size = std::mem::size_of_val(&driver);
         assert!(

@@ -288,33 +288,7 @@ async fn read_and_handle<B: super::server::RequestBody>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
-
-    use switchboard_protocol::Sid;
-    use switchboard_protocol::engineio::Heartbeat;
-
     use super::*;
-    use crate::eio::HandshakeInfo;
-
-    fn polling_session() -> Arc<Session> {
-        let info = HandshakeInfo {
-            headers: Default::default(),
-            query: String::new(),
-            query_params: Vec::new(),
-            address: ([127, 0, 0, 1], 9).into(),
-            issued: SystemTime::now(),
-            transport: TransportKind::Polling,
-        };
-        let second = Duration::from_secs(1);
-        let heartbeat = Heartbeat::new(now(), second, second);
-        Session::new(
-            Sid::from_random([7; 15]),
-            info,
-            Default::default(),
-            Default::default(),
-            heartbeat,
-        )
-    }
 
     /// Node's "closes the session upon cancelled polling request": once a GET was
     /// aborted the session is over for the client, even before its driver has run and
@@ -322,7 +296,7 @@ mod tests {
     /// not answered with the `close` packet.
     #[test]
     fn a_request_after_an_aborted_get_is_refused() {
-        let session = polling_session();
+        let session = Session::for_test(TransportKind::Polling);
         let aborted = begin(&session, true).expect("the first GET begins");
         drop(aborted);
         assert_eq!(
@@ -337,7 +311,7 @@ mod tests {
     /// to the next GET.
     #[test]
     fn a_get_after_a_server_close_takes_the_close_packet() {
-        let session = polling_session();
+        let session = Session::for_test(TransportKind::Polling);
         session.close(DisconnectReason::ForcedClose);
         assert!(begin(&session, true).is_ok());
     }

@@ -280,6 +280,24 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// A session of its own for unit tests: `transport`, default limits, a heartbeat
+    /// of one second each way.
+    #[cfg(test)]
+    pub(crate) fn for_test(transport: TransportKind) -> Arc<Self> {
+        let info = HandshakeInfo {
+            headers: HeaderMap::new(),
+            query: String::new(),
+            query_params: Vec::new(),
+            address: ([127, 0, 0, 1], 9).into(),
+            issued: SystemTime::now(),
+            transport,
+        };
+        let second = std::time::Duration::from_secs(1);
+        let heartbeat = Heartbeat::new(super::websocket::now(), second, second);
+        let sid = Sid::from_random([7; 15]);
+        Session::new(sid, info, Default::default(), Default::default(), heartbeat)
+    }
+
     pub(crate) fn new(
         sid: Sid,
         info: HandshakeInfo,
