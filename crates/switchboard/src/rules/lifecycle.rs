@@ -59,8 +59,10 @@ fn join_auto_rooms(policy: &Policy, socket: &Arc<Socket>, claims: Option<&Claims
 
 /// A socket left its namespace.
 pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: DisconnectReason) {
-    let diagnosis = socket.diagnosis();
-    log_disconnect(socket, reason, diagnosis.as_ref());
+    // One read of the report for the log line and the hook: its diagnosis is worded
+    // once, and not copied.
+    let report = socket.report();
+    log_disconnect(socket, reason, report.as_deref().map(|r| r.diagnosis.get()));
     if let Some(limiter) = &policy.limiter {
         limiter.remove(socket.id());
     }
@@ -70,7 +72,7 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
         socket_id: socket.id().to_string(),
         transport: socket.transport().as_str().to_owned(),
         reason: reason.as_str().to_owned(),
-        diagnosis: socket.report().map(|r| r.to_value()),
+        diagnosis: report.map(|r| r.to_value()),
         at: SystemTime::now(),
     });
 }
@@ -84,15 +86,17 @@ fn log_disconnect(socket: &Socket, reason: DisconnectReason, diagnosis: Option<&
         tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason, "socket disconnected");
         return;
     };
-    let evidence = d.evidence.join("; ");
+    // The evidence is joined inside each macro: only when the line is logged.
     match d.category {
         Category::Client | Category::Server => tracing::debug!(
             sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason,
-            category = %d.category, confidence = d.confidence, %evidence, "socket disconnected"
+            category = %d.category, confidence = d.confidence,
+            evidence = %d.evidence.join("; "), "socket disconnected"
         ),
         _ => tracing::info!(
             sid = %socket.id(), namespace = %Untrusted(socket.namespace()), %reason,
-            category = %d.category, confidence = d.confidence, %evidence, "socket disconnected"
+            category = %d.category, confidence = d.confidence,
+            evidence = %d.evidence.join("; "), "socket disconnected"
         ),
     }
 }
