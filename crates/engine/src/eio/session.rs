@@ -246,6 +246,17 @@ enum Admission {
     Replay,
 }
 
+impl Admission {
+    /// How live frames are admitted: `Volatile` or `Bounded`.
+    fn live(volatile: bool) -> Self {
+        if volatile {
+            Admission::Volatile
+        } else {
+            Admission::Bounded
+        }
+    }
+}
+
 /// One Engine.IO session.
 pub struct Session {
     sid: Sid,
@@ -481,12 +492,25 @@ impl Session {
     /// the client is not ready and the data may be lost, as Socket.IO documents. A
     /// send that would exceed the queue bounds closes the session as a slow consumer.
     pub fn send(&self, frames: &[Frame], volatile: bool) -> Result<(), SendError> {
-        let admission = if volatile {
-            Admission::Volatile
-        } else {
-            Admission::Bounded
-        };
-        self.push_counted(frames, admission)
+        self.push_counted(frames, Admission::live(volatile))
+    }
+
+    /// [`Self::send`] for a broadcast, which counts what it queued as sent once for
+    /// all its recipients: returns whether the frames were queued (`false`: a volatile
+    /// send was dropped).
+    pub(crate) fn send_uncounted(
+        &self,
+        frames: &[Frame],
+        volatile: bool,
+    ) -> Result<bool, SendError> {
+        self.push(frames, Admission::live(volatile))
+    }
+
+    /// Reads (without writing) what a push touches first, the lock's word and the wake
+    /// bits, so a broadcast can bring a chunk of recipients' sessions into the cache
+    /// together before it pushes to each (see `Namespace::deliver`).
+    pub(crate) fn touch(&self) {
+        std::hint::black_box((self.inner.is_poisoned(), self.wake.is_raised()));
     }
 
     /// Queues a recovered session's replay (the events it missed) past the queue

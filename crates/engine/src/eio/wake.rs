@@ -58,6 +58,11 @@ impl Wake {
         }
     }
 
+    /// Whether any bit is raised (a plain read).
+    pub(crate) fn is_raised(&self) -> bool {
+        self.bits.load(Ordering::Relaxed) != 0
+    }
+
     /// Takes (lowers) the raised bits among `mask` and returns them.
     pub(crate) fn take(&self, mask: u8) -> u8 {
         if self.bits.load(Ordering::Acquire) & mask == 0 {

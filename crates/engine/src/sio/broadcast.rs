@@ -335,7 +335,9 @@ impl Namespace {
     /// The targeted sockets on this node.
     pub fn local_sockets(&self, opts: &BroadcastOptions) -> Vec<Arc<super::Socket>> {
         let mut out = Vec::new();
-        self.select(opts, |s| out.push(s.clone()));
+        self.select(opts, |chunk| {
+            out.extend(chunk.iter().map(|s| Arc::clone(s)))
+        });
         out
     }
 
@@ -373,31 +375,47 @@ impl Namespace {
     }
 
     /// Pushes the same frames to every targeted local socket.
+    ///
+    /// Recipients come in chunks, and each chunk is read before it is written: first
+    /// every recipient's session is looked at (plain reads), then the frames are pushed.
+    /// A push takes the session's lock, a locked instruction that lets no later memory
+    /// access start before it completes; pushing straight away, each recipient's cache
+    /// misses (its entry in the socket map, its socket, its session) were paid one
+    /// after the other, where plain reads of a whole chunk overlap them. The node's
+    /// sent counters are added to once per broadcast, not at every recipient.
     fn deliver(&self, frames: &[Frame], opts: &BroadcastOptions) -> usize {
         let volatile = opts.flags.volatile;
-        let mut count = 0;
-        self.select(opts, |s| {
-            if s.send_frames(frames, volatile).is_ok() {
-                count += 1;
+        let (mut delivered, mut queued) = (0, 0);
+        let mut metrics = None;
+        self.select(opts, |chunk| {
+            for s in chunk {
+                s.session().touch();
+            }
+            for s in chunk {
+                if let Ok(pushed) = s.session().send_uncounted(frames, volatile) {
+                    delivered += 1;
+                    queued += usize::from(pushed);
+                }
+            }
+            if metrics.is_none() {
+                metrics = chunk.first().map(|s| s.session().metrics.clone());
             }
         });
-        count
+        if let Some(metrics) = metrics
+            && queued > 0
+        {
+            let bytes: usize = frames.iter().map(Frame::len).sum();
+            metrics.sent(queued * frames.len(), queued * bytes);
+        }
+        delivered
     }
 
-    /// Runs `f` on each targeted local socket, once.
-    fn select(&self, opts: &BroadcastOptions, mut f: impl FnMut(&Arc<super::Socket>)) {
+    /// Runs `f` on the targeted local sockets, each once, in chunks.
+    fn select(&self, opts: &BroadcastOptions, f: impl FnMut(&[&Arc<super::Socket>])) {
         let excluded = self.resolve_set(&opts.except);
-        let mut keep = |s: &Arc<super::Socket>| {
-            if !excluded.contains(&s.id()) {
-                f(s);
-            }
-        };
-        if opts.rooms.is_empty() {
-            self.for_each_socket(&mut keep);
-        } else {
-            let targets = self.resolve(&opts.rooms);
-            self.for_sockets(&targets, &mut keep);
-        }
+        let keep = |s: &Arc<super::Socket>| excluded.is_empty() || !excluded.contains(&s.id());
+        let targets = (!opts.rooms.is_empty()).then(|| self.resolve(&opts.rooms));
+        self.for_socket_chunks(targets.as_deref(), keep, f);
     }
 
     /// Sockets in `rooms`: named rooms from the adapter, plus sockets named by id.
@@ -505,5 +523,38 @@ mod tests {
         assert_eq!(queued[0].len(), 2, "one text frame and one attachment");
         assert_eq!(ptrs(&queued[0]), ptrs(&queued[1]));
         assert_eq!(ptrs(&queued[1]), ptrs(&queued[2]));
+    }
+
+    /// Recipients go through `deliver` in chunks (32 at a time): a room spanning
+    /// several chunks, with a partial last one and an excluded member, gets the packet
+    /// exactly once per member, and the node's counters count every delivery.
+    #[tokio::test(start_paused = true)]
+    async fn a_broadcast_over_many_chunks_reaches_each_member_once_and_counts_each() {
+        let io = Io::new(SocketIoConfig::default(), Shutdown::never());
+        for _ in 0..75 {
+            connect(&io).await;
+        }
+        let ns = io.of("/");
+        let sockets = ns.sockets();
+        for s in &sockets[..70] {
+            s.join(&["big"]);
+        }
+        let excluded = sockets[3].id();
+        let queued = |s: &crate::Socket| s.session().lock().queue.len();
+        let before: Vec<usize> = sockets.iter().map(|s| queued(s)).collect();
+        let sent_before = io.engine().metrics().snapshot().packets_out;
+
+        let n = ns.to("big").except(excluded.as_str()).emit("ev", json!(1));
+
+        assert_eq!(n, 69);
+        for (i, s) in sockets.iter().enumerate() {
+            let got = queued(s) - before[i];
+            let expected = usize::from(i < 70 && s.id() != excluded);
+            assert_eq!(got, expected, "socket {i}");
+        }
+        let sent = io.engine().metrics().snapshot().packets_out - sent_before;
+        assert_eq!(sent, 69);
+        // Every socket, no room: all 75.
+        assert_eq!(ns.emit("ev", json!(2)), 75);
     }
 }

@@ -426,23 +426,47 @@ impl Namespace {
         }
     }
 
-    /// Runs `f` on every connected socket while holding the read lock (no allocation).
-    pub(crate) fn for_each_socket(&self, mut f: impl FnMut(&Arc<Socket>)) {
-        for s in read(&self.sockets).values() {
-            f(s);
-        }
-    }
-
-    /// Runs `f` on each listed socket that is connected.
-    pub(crate) fn for_sockets(&self, sids: &[Sid], mut f: impl FnMut(&Arc<Socket>)) {
+    /// Runs `f` on the connected sockets `keep` accepts, in chunks of up to
+    /// [`SOCKET_CHUNK`], while holding the read lock: every socket when `sids` is
+    /// `None`, else each listed one that is connected. A chunk lets a broadcast look
+    /// at a few recipients before it writes to any (see `Namespace::deliver`).
+    pub(crate) fn for_socket_chunks(
+        &self,
+        sids: Option<&[Sid]>,
+        keep: impl Fn(&Arc<Socket>) -> bool,
+        f: impl FnMut(&[&Arc<Socket>]),
+    ) {
         let sockets = read(&self.sockets);
-        for sid in sids {
-            if let Some(s) = sockets.get(sid) {
-                f(s);
-            }
+        match sids {
+            None => in_chunks(sockets.values().filter(|s| keep(s)), f),
+            Some(sids) => in_chunks(
+                sids.iter()
+                    .filter_map(|sid| sockets.get(sid))
+                    .filter(|s| keep(s)),
+                f,
+            ),
         }
     }
 }
+
+/// Runs `f` on the items of `items` in chunks of up to [`SOCKET_CHUNK`].
+fn in_chunks<'a, T: 'a>(items: impl Iterator<Item = &'a T>, mut f: impl FnMut(&[&'a T])) {
+    let mut chunk = Vec::with_capacity(SOCKET_CHUNK);
+    for item in items {
+        chunk.push(item);
+        if chunk.len() == SOCKET_CHUNK {
+            f(&chunk);
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        f(&chunk);
+    }
+}
+
+/// Sockets per chunk of [`Namespace::for_socket_chunks`]: enough recipients for their
+/// cache misses to overlap, few enough to stay in the cache until they are written.
+const SOCKET_CHUNK: usize = 32;
 
 /// The data a client sent with its CONNECT packet, `{}` when it sent none.
 pub(crate) fn auth_or_empty(data: Option<Value>) -> Value {
