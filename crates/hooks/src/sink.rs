@@ -20,6 +20,14 @@ pub trait HookSink: Send + Sync + std::fmt::Debug + 'static {
     /// sink's documented overflow policy.
     fn deliver(&self, event: LifecycleEvent);
 
+    /// Whether [`deliver`](Self::deliver) sends lifecycle events anywhere. `false`
+    /// lets a caller skip building events nobody receives: a deployment without hooks
+    /// then builds no JSON at each connect and disconnect. `true` unless a sink says
+    /// otherwise.
+    fn wants_lifecycle(&self) -> bool {
+        true
+    }
+
     /// Sends a client event to the backend and resolves with its reply.
     ///
     /// It exists because a client may be waiting for an acknowledgement that only the
@@ -61,6 +69,10 @@ pub struct NullSink;
 impl HookSink for NullSink {
     fn deliver(&self, _event: LifecycleEvent) {}
 
+    fn wants_lifecycle(&self) -> bool {
+        false
+    }
+
     fn forward(&self, _event: ForwardedEvent) -> BoxFuture<'static, Result<HookReply, HookError>> {
         Box::pin(std::future::ready(Err(HookError::Unavailable)))
     }
@@ -75,6 +87,7 @@ mod tests {
     #[tokio::test]
     async fn null_sink_drops_and_refuses() {
         let sink: Arc<dyn HookSink> = Arc::new(NullSink);
+        assert!(!sink.wants_lifecycle());
         sink.deliver(LifecycleEvent::RoomVacated {
             namespace: "/".into(),
             room: "r".into(),
