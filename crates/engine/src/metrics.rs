@@ -151,9 +151,13 @@ impl Metrics {
         self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
 
-    pub(crate) fn sent(&self, packets: usize, bytes: usize) {
-        self.packets_out.fetch_add(packets as u64, Relaxed);
-        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    /// `frames` (a packet and its attachments) were queued `times` times: once for
+    /// a single send, once per recipient for a broadcast, counted in one step.
+    pub(crate) fn sent(&self, frames: &[crate::eio::Frame], times: usize) {
+        let bytes: usize = frames.iter().map(crate::eio::Frame::len).sum();
+        self.packets_out
+            .fetch_add((frames.len() * times) as u64, Relaxed);
+        self.bytes_out.fetch_add((bytes * times) as u64, Relaxed);
     }
 
     pub(crate) fn recovery_sessions_changed(&self, delta: i64) {

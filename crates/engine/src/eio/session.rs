@@ -526,8 +526,7 @@ impl Session {
     /// [`Self::push`], counting what was queued as sent.
     fn push_counted(&self, frames: &[Frame], admission: Admission) -> Result<(), SendError> {
         if self.push(frames, admission)? {
-            let bytes = frames.iter().map(Frame::len).sum();
-            self.metrics.sent(frames.len(), bytes);
+            self.metrics.sent(frames, 1);
         }
         Ok(())
     }

@@ -401,11 +401,8 @@ impl Namespace {
                 metrics = chunk.first().map(|s| s.session().metrics.clone());
             }
         });
-        if let Some(metrics) = metrics
-            && queued > 0
-        {
-            let bytes: usize = frames.iter().map(Frame::len).sum();
-            metrics.sent(queued * frames.len(), queued * bytes);
+        if let Some(metrics) = metrics {
+            metrics.sent(frames, queued);
         }
         delivered
     }
