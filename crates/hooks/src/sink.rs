@@ -21,9 +21,9 @@ pub trait HookSink: Send + Sync + std::fmt::Debug + 'static {
     fn deliver(&self, event: LifecycleEvent);
 
     /// Whether [`deliver`](Self::deliver) sends lifecycle events anywhere. `false`
-    /// lets a caller skip building events nobody receives: a deployment without hooks
-    /// then builds no JSON at each connect and disconnect. `true` unless a sink says
-    /// otherwise.
+    /// lets a caller skip building events nobody receives (`deliver_with`): a
+    /// deployment without hooks then builds no JSON at each connect and disconnect.
+    /// `true` unless a sink says otherwise.
     fn wants_lifecycle(&self) -> bool {
         true
     }
@@ -37,6 +37,17 @@ pub trait HookSink: Send + Sync + std::fmt::Debug + 'static {
     /// that long. It is `'static` so the engine can spawn it instead of awaiting it
     /// in the read loop.
     fn forward(&self, event: ForwardedEvent) -> BoxFuture<'static, Result<HookReply, HookError>>;
+}
+
+impl dyn HookSink {
+    /// Delivers the lifecycle event `build` makes, building it only when the sink
+    /// wants lifecycle events ([`HookSink::wants_lifecycle`]): what every caller of
+    /// [`HookSink::deliver`] whose event costs something to build goes through.
+    pub fn deliver_with(&self, build: impl FnOnce() -> LifecycleEvent) {
+        if self.wants_lifecycle() {
+            self.deliver(build());
+        }
+    }
 }
 
 /// Why a forwarded event got no usable reply. Callers match on the variant, never on
@@ -88,6 +99,7 @@ mod tests {
     async fn null_sink_drops_and_refuses() {
         let sink: Arc<dyn HookSink> = Arc::new(NullSink);
         assert!(!sink.wants_lifecycle());
+        sink.deliver_with(|| unreachable!("no event is built for a sink that wants none"));
         sink.deliver(LifecycleEvent::RoomVacated {
             namespace: "/".into(),
             room: "r".into(),
@@ -103,5 +115,33 @@ mod tests {
             at: SystemTime::now(),
         };
         assert_eq!(sink.forward(forwarded).await, Err(HookError::Unavailable));
+    }
+
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl HookSink for Counting {
+        fn deliver(&self, _event: LifecycleEvent) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn forward(
+            &self,
+            _event: ForwardedEvent,
+        ) -> BoxFuture<'static, Result<HookReply, HookError>> {
+            Box::pin(std::future::ready(Err(HookError::Unavailable)))
+        }
+    }
+
+    #[test]
+    fn deliver_with_builds_and_delivers_for_a_sink_that_wants_lifecycle_events() {
+        let counting = Arc::new(Counting::default());
+        let sink: Arc<dyn HookSink> = counting.clone();
+        sink.deliver_with(|| LifecycleEvent::RoomOccupied {
+            namespace: "/".into(),
+            room: "r".into(),
+            at: SystemTime::now(),
+        });
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -143,14 +143,11 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
     }
     let sink = hooks.sink.clone();
     io.on_refusal(move |report| {
-        if !sink.wants_lifecycle() {
-            return;
-        }
         let stage = match report.reason {
             Reason::Refused(stage) => stage.as_str(),
             Reason::Disconnect(_) => return,
         };
-        sink.deliver(switchboard_hooks::LifecycleEvent::Refused {
+        sink.deliver_with(|| switchboard_hooks::LifecycleEvent::Refused {
             stage: stage.to_owned(),
             namespace: report.namespace.clone(),
             transport: report.transport.as_str().to_owned(),
@@ -161,10 +158,7 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
     });
     let sink = hooks.sink.clone();
     io.on_pressure(move |change| {
-        if !sink.wants_lifecycle() {
-            return;
-        }
-        sink.deliver(switchboard_hooks::LifecycleEvent::Pressure {
+        sink.deliver_with(|| switchboard_hooks::LifecycleEvent::Pressure {
             from: change.from.as_str().to_owned(),
             tier: change.to.as_str().to_owned(),
             rss: change.rss,

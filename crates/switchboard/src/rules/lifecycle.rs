@@ -21,19 +21,17 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
     tracing::debug!(sid = %socket.id(), namespace = %Untrusted(socket.namespace()), "socket connected");
     // The auto-joined rooms were filled in the middleware, before this hook: their
     // `room_occupied` may reach the backend first (hooks are not ordered).
-    if policy.sink.wants_lifecycle() {
-        policy.sink.deliver(LifecycleEvent::Connected {
-            namespace: socket.namespace().to_owned(),
-            socket_id: socket.id().to_string(),
-            transport: socket.transport().as_str().to_owned(),
-            address: policy
-                .client_ips
-                .show(socket.handshake().address.ip())
-                .map(|ip| ip.to_string()),
-            claims: claims.as_ref().map(|c| c.to_value()),
-            at: SystemTime::now(),
-        });
-    }
+    policy.sink.deliver_with(|| LifecycleEvent::Connected {
+        namespace: socket.namespace().to_owned(),
+        socket_id: socket.id().to_string(),
+        transport: socket.transport().as_str().to_owned(),
+        address: policy
+            .client_ips
+            .show(socket.handshake().address.ip())
+            .map(|ip| ip.to_string()),
+        claims: claims.as_ref().map(|c| c.to_value()),
+        at: SystemTime::now(),
+    });
     // Joined in the middleware already (`auto_join`); a socket that resumed a session
     // skipping the middleware gets them here (joining twice is a no-op).
     join_auto_rooms(policy, socket, claims.as_ref());
@@ -69,16 +67,14 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
         limiter.remove(socket.id());
     }
     policy.expiries.cancel(socket.id());
-    if policy.sink.wants_lifecycle() {
-        policy.sink.deliver(LifecycleEvent::Disconnected {
-            namespace: socket.namespace().to_owned(),
-            socket_id: socket.id().to_string(),
-            transport: socket.transport().as_str().to_owned(),
-            reason: reason.as_str().to_owned(),
-            diagnosis: report.map(|r| r.to_value()),
-            at: SystemTime::now(),
-        });
-    }
+    policy.sink.deliver_with(|| LifecycleEvent::Disconnected {
+        namespace: socket.namespace().to_owned(),
+        socket_id: socket.id().to_string(),
+        transport: socket.transport().as_str().to_owned(),
+        reason: reason.as_str().to_owned(),
+        diagnosis: report.map(|r| r.to_value()),
+        at: SystemTime::now(),
+    });
 }
 
 /// One structured line per disconnect, its level by category: what the server or the
@@ -107,22 +103,18 @@ fn log_disconnect(socket: &Socket, reason: DisconnectReason, diagnosis: Option<&
 
 /// A room got its first member.
 pub(crate) fn room_occupied(policy: &Policy, ns: &Namespace, room: &str) {
-    if policy.sink.wants_lifecycle() {
-        policy.sink.deliver(LifecycleEvent::RoomOccupied {
-            namespace: ns.name().to_owned(),
-            room: room.to_owned(),
-            at: SystemTime::now(),
-        });
-    }
+    policy.sink.deliver_with(|| LifecycleEvent::RoomOccupied {
+        namespace: ns.name().to_owned(),
+        room: room.to_owned(),
+        at: SystemTime::now(),
+    });
 }
 
 /// A room lost its last member.
 pub(crate) fn room_vacated(policy: &Policy, ns: &Namespace, room: &str) {
-    if policy.sink.wants_lifecycle() {
-        policy.sink.deliver(LifecycleEvent::RoomVacated {
-            namespace: ns.name().to_owned(),
-            room: room.to_owned(),
-            at: SystemTime::now(),
-        });
-    }
+    policy.sink.deliver_with(|| LifecycleEvent::RoomVacated {
+        namespace: ns.name().to_owned(),
+        room: room.to_owned(),
+        at: SystemTime::now(),
+    });
 }
