@@ -149,6 +149,13 @@ pub(crate) struct Params {
     /// Many-rooms scenario: measured seconds.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) rooms_secs: f64,
+    /// Many-rooms scenario: a fixed rate of targeted emits per second, all publishers
+    /// together, instead of as fast as acks come back. Compares the CPU a delivery costs
+    /// at one load for every server or node count: at its peak a server falls behind,
+    /// its sockets' drivers each find several events queued and write them with one
+    /// syscall, and a delivery gets cheaper the further behind it is.
+    #[arg(long)]
+    pub(crate) rooms_rate: Option<f64>,
     /// Churn scenario: measured seconds.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) churn_secs: f64,
@@ -318,6 +325,7 @@ impl Params {
             members: 5,
             publishers: 2,
             rooms_secs: 1.0,
+            rooms_rate: None,
             churn_secs: 1.0,
             churn_workers: 4,
             // The smoke's larger fan-out room, whose peak the step then reuses.

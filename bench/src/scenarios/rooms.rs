@@ -129,11 +129,14 @@ pub(crate) async fn run_measured(
         publishers.push(Publisher::open(target, &own).await?);
     }
     let share = publishers.len() as u64;
-    let pace = Pace::Closed {
-        window: ACK_WINDOW,
-        fanout: members as u64,
-        max_backlog: MAX_BACKLOG,
-        share,
+    let pace = match params.rooms_rate {
+        Some(rate) => Pace::Rate(rate / share as f64),
+        None => Pace::Closed {
+            window: ACK_WINDOW,
+            fanout: members as u64,
+            max_backlog: MAX_BACKLOG,
+            share,
+        },
     };
     let (warmup_sent, _) =
         publish_all(&mut publishers, &names, pace, &stats, params.warmup_secs).await?;
