@@ -346,7 +346,7 @@ fn rewrite(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
     let dir = std::path::absolute(dir)?;
-    crate::report::write(&report, &dir)?;
+    crate::report::write_reports(&report, &dir)?;
     if let Some(extras) = extras {
         crate::report::write_benchmarks_md(&report, &paths.root, &dir, extras)?;
     }
@@ -366,6 +366,30 @@ fn smoke_plan(mut plan: Plan) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `report` on a committed run written before `rooms_rate` existed: results.md is
+    /// written again, and results.json (the record of the run) stays byte for byte.
+    #[test]
+    fn report_rewrites_the_markdown_and_leaves_results_json_as_it_was() {
+        let paths = Paths::detect().unwrap();
+        let committed = paths
+            .root
+            .join("bench/results/20261205-cluster-repeat/results.json");
+        let text = std::fs::read_to_string(&committed).unwrap();
+        assert!(
+            !text.contains("rooms_rate"),
+            "the fixture predates the field"
+        );
+        let dir = std::env::temp_dir().join(format!("sb-rewrite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("results.json");
+        std::fs::write(&json, &text).unwrap();
+        rewrite(&paths, &json, None).unwrap();
+        let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+        assert!(md.contains("## Cluster many rooms"));
+        assert_eq!(std::fs::read_to_string(&json).unwrap(), text);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_baseline_binary_adds_its_row_after_the_fixture() {

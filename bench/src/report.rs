@@ -27,6 +27,14 @@ pub(crate) fn write(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> 
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(dir.join("results.json"), json).context("write results.json")?;
+    write_reports(report, dir)
+}
+
+/// Writes results.md and the charts into `dir` (`report` on an earlier run: its
+/// results.json is the record of what it measured and is left as it is, even when
+/// the parameters have since gained a field); returns the markdown.
+pub(crate) fn write_reports(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
     let mut charts = Vec::new();
     for (file, chart) in charts::all(report) {
         if !chart.is_empty() {
