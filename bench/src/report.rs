@@ -24,10 +24,10 @@ use crate::suite::SuiteReport;
 
 /// Writes results.json, results.md and the charts into `dir`; returns the markdown.
 pub(crate) fn write(report: &SuiteReport, dir: &Path) -> anyhow::Result<String> {
-    std::fs::create_dir_all(dir)?;
+    let md = write_reports(report, dir)?;
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(dir.join("results.json"), json).context("write results.json")?;
-    write_reports(report, dir)
+    Ok(md)
 }
 
 /// Writes results.md and the charts into `dir` (`report` on an earlier run: its
