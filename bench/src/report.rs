@@ -191,10 +191,9 @@ cargo run --release -p switchboard-bench -- latency --room-sizes 1000 --latency-
 cargo run --release -p switchboard-bench -- rooms --rooms 10000 --members 5\n\
 cargo run --release -p switchboard-bench -- churn --churn-workers 32\n\
 cargo run --release -p switchboard-bench -- loaded --loaded-clients 10000 --loaded-secs 10\n\n\
-# the cluster at one load for every node count (CPU per delivery without the batching of\n\
-# writes a server at its peak gets): many rooms at 12k emits/s, one room at 400k deliveries/s\n\
-cargo run --release -p switchboard-bench -- cluster-rooms --servers switchboard --rooms-rate 12000\n\
-cargo run --release -p switchboard-bench -- cluster-latency --servers switchboard --cluster-latency-deliveries 400000\n\n\
+# the cluster's cost phases (one load for every node count, after each peak) at other loads\n\
+cargo run --release -p switchboard-bench -- cluster-fanout --cluster-cost-deliveries 200000\n\
+cargo run --release -p switchboard-bench -- cluster-rooms --cluster-rooms-rate 5000\n\n\
 # measure a given protocol_fixture build instead of building this workspace's (the\n\
 # `switchboard (fixture)` row; `switchboard serve` is always this workspace's binary)\n\
 cargo run --release -p switchboard-bench -- all --switchboard-bin PATH/TO/protocol_fixture\n\n\

@@ -197,6 +197,20 @@ pub(crate) struct Params {
     #[arg(long, default_value_t = 10_000.0)]
     #[serde(default = "defaults::cluster_latency_deliveries")]
     pub(crate) cluster_latency_deliveries: f64,
+    /// Cluster fan-out scenario: deliveries per second of its cost phase, after the
+    /// phase as fast as the cluster accepts: one load for every server and node count,
+    /// so `× 1 node` compares what a delivery costs at the same load (at its peak a node
+    /// falls behind and writes several events per socket write, the further behind the
+    /// cheaper). A cell whose peak is under this ÷ 0.8 skips the phase; 0: no cost phase.
+    #[arg(long, default_value_t = 400_000.0)]
+    #[serde(default)]
+    pub(crate) cluster_cost_deliveries: f64,
+    /// Cluster many-rooms scenario: targeted emits per second of its cost phase (all
+    /// publishers together), after the phase as fast as acks come back; as
+    /// --cluster-cost-deliveries, skipped where the peak is under this ÷ 0.8; 0: none.
+    #[arg(long, default_value_t = 10_000.0)]
+    #[serde(default)]
+    pub(crate) cluster_rooms_rate: f64,
     /// Recovery storm: clients on the node that is killed.
     #[arg(long, default_value_t = 5000)]
     #[serde(default = "defaults::storm_clients")]
@@ -337,6 +351,8 @@ impl Params {
             cluster_adapters: vec![Adapter::Redis, Adapter::RedisStreams],
             cluster_room_sizes: vec![10],
             cluster_latency_deliveries: 1000.0,
+            cluster_cost_deliveries: 1000.0,
+            cluster_rooms_rate: 50.0,
             storm_clients: 50,
             storm_rooms: 5,
             storm_rate: 200.0,

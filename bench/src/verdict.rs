@@ -708,6 +708,7 @@ mod tests {
                 shape,
                 fanout: fanout(n),
                 cpu: cpu.clone(),
+                at_rate: None,
             })
             .collect();
         let cluster_latency = each_shape_and_size()
@@ -730,6 +731,7 @@ mod tests {
                 shape,
                 rooms: rooms.clone(),
                 cpu: cpu.clone(),
+                at_rate: None,
             })
             .collect();
         let results = Results {

@@ -5,13 +5,23 @@
 //! every process (each node and Redis) per delivery, and latency split by where the
 //! receiver is: on the publisher's node, or on another one.
 //!
+//! Fan-out and many rooms measure twice: as fast as the cluster accepts, and then at
+//! one fixed load for every server and node count (the cost phase). At its peak a node
+//! falls behind, finds several events queued per socket and writes them with one
+//! syscall, so a delivery at peak costs less the further behind a shape runs; the cost
+//! phase compares clusters doing the same work.
+//!
 //! Every process shares the same two cores, so these numbers say what a delivery costs
 //! in a cluster, not how far one scales out.
 
 use serde::{Deserialize, Serialize};
 
+use std::time::Instant;
+
+use crate::chart::human;
 use crate::peers::Adapter;
-use crate::procstat::Spent;
+use crate::procstat::{Spent, Usage};
+use crate::publish::Pace;
 use crate::scenarios::fanout::{self, FanoutResult, LatencyResult};
 use crate::scenarios::rooms::{self, RoomsResult};
 use crate::scenarios::{Params, Target, per_million};
@@ -51,7 +61,47 @@ impl ClusterCpu {
     }
 }
 
-/// Cross-node fan-out: one room spread over the nodes, publisher as fast as it accepts.
+/// A cost phase may offer at most this fraction of the cell's measured peak: closer to
+/// it, the cluster would run as far behind as at its peak.
+pub(crate) const COST_HEADROOM: f64 = 0.8;
+
+/// The cost phase: what a delivery costs the cluster at one fixed load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AtRate {
+    /// Deliveries per second the fixed rate asks for.
+    pub(crate) offered_deliveries_per_sec: f64,
+    /// Deliveries per second received.
+    pub(crate) deliveries_per_sec: f64,
+    /// Measured seconds.
+    pub(crate) seconds: f64,
+    /// The CPU per process.
+    pub(crate) cpu: ClusterCpu,
+    /// The whole cluster's CPU use (nodes and Redis), in cores.
+    pub(crate) cores: f64,
+}
+
+impl AtRate {
+    /// From a phase of `seconds` offering `offered` deliveries/s that received
+    /// `deliveries` while the processes spent `spent`.
+    fn of(offered: f64, deliveries: u64, seconds: f64, spent: &Spent) -> AtRate {
+        AtRate {
+            offered_deliveries_per_sec: offered,
+            deliveries_per_sec: deliveries as f64 / seconds,
+            seconds,
+            cpu: ClusterCpu::of(spent, deliveries),
+            cores: spent.total() / seconds,
+        }
+    }
+}
+
+/// Whether a cost phase offering `offered` deliveries/s runs on a cell whose peak was
+/// `peak`: a positive rate, within [`COST_HEADROOM`] of the peak.
+fn cost_phase_fits(offered: f64, peak: f64) -> bool {
+    offered > 0.0 && offered <= COST_HEADROOM * peak
+}
+
+/// Cross-node fan-out: one room spread over the nodes, publisher as fast as it accepts,
+/// then at the cost phase's fixed rate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ClusterFanout {
     /// The cluster.
@@ -61,6 +111,9 @@ pub(crate) struct ClusterFanout {
     pub(crate) fanout: FanoutResult,
     /// The CPU per process.
     pub(crate) cpu: ClusterCpu,
+    /// The cost phase (`None`: not run, or the peak was too low for its rate).
+    #[serde(default)]
+    pub(crate) at_rate: Option<AtRate>,
 }
 
 /// Publish→deliver percentiles of one group of receivers.
@@ -104,6 +157,9 @@ pub(crate) struct ClusterRooms {
     pub(crate) rooms: RoomsResult,
     /// The CPU per process.
     pub(crate) cpu: ClusterCpu,
+    /// The cost phase (`None`: not run, or the peak was too low for its rate).
+    #[serde(default)]
+    pub(crate) at_rate: Option<AtRate>,
 }
 
 /// Receivers of a room of `size` on the publisher's node (the first of `nodes`).
@@ -138,7 +194,13 @@ pub(crate) async fn fanout(
             result.server_cpu_s_per_m
         );
         let cpu = ClusterCpu::of(&spent, result.deliveries);
-        peak = Some((result, cpu));
+        let offered = params.cluster_cost_deliveries;
+        let at_rate = if cost_phase_fits(offered, result.deliveries_per_sec) {
+            Some(cost_of_fanout(&mut room, target, params, shape).await?)
+        } else {
+            None
+        };
+        peak = Some((result, cpu, at_rate));
     }
     let mut latency = None;
     if want.1 {
@@ -178,10 +240,11 @@ pub(crate) async fn fanout(
             other_nodes,
         });
     }
-    let mut fanout = peak.map(|(result, cpu)| ClusterFanout {
+    let mut fanout = peak.map(|(result, cpu, at_rate)| ClusterFanout {
         shape,
         fanout: result,
         cpu,
+        at_rate,
     });
     if let Some(f) = &mut fanout {
         room.settle(&mut f.fanout).await?;
@@ -189,24 +252,88 @@ pub(crate) async fn fanout(
     Ok((fanout, latency))
 }
 
-/// Many rooms on one fresh cluster.
+/// The fan-out cost phase on an open room: --cluster-cost-deliveries per second (as
+/// broadcasts, at least one a second) for --fanout-secs after a warm-up.
+async fn cost_of_fanout(
+    room: &mut fanout::Room,
+    target: &Target,
+    params: &Params,
+    shape: Shape,
+) -> anyhow::Result<AtRate> {
+    let rate = (params.cluster_cost_deliveries / room.size.max(1) as f64).max(1.0);
+    let offered = rate * room.size as f64;
+    room.drain().await;
+    room.publish(Pace::Rate(rate), params.warmup_secs, "cost: warm-up")
+        .await?;
+    room.drain().await;
+    let usage = Usage::start(&target.processes)?;
+    let (delivered0, start) = (room.stats.delivered(), Instant::now());
+    let label = format!("cost: {} clients at {rate:.0}/s", room.size);
+    room.publish(Pace::Rate(rate), params.fanout_secs, &label)
+        .await?;
+    let deliveries = room.stats.delivered() - delivered0;
+    let seconds = start.elapsed().as_secs_f64();
+    let at = AtRate::of(offered, deliveries, seconds, &usage.since()?);
+    eprintln!(
+        "    {} × {}, fanout {} at {}/s: {:.2} cluster CPU s per M",
+        shape.nodes,
+        shape.adapter.name(),
+        room.size,
+        human(offered),
+        at.cpu.total_s_per_m
+    );
+    Ok(at)
+}
+
+/// Many rooms on one fresh cluster: as fast as acks come back (or at --rooms-rate), then
+/// the cost phase at --cluster-rooms-rate emits per second (where the first phase's rate
+/// leaves room for it).
 pub(crate) async fn rooms(
     target: &Target,
     params: &Params,
     shape: Shape,
 ) -> anyhow::Result<ClusterRooms> {
-    let (rooms, spent) = rooms::run_measured(target, params).await?;
-    let deliveries = (rooms.deliveries_per_sec * rooms.seconds).round() as u64;
+    let mut open = rooms::Rooms::open(target, params).await?;
+    let pace = match params.rooms_rate {
+        Some(rate) => open.rate(rate),
+        None => open.closed_loop(),
+    };
+    let peak = open
+        .measure(target, params, pace, "rooms: targeted emits")
+        .await?;
+    let mut result = open.result(&peak);
     eprintln!(
         "    {} × {}, rooms: {:.2} cluster CPU s per M",
         shape.nodes,
         shape.adapter.name(),
-        rooms.server_cpu_s_per_m
+        result.server_cpu_s_per_m
     );
+    let members = result.members as f64;
+    let offered = params.cluster_rooms_rate * members;
+    let mut at_rate = None;
+    if cost_phase_fits(offered, result.deliveries_per_sec) {
+        let pace = open.rate(params.cluster_rooms_rate);
+        let label = format!(
+            "cost: {}/s targeted emits",
+            human(params.cluster_rooms_rate)
+        );
+        let phase = open.measure(target, params, pace, &label).await?;
+        let at = AtRate::of(offered, phase.deliveries, phase.seconds, &phase.spent);
+        eprintln!(
+            "    {} × {}, rooms at {}/s: {:.2} cluster CPU s per M",
+            shape.nodes,
+            shape.adapter.name(),
+            human(params.cluster_rooms_rate),
+            at.cpu.total_s_per_m
+        );
+        at_rate = Some(at);
+    }
+    open.settle(&mut result).await?;
     Ok(ClusterRooms {
         shape,
-        cpu: ClusterCpu::of(&spent, deliveries),
-        rooms,
+        cpu: ClusterCpu::of(&peak.spent, peak.deliveries),
+        rooms: result,
+        at_rate,
     })
 }
 
@@ -220,6 +347,13 @@ mod tests {
         assert_eq!(on_first_node(10, 3), 4);
         assert_eq!(on_first_node(9, 3), 3);
         assert_eq!(on_first_node(1, 3), 1);
+    }
+
+    #[test]
+    fn a_cost_phase_runs_only_well_below_the_peak() {
+        assert!(cost_phase_fits(400_000.0, 500_000.0));
+        assert!(!cost_phase_fits(400_000.0, 499_999.0));
+        assert!(!cost_phase_fits(0.0, 1e6), "0 turns the phase off");
     }
 
     #[test]

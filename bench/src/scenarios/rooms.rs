@@ -108,70 +108,189 @@ pub(crate) async fn run_measured(
     target: &Target,
     params: &Params,
 ) -> anyhow::Result<(RoomsResult, Spent)> {
-    let (rooms, members) = (params.rooms.max(1), params.members.min(params.rooms).max(1));
-    let stats = Arc::new(Stats::new()?);
-    let mut fleet = Fleet::new(target, stats.clone());
-    fleet
-        .grow(
+    let mut rooms = Rooms::open(target, params).await?;
+    let pace = match params.rooms_rate {
+        Some(rate) => rooms.rate(rate),
+        None => rooms.closed_loop(),
+    };
+    let phase = rooms
+        .measure(target, params, pace, "rooms: targeted emits")
+        .await?;
+    let mut result = rooms.result(&phase);
+    rooms.settle(&mut result).await?;
+    Ok((result, phase.spent))
+}
+
+/// One measured phase of targeted emits.
+#[derive(Debug)]
+pub(crate) struct Phase {
+    /// Measured seconds.
+    pub(crate) seconds: f64,
+    /// Emits sent.
+    pub(crate) sent: u64,
+    /// Events received.
+    pub(crate) deliveries: u64,
+    /// Deliveries written off after a stall.
+    pub(crate) written_off: u64,
+    /// CPU each process under test spent.
+    pub(crate) spent: Spent,
+}
+
+/// The rooms' clients and the publishers, ready for phases of targeted emits.
+pub(crate) struct Rooms {
+    /// The clients, each in `members` rooms.
+    fleet: Fleet,
+    /// The publishers, on the first node.
+    publishers: Vec<Publisher>,
+    /// Room names.
+    names: Vec<String>,
+    /// Shared counters.
+    stats: Arc<Stats>,
+    /// Rooms.
+    rooms: usize,
+    /// Members per room.
+    members: usize,
+    /// Emits sent so far, every phase.
+    sent: u64,
+}
+
+impl Rooms {
+    /// Opens the clients (spread over the target's nodes) and the publishers (on the
+    /// first node).
+    pub(crate) async fn open(target: &Target, params: &Params) -> anyhow::Result<Rooms> {
+        let (rooms, members) = (params.rooms.max(1), params.members.min(params.rooms).max(1));
+        let stats = Arc::new(Stats::new()?);
+        let mut fleet = Fleet::new(target, stats.clone());
+        fleet
+            .grow(
+                rooms,
+                rooms_of(rooms, members),
+                &format!("rooms: opening {rooms}×{members}"),
+            )
+            .await?;
+        let names: Vec<String> = (0..rooms).map(|r| format!("r{r}")).collect();
+        let count = params.publishers.max(1);
+        let mut publishers = Vec::new();
+        for i in 0..count {
+            let own: Vec<String> = rooms_visited(rooms, pick(i, count))
+                .into_iter()
+                .map(|r| names[r].clone())
+                .collect();
+            publishers.push(Publisher::open(target, &own).await?);
+        }
+        Ok(Rooms {
+            fleet,
+            publishers,
+            names,
+            stats,
             rooms,
-            rooms_of(rooms, members),
-            &format!("rooms: opening {rooms}×{members}"),
+            members,
+            sent: 0,
+        })
+    }
+
+    /// As fast as acks come back, each publisher its share of the backlog.
+    pub(crate) fn closed_loop(&self) -> Pace {
+        Pace::Closed {
+            window: ACK_WINDOW,
+            fanout: self.members as u64,
+            max_backlog: MAX_BACKLOG,
+            share: self.publishers.len() as u64,
+        }
+    }
+
+    /// `rate` emits per second, all publishers together.
+    pub(crate) fn rate(&self, rate: f64) -> Pace {
+        Pace::Rate(rate / self.publishers.len() as f64)
+    }
+
+    /// Publishes with `pace` for --warmup-secs, waits until those events arrived
+    /// (at most [`DRAIN`]), then measures --rooms-secs of it.
+    pub(crate) async fn measure(
+        &mut self,
+        target: &Target,
+        params: &Params,
+        pace: Pace,
+        label: &str,
+    ) -> anyhow::Result<Phase> {
+        let (warmup_sent, _) = publish_all(
+            &mut self.publishers,
+            &self.names,
+            pace,
+            &self.stats,
+            params.warmup_secs,
         )
         .await?;
-    let names: Vec<String> = (0..rooms).map(|r| format!("r{r}")).collect();
-    let count = params.publishers.max(1);
-    let mut publishers = Vec::new();
-    for i in 0..count {
-        let own: Vec<String> = rooms_visited(rooms, pick(i, count))
-            .into_iter()
-            .map(|r| names[r].clone())
-            .collect();
-        publishers.push(Publisher::open(target, &own).await?);
+        self.sent += warmup_sent;
+        self.drain().await;
+        let _bar = Progress::timed(label, secs(params.rooms_secs));
+        let usage = Usage::start(&target.processes)?;
+        let (delivered0, start) = (self.stats.delivered(), Instant::now());
+        let (sent, written_off) = publish_all(
+            &mut self.publishers,
+            &self.names,
+            pace,
+            &self.stats,
+            params.rooms_secs,
+        )
+        .await?;
+        let deliveries = self.stats.delivered() - delivered0;
+        let seconds = start.elapsed().as_secs_f64();
+        let spent = usage.since()?;
+        self.sent += sent;
+        eprintln!("    rooms: {:.0} deliveries/s", deliveries as f64 / seconds);
+        Ok(Phase {
+            seconds,
+            sent,
+            deliveries,
+            written_off,
+            spent,
+        })
     }
-    let share = publishers.len() as u64;
-    let pace = match params.rooms_rate {
-        Some(rate) => Pace::Rate(rate / share as f64),
-        None => Pace::Closed {
-            window: ACK_WINDOW,
-            fanout: members as u64,
-            max_backlog: MAX_BACKLOG,
-            share,
-        },
-    };
-    let (warmup_sent, _) =
-        publish_all(&mut publishers, &names, pace, &stats, params.warmup_secs).await?;
-    let _bar = Progress::timed("rooms: targeted emits", secs(params.rooms_secs));
-    let usage = Usage::start(&target.processes)?;
-    let (delivered0, start) = (stats.delivered(), Instant::now());
-    let (sent, written_off) =
-        publish_all(&mut publishers, &names, pace, &stats, params.rooms_secs).await?;
-    let deliveries = stats.delivered() - delivered0;
-    let seconds = start.elapsed().as_secs_f64();
-    let spent = usage.since()?;
-    let (server_cpu, generator_cpu) = (spent.total(), spent.generator);
-    eprintln!("    rooms: {:.0} deliveries/s", deliveries as f64 / seconds);
-    let expected = (warmup_sent + sent) * members as u64;
-    stats.wait_delivered(expected, DRAIN).await;
-    let acks_until = Instant::now() + DRAIN;
-    let mut unacked = 0;
-    for publisher in &mut publishers {
-        unacked += publisher.settle(acks_until).await?;
+
+    /// Waits until every event sent so far has arrived, at most [`DRAIN`].
+    async fn drain(&self) {
+        let expected = self.sent * self.members as u64;
+        self.stats.wait_delivered(expected, DRAIN).await;
     }
-    let result = RoomsResult {
-        rooms,
-        members,
-        connections: fleet.len(),
-        seconds,
-        emits_per_sec: sent as f64 / seconds,
-        deliveries_per_sec: deliveries as f64 / seconds,
-        server_cpu_s_per_m: per_million(server_cpu, deliveries),
-        generator_cpu_s_per_m: per_million(generator_cpu, deliveries),
-        written_off,
-        undelivered: expected.saturating_sub(stats.delivered()),
-        unacked,
-        lost_connections: fleet.lost(),
-    };
-    Ok((result, spent))
+
+    /// The scenario's result from its measured `phase` (counts over every phase are
+    /// [`Rooms::settle`]'s).
+    pub(crate) fn result(&mut self, phase: &Phase) -> RoomsResult {
+        let (server_cpu, generator_cpu) = (phase.spent.total(), phase.spent.generator);
+        RoomsResult {
+            rooms: self.rooms,
+            members: self.members,
+            connections: self.fleet.len(),
+            seconds: phase.seconds,
+            emits_per_sec: phase.sent as f64 / phase.seconds,
+            deliveries_per_sec: phase.deliveries as f64 / phase.seconds,
+            server_cpu_s_per_m: per_million(server_cpu, phase.deliveries),
+            generator_cpu_s_per_m: per_million(generator_cpu, phase.deliveries),
+            written_off: phase.written_off,
+            // Set by `Rooms::settle` at the end of the scenario.
+            undelivered: 0,
+            unacked: 0,
+            lost_connections: self.fleet.lost(),
+        }
+    }
+
+    /// Ends the scenario: waits for every event and then for every ack (each at most
+    /// [`DRAIN`]), and records on `result` the exact counts of every phase: deliveries
+    /// that never arrived, emits never acked, clients lost.
+    pub(crate) async fn settle(&mut self, result: &mut RoomsResult) -> anyhow::Result<()> {
+        self.drain().await;
+        let acks_until = Instant::now() + DRAIN;
+        let mut unacked = 0;
+        for publisher in &mut self.publishers {
+            unacked += publisher.settle(acks_until).await?;
+        }
+        let expected = self.sent * self.members as u64;
+        result.undelivered = expected.saturating_sub(self.stats.delivered());
+        result.unacked = unacked;
+        result.lost_connections = self.fleet.lost();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
