@@ -218,6 +218,31 @@ def cluster(fixtures):
     }
     for name, (flags, frame) in sse_frames.items():
         write("sse_frame", name, bytes([flags]) + frame.encode())
+    # RESP2 as a node's subscriber connection reads it from Redis: pushes of both
+    # kinds (payloads with CRLF and binary), confirmations, AUTH's answers, a pong.
+    def bulk(b):
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+
+    def array(*items):
+        return b"*%d\r\n" % len(items) + b"".join(items)
+
+    # A broadcast the Node adapter published, as the channel and payload of a push.
+    node = fixtures["redis_adapter"]["broadcasts"][0]
+    payload = hexed(node)
+    resp_seeds = {
+        "message": array(bulk(b"message"), bulk(node["channel"].encode()), bulk(payload)),
+        "pmessage": array(bulk(b"pmessage"), bulk(b"socket.io#/#*"), bulk(b"socket.io#/#room#"), bulk(payload)),
+        "smessage": array(bulk(b"smessage"), bulk(b"socket.io#/#"), bulk(b"a\r\nb\x00")),
+        "subscribe": array(bulk(b"psubscribe"), bulk(b"socket.io#/#*"), b":1\r\n"),
+        "unsubscribe": array(bulk(b"unsubscribe"), bulk(b"c"), b":0\r\n"),
+        "pong": array(bulk(b"pong"), bulk(b"")),
+        "ok": b"+OK\r\n",
+        "wrongpass": b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        "null": b"$-1\r\n",
+        "two-frames": array(bulk(b"subscribe"), bulk(b"c"), b":1\r\n") + array(bulk(b"message"), bulk(b"c"), bulk(b"hi")),
+    }
+    for name, data in resp_seeds.items():
+        write("resp", name, data)
     for case in streams["sessions"]:
         write("session", f"session-{case['name']}", b"\x00" + case["stored"].encode())
     for name, offset in {

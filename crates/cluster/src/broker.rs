@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use crate::connect::{classify, client_for_url, redact_url};
 use crate::redis_cluster::{ClusterUrl, SlotPipes, is_cluster_url};
 use crate::sentinel::{SentinelUrl, is_sentinel_url};
+use crate::sub_conn::{Plain, SubConn, SubError};
 use crate::{AdapterKind, ClusterConfig, ClusterError};
 
 /// How often the Sentinels are asked which server is the master.
@@ -446,7 +447,7 @@ impl Publish {
 
 /// Whether a [`Sub`] is taken or given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
+pub(crate) enum Change {
     Subscribe,
     Unsubscribe,
 }
@@ -822,102 +823,236 @@ impl Broker {
     }
 }
 
-/// Keeps the subscriber connection up; every message goes to `on_message`.
+/// Keeps the subscriber connection up; every message goes to `on_message`. Over plain
+/// TCP or a Unix socket the connection is the subscriber's own ([`SubConn`]); with TLS
+/// it is the `redis` crate's pub/sub connection.
 async fn subscriber(
     target: Arc<Target>,
-    mut subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
+    subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
     on_message: MessageHandler,
     link: Link,
     shutdown: Shutdown,
 ) {
-    let health = link.health.clone();
-    let mut subs = Subscriptions::default();
-    let mut backoff = MIN_BACKOFF;
-    let mut connected_once = false;
     let mut moved = target.moved();
+    let mut sub = Subscriber {
+        subs_rx,
+        subs: Subscriptions::default(),
+        on_message,
+        link,
+        shutdown,
+        connected_once: false,
+    };
+    let mut backoff = MIN_BACKOFF;
     loop {
-        if shutdown.is_triggered() {
+        if sub.shutdown.is_triggered() {
             return;
         }
         moved.borrow_and_update();
         let Some(client) = target.current().client else {
             return;
         };
-        match client.get_async_pubsub().await {
-            Ok(pubsub) => {
-                let (mut sink, mut stream) = pubsub.split();
-                let mut ok = true;
-                // Drain pending changes first so that this connection subscribes to
-                // what is held now, and nothing given back meanwhile.
-                while let Ok((change, sub)) = subs_rx.try_recv() {
-                    subs.record(change, &sub);
-                    health.subscription_done();
-                }
-                for sub in subs.held() {
-                    ok &= apply(&mut sink, Change::Subscribe, sub).await;
-                }
-                if ok {
-                    if connected_once {
-                        health.reconnects.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!("redis subscriber reconnected and resubscribed");
-                    }
-                    connected_once = true;
+        let served = match Plain::of(&client) {
+            Some(plain) => sub.serve_plain(&plain, &mut moved).await,
+            None => sub.serve_pubsub(&client, &mut moved).await,
+        };
+        sub.link.set(false);
+        match served {
+            Served::Done => return,
+            Served::Lost { was_up } => {
+                if was_up {
                     backoff = MIN_BACKOFF;
-                    link.set(true);
-                    loop {
-                        tokio::select! {
-                            () = shutdown.wait() => {
-                                link.set(false);
-                                return;
-                            }
-                            // The master moved (Sentinel): subscribe there.
-                            _ = moved.changed() => break,
-                            // Recorded before it is sent: if sending fails, the
-                            // reconnect applies it (subscribes, or leaves out).
-                            change = subs_rx.recv() => match change {
-                                Some((change, sub)) => {
-                                    let sent = !subs.record(change, &sub)
-                                        || apply(&mut sink, change, &sub).await;
-                                    health.subscription_done();
-                                    if !sent {
-                                        break;
-                                    }
-                                }
-                                None => return,
-                            },
-                            msg = stream.next() => match msg {
-                                Some(msg) => {
-                                    health.received.fetch_add(1, Ordering::Relaxed);
-                                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-                                    on_message(msg.get_channel_name(), payload);
-                                }
-                                None => break,
-                            },
-                        }
-                    }
                 }
-                link.set(false);
                 tracing::warn!("redis subscriber connection lost; reconnecting");
             }
-            Err(err) => {
-                link.set(false);
-                match classify(&err) {
-                    ClusterError::Auth(why) => tracing::error!(
-                        error = why,
-                        retry_in = ?backoff,
-                        "redis refused the credentials of cluster.redis_url"
-                    ),
-                    _ => tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable"),
-                }
+            Served::Failed(ClusterError::Auth(why)) => tracing::error!(
+                error = why,
+                retry_in = ?backoff,
+                "redis refused the credentials of cluster.redis_url"
+            ),
+            Served::Failed(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "redis unreachable");
             }
         }
         tokio::select! {
-            () = shutdown.wait() => return,
+            () = sub.shutdown.wait() => return,
             () = tokio::time::sleep(jitter(backoff)) => {}
             // A master found (Sentinel): try it now.
             _ = moved.changed() => backoff = MIN_BACKOFF,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// How one subscriber connection ended.
+enum Served {
+    /// Shut down, or the broker is gone.
+    Done,
+    /// The connection dropped, failed a subscription change, or the master moved.
+    /// `was_up`: it had been subscribed to everything held.
+    Lost { was_up: bool },
+    /// No connection.
+    Failed(ClusterError),
+}
+
+/// The classic subscriber's state across its connections.
+struct Subscriber {
+    subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
+    /// What every new connection subscribes to.
+    subs: Subscriptions,
+    on_message: MessageHandler,
+    link: Link,
+    shutdown: Shutdown,
+    /// A connection was up before (the next one up is a reconnect).
+    connected_once: bool,
+}
+
+impl Subscriber {
+    /// Records the changes asked for while no connection was up: the next connection
+    /// subscribes to what is held now, and nothing given back meanwhile.
+    fn record_pending(&mut self) {
+        while let Ok((change, sub)) = self.subs_rx.try_recv() {
+            self.subs.record(change, &sub);
+            self.link.health.subscription_done();
+        }
+    }
+
+    /// A connection subscribed to everything held: the node hears the cluster.
+    fn up(&mut self) {
+        if self.connected_once {
+            self.link.health.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("redis subscriber reconnected and resubscribed");
+        }
+        self.connected_once = true;
+        self.link.set(true);
+    }
+
+    /// One connection of the subscriber's own ([`SubConn`]) to `plain`, until it ends.
+    async fn serve_plain(&mut self, plain: &Plain, moved: &mut watch::Receiver<u64>) -> Served {
+        let mut conn = tokio::select! {
+            () = self.shutdown.wait() => return Served::Done,
+            conn = SubConn::connect(plain, Duration::from_secs(2)) => match conn {
+                Ok(conn) => conn,
+                Err(err) => return Served::Failed(sub_error(err)),
+            },
+        };
+        self.record_pending();
+        for sub in self.subs.held() {
+            conn.queue(Change::Subscribe, sub);
+        }
+        let health = self.link.health.clone();
+        let on_message = self.on_message.clone();
+        let mut deliver = |channel: &str, payload: Bytes| {
+            health.received.fetch_add(1, Ordering::Relaxed);
+            on_message(channel, payload);
+        };
+        // Subscribed to everything held before the node says it hears the cluster.
+        let subscribed = async {
+            conn.flush().await?;
+            while conn.unconfirmed() > 0 {
+                conn.fill().await?;
+                conn.dispatch(&mut deliver)?;
+            }
+            Ok::<(), SubError>(())
+        };
+        match tokio::time::timeout(SUBSCRIBER_TIMEOUT, subscribed).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "redis subscriber could not subscribe");
+                return Served::Lost { was_up: false };
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?SUBSCRIBER_TIMEOUT, "redis subscriber got no confirmation");
+                return Served::Lost { was_up: false };
+            }
+        }
+        self.up();
+        loop {
+            tokio::select! {
+                () = self.shutdown.wait() => return Served::Done,
+                // The master moved (Sentinel): subscribe there.
+                _ = moved.changed() => return Served::Lost { was_up: true },
+                // Recorded before it is sent: if sending fails, the reconnect applies
+                // it (subscribes, or leaves out).
+                change = self.subs_rx.recv() => {
+                    let Some((change, sub)) = change else {
+                        return Served::Done;
+                    };
+                    let send = self.subs.record(change, &sub);
+                    if send {
+                        conn.queue(change, &sub);
+                    }
+                    let sent = conn.flush().await;
+                    self.link.health.subscription_done();
+                    if let Err(err) = sent {
+                        tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
+                        return Served::Lost { was_up: true };
+                    }
+                }
+                read = conn.fill() => {
+                    if let Err(err) = read.and_then(|()| conn.dispatch(&mut deliver).map(drop)) {
+                        tracing::debug!(error = %err, "redis subscriber connection ended");
+                        return Served::Lost { was_up: true };
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `redis` crate pub/sub connection (TLS) to `client`, until it ends.
+    async fn serve_pubsub(
+        &mut self,
+        client: &redis::Client,
+        moved: &mut watch::Receiver<u64>,
+    ) -> Served {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(err) => return Served::Failed(classify(&err)),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        self.record_pending();
+        for sub in self.subs.held() {
+            if !apply(&mut sink, Change::Subscribe, sub).await {
+                return Served::Lost { was_up: false };
+            }
+        }
+        self.up();
+        let health = self.link.health.clone();
+        loop {
+            tokio::select! {
+                () = self.shutdown.wait() => return Served::Done,
+                // The master moved (Sentinel): subscribe there.
+                _ = moved.changed() => return Served::Lost { was_up: true },
+                // Recorded before it is sent: if sending fails, the reconnect applies
+                // it (subscribes, or leaves out).
+                change = self.subs_rx.recv() => {
+                    let Some((change, sub)) = change else {
+                        return Served::Done;
+                    };
+                    let sent = !self.subs.record(change, &sub)
+                        || apply(&mut sink, change, &sub).await;
+                    health.subscription_done();
+                    if !sent {
+                        return Served::Lost { was_up: true };
+                    }
+                }
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        return Served::Lost { was_up: true };
+                    };
+                    health.received.fetch_add(1, Ordering::Relaxed);
+                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                    (self.on_message)(msg.get_channel_name(), payload);
+                }
+            }
+        }
+    }
+}
+
+/// What a failed connection of the subscriber's own means, as the node reports it.
+fn sub_error(err: SubError) -> ClusterError {
+    match err {
+        SubError::Auth(why) => ClusterError::Auth(why),
+        other => ClusterError::Redis(other.to_string()),
     }
 }
 

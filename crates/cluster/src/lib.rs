@@ -74,6 +74,7 @@ mod sentinel;
 mod sharded;
 mod sign;
 mod streams;
+mod sub_conn;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -15,6 +15,7 @@ use switchboard_protocol::cluster::redis_adapter::{
     BroadcastMessage, ChannelKind, ChannelTarget, Channels, DEFAULT_KEY, RawResponse, Request,
     RequestBody, RequestType, parse_channel,
 };
+use switchboard_protocol::cluster::resp::{self, Frame, Item, Push};
 use switchboard_protocol::cluster::streams::{
     ClusterMessage, MessageBody, PersistedSession, StreamId,
 };
@@ -270,5 +271,56 @@ fn body_lookalike(body: &MessageBody) -> bool {
     match body {
         MessageBody::Broadcast { packet, .. } => packet_lookalike(packet.data.as_ref()),
         _ => false,
+    }
+}
+
+/// RESP2 as a node's subscriber connection reads it from Redis (`resp::parse`,
+/// `resp::push`): a frame lies within the input and every range within the frame; the
+/// frame alone parses to the same frame, and every shorter prefix of it is incomplete
+/// (never an error: the reader waits for more); a message's channel and payload,
+/// written as a `message` push, read back the same.
+pub fn resp(data: &[u8]) {
+    let Ok(Some((frame, n))) = resp::parse(data) else {
+        return;
+    };
+    assert!(n <= data.len());
+    assert_eq!(resp::parse(&data[..n]), Ok(Some((frame.clone(), n))));
+    // Every prefix for short frames; a spread of them for long ones.
+    let step = (n / 256).max(1);
+    for end in (0..n).step_by(step).chain(n.checked_sub(1)) {
+        assert_eq!(
+            resp::parse(&data[..end]),
+            Ok(None),
+            "prefix of {end} of {n}"
+        );
+    }
+    let inside = |r: &std::ops::Range<usize>| assert!(r.start <= r.end && r.end <= n, "{r:?}");
+    match &frame {
+        Frame::Status(r) | Frame::Error(r) | Frame::Bulk(r) => inside(r),
+        Frame::Array(items) => {
+            for item in items.as_slice() {
+                if let Item::Str(r) = item {
+                    inside(r);
+                }
+            }
+        }
+        Frame::Int(_) | Frame::Nil => {}
+    }
+    if let Push::Message { channel, payload } = resp::push(data, &frame) {
+        let (channel, payload) = (&data[channel], &data[payload]);
+        let mut out = Vec::new();
+        resp::command(&mut out, &[b"message", channel, payload]);
+        let (again, m) = resp::parse(&out)
+            .expect("a written push parses")
+            .expect("and is complete");
+        assert_eq!(m, out.len());
+        let Push::Message {
+            channel: c,
+            payload: p,
+        } = resp::push(&out, &again)
+        else {
+            panic!("a written message reads back as one");
+        };
+        assert_eq!((&out[c], &out[p]), (channel, payload));
     }
 }

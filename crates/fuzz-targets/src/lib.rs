@@ -10,8 +10,8 @@
 //! - [`engineio`]: Engine.IO packets, long-polling payloads, the handshake query.
 //! - [`socketio`]: the Socket.IO decoder fed sequences of text and binary messages.
 //! - [`cluster`]: MessagePack, the Redis adapter's messages and channel names, the
-//!   streams adapter's entries and pub/sub payloads, persisted recovery sessions and
-//!   stream ids.
+//!   streams adapter's entries and pub/sub payloads, persisted recovery sessions,
+//!   stream ids, and RESP2 as the subscriber connection reads it from Redis.
 //! - [`auth`]: the whole JWT verification path with a fixed HMAC key.
 //! - [`hooks`]: a backend's reply to a forwarded event.
 //! - [`sse`]: a Socket.IO event framed as a Server-Sent Event.
@@ -30,7 +30,7 @@ pub mod sse;
 mod support;
 
 pub use auth::jwt;
-pub use cluster::{msgpack, redis_adapter, session, sharded, streams};
+pub use cluster::{msgpack, redis_adapter, resp, session, sharded, streams};
 pub use engineio::{engineio_handshake, engineio_packet, engineio_payload};
 pub use hooks::hook_reply;
 pub use socketio::socketio_decoder;
@@ -50,6 +50,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("redis_adapter", redis_adapter),
     ("streams", streams),
     ("sharded", sharded),
+    ("resp", resp),
     ("session", session),
     ("jwt", jwt),
     ("hook_reply", hook_reply),

@@ -151,6 +151,7 @@ targets!(
     redis_adapter,
     streams,
     sharded,
+    resp,
     session,
     jwt,
     hook_reply,

@@ -15,6 +15,8 @@
 //! - [`streams`]: `@socket.io/redis-streams-adapter` 0.3 on top of `socket.io-adapter`'s
 //!   `ClusterAdapter` — cluster messages as stream entries and pub/sub payloads, the
 //!   connection-state-recovery session, stream ids.
+//! - [`resp`]: RESP2 as a subscribed connection reads it — messages and confirmations
+//!   parsed in place, so a message's payload is a slice of the read buffer.
 //! - [`BroadcastOpts`] and [`BroadcastFlags`]: the broadcast target both adapters share;
 //!   [`RemoteSocket`]: one socket in a `fetchSockets()` answer; [`CodecError`]: why bytes
 //!   were rejected.
@@ -31,6 +33,7 @@ mod remote_socket;
 
 pub mod msgpack;
 pub mod redis_adapter;
+pub mod resp;
 pub mod streams;
 
 pub use error::CodecError;
