@@ -26,11 +26,11 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Starts Redis on `host`, then `count` nodes of `launch` with `adapter` on it (named
     /// `node-1` …, each on a free port of `host`, one after the other so each is in the
-    /// cluster before the next starts). Logs go to `<logs>-redis.log`, `<logs>-node-<i>.log`.
+    /// cluster before the next starts), each with `threads` worker threads when given.
+    /// Logs go to `<logs>-redis.log`, `<logs>-node-<i>.log`.
     pub(crate) async fn start(
         launch: &Launch,
-        adapter: Adapter,
-        count: usize,
+        (adapter, count, threads): (Adapter, usize, Option<usize>),
         host: &str,
         logs: &Path,
     ) -> anyhow::Result<Cluster> {
@@ -47,7 +47,7 @@ impl Cluster {
         for i in 1..=count {
             let name = format!("node-{i}");
             let log = log_of(&name);
-            let node = launch.clustered(adapter, &redis.url, &name);
+            let node = launch.clustered(adapter, &redis.url, &name, threads);
             let server = Server::start(&node, host, 0, &log)
                 .await
                 .with_context(|| format!("{name} of {count}"))?;

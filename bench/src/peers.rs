@@ -212,14 +212,29 @@ pub(crate) struct Launch {
     /// Variables of this environment the server must not inherit (`SWITCHBOARD_*` would
     /// override `switchboard serve`'s generated config).
     pub(crate) env_remove: Vec<OsString>,
+    /// Variables set for the server (a cluster node's worker threads).
+    pub(crate) env: Vec<(OsString, OsString)>,
     /// Working directory.
     pub(crate) cwd: PathBuf,
 }
 
 impl Launch {
-    /// The same server as node `name` of a cluster on `redis_url` with `adapter`.
-    pub(crate) fn clustered(&self, adapter: Adapter, redis_url: &str, name: &str) -> Launch {
+    /// The same server as node `name` of a cluster on `redis_url` with `adapter`, with
+    /// `threads` worker threads when given (`TOKIO_WORKER_THREADS`, which the tokio
+    /// servers' runtimes read; Node runs one thread whatever it says).
+    pub(crate) fn clustered(
+        &self,
+        adapter: Adapter,
+        redis_url: &str,
+        name: &str,
+        threads: Option<usize>,
+    ) -> Launch {
         let mut launch = self.clone();
+        if let Some(threads) = threads {
+            launch
+                .env
+                .push(("TOKIO_WORKER_THREADS".into(), threads.to_string().into()));
+        }
         for arg in [
             "--adapter",
             adapter.name(),
@@ -288,6 +303,7 @@ impl Server {
         for name in &launch.env_remove {
             command.env_remove(name);
         }
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
         command
             .args(&launch.args)
             .args(launch.listen.args(host, port))

@@ -55,6 +55,7 @@ fn launch(program: PathBuf, args: &[&str], cwd: &Path) -> Launch {
         program,
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         listen: Listen::HostPort,
+        env: Vec::new(),
         env_remove: Vec::new(),
         cwd: cwd.to_path_buf(),
     }
@@ -130,6 +131,7 @@ async fn serve(paths: &Paths, plan: &Plan) -> Result<Launch, String> {
     }
     Ok(Launch {
         listen: Listen::Addr,
+        env: Vec::new(),
         env_remove: std::env::vars_os()
             .map(|(name, _)| name)
             .filter(|name| name.to_string_lossy().starts_with("SWITCHBOARD_"))

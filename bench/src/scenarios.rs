@@ -211,6 +211,17 @@ pub(crate) struct Params {
     #[arg(long, default_value_t = 10_000.0)]
     #[serde(default)]
     pub(crate) cluster_rooms_rate: f64,
+    /// Cluster fan-out, latency and many-rooms scenarios: worker threads of each node of
+    /// a tokio server (Switchboard, socketioxide; `TOKIO_WORKER_THREADS`). 0: the
+    /// machine's cores ÷ nodes, at least one, so the nodes together run no more busy
+    /// threads than there are cores (three nodes of two threads each on two cores cost
+    /// about a tenth more CPU per delivery than of one thread each, in the many-rooms
+    /// scenario at 10k emits/s); N: N each. The recovery storm's
+    /// nodes keep their default. Runs written before this existed: the default (every
+    /// node as many threads as cores).
+    #[arg(long, default_value = "0")]
+    #[serde(default)]
+    pub(crate) cluster_node_threads: Option<usize>,
     /// Recovery storm: clients on the node that is killed.
     #[arg(long, default_value_t = 5000)]
     #[serde(default = "defaults::storm_clients")]
@@ -323,6 +334,21 @@ mod defaults {
 }
 
 impl Params {
+    /// Worker threads of each of `nodes` cluster nodes ([`Params::cluster_node_threads`]);
+    /// `None`: the runtime's default.
+    pub(crate) fn node_threads(&self, nodes: usize) -> Option<usize> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.node_threads_on(nodes, cores)
+    }
+
+    /// [`Params::node_threads`] on a machine of `cores`.
+    fn node_threads_on(&self, nodes: usize, cores: usize) -> Option<usize> {
+        match self.cluster_node_threads? {
+            0 => Some((cores / nodes.max(1)).max(1)),
+            n => Some(n),
+        }
+    }
+
     /// Tiny sizes and durations for the CI smoke run.
     pub(crate) fn smoke() -> Params {
         Params {
@@ -352,6 +378,7 @@ impl Params {
             cluster_room_sizes: vec![10],
             cluster_latency_deliveries: 1000.0,
             cluster_cost_deliveries: 1000.0,
+            cluster_node_threads: Some(0),
             cluster_rooms_rate: 50.0,
             storm_clients: 50,
             storm_rooms: 5,
@@ -392,4 +419,22 @@ pub(crate) fn secs(s: f64) -> Duration {
 /// `x` per million `per`, or 0 when `per` is 0.
 pub(crate) fn per_million(x: f64, per: u64) -> f64 {
     if per == 0 { 0.0 } else { x * 1e6 / per as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_share_the_cores_unless_told_otherwise() {
+        let mut params = Params::smoke();
+        params.cluster_node_threads = Some(0);
+        let on_two: Vec<_> = (1..=3).map(|n| params.node_threads_on(n, 2)).collect();
+        assert_eq!(on_two, [Some(2), Some(1), Some(1)]);
+        assert_eq!(params.node_threads_on(3, 8), Some(2));
+        params.cluster_node_threads = Some(3);
+        assert_eq!(params.node_threads_on(1, 2), Some(3));
+        params.cluster_node_threads = None;
+        assert_eq!(params.node_threads_on(3, 2), None, "the runtime's default");
+    }
 }

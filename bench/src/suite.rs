@@ -212,8 +212,14 @@ impl Running {
                 // Connection state recovery (the fixture's flag), 120 s window.
                 launch.args.push("--recovery".to_owned());
             }
-            let mut cluster =
-                Cluster::start(&launch, shape.adapter, shape.nodes, &plan.host, log).await?;
+            // The storm's nodes keep their own default: after the kill one runs alone.
+            let threads = if storm {
+                None
+            } else {
+                plan.params.node_threads(shape.nodes)
+            };
+            let what = (shape.adapter, shape.nodes, threads);
+            let mut cluster = Cluster::start(&launch, what, &plan.host, log).await?;
             if storm {
                 // The storm SIGKILLs the second node, where its clients are.
                 cluster.expect_kill(1);

@@ -23,6 +23,44 @@ publisher's first). `× 1 node` is that cost ÷ the same server's with the same 
 on one node (what clustering adds); `× SB` is it ÷ Switchboard's (fixture) with the same \
 adapter and node count.";
 
+/// How many worker threads each node of a tokio server (Switchboard, socketioxide) ran
+/// with, by node count (Node runs one thread per process).
+fn threads_note(report: &SuiteReport) -> String {
+    let p = &report.params;
+    let Some(threads) = p.cluster_node_threads else {
+        return "Each node of a tokio server (Switchboard, socketioxide) ran its runtime's \
+                default worker threads, as many as the machine's cores."
+            .to_owned();
+    };
+    let cores = report.machine.cores.max(1);
+    let each: Vec<String> = p
+        .cluster_nodes
+        .iter()
+        .map(|&n| {
+            let t = if threads == 0 {
+                (cores / n.max(1)).max(1)
+            } else {
+                threads
+            };
+            let plural = if n == 1 { "" } else { "s" };
+            format!("{t} on {n} node{plural}")
+        })
+        .collect();
+    let how = if threads == 0 {
+        format!(
+            "the cores ÷ nodes, at least one, so the nodes together run no more busy threads \
+             than the {cores} cores, as nodes packed onto one machine would"
+        )
+    } else {
+        "--cluster-node-threads".to_owned()
+    };
+    format!(
+        "Worker threads of each node of a tokio server (Switchboard, socketioxide): {} \
+         ({how}); Node runs one thread per process.",
+        each.join(", ")
+    )
+}
+
 /// The cluster tables, in order (nothing when no cluster scenario ran).
 pub(super) fn tables(report: &SuiteReport) -> String {
     let mut md = String::new();
@@ -294,10 +332,11 @@ fn targets(report: &SuiteReport) -> String {
 fn fanout(report: &SuiteReport) -> String {
     let mut md = format!(
         "\n## Cluster fan-out (one room spread over the nodes, publisher on the first)\n\n\
-         {READING}\n\n\
+         {READING} {}\n\n\
          | server | adapter | room | nodes | deliveries/s | CPU s / M deliveries | × 1 node | × SB | \
          each node | Redis | generator CPU s / M | dropped | lost conns |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        threads_note(report)
     );
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
@@ -338,13 +377,14 @@ fn cost(report: &SuiteReport) -> String {
          room) and each many-rooms cell {} targeted emits/s, for as long as the peak phase: \
          the same work for every server and node count, so `× 1 node` is what clustering \
          adds to a delivery at that load. A cell whose peak was too low for the rate to \
-         stay within {:.0} % of it skips the phase (a row of dashes).\n\n\
+         stay within {:.0} % of it skips the phase (a row of dashes). {}\n\n\
          | scenario | server | adapter | nodes | offered deliveries/s | received/s | \
          CPU s / M deliveries | × 1 node | × SB | each node | Redis | cluster cores |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         human(p.cluster_cost_deliveries),
         human(p.cluster_rooms_rate),
         COST_HEADROOM * 100.0,
+        threads_note(report),
     );
     let mut row = |what: &str,
                    s: &ServerReport,
@@ -429,12 +469,14 @@ fn latency(report: &SuiteReport) -> String {
          broadcast/s)\n\n\
          Receivers on the publisher's node against receivers on the other nodes (their events \
          went through Redis). `p99 × SB` compares the other nodes' p99 (on one node: the \
-         publisher's node's) with Switchboard's (fixture) on the same adapter and node count.\n\n\
+         publisher's node's) with Switchboard's (fixture) on the same adapter and node count. \
+         {}\n\n\
          | server | adapter | room | nodes | broadcasts/s | same node p50 · p99 · p99.9 ms | \
          other nodes p50 · p99 · p99.9 ms | max ms | p99 × SB | received | cluster cores | \
          generator cores |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        human(report.params.cluster_latency_deliveries)
+        human(report.params.cluster_latency_deliveries),
+        threads_note(report)
     );
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
@@ -477,11 +519,13 @@ fn rooms(report: &SuiteReport) -> String {
     let mut md = format!(
         "\n## Cluster many rooms ({} rooms × {} members spread over the nodes, targeted emits \
          from the first)\n\n\
-         {READING}\n\n\
+         {READING} {}\n\n\
          | server | adapter | nodes | emits/s | deliveries/s | CPU s / M deliveries | × 1 node | \
          × SB | each node | Redis | generator CPU s / M | dropped | lost conns |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        p.rooms, p.members
+        p.rooms,
+        p.members,
+        threads_note(report)
     );
     let find = |s: &ServerReport, shape: Shape| {
         rooms_of(s, shape).map(|r| r.median(|r| r.cpu.total_s_per_m))
@@ -652,11 +696,28 @@ mod tests {
     }
 
     #[test]
+    fn the_tables_say_how_many_threads_each_node_ran() {
+        let mut report = repeat_run();
+        assert!(threads_note(&report).contains("runtime's default"));
+        report.params.cluster_node_threads = Some(0);
+        report.machine.cores = 2;
+        let note = threads_note(&report);
+        assert!(
+            note.contains("(Switchboard, socketioxide): 2 on 1 node, 1 on 2 nodes, 1 on 3 nodes ("),
+            "{note}"
+        );
+        assert!(fanout(&report).contains(&note) && rooms(&report).contains(&note));
+    }
+
+    #[test]
     fn the_cross_node_target_is_judged_at_one_load_and_the_peak_is_a_reference() {
         let mut report = repeat_run();
         // A run before the cost phases: the peak's ratio is shown, and judged by nothing.
         let md = targets(&report);
-        let peak = rows(&md, "many rooms: CPU per delivery × 1 node, each at its peak");
+        let peak = rows(
+            &md,
+            "many rooms: CPU per delivery × 1 node, each at its peak",
+        );
         assert_eq!(peak.len(), 4, "{md}");
         assert!(peak.iter().all(|r| r.3 == "—"), "{md}");
         assert!(rows(&md, "many rooms: CPU per delivery × 1 node, at").is_empty());
