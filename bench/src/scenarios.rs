@@ -197,6 +197,14 @@ pub(crate) struct Params {
     #[arg(long, default_value_t = 10_000.0)]
     #[serde(default = "defaults::cluster_latency_deliveries")]
     pub(crate) cluster_latency_deliveries: f64,
+    /// Cluster latency scenario: the publish rate as a fraction of the cell's own fan-out
+    /// peak, measured just before in the same step (the target's "10 % of peak"); a step
+    /// that measured no peak (`cluster-latency` alone) publishes at the fixed rate of
+    /// --cluster-latency-deliveries. 0: always the fixed rate (and runs written before
+    /// this existed).
+    #[arg(long, default_value_t = 0.1)]
+    #[serde(default)]
+    pub(crate) cluster_latency_load: f64,
     /// Cluster fan-out scenario: deliveries per second of its cost phase, after the
     /// phase as fast as the cluster accepts: one load for every server and node count,
     /// so `× 1 node` compares what a delivery costs at the same load (at its peak a node
@@ -377,6 +385,7 @@ impl Params {
             cluster_adapters: vec![Adapter::Redis, Adapter::RedisStreams],
             cluster_room_sizes: vec![10],
             cluster_latency_deliveries: 1000.0,
+            cluster_latency_load: 0.1,
             cluster_cost_deliveries: 1000.0,
             cluster_node_threads: Some(0),
             cluster_rooms_rate: 50.0,

@@ -186,7 +186,18 @@ const OTHER_NODE_P99_GOAL_MS: f64 = 2.0;
 /// ahead of socketioxide's (their `× SB`); p99 on the other nodes at most 2 ms above the
 /// publisher's node's.
 fn targets(report: &SuiteReport) -> String {
-    let mut md = String::from(
+    let latency = if report.params.cluster_latency_load > 0.0 {
+        format!(
+            "Latency is the latency table's, at {:.0} % of each cell's own fan-out peak.",
+            report.params.cluster_latency_load * 100.0
+        )
+    } else {
+        "Latency is the latency table's, at its fixed rate (about 1 % of the fan-out peak; \
+         the target names 10 %), where a room of 10,000 gets one broadcast per second, so \
+         its p99 rests on few broadcasts."
+            .to_owned()
+    };
+    let mut md = format!(
         "\n## Cluster against the targets\n\n\
          Switchboard (fixture) in every cluster shape that ran (one node is the base, so not a \
          row). CPU per delivery covers every node and Redis; on this shared two-core machine \
@@ -195,9 +206,7 @@ fn targets(report: &SuiteReport) -> String {
          its peak a node falls behind and writes several events per socket write, cheaper \
          the further behind it runs, so the peak's ratio (shown for reference) measures how \
          far behind each shape runs as much as what clustering costs. The peers are \
-         compared at their peaks. Latency is the latency table's, at its fixed rate (about \
-         1 % of the fan-out peak; the target names 10 %), where a room of 10,000 gets one \
-         broadcast per second, so its p99 rests on few broadcasts.\n\n\
+         compared at their peaks. {latency}\n\n\
          | what | adapter | room | nodes | value | target | verdict |\n\
          |---|---|---:|---:|---:|---|---|\n",
     );
@@ -462,11 +471,24 @@ fn worst_p99(l: &crate::scenarios::cluster::ClusterLatency) -> u64 {
     l.other_nodes.as_ref().unwrap_or(&l.same_node).p99_us
 }
 
+/// The latency table's publish rate, as its heading says it.
+fn latency_rate_note(p: &crate::scenarios::Params) -> String {
+    let fixed = human(p.cluster_latency_deliveries);
+    if p.cluster_latency_load > 0.0 {
+        format!(
+            "publish rate: {:.0} % of the cell's own fan-out peak; {fixed} deliveries/s where \
+             the step measured no peak",
+            p.cluster_latency_load * 100.0
+        )
+    } else {
+        format!("fixed publish rate: {fixed} deliveries/s offered, at least one broadcast/s")
+    }
+}
+
 /// Cluster latency table.
 fn latency(report: &SuiteReport) -> String {
     let mut md = format!(
-        "\n## Cluster latency (fixed publish rate: {} deliveries/s offered, at least one \
-         broadcast/s)\n\n\
+        "\n## Cluster latency ({})\n\n\
          Receivers on the publisher's node against receivers on the other nodes (their events \
          went through Redis). `p99 × SB` compares the other nodes' p99 (on one node: the \
          publisher's node's) with Switchboard's (fixture) on the same adapter and node count. \
@@ -475,7 +497,7 @@ fn latency(report: &SuiteReport) -> String {
          other nodes p50 · p99 · p99.9 ms | max ms | p99 × SB | received | cluster cores | \
          generator cores |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        human(report.params.cluster_latency_deliveries),
+        latency_rate_note(&report.params),
         threads_note(report)
     );
     for &size in &report.params.cluster_room_sizes {

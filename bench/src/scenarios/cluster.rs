@@ -167,10 +167,25 @@ fn on_first_node(size: usize, nodes: usize) -> usize {
     size.div_ceil(nodes.max(1))
 }
 
-/// The fixed publish rate of the latency phase on a room of `size`: the offered
-/// deliveries per second the parameters ask for, at least one broadcast per second.
+/// The fixed publish rate of the latency phase on a room of `size` (a step without a
+/// fan-out peak to take a fraction of): the offered deliveries per second the
+/// parameters ask for, at least one broadcast per second.
 pub(crate) fn latency_rate(params: &Params, size: usize) -> f64 {
     (params.cluster_latency_deliveries / size.max(1) as f64).max(1.0)
+}
+
+/// The latency phase's rate in broadcasts/s on a room of `size`, and the fraction of
+/// the cell's `peak` it is: --cluster-latency-load of that peak when the step measured
+/// one, else the fixed rate ([`latency_rate`], fraction `None`).
+fn latency_pace(params: &Params, size: usize, peak: Option<&FanoutResult>) -> (f64, Option<f64>) {
+    match peak {
+        Some(peak) if params.cluster_latency_load > 0.0 && peak.seconds > 0.0 => {
+            let load = params.cluster_latency_load;
+            let peak_rate = peak.broadcasts as f64 / peak.seconds;
+            ((peak_rate * load).max(1.0), Some(load))
+        }
+        _ => (latency_rate(params, size), None),
+    }
 }
 
 /// Fan-out on one room of `size` (when `want.0`), then latency at the fixed rate (when
@@ -204,8 +219,8 @@ pub(crate) async fn fanout(
     }
     let mut latency = None;
     if want.1 {
-        let rate = latency_rate(params, size);
-        let all = fanout::measure_latency(&mut room, target, (rate, None), params).await?;
+        let (rate, load) = latency_pace(params, size, peak.as_ref().map(|p| &p.0));
+        let all = fanout::measure_latency(&mut room, target, (rate, load), params).await?;
         let broadcasts = all.expected / size.max(1) as u64;
         let group = |g: Group, receivers: usize| -> anyhow::Result<Percentiles> {
             let hist = room.stats.latency_of(g)?;
@@ -354,6 +369,32 @@ mod tests {
         assert!(cost_phase_fits(400_000.0, 500_000.0));
         assert!(!cost_phase_fits(400_000.0, 499_999.0));
         assert!(!cost_phase_fits(0.0, 1e6), "0 turns the phase off");
+    }
+
+    #[test]
+    fn latency_runs_at_a_tenth_of_the_cells_own_peak_or_at_the_fixed_rate() {
+        let mut params = Params::smoke();
+        params.cluster_latency_deliveries = 10_000.0;
+        let peak = FanoutResult {
+            room_size: 1000,
+            seconds: 10.0,
+            broadcasts: 15_000,
+            deliveries: 15_000_000,
+            deliveries_per_sec: 1.5e6,
+            server_cpu_s_per_m: 1.0,
+            server_cores: 1.0,
+            generator_cpu_s_per_m: 1.0,
+            written_off: 0,
+            undelivered: 0,
+            unacked: 0,
+            lost_connections: 0,
+        };
+        assert_eq!(latency_pace(&params, 1000, Some(&peak)), (150.0, Some(0.1)));
+        assert_eq!(latency_pace(&params, 1000, None), (10.0, None));
+        params.cluster_latency_load = 0.0;
+        assert_eq!(latency_pace(&params, 1000, Some(&peak)), (10.0, None));
+        // At least one broadcast a second.
+        assert_eq!(latency_pace(&params, 100_000, None), (1.0, None));
     }
 
     #[test]
