@@ -956,6 +956,8 @@ impl Subscriber {
         };
         match tokio::time::timeout(SUBSCRIBER_TIMEOUT, subscribed).await {
             Ok(Ok(())) => {}
+            // `NOAUTH`: the URL has no credentials and Redis wants some.
+            Ok(Err(SubError::Auth(why))) => return Served::Failed(ClusterError::Auth(why)),
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "redis subscriber could not subscribe");
                 return Served::Lost { was_up: false };
