@@ -392,6 +392,15 @@ mod tests {
         Plain::of(&redis::Client::open(url).expect("a URL")).expect("a plain URL")
     }
 
+    /// A command connection to `redis`, to publish with.
+    async fn publisher(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(redis.url()).expect("a URL");
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connects")
+    }
+
     /// Subscribes `conn` to `sub` and waits for Redis' confirmation.
     async fn subscribe(conn: &mut SubConn, sub: Sub) -> Result<(), SubError> {
         conn.queue(Change::Subscribe, &sub);
@@ -464,11 +473,7 @@ mod tests {
         subscribe(&mut conn, Sub::Channel("exact".to_owned()))
             .await
             .expect("subscribed");
-        let client = redis::Client::open(redis.url()).expect("a URL");
-        let mut publisher = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connects");
+        let mut publisher = publisher(&redis).await;
         // Four reads' worth of binary payload with CRLFs in it, then many small ones.
         let big: Vec<u8> = (0..4 * READ_CHUNK).map(|i| (i % 251) as u8).collect();
         let mut want = vec![("sio#big".to_owned(), Bytes::from(big.clone()))];
@@ -512,11 +517,7 @@ mod tests {
         subscribe(&mut conn, Sub::Channel("c".to_owned()))
             .await
             .expect("subscribed");
-        let client = redis::Client::open(redis.url()).expect("a URL");
-        let mut publisher = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connects");
+        let mut publisher = publisher(&redis).await;
         redis::cmd("PUBLISH")
             .arg("c")
             .arg("over the socket")
