@@ -30,7 +30,9 @@ impl Cluster {
     /// Logs go to `<logs>-redis.log`, `<logs>-node-<i>.log`.
     pub(crate) async fn start(
         launch: &Launch,
-        (adapter, count, threads): (Adapter, usize, Option<usize>),
+        adapter: Adapter,
+        count: usize,
+        threads: Option<usize>,
         host: &str,
         logs: &Path,
     ) -> anyhow::Result<Cluster> {

@@ -349,8 +349,9 @@ impl Params {
         self.node_threads_on(nodes, cores)
     }
 
-    /// [`Params::node_threads`] on a machine of `cores`.
-    fn node_threads_on(&self, nodes: usize, cores: usize) -> Option<usize> {
+    /// [`Params::node_threads`] on a machine of `cores` (a run's report reads the
+    /// machine it ran on).
+    pub(crate) fn node_threads_on(&self, nodes: usize, cores: usize) -> Option<usize> {
         match self.cluster_node_threads? {
             0 => Some((cores / nodes.max(1)).max(1)),
             n => Some(n),

@@ -218,8 +218,9 @@ impl Running {
             } else {
                 plan.params.node_threads(shape.nodes)
             };
-            let what = (shape.adapter, shape.nodes, threads);
-            let mut cluster = Cluster::start(&launch, what, &plan.host, log).await?;
+            let (adapter, nodes) = (shape.adapter, shape.nodes);
+            let mut cluster =
+                Cluster::start(&launch, adapter, nodes, threads, &plan.host, log).await?;
             if storm {
                 // The storm SIGKILLs the second node, where its clients are.
                 cluster.expect_kill(1);

@@ -36,14 +36,10 @@ fn threads_note(report: &SuiteReport) -> String {
     let each: Vec<String> = p
         .cluster_nodes
         .iter()
-        .map(|&n| {
-            let t = if threads == 0 {
-                (cores / n.max(1)).max(1)
-            } else {
-                threads
-            };
+        .filter_map(|&n| {
+            let t = p.node_threads_on(n, cores)?;
             let plural = if n == 1 { "" } else { "s" };
-            format!("{t} on {n} node{plural}")
+            Some(format!("{t} on {n} node{plural}"))
         })
         .collect();
     let how = if threads == 0 {

@@ -309,10 +309,7 @@ pub(crate) async fn rooms(
     shape: Shape,
 ) -> anyhow::Result<ClusterRooms> {
     let mut open = rooms::Rooms::open(target, params).await?;
-    let pace = match params.rooms_rate {
-        Some(rate) => open.rate(rate),
-        None => open.closed_loop(),
-    };
+    let pace = open.pace(params);
     let peak = open
         .measure(target, params, pace, "rooms: targeted emits")
         .await?;

@@ -109,10 +109,7 @@ pub(crate) async fn run_measured(
     params: &Params,
 ) -> anyhow::Result<(RoomsResult, Spent)> {
     let mut rooms = Rooms::open(target, params).await?;
-    let pace = match params.rooms_rate {
-        Some(rate) => rooms.rate(rate),
-        None => rooms.closed_loop(),
-    };
+    let pace = rooms.pace(params);
     let phase = rooms
         .measure(target, params, pace, "rooms: targeted emits")
         .await?;
@@ -189,8 +186,16 @@ impl Rooms {
         })
     }
 
+    /// The scenario's pace: --rooms-rate emits per second, or as fast as acks come back.
+    pub(crate) fn pace(&self, params: &Params) -> Pace {
+        match params.rooms_rate {
+            Some(rate) => self.rate(rate),
+            None => self.closed_loop(),
+        }
+    }
+
     /// As fast as acks come back, each publisher its share of the backlog.
-    pub(crate) fn closed_loop(&self) -> Pace {
+    fn closed_loop(&self) -> Pace {
         Pace::Closed {
             window: ACK_WINDOW,
             fanout: self.members as u64,
