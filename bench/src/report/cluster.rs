@@ -470,7 +470,7 @@ fn worst_p99(l: &crate::scenarios::cluster::ClusterLatency) -> u64 {
 /// The latency table's publish rate, as its heading says it.
 fn latency_rate_note(p: &crate::scenarios::Params) -> String {
     let fixed = human(p.cluster_latency_deliveries);
-    if p.cluster_latency_load > 0.0 {
+    let rate = if p.cluster_latency_load > 0.0 {
         format!(
             "publish rate: {:.0} % of the cell's own fan-out peak; {fixed} deliveries/s where \
              the step measured no peak",
@@ -478,6 +478,16 @@ fn latency_rate_note(p: &crate::scenarios::Params) -> String {
         )
     } else {
         format!("fixed publish rate: {fixed} deliveries/s offered, at least one broadcast/s")
+    };
+    if p.cluster_latency_broadcasts > 0.0 {
+        format!(
+            "{rate}; each phase {} s or at least {:.0} broadcasts, at most {} s",
+            p.latency_secs,
+            p.cluster_latency_broadcasts,
+            crate::scenarios::cluster::MAX_LATENCY_SECS
+        )
+    } else {
+        rate
     }
 }
 

@@ -188,6 +188,16 @@ fn latency_pace(params: &Params, size: usize, peak: Option<&FanoutResult>) -> (f
     }
 }
 
+/// Longest measured latency phase --cluster-latency-broadcasts may ask for.
+pub(crate) const MAX_LATENCY_SECS: f64 = 120.0;
+
+/// Seconds of the latency phase at `rate` broadcasts/s: --latency-secs, or long enough
+/// for --cluster-latency-broadcasts, at most [`MAX_LATENCY_SECS`].
+fn latency_secs(params: &Params, rate: f64) -> f64 {
+    let wanted = params.cluster_latency_broadcasts / rate.max(1.0);
+    params.latency_secs.max(wanted.min(MAX_LATENCY_SECS))
+}
+
 /// Fan-out on one room of `size` (when `want.0`), then latency at the fixed rate (when
 /// `want.1`), on one fresh cluster.
 pub(crate) async fn fanout(
@@ -220,7 +230,8 @@ pub(crate) async fn fanout(
     let mut latency = None;
     if want.1 {
         let (rate, load) = latency_pace(params, size, peak.as_ref().map(|p| &p.0));
-        let all = fanout::measure_latency(&mut room, target, (rate, load), params).await?;
+        let secs = latency_secs(params, rate);
+        let all = fanout::measure_latency(&mut room, target, (rate, load), secs, params).await?;
         let broadcasts = all.expected / size.max(1) as u64;
         let group = |g: Group, receivers: usize| -> anyhow::Result<Percentiles> {
             let hist = room.stats.latency_of(g)?;
@@ -392,6 +403,22 @@ mod tests {
         assert_eq!(latency_pace(&params, 1000, Some(&peak)), (10.0, None));
         // At least one broadcast a second.
         assert_eq!(latency_pace(&params, 100_000, None), (1.0, None));
+    }
+
+    #[test]
+    fn a_slow_latency_phase_lasts_until_enough_broadcasts_at_most_two_minutes() {
+        let mut params = Params::smoke();
+        params.latency_secs = 10.0;
+        params.cluster_latency_broadcasts = 1000.0;
+        assert_eq!(
+            latency_secs(&params, 200.0),
+            10.0,
+            "1000 take 5 s: the 10 s stand"
+        );
+        assert_eq!(latency_secs(&params, 20.0), 50.0);
+        assert_eq!(latency_secs(&params, 1.0), MAX_LATENCY_SECS);
+        params.cluster_latency_broadcasts = 0.0;
+        assert_eq!(latency_secs(&params, 1.0), 10.0, "0: --latency-secs alone");
     }
 
     #[test]

@@ -264,11 +264,13 @@ pub(crate) async fn measure_peak(
 }
 
 /// Measures latency at `rate` broadcasts per second (`load` × peak, `None`: a fixed
-/// rate) on an open room. The samples stay in `room.stats` until the next phase.
+/// rate) for `secs` on an open room. The samples stay in `room.stats` until the next
+/// phase.
 pub(crate) async fn measure_latency(
     room: &mut Room,
     target: &Target,
     (rate, load): (f64, Option<f64>),
+    secs: f64,
     params: &Params,
 ) -> anyhow::Result<LatencyResult> {
     room.drain().await;
@@ -279,9 +281,7 @@ pub(crate) async fn measure_latency(
     let label = format!("latency: {} clients at {rate:.0}/s", room.size);
     let usage = Usage::start(&target.processes)?;
     let start = Instant::now();
-    let published = room
-        .publish(Pace::Rate(rate), params.latency_secs, &label)
-        .await?;
+    let published = room.publish(Pace::Rate(rate), secs, &label).await?;
     let spent = usage.since()?;
     let (server_cpu, generator_cpu) = (spent.total(), spent.generator);
     let seconds = start.elapsed().as_secs_f64();
@@ -329,7 +329,9 @@ pub(crate) async fn run(
                 .collect(),
         };
         for (rate, load) in rates {
-            let latency = measure_latency(&mut room, target, (rate.max(1.0), load), params).await?;
+            let paced = (rate.max(1.0), load);
+            let latency =
+                measure_latency(&mut room, target, paced, params.latency_secs, params).await?;
             eprintln!(
                 "    latency {size} at {rate:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs",
                 latency.p50_us, latency.p99_us, latency.p999_us

@@ -100,7 +100,8 @@ pub(crate) async fn fanout(
         peak.deliveries_per_sec, peak.server_cpu_s_per_m
     );
     let rate = (params.sse_rate.max(1.0), None);
-    let latency = fanout::measure_latency(&mut room, target, rate, params).await?;
+    let latency =
+        fanout::measure_latency(&mut room, target, rate, params.latency_secs, params).await?;
     eprintln!(
         "    {what} latency {size} at {:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs, server {:.2} cores",
         latency.rate, latency.p50_us, latency.p99_us, latency.p999_us, latency.server_cores

@@ -1,7 +1,8 @@
 //! The connection to Redis: one multiplexed command connection, one subscriber
 //! connection that survives Redis restarts (reconnect with backoff, resubscribe to
-//! what is still held), an ordered publisher with a bounded queue, and the health the
-//! readiness probe and the metrics report.
+//! what is still held), an ordered publisher with a bounded queue (over a connection
+//! of its own that the caller writes to, `pub_conn.rs`, except with TLS or a Redis
+//! Cluster), and the health the readiness probe and the metrics report.
 //!
 //! Which Redis: the URL's, or with `redis+sentinel://` the master the Sentinels name
 //! ([`Target`]). Then a watcher asks them again every [`SENTINEL_CHECK`]; when the
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::connect::{classify, client_for_url, redact_url};
+use crate::pub_conn::PubConn;
 use crate::redis_cluster::{ClusterUrl, SlotPipes, is_cluster_url};
 use crate::sentinel::{SentinelUrl, is_sentinel_url};
 use crate::sub_conn::{Plain, SubConn, SubError};
@@ -59,16 +61,16 @@ pub(crate) struct Target {
 
 /// The server commands go to now.
 #[derive(Clone)]
-struct Current {
+pub(crate) struct Current {
     /// The single server's client (none for a Redis Cluster).
-    client: Option<redis::Client>,
+    pub(crate) client: Option<redis::Client>,
     conn: Conn,
     /// The master's `host:port` (Sentinel only).
     address: Option<String>,
 }
 
 impl Target {
-    fn new(
+    pub(crate) fn new(
         config: &ClusterConfig,
         response_timeout: Duration,
     ) -> Result<Arc<Target>, ClusterError> {
@@ -125,7 +127,7 @@ impl Target {
         ConnectionManager::new_lazy_with_config(client.clone(), config)
     }
 
-    fn current(&self) -> Current {
+    pub(crate) fn current(&self) -> Current {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -140,6 +142,16 @@ impl Target {
     /// Whether this is a Redis Cluster.
     pub(crate) fn is_cluster(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// Whether every server this node talks to is reached over plain TCP or a Unix
+    /// socket (not TLS, not a Redis Cluster): the publisher's and the subscriber's own
+    /// connections serve those.
+    fn is_plain(&self) -> bool {
+        let tls_master = self.sentinel.as_ref().is_some_and(|s| s.tls);
+        !self.is_cluster()
+            && !tls_master
+            && self.current().client.as_ref().and_then(Plain::of).is_some()
     }
 
     /// A command connection of one's own to the current server (or cluster).
@@ -318,9 +330,9 @@ async fn sentinel_watcher(target: Arc<Target>, health: Arc<Health>, shutdown: Sh
 }
 
 /// Longest pause between two reconnect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First pause after a failure.
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between two attempts of the push subscriber ([`push_subscriber`]):
 /// after a Redis Cluster master dies, its subscriptions fail until a replica takes over
 /// (1–3 s), and each second waited longer is a second of messages missed.
@@ -544,14 +556,11 @@ pub(crate) struct Broker {
     /// Subscription changes, in call order, to the subscriber task: one path, so an
     /// unsubscribe followed by a subscribe of the same channel ends subscribed.
     subs: mpsc::UnboundedSender<(Change, Sub)>,
-    /// The ordered publisher's queue, bounded by [`MAX_PENDING_PUBLISHES`].
-    publish: mpsc::Sender<(Publish, String, Bytes)>,
+    /// Where publishes go, in call order.
+    publish: Publishing,
     /// This node's own channels (forwarding) are shard channels: on a Redis Cluster a
     /// classic `PUBLISH` counts only the receivers on the node it reached.
     own_sharded: bool,
-    /// Set when the queue overflows, cleared when a publish gets through: one log
-    /// line per overflow rather than one per dropped message.
-    overflowing: AtomicBool,
     routes: Routes,
     /// Counts the subscriber connection's ups and downs (see [`Broker::link`]).
     link: watch::Receiver<u64>,
@@ -561,6 +570,21 @@ impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker").finish_non_exhaustive()
     }
+}
+
+/// The ordered publisher.
+enum Publishing {
+    /// Its own plain connection, written by the caller (`pub_conn.rs`).
+    Direct(PubConn),
+    /// A queue to [`publisher`], which sends through the `redis` crate (TLS, a Redis
+    /// Cluster).
+    Queue {
+        /// Bounded by [`MAX_PENDING_PUBLISHES`].
+        tx: mpsc::Sender<(Publish, String, Bytes)>,
+        /// Set when the queue overflows, cleared when a publish gets through: one
+        /// log line per overflow rather than one per dropped message.
+        overflowing: AtomicBool,
+    },
 }
 
 /// The reconnect policy of command connections: keep trying, never give up.
@@ -591,7 +615,6 @@ impl Broker {
             ));
         }
         let (subs, subs_rx) = mpsc::unbounded_channel();
-        let (publish, publish_rx) = mpsc::channel(MAX_PENDING_PUBLISHES);
         let routes = Routes::default();
         let (link_tx, link) = watch::channel(0);
         let dispatch = {
@@ -631,7 +654,16 @@ impl Broker {
                 shutdown.clone(),
             ));
         }
-        tokio::spawn(publisher(target.clone(), publish_rx, health.clone()));
+        let publish = if target.is_plain() {
+            Publishing::Direct(PubConn::start(target.clone(), health.clone()))
+        } else {
+            let (tx, rx) = mpsc::channel(MAX_PENDING_PUBLISHES);
+            tokio::spawn(publisher(target.clone(), rx, health.clone()));
+            Publishing::Queue {
+                tx,
+                overflowing: AtomicBool::new(false),
+            }
+        };
         tokio::spawn(prober(target.clone(), health.clone(), shutdown));
         let own_sharded = target.is_cluster();
         Ok(Arc::new(Broker {
@@ -640,7 +672,6 @@ impl Broker {
             subs,
             publish,
             own_sharded,
-            overflowing: AtomicBool::new(false),
             routes,
             link,
         }))
@@ -751,14 +782,18 @@ impl Broker {
     }
 
     fn enqueue(&self, kind: Publish, channel: String, payload: Bytes) {
-        match self.publish.try_send((kind, channel, payload)) {
+        let (tx, overflowing) = match &self.publish {
+            Publishing::Direct(conn) => return conn.publish(kind, &channel, &payload),
+            Publishing::Queue { tx, overflowing } => (tx, overflowing),
+        };
+        match tx.try_send((kind, channel, payload)) {
             Ok(()) => {
-                self.overflowing.store(false, Ordering::Relaxed);
+                overflowing.store(false, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.health.publish_dropped.fetch_add(1, Ordering::Relaxed);
                 self.health.publish_errors.fetch_add(1, Ordering::Relaxed);
-                if !self.overflowing.swap(true, Ordering::Relaxed) {
+                if !overflowing.swap(true, Ordering::Relaxed) {
                     tracing::error!(
                         queued = MAX_PENDING_PUBLISHES,
                         "redis publish queue full (redis slow or down); dropping publishes"

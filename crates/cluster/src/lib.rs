@@ -66,6 +66,7 @@ mod connect;
 mod convert;
 mod exchange;
 mod forward;
+mod pub_conn;
 mod pubsub;
 mod questions;
 mod redis_cluster;

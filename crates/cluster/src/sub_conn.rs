@@ -17,12 +17,15 @@
 //! confirmations and errors). It sends no `SELECT` (pub/sub ignores the database) and
 //! no `CLIENT SETINFO`.
 
+use std::io::IoSlice;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use switchboard_protocol::cluster::resp::{self, Push, RespError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::broker::{Change, Sub};
 
@@ -59,6 +62,151 @@ impl Plain {
             .password()
             .map(|p| (settings.username().map(str::to_owned), p.to_owned()));
         Some(Plain { addr, auth })
+    }
+}
+
+impl Plain {
+    /// Connects and authenticates (`AUTH` with the URL's credentials), all within
+    /// `within`: the connection's two halves, nothing read beyond the `AUTH` answer.
+    pub(crate) async fn open(&self, within: Duration) -> Result<(PlainRead, PlainWrite), SubError> {
+        let open = async {
+            let (mut rd, mut wr) = match &self.addr {
+                PlainAddr::Tcp(host, port) => {
+                    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    stream.set_nodelay(true)?;
+                    let (rd, wr) = stream.into_split();
+                    (PlainRead::Tcp(rd), PlainWrite::Tcp(wr))
+                }
+                PlainAddr::Unix(path) => {
+                    let (rd, wr) = tokio::net::UnixStream::connect(path).await?.into_split();
+                    (PlainRead::Unix(rd), PlainWrite::Unix(wr))
+                }
+            };
+            if let Some((user, password)) = &self.auth {
+                let mut buf = BytesMut::new();
+                authenticate(&mut rd, &mut wr, &mut buf, user.as_deref(), password).await?;
+            }
+            Ok((rd, wr))
+        };
+        tokio::time::timeout(within, open)
+            .await
+            .map_err(|_| SubError::Timeout(within))?
+    }
+}
+
+/// The read half of a plain connection.
+#[derive(Debug)]
+pub(crate) enum PlainRead {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Unix(tokio::net::unix::OwnedReadHalf),
+}
+
+/// The write half of a plain connection: written through `&self` as well
+/// ([`PlainWrite::try_write_vectored`]), which the publisher does from any thread.
+#[derive(Debug)]
+pub(crate) enum PlainWrite {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Unix(tokio::net::unix::OwnedWriteHalf),
+}
+
+impl PlainWrite {
+    /// Writes what the socket takes now, without waiting (`WouldBlock`: nothing).
+    pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            PlainWrite::Tcp(w) => w.try_write_vectored(bufs),
+            PlainWrite::Unix(w) => w.try_write_vectored(bufs),
+        }
+    }
+
+    /// Resolves when the socket may take more (it can still say `WouldBlock`).
+    pub(crate) async fn writable(&self) -> std::io::Result<()> {
+        match self {
+            PlainWrite::Tcp(w) => w.writable().await,
+            PlainWrite::Unix(w) => w.writable().await,
+        }
+    }
+}
+
+impl AsyncRead for PlainRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PlainRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            PlainRead::Unix(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PlainWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PlainWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            PlainWrite::Unix(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PlainWrite::Tcp(w) => Pin::new(w).poll_flush(cx),
+            PlainWrite::Unix(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PlainWrite::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            PlainWrite::Unix(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Sends `AUTH` on `wr` and reads its answer from `rd` (into `buf`).
+async fn authenticate(
+    rd: &mut (impl AsyncRead + Unpin),
+    wr: &mut (impl AsyncWrite + Unpin),
+    buf: &mut BytesMut,
+    user: Option<&str>,
+    password: &str,
+) -> Result<(), SubError> {
+    let mut args: Vec<&[u8]> = vec![b"AUTH"];
+    args.extend(user.map(str::as_bytes));
+    args.push(password.as_bytes());
+    let mut out = Vec::new();
+    resp::command(&mut out, &args);
+    wr.write_all(&out).await?;
+    loop {
+        if let Some((frame, n)) = resp::parse(buf)? {
+            let answer = match resp::push(buf, &frame) {
+                Push::Status => Ok(()),
+                Push::Error(text) => Err(error_reply(&buf[text])),
+                _ => Err(SubError::Refused("an unexpected answer to AUTH".to_owned())),
+            };
+            buf.advance(n);
+            return answer;
+        }
+        fill(rd, buf).await?;
+    }
+}
+
+/// Reads what `rd` has into `buf`. Cancel safe: dropped before it finishes, it has
+/// read nothing.
+pub(crate) async fn fill(
+    rd: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> Result<(), SubError> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    match rd.read_buf(buf).await? {
+        0 => Err(SubError::Closed),
+        _ => Ok(()),
     }
 }
 
@@ -113,28 +261,8 @@ pub(crate) struct SubConn {
 impl SubConn {
     /// Connects to `plain` and authenticates, all within `within`.
     pub(crate) async fn connect(plain: &Plain, within: Duration) -> Result<SubConn, SubError> {
-        let connect = async {
-            let (rd, wr): (Reader, Writer) = match &plain.addr {
-                PlainAddr::Tcp(host, port) => {
-                    let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-                    stream.set_nodelay(true)?;
-                    let (rd, wr) = stream.into_split();
-                    (Box::new(rd), Box::new(wr))
-                }
-                PlainAddr::Unix(path) => {
-                    let (rd, wr) = tokio::net::UnixStream::connect(path).await?.into_split();
-                    (Box::new(rd), Box::new(wr))
-                }
-            };
-            let mut conn = SubConn::over(rd, wr);
-            if let Some((user, password)) = &plain.auth {
-                conn.auth(user.as_deref(), password).await?;
-            }
-            Ok(conn)
-        };
-        tokio::time::timeout(within, connect)
-            .await
-            .map_err(|_| SubError::Timeout(within))?
+        let (rd, wr) = plain.open(within).await?;
+        Ok(SubConn::over(Box::new(rd), Box::new(wr)))
     }
 
     /// A connection over a stream's two halves.
@@ -149,24 +277,9 @@ impl SubConn {
     }
 
     /// Sends `AUTH` and reads its answer.
+    #[cfg(test)]
     async fn auth(&mut self, user: Option<&str>, password: &str) -> Result<(), SubError> {
-        let mut args: Vec<&[u8]> = vec![b"AUTH"];
-        args.extend(user.map(str::as_bytes));
-        args.push(password.as_bytes());
-        resp::command(&mut self.out, &args);
-        self.flush().await?;
-        loop {
-            if let Some((frame, n)) = resp::parse(&self.buf)? {
-                let answer = match resp::push(&self.buf, &frame) {
-                    Push::Status => Ok(()),
-                    Push::Error(text) => Err(error_reply(&self.buf[text])),
-                    _ => Err(SubError::Refused("an unexpected answer to AUTH".to_owned())),
-                };
-                self.buf.advance(n);
-                return answer;
-            }
-            self.fill().await?;
-        }
+        authenticate(&mut self.rd, &mut self.wr, &mut self.buf, user, password).await
     }
 
     /// Queues one subscription change ([`SubConn::flush`] sends it).
@@ -200,13 +313,7 @@ impl SubConn {
     /// Reads what the socket has. Cancel safe: dropped before it finishes, it has
     /// read nothing.
     pub(crate) async fn fill(&mut self) -> Result<(), SubError> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        match self.rd.read_buf(&mut self.buf).await? {
-            0 => Err(SubError::Closed),
-            _ => Ok(()),
-        }
+        fill(&mut self.rd, &mut self.buf).await
     }
 
     /// Hands every complete message read so far to `on_message` (its payload a slice
