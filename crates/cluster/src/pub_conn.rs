@@ -49,6 +49,9 @@ use crate::sub_conn::{self, Plain, PlainRead, PlainWrite, SubError};
 /// Most bytes of commands waiting to be written (with [`MAX_PENDING_PUBLISHES`]).
 pub(crate) const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
+/// The most capacity the buffer of waiting commands keeps once written out.
+const KEEP_CAPACITY: usize = 1024 * 1024;
+
 /// How long connecting (and `AUTH`) may take.
 const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 
@@ -253,6 +256,11 @@ impl Shared {
             }
         }
         st.overflowing = false;
+        // A backlog (Redis slow for a while) leaves its buffers behind: give them back.
+        if st.out.capacity() > KEEP_CAPACITY {
+            st.out = BytesMut::new();
+            st.lens = VecDeque::new();
+        }
         Ok(Flushed::All)
     }
 
