@@ -182,7 +182,7 @@ impl PubConn {
                 tracing::error!(
                     queued = MAX_PENDING_PUBLISHES,
                     bytes = MAX_PENDING_BYTES,
-                    "redis publish queue full (redis slow or down); dropping publishes"
+                    "redis publish queue full (redis not reading); dropping publishes"
                 );
             }
             return;
