@@ -16,12 +16,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use std::time::Instant;
-
 use crate::chart::human;
 use crate::peers::Adapter;
-use crate::procstat::{Spent, Usage};
-use crate::publish::Pace;
+use crate::procstat::Spent;
 use crate::scenarios::fanout::{self, FanoutResult, LatencyResult};
 use crate::scenarios::rooms::{self, RoomsResult};
 use crate::scenarios::{Params, Target, per_million};
@@ -288,18 +285,9 @@ async fn cost_of_fanout(
 ) -> anyhow::Result<AtRate> {
     let rate = (params.cluster_cost_deliveries / room.size.max(1) as f64).max(1.0);
     let offered = rate * room.size as f64;
-    room.drain().await;
-    room.publish(Pace::Rate(rate), params.warmup_secs, "cost: warm-up")
-        .await?;
-    room.drain().await;
-    let usage = Usage::start(&target.processes)?;
-    let (delivered0, start) = (room.stats.delivered(), Instant::now());
-    let label = format!("cost: {} clients at {rate:.0}/s", room.size);
-    room.publish(Pace::Rate(rate), params.fanout_secs, &label)
-        .await?;
-    let deliveries = room.stats.delivered() - delivered0;
-    let seconds = start.elapsed().as_secs_f64();
-    let at = AtRate::of(offered, deliveries, seconds, &usage.since()?);
+    let paced = (rate, params.fanout_secs);
+    let phase = fanout::at_rate(room, target, paced, params, "cost", false).await?;
+    let at = AtRate::of(offered, phase.delivered, phase.seconds, &phase.spent);
     eprintln!(
         "    {} × {}, fanout {} at {}/s: {:.2} cluster CPU s per M",
         shape.nodes,

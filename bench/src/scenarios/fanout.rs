@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::{Fleet, RoomsOf, Transport};
 use crate::procstat::{Spent, Usage};
 use crate::progress::Progress;
-use crate::publish::{Pace, Publisher, Via};
+use crate::publish::{Pace, Published, Publisher, Via};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
 use crate::stats::Stats;
 
@@ -263,6 +263,52 @@ pub(crate) async fn measure_peak(
     Ok((result, spent))
 }
 
+/// What the measured part of [`at_rate`] published, spent and delivered.
+pub(crate) struct Phase {
+    /// The broadcasts of the measured part.
+    pub(crate) published: Published,
+    /// CPU of every process over it.
+    pub(crate) spent: Spent,
+    /// Its length.
+    pub(crate) seconds: f64,
+    /// Deliveries that arrived during it.
+    pub(crate) delivered: u64,
+}
+
+/// A phase at `rate` broadcasts per second on an open room, measured for `secs` after
+/// an unmeasured warm-up at the same rate; each part starts from an empty pipeline.
+/// With `record`, latency samples are recorded from the measured part on (the caller
+/// stops them once its events have arrived). `what` names the phase in the progress.
+pub(crate) async fn at_rate(
+    room: &mut Room,
+    target: &Target,
+    (rate, secs): (f64, f64),
+    params: &Params,
+    what: &str,
+    record: bool,
+) -> anyhow::Result<Phase> {
+    room.drain().await;
+    room.publish(
+        Pace::Rate(rate),
+        params.warmup_secs,
+        &format!("{what}: warm-up"),
+    )
+    .await?;
+    room.drain().await;
+    room.stats.set_recording(record);
+    let label = format!("{what}: {} clients at {rate:.0}/s", room.size);
+    let usage = Usage::start(&target.processes)?;
+    let (delivered0, start) = (room.stats.delivered(), Instant::now());
+    let published = room.publish(Pace::Rate(rate), secs, &label).await?;
+    let spent = usage.since()?;
+    Ok(Phase {
+        published,
+        spent,
+        seconds: start.elapsed().as_secs_f64(),
+        delivered: room.stats.delivered() - delivered0,
+    })
+}
+
 /// Measures latency at `rate` broadcasts per second (`load` × peak, `None`: a fixed
 /// rate) for `secs` on an open room. The samples stay in `room.stats` until the next
 /// phase.
@@ -273,18 +319,7 @@ pub(crate) async fn measure_latency(
     secs: f64,
     params: &Params,
 ) -> anyhow::Result<LatencyResult> {
-    room.drain().await;
-    room.publish(Pace::Rate(rate), params.warmup_secs, "latency: warm-up")
-        .await?;
-    room.drain().await;
-    room.stats.set_recording(true);
-    let label = format!("latency: {} clients at {rate:.0}/s", room.size);
-    let usage = Usage::start(&target.processes)?;
-    let start = Instant::now();
-    let published = room.publish(Pace::Rate(rate), secs, &label).await?;
-    let spent = usage.since()?;
-    let (server_cpu, generator_cpu) = (spent.total(), spent.generator);
-    let seconds = start.elapsed().as_secs_f64();
+    let phase = at_rate(room, target, (rate, secs), params, "latency", true).await?;
     room.drain().await;
     room.stats.set_recording(false);
     let hist = room.stats.latency()?;
@@ -292,11 +327,11 @@ pub(crate) async fn measure_latency(
         room_size: room.size,
         load,
         rate,
-        server_cores: server_cpu / seconds,
-        generator_cores: generator_cpu / seconds,
+        server_cores: phase.spent.total() / phase.seconds,
+        generator_cores: phase.spent.generator / phase.seconds,
         offered_deliveries_per_sec: rate * room.size as f64,
         samples: hist.len(),
-        expected: published.sent * room.size as u64,
+        expected: phase.published.sent * room.size as u64,
         p50_us: hist.value_at_quantile(0.50),
         p99_us: hist.value_at_quantile(0.99),
         p999_us: hist.value_at_quantile(0.999),
