@@ -150,14 +150,18 @@ impl PubConn {
                 IoSlice::new(payload),
                 IoSlice::new(b"\r\n"),
             ];
+            // Counted before it is written: the task may read Redis' answer before this
+            // thread gets past the write.
+            shared.unanswered.fetch_add(1, Ordering::Relaxed);
             // An error other than a full socket is the connection's end, which the
             // task sees: the command waits whole for the next connection.
             let written = wr.try_write_vectored(&bufs).unwrap_or(0);
             if written == len {
-                shared.unanswered.fetch_add(1, Ordering::Relaxed);
                 st.overflowing = false;
                 return;
             }
+            // Not whole, so not answered yet: counted when the task finishes writing it.
+            shared.unanswered.fetch_sub(1, Ordering::Relaxed);
             st.queue(&[&head, payload, b"\r\n"], len);
             st.head_written = written;
             st.out.advance(written);
@@ -614,5 +618,44 @@ mod tests {
             conn.shared.lock().out.is_empty(),
             "nothing kept to send late"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn against_redis_publishes_from_many_threads_are_all_answered() {
+        let redis = switchboard_test_support::RedisServer::start().await;
+        let config = ClusterConfig {
+            redis_url: redis.url(),
+            ..ClusterConfig::default()
+        };
+        let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
+        let health = Arc::new(Health::default());
+        let conn = Arc::new(PubConn::start(target, health.clone()));
+        until_up(&conn).await;
+        // Redis answers as fast as it can while other threads publish: an answer may
+        // come back before the thread that wrote its command has moved on.
+        let per_thread = 20_000u64;
+        let publishers: Vec<_> = (0..4)
+            .map(|t| {
+                let conn = conn.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per_thread {
+                        let payload = format!("{t}:{i}");
+                        conn.publish(Publish::Classic, "ch", payload.as_bytes());
+                    }
+                })
+            })
+            .collect();
+        for publisher in publishers {
+            publisher.join().expect("published");
+        }
+        let total = 4 * per_thread;
+        let answered = tokio::time::timeout(Duration::from_secs(30), async {
+            while health.published.load(Ordering::Relaxed) < total {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        answered.await.expect("every publish answered");
+        assert_eq!(health.published.load(Ordering::Relaxed), total);
+        assert_eq!(health.publish_errors.load(Ordering::Relaxed), 0);
     }
 }
