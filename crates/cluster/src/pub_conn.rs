@@ -52,6 +52,9 @@ pub(crate) const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 /// The most capacity the buffer of waiting commands keeps once written out.
 const KEEP_CAPACITY: usize = 1024 * 1024;
 
+/// How long a connection must have lasted to be made again without a pause.
+const LASTED: Duration = Duration::from_secs(1);
+
 /// How long connecting (and `AUTH`) may take.
 const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 
@@ -379,14 +382,21 @@ async fn run(target: Arc<Target>, shared: Arc<Shared>, mut stop: oneshot::Receiv
         };
         match opened {
             Ok((rd, wr)) => {
-                backoff = MIN_BACKOFF;
+                let opened = tokio::time::Instant::now();
                 let wr = Arc::new(wr);
                 shared.up(wr.clone());
                 let ended = serve(&shared, rd, &wr, &mut stop, &mut moved).await;
                 shared.down();
                 match ended {
                     Ended::Stopped => return,
-                    Ended::Again => continue,
+                    // A connection that lasted is made again at once; one that ended
+                    // right away (a server that accepts and closes: `maxclients`) waits
+                    // its backoff, or this would be a busy loop.
+                    Ended::Again if opened.elapsed() >= LASTED => {
+                        backoff = MIN_BACKOFF;
+                        continue;
+                    }
+                    Ended::Again => {}
                 }
             }
             Err(err) => {
@@ -657,5 +667,27 @@ mod tests {
         answered.await.expect("every publish answered");
         assert_eq!(health.published.load(Ordering::Relaxed), total);
         assert_eq!(health.publish_errors.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_closes_at_once_is_not_reconnected_to_in_a_loop() {
+        let (_conn, _health, listener) = to_listener().await;
+        let mut accepted = 0;
+        let counted = tokio::time::timeout(Duration::from_millis(800), async {
+            loop {
+                let (mut redis, _) = listener.accept().await.expect("accepted");
+                accepted += 1;
+                // As Redis past `maxclients`: an error, then the connection closes.
+                let _ = redis
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            }
+        });
+        let _ = counted.await;
+        // Backoff from 100 ms doubling: about four attempts in 0.8 s, not hundreds.
+        assert!(
+            (2..=6).contains(&accepted),
+            "{accepted} connections in 0.8 s"
+        );
     }
 }
