@@ -100,19 +100,16 @@ struct State {
     overflowing: bool,
 }
 
-/// The header of `kind`'s command on `channel` for a payload of `len` bytes, up to the
+/// The head of `kind`'s command on `channel` for a payload of `len` bytes, up to the
 /// payload itself (which follows, then CRLF).
 fn header(kind: Publish, channel: &str, len: usize) -> Vec<u8> {
-    let command = match kind {
-        Publish::Classic => "PUBLISH",
-        Publish::Shard => "SPUBLISH",
+    let command: &[u8] = match kind {
+        Publish::Classic => b"PUBLISH",
+        Publish::Shard => b"SPUBLISH",
     };
-    format!(
-        "*3\r\n${}\r\n{command}\r\n${}\r\n{channel}\r\n${len}\r\n",
-        command.len(),
-        channel.len()
-    )
-    .into_bytes()
+    let mut head = Vec::with_capacity(32 + channel.len());
+    resp::command_head(&mut head, &[command, channel.as_bytes()], len);
+    head
 }
 
 impl PubConn {
@@ -146,7 +143,7 @@ impl PubConn {
         let shared = &self.shared;
         let mut st = shared.lock();
         if st.out.is_empty()
-            && let Some(wr) = st.wr.clone()
+            && let Some(wr) = st.wr.as_deref()
         {
             let bufs = [
                 IoSlice::new(&head),

@@ -190,33 +190,12 @@ impl StreamsNode {
             node.on_pubsub(channel, &payload);
         });
         let broker = Broker::start(config, on_message, shutdown.clone())?;
-        // The writer runs on a thread of its own: on the node's runtime it waited in the
-        // run queue behind the socket tasks the local delivery had just woken, so the
-        // XADD of a broadcast to 3,300 local members left the node p50 2.2 ms / p90 6.3
-        // ms after the event (0.1 / 1.4 ms on its own thread; `BENCHMARKS.md`,
-        // appendix), and the other nodes' members waited for it.
-        {
-            let job = writer(
-                broker.target().clone(),
-                writes_rx,
-                WriteTarget::new(config, node.uid()),
-                broker.health().clone(),
-            );
-            std::thread::Builder::new()
-                .name("stream-writer".into())
-                .spawn(move || {
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt.block_on(job),
-                        Err(err) => {
-                            tracing::error!(error = %err, "no runtime for the stream writer")
-                        }
-                    }
-                })
-                .map_err(|e| ClusterError::Redis(e.to_string()))?;
-        }
+        spawn_writer(writer(
+            broker.target().clone(),
+            writes_rx,
+            WriteTarget::new(config, node.uid()),
+            broker.health().clone(),
+        ))?;
         let redis = broker.target().clone();
         let _ = node.broker.set(broker);
         tokio::spawn(reader(Arc::downgrade(&node), redis, shutdown.clone()));
@@ -847,6 +826,28 @@ impl WriteTarget {
         self.next_run = next;
         Ok(())
     }
+}
+
+/// Runs the [`writer`] on a thread of its own, with a runtime of its own (its Redis
+/// connection lives there). On the node's runtime it waited in the run queue behind the
+/// socket tasks the local delivery had just woken, so the XADD of a broadcast to 3,300
+/// local members left the node p50 2.2 ms / p90 6.3 ms after the event (0.1 / 1.4 ms
+/// on its own thread; `BENCHMARKS.md`, appendix), and the other nodes' members waited
+/// for it. The thread ends with the writer: when the node's write queue closes.
+fn spawn_writer(job: impl Future<Output = ()> + Send + 'static) -> Result<(), ClusterError> {
+    std::thread::Builder::new()
+        .name("stream-writer".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(job),
+                Err(err) => tracing::error!(error = %err, "no runtime for the stream writer"),
+            }
+        })
+        .map(drop)
+        .map_err(|e| ClusterError::Redis(e.to_string()))
 }
 
 /// Sends stream entries and session writes in order, pipelined; on failure keeps the

@@ -63,9 +63,7 @@ impl Plain {
             .map(|p| (settings.username().map(str::to_owned), p.to_owned()));
         Some(Plain { addr, auth })
     }
-}
 
-impl Plain {
     /// Connects and authenticates (`AUTH` with the URL's credentials), all within
     /// `within`: the connection's two halves, nothing read beyond the `AUTH` answer.
     pub(crate) async fn open(&self, within: Duration) -> Result<(PlainRead, PlainWrite), SubError> {

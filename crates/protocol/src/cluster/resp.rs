@@ -285,16 +285,35 @@ pub fn push(buf: &[u8], frame: &Frame) -> Push {
 
 /// Appends the command `args` (an array of bulk strings) to `out`.
 pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
+    let Some((last, first)) = args.split_last() else {
+        out.extend_from_slice(b"*0\r\n");
+        return;
+    };
+    command_head(out, first, last.len());
+    out.extend_from_slice(last);
     out.extend_from_slice(b"\r\n");
-    for arg in args {
-        out.push(b'$');
-        out.extend_from_slice(arg.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a command of `first` and one more argument of `last_len` bytes, up to that
+/// argument: what follows is the argument itself, then CRLF. For a caller that writes
+/// a large last argument (a payload) from where it lies instead of copying it.
+pub fn command_head(out: &mut Vec<u8>, first: &[&[u8]], last_len: usize) {
+    out.push(b'*');
+    out.extend_from_slice((first.len() + 1).to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for arg in first {
+        bulk_len(out, arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
+    bulk_len(out, last_len);
+}
+
+/// `$<len>\r\n`.
+fn bulk_len(out: &mut Vec<u8>, len: usize) {
+    out.push(b'$');
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -424,5 +443,18 @@ mod tests {
             panic!("an array");
         };
         assert_eq!(items.as_slice().len(), 2);
+        let mut empty = Vec::new();
+        command(&mut empty, &[]);
+        assert_eq!(empty, b"*0\r\n");
+    }
+
+    #[test]
+    fn a_command_head_and_its_last_argument_are_the_whole_command() {
+        let mut whole_command = Vec::new();
+        command(&mut whole_command, &[b"PUBLISH", b"ch", b"pay\r\nload"]);
+        let mut head = Vec::new();
+        command_head(&mut head, &[b"PUBLISH", b"ch"], 9);
+        head.extend_from_slice(b"pay\r\nload\r\n");
+        assert_eq!(head, whole_command);
     }
 }
