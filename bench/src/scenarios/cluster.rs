@@ -285,8 +285,8 @@ async fn cost_of_fanout(
 ) -> anyhow::Result<AtRate> {
     let rate = (params.cluster_cost_deliveries / room.size.max(1) as f64).max(1.0);
     let offered = rate * room.size as f64;
-    let paced = (rate, params.fanout_secs);
-    let phase = fanout::at_rate(room, target, paced, params, "cost", false).await?;
+    let secs = params.fanout_secs;
+    let phase = fanout::at_rate(room, target, rate, secs, params, "cost", false).await?;
     let at = AtRate::of(offered, phase.delivered, phase.seconds, &phase.spent);
     eprintln!(
         "    {} × {}, fanout {} at {}/s: {:.2} cluster CPU s per M",

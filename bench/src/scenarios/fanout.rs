@@ -282,7 +282,8 @@ pub(crate) struct Phase {
 pub(crate) async fn at_rate(
     room: &mut Room,
     target: &Target,
-    (rate, secs): (f64, f64),
+    rate: f64,
+    secs: f64,
     params: &Params,
     what: &str,
     record: bool,
@@ -319,7 +320,7 @@ pub(crate) async fn measure_latency(
     secs: f64,
     params: &Params,
 ) -> anyhow::Result<LatencyResult> {
-    let phase = at_rate(room, target, (rate, secs), params, "latency", true).await?;
+    let phase = at_rate(room, target, rate, secs, params, "latency", true).await?;
     room.drain().await;
     room.stats.set_recording(false);
     let hist = room.stats.latency()?;
