@@ -5,7 +5,6 @@
 //! touches shared state once per read: that is the whole per-message cost.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
@@ -267,9 +266,9 @@ impl Session {
     ) -> anyhow::Result<()> {
         let mut stamps = Vec::new();
         let dialect = self.dialect;
+        crate::arrival::enable(&self.stream)?;
         loop {
-            fill(&mut self.stream, &mut self.buf).await?;
-            let now = Instant::now();
+            let at = crate::arrival::read(&self.stream, &mut self.buf).await?;
             let recording = stats.recording();
             let mut delivered = 0;
             let mut replies = Replies::default();
@@ -284,7 +283,7 @@ impl Session {
                 }
             })?;
             if !stamps.is_empty() {
-                stats.record(lane, stats.stamp(now), &stamps);
+                stats.record(lane, at, &stamps);
                 stamps.clear();
             }
             // After recording: a drain that sees these deliveries counted sees their samples.

@@ -21,6 +21,7 @@
 //! - `verdict`: what fails the CI smoke.
 //! - `progress`, `versions`: progress bars; versions and timestamps.
 
+mod arrival;
 mod bare;
 mod chart;
 mod cli;

@@ -10,7 +10,6 @@
 //! heartbeat taken off the connection as its pong.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
@@ -164,6 +163,14 @@ impl Listener {
         fill(&mut self.stream, &mut self.raw).await
     }
 
+    /// [`Listener::read`] with the kernel's receive stamp (`crate::arrival`).
+    async fn read_stamped(&mut self) -> anyhow::Result<crate::arrival::Stamped> {
+        if self.chunked.as_ref().is_some_and(|c| c.ended) {
+            bail!("server ended the stream");
+        }
+        crate::arrival::read(&self.stream, &mut self.raw).await
+    }
+
     /// Moves what was read into the text buffer.
     fn decode(&mut self) -> anyhow::Result<()> {
         match &mut self.chunked {
@@ -185,9 +192,9 @@ impl Listener {
     ) -> anyhow::Result<()> {
         let mut stamps = Vec::new();
         let dialect = self.dialect;
+        crate::arrival::enable(&self.stream)?;
         loop {
-            self.read().await?;
-            let now = Instant::now();
+            let at = self.read_stamped().await?;
             let recording = stats.recording();
             let (mut delivered, mut closed) = (0, false);
             self.decode()?;
@@ -206,7 +213,7 @@ impl Listener {
                 true
             });
             if !stamps.is_empty() {
-                stats.record(lane, stats.stamp(now), &stamps);
+                stats.record(lane, at, &stamps);
                 stamps.clear();
             }
             // After recording: a drain that sees these deliveries counted sees their samples.

@@ -6,7 +6,10 @@
 //! its deliveries are counted, so once the counter shows an event its sample is in.
 //!
 //! Latencies are kept apart by [`Group`]: receivers on the publisher's node and on the
-//! other nodes of a cluster (a single server has only the first).
+//! other nodes of a cluster (a single server has only the first). Each sample is kept
+//! twice, by where it ends ([`End`]): the event's arrival at the receiver's socket (the
+//! kernel's receive stamp, `crate::arrival`; what the suite reports) and the generator's
+//! read of it (what runs before arrival stamps reported).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
+
+use crate::arrival::Stamped;
 
 /// Histogram shards per group; more than worker threads, so two receivers rarely collide.
 const SHARDS: usize = 16;
@@ -26,6 +31,18 @@ pub(crate) enum Group {
     /// Connected to another node of a cluster.
     OtherNode,
 }
+/// Where a latency sample ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The event reached the receiver's socket (the kernel's receive stamp).
+    Arrival,
+    /// The generator read it.
+    Read,
+}
+
+/// One shard's histograms, one per [`End`] (`Arrival` first).
+type Shard = Mutex<[Histogram<u64>; 2]>;
+
 /// Highest latency recorded, in microseconds (60 s); larger values are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
 /// How often [`Stats::wait_delivered`] looks at the counter: short next to a phase, long
@@ -47,7 +64,9 @@ pub(crate) struct Stats {
     progress: Notify,
     /// Publish→deliver latencies in µs of each [`Group`] (`SameNode` first), sharded by
     /// connection.
-    latency: [Vec<Mutex<Histogram<u64>>>; 2],
+    latency: [Vec<Shard>; 2],
+    /// Samples recorded whose read the kernel did not stamp (their arrival is the read).
+    unstamped: AtomicU64,
 }
 
 impl Stats {
@@ -55,8 +74,8 @@ impl Stats {
     pub(crate) fn new() -> anyhow::Result<Stats> {
         let shards = || {
             (0..SHARDS)
-                .map(|_| Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map(Mutex::new))
-                .collect::<Result<Vec<_>, _>>()
+                .map(|_| Ok(Mutex::new([histogram()?, histogram()?])))
+                .collect::<anyhow::Result<Vec<_>>>()
         };
         let latency = [shards()?, shards()?];
         Ok(Stats {
@@ -66,6 +85,7 @@ impl Stats {
             publisher_waiting: AtomicBool::new(false),
             progress: Notify::new(),
             latency,
+            unstamped: AtomicU64::new(0),
         })
     }
 
@@ -119,45 +139,61 @@ impl Stats {
     pub(crate) fn set_recording(&self, on: bool) {
         if on {
             for shard in self.latency.iter().flatten() {
-                lock(shard).reset();
+                lock(shard).iter_mut().for_each(Histogram::reset);
             }
+            self.unstamped.store(0, Ordering::Relaxed);
         }
         self.recording.store(on, Ordering::Relaxed);
     }
 
-    /// Records latencies of deliveries stamped `stamps` and received at `now_us` by a
-    /// receiver of `group`.
-    pub(crate) fn record(&self, (group, shard): (Group, usize), now_us: u64, stamps: &[u64]) {
-        let mut hist = lock(&self.latency[group as usize][shard % SHARDS]);
-        for &stamp in stamps {
-            hist.saturating_record(now_us.saturating_sub(stamp).clamp(1, MAX_LATENCY_US));
+    /// Records latencies of deliveries stamped `stamps`, received by a receiver of
+    /// `group` in one read: arrived at `at`, read at `read`.
+    pub(crate) fn record(&self, (group, shard): (Group, usize), at: Stamped, stamps: &[u64]) {
+        let ends = [self.stamp(at.arrived), self.stamp(at.read)];
+        let mut hists = lock(&self.latency[group as usize][shard % SHARDS]);
+        for (hist, end) in hists.iter_mut().zip(ends) {
+            for &stamp in stamps {
+                hist.saturating_record(end.saturating_sub(stamp).clamp(1, MAX_LATENCY_US));
+            }
+        }
+        if !at.kernel {
+            self.unstamped
+                .fetch_add(stamps.len() as u64, Ordering::Relaxed);
         }
     }
 
-    /// All shards of every group merged.
-    pub(crate) fn latency(&self) -> anyhow::Result<Histogram<u64>> {
-        merged(self.latency.iter().flatten())
+    /// Samples recorded since recording started whose read the kernel did not stamp.
+    pub(crate) fn unstamped(&self) -> u64 {
+        self.unstamped.load(Ordering::Relaxed)
     }
 
-    /// All shards of one group merged.
-    pub(crate) fn latency_of(&self, group: Group) -> anyhow::Result<Histogram<u64>> {
-        merged(self.latency[group as usize].iter())
+    /// All shards of every group merged, the samples ending at `end`.
+    pub(crate) fn latency(&self, end: End) -> anyhow::Result<Histogram<u64>> {
+        merged(self.latency.iter().flatten(), end)
+    }
+
+    /// All shards of one group merged, the samples ending at `end`.
+    pub(crate) fn latency_of(&self, group: Group, end: End) -> anyhow::Result<Histogram<u64>> {
+        merged(self.latency[group as usize].iter(), end)
     }
 }
 
-/// One histogram holding every sample of `shards`.
-fn merged<'a>(
-    shards: impl Iterator<Item = &'a Mutex<Histogram<u64>>>,
-) -> anyhow::Result<Histogram<u64>> {
-    let mut all = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+/// An empty latency histogram.
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?)
+}
+
+/// One histogram holding every sample of `shards` ending at `end`.
+fn merged<'a>(shards: impl Iterator<Item = &'a Shard>, end: End) -> anyhow::Result<Histogram<u64>> {
+    let mut all = histogram()?;
     for shard in shards {
-        all.add(&*lock(shard))?;
+        all.add(&lock(shard)[end as usize])?;
     }
     Ok(all)
 }
 
 /// Locks a shard, ignoring poisoning (a histogram stays usable after a panic elsewhere).
-fn lock(shard: &Mutex<Histogram<u64>>) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, [Histogram<u64>; 2]> {
     shard
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -659,6 +659,8 @@ mod tests {
             p99_us: 1000,
             p999_us: 2000,
             max_us: 3000,
+            at_read: None,
+            unstamped: 0,
         };
         let rooms = RoomsResult {
             rooms: params.rooms,
@@ -696,6 +698,7 @@ mod tests {
             p99_us: 1000,
             p999_us: 2000,
             max_us: 3000,
+            at_read: None,
         };
         let sizes = &params.cluster_room_sizes;
         let each_shape_and_size = || {
@@ -853,6 +856,8 @@ mod tests {
                         p99_us: 1000,
                         p999_us: 2000,
                         max_us: 3000,
+                        at_read: None,
+                        unstamped: 0,
                     })
                     .collect(),
             })

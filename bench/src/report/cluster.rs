@@ -493,17 +493,24 @@ fn latency_rate_note(p: &crate::scenarios::Params) -> String {
 
 /// Cluster latency table.
 fn latency(report: &SuiteReport) -> String {
+    let stamped = super::tables::arrival_stamped(report);
+    let (read_head, read_sep) = if stamped {
+        (" p99 at read: same · other ms |", "---:|")
+    } else {
+        ("", "")
+    };
     let mut md = format!(
         "\n## Cluster latency ({})\n\n\
          Receivers on the publisher's node against receivers on the other nodes (their events \
          went through Redis). `p99 × SB` compares the other nodes' p99 (on one node: the \
          publisher's node's) with Switchboard's (fixture) on the same adapter and node count. \
-         {}\n\n\
+         {} {}\n\n\
          | server | adapter | room | nodes | broadcasts/s | same node p50 · p99 · p99.9 ms | \
          other nodes p50 · p99 · p99.9 ms | max ms | p99 × SB | received | cluster cores | \
-         generator cores |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         generator cores |{read_head}\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
         latency_rate_note(&report.params),
+        super::tables::latency_end_note(report),
         threads_note(report)
     );
     for &size in &report.params.cluster_room_sizes {
@@ -520,7 +527,7 @@ fn latency(report: &SuiteReport) -> String {
                 let Some(l) = l else { continue };
                 let same = Rounds::from(c.each().map(|c| &c.same_node).collect());
                 let other = c.each().filter_map(|c| c.other_nodes.as_ref()).collect();
-                let _ = writeln!(
+                let _ = write!(
                     md,
                     "| {} | {} | {size} | {} | {:.0} | {} | {} | {:.2} | {} | {:.1}% | {:.2} | {:.2} |",
                     s.server.label(),
@@ -535,6 +542,16 @@ fn latency(report: &SuiteReport) -> String {
                     l.median(|l| l.server_cores),
                     l.median(|l| l.generator_cores)
                 );
+                if stamped {
+                    let read = |group: fn(&ClusterLatency) -> Option<&Percentiles>| {
+                        let at_read = c.each().filter_map(|c| group(c)?.at_read.as_ref());
+                        super::tables::read_p99(Rounds::from(at_read.collect()))
+                    };
+                    let same = read(|c| Some(&c.same_node));
+                    let other = read(|c| c.other_nodes.as_ref());
+                    let _ = write!(md, " {same} · {other} |");
+                }
+                md.push('\n');
             }
         }
     }

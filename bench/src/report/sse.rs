@@ -115,12 +115,13 @@ fn idle(report: &SuiteReport, results: &ServerReport) -> String {
 
 /// Fan-out through the API: as fast as accepted, then the fixed rate.
 fn fanout(report: &SuiteReport, results: &ServerReport) -> String {
-    let mut md = String::from(
-        "\n### Fan-out to one room, published through the API\n\n\
+    let mut md = format!(
+        "\n### Fan-out to one room, published through the API\n\n{}\n\n\
          | transport | room | publish | emits/s | deliveries/s | server cores | server CPU s / \
          M deliveries | × WebSocket | p50 ms | p99 ms | p99.9 ms | max ms | received | \
          generator cores | dropped · undelivered · lost conns |\n\
          |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        super::tables::latency_end_note(report)
     );
     let mut worst_generator = 0.0f64;
     let mut rows = 0;

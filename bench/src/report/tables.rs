@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::rounds::{Rounds, ms, two};
 use crate::chart::human;
 use crate::peers::ServerKind;
-use crate::scenarios::fanout::{FanoutResult, LatencyResult};
+use crate::scenarios::fanout::{FanoutResult, LatencyResult, Quantiles};
 use crate::scenarios::idle::IdlePoint;
 use crate::suite::{ServerReport, SuiteReport};
 
@@ -378,13 +378,66 @@ fn fanout(report: &SuiteReport) -> String {
     md
 }
 
+/// Whether a run's latency samples end at the receiver's socket (kernel receive stamps,
+/// `crate::arrival`): its results carry the same samples ended at the read beside them.
+pub(super) fn arrival_stamped(report: &SuiteReport) -> bool {
+    let stamped = |l: &LatencyResult| l.at_read.is_some();
+    report.servers.iter().flat_map(|s| &s.rounds).any(|r| {
+        r.latency.iter().any(stamped)
+            || r.cluster_latency.iter().any(|c| stamped(&c.latency))
+            || r.sse.iter().flat_map(|t| &t.latency).any(stamped)
+    })
+}
+
+/// The sentence saying where a run's latency samples end, and how many the kernel did
+/// not stamp.
+pub(super) fn latency_end_note(report: &SuiteReport) -> String {
+    if !arrival_stamped(report) {
+        return "Latency ends when the generator read the event.".to_owned();
+    }
+    let all = |l: &LatencyResult| l.unstamped;
+    let unstamped: u64 = report
+        .servers
+        .iter()
+        .flat_map(|s| &s.rounds)
+        .map(|r| {
+            r.latency.iter().map(all).sum::<u64>()
+                + r.cluster_latency
+                    .iter()
+                    .map(|c| all(&c.latency))
+                    .sum::<u64>()
+                + r.sse.iter().flat_map(|t| &t.latency).map(all).sum::<u64>()
+        })
+        .sum();
+    let mut note = "Latency ends when the event reached the receiver's socket (the kernel's \
+                    receive stamp, `SO_TIMESTAMPNS`), not when the generator got a core to read \
+                    it; `p99 at read` is the same samples ended at the read (all that runs \
+                    before arrival stamps measured)."
+        .to_owned();
+    if unstamped > 0 {
+        let _ = write!(
+            note,
+            " {unstamped} samples came in reads the kernel did not stamp; they end at the read."
+        );
+    }
+    note
+}
+
 /// Latency table.
 fn latency(report: &SuiteReport) -> String {
-    let mut md = String::from(
+    let stamped = arrival_stamped(report);
+    let (read_head, read_sep) = if stamped {
+        (" p99 at read ms |", "---:|")
+    } else {
+        ("", "")
+    };
+    let mut md = format!(
         "\n## Latency (fixed publish rate, a fraction of each server's own fan-out peak)\n\n\
+         {}\n\n\
          | server | room | load | broadcasts/s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | \
-         p99 × SB | received | server cores | generator cores |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         p99 × SB | received | server cores | generator cores |{read_head}\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
+        latency_end_note(report)
     );
     let p99 = |l: &LatencyResult| l.p99_us as f64;
     for (size, load) in latency_points(report) {
@@ -393,7 +446,7 @@ fn latency(report: &SuiteReport) -> String {
             let Some(l) = latency_of(s, size, load) else {
                 continue;
             };
-            let _ = writeln!(
+            let _ = write!(
                 md,
                 "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1}% | {:.2} | {:.2} |",
                 s.server.label(),
@@ -410,9 +463,19 @@ fn latency(report: &SuiteReport) -> String {
                 l.median(|l| l.server_cores),
                 l.median(|l| l.generator_cores)
             );
+            if stamped {
+                let at_read = l.each().filter_map(|l| l.at_read.as_ref()).collect();
+                let _ = write!(md, " {} |", read_p99(Rounds::from(at_read)));
+            }
+            md.push('\n');
         }
     }
     md
+}
+
+/// The median p99 at the read over the rounds that have one, in ms, or `—`.
+pub(super) fn read_p99(q: Option<Rounds<'_, Quantiles>>) -> String {
+    q.map_or("—".to_owned(), |q| ms(q.median(|q| q.p99_us as f64)))
 }
 
 /// Distinct (room size, load) latency points of a report, in order.

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::chart::human;
 use crate::peers::Adapter;
 use crate::procstat::Spent;
-use crate::scenarios::fanout::{self, FanoutResult, LatencyResult};
+use crate::scenarios::fanout::{self, FanoutResult, LatencyResult, Quantiles};
 use crate::scenarios::rooms::{self, RoomsResult};
 use crate::scenarios::{Params, Target, per_million};
-use crate::stats::Group;
+use crate::stats::{End, Group};
 
 /// Which cluster a result comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +130,10 @@ pub(crate) struct Percentiles {
     pub(crate) p999_us: u64,
     /// Maximum, µs.
     pub(crate) max_us: u64,
+    /// The same samples ended at the generator's read (`None`: a run before arrival
+    /// stamps, whose percentiles above are already at the read).
+    #[serde(default)]
+    pub(crate) at_read: Option<Quantiles>,
 }
 
 /// Cross-node latency at a fixed publish rate.
@@ -231,7 +235,8 @@ pub(crate) async fn fanout(
         let all = fanout::measure_latency(&mut room, target, (rate, load), secs, params).await?;
         let broadcasts = all.expected / size.max(1) as u64;
         let group = |g: Group, receivers: usize| -> anyhow::Result<Percentiles> {
-            let hist = room.stats.latency_of(g)?;
+            let hist = room.stats.latency_of(g, End::Arrival)?;
+            let at_read = Quantiles::of(&room.stats.latency_of(g, End::Read)?);
             Ok(Percentiles {
                 receivers,
                 samples: hist.len(),
@@ -240,6 +245,7 @@ pub(crate) async fn fanout(
                 p99_us: hist.value_at_quantile(0.99),
                 p999_us: hist.value_at_quantile(0.999),
                 max_us: hist.max(),
+                at_read: Some(at_read),
             })
         };
         let same = on_first_node(size, shape.nodes);

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Fleet, RoomsOf, Transport};
@@ -18,7 +19,7 @@ use crate::procstat::{Spent, Usage};
 use crate::progress::Progress;
 use crate::publish::{Pace, Published, Publisher, Via};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
-use crate::stats::Stats;
+use crate::stats::{End, Stats};
 
 /// Name of the one room of this scenario.
 const ROOM: &str = "fanout";
@@ -92,6 +93,40 @@ pub(crate) struct LatencyResult {
     pub(crate) p999_us: u64,
     /// Maximum, µs.
     pub(crate) max_us: u64,
+    /// The same samples ended at the generator's read instead of the event's arrival at
+    /// the socket (`None`: a run before arrival stamps, whose percentiles above are
+    /// already at the read).
+    #[serde(default)]
+    pub(crate) at_read: Option<Quantiles>,
+    /// Samples whose read the kernel did not stamp (ended at the read; 0 in runs before
+    /// arrival stamps).
+    #[serde(default)]
+    pub(crate) unstamped: u64,
+}
+
+/// Percentiles of one histogram, µs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Quantiles {
+    /// Median.
+    pub(crate) p50_us: u64,
+    /// 99th percentile.
+    pub(crate) p99_us: u64,
+    /// 99.9th percentile.
+    pub(crate) p999_us: u64,
+    /// Maximum.
+    pub(crate) max_us: u64,
+}
+
+impl Quantiles {
+    /// The percentiles of `hist`.
+    pub(crate) fn of(hist: &Histogram<u64>) -> Quantiles {
+        Quantiles {
+            p50_us: hist.value_at_quantile(0.50),
+            p99_us: hist.value_at_quantile(0.99),
+            p999_us: hist.value_at_quantile(0.999),
+            max_us: hist.max(),
+        }
+    }
 }
 
 /// A room of clients plus a publisher, ready to publish.
@@ -323,7 +358,8 @@ pub(crate) async fn measure_latency(
     let phase = at_rate(room, target, rate, secs, params, "latency", true).await?;
     room.drain().await;
     room.stats.set_recording(false);
-    let hist = room.stats.latency()?;
+    let hist = room.stats.latency(End::Arrival)?;
+    let at_read = Quantiles::of(&room.stats.latency(End::Read)?);
     Ok(LatencyResult {
         room_size: room.size,
         load,
@@ -337,6 +373,8 @@ pub(crate) async fn measure_latency(
         p99_us: hist.value_at_quantile(0.99),
         p999_us: hist.value_at_quantile(0.999),
         max_us: hist.max(),
+        at_read: Some(at_read),
+        unstamped: room.stats.unstamped(),
     })
 }
 
