@@ -5,6 +5,8 @@ crates/fuzz-targets, in the framing that body documents (selector byte, separato
 Cluster seeds are the bytes the real Node packages wrote
 (crates/protocol/tests/fixtures/cluster-codec.json); the rest follow the protocol specs'
 examples and the unit tests. Deterministic: running it again rewrites the same files.
+Files named `regression-*` are kept as they are: fuzzer findings committed by hand (and
+one the script writes itself), which regenerating must not drop.
 
     python3 fuzz/gen-seeds.py
 """
@@ -14,7 +16,6 @@ import hashlib
 import hmac
 import json
 import pathlib
-import shutil
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
@@ -369,7 +370,9 @@ def questions():
 
 def main():
     if CORPUS.exists():
-        shutil.rmtree(CORPUS)
+        for seed in CORPUS.rglob("*"):
+            if seed.is_file() and not seed.name.startswith("regression-"):
+                seed.unlink()
     fixtures = json.loads(FIXTURES.read_text())
     engineio()
     socketio()
