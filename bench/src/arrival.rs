@@ -44,9 +44,20 @@ pub(crate) struct Stamped {
     pub(crate) arrived: Instant,
     /// The read.
     pub(crate) read: Instant,
-    /// Whether the kernel stamped the read (it does not stamp packets queued before
-    /// stamping was first enabled on the machine).
-    pub(crate) kernel: bool,
+    /// Stamping was asked for and the kernel gave none (`arrived` is the read): it does
+    /// not stamp packets queued before stamping was first enabled on the machine.
+    pub(crate) fell_back: bool,
+}
+
+impl Stamped {
+    /// A read not stamped by choice: it ends where it arrived.
+    pub(crate) fn at_read(read: Instant) -> Stamped {
+        Stamped {
+            arrived: read,
+            read,
+            fell_back: false,
+        }
+    }
 }
 
 /// Reads once from `stream` into `buf` with the kernel's receive stamp; fails once the
@@ -99,7 +110,7 @@ fn dated(stamp: Option<TimeSpec>, read: Instant, wall: SystemTime) -> Stamped {
     Stamped {
         arrived: waited.map_or(read, |w| read.checked_sub(w).unwrap_or(read)),
         read,
-        kernel: waited.is_some(),
+        fell_back: waited.is_none(),
     }
 }
 
@@ -115,10 +126,10 @@ mod tests {
         let stamp = TimeSpec::from(Duration::from_micros(1_000_000_000 - 1_500));
         let s = dated(Some(stamp), read, wall);
         assert_eq!(read - s.arrived, Duration::from_micros(1_500));
-        assert!(s.kernel);
+        assert!(!s.fell_back);
         let unstamped = dated(None, read, wall);
         assert_eq!(unstamped.arrived, read);
-        assert!(!unstamped.kernel);
+        assert!(unstamped.fell_back);
         // A stamp later than the read (the wall clock stepped back): no wait, not a panic.
         let late = dated(Some(TimeSpec::from(Duration::from_secs(2_000))), read, wall);
         assert_eq!(late.arrived, read);
@@ -137,7 +148,7 @@ mod tests {
         let mut buf = BytesMut::new();
         for _ in 0..500 {
             server.write_all(b"x").await.unwrap();
-            if read(&client, &mut buf).await.unwrap().kernel {
+            if !read(&client, &mut buf).await.unwrap().fell_back {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -149,7 +160,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let s = read(&client, &mut buf).await.unwrap();
         assert_eq!(&buf[..], b"hello");
-        assert!(s.kernel, "the kernel stamped the read");
+        assert!(!s.fell_back, "the kernel stamped the read");
         assert!(s.read - s.arrived >= Duration::from_millis(150), "{s:?}");
         assert!(s.arrived <= written + Duration::from_millis(50), "{s:?}");
         drop(server);

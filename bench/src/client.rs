@@ -5,12 +5,14 @@
 //! touches shared state once per read: that is the whole per-message cost.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::arrival::Stamped;
 use crate::net::SourcePool;
 use crate::sio::{self, ConnectAnswer, Dialect, Incoming};
 use crate::stats::{Group, Stats};
@@ -266,9 +268,17 @@ impl Session {
     ) -> anyhow::Result<()> {
         let mut stamps = Vec::new();
         let dialect = self.dialect;
-        crate::arrival::enable(&self.stream)?;
+        let arrival = stats.arrival();
+        if arrival {
+            crate::arrival::enable(&self.stream)?;
+        }
         loop {
-            let at = crate::arrival::read(&self.stream, &mut self.buf).await?;
+            let at = if arrival {
+                crate::arrival::read(&self.stream, &mut self.buf).await?
+            } else {
+                fill(&mut self.stream, &mut self.buf).await?;
+                Stamped::at_read(Instant::now())
+            };
             let recording = stats.recording();
             let mut delivered = 0;
             let mut replies = Replies::default();

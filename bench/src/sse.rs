@@ -192,9 +192,17 @@ impl Listener {
     ) -> anyhow::Result<()> {
         let mut stamps = Vec::new();
         let dialect = self.dialect;
-        crate::arrival::enable(&self.stream)?;
+        let arrival = stats.arrival();
+        if arrival {
+            crate::arrival::enable(&self.stream)?;
+        }
         loop {
-            let at = self.read_stamped().await?;
+            let at = if arrival {
+                self.read_stamped().await?
+            } else {
+                self.read().await?;
+                crate::arrival::Stamped::at_read(std::time::Instant::now())
+            };
             let recording = stats.recording();
             let (mut delivered, mut closed) = (0, false);
             self.decode()?;

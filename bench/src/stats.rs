@@ -7,9 +7,9 @@
 //!
 //! Latencies are kept apart by [`Group`]: receivers on the publisher's node and on the
 //! other nodes of a cluster (a single server has only the first). Each sample is kept
-//! twice, by where it ends ([`End`]): the event's arrival at the receiver's socket (the
-//! kernel's receive stamp, `crate::arrival`; what the suite reports) and the generator's
-//! read of it (what runs before arrival stamps reported).
+//! twice, by where it ends ([`End`]): the event's arrival at the receiver's socket and
+//! the generator's read of it. Only with `--latency-arrival` do the two differ (the
+//! kernel's receive stamp, `crate::arrival`); otherwise both end at the read.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,11 +67,14 @@ pub(crate) struct Stats {
     latency: [Vec<Shard>; 2],
     /// Samples recorded whose read the kernel did not stamp (their arrival is the read).
     unstamped: AtomicU64,
+    /// Whether receivers read with the kernel's receive stamp (--latency-arrival).
+    arrival: bool,
 }
 
 impl Stats {
-    /// Fresh counters with the clock origin set to now.
-    pub(crate) fn new() -> anyhow::Result<Stats> {
+    /// Fresh counters with the clock origin set to now; with `arrival`, receivers read
+    /// with the kernel's receive stamp.
+    pub(crate) fn new(arrival: bool) -> anyhow::Result<Stats> {
         let shards = || {
             (0..SHARDS)
                 .map(|_| Ok(Mutex::new([histogram()?, histogram()?])))
@@ -86,7 +89,13 @@ impl Stats {
             progress: Notify::new(),
             latency,
             unstamped: AtomicU64::new(0),
+            arrival,
         })
+    }
+
+    /// Whether receivers read with the kernel's receive stamp.
+    pub(crate) fn arrival(&self) -> bool {
+        self.arrival
     }
 
     /// Microseconds since the clock origin at `at`.
@@ -156,7 +165,7 @@ impl Stats {
                 hist.saturating_record(end.saturating_sub(stamp).clamp(1, MAX_LATENCY_US));
             }
         }
-        if !at.kernel {
+        if at.fell_back {
             self.unstamped
                 .fetch_add(stamps.len() as u64, Ordering::Relaxed);
         }

@@ -162,7 +162,7 @@ async fn run_server_step(
             return false;
         }
     };
-    let target = running.target(pool, report.server);
+    let target = running.target(pool, report.server, plan.params.latency_arrival);
     let Some(results) = report.rounds.get_mut(at.round) else {
         running.stop().await;
         return true;
@@ -233,7 +233,7 @@ impl Running {
     }
 
     /// How scenarios reach and observe it.
-    fn target(&self, pool: &Arc<SourcePool>, kind: ServerKind) -> Target {
+    fn target(&self, pool: &Arc<SourcePool>, kind: ServerKind, arrival: bool) -> Target {
         let (nodes, processes) = match self {
             Running::One(server, _) => (vec![server.addr], vec![server.pid]),
             Running::Cluster(cluster) => (cluster.addrs(), cluster.processes()),
@@ -245,6 +245,7 @@ impl Running {
             processes,
             pool: pool.clone(),
             dialect: kind.dialect(),
+            arrival,
         }
     }
 

@@ -410,9 +410,9 @@ pub(super) fn latency_end_note(report: &SuiteReport) -> String {
         })
         .sum();
     let mut note = "Latency ends when the event reached the receiver's socket (the kernel's \
-                    receive stamp, `SO_TIMESTAMPNS`), not when the generator got a core to read \
-                    it; `p99 at read` is the same samples ended at the read (all that runs \
-                    before arrival stamps measured)."
+                    receive stamp, `SO_TIMESTAMPNS`, `--latency-arrival`), not when the \
+                    generator got a core to read it; `p99 at read` is the same samples ended \
+                    at the read (what runs without the option measure)."
         .to_owned();
     if unstamped > 0 {
         let _ = write!(

@@ -245,7 +245,7 @@ pub(crate) async fn fanout(
                 p99_us: hist.value_at_quantile(0.99),
                 p999_us: hist.value_at_quantile(0.999),
                 max_us: hist.max(),
-                at_read: Some(at_read),
+                at_read: room.stats.arrival().then_some(at_read),
             })
         };
         let same = on_first_node(size, shape.nodes);

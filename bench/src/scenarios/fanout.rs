@@ -161,7 +161,7 @@ pub(crate) async fn open_room_via(
     transport: Transport,
     via: Via,
 ) -> anyhow::Result<Room> {
-    let stats = Arc::new(Stats::new()?);
+    let stats = Arc::new(Stats::new(target.arrival)?);
     let mut fleet = Fleet::new(target, stats.clone()).over(transport);
     let rooms: RoomsOf = Arc::new(|_| vec![ROOM.to_owned()]);
     let label = match transport {
@@ -373,7 +373,7 @@ pub(crate) async fn measure_latency(
         p99_us: hist.value_at_quantile(0.99),
         p999_us: hist.value_at_quantile(0.999),
         max_us: hist.max(),
-        at_read: Some(at_read),
+        at_read: room.stats.arrival().then_some(at_read),
         unstamped: room.stats.unstamped(),
     })
 }

@@ -73,7 +73,7 @@ pub(crate) async fn measure(
     settle_secs: f64,
 ) -> anyhow::Result<(IdleResult, Fleet)> {
     let baseline = settled_rss(target.pid).await?;
-    let mut fleet = Fleet::new(target, Arc::new(Stats::new()?)).over(transport);
+    let mut fleet = Fleet::new(target, Arc::new(Stats::new(false)?)).over(transport);
     let mut points = Vec::new();
     let what = match transport {
         Transport::WebSocket => "idle",

@@ -156,7 +156,7 @@ impl Rooms {
     /// first node).
     pub(crate) async fn open(target: &Target, params: &Params) -> anyhow::Result<Rooms> {
         let (rooms, members) = (params.rooms.max(1), params.members.min(params.rooms).max(1));
-        let stats = Arc::new(Stats::new()?);
+        let stats = Arc::new(Stats::new(false)?);
         let mut fleet = Fleet::new(target, stats.clone());
         fleet
             .grow(
