@@ -9,7 +9,11 @@
 //! inside the server's own `sendto`; `recvmsg` hands back the stamp of the last packet
 //! the read consumed (so a read spanning several packets dates its earlier frames late:
 //! the error only ever adds latency). Samples keep both ends: the arrival (reported) and
-//! the read (kept beside it, so older runs, which had only the read, stay comparable).
+//! the read (kept beside it, so runs without stamps stay comparable).
+//!
+//! Used only with `--latency-arrival`, off by default: the stamped read costs the
+//! generator about 8 % more CPU per delivery, which on two shared cores costs the server
+//! as much as the wait it removes (bench/README.md).
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::AsRawFd;
