@@ -256,14 +256,24 @@ async function ioClient(url, mode, opts = {}) {
 /**
  * A `socket.io-client` in a child `node` process (so that it can be frozen with SIGSTOP
  * or killed with SIGKILL): connects to `url` over `transport` without reconnecting and
- * resolves with `{ child, sid }` once connected. Killed after the test.
+ * resolves with `{ child, sid }` once connected and, on polling, once its next long poll
+ * is under way (killed between two polls, it would be found only by the heartbeat).
+ * Killed after the test.
  */
 async function childClient(url, transport) {
   const script = `
     import { io } from "socket.io-client";
     const [url, transport] = process.argv.slice(1);
     const socket = io(url, { transports: [transport], reconnection: false, forceNew: true });
-    socket.on("connect", () => process.stdout.write(JSON.stringify({ sid: socket.id }) + "\\n"));
+    // Reported once the connection is busy again: on polling, once the long poll after
+    // the CONNECT answer has been issued (and had a moment to reach the server), so a
+    // kill lands during a long poll rather than between two.
+    const report = () => setTimeout(() => process.stdout.write(JSON.stringify({ sid: socket.id }) + "\\n"), 100);
+    socket.on("connect", () => {
+      const engine = socket.io.engine.transport;
+      if (transport !== "polling" || engine._polling) report();
+      else engine.once("poll", report);
+    });
     socket.on("connect_error", (err) => { process.stderr.write(String(err)); process.exit(1); });
   `;
   const child = spawn(process.execPath, ["--input-type=module", "-e", script, url, transport], {
