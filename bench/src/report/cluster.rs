@@ -704,6 +704,7 @@ fn missing_adapters(report: &SuiteReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenarios::fanout::Quantiles;
 
     /// The committed repeated cluster run (written before the cost phases existed).
     fn repeat_run() -> SuiteReport {
@@ -738,6 +739,51 @@ mod tests {
                 (cells[2], cells[4], cells[5], cells[7])
             })
             .collect()
+    }
+
+    #[test]
+    fn a_stamped_run_says_its_latency_ends_at_the_socket_and_shows_the_read_beside() {
+        let unstamped = latency(&repeat_run());
+        assert!(unstamped.contains("Latency ends when the generator read the event."));
+        assert!(!unstamped.contains("p99 at read"));
+        let mut report = repeat_run();
+        let read = Quantiles {
+            p50_us: 7_000,
+            p99_us: 21_000,
+            p999_us: 30_000,
+            max_us: 40_000,
+        };
+        for round in report.servers.iter_mut().flat_map(|s| &mut s.rounds) {
+            for c in &mut round.cluster_latency {
+                c.latency.at_read = Some(read);
+                c.latency.unstamped = 2;
+                c.same_node.at_read = Some(read);
+                if let Some(other) = &mut c.other_nodes {
+                    other.at_read = Some(Quantiles {
+                        p99_us: 23_000,
+                        ..read
+                    });
+                }
+            }
+        }
+        let md = latency(&report);
+        assert!(md.contains("the kernel's receive stamp"), "{md}");
+        assert!(md.contains("samples came in reads the kernel did not stamp"));
+        let header = md.lines().find(|l| l.starts_with("| server |")).unwrap();
+        assert!(
+            header.ends_with(" p99 at read: same · other ms |"),
+            "{header}"
+        );
+        let two_nodes = md
+            .lines()
+            .find(|l| l.contains("| redis | 1000 | 2 |"))
+            .expect("a 2-node row");
+        assert!(two_nodes.ends_with(" 21.00 · 23.00 |"), "{two_nodes}");
+        let one_node = md
+            .lines()
+            .find(|l| l.contains("| redis | 1000 | 1 |"))
+            .unwrap();
+        assert!(one_node.ends_with(" 21.00 · — |"), "{one_node}");
     }
 
     #[test]
