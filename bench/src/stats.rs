@@ -156,11 +156,13 @@ impl Stats {
     }
 
     /// Records latencies of deliveries stamped `stamps`, received by a receiver of
-    /// `group` in one read: arrived at `at`, read at `read`.
+    /// `group` in one read that `at` dates. Without arrival stamps the two ends are the
+    /// same read and only the first histogram is kept (the phase reports no second).
     pub(crate) fn record(&self, (group, shard): (Group, usize), at: Stamped, stamps: &[u64]) {
         let ends = [self.stamp(at.arrived), self.stamp(at.read)];
+        let kept = if self.arrival { 2 } else { 1 };
         let mut hists = lock(&self.latency[group as usize][shard % SHARDS]);
-        for (hist, end) in hists.iter_mut().zip(ends) {
+        for (hist, end) in hists.iter_mut().zip(ends).take(kept) {
             for &stamp in stamps {
                 hist.saturating_record(end.saturating_sub(stamp).clamp(1, MAX_LATENCY_US));
             }
@@ -206,4 +208,50 @@ fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, [Histogram<u64>; 2]> {
     shard
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read of one delivery stamped 1,000 µs after the origin, arrived 3 ms and read
+    /// 5 ms after that (the stamps in µs since the origin).
+    fn one_read(stats: &Stats) {
+        let at = Stamped {
+            arrived: stats.epoch + Duration::from_micros(4_000),
+            read: stats.epoch + Duration::from_micros(6_000),
+            fell_back: false,
+        };
+        stats.set_recording(true);
+        stats.record((Group::OtherNode, 3), at, &[1_000]);
+    }
+
+    #[test]
+    fn a_stamped_sample_ends_twice_an_unstamped_one_once() {
+        let stamped = Stats::new(true).unwrap();
+        one_read(&stamped);
+        let arrival = stamped.latency_of(Group::OtherNode, End::Arrival).unwrap();
+        let read = stamped.latency(End::Read).unwrap();
+        // HDR histograms report a bucket's highest equivalent value.
+        assert_eq!(arrival.len(), 1);
+        assert!(
+            arrival.equivalent(arrival.max(), 3_000),
+            "{}",
+            arrival.max()
+        );
+        assert_eq!(read.len(), 1);
+        assert!(read.equivalent(read.max(), 5_000), "{}", read.max());
+        assert_eq!(
+            stamped
+                .latency_of(Group::SameNode, End::Arrival)
+                .unwrap()
+                .len(),
+            0
+        );
+
+        let unstamped = Stats::new(false).unwrap();
+        one_read(&unstamped);
+        assert_eq!(unstamped.latency(End::Arrival).unwrap().len(), 1);
+        assert_eq!(unstamped.latency(End::Read).unwrap().len(), 0, "kept once");
+    }
 }
