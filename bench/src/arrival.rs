@@ -30,10 +30,20 @@ use tokio::net::TcpStream;
 /// Bytes one stamped read takes at most (then copied into the connection's buffer).
 const SCRATCH: usize = 16 * 1024;
 
+/// A thread's buffers for stamped reads: allocated and initialised once, so a read
+/// needs no allocation, no zeroing and no `unsafe` for uninitialised memory.
+struct Scratch {
+    /// What one read takes.
+    data: Vec<u8>,
+    /// Room for the stamp's control message.
+    control: Vec<u8>,
+}
+
 thread_local! {
-    /// Per-thread read buffer: initialised once, so a read needs no zeroing and no
-    /// `unsafe` for uninitialised memory.
-    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+    static SCRATCH_BUF: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        data: vec![0; SCRATCH],
+        control: nix::cmsg_space!(TimeSpec),
+    });
 }
 
 /// Asks the kernel to stamp what arrives on `stream`.
@@ -55,7 +65,7 @@ pub(crate) struct Stamped {
 
 impl Stamped {
     /// A read not stamped by choice: it ends where it arrived.
-    pub(crate) fn at_read(read: Instant) -> Stamped {
+    fn at_read(read: Instant) -> Stamped {
         Stamped {
             arrived: read,
             read,
@@ -64,9 +74,18 @@ impl Stamped {
     }
 }
 
-/// Reads once from `stream` into `buf` with the kernel's receive stamp; fails once the
-/// peer has closed the connection.
-pub(crate) async fn read(stream: &TcpStream, buf: &mut BytesMut) -> anyhow::Result<Stamped> {
+/// Reads once from `stream` into `buf`, with the kernel's receive stamp when `stamped`
+/// (the stream [`enable`]d), else a plain read dated at its end; fails once the peer has
+/// closed the connection.
+pub(crate) async fn read(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    stamped: bool,
+) -> anyhow::Result<Stamped> {
+    if !stamped {
+        crate::client::fill(stream, buf).await?;
+        return Ok(Stamped::at_read(Instant::now()));
+    }
     loop {
         stream.readable().await?;
         match stream.try_io(Interest::READABLE, || recv(stream, buf)) {
@@ -80,13 +99,12 @@ pub(crate) async fn read(stream: &TcpStream, buf: &mut BytesMut) -> anyhow::Resu
 
 /// One `recvmsg`: bytes appended to `buf`, and the kernel's stamp if it gave one.
 fn recv(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<(usize, Option<TimeSpec>)> {
-    SCRATCH_BUF.with_borrow_mut(|scratch| {
-        let mut space = nix::cmsg_space!(TimeSpec);
-        let mut iov = [IoSliceMut::new(scratch)];
+    SCRATCH_BUF.with_borrow_mut(|Scratch { data, control }| {
+        let mut iov = [IoSliceMut::new(data)];
         let msg = recvmsg::<()>(
             stream.as_raw_fd(),
             &mut iov,
-            Some(&mut space),
+            Some(control),
             MsgFlags::MSG_DONTWAIT,
         )
         .map_err(io::Error::from)?;
@@ -97,7 +115,7 @@ fn recv(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<(usize, Option<Tim
             })
         });
         let n = msg.bytes;
-        buf.extend_from_slice(&scratch[..n]);
+        buf.extend_from_slice(&data[..n]);
         Ok((n, stamp))
     })
 }
@@ -142,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn a_loopback_read_carries_the_time_the_bytes_arrived_not_when_they_were_read() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
@@ -152,7 +170,7 @@ mod tests {
         let mut buf = BytesMut::new();
         for _ in 0..500 {
             server.write_all(b"x").await.unwrap();
-            if !read(&client, &mut buf).await.unwrap().fell_back {
+            if !read(&mut client, &mut buf, true).await.unwrap().fell_back {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -162,14 +180,14 @@ mod tests {
         let written = Instant::now();
         // Read well after the bytes arrived: the stamp still dates them to the write.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let s = read(&client, &mut buf).await.unwrap();
+        let s = read(&mut client, &mut buf, true).await.unwrap();
         assert_eq!(&buf[..], b"hello");
         assert!(!s.fell_back, "the kernel stamped the read");
         assert!(s.read - s.arrived >= Duration::from_millis(150), "{s:?}");
         assert!(s.arrived <= written + Duration::from_millis(50), "{s:?}");
         drop(server);
         assert!(
-            read(&client, &mut buf).await.is_err(),
+            read(&mut client, &mut buf, true).await.is_err(),
             "a closed peer ends reads"
         );
     }

@@ -5,14 +5,12 @@
 //! touches shared state once per read: that is the whole per-message cost.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::arrival::Stamped;
 use crate::net::SourcePool;
 use crate::sio::{self, ConnectAnswer, Dialect, Incoming};
 use crate::stats::{Group, Stats};
@@ -273,12 +271,7 @@ impl Session {
             crate::arrival::enable(&self.stream)?;
         }
         loop {
-            let at = if arrival {
-                crate::arrival::read(&self.stream, &mut self.buf).await?
-            } else {
-                fill(&mut self.stream, &mut self.buf).await?;
-                Stamped::at_read(Instant::now())
-            };
+            let at = crate::arrival::read(&mut self.stream, &mut self.buf, arrival).await?;
             let recording = stats.recording();
             let mut delivered = 0;
             let mut replies = Replies::default();

@@ -151,24 +151,17 @@ impl Listener {
             if connected {
                 return Ok(listener);
             }
-            listener.read().await.context("SSE stream start")?;
+            listener.read(false).await.context("SSE stream start")?;
         }
     }
 
-    /// Reads more of the stream; fails once it has ended.
-    async fn read(&mut self) -> anyhow::Result<()> {
+    /// Reads more of the stream (with the kernel's receive stamp when `stamped`, see
+    /// `crate::arrival`); fails once it has ended.
+    async fn read(&mut self, stamped: bool) -> anyhow::Result<crate::arrival::Stamped> {
         if self.chunked.as_ref().is_some_and(|c| c.ended) {
             bail!("server ended the stream");
         }
-        fill(&mut self.stream, &mut self.raw).await
-    }
-
-    /// [`Listener::read`] with the kernel's receive stamp (`crate::arrival`).
-    async fn read_stamped(&mut self) -> anyhow::Result<crate::arrival::Stamped> {
-        if self.chunked.as_ref().is_some_and(|c| c.ended) {
-            bail!("server ended the stream");
-        }
-        crate::arrival::read(&self.stream, &mut self.raw).await
+        crate::arrival::read(&mut self.stream, &mut self.raw, stamped).await
     }
 
     /// Moves what was read into the text buffer.
@@ -197,12 +190,7 @@ impl Listener {
             crate::arrival::enable(&self.stream)?;
         }
         loop {
-            let at = if arrival {
-                self.read_stamped().await?
-            } else {
-                self.read().await?;
-                crate::arrival::Stamped::at_read(std::time::Instant::now())
-            };
+            let at = self.read(arrival).await?;
             let recording = stats.recording();
             let (mut delivered, mut closed) = (0, false);
             self.decode()?;

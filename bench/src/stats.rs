@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::arrival::Stamped;
@@ -42,6 +43,31 @@ pub(crate) enum End {
 
 /// One shard's histograms, one per [`End`] (`Arrival` first).
 type Shard = Mutex<[Histogram<u64>; 2]>;
+
+/// Percentiles of one histogram, µs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Quantiles {
+    /// Median.
+    pub(crate) p50_us: u64,
+    /// 99th percentile.
+    pub(crate) p99_us: u64,
+    /// 99.9th percentile.
+    pub(crate) p999_us: u64,
+    /// Maximum.
+    pub(crate) max_us: u64,
+}
+
+impl Quantiles {
+    /// The percentiles of `hist`.
+    pub(crate) fn of(hist: &Histogram<u64>) -> Quantiles {
+        Quantiles {
+            p50_us: hist.value_at_quantile(0.50),
+            p99_us: hist.value_at_quantile(0.99),
+            p999_us: hist.value_at_quantile(0.999),
+            max_us: hist.max(),
+        }
+    }
+}
 
 /// Highest latency recorded, in microseconds (60 s); larger values are clamped.
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -181,6 +207,23 @@ impl Stats {
     /// All shards of every group merged, the samples ending at `end`.
     pub(crate) fn latency(&self, end: End) -> anyhow::Result<Histogram<u64>> {
         merged(self.latency.iter().flatten(), end)
+    }
+
+    /// With arrival stamps, the percentiles of the samples ended at the read, of `group`
+    /// (`None`: every group); without, `None` (the read is what the phase reports, and
+    /// nothing is merged for it).
+    pub(crate) fn quantiles_at_read(
+        &self,
+        group: Option<Group>,
+    ) -> anyhow::Result<Option<Quantiles>> {
+        if !self.arrival {
+            return Ok(None);
+        }
+        let hist = match group {
+            Some(g) => self.latency_of(g, End::Read)?,
+            None => self.latency(End::Read)?,
+        };
+        Ok(Some(Quantiles::of(&hist)))
     }
 
     /// All shards of one group merged, the samples ending at `end`.

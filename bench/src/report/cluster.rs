@@ -704,7 +704,7 @@ fn missing_adapters(report: &SuiteReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenarios::fanout::Quantiles;
+    use crate::stats::Quantiles;
 
     /// The committed repeated cluster run (written before the cost phases existed).
     fn repeat_run() -> SuiteReport {

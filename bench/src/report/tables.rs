@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use super::rounds::{Rounds, ms, two};
 use crate::chart::human;
 use crate::peers::ServerKind;
-use crate::scenarios::fanout::{FanoutResult, LatencyResult, Quantiles};
+use crate::scenarios::fanout::{FanoutResult, LatencyResult};
 use crate::scenarios::idle::IdlePoint;
+use crate::stats::Quantiles;
 use crate::suite::{ServerReport, SuiteReport};
 
 /// Every table of a report, in order.
@@ -378,15 +379,20 @@ fn fanout(report: &SuiteReport) -> String {
     md
 }
 
+/// Every latency phase of a run: single server, cluster and SSE, every round.
+fn every_latency(report: &SuiteReport) -> impl Iterator<Item = &LatencyResult> {
+    report.servers.iter().flat_map(|s| &s.rounds).flat_map(|r| {
+        r.latency
+            .iter()
+            .chain(r.cluster_latency.iter().map(|c| &c.latency))
+            .chain(r.sse.iter().flat_map(|t| &t.latency))
+    })
+}
+
 /// Whether a run's latency samples end at the receiver's socket (kernel receive stamps,
 /// `crate::arrival`): its results carry the same samples ended at the read beside them.
 pub(super) fn arrival_stamped(report: &SuiteReport) -> bool {
-    let stamped = |l: &LatencyResult| l.at_read.is_some();
-    report.servers.iter().flat_map(|s| &s.rounds).any(|r| {
-        r.latency.iter().any(stamped)
-            || r.cluster_latency.iter().any(|c| stamped(&c.latency))
-            || r.sse.iter().flat_map(|t| &t.latency).any(stamped)
-    })
+    every_latency(report).any(|l| l.at_read.is_some())
 }
 
 /// The sentence saying where a run's latency samples end, and how many the kernel did
@@ -395,20 +401,7 @@ pub(super) fn latency_end_note(report: &SuiteReport) -> String {
     if !arrival_stamped(report) {
         return "Latency ends when the generator read the event.".to_owned();
     }
-    let all = |l: &LatencyResult| l.unstamped;
-    let unstamped: u64 = report
-        .servers
-        .iter()
-        .flat_map(|s| &s.rounds)
-        .map(|r| {
-            r.latency.iter().map(all).sum::<u64>()
-                + r.cluster_latency
-                    .iter()
-                    .map(|c| all(&c.latency))
-                    .sum::<u64>()
-                + r.sse.iter().flat_map(|t| &t.latency).map(all).sum::<u64>()
-        })
-        .sum();
+    let unstamped: u64 = every_latency(report).map(|l| l.unstamped).sum();
     let mut note = "Latency ends when the event reached the receiver's socket (the kernel's \
                     receive stamp, `SO_TIMESTAMPNS`, `--latency-arrival`), not when the \
                     generator got a core to read it; `p99 at read` is the same samples ended \

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::chart::human;
 use crate::peers::Adapter;
 use crate::procstat::Spent;
-use crate::scenarios::fanout::{self, FanoutResult, LatencyResult, Quantiles};
+use crate::scenarios::fanout::{self, FanoutResult, LatencyResult};
 use crate::scenarios::rooms::{self, RoomsResult};
 use crate::scenarios::{Params, Target, per_million};
-use crate::stats::{End, Group};
+use crate::stats::{End, Group, Quantiles};
 
 /// Which cluster a result comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,16 +236,21 @@ pub(crate) async fn fanout(
         let broadcasts = all.expected / size.max(1) as u64;
         let group = |g: Group, receivers: usize| -> anyhow::Result<Percentiles> {
             let hist = room.stats.latency_of(g, End::Arrival)?;
-            let at_read = Quantiles::of(&room.stats.latency_of(g, End::Read)?);
+            let Quantiles {
+                p50_us,
+                p99_us,
+                p999_us,
+                max_us,
+            } = Quantiles::of(&hist);
             Ok(Percentiles {
                 receivers,
                 samples: hist.len(),
                 expected: broadcasts * receivers as u64,
-                p50_us: hist.value_at_quantile(0.50),
-                p99_us: hist.value_at_quantile(0.99),
-                p999_us: hist.value_at_quantile(0.999),
-                max_us: hist.max(),
-                at_read: room.stats.arrival().then_some(at_read),
+                p50_us,
+                p99_us,
+                p999_us,
+                max_us,
+                at_read: room.stats.quantiles_at_read(Some(g))?,
             })
         };
         let same = on_first_node(size, shape.nodes);

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Fleet, RoomsOf, Transport};
@@ -19,7 +18,7 @@ use crate::procstat::{Spent, Usage};
 use crate::progress::Progress;
 use crate::publish::{Pace, Published, Publisher, Via};
 use crate::scenarios::{DRAIN, Params, Target, per_million, secs};
-use crate::stats::{End, Stats};
+use crate::stats::{End, Quantiles, Stats};
 
 /// Name of the one room of this scenario.
 const ROOM: &str = "fanout";
@@ -102,31 +101,6 @@ pub(crate) struct LatencyResult {
     /// arrival stamps).
     #[serde(default)]
     pub(crate) unstamped: u64,
-}
-
-/// Percentiles of one histogram, µs.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct Quantiles {
-    /// Median.
-    pub(crate) p50_us: u64,
-    /// 99th percentile.
-    pub(crate) p99_us: u64,
-    /// 99.9th percentile.
-    pub(crate) p999_us: u64,
-    /// Maximum.
-    pub(crate) max_us: u64,
-}
-
-impl Quantiles {
-    /// The percentiles of `hist`.
-    pub(crate) fn of(hist: &Histogram<u64>) -> Quantiles {
-        Quantiles {
-            p50_us: hist.value_at_quantile(0.50),
-            p99_us: hist.value_at_quantile(0.99),
-            p999_us: hist.value_at_quantile(0.999),
-            max_us: hist.max(),
-        }
-    }
 }
 
 /// A room of clients plus a publisher, ready to publish.
@@ -359,7 +333,12 @@ pub(crate) async fn measure_latency(
     room.drain().await;
     room.stats.set_recording(false);
     let hist = room.stats.latency(End::Arrival)?;
-    let at_read = Quantiles::of(&room.stats.latency(End::Read)?);
+    let Quantiles {
+        p50_us,
+        p99_us,
+        p999_us,
+        max_us,
+    } = Quantiles::of(&hist);
     Ok(LatencyResult {
         room_size: room.size,
         load,
@@ -369,11 +348,11 @@ pub(crate) async fn measure_latency(
         offered_deliveries_per_sec: rate * room.size as f64,
         samples: hist.len(),
         expected: phase.published.sent * room.size as u64,
-        p50_us: hist.value_at_quantile(0.50),
-        p99_us: hist.value_at_quantile(0.99),
-        p999_us: hist.value_at_quantile(0.999),
-        max_us: hist.max(),
-        at_read: room.stats.arrival().then_some(at_read),
+        p50_us,
+        p99_us,
+        p999_us,
+        max_us,
+        at_read: room.stats.quantiles_at_read(None)?,
         unstamped: room.stats.unstamped(),
     })
 }
