@@ -619,6 +619,7 @@ mod tests {
     use crate::scenarios::rooms::RoomsResult;
     use crate::scenarios::sse::TransportResult;
     use crate::scenarios::storm::StormResult;
+    use crate::stats::Quantiles;
     use crate::suite::Versions;
 
     /// Every result a clean smoke step leaves for `server`.
@@ -655,10 +656,12 @@ mod tests {
             offered_deliveries_per_sec: 50.0 * room_size as f64,
             samples: 50 * room_size as u64,
             expected: 50 * room_size as u64,
-            p50_us: 100,
-            p99_us: 1000,
-            p999_us: 2000,
-            max_us: 3000,
+            quantiles: Quantiles {
+                p50_us: 100,
+                p99_us: 1000,
+                p999_us: 2000,
+                max_us: 3000,
+            },
             at_read: None,
             unstamped: 0,
         };
@@ -694,10 +697,12 @@ mod tests {
             receivers,
             samples: 50 * receivers as u64,
             expected: 50 * receivers as u64,
-            p50_us: 100,
-            p99_us: 1000,
-            p999_us: 2000,
-            max_us: 3000,
+            quantiles: Quantiles {
+                p50_us: 100,
+                p99_us: 1000,
+                p999_us: 2000,
+                max_us: 3000,
+            },
             at_read: None,
         };
         let sizes = &params.cluster_room_sizes;
@@ -852,10 +857,12 @@ mod tests {
                         offered_deliveries_per_sec: params.sse_rate * room_size as f64,
                         samples: 50 * room_size as u64,
                         expected: 50 * room_size as u64,
-                        p50_us: 100,
-                        p99_us: 1000,
-                        p999_us: 2000,
-                        max_us: 3000,
+                        quantiles: Quantiles {
+                            p50_us: 100,
+                            p99_us: 1000,
+                            p999_us: 2000,
+                            max_us: 3000,
+                        },
                         at_read: None,
                         unstamped: 0,
                     })

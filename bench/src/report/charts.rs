@@ -49,8 +49,8 @@ pub(super) fn all(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
                 .collect()
         }),
     };
-    let p50 = latency_chart(report, &ran, ("p50", |l| l.p50_us));
-    let p99 = latency_chart(report, &ran, ("p99", |l| l.p99_us));
+    let p50 = latency_chart(report, &ran, ("p50", |l| l.quantiles.p50_us));
+    let p99 = latency_chart(report, &ran, ("p99", |l| l.quantiles.p99_us));
     let rooms = BarChart {
         title: format!(
             "Many rooms: {} rooms × {} members, deliveries per second (higher is better)",

@@ -283,8 +283,8 @@ fn targets(report: &SuiteReport) -> String {
                     Rounds::from(l.each().filter_map(|l| l.other_nodes.as_ref()).collect())
             {
                 let (other, same) = (
-                    other.median(|p| p.p99_us as f64),
-                    l.median(|l| l.same_node.p99_us as f64),
+                    other.median(|p| p.quantiles.p99_us as f64),
+                    l.median(|l| l.same_node.quantiles.p99_us as f64),
                 );
                 let over = (other - same) / 1000.0;
                 let _ = writeln!(
@@ -454,9 +454,9 @@ fn percentiles(p: Option<Rounds<'_, Percentiles>>) -> String {
     p.map_or("—".to_owned(), |p| {
         format!(
             "{} · {} · {}",
-            ms(p.median(|p| p.p50_us as f64)),
-            ms(p.median(|p| p.p99_us as f64)),
-            ms(p.median(|p| p.p999_us as f64))
+            ms(p.median(|p| p.quantiles.p50_us as f64)),
+            ms(p.median(|p| p.quantiles.p99_us as f64)),
+            ms(p.median(|p| p.quantiles.p999_us as f64))
         )
     })
 }
@@ -464,7 +464,11 @@ fn percentiles(p: Option<Rounds<'_, Percentiles>>) -> String {
 /// The p99 a latency row is compared on: the other nodes', or the publisher's node's on
 /// one node.
 fn worst_p99(l: &crate::scenarios::cluster::ClusterLatency) -> u64 {
-    l.other_nodes.as_ref().unwrap_or(&l.same_node).p99_us
+    l.other_nodes
+        .as_ref()
+        .unwrap_or(&l.same_node)
+        .quantiles
+        .p99_us
 }
 
 /// The latency table's publish rate, as its heading says it.
@@ -536,7 +540,7 @@ fn latency(report: &SuiteReport) -> String {
                     l.median(|l| l.rate),
                     percentiles(same),
                     percentiles(Rounds::from(other)),
-                    l.median(|l| l.max_us as f64) / 1000.0,
+                    l.median(|l| l.quantiles.max_us as f64) / 1000.0,
                     ratio(Some(c.median(|c| worst_p99(c) as f64)), sb),
                     super::tables::received(&l),
                     l.median(|l| l.server_cores),

@@ -163,10 +163,10 @@ fn fanout(report: &SuiteReport, results: &ServerReport) -> String {
                     l.median(|l| l.server_cores),
                     l.spread(fixed_cpu_per_m).show(two),
                     ratio(Some(l.median(fixed_cpu_per_m)), base_rate),
-                    l.spread(|l| l.p50_us as f64).show(ms),
-                    l.spread(|l| l.p99_us as f64).show(ms),
-                    l.spread(|l| l.p999_us as f64).show(ms),
-                    ms(l.median(|l| l.max_us as f64)),
+                    l.spread(|l| l.quantiles.p50_us as f64).show(ms),
+                    l.spread(|l| l.quantiles.p99_us as f64).show(ms),
+                    l.spread(|l| l.quantiles.p999_us as f64).show(ms),
+                    ms(l.median(|l| l.quantiles.max_us as f64)),
                     received(&l),
                 );
             }

@@ -192,7 +192,7 @@ fn targets(report: &SuiteReport) -> String {
         let Some(l) = latency_of(sb, size, Some(0.5)) else {
             continue;
         };
-        let p99 = l.median(|l| l.p99_us as f64) / 1000.0;
+        let p99 = l.median(|l| l.quantiles.p99_us as f64) / 1000.0;
         row(
             format!("p99 latency, room {size}, 50% of peak"),
             format!("{p99:.2} ms"),
@@ -432,7 +432,7 @@ fn latency(report: &SuiteReport) -> String {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
         latency_end_note(report)
     );
-    let p99 = |l: &LatencyResult| l.p99_us as f64;
+    let p99 = |l: &LatencyResult| l.quantiles.p99_us as f64;
     for (size, load) in latency_points(report) {
         let base = switchboard(report).and_then(|s| latency_of(s, size, load));
         for s in ran(report) {
@@ -447,10 +447,10 @@ fn latency(report: &SuiteReport) -> String {
                 load_label(load),
                 l.median(|l| l.rate),
                 human(l.median(|l| l.offered_deliveries_per_sec)),
-                l.spread(|l| l.p50_us as f64).show(ms),
+                l.spread(|l| l.quantiles.p50_us as f64).show(ms),
                 l.spread(p99).show(ms),
-                l.spread(|l| l.p999_us as f64).show(ms),
-                ms(l.median(|l| l.max_us as f64)),
+                l.spread(|l| l.quantiles.p999_us as f64).show(ms),
+                ms(l.median(|l| l.quantiles.max_us as f64)),
                 ratio(Some(l.median(p99)), base.as_ref().map(|b| b.median(p99))),
                 received(&l),
                 l.median(|l| l.server_cores),

@@ -122,14 +122,11 @@ pub(crate) struct Percentiles {
     pub(crate) samples: u64,
     /// Deliveries expected (broadcasts × receivers).
     pub(crate) expected: u64,
-    /// Median, µs.
-    pub(crate) p50_us: u64,
-    /// 99th percentile, µs.
-    pub(crate) p99_us: u64,
-    /// 99.9th percentile, µs.
-    pub(crate) p999_us: u64,
-    /// Maximum, µs.
-    pub(crate) max_us: u64,
+    /// Publish→deliver percentiles: to the event's arrival at the socket in a run with
+    /// arrival stamps, to the generator's read otherwise. Serialized inline, as the four
+    /// fields of this struct that results written before had.
+    #[serde(flatten)]
+    pub(crate) quantiles: Quantiles,
     /// The same samples ended at the generator's read (`None`: a run before arrival
     /// stamps, whose percentiles above are already at the read).
     #[serde(default)]
@@ -236,20 +233,11 @@ pub(crate) async fn fanout(
         let broadcasts = all.expected / size.max(1) as u64;
         let group = |g: Group, receivers: usize| -> anyhow::Result<Percentiles> {
             let hist = room.stats.latency_of(g, End::Arrival)?;
-            let Quantiles {
-                p50_us,
-                p99_us,
-                p999_us,
-                max_us,
-            } = Quantiles::of(&hist);
             Ok(Percentiles {
                 receivers,
                 samples: hist.len(),
                 expected: broadcasts * receivers as u64,
-                p50_us,
-                p99_us,
-                p999_us,
-                max_us,
+                quantiles: Quantiles::of(&hist),
                 at_read: room.stats.quantiles_at_read(Some(g))?,
             })
         };
@@ -262,10 +250,10 @@ pub(crate) async fn fanout(
             "    {} × {}, latency {size} at {rate:.0}/s: p99 {} µs same node, {} µs other nodes",
             shape.nodes,
             shape.adapter.name(),
-            same_node.p99_us,
+            same_node.quantiles.p99_us,
             other_nodes
                 .as_ref()
-                .map_or("-".to_owned(), |p| p.p99_us.to_string())
+                .map_or("-".to_owned(), |p| p.quantiles.p99_us.to_string())
         );
         latency = Some(ClusterLatency {
             shape,

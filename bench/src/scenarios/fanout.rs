@@ -84,14 +84,11 @@ pub(crate) struct LatencyResult {
     pub(crate) samples: u64,
     /// Deliveries expected (broadcasts × room size).
     pub(crate) expected: u64,
-    /// Median publish→deliver latency, µs.
-    pub(crate) p50_us: u64,
-    /// 99th percentile, µs.
-    pub(crate) p99_us: u64,
-    /// 99.9th percentile, µs.
-    pub(crate) p999_us: u64,
-    /// Maximum, µs.
-    pub(crate) max_us: u64,
+    /// Publish→deliver percentiles: to the event's arrival at the socket in a run with
+    /// arrival stamps, to the generator's read otherwise. Serialized inline, as the four
+    /// fields of this struct that results written before had.
+    #[serde(flatten)]
+    pub(crate) quantiles: Quantiles,
     /// The same samples ended at the generator's read instead of the event's arrival at
     /// the socket (`None`: a run before arrival stamps, whose percentiles above are
     /// already at the read).
@@ -333,12 +330,6 @@ pub(crate) async fn measure_latency(
     room.drain().await;
     room.stats.set_recording(false);
     let hist = room.stats.latency(End::Arrival)?;
-    let Quantiles {
-        p50_us,
-        p99_us,
-        p999_us,
-        max_us,
-    } = Quantiles::of(&hist);
     Ok(LatencyResult {
         room_size: room.size,
         load,
@@ -348,10 +339,7 @@ pub(crate) async fn measure_latency(
         offered_deliveries_per_sec: rate * room.size as f64,
         samples: hist.len(),
         expected: phase.published.sent * room.size as u64,
-        p50_us,
-        p99_us,
-        p999_us,
-        max_us,
+        quantiles: Quantiles::of(&hist),
         at_read: room.stats.quantiles_at_read(None)?,
         unstamped: room.stats.unstamped(),
     })
@@ -387,11 +375,37 @@ pub(crate) async fn run(
                 measure_latency(&mut room, target, paced, params.latency_secs, params).await?;
             eprintln!(
                 "    latency {size} at {rate:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs",
-                latency.p50_us, latency.p99_us, latency.p999_us
+                latency.quantiles.p50_us, latency.quantiles.p99_us, latency.quantiles.p999_us
             );
             results.push(latency);
         }
     }
     room.settle(&mut peak).await?;
     Ok((peak, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The percentiles serialize as fields of the result itself, as results.json files
+    /// written before they were grouped have them, and read back from that shape.
+    #[test]
+    fn a_latency_result_keeps_its_percentiles_at_the_top_level_of_its_json() {
+        let json = serde_json::json!({
+            "room_size": 1000, "load": 0.1, "rate": 200.0, "server_cores": 1.1,
+            "generator_cores": 0.7, "offered_deliveries_per_sec": 200000.0,
+            "samples": 10, "expected": 10,
+            "p50_us": 5000, "p99_us": 12000, "p999_us": 15000, "max_us": 20000,
+        });
+        let read: LatencyResult = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read.quantiles.p99_us, 12_000);
+        assert!(read.at_read.is_none());
+        let written = serde_json::to_value(&read).unwrap();
+        assert_eq!(written["p999_us"], 15_000);
+        assert!(written.get("quantiles").is_none());
+        for (key, value) in json.as_object().unwrap() {
+            assert_eq!(&written[key], value, "{key}");
+        }
+    }
 }

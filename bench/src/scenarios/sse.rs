@@ -104,7 +104,11 @@ pub(crate) async fn fanout(
         fanout::measure_latency(&mut room, target, rate, params.latency_secs, params).await?;
     eprintln!(
         "    {what} latency {size} at {:.0}/s: p50 {} µs, p99 {} µs, p99.9 {} µs, server {:.2} cores",
-        latency.rate, latency.p50_us, latency.p99_us, latency.p999_us, latency.server_cores
+        latency.rate,
+        latency.quantiles.p50_us,
+        latency.quantiles.p99_us,
+        latency.quantiles.p999_us,
+        latency.server_cores
     );
     room.settle(&mut peak).await?;
     Ok((peak, latency))

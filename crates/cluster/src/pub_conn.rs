@@ -669,22 +669,26 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_closes_at_once_is_not_reconnected_to_in_a_loop() {
         let (_conn, _health, listener) = to_listener().await;
-        let mut accepted = 0;
-        let counted = tokio::time::timeout(Duration::from_millis(800), async {
-            loop {
-                let (mut redis, _) = listener.accept().await.expect("accepted");
-                accepted += 1;
-                // As Redis past `maxclients`: an error, then the connection closes.
-                let _ = redis
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
-            }
-        });
-        let _ = counted.await;
-        // Backoff from 100 ms doubling: about four attempts in 0.8 s, not hundreds.
-        assert!(
-            (2..=6).contains(&accepted),
-            "{accepted} connections in 0.8 s"
-        );
+        let mut accepted = Vec::new();
+        for _ in 0..4 {
+            let (mut redis, _) = listener.accept().await.expect("accepted");
+            accepted.push(tokio::time::Instant::now());
+            // As Redis past `maxclients`: an error, then the connection closes.
+            let _ = redis
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+        }
+        // Each attempt waits its backoff (100 ms, doubling) after the close it saw,
+        // which came after this side accepted: a lower bound a loaded machine only
+        // lengthens. A loop without backoff would come back within a millisecond.
+        for (i, pair) in accepted.windows(2).enumerate() {
+            let waited = pair[1] - pair[0];
+            let backoff = MIN_BACKOFF * 2u32.pow(i as u32);
+            assert!(
+                waited >= backoff,
+                "attempt {} came {waited:?} after the one before, under its backoff {backoff:?}",
+                i + 2
+            );
+        }
     }
 }

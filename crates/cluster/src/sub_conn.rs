@@ -241,13 +241,11 @@ fn error_reply(text: &[u8]) -> SubError {
     }
 }
 
-type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
-
-/// One subscribed connection.
-pub(crate) struct SubConn {
-    rd: Reader,
-    wr: Writer,
+/// One subscribed connection: to Redis over [`PlainRead`] and [`PlainWrite`]; the unit
+/// tests give it an in-memory pipe's halves.
+pub(crate) struct SubConn<R = PlainRead, W = PlainWrite> {
+    rd: R,
+    wr: W,
     /// Bytes read and not yet parsed (a frame's start at its front).
     buf: BytesMut,
     /// Commands not yet written.
@@ -260,11 +258,13 @@ impl SubConn {
     /// Connects to `plain` and authenticates, all within `within`.
     pub(crate) async fn connect(plain: &Plain, within: Duration) -> Result<SubConn, SubError> {
         let (rd, wr) = plain.open(within).await?;
-        Ok(SubConn::over(Box::new(rd), Box::new(wr)))
+        Ok(SubConn::over(rd, wr))
     }
+}
 
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> SubConn<R, W> {
     /// A connection over a stream's two halves.
-    fn over(rd: Reader, wr: Writer) -> SubConn {
+    fn over(rd: R, wr: W) -> Self {
         SubConn {
             rd,
             wr,
@@ -345,11 +345,15 @@ impl SubConn {
 mod tests {
     use super::*;
 
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+
+    type Piped = SubConn<ReadHalf<DuplexStream>, WriteHalf<DuplexStream>>;
+
     /// A connection over an in-memory pipe, and the pipe's other end (the "server").
-    fn piped() -> (SubConn, tokio::io::DuplexStream) {
+    fn piped() -> (Piped, DuplexStream) {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
         let (rd, wr) = tokio::io::split(ours);
-        (SubConn::over(Box::new(rd), Box::new(wr)), theirs)
+        (SubConn::over(rd, wr), theirs)
     }
 
     #[tokio::test]
