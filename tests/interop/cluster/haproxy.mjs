@@ -161,6 +161,11 @@ export class Haproxy {
       out.set(this.ports[Number(rec.svname.slice(1))], {
         requests: Number(rec.stot),
         up: rec.status.startsWith("UP"),
+        // What the last health check saw (e.g. L4CON: refused, L4TOK: accepted), to
+        // explain a node that never comes up.
+        status: rec.status,
+        check: rec.check_status,
+        checkDesc: rec.check_desc,
       });
     }
     return out;
@@ -168,9 +173,19 @@ export class Haproxy {
 
   /** Waits until HAProxy's health checks see the node on `port` up (or down). */
   async waitUntil(port, up) {
-    await waitFor(async () => (await this.stats()).get(port)?.up === up, {
-      what: `haproxy to see port ${port} ${up ? "up" : "down"}`,
-    });
+    let seen;
+    try {
+      await waitFor(
+        async () => {
+          seen = (await this.stats()).get(port);
+          return seen?.up === up;
+        },
+        { what: `haproxy to see port ${port} ${up ? "up" : "down"}` },
+      );
+    } catch (err) {
+      err.message += `; HAProxy's last view of it: ${JSON.stringify(seen)}; its output:\n${this.output.slice(-2000)}`;
+      throw err;
+    }
   }
 
   /**

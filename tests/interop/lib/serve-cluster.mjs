@@ -180,6 +180,11 @@ export async function startServeCluster({ redisUrl, nodes = 2, config = {} }) {
     cluster.lb = await startHaproxy(members.map((n) => n.port));
     for (const node of members) await cluster.lb.waitUntil(node.port, true);
   } catch (err) {
+    // Whether each node still runs, and what it said: a node HAProxy never sees up.
+    for (const node of members) {
+      const stderr = node.server?.stderr ?? "";
+      err.message += `\n${node.name} on port ${node.port}: ${node.running ? "running" : "not running"}; stderr tail:\n${stderr.slice(-1500)}`;
+    }
     await cluster.stop().catch(() => {});
     throw err;
   }
