@@ -655,7 +655,7 @@ impl Broker {
             ));
         }
         let publish = if target.is_plain() {
-            Publishing::Direct(PubConn::start(target.clone(), health.clone()))
+            Publishing::Direct(PubConn::start(target.clone(), health.clone())?)
         } else {
             let (tx, rx) = mpsc::channel(MAX_PENDING_PUBLISHES);
             tokio::spawn(publisher(target.clone(), rx, health.clone()));

@@ -14,19 +14,32 @@
 //! local deliveries written first, and the other nodes' receivers paid for it in full
 //! (`BENCHMARKS.md`, appendix).
 //!
-//! How: [`PubConn::publish`] encodes the command and, when nothing waits before it,
-//! writes it with one non-blocking `writev` (header, payload, CRLF: the payload is not
-//! copied). What the socket does not take, and what is published while a connection is
-//! being made, waits in a buffer, in order, bounded by [`MAX_PENDING_PUBLISHES`]
-//! commands and [`MAX_PENDING_BYTES`] (past either, publishes are dropped and counted):
-//! the connection's task writes it when the socket can take more, or once connected.
-//! When connecting fails, what waited fails, and so does every publish until the next
-//! attempt (Redis is down: counted, not kept to be delivered late), as with the
-//! `redis` crate's connection before. The same task reads the answers: an integer per
-//! publish (counted as published) or an error reply (counted as failed). A lost
-//! connection loses what was written and not answered, and a command it cut in two:
-//! counted as failed, since nobody can tell whether Redis passed them on (pub/sub is at
-//! most once, as in Node); whole commands still waiting go out on the next connection.
+//! How: [`PubConn::publish`] encodes the command and, when the link is idle (nothing
+//! waits before it and the last write is [`COALESCE`] old or more), writes it with one
+//! non-blocking `writev` (what waited, header, payload, CRLF: the payload is not
+//! copied). Otherwise it waits in a buffer, in order, for the write due
+//! [`COALESCE`] after the last one, which carries everything waiting: made by the
+//! first publish past that moment, or by the flusher thread the first waiting publish
+//! armed, whichever comes first. So an idle link adds nothing to a publish, and a busy
+//! one writes (and Redis reads, answers and passes on) at most one batch per
+//! [`COALESCE`] per node, not one per publish: Redis' cost per `PUBLISH` is mostly its
+//! event loop's (a read, an answer, a write to each subscriber per turn), and written
+//! one by one at 10k emits/s it doubled (`BENCHMARKS.md`, appendix). The flusher is a
+//! thread, not a task: a task's timer has a millisecond's resolution, and it would
+//! wait in the node's run queue, as the old hop did.
+//!
+//! The waiting buffer is bounded by [`MAX_PENDING_PUBLISHES`] commands and
+//! [`MAX_PENDING_BYTES`] (past either, publishes are dropped and counted). What the
+//! socket does not take waits too, written by the connection's task when the socket
+//! can take more, as is what was published while a connection was being made, once
+//! connected. When connecting fails, what waited fails, and so does every publish
+//! until the next attempt (Redis is down: counted, not kept to be delivered late), as
+//! with the `redis` crate's connection before. The same task reads the answers: an
+//! integer per publish (counted as published) or an error reply (counted as failed). A
+//! lost connection loses what was written and not answered, and a command it cut in
+//! two: counted as failed, since nobody can tell whether Redis passed them on (pub/sub
+//! is at most once, as in Node); whole commands still waiting go out on the next
+//! connection.
 //!
 //! With Sentinels the task reconnects when the master moves ([`Target::moved`]). TLS and
 //! a Redis Cluster keep the `redis` crate's connection (`broker::publisher`).
@@ -34,17 +47,25 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use switchboard_protocol::cluster::resp::{self, Frame};
 use tokio::sync::{Notify, oneshot, watch};
 
+use crate::ClusterError;
 use crate::broker::{
     Health, MAX_BACKOFF, MAX_PENDING_PUBLISHES, MIN_BACKOFF, Publish, Target, jitter,
 };
 use crate::sub_conn::{self, Plain, PlainRead, PlainWrite, SubError};
+
+/// How long a publish waits, at most, for others to join its write: one written
+/// this long or longer after the last write goes at once, carrying whatever waited;
+/// one written sooner waits until then. At 10k emits/s a write carries two or three
+/// publishes, at 50k a dozen; a room's broadcast every millisecond or less often is
+/// written at once.
+pub(crate) const COALESCE: Duration = Duration::from_micros(250);
 
 /// Most bytes of commands waiting to be written (with [`MAX_PENDING_PUBLISHES`]).
 pub(crate) const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
@@ -58,7 +79,8 @@ const LASTED: Duration = Duration::from_secs(1);
 /// How long connecting (and `AUTH`) may take.
 const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 
-/// The handle the broker publishes through; dropping it ends the connection's task.
+/// The handle the broker publishes through; dropping it ends the connection's task
+/// and the flusher thread.
 pub(crate) struct PubConn {
     shared: Arc<Shared>,
     /// Dropped with the handle: tells the task to end.
@@ -71,13 +93,23 @@ impl std::fmt::Debug for PubConn {
     }
 }
 
-/// What the handle and the task share.
+impl Drop for PubConn {
+    fn drop(&mut self) {
+        self.shared.lock().stopped = true;
+        self.shared.due.notify_one();
+    }
+}
+
+/// What the handle, the task and the flusher share.
 struct Shared {
     state: Mutex<State>,
     /// Commands written on the current connection and not answered yet.
     unanswered: AtomicU64,
-    /// Wakes the task: commands wait and the connection is up.
+    /// Wakes the task: the connection is up with commands waiting, or the socket is
+    /// full.
     wake: Notify,
+    /// Wakes the flusher: a publish waits for the next write.
+    due: Condvar,
     health: Arc<Health>,
 }
 
@@ -92,13 +124,29 @@ struct State {
     lens: VecDeque<usize>,
     /// Bytes of the first command in `out` already written.
     head_written: usize,
+    /// When the last write was made: the next waits until `coalesce` after it.
+    last_write: Option<Instant>,
+    /// [`COALESCE`] (tests set their own).
+    coalesce: Duration,
+    /// Writes attempted (one `writev` each), on every connection.
+    writes: u64,
+    /// The socket did not take everything: the task writes the rest once it can take
+    /// more, and publishes wait until then.
+    blocked: bool,
+    /// The flusher has a write to make: publishes wait in `out` for it.
+    armed: bool,
     /// Set while a connection is being made: publishes wait for it. Between a failed
     /// attempt and the next they fail at once (Redis is down).
     connecting: bool,
     /// Set when a publish was dropped, cleared when one gets through: one log line per
     /// overflow.
     overflowing: bool,
+    /// The handle was dropped: the flusher ends.
+    stopped: bool,
 }
+
+/// One command: header, payload, CRLF.
+type Command<'a> = [&'a [u8]; 3];
 
 /// The head of `kind`'s command on `channel` for a payload of `len` bytes, up to the
 /// payload itself (which follows, then CRLF).
@@ -113,89 +161,75 @@ fn header(kind: Publish, channel: &str, len: usize) -> Vec<u8> {
 }
 
 impl PubConn {
-    /// Starts the connection's task: it connects to `target`'s current server (and
-    /// again after a loss, with backoff, or when the server moves).
-    pub(crate) fn start(target: Arc<Target>, health: Arc<Health>) -> PubConn {
+    /// Starts the connection's task, which connects to `target`'s current server (and
+    /// again after a loss, with backoff, or when the server moves), and the flusher
+    /// thread.
+    pub(crate) fn start(target: Arc<Target>, health: Arc<Health>) -> Result<PubConn, ClusterError> {
         let shared = Arc::new(Shared {
             // The task's first attempt is under way from now on.
             state: Mutex::new(State {
                 connecting: true,
+                coalesce: COALESCE,
                 ..State::default()
             }),
             unanswered: AtomicU64::new(0),
             wake: Notify::new(),
+            due: Condvar::new(),
             health,
         });
+        let flushing = shared.clone();
+        std::thread::Builder::new()
+            .name("redis-publish".into())
+            .spawn(move || flusher(&flushing))
+            .map_err(|e| ClusterError::Redis(format!("no thread for the publisher: {e}")))?;
         let (alive, ended) = oneshot::channel();
         tokio::spawn(run(target, shared.clone(), ended));
-        PubConn {
+        Ok(PubConn {
             shared,
             _alive: alive,
-        }
+        })
     }
 
-    /// Publishes `payload` on `channel`, in call order: written now when the connection
-    /// is up and nothing waits before it, else queued (or dropped and counted past the
-    /// bounds).
+    /// Publishes `payload` on `channel`, in call order: written now, with whatever
+    /// waited, when the connection is up and the last write is [`COALESCE`] old, else
+    /// queued for the next write (or dropped and counted past the bounds).
     pub(crate) fn publish(&self, kind: Publish, channel: &str, payload: &[u8]) {
         let head = header(kind, channel, payload.len());
         let len = head.len() + payload.len() + 2;
-        let shared = &self.shared;
+        let command: Command<'_> = [&head, payload, b"\r\n"];
+        let shared = &*self.shared;
         let mut st = shared.lock();
-        if st.out.is_empty()
-            && let Some(wr) = st.wr.as_deref()
+        if st.wr.is_none() {
+            if st.connecting {
+                // Written by the task once connected.
+                shared.enqueue(&mut st, &command, len);
+            } else {
+                drop(st);
+                shared.health.publish_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        if st.blocked {
+            // Written by the task once the socket takes more.
+            shared.enqueue(&mut st, &command, len);
+            return;
+        }
+        let now = Instant::now();
+        if st
+            .last_write
+            .is_none_or(|at| now.duration_since(at) >= st.coalesce)
         {
-            let bufs = [
-                IoSlice::new(&head),
-                IoSlice::new(payload),
-                IoSlice::new(b"\r\n"),
-            ];
-            // Counted before it is written: the task may read Redis' answer before this
-            // thread gets past the write.
-            shared.unanswered.fetch_add(1, Ordering::Relaxed);
             // An error other than a full socket is the connection's end, which the
             // task sees: the command waits whole for the next connection.
-            let written = wr.try_write_vectored(&bufs).unwrap_or(0);
-            if written == len {
-                st.overflowing = false;
-                return;
-            }
-            // Not whole, so not answered yet: counted when the task finishes writing it.
-            shared.unanswered.fetch_sub(1, Ordering::Relaxed);
-            st.queue(&[&head, payload, b"\r\n"], len);
-            st.head_written = written;
-            st.out.advance(written);
-            drop(st);
-            shared.wake.notify_one();
-            return;
-        }
-        if st.wr.is_none() && !st.connecting {
-            drop(st);
-            shared.health.publish_errors.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if st.lens.len() >= MAX_PENDING_PUBLISHES || st.out.len() + len > MAX_PENDING_BYTES {
-            let first = !std::mem::replace(&mut st.overflowing, true);
-            drop(st);
-            shared
-                .health
-                .publish_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            shared.health.publish_errors.fetch_add(1, Ordering::Relaxed);
-            if first {
-                tracing::error!(
-                    queued = MAX_PENDING_PUBLISHES,
-                    bytes = MAX_PENDING_BYTES,
-                    "redis publish queue full (redis not reading); dropping publishes"
-                );
+            if let Ok(Flushed::Blocked) = st.write(Some((&command, len)), &shared.unanswered, now) {
+                drop(st);
+                shared.wake.notify_one();
             }
             return;
         }
-        st.queue(&[&head, payload, b"\r\n"], len);
-        let up = st.wr.is_some();
-        drop(st);
-        if up {
-            shared.wake.notify_one();
+        if shared.enqueue(&mut st, &command, len) && !std::mem::replace(&mut st.armed, true) {
+            drop(st);
+            shared.due.notify_one();
         }
     }
 }
@@ -226,14 +260,91 @@ impl State {
         self.head_written = at;
         done
     }
+
+    /// Writes what waits and then `extra` (one command of `len` bytes), if any, with
+    /// one `writev` on the connection, as far as the socket takes them. What it does
+    /// not take waits in `out` and the socket is `blocked` (the caller wakes the task).
+    /// `unanswered` counts the commands written whole, before they are: Redis may
+    /// answer before this returns. On an error everything waits, `extra` included.
+    fn write(
+        &mut self,
+        extra: Option<(&Command<'_>, usize)>,
+        unanswered: &AtomicU64,
+        now: Instant,
+    ) -> std::io::Result<Flushed> {
+        if self.out.is_empty() && extra.is_none() {
+            return Ok(Flushed::All);
+        }
+        let Some(wr) = self.wr.as_deref() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        self.last_write = Some(now);
+        self.writes += 1;
+        let whole = self.lens.len() as u64 + u64::from(extra.is_some());
+        unanswered.fetch_add(whole, Ordering::Relaxed);
+        let result = match extra {
+            None => wr.try_write_vectored(&[IoSlice::new(&self.out)]),
+            Some((parts, _)) => wr.try_write_vectored(&[
+                IoSlice::new(&self.out),
+                IoSlice::new(parts[0]),
+                IoSlice::new(parts[1]),
+                IoSlice::new(parts[2]),
+            ]),
+        };
+        let written = match result {
+            Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        };
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                unanswered.fetch_sub(whole, Ordering::Relaxed);
+                if let Some((parts, len)) = extra {
+                    self.queue(parts, len);
+                }
+                return Err(e);
+            }
+        };
+        let from_out = written.min(self.out.len());
+        self.out.advance(from_out);
+        let mut done = self.written(from_out);
+        if let Some((parts, len)) = extra {
+            let into = written - from_out;
+            if into == len {
+                done += 1;
+            } else {
+                self.queue(parts, len);
+                if into > 0 {
+                    // What waited went whole: this command is the first now.
+                    self.out.advance(into);
+                    self.head_written = into;
+                }
+            }
+        }
+        unanswered.fetch_sub(whole - done, Ordering::Relaxed);
+        if !self.out.is_empty() {
+            self.blocked = true;
+            return Ok(Flushed::Blocked);
+        }
+        self.blocked = false;
+        self.overflowing = false;
+        // A backlog (Redis slow for a while) leaves its buffers behind: give them back.
+        if self.out.capacity() > KEEP_CAPACITY {
+            self.out = BytesMut::new();
+            self.lens = VecDeque::new();
+        }
+        Ok(Flushed::All)
+    }
 }
 
-/// How writing what waits went.
+/// How a write went.
 #[derive(Debug, PartialEq, Eq)]
 enum Flushed {
     /// Nothing waits.
     All,
-    /// The socket is full: write again when it is writable.
+    /// The socket is full: write again when it can take more.
     Blocked,
 }
 
@@ -242,30 +353,29 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what waits, as far as the socket takes it.
-    fn flush(&self, wr: &PlainWrite) -> std::io::Result<Flushed> {
-        let mut st = self.lock();
-        while !st.out.is_empty() {
-            match wr.try_write_vectored(&[IoSlice::new(&st.out)]) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    st.out.advance(n);
-                    let done = st.written(n);
-                    self.unanswered.fetch_add(done, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return Ok(Flushed::Blocked);
-                }
-                Err(e) => return Err(e),
+    /// Queues one command of `len` bytes, or drops and counts it past the bounds.
+    /// Returns whether it was queued.
+    fn enqueue(&self, st: &mut State, command: &Command<'_>, len: usize) -> bool {
+        if st.lens.len() >= MAX_PENDING_PUBLISHES || st.out.len() + len > MAX_PENDING_BYTES {
+            let first = !std::mem::replace(&mut st.overflowing, true);
+            self.health.publish_dropped.fetch_add(1, Ordering::Relaxed);
+            self.health.publish_errors.fetch_add(1, Ordering::Relaxed);
+            if first {
+                tracing::error!(
+                    queued = MAX_PENDING_PUBLISHES,
+                    bytes = MAX_PENDING_BYTES,
+                    "redis publish queue full (redis not reading); dropping publishes"
+                );
             }
+            return false;
         }
-        st.overflowing = false;
-        // A backlog (Redis slow for a while) leaves its buffers behind: give them back.
-        if st.out.capacity() > KEEP_CAPACITY {
-            st.out = BytesMut::new();
-            st.lens = VecDeque::new();
-        }
-        Ok(Flushed::All)
+        st.queue(command, len);
+        true
+    }
+
+    /// Writes what waits (the task: once connected, or once the socket takes more).
+    fn flush(&self) -> std::io::Result<Flushed> {
+        self.lock().write(None, &self.unanswered, Instant::now())
     }
 
     /// A connection is being made: publishes wait for it.
@@ -278,6 +388,7 @@ impl Shared {
         let mut st = self.lock();
         st.wr = Some(wr);
         st.connecting = false;
+        st.blocked = false;
         drop(st);
         self.wake.notify_one();
     }
@@ -303,6 +414,7 @@ impl Shared {
     fn down(&self) {
         let mut st = self.lock();
         st.wr = None;
+        st.blocked = false;
         let mut lost = self.unanswered.swap(0, Ordering::Relaxed);
         if st.head_written > 0 {
             let rest = st.lens.pop_front().unwrap_or(0) - st.head_written;
@@ -348,6 +460,42 @@ impl Shared {
             _ => Err(SubError::Refused(
                 "an unexpected answer to a publish".to_owned(),
             )),
+        }
+    }
+}
+
+/// The flusher thread: makes the write a waiting publish is due, [`COALESCE`] after
+/// the last, unless a later publish made it first; ends when the handle is dropped.
+fn flusher(shared: &Shared) {
+    let mut st = shared.lock();
+    loop {
+        if st.stopped {
+            return;
+        }
+        if !st.armed {
+            st = shared.due.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        // Written meanwhile, or waiting for the task (the connection, a full socket).
+        if st.out.is_empty() || st.blocked || st.wr.is_none() {
+            st.armed = false;
+            continue;
+        }
+        let now = Instant::now();
+        if let Some(at) = st.last_write.map(|at| at + st.coalesce)
+            && at > now
+        {
+            // Woken early only by the handle's drop: then `stopped` ends the loop.
+            st = match shared.due.wait_timeout(st, at - now) {
+                Ok((st, _)) => st,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            continue;
+        }
+        st.armed = false;
+        // An error is the connection's end, which the task sees.
+        if let Ok(Flushed::Blocked) = st.write(None, &shared.unanswered, now) {
+            shared.wake.notify_one();
         }
     }
 }
@@ -410,8 +558,8 @@ async fn run(target: Arc<Target>, shared: Arc<Shared>, mut stop: oneshot::Receiv
     }
 }
 
-/// Serves one connection: writes what waits whenever woken or writable again, reads
-/// the answers.
+/// Serves one connection: writes what waits when woken (connected, or the socket is
+/// full and can take more again), reads the answers.
 async fn serve(
     shared: &Shared,
     mut rd: PlainRead,
@@ -420,8 +568,9 @@ async fn serve(
     moved: &mut watch::Receiver<u64>,
 ) -> Ended {
     let mut buf = BytesMut::new();
-    let mut blocked = false;
     loop {
+        // Set by any writer, which wakes this task after setting it.
+        let blocked = shared.lock().blocked;
         let flushed = tokio::select! {
             _ = &mut *stop => return Ended::Stopped,
             // The sender lives in the target this task holds: a change is a move.
@@ -433,18 +582,15 @@ async fn serve(
                 }
                 continue;
             }
-            () = shared.wake.notified(), if !blocked => shared.flush(wr),
+            () = shared.wake.notified(), if !blocked => shared.flush(),
             ready = wr.writable(), if blocked => match ready {
-                Ok(()) => shared.flush(wr),
+                Ok(()) => shared.flush(),
                 Err(err) => Err(err),
             },
         };
-        match flushed {
-            Ok(f) => blocked = f == Flushed::Blocked,
-            Err(err) => {
-                tracing::warn!(error = %err, "redis publisher connection lost");
-                return Ended::Again;
-            }
+        if let Err(err) = flushed {
+            tracing::warn!(error = %err, "redis publisher connection lost");
+            return Ended::Again;
         }
     }
 }
@@ -495,8 +641,6 @@ mod tests {
     // The connection against a socket the test holds as "Redis": what the publisher
     // writes, when, and what it makes of the answers.
 
-    use std::io::Read;
-
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
@@ -512,7 +656,11 @@ mod tests {
         };
         let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
         let health = Arc::new(Health::default());
-        (PubConn::start(target, health.clone()), health, listener)
+        (
+            PubConn::start(target, health.clone()).expect("started"),
+            health,
+            listener,
+        )
     }
 
     /// Lets the publisher's task run until the connection is up.
@@ -549,27 +697,140 @@ mod tests {
         out
     }
 
+    /// Reads (at most 5 s) until `want`'s length is in, which must be `want`.
+    async fn expect(redis: &mut tokio::net::TcpStream, want: &[u8]) {
+        assert_eq!(
+            String::from_utf8_lossy(&read(redis, want.len()).await),
+            String::from_utf8_lossy(want)
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
-    async fn the_caller_writes_the_publish_before_it_returns() {
+    async fn a_publish_on_an_idle_link_is_written_before_publish_returns() {
         let (conn, _health, listener) = to_listener().await;
+        let (mut redis, _) = listener.accept().await.expect("accepted");
+        until_up(&conn).await;
+        conn.publish(Publish::Classic, "sio#/#", b"first");
+        // On this single-threaded runtime the connection's task has not run, and the
+        // flusher thread was never asked to: nothing waits, so `publish` wrote it.
+        {
+            let st = conn.shared.lock();
+            assert!(st.out.is_empty() && st.lens.is_empty() && !st.armed);
+            assert_eq!(st.writes, 1);
+        }
+        expect(&mut redis, &publish_of("sio#/#", b"first")).await;
+    }
+
+    #[tokio::test]
+    async fn publishes_soon_after_a_write_wait_and_go_in_one_write() {
+        let (conn, health, listener) = to_listener().await;
+        let (mut redis, _) = listener.accept().await.expect("accepted");
+        until_up(&conn).await;
+        // A window no test machine's pause between two calls reaches.
+        conn.shared.lock().coalesce = Duration::from_secs(1);
+        conn.publish(Publish::Classic, "ch", b"a");
+        for payload in [b"b", b"c", b"d"] {
+            conn.publish(Publish::Classic, "ch", payload);
+        }
+        {
+            let st = conn.shared.lock();
+            assert_eq!(st.writes, 1, "only the first was written at once");
+            assert_eq!(st.lens.len(), 3, "the others wait, in order");
+            assert!(st.armed, "for the flusher");
+        }
+        expect(&mut redis, &publish_of("ch", b"a")).await;
+        // The flusher writes the three together, the window after the first.
+        let mut want = Vec::new();
+        for payload in [b"b", b"c", b"d"] {
+            want.extend(publish_of("ch", payload));
+        }
+        expect(&mut redis, &want).await;
+        assert_eq!(conn.shared.lock().writes, 2, "one write for the three");
+        redis
+            .write_all(b":1\r\n:1\r\n:1\r\n:1\r\n")
+            .await
+            .expect("answered");
+        until(|| health.published.load(Ordering::Relaxed) == 4).await;
+    }
+
+    #[tokio::test]
+    async fn a_publish_past_the_window_carries_what_waited() {
+        let (conn, _health, listener) = to_listener().await;
+        let (mut redis, _) = listener.accept().await.expect("accepted");
+        until_up(&conn).await;
+        // The flusher would write in an hour: the next publish past the window does.
+        conn.shared.lock().coalesce = Duration::from_secs(3600);
+        conn.publish(Publish::Classic, "ch", b"a");
+        conn.publish(Publish::Classic, "ch", b"b");
+        assert_eq!(conn.shared.lock().lens.len(), 1, "b waits");
+        conn.shared.lock().coalesce = Duration::ZERO;
+        conn.publish(Publish::Classic, "ch", b"c");
+        {
+            let st = conn.shared.lock();
+            assert!(st.lens.is_empty(), "b went with c");
+            assert_eq!(st.writes, 2);
+        }
+        let mut want = publish_of("ch", b"a");
+        want.extend(publish_of("ch", b"b"));
+        want.extend(publish_of("ch", b"c"));
+        expect(&mut redis, &want).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_socket_keeps_publishes_in_order_until_redis_reads_again() {
+        let (conn, health, listener) = to_listener().await;
         let (redis, _) = listener.accept().await.expect("accepted");
         until_up(&conn).await;
-        // On this single-threaded runtime no task runs until this one awaits: the
-        // bytes are in the socket because `publish` wrote them itself.
-        conn.publish(Publish::Classic, "sio#/#", b"first");
-        conn.publish(Publish::Classic, "sio#/#", b"second");
-        let mut redis = redis.into_std().expect("a std socket");
-        redis.set_nonblocking(false).expect("blocking");
-        redis
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("a timeout");
-        let mut want = publish_of("sio#/#", b"first");
-        want.extend(publish_of("sio#/#", b"second"));
-        let mut got = vec![0; want.len()];
-        redis
-            .read_exact(&mut got)
-            .expect("written before publish returned");
-        assert_eq!(got, want);
+        // Redis stops reading: big publishes fill both sockets' buffers.
+        let payload = vec![b'x'; 256 * 1024];
+        let mut n = 0u64;
+        while !conn.shared.lock().blocked {
+            conn.publish(Publish::Classic, "ch", &payload);
+            n += 1;
+            assert!(n < 10_000, "the socket never filled");
+        }
+        // More wait behind the full socket, then Redis reads everything, in order.
+        for _ in 0..3 {
+            conn.publish(Publish::Classic, "ch", &payload);
+            n += 1;
+        }
+        let want = publish_of("ch", &payload);
+        let (mut rd, mut wr) = redis.into_split();
+        let reader = tokio::spawn(async move {
+            for _ in 0..n {
+                let mut got = vec![0; want.len()];
+                tokio::io::AsyncReadExt::read_exact(&mut rd, &mut got)
+                    .await
+                    .expect("read");
+                assert!(got == want, "a command cut or out of order");
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("everything written within 10 s")
+            .expect("every command whole");
+        for _ in 0..n {
+            wr.write_all(b":1\r\n").await.expect("answered");
+        }
+        until(|| health.published.load(Ordering::Relaxed) == n).await;
+        assert!(!conn.shared.lock().blocked);
+        assert_eq!(health.publish_errors.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_handle_ends_the_flusher_thread_even_while_it_waits() {
+        let (conn, _health, listener) = to_listener().await;
+        let (_redis, _) = listener.accept().await.expect("accepted");
+        until_up(&conn).await;
+        // The flusher has a write due in an hour.
+        conn.shared.lock().coalesce = Duration::from_secs(3600);
+        conn.publish(Publish::Classic, "ch", b"a");
+        conn.publish(Publish::Classic, "ch", b"b");
+        assert!(conn.shared.lock().armed);
+        let shared = Arc::downgrade(&conn.shared);
+        drop(conn);
+        // The task and the thread each held the shared state: both let go.
+        until(|| shared.strong_count() == 0).await;
     }
 
     #[tokio::test]
@@ -636,7 +897,7 @@ mod tests {
         };
         let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
         let health = Arc::new(Health::default());
-        let conn = Arc::new(PubConn::start(target, health.clone()));
+        let conn = Arc::new(PubConn::start(target, health.clone()).expect("started"));
         until_up(&conn).await;
         // Redis answers as fast as it can while other threads publish: an answer may
         // come back before the thread that wrote its command has moved on.
