@@ -68,6 +68,11 @@ impl Cluster {
         self.nodes.iter().map(|(s, _)| s.addr).collect()
     }
 
+    /// Redis' address.
+    pub(crate) fn redis_addr(&self) -> SocketAddr {
+        self.redis.server.addr
+    }
+
     /// Every process whose CPU counts: the nodes in order, then Redis.
     pub(crate) fn processes(&self) -> Vec<u32> {
         let nodes = self.nodes.iter().map(|(s, _)| s.pid);

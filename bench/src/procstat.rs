@@ -4,6 +4,9 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::redis::{IoCount, io_count};
+use crate::scenarios::Target;
+
 /// Resident set size of `pid` in bytes.
 pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -52,6 +55,8 @@ pub(crate) struct Usage {
     start: Vec<f64>,
     /// Generator CPU seconds at the start.
     generator_cpu: f64,
+    /// A cluster's Redis and its counters at the start.
+    redis: Option<(std::net::SocketAddr, IoCount)>,
 }
 
 /// CPU seconds used since [`Usage::start`].
@@ -61,6 +66,8 @@ pub(crate) struct Spent {
     pub(crate) each: Vec<f64>,
     /// By this generator.
     pub(crate) generator: f64,
+    /// Commands a cluster's Redis took per read meanwhile (`None`: no Redis).
+    pub(crate) redis_commands_per_read: Option<f64>,
 }
 
 impl Spent {
@@ -80,7 +87,19 @@ impl Usage {
                 .map(|&p| cpu_seconds(Some(p)))
                 .collect::<anyhow::Result<_>>()?,
             generator_cpu: cpu_seconds(None)?,
+            redis: None,
         })
+    }
+
+    /// Samples `target`'s processes, this process and, for a cluster, its Redis'
+    /// counters ([`crate::redis::io_count`]) now.
+    pub(crate) fn of(target: &Target) -> anyhow::Result<Usage> {
+        let mut usage = Usage::start(&target.processes)?;
+        if let Some(addr) = target.redis {
+            let count = io_count(addr).context("redis' INFO stats at a phase's start")?;
+            usage.redis = Some((addr, count));
+        }
+        Ok(usage)
     }
 
     /// CPU seconds used since `start`.
@@ -89,9 +108,17 @@ impl Usage {
         for (&pid, start) in self.pids.iter().zip(&self.start) {
             each.push(cpu_seconds(Some(pid))? - start);
         }
+        let redis_commands_per_read = match self.redis {
+            Some((addr, start)) => {
+                let now = io_count(addr).context("redis' INFO stats at a phase's end")?;
+                start.per_read_until(now)
+            }
+            None => None,
+        };
         Ok(Spent {
             each,
             generator: cpu_seconds(None)? - self.generator_cpu,
+            redis_commands_per_read,
         })
     }
 }

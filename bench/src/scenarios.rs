@@ -434,6 +434,9 @@ pub(crate) struct Target {
     /// Processes whose CPU a phase measures: the nodes in order, then Redis when
     /// clustered (a single server: its one process).
     pub(crate) processes: Vec<u32>,
+    /// A cluster's Redis, whose own counters a phase reads beside the CPU
+    /// ([`crate::redis::io_count`]); `None` for a single server.
+    pub(crate) redis: Option<SocketAddr>,
     /// Source addresses of the generator's connections.
     pub(crate) pool: Arc<SourcePool>,
     /// How the server joins rooms, takes publishes and delivers.

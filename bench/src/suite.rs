@@ -234,15 +234,20 @@ impl Running {
 
     /// How scenarios reach and observe it.
     fn target(&self, pool: &Arc<SourcePool>, kind: ServerKind, arrival: bool) -> Target {
-        let (nodes, processes) = match self {
-            Running::One(server, _) => (vec![server.addr], vec![server.pid]),
-            Running::Cluster(cluster) => (cluster.addrs(), cluster.processes()),
+        let (nodes, processes, redis) = match self {
+            Running::One(server, _) => (vec![server.addr], vec![server.pid], None),
+            Running::Cluster(cluster) => (
+                cluster.addrs(),
+                cluster.processes(),
+                Some(cluster.redis_addr()),
+            ),
         };
         Target {
             addr: nodes[0],
             pid: processes[0],
             nodes,
             processes,
+            redis,
             pool: pool.clone(),
             dialect: kind.dialect(),
             arrival,

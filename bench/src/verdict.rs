@@ -692,6 +692,7 @@ mod tests {
             nodes_s_per_m: vec![1.0],
             redis_s_per_m: 0.5,
             total_s_per_m: 1.5,
+            redis_commands_per_read: Some(3.0),
         };
         let percentiles = |receivers: usize| Percentiles {
             receivers,

@@ -21,7 +21,10 @@ cores, so deliveries/s do not show scale-out: read the CPU per delivery, which i
 delivery costs the whole cluster (every node and Redis; `each node` lists the nodes, the \
 publisher's first). `× 1 node` is that cost ÷ the same server's with the same adapter \
 on one node (what clustering adds); `× SB` is it ÷ Switchboard's (fixture) with the same \
-adapter and node count.";
+adapter and node count. `Redis cmds / read` is Redis' own count (`INFO stats`) of the \
+commands it ran per read from a client's socket: how many commands each write of the nodes \
+carried. Each read is a turn of Redis' event loop (an answer written, every subscriber \
+written to), so the fewer per read, the more Redis spends per command.";
 
 /// How many worker threads each node of a tokio server (Switchboard, socketioxide) ran
 /// with, by node count (Node runs one thread per process).
@@ -140,12 +143,22 @@ fn rooms_cost_of(s: &ServerReport, shape: Shape) -> Option<Rounds<'_, AtRate>> {
 }
 
 /// The CPU cells of a row: the whole cluster's (median and spread), its ratios to `one`
-/// node and to Switchboard (`sb`), each node's, and Redis'.
+/// node and to Switchboard (`sb`), each node's, Redis', and the commands Redis took per
+/// read (a dash for runs written before it was read).
 fn cpu_cells(cpus: &[&ClusterCpu], one: Option<f64>, sb: Option<f64>) -> String {
     let total = Spread::of(cpus.iter().map(|c| c.total_s_per_m));
     let redis = Spread::of(cpus.iter().map(|c| c.redis_s_per_m));
+    let per_read: Vec<f64> = cpus
+        .iter()
+        .filter_map(|c| c.redis_commands_per_read)
+        .collect();
+    let per_read = if per_read.is_empty() {
+        "—".to_owned()
+    } else {
+        format!("{:.1}", Spread::of(per_read.into_iter()).median)
+    };
     format!(
-        "{} | {} | {} | {} | {:.2}",
+        "{} | {} | {} | {} | {:.2} | {per_read}",
         total.show(two),
         ratio(Some(total.median), one),
         ratio(Some(total.median), sb),
@@ -339,8 +352,8 @@ fn fanout(report: &SuiteReport) -> String {
         "\n## Cluster fan-out (one room spread over the nodes, publisher on the first)\n\n\
          {READING} {}\n\n\
          | server | adapter | room | nodes | deliveries/s | CPU s / M deliveries | × 1 node | × SB | \
-         each node | Redis | generator CPU s / M | dropped | lost conns |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         each node | Redis | Redis cmds / read | generator CPU s / M | dropped | lost conns |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         threads_note(report)
     );
     for &size in &report.params.cluster_room_sizes {
@@ -384,8 +397,9 @@ fn cost(report: &SuiteReport) -> String {
          adds to a delivery at that load. A cell whose peak was too low for the rate to \
          stay within {:.0} % of it skips the phase (a row of dashes). {}\n\n\
          | scenario | server | adapter | nodes | offered deliveries/s | received/s | \
-         CPU s / M deliveries | × 1 node | × SB | each node | Redis | cluster cores |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         CPU s / M deliveries | × 1 node | × SB | each node | Redis | Redis cmds / read | \
+         cluster cores |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         human(p.cluster_cost_deliveries),
         human(p.cluster_rooms_rate),
         COST_HEADROOM * 100.0,
@@ -404,7 +418,7 @@ fn cost(report: &SuiteReport) -> String {
             shape.nodes
         );
         let Some(at) = at else {
-            let _ = writeln!(md, "{head} | — | — | — | — | — | — | — | — |");
+            let _ = writeln!(md, "{head} | — | — | — | — | — | — | — | — | — |");
             return;
         };
         let cpus: Vec<&ClusterCpu> = at.each().map(|a| &a.cpu).collect();
@@ -570,8 +584,9 @@ fn rooms(report: &SuiteReport) -> String {
          from the first)\n\n\
          {READING} {}\n\n\
          | server | adapter | nodes | emits/s | deliveries/s | CPU s / M deliveries | × 1 node | \
-         × SB | each node | Redis | generator CPU s / M | dropped | lost conns |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         × SB | each node | Redis | Redis cmds / read | generator CPU s / M | dropped | \
+         lost conns |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         p.rooms,
         p.members,
         threads_note(report)
@@ -728,6 +743,7 @@ mod tests {
                 nodes_s_per_m: vec![total],
                 redis_s_per_m: 0.0,
                 total_s_per_m: total,
+                redis_commands_per_read: None,
             },
             cores: 1.0,
         }

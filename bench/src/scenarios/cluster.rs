@@ -42,6 +42,12 @@ pub(crate) struct ClusterCpu {
     pub(crate) redis_s_per_m: f64,
     /// Every node and Redis together: what a delivery costs the cluster.
     pub(crate) total_s_per_m: f64,
+    /// Commands Redis took per read from its clients' sockets (`INFO stats`): how well
+    /// the nodes pipeline. Each read is a turn of Redis' event loop, with an answer
+    /// written and each subscriber written to, so fewer commands per read cost Redis
+    /// more per command. `None` in runs written before this existed.
+    #[serde(default)]
+    pub(crate) redis_commands_per_read: Option<f64>,
 }
 
 impl ClusterCpu {
@@ -54,6 +60,7 @@ impl ClusterCpu {
             nodes_s_per_m: nodes.iter().map(|&s| per(s)).collect(),
             redis_s_per_m: redis.iter().map(|&s| per(s)).sum(),
             total_s_per_m: per(spent.total()),
+            redis_commands_per_read: spent.redis_commands_per_read,
         }
     }
 }
@@ -413,10 +420,12 @@ mod tests {
         let spent = Spent {
             each: vec![1.0, 2.0, 0.5],
             generator: 9.0,
+            redis_commands_per_read: Some(4.5),
         };
         let cpu = ClusterCpu::of(&spent, 1_000_000);
         assert_eq!(cpu.nodes_s_per_m, [1.0, 2.0]);
         assert_eq!(cpu.redis_s_per_m, 0.5);
+        assert_eq!(cpu.redis_commands_per_read, Some(4.5));
         assert_eq!(cpu.total_s_per_m, 3.5);
     }
 }

@@ -229,7 +229,7 @@ pub(crate) async fn measure_peak(
     let pace = room.closed_loop();
     room.publish(pace, params.warmup_secs, "fanout: warm-up")
         .await?;
-    let usage = Usage::start(&target.processes)?;
+    let usage = Usage::of(target)?;
     let (delivered0, start) = (room.stats.delivered(), Instant::now());
     let published = room
         .publish(
@@ -304,7 +304,7 @@ pub(crate) async fn at_rate(
     room.drain().await;
     room.stats.set_recording(record);
     let label = format!("{what}: {} clients at {rate:.0}/s", room.size);
-    let usage = Usage::start(&target.processes)?;
+    let usage = Usage::of(target)?;
     let (delivered0, start) = (room.stats.delivered(), Instant::now());
     let published = room.publish(Pace::Rate(rate), secs, &label).await?;
     let spent = usage.since()?;

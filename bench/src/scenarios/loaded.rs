@@ -111,7 +111,7 @@ pub(crate) async fn run(
     room.publish(pace, params.warmup_secs, "loaded: warm-up")
         .await?;
     room.drain().await;
-    let usage = Usage::start(&target.processes)?;
+    let usage = Usage::of(target)?;
     let (delivered0, start) = (room.stats.delivered(), Instant::now());
     let label = format!("loaded: {clients} clients at {rate:.0}/s");
     let every = secs(params.loaded_secs / f64::from(RSS_SAMPLES));

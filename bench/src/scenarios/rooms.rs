@@ -229,7 +229,7 @@ impl Rooms {
         self.sent += warmup_sent;
         self.drain().await;
         let _bar = Progress::timed(label, secs(params.rooms_secs));
-        let usage = Usage::start(&target.processes)?;
+        let usage = Usage::of(target)?;
         let (delivered0, start) = (self.stats.delivered(), Instant::now());
         let (sent, written_off) = publish_all(
             &mut self.publishers,
