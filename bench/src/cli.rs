@@ -120,8 +120,9 @@ pub(crate) struct Common {
     pub(crate) switchboard_bin: Option<PathBuf>,
     /// An older protocol_fixture binary to measure beside this workspace's, as the row
     /// `switchboard (baseline)` (server `switchboard-baseline`): started with the same
-    /// arguments and run through the same single-server scenarios as `switchboard`, so
-    /// one run compares HEAD with an older commit. Its path is written into the results.
+    /// arguments and run through the same scenarios as `switchboard`, cluster steps
+    /// included, so one run compares HEAD with an older commit. Its path is written into
+    /// the results.
     #[arg(long, value_name = "PATH")]
     pub(crate) baseline_bin: Option<PathBuf>,
     /// What the --baseline-bin binary was built from (a commit, a tag: any label),

@@ -95,8 +95,8 @@ impl ServerKind {
             ServerKind::SwitchboardBaseline => {
                 "an older build of `protocol_fixture cluster` (`--baseline-bin`), started with \
                  the same arguments and run through the same scenarios as the fixture row, \
-                 so the two rows compare this commit with the older one; single-server \
-                 scenarios only (older fixtures have no Redis adapters)."
+                 so the two rows compare this commit with the older one, clustered too (a \
+                 fixture older than its Redis adapters fails the cluster steps)."
             }
             ServerKind::SwitchboardServe => {
                 "the shipped binary, `switchboard serve` with the config this run wrote \
@@ -155,15 +155,16 @@ impl ServerKind {
     /// The Redis adapters this server can cluster with (none: it runs no cluster step).
     /// socketioxide has a pub/sub adapter (`socketioxide-redis`, its own wire format) and
     /// no streams adapter; `switchboard serve` and the bare broadcaster are not measured
-    /// clustered, nor is the baseline (a fixture older than clustering refuses
-    /// `--adapter redis` and has no `--name`).
+    /// clustered. The baseline clusters as the fixture does, so one run pairs a change to
+    /// the adapters with the commit before it (a fixture older than clustering refuses
+    /// `--adapter redis` and has no `--name`: its cluster steps fail, the run goes on).
     pub(crate) fn cluster_adapters(self) -> &'static [Adapter] {
         match self {
-            ServerKind::Switchboard | ServerKind::Node => &[Adapter::Redis, Adapter::RedisStreams],
-            ServerKind::Socketioxide => &[Adapter::Redis],
-            ServerKind::SwitchboardServe | ServerKind::SwitchboardBaseline | ServerKind::Bare => {
-                &[]
+            ServerKind::Switchboard | ServerKind::SwitchboardBaseline | ServerKind::Node => {
+                &[Adapter::Redis, Adapter::RedisStreams]
             }
+            ServerKind::Socketioxide => &[Adapter::Redis],
+            ServerKind::SwitchboardServe | ServerKind::Bare => &[],
         }
     }
 }
@@ -467,6 +468,10 @@ mod tests {
         assert_eq!(parsed, Ok(kind));
         assert!(!ServerKind::ALL.contains(&kind));
         assert_eq!(kind.dialect(), Dialect::Handlers);
-        assert!(kind.cluster_adapters().is_empty());
+        assert_eq!(
+            kind.cluster_adapters(),
+            ServerKind::Switchboard.cluster_adapters(),
+            "clustered as the fixture is"
+        );
     }
 }

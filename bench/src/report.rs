@@ -198,7 +198,7 @@ cargo run --release -p switchboard-bench -- cluster-rooms --cluster-rooms-rate 5
 # `switchboard (fixture)` row; `switchboard serve` is always this workspace's binary)\n\
 cargo run --release -p switchboard-bench -- all --switchboard-bin PATH/TO/protocol_fixture\n\n\
 # this commit against an older one side by side: the older protocol_fixture as the row\n\
-# `switchboard (baseline)` (same arguments, same single-server scenarios as the fixture)\n\
+# `switchboard (baseline)` (same arguments, same scenarios as the fixture, clustered too)\n\
 cargo run --release -p switchboard-bench -- all --baseline-bin PATH/TO/old/protocol_fixture --baseline-rev a480d54\n\n\
 # every scenario 3 rounds (servers in turn within each round): medians and their spread\n\
 cargo run --release -p switchboard-bench -- all --repeat 3\n\n\
