@@ -927,6 +927,67 @@ mod tests {
         assert_eq!(health.publish_errors.load(Ordering::Relaxed), 0);
     }
 
+    /// Redis' own counts of the commands it ran and its reads from client sockets.
+    async fn commands_and_reads(client: &redis::Client) -> (u64, u64) {
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connected");
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO stats");
+        let field = |name: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("the counter")
+        };
+        (
+            field("total_commands_processed"),
+            field("total_reads_processed"),
+        )
+    }
+
+    #[tokio::test]
+    async fn against_redis_a_burst_of_publishes_reaches_it_in_few_reads() {
+        let redis = switchboard_test_support::RedisServer::start().await;
+        let config = ClusterConfig {
+            redis_url: redis.url(),
+            ..ClusterConfig::default()
+        };
+        let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
+        let health = Arc::new(Health::default());
+        let conn = PubConn::start(target, health.clone()).expect("started");
+        until_up(&conn).await;
+        // A window no pause between two calls reaches, so the test does not hang on
+        // how fast this machine runs the loop below.
+        conn.shared.lock().coalesce = Duration::from_secs(1);
+        let client = redis::Client::open(redis.url()).expect("a client");
+        let (commands0, reads0) = commands_and_reads(&client).await;
+        // One thread, back to back: the first is written at once, the others wait for
+        // the write due a window later, which carries them all.
+        let burst = 2_000u64;
+        for i in 0..burst {
+            conn.publish(Publish::Classic, "ch", format!("event {i}").as_bytes());
+        }
+        until(|| health.published.load(Ordering::Relaxed) == burst).await;
+        let (commands1, reads1) = commands_and_reads(&client).await;
+        // Less the INFO of the second count (one command, one read).
+        let (commands, reads) = (commands1 - commands0 - 1, reads1 - reads0 - 1);
+        assert!(
+            commands >= burst,
+            "{commands} commands for {burst} publishes"
+        );
+        // Written one by one, Redis would read them a few at a time (about 8 per read
+        // on a debug build here, where Redis lags the loop; one per read at 10k/s).
+        assert!(
+            reads * 20 <= commands,
+            "{reads} reads for {commands} commands: the publishes were not batched"
+        );
+    }
+
     #[tokio::test]
     async fn a_server_that_closes_at_once_is_not_reconnected_to_in_a_loop() {
         let (_conn, _health, listener) = to_listener().await;
