@@ -144,6 +144,34 @@ export class RedisServer {
     }
   }
 
+  /** The value at `key` (a Buffer), or `null` when there is none (`GET`). */
+  get(key) {
+    return new Promise((resolve, reject) => {
+      const socket = createConnection({ host: "127.0.0.1", port: this.port });
+      let data = Buffer.alloc(0);
+      const done = (err, value) => {
+        socket.destroy();
+        if (err) reject(err);
+        else resolve(value);
+      };
+      socket.setTimeout(2_000, () => done(new Error(`redis GET ${key}: no answer within 2 s`)));
+      socket.once("error", (err) => done(err));
+      socket.once("connect", () =>
+        socket.write(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`),
+      );
+      socket.on("data", (chunk) => {
+        data = Buffer.concat([data, chunk]);
+        const nl = data.indexOf("\r\n");
+        if (nl === -1) return;
+        const head = data.subarray(0, nl).toString();
+        if (head[0] !== "$") return done(new Error(`redis GET ${key}: ${head}`));
+        const len = Number(head.slice(1));
+        if (len < 0) return done(null, null);
+        if (data.length >= nl + 2 + len) done(null, data.subarray(nl + 2, nl + 2 + len));
+      });
+    });
+  }
+
   /** Stops the server if it runs and removes its directory. */
   async close() {
     await this.stop();

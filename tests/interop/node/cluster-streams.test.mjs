@@ -30,6 +30,7 @@ import {
   fresh,
   recordData,
   sorted,
+  untilSessionSaved,
   useCluster,
   withoutOffset,
 } from "../cluster/support.mjs";
@@ -214,6 +215,8 @@ describe("connection state recovery across nodes (Redis Streams)", () => {
     await call(publisher, "broadcast", room, "rec", { i: 0 });
     await until(seen, 1); // the client now holds an offset
     const id = socket.id;
+    // A node killed before its writer saved the join loses it (see untilSessionSaved).
+    await untilSessionSaved(ctx, socket, [room]);
 
     const gone = once(socket, "disconnect");
     await node.kill();
@@ -269,6 +272,8 @@ describe("connection state recovery across nodes (Redis Streams)", () => {
     await call(socket, "join", room);
     const id = socket.id;
     assert.deepEqual(events, [], "no event reached the client, so it holds no offset");
+    // Saved before the flap: a reconnect that beats the node's writer finds no session.
+    await untilSessionSaved(ctx, socket, [room]);
     await dropAndWaitUntilNoticed(socket, watcher, room);
     await reconnectElsewhere(socket, node);
     await assertRecovered(socket, { id, rooms: [id, room], from: node });
@@ -285,6 +290,7 @@ describe("connection state recovery across nodes (Redis Streams)", () => {
     await call(socket, "join", room);
     const id = socket.id;
     const seen = recordData(socket, "missed");
+    await untilSessionSaved(ctx, socket, [room]);
     await dropAndWaitUntilNoticed(socket, publisher, room);
     assert.deepEqual(events, [], "no event reached the client, so it holds no offset");
     for (let i = 0; i < 3; i++) await call(publisher, "broadcast", room, "missed", { i });
@@ -303,6 +309,8 @@ describe("connection state recovery across nodes (Redis Streams)", () => {
     await call(publisher, "broadcast", room, "rec", { i: 0 });
     await until(seen, 1);
     const id = socket.id;
+    // A frozen node never saves what it had not saved yet (see untilSessionSaved).
+    await untilSessionSaved(ctx, socket, [room]);
 
     // The old node cannot see the connection go away: it is frozen (a network flap
     // looks the same to it until its ping timeout), and out of the balancer's rotation.
