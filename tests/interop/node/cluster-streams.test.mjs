@@ -116,6 +116,11 @@ async function assertRecovered(socket, { id, rooms, from }) {
   assert.notEqual(now, from.name, "the client came back on another node");
 }
 
+/** Adds a timestamped line to a rolling-restart member's story. */
+function note(member, what) {
+  member.log.push(`${(performance.now() / 1000).toFixed(3)} ${what}`);
+}
+
 describe("rolling restart (Redis Streams)", () => {
   test("draining and restarting every Switchboard node in turn loses no event and recovers every client", async () => {
     const room = fresh("rolling");
@@ -124,11 +129,14 @@ describe("rolling restart (Redis Streams)", () => {
     const members = [];
     for (const mode of [WEBSOCKET, POLLING, UPGRADE, WEBSOCKET, POLLING, UPGRADE]) {
       const socket = ctx.clients.open(ctx.lb.url, mode, RECONNECT);
-      const member = { socket, mode: mode.name, seen: [], connects: 0, unrecovered: 0 };
+      const member = { socket, mode: mode.name, seen: [], connects: 0, unrecovered: 0, log: [] };
       socket.on("roll", (...args) => member.seen.push(withoutOffset(args)[0].n));
       socket.on("connect", () => {
         if (++member.connects > 1 && !socket.recovered) member.unrecovered++;
+        note(member, `connect (recovered ${socket.recovered})`);
+        socket.io.engine.once("upgrade", (t) => note(member, `upgraded to ${t.name}`));
       });
+      socket.on("disconnect", (reason) => note(member, `disconnect (${reason})`));
       socket.connect();
       await connected(socket);
       assert.deepEqual(await call(socket, "join", room), [true]);
@@ -148,6 +156,7 @@ describe("rolling restart (Redis Streams)", () => {
     })();
     try {
       for (const node of ctx.cluster.switchboard) {
+        for (const m of members) note(m, `draining ${node.name}`);
         await node.stop("SIGTERM"); // throws unless it drains and exits 0
         await ctx.lb.waitUntil(node.port, false);
         await node.restart();
@@ -166,9 +175,11 @@ describe("rolling restart (Redis Streams)", () => {
       what: "every client to receive every event",
     }).catch(() => {});
     for (const m of members) {
-      assert.equal(m.unrecovered, 0, `${m.mode} client: every reconnect recovered`);
-      assert.ok(m.connects > 1, `${m.mode} client: the rolling restart moved it`);
-      assert.deepEqual(m.seen, all, `${m.mode} client: every event once, in order`);
+      // What a failure needs to be explained: this client's story against the drains.
+      const story = `; transport ${m.socket.io.engine?.transport?.name}, received ${m.seen.length} of ${next}; ${m.log.join(", ")}`;
+      assert.equal(m.unrecovered, 0, `${m.mode} client: every reconnect recovered${story}`);
+      assert.ok(m.connects > 1, `${m.mode} client: the rolling restart moved it${story}`);
+      assert.deepEqual(m.seen, all, `${m.mode} client: every event once, in order${story}`);
     }
   });
 });
