@@ -650,17 +650,30 @@ mod tests {
     async fn to_listener() -> (PubConn, Arc<Health>, TcpListener) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
         let port = listener.local_addr().expect("an address").port();
+        let (conn, health) = start_to(format!("redis://127.0.0.1:{port}"));
+        (conn, health, listener)
+    }
+
+    /// A publisher to `redis_url`, and its counters.
+    fn start_to(redis_url: String) -> (PubConn, Arc<Health>) {
         let config = ClusterConfig {
-            redis_url: format!("redis://127.0.0.1:{port}"),
+            redis_url,
             ..ClusterConfig::default()
         };
         let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
         let health = Arc::new(Health::default());
-        (
-            PubConn::start(target, health.clone()).expect("started"),
-            health,
-            listener,
-        )
+        let conn = PubConn::start(target, health.clone()).expect("started");
+        (conn, health)
+    }
+
+    /// A publisher connected to a "Redis" the test holds, publishing with `window` as
+    /// its coalescing window.
+    async fn connected(window: Duration) -> (PubConn, Arc<Health>, tokio::net::TcpStream) {
+        let (conn, health, listener) = to_listener().await;
+        let (redis, _) = listener.accept().await.expect("accepted");
+        until_up(&conn).await;
+        conn.shared.lock().coalesce = window;
+        (conn, health, redis)
     }
 
     /// Lets the publisher's task run until the connection is up.
@@ -707,9 +720,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_publish_on_an_idle_link_is_written_before_publish_returns() {
-        let (conn, _health, listener) = to_listener().await;
-        let (mut redis, _) = listener.accept().await.expect("accepted");
-        until_up(&conn).await;
+        let (conn, _health, mut redis) = connected(COALESCE).await;
         conn.publish(Publish::Classic, "sio#/#", b"first");
         // On this single-threaded runtime the connection's task has not run, and the
         // flusher thread was never asked to: nothing waits, so `publish` wrote it.
@@ -723,11 +734,8 @@ mod tests {
 
     #[tokio::test]
     async fn publishes_soon_after_a_write_wait_and_go_in_one_write() {
-        let (conn, health, listener) = to_listener().await;
-        let (mut redis, _) = listener.accept().await.expect("accepted");
-        until_up(&conn).await;
         // A window no test machine's pause between two calls reaches.
-        conn.shared.lock().coalesce = Duration::from_secs(1);
+        let (conn, health, mut redis) = connected(Duration::from_secs(1)).await;
         conn.publish(Publish::Classic, "ch", b"a");
         for payload in [b"b", b"c", b"d"] {
             conn.publish(Publish::Classic, "ch", payload);
@@ -755,11 +763,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_publish_past_the_window_carries_what_waited() {
-        let (conn, _health, listener) = to_listener().await;
-        let (mut redis, _) = listener.accept().await.expect("accepted");
-        until_up(&conn).await;
         // The flusher would write in an hour: the next publish past the window does.
-        conn.shared.lock().coalesce = Duration::from_secs(3600);
+        let (conn, _health, mut redis) = connected(Duration::from_secs(3600)).await;
         conn.publish(Publish::Classic, "ch", b"a");
         conn.publish(Publish::Classic, "ch", b"b");
         assert_eq!(conn.shared.lock().lens.len(), 1, "b waits");
@@ -778,9 +783,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_socket_keeps_publishes_in_order_until_redis_reads_again() {
-        let (conn, health, listener) = to_listener().await;
-        let (redis, _) = listener.accept().await.expect("accepted");
-        until_up(&conn).await;
+        let (conn, health, redis) = connected(COALESCE).await;
         // Redis stops reading: big publishes fill both sockets' buffers.
         let payload = vec![b'x'; 256 * 1024];
         let mut n = 0u64;
@@ -819,11 +822,8 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_handle_ends_the_flusher_thread_even_while_it_waits() {
-        let (conn, _health, listener) = to_listener().await;
-        let (_redis, _) = listener.accept().await.expect("accepted");
-        until_up(&conn).await;
         // The flusher has a write due in an hour.
-        conn.shared.lock().coalesce = Duration::from_secs(3600);
+        let (conn, _health, _redis) = connected(Duration::from_secs(3600)).await;
         conn.publish(Publish::Classic, "ch", b"a");
         conn.publish(Publish::Classic, "ch", b"b");
         assert!(conn.shared.lock().armed);
@@ -891,13 +891,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn against_redis_publishes_from_many_threads_are_all_answered() {
         let redis = switchboard_test_support::RedisServer::start().await;
-        let config = ClusterConfig {
-            redis_url: redis.url(),
-            ..ClusterConfig::default()
-        };
-        let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
-        let health = Arc::new(Health::default());
-        let conn = Arc::new(PubConn::start(target, health.clone()).expect("started"));
+        let (conn, health) = start_to(redis.url());
+        let conn = Arc::new(conn);
         until_up(&conn).await;
         // Redis answers as fast as it can while other threads publish: an answer may
         // come back before the thread that wrote its command has moved on.
@@ -953,13 +948,7 @@ mod tests {
     #[tokio::test]
     async fn against_redis_a_burst_of_publishes_reaches_it_in_few_reads() {
         let redis = switchboard_test_support::RedisServer::start().await;
-        let config = ClusterConfig {
-            redis_url: redis.url(),
-            ..ClusterConfig::default()
-        };
-        let target = Target::new(&config, Duration::from_secs(5)).expect("a target");
-        let health = Arc::new(Health::default());
-        let conn = PubConn::start(target, health.clone()).expect("started");
+        let (conn, health) = start_to(redis.url());
         until_up(&conn).await;
         // A window no pause between two calls reaches, so the test does not hang on
         // how fast this machine runs the loop below.
