@@ -10,10 +10,9 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { reapOnExit, removeOnExit } from "../lib/reaper.mjs";
 import { freePort, waitFor } from "../lib/wait.mjs";
-import { RedisServer } from "./redis.mjs";
+import { RedisServer, ask } from "./redis.mjs";
 
 const HOST = "127.0.0.1";
 export const SLOTS = 16384;
@@ -386,27 +385,6 @@ function parseInfo(text) {
     if (at > 0) out[line.slice(0, at)] = line.slice(at + 1).trim();
   }
   return out;
-}
-
-/** One command on a connection of its own, so a dead node only fails this command. */
-async function ask(port, ...args) {
-  const client = new Redis({
-    host: HOST,
-    port,
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: COMMAND_TIMEOUT_MS,
-    commandTimeout: COMMAND_TIMEOUT_MS,
-  });
-  client.on("error", () => {});
-  try {
-    await client.connect();
-    return await client.call(...args);
-  } finally {
-    client.disconnect();
-  }
 }
 
 /** Runs a program to its end (killed after `timeout` ms): `{ code, output }`. */

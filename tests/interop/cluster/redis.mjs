@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { reapOnExit, removeOnExit } from "../lib/reaper.mjs";
 import { freePort, waitFor } from "../lib/wait.mjs";
 
@@ -21,6 +22,8 @@ const STOP_TIMEOUT_MS = 10_000;
 const REBIND_MS = 5_000;
 /** Keep this much of the server's output to explain a failure. */
 const OUTPUT_KEEP = 16 * 1024;
+/** How long `ask` waits to connect, and then for the answer. */
+const COMMAND_TIMEOUT_MS = 2_000;
 
 /**
  * Starts redis-server on a free port (or `port`) and resolves once it answers PING.
@@ -144,32 +147,9 @@ export class RedisServer {
     }
   }
 
-  /** The value at `key` (a Buffer), or `null` when there is none (`GET`). */
-  get(key) {
-    return new Promise((resolve, reject) => {
-      const socket = createConnection({ host: "127.0.0.1", port: this.port });
-      let data = Buffer.alloc(0);
-      const done = (err, value) => {
-        socket.destroy();
-        if (err) reject(err);
-        else resolve(value);
-      };
-      socket.setTimeout(2_000, () => done(new Error(`redis GET ${key}: no answer within 2 s`)));
-      socket.once("error", (err) => done(err));
-      socket.once("connect", () =>
-        socket.write(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`),
-      );
-      socket.on("data", (chunk) => {
-        data = Buffer.concat([data, chunk]);
-        const nl = data.indexOf("\r\n");
-        if (nl === -1) return;
-        const head = data.subarray(0, nl).toString();
-        if (head[0] !== "$") return done(new Error(`redis GET ${key}: ${head}`));
-        const len = Number(head.slice(1));
-        if (len < 0) return done(null, null);
-        if (data.length >= nl + 2 + len) done(null, data.subarray(nl + 2, nl + 2 + len));
-      });
-    });
+  /** Sends one command to this server; rejects if it does not answer in time. */
+  command(...args) {
+    return ask(this.port, ...args);
   }
 
   /** Stops the server if it runs and removes its directory. */
@@ -211,4 +191,25 @@ function ping(port) {
       if (nl !== -1) done(data.slice(0, nl));
     });
   });
+}
+
+/** One command on a connection of its own, so a dead server only fails this command. */
+export async function ask(port, ...args) {
+  const client = new Redis({
+    host: "127.0.0.1",
+    port,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: COMMAND_TIMEOUT_MS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+  });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return await client.call(...args);
+  } finally {
+    client.disconnect();
+  }
 }

@@ -86,8 +86,8 @@ export async function untilSessionSaved(ctx, socket, rooms) {
   try {
     await waitFor(
       async () => {
-        const raw = await ctx.redis.get(key);
-        saved = raw && decode(Buffer.from(raw.toString(), "base64"));
+        const raw = await ctx.redis.command("GET", key);
+        saved = raw && decode(Buffer.from(raw, "base64"));
         return Boolean(saved) && rooms.every((room) => saved.rooms.includes(room));
       },
       { what: `Redis to hold ${key} with the rooms ${JSON.stringify(rooms)}` },
