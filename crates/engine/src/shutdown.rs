@@ -61,12 +61,17 @@ pub struct DrainReport {
     /// Sessions closed but not yet finished (still flushing their last frames) when
     /// the drain returned.
     pub unfinished: usize,
+    /// Upgrades this node relays whose client had not sent its `upgrade` packet yet
+    /// when the drain returned: the shutdown that follows ends them mid-upgrade, and
+    /// those clients wait for their ping timeout before they reconnect.
+    pub relayed_upgrades_unfinished: usize,
 }
 
 impl DrainReport {
-    /// Whether every session was closed in a batch and finished before the deadline.
+    /// Whether every session was closed in a batch and finished, and every relayed
+    /// upgrade got past its client's `upgrade` packet, before the deadline.
     pub fn in_time(&self) -> bool {
-        self.at_deadline == 0 && self.unfinished == 0
+        self.at_deadline == 0 && self.unfinished == 0 && self.relayed_upgrades_unfinished == 0
     }
 }
 

@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 mod deterministic {
     mod drain;
     mod forwarding;

@@ -251,6 +251,7 @@ async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> 
             batches = report.batches,
             paced = report.paced,
             at_deadline = report.at_deadline,
+            relayed_upgrades_unfinished = report.relayed_upgrades_unfinished,
             "sessions closed"
         );
         trigger.trigger();

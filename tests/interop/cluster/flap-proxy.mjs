@@ -17,6 +17,10 @@
 // left; while the network is down that request fails, as it would for real, and the
 // client's reconnect attempts fail fast and are retried until the network is back.
 //
+// `hold()` makes the link slow instead: what the server sends stays in the proxy (the
+// sockets are not read) until `release()`, on open connections and new ones alike;
+// what clients send still goes through.
+//
 // `close()` destroys everything, silenced connections included.
 
 import { createConnection, createServer } from "node:net";
@@ -48,6 +52,8 @@ export class FlapProxy {
     /** Whether the network is down (new connections are reset), and how many were. */
     this.down = false;
     this.refused = 0;
+    /** Whether what servers send is held (see `hold`). */
+    this.holding = false;
     this.server = createServer((client) => this.#relay(client));
   }
 
@@ -72,11 +78,12 @@ export class FlapProxy {
       from.on("data", (chunk) => {
         if (this.live.has(pair) && !to.write(chunk)) {
           from.pause();
-          to.once("drain", () => this.live.has(pair) && from.resume());
+          to.once("drain", () => this.live.has(pair) && !(from === upstream && this.holding) && from.resume());
         }
       });
     forward(client, upstream);
     forward(upstream, client);
+    if (this.holding) upstream.pause();
     // An ordinary close on either side (not a flap) ends the other side too.
     const finish = () => {
       if (!this.live.delete(pair)) return;
@@ -109,6 +116,18 @@ export class FlapProxy {
     }
     this.cut += pairs.length;
     return pairs.length;
+  }
+
+  /** Holds what the servers send, on every connection, until `release()`. */
+  hold() {
+    this.holding = true;
+    for (const { upstream } of this.live) upstream.pause();
+  }
+
+  /** Lets what the servers sent through, and what they send next. */
+  release() {
+    this.holding = false;
+    for (const { upstream } of this.live) upstream.resume();
   }
 
   /** Stops listening and destroys every connection, silenced ones included. */

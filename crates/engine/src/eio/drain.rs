@@ -7,6 +7,12 @@
 //! ends the transport. The clients see "transport close" and reconnect by themselves
 //! (a Socket.IO DISCONNECT packet would not do: the client takes "io server disconnect"
 //! as final), and the reason is one the Socket.IO layer keeps recovery sessions for.
+//!
+//! The drain also waits, within the same deadline, for the WebSocket upgrades this
+//! node relays to other nodes to get past the client's `upgrade` packet: cut before
+//! it (by the shutdown that follows the drain), a client stays paused until its ping
+//! timeout (see the relay's `watch` module). New relays are refused from the drain's
+//! start, so that wait is short: one probe's round trip.
 
 use tokio::time::Instant;
 
@@ -54,5 +60,6 @@ pub(crate) async fn run(registry: &Registry, plan: DrainPlan) -> DrainReport {
     }
     let _ = tokio::time::timeout_at(deadline, registry.emptied()).await;
     report.unfinished = registry.len();
+    report.relayed_upgrades_unfinished = registry.relayed_upgrades();
     report
 }

@@ -1,6 +1,7 @@
 //! The registry of a node's live sessions, by id: looked up on every polling request
-//! and upgrade, written on handshake and close, walked by the drain; and the slots of
-//! `max_connections` that sessions and pending WebSocket handshakes hold.
+//! and upgrade, written on handshake and close, walked by the drain; the slots of
+//! `max_connections` that sessions and pending WebSocket handshakes hold; and the
+//! relayed upgrades still under way, which the drain waits for too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +15,8 @@ use super::session::Session;
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     sessions: Mutex<Sessions>,
-    /// Wakes whoever waits for the last session to finish (the drain).
+    /// Wakes whoever waits for the last session and relayed upgrade to finish (the
+    /// drain).
     emptied: tokio::sync::Notify,
 }
 
@@ -26,6 +28,11 @@ struct Sessions {
     /// Slots held by [`Slot`]s: WebSocket handshakes answered 101 whose session is
     /// not registered yet.
     reserved: usize,
+    /// Upgrades this node relays whose client has not sent its `upgrade` packet yet
+    /// (held by [`RelayedUpgrade`]s).
+    relayed_upgrades: usize,
+    /// Set when the drain starts: no relayed upgrade starts after it.
+    draining: bool,
 }
 
 /// A place among `max_connections`, taken before a session exists (a WebSocket
@@ -41,6 +48,24 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut sessions = self.registry.lock();
         sessions.reserved = sessions.reserved.saturating_sub(1);
+    }
+}
+
+/// An upgrade this node relays to another node, from the moment it is accepted until
+/// the client's `upgrade` packet has gone by (or the relay ended): the drain waits for
+/// it, because ending the relay in between leaves the client paused (see the relay's
+/// `watch` module). Dropping it tells the drain.
+#[derive(Debug)]
+pub(crate) struct RelayedUpgrade {
+    registry: Arc<Registry>,
+}
+
+impl Drop for RelayedUpgrade {
+    fn drop(&mut self) {
+        let mut sessions = self.registry.lock();
+        sessions.relayed_upgrades = sessions.relayed_upgrades.saturating_sub(1);
+        drop(sessions);
+        self.registry.emptied.notify_waiters();
     }
 }
 
@@ -69,6 +94,30 @@ impl Registry {
         drop(slot);
     }
 
+    /// Marks the start of the drain: [`Self::relayed_upgrade`] refuses from now on.
+    pub(crate) fn start_draining(&self) {
+        self.lock().draining = true;
+    }
+
+    /// Counts an upgrade relayed from now on, unless the drain has started (`None`).
+    /// One lock with the drain's start: a relay either counts before the drain
+    /// looks, or is refused.
+    pub(crate) fn relayed_upgrade(self: &Arc<Self>) -> Option<RelayedUpgrade> {
+        let mut sessions = self.lock();
+        if sessions.draining {
+            return None;
+        }
+        sessions.relayed_upgrades += 1;
+        Some(RelayedUpgrade {
+            registry: self.clone(),
+        })
+    }
+
+    /// Relayed upgrades still under way (see [`RelayedUpgrade`]).
+    pub(crate) fn relayed_upgrades(&self) -> usize {
+        self.lock().relayed_upgrades
+    }
+
     pub(crate) fn get(&self, sid: Sid) -> Option<Arc<Session>> {
         self.lock().map.get(&sid).cloned()
     }
@@ -95,12 +144,18 @@ impl Registry {
         all.into_iter().filter(|s| !s.is_closed()).collect()
     }
 
-    /// Resolves once no session is left.
+    /// No session left, no relayed upgrade under way.
+    fn is_idle(&self) -> bool {
+        let sessions = self.lock();
+        sessions.map.is_empty() && sessions.relayed_upgrades == 0
+    }
+
+    /// Resolves once no session is left and no relayed upgrade is under way.
     pub(crate) async fn emptied(&self) {
         loop {
             // Created before the check: a `notify_waiters` after it still wakes us.
             let notified = self.emptied.notified();
-            if self.len() == 0 {
+            if self.is_idle() {
                 return;
             }
             notified.await;

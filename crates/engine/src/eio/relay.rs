@@ -24,9 +24,11 @@
 //! [`RELAY_BUFFER`] bytes per relayed client, and every frame crosses one more hop
 //! (node to node; Redis carries only the one question of step 1). A relayed connection
 //! counts against the relaying node's `max_connections`. While a node drains it
-//! relays no new upgrades (those clients stay on polling); at its shutdown its relayed
-//! clients lose their WebSocket and reconnect (and resume, with connection state
-//! recovery).
+//! relays no new upgrades (those clients stay on polling), and the drain waits for the
+//! upgrades it relays to complete: until the client's `upgrade` packet has gone by
+//! (followed by [`watch`]), a relay ended by the node's shutdown would leave the
+//! client paused until its ping timeout. At its shutdown its relayed clients lose
+//! their WebSocket and reconnect at once (and resume, with connection state recovery).
 //!
 //! **Trust**: the address comes signed from the owner (an attacker who can write to
 //! Redis cannot point a client's WebSocket, cookies included, elsewhere). The
@@ -48,14 +50,23 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use switchboard_protocol::engineio::EngineErrorCode;
 
+mod watch;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use self::watch::UpgradeWatch;
 use super::forward::{FORWARDED_HEADERS, ForwardedRequest, Forwarder, only};
-use super::registry::Slot;
+use super::registry::{RelayedUpgrade, Slot};
 use super::server::{Body, error};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// Bytes of each of the two copy buffers of a relayed connection.
 pub(crate) const RELAY_BUFFER: usize = 4096;
+
+/// Bytes of each of the two buffers used until the upgrade is done: what crosses then
+/// is a probe, its answer and the `upgrade` packet.
+const UPGRADE_BUFFER: usize = 512;
 
 /// How long connecting to the owner and its answer to the upgrade may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,19 +105,20 @@ enum RelayError {
 
 /// Relays the upgrade in `head` to the node tagged `owner`: resolves to the owner's
 /// `101` (and copies bytes between `client` and the owner from then on, holding
-/// `slot`), or to `Session ID unknown`.
+/// `slot`, and `upgrade` until the client's `upgrade` packet went by), or to `Session
+/// ID unknown`.
 pub(crate) async fn relay(
     forwarder: Arc<dyn Forwarder>,
     owner: String,
     head: RelayHead,
     client: OnUpgrade,
-    slot: Slot,
+    held: (Slot, RelayedUpgrade),
     (metrics, shutdown): (Arc<Metrics>, Shutdown),
 ) -> Response<Body> {
     match connect(forwarder.as_ref(), &owner, head).await {
         Ok((answer, upstream)) => {
             metrics.upgrades_relayed.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(pipe(client, upstream, slot, metrics, shutdown));
+            tokio::spawn(pipe(client, upstream, held, metrics, shutdown));
             answer
         }
         Err(err) => {
@@ -192,11 +204,11 @@ pub fn is_address(address: &str) -> bool {
 }
 
 /// Step 3: copies bytes both ways between the client and the owner until either side
-/// closes or the node shuts down.
+/// closes or the node shuts down; tells the drain when the upgrade is done.
 async fn pipe(
     client: OnUpgrade,
     upstream: OnUpgrade,
-    slot: Slot,
+    (slot, upgrade): (Slot, RelayedUpgrade),
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
@@ -213,18 +225,61 @@ async fn pipe(
     };
     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
     metrics.relayed_connections.fetch_add(1, Ordering::Relaxed);
-    tokio::select! {
-        result = tokio::io::copy_bidirectional_with_sizes(
-            &mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER,
-        ) => {
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "relayed WebSocket ended");
+    if until_upgraded(&mut client, &mut upstream, &shutdown).await {
+        // The client is on its WebSocket now: a shutdown may end the relay.
+        drop(upgrade);
+        tokio::select! {
+            result = tokio::io::copy_bidirectional_with_sizes(
+                &mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER,
+            ) => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "relayed WebSocket ended");
+                }
             }
+            () = shutdown.wait() => {}
         }
-        () = shutdown.wait() => {}
+    } else {
+        tracing::debug!("relayed WebSocket ended before the upgrade completed");
     }
     metrics.relayed_connections.fetch_sub(1, Ordering::Relaxed);
     drop(slot);
+}
+
+/// Copies bytes both ways until the client's `upgrade` packet has gone by (true), or
+/// either side closes or fails, or the node shuts down (false: the relay is over).
+async fn until_upgraded<C, U>(client: &mut C, upstream: &mut U, shutdown: &Shutdown) -> bool
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut watch = UpgradeWatch::default();
+    let (mut up, mut down) = ([0u8; UPGRADE_BUFFER], [0u8; UPGRADE_BUFFER]);
+    loop {
+        tokio::select! {
+            read = client.read(&mut up) => {
+                let n = match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => n,
+                };
+                if upstream.write_all(&up[..n]).await.is_err() {
+                    return false;
+                }
+                if watch.feed(&up[..n]) {
+                    return upstream.flush().await.is_ok();
+                }
+            }
+            read = upstream.read(&mut down) => {
+                let n = match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => n,
+                };
+                if client.write_all(&down[..n]).await.is_err() {
+                    return false;
+                }
+            }
+            () = shutdown.wait() => return false,
+        }
+    }
 }
 
 #[cfg(test)]

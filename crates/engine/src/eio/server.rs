@@ -201,10 +201,13 @@ impl EngineServer {
     /// Everything else keeps working meanwhile: requests of sessions not closed yet,
     /// requests forwarded by other nodes, a closed polling session's last GET.
     ///
-    /// Returns once every session has finished, or at `plan.deadline`, having closed
-    /// whatever was left at once. The engine stays draining: follow with shutdown.
+    /// Returns once every session has finished and every upgrade this node relays has
+    /// got past its client's `upgrade` packet (new relays are refused meanwhile), or at
+    /// `plan.deadline`, having closed whatever was left at once. The engine stays
+    /// draining: follow with shutdown.
     pub async fn drain(&self, plan: DrainPlan) -> DrainReport {
         self.draining.store(true, Ordering::Relaxed);
+        self.registry.start_draining();
         tracing::info!(
             sessions = self.registry.len(),
             batch_size = plan.batch_size,
@@ -782,9 +785,13 @@ impl EngineServer {
         if websocket::accept_key(req.headers()).is_none() {
             return now(error(EngineErrorCode::BadRequest));
         }
-        if self.is_draining() || self.shutdown.is_triggered() {
+        if self.shutdown.is_triggered() {
             return now(error(EngineErrorCode::UnknownSid));
         }
+        // Counted before anything else, so a drain starting now waits for it.
+        let Some(upgrade) = self.registry.relayed_upgrade() else {
+            return now(error(EngineErrorCode::UnknownSid));
+        };
         let Some(slot) = self.reserve_slot() else {
             return now(unavailable());
         };
@@ -799,7 +806,7 @@ impl EngineServer {
             owner,
             head,
             client,
-            slot,
+            (slot, upgrade),
             (self.metrics.clone(), self.shutdown.clone()),
         ))
     }

@@ -84,6 +84,7 @@ async fn sessions_close_in_batches_an_interval_apart() {
         paced: 7,
         at_deadline: 0,
         unfinished: 0,
+        relayed_upgrades_unfinished: 0,
     };
     assert_eq!(report, expected);
     assert!(report.in_time());

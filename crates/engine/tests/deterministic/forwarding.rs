@@ -2,72 +2,29 @@
 //! to either of them, the node that does not own the session serving it through the
 //! owner (an in-process `Forwarder` calling the owner's `handle_forwarded`).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use switchboard_engine::Io;
 use switchboard_engine::config::NodeTag;
-use switchboard_engine::eio::{
-    EngineServer, ForwardError, ForwardedRequest, ForwardedResponse, Forwarder,
-};
+use switchboard_engine::eio::ForwardedRequest;
 
 use super::harness::{config, server};
+use crate::in_process::InProcess;
 
 const UNKNOWN_SID: &str = r#"{"code":1,"message":"Session ID unknown"}"#;
-
-/// The cluster transport of these tests: a direct call to the owner.
-#[derive(Debug, Default)]
-struct InProcess {
-    nodes: Mutex<HashMap<String, Weak<EngineServer>>>,
-    /// Requests handed to the forwarder.
-    forwarded: AtomicUsize,
-}
-
-impl Forwarder for InProcess {
-    fn forward(
-        &self,
-        owner: &str,
-        request: ForwardedRequest,
-    ) -> BoxFuture<'static, Result<ForwardedResponse, ForwardError>> {
-        self.forwarded.fetch_add(1, Ordering::SeqCst);
-        let node = self
-            .nodes
-            .lock()
-            .unwrap()
-            .get(owner)
-            .and_then(Weak::upgrade);
-        let owner = owner.to_owned();
-        Box::pin(async move {
-            let node = node.ok_or(ForwardError::UnknownOwner(owner))?;
-            Ok(node.handle_forwarded(request).await)
-        })
-    }
-}
-
-impl InProcess {
-    fn forwarded(&self) -> usize {
-        self.forwarded.load(Ordering::SeqCst)
-    }
-}
 
 /// A node tagged `tag`, reachable through `cluster`, echoing `echo` events.
 fn node(tag: &str, cluster: &Arc<InProcess>) -> Io {
     let mut cfg = config();
     cfg.engine.node_tag = Some(NodeTag::new(tag).unwrap());
     let io = server(cfg);
-    io.engine().set_forwarder(cluster.clone());
-    cluster
-        .nodes
-        .lock()
-        .unwrap()
-        .insert(tag.to_owned(), Arc::downgrade(io.engine()));
+    cluster.join(tag, io.engine());
     io.of("/").on("echo", |ev| {
         let _ = ev.socket.emit("echo", ev.payload.clone());
     });
@@ -302,12 +259,7 @@ async fn a_forwarded_body_over_max_payload_gets_413_and_closes_the_owners_sessio
         cfg.engine.node_tag = Some(NodeTag::new(tag).unwrap());
         cfg.engine.max_payload = 100;
         let io = server(cfg);
-        io.engine().set_forwarder(cluster.clone());
-        cluster
-            .nodes
-            .lock()
-            .unwrap()
-            .insert(tag.to_owned(), Arc::downgrade(io.engine()));
+        cluster.join(tag, io.engine());
         io
     };
     let (a, b) = (small("nodA"), small("nodB"));

@@ -1,0 +1,230 @@
+//! When a relayed upgrade is done: the relaying node copies bytes it does not read,
+//! except at the start, where it follows the client's WebSocket frames until the
+//! Engine.IO `upgrade` packet (`5`) goes by.
+//!
+//! Why it must know: once the owner answered `2probe` with `3probe`, the official
+//! client pauses polling (it sends no GET or POST any more) and waits to send `5` on
+//! the new WebSocket. Cut then, the WebSocket only counts as a failed probe: the client
+//! stays paused, hearing nothing, until its ping timeout (`pingInterval +
+//! pingTimeout`, 45 s by default). Cut after `5`, it is the client's transport, and its
+//! close makes the client reconnect at once. So the drain of a relaying node waits for
+//! the upgrades it relays to get past `5` before its shutdown ends them.
+//!
+//! What it reads (RFC 6455 §5.2): frame headers, at most 14 bytes each, and the one
+//! payload byte of a final, unfragmented, uncompressed text frame of length 1. Every
+//! other payload is skipped without being buffered, whatever length a header claims;
+//! the watch keeps a few bytes of state and allocates nothing.
+
+/// The longest frame header: 2 bytes, 8 of extended length, 4 of mask.
+const MAX_HEADER: usize = 14;
+
+/// Follows the bytes a client sends on a relayed WebSocket until its `upgrade`
+/// packet has gone by.
+#[derive(Debug, Clone)]
+pub(crate) struct UpgradeWatch {
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a frame header: its bytes so far.
+    Header {
+        bytes: [u8; MAX_HEADER],
+        have: usize,
+    },
+    /// Skipping what is left of a payload that is not the `upgrade` packet.
+    Skip { left: u64 },
+    /// The one payload byte of a text frame of length 1, masked with `mask`.
+    OneByte { mask: u8 },
+    /// The `upgrade` packet went by.
+    Upgraded,
+}
+
+const NEXT_HEADER: State = State::Header {
+    bytes: [0; MAX_HEADER],
+    have: 0,
+};
+
+impl Default for UpgradeWatch {
+    fn default() -> Self {
+        Self { state: NEXT_HEADER }
+    }
+}
+
+impl UpgradeWatch {
+    /// Follows `bytes`, the next the client sent. Returns whether the `upgrade`
+    /// packet has gone by, in them or before.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            match &mut self.state {
+                State::Upgraded => break,
+                State::Header {
+                    bytes: header,
+                    have,
+                } => {
+                    header[*have] = byte;
+                    *have += 1;
+                    bytes = rest;
+                    if header_len(&header[..*have]) == Some(*have) {
+                        self.state = after_header(&header[..*have]);
+                    }
+                }
+                State::Skip { left } => {
+                    let n = usize::try_from(*left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                    // `n` ≤ `left`: the payload's rest, or all of `bytes`.
+                    *left -= n as u64;
+                    bytes = &bytes[n..];
+                    if *left == 0 {
+                        self.state = NEXT_HEADER;
+                    }
+                }
+                State::OneByte { mask } => {
+                    self.state = if byte ^ *mask == b'5' {
+                        State::Upgraded
+                    } else {
+                        NEXT_HEADER
+                    };
+                    bytes = rest;
+                }
+            }
+        }
+        self.state == State::Upgraded
+    }
+}
+
+/// The length of the header that starts with `start`, once its second byte says.
+fn header_len(start: &[u8]) -> Option<usize> {
+    let second = *start.get(1)?;
+    let extended = match second & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    Some(2 + extended + mask)
+}
+
+/// What follows a complete `header`.
+fn after_header(header: &[u8]) -> State {
+    let (first, second) = (header[0], header[1]);
+    let (len, key_at) = match second & 0x7f {
+        126 => (u64::from(u16::from_be_bytes([header[2], header[3]])), 4),
+        127 => {
+            let mut be = [0; 8];
+            be.copy_from_slice(&header[2..10]);
+            (u64::from_be_bytes(be), 10)
+        }
+        short => (u64::from(short), 2),
+    };
+    let fin = first & 0x80 != 0;
+    let rsv = first & 0x70;
+    let text = first & 0x0f == 0x1;
+    let mask = if second & 0x80 != 0 {
+        header[key_at]
+    } else {
+        0
+    };
+    match len {
+        0 => NEXT_HEADER,
+        1 if fin && rsv == 0 && text => State::OneByte { mask },
+        left => State::Skip { left },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    /// A data frame as a client sends it (masked), encoded by tungstenite.
+    fn client_frame(opcode: OpCode, payload: &[u8], fin: bool) -> Vec<u8> {
+        masked(Frame::message(payload.to_vec(), opcode, fin))
+    }
+
+    fn masked(mut frame: Frame) -> Vec<u8> {
+        frame.header_mut().mask = Some([0x37, 0xfa, 0x21, 0x3d]);
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    fn text(payload: &str) -> Vec<u8> {
+        client_frame(OpCode::Data(Data::Text), payload.as_bytes(), true)
+    }
+
+    /// The watch's answer after each chunk.
+    fn answers(chunks: &[&[u8]]) -> Vec<bool> {
+        let mut watch = UpgradeWatch::default();
+        chunks.iter().map(|c| watch.feed(c)).collect()
+    }
+
+    #[test]
+    fn the_upgrade_packet_after_the_probe_completes_the_upgrade() {
+        let (probe, upgrade) = (text("2probe"), text("5"));
+        assert_eq!(answers(&[&probe, &upgrade]), [false, true]);
+        // Both in one read, and whatever follows them.
+        let all = [probe.clone(), upgrade.clone(), text("42[\"a\"]")].concat();
+        assert_eq!(answers(&[&all]), [true]);
+        // Once upgraded, it stays so.
+        assert_eq!(answers(&[&all, &text("2probe")]), [true, true]);
+    }
+
+    #[test]
+    fn byte_by_byte_gives_the_same_answer() {
+        let all = [text("2probe"), text("5")].concat();
+        let bytes: Vec<&[u8]> = all.chunks(1).collect();
+        let got = answers(&bytes);
+        assert_eq!(got.iter().filter(|&&done| done).count(), 1);
+        assert_eq!(got.last(), Some(&true));
+    }
+
+    #[test]
+    fn only_a_final_text_frame_of_exactly_5_is_the_upgrade_packet() {
+        for not_it in [
+            text("52"),
+            text("4"),
+            text(""),
+            client_frame(OpCode::Data(Data::Binary), b"5", true),
+            client_frame(OpCode::Data(Data::Text), b"5", false),
+            masked(Frame::ping(b"5".to_vec())),
+        ] {
+            assert_eq!(answers(&[&not_it]), [false], "{not_it:?}");
+            // And the frame after it is read from its own first byte.
+            assert_eq!(answers(&[&[not_it, text("5")].concat()]), [true]);
+        }
+        // Compressed (RSV1): not a literal `5`.
+        let mut compressed = text("5");
+        compressed[0] |= 0x40;
+        assert_eq!(answers(&[&compressed]), [false]);
+    }
+
+    #[test]
+    fn long_payloads_are_skipped_not_buffered() {
+        // 16-bit and 64-bit extended lengths, payloads full of `5`.
+        let medium = text(&"5".repeat(300));
+        let long = text(&"5".repeat(70_000));
+        let all = [medium, long, text("5")].concat();
+        assert_eq!(answers(&[&all]), [true]);
+        assert_eq!(
+            answers(&all.chunks(4096).collect::<Vec<_>>()).last(),
+            Some(&true)
+        );
+        // A header claiming an enormous payload: everything after it is that payload.
+        let mut huge = vec![0x81, 0x80 | 127];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        huge.extend_from_slice(&[0, 0, 0, 0]);
+        let mut watch = UpgradeWatch::default();
+        assert!(!watch.feed(&huge));
+        assert!(!watch.feed(&text("5")));
+    }
+
+    #[test]
+    fn an_unmasked_frame_is_read_too() {
+        let mut frame = Frame::message(b"5".to_vec(), OpCode::Data(Data::Text), true);
+        frame.header_mut().mask = None;
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        assert_eq!(answers(&[&out]), [true]);
+    }
+}
