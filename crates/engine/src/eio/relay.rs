@@ -257,29 +257,33 @@ where
     loop {
         tokio::select! {
             read = client.read(&mut up) => {
-                let n = match read {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => n,
-                };
-                if upstream.write_all(&up[..n]).await.is_err() {
+                let Some(bytes) = pass_on(read, &up, upstream).await else {
                     return false;
-                }
-                if watch.feed(&up[..n]) {
+                };
+                if watch.feed(bytes) {
                     return upstream.flush().await.is_ok();
                 }
             }
             read = upstream.read(&mut down) => {
-                let n = match read {
-                    Ok(0) | Err(_) => return false,
-                    Ok(n) => n,
-                };
-                if client.write_all(&down[..n]).await.is_err() {
+                if pass_on(read, &down, client).await.is_none() {
                     return false;
                 }
             }
             () = shutdown.wait() => return false,
         }
     }
+}
+
+/// Writes to `to` what a `read` into `buf` brought, and returns it; `None` once the
+/// reading side has ended, or either side failed.
+async fn pass_on<'b, W: AsyncWrite + Unpin>(
+    read: std::io::Result<usize>,
+    buf: &'b [u8],
+    to: &mut W,
+) -> Option<&'b [u8]> {
+    let n = read.ok().filter(|&n| n > 0)?;
+    to.write_all(&buf[..n]).await.ok()?;
+    Some(&buf[..n])
 }
 
 #[cfg(test)]
