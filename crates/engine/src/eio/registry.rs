@@ -31,7 +31,7 @@ struct Sessions {
     /// Upgrades this node relays whose client has not sent its `upgrade` packet yet
     /// (held by [`RelayedUpgrade`]s).
     relayed_upgrades: usize,
-    /// Set when the drain starts: no relayed upgrade starts after it.
+    /// Set when the drain starts: no session or relayed upgrade starts after it.
     draining: bool,
 }
 
@@ -97,6 +97,11 @@ impl Registry {
     /// Marks the start of the drain: [`Self::relayed_upgrade`] refuses from now on.
     pub(crate) fn start_draining(&self) {
         self.lock().draining = true;
+    }
+
+    /// Whether the drain has started (new sessions and relays are refused).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.lock().draining
     }
 
     /// Counts an upgrade relayed from now on, unless the drain has started (`None`).

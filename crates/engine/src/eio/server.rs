@@ -4,7 +4,6 @@
 
 use std::future::{Future, Ready};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -68,8 +67,6 @@ pub struct EngineServer {
     forwarder: OnceLock<Arc<dyn Forwarder>>,
     /// Where other nodes reach this one to relay WebSocket upgrades (see [`relay`]).
     relay_address: OnceLock<String>,
-    /// Set when a drain starts: new handshakes are refused from then on.
-    draining: AtomicBool,
 }
 
 /// Decides whether a handshake may proceed (Node's `allowRequest`); a refusal is
@@ -113,7 +110,6 @@ impl EngineServer {
             allow_request: OnceLock::new(),
             forwarder: OnceLock::new(),
             relay_address: OnceLock::new(),
-            draining: AtomicBool::new(false),
         })
     }
 
@@ -192,7 +188,7 @@ impl EngineServer {
 
     /// Whether a drain has started (new sessions are refused).
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.registry.is_draining()
     }
 
     /// Drains this node for a rolling restart: from now on new handshakes get 503
@@ -206,7 +202,6 @@ impl EngineServer {
     /// `plan.deadline`, having closed whatever was left at once. The engine stays
     /// draining: follow with shutdown.
     pub async fn drain(&self, plan: DrainPlan) -> DrainReport {
-        self.draining.store(true, Ordering::Relaxed);
         self.registry.start_draining();
         tracing::info!(
             sessions = self.registry.len(),
