@@ -368,6 +368,48 @@ def questions():
         write("question_frame", name, data)
 
 
+def relay_watch():
+    """What a client sends on a relayed WebSocket (RFC 6455 §5.2 frames, masked as a
+    client masks them), after 4 bytes that choose how the body cuts it into reads."""
+    mask = bytes([0x37, 0xFA, 0x21, 0x3D])
+
+    def frame(payload, opcode=0x1, fin=True, rsv=0, key=mask):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        first = (0x80 if fin else 0) | rsv | opcode
+        n = len(payload)
+        if n < 126:
+            head = bytes([first, (0x80 if key else 0) | n])
+        elif n < 65536:
+            head = bytes([first, (0x80 if key else 0) | 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([first, (0x80 if key else 0) | 127]) + n.to_bytes(8, "big")
+        if not key:
+            return head + payload
+        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    whole, bytewise, mixed = bytes([63] * 4), bytes([0] * 4), bytes([1, 13, 0, 40])
+    probe, upgrade = frame("2probe"), frame("5")
+    seeds = {
+        "probe-then-upgrade": whole + probe + upgrade,
+        "probe-then-upgrade-bytewise": bytewise + probe + upgrade,
+        "upgrade-then-events": mixed + probe + upgrade + frame('42["a",1]'),
+        "unmasked-upgrade": whole + frame("5", key=None),
+        "long-16-bit-then-upgrade": mixed + frame("5" * 300) + upgrade,
+        "binary-5": whole + frame(b"5", opcode=0x2) + upgrade,
+        "fragmented-5": whole + frame("5", fin=False) + frame("", opcode=0x0) + upgrade,
+        "compressed-5": whole + frame("5", rsv=0x40) + upgrade,
+        "ping-5-then-upgrade": mixed + frame("5", opcode=0x9) + upgrade,
+        "reserved-opcode": whole + frame("5", opcode=0x3) + upgrade,
+        "huge-claimed-length": whole + bytes([0x81, 0xFF]) + (2**64 - 1).to_bytes(8, "big")
+        + mask + upgrade,
+        "empty-text-then-upgrade": bytewise + frame("") + upgrade,
+        "only-probe": mixed + probe,
+    }
+    for name, data in seeds.items():
+        write("relay_watch", name, data)
+
+
 def main():
     if CORPUS.exists():
         for seed in CORPUS.rglob("*"):
@@ -381,6 +423,7 @@ def main():
     hooks()
     forward()
     questions()
+    relay_watch()
     files = list(CORPUS.rglob("*"))
     size = sum(f.stat().st_size for f in files if f.is_file())
     print(f"{sum(1 for f in files if f.is_file())} seeds, {size} bytes")

@@ -19,7 +19,7 @@ mod driver;
 pub mod forward;
 mod polling;
 mod registry;
-mod relay;
+pub(crate) mod relay;
 mod sse;
 pub use relay::is_address as is_relay_address;
 pub mod server;

@@ -45,3 +45,12 @@ pub use serve::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Site, not_found, serve};
 pub use shutdown::Shutdown;
 pub use sio::{AckError, ConnectError, EmitError, Event, Io, Namespace, Payload, Socket};
 pub use switchboard_protocol as protocol;
+
+/// The relay's upgrade watch (which follows a relayed client's WebSocket frames until
+/// its `upgrade` packet, `eio::relay`), for the `relay_watch` fuzz target
+/// (`crates/fuzz-targets`); not an API. The first bytes of `data` choose how the rest
+/// is cut into reads.
+#[doc(hidden)]
+pub fn fuzz_relay_watch(data: &[u8]) {
+    eio::relay::watch::fuzz(data);
+}

@@ -57,7 +57,18 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("forward_frame", forward_frame),
     ("question_frame", question_frame),
     ("sse_frame", sse_frame),
+    ("relay_watch", relay_watch),
 ];
+
+/// What a client sends on a WebSocket another node's session relays through this one,
+/// as the relay's upgrade watch follows it (the first bytes choose how the rest is cut
+/// into reads). The body lives beside the private watch
+/// (`switchboard_engine::fuzz_relay_watch`): every cut into reads gives the answers of
+/// byte-by-byte feeding, a yes stays yes, and the watch says yes exactly where
+/// tungstenite's frame header parser finds the end of the first `upgrade` packet.
+pub fn relay_watch(data: &[u8]) {
+    switchboard_engine::fuzz_relay_watch(data);
+}
 
 /// The forwarding frames Switchboard nodes exchange over Redis, as the parser sees
 /// them once their signature checked: the rest of the frame after its tag. The body

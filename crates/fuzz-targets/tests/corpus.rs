@@ -158,4 +158,5 @@ targets!(
     forward_frame,
     question_frame,
     sse_frame,
+    relay_watch,
 );

@@ -50,7 +50,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use switchboard_protocol::engineio::EngineErrorCode;
 
-mod watch;
+pub(crate) mod watch;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

@@ -14,6 +14,10 @@
 //! payload byte of a final, unfragmented, uncompressed text frame of length 1. Every
 //! other payload is skipped without being buffered, whatever length a header claims;
 //! the watch keeps a few bytes of state and allocates nothing.
+//!
+//! The bytes are the client's, so the watch is fuzzed (the `relay_watch` target,
+//! [`fuzz`]): against tungstenite's reading of the same frames, and cut into reads
+//! every way.
 
 /// The longest frame header: 2 bytes, 8 of extended length, 4 of mask.
 const MAX_HEADER: usize = 14;
@@ -128,6 +132,98 @@ fn after_header(header: &[u8]) -> State {
         0 => NEXT_HEADER,
         1 if fin && rsv == 0 && text => State::OneByte { mask },
         left => State::Skip { left },
+    }
+}
+
+/// The `relay_watch` fuzz target's body (through [`crate::fuzz_relay_watch`]): the
+/// first bytes of `data` (up to [`FUZZ_CHUNKING`]) say how the rest is cut into reads,
+/// the rest is what a client sent. Asserts, beyond "no panic":
+/// - the answer after each read is the answer for every byte up to its end, fed one at
+///   a time (how the bytes arrive in reads never changes what the watch sees), and once
+///   yes it stays yes;
+/// - the watch says yes exactly at the end of the first final, uncompressed text frame
+///   whose payload is `5`, as tungstenite's own frame header parser reads the bytes;
+///   after a frame tungstenite refuses (a reserved opcode) nothing is compared but the
+///   above.
+pub(crate) fn fuzz(data: &[u8]) {
+    let split = data.len().min(FUZZ_CHUNKING);
+    let (chunking, sent) = data.split_at(split);
+    // Byte by byte: after which byte (if any) the watch says yes.
+    let mut watch = UpgradeWatch::default();
+    let mut yes_after = None;
+    for (at, byte) in sent.iter().enumerate() {
+        let yes = watch.feed(std::slice::from_ref(byte));
+        match yes_after {
+            None if yes => yes_after = Some(at + 1),
+            Some(_) => assert!(yes, "once upgraded it stays so"),
+            None => {}
+        }
+    }
+    // In reads of the sizes `chunking` cycles through (1 to 64 bytes; one read of
+    // everything when there is no chunking).
+    let mut watch = UpgradeWatch::default();
+    let mut end = 0;
+    let mut sizes = chunking.iter().map(|b| usize::from(b % 64) + 1).cycle();
+    while end < sent.len() {
+        let size = sizes.next().unwrap_or(sent.len());
+        let start = end;
+        end = (start + size).min(sent.len());
+        let yes = watch.feed(&sent[start..end]);
+        assert_eq!(
+            yes,
+            yes_after.is_some_and(|after| after <= end),
+            "the read ending at {end} answered otherwise than byte by byte"
+        );
+    }
+    match reference_upgrade_end(sent) {
+        Reference::At(after) => assert_eq!(yes_after, Some(after)),
+        Reference::Never => assert_eq!(yes_after, None),
+        Reference::Unknown { from } => assert!(yes_after.is_none_or(|after| after > from)),
+    }
+}
+
+/// How many leading bytes of a `relay_watch` input choose the reads.
+const FUZZ_CHUNKING: usize = 4;
+
+/// Where tungstenite's reading of `sent` puts the end of the `upgrade` packet.
+enum Reference {
+    /// After this many bytes.
+    At(usize),
+    /// Not in `sent`.
+    Never,
+    /// Not before `from`, where tungstenite refused a frame header.
+    Unknown { from: usize },
+}
+
+fn reference_upgrade_end(sent: &[u8]) -> Reference {
+    use std::io::Cursor;
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let mut cursor = Cursor::new(sent);
+    loop {
+        let from = cursor.position() as usize;
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Reference::Never,
+            Err(_) => return Reference::Unknown { from },
+        };
+        let payload_at = cursor.position();
+        let Some(payload_end) = payload_at.checked_add(len) else {
+            return Reference::Never;
+        };
+        if payload_end > sent.len() as u64 {
+            return Reference::Never;
+        }
+        let is_upgrade = header.is_final
+            && !(header.rsv1 || header.rsv2 || header.rsv3)
+            && header.opcode == OpCode::Data(Data::Text)
+            && len == 1
+            && sent[payload_at as usize] ^ header.mask.map_or(0, |m| m[0]) == b'5';
+        if is_upgrade {
+            return Reference::At(payload_end as usize);
+        }
+        cursor.set_position(payload_end);
     }
 }
 
