@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once, RwLock};
+use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_protocol::Sid;
@@ -181,7 +182,19 @@ pub struct Namespace {
     pending: AtomicUsize,
     /// Runs [`Adapter::init`] once, when the namespace starts serving sockets.
     initialised: Once,
+    /// When the namespace was made: the clock of `left_at`.
+    born: tokio::time::Instant,
+    /// When a socket last left, in milliseconds after `born` ([`NEVER_LEFT`]: none
+    /// has). Written with the socket's removal, under the sockets lock, so whoever
+    /// sees the namespace empty sees when it emptied.
+    left_at: AtomicU64,
+    /// Whether a timer waits to remove this emptied namespace (created from a pattern,
+    /// with recovery on): one per namespace, however often sockets come and go.
+    removal_armed: AtomicBool,
 }
+
+/// `left_at` of a namespace no socket has left yet.
+const NEVER_LEFT: u64 = u64::MAX;
 
 impl Namespace {
     /// A namespace whose adapter is not initialised yet ([`Namespace::activate`]).
@@ -209,6 +222,9 @@ impl Namespace {
             removable: AtomicBool::new(removable),
             pending: AtomicUsize::new(0),
             initialised: Once::new(),
+            born: tokio::time::Instant::now(),
+            left_at: AtomicU64::new(NEVER_LEFT),
+            removal_armed: AtomicBool::new(false),
         })
     }
 
@@ -241,6 +257,30 @@ impl Namespace {
     /// A connection was accepted or refused; true when it was the last pending one.
     pub(crate) fn sub_pending(&self) -> bool {
         self.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// How much of `window` is left since a socket last left (zero when none has, or
+    /// when it is over): how long an emptied namespace still keeps its sockets'
+    /// sessions for recovery.
+    pub(crate) fn window_left(&self, window: Duration) -> Duration {
+        let left_at = self.left_at.load(Ordering::Acquire);
+        if left_at == NEVER_LEFT {
+            return Duration::ZERO;
+        }
+        let since_birth = self.born.elapsed();
+        let since_left = since_birth.saturating_sub(Duration::from_millis(left_at));
+        window.saturating_sub(since_left)
+    }
+
+    /// Claims the timer that removes this namespace once emptied; false when one is
+    /// already armed.
+    pub(crate) fn arm_removal(&self) -> bool {
+        !self.removal_armed.swap(true, Ordering::AcqRel)
+    }
+
+    /// The armed timer fired: the next emptying may arm one again.
+    pub(crate) fn disarm_removal(&self) {
+        self.removal_armed.swap(false, Ordering::AcqRel);
     }
 
     /// Whether nothing keeps the namespace: no socket and no connection being
@@ -401,7 +441,12 @@ impl Namespace {
 
     /// Unregisters a socket and takes it out of its rooms.
     pub(crate) fn remove(&self, sid: Sid) {
-        write(&self.sockets).remove(&sid);
+        let mut sockets = write(&self.sockets);
+        if sockets.remove(&sid).is_some() {
+            let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(NEVER_LEFT - 1);
+            self.left_at.store(ms, Ordering::Release);
+        }
+        drop(sockets);
         self.leave_all(sid);
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use http::{Request, Response};
 
@@ -242,6 +243,11 @@ impl IoInner {
     /// A namespace created from a pattern may have become idle: remove it now, or,
     /// with connection state recovery, once its sockets' sessions have expired (a
     /// client coming back within the window finds its session).
+    ///
+    /// The window counts from the last socket's departure, and one timer waits it out
+    /// per emptied namespace: a departure while it waits only moves its end (see
+    /// [`IoInner::expire`]), so sockets coming and going never pile up timers, and a
+    /// namespace emptied again never goes with an earlier departure's window.
     pub(crate) fn release(self: &Arc<Self>, ns: &Arc<Namespace>) {
         if !ns.removable() {
             return;
@@ -249,16 +255,54 @@ impl IoInner {
         let window = ns.recovery_window().filter(|_| ns.is_active());
         match (window, tokio::runtime::Handle::try_current()) {
             (Some(window), Ok(runtime)) => {
+                if !ns.is_idle() || !ns.arm_removal() {
+                    // Not empty (the last to leave releases it), or a timer waits.
+                    return;
+                }
+                let mut wait = ns.window_left(window);
                 let (io, ns) = (Arc::downgrade(self), Arc::downgrade(ns));
                 runtime.spawn(async move {
-                    tokio::time::sleep(window).await;
-                    if let (Some(io), Some(ns)) = (io.upgrade(), ns.upgrade()) {
-                        io.remove_if_idle(&ns);
+                    loop {
+                        tokio::time::sleep(wait).await;
+                        let (Some(io), Some(ns)) = (io.upgrade(), ns.upgrade()) else {
+                            return;
+                        };
+                        match io.expire(&ns, window) {
+                            Some(rest) => wait = rest,
+                            None => return,
+                        }
                     }
                 });
             }
             _ => self.remove_if_idle(ns),
         }
+    }
+
+    /// The timer of an emptied namespace fired: removes it if it is still idle and its
+    /// last socket left `window` ago or more. `Some(rest)`: a socket left since, the
+    /// timer sleeps `rest` more; `None`: the timer is done (the namespace is removed,
+    /// gone, declared, or in use again — its next emptying arms a new timer).
+    ///
+    /// Under the registry lock, so no CONNECT reserves the namespace meanwhile. The
+    /// timer is disarmed before the namespace is looked at: a socket leaving at that
+    /// moment either finds it disarmed and arms its own, or left before the look and
+    /// moved the end seen here.
+    fn expire(&self, ns: &Arc<Namespace>, window: Duration) -> Option<Duration> {
+        let map = self.registry_mut();
+        let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, ns));
+        if !current || !ns.removable() {
+            return None;
+        }
+        ns.disarm_removal();
+        if !ns.is_idle() {
+            return None;
+        }
+        let rest = ns.window_left(window);
+        if !rest.is_zero() {
+            return ns.arm_removal().then_some(rest);
+        }
+        self.remove_locked(map, ns);
+        None
     }
 
     /// Removes `ns` from the registry if it is still there and idle, then closes its
@@ -269,11 +313,21 @@ impl IoInner {
     /// created next is initialised after it, so a cluster adapter's unsubscribe never
     /// overtakes the new namespace's subscribe.
     fn remove_if_idle(&self, ns: &Arc<Namespace>) {
-        let mut map = self.registry_mut();
+        let map = self.registry_mut();
         let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, ns));
         if !current || !ns.removable() || !ns.is_idle() {
             return;
         }
+        self.remove_locked(map, ns);
+    }
+
+    /// Removes `ns`, current, removable and idle, from the registry `map` (the write
+    /// lock), then closes its adapter.
+    fn remove_locked(
+        &self,
+        mut map: std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Namespace>>>,
+        ns: &Arc<Namespace>,
+    ) {
         map.remove(ns.name());
         if ns.is_active() {
             ns.adapter().close(ns);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard_engine::{ConnectError, Payload};
 
-use super::harness::{Client, config, server};
+use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, server};
 
 #[tokio::test(start_paused = true)]
 async fn unknown_namespace_gets_invalid_namespace() {
@@ -480,6 +480,96 @@ async fn with_recovery_an_empty_pattern_namespace_waits_for_the_window() {
     assert_eq!(listed(&io), ["/tenant-r"]);
     tokio::time::sleep(recovery.max_disconnection_duration + Duration::from_secs(1)).await;
     assert_eq!(listed(&io), Vec::<String>::new());
+}
+
+/// The window of an emptied pattern namespace counts from its last socket's departure:
+/// emptied, used again halfway through the window and emptied again, it keeps the
+/// second client's session for a whole window from that client's drop, not from the
+/// first departure.
+#[tokio::test(start_paused = true)]
+async fn with_recovery_the_window_counts_from_the_last_socket_to_leave() {
+    let window = Duration::from_secs(60);
+    let io = server(recovering(window));
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let first = Client::handshake(&io).await;
+    first.post("40/tenant-r,").await;
+    assert!(first.get().await.starts_with("40/tenant-r,"));
+    close_connection(&first).await;
+
+    tokio::time::sleep(window / 2).await;
+    let second = Client::handshake(&io).await;
+    second.post("40/tenant-r,").await;
+    let (sid, pid) = sid_and_pid(&second.get().await);
+    // Dropped (no pong): its session is kept for the window.
+    tokio::time::sleep(PING_INTERVAL + PING_TIMEOUT + Duration::from_millis(50)).await;
+    let _ = second.get_raw().await;
+
+    // Past the first departure's window, well within the second's.
+    tokio::time::sleep(window / 2 + Duration::from_secs(5)).await;
+    assert_eq!(listed(&io), ["/tenant-r"]);
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40/tenant-r,{{"pid":"{pid}"}}"#))
+        .await;
+    let (resumed, _) = sid_and_pid(&back.get().await);
+    assert_eq!(resumed, sid, "the dropped client resumes its session");
+    assert!(io.namespace("/tenant-r").unwrap().sockets()[0].recovered());
+    // Emptied for good: gone a window later.
+    close_connection(&back).await;
+    tokio::time::sleep(window + Duration::from_secs(1)).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+}
+
+/// However often sockets come and go, an emptied pattern namespace waits out its window
+/// with one timer: a client cycling CONNECT and DISCONNECT does not pile up a task per
+/// departure for the length of the window.
+#[tokio::test(start_paused = true)]
+async fn with_recovery_sockets_coming_and_going_leave_one_timer_per_namespace() {
+    let io = server(recovering(Duration::from_secs(120)));
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let client = Client::handshake(&io).await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    for _ in 0..500 {
+        client.post("40/tenant-c,").await;
+        assert!(client.get().await.starts_with("40/tenant-c,"));
+        client.post("41/tenant-c,").await;
+    }
+    tokio::task::yield_now().await;
+    assert_eq!(listed(&io), ["/tenant-c"]);
+    assert!(
+        tasks() <= before + 1,
+        "{} tasks alive after 500 departures, {before} before",
+        tasks()
+    );
+    // And that one timer removes it a window after the last departure.
+    tokio::time::sleep(Duration::from_secs(119)).await;
+    assert_eq!(listed(&io), ["/tenant-c"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+}
+
+fn recovering(window: Duration) -> switchboard_engine::SocketIoConfig {
+    let mut config = config();
+    config.recovery = Some(switchboard_engine::sio::RecoveryConfig {
+        max_disconnection_duration: window,
+        ..switchboard_engine::sio::RecoveryConfig::default()
+    });
+    config
+}
+
+/// The `sid` and `pid` of a namespace's CONNECT answer (`40/nsp,{..}`).
+fn sid_and_pid(body: &str) -> (String, String) {
+    let first = body.split('\x1e').next().unwrap();
+    let json = &first[first.find('{').unwrap()..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    (
+        v["sid"].as_str().unwrap().to_owned(),
+        v["pid"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// The CONNECT payload is bounded (16 KiB by default), refused with a message.
