@@ -30,6 +30,13 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 19_000;
 /// and a few fields take well under 4 KiB; 16 KiB leaves room for large JWTs while
 /// keeping what a client makes the server parse, verify and hold per socket small.
 pub const DEFAULT_MAX_CONNECT_AUTH: usize = 16 * 1024;
+
+/// Default most namespaces patterns may create at once. Each costs about 1.8 KiB while
+/// it waits out a recovery window with no socket (measured: 20,000 emptied namespaces
+/// raised a server's RSS by 36 MiB, `hostile.test.mjs` 2b without the cap), Redis
+/// subscriptions in a cluster, and a series in `/metrics`: ten thousand tenants'
+/// namespaces cost about 18 MiB.
+pub const DEFAULT_MAX_PATTERN_NAMESPACES: usize = 10_000;
 /// Open TCP connections per process beyond [`DEFAULT_MAX_CONNECTIONS`] sessions: room
 /// for connections that are not (or not yet) a session of their own — handshakes, a
 /// polling client's POST beside its pending GET, health checks, metrics scrapes and API
@@ -219,6 +226,12 @@ pub struct SocketIoConfig {
     /// Largest CONNECT payload in bytes of JSON; a larger one is refused with a
     /// CONNECT_ERROR (`auth payload too large`).
     pub max_connect_auth: usize,
+    /// Most namespaces patterns may have created at once (declared ones do not count).
+    /// At the cap, a CONNECT that would create one removes the namespace emptied
+    /// longest ago that waits out its recovery window (its kept sessions go), or, when
+    /// none does, is refused with a CONNECT_ERROR (`too many namespaces on this
+    /// server`).
+    pub max_pattern_namespaces: usize,
     /// Connection state recovery; `None` disables it (as in Node, it is opt-in).
     pub recovery: Option<crate::sio::RecoveryConfig>,
     /// Disconnect reports kept ([`crate::Io::disconnect_reports`]), the oldest dropped
@@ -236,6 +249,7 @@ impl Default for SocketIoConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_attachments: switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS,
             max_connect_auth: DEFAULT_MAX_CONNECT_AUTH,
+            max_pattern_namespaces: DEFAULT_MAX_PATTERN_NAMESPACES,
             recovery: None,
             max_disconnect_reports: crate::diagnosis::MAX_REPORTS,
             breadcrumbs: crate::breadcrumbs::DEFAULT_STEPS,

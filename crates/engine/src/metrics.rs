@@ -40,6 +40,9 @@ pub struct Metrics {
     pub recovery_sessions_evicted: AtomicU64,
     /// Recovery sessions that expired unclaimed.
     pub recovery_sessions_expired: AtomicU64,
+    /// Emptied pattern namespaces removed before their recovery window ended, to make
+    /// room under `max_pattern_namespaces` (oldest emptied first).
+    pub namespaces_evicted: AtomicU64,
     recovery_sessions: AtomicI64,
     /// The memory pressure tier ([`Tier`] as a number), read on every send.
     pressure_tier: AtomicU8,
@@ -90,6 +93,8 @@ pub struct MetricsSnapshot {
     pub recovery_sessions_evicted: u64,
     /// Recovery sessions that expired unclaimed.
     pub recovery_sessions_expired: u64,
+    /// Emptied pattern namespaces removed early to make room for new ones.
+    pub namespaces_evicted: u64,
     /// The memory pressure tier.
     pub pressure_tier: Tier,
     /// Resident memory at the last sample.
@@ -204,6 +209,7 @@ impl Metrics {
             recovery_sessions: self.recovery_sessions.load(Relaxed),
             recovery_sessions_evicted: self.recovery_sessions_evicted.load(Relaxed),
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
+            namespaces_evicted: self.namespaces_evicted.load(Relaxed),
             pressure_tier: self.pressure_tier(),
             memory_rss: self.memory_rss.load(Relaxed),
             memory_budget: self.memory_budget.load(Relaxed),

@@ -354,6 +354,20 @@ function openIdle(port) {
 const rand = () => randomBytes(6).toString("hex");
 
 /**
+ * CONNECTs polling session `s` to `n` new `/open-*` namespaces (one POST), collects the
+ * `n` answers, then leaves them all (one POST): the answers.
+ */
+async function joinAndLeave(s, n) {
+  const names = Array.from({ length: n }, () => `/open-${rand()}`);
+  const posted = await s.post(names.map((name) => `40${name},`).join("\x1e"));
+  assert.equal(posted.status, 200, `POST of CONNECTs: ${posted.status} ${posted.text}`);
+  const got = await s.collect(n, (p) => /^4[04]\/open-/.test(p));
+  const left = await s.post(names.map((name) => `41${name},`).join("\x1e"));
+  assert.equal(left.status, 200, `POST of DISCONNECTs: ${left.status} ${left.text}`);
+  return got;
+}
+
+/**
  * The checks of one attack, run even when an earlier one fails, so that a failure
  * reports (a), (b) and (c) together; `done()` fails with every failure.
  */
@@ -473,15 +487,10 @@ pattern = "/open-*"
             refused += got.length;
           }
           for (let done = 0; done < ACCEPTED_PER_SESSION; done += ACCEPTED_BATCH) {
-            const names = Array.from({ length: ACCEPTED_BATCH }, () => `/open-${rand()}`);
-            const posted = await s.post(names.map((n) => `40${n},`).join("\x1e"));
-            assert.equal(posted.status, 200, `POST of CONNECTs: ${posted.status} ${posted.text}`);
-            const got = await s.collect(ACCEPTED_BATCH, (p) => /^4[04]\/open-/.test(p));
+            const got = await joinAndLeave(s, ACCEPTED_BATCH);
             const ok = got.filter((p) => p.startsWith("40/open-"));
             assert.equal(ok.length, ACCEPTED_BATCH, `CONNECTs accepted; one answer: ${got.find((p) => !p.startsWith("40"))}`);
             accepted += ok.length;
-            const left = await s.post(names.map((n) => `41${n},`).join("\x1e"));
-            assert.equal(left.status, 200, `POST of DISCONNECTs: ${left.status} ${left.text}`);
           }
         }),
       ),
@@ -533,6 +542,94 @@ pattern = "/open-*"
       assert.equal(after.get("switchboard_namespaces"), baseNamespaces, "switchboard_namespaces back to the configured ones");
       assert.deepEqual(socketLines(after), baseSocketLines, "switchboard_sockets lists the configured namespaces only");
     });
+    await survivorChecks(checks, pair, server, memory, NAMESPACE_CHURN_BUDGET);
+  });
+
+  test("2b. with [recovery], CONNECT churn over /open-* stays within socketio.max_pattern_namespaces", async () => {
+    // Emptied namespaces wait out the recovery window (2 minutes), so without the cap
+    // every name of the churn would still be held at its end.
+    const CAP = 300;
+    const EVICTED = "switchboard_namespaces_evicted_total";
+    const server = await serve(`
+[socketio]
+max_pattern_namespaces = ${CAP}
+
+[recovery]
+enabled = true
+
+[[namespaces]]
+pattern = "/open-*"
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const namespaces = async () => (await server.metrics()).get("switchboard_namespaces");
+    const base = await namespaces();
+    const memory = memoryWatch(server);
+
+    const SESSIONS = 4;
+    const PER_SESSION = 5_000;
+    const BATCH = 50;
+    const checks = new Checks();
+    let most = -1;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await namespaces()) ?? -1);
+        await sleep(100);
+      }
+    })();
+    const started = Date.now();
+    pair.start();
+    const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => Polling.open(server.url)));
+    let accepted = 0;
+    await checks.run("every CONNECT of the churn is accepted (an emptied namespace makes room)", () =>
+      Promise.all(
+        sessions.map(async (s) => {
+          for (let done = 0; done < PER_SESSION; done += BATCH) {
+            const got = await joinAndLeave(s, BATCH);
+            const refused = got.find((p) => !p.startsWith("40"));
+            assert.equal(refused, undefined, "no CONNECT of the churn is refused");
+            accepted += got.length;
+          }
+        }),
+      ),
+    );
+    const took = Date.now() - started;
+    sampling = false;
+    await sampler;
+    const afterChurn = await server.metrics();
+    most = Math.max(most, afterChurn.get("switchboard_namespaces") ?? -1);
+    memory.sample("CONNECT churn with recovery");
+    console.log(
+      `# CONNECT churn with recovery: ${accepted} namespaces created and emptied in ${took} ms; ` +
+        `switchboard_namespaces ${base} -> at most ${most}, ${EVICTED} ${afterChurn.get(EVICTED)} (cap ${CAP})`,
+    );
+    await checks.run("(b) the namespaces patterns created never pass socketio.max_pattern_namespaces", () => {
+      assert.ok(most <= base + CAP, `switchboard_namespaces reached ${most}, cap ${CAP} + ${base} declared`);
+    });
+    await checks.run(`(b) the namespaces that made room are counted in ${EVICTED}`, () => {
+      assert.ok(
+        afterChurn.get(EVICTED) >= accepted - CAP,
+        `${EVICTED} = ${afterChurn.get(EVICTED)}, want ≥ ${accepted} - ${CAP}`,
+      );
+    });
+
+    // Fill the cap with namespaces that have sockets: one more is refused.
+    await checks.run("(b) with every namespace in use, one more gets CONNECT_ERROR", async () => {
+      const holders = await Promise.all(Array.from({ length: 5 }, () => Polling.open(server.url)));
+      sessions.push(...holders);
+      for (const h of holders) {
+        const names = Array.from({ length: CAP / 5 }, () => `/open-${rand()}`);
+        await h.post(names.map((n) => `40${n},`).join("\x1e"));
+        const got = await h.collect(names.length, (p) => /^4[04]\/open-/.test(p));
+        assert.equal(got.filter((p) => p.startsWith("40")).length, names.length, `held: ${got.find((p) => !p.startsWith("40"))}`);
+      }
+      const extra = sessions[0];
+      await extra.post("40/open-one-too-many,");
+      const [answer] = await extra.collect(1, (p) => /^4[04]\/open-one-too-many/.test(p));
+      assert.equal(answer, '44/open-one-too-many,{"message":"too many namespaces on this server"}');
+    });
+    await Promise.all(sessions.map((s) => s.close()));
     await survivorChecks(checks, pair, server, memory, NAMESPACE_CHURN_BUDGET);
   });
 

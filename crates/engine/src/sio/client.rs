@@ -23,7 +23,7 @@ use super::namespace::auth_or_empty;
 use super::recovery::{
     RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
 };
-use super::server::{IoInner, Reservation};
+use super::server::{IoInner, Reservation, Unreserved};
 use super::socket::{Identity, Socket};
 
 /// Per-connection state. Touched by the connection's read path and, briefly, by
@@ -166,12 +166,26 @@ impl Client {
                 ),
             );
         }
-        let Some(reservation) = self.shared.io.reserve(&nsp) else {
-            return decline(
-                INVALID_NAMESPACE,
-                Category::Protocol,
-                "no such namespace on this server".to_owned(),
-            );
+        let reservation = match self.shared.io.reserve(&nsp) {
+            Ok(reservation) => reservation,
+            Err(Unreserved::Unknown) => {
+                return decline(
+                    INVALID_NAMESPACE,
+                    Category::Protocol,
+                    "no such namespace on this server".to_owned(),
+                );
+            }
+            Err(Unreserved::Full) => {
+                tracing::debug!(sid = %session.sid(), nsp = %Untrusted(&nsp), "too many pattern namespaces");
+                let limit = self.shared.io.config.max_pattern_namespaces;
+                return decline(
+                    TOO_MANY_SERVER_NAMESPACES,
+                    Category::Policy,
+                    format!(
+                        "socketio.max_pattern_namespaces ({limit}) namespaces created from patterns exist, none of them idle"
+                    ),
+                );
+            }
         };
         let ns = reservation.namespace().clone();
         let socket = Socket::new(
@@ -386,6 +400,10 @@ async fn read_older(
 /// The refusal of a namespace that does not exist (or a name no pattern may create),
 /// Node's message.
 const INVALID_NAMESPACE: &str = "Invalid namespace";
+
+/// The refusal of a CONNECT that would create a namespace past
+/// `socketio.max_pattern_namespaces`.
+const TOO_MANY_SERVER_NAMESPACES: &str = "too many namespaces on this server";
 
 /// Namespaces one connection may have joined or be joining at once. Real clients
 /// multiplex a handful; without a bound, one polling body of tiny CONNECT packets would

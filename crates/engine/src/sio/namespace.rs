@@ -191,6 +191,12 @@ pub struct Namespace {
     /// Whether a timer waits to remove this emptied namespace (created from a pattern,
     /// with recovery on): one per namespace, however often sockets come and go.
     removal_armed: AtomicBool,
+    /// That timer's task, ended when the namespace goes another way (made room for
+    /// another at the cap): a sleeping task would hold it for the rest of the window.
+    removal_timer: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// Its key in the server's index of emptied pattern namespaces (0: not in it);
+    /// changed under that index's lock.
+    pub(crate) idle_key: AtomicU64,
 }
 
 /// `left_at` of a namespace no socket has left yet.
@@ -225,6 +231,8 @@ impl Namespace {
             born: tokio::time::Instant::now(),
             left_at: AtomicU64::new(NEVER_LEFT),
             removal_armed: AtomicBool::new(false),
+            removal_timer: std::sync::Mutex::new(None),
+            idle_key: AtomicU64::new(0),
         })
     }
 
@@ -276,6 +284,23 @@ impl Namespace {
     /// already armed.
     pub(crate) fn arm_removal(&self) -> bool {
         !self.removal_armed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Keeps the armed timer's task, to end it if the namespace goes first.
+    pub(crate) fn set_removal_timer(&self, task: tokio::task::AbortHandle) {
+        *self.removal_timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    /// Ends the armed timer's task, if any (the namespace is going).
+    pub(crate) fn end_removal_timer(&self) {
+        let task = self
+            .removal_timer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
     }
 
     /// The armed timer fired: the next emptying may arm one again.

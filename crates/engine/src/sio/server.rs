@@ -2,10 +2,11 @@
 //! the API a Rust application embeds.
 
 use crate::untrusted::Untrusted;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -50,6 +51,14 @@ pub(crate) struct IoInner {
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     /// Patterns that create namespaces on first use, with their shared handlers.
     dynamic: RwLock<Vec<(Matcher, Arc<Handlers>)>>,
+    /// Namespaces in the registry that patterns created (declared ones excluded): at
+    /// most `config.max_pattern_namespaces`. Changed under the registry's write lock.
+    pattern_count: AtomicUsize,
+    /// Emptied pattern namespaces waiting out their recovery window, the longest
+    /// emptied first: those a new one may replace at the cap. Lock order: the
+    /// registry, then this.
+    idle: Mutex<IdleIndex>,
+    metrics: Arc<Metrics>,
     adapters: AdapterFactory,
     /// The last disconnects of this node, explained.
     pub(crate) reports: crate::diagnosis::Reports,
@@ -96,6 +105,26 @@ impl<E> Listeners<E> {
 
 /// Node steps kept for the timelines.
 const NODE_STEPS: usize = 16;
+
+/// Emptied pattern namespaces in the order they emptied in (see
+/// [`IoInner::evict_idle`]). Each is in it at most once, under the key kept in its
+/// `idle_key`.
+#[derive(Default)]
+struct IdleIndex {
+    /// The last key given.
+    last: u64,
+    by_age: BTreeMap<u64, Weak<Namespace>>,
+}
+
+/// Why a CONNECT found no namespace to join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreserved {
+    /// No namespace has the name, and no pattern creates it.
+    Unknown,
+    /// A pattern would create it, but `max_pattern_namespaces` exist and none of them
+    /// is idle.
+    Full,
+}
 
 impl IoInner {
     /// The node's steps, oldest first.
@@ -186,29 +215,113 @@ impl IoInner {
     /// from a matching pattern when `name` is valid ([`is_valid_pattern_namespace`]).
     /// A created namespace is not listed and its adapter not initialised until a
     /// connection is accepted; `None`: no such namespace.
-    pub(crate) fn reserve(self: &Arc<Self>, name: &str) -> Option<Reservation> {
+    ///
+    /// At `max_pattern_namespaces` pattern namespaces, creating one first removes the
+    /// one emptied longest ago ([`IoInner::evict_idle`]); with none idle it is refused.
+    pub(crate) fn reserve(self: &Arc<Self>, name: &str) -> Result<Reservation, Unreserved> {
         if let Some(ns) = self.registry().get(name) {
             // Under the registry lock: `release` cannot decide meanwhile.
             ns.add_pending();
-            return Some(Reservation {
+            self.unlist_idle(ns);
+            return Ok(Reservation {
                 io: self.clone(),
                 ns: ns.clone(),
             });
         }
         if !is_valid_pattern_namespace(name) {
-            return None;
+            return Err(Unreserved::Unknown);
         }
-        let handlers = self.pattern_for(name)?;
+        let handlers = self.pattern_for(name).ok_or(Unreserved::Unknown)?;
         let mut map = self.registry_mut();
-        let ns = map
-            .entry(name.to_owned())
-            .or_insert_with(|| self.build(name, handlers, true))
-            .clone();
+        let ns = match map.get(name) {
+            Some(ns) => ns.clone(),
+            None => {
+                let full = self.pattern_count.load(Ordering::Relaxed)
+                    >= self.config.max_pattern_namespaces;
+                if full && !self.evict_idle(&mut map) {
+                    return Err(Unreserved::Full);
+                }
+                let ns = self.build(name, handlers, true);
+                map.insert(name.to_owned(), ns.clone());
+                self.pattern_count.fetch_add(1, Ordering::Relaxed);
+                ns
+            }
+        };
         ns.add_pending();
-        Some(Reservation {
+        self.unlist_idle(&ns);
+        Ok(Reservation {
             io: self.clone(),
             ns,
         })
+    }
+
+    /// Lists `ns`, a pattern namespace that may just have emptied, among those a new
+    /// one may replace at the cap; once, and only if it is idle.
+    fn list_idle(&self, ns: &Arc<Namespace>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if ns.idle_key.load(Ordering::Relaxed) != 0 || !ns.is_idle() {
+            return;
+        }
+        idle.last += 1;
+        let key = idle.last;
+        idle.by_age.insert(key, Arc::downgrade(ns));
+        ns.idle_key.store(key, Ordering::Relaxed);
+    }
+
+    /// Takes `ns` off that list: a CONNECT reserved it, or it goes.
+    fn unlist_idle(&self, ns: &Namespace) {
+        if ns.idle_key.load(Ordering::Relaxed) == 0 {
+            // Not listed (a listing racing with a CONNECT may slip past this; the
+            // eviction checks what it takes).
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let key = ns.idle_key.swap(0, Ordering::Relaxed);
+        idle.by_age.remove(&key);
+    }
+
+    /// Makes room for one more pattern namespace: removes, from the registry `map`
+    /// (its write lock), the idle namespace that emptied longest ago. Its kept
+    /// sessions go with it, so those clients come back `recovered: false`, as when
+    /// `recovery.max_sessions` drops the oldest session. False when none is idle.
+    fn evict_idle(&self, map: &mut HashMap<String, Arc<Namespace>>) -> bool {
+        loop {
+            let oldest = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let Some((key, listed)) = idle.by_age.pop_first() else {
+                    return false;
+                };
+                let ns = listed.upgrade();
+                if let Some(ns) = &ns {
+                    let _ =
+                        ns.idle_key
+                            .compare_exchange(key, 0, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                ns
+            };
+            let Some(ns) = oldest else { continue };
+            let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, &ns));
+            if current && ns.removable() && ns.is_idle() {
+                self.take_out(map, &ns);
+                self.metrics
+                    .namespaces_evicted
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(nsp = %Untrusted(ns.name()), "emptied namespace removed to make room (socketio.max_pattern_namespaces)");
+                return true;
+            }
+        }
+    }
+
+    /// Removes `ns`, a pattern namespace, from the registry `map` (its write lock) and
+    /// closes its adapter.
+    fn take_out(&self, map: &mut HashMap<String, Arc<Namespace>>, ns: &Arc<Namespace>) {
+        map.remove(ns.name());
+        self.pattern_count.fetch_sub(1, Ordering::Relaxed);
+        self.unlist_idle(ns);
+        ns.end_removal_timer();
+        if ns.is_active() {
+            ns.adapter().close(ns);
+        }
     }
 
     fn build(&self, name: &str, handlers: Arc<Handlers>, removable: bool) -> Arc<Namespace> {
@@ -227,7 +340,11 @@ impl IoInner {
         let ns = {
             let mut map = self.registry_mut();
             if let Some(ns) = map.get(name) {
-                ns.make_permanent();
+                if ns.removable() {
+                    ns.make_permanent();
+                    self.pattern_count.fetch_sub(1, Ordering::Relaxed);
+                    self.unlist_idle(ns);
+                }
                 ns.clone()
             } else {
                 let handlers = self.pattern_for(name).unwrap_or_default();
@@ -255,16 +372,17 @@ impl IoInner {
         let window = ns.recovery_window().filter(|_| ns.is_active());
         match (window, tokio::runtime::Handle::try_current()) {
             (Some(window), Ok(runtime)) => {
+                self.list_idle(ns);
                 if !ns.is_idle() || !ns.arm_removal() {
                     // Not empty (the last to leave releases it), or a timer waits.
                     return;
                 }
                 let mut wait = ns.window_left(window);
-                let (io, ns) = (Arc::downgrade(self), Arc::downgrade(ns));
-                runtime.spawn(async move {
+                let (io, weak) = (Arc::downgrade(self), Arc::downgrade(ns));
+                let timer = runtime.spawn(async move {
                     loop {
                         tokio::time::sleep(wait).await;
-                        let (Some(io), Some(ns)) = (io.upgrade(), ns.upgrade()) else {
+                        let (Some(io), Some(ns)) = (io.upgrade(), weak.upgrade()) else {
                             return;
                         };
                         match io.expire(&ns, window) {
@@ -273,6 +391,7 @@ impl IoInner {
                         }
                     }
                 });
+                ns.set_removal_timer(timer.abort_handle());
             }
             _ => self.remove_if_idle(ns),
         }
@@ -328,10 +447,7 @@ impl IoInner {
         mut map: std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Namespace>>>,
         ns: &Arc<Namespace>,
     ) {
-        map.remove(ns.name());
-        if ns.is_active() {
-            ns.adapter().close(ns);
-        }
+        self.take_out(&mut map, ns);
         drop(map);
         tracing::debug!(nsp = %Untrusted(ns.name()), "empty namespace removed");
     }
@@ -402,6 +518,9 @@ impl Io {
             config,
             namespaces: RwLock::default(),
             dynamic: RwLock::default(),
+            pattern_count: AtomicUsize::new(0),
+            idle: Mutex::default(),
+            metrics: metrics.clone(),
             adapters,
             reports,
             node_trail: Mutex::default(),

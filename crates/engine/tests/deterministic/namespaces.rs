@@ -552,6 +552,101 @@ async fn with_recovery_sockets_coming_and_going_leave_one_timer_per_namespace() 
     assert_eq!(listed(&io), Vec::<String>::new());
 }
 
+/// At most `max_pattern_namespaces` namespaces created from patterns exist at once: a
+/// CONNECT that would create one more is refused with a CONNECT_ERROR while every one
+/// of them has sockets; declared namespaces do not count; a namespace that goes makes
+/// room.
+#[tokio::test(start_paused = true)]
+async fn pattern_namespaces_past_the_cap_are_refused_while_none_is_idle() {
+    let mut config = config();
+    config.max_pattern_namespaces = 3;
+    let io = server(config);
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    io.of("/tenant-declared");
+    let client = Client::handshake(&io).await;
+    for name in ["a", "b", "c"] {
+        client.post(&format!("40/tenant-{name},")).await;
+        assert!(
+            client
+                .get()
+                .await
+                .starts_with(&format!("40/tenant-{name},"))
+        );
+    }
+    client.post("40/tenant-d,").await;
+    assert_eq!(
+        client.get().await,
+        r#"44/tenant-d,{"message":"too many namespaces on this server"}"#
+    );
+    assert_eq!(
+        listed(&io),
+        ["/tenant-a", "/tenant-b", "/tenant-c", "/tenant-declared"]
+    );
+    client.post("40/tenant-declared,").await;
+    assert!(client.get().await.starts_with("40/tenant-declared,"));
+
+    client.post("41/tenant-a,").await;
+    client.post("40/tenant-d,").await;
+    assert!(client.get().await.starts_with("40/tenant-d,"));
+    assert_eq!(
+        listed(&io),
+        ["/tenant-b", "/tenant-c", "/tenant-d", "/tenant-declared"]
+    );
+}
+
+/// With recovery, emptied namespaces wait out their window; at the cap, a new one takes
+/// the place of the one emptied longest ago (its kept sessions go: that client comes
+/// back `recovered: false`), counted in `namespaces_evicted`. Only when none is idle is
+/// a CONNECT refused.
+#[tokio::test(start_paused = true)]
+async fn at_the_cap_the_namespace_emptied_longest_ago_makes_room() {
+    let mut config = recovering(Duration::from_secs(60));
+    config.max_pattern_namespaces = 2;
+    let io = server(config);
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    // /tenant-a empties first (a dropped client: its session is kept), then /tenant-b.
+    let dropped = Client::handshake(&io).await;
+    dropped.post("40/tenant-a,").await;
+    let (sid, pid) = sid_and_pid(&dropped.get().await);
+    tokio::time::sleep(PING_INTERVAL + PING_TIMEOUT + Duration::from_millis(50)).await;
+    let _ = dropped.get_raw().await;
+    let other = Client::handshake(&io).await;
+    other.post("40/tenant-b,").await;
+    assert!(other.get().await.starts_with("40/tenant-b,"));
+    other.post("41/tenant-b,").await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(listed(&io), ["/tenant-a", "/tenant-b"]);
+
+    other.post("40/tenant-c,").await;
+    assert!(other.get().await.starts_with("40/tenant-c,"));
+    assert_eq!(
+        listed(&io),
+        ["/tenant-b", "/tenant-c"],
+        "/tenant-a emptied first"
+    );
+    let evicted = || io.engine().metrics().snapshot().namespaces_evicted;
+    assert_eq!(evicted(), 1);
+
+    // The dropped client comes back: its namespace is new (replacing /tenant-b, the
+    // only idle one), its session gone.
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40/tenant-a,{{"pid":"{pid}"}}"#))
+        .await;
+    let (again, _) = sid_and_pid(&back.get().await);
+    assert_ne!(again, sid, "not recovered");
+    assert!(!io.namespace("/tenant-a").unwrap().sockets()[0].recovered());
+    assert_eq!(listed(&io), ["/tenant-a", "/tenant-c"]);
+    assert_eq!(evicted(), 2);
+
+    // Both have sockets now: nothing to replace.
+    other.post("40/tenant-d,").await;
+    assert_eq!(
+        other.get().await,
+        r#"44/tenant-d,{"message":"too many namespaces on this server"}"#
+    );
+    assert_eq!(evicted(), 2);
+}
+
 fn recovering(window: Duration) -> switchboard_engine::SocketIoConfig {
     let mut config = config();
     config.recovery = Some(switchboard_engine::sio::RecoveryConfig {

@@ -53,7 +53,12 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "socketio",
-        &["connect_timeout", "max_attachments", "max_connect_auth"],
+        &[
+            "connect_timeout",
+            "max_attachments",
+            "max_connect_auth",
+            "max_pattern_namespaces",
+        ],
     ),
     ("cors", &["allowed_origins", "credentials"]),
     ("queue", &["max_packets", "max_bytes"]),
@@ -151,6 +156,7 @@ pub(crate) struct RawSocketIo {
     pub(crate) connect_timeout: Option<Field<HumanDuration>>,
     pub(crate) max_attachments: Option<Field<Count>>,
     pub(crate) max_connect_auth: Option<Field<Count>>,
+    pub(crate) max_pattern_namespaces: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -43,6 +43,10 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             "socketio.max_connect_auth",
             sio.max_connect_auth.to_string(),
         ),
+        (
+            "socketio.max_pattern_namespaces",
+            sio.max_pattern_namespaces.to_string(),
+        ),
         ("cors.allowed_origins", origins),
         ("cors.credentials", e.cors.credentials.to_string()),
         ("queue.max_packets", e.queue.max_packets.to_string()),

@@ -416,6 +416,24 @@ fn the_connect_auth_bound_is_read_and_must_be_positive() {
 }
 
 #[test]
+fn the_pattern_namespace_cap_is_read_and_must_be_positive() {
+    assert_eq!(
+        Config::default().socketio.max_pattern_namespaces,
+        switchboard_engine::config::DEFAULT_MAX_PATTERN_NAMESPACES
+    );
+    let env = [("SWITCHBOARD_SOCKETIO__MAX_PATTERN_NAMESPACES", "50000")];
+    let loaded = load_ok(&sources(None, &env, &[]));
+    assert_eq!(loaded.config.socketio.max_pattern_namespaces, 50_000);
+    let flags = [("--set", "socketio.max_pattern_namespaces=0")];
+    let errors = load_err(&sources(None, &[], &flags));
+    assert_eq!(
+        errors.keys(),
+        ["socketio.max_pattern_namespaces"],
+        "{errors}"
+    );
+}
+
+#[test]
 fn a_redis_adapter_needs_a_long_enough_secret_listed_with_other_errors() {
     for adapter in ["redis", "redis-streams"] {
         // No secret, beside another bad key: both are reported.

@@ -293,6 +293,12 @@ impl Validator<'_> {
             raw.max_connect_auth,
             check::positive_count,
         );
+        self.read(
+            &mut sio.max_pattern_namespaces,
+            "socketio.max_pattern_namespaces",
+            raw.max_pattern_namespaces,
+            check::positive_count,
+        );
     }
 
     fn cors(&mut self, raw: RawCors, c: &mut Config) {

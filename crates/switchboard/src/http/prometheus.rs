@@ -224,6 +224,11 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "Recovery sessions dropped unclaimed after recovery.max_disconnection_duration.",
         m.recovery_sessions_expired,
     );
+    out.counter(
+        "switchboard_namespaces_evicted_total",
+        "Emptied namespaces created from patterns removed before their recovery window ended, to make room under socketio.max_pattern_namespaces (oldest emptied first).",
+        m.namespaces_evicted,
+    );
     memory(&mut out, m);
     out.family(
         "switchboard_refusals_total",
@@ -350,6 +355,7 @@ mod tests {
             recovery_sessions: 9,
             recovery_sessions_evicted: 12,
             recovery_sessions_expired: 13,
+            namespaces_evicted: 24,
             pressure_tier: switchboard_engine::pressure::Tier::Critical,
             memory_rss: 900,
             memory_budget: 1000,
@@ -404,6 +410,7 @@ mod tests {
             "switchboard_recovery_sessions 9",
             "switchboard_recovery_sessions_evicted_total 12",
             "switchboard_recovery_sessions_expired_total 13",
+            "switchboard_namespaces_evicted_total 24",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
         ] {
@@ -418,7 +425,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 23);
+        assert_eq!(families, 24);
     }
 
     #[test]
