@@ -372,9 +372,13 @@ impl IoInner {
         let window = ns.recovery_window().filter(|_| ns.is_active());
         match (window, tokio::runtime::Handle::try_current()) {
             (Some(window), Ok(runtime)) => {
+                if !ns.is_idle() {
+                    // Not empty: the last to leave releases it.
+                    return;
+                }
                 self.list_idle(ns);
-                if !ns.is_idle() || !ns.arm_removal() {
-                    // Not empty (the last to leave releases it), or a timer waits.
+                if !ns.arm_removal() {
+                    // A timer waits already; this departure moved its end.
                     return;
                 }
                 let mut wait = ns.window_left(window);
