@@ -16,7 +16,7 @@ use crate::sid_map::SidMap;
 
 use super::broadcast::BroadcastOperator;
 use super::event::{ConnectError, Event, Payload};
-use super::recovery::{RecoveryBuffer, RecoveryConfig};
+use super::recovery::{RecoveryBudget, RecoveryBuffer, RecoveryConfig};
 use super::socket::Socket;
 
 /// A boxed future returned by middleware.
@@ -208,16 +208,17 @@ impl Namespace {
         name: String,
         handlers: Arc<Handlers>,
         adapter: Arc<dyn Adapter>,
-        recovery: Option<RecoveryConfig>,
+        recovery: Option<(RecoveryConfig, Arc<RecoveryBudget>)>,
         removable: bool,
     ) -> Arc<Self> {
         let logged = adapter.session_store().is_some();
-        let recovery = recovery.map(|config| {
-            if logged {
+        let recovery = recovery.map(|(config, budget)| {
+            let buffer = if logged {
                 RecoveryBuffer::logged(config)
             } else {
                 RecoveryBuffer::new(config)
-            }
+            };
+            buffer.sharing(budget)
         });
         Arc::new(Namespace {
             name,

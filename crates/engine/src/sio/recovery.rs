@@ -19,6 +19,7 @@
 //! and the sessions, which anyone can make by opening connections and resetting them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -55,6 +56,11 @@ pub const DEFAULT_MAX_SESSIONS_BYTES: usize = 64 << 20;
 /// Largest session kept: one socket with huge `data` or thousands of rooms must not
 /// push out a thousand ordinary sessions. Its client is told it was not recovered.
 pub const DEFAULT_MAX_BYTES_PER_SESSION: usize = 64 << 10;
+/// Bytes the recovery buffers of every namespace may take together, packets and
+/// sessions: the per-namespace bounds times the namespaces patterns may create
+/// (`max_pattern_namespaces`) would be no bound at all. Twice what one namespace may
+/// hold at its own bounds, so a server with one namespace never meets it.
+pub const DEFAULT_MAX_TOTAL_BYTES: usize = 256 << 20;
 
 /// Settings of connection state recovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +80,10 @@ pub struct RecoveryConfig {
     pub max_sessions_bytes: usize,
     /// Largest session kept; a larger one is not kept at all.
     pub max_bytes_per_session: usize,
+    /// Most bytes the buffers of every namespace take together (packets and sessions,
+    /// as the bounds above count them). A namespace that would pass it drops its own
+    /// oldest packets or sessions first; one that holds none keeps nothing more.
+    pub max_total_bytes: usize,
 }
 
 impl Default for RecoveryConfig {
@@ -86,7 +96,39 @@ impl Default for RecoveryConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_sessions_bytes: DEFAULT_MAX_SESSIONS_BYTES,
             max_bytes_per_session: DEFAULT_MAX_BYTES_PER_SESSION,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
         }
+    }
+}
+
+/// What the recovery buffers of every namespace of a server hold together, in bytes
+/// as their bounds count them, against `max_total_bytes`. Shared by the buffers; each
+/// changes it with its own bytes, under its own lock.
+#[derive(Debug)]
+pub(crate) struct RecoveryBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl RecoveryBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(RecoveryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    fn add(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Relaxed);
+    }
+
+    fn sub(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Whether `more` bytes on top of what is held would pass the limit.
+    fn over(&self, more: usize) -> bool {
+        self.used.load(Relaxed).saturating_add(more) > self.limit
     }
 }
 
@@ -363,11 +405,20 @@ pub(crate) struct RecoveryBuffer {
     /// The process's metrics, bound by the first socket that connects (see
     /// [`RecoveryBuffer::bind_metrics`]); every kept session comes from such a socket.
     metrics: OnceLock<Arc<Metrics>>,
+    /// What every namespace's buffer holds together (its own, unless shared with
+    /// [`RecoveryBuffer::sharing`]).
+    budget: Arc<RecoveryBudget>,
 }
 
 impl Drop for RecoveryBuffer {
     fn drop(&mut self) {
-        let kept = self.lock().sessions.len();
+        let state = self.lock();
+        let (kept, bytes) = (
+            state.sessions.len(),
+            state.packets_bytes + state.sessions_bytes,
+        );
+        drop(state);
+        self.budget.sub(bytes);
         self.count(|m| m.recovery_sessions_changed(-(kept as i64)));
     }
 }
@@ -380,7 +431,14 @@ impl RecoveryBuffer {
             scheme: Scheme::Local { epoch },
             state: Mutex::default(),
             metrics: OnceLock::new(),
+            budget: RecoveryBudget::new(config.max_total_bytes),
         }
+    }
+
+    /// This (empty) buffer, counted in `budget` with every other buffer sharing it.
+    pub(crate) fn sharing(mut self, budget: Arc<RecoveryBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// A buffer whose offsets come from a durable log; it covers the log from the
@@ -391,6 +449,7 @@ impl RecoveryBuffer {
             scheme: Scheme::Log,
             state: Mutex::default(),
             metrics: OnceLock::new(),
+            budget: RecoveryBudget::new(config.max_total_bytes),
         }
     }
 
@@ -477,6 +536,7 @@ impl RecoveryBuffer {
         state.head = offset;
         let stored = Stored::new(offset, now, audience, frames);
         state.packets_bytes += stored.bytes();
+        self.budget.add(stored.bytes());
         state.packets.push_back(stored);
         self.prune_packets(state, now);
     }
@@ -506,11 +566,15 @@ impl RecoveryBuffer {
         );
         while let Some(front) = state.packets.front() {
             let too_old = now.saturating_duration_since(front.at) > max_age;
-            if !too_old && state.packets.len() <= max_packets && state.packets_bytes <= max_bytes {
+            let within = state.packets.len() <= max_packets
+                && state.packets_bytes <= max_bytes
+                && !self.budget.over(0);
+            if !too_old && within {
                 break;
             }
             state.dropped_up_to = front.offset;
             state.packets_bytes -= front.bytes();
+            self.budget.sub(front.bytes());
             state.packets.pop_front();
         }
     }
@@ -579,10 +643,14 @@ impl RecoveryBuffer {
         let mut state = self.lock();
         self.expire_sessions(&mut state, now);
         // A resumed socket dropping again replaces what it left the first time.
-        if Self::remove_session(&mut state, &session.pid).is_some() {
+        if self.remove_session(&mut state, &session.pid).is_some() {
             self.count(|m| m.recovery_sessions_changed(-1));
         }
-        if bytes > c.max_bytes_per_session.min(c.max_sessions_bytes) || c.max_sessions == 0 {
+        let largest = c
+            .max_bytes_per_session
+            .min(c.max_sessions_bytes)
+            .min(self.budget.limit);
+        if bytes > largest || c.max_sessions == 0 {
             self.count(|m| {
                 m.recovery_sessions_evicted.fetch_add(1, Relaxed);
             });
@@ -591,13 +659,23 @@ impl RecoveryBuffer {
         let mut evicted = 0;
         while state.sessions.len() >= c.max_sessions
             || state.sessions_bytes + bytes > c.max_sessions_bytes
+            || self.budget.over(bytes)
         {
             let Some((_, pid)) = state.by_age.first_key_value() else {
                 break;
             };
             let pid = *pid;
-            Self::remove_session(&mut state, &pid);
+            self.remove_session(&mut state, &pid);
             evicted += 1;
+        }
+        if self.budget.over(bytes) {
+            // Other namespaces hold the budget and this one has no session left to
+            // give: this one is not kept.
+            self.count(|m| {
+                m.recovery_sessions_evicted.fetch_add(evicted + 1, Relaxed);
+                m.recovery_sessions_changed(-(evicted as i64));
+            });
+            return;
         }
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -614,6 +692,7 @@ impl RecoveryBuffer {
         };
         state.by_age.insert(saved.age_key(), saved.pid);
         state.sessions_bytes += bytes;
+        self.budget.add(bytes);
         state.sessions.insert(saved.pid, saved);
         self.count(|m| {
             m.recovery_sessions_evicted.fetch_add(evicted, Relaxed);
@@ -631,7 +710,7 @@ impl RecoveryBuffer {
                 break;
             }
             let pid = *pid;
-            Self::remove_session(state, &pid);
+            self.remove_session(state, &pid);
             expired += 1;
         }
         if expired > 0 {
@@ -643,10 +722,11 @@ impl RecoveryBuffer {
     }
 
     /// Takes the session `pid` out of the map, the age index and the byte count.
-    fn remove_session(state: &mut State, pid: &Sid) -> Option<SavedSession> {
+    fn remove_session(&self, state: &mut State, pid: &Sid) -> Option<SavedSession> {
         let session = state.sessions.remove(pid)?;
         state.by_age.remove(&session.age_key());
         state.sessions_bytes -= session.bytes;
+        self.budget.sub(session.bytes);
         Some(session)
     }
 
@@ -681,7 +761,7 @@ impl RecoveryBuffer {
     ) -> Option<Restored> {
         let pid: Sid = pid.parse().ok()?;
         self.expire_sessions(state, now);
-        let session = Self::remove_session(state, &pid)?;
+        let session = self.remove_session(state, &pid)?;
         self.count(|m| m.recovery_sessions_changed(-1));
         let from = self.resume_from(offset, session.connected_at_offset)?;
         let missed = Self::replay(state, &session.rooms, from, Vec::new(), from)?;
@@ -940,6 +1020,91 @@ mod tests {
     fn resumes(b: &RecoveryBuffer, n: u16, now: Instant) -> bool {
         b.restore(&mut b.lock(), pid(n).as_str(), None, now)
             .is_some()
+    }
+
+    /// Two namespaces' buffers sharing one `max_total_bytes` budget of 4½ sessions.
+    fn sharing(one: usize) -> (RecoveryBuffer, RecoveryBuffer, Arc<RecoveryBudget>) {
+        let config = RecoveryConfig {
+            max_total_bytes: one * 4 + one / 2,
+            ..RecoveryConfig::default()
+        };
+        let budget = RecoveryBudget::new(config.max_total_bytes);
+        let a = RecoveryBuffer::new(config).sharing(budget.clone());
+        let b = RecoveryBuffer::new(config).sharing(budget.clone());
+        (a, b, budget)
+    }
+
+    #[test]
+    fn namespaces_keep_sessions_within_their_shared_budget_the_adding_one_paying() {
+        let data = json!({"blob": "x".repeat(1000)});
+        let one = session_bytes(&[Room::from(pid(0).as_str())], &data);
+        let (a, b, budget) = sharing(one);
+        let now = Instant::now();
+        for n in 0..3 {
+            drop_socket(&a, n, data.clone(), now);
+        }
+        // B may take what A left (one), then pays with its own oldest.
+        for n in 10..13 {
+            drop_socket(&b, n, data.clone(), now);
+        }
+        assert_eq!((a.kept(), b.kept()), ((3, one * 3), (1, one)));
+        assert!(resumes(&b, 12, now), "B kept its newest");
+        assert_eq!(budget.used.load(Relaxed), one * 3);
+        // With nothing of its own left to give, B keeps nothing more while A holds
+        // the rest.
+        drop_socket(&b, 13, data.clone(), now);
+        drop_socket(&b, 14, data.clone(), now);
+        assert_eq!(b.kept().0, 1);
+        assert_eq!(budget.used.load(Relaxed), one * 4);
+        // What a buffer holds is given back when its namespace goes.
+        drop(a);
+        assert_eq!(budget.used.load(Relaxed), one);
+        for n in 20..24 {
+            drop_socket(&b, n, data.clone(), now);
+        }
+        assert_eq!(b.kept(), (4, one * 4));
+        assert!(budget.used.load(Relaxed) <= one * 4 + one / 2);
+    }
+
+    #[test]
+    fn buffered_packets_stay_within_the_shared_budget_the_adding_one_paying() {
+        let (a, _, budget) = sharing(0);
+        let now = Instant::now();
+        let one = {
+            let probe = RecoveryBuffer::new(RecoveryConfig::default());
+            store(&probe, "p", now);
+            probe.usage().packet_bytes
+        };
+        let budget_limit = budget.limit;
+        assert!(
+            budget_limit < one,
+            "a budget smaller than one packet keeps none"
+        );
+        store(&a, "p", now);
+        assert_eq!(a.usage().packets, 0);
+        assert_eq!(budget.used.load(Relaxed), 0);
+
+        let config = RecoveryConfig {
+            max_total_bytes: one * 3,
+            ..RecoveryConfig::default()
+        };
+        let budget = RecoveryBudget::new(config.max_total_bytes);
+        let a = RecoveryBuffer::new(config).sharing(budget.clone());
+        let b = RecoveryBuffer::new(config).sharing(budget.clone());
+        for _ in 0..2 {
+            store(&a, "p", now);
+        }
+        for _ in 0..3 {
+            store(&b, "p", now);
+        }
+        assert_eq!((a.usage().packets, b.usage().packets), (2, 1));
+        assert_eq!(budget.used.load(Relaxed), one * 3);
+        // A client of B that missed the packets B dropped is told it was not
+        // recovered, never handed a gap.
+        assert!(RecoveryBuffer::replay(&b.lock(), &[], 1, Vec::new(), 1).is_none());
+        assert!(RecoveryBuffer::replay(&b.lock(), &[], 2, Vec::new(), 2).is_some());
+        drop(b);
+        assert_eq!(budget.used.load(Relaxed), one * 2);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub(crate) struct IoInner {
     /// emptied first: those a new one may replace at the cap. Lock order: the
     /// registry, then this.
     idle: Mutex<IdleIndex>,
+    /// What the recovery buffers of every namespace hold together
+    /// (`recovery.max_total_bytes`).
+    recovery_budget: Arc<super::recovery::RecoveryBudget>,
     metrics: Arc<Metrics>,
     adapters: AdapterFactory,
     /// The last disconnects of this node, explained.
@@ -329,7 +332,9 @@ impl IoInner {
             name.to_owned(),
             handlers,
             (self.adapters)(name),
-            self.config.recovery,
+            self.config
+                .recovery
+                .map(|config| (config, self.recovery_budget.clone())),
             removable,
         )
     }
@@ -518,12 +523,15 @@ impl Io {
     ) -> Self {
         let engine_config = config.engine.clone();
         let reports = crate::diagnosis::Reports::new(config.max_disconnect_reports);
+        let recovery_budget =
+            super::recovery::RecoveryBudget::new(config.recovery.map_or(0, |r| r.max_total_bytes));
         let inner = Arc::new(IoInner {
             config,
             namespaces: RwLock::default(),
             dynamic: RwLock::default(),
             pattern_count: AtomicUsize::new(0),
             idle: Mutex::default(),
+            recovery_budget,
             metrics: metrics.clone(),
             adapters,
             reports,

@@ -647,6 +647,69 @@ async fn at_the_cap_the_namespace_emptied_longest_ago_makes_room() {
     assert_eq!(evicted(), 2);
 }
 
+/// The recovery buffers of every namespace share `max_total_bytes`: with room for one
+/// kept session, a client dropped from /tenant-a is kept and resumes, while one dropped
+/// from /tenant-b afterwards is not (its namespace has nothing of its own to give) and
+/// comes back `recovered: false`.
+#[tokio::test(start_paused = true)]
+async fn pattern_namespaces_share_one_recovery_budget() {
+    /// Connects to `nsp` and drops by ping timeout: the sid and pid.
+    async fn dropped(io: &switchboard_engine::Io, nsp: &str) -> (String, String) {
+        let client = Client::handshake(io).await;
+        client.post(&format!("40{nsp},")).await;
+        let ids = sid_and_pid(&client.get().await);
+        tokio::time::sleep(PING_INTERVAL + PING_TIMEOUT + Duration::from_millis(50)).await;
+        let _ = client.get_raw().await;
+        ids
+    }
+    /// Comes back to `nsp` with `pid`: whether the old sid was given back.
+    async fn resumed(
+        io: &switchboard_engine::Io,
+        nsp: &str,
+        (sid, pid): &(String, String),
+    ) -> bool {
+        let back = Client::handshake(io).await;
+        back.post(&format!(r#"40{nsp},{{"pid":"{pid}"}}"#)).await;
+        sid_and_pid(&back.get().await).0 == *sid
+    }
+    // What one kept session is charged (every socket's is the same: its id room).
+    let probe = server(recovering(Duration::from_secs(60)));
+    probe.of_matching(|name| name.starts_with("/tenant-"));
+    dropped(&probe, "/tenant-p").await;
+    let one = probe
+        .namespace("/tenant-p")
+        .unwrap()
+        .recovery_usage()
+        .unwrap()
+        .session_bytes;
+    assert!(one > 0);
+
+    let mut config = recovering(Duration::from_secs(60));
+    if let Some(recovery) = config.recovery.as_mut() {
+        recovery.max_total_bytes = one;
+    }
+    let io = server(config);
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let a = dropped(&io, "/tenant-a").await;
+    let b = dropped(&io, "/tenant-b").await;
+    let usage = |nsp: &str| {
+        io.namespace(nsp)
+            .unwrap()
+            .recovery_usage()
+            .unwrap()
+            .sessions
+    };
+    assert_eq!((usage("/tenant-a"), usage("/tenant-b")), (1, 0));
+    assert!(
+        !resumed(&io, "/tenant-b", &b).await,
+        "no room left for /tenant-b's"
+    );
+    assert!(
+        resumed(&io, "/tenant-a", &a).await,
+        "/tenant-a's kept session resumes"
+    );
+}
+
 fn recovering(window: Duration) -> switchboard_engine::SocketIoConfig {
     let mut config = config();
     config.recovery = Some(switchboard_engine::sio::RecoveryConfig {

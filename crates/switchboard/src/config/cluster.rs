@@ -60,6 +60,7 @@ pub(crate) struct RawRecovery {
     pub(crate) max_buffered_bytes: Option<Field<Count>>,
     pub(crate) max_sessions: Option<Field<Count>>,
     pub(crate) max_bytes: Option<Field<Count>>,
+    pub(crate) max_total_bytes: Option<Field<Count>>,
     pub(crate) skip_middlewares: Option<Field<bool>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
@@ -89,6 +90,7 @@ pub(crate) const RECOVERY_KEYS: &[&str] = &[
     "max_buffered_bytes",
     "max_sessions",
     "max_bytes",
+    "max_total_bytes",
     "skip_middlewares",
 ];
 
@@ -230,6 +232,12 @@ impl Validator<'_> {
             &mut r.max_sessions_bytes,
             "recovery.max_bytes",
             raw.max_bytes,
+            check::positive_count,
+        );
+        self.read(
+            &mut r.max_total_bytes,
+            "recovery.max_total_bytes",
+            raw.max_total_bytes,
             check::positive_count,
         );
         self.read(
@@ -376,6 +384,10 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         (
             "recovery.max_bytes",
             recovery.max_sessions_bytes.to_string(),
+        ),
+        (
+            "recovery.max_total_bytes",
+            recovery.max_total_bytes.to_string(),
         ),
         (
             "recovery.skip_middlewares",

@@ -434,6 +434,24 @@ fn the_pattern_namespace_cap_is_read_and_must_be_positive() {
 }
 
 #[test]
+fn the_recovery_budget_of_all_namespaces_is_read_and_must_be_positive() {
+    let on = [("SWITCHBOARD_RECOVERY__ENABLED", "true")];
+    let loaded = load_ok(&sources(None, &on, &[]));
+    let recovery = loaded.config.socketio.recovery.expect("recovery on");
+    assert_eq!(
+        recovery.max_total_bytes,
+        switchboard_engine::sio::recovery::DEFAULT_MAX_TOTAL_BYTES
+    );
+    let flags = [("--set", "recovery.max_total_bytes=1048576")];
+    let loaded = load_ok(&sources(None, &on, &flags));
+    let recovery = loaded.config.socketio.recovery.expect("recovery on");
+    assert_eq!(recovery.max_total_bytes, 1 << 20);
+    let flags = [("--set", "recovery.max_total_bytes=0")];
+    let errors = load_err(&sources(None, &on, &flags));
+    assert_eq!(errors.keys(), ["recovery.max_total_bytes"], "{errors}");
+}
+
+#[test]
 fn a_redis_adapter_needs_a_long_enough_secret_listed_with_other_errors() {
     for adapter in ["redis", "redis-streams"] {
         // No secret, beside another bad key: both are reported.
