@@ -1,7 +1,8 @@
 //! Process-wide counters and gauges of the engine, as lock-free atomics; rendering them
 //! (Prometheus text) is the binary's job.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use switchboard_protocol::engineio::TransportKind;
 
@@ -43,6 +44,10 @@ pub struct Metrics {
     /// Emptied pattern namespaces removed before their recovery window ended, to make
     /// room under `max_pattern_namespaces` (oldest emptied first).
     pub namespaces_evicted: AtomicU64,
+    /// Bytes of events buffered for replay and sessions kept, every namespace
+    /// together, as `recovery.max_total_bytes` counts them: the server's recovery
+    /// budget keeps its count here.
+    pub(crate) recovery_bytes: Arc<AtomicUsize>,
     recovery_sessions: AtomicI64,
     /// The memory pressure tier ([`Tier`] as a number), read on every send.
     pressure_tier: AtomicU8,
@@ -95,6 +100,8 @@ pub struct MetricsSnapshot {
     pub recovery_sessions_expired: u64,
     /// Emptied pattern namespaces removed early to make room for new ones.
     pub namespaces_evicted: u64,
+    /// Bytes the recovery buffers of every namespace hold together.
+    pub recovery_bytes: usize,
     /// The memory pressure tier.
     pub pressure_tier: Tier,
     /// Resident memory at the last sample.
@@ -210,6 +217,7 @@ impl Metrics {
             recovery_sessions_evicted: self.recovery_sessions_evicted.load(Relaxed),
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
             namespaces_evicted: self.namespaces_evicted.load(Relaxed),
+            recovery_bytes: self.recovery_bytes.load(Relaxed),
             pressure_tier: self.pressure_tier(),
             memory_rss: self.memory_rss.load(Relaxed),
             memory_budget: self.memory_budget.load(Relaxed),

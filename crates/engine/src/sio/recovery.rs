@@ -107,15 +107,17 @@ impl Default for RecoveryConfig {
 #[derive(Debug)]
 pub(crate) struct RecoveryBudget {
     limit: usize,
-    used: AtomicUsize,
+    used: Arc<AtomicUsize>,
 }
 
 impl RecoveryBudget {
     pub(crate) fn new(limit: usize) -> Arc<Self> {
-        Arc::new(RecoveryBudget {
-            limit,
-            used: AtomicUsize::new(0),
-        })
+        Self::counting(limit, Arc::default())
+    }
+
+    /// A budget that keeps its count in `used` (the server's metrics).
+    pub(crate) fn counting(limit: usize, used: Arc<AtomicUsize>) -> Arc<Self> {
+        Arc::new(RecoveryBudget { limit, used })
     }
 
     fn add(&self, bytes: usize) {

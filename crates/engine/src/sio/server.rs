@@ -523,8 +523,10 @@ impl Io {
     ) -> Self {
         let engine_config = config.engine.clone();
         let reports = crate::diagnosis::Reports::new(config.max_disconnect_reports);
-        let recovery_budget =
-            super::recovery::RecoveryBudget::new(config.recovery.map_or(0, |r| r.max_total_bytes));
+        let recovery_budget = super::recovery::RecoveryBudget::counting(
+            config.recovery.map_or(0, |r| r.max_total_bytes),
+            metrics.recovery_bytes.clone(),
+        );
         let inner = Arc::new(IoInner {
             config,
             namespaces: RwLock::default(),

@@ -700,6 +700,8 @@ async fn pattern_namespaces_share_one_recovery_budget() {
             .sessions
     };
     assert_eq!((usage("/tenant-a"), usage("/tenant-b")), (1, 0));
+    let counted = || io.engine().metrics().snapshot().recovery_bytes;
+    assert_eq!(counted(), one, "the metrics count what the budget holds");
     assert!(
         !resumed(&io, "/tenant-b", &b).await,
         "no room left for /tenant-b's"
@@ -708,6 +710,7 @@ async fn pattern_namespaces_share_one_recovery_budget() {
         resumed(&io, "/tenant-a", &a).await,
         "/tenant-a's kept session resumes"
     );
+    assert_eq!(counted(), 0, "a resumed session is no longer kept");
 }
 
 fn recovering(window: Duration) -> switchboard_engine::SocketIoConfig {

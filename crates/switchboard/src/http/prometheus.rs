@@ -224,6 +224,12 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "Recovery sessions dropped unclaimed after recovery.max_disconnection_duration.",
         m.recovery_sessions_expired,
     );
+    out.family(
+        "switchboard_recovery_bytes",
+        "gauge",
+        "Bytes of events buffered for replay and sessions kept, every namespace together, as recovery.max_total_bytes counts them.",
+    );
+    out.sample("switchboard_recovery_bytes", &[], m.recovery_bytes);
     out.counter(
         "switchboard_namespaces_evicted_total",
         "Emptied namespaces created from patterns removed before their recovery window ended, to make room under socketio.max_pattern_namespaces (oldest emptied first).",
@@ -356,6 +362,7 @@ mod tests {
             recovery_sessions_evicted: 12,
             recovery_sessions_expired: 13,
             namespaces_evicted: 24,
+            recovery_bytes: 25,
             pressure_tier: switchboard_engine::pressure::Tier::Critical,
             memory_rss: 900,
             memory_budget: 1000,
@@ -411,6 +418,7 @@ mod tests {
             "switchboard_recovery_sessions_evicted_total 12",
             "switchboard_recovery_sessions_expired_total 13",
             "switchboard_namespaces_evicted_total 24",
+            "switchboard_recovery_bytes 25",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
         ] {
@@ -425,7 +433,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 24);
+        assert_eq!(families, 25);
     }
 
     #[test]
