@@ -188,15 +188,9 @@ pub struct Namespace {
     /// has). Written with the socket's removal, under the sockets lock, so whoever
     /// sees the namespace empty sees when it emptied.
     left_at: AtomicU64,
-    /// Whether a timer waits to remove this emptied namespace (created from a pattern,
-    /// with recovery on): one per namespace, however often sockets come and go.
-    removal_armed: AtomicBool,
-    /// That timer's task, ended when the namespace goes another way (made room for
-    /// another at the cap): a sleeping task would hold it for the rest of the window.
-    removal_timer: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
-    /// Its key in the server's index of emptied pattern namespaces (0: not in it);
-    /// changed under that index's lock.
-    pub(crate) idle_key: AtomicU64,
+    /// Its key in the server's index of emptied pattern namespaces (`None`: not in
+    /// it); changed under that index's lock.
+    pub(crate) idle_key: std::sync::Mutex<Option<super::server::IdleKey>>,
 }
 
 /// `left_at` of a namespace no socket has left yet.
@@ -231,9 +225,7 @@ impl Namespace {
             initialised: Once::new(),
             born: tokio::time::Instant::now(),
             left_at: AtomicU64::new(NEVER_LEFT),
-            removal_armed: AtomicBool::new(false),
-            removal_timer: std::sync::Mutex::new(None),
-            idle_key: AtomicU64::new(0),
+            idle_key: std::sync::Mutex::new(None),
         })
     }
 
@@ -279,34 +271,6 @@ impl Namespace {
         let since_birth = self.born.elapsed();
         let since_left = since_birth.saturating_sub(Duration::from_millis(left_at));
         window.saturating_sub(since_left)
-    }
-
-    /// Claims the timer that removes this namespace once emptied; false when one is
-    /// already armed.
-    pub(crate) fn arm_removal(&self) -> bool {
-        !self.removal_armed.swap(true, Ordering::AcqRel)
-    }
-
-    /// Keeps the armed timer's task, to end it if the namespace goes first.
-    pub(crate) fn set_removal_timer(&self, task: tokio::task::AbortHandle) {
-        *self.removal_timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-    }
-
-    /// Ends the armed timer's task, if any (the namespace is going).
-    pub(crate) fn end_removal_timer(&self) {
-        let task = self
-            .removal_timer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(task) = task {
-            task.abort();
-        }
-    }
-
-    /// The armed timer fired: the next emptying may arm one again.
-    pub(crate) fn disarm_removal(&self) {
-        self.removal_armed.swap(false, Ordering::AcqRel);
     }
 
     /// Whether nothing keeps the namespace: no socket and no connection being

@@ -54,10 +54,15 @@ pub(crate) struct IoInner {
     /// Namespaces in the registry that patterns created (declared ones excluded): at
     /// most `config.max_pattern_namespaces`. Changed under the registry's write lock.
     pattern_count: AtomicUsize,
-    /// Emptied pattern namespaces waiting out their recovery window, the longest
-    /// emptied first: those a new one may replace at the cap. Lock order: the
-    /// registry, then this.
+    /// Emptied pattern namespaces waiting out their recovery window, the one whose
+    /// window ends first first: what the sweeper removes, and those a new one may
+    /// replace at the cap. Lock order: the registry, then this, then a namespace's
+    /// `idle_key`.
     idle: Mutex<IdleIndex>,
+    /// Wakes the sweeper when a namespace's window ends before those it waits for.
+    sweep_wake: Arc<tokio::sync::Notify>,
+    /// Ends the sweeper.
+    shutdown: Shutdown,
     /// What the recovery buffers of every namespace hold together
     /// (`recovery.max_total_bytes`).
     recovery_budget: Arc<super::recovery::RecoveryBudget>,
@@ -92,14 +97,11 @@ impl<E> Default for Listeners<E> {
 
 impl<E> Listeners<E> {
     pub(crate) fn add(&self, listener: impl Fn(&E) + Send + Sync + 'static) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(listener));
+        lock(&self.0).push(Arc::new(listener));
     }
 
     pub(crate) fn tell(&self, event: &E) {
-        let listeners = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let listeners = lock(&self.0).clone();
         for listener in listeners {
             listener(event);
         }
@@ -109,15 +111,30 @@ impl<E> Listeners<E> {
 /// Node steps kept for the timelines.
 const NODE_STEPS: usize = 16;
 
-/// Emptied pattern namespaces in the order they emptied in (see
-/// [`IoInner::evict_idle`]). Each is in it at most once, under the key kept in its
-/// `idle_key`.
+/// Where an emptied pattern namespace is in the [`IdleIndex`]: when its recovery
+/// window ends, and a number that tells apart namespaces whose windows end together.
+pub(crate) type IdleKey = (tokio::time::Instant, u64);
+
+/// Emptied pattern namespaces in the order their recovery windows end. Every namespace
+/// has the server's one window, counted from its last socket's departure, so this is
+/// also the order they emptied in: the sweeper ([`IoInner::sweep`]) removes from the
+/// front as windows end, and at the cap the front makes room for a new namespace
+/// ([`IoInner::evict_idle`]). Each namespace is in it at most once, under the key kept
+/// in its `idle_key`; a CONNECT takes it out, its next emptying puts it back with a
+/// new key.
 #[derive(Default)]
 struct IdleIndex {
-    /// The last key given.
-    last: u64,
-    by_age: BTreeMap<u64, Weak<Namespace>>,
+    /// Keys given so far (the second half of a key).
+    given: u64,
+    by_deadline: BTreeMap<IdleKey, Weak<Namespace>>,
+    /// The sweeper task while one runs: from the first listing until it finds the
+    /// index empty.
+    sweeper: Option<tokio::task::AbortHandle>,
 }
+
+/// Namespaces the sweeper removes per hold of the registry's write lock, so that
+/// thousands of windows ending together never keep CONNECTs waiting long.
+const SWEEP_BATCH: usize = 256;
 
 /// Why a CONNECT found no namespace to join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +149,7 @@ pub(crate) enum Unreserved {
 impl IoInner {
     /// The node's steps, oldest first.
     pub(crate) fn node_crumbs(&self) -> Vec<crate::breadcrumbs::Crumb> {
-        let trail = self.node_trail.lock().unwrap_or_else(|e| e.into_inner());
+        let trail = lock(&self.node_trail);
         trail.crumbs().cloned().collect()
     }
 
@@ -159,7 +176,7 @@ impl IoInner {
 
     /// Records a step on every socket's timeline.
     pub(crate) fn node_step(&self, step: crate::breadcrumbs::Step) {
-        let mut trail = self.node_trail.lock().unwrap_or_else(|e| e.into_inner());
+        let mut trail = lock(&self.node_trail);
         trail.push(crate::breadcrumbs::Crumb::now(step), NODE_STEPS);
     }
 }
@@ -258,29 +275,82 @@ impl IoInner {
         })
     }
 
-    /// Lists `ns`, a pattern namespace that may just have emptied, among those a new
-    /// one may replace at the cap; once, and only if it is idle.
-    fn list_idle(&self, ns: &Arc<Namespace>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if ns.idle_key.load(Ordering::Relaxed) != 0 || !ns.is_idle() {
+    /// Lists `ns`, a pattern namespace that may just have emptied, among those waiting
+    /// out their recovery `window`; once, and only if it is idle. Its window ends
+    /// `window` after its last socket left. Starts the sweeper if none runs, or wakes
+    /// it when this window ends before every other listed one.
+    fn list_idle(
+        self: &Arc<Self>,
+        ns: &Arc<Namespace>,
+        window: Duration,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        let mut idle = lock(&self.idle);
+        let mut listed = lock(&ns.idle_key);
+        if listed.is_some() || !ns.is_idle() {
             return;
         }
-        idle.last += 1;
-        let key = idle.last;
-        idle.by_age.insert(key, Arc::downgrade(ns));
-        ns.idle_key.store(key, Ordering::Relaxed);
+        idle.given += 1;
+        let key = (
+            tokio::time::Instant::now() + ns.window_left(window),
+            idle.given,
+        );
+        *listed = Some(key);
+        drop(listed);
+        let first = idle
+            .by_deadline
+            .first_key_value()
+            .is_none_or(|(front, _)| key < *front);
+        idle.by_deadline.insert(key, Arc::downgrade(ns));
+        match idle.sweeper {
+            None => idle.sweeper = Some(self.spawn_sweeper(runtime)),
+            Some(_) if first => self.sweep_wake.notify_one(),
+            Some(_) => {}
+        }
     }
 
     /// Takes `ns` off that list: a CONNECT reserved it, or it goes.
     fn unlist_idle(&self, ns: &Namespace) {
-        if ns.idle_key.load(Ordering::Relaxed) == 0 {
+        if lock(&ns.idle_key).is_none() {
             // Not listed (a listing racing with a CONNECT may slip past this; the
-            // eviction checks what it takes).
+            // sweeper and the eviction check what they take).
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let key = ns.idle_key.swap(0, Ordering::Relaxed);
-        idle.by_age.remove(&key);
+        let mut idle = lock(&self.idle);
+        if let Some(key) = lock(&ns.idle_key).take() {
+            idle.by_deadline.remove(&key);
+        }
+    }
+
+    /// Takes the front of the list (whose window ends first) if `due` says yes to its
+    /// deadline; `None` when the list is empty or the answer is no. The namespace is
+    /// off the list once taken (its next emptying lists it again); a namespace already
+    /// dropped comes back as `Some(None)`.
+    fn take_front(
+        &self,
+        due: impl FnOnce(tokio::time::Instant) -> bool,
+    ) -> Option<Option<Arc<Namespace>>> {
+        let mut idle = lock(&self.idle);
+        let (key, _) = idle.by_deadline.first_key_value()?;
+        if !due(key.0) {
+            return None;
+        }
+        let (key, listed) = idle.by_deadline.pop_first()?;
+        let ns = listed.upgrade();
+        if let Some(ns) = &ns {
+            let mut current = lock(&ns.idle_key);
+            if *current == Some(key) {
+                *current = None;
+            }
+        }
+        Some(ns)
+    }
+
+    /// Whether `ns` is the registry's namespace of its name, created from a pattern and
+    /// idle: one the sweeper or the cap may remove (under the registry's write lock,
+    /// where idleness cannot end).
+    fn is_removable_now(map: &HashMap<String, Arc<Namespace>>, ns: &Arc<Namespace>) -> bool {
+        map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, ns)) && ns.removable() && ns.is_idle()
     }
 
     /// Makes room for one more pattern namespace: removes, from the registry `map`
@@ -289,22 +359,11 @@ impl IoInner {
     /// `recovery.max_sessions` drops the oldest session. False when none is idle.
     fn evict_idle(&self, map: &mut HashMap<String, Arc<Namespace>>) -> bool {
         loop {
-            let oldest = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let Some((key, listed)) = idle.by_age.pop_first() else {
-                    return false;
-                };
-                let ns = listed.upgrade();
-                if let Some(ns) = &ns {
-                    let _ =
-                        ns.idle_key
-                            .compare_exchange(key, 0, Ordering::Relaxed, Ordering::Relaxed);
-                }
-                ns
+            let Some(taken) = self.take_front(|_| true) else {
+                return false;
             };
-            let Some(ns) = oldest else { continue };
-            let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, &ns));
-            if current && ns.removable() && ns.is_idle() {
+            let Some(ns) = taken else { continue };
+            if Self::is_removable_now(map, &ns) {
                 self.take_out(map, &ns);
                 self.metrics
                     .namespaces_evicted
@@ -317,11 +376,14 @@ impl IoInner {
 
     /// Removes `ns`, a pattern namespace, from the registry `map` (its write lock) and
     /// closes its adapter.
+    ///
+    /// The adapter is closed under the registry lock: a namespace of the same name
+    /// created next is initialised after it, so a cluster adapter's unsubscribe never
+    /// overtakes the new namespace's subscribe.
     fn take_out(&self, map: &mut HashMap<String, Arc<Namespace>>, ns: &Arc<Namespace>) {
         map.remove(ns.name());
         self.pattern_count.fetch_sub(1, Ordering::Relaxed);
         self.unlist_idle(ns);
-        ns.end_removal_timer();
         if ns.is_active() {
             ns.adapter().close(ns);
         }
@@ -363,103 +425,119 @@ impl IoInner {
     }
 
     /// A namespace created from a pattern may have become idle: remove it now, or,
-    /// with connection state recovery, once its sockets' sessions have expired (a
-    /// client coming back within the window finds its session).
+    /// with connection state recovery, list it for the sweeper, which removes it once
+    /// the window from its last socket's departure is over (a client coming back
+    /// within the window finds its session).
     ///
-    /// The window counts from the last socket's departure, and one timer waits it out
-    /// per emptied namespace: a departure while it waits only moves its end (see
-    /// [`IoInner::expire`]), so sockets coming and going never pile up timers, and a
-    /// namespace emptied again never goes with an earlier departure's window.
+    /// One sweeper per server waits for every emptied namespace, so sockets coming and
+    /// going never pile up timers, and a namespace used again leaves the list and
+    /// comes back with the window of its new emptying.
     pub(crate) fn release(self: &Arc<Self>, ns: &Arc<Namespace>) {
         if !ns.removable() {
             return;
         }
         let window = ns.recovery_window().filter(|_| ns.is_active());
         match (window, tokio::runtime::Handle::try_current()) {
-            (Some(window), Ok(runtime)) => {
-                if !ns.is_idle() {
-                    // Not empty: the last to leave releases it.
-                    return;
-                }
-                self.list_idle(ns);
-                if !ns.arm_removal() {
-                    // A timer waits already; this departure moved its end.
-                    return;
-                }
-                let mut wait = ns.window_left(window);
-                let (io, weak) = (Arc::downgrade(self), Arc::downgrade(ns));
-                let timer = runtime.spawn(async move {
-                    loop {
-                        tokio::time::sleep(wait).await;
-                        let (Some(io), Some(ns)) = (io.upgrade(), weak.upgrade()) else {
-                            return;
-                        };
-                        match io.expire(&ns, window) {
-                            Some(rest) => wait = rest,
-                            None => return,
-                        }
-                    }
-                });
-                ns.set_removal_timer(timer.abort_handle());
-            }
+            // Not empty: the last to leave releases it.
+            (Some(_), Ok(_)) if !ns.is_idle() => {}
+            (Some(window), Ok(runtime)) => self.list_idle(ns, window, &runtime),
             _ => self.remove_if_idle(ns),
         }
     }
 
-    /// The timer of an emptied namespace fired: removes it if it is still idle and its
-    /// last socket left `window` ago or more. `Some(rest)`: a socket left since, the
-    /// timer sleeps `rest` more; `None`: the timer is done (the namespace is removed,
-    /// gone, declared, or in use again — its next emptying arms a new timer).
-    ///
-    /// Under the registry lock, so no CONNECT reserves the namespace meanwhile. The
-    /// timer is disarmed before the namespace is looked at: a socket leaving at that
-    /// moment either finds it disarmed and arms its own, or left before the look and
-    /// moved the end seen here.
-    fn expire(&self, ns: &Arc<Namespace>, window: Duration) -> Option<Duration> {
-        let map = self.registry_mut();
-        let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, ns));
-        if !current || !ns.removable() {
-            return None;
+    /// Starts the sweeper: it sleeps until the first listed window ends (or a listing
+    /// ends before it), removes the namespaces whose windows are over, and ends when
+    /// the list is empty, the server is dropped, or shutdown is signalled.
+    fn spawn_sweeper(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+    ) -> tokio::task::AbortHandle {
+        let io = Arc::downgrade(self);
+        let wake = self.sweep_wake.clone();
+        let shutdown = self.shutdown.clone();
+        let task = runtime.spawn(async move {
+            loop {
+                let Some(next) = io.upgrade().and_then(|io| io.next_deadline()) else {
+                    return;
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => {}
+                    () = wake.notified() => continue,
+                    () = shutdown.wait() => return,
+                }
+                let Some(io) = io.upgrade() else { return };
+                while io.sweep() {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        task.abort_handle()
+    }
+
+    /// When the first listed window ends; `None` (and the sweeper is done) when no
+    /// namespace is listed.
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        let mut idle = lock(&self.idle);
+        let next = idle.by_deadline.first_key_value().map(|(key, _)| key.0);
+        if next.is_none() {
+            idle.sweeper = None;
         }
-        ns.disarm_removal();
-        if !ns.is_idle() {
-            return None;
+        next
+    }
+
+    /// Removes listed namespaces whose window is over, up to [`SWEEP_BATCH`] under one
+    /// hold of the registry lock (so no CONNECT reserves one meanwhile); true when
+    /// more may be due. A taken namespace in use again is left off the list (its next
+    /// emptying lists it); one a socket left since it was listed is listed again with
+    /// its new window.
+    fn sweep(self: &Arc<Self>) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut map = self.registry_mut();
+        for _ in 0..SWEEP_BATCH {
+            let Some(taken) = self.take_front(|deadline| deadline <= now) else {
+                return false;
+            };
+            let Some(ns) = taken else { continue };
+            let Some(window) = ns.recovery_window() else {
+                continue;
+            };
+            if !Self::is_removable_now(&map, &ns) {
+                continue;
+            }
+            if ns.window_left(window).is_zero() {
+                self.take_out(&mut map, &ns);
+                tracing::debug!(nsp = %Untrusted(ns.name()), "empty namespace removed after its recovery window");
+            } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                self.list_idle(&ns, window, &runtime);
+            }
         }
-        let rest = ns.window_left(window);
-        if !rest.is_zero() {
-            return ns.arm_removal().then_some(rest);
-        }
-        self.remove_locked(map, ns);
-        None
+        true
     }
 
     /// Removes `ns` from the registry if it is still there and idle, then closes its
     /// adapter. Race-free with a CONNECT: a socket is only registered by a connection
     /// that reserved the namespace, and reserving takes the registry lock held here.
-    ///
-    /// The adapter is closed under the registry lock: a namespace of the same name
-    /// created next is initialised after it, so a cluster adapter's unsubscribe never
-    /// overtakes the new namespace's subscribe.
     fn remove_if_idle(&self, ns: &Arc<Namespace>) {
-        let map = self.registry_mut();
-        let current = map.get(ns.name()).is_some_and(|c| Arc::ptr_eq(c, ns));
-        if !current || !ns.removable() || !ns.is_idle() {
-            return;
+        let mut map = self.registry_mut();
+        if Self::is_removable_now(&map, ns) {
+            self.take_out(&mut map, ns);
+            drop(map);
+            tracing::debug!(nsp = %Untrusted(ns.name()), "empty namespace removed");
         }
-        self.remove_locked(map, ns);
     }
+}
 
-    /// Removes `ns`, current, removable and idle, from the registry `map` (the write
-    /// lock), then closes its adapter.
-    fn remove_locked(
-        &self,
-        mut map: std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Namespace>>>,
-        ns: &Arc<Namespace>,
-    ) {
-        self.take_out(&mut map, ns);
-        drop(map);
-        tracing::debug!(nsp = %Untrusted(ns.name()), "empty namespace removed");
+impl Drop for IoInner {
+    fn drop(&mut self) {
+        if let Some(sweeper) = lock(&self.idle).sweeper.take() {
+            sweeper.abort();
+        }
     }
+}
+
+/// Locks `mutex`, whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Creates a [`Client`] for each new connection and closes connections that join no
@@ -533,6 +611,8 @@ impl Io {
             dynamic: RwLock::default(),
             pattern_count: AtomicUsize::new(0),
             idle: Mutex::default(),
+            sweep_wake: Arc::default(),
+            shutdown: shutdown.clone(),
             recovery_budget,
             metrics: metrics.clone(),
             adapters,

@@ -464,6 +464,34 @@ async fn a_socket_joining_while_the_last_one_leaves_is_never_orphaned() {
     }
 }
 
+/// With recovery and a window of a few milliseconds, sockets joining while the sweeper
+/// removes the emptied namespace: the joining socket always ends up in the listed
+/// namespace, and once every socket has left the namespace goes (the sweeper never
+/// loses it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_recovery_a_socket_joining_while_the_sweeper_removes_is_never_orphaned() {
+    let io = server(recovering(Duration::from_millis(3)));
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    for round in 0..200u64 {
+        let leaving = Client::handshake(&io).await;
+        leaving.post("40/tenant-race,").await;
+        assert!(leaving.get().await.starts_with("40/tenant-race,"));
+        leaving.post("41/tenant-race,").await;
+        // Around the end of the window: before it, at it, after it.
+        tokio::time::sleep(Duration::from_micros(round % 7 * 1_000)).await;
+        let joining = Client::handshake(&io).await;
+        joining.post("40/tenant-race,").await;
+        assert!(joining.get().await.starts_with("40/tenant-race,"));
+        let ns = io
+            .namespace("/tenant-race")
+            .expect("listed while a socket is in it");
+        assert_eq!(ns.socket_count(), 1, "round {round}");
+        joining.post("41/tenant-race,").await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+}
+
 /// With connection state recovery a namespace a pattern created outlives its last
 /// socket by the recovery window, so a client dropped by a network blip resumes.
 #[tokio::test(start_paused = true)]
@@ -550,6 +578,111 @@ async fn with_recovery_sockets_coming_and_going_leave_one_timer_per_namespace() 
     assert_eq!(listed(&io), ["/tenant-c"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(listed(&io), Vec::<String>::new());
+}
+
+/// One sweeper waits out the windows of every emptied pattern namespace: fifty
+/// namespaces emptied a second apart leave one task, not one per namespace, and each
+/// goes a window after its own last departure, in the order they emptied.
+#[tokio::test(start_paused = true)]
+async fn with_recovery_one_sweeper_removes_every_emptied_namespace_in_turn() {
+    let window = Duration::from_secs(60);
+    let io = server(recovering(window));
+    io.of_matching(|name| name.starts_with("/tenant-"));
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    for n in 0..50 {
+        // A client each: one would need to answer pings while the test sleeps.
+        let client = Client::handshake(&io).await;
+        client.post(&format!("40/tenant-{n:02},")).await;
+        assert!(
+            client
+                .get()
+                .await
+                .starts_with(&format!("40/tenant-{n:02},"))
+        );
+        client.post(&format!("41/tenant-{n:02},")).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(listed(&io).len(), 50);
+    assert!(
+        tasks() <= before + 1,
+        "{} tasks alive for 50 emptied namespaces, {before} before",
+        tasks()
+    );
+    // Namespace n emptied at about n s, so its window ends at n + 60 s; it is 50 s
+    // now: at 69.5 s, the first ten are gone.
+    tokio::time::sleep(Duration::from_millis(19_500)).await;
+    let left = listed(&io);
+    assert_eq!(left.len(), 40, "{left:?}");
+    assert_eq!(left[0], "/tenant-10");
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(listed(&io), Vec::<String>::new());
+    tokio::task::yield_now().await;
+    assert!(
+        tasks() <= before,
+        "the sweeper ends with nothing to wait for"
+    );
+}
+
+/// A CONNECT to an emptied namespace takes it off the list; refused, it goes back with
+/// the window of its last socket's departure, not a new one. That window may end
+/// before every window the sweeper waits for (here: the CONNECT's middleware ran past
+/// it), so the sweeper is woken and the namespace goes at once, not with the next.
+#[tokio::test(start_paused = true)]
+async fn with_recovery_a_refused_connect_neither_extends_nor_delays_a_window() {
+    let window = Duration::from_secs(60);
+    let io = server(recovering(window));
+    let handlers = io.of_matching(|name| name.starts_with("/tenant-"));
+    handlers.use_middleware(|socket| async move {
+        if socket.auth()["token"] == "good" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        Err(ConnectError::new("unauthorized"))
+    });
+    for name in ["a", "b"] {
+        let client = Client::handshake(&io).await;
+        client
+            .post(&format!(r#"40/tenant-{name},{{"token":"good"}}"#))
+            .await;
+        assert!(
+            client
+                .get()
+                .await
+                .starts_with(&format!("40/tenant-{name},"))
+        );
+        client.post(&format!("41/tenant-{name},")).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    // /tenant-a emptied at 0 s and /tenant-b at 10 s; at 20 s a CONNECT to /tenant-a
+    // waits 45 s for its middleware, which refuses it at 65 s.
+    let client = Client::handshake(&io).await;
+    client.post(r#"40/tenant-a,{"token":"bad"}"#).await;
+    let mut refused = false;
+    while !refused {
+        // Answers pings meanwhile.
+        for packet in client.get().await.split('\x1e') {
+            match packet {
+                "2" => client.post("3").await,
+                answer => {
+                    assert_eq!(answer, r#"44/tenant-a,{"message":"unauthorized"}"#);
+                    refused = true;
+                }
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        listed(&io),
+        ["/tenant-b"],
+        "/tenant-a's window ended at 60 s"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(listed(&io), Vec::<String>::new(), "/tenant-b's at 70 s");
 }
 
 /// At most `max_pattern_namespaces` namespaces created from patterns exist at once: a
