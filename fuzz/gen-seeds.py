@@ -368,46 +368,77 @@ def questions():
         write("question_frame", name, data)
 
 
+WS_MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
+
+
+def ws_frame(payload, opcode=0x1, fin=True, rsv=0, key=WS_MASK):
+    """A WebSocket frame (RFC 6455 §5.2), masked with `key` as a client masks them."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if n < 126:
+        head = bytes([first, (0x80 if key else 0) | n])
+    elif n < 65536:
+        head = bytes([first, (0x80 if key else 0) | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([first, (0x80 if key else 0) | 127]) + n.to_bytes(8, "big")
+    if not key:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
 def relay_watch():
-    """What a client sends on a relayed WebSocket (RFC 6455 §5.2 frames, masked as a
-    client masks them), after 4 bytes that choose how the body cuts it into reads."""
-    mask = bytes([0x37, 0xFA, 0x21, 0x3D])
-
-    def frame(payload, opcode=0x1, fin=True, rsv=0, key=mask):
-        if isinstance(payload, str):
-            payload = payload.encode()
-        first = (0x80 if fin else 0) | rsv | opcode
-        n = len(payload)
-        if n < 126:
-            head = bytes([first, (0x80 if key else 0) | n])
-        elif n < 65536:
-            head = bytes([first, (0x80 if key else 0) | 126]) + n.to_bytes(2, "big")
-        else:
-            head = bytes([first, (0x80 if key else 0) | 127]) + n.to_bytes(8, "big")
-        if not key:
-            return head + payload
-        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
+    """What a client sends on a relayed WebSocket, after 4 bytes that choose how the
+    body cuts it into reads."""
+    mask = WS_MASK
     whole, bytewise, mixed = bytes([63] * 4), bytes([0] * 4), bytes([1, 13, 0, 40])
-    probe, upgrade = frame("2probe"), frame("5")
+    probe, upgrade = ws_frame("2probe"), ws_frame("5")
     seeds = {
         "probe-then-upgrade": whole + probe + upgrade,
         "probe-then-upgrade-bytewise": bytewise + probe + upgrade,
-        "upgrade-then-events": mixed + probe + upgrade + frame('42["a",1]'),
-        "unmasked-upgrade": whole + frame("5", key=None),
-        "long-16-bit-then-upgrade": mixed + frame("5" * 300) + upgrade,
-        "binary-5": whole + frame(b"5", opcode=0x2) + upgrade,
-        "fragmented-5": whole + frame("5", fin=False) + frame("", opcode=0x0) + upgrade,
-        "compressed-5": whole + frame("5", rsv=0x40) + upgrade,
-        "ping-5-then-upgrade": mixed + frame("5", opcode=0x9) + upgrade,
-        "reserved-opcode": whole + frame("5", opcode=0x3) + upgrade,
+        "upgrade-then-events": mixed + probe + upgrade + ws_frame('42["a",1]'),
+        "unmasked-upgrade": whole + ws_frame("5", key=None),
+        "long-16-bit-then-upgrade": mixed + ws_frame("5" * 300) + upgrade,
+        "binary-5": whole + ws_frame(b"5", opcode=0x2) + upgrade,
+        "fragmented-5": whole + ws_frame("5", fin=False) + ws_frame("", opcode=0x0) + upgrade,
+        "compressed-5": whole + ws_frame("5", rsv=0x40) + upgrade,
+        "ping-5-then-upgrade": mixed + ws_frame("5", opcode=0x9) + upgrade,
+        "reserved-opcode": whole + ws_frame("5", opcode=0x3) + upgrade,
         "huge-claimed-length": whole + bytes([0x81, 0xFF]) + (2**64 - 1).to_bytes(8, "big")
         + mask + upgrade,
-        "empty-text-then-upgrade": bytewise + frame("") + upgrade,
+        "empty-text-then-upgrade": bytewise + ws_frame("") + upgrade,
         "only-probe": mixed + probe,
     }
     for name, data in seeds.items():
         write("relay_watch", name, data)
+
+
+def inbound_watch():
+    """What a client sends on its WebSocket, after 4 bytes that choose how the body
+    cuts it into reads: whole messages, messages in fragments with control frames
+    between them, unfinished ones, and headers whose lengths lie."""
+    whole, bytewise, mixed = bytes([63] * 4), bytes([0] * 4), bytes([1, 13, 0, 40])
+    event = ws_frame('42["a",1]')
+    seeds = {
+        "whole-messages": whole + ws_frame("40") + event + ws_frame(b"\x01\x02", opcode=0x2),
+        "whole-messages-bytewise": bytewise + ws_frame("40") + event,
+        "fragments-with-pongs": mixed + ws_frame('42["big","', fin=False) + ws_frame("", opcode=0xA)
+        + ws_frame("x" * 300, opcode=0x0, fin=False) + ws_frame("3", opcode=0x9)
+        + ws_frame('"]', opcode=0x0) + event,
+        "unfinished-fragment": mixed + event + ws_frame("x" * 200, fin=False) + ws_frame("2", opcode=0xA),
+        "partial-frame": whole + ws_frame("x" * 70000)[:1000],
+        "empty-final-frames": bytewise + ws_frame("") + ws_frame("", fin=False) + ws_frame("", opcode=0x0),
+        "continuation-first": mixed + ws_frame("x", opcode=0x0) + event,
+        "text-inside-message": mixed + ws_frame("a", fin=False) + ws_frame("b") + event,
+        "unmasked": whole + ws_frame("40", key=None) + ws_frame("x", fin=False, key=None),
+        "reserved-opcode": whole + event + ws_frame("5", opcode=0x3) + event,
+        "huge-claimed-length": whole + bytes([0x81, 0xFF]) + (2**64 - 1).to_bytes(8, "big")
+        + WS_MASK + b"x" * 50,
+        "close-between": mixed + ws_frame("a", fin=False) + ws_frame(b"\x03\xe8", opcode=0x8),
+    }
+    for name, data in seeds.items():
+        write("inbound_watch", name, data)
 
 
 def main():
@@ -424,6 +455,7 @@ def main():
     forward()
     questions()
     relay_watch()
+    inbound_watch()
     files = list(CORPUS.rglob("*"))
     size = sum(f.stat().st_size for f in files if f.is_file())
     print(f"{sum(1 for f in files if f.is_file())} seeds, {size} bytes")

@@ -51,6 +51,12 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = DEFAULT_MAX_CONNECTIONS + TCP_CON
 /// posting `maxPayload` (1 MB) needs only ~100 KB/s, and a slow-body (slowloris) POST
 /// cannot hold a connection, a session and a growing buffer for longer.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes of messages on their way in, every session together (see
+/// [`EngineConfig::max_inbound_bytes`]): 256 MiB, room for 256 messages of the default
+/// `max_payload` arriving at once. A message that arrives in one read holds none of
+/// it, so only large or slow messages ever share it.
+pub const DEFAULT_MAX_INBOUND_BYTES: usize = 256 << 20;
 /// Default path, as in Socket.IO.
 pub const DEFAULT_PATH: &str = "/socket.io/";
 /// Default path of the Server-Sent Events endpoint.
@@ -171,6 +177,12 @@ pub struct EngineConfig {
     /// How long a polling POST body (or one to forward) may take to arrive; a slower
     /// one is answered 408 and its session closed ("transport error").
     pub body_timeout: Duration,
+    /// Bytes of unfinished messages (polling POST bodies being read, WebSocket
+    /// messages whose frames have not all arrived), every session together. A read
+    /// that would pass it closes its session (`server overloaded`; a polling POST gets
+    /// 503). A WebSocket message must also be whole within `body_timeout` of its
+    /// first bytes.
+    pub max_inbound_bytes: usize,
     /// This node's name in a cluster, written at the start of every session id it
     /// creates so that other nodes can forward a session's polling requests here
     /// (see [`crate::eio::Forwarder`]). `None` (the default): plain random ids, and
@@ -207,6 +219,7 @@ impl Default for EngineConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_inbound_bytes: DEFAULT_MAX_INBOUND_BYTES,
             node_tag: None,
             sse: None,
             client_ips: crate::scrub::ClientIps::Keep,

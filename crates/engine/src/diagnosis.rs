@@ -113,12 +113,47 @@ pub struct Facts {
     pub queued: (usize, usize),
     /// The queue's bounds (packets, bytes).
     pub queue_bounds: (usize, usize),
-    /// For `payload too large`: the size (0: unknown) and `engine.max_payload`.
-    pub oversize: Option<(u64, usize)>,
+    /// Why the engine cut off what the client was sending, when it did.
+    pub cutoff: Option<Cutoff>,
     /// The node's memory, when it was under pressure or shed this connection.
     pub memory: Option<Memory>,
     /// What the application adds (a token's expiry, refused events), already worded.
     pub noted: Vec<String>,
+}
+
+/// Why the engine cut off a message (or polling body) a client was sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cutoff {
+    /// Over `engine.max_payload` (`payload too large`): its size (0: unknown, a
+    /// chunked body) and the bound.
+    TooLarge {
+        /// Bytes it had, or claimed.
+        size: u64,
+        /// `engine.max_payload`.
+        max: usize,
+    },
+    /// Not whole within `engine.body_timeout` (`transport error`).
+    TooSlow {
+        /// `engine.body_timeout`.
+        timeout: Duration,
+    },
+    /// The messages on their way in to the node held `engine.max_inbound_bytes`
+    /// (`server overloaded`).
+    InboundFull {
+        /// `engine.max_inbound_bytes`.
+        limit: usize,
+    },
+}
+
+impl Cutoff {
+    /// The reason a session cut off for this closes with.
+    pub fn reason(self) -> DisconnectReason {
+        match self {
+            Cutoff::TooLarge { .. } => DisconnectReason::PayloadTooLarge,
+            Cutoff::TooSlow { .. } => DisconnectReason::TransportError,
+            Cutoff::InboundFull { .. } => DisconnectReason::ServerOverloaded,
+        }
+    }
 }
 
 /// A disconnect explained.
@@ -477,7 +512,30 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
         )
     };
     let mut evidence = Vec::new();
+    let what = if facts.transport == TransportKind::Polling {
+        "body"
+    } else {
+        "message"
+    };
+    match facts.cutoff {
+        Some(Cutoff::TooSlow { timeout }) if facts.reason == R::TransportError => {
+            evidence.push(format!(
+                "a {} {what} did not arrive whole within engine.body_timeout ({})",
+                facts.transport,
+                secs(timeout)
+            ));
+        }
+        Some(Cutoff::InboundFull { limit }) if facts.reason == R::ServerOverloaded => {
+            evidence.push(format!(
+                "messages on their way in to this node held engine.max_inbound_bytes ({}); this {} {what} would have passed it",
+                bytes(limit),
+                facts.transport
+            ));
+        }
+        _ => {}
+    }
     match facts.reason {
+        R::TransportError if !evidence.is_empty() => {}
         R::TransportClose | R::TransportError => match facts.ending {
             Ending::Said => evidence.push(format!(
                 "the client closed the {} connection",
@@ -502,28 +560,24 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
             secs(facts.connected_for)
         )),
         R::ParseError => evidence.push("the client sent a malformed packet".to_owned()),
-        R::PayloadTooLarge => evidence.push(match facts.oversize {
+        R::PayloadTooLarge => evidence.push(match facts.cutoff {
             // Exact bytes: `engine.max_payload` is configured in bytes.
-            Some((size, max)) if size > 0 => format!(
-                "a {} {} of {size} B over engine.max_payload ({max} B)",
+            Some(Cutoff::TooLarge { size, max }) if size > 0 => format!(
+                "a {} {what} of {size} B over engine.max_payload ({max} B)",
                 facts.transport,
-                if facts.transport == TransportKind::Polling {
-                    "body"
-                } else {
-                    "message"
-                },
             ),
-            Some((_, max)) => format!(
+            Some(Cutoff::TooLarge { max, .. }) => format!(
                 "a {} body over engine.max_payload ({max} B)",
                 facts.transport,
             ),
-            None => "a message or polling body was over engine.max_payload".to_owned(),
+            _ => "a message or polling body was over engine.max_payload".to_owned(),
         }),
         R::ServerShuttingDown => evidence.push("the server is draining".to_owned()),
         R::ForcedClose | R::ServerNamespaceDisconnect => {
             evidence.push("closed by the server (the HTTP API or the application)".to_owned())
         }
         R::ClientNamespaceDisconnect => evidence.push("the client left the namespace".to_owned()),
+        R::ServerOverloaded if !evidence.is_empty() => {}
         R::ServerOverloaded => evidence.push(queue_fact(facts)),
         R::AuthExpired | R::RateLimited => {}
     }
@@ -646,7 +700,7 @@ mod tests {
             heartbeat: (Duration::from_secs(25), Duration::from_secs(20)),
             queued: (3, 300),
             queue_bounds: (1024, 4 << 20),
-            oversize: None,
+            cutoff: None,
             memory: None,
             noted: Vec::new(),
         }
@@ -698,16 +752,49 @@ mod tests {
     #[test]
     fn an_oversized_message_names_its_size_and_the_bound() {
         let mut f = facts(DisconnectReason::PayloadTooLarge, Ending::Unknown);
-        f.oversize = Some((2011, 1000));
+        f.cutoff = Some(Cutoff::TooLarge {
+            size: 2011,
+            max: 1000,
+        });
         assert_eq!(
             diagnose(&f).evidence[0],
             "a websocket message of 2011 B over engine.max_payload (1000 B)"
         );
         f.transport = TransportKind::Polling;
-        f.oversize = Some((0, 1 << 20));
+        f.cutoff = Some(Cutoff::TooLarge {
+            size: 0,
+            max: 1 << 20,
+        });
         assert_eq!(
             diagnose(&f).evidence[0],
             "a polling body over engine.max_payload (1048576 B)"
+        );
+    }
+
+    #[test]
+    fn a_message_cut_off_on_its_way_in_says_which_bound() {
+        let mut f = facts(DisconnectReason::TransportError, Ending::Unknown);
+        f.cutoff = Some(Cutoff::TooSlow {
+            timeout: Duration::from_secs(10),
+        });
+        let d = diagnose(&f);
+        assert_eq!(
+            d.evidence[0],
+            "a websocket message did not arrive whole within engine.body_timeout (10.0 s)"
+        );
+        assert_eq!(d.evidence[1], "connected for 90.0 s");
+        let mut f = facts(DisconnectReason::ServerOverloaded, Ending::Unknown);
+        f.transport = TransportKind::Polling;
+        f.cutoff = Some(Cutoff::InboundFull { limit: 256 << 20 });
+        let d = diagnose(&f);
+        assert_eq!(d.category, Category::Pressure);
+        assert_eq!(
+            d.evidence[0],
+            "messages on their way in to this node held engine.max_inbound_bytes (256.0 MiB); this polling body would have passed it"
+        );
+        assert!(
+            !d.evidence.iter().any(|e| e.contains("outbound queue")),
+            "{d:?}"
         );
     }
 

@@ -17,6 +17,7 @@ mod cors;
 mod drain;
 mod driver;
 pub mod forward;
+pub(crate) mod inbound;
 mod polling;
 mod registry;
 pub(crate) mod relay;

@@ -54,3 +54,12 @@ pub use switchboard_protocol as protocol;
 pub fn fuzz_relay_watch(data: &[u8]) {
     eio::relay::watch::fuzz(data);
 }
+
+/// The inbound watch (which counts the bytes of a client's unfinished WebSocket
+/// message, `eio::inbound`), for the `inbound_watch` fuzz target
+/// (`crates/fuzz-targets`); not an API. The first bytes of `data` choose how the rest
+/// is cut into reads.
+#[doc(hidden)]
+pub fn fuzz_inbound_watch(data: &[u8]) {
+    eio::inbound::fuzz(data);
+}

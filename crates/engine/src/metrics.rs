@@ -48,6 +48,10 @@ pub struct Metrics {
     /// together, as `recovery.max_total_bytes` counts them: the server's recovery
     /// budget keeps its count here.
     pub(crate) recovery_bytes: Arc<AtomicUsize>,
+    /// Bytes of messages on their way in (unfinished WebSocket messages, polling
+    /// bodies being read), as `engine.max_inbound_bytes` counts them: the engine's
+    /// inbound budget keeps its count here.
+    pub(crate) inbound_bytes: Arc<AtomicUsize>,
     recovery_sessions: AtomicI64,
     /// The memory pressure tier ([`Tier`] as a number), read on every send.
     pressure_tier: AtomicU8,
@@ -102,6 +106,8 @@ pub struct MetricsSnapshot {
     pub namespaces_evicted: u64,
     /// Bytes the recovery buffers of every namespace hold together.
     pub recovery_bytes: usize,
+    /// Bytes of messages on their way in, every session together.
+    pub inbound_bytes: usize,
     /// The memory pressure tier.
     pub pressure_tier: Tier,
     /// Resident memory at the last sample.
@@ -218,6 +224,7 @@ impl Metrics {
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
             namespaces_evicted: self.namespaces_evicted.load(Relaxed),
             recovery_bytes: self.recovery_bytes.load(Relaxed),
+            inbound_bytes: self.inbound_bytes.load(Relaxed),
             pressure_tier: self.pressure_tier(),
             memory_rss: self.memory_rss.load(Relaxed),
             memory_budget: self.memory_budget.load(Relaxed),

@@ -58,6 +58,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("question_frame", question_frame),
     ("sse_frame", sse_frame),
     ("relay_watch", relay_watch),
+    ("inbound_watch", inbound_watch),
 ];
 
 /// What a client sends on a WebSocket another node's session relays through this one,
@@ -68,6 +69,17 @@ pub const TARGETS: &[(&str, Body)] = &[
 /// tungstenite's frame header parser finds the end of the first `upgrade` packet.
 pub fn relay_watch(data: &[u8]) {
     switchboard_engine::fuzz_relay_watch(data);
+}
+
+/// What a client sends on its WebSocket, as the inbound watch follows it to count the
+/// bytes of its unfinished message against `engine.max_inbound_bytes` (the first bytes
+/// choose how the rest is cut into reads). The body lives beside the private watch
+/// (`switchboard_engine::fuzz_inbound_watch`): every cut into reads counts what
+/// byte-by-byte feeding counts, it never counts more than was read, and it counts
+/// something exactly where tungstenite's frame header parser finds a message
+/// unfinished.
+pub fn inbound_watch(data: &[u8]) {
+    switchboard_engine::fuzz_inbound_watch(data);
 }
 
 /// The forwarding frames Switchboard nodes exchange over Redis, as the parser sees

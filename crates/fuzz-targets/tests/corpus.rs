@@ -159,4 +159,5 @@ targets!(
     question_frame,
     sse_frame,
     relay_watch,
+    inbound_watch,
 );

@@ -94,16 +94,34 @@ export class RawWebSocket {
 
   /** Sends one masked text frame. */
   send(text) {
-    const payload = Buffer.from(text);
+    this.sendFrame(text);
+  }
+
+  /**
+   * Sends one masked frame of `data` (a string or a Buffer): `opcode` 1 (text), 0 (a
+   * continuation), 9 (ping), 10 (pong)…; `fin` false for a fragment that is not the
+   * message's last. Resolves once the bytes are handed to the kernel.
+   */
+  sendFrame(data, { opcode = 1, fin = true } = {}) {
+    const payload = Buffer.from(data);
     const mask = randomBytes(4);
+    const first = (fin ? 0x80 : 0) | opcode;
     let head;
     if (payload.length < 126) {
-      head = Buffer.from([0x81, 0x80 | payload.length]);
+      head = Buffer.from([first, 0x80 | payload.length]);
+    } else if (payload.length < 65536) {
+      head = Buffer.from([first, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
     } else {
-      head = Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+      head = Buffer.alloc(10);
+      head[0] = first;
+      head[1] = 0x80 | 127;
+      head.writeBigUInt64BE(BigInt(payload.length), 2);
     }
     for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-    this.socket.write(Buffer.concat([head, mask, payload]));
+    return new Promise((resolve) => {
+      if (this.socket.destroyed) return resolve(false);
+      this.socket.write(Buffer.concat([head, mask, payload]), (err) => resolve(!err));
+    });
   }
 
   /** Resolves with the first message (from the start) matching `test`. */

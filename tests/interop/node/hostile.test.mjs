@@ -44,6 +44,12 @@ const SLOW_AND_FLOOD_BUDGET = 16 * MiB;
 const RECOVERY_CHURN_BUDGET = 32 * MiB;
 /** Attack 6 publishes a few hundred forged frames of a few KB. */
 const FORGED_FRAMES_BUDGET = 16 * MiB;
+/**
+ * Attack 7 sends 40 unfinished 900 KB WebSocket messages (36 MB, which the WebSocket
+ * library would keep twice over: a frame's read buffer and the message's); the 8 MiB
+ * `engine.max_inbound_bytes` of the test keeps at most 9 of them.
+ */
+const INBOUND_BUDGET = 32 * MiB;
 
 /** Safety net for the pair's last events to arrive after an attack on a loaded server. */
 const DRAIN_MS = 30_000;
@@ -1048,5 +1054,80 @@ secret = "cluster-secret-of-the-hostile-suite-0123456789"
     await checks.run("(c) /health/live", () => assertLive(nodeA));
     await checks.run("(a) memory", () => memory.within(FORGED_FRAMES_BUDGET));
     checks.done();
+  });
+
+  test("7. WebSocket messages held unfinished in fragments stay within engine.max_inbound_bytes and engine.body_timeout", async () => {
+    const MAX_INBOUND = 8 * MiB;
+    const BODY_TIMEOUT_S = 4;
+    const INBOUND = "switchboard_inbound_bytes";
+    const server = await serve(`
+[engine]
+max_inbound_bytes = ${MAX_INBOUND}
+body_timeout = "${BODY_TIMEOUT_S}s"
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    const ATTACKERS = 40;
+    const FRAGMENT = 900_000;
+    pair.start();
+    // Each opens a WebSocket and sends the first 900 KB fragment of an event it never
+    // finishes, then a pong-sized control frame now and then, as a client keeping its
+    // connection alive would.
+    const opened = await pool(ATTACKERS, 10, async () => {
+      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
+        answerPings: true,
+      });
+      if (status !== 101) return { status };
+      await ws.next((m) => m.startsWith("0{"));
+      await ws.sendFrame(`42["msg","${"x".repeat(FRAGMENT)}`, { fin: false });
+      return { status, ws };
+    });
+    const held = async () => (await server.metrics()).get(INBOUND) ?? -1;
+    // The server reads what was sent, then closes those past the budget.
+    await sleep(1_000);
+    const heldDuring = await held();
+    const open = () => opened.filter((o) => o.ws && !o.ws.closed).length;
+    await waitFor(() => open() <= Math.floor(MAX_INBOUND / FRAGMENT), {
+      timeout: 10_000,
+      what: "the sessions past the budget to close",
+    }).catch(() => {});
+    const openDuring = open();
+    memory.sample("unfinished messages");
+    // Keep the rest talking (WebSocket pings) past the body timeout.
+    const keepTalking = setInterval(() => {
+      for (const o of opened) if (o.ws && !o.ws.closed) o.ws.sendFrame("", { opcode: 9 });
+    }, 500);
+    await waitFor(() => open() === 0, {
+      timeout: (BODY_TIMEOUT_S + 10) * 1000,
+      what: "the holders to be closed at engine.body_timeout",
+    }).catch(() => {});
+    clearInterval(keepTalking);
+    const openAfter = open();
+    await waitFor(async () => (await held()) === 0, { what: `${INBOUND} back to 0` }).catch(() => {});
+    const heldAfter = await held();
+    const reasons = await server.metrics();
+    const overloaded = reasons.get('switchboard_disconnects_total{category="pressure",reason="server overloaded"}') ?? 0;
+    console.log(
+      `# unfinished messages: ${opened.filter((o) => o.ws).length} of ${ATTACKERS} upgraded; ${INBOUND} ${heldDuring} ` +
+        `(bound ${MAX_INBOUND}); ${openDuring} left open at the budget, ${openAfter} after the body timeout; ` +
+        `${overloaded} closed as server overloaded; ${INBOUND} finally ${heldAfter}`,
+    );
+    for (const o of opened) o.ws?.reset();
+
+    const checks = new Checks();
+    await checks.run(`(b) ${INBOUND} stays within engine.max_inbound_bytes`, () => {
+      assert.ok(heldDuring > 0 && heldDuring <= MAX_INBOUND, `${INBOUND} was ${heldDuring}`);
+    });
+    await checks.run("(b) the sessions past the budget are closed as server overloaded", () => {
+      assert.ok(openDuring <= Math.floor(MAX_INBOUND / FRAGMENT), `${openDuring} still open`);
+      assert.ok(overloaded >= ATTACKERS - Math.floor(MAX_INBOUND / FRAGMENT), `${overloaded} closed as overloaded`);
+    });
+    await checks.run("(b) the holders are closed at engine.body_timeout, and their bytes given back", () => {
+      assert.equal(openAfter, 0, `${openAfter} still open ${BODY_TIMEOUT_S + 10} s on`);
+      assert.equal(heldAfter, 0, `${INBOUND} finally ${heldAfter}`);
+    });
+    await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
   });
 });

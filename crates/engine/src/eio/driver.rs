@@ -19,6 +19,7 @@ use crate::diagnosis::{self, Ending};
 use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
 
+use super::inbound::CutOff;
 use super::registry::Registry;
 use super::session::{Frame, Session};
 use super::wake;
@@ -160,12 +161,16 @@ enum Step {
 
 /// Waits for what a polling session's driver handles: a change of state, shutdown,
 /// the heartbeat. (Its frames are written by the GETs.)
-async fn polling_step(
-    session: &Arc<Session>,
-    mut sleep: Pin<&mut Sleep>,
-    shutdown: &Shutdown,
-) -> Step {
-    std::future::poll_fn(|cx| {
+///
+/// A `poll_fn` returned as it is rather than awaited in an `async fn`: the driver's
+/// future holds it inline, and the `async fn` wrapper kept a second copy of the
+/// arguments (40 bytes of every session's task).
+fn polling_step<'a>(
+    session: &'a Arc<Session>,
+    mut sleep: Pin<&'a mut Sleep>,
+    shutdown: &'a Shutdown,
+) -> impl Future<Output = Step> + 'a {
+    std::future::poll_fn(move |cx| {
         loop {
             let bits = session.wake.take(wake::STATE | wake::SHUTDOWN);
             if bits & wake::SHUTDOWN != 0 || shutdown.is_triggered() {
@@ -185,7 +190,6 @@ async fn polling_step(
             }
         }
     })
-    .await
 }
 
 /// One step of a WebSocket session: writes what is queued, reads the next message,
@@ -200,13 +204,15 @@ async fn polling_step(
 /// that does not read leaves its write pending, and what is queued behind it stays in
 /// the queue, whose bounds then close it as a slow consumer. The `WRITE` bit raised
 /// meanwhile is left for when the write completes (waiting on it then would only spin).
-async fn websocket_step(
-    session: &Arc<Session>,
-    ws: &mut WsStream,
-    out: &mut Outbox,
-    mut sleep: Pin<&mut Sleep>,
-    shutdown: &Shutdown,
-) -> Step {
+///
+/// Returned as a `poll_fn`, not awaited in an `async fn` (see [`polling_step`]).
+fn websocket_step<'a>(
+    session: &'a Arc<Session>,
+    ws: &'a mut WsStream,
+    out: &'a mut Outbox,
+    mut sleep: Pin<&'a mut Sleep>,
+    shutdown: &'a Shutdown,
+) -> impl Future<Output = Step> + 'a {
     let watched = |out: &Outbox| {
         if out.is_busy() {
             wake::READ | wake::STATE | wake::SHUTDOWN
@@ -214,7 +220,7 @@ async fn websocket_step(
             wake::READ | wake::WRITE | wake::STATE | wake::SHUTDOWN
         }
     };
-    std::future::poll_fn(|cx| {
+    std::future::poll_fn(move |cx| {
         loop {
             let bits = session.wake.take(watched(out));
             if bits & wake::WRITE != 0 {
@@ -257,7 +263,6 @@ async fn websocket_step(
             }
         }
     })
-    .await
 }
 
 /// Frames taken from the session's queue and not yet handed to the WebSocket, owned by
@@ -330,7 +335,10 @@ fn on_ws_message(
         Some(Err(WsError::Capacity(err))) => {
             use tokio_tungstenite::tungstenite::error::CapacityError;
             if let CapacityError::MessageTooLong { size, max_size } = err {
-                session.lock().oversize = Some((size as u64, max_size));
+                session.lock().cutoff = Some(crate::diagnosis::Cutoff::TooLarge {
+                    size: size as u64,
+                    max: max_size,
+                });
             }
             Step::Close(DisconnectReason::PayloadTooLarge)
         }
@@ -340,6 +348,11 @@ fn on_ws_message(
             Step::Ended(DisconnectReason::TransportClose, Ending::Lost)
         }
         Some(Err(WsError::Protocol(_))) => Step::Close(DisconnectReason::ParseError),
+        // A message on its way in cut off by its bounds (`inbound`).
+        Some(Err(WsError::Io(err))) if let Some(cut) = CutOff::of(&err) => {
+            session.lock().cutoff = Some(cut);
+            Step::Close(cut.reason())
+        }
         // A reset or another I/O error: the connection went away without a close frame.
         Some(Err(WsError::Io(_))) => Step::Ended(DisconnectReason::TransportError, Ending::Lost),
         Some(Err(_)) => Step::Close(DisconnectReason::TransportError),
@@ -427,8 +440,10 @@ mod tests {
     /// Most bytes the driver's future may take. Every session's task holds it, in a
     /// cell of the future plus 144 bytes (tokio's header, scheduler, id and trailer,
     /// and the tracing span) rounded up to 128: at most 624 keeps that cell at 768
-    /// bytes (it takes 616 since the step is a hand-written poll; with a `select!` it
-    /// took 872, in a cell of 1 KiB). docs/memory.md has the whole per-session budget.
+    /// bytes (it takes 568: 616 once the step was a hand-written poll, with a `select!`
+    /// it took 872, in a cell of 1 KiB; the steps returned as `poll_fn`s rather than
+    /// awaited in `async fn`s saved 64, and the inbound watch's box took 16 of that
+    /// back). docs/memory.md has the whole per-session budget.
     const DRIVER_FUTURE_BUDGET: usize = 624;
 
     #[test]

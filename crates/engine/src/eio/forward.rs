@@ -207,6 +207,8 @@ impl ForwardedRequest {
             match Limited::new(body, max_payload).collect().await {
                 Ok(collected) => Some(collected.to_bytes()),
                 Err(err) if err.is::<LengthLimitError>() => None,
+                // Over the node's inbound budget (`max_inbound_bytes`): 503.
+                Err(err) if err.is::<super::inbound::CutOff>() => return Err(PollError::Busy),
                 Err(_) => return Err(PollError::BodyError),
             }
         };

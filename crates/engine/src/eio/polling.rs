@@ -14,8 +14,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::reason::DisconnectReason;
 
+use super::inbound::{Charge, CutOff, InboundBudget};
 use super::session::{Session, Upgrade};
 use super::websocket::now;
+use crate::diagnosis::Cutoff;
 
 /// Why a polling request failed; each maps to an HTTP answer in `server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub(crate) enum PollError {
     BodyError,
     /// The body did not arrive within `body_timeout`: 408, and the session is closed.
     Timeout,
+    /// The body would pass `max_inbound_bytes`: 503, and the session is closed.
+    Busy,
 }
 
 /// The error a [`Deadline`] body ends with when its time is up.
@@ -41,23 +45,29 @@ pub(crate) struct BodyTimeout(Duration);
 /// received: past it, reading fails with [`BodyTimeout`]. Wraps every polling request
 /// body, so a slow-body (slowloris) POST cannot hold its connection, its session and a
 /// growing buffer, whether the body is read here or for forwarding to another node.
+///
+/// What it has read counts against the node's inbound budget until it is dropped
+/// (`max_inbound_bytes`, [`super::inbound`]); a read that would pass it fails with
+/// [`CutOff`].
 #[derive(Debug)]
 pub(crate) struct Deadline<B> {
     body: B,
     deadline: Instant,
     timeout: Duration,
+    charge: Charge,
     /// Created on the first read that has to wait, so a body that is already there
     /// (or a GET without one) costs no timer. Boxed: a `Sleep` is not `Unpin`.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> Deadline<B> {
-    /// `body`, to be read whole within `timeout` from now.
-    pub(crate) fn new(body: B, timeout: Duration) -> Self {
+    /// `body`, to be read whole within `timeout` from now, charged to `budget`.
+    pub(crate) fn new(body: B, timeout: Duration, budget: Arc<InboundBudget>) -> Self {
         Deadline {
             body,
             deadline: Instant::now() + timeout,
             timeout,
+            charge: Charge::new(budget),
             sleep: None,
         }
     }
@@ -73,6 +83,12 @@ impl<B: super::server::RequestBody> Body for Deadline<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+                && let Some(data) = data
+                && let Err(cut) = this.charge.add(data.len())
+            {
+                return Poll::Ready(Some(Err(Box::new(CutOff(cut)))));
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let deadline = this.deadline;
@@ -260,10 +276,15 @@ async fn read_and_handle<B: super::server::RequestBody>(
             session.close_too_large(0, max_payload);
             return Err(PollError::TooLarge);
         }
-        Err(err) if err.is::<BodyTimeout>() => {
+        Err(err) if let Some(&BodyTimeout(timeout)) = err.downcast_ref::<BodyTimeout>() => {
             tracing::debug!(sid = %session.sid(), "polling body too slow");
-            session.close(DisconnectReason::TransportError);
+            session.close_cut_off(Cutoff::TooSlow { timeout });
             return Err(PollError::Timeout);
+        }
+        Err(err) if let Some(&CutOff(cut)) = err.downcast_ref::<CutOff>() => {
+            tracing::debug!(sid = %session.sid(), "polling body refused: max_inbound_bytes held");
+            session.close_cut_off(cut);
+            return Err(PollError::Busy);
         }
         Err(_) => return Err(PollError::BodyError),
     };

@@ -20,6 +20,7 @@ use crate::reason::DisconnectReason;
 use crate::shutdown::{DrainPlan, DrainReport, Shutdown};
 
 use super::forward::{self, ForwardedRequest, ForwardedResponse, Forwarder};
+use super::inbound::InboundBudget;
 use super::polling::{self, PollError};
 use super::registry::{Registry, Slot};
 use super::session::{
@@ -67,6 +68,9 @@ pub struct EngineServer {
     forwarder: OnceLock<Arc<dyn Forwarder>>,
     /// Where other nodes reach this one to relay WebSocket upgrades (see [`relay`]).
     relay_address: OnceLock<String>,
+    /// Bytes of messages on their way in, every session together
+    /// (`max_inbound_bytes`, see [`super::inbound`]).
+    inbound: Arc<InboundBudget>,
 }
 
 /// Decides whether a handshake may proceed (Node's `allowRequest`); a refusal is
@@ -101,6 +105,7 @@ impl EngineServer {
                 }
             }
         });
+        let inbound = InboundBudget::new(config.max_inbound_bytes, metrics.inbound_bytes.clone());
         Arc::new(EngineServer {
             config: Arc::new(config),
             registry,
@@ -110,6 +115,7 @@ impl EngineServer {
             allow_request: OnceLock::new(),
             forwarder: OnceLock::new(),
             relay_address: OnceLock::new(),
+            inbound,
         })
     }
 
@@ -653,7 +659,7 @@ impl EngineServer {
                     let Ok(upgraded) = on_upgrade.await else {
                         return;
                     };
-                    let ws = websocket::stream(upgraded, &server.config).await;
+                    let ws = websocket::stream(upgraded, &server.config, &server.inbound).await;
                     let open = server.open_packet(&session, transport);
                     // The queue is empty: the `open` packet fits unless the byte bound
                     // is absurdly small, and then the session closes as a slow consumer.
@@ -677,7 +683,9 @@ impl EngineServer {
     ) -> Answer {
         // The body must arrive whole within the deadline, whether it is read here or
         // for forwarding (the wrapper costs a timer only once a read has to wait).
-        let req = req.map(|body| polling::Deadline::new(body, self.config.body_timeout));
+        let req = req.map(|body| {
+            polling::Deadline::new(body, self.config.body_timeout, self.inbound.clone())
+        });
         let Some(session) = self.registry.get(sid) else {
             return match via {
                 Via::Client => {
@@ -748,6 +756,7 @@ impl EngineServer {
         let duplicate = !session.try_start_upgrade();
         let on_upgrade = hyper::upgrade::on(req);
         let config = self.config.clone();
+        let inbound = self.inbound.clone();
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 if !duplicate {
@@ -755,7 +764,7 @@ impl EngineServer {
                 }
                 return;
             };
-            let mut ws = websocket::stream(upgraded, &config).await;
+            let mut ws = websocket::stream(upgraded, &config, &inbound).await;
             if duplicate {
                 tracing::debug!(sid = %session.sid(), "duplicate upgrade closed");
                 let _ = futures_util::SinkExt::close(&mut ws).await;
@@ -865,6 +874,18 @@ fn poll_answer(result: Result<Response<Body>, PollError>) -> Response<Body> {
         PollError::Timeout => {
             // The rest of the body is never read: the connection cannot be reused.
             let mut res = empty(StatusCode::REQUEST_TIMEOUT);
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
+        PollError::Busy => {
+            let mut res = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"code":4,"message":"Server busy: messages on their way in hold engine.max_inbound_bytes"}"#.to_owned(),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            // The rest of the body is never read: the connection cannot be reused.
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             res

@@ -218,8 +218,8 @@ pub(crate) struct Inner {
     /// Closed because what it was opened for was refused (an SSE request whose
     /// CONNECT was refused): reported as a refusal, not counted as a disconnect.
     pub(crate) refused: bool,
-    /// The size (0: unknown) and the bound of a message or body that was too large.
-    pub(crate) oversize: Option<(u64, usize)>,
+    /// Why a message or body the client was sending was cut off, if one was.
+    pub(crate) cutoff: Option<crate::diagnosis::Cutoff>,
 }
 
 /// Steps a connection keeps for its sockets' timelines (the socket keeps its own).
@@ -339,7 +339,7 @@ impl Session {
                 queue_high: false,
                 trail: None,
                 refused: false,
-                oversize: None,
+                cutoff: None,
             }),
             writer: Notify::new(),
             wake: Default::default(),
@@ -427,7 +427,7 @@ impl Session {
                 self.limits.max_packets / shrink,
                 self.limits.max_bytes / shrink,
             ),
-            oversize: inner.oversize,
+            cutoff: inner.cutoff,
             memory: (shrunk || reason == DisconnectReason::ServerOverloaded).then_some(memory),
             noted: Vec::new(),
         }
@@ -443,8 +443,14 @@ impl Session {
     /// Closes the session for a message or body of `size` bytes (0: unknown) over
     /// `max` (`engine.max_payload`), keeping both for the diagnosis.
     pub(crate) fn close_too_large(&self, size: u64, max: usize) {
-        self.lock().oversize = Some((size, max));
-        self.close(DisconnectReason::PayloadTooLarge);
+        self.close_cut_off(crate::diagnosis::Cutoff::TooLarge { size, max });
+    }
+
+    /// Closes the session for what it was sending, cut off for `why` (kept for the
+    /// diagnosis), with the reason that goes with it.
+    pub(crate) fn close_cut_off(&self, why: crate::diagnosis::Cutoff) {
+        self.lock().cutoff = Some(why);
+        self.close(why.reason());
     }
 
     /// Bytes waiting in the outbound queue now.

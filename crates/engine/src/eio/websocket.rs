@@ -13,11 +13,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, handshake::derive_accept_key};
 
+use super::inbound::{InboundBudget, Watched};
 use super::session::{Frame, Session, Upgrade};
 use crate::config::EngineConfig;
 
-/// A server-side WebSocket over an upgraded HTTP/1.1 connection.
-pub(crate) type WsStream = WebSocketStream<TokioIo<Upgraded>>;
+/// A server-side WebSocket over an upgraded HTTP/1.1 connection, whose incoming
+/// messages are bounded in bytes and time while they arrive ([`super::inbound`]).
+pub(crate) type WsStream = WebSocketStream<Watched<TokioIo<Upgraded>>>;
 
 /// Read buffer of each WebSocket, allocated up front by tungstenite for every
 /// connection. Small, because idle connections must cost little (DESIGN §4) and
@@ -77,10 +79,15 @@ pub(crate) fn switching_protocols<B: Default>(accept: &str) -> Response<B> {
     res
 }
 
-/// Wraps an upgraded connection as a server WebSocket.
-pub(crate) async fn stream(upgraded: Upgraded, config: &EngineConfig) -> WsStream {
+/// Wraps an upgraded connection as a server WebSocket whose unfinished messages count
+/// against `inbound` and must each be whole within `body_timeout`.
+pub(crate) async fn stream(
+    upgraded: Upgraded,
+    config: &EngineConfig,
+    inbound: &Arc<InboundBudget>,
+) -> WsStream {
     WebSocketStream::from_raw_socket(
-        TokioIo::new(upgraded),
+        Watched::new(TokioIo::new(upgraded), inbound.clone(), config.body_timeout),
         Role::Server,
         Some(self::config(config.max_payload, config.queue.max_bytes)),
     )

@@ -49,6 +49,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "max_connections",
             "max_tcp_connections",
             "body_timeout",
+            "max_inbound_bytes",
         ],
     ),
     (
@@ -145,6 +146,7 @@ pub(crate) struct RawEngine {
     pub(crate) max_connections: Option<Field<Count>>,
     pub(crate) max_tcp_connections: Option<Field<Count>>,
     pub(crate) body_timeout: Option<Field<HumanDuration>>,
+    pub(crate) max_inbound_bytes: Option<Field<Count>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

@@ -34,6 +34,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             e.max_tcp_connections.to_string(),
         ),
         ("engine.body_timeout", quote(duration(e.body_timeout))),
+        ("engine.max_inbound_bytes", e.max_inbound_bytes.to_string()),
         (
             "socketio.connect_timeout",
             quote(duration(sio.connect_timeout)),

@@ -349,6 +349,7 @@ fn the_tcp_cap_follows_max_connections_unless_set_and_the_body_timeout_is_read()
         defaults.max_connections + 1000
     );
     assert_eq!(defaults.body_timeout, Duration::from_secs(10));
+    assert_eq!(defaults.max_inbound_bytes, 256 << 20);
     let env = [("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "50")];
     let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
     assert_eq!(e.max_tcp_connections, 1050);
@@ -356,20 +357,29 @@ fn the_tcp_cap_follows_max_connections_unless_set_and_the_body_timeout_is_read()
         ("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "50"),
         ("SWITCHBOARD_ENGINE__MAX_TCP_CONNECTIONS", "60"),
         ("SWITCHBOARD_ENGINE__BODY_TIMEOUT", "3s"),
+        ("SWITCHBOARD_ENGINE__MAX_INBOUND_BYTES", "1048576"),
     ];
     let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
     assert_eq!(
-        (e.max_tcp_connections, e.body_timeout),
-        (60, Duration::from_secs(3))
+        (e.max_tcp_connections, e.body_timeout, e.max_inbound_bytes),
+        (60, Duration::from_secs(3), 1 << 20)
     );
     let flags = [
         ("--set", "engine.max_tcp_connections=0"),
         ("--set", "engine.body_timeout=0s"),
+        ("--set", "engine.max_inbound_bytes=0"),
     ];
     let errors = load_err(&sources(None, &[], &flags));
     let mut keys = errors.keys();
     keys.sort_unstable();
-    assert_eq!(keys, ["engine.body_timeout", "engine.max_tcp_connections"]);
+    assert_eq!(
+        keys,
+        [
+            "engine.body_timeout",
+            "engine.max_inbound_bytes",
+            "engine.max_tcp_connections"
+        ]
+    );
 }
 
 #[test]

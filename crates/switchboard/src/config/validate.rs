@@ -269,6 +269,12 @@ impl Validator<'_> {
             raw.body_timeout,
             duration,
         );
+        self.read(
+            &mut e.max_inbound_bytes,
+            "engine.max_inbound_bytes",
+            raw.max_inbound_bytes,
+            count,
+        );
     }
 
     fn socketio(&mut self, raw: RawSocketIo, c: &mut Config) {

@@ -230,6 +230,12 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "Bytes of events buffered for replay and sessions kept, every namespace together, as recovery.max_total_bytes counts them.",
     );
     out.sample("switchboard_recovery_bytes", &[], m.recovery_bytes);
+    out.family(
+        "switchboard_inbound_bytes",
+        "gauge",
+        "Bytes of messages on their way in (unfinished WebSocket messages, polling bodies being read), every session together, as engine.max_inbound_bytes counts them.",
+    );
+    out.sample("switchboard_inbound_bytes", &[], m.inbound_bytes);
     out.counter(
         "switchboard_namespaces_evicted_total",
         "Emptied namespaces created from patterns removed before their recovery window ended, to make room under socketio.max_pattern_namespaces (oldest emptied first).",
@@ -363,6 +369,7 @@ mod tests {
             recovery_sessions_expired: 13,
             namespaces_evicted: 24,
             recovery_bytes: 25,
+            inbound_bytes: 26,
             pressure_tier: switchboard_engine::pressure::Tier::Critical,
             memory_rss: 900,
             memory_budget: 1000,
@@ -419,6 +426,7 @@ mod tests {
             "switchboard_recovery_sessions_expired_total 13",
             "switchboard_namespaces_evicted_total 24",
             "switchboard_recovery_bytes 25",
+            "switchboard_inbound_bytes 26",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
         ] {
@@ -433,7 +441,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 25);
+        assert_eq!(families, 26);
     }
 
     #[test]

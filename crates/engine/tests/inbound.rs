@@ -1,0 +1,283 @@
+//! Messages on their way in, over real sockets: unfinished WebSocket messages and
+//! polling bodies being read share the node's `max_inbound_bytes`, and a WebSocket
+//! message sent in fragments must be whole within `body_timeout`.
+//!
+//! The clients send what an attacker would: the first fragments of a large message,
+//! then only pongs (or nothing more of a POST body), holding the server's buffers.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A server on loopback whose `/` echoes event `big` back as `got`.
+async fn start(max_inbound_bytes: usize, body_timeout: Duration) -> (Io, String) {
+    let (trigger, signal) = shutdown::channel();
+    // The server lives for the test process.
+    std::mem::forget(trigger);
+    let mut config = SocketIoConfig::default();
+    config.engine.max_inbound_bytes = max_inbound_bytes;
+    config.engine.body_timeout = body_timeout;
+    let io = Io::new(config, signal.clone());
+    io.of("/").on("big", |ev| {
+        let _ = ev.socket.emit("got", ev.payload.clone());
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+    (io, addr)
+}
+
+/// A WebSocket client connected to `/`.
+async fn connected(addr: &str) -> Ws {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("0{"));
+    ws.send(Message::text("40")).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("40{"));
+    ws
+}
+
+/// The next text message, answering pings; `None` once the server closed.
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the server said nothing for 30 s");
+        match msg {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends the first fragment of the event `big` whose argument is `len` bytes of `x`:
+/// everything but the closing `"]`.
+async fn first_fragment(ws: &mut Ws, len: usize) {
+    let text = format!(r#"42["big","{}"#, "x".repeat(len));
+    let frame = Frame::message(text, OpCode::Data(Data::Text), false);
+    ws.send(Message::Frame(frame)).await.unwrap();
+}
+
+/// Sends the final fragment of that event.
+async fn last_fragment(ws: &mut Ws) {
+    let frame = Frame::message(r#""]"#, OpCode::Data(Data::Continue), true);
+    ws.send(Message::Frame(frame)).await.unwrap();
+}
+
+/// Waits until the node holds `bytes` on their way in (at most 10 s).
+async fn held(io: &Io, bytes: impl Fn(usize) -> bool) -> usize {
+    for _ in 0..1000 {
+        let now = io.engine().metrics().snapshot().inbound_bytes;
+        if bytes(now) {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "inbound bytes stayed at {}",
+        io.engine().metrics().snapshot().inbound_bytes
+    );
+}
+
+/// The evidence of the first disconnect report with `reason`, once there is one (the
+/// report is made as the session's driver ends, which may be after the client saw its
+/// connection close).
+async fn evidence_of(io: &Io, reason: &str) -> Vec<String> {
+    for _ in 0..1000 {
+        let reports = io.disconnect_reports();
+        if let Some(report) = reports.iter().find(|r| r.reason.as_str() == reason) {
+            return report.diagnosis.get().evidence.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no disconnect report with reason {reason:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_websocket_messages_share_the_node_budget_and_the_one_past_it_is_closed() {
+    let (io, addr) = start(64 * 1024, Duration::from_secs(60)).await;
+    let mut holder = connected(&addr).await;
+    first_fragment(&mut holder, 40_000).await;
+    let holding = held(&io, |n| n >= 40_000).await;
+    assert!(holding < 41_000, "{holding} bytes for a 40 kB fragment");
+
+    // A second client's 40 kB would pass the 64 KiB: its session is closed.
+    let mut second = connected(&addr).await;
+    first_fragment(&mut second, 40_000).await;
+    assert_eq!(next_text(&mut second).await.as_deref(), Some("1"), "closed");
+    assert_eq!(next_text(&mut second).await, None);
+    let evidence = evidence_of(&io, "server overloaded").await;
+    assert!(
+        evidence[0].contains("engine.max_inbound_bytes (64.0 KiB)"),
+        "{evidence:?}"
+    );
+    held(&io, |n| n == holding).await;
+
+    // The first finishes its message: it arrives whole, and its bytes are given back.
+    last_fragment(&mut holder).await;
+    let got = next_text(&mut holder).await.unwrap();
+    assert_eq!(got.len(), r#"42["got",""]"#.len() + 40_000);
+    held(&io, |n| n == 0).await;
+
+    // With the budget free, another client's large message goes through.
+    let mut third = connected(&addr).await;
+    first_fragment(&mut third, 40_000).await;
+    last_fragment(&mut third).await;
+    let got = next_text(&mut third).await.unwrap();
+    assert!(got.starts_with(r#"42["got","xxx"#));
+    // Small messages never hold any of it: many in a row leave nothing held.
+    for _ in 0..100 {
+        third
+            .send(Message::text(r#"42["big","small"]"#))
+            .await
+            .unwrap();
+    }
+    for _ in 0..100 {
+        assert_eq!(next_text(&mut third).await.unwrap(), r#"42["got","small"]"#);
+    }
+    assert_eq!(io.engine().metrics().snapshot().inbound_bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_message_in_fragments_must_be_whole_within_the_body_timeout() {
+    let timeout = Duration::from_millis(500);
+    let (io, addr) = start(1 << 20, timeout).await;
+    let mut slow = connected(&addr).await;
+    first_fragment(&mut slow, 1_000).await;
+    // The client keeps talking (WebSocket pings), so only the deadline can end it.
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if slow.send(Message::Ping(vec![1].into())).await.is_err() {
+            closed = true;
+            break;
+        }
+        if let Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) =
+            tokio::time::timeout(Duration::from_millis(1), slow.next()).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open 5 s after a 500 ms body timeout");
+    assert_eq!(
+        evidence_of(&io, "transport error").await[0],
+        "a websocket message did not arrive whole within engine.body_timeout (500 ms)"
+    );
+    held(&io, |n| n == 0).await;
+
+    // A message in fragments that finishes in time is served.
+    let mut fine = connected(&addr).await;
+    first_fragment(&mut fine, 1_000).await;
+    last_fragment(&mut fine).await;
+    assert!(
+        next_text(&mut fine)
+            .await
+            .unwrap()
+            .starts_with(r#"42["got","#)
+    );
+}
+
+/// A polling session: its sid, joined to `/`.
+async fn polling_session(addr: &str) -> String {
+    let client = reqwest_like::get(addr, "/socket.io/?EIO=4&transport=polling").await;
+    let open: serde_json::Value = serde_json::from_str(client.strip_prefix('0').unwrap()).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let query = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(reqwest_like::post(addr, &query, "40").await.0, 200);
+    assert!(reqwest_like::get(addr, &query).await.starts_with("40{"));
+    sid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_bodies_being_read_share_the_budget_and_the_one_past_it_gets_503() {
+    let (io, addr) = start(64 * 1024, Duration::from_secs(60)).await;
+    let first = polling_session(&addr).await;
+    let second = polling_session(&addr).await;
+    // The first POST announces 41 kB and sends 40 kB of it.
+    let body = format!(r#"42["big","{}"]"#, "x".repeat(40_000));
+    let mut holder = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={first} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    holder.write_all(head.as_bytes()).await.unwrap();
+    holder.write_all(&body.as_bytes()[..40_000]).await.unwrap();
+    held(&io, |n| n >= 40_000).await;
+
+    // The second's 40 kB body would pass 64 KiB: 503, and its session is closed.
+    let query = format!("/socket.io/?EIO=4&transport=polling&sid={second}");
+    let (status, answer) = reqwest_like::post(&addr, &query, &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("max_inbound_bytes"), "{answer}");
+    let evidence = evidence_of(&io, "server overloaded").await;
+    assert!(
+        evidence[0].contains("this polling body would have passed it"),
+        "{evidence:?}"
+    );
+
+    // The first body finishes: it is served and gives its bytes back.
+    holder.write_all(&body.as_bytes()[40_000..]).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let n = holder.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    held(&io, |n| n == 0).await;
+    let query = format!("/socket.io/?EIO=4&transport=polling&sid={first}");
+    assert!(
+        reqwest_like::get(&addr, &query)
+            .await
+            .starts_with(r#"42["got","xxx"#)
+    );
+}
+
+/// Bare HTTP/1.1 requests over a fresh connection each (`Connection: close`).
+mod reqwest_like {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn request(addr: &str, head: String, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text[9..12].parse().unwrap();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub(super) async fn get(addr: &str, path: &str) -> String {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        request(addr, head, "").await.1
+    }
+
+    pub(super) async fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        request(addr, head, body).await
+    }
+}
