@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 mod wake;
 mod websocket;
+mod ws_frame;
 
 pub use forward::{ForwardError, ForwardedRequest, ForwardedResponse, Forwarder};
 pub use server::{Body, EngineServer};

@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::ws_frame::{Header, HeaderBytes, fuzz_reads};
 use crate::diagnosis::Cutoff;
 
 /// The node's budget of bytes on their way in (`engine.max_inbound_bytes`).
@@ -228,9 +229,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// The longest frame header: 2 bytes, 8 of extended length, 4 of mask.
-const MAX_HEADER: usize = 14;
-
 /// Follows the frames a client sends and counts the bytes of the message they are
 /// building: the headers and payloads of its data frames (a text or binary frame and
 /// its continuations) from its first frame's header until its final frame's last byte.
@@ -245,24 +243,16 @@ pub(crate) struct MessageWatch {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading a frame header: its bytes so far.
-    Header {
-        bytes: [u8; MAX_HEADER],
-        have: usize,
-    },
+    /// Reading a frame header.
+    Header(HeaderBytes),
     /// Skipping a payload: what is left of it, whether it counts (a data frame's) and
     /// whether the message ends with it (a final data frame's).
     Payload { left: u64, counts: bool, ends: bool },
 }
 
-const NEXT_HEADER: State = State::Header {
-    bytes: [0; MAX_HEADER],
-    have: 0,
-};
-
 impl Default for State {
     fn default() -> Self {
-        NEXT_HEADER
+        State::Header(HeaderBytes::default())
     }
 }
 
@@ -282,16 +272,11 @@ impl MessageWatch {
         let mut completed = false;
         while !bytes.is_empty() {
             match &mut self.state {
-                State::Header {
-                    bytes: header,
-                    have,
-                } => {
-                    header[*have] = bytes[0];
-                    *have += 1;
+                State::Header(header) => {
+                    let byte = bytes[0];
                     bytes = &bytes[1..];
-                    if header_len(&header[..*have]) == Some(*have) {
-                        let (header, have) = (*header, *have);
-                        completed |= self.after_header(&header[..have]);
+                    if let Some(header) = header.push(byte) {
+                        completed |= self.after_header(&header);
                     }
                 }
                 State::Payload { left, counts, ends } => {
@@ -304,7 +289,7 @@ impl MessageWatch {
                     bytes = &bytes[n..];
                     if *left == 0 {
                         let ends = *ends;
-                        self.state = NEXT_HEADER;
+                        self.state = State::default();
                         if ends {
                             self.held = 0;
                             completed = true;
@@ -321,32 +306,21 @@ impl MessageWatch {
 
     /// A whole `header` was read: what follows it. True when it ended a message (a
     /// final data frame with no payload).
-    fn after_header(&mut self, header: &[u8]) -> bool {
-        let (first, second) = (header[0], header[1]);
-        let len = match second & 0x7f {
-            126 => u64::from(u16::from_be_bytes([header[2], header[3]])),
-            127 => {
-                let mut be = [0; 8];
-                be.copy_from_slice(&header[2..10]);
-                u64::from_be_bytes(be)
-            }
-            short => u64::from(short),
-        };
-        let fin = first & 0x80 != 0;
-        let data = first & 0x08 == 0;
+    fn after_header(&mut self, header: &Header) -> bool {
+        let data = header.is_data();
         if data {
-            self.held += header.len() as u64;
+            self.held += header.size as u64;
         }
-        if len > 0 {
+        if header.len > 0 {
             self.state = State::Payload {
-                left: len,
+                left: header.len,
                 counts: data,
-                ends: data && fin,
+                ends: data && header.fin,
             };
             return false;
         }
-        self.state = NEXT_HEADER;
-        if data && fin {
+        self.state = State::default();
+        if data && header.fin {
             self.held = 0;
             return true;
         }
@@ -354,20 +328,8 @@ impl MessageWatch {
     }
 }
 
-/// The length of the header that starts with `start`, once its second byte says.
-fn header_len(start: &[u8]) -> Option<usize> {
-    let second = *start.get(1)?;
-    let extended = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mask = if second & 0x80 != 0 { 4 } else { 0 };
-    Some(2 + extended + mask)
-}
-
 /// The `inbound_watch` fuzz target's body (through [`crate::fuzz_inbound_watch`]): the
-/// first bytes of `data` (up to [`FUZZ_CHUNKING`]) say how the rest is cut into reads,
+/// first bytes of `data` say how the rest is cut into reads ([`fuzz_reads`]),
 /// the rest is what a client sent. Asserts, beyond "no panic":
 /// - after each read, the watch holds what it holds after feeding every byte up to the
 ///   read's end one at a time (reads never change what it counts), and says a message
@@ -377,8 +339,7 @@ fn header_len(start: &[u8]) -> Option<usize> {
 ///   its first data frame's header to the last byte of its final data frame. Past a
 ///   header tungstenite refuses, nothing is compared but the above.
 pub(crate) fn fuzz(data: &[u8]) {
-    let split = data.len().min(FUZZ_CHUNKING);
-    let (chunking, sent) = data.split_at(split);
+    let (sent, reads) = fuzz_reads(data);
     // Byte by byte: what it holds after each byte, and after which bytes a message
     // was completed.
     let mut watch = MessageWatch::default();
@@ -391,12 +352,7 @@ pub(crate) fn fuzz(data: &[u8]) {
         completed.push(progress.completed);
     }
     let mut watch = MessageWatch::default();
-    let mut end = 0;
-    let mut sizes = chunking.iter().map(|b| usize::from(b % 64) + 1).cycle();
-    while end < sent.len() {
-        let size = sizes.next().unwrap_or(sent.len());
-        let start = end;
-        end = (start + size).min(sent.len());
+    for (start, end) in reads {
         let progress = watch.feed(&sent[start..end]);
         assert_eq!(progress.held, held[end - 1], "the read ending at {end}");
         assert_eq!(
@@ -416,9 +372,6 @@ pub(crate) fn fuzz(data: &[u8]) {
         );
     }
 }
-
-/// How many leading bytes of an `inbound_watch` input choose the reads.
-const FUZZ_CHUNKING: usize = 4;
 
 /// Where tungstenite's frame header parser puts messages in a byte stream: for each
 /// byte count, whether a message is unfinished after it.

@@ -455,10 +455,7 @@ async fn a_socket_joining_while_the_last_one_leaves_is_never_orphaned() {
         left.unwrap();
         let joining = joined.unwrap();
         assert!(joining.get().await.starts_with("40/tenant-race,"));
-        let ns = io
-            .namespace("/tenant-race")
-            .expect("listed while a socket is in it");
-        assert_eq!(ns.socket_count(), 1, "round {round}");
+        assert_joined_the_listed_namespace(&io, round);
         joining.post("41/tenant-race,").await;
         assert!(io.namespace("/tenant-race").is_none(), "round {round}");
     }
@@ -482,10 +479,7 @@ async fn with_recovery_a_socket_joining_while_the_sweeper_removes_is_never_orpha
         let joining = Client::handshake(&io).await;
         joining.post("40/tenant-race,").await;
         assert!(joining.get().await.starts_with("40/tenant-race,"));
-        let ns = io
-            .namespace("/tenant-race")
-            .expect("listed while a socket is in it");
-        assert_eq!(ns.socket_count(), 1, "round {round}");
+        assert_joined_the_listed_namespace(&io, round);
         joining.post("41/tenant-race,").await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -555,11 +549,7 @@ async fn with_recovery_sockets_coming_and_going_leave_one_timer_per_namespace() 
     let io = server(recovering(Duration::from_secs(120)));
     io.of_matching(|name| name.starts_with("/tenant-"));
     let client = Client::handshake(&io).await;
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
+    let tasks = alive_tasks;
     let before = tasks();
     for _ in 0..500 {
         client.post("40/tenant-c,").await;
@@ -588,23 +578,10 @@ async fn with_recovery_one_sweeper_removes_every_emptied_namespace_in_turn() {
     let window = Duration::from_secs(60);
     let io = server(recovering(window));
     io.of_matching(|name| name.starts_with("/tenant-"));
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
+    let tasks = alive_tasks;
     let before = tasks();
     for n in 0..50 {
-        // A client each: one would need to answer pings while the test sleeps.
-        let client = Client::handshake(&io).await;
-        client.post(&format!("40/tenant-{n:02},")).await;
-        assert!(
-            client
-                .get()
-                .await
-                .starts_with(&format!("40/tenant-{n:02},"))
-        );
-        client.post(&format!("41/tenant-{n:02},")).await;
+        join_and_leave(&io, &format!("/tenant-{n:02}"), "").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(listed(&io).len(), 50);
@@ -644,18 +621,8 @@ async fn with_recovery_a_refused_connect_neither_extends_nor_delays_a_window() {
         tokio::time::sleep(Duration::from_secs(45)).await;
         Err(ConnectError::new("unauthorized"))
     });
-    for name in ["a", "b"] {
-        let client = Client::handshake(&io).await;
-        client
-            .post(&format!(r#"40/tenant-{name},{{"token":"good"}}"#))
-            .await;
-        assert!(
-            client
-                .get()
-                .await
-                .starts_with(&format!("40/tenant-{name},"))
-        );
-        client.post(&format!("41/tenant-{name},")).await;
+    for name in ["/tenant-a", "/tenant-b"] {
+        join_and_leave(&io, name, r#"{"token":"good"}"#).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     // /tenant-a emptied at 0 s and /tenant-b at 10 s; at 20 s a CONNECT to /tenant-a
@@ -844,6 +811,31 @@ async fn pattern_namespaces_share_one_recovery_budget() {
         "/tenant-a's kept session resumes"
     );
     assert_eq!(counted(), 0, "a resumed session is no longer kept");
+}
+
+/// `/tenant-race` is listed, with the one socket that joined it in `round`.
+fn assert_joined_the_listed_namespace(io: &switchboard_engine::Io, round: impl std::fmt::Display) {
+    let ns = io
+        .namespace("/tenant-race")
+        .expect("listed while a socket is in it");
+    assert_eq!(ns.socket_count(), 1, "round {round}");
+}
+
+/// Tasks alive on the test's runtime.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// A new client (one each: a test that sleeps would otherwise have to answer pings)
+/// joins `nsp` with CONNECT `payload` ("" for none) and leaves it again.
+async fn join_and_leave(io: &switchboard_engine::Io, nsp: &str, payload: &str) {
+    let client = Client::handshake(io).await;
+    client.post(&format!("40{nsp},{payload}")).await;
+    let answer = client.get().await;
+    assert!(answer.starts_with(&format!("40{nsp},")), "{answer}");
+    client.post(&format!("41{nsp},")).await;
 }
 
 fn recovering(window: Duration) -> switchboard_engine::SocketIoConfig {

@@ -19,8 +19,7 @@
 //! [`fuzz`]): against tungstenite's reading of the same frames, and cut into reads
 //! every way.
 
-/// The longest frame header: 2 bytes, 8 of extended length, 4 of mask.
-const MAX_HEADER: usize = 14;
+use crate::eio::ws_frame::{Header, HeaderBytes, fuzz_reads};
 
 /// Follows the bytes a client sends on a relayed WebSocket until its `upgrade`
 /// packet has gone by.
@@ -31,11 +30,8 @@ pub(crate) struct UpgradeWatch {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Reading a frame header: its bytes so far.
-    Header {
-        bytes: [u8; MAX_HEADER],
-        have: usize,
-    },
+    /// Reading a frame header.
+    Header(HeaderBytes),
     /// Skipping what is left of a payload that is not the `upgrade` packet.
     Skip { left: u64 },
     /// The one payload byte of a text frame of length 1, masked with `mask`.
@@ -44,14 +40,11 @@ enum State {
     Upgraded,
 }
 
-const NEXT_HEADER: State = State::Header {
-    bytes: [0; MAX_HEADER],
-    have: 0,
-};
-
 impl Default for UpgradeWatch {
     fn default() -> Self {
-        Self { state: NEXT_HEADER }
+        Self {
+            state: State::Header(HeaderBytes::default()),
+        }
     }
 }
 
@@ -62,15 +55,10 @@ impl UpgradeWatch {
         while let Some((&byte, rest)) = bytes.split_first() {
             match &mut self.state {
                 State::Upgraded => break,
-                State::Header {
-                    bytes: header,
-                    have,
-                } => {
-                    header[*have] = byte;
-                    *have += 1;
+                State::Header(header) => {
                     bytes = rest;
-                    if header_len(&header[..*have]) == Some(*have) {
-                        self.state = after_header(&header[..*have]);
+                    if let Some(header) = header.push(byte) {
+                        self.state = after_header(&header);
                     }
                 }
                 State::Skip { left } => {
@@ -79,14 +67,14 @@ impl UpgradeWatch {
                     *left -= n as u64;
                     bytes = &bytes[n..];
                     if *left == 0 {
-                        self.state = NEXT_HEADER;
+                        self.state = State::Header(HeaderBytes::default());
                     }
                 }
                 State::OneByte { mask } => {
                     self.state = if byte ^ *mask == b'5' {
                         State::Upgraded
                     } else {
-                        NEXT_HEADER
+                        State::Header(HeaderBytes::default())
                     };
                     bytes = rest;
                 }
@@ -96,47 +84,19 @@ impl UpgradeWatch {
     }
 }
 
-/// The length of the header that starts with `start`, once its second byte says.
-fn header_len(start: &[u8]) -> Option<usize> {
-    let second = *start.get(1)?;
-    let extended = match second & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mask = if second & 0x80 != 0 { 4 } else { 0 };
-    Some(2 + extended + mask)
-}
-
 /// What follows a complete `header`.
-fn after_header(header: &[u8]) -> State {
-    let (first, second) = (header[0], header[1]);
-    let (len, key_at) = match second & 0x7f {
-        126 => (u64::from(u16::from_be_bytes([header[2], header[3]])), 4),
-        127 => {
-            let mut be = [0; 8];
-            be.copy_from_slice(&header[2..10]);
-            (u64::from_be_bytes(be), 10)
-        }
-        short => (u64::from(short), 2),
-    };
-    let fin = first & 0x80 != 0;
-    let rsv = first & 0x70;
-    let text = first & 0x0f == 0x1;
-    let mask = if second & 0x80 != 0 {
-        header[key_at]
-    } else {
-        0
-    };
-    match len {
-        0 => NEXT_HEADER,
-        1 if fin && rsv == 0 && text => State::OneByte { mask },
+fn after_header(header: &Header) -> State {
+    match header.len {
+        0 => State::Header(HeaderBytes::default()),
+        1 if header.fin && header.rsv == 0 && header.opcode == 0x1 => State::OneByte {
+            mask: header.mask[0],
+        },
         left => State::Skip { left },
     }
 }
 
 /// The `relay_watch` fuzz target's body (through [`crate::fuzz_relay_watch`]): the
-/// first bytes of `data` (up to [`FUZZ_CHUNKING`]) say how the rest is cut into reads,
+/// first bytes of `data` say how the rest is cut into reads ([`fuzz_reads`]),
 /// the rest is what a client sent. Asserts, beyond "no panic":
 /// - the answer after each read is the answer for every byte up to its end, fed one at
 ///   a time (how the bytes arrive in reads never changes what the watch sees), and once
@@ -146,8 +106,7 @@ fn after_header(header: &[u8]) -> State {
 ///   after a frame tungstenite refuses (a reserved opcode) nothing is compared but the
 ///   above.
 pub(crate) fn fuzz(data: &[u8]) {
-    let split = data.len().min(FUZZ_CHUNKING);
-    let (chunking, sent) = data.split_at(split);
+    let (sent, reads) = fuzz_reads(data);
     // Byte by byte: after which byte (if any) the watch says yes.
     let mut watch = UpgradeWatch::default();
     let mut yes_after = None;
@@ -159,15 +118,9 @@ pub(crate) fn fuzz(data: &[u8]) {
             None => {}
         }
     }
-    // In reads of the sizes `chunking` cycles through (1 to 64 bytes; one read of
-    // everything when there is no chunking).
+    // In the reads the input chose.
     let mut watch = UpgradeWatch::default();
-    let mut end = 0;
-    let mut sizes = chunking.iter().map(|b| usize::from(b % 64) + 1).cycle();
-    while end < sent.len() {
-        let size = sizes.next().unwrap_or(sent.len());
-        let start = end;
-        end = (start + size).min(sent.len());
+    for (start, end) in reads {
         let yes = watch.feed(&sent[start..end]);
         assert_eq!(
             yes,
@@ -181,9 +134,6 @@ pub(crate) fn fuzz(data: &[u8]) {
         Reference::Unknown { from } => assert!(yes_after.is_none_or(|after| after > from)),
     }
 }
-
-/// How many leading bytes of a `relay_watch` input choose the reads.
-const FUZZ_CHUNKING: usize = 4;
 
 /// Where tungstenite's reading of `sent` puts the end of the `upgrade` packet.
 enum Reference {
