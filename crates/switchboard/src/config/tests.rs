@@ -380,6 +380,17 @@ fn the_tcp_cap_follows_max_connections_unless_set_and_the_body_timeout_is_read()
             "engine.max_tcp_connections"
         ]
     );
+    // It must take one message of the largest size.
+    let env = [
+        ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "2000000"),
+        ("SWITCHBOARD_ENGINE__MAX_INBOUND_BYTES", "1000000"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    assert_eq!(errors.keys(), ["engine.max_inbound_bytes"], "{errors}");
+    assert!(
+        errors.to_string().contains("engine.max_payload (2000000)"),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -275,6 +275,17 @@ impl Validator<'_> {
             raw.max_inbound_bytes,
             count,
         );
+        if e.max_inbound_bytes < e.max_payload {
+            // A message of the allowed size could never arrive in pieces.
+            self.invalid(
+                "engine.max_inbound_bytes",
+                format!(
+                    "must be at least engine.max_payload ({}): a message of that size \
+                     arriving in pieces is charged whole against it",
+                    e.max_payload
+                ),
+            );
+        }
     }
 
     fn socketio(&mut self, raw: RawSocketIo, c: &mut Config) {
