@@ -3,7 +3,7 @@
 //! Node questions (`crate::questions`) remember the questions they answered with the
 //! same [`Seen`].
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::frame::RequestId;
 
@@ -16,8 +16,9 @@ const EARLY_CANCELS: usize = 1024;
 
 /// Requests remembered as run. Only frames signed with the cluster secret get here,
 /// so this bounds what the cluster's own traffic costs: at 2 000 forwarded requests a
-/// second, a window of 50 s. Past it the oldest are forgotten early, and a replay
-/// of one of those within its time window would run again.
+/// second, a window of 50 s. Past it the oldest are forgotten early, and from then on
+/// their sender's frames sent no later than the last one forgotten are refused (see
+/// [`Seen`]): a replay of a forgotten request never runs again.
 const SEEN: usize = 100_000;
 
 /// Cancels remembered for requests not seen yet, oldest forgotten first.
@@ -45,12 +46,21 @@ impl EarlyCancels {
 }
 
 /// Requests already run, each kept until frames sent when it was are too old to be
-/// accepted anyway.
+/// accepted anyway, or, with [`SEEN`] kept, until a newer one needs its place.
+///
+/// A request forgotten that early could be replayed within its time window, so each
+/// sender then gets a floor: the latest sending time among its requests forgotten
+/// early, at or before which its frames are refused. A sender's frames arrive in the
+/// order it sent them (one connection each way), so only a replay, or a genuine frame
+/// overtaken by [`SEEN`] others, meets it. Floors go once frames that old are refused
+/// by their age.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     set: HashSet<RequestKey>,
     /// `(sent_ms, key)`, in arrival order.
     order: VecDeque<(u64, RequestKey)>,
+    /// Per sender, the latest `sent_ms` of its requests forgotten early.
+    floors: HashMap<String, u64>,
 }
 
 impl Seen {
@@ -63,12 +73,28 @@ impl Seen {
         forget_before_ms: u64,
     ) -> bool {
         while let Some((sent, _)) = self.order.front() {
-            if *sent >= forget_before_ms && self.order.len() < SEEN {
+            let early = self.order.len() >= SEEN;
+            if *sent >= forget_before_ms && !early {
                 break;
             }
-            if let Some((_, old)) = self.order.pop_front() {
+            if let Some((sent, old)) = self.order.pop_front() {
                 self.set.remove(&old);
+                if early && sent >= forget_before_ms {
+                    let floor = self.floors.entry(old.0).or_default();
+                    *floor = (*floor).max(sent);
+                }
             }
+        }
+        if !self.floors.is_empty() {
+            self.floors.retain(|_, floor| *floor >= forget_before_ms);
+        }
+        if self
+            .floors
+            .get(&key.0)
+            .is_some_and(|floor| sent_ms <= *floor)
+        {
+            // Maybe one forgotten early: refused rather than perhaps run twice.
+            return false;
         }
         if !self.set.insert(key.clone()) {
             return false;
@@ -117,5 +143,24 @@ mod tests {
         }
         assert!(seen.order.len() <= SEEN);
         assert_eq!(seen.set.len(), seen.order.len());
+    }
+
+    #[test]
+    fn a_request_forgotten_early_is_refused_not_run_again() {
+        let mut seen = Seen::default();
+        // One more than fits, all sent within the window (1 ms apart from 10 000).
+        let sent = |id: u128| 10_000 + id as u64;
+        for id in 0..=(SEEN as u128) {
+            assert!(seen.first_time(&key(id), sent(id), 0));
+        }
+        // Request 0 was forgotten to make room: its replay is refused all the same.
+        assert!(!seen.first_time(&key(0), sent(0), 0), "a replay");
+        // The sender's newer requests still run, and another sender is not affected.
+        let next = SEEN as u128 + 1;
+        assert!(seen.first_time(&key(next), sent(next), 0));
+        assert!(seen.first_time(&("m".to_owned(), 0), sent(0), 0));
+        // Once frames that old are refused by their age, the floor goes.
+        assert!(seen.first_time(&key(next + 1), sent(next + 1), sent(next)));
+        assert!(seen.floors.is_empty(), "{:?}", seen.floors);
     }
 }
