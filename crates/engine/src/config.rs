@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+pub use crate::eio::client_ip::Cidr;
 use switchboard_protocol::engineio::TransportKind;
 pub use switchboard_protocol::sid::NodeTag;
 
@@ -183,6 +184,14 @@ pub struct EngineConfig {
     /// 503). A WebSocket message must also be whole within `body_timeout` of its
     /// first bytes.
     pub max_inbound_bytes: usize,
+    /// Most sessions (with WebSocket handshakes in flight) one client address may hold
+    /// on this node: an IPv4 address, or an IPv6 /64. `0` (the default): no bound but
+    /// `max_connections`. Further handshakes from the address get 429.
+    pub max_sessions_per_ip: usize,
+    /// Proxies whose `X-Forwarded-For` says who the client is (for
+    /// `max_sessions_per_ip`); from anyone else the header is ignored. Empty (the
+    /// default): the TCP peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
     /// This node's name in a cluster, written at the start of every session id it
     /// creates so that other nodes can forward a session's polling requests here
     /// (see [`crate::eio::Forwarder`]). `None` (the default): plain random ids, and
@@ -220,6 +229,8 @@ impl Default for EngineConfig {
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_inbound_bytes: DEFAULT_MAX_INBOUND_BYTES,
+            max_sessions_per_ip: 0,
+            trusted_proxies: Vec::new(),
             node_tag: None,
             sse: None,
             client_ips: crate::scrub::ClientIps::Keep,

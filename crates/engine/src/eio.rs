@@ -13,6 +13,7 @@
 //! - `server`: request routing, handshakes, CORS.
 
 mod body;
+pub(crate) mod client_ip;
 mod cors;
 mod drain;
 mod driver;

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
+
+#[path = "common/http1.rs"]
+mod http1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -194,12 +197,12 @@ async fn a_websocket_message_in_fragments_must_be_whole_within_the_body_timeout(
 
 /// A polling session: its sid, joined to `/`.
 async fn polling_session(addr: &str) -> String {
-    let client = reqwest_like::get(addr, "/socket.io/?EIO=4&transport=polling").await;
+    let client = http1::get(addr, "/socket.io/?EIO=4&transport=polling").await;
     let open: serde_json::Value = serde_json::from_str(client.strip_prefix('0').unwrap()).unwrap();
     let sid = open["sid"].as_str().unwrap().to_owned();
     let query = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
-    assert_eq!(reqwest_like::post(addr, &query, "40").await.0, 200);
-    assert!(reqwest_like::get(addr, &query).await.starts_with("40{"));
+    assert_eq!(http1::post(addr, &query, "40").await.0, 200);
+    assert!(http1::get(addr, &query).await.starts_with("40{"));
     sid
 }
 
@@ -221,7 +224,7 @@ async fn polling_bodies_being_read_share_the_budget_and_the_one_past_it_gets_503
 
     // The second's 40 kB body would pass 64 KiB: 503, and its session is closed.
     let query = format!("/socket.io/?EIO=4&transport=polling&sid={second}");
-    let (status, answer) = reqwest_like::post(&addr, &query, &body).await;
+    let (status, answer) = http1::post(&addr, &query, &body).await;
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("max_inbound_bytes"), "{answer}");
     let evidence = evidence_of(&io, "server overloaded").await;
@@ -242,42 +245,8 @@ async fn polling_bodies_being_read_share_the_budget_and_the_one_past_it_gets_503
     held(&io, |n| n == 0).await;
     let query = format!("/socket.io/?EIO=4&transport=polling&sid={first}");
     assert!(
-        reqwest_like::get(&addr, &query)
+        http1::get(&addr, &query)
             .await
             .starts_with(r#"42["got","xxx"#)
     );
-}
-
-/// Bare HTTP/1.1 requests over a fresh connection each (`Connection: close`).
-mod reqwest_like {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    async fn request(addr: &str, head: String, body: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text[9..12].parse().unwrap();
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    pub(super) async fn get(addr: &str, path: &str) -> String {
-        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        request(addr, head, "").await.1
-    }
-
-    pub(super) async fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        request(addr, head, body).await
-    }
 }

@@ -50,6 +50,11 @@ const FORGED_FRAMES_BUDGET = 16 * MiB;
  * `engine.max_inbound_bytes` of the test keeps at most 9 of them.
  */
 const INBOUND_BUDGET = 32 * MiB;
+/**
+ * Attack 8 asks for 2,000 polling sessions from one address: all kept, RSS grew by
+ * 7.8 MiB (measured with the bound off); 100 kept, by 1.2 MiB.
+ */
+const PER_ADDRESS_BUDGET = 4 * MiB;
 
 /** Safety net for the pair's last events to arrive after an attack on a loaded server. */
 const DRAIN_MS = 30_000;
@@ -1132,5 +1137,57 @@ body_timeout = "${BODY_TIMEOUT_S}s"
       assert.equal(heldAfter, 0, `${INBOUND} finally ${heldAfter}`);
     });
     await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
+  });
+
+  test("8. one address asking for thousands of sessions gets engine.max_sessions_per_ip of them", async () => {
+    const PER_IP = 100;
+    // The server trusts loopback as its proxy, so X-Forwarded-For names the attacker;
+    // the witness pair and the late client send none and count as 127.0.0.1.
+    const server = await serve(`
+[engine]
+max_sessions_per_ip = ${PER_IP}
+trusted_proxies = ["127.0.0.1"]
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    const ATTEMPTS = 2_000;
+    const ATTACKER = "203.0.113.66";
+    pair.start();
+    const statuses = await pool(ATTEMPTS, 20, async () => {
+      try {
+        const res = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`, {
+          headers: { "x-forwarded-for": ATTACKER },
+        });
+        await res.text();
+        return res.status;
+      } catch {
+        return 0;
+      }
+    });
+    const accepted = statuses.filter((s) => s === 200).length;
+    const limited = statuses.filter((s) => s === 429).length;
+    // Another address (as the proxy names it) still gets in at once.
+    const other = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`, {
+      headers: { "x-forwarded-for": "198.51.100.7" },
+    });
+    await other.text();
+    memory.sample("sessions from one address");
+    console.log(
+      `# sessions from one address: ${accepted} of ${ATTEMPTS} accepted, ${limited} answered 429, ` +
+        `other: [${statuses.filter((s) => s !== 200 && s !== 429)}]; another address: ${other.status}`,
+    );
+
+    const checks = new Checks();
+    await checks.run("(b) the address gets max_sessions_per_ip sessions, then 429", () => {
+      assert.equal(accepted, PER_IP, `${accepted} accepted`);
+      assert.equal(limited, ATTEMPTS - PER_IP, `${limited} answered 429`);
+    });
+    await checks.run("(c) another address, and a normal client, still connect", async () => {
+      assert.equal(other.status, 200);
+      await connected(client(server.url, WS));
+    });
+    await survivorChecks(checks, pair, server, memory, PER_ADDRESS_BUDGET);
   });
 });

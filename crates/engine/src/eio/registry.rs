@@ -1,13 +1,15 @@
 //! The registry of a node's live sessions, by id: looked up on every polling request
 //! and upgrade, written on handshake and close, walked by the drain; the slots of
-//! `max_connections` that sessions and pending WebSocket handshakes hold; and the
-//! relayed upgrades still under way, which the drain waits for too.
+//! `max_connections` that sessions and pending WebSocket handshakes hold, counted per
+//! client address too when `max_sessions_per_ip` is set; and the relayed upgrades
+//! still under way, which the drain waits for too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_protocol::Sid;
 
+use super::client_ip::ClientKey;
 use super::session::Session;
 
 /// The live sessions, by id. Lookups happen on every polling request and upgrade;
@@ -33,6 +35,32 @@ struct Sessions {
     relayed_upgrades: usize,
     /// Set when the drain starts: no session or relayed upgrade starts after it.
     draining: bool,
+    /// Sessions and slots per client address, when they are counted (only then are
+    /// entries made): at most one entry per address with something open.
+    per_ip: HashMap<ClientKey, usize>,
+    /// The address each registered session counts under, when counted.
+    ip_of: HashMap<Sid, ClientKey>,
+}
+
+/// Why no slot was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// `max_connections` are open.
+    Node,
+    /// The client's address has `max_sessions_per_ip` open.
+    Address,
+}
+
+impl Sessions {
+    /// One session or slot fewer for `key`.
+    fn release(&mut self, key: ClientKey) {
+        if let Some(n) = self.per_ip.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&key);
+            }
+        }
+    }
 }
 
 /// A place among `max_connections`, taken before a session exists (a WebSocket
@@ -42,12 +70,17 @@ struct Sessions {
 #[derive(Debug)]
 pub(crate) struct Slot {
     registry: Arc<Registry>,
+    /// The address it counts under, while it does (taken over by the session).
+    ip: Option<ClientKey>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut sessions = self.registry.lock();
         sessions.reserved = sessions.reserved.saturating_sub(1);
+        if let Some(key) = self.ip.take() {
+            sessions.release(key);
+        }
     }
 }
 
@@ -74,21 +107,47 @@ impl Registry {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a slot unless the sessions and the slots already taken reach `max`.
-    pub(crate) fn reserve(self: &Arc<Self>, max: usize) -> Option<Slot> {
+    /// Takes a slot unless the sessions and the slots already taken reach `max`, or
+    /// (with `per_ip`: the client's key and its bound) those of the client's address
+    /// reach its bound.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        max: usize,
+        per_ip: Option<(ClientKey, usize)>,
+    ) -> Result<Slot, Full> {
         let mut sessions = self.lock();
         if sessions.map.len() + sessions.reserved >= max {
-            return None;
+            return Err(Full::Node);
+        }
+        if let Some((key, bound)) = per_ip {
+            let open = sessions.per_ip.entry(key).or_default();
+            if *open >= bound {
+                return Err(Full::Address);
+            }
+            *open += 1;
         }
         sessions.reserved += 1;
-        Some(Slot {
+        Ok(Slot {
             registry: self.clone(),
+            ip: per_ip.map(|(key, _)| key),
         })
     }
 
+    /// Sessions and slots open for `key` (tests).
+    #[cfg(test)]
+    fn open_for(&self, key: ClientKey) -> usize {
+        self.lock().per_ip.get(&key).copied().unwrap_or(0)
+    }
+
     /// Registers `session` in the place `slot` held.
-    pub(crate) fn insert(&self, session: Arc<Session>, slot: Slot) {
-        self.lock().map.insert(session.sid(), session);
+    pub(crate) fn insert(&self, session: Arc<Session>, mut slot: Slot) {
+        let mut sessions = self.lock();
+        if let Some(key) = slot.ip.take() {
+            // The session counts under the slot's address from now on.
+            sessions.ip_of.insert(session.sid(), key);
+        }
+        sessions.map.insert(session.sid(), session);
+        drop(sessions);
         // The session counts from now on, so the slot is given back (for a moment both
         // count: a handshake at the very limit may be refused, never one too many let in).
         drop(slot);
@@ -130,6 +189,9 @@ impl Registry {
     pub(crate) fn remove(&self, sid: Sid) {
         let mut sessions = self.lock();
         sessions.map.remove(&sid);
+        if let Some(key) = sessions.ip_of.remove(&sid) {
+            sessions.release(key);
+        }
         let empty = sessions.map.is_empty();
         drop(sessions);
         if empty {
@@ -165,5 +227,46 @@ impl Registry {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::engineio::TransportKind;
+
+    #[test]
+    fn slots_per_address_are_bounded_and_given_back_by_slots_and_sessions() {
+        let registry = Arc::new(Registry::default());
+        let a = ClientKey::V4(1);
+        let b = ClientKey::V4(2);
+        let first = registry.reserve(10, Some((a, 2))).unwrap();
+        let second = registry.reserve(10, Some((a, 2))).unwrap();
+        assert_eq!(
+            registry.reserve(10, Some((a, 2))).err(),
+            Some(Full::Address)
+        );
+        assert!(
+            registry.reserve(10, Some((b, 2))).is_ok(),
+            "another address"
+        );
+        drop(first);
+        assert_eq!(
+            registry.open_for(a),
+            1,
+            "a dropped slot gives its place back"
+        );
+        // A session takes over its slot's place, and gives it back when removed.
+        let session = Session::for_test(TransportKind::Polling);
+        let sid = session.sid();
+        registry.insert(session, second);
+        assert_eq!(registry.open_for(a), 1);
+        registry.remove(sid);
+        assert_eq!(registry.open_for(a), 0);
+        assert!(registry.lock().per_ip.is_empty(), "no entry left behind");
+        // The node's bound comes first, and uncounted slots make no entries.
+        let _held: Vec<Slot> = (0..3).map(|_| registry.reserve(3, None).unwrap()).collect();
+        assert_eq!(registry.reserve(3, Some((a, 2))).err(), Some(Full::Node));
+        assert!(registry.lock().per_ip.is_empty());
     }
 }

@@ -19,10 +19,11 @@ use crate::metrics::Metrics;
 use crate::reason::DisconnectReason;
 use crate::shutdown::{DrainPlan, DrainReport, Shutdown};
 
+use super::client_ip::{ClientKey, client_ip};
 use super::forward::{self, ForwardedRequest, ForwardedResponse, Forwarder};
 use super::inbound::InboundBudget;
 use super::polling::{self, PollError};
-use super::registry::{Registry, Slot};
+use super::registry::{Full, Registry, Slot};
 use super::session::{
     EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
 };
@@ -442,11 +443,16 @@ impl EngineServer {
         }
     }
 
-    /// A place among `max_connections` for a new session, or `None` (counted) at
-    /// capacity.
-    fn reserve_slot(&self) -> Option<Slot> {
-        let slot = self.registry.reserve(self.config.max_connections);
-        if slot.is_none() {
+    /// A place among `max_connections` (and the client address's
+    /// `max_sessions_per_ip`) for a new session, or why not (counted in
+    /// `connections_refused`).
+    fn reserve_slot(&self, headers: &http::HeaderMap, remote: SocketAddr) -> Result<Slot, Full> {
+        let per_ip = (self.config.max_sessions_per_ip > 0).then(|| {
+            let ip = client_ip(remote.ip(), headers, &self.config.trusted_proxies);
+            (ClientKey::of(ip), self.config.max_sessions_per_ip)
+        });
+        let slot = self.registry.reserve(self.config.max_connections, per_ip);
+        if slot.is_err() {
             self.metrics
                 .connections_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -509,13 +515,21 @@ impl EngineServer {
                 "memory_pressure",
                 crate::diagnosis::Memory::of(&self.metrics).fact(),
             ),
-            Why::Capacity => (
+            Why::Capacity(Full::Node) => (
                 Category::Policy,
                 "at_capacity",
                 format!(
                     "{} connections open (engine.max_connections {})",
                     self.registry.len(),
                     self.config.max_connections
+                ),
+            ),
+            Why::Capacity(Full::Address) => (
+                Category::Policy,
+                "too_many_from_address",
+                format!(
+                    "the client's address holds engine.max_sessions_per_ip ({}) sessions",
+                    self.config.max_sessions_per_ip
                 ),
             ),
         };
@@ -599,9 +613,15 @@ impl EngineServer {
                 return now(*res);
             }
         };
-        let Some(slot) = self.reserve_slot() else {
-            self.refuse(TransportKind::Sse, Why::Capacity);
-            return now(sse::unavailable());
+        let slot = match self.reserve_slot(req.headers(), remote) {
+            Ok(slot) => slot,
+            Err(full) => {
+                self.refuse(TransportKind::Sse, Why::Capacity(full));
+                return now(match full {
+                    Full::Node => sse::unavailable(),
+                    Full::Address => too_many_from_address(),
+                });
+            }
         };
         let session = self.new_session(req, TransportKind::Sse, raw_query, remote);
         self.start(&session, None, slot);
@@ -631,9 +651,12 @@ impl EngineServer {
         }
         match transport {
             TransportKind::Polling => {
-                let Some(slot) = self.reserve_slot() else {
-                    self.refuse(transport, Why::Capacity);
-                    return unavailable();
+                let slot = match self.reserve_slot(req.headers(), remote) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        self.refuse(transport, Why::Capacity(full));
+                        return refused_slot(full);
+                    }
                 };
                 let session = self.new_session(req, transport, query, remote);
                 let open = self.open_packet(&session, transport);
@@ -648,9 +671,12 @@ impl EngineServer {
                 // The slot is taken now, not when the WebSocket is up: handshakes in
                 // flight count against `max_connections` too, so a burst of them cannot
                 // overshoot it. A handshake that fails gives it back (the slot drops).
-                let Some(slot) = self.reserve_slot() else {
-                    self.refuse(transport, Why::Capacity);
-                    return unavailable();
+                let slot = match self.reserve_slot(req.headers(), remote) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        self.refuse(transport, Why::Capacity(full));
+                        return refused_slot(full);
+                    }
                 };
                 let session = self.new_session(req, transport, query, remote);
                 let on_upgrade = hyper::upgrade::on(req);
@@ -796,7 +822,7 @@ impl EngineServer {
         let Some(upgrade) = self.registry.relayed_upgrade() else {
             return now(error(EngineErrorCode::UnknownSid));
         };
-        let Some(slot) = self.reserve_slot() else {
+        let Ok(slot) = self.reserve_slot(req.headers(), remote) else {
             return now(unavailable());
         };
         let head = relay::RelayHead {
@@ -850,8 +876,9 @@ enum Why {
     Sse(&'static str),
     /// [`EngineServer::may_open`] said no.
     Closed(Closed),
-    /// `max_connections` are open.
-    Capacity,
+    /// `max_connections` are open, or the client's address holds
+    /// `max_sessions_per_ip`.
+    Capacity(Full),
 }
 
 /// The answer to a routed request: ready now (handshakes, upgrades, errors), or once
@@ -997,6 +1024,26 @@ fn json(status: StatusCode, body: String) -> Response<Body> {
 pub(crate) fn error(code: EngineErrorCode) -> Response<Body> {
     let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     json(status, code.json_body())
+}
+
+/// The answer to a handshake that got no slot: 503 at `max_connections`, 429 at the
+/// address's `max_sessions_per_ip`.
+fn refused_slot(full: Full) -> Response<Body> {
+    match full {
+        Full::Node => unavailable(),
+        Full::Address => too_many_from_address(),
+    }
+}
+
+/// 429 for a handshake from an address that holds `max_sessions_per_ip` sessions.
+fn too_many_from_address() -> Response<Body> {
+    let mut res = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"code":4,"message":"Too many sessions from this address (engine.max_sessions_per_ip)"}"#.to_owned(),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
 }
 
 /// 503 while shutting down or at `max_connections`; clients retry with backoff.

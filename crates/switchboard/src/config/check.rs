@@ -99,6 +99,25 @@ pub(crate) fn transports(list: Vec<String>) -> Checked<Vec<TransportKind>> {
     Ok(kinds)
 }
 
+/// Networks in CIDR notation (`10.0.0.0/8`, `fd00::/8`, or a bare address).
+pub(crate) fn networks(list: Vec<String>) -> Checked<Vec<switchboard_engine::config::Cidr>> {
+    let mut nets = Vec::with_capacity(list.len());
+    let mut bad = Vec::new();
+    for text in &list {
+        match switchboard_engine::config::Cidr::parse(text) {
+            Some(net) => nets.push(net),
+            None => bad.push(format!(
+                "{text:?} is not an address or a network (a.b.c.d/n, x::/n)"
+            )),
+        }
+    }
+    if bad.is_empty() {
+        Ok(nets)
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
 /// `"*"` (any origin) or exact origins such as `https://app.example.com`.
 pub(crate) fn allowed_origins(list: Vec<String>) -> Checked<AllowedOrigins> {
     if list.iter().any(|o| o == "*") {

@@ -50,6 +50,8 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "max_tcp_connections",
             "body_timeout",
             "max_inbound_bytes",
+            "max_sessions_per_ip",
+            "trusted_proxies",
         ],
     ),
     (
@@ -147,6 +149,8 @@ pub(crate) struct RawEngine {
     pub(crate) max_tcp_connections: Option<Field<Count>>,
     pub(crate) body_timeout: Option<Field<HumanDuration>>,
     pub(crate) max_inbound_bytes: Option<Field<Count>>,
+    pub(crate) max_sessions_per_ip: Option<Field<Count>>,
+    pub(crate) trusted_proxies: Option<Field<StringList>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }

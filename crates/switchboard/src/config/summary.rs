@@ -36,6 +36,21 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         ("engine.body_timeout", quote(duration(e.body_timeout))),
         ("engine.max_inbound_bytes", e.max_inbound_bytes.to_string()),
         (
+            "engine.max_sessions_per_ip",
+            e.max_sessions_per_ip.to_string(),
+        ),
+        (
+            "engine.trusted_proxies",
+            strings(
+                e.trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            ),
+        ),
+        (
             "socketio.connect_timeout",
             quote(duration(sio.connect_timeout)),
         ),

@@ -380,6 +380,24 @@ fn the_tcp_cap_follows_max_connections_unless_set_and_the_body_timeout_is_read()
             "engine.max_tcp_connections"
         ]
     );
+    // Sessions per address and trusted proxies: read, listed in errors.
+    let env = [
+        ("SWITCHBOARD_ENGINE__MAX_SESSIONS_PER_IP", "50"),
+        (
+            "SWITCHBOARD_ENGINE__TRUSTED_PROXIES",
+            r#"["10.0.0.0/8", "fd00::/8", "192.0.2.1"]"#,
+        ),
+    ];
+    let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
+    assert_eq!(e.max_sessions_per_ip, 50);
+    let nets: Vec<String> = e.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(nets, ["10.0.0.0/8", "fd00::/8", "192.0.2.1/32"]);
+    assert_eq!(defaults.max_sessions_per_ip, 0);
+    assert!(defaults.trusted_proxies.is_empty());
+    let flags = [("--set", r#"engine.trusted_proxies=["10.0.0.0/33", "nope"]"#)];
+    let errors = load_err(&sources(None, &[], &flags));
+    assert_eq!(errors.keys(), ["engine.trusted_proxies"], "{errors}");
+    assert!(errors.to_string().contains("\"nope\""), "{errors}");
     // It must take one message of the largest size.
     let env = [
         ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "2000000"),

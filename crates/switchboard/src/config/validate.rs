@@ -275,6 +275,19 @@ impl Validator<'_> {
             raw.max_inbound_bytes,
             count,
         );
+        self.read(
+            &mut e.max_sessions_per_ip,
+            "engine.max_sessions_per_ip",
+            raw.max_sessions_per_ip,
+            check::any_count,
+        );
+        let networks = |l: StringList| check::networks(l.0);
+        self.read(
+            &mut e.trusted_proxies,
+            "engine.trusted_proxies",
+            raw.trusted_proxies,
+            networks,
+        );
         if e.max_inbound_bytes < e.max_payload {
             // A message of the allowed size could never arrive in pieces.
             self.invalid(

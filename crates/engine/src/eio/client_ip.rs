@@ -1,0 +1,236 @@
+//! Who a client is, for `engine.max_sessions_per_ip`: its address, read from
+//! `X-Forwarded-For` when the connection comes from a trusted proxy
+//! (`engine.trusted_proxies`), and the key it counts under (an IPv4 address, or the
+//! /64 network of an IPv6 one: a single host is commonly given a whole /64, so counting
+//! addresses would let it open sessions from 2^64 of them).
+//!
+//! Pure: an address, headers and the trusted networks in, a key out.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use http::HeaderMap;
+
+/// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or
+/// /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `text`; `None` when it is not an address with an optional prefix length
+    /// that fits it.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// What sessions are counted under: an IPv4 address, or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ClientKey {
+    V4(u32),
+    V6(u64),
+}
+
+impl ClientKey {
+    pub(crate) fn of(ip: IpAddr) -> ClientKey {
+        match canonical(ip) {
+            IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => ClientKey::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+}
+
+/// `ip`, with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 one.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Most `X-Forwarded-For` entries looked at: a chain of proxies is short, and the
+/// header is the client's to fill.
+const MAX_HOPS: usize = 16;
+
+/// The client's address: `peer` (the TCP connection's), unless `peer` is a trusted
+/// proxy; then the right-most `X-Forwarded-For` entry that is not one (each proxy
+/// appends the address it got the request from, so entries left of the first untrusted
+/// one are whatever the client wrote). With every entry trusted, the left-most; with
+/// no readable entry, `peer`.
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut last = peer;
+    for entry in entries.iter().rev().take(MAX_HOPS) {
+        let Some(ip) = parse_entry(entry) else {
+            // Unreadable: a proxy we trust would not write it, so the client did.
+            return last;
+        };
+        if !is_trusted(ip) {
+            return ip;
+        }
+        last = ip;
+    }
+    last
+}
+
+/// One `X-Forwarded-For` entry: an address, maybe with a port (`1.2.3.4:5678`,
+/// `[2001:db8::1]:443`).
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest
+            .split_once(']')?
+            .0
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(IpAddr::V6);
+    }
+    let (addr, _port) = entry.rsplit_once(':')?;
+    addr.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", v.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn networks_parse_and_contain() {
+        let net = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(ip("10.200.3.4")));
+        assert!(net.contains(ip("::ffff:10.1.2.3")), "IPv4-mapped");
+        assert!(!net.contains(ip("11.0.0.1")));
+        assert!(!net.contains(ip("fd00::1")));
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fdab::1")) && !v6.contains(ip("fe80::1")));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/-1",
+            "",
+        ] {
+            assert_eq!(Cidr::parse(bad), None, "{bad}");
+        }
+        assert_eq!(net.to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        assert_eq!(
+            ClientKey::of(ip("2001:db8:1:2::1")),
+            ClientKey::of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            ClientKey::of(ip("2001:db8:1:2::1")),
+            ClientKey::of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            ClientKey::of(ip("::ffff:1.2.3.4")),
+            ClientKey::of(ip("1.2.3.4"))
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies_right_to_left() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let headers = forwarded(&["6.6.6.6, 1.2.3.4", "10.0.0.7"]);
+        // Not from a proxy: the header is the client's own, ignored.
+        assert_eq!(client_ip(ip("5.5.5.5"), &headers, &trusted), ip("5.5.5.5"));
+        // From a proxy: the right-most untrusted entry, not what the client wrote left of it.
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &[]),
+            ip("10.0.0.1"),
+            "nothing trusted"
+        );
+        // Ports and brackets.
+        let headers = forwarded(&["[2001:db8::5]:443"]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("2001:db8::5")
+        );
+        let headers = forwarded(&["1.2.3.4:5678"]);
+        assert_eq!(client_ip(ip("10.0.0.1"), &headers, &trusted), ip("1.2.3.4"));
+        // Garbage stops the walk at the last trusted hop; no header: the proxy itself.
+        let headers = forwarded(&["1.2.3.4, garbage, 10.0.0.9"]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("10.0.0.9")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
+        // Every entry trusted: the left-most.
+        let headers = forwarded(&["10.1.1.1, 10.2.2.2"]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &headers, &trusted),
+            ip("10.1.1.1")
+        );
+    }
+}

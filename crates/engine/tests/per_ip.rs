@@ -1,0 +1,138 @@
+//! `engine.max_sessions_per_ip` over real sockets: one address cannot take the node's
+//! whole `max_connections`; `X-Forwarded-For` names the client only when a trusted
+//! proxy sent it.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+
+use switchboard_engine::config::Cidr;
+use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
+
+#[path = "common/http1.rs"]
+mod http1;
+
+const PER_IP: usize = 3;
+
+/// A server on loopback with `max_sessions_per_ip = 3`, trusting `trusted`; and the
+/// evidence of every refusal it reports.
+async fn start(trusted: &[&str]) -> (Io, String, Arc<Mutex<Vec<String>>>) {
+    let (trigger, signal) = shutdown::channel();
+    std::mem::forget(trigger);
+    let mut config = SocketIoConfig::default();
+    config.engine.max_sessions_per_ip = PER_IP;
+    config.engine.trusted_proxies = trusted.iter().map(|t| Cidr::parse(t).unwrap()).collect();
+    let io = Io::new(config, signal.clone());
+    let refusals = Arc::new(Mutex::new(Vec::new()));
+    let seen = refusals.clone();
+    io.on_refusal(move |report| {
+        seen.lock()
+            .unwrap()
+            .extend(report.diagnosis.get().evidence.clone());
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+    (io, addr, refusals)
+}
+
+/// A polling handshake, as the client `forwarded_for` (no header when `None`): the
+/// status and the body.
+async fn handshake(addr: &str, forwarded_for: Option<&str>) -> (u16, String) {
+    let header = forwarded_for.map_or(String::new(), |f| format!("X-Forwarded-For: {f}\r\n"));
+    http1::raw(
+        addr,
+        format!(
+            "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"
+        ),
+    )
+    .await
+}
+
+/// A WebSocket handshake from the same address: the status line's code.
+async fn websocket_handshake(addr: &str) -> u16 {
+    http1::raw(
+        addr,
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+            .to_owned(),
+    )
+    .await
+    .0
+}
+
+fn sid(body: &str) -> String {
+    let open: serde_json::Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+    open["sid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_max_sessions_per_ip_and_a_closed_session_makes_room() {
+    let (io, addr, refusals) = start(&[]).await;
+    let mut sids = Vec::new();
+    for _ in 0..PER_IP {
+        let (status, body) = handshake(&addr, None).await;
+        assert_eq!(status, 200, "{body}");
+        sids.push(sid(&body));
+    }
+    let (status, body) = handshake(&addr, None).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("engine.max_sessions_per_ip"), "{body}");
+    assert_eq!(
+        websocket_handshake(&addr).await,
+        429,
+        "WebSocket handshakes count too"
+    );
+    // Without a trusted proxy, X-Forwarded-For is the client's own word: ignored.
+    assert_eq!(handshake(&addr, Some("203.0.113.9")).await.0, 429);
+    assert!(
+        refusals
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "the client's address holds engine.max_sessions_per_ip (3) sessions"),
+        "{:?}",
+        refusals.lock().unwrap()
+    );
+
+    // The client closes one session: its place is free again.
+    let query = format!("/socket.io/?EIO=4&transport=polling&sid={}", sids[0]);
+    assert_eq!(http1::post(&addr, &query, "1").await.0, 200);
+    let mut opened = false;
+    for _ in 0..200 {
+        if handshake(&addr, None).await.0 == 200 {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(opened, "no place freed by the closed session");
+    assert_eq!(
+        io.engine().metrics().snapshot().connections_polling,
+        PER_IP as i64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_counts_on_its_own() {
+    let (_io, addr, _) = start(&["127.0.0.0/8"]).await;
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..PER_IP {
+            assert_eq!(handshake(&addr, Some(client)).await.0, 200, "{client}");
+        }
+        assert_eq!(handshake(&addr, Some(client)).await.0, 429, "{client}");
+    }
+    // What a client writes left of the proxy's entry does not change who it is.
+    assert_eq!(
+        handshake(&addr, Some("192.0.2.77, 198.51.100.1")).await.0,
+        429
+    );
+    // IPv6 clients count by their /64.
+    for i in 0..PER_IP {
+        let client = format!("2001:db8:1:2::{}", i + 1);
+        assert_eq!(handshake(&addr, Some(&client)).await.0, 200);
+    }
+    assert_eq!(handshake(&addr, Some("2001:db8:1:2:ffff::1")).await.0, 429);
+    assert_eq!(handshake(&addr, Some("2001:db8:1:3::1")).await.0, 200);
+}
