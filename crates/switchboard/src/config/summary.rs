@@ -14,6 +14,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         AllowedOrigins::Any => quote("*"),
         AllowedOrigins::List(list) => strings(list.iter().map(String::as_str)),
     };
+    let proxies: Vec<String> = e.trusted_proxies.iter().map(ToString::to_string).collect();
     let mut entries = vec![
         ("listen", quote(config.listen)),
         ("namespaces", super::namespaces::summary(&config.namespaces)),
@@ -41,14 +42,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         ),
         (
             "engine.trusted_proxies",
-            strings(
-                e.trusted_proxies
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
-            ),
+            strings(proxies.iter().map(String::as_str)),
         ),
         (
             "socketio.connect_timeout",
