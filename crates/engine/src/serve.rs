@@ -1,6 +1,7 @@
 //! The accept loop: HTTP/1.1 connections with upgrades, at most `max_tcp_connections`
-//! of them, requests under the engine path to the engine, everything else to the
-//! [`Site`], until shutdown.
+//! of them (and, with `max_sessions_per_ip` set, at most twice that plus 8 from one
+//! address that is not a trusted proxy), requests under the engine path to the engine,
+//! everything else to the [`Site`], until shutdown.
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -19,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::eio::client_ip::{AddressCounts, AddressPermit, ClientKey, tcp_bound};
 use crate::eio::{Body, EngineServer};
 use crate::shutdown::Shutdown;
 
@@ -92,6 +94,8 @@ pub async fn serve(
     // Why a semaphore: a permit is taken without waiting when one is free, and given
     // back by whoever owns the connection last (hyper, or the WebSocket it became).
     let permits = Arc::new(Semaphore::new(engine.config().max_tcp_connections));
+    let per_address = tcp_bound(engine.config().max_sessions_per_ip);
+    let addresses = Arc::new(AddressCounts::default());
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -115,10 +119,31 @@ pub async fn serve(
             tracing::debug!(?remote, "max_tcp_connections reached, connection closed");
             continue;
         };
+        // A trusted proxy carries many clients: only the others are counted.
+        let trusted = || {
+            let proxies = &engine.config().trusted_proxies;
+            proxies.iter().any(|net| net.contains(remote.ip()))
+        };
+        let address = match per_address {
+            Some(bound) if !trusted() => {
+                let Some(counted) = addresses.take(ClientKey::of(remote.ip()), bound) else {
+                    engine
+                        .metrics()
+                        .tcp_connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    let remote = engine.config().client_ips.show(remote.ip());
+                    tracing::debug!(?remote, "too many connections from one address, closed");
+                    continue;
+                };
+                Some(counted)
+            }
+            _ => None,
+        };
         let _ = stream.set_nodelay(true);
         let stream = Counted {
             stream,
             _permit: permit,
+            _address: address,
         };
         tokio::spawn(connection(
             stream,
@@ -130,12 +155,14 @@ pub async fn serve(
     }
 }
 
-/// A TCP connection with its place among `max_tcp_connections`: the permit goes back
-/// when the connection is dropped, by hyper or by the WebSocket it was upgraded to.
+/// A TCP connection with its place among `max_tcp_connections` (and its address's, when
+/// counted): both go back when the connection is dropped, by hyper or by the WebSocket
+/// it was upgraded to.
 #[derive(Debug)]
 struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    _address: Option<AddressPermit>,
 }
 
 impl AsyncRead for Counted {

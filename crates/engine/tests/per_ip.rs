@@ -136,3 +136,36 @@ async fn behind_a_trusted_proxy_each_forwarded_client_counts_on_its_own() {
     assert_eq!(handshake(&addr, Some("2001:db8:1:2:ffff::1")).await.0, 429);
     assert_eq!(handshake(&addr, Some("2001:db8:1:3::1")).await.0, 200);
 }
+
+/// Idle TCP connections from `addr`'s loopback: how many of `n` the server closed at
+/// once (a read ends within a moment instead of waiting for the header timeout).
+async fn closed_at_once(addr: &str, n: usize) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut open = Vec::new();
+    for _ in 0..n {
+        open.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let reads = open.iter_mut().map(|stream| async move {
+        let mut byte = [0u8; 1];
+        let wait = std::time::Duration::from_millis(300);
+        let read = tokio::time::timeout(wait, stream.read(&mut byte)).await;
+        matches!(read, Ok(Ok(0) | Err(_)))
+    });
+    futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_twice_max_sessions_per_ip_plus_8_tcp_connections() {
+    // 3 sessions per address: 14 connections.
+    let (io, addr, _) = start(&[]).await;
+    assert_eq!(closed_at_once(&addr, 20).await, 6);
+    assert_eq!(io.engine().metrics().snapshot().tcp_connections_refused, 6);
+    // A trusted proxy's connections are not counted: it carries many clients.
+    let (io, addr, _) = start(&["127.0.0.1"]).await;
+    assert_eq!(closed_at_once(&addr, 20).await, 0);
+    assert_eq!(io.engine().metrics().snapshot().tcp_connections_refused, 0);
+}

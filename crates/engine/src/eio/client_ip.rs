@@ -85,6 +85,58 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Open TCP connections per client address, for the accept loop (see
+/// [`tcp_bound`]): each [`AddressPermit`] counts one until dropped.
+#[derive(Debug, Default)]
+pub(crate) struct AddressCounts(std::sync::Mutex<std::collections::HashMap<ClientKey, usize>>);
+
+/// One connection counted under its address; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct AddressPermit {
+    counts: std::sync::Arc<AddressCounts>,
+    key: ClientKey,
+}
+
+impl AddressCounts {
+    /// Counts one more connection for `key` unless it has `bound` open.
+    pub(crate) fn take(
+        self: &std::sync::Arc<Self>,
+        key: ClientKey,
+        bound: usize,
+    ) -> Option<AddressPermit> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let open = counts.entry(key).or_default();
+        if *open >= bound {
+            return None;
+        }
+        *open += 1;
+        Some(AddressPermit {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = counts.get_mut(&self.key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Most open TCP connections one address may hold when `max_sessions_per_ip` is
+/// `sessions`: a polling session uses two at a time (its waiting GET and a POST), and
+/// a few more leave room for the handshake itself and keep-alive connections a browser
+/// keeps. `None` when sessions per address are not bounded.
+pub(crate) fn tcp_bound(sessions: usize) -> Option<usize> {
+    (sessions > 0).then(|| sessions.saturating_mul(2).saturating_add(8))
+}
+
 /// Most `X-Forwarded-For` entries looked at: a chain of proxies is short, and the
 /// header is the client's to fill.
 const MAX_HOPS: usize = 16;
@@ -177,6 +229,19 @@ mod tests {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }
         assert_eq!(net.to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn connections_per_address_are_bounded_and_given_back() {
+        let counts = std::sync::Arc::new(AddressCounts::default());
+        let key = ClientKey::of(ip("192.0.2.1"));
+        let held: Vec<AddressPermit> = (0..3).map(|_| counts.take(key, 3).unwrap()).collect();
+        assert!(counts.take(key, 3).is_none());
+        assert!(counts.take(ClientKey::of(ip("192.0.2.2")), 3).is_some());
+        drop(held);
+        assert!(counts.0.lock().unwrap().is_empty(), "no entry left behind");
+        assert_eq!(tcp_bound(0), None);
+        assert_eq!(tcp_bound(100), Some(208));
     }
 
     #[test]
