@@ -110,13 +110,11 @@ pub async fn serve(
             _ = shutdown.wait() => return Ok(()),
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Dropped at once: the peer sees the connection closed (or reset).
-            engine
-                .metrics()
-                .tcp_connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            let remote = engine.config().client_ips.show(remote.ip());
-            tracing::debug!(?remote, "max_tcp_connections reached, connection closed");
+            refused(
+                &engine,
+                remote,
+                "max_tcp_connections reached, connection closed",
+            );
             continue;
         };
         // A trusted proxy carries many clients: only the others are counted.
@@ -127,12 +125,11 @@ pub async fn serve(
         let address = match per_address {
             Some(bound) if !trusted() => {
                 let Some(counted) = addresses.take(ClientKey::of(remote.ip()), bound) else {
-                    engine
-                        .metrics()
-                        .tcp_connections_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    let remote = engine.config().client_ips.show(remote.ip());
-                    tracing::debug!(?remote, "too many connections from one address, closed");
+                    refused(
+                        &engine,
+                        remote,
+                        "too many connections from one address, closed",
+                    );
                     continue;
                 };
                 Some(counted)
@@ -153,6 +150,17 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+}
+
+/// Counts and logs a connection closed as soon as accepted (it is dropped by the
+/// caller: the peer sees the connection closed, or reset).
+fn refused(engine: &EngineServer, remote: SocketAddr, why: &'static str) {
+    engine
+        .metrics()
+        .tcp_connections_refused
+        .fetch_add(1, Ordering::Relaxed);
+    let remote = engine.config().client_ips.show(remote.ip());
+    tracing::debug!(?remote, "{why}");
 }
 
 /// A TCP connection with its place among `max_tcp_connections` (and its address's, when
