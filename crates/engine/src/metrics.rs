@@ -27,10 +27,11 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     /// Volatile packets dropped because the client was not ready.
     pub volatile_dropped: AtomicU64,
-    /// Handshakes refused because `max_connections` was reached.
+    /// Handshakes refused because `max_connections` was reached, or the client's address
+    /// held `max_sessions_per_ip`.
     pub connections_refused: AtomicU64,
     /// TCP connections closed as soon as accepted because `max_tcp_connections` were
-    /// open.
+    /// open, or their address held its share (see `max_sessions_per_ip`).
     pub tcp_connections_refused: AtomicU64,
     /// WebSocket upgrades of other nodes' sessions relayed to their owner.
     pub upgrades_relayed: AtomicU64,

@@ -185,12 +185,12 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
     );
     out.counter(
         "switchboard_connections_refused_total",
-        "Handshakes refused because max_connections was reached.",
+        "Handshakes refused because engine.max_connections was reached, or the client address held engine.max_sessions_per_ip.",
         m.connections_refused,
     );
     out.counter(
         "switchboard_tcp_connections_refused_total",
-        "TCP connections closed at once because engine.max_tcp_connections were open.",
+        "TCP connections closed at once because engine.max_tcp_connections were open, or their address held its share (2 × engine.max_sessions_per_ip + 8).",
         m.tcp_connections_refused,
     );
     out.counter(
