@@ -121,11 +121,14 @@ pub struct Facts {
     pub noted: Vec<String>,
 }
 
-/// Why the engine cut off a message (or polling body) a client was sending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the engine cut off a message (or polling body) a client was sending. Also the
+/// error a read of that message ends with (a polling body's, a WebSocket's), so that
+/// whoever handles the failed read finds the reason in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Cutoff {
     /// Over `engine.max_payload` (`payload too large`): its size (0: unknown, a
     /// chunked body) and the bound.
+    #[error("a message of {size} B over engine.max_payload ({max} B)")]
     TooLarge {
         /// Bytes it had, or claimed.
         size: u64,
@@ -133,12 +136,14 @@ pub enum Cutoff {
         max: usize,
     },
     /// Not whole within `engine.body_timeout` (`transport error`).
+    #[error("a message not whole within engine.body_timeout ({timeout:?})")]
     TooSlow {
         /// `engine.body_timeout`.
         timeout: Duration,
     },
     /// The messages on their way in to the node held `engine.max_inbound_bytes`
     /// (`server overloaded`).
+    #[error("messages on their way in hold engine.max_inbound_bytes ({limit} B)")]
     InboundFull {
         /// `engine.max_inbound_bytes`.
         limit: usize,

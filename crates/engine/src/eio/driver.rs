@@ -19,7 +19,7 @@ use crate::diagnosis::{self, Ending};
 use crate::reason::DisconnectReason;
 use crate::shutdown::Shutdown;
 
-use super::inbound::CutOff;
+use super::inbound::cutoff_of;
 use super::registry::Registry;
 use super::session::{Frame, Session};
 use super::wake;
@@ -349,7 +349,7 @@ fn on_ws_message(
         }
         Some(Err(WsError::Protocol(_))) => Step::Close(DisconnectReason::ParseError),
         // A message on its way in cut off by its bounds (`inbound`).
-        Some(Err(WsError::Io(err))) if let Some(cut) = CutOff::of(&err) => {
+        Some(Err(WsError::Io(err))) if let Some(cut) = cutoff_of(&err) => {
             session.lock().cutoff = Some(cut);
             Step::Close(cut.reason())
         }

@@ -208,7 +208,14 @@ impl ForwardedRequest {
                 Ok(collected) => Some(collected.to_bytes()),
                 Err(err) if err.is::<LengthLimitError>() => None,
                 // Over the node's inbound budget (`max_inbound_bytes`): 503.
-                Err(err) if err.is::<super::inbound::CutOff>() => return Err(PollError::Busy),
+                Err(err)
+                    if matches!(
+                        err.downcast_ref::<crate::diagnosis::Cutoff>(),
+                        Some(crate::diagnosis::Cutoff::InboundFull { .. })
+                    ) =>
+                {
+                    return Err(PollError::Busy);
+                }
                 Err(_) => return Err(PollError::BodyError),
             }
         };

@@ -37,18 +37,25 @@ use tokio::time::Instant;
 use super::ws_frame::{Header, HeaderBytes, fuzz_reads};
 use crate::diagnosis::Cutoff;
 
-/// The node's budget of bytes on their way in (`engine.max_inbound_bytes`).
+/// The node's budget of bytes on their way in (`engine.max_inbound_bytes`), and how
+/// long one message may take to arrive whole (`engine.body_timeout`).
 #[derive(Debug)]
 pub(crate) struct InboundBudget {
     limit: usize,
+    timeout: Duration,
     /// Bytes held now; kept in the server's metrics (`switchboard_inbound_bytes`).
     held: Arc<AtomicUsize>,
 }
 
 impl InboundBudget {
-    /// A budget of `limit` bytes whose count is `held` (the metrics' gauge).
-    pub(crate) fn new(limit: usize, held: Arc<AtomicUsize>) -> Arc<Self> {
-        Arc::new(InboundBudget { limit, held })
+    /// A budget of `limit` bytes whose count is `held` (the metrics' gauge), for
+    /// messages that must each arrive within `timeout`.
+    pub(crate) fn new(limit: usize, timeout: Duration, held: Arc<AtomicUsize>) -> Arc<Self> {
+        Arc::new(InboundBudget {
+            limit,
+            timeout,
+            held,
+        })
     }
 
     /// Takes `n` bytes if they fit.
@@ -95,6 +102,11 @@ impl Charge {
 }
 
 impl Charge {
+    /// How long the message charged may take to arrive whole.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.budget.timeout
+    }
+
     /// Adds `n` bytes to the charge (see [`Charge::set`]).
     pub(crate) fn add(&mut self, n: usize) -> Result<(), Cutoff> {
         self.set(self.held.saturating_add(n))
@@ -107,27 +119,19 @@ impl Drop for Charge {
     }
 }
 
-/// The error a read ends with when a bound cut the message off: the driver finds the
-/// [`Cutoff`] in it and closes the session for it.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("a message on its way in was cut off: {0:?}")]
-pub(crate) struct CutOff(pub(crate) Cutoff);
-
-impl CutOff {
-    /// The cutoff an I/O error from a [`Watched`] read carries, if it is one.
-    pub(crate) fn of(err: &io::Error) -> Option<Cutoff> {
-        err.get_ref()
-            .and_then(|inner| inner.downcast_ref::<CutOff>())
-            .map(|cut| cut.0)
-    }
+/// The cutoff an I/O error from a [`Watched`] read carries, if it is one (the driver
+/// closes the session for it).
+pub(crate) fn cutoff_of(err: &io::Error) -> Option<Cutoff> {
+    err.get_ref()?.downcast_ref::<Cutoff>().copied()
 }
 
 /// A WebSocket's connection, read through a [`MessageWatch`]: every read charges the
 /// unfinished message's bytes to the budget and checks its deadline.
 ///
 /// What it watches with is boxed: every WebSocket session's driver holds its stream
-/// inline, and 88 bytes more there would move each session's task into the next size
-/// of allocation (+128 bytes, see the driver's future budget); boxed, it costs 80.
+/// inline, and its 56 bytes, counted twice in that future, would move each session's
+/// task into the next size of allocation (+128 bytes, see the driver's future budget);
+/// boxed, it is one allocation of 56 bytes.
 #[derive(Debug)]
 pub(crate) struct Watched<S> {
     io: S,
@@ -140,19 +144,17 @@ struct WatchState {
     charge: Charge,
     /// When the unfinished message's first bytes were read.
     since: Option<Instant>,
-    timeout: Duration,
 }
 
 impl<S> Watched<S> {
-    /// `io`, whose messages must each arrive within `timeout` and fit in `budget`.
-    pub(crate) fn new(io: S, budget: Arc<InboundBudget>, timeout: Duration) -> Self {
+    /// `io`, whose messages must each fit in `budget` and arrive within its timeout.
+    pub(crate) fn new(io: S, budget: Arc<InboundBudget>) -> Self {
         Watched {
             io,
             state: Box::new(WatchState {
                 watch: MessageWatch::default(),
                 charge: Charge::new(budget),
                 since: None,
-                timeout,
             }),
         }
     }
@@ -170,10 +172,9 @@ impl WatchState {
             self.since = Some(now);
         }
         let since = self.since.unwrap_or(now);
-        if now.saturating_duration_since(since) > self.timeout {
-            return Err(Cutoff::TooSlow {
-                timeout: self.timeout,
-            });
+        let timeout = self.charge.timeout();
+        if now.saturating_duration_since(since) > timeout {
+            return Err(Cutoff::TooSlow { timeout });
         }
         self.charge
             .set(usize::try_from(progress.held).unwrap_or(usize::MAX))
@@ -194,7 +195,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         Poll::Ready(
             state
                 .account(progress, Instant::now())
-                .map_err(|cut| io::Error::other(CutOff(cut))),
+                .map_err(io::Error::other),
         )
     }
 }
@@ -526,7 +527,7 @@ mod tests {
     }
 
     fn budget(limit: usize) -> Arc<InboundBudget> {
-        InboundBudget::new(limit, Arc::default())
+        InboundBudget::new(limit, Duration::from_secs(10), Arc::default())
     }
 
     #[test]
@@ -548,7 +549,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_message_unfinished_past_the_timeout_is_cut_off() {
         let timeout = Duration::from_secs(10);
-        let mut watched = *Watched::new((), budget(1 << 20), timeout).state;
+        let mut watched = *Watched::new((), budget(1 << 20)).state;
         let start = Instant::now();
         let first = frame(TEXT, b"part");
         let progress = watched.watch.feed(&first);
@@ -561,7 +562,7 @@ mod tests {
             Err(Cutoff::TooSlow { timeout })
         );
         // A finished message and a new one: the new one's time counts from its start.
-        let mut watched = *Watched::new((), budget(1 << 20), timeout).state;
+        let mut watched = *Watched::new((), budget(1 << 20)).state;
         let progress = watched.watch.feed(&first);
         assert_eq!(watched.account(progress, start), Ok(()));
         let mut both = frame(FIN | CONTINUATION, b"end");
@@ -575,7 +576,7 @@ mod tests {
     #[test]
     fn a_message_over_the_budget_is_cut_off_and_its_bytes_given_back() {
         let budget = budget(1000);
-        let mut watched = *Watched::new((), budget.clone(), Duration::from_secs(10)).state;
+        let mut watched = *Watched::new((), budget.clone()).state;
         let now = Instant::now();
         let progress = watched.watch.feed(&frame(TEXT, &[0; 900]));
         assert_eq!(watched.account(progress, now), Ok(()));

@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -14,7 +13,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::reason::DisconnectReason;
 
-use super::inbound::{Charge, CutOff, InboundBudget};
+use super::inbound::{Charge, InboundBudget};
 use super::session::{Session, Upgrade};
 use super::websocket::now;
 use crate::diagnosis::Cutoff;
@@ -36,24 +35,19 @@ pub(crate) enum PollError {
     Busy,
 }
 
-/// The error a [`Deadline`] body ends with when its time is up.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the request body did not arrive within {0:?}")]
-pub(crate) struct BodyTimeout(Duration);
-
-/// A request body that must arrive whole by a deadline, set when the request was
-/// received: past it, reading fails with [`BodyTimeout`]. Wraps every polling request
-/// body, so a slow-body (slowloris) POST cannot hold its connection, its session and a
-/// growing buffer, whether the body is read here or for forwarding to another node.
+/// A request body that must arrive whole by a deadline (the inbound budget's
+/// `body_timeout` from when the request was received): past it, reading fails with
+/// [`Cutoff::TooSlow`]. Wraps every polling request body, so a slow-body (slowloris)
+/// POST cannot hold its connection, its session and a growing buffer, whether the body
+/// is read here or for forwarding to another node.
 ///
 /// What it has read counts against the node's inbound budget until it is dropped
 /// (`max_inbound_bytes`, [`super::inbound`]); a read that would pass it fails with
-/// [`CutOff`].
+/// [`Cutoff::InboundFull`].
 #[derive(Debug)]
 pub(crate) struct Deadline<B> {
     body: B,
     deadline: Instant,
-    timeout: Duration,
     charge: Charge,
     /// Created on the first read that has to wait, so a body that is already there
     /// (or a GET without one) costs no timer. Boxed: a `Sleep` is not `Unpin`.
@@ -61,13 +55,13 @@ pub(crate) struct Deadline<B> {
 }
 
 impl<B> Deadline<B> {
-    /// `body`, to be read whole within `timeout` from now, charged to `budget`.
-    pub(crate) fn new(body: B, timeout: Duration, budget: Arc<InboundBudget>) -> Self {
+    /// `body`, charged to `budget` and to be read whole within its timeout from now.
+    pub(crate) fn new(body: B, budget: Arc<InboundBudget>) -> Self {
+        let charge = Charge::new(budget);
         Deadline {
             body,
-            deadline: Instant::now() + timeout,
-            timeout,
-            charge: Charge::new(budget),
+            deadline: Instant::now() + charge.timeout(),
+            charge,
             sleep: None,
         }
     }
@@ -83,11 +77,11 @@ impl<B: super::server::RequestBody> Body for Deadline<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
-            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
-                && let Some(data) = data
+            if let Some(Ok(frame)) = &frame
+                && let Some(data) = frame.data_ref()
                 && let Err(cut) = this.charge.add(data.len())
             {
-                return Poll::Ready(Some(Err(Box::new(CutOff(cut)))));
+                return Poll::Ready(Some(Err(Box::new(cut))));
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
@@ -96,7 +90,10 @@ impl<B: super::server::RequestBody> Body for Deadline<B> {
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
+            Poll::Ready(()) => {
+                let timeout = this.charge.timeout();
+                Poll::Ready(Some(Err(Box::new(Cutoff::TooSlow { timeout }))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -276,15 +273,14 @@ async fn read_and_handle<B: super::server::RequestBody>(
             session.close_too_large(0, max_payload);
             return Err(PollError::TooLarge);
         }
-        Err(err) if let Some(&BodyTimeout(timeout)) = err.downcast_ref::<BodyTimeout>() => {
-            tracing::debug!(sid = %session.sid(), "polling body too slow");
-            session.close_cut_off(Cutoff::TooSlow { timeout });
-            return Err(PollError::Timeout);
-        }
-        Err(err) if let Some(&CutOff(cut)) = err.downcast_ref::<CutOff>() => {
-            tracing::debug!(sid = %session.sid(), "polling body refused: max_inbound_bytes held");
+        Err(err) if let Some(&cut) = err.downcast_ref::<Cutoff>() => {
+            tracing::debug!(sid = %session.sid(), %cut, "polling body cut off");
             session.close_cut_off(cut);
-            return Err(PollError::Busy);
+            return Err(match cut {
+                Cutoff::TooSlow { .. } => PollError::Timeout,
+                Cutoff::InboundFull { .. } => PollError::Busy,
+                Cutoff::TooLarge { .. } => PollError::TooLarge,
+            });
         }
         Err(_) => return Err(PollError::BodyError),
     };

@@ -106,7 +106,11 @@ impl EngineServer {
                 }
             }
         });
-        let inbound = InboundBudget::new(config.max_inbound_bytes, metrics.inbound_bytes.clone());
+        let inbound = InboundBudget::new(
+            config.max_inbound_bytes,
+            config.body_timeout,
+            metrics.inbound_bytes.clone(),
+        );
         Arc::new(EngineServer {
             config: Arc::new(config),
             registry,
@@ -709,9 +713,7 @@ impl EngineServer {
     ) -> Answer {
         // The body must arrive whole within the deadline, whether it is read here or
         // for forwarding (the wrapper costs a timer only once a read has to wait).
-        let req = req.map(|body| {
-            polling::Deadline::new(body, self.config.body_timeout, self.inbound.clone())
-        });
+        let req = req.map(|body| polling::Deadline::new(body, self.inbound.clone()));
         let Some(session) = self.registry.get(sid) else {
             return match via {
                 Via::Client => {

@@ -87,7 +87,7 @@ pub(crate) async fn stream(
     inbound: &Arc<InboundBudget>,
 ) -> WsStream {
     WebSocketStream::from_raw_socket(
-        Watched::new(TokioIo::new(upgraded), inbound.clone(), config.body_timeout),
+        Watched::new(TokioIo::new(upgraded), inbound.clone()),
         Role::Server,
         Some(self::config(config.max_payload, config.queue.max_bytes)),
     )
