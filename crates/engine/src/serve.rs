@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::eio::client_ip::{AddressCounts, AddressPermit, ClientKey, tcp_bound};
+use crate::eio::client_ip::{AddressCounts, AddressPermit, ClientKey, is_trusted, tcp_bound};
 use crate::eio::{Body, EngineServer};
 use crate::shutdown::Shutdown;
 
@@ -118,12 +118,8 @@ pub async fn serve(
             continue;
         };
         // A trusted proxy carries many clients: only the others are counted.
-        let trusted = || {
-            let proxies = &engine.config().trusted_proxies;
-            proxies.iter().any(|net| net.contains(remote.ip()))
-        };
         let address = match per_address {
-            Some(bound) if !trusted() => {
+            Some(bound) if !is_trusted(remote.ip(), &engine.config().trusted_proxies) => {
                 let Some(counted) = addresses.take(ClientKey::of(remote.ip()), bound) else {
                     refused(
                         &engine,

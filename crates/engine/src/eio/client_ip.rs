@@ -85,10 +85,49 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What is open per client address (sessions in the registry, TCP connections in the
+/// accept loop): one entry per address with something open, none for the others.
+#[derive(Debug, Default)]
+pub(crate) struct PerAddress(std::collections::HashMap<ClientKey, usize>);
+
+impl PerAddress {
+    /// Counts one more for `key`, unless it has `bound` open (false).
+    pub(crate) fn take(&mut self, key: ClientKey, bound: usize) -> bool {
+        let open = self.0.entry(key).or_default();
+        if *open >= bound {
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    /// One fewer for `key`; its entry goes with its last.
+    pub(crate) fn give(&mut self, key: ClientKey) {
+        if let Some(open) = self.0.get_mut(&key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    /// How many are open for `key`.
+    #[cfg(test)]
+    pub(crate) fn open(&self, key: ClientKey) -> usize {
+        self.0.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Whether nothing is open for any address.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Open TCP connections per client address, for the accept loop (see
 /// [`tcp_bound`]): each [`AddressPermit`] counts one until dropped.
 #[derive(Debug, Default)]
-pub(crate) struct AddressCounts(std::sync::Mutex<std::collections::HashMap<ClientKey, usize>>);
+pub(crate) struct AddressCounts(std::sync::Mutex<PerAddress>);
 
 /// One connection counted under its address; given back when dropped.
 #[derive(Debug)]
@@ -105,12 +144,7 @@ impl AddressCounts {
         bound: usize,
     ) -> Option<AddressPermit> {
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let open = counts.entry(key).or_default();
-        if *open >= bound {
-            return None;
-        }
-        *open += 1;
-        Some(AddressPermit {
+        counts.take(key, bound).then(|| AddressPermit {
             counts: self.clone(),
             key,
         })
@@ -120,12 +154,7 @@ impl AddressCounts {
 impl Drop for AddressPermit {
     fn drop(&mut self) {
         let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(open) = counts.get_mut(&self.key) {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        counts.give(self.key);
     }
 }
 
@@ -135,6 +164,11 @@ impl Drop for AddressPermit {
 /// keeps. `None` when sessions per address are not bounded.
 pub(crate) fn tcp_bound(sessions: usize) -> Option<usize> {
     (sessions > 0).then(|| sessions.saturating_mul(2).saturating_add(8))
+}
+
+/// Whether `ip` is in one of the `trusted` proxy networks.
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[Cidr]) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
 }
 
 /// Most `X-Forwarded-For` entries looked at: a chain of proxies is short, and the
@@ -147,23 +181,23 @@ const MAX_HOPS: usize = 16;
 /// one are whatever the client wrote). With every entry trusted, the left-most; with
 /// no readable entry, `peer`.
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(peer) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
-    let entries: Vec<&str> = headers
+    // Right to left: the last header line first, each line's last entry first.
+    let entries = headers
         .get_all("x-forwarded-for")
         .iter()
+        .rev()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
+        .flat_map(|v| v.rsplit(','));
     let mut last = peer;
-    for entry in entries.iter().rev().take(MAX_HOPS) {
+    for entry in entries.take(MAX_HOPS) {
         let Some(ip) = parse_entry(entry) else {
             // Unreadable: a proxy we trust would not write it, so the client did.
             return last;
         };
-        if !is_trusted(ip) {
+        if !is_trusted(ip, trusted) {
             return ip;
         }
         last = ip;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_protocol::Sid;
 
-use super::client_ip::ClientKey;
+use super::client_ip::{ClientKey, PerAddress};
 use super::session::Session;
 
 /// The live sessions, by id. Lookups happen on every polling request and upgrade;
@@ -35,9 +35,8 @@ struct Sessions {
     relayed_upgrades: usize,
     /// Set when the drain starts: no session or relayed upgrade starts after it.
     draining: bool,
-    /// Sessions and slots per client address, when they are counted (only then are
-    /// entries made): at most one entry per address with something open.
-    per_ip: HashMap<ClientKey, usize>,
+    /// Sessions and slots per client address, when they are counted.
+    per_ip: PerAddress,
     /// The address each registered session counts under, when counted.
     ip_of: HashMap<Sid, ClientKey>,
 }
@@ -49,18 +48,6 @@ pub(crate) enum Full {
     Node,
     /// The client's address has `max_sessions_per_ip` open.
     Address,
-}
-
-impl Sessions {
-    /// One session or slot fewer for `key`.
-    fn release(&mut self, key: ClientKey) {
-        if let Some(n) = self.per_ip.get_mut(&key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_ip.remove(&key);
-            }
-        }
-    }
 }
 
 /// A place among `max_connections`, taken before a session exists (a WebSocket
@@ -79,7 +66,7 @@ impl Drop for Slot {
         let mut sessions = self.registry.lock();
         sessions.reserved = sessions.reserved.saturating_sub(1);
         if let Some(key) = self.ip.take() {
-            sessions.release(key);
+            sessions.per_ip.give(key);
         }
     }
 }
@@ -119,12 +106,10 @@ impl Registry {
         if sessions.map.len() + sessions.reserved >= max {
             return Err(Full::Node);
         }
-        if let Some((key, bound)) = per_ip {
-            let open = sessions.per_ip.entry(key).or_default();
-            if *open >= bound {
-                return Err(Full::Address);
-            }
-            *open += 1;
+        if let Some((key, bound)) = per_ip
+            && !sessions.per_ip.take(key, bound)
+        {
+            return Err(Full::Address);
         }
         sessions.reserved += 1;
         Ok(Slot {
@@ -136,7 +121,7 @@ impl Registry {
     /// Sessions and slots open for `key` (tests).
     #[cfg(test)]
     fn open_for(&self, key: ClientKey) -> usize {
-        self.lock().per_ip.get(&key).copied().unwrap_or(0)
+        self.lock().per_ip.open(key)
     }
 
     /// Registers `session` in the place `slot` held.
@@ -190,7 +175,7 @@ impl Registry {
         let mut sessions = self.lock();
         sessions.map.remove(&sid);
         if let Some(key) = sessions.ip_of.remove(&sid) {
-            sessions.release(key);
+            sessions.per_ip.give(key);
         }
         let empty = sessions.map.is_empty();
         drop(sessions);
