@@ -35,12 +35,11 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
         ("node", node),
     ];
     out.sample("switchboard_cluster_info", &labels, 1);
-    out.family(
+    out.gauge(
         "switchboard_cluster_up",
-        "gauge",
         "1 while the cluster's broker (Redis) is reachable both ways (always 1 in memory mode).",
+        u8::from(cluster.is_ready()),
     );
-    out.sample("switchboard_cluster_up", &[], u8::from(cluster.is_ready()));
     let Some(h) = cluster.health() else { return };
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     out.counter(
@@ -73,14 +72,9 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
         "Messages received from the cluster.",
         load(&h.received),
     );
-    out.family(
+    out.gauge(
         "switchboard_cluster_stream_lag_ms",
-        "gauge",
         "Milliseconds between an entry entering the stream and this node reading it (redis-streams).",
-    );
-    out.sample(
-        "switchboard_cluster_stream_lag_ms",
-        &[],
         load(&h.stream_lag_ms),
     );
 }
@@ -92,12 +86,11 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// namespace (`namespaces` as `(name, sockets)`), and whether the server is ready.
 pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready: bool) -> String {
     let mut out = Exposition::default();
-    out.family(
+    out.gauge(
         "switchboard_ready",
-        "gauge",
         "1 while serving, 0 once shutdown began.",
+        u8::from(ready),
     );
-    out.sample("switchboard_ready", &[], u8::from(ready));
     out.family(
         "switchboard_connections",
         "gauge",
@@ -118,8 +111,11 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         &[("transport", "sse")],
         m.connections_sse,
     );
-    out.family("switchboard_namespaces", "gauge", "Namespaces that exist.");
-    out.sample("switchboard_namespaces", &[], namespaces.len());
+    out.gauge(
+        "switchboard_namespaces",
+        "Namespaces that exist.",
+        namespaces.len(),
+    );
     out.family(
         "switchboard_sockets",
         "gauge",
@@ -198,22 +194,16 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "WebSocket upgrades of sessions other nodes own, relayed to their node (a balancer without sticky sessions sent them here).",
         m.upgrades_relayed,
     );
-    out.family(
+    out.gauge(
         "switchboard_relayed_connections",
-        "gauge",
         "Relayed WebSocket connections open on this node (two TCP connections each).",
-    );
-    out.sample(
-        "switchboard_relayed_connections",
-        &[],
         m.relayed_connections,
     );
-    out.family(
+    out.gauge(
         "switchboard_recovery_sessions",
-        "gauge",
         "Sessions of dropped sockets kept for connection state recovery.",
+        m.recovery_sessions,
     );
-    out.sample("switchboard_recovery_sessions", &[], m.recovery_sessions);
     out.counter(
         "switchboard_recovery_sessions_evicted_total",
         "Recovery sessions dropped before they expired to stay within recovery.max_sessions / max_bytes (oldest first), or too large to keep.",
@@ -224,18 +214,16 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         "Recovery sessions dropped unclaimed after recovery.max_disconnection_duration.",
         m.recovery_sessions_expired,
     );
-    out.family(
+    out.gauge(
         "switchboard_recovery_bytes",
-        "gauge",
         "Bytes of events buffered for replay and sessions kept, every namespace together, as recovery.max_total_bytes counts them.",
+        m.recovery_bytes,
     );
-    out.sample("switchboard_recovery_bytes", &[], m.recovery_bytes);
-    out.family(
+    out.gauge(
         "switchboard_inbound_bytes",
-        "gauge",
         "Bytes of messages on their way in (unfinished WebSocket messages, polling bodies being read), every session together, as engine.max_inbound_bytes counts them.",
+        m.inbound_bytes,
     );
-    out.sample("switchboard_inbound_bytes", &[], m.inbound_bytes);
     out.counter(
         "switchboard_namespaces_evicted_total",
         "Emptied namespaces created from patterns removed before their recovery window ended, to make room under socketio.max_pattern_namespaces (oldest emptied first).",
@@ -259,28 +247,21 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
 
 /// The memory pressure families (docs/diagnosis.md#memory-pressure).
 fn memory(out: &mut Exposition, m: &MetricsSnapshot) {
-    out.family(
+    out.gauge(
         "switchboard_memory_pressure_tier",
-        "gauge",
         "Memory pressure: 0 normal, 1 elevated (>= 70 % of limits.memory), 2 critical (>= 85 %: new sessions refused, volatile packets dropped, bounds halved), 3 imminent (>= 95 %: connections shed).",
-    );
-    out.sample(
-        "switchboard_memory_pressure_tier",
-        &[],
         m.pressure_tier as u8,
     );
-    out.family(
+    out.gauge(
         "switchboard_memory_rss_bytes",
-        "gauge",
         "Resident memory at the last sample.",
+        m.memory_rss,
     );
-    out.sample("switchboard_memory_rss_bytes", &[], m.memory_rss);
-    out.family(
+    out.gauge(
         "switchboard_memory_budget_bytes",
-        "gauge",
         "The memory budget (limits.memory); 0 when off.",
+        m.memory_budget,
     );
-    out.sample("switchboard_memory_budget_bytes", &[], m.memory_budget);
     out.counter(
         "switchboard_memory_pressure_shed_total",
         "Connections closed (server overloaded) at imminent memory pressure, those holding the most queued bytes first.",
@@ -325,6 +306,12 @@ impl Exposition {
     /// A family with one unlabelled counter.
     pub(crate) fn counter(&mut self, name: &str, help: &str, value: u64) {
         self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
+
+    /// A family with one unlabelled gauge.
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, "gauge", help);
         self.sample(name, &[], value);
     }
 

@@ -217,8 +217,7 @@ fn render_hooks(out: &mut Exposition, m: &HookMetrics) {
         ),
     ];
     for (name, help, value) in gauges {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], value);
+        out.gauge(name, help, value);
     }
     histogram(
         out,
