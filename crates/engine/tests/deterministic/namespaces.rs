@@ -542,15 +542,14 @@ async fn with_recovery_the_window_counts_from_the_last_socket_to_leave() {
 }
 
 /// However often sockets come and go, an emptied pattern namespace waits out its window
-/// with one timer: a client cycling CONNECT and DISCONNECT does not pile up a task per
-/// departure for the length of the window.
+/// with one task (the server's sweeper): a client cycling CONNECT and DISCONNECT does
+/// not pile up a task per departure for the length of the window.
 #[tokio::test(start_paused = true)]
-async fn with_recovery_sockets_coming_and_going_leave_one_timer_per_namespace() {
+async fn with_recovery_sockets_coming_and_going_leave_one_task() {
     let io = server(recovering(Duration::from_secs(120)));
     io.of_matching(|name| name.starts_with("/tenant-"));
     let client = Client::handshake(&io).await;
-    let tasks = alive_tasks;
-    let before = tasks();
+    let before = alive_tasks();
     for _ in 0..500 {
         client.post("40/tenant-c,").await;
         assert!(client.get().await.starts_with("40/tenant-c,"));
@@ -559,11 +558,11 @@ async fn with_recovery_sockets_coming_and_going_leave_one_timer_per_namespace() 
     tokio::task::yield_now().await;
     assert_eq!(listed(&io), ["/tenant-c"]);
     assert!(
-        tasks() <= before + 1,
+        alive_tasks() <= before + 1,
         "{} tasks alive after 500 departures, {before} before",
-        tasks()
+        alive_tasks()
     );
-    // And that one timer removes it a window after the last departure.
+    // And the sweeper removes it a window after the last departure.
     tokio::time::sleep(Duration::from_secs(119)).await;
     assert_eq!(listed(&io), ["/tenant-c"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -578,17 +577,16 @@ async fn with_recovery_one_sweeper_removes_every_emptied_namespace_in_turn() {
     let window = Duration::from_secs(60);
     let io = server(recovering(window));
     io.of_matching(|name| name.starts_with("/tenant-"));
-    let tasks = alive_tasks;
-    let before = tasks();
+    let before = alive_tasks();
     for n in 0..50 {
         join_and_leave(&io, &format!("/tenant-{n:02}"), "").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(listed(&io).len(), 50);
     assert!(
-        tasks() <= before + 1,
+        alive_tasks() <= before + 1,
         "{} tasks alive for 50 emptied namespaces, {before} before",
-        tasks()
+        alive_tasks()
     );
     // Namespace n emptied at about n s, so its window ends at n + 60 s; it is 50 s
     // now: at 69.5 s, the first ten are gone.
@@ -600,7 +598,7 @@ async fn with_recovery_one_sweeper_removes_every_emptied_namespace_in_turn() {
     assert_eq!(listed(&io), Vec::<String>::new());
     tokio::task::yield_now().await;
     assert!(
-        tasks() <= before,
+        alive_tasks() <= before,
         "the sweeper ends with nothing to wait for"
     );
 }

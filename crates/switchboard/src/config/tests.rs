@@ -449,9 +449,7 @@ fn the_connect_auth_bound_is_read_and_must_be_positive() {
     let env = [("SWITCHBOARD_SOCKETIO__MAX_CONNECT_AUTH", "32768")];
     let loaded = load_ok(&sources(None, &env, &[]));
     assert_eq!(loaded.config.socketio.max_connect_auth, 32768);
-    let flags = [("--set", "socketio.max_connect_auth=0")];
-    let errors = load_err(&sources(None, &[], &flags));
-    assert_eq!(errors.keys(), ["socketio.max_connect_auth"], "{errors}");
+    assert_zero_is_refused("socketio.max_connect_auth", &[]);
 }
 
 #[test]
@@ -463,13 +461,7 @@ fn the_pattern_namespace_cap_is_read_and_must_be_positive() {
     let env = [("SWITCHBOARD_SOCKETIO__MAX_PATTERN_NAMESPACES", "50000")];
     let loaded = load_ok(&sources(None, &env, &[]));
     assert_eq!(loaded.config.socketio.max_pattern_namespaces, 50_000);
-    let flags = [("--set", "socketio.max_pattern_namespaces=0")];
-    let errors = load_err(&sources(None, &[], &flags));
-    assert_eq!(
-        errors.keys(),
-        ["socketio.max_pattern_namespaces"],
-        "{errors}"
-    );
+    assert_zero_is_refused("socketio.max_pattern_namespaces", &[]);
 }
 
 #[test]
@@ -485,9 +477,15 @@ fn the_recovery_budget_of_all_namespaces_is_read_and_must_be_positive() {
     let loaded = load_ok(&sources(None, &on, &flags));
     let recovery = loaded.config.socketio.recovery.expect("recovery on");
     assert_eq!(recovery.max_total_bytes, 1 << 20);
-    let flags = [("--set", "recovery.max_total_bytes=0")];
-    let errors = load_err(&sources(None, &on, &flags));
-    assert_eq!(errors.keys(), ["recovery.max_total_bytes"], "{errors}");
+    assert_zero_is_refused("recovery.max_total_bytes", &on);
+}
+
+/// `key` set to 0 (with `env`) is refused, with `key` alone listed.
+fn assert_zero_is_refused(key: &str, env: &[(&str, &str)]) {
+    let zero = format!("{key}=0");
+    let flags = [("--set", zero.as_str())];
+    let errors = load_err(&sources(None, env, &flags));
+    assert_eq!(errors.keys(), [key], "{errors}");
 }
 
 #[test]
