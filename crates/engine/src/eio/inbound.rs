@@ -162,11 +162,14 @@ impl<S> Watched<S> {
 
 impl WatchState {
     /// After a read that left `progress`: charges and checks the unfinished message.
-    fn account(&mut self, progress: Progress, now: Instant) -> Result<(), Cutoff> {
+    /// The clock (`now`) is read only when a message is unfinished: most reads end on
+    /// a message's last byte.
+    fn account(&mut self, progress: Progress, now: impl FnOnce() -> Instant) -> Result<(), Cutoff> {
         if progress.held == 0 {
             self.since = None;
             return self.charge.set(0);
         }
+        let now = now();
         if progress.completed || self.since.is_none() {
             // A new message began in this read.
             self.since = Some(now);
@@ -194,7 +197,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let progress = state.watch.feed(&buf.filled()[before..]);
         Poll::Ready(
             state
-                .account(progress, Instant::now())
+                .account(progress, Instant::now)
                 .map_err(io::Error::other),
         )
     }
@@ -553,24 +556,28 @@ mod tests {
         let start = Instant::now();
         let first = frame(TEXT, b"part");
         let progress = watched.watch.feed(&first);
-        assert_eq!(watched.account(progress, start), Ok(()));
+        assert_eq!(watched.account(progress, || start), Ok(()));
         let pong = watched.watch.feed(&frame(FIN | PONG, b""));
         let later = start + timeout;
-        assert_eq!(watched.account(pong, later), Ok(()), "within the timeout");
         assert_eq!(
-            watched.account(pong, later + Duration::from_millis(1)),
+            watched.account(pong, || later),
+            Ok(()),
+            "within the timeout"
+        );
+        assert_eq!(
+            watched.account(pong, || later + Duration::from_millis(1)),
             Err(Cutoff::TooSlow { timeout })
         );
         // A finished message and a new one: the new one's time counts from its start.
         let mut watched = *Watched::new((), budget(1 << 20)).state;
         let progress = watched.watch.feed(&first);
-        assert_eq!(watched.account(progress, start), Ok(()));
+        assert_eq!(watched.account(progress, || start), Ok(()));
         let mut both = frame(FIN | CONTINUATION, b"end");
         both.extend_from_slice(&frame(TEXT, b"next"));
         let progress = watched.watch.feed(&both);
-        assert_eq!(watched.account(progress, later), Ok(()));
+        assert_eq!(watched.account(progress, || later), Ok(()));
         let pong = watched.watch.feed(&frame(FIN | PONG, b""));
-        assert_eq!(watched.account(pong, later + timeout), Ok(()));
+        assert_eq!(watched.account(pong, || later + timeout), Ok(()));
     }
 
     #[test]
@@ -579,10 +586,10 @@ mod tests {
         let mut watched = *Watched::new((), budget.clone()).state;
         let now = Instant::now();
         let progress = watched.watch.feed(&frame(TEXT, &[0; 900]));
-        assert_eq!(watched.account(progress, now), Ok(()));
+        assert_eq!(watched.account(progress, || now), Ok(()));
         let progress = watched.watch.feed(&frame(CONTINUATION, &[0; 200]));
         assert_eq!(
-            watched.account(progress, now),
+            watched.account(progress, || now),
             Err(Cutoff::InboundFull { limit: 1000 })
         );
         drop(watched);
