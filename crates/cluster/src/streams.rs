@@ -76,6 +76,10 @@ const WRITES_SETTLE: Duration = Duration::from_secs(3);
 /// [`DurableSession::offset`]); Node ignores it.
 const SESSION_OFFSET: &str = "offset";
 
+/// The extra field of a stored session that holds the rooms it joined late, as a map
+/// of room to offset (see [`DurableSession::joined`]); Node ignores it.
+const SESSION_JOINED: &str = "joined";
+
 /// A write to Redis that must keep its order.
 #[derive(Debug)]
 enum Write {
@@ -954,6 +958,14 @@ impl SessionStore for StreamsNode {
                 .offset
                 .map(|offset| (SESSION_OFFSET.to_owned(), MsgValue::Str(offset)))
                 .into_iter()
+                .chain((!session.joined.is_empty()).then(|| {
+                    let joined = session
+                        .joined
+                        .into_iter()
+                        .map(|(room, at)| (MsgValue::Str(room), MsgValue::Str(at)))
+                        .collect();
+                    (SESSION_JOINED.to_owned(), MsgValue::Map(joined))
+                }))
                 .collect(),
         };
         self.write(Write::SaveSession {
@@ -1005,10 +1017,20 @@ impl SessionStore for StreamsNode {
                 .extra(SESSION_OFFSET)
                 .and_then(MsgValue::as_str)
                 .map(str::to_owned);
+            let joined = match stored.extra(SESSION_JOINED) {
+                Some(MsgValue::Map(entries)) => entries
+                    .iter()
+                    .filter_map(|(room, at)| {
+                        Some((room.as_str()?.to_owned(), at.as_str()?.to_owned()))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
             Ok(Some(DurableSession {
                 sid: stored.sid,
                 pid: stored.pid,
                 rooms: stored.rooms,
+                joined,
                 data: to_json(stored.data),
                 offset,
                 epoch,

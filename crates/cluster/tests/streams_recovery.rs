@@ -113,6 +113,93 @@ async fn a_session_left_on_one_node_resumes_on_another_with_what_it_missed_in_or
     assert_eq!(back.events().await[0][1], 4);
 }
 
+/// A client resuming on another node with an offset from before it joined a room
+/// gets none of that room's events from before its join: the stored session carries
+/// where it joined each room (an extra field Node ignores).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumed_elsewhere_with_an_old_offset_hears_a_room_only_from_its_join() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    two.ns()
+        .all()
+        .emit_durable("news", json!("before the join"))
+        .await
+        .unwrap();
+    two.ns()
+        .to("a")
+        .emit_durable("secret", json!("room a, before the join"))
+        .await
+        .unwrap();
+    two.ns()
+        .all()
+        .emit_durable("news", json!("node one has read the secret"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    within("both news", async {
+        while seen.len() < 2 {
+            seen.extend(client.events().await);
+        }
+    })
+    .await;
+    assert_eq!(names(&seen), ["news", "news"]);
+    let early = offset(&seen[0]);
+
+    client.emit("join", &[json!("a")]).await;
+    eventually("the client joined a", || async {
+        one.ns().adapter().room_size("a") == 1
+    })
+    .await;
+    two.ns()
+        .to("a")
+        .emit_durable("seq", json!("room a, after the join"))
+        .await
+        .unwrap();
+    assert_eq!(names(&client.events().await), ["seq"]);
+    client.close().await;
+    eventually("node one let the socket go", || async {
+        one.ns().socket_count() == 0
+    })
+    .await;
+    one.ns()
+        .to("a")
+        .emit_durable("seq", json!("room a, missed"))
+        .await
+        .unwrap();
+
+    let back = Client::handshake(&two.io).await;
+    let resumed = back
+        .connect(&json!({"pid": pid, "offset": early}).to_string())
+        .await;
+    assert_eq!(resumed.id, first.id, "recovered");
+    let mut replayed = resumed.events;
+    within("the replay", async {
+        while replayed.len() < 3 {
+            replayed.extend(back.events().await);
+        }
+    })
+    .await;
+    // Everything after the claimed offset, except room a's events from before its join.
+    let args: Vec<&Value> = replayed.iter().map(|e| &e[1]).collect();
+    assert_eq!(
+        args,
+        [
+            "node one has read the secret",
+            "room a, after the join",
+            "room a, missed"
+        ]
+    );
+
+    // The resumed socket is saved again with the floor it joined with.
+    let saved = two.ns().sockets().pop().unwrap().durable_session().unwrap();
+    assert_eq!(saved.joined.len(), 1, "{:?}", saved.joined);
+    assert_eq!(saved.joined[0].0, "a");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_session_is_taken_at_most_once() {
     let redis = RedisServer::start().await;

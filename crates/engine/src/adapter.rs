@@ -368,6 +368,11 @@ pub struct DurableSession {
     pub pid: String,
     /// Rooms, the own id room included.
     pub rooms: Vec<String>,
+    /// Rooms among `rooms` the socket joined after it connected, each with the
+    /// event-log position it joined at: a replay gives a room's events only from there
+    /// (empty in sessions Node wrote, whose replays give every buffered event of the
+    /// rooms, as Node's do).
+    pub joined: Vec<(String, String)>,
     /// `socket.data`.
     pub data: Value,
     /// Event-log position when the socket connected: where replay starts for a

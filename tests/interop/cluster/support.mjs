@@ -79,6 +79,7 @@ export function useCluster({
  * writer, milliseconds later (on a loaded machine, after a cross-node broadcast to the
  * same client has arrived: 3 of 150 joins in a measured run); a node killed or frozen
  * before then loses that change. A test of what survives such a blow waits for it.
+ * Returns the session as Redis holds it.
  */
 export async function untilSessionSaved(ctx, socket, rooms) {
   const key = `sio:session:${socket._pid}`;
@@ -96,6 +97,7 @@ export async function untilSessionSaved(ctx, socket, rooms) {
     err.message += `; the session Redis last held: ${JSON.stringify(saved ?? null)}`;
     throw err;
   }
+  return saved;
 }
 
 /** Connects a client (websocket only unless `mode` says otherwise) and returns its socket. */

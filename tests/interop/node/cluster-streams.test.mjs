@@ -311,6 +311,60 @@ describe("connection state recovery across nodes (Redis Streams)", () => {
     assert.deepEqual(seen, [0, 1, 2].map((i) => [{ i }]));
   });
 
+  test("a room joined late is replayed only from the join, whatever offset the client claims; Node.js resumes the same session (fails on Node)", async () => {
+    const [early, late] = [fresh("early"), fresh("late")];
+    const { socket, node } = await viaBalancer();
+    const publisher = await connectTo(ctx, ctx.cluster.node[0]);
+    await call(socket, "join", early);
+    const seen = recordData(socket, "rec");
+    await call(publisher, "broadcast", early, "rec", { i: 0 });
+    await until(seen, 1);
+    const claimed = socket._lastOffset; // from before the late join
+    await call(publisher, "broadcast", late, "rec", { secret: "before the join" });
+    // Read after the secret (one stream, read in order): the client's node has read
+    // the secret by the time the client joins.
+    await call(publisher, "broadcast", early, "rec", { i: 1 });
+    await until(seen, 2);
+    await call(socket, "join", late);
+    await call(publisher, "broadcast", late, "rec", { i: 2 });
+    await until(seen, 3);
+    const id = socket.id;
+    // The stored session says where it joined the late room: an extra field of
+    // Switchboard's, which Node's adapter ignores (below, Node resumes this session).
+    const saved = await untilSessionSaved(ctx, socket, [early, late]);
+    assert.ok(late in (saved.joined ?? {}), `what Redis holds: ${JSON.stringify(saved)}`);
+
+    // It comes back elsewhere claiming the offset from before its join (an old or
+    // forged one): everything after it, except the late room's events from before.
+    await dropAndWaitUntilNoticed(socket, publisher, late);
+    await call(publisher, "broadcast", late, "rec", { i: 3 });
+    socket._lastOffset = claimed;
+    await reconnectElsewhere(socket, node);
+    await assertRecovered(socket, { id, rooms: [id, early, late], from: node });
+    await until(seen, 6);
+    await barrier(socket);
+    assert.deepEqual(seen, [0, 1, 2, 1, 2, 3].map((i) => [{ i }]), "the secret is never replayed");
+
+    // Dropped again, it resumes on the Node.js node, which reads the same stored
+    // session (the extra field ignored) with its rooms.
+    const nodeServer = ctx.cluster.node[0];
+    await untilSessionSaved(ctx, socket, [early, late]);
+    await dropAndWaitUntilNoticed(socket, publisher, late);
+    await call(publisher, "broadcast", late, "rec", { i: 4 });
+    socket.io.uri = nodeServer.url;
+    try {
+      await reconnect(socket);
+    } finally {
+      socket.io.uri = ctx.lb.url;
+    }
+    assert.equal(socket.recovered, true, `recovered on ${nodeServer.name}`);
+    assert.equal(socket.id, id);
+    assert.equal(await first(socket, "whoami"), nodeServer.name);
+    assert.deepEqual(sorted(await first(socket, "rooms")), sorted([id, early, late]), "rooms kept by Node");
+    await until(seen, 7);
+    assert.deepEqual(seen.at(-1), [{ i: 4 }]);
+  });
+
   test("a client that comes back before its frozen node noticed it left is recovered, and stays so when that node wakes (fails on Node)", async () => {
     const room = fresh("flap");
     const { socket, node } = await viaBalancer();

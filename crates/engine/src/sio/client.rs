@@ -21,10 +21,10 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
+    Floors, Listener, RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
-use super::socket::{Identity, Socket};
+use super::socket::{Identity, Socket, durable_floors};
 
 /// Per-connection state. Touched by the connection's read path and, briefly, by
 /// middleware tasks completing a connect; a `std` mutex never held across `.await`.
@@ -326,7 +326,7 @@ async fn prepare_sse(socket: &Arc<Socket>, id: &str) -> SseReplay {
         };
     };
     let rooms = sse_rooms(socket);
-    match read_older(socket, &store, from, &rooms).await {
+    match read_older(socket, &store, from, Listener::since_start(&rooms)).await {
         Ok((older, older_until)) => SseReplay::From {
             from,
             older,
@@ -350,7 +350,7 @@ async fn read_older(
     socket: &Socket,
     store: &Arc<dyn SessionStore>,
     from: u128,
-    rooms: &[Room],
+    listener: Listener<'_>,
 ) -> Result<(Vec<Frame>, u128), &'static str> {
     let ns = socket.ns();
     let Some(buffer) = ns.recovery() else {
@@ -388,7 +388,8 @@ async fn read_older(
     };
     let mut frames = Vec::new();
     for event in events {
-        if audience(&event.opts).includes(rooms) {
+        let at = buffer.parse_offset(&event.offset).unwrap_or(u128::MAX);
+        if audience(&event.opts).includes(listener, at) {
             let mut packet = event.packet;
             append_offset(&mut packet, event.offset);
             frames.extend(encode(&packet));
@@ -571,11 +572,22 @@ async fn prepare_durable(
         .iter()
         .map(|r| Room::from(r.as_str()))
         .collect();
-    let (older, older_until) = read_older(socket, &store, from, &rooms).await.ok()?;
+    // A floor this node cannot read (none it wrote) leaves its room as Node has it.
+    let floors: Floors = session
+        .joined
+        .iter()
+        .filter_map(|(room, at)| Some((Room::from(room.as_str()), buffer.parse_offset(at)?)))
+        .collect();
+    let listener = Listener {
+        rooms: &rooms,
+        floors: &floors,
+    };
+    let (older, older_until) = read_older(socket, &store, from, listener).await.ok()?;
     let parts = SavedSessionParts {
         sid: session.sid.parse().ok()?,
         pid: session.pid.parse().ok()?,
         rooms,
+        floors,
         data: session.data,
         connected_at_offset: start.unwrap_or(from),
         epoch: session.epoch,
@@ -637,8 +649,13 @@ fn finish_connect(
     let mut state = buffer.lock();
     let restored = if buffer.is_logged() {
         prepared.and_then(|p| {
-            let missed =
-                RecoveryBuffer::replay(&state, &p.session.rooms, p.from, p.older, p.older_until)?;
+            let missed = RecoveryBuffer::replay(
+                &state,
+                p.session.listener(),
+                p.from,
+                p.older,
+                p.older_until,
+            )?;
             Some(Restored {
                 session: p.session,
                 missed,
@@ -692,8 +709,14 @@ fn finish_connect(
             from,
             older,
             older_until,
-        } => RecoveryBuffer::replay(&state, &sse_rooms(&socket), from, older, older_until)
-            .ok_or(OFFSET_GONE),
+        } => RecoveryBuffer::replay(
+            &state,
+            Listener::since_start(&sse_rooms(&socket)),
+            from,
+            older,
+            older_until,
+        )
+        .ok_or(OFFSET_GONE),
         SseReplay::Unavailable(why) => Err(why),
     });
     let report = sse
@@ -706,7 +729,7 @@ fn finish_connect(
         let id = last_event_id(socket.session()).unwrap_or_default();
         socket.step(Step::recovered(&id, missed.len()));
     }
-    if let Some(restored) = restored {
+    if let Some(mut restored) = restored {
         let own = socket.id().to_string();
         let rooms: Vec<&str> = restored
             .session
@@ -715,13 +738,28 @@ fn finish_connect(
             .map(|r| &**r)
             .filter(|r| *r != own)
             .collect();
-        socket.join(&rooms);
+        // With the buffer locked: the rooms come back with the floors they had.
+        socket.join_unnoted(&rooms);
+        let mut floors = std::mem::take(&mut restored.session.floors);
         if prepared.id() != socket.id() {
-            // Rooms a middleware joined under the fresh id move to the resumed one.
+            // Rooms a middleware joined under the fresh id move to the resumed one,
+            // joined now as far as its replays go.
             let joined = socket.ns().adapter().socket_rooms(prepared.id());
+            let head = RecoveryBuffer::head_of(&state);
+            if head > restored.session.connected_at_offset {
+                floors.extend(
+                    joined
+                        .iter()
+                        .filter(|r| !restored.session.rooms.contains(r))
+                        .map(|r| (r.clone(), head)),
+                );
+            }
             let joined: Vec<&str> = joined.iter().map(|r| &**r).collect();
-            socket.join(&joined);
+            socket.join_unnoted(&joined);
             socket.ns().leave_all(prepared.id());
+        }
+        if let Some(pid) = socket.pid() {
+            buffer.set_floors(pid, floors);
         }
         socket.set_data(restored.session.data);
         let _ = socket.send_replay(&restored.missed);
@@ -752,6 +790,7 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
         sid: parts.sid.to_string(),
         pid: parts.pid.to_string(),
         rooms: parts.rooms.iter().map(|r| r.to_string()).collect(),
+        joined: durable_floors(buffer, &parts.floors),
         data: parts.data,
         offset: Some(buffer.offset_string(parts.connected_at_offset)),
         epoch: parts.epoch,

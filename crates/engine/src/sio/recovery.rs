@@ -13,7 +13,10 @@
 //!   lock, and so does a restore, so with many threads a packet is never both replayed
 //!   and delivered live, nor neither;
 //! - a client's `offset` is clamped to where its session began: an older (or forged)
-//!   one never replays what was broadcast before the socket connected.
+//!   one never replays what was broadcast before the socket connected;
+//! - a room the socket joined later counts only from where the buffer stood when it
+//!   joined (its [`Floors`]): an old offset never replays a room's events from before
+//!   the socket was in it. Node replays them (it keeps only the rooms).
 //!
 //! Everything kept is bounded by count and bytes, oldest dropped first: the packets,
 //! and the sessions, which anyone can make by opening connections and resetting them.
@@ -163,6 +166,36 @@ pub(crate) fn is_recoverable(reason: crate::DisconnectReason) -> bool {
     )
 }
 
+/// The rooms a socket joined after its session began, each with the buffer's head
+/// when it joined: a replay gives it a room's packets only from after that position.
+/// Rooms joined before any packet was stored since the session began need none (the
+/// session's own start bounds them), so most sockets have no floors at all.
+pub(crate) type Floors = Vec<(Room, u128)>;
+
+/// Whom a replay is for: a session's rooms (its own id room included) and the floors
+/// of the rooms it joined late.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listener<'a> {
+    pub(crate) rooms: &'a [Room],
+    pub(crate) floors: &'a [(Room, u128)],
+}
+
+impl<'a> Listener<'a> {
+    /// A listener in `rooms` since its session began (an SSE listener, whose rooms are
+    /// given at connect).
+    pub(crate) fn since_start(rooms: &'a [Room]) -> Self {
+        Listener { rooms, floors: &[] }
+    }
+
+    /// Whether it was in `room` when the packet at `offset` was stored.
+    fn was_in(&self, room: &Room, offset: u128) -> bool {
+        self.floors
+            .iter()
+            .find(|(r, _)| r == room)
+            .is_none_or(|(_, floor)| offset > *floor)
+    }
+}
+
 /// Who a stored packet was for, as rooms (a socket id is the room of that socket).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Audience {
@@ -171,11 +204,16 @@ pub(crate) struct Audience {
 }
 
 impl Audience {
-    /// Node's `shouldIncludePacket`.
-    pub(crate) fn includes(&self, session_rooms: &[Room]) -> bool {
-        let included =
-            self.rooms.is_empty() || session_rooms.iter().any(|r| self.rooms.contains(r));
-        included && !session_rooms.iter().any(|r| self.except.contains(r))
+    /// Node's `shouldIncludePacket`, with one more condition: a room the listener
+    /// joined late includes only packets stored after it joined (an excepted room
+    /// excludes whenever joined, so a replay errs towards less, never towards more).
+    pub(crate) fn includes(&self, listener: Listener<'_>, offset: u128) -> bool {
+        let included = self.rooms.is_empty()
+            || listener
+                .rooms
+                .iter()
+                .any(|r| self.rooms.contains(r) && listener.was_in(r, offset));
+        included && !listener.rooms.iter().any(|r| self.except.contains(r))
     }
 
     fn is_everyone(&self) -> bool {
@@ -205,10 +243,10 @@ impl Stored {
         }
     }
 
-    fn includes(&self, session_rooms: &[Room]) -> bool {
+    fn includes(&self, listener: Listener<'_>) -> bool {
         self.audience
             .as_ref()
-            .is_none_or(|a| a.includes(session_rooms))
+            .is_none_or(|a| a.includes(listener, self.offset))
     }
 
     /// What it counts against `max_buffered_bytes`; the same figure every time it is
@@ -298,11 +336,21 @@ fn rooms_heap(rooms: &[Room]) -> usize {
 const SESSION_OVERHEAD: usize = std::mem::size_of::<(Sid, SavedSession)>() * 4 / 3
     + std::mem::size_of::<((Instant, u64), Sid)>() * 2;
 
-/// Bytes a kept session is charged: its entry, its rooms and its data, estimated by
-/// walking the value (no allocation). An estimate of the heap it holds, stable across
-/// runs, which is all a bound needs; `heap_budget` keeps it close to the measured one.
-pub(crate) fn session_bytes(rooms: &[Room], data: &Value) -> usize {
-    SESSION_OVERHEAD + rooms_heap(rooms) + value_heap(data)
+/// Bytes a kept session is charged: its entry, its rooms, its floors and its data,
+/// estimated by walking the value (no allocation). An estimate of the heap it holds,
+/// stable across runs, which is all a bound needs; `heap_budget` keeps it close to the
+/// measured one.
+pub(crate) fn session_bytes(rooms: &[Room], floors: &[(Room, u128)], data: &Value) -> usize {
+    SESSION_OVERHEAD + rooms_heap(rooms) + floors_heap(floors) + value_heap(data)
+}
+
+/// The heap of a session's floors: the list only (its rooms' names are those of the
+/// session's rooms, counted there).
+fn floors_heap(floors: &[(Room, u128)]) -> usize {
+    match floors.len() {
+        0 => 0,
+        _ => std::mem::size_of_val(floors) + MALLOC_BLOCK,
+    }
 }
 
 /// The heap a JSON value holds beyond its own inline size.
@@ -333,6 +381,8 @@ pub(crate) struct SavedSession {
     pub(crate) pid: Sid,
     /// Rooms, its own id room included.
     pub(crate) rooms: Vec<Room>,
+    /// Rooms among them joined after the session began, and where the buffer stood.
+    pub(crate) floors: Floors,
     pub(crate) data: Value,
     /// The buffer position when the socket connected: replay starts there without an
     /// offset, and never before it with one.
@@ -351,6 +401,14 @@ impl SavedSession {
     /// Its key in [`State::by_age`].
     fn age_key(&self) -> (Instant, u64) {
         (self.disconnected_at, self.seq)
+    }
+
+    /// Whom its replay is for.
+    pub(crate) fn listener(&self) -> Listener<'_> {
+        Listener {
+            rooms: &self.rooms,
+            floors: &self.floors,
+        }
     }
 }
 
@@ -410,6 +468,11 @@ pub(crate) struct RecoveryBuffer {
     /// What every namespace's buffer holds together (its own, unless shared with
     /// [`RecoveryBuffer::sharing`]).
     budget: Arc<RecoveryBudget>,
+    /// The floors of connected sockets (by `pid`) that joined a room after their
+    /// session began; only those have an entry. A lock of its own, taken last (under
+    /// `state` or alone): a socket's durable session is saved with it, which happens
+    /// with `state` held as well as without.
+    floors: Mutex<HashMap<Sid, Floors>>,
 }
 
 impl Drop for RecoveryBuffer {
@@ -434,6 +497,7 @@ impl RecoveryBuffer {
             state: Mutex::default(),
             metrics: OnceLock::new(),
             budget: RecoveryBudget::new(config.max_total_bytes),
+            floors: Mutex::default(),
         }
     }
 
@@ -452,6 +516,7 @@ impl RecoveryBuffer {
             state: Mutex::default(),
             metrics: OnceLock::new(),
             budget: RecoveryBudget::new(config.max_total_bytes),
+            floors: Mutex::default(),
         }
     }
 
@@ -613,9 +678,71 @@ impl RecoveryBuffer {
         state.live.insert(pid, socket);
     }
 
-    /// Forgets a socket that disconnected.
-    pub(crate) fn unregister_live(&self, pid: Sid) {
+    /// Forgets a socket that disconnected, handing back its floors for its kept
+    /// session.
+    pub(crate) fn unregister_live(&self, pid: Sid) -> Floors {
         self.lock().live.remove(&pid);
+        self.lock_floors().remove(&pid).unwrap_or_default()
+    }
+
+    fn lock_floors(&self) -> MutexGuard<'_, HashMap<Sid, Floors>> {
+        self.floors.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the connected socket `pid`, whose session began at `start`, is
+    /// joining `rooms`: where the buffer stands now is where the packets of each room
+    /// it is not in yet (`is_in` says) begin for its replays. Nothing is recorded while
+    /// the buffer has not moved since the session began (the common case: rooms
+    /// joined in the connection handler). A packet stored between this and the join
+    /// itself may be replayed without having been delivered: it was sent as the
+    /// socket joined. `is_in` reads the room index under the buffer lock, the order a
+    /// broadcast takes them in.
+    pub(crate) fn note_joins(
+        &self,
+        pid: Sid,
+        start: u128,
+        rooms: &[&str],
+        is_in: impl Fn(&str) -> bool,
+    ) {
+        let state = self.lock();
+        let head = state.head;
+        if head <= start {
+            return;
+        }
+        let mut all = self.lock_floors();
+        for room in rooms.iter().filter(|r| !is_in(r)) {
+            let floors = all.entry(pid).or_default();
+            match floors.iter_mut().find(|(r, _)| **r == **room) {
+                Some((_, floor)) => *floor = head,
+                None => floors.push((Room::from(*room), head)),
+            }
+        }
+    }
+
+    /// Forgets the floor of `room` for the connected socket `pid`, which left it.
+    pub(crate) fn note_leave(&self, pid: Sid, room: &str) {
+        let mut all = self.lock_floors();
+        if let Some(floors) = all.get_mut(&pid) {
+            floors.retain(|(r, _)| **r != *room);
+            if floors.is_empty() {
+                all.remove(&pid);
+            }
+        }
+    }
+
+    /// The floors of the connected socket `pid`.
+    pub(crate) fn floors_of(&self, pid: Sid) -> Floors {
+        self.lock_floors().get(&pid).cloned().unwrap_or_default()
+    }
+
+    /// Sets the floors of a socket resuming its session.
+    pub(crate) fn set_floors(&self, pid: Sid, floors: Floors) {
+        let mut all = self.lock_floors();
+        if floors.is_empty() {
+            all.remove(&pid);
+        } else {
+            all.insert(pid, floors);
+        }
     }
 
     /// The still-connected socket holding `pid`, if any.
@@ -640,7 +767,7 @@ impl RecoveryBuffer {
     /// `max_sessions` and `max_sessions_bytes`, the oldest ones. A session larger than
     /// `max_bytes_per_session` is not kept. O(log n) per session added or dropped.
     pub(crate) fn persist(&self, session: SavedSessionParts, now: Instant) {
-        let bytes = session_bytes(&session.rooms, &session.data);
+        let bytes = session_bytes(&session.rooms, &session.floors, &session.data);
         let c = &self.config;
         let mut state = self.lock();
         self.expire_sessions(&mut state, now);
@@ -685,6 +812,7 @@ impl RecoveryBuffer {
             sid: session.sid,
             pid: session.pid,
             rooms: session.rooms,
+            floors: session.floors,
             data: session.data,
             connected_at_offset: session.connected_at_offset,
             epoch: session.epoch,
@@ -766,16 +894,16 @@ impl RecoveryBuffer {
         let session = self.remove_session(state, &pid)?;
         self.count(|m| m.recovery_sessions_changed(-1));
         let from = self.resume_from(offset, session.connected_at_offset)?;
-        let missed = Self::replay(state, &session.rooms, from, Vec::new(), from)?;
+        let missed = Self::replay(state, session.listener(), from, Vec::new(), from)?;
         Some(Restored { session, missed })
     }
 
-    /// The frames a session with `rooms` missed after `from`: `older` (already
-    /// filtered, covering the log up to `older_until`) then the buffer's packets.
-    /// `None` when that would leave a gap or `from` is ahead of this buffer.
+    /// The frames `listener` missed after `from`: `older` (already filtered, covering
+    /// the log up to `older_until`) then the buffer's packets. `None` when that would
+    /// leave a gap or `from` is ahead of this buffer.
     pub(crate) fn replay(
         state: &State,
-        rooms: &[Room],
+        listener: Listener<'_>,
         from: u128,
         older: Vec<Frame>,
         older_until: u128,
@@ -789,7 +917,7 @@ impl RecoveryBuffer {
             state
                 .packets
                 .iter()
-                .filter(|p| p.offset > start && p.includes(rooms))
+                .filter(|p| p.offset > start && p.includes(listener))
                 .flat_map(|p| p.frames.as_slice().iter().cloned()),
         );
         Some(missed)
@@ -802,6 +930,7 @@ pub(crate) struct SavedSessionParts {
     pub(crate) sid: Sid,
     pub(crate) pid: Sid,
     pub(crate) rooms: Vec<Room>,
+    pub(crate) floors: Floors,
     pub(crate) data: Value,
     pub(crate) connected_at_offset: u128,
     pub(crate) epoch: u64,
@@ -813,6 +942,7 @@ pub(crate) fn saved_from_parts(parts: SavedSessionParts, now: Instant) -> SavedS
         sid: parts.sid,
         pid: parts.pid,
         rooms: parts.rooms,
+        floors: parts.floors,
         data: parts.data,
         connected_at_offset: parts.connected_at_offset,
         epoch: parts.epoch,
@@ -830,6 +960,7 @@ impl SavedSession {
             sid: self.sid,
             pid: self.pid,
             rooms: self.rooms,
+            floors: self.floors,
             data: self.data,
             connected_at_offset: self.connected_at_offset,
             epoch: self.epoch,
@@ -893,6 +1024,7 @@ mod tests {
                 sid: sid(1),
                 pid: sid(2),
                 rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
+                floors: Vec::new(),
                 data: Value::Null,
                 connected_at_offset: at_offset,
                 epoch: 0,
@@ -1011,6 +1143,7 @@ mod tests {
                 sid: pid(n),
                 pid: pid(n),
                 rooms: vec![Room::from(pid(n).as_str())],
+                floors: Vec::new(),
                 data,
                 connected_at_offset: b.head(),
                 epoch: 0,
@@ -1039,7 +1172,7 @@ mod tests {
     #[test]
     fn namespaces_keep_sessions_within_their_shared_budget_the_adding_one_paying() {
         let data = json!({"blob": "x".repeat(1000)});
-        let one = session_bytes(&[Room::from(pid(0).as_str())], &data);
+        let one = session_bytes(&[Room::from(pid(0).as_str())], &[], &data);
         let (a, b, budget) = sharing(one);
         let now = Instant::now();
         for n in 0..3 {
@@ -1103,8 +1236,14 @@ mod tests {
         assert_eq!(budget.used.load(Relaxed), one * 3);
         // A client of B that missed the packets B dropped is told it was not
         // recovered, never handed a gap.
-        assert!(RecoveryBuffer::replay(&b.lock(), &[], 1, Vec::new(), 1).is_none());
-        assert!(RecoveryBuffer::replay(&b.lock(), &[], 2, Vec::new(), 2).is_some());
+        assert!(
+            RecoveryBuffer::replay(&b.lock(), Listener::since_start(&[]), 1, Vec::new(), 1)
+                .is_none()
+        );
+        assert!(
+            RecoveryBuffer::replay(&b.lock(), Listener::since_start(&[]), 2, Vec::new(), 2)
+                .is_some()
+        );
         drop(b);
         assert_eq!(budget.used.load(Relaxed), one * 2);
     }
@@ -1136,7 +1275,7 @@ mod tests {
     #[test]
     fn kept_sessions_stay_within_max_sessions_bytes() {
         let data = json!({"blob": "x".repeat(1000)});
-        let one = session_bytes(&[Room::from(pid(0).as_str())], &data);
+        let one = session_bytes(&[Room::from(pid(0).as_str())], &[], &data);
         let (b, metrics) = bounded(RecoveryConfig {
             max_sessions_bytes: one * 4 + one / 2,
             ..RecoveryConfig::default()
@@ -1265,7 +1404,8 @@ mod tests {
         let mut st = b.lock();
         let next = RecoveryBuffer::next_offset(&st);
         b.store(&mut st, next, to(&[]), frames.clone(), Instant::now());
-        let replayed = RecoveryBuffer::replay(&st, &[], 0, Vec::new(), 0).unwrap();
+        let replayed =
+            RecoveryBuffer::replay(&st, Listener::since_start(&[]), 0, Vec::new(), 0).unwrap();
         assert_eq!(replayed, frames, "the same bytes");
         let Frame::Binary(kept) = &replayed[1] else {
             panic!("an attachment")
@@ -1283,7 +1423,113 @@ mod tests {
             rooms: Box::default(),
             except: Box::new([Room::from("muted")]),
         };
-        assert!(a.includes(&[Room::from("x")]));
-        assert!(!a.includes(&[Room::from("x"), Room::from("muted")]));
+        assert!(a.includes(Listener::since_start(&[Room::from("x")]), 1));
+        assert!(!a.includes(
+            Listener::since_start(&[Room::from("x"), Room::from("muted")]),
+            1
+        ));
+    }
+
+    /// Stores a packet for `rooms` and returns its offset.
+    fn store_to(b: &RecoveryBuffer, rooms: &[&str], f: &str, now: Instant) -> u128 {
+        let mut st = b.lock();
+        let next = RecoveryBuffer::next_offset(&st);
+        b.store(&mut st, next, to(rooms), frame(f), now);
+        next
+    }
+
+    #[test]
+    fn a_room_joined_late_replays_only_from_where_it_was_joined() {
+        let b = buffer(100);
+        let now = Instant::now();
+        let connected_at = b.head();
+        store_to(&b, &["late"], "before the join", now);
+        store_to(&b, &["early"], "early 1", now);
+        let outside = |_: &str| false;
+        b.note_joins(sid(2), connected_at, &["late"], outside);
+        store_to(&b, &["late"], "after the join", now);
+        store_to(&b, &["early"], "early 2", now);
+        store_to(&b, &[], "everyone", now);
+        let floors = b.unregister_live(sid(2));
+        assert_eq!(
+            floors.len(),
+            1,
+            "only the room joined after packets were stored"
+        );
+        b.persist(
+            SavedSessionParts {
+                sid: sid(1),
+                pid: sid(2),
+                rooms: vec![Room::from("early"), Room::from("late")],
+                floors,
+                data: Value::Null,
+                connected_at_offset: connected_at,
+                epoch: 0,
+            },
+            now,
+        );
+        // The client claims an offset older than its join (or forges one).
+        let restored = b
+            .restore(
+                &mut b.lock(),
+                sid(2).as_str(),
+                Some(&b.offset_string(0)),
+                now,
+            )
+            .unwrap();
+        assert_eq!(
+            restored.missed,
+            [
+                frame("early 1"),
+                frame("after the join"),
+                frame("early 2"),
+                frame("everyone")
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn floors_are_noted_once_per_membership_and_forgotten_on_leave() {
+        let b = buffer(100);
+        let now = Instant::now();
+        let start = b.head();
+        b.note_joins(sid(2), start, &["a"], |_| false);
+        assert!(
+            b.floors_of(sid(2)).is_empty(),
+            "nothing stored since the start"
+        );
+        let first = store_to(&b, &["a"], "1", now);
+        b.note_joins(sid(2), start, &["b"], |_| false);
+        store_to(&b, &["b"], "2", now);
+        // Joining a room it is in already keeps its floor.
+        b.note_joins(sid(2), start, &["b"], |r| r == "b");
+        assert_eq!(b.floors_of(sid(2)), [(Room::from("b"), first)]);
+        b.note_leave(sid(2), "b");
+        assert!(b.floors_of(sid(2)).is_empty());
+        // Joined again: from where it stands now.
+        let second = store_to(&b, &["b"], "3", now);
+        b.note_joins(sid(2), start, &["b"], |_| false);
+        assert_eq!(b.floors_of(sid(2)), [(Room::from("b"), second)]);
+        assert_eq!(b.unregister_live(sid(2)).len(), 1);
+        assert!(b.floors_of(sid(2)).is_empty(), "taken with the socket");
+    }
+
+    #[test]
+    fn a_listener_without_floors_hears_every_packet_of_its_rooms() {
+        let a = to(&["x"]);
+        let rooms = [Room::from("x")];
+        assert!(a.includes(Listener::since_start(&rooms), 1));
+        let floors = [(Room::from("x"), 5)];
+        let late = Listener {
+            rooms: &rooms,
+            floors: &floors,
+        };
+        assert!(!a.includes(late, 5), "stored when it joined: not its");
+        assert!(a.includes(late, 6));
+        assert!(
+            to(&[]).includes(late, 1),
+            "a packet for everyone needs no room"
+        );
     }
 }

@@ -25,7 +25,7 @@ use super::broadcast::{BroadcastOperator, encode};
 use super::client::ClientShared;
 use super::event::{AckError, AckSender, EmitError, Event, Payload, event_packet};
 use super::namespace::Namespace;
-use super::recovery::{SavedSessionParts, is_recoverable};
+use super::recovery::{Floors, RecoveryBuffer, SavedSessionParts, is_recoverable};
 
 /// One client connected to one namespace.
 pub struct Socket {
@@ -280,6 +280,22 @@ impl Socket {
 
     /// Joins rooms.
     pub fn join(&self, rooms: &[&str]) {
+        if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid)
+            && self.connected()
+        {
+            let adapter = self.ns.adapter();
+            buffer.note_joins(pid, self.connected_at_offset, rooms, |room| {
+                adapter.is_in(self.id, room)
+            });
+        }
+        self.join_unnoted(rooms);
+        self.save_durable();
+    }
+
+    /// Joins rooms without recording where the recovery buffer stands, nor saving the
+    /// durable session: for a socket resuming its session, which joins with the buffer
+    /// locked (its floors come with the session) and is saved once it is done.
+    pub(crate) fn join_unnoted(&self, rooms: &[&str]) {
         self.ns.join(self.id, rooms);
         let observer = self.client.io().observer();
         for room in rooms {
@@ -288,11 +304,13 @@ impl Socket {
                 o.joined(self.namespace(), room, self.id);
             }
         }
-        self.save_durable();
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
+        if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
+            buffer.note_leave(pid, room);
+        }
         self.ns.leave(self.id, room);
         self.step(Step::Left(Room::from(room)));
         if let Some(o) = self.client.io().observer() {
@@ -317,14 +335,24 @@ impl Socket {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return None;
         };
-        Some(DurableSession {
+        Some(self.durable_session_with(buffer, pid, &buffer.floors_of(pid)))
+    }
+
+    fn durable_session_with(
+        &self,
+        buffer: &RecoveryBuffer,
+        pid: Sid,
+        floors: &[(Room, u128)],
+    ) -> DurableSession {
+        DurableSession {
             sid: self.id.to_string(),
             pid: pid.to_string(),
             rooms: self.rooms(),
+            joined: durable_floors(buffer, floors),
             data: self.data(),
             offset: Some(buffer.offset_string(self.connected_at_offset)),
             epoch: self.epoch,
-        })
+        }
     }
 
     /// With a durable session store: writes the session now, so the client can resume
@@ -638,10 +666,11 @@ impl Socket {
             explained.report = Some(report.clone());
             self.client.io().reports.push(report);
         }
-        if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
-            buffer.unregister_live(pid);
-        }
-        self.persist_for_recovery(reason);
+        let floors = match (self.ns.recovery(), self.pid) {
+            (Some(buffer), Some(pid)) => buffer.unregister_live(pid),
+            _ => Floors::new(),
+        };
+        self.persist_for_recovery(reason, floors);
         self.ns.remove(self.id);
         self.lock_acks().clear();
         tracing::debug!(socket = %self.id, nsp = %Untrusted(self.namespace()), %reason, "socket disconnected");
@@ -657,23 +686,23 @@ impl Socket {
     }
 
     /// Keeps the session for a later reconnect when the drop was not deliberate.
-    fn persist_for_recovery(&self, reason: DisconnectReason) {
+    fn persist_for_recovery(&self, reason: DisconnectReason, floors: Floors) {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return;
         };
         if let Some(store) = self.ns.adapter().session_store() {
             // Durable: the last snapshot, or nothing if the client left on purpose.
-            match (is_recoverable(reason), self.durable_session()) {
-                (true, Some(session)) => {
-                    tracing::debug!(
-                        socket = %self.id,
-                        rooms = session.rooms.len(),
-                        offset = ?session.offset,
-                        "session stored for recovery"
-                    );
-                    store.save(session, self.durable_ttl());
-                }
-                _ => store.forget(pid.as_str(), self.epoch),
+            if is_recoverable(reason) {
+                let session = self.durable_session_with(buffer, pid, &floors);
+                tracing::debug!(
+                    socket = %self.id,
+                    rooms = session.rooms.len(),
+                    offset = ?session.offset,
+                    "session stored for recovery"
+                );
+                store.save(session, self.durable_ttl());
+            } else {
+                store.forget(pid.as_str(), self.epoch);
             }
             return;
         }
@@ -689,12 +718,24 @@ impl Socket {
             sid: self.id,
             pid,
             rooms,
+            floors,
             data: self.data(),
             connected_at_offset: self.connected_at_offset,
             epoch: self.epoch,
         };
         buffer.persist(parts, now());
     }
+}
+
+/// Floors as a durable store keeps them: each room with its offset's wire form.
+pub(crate) fn durable_floors(
+    buffer: &RecoveryBuffer,
+    floors: &[(Room, u128)],
+) -> Vec<(String, String)> {
+    floors
+        .iter()
+        .map(|(room, floor)| (room.to_string(), buffer.offset_string(*floor)))
+        .collect()
 }
 
 /// Node's `socket.handshake` object, as `fetchSockets` carries it across nodes.

@@ -392,6 +392,64 @@ async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_co
     );
 }
 
+/// The offset of an event (its last argument).
+fn offset_of(event: &Value) -> String {
+    event
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Resumes `pid` claiming `offset`; returns the first argument of each replayed event.
+async fn resume_claiming(
+    io: &switchboard_engine::Io,
+    sid: &str,
+    pid: &str,
+    offset: &str,
+) -> (Client, Vec<Value>) {
+    let back = Client::handshake(io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#))
+        .await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid, "recovered");
+    let replayed = events(&body).iter().map(|e| e[1].clone()).collect();
+    (back, replayed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_with_an_older_offset_replays_no_event_of_a_room_from_before_the_socket_joined_it()
+{
+    let io = recovering_server();
+    let ns = io.of("/");
+    let (client, sid, pid) = connect(&io).await;
+    ns.emit("news", json!("to everyone, before the join"));
+    ns.to("room-a")
+        .emit("secret", json!("room-a, before the join"));
+    // The first event it received gives it an offset from before its join.
+    let heard = events(&client.get().await);
+    assert_eq!(heard.len(), 1);
+    let early = offset_of(&heard[0]);
+    client.post(r#"42["join","room-a"]"#).await;
+    tokio::task::yield_now().await;
+    ns.to("room-a").emit("seq", json!("room-a, after the join"));
+    assert_eq!(events(&client.get().await).len(), 1);
+    drop_connection(&client).await;
+    ns.to("room-a").emit("seq", json!("room-a, missed"));
+
+    // It claims the early offset: what room-a heard before it joined stays unheard.
+    let (back, replayed) = resume_claiming(&io, &sid, &pid, &early).await;
+    assert_eq!(replayed, ["room-a, after the join", "room-a, missed"]);
+
+    // Resumed and dropped again, it keeps the floor it joined with.
+    drop_connection(&back).await;
+    let (_, replayed) = resume_claiming(&io, &sid, &pid, &early).await;
+    assert_eq!(replayed, ["room-a, after the join", "room-a, missed"]);
+}
+
 /// A client away long enough to miss more events than its queue holds still gets them
 /// all: the replay is not a slow consumer (before, the session was closed right after
 /// the CONNECT answer told it it recovered, and it came back to a longer replay, in a
