@@ -204,16 +204,18 @@ pub(crate) struct Audience {
 }
 
 impl Audience {
-    /// Node's `shouldIncludePacket`, with one more condition: a room the listener
-    /// joined late includes only packets stored after it joined (an excepted room
-    /// excludes whenever joined, so a replay errs towards less, never towards more).
+    /// Node's `shouldIncludePacket`, asked of the rooms the listener was in when the
+    /// packet at `offset` was stored: a room it joined later neither includes the
+    /// packet (it was not for the socket then) nor, excepted, excludes it (it was, and
+    /// may have been missed).
     pub(crate) fn includes(&self, listener: Listener<'_>, offset: u128) -> bool {
-        let included = self.rooms.is_empty()
-            || listener
+        let was_in = |rooms: &[Room]| {
+            listener
                 .rooms
                 .iter()
-                .any(|r| self.rooms.contains(r) && listener.was_in(r, offset));
-        included && !listener.rooms.iter().any(|r| self.except.contains(r))
+                .any(|r| rooms.contains(r) && listener.was_in(r, offset))
+        };
+        (self.rooms.is_empty() || was_in(&self.rooms)) && !was_in(&self.except)
     }
 
     fn is_everyone(&self) -> bool {
@@ -1531,5 +1533,23 @@ mod tests {
             to(&[]).includes(late, 1),
             "a packet for everyone needs no room"
         );
+    }
+
+    #[test]
+    fn a_room_joined_late_excepts_only_what_was_stored_after_the_join() {
+        let all_but_muted = Audience {
+            rooms: Box::default(),
+            except: Box::new([Room::from("muted")]),
+        };
+        let rooms = [Room::from("muted")];
+        let floors = [(Room::from("muted"), 5)];
+        let late = Listener {
+            rooms: &rooms,
+            floors: &floors,
+        };
+        // Sent to it before it joined `muted` (and perhaps never read): replayed.
+        assert!(all_but_muted.includes(late, 5));
+        assert!(!all_but_muted.includes(late, 6), "in `muted` by then");
+        assert!(!all_but_muted.includes(Listener::since_start(&rooms), 1));
     }
 }

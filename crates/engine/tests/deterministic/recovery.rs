@@ -450,6 +450,29 @@ async fn a_resume_with_an_older_offset_replays_no_event_of_a_room_from_before_th
     assert_eq!(replayed, ["room-a, after the join", "room-a, missed"]);
 }
 
+/// An event sent to everyone except a room, before the socket joined that room, was
+/// the socket's: if the client never read it before its connection dropped, it is
+/// replayed (judged by the rooms of now, it would be lost without a word).
+#[tokio::test(start_paused = true)]
+async fn an_unread_event_excepting_a_room_joined_since_is_still_replayed() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let (client, sid, pid) = connect(&io).await;
+    ns.except("muted").emit("seq", json!("to all but muted"));
+    client.post(r#"42["join","muted"]"#).await;
+    tokio::task::yield_now().await;
+    ns.except("muted").emit("seq", json!("muted by now"));
+    // The client reads nothing more: its connection times out.
+    drop_by_ping_timeout(&client).await;
+
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid, "recovered");
+    let replayed: Vec<Value> = events(&body).iter().map(|e| e[1].clone()).collect();
+    assert_eq!(replayed, ["to all but muted"]);
+}
+
 /// A client away long enough to miss more events than its queue holds still gets them
 /// all: the replay is not a slow consumer (before, the session was closed right after
 /// the CONNECT answer told it it recovered, and it came back to a longer replay, in a
