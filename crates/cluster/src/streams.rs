@@ -30,8 +30,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
-    Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
-    LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo,
+    Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
+    DurableMemberships, DurableSession, LoggedEvent, MemoryAdapter, NodeAnswers, Room,
+    SessionStore, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -77,8 +78,12 @@ const WRITES_SETTLE: Duration = Duration::from_secs(3);
 const SESSION_OFFSET: &str = "offset";
 
 /// The extra field of a stored session that holds the rooms it joined late, as a map
-/// of room to offset (see [`DurableSession::joined`]); Node ignores it.
+/// of room to offset (see [`DurableMemberships::joined`]); Node ignores it.
 const SESSION_JOINED: &str = "joined";
+
+/// The extra field of a stored session that holds the rooms it left, as an array of
+/// `[room, joined at, left at]` (see [`DurableMemberships::left`]); Node ignores it.
+const SESSION_LEFT: &str = "left";
 
 /// A write to Redis that must keep its order.
 #[derive(Debug)]
@@ -665,6 +670,61 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
+/// A session's memberships as the extra fields of its stored form (none when empty).
+fn memberships_to_wire(m: DurableMemberships) -> Vec<(String, MsgValue)> {
+    let mut extra = Vec::new();
+    if !m.joined.is_empty() {
+        let joined = m
+            .joined
+            .into_iter()
+            .map(|(room, at)| (MsgValue::Str(room), MsgValue::Str(at)))
+            .collect();
+        extra.push((SESSION_JOINED.to_owned(), MsgValue::Map(joined)));
+    }
+    if !m.left.is_empty() {
+        let left = m
+            .left
+            .into_iter()
+            .map(|(room, from, until)| {
+                MsgValue::Array(vec![
+                    MsgValue::Str(room),
+                    MsgValue::Str(from),
+                    MsgValue::Str(until),
+                ])
+            })
+            .collect();
+        extra.push((SESSION_LEFT.to_owned(), MsgValue::Array(left)));
+    }
+    extra
+}
+
+/// The memberships a stored session carries; entries not shaped as written are left
+/// out (their rooms are then judged as Node judges them).
+fn memberships_from_wire(stored: &PersistedSession) -> DurableMemberships {
+    let text = |v: &MsgValue| v.as_str().map(str::to_owned);
+    let joined = match stored.extra(SESSION_JOINED) {
+        Some(MsgValue::Map(entries)) => entries
+            .iter()
+            .filter_map(|(room, at)| Some((text(room)?, text(at)?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let left = match stored.extra(SESSION_LEFT) {
+        Some(MsgValue::Array(entries)) => entries
+            .iter()
+            .filter_map(|entry| match entry {
+                MsgValue::Array(parts) => match parts.as_slice() {
+                    [room, from, until] => Some((text(room)?, text(from)?, text(until)?)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    DurableMemberships { joined, left }
+}
+
 /// The key of the epoch of the session stored at `key`.
 fn epoch_key(key: &str) -> String {
     beside(key, ":epoch")
@@ -958,14 +1018,7 @@ impl SessionStore for StreamsNode {
                 .offset
                 .map(|offset| (SESSION_OFFSET.to_owned(), MsgValue::Str(offset)))
                 .into_iter()
-                .chain((!session.joined.is_empty()).then(|| {
-                    let joined = session
-                        .joined
-                        .into_iter()
-                        .map(|(room, at)| (MsgValue::Str(room), MsgValue::Str(at)))
-                        .collect();
-                    (SESSION_JOINED.to_owned(), MsgValue::Map(joined))
-                }))
+                .chain(memberships_to_wire(session.memberships))
                 .collect(),
         };
         self.write(Write::SaveSession {
@@ -1017,20 +1070,12 @@ impl SessionStore for StreamsNode {
                 .extra(SESSION_OFFSET)
                 .and_then(MsgValue::as_str)
                 .map(str::to_owned);
-            let joined = match stored.extra(SESSION_JOINED) {
-                Some(MsgValue::Map(entries)) => entries
-                    .iter()
-                    .filter_map(|(room, at)| {
-                        Some((room.as_str()?.to_owned(), at.as_str()?.to_owned()))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let memberships = memberships_from_wire(&stored);
             Ok(Some(DurableSession {
                 sid: stored.sid,
                 pid: stored.pid,
                 rooms: stored.rooms,
-                joined,
+                memberships,
                 data: to_json(stored.data),
                 offset,
                 epoch,

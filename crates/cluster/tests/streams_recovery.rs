@@ -196,8 +196,81 @@ async fn a_session_resumed_elsewhere_with_an_old_offset_hears_a_room_only_from_i
 
     // The resumed socket is saved again with the floor it joined with.
     let saved = two.ns().sockets().pop().unwrap().durable_session().unwrap();
-    assert_eq!(saved.joined.len(), 1, "{:?}", saved.joined);
-    assert_eq!(saved.joined[0].0, "a");
+    assert_eq!(
+        saved.memberships.joined.len(),
+        1,
+        "{:?}",
+        saved.memberships.joined
+    );
+    assert_eq!(saved.memberships.joined[0].0, "a");
+}
+
+/// A client resuming on another node gets a room's events from while it was in it,
+/// even after it left that room: the stored session carries when it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumed_elsewhere_still_hears_a_room_it_left_up_to_the_leave() {
+    let redis = RedisServer::start().await;
+    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
+    formed(&[&one, &two]).await;
+
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    client.emit("join", &[json!("game")]).await;
+    eventually("the client joined game", || async {
+        one.ns().adapter().room_size("game") == 1
+    })
+    .await;
+    two.ns()
+        .all()
+        .emit_durable("news", json!("read"))
+        .await
+        .unwrap();
+    let seen = client.events().await;
+    assert_eq!(names(&seen), ["news"]);
+    let last_read = offset(&seen[0]);
+    two.ns()
+        .to("game")
+        .emit_durable("seq", json!("game over"))
+        .await
+        .unwrap();
+    // Node one delivers it (the client will claim it never got it), then the server
+    // takes the socket out of the room.
+    assert_eq!(names(&client.events().await), ["seq"]);
+    one.ns().sockets().pop().unwrap().leave("game");
+    two.ns()
+        .to("game")
+        .emit_durable("seq", json!("after it left"))
+        .await
+        .unwrap();
+    client.close().await;
+    eventually("node one let the socket go", || async {
+        one.ns().socket_count() == 0
+    })
+    .await;
+
+    let back = Client::handshake(&two.io).await;
+    let resumed = back
+        .connect(&json!({"pid": pid, "offset": last_read}).to_string())
+        .await;
+    assert_eq!(resumed.id, first.id, "recovered");
+    let mut replayed = resumed.events;
+    // Sent once resumed, so after the replay: what comes before it is the replay.
+    two.ns()
+        .to(first.id.as_str())
+        .emit_durable("mark", json!(null))
+        .await
+        .unwrap();
+    within("the mark", async {
+        while names(&replayed).last() != Some(&"mark") {
+            replayed.extend(back.events().await);
+        }
+    })
+    .await;
+    let args: Vec<&Value> = replayed.iter().map(|e| &e[1]).collect();
+    assert_eq!(args, [&json!("game over"), &Value::Null]);
+    let saved = two.ns().sockets().pop().unwrap().durable_session().unwrap();
+    assert_eq!(saved.memberships.left.len(), 1, "{:?}", saved.memberships);
+    assert_eq!(saved.memberships.left[0].0, "game");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -368,11 +368,9 @@ pub struct DurableSession {
     pub pid: String,
     /// Rooms, the own id room included.
     pub rooms: Vec<String>,
-    /// Rooms among `rooms` the socket joined after it connected, each with the
-    /// event-log position it joined at: a replay gives a room's events only from there
-    /// (empty in sessions Node wrote, whose replays give every buffered event of the
-    /// rooms, as Node's do).
-    pub joined: Vec<(String, String)>,
+    /// When the socket was in the rooms it joined late or left (empty in sessions Node
+    /// wrote, whose replays judge every event by the rooms of now, as Node's do).
+    pub memberships: DurableMemberships,
     /// `socket.data`.
     pub data: Value,
     /// Event-log position when the socket connected: where replay starts for a
@@ -384,6 +382,18 @@ pub struct DurableSession {
     /// behind on a node that froze or lost its network cannot overwrite the session
     /// its client has since resumed elsewhere.
     pub epoch: u64,
+}
+
+/// When a stored session's socket was in the rooms whose events its replays judge by
+/// time, as event-log positions (see the recovery buffer's memberships).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurableMemberships {
+    /// Rooms among the session's that the socket joined after it connected, each with
+    /// the position it joined at: a replay gives a room's events only after it.
+    pub joined: Vec<(String, String)>,
+    /// Rooms it was in and left, each with the positions it joined (or connected) and
+    /// left at: their events in between still count.
+    pub left: Vec<(String, String, String)>,
 }
 
 /// A stored broadcast read back from the durable log.

@@ -21,10 +21,11 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    Floors, Listener, RecoveryBuffer, Restored, SavedSession, SavedSessionParts, saved_from_parts,
+    Listener, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
+    saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
-use super::socket::{Identity, Socket, durable_floors};
+use super::socket::{Identity, Socket, durable_memberships};
 
 /// Per-connection state. Touched by the connection's read path and, briefly, by
 /// middleware tasks completing a connect; a `std` mutex never held across `.await`.
@@ -572,22 +573,17 @@ async fn prepare_durable(
         .iter()
         .map(|r| Room::from(r.as_str()))
         .collect();
-    // A floor this node cannot read (none it wrote) leaves its room as Node has it.
-    let floors: Floors = session
-        .joined
-        .iter()
-        .filter_map(|(room, at)| Some((Room::from(room.as_str()), buffer.parse_offset(at)?)))
-        .collect();
+    let memberships = memberships_from_durable(buffer, &session);
     let listener = Listener {
         rooms: &rooms,
-        floors: &floors,
+        memberships: &memberships,
     };
     let (older, older_until) = read_older(socket, &store, from, listener).await.ok()?;
     let parts = SavedSessionParts {
         sid: session.sid.parse().ok()?,
         pid: session.pid.parse().ok()?,
         rooms,
-        floors,
+        memberships,
         data: session.data,
         connected_at_offset: start.unwrap_or(from),
         epoch: session.epoch,
@@ -738,16 +734,16 @@ fn finish_connect(
             .map(|r| &**r)
             .filter(|r| *r != own)
             .collect();
-        // With the buffer locked: the rooms come back with the floors they had.
+        // With the buffer locked: the rooms come back with the memberships they had.
         socket.join_unnoted(&rooms);
-        let mut floors = std::mem::take(&mut restored.session.floors);
+        let mut memberships = std::mem::take(&mut restored.session.memberships);
         if prepared.id() != socket.id() {
             // Rooms a middleware joined under the fresh id move to the resumed one,
             // joined now as far as its replays go.
             let joined = socket.ns().adapter().socket_rooms(prepared.id());
             let head = RecoveryBuffer::head_of(&state);
             if head > restored.session.connected_at_offset {
-                floors.extend(
+                memberships.joined.extend(
                     joined
                         .iter()
                         .filter(|r| !restored.session.rooms.contains(r))
@@ -759,7 +755,7 @@ fn finish_connect(
             socket.ns().leave_all(prepared.id());
         }
         if let Some(pid) = socket.pid() {
-            buffer.set_floors(pid, floors);
+            buffer.set_memberships(pid, memberships);
         }
         socket.set_data(restored.session.data);
         let _ = socket.send_replay(&restored.missed);
@@ -773,6 +769,28 @@ fn finish_connect(
     drop(state);
     socket.save_durable();
     socket.run_connect();
+}
+
+/// The memberships of a stored session, in this buffer's offsets. An offset this node
+/// cannot read (none it wrote) is left out, and its room judged by the rooms of now, as
+/// Node judges every room.
+fn memberships_from_durable(buffer: &RecoveryBuffer, session: &DurableSession) -> Memberships {
+    let at = |offset: &str| buffer.parse_offset(offset);
+    let m = &session.memberships;
+    Memberships {
+        joined: m
+            .joined
+            .iter()
+            .filter_map(|(room, floor)| Some((Room::from(room.as_str()), at(floor)?)))
+            .collect(),
+        left: m
+            .left
+            .iter()
+            .filter_map(|(room, from, until)| {
+                Some((Room::from(room.as_str()), at(from)?, at(until)?))
+            })
+            .collect(),
+    }
 }
 
 /// Keeps again a session that was taken to resume a connection which closed before
@@ -790,7 +808,7 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
         sid: parts.sid.to_string(),
         pid: parts.pid.to_string(),
         rooms: parts.rooms.iter().map(|r| r.to_string()).collect(),
-        joined: durable_floors(buffer, &parts.floors),
+        memberships: durable_memberships(buffer, &parts.memberships),
         data: parts.data,
         offset: Some(buffer.offset_string(parts.connected_at_offset)),
         epoch: parts.epoch,

@@ -14,9 +14,10 @@
 //!   and delivered live, nor neither;
 //! - a client's `offset` is clamped to where its session began: an older (or forged)
 //!   one never replays what was broadcast before the socket connected;
-//! - a room the socket joined later counts only from where the buffer stood when it
-//!   joined (its [`Floors`]): an old offset never replays a room's events from before
-//!   the socket was in it. Node replays them (it keeps only the rooms).
+//! - a room counts for the packets stored while the socket was in it (its
+//!   [`Memberships`]): an old offset never replays a room's events from before the
+//!   socket joined it, and an event to a room it has left since is still replayed if
+//!   it was sent while the socket was there. Node judges by the rooms of the moment.
 //!
 //! Everything kept is bounded by count and bytes, oldest dropped first: the packets,
 //! and the sessions, which anyone can make by opening connections and resetting them.
@@ -166,33 +167,80 @@ pub(crate) fn is_recoverable(reason: crate::DisconnectReason) -> bool {
     )
 }
 
-/// The rooms a socket joined after its session began, each with the buffer's head
-/// when it joined: a replay gives it a room's packets only from after that position.
-/// Rooms joined before any packet was stored since the session began need none (the
-/// session's own start bounds them), so most sockets have no floors at all.
-pub(crate) type Floors = Vec<(Room, u128)>;
+/// Most rooms a socket's [`Memberships`] remember it left; the oldest is forgotten
+/// first (a replay then judges that room by the rooms of now, as Node does).
+pub(crate) const MAX_LEFT: usize = 16;
 
-/// Whom a replay is for: a session's rooms (its own id room included) and the floors
-/// of the rooms it joined late.
+/// When a socket was in the rooms whose packets its replays judge by time, as buffer
+/// positions (heads). Only what its session's start does not already say: rooms joined
+/// before any packet was stored since the session began need no entry (the common
+/// case: rooms joined in the connection handler), so most sockets have none at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Memberships {
+    /// Rooms it is in, joined late: the head when it joined. A packet counts if stored
+    /// after it.
+    pub(crate) joined: Vec<(Room, u128)>,
+    /// Rooms it left while packets were stored: the head when it joined (or its
+    /// session's start) and when it left. A packet counts if stored in between (after
+    /// the first, up to the second). At most [`MAX_LEFT`].
+    pub(crate) left: Vec<(Room, u128, u128)>,
+}
+
+impl Memberships {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.joined.is_empty() && self.left.is_empty()
+    }
+
+    /// The heap its lists hold, counted as if no one else held the names of the rooms
+    /// it left (those it is in are the session's rooms, counted there).
+    fn heap(&self) -> usize {
+        let list = |bytes: usize| if bytes == 0 { 0 } else { bytes + MALLOC_BLOCK };
+        let left_names: usize = self
+            .left
+            .iter()
+            .map(|(r, _, _)| 2 * std::mem::size_of::<usize>() + r.len() + MALLOC_BLOCK)
+            .sum();
+        list(std::mem::size_of_val(self.joined.as_slice()))
+            + list(std::mem::size_of_val(self.left.as_slice()))
+            + left_names
+    }
+}
+
+/// Whom a replay is for: a session's rooms (its own id room included) and when it was
+/// in those it joined late or left.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Listener<'a> {
     pub(crate) rooms: &'a [Room],
-    pub(crate) floors: &'a [(Room, u128)],
+    pub(crate) memberships: &'a Memberships,
 }
 
+/// No memberships: an SSE listener's, whose rooms are given at connect.
+static NO_MEMBERSHIPS: Memberships = Memberships {
+    joined: Vec::new(),
+    left: Vec::new(),
+};
+
 impl<'a> Listener<'a> {
-    /// A listener in `rooms` since its session began (an SSE listener, whose rooms are
-    /// given at connect).
+    /// A listener in `rooms` since its session began (an SSE listener).
     pub(crate) fn since_start(rooms: &'a [Room]) -> Self {
-        Listener { rooms, floors: &[] }
+        Listener {
+            rooms,
+            memberships: &NO_MEMBERSHIPS,
+        }
     }
 
     /// Whether it was in `room` when the packet at `offset` was stored.
     fn was_in(&self, room: &Room, offset: u128) -> bool {
-        self.floors
-            .iter()
-            .find(|(r, _)| r == room)
-            .is_none_or(|(_, floor)| offset > *floor)
+        let m = self.memberships;
+        let in_now = self.rooms.contains(room)
+            && m.joined
+                .iter()
+                .find(|(r, _)| r == room)
+                .is_none_or(|(_, floor)| offset > *floor);
+        in_now
+            || m.left
+                .iter()
+                .any(|(r, from, until)| r == room && offset > *from && offset <= *until)
     }
 }
 
@@ -207,14 +255,9 @@ impl Audience {
     /// Node's `shouldIncludePacket`, asked of the rooms the listener was in when the
     /// packet at `offset` was stored: a room it joined later neither includes the
     /// packet (it was not for the socket then) nor, excepted, excludes it (it was, and
-    /// may have been missed).
+    /// may have been missed); a room it has left since still does both.
     pub(crate) fn includes(&self, listener: Listener<'_>, offset: u128) -> bool {
-        let was_in = |rooms: &[Room]| {
-            listener
-                .rooms
-                .iter()
-                .any(|r| rooms.contains(r) && listener.was_in(r, offset))
-        };
+        let was_in = |rooms: &[Room]| rooms.iter().any(|r| listener.was_in(r, offset));
         (self.rooms.is_empty() || was_in(&self.rooms)) && !was_in(&self.except)
     }
 
@@ -338,21 +381,12 @@ fn rooms_heap(rooms: &[Room]) -> usize {
 const SESSION_OVERHEAD: usize = std::mem::size_of::<(Sid, SavedSession)>() * 4 / 3
     + std::mem::size_of::<((Instant, u64), Sid)>() * 2;
 
-/// Bytes a kept session is charged: its entry, its rooms, its floors and its data,
-/// estimated by walking the value (no allocation). An estimate of the heap it holds,
-/// stable across runs, which is all a bound needs; `heap_budget` keeps it close to the
-/// measured one.
-pub(crate) fn session_bytes(rooms: &[Room], floors: &[(Room, u128)], data: &Value) -> usize {
-    SESSION_OVERHEAD + rooms_heap(rooms) + floors_heap(floors) + value_heap(data)
-}
-
-/// The heap of a session's floors: the list only (its rooms' names are those of the
-/// session's rooms, counted there).
-fn floors_heap(floors: &[(Room, u128)]) -> usize {
-    match floors.len() {
-        0 => 0,
-        _ => std::mem::size_of_val(floors) + MALLOC_BLOCK,
-    }
+/// Bytes a kept session is charged: its entry, its rooms, its memberships and its
+/// data, estimated by walking the value (no allocation). An estimate of the heap it
+/// holds, stable across runs, which is all a bound needs; `heap_budget` keeps it close
+/// to the measured one.
+pub(crate) fn session_bytes(rooms: &[Room], memberships: &Memberships, data: &Value) -> usize {
+    SESSION_OVERHEAD + rooms_heap(rooms) + memberships.heap() + value_heap(data)
 }
 
 /// The heap a JSON value holds beyond its own inline size.
@@ -383,8 +417,8 @@ pub(crate) struct SavedSession {
     pub(crate) pid: Sid,
     /// Rooms, its own id room included.
     pub(crate) rooms: Vec<Room>,
-    /// Rooms among them joined after the session began, and where the buffer stood.
-    pub(crate) floors: Floors,
+    /// When it was in the rooms it joined late or left.
+    pub(crate) memberships: Memberships,
     pub(crate) data: Value,
     /// The buffer position when the socket connected: replay starts there without an
     /// offset, and never before it with one.
@@ -409,7 +443,7 @@ impl SavedSession {
     pub(crate) fn listener(&self) -> Listener<'_> {
         Listener {
             rooms: &self.rooms,
-            floors: &self.floors,
+            memberships: &self.memberships,
         }
     }
 }
@@ -470,11 +504,11 @@ pub(crate) struct RecoveryBuffer {
     /// What every namespace's buffer holds together (its own, unless shared with
     /// [`RecoveryBuffer::sharing`]).
     budget: Arc<RecoveryBudget>,
-    /// The floors of connected sockets (by `pid`) that joined a room after their
-    /// session began; only those have an entry. A lock of its own, taken last (under
+    /// The memberships of connected sockets (by `pid`) that joined or left a room
+    /// after their session began; only those have an entry. A lock of its own, taken last (under
     /// `state` or alone): a socket's durable session is saved with it, which happens
     /// with `state` held as well as without.
-    floors: Mutex<HashMap<Sid, Floors>>,
+    memberships: Mutex<HashMap<Sid, Memberships>>,
 }
 
 impl Drop for RecoveryBuffer {
@@ -499,7 +533,7 @@ impl RecoveryBuffer {
             state: Mutex::default(),
             metrics: OnceLock::new(),
             budget: RecoveryBudget::new(config.max_total_bytes),
-            floors: Mutex::default(),
+            memberships: Mutex::default(),
         }
     }
 
@@ -518,7 +552,7 @@ impl RecoveryBuffer {
             state: Mutex::default(),
             metrics: OnceLock::new(),
             budget: RecoveryBudget::new(config.max_total_bytes),
-            floors: Mutex::default(),
+            memberships: Mutex::default(),
         }
     }
 
@@ -680,25 +714,24 @@ impl RecoveryBuffer {
         state.live.insert(pid, socket);
     }
 
-    /// Forgets a socket that disconnected, handing back its floors for its kept
+    /// Forgets a socket that disconnected, handing back its memberships for its kept
     /// session.
-    pub(crate) fn unregister_live(&self, pid: Sid) -> Floors {
+    pub(crate) fn unregister_live(&self, pid: Sid) -> Memberships {
         self.lock().live.remove(&pid);
-        self.lock_floors().remove(&pid).unwrap_or_default()
+        self.lock_memberships().remove(&pid).unwrap_or_default()
     }
 
-    fn lock_floors(&self) -> MutexGuard<'_, HashMap<Sid, Floors>> {
-        self.floors.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_memberships(&self) -> MutexGuard<'_, HashMap<Sid, Memberships>> {
+        self.memberships.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records that the connected socket `pid`, whose session began at `start`, is
     /// joining `rooms`: where the buffer stands now is where the packets of each room
-    /// it is not in yet (`is_in` says) begin for its replays. Nothing is recorded while
-    /// the buffer has not moved since the session began (the common case: rooms
-    /// joined in the connection handler). A packet stored between this and the join
-    /// itself may be replayed without having been delivered: it was sent as the
-    /// socket joined. `is_in` reads the room index under the buffer lock, the order a
-    /// broadcast takes them in.
+    /// it is not in yet (`is_in` says) begin to count for its replays. Nothing is
+    /// recorded while the buffer has not moved since the session began. A packet
+    /// stored between this and the join itself may be replayed without having been
+    /// delivered: it was sent as the socket joined. `is_in` reads the room index under
+    /// the buffer lock, the order a broadcast takes them in.
     pub(crate) fn note_joins(
         &self,
         pid: Sid,
@@ -711,39 +744,54 @@ impl RecoveryBuffer {
         if head <= start {
             return;
         }
-        let mut all = self.lock_floors();
+        let mut all = self.lock_memberships();
         for room in rooms.iter().filter(|r| !is_in(r)) {
-            let floors = all.entry(pid).or_default();
-            match floors.iter_mut().find(|(r, _)| **r == **room) {
+            let joined = &mut all.entry(pid).or_default().joined;
+            match joined.iter_mut().find(|(r, _)| **r == **room) {
                 Some((_, floor)) => *floor = head,
-                None => floors.push((Room::from(*room), head)),
+                None => joined.push((Room::from(*room), head)),
             }
         }
     }
 
-    /// Forgets the floor of `room` for the connected socket `pid`, which left it.
-    pub(crate) fn note_leave(&self, pid: Sid, room: &str) {
-        let mut all = self.lock_floors();
-        if let Some(floors) = all.get_mut(&pid) {
-            floors.retain(|(r, _)| **r != *room);
-            if floors.is_empty() {
-                all.remove(&pid);
+    /// Records that the connected socket `pid`, whose session began at `start`, has
+    /// left `room` (it was in it): the packets stored while it was there still count
+    /// for its replays, unless none was. Call it after the leave, so that a packet
+    /// delivered to the room just before is among them.
+    pub(crate) fn note_leave(&self, pid: Sid, start: u128, room: &str) {
+        let head = self.lock().head;
+        let mut all = self.lock_memberships();
+        let m = all.entry(pid).or_default();
+        let from = match m.joined.iter().position(|(r, _)| **r == *room) {
+            Some(i) => m.joined.swap_remove(i).1,
+            None => start,
+        };
+        if head > from {
+            if m.left.len() >= MAX_LEFT {
+                m.left.remove(0);
             }
+            m.left.push((Room::from(room), from, head));
+        }
+        if m.is_empty() {
+            all.remove(&pid);
         }
     }
 
-    /// The floors of the connected socket `pid`.
-    pub(crate) fn floors_of(&self, pid: Sid) -> Floors {
-        self.lock_floors().get(&pid).cloned().unwrap_or_default()
+    /// The memberships of the connected socket `pid`.
+    pub(crate) fn memberships_of(&self, pid: Sid) -> Memberships {
+        self.lock_memberships()
+            .get(&pid)
+            .cloned()
+            .unwrap_or_default()
     }
 
-    /// Sets the floors of a socket resuming its session.
-    pub(crate) fn set_floors(&self, pid: Sid, floors: Floors) {
-        let mut all = self.lock_floors();
-        if floors.is_empty() {
+    /// Sets the memberships of a socket resuming its session.
+    pub(crate) fn set_memberships(&self, pid: Sid, memberships: Memberships) {
+        let mut all = self.lock_memberships();
+        if memberships.is_empty() {
             all.remove(&pid);
         } else {
-            all.insert(pid, floors);
+            all.insert(pid, memberships);
         }
     }
 
@@ -769,7 +817,7 @@ impl RecoveryBuffer {
     /// `max_sessions` and `max_sessions_bytes`, the oldest ones. A session larger than
     /// `max_bytes_per_session` is not kept. O(log n) per session added or dropped.
     pub(crate) fn persist(&self, session: SavedSessionParts, now: Instant) {
-        let bytes = session_bytes(&session.rooms, &session.floors, &session.data);
+        let bytes = session_bytes(&session.rooms, &session.memberships, &session.data);
         let c = &self.config;
         let mut state = self.lock();
         self.expire_sessions(&mut state, now);
@@ -814,7 +862,7 @@ impl RecoveryBuffer {
             sid: session.sid,
             pid: session.pid,
             rooms: session.rooms,
-            floors: session.floors,
+            memberships: session.memberships,
             data: session.data,
             connected_at_offset: session.connected_at_offset,
             epoch: session.epoch,
@@ -932,7 +980,7 @@ pub(crate) struct SavedSessionParts {
     pub(crate) sid: Sid,
     pub(crate) pid: Sid,
     pub(crate) rooms: Vec<Room>,
-    pub(crate) floors: Floors,
+    pub(crate) memberships: Memberships,
     pub(crate) data: Value,
     pub(crate) connected_at_offset: u128,
     pub(crate) epoch: u64,
@@ -944,7 +992,7 @@ pub(crate) fn saved_from_parts(parts: SavedSessionParts, now: Instant) -> SavedS
         sid: parts.sid,
         pid: parts.pid,
         rooms: parts.rooms,
-        floors: parts.floors,
+        memberships: parts.memberships,
         data: parts.data,
         connected_at_offset: parts.connected_at_offset,
         epoch: parts.epoch,
@@ -962,7 +1010,7 @@ impl SavedSession {
             sid: self.sid,
             pid: self.pid,
             rooms: self.rooms,
-            floors: self.floors,
+            memberships: self.memberships,
             data: self.data,
             connected_at_offset: self.connected_at_offset,
             epoch: self.epoch,
@@ -1026,7 +1074,7 @@ mod tests {
                 sid: sid(1),
                 pid: sid(2),
                 rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
-                floors: Vec::new(),
+                memberships: Memberships::default(),
                 data: Value::Null,
                 connected_at_offset: at_offset,
                 epoch: 0,
@@ -1145,7 +1193,7 @@ mod tests {
                 sid: pid(n),
                 pid: pid(n),
                 rooms: vec![Room::from(pid(n).as_str())],
-                floors: Vec::new(),
+                memberships: Memberships::default(),
                 data,
                 connected_at_offset: b.head(),
                 epoch: 0,
@@ -1174,7 +1222,11 @@ mod tests {
     #[test]
     fn namespaces_keep_sessions_within_their_shared_budget_the_adding_one_paying() {
         let data = json!({"blob": "x".repeat(1000)});
-        let one = session_bytes(&[Room::from(pid(0).as_str())], &[], &data);
+        let one = session_bytes(
+            &[Room::from(pid(0).as_str())],
+            &Memberships::default(),
+            &data,
+        );
         let (a, b, budget) = sharing(one);
         let now = Instant::now();
         for n in 0..3 {
@@ -1277,7 +1329,11 @@ mod tests {
     #[test]
     fn kept_sessions_stay_within_max_sessions_bytes() {
         let data = json!({"blob": "x".repeat(1000)});
-        let one = session_bytes(&[Room::from(pid(0).as_str())], &[], &data);
+        let one = session_bytes(
+            &[Room::from(pid(0).as_str())],
+            &Memberships::default(),
+            &data,
+        );
         let (b, metrics) = bounded(RecoveryConfig {
             max_sessions_bytes: one * 4 + one / 2,
             ..RecoveryConfig::default()
@@ -1452,9 +1508,9 @@ mod tests {
         store_to(&b, &["late"], "after the join", now);
         store_to(&b, &["early"], "early 2", now);
         store_to(&b, &[], "everyone", now);
-        let floors = b.unregister_live(sid(2));
+        let memberships = b.unregister_live(sid(2));
         assert_eq!(
-            floors.len(),
+            memberships.joined.len(),
             1,
             "only the room joined after packets were stored"
         );
@@ -1463,7 +1519,7 @@ mod tests {
                 sid: sid(1),
                 pid: sid(2),
                 rooms: vec![Room::from("early"), Room::from("late")],
-                floors,
+                memberships,
                 data: Value::Null,
                 connected_at_offset: connected_at,
                 epoch: 0,
@@ -1491,41 +1547,74 @@ mod tests {
         );
     }
 
+    /// `joined` alone.
+    fn joined(entries: &[(&str, u128)]) -> Memberships {
+        Memberships {
+            joined: entries.iter().map(|(r, f)| (Room::from(*r), *f)).collect(),
+            left: Vec::new(),
+        }
+    }
+
     #[test]
-    fn floors_are_noted_once_per_membership_and_forgotten_on_leave() {
+    fn memberships_note_a_join_once_and_a_leave_with_its_span() {
         let b = buffer(100);
         let now = Instant::now();
         let start = b.head();
         b.note_joins(sid(2), start, &["a"], |_| false);
         assert!(
-            b.floors_of(sid(2)).is_empty(),
+            b.memberships_of(sid(2)).is_empty(),
             "nothing stored since the start"
         );
         let first = store_to(&b, &["a"], "1", now);
         b.note_joins(sid(2), start, &["b"], |_| false);
-        store_to(&b, &["b"], "2", now);
         // Joining a room it is in already keeps its floor.
+        let second = store_to(&b, &["b"], "2", now);
         b.note_joins(sid(2), start, &["b"], |r| r == "b");
-        assert_eq!(b.floors_of(sid(2)), [(Room::from("b"), first)]);
-        b.note_leave(sid(2), "b");
-        assert!(b.floors_of(sid(2)).is_empty());
-        // Joined again: from where it stands now.
-        let second = store_to(&b, &["b"], "3", now);
+        assert_eq!(b.memberships_of(sid(2)), joined(&[("b", first)]));
+        // Left: what was stored while it was there still counts.
+        b.note_leave(sid(2), start, "b");
+        // `a`, joined at the start, was there for everything so far.
+        b.note_leave(sid(2), start, "a");
+        let left = vec![
+            (Room::from("b"), first, second),
+            (Room::from("a"), start, second),
+        ];
+        assert_eq!(b.memberships_of(sid(2)).left, left);
+        assert!(b.memberships_of(sid(2)).joined.is_empty());
+        // Joined again: from where it stands now, the earlier span kept.
+        let third = store_to(&b, &["b"], "3", now);
         b.note_joins(sid(2), start, &["b"], |_| false);
-        assert_eq!(b.floors_of(sid(2)), [(Room::from("b"), second)]);
-        assert_eq!(b.unregister_live(sid(2)).len(), 1);
-        assert!(b.floors_of(sid(2)).is_empty(), "taken with the socket");
+        let m = b.unregister_live(sid(2));
+        assert_eq!((m.joined, m.left), (vec![(Room::from("b"), third)], left));
+        assert!(b.memberships_of(sid(2)).is_empty(), "taken with the socket");
+        // Joined and left with nothing stored in between: nothing to remember.
+        b.note_joins(sid(3), start, &["c"], |_| false);
+        b.note_leave(sid(3), start, "c");
+        assert!(b.memberships_of(sid(3)).is_empty());
     }
 
     #[test]
-    fn a_listener_without_floors_hears_every_packet_of_its_rooms() {
+    fn at_most_max_left_rooms_left_are_remembered_the_oldest_forgotten() {
+        let b = buffer(100);
+        let start = b.head();
+        store_to(&b, &[], "x", Instant::now());
+        for n in 0..=MAX_LEFT {
+            b.note_leave(sid(2), start, &format!("r{n}"));
+        }
+        let left = b.memberships_of(sid(2)).left;
+        assert_eq!(left.len(), MAX_LEFT);
+        assert_eq!(&*left[0].0, "r1");
+    }
+
+    #[test]
+    fn a_listener_hears_a_room_while_it_was_in_it() {
         let a = to(&["x"]);
         let rooms = [Room::from("x")];
         assert!(a.includes(Listener::since_start(&rooms), 1));
-        let floors = [(Room::from("x"), 5)];
+        let m = joined(&[("x", 5)]);
         let late = Listener {
             rooms: &rooms,
-            floors: &floors,
+            memberships: &m,
         };
         assert!(!a.includes(late, 5), "stored when it joined: not its");
         assert!(a.includes(late, 6));
@@ -1533,23 +1622,47 @@ mod tests {
             to(&[]).includes(late, 1),
             "a packet for everyone needs no room"
         );
+        // Left after 8, no longer among its rooms.
+        let m = Memberships {
+            joined: Vec::new(),
+            left: vec![(Room::from("x"), 5, 8)],
+        };
+        let gone = Listener {
+            rooms: &[],
+            memberships: &m,
+        };
+        assert_eq!(
+            [5, 6, 8, 9].map(|offset| a.includes(gone, offset)),
+            [false, true, true, false]
+        );
     }
 
     #[test]
-    fn a_room_joined_late_excepts_only_what_was_stored_after_the_join() {
+    fn an_excepted_room_excludes_only_what_was_stored_while_the_socket_was_in_it() {
         let all_but_muted = Audience {
             rooms: Box::default(),
             except: Box::new([Room::from("muted")]),
         };
         let rooms = [Room::from("muted")];
-        let floors = [(Room::from("muted"), 5)];
+        let m = joined(&[("muted", 5)]);
         let late = Listener {
             rooms: &rooms,
-            floors: &floors,
+            memberships: &m,
         };
         // Sent to it before it joined `muted` (and perhaps never read): replayed.
         assert!(all_but_muted.includes(late, 5));
         assert!(!all_but_muted.includes(late, 6), "in `muted` by then");
         assert!(!all_but_muted.includes(Listener::since_start(&rooms), 1));
+        // In `muted` from the start until 8, then left.
+        let m = Memberships {
+            joined: Vec::new(),
+            left: vec![(Room::from("muted"), 0, 8)],
+        };
+        let gone = Listener {
+            rooms: &[],
+            memberships: &m,
+        };
+        assert!(!all_but_muted.includes(gone, 8));
+        assert!(all_but_muted.includes(gone, 9));
     }
 }

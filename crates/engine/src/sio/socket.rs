@@ -14,7 +14,7 @@ use switchboard_protocol::engineio::TransportKind;
 use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
-use crate::adapter::{DurableSession, Room, SocketInfo};
+use crate::adapter::{DurableMemberships, DurableSession, Room, SocketInfo};
 use crate::breadcrumbs::{self, Crumb, Step, Trail};
 use crate::diagnosis::{self, Diagnosis};
 use crate::eio::session::now;
@@ -25,7 +25,7 @@ use super::broadcast::{BroadcastOperator, encode};
 use super::client::ClientShared;
 use super::event::{AckError, AckSender, EmitError, Event, Payload, event_packet};
 use super::namespace::Namespace;
-use super::recovery::{Floors, RecoveryBuffer, SavedSessionParts, is_recoverable};
+use super::recovery::{Memberships, RecoveryBuffer, SavedSessionParts, is_recoverable};
 
 /// One client connected to one namespace.
 pub struct Socket {
@@ -294,7 +294,7 @@ impl Socket {
 
     /// Joins rooms without recording where the recovery buffer stands, nor saving the
     /// durable session: for a socket resuming its session, which joins with the buffer
-    /// locked (its floors come with the session) and is saved once it is done.
+    /// locked (its memberships come with the session) and is saved once it is done.
     pub(crate) fn join_unnoted(&self, rooms: &[&str]) {
         self.ns.join(self.id, rooms);
         let observer = self.client.io().observer();
@@ -308,10 +308,19 @@ impl Socket {
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
-        if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) {
-            buffer.note_leave(pid, room);
-        }
+        let noted = match (self.ns.recovery(), self.pid) {
+            (Some(buffer), Some(pid))
+                if self.connected() && self.ns.adapter().is_in(self.id, room) =>
+            {
+                Some((buffer, pid))
+            }
+            _ => None,
+        };
         self.ns.leave(self.id, room);
+        // After the leave: an event delivered to the room just before it still counts.
+        if let Some((buffer, pid)) = noted {
+            buffer.note_leave(pid, self.connected_at_offset, room);
+        }
         self.step(Step::Left(Room::from(room)));
         if let Some(o) = self.client.io().observer() {
             o.left(self.namespace(), room, self.id);
@@ -335,20 +344,20 @@ impl Socket {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return None;
         };
-        Some(self.durable_session_with(buffer, pid, &buffer.floors_of(pid)))
+        Some(self.durable_session_with(buffer, pid, &buffer.memberships_of(pid)))
     }
 
     fn durable_session_with(
         &self,
         buffer: &RecoveryBuffer,
         pid: Sid,
-        floors: &[(Room, u128)],
+        memberships: &Memberships,
     ) -> DurableSession {
         DurableSession {
             sid: self.id.to_string(),
             pid: pid.to_string(),
             rooms: self.rooms(),
-            joined: durable_floors(buffer, floors),
+            memberships: durable_memberships(buffer, memberships),
             data: self.data(),
             offset: Some(buffer.offset_string(self.connected_at_offset)),
             epoch: self.epoch,
@@ -666,11 +675,11 @@ impl Socket {
             explained.report = Some(report.clone());
             self.client.io().reports.push(report);
         }
-        let floors = match (self.ns.recovery(), self.pid) {
+        let memberships = match (self.ns.recovery(), self.pid) {
             (Some(buffer), Some(pid)) => buffer.unregister_live(pid),
-            _ => Floors::new(),
+            _ => Memberships::default(),
         };
-        self.persist_for_recovery(reason, floors);
+        self.persist_for_recovery(reason, memberships);
         self.ns.remove(self.id);
         self.lock_acks().clear();
         tracing::debug!(socket = %self.id, nsp = %Untrusted(self.namespace()), %reason, "socket disconnected");
@@ -686,14 +695,14 @@ impl Socket {
     }
 
     /// Keeps the session for a later reconnect when the drop was not deliberate.
-    fn persist_for_recovery(&self, reason: DisconnectReason, floors: Floors) {
+    fn persist_for_recovery(&self, reason: DisconnectReason, memberships: Memberships) {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return;
         };
         if let Some(store) = self.ns.adapter().session_store() {
             // Durable: the last snapshot, or nothing if the client left on purpose.
             if is_recoverable(reason) {
-                let session = self.durable_session_with(buffer, pid, &floors);
+                let session = self.durable_session_with(buffer, pid, &memberships);
                 tracing::debug!(
                     socket = %self.id,
                     rooms = session.rooms.len(),
@@ -718,7 +727,7 @@ impl Socket {
             sid: self.id,
             pid,
             rooms,
-            floors,
+            memberships,
             data: self.data(),
             connected_at_offset: self.connected_at_offset,
             epoch: self.epoch,
@@ -727,15 +736,21 @@ impl Socket {
     }
 }
 
-/// Floors as a durable store keeps them: each room with its offset's wire form.
-pub(crate) fn durable_floors(
-    buffer: &RecoveryBuffer,
-    floors: &[(Room, u128)],
-) -> Vec<(String, String)> {
-    floors
-        .iter()
-        .map(|(room, floor)| (room.to_string(), buffer.offset_string(*floor)))
-        .collect()
+/// Memberships as a durable store keeps them: offsets in their wire form.
+pub(crate) fn durable_memberships(buffer: &RecoveryBuffer, m: &Memberships) -> DurableMemberships {
+    let wire = |offset: u128| buffer.offset_string(offset);
+    DurableMemberships {
+        joined: m
+            .joined
+            .iter()
+            .map(|(room, floor)| (room.to_string(), wire(*floor)))
+            .collect(),
+        left: m
+            .left
+            .iter()
+            .map(|(room, from, until)| (room.to_string(), wire(*from), wire(*until)))
+            .collect(),
+    }
 }
 
 /// Node's `socket.handshake` object, as `fetchSockets` carries it across nodes.

@@ -473,6 +473,30 @@ async fn an_unread_event_excepting_a_room_joined_since_is_still_replayed() {
     assert_eq!(replayed, ["to all but muted"]);
 }
 
+/// The last event to a room, sent just before the server took the socket out of it,
+/// was the socket's: if the client never read it before its connection dropped, it is
+/// replayed. What the room hears after the leave is not.
+#[tokio::test(start_paused = true)]
+async fn an_unread_event_to_a_room_left_since_is_still_replayed() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let (client, sid, pid) = connect(&io).await;
+    client.post(r#"42["join","game"]"#).await;
+    tokio::task::yield_now().await;
+    ns.to("game").emit("seq", json!("game over"));
+    ns.sockets().pop().expect("the socket").leave("game");
+    ns.to("game").emit("seq", json!("after it left"));
+    // The client reads nothing more: its connection times out.
+    drop_by_ping_timeout(&client).await;
+
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let body = back.get().await;
+    assert_eq!(connect_answer(&body).0, sid, "recovered");
+    let replayed: Vec<Value> = events(&body).iter().map(|e| e[1].clone()).collect();
+    assert_eq!(replayed, ["game over"]);
+}
+
 /// A client away long enough to miss more events than its queue holds still gets them
 /// all: the replay is not a slow consumer (before, the session was closed right after
 /// the CONNECT answer told it it recovered, and it came back to a longer replay, in a
