@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Client, Node, NodeOptions, RedisServer, eventually, formed, names, within};
 use switchboard_cluster::AdapterKind;
+use switchboard_engine::sio::BroadcastOperator;
 
 async fn node(redis: &RedisServer, name: &str) -> Node {
     Node::start(
@@ -19,6 +20,37 @@ async fn node(redis: &RedisServer, name: &str) -> Node {
         NodeOptions::new(AdapterKind::RedisStreams, name).recovery(),
     )
     .await
+}
+
+/// Two nodes of one cluster on `redis`, each knowing of the other.
+async fn pair(redis: &RedisServer) -> (Node, Node) {
+    let (one, two) = (node(redis, "one").await, node(redis, "two").await);
+    formed(&[&one, &two]).await;
+    (one, two)
+}
+
+/// The client on `node` asks to join `room`; returns once it is in.
+async fn join(client: &Client, node: &Node, room: &str) {
+    client.emit("join", &[json!(room)]).await;
+    eventually(&format!("the client joined {room}"), || async {
+        node.ns().adapter().room_size(room) == 1
+    })
+    .await;
+}
+
+/// Emits through `op`; returns once the stream holds the entry.
+async fn durable(op: BroadcastOperator, event: &str, arg: Value) {
+    op.emit_durable(event, arg).await.unwrap();
+}
+
+/// Closes the client's transport; returns once `node` let its socket go (and so kept
+/// its session in Redis).
+async fn drop_from(client: &Client, node: &Node) {
+    client.close().await;
+    eventually("the node let the socket go", || async {
+        node.ns().socket_count() == 0
+    })
+    .await;
 }
 
 /// The offset a recoverable event carries as its last argument.
@@ -36,53 +68,24 @@ fn offset(event: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_left_on_one_node_resumes_on_another_with_what_it_missed_in_order() {
     let redis = RedisServer::start().await;
-    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
-    formed(&[&one, &two]).await;
+    let (one, two) = pair(&redis).await;
 
     let (client, first) = Client::connected(&one.io).await;
     let pid = first.pid.clone().expect("recovery gives a pid");
-    client.emit("join", &[json!("a")]).await;
-    eventually("the client joined a", || async {
-        one.ns().adapter().room_size("a") == 1
-    })
-    .await;
-    two.ns()
-        .to("a")
-        .emit_durable("seq", json!(0))
-        .await
-        .unwrap();
+    join(&client, &one, "a").await;
+    durable(two.ns().to("a"), "seq", json!(0)).await;
     let seen = client.events().await;
     assert_eq!(names(&seen), ["seq"]);
     let last_seen = offset(&seen[0]);
 
     // The transport closes: node one keeps the session in Redis.
-    client.close().await;
-    eventually("node one let the socket go", || async {
-        one.ns().socket_count() == 0
-    })
-    .await;
+    drop_from(&client, &one).await;
 
     // Missed events from both nodes, each in the stream before the next is emitted.
-    two.ns()
-        .to("a")
-        .emit_durable("seq", json!(1))
-        .await
-        .unwrap();
-    one.ns()
-        .to("a")
-        .emit_durable("seq", json!(2))
-        .await
-        .unwrap();
-    two.ns()
-        .to("b")
-        .emit_durable("other", json!(0))
-        .await
-        .unwrap();
-    two.ns()
-        .to("a")
-        .emit_durable("seq", json!(3))
-        .await
-        .unwrap();
+    durable(two.ns().to("a"), "seq", json!(1)).await;
+    durable(one.ns().to("a"), "seq", json!(2)).await;
+    durable(two.ns().to("b"), "other", json!(0)).await;
+    durable(two.ns().to("a"), "seq", json!(3)).await;
 
     let back = Client::handshake(&two.io).await;
     let auth = json!({"pid": pid, "offset": last_seen}).to_string();
@@ -119,26 +122,18 @@ async fn a_session_left_on_one_node_resumes_on_another_with_what_it_missed_in_or
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_resumed_elsewhere_with_an_old_offset_hears_a_room_only_from_its_join() {
     let redis = RedisServer::start().await;
-    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
-    formed(&[&one, &two]).await;
+    let (one, two) = pair(&redis).await;
 
     let (client, first) = Client::connected(&one.io).await;
     let pid = first.pid.clone().unwrap();
-    two.ns()
-        .all()
-        .emit_durable("news", json!("before the join"))
-        .await
-        .unwrap();
-    two.ns()
-        .to("a")
-        .emit_durable("secret", json!("room a, before the join"))
-        .await
-        .unwrap();
-    two.ns()
-        .all()
-        .emit_durable("news", json!("node one has read the secret"))
-        .await
-        .unwrap();
+    durable(two.ns().all(), "news", json!("before the join")).await;
+    durable(two.ns().to("a"), "secret", json!("room a, before the join")).await;
+    durable(
+        two.ns().all(),
+        "news",
+        json!("node one has read the secret"),
+    )
+    .await;
     let mut seen = Vec::new();
     within("both news", async {
         while seen.len() < 2 {
@@ -149,27 +144,11 @@ async fn a_session_resumed_elsewhere_with_an_old_offset_hears_a_room_only_from_i
     assert_eq!(names(&seen), ["news", "news"]);
     let early = offset(&seen[0]);
 
-    client.emit("join", &[json!("a")]).await;
-    eventually("the client joined a", || async {
-        one.ns().adapter().room_size("a") == 1
-    })
-    .await;
-    two.ns()
-        .to("a")
-        .emit_durable("seq", json!("room a, after the join"))
-        .await
-        .unwrap();
+    join(&client, &one, "a").await;
+    durable(two.ns().to("a"), "seq", json!("room a, after the join")).await;
     assert_eq!(names(&client.events().await), ["seq"]);
-    client.close().await;
-    eventually("node one let the socket go", || async {
-        one.ns().socket_count() == 0
-    })
-    .await;
-    one.ns()
-        .to("a")
-        .emit_durable("seq", json!("room a, missed"))
-        .await
-        .unwrap();
+    drop_from(&client, &one).await;
+    durable(one.ns().to("a"), "seq", json!("room a, missed")).await;
 
     let back = Client::handshake(&two.io).await;
     let resumed = back
@@ -210,43 +189,22 @@ async fn a_session_resumed_elsewhere_with_an_old_offset_hears_a_room_only_from_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_resumed_elsewhere_still_hears_a_room_it_left_up_to_the_leave() {
     let redis = RedisServer::start().await;
-    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
-    formed(&[&one, &two]).await;
+    let (one, two) = pair(&redis).await;
 
     let (client, first) = Client::connected(&one.io).await;
     let pid = first.pid.clone().unwrap();
-    client.emit("join", &[json!("game")]).await;
-    eventually("the client joined game", || async {
-        one.ns().adapter().room_size("game") == 1
-    })
-    .await;
-    two.ns()
-        .all()
-        .emit_durable("news", json!("read"))
-        .await
-        .unwrap();
+    join(&client, &one, "game").await;
+    durable(two.ns().all(), "news", json!("read")).await;
     let seen = client.events().await;
     assert_eq!(names(&seen), ["news"]);
     let last_read = offset(&seen[0]);
-    two.ns()
-        .to("game")
-        .emit_durable("seq", json!("game over"))
-        .await
-        .unwrap();
+    durable(two.ns().to("game"), "seq", json!("game over")).await;
     // Node one delivers it (the client will claim it never got it), then the server
     // takes the socket out of the room.
     assert_eq!(names(&client.events().await), ["seq"]);
     one.ns().sockets().pop().unwrap().leave("game");
-    two.ns()
-        .to("game")
-        .emit_durable("seq", json!("after it left"))
-        .await
-        .unwrap();
-    client.close().await;
-    eventually("node one let the socket go", || async {
-        one.ns().socket_count() == 0
-    })
-    .await;
+    durable(two.ns().to("game"), "seq", json!("after it left")).await;
+    drop_from(&client, &one).await;
 
     let back = Client::handshake(&two.io).await;
     let resumed = back
@@ -276,23 +234,14 @@ async fn a_session_resumed_elsewhere_still_hears_a_room_it_left_up_to_the_leave(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_session_is_taken_at_most_once() {
     let redis = RedisServer::start().await;
-    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
-    formed(&[&one, &two]).await;
+    let (one, two) = pair(&redis).await;
 
     let (client, first) = Client::connected(&one.io).await;
     let pid = first.pid.clone().unwrap();
-    client.close().await;
-    eventually("node one let the socket go", || async {
-        one.ns().socket_count() == 0
-    })
-    .await;
+    drop_from(&client, &one).await;
     // Node one writes in order: once this entry is in the stream, so is the session
     // it saved when the socket left.
-    one.ns()
-        .all()
-        .emit_durable("flush", json!(null))
-        .await
-        .unwrap();
+    durable(one.ns().all(), "flush", json!(null)).await;
 
     let store = two.ns().adapter().session_store().unwrap();
     let taken = store.take(&pid).await.unwrap().expect("the session");
@@ -327,11 +276,7 @@ async fn a_session_saved_while_redis_was_away_is_found_by_another_node_once_redi
     let pid = first.pid.clone().unwrap();
     // The copy saved at connect is gone (expired, say): deleted behind the nodes' back,
     // since a take would fence node one's socket off (it would be a stale socket then).
-    one.ns()
-        .all()
-        .emit_durable("flush", json!(null))
-        .await
-        .unwrap();
+    durable(one.ns().all(), "flush", json!(null)).await;
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -345,11 +290,7 @@ async fn a_session_saved_while_redis_was_away_is_found_by_another_node_once_redi
     assert_eq!(deleted, 1, "the copy saved at connect");
 
     redis.kill();
-    client.close().await;
-    eventually("node one let the socket go", || async {
-        one.ns().socket_count() == 0
-    })
-    .await;
+    drop_from(&client, &one).await;
     // Long enough for node one's writer to fail a few times and back off.
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.restart().await;
@@ -370,8 +311,7 @@ async fn a_session_saved_while_redis_was_away_is_found_by_another_node_once_redi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_emit_resolves_once_redis_has_the_entry() {
     let redis = RedisServer::start().await;
-    let (one, two) = (node(&redis, "one").await, node(&redis, "two").await);
-    formed(&[&one, &two]).await;
+    let (one, two) = pair(&redis).await;
     let (on_one, _) = Client::connected(&one.io).await;
     let (on_two, _) = Client::connected(&two.io).await;
 

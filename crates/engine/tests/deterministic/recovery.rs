@@ -404,16 +404,20 @@ fn offset_of(event: &Value) -> String {
         .to_owned()
 }
 
-/// Resumes `pid` claiming `offset`; returns the first argument of each replayed event.
+/// Resumes `pid`, claiming `offset` if given; returns the first argument of each
+/// replayed event.
 async fn resume_claiming(
     io: &switchboard_engine::Io,
     sid: &str,
     pid: &str,
-    offset: &str,
+    offset: Option<&str>,
 ) -> (Client, Vec<Value>) {
     let back = Client::handshake(io).await;
-    back.post(&format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#))
-        .await;
+    let claim = match offset {
+        Some(offset) => json!({"pid": pid, "offset": offset}),
+        None => json!({ "pid": pid }),
+    };
+    back.post(&format!("40{claim}")).await;
     let body = back.get().await;
     assert_eq!(connect_answer(&body).0, sid, "recovered");
     let replayed = events(&body).iter().map(|e| e[1].clone()).collect();
@@ -441,12 +445,12 @@ async fn a_resume_with_an_older_offset_replays_no_event_of_a_room_from_before_th
     ns.to("room-a").emit("seq", json!("room-a, missed"));
 
     // It claims the early offset: what room-a heard before it joined stays unheard.
-    let (back, replayed) = resume_claiming(&io, &sid, &pid, &early).await;
+    let (back, replayed) = resume_claiming(&io, &sid, &pid, Some(&early)).await;
     assert_eq!(replayed, ["room-a, after the join", "room-a, missed"]);
 
     // Resumed and dropped again, it keeps the floor it joined with.
     drop_connection(&back).await;
-    let (_, replayed) = resume_claiming(&io, &sid, &pid, &early).await;
+    let (_, replayed) = resume_claiming(&io, &sid, &pid, Some(&early)).await;
     assert_eq!(replayed, ["room-a, after the join", "room-a, missed"]);
 }
 
@@ -465,11 +469,7 @@ async fn an_unread_event_excepting_a_room_joined_since_is_still_replayed() {
     // The client reads nothing more: its connection times out.
     drop_by_ping_timeout(&client).await;
 
-    let back = Client::handshake(&io).await;
-    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
-    let body = back.get().await;
-    assert_eq!(connect_answer(&body).0, sid, "recovered");
-    let replayed: Vec<Value> = events(&body).iter().map(|e| e[1].clone()).collect();
+    let (_, replayed) = resume_claiming(&io, &sid, &pid, None).await;
     assert_eq!(replayed, ["to all but muted"]);
 }
 
@@ -489,11 +489,7 @@ async fn an_unread_event_to_a_room_left_since_is_still_replayed() {
     // The client reads nothing more: its connection times out.
     drop_by_ping_timeout(&client).await;
 
-    let back = Client::handshake(&io).await;
-    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
-    let body = back.get().await;
-    assert_eq!(connect_answer(&body).0, sid, "recovered");
-    let replayed: Vec<Value> = events(&body).iter().map(|e| e[1].clone()).collect();
+    let (_, replayed) = resume_claiming(&io, &sid, &pid, None).await;
     assert_eq!(replayed, ["game over"]);
 }
 
