@@ -30,9 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
-    Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
-    DurableMemberships, DurableSession, LoggedEvent, MemoryAdapter, NodeAnswers, Room,
-    SessionStore, SocketInfo,
+    Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
+    LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -76,14 +75,6 @@ const WRITES_SETTLE: Duration = Duration::from_secs(3);
 /// The extra field of a stored session that holds its `offset` (see
 /// [`DurableSession::offset`]); Node ignores it.
 const SESSION_OFFSET: &str = "offset";
-
-/// The extra field of a stored session that holds the rooms it joined late, as a map
-/// of room to offset (see [`DurableMemberships::joined`]); Node ignores it.
-const SESSION_JOINED: &str = "joined";
-
-/// The extra field of a stored session that holds the rooms it left, as an array of
-/// `[room, joined at, left at]` (see [`DurableMemberships::left`]); Node ignores it.
-const SESSION_LEFT: &str = "left";
 
 /// A write to Redis that must keep its order.
 #[derive(Debug)]
@@ -670,61 +661,6 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
-/// A session's memberships as the extra fields of its stored form (none when empty).
-fn memberships_to_wire(m: DurableMemberships) -> Vec<(String, MsgValue)> {
-    let mut extra = Vec::new();
-    if !m.joined.is_empty() {
-        let joined = m
-            .joined
-            .into_iter()
-            .map(|(room, at)| (MsgValue::Str(room), MsgValue::Str(at)))
-            .collect();
-        extra.push((SESSION_JOINED.to_owned(), MsgValue::Map(joined)));
-    }
-    if !m.left.is_empty() {
-        let left = m
-            .left
-            .into_iter()
-            .map(|(room, from, until)| {
-                MsgValue::Array(vec![
-                    MsgValue::Str(room),
-                    MsgValue::Str(from),
-                    MsgValue::Str(until),
-                ])
-            })
-            .collect();
-        extra.push((SESSION_LEFT.to_owned(), MsgValue::Array(left)));
-    }
-    extra
-}
-
-/// The memberships a stored session carries; entries not shaped as written are left
-/// out (their rooms are then judged as Node judges them).
-fn memberships_from_wire(stored: &PersistedSession) -> DurableMemberships {
-    let text = |v: &MsgValue| v.as_str().map(str::to_owned);
-    let joined = match stored.extra(SESSION_JOINED) {
-        Some(MsgValue::Map(entries)) => entries
-            .iter()
-            .filter_map(|(room, at)| Some((text(room)?, text(at)?)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let left = match stored.extra(SESSION_LEFT) {
-        Some(MsgValue::Array(entries)) => entries
-            .iter()
-            .filter_map(|entry| match entry {
-                MsgValue::Array(parts) => match parts.as_slice() {
-                    [room, from, until] => Some((text(room)?, text(from)?, text(until)?)),
-                    _ => None,
-                },
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    DurableMemberships { joined, left }
-}
-
 /// The key of the epoch of the session stored at `key`.
 fn epoch_key(key: &str) -> String {
     beside(key, ":epoch")
@@ -1009,7 +945,7 @@ impl SessionStore for StreamsNode {
     }
 
     fn save(&self, session: DurableSession, ttl: Duration) {
-        let stored = PersistedSession {
+        let mut stored = PersistedSession {
             sid: session.sid,
             pid: session.pid,
             rooms: session.rooms,
@@ -1018,9 +954,9 @@ impl SessionStore for StreamsNode {
                 .offset
                 .map(|offset| (SESSION_OFFSET.to_owned(), MsgValue::Str(offset)))
                 .into_iter()
-                .chain(memberships_to_wire(session.memberships))
                 .collect(),
         };
+        stored.set_memberships(session.memberships);
         self.write(Write::SaveSession {
             key: session_key(&self.config.session_key_prefix, &stored.pid),
             value: stored.encode(),
@@ -1070,7 +1006,7 @@ impl SessionStore for StreamsNode {
                 .extra(SESSION_OFFSET)
                 .and_then(MsgValue::as_str)
                 .map(str::to_owned);
-            let memberships = memberships_from_wire(&stored);
+            let memberships = stored.memberships();
             Ok(Some(DurableSession {
                 sid: stored.sid,
                 pid: stored.pid,

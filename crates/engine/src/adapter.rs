@@ -385,16 +385,8 @@ pub struct DurableSession {
 }
 
 /// When a stored session's socket was in the rooms whose events its replays judge by
-/// time, as event-log positions (see the recovery buffer's memberships).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DurableMemberships {
-    /// Rooms among the session's that the socket joined after it connected, each with
-    /// the position it joined at: a replay gives a room's events only after it.
-    pub joined: Vec<(String, String)>,
-    /// Rooms it was in and left, each with the positions it joined (or connected) and
-    /// left at: their events in between still count.
-    pub left: Vec<(String, String, String)>,
-}
+/// time, as event-log positions (the recovery buffer's memberships, as stored).
+pub type DurableMemberships = switchboard_protocol::cluster::streams::SessionMemberships;
 
 /// A stored broadcast read back from the durable log.
 #[derive(Debug, Clone)]

@@ -252,6 +252,13 @@ fn persisted_session(data: &[u8]) {
     assert!(msg_close(&again.data, &session.data));
     let [first, second] = [first, again.encode()].map(|s| STANDARD.decode(s).expect("base64"));
     assert_same_wire(&first, &second, "session");
+    // Switchboard's memberships: what is read back is what was set, whatever else the
+    // session held under those names.
+    let memberships = session.memberships();
+    let mut rewritten = session.clone();
+    rewritten.set_memberships(memberships.clone());
+    let read = PersistedSession::decode(rewritten.encode()).expect("an encoded session decodes");
+    assert_eq!(read.memberships(), memberships);
 }
 
 fn stream_id(data: &[u8]) {

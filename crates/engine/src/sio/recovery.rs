@@ -1413,24 +1413,10 @@ mod tests {
         store(&b, "missed", now);
         persist(&b, &[], connected_at, now);
         // The client claims the oldest buffered packet as its last one (or forges it).
-        let restored = b
-            .restore(
-                &mut b.lock(),
-                sid(2).as_str(),
-                Some(&b.offset_string(1)),
-                now,
-            )
-            .unwrap();
+        let restored = restore_from(&b, 1, now);
         assert_eq!(restored.missed, frame("missed"));
         persist(&b, &[], connected_at, now);
-        let restored = b
-            .restore(
-                &mut b.lock(),
-                sid(2).as_str(),
-                Some(&b.offset_string(0)),
-                now,
-            )
-            .unwrap();
+        let restored = restore_from(&b, 0, now);
         assert_eq!(restored.missed, frame("missed"), "offset 0 as well");
     }
 
@@ -1488,6 +1474,13 @@ mod tests {
         ));
     }
 
+    /// The session of pid 2 restored, its client claiming offset `claimed`.
+    fn restore_from(b: &RecoveryBuffer, claimed: u128, now: Instant) -> Restored {
+        let offset = b.offset_string(claimed);
+        b.restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now)
+            .expect("restored")
+    }
+
     /// Stores a packet for `rooms` and returns its offset.
     fn store_to(b: &RecoveryBuffer, rooms: &[&str], f: &str, now: Instant) -> u128 {
         let mut st = b.lock();
@@ -1527,14 +1520,7 @@ mod tests {
             now,
         );
         // The client claims an offset older than its join (or forges one).
-        let restored = b
-            .restore(
-                &mut b.lock(),
-                sid(2).as_str(),
-                Some(&b.offset_string(0)),
-                now,
-            )
-            .unwrap();
+        let restored = restore_from(&b, 0, now);
         assert_eq!(
             restored.missed,
             [

@@ -29,7 +29,8 @@ pub use entry::{
     public_channel, room_channel, stream_name,
 };
 pub use session::{
-    DEFAULT_SESSION_KEY_PREFIX, PersistedSession, session_key, should_include_packet,
+    DEFAULT_SESSION_KEY_PREFIX, JOINED_FIELD, LEFT_FIELD, PersistedSession, SessionMemberships,
+    session_key, should_include_packet,
 };
 pub use stream_id::StreamId;
 

@@ -17,6 +17,26 @@ pub fn session_key(prefix: &str, pid: &str) -> String {
     format!("{prefix}{pid}")
 }
 
+/// The extra field of a stored session that holds the rooms its socket joined late: a
+/// map of room to the stream id it joined at. Switchboard's; Node ignores it.
+pub const JOINED_FIELD: &str = "joined";
+
+/// The extra field of a stored session that holds the rooms its socket left: an array
+/// of `[room, joined at, left at]` stream ids. Switchboard's; Node ignores it.
+pub const LEFT_FIELD: &str = "left";
+
+/// When a stored session's socket was in the rooms whose events its replays judge by
+/// time (rather than by the rooms of now, as Node does), as stream ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMemberships {
+    /// Rooms among the session's that the socket joined after it connected, each with
+    /// the position it joined at: a replay gives a room's events only after it.
+    pub joined: Vec<(String, String)>,
+    /// Rooms it was in and left, each with the positions it joined (or connected) and
+    /// left at: their events in between still count.
+    pub left: Vec<(String, String, String)>,
+}
+
 /// The session of a disconnected socket, as `persistSession` stores it: base64 of the
 /// `@msgpack/msgpack` encoding of `{sid, pid, rooms, data}`. Node restores only those
 /// four fields and ignores any other, so [`PersistedSession::extra`] can carry more
@@ -59,6 +79,65 @@ impl PersistedSession {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v)
+    }
+
+    /// The memberships the session carries ([`JOINED_FIELD`], [`LEFT_FIELD`]); entries
+    /// not shaped as written are left out (their rooms are then judged as Node judges
+    /// them), and so are both fields in a session Node wrote.
+    pub fn memberships(&self) -> SessionMemberships {
+        let text = |v: &MsgValue| v.as_str().map(str::to_owned);
+        let joined = match self.extra(JOINED_FIELD) {
+            Some(MsgValue::Map(entries)) => entries
+                .iter()
+                .filter_map(|(room, at)| Some((text(room)?, text(at)?)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let left = match self.extra(LEFT_FIELD) {
+            Some(MsgValue::Array(entries)) => entries
+                .iter()
+                .filter_map(|entry| match entry {
+                    MsgValue::Array(parts) => match parts.as_slice() {
+                        [room, from, until] => Some((text(room)?, text(from)?, text(until)?)),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        SessionMemberships { joined, left }
+    }
+
+    /// Sets the memberships the session carries, replacing any it had; an empty list
+    /// writes no field.
+    pub fn set_memberships(&mut self, m: SessionMemberships) {
+        self.extra
+            .retain(|(k, _)| k != JOINED_FIELD && k != LEFT_FIELD);
+        if !m.joined.is_empty() {
+            let joined = m
+                .joined
+                .into_iter()
+                .map(|(room, at)| (MsgValue::Str(room), MsgValue::Str(at)))
+                .collect();
+            self.extra
+                .push((JOINED_FIELD.to_owned(), MsgValue::Map(joined)));
+        }
+        if !m.left.is_empty() {
+            let left = m
+                .left
+                .into_iter()
+                .map(|(room, from, until)| {
+                    MsgValue::Array(vec![
+                        MsgValue::Str(room),
+                        MsgValue::Str(from),
+                        MsgValue::Str(until),
+                    ])
+                })
+                .collect();
+            self.extra
+                .push((LEFT_FIELD.to_owned(), MsgValue::Array(left)));
+        }
     }
 
     /// Reads a stored session (the value `GET` returned).
@@ -120,6 +199,53 @@ mod tests {
         assert_eq!(
             session_key(DEFAULT_SESSION_KEY_PREFIX, "p"),
             "sio:session:p"
+        );
+    }
+
+    #[test]
+    fn memberships_round_trip_in_their_extra_fields() {
+        let mut s = session();
+        assert_eq!(
+            s.memberships(),
+            SessionMemberships::default(),
+            "Node wrote none"
+        );
+        let m = SessionMemberships {
+            joined: vec![("late".into(), "5-0".into())],
+            left: vec![("gone".into(), "1-0".into(), "7-1".into())],
+        };
+        s.set_memberships(m.clone());
+        let back = PersistedSession::decode(s.encode()).unwrap();
+        assert_eq!(back.memberships(), m);
+        assert_eq!(back.extra("offset"), Some(&MsgValue::from("1-0")), "kept");
+        // Set again: replaced, not added to; empty: no field at all.
+        s.set_memberships(SessionMemberships::default());
+        assert_eq!(s.extra, session().extra);
+    }
+
+    #[test]
+    fn misshapen_memberships_are_left_out() {
+        let mut s = session();
+        s.extra.push((
+            JOINED_FIELD.into(),
+            MsgValue::Map(vec![
+                ("ok".into(), "1-0".into()),
+                ("number".into(), MsgValue::Int(1)),
+            ]),
+        ));
+        s.extra.push((
+            LEFT_FIELD.into(),
+            MsgValue::Array(vec![
+                MsgValue::Array(vec!["ok".into(), "1-0".into(), "2-0".into()]),
+                MsgValue::Array(vec!["short".into(), "1-0".into()]),
+                "not an array".into(),
+            ]),
+        ));
+        let m = s.memberships();
+        assert_eq!(m.joined, [("ok".to_owned(), "1-0".to_owned())]);
+        assert_eq!(
+            m.left,
+            [("ok".to_owned(), "1-0".to_owned(), "2-0".to_owned())]
         );
     }
 
