@@ -37,6 +37,10 @@ use crate::eio::session::now as now_instant;
 use crate::metrics::Metrics;
 use crate::sio::Socket;
 
+mod memberships;
+
+pub(crate) use memberships::{Listener, Memberships};
+
 /// Node's default: a client may come back within two minutes.
 pub const DEFAULT_MAX_DISCONNECTION_DURATION: Duration = Duration::from_secs(120);
 /// Packets kept at most, whatever their age: bounds memory at high broadcast rates. A
@@ -165,83 +169,6 @@ pub(crate) fn is_recoverable(reason: crate::DisconnectReason) -> bool {
             | SlowConsumer
             | ServerOverloaded
     )
-}
-
-/// Most rooms a socket's [`Memberships`] remember it left; the oldest is forgotten
-/// first (a replay then judges that room by the rooms of now, as Node does).
-pub(crate) const MAX_LEFT: usize = 16;
-
-/// When a socket was in the rooms whose packets its replays judge by time, as buffer
-/// positions (heads). Only what its session's start does not already say: rooms joined
-/// before any packet was stored since the session began need no entry (the common
-/// case: rooms joined in the connection handler), so most sockets have none at all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Memberships {
-    /// Rooms it is in, joined late: the head when it joined. A packet counts if stored
-    /// after it.
-    pub(crate) joined: Vec<(Room, u128)>,
-    /// Rooms it left while packets were stored: the head when it joined (or its
-    /// session's start) and when it left. A packet counts if stored in between (after
-    /// the first, up to the second). At most [`MAX_LEFT`].
-    pub(crate) left: Vec<(Room, u128, u128)>,
-}
-
-impl Memberships {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.joined.is_empty() && self.left.is_empty()
-    }
-
-    /// The heap its lists hold, counted as if no one else held the names of the rooms
-    /// it left (those it is in are the session's rooms, counted there).
-    fn heap(&self) -> usize {
-        let list = |bytes: usize| if bytes == 0 { 0 } else { bytes + MALLOC_BLOCK };
-        let left_names: usize = self
-            .left
-            .iter()
-            .map(|(r, _, _)| 2 * std::mem::size_of::<usize>() + r.len() + MALLOC_BLOCK)
-            .sum();
-        list(std::mem::size_of_val(self.joined.as_slice()))
-            + list(std::mem::size_of_val(self.left.as_slice()))
-            + left_names
-    }
-}
-
-/// Whom a replay is for: a session's rooms (its own id room included) and when it was
-/// in those it joined late or left.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Listener<'a> {
-    pub(crate) rooms: &'a [Room],
-    pub(crate) memberships: &'a Memberships,
-}
-
-/// No memberships: an SSE listener's, whose rooms are given at connect.
-static NO_MEMBERSHIPS: Memberships = Memberships {
-    joined: Vec::new(),
-    left: Vec::new(),
-};
-
-impl<'a> Listener<'a> {
-    /// A listener in `rooms` since its session began (an SSE listener).
-    pub(crate) fn since_start(rooms: &'a [Room]) -> Self {
-        Listener {
-            rooms,
-            memberships: &NO_MEMBERSHIPS,
-        }
-    }
-
-    /// Whether it was in `room` when the packet at `offset` was stored.
-    fn was_in(&self, room: &Room, offset: u128) -> bool {
-        let m = self.memberships;
-        let in_now = self.rooms.contains(room)
-            && m.joined
-                .iter()
-                .find(|(r, _)| r == room)
-                .is_none_or(|(_, floor)| offset > *floor);
-        in_now
-            || m.left
-                .iter()
-                .any(|(r, from, until)| r == room && offset > *from && offset <= *until)
-    }
 }
 
 /// Who a stored packet was for, as rooms (a socket id is the room of that socket).
@@ -721,80 +648,6 @@ impl RecoveryBuffer {
         self.lock_memberships().remove(&pid).unwrap_or_default()
     }
 
-    fn lock_memberships(&self) -> MutexGuard<'_, HashMap<Sid, Memberships>> {
-        self.memberships.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records that the connected socket `pid`, whose session began at `start`, is
-    /// joining `rooms`: where the buffer stands now is where the packets of each room
-    /// it is not in yet (`is_in` says) begin to count for its replays. Nothing is
-    /// recorded while the buffer has not moved since the session began. A packet
-    /// stored between this and the join itself may be replayed without having been
-    /// delivered: it was sent as the socket joined. `is_in` reads the room index under
-    /// the buffer lock, the order a broadcast takes them in.
-    pub(crate) fn note_joins(
-        &self,
-        pid: Sid,
-        start: u128,
-        rooms: &[&str],
-        is_in: impl Fn(&str) -> bool,
-    ) {
-        let state = self.lock();
-        let head = state.head;
-        if head <= start {
-            return;
-        }
-        let mut all = self.lock_memberships();
-        for room in rooms.iter().filter(|r| !is_in(r)) {
-            let joined = &mut all.entry(pid).or_default().joined;
-            match joined.iter_mut().find(|(r, _)| **r == **room) {
-                Some((_, floor)) => *floor = head,
-                None => joined.push((Room::from(*room), head)),
-            }
-        }
-    }
-
-    /// Records that the connected socket `pid`, whose session began at `start`, has
-    /// left `room` (it was in it): the packets stored while it was there still count
-    /// for its replays, unless none was. Call it after the leave, so that a packet
-    /// delivered to the room just before is among them.
-    pub(crate) fn note_leave(&self, pid: Sid, start: u128, room: &str) {
-        let head = self.lock().head;
-        let mut all = self.lock_memberships();
-        let m = all.entry(pid).or_default();
-        let from = match m.joined.iter().position(|(r, _)| **r == *room) {
-            Some(i) => m.joined.swap_remove(i).1,
-            None => start,
-        };
-        if head > from {
-            if m.left.len() >= MAX_LEFT {
-                m.left.remove(0);
-            }
-            m.left.push((Room::from(room), from, head));
-        }
-        if m.is_empty() {
-            all.remove(&pid);
-        }
-    }
-
-    /// The memberships of the connected socket `pid`.
-    pub(crate) fn memberships_of(&self, pid: Sid) -> Memberships {
-        self.lock_memberships()
-            .get(&pid)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Sets the memberships of a socket resuming its session.
-    pub(crate) fn set_memberships(&self, pid: Sid, memberships: Memberships) {
-        let mut all = self.lock_memberships();
-        if memberships.is_empty() {
-            all.remove(&pid);
-        } else {
-            all.insert(pid, memberships);
-        }
-    }
-
     /// The still-connected socket holding `pid`, if any.
     pub(crate) fn live_socket(&self, pid: &str) -> Option<std::sync::Arc<Socket>> {
         let pid: Sid = pid.parse().ok()?;
@@ -1040,14 +893,14 @@ mod tests {
 
     use super::*;
 
-    fn buffer(max: usize) -> RecoveryBuffer {
+    pub(super) fn buffer(max: usize) -> RecoveryBuffer {
         RecoveryBuffer::new(RecoveryConfig {
             max_buffered_packets: max,
             ..RecoveryConfig::default()
         })
     }
 
-    fn sid(n: u8) -> Sid {
+    pub(super) fn sid(n: u8) -> Sid {
         Sid::from_random([n; 15])
     }
 
@@ -1055,7 +908,7 @@ mod tests {
         vec![Frame::text(s.to_owned())]
     }
 
-    fn to(rooms: &[&str]) -> Audience {
+    pub(super) fn to(rooms: &[&str]) -> Audience {
         Audience {
             rooms: rooms.iter().map(|r| Room::from(*r)).collect(),
             except: Box::default(),
@@ -1482,7 +1335,7 @@ mod tests {
     }
 
     /// Stores a packet for `rooms` and returns its offset.
-    fn store_to(b: &RecoveryBuffer, rooms: &[&str], f: &str, now: Instant) -> u128 {
+    pub(super) fn store_to(b: &RecoveryBuffer, rooms: &[&str], f: &str, now: Instant) -> u128 {
         let mut st = b.lock();
         let next = RecoveryBuffer::next_offset(&st);
         b.store(&mut st, next, to(rooms), frame(f), now);
@@ -1531,124 +1384,5 @@ mod tests {
             ]
             .concat()
         );
-    }
-
-    /// `joined` alone.
-    fn joined(entries: &[(&str, u128)]) -> Memberships {
-        Memberships {
-            joined: entries.iter().map(|(r, f)| (Room::from(*r), *f)).collect(),
-            left: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn memberships_note_a_join_once_and_a_leave_with_its_span() {
-        let b = buffer(100);
-        let now = Instant::now();
-        let start = b.head();
-        b.note_joins(sid(2), start, &["a"], |_| false);
-        assert!(
-            b.memberships_of(sid(2)).is_empty(),
-            "nothing stored since the start"
-        );
-        let first = store_to(&b, &["a"], "1", now);
-        b.note_joins(sid(2), start, &["b"], |_| false);
-        // Joining a room it is in already keeps its floor.
-        let second = store_to(&b, &["b"], "2", now);
-        b.note_joins(sid(2), start, &["b"], |r| r == "b");
-        assert_eq!(b.memberships_of(sid(2)), joined(&[("b", first)]));
-        // Left: what was stored while it was there still counts.
-        b.note_leave(sid(2), start, "b");
-        // `a`, joined at the start, was there for everything so far.
-        b.note_leave(sid(2), start, "a");
-        let left = vec![
-            (Room::from("b"), first, second),
-            (Room::from("a"), start, second),
-        ];
-        assert_eq!(b.memberships_of(sid(2)).left, left);
-        assert!(b.memberships_of(sid(2)).joined.is_empty());
-        // Joined again: from where it stands now, the earlier span kept.
-        let third = store_to(&b, &["b"], "3", now);
-        b.note_joins(sid(2), start, &["b"], |_| false);
-        let m = b.unregister_live(sid(2));
-        assert_eq!((m.joined, m.left), (vec![(Room::from("b"), third)], left));
-        assert!(b.memberships_of(sid(2)).is_empty(), "taken with the socket");
-        // Joined and left with nothing stored in between: nothing to remember.
-        b.note_joins(sid(3), start, &["c"], |_| false);
-        b.note_leave(sid(3), start, "c");
-        assert!(b.memberships_of(sid(3)).is_empty());
-    }
-
-    #[test]
-    fn at_most_max_left_rooms_left_are_remembered_the_oldest_forgotten() {
-        let b = buffer(100);
-        let start = b.head();
-        store_to(&b, &[], "x", Instant::now());
-        for n in 0..=MAX_LEFT {
-            b.note_leave(sid(2), start, &format!("r{n}"));
-        }
-        let left = b.memberships_of(sid(2)).left;
-        assert_eq!(left.len(), MAX_LEFT);
-        assert_eq!(&*left[0].0, "r1");
-    }
-
-    #[test]
-    fn a_listener_hears_a_room_while_it_was_in_it() {
-        let a = to(&["x"]);
-        let rooms = [Room::from("x")];
-        assert!(a.includes(Listener::since_start(&rooms), 1));
-        let m = joined(&[("x", 5)]);
-        let late = Listener {
-            rooms: &rooms,
-            memberships: &m,
-        };
-        assert!(!a.includes(late, 5), "stored when it joined: not its");
-        assert!(a.includes(late, 6));
-        assert!(
-            to(&[]).includes(late, 1),
-            "a packet for everyone needs no room"
-        );
-        // Left after 8, no longer among its rooms.
-        let m = Memberships {
-            joined: Vec::new(),
-            left: vec![(Room::from("x"), 5, 8)],
-        };
-        let gone = Listener {
-            rooms: &[],
-            memberships: &m,
-        };
-        assert_eq!(
-            [5, 6, 8, 9].map(|offset| a.includes(gone, offset)),
-            [false, true, true, false]
-        );
-    }
-
-    #[test]
-    fn an_excepted_room_excludes_only_what_was_stored_while_the_socket_was_in_it() {
-        let all_but_muted = Audience {
-            rooms: Box::default(),
-            except: Box::new([Room::from("muted")]),
-        };
-        let rooms = [Room::from("muted")];
-        let m = joined(&[("muted", 5)]);
-        let late = Listener {
-            rooms: &rooms,
-            memberships: &m,
-        };
-        // Sent to it before it joined `muted` (and perhaps never read): replayed.
-        assert!(all_but_muted.includes(late, 5));
-        assert!(!all_but_muted.includes(late, 6), "in `muted` by then");
-        assert!(!all_but_muted.includes(Listener::since_start(&rooms), 1));
-        // In `muted` from the start until 8, then left.
-        let m = Memberships {
-            joined: Vec::new(),
-            left: vec![(Room::from("muted"), 0, 8)],
-        };
-        let gone = Listener {
-            rooms: &[],
-            memberships: &m,
-        };
-        assert!(!all_but_muted.includes(gone, 8));
-        assert!(all_but_muted.includes(gone, 9));
     }
 }
