@@ -246,6 +246,18 @@ def cluster(fixtures):
         write("resp", name, data)
     for case in streams["sessions"]:
         write("session", f"session-{case['name']}", b"\x00" + case["stored"].encode())
+    # As Switchboard stores a session: Node's four fields, then its own (an offset, the
+    # rooms joined late and the rooms left, with stream ids).
+    switchboard_session = {
+        "sid": SID,
+        "pid": "BBBBBBBBBBBBBBBBBBBB",
+        "rooms": [SID, "late", "early"],
+        "data": {"user": "ann"},
+        "offset": "1700000000000-0",
+        "joined": {"late": "1700000000005-0"},
+        "left": [["gone", "1700000000000-0", "1700000000007-1"]],
+    }
+    write("session", "session-switchboard-memberships", b"\x00" + base64.b64encode(msgpack(switchboard_session)))
     for name, offset in {
         "offset": "1700000000000-3",
         "zero": "0-0",
@@ -253,6 +265,22 @@ def cluster(fixtures):
         "leading-zeros": "007-01",
     }.items():
         write("session", f"offset-{name}", b"\x01" + offset.encode())
+
+
+def msgpack(value):
+    """MessagePack of the maps, arrays and strings a stored session holds (short ones)."""
+    if isinstance(value, dict):
+        assert len(value) < 16
+        out = bytes([0x80 | len(value)])
+        for k, v in value.items():
+            out += msgpack(k) + msgpack(v)
+        return out
+    if isinstance(value, list):
+        assert len(value) < 16
+        return bytes([0x90 | len(value)]) + b"".join(msgpack(v) for v in value)
+    data = value.encode()
+    assert len(data) < 256
+    return (bytes([0xA0 | len(data)]) if len(data) < 32 else bytes([0xD9, len(data)])) + data
 
 
 def b64url(data):
