@@ -21,7 +21,7 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    Listener, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
+    Listener, MAX_LEFT, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
     saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
@@ -773,7 +773,9 @@ fn finish_connect(
 
 /// The memberships of a stored session, in this buffer's offsets. An offset this node
 /// cannot read (none it wrote) is left out, and its room judged by the rooms of now, as
-/// Node judges every room.
+/// Node judges every room. What Redis holds is bounded as this node would have written
+/// it (a replay looks them up for every event): no more rooms joined late than the
+/// session has rooms, and the last [`MAX_LEFT`] rooms left.
 fn memberships_from_durable(buffer: &RecoveryBuffer, session: &DurableSession) -> Memberships {
     let at = |offset: &str| buffer.parse_offset(offset);
     let m = &session.memberships;
@@ -781,10 +783,10 @@ fn memberships_from_durable(buffer: &RecoveryBuffer, session: &DurableSession) -
         joined: m
             .joined
             .iter()
+            .take(session.rooms.len())
             .filter_map(|(room, floor)| Some((Room::from(room.as_str()), at(floor)?)))
             .collect(),
-        left: m
-            .left
+        left: m.left[m.left.len().saturating_sub(MAX_LEFT)..]
             .iter()
             .filter_map(|(room, from, until)| {
                 Some((Room::from(room.as_str()), at(from)?, at(until)?))
@@ -939,5 +941,46 @@ impl SessionHandler for Client {
         for (_, socket) in sockets {
             socket.on_closed(reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::adapter::DurableMemberships;
+    use crate::sio::RecoveryConfig;
+
+    #[test]
+    fn memberships_read_from_a_store_are_bounded_as_this_node_writes_them() {
+        let buffer = RecoveryBuffer::logged(RecoveryConfig::default());
+        let at = |n: u32| format!("{n}-0");
+        let session = DurableSession {
+            sid: "s".into(),
+            pid: "p".into(),
+            rooms: vec!["s".into(), "a".into(), "b".into()],
+            memberships: DurableMemberships {
+                joined: (0..100).map(|n| (format!("r{n}"), at(n))).collect(),
+                left: (0..100)
+                    .map(|n| (format!("l{n}"), at(n), at(n + 1)))
+                    .collect(),
+            },
+            data: Value::Null,
+            offset: None,
+            epoch: 0,
+        };
+        let m = memberships_from_durable(&buffer, &session);
+        assert_eq!(m.joined.len(), 3, "no more than the session's rooms");
+        assert_eq!(m.left.len(), MAX_LEFT);
+        assert_eq!(&*m.left[0].0, "l84", "the last ones, as written");
+        let unreadable = DurableSession {
+            memberships: DurableMemberships {
+                joined: vec![("a".into(), "not an offset".into())],
+                left: Vec::new(),
+            },
+            ..session
+        };
+        assert!(memberships_from_durable(&buffer, &unreadable).is_empty());
     }
 }

@@ -39,7 +39,7 @@ use crate::sio::Socket;
 
 mod memberships;
 
-pub(crate) use memberships::{Listener, Memberships};
+pub(crate) use memberships::{Listener, MAX_LEFT, Memberships};
 
 /// Node's default: a client may come back within two minutes.
 pub const DEFAULT_MAX_DISCONNECTION_DURATION: Duration = Duration::from_secs(120);
