@@ -99,10 +99,10 @@ impl RecoveryBuffer {
     /// Records that the connected socket `pid`, whose session began at `start`, is
     /// joining `rooms`: where the buffer stands now is where the packets of each room
     /// it is not in yet (`is_in` says) begin to count for its replays. Nothing is
-    /// recorded while the buffer has not moved since the session began. A packet
-    /// stored between this and the join itself may be replayed without having been
-    /// delivered: it was sent as the socket joined. `is_in` reads the room index under
-    /// the buffer lock, the order a broadcast takes them in.
+    /// recorded while the buffer has not moved since the session began (the common
+    /// case: rooms joined in the connection handler). A packet stored between this and
+    /// the join itself may be replayed without having been delivered: it was sent as
+    /// the socket joined. No lock is held while `is_in` reads the room index.
     pub(crate) fn note_joins(
         &self,
         pid: Sid,
@@ -110,17 +110,20 @@ impl RecoveryBuffer {
         rooms: &[&str],
         is_in: impl Fn(&str) -> bool,
     ) {
-        let state = self.lock();
-        let head = state.head;
+        let head = self.lock().head;
         if head <= start {
             return;
         }
+        let new: Vec<&str> = rooms.iter().copied().filter(|r| !is_in(r)).collect();
+        if new.is_empty() {
+            return;
+        }
         let mut all = self.lock_memberships();
-        for room in rooms.iter().filter(|r| !is_in(r)) {
-            let joined = &mut all.entry(pid).or_default().joined;
-            match joined.iter_mut().find(|(r, _)| **r == **room) {
+        let joined = &mut all.entry(pid).or_default().joined;
+        for room in new {
+            match joined.iter_mut().find(|(r, _)| **r == *room) {
                 Some((_, floor)) => *floor = head,
-                None => joined.push((Room::from(*room), head)),
+                None => joined.push((Room::from(room), head)),
             }
         }
     }
