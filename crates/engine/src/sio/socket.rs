@@ -284,8 +284,9 @@ impl Socket {
             && self.connected()
         {
             let adapter = self.ns.adapter();
+            // Its own id's room it is in from the start, whatever the index says.
             buffer.note_joins(pid, self.connected_at_offset, rooms, |room| {
-                adapter.is_in(self.id, room)
+                room == self.id.as_str() || adapter.is_in(self.id, room)
             });
         }
         self.join_unnoted(rooms);

@@ -454,6 +454,25 @@ async fn a_resume_with_an_older_offset_replays_no_event_of_a_room_from_before_th
     assert_eq!(replayed, ["room-a, after the join", "room-a, missed"]);
 }
 
+/// An application that joins a socket to its own id's room (a no-op in Node) does not
+/// make the socket's direct events from before look like another room's.
+#[tokio::test(start_paused = true)]
+async fn joining_its_own_room_keeps_its_direct_events_replayable() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let (client, sid, pid) = connect(&io).await;
+    ns.to(sid.as_str()).emit("seq", json!("direct"));
+    let heard = events(&client.get().await);
+    assert_eq!(heard.len(), 1);
+    client.post(&format!(r#"42["join","{sid}"]"#)).await;
+    tokio::task::yield_now().await;
+    drop_connection(&client).await;
+
+    // The client claims it read nothing (its offset from before the direct event).
+    let (_, replayed) = resume_claiming(&io, &sid, &pid, None).await;
+    assert_eq!(replayed, ["direct"]);
+}
+
 /// An event sent to everyone except a room, before the socket joined that room, was
 /// the socket's: if the client never read it before its connection dropped, it is
 /// replayed (judged by the rooms of now, it would be lost without a word).
