@@ -725,6 +725,7 @@ fn finish_connect(
         let id = last_event_id(socket.session()).unwrap_or_default();
         socket.step(Step::recovered(&id, missed.len()));
     }
+    let (mut occupied, mut vacated) = (Vec::new(), Vec::new());
     if let Some(mut restored) = restored {
         let own = socket.id().to_string();
         let rooms: Vec<&str> = restored
@@ -735,7 +736,7 @@ fn finish_connect(
             .filter(|r| *r != own)
             .collect();
         // With the buffer locked: the rooms come back with the memberships they had.
-        socket.join_unnoted(&rooms);
+        occupied = socket.join_unnoted(&rooms);
         let mut memberships = std::mem::take(&mut restored.session.memberships);
         if prepared.id() != socket.id() {
             // Rooms a middleware joined under the fresh id move to the resumed one,
@@ -751,8 +752,8 @@ fn finish_connect(
                 );
             }
             let joined: Vec<&str> = joined.iter().map(|r| &**r).collect();
-            socket.join_unnoted(&joined);
-            socket.ns().leave_all(prepared.id());
+            occupied.extend(socket.join_unnoted(&joined));
+            vacated = socket.ns().leave_all_unreported(prepared.id());
         }
         if let Some(pid) = socket.pid() {
             buffer.set_memberships(pid, memberships);
@@ -767,6 +768,8 @@ fn finish_connect(
         ));
     }
     drop(state);
+    // Outside the buffer lock: a handler of these may broadcast, which takes it.
+    socket.ns().report_room_changes(&occupied, &vacated);
     socket.save_durable();
     socket.run_connect();
 }

@@ -447,10 +447,22 @@ impl Namespace {
         self.handlers.run_room_changes(self, &[], &vacated);
     }
 
-    /// Adds `sid` to rooms and reports rooms that became occupied.
-    pub(crate) fn join(&self, sid: Sid, rooms: &[&str]) {
-        let occupied = self.adapter.add_all(sid, rooms);
-        self.handlers.run_room_changes(self, &occupied, &[]);
+    /// Adds `sid` to rooms; returns the rooms that became occupied, for the caller to
+    /// report ([`Namespace::report_room_changes`]) once it holds no lock a handler's
+    /// broadcast would take.
+    pub(crate) fn join_unreported(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
+        self.adapter.add_all(sid, rooms)
+    }
+
+    /// Takes `sid` out of every room; returns the rooms it left empty, to report as
+    /// [`Namespace::join_unreported`]'s.
+    pub(crate) fn leave_all_unreported(&self, sid: Sid) -> Vec<Room> {
+        self.adapter.del_all(sid)
+    }
+
+    /// Runs the application's handlers of rooms that became occupied or empty.
+    pub(crate) fn report_room_changes(&self, occupied: &[Room], vacated: &[Room]) {
+        self.handlers.run_room_changes(self, occupied, vacated);
     }
 
     /// Removes `sid` from a room and reports it if it became empty.

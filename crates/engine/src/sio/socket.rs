@@ -289,15 +289,19 @@ impl Socket {
                 room == self.id.as_str() || adapter.is_in(self.id, room)
             });
         }
-        self.join_unnoted(rooms);
+        let occupied = self.join_unnoted(rooms);
+        self.ns.report_room_changes(&occupied, &[]);
         self.save_durable();
     }
 
-    /// Joins rooms without recording where the recovery buffer stands, nor saving the
-    /// durable session: for a socket resuming its session, which joins with the buffer
-    /// locked (its memberships come with the session) and is saved once it is done.
-    pub(crate) fn join_unnoted(&self, rooms: &[&str]) {
-        self.ns.join(self.id, rooms);
+    /// Joins rooms without recording where the recovery buffer stands, reporting the
+    /// rooms that became occupied, nor saving the durable session: for a socket
+    /// resuming its session, which joins with the buffer locked (its memberships come
+    /// with the session), reports the rooms once the lock is released (their handlers
+    /// may broadcast) and is saved once it is done. Returns the rooms to report.
+    #[must_use = "the rooms that became occupied are to be reported"]
+    pub(crate) fn join_unnoted(&self, rooms: &[&str]) -> Vec<Room> {
+        let occupied = self.ns.join_unreported(self.id, rooms);
         let observer = self.client.io().observer();
         for room in rooms {
             self.step(Step::Joined(Room::from(*room)));
@@ -305,6 +309,7 @@ impl Socket {
                 o.joined(self.namespace(), room, self.id);
             }
         }
+        occupied
     }
 
     /// Leaves a room.

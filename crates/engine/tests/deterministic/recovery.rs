@@ -473,6 +473,36 @@ async fn joining_its_own_room_keeps_its_direct_events_replayable() {
     assert_eq!(replayed, ["direct"]);
 }
 
+/// A resumed socket rejoins its rooms with the recovery buffer locked (so no broadcast
+/// slips between its replay and live delivery); a room that becomes occupied then runs
+/// the application's handler, which may broadcast, once the lock is released rather
+/// than under it (where a broadcast would wait for the lock forever).
+#[test]
+fn a_room_occupied_handler_that_broadcasts_does_not_block_a_resume() {
+    switchboard_test_support::without_hanging(async {
+        let io = recovering_server();
+        let ns = io.of("/");
+        let weak = std::sync::Arc::downgrade(&ns);
+        ns.handlers().on_room_occupied(move |_, room| {
+            if let Some(ns) = weak.upgrade() {
+                ns.to(room).emit("welcome", json!(room));
+            }
+        });
+        let (client, sid, pid) = connect(&io).await;
+        client.post(r#"42["join","lobby"]"#).await;
+        let welcome = events(&client.get().await);
+        assert_eq!(welcome[0][0], "welcome");
+        let read = offset_of(&welcome[0]);
+        drop_connection(&client).await;
+        assert_eq!(ns.adapter().room_size("lobby"), 0, "vacated");
+
+        // Nothing was missed: what arrives with the CONNECT answer is the welcome the
+        // handler broadcast once the lobby was occupied again.
+        let (_, arrived) = resume_claiming(&io, &sid, &pid, Some(&read)).await;
+        assert_eq!(arrived, ["lobby"]);
+    });
+}
+
 /// An event sent to everyone except a room, before the socket joined that room, was
 /// the socket's: if the client never read it before its connection dropped, it is
 /// replayed (judged by the rooms of now, it would be lost without a word).
