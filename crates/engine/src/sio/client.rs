@@ -631,6 +631,8 @@ fn finish_connect(
             let recovery = sse.map(|_| replay_report(Err(RECOVERY_OFF)));
             let _ = socket.send_frames(&connect_answer(&socket, recovery), false);
             socket.run_connect();
+        } else {
+            socket.ns().leave_all(socket.id());
         }
         return;
     };
@@ -689,8 +691,10 @@ fn finish_connect(
     // session's data replaces it below, as in Node.
     socket.set_data(prepared.data());
     if !register(shared, &socket) {
-        prepared.ns().leave_all(prepared.id());
+        // Outside the buffer lock: a handler of a room left empty may broadcast.
         drop(state);
+        socket.ns().leave_all(socket.id());
+        prepared.ns().leave_all(prepared.id());
         if let Some(restored) = restored {
             put_back(&socket, buffer, restored.session);
         }
@@ -822,8 +826,9 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first
-/// (then the rooms a middleware joined are left). The caller holds the namespace's
-/// reservation, so the namespace cannot be removed meanwhile.
+/// (then the caller leaves the rooms a middleware joined, once it holds no lock a room
+/// handler's broadcast would take). The caller holds the namespace's reservation, so
+/// the namespace cannot be removed meanwhile.
 fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     let nsp = socket.namespace().to_owned();
     // Subscribed (in a cluster) before the socket can be reached.
@@ -831,8 +836,6 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     let mut state = shared.lock();
     state.done_connecting(&nsp);
     if socket.connection_closed() {
-        drop(state);
-        socket.ns().leave_all(socket.id());
         return false;
     }
     // Marked and registered under the client lock, so a concurrent close either sees
