@@ -93,12 +93,14 @@ impl Handlers {
         write(&self.disconnect).push(Arc::new(f));
     }
 
-    /// Called when a room gets its first member on this node.
+    /// Called when a room gets its first member on this node, with no engine lock
+    /// held: the handler may broadcast (to the room, say).
     pub fn on_room_occupied(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
         write(&self.room_occupied).push(Arc::new(f));
     }
 
-    /// Called when a room loses its last member on this node.
+    /// Called when a room loses its last member on this node, with no engine lock
+    /// held.
     pub fn on_room_vacated(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
         write(&self.room_vacated).push(Arc::new(f));
     }
