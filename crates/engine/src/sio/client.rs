@@ -21,11 +21,11 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    Listener, MAX_LEFT, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
+    Listener, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
     saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
-use super::socket::{Identity, Socket, durable_memberships};
+use super::socket::{Identity, Socket};
 
 /// Per-connection state. Touched by the connection's read path and, briefly, by
 /// middleware tasks completing a connect; a `std` mutex never held across `.await`.
@@ -573,7 +573,7 @@ async fn prepare_durable(
         .iter()
         .map(|r| Room::from(r.as_str()))
         .collect();
-    let memberships = memberships_from_durable(buffer, &session);
+    let memberships = Memberships::from_durable(buffer, &session.memberships, rooms.len());
     let listener = Listener {
         rooms: &rooms,
         memberships: &memberships,
@@ -748,12 +748,12 @@ fn finish_connect(
             let joined = socket.ns().adapter().socket_rooms(prepared.id());
             let head = RecoveryBuffer::head_of(&state);
             if head > restored.session.connected_at_offset {
-                memberships.joined.extend(
-                    joined
-                        .iter()
-                        .filter(|r| !restored.session.rooms.contains(r))
-                        .map(|r| (r.clone(), head)),
-                );
+                for room in joined
+                    .iter()
+                    .filter(|r| !restored.session.rooms.contains(r))
+                {
+                    memberships.joined_at(room.clone(), head);
+                }
             }
             let joined: Vec<&str> = joined.iter().map(|r| &**r).collect();
             occupied.extend(socket.join_unnoted(&joined));
@@ -778,30 +778,6 @@ fn finish_connect(
     socket.run_connect();
 }
 
-/// The memberships of a stored session, in this buffer's offsets. An offset this node
-/// cannot read (none it wrote) is left out, and its room judged by the rooms of now, as
-/// Node judges every room. What Redis holds is bounded as this node would have written
-/// it (a replay looks them up for every event): no more rooms joined late than the
-/// session has rooms, and the last [`MAX_LEFT`] rooms left.
-fn memberships_from_durable(buffer: &RecoveryBuffer, session: &DurableSession) -> Memberships {
-    let at = |offset: &str| buffer.parse_offset(offset);
-    let m = &session.memberships;
-    Memberships {
-        joined: m
-            .joined
-            .iter()
-            .take(session.rooms.len())
-            .filter_map(|(room, floor)| Some((Room::from(room.as_str()), at(floor)?)))
-            .collect(),
-        left: m.left[m.left.len().saturating_sub(MAX_LEFT)..]
-            .iter()
-            .filter_map(|(room, from, until)| {
-                Some((Room::from(room.as_str()), at(from)?, at(until)?))
-            })
-            .collect(),
-    }
-}
-
 /// Keeps again a session that was taken to resume a connection which closed before
 /// its socket could be registered: the client never heard it was recovered, and its
 /// next try must find the session where the first one did (the durable store, or this
@@ -817,7 +793,7 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
         sid: parts.sid.to_string(),
         pid: parts.pid.to_string(),
         rooms: parts.rooms.iter().map(|r| r.to_string()).collect(),
-        memberships: durable_memberships(buffer, &parts.memberships),
+        memberships: parts.memberships.to_durable(buffer),
         data: parts.data,
         offset: Some(buffer.offset_string(parts.connected_at_offset)),
         epoch: parts.epoch,
@@ -947,46 +923,5 @@ impl SessionHandler for Client {
         for (_, socket) in sockets {
             socket.on_closed(reason);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::Value;
-
-    use super::*;
-    use crate::adapter::DurableMemberships;
-    use crate::sio::RecoveryConfig;
-
-    #[test]
-    fn memberships_read_from_a_store_are_bounded_as_this_node_writes_them() {
-        let buffer = RecoveryBuffer::logged(RecoveryConfig::default());
-        let at = |n: u32| format!("{n}-0");
-        let session = DurableSession {
-            sid: "s".into(),
-            pid: "p".into(),
-            rooms: vec!["s".into(), "a".into(), "b".into()],
-            memberships: DurableMemberships {
-                joined: (0..100).map(|n| (format!("r{n}"), at(n))).collect(),
-                left: (0..100)
-                    .map(|n| (format!("l{n}"), at(n), at(n + 1)))
-                    .collect(),
-            },
-            data: Value::Null,
-            offset: None,
-            epoch: 0,
-        };
-        let m = memberships_from_durable(&buffer, &session);
-        assert_eq!(m.joined.len(), 3, "no more than the session's rooms");
-        assert_eq!(m.left.len(), MAX_LEFT);
-        assert_eq!(&*m.left[0].0, "l84", "the last ones, as written");
-        let unreadable = DurableSession {
-            memberships: DurableMemberships {
-                joined: vec![("a".into(), "not an offset".into())],
-                left: Vec::new(),
-            },
-            ..session
-        };
-        assert!(memberships_from_durable(&buffer, &unreadable).is_empty());
     }
 }

@@ -445,8 +445,8 @@ impl Namespace {
     /// Takes `sid` out of every room, reporting rooms it left empty: a socket that
     /// left, or one whose connection was refused after a middleware joined rooms.
     pub(crate) fn leave_all(&self, sid: Sid) {
-        let vacated = self.adapter.del_all(sid);
-        self.handlers.run_room_changes(self, &[], &vacated);
+        let vacated = self.leave_all_unreported(sid);
+        self.report_room_changes(&[], &vacated);
     }
 
     /// Adds `sid` to rooms; returns the rooms that became occupied, for the caller to

@@ -14,7 +14,7 @@ use switchboard_protocol::engineio::TransportKind;
 use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::oneshot;
 
-use crate::adapter::{DurableMemberships, DurableSession, Room, SocketInfo};
+use crate::adapter::{DurableSession, Room, SocketInfo};
 use crate::breadcrumbs::{self, Crumb, Step, Trail};
 use crate::diagnosis::{self, Diagnosis};
 use crate::eio::session::now;
@@ -363,7 +363,7 @@ impl Socket {
             sid: self.id.to_string(),
             pid: pid.to_string(),
             rooms: self.rooms(),
-            memberships: durable_memberships(buffer, memberships),
+            memberships: memberships.to_durable(buffer),
             data: self.data(),
             offset: Some(buffer.offset_string(self.connected_at_offset)),
             epoch: self.epoch,
@@ -739,23 +739,6 @@ impl Socket {
             epoch: self.epoch,
         };
         buffer.persist(parts, now());
-    }
-}
-
-/// Memberships as a durable store keeps them: offsets in their wire form.
-pub(crate) fn durable_memberships(buffer: &RecoveryBuffer, m: &Memberships) -> DurableMemberships {
-    let wire = |offset: u128| buffer.offset_string(offset);
-    DurableMemberships {
-        joined: m
-            .joined
-            .iter()
-            .map(|(room, floor)| (room.to_string(), wire(*floor)))
-            .collect(),
-        left: m
-            .left
-            .iter()
-            .map(|(room, from, until)| (room.to_string(), wire(*from), wire(*until)))
-            .collect(),
     }
 }
 

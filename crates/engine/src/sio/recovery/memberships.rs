@@ -11,8 +11,8 @@ use std::sync::MutexGuard;
 
 use switchboard_protocol::Sid;
 
-use super::{MALLOC_BLOCK, RecoveryBuffer};
-use crate::adapter::Room;
+use super::{MALLOC_BLOCK, RecoveryBuffer, room_name_heap};
+use crate::adapter::{DurableMemberships, Room};
 
 /// Most rooms a socket's [`Memberships`] remember it left; the oldest is forgotten
 /// first (a replay then judges that room by the rooms of now, as Node does).
@@ -38,15 +38,66 @@ impl Memberships {
         self.joined.is_empty() && self.left.is_empty()
     }
 
+    /// Records that the socket joined `room` (which it was not in) when the buffer
+    /// stood at `head`.
+    pub(crate) fn joined_at(&mut self, room: Room, head: u128) {
+        match self.joined.iter_mut().find(|(r, _)| *r == room) {
+            Some((_, floor)) => *floor = head,
+            None => self.joined.push((room, head)),
+        }
+    }
+
+    /// As a durable store keeps them, offsets in `buffer`'s wire form.
+    pub(crate) fn to_durable(&self, buffer: &RecoveryBuffer) -> DurableMemberships {
+        let wire = |offset: u128| buffer.offset_string(offset);
+        DurableMemberships {
+            joined: self
+                .joined
+                .iter()
+                .map(|(room, floor)| (room.to_string(), wire(*floor)))
+                .collect(),
+            left: self
+                .left
+                .iter()
+                .map(|(room, from, until)| (room.to_string(), wire(*from), wire(*until)))
+                .collect(),
+        }
+    }
+
+    /// Read back from a durable store, for a session of `rooms` rooms, in `buffer`'s
+    /// offsets. An offset this node cannot read (none it wrote) is left out, and its
+    /// room judged by the rooms of now, as Node judges every room. What the store holds
+    /// is bounded as a node writes it (a replay looks them up for every event): no more
+    /// rooms joined late than the session has rooms, and the last [`MAX_LEFT`] rooms
+    /// left.
+    pub(crate) fn from_durable(
+        buffer: &RecoveryBuffer,
+        stored: &DurableMemberships,
+        rooms: usize,
+    ) -> Self {
+        let at = |offset: &str| buffer.parse_offset(offset);
+        let left = &stored.left[stored.left.len().saturating_sub(MAX_LEFT)..];
+        Memberships {
+            joined: stored
+                .joined
+                .iter()
+                .take(rooms)
+                .filter_map(|(room, floor)| Some((Room::from(room.as_str()), at(floor)?)))
+                .collect(),
+            left: left
+                .iter()
+                .filter_map(|(room, from, until)| {
+                    Some((Room::from(room.as_str()), at(from)?, at(until)?))
+                })
+                .collect(),
+        }
+    }
+
     /// The heap its lists hold, counted as if no one else held the names of the rooms
     /// it left (those it is in are the session's rooms, counted there).
     pub(super) fn heap(&self) -> usize {
         let list = |bytes: usize| if bytes == 0 { 0 } else { bytes + MALLOC_BLOCK };
-        let left_names: usize = self
-            .left
-            .iter()
-            .map(|(r, _, _)| 2 * std::mem::size_of::<usize>() + r.len() + MALLOC_BLOCK)
-            .sum();
+        let left_names: usize = self.left.iter().map(|(r, _, _)| room_name_heap(r)).sum();
         list(std::mem::size_of_val(self.joined.as_slice()))
             + list(std::mem::size_of_val(self.left.as_slice()))
             + left_names
@@ -119,12 +170,9 @@ impl RecoveryBuffer {
             return;
         }
         let mut all = self.lock_memberships();
-        let joined = &mut all.entry(pid).or_default().joined;
+        let m = all.entry(pid).or_default();
         for room in new {
-            match joined.iter_mut().find(|(r, _)| **r == *room) {
-                Some((_, floor)) => *floor = head,
-                None => joined.push((Room::from(room), head)),
-            }
+            m.joined_at(Room::from(room), head);
         }
     }
 
@@ -295,5 +343,27 @@ mod tests {
         };
         assert!(!all_but_muted.includes(gone, 8));
         assert!(all_but_muted.includes(gone, 9));
+    }
+
+    #[test]
+    fn memberships_read_from_a_store_are_bounded_as_this_node_writes_them() {
+        let buffer = RecoveryBuffer::logged(super::super::RecoveryConfig::default());
+        let at = |n: u32| format!("{n}-0");
+        let rooms = 3;
+        let stored = DurableMemberships {
+            joined: (0..100).map(|n| (format!("r{n}"), at(n))).collect(),
+            left: (0..100)
+                .map(|n| (format!("l{n}"), at(n), at(n + 1)))
+                .collect(),
+        };
+        let m = Memberships::from_durable(&buffer, &stored, rooms);
+        assert_eq!(m.joined.len(), 3, "no more than the session's rooms");
+        assert_eq!(m.left.len(), MAX_LEFT);
+        assert_eq!(&*m.left[0].0, "l84", "the last ones, as written");
+        let unreadable = DurableMemberships {
+            joined: vec![("a".into(), "not an offset".into())],
+            left: Vec::new(),
+        };
+        assert!(Memberships::from_durable(&buffer, &unreadable, rooms).is_empty());
     }
 }
