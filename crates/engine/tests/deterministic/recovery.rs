@@ -24,6 +24,13 @@ fn recovering_server() -> switchboard_engine::Io {
     io
 }
 
+/// The client asks (through the server's `join` handler) to join `room`; returns once
+/// the handler ran.
+async fn join(client: &Client, room: &str) {
+    client.post(&format!(r#"42["join","{room}"]"#)).await;
+    tokio::task::yield_now().await;
+}
+
 /// Parses `40{"sid":..,"pid":..}` (possibly followed by more packets).
 fn connect_answer(body: &str) -> (String, String) {
     let first = body.split('\x1e').next().unwrap();
@@ -56,8 +63,7 @@ async fn a_dropped_client_resumes_with_id_rooms_data_and_missed_events_in_order(
     let client = Client::handshake(&io).await;
     client.post("40").await;
     let (sid, pid) = connect_answer(&client.get().await);
-    client.post(r#"42["join","room-a"]"#).await;
-    tokio::task::yield_now().await;
+    join(&client, "room-a").await;
     ns.to("room-a").emit("seq", json!(0));
     let first = events(&client.get().await);
     assert_eq!(first[0][1], 0);
@@ -358,8 +364,7 @@ async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_co
     let ns = io.of("/");
     // Someone else is in room-a and hears everything, so it knows every offset.
     let (witness, _, _) = connect(&io).await;
-    witness.post(r#"42["join","room-a"]"#).await;
-    tokio::task::yield_now().await;
+    join(&witness, "room-a").await;
     ns.to("room-a").emit("secret", json!(1));
     ns.emit("news", json!("before"));
     let heard = events(&witness.get().await);
@@ -373,8 +378,7 @@ async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_co
     assert_eq!(heard.len(), 2);
 
     let (client, sid, pid) = connect(&io).await;
-    client.post(r#"42["join","room-a"]"#).await;
-    tokio::task::yield_now().await;
+    join(&client, "room-a").await;
     drop_connection(&client).await;
     ns.to("room-a").emit("seq", json!("missed"));
 
@@ -437,8 +441,7 @@ async fn a_resume_with_an_older_offset_replays_no_event_of_a_room_from_before_th
     let heard = events(&client.get().await);
     assert_eq!(heard.len(), 1);
     let early = offset_of(&heard[0]);
-    client.post(r#"42["join","room-a"]"#).await;
-    tokio::task::yield_now().await;
+    join(&client, "room-a").await;
     ns.to("room-a").emit("seq", json!("room-a, after the join"));
     assert_eq!(events(&client.get().await).len(), 1);
     drop_connection(&client).await;
@@ -464,8 +467,7 @@ async fn joining_its_own_room_keeps_its_direct_events_replayable() {
     ns.to(sid.as_str()).emit("seq", json!("direct"));
     let heard = events(&client.get().await);
     assert_eq!(heard.len(), 1);
-    client.post(&format!(r#"42["join","{sid}"]"#)).await;
-    tokio::task::yield_now().await;
+    join(&client, &sid).await;
     drop_connection(&client).await;
 
     // The client claims it read nothing (its offset from before the direct event).
@@ -512,8 +514,7 @@ async fn an_unread_event_excepting_a_room_joined_since_is_still_replayed() {
     let ns = io.of("/");
     let (client, sid, pid) = connect(&io).await;
     ns.except("muted").emit("seq", json!("to all but muted"));
-    client.post(r#"42["join","muted"]"#).await;
-    tokio::task::yield_now().await;
+    join(&client, "muted").await;
     ns.except("muted").emit("seq", json!("muted by now"));
     // The client reads nothing more: its connection times out.
     drop_by_ping_timeout(&client).await;
@@ -530,8 +531,7 @@ async fn an_unread_event_to_a_room_left_since_is_still_replayed() {
     let io = recovering_server();
     let ns = io.of("/");
     let (client, sid, pid) = connect(&io).await;
-    client.post(r#"42["join","game"]"#).await;
-    tokio::task::yield_now().await;
+    join(&client, "game").await;
     ns.to("game").emit("seq", json!("game over"));
     ns.sockets().pop().expect("the socket").leave("game");
     ns.to("game").emit("seq", json!("after it left"));
