@@ -180,9 +180,10 @@ pub struct EngineConfig {
     pub body_timeout: Duration,
     /// Bytes of unfinished messages (polling POST bodies being read, WebSocket
     /// messages whose frames have not all arrived), every session together. A read
-    /// that would pass it closes its session (`server overloaded`; a polling POST gets
-    /// 503). A WebSocket message must also be whole within `body_timeout` of its
-    /// first bytes.
+    /// that would pass it first makes the message unfinished longest give way (if
+    /// older than a second and than the reader's); failing that, it closes its own
+    /// session (`server overloaded`; a polling POST gets 503). A WebSocket message must
+    /// also be whole within `body_timeout` of its first bytes.
     pub max_inbound_bytes: usize,
     /// Most sessions (with WebSocket handshakes in flight) one client address may hold
     /// on this node: an IPv4 address, or an IPv6 /64. `0` (the default): no bound but

@@ -148,6 +148,17 @@ pub enum Cutoff {
         /// `engine.max_inbound_bytes`.
         limit: usize,
     },
+    /// The messages on their way in held `engine.max_inbound_bytes`, and this one,
+    /// unfinished the longest, gave way to a newer one (`server overloaded`).
+    #[error(
+        "the message on its way in longest ({after:?}) when engine.max_inbound_bytes ({limit} B) was full"
+    )]
+    InboundGaveWay {
+        /// `engine.max_inbound_bytes`.
+        limit: usize,
+        /// How long it had been on its way in.
+        after: Duration,
+    },
 }
 
 impl Cutoff {
@@ -156,7 +167,9 @@ impl Cutoff {
         match self {
             Cutoff::TooLarge { .. } => DisconnectReason::PayloadTooLarge,
             Cutoff::TooSlow { .. } => DisconnectReason::TransportError,
-            Cutoff::InboundFull { .. } => DisconnectReason::ServerOverloaded,
+            Cutoff::InboundFull { .. } | Cutoff::InboundGaveWay { .. } => {
+                DisconnectReason::ServerOverloaded
+            }
         }
     }
 }
@@ -537,6 +550,14 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
                 facts.transport
             ));
         }
+        Some(Cutoff::InboundGaveWay { limit, after }) if facts.reason == R::ServerOverloaded => {
+            evidence.push(format!(
+                "messages on their way in to this node held engine.max_inbound_bytes ({}); this {} {what}, unfinished for {}, the longest of them, gave way to a newer one",
+                bytes(limit),
+                facts.transport,
+                secs(after)
+            ));
+        }
         _ => {}
     }
     match facts.reason {
@@ -800,6 +821,17 @@ mod tests {
         assert!(
             !d.evidence.iter().any(|e| e.contains("outbound queue")),
             "{d:?}"
+        );
+        let mut f = facts(DisconnectReason::ServerOverloaded, Ending::Unknown);
+        f.cutoff = Some(Cutoff::InboundGaveWay {
+            limit: 8 << 20,
+            after: Duration::from_millis(4200),
+        });
+        let d = diagnose(&f);
+        assert_eq!(d.category, Category::Pressure);
+        assert_eq!(
+            d.evidence[0],
+            "messages on their way in to this node held engine.max_inbound_bytes (8.0 MiB); this websocket message, unfinished for 4.2 s, the longest of them, gave way to a newer one"
         );
     }
 

@@ -1139,6 +1139,104 @@ body_timeout = "${BODY_TIMEOUT_S}s"
     await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
   });
 
+  test("7b. while stalled messages hold engine.max_inbound_bytes, real clients' large messages get through: the oldest give way", async () => {
+    const MAX_INBOUND = 8 * MiB;
+    // Far longer than the test: only giving way can free the attackers' bytes.
+    const BODY_TIMEOUT_S = 120;
+    const INBOUND = "switchboard_inbound_bytes";
+    const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
+    const server = await serve(`
+[engine]
+max_inbound_bytes = ${MAX_INBOUND}
+body_timeout = "${BODY_TIMEOUT_S}s"
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    // Nine 900 KB first fragments of messages never finished fill all but ~280 KB of
+    // the budget; their senders answer pings and send WebSocket pings now and then, as
+    // a client keeping its connection alive would.
+    const ATTACKERS = 9;
+    const FRAGMENT = 900_000;
+    pair.start();
+    const stall = async () => {
+      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
+        answerPings: true,
+      });
+      assert.equal(status, 101);
+      await ws.next((m) => m.startsWith("0{"));
+      await ws.sendFrame(`42["msg","${"x".repeat(FRAGMENT)}`, { fin: false });
+      return ws;
+    };
+    const opened = await pool(ATTACKERS, ATTACKERS, stall);
+    const metric = async (name) => (await server.metrics()).get(name) ?? 0;
+    const full = () =>
+      waitFor(async () => (await metric(INBOUND)) >= ATTACKERS * FRAGMENT, {
+        what: `the attackers' fragments to be held (${INBOUND})`,
+      });
+    await full();
+    const heldBefore = await metric(INBOUND);
+    const overloadedBefore = await metric(OVERLOADED);
+    const keepTalking = setInterval(() => {
+      for (const ws of opened) if (!ws.closed) ws.sendFrame("", { opcode: 9 });
+    }, 500);
+    // Older than a second, the stalled messages may give way.
+    await sleep(1_500);
+
+    // Two official clients, one on polling and one on WebSocket, each send a 700 KB
+    // event (more than is left of the budget, and read in many pieces) to the other.
+    const BIG = 700_000;
+    const ws = client(server.url, WS);
+    const polling = client(server.url, POLLING);
+    await Promise.all([connected(ws), connected(polling)]);
+    for (const s of [ws, polling]) {
+      assert.deepEqual(await s.timeout(DRAIN_MS).emitWithAck("join", "room:big"), { ok: true });
+    }
+    const lost = [];
+    for (const s of [ws, polling]) s.on("disconnect", (reason) => lost.push(reason));
+    const send = (from, to, what) => {
+      const arrived = new Promise((resolve) => to.once("msg", (room, value) => resolve(value)));
+      from.emit("msg", "room:big", what[0].repeat(BIG));
+      const timeout = sleep(DRAIN_MS).then(() => {
+        throw new Error(`${what}: did not arrive; the clients' disconnects: [${lost}]`);
+      });
+      return Promise.race([arrived, timeout]);
+    };
+    const got = [];
+    got.push((await Promise.allSettled([send(polling, ws, "polling")]))[0]);
+    // Another attacker takes the room the first event made, and the budget is full
+    // again: the WebSocket client's event must make another of the old ones give way.
+    opened.push(await stall());
+    await full();
+    got.push((await Promise.allSettled([send(ws, polling, "websocket")]))[0]);
+    clearInterval(keepTalking);
+    const heldAfter = await metric(INBOUND);
+    const overloaded = (await metric(OVERLOADED)) - overloadedBefore;
+    const attackersClosed = opened.filter((w) => w.closed).length;
+    memory.sample("large messages past stalled ones");
+    console.log(
+      `# stalled holders: ${INBOUND} ${heldBefore} (bound ${MAX_INBOUND}), then ${heldAfter}; ` +
+        `${attackersClosed} of ${opened.length} attackers closed, ${overloaded} more closed as server overloaded; ` +
+        `the real clients: [${got.map((g) => g.status)}], disconnects [${lost}]`,
+    );
+    for (const w of opened) w.reset();
+
+    const checks = new Checks();
+    await checks.run("(c) each real client's large event arrives, and neither is disconnected", () => {
+      for (const g of got) if (g.status === "rejected") throw g.reason;
+      assert.equal(got[0].value, "p".repeat(BIG));
+      assert.equal(got[1].value, "w".repeat(BIG));
+      assert.deepEqual(lost, []);
+    });
+    await checks.run("(b) the oldest stalled messages gave way: their sessions closed as server overloaded", () => {
+      assert.ok(attackersClosed >= 2 && attackersClosed < opened.length, `${attackersClosed} attackers closed`);
+      assert.ok(overloaded >= attackersClosed, `${overloaded} closed as server overloaded`);
+      assert.ok(heldAfter <= MAX_INBOUND, `${INBOUND} ${heldAfter}`);
+    });
+    await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
+  });
+
   test("8. one address asking for thousands of sessions gets engine.max_sessions_per_ip of them", async () => {
     const PER_IP = 100;
     // The server trusts loopback as its proxy, so X-Forwarded-For names the attacker;

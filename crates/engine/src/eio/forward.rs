@@ -211,7 +211,10 @@ impl ForwardedRequest {
                 Err(err)
                     if matches!(
                         err.downcast_ref::<crate::diagnosis::Cutoff>(),
-                        Some(crate::diagnosis::Cutoff::InboundFull { .. })
+                        Some(
+                            crate::diagnosis::Cutoff::InboundFull { .. }
+                                | crate::diagnosis::Cutoff::InboundGaveWay { .. }
+                        )
                     ) =>
                 {
                     return Err(PollError::Busy);

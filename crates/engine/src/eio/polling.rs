@@ -43,7 +43,8 @@ pub(crate) enum PollError {
 ///
 /// What it has read counts against the node's inbound budget until it is dropped
 /// (`max_inbound_bytes`, [`super::inbound`]); a read that would pass it fails with
-/// [`Cutoff::InboundFull`].
+/// [`Cutoff::InboundFull`], and one that waits for more may be made to give way to a
+/// newer message ([`Cutoff::InboundGaveWay`]).
 #[derive(Debug)]
 pub(crate) struct Deadline<B> {
     body: B,
@@ -76,14 +77,19 @@ impl<B: super::server::RequestBody> Body for Deadline<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        let since = this.deadline - this.charge.timeout();
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
             if let Some(Ok(frame)) = &frame
                 && let Some(data) = frame.data_ref()
-                && let Err(cut) = this.charge.add(data.len())
+                && let Err(cut) = this.charge.add(data.len(), since)
             {
                 return Poll::Ready(Some(Err(Box::new(cut))));
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        // Waiting for more of the body: what it holds may be made to give way.
+        if let Err(cut) = this.charge.wait(since, cx) {
+            return Poll::Ready(Some(Err(Box::new(cut))));
         }
         let deadline = this.deadline;
         let sleep = this
@@ -278,7 +284,7 @@ async fn read_and_handle<B: super::server::RequestBody>(
             session.close_cut_off(cut);
             return Err(match cut {
                 Cutoff::TooSlow { .. } => PollError::Timeout,
-                Cutoff::InboundFull { .. } => PollError::Busy,
+                Cutoff::InboundFull { .. } | Cutoff::InboundGaveWay { .. } => PollError::Busy,
                 Cutoff::TooLarge { .. } => PollError::TooLarge,
             });
         }
@@ -322,6 +328,56 @@ mod tests {
         );
         assert_eq!(begin(&session, true).err(), Some(PollError::BadRequest));
         assert_eq!(begin(&session, false).err(), Some(PollError::BadRequest));
+    }
+
+    /// A body that sends its first bytes, then nothing more (a slow-body attacker).
+    struct Stalls(Option<Bytes>);
+
+    impl Body for Stalls {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.0.take() {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// A polling body waiting for the rest of its bytes is a holder of the inbound
+    /// budget: a newer message that needs room makes it give way, and its read ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_polling_body_gives_way_to_a_newer_message() {
+        use super::super::inbound::{Charge, YIELDS_AFTER};
+        let budget = InboundBudget::new(1000, std::time::Duration::from_secs(10), Arc::default());
+        let mut body = Deadline::new(Stalls(Some(Bytes::from(vec![b'x'; 900]))), budget.clone());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        let mut newer = Charge::new(budget.clone());
+        assert!(
+            newer.set(500, Instant::now()).is_err(),
+            "too young to give way"
+        );
+        tokio::time::advance(YIELDS_AFTER).await;
+        assert_eq!(newer.set(500, Instant::now()), Ok(()));
+        let Poll::Ready(Some(Err(err))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("the stalled body's read must end");
+        };
+        assert_eq!(
+            err.downcast_ref::<Cutoff>(),
+            Some(&Cutoff::InboundGaveWay {
+                limit: 1000,
+                after: YIELDS_AFTER
+            })
+        );
     }
 
     /// A session closed otherwise (here: the server's) still hands its `close` packet
