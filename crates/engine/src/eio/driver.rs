@@ -200,10 +200,12 @@ fn polling_step<'a>(
 /// queued frames to the outbox and writes them, and looks at the socket and the timer
 /// (each only updating its waker), with nothing created, linked or unlinked.
 ///
-/// Frames are moved from the session's queue only when the outbox is empty: a client
-/// that does not read leaves its write pending, and what is queued behind it stays in
-/// the queue, whose bounds then close it as a slow consumer. The `WRITE` bit raised
-/// meanwhile is left for when the write completes (waiting on it then would only spin).
+/// Frames are moved from the session's queue only when the outbox is empty, and at
+/// most [`OUTBOX_BYTES`] of them: a client that does not read leaves its write pending,
+/// and what is queued behind it stays in the queue, whose bounds then close it as a
+/// slow consumer. The `WRITE` bit raised meanwhile (or left by a take that did not
+/// take everything) is left for when the write completes (waiting on it then would
+/// only spin).
 ///
 /// Returned as a `poll_fn`, not awaited in an `async fn` (see [`polling_step`]).
 fn websocket_step<'a>(
@@ -265,6 +267,13 @@ fn websocket_step<'a>(
     })
 }
 
+/// Most bytes of frames the driver takes from the session's queue at once (at least
+/// one frame): a client that does not read holds its queue's bounds plus this plus the
+/// WebSocket library's write buffer, not twice the queue. A batch this large already
+/// fills several of tungstenite's 16 KiB writes, so the cap costs no syscalls; only a
+/// client far behind meets it.
+const OUTBOX_BYTES: usize = 64 * 1024;
+
 /// Frames taken from the session's queue and not yet handed to the WebSocket, owned by
 /// the driver so that an interrupted write loses nothing: a frame leaves `pending`
 /// only when tungstenite is ready for it, and is handed over in the same poll; `dirty`
@@ -283,8 +292,14 @@ impl Outbox {
         self.dirty || !self.pending.is_empty()
     }
 
-    fn take_from(&mut self, session: &Session) {
-        Session::drain_into(&mut session.lock(), &mut self.pending);
+    /// Takes what is queued, up to [`OUTBOX_BYTES`] (at least one frame). What stays
+    /// leaves `WRITE` raised, to be taken once this is written. True if frames stay.
+    fn take_from(&mut self, session: &Session) -> bool {
+        let more = Session::drain_into(&mut session.lock(), &mut self.pending, OUTBOX_BYTES);
+        if more {
+            session.wake.leave(wake::WRITE);
+        }
+        more
     }
 
     /// Feeds every pending frame, then flushes once (one batch, few syscalls).
@@ -368,11 +383,15 @@ fn on_ws_message(
     }
 }
 
-/// Writes every queued frame in one batch: fed into tungstenite's buffer, flushed once.
-/// Writes what is pending and what is still queued (the `close` packet), then closes.
+/// Writes what is pending and what is still queued (the `close` packet last), then
+/// closes.
 async fn finish_websocket(session: &Arc<Session>, ws: &mut WsStream, out: &mut Outbox) {
-    out.take_from(session);
-    let _ = out.write(ws).await;
+    loop {
+        let more = out.take_from(session);
+        if out.write(ws).await.is_err() || !more {
+            break;
+        }
+    }
     let _ = ws.close(None).await;
 }
 

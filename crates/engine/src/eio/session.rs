@@ -678,10 +678,40 @@ impl Session {
         self.wake.raise(super::wake::WRITE | super::wake::STATE);
     }
 
-    /// Moves every queued frame to the end of `out`. When `out` is empty the two
-    /// buffers trade places: no copy, and no allocation once both exist (a busy
-    /// connection allocates nothing per message).
-    pub(crate) fn drain_into(inner: &mut Inner, out: &mut VecDeque<Frame>) {
+    /// Moves queued frames, oldest first, to the end of `out` (the WebSocket driver's
+    /// outbox): every one if they come to at most `max_bytes`, else as many as fit in
+    /// it (at least one). What stays is still counted against the queue's bounds, so a
+    /// client that does not read holds no more than them plus one outbox of frames.
+    /// True if frames stay.
+    ///
+    /// Taking them all with `out` empty trades the two buffers: no copy, and no
+    /// allocation once both exist (a busy connection allocates nothing per message).
+    pub(crate) fn drain_into(
+        inner: &mut Inner,
+        out: &mut VecDeque<Frame>,
+        max_bytes: usize,
+    ) -> bool {
+        if inner.queued_bytes > max_bytes {
+            let mut bytes = 0;
+            let fit = inner
+                .queue
+                .iter()
+                .position(|frame| {
+                    bytes += frame.len();
+                    bytes > max_bytes
+                })
+                .unwrap_or(inner.queue.len())
+                .max(1)
+                .min(inner.queue.len());
+            let taken: usize = inner.queue.iter().take(fit).map(Frame::len).sum();
+            out.extend(inner.queue.drain(..fit));
+            inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
+            let (packets, extra) = inner.replay_allowance;
+            inner.replay_allowance = (packets.saturating_sub(fit), extra.saturating_sub(taken));
+            if !inner.queue.is_empty() {
+                return true;
+            }
+        }
         inner.queued_bytes = 0;
         inner.queue_high = false;
         inner.replay_allowance = (0, 0);
@@ -690,6 +720,7 @@ impl Session {
         } else {
             out.extend(inner.queue.drain(..));
         }
+        false
     }
 
     /// Gives the queue's buffer back if nothing waits in it: an idle connection's,
@@ -839,5 +870,44 @@ mod tests {
     #[test]
     fn repeated_names_are_all_kept_in_order() {
         expect("x=1&x=&x=3", &[("x", "1"), ("x", ""), ("x", "3")]);
+    }
+
+    /// The WebSocket driver takes at most a cap of bytes at once; what stays is still
+    /// counted against the queue's bounds (so a client that does not read holds no
+    /// more than them plus one cap), and comes out next, in order.
+    #[test]
+    fn the_driver_takes_at_most_its_cap_and_what_stays_still_counts() {
+        use super::{Frame, Session, TransportKind};
+        use std::collections::VecDeque;
+        let session = Session::for_test(TransportKind::Websocket);
+        let frames: Vec<Frame> = (0..10)
+            .map(|i| Frame::text(format!("{i}{}", "x".repeat(99))))
+            .collect();
+        for frame in &frames {
+            session.send(std::slice::from_ref(frame), false).unwrap();
+        }
+        let mut out = VecDeque::new();
+        let mut inner = session.lock();
+        assert!(
+            Session::drain_into(&mut inner, &mut out, 350),
+            "frames stay"
+        );
+        assert_eq!(out.len(), 3, "as many as fit in 350 bytes");
+        assert_eq!(
+            (inner.queue.len(), inner.queued_bytes),
+            (7, 700),
+            "the rest still counts"
+        );
+        assert!(
+            Session::drain_into(&mut inner, &mut out, 50),
+            "at least one frame"
+        );
+        assert_eq!(out.len(), 4);
+        assert!(
+            !Session::drain_into(&mut inner, &mut out, 600),
+            "all that is left fits"
+        );
+        assert_eq!((inner.queue.len(), inner.queued_bytes), (0, 0));
+        assert_eq!(Vec::from(out), frames, "in order");
     }
 }

@@ -58,6 +58,12 @@ impl Wake {
         }
     }
 
+    /// Raises `bits` without waking anyone: for the driver itself, which looks at the
+    /// bits again before it sleeps ([`Self::register`]).
+    pub(crate) fn leave(&self, bits: u8) {
+        self.bits.fetch_or(bits, Ordering::AcqRel);
+    }
+
     /// Whether any bit is raised (a plain read).
     pub(crate) fn is_raised(&self) -> bool {
         self.bits.load(Ordering::Relaxed) != 0
