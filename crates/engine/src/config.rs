@@ -179,11 +179,12 @@ pub struct EngineConfig {
     /// one is answered 408 and its session closed ("transport error").
     pub body_timeout: Duration,
     /// Bytes of unfinished messages (polling POST bodies being read, WebSocket
-    /// messages whose frames have not all arrived), every session together. A read
-    /// that would pass it first makes the message unfinished longest give way (if
-    /// older than a second and than the reader's); failing that, it closes its own
-    /// session (`server overloaded`; a polling POST gets 503). A WebSocket message must
-    /// also be whole within `body_timeout` of its first bytes.
+    /// messages whose frames have not all arrived, Socket.IO packets waiting for their
+    /// binary attachments), every session together. A read that would pass it first
+    /// makes the message unfinished longest give way (if older than a tenth of
+    /// `body_timeout` and than the reader's); failing that, it closes its own session
+    /// (`server overloaded`; a polling POST gets 503). A WebSocket message, and a
+    /// packet's attachments, must also be whole within `body_timeout`.
     pub max_inbound_bytes: usize,
     /// Most sessions (with WebSocket handshakes in flight) one client address may hold
     /// on this node: an IPv4 address, or an IPv6 /64. `0` (the default): no bound but

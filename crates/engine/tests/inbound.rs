@@ -250,3 +250,102 @@ async fn polling_bodies_being_read_share_the_budget_and_the_one_past_it_gets_503
             .starts_with(r#"42["got","xxx"#)
     );
 }
+
+/// Sends the text part of event `big` with two binary arguments, then the first of
+/// them: `len` bytes. The packet now waits for its second attachment.
+async fn first_attachment(ws: &mut Ws, len: usize) {
+    let text = r#"452-["big",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+    ws.send(Message::text(text)).await.unwrap();
+    ws.send(Message::binary(vec![7; len])).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_waiting_for_its_binary_attachments_holds_the_budget_until_it_is_whole() {
+    // Each attachment is a whole WebSocket message, but the packet is not whole until
+    // the last: what the server holds meanwhile is bytes on their way in.
+    let (io, addr) = start(64 * 1024, Duration::from_secs(60)).await;
+    let mut holder = connected(&addr).await;
+    first_attachment(&mut holder, 40_000).await;
+    let holding = held(&io, |n| n >= 40_000).await;
+    assert!(holding < 41_000, "{holding} bytes for a 40 kB attachment");
+
+    // A second client's packet would pass the 64 KiB: its session is closed.
+    let mut second = connected(&addr).await;
+    first_attachment(&mut second, 40_000).await;
+    assert_eq!(next_text(&mut second).await.as_deref(), Some("1"), "closed");
+    assert_eq!(next_text(&mut second).await, None);
+    let evidence = evidence_of(&io, "server overloaded").await;
+    assert!(
+        evidence[0].contains("engine.max_inbound_bytes (64.0 KiB)"),
+        "{evidence:?}"
+    );
+    held(&io, |n| n == holding).await;
+
+    // The last attachment: the event is served, and the bytes are given back.
+    holder.send(Message::binary(vec![8; 10])).await.unwrap();
+    let got = next_text(&mut holder).await.unwrap();
+    assert!(got.starts_with(r#"452-["got","#), "{got}");
+    held(&io, |n| n == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_whose_binary_attachments_stop_coming_is_cut_off_at_the_body_timeout() {
+    let timeout = Duration::from_millis(500);
+    let (io, addr) = start(1 << 20, timeout).await;
+    let mut slow = connected(&addr).await;
+    first_attachment(&mut slow, 1_000).await;
+    held(&io, |n| n >= 1_000).await;
+    // The client answers pings but never sends the second attachment.
+    let closing = tokio::time::timeout(Duration::from_secs(10), next_text(&mut slow))
+        .await
+        .expect("not cut off 10 s after a 500 ms body timeout");
+    assert_eq!(closing.as_deref(), Some("1"), "closed");
+    assert_eq!(
+        evidence_of(&io, "transport error").await[0],
+        "a websocket message did not arrive whole within engine.body_timeout (500 ms)"
+    );
+    held(&io, |n| n == 0).await;
+
+    // One whose attachments all arrive in time is served.
+    let mut fine = connected(&addr).await;
+    first_attachment(&mut fine, 1_000).await;
+    fine.send(Message::binary(vec![8; 10])).await.unwrap();
+    assert!(
+        next_text(&mut fine)
+            .await
+            .unwrap()
+            .starts_with(r#"452-["got","#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_binary_packet_gives_way_to_a_newer_message_once_the_budget_is_full() {
+    // A body timeout of 10 s: a message on its way in for over 1 s may give way.
+    let (io, addr) = start(64 * 1024, Duration::from_secs(10)).await;
+    let mut stalled = connected(&addr).await;
+    first_attachment(&mut stalled, 40_000).await;
+    held(&io, |n| n >= 40_000).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    // A real client's large message, in fragments, needs the room: it gets it.
+    let mut newer = connected(&addr).await;
+    first_fragment(&mut newer, 40_000).await;
+    assert_eq!(
+        next_text(&mut stalled).await.as_deref(),
+        Some("1"),
+        "gave way"
+    );
+    let evidence = evidence_of(&io, "server overloaded").await;
+    assert!(
+        evidence[0].contains("the longest of them, gave way to a newer one"),
+        "{evidence:?}"
+    );
+    last_fragment(&mut newer).await;
+    assert!(
+        next_text(&mut newer)
+            .await
+            .unwrap()
+            .starts_with(r#"42["got","xxx"#)
+    );
+    held(&io, |n| n == 0).await;
+}

@@ -1141,8 +1141,9 @@ body_timeout = "${BODY_TIMEOUT_S}s"
 
   test("7b. while stalled messages hold engine.max_inbound_bytes, real clients' large messages get through: the oldest give way", async () => {
     const MAX_INBOUND = 8 * MiB;
-    // Far longer than the test: only giving way can free the attackers' bytes.
-    const BODY_TIMEOUT_S = 120;
+    // Longer than the test, so only giving way can free the attackers' bytes; a
+    // message gives way once it has waited a tenth of it (2 s).
+    const BODY_TIMEOUT_S = 20;
     const INBOUND = "switchboard_inbound_bytes";
     const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
     const server = await serve(`
@@ -1181,8 +1182,8 @@ body_timeout = "${BODY_TIMEOUT_S}s"
     const keepTalking = setInterval(() => {
       for (const ws of opened) if (!ws.closed) ws.sendFrame("", { opcode: 9 });
     }, 500);
-    // Older than a second, the stalled messages may give way.
-    await sleep(1_500);
+    // Older than a tenth of the body timeout, the stalled messages may give way.
+    await sleep(2_500);
 
     // Two official clients, one on polling and one on WebSocket, each send a 700 KB
     // event (more than is left of the budget, and read in many pieces) to the other.
@@ -1233,6 +1234,79 @@ body_timeout = "${BODY_TIMEOUT_S}s"
       assert.ok(attackersClosed >= 2 && attackersClosed < opened.length, `${attackersClosed} attackers closed`);
       assert.ok(overloaded >= attackersClosed, `${overloaded} closed as server overloaded`);
       assert.ok(heldAfter <= MAX_INBOUND, `${INBOUND} ${heldAfter}`);
+    });
+    await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
+  });
+
+  test("7c. Socket.IO packets left waiting for their binary attachments stay within engine.max_inbound_bytes and engine.body_timeout", async () => {
+    const MAX_INBOUND = 8 * MiB;
+    const BODY_TIMEOUT_S = 5;
+    const INBOUND = "switchboard_inbound_bytes";
+    const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
+    const server = await serve(`
+[engine]
+max_inbound_bytes = ${MAX_INBOUND}
+body_timeout = "${BODY_TIMEOUT_S}s"
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    // Each announces an event with two binary arguments and sends the first, 900 KB,
+    // never the second. Every WebSocket message is whole, so only the packet waits:
+    // 20 of them would be 18 MB held with nothing else to bound them.
+    const ATTACKERS = 20;
+    const ATTACHMENT = 900_000;
+    pair.start();
+    const opened = await pool(ATTACKERS, 10, async () => {
+      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
+        answerPings: true,
+      });
+      assert.equal(status, 101);
+      await ws.next((m) => m.startsWith("0{"));
+      await ws.sendFrame("40/pair,");
+      await ws.next((m) => m.startsWith("40/pair,{"));
+      await ws.sendFrame('452-/pair,["msg",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
+      await ws.sendFrame(Buffer.alloc(ATTACHMENT, 7), { opcode: 2 });
+      return ws;
+    });
+    const metric = async (name) => (await server.metrics()).get(name) ?? 0;
+    const fits = Math.floor(MAX_INBOUND / ATTACHMENT);
+    const open = () => opened.filter((w) => !w.closed).length;
+    await waitFor(async () => open() <= fits && (await metric(INBOUND)) > 0, {
+      timeout: 10_000,
+      what: "the packets past the budget to be closed",
+    }).catch(() => {});
+    const heldDuring = await metric(INBOUND);
+    const openDuring = open();
+    memory.sample("packets waiting for attachments");
+    await waitFor(() => open() === 0, {
+      timeout: (BODY_TIMEOUT_S + 10) * 1000,
+      what: "the waiting packets to be cut off at engine.body_timeout",
+    }).catch(() => {});
+    const openAfter = open();
+    await waitFor(async () => (await metric(INBOUND)) === 0, { what: `${INBOUND} back to 0` }).catch(() => {});
+    const heldAfter = await metric(INBOUND);
+    const overloaded = await metric(OVERLOADED);
+    const timedOut = await metric('switchboard_disconnects_total{category="network",reason="transport error"}');
+    console.log(
+      `# waiting attachments: ${INBOUND} ${heldDuring} (bound ${MAX_INBOUND}); ${openDuring} of ${ATTACKERS} open at the budget, ` +
+        `${openAfter} after the body timeout; ${overloaded} closed as server overloaded, ${timedOut} as transport error; ` +
+        `${INBOUND} finally ${heldAfter}`,
+    );
+    for (const w of opened) w.reset();
+
+    const checks = new Checks();
+    await checks.run(`(b) ${INBOUND} counts the waiting packets, within engine.max_inbound_bytes`, () => {
+      assert.ok(heldDuring >= ATTACHMENT && heldDuring <= MAX_INBOUND, `${INBOUND} was ${heldDuring}`);
+    });
+    await checks.run("(b) the packets past the budget are closed as server overloaded", () => {
+      assert.ok(openDuring <= fits, `${openDuring} still open`);
+      assert.ok(overloaded >= ATTACKERS - fits, `${overloaded} closed as overloaded`);
+    });
+    await checks.run("(b) the rest are cut off at engine.body_timeout, and their bytes given back", () => {
+      assert.equal(openAfter, 0, `${openAfter} still open ${BODY_TIMEOUT_S + 10} s on`);
+      assert.equal(heldAfter, 0, `${INBOUND} finally ${heldAfter}`);
     });
     await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
   });

@@ -11,14 +11,16 @@
 //!   bytes of every unfinished message, both transports together. A message that
 //!   arrives whole in one read (nearly every message a real client sends) never holds
 //!   any of it. A read that would pass it first makes room: the message that has been
-//!   on its way in longest gives way, if it began before the reader's and at least
-//!   [`YIELDS_AFTER`] ago (its session is closed, `server overloaded`; its bytes are
-//!   counted free at once). A budget held by an attacker's stalled messages therefore
-//!   goes to the next real message within a second, not at the attacker's
-//!   `body_timeout`; to keep it, the attacker has to send the whole budget again every
-//!   second. With nothing old enough to give way, the read fails, and its session is
-//!   closed (`server overloaded`, with the bound in the diagnosis); a polling POST
-//!   gets 503;
+//!   on its way in longest gives way, if it began before the reader's and at least a
+//!   tenth of `engine.body_timeout` ago, 1 s by default ([`YIELDS_AFTER_PART`]; its
+//!   session is closed, `server overloaded`; its bytes are counted free at once). A
+//!   budget held by an attacker's stalled messages therefore goes to the next real
+//!   message within a second, not at the attacker's `body_timeout`; to keep it, the
+//!   attacker has to send the whole budget again every second. With nothing old
+//!   enough to give way, the read fails, and its session is closed (`server
+//!   overloaded`, with the bound in the diagnosis); a polling POST gets 503. A
+//!   Socket.IO packet waiting for its binary attachments (each a whole message) is
+//!   charged the same way, by the Socket.IO layer (`sio::client`);
 //! - **a deadline per WebSocket message**, `engine.body_timeout`, as a polling body has:
 //!   a message must be whole that long after its first bytes were read, or its session
 //!   is closed (`transport error`). An unfragmented message cannot take longer than the
@@ -46,12 +48,12 @@ use tokio::time::Instant;
 use super::ws_frame::{Header, HeaderBytes, fuzz_reads};
 use crate::diagnosis::Cutoff;
 
-/// How long a message must have been on its way in before it gives way to a newer one
-/// when the budget is full (at most half of `engine.body_timeout`). A real client's
-/// message of `engine.max_payload` (1 MB) takes that long only on a link slower than
+/// What part of `engine.body_timeout` a message must have been on its way in before it
+/// gives way to a newer one when the budget is full: a tenth, 1 s by default. A real
+/// client's message of `engine.max_payload` (1 MB) takes 1 s only on a link slower than
 /// 8 Mbit/s; an attacker who wants to keep the budget must send all of it again this
 /// often.
-pub(crate) const YIELDS_AFTER: Duration = Duration::from_secs(1);
+const YIELDS_AFTER_PART: u32 = 10;
 
 /// The node's budget of bytes on their way in (`engine.max_inbound_bytes`), and how
 /// long one message may take to arrive whole (`engine.body_timeout`).
@@ -59,7 +61,7 @@ pub(crate) const YIELDS_AFTER: Duration = Duration::from_secs(1);
 pub(crate) struct InboundBudget {
     limit: usize,
     timeout: Duration,
-    /// [`YIELDS_AFTER`], or half the timeout if that is shorter.
+    /// A tenth of the timeout ([`YIELDS_AFTER_PART`]).
     yields_after: Duration,
     /// Bytes held now; kept in the server's metrics (`switchboard_inbound_bytes`).
     held: Arc<AtomicUsize>,
@@ -81,6 +83,8 @@ type HolderKey = (Instant, u64);
 /// What a message waiting for more bytes holds, shared with whoever may take it back.
 #[derive(Debug)]
 struct Holder {
+    /// Its place among the holders: when its message began.
+    key: HolderKey,
     /// Bytes held; [`TAKEN_BACK`] once it gave way (the bytes were given back for it).
     held: AtomicUsize,
     /// Wakes the read waiting for the message's next bytes, so that it ends.
@@ -97,7 +101,7 @@ impl InboundBudget {
         Arc::new(InboundBudget {
             limit,
             timeout,
-            yields_after: YIELDS_AFTER.min(timeout / 2),
+            yields_after: timeout / YIELDS_AFTER_PART,
             held,
             holders: Mutex::default(),
         })
@@ -117,27 +121,45 @@ impl InboundBudget {
         }
         let mut holders = self.holders();
         let now = Instant::now();
-        loop {
+        // Woken once the lock is released: a waker may close a session.
+        let mut gave_way = Vec::new();
+        let taken = loop {
             // Taken again under the lock: a holder that gave way meanwhile, or one
             // that just finished, may have made room.
             if self.take(n) {
-                return true;
+                break true;
             }
             let Some(key) = holders.by_age.first_key_value().map(|(k, _)| *k) else {
-                return false;
+                break false;
             };
             let old_enough = now.saturating_duration_since(key.0) >= self.yields_after;
             if Some(key) == own || key.0 >= since || !old_enough {
-                return false;
+                break false;
             }
             if let Some(holder) = holders.by_age.remove(&key) {
                 let held = holder.held.swap(TAKEN_BACK, Ordering::AcqRel);
                 if held != TAKEN_BACK {
                     self.give(held);
                 }
-                holder.waker.wake();
+                gave_way.push(holder);
             }
+        };
+        drop(holders);
+        for holder in gave_way {
+            holder.waker.wake();
         }
+        taken
+    }
+
+    /// `engine.max_inbound_bytes`.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How long a message must have been on its way in before it may give way.
+    #[cfg(test)]
+    pub(crate) fn yields_after(&self) -> Duration {
+        self.yields_after
     }
 
     /// Takes `n` bytes if they fit.
@@ -164,7 +186,7 @@ pub(crate) struct Charge {
     budget: Arc<InboundBudget>,
     /// Bytes held, while not a holder.
     held: usize,
-    holder: Option<(HolderKey, Arc<Holder>)>,
+    holder: Option<Arc<Holder>>,
 }
 
 impl Charge {
@@ -180,7 +202,7 @@ impl Charge {
     /// charge unchanged) when the budget has no room for the growth even after the
     /// messages that may give way did, or when this one gave way itself.
     pub(crate) fn set(&mut self, total: usize, since: Instant) -> Result<(), Cutoff> {
-        let Some((key, holder)) = &self.holder else {
+        let Some(holder) = &self.holder else {
             if total > self.held {
                 if !self.budget.take_making_room(total - self.held, since, None) {
                     return Err(self.full());
@@ -191,7 +213,7 @@ impl Charge {
             self.held = total;
             return Ok(());
         };
-        let (key, holder) = (*key, holder.clone());
+        let (key, holder) = (holder.key, holder.clone());
         let old = holder.held.load(Ordering::Acquire);
         if old == TAKEN_BACK {
             return Err(self.gave_way(key));
@@ -230,21 +252,22 @@ impl Charge {
             let key = (since, holders.next);
             holders.next += 1;
             let holder = Arc::new(Holder {
+                key,
                 held: AtomicUsize::new(self.held),
                 waker: AtomicWaker::new(),
             });
             holders.by_age.insert(key, holder.clone());
             drop(holders);
             self.held = 0;
-            self.holder = Some((key, holder));
+            self.holder = Some(holder);
         }
-        let Some((key, holder)) = &self.holder else {
+        let Some(holder) = &self.holder else {
             return Ok(());
         };
         // Registered before the check, so a giving way after it still wakes the read.
         holder.waker.register(cx.waker());
         if holder.held.load(Ordering::Acquire) == TAKEN_BACK {
-            return Err(self.gave_way(*key));
+            return Err(self.gave_way(holder.key));
         }
         Ok(())
     }
@@ -281,7 +304,7 @@ impl Charge {
                 self.held = 0;
                 Ok(())
             }
-            Some((key, _)) => self.set(0, key.0),
+            Some(holder) => self.set(0, holder.key.0),
         }
     }
 
@@ -291,7 +314,7 @@ impl Charge {
         let held = match &self.holder {
             None => self.held,
             // `TAKEN_BACK` if it gave way: `set` then says so.
-            Some((_, holder)) => holder.held.load(Ordering::Acquire),
+            Some(holder) => holder.held.load(Ordering::Acquire),
         };
         self.set(held.saturating_add(n), since)
     }
@@ -301,11 +324,11 @@ impl Drop for Charge {
     fn drop(&mut self) {
         match self.holder.take() {
             None => self.budget.give(self.held),
-            Some((key, holder)) => {
+            Some(holder) => {
                 let held = holder.held.swap(TAKEN_BACK, Ordering::AcqRel);
                 if held != TAKEN_BACK {
                     self.budget.give(held);
-                    self.budget.holders().by_age.remove(&key);
+                    self.budget.holders().by_age.remove(&holder.key);
                 }
             }
         }
@@ -657,6 +680,9 @@ fn reference_message_ends(sent: &[u8]) -> (MessageSpans, Option<usize>) {
 mod tests {
     use super::*;
 
+    /// What the tests' budgets (a timeout of 10 s) wait before a message gives way.
+    const YIELDS_AFTER: Duration = Duration::from_secs(1);
+
     /// A masked client frame: `first` (FIN, RSV, opcode) and `payload`.
     fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![first];
@@ -879,7 +905,7 @@ mod tests {
     fn counted(charge: &Charge) -> usize {
         match &charge.holder {
             None => charge.held,
-            Some((_, holder)) => match holder.held.load(Ordering::Acquire) {
+            Some(holder) => match holder.held.load(Ordering::Acquire) {
                 TAKEN_BACK => 0,
                 held => held,
             },
@@ -934,7 +960,7 @@ mod tests {
     }
 
     /// The same from threads at once, with real time and a timeout of 4 ms (so
-    /// messages give way after 2 ms): whatever the interleaving, nothing is counted
+    /// messages give way after 0.4 ms): whatever the interleaving, nothing is counted
     /// twice or lost.
     #[test]
     fn charges_on_many_threads_give_back_exactly_what_they_took() {

@@ -352,8 +352,9 @@ mod tests {
     /// budget: a newer message that needs room makes it give way, and its read ends.
     #[tokio::test(start_paused = true)]
     async fn a_stalled_polling_body_gives_way_to_a_newer_message() {
-        use super::super::inbound::{Charge, YIELDS_AFTER};
+        use super::super::inbound::Charge;
         let budget = InboundBudget::new(1000, std::time::Duration::from_secs(10), Arc::default());
+        let yields_after = budget.yields_after();
         let mut body = Deadline::new(Stalls(Some(Bytes::from(vec![b'x'; 900]))), budget.clone());
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(matches!(
@@ -366,7 +367,7 @@ mod tests {
             newer.set(500, Instant::now()).is_err(),
             "too young to give way"
         );
-        tokio::time::advance(YIELDS_AFTER).await;
+        tokio::time::advance(yields_after).await;
         assert_eq!(newer.set(500, Instant::now()), Ok(()));
         let Poll::Ready(Some(Err(err))) = Pin::new(&mut body).poll_frame(&mut cx) else {
             panic!("the stalled body's read must end");
@@ -375,7 +376,7 @@ mod tests {
             err.downcast_ref::<Cutoff>(),
             Some(&Cutoff::InboundGaveWay {
                 limit: 1000,
-                after: YIELDS_AFTER
+                after: yields_after
             })
         );
     }

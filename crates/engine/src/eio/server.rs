@@ -124,6 +124,12 @@ impl EngineServer {
         })
     }
 
+    /// The node's budget of bytes on their way in (`max_inbound_bytes`), which a
+    /// Socket.IO packet waiting for its binary attachments is charged to as well.
+    pub(crate) fn inbound(&self) -> &Arc<InboundBudget> {
+        &self.inbound
+    }
+
     /// Installs the handshake filter (once; later calls are ignored).
     pub fn set_allow_request(&self, filter: AllowRequest) {
         let _ = self.allow_request.set(filter);

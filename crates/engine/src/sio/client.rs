@@ -2,7 +2,7 @@
 //! attachments) and routes them to the connection's sockets, one per namespace.
 
 use crate::untrusted::Untrusted;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -11,7 +11,8 @@ use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
 use crate::adapter::{AdapterError, DurableSession, LoggedEvent, Room, SessionStore};
 use crate::breadcrumbs::Step;
-use crate::diagnosis::{Category, Refusal, Stage};
+use crate::diagnosis::{Category, Cutoff, Refusal, Stage};
+use crate::eio::inbound::Charge;
 use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
@@ -32,6 +33,9 @@ use super::socket::{Identity, Socket};
 #[derive(Debug)]
 struct State {
     decoder: Decoder,
+    /// The binary packet the decoder holds while its attachments arrive, as the node's
+    /// inbound budget counts it (boxed: most connections never send one).
+    reconstructing: Option<Box<Reconstructing>>,
     /// Connected sockets by namespace; a connection rarely has more than a few.
     sockets: Vec<(String, Arc<Socket>)>,
     /// Namespaces whose CONNECT is running middleware.
@@ -91,7 +95,95 @@ pub(crate) struct Client {
     shared: Arc<ClientShared>,
 }
 
+/// A binary packet waiting for its attachments: what its parts so far hold of the
+/// node's inbound budget (`engine.max_inbound_bytes`), and since when. It holds them as
+/// an unfinished WebSocket message does: from its first part it may be made to give
+/// way to a newer message when the budget is full ([`GiveWay`] then closes its
+/// session), and it must be whole within `engine.body_timeout`.
+#[derive(Debug)]
+struct Reconstructing {
+    charge: Charge,
+    since: tokio::time::Instant,
+}
+
+/// What a message did to the binary packet waiting for attachments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Its first part: the packet now waits.
+    Started,
+    /// Another attachment; it still waits.
+    Continued,
+    /// It is whole, or was refused.
+    Ended,
+}
+
+/// The waker of a waiting binary packet's charge: woken when the packet gave way, it
+/// closes the session. Holds the session weakly: the charge lives in the session's own
+/// handler.
+struct GiveWay {
+    session: Weak<Session>,
+    since: tokio::time::Instant,
+    limit: usize,
+}
+
+impl std::task::Wake for GiveWay {
+    fn wake(self: Arc<Self>) {
+        if let Some(session) = self.session.upgrade() {
+            session.close_cut_off(Cutoff::InboundGaveWay {
+                limit: self.limit,
+                after: tokio::time::Instant::now().saturating_duration_since(self.since),
+            });
+        }
+    }
+}
+
 impl Client {
+    /// Charges `part` more bytes of a binary packet that waits for attachments.
+    fn hold(
+        &self,
+        state: &mut State,
+        session: &Arc<Session>,
+        part: usize,
+    ) -> Result<Option<Held>, Cutoff> {
+        let Some(budget) = self.shared.io.inbound.get() else {
+            return Ok(None);
+        };
+        let first = state.reconstructing.is_none();
+        let held = state.reconstructing.get_or_insert_with(|| {
+            Box::new(Reconstructing {
+                charge: Charge::new(budget.clone()),
+                since: tokio::time::Instant::now(),
+            })
+        });
+        let since = held.since;
+        let mut result = held.charge.add(part, since);
+        if first && result.is_ok() {
+            let waker = std::task::Waker::from(Arc::new(GiveWay {
+                session: Arc::downgrade(session),
+                since,
+                limit: budget.limit(),
+            }));
+            result = held
+                .charge
+                .wait(since, &std::task::Context::from_waker(&waker));
+        }
+        if result.is_err() {
+            // Its bytes go back now; the session is closed.
+            state.reconstructing = None;
+        }
+        result.map(|()| {
+            Some(if first {
+                Held::Started
+            } else {
+                Held::Continued
+            })
+        })
+    }
+
+    /// `engine.body_timeout`: how long a binary packet's attachments may take.
+    fn body_timeout(&self) -> Duration {
+        self.shared.io.config.engine.body_timeout
+    }
     pub(crate) fn new(io: Arc<IoInner>) -> Self {
         let max = io.config.max_attachments;
         Client {
@@ -99,6 +191,7 @@ impl Client {
                 io,
                 state: Mutex::new(State {
                     decoder: Decoder::new(max),
+                    reconstructing: None,
                     sockets: Vec::new(),
                     connecting: Vec::new(),
                 }),
@@ -870,20 +963,42 @@ fn preview(message: &Message) -> String {
 impl SessionHandler for Client {
     fn on_message(&self, session: &Arc<Session>, message: Message) {
         let preview = preview(&message);
-        let size = match &message {
-            Message::Text(text) => text.len(),
-            Message::Binary(_) => 0,
+        let (size, part) = match &message {
+            Message::Text(text) => (text.len(), text.len()),
+            Message::Binary(data) => (0, data.len()),
         };
-        let decoded = {
+        let (decoded, held) = {
             let mut state = self.shared.lock();
-            match message {
+            let decoded = match message {
                 Message::Text(text) => match std::str::from_utf8(&text) {
                     Ok(text) => state.decoder.decode_text(text),
                     Err(_) => Err(switchboard_protocol::socketio::DecodeError::InvalidPayload),
                 },
                 Message::Binary(data) => state.decoder.decode_binary(data),
-            }
+            };
+            let held = match decoded {
+                // A binary packet waits for (more of) its attachments: its parts so
+                // far are bytes on their way in, like an unfinished message's.
+                Ok(None) => self.hold(&mut state, session, part),
+                // Whole (or refused): what it held goes back.
+                _ => Ok(state.reconstructing.take().map(|_| Held::Ended)),
+            };
+            (decoded, held)
         };
+        match held {
+            Err(cut) => {
+                tracing::debug!(sid = %session.sid(), %cut, "binary packet cut off");
+                return session.close_cut_off(cut);
+            }
+            // The first part: the packet must be whole within `body_timeout`.
+            Ok(Some(Held::Started)) => {
+                session.set_app_deadline(Some(now() + self.body_timeout()));
+            }
+            // Whole: no deadline left (the connect timeout is over for a connection
+            // that could send it; a refused packet closes the session anyway).
+            Ok(Some(Held::Ended)) if decoded.is_ok() => session.set_app_deadline(None),
+            _ => {}
+        }
         match decoded {
             Ok(Some(packet)) => self.on_packet(session, packet, size),
             Ok(None) => {}
@@ -898,7 +1013,16 @@ impl SessionHandler for Client {
         // The connect timeout: a connection that joined no namespace is closed.
         if !self.shared.has_namespaces() {
             tracing::debug!(sid = %session.sid(), "no namespace joined in time");
-            session.close(DisconnectReason::ConnectTimeout);
+            return session.close(DisconnectReason::ConnectTimeout);
+        }
+        // A binary packet whose attachments did not all arrive within `body_timeout`.
+        let timeout = self.body_timeout();
+        let late = self.shared.lock().reconstructing.as_ref().is_some_and(|r| {
+            tokio::time::Instant::now().saturating_duration_since(r.since) >= timeout
+        });
+        if late {
+            tracing::debug!(sid = %session.sid(), "binary packet not whole in time");
+            session.close_cut_off(crate::diagnosis::Cutoff::TooSlow { timeout });
         }
     }
 

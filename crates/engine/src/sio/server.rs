@@ -79,6 +79,10 @@ pub(crate) struct IoInner {
     refusal_listeners: Listeners<Arc<crate::diagnosis::Report>>,
     /// Told what sockets do, when a tool watches (see [`super::Observer`]).
     observer: std::sync::OnceLock<Arc<dyn super::Observer>>,
+    /// The engine's budget of bytes on their way in (`engine.max_inbound_bytes`): a
+    /// packet waiting for its binary attachments is one of them. Set once the engine
+    /// exists.
+    pub(crate) inbound: std::sync::OnceLock<Arc<crate::eio::inbound::InboundBudget>>,
 }
 
 /// Callbacks told of one kind of event, in the order they were added, from the task
@@ -621,9 +625,11 @@ impl Io {
             pressure_listeners: Listeners::default(),
             refusal_listeners: Listeners::default(),
             observer: std::sync::OnceLock::new(),
+            inbound: std::sync::OnceLock::new(),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
+        let _ = inner.inbound.set(engine.inbound().clone());
         // The main namespace always exists, as in Node (`io.sockets`).
         inner.declare("/");
         Io { inner, engine }
