@@ -410,6 +410,36 @@ async function survivorChecks(checks, pair, server, memory, budget) {
 
 // --------------------------------------------------------------------------- attacks
 
+/** What `engine.max_inbound_bytes` holds now, and the sessions it closed. */
+const INBOUND = "switchboard_inbound_bytes";
+const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
+
+/**
+ * The scene of the attacks on messages on their way in: a server with an inbound
+ * budget of `maxInbound` bytes and `engine.body_timeout` of `bodyTimeoutS`, the warmed
+ * up witness pair, and the memory watch.
+ */
+async function inboundScene(maxInbound, bodyTimeoutS) {
+  const server = await serve(`
+[engine]
+max_inbound_bytes = ${maxInbound}
+body_timeout = "${bodyTimeoutS}s"
+`);
+  const pair = await Pair.connect(server.url);
+  await pair.warmUp();
+  return { server, pair, memory: memoryWatch(server) };
+}
+
+/** A raw WebSocket session that answers pings, its open packet read (or its status). */
+async function rawSession(server) {
+  const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
+    answerPings: true,
+  });
+  if (status !== 101) return { status };
+  await ws.next((m) => m.startsWith("0{"));
+  return { status, ws };
+}
+
 describe("hostile traffic against switchboard serve", () => {
   test("1. polling POSTs full of client PINGs close the session; memory stays bounded", async () => {
     const server = await serve();
@@ -1067,15 +1097,7 @@ secret = "cluster-secret-of-the-hostile-suite-0123456789"
     // time is up (the budget must refuse them, not a timeout make room for them) even
     // on a loaded machine.
     const BODY_TIMEOUT_S = 10;
-    const INBOUND = "switchboard_inbound_bytes";
-    const server = await serve(`
-[engine]
-max_inbound_bytes = ${MAX_INBOUND}
-body_timeout = "${BODY_TIMEOUT_S}s"
-`);
-    const pair = await Pair.connect(server.url);
-    await pair.warmUp();
-    const memory = memoryWatch(server);
+    const { server, pair, memory } = await inboundScene(MAX_INBOUND, BODY_TIMEOUT_S);
 
     const ATTACKERS = 40;
     const FRAGMENT = 900_000;
@@ -1084,13 +1106,9 @@ body_timeout = "${BODY_TIMEOUT_S}s"
     // finishes, then a pong-sized control frame now and then, as a client keeping its
     // connection alive would.
     const opened = await pool(ATTACKERS, 10, async () => {
-      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
-        answerPings: true,
-      });
-      if (status !== 101) return { status };
-      await ws.next((m) => m.startsWith("0{"));
-      await ws.sendFrame(`42["msg","${"x".repeat(FRAGMENT)}`, { fin: false });
-      return { status, ws };
+      const session = await rawSession(server);
+      await session.ws?.sendFrame(`42["msg","${"x".repeat(FRAGMENT)}`, { fin: false });
+      return session;
     });
     const held = async () => (await server.metrics()).get(INBOUND) ?? -1;
     // The server reads what was sent, then closes those past the budget.
@@ -1144,16 +1162,7 @@ body_timeout = "${BODY_TIMEOUT_S}s"
     // Longer than the test, so only giving way can free the attackers' bytes; a
     // message gives way once it has waited a tenth of it (2 s).
     const BODY_TIMEOUT_S = 20;
-    const INBOUND = "switchboard_inbound_bytes";
-    const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
-    const server = await serve(`
-[engine]
-max_inbound_bytes = ${MAX_INBOUND}
-body_timeout = "${BODY_TIMEOUT_S}s"
-`);
-    const pair = await Pair.connect(server.url);
-    await pair.warmUp();
-    const memory = memoryWatch(server);
+    const { server, pair, memory } = await inboundScene(MAX_INBOUND, BODY_TIMEOUT_S);
 
     // Nine 900 KB first fragments of messages never finished fill all but ~280 KB of
     // the budget; their senders answer pings and send WebSocket pings now and then, as
@@ -1162,11 +1171,8 @@ body_timeout = "${BODY_TIMEOUT_S}s"
     const FRAGMENT = 900_000;
     pair.start();
     const stall = async () => {
-      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
-        answerPings: true,
-      });
+      const { status, ws } = await rawSession(server);
       assert.equal(status, 101);
-      await ws.next((m) => m.startsWith("0{"));
       await ws.sendFrame(`42["msg","${"x".repeat(FRAGMENT)}`, { fin: false });
       return ws;
     };
@@ -1241,16 +1247,7 @@ body_timeout = "${BODY_TIMEOUT_S}s"
   test("7c. Socket.IO packets left waiting for their binary attachments stay within engine.max_inbound_bytes and engine.body_timeout", async () => {
     const MAX_INBOUND = 8 * MiB;
     const BODY_TIMEOUT_S = 5;
-    const INBOUND = "switchboard_inbound_bytes";
-    const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
-    const server = await serve(`
-[engine]
-max_inbound_bytes = ${MAX_INBOUND}
-body_timeout = "${BODY_TIMEOUT_S}s"
-`);
-    const pair = await Pair.connect(server.url);
-    await pair.warmUp();
-    const memory = memoryWatch(server);
+    const { server, pair, memory } = await inboundScene(MAX_INBOUND, BODY_TIMEOUT_S);
 
     // Each announces an event with two binary arguments and sends the first, 900 KB,
     // never the second. Every WebSocket message is whole, so only the packet waits:
@@ -1259,11 +1256,8 @@ body_timeout = "${BODY_TIMEOUT_S}s"
     const ATTACHMENT = 900_000;
     pair.start();
     const opened = await pool(ATTACKERS, 10, async () => {
-      const { status, ws } = await RawWebSocket.open(server.port, "/socket.io/?EIO=4&transport=websocket", {
-        answerPings: true,
-      });
+      const { status, ws } = await rawSession(server);
       assert.equal(status, 101);
-      await ws.next((m) => m.startsWith("0{"));
       await ws.sendFrame("40/pair,");
       await ws.next((m) => m.startsWith("40/pair,{"));
       await ws.sendFrame('452-/pair,["msg",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]');
