@@ -110,25 +110,54 @@ async fn evidence_of(io: &Io, reason: &str) -> Vec<String> {
     panic!("no disconnect report with reason {reason:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unfinished_websocket_messages_share_the_node_budget_and_the_one_past_it_is_closed() {
-    let (io, addr) = start(64 * 1024, Duration::from_secs(60)).await;
-    let mut holder = connected(&addr).await;
-    first_fragment(&mut holder, 40_000).await;
-    let holding = held(&io, |n| n >= 40_000).await;
-    assert!(holding < 41_000, "{holding} bytes for a 40 kB fragment");
+/// What a client leaves unfinished: a message's first fragment, or a binary packet's
+/// first attachment.
+#[derive(Clone, Copy)]
+enum Unfinished {
+    Fragment,
+    Attachment,
+}
 
-    // A second client's 40 kB would pass the 64 KiB: its session is closed.
-    let mut second = connected(&addr).await;
-    first_fragment(&mut second, 40_000).await;
+impl Unfinished {
+    async fn send(self, ws: &mut Ws, len: usize) {
+        match self {
+            Unfinished::Fragment => first_fragment(ws, len).await,
+            Unfinished::Attachment => first_attachment(ws, len).await,
+        }
+    }
+}
+
+/// On a server with a budget of 64 KiB: a client leaves 40 kB `unfinished`, which the
+/// node holds; a second client doing the same would pass the budget, so its session is
+/// closed as `server overloaded`. Returns the first client and what the node holds.
+async fn the_second_past_the_budget_is_closed(
+    io: &Io,
+    addr: &str,
+    unfinished: Unfinished,
+) -> (Ws, usize) {
+    let mut holder = connected(addr).await;
+    unfinished.send(&mut holder, 40_000).await;
+    let holding = held(io, |n| n >= 40_000).await;
+    assert!(holding < 41_000, "{holding} bytes for 40 kB");
+
+    let mut second = connected(addr).await;
+    unfinished.send(&mut second, 40_000).await;
     assert_eq!(next_text(&mut second).await.as_deref(), Some("1"), "closed");
     assert_eq!(next_text(&mut second).await, None);
-    let evidence = evidence_of(&io, "server overloaded").await;
+    let evidence = evidence_of(io, "server overloaded").await;
     assert!(
         evidence[0].contains("engine.max_inbound_bytes (64.0 KiB)"),
         "{evidence:?}"
     );
-    held(&io, |n| n == holding).await;
+    held(io, |n| n == holding).await;
+    (holder, holding)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_websocket_messages_share_the_node_budget_and_the_one_past_it_is_closed() {
+    let (io, addr) = start(64 * 1024, Duration::from_secs(60)).await;
+    let (mut holder, _) =
+        the_second_past_the_budget_is_closed(&io, &addr, Unfinished::Fragment).await;
 
     // The first finishes its message: it arrives whole, and its bytes are given back.
     last_fragment(&mut holder).await;
@@ -264,22 +293,8 @@ async fn a_packet_waiting_for_its_binary_attachments_holds_the_budget_until_it_i
     // Each attachment is a whole WebSocket message, but the packet is not whole until
     // the last: what the server holds meanwhile is bytes on their way in.
     let (io, addr) = start(64 * 1024, Duration::from_secs(60)).await;
-    let mut holder = connected(&addr).await;
-    first_attachment(&mut holder, 40_000).await;
-    let holding = held(&io, |n| n >= 40_000).await;
-    assert!(holding < 41_000, "{holding} bytes for a 40 kB attachment");
-
-    // A second client's packet would pass the 64 KiB: its session is closed.
-    let mut second = connected(&addr).await;
-    first_attachment(&mut second, 40_000).await;
-    assert_eq!(next_text(&mut second).await.as_deref(), Some("1"), "closed");
-    assert_eq!(next_text(&mut second).await, None);
-    let evidence = evidence_of(&io, "server overloaded").await;
-    assert!(
-        evidence[0].contains("engine.max_inbound_bytes (64.0 KiB)"),
-        "{evidence:?}"
-    );
-    held(&io, |n| n == holding).await;
+    let (mut holder, _) =
+        the_second_past_the_budget_is_closed(&io, &addr, Unfinished::Attachment).await;
 
     // The last attachment: the event is served, and the bytes are given back.
     holder.send(Message::binary(vec![8; 10])).await.unwrap();
