@@ -53,6 +53,9 @@ pub struct Metrics {
     /// bodies being read), as `engine.max_inbound_bytes` counts them: the engine's
     /// inbound budget keeps its count here.
     pub(crate) inbound_bytes: Arc<AtomicUsize>,
+    /// Messages on their way in that gave way to newer ones when
+    /// `engine.max_inbound_bytes` was full (their sessions closed).
+    pub(crate) inbound_gave_way: Arc<AtomicU64>,
     recovery_sessions: AtomicI64,
     /// The memory pressure tier ([`Tier`] as a number), read on every send.
     pressure_tier: AtomicU8,
@@ -109,6 +112,8 @@ pub struct MetricsSnapshot {
     pub recovery_bytes: usize,
     /// Bytes of messages on their way in, every session together.
     pub inbound_bytes: usize,
+    /// Messages on their way in that gave way to newer ones at the inbound budget.
+    pub inbound_gave_way: u64,
     /// The memory pressure tier.
     pub pressure_tier: Tier,
     /// Resident memory at the last sample.
@@ -226,6 +231,7 @@ impl Metrics {
             namespaces_evicted: self.namespaces_evicted.load(Relaxed),
             recovery_bytes: self.recovery_bytes.load(Relaxed),
             inbound_bytes: self.inbound_bytes.load(Relaxed),
+            inbound_gave_way: self.inbound_gave_way.load(Relaxed),
             pressure_tier: self.pressure_tier(),
             memory_rss: self.memory_rss.load(Relaxed),
             memory_budget: self.memory_budget.load(Relaxed),

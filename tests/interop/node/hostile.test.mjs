@@ -1220,11 +1220,13 @@ secret = "cluster-secret-of-the-hostile-suite-0123456789"
     clearInterval(keepTalking);
     const heldAfter = await metric(INBOUND);
     const overloaded = (await metric(OVERLOADED)) - overloadedBefore;
+    const gaveWay = await metric("switchboard_inbound_gave_way_total");
     const attackersClosed = opened.filter((w) => w.closed).length;
     memory.sample("large messages past stalled ones");
     console.log(
       `# stalled holders: ${INBOUND} ${heldBefore} (bound ${MAX_INBOUND}), then ${heldAfter}; ` +
-        `${attackersClosed} of ${opened.length} attackers closed, ${overloaded} more closed as server overloaded; ` +
+        `${attackersClosed} of ${opened.length} attackers closed, ${overloaded} more closed as server overloaded, ` +
+        `switchboard_inbound_gave_way_total ${gaveWay}; ` +
         `the real clients: [${got.map((g) => g.status)}], disconnects [${lost}]`,
     );
     for (const w of opened) w.reset();
@@ -1239,6 +1241,7 @@ secret = "cluster-secret-of-the-hostile-suite-0123456789"
     await checks.run("(b) the oldest stalled messages gave way: their sessions closed as server overloaded", () => {
       assert.ok(attackersClosed >= 2 && attackersClosed < opened.length, `${attackersClosed} attackers closed`);
       assert.ok(overloaded >= attackersClosed, `${overloaded} closed as server overloaded`);
+      assert.equal(gaveWay, attackersClosed, "switchboard_inbound_gave_way_total counts each");
       assert.ok(heldAfter <= MAX_INBOUND, `${INBOUND} ${heldAfter}`);
     });
     await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);

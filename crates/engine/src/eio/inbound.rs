@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -65,6 +65,8 @@ pub(crate) struct InboundBudget {
     yields_after: Duration,
     /// Bytes held now; kept in the server's metrics (`switchboard_inbound_bytes`).
     held: Arc<AtomicUsize>,
+    /// Messages that gave way (`switchboard_inbound_gave_way_total`).
+    gave_way: Arc<AtomicU64>,
     /// The messages that waited for more bytes while holding some: those that can be
     /// made to give way. A message whole in one read never gets here.
     holders: Mutex<Holders>,
@@ -96,13 +98,20 @@ const TAKEN_BACK: usize = usize::MAX;
 
 impl InboundBudget {
     /// A budget of `limit` bytes whose count is `held` (the metrics' gauge), for
-    /// messages that must each arrive within `timeout`.
-    pub(crate) fn new(limit: usize, timeout: Duration, held: Arc<AtomicUsize>) -> Arc<Self> {
+    /// messages that must each arrive within `timeout`; `gave_way` counts the messages
+    /// made to give way (the metrics' counter).
+    pub(crate) fn new(
+        limit: usize,
+        timeout: Duration,
+        held: Arc<AtomicUsize>,
+        gave_way: Arc<AtomicU64>,
+    ) -> Arc<Self> {
         Arc::new(InboundBudget {
             limit,
             timeout,
             yields_after: timeout / YIELDS_AFTER_PART,
             held,
+            gave_way,
             holders: Mutex::default(),
         })
     }
@@ -145,6 +154,8 @@ impl InboundBudget {
             }
         };
         drop(holders);
+        self.gave_way
+            .fetch_add(gave_way.len() as u64, Ordering::Relaxed);
         for holder in gave_way {
             holder.waker.wake();
         }
@@ -767,7 +778,12 @@ mod tests {
     }
 
     fn budget(limit: usize) -> Arc<InboundBudget> {
-        InboundBudget::new(limit, Duration::from_secs(10), Arc::default())
+        InboundBudget::new(
+            limit,
+            Duration::from_secs(10),
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
     #[test]
@@ -822,6 +838,7 @@ mod tests {
         assert_eq!(b.set(300, Instant::now()), Ok(()), "a gave way");
         assert_eq!(held(&budget), 300, "a's bytes counted free at once");
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "a's read is woken");
+        assert_eq!(budget.gave_way.load(Ordering::Relaxed), 1, "counted");
         let gave_way = Cutoff::InboundGaveWay {
             limit: 1000,
             after: YIELDS_AFTER,
@@ -857,6 +874,7 @@ mod tests {
         );
         assert_eq!(held(&budget), 900);
         assert_eq!(wakes.0.load(Ordering::Relaxed), 0);
+        assert_eq!(budget.gave_way.load(Ordering::Relaxed), 0);
         // Nor does a message that never waited: it is not a holder.
         let mut c = Charge::new(budget.clone());
         assert_eq!(c.set(50, start), Ok(()));
@@ -964,7 +982,12 @@ mod tests {
     /// twice or lost.
     #[test]
     fn charges_on_many_threads_give_back_exactly_what_they_took() {
-        let budget = InboundBudget::new(10_000, Duration::from_millis(4), Arc::default());
+        let budget = InboundBudget::new(
+            10_000,
+            Duration::from_millis(4),
+            Arc::default(),
+            Arc::default(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

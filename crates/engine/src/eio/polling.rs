@@ -353,7 +353,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stalled_polling_body_gives_way_to_a_newer_message() {
         use super::super::inbound::Charge;
-        let budget = InboundBudget::new(1000, std::time::Duration::from_secs(10), Arc::default());
+        let budget = InboundBudget::new(
+            1000,
+            std::time::Duration::from_secs(10),
+            Arc::default(),
+            Arc::default(),
+        );
         let yields_after = budget.yields_after();
         let mut body = Deadline::new(Stalls(Some(Bytes::from(vec![b'x'; 900]))), budget.clone());
         let mut cx = Context::from_waker(std::task::Waker::noop());

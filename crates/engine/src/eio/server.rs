@@ -110,6 +110,7 @@ impl EngineServer {
             config.max_inbound_bytes,
             config.body_timeout,
             metrics.inbound_bytes.clone(),
+            metrics.inbound_gave_way.clone(),
         );
         Arc::new(EngineServer {
             config: Arc::new(config),

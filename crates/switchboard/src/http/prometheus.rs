@@ -225,6 +225,11 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
         m.inbound_bytes,
     );
     out.counter(
+        "switchboard_inbound_gave_way_total",
+        "Messages on their way in (unfinished for over a tenth of engine.body_timeout) that gave way to newer ones when engine.max_inbound_bytes was full; their sessions were closed as server overloaded.",
+        m.inbound_gave_way,
+    );
+    out.counter(
         "switchboard_namespaces_evicted_total",
         "Emptied namespaces created from patterns removed before their recovery window ended, to make room under socketio.max_pattern_namespaces (oldest emptied first).",
         m.namespaces_evicted,
@@ -357,6 +362,7 @@ mod tests {
             namespaces_evicted: 24,
             recovery_bytes: 25,
             inbound_bytes: 26,
+            inbound_gave_way: 27,
             pressure_tier: switchboard_engine::pressure::Tier::Critical,
             memory_rss: 900,
             memory_budget: 1000,
@@ -414,6 +420,7 @@ mod tests {
             "switchboard_namespaces_evicted_total 24",
             "switchboard_recovery_bytes 25",
             "switchboard_inbound_bytes 26",
+            "switchboard_inbound_gave_way_total 27",
             "# TYPE switchboard_disconnects_total counter",
             "# TYPE switchboard_sockets gauge",
         ] {
@@ -428,7 +435,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 26);
+        assert_eq!(families, 27);
     }
 
     #[test]
