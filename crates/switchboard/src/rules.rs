@@ -46,7 +46,6 @@ use switchboard_engine::sio::Handlers;
 use switchboard_engine::{ConnectError, DisconnectReason, Io, Shutdown, Socket};
 use switchboard_hooks::HookSink;
 use switchboard_protocol::Sid;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::{Config, Events, NamespaceRules, Target};
@@ -73,8 +72,9 @@ pub(crate) struct Policy {
     /// Buckets, when the entry has a rate limit.
     limiter: Option<Limiter>,
     metrics: Arc<Metrics>,
-    /// Bounds forwarded events waiting for the backend (shared by all policies).
-    pending_forwards: Arc<Semaphore>,
+    /// Bounds forwarded events waiting for the backend, in all and per socket (shared
+    /// by all policies).
+    pending_forwards: Arc<forward::PendingForwards>,
     /// Whether Server-Sent Events listeners may connect (`sse` of the entry, else
     /// `sse.enabled`).
     sse: bool,
@@ -126,7 +126,7 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
     let namespaces = &config.namespaces;
     let metrics = Arc::new(Metrics::default());
     let expiries = Timers::start(shutdown.clone(), expire);
-    let pending_forwards = Arc::new(Semaphore::new(forward::MAX_PENDING_FORWARDS));
+    let pending_forwards = forward::PendingForwards::new();
     for rules in namespaces {
         let policy = Arc::new(Policy {
             rules: rules.clone(),

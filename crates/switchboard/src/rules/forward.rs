@@ -2,12 +2,15 @@
 //! reply: its actions first, so that when the client gets its acknowledgement the
 //! joins and leaves it implies have happened, then the acknowledgement.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use serde_json::Value;
 use switchboard_engine::{Event, Socket};
 use switchboard_hooks::{ForwardedEvent, HookAction, HookReply};
+use switchboard_protocol::Sid;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::metrics::EventOutcome;
 use super::reply::{self, Refusal};
@@ -19,10 +22,75 @@ use super::{Policy, auth};
 /// is told `backend busy` at once.
 pub(crate) const MAX_PENDING_FORWARDS: usize = 4096;
 
+/// Forwarded events of one socket waiting for the backend at once. Without it one
+/// client's flood takes every one of [`MAX_PENDING_FORWARDS`] and the backend is busy
+/// for everyone else; with it, a flood needs 64 sockets to do that (see
+/// `engine.max_sessions_per_ip`). A client that awaits its acknowledgements never
+/// meets it.
+pub(crate) const MAX_PENDING_FORWARDS_PER_SOCKET: usize = 64;
+
+/// Forwarded events waiting for the backend: every socket's together and each one's.
+#[derive(Debug)]
+pub(crate) struct PendingForwards {
+    all: Arc<Semaphore>,
+    /// Sockets with events waiting, and how many; a socket with none has no entry.
+    by_socket: Mutex<HashMap<Sid, usize>>,
+}
+
+/// One forwarded event waiting: its places in both bounds, given back when dropped.
+struct Pending {
+    _permit: OwnedSemaphorePermit,
+    owner: Arc<PendingForwards>,
+    sid: Sid,
+}
+
+impl PendingForwards {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(PendingForwards {
+            all: Arc::new(Semaphore::new(MAX_PENDING_FORWARDS)),
+            by_socket: Mutex::default(),
+        })
+    }
+
+    fn by_socket(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, usize>> {
+        self.by_socket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for one more event of socket `sid`, if both bounds have one.
+    fn take(self: &Arc<Self>, sid: Sid) -> Option<Pending> {
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        let mut by_socket = self.by_socket();
+        let count = by_socket.entry(sid).or_default();
+        if *count >= MAX_PENDING_FORWARDS_PER_SOCKET {
+            return None;
+        }
+        *count += 1;
+        Some(Pending {
+            _permit: permit,
+            owner: self.clone(),
+            sid,
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut by_socket = self.owner.by_socket();
+        if let Some(count) = by_socket.get_mut(&self.sid) {
+            *count -= 1;
+            if *count == 0 {
+                by_socket.remove(&self.sid);
+            }
+        }
+    }
+}
+
 /// Sends `event` to the backend and answers the client when the reply arrives.
 pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
     let ack = event.take_ack();
-    let Ok(permit) = policy.pending_forwards.clone().try_acquire_owned() else {
+    let Some(permit) = policy.pending_forwards.take(event.socket.id()) else {
         policy.metrics.event(EventOutcome::ForwardFailed);
         reply::answer(ack, Err(Refusal::Busy));
         return;

@@ -126,8 +126,16 @@ fn serve(
 pub(crate) fn serve_rules(
     reply: impl Fn(&Value) -> Value + Send + Sync + 'static,
 ) -> anyhow::Result<(super::support::TestServer, Backend)> {
+    serve_rules_from("rules_e2e.toml", reply)
+}
+
+/// [`serve_rules`] with the rules of `testdata/<config>`.
+pub(crate) fn serve_rules_from(
+    config: &str,
+    reply: impl Fn(&Value) -> Value + Send + Sync + 'static,
+) -> anyhow::Result<(super::support::TestServer, Backend)> {
     let backend = Backend::start(reply)?;
-    let config = super::support::testdata("rules_e2e.toml");
+    let config = super::support::testdata(config);
     let server = super::support::TestServer::builder()
         .args([std::ffi::OsStr::new("--config"), config.as_os_str()])
         .env("SWITCHBOARD_HOOKS__WEBHOOK__URL", &backend.url())

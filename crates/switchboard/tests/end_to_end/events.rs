@@ -8,7 +8,7 @@ use std::sync::mpsc;
 
 use serde_json::{Value, json};
 
-use super::backend::{no_reply, serve_rules};
+use super::backend::{no_reply, serve_rules, serve_rules_from};
 use super::client::metric;
 use super::socket::{SioClient, token};
 use super::support::SAFETY_TIMEOUT;
@@ -139,6 +139,54 @@ fn events_no_rule_allows_are_denied() -> anyhow::Result<()> {
     assert_eq!(bob.call("join", &[json!("chat:x")])?, [json!({"ok": true})]);
     let denied = r#"switchboard_client_events_total{outcome="denied"}"#;
     assert_eq!(metric(server.addr(), denied)?, Some(2.0));
+    Ok(())
+}
+
+/// docs/rules.md: at most 64 forwarded events of one socket wait for the backend. A
+/// client that floods a namespace with no rate limit (4,200 events, more than the
+/// 4,096 every socket together may have waiting) gets `backend busy` for all but its
+/// first 64 at once, and the backend stays available to everyone else: another
+/// socket's event is still forwarded and answered. Without the per-socket bound the
+/// flood took every place and the other socket was told `backend busy` too.
+#[test]
+fn one_sockets_flood_of_forwarded_events_leaves_the_backend_to_the_others() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let released = Arc::new(AtomicBool::new(false));
+    let hold = released.clone();
+    let (server, _backend) = serve_rules_from("forward_flood.toml", move |body| {
+        let event = &body["data"]["event"];
+        if event == "order:slow" {
+            // Held until the test releases them (a failed test never does).
+            let until = std::time::Instant::now() + SAFETY_TIMEOUT;
+            while !hold.load(Ordering::Acquire) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        json!({ "ack": [event] })
+    })?;
+    let open = || -> anyhow::Result<SioClient> {
+        Ok(SioClient::connect(server.addr(), "/open", json!({}))?
+            .accepted()?
+            .0)
+    };
+    let (mut bob, mut carol) = (open()?, open()?);
+    let mut waiting = Vec::new();
+    // In batches, reading the refusals between them: the outbound queue holds 1,024.
+    for _ in 0..7 {
+        for id in bob.emit_many("order:slow", &[], 600)? {
+            if waiting.len() < 64 {
+                waiting.push(id);
+                continue;
+            }
+            assert_eq!(bob.ack(id)?, [json!({"error": "backend busy"})], "ack {id}");
+        }
+    }
+    assert_eq!(carol.call("order:fast", &[])?, [json!("order:fast")]);
+    released.store(true, Ordering::Release);
+    for id in waiting {
+        assert_eq!(bob.ack(id)?, [json!("order:slow")], "ack {id}");
+    }
     Ok(())
 }
 
