@@ -692,22 +692,21 @@ impl Session {
         max_bytes: usize,
     ) -> bool {
         if inner.queued_bytes > max_bytes {
-            let mut bytes = 0;
+            // The first frame always; then each while the total stays within the cap.
+            let mut taken = 0;
             let fit = inner
                 .queue
                 .iter()
-                .position(|frame| {
-                    bytes += frame.len();
-                    bytes > max_bytes
+                .take_while(|frame| {
+                    let fits = taken == 0 || taken + frame.len() <= max_bytes;
+                    if fits {
+                        taken += frame.len();
+                    }
+                    fits
                 })
-                .unwrap_or(inner.queue.len())
-                .max(1)
-                .min(inner.queue.len());
-            let taken: usize = inner.queue.iter().take(fit).map(Frame::len).sum();
+                .count();
             out.extend(inner.queue.drain(..fit));
-            inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
-            let (packets, extra) = inner.replay_allowance;
-            inner.replay_allowance = (packets.saturating_sub(fit), extra.saturating_sub(taken));
+            Self::taken_off_bounds(inner, fit, taken);
             if !inner.queue.is_empty() {
                 return true;
             }
@@ -741,13 +740,19 @@ impl Session {
             inner.queue.drain(..n).collect()
         };
         let taken: usize = frames.iter().map(Frame::len).sum();
-        inner.queued_bytes = inner.queued_bytes.saturating_sub(taken);
-        let (packets, bytes) = inner.replay_allowance;
-        inner.replay_allowance = (packets.saturating_sub(n), bytes.saturating_sub(taken));
+        Self::taken_off_bounds(inner, n, taken);
+        frames
+    }
+
+    /// `n` frames of `bytes` in all were taken from the front of the queue: what the
+    /// bounds count (and the room a replay made) goes down by as much.
+    fn taken_off_bounds(inner: &mut Inner, n: usize, bytes: usize) {
+        inner.queued_bytes = inner.queued_bytes.saturating_sub(bytes);
+        let (packets, extra) = inner.replay_allowance;
+        inner.replay_allowance = (packets.saturating_sub(n), extra.saturating_sub(bytes));
         if inner.queue.is_empty() {
             inner.queue_high = false;
         }
-        frames
     }
 
     /// Encodes frames as a polling response body.
