@@ -96,6 +96,19 @@ struct Holder {
 /// A [`Holder`]'s count once it gave way.
 const TAKEN_BACK: usize = usize::MAX;
 
+impl Holder {
+    /// Gives what it holds back to `budget`, once: false if that was done already (it
+    /// gave way, or its charge was dropped).
+    fn take_back(&self, budget: &InboundBudget) -> bool {
+        let held = self.held.swap(TAKEN_BACK, Ordering::AcqRel);
+        if held == TAKEN_BACK {
+            return false;
+        }
+        budget.give(held);
+        true
+    }
+}
+
 impl InboundBudget {
     /// A budget of `limit` bytes whose count is `held` (the metrics' gauge), for
     /// messages that must each arrive within `timeout`; `gave_way` counts the messages
@@ -146,10 +159,7 @@ impl InboundBudget {
                 break false;
             }
             if let Some(holder) = holders.by_age.remove(&key) {
-                let held = holder.held.swap(TAKEN_BACK, Ordering::AcqRel);
-                if held != TAKEN_BACK {
-                    self.give(held);
-                }
+                holder.take_back(self);
                 gave_way.push(holder);
             }
         };
@@ -255,30 +265,31 @@ impl Charge {
     /// from now on the message may be made to give way, and `cx` is woken if it is.
     /// `Err` when it has given way.
     pub(crate) fn wait(&mut self, since: Instant, cx: &Context<'_>) -> Result<(), Cutoff> {
-        if self.holder.is_none() {
-            if self.held == 0 {
-                return Ok(());
+        let holder = match &self.holder {
+            Some(holder) => holder,
+            None if self.held == 0 => return Ok(()),
+            None => {
+                let mut holders = self.budget.holders();
+                let key = (since, holders.next);
+                holders.next += 1;
+                let holder = Arc::new(Holder {
+                    key,
+                    held: AtomicUsize::new(std::mem::take(&mut self.held)),
+                    waker: AtomicWaker::new(),
+                });
+                holders.by_age.insert(key, holder.clone());
+                drop(holders);
+                self.holder.insert(holder)
             }
-            let mut holders = self.budget.holders();
-            let key = (since, holders.next);
-            holders.next += 1;
-            let holder = Arc::new(Holder {
-                key,
-                held: AtomicUsize::new(self.held),
-                waker: AtomicWaker::new(),
-            });
-            holders.by_age.insert(key, holder.clone());
-            drop(holders);
-            self.held = 0;
-            self.holder = Some(holder);
-        }
-        let Some(holder) = &self.holder else {
-            return Ok(());
         };
         // Registered before the check, so a giving way after it still wakes the read.
         holder.waker.register(cx.waker());
-        if holder.held.load(Ordering::Acquire) == TAKEN_BACK {
-            return Err(self.gave_way(holder.key));
+        let (key, gave_way) = (
+            holder.key,
+            holder.held.load(Ordering::Acquire) == TAKEN_BACK,
+        );
+        if gave_way {
+            return Err(self.gave_way(key));
         }
         Ok(())
     }
@@ -336,9 +347,7 @@ impl Drop for Charge {
         match self.holder.take() {
             None => self.budget.give(self.held),
             Some(holder) => {
-                let held = holder.held.swap(TAKEN_BACK, Ordering::AcqRel);
-                if held != TAKEN_BACK {
-                    self.budget.give(held);
+                if holder.take_back(&self.budget) {
                     self.budget.holders().by_age.remove(&holder.key);
                 }
             }

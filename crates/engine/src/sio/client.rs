@@ -184,6 +184,7 @@ impl Client {
     fn body_timeout(&self) -> Duration {
         self.shared.io.config.engine.body_timeout
     }
+
     pub(crate) fn new(io: Arc<IoInner>) -> Self {
         let max = io.config.max_attachments;
         Client {
