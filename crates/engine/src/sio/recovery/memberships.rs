@@ -234,6 +234,17 @@ mod tests {
         }
     }
 
+    /// Rooms left: each with the positions at its join and at its leave.
+    fn left(entries: &[(&str, u128, u128)]) -> Memberships {
+        Memberships {
+            joined: Vec::new(),
+            left: entries
+                .iter()
+                .map(|(r, from, to)| (Room::from(*r), *from, *to))
+                .collect(),
+        }
+    }
+
     #[test]
     fn memberships_note_a_join_once_and_a_leave_with_its_span() {
         let b = buffer(100);
@@ -302,10 +313,7 @@ mod tests {
             "a packet for everyone needs no room"
         );
         // Left after 8, no longer among its rooms.
-        let m = Memberships {
-            joined: Vec::new(),
-            left: vec![(Room::from("x"), 5, 8)],
-        };
+        let m = left(&[("x", 5, 8)]);
         let gone = Listener {
             rooms: &[],
             memberships: &m,
@@ -333,10 +341,7 @@ mod tests {
         assert!(!all_but_muted.includes(late, 6), "in `muted` by then");
         assert!(!all_but_muted.includes(Listener::since_start(&rooms), 1));
         // In `muted` from the start until 8, then left.
-        let m = Memberships {
-            joined: Vec::new(),
-            left: vec![(Room::from("muted"), 0, 8)],
-        };
+        let m = left(&[("muted", 0, 8)]);
         let gone = Listener {
             rooms: &[],
             memberships: &m,
