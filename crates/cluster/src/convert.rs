@@ -15,8 +15,16 @@ use switchboard_protocol::cluster::msgpack::{self, MsgValue};
 use switchboard_protocol::cluster::{self as wire, RemoteSocket};
 use switchboard_protocol::socketio::{Packet, PacketType};
 
+/// The longest a node waits for its clients' acknowledgements of another node's
+/// broadcast with acks, whatever timeout the message names. The message comes from
+/// Redis, where anyone who can publish may name years; each targeted socket keeps
+/// an entry until then. (Node's `setTimeout` makes any delay past 2^31 − 1 ms, about
+/// 24.8 days, one millisecond.) A minute is far above the seconds applications give
+/// `timeout()`.
+pub(crate) const MAX_PEER_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The engine's options for a target read from the wire. Flags Node left undefined
-/// are off.
+/// are off; a timeout is at most [`MAX_PEER_ACK_TIMEOUT`].
 pub(crate) fn engine_opts(opts: &wire::BroadcastOpts) -> BroadcastOptions {
     BroadcastOptions {
         rooms: rooms(&opts.rooms),
@@ -24,7 +32,10 @@ pub(crate) fn engine_opts(opts: &wire::BroadcastOpts) -> BroadcastOptions {
         flags: BroadcastFlags {
             volatile: opts.flags.volatile == Some(true),
             local: opts.flags.local == Some(true),
-            timeout: opts.flags.timeout.map(Duration::from_millis),
+            timeout: opts
+                .flags
+                .timeout
+                .map(|ms| Duration::from_millis(ms).min(MAX_PEER_ACK_TIMEOUT)),
         },
     }
 }
@@ -167,6 +178,22 @@ mod tests {
         assert_eq!(
             wire_opts(&BroadcastOptions::default()).flags,
             wire::BroadcastFlags::default()
+        );
+    }
+
+    /// A peer's broadcast with acks naming any timeout keeps the local sockets' entries
+    /// a minute at most.
+    #[test]
+    fn a_peers_ack_timeout_is_a_minute_at_most() {
+        let mut wire = wire::BroadcastOpts::default();
+        wire.flags.timeout = Some(1_000_000_000_000_000);
+        assert_eq!(engine_opts(&wire).flags.timeout, Some(MAX_PEER_ACK_TIMEOUT));
+        wire.flags.timeout = Some(u64::MAX);
+        assert_eq!(engine_opts(&wire).flags.timeout, Some(MAX_PEER_ACK_TIMEOUT));
+        wire.flags.timeout = Some(10_000);
+        assert_eq!(
+            engine_opts(&wire).flags.timeout,
+            Some(Duration::from_secs(10))
         );
     }
 

@@ -607,6 +607,11 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
+/// The longest stored session a node reads: base64 MessagePack of the largest session
+/// a node keeps (`recovery`'s 64 KiB a session by default, counted as heap) is a
+/// fraction of it, and Node's sessions of ordinary `socket.data` are far below.
+pub(crate) const MAX_STORED_SESSION_BYTES: usize = 1 << 20;
+
 /// Takes a stored session at most once, idempotently, and fences the sockets that
 /// held it before: `KEYS[1]` is the session, `KEYS[2]` the claim of one take,
 /// `KEYS[3]` the session's epoch (`ARGV[1]`: how long the claim is kept, ms). The
@@ -623,11 +628,19 @@ return 1
 /// Claim and epoch keys are `{session key}:claim:<token>` and `{session key}:epoch`
 /// (or the key itself with the suffix when it has a hash tag of its own: `beside`), in
 /// the session key's hash slot on a Redis Cluster.
+///
+/// A stored value longer than `ARGV[2]` bytes ([`MAX_STORED_SESSION_BYTES`]) is
+/// deleted unread: no node writes one, and anyone who can write to Redis could
+/// otherwise make a resuming client's node read half a gigabyte.
 const CLAIM_SESSION: &str = r"
 local claimed = redis.call('GET', KEYS[2])
 if claimed then
   local sep = string.find(claimed, ':', 1, true)
   return {string.sub(claimed, sep + 1), string.sub(claimed, 1, sep - 1)}
+end
+if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return false
 end
 local stored = redis.call('GET', KEYS[1])
 if not stored then return false end
@@ -684,6 +697,7 @@ async fn claim_session(
         .arg(beside(key, &format!(":claim:{token}")))
         .arg(epoch_key(key))
         .arg(u64::try_from(CLAIM_TTL.as_millis()).unwrap_or(u64::MAX))
+        .arg(MAX_STORED_SESSION_BYTES)
         .query_async(conn)
         .await?;
     Ok(claimed.map(|(stored, epoch)| (stored, epoch.parse().unwrap_or(0))))

@@ -261,6 +261,37 @@ async fn a_stored_session_is_taken_at_most_once() {
     assert_ne!(fresh.pid.as_deref(), Some(pid.as_str()));
 }
 
+/// Anyone who can write to Redis can write a session: one too long to be a session a
+/// node saved (2 MiB; the bound is 1 MiB) is deleted unread, and a client presenting
+/// its pid starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_session_too_long_to_be_one_is_deleted_unread() {
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    let pid = "forgedpidnumber00001";
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("sio:session:{pid}");
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("A".repeat(2 << 20))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let store = one.ns().adapter().session_store().unwrap();
+    assert_eq!(store.take(pid).await.unwrap(), None);
+    // Gone, and never read: no claim holds a copy and no epoch was counted.
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*sio:session:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, Vec::<String>::new());
+}
+
 /// The race the chaos tests found: a client whose transport broke while Redis was
 /// away reconnects to another node just after Redis is back, while the node it left
 /// still holds its session in its write queue (sent at the writer's next retry). The

@@ -25,4 +25,4 @@ pub use namespace::{Handlers, Namespace};
 pub use observer::Observer;
 pub use recovery::{RecoveryConfig, RecoveryUsage};
 pub use server::Io;
-pub use socket::Socket;
+pub use socket::{MAX_PENDING_ACKS, Socket};

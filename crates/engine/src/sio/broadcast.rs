@@ -161,7 +161,8 @@ impl BroadcastOperator {
                 match rx.recv().await {
                     Some(AckReport::ClientCount(n)) => {
                         counted += 1;
-                        expected += n;
+                        // A count from the wire (any Redis client may answer).
+                        expected = expected.saturating_add(n);
                     }
                     Some(AckReport::Ack(p)) => acks.push(p),
                     None => break,
@@ -302,8 +303,11 @@ impl Namespace {
 
     /// Broadcasts a packet to the targeted local sockets, each with its own ack id,
     /// and reports the client count and each answer to `sink`.
+    /// A socket with [`MAX_PENDING_ACKS`](super::MAX_PENDING_ACKS) acknowledgements
+    /// waiting is left out (not sent to, not counted), as a socket that left would be.
     pub fn broadcast_with_ack_local(&self, packet: Packet, opts: &BroadcastOptions, sink: AckSink) {
-        let sockets = self.local_sockets(opts);
+        let mut sockets = self.local_sockets(opts);
+        sockets.retain(|s| !s.acks_full());
         let timeout = opts.flags.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
         let (event, args) = match &packet.data {
             Some(Value::Array(a)) => (

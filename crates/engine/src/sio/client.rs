@@ -23,7 +23,7 @@ use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
     Listener, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
-    saved_from_parts,
+    saved_from_parts, session_bytes,
 };
 use super::server::{IoInner, Reservation, Unreserved};
 use super::socket::{Identity, Socket};
@@ -40,6 +40,53 @@ struct State {
     sockets: Vec<(String, Arc<Socket>)>,
     /// Namespaces whose CONNECT is running middleware.
     connecting: Vec<String>,
+    /// The CONNECTs this connection has made, as [`ConnectAllowance`] counts them.
+    connects: ConnectAllowance,
+}
+
+/// CONNECTs a connection may make in a burst: enough for every namespace it may hold
+/// at once ([`MAX_NAMESPACES_PER_CONNECTION`]).
+pub(crate) const CONNECT_BURST: u32 = MAX_NAMESPACES_PER_CONNECTION as u32;
+
+/// How often a connection past its burst may CONNECT again: one a second.
+///
+/// Every bound the rules keep per socket (a rate limit's bucket, forwarded events
+/// waiting) starts afresh with a new socket, and every socket costs lifecycle hooks,
+/// a session save with recovery and a middleware run. Leaving a namespace and
+/// connecting to it again on the same connection makes a new socket, so without this
+/// a loop of `41`/`40` packets in one polling body would make thousands a second.
+/// Real clients reconnect a namespace after a network change or a refused token,
+/// seconds apart.
+const CONNECT_INTERVAL_SECS: u32 = 1;
+
+/// The CONNECTs of one connection as a generic cell rate algorithm counts them (one
+/// number, so four bytes per connection): the second at which the connection would
+/// have its whole burst again, counted from a process-wide epoch.
+#[derive(Debug, Default, Clone, Copy)]
+struct ConnectAllowance {
+    full_at: u32,
+}
+
+impl ConnectAllowance {
+    /// Takes one CONNECT at `now` (seconds since the epoch), if the burst has room.
+    fn take(&mut self, now: u32) -> bool {
+        let full_at = self.full_at.max(now);
+        if full_at - now >= CONNECT_BURST * CONNECT_INTERVAL_SECS {
+            return false;
+        }
+        self.full_at = full_at.saturating_add(CONNECT_INTERVAL_SECS);
+        true
+    }
+
+    /// Whole seconds since the first call in this process (saturating after 136 years).
+    fn now() -> u32 {
+        static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+        let secs = tokio::time::Instant::now()
+            .saturating_duration_since(epoch)
+            .as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
 }
 
 /// Shared between the [`Client`] handler, its sockets and middleware tasks.
@@ -195,6 +242,7 @@ impl Client {
                     reconstructing: None,
                     sockets: Vec::new(),
                     connecting: Vec::new(),
+                    connects: ConnectAllowance::default(),
                 }),
             }),
         }
@@ -231,6 +279,17 @@ impl Client {
             if state.sockets.iter().any(|(n, _)| *n == nsp) || state.connecting.contains(&nsp) {
                 drop(state);
                 return session.close(DisconnectReason::ParseError);
+            }
+            if !state.connects.take(ConnectAllowance::now()) {
+                drop(state);
+                tracing::debug!(sid = %session.sid(), "CONNECTs too often on one connection");
+                let err = ConnectError::new(TOO_MANY_CONNECTS).with_category(Category::Policy);
+                let fact = format!(
+                    "more than {CONNECT_BURST} CONNECTs on one connection, then more than one a second"
+                );
+                report_refusal(&self.shared.io, session, &nsp, &err, fact);
+                let _ = session.send(&connect_error(&nsp, &err), false);
+                return;
             }
             state.connecting.push(nsp.clone());
             state.sockets.len() + state.connecting.len()
@@ -510,6 +569,9 @@ pub(crate) const MAX_NAMESPACES_PER_CONNECTION: usize = 64;
 /// The refusal of a CONNECT beyond [`MAX_NAMESPACES_PER_CONNECTION`].
 const TOO_MANY_NAMESPACES: &str = "too many namespaces on this connection";
 
+/// The refusal of a CONNECT past the connection's [`CONNECT_BURST`].
+const TOO_MANY_CONNECTS: &str = "too many connects on this connection";
+
 /// The refusal of a CONNECT whose payload passes `max_connect_auth`.
 const AUTH_TOO_LARGE: &str = "auth payload too large";
 
@@ -626,6 +688,12 @@ async fn prepare_durable(
         Box::pin(async move { store.take(&pid).await }) as BoxFuture<'static, _>
     };
     let session = match with_store_retry("take session", take).await {
+        // The store is shared with everyone who can write to Redis: a session stored
+        // under another pid than its own is no session this cluster saved.
+        Ok(Some::<DurableSession>(session)) if session.pid != pid => {
+            tracing::debug!(pid, stored = %Untrusted(&session.pid), "stored session names another pid; not recovered");
+            return None;
+        }
         Ok(Some::<DurableSession>(session)) => {
             tracing::debug!(
                 socket = %session.sid,
@@ -668,6 +736,17 @@ async fn prepare_durable(
         .map(|r| Room::from(r.as_str()))
         .collect();
     let memberships = Memberships::from_durable(buffer, &session.memberships, rooms.len());
+    // As large as a session this node would keep, no larger (a node saves only what it
+    // would keep): rooms past every bound on joins are not handed to a socket.
+    let bytes = session_bytes(&rooms, &memberships, &session.data);
+    if bytes > buffer.config().max_bytes_per_session {
+        tracing::debug!(
+            pid,
+            bytes,
+            "stored session larger than a kept one; not recovered"
+        );
+        return None;
+    }
     let listener = Listener {
         rooms: &rooms,
         memberships: &memberships,
@@ -741,6 +820,15 @@ fn finish_connect(
     let mut state = buffer.lock();
     let restored = if buffer.is_logged() {
         prepared.and_then(|p| {
+            // Another connected socket's id (a session written to the store by hand, or a
+            // pid's session copied under another): resuming it would take that socket's
+            // place in the namespace. Its own pid's stale socket was taken over above.
+            if let Some(live) = socket.ns().socket(p.session.sid)
+                && live.pid() != Some(p.session.pid)
+            {
+                tracing::debug!(socket = %p.session.sid, "stored session names a connected socket; not recovered");
+                return None;
+            }
             let missed = RecoveryBuffer::replay(
                 &state,
                 p.session.listener(),
@@ -1048,5 +1136,23 @@ impl SessionHandler for Client {
         for (_, socket) in sockets {
             socket.on_closed(reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CONNECT_BURST, ConnectAllowance};
+
+    /// A burst of 64, then one a second; a quiet connection earns its burst back, and
+    /// no more than it.
+    #[test]
+    fn the_connect_allowance_is_a_burst_then_one_a_second() {
+        let mut allowance = ConnectAllowance::default();
+        let taken = (0..1000).filter(|_| allowance.take(100)).count();
+        assert_eq!(taken, CONNECT_BURST as usize);
+        assert!(allowance.take(101));
+        assert!(!allowance.take(101));
+        let taken = (0..1000).filter(|_| allowance.take(1000)).count();
+        assert_eq!(taken, CONNECT_BURST as usize);
     }
 }

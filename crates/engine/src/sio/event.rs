@@ -176,6 +176,10 @@ pub enum AckError {
     /// The emit itself failed.
     #[error(transparent)]
     Emit(#[from] EmitError),
+    /// [`MAX_PENDING_ACKS`](crate::sio::MAX_PENDING_ACKS) acknowledgements of this
+    /// socket are already waiting: the event was not sent.
+    #[error("too many acknowledgements waiting for this socket")]
+    TooManyWaiting,
 }
 
 /// A middleware's refusal: sent to the client as `CONNECT_ERROR`

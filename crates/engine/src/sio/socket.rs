@@ -27,6 +27,14 @@ use super::event::{AckError, AckSender, EmitError, Event, Payload, event_packet}
 use super::namespace::Namespace;
 use super::recovery::{Memberships, RecoveryBuffer, SavedSessionParts, is_recoverable};
 
+/// Acknowledgements the server may wait for from one socket at once. Each holds an
+/// entry, a channel and a timer until the client answers or the timeout passes; a
+/// client that never answers would otherwise let every broadcast with acks (from the
+/// API, or a peer on Redis with any timeout it likes) add to them. A client with
+/// this many unanswered is as far behind as a full outbound queue
+/// (`queue.max_packets`, 1024 by default).
+pub const MAX_PENDING_ACKS: usize = 1024;
+
 /// One client connected to one namespace.
 pub struct Socket {
     id: Sid,
@@ -243,6 +251,8 @@ impl Socket {
     }
 
     /// Emits an event and waits up to `timeout` for the client's acknowledgement.
+    /// Refused at once ([`AckError::TooManyWaiting`], nothing sent) while
+    /// [`MAX_PENDING_ACKS`] of this socket's acknowledgements are waiting.
     pub fn emit_with_ack(
         self: &Arc<Self>,
         event: &str,
@@ -252,11 +262,17 @@ impl Socket {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let sent = if is_reserved_event(event) {
-            Err(EmitError::ReservedEvent)
+            Err(AckError::Emit(EmitError::ReservedEvent))
         } else {
-            self.lock_acks().insert(id, tx);
-            let packet = event_packet(self.namespace(), event, payload.into(), Some(id));
-            self.send_packet(&packet, false)
+            let mut acks = self.lock_acks();
+            if acks.len() >= MAX_PENDING_ACKS {
+                Err(AckError::TooManyWaiting)
+            } else {
+                acks.insert(id, tx);
+                drop(acks);
+                let packet = event_packet(self.namespace(), event, payload.into(), Some(id));
+                self.send_packet(&packet, false).map_err(AckError::Emit)
+            }
         };
         let acks = Arc::downgrade(self);
         async move {
@@ -272,6 +288,11 @@ impl Socket {
                 }
             }
         }
+    }
+
+    /// Whether [`MAX_PENDING_ACKS`] of this socket's acknowledgements are waiting.
+    pub(crate) fn acks_full(&self) -> bool {
+        self.lock_acks().len() >= MAX_PENDING_ACKS
     }
 
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {

@@ -392,6 +392,72 @@ async fn a_store_that_stays_down_means_not_recovered_not_a_hang() {
     assert!(!resumes_on(&old, &new).await, "told it was not recovered");
 }
 
+/// Whoever can write to Redis can write a session; a stored session is a claim,
+/// checked before a socket takes it. The victim connects and joins a room (its session
+/// is saved); the forger stores copies of it, changed, and resumes them: each one
+/// makes a fresh socket (not recovered) and the victim keeps its place.
+#[tokio::test(start_paused = true)]
+async fn forged_stored_sessions_are_not_resumed() {
+    let store = Arc::new(SharedStore::default());
+    let node = durable_node(&store);
+    let victim = Client::handshake(&node).await;
+    victim.post("40").await;
+    let (sid, pid) = connect_answer(&victim.get().await);
+    victim.post(r#"42["join","room-a"]"#).await;
+    let saved = store
+        .sessions
+        .lock()
+        .unwrap()
+        .get(&pid)
+        .cloned()
+        .expect("saved");
+    let forge = |key: &str, change: &dyn Fn(&mut DurableSession)| {
+        let mut session = saved.clone();
+        session.pid = key.to_owned();
+        change(&mut session);
+        store
+            .sessions
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), session);
+    };
+    // The victim's socket id under the forger's pid: resumed, it would take the
+    // victim's place in the namespace.
+    forge("forgedpidnumber00001", &|_| {});
+    // Stored under one pid, naming another.
+    forge("forgedpidnumber00002", &|s| {
+        s.pid = "forgedpidsomeoneelse".to_owned()
+    });
+    // Rooms past anything a node keeps (64 KiB a session): 5,000 names of 100 bytes.
+    forge("forgedpidnumber00003", &|s| {
+        s.sid = "forgedsidforgedsidfo".to_owned();
+        s.rooms = (0..5_000).map(|i| format!("{i:0>100}")).collect();
+    });
+    for key in [
+        "forgedpidnumber00001",
+        "forgedpidnumber00002",
+        "forgedpidnumber00003",
+    ] {
+        let forger = Client::handshake(&node).await;
+        forger.post(&format!(r#"40{{"pid":"{key}"}}"#)).await;
+        let (got, _) = connect_answer(&forger.get().await);
+        assert_ne!(got, sid, "{key}: resumed");
+        let socket = node
+            .of("/")
+            .socket(got.parse().unwrap())
+            .expect("connected");
+        assert!(!socket.recovered(), "{key}: recovered");
+        assert_eq!(socket.rooms(), std::slice::from_ref(&got), "{key}: rooms");
+    }
+    let victims = node
+        .of("/")
+        .socket(sid.parse().unwrap())
+        .expect("still there");
+    assert!(victims.rooms().contains(&"room-a".to_owned()));
+    node.of("/").to("room-a").emit("hello", json!(1));
+    assert_eq!(victim.get().await, r#"42["hello",1]"#);
+}
+
 /// A drain that waits for the session count to reach zero (the binary's does, then
 /// flushes the hooks) must find every disconnect handler already run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

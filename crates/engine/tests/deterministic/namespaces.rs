@@ -82,6 +82,55 @@ async fn two_namespaces_share_one_connection() {
     assert_eq!(io.of("/").socket_count(), 1);
 }
 
+/// A client that never answers holds at most `MAX_PENDING_ACKS` acknowledgements
+/// (entries, channels, timers) on the server: the next emit with ack is refused
+/// without being sent, and a broadcast with acks leaves the socket out of its count,
+/// so it resolves instead of waiting out its timeout. Once the waiting ones time out,
+/// the socket takes acknowledgements again.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_acknowledges_holds_a_bounded_number_of_acks() {
+    use switchboard_engine::sio::MAX_PENDING_ACKS;
+    let io = server(slow_heartbeat());
+    let client = Client::connected(&io).await;
+    let socket = io.of("/").sockets().pop().unwrap();
+    let mut waiting = Vec::new();
+    for i in 0..MAX_PENDING_ACKS {
+        waiting.push(tokio::spawn(socket.emit_with_ack(
+            "q",
+            json!(i),
+            Duration::from_secs(10),
+        )));
+        if i % 100 == 99 {
+            client.get().await;
+        }
+    }
+    client.get().await;
+    assert_eq!(
+        socket
+            .emit_with_ack("q", json!("more"), Duration::from_secs(10))
+            .await,
+        Err(switchboard_engine::AckError::TooManyWaiting)
+    );
+    let answers = io
+        .of("/")
+        .all()
+        .emit_with_ack("q", json!("all"), Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        answers.map(|a| a.len()),
+        Ok(0),
+        "resolved without the socket"
+    );
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), Err(switchboard_engine::AckError::Timeout));
+    }
+    let again = tokio::spawn(socket.emit_with_ack("q", json!("again"), Duration::from_secs(5)));
+    // Sent (after what the polls above left in the queue).
+    while !client.get().await.ends_with(r#"["q","again"]"#) {}
+    drop(again);
+}
+
 #[tokio::test(start_paused = true)]
 async fn server_to_client_ack_resolves_and_times_out() {
     let io = server(config());
@@ -548,12 +597,18 @@ async fn with_recovery_the_window_counts_from_the_last_socket_to_leave() {
 async fn with_recovery_sockets_coming_and_going_leave_one_task() {
     let io = server(recovering(Duration::from_secs(120)));
     io.of_matching(|name| name.starts_with("/tenant-"));
-    let client = Client::handshake(&io).await;
+    // Ten connections of 50 each: a connection makes 64 CONNECTs in a burst.
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(Client::handshake(&io).await);
+    }
     let before = alive_tasks();
-    for _ in 0..500 {
-        client.post("40/tenant-c,").await;
-        assert!(client.get().await.starts_with("40/tenant-c,"));
-        client.post("41/tenant-c,").await;
+    for client in &clients {
+        for _ in 0..50 {
+            client.post("40/tenant-c,").await;
+            assert!(client.get().await.starts_with("40/tenant-c,"));
+            client.post("41/tenant-c,").await;
+        }
     }
     tokio::task::yield_now().await;
     assert_eq!(listed(&io), ["/tenant-c"]);
@@ -901,12 +956,21 @@ async fn the_connect_payload_is_forgotten_after_the_connection_handlers() {
     assert_eq!(socket.info().handshake["auth"], json!({}));
 }
 
-/// One connection may join (or be joining) at most 64 namespaces: a polling body of a
-/// thousand CONNECTs gets 64 sockets and a refusal for each of the rest, and the
-/// connection stays usable.
+/// The harness's config with a heartbeat slow enough for tests that let seconds pass.
+fn slow_heartbeat() -> switchboard_engine::SocketIoConfig {
+    let mut config = config();
+    config.engine.ping_interval = Duration::from_secs(60);
+    config
+}
+
+/// One connection may join (or be joining) at most 64 namespaces, and make 64
+/// CONNECTs in a burst, then one a second: a polling body of a thousand CONNECTs gets
+/// 64 sockets and a refusal for each of the rest, and the connection stays usable. A
+/// second later a 65th namespace is refused for the count of namespaces; leaving one
+/// makes room for another.
 #[tokio::test(start_paused = true)]
 async fn one_connection_joins_at_most_64_namespaces() {
-    let io = server(config());
+    let io = server(slow_heartbeat());
     io.of_matching(|name| name.starts_with("/tenant-"));
     let client = Client::handshake(&io).await;
     let body: Vec<String> = (0..1000).map(|i| format!("40/tenant-{i},")).collect();
@@ -917,7 +981,7 @@ async fn one_connection_joins_at_most_64_namespaces() {
         for packet in client.get().await.split('\u{1e}') {
             if packet.starts_with("40/tenant-") {
                 joined += 1;
-            } else if packet.ends_with(r#",{"message":"too many namespaces on this connection"}"#) {
+            } else if packet.ends_with(r#",{"message":"too many connects on this connection"}"#) {
                 refused += 1;
             } else {
                 panic!("unexpected packet {packet}");
@@ -926,10 +990,56 @@ async fn one_connection_joins_at_most_64_namespaces() {
     }
     assert_eq!((joined, refused), (64, 936));
     assert_eq!(listed(&io).len(), 64);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    client.post("40/tenant-more,").await;
+    assert_eq!(
+        client.get().await,
+        r#"44/tenant-more,{"message":"too many namespaces on this connection"}"#
+    );
     // Leaving one makes room for another.
+    tokio::time::advance(Duration::from_secs(1)).await;
     client.post("41/tenant-0,").await;
     client.post("40/tenant-new,").await;
     assert!(client.get().await.starts_with("40/tenant-new,"));
+}
+
+/// Leaving a namespace and connecting to it again makes a new socket, with fresh
+/// per-socket bounds and hooks; a connection gets 64 in a burst, then one a second.
+/// The 65th CONNECT in a polling body of leave-and-connect pairs is refused at once:
+/// no socket, no `connection` handler (and the next leave, of a namespace the client
+/// is not in, closes the session, as Node does).
+#[tokio::test(start_paused = true)]
+async fn a_connection_reconnecting_a_namespace_in_a_loop_gets_one_socket_a_second() {
+    let io = server(slow_heartbeat());
+    let ns = io.of("/");
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
+    ns.on_connection(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let refused = r#"44{"message":"too many connects on this connection"}"#;
+    let answers = |body: String| body.split('\u{1e}').map(str::to_owned).collect::<Vec<_>>();
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let pairs: Vec<&str> = (0..63).flat_map(|_| ["41", "40"]).collect();
+    client.post(&pairs.join("\u{1e}")).await;
+    let mut accepted = 0;
+    while accepted < 64 {
+        for answer in answers(client.get().await) {
+            assert!(answer.starts_with("40{\"sid\":"), "{answer}");
+            accepted += 1;
+        }
+    }
+    client.post("41\u{1e}40").await;
+    assert_eq!(answers(client.get().await), [refused]);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 64);
+    // A second later, one more.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    client.post("40").await;
+    assert!(client.get().await.starts_with("40{\"sid\":"));
+    client.post("41\u{1e}40").await;
+    assert_eq!(answers(client.get().await), [refused]);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 65);
 }
 
 /// Node queues the CONNECT answer and runs the `connection` handlers in one tick, so a

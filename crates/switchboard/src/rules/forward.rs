@@ -22,66 +22,72 @@ use super::{Policy, auth};
 /// is told `backend busy` at once.
 pub(crate) const MAX_PENDING_FORWARDS: usize = 4096;
 
-/// Forwarded events of one socket waiting for the backend at once. Without it one
-/// client's flood takes every one of [`MAX_PENDING_FORWARDS`] and the backend is busy
-/// for everyone else; with it, a flood needs 64 sockets to do that (see
-/// `engine.max_sessions_per_ip`). A client that awaits its acknowledgements never
-/// meets it.
-pub(crate) const MAX_PENDING_FORWARDS_PER_SOCKET: usize = 64;
+/// Forwarded events of one connection waiting for the backend at once, all its
+/// sockets together. Without it one client's flood takes every one of
+/// [`MAX_PENDING_FORWARDS`] and the backend is busy for everyone else; with it, a
+/// flood needs 64 connections to do that (see `engine.max_sessions_per_ip`). Counted
+/// per Engine.IO connection, not per socket: a socket is the client's to replace
+/// (leave the namespace and connect again, or connect to 64 namespaces), and each new
+/// one would bring 64 more places while the old one's events still wait. A client
+/// that awaits its acknowledgements never meets it.
+pub(crate) const MAX_PENDING_FORWARDS_PER_CONNECTION: usize = 64;
 
-/// Forwarded events waiting for the backend: every socket's together and each one's.
+/// Forwarded events waiting for the backend: every connection's together and each
+/// one's.
 #[derive(Debug)]
 pub(crate) struct PendingForwards {
     all: Arc<Semaphore>,
-    /// Sockets with events waiting, and how many; a socket with none has no entry.
-    by_socket: Mutex<HashMap<Sid, usize>>,
+    /// Connections (Engine.IO session ids) with events waiting, and how many; a
+    /// connection with none has no entry.
+    by_connection: Mutex<HashMap<Sid, usize>>,
 }
 
 /// One forwarded event waiting: its places in both bounds, given back when dropped.
 struct Pending {
     _permit: OwnedSemaphorePermit,
     owner: Arc<PendingForwards>,
-    sid: Sid,
+    connection: Sid,
 }
 
 impl PendingForwards {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(PendingForwards {
             all: Arc::new(Semaphore::new(MAX_PENDING_FORWARDS)),
-            by_socket: Mutex::default(),
+            by_connection: Mutex::default(),
         })
     }
 
-    fn by_socket(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, usize>> {
-        self.by_socket
+    fn by_connection(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, usize>> {
+        self.by_connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A place for one more event of socket `sid`, if both bounds have one.
-    fn take(self: &Arc<Self>, sid: Sid) -> Option<Pending> {
+    /// A place for one more event of the connection `connection`, if both bounds have
+    /// one.
+    fn take(self: &Arc<Self>, connection: Sid) -> Option<Pending> {
         let permit = self.all.clone().try_acquire_owned().ok()?;
-        let mut by_socket = self.by_socket();
-        let count = by_socket.entry(sid).or_default();
-        if *count >= MAX_PENDING_FORWARDS_PER_SOCKET {
+        let mut by_connection = self.by_connection();
+        let count = by_connection.entry(connection).or_default();
+        if *count >= MAX_PENDING_FORWARDS_PER_CONNECTION {
             return None;
         }
         *count += 1;
         Some(Pending {
             _permit: permit,
             owner: self.clone(),
-            sid,
+            connection,
         })
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let mut by_socket = self.owner.by_socket();
-        if let Some(count) = by_socket.get_mut(&self.sid) {
+        let mut by_connection = self.owner.by_connection();
+        if let Some(count) = by_connection.get_mut(&self.connection) {
             *count -= 1;
             if *count == 0 {
-                by_socket.remove(&self.sid);
+                by_connection.remove(&self.connection);
             }
         }
     }
@@ -90,7 +96,7 @@ impl Drop for Pending {
 /// Sends `event` to the backend and answers the client when the reply arrives.
 pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
     let ack = event.take_ack();
-    let Some(permit) = policy.pending_forwards.take(event.socket.id()) else {
+    let Some(permit) = policy.pending_forwards.take(event.socket.connection_id()) else {
         policy.metrics.event(EventOutcome::ForwardFailed);
         reply::answer(ack, Err(Refusal::Busy));
         return;

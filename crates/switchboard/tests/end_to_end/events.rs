@@ -190,6 +190,46 @@ fn one_sockets_flood_of_forwarded_events_leaves_the_backend_to_the_others() -> a
     Ok(())
 }
 
+/// docs/security.md: the 64 are counted per connection, not per socket. A client that
+/// leaves the namespace and connects again on the same connection (a new socket) while
+/// its 64 events still wait gets `backend busy` for the next one at once. Without it
+/// every reconnect brought 64 more places, and 64 reconnects in one polling body took
+/// the node's 4,096.
+#[test]
+fn a_new_socket_on_the_same_connection_brings_no_more_forwarding_places() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let released = Arc::new(AtomicBool::new(false));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (hold, count) = (released.clone(), arrived.clone());
+    let (server, _backend) = serve_rules_from("forward_flood.toml", move |body| {
+        count.fetch_add(1, Ordering::AcqRel);
+        let until = std::time::Instant::now() + SAFETY_TIMEOUT;
+        while body["data"]["event"] == "order:slow"
+            && !hold.load(Ordering::Acquire)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        json!({ "ack": [body["data"]["event"]] })
+    })?;
+    let (mut bob, first) = SioClient::connect(server.addr(), "/open", json!({}))?.accepted()?;
+    bob.emit_many("order:slow", &[], 64)?;
+    let until = std::time::Instant::now() + SAFETY_TIMEOUT;
+    while arrived.load(Ordering::Acquire) < 64 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = bob
+        .reconnect(json!({}))?
+        .map_err(|err| anyhow::anyhow!("reconnect refused: {err}"))?;
+    assert_ne!(first, second, "a new socket");
+    for id in bob.emit_many("order:slow", &[], 3)? {
+        assert_eq!(bob.ack(id)?, [json!({"error": "backend busy"})], "ack {id}");
+    }
+    released.store(true, Ordering::Release);
+    Ok(())
+}
+
 #[test]
 fn a_flood_is_refused_then_disconnected_as_rate_limited() -> anyhow::Result<()> {
     let (server, backend) = serve_rules(no_reply)?;

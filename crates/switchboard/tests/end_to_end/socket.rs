@@ -186,6 +186,24 @@ impl SioClient {
         self.polling.send(&[&packet])
     }
 
+    /// Leaves the namespace and connects to it again on the same connection (as
+    /// `socket.disconnect().connect()` does on a multiplexed client); returns the
+    /// server's answer: the new socket's id, or the `CONNECT_ERROR` payload.
+    pub(crate) fn reconnect(&mut self, auth: Value) -> anyhow::Result<Result<String, Value>> {
+        let (leave, connect) = (
+            format!("41{}", self.prefix()),
+            format!("40{}{auth}", self.prefix()),
+        );
+        self.polling.send(&[&leave, &connect])?;
+        let reply = self.take(|p| p.starts_with("40") || p.starts_with("44"))?;
+        let (kind, body) = reply.split_at(2);
+        let value: Value = serde_json::from_str(body.strip_prefix(&self.prefix()).unwrap_or(body))?;
+        Ok(match kind {
+            "40" => Ok(value["sid"].as_str().context("no sid")?.to_owned()),
+            _ => Err(value),
+        })
+    }
+
     /// The first packet matching `wanted`, polling as long as needed; packets before it
     /// stay in the inbox.
     fn take(&mut self, wanted: impl Fn(&str) -> bool) -> anyhow::Result<String> {
