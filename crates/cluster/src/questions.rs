@@ -59,6 +59,12 @@ pub(crate) const MAX_HELD_BYTES: usize = 16 * MAX_ANSWER_BYTES;
 /// every node) goes unanswered, and the askers see it, rather than piling up work.
 const MAX_ANSWERING: usize = 8;
 
+/// Answers being opened at once, each on a blocking thread (its signature checked over
+/// up to [`MAX_ANSWER_BYTES`]); the others wait their turn, holding at most
+/// [`MAX_HELD_BYTES`] together. The answer channel is public on Redis: without these
+/// bounds, junk sent there while a question waits would start a thread per message.
+const MAX_OPENING: usize = 4;
+
 /// What this node answers to another node's question: called with the question and the
 /// most bytes the answer's JSON may take (a larger one is not sent), it returns the
 /// answer (JSON `null` for a question it does not know). Runs on a Tokio worker: it
@@ -104,6 +110,11 @@ pub(crate) struct Questions {
     pending: Mutex<Pending>,
     /// Questions answered already, so a replayed frame is not answered again.
     seen: Mutex<Seen>,
+    /// Answers being opened now ([`MAX_OPENING`] permits).
+    opening: Arc<tokio::sync::Semaphore>,
+    /// Bytes of the answers being opened or waiting to be (at most
+    /// [`MAX_HELD_BYTES`]).
+    opening_bytes: Arc<AtomicUsize>,
     /// Answers being made or sent now (at most [`MAX_ANSWERING`]).
     answering: Arc<AtomicUsize>,
 }
@@ -131,6 +142,10 @@ enum Rejected {
     Replayed,
     #[error("{MAX_ANSWERING} answers under way already")]
     Busy,
+    #[error("longer than an answer may be ({MAX_ANSWER_BYTES} bytes)")]
+    TooLong,
+    #[error("answers waiting to be opened hold {MAX_HELD_BYTES} bytes already")]
+    OpeningFull,
     #[error(transparent)]
     Refused(#[from] pending::Refused),
 }
@@ -166,6 +181,8 @@ impl Questions {
             answerer: OnceLock::new(),
             pending: Mutex::new(Pending::new(MAX_HELD_BYTES)),
             seen: Mutex::default(),
+            opening: Arc::new(tokio::sync::Semaphore::new(MAX_OPENING)),
+            opening_bytes: Arc::default(),
             answering: Arc::default(),
         });
         let on = |receive: fn(&Arc<Questions>, &Bytes) -> Result<(), Rejected>| {
@@ -190,15 +207,28 @@ impl Questions {
     /// An answer, opened on a blocking thread: checking its signature and reading its
     /// JSON (up to [`MAX_ANSWER_BYTES`]) would otherwise hold up the subscriber
     /// connection's task, which delivers the cluster's broadcasts. Nothing is opened
-    /// while no question waits (a late answer, or noise on the channel).
+    /// while no question waits (a late answer, or noise on the channel), nothing longer
+    /// than an answer may be; [`MAX_OPENING`] are opened at once and the rest wait,
+    /// up to [`MAX_HELD_BYTES`] (past that, one is dropped and its node is left out
+    /// of the answer, as a late one would be).
     fn on_answer_off_the_subscriber(self: &Arc<Self>, payload: &Bytes) -> Result<(), Rejected> {
         if !self.lock_pending().is_waiting() {
             return Err(pending::Refused::NotAsked.into());
         }
+        if payload.len() > MAX_ANSWER_BYTES {
+            return Err(Rejected::TooLong);
+        }
+        let held = Held::take(&self.opening_bytes, payload.len(), MAX_HELD_BYTES)
+            .ok_or(Rejected::OpeningFull)?;
         let me = self.clone();
         let payload = payload.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(why) = me.on_answer(&payload) {
+        tokio::spawn(async move {
+            let Ok(_turn) = me.opening.clone().acquire_owned().await else {
+                return;
+            };
+            let opened = tokio::task::spawn_blocking(move || me.on_answer(&payload)).await;
+            drop(held);
+            if let Ok(Err(why)) = opened {
                 tracing::debug!(reason = %why, "node question frame dropped");
             }
         });
@@ -410,6 +440,27 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Bytes held by a bounded number of waiting tasks, given back when dropped.
+struct Held(Arc<AtomicUsize>, usize);
+
+impl Held {
+    /// `n` bytes more, unless that would pass `max`.
+    fn take(count: &Arc<AtomicUsize>, n: usize, max: usize) -> Option<Held> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|total| *total <= max)
+            })
+            .ok()
+            .map(|_| Held(count.clone(), n))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
     }
 }
 

@@ -23,7 +23,7 @@
 mod reply;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,12 +48,17 @@ use crate::convert::{engine_opts, relayable, rooms, to_json, to_wire, wire_opts}
 use crate::exchange::Exchange;
 use crate::questions;
 use crate::redis_cluster::{SlotPipes, beside};
+use crate::sign::Signer;
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
 use reply::{Entry, ReplyError};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
 /// (and counted) rather than exhausting memory.
 pub(crate) const MAX_PENDING_WRITES: usize = 100_000;
+/// Bytes of the stream writes kept (with [`MAX_PENDING_WRITES`]), as the pub/sub
+/// publish queue keeps: entries carry events of up to a client's `max_payload` each
+/// (a relayed 1 MB event), so a count alone would let 100,000 of them take 100 GB.
+pub(crate) const MAX_PENDING_WRITE_BYTES: usize = crate::pub_conn::MAX_PENDING_BYTES;
 /// Entries read per XREAD.
 const READ_COUNT: usize = 256;
 /// How long one XREAD blocks.
@@ -91,6 +96,17 @@ enum Write {
     },
     /// Deletes a session, on the same condition ([`FORGET_SESSION`]).
     Forget { key: String, epoch: u64 },
+}
+
+impl Write {
+    /// The bytes it keeps while queued, as [`MAX_PENDING_WRITE_BYTES`] counts them.
+    fn bytes(&self) -> usize {
+        match self {
+            Write::Entry(fields, _) => fields.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Write::SaveSession { key, value, .. } => key.len() + value.len(),
+            Write::Forget { key, .. } => key.len(),
+        }
+    }
 }
 
 /// The namespaces this node serves and how far its reader got, under one lock: the
@@ -134,6 +150,8 @@ pub(crate) struct StreamsNode {
     /// Set once the reader knows where the stream ends.
     started: tokio::sync::watch::Sender<bool>,
     writes: mpsc::Sender<Write>,
+    /// Bytes of the writes queued and not yet sent ([`MAX_PENDING_WRITE_BYTES`]).
+    queued_bytes: Arc<AtomicUsize>,
     /// Requests and answers over pub/sub, and this node's uid.
     exchange: Exchange,
 }
@@ -167,6 +185,7 @@ impl StreamsNode {
         shutdown: Shutdown,
     ) -> Result<Arc<StreamsNode>, ClusterError> {
         let (writes, writes_rx) = mpsc::channel(MAX_PENDING_WRITES);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let node = Arc::new(StreamsNode {
             config: config.clone(),
             broker: OnceLock::new(),
@@ -178,6 +197,7 @@ impl StreamsNode {
             closed: Mutex::default(),
             started: tokio::sync::watch::channel(false).0,
             writes,
+            queued_bytes: queued_bytes.clone(),
             exchange: Exchange::new(
                 format!("{:016x}", rand::random::<u64>()),
                 &config.key_prefix,
@@ -193,6 +213,7 @@ impl StreamsNode {
         spawn_writer(writer(
             broker.target().clone(),
             writes_rx,
+            queued_bytes,
             WriteTarget::new(config, node.uid()),
             broker.health().clone(),
         ))?;
@@ -261,9 +282,23 @@ impl StreamsNode {
             .and_then(Weak::upgrade)
     }
 
-    /// Queues `write`; false when the queue is full and the write was dropped.
+    /// Queues `write`; false when the queue is full (in count or bytes) and the write
+    /// was dropped.
     fn write(&self, write: Write) -> bool {
-        if self.writes.try_send(write).is_err() {
+        let bytes = write.bytes();
+        let room = self
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(bytes)
+                    .filter(|total| *total <= MAX_PENDING_WRITE_BYTES)
+            })
+            .is_ok();
+        let sent = room && self.writes.try_send(write).is_ok();
+        if room && !sent {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+        if !sent {
             self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
             self.health()
                 .publish_dropped
@@ -400,7 +435,10 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
             }
         }
     }
-    let mut reappended = Reappended::default();
+    let signer = node
+        .upgrade()
+        .and_then(|n| n.config.secret.as_ref().map(|s| Arc::new(Signer::new(s))));
+    let mut reappended = Reappended::new(signer);
     let block_ms = u64::try_from(BLOCK.as_millis()).unwrap_or(2000);
     backoff = Duration::from_millis(100);
     loop {
@@ -516,14 +554,56 @@ impl StreamsNode {
 /// forgotten (a node long gone, most likely).
 const MAX_WRITERS: usize = 4096;
 
+/// The field of a stream entry holding its [`Mark`]'s signature (Node ignores it).
+const MARK_SIGNATURE: &str = "wsig";
+
+/// The label of a mark's signature (see [`crate::sign`]).
+const MARK_LABEL: &[u8] = b"switchboard stream mark\0";
+
+/// Which writer appended an entry, in which run and where in it (`uid`, `wrun`,
+/// `wix`), signed with the cluster secret (`wsig`). A reader skips an entry whose
+/// mark it has passed ([`Reappended`]), so an unsigned mark would let anyone who can
+/// append to the stream silence a node: one entry naming its uid with a run of
+/// 2^64 − 1 and every reader would skip that node's entries until it restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark<'a> {
+    writer: &'a str,
+    run: u64,
+    index: u64,
+}
+
+impl<'a> Mark<'a> {
+    fn new(writer: &'a str, run: u64, index: u64) -> Self {
+        Mark { writer, run, index }
+    }
+
+    /// What the signature covers: the three fields, each unambiguous (a uid holds no
+    /// newline; the numbers are decimal).
+    fn body(&self) -> String {
+        format!("{}\n{}\n{}", self.writer, self.run, self.index)
+    }
+
+    fn sign(&self, signer: &Signer) -> String {
+        signer.short_tag(MARK_LABEL, self.body().as_bytes())
+    }
+
+    fn signed_by(&self, signer: &Signer, tag: &[u8]) -> bool {
+        signer.checks_short_tag(MARK_LABEL, self.body().as_bytes(), tag)
+    }
+}
+
 /// What the reader has read from each writer (a node's uid): the last `(run, index)`
 /// ([`APPEND_ONCE`]). A writer appends its runs in order and retries a run until it
 /// succeeds, so an entry at or before the last one read from its writer is a run
 /// appended again on a new master after a failover: read, delivered and recorded
 /// before, it is skipped.
+///
+/// With the cluster secret, only marks signed with it count; an entry whose mark is
+/// unsigned or signed otherwise is read as unmarked (delivered), as Node's are.
 #[derive(Debug, Default)]
 struct Reappended {
     last: HashMap<String, (u64, u64)>,
+    signer: Option<Arc<Signer>>,
 }
 
 impl Reappended {
@@ -545,9 +625,16 @@ impl Reappended {
         false
     }
 
+    fn new(signer: Option<Arc<Signer>>) -> Self {
+        Reappended {
+            last: HashMap::new(),
+            signer,
+        }
+    }
+
     /// Whether `entry` is a run appended again (see above). Entries without the marks
-    /// (Node's) are never. The marks are read in place: a string is made only for a
-    /// writer not seen before.
+    /// (Node's), or whose marks the cluster secret did not sign, are never. The marks
+    /// are read in place: a string is made only for a writer not seen before.
     fn is_reappended(&mut self, entry: &Entry<'_>) -> bool {
         let text = |name: &[u8]| entry.field(name).and_then(|v| std::str::from_utf8(v).ok());
         let number = |name: &[u8]| text(name).and_then(|v| v.parse::<u64>().ok());
@@ -556,6 +643,12 @@ impl Reappended {
         else {
             return false;
         };
+        if let Some(signer) = &self.signer {
+            let tag = entry.field(MARK_SIGNATURE.as_bytes()).unwrap_or_default();
+            if !Mark::new(writer, run, index).signed_by(signer, tag) {
+                return false;
+            }
+        }
         self.seen_before(writer, run, index)
     }
 }
@@ -720,6 +813,9 @@ struct WriteTarget {
     /// Replicas that must hold a batch of entries before it counts as written
     /// (`WAIT`), so that a failover cannot lose an acknowledged event.
     replicas_to_ack: usize,
+    /// The cluster secret's signer, for each entry's [`Mark`] signature (none without
+    /// a secret).
+    signer: Option<Arc<Signer>>,
 }
 
 /// How long a batch waits for its replicas (`WAIT`) before it is sent again.
@@ -736,6 +832,7 @@ impl WriteTarget {
             marker: beside(&config.stream_name, &format!("-writer:{uid}")),
             next_run: 0,
             replicas_to_ack: config.replicas_to_ack,
+            signer: config.secret.as_ref().map(|s| Arc::new(Signer::new(s))),
         }
     }
 
@@ -761,11 +858,23 @@ impl WriteTarget {
                         .arg(run)
                         .arg(u64::try_from(MARKER_TTL.as_millis()).unwrap_or(u64::MAX))
                         .arg(self.max_len);
+                    let mut index = 0u64;
                     while let Some(Write::Entry(fields, _)) = batch.get(i) {
-                        cmd.arg(fields.len() * 2);
+                        // Over the entry's own `uid`, which readers check it with.
+                        let uid = fields.iter().find(|(k, _)| *k == "uid").map(|(_, v)| v);
+                        let signed = self
+                            .signer
+                            .as_ref()
+                            .zip(uid)
+                            .map(|(signer, uid)| Mark::new(uid, run, index).sign(signer));
+                        cmd.arg(fields.len() * 2 + if signed.is_some() { 2 } else { 0 });
                         for (k, v) in fields {
                             cmd.arg(*k).arg(v);
                         }
+                        if let Some(tag) = signed {
+                            cmd.arg(MARK_SIGNATURE).arg(tag);
+                        }
+                        index += 1;
                         i += 1;
                     }
                     cmd.ignore();
@@ -870,6 +979,7 @@ fn spawn_writer(job: impl Future<Output = ()> + Send + 'static) -> Result<(), Cl
 async fn writer(
     redis: Arc<Target>,
     mut rx: mpsc::Receiver<Write>,
+    queued_bytes: Arc<AtomicUsize>,
     mut target: WriteTarget,
     health: Arc<Health>,
 ) {
@@ -907,6 +1017,8 @@ async fn writer(
                 }
             }
         }
+        let sent: usize = batch.iter().map(Write::bytes).sum();
+        queued_bytes.fetch_sub(sent, Ordering::AcqRel);
         batch.clear();
     }
 }
@@ -1590,5 +1702,59 @@ mod tests {
         let fresh: Vec<bool> = walked.iter().map(|e| !r.is_reappended(e)).collect();
         assert_eq!(fresh, [true, true, true]);
         assert!(walked.iter().all(|e| r.is_reappended(e)), "read again");
+    }
+
+    /// With the cluster secret, marks are signed and only signed marks count: an entry
+    /// appended by anyone who can write to the stream, naming a writer and a run past
+    /// all of its own (unsigned, or signed with another secret), is read as unmarked,
+    /// and that writer's entries are still read after it. Without the signature one
+    /// such entry silenced the writer for every reader until it restarted.
+    #[tokio::test]
+    async fn only_marks_signed_with_the_cluster_secret_count() {
+        let (_redis, mut conn) = start_redis().await;
+        let with = |fill: &str| ClusterConfig {
+            secret: Some(crate::ClusterSecret::new(&fill.repeat(32)).expect("long")),
+            ..ClusterConfig::default()
+        };
+        let config = with("s");
+        let mut target = WriteTarget::new(&config, "n1");
+        target.send(&conn, &[entry(1)]).await.expect("send");
+        let forged = |sig: &str| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg("socket.io").arg("*").arg("uid").arg("n1");
+            cmd.arg("wrun").arg(u64::MAX).arg("wix").arg(0);
+            if !sig.is_empty() {
+                cmd.arg(MARK_SIGNATURE).arg(sig);
+            }
+            cmd
+        };
+        let other = Signer::new(with("o").secret.as_ref().expect("a secret"));
+        let elsewhere = Mark::new("n1", u64::MAX, 0).sign(&other);
+        for sig in ["", "00", elsewhere.as_str()] {
+            let _: String = forged(sig).query_async(&mut conn).await.expect("XADD");
+        }
+        target
+            .send(&conn, &[entry(1), entry(1)])
+            .await
+            .expect("send");
+        let raw: redis::Value = redis::cmd("XRANGE")
+            .arg("socket.io")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        let walked = reply::range_entries(&raw).expect("an XRANGE reply");
+        assert_eq!(walked.len(), 6);
+        let signer = config.secret.as_ref().map(|s| Arc::new(Signer::new(s)));
+        let mut r = Reappended::new(signer);
+        let fresh: Vec<bool> = walked.iter().map(|e| !r.is_reappended(e)).collect();
+        assert_eq!(fresh, [true; 6], "the forged marks moved nothing");
+        let again: Vec<bool> = walked.iter().map(|e| r.is_reappended(e)).collect();
+        assert_eq!(
+            again,
+            [true, false, false, false, true, true],
+            "the genuine entries are known when read again; the forged never count"
+        );
     }
 }

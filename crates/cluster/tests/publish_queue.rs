@@ -50,3 +50,31 @@ async fn broadcasts_beyond_the_queue_are_dropped_and_counted() {
     .await;
     assert_eq!(health.publish_errors.load(Ordering::Relaxed), dropped);
 }
+
+/// The `redis-streams` writer's queue is bounded in bytes too: while Redis does not
+/// read, 200 events of 1 MB take at most 64 MiB of it, and the rest are dropped and
+/// counted (a count of 100,000 alone would have kept them all); once Redis reads again
+/// every write kept is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_writes_beyond_the_queues_bytes_are_dropped_and_counted() {
+    let redis = RedisServer::start().await;
+    let node = Node::start(&redis, NodeOptions::new(AdapterKind::RedisStreams, "one")).await;
+    let health = node.cluster.health().unwrap().clone();
+    let before = health.published.load(Ordering::Relaxed);
+    redis.pause();
+    let total = 200;
+    let big = "x".repeat(1 << 20);
+    for _ in 0..total {
+        node.ns().emit("n", json!(big));
+    }
+    let dropped = health.publish_dropped.load(Ordering::Relaxed);
+    assert!(
+        (total - 64..total).contains(&dropped),
+        "{dropped} of {total} dropped: the queue holds 64 MiB"
+    );
+    redis.resume();
+    eventually("every write kept is sent", || async {
+        health.published.load(Ordering::Relaxed) == before + total - dropped
+    })
+    .await;
+}

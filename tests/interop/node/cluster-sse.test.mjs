@@ -35,7 +35,7 @@ heartbeat = "2s"
 [[namespaces]]
 name = "/"
 [namespaces.rooms]
-allow = ["ticks", "resume"]
+allow = ["ticks", "resume", "window"]
 `;
 
 /** Events before the kill, and after the reconnect, that the listener must receive live. */
@@ -298,6 +298,32 @@ describe("SSE listeners across two switchboard serve nodes (redis-streams, recov
       await listener.close();
       // Node b back for the next test, had this one failed while it was down.
       if (!b.running) await b.start();
+    }
+  });
+
+  test("a Last-Event-ID of 0-0, older than the recovery window or from the future replays nothing and reads nothing from the stream", async () => {
+    const [a, b] = cluster.nodes;
+    // Events in the stream for the room, before any listener asks.
+    for (const n of [1, 2, 3]) await a.emit("tick", [{ n }], { rooms: ["window"] });
+    const hour = 3_600_000;
+    const cases = [
+      // Without the window, `0-0` read the whole stream and replayed these three.
+      ["0-0", "event id no longer available"],
+      [`${Date.now() - hour}-0`, "event id no longer available"],
+      [`${Date.now() + hour}-0`, "unknown event id"],
+    ];
+    for (const [id, reason] of cases) {
+      const listener = new SseListener(`${b.url}/sse?room=window&lastEventId=${id}`, { reconnect: false });
+      listeners.push(listener);
+      try {
+        await waitFor(() => listener.current?.recovery, { what: `the answer to Last-Event-ID ${id}` }).catch((err) => {
+          throw new Error(`${err.message}\n${explain(listener)}`);
+        });
+        assert.deepEqual(listener.current.recovery, { recovered: false, reason }, id);
+        assert.deepEqual(ticks(listener), [], id);
+      } finally {
+        await listener.close();
+      }
     }
   });
 

@@ -503,40 +503,54 @@ pattern = "/open-*"
     assert.ok(baseNamespaces >= 2, `switchboard_namespaces exposed: ${baseNamespaces}`);
     const memory = memoryWatch(server);
 
-    const SESSIONS = 4;
-    const REFUSED_PER_SESSION = 2_500; // auth required, no token: CONNECT_ERROR
-    const ACCEPTED_PER_SESSION = 2_500; // accepted, then left by the client
-    const REFUSED_BATCH = 500;
-    const ACCEPTED_BATCH = 50;
+    // A connection makes 64 CONNECTs in a burst, then one a second (see (b) below), so
+    // the churn is spread over many sessions, four at a time, each closed after its
+    // 30 refused and 30 accepted CONNECTs.
+    const SESSIONS = 160;
+    const REFUSED_PER_SESSION = 30; // auth required, no token: CONNECT_ERROR
+    const ACCEPTED_PER_SESSION = 30; // accepted, then left by the client
+    const WORKERS = 4;
     const checks = new Checks();
     const started = Date.now();
     pair.start();
-    const sessions = await Promise.all(
-      Array.from({ length: SESSIONS }, () => Polling.open(server.url)),
-    );
+    const sessions = [];
     let refused = 0;
     let accepted = 0;
     await checks.run("(b) CONNECTs without a token are refused, the others accepted", () =>
       Promise.all(
-        sessions.map(async (s) => {
-          for (let done = 0; done < REFUSED_PER_SESSION; done += REFUSED_BATCH) {
-            const names = Array.from({ length: REFUSED_BATCH }, () => `/tenant-${rand()}`);
-            const posted = await s.post(names.map((n) => `40${n},`).join("\x1e"));
-            assert.equal(posted.status, 200, `POST of CONNECTs: ${posted.status} ${posted.text}`);
-            const got = await s.collect(REFUSED_BATCH, (p) => /^4[04]\/tenant-/.test(p));
-            assert.deepEqual(got.filter((p) => p.startsWith("40")), [], "no token, no connection");
-            refused += got.length;
-          }
-          for (let done = 0; done < ACCEPTED_PER_SESSION; done += ACCEPTED_BATCH) {
-            const got = await joinAndLeave(s, ACCEPTED_BATCH);
-            const ok = got.filter((p) => p.startsWith("40/open-"));
-            assert.equal(ok.length, ACCEPTED_BATCH, `CONNECTs accepted; one answer: ${got.find((p) => !p.startsWith("40"))}`);
-            accepted += ok.length;
+        Array.from({ length: WORKERS }, async () => {
+          for (let i = 0; i < SESSIONS / WORKERS; i++) {
+            const s = await Polling.open(server.url);
+            try {
+              const names = Array.from({ length: REFUSED_PER_SESSION }, () => `/tenant-${rand()}`);
+              const posted = await s.post(names.map((n) => `40${n},`).join("\x1e"));
+              assert.equal(posted.status, 200, `POST of CONNECTs: ${posted.status} ${posted.text}`);
+              const got = await s.collect(REFUSED_PER_SESSION, (p) => /^4[04]\/tenant-/.test(p));
+              assert.deepEqual(got.filter((p) => p.startsWith("40")), [], "no token, no connection");
+              refused += got.length;
+              const joined = await joinAndLeave(s, ACCEPTED_PER_SESSION);
+              const ok = joined.filter((p) => p.startsWith("40/open-"));
+              assert.equal(ok.length, ACCEPTED_PER_SESSION, `CONNECTs accepted; one answer: ${joined.find((p) => !p.startsWith("40"))}`);
+              accepted += ok.length;
+            } finally {
+              await s.close();
+            }
           }
         }),
       ),
     );
     console.log(`# CONNECT churn: ${refused} refused + ${accepted} accepted and left in ${Date.now() - started} ms`);
+
+    // One connection's burst: 100 CONNECTs in one body get 64 sockets, and the rest a
+    // refusal at once (no middleware, no namespace made).
+    await checks.run("(b) a connection makes 64 CONNECTs in a burst, the rest are refused", async () => {
+      const burst = await Polling.open(server.url);
+      sessions.push(burst);
+      const got = await joinAndLeave(burst, 100);
+      const ok = got.filter((p) => p.startsWith("40/open-")).length;
+      const tooMany = got.filter((p) => p.endsWith(',{"message":"too many connects on this connection"}')).length;
+      assert.deepEqual({ ok, tooMany }, { ok: 64, tooMany: 36 }, `answers: ${got.slice(60, 70)}`);
+    });
 
     // Names no pattern may create, each on its own: CONNECT_ERROR.
     const bad = [
@@ -607,9 +621,10 @@ pattern = "/open-*"
     const base = await namespaces();
     const memory = memoryWatch(server);
 
-    const SESSIONS = 4;
-    const PER_SESSION = 5_000;
-    const BATCH = 50;
+    // 100 sessions of 50 each, four at a time: a connection makes 64 CONNECTs in a burst.
+    const SESSIONS = 100;
+    const PER_SESSION = 50;
+    const WORKERS = 4;
     const checks = new Checks();
     let most = -1;
     let sampling = true;
@@ -621,16 +636,20 @@ pattern = "/open-*"
     })();
     const started = Date.now();
     pair.start();
-    const sessions = await Promise.all(Array.from({ length: SESSIONS }, () => Polling.open(server.url)));
     let accepted = 0;
     await checks.run("every CONNECT of the churn is accepted (an emptied namespace makes room)", () =>
       Promise.all(
-        sessions.map(async (s) => {
-          for (let done = 0; done < PER_SESSION; done += BATCH) {
-            const got = await joinAndLeave(s, BATCH);
-            const refused = got.find((p) => !p.startsWith("40"));
-            assert.equal(refused, undefined, "no CONNECT of the churn is refused");
-            accepted += got.length;
+        Array.from({ length: WORKERS }, async () => {
+          for (let i = 0; i < SESSIONS / WORKERS; i++) {
+            const s = await Polling.open(server.url);
+            try {
+              const got = await joinAndLeave(s, PER_SESSION);
+              const refused = got.find((p) => !p.startsWith("40"));
+              assert.equal(refused, undefined, "no CONNECT of the churn is refused");
+              accepted += got.length;
+            } finally {
+              await s.close();
+            }
           }
         }),
       ),
@@ -656,6 +675,7 @@ pattern = "/open-*"
     });
 
     // Fill the cap with namespaces that have sockets: one more is refused.
+    const sessions = [];
     await checks.run("(b) with every namespace in use, one more gets CONNECT_ERROR", async () => {
       const holders = await Promise.all(Array.from({ length: 5 }, () => Polling.open(server.url)));
       sessions.push(...holders);

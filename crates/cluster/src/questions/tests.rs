@@ -275,6 +275,29 @@ fn answers_under_way_are_bounded_and_given_back() {
     assert!(Permit::take(&count, MAX_ANSWERING).is_some(), "given back");
 }
 
+/// Answers waiting to be opened hold at most `MAX_HELD_BYTES`: a flood of
+/// answer-sized junk on the answer channel while a question waits is dropped past it,
+/// not queued for a blocking thread each.
+#[test]
+fn bytes_waiting_to_be_opened_are_bounded_and_given_back() {
+    let count = Arc::default();
+    let held: Vec<Held> = (0..100)
+        .filter_map(|_| Held::take(&count, MAX_ANSWER_BYTES, MAX_HELD_BYTES))
+        .collect();
+    assert_eq!(held.len(), MAX_HELD_BYTES / MAX_ANSWER_BYTES);
+    assert!(Held::take(&count, 1, MAX_HELD_BYTES).is_none(), "full");
+    assert!(
+        Held::take(&count, usize::MAX, MAX_HELD_BYTES).is_none(),
+        "no overflow"
+    );
+    drop(held);
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::Acquire),
+        0,
+        "given back"
+    );
+}
+
 #[tokio::test]
 async fn a_name_no_node_could_have_is_replaced_by_the_uid() {
     let redis = RedisServer::start().await;

@@ -472,6 +472,9 @@ async fn prepare_sse(socket: &Arc<Socket>, id: &str) -> SseReplay {
     let Some(from) = buffer.parse_offset(id) else {
         return SseReplay::Unavailable(OFFSET_UNKNOWN);
     };
+    if let Some(unavailable) = log_offset_out_of_window(buffer, from) {
+        return SseReplay::Unavailable(unavailable);
+    }
     let Some(store) = ns.adapter().session_store() else {
         return SseReplay::From {
             from,
@@ -488,6 +491,38 @@ async fn prepare_sse(socket: &Arc<Socket>, id: &str) -> SseReplay {
         },
         Err(why) => SseReplay::Unavailable(why),
     }
+}
+
+/// How far a log offset's time (a Redis stream id is the milliseconds of Redis' clock
+/// when it was written) may be from this node's clock and still be taken: the
+/// difference between the clocks, which the cluster already needs within its forward
+/// timeout.
+const LOG_CLOCK_SLACK: Duration = Duration::from_secs(30);
+
+/// Why an SSE listener's `Last-Event-ID`, an offset of the durable log, names nothing
+/// it may be replayed from; `None` when it may. An SSE listener has no session, so
+/// its id is the only claim: it gets what a Socket.IO client gets, the events of the
+/// last `max_disconnection_duration` (a Socket.IO client's session, and its replay
+/// start, expire with it), not the whole stream (`0-0`, an anonymous request reading
+/// up to `cluster.stream_max_len` entries from Redis); and an id from the future is
+/// unknown at once, not waited for.
+fn log_offset_out_of_window(buffer: &RecoveryBuffer, from: u128) -> Option<&'static str> {
+    if !buffer.is_logged() {
+        return None;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let at_ms = u64::try_from(from >> 64).unwrap_or(u64::MAX);
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let window = ms(buffer.config().max_disconnection_duration + LOG_CLOCK_SLACK);
+    if at_ms.saturating_add(window) < now_ms {
+        return Some(OFFSET_GONE);
+    }
+    if at_ms > now_ms.saturating_add(ms(LOG_CLOCK_SLACK)) {
+        return Some(OFFSET_UNKNOWN);
+    }
+    None
 }
 
 /// The rooms an SSE listener's replay covers: those its middleware joined (its own id

@@ -333,12 +333,16 @@ impl Socket {
         occupied
     }
 
-    /// Leaves a room.
+    /// Leaves a room. Leaving a room the socket is not in changes nothing and costs
+    /// nothing: no step, no session save (a client asking to leave made-up rooms in a
+    /// loop would otherwise make one write to Redis each).
     pub fn leave(&self, room: &str) {
+        // (`is_in` leaves out the socket's own id room, which Node lets it leave.)
+        if room != self.id.as_str() && !self.ns.adapter().is_in(self.id, room) {
+            return;
+        }
         let noted = match (self.ns.recovery(), self.pid) {
-            (Some(buffer), Some(pid))
-                if self.connected() && self.ns.adapter().is_in(self.id, room) =>
-            {
+            (Some(buffer), Some(pid)) if self.connected() && room != self.id.as_str() => {
                 Some((buffer, pid))
             }
             _ => None,

@@ -189,10 +189,13 @@ struct SharedStore {
     epochs: Mutex<HashMap<String, u64>>,
     /// The next this many `take`s fail as if Redis were restarting.
     unreachable_for: std::sync::atomic::AtomicUsize,
+    /// Saves asked for (each a write to Redis in a cluster).
+    saves: std::sync::atomic::AtomicUsize,
 }
 
 impl SessionStore for SharedStore {
     fn save(&self, session: DurableSession, _ttl: Duration) {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if session.epoch < self.epoch(&session.pid) {
             return;
         }
@@ -296,6 +299,11 @@ fn durable_node(store: &Arc<SharedStore>) -> Io {
         Arc::new(Metrics::default()),
         Shutdown::never(),
     );
+    io.of("/").on("leave", |ev| {
+        if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
+            ev.socket.leave(room);
+        }
+    });
     io.of("/").on("join", |ev| {
         if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
             ev.socket.join(&[room]);
@@ -456,6 +464,30 @@ async fn forged_stored_sessions_are_not_resumed() {
     assert!(victims.rooms().contains(&"room-a".to_owned()));
     node.of("/").to("room-a").emit("hello", json!(1));
     assert_eq!(victim.get().await, r#"42["hello",1]"#);
+}
+
+/// Leaving a room the socket is not in changes nothing, and saves nothing: a client
+/// asking to leave made-up rooms in a loop makes no writes to Redis. Leaving a room it
+/// is in saves the session once.
+#[tokio::test(start_paused = true)]
+async fn leaving_a_room_the_socket_is_not_in_saves_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(SharedStore::default());
+    let node = durable_node(&store);
+    let client = Client::handshake(&node).await;
+    client.post("40").await;
+    let (sid, _) = connect_answer(&client.get().await);
+    client.post(r#"42["join","room-a"]"#).await;
+    let before = store.saves.load(SeqCst);
+    let leaves: Vec<String> = (0..200)
+        .map(|i| format!(r#"42["leave","nope-{i}"]"#))
+        .collect();
+    client.post(&leaves.join("\u{1e}")).await;
+    assert_eq!(store.saves.load(SeqCst), before);
+    client.post(r#"42["leave","room-a"]"#).await;
+    assert_eq!(store.saves.load(SeqCst), before + 1);
+    let socket = node.of("/").socket(sid.parse().unwrap()).unwrap();
+    assert_eq!(socket.rooms(), [sid]);
 }
 
 /// A drain that waits for the session count to reach zero (the binary's does, then
