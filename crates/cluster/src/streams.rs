@@ -1448,6 +1448,17 @@ mod tests {
         )
     }
 
+    /// The stream's every entry, as Redis answers `XRANGE`.
+    async fn whole_stream(conn: &mut Conn) -> redis::Value {
+        redis::cmd("XRANGE")
+            .arg("socket.io")
+            .arg("-")
+            .arg("+")
+            .query_async(conn)
+            .await
+            .expect("XRANGE")
+    }
+
     async fn entries(conn: &mut Conn) -> Vec<String> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg("socket.io")
@@ -1670,13 +1681,7 @@ mod tests {
             .await
             .expect("send");
         target.send(&conn, &[entry(3)]).await.expect("send");
-        let raw: redis::Value = redis::cmd("XRANGE")
-            .arg("socket.io")
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .expect("XRANGE");
+        let raw = whole_stream(&mut conn).await;
         let reply: redis::streams::StreamRangeReply =
             redis::from_redis_value_ref(&raw).expect("an XRANGE reply");
         let marks: Vec<(String, String)> = reply
@@ -1737,13 +1742,7 @@ mod tests {
             .send(&conn, &[entry(1), entry(1)])
             .await
             .expect("send");
-        let raw: redis::Value = redis::cmd("XRANGE")
-            .arg("socket.io")
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .expect("XRANGE");
+        let raw = whole_stream(&mut conn).await;
         let walked = reply::range_entries(&raw).expect("an XRANGE reply");
         assert_eq!(walked.len(), 6);
         let signer = config.secret.as_ref().map(|s| Arc::new(Signer::new(s)));

@@ -80,6 +80,8 @@ pub(crate) struct Policy {
     sse: bool,
     /// How much of the client's address the connection hook shows.
     client_ips: ClientIps,
+    /// Sockets whose token refresh is being verified: one at a time per socket.
+    refreshing: Arc<auth::Refreshing>,
 }
 
 impl Policy {
@@ -137,6 +139,7 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
             pending_forwards: pending_forwards.clone(),
             sse: rules.sse.unwrap_or(config.sse.enabled),
             client_ips: config.socketio.engine.client_ips,
+            refreshing: Arc::default(),
         });
         warm_up(&policy);
         attach(&handlers(io, &rules.target), policy);

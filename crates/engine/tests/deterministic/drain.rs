@@ -355,13 +355,20 @@ async fn drained_clients_resume_their_session_on_another_node() {
     assert_eq!(socket.data(), json!({"joined": true}));
 }
 
-/// A client of `old` whose session is in the store, reconnecting to `new` with its pid:
-/// whether it came back recovered.
-async fn resumes_on(old: &Io, new: &Io) -> bool {
-    let client = Client::handshake(old).await;
+/// A client connected to `node` that joined `room-a` (so its session is saved), with
+/// its socket id and pid.
+async fn in_room_a(node: &Io) -> (Client, String, String) {
+    let client = Client::handshake(node).await;
     client.post("40").await;
     let (sid, pid) = connect_answer(&client.get().await);
     client.post(r#"42["join","room-a"]"#).await;
+    (client, sid, pid)
+}
+
+/// A client of `old` whose session is in the store, reconnecting to `new` with its pid:
+/// whether it came back recovered.
+async fn resumes_on(old: &Io, new: &Io) -> bool {
+    let (_client, sid, pid) = in_room_a(old).await;
     let back = Client::handshake(new).await;
     back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
     // The answer may take a few heartbeats while the store is retried.
@@ -408,10 +415,7 @@ async fn a_store_that_stays_down_means_not_recovered_not_a_hang() {
 async fn forged_stored_sessions_are_not_resumed() {
     let store = Arc::new(SharedStore::default());
     let node = durable_node(&store);
-    let victim = Client::handshake(&node).await;
-    victim.post("40").await;
-    let (sid, pid) = connect_answer(&victim.get().await);
-    victim.post(r#"42["join","room-a"]"#).await;
+    let (victim, sid, pid) = in_room_a(&node).await;
     let saved = store
         .sessions
         .lock()
@@ -474,10 +478,7 @@ async fn leaving_a_room_the_socket_is_not_in_saves_nothing() {
     use std::sync::atomic::Ordering::SeqCst;
     let store = Arc::new(SharedStore::default());
     let node = durable_node(&store);
-    let client = Client::handshake(&node).await;
-    client.post("40").await;
-    let (sid, _) = connect_answer(&client.get().await);
-    client.post(r#"42["join","room-a"]"#).await;
+    let (client, sid, _) = in_room_a(&node).await;
     let before = store.saves.load(SeqCst);
     let leaves: Vec<String> = (0..200)
         .map(|i| format!(r#"42["leave","nope-{i}"]"#))

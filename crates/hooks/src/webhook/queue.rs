@@ -60,10 +60,22 @@ pub(crate) enum Push {
     Overflow(Job),
 }
 
-/// A bounded FIFO of jobs.
+/// Whether a job is a room's (`room_occupied`, `room_vacated`): a client makes those
+/// by joining and leaving rooms, as fast as its rate limit lets it (with none set, as
+/// fast as it sends), so they may hold only [`ROOM_SHARE`] of the queue.
+fn is_room(kind: &str) -> bool {
+    matches!(kind, "room_occupied" | "room_vacated")
+}
+
+/// The part of the queue room jobs may hold (one half): a flood of joins and leaves
+/// from one client fills that part and loses its own newest room events, while other
+/// clients' `connection` and `disconnection` events still find room.
+const ROOM_SHARE: usize = 2;
+
+/// A bounded FIFO of jobs, room jobs within their share of it.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    jobs: Mutex<VecDeque<Job>>,
+    jobs: Mutex<Jobs>,
     capacity: usize,
     policy: OverflowPolicy,
     ready: Notify,
@@ -73,18 +85,23 @@ impl Queue {
     pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
         Queue {
             // Grows on demand up to `capacity`; an idle sink holds no slots.
-            jobs: Mutex::new(VecDeque::new()),
+            jobs: Mutex::default(),
             capacity: capacity.max(1),
             policy,
             ready: Notify::new(),
         }
     }
 
-    /// Queues `job`, applying the overflow policy when full. Never waits.
+    /// Queues `job`, applying the overflow policy when full. Never waits. A room job
+    /// past its share is refused whatever the policy (so it never evicts another
+    /// kind's job either).
     pub(crate) fn push(&self, job: Job) -> Push {
         let outcome = {
             let mut jobs = self.lock();
-            if jobs.len() < self.capacity {
+            if is_room(job.kind) && jobs.rooms >= self.capacity.div_ceil(ROOM_SHARE) {
+                return Push::Overflow(job);
+            }
+            if jobs.queue.len() < self.capacity {
                 jobs.push_back(job);
                 Push::Queued
             } else {
@@ -111,7 +128,7 @@ impl Queue {
         let (job, more) = {
             let mut jobs = self.lock();
             let job = jobs.pop_front();
-            (job, !jobs.is_empty())
+            (job, !jobs.queue.is_empty())
         };
         if more {
             self.ready.notify_one();
@@ -121,7 +138,9 @@ impl Queue {
 
     /// Takes every queued job (shutdown).
     pub(crate) fn take_all(&self) -> Vec<Job> {
-        self.lock().drain(..).collect()
+        let mut jobs = self.lock();
+        jobs.rooms = 0;
+        jobs.queue.drain(..).collect()
     }
 
     /// Resolves after a push (or at once if a push happened since the last wait).
@@ -131,7 +150,7 @@ impl Queue {
 
     /// Jobs waiting now.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().queue.len()
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -140,8 +159,28 @@ impl Queue {
 
     /// A poisoned lock only means another thread panicked between two plain
     /// `VecDeque` operations; the deque itself is still consistent.
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Job>> {
+    fn lock(&self) -> MutexGuard<'_, Jobs> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The jobs, and how many of them are room jobs.
+#[derive(Debug, Default)]
+struct Jobs {
+    queue: VecDeque<Job>,
+    rooms: usize,
+}
+
+impl Jobs {
+    fn push_back(&mut self, job: Job) {
+        self.rooms += usize::from(is_room(job.kind));
+        self.queue.push_back(job);
+    }
+
+    fn pop_front(&mut self) -> Option<Job> {
+        let job = self.queue.pop_front()?;
+        self.rooms -= usize::from(is_room(job.kind));
+        Some(job)
     }
 }
 
@@ -164,6 +203,38 @@ mod tests {
         assert!(matches!(q.push(job(2)), Push::Queued));
         assert!(matches!(q.push(job(3)), Push::Overflow(j) if j.id == "evt_3"));
         assert_eq!(ids(q.take_all()), vec!["evt_1", "evt_2"]);
+    }
+
+    /// Room events may fill half the queue: past that the newest room event is lost,
+    /// under either policy, and a connection event still finds room (and, under
+    /// `drop_oldest`, evicts the oldest job, a room event here).
+    #[test]
+    fn room_events_hold_half_the_queue_at_most() {
+        for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest] {
+            let q = Queue::new(4, policy);
+            let room = |n: u32| Job::new(format!("room_{n}"), "room_occupied", Bytes::new());
+            assert!(matches!(q.push(room(1)), Push::Queued));
+            assert!(matches!(q.push(room(2)), Push::Queued));
+            assert!(
+                matches!(q.push(room(3)), Push::Overflow(j) if j.id == "room_3"),
+                "{policy:?}"
+            );
+            assert!(matches!(q.push(job(1)), Push::Queued));
+            assert!(matches!(q.push(job(2)), Push::Queued));
+            assert_eq!(q.pop().map(|j| j.id), Some("room_1".to_owned()));
+            assert!(
+                matches!(q.push(room(4)), Push::Queued),
+                "room again once one left"
+            );
+            assert_eq!(
+                ids(q.take_all()),
+                vec!["room_2", "evt_1", "evt_2", "room_4"]
+            );
+            assert!(
+                matches!(q.push(room(5)), Push::Queued),
+                "{policy:?}: counts reset"
+            );
+        }
     }
 
     #[test]

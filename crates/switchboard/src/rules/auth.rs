@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use switchboard_auth::jwt::{AuthError, Claims};
 use switchboard_engine::{ConnectError, Event, Socket};
+use switchboard_protocol::Sid;
 
 use super::Policy;
 use super::reply::{self, Refusal};
@@ -82,7 +83,10 @@ fn store_claims(socket: &Socket, claims: &Claims) {
 
 /// The refresh event: `refresh(token, ack)`. Verifying may wait for a key set, so it
 /// runs in its own task; the socket keeps its old deadline until the new token is
-/// accepted, and a refused refresh leaves it as it was.
+/// accepted, and a refused refresh leaves it as it was. One at a time per socket: a
+/// refresh while the last is still being verified is refused at once (`refresh in
+/// progress`), so a client cannot pile up tasks, each holding a token of up to
+/// `engine.max_payload`, while a key set is slow to fetch.
 pub(crate) fn refresh(policy: &Arc<Policy>, mut event: Event) {
     let ack = event.take_ack();
     let (Some(auth), Some(Value::String(token))) = (&policy.rules.auth, event.payload.args.first())
@@ -90,16 +94,54 @@ pub(crate) fn refresh(policy: &Arc<Policy>, mut event: Event) {
         reply::answer(ack, Err(Refusal::TokenRequired));
         return;
     };
+    let Some(turn) = policy.refreshing.start(event.socket.id()) else {
+        reply::answer(ack, Err(Refusal::RefreshInProgress));
+        return;
+    };
     let token = token.clone();
     let (auth, policy, socket) = (auth.clone(), policy.clone(), event.socket);
     tokio::spawn(async move {
         let outcome = refreshed(&policy, &auth, &socket, &token).await;
+        // Over before the client hears of it, so its next refresh is never refused.
+        drop(turn);
         policy.metrics.auth(match outcome {
             Ok(()) => "refreshed",
             Err(_) => "refresh_refused",
         });
         reply::answer(ack, outcome);
     });
+}
+
+/// The sockets whose token refresh is being verified: one at a time per socket.
+#[derive(Debug, Default)]
+pub(crate) struct Refreshing(std::sync::Mutex<std::collections::HashSet<Sid>>);
+
+/// One socket's refresh under way, ended when dropped.
+struct Turn {
+    of: Arc<Refreshing>,
+    sid: Sid,
+}
+
+impl Refreshing {
+    /// A turn for `sid`, unless its last refresh is still under way.
+    fn start(self: &Arc<Self>, sid: Sid) -> Option<Turn> {
+        self.lock().insert(sid).then(|| Turn {
+            of: self.clone(),
+            sid,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Sid>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.of.lock().remove(&self.sid);
+    }
 }
 
 async fn refreshed(
@@ -123,4 +165,23 @@ async fn refreshed(
         None => "token refreshed, no expiry".to_owned(),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket refreshes one token at a time; another socket is not held up, and the
+    /// turn ends with its task (however it ends).
+    #[test]
+    fn one_refresh_at_a_time_per_socket() {
+        let refreshing = Arc::new(Refreshing::default());
+        let (a, b) = (Sid::from_random([1; 15]), Sid::from_random([2; 15]));
+        let first = refreshing.start(a).expect("a turn");
+        assert!(refreshing.start(a).is_none(), "still under way");
+        assert!(refreshing.start(b).is_some(), "another socket");
+        drop(first);
+        assert!(refreshing.start(a).is_some(), "over");
+        assert!(refreshing.lock().is_empty(), "every turn dropped");
+    }
 }

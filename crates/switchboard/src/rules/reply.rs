@@ -31,6 +31,9 @@ pub(crate) enum Refusal {
     /// A refresh event without a token string.
     #[error("token required")]
     TokenRequired,
+    /// A refresh event while the socket's previous one is still being verified.
+    #[error("refresh in progress")]
+    RefreshInProgress,
     /// A refreshed token is for another subject than the socket's.
     #[error("token subject mismatch")]
     SubjectMismatch,
@@ -71,6 +74,7 @@ impl Refusal {
             Refusal::NotInRoom => "not_in_room",
             Refusal::TokenRequired => "token_required",
             Refusal::SubjectMismatch => "subject_mismatch",
+            Refusal::RefreshInProgress => "refresh_in_progress",
             Refusal::Auth(_) => "auth",
             Refusal::Busy => "backend_busy",
             Refusal::ClusterUnavailable => "cluster_unavailable",
