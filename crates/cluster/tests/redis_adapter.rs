@@ -152,7 +152,12 @@ async fn the_server_count_drops_when_a_node_shuts_down() {
         })
         .await;
     }
-    assert!(!three.cluster.is_ready(), "a stopped node is not ready");
+    // The stopped node's broker tasks end on their own: the others may count two
+    // (Redis saw the connection close) a moment before its health says so.
+    eventually("a stopped node is not ready", || async {
+        !three.cluster.is_ready()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
