@@ -347,6 +347,15 @@ const PUBLISH_BATCH: usize = 256;
 /// long behind others is one the other nodes can do without.
 pub(crate) const MAX_PENDING_PUBLISHES: usize = 100_000;
 
+/// The longest message a node decodes from Redis (pub/sub, sharded pub/sub, a stream
+/// entry's fields together). Decoding expands a message up to about 32 times (every
+/// MessagePack element becomes a 32-byte value, then JSON), and Redis takes values of
+/// up to 512 MiB from anyone who can publish, so without this one message could take
+/// a node's memory. Nothing a node sends comes near it: a client's event is at most
+/// `engine.max_payload` (1 MB), and Redis' default pub/sub output buffer limit
+/// (32 MB hard) cuts off subscribers of larger messages anyway.
+pub(crate) const MAX_PEER_MESSAGE_BYTES: usize = 16 << 20;
+
 /// Broker health, read by the readiness probe and the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -375,6 +384,8 @@ pub struct Health {
     pub forward_rejected: AtomicU64,
     /// Messages received from the cluster.
     pub received: AtomicU64,
+    /// Messages from Redis longer than [`MAX_PEER_MESSAGE_BYTES`], dropped undecoded.
+    pub oversized: AtomicU64,
     /// Milliseconds between an event entering the stream and this node reading it
     /// (streams mode; 0 otherwise).
     pub stream_lag_ms: AtomicU64,
@@ -619,7 +630,17 @@ impl Broker {
         let (link_tx, link) = watch::channel(0);
         let dispatch = {
             let routes = routes.clone();
+            let health = health.clone();
             Arc::new(move |channel: &str, payload: Bytes| {
+                if payload.len() > MAX_PEER_MESSAGE_BYTES {
+                    health.oversized.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        channel = %switchboard_engine::untrusted::Untrusted(channel),
+                        bytes = payload.len(),
+                        "cluster message over MAX_PEER_MESSAGE_BYTES dropped undecoded"
+                    );
+                    return;
+                }
                 let routed = routes
                     .read()
                     .ok()

@@ -504,6 +504,14 @@ impl StreamsNode {
                 tracing::debug!(id = %entry.id, "skipping an entry appended again after a failover");
             } else if self.changes_nothing(&routes, &entry) {
                 // Not decoded: [`StreamsNode::on_entry`] would drop it.
+            } else if entry
+                .fields()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+                > crate::broker::MAX_PEER_MESSAGE_BYTES
+            {
+                self.health().oversized.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(id = %entry.id, "entry over MAX_PEER_MESSAGE_BYTES skipped undecoded");
             } else {
                 match decode_entry(&entry) {
                     Ok(message) => self.on_entry(&routes, entry.id, message),

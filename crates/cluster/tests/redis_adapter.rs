@@ -222,3 +222,43 @@ async fn room_operations_reach_the_sockets_of_other_nodes() {
         .await;
     }
 }
+
+/// Anyone who can publish on Redis can send a broadcast of up to 512 MiB, which
+/// decoding would expand about 32 times. A node decodes at most 16 MiB: a valid
+/// broadcast of 17 MiB published by hand is dropped undecoded and counted, and the
+/// next one, of ordinary size, still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_long_to_decode_is_dropped_and_counted() {
+    use std::sync::atomic::Ordering;
+    use switchboard_protocol::cluster::redis_adapter::BroadcastMessage;
+    use switchboard_protocol::socketio::{Packet, PacketType};
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    formed(&[&one]).await;
+    let (client, _) = Client::connected(&one.io).await;
+    let health = one.cluster.health().unwrap().clone();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (event, size) in [("big", 17 << 20), ("small", 10)] {
+        let message = BroadcastMessage {
+            uid: "forged".to_owned(),
+            packet: Packet::new(
+                PacketType::Event,
+                "/",
+                Some(json!([event, "x".repeat(size)])),
+            ),
+            opts: Default::default(),
+        };
+        let _: usize = redis::cmd("PUBLISH")
+            .arg("socket.io#/#")
+            .arg(message.encode())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(names(&client.events().await), ["small"]);
+    assert_eq!(health.oversized.load(Ordering::Relaxed), 1);
+}

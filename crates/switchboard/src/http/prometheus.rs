@@ -68,6 +68,11 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
         load(&h.forward_rejected),
     );
     out.counter(
+        "switchboard_cluster_oversized_total",
+        "Messages from Redis longer than a node decodes (16 MiB), dropped undecoded.",
+        load(&h.oversized),
+    );
+    out.counter(
         "switchboard_cluster_received_total",
         "Messages received from the cluster.",
         load(&h.received),
