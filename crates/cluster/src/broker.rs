@@ -354,7 +354,7 @@ pub(crate) const MAX_PENDING_PUBLISHES: usize = 100_000;
 /// a node's memory. Nothing a node sends comes near it: a client's event is at most
 /// `engine.max_payload` (1 MB), and Redis' default pub/sub output buffer limit
 /// (32 MB hard) cuts off subscribers of larger messages anyway.
-pub(crate) const MAX_PEER_MESSAGE_BYTES: usize = 16 << 20;
+pub const MAX_PEER_MESSAGE_BYTES: usize = 16 << 20;
 
 /// Broker health, read by the readiness probe and the metrics endpoint.
 #[derive(Debug, Default)]

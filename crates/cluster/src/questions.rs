@@ -65,6 +65,11 @@ const MAX_ANSWERING: usize = 8;
 /// bounds, junk sent there while a question waits would start a thread per message.
 const MAX_OPENING: usize = 4;
 
+/// What a message waiting to be opened costs beyond its bytes (its task, its place in
+/// the semaphore's queue), charged to [`MAX_HELD_BYTES`] too: empty messages would
+/// otherwise queue without limit. At most 16,384 wait.
+const WAITING_COST: usize = 4 << 10;
+
 /// What this node answers to another node's question: called with the question and the
 /// most bytes the answer's JSON may take (a larger one is not sent), it returns the
 /// answer (JSON `null` for a question it does not know). Runs on a Tokio worker: it
@@ -218,8 +223,9 @@ impl Questions {
         if payload.len() > MAX_ANSWER_BYTES {
             return Err(Rejected::TooLong);
         }
-        let held = Held::take(&self.opening_bytes, payload.len(), MAX_HELD_BYTES)
-            .ok_or(Rejected::OpeningFull)?;
+        let charge = payload.len() + WAITING_COST;
+        let held =
+            Held::take(&self.opening_bytes, charge, MAX_HELD_BYTES).ok_or(Rejected::OpeningFull)?;
         let me = self.clone();
         let payload = payload.clone();
         tokio::spawn(async move {

@@ -277,7 +277,8 @@ fn answers_under_way_are_bounded_and_given_back() {
 
 /// Answers waiting to be opened hold at most `MAX_HELD_BYTES`: a flood of
 /// answer-sized junk on the answer channel while a question waits is dropped past it,
-/// not queued for a blocking thread each.
+/// not queued for a blocking thread each; so is a flood of empty messages, each
+/// charged `WAITING_COST`.
 #[test]
 fn bytes_waiting_to_be_opened_are_bounded_and_given_back() {
     let count = Arc::default();
@@ -296,6 +297,10 @@ fn bytes_waiting_to_be_opened_are_bounded_and_given_back() {
         0,
         "given back"
     );
+    let empty: Vec<Held> = (0..100_000)
+        .filter_map(|_| Held::take(&count, WAITING_COST, MAX_HELD_BYTES))
+        .collect();
+    assert_eq!(empty.len(), MAX_HELD_BYTES / WAITING_COST);
 }
 
 #[tokio::test]

@@ -303,11 +303,11 @@ impl Namespace {
 
     /// Broadcasts a packet to the targeted local sockets, each with its own ack id,
     /// and reports the client count and each answer to `sink`.
-    /// A socket with [`MAX_PENDING_ACKS`](super::MAX_PENDING_ACKS) acknowledgements
-    /// waiting is left out (not sent to, not counted), as a socket that left would be.
+    /// A socket the event could not be sent to (one with
+    /// [`MAX_PENDING_ACKS`](super::MAX_PENDING_ACKS) acknowledgements waiting, or
+    /// closing) is left out of the count, as a socket that left would be.
     pub fn broadcast_with_ack_local(&self, packet: Packet, opts: &BroadcastOptions, sink: AckSink) {
-        let mut sockets = self.local_sockets(opts);
-        sockets.retain(|s| !s.acks_full());
+        let sockets = self.local_sockets(opts);
         let timeout = opts.flags.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
         let (event, args) = match &packet.data {
             Some(Value::Array(a)) => (
@@ -322,7 +322,7 @@ impl Namespace {
         };
         let waiting: Vec<_> = sockets
             .iter()
-            .map(|socket| socket.emit_with_ack(event, payload.clone(), timeout))
+            .filter_map(|socket| socket.start_ack(event, payload.clone(), timeout).ok())
             .collect();
         let _ = sink.send(AckReport::ClientCount(waiting.len()));
         if waiting.is_empty() {

@@ -501,11 +501,11 @@ const LOG_CLOCK_SLACK: Duration = Duration::from_secs(30);
 
 /// Why an SSE listener's `Last-Event-ID`, an offset of the durable log, names nothing
 /// it may be replayed from; `None` when it may. An SSE listener has no session, so
-/// its id is the only claim: it gets what a Socket.IO client gets, the events of the
-/// last `max_disconnection_duration` (a Socket.IO client's session, and its replay
-/// start, expire with it), not the whole stream (`0-0`, an anonymous request reading
-/// up to `cluster.stream_max_len` entries from Redis); and an id from the future is
-/// unknown at once, not waited for.
+/// its id is the only claim: what this node's buffer holds after it is replayed
+/// whatever its age (no read), but the durable log is read for it only as far back as
+/// `max_disconnection_duration`, not for the whole stream (`0-0`, an anonymous request
+/// reading up to `cluster.stream_max_len` entries from Redis); and an id from the
+/// future is unknown at once, not waited for.
 fn log_offset_out_of_window(buffer: &RecoveryBuffer, from: u128) -> Option<&'static str> {
     if !buffer.is_logged() {
         return None;
@@ -516,7 +516,7 @@ fn log_offset_out_of_window(buffer: &RecoveryBuffer, from: u128) -> Option<&'sta
     let at_ms = u64::try_from(from >> 64).unwrap_or(u64::MAX);
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let window = ms(buffer.config().max_disconnection_duration + LOG_CLOCK_SLACK);
-    if at_ms.saturating_add(window) < now_ms {
+    if at_ms.saturating_add(window) < now_ms && from < buffer.covered_from() {
         return Some(OFFSET_GONE);
     }
     if at_ms > now_ms.saturating_add(ms(LOG_CLOCK_SLACK)) {
@@ -772,7 +772,8 @@ async fn prepare_durable(
         .collect();
     let memberships = Memberships::from_durable(buffer, &session.memberships, rooms.len());
     // As large as a session this node would keep, no larger (a node saves only what it
-    // would keep): rooms past every bound on joins are not handed to a socket.
+    // would keep, `Socket::save_durable`): rooms past every bound on joins are not
+    // handed to a socket.
     let bytes = session_bytes(&rooms, &memberships, &session.data);
     if bytes > buffer.config().max_bytes_per_session {
         tracing::debug!(
@@ -1176,7 +1177,72 @@ impl SessionHandler for Client {
 
 #[cfg(test)]
 mod tests {
-    use super::{CONNECT_BURST, ConnectAllowance};
+    use super::{
+        CONNECT_BURST, ConnectAllowance, LOG_CLOCK_SLACK, OFFSET_GONE, OFFSET_UNKNOWN,
+        log_offset_out_of_window,
+    };
+    use crate::sio::RecoveryConfig;
+    use crate::sio::recovery::RecoveryBuffer;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// An SSE listener's id of the durable log: one the buffer covers is taken at any
+    /// age (no read: a listener of a quiet namespace); one it does not cover is taken
+    /// back to the recovery window (plus the clocks' slack) and no further, `0-0`
+    /// included; one from further than the slack in the future is unknown.
+    #[test]
+    fn an_sse_id_reads_the_log_only_within_the_recovery_window() {
+        let window = Duration::from_secs(120);
+        let buffer = RecoveryBuffer::logged(RecoveryConfig {
+            max_disconnection_duration: window,
+            ..RecoveryConfig::default()
+        });
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let id = |ms: u64| u128::from(ms) << 64;
+        let ago = |d: Duration| id(now_ms - d.as_millis() as u64);
+        let ahead = |d: Duration| id(now_ms + d.as_millis() as u64);
+        // The buffer holds everything after an hour ago (this node read from there).
+        let hour = Duration::from_secs(3600);
+        buffer.start_at(&format!("{}-0", now_ms - hour.as_millis() as u64));
+        let old = ago(window + LOG_CLOCK_SLACK + Duration::from_secs(60));
+        assert_eq!(
+            log_offset_out_of_window(&buffer, old),
+            None,
+            "covered: no read"
+        );
+        assert_eq!(
+            log_offset_out_of_window(&buffer, 0),
+            Some(OFFSET_GONE),
+            "0-0"
+        );
+        assert_eq!(
+            log_offset_out_of_window(&buffer, ago(2 * hour)),
+            Some(OFFSET_GONE),
+            "older than the buffer and the window"
+        );
+        let fresh = RecoveryBuffer::logged(RecoveryConfig {
+            max_disconnection_duration: window,
+            ..RecoveryConfig::default()
+        });
+        fresh.start_at(&format!("{now_ms}-0"));
+        assert_eq!(
+            log_offset_out_of_window(&fresh, ago(window)),
+            None,
+            "in the window"
+        );
+        assert_eq!(log_offset_out_of_window(&fresh, old), Some(OFFSET_GONE));
+        assert_eq!(
+            log_offset_out_of_window(&fresh, ahead(Duration::from_secs(10))),
+            None,
+            "within the slack"
+        );
+        assert_eq!(
+            log_offset_out_of_window(&fresh, ahead(hour)),
+            Some(OFFSET_UNKNOWN)
+        );
+    }
 
     /// A burst of 64, then one a second; a quiet connection earns its burst back, and
     /// no more than it.

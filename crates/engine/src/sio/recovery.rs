@@ -319,6 +319,22 @@ pub(crate) fn session_bytes(rooms: &[Room], memberships: &Memberships, data: &Va
     SESSION_OVERHEAD + rooms_heap(rooms) + memberships.heap() + value_heap(data)
 }
 
+/// Bytes a session read from (or written to) a durable store is charged, as
+/// [`session_bytes`] charges a kept one: what a node compares with
+/// `max_bytes_per_session` before it resumes or saves one.
+pub(crate) fn durable_bytes(
+    buffer: &RecoveryBuffer,
+    session: &crate::adapter::DurableSession,
+) -> usize {
+    let rooms: Vec<Room> = session
+        .rooms
+        .iter()
+        .map(|r| Room::from(r.as_str()))
+        .collect();
+    let memberships = Memberships::from_durable(buffer, &session.memberships, rooms.len());
+    session_bytes(&rooms, &memberships, &session.data)
+}
+
 /// The heap a JSON value holds beyond its own inline size.
 fn value_heap(v: &Value) -> usize {
     let inline = std::mem::size_of::<Value>();

@@ -259,24 +259,38 @@ impl Socket {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Payload, AckError>> + Send + 'static {
+        let sent = self.start_ack(event, payload.into(), timeout);
+        async move { sent?.await }
+    }
+
+    /// Sends an event asking for an acknowledgement, now; `Err` when it was not sent
+    /// (nothing waits then), else what waits up to `timeout` for the answer. A
+    /// broadcast with acks counts only the sockets this sent to.
+    pub(crate) fn start_ack(
+        self: &Arc<Self>,
+        event: &str,
+        payload: Payload,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<Payload, AckError>> + Send + 'static, AckError> {
+        if is_reserved_event(event) {
+            return Err(AckError::Emit(EmitError::ReservedEvent));
+        }
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        let sent = if is_reserved_event(event) {
-            Err(AckError::Emit(EmitError::ReservedEvent))
-        } else {
+        {
             let mut acks = self.lock_acks();
             if acks.len() >= MAX_PENDING_ACKS {
-                Err(AckError::TooManyWaiting)
-            } else {
-                acks.insert(id, tx);
-                drop(acks);
-                let packet = event_packet(self.namespace(), event, payload.into(), Some(id));
-                self.send_packet(&packet, false).map_err(AckError::Emit)
+                return Err(AckError::TooManyWaiting);
             }
-        };
+            acks.insert(id, tx);
+        }
+        let packet = event_packet(self.namespace(), event, payload, Some(id));
+        if let Err(err) = self.send_packet(&packet, false) {
+            self.lock_acks().remove(&id);
+            return Err(AckError::Emit(err));
+        }
         let acks = Arc::downgrade(self);
-        async move {
-            sent?;
+        Ok(async move {
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(payload)) => Ok(payload),
                 Ok(Err(_)) => Err(AckError::Disconnected),
@@ -287,12 +301,7 @@ impl Socket {
                     Err(AckError::Timeout)
                 }
             }
-        }
-    }
-
-    /// Whether [`MAX_PENDING_ACKS`] of this socket's acknowledgements are waiting.
-    pub(crate) fn acks_full(&self) -> bool {
-        self.lock_acks().len() >= MAX_PENDING_ACKS
+        })
     }
 
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {
@@ -375,16 +384,20 @@ impl Socket {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return None;
         };
-        Some(self.durable_session_with(buffer, pid, &buffer.memberships_of(pid)))
+        self.durable_session_with(buffer, pid, &buffer.memberships_of(pid))
     }
 
+    /// The session as stored, or `None` when it is larger than a session any node
+    /// resumes (`recovery.max_bytes_per_session`, as the in-process buffer keeps): a
+    /// node reading it would refuse it (it cannot tell it from a forged one), so it is
+    /// not written, and the one stored before is forgotten ([`Socket::save_durable`]).
     fn durable_session_with(
         &self,
         buffer: &RecoveryBuffer,
         pid: Sid,
         memberships: &Memberships,
-    ) -> DurableSession {
-        DurableSession {
+    ) -> Option<DurableSession> {
+        let session = DurableSession {
             sid: self.id.to_string(),
             pid: pid.to_string(),
             rooms: self.rooms(),
@@ -392,20 +405,28 @@ impl Socket {
             data: self.data(),
             offset: Some(buffer.offset_string(self.connected_at_offset)),
             epoch: self.epoch,
-        }
+        };
+        (super::recovery::durable_bytes(buffer, &session) <= buffer.config().max_bytes_per_session)
+            .then_some(session)
     }
 
     /// With a durable session store: writes the session now, so the client can resume
-    /// on another node even if this one dies without a word (DESIGN §5).
+    /// on another node even if this one dies without a word (DESIGN §5). A session too
+    /// large to be resumed is forgotten instead.
     pub(crate) fn save_durable(&self) {
         if !self.connected() {
             return;
         }
-        if let (Some(store), Some(session)) =
-            (self.ns.adapter().session_store(), self.durable_session())
-        {
-            let ttl = store.live_ttl(self.durable_ttl());
-            store.save(session, ttl);
+        let (Some(store), Some(buffer), Some(pid)) = (
+            self.ns.adapter().session_store(),
+            self.ns.recovery(),
+            self.pid,
+        ) else {
+            return;
+        };
+        match self.durable_session_with(buffer, pid, &buffer.memberships_of(pid)) {
+            Some(session) => store.save(session, store.live_ttl(self.durable_ttl())),
+            None => store.forget(pid.as_str(), self.epoch),
         }
     }
 
@@ -732,8 +753,10 @@ impl Socket {
         };
         if let Some(store) = self.ns.adapter().session_store() {
             // Durable: the last snapshot, or nothing if the client left on purpose.
-            if is_recoverable(reason) {
-                let session = self.durable_session_with(buffer, pid, &memberships);
+            let kept = is_recoverable(reason)
+                .then(|| self.durable_session_with(buffer, pid, &memberships))
+                .flatten();
+            if let Some(session) = kept {
                 tracing::debug!(
                     socket = %self.id,
                     rooms = session.rooms.len(),

@@ -491,6 +491,29 @@ async fn leaving_a_room_the_socket_is_not_in_saves_nothing() {
     assert_eq!(socket.rooms(), [sid]);
 }
 
+/// A session grown past what a node resumes (`max_bytes_per_session`, 64 KiB) is not
+/// saved, and the copy saved before is forgotten: a node would refuse it anyway (it
+/// cannot tell it from a forged one). Once small again it is saved again.
+#[tokio::test(start_paused = true)]
+async fn a_session_too_large_to_resume_is_forgotten_not_saved() {
+    let store = Arc::new(SharedStore::default());
+    let node = durable_node(&store);
+    let (client, _, pid) = in_room_a(&node).await;
+    let stored = || store.sessions.lock().unwrap().contains_key(&pid);
+    assert!(stored());
+    let name = |i: usize| format!("{i:0>120}");
+    let joins: Vec<String> = (0..700)
+        .map(|i| format!(r#"42["join","{}"]"#, name(i)))
+        .collect();
+    client.post(&joins.join("\u{1e}")).await;
+    assert!(!stored(), "forgotten once past 64 KiB");
+    let leaves: Vec<String> = (0..700)
+        .map(|i| format!(r#"42["leave","{}"]"#, name(i)))
+        .collect();
+    client.post(&leaves.join("\u{1e}")).await;
+    assert!(stored(), "saved again once small");
+}
+
 /// A drain that waits for the session count to reach zero (the binary's does, then
 /// flushes the hooks) must find every disconnect handler already run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,8 +93,8 @@ impl Queue {
     }
 
     /// Queues `job`, applying the overflow policy when full. Never waits. A room job
-    /// past its share is refused whatever the policy (so it never evicts another
-    /// kind's job either).
+    /// past its share is refused whatever the policy (and evicts nothing); one within
+    /// it is queued, or evicts the oldest job under `drop_oldest`, like any other.
     pub(crate) fn push(&self, job: Job) -> Push {
         let outcome = {
             let mut jobs = self.lock();

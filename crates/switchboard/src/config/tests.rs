@@ -575,3 +575,38 @@ fn tls_urls_are_accepted_and_passwords_and_the_secret_never_shown() {
     let errors = load_err(&sources(None, &env, &[]));
     assert_eq!(errors.keys(), ["cluster.redis_ca_file"], "{errors}");
 }
+
+/// With a Redis adapter, what one node sends the others must fit in a message they
+/// decode (16 MiB, less 1 MiB of envelope): a larger `engine.max_payload`,
+/// `api.max_body_bytes` or `queue.max_bytes` is refused, each named; one node alone
+/// (memory) takes them.
+#[test]
+fn a_cluster_refuses_sizes_its_nodes_would_not_decode() {
+    let big = "20000000";
+    let sizes = [
+        ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", big),
+        ("SWITCHBOARD_ENGINE__MAX_INBOUND_BYTES", "300000000"),
+        ("SWITCHBOARD_API__MAX_BODY_BYTES", big),
+        ("SWITCHBOARD_QUEUE__MAX_BYTES", big),
+    ];
+    let clustered = [
+        ("SWITCHBOARD_CLUSTER__ADAPTER", "redis"),
+        (
+            "SWITCHBOARD_CLUSTER__SECRET",
+            "0123456789abcdef0123456789abcdef-cluster",
+        ),
+    ];
+    let env: Vec<_> = sizes.iter().chain(clustered.iter()).copied().collect();
+    let errors = load_err(&sources(None, &env, &[]));
+    assert_eq!(
+        errors.keys(),
+        [
+            "engine.max_payload",
+            "api.max_body_bytes",
+            "queue.max_bytes"
+        ],
+        "{errors}"
+    );
+    assert!(errors.to_string().contains("16777216"), "{errors}");
+    load_ok(&sources(None, &sizes, &[]));
+}

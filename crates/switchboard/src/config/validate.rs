@@ -162,6 +162,38 @@ impl Validator<'_> {
         let admin = self.section("admin", raw.admin);
         self.admin(admin, c);
         self.browser_safety(c);
+        self.cluster_message_sizes(c);
+    }
+
+    /// With a Redis adapter, what one node sends the others must fit in a message
+    /// they decode (`MAX_PEER_MESSAGE_BYTES`, 16 MiB, less 1 MiB for the envelope): a
+    /// client's event or polling body (`engine.max_payload`), an API request's
+    /// broadcast (`api.max_body_bytes`) and a forwarded poll's answer (up to
+    /// `queue.max_bytes`). Larger ones would reach this node's clients and be dropped
+    /// by every other node.
+    fn cluster_message_sizes(&mut self, c: &Config) {
+        if c.cluster.cluster.adapter == switchboard_cluster::AdapterKind::Memory {
+            return;
+        }
+        let most = switchboard_cluster::MAX_PEER_MESSAGE_BYTES - (1 << 20);
+        let sizes = [
+            ("engine.max_payload", c.socketio.engine.max_payload),
+            ("api.max_body_bytes", c.api.max_body_bytes),
+            ("queue.max_bytes", c.socketio.engine.queue.max_bytes),
+        ];
+        for (key, size) in sizes {
+            if size > most {
+                self.invalid(
+                    key,
+                    format!(
+                        "must be at most {most} with cluster.adapter = \"{}\": other nodes \
+                         decode messages of at most {} bytes and drop longer ones",
+                        c.cluster.cluster.adapter.as_str(),
+                        switchboard_cluster::MAX_PEER_MESSAGE_BYTES
+                    ),
+                );
+            }
+        }
     }
 
     /// Settings that are each valid alone but together let any web page act as a
