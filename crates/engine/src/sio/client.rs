@@ -22,8 +22,8 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    Listener, Memberships, RecoveryBuffer, Restored, SavedSession, SavedSessionParts,
-    saved_from_parts, session_bytes,
+    Listener, RecoveryBuffer, Restored, SavedSession, SavedSessionParts, durable_parts,
+    saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
 use super::socket::{Identity, Socket};
@@ -765,16 +765,10 @@ async fn prepare_durable(
         tracing::debug!(pid, offset, "offset missing or unreadable; not recovered");
         return None;
     };
-    let rooms: Vec<Room> = session
-        .rooms
-        .iter()
-        .map(|r| Room::from(r.as_str()))
-        .collect();
-    let memberships = Memberships::from_durable(buffer, &session.memberships, rooms.len());
     // As large as a session this node would keep, no larger (a node saves only what it
     // would keep, `Socket::save_durable`): rooms past every bound on joins are not
     // handed to a socket.
-    let bytes = session_bytes(&rooms, &memberships, &session.data);
+    let (rooms, memberships, bytes) = durable_parts(buffer, &session);
     if bytes > buffer.config().max_bytes_per_session {
         tracing::debug!(
             pid,

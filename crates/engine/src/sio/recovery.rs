@@ -326,13 +326,23 @@ pub(crate) fn durable_bytes(
     buffer: &RecoveryBuffer,
     session: &crate::adapter::DurableSession,
 ) -> usize {
+    durable_parts(buffer, session).2
+}
+
+/// A stored session's rooms and memberships as a kept session holds them, and the
+/// bytes it is charged ([`durable_bytes`]).
+pub(crate) fn durable_parts(
+    buffer: &RecoveryBuffer,
+    session: &crate::adapter::DurableSession,
+) -> (Vec<Room>, Memberships, usize) {
     let rooms: Vec<Room> = session
         .rooms
         .iter()
         .map(|r| Room::from(r.as_str()))
         .collect();
     let memberships = Memberships::from_durable(buffer, &session.memberships, rooms.len());
-    session_bytes(&rooms, &memberships, &session.data)
+    let bytes = session_bytes(&rooms, &memberships, &session.data);
+    (rooms, memberships, bytes)
 }
 
 /// The heap a JSON value holds beyond its own inline size.
