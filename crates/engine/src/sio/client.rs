@@ -564,7 +564,10 @@ async fn read_older(
         let (after, until) = (from_wire.clone(), until.clone());
         Box::pin(async move { store.read_log(&nsp, &after, &until).await }) as BoxFuture<'static, _>
     };
-    let events: Vec<LoggedEvent> = match with_store_retry("read log", read).await {
+    let turn = socket.io().log_reads.acquire().await;
+    let read = with_store_retry("read log", read).await;
+    drop(turn);
+    let events: Vec<LoggedEvent> = match read {
         Ok(Some(events)) => events,
         Ok(None) => {
             tracing::debug!(offset = %from_wire, "offset no longer in the event log; not recovered");
@@ -665,6 +668,13 @@ fn report_refusal(io: &IoInner, session: &Session, nsp: &str, err: &ConnectError
 /// How long a resuming client waits for this node to catch up with the log position
 /// it presents (it came from a node that had read further).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// Reads of the durable event log a node runs at once for replays (resuming Socket.IO
+/// clients and SSE listeners whose events this node's buffer no longer holds); the
+/// others wait their turn. Each may read up to `cluster.stream_max_len` entries and
+/// decode them all, and an SSE listener asks anonymously: without a bound, many at
+/// once would take every core.
+pub(crate) const MAX_LOG_READS: usize = 8;
 
 /// How long a resuming client waits for an unreachable session store (Redis
 /// restarting) before it is told it was not recovered.

@@ -83,6 +83,9 @@ pub(crate) struct IoInner {
     /// packet waiting for its binary attachments is one of them. Set once the engine
     /// exists.
     pub(crate) inbound: std::sync::OnceLock<Arc<crate::eio::inbound::InboundBudget>>,
+    /// Reads of the durable event log under way for replays
+    /// ([`super::client::MAX_LOG_READS`] permits).
+    pub(crate) log_reads: tokio::sync::Semaphore,
 }
 
 /// Callbacks told of one kind of event, in the order they were added, from the task
@@ -626,6 +629,7 @@ impl Io {
             refusal_listeners: Listeners::default(),
             observer: std::sync::OnceLock::new(),
             inbound: std::sync::OnceLock::new(),
+            log_reads: tokio::sync::Semaphore::new(super::client::MAX_LOG_READS),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);

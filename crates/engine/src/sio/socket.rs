@@ -192,6 +192,11 @@ impl Socket {
         self.session.handshake()
     }
 
+    /// The server this socket belongs to.
+    pub(crate) fn io(&self) -> &Arc<super::server::IoInner> {
+        self.client.io()
+    }
+
     /// The Engine.IO session id of the underlying connection.
     pub fn connection_id(&self) -> Sid {
         self.session.sid()

@@ -191,6 +191,13 @@ struct SharedStore {
     unreachable_for: std::sync::atomic::AtomicUsize,
     /// Saves asked for (each a write to Redis in a cluster).
     saves: std::sync::atomic::AtomicUsize,
+    /// Log reads wait for `reads_released` while this is set, counted in `reading`
+    /// (and the most at once in `most_reading`).
+    hold_reads: std::sync::atomic::AtomicBool,
+    reads_released: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
+    reading: std::sync::atomic::AtomicUsize,
+    most_reading: std::sync::atomic::AtomicUsize,
 }
 
 impl SessionStore for SharedStore {
@@ -236,7 +243,22 @@ impl SessionStore for SharedStore {
         _after: &'a str,
         _until: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
-        Box::pin(async { Ok(Some(Vec::new())) })
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            if self.hold_reads.load(SeqCst) {
+                let now = self.reading.fetch_add(1, SeqCst) + 1;
+                self.most_reading.fetch_max(now, SeqCst);
+                loop {
+                    let released = self.released.notified();
+                    if self.reads_released.load(SeqCst) {
+                        break;
+                    }
+                    released.await;
+                }
+                self.reading.fetch_sub(1, SeqCst);
+            }
+            Ok(Some(Vec::new()))
+        })
     }
 }
 
@@ -512,6 +534,53 @@ async fn a_session_too_large_to_resume_is_forgotten_not_saved() {
         .collect();
     client.post(&leaves.join("\u{1e}")).await;
     assert!(stored(), "saved again once small");
+}
+
+/// Reads of the durable log for replays run eight at a time: twenty clients resuming
+/// at once on a node whose buffer does not hold what they missed (it started reading
+/// the log after their offset) make eight reads, the rest wait their turn; once the
+/// reads answer, every one of them is recovered.
+#[tokio::test(start_paused = true)]
+async fn reads_of_the_log_for_replays_are_bounded() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(SharedStore::default());
+    let node = durable_node(&store);
+    node.of("/").recovery_start_at("1000-0");
+    let id = |n: usize| format!("{n:0>20}");
+    for n in 0..20 {
+        let (sid, pid) = (id(n), id(100 + n));
+        store.sessions.lock().unwrap().insert(
+            pid.clone(),
+            DurableSession {
+                sid: sid.clone(),
+                pid,
+                rooms: vec![sid],
+                memberships: Default::default(),
+                data: Value::Null,
+                offset: Some("400-0".to_owned()),
+                epoch: 0,
+            },
+        );
+    }
+    store.hold_reads.store(true, SeqCst);
+    let mut clients = Vec::new();
+    for n in 0..20 {
+        let client = Client::handshake(&node).await;
+        let claim = json!({"pid": id(100 + n), "offset": "500-0"});
+        client.post(&format!("40{claim}")).await;
+        clients.push(client);
+    }
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.reading.load(SeqCst), 8, "eight read, the rest wait");
+    store.reads_released.store(true, SeqCst);
+    store.released.notify_waiters();
+    for (n, client) in clients.iter().enumerate() {
+        let (sid, _) = connect_answer(&client.get().await);
+        assert_eq!(sid, id(n), "recovered");
+    }
+    assert_eq!(store.most_reading.load(SeqCst), 8);
 }
 
 /// A drain that waits for the session count to reach zero (the binary's does, then
