@@ -54,27 +54,33 @@ impl Signer {
         out.freeze()
     }
 
-    /// A short tag (the first 16 bytes of the HMAC, in hex) for `label` and `body`,
-    /// for marks carried in a field of a message Node also reads, where the whole tag
-    /// would double the field's size: 128 bits still cannot be guessed.
-    pub(crate) fn short_tag(&self, label: &[u8], body: &[u8]) -> String {
+    /// A short tag (the first 16 bytes of the HMAC, in lowercase hex) for `label` and
+    /// the `parts` of a body, for marks carried in a field of a message Node also
+    /// reads, where the whole tag would double the field's size: 128 bits still cannot
+    /// be guessed. Made on the stack: marks are signed and checked once per message.
+    pub(crate) fn short_tag(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 2 * SHORT_TAG_LEN] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(label);
-        ctx.update(body);
+        for part in parts {
+            ctx.update(part);
+        }
         let tag = ctx.sign();
-        tag.as_ref()[..SHORT_TAG_LEN]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut out = [0u8; 2 * SHORT_TAG_LEN];
+        for (i, b) in tag.as_ref()[..SHORT_TAG_LEN].iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+        out
     }
 
-    /// Whether `tag` is the [`Signer::short_tag`] of `label` and `body` (compared in
+    /// Whether `tag` is the [`Signer::short_tag`] of `label` and `parts` (compared in
     /// constant time).
-    pub(crate) fn checks_short_tag(&self, label: &[u8], body: &[u8], tag: &[u8]) -> bool {
-        let expected = self.short_tag(label, body);
+    pub(crate) fn checks_short_tag(&self, label: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+        let expected = self.short_tag(label, parts);
         tag.len() == expected.len()
             && expected
-                .bytes()
+                .iter()
                 .zip(tag)
                 .fold(0u8, |differ, (a, b)| differ | (a ^ b))
                 == 0

@@ -585,18 +585,22 @@ impl<'a> Mark<'a> {
         Mark { writer, run, index }
     }
 
-    /// What the signature covers: the three fields, each unambiguous (a uid holds no
-    /// newline; the numbers are decimal).
-    fn body(&self) -> String {
-        format!("{}\n{}\n{}", self.writer, self.run, self.index)
+    /// Runs `f` on what the signature covers: the three fields, unambiguous (the uid's
+    /// length first, the numbers at fixed width), on the stack.
+    fn with_body<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+        let len = (self.writer.len() as u64).to_be_bytes();
+        let (run, index) = (self.run.to_be_bytes(), self.index.to_be_bytes());
+        f(&[&len, self.writer.as_bytes(), &run, &index])
     }
 
     fn sign(&self, signer: &Signer) -> String {
-        signer.short_tag(MARK_LABEL, self.body().as_bytes())
+        self.with_body(|body| {
+            String::from_utf8_lossy(&signer.short_tag(MARK_LABEL, body)).into_owned()
+        })
     }
 
     fn signed_by(&self, signer: &Signer, tag: &[u8]) -> bool {
-        signer.checks_short_tag(MARK_LABEL, self.body().as_bytes(), tag)
+        self.with_body(|body| signer.checks_short_tag(MARK_LABEL, body, tag))
     }
 }
 
