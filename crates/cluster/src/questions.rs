@@ -224,8 +224,8 @@ impl Questions {
             return Err(Rejected::TooLong);
         }
         let charge = payload.len() + WAITING_COST;
-        let held =
-            Held::take(&self.opening_bytes, charge, MAX_HELD_BYTES).ok_or(Rejected::OpeningFull)?;
+        let held = Share::take(&self.opening_bytes, charge, MAX_HELD_BYTES)
+            .ok_or(Rejected::OpeningFull)?;
         let me = self.clone();
         let payload = payload.clone();
         tokio::spawn(async move {
@@ -364,7 +364,7 @@ impl Questions {
             tracing::debug!("a node question before this node answers any; not answered");
             return Ok(());
         };
-        let permit = Permit::take(&self.answering, MAX_ANSWERING).ok_or(Rejected::Busy)?;
+        let permit = Share::take(&self.answering, 1, MAX_ANSWERING).ok_or(Rejected::Busy)?;
         let me = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -428,43 +428,22 @@ impl Questions {
     }
 }
 
-/// One of a bounded number of tasks under way, given back when dropped.
-struct Permit(Arc<AtomicUsize>);
+/// `n` of a bounded count (tasks under way, bytes waiting), given back when dropped.
+struct Share(Arc<AtomicUsize>, usize);
 
-impl Permit {
-    /// A permit, unless `max` are out already.
-    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
+impl Share {
+    /// `n` more of `count`, unless that would pass `max`.
+    fn take(count: &Arc<AtomicUsize>, n: usize, max: usize) -> Option<Share> {
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                taken.checked_add(n).filter(|total| *total <= max)
             })
             .ok()
-            .map(|_| Permit(count.clone()))
+            .map(|_| Share(count.clone(), n))
     }
 }
 
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Bytes held by a bounded number of waiting tasks, given back when dropped.
-struct Held(Arc<AtomicUsize>, usize);
-
-impl Held {
-    /// `n` bytes more, unless that would pass `max`.
-    fn take(count: &Arc<AtomicUsize>, n: usize, max: usize) -> Option<Held> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(n).filter(|total| *total <= max)
-            })
-            .ok()
-            .map(|_| Held(count.clone(), n))
-    }
-}
-
-impl Drop for Held {
+impl Drop for Share {
     fn drop(&mut self) {
         self.0.fetch_sub(self.1, Ordering::AcqRel);
     }

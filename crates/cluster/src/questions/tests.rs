@@ -263,16 +263,19 @@ async fn a_question_that_is_stale_replayed_or_on_the_wrong_channel_is_not_answer
 #[test]
 fn answers_under_way_are_bounded_and_given_back() {
     let count = Arc::default();
-    let permits: Vec<Permit> = (0..MAX_ANSWERING)
-        .filter_map(|_| Permit::take(&count, MAX_ANSWERING))
+    let permits: Vec<Share> = (0..MAX_ANSWERING)
+        .filter_map(|_| Share::take(&count, 1, MAX_ANSWERING))
         .collect();
     assert_eq!(permits.len(), MAX_ANSWERING);
     assert!(
-        Permit::take(&count, MAX_ANSWERING).is_none(),
+        Share::take(&count, 1, MAX_ANSWERING).is_none(),
         "one too many"
     );
     drop(permits);
-    assert!(Permit::take(&count, MAX_ANSWERING).is_some(), "given back");
+    assert!(
+        Share::take(&count, 1, MAX_ANSWERING).is_some(),
+        "given back"
+    );
 }
 
 /// Answers waiting to be opened hold at most `MAX_HELD_BYTES`: a flood of
@@ -282,13 +285,13 @@ fn answers_under_way_are_bounded_and_given_back() {
 #[test]
 fn bytes_waiting_to_be_opened_are_bounded_and_given_back() {
     let count = Arc::default();
-    let held: Vec<Held> = (0..100)
-        .filter_map(|_| Held::take(&count, MAX_ANSWER_BYTES, MAX_HELD_BYTES))
+    let held: Vec<Share> = (0..100)
+        .filter_map(|_| Share::take(&count, MAX_ANSWER_BYTES, MAX_HELD_BYTES))
         .collect();
     assert_eq!(held.len(), MAX_HELD_BYTES / MAX_ANSWER_BYTES);
-    assert!(Held::take(&count, 1, MAX_HELD_BYTES).is_none(), "full");
+    assert!(Share::take(&count, 1, MAX_HELD_BYTES).is_none(), "full");
     assert!(
-        Held::take(&count, usize::MAX, MAX_HELD_BYTES).is_none(),
+        Share::take(&count, usize::MAX, MAX_HELD_BYTES).is_none(),
         "no overflow"
     );
     drop(held);
@@ -297,8 +300,8 @@ fn bytes_waiting_to_be_opened_are_bounded_and_given_back() {
         0,
         "given back"
     );
-    let empty: Vec<Held> = (0..100_000)
-        .filter_map(|_| Held::take(&count, WAITING_COST, MAX_HELD_BYTES))
+    let empty: Vec<Share> = (0..100_000)
+        .filter_map(|_| Share::take(&count, WAITING_COST, MAX_HELD_BYTES))
         .collect();
     assert_eq!(empty.len(), MAX_HELD_BYTES / WAITING_COST);
 }
