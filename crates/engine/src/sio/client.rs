@@ -510,9 +510,7 @@ fn log_offset_out_of_window(buffer: &RecoveryBuffer, from: u128) -> Option<&'sta
     if !buffer.is_logged() {
         return None;
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now_ms = crate::breadcrumbs::to_us(std::time::SystemTime::now()) / 1000;
     let at_ms = u64::try_from(from >> 64).unwrap_or(u64::MAX);
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let window = ms(buffer.config().max_disconnection_duration + LOG_CLOCK_SLACK);
@@ -1187,7 +1185,7 @@ mod tests {
     };
     use crate::sio::RecoveryConfig;
     use crate::sio::recovery::RecoveryBuffer;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, SystemTime};
 
     /// An SSE listener's id of the durable log: one the buffer covers is taken at any
     /// age (no read: a listener of a quiet namespace); one it does not cover is taken
@@ -1200,10 +1198,7 @@ mod tests {
             max_disconnection_duration: window,
             ..RecoveryConfig::default()
         });
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
+        let now_ms = crate::breadcrumbs::to_us(SystemTime::now()) / 1000;
         let id = |ms: u64| u128::from(ms) << 64;
         let ago = |d: Duration| id(now_ms - d.as_millis() as u64);
         let ahead = |d: Duration| id(now_ms + d.as_millis() as u64);

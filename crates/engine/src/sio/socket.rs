@@ -802,10 +802,7 @@ fn node_handshake(h: &HandshakeInfo, auth: &Value) -> Value {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::from(v.to_str().ok()?))))
         .collect();
-    let issued = h
-        .issued
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let issued = crate::breadcrumbs::to_us(h.issued) / 1000;
     let mut query = node_query(&h.query_params);
     if h.transport == TransportKind::Sse {
         // An Engine.IO client names its transport in the query; an SSE listener's is
