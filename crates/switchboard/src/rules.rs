@@ -14,6 +14,7 @@
 //! - `lifecycle`: connect and disconnect bookkeeping, and the lifecycle hooks;
 //! - `hooks`: the hook sink (webhook or none) and its flush at shutdown;
 //! - `reply`: acknowledgements and the refusal reasons clients see;
+//! - `slots`: places counted per connection or socket, each with a cap;
 //! - `metrics`: counters for `/metrics`.
 //!
 //! Each `[[namespaces]]` entry becomes one [`Policy`], shared by the handlers of every
@@ -32,6 +33,7 @@ mod limit;
 mod metrics;
 mod reply;
 mod rooms;
+mod slots;
 #[cfg(test)]
 mod tests;
 
@@ -72,7 +74,7 @@ pub(crate) struct Policy {
     /// Buckets, when the entry has a rate limit.
     limiter: Option<Limiter>,
     metrics: Arc<Metrics>,
-    /// Bounds forwarded events waiting for the backend, in all and per socket (shared
+    /// Bounds forwarded events waiting for the backend, in all and per connection (shared
     /// by all policies).
     pending_forwards: Arc<forward::PendingForwards>,
     /// Whether Server-Sent Events listeners may connect (`sse` of the entry, else
@@ -81,7 +83,7 @@ pub(crate) struct Policy {
     /// How much of the client's address the connection hook shows.
     client_ips: ClientIps,
     /// Sockets whose token refresh is being verified: one at a time per socket.
-    refreshing: Arc<auth::Refreshing>,
+    refreshing: Arc<slots::PerKey>,
 }
 
 impl Policy {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use switchboard_auth::jwt::{AuthError, Claims};
 use switchboard_engine::{ConnectError, Event, Socket};
-use switchboard_protocol::Sid;
 
 use super::Policy;
 use super::reply::{self, Refusal};
@@ -94,7 +93,7 @@ pub(crate) fn refresh(policy: &Arc<Policy>, mut event: Event) {
         reply::answer(ack, Err(Refusal::TokenRequired));
         return;
     };
-    let Some(turn) = policy.refreshing.start(event.socket.id()) else {
+    let Some(turn) = policy.refreshing.take(event.socket.id(), 1) else {
         reply::answer(ack, Err(Refusal::RefreshInProgress));
         return;
     };
@@ -110,38 +109,6 @@ pub(crate) fn refresh(policy: &Arc<Policy>, mut event: Event) {
         });
         reply::answer(ack, outcome);
     });
-}
-
-/// The sockets whose token refresh is being verified: one at a time per socket.
-#[derive(Debug, Default)]
-pub(crate) struct Refreshing(std::sync::Mutex<std::collections::HashSet<Sid>>);
-
-/// One socket's refresh under way, ended when dropped.
-struct Turn {
-    of: Arc<Refreshing>,
-    sid: Sid,
-}
-
-impl Refreshing {
-    /// A turn for `sid`, unless its last refresh is still under way.
-    fn start(self: &Arc<Self>, sid: Sid) -> Option<Turn> {
-        self.lock().insert(sid).then(|| Turn {
-            of: self.clone(),
-            sid,
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Sid>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        self.of.lock().remove(&self.sid);
-    }
 }
 
 async fn refreshed(
@@ -165,23 +132,4 @@ async fn refreshed(
         None => "token refreshed, no expiry".to_owned(),
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A socket refreshes one token at a time; another socket is not held up, and the
-    /// turn ends with its task (however it ends).
-    #[test]
-    fn one_refresh_at_a_time_per_socket() {
-        let refreshing = Arc::new(Refreshing::default());
-        let (a, b) = (Sid::from_random([1; 15]), Sid::from_random([2; 15]));
-        let first = refreshing.start(a).expect("a turn");
-        assert!(refreshing.start(a).is_none(), "still under way");
-        assert!(refreshing.start(b).is_some(), "another socket");
-        drop(first);
-        assert!(refreshing.start(a).is_some(), "over");
-        assert!(refreshing.lock().is_empty(), "every turn dropped");
-    }
 }

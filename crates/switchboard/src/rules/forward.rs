@@ -2,8 +2,7 @@
 //! reply: its actions first, so that when the client gets its acknowledgement the
 //! joins and leaves it implies have happened, then the acknowledgement.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -14,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::metrics::EventOutcome;
 use super::reply::{self, Refusal};
+use super::slots::{PerKey, Slot};
 use super::{Policy, auth};
 
 /// Forwarded events waiting for the backend at once, process-wide. The sink bounds
@@ -37,59 +37,35 @@ pub(crate) const MAX_PENDING_FORWARDS_PER_CONNECTION: usize = 64;
 #[derive(Debug)]
 pub(crate) struct PendingForwards {
     all: Arc<Semaphore>,
-    /// Connections (Engine.IO session ids) with events waiting, and how many; a
-    /// connection with none has no entry.
-    by_connection: Mutex<HashMap<Sid, usize>>,
+    /// Events waiting per connection (Engine.IO session id).
+    by_connection: Arc<PerKey>,
 }
 
 /// One forwarded event waiting: its places in both bounds, given back when dropped.
 struct Pending {
     _permit: OwnedSemaphorePermit,
-    owner: Arc<PendingForwards>,
-    connection: Sid,
+    _slot: Slot,
 }
 
 impl PendingForwards {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(PendingForwards {
             all: Arc::new(Semaphore::new(MAX_PENDING_FORWARDS)),
-            by_connection: Mutex::default(),
+            by_connection: Arc::default(),
         })
-    }
-
-    fn by_connection(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, usize>> {
-        self.by_connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A place for one more event of the connection `connection`, if both bounds have
     /// one.
-    fn take(self: &Arc<Self>, connection: Sid) -> Option<Pending> {
+    fn take(&self, connection: Sid) -> Option<Pending> {
         let permit = self.all.clone().try_acquire_owned().ok()?;
-        let mut by_connection = self.by_connection();
-        let count = by_connection.entry(connection).or_default();
-        if *count >= MAX_PENDING_FORWARDS_PER_CONNECTION {
-            return None;
-        }
-        *count += 1;
+        let slot = self
+            .by_connection
+            .take(connection, MAX_PENDING_FORWARDS_PER_CONNECTION)?;
         Some(Pending {
             _permit: permit,
-            owner: self.clone(),
-            connection,
+            _slot: slot,
         })
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let mut by_connection = self.owner.by_connection();
-        if let Some(count) = by_connection.get_mut(&self.connection) {
-            *count -= 1;
-            if *count == 0 {
-                by_connection.remove(&self.connection);
-            }
-        }
     }
 }
 
