@@ -13,11 +13,13 @@
 mod error;
 pub(crate) mod prometheus;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use switchboard_cluster::Cluster;
 use switchboard_engine::eio::Body;
+use switchboard_engine::sio::Handlers;
 use switchboard_engine::{Io, Shutdown};
 
 pub(crate) use error::ApiError;
@@ -35,6 +37,10 @@ pub(crate) struct State {
     collectors: Vec<Arc<dyn Collector>>,
     /// The cluster membership, whose broker readiness follows, and this node's name.
     cluster: Option<(Cluster, String)>,
+    /// Namespace patterns and the handlers their namespaces share: a namespace a
+    /// pattern created is counted under the pattern's text, not its own name, which
+    /// the client chose (one series per pattern however many names clients rotate).
+    patterns: Vec<(String, Arc<Handlers>)>,
 }
 
 impl State {
@@ -45,7 +51,14 @@ impl State {
             shutdown,
             collectors: Vec::new(),
             cluster: None,
+            patterns: Vec::new(),
         }
+    }
+
+    /// Counts the namespaces each of `patterns` creates under the pattern's text.
+    pub(crate) fn with_patterns(mut self, patterns: &[(String, Arc<Handlers>)]) -> Self {
+        self.patterns = patterns.to_vec();
+        self
     }
 
     /// Not ready while `cluster`'s broker is unreachable; reports its health.
@@ -103,15 +116,24 @@ fn answer<B>(state: &State, req: &Request<B>) -> Result<Response<Body>, ApiError
 }
 
 fn metrics(state: &State) -> Response<Body> {
-    let mut namespaces: Vec<(String, usize)> = state
-        .io
-        .namespaces()
+    // Every pattern has its series, at 0 while it has no namespace.
+    let mut sockets: BTreeMap<String, usize> = state
+        .patterns
         .iter()
-        .map(|ns| (ns.name().to_owned(), ns.socket_count()))
+        .map(|(pattern, _)| (pattern.clone(), 0))
         .collect();
-    namespaces.sort();
+    let namespaces = state.io.namespaces();
+    for ns in &namespaces {
+        let label = state
+            .patterns
+            .iter()
+            .find(|(_, handlers)| Arc::ptr_eq(handlers, ns.handlers()))
+            .map_or(ns.name(), |(pattern, _)| pattern);
+        *sockets.entry(label.to_owned()).or_default() += ns.socket_count();
+    }
+    let sockets: Vec<(String, usize)> = sockets.into_iter().collect();
     let snapshot = state.io.engine().metrics().snapshot();
-    let mut text = prometheus::render(&snapshot, &namespaces, state.ready());
+    let mut text = prometheus::render(&snapshot, namespaces.len(), &sockets, state.ready());
     let mut out = prometheus::Exposition::default();
     for collector in &state.collectors {
         collector.render(&mut out);

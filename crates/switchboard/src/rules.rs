@@ -108,6 +108,9 @@ impl Policy {
 pub(crate) struct Installed {
     metrics: Arc<Metrics>,
     hooks: Hooks,
+    /// Each `pattern` entry's text and the handlers its namespaces share, in the
+    /// configured order: what `/metrics` labels those namespaces by.
+    patterns: Vec<(String, Arc<Handlers>)>,
 }
 
 impl Collector for Installed {
@@ -122,6 +125,11 @@ impl Installed {
     pub(crate) fn hooks(&self) -> &Hooks {
         &self.hooks
     }
+
+    /// Each `pattern` entry's text and the handlers of the namespaces it creates.
+    pub(crate) fn patterns(&self) -> &[(String, Arc<Handlers>)] {
+        &self.patterns
+    }
 }
 
 /// Installs the configured namespaces on `io`. Namespace `/`, which the engine always
@@ -131,6 +139,7 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
     let metrics = Arc::new(Metrics::default());
     let expiries = Timers::start(shutdown.clone(), expire);
     let pending_forwards = forward::PendingForwards::new();
+    let mut patterns = Vec::new();
     for rules in namespaces {
         let policy = Arc::new(Policy {
             rules: rules.clone(),
@@ -144,7 +153,11 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
             refreshing: Arc::default(),
         });
         warm_up(&policy);
-        attach(&handlers(io, &rules.target), policy);
+        let handlers = handlers(io, &rules.target);
+        if let Target::Pattern(pattern) = &rules.target {
+            patterns.push((pattern.as_str().to_owned(), handlers.clone()));
+        }
+        attach(&handlers, policy);
     }
     let sink = hooks.sink.clone();
     io.on_refusal(move |report| {
@@ -178,7 +191,11 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
         io.of("/")
             .use_middleware(|_socket| async { Err(ConnectError::new(INVALID_NAMESPACE)) });
     }
-    Installed { metrics, hooks }
+    Installed {
+        metrics,
+        hooks,
+        patterns,
+    }
 }
 
 /// The handlers of the namespace a target names, or of every namespace it matches.

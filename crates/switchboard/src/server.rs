@@ -163,6 +163,7 @@ impl Server {
         let state = State::new(io.clone(), not_ready)
             .with_collector(api_metrics.clone())
             .with_collector(Arc::new(rules.clone()))
+            .with_patterns(rules.patterns())
             .with_cluster(cluster, node);
         let site = BoundSite::bind(config, &io, state, api_metrics).await?;
         Ok(Server {

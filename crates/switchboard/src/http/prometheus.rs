@@ -87,9 +87,15 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
 /// The content type Prometheus expects for this format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Renders the start of one scrape: the engine's counters and gauges, sockets per
-/// namespace (`namespaces` as `(name, sockets)`), and whether the server is ready.
-pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready: bool) -> String {
+/// Renders the start of one scrape: the engine's counters and gauges, how many
+/// `namespaces` exist, the `sockets` of each label (a declared namespace's name or a
+/// pattern's text), and whether the server is ready.
+pub(crate) fn render(
+    m: &MetricsSnapshot,
+    namespaces: usize,
+    sockets: &[(String, usize)],
+    ready: bool,
+) -> String {
     let mut out = Exposition::default();
     out.gauge(
         "switchboard_ready",
@@ -119,15 +125,15 @@ pub(crate) fn render(m: &MetricsSnapshot, namespaces: &[(String, usize)], ready:
     out.gauge(
         "switchboard_namespaces",
         "Namespaces that exist.",
-        namespaces.len(),
+        namespaces,
     );
     out.family(
         "switchboard_sockets",
         "gauge",
-        "Connected sockets per namespace.",
+        "Connected sockets per declared namespace, and per pattern (labelled with its text) for every namespace it created.",
     );
-    for (name, sockets) in namespaces {
-        out.sample("switchboard_sockets", &[("namespace", name)], sockets);
+    for (label, sockets) in sockets {
+        out.sample("switchboard_sockets", &[("namespace", label)], sockets);
     }
     out.counter(
         "switchboard_packets_received_total",
@@ -391,7 +397,7 @@ mod tests {
             ],
         };
         let namespaces = [("/".to_owned(), 4), ("/chat".to_owned(), 1)];
-        let text = render(&snapshot, &namespaces, true);
+        let text = render(&snapshot, namespaces.len(), &namespaces, true);
         for line in [
             "switchboard_ready 1",
             "switchboard_connections{transport=\"polling\"} 2",

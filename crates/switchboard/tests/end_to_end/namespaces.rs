@@ -74,8 +74,10 @@ fn connect_all(session: &Polling, names: &[String]) -> anyhow::Result<()> {
 
 /// A churn of CONNECTs to namespaces a pattern creates (`/tenant-*`, random names)
 /// leaves nothing behind once the clients are gone: the namespace count on /metrics
-/// is back to the configured ones and no per-namespace series is left. Names a
-/// pattern may not create (globs, too long) are refused and create nothing.
+/// is back to the configured ones. The names clients choose never become series:
+/// their sockets are counted under the pattern's text, one series however many
+/// names rotate through it. Names a pattern may not create (globs, too long) are
+/// refused and create nothing.
 #[test]
 fn namespaces_created_from_a_pattern_go_away_with_their_sockets() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -100,6 +102,13 @@ fn namespaces_created_from_a_pattern_go_away_with_their_sockets() -> anyhow::Res
             metric(addr, "switchboard_namespaces")?,
             Some(configured + PER_SESSION as f64)
         );
+        assert_eq!(
+            metric(addr, PATTERN_SOCKETS)?,
+            Some(PER_SESSION as f64),
+            "one series for the pattern"
+        );
+        let text = get(addr, "/metrics")?.body;
+        assert_eq!(text.matches("namespace=\"/tenant-").count(), 1, "{text}");
         if i % 2 == 0 {
             // Leave each namespace...
             let leave: Vec<String> = names.iter().map(|n| format!("41{n},")).collect();
@@ -128,9 +137,13 @@ fn namespaces_created_from_a_pattern_go_away_with_their_sockets() -> anyhow::Res
         Ok((metric(addr, "switchboard_namespaces")? == Some(configured)).then_some(()))
     })?;
     let text = get(addr, "/metrics")?.body;
-    assert!(!text.contains("/tenant-"), "{text}");
+    assert_eq!(metric(addr, PATTERN_SOCKETS)?, Some(0.0), "{text}");
+    assert_eq!(text.matches("/tenant-").count(), 1, "{text}");
     Ok(())
 }
+
+/// The series that counts the sockets of every namespace `/tenant-*` created.
+const PATTERN_SOCKETS: &str = r#"switchboard_sockets{namespace="/tenant-*"}"#;
 
 /// A pseudo-random number (splitmix64 over a counter): names that differ every run
 /// without a dependency.
