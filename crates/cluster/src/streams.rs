@@ -16,14 +16,16 @@
 //!   socket tasks), in order, pipelined.
 //! - While Redis is down, stream writes wait in order in memory (up to
 //!   [`MAX_PENDING_WRITES`]) and go out when it is back; the reader resumes from the
-//!   last id it read, so no entry is skipped.
+//!   last id it read, so no entry is skipped. At most one save per session waits: a
+//!   later one replaces its value ([`queue`]).
 //!
 //! [`reply`] walks what XREAD and XRANGE answer without copying it.
 
+mod queue;
 mod reply;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +52,7 @@ use crate::questions;
 use crate::redis_cluster::{SlotPipes, beside};
 use crate::sign::Signer;
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
+use queue::{Taker, WriteQueue};
 use reply::{Entry, ReplyError};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -94,6 +97,10 @@ enum Write {
         ttl: Duration,
         epoch: u64,
     },
+    /// A save's place in the queue: the writer turns it into the [`Write::SaveSession`]
+    /// of the latest value saved for `key` while it waited, or drops it when `key` was
+    /// forgotten since ([`queue::Taker::fill`]); never sent as it is.
+    SaveWaiting { key: String, seq: u64 },
     /// Deletes a session, on the same condition ([`FORGET_SESSION`]).
     Forget { key: String, epoch: u64 },
 }
@@ -104,7 +111,7 @@ impl Write {
         match self {
             Write::Entry(fields, _) => fields.iter().map(|(k, v)| k.len() + v.len()).sum(),
             Write::SaveSession { key, value, .. } => key.len() + value.len(),
-            Write::Forget { key, .. } => key.len(),
+            Write::Forget { key, .. } | Write::SaveWaiting { key, .. } => key.len(),
         }
     }
 }
@@ -149,9 +156,8 @@ pub(crate) struct StreamsNode {
     closed: Mutex<Vec<(String, Weak<Namespace>)>>,
     /// Set once the reader knows where the stream ends.
     started: tokio::sync::watch::Sender<bool>,
-    writes: mpsc::Sender<Write>,
-    /// Bytes of the writes queued and not yet sent ([`MAX_PENDING_WRITE_BYTES`]).
-    queued_bytes: Arc<AtomicUsize>,
+    /// Stream entries and session writes for the [`writer`], in order.
+    writes: WriteQueue,
     /// Requests and answers over pub/sub, and this node's uid.
     exchange: Exchange,
 }
@@ -184,8 +190,8 @@ impl StreamsNode {
         config: &ClusterConfig,
         shutdown: Shutdown,
     ) -> Result<Arc<StreamsNode>, ClusterError> {
-        let (writes, writes_rx) = mpsc::channel(MAX_PENDING_WRITES);
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let (writes, taker, writes_rx) =
+            WriteQueue::new(MAX_PENDING_WRITES, MAX_PENDING_WRITE_BYTES);
         let node = Arc::new(StreamsNode {
             config: config.clone(),
             broker: OnceLock::new(),
@@ -197,7 +203,6 @@ impl StreamsNode {
             closed: Mutex::default(),
             started: tokio::sync::watch::channel(false).0,
             writes,
-            queued_bytes: queued_bytes.clone(),
             exchange: Exchange::new(
                 format!("{:016x}", rand::random::<u64>()),
                 &config.key_prefix,
@@ -213,7 +218,7 @@ impl StreamsNode {
         spawn_writer(writer(
             broker.target().clone(),
             writes_rx,
-            queued_bytes,
+            taker,
             WriteTarget::new(config, node.uid()),
             broker.health().clone(),
         ))?;
@@ -285,28 +290,19 @@ impl StreamsNode {
     /// Queues `write`; false when the queue is full (in count or bytes) and the write
     /// was dropped.
     fn write(&self, write: Write) -> bool {
-        let bytes = write.bytes();
-        let room = self
-            .queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                queued
-                    .checked_add(bytes)
-                    .filter(|total| *total <= MAX_PENDING_WRITE_BYTES)
-            })
-            .is_ok();
-        let sent = room && self.writes.try_send(write).is_ok();
-        if room && !sent {
-            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        let queued = self.writes.push(write);
+        if !queued {
+            self.write_dropped();
         }
-        if !sent {
-            self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
-            self.health()
-                .publish_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::error!("stream write queue full (redis down too long); write dropped");
-            return false;
-        }
-        true
+        queued
+    }
+
+    fn write_dropped(&self) {
+        self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
+        self.health()
+            .publish_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!("stream write queue full (redis down too long); write dropped");
     }
 
     fn append(&self, message: &ClusterMessage) {
@@ -911,6 +907,8 @@ impl WriteTarget {
                         .ignore();
                     i += 1;
                 }
+                // Filled or dropped before a batch is sent.
+                Write::SaveWaiting { .. } => i += 1,
                 Write::Forget { key, epoch } => {
                     pipes
                         .pipe(key.as_bytes())
@@ -991,7 +989,7 @@ fn spawn_writer(job: impl Future<Output = ()> + Send + 'static) -> Result<(), Cl
 async fn writer(
     redis: Arc<Target>,
     mut rx: mpsc::Receiver<Write>,
-    queued_bytes: Arc<AtomicUsize>,
+    taker: Taker,
     mut target: WriteTarget,
     health: Arc<Health>,
 ) {
@@ -1004,6 +1002,10 @@ async fn writer(
         return;
     };
     while rx.recv_many(&mut batch, 256).await > 0 {
+        taker.fill(&mut batch);
+        if batch.is_empty() {
+            continue;
+        }
         loop {
             match target.send(conn.get(), &batch).await {
                 Ok(()) => {
@@ -1029,8 +1031,7 @@ async fn writer(
                 }
             }
         }
-        let sent: usize = batch.iter().map(Write::bytes).sum();
-        queued_bytes.fetch_sub(sent, Ordering::AcqRel);
+        taker.sent(&batch);
         batch.clear();
     }
 }
@@ -1095,19 +1096,19 @@ impl SessionStore for StreamsNode {
                 .collect(),
         };
         stored.set_memberships(session.memberships);
-        self.write(Write::SaveSession {
-            key: session_key(&self.config.session_key_prefix, &stored.pid),
-            value: stored.encode(),
-            ttl,
-            epoch: session.epoch,
-        });
+        let key = session_key(&self.config.session_key_prefix, &stored.pid);
+        // One save per session waits at a time, holding the latest value
+        // (`streams::queue`): a socket changing rooms in a loop takes one place.
+        if !self.writes.save(key, stored.encode(), ttl, session.epoch) {
+            self.write_dropped();
+        }
     }
 
     fn forget(&self, pid: &str, epoch: u64) {
-        self.write(Write::Forget {
-            key: session_key(&self.config.session_key_prefix, pid),
-            epoch,
-        });
+        let key = session_key(&self.config.session_key_prefix, pid);
+        if !self.writes.forget(key, epoch) {
+            self.write_dropped();
+        }
     }
 
     fn take<'a>(

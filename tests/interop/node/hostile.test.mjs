@@ -595,7 +595,7 @@ pattern = "/open-*"
     );
     await checks.run("(b) no namespace is left behind", () => {
       assert.equal(after.get("switchboard_namespaces"), baseNamespaces, "switchboard_namespaces back to the configured ones");
-      assert.deepEqual(socketLines(after), baseSocketLines, "switchboard_sockets lists the configured namespaces only");
+      assert.deepEqual(socketLines(after), baseSocketLines, "switchboard_sockets lists the configured namespaces and patterns only");
     });
     await survivorChecks(checks, pair, server, memory, NAMESPACE_CHURN_BUDGET);
   });

@@ -298,10 +298,10 @@ describe("recovery across `switchboard serve` nodes (redis-streams)", () => {
   test(
     "the emitting node's stream write queue overflowing while Redis is down: never a silent gap, never a false ack",
     async () => {
-      // Relaying needs namespace rules; `join` and `leave` write the socket's session
-      // each time they change its rooms, the cheapest way for a client to queue writes
-      // without filling the stream (a leave of a room it is not in changes nothing and
-      // writes nothing).
+      // Relaying needs namespace rules. Each relayed `filler` event is a stream write;
+      // `join` and `leave` each save the socket's session, but a save made while the
+      // same session's last one still waits replaces it (one place in the queue), so a
+      // join/leave loop cannot fill the queue and drop other clients' writes.
       const rules = `
 [[namespaces]]
 name = "/"
@@ -310,8 +310,13 @@ allow = ["news", "filler"]
 [[namespaces.events]]
 name = "news"
 action = "relay"
+[[namespaces.events]]
+name = "filler"
+action = "relay"
 `;
-      const { env, first, second } = await setUp({ extra: rules });
+      // The flood's entries reach the stream once Redis is back: room for them, so the
+      // events queued before the flood are still in the stream for the replay.
+      const { env, first, second } = await setUp({ extra: rules, cluster: { stream_max_len: 250_000 } });
       const clients = await connectPair(env, first, { join: ["news"] });
       // The publisher, on node 1 directly, on long-polling: its packets travel in
       // batches, much cheaper than 100 000 WebSocket frames.
@@ -333,7 +338,14 @@ action = "relay"
       const dropped = async () =>
         (await first.metrics()).get("switchboard_cluster_publish_dropped_total") ?? 0;
       const droppedBefore = await dropped();
+      // Session saves of one socket wait as one write: a loop of joins and leaves as
+      // long as the queue drops nothing (handled in order: once the last one is
+      // answered, every one before it was handled).
       for (let i = 0; i < MAX_PENDING_WRITES + 1_000; i++) publisher.emit(i % 2 ? "leave" : "join", "filler");
+      assert.deepEqual(await call(publisher, "join", "filler"), [{ ok: true }]);
+      assert.equal(await dropped(), droppedBefore, "a join/leave loop fills no queue");
+      // Stream entries are one write each: these fill it.
+      for (let i = 0; i < MAX_PENDING_WRITES + 1_000; i++) publisher.emit("filler", "filler", i);
       await waitFor(async () => (await dropped()) > droppedBefore, {
         timeout: 60_000,
         what: "node 1 to drop stream writes (its queue full)",
