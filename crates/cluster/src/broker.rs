@@ -14,7 +14,7 @@
 //! pushes ([`push_subscriber`]), which also serves shard channels ([`Sub::Shard`]) on a
 //! single Redis for the `redis-sharded` adapter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -33,6 +33,9 @@ use crate::redis_cluster::{ClusterUrl, SlotPipes, is_cluster_url};
 use crate::sentinel::{SentinelUrl, is_sentinel_url};
 use crate::sub_conn::{Plain, SubConn, SubError};
 use crate::{AdapterKind, ClusterConfig, ClusterError};
+use wanted::{Applied, Wanted};
+
+mod wanted;
 
 /// How often the Sentinels are asked which server is the master.
 pub(crate) const SENTINEL_CHECK: Duration = Duration::from_secs(1);
@@ -414,11 +417,13 @@ impl Health {
         settled
     }
 
-    /// One subscription change was sent to Redis (or recorded for the next connection).
-    fn subscription_done(&self) {
+    /// `n` subscription changes were sent to Redis (or covered by a new connection).
+    fn subscriptions_done(&self, n: usize) {
         let _ = self
             .pending_subscriptions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
     }
 
     pub(crate) fn commands(&self, ok: bool) {
@@ -475,52 +480,6 @@ pub(crate) enum Change {
     Unsubscribe,
 }
 
-/// What the subscriber connection must be subscribed to, after every reconnect too,
-/// with how many holders each subscription has. Counted rather than a set so that
-/// one holder giving a subscription back cannot take it from another that happens to
-/// need the same channel (a namespace declared with a name that spells another's
-/// node-specific channel); Redis itself only knows subscribed or not.
-#[derive(Debug, Default)]
-struct Subscriptions {
-    held: BTreeMap<Sub, usize>,
-}
-
-impl Subscriptions {
-    /// Records `change` of `sub`; returns whether Redis must be told: the first
-    /// holder subscribes, the last one to give it back unsubscribes. Giving back what
-    /// is not held changes nothing.
-    fn record(&mut self, change: Change, sub: &Sub) -> bool {
-        match change {
-            Change::Subscribe => {
-                let holders = self.held.entry(sub.clone()).or_default();
-                *holders += 1;
-                *holders == 1
-            }
-            Change::Unsubscribe => match self.held.get_mut(sub) {
-                Some(holders) if *holders > 1 => {
-                    *holders -= 1;
-                    false
-                }
-                Some(_) => {
-                    self.held.remove(sub);
-                    true
-                }
-                None => false,
-            },
-        }
-    }
-
-    /// Every subscription with a holder: what a new connection subscribes to.
-    fn held(&self) -> impl Iterator<Item = &Sub> {
-        self.held.keys()
-    }
-
-    /// Whether `sub` has a holder.
-    fn holds(&self, sub: &Sub) -> bool {
-        self.held.contains_key(sub)
-    }
-}
-
 /// Where answers to another node's request go: its channel, published as the adapter
 /// publishes (classic, or a shard channel).
 #[derive(Clone)]
@@ -564,9 +523,9 @@ type Routes = Arc<RwLock<HashMap<String, MessageHandler>>>;
 pub(crate) struct Broker {
     target: Arc<Target>,
     health: Arc<Health>,
-    /// Subscription changes, in call order, to the subscriber task: one path, so an
-    /// unsubscribe followed by a subscribe of the same channel ends subscribed.
-    subs: mpsc::UnboundedSender<(Change, Sub)>,
+    /// The subscriptions wanted, which the subscriber task applies (`broker/wanted.rs`):
+    /// one entry per channel, however many changes Redis has not taken yet.
+    wanted: Arc<Wanted>,
     /// Where publishes go, in call order.
     publish: Publishing,
     /// This node's own channels (forwarding) are shard channels: on a Redis Cluster a
@@ -575,6 +534,13 @@ pub(crate) struct Broker {
     routes: Routes,
     /// Counts the subscriber connection's ups and downs (see [`Broker::link`]).
     link: watch::Receiver<u64>,
+}
+
+impl Drop for Broker {
+    /// Ends the subscriber task.
+    fn drop(&mut self) {
+        self.wanted.close();
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -625,7 +591,7 @@ impl Broker {
                 shutdown.clone(),
             ));
         }
-        let (subs, subs_rx) = mpsc::unbounded_channel();
+        let wanted = Arc::new(Wanted::new(health.clone()));
         let routes = Routes::default();
         let (link_tx, link) = watch::channel(0);
         let dispatch = {
@@ -661,7 +627,7 @@ impl Broker {
         if target.is_cluster() || config.adapter == AdapterKind::RedisSharded {
             tokio::spawn(push_subscriber(
                 target.clone(),
-                subs_rx,
+                wanted.clone(),
                 dispatch,
                 sub_link,
                 shutdown.clone(),
@@ -669,7 +635,7 @@ impl Broker {
         } else {
             tokio::spawn(subscriber(
                 target.clone(),
-                subs_rx,
+                wanted.clone(),
                 dispatch,
                 sub_link,
                 shutdown.clone(),
@@ -690,7 +656,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             target,
             health,
-            subs,
+            wanted,
             publish,
             own_sharded,
             routes,
@@ -773,15 +739,10 @@ impl Broker {
         self.change(Change::Subscribe, sub);
     }
 
-    /// Queues a subscription change for the subscriber task, counted as pending until
-    /// it is sent.
+    /// Records a subscription change for the subscriber task, counted as pending
+    /// until it is sent.
     fn change(&self, change: Change, sub: Sub) {
-        self.health
-            .pending_subscriptions
-            .fetch_add(1, Ordering::AcqRel);
-        if self.subs.send((change, sub)).is_err() {
-            self.health.subscription_done();
-        }
+        self.wanted.change(change, sub);
     }
 
     /// Gives back one [`Broker::subscribe`] of `sub`: once no holder is left, the
@@ -884,15 +845,14 @@ impl Broker {
 /// it is the `redis` crate's pub/sub connection.
 async fn subscriber(
     target: Arc<Target>,
-    subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
+    wanted: Arc<Wanted>,
     on_message: MessageHandler,
     link: Link,
     shutdown: Shutdown,
 ) {
     let mut moved = target.moved();
     let mut sub = Subscriber {
-        subs_rx,
-        subs: Subscriptions::default(),
+        wanted,
         on_message,
         link,
         shutdown,
@@ -900,7 +860,7 @@ async fn subscriber(
     };
     let mut backoff = MIN_BACKOFF;
     loop {
-        if sub.shutdown.is_triggered() {
+        if sub.shutdown.is_triggered() || sub.wanted.is_closed() {
             return;
         }
         moved.borrow_and_update();
@@ -952,9 +912,8 @@ enum Served {
 
 /// The classic subscriber's state across its connections.
 struct Subscriber {
-    subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
-    /// What every new connection subscribes to.
-    subs: Subscriptions,
+    /// What every new connection subscribes to, and the changes since.
+    wanted: Arc<Wanted>,
     on_message: MessageHandler,
     link: Link,
     shutdown: Shutdown,
@@ -963,15 +922,6 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    /// Records the changes asked for while no connection was up: the next connection
-    /// subscribes to what is held now, and nothing given back meanwhile.
-    fn record_pending(&mut self) {
-        while let Ok((change, sub)) = self.subs_rx.try_recv() {
-            self.subs.record(change, &sub);
-            self.link.health.subscription_done();
-        }
-    }
-
     /// A connection subscribed to everything held: the node hears the cluster.
     fn up(&mut self) {
         if self.connected_once {
@@ -991,10 +941,13 @@ impl Subscriber {
                 Err(err) => return Served::Failed(sub_error(err)),
             },
         };
-        self.record_pending();
-        for sub in self.subs.held() {
+        // What is held now: changes made while no connection was up are in it, and
+        // nothing given back meanwhile.
+        let held = self.wanted.snapshot();
+        for sub in &held {
             conn.queue(Change::Subscribe, sub);
         }
+        let mut applied = Applied::all(&held);
         let health = self.link.health.clone();
         let on_message = self.on_message.clone();
         let mut deliver = |channel: &str, payload: Bytes| {
@@ -1031,18 +984,20 @@ impl Subscriber {
                 _ = moved.changed() => return Served::Lost { was_up: true },
                 // Recorded before it is sent: if sending fails, the reconnect applies
                 // it (subscribes, or leaves out).
-                change = self.subs_rx.recv() => {
-                    let Some((change, sub)) = change else {
+                () = self.wanted.changed() => {
+                    if self.wanted.is_closed() {
                         return Served::Done;
-                    };
-                    let send = self.subs.record(change, &sub);
-                    if send {
-                        conn.queue(change, &sub);
+                    }
+                    let changes = self.wanted.take();
+                    for (sub, held) in &changes {
+                        if let Some(change) = applied.command(sub, *held) {
+                            conn.queue(change, sub);
+                        }
                     }
                     let sent = conn.flush().await;
-                    self.link.health.subscription_done();
+                    self.wanted.done(changes.len());
                     if let Err(err) = sent {
-                        tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
+                        tracing::warn!(error = %err, "subscription change failed");
                         return Served::Lost { was_up: true };
                     }
                 }
@@ -1067,12 +1022,13 @@ impl Subscriber {
             Err(err) => return Served::Failed(classify(&err)),
         };
         let (mut sink, mut stream) = pubsub.split();
-        self.record_pending();
-        for sub in self.subs.held() {
+        let held = self.wanted.snapshot();
+        for sub in &held {
             if !apply(&mut sink, Change::Subscribe, sub).await {
                 return Served::Lost { was_up: false };
             }
         }
+        let mut applied = Applied::all(&held);
         self.up();
         let health = self.link.health.clone();
         loop {
@@ -1082,13 +1038,21 @@ impl Subscriber {
                 _ = moved.changed() => return Served::Lost { was_up: true },
                 // Recorded before it is sent: if sending fails, the reconnect applies
                 // it (subscribes, or leaves out).
-                change = self.subs_rx.recv() => {
-                    let Some((change, sub)) = change else {
+                () = self.wanted.changed() => {
+                    if self.wanted.is_closed() {
                         return Served::Done;
-                    };
-                    let sent = !self.subs.record(change, &sub)
-                        || apply(&mut sink, change, &sub).await;
-                    health.subscription_done();
+                    }
+                    let changes = self.wanted.take();
+                    let mut sent = true;
+                    for (sub, held) in &changes {
+                        if let Some(change) = applied.command(sub, *held) {
+                            sent = apply(&mut sink, change, sub).await;
+                            if !sent {
+                                break;
+                            }
+                        }
+                    }
+                    self.wanted.done(changes.len());
                     if !sent {
                         return Served::Lost { was_up: true };
                     }
@@ -1223,30 +1187,26 @@ fn pushed_message(push: &redis::PushInfo) -> Option<(&[u8], &[u8])> {
 /// for.
 async fn push_subscriber(
     target: Arc<Target>,
-    mut subs_rx: mpsc::UnboundedReceiver<(Change, Sub)>,
+    wanted: Arc<Wanted>,
     on_message: MessageHandler,
     link: Link,
     shutdown: Shutdown,
 ) {
     let health = link.health.clone();
-    let mut subs = Subscriptions::default();
     let mut backoff = MIN_BACKOFF;
     let mut connected_once = false;
     let mut moved = target.moved();
     loop {
-        if shutdown.is_triggered() {
+        if shutdown.is_triggered() || wanted.is_closed() {
             return;
         }
         moved.borrow_and_update();
         let (push_tx, mut push_rx) = mpsc::unbounded_channel();
         match PushConn::open(&target, push_tx).await {
             Ok(mut conn) => {
-                while let Ok((change, sub)) = subs_rx.try_recv() {
-                    subs.record(change, &sub);
-                    health.subscription_done();
-                }
                 let mut ok = true;
-                let held: Vec<Sub> = subs.held().cloned().collect();
+                let held = wanted.snapshot();
+                let mut applied = Applied::all(&held);
                 for sub in &held {
                     ok &= conn.apply(Change::Subscribe, sub).await;
                     if !ok {
@@ -1268,25 +1228,33 @@ async fn push_subscriber(
                                 return;
                             }
                             _ = moved.changed() => break,
-                            change = subs_rx.recv() => match change {
-                                Some((change, sub)) => {
-                                    let sent = !subs.record(change, &sub)
-                                        || conn.apply(change, &sub).await;
-                                    health.subscription_done();
-                                    if !sent {
-                                        break;
+                            () = wanted.changed() => {
+                                if wanted.is_closed() {
+                                    return;
+                                }
+                                let changes = wanted.take();
+                                let mut sent = true;
+                                for (sub, held) in &changes {
+                                    if let Some(change) = applied.command(sub, *held) {
+                                        sent = conn.apply(change, sub).await;
+                                        if !sent {
+                                            break;
+                                        }
                                     }
                                 }
-                                None => return,
-                            },
+                                wanted.done(changes.len());
+                                if !sent {
+                                    break;
+                                }
+                            }
                             push = push_rx.recv() => match push {
                                 Some(push) if push.kind == redis::PushKind::Disconnection => break,
                                 // Redis unsubscribes a shard channel whose slot moved to
-                                // another master (resharding); a channel still held was
-                                // not given back here: subscribe again where it lives now.
+                                // another master (resharding); a channel this connection
+                                // did not give back: subscribe again where it lives now.
                                 Some(push) if push.kind == redis::PushKind::SUnsubscribe
                                     && push.data.first().and_then(bytes_of).is_some_and(|ch| {
-                                        subs.holds(&Sub::Shard(String::from_utf8_lossy(ch).into_owned()))
+                                        applied.has(&Sub::Shard(String::from_utf8_lossy(ch).into_owned()))
                                     }) =>
                                 {
                                     tracing::info!("a shard channel's slot moved; subscribing again");
@@ -1433,61 +1401,4 @@ async fn prober(target: Arc<Target>, health: Arc<Health>, shutdown: Shutdown) {
 /// `d` plus up to 20% random extra, so nodes do not reconnect in lockstep.
 pub(crate) fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(rand::random::<f64>() * 0.2)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn channel(name: &str) -> Sub {
-        Sub::Channel(name.to_owned())
-    }
-
-    fn held(subs: &Subscriptions) -> Vec<Sub> {
-        subs.held().cloned().collect()
-    }
-
-    #[test]
-    fn a_subscription_given_back_is_not_resubscribed() {
-        let mut subs = Subscriptions::default();
-        let pattern = Sub::Pattern("socket.io#/tenant-x#*".to_owned());
-        assert!(subs.record(Change::Subscribe, &pattern));
-        assert!(subs.record(Change::Subscribe, &channel("a")));
-        assert!(subs.record(Change::Unsubscribe, &pattern));
-        assert_eq!(held(&subs), [channel("a")]);
-    }
-
-    #[test]
-    fn an_unsubscribe_then_a_subscribe_ends_subscribed() {
-        let mut subs = Subscriptions::default();
-        assert!(subs.record(Change::Subscribe, &channel("a")));
-        assert!(subs.record(Change::Unsubscribe, &channel("a")));
-        assert!(subs.record(Change::Subscribe, &channel("a")));
-        assert_eq!(held(&subs), [channel("a")]);
-    }
-
-    #[test]
-    fn the_last_holder_unsubscribes() {
-        let mut subs = Subscriptions::default();
-        assert!(subs.record(Change::Subscribe, &channel("a")));
-        assert!(
-            !subs.record(Change::Subscribe, &channel("a")),
-            "already subscribed"
-        );
-        assert!(
-            !subs.record(Change::Unsubscribe, &channel("a")),
-            "still held"
-        );
-        assert_eq!(held(&subs), [channel("a")]);
-        assert!(subs.record(Change::Unsubscribe, &channel("a")));
-        assert!(held(&subs).is_empty());
-    }
-
-    #[test]
-    fn giving_back_what_is_not_held_changes_nothing() {
-        let mut subs = Subscriptions::default();
-        assert!(!subs.record(Change::Unsubscribe, &channel("a")));
-        assert!(subs.record(Change::Subscribe, &channel("a")));
-        assert_eq!(held(&subs), [channel("a")]);
-    }
 }

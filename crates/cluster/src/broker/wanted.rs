@@ -1,0 +1,320 @@
+//! What the node's subscriber connection must be subscribed to, shared by the broker
+//! (which changes it on every [`super::Broker::subscribe`] and
+//! [`super::Broker::unsubscribe`]) and the subscriber task (which applies it to Redis).
+//!
+//! Changes are not queued one by one: the broker counts each subscription's holders
+//! and marks the subscriptions whose held-or-not state flipped as *dirty*, a set; the
+//! subscriber takes the set and tells Redis only where it differs from what its
+//! connection has. So the memory of changes Redis has not taken yet is one entry per
+//! channel, however many changes were made: rooms joined and left in a loop (the
+//! sharded adapter's dynamic channels, a client's choice) while Redis is slow, frozen
+//! or away cost nothing more than the channels that exist. A join and leave made
+//! between two looks of the subscriber sends nothing at all.
+//!
+//! No IO: the subscriber awaits [`Wanted::changed`] and does the talking.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::{Change, Health, Sub};
+
+/// Every subscription with a holder, counted. Counted rather than a set so that one
+/// holder giving a subscription back cannot take it from another that happens to
+/// need the same channel (a namespace declared with a name that spells another's
+/// node-specific channel); Redis itself only knows subscribed or not.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    held: BTreeMap<Sub, usize>,
+}
+
+impl Subscriptions {
+    /// Records `change` of `sub`; returns whether its held-or-not state flipped: the
+    /// first holder subscribes, the last one to give it back unsubscribes. Giving back
+    /// what is not held changes nothing.
+    pub(super) fn record(&mut self, change: Change, sub: &Sub) -> bool {
+        match change {
+            Change::Subscribe => {
+                let holders = self.held.entry(sub.clone()).or_default();
+                *holders += 1;
+                *holders == 1
+            }
+            Change::Unsubscribe => match self.held.get_mut(sub) {
+                Some(holders) if *holders > 1 => {
+                    *holders -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.held.remove(sub);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Every subscription with a holder: what a new connection subscribes to.
+    pub(super) fn held(&self) -> impl Iterator<Item = &Sub> {
+        self.held.keys()
+    }
+
+    /// Whether `sub` has a holder.
+    pub(super) fn holds(&self, sub: &Sub) -> bool {
+        self.held.contains_key(sub)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: Subscriptions,
+    /// Subscriptions whose held-or-not state flipped since the subscriber last took
+    /// them; each counts once in [`Health`]'s pending subscriptions until taken.
+    dirty: BTreeSet<Sub>,
+}
+
+/// The subscriptions wanted and the ones changed since the subscriber last looked.
+#[derive(Debug)]
+pub(super) struct Wanted {
+    state: Mutex<State>,
+    notify: Notify,
+    /// The broker is gone: the subscriber ends.
+    closed: AtomicBool,
+    health: Arc<Health>,
+}
+
+impl Wanted {
+    /// Counts its pending changes in `health` (readiness waits for them at start-up).
+    pub(super) fn new(health: Arc<Health>) -> Self {
+        Wanted {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            health,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `change` of `sub` and wakes the subscriber if that flipped whether
+    /// `sub` is held.
+    pub(super) fn change(&self, change: Change, sub: Sub) {
+        let mut state = self.lock();
+        if state.held.record(change, &sub) && state.dirty.insert(sub) {
+            self.health
+                .pending_subscriptions
+                .fetch_add(1, Ordering::AcqRel);
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Ends the subscriber (the broker is dropped).
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Whether the broker is gone.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once something changed since the last call (or was closed).
+    pub(super) async fn changed(&self) {
+        self.notify.notified().await;
+    }
+
+    /// For a new connection: every subscription held now. What was dirty is covered.
+    pub(super) fn snapshot(&self) -> Vec<Sub> {
+        let mut state = self.lock();
+        let covered = std::mem::take(&mut state.dirty).len();
+        let held = state.held.held().cloned().collect();
+        drop(state);
+        self.health.subscriptions_done(covered);
+        held
+    }
+
+    /// The subscriptions that flipped since the last look, each with whether it is
+    /// held now. Call [`Wanted::done`] with their number once Redis was told.
+    pub(super) fn take(&self) -> Vec<(Sub, bool)> {
+        let mut state = self.lock();
+        let dirty = std::mem::take(&mut state.dirty);
+        dirty
+            .into_iter()
+            .map(|sub| {
+                let held = state.held.holds(&sub);
+                (sub, held)
+            })
+            .collect()
+    }
+
+    /// `n` changes taken with [`Wanted::take`] were sent (or will be, by the next
+    /// connection's [`Wanted::snapshot`]).
+    pub(super) fn done(&self, n: usize) {
+        self.health.subscriptions_done(n);
+    }
+
+    /// Whether `sub` is held now.
+    #[cfg(test)]
+    fn holds(&self, sub: &Sub) -> bool {
+        self.lock().held.holds(sub)
+    }
+}
+
+/// What one subscriber connection is subscribed to, so that only differences from
+/// [`Wanted`] are sent.
+#[derive(Debug, Default)]
+pub(super) struct Applied(BTreeSet<Sub>);
+
+impl Applied {
+    /// A connection that subscribed to every one of `held`.
+    pub(super) fn all(held: &[Sub]) -> Self {
+        Applied(held.iter().cloned().collect())
+    }
+
+    /// Whether the connection is subscribed to `sub`.
+    pub(super) fn has(&self, sub: &Sub) -> bool {
+        self.0.contains(sub)
+    }
+
+    /// The command to send for `sub`, now `held` or not, if the connection differs;
+    /// the connection is then taken to have it.
+    pub(super) fn command(&mut self, sub: &Sub, held: bool) -> Option<Change> {
+        if held {
+            self.0.insert(sub.clone()).then_some(Change::Subscribe)
+        } else {
+            self.0.remove(sub).then_some(Change::Unsubscribe)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str) -> Sub {
+        Sub::Channel(name.to_owned())
+    }
+
+    fn held(subs: &Subscriptions) -> Vec<Sub> {
+        subs.held().cloned().collect()
+    }
+
+    fn pending(health: &Health) -> usize {
+        health.pending_subscriptions.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_subscription_given_back_is_not_resubscribed() {
+        let mut subs = Subscriptions::default();
+        let pattern = Sub::Pattern("socket.io#/tenant-x#*".to_owned());
+        assert!(subs.record(Change::Subscribe, &pattern));
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert!(subs.record(Change::Unsubscribe, &pattern));
+        assert_eq!(held(&subs), [channel("a")]);
+    }
+
+    #[test]
+    fn an_unsubscribe_then_a_subscribe_ends_subscribed() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert!(subs.record(Change::Unsubscribe, &channel("a")));
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert_eq!(held(&subs), [channel("a")]);
+    }
+
+    #[test]
+    fn the_last_holder_unsubscribes() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert!(
+            !subs.record(Change::Subscribe, &channel("a")),
+            "already subscribed"
+        );
+        assert!(
+            !subs.record(Change::Unsubscribe, &channel("a")),
+            "still held"
+        );
+        assert_eq!(held(&subs), [channel("a")]);
+        assert!(subs.record(Change::Unsubscribe, &channel("a")));
+        assert!(held(&subs).is_empty());
+    }
+
+    #[test]
+    fn giving_back_what_is_not_held_changes_nothing() {
+        let mut subs = Subscriptions::default();
+        assert!(!subs.record(Change::Unsubscribe, &channel("a")));
+        assert!(subs.record(Change::Subscribe, &channel("a")));
+        assert_eq!(held(&subs), [channel("a")]);
+    }
+
+    /// A million joins and leaves of fresh rooms while the subscriber does not look
+    /// (Redis away) leave one entry per room still held, and nothing for the others;
+    /// the subscriber then sends only what its connection lacks.
+    #[test]
+    fn changes_redis_has_not_taken_wait_as_one_entry_per_channel() {
+        let health = Arc::new(Health::default());
+        let wanted = Wanted::new(health.clone());
+        wanted.change(Change::Subscribe, channel("kept"));
+        let mut applied = Applied::all(&wanted.snapshot());
+        assert_eq!(pending(&health), 0);
+        for i in 0..1_000_000u32 {
+            let room = channel(&format!("room-{}", i % 1000));
+            wanted.change(Change::Subscribe, room.clone());
+            wanted.change(Change::Unsubscribe, room);
+        }
+        wanted.change(Change::Subscribe, channel("new"));
+        wanted.change(Change::Unsubscribe, channel("kept"));
+        let taken = wanted.take();
+        assert_eq!(taken.len(), 1002, "one entry per channel that flipped");
+        assert_eq!(pending(&health), 1002);
+        let sent: Vec<(Sub, Change)> = taken
+            .iter()
+            .filter_map(|(sub, held)| Some((sub.clone(), applied.command(sub, *held)?)))
+            .collect();
+        wanted.done(taken.len());
+        assert_eq!(pending(&health), 0);
+        assert_eq!(
+            sent,
+            [
+                (channel("kept"), Change::Unsubscribe),
+                (channel("new"), Change::Subscribe),
+            ],
+            "the rooms joined and left since the last look send nothing"
+        );
+        assert!(wanted.take().is_empty());
+    }
+
+    /// A new connection subscribes to what is held now; the changes before it are
+    /// covered, and the ones after it are taken against it.
+    #[test]
+    fn a_new_connection_covers_what_was_dirty() {
+        let health = Arc::new(Health::default());
+        let wanted = Wanted::new(health.clone());
+        wanted.change(Change::Subscribe, channel("a"));
+        wanted.change(Change::Subscribe, channel("b"));
+        wanted.change(Change::Unsubscribe, channel("a"));
+        assert_eq!(pending(&health), 2);
+        let held = wanted.snapshot();
+        assert_eq!(held, [channel("b")]);
+        assert_eq!(pending(&health), 0, "covered by the new connection");
+        let mut applied = Applied::all(&held);
+        wanted.change(Change::Subscribe, channel("b"));
+        assert!(wanted.take().is_empty(), "a second holder flips nothing");
+        wanted.change(Change::Unsubscribe, channel("b"));
+        wanted.change(Change::Unsubscribe, channel("b"));
+        let taken = wanted.take();
+        assert_eq!(taken, [(channel("b"), false)]);
+        assert_eq!(
+            applied.command(&channel("b"), false),
+            Some(Change::Unsubscribe)
+        );
+        assert_eq!(applied.command(&channel("b"), false), None);
+        wanted.done(1);
+        assert!(!wanted.holds(&channel("b")));
+    }
+}

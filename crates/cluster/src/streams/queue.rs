@@ -1,0 +1,341 @@
+//! The node's queue of ordered writes to Redis (stream entries, session saves and
+//! deletions), bounded in count and bytes, with at most one save per session waiting.
+//!
+//! Every change of a socket's rooms or data saves its session, so a client joining
+//! and leaving rooms in a loop makes one save per change. Queued one by one, those
+//! saves would fill the queue (100,000 writes) whenever the writer falls behind or
+//! Redis is away, and every later write would be dropped: other clients' broadcasts
+//! among them. Here a save made while the same session's last save still waits
+//! replaces that one's value in place: the queue holds one place for it (a
+//! placeholder, filled from [`WriteQueue`]'s map when the writer takes it), and
+//! Redis gets the latest state once. A deletion takes the waiting save out, so a
+//! save made after it is queued after it.
+//!
+//! No IO: the writer task owns the receiving end and a [`Taker`], whose
+//! [`Taker::fill`] it calls on each batch it takes and [`Taker::sent`] once Redis has
+//! it. The taker holds no sender, so the queue closes (and the writer ends) when the
+//! node drops its [`WriteQueue`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Write;
+
+/// What a waiting save will write: the latest value saved for its key.
+#[derive(Debug)]
+struct Saved {
+    value: String,
+    ttl: Duration,
+    epoch: u64,
+    /// The number of its placeholder ([`Write::SaveWaiting`]): a placeholder whose
+    /// save was forgotten must not take the value of a save queued after the
+    /// deletion.
+    seq: u64,
+}
+
+/// The sending half of the node's write queue.
+#[derive(Debug)]
+pub(super) struct WriteQueue {
+    tx: mpsc::Sender<Write>,
+    shared: Arc<Shared>,
+}
+
+/// The writer's half beside the receiver: fills the saves it takes and gives back
+/// the bytes of what it sent.
+#[derive(Debug)]
+pub(super) struct Taker {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Bytes queued and not yet sent, the waiting saves' values included.
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    /// The values of the saves waiting in the queue, by session key: at most one per
+    /// key. Locked while a save or deletion is queued and while the writer fills a
+    /// batch, so a placeholder and its value never disagree.
+    saves: Mutex<HashMap<String, Saved>>,
+    /// The number of the next placeholder.
+    next_seq: AtomicU64,
+}
+
+impl Shared {
+    fn lock_saves(&self) -> MutexGuard<'_, HashMap<String, Saved>> {
+        self.saves.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `bytes` of the byte budget; false when they do not fit.
+    fn reserve(&self, bytes: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(bytes)
+                    .filter(|total| *total <= self.max_bytes)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+impl WriteQueue {
+    /// A queue of at most `max_writes` writes and `max_bytes` bytes, with the writer's
+    /// taker and receiver.
+    pub(super) fn new(max_writes: usize, max_bytes: usize) -> (Self, Taker, mpsc::Receiver<Write>) {
+        let (tx, rx) = mpsc::channel(max_writes);
+        let shared = Arc::new(Shared {
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes,
+            saves: Mutex::default(),
+            next_seq: AtomicU64::new(0),
+        });
+        let taker = Taker {
+            shared: shared.clone(),
+        };
+        (WriteQueue { tx, shared }, taker, rx)
+    }
+
+    fn lock_saves(&self) -> MutexGuard<'_, HashMap<String, Saved>> {
+        self.shared.lock_saves()
+    }
+
+    fn reserve(&self, bytes: usize) -> bool {
+        self.shared.reserve(bytes)
+    }
+
+    fn release(&self, bytes: usize) {
+        self.shared.release(bytes);
+    }
+
+    /// Queues `write`, counting `bytes` for it; false when the queue is full (in count
+    /// or bytes) and nothing was queued.
+    fn queue(&self, write: Write, bytes: usize) -> bool {
+        if !self.reserve(bytes) {
+            return false;
+        }
+        if self.tx.try_send(write).is_err() {
+            self.release(bytes);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a stream entry (or any write that is not a save); false when it was
+    /// dropped.
+    pub(super) fn push(&self, write: Write) -> bool {
+        let bytes = write.bytes();
+        self.queue(write, bytes)
+    }
+
+    /// Queues a save of `value` under `key`, or, when a save of `key` still waits,
+    /// replaces what that one will write. False when it was dropped (the queue full,
+    /// or a larger value not fitting the byte budget; the waiting save then writes
+    /// its older value).
+    pub(super) fn save(&self, key: String, value: String, ttl: Duration, epoch: u64) -> bool {
+        let mut saves = self.lock_saves();
+        if let Some(waiting) = saves.get_mut(&key) {
+            let (old, new) = (waiting.value.len(), value.len());
+            if new > old && !self.reserve(new - old) {
+                return false;
+            }
+            self.release(old.saturating_sub(new));
+            waiting.value = value;
+            waiting.ttl = ttl;
+            waiting.epoch = epoch;
+            return true;
+        }
+        let bytes = key.len() + value.len();
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let placeholder = Write::SaveWaiting {
+            key: key.clone(),
+            seq,
+        };
+        if !self.queue(placeholder, bytes) {
+            return false;
+        }
+        let saved = Saved {
+            value,
+            ttl,
+            epoch,
+            seq,
+        };
+        saves.insert(key, saved);
+        true
+    }
+
+    /// Queues the deletion of the session under `key`; a save of it still waiting
+    /// writes nothing (its placeholder is dropped when the writer takes it). False
+    /// when the deletion was dropped (the waiting save is gone all the same).
+    pub(super) fn forget(&self, key: String, epoch: u64) -> bool {
+        let mut saves = self.lock_saves();
+        if let Some(waiting) = saves.remove(&key) {
+            self.release(waiting.value.len());
+        }
+        let write = Write::Forget { key, epoch };
+        let bytes = write.bytes();
+        self.queue(write, bytes)
+    }
+
+    /// Bytes queued and not yet sent.
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
+        self.shared.queued_bytes.load(Ordering::Acquire)
+    }
+}
+
+impl Taker {
+    /// Turns each save placeholder of `batch`, just taken from the receiver, into the
+    /// save of its latest value, and drops those whose session was forgotten since
+    /// (releasing their bytes).
+    pub(super) fn fill(&self, batch: &mut Vec<Write>) {
+        let mut saves = self.shared.lock_saves();
+        batch.retain_mut(|write| {
+            let Write::SaveWaiting { key, seq } = write else {
+                return true;
+            };
+            match saves.remove_entry(key.as_str()) {
+                Some((key, saved)) if saved.seq == *seq => {
+                    *write = Write::SaveSession {
+                        key,
+                        value: saved.value,
+                        ttl: saved.ttl,
+                        epoch: saved.epoch,
+                    };
+                    true
+                }
+                other => {
+                    // Forgotten since; a save queued after the deletion has a later
+                    // placeholder of its own.
+                    if let Some((key, saved)) = other {
+                        saves.insert(key, saved);
+                    }
+                    self.shared.release(key.len());
+                    false
+                }
+            }
+        });
+    }
+
+    /// `batch`, filled, is in Redis: its bytes leave the budget.
+    pub(super) fn sent(&self, batch: &[Write]) {
+        self.shared.release(batch.iter().map(Write::bytes).sum());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taken((taker, rx): &mut (Taker, mpsc::Receiver<Write>)) -> Vec<Write> {
+        let mut batch = Vec::new();
+        while let Ok(write) = rx.try_recv() {
+            batch.push(write);
+        }
+        taker.fill(&mut batch);
+        batch
+    }
+
+    fn queue(max_writes: usize, max_bytes: usize) -> (WriteQueue, (Taker, mpsc::Receiver<Write>)) {
+        let (queue, taker, rx) = WriteQueue::new(max_writes, max_bytes);
+        (queue, (taker, rx))
+    }
+
+    fn saved(write: &Write) -> Option<(&str, &str, u64)> {
+        match write {
+            Write::SaveSession {
+                key, value, epoch, ..
+            } => Some((key, value, *epoch)),
+            _ => None,
+        }
+    }
+
+    fn entry(n: u32) -> Write {
+        Write::Entry(vec![("n", n.to_string())], None)
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// A socket changing rooms 10,000 times while the writer is behind takes one place
+    /// in the queue, whose capacity (here 4) the changes never reach; Redis gets the
+    /// last state once, and entries queued meanwhile keep their order and places.
+    #[test]
+    fn saves_of_one_session_wait_as_one_write_of_the_latest_value() {
+        let (queue, mut w) = queue(4, 1 << 20);
+        assert!(queue.push(entry(1)));
+        for i in 0..10_000 {
+            assert!(
+                queue.save("s:a".into(), format!("v{i}"), TTL, 7),
+                "save {i}"
+            );
+        }
+        assert!(queue.save("s:b".into(), "b".into(), TTL, 1));
+        assert!(queue.push(entry(2)));
+        let batch = taken(&mut w);
+        assert_eq!(batch.len(), 4);
+        assert_eq!(saved(&batch[1]), Some(("s:a", "v9999", 7)));
+        assert_eq!(saved(&batch[2]), Some(("s:b", "b", 1)));
+        assert!(matches!(&batch[3], Write::Entry(fields, _) if fields[0].1 == "2"));
+        w.0.sent(&batch);
+        assert_eq!(queue.queued_bytes(), 0, "every byte counted is given back");
+
+        // Taken by the writer: the next save is a new write, queued after.
+        assert!(queue.save("s:a".into(), "later".into(), TTL, 7));
+        let batch = taken(&mut w);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(saved(&batch[0]), Some(("s:a", "later", 7)));
+        w.0.sent(&batch);
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    /// A deletion wins over the save waiting before it, and a save after the deletion
+    /// is written after it: the order of the calls is the order in Redis.
+    #[test]
+    fn a_forget_takes_the_waiting_save_out_and_a_later_save_follows_it() {
+        let (queue, mut w) = queue(16, 1 << 20);
+        assert!(queue.save("s:a".into(), "before".into(), TTL, 1));
+        assert!(queue.forget("s:a".into(), 1));
+        let batch = taken(&mut w);
+        assert_eq!(batch.len(), 1, "the save's placeholder is dropped");
+        assert!(matches!(&batch[0], Write::Forget { key, .. } if key == "s:a"));
+        w.0.sent(&batch);
+        assert_eq!(queue.queued_bytes(), 0);
+
+        assert!(queue.save("s:a".into(), "one".into(), TTL, 1));
+        assert!(queue.forget("s:a".into(), 1));
+        assert!(queue.save("s:a".into(), "two".into(), TTL, 2));
+        let batch = taken(&mut w);
+        assert_eq!(batch.len(), 2);
+        assert!(matches!(&batch[0], Write::Forget { .. }));
+        assert_eq!(saved(&batch[1]), Some(("s:a", "two", 2)));
+        w.0.sent(&batch);
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    /// The byte budget counts a waiting save's current value: a larger value that does
+    /// not fit is dropped (the waiting one stays), a smaller one gives bytes back.
+    #[test]
+    fn a_waiting_save_is_counted_at_its_current_size() {
+        let (queue, mut w) = queue(16, 100);
+        assert!(queue.save("k".into(), "x".repeat(50), TTL, 1));
+        assert_eq!(queue.queued_bytes(), 51);
+        assert!(
+            !queue.save("k".into(), "y".repeat(200), TTL, 1),
+            "over the budget"
+        );
+        assert_eq!(queue.queued_bytes(), 51);
+        assert!(queue.save("k".into(), "z".repeat(10), TTL, 1));
+        assert_eq!(queue.queued_bytes(), 11);
+        assert!(!queue.push(Write::Entry(vec![("d", "e".repeat(95))], None)));
+        let batch = taken(&mut w);
+        assert_eq!(saved(&batch[0]), Some(("k", "zzzzzzzzzz", 1)));
+        w.0.sent(&batch);
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+}
