@@ -104,8 +104,10 @@ pub(crate) fn remote_socket(socket: SocketInfo) -> RemoteSocket {
     }
 }
 
-/// Node's handshake object without the [`PRIVATE_HEADERS`] and `auth.token`.
-fn without_credentials(mut handshake: Value) -> Value {
+/// Node's handshake object without the [`PRIVATE_HEADERS`] and `auth.token`: what a
+/// handshake may carry beyond this node (a `fetchSockets` answer, the Admin UI's
+/// events, both through Redis).
+pub fn without_credentials(mut handshake: Value) -> Value {
     if let Some(headers) = handshake.get_mut("headers").and_then(Value::as_object_mut) {
         headers.retain(|name, _| {
             !PRIVATE_HEADERS

@@ -88,6 +88,7 @@ use switchboard_engine::eio::server::EngineServer;
 
 pub use broker::{Health, MAX_PEER_MESSAGE_BYTES};
 pub use connect::{check_ca_file, check_redis_url, is_tls_url, ping, redact_url};
+pub use convert::without_credentials;
 pub use questions::Answerer;
 pub use redis_cluster::check_key_name;
 

@@ -24,14 +24,17 @@ impl TokenBucket {
         }
     }
 
-    /// Takes a token at `now` if there is one; says whether it did.
+    /// Takes a token at `now` if there is one; says whether it did. An instant
+    /// earlier than the last one (a caller that read the clock before it awaited
+    /// something) refills nothing and leaves the last one where it was: were the bucket
+    /// to go back to it, the next take would refill the same time twice.
     pub fn take(&self, now: Instant) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (tokens, last) = *state;
         let tokens = (tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate)
             .min(self.burst);
         let taken = tokens >= 1.0;
-        *state = (if taken { tokens - 1.0 } else { tokens }, now);
+        *state = (if taken { tokens - 1.0 } else { tokens }, now.max(last));
         taken
     }
 }
@@ -49,7 +52,11 @@ mod tests {
         assert_eq!((0..100).filter(|_| bucket.take(t0)).count(), 10);
         let later = t0 + Duration::from_secs(1);
         assert_eq!((0..100).filter(|_| bucket.take(later)).count(), 5);
-        // An instant earlier than the last one refills nothing.
+        // An instant earlier than the last one refills nothing...
         assert!(!bucket.take(t0));
+        // ...and does not turn the clock back: the time since it is not refilled again.
+        assert!(!bucket.take(later), "refilled twice");
+        let more = later + Duration::from_millis(200);
+        assert_eq!((0..100).filter(|_| bucket.take(more)).count(), 1);
     }
 }

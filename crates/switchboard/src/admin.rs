@@ -27,7 +27,7 @@
 //!   [`Observer`] seam and emitted to the admin namespace through the adapter. In
 //!   production mode no observer is installed: the engine's paths pay nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +56,16 @@ const MAX_SESSIONS: usize = 10_000;
 pub(crate) const LOGINS_PER_SECOND: f64 = 5.0;
 /// See [`LOGINS_PER_SECOND`].
 const LOGIN_BURST: f64 = 10.0;
+/// Session ids a node looks up in Redis per second at most (`EXISTS`): an unknown id
+/// costs no password check, so without it anyone could send the node's Redis
+/// connection, which real clients' recoveries share, one lookup per CONNECT. Past it
+/// an id this node did not hand out is refused unchecked (the UI logs in again).
+pub(crate) const SESSION_LOOKUPS_PER_SECOND: f64 = 50.0;
+/// See [`SESSION_LOOKUPS_PER_SECOND`].
+const SESSION_LOOKUP_BURST: f64 = 100.0;
+/// How long a session id made at login waits for its socket's connection handler
+/// (which hands it out) before it is forgotten: the connection may close first.
+const FRESH_TTL: Duration = Duration::from_secs(30);
 /// The message the UI shows for a refused login (the package's).
 const INVALID_CREDENTIALS: &str = "invalid credentials";
 /// Longest username or password read from a CONNECT (bcrypt reads 72 bytes).
@@ -85,16 +95,26 @@ fn features(config: &AdminConfig) -> Vec<&'static str> {
 /// Login sessions: ids the `session` event handed out, with when they expire; with a
 /// Redis adapter also in Redis (the package's `RedisStore` keys), so any node knows
 /// them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Sessions {
     ids: Mutex<HashMap<String, Instant>>,
     redis: Option<AdminSessions>,
+    /// Lookups in Redis ([`SESSION_LOOKUPS_PER_SECOND`]).
+    lookups: TokenBucket,
 }
 
 /// How long a login waits for Redis before it goes on without it.
 const REDIS_WAIT: Duration = Duration::from_secs(2);
 
 impl Sessions {
+    fn new(redis: Option<AdminSessions>, now: Instant) -> Self {
+        Sessions {
+            ids: Mutex::default(),
+            redis,
+            lookups: TokenBucket::new(SESSION_LOOKUPS_PER_SECOND, SESSION_LOOKUP_BURST, now),
+        }
+    }
+
     fn contains(&self, id: &str, now: Instant) -> bool {
         let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         ids.get(id).is_some_and(|expires| *expires > now)
@@ -108,6 +128,10 @@ impl Sessions {
         let Some(redis) = &self.redis else {
             return false;
         };
+        if !self.lookups.take(now) {
+            tracing::debug!("admin: session lookups past their rate; refused unchecked");
+            return false;
+        }
         match tokio::time::timeout(REDIS_WAIT, redis.exists(id)).await {
             Ok(Ok(found)) => found,
             Ok(Err(err)) => {
@@ -146,22 +170,58 @@ impl Sessions {
     }
 }
 
+/// Password checks: at most [`LOGINS_PER_SECOND`] (in bursts of [`LOGIN_BURST`]), and
+/// one at a time. The rate alone lets checks pile up on the blocking threads when
+/// each takes longer than the rate's interval (a bcrypt cost above 12).
+#[derive(Debug)]
+struct PasswordChecks {
+    rate: TokenBucket,
+    running: tokio::sync::Semaphore,
+}
+
+impl PasswordChecks {
+    fn new(now: Instant) -> Self {
+        PasswordChecks {
+            rate: TokenBucket::new(LOGINS_PER_SECOND, LOGIN_BURST, now),
+            running: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// Whether `password` matches `hash`; `None`, unchecked, while another check runs
+    /// or past the rate. The clock is read here, after whatever the caller awaited
+    /// (a session lookup in Redis may have waited seconds).
+    async fn verify(&self, password: String, hash: String) -> Option<bool> {
+        let _turn = self.running.try_acquire().ok()?;
+        if !self.rate.take(Instant::now()) {
+            return None;
+        }
+        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        Some(matches)
+    }
+}
+
 /// The admin namespace's shared state.
 struct Admin {
     config: AdminConfig,
     io: Io,
     sessions: Sessions,
-    /// Password checks ([`LOGINS_PER_SECOND`]).
-    logins: TokenBucket,
-    /// Session ids made at login, handed to the socket once it is connected.
-    fresh: Mutex<HashMap<Sid, String>>,
+    passwords: PasswordChecks,
+    /// Session ids made at login, handed to the socket once it is connected, with
+    /// when they were made (forgotten after [`FRESH_TTL`]).
+    fresh: Mutex<HashMap<Sid, (String, Instant)>>,
 }
 
 /// Installs the admin namespace on `io` (when `[admin] enabled`) and starts this
 /// node's stats until `shutdown`; login sessions are kept in `redis` too when given.
+/// The arguments of `private_events` (token refreshes) are never shown.
 pub(crate) fn install(
     io: &Io,
     config: &AdminConfig,
+    private_events: HashSet<String>,
     redis: Option<AdminSessions>,
     shutdown: &Shutdown,
 ) {
@@ -174,11 +234,8 @@ pub(crate) fn install(
     let admin = Arc::new(Admin {
         config: config.clone(),
         io: io.clone(),
-        sessions: Sessions {
-            ids: Mutex::default(),
-            redis,
-        },
-        logins: TokenBucket::new(LOGINS_PER_SECOND, LOGIN_BURST, Instant::now()),
+        sessions: Sessions::new(redis, Instant::now()),
+        passwords: PasswordChecks::new(Instant::now()),
         fresh: Mutex::default(),
     });
     let ns = io.of(&config.namespace);
@@ -190,7 +247,11 @@ pub(crate) fn install(
     let a = admin.clone();
     ns.on_connection(move |socket| a.connected(socket));
     if config.mode == AdminMode::Development {
-        let watcher = Arc::new(Watcher::start(ns.clone(), config.namespace.clone()));
+        let watcher = Arc::new(Watcher::start(
+            ns.clone(),
+            config.namespace.clone(),
+            private_events,
+        ));
         if !io.observe(watcher) {
             tracing::warn!(
                 "another observer watches the sockets: the Admin UI gets no live events"
@@ -230,23 +291,19 @@ impl Admin {
         let (Some(username), Some(password)) = (text("username"), text("password")) else {
             return Err(refused());
         };
-        if username != login.username || !self.logins.take(now) {
+        if username != login.username {
             return Err(refused());
         }
         let hash = login.password_hash.clone();
-        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(false);
-        if !matches {
+        if self.passwords.verify(password, hash).await != Some(true) {
             return Err(refused());
         }
-        let id = self.sessions.open(Instant::now()).await;
-        self.fresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(socket.id(), id);
+        let now = Instant::now();
+        let id = self.sessions.open(now).await;
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        // Ids whose connection closed before its handler ran are never taken.
+        fresh.retain(|_, (_, made)| now.saturating_duration_since(*made) < FRESH_TTL);
+        fresh.insert(socket.id(), (id, now));
         Ok(())
     }
 
@@ -258,7 +315,7 @@ impl Admin {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&socket.id());
-        if let Some(id) = fresh {
+        if let Some((id, _)) = fresh {
             let _ = socket.emit("session", json!(id));
         }
         let _ = socket.emit(
@@ -352,7 +409,12 @@ impl Admin {
 struct Watcher {
     name: String,
     queue: tokio::sync::mpsc::Sender<Live>,
+    /// Events whose arguments are shown as [`REDACTED`] (token refreshes).
+    private_events: HashSet<String>,
 }
+
+/// What the UI is shown instead of a private event's arguments.
+const REDACTED: &str = "[redacted]";
 
 /// Live events waiting to be emitted, at most.
 const LIVE_QUEUE: usize = 10_000;
@@ -365,7 +427,7 @@ enum Live {
 }
 
 impl Watcher {
-    fn start(admin: Arc<Namespace>, name: String) -> Watcher {
+    fn start(admin: Arc<Namespace>, name: String, private_events: HashSet<String>) -> Watcher {
         let (queue, mut rx) = tokio::sync::mpsc::channel(LIVE_QUEUE);
         tokio::spawn(async move {
             while let Some(live) = rx.recv().await {
@@ -381,7 +443,11 @@ impl Watcher {
                 }
             }
         });
-        Watcher { name, queue }
+        Watcher {
+            name,
+            queue,
+            private_events,
+        }
     }
 
     fn send(&self, live: Live) {
@@ -396,6 +462,15 @@ impl Watcher {
 
     fn own(&self, nsp: &str) -> bool {
         nsp == self.name
+    }
+
+    /// The arguments of event `name` as the UI is shown them.
+    fn shown<'a>(&self, name: &str, args: &'a [Value]) -> std::borrow::Cow<'a, [Value]> {
+        if self.private_events.contains(name) {
+            std::borrow::Cow::Owned(vec![json!(REDACTED)])
+        } else {
+            std::borrow::Cow::Borrowed(args)
+        }
     }
 }
 
@@ -454,7 +529,10 @@ impl Observer for Watcher {
         if self.own(socket.namespace()) {
             return;
         }
-        self.tell("event_received", event_args(socket, name, args));
+        self.tell(
+            "event_received",
+            event_args(socket, name, &self.shown(name, args)),
+        );
     }
 
     fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]) {
@@ -519,10 +597,12 @@ fn targets(ns: &Arc<Namespace>, filter: Option<&str>) -> BroadcastOperator {
 }
 
 /// A socket as the UI reads it (the package's `serialize`): its handshake without
-/// `auth`, its transport and client id from Node's `data._admin`, which Switchboard
-/// does not keep (the UI shows them empty).
+/// `auth` and without the client's credentials (`Cookie`, `Authorization`,
+/// `Proxy-Authorization`: the UI's events go through Redis, where docs/security.md
+/// promises they never are), its transport and client id from Node's `data._admin`,
+/// which Switchboard does not keep (the UI shows them empty).
 fn serialize(socket: &switchboard_engine::adapter::SocketInfo, nsp: &str) -> Value {
-    let mut handshake = socket.handshake.clone();
+    let mut handshake = switchboard_cluster::without_credentials(socket.handshake.clone());
     if let Some(h) = handshake.as_object_mut() {
         h.remove("auth");
     }
@@ -668,19 +748,74 @@ fn hostname() -> String {
 mod tests {
     use super::*;
 
+    /// bcrypt of `changeit` at cost 4 (cheap for a test).
+    const HASH: &str = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYKqu7M5nsUS";
+
+    /// One check at a time: one arriving while another runs is refused unchecked, and
+    /// spends none of the rate; then the burst, after which checks are refused.
+    #[tokio::test]
+    async fn passwords_are_checked_one_at_a_time_and_at_a_bounded_rate() {
+        let checks = PasswordChecks::new(Instant::now());
+        let check = |password: &str| checks.verify(password.to_owned(), HASH.to_owned());
+        let running = checks.running.try_acquire().expect("free");
+        assert_eq!(check("changeit").await, None, "another check runs");
+        drop(running);
+        assert_eq!(check("wrong").await, Some(false));
+        assert_eq!(check("changeit").await, Some(true));
+        let mut checked = 2;
+        while check("changeit").await.is_some() {
+            checked += 1;
+        }
+        // The burst, plus what refilled while the checks ran (cost 4: about a
+        // millisecond each, against the rate's 200 ms between two).
+        assert!(
+            (LOGIN_BURST as usize..LOGIN_BURST as usize + 20).contains(&checked),
+            "{checked} checks"
+        );
+    }
+
+    /// The UI's events go through Redis in a cluster: a socket as the UI reads it has
+    /// no credentials (headers in any case, `auth`), its other headers as they came.
     #[test]
-    fn logins_are_checked_at_a_bounded_rate() {
-        let t0 = Instant::now();
-        let logins = TokenBucket::new(LOGINS_PER_SECOND, LOGIN_BURST, t0);
-        let admitted = (0..100).filter(|_| logins.take(t0)).count();
-        assert_eq!(admitted, LOGIN_BURST as usize);
-        let later = t0 + Duration::from_secs(1);
-        assert_eq!((0..100).filter(|_| logins.take(later)).count(), 5);
+    fn sockets_reach_the_ui_without_credentials() {
+        let socket = switchboard_engine::adapter::SocketInfo {
+            id: "s1".into(),
+            handshake: json!({
+                "headers": {
+                    "authorization": "Bearer secret",
+                    "Cookie": "session=secret",
+                    "proxy-authorization": "Basic secret",
+                    "user-agent": "test",
+                },
+                "auth": {"token": "secret"},
+                "query": {"room": "a"},
+            }),
+            rooms: vec!["s1".into()],
+            data: Value::Null,
+        };
+        let seen = serialize(&socket, "/");
+        assert!(!seen.to_string().contains("secret"), "{seen}");
+        assert_eq!(seen["handshake"]["headers"], json!({"user-agent": "test"}));
+        assert_eq!(seen["handshake"]["query"], json!({"room": "a"}));
+    }
+
+    /// A token refresh's arguments (the token) never reach the UI's live events; other
+    /// events' do.
+    #[test]
+    fn token_refreshes_are_shown_without_their_token() {
+        let watcher = Watcher {
+            name: "/admin".into(),
+            queue: tokio::sync::mpsc::channel(1).0,
+            private_events: HashSet::from(["auth:refresh".to_owned()]),
+        };
+        let args = [json!("eyJ.secret.token")];
+        assert_eq!(&*watcher.shown("auth:refresh", &args), [json!(REDACTED)]);
+        assert_eq!(&*watcher.shown("chat", &args), args);
     }
 
     #[test]
     fn sessions_expire_and_stay_bounded() {
-        let sessions = Sessions::default();
+        let sessions = Sessions::new(None, Instant::now());
         let t0 = Instant::now();
         let id = sessions.create(t0);
         assert!(sessions.contains(&id, t0));

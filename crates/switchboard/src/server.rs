@@ -296,7 +296,19 @@ fn build_io(
     );
     cluster.serve_forwarded(io.engine());
     let installed = rules::install(&io, config, hooks, &shutdown);
-    crate::admin::install(&io, &config.admin, cluster.admin_sessions(), &shutdown);
+    // Token refreshes carry tokens: the Admin UI's live events leave their arguments out.
+    let private_events = config
+        .namespaces
+        .iter()
+        .filter_map(|rules| rules.auth.as_ref()?.refresh_event.clone())
+        .collect();
+    crate::admin::install(
+        &io,
+        &config.admin,
+        private_events,
+        cluster.admin_sessions(),
+        &shutdown,
+    );
     watch_memory(&io, config, shutdown);
     (io, installed)
 }

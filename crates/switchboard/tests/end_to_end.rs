@@ -8,6 +8,7 @@ mod end_to_end {
     pub(crate) mod socket;
     pub(crate) mod support;
 
+    mod admin;
     pub(crate) mod api;
     mod auth;
     mod cli;

@@ -634,7 +634,8 @@ impl EngineServer {
                 });
             }
         };
-        let session = self.new_session(req, TransportKind::Sse, raw_query, remote);
+        let query = sse::kept_query(&raw_query, &config);
+        let session = self.new_session(req, TransportKind::Sse, query, remote);
         self.start(&session, None, slot);
         session.on_packet(
             switchboard_protocol::engineio::Packet::Message(Bytes::from(connect)),

@@ -32,6 +32,7 @@ use serde_json::Value;
 use switchboard_protocol::sse::{self, SseFrame};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::session::decode_query;
 use crate::config::SseConfig;
 use crate::diagnosis::Ending;
 use crate::reason::DisconnectReason;
@@ -107,6 +108,24 @@ pub(crate) fn connect_packet(
         "/" => format!("0{auth}"),
         nsp => format!("0{nsp},{auth}"),
     })
+}
+
+/// The request's query as the session keeps it (`handshake.query`, `url`): without the
+/// parameters copied into the CONNECT `auth` ([`SseConfig::auth_params`]), which carry
+/// tokens (an `EventSource` cannot send a header). Kept, they would be read wherever a
+/// handshake goes: `fetchSockets` answers through Redis, the Admin UI, the
+/// application's own handlers.
+pub(crate) fn kept_query(raw: &str, config: &SseConfig) -> String {
+    raw.split('&')
+        .filter(|pair| {
+            let copied = decode_query(pair).first().is_some_and(|(name, _)| {
+                !matches!(name.as_str(), "pid" | "offset")
+                    && config.auth_params.iter().any(|p| p == name)
+            });
+            !pair.is_empty() && !copied
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Closes the session when dropped, unless disarmed: the client went away (the
@@ -508,6 +527,25 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The token copied into `auth` is not kept in the query (percent-encoded names
+    /// included); everything else is, as it came.
+    #[test]
+    fn the_query_kept_has_no_auth_params() {
+        let config = SseConfig {
+            auth_params: vec!["token".into(), "key".into()],
+            ..SseConfig::default()
+        };
+        assert_eq!(
+            kept_query(
+                "nsp=%2Fchat&token=secret&room=a&%6Bey=k&tok=x&&token",
+                &config
+            ),
+            "nsp=%2Fchat&room=a&tok=x"
+        );
+        assert_eq!(kept_query("", &config), "");
+        assert_eq!(kept_query("token=t", &SseConfig::default()), "token=t");
     }
 
     #[test]

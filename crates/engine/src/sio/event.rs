@@ -39,6 +39,17 @@ impl Payload {
         switchboard_protocol::socketio::placeholder(self.binary.len() - 1)
     }
 
+    /// The memory the payload holds, estimated by walking its arguments (no
+    /// allocation) and adding its attachments' bytes: what a bound on payloads kept
+    /// waiting (forwarded events waiting for the backend) charges it.
+    pub fn heap_bytes(&self) -> usize {
+        self.args
+            .iter()
+            .map(|v| std::mem::size_of::<Value>() + super::recovery::value_heap(v))
+            .sum::<usize>()
+            + self.binary.iter().map(Bytes::len).sum::<usize>()
+    }
+
     /// The bytes behind a placeholder argument.
     pub fn binary_of(&self, value: &Value) -> Option<&Bytes> {
         let obj = value.as_object()?;

@@ -346,7 +346,7 @@ pub(crate) fn durable_parts(
 }
 
 /// The heap a JSON value holds beyond its own inline size.
-fn value_heap(v: &Value) -> usize {
+pub(crate) fn value_heap(v: &Value) -> usize {
     let inline = std::mem::size_of::<Value>();
     match v {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,

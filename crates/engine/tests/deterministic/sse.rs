@@ -322,3 +322,43 @@ async fn a_page_on_another_origin_is_refused_when_origins_are_listed() {
         "https://app.example.com"
     );
 }
+
+/// A token in `?token=` (named by `auth_params`) reaches the CONNECT `auth`, and is
+/// not kept in the query the socket's handshake shows (`query`, `url`): what a
+/// `fetchSockets` answer carries through Redis, and the Admin UI shows. The other
+/// parameters are kept.
+#[tokio::test(start_paused = true)]
+async fn a_query_token_is_in_auth_and_not_in_the_handshake() {
+    let mut cfg = config();
+    cfg.engine.sse = Some(SseConfig {
+        heartbeat: HEARTBEAT,
+        auth_params: vec!["token".into()],
+        ..SseConfig::default()
+    });
+    let io = server(cfg);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let record = seen.clone();
+    io.of("/").use_middleware(move |socket| {
+        *record.lock().unwrap() = socket.auth()["token"].clone();
+        async { Ok(()) }
+    });
+    let (status, mut body) = open(&io, "room=news&token=s3cret", None).await;
+    assert_eq!(status, StatusCode::OK);
+    read_until(&mut body, ": connected").await;
+    assert_eq!(*seen.lock().unwrap(), "s3cret", "the middleware reads it");
+    let sockets = io.of("/").sockets();
+    let [socket] = sockets.as_slice() else {
+        panic!("one socket: {}", sockets.len());
+    };
+    let info = socket.info();
+    assert!(
+        !info.handshake.to_string().contains("s3cret"),
+        "{}",
+        info.handshake
+    );
+    assert_eq!(
+        info.handshake["query"]["room"], "news",
+        "{}",
+        info.handshake
+    );
+}

@@ -93,7 +93,7 @@ pub(crate) fn refresh(policy: &Arc<Policy>, mut event: Event) {
         reply::answer(ack, Err(Refusal::TokenRequired));
         return;
     };
-    let Some(turn) = policy.refreshing.take(event.socket.id(), 1) else {
+    let Some(turn) = policy.refreshing.take(event.socket.id(), 1, 1) else {
         reply::answer(ack, Err(Refusal::RefreshInProgress));
         return;
     };

@@ -32,39 +32,72 @@ pub(crate) const MAX_PENDING_FORWARDS: usize = 4096;
 /// that awaits its acknowledgements never meets it.
 pub(crate) const MAX_PENDING_FORWARDS_PER_CONNECTION: usize = 64;
 
-/// Forwarded events waiting for the backend: every connection's together and each
-/// one's.
+/// Bytes of the forwarded events waiting for the backend, process-wide, as
+/// [`Payload::heap_bytes`](switchboard_engine::Payload::heap_bytes) estimates an
+/// event, counted twice (the event is held until the reply, and the request body made
+/// from it is as large): the counts above alone let events of up to `max_payload`
+/// with ten attachments of as much (about 11 MB each) take 45 GB.
+pub(crate) const MAX_PENDING_FORWARD_BYTES: usize = 128 << 20;
+
+/// Bytes of one connection's forwarded events waiting at once. An event larger than
+/// this is let through when the connection has nothing else waiting.
+pub(crate) const MAX_PENDING_FORWARD_BYTES_PER_CONNECTION: usize = 16 << 20;
+
+/// Forwarded events waiting for the backend, counted and in bytes: every
+/// connection's together and each one's.
 #[derive(Debug)]
 pub(crate) struct PendingForwards {
     all: Arc<Semaphore>,
+    all_bytes: Arc<Semaphore>,
     /// Events waiting per connection (Engine.IO session id).
     by_connection: Arc<PerKey>,
+    /// Their bytes per connection.
+    bytes_by_connection: Arc<PerKey>,
 }
 
-/// One forwarded event waiting: its places in both bounds, given back when dropped.
+/// One forwarded event waiting: its places in every bound, given back when dropped.
 struct Pending {
     _permit: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
     _slot: Slot,
+    _byte_slot: Slot,
 }
 
 impl PendingForwards {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(PendingForwards {
             all: Arc::new(Semaphore::new(MAX_PENDING_FORWARDS)),
+            all_bytes: Arc::new(Semaphore::new(MAX_PENDING_FORWARD_BYTES)),
             by_connection: Arc::default(),
+            bytes_by_connection: Arc::default(),
         })
     }
 
-    /// A place for one more event of the connection `connection`, if both bounds have
-    /// one.
-    fn take(&self, connection: Sid) -> Option<Pending> {
+    /// A place for one more event of the connection `connection`, charged `bytes`, if
+    /// every bound has one.
+    fn take(&self, connection: Sid, bytes: usize) -> Option<Pending> {
         let permit = self.all.clone().try_acquire_owned().ok()?;
+        // No event is larger than the node's budget (`max_payload` is at most 15 MiB
+        // with a Redis adapter, 11 of them at most): clamped all the same.
+        let charged = u32::try_from(bytes.min(MAX_PENDING_FORWARD_BYTES)).unwrap_or(u32::MAX);
+        let byte_permit = self
+            .all_bytes
+            .clone()
+            .try_acquire_many_owned(charged)
+            .ok()?;
         let slot = self
             .by_connection
-            .take(connection, MAX_PENDING_FORWARDS_PER_CONNECTION)?;
+            .take(connection, 1, MAX_PENDING_FORWARDS_PER_CONNECTION)?;
+        let byte_slot = self.bytes_by_connection.take(
+            connection,
+            bytes,
+            MAX_PENDING_FORWARD_BYTES_PER_CONNECTION,
+        )?;
         Some(Pending {
             _permit: permit,
+            _bytes: byte_permit,
             _slot: slot,
+            _byte_slot: byte_slot,
         })
     }
 }
@@ -72,7 +105,11 @@ impl PendingForwards {
 /// Sends `event` to the backend and answers the client when the reply arrives.
 pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
     let ack = event.take_ack();
-    let Some(permit) = policy.pending_forwards.take(event.socket.connection_id()) else {
+    let bytes = event.payload.heap_bytes().saturating_mul(2);
+    let Some(permit) = policy
+        .pending_forwards
+        .take(event.socket.connection_id(), bytes)
+    else {
         policy.metrics.event(EventOutcome::ForwardFailed);
         reply::answer(ack, Err(Refusal::Busy));
         return;

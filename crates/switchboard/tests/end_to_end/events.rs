@@ -190,6 +190,51 @@ fn one_sockets_flood_of_forwarded_events_leaves_the_backend_to_the_others() -> a
     Ok(())
 }
 
+/// docs/security.md: forwarded events waiting are bounded in bytes too (16 MiB per
+/// connection, each event charged twice its estimated size). Nine events of 900 kB
+/// (1.8 MB charged each) wait for a backend that holds them; the tenth, eleventh and
+/// twelfth are told `backend busy` at once, though the count (64) has room; another
+/// connection's event still goes through. Without the byte bound all twelve waited,
+/// and 64 of them per connection (about 11 MB each with attachments) let a node hold
+/// gigabytes for one client.
+#[test]
+fn large_forwarded_events_are_bounded_in_bytes_per_connection() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let released = Arc::new(AtomicBool::new(false));
+    let hold = released.clone();
+    let (server, _backend) = serve_rules_from("forward_flood.toml", move |body| {
+        let event = &body["data"]["event"];
+        let until = std::time::Instant::now() + SAFETY_TIMEOUT;
+        while event == "order:slow"
+            && !hold.load(Ordering::Acquire)
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        json!({ "ack": [event] })
+    })?;
+    let open = || -> anyhow::Result<SioClient> {
+        Ok(SioClient::connect(server.addr(), "/open", json!({}))?
+            .accepted()?
+            .0)
+    };
+    let (mut bob, mut carol) = (open()?, open()?);
+    let large = json!("x".repeat(900_000));
+    let ids: Vec<u64> = (0..12)
+        .map(|_| bob.emit_with_ack("order:slow", std::slice::from_ref(&large)))
+        .collect::<anyhow::Result<_>>()?;
+    for &id in &ids[9..] {
+        assert_eq!(bob.ack(id)?, [json!({"error": "backend busy"})], "ack {id}");
+    }
+    assert_eq!(carol.call("order:fast", &[])?, [json!("order:fast")]);
+    released.store(true, Ordering::Release);
+    for &id in &ids[..9] {
+        assert_eq!(bob.ack(id)?, [json!("order:slow")], "ack {id}");
+    }
+    Ok(())
+}
+
 /// docs/security.md: the 64 are counted per connection, not per socket. A client that
 /// leaves the namespace and connects again on the same connection (a new socket) while
 /// its 64 events still wait gets `backend busy` for the next one at once. Without it
