@@ -142,6 +142,59 @@ fn events_no_rule_allows_are_denied() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A server with `forward_flood.toml` whose backend holds every `order:slow` event
+/// until [`HeldBackend::release`] (or the safety timeout: a failed test never
+/// releases) and answers each event with its name as the acknowledgement; other
+/// events at once.
+struct HeldBackend {
+    server: super::support::TestServer,
+    _backend: super::backend::Backend,
+    released: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    arrived: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldBackend {
+    fn start() -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let released = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+        let arrived = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+        let (hold, count) = (released.clone(), arrived.clone());
+        let (server, backend) = serve_rules_from("forward_flood.toml", move |body| {
+            count.fetch_add(1, Ordering::AcqRel);
+            let event = &body["data"]["event"];
+            let until = std::time::Instant::now() + SAFETY_TIMEOUT;
+            while event == "order:slow"
+                && !hold.load(Ordering::Acquire)
+                && std::time::Instant::now() < until
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            json!({ "ack": [event] })
+        })?;
+        Ok(HeldBackend {
+            server,
+            _backend: backend,
+            released,
+            arrived,
+        })
+    }
+
+    /// A client connected to `/open`, and its socket id.
+    fn open(&self) -> anyhow::Result<(SioClient, String)> {
+        SioClient::connect(self.server.addr(), "/open", json!({}))?.accepted()
+    }
+
+    /// Events the backend has received.
+    fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// docs/rules.md: at most 64 forwarded events of one socket wait for the backend. A
 /// client that floods a namespace with no rate limit (4,200 events, more than the
 /// 4,096 every socket together may have waiting) gets `backend busy` for all but its
@@ -150,27 +203,8 @@ fn events_no_rule_allows_are_denied() -> anyhow::Result<()> {
 /// flood took every place and the other socket was told `backend busy` too.
 #[test]
 fn one_sockets_flood_of_forwarded_events_leaves_the_backend_to_the_others() -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let released = Arc::new(AtomicBool::new(false));
-    let hold = released.clone();
-    let (server, _backend) = serve_rules_from("forward_flood.toml", move |body| {
-        let event = &body["data"]["event"];
-        if event == "order:slow" {
-            // Held until the test releases them (a failed test never does).
-            let until = std::time::Instant::now() + SAFETY_TIMEOUT;
-            while !hold.load(Ordering::Acquire) && std::time::Instant::now() < until {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-        json!({ "ack": [event] })
-    })?;
-    let open = || -> anyhow::Result<SioClient> {
-        Ok(SioClient::connect(server.addr(), "/open", json!({}))?
-            .accepted()?
-            .0)
-    };
-    let (mut bob, mut carol) = (open()?, open()?);
+    let held = HeldBackend::start()?;
+    let ((mut bob, _), (mut carol, _)) = (held.open()?, held.open()?);
     let mut waiting = Vec::new();
     // In batches, reading the refusals between them: the outbound queue holds 1,024.
     for _ in 0..7 {
@@ -183,7 +217,7 @@ fn one_sockets_flood_of_forwarded_events_leaves_the_backend_to_the_others() -> a
         }
     }
     assert_eq!(carol.call("order:fast", &[])?, [json!("order:fast")]);
-    released.store(true, Ordering::Release);
+    held.release();
     for id in waiting {
         assert_eq!(bob.ack(id)?, [json!("order:slow")], "ack {id}");
     }
@@ -199,27 +233,8 @@ fn one_sockets_flood_of_forwarded_events_leaves_the_backend_to_the_others() -> a
 /// gigabytes for one client.
 #[test]
 fn large_forwarded_events_are_bounded_in_bytes_per_connection() -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let released = Arc::new(AtomicBool::new(false));
-    let hold = released.clone();
-    let (server, _backend) = serve_rules_from("forward_flood.toml", move |body| {
-        let event = &body["data"]["event"];
-        let until = std::time::Instant::now() + SAFETY_TIMEOUT;
-        while event == "order:slow"
-            && !hold.load(Ordering::Acquire)
-            && std::time::Instant::now() < until
-        {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        json!({ "ack": [event] })
-    })?;
-    let open = || -> anyhow::Result<SioClient> {
-        Ok(SioClient::connect(server.addr(), "/open", json!({}))?
-            .accepted()?
-            .0)
-    };
-    let (mut bob, mut carol) = (open()?, open()?);
+    let held = HeldBackend::start()?;
+    let ((mut bob, _), (mut carol, _)) = (held.open()?, held.open()?);
     let large = json!("x".repeat(900_000));
     let ids: Vec<u64> = (0..12)
         .map(|_| bob.emit_with_ack("order:slow", std::slice::from_ref(&large)))
@@ -228,7 +243,7 @@ fn large_forwarded_events_are_bounded_in_bytes_per_connection() -> anyhow::Resul
         assert_eq!(bob.ack(id)?, [json!({"error": "backend busy"})], "ack {id}");
     }
     assert_eq!(carol.call("order:fast", &[])?, [json!("order:fast")]);
-    released.store(true, Ordering::Release);
+    held.release();
     for &id in &ids[..9] {
         assert_eq!(bob.ack(id)?, [json!("order:slow")], "ack {id}");
     }
@@ -242,26 +257,11 @@ fn large_forwarded_events_are_bounded_in_bytes_per_connection() -> anyhow::Resul
 /// the node's 4,096.
 #[test]
 fn a_new_socket_on_the_same_connection_brings_no_more_forwarding_places() -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let released = Arc::new(AtomicBool::new(false));
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let (hold, count) = (released.clone(), arrived.clone());
-    let (server, _backend) = serve_rules_from("forward_flood.toml", move |body| {
-        count.fetch_add(1, Ordering::AcqRel);
-        let until = std::time::Instant::now() + SAFETY_TIMEOUT;
-        while body["data"]["event"] == "order:slow"
-            && !hold.load(Ordering::Acquire)
-            && std::time::Instant::now() < until
-        {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        json!({ "ack": [body["data"]["event"]] })
-    })?;
-    let (mut bob, first) = SioClient::connect(server.addr(), "/open", json!({}))?.accepted()?;
+    let held = HeldBackend::start()?;
+    let (mut bob, first) = held.open()?;
     bob.emit_many("order:slow", &[], 64)?;
     let until = std::time::Instant::now() + SAFETY_TIMEOUT;
-    while arrived.load(Ordering::Acquire) < 64 && std::time::Instant::now() < until {
+    while held.arrived() < 64 && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let second = bob
@@ -271,7 +271,7 @@ fn a_new_socket_on_the_same_connection_brings_no_more_forwarding_places() -> any
     for id in bob.emit_many("order:slow", &[], 3)? {
         assert_eq!(bob.ack(id)?, [json!({"error": "backend busy"})], "ack {id}");
     }
-    released.store(true, Ordering::Release);
+    held.release();
     Ok(())
 }
 
