@@ -544,16 +544,48 @@ impl Observer for Watcher {
 }
 
 /// `(nsp, id, [name, ...args], date)`, as the package's `onAny` listeners send them.
+/// Arguments longer than [`MAX_SHOWN_ARGS`] as JSON are shown as one string saying
+/// so: each live event waits in the queue and crosses Redis, and a client's events may
+/// be up to `engine.max_payload` each.
 fn event_args(socket: &Socket, name: &str, args: &[Value]) -> Vec<Value> {
     let mut all = Vec::with_capacity(args.len() + 1);
     all.push(json!(name));
-    all.extend_from_slice(args);
+    if json_fits(args, MAX_SHOWN_ARGS) {
+        all.extend_from_slice(args);
+    } else {
+        all.push(json!(format!(
+            "[arguments over {MAX_SHOWN_ARGS} bytes not shown]"
+        )));
+    }
     vec![
         json!(socket.namespace()),
         json!(socket.id().as_str()),
         Value::Array(all),
         now_iso(),
     ]
+}
+
+/// Most bytes of a live event's arguments (as JSON) shown to the UI.
+const MAX_SHOWN_ARGS: usize = 4096;
+
+/// Whether `value` written as JSON takes at most `max` bytes; stops writing past it,
+/// so a large value costs no more than `max` bytes of work.
+fn json_fits<T: serde::Serialize + ?Sized>(value: &T, max: usize) -> bool {
+    /// Counts bytes, failing once past its bound.
+    struct Bounded(usize);
+    impl std::io::Write for Bounded {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("past the bound"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Bounded(max), value).is_ok()
 }
 
 /// Now as a JavaScript `Date` crosses JSON: `2026-12-04T15:00:01.250Z`.
@@ -811,6 +843,16 @@ mod tests {
         let args = [json!("eyJ.secret.token")];
         assert_eq!(&*watcher.shown("auth:refresh", &args), [json!(REDACTED)]);
         assert_eq!(&*watcher.shown("chat", &args), args);
+    }
+
+    /// Live events show small arguments as they are and large ones as a notice, and
+    /// measuring one stops at the bound.
+    #[test]
+    fn large_arguments_are_not_shown() {
+        assert!(json_fits(&[json!("x".repeat(4000))], MAX_SHOWN_ARGS));
+        assert!(!json_fits(&[json!("x".repeat(5000))], MAX_SHOWN_ARGS));
+        assert!(json_fits(&[json!("ab")], 6), r#"["ab"] is 6 bytes"#);
+        assert!(!json_fits(&[json!("abc")], 6));
     }
 
     #[test]

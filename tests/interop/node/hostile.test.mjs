@@ -415,6 +415,62 @@ const INBOUND = "switchboard_inbound_bytes";
 const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
 
 /**
+ * What tests 7 and 7c share once their attackers hold messages on their way in
+ * (`sockets`: their WebSockets, `each` bytes held by each): waits until the budget
+ * has closed all but the `fits` it holds, samples, then waits past `bodyTimeoutS` for
+ * the rest to be cut off — sending each a WebSocket ping every 500 ms meanwhile when
+ * `ping` is set, as a client keeping its connection alive would — and checks that
+ * `switchboard_inbound_bytes` stayed within `maxInbound`, that those past it were
+ * closed as `server overloaded`, and that the rest were cut off with every byte given
+ * back. Resets the sockets; logs one line under `what`.
+ */
+async function budgetThenTimeout(checks, { server, memory, sockets, each, maxInbound, bodyTimeoutS, ping, what }) {
+  const metric = async (name) => (await server.metrics()).get(name) ?? 0;
+  const fits = Math.floor(maxInbound / each);
+  const open = () => sockets.filter((w) => !w.closed).length;
+  await waitFor(async () => open() <= fits && (await metric(INBOUND)) > 0, {
+    timeout: 10_000,
+    what: "the messages past the budget to be closed",
+  }).catch(() => {});
+  const heldDuring = await metric(INBOUND);
+  const openDuring = open();
+  memory.sample(what);
+  const pinging = ping
+    ? setInterval(() => {
+        for (const w of sockets) if (!w.closed) w.sendFrame("", { opcode: 9 });
+      }, 500)
+    : undefined;
+  await waitFor(() => open() === 0, {
+    timeout: (bodyTimeoutS + 10) * 1000,
+    what: "the rest to be cut off at engine.body_timeout",
+  }).catch(() => {});
+  clearInterval(pinging);
+  const openAfter = open();
+  await waitFor(async () => (await metric(INBOUND)) === 0, { what: `${INBOUND} back to 0` }).catch(() => {});
+  const heldAfter = await metric(INBOUND);
+  const overloaded = await metric(OVERLOADED);
+  const timedOut = await metric('switchboard_disconnects_total{category="network",reason="transport error"}');
+  console.log(
+    `# ${what}: ${INBOUND} ${heldDuring} (bound ${maxInbound}); ${openDuring} of ${sockets.length} open at the budget, ` +
+      `${openAfter} after the body timeout; ${overloaded} closed as server overloaded, ${timedOut} as transport error; ` +
+      `${INBOUND} finally ${heldAfter}`,
+  );
+  for (const w of sockets) w.reset();
+
+  await checks.run(`(b) ${INBOUND} counts what is held, within engine.max_inbound_bytes`, () => {
+    assert.ok(heldDuring >= each && heldDuring <= maxInbound, `${INBOUND} was ${heldDuring}`);
+  });
+  await checks.run("(b) those past the budget are closed as server overloaded", () => {
+    assert.ok(openDuring <= fits, `${openDuring} still open`);
+    assert.ok(overloaded >= sockets.length - fits, `${overloaded} closed as overloaded`);
+  });
+  await checks.run("(b) the rest are cut off at engine.body_timeout, and their bytes given back", () => {
+    assert.equal(openAfter, 0, `${openAfter} still open ${bodyTimeoutS + 10} s on`);
+    assert.equal(heldAfter, 0, `${INBOUND} finally ${heldAfter}`);
+  });
+}
+
+/**
  * The scene of the attacks on messages on their way in: a server with an inbound
  * budget of `maxInbound` bytes and `engine.body_timeout` of `bodyTimeoutS`, the warmed
  * up witness pair, and the memory watch.
@@ -1130,49 +1186,18 @@ secret = "cluster-secret-of-the-hostile-suite-0123456789"
       await session.ws?.sendFrame(`42["msg","${"x".repeat(FRAGMENT)}`, { fin: false });
       return session;
     });
-    const held = async () => (await server.metrics()).get(INBOUND) ?? -1;
-    // The server reads what was sent, then closes those past the budget.
-    await sleep(1_000);
-    const heldDuring = await held();
-    const open = () => opened.filter((o) => o.ws && !o.ws.closed).length;
-    await waitFor(() => open() <= Math.floor(MAX_INBOUND / FRAGMENT), {
-      timeout: 10_000,
-      what: "the sessions past the budget to close",
-    }).catch(() => {});
-    const openDuring = open();
-    memory.sample("unfinished messages");
-    // Keep the rest talking (WebSocket pings) past the body timeout.
-    const keepTalking = setInterval(() => {
-      for (const o of opened) if (o.ws && !o.ws.closed) o.ws.sendFrame("", { opcode: 9 });
-    }, 500);
-    await waitFor(() => open() === 0, {
-      timeout: (BODY_TIMEOUT_S + 10) * 1000,
-      what: "the holders to be closed at engine.body_timeout",
-    }).catch(() => {});
-    clearInterval(keepTalking);
-    const openAfter = open();
-    await waitFor(async () => (await held()) === 0, { what: `${INBOUND} back to 0` }).catch(() => {});
-    const heldAfter = await held();
-    const reasons = await server.metrics();
-    const overloaded = reasons.get('switchboard_disconnects_total{category="pressure",reason="server overloaded"}') ?? 0;
-    console.log(
-      `# unfinished messages: ${opened.filter((o) => o.ws).length} of ${ATTACKERS} upgraded; ${INBOUND} ${heldDuring} ` +
-        `(bound ${MAX_INBOUND}); ${openDuring} left open at the budget, ${openAfter} after the body timeout; ` +
-        `${overloaded} closed as server overloaded; ${INBOUND} finally ${heldAfter}`,
-    );
-    for (const o of opened) o.ws?.reset();
-
+    const upgraded = opened.map((o) => o.ws).filter(Boolean);
+    assert.equal(upgraded.length, ATTACKERS, "every attacker upgraded");
     const checks = new Checks();
-    await checks.run(`(b) ${INBOUND} stays within engine.max_inbound_bytes`, () => {
-      assert.ok(heldDuring > 0 && heldDuring <= MAX_INBOUND, `${INBOUND} was ${heldDuring}`);
-    });
-    await checks.run("(b) the sessions past the budget are closed as server overloaded", () => {
-      assert.ok(openDuring <= Math.floor(MAX_INBOUND / FRAGMENT), `${openDuring} still open`);
-      assert.ok(overloaded >= ATTACKERS - Math.floor(MAX_INBOUND / FRAGMENT), `${overloaded} closed as overloaded`);
-    });
-    await checks.run("(b) the holders are closed at engine.body_timeout, and their bytes given back", () => {
-      assert.equal(openAfter, 0, `${openAfter} still open ${BODY_TIMEOUT_S + 10} s on`);
-      assert.equal(heldAfter, 0, `${INBOUND} finally ${heldAfter}`);
+    await budgetThenTimeout(checks, {
+      server,
+      memory,
+      sockets: upgraded,
+      each: FRAGMENT,
+      maxInbound: MAX_INBOUND,
+      bodyTimeoutS: BODY_TIMEOUT_S,
+      ping: true,
+      what: "unfinished messages",
     });
     await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
   });
@@ -1287,43 +1312,16 @@ secret = "cluster-secret-of-the-hostile-suite-0123456789"
       await ws.sendFrame(Buffer.alloc(ATTACHMENT, 7), { opcode: 2 });
       return ws;
     });
-    const metric = async (name) => (await server.metrics()).get(name) ?? 0;
-    const fits = Math.floor(MAX_INBOUND / ATTACHMENT);
-    const open = () => opened.filter((w) => !w.closed).length;
-    await waitFor(async () => open() <= fits && (await metric(INBOUND)) > 0, {
-      timeout: 10_000,
-      what: "the packets past the budget to be closed",
-    }).catch(() => {});
-    const heldDuring = await metric(INBOUND);
-    const openDuring = open();
-    memory.sample("packets waiting for attachments");
-    await waitFor(() => open() === 0, {
-      timeout: (BODY_TIMEOUT_S + 10) * 1000,
-      what: "the waiting packets to be cut off at engine.body_timeout",
-    }).catch(() => {});
-    const openAfter = open();
-    await waitFor(async () => (await metric(INBOUND)) === 0, { what: `${INBOUND} back to 0` }).catch(() => {});
-    const heldAfter = await metric(INBOUND);
-    const overloaded = await metric(OVERLOADED);
-    const timedOut = await metric('switchboard_disconnects_total{category="network",reason="transport error"}');
-    console.log(
-      `# waiting attachments: ${INBOUND} ${heldDuring} (bound ${MAX_INBOUND}); ${openDuring} of ${ATTACKERS} open at the budget, ` +
-        `${openAfter} after the body timeout; ${overloaded} closed as server overloaded, ${timedOut} as transport error; ` +
-        `${INBOUND} finally ${heldAfter}`,
-    );
-    for (const w of opened) w.reset();
-
     const checks = new Checks();
-    await checks.run(`(b) ${INBOUND} counts the waiting packets, within engine.max_inbound_bytes`, () => {
-      assert.ok(heldDuring >= ATTACHMENT && heldDuring <= MAX_INBOUND, `${INBOUND} was ${heldDuring}`);
-    });
-    await checks.run("(b) the packets past the budget are closed as server overloaded", () => {
-      assert.ok(openDuring <= fits, `${openDuring} still open`);
-      assert.ok(overloaded >= ATTACKERS - fits, `${overloaded} closed as overloaded`);
-    });
-    await checks.run("(b) the rest are cut off at engine.body_timeout, and their bytes given back", () => {
-      assert.equal(openAfter, 0, `${openAfter} still open ${BODY_TIMEOUT_S + 10} s on`);
-      assert.equal(heldAfter, 0, `${INBOUND} finally ${heldAfter}`);
+    await budgetThenTimeout(checks, {
+      server,
+      memory,
+      sockets: opened,
+      each: ATTACHMENT,
+      maxInbound: MAX_INBOUND,
+      bodyTimeoutS: BODY_TIMEOUT_S,
+      ping: false,
+      what: "packets waiting for attachments",
     });
     await survivorChecks(checks, pair, server, memory, INBOUND_BUDGET);
   });
