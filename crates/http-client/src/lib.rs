@@ -6,7 +6,8 @@
 //!
 //! - this file: [`ClientBuilder`], the pooled [`Client`] it builds, [`BuildError`], and
 //!   [`error_chain`] for logging a request error with its causes;
-//! - `trust`: the root certificate store of the trust policy below.
+//! - `trust`: the root certificate store of the trust policy below;
+//! - `resolve`: [`BoundedResolver`], host name lookups at most [`MAX_LOOKUPS`] at once.
 //!
 //! # Trust policy
 //!
@@ -27,9 +28,14 @@
 //!
 //! HTTP/1.1 only (identity providers and backends all speak it; no HTTP/2 stack to
 //! carry). The client sets no request timeout: each caller bounds each request with its
-//! own deadline (the JWKS fetch timeout, the webhook delivery deadline).
+//! own deadline (the JWKS fetch timeout, the webhook delivery deadline). Host names are
+//! resolved by [`BoundedResolver`]: a DNS server that never answers holds at most
+//! [`MAX_LOOKUPS`] threads, whatever the deadlines.
 
+mod resolve;
 mod trust;
+
+pub use resolve::{BoundedResolver, MAX_LOOKUPS};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +53,8 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// A pooled HTTP/1.1 client for `http` and `https` URLs, sending bodies of type `B`.
 /// Cloning it shares the pool.
-pub type Client<B> = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, B>;
+pub type Client<B> =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<BoundedResolver>>, B>;
 
 /// Why a client could not be built. Reported once, at startup, like bad config.
 #[derive(Debug, thiserror::Error)]
@@ -150,11 +157,14 @@ impl ClientBuilder {
             .map_err(BuildError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let mut http = HttpConnector::new_with_resolver(BoundedResolver::default());
+        // The scheme is the TLS connector's to check.
+        http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         Ok(
             hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
