@@ -840,6 +840,10 @@ impl Broker {
     }
 }
 
+/// Subscription changes a subscriber sends in one turn of its loop before it goes back
+/// to delivering messages (the rest are taken in the next turns).
+const CHANGES_PER_TURN: usize = 64;
+
 /// Keeps the subscriber connection up; every message goes to `on_message`. Over plain
 /// TCP or a Unix socket the connection is the subscriber's own ([`SubConn`]); with TLS
 /// it is the `redis` crate's pub/sub connection.
@@ -988,7 +992,7 @@ impl Subscriber {
                     if self.wanted.is_closed() {
                         return Served::Done;
                     }
-                    let changes = self.wanted.take();
+                    let changes = self.wanted.take(CHANGES_PER_TURN);
                     for (sub, held) in &changes {
                         if let Some(change) = applied.command(sub, *held) {
                             conn.queue(change, sub);
@@ -1042,7 +1046,7 @@ impl Subscriber {
                     if self.wanted.is_closed() {
                         return Served::Done;
                     }
-                    let changes = self.wanted.take();
+                    let changes = self.wanted.take(CHANGES_PER_TURN);
                     let mut sent = true;
                     for (sub, held) in &changes {
                         if let Some(change) = applied.command(sub, *held) {
@@ -1232,7 +1236,7 @@ async fn push_subscriber(
                                 if wanted.is_closed() {
                                     return;
                                 }
-                                let changes = wanted.take();
+                                let changes = wanted.take(CHANGES_PER_TURN);
                                 let mut sent = true;
                                 for (sub, held) in &changes {
                                     if let Some(change) = applied.command(sub, *held) {

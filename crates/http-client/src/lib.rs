@@ -7,7 +7,8 @@
 //! - this file: [`ClientBuilder`], the pooled [`Client`] it builds, [`BuildError`], and
 //!   [`error_chain`] for logging a request error with its causes;
 //! - `trust`: the root certificate store of the trust policy below;
-//! - `resolve`: [`BoundedResolver`], host name lookups at most [`MAX_LOOKUPS`] at once.
+//! - `resolve`: [`BoundedResolver`], host name lookups at most [`MAX_LOOKUPS`] at once,
+//!   [`MAX_LOOKUPS_PER_NAME`] of one name.
 //!
 //! # Trust policy
 //!
@@ -35,7 +36,7 @@
 mod resolve;
 mod trust;
 
-pub use resolve::{BoundedResolver, MAX_LOOKUPS};
+pub use resolve::{BoundedResolver, MAX_LOOKUPS, MAX_LOOKUPS_PER_NAME};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

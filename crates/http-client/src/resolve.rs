@@ -6,15 +6,18 @@
 //! while clients keep forwarding events to a backend whose name does not resolve, new
 //! lookups start faster than old ones end, until the pool (512 threads) is full and
 //! everything else that needs it (dead-letter writes, static files, password checks)
-//! waits. Here at most [`MAX_LOOKUPS`] lookups run at once: the permit goes with the
-//! blocking lookup itself and comes back only when it ends, and a request waiting for
-//! one gives up with its deadline, holding no thread.
+//! waits. Here at most [`MAX_LOOKUPS`] lookups run at once, and at most
+//! [`MAX_LOOKUPS_PER_NAME`] of one name, so one backend whose name does not resolve
+//! leaves the other lookups (another webhook's, the identity provider's) their turns.
+//! The permits go with the blocking lookup itself and come back only when it ends, and
+//! a request waiting for one gives up with its deadline, holding no thread.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
@@ -22,6 +25,12 @@ use tokio::sync::Semaphore;
 
 /// Lookups running at once in the process, every client together.
 pub const MAX_LOOKUPS: usize = 8;
+
+/// Lookups of one name running at once (of [`MAX_LOOKUPS`]).
+pub const MAX_LOOKUPS_PER_NAME: usize = 2;
+
+/// The bound of each name being looked up, by name.
+type Names = Arc<Mutex<HashMap<String, Arc<Semaphore>>>>;
 
 /// What resolves one name: blocking, run on the blocking pool.
 type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
@@ -31,6 +40,9 @@ type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 pub struct BoundedResolver {
     lookup: Lookup,
     running: Arc<Semaphore>,
+    /// The names being looked up or waited for, each with its own bound; an entry
+    /// goes once nobody holds or waits for it.
+    names: Names,
 }
 
 impl std::fmt::Debug for BoundedResolver {
@@ -45,11 +57,13 @@ impl Default for BoundedResolver {
     /// The system's resolver (`getaddrinfo`), under the process-wide bound.
     fn default() -> Self {
         static RUNNING: OnceLock<Arc<Semaphore>> = OnceLock::new();
+        static NAMES: OnceLock<Names> = OnceLock::new();
         BoundedResolver {
             lookup: Arc::new(|host| Ok((host, 0).to_socket_addrs()?.collect())),
             running: RUNNING
                 .get_or_init(|| Arc::new(Semaphore::new(MAX_LOOKUPS)))
                 .clone(),
+            names: NAMES.get_or_init(Arc::default).clone(),
         }
     }
 }
@@ -61,7 +75,19 @@ impl BoundedResolver {
         BoundedResolver {
             lookup,
             running: Arc::new(Semaphore::new(max)),
+            names: Arc::default(),
         }
+    }
+
+    /// The bound of `host`'s lookups, made if none is in use; entries nobody holds any
+    /// more go (each permit and each waiter holds a reference).
+    fn bound_of(&self, host: &str) -> Arc<Semaphore> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.retain(|_, bound| Arc::strong_count(bound) > 1);
+        names
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_LOOKUPS_PER_NAME)))
+            .clone()
     }
 }
 
@@ -76,16 +102,16 @@ impl tower_service::Service<Name> for BoundedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let (lookup, running) = (self.lookup.clone(), self.running.clone());
+        let host = name.as_str().to_owned();
+        let this_name = self.bound_of(&host);
         Box::pin(async move {
-            let permit = running
-                .acquire_owned()
-                .await
-                .map_err(|_| io::Error::other("resolver closed"))?;
-            let host = name.as_str().to_owned();
+            let closed = |_| io::Error::other("resolver closed");
+            let name_permit = this_name.acquire_owned().await.map_err(closed)?;
+            let permit = running.acquire_owned().await.map_err(closed)?;
             tokio::task::spawn_blocking(move || {
                 // Held by the lookup, not by the request: given back when the lookup
                 // ends, however long after the request gave up.
-                let _permit = permit;
+                let _permits = (permit, name_permit);
                 lookup(&host)
             })
             .await
@@ -104,12 +130,14 @@ mod tests {
 
     use super::*;
 
-    /// 50 requests whose deadline (10 ms) ends long before their lookups would (a DNS
-    /// server that does not answer: 300 ms each): only the bound's 4 lookups ever start,
-    /// never more than 4 at once, and the requests waiting for a turn hold no thread.
-    /// Once those end, lookups run again.
+    /// 50 requests for each of two names whose lookups never end in time (a DNS
+    /// server that does not answer: 300 ms each, against a 10 ms deadline): only
+    /// [`MAX_LOOKUPS_PER_NAME`] lookups of each name begin, though the process-wide
+    /// bound (here 4) would let one name take it all, and the requests waiting for a
+    /// turn hold no thread. A third name waits while the bound is full; once the
+    /// lookups end, lookups run again.
     #[tokio::test]
-    async fn lookups_past_the_bound_wait_and_requests_give_up_without_a_thread() {
+    async fn lookups_past_the_bounds_wait_and_requests_give_up_without_a_thread() {
         let started = Arc::new(AtomicUsize::new(0));
         let now = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
@@ -118,7 +146,7 @@ mod tests {
             s.fetch_add(1, Ordering::SeqCst);
             let running = n.fetch_add(1, Ordering::SeqCst) + 1;
             m.fetch_max(running, Ordering::SeqCst);
-            if host == "slow.invalid" {
+            if host.starts_with("slow") {
                 std::thread::sleep(Duration::from_millis(300));
             }
             n.fetch_sub(1, Ordering::SeqCst);
@@ -126,23 +154,34 @@ mod tests {
         });
         let resolver = BoundedResolver::with(lookup, 4);
         let name = |host: &str| host.parse::<Name>().expect("a name");
-        let requests: Vec<_> = (0..50)
-            .map(|_| {
-                let mut r = resolver.clone();
-                let call = r.call(name("slow.invalid"));
-                tokio::spawn(tokio::time::timeout(Duration::from_millis(10), call))
-            })
-            .collect();
+        let mut requests = Vec::new();
+        for host in ["slow-a.invalid", "slow-b.invalid"] {
+            for _ in 0..50 {
+                let call = resolver.clone().call(name(host));
+                requests.push(tokio::spawn(tokio::time::timeout(
+                    Duration::from_millis(10),
+                    call,
+                )));
+            }
+        }
         for request in requests {
             assert!(request.await.expect("task").is_err(), "past its deadline");
         }
         assert_eq!(
             started.load(Ordering::SeqCst),
-            4,
-            "only the bound's lookups began"
+            2 * MAX_LOOKUPS_PER_NAME,
+            "only each name's bound of lookups began"
         );
-        let mut r = resolver.clone();
-        let addrs: Vec<SocketAddr> = r
+        // The global bound: a third slow name waits while the first two run.
+        let third = resolver.clone().call(name("slow-c.invalid"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), third)
+                .await
+                .is_err()
+        );
+        assert_eq!(started.load(Ordering::SeqCst), 4, "the bound of 4 is full");
+        let addrs: Vec<SocketAddr> = resolver
+            .clone()
             .call(name("fast.invalid"))
             .await
             .expect("resolved")
@@ -152,15 +191,16 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 5);
     }
 
-    /// The system resolver behind the default one answers for a literal address.
+    /// The system resolver behind the default one answers for a name (`localhost`,
+    /// from the hosts file).
     #[tokio::test]
     async fn the_default_resolves_through_the_system() {
         let mut resolver = BoundedResolver::default();
         let addrs: Vec<SocketAddr> = resolver
-            .call("127.0.0.1".parse::<Name>().expect("a name"))
+            .call("localhost".parse::<Name>().expect("a name"))
             .await
             .expect("resolved")
             .collect();
-        assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 0))]);
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 }

@@ -170,8 +170,11 @@ impl Sessions {
     }
 }
 
+/// How long a password check waits for the one under way before it is refused.
+const TURN_WAIT: Duration = Duration::from_secs(1);
+
 /// Password checks: at most [`LOGINS_PER_SECOND`] (in bursts of [`LOGIN_BURST`]), and
-/// one at a time. The rate alone lets checks pile up on the blocking threads when
+/// one at a time (a check waits up to [`TURN_WAIT`] for its turn). The rate alone lets checks pile up on the blocking threads when
 /// each takes longer than the rate's interval (a bcrypt cost above 12).
 #[derive(Debug)]
 struct PasswordChecks {
@@ -191,7 +194,12 @@ impl PasswordChecks {
     /// or past the rate. The clock is read here, after whatever the caller awaited
     /// (a session lookup in Redis may have waited seconds).
     async fn verify(&self, password: String, hash: String) -> Option<bool> {
-        let _turn = self.running.try_acquire().ok()?;
+        // Two people logging in at once: the second waits for the first's check (tens
+        // of milliseconds), not for a guesser's whole run.
+        let _turn = tokio::time::timeout(TURN_WAIT, self.running.acquire())
+            .await
+            .ok()?
+            .ok()?;
         if !self.rate.take(Instant::now()) {
             return None;
         }
@@ -544,18 +552,18 @@ impl Observer for Watcher {
 }
 
 /// `(nsp, id, [name, ...args], date)`, as the package's `onAny` listeners send them.
-/// Arguments longer than [`MAX_SHOWN_ARGS`] as JSON are shown as one string saying
-/// so: each live event waits in the queue and crosses Redis, and a client's events may
-/// be up to `engine.max_payload` each.
+/// An event longer than [`MAX_SHOWN_ARGS`] as JSON (its name and arguments) is shown
+/// as its name, cut to [`MAX_SHOWN_NAME`] bytes, and one string saying so: each live
+/// event waits in the queue and crosses Redis, and a client's events (the name is the
+/// client's too) may be up to `engine.max_payload` each.
 fn event_args(socket: &Socket, name: &str, args: &[Value]) -> Vec<Value> {
     let mut all = Vec::with_capacity(args.len() + 1);
-    all.push(json!(name));
-    if json_fits(args, MAX_SHOWN_ARGS) {
+    if json_fits(&(name, args), MAX_SHOWN_ARGS) {
+        all.push(json!(name));
         all.extend_from_slice(args);
     } else {
-        all.push(json!(format!(
-            "[arguments over {MAX_SHOWN_ARGS} bytes not shown]"
-        )));
+        all.push(json!(cut(name, MAX_SHOWN_NAME)));
+        all.push(json!(format!("[over {MAX_SHOWN_ARGS} bytes: not shown]")));
     }
     vec![
         json!(socket.namespace()),
@@ -565,8 +573,19 @@ fn event_args(socket: &Socket, name: &str, args: &[Value]) -> Vec<Value> {
     ]
 }
 
-/// Most bytes of a live event's arguments (as JSON) shown to the UI.
+/// Most bytes of a live event (its name and arguments, as JSON) shown to the UI.
 const MAX_SHOWN_ARGS: usize = 4096;
+/// Most bytes of the name of a live event too long to show.
+const MAX_SHOWN_NAME: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character's boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// Whether `value` written as JSON takes at most `max` bytes; stops writing past it,
 /// so a large value costs no more than `max` bytes of work.
@@ -783,18 +802,25 @@ mod tests {
     /// bcrypt of `changeit` at cost 4 (cheap for a test).
     const HASH: &str = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYKqu7M5nsUS";
 
-    /// One check at a time: one arriving while another runs is refused unchecked, and
-    /// spends none of the rate; then the burst, after which checks are refused.
+    /// One check at a time: one arriving while another runs waits for it, and is
+    /// refused unchecked if it runs past [`TURN_WAIT`] (spending none of the rate);
+    /// then the burst, after which checks are refused.
     #[tokio::test]
     async fn passwords_are_checked_one_at_a_time_and_at_a_bounded_rate() {
         let checks = PasswordChecks::new(Instant::now());
         let check = |password: &str| checks.verify(password.to_owned(), HASH.to_owned());
         let running = checks.running.try_acquire().expect("free");
-        assert_eq!(check("changeit").await, None, "another check runs");
+        assert_eq!(check("changeit").await, None, "another check runs too long");
         drop(running);
+        let running = checks.running.try_acquire().expect("free");
+        let (waited, ()) = tokio::join!(check("changeit"), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(running);
+        });
+        assert_eq!(waited, Some(true), "waited for its turn");
         assert_eq!(check("wrong").await, Some(false));
         assert_eq!(check("changeit").await, Some(true));
-        let mut checked = 2;
+        let mut checked = 3;
         while check("changeit").await.is_some() {
             checked += 1;
         }
@@ -849,7 +875,13 @@ mod tests {
     /// measuring one stops at the bound.
     #[test]
     fn large_arguments_are_not_shown() {
+        assert_eq!(cut("héllo", 2), "h", "never inside a character");
+        assert_eq!(cut("ab", 256), "ab");
         assert!(json_fits(&[json!("x".repeat(4000))], MAX_SHOWN_ARGS));
+        assert!(
+            !json_fits(&("x".repeat(5000), [json!(1)]), MAX_SHOWN_ARGS),
+            "the name counts"
+        );
         assert!(!json_fits(&[json!("x".repeat(5000))], MAX_SHOWN_ARGS));
         assert!(json_fits(&[json!("ab")], 6), r#"["ab"] is 6 bytes"#);
         assert!(!json_fits(&[json!("abc")], 6));

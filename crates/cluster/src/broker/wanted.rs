@@ -3,13 +3,15 @@
 //! [`super::Broker::unsubscribe`]) and the subscriber task (which applies it to Redis).
 //!
 //! Changes are not queued one by one: the broker counts each subscription's holders
-//! and marks the subscriptions whose held-or-not state flipped as *dirty*, a set; the
-//! subscriber takes the set and tells Redis only where it differs from what its
-//! connection has. So the memory of changes Redis has not taken yet is one entry per
-//! channel, however many changes were made: rooms joined and left in a loop (the
-//! sharded adapter's dynamic channels, a client's choice) while Redis is slow, frozen
-//! or away cost nothing more than the channels that exist. A join and leave made
-//! between two looks of the subscriber sends nothing at all.
+//! and marks the subscriptions whose held-or-not state differs from what it was at the
+//! subscriber's last look as *dirty*; the subscriber takes them and tells Redis only
+//! where it differs from what its connection has. A subscription that flips back to
+//! its state at the last look is no longer dirty. So the changes Redis has not taken
+//! yet are at most the channels held now plus those held at the last look, however
+//! many changes were made: rooms joined and left in a loop (the sharded adapter's
+//! dynamic channels, a client's choice, fresh names included) while Redis is slow,
+//! frozen or away cost nothing more than the channels that exist. A join and leave
+//! made between two looks of the subscriber leaves nothing to send.
 //!
 //! No IO: the subscriber awaits [`Wanted::changed`] and does the talking.
 
@@ -69,9 +71,10 @@ impl Subscriptions {
 #[derive(Debug, Default)]
 struct State {
     held: Subscriptions,
-    /// Subscriptions whose held-or-not state flipped since the subscriber last took
-    /// them; each counts once in [`Health`]'s pending subscriptions until taken.
-    dirty: BTreeSet<Sub>,
+    /// Subscriptions whose held-or-not state differs from the one at the subscriber's
+    /// last look, with that state (what its connection has); each counts once in
+    /// [`Health`]'s pending subscriptions until taken.
+    dirty: BTreeMap<Sub, bool>,
 }
 
 /// The subscriptions wanted and the ones changed since the subscriber last looked.
@@ -103,13 +106,27 @@ impl Wanted {
     /// `sub` is held.
     pub(super) fn change(&self, change: Change, sub: Sub) {
         let mut state = self.lock();
-        if state.held.record(change, &sub) && state.dirty.insert(sub) {
-            self.health
-                .pending_subscriptions
-                .fetch_add(1, Ordering::AcqRel);
+        let was = state.held.holds(&sub);
+        if !state.held.record(change, &sub) {
+            return;
         }
-        drop(state);
-        self.notify.notify_one();
+        match state.dirty.get(&sub) {
+            // Back to what the connection has: nothing to send.
+            Some(&at_look) if at_look != was => {
+                state.dirty.remove(&sub);
+                drop(state);
+                self.health.subscriptions_done(1);
+            }
+            Some(_) => {}
+            None => {
+                state.dirty.insert(sub, was);
+                drop(state);
+                self.health
+                    .pending_subscriptions
+                    .fetch_add(1, Ordering::AcqRel);
+                self.notify.notify_one();
+            }
+        }
     }
 
     /// Ends the subscriber (the broker is dropped).
@@ -138,18 +155,30 @@ impl Wanted {
         held
     }
 
-    /// The subscriptions that flipped since the last look, each with whether it is
-    /// held now. Call [`Wanted::done`] with their number once Redis was told.
-    pub(super) fn take(&self) -> Vec<(Sub, bool)> {
+    /// At most `max` of the subscriptions that changed since the last look, each with
+    /// whether it is held now; the others stay for the next look, which is woken at
+    /// once (so a subscriber that tells Redis one change at a time delivers messages
+    /// between batches). Call [`Wanted::done`] with their number once Redis was told.
+    pub(super) fn take(&self, max: usize) -> Vec<(Sub, bool)> {
         let mut state = self.lock();
-        let dirty = std::mem::take(&mut state.dirty);
-        dirty
-            .into_iter()
-            .map(|sub| {
-                let held = state.held.holds(&sub);
-                (sub, held)
-            })
-            .collect()
+        let mut taken = Vec::with_capacity(state.dirty.len().min(max));
+        while taken.len() < max {
+            let Some((sub, _)) = state.dirty.pop_first() else {
+                break;
+            };
+            let held = state.held.holds(&sub);
+            taken.push((sub, held));
+        }
+        if !state.dirty.is_empty() {
+            self.notify.notify_one();
+        }
+        taken
+    }
+
+    /// Subscriptions waiting to be taken.
+    #[cfg(test)]
+    fn dirty(&self) -> usize {
+        self.lock().dirty.len()
     }
 
     /// `n` changes taken with [`Wanted::take`] were sent (or will be, by the next
@@ -252,26 +281,26 @@ mod tests {
         assert_eq!(held(&subs), [channel("a")]);
     }
 
-    /// A million joins and leaves of fresh rooms while the subscriber does not look
-    /// (Redis away) leave one entry per room still held, and nothing for the others;
-    /// the subscriber then sends only what its connection lacks.
+    /// While the subscriber does not look (Redis away), rooms joined and left leave
+    /// nothing, a room joined stays, and a channel given back goes: the subscriber then
+    /// sends only what its connection lacks or has too much of.
     #[test]
-    fn changes_redis_has_not_taken_wait_as_one_entry_per_channel() {
+    fn changes_redis_has_not_taken_are_what_differs_from_the_connection() {
         let health = Arc::new(Health::default());
         let wanted = Wanted::new(health.clone());
         wanted.change(Change::Subscribe, channel("kept"));
         let mut applied = Applied::all(&wanted.snapshot());
         assert_eq!(pending(&health), 0);
-        for i in 0..1_000_000u32 {
-            let room = channel(&format!("room-{}", i % 1000));
+        for i in 0..1000u32 {
+            let room = channel(&format!("room-{i}"));
             wanted.change(Change::Subscribe, room.clone());
             wanted.change(Change::Unsubscribe, room);
         }
         wanted.change(Change::Subscribe, channel("new"));
         wanted.change(Change::Unsubscribe, channel("kept"));
-        let taken = wanted.take();
-        assert_eq!(taken.len(), 1002, "one entry per channel that flipped");
-        assert_eq!(pending(&health), 1002);
+        let taken = wanted.take(usize::MAX);
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        assert_eq!(pending(&health), 2);
         let sent: Vec<(Sub, Change)> = taken
             .iter()
             .filter_map(|(sub, held)| Some((sub.clone(), applied.command(sub, *held)?)))
@@ -283,10 +312,40 @@ mod tests {
             [
                 (channel("kept"), Change::Unsubscribe),
                 (channel("new"), Change::Subscribe),
-            ],
-            "the rooms joined and left since the last look send nothing"
+            ]
         );
-        assert!(wanted.take().is_empty());
+        assert!(wanted.take(usize::MAX).is_empty());
+    }
+
+    /// Joins and leaves of a million fresh names while the subscriber does not look
+    /// leave nothing waiting: each name flipped back to its state at the last look.
+    #[test]
+    fn fresh_names_joined_and_left_leave_nothing_waiting() {
+        let health = Arc::new(Health::default());
+        let wanted = Wanted::new(health.clone());
+        for i in 0..1_000_000u32 {
+            let room = channel(&format!("room-{i}"));
+            wanted.change(Change::Subscribe, room.clone());
+            wanted.change(Change::Unsubscribe, room);
+        }
+        assert_eq!(wanted.dirty(), 0);
+        assert_eq!(pending(&health), 0);
+        assert!(wanted.take(usize::MAX).is_empty());
+    }
+
+    /// Taken at most `max` at a time; the rest stay, and the next look is woken.
+    #[test]
+    fn changes_are_taken_in_batches() {
+        let health = Arc::new(Health::default());
+        let wanted = Wanted::new(health.clone());
+        for i in 0..10 {
+            wanted.change(Change::Subscribe, channel(&format!("c{i}")));
+        }
+        assert_eq!(wanted.take(4).len(), 4);
+        assert_eq!(wanted.dirty(), 6);
+        wanted.done(4);
+        assert_eq!(pending(&health), 6);
+        assert_eq!(wanted.take(usize::MAX).len(), 6);
     }
 
     /// A new connection subscribes to what is held now; the changes before it are
@@ -298,16 +357,19 @@ mod tests {
         wanted.change(Change::Subscribe, channel("a"));
         wanted.change(Change::Subscribe, channel("b"));
         wanted.change(Change::Unsubscribe, channel("a"));
-        assert_eq!(pending(&health), 2);
+        assert_eq!(pending(&health), 1, "`a` is back to what no connection had");
         let held = wanted.snapshot();
         assert_eq!(held, [channel("b")]);
         assert_eq!(pending(&health), 0, "covered by the new connection");
         let mut applied = Applied::all(&held);
         wanted.change(Change::Subscribe, channel("b"));
-        assert!(wanted.take().is_empty(), "a second holder flips nothing");
+        assert!(
+            wanted.take(usize::MAX).is_empty(),
+            "a second holder flips nothing"
+        );
         wanted.change(Change::Unsubscribe, channel("b"));
         wanted.change(Change::Unsubscribe, channel("b"));
-        let taken = wanted.take();
+        let taken = wanted.take(usize::MAX);
         assert_eq!(taken, [(channel("b"), false)]);
         assert_eq!(
             applied.command(&channel("b"), false),

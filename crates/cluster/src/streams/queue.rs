@@ -141,6 +141,10 @@ impl WriteQueue {
     pub(super) fn save(&self, key: String, value: String, ttl: Duration, epoch: u64) -> bool {
         let mut saves = self.lock_saves();
         if let Some(waiting) = saves.get_mut(&key) {
+            if waiting.epoch > epoch {
+                // Redis would refuse it after the waiting one ([`super::SAVE_SESSION`]).
+                return true;
+            }
             let (old, new) = (waiting.value.len(), value.len());
             if new > old && !self.reserve(new - old) {
                 return false;
@@ -175,7 +179,13 @@ impl WriteQueue {
     /// when the deletion was dropped (the waiting save is gone all the same).
     pub(super) fn forget(&self, key: String, epoch: u64) -> bool {
         let mut saves = self.lock_saves();
-        if let Some(waiting) = saves.remove(&key) {
+        // A save of a later epoch stays: Redis would ignore this deletion after it
+        // ([`super::FORGET_SESSION`]).
+        if saves
+            .get(&key)
+            .is_some_and(|waiting| waiting.epoch <= epoch)
+            && let Some(waiting) = saves.remove(&key)
+        {
             self.release(waiting.value.len());
         }
         let write = Write::Forget { key, epoch };
@@ -314,6 +324,21 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert!(matches!(&batch[0], Write::Forget { .. }));
         assert_eq!(saved(&batch[1]), Some(("s:a", "two", 2)));
+        w.0.sent(&batch);
+        assert_eq!(queue.queued_bytes(), 0);
+    }
+
+    /// Epochs keep Redis' order (a later take of the session wins): a save or deletion
+    /// of an older epoch leaves a waiting save of a newer one as it is.
+    #[test]
+    fn an_older_epoch_never_replaces_or_removes_a_newer_save() {
+        let (queue, mut w) = queue(16, 1 << 20);
+        assert!(queue.save("s:a".into(), "new".into(), TTL, 2));
+        assert!(queue.save("s:a".into(), "old".into(), TTL, 1));
+        assert!(queue.forget("s:a".into(), 1));
+        let batch = taken(&mut w);
+        assert_eq!(saved(&batch[0]), Some(("s:a", "new", 2)));
+        assert!(matches!(&batch[1], Write::Forget { epoch: 1, .. }));
         w.0.sent(&batch);
         assert_eq!(queue.queued_bytes(), 0);
     }

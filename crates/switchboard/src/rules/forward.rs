@@ -77,8 +77,9 @@ impl PendingForwards {
     /// every bound has one.
     fn take(&self, connection: Sid, bytes: usize) -> Option<Pending> {
         let permit = self.all.clone().try_acquire_owned().ok()?;
-        // No event is larger than the node's budget (`max_payload` is at most 15 MiB
-        // with a Redis adapter, 11 of them at most): clamped all the same.
+        // An event charged more than the node's whole budget (`max_payload` has no
+        // upper bound without a Redis adapter, and 11 payloads of 15 MiB with one) is
+        // charged the whole budget: it goes only when nothing else waits on the node.
         let charged = u32::try_from(bytes.min(MAX_PENDING_FORWARD_BYTES)).unwrap_or(u32::MAX);
         let byte_permit = self
             .all_bytes
