@@ -119,11 +119,13 @@ impl Wanted {
             }
             Some(_) => {}
             None => {
-                state.dirty.insert(sub, was);
-                drop(state);
+                // Counted before the lock is let go: once it is, the subscriber may
+                // take the entry and count it done.
                 self.health
                     .pending_subscriptions
                     .fetch_add(1, Ordering::AcqRel);
+                state.dirty.insert(sub, was);
+                drop(state);
                 self.notify.notify_one();
             }
         }
@@ -331,6 +333,46 @@ mod tests {
         assert_eq!(wanted.dirty(), 0);
         assert_eq!(pending(&health), 0);
         assert!(wanted.take(usize::MAX).is_empty());
+    }
+
+    /// Changes made while the subscriber takes and applies others, on another thread:
+    /// once everything is taken and done, nothing is pending (readiness at start-up
+    /// waits for zero). Counting an entry after letting the lock go lost this: the
+    /// subscriber could count it done first, and the count stayed one above.
+    #[test]
+    fn pending_counts_reach_zero_with_changes_racing_the_subscriber() {
+        let health = Arc::new(Health::default());
+        let wanted = Arc::new(Wanted::new(health.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let taker = {
+            let (wanted, stop) = (wanted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let n = wanted.take(64).len();
+                    wanted.done(n);
+                }
+            })
+        };
+        let makers: Vec<_> = (0..2)
+            .map(|t| {
+                let wanted = wanted.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200_000u32 {
+                        let room = channel(&format!("t{t}-{}", i % 64));
+                        wanted.change(Change::Subscribe, room.clone());
+                        wanted.change(Change::Unsubscribe, room);
+                    }
+                })
+            })
+            .collect();
+        for maker in makers {
+            maker.join().expect("maker");
+        }
+        stop.store(true, Ordering::Release);
+        taker.join().expect("taker");
+        let n = wanted.take(usize::MAX).len();
+        wanted.done(n);
+        assert_eq!(pending(&health), 0);
     }
 
     /// Taken at most `max` at a time; the rest stay, and the next look is woken.
