@@ -246,7 +246,9 @@ pub(crate) fn install(
         passwords: PasswordChecks::new(Instant::now()),
         fresh: Mutex::default(),
     });
-    let ns = io.of(&config.namespace);
+    // Every connection passes the login: no session of this namespace is kept for
+    // recovery (a resumed one would skip it, and one in Redis is anyone's to write).
+    let ns = io.of_without_recovery(&config.namespace);
     let a = admin.clone();
     ns.use_middleware(move |socket| {
         let a = a.clone();

@@ -29,6 +29,15 @@ type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// shorter.
 pub const MAX_PATTERN_NAMESPACE_LEN: usize = 128;
 
+/// `name` with its leading `/`.
+fn absolute(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}
+
 /// Whether a client may create the namespace `name` through a pattern: at most
 /// [`MAX_PATTERN_NAMESPACE_LEN`] bytes, no control character, and none of
 /// `* ? [ ] \ #`, which Redis channel patterns read as globs and the cluster's channel
@@ -268,7 +277,7 @@ impl IoInner {
                 if full && !self.evict_idle(&mut map) {
                     return Err(Unreserved::Full);
                 }
-                let ns = self.build(name, handlers, true);
+                let ns = self.build(name, handlers, true, true);
                 map.insert(name.to_owned(), ns.clone());
                 self.pattern_count.fetch_add(1, Ordering::Relaxed);
                 ns
@@ -396,21 +405,31 @@ impl IoInner {
         }
     }
 
-    fn build(&self, name: &str, handlers: Arc<Handlers>, removable: bool) -> Arc<Namespace> {
+    /// A namespace `name`; with the server's connection state recovery when
+    /// `recovery` (and the server has it).
+    fn build(
+        &self,
+        name: &str,
+        handlers: Arc<Handlers>,
+        removable: bool,
+        recovery: bool,
+    ) -> Arc<Namespace> {
         Namespace::new(
             name.to_owned(),
             handlers,
             (self.adapters)(name),
             self.config
                 .recovery
+                .filter(|_| recovery)
                 .map(|config| (config, self.recovery_budget.clone())),
             removable,
         )
     }
 
     /// The namespace `name`, declared for the server's lifetime (created if needed,
-    /// with a matching pattern's handlers if one accepts it).
-    fn declare(&self, name: &str) -> Arc<Namespace> {
+    /// with a matching pattern's handlers if one accepts it, and with recovery when
+    /// `recovery`; one that exists keeps what it has).
+    fn declare(&self, name: &str, recovery: bool) -> Arc<Namespace> {
         let ns = {
             let mut map = self.registry_mut();
             if let Some(ns) = map.get(name) {
@@ -422,7 +441,7 @@ impl IoInner {
                 ns.clone()
             } else {
                 let handlers = self.pattern_for(name).unwrap_or_default();
-                let ns = self.build(name, handlers, false);
+                let ns = self.build(name, handlers, false, recovery);
                 map.insert(name.to_owned(), ns.clone());
                 ns
             }
@@ -635,19 +654,23 @@ impl Io {
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
         let _ = inner.inbound.set(engine.inbound().clone());
         // The main namespace always exists, as in Node (`io.sockets`).
-        inner.declare("/");
+        inner.declare("/", true);
         Io { inner, engine }
     }
 
     /// The namespace `name`, created if needed. It lives as long as the server, even
     /// when a pattern also accepts its name.
     pub fn of(&self, name: &str) -> Arc<Namespace> {
-        let name = if name.starts_with('/') {
-            name.to_owned()
-        } else {
-            format!("/{name}")
-        };
-        self.inner.declare(&name)
+        self.inner.declare(&absolute(name), true)
+    }
+
+    /// As [`Io::of`], but the namespace keeps no sessions for recovery whatever the
+    /// server's `[recovery]` says (one created before keeps what it has): for a
+    /// namespace whose every connection must pass its middleware, such as one that
+    /// checks a password (a resumed session would skip it, and a session stored in a
+    /// shared Redis is anyone's to write).
+    pub fn of_without_recovery(&self, name: &str) -> Arc<Namespace> {
+        self.inner.declare(&absolute(name), false)
     }
 
     /// Accepts every namespace whose name satisfies `matches` and

@@ -649,3 +649,38 @@ async fn a_resume_whose_connection_closes_midway_leaves_the_session_for_the_next
     assert_eq!((sid2, pid2), (sid, pid), "recovered on the next try");
     assert!(ns.sockets().pop().unwrap().recovered());
 }
+
+/// A namespace declared with `of_without_recovery` on a server with recovery: its
+/// CONNECT answer has no `pid`, and a client naming one from another namespace gets a
+/// fresh socket that passes the middleware (what the Admin UI's login relies on).
+#[tokio::test(start_paused = true)]
+async fn a_namespace_without_recovery_keeps_no_session_and_always_runs_its_middleware() {
+    let io = recovering_server();
+    let checked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = checked.clone();
+    io.of_without_recovery("/guarded")
+        .use_middleware(move |_socket| {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok(()) }
+        });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (_, pid) = connect_answer(&client.get().await);
+    client.post("40/guarded,").await;
+    let answer = client.get().await;
+    let v: Value = serde_json::from_str(answer.strip_prefix("40/guarded,").unwrap()).unwrap();
+    assert!(v["sid"].is_string(), "{answer}");
+    assert!(v.get("pid").is_none(), "no session kept: {answer}");
+    client.post("41/guarded,").await;
+    client
+        .post(&format!(r#"40/guarded,{{"pid":"{pid}","offset":"0"}}"#))
+        .await;
+    let again: Value =
+        serde_json::from_str(client.get().await.strip_prefix("40/guarded,").unwrap()).unwrap();
+    assert!(again.get("pid").is_none());
+    assert_eq!(
+        checked.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both ran it"
+    );
+}
