@@ -221,6 +221,46 @@ struct Admin {
     /// Session ids made at login, handed to the socket once it is connected, with
     /// when they were made (forgotten after [`FRESH_TTL`]).
     fresh: Mutex<HashMap<Sid, (String, Instant)>>,
+    /// The last list of every socket (development mode), shared by the UIs that
+    /// connected before it began.
+    listing: Listing<Vec<Value>>,
+}
+
+/// One computation at a time of a value every caller wants as it is *after* they
+/// asked (a list of every socket in the cluster, for each UI that connects): a caller
+/// takes the last value if it began after the caller asked, and otherwise computes a
+/// new one while the others wait. A burst of callers costs at most two computations,
+/// and none runs beside another.
+struct Listing<T> {
+    last: tokio::sync::Mutex<Option<(Instant, Arc<T>)>>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Listing<T> {
+    /// A value begun after `asked`: the last one, or one `compute` makes now.
+    async fn get<F: Future<Output = T>>(
+        &self,
+        asked: Instant,
+        compute: impl FnOnce() -> F,
+    ) -> Arc<T> {
+        let mut last = self.last.lock().await;
+        if let Some((began, value)) = &*last
+            && *began >= asked
+        {
+            return value.clone();
+        }
+        let began = Instant::now();
+        let value = Arc::new(compute().await);
+        *last = Some((began, value.clone()));
+        value
+    }
 }
 
 /// Installs the admin namespace on `io` (when `[admin] enabled`) and starts this
@@ -245,6 +285,7 @@ pub(crate) fn install(
         sessions: Sessions::new(redis, Instant::now()),
         passwords: PasswordChecks::new(Instant::now()),
         fresh: Mutex::default(),
+        listing: Listing::default(),
     });
     // Every connection passes the login: no session of this namespace is kept for
     // recovery (a resumed one would skip it, and one in Redis is anyone's to write).
@@ -333,10 +374,14 @@ impl Admin {
             json!({ "supportedFeatures": features(&self.config) }),
         );
         if self.config.mode == AdminMode::Development {
-            let (a, socket) = (self.clone(), socket.clone());
+            let (a, socket, asked) = (self.clone(), socket.clone(), Instant::now());
             tokio::spawn(async move {
-                let sockets = a.all_sockets().await;
-                let _ = socket.emit("all_sockets", Value::Array(sockets));
+                // One listing at a time, shared by the UIs that connected before it
+                // began: each is a request to every node for every namespace's sockets.
+                let sockets = a.listing.get(asked, || a.all_sockets()).await;
+                if socket.connected() {
+                    let _ = socket.emit("all_sockets", Value::Array(sockets.to_vec()));
+                }
             });
         }
     }
@@ -887,6 +932,41 @@ mod tests {
         assert!(!json_fits(&[json!("x".repeat(5000))], MAX_SHOWN_ARGS));
         assert!(json_fits(&[json!("ab")], 6), r#"["ab"] is 6 bytes"#);
         assert!(!json_fits(&[json!("abc")], 6));
+    }
+
+    /// Twenty callers at once: the first computes; the others asked before it began or
+    /// while it ran, so they wait and share the next one. None runs beside another,
+    /// and every caller gets a value begun after it asked.
+    #[tokio::test]
+    async fn listings_run_one_at_a_time_and_are_shared_by_those_waiting() {
+        let listing = Arc::new(Listing::<Instant>::default());
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let (listing, runs, running) = (listing.clone(), runs.clone(), running.clone());
+                tokio::spawn(async move {
+                    let asked = Instant::now();
+                    let began = listing
+                        .get(asked, || async {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            runs.fetch_add(1, SeqCst);
+                            assert_eq!(running.fetch_add(1, SeqCst), 0, "one at a time");
+                            let began = Instant::now();
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            running.fetch_sub(1, SeqCst);
+                            began
+                        })
+                        .await;
+                    assert!(*began >= asked, "begun after it was asked for");
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.expect("caller");
+        }
+        let runs = runs.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&runs), "{runs} listings for 20 callers");
     }
 
     #[test]
