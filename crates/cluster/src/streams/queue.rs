@@ -252,6 +252,12 @@ mod tests {
         batch
     }
 
+    /// `batch` is in Redis: every byte the queue counted is given back.
+    fn all_sent(w: &(Taker, mpsc::Receiver<Write>), queue: &WriteQueue, batch: &[Write]) {
+        w.0.sent(batch);
+        assert_eq!(queue.queued_bytes(), 0, "every byte counted is given back");
+    }
+
     fn queue(max_writes: usize, max_bytes: usize) -> (WriteQueue, (Taker, mpsc::Receiver<Write>)) {
         let (queue, taker, rx) = WriteQueue::new(max_writes, max_bytes);
         (queue, (taker, rx))
@@ -292,16 +298,14 @@ mod tests {
         assert_eq!(saved(&batch[1]), Some(("s:a", "v9999", 7)));
         assert_eq!(saved(&batch[2]), Some(("s:b", "b", 1)));
         assert!(matches!(&batch[3], Write::Entry(fields, _) if fields[0].1 == "2"));
-        w.0.sent(&batch);
-        assert_eq!(queue.queued_bytes(), 0, "every byte counted is given back");
+        all_sent(&w, &queue, &batch);
 
         // Taken by the writer: the next save is a new write, queued after.
         assert!(queue.save("s:a".into(), "later".into(), TTL, 7));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 1);
         assert_eq!(saved(&batch[0]), Some(("s:a", "later", 7)));
-        w.0.sent(&batch);
-        assert_eq!(queue.queued_bytes(), 0);
+        all_sent(&w, &queue, &batch);
     }
 
     /// A deletion wins over the save waiting before it, and a save after the deletion
@@ -314,8 +318,7 @@ mod tests {
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 1, "the save's placeholder is dropped");
         assert!(matches!(&batch[0], Write::Forget { key, .. } if key == "s:a"));
-        w.0.sent(&batch);
-        assert_eq!(queue.queued_bytes(), 0);
+        all_sent(&w, &queue, &batch);
 
         assert!(queue.save("s:a".into(), "one".into(), TTL, 1));
         assert!(queue.forget("s:a".into(), 1));
@@ -324,8 +327,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert!(matches!(&batch[0], Write::Forget { .. }));
         assert_eq!(saved(&batch[1]), Some(("s:a", "two", 2)));
-        w.0.sent(&batch);
-        assert_eq!(queue.queued_bytes(), 0);
+        all_sent(&w, &queue, &batch);
     }
 
     /// Epochs keep Redis' order (a later take of the session wins): a save or deletion
@@ -339,8 +341,7 @@ mod tests {
         let batch = taken(&mut w);
         assert_eq!(saved(&batch[0]), Some(("s:a", "new", 2)));
         assert!(matches!(&batch[1], Write::Forget { epoch: 1, .. }));
-        w.0.sent(&batch);
-        assert_eq!(queue.queued_bytes(), 0);
+        all_sent(&w, &queue, &batch);
     }
 
     /// The byte budget counts a waiting save's current value: a larger value that does
@@ -360,7 +361,6 @@ mod tests {
         assert!(!queue.push(Write::Entry(vec![("d", "e".repeat(95))], None)));
         let batch = taken(&mut w);
         assert_eq!(saved(&batch[0]), Some(("k", "zzzzzzzzzz", 1)));
-        w.0.sent(&batch);
-        assert_eq!(queue.queued_bytes(), 0);
+        all_sent(&w, &queue, &batch);
     }
 }
