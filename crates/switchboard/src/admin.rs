@@ -28,6 +28,7 @@
 //!   production mode no observer is installed: the engine's paths pay nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +45,8 @@ use switchboard_engine::{ConnectError, DisconnectReason, Event, Io, Namespace, S
 use switchboard_cluster::admin_sessions::AdminSessions;
 
 use crate::config::{AdminConfig, AdminMode};
+use crate::http::Collector;
+use crate::http::prometheus::Exposition;
 
 /// How often each node sends its `server_stats` (the package's period).
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
@@ -263,18 +266,36 @@ impl<T> Listing<T> {
     }
 }
 
+/// What the Admin UI's support adds to `/metrics` (development mode).
+#[derive(Debug, Default)]
+pub(crate) struct AdminMetrics {
+    /// Live events dropped because the queue ([`LIVE_QUEUE`]) was full.
+    live_dropped: AtomicU64,
+}
+
+impl Collector for AdminMetrics {
+    fn render(&self, out: &mut Exposition) {
+        out.counter(
+            "switchboard_admin_live_dropped_total",
+            "Live events for the Admin UI (development mode) dropped because its queue of 10,000 was full.",
+            self.live_dropped.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// Installs the admin namespace on `io` (when `[admin] enabled`) and starts this
 /// node's stats until `shutdown`; login sessions are kept in `redis` too when given.
-/// The arguments of `private_events` (token refreshes) are never shown.
+/// The arguments of `private_events` (token refreshes) are never shown. In
+/// development mode, returns the metrics of the live events.
 pub(crate) fn install(
     io: &Io,
     config: &AdminConfig,
     private_events: HashSet<String>,
     redis: Option<AdminSessions>,
     shutdown: &Shutdown,
-) {
+) -> Option<Arc<AdminMetrics>> {
     if !config.enabled {
-        return;
+        return None;
     }
     if config.login.is_none() {
         tracing::warn!(namespace = %config.namespace, "the Admin UI is open: [admin] auth = false");
@@ -297,11 +318,15 @@ pub(crate) fn install(
     });
     let a = admin.clone();
     ns.on_connection(move |socket| a.connected(socket));
+    let mut metrics = None;
     if config.mode == AdminMode::Development {
+        let live = Arc::new(AdminMetrics::default());
+        metrics = Some(live.clone());
         let watcher = Arc::new(Watcher::start(
             ns.clone(),
             config.namespace.clone(),
             private_events,
+            live,
         ));
         if !io.observe(watcher) {
             tracing::warn!(
@@ -317,6 +342,7 @@ pub(crate) fn install(
     }
     tokio::spawn(stats(admin, ns, shutdown.clone()));
     tracing::info!(namespace = %config.namespace, "Socket.IO Admin UI served");
+    metrics
 }
 
 impl Admin {
@@ -466,6 +492,7 @@ struct Watcher {
     queue: tokio::sync::mpsc::Sender<Live>,
     /// Events whose arguments are shown as [`REDACTED`] (token refreshes).
     private_events: HashSet<String>,
+    metrics: Arc<AdminMetrics>,
 }
 
 /// What the UI is shown instead of a private event's arguments.
@@ -482,7 +509,12 @@ enum Live {
 }
 
 impl Watcher {
-    fn start(admin: Arc<Namespace>, name: String, private_events: HashSet<String>) -> Watcher {
+    fn start(
+        admin: Arc<Namespace>,
+        name: String,
+        private_events: HashSet<String>,
+        metrics: Arc<AdminMetrics>,
+    ) -> Watcher {
         let (queue, mut rx) = tokio::sync::mpsc::channel(LIVE_QUEUE);
         tokio::spawn(async move {
             while let Some(live) = rx.recv().await {
@@ -502,11 +534,13 @@ impl Watcher {
             name,
             queue,
             private_events,
+            metrics,
         }
     }
 
     fn send(&self, live: Live) {
         if self.queue.try_send(live).is_err() {
+            self.metrics.live_dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("admin: live event dropped (the queue is full)");
         }
     }
@@ -912,6 +946,7 @@ mod tests {
             name: "/admin".into(),
             queue: tokio::sync::mpsc::channel(1).0,
             private_events: HashSet::from(["auth:refresh".to_owned()]),
+            metrics: Arc::default(),
         };
         let args = [json!("eyJ.secret.token")];
         assert_eq!(&*watcher.shown("auth:refresh", &args), [json!(REDACTED)]);
@@ -967,6 +1002,27 @@ mod tests {
         }
         let runs = runs.load(std::sync::atomic::Ordering::SeqCst);
         assert!((1..=2).contains(&runs), "{runs} listings for 20 callers");
+    }
+
+    /// A live event that finds the queue full is dropped and counted on `/metrics`.
+    #[test]
+    fn live_events_dropped_are_counted() {
+        let (queue, _rx) = tokio::sync::mpsc::channel(1);
+        let watcher = Watcher {
+            name: "/admin".into(),
+            queue,
+            private_events: HashSet::new(),
+            metrics: Arc::default(),
+        };
+        watcher.tell("event_received", vec![json!(1)]);
+        watcher.tell("event_received", vec![json!(2)]);
+        let mut out = Exposition::default();
+        watcher.metrics.render(&mut out);
+        let text = out.into_string();
+        assert!(
+            text.contains("\nswitchboard_admin_live_dropped_total 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::admin::AdminMetrics;
 use crate::api::{ApiMetrics, BoundSite, SiteError};
 use crate::config::{Config, MemoryLimit};
 use crate::http::State;
@@ -123,7 +124,7 @@ impl Server {
         // The cluster lives until the very end of the drain: sessions closed by it are
         // saved for recovery through it.
         let cluster = Cluster::start(&config.cluster.cluster, shutdown.clone())?;
-        let (io, rules) = build_io(config, shutdown.clone(), hooks, &cluster);
+        let (io, rules, admin) = build_io(config, shutdown.clone(), hooks, &cluster);
         let node = config
             .cluster
             .node_name
@@ -160,11 +161,14 @@ impl Server {
         // `/metrics`: the engine's families, then the API's, the rules' and the
         // cluster's.
         let api_metrics = Arc::new(ApiMetrics::default());
-        let state = State::new(io.clone(), not_ready)
+        let mut state = State::new(io.clone(), not_ready)
             .with_collector(api_metrics.clone())
             .with_collector(Arc::new(rules.clone()))
             .with_patterns(rules.patterns())
             .with_cluster(cluster, node);
+        if let Some(admin) = admin {
+            state = state.with_collector(admin);
+        }
         let site = BoundSite::bind(config, &io, state, api_metrics).await?;
         Ok(Server {
             listener,
@@ -285,7 +289,7 @@ fn build_io(
     shutdown: Shutdown,
     hooks: Hooks,
     cluster: &Cluster,
-) -> (Io, Installed) {
+) -> (Io, Installed, Option<Arc<AdminMetrics>>) {
     let mut socketio = config.socketio.clone();
     socketio.engine.node_tag = cluster.node_tag();
     let io = Io::with_adapter(
@@ -302,7 +306,7 @@ fn build_io(
         .iter()
         .filter_map(|rules| rules.auth.as_ref()?.refresh_event.clone())
         .collect();
-    crate::admin::install(
+    let admin = crate::admin::install(
         &io,
         &config.admin,
         private_events,
@@ -310,7 +314,7 @@ fn build_io(
         &shutdown,
     );
     watch_memory(&io, config, shutdown);
-    (io, installed)
+    (io, installed, admin)
 }
 
 /// Starts the memory pressure tiers on the configured budget (`limits.memory`; the
@@ -414,7 +418,7 @@ mod tests {
             ..Config::default()
         };
         let cluster = Cluster::start(&config.cluster.cluster, Shutdown::never())?;
-        let (io, _rules) = build_io(&config, Shutdown::never(), Hooks::none(), &cluster);
+        let (io, _rules, _admin) = build_io(&config, Shutdown::never(), Hooks::none(), &cluster);
         let mut names: Vec<String> = io
             .namespaces()
             .iter()
