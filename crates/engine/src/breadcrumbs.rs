@@ -79,12 +79,8 @@ impl Step {
     /// A replay of `replayed` packets from the client's `offset` (cut to 64 bytes:
     /// the client chose it).
     pub fn recovered(offset: &str, replayed: usize) -> Self {
-        let mut end = offset.len().min(MAX_OFFSET);
-        while !offset.is_char_boundary(end) {
-            end -= 1;
-        }
         Step::Recovered {
-            offset: offset[..end].into(),
+            offset: crate::untrusted::cut(offset, MAX_OFFSET).into(),
             replayed: u32::try_from(replayed).unwrap_or(u32::MAX),
         }
     }

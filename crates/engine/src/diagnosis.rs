@@ -292,13 +292,9 @@ impl Refusal {
 /// [`MAX_REFUSAL_TEXT`] bytes at a character boundary, scrubbed.
 pub fn bounded(text: &str) -> String {
     let clean: String = text.chars().filter(|c| !c.is_control()).collect();
-    let mut end = clean.len().min(MAX_REFUSAL_TEXT);
-    while !clean.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = &clean[..end];
+    let cut = crate::untrusted::cut(&clean, MAX_REFUSAL_TEXT);
     let scrubbed = crate::scrub::text(cut).into_owned();
-    if end < clean.len() {
+    if cut.len() < clean.len() {
         format!("{scrubbed}…")
     } else {
         scrubbed

@@ -36,6 +36,22 @@ impl fmt::Display for Untrusted<'_> {
     }
 }
 
+/// The longest start of `text` of at most `max` bytes that ends at a character
+/// boundary: a client-chosen string cut to what a bound keeps.
+///
+/// ```
+/// use switchboard_engine::untrusted::cut;
+/// assert_eq!(cut("héllo", 2), "h");
+/// assert_eq!(cut("ab", 256), "ab");
+/// ```
+pub fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +63,15 @@ mod tests {
             Untrusted(forged).to_string(),
             "/a\\nINFO admin logged in\\r\\u{1b}[31m\\\"\\\\"
         );
+    }
+
+    /// Never inside a character; a short string whole.
+    #[test]
+    fn cut_ends_at_a_character_boundary() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("héllo", 3), "hé");
+        assert_eq!(cut("ab", 256), "ab");
+        assert_eq!(cut("", 0), "");
     }
 
     #[test]
