@@ -119,6 +119,8 @@ def socketio():
         "unexpected-binary": [binary + b"extra", b'2["ok"]'],
         "dangling-placeholder": [b'51-["ev",{"_placeholder":true,"num":3}]', binary + b"a"],
         "events": [b'2["a"]', b'2["b",1,2.5,null,true]', b'3/chat,1[{"ok":true}]'],
+        # Floats serde_json would write longer than they came (`check_growth`).
+        "floats": [b'2["n",1e15,-9e15,1e-5,12e-6,1E3,5e-324,1.5e300,100.0]'],
     }
     for name, messages in seqs.items():
         write("socketio_decoder", name, sep.join(messages))

@@ -235,7 +235,8 @@ impl PubSubNode {
                 room,
             } if !from_self => {
                 if let Some(socket) = find(&ns, &sid) {
-                    socket.join(&[room.as_str()]);
+                    let max = ns.handlers().max_rooms_per_socket();
+                    socket.join_within(&[room.as_str()], max);
                     respond(Response::Done { request_id });
                 }
             }

@@ -45,6 +45,10 @@ pub struct Metrics {
     /// Emptied pattern namespaces removed before their recovery window ended, to make
     /// room under `max_pattern_namespaces` (oldest emptied first).
     pub namespaces_evicted: AtomicU64,
+    /// Rooms sockets were not joined to by `socketsJoin` (this node's application or
+    /// API, another node's request) because they were at their namespace's
+    /// `max_rooms_per_socket`.
+    pub room_joins_refused: AtomicU64,
     /// Bytes of events buffered for replay and sessions kept, every namespace
     /// together, as `recovery.max_total_bytes` counts them: the server's recovery
     /// budget keeps its count here.
@@ -108,6 +112,8 @@ pub struct MetricsSnapshot {
     pub recovery_sessions_expired: u64,
     /// Emptied pattern namespaces removed early to make room for new ones.
     pub namespaces_evicted: u64,
+    /// Rooms sockets were not joined to at their namespace's rooms-per-socket bound.
+    pub room_joins_refused: u64,
     /// Bytes the recovery buffers of every namespace hold together.
     pub recovery_bytes: usize,
     /// Bytes of messages on their way in, every session together.
@@ -229,6 +235,7 @@ impl Metrics {
             recovery_sessions_evicted: self.recovery_sessions_evicted.load(Relaxed),
             recovery_sessions_expired: self.recovery_sessions_expired.load(Relaxed),
             namespaces_evicted: self.namespaces_evicted.load(Relaxed),
+            room_joins_refused: self.room_joins_refused.load(Relaxed),
             recovery_bytes: self.recovery_bytes.load(Relaxed),
             inbound_bytes: self.inbound_bytes.load(Relaxed),
             inbound_gave_way: self.inbound_gave_way.load(Relaxed),

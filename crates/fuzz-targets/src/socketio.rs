@@ -45,11 +45,28 @@ pub fn socketio_decoder(data: &[u8]) {
             Ok(Some(packet)) => {
                 assert!(!decoder.is_reconstructing());
                 check_packet(&packet);
+                if !was_reconstructing {
+                    check_growth(message.len(), &packet);
+                }
             }
             Ok(None) => assert!(decoder.is_reconstructing()),
             Err(_) => decoder = Decoder::default(),
         }
     }
+}
+
+/// A packet read from one text message of `len` bytes is written back less than 1.75
+/// times as long (`switchboard_protocol::json`: a float grows by at most 3 bytes and
+/// takes at least 4 with its separator), plus a few bytes for what the text may leave
+/// out (`2/,` for `2`): every event passed on is written again, and must not grow past
+/// the receivers' queues.
+fn check_growth(len: usize, packet: &Packet) {
+    let written = packet.encode_to_string().len();
+    assert!(
+        written <= len * 7 / 4 + 8,
+        "{len} bytes read, {written} written: {}",
+        packet.encode_to_string()
+    );
 }
 
 /// What holds for every complete packet: attachments exactly when the type is binary,

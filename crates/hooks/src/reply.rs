@@ -18,9 +18,25 @@
 //! field inside an action, makes the whole reply invalid, because silently skipping
 //! (part of) an action the backend asked for could send a message to the wrong
 //! audience.
+//!
+//! A backend's actions are trusted (no room policy applies to them), but a reply is
+//! bounded in shape: at most [`MAX_ACTIONS`] actions, [`MAX_ROOMS_PER_ACTION`] rooms
+//! per action and room names of [`MAX_ROOM_LEN`] bytes; past any, the whole reply is
+//! invalid and nothing of it is applied. A backend that passes a client's room names
+//! on (`{"type": "join", "rooms": <what the client sent>}`) would otherwise pass the
+//! client past what the server bounds for clients (the binary also applies
+//! `rooms.max_per_socket` to joins, which needs the socket).
 
 use serde::Deserialize;
 use serde_json::Value;
+
+/// Most actions one reply may carry: a reply does one client's event's work.
+pub const MAX_ACTIONS: usize = 100;
+/// Most rooms one action may name.
+pub const MAX_ROOMS_PER_ACTION: usize = 1000;
+/// Longest room name an action may name, as long as a client may ask for: room names
+/// live in the room index as long as the room has members.
+pub const MAX_ROOM_LEN: usize = 256;
 
 /// What the backend asked for in its reply to a forwarded event.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -81,7 +97,46 @@ impl HookReply {
                 "a reply and each of its actions must be a JSON object",
             ));
         }
-        HookReply::deserialize(value)
+        let reply = HookReply::deserialize(value)?;
+        reply.check_shape().map_err(serde::de::Error::custom)?;
+        Ok(reply)
+    }
+
+    /// Whether the reply is within [`MAX_ACTIONS`], [`MAX_ROOMS_PER_ACTION`] and
+    /// [`MAX_ROOM_LEN`]; the error says which bound it passed.
+    fn check_shape(&self) -> Result<(), String> {
+        if self.actions.len() > MAX_ACTIONS {
+            return Err(format!(
+                "{} actions, at most {MAX_ACTIONS} allowed",
+                self.actions.len()
+            ));
+        }
+        for action in &self.actions {
+            let rooms = action.rooms();
+            if rooms.len() > MAX_ROOMS_PER_ACTION {
+                return Err(format!(
+                    "an action names {} rooms, at most {MAX_ROOMS_PER_ACTION} allowed",
+                    rooms.len()
+                ));
+            }
+            if let Some(room) = rooms.iter().find(|room| room.len() > MAX_ROOM_LEN) {
+                return Err(format!(
+                    "a room name of {} bytes, at most {MAX_ROOM_LEN} allowed",
+                    room.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HookAction {
+    /// The rooms the action names.
+    pub fn rooms(&self) -> &[String] {
+        match self {
+            HookAction::Join { rooms } | HookAction::Leave { rooms } => rooms,
+            HookAction::Emit { rooms, .. } => rooms,
+        }
     }
 }
 
@@ -150,6 +205,26 @@ mod tests {
         ] {
             assert!(HookReply::from_body(body.as_bytes()).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn replies_past_their_bounds_are_invalid() {
+        let actions = |n: usize| {
+            let action = json!({"type": "leave", "rooms": ["a"]});
+            json!({ "actions": vec![action; n] }).to_string()
+        };
+        assert!(HookReply::from_body(actions(MAX_ACTIONS).as_bytes()).is_ok());
+        let err = HookReply::from_body(actions(MAX_ACTIONS + 1).as_bytes());
+        assert!(err.is_err_and(|e| e.to_string().contains("101 actions")));
+
+        let rooms = |n: usize, len: usize| {
+            let rooms = vec!["r".repeat(len); n];
+            json!({"actions": [{"type": "emit", "event": "e", "rooms": rooms}]}).to_string()
+        };
+        assert!(HookReply::from_body(rooms(MAX_ROOMS_PER_ACTION, MAX_ROOM_LEN).as_bytes()).is_ok());
+        assert!(HookReply::from_body(rooms(MAX_ROOMS_PER_ACTION + 1, 1).as_bytes()).is_err());
+        let err = HookReply::from_body(rooms(1, MAX_ROOM_LEN + 1).as_bytes());
+        assert!(err.is_err_and(|e| e.to_string().contains("257 bytes")));
     }
 
     #[test]

@@ -14,9 +14,11 @@
 //!   name rules.
 //! - [`sid`]: session and socket identifiers.
 //! - [`sse`]: Server-Sent Events framing of Socket.IO events.
+//! - [`json`]: JSON written back no longer than it was read (floats).
 
 pub mod cluster;
 pub mod engineio;
+pub mod json;
 pub mod sid;
 pub mod socketio;
 pub mod sse;

@@ -49,6 +49,9 @@ use crate::config::{AdminConfig, AdminMode};
 use crate::http::Collector;
 use crate::http::prometheus::Exposition;
 
+/// Most rooms a UI's socket is joined to by `socketsJoin` from elsewhere: it needs none.
+const ADMIN_MAX_ROOMS_PER_SOCKET: usize = 8;
+
 /// How often each node sends its `server_stats` (the package's period).
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a login session lasts (the package's Redis store default).
@@ -313,6 +316,10 @@ pub(crate) fn install(
     // Every connection passes the login: no session of this namespace is kept for
     // recovery (a resumed one would skip it, and one in Redis is anyone's to write).
     let ns = io.of_without_recovery(&config.namespace);
+    // The UI's sockets are in no room but their own; a join another node asks for
+    // (anyone's who can publish on Redis) gets them into at most this many.
+    ns.handlers()
+        .set_max_rooms_per_socket(ADMIN_MAX_ROOMS_PER_SOCKET);
     let a = admin.clone();
     ns.use_middleware(move |socket| {
         let a = a.clone();

@@ -211,6 +211,9 @@ fn handlers(io: &Io, target: &Target) -> Arc<Handlers> {
 
 /// Wires `policy` into `handlers`.
 fn attach(handlers: &Handlers, policy: Arc<Policy>) {
+    // Joins the application asks for, another node's included, are held to the same
+    // bound as a client's own.
+    handlers.set_max_rooms_per_socket(policy.rules.rooms.max_per_socket);
     if policy.rules.auth.is_some() {
         let p = policy.clone();
         handlers.use_middleware(move |socket| auth::authenticate(p.clone(), socket));

@@ -15,6 +15,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, test } from "node:test";
+import { Emitter } from "@socket.io/redis-emitter";
 import { Redis } from "ioredis";
 import { io } from "socket.io-client";
 import { startRedis } from "../cluster/redis.mjs";
@@ -55,6 +56,8 @@ const INBOUND_BUDGET = 32 * MiB;
  * 7.8 MiB (measured with the bound off); 100 kept, by 1.2 MiB.
  */
 const PER_ADDRESS_BUDGET = 4 * MiB;
+/** Attack 9 relays three events of 200 KB to one receiver. */
+const RELAYED_NUMBERS_BUDGET = 16 * MiB;
 
 /** Safety net for the pair's last events to arrive after an attack on a loaded server. */
 const DRAIN_MS = 30_000;
@@ -1378,5 +1381,109 @@ trusted_proxies = ["127.0.0.1"]
       await connected(client(server.url, WS));
     });
     await survivorChecks(checks, pair, server, memory, PER_ADDRESS_BUDGET);
+  });
+
+  test("9. a relayed event of numbers written short reaches its room no larger than it came", async () => {
+    // `1e15` is 4 bytes; written back the way serde_json writes an f64 it was 18
+    // (`1000000000000000.0`). The queue holds twice the largest event a client may
+    // send: the event as it came fits, 4.5 times it does not, and a frame over the
+    // whole queue closes its receiver as a slow consumer.
+    const MAX_PAYLOAD = 200_000;
+    const server = await serve(`
+[engine]
+max_payload = ${MAX_PAYLOAD}
+[queue]
+max_bytes = ${2 * MAX_PAYLOAD}
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    const receiver = client(server.url, POLLING);
+    const events = [];
+    const disconnects = [];
+    receiver.on("msg", (room, numbers) => events.push(numbers));
+    receiver.on("disconnect", (reason) => disconnects.push(reason));
+    await connected(receiver);
+    assert.deepEqual(await receiver.timeout(DRAIN_MS).emitWithAck("join", "room:numbers"), { ok: true });
+
+    // The attacker writes its frames itself: the official client never writes `1e15`.
+    const { status, ws } = await rawSession(server);
+    assert.equal(status, 101);
+    ws.send("40/pair,");
+    await ws.next((m) => m.startsWith("40/pair,"));
+    ws.send('42/pair,1["join","room:numbers"]');
+    await ws.next((m) => m.startsWith("43/pair,1"));
+    const head = '42/pair,["msg","room:numbers",[';
+    const count = Math.floor((MAX_PAYLOAD - head.length - 10) / "1e15,".length);
+    const frame = `${head}${Array(count).fill("1e15").join(",")}]]`;
+    assert.ok(frame.length <= MAX_PAYLOAD, `${frame.length} bytes`);
+    pair.start();
+    const SENT = 3;
+    for (let i = 0; i < SENT; i++) ws.send(frame);
+    const checks = new Checks();
+    await checks.run("(b) every event reaches the receiver, whose connection stays open", async () => {
+      await waitFor(() => events.length >= SENT || disconnects.length > 0, {
+        timeout: DRAIN_MS,
+        what: "the relayed events",
+      });
+      assert.deepEqual(disconnects, [], "the receiver stays connected");
+      assert.equal(events.length, SENT);
+      for (const numbers of events) {
+        assert.equal(numbers.length, count);
+        assert.ok(numbers.every((n) => n === 1e15));
+      }
+    });
+    await checks.run("(b) no connection was closed as a slow consumer", async () => {
+      const metrics = await server.metrics();
+      const slow = [...metrics].filter(([name]) => name.includes('reason="slow consumer"'));
+      assert.ok(slow.every(([, v]) => v === 0), JSON.stringify(slow));
+    });
+    memory.sample("relayed numbers");
+    ws.reset();
+    console.log(`# relayed numbers: ${SENT} events of ${frame.length} B, ${events.length} received`);
+    await survivorChecks(checks, pair, server, memory, RELAYED_NUMBERS_BUDGET);
+  });
+
+  test("10. a socketsJoin published on Redis by anyone joins each socket to at most rooms.max_per_socket rooms", async () => {
+    const redis = await startRedis();
+    services.push(() => redis.close());
+    const PREFIX = "hostile";
+    const server = await serve(`
+[cluster]
+adapter = "redis"
+redis_url = "${redis.url}"
+key_prefix = "${PREFIX}"
+secret = "cluster-secret-of-the-hostile-suite-0123456789"
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+    const refused = async () => (await server.metrics()).get("switchboard_room_joins_refused_total") ?? 0;
+    assert.equal(await refused(), 0);
+
+    // The official emitter, as any Redis client may use it: no secret signs this
+    // format (Node servers share it).
+    const redisClient = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+    clients.push(redisClient);
+    await redisClient.connect();
+    const emitter = new Emitter(redisClient, { key: PREFIX });
+    const ROOMS = 5_000;
+    const MAX = 100; // rooms.max_per_socket's default; each pair socket is in room:pair
+    pair.start();
+    emitter.of("/pair").socketsJoin(Array.from({ length: ROOMS }, (_, i) => `forged:${i}`));
+
+    const checks = new Checks();
+    await checks.run("(b) each of the two sockets joined up to its bound, the rest refused", async () => {
+      const expected = 2 * (ROOMS - (MAX - 1));
+      await waitFor(async () => (await refused()) >= expected, {
+        timeout: DRAIN_MS,
+        what: "the refused joins",
+      });
+      assert.equal(await refused(), expected);
+    });
+    memory.sample("forged socketsJoin");
+    console.log(`# forged socketsJoin: ${ROOMS} rooms asked for 2 sockets, ${await refused()} refused`);
+    await survivorChecks(checks, pair, server, memory, FORGED_FRAMES_BUDGET);
   });
 });

@@ -345,11 +345,23 @@ impl Namespace {
         out
     }
 
-    /// Makes the targeted local sockets join `rooms`.
+    /// Makes the targeted local sockets join `rooms`, each up to the namespace's
+    /// [`max_rooms_per_socket`](super::Handlers::max_rooms_per_socket)
+    /// ([`Socket::join_within`](super::Socket::join_within)).
     pub fn add_sockets_local(&self, opts: &BroadcastOptions, rooms: &[Room]) {
         let rooms: Vec<&str> = rooms.iter().map(|r| &**r).collect();
-        for s in self.local_sockets(opts) {
-            s.join(&rooms);
+        let max = self.handlers().max_rooms_per_socket();
+        let refused: usize = self
+            .local_sockets(opts)
+            .iter()
+            .map(|s| s.join_within(&rooms, max))
+            .sum();
+        if refused > 0 {
+            tracing::debug!(
+                namespace = %crate::untrusted::Untrusted(self.name()),
+                refused,
+                "joins past the namespace's rooms per socket not applied"
+            );
         }
     }
 

@@ -43,6 +43,10 @@ pub struct Handlers {
     room_occupied: RwLock<Vec<RoomHandler>>,
     room_vacated: RwLock<Vec<RoomHandler>>,
     server_side: RwLock<Option<ServerSideHandler>>,
+    /// Most rooms (its own id room aside) a socket is joined to by
+    /// [`Namespace::add_sockets_local`]: joins another node asks for, or the
+    /// application's `socketsJoin`. 0 (the default): no bound.
+    max_rooms_per_socket: AtomicUsize,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -60,6 +64,23 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Handlers {
+    /// Bounds the rooms [`Namespace::add_sockets_local`] joins a socket to: a socket
+    /// already in `max` rooms (its own id room aside) joins no more that way. A message
+    /// from Redis asking every socket to join rooms is anyone's who can publish there
+    /// (the Node adapters' formats cannot be signed), so without a bound one message
+    /// could put every socket of the node in thousands of rooms. 0: no bound.
+    pub fn set_max_rooms_per_socket(&self, max: usize) {
+        self.max_rooms_per_socket.store(max, Ordering::Relaxed);
+    }
+
+    /// The bound [`Handlers::set_max_rooms_per_socket`] set (`usize::MAX`: none).
+    pub fn max_rooms_per_socket(&self) -> usize {
+        match self.max_rooms_per_socket.load(Ordering::Relaxed) {
+            0 => usize::MAX,
+            max => max,
+        }
+    }
+
     /// Adds a middleware, run in order for every connection attempt before it is
     /// accepted. Returning an error refuses the connection with that message.
     pub fn use_middleware<F, Fut>(&self, f: F)

@@ -163,6 +163,11 @@ pub(crate) enum Unreserved {
 }
 
 impl IoInner {
+    /// The engine's counters.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The node's steps, oldest first.
     pub(crate) fn node_crumbs(&self) -> Vec<crate::breadcrumbs::Crumb> {
         let trail = lock(&self.node_trail);

@@ -329,6 +329,43 @@ impl Socket {
         self.save_durable();
     }
 
+    /// Joins those of `rooms` it is not in while it is in fewer than `max` rooms (its
+    /// own id room aside); returns how many it was not joined to because of `max`,
+    /// also counted in the engine's `room_joins_refused`. Rooms past the bound are not
+    /// looked at one by one: a socket at its bound costs nothing per room named.
+    pub fn join_within(&self, rooms: &[&str], max: usize) -> usize {
+        if max == usize::MAX {
+            self.join(rooms);
+            return 0;
+        }
+        let adapter = self.ns.adapter();
+        let mut count = adapter.socket_room_count(self.id);
+        let mut new: Vec<&str> = Vec::new();
+        for (i, &room) in rooms.iter().enumerate() {
+            if room == self.id.as_str() || adapter.is_in(self.id, room) || new.contains(&room) {
+                continue;
+            }
+            if count >= max {
+                let refused = rooms.len() - i;
+                if !new.is_empty() {
+                    self.join(&new);
+                }
+                self.client
+                    .io()
+                    .metrics()
+                    .room_joins_refused
+                    .fetch_add(refused as u64, std::sync::atomic::Ordering::Relaxed);
+                return refused;
+            }
+            count += 1;
+            new.push(room);
+        }
+        if !new.is_empty() {
+            self.join(&new);
+        }
+        0
+    }
+
     /// Joins rooms without recording where the recovery buffer stands, reporting the
     /// rooms that became occupied, nor saving the durable session: for a socket
     /// resuming its session, which joins with the buffer locked (its memberships come

@@ -218,6 +218,40 @@ async fn selections_fetch_join_leave_and_disconnect_sockets() {
     assert_eq!(disconnected, 2);
 }
 
+/// `Handlers::set_max_rooms_per_socket` holds `socketsJoin` (the application's, and
+/// another node's through the adapter) to the bound: rooms a socket is already in, or
+/// its own id room, take no place; the rest past the bound are not joined and counted.
+#[tokio::test(start_paused = true)]
+async fn sockets_join_holds_each_socket_to_the_namespace_bound() {
+    let io = server(config());
+    let ns = io.of("/");
+    ns.handlers().set_max_rooms_per_socket(3);
+    let _clients = [Client::connected(&io).await, Client::connected(&io).await];
+    let sockets = ns.sockets();
+    sockets[0].join(&["a", "b"]);
+    let own = sockets[0].id().to_string();
+    let refused = || io.engine().metrics().snapshot().room_joins_refused;
+
+    ns.all()
+        .sockets_join(&["a", own.as_str(), "c", "d", "e", "f"]);
+    let mut first = sockets[0].rooms();
+    first.sort();
+    let mut expected = vec!["a".to_owned(), "b".to_owned(), "c".to_owned(), own.clone()];
+    expected.sort();
+    assert_eq!(first, expected);
+    // The second socket was in no room: a, the first one's id room, c.
+    assert_eq!(sockets[1].rooms().len(), 1 + 3);
+    assert!(!sockets[1].rooms().contains(&"d".to_owned()));
+    // Each: d, e, f past the bound.
+    assert_eq!(refused(), 3 + 3);
+
+    // Without a bound (the engine's default), every room is joined.
+    ns.handlers().set_max_rooms_per_socket(0);
+    ns.all().sockets_join(&["g", "h"]);
+    assert_eq!(sockets[0].rooms().len(), 1 + 5);
+    assert_eq!(refused(), 6);
+}
+
 /// Node runs a socket's `connection` handlers before any of its events. Here the
 /// CONNECT answer goes out before the handlers run (on another thread after async
 /// middleware), so an event the client sends at once must wait for them.

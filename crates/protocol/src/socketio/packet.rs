@@ -151,7 +151,7 @@ impl Packet {
         }
         if let Some(data) = &self.data {
             // Serializing a `Value` into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, data);
+            crate::json::write(out, data);
         }
     }
 

@@ -245,6 +245,11 @@ pub(crate) fn render(
         "Emptied namespaces created from patterns removed before their recovery window ended, to make room under socketio.max_pattern_namespaces (oldest emptied first).",
         m.namespaces_evicted,
     );
+    out.counter(
+        "switchboard_room_joins_refused_total",
+        "Rooms sockets were not joined to by socketsJoin (the HTTP API, the Admin UI or another node, Node servers included) because they were in rooms.max_per_socket rooms already.",
+        m.room_joins_refused,
+    );
     memory(&mut out, m);
     out.family(
         "switchboard_refusals_total",
@@ -371,6 +376,7 @@ mod tests {
             recovery_sessions_evicted: 12,
             recovery_sessions_expired: 13,
             namespaces_evicted: 24,
+            room_joins_refused: 5,
             recovery_bytes: 25,
             inbound_bytes: 26,
             inbound_gave_way: 27,
@@ -429,6 +435,7 @@ mod tests {
             "switchboard_recovery_sessions_evicted_total 12",
             "switchboard_recovery_sessions_expired_total 13",
             "switchboard_namespaces_evicted_total 24",
+            "switchboard_room_joins_refused_total 5",
             "switchboard_recovery_bytes 25",
             "switchboard_inbound_bytes 26",
             "switchboard_inbound_gave_way_total 27",
@@ -446,7 +453,7 @@ mod tests {
             families,
             text.lines().filter(|l| l.starts_with("# HELP")).count()
         );
-        assert_eq!(families, 27);
+        assert_eq!(families, 28);
     }
 
     #[test]

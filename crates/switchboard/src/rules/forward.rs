@@ -2,19 +2,21 @@
 //! reply: its actions first, so that when the client gets its acknowledgement the
 //! joins and leaves it implies have happened, then the acknowledgement.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
 use switchboard_engine::{Event, Socket};
-use switchboard_hooks::{ForwardedEvent, HookAction, HookReply};
+use switchboard_hooks::{ForwardedEvent, HookAction, HookError, HookReply};
 use switchboard_protocol::Sid;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::metrics::EventOutcome;
 use super::reply::{self, Refusal};
 use super::slots::{PerKey, Slot};
-use super::{Policy, auth};
+use super::{Policy, auth, rooms};
+use crate::config::RoomRules;
 
 /// Forwarded events waiting for the backend at once, process-wide. The sink bounds
 /// requests in flight; this bounds the tasks (each holding its event's payload) that
@@ -130,13 +132,18 @@ pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
     tokio::spawn(async move {
         let _permit = permit;
         match reply.await {
-            Ok(reply) => {
-                policy.metrics.event(EventOutcome::Forwarded);
-                let args = apply(&socket, reply);
-                if let Some(ack) = ack {
-                    let _ = ack.send(args);
+            Ok(reply) => match apply(&policy.rules.rooms, &socket, reply) {
+                Ok(args) => {
+                    policy.metrics.event(EventOutcome::Forwarded);
+                    if let Some(ack) = ack {
+                        let _ = ack.send(args);
+                    }
                 }
-            }
+                Err(refusal) => {
+                    policy.metrics.event(EventOutcome::ForwardFailed);
+                    reply::answer(ack, Err(refusal));
+                }
+            },
             Err(err) => {
                 tracing::debug!(sid = %socket.id(), error = %err, "forwarded event failed");
                 policy.metrics.event(EventOutcome::ForwardFailed);
@@ -147,8 +154,15 @@ pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
 }
 
 /// Applies the reply's actions and returns the acknowledgement arguments (none when
-/// the backend gave no `ack`: the client's callback still runs).
-pub(crate) fn apply(socket: &Arc<Socket>, reply: HookReply) -> Vec<Value> {
+/// the backend gave no `ack`: the client's callback still runs). All or nothing: a
+/// reply whose joins would put the socket in another socket's id room, or in more than
+/// `rooms.max_per_socket` rooms, is refused before any action is applied.
+pub(crate) fn apply(
+    rules: &RoomRules,
+    socket: &Arc<Socket>,
+    reply: HookReply,
+) -> Result<Vec<Value>, Refusal> {
+    check_joins(rules, socket, &reply.actions)?;
     for action in reply.actions {
         match action {
             // A socket that left meanwhile must not be put back into rooms.
@@ -161,7 +175,46 @@ pub(crate) fn apply(socket: &Arc<Socket>, reply: HookReply) -> Vec<Value> {
             HookAction::Emit { rooms, event, args } => emit(socket, rooms, &event, args),
         }
     }
-    reply.ack.unwrap_or_default()
+    Ok(reply.ack.unwrap_or_default())
+}
+
+/// Whether the reply's joins, with its leaves in between, keep the socket within
+/// `rooms.max_per_socket` and out of other sockets' id rooms. A backend's joins are
+/// trusted as to which rooms (no pattern applies), not as to how many: one that passes
+/// a client's room names on would otherwise let the client past the bound every other
+/// way of joining keeps.
+fn check_joins(rules: &RoomRules, socket: &Socket, actions: &[HookAction]) -> Result<(), Refusal> {
+    if !actions.iter().any(|a| matches!(a, HookAction::Join { .. })) {
+        return Ok(());
+    }
+    let id = socket.id();
+    let own = id.as_str();
+    let mut rooms: HashSet<String> = socket.rooms().into_iter().collect();
+    rooms.remove(own);
+    for action in actions {
+        match action {
+            HookAction::Join { rooms: joins } => {
+                for room in joins.iter().filter(|room| room.as_str() != own) {
+                    if rooms::names_a_socket(room) {
+                        tracing::warn!(
+                            sid = %socket.id(),
+                            "forwarded event: the reply joins another socket's id room; nothing applied"
+                        );
+                        return Err(Refusal::Hook(HookError::InvalidReply));
+                    }
+                    rooms.insert(room.clone());
+                }
+                if rooms.len() > rules.max_per_socket {
+                    return Err(Refusal::TooManyRooms);
+                }
+            }
+            HookAction::Leave { rooms: leaves } => leaves.iter().for_each(|room| {
+                rooms.remove(room);
+            }),
+            HookAction::Emit { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 /// Emits to `rooms` of the sender's namespace (the sender included if it is in one),

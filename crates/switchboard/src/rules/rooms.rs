@@ -18,8 +18,9 @@ use crate::config::{AllowedRoom, RoomRules};
 
 /// Longest room name a client may ask for: room names live in the room index as long
 /// as the room has members, so a client must not be able to make them large. Real
-/// names (`chat:42`, `user:8f3a…`) are far shorter.
-pub(crate) const MAX_ROOM_LEN: usize = 256;
+/// names (`chat:42`, `user:8f3a…`) are far shorter. A backend's reply is held to the
+/// same length.
+pub(crate) const MAX_ROOM_LEN: usize = switchboard_hooks::reply::MAX_ROOM_LEN;
 
 /// Whether `socket` (in `current` rooms besides its own) may join `room`.
 pub(crate) fn check_join(
@@ -61,7 +62,7 @@ pub(crate) fn check_leave(
 
 /// Every socket is alone in the room named by its id, and broadcasts to that room
 /// reach it: a client must never join another socket's room.
-fn names_a_socket(room: &str) -> bool {
+pub(crate) fn names_a_socket(room: &str) -> bool {
     room.parse::<Sid>().is_ok()
 }
 

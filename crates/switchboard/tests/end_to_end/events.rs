@@ -77,6 +77,60 @@ fn a_forwarded_event_is_answered_by_the_backend_and_its_actions_applied() -> any
     Ok(())
 }
 
+/// A backend that passes the client's first argument on as its actions, as one that
+/// echoes a client's room names would.
+fn echoing_backend(body: &Value) -> Value {
+    json!({ "ack": ["done"], "actions": body["data"]["args"][0] })
+}
+
+/// docs/rules.md: a backend's joins are trusted as to which rooms, not how many. Bob
+/// starts in `user:bob` (`max_per_socket = 3` in the test rules); a reply that would
+/// take him past three rooms, into another socket's id room, or into a room with a name
+/// over 256 bytes, is refused whole: nothing of it applied, the client told why.
+#[test]
+fn a_backends_joins_are_held_to_the_room_bounds() -> anyhow::Result<()> {
+    let (server, _backend) = serve_rules(echoing_backend)?;
+    let mut bob = user(server.addr(), "bob")?;
+    let auth = json!({ "token": token("carol", 60, json!({}))? });
+    let (_carol, carol_sid) = SioClient::connect(server.addr(), "/chat", auth)?.accepted()?;
+    let join = |rooms: Value| json!([{"type": "join", "rooms": rooms}]);
+    let relay = |bob: &mut SioClient, room: &str| bob.call("message", &[json!(room), json!("hi")]);
+
+    let ok = bob.call("order:actions", &[join(json!(["chat:a", "chat:b"]))])?;
+    assert_eq!(ok, [json!("done")]);
+    let over = bob.call("order:actions", &[join(json!(["chat:c"]))])?;
+    assert_eq!(over, [json!({"error": "too many rooms"})]);
+    assert_eq!(
+        relay(&mut bob, "chat:c")?,
+        [json!({"error": "not in room"})]
+    );
+
+    // A leave before a join in the same reply makes room for it.
+    let swap = json!([
+        {"type": "leave", "rooms": ["chat:a"]},
+        {"type": "join", "rooms": ["chat:c"]}
+    ]);
+    assert_eq!(bob.call("order:actions", &[swap])?, [json!("done")]);
+    assert_eq!(relay(&mut bob, "chat:c")?, [json!({"ok": true})]);
+
+    // Another socket's id room, even with a leave making room: the reply is invalid
+    // and its leave is not applied either.
+    let steal = json!([
+        {"type": "leave", "rooms": ["chat:b"]},
+        {"type": "join", "rooms": [carol_sid]}
+    ]);
+    let stolen = bob.call("order:actions", &[steal])?;
+    assert_eq!(stolen, [json!({"error": "backend reply invalid"})]);
+    assert_eq!(relay(&mut bob, "chat:b")?, [json!({"ok": true})]);
+
+    // Any action's room name, a leave's too.
+    let long = format!("chat:{}", "x".repeat(252));
+    let leave = json!([{"type": "leave", "rooms": [long]}]);
+    let too_long = bob.call("order:actions", &[leave])?;
+    assert_eq!(too_long, [json!({"error": "backend reply invalid"})]);
+    Ok(())
+}
+
 /// docs/rules.md: "Forwarding never blocks the socket: other events keep flowing while
 /// the backend thinks." The backend holds its answer to `order:slow` until the test
 /// releases it; meanwhile the same socket's forwarded `order:fast`, a join and a relayed
