@@ -21,7 +21,8 @@
 //!
 //! A backend's actions are trusted (no room policy applies to them), but a reply is
 //! bounded in shape: at most [`MAX_ACTIONS`] actions, [`MAX_ROOMS_PER_ACTION`] rooms
-//! per action and room names of [`MAX_ROOM_LEN`] bytes; past any, the whole reply is
+//! per action and joins of room names of [`MAX_ROOM_LEN`] bytes (a leave or an emit
+//! keeps nothing, and may name a room the HTTP API made); past any, the whole reply is
 //! invalid and nothing of it is applied. A backend that passes a client's room names
 //! on (`{"type": "join", "rooms": <what the client sent>}`) would otherwise pass the
 //! client past what the server bounds for clients (the binary also applies
@@ -34,7 +35,7 @@ use serde_json::Value;
 pub const MAX_ACTIONS: usize = 100;
 /// Most rooms one action may name.
 pub const MAX_ROOMS_PER_ACTION: usize = 1000;
-/// Longest room name an action may name, as long as a client may ask for: room names
+/// Longest room name a join may name, as long as a client may ask for: room names
 /// live in the room index as long as the room has members.
 pub const MAX_ROOM_LEN: usize = 256;
 
@@ -102,8 +103,8 @@ impl HookReply {
         Ok(reply)
     }
 
-    /// Whether the reply is within [`MAX_ACTIONS`], [`MAX_ROOMS_PER_ACTION`] and
-    /// [`MAX_ROOM_LEN`]; the error says which bound it passed.
+    /// Whether the reply is within [`MAX_ACTIONS`], [`MAX_ROOMS_PER_ACTION`] and, for
+    /// joins, [`MAX_ROOM_LEN`]; the error says which bound it passed.
     fn check_shape(&self) -> Result<(), String> {
         if self.actions.len() > MAX_ACTIONS {
             return Err(format!(
@@ -119,7 +120,8 @@ impl HookReply {
                     rooms.len()
                 ));
             }
-            if let Some(room) = rooms.iter().find(|room| room.len() > MAX_ROOM_LEN) {
+            let joins = matches!(action, HookAction::Join { .. });
+            if let Some(room) = rooms.iter().find(|room| joins && room.len() > MAX_ROOM_LEN) {
                 return Err(format!(
                     "a room name of {} bytes, at most {MAX_ROOM_LEN} allowed",
                     room.len()
@@ -217,13 +219,17 @@ mod tests {
         let err = HookReply::from_body(actions(MAX_ACTIONS + 1).as_bytes());
         assert!(err.is_err_and(|e| e.to_string().contains("101 actions")));
 
-        let rooms = |n: usize, len: usize| {
+        let rooms = |kind: &str, n: usize, len: usize| {
             let rooms = vec!["r".repeat(len); n];
-            json!({"actions": [{"type": "emit", "event": "e", "rooms": rooms}]}).to_string()
+            json!({"actions": [{"type": kind, "event": "e", "rooms": rooms}]}).to_string()
         };
-        assert!(HookReply::from_body(rooms(MAX_ROOMS_PER_ACTION, MAX_ROOM_LEN).as_bytes()).is_ok());
-        assert!(HookReply::from_body(rooms(MAX_ROOMS_PER_ACTION + 1, 1).as_bytes()).is_err());
-        let err = HookReply::from_body(rooms(1, MAX_ROOM_LEN + 1).as_bytes());
+        let emit = rooms("emit", MAX_ROOMS_PER_ACTION, MAX_ROOM_LEN + 100);
+        assert!(HookReply::from_body(emit.as_bytes()).is_ok());
+        let emit = rooms("emit", MAX_ROOMS_PER_ACTION + 1, 1);
+        assert!(HookReply::from_body(emit.as_bytes()).is_err());
+        let join = |n, len| rooms("join", n, len).replace(r#""event":"e","#, "");
+        assert!(HookReply::from_body(join(1, MAX_ROOM_LEN).as_bytes()).is_ok());
+        let err = HookReply::from_body(join(1, MAX_ROOM_LEN + 1).as_bytes());
         assert!(err.is_err_and(|e| e.to_string().contains("257 bytes")));
     }
 

@@ -413,6 +413,88 @@ async function survivorChecks(checks, pair, server, memory, budget) {
 
 // --------------------------------------------------------------------------- attacks
 
+/**
+ * Test 9: a raw client relays three events of `engine.max_payload` made of `1e15`s (4
+ * bytes each; serde_json wrote an f64 it read as `1000000000000000.0`, 18, and
+ * JavaScript, and so Node's adapters, as the integer `1000000000000000`, 16) to a room
+ * whose one member is an official polling client. The queue holds twice the largest
+ * event a client may send: the event as it came fits, grown fourfold it does not, and a
+ * frame over the whole queue closes its receiver as a slow consumer. With `adapter` the
+ * receiver is on a second node, so the events cross Redis; without, on the same node.
+ */
+async function relayedNumbers(adapter) {
+  const MAX_PAYLOAD = 200_000;
+  let cluster = "";
+  if (adapter) {
+    const redis = await startRedis();
+    services.push(() => redis.close());
+    cluster = `
+[cluster]
+adapter = "${adapter}"
+redis_url = "${redis.url}"
+secret = "cluster-secret-of-the-hostile-suite-0123456789"
+`;
+  }
+  const config = `
+[engine]
+max_payload = ${MAX_PAYLOAD}
+[queue]
+max_bytes = ${2 * MAX_PAYLOAD}
+${cluster}`;
+  const server = await serve(config);
+  const other = adapter ? await serve(config) : server;
+  const pair = await Pair.connect(server.url);
+  await pair.warmUp();
+  const memory = memoryWatch(other);
+
+  const receiver = client(other.url, POLLING);
+  const events = [];
+  const disconnects = [];
+  receiver.on("msg", (room, numbers) => events.push(numbers));
+  receiver.on("disconnect", (reason) => disconnects.push(reason));
+  await connected(receiver);
+  assert.deepEqual(await receiver.timeout(DRAIN_MS).emitWithAck("join", "room:numbers"), { ok: true });
+
+  // The attacker writes its frames itself: the official client never writes `1e15`.
+  const { status, ws } = await rawSession(server);
+  assert.equal(status, 101);
+  ws.send("40/pair,");
+  await ws.next((m) => m.startsWith("40/pair,"));
+  ws.send('42/pair,1["join","room:numbers"]');
+  await ws.next((m) => m.startsWith("43/pair,1"));
+  const head = '42/pair,["msg","room:numbers",[';
+  const count = Math.floor((MAX_PAYLOAD - head.length - 10) / "1e15,".length);
+  const frame = `${head}${Array(count).fill("1e15").join(",")}]]`;
+  assert.ok(frame.length <= MAX_PAYLOAD, `${frame.length} bytes`);
+  pair.start();
+  const SENT = 3;
+  for (let i = 0; i < SENT; i++) ws.send(frame);
+  const checks = new Checks();
+  await checks.run("(b) every event reaches the receiver, whose connection stays open", async () => {
+    await waitFor(() => events.length >= SENT || disconnects.length > 0, {
+      timeout: DRAIN_MS,
+      what: "the relayed events",
+    });
+    assert.deepEqual(disconnects, [], "the receiver stays connected");
+    assert.equal(events.length, SENT);
+    for (const numbers of events) {
+      assert.equal(numbers.length, count);
+      assert.ok(numbers.every((n) => n === 1e15));
+    }
+  });
+  await checks.run("(b) no connection was closed as a slow consumer", async () => {
+    for (const node of new Set([server, other])) {
+      const metrics = await node.metrics();
+      const slow = [...metrics].filter(([name]) => name.includes('reason="slow consumer"'));
+      assert.ok(slow.every(([, v]) => v === 0), JSON.stringify(slow));
+    }
+  });
+  memory.sample(`relayed numbers (${adapter ?? "one node"})`);
+  ws.reset();
+  console.log(`# relayed numbers (${adapter ?? "one node"}): ${SENT} events of ${frame.length} B, ${events.length} received`);
+  await survivorChecks(checks, pair, other, memory, RELAYED_NUMBERS_BUDGET);
+}
+
 /** What `engine.max_inbound_bytes` holds now, and the sessions it closed. */
 const INBOUND = "switchboard_inbound_bytes";
 const OVERLOADED = 'switchboard_disconnects_total{category="pressure",reason="server overloaded"}';
@@ -1384,65 +1466,12 @@ trusted_proxies = ["127.0.0.1"]
   });
 
   test("9. a relayed event of numbers written short reaches its room no larger than it came", async () => {
-    // `1e15` is 4 bytes; written back the way serde_json writes an f64 it was 18
-    // (`1000000000000000.0`). The queue holds twice the largest event a client may
-    // send: the event as it came fits, 4.5 times it does not, and a frame over the
-    // whole queue closes its receiver as a slow consumer.
-    const MAX_PAYLOAD = 200_000;
-    const server = await serve(`
-[engine]
-max_payload = ${MAX_PAYLOAD}
-[queue]
-max_bytes = ${2 * MAX_PAYLOAD}
-`);
-    const pair = await Pair.connect(server.url);
-    await pair.warmUp();
-    const memory = memoryWatch(server);
+    await relayedNumbers(null);
+  });
 
-    const receiver = client(server.url, POLLING);
-    const events = [];
-    const disconnects = [];
-    receiver.on("msg", (room, numbers) => events.push(numbers));
-    receiver.on("disconnect", (reason) => disconnects.push(reason));
-    await connected(receiver);
-    assert.deepEqual(await receiver.timeout(DRAIN_MS).emitWithAck("join", "room:numbers"), { ok: true });
-
-    // The attacker writes its frames itself: the official client never writes `1e15`.
-    const { status, ws } = await rawSession(server);
-    assert.equal(status, 101);
-    ws.send("40/pair,");
-    await ws.next((m) => m.startsWith("40/pair,"));
-    ws.send('42/pair,1["join","room:numbers"]');
-    await ws.next((m) => m.startsWith("43/pair,1"));
-    const head = '42/pair,["msg","room:numbers",[';
-    const count = Math.floor((MAX_PAYLOAD - head.length - 10) / "1e15,".length);
-    const frame = `${head}${Array(count).fill("1e15").join(",")}]]`;
-    assert.ok(frame.length <= MAX_PAYLOAD, `${frame.length} bytes`);
-    pair.start();
-    const SENT = 3;
-    for (let i = 0; i < SENT; i++) ws.send(frame);
-    const checks = new Checks();
-    await checks.run("(b) every event reaches the receiver, whose connection stays open", async () => {
-      await waitFor(() => events.length >= SENT || disconnects.length > 0, {
-        timeout: DRAIN_MS,
-        what: "the relayed events",
-      });
-      assert.deepEqual(disconnects, [], "the receiver stays connected");
-      assert.equal(events.length, SENT);
-      for (const numbers of events) {
-        assert.equal(numbers.length, count);
-        assert.ok(numbers.every((n) => n === 1e15));
-      }
-    });
-    await checks.run("(b) no connection was closed as a slow consumer", async () => {
-      const metrics = await server.metrics();
-      const slow = [...metrics].filter(([name]) => name.includes('reason="slow consumer"'));
-      assert.ok(slow.every(([, v]) => v === 0), JSON.stringify(slow));
-    });
-    memory.sample("relayed numbers");
-    ws.reset();
-    console.log(`# relayed numbers: ${SENT} events of ${frame.length} B, ${events.length} received`);
-    await survivorChecks(checks, pair, server, memory, RELAYED_NUMBERS_BUDGET);
+  test("9b. ... and no larger on another node, through redis (notepack) and redis-streams (JSON entries)", async () => {
+    await relayedNumbers("redis");
+    await relayedNumbers("redis-streams");
   });
 
   test("10. a socketsJoin published on Redis by anyone joins each socket to at most rooms.max_per_socket rooms", async () => {

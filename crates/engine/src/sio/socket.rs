@@ -2,7 +2,7 @@
 //! pending acknowledgements.
 
 use crate::untrusted::Untrusted;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
@@ -330,9 +330,14 @@ impl Socket {
     }
 
     /// Joins those of `rooms` it is not in while it is in fewer than `max` rooms (its
-    /// own id room aside); returns how many it was not joined to because of `max`,
-    /// also counted in the engine's `room_joins_refused`. Rooms past the bound are not
-    /// looked at one by one: a socket at its bound costs nothing per room named.
+    /// own id room aside); returns how many of `rooms` it did not look at because it
+    /// had reached `max` (counted in the engine's `room_joins_refused`: rooms it was
+    /// already in may be among them). Each room up to the bound costs a look-up; the
+    /// rest none, so a message naming a million rooms costs a socket at its bound one.
+    ///
+    /// The count is read, then the rooms joined: two joins at once (another node's
+    /// request, the client's own) may each see room for theirs, and pass the bound by
+    /// what they join together, never by more.
     pub fn join_within(&self, rooms: &[&str], max: usize) -> usize {
         if max == usize::MAX {
             self.join(rooms);
@@ -341,29 +346,31 @@ impl Socket {
         let adapter = self.ns.adapter();
         let mut count = adapter.socket_room_count(self.id);
         let mut new: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut refused = 0;
         for (i, &room) in rooms.iter().enumerate() {
-            if room == self.id.as_str() || adapter.is_in(self.id, room) || new.contains(&room) {
+            if room == self.id.as_str() || seen.contains(room) || adapter.is_in(self.id, room) {
                 continue;
             }
             if count >= max {
-                let refused = rooms.len() - i;
-                if !new.is_empty() {
-                    self.join(&new);
-                }
-                self.client
-                    .io()
-                    .metrics()
-                    .room_joins_refused
-                    .fetch_add(refused as u64, std::sync::atomic::Ordering::Relaxed);
-                return refused;
+                refused = rooms.len() - i;
+                break;
             }
             count += 1;
+            seen.insert(room);
             new.push(room);
         }
         if !new.is_empty() {
             self.join(&new);
         }
-        0
+        if refused > 0 {
+            self.client
+                .io()
+                .metrics()
+                .room_joins_refused
+                .fetch_add(refused as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        refused
     }
 
     /// Joins rooms without recording where the recovery buffer stands, reporting the

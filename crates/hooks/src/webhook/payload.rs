@@ -121,8 +121,12 @@ fn envelope(id: &str, kind: &str, at: SystemTime, data: Value) -> Bytes {
         "timestamp": unix_millis(at),
         "data": data,
     });
-    // `Value`'s Display is its compact JSON and cannot fail.
-    Bytes::from(body.to_string())
+    // Compact JSON, numbers as short as they came (`switchboard_protocol::json`): a
+    // client's `1e15`s would otherwise reach the backend, and the dead-letter store,
+    // four times as long.
+    let mut out = Vec::new();
+    switchboard_protocol::json::write(&mut out, &body);
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -203,6 +207,25 @@ mod tests {
             v["data"]["args"][1],
             json!({"_placeholder": true, "num": 0})
         );
+    }
+
+    /// A client's numbers reach the backend as short as they came.
+    #[test]
+    fn forwarded_numbers_are_written_short() {
+        let body = forwarded(
+            "evt_5",
+            &ForwardedEvent {
+                namespace: "/".into(),
+                socket_id: "s".into(),
+                event: "n".into(),
+                args: vec![json!(1e15), json!(0.5)],
+                binary: vec![],
+                claims: None,
+                at: UNIX_EPOCH,
+            },
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(r#""args":[1e15,0.5]"#), "{text}");
     }
 
     #[test]

@@ -87,9 +87,28 @@ fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A finite number in JSON as `JSON.stringify` writes it ([`write_js_number`]), except
+/// a whole number JavaScript writes as a much longer integer than the float it came as
+/// (`1e15` as `1000000000000000`, see
+/// [`keeps_float`](super::msgpack::keeps_float)): read back, such an integer stays one,
+/// and a client's event would reach other nodes' clients several times as long. There
+/// the form [`crate::json`] writes is written; JavaScript reads the same number. (Other
+/// numbers JavaScript writes long, `1e20` or `0.000001`, are read back as floats and
+/// written short to clients: only the message in Redis is longer.)
+pub(crate) fn write_number(out: &mut String, f: f64) {
+    if f.fract() == 0.0 && f.abs() < 18_446_744_073_709_551_616.0 && super::msgpack::keeps_float(f)
+    {
+        let mut short = Vec::new();
+        crate::json::write(&mut short, &f);
+        out.push_str(std::str::from_utf8(&short).unwrap_or("null"));
+    } else {
+        write_js_number(out, f);
+    }
+}
+
 /// `Number.prototype.toString()` of a finite number: the shortest digits that round-trip,
 /// positional between 1e-7 and 1e21, exponential (`1e+21`, `1.5e-7`) outside.
-pub(crate) fn write_number(out: &mut String, f: f64) {
+fn write_js_number(out: &mut String, f: f64) {
     if f == 0.0 {
         out.push('0');
         return;
@@ -208,9 +227,10 @@ pub(crate) fn property_key(key: &MsgValue) -> String {
         MsgValue::F64(f) if f.is_infinite() => {
             if *f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
         }
+        // A key is the number's string, exactly as JavaScript makes it.
         MsgValue::F64(f) => {
             let mut out = String::new();
-            write_number(&mut out, *f);
+            write_js_number(&mut out, *f);
             out
         }
         MsgValue::Bin(bytes) => String::from_utf8_lossy(bytes).into_owned(),
@@ -255,8 +275,30 @@ mod tests {
 
     fn num(f: f64) -> String {
         let mut out = String::new();
-        write_number(&mut out, f);
+        write_js_number(&mut out, f);
         out
+    }
+
+    /// In JSON, a whole float JavaScript writes as a much longer integer is written
+    /// short: a client's `1e15` must not reach other nodes' clients as 16 digits.
+    /// JavaScript reads the same number. The rest is written as JavaScript writes it.
+    #[test]
+    fn whole_floats_javascript_writes_long_are_written_short() {
+        for (f, json) in [
+            (1e15, "1e15"),
+            (-9e18, "-9e18"),
+            (1e20, "100000000000000000000"),
+            (1e-6, "0.000001"),
+            (1e21, "1e+21"),
+            (0.000123, "0.000123"),
+            (100.0, "100"),
+            (1000.0, "1000"),
+            (123.456, "123.456"),
+        ] {
+            let mut out = String::new();
+            write_number(&mut out, f);
+            assert_eq!(out, json, "{f:e}");
+        }
     }
 
     #[test]

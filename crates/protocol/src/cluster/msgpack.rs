@@ -12,6 +12,7 @@ mod json;
 use bytes::Bytes;
 
 pub use decode::decode;
+pub(crate) use encode::keeps_float;
 pub use encode::{encode_msgpack, encode_notepack};
 pub use json::{from_json, to_json};
 
@@ -165,5 +166,31 @@ mod tests {
         assert_eq!(MsgValue::Int(-1).as_u64(), None);
         assert!(v.has_binary());
         assert!(!MsgValue::from("x").has_binary());
+    }
+
+    /// A whole float whose integer text would be much longer crosses Redis as a float
+    /// and stays one, in both flavours, so it is written to other nodes' clients as
+    /// short as on its own node; one whose integer is short goes as Node's encoders
+    /// send it, an integer.
+    #[test]
+    fn whole_floats_cross_as_short_as_they_came() -> Result<(), crate::cluster::CodecError> {
+        let text = r#"[1e15,-9e15,1e19,2.0,1000.0,1.5,7]"#;
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        for encode in [encode_notepack, encode_msgpack] {
+            let bytes = encode(&from_json(&value, &[]));
+            let (back, _) = to_json(decode(&bytes)?);
+            let mut out = Vec::new();
+            crate::json::write(&mut out, &back);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                "[1e15,-9e15,1e19,2,1000,1.5,7]"
+            );
+        }
+        // As Node writes them: 2.0 as the integer 2, 1e15 as a float64.
+        let bytes = encode_notepack(&MsgValue::F64(2.0));
+        assert_eq!(bytes, [2]);
+        let bytes = encode_notepack(&MsgValue::F64(1e15));
+        assert_eq!(bytes.first(), Some(&0xcb));
+        Ok(())
     }
 }

@@ -167,7 +167,13 @@ pub(crate) fn apply(
         match action {
             // A socket that left meanwhile must not be put back into rooms.
             HookAction::Join { rooms } if socket.connected() => {
-                let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                // Its own id room it is in already (`check_joins` counts it so).
+                let own = socket.id();
+                let rooms: Vec<&str> = rooms
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|room| *room != own.as_str())
+                    .collect();
                 socket.join(&rooms);
             }
             HookAction::Join { .. } => {}
@@ -179,10 +185,13 @@ pub(crate) fn apply(
 }
 
 /// Whether the reply's joins, with its leaves in between, keep the socket within
-/// `rooms.max_per_socket` and out of other sockets' id rooms. A backend's joins are
-/// trusted as to which rooms (no pattern applies), not as to how many: one that passes
-/// a client's room names on would otherwise let the client past the bound every other
-/// way of joining keeps.
+/// `rooms.max_per_socket` and out of other sockets' id rooms (any name shaped like a
+/// socket id, as for a client's own join: one on another node cannot be looked up
+/// here). A backend's joins are trusted as to which rooms (no pattern applies), not as
+/// to how many: one that passes a client's room names on would otherwise let the
+/// client past the bound every other way of joining keeps. Read from the socket's
+/// rooms now: a join of the client's own at the same moment may pass the bound by
+/// its one room.
 fn check_joins(rules: &RoomRules, socket: &Socket, actions: &[HookAction]) -> Result<(), Refusal> {
     if !actions.iter().any(|a| matches!(a, HookAction::Join { .. })) {
         return Ok(());
@@ -202,10 +211,11 @@ fn check_joins(rules: &RoomRules, socket: &Socket, actions: &[HookAction]) -> Re
                         );
                         return Err(Refusal::Hook(HookError::InvalidReply));
                     }
-                    rooms.insert(room.clone());
-                }
-                if rooms.len() > rules.max_per_socket {
-                    return Err(Refusal::TooManyRooms);
+                    // Only a room it is not in yet takes a place: a socket over the
+                    // bound (a lowered setting) may still be joined to its own rooms.
+                    if rooms.insert(room.clone()) && rooms.len() > rules.max_per_socket {
+                        return Err(Refusal::TooManyRooms);
+                    }
                 }
             }
             HookAction::Leave { rooms: leaves } => leaves.iter().for_each(|room| {

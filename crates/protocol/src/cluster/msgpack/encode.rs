@@ -125,6 +125,15 @@ fn write_int_value(out: &mut Vec<u8>, n: i128, flavor: Flavor) {
 
 fn write_float_value(out: &mut Vec<u8>, f: f64, flavor: Flavor) {
     let integral = f.is_finite() && f.fract() == 0.0;
+    let int_range = match flavor {
+        Flavor::Msgpack => f.abs() <= MAX_SAFE_INTEGER as f64,
+        Flavor::Notepack => (-TWO_POW_63..TWO_POW_64).contains(&f),
+    };
+    if integral && int_range && keeps_float(f) {
+        out.push(0xcb);
+        out.extend_from_slice(&f.to_be_bytes());
+        return;
+    }
     match flavor {
         Flavor::Msgpack if integral && f.abs() <= MAX_SAFE_INTEGER as f64 => {
             // Safe integer: the cast is exact (and maps -0.0 to 0).
@@ -150,6 +159,27 @@ fn write_float_value(out: &mut Vec<u8>, f: f64, flavor: Flavor) {
             out.extend_from_slice(&f.to_be_bytes());
         }
     }
+}
+
+/// Whether the whole float `f` goes (and, read back, stays) a float, where Node's
+/// encoders write an integer: when the integer's text is more than
+/// [`POSITIONAL_SLACK`](crate::json::POSITIONAL_SLACK) bytes longer than the float's
+/// ([`float_len`](crate::json::float_len)). A client's `1e15` (4 bytes) would otherwise
+/// reach the receivers on other nodes as `1000000000000000` (16), `1e19` through
+/// notepack as 20 bytes: an event passed through Redis would grow up to five times,
+/// where on its own node it does not (`crate::json`). JavaScript reads the same number
+/// either way; Node's own encoders never write a whole number below 2⁵³ as a float, so
+/// nothing they send changes meaning.
+pub(crate) fn keeps_float(f: f64) -> bool {
+    // Whole and at most 2⁶⁴ here: the cast is exact.
+    let n = f as i128;
+    let mut int_len = usize::from(n < 0) + 1;
+    let mut rest = n.unsigned_abs() / 10;
+    while rest > 0 {
+        int_len += 1;
+        rest /= 10;
+    }
+    int_len > crate::json::float_len(f) + crate::json::POSITIONAL_SLACK
 }
 
 /// The smallest integer format, as both libraries choose it. `n` is in −2⁶³ … 2⁶⁴−1.

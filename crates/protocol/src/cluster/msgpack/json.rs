@@ -123,8 +123,9 @@ fn to_json_inner(value: MsgValue, attachments: &mut Vec<Bytes>) -> Value {
 }
 
 fn float(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < TWO_POW_53 {
-        // Integral and below 2^53: exact.
+    if f.fract() == 0.0 && f.abs() < TWO_POW_53 && !super::encode::keeps_float(f) {
+        // Integral and below 2^53: exact. (A float whose integer text would be much
+        // longer stays one: see `keeps_float`.)
         Value::from(f as i64)
     } else {
         Number::from_f64(f).map_or(Value::Null, Value::Number)
