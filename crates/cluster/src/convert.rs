@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_engine::Payload;
-use switchboard_engine::adapter::{BroadcastFlags, BroadcastOptions, Room, SocketInfo};
+use switchboard_engine::adapter::{
+    BroadcastFlags, BroadcastOptions, Room, SocketInfo, SocketsPage,
+};
 use switchboard_protocol::cluster::msgpack::{self, MsgValue};
 use switchboard_protocol::cluster::{self as wire, RemoteSocket};
 use switchboard_protocol::socketio::{Packet, PacketType};
@@ -60,6 +62,23 @@ pub(crate) fn wire_opts(opts: &BroadcastOptions) -> wire::BroadcastOpts {
 }
 
 /// Room names as the engine's rooms.
+/// A page of a socket listing as a request carries it (`None`: every socket, the
+/// request as Node sends it).
+pub(crate) fn wire_page(page: &SocketsPage) -> Option<wire::SocketsPage> {
+    (page != &SocketsPage::default()).then(|| wire::SocketsPage {
+        after: page.after.clone(),
+        limit: page.limit.map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
+    })
+}
+
+/// The page a request asks for (`None`: every socket).
+pub(crate) fn engine_page(page: Option<wire::SocketsPage>) -> SocketsPage {
+    page.map_or_else(SocketsPage::default, |page| SocketsPage {
+        after: page.after,
+        limit: page.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    })
+}
+
 pub(crate) fn rooms(names: &[String]) -> Vec<Room> {
     names.iter().map(|r| Room::from(r.as_str())).collect()
 }

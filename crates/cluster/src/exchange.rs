@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use switchboard_engine::adapter::{AckReport, AckSink, AdapterError, BroadcastOptions, SocketInfo};
+use switchboard_engine::adapter::{
+    AckReport, AckSink, AdapterError, BroadcastOptions, SocketInfo, SocketsPage,
+};
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::cluster::streams::{ClusterMessage, MessageBody, private_channel};
 use switchboard_protocol::socketio::Packet;
@@ -17,8 +19,8 @@ use switchboard_protocol::socketio::Packet;
 use crate::broker::{Broker, Publish, Reply};
 use crate::common::{request_acks, server_ack};
 use crate::convert::{
-    ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info, to_json,
-    to_wire, wire_opts,
+    ack_argument, ack_payload, count, engine_opts, engine_page, relayable, remote_socket,
+    socket_info, to_json, to_wire, wire_opts, wire_page,
 };
 use crate::requests::{Requests, answer_broadcast_with_ack, collect};
 
@@ -137,8 +139,12 @@ impl Exchange {
                     },
                 );
             }
-            MessageBody::FetchSockets { opts, request_id } => {
-                let sockets = ns.fetch_sockets_local(&engine_opts(&opts));
+            MessageBody::FetchSockets {
+                opts,
+                request_id,
+                page,
+            } => {
+                let sockets = ns.fetch_sockets_local_page(&engine_opts(&opts), &engine_page(page));
                 let answer = self.message(
                     &nsp,
                     MessageBody::FetchSocketsResponse {
@@ -225,8 +231,10 @@ impl Exchange {
         nsp: &str,
         public: &str,
         opts: &BroadcastOptions,
+        page: &SocketsPage,
     ) -> Result<Vec<SocketInfo>, AdapterError> {
         let wire_opts = wire_opts(opts);
+        let wire_page = wire_page(page);
         let timeout = opts.flags.timeout.unwrap_or(self.request_timeout);
         let answers = self
             .ask(
@@ -236,6 +244,7 @@ impl Exchange {
                 |request_id| MessageBody::FetchSockets {
                     opts: wire_opts,
                     request_id,
+                    page: wire_page,
                 },
                 timeout,
             )

@@ -20,7 +20,7 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     AckReport, Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp,
-    MemoryAdapter, NodeAnswers, Room, SocketInfo,
+    MemoryAdapter, NodeAnswers, Room, SocketInfo, SocketsPage,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -33,8 +33,8 @@ use switchboard_protocol::socketio::Packet;
 use crate::broker::{Broker, Publish, Reply, Sub, handler_of};
 use crate::common::{Namespaces, request_acks, server_ack};
 use crate::convert::{
-    self, ack_argument, ack_payload, count, engine_opts, relayable, remote_socket, socket_info,
-    to_json, to_wire, wire_opts,
+    self, ack_argument, ack_payload, count, engine_opts, engine_page, relayable, remote_socket,
+    socket_info, to_json, to_wire, wire_opts, wire_page,
 };
 use crate::questions;
 use crate::requests::{Requests, answer_broadcast_with_ack, collect};
@@ -264,12 +264,16 @@ impl PubSubNode {
                     respond(Response::Done { request_id });
                 }
             }
-            RequestBody::FetchSockets { request_id, opts } => {
+            RequestBody::FetchSockets {
+                request_id,
+                opts,
+                page,
+            } => {
                 if self.requests.contains(&request_id) {
                     return;
                 }
                 let sockets = ns
-                    .fetch_sockets_local(&engine_opts(&opts))
+                    .fetch_sockets_local_page(&engine_opts(&opts), &engine_page(page))
                     .into_iter()
                     .map(remote_socket)
                     .collect();
@@ -504,9 +508,11 @@ impl Adapter for PubSubAdapter {
         &'a self,
         _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
+        page: &'a SocketsPage,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(async move {
             let wire_opts = wire_opts(&opts);
+            let wire_page = wire_page(page);
             let answers = self
                 .node
                 .ask(
@@ -515,6 +521,7 @@ impl Adapter for PubSubAdapter {
                         self.request(RequestBody::FetchSockets {
                             request_id,
                             opts: wire_opts,
+                            page: wire_page,
                         })
                     },
                     self.node.request_timeout,

@@ -29,7 +29,7 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, MemoryAdapter,
-    NodeAnswers, Room, SocketInfo,
+    NodeAnswers, Room, SocketInfo, SocketsPage,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -359,11 +359,12 @@ impl Adapter for ShardedAdapter {
         &'a self,
         _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
+        page: &'a SocketsPage,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         let node = &self.node;
         Box::pin(async move {
             node.exchange
-                .fetch_sockets(node.broker(), &self.nsp, &self.public, &opts)
+                .fetch_sockets(node.broker(), &self.nsp, &self.public, &opts, page)
                 .await
         })
     }

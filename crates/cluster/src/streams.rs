@@ -33,7 +33,7 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
-    LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo,
+    LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo, SocketsPage,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -1385,11 +1385,12 @@ impl Adapter for StreamsAdapter {
         &'a self,
         _ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
+        page: &'a SocketsPage,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         let node = &self.node;
         Box::pin(async move {
             node.exchange
-                .fetch_sockets(node.broker(), &self.nsp, &self.public, &opts)
+                .fetch_sockets(node.broker(), &self.nsp, &self.public, &opts, page)
                 .await
         })
     }

@@ -65,6 +65,36 @@ pub struct BroadcastFlags {
     pub timeout: Option<Duration>,
 }
 
+/// One page of a socket listing: the sockets whose id sorts after `after`, the first
+/// `limit` of them by id. Each node answers only its own page, so a listing of a large
+/// cluster a page at a time moves a page from each node, not every socket of every node
+/// (an answer of 20,000 sockets' handshakes is larger than a node reads from Redis).
+/// The default is every socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketsPage {
+    /// Only sockets whose id sorts after this one.
+    pub after: Option<String>,
+    /// At most this many (the first by id).
+    pub limit: Option<usize>,
+}
+
+impl SocketsPage {
+    /// Whether a socket with this id can be on the page.
+    pub fn admits(&self, id: &str) -> bool {
+        self.after.as_deref().is_none_or(|after| id > after)
+    }
+
+    /// Keeps the page of `sockets`: those it [admits](Self::admits), sorted by id, at
+    /// most `limit`.
+    pub fn apply(&self, sockets: &mut Vec<SocketInfo>) {
+        sockets.retain(|s| self.admits(&s.id));
+        sockets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        if let Some(limit) = self.limit {
+            sockets.truncate(limit);
+        }
+    }
+}
+
 /// A socket as the cluster describes it (Node's `RemoteSocket` fields): what
 /// `fetchSockets` returns from any node.
 #[derive(Debug, Clone, PartialEq)]
@@ -274,28 +304,33 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// nothing: one node has no others.
     fn publish_op(&self, _ns: &Arc<Namespace>, _opts: &BroadcastOptions, _op: ClusterOp<'_>) {}
 
-    /// The targeted sockets on every node.
+    /// The targeted sockets on every node, `page` of them: each node's own page (a
+    /// node of Node.js answers with all its sockets, cut to the page here).
     fn fetch_sockets<'a>(
         &'a self,
         ns: &'a Arc<Namespace>,
         opts: BroadcastOptions,
+        page: &'a SocketsPage,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(async move {
-            let mut sockets = ns.fetch_sockets_local(&opts);
+            let mut sockets = ns.fetch_sockets_local_page(&opts, page);
             if !opts.flags.local {
-                sockets.extend(self.fetch_remote_sockets(ns, opts).await?);
+                sockets.extend(self.fetch_remote_sockets(ns, opts, page).await?);
+                page.apply(&mut sockets);
             }
             Ok(sockets)
         })
     }
 
-    /// The targeted sockets on the other nodes: what the default
-    /// [`Adapter::fetch_sockets`] adds to this node's own, unless `opts.flags.local`.
-    /// A cluster adapter asks the other nodes here; by default there are none.
+    /// The targeted sockets on the other nodes, each node asked for its `page`: what
+    /// the default [`Adapter::fetch_sockets`] adds to this node's own, unless
+    /// `opts.flags.local`. A cluster adapter asks the other nodes here; by default
+    /// there are none.
     fn fetch_remote_sockets<'a>(
         &'a self,
         _ns: &'a Arc<Namespace>,
         _opts: BroadcastOptions,
+        _page: &'a SocketsPage,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }

@@ -37,5 +37,5 @@ pub mod resp;
 pub mod streams;
 
 pub use error::CodecError;
-pub use opts::{BroadcastFlags, BroadcastOpts};
+pub use opts::{BroadcastFlags, BroadcastOpts, SocketsPage};
 pub use remote_socket::RemoteSocket;

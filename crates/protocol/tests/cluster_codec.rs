@@ -325,6 +325,8 @@ fn request(d: &Value, mode: Mode) -> Request {
         "FetchSockets" => RequestBody::FetchSockets {
             request_id: rid(),
             opts: opts(&b["opts"]),
+            // Node sends none: a page is Switchboard's own field.
+            page: None,
         },
         "ServerSideEmit" => RequestBody::ServerSideEmit {
             request_id: opt_string(&b["request_id"]),
@@ -414,6 +416,7 @@ fn cluster_message(d: &Value, mode: Mode) -> ClusterMessage {
         "FetchSockets" => MessageBody::FetchSockets {
             opts: opts(&b["opts"]),
             request_id: rid(),
+            page: None,
         },
         "FetchSocketsResponse" => MessageBody::FetchSocketsResponse {
             request_id: rid(),

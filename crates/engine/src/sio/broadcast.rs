@@ -11,7 +11,9 @@ use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::adapter::{AckReport, AckSink, AdapterError, BroadcastOptions, Room, SocketInfo};
+use crate::adapter::{
+    AckReport, AckSink, AdapterError, BroadcastOptions, Room, SocketInfo, SocketsPage,
+};
 use crate::eio::Frame;
 use crate::eio::session::now;
 
@@ -182,9 +184,18 @@ impl BroadcastOperator {
 
     /// The targeted sockets on every node of the cluster (Node's `fetchSockets`).
     pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, AdapterError> {
+        self.fetch_sockets_page(&SocketsPage::default()).await
+    }
+
+    /// One page of the targeted sockets on every node of the cluster, sorted by id
+    /// ([`SocketsPage`]); each node is asked for its own page only.
+    pub async fn fetch_sockets_page(
+        &self,
+        page: &SocketsPage,
+    ) -> Result<Vec<SocketInfo>, AdapterError> {
         self.ns
             .adapter()
-            .fetch_sockets(&self.ns, self.opts.clone())
+            .fetch_sockets(&self.ns, self.opts.clone(), page)
             .await
     }
 
@@ -388,6 +399,22 @@ impl Namespace {
     /// The targeted local sockets as the cluster describes them.
     pub fn fetch_sockets_local(&self, opts: &BroadcastOptions) -> Vec<SocketInfo> {
         self.local_sockets(opts).iter().map(|s| s.info()).collect()
+    }
+
+    /// `page` of the targeted local sockets, sorted by id: only the page's sockets are
+    /// described.
+    pub fn fetch_sockets_local_page(
+        &self,
+        opts: &BroadcastOptions,
+        page: &SocketsPage,
+    ) -> Vec<SocketInfo> {
+        let mut sockets = self.local_sockets(opts);
+        sockets.retain(|s| page.admits(s.id().as_str()));
+        sockets.sort_unstable_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
+        if let Some(limit) = page.limit {
+            sockets.truncate(limit);
+        }
+        sockets.iter().map(|s| s.info()).collect()
     }
 
     /// Pushes the same frames to every targeted local socket.

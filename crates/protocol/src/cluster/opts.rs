@@ -114,6 +114,44 @@ impl BroadcastFlags {
     }
 }
 
+/// A page of a `fetchSockets` listing, a field Switchboard adds to its requests
+/// (`"page": {"after": id, "limit": n}`): the node answers with its sockets whose id
+/// sorts after `after`, the first `limit` of them by id. Node's adapters ignore the
+/// field and answer with every socket, which the asking node cuts to the page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketsPage {
+    /// Only sockets whose id sorts after this one.
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: Option<u64>,
+}
+
+impl SocketsPage {
+    /// The `page` field of a request object: absent (or `null`) is `None`.
+    pub(crate) fn read(request: &Obj<'_>) -> Result<Option<Self>, CodecError> {
+        let Some(value) = request.get("page") else {
+            return Ok(None);
+        };
+        let page = Obj::new(value, "page")?;
+        let limit = match page.get("limit") {
+            None => None,
+            Some(_) => Some(page.u64("limit")?),
+        };
+        Ok(Some(SocketsPage {
+            after: page.opt_str("after")?,
+            limit,
+        }))
+    }
+
+    /// The `page` field's value.
+    pub(crate) fn to_value(&self) -> MsgValue {
+        ObjBuilder::new()
+            .opt_field("after", self.after.as_deref())
+            .opt_field("limit", self.limit)
+            .build()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

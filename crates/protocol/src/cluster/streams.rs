@@ -22,6 +22,7 @@ use super::node_packet;
 use super::opts::BroadcastOpts;
 use super::read::{Obj, ObjBuilder, strings, take, take_raw};
 use super::{CodecError, RemoteSocket};
+use crate::cluster::SocketsPage;
 use crate::socketio::Packet;
 
 pub use entry::{
@@ -168,12 +169,14 @@ pub enum MessageBody {
         /// Whether to close the underlying connections.
         close: bool,
     },
-    /// `{opts, requestId}`.
+    /// `{opts, requestId}`, and Switchboard's `page` (Node ignores it).
     FetchSockets {
         /// Which sockets.
         opts: BroadcastOpts,
         /// Correlates the responses.
         request_id: String,
+        /// Only this page of them.
+        page: Option<SocketsPage>,
     },
     /// `{requestId, sockets}`.
     FetchSocketsResponse {
@@ -255,9 +258,14 @@ impl MessageBody {
                 DisconnectSockets { opts, close } => {
                     obj.field("opts", opts.to_value()).field("close", *close)
                 }
-                FetchSockets { opts, request_id } => obj
+                FetchSockets {
+                    opts,
+                    request_id,
+                    page,
+                } => obj
                     .field("opts", opts.to_value())
-                    .field("requestId", request_id.as_str()),
+                    .field("requestId", request_id.as_str())
+                    .opt_field("page", page.as_ref().map(SocketsPage::to_value)),
                 FetchSocketsResponse {
                     request_id,
                     sockets,
@@ -321,6 +329,7 @@ impl MessageBody {
             MessageType::FetchSockets => B::FetchSockets {
                 opts: opts()?,
                 request_id: request_id()?,
+                page: SocketsPage::read(&obj)?,
             },
             MessageType::FetchSocketsResponse => {
                 let request_id = request_id()?;
@@ -387,6 +396,31 @@ mod tests {
         }
         assert_eq!(MessageType::from_code(0), None);
         assert_eq!(MessageType::from_code(14), None);
+    }
+
+    /// Switchboard's `page` rides in a fetch's data, where Node's adapters ignore it,
+    /// through both the pub/sub and the sharded encodings.
+    #[test]
+    fn a_fetch_carries_its_page() -> Result<(), CodecError> {
+        let page = Some(SocketsPage {
+            after: None,
+            limit: Some(7),
+        });
+        let message = ClusterMessage {
+            uid: "u".into(),
+            nsp: "/".into(),
+            body: MessageBody::FetchSockets {
+                opts: BroadcastOpts::default(),
+                request_id: "r".into(),
+                page: page.clone(),
+            },
+        };
+        let pubsub = ClusterMessage::decode_pubsub(&message.encode_pubsub())?;
+        let sharded = ClusterMessage::decode_sharded(&message.encode_sharded())?;
+        for back in [pubsub, sharded] {
+            assert_eq!(back, message);
+        }
+        Ok(())
     }
 
     #[test]

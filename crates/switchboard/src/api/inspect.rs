@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 use switchboard_engine::Namespace;
-use switchboard_engine::adapter::AdapterError;
+use switchboard_engine::adapter::{AdapterError, SocketsPage};
 use switchboard_engine::sio::BroadcastOperator;
 
 use super::ApiState;
@@ -70,9 +70,23 @@ pub(crate) async fn cluster_sockets(
     ns: &Namespace,
     op: &BroadcastOperator,
 ) -> Result<Vec<SocketView>, ApiError> {
-    let mut views: Vec<SocketView> = op.sockets().iter().map(|s| SocketView::of(s)).collect();
+    cluster_sockets_page(ns, op, &SocketsPage::default()).await
+}
+
+/// `page` of [`cluster_sockets`]: each node is asked for its own page only, so a page
+/// of a large cluster moves a page from each node, not every socket of every node.
+pub(crate) async fn cluster_sockets_page(
+    ns: &Namespace,
+    op: &BroadcastOperator,
+    page: &SocketsPage,
+) -> Result<Vec<SocketView>, ApiError> {
+    let mut sockets = op.sockets();
+    sockets.retain(|s| page.admits(s.id().as_str()));
+    sockets.sort_unstable_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
+    sockets.truncate(page.limit.unwrap_or(usize::MAX));
+    let mut views: Vec<SocketView> = sockets.iter().map(|s| SocketView::of(s)).collect();
     let local: HashSet<String> = views.iter().map(|v| v.id().to_owned()).collect();
-    let fetched = op.fetch_sockets().await.map_err(cluster_error)?;
+    let fetched = op.fetch_sockets_page(page).await.map_err(cluster_error)?;
     views.extend(
         fetched
             .into_iter()
@@ -80,6 +94,7 @@ pub(crate) async fn cluster_sockets(
             .map(|info| SocketView::of_remote(ns.name(), info)),
     );
     views.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    views.truncate(page.limit.unwrap_or(usize::MAX));
     Ok(views)
 }
 
@@ -165,11 +180,13 @@ pub(crate) async fn sockets(
         Some(room) => ns.to(room.as_str()),
         None => ns.all(),
     };
-    let mut sockets = cluster_sockets(&ns, &op).await?;
-    if let Some(after) = &page.after {
-        sockets.retain(|s| s.id() > after.as_str());
-    }
     let limit = page.limit.unwrap_or(DEFAULT_SOCKETS_PAGE);
+    // One more than the page, to know whether another follows.
+    let wanted = SocketsPage {
+        after: page.after.clone(),
+        limit: Some(limit + 1),
+    };
+    let mut sockets = cluster_sockets_page(&ns, &op, &wanted).await?;
     let next = (sockets.len() > limit).then(|| sockets[limit - 1].id().to_owned());
     sockets.truncate(limit);
     Ok(SocketsView {

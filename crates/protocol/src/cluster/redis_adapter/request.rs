@@ -1,6 +1,7 @@
 //! Requests published on `socket.io-request#/nsp#`.
 
 use crate::cluster::CodecError;
+use crate::cluster::SocketsPage;
 use crate::cluster::js::stringify;
 use crate::cluster::msgpack::{self, MsgValue};
 use crate::cluster::node_packet;
@@ -141,6 +142,8 @@ pub enum RequestBody {
         request_id: String,
         /// Which sockets (flags are not sent).
         opts: BroadcastOpts,
+        /// Switchboard's `page` field: only this page of them (Node ignores it).
+        page: Option<SocketsPage>,
     },
     /// `SERVER_SIDE_EMIT`: an event for the other servers; with a `request_id` each
     /// answers once.
@@ -256,10 +259,15 @@ impl Request {
                 .field("type", code)
                 .field("sid", sid.as_str())
                 .field("close", *close),
-            FetchSockets { request_id, opts } => obj
+            FetchSockets {
+                request_id,
+                opts,
+                page,
+            } => obj
                 .field("requestId", request_id.as_str())
                 .field("type", code)
-                .field("opts", opts.to_value_without_flags()),
+                .field("opts", opts.to_value_without_flags())
+                .opt_field("page", page.as_ref().map(SocketsPage::to_value)),
             ServerSideEmit { request_id, data } => obj
                 .opt_field("requestId", request_id.as_deref())
                 .field("type", code)
@@ -326,6 +334,7 @@ impl Request {
             RequestType::RemoteFetch => RequestBody::FetchSockets {
                 request_id: request_id()?,
                 opts: opts()?,
+                page: SocketsPage::read(&obj)?,
             },
             RequestType::ServerSideEmit => {
                 let request_id = obj.opt_str("requestId")?;
@@ -363,6 +372,34 @@ mod tests {
         }
     }
 
+    /// Switchboard's `page` rides in the request object, where Node's adapter ignores
+    /// it, and reads back.
+    #[test]
+    fn a_fetch_carries_its_page() -> Result<(), CodecError> {
+        let page = Some(SocketsPage {
+            after: Some("abc".into()),
+            limit: Some(5),
+        });
+        let fetch = req(
+            Some("u"),
+            RequestBody::FetchSockets {
+                request_id: "r2".into(),
+                opts: BroadcastOpts::default(),
+                page: page.clone(),
+            },
+        );
+        let bytes = fetch.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"uid":"u","requestId":"r2","type":5,"opts":{"rooms":[],"except":[]},"page":{"after":"abc","limit":5}}"#
+        );
+        match Request::decode(&bytes)?.body {
+            RequestBody::FetchSockets { page: back, .. } => assert_eq!(back, page),
+            other => panic!("{other:?}"),
+        }
+        Ok(())
+    }
+
     #[test]
     fn json_key_order_matches_node() {
         let fetch = req(
@@ -373,6 +410,7 @@ mod tests {
                     rooms: vec!["a".into()],
                     ..Default::default()
                 },
+                page: None,
             },
         );
         assert_eq!(

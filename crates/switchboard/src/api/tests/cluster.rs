@@ -64,6 +64,7 @@ impl Adapter for Unreachable {
         &'a self,
         _ns: &'a Arc<Namespace>,
         _opts: BroadcastOptions,
+        _page: &'a switchboard_engine::adapter::SocketsPage,
     ) -> BoxFuture<'a, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(std::future::ready(Err(down())))
     }
