@@ -68,6 +68,7 @@ pub(crate) fn wire_page(page: &SocketsPage) -> Option<wire::SocketsPage> {
     (page != &SocketsPage::default()).then(|| wire::SocketsPage {
         after: page.after.clone(),
         limit: page.limit.map(|n| u64::try_from(n).unwrap_or(u64::MAX)),
+        brief: page.brief,
     })
 }
 
@@ -76,6 +77,7 @@ pub(crate) fn engine_page(page: Option<wire::SocketsPage>) -> SocketsPage {
     page.map_or_else(SocketsPage::default, |page| SocketsPage {
         after: page.after,
         limit: page.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        brief: page.brief,
     })
 }
 

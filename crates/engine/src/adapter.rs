@@ -69,13 +69,17 @@ pub struct BroadcastFlags {
 /// `limit` of them by id. Each node answers only its own page, so a listing of a large
 /// cluster a page at a time moves a page from each node, not every socket of every node
 /// (an answer of 20,000 sockets' handshakes is larger than a node reads from Redis).
-/// The default is every socket.
+/// The default is every socket, described in full.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SocketsPage {
     /// Only sockets whose id sorts after this one.
     pub after: Option<String>,
     /// At most this many (the first by id).
     pub limit: Option<usize>,
+    /// Each socket by its id and rooms only (no handshake, no `data`): what counts,
+    /// room sizes and an action's selection need, about 100 bytes a socket where a
+    /// browser's handshake is about a kilobyte.
+    pub brief: bool,
 }
 
 impl SocketsPage {
@@ -84,11 +88,29 @@ impl SocketsPage {
         self.after.as_deref().is_none_or(|after| id > after)
     }
 
-    /// Keeps the page of `sockets`: those it [admits](Self::admits), sorted by id, at
-    /// most `limit`.
+    /// Whether this is every socket, in no particular order.
+    pub fn is_all(&self) -> bool {
+        self.after.is_none() && self.limit.is_none()
+    }
+
+    /// The same page, each socket by its id and rooms only.
+    pub fn brief() -> Self {
+        SocketsPage {
+            brief: true,
+            ..SocketsPage::default()
+        }
+    }
+
+    /// Keeps the page of `sockets`: those it [admits](Self::admits), sorted by id, one
+    /// of each id (the same id on two nodes must not take two places of the page and
+    /// push a socket off it), at most `limit`. Every socket is left as it is.
     pub fn apply(&self, sockets: &mut Vec<SocketInfo>) {
+        if self.is_all() {
+            return;
+        }
         sockets.retain(|s| self.admits(&s.id));
         sockets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        sockets.dedup_by(|a, b| a.id == b.id);
         if let Some(limit) = self.limit {
             sockets.truncate(limit);
         }
@@ -478,4 +500,55 @@ pub type AdapterFactory = Arc<dyn Fn(&str) -> Arc<dyn Adapter> + Send + Sync>;
 /// The embedded default: one in-memory adapter per namespace.
 pub fn memory_factory() -> AdapterFactory {
     Arc::new(|_| Arc::new(MemoryAdapter::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(id: &str) -> SocketInfo {
+        SocketInfo {
+            id: id.to_owned(),
+            handshake: Value::Null,
+            rooms: vec![id.to_owned()],
+            data: Value::Null,
+        }
+    }
+
+    fn ids(sockets: &[SocketInfo]) -> Vec<&str> {
+        sockets.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    /// Each node's page merged: after `after`, by id, one of each id (a socket id on
+    /// two nodes must not push another off the page), at most `limit`.
+    #[test]
+    fn a_page_of_merged_answers() {
+        let mut merged = vec![
+            socket("d"),
+            socket("a"),
+            socket("b"),
+            socket("a"),
+            socket("c"),
+        ];
+        let page = SocketsPage {
+            after: Some("a".into()),
+            limit: Some(2),
+            brief: false,
+        };
+        page.apply(&mut merged);
+        assert_eq!(ids(&merged), ["b", "c"]);
+
+        let mut with_twin = vec![socket("a"), socket("a"), socket("b")];
+        let first = SocketsPage {
+            limit: Some(2),
+            ..SocketsPage::default()
+        };
+        first.apply(&mut with_twin);
+        assert_eq!(ids(&with_twin), ["a", "b"]);
+
+        // Every socket: left as it came.
+        let mut all = vec![socket("b"), socket("a")];
+        SocketsPage::brief().apply(&mut all);
+        assert_eq!(ids(&all), ["b", "a"]);
+    }
 }

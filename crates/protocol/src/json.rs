@@ -79,6 +79,11 @@ fn write_float<W: ?Sized + io::Write>(writer: &mut W, value: f64) -> io::Result<
         // serde_json writes `null` for these before it asks the formatter.
         return CompactFormatter.write_null(writer);
     }
+    if value == 0.0 && value.is_sign_negative() {
+        // serde_json reads `-0` (2 bytes) as this float, which `ryu` writes `-0.0`;
+        // `-0` reads back as the same value, in JavaScript too.
+        return writer.write_all(b"-0");
+    }
     let mut buffer = ryu::Buffer::new();
     let positional = buffer.format_finite(value);
     let mut text = Text::default();
@@ -229,7 +234,8 @@ mod tests {
             ("18446744073709551615", "18446744073709551615"),
             ("-9223372036854775808", "-9223372036854775808"),
             ("0.0", "0.0"),
-            ("-0.0", "-0.0"),
+            ("-0.0", "-0"),
+            ("-0", "-0"),
             ("1.0", "1.0"),
             ("0.25", "0.25"),
             ("100.0", "100.0"),

@@ -7,10 +7,13 @@
 // answer of a large node's every socket, handshakes and all, is larger than a node reads
 // from Redis, and the listing failed).
 //
+// Counts (`GET /namespaces`), room sizes and the actions' selection (`POST
+// /sockets/join`) ask the other nodes for each socket's id and rooms only, no handshake.
+//
 // What crosses Redis is measured with Redis' own counter of bytes it received
 // (`INFO stats`, `total_net_input_bytes`) around one request. The clients carry a 4 KB
-// header each, so a node answering with all 20 of its sockets sends over 80 KB, and one
-// answering with a page of 5, about 20 KB.
+// header each, so a node answering with all 20 of its sockets in full sends over 80 KB,
+// one answering with a page of 5, about 20 KB, and with ids and rooms, a few KB.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -37,6 +40,24 @@ async function get(node, path) {
     signal: AbortSignal.timeout(CALL_MS),
   });
   return { status: res.status, body: await res.json() };
+}
+
+/** `POST path` with `body` on `node`'s API: `{ status, body }`. */
+async function post(node, path, body) {
+  const res = await fetch(`${node.url}${path}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(CALL_MS),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** The bytes Redis received while `call` ran, and what `call` resolved with. */
+async function measured(redis, call) {
+  const before = await receivedBytes(redis);
+  const result = await call();
+  return { received: (await receivedBytes(redis)) - before, result };
 }
 
 /** Redis' count of the bytes it has received from its clients. */
@@ -113,6 +134,28 @@ for (const adapter of ["redis", "redis-streams", "redis-sharded"]) {
       const allBytes = PER_NODE * PAD.length;
       console.log(`# ${adapter}: Redis received ${received} B for one page (a page of B's sockets ≈ ${pageBytes} B, all of them ≈ ${allBytes} B)`);
       assert.ok(received < (pageBytes + allBytes) / 2, `${received} B crossed Redis for one page`);
+    });
+
+    it("counts, room sizes and actions ask the other node for ids and rooms only", async () => {
+      const allBytes = PER_NODE * PAD.length;
+      const counted = await measured(stats, () => get(a, "/api/v1/namespaces"));
+      assert.equal(counted.result.status, 200, JSON.stringify(counted.result.body));
+      const root = counted.result.body.namespaces.find((n) => n.name === "/");
+      assert.equal(root.sockets, 2 * PER_NODE);
+      const joined = await measured(stats, () =>
+        post(a, "/api/v1/sockets/join", { all: true, join: ["everyone"] }),
+      );
+      assert.equal(joined.result.status, 200, JSON.stringify(joined.result.body));
+      assert.equal(joined.result.body.affected, 2 * PER_NODE);
+      const room = await measured(stats, () => get(a, "/api/v1/namespaces/%2F/rooms/everyone"));
+      assert.equal(room.result.body.size, 2 * PER_NODE, JSON.stringify(room.result.body));
+      console.log(
+        `# ${adapter}: Redis received ${counted.received} B (count), ${joined.received} B (join), ` +
+          `${room.received} B (room) — all of B's sockets in full ≈ ${allBytes} B`,
+      );
+      for (const [what, m] of [["count", counted], ["join", joined], ["room", room]]) {
+        assert.ok(m.received < allBytes / 2, `${what}: ${m.received} B crossed Redis`);
+      }
     });
   });
 }

@@ -360,7 +360,14 @@ impl Namespace {
     /// [`max_rooms_per_socket`](super::Handlers::max_rooms_per_socket)
     /// ([`Socket::join_within`](super::Socket::join_within)).
     pub fn add_sockets_local(&self, opts: &BroadcastOptions, rooms: &[Room]) {
-        let rooms: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+        // Each name once: a message naming one room a million times must cost each
+        // socket one look-up, not a million.
+        let mut seen = std::collections::HashSet::with_capacity(rooms.len().min(1024));
+        let rooms: Vec<&str> = rooms
+            .iter()
+            .map(|r| &**r)
+            .filter(|r| seen.insert(*r))
+            .collect();
         let max = self.handlers().max_rooms_per_socket();
         let refused: usize = self
             .local_sockets(opts)
@@ -409,12 +416,23 @@ impl Namespace {
         page: &SocketsPage,
     ) -> Vec<SocketInfo> {
         let mut sockets = self.local_sockets(opts);
-        sockets.retain(|s| page.admits(s.id().as_str()));
-        sockets.sort_unstable_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
-        if let Some(limit) = page.limit {
-            sockets.truncate(limit);
+        if !page.is_all() {
+            sockets.retain(|s| page.admits(s.id().as_str()));
+            sockets.sort_unstable_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
+            if let Some(limit) = page.limit {
+                sockets.truncate(limit);
+            }
         }
-        sockets.iter().map(|s| s.info()).collect()
+        let describe = |s: &Arc<super::Socket>| match page.brief {
+            true => SocketInfo {
+                id: s.id().to_string(),
+                handshake: serde_json::Value::Null,
+                rooms: s.rooms(),
+                data: serde_json::Value::Null,
+            },
+            false => s.info(),
+        };
+        sockets.iter().map(describe).collect()
     }
 
     /// Pushes the same frames to every targeted local socket.

@@ -61,7 +61,8 @@ fn write_int(out: &mut String, n: i128) {
     if n.unsigned_abs() <= 1 << 53 {
         let _ = write!(out, "{n}");
     } else {
-        write_number(out, n as f64);
+        // Came as an integer: written as JavaScript writes the number it would hold.
+        write_js_number(out, n as f64);
     }
 }
 

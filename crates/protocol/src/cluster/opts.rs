@@ -115,8 +115,9 @@ impl BroadcastFlags {
 }
 
 /// A page of a `fetchSockets` listing, a field Switchboard adds to its requests
-/// (`"page": {"after": id, "limit": n}`): the node answers with its sockets whose id
-/// sorts after `after`, the first `limit` of them by id. Node's adapters ignore the
+/// (`"page": {"after": id, "limit": n, "brief": true}`): the node answers with its
+/// sockets whose id sorts after `after`, the first `limit` of them by id, with `brief`
+/// each by its id and rooms only. Node's adapters ignore the
 /// field and answer with every socket, which the asking node cuts to the page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SocketsPage {
@@ -124,6 +125,8 @@ pub struct SocketsPage {
     pub after: Option<String>,
     /// At most this many.
     pub limit: Option<u64>,
+    /// Each socket by its id and rooms only (`"brief": true`).
+    pub brief: bool,
 }
 
 impl SocketsPage {
@@ -140,6 +143,7 @@ impl SocketsPage {
         Ok(Some(SocketsPage {
             after: page.opt_str("after")?,
             limit,
+            brief: page.truthy("brief"),
         }))
     }
 
@@ -148,6 +152,7 @@ impl SocketsPage {
         ObjBuilder::new()
             .opt_field("after", self.after.as_deref())
             .opt_field("limit", self.limit)
+            .opt_field("brief", self.brief.then_some(true))
             .build()
     }
 }

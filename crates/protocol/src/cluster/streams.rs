@@ -405,6 +405,7 @@ mod tests {
         let page = Some(SocketsPage {
             after: None,
             limit: Some(7),
+            brief: true,
         });
         let message = ClusterMessage {
             uid: "u".into(),

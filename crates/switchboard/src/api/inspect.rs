@@ -73,6 +73,16 @@ pub(crate) async fn cluster_sockets(
     cluster_sockets_page(ns, op, &SocketsPage::default()).await
 }
 
+/// [`cluster_sockets`] by id and rooms only (the other nodes send no handshake and no
+/// `data`): for counts, room sizes and an action's selection, which need no more, and
+/// whose answers would otherwise carry every socket's handshake through Redis.
+pub(crate) async fn cluster_sockets_brief(
+    ns: &Namespace,
+    op: &BroadcastOperator,
+) -> Result<Vec<SocketView>, ApiError> {
+    cluster_sockets_page(ns, op, &SocketsPage::brief()).await
+}
+
 /// `page` of [`cluster_sockets`]: each node is asked for its own page only, so a page
 /// of a large cluster moves a page from each node, not every socket of every node.
 pub(crate) async fn cluster_sockets_page(
@@ -94,6 +104,8 @@ pub(crate) async fn cluster_sockets_page(
             .map(|info| SocketView::of_remote(ns.name(), info)),
     );
     views.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    // One of each id: a socket id on two nodes must not take two places of the page.
+    views.dedup_by(|a, b| a.id() == b.id());
     views.truncate(page.limit.unwrap_or(usize::MAX));
     Ok(views)
 }
@@ -108,7 +120,7 @@ pub(crate) fn cluster_error(err: AdapterError) -> ApiError {
 pub(crate) async fn namespaces(state: &ApiState) -> Result<NamespacesView, ApiError> {
     let mut namespaces = Vec::new();
     for ns in state.io.namespaces() {
-        let sockets = cluster_sockets(&ns, &ns.all()).await?.len();
+        let sockets = cluster_sockets_brief(&ns, &ns.all()).await?.len();
         namespaces.push(NamespaceView {
             name: ns.name().to_owned(),
             sockets,
@@ -123,7 +135,7 @@ pub(crate) async fn namespaces(state: &ApiState) -> Result<NamespacesView, ApiEr
 pub(crate) async fn rooms(state: &ApiState, namespace: &str) -> Result<RoomsView, ApiError> {
     let ns = select::namespace(&state.io, namespace)?;
     let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
-    for socket in cluster_sockets(&ns, &ns.all()).await? {
+    for socket in cluster_sockets_brief(&ns, &ns.all()).await? {
         for room in socket.rooms().iter().filter(|r| r.as_str() != socket.id()) {
             *sizes.entry(room.clone()).or_default() += 1;
         }
@@ -146,7 +158,7 @@ pub(crate) async fn room(
     room: &str,
 ) -> Result<RoomView, ApiError> {
     let ns = select::namespace(&state.io, namespace)?;
-    let socket_ids: Vec<String> = cluster_sockets(&ns, &ns.to(room))
+    let socket_ids: Vec<String> = cluster_sockets_brief(&ns, &ns.to(room))
         .await?
         .iter()
         .map(|s| s.id().to_owned())
@@ -185,6 +197,7 @@ pub(crate) async fn sockets(
     let wanted = SocketsPage {
         after: page.after.clone(),
         limit: Some(limit + 1),
+        brief: false,
     };
     let mut sockets = cluster_sockets_page(&ns, &op, &wanted).await?;
     let next = (sockets.len() > limit).then(|| sockets[limit - 1].id().to_owned());

@@ -10,7 +10,7 @@ use switchboard_engine::Namespace;
 use switchboard_engine::sio::BroadcastOperator;
 
 use super::ApiState;
-use super::inspect::cluster_sockets;
+use super::inspect::cluster_sockets_brief;
 use super::select::{self, Target};
 use super::view::SocketView;
 use crate::http::ApiError;
@@ -69,7 +69,7 @@ pub(crate) async fn join(state: &ApiState, body: &[u8]) -> Result<Affected, ApiE
     let rooms = rooms(req.join.take(), "join")?;
     let (ns, target) = req.target(state, Operation::Join)?;
     let op = target.operator(&ns);
-    let affected = cluster_sockets(&ns, &op).await?.len();
+    let affected = cluster_sockets_brief(&ns, &op).await?.len();
     let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
     op.sockets_join(&names);
     Ok(Affected { affected })
@@ -82,7 +82,7 @@ pub(crate) async fn leave(state: &ApiState, body: &[u8]) -> Result<Affected, Api
     let rooms = rooms(req.leave.take(), "leave")?;
     let (ns, target) = req.target(state, Operation::Leave)?;
     let op = target.operator(&ns);
-    let selected = cluster_sockets(&ns, &op).await?;
+    let selected = cluster_sockets_brief(&ns, &op).await?;
     let selection_moves = rooms
         .iter()
         .any(|r| target.rooms.contains(r) || target.except.contains(r));
@@ -122,7 +122,7 @@ pub(crate) async fn disconnect(state: &ApiState, body: &[u8]) -> Result<Affected
     let close = req.close.take().unwrap_or(false);
     let (ns, target) = req.target(state, Operation::Disconnect)?;
     let op = target.operator(&ns);
-    let affected = cluster_sockets(&ns, &op).await?.len();
+    let affected = cluster_sockets_brief(&ns, &op).await?.len();
     op.disconnect_sockets(close);
     Ok(Affected { affected })
 }

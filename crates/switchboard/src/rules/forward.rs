@@ -197,23 +197,35 @@ fn check_joins(rules: &RoomRules, socket: &Socket, actions: &[HookAction]) -> Re
         return Ok(());
     }
     let id = socket.id();
-    let own = id.as_str();
-    let mut rooms: HashSet<String> = socket.rooms().into_iter().collect();
-    rooms.remove(own);
+    let outcome = joins_within(socket.rooms(), id.as_str(), actions, rules.max_per_socket);
+    if outcome == Err(Refusal::Hook(HookError::InvalidReply)) {
+        tracing::warn!(
+            sid = %id,
+            "forwarded event: the reply joins another socket's id room; nothing applied"
+        );
+    }
+    outcome
+}
+
+/// [`check_joins`] over the socket's rooms now (`current`, its own id room `own`
+/// among them or not): what the actions, in order, would make them.
+fn joins_within(
+    current: Vec<String>,
+    own: &str,
+    actions: &[HookAction],
+    max: usize,
+) -> Result<(), Refusal> {
+    let mut rooms: HashSet<String> = current.into_iter().filter(|r| r != own).collect();
     for action in actions {
         match action {
             HookAction::Join { rooms: joins } => {
                 for room in joins.iter().filter(|room| room.as_str() != own) {
                     if rooms::names_a_socket(room) {
-                        tracing::warn!(
-                            sid = %socket.id(),
-                            "forwarded event: the reply joins another socket's id room; nothing applied"
-                        );
                         return Err(Refusal::Hook(HookError::InvalidReply));
                     }
                     // Only a room it is not in yet takes a place: a socket over the
                     // bound (a lowered setting) may still be joined to its own rooms.
-                    if rooms.insert(room.clone()) && rooms.len() > rules.max_per_socket {
+                    if rooms.insert(room.clone()) && rooms.len() > max {
                         return Err(Refusal::TooManyRooms);
                     }
                 }
@@ -237,4 +249,65 @@ fn emit(socket: &Arc<Socket>, rooms: Vec<String>, event: &str, args: Vec<Value>)
     };
     let target = rooms.fold(socket.ns().to(first), |target, room| target.to(room));
     target.emit(event, args);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: &str = "AAAAAAAAAAAAAAAAAAAA";
+
+    fn join(rooms: &[&str]) -> HookAction {
+        HookAction::Join {
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    fn leave(rooms: &[&str]) -> HookAction {
+        HookAction::Leave {
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    fn current(rooms: &[&str]) -> Vec<String> {
+        rooms.iter().map(|r| (*r).to_owned()).collect()
+    }
+
+    #[test]
+    fn joins_are_counted_against_the_bound_with_leaves_in_between() {
+        let now = current(&[OWN, "a"]);
+        assert_eq!(joins_within(now.clone(), OWN, &[join(&["b"])], 2), Ok(()));
+        assert_eq!(
+            joins_within(now.clone(), OWN, &[join(&["b", "c"])], 2),
+            Err(Refusal::TooManyRooms)
+        );
+        let swap = [leave(&["a"]), join(&["b", "c"])];
+        assert_eq!(joins_within(now.clone(), OWN, &swap, 2), Ok(()));
+        // Its own id room takes no place, and is no other socket's.
+        assert_eq!(joins_within(now, OWN, &[join(&[OWN, "b"])], 2), Ok(()));
+    }
+
+    /// A socket over the bound (the setting was lowered) may be joined to rooms it is
+    /// in, not to new ones.
+    #[test]
+    fn a_socket_over_the_bound_keeps_its_rooms() {
+        let now = current(&[OWN, "a", "b", "c"]);
+        assert_eq!(
+            joins_within(now.clone(), OWN, &[join(&["a", "c"])], 2),
+            Ok(())
+        );
+        assert_eq!(
+            joins_within(now, OWN, &[join(&["d"])], 2),
+            Err(Refusal::TooManyRooms)
+        );
+    }
+
+    #[test]
+    fn a_name_shaped_like_a_socket_id_is_refused() {
+        let other = "BBBBBBBBBBBBBBBBBBBB";
+        assert_eq!(
+            joins_within(current(&[OWN]), OWN, &[join(&[other])], 100),
+            Err(Refusal::Hook(HookError::InvalidReply))
+        );
+    }
 }

@@ -379,6 +379,7 @@ mod tests {
         let page = Some(SocketsPage {
             after: Some("abc".into()),
             limit: Some(5),
+            brief: false,
         });
         let fetch = req(
             Some("u"),
