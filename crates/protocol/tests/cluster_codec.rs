@@ -474,18 +474,28 @@ fn fixtures_come_from_the_expected_packages() {
     assert_eq!(p["@socket.io/redis-streams-adapter"], "0.3.1");
 }
 
+/// Every value is encoded as both libraries encode it, but one: a whole number
+/// beyond notepack's 64 bits, which notepack itself does not get back (it keeps the
+/// low 64 bits), goes as the float64 it is, and reads back as the value.
 #[test]
 fn values_encode_like_both_libraries() {
     for case in cases(&["values"]) {
         let n = name(case);
-        assert_bytes(
-            &case["notepack"],
-            &msgpack::encode_notepack(&value(&case["value"], Mode::Js)),
-            &format!("{n} notepack"),
-        );
+        let js = value(&case["value"], Mode::Js);
+        let ours = msgpack::encode_notepack(&js);
+        let node_decoded = &case["notepack_decoded"];
+        let node_loses_it =
+            !node_decoded.is_null() && !js_eq(&value(node_decoded, Mode::Notepack), &js);
+        if node_loses_it {
+            assert_eq!(ours.first(), Some(&0xcb), "{n} notepack: a float64");
+            let back = msgpack::decode(&ours).unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert!(js_eq(&back, &js), "{n} notepack: read back as {back:?}");
+        } else {
+            assert_bytes(&case["notepack"], &ours, &format!("{n} notepack"));
+        }
         assert_bytes(
             &case["msgpack"],
-            &msgpack::encode_msgpack(&value(&case["value"], Mode::Js)),
+            &msgpack::encode_msgpack(&js),
             &format!("{n} msgpack"),
         );
     }

@@ -73,6 +73,28 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
     }
   });
 
+  // notepack (the `redis` adapter's broadcasts) keeps only the low 64 bits of a whole
+  // number beyond them, so between Node servers `1e20` arrives as another number.
+  // Every float that large is whole. A Switchboard node sends it as the float64 it is:
+  // every receiver, on a Switchboard or a Node.js node, gets the same number.
+  test("large numbers a Switchboard node broadcasts arrive unchanged on every node", async () => {
+    const room = fresh("big");
+    const members = await oneClientPerNode(ctx);
+    for (const m of members) assert.deepEqual(await call(m.socket, "join", room), [true]);
+    const seen = members.map((m) => recordData(m.socket, "big"));
+    const numbers = [1e20, -(2 ** 70), 6.02e23, 1e300, Number.MAX_VALUE, 2 ** 63, 1e15, 0.5];
+    const publishers = members.filter((m) => m.node.kind === "switchboard");
+    for (const [k, m] of publishers.entries()) {
+      assert.deepEqual(await call(m.socket, "broadcast", room, "big", { k, numbers }), [true]);
+    }
+    for (const s of seen) await until(s, publishers.length);
+    for (const [i, s] of seen.entries()) {
+      for (const [d] of s) {
+        assert.deepEqual(d.numbers, numbers, `member ${i} (${members[i].node.name}), publisher ${d.k}`);
+      }
+    }
+  });
+
   for (const side of SIDES) {
     describe(side.label, () => {
       const asker = () => connectTo(ctx, side.pick(ctx.cluster));

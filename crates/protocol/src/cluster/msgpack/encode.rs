@@ -12,9 +12,6 @@ const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
 const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 /// 2⁶³ as a float (exact).
 const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-/// 2¹²⁷ as a float (exact): every integral float at least this large is a multiple of
-/// 2⁶⁴.
-const TWO_POW_127: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
 
 /// Which Node library's number rules to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,20 +136,14 @@ fn write_float_value(out: &mut Vec<u8>, f: f64, flavor: Flavor) {
             // Safe integer: the cast is exact (and maps -0.0 to 0).
             write_int(out, f as i128);
         }
-        Flavor::Notepack if integral => {
-            if (-TWO_POW_63..TWO_POW_64).contains(&f) {
-                write_int(out, f as i128);
-            } else {
-                // notepack computes `hi`/`lo` with 32-bit JavaScript operators, which
-                // keeps the value modulo 2⁶⁴ under the sign-chosen marker.
-                let low64 = if f.abs() >= TWO_POW_127 {
-                    0
-                } else {
-                    (f as i128) as u64
-                };
-                out.push(if f >= 0.0 { 0xcf } else { 0xd3 });
-                out.extend_from_slice(&low64.to_be_bytes());
-            }
+        // Beyond that range notepack computes `hi`/`lo` with 32-bit JavaScript
+        // operators and keeps the value modulo 2⁶⁴ under the sign-chosen marker: a
+        // client's `1e20` (or `6.02e23`, or `1e300`: every float that large is whole)
+        // reached the other nodes as another number, Node's included. It goes as the
+        // float64 it is, which notepack reads back exactly; only the bytes differ from
+        // what Node's encoder writes.
+        Flavor::Notepack if integral && (-TWO_POW_63..TWO_POW_64).contains(&f) => {
+            write_int(out, f as i128);
         }
         _ => {
             out.push(0xcb);
@@ -250,16 +241,20 @@ mod tests {
         assert_eq!(mp(MsgValue::F64(big as f64)), float);
     }
 
+    /// notepack keeps only the low 64 bits of a whole number beyond 64 bits (2⁶⁴ + 2¹²
+    /// came back as 4096); here it goes as the float64 it is, and reads back exactly.
     #[test]
-    fn notepack_wraps_beyond_64_bits() {
-        // 2^64 + 2^12 has low 64 bits 0x1000.
-        let f = TWO_POW_64 + 4096.0;
-        assert_eq!(np(MsgValue::F64(f)), [0xcf, 0, 0, 0, 0, 0, 0, 0x10, 0]);
-        assert_eq!(
-            np(MsgValue::F64(-TWO_POW_64)),
-            [0xd3, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
-        assert_eq!(np(MsgValue::F64(f64::MAX))[0], 0xcf);
+    fn whole_floats_beyond_64_bits_go_as_floats() -> Result<(), crate::cluster::CodecError> {
+        for f in [TWO_POW_64 + 4096.0, -TWO_POW_64, 6.02e23, f64::MAX, -1e300] {
+            let bytes = np(MsgValue::F64(f));
+            let mut expected = vec![0xcb];
+            expected.extend_from_slice(&f.to_be_bytes());
+            assert_eq!(bytes, expected, "{f:e}");
+            assert_eq!(super::super::decode(&bytes)?, MsgValue::F64(f), "{f:e}");
+        }
+        // The integer range is still written as Node writes it.
+        assert_eq!(np(MsgValue::F64(TWO_POW_63))[0], 0xcf);
+        Ok(())
     }
 
     #[test]
