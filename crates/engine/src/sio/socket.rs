@@ -332,8 +332,10 @@ impl Socket {
     /// Joins those of `rooms` it is not in while it is in fewer than `max` rooms (its
     /// own id room aside); returns how many of `rooms` it did not look at because it
     /// had reached `max` (counted in the engine's `room_joins_refused`: rooms it was
-    /// already in may be among them). Each room up to the bound costs a look-up; the
-    /// rest none, so a message naming a million rooms costs a socket at its bound one.
+    /// already in may be among them). Each room named costs a look-up until the first
+    /// new one past the bound, the rest none: a message naming a million distinct
+    /// rooms costs a socket at its bound at most `max` + 1 (names repeated in one
+    /// message are dropped by [`Namespace::add_sockets_local`](super::Namespace)).
     ///
     /// The count is read, then the rooms joined: two joins at once (another node's
     /// request, the client's own) may each see room for theirs, and pass the bound by
