@@ -61,7 +61,6 @@ pub(crate) fn wire_opts(opts: &BroadcastOptions) -> wire::BroadcastOpts {
     }
 }
 
-/// Room names as the engine's rooms.
 /// A page of a socket listing as a request carries it (`None`: every socket, the
 /// request as Node sends it).
 pub(crate) fn wire_page(page: &SocketsPage) -> Option<wire::SocketsPage> {
@@ -81,6 +80,7 @@ pub(crate) fn engine_page(page: Option<wire::SocketsPage>) -> SocketsPage {
     })
 }
 
+/// Room names as the engine's rooms.
 pub(crate) fn rooms(names: &[String]) -> Vec<Room> {
     names.iter().map(|r| Room::from(r.as_str())).collect()
 }

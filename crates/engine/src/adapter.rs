@@ -101,18 +101,19 @@ impl SocketsPage {
         }
     }
 
-    /// Keeps the page of `sockets`: those it [admits](Self::admits), sorted by id, one
-    /// of each id (the same id on two nodes must not take two places of the page and
-    /// push a socket off it), at most `limit`. Every socket is left as it is.
-    pub fn apply(&self, sockets: &mut Vec<SocketInfo>) {
+    /// Keeps the page of `items` (sockets, or what describes them, by `id`): those it
+    /// [admits](Self::admits), sorted by id, one of each id (the same id on two nodes
+    /// must not take two places of the page and push a socket off it), at most
+    /// `limit`. Every socket is left as it is.
+    pub fn cut<T>(&self, items: &mut Vec<T>, id: impl Fn(&T) -> &str) {
         if self.is_all() {
             return;
         }
-        sockets.retain(|s| self.admits(&s.id));
-        sockets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        sockets.dedup_by(|a, b| a.id == b.id);
+        items.retain(|t| self.admits(id(t)));
+        items.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+        items.dedup_by(|a, b| id(a) == id(b));
         if let Some(limit) = self.limit {
-            sockets.truncate(limit);
+            items.truncate(limit);
         }
     }
 }
@@ -338,7 +339,7 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
             let mut sockets = ns.fetch_sockets_local_page(&opts, page);
             if !opts.flags.local {
                 sockets.extend(self.fetch_remote_sockets(ns, opts, page).await?);
-                page.apply(&mut sockets);
+                page.cut(&mut sockets, |s| s.id.as_str());
             }
             Ok(sockets)
         })
@@ -535,7 +536,7 @@ mod tests {
             limit: Some(2),
             brief: false,
         };
-        page.apply(&mut merged);
+        page.cut(&mut merged, |s| s.id.as_str());
         assert_eq!(ids(&merged), ["b", "c"]);
 
         let mut with_twin = vec![socket("a"), socket("a"), socket("b")];
@@ -543,12 +544,12 @@ mod tests {
             limit: Some(2),
             ..SocketsPage::default()
         };
-        first.apply(&mut with_twin);
+        first.cut(&mut with_twin, |s| s.id.as_str());
         assert_eq!(ids(&with_twin), ["a", "b"]);
 
         // Every socket: left as it came.
         let mut all = vec![socket("b"), socket("a")];
-        SocketsPage::brief().apply(&mut all);
+        SocketsPage::brief().cut(&mut all, |s| s.id.as_str());
         assert_eq!(ids(&all), ["b", "a"]);
     }
 }

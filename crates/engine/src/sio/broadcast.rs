@@ -182,6 +182,11 @@ impl BroadcastOperator {
         self.ns.local_sockets(&self.opts)
     }
 
+    /// `page` of [`sockets`](Self::sockets) ([`SocketsPage::cut`]).
+    pub fn sockets_page(&self, page: &SocketsPage) -> Vec<Arc<super::Socket>> {
+        self.ns.local_sockets_page(&self.opts, page)
+    }
+
     /// The targeted sockets on every node of the cluster (Node's `fetchSockets`).
     pub async fn fetch_sockets(&self) -> Result<Vec<SocketInfo>, AdapterError> {
         self.fetch_sockets_page(&SocketsPage::default()).await
@@ -403,11 +408,6 @@ impl Namespace {
         }
     }
 
-    /// The targeted local sockets as the cluster describes them.
-    pub fn fetch_sockets_local(&self, opts: &BroadcastOptions) -> Vec<SocketInfo> {
-        self.local_sockets(opts).iter().map(|s| s.info()).collect()
-    }
-
     /// `page` of the targeted local sockets, sorted by id: only the page's sockets are
     /// described.
     pub fn fetch_sockets_local_page(
@@ -415,14 +415,6 @@ impl Namespace {
         opts: &BroadcastOptions,
         page: &SocketsPage,
     ) -> Vec<SocketInfo> {
-        let mut sockets = self.local_sockets(opts);
-        if !page.is_all() {
-            sockets.retain(|s| page.admits(s.id().as_str()));
-            sockets.sort_unstable_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
-            if let Some(limit) = page.limit {
-                sockets.truncate(limit);
-            }
-        }
         let describe = |s: &Arc<super::Socket>| match page.brief {
             true => SocketInfo {
                 id: s.id().to_string(),
@@ -432,7 +424,21 @@ impl Namespace {
             },
             false => s.info(),
         };
-        sockets.iter().map(describe).collect()
+        self.local_sockets_page(opts, page)
+            .iter()
+            .map(describe)
+            .collect()
+    }
+
+    /// `page` of the targeted local sockets ([`SocketsPage::cut`]).
+    pub fn local_sockets_page(
+        &self,
+        opts: &BroadcastOptions,
+        page: &SocketsPage,
+    ) -> Vec<Arc<super::Socket>> {
+        let mut sockets = self.local_sockets(opts);
+        page.cut(&mut sockets, |s| s.id_str());
+        sockets
     }
 
     /// Pushes the same frames to every targeted local socket.

@@ -156,6 +156,11 @@ impl Socket {
         self.id
     }
 
+    /// The socket id as text, borrowed (to sort or compare sockets by id).
+    pub(crate) fn id_str(&self) -> &str {
+        self.id.as_str()
+    }
+
     /// The namespace name.
     pub fn namespace(&self) -> &str {
         self.ns.name()

@@ -90,11 +90,11 @@ pub(crate) async fn cluster_sockets_page(
     op: &BroadcastOperator,
     page: &SocketsPage,
 ) -> Result<Vec<SocketView>, ApiError> {
-    let mut sockets = op.sockets();
-    sockets.retain(|s| page.admits(s.id().as_str()));
-    sockets.sort_unstable_by(|a, b| a.id().as_str().cmp(b.id().as_str()));
-    sockets.truncate(page.limit.unwrap_or(usize::MAX));
-    let mut views: Vec<SocketView> = sockets.iter().map(|s| SocketView::of(s)).collect();
+    let mut views: Vec<SocketView> = op
+        .sockets_page(page)
+        .iter()
+        .map(|s| SocketView::of(s))
+        .collect();
     let local: HashSet<String> = views.iter().map(|v| v.id().to_owned()).collect();
     let fetched = op.fetch_sockets_page(page).await.map_err(cluster_error)?;
     views.extend(
