@@ -97,8 +97,7 @@ fn write_string(out: &mut String, s: &str) {
 /// numbers JavaScript writes long, `1e20` or `0.000001`, are read back as floats and
 /// written short to clients: only the message in Redis is longer.)
 pub(crate) fn write_number(out: &mut String, f: f64) {
-    if f.fract() == 0.0 && f.abs() < 18_446_744_073_709_551_616.0 && super::msgpack::keeps_float(f)
-    {
+    if super::msgpack::keeps_float(f) {
         let mut short = Vec::new();
         crate::json::write(&mut short, &f);
         out.push_str(std::str::from_utf8(&short).unwrap_or("null"));

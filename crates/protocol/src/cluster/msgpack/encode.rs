@@ -161,8 +161,13 @@ fn write_float_value(out: &mut Vec<u8>, f: f64, flavor: Flavor) {
 /// where on its own node it does not (`crate::json`). JavaScript reads the same number
 /// either way; Node's own encoders never write a whole number below 2⁵³ as a float, so
 /// nothing they send changes meaning.
+/// Only a whole float within ±2⁶⁴ has an integer text to compare; any other (a
+/// fraction, beyond 2⁶⁴, not finite: its `fract()` is NaN) is no.
 pub(crate) fn keeps_float(f: f64) -> bool {
-    // Whole and at most 2⁶⁴ here: the cast is exact.
+    if f.fract() != 0.0 || f.abs() >= TWO_POW_64 {
+        return false;
+    }
+    // Whole and within 2⁶⁴: the cast is exact.
     let n = f as i128;
     let mut int_len = usize::from(n < 0) + 1;
     let mut rest = n.unsigned_abs() / 10;
