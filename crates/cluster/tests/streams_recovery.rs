@@ -261,6 +261,44 @@ async fn a_stored_session_is_taken_at_most_once() {
     assert_ne!(fresh.pid.as_deref(), Some(pid.as_str()));
 }
 
+/// A stored session is resumed only within the rooms a socket may join on the node
+/// resuming it (`max_rooms_per_socket`, its own id room aside): anyone who can write
+/// to Redis can store a session, and Node's servers know no such bound. One at the
+/// bound resumes; one past it starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_session_in_more_rooms_than_a_socket_may_join_is_not_recovered() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(&redis).await;
+    two.ns().handlers().set_max_rooms_per_socket(3);
+
+    let mut sessions = Vec::new();
+    for rooms in [&["a1", "a2", "a3"][..], &["b1", "b2", "b3", "b4"][..]] {
+        let (client, first) = Client::connected(&one.io).await;
+        for room in rooms {
+            join(&client, &one, room).await;
+        }
+        drop_from(&client, &one).await;
+        sessions.push(first);
+    }
+    // Node one writes in order: once this entry is in the stream, so are the sessions.
+    durable(one.ns().all(), "flush", json!(null)).await;
+
+    let mut resumed = Vec::new();
+    for first in &sessions {
+        let back = Client::handshake(&two.io).await;
+        let auth = json!({"pid": first.pid, "offset": "0-0"}).to_string();
+        resumed.push(back.connect(&auth).await.id == first.id);
+    }
+    assert_eq!(resumed, [true, false], "three rooms resume, four do not");
+    let rooms: Vec<Vec<String>> = two.ns().sockets().iter().map(|s| s.rooms()).collect();
+    assert!(
+        rooms
+            .iter()
+            .all(|r| !r.iter().any(|room| room.starts_with('b'))),
+        "{rooms:?}"
+    );
+}
+
 /// Anyone who can write to Redis can write a session: one too long to be a session a
 /// node saved (2 MiB; the bound is 1 MiB) is deleted unread, and a client presenting
 /// its pid starts afresh.

@@ -2,6 +2,7 @@
 //! attachments) and routes them to the connection's sockets, one per namespace.
 
 use crate::untrusted::Untrusted;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -785,6 +786,18 @@ async fn prepare_durable(
         );
         return None;
     }
+    // In no more rooms than a socket may join here (its own id room aside): anyone who
+    // can write to Redis can store a session, and Node's servers know no such bound.
+    let max = ns.handlers().max_rooms_per_socket();
+    if rooms_past(&rooms, &session.sid, max) {
+        tracing::debug!(
+            pid,
+            rooms = rooms.len(),
+            max,
+            "stored session in more rooms than a socket may join; not recovered"
+        );
+        return None;
+    }
     let listener = Listener {
         rooms: &rooms,
         memberships: &memberships,
@@ -805,6 +818,16 @@ async fn prepare_durable(
         older,
         older_until,
     })
+}
+
+/// Whether `rooms`, its own id room aside, are more than `max` (`usize::MAX`: no
+/// bound). Each name counts once, as a socket is in a room once.
+fn rooms_past(rooms: &[Room], own: &str, max: usize) -> bool {
+    if max == usize::MAX || rooms.len() <= max {
+        return false;
+    }
+    let distinct: HashSet<&str> = rooms.iter().map(|r| &**r).filter(|r| *r != own).collect();
+    distinct.len() > max
 }
 
 fn connect_error(nsp: &str, err: &ConnectError) -> Vec<crate::eio::Frame> {
@@ -1181,8 +1204,22 @@ impl SessionHandler for Client {
 mod tests {
     use super::{
         CONNECT_BURST, ConnectAllowance, LOG_CLOCK_SLACK, OFFSET_GONE, OFFSET_UNKNOWN,
-        log_offset_out_of_window,
+        log_offset_out_of_window, rooms_past,
     };
+    use crate::adapter::Room;
+
+    /// A stored session's rooms against the bound: its own id room and names repeated
+    /// are not counted; `usize::MAX` is no bound.
+    #[test]
+    fn a_sessions_rooms_are_counted_as_a_socket_holds_them() {
+        let rooms = |names: &[&str]| names.iter().map(|n| Room::from(*n)).collect::<Vec<_>>();
+        let own = "sid";
+        assert!(!rooms_past(&rooms(&["sid", "a", "b"]), own, 2));
+        assert!(rooms_past(&rooms(&["sid", "a", "b", "c"]), own, 2));
+        assert!(!rooms_past(&rooms(&["a", "b", "a", "b", "sid"]), own, 2));
+        assert!(!rooms_past(&rooms(&["a", "b", "c"]), own, usize::MAX));
+        assert!(rooms_past(&rooms(&["a"]), own, 0), "0 means none here");
+    }
     use crate::sio::RecoveryConfig;
     use crate::sio::recovery::RecoveryBuffer;
     use std::time::{Duration, SystemTime};

@@ -103,6 +103,19 @@ pub(crate) fn parse(s: Section<'_>, has_auth: bool, problems: &mut Errors) -> Ro
             Ok(max) => rules.max_per_socket = max,
         }
     }
+    // Auto-joined rooms count towards the bound: more of them than it allows would
+    // leave a socket past its bound from the start, and its session, past the bound a
+    // resuming node holds stored sessions to, would never be recovered.
+    if rules.auto_join.len() > rules.max_per_socket {
+        problems.invalid(
+            s.key("auto_join"),
+            format!(
+                "lists {} rooms, more than max_per_socket ({})",
+                rules.auto_join.len(),
+                rules.max_per_socket
+            ),
+        );
+    }
     events(s, &mut rules, problems);
     rules
 }

@@ -156,6 +156,24 @@ fn errors_carry_the_file_as_origin_and_unknown_keys_a_hint() {
     );
 }
 
+/// Auto-joined rooms count towards `max_per_socket`: more of them than it allows is a
+/// configuration error (a socket would start past its bound, and its stored session
+/// would never be resumed); as many is fine.
+#[test]
+fn auto_join_may_not_list_more_rooms_than_max_per_socket() {
+    let rooms = |max: u32| {
+        format!(
+            "[[namespaces]]\nname = \"/\"\n[namespaces.rooms]\n\
+             auto_join = [\"lobby\", \"news\", \"status\"]\nmax_per_socket = {max}\n"
+        )
+    };
+    assert_eq!(
+        error_keys(from_text(&rooms(2))),
+        ["namespaces[0].rooms.auto_join"]
+    );
+    ok(from_text(&rooms(3)));
+}
+
 #[test]
 fn the_plain_form_still_works_and_cannot_be_mixed() {
     let names = |c: &Config| -> Vec<String> {
