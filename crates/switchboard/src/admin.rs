@@ -11,8 +11,8 @@
 //!   reload that reaches another node stays logged in.
 //! - **On connect**: `config` (the features: the commands unless `readonly`, the
 //!   aggregated events, and in development mode every event), then in development
-//!   mode `all_sockets`: every socket of every namespace this node has, on every node
-//!   (`fetchSockets`).
+//!   mode `all_sockets`: the sockets of every namespace this node has, on every node
+//!   (`fetchSockets`), up to [`LISTING_MAX_SOCKETS`] and [`LISTING_MAX_BYTES`].
 //! - **Every 2 s**: `server_stats` of this node (id, host, pid, uptime, connections,
 //!   polling connections, namespaces with their sockets, and what happened since the
 //!   last one: connections, disconnections by reason, packets and bytes in and out),
@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use switchboard_engine::adapter::SocketsPage;
 use switchboard_engine::bucket::TokenBucket;
 use switchboard_engine::diagnosis::Category;
 use switchboard_engine::metrics::MetricsSnapshot;
@@ -421,29 +422,59 @@ impl Admin {
         }
     }
 
-    /// Every socket of every namespace this node has, on every node, as the UI reads
-    /// them.
+    /// The sockets of every namespace this node has, on every node, as the UI reads
+    /// them: by namespace, then by id, up to [`LISTING_MAX_SOCKETS`] and
+    /// [`LISTING_MAX_BYTES`]. Each node is asked for at most that many, so no answer
+    /// passes what a node reads from Redis, and the list is one frame the UI's queue
+    /// takes (a larger one closed the UI as a slow consumer on every connect). Sockets
+    /// past the bounds are not listed; the UI still hears of each that changes.
     async fn all_sockets(&self) -> Vec<Value> {
         let mut out = Vec::new();
-        for ns in self.io.namespaces() {
-            match ns.all().fetch_sockets().await {
-                Ok(sockets) => out.extend(sockets.into_iter().map(|s| {
-                    let mut socket = serialize(&s, ns.name());
-                    // A socket of this node listed before the watcher marked it (its
-                    // own connection, say, racing the UI's): the mark is computed here,
-                    // as Node's `instrument()` has marked it before anyone can list it.
-                    if socket["clientId"].is_null()
-                        && let Some(local) = s.id.parse().ok().and_then(|sid| ns.socket(sid))
-                    {
-                        socket["clientId"] = json!(client_id(&local));
-                        socket["transport"] = json!(local.transport().as_str());
-                    }
-                    socket
-                })),
+        let mut bytes = 0;
+        let mut complete = true;
+        'namespaces: for ns in self.io.namespaces() {
+            let left = LISTING_MAX_SOCKETS - out.len();
+            // One more than fits, to know whether any was left out.
+            let page = SocketsPage {
+                after: None,
+                limit: Some(left + 1),
+                brief: false,
+            };
+            let sockets = match ns.all().fetch_sockets_page(&page).await {
+                Ok(sockets) => sockets,
                 Err(err) => {
-                    tracing::debug!(namespace = %ns.name(), error = %err, "admin: sockets not listed")
+                    tracing::debug!(namespace = %ns.name(), error = %err, "admin: sockets not listed");
+                    continue;
                 }
+            };
+            for s in sockets {
+                let mut socket = serialize(&s, ns.name());
+                // A socket of this node listed before the watcher marked it (its own
+                // connection, say, racing the UI's): the mark is computed here, as
+                // Node's `instrument()` has marked it before anyone can list it.
+                if socket["clientId"].is_null()
+                    && let Some(local) = s.id.parse().ok().and_then(|sid| ns.socket(sid))
+                {
+                    socket["clientId"] = json!(client_id(&local));
+                    socket["transport"] = json!(local.transport().as_str());
+                }
+                let size = (out.len() < LISTING_MAX_SOCKETS)
+                    .then(|| json_len_within(&socket, LISTING_MAX_BYTES - bytes))
+                    .flatten();
+                let Some(size) = size else {
+                    complete = false;
+                    break 'namespaces;
+                };
+                bytes += size;
+                out.push(socket);
             }
+        }
+        if !complete {
+            tracing::info!(
+                listed = out.len(),
+                bytes,
+                "admin: the UI's list of sockets is cut at {LISTING_MAX_SOCKETS} sockets or {LISTING_MAX_BYTES} bytes"
+            );
         }
         out
     }
@@ -663,6 +694,15 @@ fn event_args(socket: &Socket, name: &str, args: &[Value]) -> Vec<Value> {
     ]
 }
 
+/// Most sockets `all_sockets` lists (the first by namespace, then id). A browser's
+/// socket is about a kilobyte of JSON (its handshake's headers), and one at most about
+/// 9 KiB (headers are kept up to 8 KiB), so a node's answer of this many is far below
+/// the 16 MiB a node reads from Redis.
+const LISTING_MAX_SOCKETS: usize = 1_000;
+/// Most bytes of JSON `all_sockets` lists: one frame, a quarter of the default
+/// `queue.max_bytes` (4 MiB), so the UI's queue takes it with room for the rest.
+const LISTING_MAX_BYTES: usize = 1 << 20;
+
 /// Most bytes of a live event (its name and arguments, as JSON) shown to the UI.
 const MAX_SHOWN_ARGS: usize = 4096;
 /// Most bytes of the name of a live event too long to show.
@@ -671,6 +711,12 @@ const MAX_SHOWN_NAME: usize = 256;
 /// Whether `value` written as JSON takes at most `max` bytes; stops writing past it,
 /// so a large value costs no more than `max` bytes of work.
 fn json_fits<T: serde::Serialize + ?Sized>(value: &T, max: usize) -> bool {
+    json_len_within(value, max).is_some()
+}
+
+/// How many bytes `value` takes written as JSON, if at most `max`; stops writing past
+/// it, so a large value costs no more than `max` bytes of work.
+fn json_len_within<T: serde::Serialize + ?Sized>(value: &T, max: usize) -> Option<usize> {
     /// Counts bytes, failing once past its bound.
     struct Bounded(usize);
     impl std::io::Write for Bounded {
@@ -685,7 +731,9 @@ fn json_fits<T: serde::Serialize + ?Sized>(value: &T, max: usize) -> bool {
             Ok(())
         }
     }
-    serde_json::to_writer(Bounded(max), value).is_ok()
+    let mut left = Bounded(max);
+    serde_json::to_writer(&mut left, value).ok()?;
+    Some(max - left.0)
 }
 
 /// Now as a JavaScript `Date` crosses JSON: `2026-12-04T15:00:01.250Z`.
@@ -964,6 +1012,9 @@ mod tests {
         );
         assert!(!json_fits(&[json!("x".repeat(5000))], MAX_SHOWN_ARGS));
         assert!(json_fits(&[json!("ab")], 6), r#"["ab"] is 6 bytes"#);
+        assert_eq!(json_len_within(&[json!("ab")], 6), Some(6));
+        assert_eq!(json_len_within(&[json!("ab")], 100), Some(6));
+        assert_eq!(json_len_within(&[json!("abc")], 6), None);
         assert!(!json_fits(&[json!("abc")], 6));
     }
 

@@ -266,4 +266,56 @@ describe("the Socket.IO Admin UI protocol", () => {
       );
     });
   });
+  // Development mode's list of sockets on connect is one `all_sockets` frame: past the
+  // UI's outbound queue (`queue.max_bytes`) it closed the UI as a slow consumer on every
+  // connect, and a node's answer past 16 MiB was dropped by the asking node. It now
+  // lists the first sockets by id, up to 1,000 or 1 MiB of JSON, and asks each node for
+  // no more. Here node B holds 350 sockets of about 7 KB each (2.5 MB), the UI on node A
+  // has a 2 MiB queue.
+  describe("development mode's list of sockets across a cluster, bounded", () => {
+    const PER_NODE = 350;
+    const PAD = "x".repeat(7000);
+    let redis;
+    const nodes = [];
+    const ids = [];
+    before(async () => {
+      redis = await startRedis();
+      const extra = `[queue]\nmax_bytes = ${2 << 20}\n\n${adminConfig({ mode: "development" })}`;
+      for (const name of ["admin-list-a", "admin-list-b"]) {
+        nodes.push(await startServeNode({ name, adapter: "redis", redisUrl: redis.url, extra }));
+      }
+      for (let i = 0; i < PER_NODE; i++) {
+        const socket = clients.open(nodes[1].url, WEBSOCKET, { extraHeaders: { "x-pad": PAD } });
+        socket.connect();
+        await connected(socket);
+        ids.push(socket.id);
+      }
+      ids.sort();
+    });
+    after(async () => {
+      clients.closeAll();
+      for (const node of nodes) await node.stop().catch(() => {});
+      await redis?.stop();
+    });
+
+    it("lists the first sockets by id within 1 MiB, and the UI stays connected", async () => {
+      const ui = adminSocket(nodes[0].url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      const [, sockets] = await heard(ui, "all_sockets", 15_000);
+      const listed = sockets.filter((s) => s.nsp === "/").map((s) => s.id);
+      const bytes = Buffer.byteLength(JSON.stringify(sockets));
+      console.log(`# all_sockets: ${listed.length} of ${PER_NODE} sockets, ${bytes} B`);
+      assert.ok(bytes <= 1 << 20, `${bytes} B listed`);
+      assert.ok(listed.length > 0 && listed.length < PER_NODE, `${listed.length} listed`);
+      assert.deepEqual(listed, ids.slice(0, listed.length), "the first by id, each once");
+      // Still connected: a later round of stats arrives.
+      const seen = ui.heard.length;
+      await waitFor(() => ui.heard.slice(seen).some(([e]) => e === "server_stats"), {
+        what: "server_stats after the list",
+        timeout: 10_000,
+      });
+      assert.equal(ui.connected, true);
+    });
+  });
 });
