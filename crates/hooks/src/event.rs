@@ -46,6 +46,11 @@ pub enum LifecycleEvent {
         namespace: String,
         /// The room.
         room: String,
+        /// The socket whose join or leave changed the room. Not in the body: the
+        /// webhook sink holds each socket's room events within a share of its queue,
+        /// so one socket joining and leaving made-up rooms in a loop cannot take the
+        /// room other sockets' events need.
+        by: String,
         /// When it happened.
         at: SystemTime,
     },
@@ -84,6 +89,11 @@ pub enum LifecycleEvent {
         namespace: String,
         /// The room.
         room: String,
+        /// The socket whose join or leave changed the room. Not in the body: the
+        /// webhook sink holds each socket's room events within a share of its queue,
+        /// so one socket joining and leaving made-up rooms in a loop cannot take the
+        /// room other sockets' events need.
+        by: String,
         /// When it happened.
         at: SystemTime,
     },
@@ -100,6 +110,16 @@ impl LifecycleEvent {
             LifecycleEvent::RoomVacated { .. } => "room_vacated",
             LifecycleEvent::Pressure { .. } => "pressure",
             LifecycleEvent::Refused { .. } => "refusal",
+        }
+    }
+
+    /// The socket whose join or leave made a room event (`None` for the others).
+    pub fn room_source(&self) -> Option<&str> {
+        match self {
+            LifecycleEvent::RoomOccupied { by, .. } | LifecycleEvent::RoomVacated { by, .. } => {
+                Some(by)
+            }
+            _ => None,
         }
     }
 

@@ -103,6 +103,7 @@ mod tests {
         sink.deliver(LifecycleEvent::RoomVacated {
             namespace: "/".into(),
             room: "r".into(),
+            by: "s1".into(),
             at: SystemTime::now(),
         });
         let forwarded = ForwardedEvent {
@@ -140,6 +141,7 @@ mod tests {
         sink.deliver_with(|| LifecycleEvent::RoomOccupied {
             namespace: "/".into(),
             room: "r".into(),
+            by: "s1".into(),
             at: SystemTime::now(),
         });
         assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 1);

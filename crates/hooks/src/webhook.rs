@@ -184,7 +184,7 @@ impl HookSink for WebhookSink {
     fn deliver(&self, event: LifecycleEvent) {
         let id = payload::new_id();
         let body = payload::lifecycle(&id, &event);
-        let job = Job::new(id, event.kind(), body);
+        let job = Job::new(id, event.kind(), body).made_by(event.room_source());
         let shared = &self.shared;
         if *shared.phase.borrow() == Phase::Stopped {
             shared

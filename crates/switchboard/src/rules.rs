@@ -237,9 +237,9 @@ fn attach(handlers: &Handlers, policy: Arc<Policy>) {
     let p = policy.clone();
     handlers.on_disconnect(move |socket, reason| lifecycle::disconnected(&p, socket, reason));
     let p = policy.clone();
-    handlers.on_room_occupied(move |ns, room| lifecycle::room_occupied(&p, ns, room));
+    handlers.on_room_occupied(move |ns, room, by| lifecycle::room_occupied(&p, ns, room, by));
     let p = policy.clone();
-    handlers.on_room_vacated(move |ns, room| lifecycle::room_vacated(&p, ns, room));
+    handlers.on_room_vacated(move |ns, room, by| lifecycle::room_vacated(&p, ns, room, by));
     if let Events::Rules(_) = policy.rules.events {
         handlers.on_any(move |event| events::dispatch(&policy, event));
     }

@@ -1016,7 +1016,10 @@ fn finish_connect(
     }
     drop(state);
     // Outside the buffer lock: a handler of these may broadcast, which takes it.
-    socket.ns().report_room_changes(&occupied, &vacated);
+    // The fresh id's rooms left empty count as the resumed socket's: one client.
+    socket
+        .ns()
+        .report_room_changes(socket.id(), &occupied, &vacated);
     socket.save_durable();
     socket.run_connect();
 }

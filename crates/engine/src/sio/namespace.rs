@@ -24,7 +24,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type EventHandler = Arc<dyn Fn(Event) + Send + Sync>;
 type ConnectHandler = Arc<dyn Fn(&Arc<Socket>) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Sync>;
-type RoomHandler = Arc<dyn Fn(&Namespace, &str) + Send + Sync>;
+type RoomHandler = Arc<dyn Fn(&Namespace, &str, Sid) + Send + Sync>;
 type ServerSideHandler = Arc<dyn Fn(&Arc<Namespace>, Vec<Value>, Option<ServerAck>) + Send + Sync>;
 type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
 
@@ -114,15 +114,15 @@ impl Handlers {
         write(&self.disconnect).push(Arc::new(f));
     }
 
-    /// Called when a room gets its first member on this node, with no engine lock
-    /// held: the handler may broadcast (to the room, say).
-    pub fn on_room_occupied(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
+    /// Called when a room gets its first member on this node, with the socket that
+    /// joined it and no engine lock held: the handler may broadcast (to the room, say).
+    pub fn on_room_occupied(&self, f: impl Fn(&Namespace, &str, Sid) + Send + Sync + 'static) {
         write(&self.room_occupied).push(Arc::new(f));
     }
 
-    /// Called when a room loses its last member on this node, with no engine lock
-    /// held.
-    pub fn on_room_vacated(&self, f: impl Fn(&Namespace, &str) + Send + Sync + 'static) {
+    /// Called when a room loses its last member on this node, with the socket that
+    /// left it (or whose session ended) and no engine lock held.
+    pub fn on_room_vacated(&self, f: impl Fn(&Namespace, &str, Sid) + Send + Sync + 'static) {
         write(&self.room_vacated).push(Arc::new(f));
     }
 
@@ -136,17 +136,23 @@ impl Handlers {
         *write(&self.server_side) = Some(Arc::new(f));
     }
 
-    pub(crate) fn run_room_changes(&self, ns: &Namespace, occupied: &[Room], vacated: &[Room]) {
+    pub(crate) fn run_room_changes(
+        &self,
+        ns: &Namespace,
+        by: Sid,
+        occupied: &[Room],
+        vacated: &[Room],
+    ) {
         if !occupied.is_empty() {
             let handlers = read(&self.room_occupied).clone();
             for room in occupied {
-                handlers.iter().for_each(|h| h(ns, room));
+                handlers.iter().for_each(|h| h(ns, room, by));
             }
         }
         if !vacated.is_empty() {
             let handlers = read(&self.room_vacated).clone();
             for room in vacated {
-                handlers.iter().for_each(|h| h(ns, room));
+                handlers.iter().for_each(|h| h(ns, room, by));
             }
         }
     }
@@ -467,7 +473,7 @@ impl Namespace {
     /// left, or one whose connection was refused after a middleware joined rooms.
     pub(crate) fn leave_all(&self, sid: Sid) {
         let vacated = self.leave_all_unreported(sid);
-        self.report_room_changes(&[], &vacated);
+        self.report_room_changes(sid, &[], &vacated);
     }
 
     /// Adds `sid` to rooms; returns the rooms that became occupied, for the caller to
@@ -483,16 +489,17 @@ impl Namespace {
         self.adapter.del_all(sid)
     }
 
-    /// Runs the application's handlers of rooms that became occupied or empty.
-    pub(crate) fn report_room_changes(&self, occupied: &[Room], vacated: &[Room]) {
-        self.handlers.run_room_changes(self, occupied, vacated);
+    /// Runs the application's handlers of rooms that became occupied or empty by what
+    /// the socket `by` joined or left.
+    pub(crate) fn report_room_changes(&self, by: Sid, occupied: &[Room], vacated: &[Room]) {
+        self.handlers.run_room_changes(self, by, occupied, vacated);
     }
 
     /// Removes `sid` from a room and reports it if it became empty.
     pub(crate) fn leave(&self, sid: Sid, room: &str) {
         if self.adapter.del(sid, room) {
             self.handlers
-                .run_room_changes(self, &[], &[Room::from(room)]);
+                .run_room_changes(self, sid, &[], &[Room::from(room)]);
         }
     }
 

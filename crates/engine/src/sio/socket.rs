@@ -330,7 +330,7 @@ impl Socket {
             });
         }
         let occupied = self.join_unnoted(rooms);
-        self.ns.report_room_changes(&occupied, &[]);
+        self.ns.report_room_changes(self.id, &occupied, &[]);
         self.save_durable();
     }
 

@@ -169,9 +169,9 @@ async fn rooms_report_occupied_and_vacated_once_each() {
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (a, b) = (log.clone(), log.clone());
     ns.handlers()
-        .on_room_occupied(move |_, room| a.lock().unwrap().push(format!("+{room}")));
+        .on_room_occupied(move |_, room, _| a.lock().unwrap().push(format!("+{room}")));
     ns.handlers()
-        .on_room_vacated(move |_, room| b.lock().unwrap().push(format!("-{room}")));
+        .on_room_vacated(move |_, room, _| b.lock().unwrap().push(format!("-{room}")));
     let first = Client::connected(&io).await;
     let second = Client::connected(&io).await;
     let sockets = ns.sockets();

@@ -485,7 +485,7 @@ fn a_room_occupied_handler_that_broadcasts_does_not_block_a_resume() {
         let io = recovering_server();
         let ns = io.of("/");
         let weak = std::sync::Arc::downgrade(&ns);
-        ns.handlers().on_room_occupied(move |_, room| {
+        ns.handlers().on_room_occupied(move |_, room, _| {
             if let Some(ns) = weak.upgrade() {
                 ns.to(room).emit("welcome", json!(room));
             }

@@ -180,6 +180,7 @@ mod tests {
             &LifecycleEvent::RoomVacated {
                 namespace: "/".into(),
                 room: "r".into(),
+                by: "s1".into(),
                 at,
             },
         );

@@ -6,7 +6,7 @@
 //! `await`, so an async mutex would only add cost. `Notify` wakes an idle worker; its
 //! stored permit means a push between a worker's empty pop and its wait is not lost.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -35,6 +35,8 @@ pub(crate) struct Job {
     pub(crate) last_error: Option<String>,
     /// When the event was queued, for the dead-letter record.
     pub(crate) queued_wall: SystemTime,
+    /// For a room job, the socket whose join or leave made it.
+    pub(crate) source: Option<Box<str>>,
 }
 
 impl Job {
@@ -48,7 +50,14 @@ impl Job {
             last_status: None,
             last_error: None,
             queued_wall: SystemTime::now(),
+            source: None,
         }
+    }
+
+    /// The same job, made by the socket `source` (a room job's).
+    pub(crate) fn made_by(mut self, source: Option<&str>) -> Self {
+        self.source = source.map(Box::from);
+        self
     }
 }
 
@@ -68,9 +77,16 @@ fn is_room(kind: &str) -> bool {
 }
 
 /// The part of the queue room jobs may hold (one half): a flood of joins and leaves
-/// from one client fills that part and loses its own newest room events, while other
-/// clients' `connection` and `disconnection` events still find room.
+/// fills that part and loses the newest room events, while `connection` and
+/// `disconnection` events still find room.
 const ROOM_SHARE: usize = 2;
+
+/// Most room jobs of one socket in the queue at once. A socket is in at most
+/// `rooms.max_per_socket` rooms (100 by default), so an honest one whose rooms all
+/// became occupied and then empty while the backend was slow has about this many; one
+/// joining and leaving made-up rooms in a loop loses its own newest room events past
+/// it, not the room share every other socket's events need.
+pub(crate) const ROOM_JOBS_PER_SOCKET: usize = 256;
 
 /// A bounded FIFO of jobs, room jobs within their share of it.
 #[derive(Debug)]
@@ -98,7 +114,10 @@ impl Queue {
     pub(crate) fn push(&self, job: Job) -> Push {
         let outcome = {
             let mut jobs = self.lock();
-            if is_room(job.kind) && jobs.rooms >= self.capacity.div_ceil(ROOM_SHARE) {
+            if is_room(job.kind)
+                && (jobs.rooms >= self.capacity.div_ceil(ROOM_SHARE)
+                    || jobs.of_source(&job) >= ROOM_JOBS_PER_SOCKET)
+            {
                 return Push::Overflow(job);
             }
             if jobs.queue.len() < self.capacity {
@@ -140,6 +159,7 @@ impl Queue {
     pub(crate) fn take_all(&self) -> Vec<Job> {
         let mut jobs = self.lock();
         jobs.rooms = 0;
+        jobs.by_source.clear();
         jobs.queue.drain(..).collect()
     }
 
@@ -164,22 +184,48 @@ impl Queue {
     }
 }
 
-/// The jobs, and how many of them are room jobs.
+/// The jobs, how many of them are room jobs, and how many each socket made (only
+/// sockets with a room job queued have an entry).
 #[derive(Debug, Default)]
 struct Jobs {
     queue: VecDeque<Job>,
     rooms: usize,
+    by_source: HashMap<Box<str>, usize>,
 }
 
 impl Jobs {
+    /// How many room jobs the socket that made `job` has queued.
+    fn of_source(&self, job: &Job) -> usize {
+        job.source
+            .as_deref()
+            .and_then(|s| self.by_source.get(s))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn push_back(&mut self, job: Job) {
-        self.rooms += usize::from(is_room(job.kind));
+        if is_room(job.kind) {
+            self.rooms += 1;
+            if let Some(source) = &job.source {
+                *self.by_source.entry(source.clone()).or_default() += 1;
+            }
+        }
         self.queue.push_back(job);
     }
 
     fn pop_front(&mut self) -> Option<Job> {
         let job = self.queue.pop_front()?;
-        self.rooms -= usize::from(is_room(job.kind));
+        if is_room(job.kind) {
+            self.rooms -= 1;
+            if let Some(source) = job.source.as_deref()
+                && let Some(n) = self.by_source.get_mut(source)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_source.remove(source);
+                }
+            }
+        }
         Some(job)
     }
 }
@@ -233,6 +279,37 @@ mod tests {
             assert!(
                 matches!(q.push(room(5)), Push::Queued),
                 "{policy:?}: counts reset"
+            );
+        }
+    }
+
+    /// One socket's room jobs stop at [`ROOM_JOBS_PER_SOCKET`] while another
+    /// socket's still find room in the share, under either policy; its count falls as
+    /// its jobs leave the queue, and its entry goes with its last one.
+    #[test]
+    fn one_sockets_room_events_hold_their_own_share_at_most() {
+        for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest] {
+            let q = Queue::new(4 * ROOM_JOBS_PER_SOCKET, policy);
+            let room = |by: &str, n: usize| {
+                Job::new(format!("{by}_{n}"), "room_vacated", Bytes::new()).made_by(Some(by))
+            };
+            for n in 0..ROOM_JOBS_PER_SOCKET {
+                assert!(matches!(q.push(room("a", n)), Push::Queued));
+            }
+            assert!(
+                matches!(q.push(room("a", 999)), Push::Overflow(j) if j.id == "a_999"),
+                "{policy:?}"
+            );
+            assert!(matches!(q.push(room("b", 0)), Push::Queued), "{policy:?}");
+            assert_eq!(q.pop().map(|j| j.id), Some("a_0".to_owned()));
+            assert!(matches!(q.push(room("a", 1000)), Push::Queued), "one left");
+            assert_eq!(q.take_all().len(), ROOM_JOBS_PER_SOCKET + 1);
+            assert!(q.lock().by_source.is_empty());
+            q.push(room("c", 0));
+            assert_eq!(q.pop().map(|j| j.id), Some("c_0".to_owned()));
+            assert!(
+                q.lock().by_source.is_empty(),
+                "{policy:?}: the entry goes with the job"
             );
         }
     }

@@ -81,11 +81,13 @@ async fn every_lifecycle_kind_has_its_type_and_data() {
     sink.deliver(LifecycleEvent::RoomOccupied {
         namespace: "/".into(),
         room: "chat:1".into(),
+        by: "s1".into(),
         at,
     });
     sink.deliver(LifecycleEvent::RoomVacated {
         namespace: "/".into(),
         room: "chat:1".into(),
+        by: "s1".into(),
         at,
     });
     let mut seen = Vec::new();

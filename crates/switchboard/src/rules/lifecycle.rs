@@ -9,6 +9,7 @@ use switchboard_engine::untrusted::Untrusted;
 
 use switchboard_auth::jwt::Claims;
 use switchboard_engine::diagnosis::{Category, Diagnosis};
+use switchboard_engine::protocol::Sid;
 use switchboard_engine::{DisconnectReason, Namespace, Socket};
 use switchboard_hooks::LifecycleEvent;
 use tokio::time::Instant;
@@ -101,20 +102,22 @@ fn log_disconnect(socket: &Socket, reason: DisconnectReason, diagnosis: Option<&
     }
 }
 
-/// A room got its first member.
-pub(crate) fn room_occupied(policy: &Policy, ns: &Namespace, room: &str) {
+/// A room got its first member, `by`.
+pub(crate) fn room_occupied(policy: &Policy, ns: &Namespace, room: &str, by: Sid) {
     policy.sink.deliver_with(|| LifecycleEvent::RoomOccupied {
         namespace: ns.name().to_owned(),
         room: room.to_owned(),
+        by: by.to_string(),
         at: SystemTime::now(),
     });
 }
 
-/// A room lost its last member.
-pub(crate) fn room_vacated(policy: &Policy, ns: &Namespace, room: &str) {
+/// A room lost its last member, `by`.
+pub(crate) fn room_vacated(policy: &Policy, ns: &Namespace, room: &str, by: Sid) {
     policy.sink.deliver_with(|| LifecycleEvent::RoomVacated {
         namespace: ns.name().to_owned(),
         room: room.to_owned(),
+        by: by.to_string(),
         at: SystemTime::now(),
     });
 }

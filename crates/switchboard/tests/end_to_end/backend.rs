@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use anyhow::Context;
@@ -19,6 +19,29 @@ type Reply = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 pub(crate) struct Backend {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Value>>>,
+    gate: Arc<Gate>,
+}
+
+/// Whether the backend reads requests yet: a closed gate holds each request unread
+/// (a stuck backend) until it opens, or [`SAFETY_TIMEOUT`] has passed.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .opened
+            .wait_timeout_while(closed, SAFETY_TIMEOUT, |closed| *closed);
+    }
+
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = closed;
+        self.opened.notify_all();
+    }
 }
 
 impl Backend {
@@ -30,18 +53,30 @@ impl Backend {
         let backend = Backend {
             addr: listener.local_addr()?,
             received: Arc::default(),
+            gate: Arc::default(),
         };
         let reply: Reply = Arc::new(reply);
-        let received = backend.received.clone();
+        let (received, gate) = (backend.received.clone(), backend.gate.clone());
         thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (received, reply) = (received.clone(), reply.clone());
+                let (received, reply, gate) = (received.clone(), reply.clone(), gate.clone());
                 thread::spawn(move || {
+                    gate.wait();
                     let _ = serve(stream, &received, &*reply);
                 });
             }
         });
         Ok(backend)
+    }
+
+    /// Holds every request unread from now on, as a stuck backend would.
+    pub(crate) fn stall(&self) {
+        self.gate.set(true);
+    }
+
+    /// Reads and answers requests again, those held first.
+    pub(crate) fn resume(&self) {
+        self.gate.set(false);
     }
 
     /// The URL to configure as `hooks.webhook.url`.

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::backend::{no_reply, serve_rules};
+use super::backend::{no_reply, serve_rules, serve_rules_from};
 use super::client::metric;
 use super::socket::{SioClient, token};
 
@@ -42,5 +42,36 @@ fn disconnects_during_a_graceful_shutdown_are_delivered_before_exit() -> anyhow:
             && b["data"]["reason"] == "server shutting down"
     });
     assert!(delivered, "{:#?}", backend.received());
+    Ok(())
+}
+
+/// A client joining and leaving made-up rooms in a loop while the backend is stuck
+/// makes two room events a cycle. Each socket may have at most 256 of them queued: past
+/// that its own newest are dropped, and another socket's room event still finds a
+/// place in the room events' half of the queue (500 places here), and is delivered
+/// once the backend answers again.
+#[test]
+fn one_clients_room_churn_does_not_crowd_out_another_clients_room_events() -> anyhow::Result<()> {
+    let (server, backend) = serve_rules_from("rules_room_churn.toml", no_reply)?;
+    backend.stall();
+    let (mut churner, _) = SioClient::connect(server.addr(), "/churn", json!({}))?.accepted()?;
+    for n in 0..300 {
+        let room = json!(format!("churn:{n}"));
+        churner.emit("join", std::slice::from_ref(&room))?;
+        churner.emit("leave", &[room])?;
+    }
+    // Answered once every join and leave before it has been handled.
+    let answer = churner.call("join", &[json!("churn:last")])?;
+    assert_eq!(answer, [json!({"ok": true})]);
+    let (mut other, _) = SioClient::connect(server.addr(), "/churn", json!({}))?.accepted()?;
+    assert_eq!(
+        other.call("join", &[json!("churn:other")])?,
+        [json!({"ok": true})]
+    );
+    backend.resume();
+    backend.wait_for("room_occupied", |d| d["room"] == "churn:other")?;
+    // The churner's own: 601 room events, at most 256 of them queued at once.
+    let dropped = metric(server.addr(), "switchboard_hook_dropped_total")?;
+    assert!(dropped.is_some_and(|n| n >= 300.0), "{dropped:?}");
     Ok(())
 }
