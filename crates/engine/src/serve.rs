@@ -135,6 +135,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let stream = Counted {
             stream,
+            stall: WriteStall::new(engine.config().ping_interval + engine.config().ping_timeout),
             _permit: permit,
             _address: address,
         };
@@ -161,12 +162,68 @@ fn refused(engine: &EngineServer, remote: SocketAddr, why: &'static str) {
 
 /// A TCP connection with its place among `max_tcp_connections` (and its address's, when
 /// counted): both go back when the connection is dropped, by hyper or by the WebSocket
-/// it was upgraded to.
+/// it was upgraded to. A write that makes no progress for its [`WriteStall`] limit
+/// fails the connection.
 #[derive(Debug)]
 struct Counted {
     stream: TcpStream,
+    stall: WriteStall,
     _permit: OwnedSemaphorePermit,
     _address: Option<AddressPermit>,
+}
+
+/// How long a write may wait for the peer to read: the heartbeat's whole cycle
+/// (`ping_interval + ping_timeout`), past which a client that reads nothing is dead to
+/// the heartbeat anyway. Without it a peer that stops reading (its window closed, its
+/// acknowledgements still coming) kept its connection, with what hyper had buffered
+/// for it and the session its response streams from (an SSE stream's), after its
+/// session had ended: hyper has no write timeout, and the connection's slot was all
+/// that bounded it.
+#[derive(Debug)]
+struct WriteStall {
+    limit: Duration,
+    /// The deadline of the write waiting now; kept between stalls (one allocation per
+    /// connection that ever stalls, none for the others).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl WriteStall {
+    fn new(limit: Duration) -> Self {
+        WriteStall {
+            limit,
+            timer: None,
+            armed: false,
+        }
+    }
+
+    /// Passes a write's outcome through: progress disarms the deadline; `Pending`
+    /// arms it, and once it has passed, fails the write (`TimedOut`).
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if outcome.is_ready() {
+            self.armed = false;
+            return outcome;
+        }
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer read nothing for the heartbeat's whole cycle",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Counted {
@@ -185,7 +242,9 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = &mut *self;
+        let outcome = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.stall.check(cx, outcome)
     }
 
     fn poll_write_vectored(
@@ -193,7 +252,9 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let outcome = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.stall.check(cx, outcome)
     }
 
     fn is_write_vectored(&self) -> bool {

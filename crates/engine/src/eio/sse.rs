@@ -22,6 +22,7 @@
 //! (`slow consumer`). A client that goes away drops the body, which closes the
 //! session (`transport close`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -286,6 +287,13 @@ async fn next_frame(session: &Arc<Session>) -> Option<Frame> {
     }
 }
 
+/// Most bytes of frames one chunk of the stream is made from (at least one frame), as
+/// the WebSocket path takes at most this from the queue at once: hyper takes a chunk
+/// whenever its write buffer holds less than about 400 KiB, so a listener that does
+/// not read holds the queue's bounds plus that plus one chunk, where a chunk of the
+/// whole queue (a replay's included) doubled it, and each listener's is its own copy.
+const CHUNK_BYTES: usize = 64 * 1024;
+
 /// The state of an open event stream.
 struct Stream {
     session: Arc<Session>,
@@ -318,10 +326,11 @@ impl Stream {
             }
             let session = self.session.clone();
             let notified = session.writer.notified();
-            let (frames, closed) = {
+            let mut frames = VecDeque::new();
+            let (more, closed) = {
                 let mut inner = session.lock();
-                let frames = Session::take_up_to(&mut inner, usize::MAX);
-                (frames, inner.closed)
+                let more = Session::drain_into(&mut inner, &mut frames, CHUNK_BYTES);
+                (more, inner.closed)
             };
             if closed.is_some() {
                 // A drain waits for the last frames to be taken.
@@ -333,6 +342,9 @@ impl Stream {
             }
             if !out.is_empty() {
                 return Some(Bytes::from(out));
+            }
+            if more {
+                continue;
             }
             if closed.is_some() {
                 return None;
