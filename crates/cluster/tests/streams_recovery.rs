@@ -299,6 +299,59 @@ async fn a_stored_session_in_more_rooms_than_a_socket_may_join_is_not_recovered(
     );
 }
 
+/// A recovery claim comes before any middleware, from anyone: one whose `pid` is not
+/// shaped like a socket id (no node makes such a session), or whose `offset` the node
+/// cannot read, starts afresh without asking Redis: a value stored under its session
+/// key is left alone. A well-formed claim is looked up, and takes the value (which is
+/// no session, so it starts afresh too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_recovery_claim_never_reaches_redis() {
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut claim = async |pid: &str, offset: &str| {
+        let key = format!("sio:session:{pid}");
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg("stored")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let client = Client::handshake(&one.io).await;
+        let connected = client
+            .connect(&json!({"pid": pid, "offset": offset}).to_string())
+            .await;
+        assert_ne!(connected.id, pid, "a fresh socket");
+        let left: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        left.is_some()
+    };
+    let long = "x".repeat(16_000);
+    for (pid, offset) in [
+        ("x}", "0-0"),
+        ("a{}c", "0-0"),
+        (long.as_str(), "0-0"),
+        ("AAAAAAAAAAAAAAAAAAAA", "not an offset"),
+    ] {
+        assert!(
+            claim(pid, offset).await,
+            "{:.20} {offset}: not looked up",
+            pid
+        );
+    }
+    assert!(
+        !claim("BBBBBBBBBBBBBBBBBBBB", "0-0").await,
+        "a well-formed claim is looked up"
+    );
+}
+
 /// Anyone who can write to Redis can write a session: one too long to be a session a
 /// node saved (2 MiB; the bound is 1 MiB) is deleted unread, and a client presenting
 /// its pid starts afresh.

@@ -17,6 +17,7 @@ use crate::eio::inbound::Charge;
 use crate::eio::session::now;
 use crate::eio::{Frame, Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
+use switchboard_protocol::Sid;
 use switchboard_protocol::engineio::TransportKind;
 
 use super::broadcast::{append_offset, audience, encode};
@@ -357,7 +358,11 @@ impl Client {
             .adapter()
             .session_store()
             .filter(|_| ns.recovery().is_some());
-        if let (Some(store), Some((pid, offset))) = (durable, recovery_claim(&auth)) {
+        if let (Some(store), Some((pid, offset))) = (durable, recovery_claim(&auth))
+            && ns
+                .recovery()
+                .is_some_and(|buffer| claim_is_well_formed(buffer, pid, offset))
+        {
             // The session lives in the cluster's store: fetch it (and the part of the
             // log this node does not hold) before deciding anything.
             let (pid, offset) = (pid.to_owned(), offset.map(str::to_owned));
@@ -833,6 +838,17 @@ fn rooms_past(rooms: &[Room], own: &str, max: usize) -> bool {
 fn connect_error(nsp: &str, err: &ConnectError) -> Vec<crate::eio::Frame> {
     let packet = Packet::new(PacketType::ConnectError, nsp, Some(err.to_value()));
     super::broadcast::encode(&packet)
+}
+
+/// Whether a recovery claim could name a session this cluster keeps: a `pid` shaped
+/// like a socket id (every node makes them so; a stored session under any other is
+/// refused) and an `offset` this buffer reads, if one is given. Checked before the
+/// store is asked: a claim comes before any middleware, from anyone, and each one that
+/// reaches the store is a script run on Redis, with keys made from the `pid` (one that
+/// put them in different slots of a Redis Cluster made the script fail, and every take
+/// retry for seconds).
+fn claim_is_well_formed(buffer: &RecoveryBuffer, pid: &str, offset: Option<&str>) -> bool {
+    pid.parse::<Sid>().is_ok() && offset.is_none_or(|o| buffer.parse_offset(o).is_some())
 }
 
 /// The `pid` and `offset` a client sends in its CONNECT payload to resume a session.
