@@ -119,8 +119,18 @@ impl ClientShared {
         &self.io
     }
 
-    pub(crate) fn remove_socket(&self, nsp: &str) {
-        self.lock().sockets.retain(|(n, _)| n != nsp);
+    /// `nsp` was left. A connection then in no namespace, joining none, is held to the
+    /// connect timeout again, from now: joining a namespace and leaving it must not
+    /// keep a connection (and its places among `max_connections` and its address's)
+    /// for as long as it answers pings. The official client closes its connection when
+    /// its last namespace goes.
+    pub(crate) fn remove_socket(&self, nsp: &str, session: &Session) {
+        let mut state = self.lock();
+        state.sockets.retain(|(n, _)| n != nsp);
+        if state.sockets.is_empty() && state.connecting.is_empty() && state.reconstructing.is_none()
+        {
+            session.set_app_deadline(Some(now() + self.io.config.connect_timeout));
+        }
     }
 
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
@@ -264,7 +274,7 @@ impl Client {
             PacketType::Event | PacketType::BinaryEvent => socket.on_event(packet),
             PacketType::Ack | PacketType::BinaryAck => socket.on_ack(packet),
             PacketType::Disconnect => {
-                self.shared.remove_socket(&packet.nsp);
+                self.shared.remove_socket(&packet.nsp, session);
                 socket.on_closed(DisconnectReason::ClientNamespaceDisconnect);
             }
             PacketType::Connect | PacketType::ConnectError => {
@@ -1084,8 +1094,11 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     // list would keep room for four for the connection's whole life.
     state.sockets.reserve_exact(1);
     state.sockets.push((nsp, socket.clone()));
-    // Joined a namespace: the connect timeout no longer applies.
-    socket.session().set_app_deadline(None);
+    // Joined a namespace: the connect timeout no longer applies. A binary packet of
+    // another namespace waiting for its attachments keeps its own deadline.
+    if state.reconstructing.is_none() {
+        socket.session().set_app_deadline(None);
+    }
     true
 }
 

@@ -524,7 +524,7 @@ impl Socket {
         }
         let packet = Packet::new(PacketType::Disconnect, self.namespace(), None);
         let _ = self.send_packet(&packet, false);
-        self.client.remove_socket(self.namespace());
+        self.client.remove_socket(self.namespace(), &self.session);
         self.on_closed(DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -534,7 +534,7 @@ impl Socket {
     pub(crate) fn take_over(self: &Arc<Self>) {
         tracing::debug!(socket = %self.id, "session taken over by a reconnecting client");
         self.note("the client resumed this session on a new connection");
-        self.client.remove_socket(self.namespace());
+        self.client.remove_socket(self.namespace(), &self.session);
         self.on_closed(DisconnectReason::TransportClose);
         self.session.close(DisconnectReason::ForcedClose);
     }

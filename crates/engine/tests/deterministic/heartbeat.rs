@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, server};
+use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, server};
 
 #[tokio::test(start_paused = true)]
 async fn a_ping_arrives_after_the_interval_and_a_pong_keeps_the_session() {
@@ -67,4 +67,62 @@ async fn a_connection_without_namespace_is_closed_after_connect_timeout() {
         .unwrap()
         .1;
     assert_eq!(n, 1);
+}
+
+/// Keeps the heartbeat alive until the session closes, for at most `pings` pings;
+/// whether it closed.
+async fn answer_pings_until_closed(client: &Client, pings: usize) -> bool {
+    for _ in 0..pings {
+        let body = client.get().await;
+        let packets: Vec<&str> = body.split('\u{1e}').collect();
+        if packets.contains(&"1") {
+            return true;
+        }
+        if packets.contains(&"2") {
+            client.post("3").await;
+        }
+    }
+    false
+}
+
+/// Joining a namespace ends the connect timeout; leaving the last one starts it
+/// again, so a connection cannot hold its place by joining and leaving.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_left_its_last_namespace_is_held_to_the_connect_timeout_again() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    client.post("41").await;
+    // The connect timeout (1 s) is three ping cycles and more.
+    assert!(answer_pings_until_closed(&client, 10).await, "still open");
+    assert_eq!(disconnects(&io, "connect timeout"), 1);
+}
+
+/// A binary packet must be whole within `body_timeout`, even when another namespace's
+/// CONNECT completes while its attachments are awaited (registering that socket ended
+/// every deadline, the attachments' included).
+#[tokio::test(start_paused = true)]
+async fn a_second_namespace_connecting_does_not_lift_an_attachments_deadline() {
+    let mut cfg = config();
+    cfg.engine.body_timeout = Duration::from_millis(500);
+    let io = server(cfg);
+    io.of("/b").use_middleware(|_socket| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    });
+    let client = Client::connected(&io).await;
+    // CONNECT /b, then a binary event of `/` with one attachment that never comes.
+    client
+        .post("40/b,\u{1e}451-[\"ev\",{\"_placeholder\":true,\"num\":0}]")
+        .await;
+    assert!(answer_pings_until_closed(&client, 10).await, "still open");
+    let cut_off: u64 = io
+        .engine()
+        .metrics()
+        .snapshot()
+        .disconnects
+        .iter()
+        .filter(|(r, _)| r.as_str() != "connect timeout")
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(cut_off, 1);
 }
