@@ -8,6 +8,7 @@
 mod in_process;
 
 mod deterministic {
+    mod connect_order;
     mod drain;
     mod forwarding;
     pub(crate) mod harness;

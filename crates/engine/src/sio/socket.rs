@@ -61,14 +61,28 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
-    /// Events that arrived before the connection handlers finished, in order; `None`
-    /// once they have run. Node runs `connection` handlers before any event of the
-    /// socket; here the client may already send while they run on another thread.
-    early: Mutex<Option<Vec<Packet>>>,
+    /// What waits for the connection handlers to finish; `None` once they have run.
+    early: Mutex<Option<Box<Early>>>,
     /// What the application noted for the diagnosis of this socket's disconnect, the
     /// socket's steps for its timeline, then the diagnosis once it left. Allocated on
     /// the first step (the connect).
     explained: Mutex<Option<Box<Explained>>>,
+}
+
+/// What waits for a socket's connection handlers to finish. Node runs `connection`
+/// handlers before any event of the socket and before it can be disconnected by
+/// anything but themselves; here the client may already send, leave or drop its
+/// connection while they run on another thread (or before they begin).
+#[derive(Debug, Default)]
+struct Early {
+    /// Events that arrived meanwhile, in order.
+    packets: Vec<Packet>,
+    /// The thread running the handlers, once they began.
+    running_on: Option<std::thread::ThreadId>,
+    /// A close from another thread meanwhile: completed once the handlers are done,
+    /// so no connection handler runs after the disconnect handlers (its joins would
+    /// stay in the rooms for good, its hooks arrive after the disconnect's).
+    closed: Option<DisconnectReason>,
 }
 
 /// The diagnosis of a socket's disconnect, the facts noted for it and the socket's
@@ -146,7 +160,7 @@ impl Socket {
             acks: Mutex::default(),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(false),
-            early: Mutex::new(Some(Vec::new())),
+            early: Mutex::new(Some(Box::default())),
             explained: Mutex::new(None),
         })
     }
@@ -591,36 +605,70 @@ impl Socket {
     /// Handles an EVENT packet from the client, after the connection handlers.
     pub(crate) fn on_event(self: &Arc<Self>, packet: Packet) {
         if let Some(early) = self.lock_early().as_mut() {
-            early.push(packet);
+            early.packets.push(packet);
             return;
         }
         self.dispatch_event(packet);
     }
 
     /// Runs the connection handlers, then the events that arrived meanwhile, in order;
-    /// events arriving while those run still queue behind them.
+    /// events arriving while those run still queue behind them. A close from another
+    /// thread meanwhile (or before: the client left, or its connection closed, between
+    /// the socket's registration and now) is completed here, after them; the handlers
+    /// do not run at all on a socket closed before they began.
     pub(crate) fn run_connect(self: &Arc<Self>) {
-        self.ns.handlers().run_connect(self);
+        let closed_first = match self.lock_early().as_mut() {
+            Some(early) => {
+                early.running_on = Some(std::thread::current().id());
+                early.closed.is_some()
+            }
+            None => false,
+        };
+        if !closed_first {
+            self.ns.handlers().run_connect(self);
+        }
         self.forget_auth();
-        loop {
+        let closed = loop {
             let batch = {
                 let mut early = self.lock_early();
                 match early.as_mut() {
-                    Some(queued) if !queued.is_empty() => std::mem::take(queued),
-                    _ => {
-                        *early = None;
-                        return;
+                    Some(e) if e.closed.is_none() && !e.packets.is_empty() => {
+                        std::mem::take(&mut e.packets)
                     }
+                    Some(e) => {
+                        let closed = e.closed;
+                        *early = None;
+                        break closed;
+                    }
+                    None => break None,
                 }
             };
             for packet in batch {
                 self.dispatch_event(packet);
             }
+        };
+        if let Some(reason) = closed {
+            self.close_now(reason);
         }
     }
 
-    fn lock_early(&self) -> std::sync::MutexGuard<'_, Option<Vec<Packet>>> {
+    fn lock_early(&self) -> std::sync::MutexGuard<'_, Option<Box<Early>>> {
         self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a close must wait for the connection handlers (then it is recorded for
+    /// [`Socket::run_connect`] to complete): they have not finished, and this is not
+    /// the thread running them (a handler that disconnects its socket closes it at
+    /// once, as in Node).
+    fn defer_close(&self, reason: DisconnectReason) -> bool {
+        let mut early = self.lock_early();
+        match early.as_mut() {
+            Some(e) if e.running_on != Some(std::thread::current().id()) => {
+                e.closed = Some(reason);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn dispatch_event(self: &Arc<Self>, packet: Packet) {
@@ -762,6 +810,15 @@ impl Socket {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return;
         }
+        if self.defer_close(reason) {
+            return;
+        }
+        self.close_now(reason);
+    }
+
+    /// What [`Socket::on_closed`] does once the connection handlers have run: the
+    /// report, the session kept for recovery, the rooms left, the disconnect handlers.
+    fn close_now(self: &Arc<Self>, reason: DisconnectReason) {
         {
             let (breadcrumbs, dropped) = self.timeline();
             let mut facts = self.session.facts(reason);

@@ -1,0 +1,77 @@
+//! A socket's connection handlers against a close from elsewhere: the server
+//! disconnecting it from another task (the HTTP API, the Admin UI), or its connection
+//! closing, while they run on another thread. As in Node, the
+//! disconnect handlers run after the connection handlers, never before, so nothing a
+//! connection handler does outlives the socket. (Real threads, not the paused clock:
+//! the race is between two of them.)
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::harness::{Client, config, server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_disconnected_while_its_connection_handler_runs_is_disconnected_after_it() {
+    let io = server(config());
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+    let seen = order.clone();
+    io.of("/").on_connection(move |socket| {
+        socket.join(&["before"]);
+        entered_tx.lock().unwrap().send(()).unwrap();
+        // Blocks this thread until the test has had the client leave.
+        go_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap();
+        socket.join(&["after"]);
+        seen.lock().unwrap().push("connection handler done");
+    });
+    let seen = order.clone();
+    io.of("/").on_disconnect(move |_socket, _reason| {
+        seen.lock().unwrap().push("disconnected");
+    });
+
+    let client = Client::handshake(&io).await;
+    let query = client.query();
+    let connecting = {
+        let io = io.clone();
+        tokio::spawn(
+            async move { super::harness::request(&io, http::Method::POST, &query, "40").await },
+        )
+    };
+    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)).unwrap())
+        .await
+        .unwrap();
+    // Disconnected from elsewhere while its connection handler is still running.
+    let socket = io.of("/").sockets().pop().expect("registered");
+    socket.disconnect();
+    go.send(()).unwrap();
+    connecting.await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while order.lock().unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            order.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["connection handler done", "disconnected"]
+    );
+    let ns = io.of("/");
+    let adapter = ns.adapter();
+    assert_eq!(
+        (adapter.room_size("before"), adapter.room_size("after")),
+        (0, 0),
+        "no room keeps the socket"
+    );
+    assert_eq!(io.of("/").socket_count(), 0);
+}
