@@ -20,6 +20,7 @@ pub mod server;
 pub mod socket;
 
 pub use broadcast::{BroadcastOperator, DurableEmitError};
+pub(crate) use client::{AUTH_TOO_LARGE, TOO_MANY_SERVER_NAMESPACES};
 pub use event::{AckError, AckSender, ConnectError, EmitError, Event, Payload};
 pub use namespace::{Handlers, Namespace};
 pub use observer::Observer;

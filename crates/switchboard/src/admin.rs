@@ -324,7 +324,17 @@ pub(crate) fn install(
     let a = admin.clone();
     ns.use_middleware(move |socket| {
         let a = a.clone();
-        async move { a.login(&socket).await }
+        async move {
+            // The UI speaks Socket.IO; an event stream of the admin namespace would be
+            // a second way in, outside the rules' `sse` switch.
+            if socket.transport() == TransportKind::Sse {
+                return Err(
+                    ConnectError::new("Server-Sent Events are off for this namespace")
+                        .with_data(json!({ "code": "sse_disabled" })),
+                );
+            }
+            a.login(&socket).await
+        }
     });
     let a = admin.clone();
     ns.on_connection(move |socket| a.connected(socket));

@@ -168,6 +168,29 @@ describe("the Socket.IO Admin UI protocol", () => {
     });
   });
 
+  describe("an event stream of the admin namespace", () => {
+    let node;
+    before(async () => {
+      // SSE on for the application's namespaces, and a UI open to anyone.
+      node = await startServeNode({
+        name: "admin-sse",
+        adapter: "memory",
+        extra: `[sse]\nenabled = true\n\n${adminConfig({ auth: false })}`,
+      });
+    });
+    after(async () => node?.stop());
+
+    it("is refused with 403 sse_disabled, while the application's namespaces stream", async () => {
+      const admin = await fetch(`${node.url}/sse?nsp=%2Fadmin`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(admin.status, 403);
+      assert.equal((await admin.json()).code, "sse_disabled");
+      const controller = new AbortController();
+      const root = await fetch(`${node.url}/sse?nsp=%2F`, { signal: controller.signal });
+      assert.equal(root.status, 200);
+      controller.abort();
+    });
+  });
+
   describe("development mode's live events", () => {
     let node;
     before(async () => {

@@ -37,6 +37,7 @@ use super::session::decode_query;
 use crate::config::SseConfig;
 use crate::diagnosis::Ending;
 use crate::reason::DisconnectReason;
+use crate::sio::{AUTH_TOO_LARGE, TOO_MANY_SERVER_NAMESPACES};
 
 use super::body::Body;
 use super::session::{Frame, Session, now};
@@ -145,7 +146,7 @@ impl Drop for CloseOnDrop {
 /// Waits for the CONNECT's outcome, then answers: the event stream, or the refusal.
 pub(crate) async fn open(session: Arc<Session>, config: SseConfig) -> Response<Body> {
     let guard = CloseOnDrop(Some(session.clone()));
-    let first = tokio::time::timeout(CONNECT_WAIT, next_frame(&session)).await;
+    let first = tokio::time::timeout(CONNECT_WAIT, connect_frame(&session)).await;
     let text = match first {
         Ok(Some(Frame::Text(text))) => text,
         Ok(_) => {
@@ -249,6 +250,8 @@ fn connect_outcome(text: &str) -> Option<(char, Value)> {
 /// | `data.code` `keys_unavailable` (key set unreachable) | 503 |
 /// | `data.code` `room_not_allowed`, `too_many_rooms`, `sse_disabled` | 403 |
 /// | any other `data.code` (a token missing, expired, invalid…) | 401 |
+/// | the engine's: too many namespaces created from patterns | 503 `too_many_namespaces`, `Retry-After` |
+/// | the engine's: the CONNECT payload (`sse.auth_params` values) too large | 413 `auth_too_large` |
 /// | no code (a middleware's own refusal) | 403 `refused` |
 fn refused(error: &Value) -> Response<Body> {
     let message = error
@@ -261,6 +264,17 @@ fn refused(error: &Value) -> Response<Body> {
         .and_then(Value::as_str);
     let (status, code) = match code {
         _ if message == "Invalid namespace" => (StatusCode::NOT_FOUND, "unknown_namespace"),
+        None if message == TOO_MANY_SERVER_NAMESPACES => {
+            let mut res = refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_namespaces",
+                message,
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return res;
+        }
+        None if message == AUTH_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "auth_too_large"),
         Some(code @ "keys_unavailable") => (StatusCode::SERVICE_UNAVAILABLE, code),
         Some(code @ ("room_not_allowed" | "too_many_rooms" | "sse_disabled")) => {
             (StatusCode::FORBIDDEN, code)
@@ -293,6 +307,22 @@ async fn next_frame(session: &Arc<Session>) -> Option<Frame> {
 /// not read holds the queue's bounds plus that plus one chunk, where a chunk of the
 /// whole queue (a replay's included) doubled it, and each listener's is its own copy.
 const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The first frame after the heartbeats: the CONNECT's outcome. A heartbeat due while
+/// the CONNECT waits (an `sse.heartbeat` shorter than a slow middleware, e.g. a JWKS
+/// fetch) counts as answered, as the listener is there, waiting for the response's
+/// head; read as the outcome, it turned a slow CONNECT into a 500.
+async fn connect_frame(session: &Arc<Session>) -> Option<Frame> {
+    loop {
+        match next_frame(session).await {
+            Some(Frame::Text(text)) if text.as_str() == "2" => {
+                session.lock().heartbeat.on_pong(now());
+                session.wake_driver();
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The state of an open event stream.
 struct Stream {
@@ -507,6 +537,8 @@ mod tests {
             (r#"{"message":"x","data":{"code":"room_not_allowed"}}"#, 403),
             (r#"{"message":"x","data":{"code":"keys_unavailable"}}"#, 503),
             (r#"{"message":"go away"}"#, 403),
+            (r#"{"message":"too many namespaces on this server"}"#, 503),
+            (r#"{"message":"auth payload too large"}"#, 413),
         ];
         for (json, status) in cases {
             let value: Value = serde_json::from_str(json).unwrap_or_default();

@@ -610,7 +610,7 @@ const INVALID_NAMESPACE: &str = "Invalid namespace";
 
 /// The refusal of a CONNECT that would create a namespace past
 /// `socketio.max_pattern_namespaces`.
-const TOO_MANY_SERVER_NAMESPACES: &str = "too many namespaces on this server";
+pub(crate) const TOO_MANY_SERVER_NAMESPACES: &str = "too many namespaces on this server";
 
 /// Namespaces one connection may have joined or be joining at once. Real clients
 /// multiplex a handful; without a bound, one polling body of tiny CONNECT packets would
@@ -625,7 +625,7 @@ const TOO_MANY_NAMESPACES: &str = "too many namespaces on this connection";
 const TOO_MANY_CONNECTS: &str = "too many connects on this connection";
 
 /// The refusal of a CONNECT whose payload passes `max_connect_auth`.
-const AUTH_TOO_LARGE: &str = "auth payload too large";
+pub(crate) const AUTH_TOO_LARGE: &str = "auth payload too large";
 
 /// The size of a CONNECT packet's payload (its JSON text) in a text message of
 /// `size` bytes: the message less the type digit and the `/nsp,` prefix.

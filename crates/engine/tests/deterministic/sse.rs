@@ -362,3 +362,21 @@ async fn a_query_token_is_in_auth_and_not_in_the_handshake() {
         info.handshake
     );
 }
+
+/// A CONNECT that takes longer than a heartbeat (a middleware waiting for a JWKS
+/// fetch, say) is waited for: the heartbeats due meanwhile count as answered, and the
+/// stream opens (the first heartbeat used to be read as the CONNECT's answer: 500).
+#[tokio::test(start_paused = true)]
+async fn a_connect_slower_than_the_heartbeat_still_opens_the_stream() {
+    let io = sse_server_beating(false, Duration::from_millis(100));
+    io.of("/slow").use_middleware(|_socket| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok(())
+    });
+    let (status, mut body) = open(&io, "nsp=/slow", None).await;
+    assert_eq!(status, StatusCode::OK);
+    read_until(&mut body, ": connected").await;
+    io.of("/slow").emit("news", vec![json!(1)]);
+    let text = read_until(&mut body, "event: news").await;
+    assert!(text.contains("event: news"), "{text}");
+}
