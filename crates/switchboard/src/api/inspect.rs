@@ -90,11 +90,12 @@ pub(crate) async fn cluster_sockets_page(
     op: &BroadcastOperator,
     page: &SocketsPage,
 ) -> Result<Vec<SocketView>, ApiError> {
-    let mut views: Vec<SocketView> = op
-        .sockets_page(page)
-        .iter()
-        .map(|s| SocketView::of(s))
-        .collect();
+    let view = if page.brief {
+        SocketView::brief
+    } else {
+        SocketView::of
+    };
+    let mut views: Vec<SocketView> = op.sockets_page(page).iter().map(|s| view(s)).collect();
     let local: HashSet<String> = views.iter().map(|v| v.id().to_owned()).collect();
     let fetched = op.fetch_sockets_page(page).await.map_err(cluster_error)?;
     views.extend(
@@ -116,16 +117,25 @@ pub(crate) fn cluster_error(err: AdapterError) -> ApiError {
     ApiError::ClusterUnavailable
 }
 
+/// How many namespaces [`namespaces`] counts at once: each count is a request to
+/// every node, and clients can make up to `socketio.max_pattern_namespaces` (10,000)
+/// namespaces, which one after another took that many round trips through Redis.
+const NAMESPACE_COUNTS_AT_ONCE: usize = 16;
+
 /// Every namespace that exists on this node, by name, with its sockets on every node.
 pub(crate) async fn namespaces(state: &ApiState) -> Result<NamespacesView, ApiError> {
-    let mut namespaces = Vec::new();
-    for ns in state.io.namespaces() {
+    use futures_util::{StreamExt, TryStreamExt};
+    let counts = futures_util::stream::iter(state.io.namespaces()).map(|ns| async move {
         let sockets = cluster_sockets_brief(&ns, &ns.all()).await?.len();
-        namespaces.push(NamespaceView {
+        Ok::<_, ApiError>(NamespaceView {
             name: ns.name().to_owned(),
             sockets,
-        });
-    }
+        })
+    });
+    let mut namespaces: Vec<NamespaceView> = counts
+        .buffer_unordered(NAMESPACE_COUNTS_AT_ONCE)
+        .try_collect()
+        .await?;
     namespaces.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(NamespacesView { namespaces })
 }

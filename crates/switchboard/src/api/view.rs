@@ -58,6 +58,25 @@ pub(crate) struct HandshakeView {
 }
 
 impl SocketView {
+    /// `socket` by its id and rooms only (no `data`, an empty handshake): what counts,
+    /// room sizes and an action's selection read, for the cost of its rooms, where
+    /// [`SocketView::of`] copies up to 8 KiB of headers and the whole `data`.
+    pub(crate) fn brief(socket: &Socket) -> Self {
+        SocketView {
+            id: socket.id().to_string(),
+            namespace: socket.namespace().to_owned(),
+            rooms: socket.rooms(),
+            data: Value::Null,
+            handshake: HandshakeView {
+                address: String::new(),
+                headers: BTreeMap::new(),
+                query: BTreeMap::new(),
+                issued: 0,
+                transport: socket.handshake().transport.as_str(),
+            },
+        }
+    }
+
     /// The view of `socket`.
     pub(crate) fn of(socket: &Socket) -> Self {
         SocketView {
