@@ -1,5 +1,5 @@
 //! The separate API listener (`api.listen`): HTTP/1.1 connections answered by the API
-//! router alone, until shutdown.
+//! router alone (and `/metrics`, with `api.metrics`), until shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Router;
+use crate::http::{self as routes, State};
+use crate::paths::METRICS_PATH;
 
 /// Pause after a failed `accept` (usually EMFILE) before trying again, instead of
 /// spinning on an error that lasts until a descriptor is freed.
@@ -23,11 +25,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// One beyond is closed at once.
 pub(crate) const MAX_API_CONNECTIONS: usize = 1024;
 
-/// Serves `router` on `listener` until `shutdown`. Each connection holds a clone of
-/// `alive` until it ends, so the drain can wait for in-flight responses.
+/// Serves `router` on `listener` until `shutdown`, and `/metrics` from `metrics` when
+/// given. Each connection holds a clone of `alive` until it ends, so the drain can
+/// wait for in-flight responses.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
+    metrics: Option<State>,
     shutdown: Shutdown,
     alive: mpsc::Sender<()>,
 ) {
@@ -52,6 +56,7 @@ pub(crate) async fn serve(
         let conn = connection(
             stream,
             router.clone(),
+            metrics.clone(),
             shutdown.clone(),
             alive.clone(),
             permit,
@@ -66,13 +71,23 @@ pub(crate) async fn serve(
 async fn connection(
     stream: TcpStream,
     router: Router,
+    metrics: Option<State>,
     shutdown: Shutdown,
     _alive: mpsc::Sender<()>,
     _permit: OwnedSemaphorePermit,
 ) {
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
-        async move { Ok::<_, std::convert::Infallible>(router.handle(req).await) }
+        let metrics = metrics
+            .as_ref()
+            .filter(|_| req.uri().path() == METRICS_PATH)
+            .cloned();
+        async move {
+            Ok::<_, std::convert::Infallible>(match metrics {
+                Some(state) => routes::route(&state, &req),
+                None => router.handle(req).await,
+            })
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -62,6 +62,8 @@ pub(crate) struct BoundSite {
     api_listener: Option<TcpListener>,
     /// `[static] dir`, when set.
     files: Option<StaticFiles>,
+    /// `/metrics` on the API's own listener, not here (`api.metrics`).
+    metrics_moved: bool,
 }
 
 impl BoundSite {
@@ -101,11 +103,13 @@ impl BoundSite {
             ),
             None => None,
         };
+        let metrics_moved = api_listener.is_some() && api_config.metrics_on_own_listener();
         Ok(BoundSite {
             state,
             api,
             api_listener,
             files,
+            metrics_moved,
         })
     }
 
@@ -122,7 +126,14 @@ impl BoundSite {
     pub(crate) fn start(self, shutdown: Shutdown, alive: mpsc::Sender<()>) -> Site {
         let on_main = match (self.api_listener, self.api) {
             (Some(listener), Some(api)) => {
-                tokio::spawn(super::serve(listener, api, shutdown, alive.clone()));
+                let metrics = self.metrics_moved.then(|| self.state.clone());
+                tokio::spawn(super::serve(
+                    listener,
+                    api,
+                    metrics,
+                    shutdown,
+                    alive.clone(),
+                ));
                 None
             }
             (_, api) => api,
@@ -131,6 +142,7 @@ impl BoundSite {
             state: self.state,
             api: on_main,
             files: self.files,
+            metrics_here: !self.metrics_moved,
             _alive: alive,
         }
     }
@@ -149,6 +161,8 @@ pub(crate) struct Site {
     /// The API, when it is enabled and served on this listener.
     api: Option<Router>,
     files: Option<StaticFiles>,
+    /// Whether `/metrics` is served here (not when `api.metrics` moved it).
+    metrics_here: bool,
     _alive: mpsc::Sender<()>,
 }
 
@@ -162,6 +176,9 @@ impl Site {
                 Some(api) => api.handle(req).await,
                 None => ApiError::NotFound.into_response(),
             };
+        }
+        if path == paths::METRICS_PATH && !self.metrics_here {
+            return ApiError::NotFound.into_response();
         }
         match &self.files {
             Some(files) if !paths::ROUTES.contains(&path) => files.serve(&req).await,
@@ -238,6 +255,34 @@ mod tests {
         let (alive, _finished) = mpsc::channel(1);
         let main = bound.start(Shutdown::never(), alive);
         assert_eq!(get(&main, "/api/v1/namespaces").await.0, 404);
+        Ok(())
+    }
+
+    /// `api.metrics`: `/metrics` on the API's own listener, with no key (a scraper's
+    /// request), and a 404 on the main one, whose health routes stay.
+    #[tokio::test]
+    async fn api_metrics_moves_metrics_to_the_api_listener() -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut config = Config::default();
+        config.api.keys = vec![ApiKey::new(KEY)];
+        config.api.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.api.metrics = true;
+        let bound = bound(&config).await?;
+        let api = bound
+            .api_addr()?
+            .ok_or_else(|| anyhow::anyhow!("no api listener"))?;
+        let (alive, _finished) = mpsc::channel(1);
+        let main = bound.start(Shutdown::never(), alive);
+        assert_eq!(get(&main, "/metrics").await.0, 404);
+        assert_eq!(get(&main, "/health/ready").await.0, 200);
+        let mut stream = tokio::net::TcpStream::connect(api).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+        assert!(answer.contains("switchboard_ready"), "{answer:.400}");
         Ok(())
     }
 

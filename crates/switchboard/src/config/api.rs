@@ -49,6 +49,8 @@ pub(crate) struct ApiConfig {
     pub(crate) body_timeout: Duration,
     /// Per-key request rate.
     pub(crate) rate_limit: RateLimit,
+    /// `/metrics` on the API's own listener instead of the main one.
+    pub(crate) metrics: bool,
 }
 
 impl Default for ApiConfig {
@@ -59,6 +61,7 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_API_MAX_BODY_BYTES,
             body_timeout: DEFAULT_API_BODY_TIMEOUT,
             rate_limit: RateLimit::default(),
+            metrics: false,
         }
     }
 }
@@ -67,6 +70,12 @@ impl ApiConfig {
     /// Whether the API is served at all: only with at least one key, never open.
     pub(crate) fn enabled(&self) -> bool {
         !self.keys.is_empty()
+    }
+
+    /// Whether `/metrics` is served on the API's own listener (and not on the main
+    /// one): `api.metrics`, which the checks allow only with `api.listen` and keys.
+    pub(crate) fn metrics_on_own_listener(&self) -> bool {
+        self.metrics && self.listen.is_some() && self.enabled()
     }
 }
 
@@ -128,6 +137,7 @@ pub(crate) struct RawApi {
     pub(crate) body_timeout: Option<Field<HumanDuration>>,
     pub(crate) rate_limit_per_second: Option<Field<Count>>,
     pub(crate) burst: Option<Field<Count>>,
+    pub(crate) metrics: Option<Field<bool>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -149,6 +159,7 @@ pub(crate) const API_KEYS: &[&str] = &[
     "body_timeout",
     "rate_limit_per_second",
     "burst",
+    "metrics",
 ];
 /// The keys of `[static]`, for [`super::raw::SECTIONS`].
 pub(crate) const STATIC_KEYS: &[&str] = &["dir"];
@@ -184,6 +195,13 @@ impl Validator<'_> {
             u32_count,
         );
         self.read(&mut limit.burst, "api.burst", burst, positive_u32);
+        self.read(&mut a.metrics, "api.metrics", raw.metrics, Ok);
+        if a.metrics && (a.listen.is_none() || !a.enabled()) {
+            self.invalid(
+                "api.metrics",
+                "serves /metrics on the API's own listener: set api.listen and api.keys".into(),
+            );
+        }
     }
 
     /// Reads `[static]` into `c.statics`.
@@ -298,6 +316,7 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             a.rate_limit.per_second.to_string(),
         ),
         ("api.burst", a.rate_limit.burst.to_string()),
+        ("api.metrics", a.metrics.to_string()),
         ("static.dir", dir),
     ]
 }
@@ -344,6 +363,32 @@ mod tests {
             format!("{:?}", ApiKey::new("super-secret-value")),
             "ApiKey(<hidden>)"
         );
+    }
+
+    /// `api.metrics` moves `/metrics` to the API's own listener: without one (or
+    /// without keys, which turn the API off) it is an error under its key.
+    #[test]
+    fn api_metrics_needs_the_apis_own_listener() {
+        let keys = "keys = [\"a-key-of-sixteen-chars\"]";
+        for (toml, ok) in [
+            (
+                format!("[api]\nmetrics = true\n{keys}\nlisten = \"127.0.0.1:0\""),
+                true,
+            ),
+            (format!("[api]\nmetrics = true\n{keys}"), false),
+            (
+                "[api]\nmetrics = true\nlisten = \"127.0.0.1:0\"".to_owned(),
+                false,
+            ),
+        ] {
+            match crate::config::from_text(&toml) {
+                Ok(config) => assert!(ok && config.api.metrics_on_own_listener(), "{toml}"),
+                Err(errors) => {
+                    assert!(!ok, "{toml}: {errors}");
+                    assert_eq!(errors.keys(), ["api.metrics"], "{toml}");
+                }
+            }
+        }
     }
 
     #[test]
