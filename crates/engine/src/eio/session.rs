@@ -401,6 +401,17 @@ impl Session {
         self.wake_driver();
     }
 
+    /// Sets the application deadline unless one is set already: a later event must
+    /// not push an earlier deadline back.
+    pub(crate) fn set_app_deadline_if_unset(&self, deadline: Instant) {
+        let mut inner = self.lock();
+        if inner.app_deadline.is_none() {
+            inner.app_deadline = Some(deadline);
+            drop(inner);
+            self.wake_driver();
+        }
+    }
+
     /// What the session knows for the diagnosis of a disconnect for `reason`: its
     /// transport, how it ended, its heartbeat, its queue (at the close, once closed).
     pub fn facts(&self, reason: DisconnectReason) -> Facts {

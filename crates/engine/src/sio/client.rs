@@ -99,6 +99,17 @@ pub(crate) struct ClientShared {
 }
 
 impl State {
+    /// A connection in no namespace and joining none (after its last one was left, or
+    /// a CONNECT refused) is held to the connect timeout: from now, unless a deadline
+    /// is already set (a refused CONNECT does not extend the first one) or a binary
+    /// packet is waiting for its attachments (whose deadline comes first; once whole,
+    /// the packet names a namespace this connection is not in, which closes it).
+    fn hold_to_connect_timeout(&self, session: &Session, timeout: Duration) {
+        if self.sockets.is_empty() && self.connecting.is_empty() && self.reconstructing.is_none() {
+            session.set_app_deadline_if_unset(now() + timeout);
+        }
+    }
+
     /// `nsp` is no longer connecting. The list is freed once empty: every connection
     /// connects at least once, and most never again.
     fn done_connecting(&mut self, nsp: &str) {
@@ -127,10 +138,7 @@ impl ClientShared {
     pub(crate) fn remove_socket(&self, nsp: &str, session: &Session) {
         let mut state = self.lock();
         state.sockets.retain(|(n, _)| n != nsp);
-        if state.sockets.is_empty() && state.connecting.is_empty() && state.reconstructing.is_none()
-        {
-            session.set_app_deadline(Some(now() + self.io.config.connect_timeout));
-        }
+        state.hold_to_connect_timeout(session, self.io.config.connect_timeout);
     }
 
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
@@ -651,7 +659,12 @@ fn refuse(
     reservation: Reservation,
     err: &ConnectError,
 ) {
-    shared.lock().done_connecting(socket.namespace());
+    {
+        let mut state = shared.lock();
+        state.done_connecting(socket.namespace());
+        let timeout = shared.io.config.connect_timeout;
+        state.hold_to_connect_timeout(socket.session(), timeout);
+    }
     socket.ns().leave_all(socket.id());
     drop(reservation);
     let fact = format!("the namespace's middleware refused: {}", err.message);

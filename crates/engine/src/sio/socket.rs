@@ -79,10 +79,23 @@ struct Early {
     packets: Vec<Packet>,
     /// The thread running the handlers, once they began.
     running_on: Option<std::thread::ThreadId>,
-    /// A close from another thread meanwhile: completed once the handlers are done,
-    /// so no connection handler runs after the disconnect handlers (its joins would
-    /// stay in the rooms for good, its hooks arrive after the disconnect's).
+    /// A close from another thread meanwhile: its disconnect handlers run once the
+    /// connection handlers are done, so none of those runs after them (its joins
+    /// would stay in the rooms for good, its hooks arrive after the disconnect's).
     closed: Option<DisconnectReason>,
+}
+
+/// Ends a socket's early phase if its connection handlers panic: events no longer
+/// queue for them, and closes no longer wait for them (the engine's part of a close
+/// never does; a recorded close's disconnect handlers are lost with the panic).
+struct EarlyGuard<'a>(Option<&'a Socket>);
+
+impl Drop for EarlyGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(socket) = self.0 {
+            *socket.lock_early() = None;
+        }
+    }
 }
 
 /// The diagnosis of a socket's disconnect, the facts noted for it and the socket's
@@ -613,9 +626,12 @@ impl Socket {
 
     /// Runs the connection handlers, then the events that arrived meanwhile, in order;
     /// events arriving while those run still queue behind them. A close from another
-    /// thread meanwhile (or before: the client left, or its connection closed, between
-    /// the socket's registration and now) is completed here, after them; the handlers
-    /// do not run at all on a socket closed before they began.
+    /// thread meanwhile has already taken the socket out of everything the engine
+    /// holds; its disconnect handlers run here, after the connection handlers and the
+    /// events that came before it, and the rooms those handlers joined are left. On a
+    /// socket closed before they began (the client left, or its connection closed,
+    /// between the socket's registration and now) neither runs: the application never
+    /// saw it.
     pub(crate) fn run_connect(self: &Arc<Self>) {
         let closed_first = match self.lock_early().as_mut() {
             Some(early) => {
@@ -624,6 +640,9 @@ impl Socket {
             }
             None => false,
         };
+        // A handler that panics must not leave closes waiting and events queueing
+        // for handlers that will never finish.
+        let mut guard = EarlyGuard(Some(self));
         if !closed_first {
             self.ns.handlers().run_connect(self);
         }
@@ -632,7 +651,7 @@ impl Socket {
             let batch = {
                 let mut early = self.lock_early();
                 match early.as_mut() {
-                    Some(e) if e.closed.is_none() && !e.packets.is_empty() => {
+                    Some(e) if !closed_first && !e.packets.is_empty() => {
                         std::mem::take(&mut e.packets)
                     }
                     Some(e) => {
@@ -647,8 +666,18 @@ impl Socket {
                 self.dispatch_event(packet);
             }
         };
+        guard.0 = None;
         if let Some(reason) = closed {
-            self.close_now(reason);
+            // What the handlers joined after the close had taken the socket out of its
+            // rooms (unless its id is another socket's already: a resumed session).
+            if self
+                .ns
+                .socket(self.id)
+                .is_none_or(|s| Arc::ptr_eq(&s, self))
+            {
+                self.ns.leave_all(self.id);
+            }
+            self.after_close((!closed_first).then_some(reason));
         }
     }
 
@@ -656,11 +685,11 @@ impl Socket {
         self.early.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether a close must wait for the connection handlers (then it is recorded for
-    /// [`Socket::run_connect`] to complete): they have not finished, and this is not
-    /// the thread running them (a handler that disconnects its socket closes it at
-    /// once, as in Node).
-    fn defer_close(&self, reason: DisconnectReason) -> bool {
+    /// Whether the disconnect handlers must wait for the connection handlers (then the
+    /// close is recorded for [`Socket::run_connect`] to finish): they have not
+    /// finished, and this is not the thread running them (a handler that disconnects
+    /// its socket runs the disconnect handlers at once, as in Node).
+    fn defer_disconnect(&self, reason: DisconnectReason) -> bool {
         let mut early = self.lock_early();
         match early.as_mut() {
             Some(e) if e.running_on != Some(std::thread::current().id()) => {
@@ -806,19 +835,14 @@ impl Socket {
     }
 
     /// The socket left its namespace: unregister, fail pending acks, run handlers.
+    ///
+    /// Everything the engine holds for it goes at once; the application's disconnect
+    /// handlers wait for its connection handlers when those are still running on
+    /// another thread (see [`Socket::run_connect`]).
     pub(crate) fn on_closed(self: &Arc<Self>, reason: DisconnectReason) {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return;
         }
-        if self.defer_close(reason) {
-            return;
-        }
-        self.close_now(reason);
-    }
-
-    /// What [`Socket::on_closed`] does once the connection handlers have run: the
-    /// report, the session kept for recovery, the rooms left, the disconnect handlers.
-    fn close_now(self: &Arc<Self>, reason: DisconnectReason) {
         {
             let (breadcrumbs, dropped) = self.timeline();
             let mut facts = self.session.facts(reason);
@@ -851,9 +875,19 @@ impl Socket {
         if let Some(o) = self.client.io().observer() {
             o.disconnected(self, reason);
         }
-        self.ns.handlers().run_disconnect(self, reason);
-        // After the handlers, which may still broadcast: a namespace a pattern
-        // created goes away with its last socket.
+        if self.defer_disconnect(reason) {
+            return;
+        }
+        self.after_close(Some(reason));
+    }
+
+    /// The application's disconnect handlers (`None`: its connection handlers never
+    /// ran, so neither do these), then the namespace let go when a pattern made it and
+    /// this was its last socket: after the handlers, which may still broadcast.
+    fn after_close(self: &Arc<Self>, handlers: Option<DisconnectReason>) {
+        if let Some(reason) = handlers {
+            self.ns.handlers().run_disconnect(self, reason);
+        }
         if self.ns.removable() {
             self.client.io().release(&self.ns);
         }

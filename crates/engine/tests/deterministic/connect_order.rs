@@ -75,3 +75,32 @@ async fn a_socket_disconnected_while_its_connection_handler_runs_is_disconnected
     );
     assert_eq!(io.of("/").socket_count(), 0);
 }
+
+/// A connection handler that panics ends the socket's early phase: its events reach
+/// their handlers, and its disconnect handlers run when it leaves, instead of both
+/// waiting for handlers that will never finish.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_connection_handler_does_not_hold_the_sockets_events_or_close() {
+    let io = server(config());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // A middleware: the connection handlers run in a task of their own, which the
+    // panic ends.
+    io.of("/").use_middleware(|_socket| async { Ok(()) });
+    io.of("/")
+        .on_connection(|_socket| panic!("a handler's bug"));
+    let events = seen.clone();
+    io.of("/")
+        .on("ping", move |_event| events.lock().unwrap().push("ping"));
+    let left = seen.clone();
+    io.of("/")
+        .on_disconnect(move |_socket, _reason| left.lock().unwrap().push("disconnected"));
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let answer = client.get().await;
+    assert!(answer.starts_with("40{"), "{answer}");
+    client.post("42[\"ping\"]").await;
+    client.post("41").await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(*seen.lock().unwrap(), ["ping", "disconnected"]);
+    assert_eq!(io.of("/").socket_count(), 0);
+}

@@ -126,3 +126,19 @@ async fn a_second_namespace_connecting_does_not_lift_an_attachments_deadline() {
         .sum();
     assert_eq!(cut_off, 1);
 }
+
+/// The same when the last namespace is left while another CONNECT is still being
+/// decided, and that CONNECT is then refused: the refusal leaves the connection in no
+/// namespace, held to the connect timeout.
+#[tokio::test(start_paused = true)]
+async fn a_connection_left_in_no_namespace_by_a_refused_connect_is_held_to_the_connect_timeout() {
+    let io = server(config());
+    io.of("/b").use_middleware(|_socket| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(switchboard_engine::ConnectError::new("no"))
+    });
+    let client = Client::connected(&io).await;
+    client.post("40/b,\u{1e}41").await;
+    assert!(answer_pings_until_closed(&client, 10).await, "still open");
+    assert_eq!(disconnects(&io, "connect timeout"), 1);
+}
