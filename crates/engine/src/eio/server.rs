@@ -26,6 +26,7 @@ use super::polling::{self, PollError};
 use super::registry::{Full, Registry, Slot};
 use super::session::{
     EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
+    kept_query,
 };
 use super::{cors, drain, driver, relay, sse, websocket};
 
@@ -385,6 +386,17 @@ impl EngineServer {
         let sid = match &self.config.node_tag {
             Some(tag) => Sid::from_random_tagged(tag, rand::random()),
             None => Sid::from_random(rand::random()),
+        };
+        let query = match kept_query(&query) {
+            kept if kept.len() == query.len() => query,
+            kept => {
+                tracing::debug!(
+                    kept = kept.len(),
+                    sent = query.len(),
+                    "handshake query over the kept budget cut"
+                );
+                kept.to_owned()
+            }
         };
         let info = HandshakeInfo {
             headers: kept_headers(req.headers()),

@@ -80,6 +80,32 @@ pub(crate) const CLOSE_FRAME_SLACK: usize = 1;
 /// 160 MiB for them. What does not fit is dropped (see [`HandshakeInfo::headers`]).
 pub const MAX_HANDSHAKE_HEADER_BYTES: usize = 8 * 1024;
 
+/// Most bytes of its handshake's query a session keeps, counted per `&`-separated
+/// pair as [`MAX_HANDSHAKE_HEADER_BYTES`] counts a header (its length + 32): the raw
+/// query and its decoded pairs are kept for the session's whole life, and a request
+/// line of 16 KiB of `a&a&…` decoded to 8,000 pairs, about 640 KB per session. 8 KiB
+/// holds any query a client library sends (a token and a few parameters); what does
+/// not fit is dropped from the end (see [`kept_query`]).
+pub const MAX_HANDSHAKE_QUERY_BYTES: usize = 8 * 1024;
+
+/// The part of a handshake's raw query a session keeps: its pairs from the first, as
+/// long as they fit [`MAX_HANDSHAKE_QUERY_BYTES`] (an empty pair, `&&`, counts too).
+pub fn kept_query(raw: &str) -> &str {
+    let mut budget = MAX_HANDSHAKE_QUERY_BYTES;
+    let mut end = 0;
+    for (i, pair) in raw.split('&').enumerate() {
+        let cost = pair.len() + 32;
+        if cost > budget {
+            break;
+        }
+        budget -= cost;
+        // Past the pair, and the `&` before it for all but the first: a cut on an
+        // ASCII byte, so always on a character boundary.
+        end += pair.len() + usize::from(i > 0);
+    }
+    &raw[..end]
+}
+
 /// What the handshake request looked like, kept for the application (Socket.IO's
 /// `socket.handshake`).
 #[derive(Debug, Clone)]
@@ -89,7 +115,8 @@ pub struct HandshakeInfo {
     /// they came, skipping any that no longer fit, and never the WebSocket handshake's
     /// own (`Sec-WebSocket-*`, `Connection`, `Upgrade`).
     pub headers: HeaderMap,
-    /// Raw query string, as the request had it (Node's `handshake.url` shows it).
+    /// Raw query string, as the request had it (Node's `handshake.url` shows it), up
+    /// to [`MAX_HANDSHAKE_QUERY_BYTES`] ([`kept_query`]).
     pub query: String,
     /// The query's `name=value` pairs in order, decoded once at the handshake as Node's
     /// Engine.IO decodes them for `socket.handshake.query` (see [`decode_query`]).
@@ -815,7 +842,32 @@ pub(crate) fn now() -> Instant {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_query;
+    use super::{MAX_HANDSHAKE_QUERY_BYTES, decode_query, kept_query};
+
+    /// A query is kept whole up to its budget, then cut after its last pair that fits:
+    /// never mid-pair, empty pairs counted.
+    #[test]
+    fn a_handshake_keeps_its_query_up_to_the_budget() {
+        let usual = "EIO=4&transport=polling&t=PZq1x&token=abc.def.ghi";
+        assert_eq!(kept_query(usual), usual);
+        assert_eq!(kept_query(""), "");
+        let flood = "a&".repeat(8_000);
+        let kept = kept_query(&flood);
+        let pairs = kept.split('&').count();
+        let cost: usize = kept.split('&').map(|p| p.len() + 32).sum();
+        assert!(cost <= MAX_HANDSHAKE_QUERY_BYTES, "{cost}");
+        assert_eq!(pairs, MAX_HANDSHAKE_QUERY_BYTES / 33, "each `a` costs 33");
+        assert!(kept.ends_with('a'), "cut after a pair, not inside one");
+        assert_eq!(decode_query(kept).len(), pairs);
+        let empties = "&".repeat(10_000);
+        assert!(kept_query(&empties).len() <= MAX_HANDSHAKE_QUERY_BYTES / 32);
+        let long = format!("first=1&big={}&after=2", "é".repeat(5_000));
+        assert_eq!(
+            kept_query(&long),
+            "first=1",
+            "a pair past the budget ends it"
+        );
+    }
 
     fn expect(raw: &str, want: &[(&str, &str)]) {
         let want: Vec<(String, String)> = want

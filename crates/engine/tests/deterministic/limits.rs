@@ -185,3 +185,37 @@ async fn a_websocket_handshake_holds_its_slot_before_it_completes() {
     Client::handshake(&io).await;
     assert_eq!(io.engine().metrics().snapshot().connections_refused, 1);
 }
+
+/// The same for its query: a request line of 12 KB of `a&a&…` (under the 16 KiB head
+/// bound) leaves the session its first pairs within 8 KiB, counted as headers are,
+/// decoded pairs included; the Engine.IO parameters in front are kept.
+#[tokio::test(start_paused = true)]
+async fn a_session_keeps_a_bounded_copy_of_its_handshake_query() {
+    use switchboard_engine::eio::session::MAX_HANDSHAKE_QUERY_BYTES;
+    let io = server(config());
+    let seen: Arc<Mutex<Option<(String, usize)>>> = Arc::default();
+    io.of("/").on_connection({
+        let seen = seen.clone();
+        move |socket| {
+            let h = socket.handshake();
+            *seen.lock().unwrap() = Some((h.query.clone(), h.query_params.len()));
+        }
+    });
+    let flood = "a&".repeat(6_000);
+    let (status, body) = request(
+        &io,
+        Method::GET,
+        &format!("EIO=4&transport=polling&{flood}"),
+        "",
+    )
+    .await;
+    let client = Client::opened(&io, status, &body);
+    client.post("40").await;
+    let _ = client.get().await;
+    let (query, pairs) = seen.lock().unwrap().take().expect("connected");
+    let cost: usize = query.split('&').map(|p| p.len() + 32).sum();
+    assert!(cost <= MAX_HANDSHAKE_QUERY_BYTES, "{cost}");
+    assert!(query.starts_with("EIO=4&transport=polling&a&"), "{query:.40}");
+    assert_eq!(pairs, query.split('&').count());
+    assert!(pairs < 300, "{pairs} pairs kept");
+}
