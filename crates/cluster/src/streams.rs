@@ -1197,6 +1197,17 @@ impl SessionStore for StreamsNode {
                 let n = entries.len();
                 for entry in entries {
                     from = format!("({}", entry.id);
+                    // As the live reader: no entry over the bound is decoded (a forged
+                    // one of 100 MB decoded to gigabytes, on every replay over it).
+                    if entry
+                        .fields()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+                        > crate::broker::MAX_PEER_MESSAGE_BYTES
+                    {
+                        self.health().oversized.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let Ok(message) = decode_entry(&entry) else {
                         continue;
                     };

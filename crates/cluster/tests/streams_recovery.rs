@@ -352,6 +352,62 @@ async fn a_malformed_recovery_claim_never_reaches_redis() {
     );
 }
 
+/// A node reads the log for a replay it does not hold in its buffer, and decodes no
+/// entry over 16 MiB there either, as its live reader does not: a forged entry of
+/// 17 MiB between two events is skipped undecoded and counted, and the events around
+/// it are replayed. (Before, only the live reader had the bound: a forged entry of
+/// 100 MB was decoded to gigabytes on every replay whose range covered it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_the_log_skips_an_entry_too_long_to_decode() {
+    use std::sync::atomic::Ordering;
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    join(&client, &one, "a").await;
+    durable(one.ns().to("a"), "seq", json!(0)).await;
+    let last_seen = offset(&client.events().await[0]);
+    drop_from(&client, &one).await;
+    durable(one.ns().to("a"), "seq", json!(1)).await;
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("socket.io")
+        .arg("*")
+        .arg(&[("uid", "forged"), ("nsp", "/"), ("type", "3")])
+        .arg("data")
+        .arg("A".repeat(17 << 20))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    durable(one.ns().to("a"), "seq", json!(2)).await;
+
+    // A node started now holds none of it: the replay is read from the log.
+    let three = node(&redis, "three").await;
+    let back = Client::handshake(&three.io).await;
+    let auth = json!({"pid": pid, "offset": last_seen}).to_string();
+    let resumed = back.connect(&auth).await;
+    assert_eq!(resumed.id, first.id, "recovered");
+    let mut replayed = resumed.events;
+    within("the replay", async {
+        while replayed.len() < 2 {
+            replayed.extend(back.events().await);
+        }
+    })
+    .await;
+    let numbers: Vec<&Value> = replayed.iter().map(|e| &e.as_array().unwrap()[1]).collect();
+    assert_eq!(numbers, [&json!(1), &json!(2)]);
+    let health = three.cluster.health().unwrap();
+    assert_eq!(
+        health.oversized.load(Ordering::Relaxed),
+        1,
+        "skipped on the replay"
+    );
+}
+
 /// Anyone who can write to Redis can write a session: one too long to be a session a
 /// node saved (2 MiB; the bound is 1 MiB) is deleted unread, and a client presenting
 /// its pid starts afresh.

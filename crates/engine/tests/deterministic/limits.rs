@@ -215,7 +215,10 @@ async fn a_session_keeps_a_bounded_copy_of_its_handshake_query() {
     let (query, pairs) = seen.lock().unwrap().take().expect("connected");
     let cost: usize = query.split('&').map(|p| p.len() + 32).sum();
     assert!(cost <= MAX_HANDSHAKE_QUERY_BYTES, "{cost}");
-    assert!(query.starts_with("EIO=4&transport=polling&a&"), "{query:.40}");
+    assert!(
+        query.starts_with("EIO=4&transport=polling&a&"),
+        "{query:.40}"
+    );
     assert_eq!(pairs, query.split('&').count());
     assert!(pairs < 300, "{pairs} pairs kept");
 }

@@ -1155,3 +1155,36 @@ async fn the_same_note_twice_in_a_row_is_evidence_once() {
         .count();
     assert_eq!(refused, 1, "{:?}", report.diagnosis.evidence);
 }
+
+/// A leave asked for from elsewhere (another node's `socketsLeave`, anyone's who can
+/// publish on Redis) takes each socket out of exactly the named rooms it is in, its
+/// own id room included, whether the names are fewer than its rooms or, repeated and
+/// made up, a great many more (each socket is then checked against its own rooms).
+#[tokio::test(start_paused = true)]
+async fn a_leave_from_elsewhere_takes_sockets_out_of_exactly_the_named_rooms() {
+    use switchboard_engine::adapter::{BroadcastOptions, Room};
+    let io = server(config());
+    let ns = io.of("/");
+    let _clients = [Client::connected(&io).await, Client::connected(&io).await];
+    let sockets = ns.sockets();
+    sockets[0].join(&["a", "b", "c"]);
+    sockets[1].join(&["b", "d"]);
+    let rooms = |s: &switchboard_engine::Socket| {
+        let mut r = s.rooms();
+        r.sort();
+        r
+    };
+    ns.del_sockets_local(&BroadcastOptions::default(), &[Room::from("b")]);
+    assert_eq!(ns.adapter().room_size("b"), 0);
+    assert_eq!(ns.adapter().room_size("a"), 1);
+    // Many more names than rooms: repeated ones, made-up ones, and one real.
+    let mut many: Vec<Room> = (0..10_000).map(|n| Room::from(format!("x{n}"))).collect();
+    many.extend(std::iter::repeat_n(Room::from("c"), 1_000));
+    ns.del_sockets_local(&BroadcastOptions::default(), &many);
+    let mut want = vec![sockets[0].id().to_string(), "a".to_owned()];
+    want.sort();
+    assert_eq!(rooms(&sockets[0]), want);
+    let mut want = vec![sockets[1].id().to_string(), "d".to_owned()];
+    want.sort();
+    assert_eq!(rooms(&sockets[1]), want);
+}
