@@ -98,8 +98,17 @@ impl Policy {
                 self.expiries
                     .schedule(socket.id(), at, Arc::downgrade(socket));
             }
-            _ => self.expiries.cancel(socket.id()),
+            _ => self.cancel_expiry(socket),
         }
+    }
+
+    /// Forgets `socket`'s deadline: its own, not one armed since for another socket
+    /// under the same id (a session resumed while this one's refresh or disconnect
+    /// handlers were still to run, which used to leave the resumed socket with no
+    /// deadline at all).
+    fn cancel_expiry(&self, socket: &Arc<Socket>) {
+        self.expiries
+            .cancel_if(socket.id(), |held| held.as_ptr() == Arc::as_ptr(socket));
     }
 }
 

@@ -89,3 +89,87 @@ async fn a_client_that_hears_connected_is_already_in_its_auto_joined_rooms() {
         .expect("the message sent to user:alice at the CONNECT answer never arrived");
     assert_eq!(next, r#"42/chat,["news",1]"#);
 }
+
+/// A client that resumes its session on a new connection while its old socket's
+/// connection handlers still run (on another thread): the old socket's handlers and
+/// its disconnect handlers, which come after them, leave the resumed socket (same
+/// id) its own rate-limit bucket. They used to remove it, or replace it and then
+/// remove it, leaving the resumed socket with no rate limit at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_limit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let config = crate::config::from_text(&format!(
+        "[[namespaces]]\nname = \"/chat\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n\
+         [namespaces.rate_limit]\nevents_per_second = 0.01\nburst = 1\ndisconnect_after = 0\n\
+         [[namespaces.events]]\nname = \"x\"\naction = \"deny\"\n"
+    ))
+    .expect("valid rules");
+    let (_trigger, signal) = shutdown::channel();
+    let mut engine = SocketIoConfig::default();
+    engine.recovery = Some(switchboard_engine::sio::RecoveryConfig::default());
+    let io = Io::new(engine, signal.clone());
+    // Holds the first socket's connection handlers (the rules' among them) until told.
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (go_rx, first) = (Mutex::new(go_rx), AtomicBool::new(true));
+    io.of("/chat").on_connection(move |_| {
+        if first.swap(false, Ordering::SeqCst) {
+            let _ = started_tx.send(());
+            let go = go_rx.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = go.recv_timeout(Duration::from_secs(10));
+        }
+    });
+    let _installed = super::install(&io, &config, Hooks::none(), &signal);
+    let connect = format!(r#"40/chat,{{"token":"{}"}}"#, token("alice"));
+
+    let open = |body: String| -> String {
+        let open: serde_json::Value =
+            serde_json::from_str(body.strip_prefix('0').expect("an open packet")).expect("JSON");
+        format!("&sid={}", open["sid"].as_str().expect("a sid"))
+    };
+    let old = open(exchange(&io, Method::GET, "", "").await);
+    assert_eq!(exchange(&io, Method::POST, &old, &connect).await, "ok");
+    let answer = exchange(&io, Method::GET, &old, "").await;
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
+    let pid = answer["pid"].as_str().expect("a pid").to_owned();
+    let socket_id = answer["sid"].as_str().expect("a socket id").to_owned();
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("joined")
+        .expect("the connection handlers started");
+    // An event with an offset, for the resume.
+    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
+    let tick = exchange(&io, Method::GET, &old, "").await;
+    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
+
+    // The client resumes on a new connection while the old handlers still run.
+    let new = open(exchange(&io, Method::GET, "", "").await);
+    let resume = format!(
+        r#"40/chat,{{"token":"{}","pid":"{pid}","offset":"{offset}"}}"#,
+        token("alice")
+    );
+    assert_eq!(exchange(&io, Method::POST, &new, &resume).await, "ok");
+    let answer = exchange(&io, Method::GET, &new, "").await;
+    assert!(
+        answer.starts_with(&format!(r#"40/chat,{{"sid":"{socket_id}""#)),
+        "resumed under the same id: {answer}"
+    );
+    go_tx.send(()).expect("the handler waits");
+    // Let the old socket's handlers, then its disconnect handlers, run.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The resumed socket's bucket holds one event: the second is rate limited.
+    assert_eq!(
+        exchange(
+            &io,
+            Method::POST,
+            &new,
+            "42/chat,1[\"x\"]\u{1e}42/chat,2[\"x\"]"
+        )
+        .await,
+        "ok"
+    );
+    let acks = exchange(&io, Method::GET, &new, "").await;
+    assert!(acks.contains("rate limited"), "{acks}");
+}

@@ -43,6 +43,16 @@ impl<K: Ord + Hash + Copy, V> Schedule<K, V> {
         self.by_time.insert((at, key), value);
     }
 
+    /// Forgets `key` if its value passes `owned`.
+    pub(crate) fn remove_if(&mut self, key: K, owned: impl FnOnce(&V) -> bool) {
+        let Some(at) = self.by_key.get(&key).copied() else {
+            return;
+        };
+        if self.by_time.get(&(at, key)).is_some_and(owned) {
+            self.remove(key);
+        }
+    }
+
     /// Forgets `key`.
     pub(crate) fn remove(&mut self, key: K) {
         if let Some(at) = self.by_key.remove(&key) {
@@ -128,10 +138,11 @@ where
         }
     }
 
-    /// Forgets `key`'s deadline. The task may wake once for nothing; cheaper than
-    /// waking it on every removal.
-    pub(crate) fn cancel(&self, key: K) {
-        self.lock().remove(key);
+    /// Forgets `key`'s deadline if its value passes `owned` (the deadline is this
+    /// socket's, not another's armed since under the same key). The task may wake
+    /// once for nothing; cheaper than waking it on every removal.
+    pub(crate) fn cancel_if(&self, key: K, owned: impl FnOnce(&V) -> bool) {
+        self.lock().remove_if(key, owned);
     }
 
     /// Entries scheduled.
@@ -208,7 +219,10 @@ mod tests {
         timers.schedule(1u32, start + Duration::from_secs(10), "late");
         timers.schedule(2u32, start + Duration::from_secs(5), "early");
         timers.schedule(3u32, start + Duration::from_secs(7), "cancelled");
-        timers.cancel(3);
+        timers.schedule(4u32, start + Duration::from_secs(8), "another's");
+        // Only the value's owner cancels it.
+        timers.cancel_if(3, |v| *v == "cancelled");
+        timers.cancel_if(4, |v| *v == "not this one");
         timers.schedule(1u32, start + Duration::from_secs(20), "refreshed");
         tokio::time::sleep(Duration::from_secs(30)).await;
         let fired: Vec<(&str, Duration)> = rx.try_iter().map(|(v, at)| (v, at - start)).collect();
@@ -216,6 +230,7 @@ mod tests {
             fired,
             [
                 ("early", Duration::from_secs(5)),
+                ("another's", Duration::from_secs(8)),
                 ("refreshed", Duration::from_secs(20))
             ]
         );

@@ -14,7 +14,7 @@ use switchboard_engine::{DisconnectReason, Namespace, Socket};
 use switchboard_hooks::LifecycleEvent;
 use tokio::time::Instant;
 
-use super::{Policy, auth, rooms};
+use super::{Policy, auth, limit, rooms};
 
 /// A socket was accepted (after the middleware).
 pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
@@ -36,8 +36,13 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
     // Joined in the middleware already (`auto_join`); a socket that resumed a session
     // skipping the middleware gets them here (joining twice is a no-op).
     join_auto_rooms(policy, socket, claims.as_ref());
-    if let Some(limiter) = &policy.limiter {
-        limiter.insert(socket.id(), Instant::now());
+    // Not for a socket closed while the handlers ran (its disconnect handlers come
+    // next): its id may be a resumed session's already, whose bucket this would
+    // replace with one its own disconnect then removes.
+    if let Some(limiter) = &policy.limiter
+        && socket.connected()
+    {
+        limiter.insert(socket.id(), limit::owner(socket), Instant::now());
     }
     if let Some(claims) = &claims {
         policy.arm_expiry(socket, claims);
@@ -65,9 +70,9 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
     let report = socket.report();
     log_disconnect(socket, reason, report.as_deref().map(|r| r.diagnosis.get()));
     if let Some(limiter) = &policy.limiter {
-        limiter.remove(socket.id());
+        limiter.remove(socket.id(), limit::owner(socket));
     }
-    policy.expiries.cancel(socket.id());
+    policy.cancel_expiry(socket);
     policy.sink.deliver_with(|| LifecycleEvent::Disconnected {
         namespace: socket.namespace().to_owned(),
         socket_id: socket.id().to_string(),

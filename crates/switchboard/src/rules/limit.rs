@@ -72,12 +72,23 @@ impl Bucket {
     }
 }
 
+/// Which socket object an entry keyed by socket id is for: its address, unique among
+/// the sockets alive at once. Two can share an id (a resumed session's socket, while
+/// the old one's handlers still run), never an address.
+pub(crate) type Owner = usize;
+
+/// The [`Owner`] of `socket`'s entries.
+pub(crate) fn owner(socket: &std::sync::Arc<switchboard_engine::Socket>) -> Owner {
+    std::sync::Arc::as_ptr(socket) as Owner
+}
+
 /// The buckets of every socket of the namespaces one rule covers.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     limit: EventRateLimit,
-    /// `std` mutexes: held for one map operation, never across `.await`.
-    shards: Vec<Mutex<HashMap<Sid, Bucket>>>,
+    /// `std` mutexes: held for one map operation, never across `.await`. Each bucket
+    /// with the [`Owner`] it was made for.
+    shards: Vec<Mutex<HashMap<Sid, (Owner, Bucket)>>>,
     hasher: RandomState,
 }
 
@@ -91,27 +102,32 @@ impl Limiter {
         }
     }
 
-    fn shard(&self, sid: Sid) -> MutexGuard<'_, HashMap<Sid, Bucket>> {
+    fn shard(&self, sid: Sid) -> MutexGuard<'_, HashMap<Sid, (Owner, Bucket)>> {
         let index = (self.hasher.hash_one(sid) as usize) % SHARDS;
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Gives a connected socket a full bucket.
-    pub(crate) fn insert(&self, sid: Sid, now: Instant) {
+    pub(crate) fn insert(&self, sid: Sid, owner: Owner, now: Instant) {
         let bucket = Bucket::new(&self.limit, now);
-        self.shard(sid).insert(sid, bucket);
+        self.shard(sid).insert(sid, (owner, bucket));
     }
 
-    /// Forgets a disconnected socket.
-    pub(crate) fn remove(&self, sid: Sid) {
-        self.shard(sid).remove(&sid);
+    /// Forgets a disconnected socket: its bucket, not one made since for another
+    /// socket under the same id (a session resumed while this one's disconnect
+    /// handlers had not run yet).
+    pub(crate) fn remove(&self, sid: Sid, owner: Owner) {
+        let mut shard = self.shard(sid);
+        if shard.get(&sid).is_some_and(|(o, _)| *o == owner) {
+            shard.remove(&sid);
+        }
     }
 
     /// Charges one event to `sid`. A socket without a bucket (an event racing its
     /// disconnect) is allowed: it is gone a moment later anyway.
     pub(crate) fn check(&self, sid: Sid, now: Instant) -> Verdict {
         match self.shard(sid).get_mut(&sid) {
-            Some(bucket) => bucket.take(&self.limit, now),
+            Some((_, bucket)) => bucket.take(&self.limit, now),
             None => Verdict::Allowed,
         }
     }
@@ -200,14 +216,20 @@ mod tests {
     async fn the_table_keeps_one_bucket_per_socket() {
         let limiter = Limiter::new(LIMIT);
         let (a, b) = (sid(1), sid(2));
-        limiter.insert(a, Instant::now());
-        limiter.insert(b, Instant::now());
+        limiter.insert(a, 1, Instant::now());
+        limiter.insert(b, 2, Instant::now());
         for _ in 0..5 {
             assert_eq!(limiter.check(a, Instant::now()), Verdict::Allowed);
         }
         assert_eq!(limiter.check(a, Instant::now()), Verdict::Limited);
         assert_eq!(limiter.check(b, Instant::now()), Verdict::Allowed);
-        limiter.remove(a);
+        limiter.remove(a, 3);
+        assert_eq!(
+            limiter.len(),
+            2,
+            "another socket's bucket under that id stays"
+        );
+        limiter.remove(a, 1);
         assert_eq!(limiter.len(), 1);
         assert_eq!(limiter.check(a, Instant::now()), Verdict::Allowed);
     }
