@@ -105,8 +105,10 @@ async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_lim
     ))
     .expect("valid rules");
     let (_trigger, signal) = shutdown::channel();
-    let mut engine = SocketIoConfig::default();
-    engine.recovery = Some(switchboard_engine::sio::RecoveryConfig::default());
+    let engine = SocketIoConfig {
+        recovery: Some(switchboard_engine::sio::RecoveryConfig::default()),
+        ..SocketIoConfig::default()
+    };
     let io = Io::new(engine, signal.clone());
     // Holds the first socket's connection handlers (the rules' among them) until told.
     let (started_tx, started_rx) = mpsc::channel::<()>();
