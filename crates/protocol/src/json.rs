@@ -39,6 +39,15 @@ pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = value.serialize(&mut serializer);
 }
 
+/// How many bytes [`write`] takes for `value`, counted without writing them.
+pub fn len<T: Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = Counter(0);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut counter, ShortFloats);
+    // Counting cannot fail, and no `Value` is a map with non-string keys.
+    let _ = value.serialize(&mut serializer);
+    counter.0
+}
+
 /// `serde_json`'s compact formatter, with [`write_float`] for `f64`s.
 struct ShortFloats;
 

@@ -126,6 +126,9 @@ fn envelope(id: &str, kind: &str, at: SystemTime, data: Value) -> Bytes {
     // four times as long.
     let mut out = Vec::new();
     switchboard_protocol::json::write(&mut out, &body);
+    // Held until delivered (a forwarded event's until its reply): not with up to as
+    // much again of spare room the buffer grew by.
+    out.shrink_to_fit();
     Bytes::from(out)
 }
 

@@ -105,10 +105,34 @@ impl PendingForwards {
     }
 }
 
+/// What a forwarded event holds while it waits for its slot and its reply: its
+/// arguments as values, and the body written from them, counted as written (a string
+/// of control characters is six times as long there as it was read, and binary goes as
+/// base64), plus room for the envelope. Twice the values, as charged before, was a
+/// sixth of it for such strings.
+fn forward_cost(
+    payload: &switchboard_engine::Payload,
+    claims: &Option<serde_json::Value>,
+) -> usize {
+    use switchboard_engine::protocol::json;
+    let binary: usize = payload.binary.iter().map(|b| b.len().div_ceil(3) * 4).sum();
+    payload
+        .heap_bytes()
+        .saturating_add(json::len(&payload.args))
+        .saturating_add(binary)
+        .saturating_add(json::len(claims))
+        .saturating_add(ENVELOPE_BYTES)
+}
+
+/// The rest of the body, at most: its id, type and time, the namespace, the socket id
+/// and the event's name (the engine's 256 bytes), and their keys.
+const ENVELOPE_BYTES: usize = 1024;
+
 /// Sends `event` to the backend and answers the client when the reply arrives.
 pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
     let ack = event.take_ack();
-    let bytes = event.payload.heap_bytes().saturating_mul(2);
+    let claims = auth::claims_value(&event.socket);
+    let bytes = forward_cost(&event.payload, &claims);
     let Some(permit) = policy
         .pending_forwards
         .take(event.socket.connection_id(), bytes)
@@ -124,7 +148,7 @@ pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
         event: event.name,
         args: event.payload.args,
         binary: event.payload.binary,
-        claims: auth::claims_value(&socket),
+        claims,
         at: SystemTime::now(),
     };
     let reply = policy.sink.forward(forwarded);
@@ -271,6 +295,25 @@ mod tests {
 
     fn current(rooms: &[&str]) -> Vec<String> {
         rooms.iter().map(|r| (*r).to_owned()).collect()
+    }
+
+    /// A forwarded event is charged what its body will take, not twice its values:
+    /// control characters are written six times as long as they are held, binary as
+    /// base64, and the claims go in the body too.
+    #[test]
+    fn a_forward_is_charged_at_least_its_body() {
+        let payload =
+            switchboard_engine::Payload::new(vec![serde_json::json!("\u{1}".repeat(1000))]);
+        let cost = forward_cost(&payload, &None);
+        assert!(cost >= 6_000 + payload.heap_bytes(), "{cost}");
+        let mut binary = switchboard_engine::Payload::new(vec![]);
+        binary.binary = vec![bytes::Bytes::from(vec![0u8; 3_000])];
+        assert!(
+            forward_cost(&binary, &None) >= 4_000 + 3_000,
+            "base64 and the bytes"
+        );
+        let claims = Some(serde_json::json!({ "sub": "x".repeat(5_000) }));
+        assert!(forward_cost(&payload, &claims) >= cost + 5_000);
     }
 
     #[test]
