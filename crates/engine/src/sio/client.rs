@@ -848,6 +848,24 @@ async fn prepare_durable(
     })
 }
 
+/// A resumed socket's data as Node makes it: Node restores the session's data and
+/// then runs the middleware (unless `skipMiddlewares`), so what the middleware writes
+/// wins. Here the middleware ran first, on the socket that was to be: its top-level
+/// fields go over the session's (a middleware that set nothing leaves `null`, and the
+/// session's data stays; one that set something other than an object replaces it).
+/// Before, the session's data replaced the middleware's, and with it the claims the
+/// token just verified.
+fn resumed_data(stored: Value, fresh: Value) -> Value {
+    match (stored, fresh) {
+        (stored, Value::Null) => stored,
+        (Value::Object(mut stored), Value::Object(fresh)) => {
+            stored.extend(fresh);
+            Value::Object(stored)
+        }
+        (_, fresh) => fresh,
+    }
+}
+
 /// Whether `rooms`, its own id room aside, are more than `max` (`usize::MAX`: no
 /// bound). Each name counts once, as a socket is in a room once.
 fn rooms_past(rooms: &[Room], own: &str, max: usize) -> bool {
@@ -912,6 +930,9 @@ fn finish_connect(
     let auth = socket.auth_shared();
     if let Some((pid, _)) = recovery_claim(&auth)
         && let Some(stale) = buffer.live_socket(pid)
+        // Not someone else's: presenting a `pid` must not close its socket for a
+        // connection the application would not hand the session to.
+        && socket.ns().handlers().may_resume(&stale.data(), &socket.data())
     {
         // Outside the buffer lock: disconnect handlers may emit.
         stale.take_over();
@@ -945,6 +966,18 @@ fn finish_connect(
         recovery_claim(&auth)
             .and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()))
     };
+    // The application may refuse the session to this socket (another user's token
+    // with the first one's `pid`): then it starts afresh.
+    let restored = restored.filter(|r| {
+        let ok = socket
+            .ns()
+            .handlers()
+            .may_resume(&r.session.data, &socket.data());
+        if !ok {
+            tracing::debug!(socket = %r.session.sid, "session refused to this connection by the application; not recovered");
+        }
+        ok
+    });
     let identity = match &restored {
         Some(r) => Identity {
             id: r.session.sid,
@@ -970,7 +1003,7 @@ fn finish_connect(
         identity,
     );
     // What middleware stored (e.g. verified claims) carries over; a recovered
-    // session's data replaces it below, as in Node.
+    // session's data goes under it below, as in Node.
     socket.set_data(prepared.data());
     if !register(shared, &socket) {
         // Outside the buffer lock: a handler of a room left empty may broadcast.
@@ -1044,7 +1077,7 @@ fn finish_connect(
         if let Some(pid) = socket.pid() {
             buffer.set_memberships(pid, memberships);
         }
-        socket.set_data(restored.session.data);
+        socket.set_data(resumed_data(restored.session.data, prepared.data()));
         let _ = socket.send_replay(&restored.missed);
         tracing::debug!(socket = %socket.id(), missed = restored.missed.len(), "session recovered");
         let offset = recovery_claim(&auth).and_then(|(_, offset)| offset);
@@ -1252,6 +1285,21 @@ mod tests {
         log_offset_out_of_window, rooms_past,
     };
     use crate::adapter::Room;
+    use serde_json::json;
+
+    /// What the middleware wrote goes over the stored data, field by field.
+    #[test]
+    fn a_resumed_sockets_data_is_the_sessions_under_the_middlewares() {
+        use super::resumed_data;
+        let stored = json!({"claims": {"sub": "old"}, "cart": 3});
+        assert_eq!(resumed_data(stored.clone(), serde_json::Value::Null), stored);
+        assert_eq!(
+            resumed_data(stored.clone(), json!({"claims": {"sub": "new"}})),
+            json!({"claims": {"sub": "new"}, "cart": 3})
+        );
+        assert_eq!(resumed_data(stored, json!(7)), json!(7));
+        assert_eq!(resumed_data(json!(1), json!({"a": 1})), json!({"a": 1}));
+    }
 
     /// A stored session's rooms against the bound: its own id room and names repeated
     /// are not counted; `usize::MAX` is no bound.

@@ -27,6 +27,7 @@ type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Syn
 type RoomHandler = Arc<dyn Fn(&Namespace, &str, Sid) + Send + Sync>;
 type ServerSideHandler = Arc<dyn Fn(&Arc<Namespace>, Vec<Value>, Option<ServerAck>) + Send + Sync>;
 type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
+type ResumeCheck = Arc<dyn Fn(&Value, &Value) -> bool + Send + Sync>;
 
 /// The handlers of a namespace (or of every namespace a pattern creates).
 ///
@@ -43,6 +44,7 @@ pub struct Handlers {
     room_occupied: RwLock<Vec<RoomHandler>>,
     room_vacated: RwLock<Vec<RoomHandler>>,
     server_side: RwLock<Option<ServerSideHandler>>,
+    resume_check: RwLock<Option<ResumeCheck>>,
     /// Most rooms (its own id room aside) a socket is joined to by
     /// [`Namespace::add_sockets_local`]: joins another node asks for, or the
     /// application's `socketsJoin`. 0 (the default): no bound.
@@ -71,6 +73,25 @@ impl Handlers {
     /// could put every socket of the node in thousands of rooms. 0: no bound.
     pub fn set_max_rooms_per_socket(&self, max: usize) {
         self.max_rooms_per_socket.store(max, Ordering::Relaxed);
+    }
+
+    /// Decides whether a connection may resume a stored session: `f(stored, fresh)`
+    /// gets the session's data and what the middleware put in the new socket's data
+    /// (`null` when it set nothing, or was skipped: `recovery.skip_middlewares`), and
+    /// `false` starts the socket afresh, the session dropped. The rules refuse a
+    /// session whose verified identity is not the new token's: a `pid` is a secret,
+    /// but a client that keeps it across a log-out and a log-in as someone else would
+    /// otherwise resume the first user's rooms and data.
+    pub fn on_resume(&self, f: impl Fn(&Value, &Value) -> bool + Send + Sync + 'static) {
+        *write(&self.resume_check) = Some(Arc::new(f));
+    }
+
+    /// Whether a session whose data is `stored` may be resumed by a socket whose
+    /// middleware left `fresh` ([`Handlers::on_resume`]; yes without a check).
+    pub(crate) fn may_resume(&self, stored: &Value, fresh: &Value) -> bool {
+        read(&self.resume_check)
+            .as_ref()
+            .is_none_or(|check| check(stored, fresh))
     }
 
     /// The bound [`Handlers::set_max_rooms_per_socket`] set (`usize::MAX`: none).

@@ -66,6 +66,20 @@ pub(crate) fn claims_of(socket: &Socket) -> Option<Claims> {
     }
 }
 
+/// Whether a stored session (its data `stored`) may be resumed by a socket whose
+/// token the middleware just verified (`fresh`; `null` when the middleware was
+/// skipped, `recovery.skip_middlewares`): not when both carry claims whose `sub`
+/// differs (or one has a `sub` and the other none). A client that keeps its `pid`
+/// across a log-out and a log-in as someone else would otherwise resume the first
+/// user's rooms (`user:{sub}` among them) under the second user's token.
+pub(crate) fn same_identity(stored: &Value, fresh: &Value) -> bool {
+    let sub = |data: &Value| data.get(CLAIMS_KEY).map(|c| c.get("sub").cloned());
+    match (sub(stored), sub(fresh)) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 /// The socket's claims as JSON, for hooks.
 pub(crate) fn claims_value(socket: &Socket) -> Option<Value> {
     socket.data().get(CLAIMS_KEY).cloned()

@@ -175,3 +175,75 @@ async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_lim
     let acks = exchange(&io, Method::GET, &new, "").await;
     assert!(acks.contains("rate limited"), "{acks}");
 }
+
+/// With `recovery.skip_middlewares = false`, a resuming client's token is verified
+/// again, and a session is resumed only by the identity it belonged to: another
+/// user's token with the first user's `pid` (a client that kept it across a log-out
+/// and a log-in) gets a fresh socket, in its own rooms, and the first user's socket
+/// is not closed for it. The same user with a fresh token resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_resumed_only_by_the_identity_it_belonged_to() {
+    let config = crate::config::from_text(&format!(
+        "[[namespaces]]\nname = \"/chat\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n\
+         [namespaces.rooms]\nauto_join = [\"user:{{sub}}\"]\n"
+    ))
+    .expect("valid rules");
+    let (_trigger, signal) = shutdown::channel();
+    let engine = SocketIoConfig {
+        recovery: Some(switchboard_engine::sio::RecoveryConfig {
+            skip_middlewares: false,
+            ..switchboard_engine::sio::RecoveryConfig::default()
+        }),
+        ..SocketIoConfig::default()
+    };
+    let io = Io::new(engine, signal.clone());
+    let _installed = super::install(&io, &config, Hooks::none(), &signal);
+    let open = |body: String| -> String {
+        let open: serde_json::Value =
+            serde_json::from_str(body.strip_prefix('0').expect("an open packet")).expect("JSON");
+        format!("&sid={}", open["sid"].as_str().expect("a sid"))
+    };
+    // Connects on a new connection with `auth`; the CONNECT answer.
+    let connect = |auth: serde_json::Value| {
+        let io = io.clone();
+        async move {
+            let conn = open(exchange(&io, Method::GET, "", "").await);
+            let packet = format!("40/chat,{auth}");
+            assert_eq!(exchange(&io, Method::POST, &conn, &packet).await, "ok");
+            let answer = exchange(&io, Method::GET, &conn, "").await;
+            let answer: serde_json::Value =
+                serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected"))
+                    .expect("JSON");
+            (conn, answer)
+        }
+    };
+    let (alice_conn, first) = connect(json!({ "token": token("alice") })).await;
+    let (sid, pid) = (first["sid"].clone(), first["pid"].clone());
+    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
+    let tick = exchange(&io, Method::GET, &alice_conn, "").await;
+    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
+
+    let (_, bob) = connect(json!({ "token": token("bob"), "pid": pid, "offset": offset })).await;
+    assert_ne!(bob["sid"], sid, "bob does not resume alice's session");
+    let chat = io.of("/chat");
+    let alice = chat
+        .sockets()
+        .into_iter()
+        .find(|s| s.id().as_str() == sid.as_str().expect("a string"))
+        .expect("alice's socket is still there");
+    assert!(alice.connected());
+    let bobs = chat
+        .sockets()
+        .into_iter()
+        .find(|s| s.id().as_str() == bob["sid"].as_str().expect("a string"))
+        .expect("bob's socket");
+    assert!(
+        !bobs.rooms().contains(&"user:alice".to_owned()),
+        "{:?}",
+        bobs.rooms()
+    );
+
+    let (_, again) =
+        connect(json!({ "token": token("alice"), "pid": pid, "offset": offset })).await;
+    assert_eq!(again["sid"], sid, "alice resumes her own session");
+}
