@@ -636,6 +636,17 @@ impl EngineServer {
                 return now(*res);
             }
         };
+        let query = sse::kept_query(&raw_query, &config);
+        // A listener's rooms and `lastEventId` are in its query: one a session would
+        // keep only part of is refused, not served a stream missing rooms.
+        if kept_query(&query).len() < query.len() {
+            self.refuse(TransportKind::Sse, Why::Sse("bad_request"));
+            return now(sse::refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the query is longer than a session keeps (8 KiB)",
+            ));
+        }
         let slot = match self.reserve_slot(req.headers(), remote) {
             Ok(slot) => slot,
             Err(full) => {
@@ -646,7 +657,6 @@ impl EngineServer {
                 });
             }
         };
-        let query = sse::kept_query(&raw_query, &config);
         let session = self.new_session(req, TransportKind::Sse, query, remote);
         self.start(&session, None, slot);
         session.on_packet(

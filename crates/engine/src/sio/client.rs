@@ -917,25 +917,38 @@ fn finish_connect(
     socket.ns().activate();
     let Some(buffer) = socket.ns().recovery() else {
         let registered = register(shared, &socket);
-        drop(reservation);
         if registered {
             let recovery = sse.map(|_| replay_report(Err(RECOVERY_OFF)));
             let _ = socket.send_frames(&connect_answer(&socket, recovery), false);
             socket.run_connect();
+            // Only now: a socket closed while its handlers ran no longer counts in
+            // the namespace, and the reservation keeps a pattern's namespace from
+            // being let go under the handlers still to run.
+            drop(reservation);
         } else {
+            drop(reservation);
             socket.ns().leave_all(socket.id());
         }
         return;
     };
     let auth = socket.auth_shared();
+    // A live socket holding the `pid` is taken over, unless the application would not
+    // hand its session to this connection: then it is not closed for it, and no copy
+    // of the session (a durable one) is resumed beside it either.
+    let mut refused_take_over = false;
     if let Some((pid, _)) = recovery_claim(&auth)
         && let Some(stale) = buffer.live_socket(pid)
-        // Not someone else's: presenting a `pid` must not close its socket for a
-        // connection the application would not hand the session to.
-        && socket.ns().handlers().may_resume(&stale.data(), &socket.data())
     {
-        // Outside the buffer lock: disconnect handlers may emit.
-        stale.take_over();
+        if socket
+            .ns()
+            .handlers()
+            .may_resume(&stale.data(), &socket.data())
+        {
+            // Outside the buffer lock: disconnect handlers may emit.
+            stale.take_over();
+        } else {
+            refused_take_over = true;
+        }
     }
     buffer.bind_metrics(&socket.session().metrics);
     let mut state = buffer.lock();
@@ -969,10 +982,11 @@ fn finish_connect(
     // The application may refuse the session to this socket (another user's token
     // with the first one's `pid`): then it starts afresh.
     let restored = restored.filter(|r| {
-        let ok = socket
-            .ns()
-            .handlers()
-            .may_resume(&r.session.data, &socket.data());
+        let ok = !refused_take_over
+            && socket
+                .ns()
+                .handlers()
+                .may_resume(&r.session.data, &socket.data());
         if !ok {
             tracing::debug!(socket = %r.session.sid, "session refused to this connection by the application; not recovered");
         }
@@ -1015,7 +1029,6 @@ fn finish_connect(
         }
         return;
     }
-    drop(reservation);
     if let Some(pid) = socket.pid() {
         RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
     }
@@ -1094,6 +1107,8 @@ fn finish_connect(
         .report_room_changes(socket.id(), &occupied, &vacated);
     socket.save_durable();
     socket.run_connect();
+    // After the handlers, as above.
+    drop(reservation);
 }
 
 /// Keeps again a session that was taken to resume a connection which closed before
@@ -1292,7 +1307,10 @@ mod tests {
     fn a_resumed_sockets_data_is_the_sessions_under_the_middlewares() {
         use super::resumed_data;
         let stored = json!({"claims": {"sub": "old"}, "cart": 3});
-        assert_eq!(resumed_data(stored.clone(), serde_json::Value::Null), stored);
+        assert_eq!(
+            resumed_data(stored.clone(), serde_json::Value::Null),
+            stored
+        );
         assert_eq!(
             resumed_data(stored.clone(), json!({"claims": {"sub": "new"}})),
             json!({"claims": {"sub": "new"}, "cart": 3})

@@ -86,14 +86,20 @@ struct Early {
 }
 
 /// Ends a socket's early phase if its connection handlers panic: events no longer
-/// queue for them, and closes no longer wait for them (the engine's part of a close
-/// never does; a recorded close's disconnect handlers are lost with the panic).
-struct EarlyGuard<'a>(Option<&'a Socket>);
+/// queue for them, and closes no longer wait for them. A close recorded meanwhile is
+/// finished as far as the engine goes (the rooms the handlers joined, the namespace
+/// let go if this was its last socket); its disconnect handlers are lost with the
+/// panic.
+struct EarlyGuard<'a>(Option<&'a Arc<Socket>>);
 
 impl Drop for EarlyGuard<'_> {
     fn drop(&mut self) {
         if let Some(socket) = self.0 {
-            *socket.lock_early() = None;
+            let closed = socket.lock_early().take().and_then(|e| e.closed);
+            if closed.is_some() {
+                socket.leave_rooms_joined_late();
+                socket.after_close(None);
+            }
         }
     }
 }
@@ -651,7 +657,11 @@ impl Socket {
             let batch = {
                 let mut early = self.lock_early();
                 match early.as_mut() {
-                    Some(e) if !closed_first && !e.packets.is_empty() => {
+                    // Not once it is closed: the application's handlers would run
+                    // for a socket that is gone (with no rate-limit bucket, which
+                    // the rules no longer make for it), or, its id resumed since,
+                    // as the resumed socket.
+                    Some(e) if e.closed.is_none() && !e.packets.is_empty() => {
                         std::mem::take(&mut e.packets)
                     }
                     Some(e) => {
@@ -668,16 +678,21 @@ impl Socket {
         };
         guard.0 = None;
         if let Some(reason) = closed {
-            // What the handlers joined after the close had taken the socket out of its
-            // rooms (unless its id is another socket's already: a resumed session).
-            if self
-                .ns
-                .socket(self.id)
-                .is_none_or(|s| Arc::ptr_eq(&s, self))
-            {
-                self.ns.leave_all(self.id);
-            }
+            self.leave_rooms_joined_late();
             self.after_close((!closed_first).then_some(reason));
+        }
+    }
+
+    /// Takes a closed socket out of the rooms its connection handlers joined after the
+    /// close had taken it out of its rooms (unless its id is another socket's
+    /// already: a session resumed since).
+    fn leave_rooms_joined_late(self: &Arc<Self>) {
+        if self
+            .ns
+            .socket(self.id)
+            .is_none_or(|s| Arc::ptr_eq(&s, self))
+        {
+            self.ns.leave_all(self.id);
         }
     }
 

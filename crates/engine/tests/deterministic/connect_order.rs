@@ -104,3 +104,59 @@ async fn a_panicking_connection_handler_does_not_hold_the_sockets_events_or_clos
     assert_eq!(*seen.lock().unwrap(), ["ping", "disconnected"]);
     assert_eq!(io.of("/").socket_count(), 0);
 }
+
+/// A namespace a pattern made is let go only once its last socket's connection
+/// handlers are done: a socket disconnected while they run, then a handler that
+/// panics, leaves no room joined and the namespace let go (gone from the server), not
+/// held for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_namespace_outlives_its_last_sockets_handlers_then_goes() {
+    let io = server(config());
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+    let handlers = io.of_matching(|name| name.starts_with("/tenant-"));
+    // A middleware: the handlers run in a task of their own, which the panic ends.
+    handlers.use_middleware(|_socket| async { Ok(()) });
+    let first = std::sync::atomic::AtomicBool::new(true);
+    handlers.on_connection(move |socket| {
+        if !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        entered_tx.lock().unwrap().send(()).unwrap();
+        go_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap();
+        socket.join(&["late"]);
+        panic!("a handler's bug, after the socket was closed");
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40/tenant-a,").await;
+    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)).unwrap())
+        .await
+        .unwrap();
+    let ns = io.namespace("/tenant-a").expect("made by the pattern");
+    ns.sockets().pop().expect("registered").disconnect();
+    // Another socket comes and goes meanwhile: its leaving lets go of a namespace
+    // with no socket, but not of one whose last socket's handlers still run.
+    let other = Client::handshake(&io).await;
+    other.post("40/tenant-a,").await;
+    assert!(other.get().await.starts_with("40/tenant-a,"));
+    other.post("41/tenant-a,").await;
+    assert!(
+        io.namespace("/tenant-a").is_some(),
+        "kept while the handlers run"
+    );
+    go.send(()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while io.namespace("/tenant-a").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the namespace was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ns.adapter().room_size("late"), 0);
+}

@@ -380,3 +380,15 @@ async fn a_connect_slower_than_the_heartbeat_still_opens_the_stream() {
     let text = read_until(&mut body, "event: news").await;
     assert!(text.contains("event: news"), "{text}");
 }
+
+/// A listener's query longer than a session keeps (8 KiB, counted per pair) is
+/// refused, not served a stream that quietly misses the rooms past the cut.
+#[tokio::test(start_paused = true)]
+async fn a_query_longer_than_a_session_keeps_is_refused() {
+    let io = sse_server(false);
+    let rooms: Vec<String> = (0..400).map(|n| format!("room=r{n}")).collect();
+    let (status, _) = open(&io, &rooms.join("&"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = open(&io, &rooms[..50].join("&"), None).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -34,11 +34,10 @@ pub(crate) const MAX_PENDING_FORWARDS: usize = 4096;
 /// that awaits its acknowledgements never meets it.
 pub(crate) const MAX_PENDING_FORWARDS_PER_CONNECTION: usize = 64;
 
-/// Bytes of the forwarded events waiting for the backend, process-wide, as
-/// [`Payload::heap_bytes`](switchboard_engine::Payload::heap_bytes) estimates an
-/// event, counted twice (the event is held until the reply, and the request body made
-/// from it is as large): the counts above alone let events of up to `max_payload`
-/// with ten attachments of as much (about 11 MB each) take 45 GB.
+/// Bytes of the forwarded events waiting for the backend, process-wide, each charged
+/// its values and the request body made from them ([`forward_cost`]): the counts above
+/// alone let events of up to `max_payload` with ten attachments of as much (about
+/// 11 MB each) take 45 GB.
 pub(crate) const MAX_PENDING_FORWARD_BYTES: usize = 128 << 20;
 
 /// Bytes of one connection's forwarded events waiting at once. An event larger than
