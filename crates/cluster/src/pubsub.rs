@@ -337,6 +337,13 @@ impl PubSubNode {
     /// with acks take theirs here; other answers go to the request waiting for them,
     /// which knows how to read them.
     fn on_response(&self, payload: &[u8]) {
+        // Another node's answer (most of what this channel carries): not decoded.
+        if let Some(id) = RawResponse::peek_request_id(payload)
+            && !self.acks.contains(&id)
+            && !self.requests.contains(&id)
+        {
+            return;
+        }
         let response = match RawResponse::decode(payload) {
             Ok(r) => r,
             Err(err) => {

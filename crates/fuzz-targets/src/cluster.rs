@@ -99,9 +99,15 @@ fn request(data: &[u8]) {
 }
 
 fn response(data: &[u8]) {
+    // A node skips a response whose peeked id is not one of its requests: the id
+    // peeked, when there is one, must be the decoded one.
+    let peeked = RawResponse::peek_request_id(data);
     let Ok(raw) = RawResponse::decode(data) else {
         return;
     };
+    if let Some(id) = &peeked {
+        assert_eq!(raw.request_id(), Some(id.as_str()), "peeked {id}");
+    }
     for code in 0..=9 {
         let kind = RequestType::from_code(code).expect("codes 0 to 9 are request types");
         let Ok(response) = raw.clone().into_response(kind) else {

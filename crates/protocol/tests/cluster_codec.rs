@@ -631,6 +631,12 @@ fn redis_responses() {
         let input = full_bytes(&case["hex"]).unwrap();
         let raw = RawResponse::decode(&input).unwrap_or_else(|err| panic!("{n}: {err}"));
         assert_eq!(raw.request_id(), e["request_id"].as_str(), "{n}");
+        // The id a node reads before deciding to decode: the same, from Node's bytes.
+        assert_eq!(
+            RawResponse::peek_request_id(&input).as_deref(),
+            e["request_id"].as_str(),
+            "{n}: peeked"
+        );
         let typed = raw.into_response(request_type(case["request_type"].as_str().unwrap()));
         assert_eq!(typed, Ok(response(e, mode)), "{n}");
         assert_eq!(

@@ -11,7 +11,7 @@ mod json;
 
 use bytes::Bytes;
 
-pub use decode::decode;
+pub use decode::{decode, peek_str};
 pub(crate) use encode::keeps_float;
 pub use encode::{encode_msgpack, encode_notepack};
 pub use json::{from_json, to_json};

@@ -20,6 +20,57 @@ pub fn decode(input: &[u8]) -> Result<MsgValue, CodecError> {
     }
 }
 
+/// The string field `key` of the map `input` holds, as reading the decoded map would
+/// give it (the last entry named so; `nil` is none), found without decoding anything
+/// else: every other key and value is skipped, nothing is allocated but the strings
+/// under `key`. `None` when `input` is not a single well-formed map, or has no string
+/// under `key`. What a node needs to tell whether a message is for it before it pays
+/// for decoding the whole (up to about 32 times its size).
+pub fn peek_str(input: &[u8], key: &str) -> Option<String> {
+    let mut reader = Reader { buf: input, pos: 0 };
+    let marker = reader.u8().ok()?;
+    let n = match marker {
+        0x80..=0x8f => usize::from(marker & 0x0f),
+        0xde => reader.u16().ok()?,
+        0xdf => reader.u32().ok()?,
+        _ => return None,
+    };
+    let mut found = None;
+    for _ in 0..n {
+        let start = reader.pos;
+        reader.skip(1).ok()?;
+        let is_key = reader
+            .buf
+            .get(start..reader.pos)
+            .is_some_and(|raw| str_bytes(raw) == Some(key.as_bytes()));
+        if is_key {
+            found = match reader.value(1).ok()? {
+                MsgValue::Str(s) => Some(s),
+                MsgValue::Nil => None,
+                // Decoded, the message is refused for it.
+                _ => return None,
+            };
+        } else {
+            reader.skip(1).ok()?;
+        }
+    }
+    // Trailing bytes: decoded, the message is refused.
+    (reader.pos == input.len()).then_some(found).flatten()
+}
+
+/// The bytes of a string value's encoding (`fixstr`, `str 8/16/32`), if it is one.
+fn str_bytes(raw: &[u8]) -> Option<&[u8]> {
+    let (&marker, rest) = raw.split_first()?;
+    let header = match marker {
+        0xa0..=0xbf => 0,
+        0xd9 => 1,
+        0xda => 2,
+        0xdb => 4,
+        _ => return None,
+    };
+    rest.get(header..)
+}
+
 /// A cursor over the input; `pos <= buf.len()` always holds.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -141,6 +192,67 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Moves past one value without decoding it, as bounded as [`Reader::value`]:
+    /// lengths are checked against the input, nesting against [`MAX_DEPTH`].
+    fn skip(&mut self, depth: usize) -> Result<(), CodecError> {
+        let marker = self.u8()?;
+        let n = match marker {
+            0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => 0,
+            0x80..=0x8f => return self.skip_items(2 * usize::from(marker & 0x0f), depth),
+            0x90..=0x9f => return self.skip_items(usize::from(marker & 0x0f), depth),
+            0xa0..=0xbf => usize::from(marker & 0x1f),
+            0xc1 => return Err(CodecError::InvalidMarker(marker)),
+            0xc4 | 0xd9 => self.u8()?.into(),
+            0xc5 | 0xda => self.u16()?,
+            0xc6 | 0xdb => self.u32()?,
+            // ext 8/16/32: the type byte, then the data.
+            0xc7 => usize::from(self.u8()?) + 1,
+            0xc8 => self.u16()? + 1,
+            0xc9 => self.u32()?.checked_add(1).ok_or(CodecError::Truncated)?,
+            0xcc | 0xd0 => 1,
+            0xcd | 0xd1 => 2,
+            0xca | 0xce | 0xd2 => 4,
+            0xcb | 0xcf | 0xd3 => 8,
+            // fixext N: the type byte, then N bytes.
+            0xd4 => 2,
+            0xd5 => 3,
+            0xd6 => 5,
+            0xd7 => 9,
+            0xd8 => 17,
+            0xdc => {
+                let n = self.u16()?;
+                return self.skip_items(n, depth);
+            }
+            0xdd => {
+                let n = self.u32()?;
+                return self.skip_items(n, depth);
+            }
+            0xde => {
+                let n = self.u16()?;
+                return self.skip_items(2 * n, depth);
+            }
+            0xdf => {
+                let n = self.u32()?.checked_mul(2).ok_or(CodecError::Truncated)?;
+                return self.skip_items(n, depth);
+            }
+        };
+        self.take(n).map(|_| ())
+    }
+
+    /// Skips `n` values nested at `depth`.
+    fn skip_items(&mut self, n: usize, depth: usize) -> Result<(), CodecError> {
+        if depth >= MAX_DEPTH {
+            return Err(CodecError::TooDeep);
+        }
+        if n > self.remaining() {
+            return Err(CodecError::Truncated);
+        }
+        for _ in 0..n {
+            self.skip(depth + 1)?;
+        }
+        Ok(())
+    }
+
     fn str(&mut self, n: usize) -> Result<MsgValue, CodecError> {
         Ok(MsgValue::Str(
             String::from_utf8_lossy(self.take(n)?).into_owned(),
@@ -235,6 +347,54 @@ mod tests {
                 ),
             ]))
         );
+    }
+
+    /// A string field is read the same whether peeked or decoded, past values of
+    /// every shape; a missing, non-string or malformed one peeks as `None`.
+    #[test]
+    fn a_peeked_field_is_the_decoded_one() {
+        let value = map(vec![
+            ("type", MsgValue::Int(3)),
+            (
+                "data",
+                MsgValue::Array(vec![
+                    MsgValue::Bin(Bytes::from_static(&[1, 2, 3])),
+                    MsgValue::F64(1.5),
+                    MsgValue::Int(-1_000_000),
+                    map(vec![("nested", MsgValue::Str("x".repeat(300)))]),
+                    MsgValue::Ext(5, Bytes::from_static(&[9; 16])),
+                    MsgValue::Nil,
+                ]),
+            ),
+            ("requestId", MsgValue::Str("abc123".into())),
+        ]);
+        for bytes in [
+            super::super::encode::encode_msgpack(&value),
+            super::super::encode::encode_notepack(&value),
+        ] {
+            assert_eq!(peek_str(&bytes, "requestId"), Some("abc123".into()));
+            assert_eq!(peek_str(&bytes, "type"), None, "not a string");
+            assert_eq!(peek_str(&bytes, "absent"), None);
+            assert_eq!(peek_str(&bytes[..bytes.len() - 3], "requestId"), None);
+            let mut trailing = bytes.clone();
+            trailing.push(0xc0);
+            assert_eq!(peek_str(&trailing, "requestId"), None, "decode refuses it");
+        }
+        // The last entry of a repeated key, as the decoded map reads; `nil` is none.
+        let repeated = map(vec![
+            ("requestId", MsgValue::Str("first".into())),
+            ("requestId", MsgValue::Str("last".into())),
+        ]);
+        let bytes = super::super::encode::encode_msgpack(&repeated);
+        assert_eq!(peek_str(&bytes, "requestId"), Some("last".into()));
+        let nil_last = map(vec![
+            ("requestId", MsgValue::Str("first".into())),
+            ("requestId", MsgValue::Nil),
+        ]);
+        let bytes = super::super::encode::encode_msgpack(&nil_last);
+        assert_eq!(peek_str(&bytes, "requestId"), None);
+        assert_eq!(peek_str(&[0x91, 0xa1, b'a'], "a"), None, "not a map");
+        assert_eq!(peek_str(&[], "a"), None);
     }
 
     #[test]
