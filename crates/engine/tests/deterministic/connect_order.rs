@@ -11,23 +11,67 @@ use std::time::Duration;
 
 use super::harness::{Client, config, server};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_disconnected_while_its_connection_handler_runs_is_disconnected_after_it() {
-    let io = server(config());
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let (entered_tx, entered) = mpsc::channel::<()>();
-    let (go, go_rx) = mpsc::channel::<()>();
-    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
-    let seen = order.clone();
-    io.of("/").on_connection(move |socket| {
-        socket.join(&["before"]);
-        entered_tx.lock().unwrap().send(()).unwrap();
-        // Blocks this thread until the test has had the client leave.
-        go_rx
+/// Holds a connection handler on its thread: [`Gate::hold`] (in the handler) says it
+/// has begun and waits; the test waits for that with [`Gate::entered`], does what it
+/// races, and lets it go with [`Gate::open`].
+struct Gate {
+    entered_tx: Mutex<mpsc::Sender<()>>,
+    entered: Mutex<mpsc::Receiver<()>>,
+    go_tx: Mutex<mpsc::Sender<()>>,
+    go: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        let (entered_tx, entered) = mpsc::channel();
+        let (go_tx, go) = mpsc::channel();
+        Arc::new(Gate {
+            entered_tx: Mutex::new(entered_tx),
+            entered: Mutex::new(entered),
+            go_tx: Mutex::new(go_tx),
+            go: Mutex::new(go),
+        })
+    }
+
+    /// In the handler: blocks this thread until the test opens the gate.
+    fn hold(&self) {
+        self.entered_tx.lock().unwrap().send(()).unwrap();
+        self.go
             .lock()
             .unwrap()
             .recv_timeout(Duration::from_secs(10))
             .unwrap();
+    }
+
+    /// In the test: until a handler is held.
+    async fn entered(self: &Arc<Self>) {
+        let gate = self.clone();
+        tokio::task::spawn_blocking(move || {
+            gate.entered
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+        })
+        .await
+        .unwrap();
+    }
+
+    fn open(&self) {
+        self.go_tx.lock().unwrap().send(()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_disconnected_while_its_connection_handler_runs_is_disconnected_after_it() {
+    let io = server(config());
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let gate = Gate::new();
+    let (seen, held) = (order.clone(), gate.clone());
+    io.of("/").on_connection(move |socket| {
+        socket.join(&["before"]);
+        // Blocks this thread until the test has had the client leave.
+        held.hold();
         socket.join(&["after"]);
         seen.lock().unwrap().push("connection handler done");
     });
@@ -44,13 +88,11 @@ async fn a_socket_disconnected_while_its_connection_handler_runs_is_disconnected
             async move { super::harness::request(&io, http::Method::POST, &query, "40").await },
         )
     };
-    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)).unwrap())
-        .await
-        .unwrap();
+    gate.entered().await;
     // Disconnected from elsewhere while its connection handler is still running.
     let socket = io.of("/").sockets().pop().expect("registered");
     socket.disconnect();
-    go.send(()).unwrap();
+    gate.open();
     connecting.await.unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -112,9 +154,8 @@ async fn a_panicking_connection_handler_does_not_hold_the_sockets_events_or_clos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pattern_namespace_outlives_its_last_sockets_handlers_then_goes() {
     let io = server(config());
-    let (entered_tx, entered) = mpsc::channel::<()>();
-    let (go, go_rx) = mpsc::channel::<()>();
-    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+    let gate = Gate::new();
+    let held = gate.clone();
     let handlers = io.of_matching(|name| name.starts_with("/tenant-"));
     // A middleware: the handlers run in a task of their own, which the panic ends.
     handlers.use_middleware(|_socket| async { Ok(()) });
@@ -123,20 +164,13 @@ async fn a_pattern_namespace_outlives_its_last_sockets_handlers_then_goes() {
         if !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        entered_tx.lock().unwrap().send(()).unwrap();
-        go_rx
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap();
+        held.hold();
         socket.join(&["late"]);
         panic!("a handler's bug, after the socket was closed");
     });
     let client = Client::handshake(&io).await;
     client.post("40/tenant-a,").await;
-    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)).unwrap())
-        .await
-        .unwrap();
+    gate.entered().await;
     let ns = io.namespace("/tenant-a").expect("made by the pattern");
     ns.sockets().pop().expect("registered").disconnect();
     // Another socket comes and goes meanwhile: its leaving lets go of a namespace
@@ -149,7 +183,7 @@ async fn a_pattern_namespace_outlives_its_last_sockets_handlers_then_goes() {
         io.namespace("/tenant-a").is_some(),
         "kept while the handlers run"
     );
-    go.send(()).unwrap();
+    gate.open();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while io.namespace("/tenant-a").is_some() {
         assert!(

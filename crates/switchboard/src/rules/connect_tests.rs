@@ -28,6 +28,13 @@ async fn exchange(io: &Io, method: Method, query: &str, body: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The query naming the session an `open` packet (a handshake's answer) opened.
+fn session_query(open: String) -> String {
+    let open: serde_json::Value =
+        serde_json::from_str(open.strip_prefix('0').expect("an open packet")).expect("JSON");
+    format!("&sid={}", open["sid"].as_str().expect("a sid"))
+}
+
 fn token(sub: &str) -> String {
     let exp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -124,12 +131,7 @@ async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_lim
     let _installed = super::install(&io, &config, Hooks::none(), &signal);
     let connect = format!(r#"40/chat,{{"token":"{}"}}"#, token("alice"));
 
-    let open = |body: String| -> String {
-        let open: serde_json::Value =
-            serde_json::from_str(body.strip_prefix('0').expect("an open packet")).expect("JSON");
-        format!("&sid={}", open["sid"].as_str().expect("a sid"))
-    };
-    let old = open(exchange(&io, Method::GET, "", "").await);
+    let old = session_query(exchange(&io, Method::GET, "", "").await);
     assert_eq!(exchange(&io, Method::POST, &old, &connect).await, "ok");
     let answer = exchange(&io, Method::GET, &old, "").await;
     let answer: serde_json::Value =
@@ -146,7 +148,7 @@ async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_lim
     let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
 
     // The client resumes on a new connection while the old handlers still run.
-    let new = open(exchange(&io, Method::GET, "", "").await);
+    let new = session_query(exchange(&io, Method::GET, "", "").await);
     let resume = format!(
         r#"40/chat,{{"token":"{}","pid":"{pid}","offset":"{offset}"}}"#,
         token("alice")
@@ -198,16 +200,11 @@ async fn a_session_is_resumed_only_by_the_identity_it_belonged_to() {
     };
     let io = Io::new(engine, signal.clone());
     let _installed = super::install(&io, &config, Hooks::none(), &signal);
-    let open = |body: String| -> String {
-        let open: serde_json::Value =
-            serde_json::from_str(body.strip_prefix('0').expect("an open packet")).expect("JSON");
-        format!("&sid={}", open["sid"].as_str().expect("a sid"))
-    };
     // Connects on a new connection with `auth`; the CONNECT answer.
     let connect = |auth: serde_json::Value| {
         let io = io.clone();
         async move {
-            let conn = open(exchange(&io, Method::GET, "", "").await);
+            let conn = session_query(exchange(&io, Method::GET, "", "").await);
             let packet = format!("40/chat,{auth}");
             assert_eq!(exchange(&io, Method::POST, &conn, &packet).await, "ok");
             let answer = exchange(&io, Method::GET, &conn, "").await;
