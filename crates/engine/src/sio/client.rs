@@ -901,7 +901,9 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
 /// Accepts a socket: registers it, answers CONNECT, runs connection handlers. With
 /// recovery on, first tries to resume the session the client names, all under the
 /// recovery buffer lock so no broadcast slips between the replay and live delivery.
-/// The `reservation` is released once the socket is registered (or could not be).
+/// The `reservation` is released once the socket's connection handlers are done (or
+/// it could not be registered): until then a namespace a pattern made stays, even if
+/// the socket is closed meanwhile.
 ///
 /// An SSE listener (`sse` set when it presented a `Last-Event-ID`) gets the events of
 /// its rooms after that id replayed under the same lock, and its CONNECT answer says

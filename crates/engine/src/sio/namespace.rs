@@ -81,8 +81,8 @@ impl Handlers {
     /// `false` starts the socket afresh, the session dropped. The rules refuse a
     /// session whose verified identity is not the new token's: a `pid` is a secret,
     /// but a client that keeps it across a log-out and a log-in as someone else would
-    /// otherwise resume the first user's rooms and data. `f` runs with the recovery
-    /// buffer locked: it must decide from the two values alone, and not emit.
+    /// otherwise resume the first user's rooms and data. `f` may run with the
+    /// recovery buffer locked: it must decide from the two values alone, and not emit.
     pub fn on_resume(&self, f: impl Fn(&Value, &Value) -> bool + Send + Sync + 'static) {
         *write(&self.resume_check) = Some(Arc::new(f));
     }

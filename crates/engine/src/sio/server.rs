@@ -211,8 +211,9 @@ impl std::fmt::Debug for IoInner {
 }
 
 /// A connection being accepted into a namespace: keeps the namespace (one a pattern
-/// created) from being removed until the socket is registered or refused. Dropping
-/// it lets the namespace go if nothing else holds it.
+/// created) from being removed until the socket is refused, or registered and its
+/// connection handlers done. Dropping it lets the namespace go if nothing else holds
+/// it.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     io: Arc<IoInner>,

@@ -633,8 +633,9 @@ impl Socket {
     /// Runs the connection handlers, then the events that arrived meanwhile, in order;
     /// events arriving while those run still queue behind them. A close from another
     /// thread meanwhile has already taken the socket out of everything the engine
-    /// holds; its disconnect handlers run here, after the connection handlers and the
-    /// events that came before it, and the rooms those handlers joined are left. On a
+    /// holds; its disconnect handlers run here, after the connection handlers (the
+    /// events still queued then are dropped), and the rooms those handlers joined are
+    /// left. On a
     /// socket closed before they began (the client left, or its connection closed,
     /// between the socket's registration and now) neither runs: the application never
     /// saw it.

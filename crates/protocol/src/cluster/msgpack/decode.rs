@@ -44,10 +44,17 @@ pub fn peek_str(input: &[u8], key: &str) -> Option<String> {
             .get(start..reader.pos)
             .is_some_and(|raw| str_bytes(raw) == Some(key.as_bytes()));
         if is_key {
-            found = match reader.value(1).ok()? {
-                MsgValue::Str(s) => Some(s),
-                MsgValue::Nil => None,
-                // Decoded, the message is refused for it.
+            // Only a string (or nil, or notepack's `undefined`) is read; anything
+            // else, which the decoded message is refused for, is not decoded here.
+            found = match reader.buf.get(reader.pos..) {
+                Some([0xa0..=0xbf | 0xd9..=0xdb, ..]) => match reader.value(1).ok()? {
+                    MsgValue::Str(s) => Some(s),
+                    _ => return None,
+                },
+                Some([0xc0, ..] | [0xd4, 0x00, _, ..]) => {
+                    reader.skip(1).ok()?;
+                    None
+                }
                 _ => return None,
             };
         } else {
@@ -393,6 +400,13 @@ mod tests {
         ]);
         let bytes = super::super::encode::encode_msgpack(&nil_last);
         assert_eq!(peek_str(&bytes, "requestId"), None);
+        // notepack's `undefined` under the key counts as none; an array is not read.
+        assert_eq!(peek_str(&[0x81, 0xa1, b'k', 0xd4, 0x00, 0x00], "k"), None);
+        assert_eq!(peek_str(&[0x81, 0xa1, b'k', 0x91, 0xa1, b'x'], "k"), None);
+        assert_eq!(
+            peek_str(&[0x81, 0xa1, b'k', 0xa1, b'x'], "k"),
+            Some("x".into())
+        );
         assert_eq!(peek_str(&[0x91, 0xa1, b'a'], "a"), None, "not a map");
         assert_eq!(peek_str(&[], "a"), None);
     }
