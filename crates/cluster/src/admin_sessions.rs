@@ -1,7 +1,13 @@
 //! The Socket.IO Admin UI's login sessions in Redis, with the key scheme of
-//! `@socket.io/admin-ui`'s `RedisStore`: `socket.io-admin#<sessionId>` holding `true`
-//! for 24 hours. A UI that logged in through one node stays logged in when a reload
-//! reaches another, and beside Node servers using that store.
+//! `@socket.io/admin-ui`'s `RedisStore`: `socket.io-admin#<sessionId>` for 24 hours.
+//! A UI that logged in through one node stays logged in when a reload reaches
+//! another, and beside Node servers using that store (which only asks whether the key
+//! exists).
+//!
+//! The package stores `true`; a node stores the [`marker`] of the credentials it
+//! checked, and takes a session only under the same marker (or Node's `true`): a new
+//! `admin.password_hash` (or username) ends every session the old one opened, where a
+//! `true` held for its 24 hours whatever the password had become.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +38,25 @@ fn key(id: &str) -> String {
     format!("{PREFIX}#{id}")
 }
 
+/// What a session opened with these credentials holds in Redis: 32 hex digits of the
+/// SHA-256 of the username and the bcrypt hash (a hash of a hash: it tells nothing of
+/// the password, and changes with the hash's salt, so a password set again, even the
+/// same one, ends the sessions of the old hash).
+pub fn marker(username: &str, password_hash: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        // The username's length first: no two pairs run together into the same text.
+        format!("{}:{username}{password_hash}", username.len()).as_bytes(),
+    );
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the package's `RedisStore` stores: a session a Node server opened.
+const NODE_MARKER: &str = "true";
+
 /// Whether `id` could be a session id: short, hex or base64url characters only (so
 /// no key pattern or separator from a client reaches Redis).
 fn plausible(id: &str) -> bool {
@@ -46,30 +71,31 @@ impl AdminSessions {
         AdminSessions { broker }
     }
 
-    /// Whether session `id` exists (`EXISTS`).
-    pub async fn exists(&self, id: &str) -> Result<bool, ClusterError> {
+    /// Whether session `id` exists under `marker` (this node's credentials) or was
+    /// opened by a Node server (`GET`).
+    pub async fn holds(&self, id: &str, marker: &str) -> Result<bool, ClusterError> {
         if !plausible(id) {
             return Ok(false);
         }
         let mut conn = self.broker.conn();
-        let n: i64 = redis::cmd("EXISTS")
+        let held: Option<String> = redis::cmd("GET")
             .arg(key(id))
             .query_async(&mut conn)
             .await
             .map_err(|e| ClusterError::Redis(e.to_string()))?;
-        Ok(n == 1)
+        Ok(held.is_some_and(|v| v == marker || v == NODE_MARKER))
     }
 
-    /// Saves session `id` for `ttl` (`SET key true EX ttl`, as the package's
-    /// `SET` + `EXPIRE` in one command).
-    pub async fn save(&self, id: &str, ttl: Duration) -> Result<(), ClusterError> {
+    /// Saves session `id` under `marker` for `ttl` (`SET key marker EX ttl`, as the
+    /// package's `SET` + `EXPIRE` in one command).
+    pub async fn save(&self, id: &str, ttl: Duration, marker: &str) -> Result<(), ClusterError> {
         if !plausible(id) {
             return Err(ClusterError::Redis("not a session id".to_owned()));
         }
         let mut conn = self.broker.conn();
         let () = redis::cmd("SET")
             .arg(key(id))
-            .arg("true")
+            .arg(marker)
             .arg("EX")
             .arg(ttl.as_secs().max(1))
             .query_async(&mut conn)
@@ -91,5 +117,16 @@ mod tests {
         assert!(!plausible("a#b"));
         assert!(!plausible(&"a".repeat(65)));
         assert_eq!(key("ab"), "socket.io-admin#ab");
+    }
+
+    #[test]
+    fn a_marker_changes_with_the_credentials() {
+        let m = marker("admin", "$2b$04$abc");
+        assert_eq!(m.len(), 32);
+        assert!(m.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(m, marker("admin", "$2b$04$abc"));
+        assert_ne!(m, marker("admin", "$2b$04$abd"));
+        assert_ne!(m, marker("root", "$2b$04$abc"));
+        assert_ne!(marker("a", "b\0c"), marker("a\0b", "c"));
     }
 }

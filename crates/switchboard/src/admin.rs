@@ -44,7 +44,7 @@ use switchboard_engine::sio::{BroadcastOperator, Observer};
 use switchboard_engine::untrusted;
 use switchboard_engine::{ConnectError, DisconnectReason, Event, Io, Namespace, Shutdown, Socket};
 
-use switchboard_cluster::admin_sessions::AdminSessions;
+use switchboard_cluster::admin_sessions::{self, AdminSessions};
 
 use crate::config::{AdminConfig, AdminMode};
 use crate::http::Collector;
@@ -107,6 +107,8 @@ fn features(config: &AdminConfig) -> Vec<&'static str> {
 struct Sessions {
     ids: Mutex<HashMap<String, Instant>>,
     redis: Option<AdminSessions>,
+    /// What this node's sessions hold in Redis: the marker of its credentials.
+    marker: String,
     /// Lookups in Redis ([`SESSION_LOOKUPS_PER_SECOND`]).
     lookups: TokenBucket,
 }
@@ -115,10 +117,11 @@ struct Sessions {
 const REDIS_WAIT: Duration = Duration::from_secs(2);
 
 impl Sessions {
-    fn new(redis: Option<AdminSessions>, now: Instant) -> Self {
+    fn new(redis: Option<AdminSessions>, marker: String, now: Instant) -> Self {
         Sessions {
             ids: Mutex::default(),
             redis,
+            marker,
             lookups: TokenBucket::new(SESSION_LOOKUPS_PER_SECOND, SESSION_LOOKUP_BURST, now),
         }
     }
@@ -140,7 +143,7 @@ impl Sessions {
             tracing::debug!("admin: session lookups past their rate; refused unchecked");
             return false;
         }
-        match tokio::time::timeout(REDIS_WAIT, redis.exists(id)).await {
+        match tokio::time::timeout(REDIS_WAIT, redis.holds(id, &self.marker)).await {
             Ok(Ok(found)) => found,
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "admin: session not checked in Redis");
@@ -155,7 +158,8 @@ impl Sessions {
     async fn open(&self, now: Instant) -> String {
         let id = self.create(now);
         if let Some(redis) = &self.redis {
-            match tokio::time::timeout(REDIS_WAIT, redis.save(&id, SESSION_TTL)).await {
+            let save = redis.save(&id, SESSION_TTL, &self.marker);
+            match tokio::time::timeout(REDIS_WAIT, save).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::warn!(error = %err, "admin: session not saved in Redis"),
                 Err(_) => tracing::warn!("admin: session not saved in Redis (timeout)"),
@@ -309,7 +313,13 @@ pub(crate) fn install(
     let admin = Arc::new(Admin {
         config: config.clone(),
         io: io.clone(),
-        sessions: Sessions::new(redis, Instant::now()),
+        sessions: Sessions::new(
+            redis,
+            config.login.as_ref().map_or_else(String::new, |login| {
+                admin_sessions::marker(&login.username, &login.password_hash)
+            }),
+            Instant::now(),
+        ),
         passwords: PasswordChecks::new(Instant::now()),
         fresh: Mutex::default(),
         listing: Listing::default(),
@@ -1086,7 +1096,7 @@ mod tests {
 
     #[test]
     fn sessions_expire_and_stay_bounded() {
-        let sessions = Sessions::new(None, Instant::now());
+        let sessions = Sessions::new(None, String::new(), Instant::now());
         let t0 = Instant::now();
         let id = sessions.create(t0);
         assert!(sessions.contains(&id, t0));

@@ -255,7 +255,7 @@ describe("the Socket.IO Admin UI protocol", () => {
       await redis?.stop();
     });
 
-    it("a session from a login on one node logs in on the other (sessions in Redis, the package's keys)", async () => {
+    it("a session from a login on one node logs in on the other (sessions in Redis, the package's keys); one a Node server stored logs in too", async () => {
       const ui = adminSocket(nodes[0].url, { username: "admin", password: PASSWORD });
       ui.connect();
       await connected(ui);
@@ -268,9 +268,17 @@ describe("the Socket.IO Admin UI protocol", () => {
       const client = new Redis(redis.url, { lazyConnect: true });
       try {
         await client.connect();
-        assert.equal(await client.get(`socket.io-admin#${sessionId}`), "true");
+        // The package's key and 24 h; the value marks the credentials (the package
+        // stores `true` and only asks whether the key exists).
+        assert.match(await client.get(`socket.io-admin#${sessionId}`), /^[0-9a-f]{32}$/);
         const ttl = await client.ttl(`socket.io-admin#${sessionId}`);
         assert.ok(ttl > 86_000 && ttl <= 86_400, `ttl ${ttl}`);
+        // A session the package's RedisStore saved (a Node server's login).
+        const nodeSession = "0123456789abcdef";
+        await client.set(`socket.io-admin#${nodeSession}`, "true", "EX", 60);
+        const fromNode = adminSocket(nodes[1].url, { sessionId: nodeSession });
+        fromNode.connect();
+        await connected(fromNode);
       } finally {
         client.disconnect();
       }

@@ -1,5 +1,6 @@
 //! The Admin UI's namespace under CONNECTs nobody logged in for: made-up session ids
-//! cost the node's Redis a bounded number of lookups.
+//! cost the node's Redis a bounded number of lookups; and a session ends with the
+//! password it was opened with.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,8 +17,8 @@ const PASSWORD_HASH: &str = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYK
 /// The cluster secret of the test node.
 const SECRET: &str = "end-to-end cluster secret, at least 32 bytes";
 
-/// How many `EXISTS` commands `redis` has run (`INFO commandstats`).
-fn exists_calls(redis: &RedisServer) -> anyhow::Result<u64> {
+/// How many `GET` commands `redis` has run (`INFO commandstats`): session lookups.
+fn get_calls(redis: &RedisServer) -> anyhow::Result<u64> {
     let mut conn = TcpStream::connect(("127.0.0.1", redis.port()))?;
     conn.write_all(b"INFO commandstats\r\n")?;
     let mut reader = BufReader::new(conn);
@@ -33,7 +34,7 @@ fn exists_calls(redis: &RedisServer) -> anyhow::Result<u64> {
     let body = String::from_utf8(body)?;
     Ok(body
         .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_exists:calls="))
+        .find_map(|line| line.strip_prefix("cmdstat_get:calls="))
         .and_then(|rest| rest.split(',').next())
         .map_or(Ok(0), str::parse)?)
 }
@@ -42,7 +43,7 @@ fn exists_calls(redis: &RedisServer) -> anyhow::Result<u64> {
 /// (any node may have), at most 50 a second in bursts of 100. 600 CONNECTs with
 /// made-up ids, 60 on each of 10 connections, are all refused, and Redis runs no more
 /// lookups than the burst and the rate over the time they took. Without the bound
-/// every one was an `EXISTS` on the connection real clients' recoveries share.
+/// every one was a lookup on the connection real clients' recoveries share.
 #[test]
 fn made_up_admin_session_ids_cost_redis_a_bounded_number_of_lookups() -> anyhow::Result<()> {
     let redis = RedisServer::start_blocking();
@@ -58,7 +59,7 @@ fn made_up_admin_session_ids_cost_redis_a_bounded_number_of_lookups() -> anyhow:
     eventually("the node to be ready", || {
         Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
     })?;
-    let before = exists_calls(&redis)?;
+    let before = get_calls(&redis)?;
     let started = Instant::now();
     const CONNECTIONS: usize = 10;
     const PER_CONNECTION: usize = 60;
@@ -80,7 +81,7 @@ fn made_up_admin_session_ids_cost_redis_a_bounded_number_of_lookups() -> anyhow:
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let lookups = exists_calls(&redis)? - before;
+    let lookups = get_calls(&redis)? - before;
     let allowed = 100 + (50.0 * seconds).ceil() as u64;
     assert!(
         lookups <= allowed,
@@ -88,5 +89,62 @@ fn made_up_admin_session_ids_cost_redis_a_bounded_number_of_lookups() -> anyhow:
         CONNECTIONS * PER_CONNECTION
     );
     assert!(lookups >= 100, "the burst is looked up: {lookups}");
+    Ok(())
+}
+
+/// A node started on `redis` with `password_hash` for the Admin UI.
+fn admin_node(redis: &RedisServer, password_hash: &str) -> anyhow::Result<TestServer> {
+    let server = TestServer::builder()
+        .env("SWITCHBOARD_CLUSTER__ADAPTER", "redis")
+        .env("SWITCHBOARD_CLUSTER__REDIS_URL", &redis.url())
+        .env("SWITCHBOARD_CLUSTER__SECRET", SECRET)
+        .env("SWITCHBOARD_ADMIN__ENABLED", "true")
+        .env("SWITCHBOARD_ADMIN__USERNAME", "admin")
+        .env("SWITCHBOARD_ADMIN__PASSWORD_HASH", password_hash)
+        .start()?;
+    let addr = server.addr();
+    eventually("the node to be ready", || {
+        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
+    })?;
+    Ok(server)
+}
+
+/// The Admin UI CONNECT with `auth` on a fresh connection to `node`: the packets it
+/// gets back (the answer, then what the UI is sent at once).
+fn admin_connect(node: &TestServer, auth: &str) -> anyhow::Result<Vec<String>> {
+    let session = Polling::handshake(node.addr())?;
+    session.send(&[&format!("40/admin,{auth}")])?;
+    session.poll()
+}
+
+/// A login session is kept in Redis for 24 hours so that a reload reaching another
+/// node stays logged in; it ends when the password does. A node restarted with a new
+/// `password_hash` (the same password hashed again, here) refuses the old session's
+/// id, and a node with the old hash still takes it. Before, any node took any stored
+/// session for its 24 hours, whatever the password had become.
+#[test]
+fn an_admin_session_ends_with_the_password_it_was_opened_with() -> anyhow::Result<()> {
+    let redis = RedisServer::start_blocking();
+    let old = admin_node(&redis, PASSWORD_HASH)?;
+    let answer = admin_connect(&old, r#"{"username":"admin","password":"changeit"}"#)?;
+    let id = answer
+        .iter()
+        .find_map(|p| p.strip_prefix(r#"42/admin,["session",""#))
+        .and_then(|rest| rest.strip_suffix(r#""]"#))
+        .ok_or_else(|| anyhow::anyhow!("no session event: {answer:?}"))?
+        .to_owned();
+    let by_id = format!(r#"{{"sessionId":"{id}"}}"#);
+
+    let rotated = bcrypt::hash("changeit", 4)?;
+    let new = admin_node(&redis, &rotated)?;
+    let refused = admin_connect(&new, &by_id)?;
+    assert!(
+        refused[0].starts_with("44/admin,") && refused[0].contains("invalid credentials"),
+        "{refused:?}"
+    );
+    let same = admin_node(&redis, PASSWORD_HASH)?;
+    let taken = admin_connect(&same, &by_id)?;
+    assert!(taken[0].starts_with("40/admin,"), "{taken:?}");
+    drop(old);
     Ok(())
 }
