@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use switchboard_auth::jwt::{AuthError, Claims};
 use switchboard_engine::{ConnectError, Event, Socket};
 
-use super::Policy;
 use super::reply::{self, Refusal};
+use super::{Policy, rooms};
 use crate::config::AuthRules;
 
 /// The key of the claims in the socket's data.
@@ -132,12 +132,28 @@ async fn refreshed(
     token: &str,
 ) -> Result<(), Refusal> {
     let claims = auth.verifier.verify(token).await.map_err(Refusal::Auth)?;
-    let current = claims_of(socket).and_then(|c| c.sub);
-    if current != claims.sub {
+    let old = claims_of(socket);
+    if old.as_ref().and_then(|c| c.sub.as_ref()) != claims.sub.as_ref() {
         return Err(Refusal::SubjectMismatch);
     }
     store_claims(socket, &claims);
     policy.arm_expiry(socket, &claims);
+    // The rooms follow the claims: a right the new token no longer gives is taken.
+    let own = socket.id().to_string();
+    let (leave, join) = rooms::after_refresh(
+        &policy.rules.rooms,
+        &socket.rooms(),
+        &own,
+        old.as_ref(),
+        &claims,
+    );
+    for room in &leave {
+        socket.leave(room);
+    }
+    if !join.is_empty() {
+        let join: Vec<&str> = join.iter().map(String::as_str).collect();
+        socket.join(&join);
+    }
     socket.mark(&match claims.exp {
         Some(exp) => format!(
             "token refreshed, expires at {}",

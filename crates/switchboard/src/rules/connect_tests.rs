@@ -244,3 +244,54 @@ async fn a_session_is_resumed_only_by_the_identity_it_belonged_to() {
         connect(json!({ "token": token("alice"), "pid": pid, "offset": offset })).await;
     assert_eq!(again["sid"], sid, "alice resumes her own session");
 }
+
+/// A refreshed token moves the socket's rooms with its claims: the `auto_join` room of
+/// the old `org` is left and the new one's joined, as the client hears `{ok: true}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_moves_the_auto_joined_rooms_with_the_claims() {
+    let config = crate::config::from_text(&format!(
+        "[[namespaces]]\nname = \"/chat\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n\
+         refresh_event = \"auth:refresh\"\n\
+         [namespaces.rooms]\nauto_join = [\"org:{{org}}\"]\n"
+    ))
+    .expect("valid rules");
+    let (_trigger, signal) = shutdown::channel();
+    let io = Io::new(SocketIoConfig::default(), signal.clone());
+    let _installed = super::install(&io, &config, Hooks::none(), &signal);
+    let org_token = |org: &str| {
+        let exp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+            + 600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({ "sub": "alice", "org": org, "exp": exp }),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("a token")
+    };
+    let conn = session_query(exchange(&io, Method::GET, "", "").await);
+    let connect = format!(r#"40/chat,{{"token":"{}"}}"#, org_token("acme"));
+    assert_eq!(exchange(&io, Method::POST, &conn, &connect).await, "ok");
+    assert!(
+        exchange(&io, Method::GET, &conn, "")
+            .await
+            .starts_with("40/chat,")
+    );
+    let socket = io.of("/chat").sockets().pop().expect("connected");
+    assert!(socket.rooms().contains(&"org:acme".to_owned()));
+
+    let refresh = format!(r#"42/chat,1["auth:refresh","{}"]"#, org_token("globex"));
+    assert_eq!(exchange(&io, Method::POST, &conn, &refresh).await, "ok");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        exchange(&io, Method::GET, &conn, ""),
+    )
+    .await
+    .expect("the refresh is answered");
+    assert_eq!(answer, r#"43/chat,1[{"ok":true}]"#);
+    let rooms = socket.rooms();
+    assert!(rooms.contains(&"org:globex".to_owned()), "{rooms:?}");
+    assert!(!rooms.contains(&"org:acme".to_owned()), "{rooms:?}");
+}

@@ -90,6 +90,37 @@ fn claim_lists(claims: Option<&Claims>, name: &str, room: &str) -> bool {
     }
 }
 
+/// What a token refresh does to a socket in `current` rooms (its own id room `own`
+/// aside): the rooms to leave and to join. Rooms follow the claims: an `auto_join`
+/// room the new claims render no more, or a room the old claims let the client join
+/// and the new ones do not, is left; the new claims' `auto_join` rooms are joined.
+/// Rooms a backend or the API put the socket in (no claim ever let the client join
+/// them) stay.
+pub(crate) fn after_refresh(
+    rules: &RoomRules,
+    current: &[String],
+    own: &str,
+    old: Option<&Claims>,
+    new: &Claims,
+) -> (Vec<String>, Vec<String>) {
+    let old_auto = auto_join(rules, old);
+    let new_auto = auto_join(rules, Some(new));
+    let leave = current
+        .iter()
+        .filter(|room| room.as_str() != own && !new_auto.contains(room))
+        .filter(|room| {
+            let had = old_auto.contains(room) || check_leave(rules, room, old).is_ok();
+            had && check_leave(rules, room, Some(new)).is_err()
+        })
+        .cloned()
+        .collect();
+    let join = new_auto
+        .into_iter()
+        .filter(|room| !current.contains(room))
+        .collect();
+    (leave, join)
+}
+
 /// The rooms of `rules.auto_join` rendered from `claims`; templates naming a claim the
 /// token lacks are skipped.
 pub(crate) fn auto_join(rules: &RoomRules, claims: Option<&Claims>) -> Vec<String> {

@@ -6,7 +6,7 @@ use switchboard_auth::jwt::Claims;
 
 use super::events::{Route, route};
 use super::reply::Refusal;
-use super::rooms::{MAX_ROOM_LEN, auto_join, check_join, check_leave, room_arg};
+use super::rooms::{MAX_ROOM_LEN, after_refresh, auto_join, check_join, check_leave, room_arg};
 use crate::config::{EventAction, NamespaceRules, RoomRules};
 
 /// The rules of one `[[namespaces]]` entry written in TOML (without the header).
@@ -205,4 +205,32 @@ fn the_room_argument_must_be_a_non_empty_string() {
     ] {
         assert_eq!(room_arg(&bad), Err(Refusal::RoomRequired), "{bad:?}");
     }
+}
+
+/// A refresh moves the rooms with the claims: the old claims' `auto_join` rooms the
+/// new ones do not render are left and theirs joined; a room the old claims let the
+/// client join and the new ones do not is left; a room no claim ever gave (a
+/// backend's), and rooms still allowed, stay.
+#[test]
+fn a_refresh_moves_the_rooms_with_the_claims() {
+    let r = room_rules("allow_from_claim = \"rooms\"\n");
+    let old = claims(json!({"sub": "alice", "org": "acme", "rooms": ["chat:a", "chat:b"]}));
+    let new = claims(json!({"sub": "alice", "org": "globex", "rooms": ["chat:a"]}));
+    let current: Vec<String> = [
+        "SID",
+        "user:alice",
+        "org:acme",
+        "lobby",
+        "chat:a",
+        "chat:b",
+        "backend:x",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (leave, join) = after_refresh(&r, &current, "SID", Some(&old), &new);
+    assert_eq!(leave, ["org:acme", "chat:b"]);
+    assert_eq!(join, ["org:globex"]);
+    // The same claims again: nothing moves.
+    let (leave, join) = after_refresh(&r, &current, "SID", Some(&old), &old);
+    assert!(leave.is_empty() && join.is_empty(), "{leave:?} {join:?}");
 }
