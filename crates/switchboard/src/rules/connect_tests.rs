@@ -28,6 +28,31 @@ async fn exchange(io: &Io, method: Method, query: &str, body: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// An `Io` with `/chat` under the rules written after its `[[namespaces]]` header (its
+/// auth secret is [`SECRET`]), and `recovery` when given; what `install` returned
+/// must be kept for as long as the rules should act.
+fn rules_io(
+    rules: &str,
+    recovery: Option<switchboard_engine::sio::RecoveryConfig>,
+) -> (Io, super::Installed) {
+    let config = crate::config::from_text(&format!(
+        "[[namespaces]]\nname = \"/chat\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n{rules}"
+    ))
+    .expect("valid rules");
+    let (trigger, signal) = shutdown::channel();
+    // The rules' tasks live as long as the test.
+    std::mem::forget(trigger);
+    let io = Io::new(
+        SocketIoConfig {
+            recovery,
+            ..SocketIoConfig::default()
+        },
+        signal.clone(),
+    );
+    let installed = super::install(&io, &config, Hooks::none(), &signal);
+    (io, installed)
+}
+
 /// The query naming the session an `open` packet (a handshake's answer) opened.
 fn session_query(open: String) -> String {
     let open: serde_json::Value =
@@ -185,21 +210,14 @@ async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_lim
 /// is not closed for it. The same user with a fresh token resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_resumed_only_by_the_identity_it_belonged_to() {
-    let config = crate::config::from_text(&format!(
-        "[[namespaces]]\nname = \"/chat\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n\
-         [namespaces.rooms]\nauto_join = [\"user:{{sub}}\"]\n"
-    ))
-    .expect("valid rules");
-    let (_trigger, signal) = shutdown::channel();
-    let engine = SocketIoConfig {
-        recovery: Some(switchboard_engine::sio::RecoveryConfig {
-            skip_middlewares: false,
-            ..switchboard_engine::sio::RecoveryConfig::default()
-        }),
-        ..SocketIoConfig::default()
+    let recovery = switchboard_engine::sio::RecoveryConfig {
+        skip_middlewares: false,
+        ..switchboard_engine::sio::RecoveryConfig::default()
     };
-    let io = Io::new(engine, signal.clone());
-    let _installed = super::install(&io, &config, Hooks::none(), &signal);
+    let (io, _installed) = rules_io(
+        "[namespaces.rooms]\nauto_join = [\"user:{sub}\"]\n",
+        Some(recovery),
+    );
     // Connects on a new connection with `auth`; the CONNECT answer.
     let connect = |auth: serde_json::Value| {
         let io = io.clone();
@@ -249,15 +267,10 @@ async fn a_session_is_resumed_only_by_the_identity_it_belonged_to() {
 /// the old `org` is left and the new one's joined, as the client hears `{ok: true}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_moves_the_auto_joined_rooms_with_the_claims() {
-    let config = crate::config::from_text(&format!(
-        "[[namespaces]]\nname = \"/chat\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n\
-         refresh_event = \"auth:refresh\"\n\
-         [namespaces.rooms]\nauto_join = [\"org:{{org}}\"]\n"
-    ))
-    .expect("valid rules");
-    let (_trigger, signal) = shutdown::channel();
-    let io = Io::new(SocketIoConfig::default(), signal.clone());
-    let _installed = super::install(&io, &config, Hooks::none(), &signal);
+    let (io, _installed) = rules_io(
+        "refresh_event = \"auth:refresh\"\n[namespaces.rooms]\nauto_join = [\"org:{org}\"]\n",
+        None,
+    );
     let org_token = |org: &str| {
         let exp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

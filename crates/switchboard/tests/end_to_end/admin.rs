@@ -47,18 +47,8 @@ fn get_calls(redis: &RedisServer) -> anyhow::Result<u64> {
 #[test]
 fn made_up_admin_session_ids_cost_redis_a_bounded_number_of_lookups() -> anyhow::Result<()> {
     let redis = RedisServer::start_blocking();
-    let server = TestServer::builder()
-        .env("SWITCHBOARD_CLUSTER__ADAPTER", "redis")
-        .env("SWITCHBOARD_CLUSTER__REDIS_URL", &redis.url())
-        .env("SWITCHBOARD_CLUSTER__SECRET", SECRET)
-        .env("SWITCHBOARD_ADMIN__ENABLED", "true")
-        .env("SWITCHBOARD_ADMIN__USERNAME", "admin")
-        .env("SWITCHBOARD_ADMIN__PASSWORD_HASH", PASSWORD_HASH)
-        .start()?;
+    let server = admin_node(&redis, PASSWORD_HASH)?;
     let addr = server.addr();
-    eventually("the node to be ready", || {
-        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
-    })?;
     let before = get_calls(&redis)?;
     let started = Instant::now();
     const CONNECTIONS: usize = 10;
