@@ -500,14 +500,8 @@ impl StreamsNode {
                 tracing::debug!(id = %entry.id, "skipping an entry appended again after a failover");
             } else if self.changes_nothing(&routes, &entry) {
                 // Not decoded: [`StreamsNode::on_entry`] would drop it.
-            } else if entry
-                .fields()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-                > crate::broker::MAX_PEER_MESSAGE_BYTES
-            {
-                self.health().oversized.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(id = %entry.id, "entry over MAX_PEER_MESSAGE_BYTES skipped undecoded");
+            } else if self.oversized(&entry) {
+                // Not decoded: counted.
             } else {
                 match decode_entry(&entry) {
                     Ok(message) => self.on_entry(&routes, entry.id, message),
@@ -530,6 +524,19 @@ impl StreamsNode {
             }
         }
         Ok(())
+    }
+
+    /// Whether `entry` is over [`MAX_PEER_MESSAGE_BYTES`](crate::broker::MAX_PEER_MESSAGE_BYTES),
+    /// too long to decode (anyone who can write to Redis can append one): counted in
+    /// `oversized`, for the live reader and a replay's read of the log alike.
+    fn oversized(&self, entry: &Entry<'_>) -> bool {
+        let bytes: usize = entry.fields().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes <= crate::broker::MAX_PEER_MESSAGE_BYTES {
+            return false;
+        }
+        self.health().oversized.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = %entry.id, bytes, "entry over MAX_PEER_MESSAGE_BYTES skipped undecoded");
+        true
     }
 
     /// Whether `entry` is one of this node's own in a namespace without recovery (or
@@ -1199,13 +1206,7 @@ impl SessionStore for StreamsNode {
                     from = format!("({}", entry.id);
                     // As the live reader: no entry over the bound is decoded (a forged
                     // one of 100 MB decoded to gigabytes, on every replay over it).
-                    if entry
-                        .fields()
-                        .map(|(k, v)| k.len() + v.len())
-                        .sum::<usize>()
-                        > crate::broker::MAX_PEER_MESSAGE_BYTES
-                    {
-                        self.health().oversized.fetch_add(1, Ordering::Relaxed);
+                    if self.oversized(&entry) {
                         continue;
                     }
                     let Ok(message) = decode_entry(&entry) else {

@@ -396,14 +396,15 @@ impl Namespace {
     pub fn del_sockets_local(&self, opts: &BroadcastOptions, rooms: &[Room]) {
         let asked: std::collections::HashSet<&str> = rooms.iter().map(|r| &**r).collect();
         for s in self.local_sockets(opts) {
-            let mut own = self.adapter().socket_rooms(s.id());
-            // Its own id room too, which Node lets a socket leave.
-            own.push(Room::from(s.id_str()));
-            if asked.len() < own.len() {
+            // Its rooms and its own id room, which Node lets a socket leave: counted
+            // first, so the usual leave of a room or two lists no socket's rooms.
+            if asked.len() <= self.adapter().socket_room_count(s.id()) {
                 for room in &asked {
                     s.leave(room);
                 }
             } else {
+                let mut own = self.adapter().socket_rooms(s.id());
+                own.push(Room::from(s.id_str()));
                 for room in own.iter().filter(|r| asked.contains(&***r)) {
                     s.leave(room);
                 }

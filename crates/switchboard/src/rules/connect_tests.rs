@@ -61,14 +61,20 @@ fn session_query(open: String) -> String {
 }
 
 fn token(sub: &str) -> String {
+    token_with(json!({ "sub": sub }))
+}
+
+/// A token of `claims` (an object) expiring in ten minutes, signed with [`SECRET`].
+fn token_with(mut claims: serde_json::Value) -> String {
     let exp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs()
         + 600;
+    claims["exp"] = json!(exp);
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({ "sub": sub, "exp": exp }),
+        &claims,
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("a token")
@@ -271,19 +277,7 @@ async fn a_refresh_moves_the_auto_joined_rooms_with_the_claims() {
         "refresh_event = \"auth:refresh\"\n[namespaces.rooms]\nauto_join = [\"org:{org}\"]\n",
         None,
     );
-    let org_token = |org: &str| {
-        let exp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_secs()
-            + 600;
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &json!({ "sub": "alice", "org": org, "exp": exp }),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .expect("a token")
-    };
+    let org_token = |org: &str| token_with(json!({ "sub": "alice", "org": org }));
     let conn = session_query(exchange(&io, Method::GET, "", "").await);
     let connect = format!(r#"40/chat,{{"token":"{}"}}"#, org_token("acme"));
     assert_eq!(exchange(&io, Method::POST, &conn, &connect).await, "ok");

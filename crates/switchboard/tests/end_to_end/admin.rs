@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use switchboard_test_support::RedisServer;
 
-use super::client::{Polling, get};
-use super::support::{TestServer, eventually};
+use super::client::{Polling, ready};
+use super::support::TestServer;
 
 /// bcrypt of `changeit` at cost 4.
 const PASSWORD_HASH: &str = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYKqu7M5nsUS";
@@ -92,10 +92,7 @@ fn admin_node(redis: &RedisServer, password_hash: &str) -> anyhow::Result<TestSe
         .env("SWITCHBOARD_ADMIN__USERNAME", "admin")
         .env("SWITCHBOARD_ADMIN__PASSWORD_HASH", password_hash)
         .start()?;
-    let addr = server.addr();
-    eventually("the node to be ready", || {
-        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
-    })?;
+    ready(server.addr(), "the node to be ready")?;
     Ok(server)
 }
 

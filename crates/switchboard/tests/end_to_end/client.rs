@@ -155,6 +155,14 @@ pub(crate) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> 
     request(addr, "GET", path, "")
 }
 
+/// Waits until the node at `addr` answers `/health/ready` with 200 (`what` names the
+/// wait in the error).
+pub(crate) fn ready(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
+    eventually(what, || {
+        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
+    })
+}
+
 /// The value of one metric sample (`name{labels}` exactly as rendered), if present.
 pub(crate) fn metric(addr: SocketAddr, sample: &str) -> anyhow::Result<Option<f64>> {
     let res = get(addr, "/metrics")?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use switchboard_test_support::RedisServer;
 
 use super::api::{KEY, call, connect};
-use super::client::{Polling, get, metric};
+use super::client::{Polling, get, metric, ready};
 use super::support::{TestServer, command, eventually, run};
 
 /// The cluster secret the test nodes share (forwarded polling requests are signed).
@@ -25,10 +25,7 @@ fn node(redis: &RedisServer, adapter: &str, recovery: bool) -> anyhow::Result<Te
         .env("SWITCHBOARD_CLUSTER__SECRET", SECRET)
         .env("SWITCHBOARD_RECOVERY__ENABLED", &recovery.to_string())
         .start()?;
-    let addr = server.addr();
-    eventually("the node to be ready", || {
-        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
-    })?;
+    ready(server.addr(), "the node to be ready")?;
     Ok(server)
 }
 
@@ -141,9 +138,7 @@ fn readiness_follows_redis_and_the_metrics_show_it() -> anyhow::Result<()> {
     assert_eq!(metric(addr, "switchboard_cluster_up")?, Some(0.0));
 
     redis.restart_blocking();
-    eventually("readiness to come back", || {
-        Ok((get(addr, "/health/ready")?.status == 200).then_some(()))
-    })?;
+    ready(addr, "readiness to come back")?;
     let reconnects = metric(addr, "switchboard_cluster_reconnects_total")?;
     assert!(reconnects.is_some_and(|n| n >= 1.0), "{reconnects:?}");
     Ok(())
