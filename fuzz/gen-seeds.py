@@ -471,6 +471,42 @@ def inbound_watch():
         write("inbound_watch", name, data)
 
 
+def reframe():
+    """What a client sends on its WebSocket, after one byte choosing the piece length
+    ((b % 32 + 1) × 4 bytes: 4 to 128) and 4 choosing the reads and the room each
+    read offers; the body's frame bound is 1,024 bytes. Frames longer than a piece
+    (cut), exactly a piece, longer than the bound (passed whole), and the frames
+    tungstenite refuses whole (unmasked, control, reserved opcode or bits)."""
+    whole, bytewise, mixed = bytes([63] * 4), bytes([0] * 4), bytes([1, 13, 0, 40])
+    small, odd = bytes([3]), bytes([30])  # pieces of 16 and 124 bytes
+    event = ws_frame('42["a",1]')
+    seeds = {
+        "long-text-multibyte": small + mixed + ws_frame("é€" * 60) + event,
+        "long-text-multibyte-bytewise": small + bytewise + ws_frame("é€" * 20),
+        "long-binary": odd + whole + ws_frame(bytes(range(256)) * 3, opcode=0x2),
+        "exactly-a-piece": small + whole + ws_frame("x" * 16) + ws_frame("y" * 17),
+        "fragments-with-pings": small + mixed + ws_frame("a" * 40, fin=False)
+        + ws_frame("p", opcode=0x9) + ws_frame("b" * 50, opcode=0x0, fin=False)
+        + ws_frame("c" * 33, opcode=0x0) + event,
+        "over-the-bound": small + whole + ws_frame("x" * 1100) + event,
+        "unmasked-long": small + whole + ws_frame("x" * 200, key=None),
+        "long-ping": small + whole + ws_frame("x" * 200, opcode=0x9),
+        "reserved-opcode-long": small + whole + ws_frame("x" * 200, opcode=0x3),
+        "compressed-long": small + mixed + ws_frame("x" * 200, rsv=0x40),
+        "bad-utf8-in-a-later-piece": small + whole + ws_frame(b"a" * 40 + b"\xff" + b"b" * 40),
+        "utf8-cut-at-the-end": small + mixed + ws_frame(b"a" * 15 + "é".encode())
+        + ws_frame("é" * 30),
+        "partial-long-frame": small + mixed + ws_frame("x" * 500)[:300],
+        "continuation-first-long": small + whole + ws_frame("x" * 100, opcode=0x0) + event,
+        "close-after-long": odd + whole + ws_frame("x" * 300) + ws_frame(b"\x03\xe8", opcode=0x8)
+        + event,
+        "sixty-four-bit-length": small + whole + bytes([0x82, 0xFF]) + (100).to_bytes(8, "big")
+        + WS_MASK + b"z" * 100,
+    }
+    for name, data in seeds.items():
+        write("reframe", name, data)
+
+
 def main():
     if CORPUS.exists():
         for seed in CORPUS.rglob("*"):
@@ -486,6 +522,7 @@ def main():
     questions()
     relay_watch()
     inbound_watch()
+    reframe()
     files = list(CORPUS.rglob("*"))
     size = sum(f.stat().st_size for f in files if f.is_file())
     print(f"{sum(1 for f in files if f.is_file())} seeds, {size} bytes")

@@ -7,6 +7,9 @@
 //! - [`forward`]: serving polling requests of sessions other nodes own (no sticky
 //!   sessions);
 //! - `relay`: WebSocket upgrades of sessions other nodes own, relayed to them;
+//! - `inbound` and `reframe`: what a client's messages on their way in may hold (one
+//!   budget for the node, a deadline per message, no read buffer kept at the size of
+//!   a long frame);
 //! - `sse`: Server-Sent Events, a one-way transport beside Engine.IO's two;
 //! - `drain`: closing the sessions in paced batches before shutdown;
 //! - `registry`: the live sessions by id;
@@ -20,6 +23,7 @@ mod driver;
 pub mod forward;
 pub(crate) mod inbound;
 mod polling;
+pub(crate) mod reframe;
 mod registry;
 pub(crate) mod relay;
 mod sse;

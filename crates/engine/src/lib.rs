@@ -63,3 +63,12 @@ pub fn fuzz_relay_watch(data: &[u8]) {
 pub fn fuzz_inbound_watch(data: &[u8]) {
     eio::inbound::fuzz(data);
 }
+
+/// The reframer (which cuts a client's long WebSocket frames into pieces before
+/// tungstenite reads them, `eio::reframe`), for the `reframe` fuzz target
+/// (`crates/fuzz-targets`); not an API. The first bytes of `data` choose the piece
+/// length and how the rest is cut into reads.
+#[doc(hidden)]
+pub fn fuzz_reframe(data: &[u8]) {
+    eio::reframe::fuzz(data);
+}

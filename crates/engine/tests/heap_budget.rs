@@ -137,6 +137,7 @@ fn run() -> anyhow::Result<()> {
     let packets = [measure_packets(false)?, measure_packets(true)?];
     print_report(&rows, &packets);
     let report = measure_reports()?;
+    let after_large = measure_after_large()?;
     let without = rows
         .iter()
         .find(|r| r.transport == Transport::Websocket && !r.recovery)
@@ -145,7 +146,26 @@ fn run() -> anyhow::Result<()> {
     println!(
         "Disconnect report kept (the node's last {MAX_REPORTS}), per report: {per_report:.0} bytes"
     );
+    let idle = rows
+        .iter()
+        .find(|r| r.transport == Transport::Websocket && !r.recovery)
+        .map_or(0.0, |r| r.open.footprint);
+    println!(
+        "Idle WebSocket session after one message of {LARGE_MESSAGE} bytes: {:.0} bytes \
+         ({:.0} more than an idle one)",
+        after_large.footprint,
+        after_large.footprint - idle
+    );
     let mut guards = guards(&rows, &packets);
+    guards.push(guard(
+        "a_websocket_keeps_no_buffer_for_a_large_message_it_read",
+        after_large.footprint - idle <= LARGE_MESSAGE_RESIDUE_BUDGET,
+        format!(
+            "{:.0} bytes more than an idle session after a message of {LARGE_MESSAGE} bytes, \
+             budget {LARGE_MESSAGE_RESIDUE_BUDGET}",
+            after_large.footprint - idle
+        ),
+    ));
     guards.push(guard(
         "a_disconnect_report_costs_little",
         per_report <= REPORT_BUDGET,
@@ -188,6 +208,18 @@ const CLOSED_RESIDUE_BUDGET: f64 = 160.0;
 /// every report at the disconnect (category and evidence strings) took 629, over this
 /// budget. The node keeps at most `MAX_REPORTS` of them.
 const REPORT_BUDGET: f64 = 600.0;
+/// The message each client sends in [`measure_after_large`]: near the default
+/// `engine.max_payload` (1 MB), an event no handler takes.
+const LARGE_MESSAGE: usize = 900_000;
+/// Sessions per step of [`measure_after_large`]: fewer than [`SESSIONS`], since each
+/// client sends [`LARGE_MESSAGE`] (and, were its read buffer kept, would hold it).
+const LARGE_SESSIONS: usize = 50;
+/// What an idle WebSocket session may hold beyond an idle one's heap once it has read
+/// a large message: tungstenite keeps a read buffer as large as the largest frame it
+/// read, and the frames it reads are cut into pieces of at most
+/// `websocket::READ_PIECE` (4 KiB) below it, so that is what is left, not the
+/// message (it was: the whole message, ~900 KB here).
+const LARGE_MESSAGE_RESIDUE_BUDGET: f64 = 8.0 * 1024.0;
 /// How far the recovery bounds' estimate of a kept session may be from its heap.
 const KEPT_SESSION_TOLERANCE: f64 = 128.0;
 /// What a buffered packet for everyone may cost beyond its encoded frame: its slot in
@@ -447,8 +479,14 @@ struct Clients {
 impl Clients {
     /// Starts `count` clients and returns once each has joined `/`.
     fn open(transport: Transport, addr: SocketAddr, count: usize) -> anyhow::Result<Clients> {
+        Clients::open_named(transport.name(), addr, count)
+    }
+
+    /// Starts `count` clients of the kind the child names `kind` (a transport's name,
+    /// or `websocket-large`: a WebSocket that sends one [`LARGE_MESSAGE`] first).
+    fn open_named(kind: &str, addr: SocketAddr, count: usize) -> anyhow::Result<Clients> {
         let mut child = Command::new(std::env::current_exe()?)
-            .env(CLIENT_ENV, transport.name())
+            .env(CLIENT_ENV, kind)
             .env(ADDR_ENV, addr.to_string())
             .env(COUNT_ENV, count.to_string())
             .stdin(Stdio::piped())
@@ -527,6 +565,22 @@ fn measure_reports() -> anyhow::Result<Cost> {
     let after = settled_heap()?;
     drop(server.runtime);
     Ok(after.minus(before).per(2 * SESSIONS))
+}
+
+/// What an idle WebSocket session holds after it read one large message: clients
+/// that each sent [`LARGE_MESSAGE`] and then only wait, N and 2N of them.
+fn measure_after_large() -> anyhow::Result<Cost> {
+    let server = Server::start_with(false, 0)?;
+    let first = Clients::open_named("websocket-large", server.addr, LARGE_SESSIONS)?;
+    server.wait_for_sockets(LARGE_SESSIONS)?;
+    let one = settled_heap()?;
+    let second = Clients::open_named("websocket-large", server.addr, LARGE_SESSIONS)?;
+    server.wait_for_sockets(2 * LARGE_SESSIONS)?;
+    let two = settled_heap()?;
+    drop((first, second));
+    server.wait_for_no_session()?;
+    drop(server.runtime);
+    Ok(two.minus(one).per(LARGE_SESSIONS))
 }
 
 /// What one buffered event costs.
@@ -644,6 +698,7 @@ mod client {
             for _ in 0..count {
                 match transport {
                     "websocket" => websockets.push(websocket(addr).await?),
+                    "websocket-large" => websockets.push(websocket_large(addr).await?),
                     "polling" => polls.push(polling(addr).await?),
                     other => bail!("unknown transport {other}"),
                 }
@@ -666,6 +721,20 @@ mod client {
         ws.send(Message::text("40")).await?;
         let connected = next_text(&mut ws).await?;
         anyhow::ensure!(connected.starts_with("40{"), "connect answer: {connected}");
+        Ok(ws)
+    }
+
+    /// A WebSocket joined to `/` that has sent one event of [`LARGE_MESSAGE`] bytes,
+    /// which no handler takes, and then a CONNECT to a namespace that does not exist,
+    /// whose refusal shows the server read past the large message.
+    async fn websocket_large(addr: SocketAddr) -> anyhow::Result<Ws> {
+        let mut ws = websocket(addr).await?;
+        let filler = "x".repeat(LARGE_MESSAGE - r#"42["big",""]"#.len());
+        ws.send(Message::text(format!(r#"42["big","{filler}"]"#)))
+            .await?;
+        ws.send(Message::text("40/nowhere,")).await?;
+        let refused = next_text(&mut ws).await?;
+        anyhow::ensure!(refused.starts_with("44/nowhere,"), "answer: {refused}");
         Ok(ws)
     }
 

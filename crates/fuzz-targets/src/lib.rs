@@ -59,6 +59,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("sse_frame", sse_frame),
     ("relay_watch", relay_watch),
     ("inbound_watch", inbound_watch),
+    ("reframe", reframe),
 ];
 
 /// What a client sends on a WebSocket another node's session relays through this one,
@@ -80,6 +81,16 @@ pub fn relay_watch(data: &[u8]) {
 /// unfinished.
 pub fn inbound_watch(data: &[u8]) {
     switchboard_engine::fuzz_inbound_watch(data);
+}
+
+/// What a client sends on its WebSocket, cut into short frames before tungstenite
+/// reads it (the first byte chooses the piece length, the next ones how the rest is
+/// cut into reads). The body lives beside the private reframer
+/// (`switchboard_engine::fuzz_reframe`): tungstenite makes the same messages of the
+/// cut bytes as of the bytes as sent, reads of any size cut alike, and no masked data
+/// frame within the frame bound is left longer than a piece.
+pub fn reframe(data: &[u8]) {
+    switchboard_engine::fuzz_reframe(data);
 }
 
 /// The forwarding frames Switchboard nodes exchange over Redis, as the parser sees

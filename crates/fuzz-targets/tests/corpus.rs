@@ -160,4 +160,5 @@ targets!(
     sse_frame,
     relay_watch,
     inbound_watch,
+    reframe,
 );

@@ -51,6 +51,19 @@ for (const mode of TRANSPORT_MODES) {
       assertSameShape(await back, [bytes(256)]);
     });
 
+    // On WebSocket the server cuts a frame over 4 KiB into pieces before its WebSocket
+    // library reads it (so no connection keeps a buffer the size of its largest
+    // message): a long text with characters cut between pieces, and a long
+    // attachment, still arrive whole.
+    test("a long text and a long binary argument come back whole", async () => {
+      const { socket } = await clients.connect(server.url, mode);
+      const text = "é€a".repeat(40_000); // 240,000 bytes of UTF-8
+      const data = bytes(300_000, 9);
+      const back = once(socket, "message-back");
+      socket.emit("message", text, data);
+      assertSameShape(await back, [text, data]);
+    });
+
     test("a Uint8Array argument comes back byte for byte", async () => {
       const { socket } = await clients.connect(server.url, mode);
       const data = new Uint8Array([0, 1, 2, 253, 254, 255]);

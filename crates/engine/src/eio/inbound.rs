@@ -45,6 +45,7 @@ use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::reframe::Reframe;
 use super::ws_frame::{Header, HeaderBytes, fuzz_reads};
 use crate::diagnosis::Cutoff;
 
@@ -361,7 +362,8 @@ pub(crate) fn cutoff_of(err: &io::Error) -> Option<Cutoff> {
     err.get_ref()?.downcast_ref::<Cutoff>().copied()
 }
 
-/// A WebSocket's connection, read through a [`MessageWatch`]: every read charges the
+/// A WebSocket's connection, read through a [`Reframe`] (the client's long frames cut
+/// into pieces, `super::reframe`) and a [`MessageWatch`]: every read charges the
 /// unfinished message's bytes to the budget and checks its deadline.
 ///
 /// What it watches with is boxed: every WebSocket session's driver holds its stream
@@ -376,6 +378,8 @@ pub(crate) struct Watched<S> {
 
 #[derive(Debug)]
 struct WatchState {
+    /// The client's long frames cut into pieces before tungstenite reads them.
+    reframe: Reframe,
     watch: MessageWatch,
     charge: Charge,
     /// When the unfinished message's first bytes were read.
@@ -383,11 +387,14 @@ struct WatchState {
 }
 
 impl<S> Watched<S> {
-    /// `io`, whose messages must each fit in `budget` and arrive within its timeout.
-    pub(crate) fn new(io: S, budget: Arc<InboundBudget>) -> Self {
+    /// `io`, whose messages must each fit in `budget` and arrive within its timeout,
+    /// and whose frames may be `max_frame` bytes long (longer ones are not cut, so
+    /// tungstenite refuses them from their header).
+    pub(crate) fn new(io: S, budget: Arc<InboundBudget>, max_frame: usize) -> Self {
         Watched {
             io,
             state: Box::new(WatchState {
+                reframe: Reframe::new(max_frame),
                 watch: MessageWatch::default(),
                 charge: Charge::new(budget),
                 since: None,
@@ -442,7 +449,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let state = &mut *this.state;
-        if Pin::new(&mut this.io).poll_read(cx, buf)?.is_pending() {
+        if state.reframe.poll_read(&mut this.io, cx, buf)?.is_pending() {
             return match state.wait(cx) {
                 Ok(()) => Poll::Pending,
                 Err(cut) => Poll::Ready(Err(io::Error::other(cut))),
@@ -900,7 +907,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_finished_message_is_no_longer_a_holder_and_the_next_starts_young() {
         let budget = budget(1000);
-        let mut watched = *Watched::new((), budget.clone()).state;
+        let mut watched = *Watched::new((), budget.clone(), 1 << 20).state;
         let start = Instant::now();
         let waker = std::task::Waker::noop();
         let cx = Context::from_waker(waker);
@@ -1052,7 +1059,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let budget = budget(1000);
         let (mut client, server) = tokio::io::duplex(4096);
-        let mut watched = Watched::new(server, budget.clone());
+        let mut watched = Watched::new(server, budget.clone(), 1 << 20);
         let first = frame(TEXT, &[b'x'; 900]);
         client.write_all(&first).await.unwrap();
         let mut buf = vec![0; 4096];
@@ -1082,7 +1089,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_message_unfinished_past_the_timeout_is_cut_off() {
         let timeout = Duration::from_secs(10);
-        let mut watched = *Watched::new((), budget(1 << 20)).state;
+        let mut watched = *Watched::new((), budget(1 << 20), 1 << 20).state;
         let start = Instant::now();
         let first = frame(TEXT, b"part");
         let progress = watched.watch.feed(&first);
@@ -1099,7 +1106,7 @@ mod tests {
             Err(Cutoff::TooSlow { timeout })
         );
         // A finished message and a new one: the new one's time counts from its start.
-        let mut watched = *Watched::new((), budget(1 << 20)).state;
+        let mut watched = *Watched::new((), budget(1 << 20), 1 << 20).state;
         let progress = watched.watch.feed(&first);
         assert_eq!(watched.account(progress, || start), Ok(()));
         let mut both = frame(FIN | CONTINUATION, b"end");
@@ -1113,7 +1120,7 @@ mod tests {
     #[test]
     fn a_message_over_the_budget_is_cut_off_and_its_bytes_given_back() {
         let budget = budget(1000);
-        let mut watched = *Watched::new((), budget.clone()).state;
+        let mut watched = *Watched::new((), budget.clone(), 1 << 20).state;
         let now = Instant::now();
         let progress = watched.watch.feed(&frame(TEXT, &[0; 900]));
         assert_eq!(watched.account(progress, || now), Ok(()));

@@ -87,7 +87,7 @@ pub(crate) async fn stream(
     inbound: &Arc<InboundBudget>,
 ) -> WsStream {
     WebSocketStream::from_raw_socket(
-        Watched::new(TokioIo::new(upgraded), inbound.clone()),
+        Watched::new(TokioIo::new(upgraded), inbound.clone(), config.max_payload),
         Role::Server,
         Some(self::config(config.max_payload, config.queue.max_bytes)),
     )
