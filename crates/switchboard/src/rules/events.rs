@@ -74,7 +74,7 @@ fn admit(policy: &Policy, event: &mut Event) -> bool {
     let Some(limiter) = &policy.limiter else {
         return true;
     };
-    let verdict = limiter.check(event.socket.id(), Instant::now());
+    let verdict = limiter.check(event.socket.connection_id(), Instant::now());
     if verdict == Verdict::Allowed {
         return true;
     }

@@ -36,13 +36,13 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
     // Joined in the middleware already (`auto_join`); a socket that resumed a session
     // skipping the middleware gets them here (joining twice is a no-op).
     join_auto_rooms(policy, socket, claims.as_ref());
-    // Not for a socket closed while the handlers ran (its disconnect handlers come
-    // next): its id may be a resumed session's already, whose bucket this would
-    // replace with one its own disconnect then removes.
+    // The connection's bucket, shared with its other sockets under this rule. Not for
+    // a socket closed while the handlers ran: its disconnect handlers come next, and
+    // would only let go of it again.
     if let Some(limiter) = &policy.limiter
         && socket.connected()
     {
-        limiter.insert(socket.id(), limit::owner(socket), Instant::now());
+        limiter.insert(socket.connection_id(), limit::owner(socket), Instant::now());
     }
     if let Some(claims) = &claims {
         policy.arm_expiry(socket, claims);
@@ -70,7 +70,12 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
     let report = socket.report();
     log_disconnect(socket, reason, report.as_deref().map(|r| r.diagnosis.get()));
     if let Some(limiter) = &policy.limiter {
-        limiter.remove(socket.id(), limit::owner(socket));
+        limiter.remove(
+            socket.connection_id(),
+            limit::owner(socket),
+            !socket.conn().is_closed(),
+            Instant::now(),
+        );
     }
     policy.cancel_expiry(socket);
     policy.sink.deliver_with(|| LifecycleEvent::Disconnected {

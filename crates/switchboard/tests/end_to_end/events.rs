@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use serde_json::{Value, json};
 
 use super::backend::{no_reply, serve_rules, serve_rules_from};
-use super::client::metric;
+use super::client::{Polling, metric};
 use super::socket::{SioClient, token};
 use super::support::SAFETY_TIMEOUT;
 
@@ -357,5 +357,65 @@ fn a_flood_is_refused_then_disconnected_as_rate_limited() -> anyhow::Result<()> 
     })?;
     let sample = r#"switchboard_client_events_total{outcome="rate_limited"}"#;
     assert_eq!(metric(server.addr(), sample)?, Some(3.0));
+    Ok(())
+}
+
+/// A pattern's namespaces on one connection draw on one bucket: a client cannot
+/// multiply its rate by connecting to more of them (before, each socket had its own:
+/// up to 64 buckets on one connection).
+#[test]
+fn sockets_of_one_connection_in_a_patterns_namespaces_share_one_bucket_kept_across_reconnects()
+-> anyhow::Result<()> {
+    let (server, _backend) = serve_rules(no_reply)?;
+    let client = Polling::handshake(server.addr())?;
+    let games = ["/game-1", "/game-2", "/game-3"];
+    let connects: Vec<String> = games.iter().map(|g| format!("40{g},")).collect();
+    client.send(&connects.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut answers = Vec::new();
+    while answers.len() < games.len() {
+        answers.extend(
+            client
+                .poll()?
+                .into_iter()
+                .filter(|p| p.starts_with("40/game-")),
+        );
+    }
+    // Three events on each namespace: 9 against one burst of 4. Unmatched events are
+    // denied by the rules once the limiter let them through.
+    let events: Vec<String> = games
+        .iter()
+        .flat_map(|g| (1..=3).map(move |id| format!(r#"42{g},{id}["spam"]"#)))
+        .collect();
+    client.send(&events.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut acks = Vec::new();
+    while acks.len() < events.len() {
+        acks.extend(
+            client
+                .poll()?
+                .into_iter()
+                .filter(|p| p.starts_with("43/game-")),
+        );
+    }
+    let count = |what: &str| acks.iter().filter(|a| a.contains(what)).count();
+    assert_eq!(
+        (count("event not allowed"), count("rate limited")),
+        (4, 5),
+        "{acks:?}"
+    );
+    // Leaving every one of them and connecting again on the same connection does not
+    // refill the bucket.
+    client.send(&["41/game-1,", "41/game-2,", "41/game-3,", "40/game-4,"])?;
+    while !client.poll()?.iter().any(|p| p.starts_with("40/game-4,")) {}
+    client.send(&[r#"42/game-4,1["spam"]"#])?;
+    let ack = loop {
+        if let Some(ack) = client
+            .poll()?
+            .into_iter()
+            .find(|p| p.starts_with("43/game-4,"))
+        {
+            break ack;
+        }
+    };
+    assert!(ack.contains("rate limited"), "{ack}");
     Ok(())
 }
