@@ -162,6 +162,38 @@ async fn server_disconnect_sends_disconnect_packet_and_runs_handlers() {
     assert_eq!(ns.socket_count(), 0);
 }
 
+/// A disconnect handler can tell a socket that left its namespace on an open
+/// connection from one whose connection closed (the rules keep an open connection's
+/// rate-limit bucket for its next CONNECT, and drop a closed one's at once).
+#[tokio::test(start_paused = true)]
+async fn a_disconnect_handler_sees_whether_the_connection_is_still_open() {
+    let io = server(config());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let ns = io.of("/");
+    ns.on_disconnect(move |socket, reason| {
+        seen2
+            .lock()
+            .unwrap()
+            .push((reason.as_str(), socket.conn().is_closed()))
+    });
+    let left = Client::connected(&io).await;
+    left.post("41").await;
+    let closed = Client::connected(&io).await;
+    closed.post("1").await;
+    switchboard_test_support::eventually("both disconnects", || async {
+        seen.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            ("client namespace disconnect", false),
+            ("transport close", true)
+        ]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn rooms_report_occupied_and_vacated_once_each() {
     let io = server(config());
