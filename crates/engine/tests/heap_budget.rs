@@ -138,6 +138,7 @@ fn run() -> anyhow::Result<()> {
     print_report(&rows, &packets);
     let report = measure_reports()?;
     let after_large = measure_after_large()?;
+    let attachment = measure_held_attachment()?;
     let without = rows
         .iter()
         .find(|r| r.transport == Transport::Websocket && !r.recovery)
@@ -156,7 +157,22 @@ fn run() -> anyhow::Result<()> {
         after_large.footprint,
         after_large.footprint - idle
     );
+    // The session that holds the attachment is one that read a large message.
+    let held = attachment.heap.footprint - after_large.footprint;
+    println!(
+        "Binary attachment of {ATTACHMENT} bytes held while its packet waits for the next: \
+         {held:.0} bytes of heap beyond its session, {:.0} charged to the inbound budget",
+        attachment.charged
+    );
     let mut guards = guards(&rows, &packets);
+    guards.push(guard(
+        "a_held_attachment_costs_what_it_is_charged",
+        held - attachment.charged <= ATTACHMENT_SLACK,
+        format!(
+            "{held:.0} bytes of heap for {:.0} charged (may exceed it by {ATTACHMENT_SLACK})",
+            attachment.charged
+        ),
+    ));
     guards.push(guard(
         "a_websocket_keeps_no_buffer_for_a_large_message_it_read",
         after_large.footprint - idle <= LARGE_MESSAGE_RESIDUE_BUDGET,
@@ -217,9 +233,16 @@ const LARGE_SESSIONS: usize = 50;
 /// What an idle WebSocket session may hold beyond an idle one's heap once it has read
 /// a large message: tungstenite keeps a read buffer as large as the largest frame it
 /// read, and the frames it reads are cut into pieces of at most
-/// `websocket::READ_PIECE` (4 KiB) below it, so that is what is left, not the
+/// `reframe::PIECE` (4 KiB) below it, so that is what is left, not the
 /// message (it was: the whole message, ~900 KB here).
 const LARGE_MESSAGE_RESIDUE_BUDGET: f64 = 8.0 * 1024.0;
+/// The attachment each client sends in [`measure_held_attachment`]: just past a power
+/// of two, where a buffer that doubles as it grows holds nearly twice its length.
+const ATTACHMENT: usize = 524_300;
+/// What a held attachment may cost beyond what the inbound budget charges for it: the
+/// waiting packet's own state and its allocator blocks (the packet's text, its
+/// placeholders, the list of parts).
+const ATTACHMENT_SLACK: f64 = 2048.0;
 /// How far the recovery bounds' estimate of a kept session may be from its heap.
 const KEPT_SESSION_TOLERANCE: f64 = 128.0;
 /// What a buffered packet for everyone may cost beyond its encoded frame: its slot in
@@ -583,6 +606,40 @@ fn measure_after_large() -> anyhow::Result<Cost> {
     Ok(two.minus(one).per(LARGE_SESSIONS))
 }
 
+/// What a binary attachment held while its packet waits costs, against what the
+/// inbound budget charges for it.
+struct HeldAttachment {
+    heap: Cost,
+    charged: f64,
+}
+
+/// Clients that each send a binary event of two attachments and only the first (of
+/// [`ATTACHMENT`] bytes, which arrives cut into pieces and gathered), so the server
+/// holds it while waiting for the second; N and 2N of them.
+fn measure_held_attachment() -> anyhow::Result<HeldAttachment> {
+    const CLIENTS: usize = 10;
+    let server = Server::start_with(false, 0)?;
+    let charged = || server.io.engine().metrics().snapshot().inbound_bytes;
+    let holding = |n: usize| {
+        eventually(&format!("{n} attachments held"), || {
+            Ok((charged() >= n * ATTACHMENT).then_some(()))
+        })
+    };
+    let first = Clients::open_named("websocket-attachment", server.addr, CLIENTS)?;
+    holding(CLIENTS)?;
+    let (one, charged_one) = (settled_heap()?, charged());
+    let second = Clients::open_named("websocket-attachment", server.addr, CLIENTS)?;
+    holding(2 * CLIENTS)?;
+    let (two, charged_two) = (settled_heap()?, charged());
+    drop((first, second));
+    server.wait_for_no_session()?;
+    drop(server.runtime);
+    Ok(HeldAttachment {
+        heap: two.minus(one).per(CLIENTS),
+        charged: (charged_two - charged_one) as f64 / CLIENTS as f64,
+    })
+}
+
 /// What one buffered event costs.
 #[derive(Debug)]
 struct PacketRow {
@@ -699,6 +756,7 @@ mod client {
                 match transport {
                     "websocket" => websockets.push(websocket(addr).await?),
                     "websocket-large" => websockets.push(websocket_large(addr).await?),
+                    "websocket-attachment" => websockets.push(websocket_attachment(addr).await?),
                     "polling" => polls.push(polling(addr).await?),
                     other => bail!("unknown transport {other}"),
                 }
@@ -735,6 +793,18 @@ mod client {
         ws.send(Message::text("40/nowhere,")).await?;
         let refused = next_text(&mut ws).await?;
         anyhow::ensure!(refused.starts_with("44/nowhere,"), "answer: {refused}");
+        Ok(ws)
+    }
+
+    /// A WebSocket joined to `/` that sent a binary event of two attachments and only
+    /// the first, of [`ATTACHMENT`] bytes.
+    async fn websocket_attachment(addr: SocketAddr) -> anyhow::Result<Ws> {
+        let mut ws = websocket(addr).await?;
+        let placeholders = r#"{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}"#;
+        ws.send(Message::text(format!(r#"452-["att",{placeholders}]"#)))
+            .await?;
+        ws.send(Message::binary(vec![7u8; ATTACHMENT])).await?;
+        ws.flush().await?;
         Ok(ws)
     }
 

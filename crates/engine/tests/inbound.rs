@@ -184,6 +184,28 @@ async fn unfinished_websocket_messages_share_the_node_budget_and_the_one_past_it
     assert_eq!(io.engine().metrics().snapshot().inbound_bytes, 0);
 }
 
+/// A budget the size of `max_payload` takes one message of nearly that size whole:
+/// what the budget counts is the client's bytes, not the headers of the pieces the
+/// server cuts a long frame into before its WebSocket library reads it (before that
+/// was fixed, the pieces' headers took a 999,900-byte message past a 1,000,000-byte
+/// budget and the session was closed `server overloaded`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_of_max_payload_takes_one_message_of_nearly_that_size() {
+    let (_io, addr) = start(1_000_000, Duration::from_secs(10)).await;
+    let mut ws = connected(&addr).await;
+    let filler = "x".repeat(999_900 - r#"42["big",""]"#.len());
+    ws.send(Message::text(format!(r#"42["big","{filler}"]"#)))
+        .await
+        .unwrap();
+    let got = next_text(&mut ws).await.expect("the session stays open");
+    assert!(
+        got.starts_with(r#"42["got","xxx"#),
+        "{}",
+        &got[..40.min(got.len())]
+    );
+    assert_eq!(got.len(), 999_900);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_message_in_fragments_must_be_whole_within_the_body_timeout() {
     let timeout = Duration::from_millis(500);

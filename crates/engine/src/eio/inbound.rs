@@ -447,20 +447,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
         let state = &mut *this.state;
-        if state.reframe.poll_read(&mut this.io, cx, buf)?.is_pending() {
-            return match state.wait(cx) {
+        // The watch follows the bytes as the client sent them, read from the
+        // connection, not as cut for tungstenite: the pieces' headers are not the
+        // client's, and bytes read but not yet given out are held all the same.
+        let mut progress: Option<Progress> = None;
+        let watch = &mut state.watch;
+        let polled = state.reframe.poll_read(&mut this.io, cx, buf, |bytes| {
+            let now = watch.feed(bytes);
+            progress = Some(Progress {
+                held: now.held,
+                completed: now.completed || progress.is_some_and(|p| p.completed),
+            });
+        });
+        if let Some(progress) = progress
+            && let Err(cut) = state.account(progress, Instant::now)
+        {
+            return Poll::Ready(Err(io::Error::other(cut)));
+        }
+        match polled? {
+            Poll::Pending => match state.wait(cx) {
                 Ok(()) => Poll::Pending,
                 Err(cut) => Poll::Ready(Err(io::Error::other(cut))),
-            };
+            },
+            Poll::Ready(()) => Poll::Ready(Ok(())),
         }
-        let progress = state.watch.feed(&buf.filled()[before..]);
-        Poll::Ready(
-            state
-                .account(progress, Instant::now)
-                .map_err(io::Error::other),
-        )
     }
 }
 

@@ -24,6 +24,7 @@
 //! [`Reframer`] is the pure part (bytes in, bytes out); [`Reframe`] runs it on reads.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, ReadBuf};
@@ -35,8 +36,9 @@ use super::ws_frame::{Header, HeaderBytes, fuzz_reads};
 /// message. A multiple of 4, so the masking key lines up in every piece.
 pub(crate) const PIECE: u64 = 4096;
 
-/// Bytes read from the connection at once, on the stack of a read.
-const READ_CHUNK: usize = 2048;
+/// Most bytes read from the connection at once (on the stack of a read; what
+/// tungstenite has no room for yet waits in [`Reframe`]'s `left`).
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Cuts a client's long data frames into pieces: bytes of the connection in, the
 /// same messages out in frames of at most a piece's payload.
@@ -188,12 +190,21 @@ impl Reframer {
 }
 
 /// A connection's reads through a [`Reframer`], and the bytes it read but could not
-/// give out yet (a read's last bytes, when a piece's header took their room; held
-/// only until the next read, then freed).
+/// give out yet.
+///
+/// tungstenite asks for at most its read buffer's size at a time (512 bytes, see
+/// `websocket::READ_BUFFER_SIZE`), which made every 512 bytes of a long message one
+/// read from the socket: 2,000 system calls for a message of 1 MB. This reads up to
+/// [`READ_CHUNK`] from the connection at once and gives tungstenite the rest from
+/// `left` on its next reads (a header that took room also leaves bytes there). `left`
+/// is allocated only while it holds bytes and freed once they are given out, so an
+/// idle connection holds none.
 #[derive(Debug)]
 pub(crate) struct Reframe {
     reframer: Reframer,
     left: Vec<u8>,
+    /// Bytes of `left` already given out.
+    left_at: usize,
 }
 
 impl Reframe {
@@ -202,27 +213,32 @@ impl Reframe {
         Reframe {
             reframer: Reframer::new(max_frame),
             left: Vec::new(),
+            left_at: 0,
         }
     }
 
-    /// Reads from `io` into `buf`, cut. Like any read, it is ready with no bytes only
-    /// at the end of the connection (or with no room in `buf`).
+    /// Reads from `io` into `buf`, cut; `wire` sees the bytes of each read from `io`
+    /// as they came (what the client sent, and what this holds until given out). Like
+    /// any read, it is ready with no bytes only at the end of the connection (or with
+    /// no room in `buf`).
     pub(crate) fn poll_read<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
+        mut wire: impl FnMut(&[u8]),
     ) -> Poll<io::Result<()>> {
         loop {
             if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if !self.left.is_empty() {
-                let (taken, written) = self.reframer.run(&self.left, buf.initialize_unfilled());
+            if self.left_at < self.left.len() {
+                let rest = &self.left[self.left_at..];
+                let (taken, written) = self.reframer.run(rest, buf.initialize_unfilled());
                 buf.advance(written);
-                self.left.drain(..taken);
-                if self.left.is_empty() {
-                    self.left = Vec::new();
+                self.left_at += taken;
+                if self.left_at == self.left.len() {
+                    (self.left, self.left_at) = (Vec::new(), 0);
                 }
                 if written > 0 {
                     return Poll::Ready(Ok(()));
@@ -236,11 +252,11 @@ impl Reframe {
                     return Poll::Ready(Ok(()));
                 }
             }
-            let mut chunk = [0; READ_CHUNK];
-            let room = buf.remaining().min(READ_CHUNK);
-            let mut read = ReadBuf::new(&mut chunk[..room]);
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut read = ReadBuf::uninit(&mut chunk);
             ready!(std::pin::Pin::new(&mut *io).poll_read(cx, &mut read))?;
             let read = read.filled();
+            wire(read);
             if read.is_empty() {
                 // The end: a header cut short stays unsaid, as tungstenite would not
                 // have used it either.
@@ -260,13 +276,15 @@ impl Reframe {
 /// of `data` choose the piece length and how the rest is cut into reads
 /// ([`fuzz_reads`]) and into the room each read offers; the rest is what a client
 /// sent. Asserts, beyond "no panic":
+/// - the cut bytes are what the rule says, written out here without the reframer
+///   ([`model`]): every frame as it came, byte for byte, but a masked text, binary or
+///   continuation frame longer than a piece and within the frame bound, which becomes
+///   pieces; a header cut short at the end is held back;
+/// - [`Reframe`], read as tungstenite reads it (from a connection giving the chosen
+///   reads, with `Pending` between them, into the chosen rooms), gives those bytes;
 /// - tungstenite, as the server reads (`engine.max_payload` the frame and message
 ///   bound), makes the same messages of the cut bytes as of the bytes as sent, in
-///   the same order, up to where either stops (at an error or the end);
-/// - cutting does not depend on how the bytes arrive: reads of any size give the
-///   bytes that one read of everything gives;
-/// - every masked data frame in the cut bytes is at most a piece long, unless it is
-///   longer than the frame bound (passed as it came, for tungstenite to refuse).
+///   the same order, up to where either stops (at an error or the end).
 pub(crate) fn fuzz(data: &[u8]) {
     let Some((&piece, data)) = data.split_first() else {
         return;
@@ -279,45 +297,147 @@ pub(crate) fn fuzz(data: &[u8]) {
         .map(|b| usize::from(b % 23) + 1)
         .collect();
     let max_frame = 1 << 10;
-    let whole = cut_in_one(sent, max_frame, piece);
-    // In reads, into outputs of the chosen sizes, with leftovers as `Reframe` keeps.
-    let mut reframer = Reframer::with_piece(max_frame, piece);
-    let (mut cut, mut left) = (Vec::new(), Vec::<u8>::new());
-    let mut room = rooms.iter().copied().cycle();
-    for (start, end) in reads {
-        left.extend_from_slice(&sent[start..end]);
-        loop {
-            let mut out = vec![0; room.next().unwrap_or(64)];
-            let (taken, written) = reframer.run(&left, &mut out);
-            cut.extend_from_slice(&out[..written]);
-            left.drain(..taken);
-            if written == 0 {
-                break;
-            }
-        }
-        assert!(
-            left.is_empty(),
-            "a read's bytes were left over with room to spare"
+    let expected = model(sent, max_frame as u64, piece);
+    assert_eq!(
+        cut_in_one(sent, max_frame, piece),
+        expected,
+        "cut in one run"
+    );
+    assert_eq!(
+        read_through(sent, &reads, &rooms, max_frame, piece),
+        expected,
+        "read in reads"
+    );
+    assert_eq!(messages(&expected, max_frame), messages(sent, max_frame));
+}
+
+/// What cutting `sent` must give, from the rule alone (see [`fuzz`]).
+fn model(sent: &[u8], max_frame: u64, piece: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < sent.len() {
+        let bytes = &sent[at..];
+        let Some(&[first, second]) = bytes.get(..2) else {
+            break;
+        };
+        let (len_size, masked) = (
+            match second & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            },
+            second & 0x80 != 0,
         );
-    }
-    assert_eq!(cut, whole, "cut differently in reads");
-    // What tungstenite makes of each.
-    assert_eq!(messages(&whole, max_frame), messages(sent, max_frame));
-    // The frames the cut bytes hold.
-    let mut header = HeaderBytes::default();
-    let mut skip = 0u64;
-    for &byte in &whole {
-        if skip > 0 {
-            skip -= 1;
-            continue;
+        let size = 2 + len_size + if masked { 4 } else { 0 };
+        if bytes.len() < size {
+            break; // held back until whole
         }
-        if let Some(h) = header.push(byte) {
-            if h.masked && matches!(h.opcode, 0..=2) && h.len <= max_frame as u64 {
-                assert!(h.len <= piece, "a frame of {} bytes was left whole", h.len);
+        let len = match len_size {
+            2 => u64::from(u16::from_be_bytes([bytes[2], bytes[3]])),
+            8 => u64::from_be_bytes(bytes[2..10].try_into().unwrap_or_default()),
+            _ => u64::from(second & 0x7f),
+        };
+        let mask = &bytes[size - if masked { 4 } else { 0 }..size];
+        let payload = &bytes[size..];
+        let here = usize::try_from(len).map_or(payload.len(), |l| l.min(payload.len()));
+        let opcode = first & 0x0f;
+        if masked && opcode <= 2 && len > piece && len <= max_frame {
+            let mut done = 0u64;
+            while done < len {
+                let this = piece.min(len - done);
+                let last = done + this == len;
+                let (rsv, op) = match done {
+                    0 => (first & 0x70, opcode),
+                    _ => (0, 0),
+                };
+                out.push((u8::from(last && first & 0x80 != 0) << 7) | rsv | op);
+                match this {
+                    0..=125 => out.push(0x80 | this as u8),
+                    _ => {
+                        out.push(0x80 | 126);
+                        out.extend_from_slice(&(this as u16).to_be_bytes());
+                    }
+                }
+                out.extend_from_slice(mask);
+                let from = done as usize;
+                let to = (from + this as usize).min(here);
+                out.extend_from_slice(&payload[from.min(here)..to]);
+                if to < from + this as usize {
+                    break; // the input ends inside this piece
+                }
+                done += this;
             }
-            skip = h.len;
+        } else {
+            out.extend_from_slice(&bytes[..size + here]);
+        }
+        if (here as u64) < len {
+            break;
+        }
+        at += size + here;
+    }
+    out
+}
+
+/// `sent` read through a [`Reframe`] with pieces of `piece`: from a connection that
+/// gives `reads` one at a time with `Pending` before each, into buffers of the
+/// `rooms` sizes in turn, until the end.
+fn read_through(
+    sent: &[u8],
+    reads: &[(usize, usize)],
+    rooms: &[usize],
+    max_frame: usize,
+    piece: u64,
+) -> Vec<u8> {
+    /// The connection: each read comes after a `Pending`.
+    struct Wire<'a> {
+        sent: &'a [u8],
+        reads: std::slice::Iter<'a, (usize, usize)>,
+        ready: bool,
+    }
+    impl AsyncRead for Wire<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if !std::mem::replace(&mut self.ready, false) {
+                self.ready = true;
+                return Poll::Pending;
+            }
+            if let Some(&(start, end)) = self.reads.next() {
+                // A read offers at least a chunk, more than any fuzz read.
+                buf.put_slice(&self.sent[start..end]);
+            }
+            Poll::Ready(Ok(()))
         }
     }
+    let mut wire = Wire {
+        sent,
+        reads: reads.iter(),
+        ready: false,
+    };
+    let mut reframe = Reframe {
+        reframer: Reframer::with_piece(max_frame, piece),
+        left: Vec::new(),
+        left_at: 0,
+    };
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let (mut out, mut room) = (Vec::new(), rooms.iter().copied().cycle());
+    loop {
+        let mut space = vec![0; room.next().unwrap_or(64)];
+        let mut buf = ReadBuf::new(&mut space);
+        let mut from_wire = 0;
+        match reframe.poll_read(&mut wire, &mut cx, &mut buf, |b| from_wire += b.len()) {
+            Poll::Pending => continue,
+            Poll::Ready(result) => assert!(result.is_ok()),
+        }
+        if buf.filled().is_empty() {
+            assert_eq!(from_wire, 0, "ended with bytes read");
+            break;
+        }
+        out.extend_from_slice(buf.filled());
+    }
+    out
 }
 
 /// `sent` cut by one run over all of it, with room for everything.
@@ -476,11 +596,13 @@ mod tests {
         assert!(!reframer.holds_header());
     }
 
-    /// An in-memory connection that gives out what it holds in reads of `step`.
+    /// An in-memory connection that gives out what it holds in reads of `step`, and
+    /// counts the reads.
     struct Wire {
         bytes: Vec<u8>,
         at: usize,
         step: usize,
+        reads: usize,
     }
 
     impl AsyncRead for Wire {
@@ -492,8 +614,10 @@ mod tests {
             let n = (self.bytes.len() - self.at)
                 .min(self.step)
                 .min(buf.remaining());
-            buf.put_slice(&self.bytes[self.at..self.at + n]);
+            let at = self.at;
+            buf.put_slice(&self.bytes[at..at + n]);
             self.at += n;
+            self.reads += 1;
             Poll::Ready(Ok(()))
         }
     }
@@ -507,11 +631,20 @@ mod tests {
     fn reads_give_every_byte_cut_and_keep_nothing_once_read() {
         let mut sent = frame(0x81, [1, 2, 3, 4], &[b'a'; 9000]);
         sent.extend(frame(0x82, [4, 3, 2, 1], &[7; 100]));
-        for (step, room) in [(1, 512), (2048, 512), (2048, 7), (300, 4096)] {
+        // The room tungstenite offers is 512 bytes at most; reads of the connection
+        // are not held to it.
+        for (step, room) in [
+            (1, 512),
+            (2048, 512),
+            (2048, 7),
+            (300, 4096),
+            (1 << 20, 512),
+        ] {
             let mut wire = Wire {
                 bytes: sent.clone(),
                 at: 0,
                 step,
+                reads: 0,
             };
             let mut reframe = Reframe::new(1 << 20);
             let waker = Arc::new(Noop).into();
@@ -520,7 +653,7 @@ mod tests {
             loop {
                 let mut space = vec![0; room];
                 let mut buf = ReadBuf::new(&mut space);
-                match reframe.poll_read(&mut wire, &mut cx, &mut buf) {
+                match reframe.poll_read(&mut wire, &mut cx, &mut buf, |_| {}) {
                     Poll::Ready(Ok(())) if buf.filled().is_empty() => break,
                     Poll::Ready(Ok(())) => got.extend_from_slice(buf.filled()),
                     other => panic!("{other:?}"),
@@ -532,6 +665,12 @@ mod tests {
                 "reads of {step}, room {room}"
             );
             assert_eq!(reframe.left.capacity(), 0, "kept its leftover buffer");
+            assert!(
+                wire.reads <= sent.len().div_ceil(step.min(READ_CHUNK)) + 1,
+                "{} reads of the connection for {} bytes in reads of {step}",
+                wire.reads,
+                sent.len()
+            );
         }
     }
 

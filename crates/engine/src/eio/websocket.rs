@@ -23,7 +23,9 @@ pub(crate) type WsStream = WebSocketStream<Watched<TokioIo<Upgraded>>>;
 
 /// Read buffer of each WebSocket, allocated up front by tungstenite for every
 /// connection. Small, because idle connections must cost little (DESIGN §4) and
-/// client → server messages are usually short; a larger message grows it on demand.
+/// client → server messages are usually short; a larger message grows it on demand,
+/// up to one piece of a cut frame (`reframe::PIECE`). tungstenite also asks for no
+/// more than this per read; `reframe::Reframe` reads more from the socket at once.
 const READ_BUFFER_SIZE: usize = 512;
 /// Bytes buffered before tungstenite writes to the socket: a batch of queued frames is
 /// fed and flushed together, so this only bounds one write call.
@@ -117,13 +119,25 @@ pub(crate) enum Incoming {
 /// Decodes one WebSocket message.
 pub(crate) fn decode(msg: WsMessage) -> Incoming {
     match msg {
-        WsMessage::Text(t) => match Packet::decode_text(Bytes::from(t)) {
+        WsMessage::Text(t) => match Packet::decode_text(exact(Bytes::from(t))) {
             Ok(p) => Incoming::Packet(p),
             Err(_) => Incoming::Malformed,
         },
-        WsMessage::Binary(b) => Incoming::Packet(Packet::Binary(b)),
+        WsMessage::Binary(b) => Incoming::Packet(Packet::Binary(exact(b))),
         WsMessage::Close(_) => Incoming::Closed,
         WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Incoming::Ignore,
+    }
+}
+
+/// A message longer than a piece (`reframe::PIECE`) was gathered from its pieces in
+/// a buffer that doubled as it grew, up to twice the message's length: copied into
+/// one of its own length, so that what keeps it (a packet waiting for its binary
+/// attachments, a relayed attachment in a queue) holds the bytes it is charged for.
+/// Shorter messages are slices of the read buffer, as tungstenite made them.
+fn exact(bytes: Bytes) -> Bytes {
+    match bytes.len() as u64 > super::reframe::PIECE {
+        true => Bytes::copy_from_slice(&bytes),
+        false => bytes,
     }
 }
 
