@@ -3,8 +3,9 @@
 //!
 //! A token is checked in this order: size and shape; the header's `alg` against the
 //! pinned algorithms (so `none` and HS/RS confusion are refused before any key is
-//! touched); the key its `kid` names; the signature; then `exp`, `nbf`, `iss` and `aud`
-//! with the configured leeway.
+//! touched); the one key its `kid` names (or, without `kid`, the one key that fits its
+//! `alg`); the signature, checked once; then `exp`, `nbf`, `iss` and `aud` with the
+//! configured leeway, `iss` a string and `aud` a string or a list of strings.
 
 mod algorithm;
 mod error;
@@ -166,16 +167,10 @@ impl JwtVerifier {
             Keys::Jwks(cache) => {
                 let kid = peeked.kid.as_deref();
                 let keys = cache.lookup(kid, peeked.alg).await?;
-                let mut outcome = Err(AuthError::BadSignature);
-                for key in jwks::candidates(&keys, kid).filter(|key| key.accepts(peeked.alg)) {
-                    outcome = decode(token, key, validation);
-                    // Only a signature mismatch says "maybe another key"; any later
-                    // check failing means this key verified the signature.
-                    if outcome != Err(AuthError::BadSignature) {
-                        break;
-                    }
-                }
-                outcome
+                // One key, so one signature check per token, however many keys the set
+                // holds (`lookup` found it; the set it returned holds it).
+                let key = jwks::choose(&keys, kid, peeked.alg).ok_or(AuthError::UnknownKey)?;
+                decode(token, key, validation)
             }
         }
     }
@@ -269,9 +264,40 @@ fn validation(settings: &JwtSettings, alg: Algorithm) -> Validation {
 
 /// Verifies `token`'s signature with `key`, then its claims.
 fn decode(token: &str, key: &VerifyKey, validation: &Validation) -> Result<Claims, AuthError> {
-    jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
-        .map(|data| Claims::from(data.claims))
-        .map_err(|err| AuthError::from_jwt(&err))
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
+        .map_err(|err| AuthError::from_jwt(&err))?
+        .claims;
+    check_iss_and_aud(&claims, validation)?;
+    Ok(Claims::from(claims))
+}
+
+/// What `jsonwebtoken`'s claim checks let through: it skips an `aud` or `iss` it cannot
+/// parse unless that claim is required, and accepts an `iss` list that names an accepted
+/// issuer. Refuses an `iss` that is not a string and an `aud` that is neither a string
+/// nor a list of strings (`Malformed`), and any `aud` when no audience is configured
+/// (`WrongAudience`, RFC 7519 §4.1.3). Accepted values were checked by `jsonwebtoken`.
+fn check_iss_and_aud(
+    claims: &Map<String, Value>,
+    validation: &Validation,
+) -> Result<(), AuthError> {
+    if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+        return Err(AuthError::Malformed);
+    }
+    if let Some(aud) = claims.get("aud") {
+        let well_formed = match aud {
+            Value::String(_) => true,
+            Value::Array(items) => items.iter().all(Value::is_string),
+            _ => false,
+        };
+        if !well_formed {
+            return Err(AuthError::Malformed);
+        }
+        // `validation()` sets an audience exactly when one is configured.
+        if validation.aud.is_none() {
+            return Err(AuthError::WrongAudience);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

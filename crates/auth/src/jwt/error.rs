@@ -31,7 +31,9 @@ pub enum AuthError {
     /// configured (RFC 7519 §4.1.3).
     #[error("token audience not accepted")]
     WrongAudience,
-    /// The token names a key (`kid`) the key set does not hold, even after a refresh.
+    /// The token names a key (`kid`) the key set does not hold, even after a refresh; or
+    /// no single key fits it (no `kid` while several keys fit its `alg`; an unknown `kid`
+    /// while several keys without a `kid` do).
     #[error("unknown signing key")]
     UnknownKey,
     /// The key set could not be fetched (endpoint down, slow, or answering garbage) and

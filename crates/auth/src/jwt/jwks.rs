@@ -1,6 +1,7 @@
 //! The JWKS cache: keys fetched from the identity provider, used until their TTL runs
-//! out, refreshed early when a token names an unknown `kid` — at most once per refresh
-//! interval, with concurrent misses sharing one fetch — and kept when a refresh fails.
+//! out, refreshed early when no cached key fits a token (an unknown `kid`) — at most
+//! once per refresh interval, with concurrent misses sharing one fetch — and kept when a
+//! refresh fails. Which one key verifies a token is decided by [`choose`].
 //!
 //! Stale keys are used for as long as the endpoint cannot be read: refusing every
 //! connection because the identity provider is briefly down would be worse than
@@ -58,11 +59,11 @@ struct State {
 /// How the cached keys fit a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fit {
-    /// At least one key may verify it.
+    /// [`choose`] picks a key for it.
     Found,
     /// The key it names exists but may not verify its `alg`.
     WrongAlg,
-    /// No key fits its `kid`.
+    /// No key fits it: an unknown `kid`, or no single key for its `alg`.
     Missing,
 }
 
@@ -209,30 +210,53 @@ impl State {
     }
 }
 
-/// Whether `keys` hold one that may verify a token declaring `kid` and `alg`.
+/// Whether `keys` hold the key [`choose`] picks for a token declaring `kid` and `alg`.
 fn fit(keys: &[VerifyKey], kid: Option<&str>, alg: Algorithm) -> Fit {
-    let mut named = candidates(keys, kid).peekable();
-    if named.peek().is_none() {
-        return Fit::Missing;
-    }
-    if named.any(|key| key.accepts(alg)) {
+    if choose(keys, kid, alg).is_some() {
         Fit::Found
-    } else {
+    } else if kid.is_some_and(|kid| keys.iter().any(|key| key.kid.as_deref() == Some(kid))) {
         Fit::WrongAlg
+    } else {
+        Fit::Missing
     }
 }
 
-/// The keys a token naming `kid` may use: those with that `kid` and those without any.
-/// A token without `kid` may use any key.
-pub(crate) fn candidates<'a>(
+/// The one key a token declaring `kid` and `alg` is verified with, so that no token
+/// costs more than one signature check however many keys the set holds:
+///
+/// - with a `kid`: the first key with that `kid` that may verify `alg` (none if keys
+///   with that `kid` exist but none may); if no key has that `kid`, the key without a
+///   `kid` that may verify `alg`, when there is exactly one;
+/// - without a `kid`: the key that may verify `alg`, when the set holds exactly one;
+///   else the key without a `kid` that may verify `alg`, when there is exactly one.
+///   Several candidates make the token ambiguous: none is chosen.
+pub(crate) fn choose<'a>(
     keys: &'a [VerifyKey],
-    kid: Option<&'a str>,
-) -> impl Iterator<Item = &'a VerifyKey> + 'a {
-    keys.iter()
-        .filter(move |key| match (kid, key.kid.as_deref()) {
-            (Some(wanted), Some(has)) => wanted == has,
-            _ => true,
-        })
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Option<&'a VerifyKey> {
+    let fitting = keys.iter().filter(|key| key.accepts(alg));
+    let kidless = || fitting.clone().filter(|key| key.kid.is_none());
+    match kid {
+        Some(wanted) => {
+            let mut named = keys
+                .iter()
+                .filter(|key| key.kid.as_deref() == Some(wanted))
+                .peekable();
+            if named.peek().is_some() {
+                named.find(|key| key.accepts(alg))
+            } else {
+                only(kidless())
+            }
+        }
+        None => only(fitting.clone()).or_else(|| only(kidless())),
+    }
+}
+
+/// The single item of `items`; `None` when there are none or several.
+fn only<T>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    let first = items.next()?;
+    items.next().is_none().then_some(first)
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use super::{Algorithm, KeyFamily};
 use switchboard_settings::SettingError;
 
 /// The most keys used from one JWKS document. Providers publish two or three (current,
-/// next, previous); a token without a `kid` is tried against each fitting key, so this
-/// also bounds that work.
+/// next, previous). However many there are, a token is checked against one key only.
 pub const MAX_JWKS_KEYS: usize = 32;
 
 /// One verification key and what it may verify.

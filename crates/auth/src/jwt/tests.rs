@@ -132,3 +132,97 @@ fn settings_built_in_code_get_the_algorithm_checks() {
         .is_ok()
     );
 }
+
+/// `claims` with a valid `exp` added.
+fn live(mut claims: Value) -> Value {
+    claims["exp"] = json!(now() + 600);
+    claims
+}
+
+#[tokio::test]
+async fn aud_that_is_not_a_string_or_list_of_strings_is_malformed() {
+    let open = verifier(|_| {});
+    let closed = verifier(|s| s.audiences = vec!["good".to_owned()]);
+    for aud in [
+        json!(5),
+        json!(true),
+        json!({}),
+        json!(["other", 1]),
+        json!(null),
+    ] {
+        let token = sign(&live(json!({ "aud": aud })));
+        assert_eq!(
+            open.verify(&token).await,
+            Err(AuthError::Malformed),
+            "{aud}"
+        );
+        // With an audience configured `jsonwebtoken` already refuses it as missing.
+        assert_eq!(
+            closed.verify(&token).await,
+            Err(AuthError::WrongAudience),
+            "{aud}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn any_aud_is_refused_when_no_audience_is_configured() {
+    let open = verifier(|_| {});
+    for aud in [json!("good"), json!(["good"]), json!([])] {
+        let token = sign(&live(json!({ "aud": aud })));
+        assert_eq!(
+            open.verify(&token).await,
+            Err(AuthError::WrongAudience),
+            "{aud}"
+        );
+    }
+    assert!(open.verify(&sign(&live(json!({})))).await.is_ok());
+    let closed = verifier(|s| s.audiences = vec!["good".to_owned()]);
+    for aud in [json!("good"), json!(["other", "good"])] {
+        let token = sign(&live(json!({ "aud": aud })));
+        assert!(closed.verify(&token).await.is_ok(), "{aud}");
+    }
+}
+
+#[tokio::test]
+async fn iss_that_is_not_a_string_is_malformed() {
+    let checked = verifier(|s| s.issuers = vec!["good".to_owned()]);
+    for iss in [json!(["evil", "good"]), json!(["good"])] {
+        let token = sign(&live(json!({ "iss": iss })));
+        assert_eq!(
+            checked.verify(&token).await,
+            Err(AuthError::Malformed),
+            "{iss}"
+        );
+    }
+    assert!(
+        checked
+            .verify(&sign(&live(json!({ "iss": "good" }))))
+            .await
+            .is_ok()
+    );
+    // Refused by `jsonwebtoken` as a missing or wrong issuer before this check.
+    for iss in [json!(5), json!(["evil"]), json!("evil")] {
+        let token = sign(&live(json!({ "iss": iss })));
+        assert_eq!(
+            checked.verify(&token).await,
+            Err(AuthError::WrongIssuer),
+            "{iss}"
+        );
+    }
+    // No issuer configured: `iss` is not checked, but must still be a string.
+    let open = verifier(|_| {});
+    for iss in [json!(5), json!(["good"]), json!({}), json!(null)] {
+        let token = sign(&live(json!({ "iss": iss })));
+        assert_eq!(
+            open.verify(&token).await,
+            Err(AuthError::Malformed),
+            "{iss}"
+        );
+    }
+    assert!(
+        open.verify(&sign(&live(json!({ "iss": "anyone" }))))
+            .await
+            .is_ok()
+    );
+}

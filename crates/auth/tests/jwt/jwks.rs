@@ -48,7 +48,7 @@ async fn tokens_signed_by_published_keys_verify_with_one_fetch() {
             let claims = v.verify(&signer.sign(&good_claims())).await.expect("valid");
             assert_eq!(claims.sub.as_deref(), Some("alice"));
         }
-        // A token without a `kid` is tried against the keys that fit its algorithm.
+        // A token without a `kid` uses the one key that fits its algorithm.
         assert!(
             v.verify(&Signer::es256().sign(&good_claims()))
                 .await
@@ -235,6 +235,96 @@ async fn a_token_must_fit_the_key_it_names() {
         // Claims are still checked after a JWKS signature verifies.
         let expired = rsa.sign(&json!({ "sub": "a", "iss": ISSUER, "aud": AUDIENCE, "exp": 1 }));
         assert_eq!(v.verify(&expired).await, Err(AuthError::Expired));
+    })
+    .await;
+}
+
+/// The tests' signer `name` (`rsa1`, `rsa2` or `ec`), naming `kid` if given.
+fn signer(name: &str, kid: Option<&str>) -> Signer {
+    let signer = match name {
+        "rsa1" => Signer::rs256(false),
+        "rsa2" => Signer::rs256(true),
+        _ => Signer::es256(),
+    };
+    match kid {
+        Some(kid) => signer.kid(kid),
+        None => signer,
+    }
+}
+
+#[tokio::test]
+async fn a_token_is_checked_against_one_key_only() {
+    within("the test", async {
+        type Key<'a> = (&'a str, Option<&'a str>);
+        // (the set's keys, the token's signing key and kid, the outcome)
+        let cases: [(&[Key], Key, Result<(), AuthError>); 10] = [
+            // Named keys: a kid uses its own key; a token without kid is ambiguous.
+            (
+                &[("rsa1", Some("a")), ("rsa2", Some("b"))],
+                ("rsa2", Some("b")),
+                Ok(()),
+            ),
+            (
+                &[("rsa1", Some("a")), ("rsa2", Some("b"))],
+                ("rsa2", None),
+                Err(AuthError::UnknownKey),
+            ),
+            (
+                &[("rsa1", Some("a")), ("rsa2", Some("b"))],
+                ("rsa2", Some("x")),
+                Err(AuthError::UnknownKey),
+            ),
+            // Two keys without kid: neither an unknown kid nor no kid picks one.
+            (
+                &[("rsa1", None), ("rsa2", None)],
+                ("rsa2", Some("x")),
+                Err(AuthError::UnknownKey),
+            ),
+            (
+                &[("rsa1", None), ("rsa2", None)],
+                ("rsa2", None),
+                Err(AuthError::UnknownKey),
+            ),
+            // One key without kid: the fallback for unknown kids.
+            (
+                &[("rsa1", None), ("ec", Some("ec"))],
+                ("rsa1", Some("x")),
+                Ok(()),
+            ),
+            // Without kid, of two fitting keys the one without kid is used, and only it.
+            (
+                &[("rsa1", Some("a")), ("rsa2", None)],
+                ("rsa2", None),
+                Ok(()),
+            ),
+            (
+                &[("rsa1", Some("a")), ("rsa2", None)],
+                ("rsa1", None),
+                Err(AuthError::BadSignature),
+            ),
+            // A duplicated kid: the first key with it, and only it.
+            (
+                &[("rsa1", Some("dup")), ("rsa2", Some("dup"))],
+                ("rsa1", Some("dup")),
+                Ok(()),
+            ),
+            (
+                &[("rsa1", Some("dup")), ("rsa2", Some("dup"))],
+                ("rsa2", Some("dup")),
+                Err(AuthError::BadSignature),
+            ),
+        ];
+        for (spec, (name, kid), expected) in cases {
+            let keys: Vec<Signer> = spec.iter().map(|(name, kid)| signer(name, *kid)).collect();
+            let server = JwksServer::start(Mode::Serve(jwks(&keys.iter().collect::<Vec<_>>())));
+            let token = signer(name, kid).sign(&good_claims());
+            let outcome = verifier(&server.await, |_| {}).verify(&token).await;
+            assert_eq!(
+                outcome.map(|_| ()),
+                expected,
+                "set {spec:?}, token by {name} with kid {kid:?}"
+            );
+        }
     })
     .await;
 }

@@ -10,6 +10,7 @@ use http::Uri;
 use tokio::task::JoinSet;
 
 use super::*;
+use crate::jwt::KeyFamily;
 use crate::jwt::fetch::FetchFuture;
 
 const TTL: Duration = Duration::from_secs(600);
@@ -257,19 +258,144 @@ async fn keys_are_matched_by_kid_and_algorithm() {
             .map(|k| k.len()),
         Err(AuthError::AlgorithmNotAllowed)
     );
+    // Two keys fit an ES256 token without `kid`: ambiguous, refused.
     assert_eq!(
         cache.lookup(None, Algorithm::ES256).await.map(|k| k.len()),
-        Ok(2)
+        Err(AuthError::UnknownKey)
     );
     let keys = cache
         .lookup(Some("k2"), Algorithm::ES256)
         .await
         .expect("k2");
-    let kids: Vec<_> = candidates(&keys, Some("k2"))
-        .map(|k| k.kid.as_deref())
-        .collect();
-    assert_eq!(kids, [Some("k2")]);
+    let chosen = choose(&keys, Some("k2"), Algorithm::ES256).map(|k| k.kid.as_deref());
+    assert_eq!(chosen, Some(Some("k2")));
     assert_eq!(script.fetches(), 1);
+}
+
+/// A key for [`choose`]: only its `kid`, family and pinned `alg` matter.
+fn key(kid: Option<&str>, family: KeyFamily, only: Option<Algorithm>) -> VerifyKey {
+    VerifyKey {
+        kid: kid.map(str::to_owned),
+        family,
+        only,
+        key: jsonwebtoken::DecodingKey::from_secret(b"unused"),
+    }
+}
+
+fn rsa(kid: Option<&str>) -> VerifyKey {
+    key(kid, KeyFamily::Rsa, None)
+}
+
+fn ec(kid: Option<&str>) -> VerifyKey {
+    key(kid, KeyFamily::Ec, Some(Algorithm::ES256))
+}
+
+/// The index of the key [`choose`] picks, and what [`fit`] says (they must agree).
+fn pick(keys: &[VerifyKey], kid: Option<&str>, alg: Algorithm) -> (Option<usize>, Fit) {
+    let index = choose(keys, kid, alg).map(|chosen| {
+        keys.iter()
+            .position(|k| std::ptr::eq(k, chosen))
+            .expect("from the set")
+    });
+    let fit = fit(keys, kid, alg);
+    assert_eq!(index.is_some(), fit == Fit::Found, "{kid:?} {alg}");
+    (index, fit)
+}
+
+#[test]
+fn a_kid_chooses_its_own_key_only() {
+    let keys = [rsa(None), rsa(Some("a")), ec(Some("e")), rsa(Some("b"))];
+    assert_eq!(
+        pick(&keys, Some("b"), Algorithm::RS256),
+        (Some(3), Fit::Found)
+    );
+    assert_eq!(
+        pick(&keys, Some("a"), Algorithm::PS384),
+        (Some(1), Fit::Found)
+    );
+    // The named key may not verify the alg: refused, no fallback to the key without kid.
+    assert_eq!(
+        pick(&keys, Some("e"), Algorithm::RS256),
+        (None, Fit::WrongAlg)
+    );
+    assert_eq!(
+        pick(&keys, Some("a"), Algorithm::ES256),
+        (None, Fit::WrongAlg)
+    );
+}
+
+#[test]
+fn duplicate_kids_choose_the_first_that_fits_the_alg() {
+    let keys = [
+        key(Some("dup"), KeyFamily::Rsa, Some(Algorithm::RS512)),
+        rsa(Some("dup")),
+        rsa(Some("dup")),
+    ];
+    assert_eq!(
+        pick(&keys, Some("dup"), Algorithm::RS256),
+        (Some(1), Fit::Found)
+    );
+    assert_eq!(
+        pick(&keys, Some("dup"), Algorithm::RS512),
+        (Some(0), Fit::Found)
+    );
+    assert_eq!(
+        pick(&keys, Some("dup"), Algorithm::ES256),
+        (None, Fit::WrongAlg)
+    );
+}
+
+#[test]
+fn an_unknown_kid_falls_back_to_the_one_key_without_kid_only() {
+    // One key without kid fits: it is used (keys with other kids never are).
+    let keys = [rsa(Some("a")), ec(None), rsa(None), rsa(Some("b"))];
+    assert_eq!(
+        pick(&keys, Some("x"), Algorithm::RS256),
+        (Some(2), Fit::Found)
+    );
+    assert_eq!(
+        pick(&keys, Some("x"), Algorithm::ES256),
+        (Some(1), Fit::Found)
+    );
+    // Several keys without kid fit: ambiguous.
+    let keys = [rsa(None), rsa(Some("a")), rsa(None)];
+    assert_eq!(
+        pick(&keys, Some("x"), Algorithm::RS256),
+        (None, Fit::Missing)
+    );
+    // None without kid fits the alg, or none has no kid.
+    let keys = [ec(None), rsa(Some("a"))];
+    assert_eq!(
+        pick(&keys, Some("x"), Algorithm::RS256),
+        (None, Fit::Missing)
+    );
+    let keys = [rsa(Some("a")), rsa(Some("b"))];
+    assert_eq!(
+        pick(&keys, Some("x"), Algorithm::RS256),
+        (None, Fit::Missing)
+    );
+    assert_eq!(pick(&[], Some("x"), Algorithm::RS256), (None, Fit::Missing));
+}
+
+#[test]
+fn no_kid_chooses_the_one_fitting_key_or_the_one_without_kid() {
+    // The only key for the alg, whatever its kid.
+    let keys = [ec(Some("e")), rsa(Some("a")), ec(None)];
+    assert_eq!(pick(&keys, None, Algorithm::RS256), (Some(1), Fit::Found));
+    // Several fit, one of them without kid: that one.
+    let keys = [rsa(Some("a")), rsa(None), rsa(Some("b"))];
+    assert_eq!(pick(&keys, None, Algorithm::RS256), (Some(1), Fit::Found));
+    // Several fit, none or several without kid: ambiguous.
+    let keys = [rsa(Some("a")), rsa(Some("b"))];
+    assert_eq!(pick(&keys, None, Algorithm::RS256), (None, Fit::Missing));
+    let keys = [rsa(None), rsa(Some("a")), rsa(None)];
+    assert_eq!(pick(&keys, None, Algorithm::RS256), (None, Fit::Missing));
+    let keys = [rsa(Some("dup")), rsa(Some("dup"))];
+    assert_eq!(pick(&keys, None, Algorithm::RS256), (None, Fit::Missing));
+    // None fits.
+    let keys = [ec(Some("e")), ec(None)];
+    assert_eq!(pick(&keys, None, Algorithm::RS256), (None, Fit::Missing));
+    assert_eq!(pick(&[], None, Algorithm::RS256), (None, Fit::Missing));
 }
 
 #[tokio::test(start_paused = true)]
