@@ -114,6 +114,34 @@ async fn an_upgrade_relayed_by_another_node_carries_the_session_both_ways() {
     assert_eq!(b.io.engine().session_count(), 0, "the session stays on A");
 }
 
+/// A relay ends with the owner's side: a client that stopped reading and never
+/// closes its connection (an attacker's, or one whose network went away unheard) no
+/// longer keeps the relay, its place among the relaying node's `max_connections` and
+/// its buffers after the owner closed the session (before, the relay waited for the
+/// client's end too, for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_ends_when_the_owner_closes_the_session_though_the_client_stays_silent() {
+    let (a, b) = two_nodes().await;
+    let client = Client::connected(&a.io).await;
+    let mut ws = probed(&b, &client).await;
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text(r#"42["echo",1]"#)).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"42["echo",1]"#));
+    let relayed = || b.io.engine().metrics().snapshot().relayed_connections;
+    assert_eq!(relayed(), 1);
+    // The owner ends the session (as its heartbeat would for a silent client); the
+    // client neither reads nor closes from now on (`ws` is held, never polled).
+    assert!(a.io.engine().close_session(
+        &client.sid,
+        switchboard_engine::DisconnectReason::TransportError
+    ));
+    eventually("the relay to end with the owner's side", || async {
+        relayed() == 0
+    })
+    .await;
+    drop(ws);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_keeps_a_relayed_upgrade_until_the_client_has_sent_its_upgrade_packet() {
     let (a, b) = two_nodes().await;

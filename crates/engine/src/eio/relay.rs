@@ -38,6 +38,7 @@
 //! Without a relay address on the owner or a forwarder here, or when a step fails, the
 //! client gets `400 Session ID unknown` for its WebSocket and stays on polling.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -106,19 +107,20 @@ enum RelayError {
 /// Relays the upgrade in `head` to the node tagged `owner`: resolves to the owner's
 /// `101` (and copies bytes between `client` and the owner from then on, holding
 /// `slot`, and `upgrade` until the client's `upgrade` packet went by), or to `Session
-/// ID unknown`.
+/// ID unknown`. `idle`: how long the owner may send nothing before the relay ends
+/// (its heartbeat's `ping_interval + ping_timeout`).
 pub(crate) async fn relay(
     forwarder: Arc<dyn Forwarder>,
     owner: String,
     head: RelayHead,
     client: OnUpgrade,
     held: (Slot, RelayedUpgrade),
-    (metrics, shutdown): (Arc<Metrics>, Shutdown),
+    (metrics, shutdown, idle): (Arc<Metrics>, Shutdown, Duration),
 ) -> Response<Body> {
     match connect(forwarder.as_ref(), &owner, head).await {
         Ok((answer, upstream)) => {
             metrics.upgrades_relayed.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(pipe(client, upstream, held, metrics, shutdown));
+            tokio::spawn(pipe(client, upstream, held, (metrics, idle), shutdown));
             answer
         }
         Err(err) => {
@@ -209,7 +211,7 @@ async fn pipe(
     client: OnUpgrade,
     upstream: OnUpgrade,
     (slot, upgrade): (Slot, RelayedUpgrade),
-    metrics: Arc<Metrics>,
+    (metrics, idle): (Arc<Metrics>, Duration),
     shutdown: Shutdown,
 ) {
     let (client, upstream) = match tokio::join!(client, upstream) {
@@ -229,9 +231,7 @@ async fn pipe(
         // The client is on its WebSocket now: a shutdown may end the relay.
         drop(upgrade);
         tokio::select! {
-            result = tokio::io::copy_bidirectional_with_sizes(
-                &mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER,
-            ) => {
+            result = frames(client, upstream, idle) => {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "relayed WebSocket ended");
                 }
@@ -243,6 +243,51 @@ async fn pipe(
     }
     metrics.relayed_connections.fetch_sub(1, Ordering::Relaxed);
     drop(slot);
+}
+
+/// Copies bytes both ways once upgraded, until either side ends (its end of file or
+/// an error) or the owner has sent nothing for `idle`. The end of either side ends
+/// the relay: a WebSocket says goodbye in its frames, not with half a TCP connection,
+/// and waiting for the other side's end instead (as a two-way copy does) kept the
+/// relay, its place among `max_connections` and its buffers for as long as a client
+/// that stopped reading without closing liked, long after the owner had closed the
+/// session. The owner's heartbeat sends at least a ping every `ping_interval`, so an
+/// owner silent for `idle` (`ping_interval + ping_timeout`) is gone (a half-open
+/// connection to a node that died unheard).
+async fn frames<C, U>(client: C, upstream: U, idle: Duration) -> io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_in, mut client_out) = tokio::io::split(client);
+    let (mut owner_in, mut owner_out) = tokio::io::split(upstream);
+    let to_owner = async {
+        let mut buf = vec![0u8; RELAY_BUFFER];
+        loop {
+            let n = client_in.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            owner_out.write_all(&buf[..n]).await?;
+        }
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; RELAY_BUFFER];
+        loop {
+            let n = tokio::time::timeout(idle, owner_in.read(&mut buf))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the owner went silent"))??;
+            if n == 0 {
+                // Pass the owner's end on (its close frame is already written).
+                return client_out.shutdown().await;
+            }
+            client_out.write_all(&buf[..n]).await?;
+        }
+    };
+    tokio::select! {
+        result = to_owner => result,
+        result = to_client => result,
+    }
 }
 
 /// Copies bytes both ways until the client's `upgrade` packet has gone by (true), or
@@ -289,6 +334,33 @@ async fn pass_on<'b, W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An owner that sends nothing for `idle` (no ping: its node died unheard, the
+    /// connection half open) ends the relay, and so does either side's end.
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_ends_when_the_owner_goes_silent_or_either_side_ends() {
+        let idle = Duration::from_secs(45);
+        // The owner stays silent.
+        let (client, _client_peer) = tokio::io::duplex(64);
+        let (owner, _owner_peer) = tokio::io::duplex(64);
+        let ended = frames(client, owner, idle).await;
+        assert_eq!(ended.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        // The owner's end, while the client stays open and silent.
+        let (client, mut client_peer) = tokio::io::duplex(64);
+        let (owner, owner_peer) = tokio::io::duplex(64);
+        let relay = tokio::spawn(frames(client, owner, idle));
+        drop(owner_peer);
+        assert!(relay.await.unwrap().is_ok());
+        let mut rest = Vec::new();
+        client_peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the client sees the end");
+        // The client's end, while the owner stays open.
+        let (client, client_peer) = tokio::io::duplex(64);
+        let (owner, _owner_peer) = tokio::io::duplex(64);
+        let relay = tokio::spawn(frames(client, owner, idle));
+        drop(client_peer);
+        assert!(relay.await.unwrap().is_ok());
+    }
 
     #[test]
     fn relay_addresses_are_host_and_port_only() {

@@ -869,7 +869,11 @@ impl EngineServer {
             head,
             client,
             (slot, upgrade),
-            (self.metrics.clone(), self.shutdown.clone()),
+            (
+                self.metrics.clone(),
+                self.shutdown.clone(),
+                self.config.ping_interval + self.config.ping_timeout,
+            ),
         ))
     }
 }

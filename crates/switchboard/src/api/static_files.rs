@@ -1,5 +1,12 @@
 //! `[static] dir`: files served at `/` on the main listener, `index.html` for a
-//! directory, never anything outside the directory, dotfiles or over a size bound.
+//! directory, never anything outside the directory, dotfiles (asked for, or reached
+//! through a symlink), anything but a regular file, or over a size bound.
+//!
+//! A file is opened once, checked through that handle (a regular file, its size) and
+//! streamed from it in chunks of [`CHUNK`] bytes, never read whole: what a download
+//! holds is one chunk, however large the file and however slowly the client reads
+//! (before 2026-12-07 each request read its file whole and held it until sent, so
+//! slow downloads of a large file filled the node's memory). `HEAD` reads nothing.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -10,10 +17,13 @@ use switchboard_engine::eio::Body;
 use super::routes::percent_decode;
 use crate::http::ApiError;
 
-/// Largest file served: 16 MiB. Files are read whole into memory per request, so the
-/// bound is what one request can cost; this serves a demo page or a small app, and
-/// anything larger belongs on a CDN.
+/// Largest file served: 16 MiB. This serves a demo page or a small app; anything
+/// larger belongs on a CDN.
 pub(crate) const MAX_STATIC_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Bytes read from a file at a time: what one download holds (with the runtime's read
+/// buffer of the same size) while the client takes it.
+const CHUNK: usize = 16 * 1024;
 
 /// The file a directory path serves.
 const INDEX: &str = "index.html";
@@ -72,34 +82,78 @@ impl StaticFiles {
             return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
         }
         let wanted = wanted(req.uri().path()).ok_or(ApiError::NotFound)?;
-        let file = self.resolve(&wanted).await?;
-        let meta = tokio::fs::metadata(&file).await.map_err(not_found)?;
-        if meta.is_dir() {
+        let path = self.resolve(&wanted).await?;
+        // Only a regular file is opened: opening a FIFO blocks until someone writes to
+        // it (holding a blocking thread), and a device never ends.
+        let kind = tokio::fs::metadata(&path).await.map_err(not_found)?;
+        if kind.is_dir() {
             return Ok(redirect_to_dir(req));
+        }
+        if !kind.is_file() {
+            return Err(ApiError::NotFound);
+        }
+        let file = tokio::fs::File::open(&path).await.map_err(not_found)?;
+        // Checked again through the handle that is read: the path may have changed
+        // meanwhile (which takes write access to the directory).
+        let meta = file.metadata().await.map_err(not_found)?;
+        if !meta.is_file() {
+            return Err(ApiError::NotFound);
         }
         if meta.len() > MAX_STATIC_FILE_BYTES {
             return Err(ApiError::Internal(format!(
                 "{} is larger than the {MAX_STATIC_FILE_BYTES}-byte static file limit",
-                file.display()
+                path.display()
             )));
         }
-        let bytes = tokio::fs::read(&file).await.map_err(not_found)?;
-        Ok(file_response(&file, bytes))
+        let body = match *req.method() {
+            Method::HEAD => Body::default(),
+            _ => file_body(file, meta.len()),
+        };
+        Ok(file_response(&path, meta.len(), body))
     }
 
     /// The real file `wanted` names inside the root (`index.html` for a directory
-    /// URL); 404 when it is missing or resolves, through symlinks, outside the root.
+    /// URL); 404 when it is missing or resolves, through symlinks, outside the root
+    /// or to a dotfile (or into a dot-directory) inside it.
     async fn resolve(&self, wanted: &Wanted) -> Result<PathBuf, ApiError> {
         let mut path = self.root.join(&wanted.path);
         if wanted.dir_url {
             path.push(INDEX);
         }
         let real = tokio::fs::canonicalize(&path).await.map_err(not_found)?;
-        if !real.starts_with(&self.root) {
+        let inside = real
+            .strip_prefix(&self.root)
+            .map_err(|_| ApiError::NotFound)?;
+        let hidden = inside
+            .components()
+            .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."));
+        if hidden {
             return Err(ApiError::NotFound);
         }
         Ok(real)
     }
+}
+
+/// `len` bytes of `file` in chunks of [`CHUNK`], read as the client takes them. No
+/// more than `len` (the `Content-Length` sent) even if the file grew; a file that
+/// shrank or failed to read ends the body early, and the connection with it.
+fn file_body(file: tokio::fs::File, len: u64) -> Body {
+    use tokio::io::AsyncReadExt as _;
+    let chunks = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        let want = usize::try_from(left).map_or(CHUNK, |left| left.min(CHUNK));
+        if want == 0 {
+            return None;
+        }
+        let mut chunk = vec![0; want];
+        match file.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((bytes::Bytes::from(chunk), (file, left - n as u64)))
+            }
+        }
+    });
+    Body::stream(chunks)
 }
 
 /// A file path asked for by a URL.
@@ -165,9 +219,12 @@ fn dir_location(path: &str, query: Option<&str>) -> String {
     location
 }
 
-fn file_response(file: &Path, bytes: Vec<u8>) -> Response<Body> {
-    let mut res = Response::new(Body::from(bytes));
+fn file_response(file: &Path, len: u64, body: Body) -> Response<Body> {
+    let mut res = Response::new(body);
     let headers = res.headers_mut();
+    // A streamed body has no length of its own: without this it would go chunked,
+    // and a file cut short would look whole.
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type(file)),

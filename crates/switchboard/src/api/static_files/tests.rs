@@ -30,10 +30,24 @@ fn site() -> io::Result<(tempfile::TempDir, StaticFiles)> {
         std::fs::write(path, text)?;
     }
     #[cfg(unix)]
-    std::os::unix::fs::symlink(
-        tmp.path().join("secret.txt"),
-        tmp.path().join("public/link.txt"),
-    )?;
+    {
+        use std::os::unix::fs::symlink;
+        symlink(
+            tmp.path().join("secret.txt"),
+            tmp.path().join("public/link.txt"),
+        )?;
+        // Links inside the directory to what is hidden in it.
+        std::fs::create_dir_all(tmp.path().join("public/.release"))?;
+        std::fs::write(tmp.path().join("public/.release/secret.txt"), "SECRET=2")?;
+        symlink(
+            tmp.path().join("public/.env"),
+            tmp.path().join("public/envlink"),
+        )?;
+        symlink(
+            tmp.path().join("public/.release"),
+            tmp.path().join("public/current"),
+        )?;
+    }
     let files = StaticFiles::new(&tmp.path().join("public"))?;
     Ok((tmp, files))
 }
@@ -129,6 +143,8 @@ async fn nothing_outside_the_directory_nor_hidden_is_served() -> io::Result<()> 
         "/.env",
         "/%2eenv",
         "/link.txt",
+        "/envlink",
+        "/current/secret.txt",
         "/app.js%00.png",
         "/%ff",
     ] {
@@ -139,6 +155,73 @@ async fn nothing_outside_the_directory_nor_hidden_is_served() -> io::Result<()> 
             !body.contains("outside") && !body.contains("SECRET"),
             "{path}"
         );
+    }
+    Ok(())
+}
+
+/// A FIFO is never opened (opening one blocks until someone writes to it, holding a
+/// blocking thread for good), nor anything else that is not a regular file.
+///
+/// The request runs on a runtime of its own thread: were it stuck opening the FIFO,
+/// its blocking thread would keep any runtime from shutting down, and the test would
+/// hang instead of failing.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_directory_is_not_served() -> io::Result<()> {
+    let (tmp, files) = site()?;
+    let fifo = tmp.path().join("public/pipe.txt");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo");
+    let (answered, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let status = runtime.block_on(get(&files, "GET", "/pipe.txt")).0;
+        let _ = answered.send(status);
+    });
+    let status = answer
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the request must not hang on the FIFO");
+    assert_eq!(status, 404);
+    drop(tmp);
+    Ok(())
+}
+
+/// A file is streamed from its handle, not read whole: a file larger than one chunk
+/// comes whole, with its length; `HEAD` gives the length and reads nothing.
+#[tokio::test]
+async fn a_large_file_is_streamed_with_its_length() -> io::Result<()> {
+    let (tmp, files) = site()?;
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(tmp.path().join("public/large.bin"), &content)?;
+    for method in ["GET", "HEAD"] {
+        let req = Request::builder()
+            .method(method)
+            .uri("/large.bin")
+            .body(())
+            .unwrap_or_default();
+        let res = files.serve(&req).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers().get(header::CONTENT_LENGTH),
+            Some(&HeaderValue::from(200_000u64)),
+            "{method}"
+        );
+        let mut body = res.into_body();
+        let (mut frames, mut got) = (0, Vec::new());
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map(|f| f.into_data());
+            let data = data.unwrap_or_default();
+            assert!(data.len() <= CHUNK, "a chunk of {}", data.len());
+            got.extend_from_slice(&data);
+            frames += 1;
+        }
+        match method {
+            "GET" => {
+                assert_eq!(got, content);
+                assert!(frames >= 200_000 / CHUNK, "{frames} chunks");
+            }
+            _ => assert!(got.is_empty()),
+        }
     }
     Ok(())
 }
