@@ -10,10 +10,12 @@
 //! - **Only the cluster's nodes are heard:** anyone who can publish on the Redis can
 //!   write on these channels, and a request run here takes a session's frames or
 //!   delivers packets as its client. So every frame (request, answer, cancel) is
-//!   signed with the [`ClusterSecret`] and names its destination and when it was
-//!   sent ([`frame`]); a node drops, counts (`forward_rejected`) and logs at debug,
-//!   without what it carried, every frame that is unsigned or signed with another
-//!   secret, meant for another node, sent more than the forward timeout ago (or that
+//!   sealed with the [`ClusterSecret`] (encrypted and authenticated: anyone who can
+//!   read the Redis reads these channels too, and a request's query holds the
+//!   session's id, a bearer credential on every node) and names its destination and
+//!   when it was sent ([`frame`]); a node drops, counts (`forward_rejected`) and logs
+//!   at debug, without what it carried, every frame that is not sealed or sealed with
+//!   another secret, meant for another node, sent more than the forward timeout ago (or that
 //!   far in the future: clocks must agree to within it), or a request it already ran.
 //!   Request ids are random 128-bit numbers, so an answer or a cancel cannot be aimed
 //!   at a request without having seen it; an answer must come from the node asked.

@@ -258,11 +258,12 @@ pub fn fuzz_question_frame(unsigned: &[u8]) -> Option<(serde_json::Value, serde_
     questions::frame::fuzz(unsigned)
 }
 
-/// The secret every node of a cluster shares, to sign the forwarding frames and node
-/// questions they send each other over Redis (see the `forward` and `questions`
-/// modules): whoever can publish on the Redis but does not know it cannot make a node
-/// run a polling request or answer one, nor ask a node for its disconnect reports or
-/// slip forged ones into an answer. At least [`ClusterSecret::MIN_LEN`] bytes; never
+/// The secret every node of a cluster shares, to seal the forwarding frames (encrypted
+/// and authenticated) and sign the node questions they send each other over Redis
+/// (see the `forward`, `questions` and `sign` modules): whoever can read or publish on
+/// the Redis but does not know it cannot read a forwarded request (its session id
+/// included), make a node run a polling request or answer one, nor ask a node for its
+/// disconnect reports or slip forged ones into an answer. At least [`ClusterSecret::MIN_LEN`] bytes; never
 /// printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSecret(Arc<str>);

@@ -1,12 +1,20 @@
-//! HMAC-SHA256 tags under the [`ClusterSecret`] on what Switchboard nodes send each
-//! other beyond the Node adapters' protocol (forwarded polling requests, node
-//! questions); no IO.
+//! What Switchboard nodes send each other beyond the Node adapters' protocol, under
+//! the [`ClusterSecret`]; no IO.
 //!
-//! A sealed message is `tag (32) | body`, the tag covering a label first and then the
-//! body. Each kind of message has its own label, so a tag made for one kind never
-//! passes for another's under the same secret.
+//! - [`Signer`]: HMAC-SHA256 tags (node questions, the marks of stream entries). A
+//!   signed message is `tag (32) | body`, the tag covering a label first and then the
+//!   body: readable by whoever reads Redis, made only with the secret.
+//! - [`Sealer`]: ChaCha20-Poly1305 under a key derived from the secret (forwarded
+//!   polling requests and relayed upgrades, which carry a session's id: a bearer
+//!   credential that anyone reading Redis could otherwise take and use on a node's
+//!   public listener). A sealed message is `nonce (12) | ciphertext | tag (16)`, the
+//!   label authenticated beside it: neither readable nor made without the secret.
+//!
+//! Each kind of message has its own label, so what was made for one kind never passes
+//! for another's under the same secret.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 
 use crate::ClusterSecret;
@@ -16,6 +24,13 @@ pub(crate) const TAG_LEN: usize = 32;
 
 /// Bytes of the tag a [`Signer::short_tag`] keeps.
 const SHORT_TAG_LEN: usize = 16;
+
+/// What a [`Sealer`] adds to a message: its nonce and its tag.
+pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + 16;
+
+/// The label of the key a [`Sealer`] derives from the secret (HMAC-SHA256 of it under
+/// the secret): not the key of any [`Signer`] tag.
+const SEAL_KEY_LABEL: &[u8] = b"switchboard sealing key v1\0";
 
 /// Why a sealed message did not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +116,71 @@ impl Signer {
     }
 }
 
+/// Encrypts and authenticates messages with the cluster secret (ChaCha20-Poly1305),
+/// each with a random 96-bit nonce.
+pub(crate) struct Sealer {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
+impl Sealer {
+    pub(crate) fn new(secret: &ClusterSecret) -> Sealer {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            SEAL_KEY_LABEL,
+        );
+        // 32 bytes, ChaCha20-Poly1305's key length: this cannot fail.
+        let key = UnboundKey::new(&CHACHA20_POLY1305, derived.as_ref())
+            .expect("an HMAC-SHA256 output is a ChaCha20-Poly1305 key");
+        Sealer {
+            key: LessSafeKey::new(key),
+        }
+    }
+
+    /// `body` encrypted, with `label` authenticated beside it. A message too large to
+    /// seal (over 256 GiB) comes out empty, which never opens.
+    pub(crate) fn seal(&self, label: &[u8], body: &[u8]) -> Bytes {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let mut out = BytesMut::with_capacity(SEAL_OVERHEAD + body.len());
+        out.put_slice(&nonce);
+        out.put_slice(body);
+        let sealed = self.key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(label),
+            &mut out[NONCE_LEN..],
+        );
+        match sealed {
+            Ok(tag) => {
+                out.put_slice(tag.as_ref());
+                out.freeze()
+            }
+            Err(_) => Bytes::new(),
+        }
+    }
+
+    /// The body, once its tag for `label` is checked; nothing of it is read before.
+    pub(crate) fn open(&self, label: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Unsealed> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(Unsealed::Short);
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Unsealed::Short)?;
+        let mut body = rest.to_vec();
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(label), &mut body)
+            .map_err(|_| Unsealed::Signature)?
+            .len();
+        body.truncate(len);
+        Ok(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +202,37 @@ mod tests {
             assert_eq!(a.open(b"one\0", &altered), Err(Unsealed::Signature), "{at}");
         }
         assert_eq!(a.open(b"one\0", b"body"), Err(Unsealed::Short));
+    }
+
+    fn sealer(fill: char) -> Sealer {
+        Sealer::new(&ClusterSecret::new(&fill.to_string().repeat(32)).expect("long enough"))
+    }
+
+    #[test]
+    fn a_sealed_message_hides_its_body_and_opens_only_with_the_same_secret_and_label() {
+        let (a, b) = (sealer('a'), sealer('b'));
+        let body = b"EIO=4&transport=polling&sid=AbCdEfGhIjKlMnOpQrSt";
+        let sealed = a.seal(b"one\0", body);
+        assert_eq!(sealed.len(), body.len() + SEAL_OVERHEAD);
+        assert!(
+            !sealed.windows(8).any(|w| body.windows(8).any(|b| b == w)),
+            "no part of the body is readable"
+        );
+        assert_ne!(a.seal(b"one\0", body), sealed, "a fresh nonce each time");
+        assert_eq!(a.open(b"one\0", &sealed).as_deref(), Ok(&body[..]));
+        assert_eq!(b.open(b"one\0", &sealed), Err(Unsealed::Signature));
+        assert_eq!(a.open(b"two\0", &sealed), Err(Unsealed::Signature));
+        for at in 0..sealed.len() {
+            let mut altered = sealed.to_vec();
+            altered[at] ^= 1;
+            assert_eq!(a.open(b"one\0", &altered), Err(Unsealed::Signature), "{at}");
+        }
+        assert_eq!(
+            a.open(b"one\0", &sealed[..SEAL_OVERHEAD - 1]),
+            Err(Unsealed::Short)
+        );
+        // A signer's tag over the same body is no seal.
+        let signed = signer('a').seal(b"one\0", body);
+        assert!(a.open(b"one\0", &signed).is_err());
     }
 }

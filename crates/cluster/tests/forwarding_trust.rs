@@ -1,12 +1,15 @@
 //! Forwarded polling requests come from the cluster's nodes only: a frame published on
 //! a node's forwarding channel (`<key_prefix>-fwd#<tag>`) by anyone who can reach the
-//! Redis but does not hold the cluster secret — unsigned, signed with another secret,
+//! Redis but does not hold the cluster secret — unsealed, sealed with another secret,
 //! sent long ago, or meant for another node — runs no poll on a session and answers
-//! no waiting request; a frame signed with the secret is served as before, once.
+//! no waiting request; a frame sealed with the secret is served as before, once. And
+//! whoever reads the channel cannot read a forwarded request: its session id is a
+//! bearer credential on every node's public listener.
 //!
 //! The frames here are made by this test, not by the crate: as an attacker on the
-//! Redis would. The control cases (a correctly signed GET and POST that are served)
-//! prove the test writes the format the nodes read.
+//! Redis would (ChaCha20-Poly1305 under a key derived from the secret, through
+//! `ring`). The control cases (a correctly sealed GET and POST that are served) prove
+//! the test writes the format the nodes read.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -16,13 +19,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 use serde_json::json;
 use support::{Client, Node, NodeOptions, RedisServer, SECRET, eventually, formed, within};
 use switchboard_cluster::AdapterKind;
 
-/// The label the tag covers before the frame (the crate's `forward::frame::DOMAIN`).
+/// The label authenticated beside the frame (the crate's `forward::frame::DOMAIN`).
 const DOMAIN: &[u8] = b"switchboard forwarding frame v1\0";
+/// What the sealing key is derived from the secret with (the crate's
+/// `sign::SEAL_KEY_LABEL`).
+const SEAL_KEY_LABEL: &[u8] = b"switchboard sealing key v1\0";
 const KIND_REQUEST: u8 = 1;
 const KIND_RESPONSE: u8 = 2;
 /// The tag of a node that does not exist: where the attacker reads its answers.
@@ -35,10 +42,10 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// How a forged frame is signed.
+/// How a forged frame is sealed.
 #[derive(Debug, Clone, Copy)]
 enum Signed {
-    /// No tag at all.
+    /// Not at all: the frame in the clear.
     Not,
     /// With the cluster's secret.
     Right,
@@ -46,24 +53,55 @@ enum Signed {
     Wrong,
 }
 
-/// A frame as the nodes write it: `tag | kind | header length | JSON header | body`.
+/// The sealing key the nodes derive from `secret`.
+fn sealing_key(secret: &str) -> LessSafeKey {
+    let derived = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+        SEAL_KEY_LABEL,
+    );
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, derived.as_ref()).unwrap())
+}
+
+/// A frame as the nodes write it: `nonce | sealed(kind | header length | JSON header
+/// | body) | tag`.
 fn frame(signed: Signed, kind: u8, header: &str, body: &[u8]) -> Vec<u8> {
-    let mut unsigned = vec![kind];
-    unsigned.extend_from_slice(&(header.len() as u32).to_be_bytes());
-    unsigned.extend_from_slice(header.as_bytes());
-    unsigned.extend_from_slice(body);
+    let mut plain = vec![kind];
+    plain.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    plain.extend_from_slice(header.as_bytes());
+    plain.extend_from_slice(body);
     let secret = match signed {
-        Signed::Not => return unsigned,
-        Signed::Right => SECRET.to_owned(),
-        Signed::Wrong => "another secret, just as long as the real one".to_owned(),
+        Signed::Not => return plain,
+        Signed::Right => SECRET,
+        Signed::Wrong => "another secret, just as long as the real one",
     };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(DOMAIN);
-    ctx.update(&unsigned);
-    let mut out = ctx.sign().as_ref().to_vec();
-    out.extend_from_slice(&unsigned);
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&plain);
+    let tag = sealing_key(secret)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(DOMAIN),
+            &mut out[NONCE_LEN..],
+        )
+        .unwrap();
+    out.extend_from_slice(tag.as_ref());
     out
+}
+
+/// A sealed frame opened with the cluster's secret (what no one without it can do).
+fn opened(sealed: &[u8]) -> Vec<u8> {
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let mut plain = rest.to_vec();
+    let len = sealing_key(SECRET)
+        .open_in_place(
+            Nonce::try_assume_unique_for_key(nonce).unwrap(),
+            Aad::from(DOMAIN),
+            &mut plain,
+        )
+        .unwrap()
+        .len();
+    plain.truncate(len);
+    plain
 }
 
 /// A polling request for `sid` from [`ATTACKER`], meant for node `to`, sent at `ts`.
@@ -131,10 +169,11 @@ fn rejected(node: &Node) -> u64 {
         .load(Ordering::Relaxed)
 }
 
-/// The JSON header of a signed frame (after its 32-byte tag), as text.
-fn header_text(frame: &[u8]) -> String {
-    let len = u32::from_be_bytes(frame[33..37].try_into().unwrap()) as usize;
-    String::from_utf8(frame[37..37 + len].to_vec()).unwrap()
+/// The JSON header of a sealed frame, as text.
+fn header_text(sealed: &[u8]) -> String {
+    let frame = opened(sealed);
+    let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+    String::from_utf8(frame[5..5 + len].to_vec()).unwrap()
 }
 
 /// The JSON header of a signed frame.
@@ -217,7 +256,7 @@ async fn forged_requests_run_no_poll_and_signed_ones_run_once() {
         .await
         .unwrap();
     assert_eq!(header_of(&answer)["status"], 200);
-    assert!(String::from_utf8_lossy(&answer).ends_with(r#"42["held",2]"#));
+    assert!(String::from_utf8_lossy(&opened(&answer)).ends_with(r#"42["held",2]"#));
     let before = rejected(&one);
     socket.emit("held", json!(3)).unwrap();
     publish(&redis, &channel, &signed_get).await;
@@ -256,7 +295,8 @@ async fn a_forged_answer_does_not_reach_a_waiting_forward() {
         one.cluster.node_tag().unwrap().as_str().to_owned(),
         two.cluster.node_tag().unwrap().as_str().to_owned(),
     );
-    // The attacker reads the requests node two forwards to node one.
+    // The attacker hears the requests node two forwards to node one; it cannot read
+    // them (the next test), but say it knew the request's id anyway.
     let mut requests = listen(&redis, &format!("socket.io-fwd#{one_tag}")).await;
 
     let (client, _) = Client::connected(&one.io).await;
@@ -303,4 +343,58 @@ async fn a_forged_answer_does_not_reach_a_waiting_forward() {
         .unwrap();
     let (status, body) = within("the real answer", waiting).await.unwrap();
     assert_eq!((status.as_u16(), body.as_str()), (200, r#"42["real",1]"#));
+}
+
+/// Whoever reads a node's forwarding channel learns nothing of what is forwarded: not
+/// the session's id (with it, anyone could poll or post as the client on any node's
+/// public listener), not what the client posts, not the answer. Before 2026-12-07
+/// frames were signed, not encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_the_forwarding_channels_learns_no_session_id_nor_traffic() {
+    let redis = RedisServer::start().await;
+    let one = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "one")).await;
+    let two = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "two")).await;
+    formed(&[&one, &two]).await;
+    let (one_tag, two_tag) = (
+        one.cluster.node_tag().unwrap().as_str().to_owned(),
+        two.cluster.node_tag().unwrap().as_str().to_owned(),
+    );
+    let mut to_one = listen(&redis, &format!("socket.io-fwd#{one_tag}")).await;
+    let mut to_two = listen(&redis, &format!("socket.io-fwd#{two_tag}")).await;
+    let (client, _) = Client::connected(&one.io).await;
+    let via_two = client.via(&two.io);
+    via_two.post(r#"42["secret-event","private words"]"#).await;
+    let socket = one.ns().sockets().pop().unwrap();
+    socket.emit("reply", json!("private answer")).unwrap();
+    assert_eq!(via_two.events().await, [json!(["reply", "private answer"])]);
+    let mut heard = Vec::new();
+    while let Ok(Some(frame)) =
+        tokio::time::timeout(Duration::from_millis(200), to_one.recv()).await
+    {
+        heard.push(frame);
+    }
+    while let Ok(frame) = to_two.try_recv() {
+        heard.push(frame);
+    }
+    assert!(
+        heard.len() >= 4,
+        "a POST and a GET each way: {}",
+        heard.len()
+    );
+    for frame in &heard {
+        for secret in [client.sid.as_str(), "private words", "private answer"] {
+            assert!(
+                !frame.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} readable on the channel"
+            );
+        }
+        // What the nodes sealed opens with the secret, and holds the session id.
+        assert!(header_text(frame).contains("\"to\""));
+    }
+    assert!(
+        heard
+            .iter()
+            .any(|f| String::from_utf8_lossy(&opened(f)).contains(&client.sid)),
+        "the forwarded requests carry the session id, sealed"
+    );
 }

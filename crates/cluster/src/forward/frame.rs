@@ -1,12 +1,13 @@
 //! The frames of polling forwarding on the wire and their seal; no IO.
 //!
-//! A frame is `tag (32) | kind (1) | header length (4, big-endian) | JSON header |
-//! body`. The tag is HMAC-SHA256, under the [`ClusterSecret`], of a fixed label and
-//! everything after the tag; the header names the node the frame is for (`to`) and
-//! when it was sent (`ts`, milliseconds since the Unix epoch). So a frame only a node
-//! that knows the secret can make, that only its destination accepts, and that
-//! [`Seal::open`] hands out only once its tag checks; freshness and replays are the
-//! forwarder's to judge (it knows the clock and what it has seen).
+//! A frame is `kind (1) | header length (4, big-endian) | JSON header | body`, sealed
+//! ([`crate::sign::Sealer`]: `nonce (12) | ciphertext | tag (16)`, ChaCha20-Poly1305
+//! under a key derived from the [`ClusterSecret`], a fixed label authenticated beside
+//! it); the header names the node the frame is for (`to`) and when it was sent (`ts`,
+//! milliseconds since the Unix epoch). So a frame only a node that knows the secret
+//! can make or read, that only its destination accepts, and that [`Seal::open`] hands
+//! out only once its tag checks; freshness and replays are the forwarder's to judge
+//! (it knows the clock and what it has seen).
 
 use std::net::SocketAddr;
 
@@ -16,14 +17,15 @@ use serde::{Deserialize, Serialize};
 use switchboard_engine::eio::forward::{ForwardedRequest, ForwardedResponse};
 
 use crate::ClusterSecret;
-use crate::sign::{Signer, Unsealed};
+use crate::sign::{Sealer, Unsealed};
 
 /// A forwarded request's id: random, so nobody can aim an answer or a cancel at a
 /// request without having seen it.
 pub(crate) type RequestId = u128;
 
-/// Prefixed to what the tag covers, so a tag made for anything else under the same
-/// secret never passes for a forwarding frame's (and a future format gets its own).
+/// Authenticated beside each frame, so a seal or tag made for anything else under the
+/// same secret never passes for a forwarding frame's (and a future format gets its
+/// own).
 const DOMAIN: &[u8] = b"switchboard forwarding frame v1\0";
 
 /// What crosses the forwarding channels.
@@ -108,28 +110,30 @@ impl From<Unsealed> for FrameError {
     }
 }
 
-/// Signs frames and checks their signatures with the cluster secret.
+/// Seals frames (encrypted and authenticated) and opens them with the cluster
+/// secret: a frame carries the session's id in its query, which is all it takes to
+/// poll or post as the client on any node, so whoever reads Redis must not read it
+/// (before 2026-12-07 frames were signed, not encrypted).
 #[derive(Debug)]
 pub(super) struct Seal {
-    signer: Signer,
+    sealer: Sealer,
 }
 
 impl Seal {
     pub(super) fn new(secret: &ClusterSecret) -> Seal {
         Seal {
-            signer: Signer::new(secret),
+            sealer: Sealer::new(secret),
         }
     }
 
-    /// `frame` for the node tagged `to`, sent at `sent_ms`, signed.
+    /// `frame` for the node tagged `to`, sent at `sent_ms`, sealed.
     pub(super) fn seal(&self, to: &str, sent_ms: u64, frame: &Frame) -> Bytes {
-        self.signer.seal(DOMAIN, &encode(to, sent_ms, frame))
+        self.sealer.seal(DOMAIN, &encode(to, sent_ms, frame))
     }
 
-    /// The frame, once its tag is checked (in constant time) and before anything of
-    /// it is parsed.
+    /// The frame, once its tag is checked and before anything of it is parsed.
     pub(super) fn open(&self, sealed: &[u8]) -> Result<Envelope, FrameError> {
-        decode(self.signer.open(DOMAIN, sealed)?)
+        decode(&self.sealer.open(DOMAIN, sealed)?)
     }
 }
 
@@ -271,12 +275,12 @@ pub(crate) fn fuzz(unsigned: &[u8]) {
         let secret = "fuzz".repeat(ClusterSecret::MIN_LEN);
         Seal::new(&ClusterSecret::new(&secret).expect("long enough"))
     });
-    let forged = [&[0; crate::sign::TAG_LEN][..], unsigned].concat();
+    let forged = [&[0; crate::sign::SEAL_OVERHEAD][..], unsigned].concat();
     assert!(matches!(
         seal.open(&forged),
         Err(FrameError::Short | FrameError::Signature)
     ));
-    let signed = seal.signer.seal(DOMAIN, unsigned);
+    let signed = seal.sealer.seal(DOMAIN, unsigned);
     let Ok(envelope) = seal.open(&signed) else {
         return;
     };
@@ -364,8 +368,8 @@ mod tests {
             let unsigned = encode("node02", 1, &frame);
             assert!(seal.open(&unsigned).is_err());
             // Any byte changed, the destination and the time included.
-            let tag_len = crate::sign::TAG_LEN;
-            for at in [0, tag_len, tag_len + 10, sealed.len() - 1] {
+            let nonce_len = crate::sign::SEAL_OVERHEAD - 16;
+            for at in [0, nonce_len, nonce_len + 10, sealed.len() - 1] {
                 let mut altered = sealed.to_vec();
                 altered[at] ^= 1;
                 assert!(
