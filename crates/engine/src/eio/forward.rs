@@ -28,11 +28,13 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use switchboard_protocol::Sid;
 use switchboard_protocol::engineio::EngineErrorCode;
+use tokio::time::Instant;
 
 pub use switchboard_protocol::sid::owner_tag;
 
 use crate::config::NodeTag;
 
+use super::inbound::{Charge, InboundBudget};
 use super::polling::PollError;
 use super::server::{Body, RequestBody, error};
 
@@ -155,10 +157,16 @@ pub struct ForwardedResponse {
 /// does not hold, through the node whose tag starts `sid`. Without a forwarder or a
 /// tag of its own, for a session id naming this node, or when forwarding fails, the
 /// session is unknown.
+///
+/// The body read is held until the owner answered (up to the forward timeout): it
+/// stays charged to the node's inbound budget (`inbound`) until then, as a body being
+/// read is, so a flood of POSTs forwarded to a slow owner cannot hold more than the
+/// budget (before 2026-12-07 the charge ended once the body was read). Past the
+/// budget the client gets 503, as for its own node's POSTs.
 pub(crate) async fn forward<B: RequestBody>(
     forwarder: Option<&Arc<dyn Forwarder>>,
     own: Option<&NodeTag>,
-    max_payload: usize,
+    (max_payload, inbound): (usize, &Arc<InboundBudget>),
     req: Request<B>,
     sid: Sid,
     remote: SocketAddr,
@@ -172,8 +180,13 @@ pub(crate) async fn forward<B: RequestBody>(
     };
     let request = match ForwardedRequest::from_request(req, remote, max_payload).await {
         Ok(request) => request,
+        Err(err @ PollError::Busy) => return super::server::poll_answer(Err(err)),
         Err(_) => return error(EngineErrorCode::BadRequest),
     };
+    let mut held = Charge::new(inbound.clone());
+    if held.set(request.body.len(), Instant::now()).is_err() {
+        return super::server::poll_answer(Err(PollError::Busy));
+    }
     match forwarder.forward(owner, request).await {
         Ok(res) => res.into_response(),
         Err(err) => {

@@ -750,7 +750,7 @@ impl EngineServer {
                     let server = self.clone();
                     later(async move {
                         let own = server.config.node_tag.as_ref();
-                        let limit = server.config.max_payload;
+                        let limit = (server.config.max_payload, &server.inbound);
                         let forwarder = server.forwarder.get();
                         forward::forward(forwarder, own, limit, req, sid, remote).await
                     })
@@ -931,7 +931,7 @@ fn later(answer: impl Future<Output = Response<Body>> + Send + 'static) -> Answe
 }
 
 /// The HTTP answer of a polling request.
-fn poll_answer(result: Result<Response<Body>, PollError>) -> Response<Body> {
+pub(crate) fn poll_answer(result: Result<Response<Body>, PollError>) -> Response<Body> {
     result.unwrap_or_else(|err| match err {
         PollError::TooLarge => empty(StatusCode::PAYLOAD_TOO_LARGE),
         PollError::Timeout => {

@@ -272,6 +272,54 @@ async fn a_forwarded_body_over_max_payload_gets_413_and_closes_the_owners_sessio
     assert_eq!(a.engine().session_count(), 0, "closed as payload too large");
 }
 
+/// An owner that never answers: what a forwarded request waits on while the owner's
+/// node is slow.
+#[derive(Debug)]
+struct Stalled;
+
+impl switchboard_engine::eio::Forwarder for Stalled {
+    fn forward(
+        &self,
+        _: &str,
+        _: ForwardedRequest,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<switchboard_engine::eio::ForwardedResponse, switchboard_engine::eio::ForwardError>,
+    > {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// A forwarded POST's body stays charged to `max_inbound_bytes` while it waits for
+/// the owner: bodies held for a slow owner cannot pass the budget (before, the charge
+/// ended once the body was read, and any number of them waited).
+#[tokio::test(start_paused = true)]
+async fn bodies_waiting_for_a_slow_owner_stay_within_the_inbound_budget() {
+    let mut cfg = config();
+    cfg.engine.node_tag = Some(NodeTag::new("nodB").unwrap());
+    cfg.engine.max_inbound_bytes = 100_000;
+    let b = server(cfg);
+    b.engine().set_forwarder(Arc::new(Stalled));
+    let body = format!("4{}", "x".repeat(60_000));
+    let post = |sid: &'static str| {
+        let (b, body) = (b.clone(), body.clone());
+        tokio::spawn(async move {
+            let query = format!("EIO=4&transport=polling&sid={sid}");
+            send(&b, Method::POST, &query, &body, &[]).await
+        })
+    };
+    // Sessions of node `nodA`'s, which never answers.
+    let first = post("nodAAAAAAAAAAAAAAAAA");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!first.is_finished(), "held for the owner");
+    let second = tokio::time::timeout(Duration::from_secs(60), post("nodAAAAAAAAAAAAAAAAB"));
+    let (status, _, answer) = second.await.expect("refused at once, not held").unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(answer.contains("max_inbound_bytes"), "{answer}");
+    assert!(!first.is_finished());
+    first.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_client_giving_up_on_a_forwarded_poll_ends_it_on_the_owner_too() {
     let (_cluster, a, b) = two_nodes();
