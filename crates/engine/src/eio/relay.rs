@@ -69,6 +69,13 @@ pub(crate) const RELAY_BUFFER: usize = 4096;
 /// is a probe, its answer and the `upgrade` packet.
 const UPGRADE_BUFFER: usize = 512;
 
+/// Beyond the heartbeat's `ping_interval + ping_timeout`, how long a relayed
+/// WebSocket's owner may send nothing before the relay ends: the next ping is due
+/// `ping_interval` after the client's pong (which may come up to `ping_timeout` after
+/// the ping), plus the network and timers; as the cluster's forward timeout, nodes are
+/// expected to share their heartbeat settings.
+pub(crate) const IDLE_MARGIN: Duration = Duration::from_secs(5);
+
 /// How long connecting to the owner and its answer to the upgrade may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -251,9 +258,9 @@ async fn pipe(
 /// and waiting for the other side's end instead (as a two-way copy does) kept the
 /// relay, its place among `max_connections` and its buffers for as long as a client
 /// that stopped reading without closing liked, long after the owner had closed the
-/// session. The owner's heartbeat sends at least a ping every `ping_interval`, so an
-/// owner silent for `idle` (`ping_interval + ping_timeout`) is gone (a half-open
-/// connection to a node that died unheard).
+/// session. The owner's heartbeat pings within `ping_interval + ping_timeout` of its
+/// last ping, so an owner silent for `idle` (that, and [`IDLE_MARGIN`]) is gone (a
+/// half-open connection to a node that died unheard).
 async fn frames<C, U>(client: C, upstream: U, idle: Duration) -> io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -266,7 +273,9 @@ where
         loop {
             let n = client_in.read(&mut buf).await?;
             if n == 0 {
-                return Ok(());
+                // Pass the client's end on (its close frame is already written), so
+                // the owner reads it rather than a reset.
+                return owner_out.shutdown().await;
             }
             owner_out.write_all(&buf[..n]).await?;
         }
@@ -354,12 +363,15 @@ mod tests {
         let mut rest = Vec::new();
         client_peer.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "the client sees the end");
-        // The client's end, while the owner stays open.
+        // The client's end, while the owner stays open: passed on to the owner.
         let (client, client_peer) = tokio::io::duplex(64);
-        let (owner, _owner_peer) = tokio::io::duplex(64);
+        let (owner, mut owner_peer) = tokio::io::duplex(64);
         let relay = tokio::spawn(frames(client, owner, idle));
         drop(client_peer);
         assert!(relay.await.unwrap().is_ok());
+        let mut rest = Vec::new();
+        owner_peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the owner sees the end");
     }
 
     #[test]

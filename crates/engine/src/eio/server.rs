@@ -872,7 +872,7 @@ impl EngineServer {
             (
                 self.metrics.clone(),
                 self.shutdown.clone(),
-                self.config.ping_interval + self.config.ping_timeout,
+                self.config.longest_poll() + relay::IDLE_MARGIN,
             ),
         ))
     }
