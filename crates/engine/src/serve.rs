@@ -37,6 +37,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections hold hundreds of kilobytes of headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Most bytes hyper buffers for one connection's reads or writes (its default is about
+/// 400 KB): a response streamed to a client that reads slowly (a static file, an SSE
+/// stream) waits in hyper's write buffer up to this, and the rest stays unread in its
+/// source. A whole body (every Engine.IO answer) is handed over in one piece whatever
+/// its size.
+pub(crate) const MAX_BUF_BYTES: usize = 64 * 1024;
+
 /// The rest of the site: answers every request on the listener that the engine does
 /// not own (whose path is not under [`EngineConfig::path`](crate::EngineConfig::path)) —
 /// an HTTP API, health checks, static files, or just a 404.
@@ -296,6 +303,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_BUF_BYTES)
         // At most 100 headers (more get 431): hyper's default, left unset because
         // setting it moves hyper's header array to the heap for every request.
         .serve_connection(TokioIo::new(stream), service)

@@ -10,9 +10,11 @@
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use switchboard_engine::eio::Body;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::routes::percent_decode;
 use crate::http::ApiError;
@@ -22,8 +24,14 @@ use crate::http::ApiError;
 pub(crate) const MAX_STATIC_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Bytes read from a file at a time: what one download holds (with the runtime's read
-/// buffer of the same size) while the client takes it.
+/// buffer of the same size, and what the HTTP connection buffers: 64 KiB at most,
+/// `serve::MAX_BUF_BYTES`) while the client takes it.
 const CHUNK: usize = 16 * 1024;
+
+/// Downloads served at once by the node (`GET`s whose body is being sent). Each holds
+/// about 100 KiB while its client takes it, so a client that opens many slow
+/// downloads holds about 25 MiB at most; past it, 503 with `Retry-After: 1`.
+pub(crate) const MAX_DOWNLOADS: usize = 256;
 
 /// The file a directory path serves.
 const INDEX: &str = "index.html";
@@ -55,13 +63,21 @@ pub(crate) struct StaticFiles {
     /// Canonical (symlinks resolved), so a resolved file path can be checked to be
     /// inside it.
     root: PathBuf,
+    /// Places for downloads under way ([`MAX_DOWNLOADS`]).
+    downloads: Arc<Semaphore>,
 }
 
 impl StaticFiles {
     /// Serves `dir`, which must exist.
     pub(crate) fn new(dir: &Path) -> io::Result<Self> {
+        Self::with_downloads(dir, MAX_DOWNLOADS)
+    }
+
+    /// Serves `dir` with `downloads` places for downloads under way.
+    fn with_downloads(dir: &Path, downloads: usize) -> io::Result<Self> {
         Ok(StaticFiles {
             root: dir.canonicalize()?,
+            downloads: Arc::new(Semaphore::new(downloads)),
         })
     }
 
@@ -107,7 +123,11 @@ impl StaticFiles {
         }
         let body = match *req.method() {
             Method::HEAD => Body::default(),
-            _ => file_body(file, meta.len()),
+            _ => {
+                let place = (self.downloads.clone().try_acquire_owned())
+                    .map_err(|_| ApiError::DownloadsFull)?;
+                file_body(file, meta.len(), place)
+            }
         };
         Ok(file_response(&path, meta.len(), body))
     }
@@ -134,12 +154,14 @@ impl StaticFiles {
     }
 }
 
-/// `len` bytes of `file` in chunks of [`CHUNK`], read as the client takes them. No
-/// more than `len` (the `Content-Length` sent) even if the file grew; a file that
-/// shrank or failed to read ends the body early, and the connection with it.
-fn file_body(file: tokio::fs::File, len: u64) -> Body {
+/// `len` bytes of `file` in chunks of [`CHUNK`], read as the client takes them,
+/// holding `place` until the last is sent or the client went away. No more than `len`
+/// (the `Content-Length` sent) even if the file grew; a file that shrank or failed to
+/// read ends the body early, and the connection with it.
+fn file_body(file: tokio::fs::File, len: u64, place: OwnedSemaphorePermit) -> Body {
     use tokio::io::AsyncReadExt as _;
-    let chunks = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+    let state = (file, len, place);
+    let chunks = futures_util::stream::unfold(state, |(mut file, left, place)| async move {
         let want = usize::try_from(left).map_or(CHUNK, |left| left.min(CHUNK));
         if want == 0 {
             return None;
@@ -149,7 +171,7 @@ fn file_body(file: tokio::fs::File, len: u64) -> Body {
             Ok(0) | Err(_) => None,
             Ok(n) => {
                 chunk.truncate(n);
-                Some((bytes::Bytes::from(chunk), (file, left - n as u64)))
+                Some((bytes::Bytes::from(chunk), (file, left - n as u64, place)))
             }
         }
     });

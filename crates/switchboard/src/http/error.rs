@@ -30,6 +30,9 @@ pub(crate) enum ApiError {
     /// The node is at critical memory pressure or worse: it takes no new clients.
     #[error("the node is under memory pressure and takes no new clients")]
     MemoryPressure,
+    /// As many static file downloads as the node serves at once are under way.
+    #[error("too many static file downloads at once; retry shortly")]
+    DownloadsFull,
     /// No `Authorization: Bearer` header, or a key that is not configured.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::ShuttingDown => "shutting_down",
             ApiError::ClusterUnavailable => "cluster_unavailable",
             ApiError::MemoryPressure => "memory_pressure",
+            ApiError::DownloadsFull => "busy",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -109,9 +113,10 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ShuttingDown | ApiError::ClusterUnavailable | ApiError::MemoryPressure => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::ShuttingDown
+            | ApiError::ClusterUnavailable
+            | ApiError::MemoryPressure
+            | ApiError::DownloadsFull => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,6 +161,9 @@ impl ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(retry_after)),
                 );
+            }
+            ApiError::DownloadsFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

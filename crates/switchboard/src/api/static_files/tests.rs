@@ -226,6 +226,46 @@ async fn a_large_file_is_streamed_with_its_length() -> io::Result<()> {
     Ok(())
 }
 
+/// Downloads under way are bounded: past the node's places, 503 with `Retry-After`
+/// until one ends; `HEAD` takes no place.
+#[tokio::test]
+async fn downloads_at_once_are_bounded() -> io::Result<()> {
+    let (tmp, _) = site()?;
+    let files = StaticFiles::with_downloads(&tmp.path().join("public"), 2)?;
+    let request = |method: &str| {
+        Request::builder()
+            .method(method)
+            .uri("/app.js")
+            .body(())
+            .unwrap_or_default()
+    };
+    // Two downloads whose clients have not taken their bodies yet.
+    let first = files.serve(&request("GET")).await;
+    let second = files.serve(&request("GET")).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (
+            200.try_into().unwrap_or_default(),
+            200.try_into().unwrap_or_default()
+        )
+    );
+    let third = files.serve(&request("GET")).await;
+    assert_eq!(third.status(), 503);
+    assert_eq!(
+        third.headers().get(header::RETRY_AFTER),
+        Some(&HeaderValue::from_static("1"))
+    );
+    assert_eq!(files.serve(&request("HEAD")).await.status(), 200);
+    // One taken whole: its place is free again.
+    let body = first.into_body().collect().await.map(|c| c.to_bytes());
+    assert_eq!(body.unwrap_or_default(), "console.log(1)");
+    assert_eq!(files.serve(&request("GET")).await.status(), 200);
+    // One dropped unread (the client went away): the same.
+    drop(second);
+    assert_eq!(files.serve(&request("GET")).await.status(), 200);
+    Ok(())
+}
+
 #[test]
 fn url_paths_become_plain_relative_paths() {
     let plain = |path: &str, dir_url| {
