@@ -280,10 +280,12 @@ fn check_iss_and_aud(
     claims: &Map<String, Value>,
     validation: &Validation,
 ) -> Result<(), AuthError> {
-    if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+    // `null` is as good as absent, as `jsonwebtoken` reads it.
+    let claim = |name| claims.get(name).filter(|v| !v.is_null());
+    if claim("iss").is_some_and(|iss| !iss.is_string()) {
         return Err(AuthError::Malformed);
     }
-    if let Some(aud) = claims.get("aud") {
+    if let Some(aud) = claim("aud") {
         let well_formed = match aud {
             Value::String(_) => true,
             Value::Array(items) => items.iter().all(Value::is_string),

@@ -768,7 +768,14 @@ mod tests {
         conn.publish(Publish::Classic, "ch", b"a");
         conn.publish(Publish::Classic, "ch", b"b");
         assert_eq!(conn.shared.lock().lens.len(), 1, "b waits");
-        conn.shared.lock().coalesce = Duration::ZERO;
+        {
+            // The window ends now. The flusher, which may be just waking for `b`,
+            // stops in the same step: had it seen the window end, it would have
+            // written `b` itself (found once under a loaded machine).
+            let mut st = conn.shared.lock();
+            st.coalesce = Duration::ZERO;
+            st.stopped = true;
+        }
         conn.publish(Publish::Classic, "ch", b"c");
         {
             let st = conn.shared.lock();

@@ -7,11 +7,15 @@
 //! - [`Sealer`]: ChaCha20-Poly1305 under a key derived from the secret (forwarded
 //!   polling requests and relayed upgrades, which carry a session's id: a bearer
 //!   credential that anyone reading Redis could otherwise take and use on a node's
-//!   public listener). A sealed message is `nonce (12) | ciphertext | tag (16)`, the
-//!   label authenticated beside it: neither readable nor made without the secret.
+//!   public listener). A sealed message is `salt (16) | nonce (12) | ciphertext |
+//!   tag (16)`, the label authenticated beside it: neither readable nor made without
+//!   the secret.
 //!
 //! Each kind of message has its own label, so what was made for one kind never passes
 //! for another's under the same secret.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -25,11 +29,15 @@ pub(crate) const TAG_LEN: usize = 32;
 /// Bytes of the tag a [`Signer::short_tag`] keeps.
 const SHORT_TAG_LEN: usize = 16;
 
-/// What a [`Sealer`] adds to a message: its nonce and its tag.
-pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + 16;
+/// Bytes of a [`Sealer`]'s salt: chosen at random by each process, it picks the key
+/// (derived from the secret and the salt) its messages are sealed with.
+const SALT_LEN: usize = 16;
 
-/// The label of the key a [`Sealer`] derives from the secret (HMAC-SHA256 of it under
-/// the secret): not the key of any [`Signer`] tag.
+/// What a [`Sealer`] adds to a message: its salt, its nonce and its tag.
+pub(crate) const SEAL_OVERHEAD: usize = SALT_LEN + NONCE_LEN + 16;
+
+/// The label of the keys a [`Sealer`] derives from the secret (HMAC-SHA256 under the
+/// secret of this label and a salt): not the key of any [`Signer`] tag.
 const SEAL_KEY_LABEL: &[u8] = b"switchboard sealing key v1\0";
 
 /// Why a sealed message did not open.
@@ -116,10 +124,21 @@ impl Signer {
     }
 }
 
-/// Encrypts and authenticates messages with the cluster secret (ChaCha20-Poly1305),
-/// each with a random 96-bit nonce.
+/// Encrypts and authenticates messages with the cluster secret (ChaCha20-Poly1305).
+///
+/// Each process seals under a key of its own, derived from the secret and a random
+/// salt it sends with every message, and numbers its nonces: a nonce never repeats
+/// under a key, however many messages the cluster exchanges over its life (random
+/// nonces under one key for the whole cluster would, past about 2^32 messages, risk
+/// a repeat). A receiver derives the sender's key from the salt (one HMAC).
 pub(crate) struct Sealer {
+    /// The secret as an HMAC key, to derive keys from salts.
+    secret: hmac::Key,
+    salt: [u8; SALT_LEN],
+    /// The key of `salt`.
     key: LessSafeKey,
+    /// Messages sealed so far: the next nonce.
+    sealed: AtomicU64,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -130,29 +149,29 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub(crate) fn new(secret: &ClusterSecret) -> Sealer {
-        let derived = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
-            SEAL_KEY_LABEL,
-        );
-        // 32 bytes, ChaCha20-Poly1305's key length: this cannot fail.
-        let key = UnboundKey::new(&CHACHA20_POLY1305, derived.as_ref())
-            .expect("an HMAC-SHA256 output is a ChaCha20-Poly1305 key");
+        let secret = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        let salt: [u8; SALT_LEN] = rand::random();
         Sealer {
-            key: LessSafeKey::new(key),
+            key: key_of(&secret, &salt),
+            secret,
+            salt,
+            sealed: AtomicU64::new(0),
         }
     }
 
     /// `body` encrypted, with `label` authenticated beside it. A message too large to
     /// seal (over 256 GiB) comes out empty, which never opens.
     pub(crate) fn seal(&self, label: &[u8], body: &[u8]) -> Bytes {
-        let nonce: [u8; NONCE_LEN] = rand::random();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[NONCE_LEN - 8..].copy_from_slice(&self.sealed.fetch_add(1, Relaxed).to_be_bytes());
         let mut out = BytesMut::with_capacity(SEAL_OVERHEAD + body.len());
+        out.put_slice(&self.salt);
         out.put_slice(&nonce);
         out.put_slice(body);
         let sealed = self.key.seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(label),
-            &mut out[NONCE_LEN..],
+            &mut out[SALT_LEN + NONCE_LEN..],
         );
         match sealed {
             Ok(tag) => {
@@ -168,17 +187,36 @@ impl Sealer {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(Unsealed::Short);
         }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (salt, rest) = sealed.split_at(SALT_LEN);
+        let (nonce, rest) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Unsealed::Short)?;
+        let theirs;
+        let key = if salt == self.salt {
+            &self.key
+        } else {
+            theirs = key_of(&self.secret, salt);
+            &theirs
+        };
         let mut body = rest.to_vec();
-        let len = self
-            .key
+        let len = key
             .open_in_place(nonce, Aad::from(label), &mut body)
             .map_err(|_| Unsealed::Signature)?
             .len();
         body.truncate(len);
         Ok(body)
     }
+}
+
+/// The sealing key of `salt` under `secret`.
+fn key_of(secret: &hmac::Key, salt: &[u8]) -> LessSafeKey {
+    let mut ctx = hmac::Context::with_key(secret);
+    ctx.update(SEAL_KEY_LABEL);
+    ctx.update(salt);
+    let derived = ctx.sign();
+    // 32 bytes, ChaCha20-Poly1305's key length: this cannot fail.
+    let key = UnboundKey::new(&CHACHA20_POLY1305, derived.as_ref())
+        .expect("an HMAC-SHA256 output is a ChaCha20-Poly1305 key");
+    LessSafeKey::new(key)
 }
 
 #[cfg(test)]
@@ -219,6 +257,11 @@ mod tests {
             "no part of the body is readable"
         );
         assert_ne!(a.seal(b"one\0", body), sealed, "a fresh nonce each time");
+        // Another process with the same secret (another salt) opens it too.
+        assert_eq!(
+            sealer('a').open(b"one\0", &sealed).as_deref(),
+            Ok(&body[..])
+        );
         assert_eq!(a.open(b"one\0", &sealed).as_deref(), Ok(&body[..]));
         assert_eq!(b.open(b"one\0", &sealed), Err(Unsealed::Signature));
         assert_eq!(a.open(b"two\0", &sealed), Err(Unsealed::Signature));

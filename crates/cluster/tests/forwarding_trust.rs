@@ -7,8 +7,8 @@
 //! bearer credential on every node's public listener.
 //!
 //! The frames here are made by this test, not by the crate: as an attacker on the
-//! Redis would (ChaCha20-Poly1305 under a key derived from the secret, through
-//! `ring`). The control cases (a correctly sealed GET and POST that are served) prove
+//! Redis would (ChaCha20-Poly1305 under a key derived from the secret and a salt,
+//! through `ring`). The control cases (a correctly sealed GET and POST that are served) prove
 //! the test writes the format the nodes read.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -27,7 +27,7 @@ use switchboard_cluster::AdapterKind;
 
 /// The label authenticated beside the frame (the crate's `forward::frame::DOMAIN`).
 const DOMAIN: &[u8] = b"switchboard forwarding frame v1\0";
-/// What the sealing key is derived from the secret with (the crate's
+/// What the sealing keys are derived from the secret with, beside a salt (the crate's
 /// `sign::SEAL_KEY_LABEL`).
 const SEAL_KEY_LABEL: &[u8] = b"switchboard sealing key v1\0";
 const KIND_REQUEST: u8 = 1;
@@ -53,17 +53,20 @@ enum Signed {
     Wrong,
 }
 
-/// The sealing key the nodes derive from `secret`.
-fn sealing_key(secret: &str) -> LessSafeKey {
-    let derived = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
-        SEAL_KEY_LABEL,
-    );
+/// The sealing key the nodes derive from `secret` and a `salt`.
+fn sealing_key(secret: &str, salt: &[u8]) -> LessSafeKey {
+    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()));
+    ctx.update(SEAL_KEY_LABEL);
+    ctx.update(salt);
+    let derived = ctx.sign();
     LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, derived.as_ref()).unwrap())
 }
 
-/// A frame as the nodes write it: `nonce | sealed(kind | header length | JSON header
-/// | body) | tag`.
+/// Bytes of the salt that picks the sealing key.
+const SALT_LEN: usize = 16;
+
+/// A frame as the nodes write it: `salt | nonce | sealed(kind | header length | JSON
+/// header | body) | tag`.
 fn frame(signed: Signed, kind: u8, header: &str, body: &[u8]) -> Vec<u8> {
     let mut plain = vec![kind];
     plain.extend_from_slice(&(header.len() as u32).to_be_bytes());
@@ -74,14 +77,13 @@ fn frame(signed: Signed, kind: u8, header: &str, body: &[u8]) -> Vec<u8> {
         Signed::Right => SECRET,
         Signed::Wrong => "another secret, just as long as the real one",
     };
-    let nonce: [u8; NONCE_LEN] = rand::random();
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&plain);
-    let tag = sealing_key(secret)
+    let (salt, nonce): ([u8; SALT_LEN], [u8; NONCE_LEN]) = (rand::random(), rand::random());
+    let mut out = [&salt[..], &nonce[..], &plain[..]].concat();
+    let tag = sealing_key(secret, &salt)
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(DOMAIN),
-            &mut out[NONCE_LEN..],
+            &mut out[SALT_LEN + NONCE_LEN..],
         )
         .unwrap();
     out.extend_from_slice(tag.as_ref());
@@ -90,9 +92,10 @@ fn frame(signed: Signed, kind: u8, header: &str, body: &[u8]) -> Vec<u8> {
 
 /// A sealed frame opened with the cluster's secret (what no one without it can do).
 fn opened(sealed: &[u8]) -> Vec<u8> {
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (salt, rest) = sealed.split_at(SALT_LEN);
+    let (nonce, rest) = rest.split_at(NONCE_LEN);
     let mut plain = rest.to_vec();
-    let len = sealing_key(SECRET)
+    let len = sealing_key(SECRET, salt)
         .open_in_place(
             Nonce::try_assume_unique_for_key(nonce).unwrap(),
             Aad::from(DOMAIN),

@@ -1,9 +1,9 @@
 //! The frames of polling forwarding on the wire and their seal; no IO.
 //!
 //! A frame is `kind (1) | header length (4, big-endian) | JSON header | body`, sealed
-//! ([`crate::sign::Sealer`]: `nonce (12) | ciphertext | tag (16)`, ChaCha20-Poly1305
-//! under a key derived from the [`ClusterSecret`], a fixed label authenticated beside
-//! it); the header names the node the frame is for (`to`) and when it was sent (`ts`,
+//! ([`crate::sign::Sealer`]: `salt (16) | nonce (12) | ciphertext | tag (16)`,
+//! ChaCha20-Poly1305 under a key derived from the [`ClusterSecret`] and the sending
+//! process's salt, a fixed label authenticated beside it); the header names the node the frame is for (`to`) and when it was sent (`ts`,
 //! milliseconds since the Unix epoch). So a frame only a node that knows the secret
 //! can make or read, that only its destination accepts, and that [`Seal::open`] hands
 //! out only once its tag checks; freshness and replays are the forwarder's to judge

@@ -92,9 +92,9 @@ impl Bucket {
     }
 }
 
-/// Which socket object an entry keyed by socket id is for: its address, unique among
-/// the sockets alive at once. Two can share an id (a resumed session's socket, while
-/// the old one's handlers still run), never an address.
+/// Which socket object holds a connection's bucket: its address, unique among the
+/// sockets alive at once (two can share an id, a resumed session's socket while the
+/// old one's handlers still run; never an address).
 pub(crate) type Owner = usize;
 
 /// The [`Owner`] of `socket`'s entries.
@@ -130,25 +130,41 @@ struct Entry {
     bucket: Bucket,
     /// At most one per namespace the connection joined under the rule.
     holders: Vec<Owner>,
-    /// With no holder: when it may go (its place in [`Shard::idle`]).
+    /// With no holder: when it may go.
     idle_until: Option<Instant>,
+    /// Whether it has its place in [`Shard::idle`]: one at most, however often the
+    /// connection leaves and comes back.
+    queued: bool,
 }
 
 impl Shard {
-    /// Drops the idle entries whose time is up (not one held again since).
+    /// Drops the idle entries whose time is up; one let go again since it was queued
+    /// goes back in the queue with its new time, one held again leaves it.
     fn sweep(&mut self, now: Instant) {
         while let Some(&(until, connection)) = self.idle.front() {
             if until > now {
                 break;
             }
             self.idle.pop_front();
-            if self
-                .entries
-                .get(&connection)
-                .is_some_and(|e| e.holders.is_empty() && e.idle_until == Some(until))
-            {
-                self.entries.remove(&connection);
+            let Some(entry) = self.entries.get_mut(&connection) else {
+                continue;
+            };
+            match entry.idle_until {
+                Some(due) if !entry.holders.is_empty() || due > now => {
+                    if entry.holders.is_empty() {
+                        self.idle.push_back((due, connection));
+                    } else {
+                        entry.queued = false;
+                    }
+                }
+                Some(_) => {
+                    self.entries.remove(&connection);
+                }
+                None => entry.queued = false,
             }
+        }
+        if self.idle.capacity() > 64 && self.idle.len() < self.idle.capacity() / 4 {
+            self.idle.shrink_to(self.idle.len() * 2);
         }
     }
 }
@@ -180,6 +196,7 @@ impl Limiter {
             bucket: Bucket::new(&self.limit, now),
             holders: Vec::new(),
             idle_until: None,
+            queued: false,
         });
         if !entry.holders.contains(&owner) {
             entry.holders.push(owner);
@@ -203,7 +220,9 @@ impl Limiter {
             if open {
                 let until = now + self.idle_keep;
                 entry.idle_until = Some(until);
-                shard.idle.push_back((until, connection));
+                if !std::mem::replace(&mut entry.queued, true) {
+                    shard.idle.push_back((until, connection));
+                }
             } else {
                 shard.entries.remove(&connection);
             }
@@ -371,6 +390,32 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         limiter.insert(connection, 4, Instant::now());
         assert_eq!(limiter.len(), 1, "held again, kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_leaving_and_coming_back_takes_one_place_in_the_idle_queue() {
+        let limiter = Limiter::new(LIMIT);
+        let connection = sid(3);
+        for owner in 0..100 {
+            limiter.insert(connection, owner, Instant::now());
+            limiter.remove(connection, owner, true, Instant::now());
+            tokio::time::advance(Duration::from_millis(1)).await;
+        }
+        let queued = |limiter: &Limiter| -> usize {
+            limiter
+                .shards
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).idle.len())
+                .sum()
+        };
+        assert_eq!(queued(&limiter), 1);
+        // Due from its first leave, kept from its last: requeued, then gone.
+        tokio::time::advance(Duration::from_millis(450)).await;
+        limiter.remove(connection, 999, true, Instant::now());
+        assert_eq!((limiter.len(), queued(&limiter)), (1, 1));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        limiter.remove(connection, 999, true, Instant::now());
+        assert_eq!((limiter.len(), queued(&limiter)), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
