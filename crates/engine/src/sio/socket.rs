@@ -563,13 +563,14 @@ impl Socket {
 
     /// A new connection presented this socket's `pid`: the client has abandoned this
     /// connection (it has not been seen to drop yet). Close it and keep the session so
-    /// the new connection can resume it.
+    /// the new connection can resume it. The connection is closed before the socket's
+    /// disconnect handlers run, so they see it closed, as for any transport close.
     pub(crate) fn take_over(self: &Arc<Self>) {
         tracing::debug!(socket = %self.id, "session taken over by a reconnecting client");
         self.note("the client resumed this session on a new connection");
         self.client.remove_socket(self.namespace(), &self.session);
-        self.on_closed(DisconnectReason::TransportClose);
         self.session.close(DisconnectReason::ForcedClose);
+        self.on_closed(DisconnectReason::TransportClose);
     }
 
     /// Closes the whole connection (every namespace of this client) with `reason`.

@@ -216,6 +216,30 @@ async fn a_client_back_before_its_old_connection_was_seen_to_drop_takes_it_over(
     old.assert_closed().await;
 }
 
+/// The disconnect handlers of a socket whose session a new connection took over see
+/// its old connection closed (what the rules' rate limiter drops a bucket on at once,
+/// rather than keeping it for an open connection's next CONNECT).
+#[tokio::test(start_paused = true)]
+async fn a_taken_over_socket_leaves_with_its_connection_closed() {
+    let io = recovering_server();
+    let ns = io.of("/");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    ns.on_disconnect(move |socket, reason| {
+        seen2
+            .lock()
+            .unwrap()
+            .push((reason.as_str(), socket.conn().is_closed()))
+    });
+    let old = Client::handshake(&io).await;
+    old.post("40").await;
+    let (sid, pid) = connect_answer(&old.get().await);
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(connect_answer(&back.get().await).0, sid);
+    assert_eq!(*seen.lock().unwrap(), vec![("transport close", true)]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn data_set_by_middleware_is_kept_when_recovery_is_on() {
     let io = recovering_server();
