@@ -468,7 +468,17 @@ ${cluster}`;
   assert.ok(frame.length <= MAX_PAYLOAD, `${frame.length} bytes`);
   pair.start();
   const SENT = 3;
-  for (let i = 0; i < SENT; i++) ws.send(frame);
+  // One at a time: the queue holds two events as they came, so three sent at once
+  // would close a polling receiver that had not polled in between as a slow consumer
+  // whatever their size (seen once the server read long messages 8 KiB at a time
+  // rather than 512 bytes, which had paced them).
+  for (let i = 0; i < SENT; i++) {
+    ws.send(frame);
+    await waitFor(() => events.length > i || disconnects.length > 0, {
+      timeout: DRAIN_MS,
+      what: `relayed event ${i}`,
+    }).catch(() => {});
+  }
   const checks = new Checks();
   await checks.run("(b) every event reaches the receiver, whose connection stays open", async () => {
     await waitFor(() => events.length >= SENT || disconnects.length > 0, {
