@@ -223,6 +223,15 @@ fn key_of(secret: &hmac::Key, salt: &[u8]) -> LessSafeKey {
 mod tests {
     use super::*;
 
+    /// Each one-bit change of `sealed` is refused as a bad signature by `open`.
+    fn every_flip_is_refused(sealed: &[u8], open: impl Fn(&[u8]) -> Option<Unsealed>) {
+        for at in 0..sealed.len() {
+            let mut altered = sealed.to_vec();
+            altered[at] ^= 1;
+            assert_eq!(open(&altered), Some(Unsealed::Signature), "{at}");
+        }
+    }
+
     fn signer(fill: char) -> Signer {
         Signer::new(&ClusterSecret::new(&fill.to_string().repeat(32)).expect("long enough"))
     }
@@ -234,11 +243,7 @@ mod tests {
         assert_eq!(a.open(b"one\0", &sealed), Ok(&b"body"[..]));
         assert_eq!(b.open(b"one\0", &sealed), Err(Unsealed::Signature));
         assert_eq!(a.open(b"two\0", &sealed), Err(Unsealed::Signature));
-        for at in 0..sealed.len() {
-            let mut altered = sealed.to_vec();
-            altered[at] ^= 1;
-            assert_eq!(a.open(b"one\0", &altered), Err(Unsealed::Signature), "{at}");
-        }
+        every_flip_is_refused(&sealed, |altered| a.open(b"one\0", altered).err());
         assert_eq!(a.open(b"one\0", b"body"), Err(Unsealed::Short));
     }
 
@@ -265,11 +270,7 @@ mod tests {
         assert_eq!(a.open(b"one\0", &sealed).as_deref(), Ok(&body[..]));
         assert_eq!(b.open(b"one\0", &sealed), Err(Unsealed::Signature));
         assert_eq!(a.open(b"two\0", &sealed), Err(Unsealed::Signature));
-        for at in 0..sealed.len() {
-            let mut altered = sealed.to_vec();
-            altered[at] ^= 1;
-            assert_eq!(a.open(b"one\0", &altered), Err(Unsealed::Signature), "{at}");
-        }
+        every_flip_is_refused(&sealed, |altered| a.open(b"one\0", altered).err());
         assert_eq!(
             a.open(b"one\0", &sealed[..SEAL_OVERHEAD - 1]),
             Err(Unsealed::Short)

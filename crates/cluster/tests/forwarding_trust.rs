@@ -195,14 +195,20 @@ fn id_of(frame: &[u8]) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_requests_run_no_poll_and_signed_ones_run_once() {
+/// A Redis and two formed nodes on it, with their tags.
+async fn cluster() -> (RedisServer, Node, Node, String, String) {
     let redis = RedisServer::start().await;
     let one = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "one")).await;
     let two = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "two")).await;
     formed(&[&one, &two]).await;
-    let tag = one.cluster.node_tag().unwrap().as_str().to_owned();
-    let other = two.cluster.node_tag().unwrap().as_str().to_owned();
+    let tag = |node: &Node| node.cluster.node_tag().unwrap().as_str().to_owned();
+    let (one_tag, two_tag) = (tag(&one), tag(&two));
+    (redis, one, two, one_tag, two_tag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_requests_run_no_poll_and_signed_ones_run_once() {
+    let (redis, one, _two, tag, other) = cluster().await;
     let channel = format!("socket.io-fwd#{tag}");
     let mut answers = listen(&redis, &format!("socket.io-fwd#{ATTACKER}")).await;
 
@@ -290,14 +296,7 @@ async fn forged_requests_run_no_poll_and_signed_ones_run_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_answer_does_not_reach_a_waiting_forward() {
-    let redis = RedisServer::start().await;
-    let one = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "one")).await;
-    let two = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "two")).await;
-    formed(&[&one, &two]).await;
-    let (one_tag, two_tag) = (
-        one.cluster.node_tag().unwrap().as_str().to_owned(),
-        two.cluster.node_tag().unwrap().as_str().to_owned(),
-    );
+    let (redis, one, two, one_tag, two_tag) = cluster().await;
     // The attacker hears the requests node two forwards to node one; it cannot read
     // them (the next test), but say it knew the request's id anyway.
     let mut requests = listen(&redis, &format!("socket.io-fwd#{one_tag}")).await;
@@ -354,14 +353,7 @@ async fn a_forged_answer_does_not_reach_a_waiting_forward() {
 /// frames were signed, not encrypted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_of_the_forwarding_channels_learns_no_session_id_nor_traffic() {
-    let redis = RedisServer::start().await;
-    let one = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "one")).await;
-    let two = Node::start(&redis, NodeOptions::new(AdapterKind::Redis, "two")).await;
-    formed(&[&one, &two]).await;
-    let (one_tag, two_tag) = (
-        one.cluster.node_tag().unwrap().as_str().to_owned(),
-        two.cluster.node_tag().unwrap().as_str().to_owned(),
-    );
+    let (redis, one, two, one_tag, two_tag) = cluster().await;
     let mut to_one = listen(&redis, &format!("socket.io-fwd#{one_tag}")).await;
     let mut to_two = listen(&redis, &format!("socket.io-fwd#{two_tag}")).await;
     let (client, _) = Client::connected(&one.io).await;

@@ -102,14 +102,20 @@ fn plan(deadline: Duration) -> DrainPlan {
     }
 }
 
+/// `client`'s session upgraded through `node` (`5` sent), an echo gone both ways.
+async fn upgraded_through(node: &Node, client: &Client) -> Ws {
+    let mut ws = probed(node, client).await;
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text(r#"42["echo",1]"#)).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"42["echo",1]"#));
+    ws
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_relayed_by_another_node_carries_the_session_both_ways() {
     let (a, b) = two_nodes().await;
     let client = Client::connected(&a.io).await;
-    let mut ws = probed(&b, &client).await;
-    ws.send(Message::text("5")).await.unwrap();
-    ws.send(Message::text(r#"42["echo",1]"#)).await.unwrap();
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"42["echo",1]"#));
+    let _ws = upgraded_through(&b, &client).await;
     assert_eq!(b.io.engine().metrics().snapshot().upgrades_relayed, 1);
     assert_eq!(b.io.engine().session_count(), 0, "the session stays on A");
 }
@@ -123,10 +129,7 @@ async fn an_upgrade_relayed_by_another_node_carries_the_session_both_ways() {
 async fn a_relay_ends_when_the_owner_closes_the_session_though_the_client_stays_silent() {
     let (a, b) = two_nodes().await;
     let client = Client::connected(&a.io).await;
-    let mut ws = probed(&b, &client).await;
-    ws.send(Message::text("5")).await.unwrap();
-    ws.send(Message::text(r#"42["echo",1]"#)).await.unwrap();
-    assert_eq!(next_text(&mut ws).await.as_deref(), Some(r#"42["echo",1]"#));
+    let ws = upgraded_through(&b, &client).await;
     let relayed = || b.io.engine().metrics().snapshot().relayed_connections;
     assert_eq!(relayed(), 1);
     // The owner ends the session (as its heartbeat would for a silent client); the
