@@ -21,6 +21,7 @@ import { Redis } from "ioredis";
 import { startRedis } from "../cluster/redis.mjs";
 import { Clients, TRANSPORT_MODES } from "../lib/client.mjs";
 import { API_KEY, ServeNode, connectClient, serveConfig } from "../lib/serve-cluster.mjs";
+import { waitFor } from "../lib/wait.mjs";
 
 const [WEBSOCKET] = TRANSPORT_MODES;
 
@@ -147,6 +148,12 @@ for (const adapter of ["redis", "redis-streams", "redis-sharded"]) {
       );
       assert.equal(joined.result.status, 200, JSON.stringify(joined.result.body));
       assert.equal(joined.result.body.affected, 2 * PER_NODE);
+      // Each node applies the join when it reads it (with redis-streams, from the
+      // stream, which a listing asked over pub/sub can overtake): wait until node B
+      // has, before measuring the listing.
+      await waitFor(async () => (await get(b, "/api/v1/namespaces/%2F/rooms/everyone")).body.size === 2 * PER_NODE, {
+        what: "node B to apply the join",
+      });
       const room = await measured(stats, () => get(a, "/api/v1/namespaces/%2F/rooms/everyone"));
       assert.equal(room.result.body.size, 2 * PER_NODE, JSON.stringify(room.result.body));
       console.log(

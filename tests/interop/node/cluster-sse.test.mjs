@@ -258,8 +258,21 @@ describe("SSE listeners across two switchboard serve nodes (redis-streams, recov
       assert.deepEqual(JSON.parse(listener.events.at(-1).data), { reason: "server namespace disconnect" });
       await b.waitUntilGone(first.sid);
 
-      // Missed, published through both nodes; then Last-Event-ID to node b directly.
+      // Missed, published through both nodes; then Last-Event-ID to node b directly,
+      // once node b has read them all from the stream (a witness on node b received
+      // them). Node b replays what it has read when the listener arrives and delivers
+      // the rest live after it: without the wait, its reader lagging by a few
+      // milliseconds moved events from the replay to the live part (in order, once
+      // each, but `replayed` then counted fewer than 5).
+      const witness = new SseListener(`${b.url}/sse?room=resume`, { reconnect: false });
+      listeners.push(witness);
+      await waitFor(() => witness.current?.sid, { what: "the witness's stream on node b to open" });
       for (const n of numbers(6, 10)) await publish(n % 2 ? a : b, n);
+      await waitFor(() => ticks(witness).includes(10), { what: "node b to deliver event 10" });
+      assert.deepEqual(ticks(witness), numbers(6, 10), "the witness on node b got the missed events");
+      const witnessSid = witness.current.sid;
+      await witness.close();
+      await b.waitUntilGone(witnessSid);
       listener.resume(`${b.url}/sse?room=resume`);
       await until(10, "the missed events 6-10 from node b");
       assert.deepEqual(await holders(cluster.nodes), [b], "the listener is on node b");
