@@ -33,7 +33,8 @@ use serde_json::Value;
 use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
-    LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo, SocketsPage,
+    LogFilter, LogRead, LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo,
+    SocketsPage,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -1170,7 +1171,9 @@ impl SessionStore for StreamsNode {
         nsp: &'a str,
         after: &'a str,
         until: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
+        keep: &'a LogFilter<'a>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<LogRead, AdapterError>> {
         Box::pin(async move {
             let unavailable = |e: redis::RedisError| AdapterError::Unavailable(e.to_string());
             let misshapen = |e: ReplyError| AdapterError::Unavailable(e.to_string());
@@ -1186,9 +1189,12 @@ impl SessionStore for StreamsNode {
                 .await
                 .map_err(unavailable)?;
             if reply::range_entries(&exists).map_err(misshapen)?.is_empty() && after != "0-0" {
-                return Ok(None);
+                return Ok(LogRead::Gone);
             }
-            let mut events = Vec::new();
+            // What is kept is the client's own copy: it stops at `max_bytes`, and the
+            // entries of others (other rooms, other namespaces) are dropped a page at
+            // a time.
+            let (mut events, mut bytes) = (Vec::new(), 0usize);
             let mut from = format!("({after}");
             loop {
                 let reply: redis::Value = redis::cmd("XRANGE")
@@ -1224,18 +1230,28 @@ impl SessionStore for StreamsNode {
                         && packet.id.is_none()
                         && relayable(&packet)
                     {
-                        events.push(LoggedEvent {
+                        let event = LoggedEvent {
                             offset: entry.id.to_owned(),
                             packet,
                             opts: engine_opts(&opts),
-                        });
+                        };
+                        if !keep(&event) {
+                            continue;
+                        }
+                        bytes += switchboard_engine::adapter::logged_bytes(
+                            entry.fields().map(|(k, v)| k.len() + v.len()).sum(),
+                        );
+                        if bytes > max_bytes {
+                            return Ok(LogRead::TooLarge);
+                        }
+                        events.push(event);
                     }
                 }
                 if n < RANGE_COUNT {
                     break;
                 }
             }
-            Ok(Some(events))
+            Ok(LogRead::Events(events))
         })
     }
 }

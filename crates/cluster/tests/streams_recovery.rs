@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Client, Node, NodeOptions, RedisServer, eventually, formed, names, within};
 use switchboard_cluster::AdapterKind;
+use switchboard_engine::adapter::{LogRead, LoggedEvent};
 use switchboard_engine::sio::BroadcastOperator;
 
 async fn node(redis: &RedisServer, name: &str) -> Node {
@@ -406,6 +407,92 @@ async fn a_replay_from_the_log_skips_an_entry_too_long_to_decode() {
         1,
         "skipped on the replay"
     );
+}
+
+/// A replay read from the log is the client's own copy, so it stops at
+/// `max_replay_bytes` of the client's events: one that missed more is not recovered
+/// (before, the node read and queued all of them, up to the stream's length), and
+/// events of rooms it was not in do not count against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_the_log_stops_at_max_replay_bytes_of_the_clients_own_events() {
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    let (witness, _) = Client::connected(&one.io).await;
+    join(&witness, &one, "a").await;
+    let (far, far_first) = Client::connected(&one.io).await;
+    let (near, near_first) = Client::connected(&one.io).await;
+    for client in [&far, &near] {
+        client.emit("join", &[json!("a")]).await;
+    }
+    eventually("both joined a", || async {
+        one.ns().adapter().room_size("a") == 3
+    })
+    .await;
+    far.close().await;
+    near.close().await;
+    eventually("the node let both go", || async {
+        one.ns().socket_count() == 1
+    })
+    .await;
+    // Nine events of room a of ~250 bytes each, and between them 2 KB events of
+    // room b, which neither client was in.
+    let pad = "x".repeat(200);
+    for n in 1..=9 {
+        durable(one.ns().to("a"), "seq", json!({ "n": n, "pad": pad })).await;
+        durable(one.ns().to("b"), "other", json!("y".repeat(2000))).await;
+    }
+    let mut heard = Vec::new();
+    within("the witness hears room a", async {
+        while heard.len() < 9 {
+            heard.extend(witness.events().await);
+        }
+    })
+    .await;
+
+    // A node started now holds none of it: the replays are read from the log.
+    let three = Node::start(
+        &redis,
+        NodeOptions::new(AdapterKind::RedisStreams, "three").replaying_at_most(2400),
+    )
+    .await;
+    // Each of its events is ~250 bytes in a frame, some more in the stream (field
+    // names, msgpack, the signed mark): three fit in 2,400 bytes, nine do not.
+    // Nine missed (~20 KB in the range with room b's): not recovered.
+    let back = Client::handshake(&three.io).await;
+    let far_pid = far_first.pid.clone().unwrap();
+    let auth = json!({ "pid": far_pid }).to_string();
+    let resumed = back.connect(&auth).await;
+    assert_ne!(resumed.id, far_first.id, "not recovered");
+    assert!(resumed.events.is_empty());
+
+    // The last three missed (it claims the sixth's offset): recovered with them.
+    let back = Client::handshake(&three.io).await;
+    let near_pid = near_first.pid.clone().unwrap();
+    let auth = json!({ "pid": near_pid, "offset": offset(&heard[5]) }).to_string();
+    let resumed = back.connect(&auth).await;
+    assert_eq!(resumed.id, near_first.id, "recovered");
+    let mut replayed = resumed.events;
+    within("the replay", async {
+        while replayed.len() < 3 {
+            replayed.extend(back.events().await);
+        }
+    })
+    .await;
+    let numbers: Vec<&Value> = replayed
+        .iter()
+        .map(|e| &e.as_array().unwrap()[1]["n"])
+        .collect();
+    assert_eq!(numbers, [&json!(7), &json!(8), &json!(9)]);
+
+    // The read itself stops at the bound: it holds no more than that of the log.
+    let store = three.ns().adapter().session_store().unwrap();
+    let everything = |_: &LoggedEvent| true;
+    let read = |max_bytes| store.read_log("/", "0-0", "+", &everything, max_bytes);
+    assert!(matches!(read(2400).await.unwrap(), LogRead::TooLarge));
+    let LogRead::Events(all) = read(usize::MAX).await.unwrap() else {
+        panic!("the whole log")
+    };
+    assert_eq!(all.len(), 18, "nine events of each room");
 }
 
 /// Anyone who can write to Redis can write a session: one too long to be a session a

@@ -29,6 +29,7 @@ use switchboard_protocol::Sid;
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::mpsc;
 
+use crate::eio::Frame;
 use crate::sio::{Namespace, Payload};
 
 pub use memory::MemoryAdapter;
@@ -484,15 +485,40 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         &'a self,
         pid: &'a str,
     ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>>;
-    /// The logged events of namespace `nsp` after `after` up to `until` (both
-    /// exclusive of `after`, inclusive of `until`), oldest first. `None` when `after`
-    /// is no longer (or never was) in the log: the client cannot be recovered.
+    /// The logged events of namespace `nsp` after `after` up to `until` (exclusive of
+    /// `after`, inclusive of `until`) that `keep` keeps (a resuming client's own),
+    /// oldest first. A client asked for the events it missed: past `max_bytes` of kept
+    /// events (as the log holds them, see [`logged_bytes`]) the read stops and says
+    /// so, rather than hold a copy of the whole log for one client.
     fn read_log<'a>(
         &'a self,
         nsp: &'a str,
         after: &'a str,
         until: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>>;
+        keep: &'a LogFilter<'a>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<LogRead, AdapterError>>;
+}
+
+/// Which logged events a read of the log keeps ([`SessionStore::read_log`]).
+pub type LogFilter<'a> = dyn Fn(&LoggedEvent) -> bool + Send + Sync + 'a;
+
+/// What a read of the durable log found ([`SessionStore::read_log`]).
+#[derive(Debug)]
+pub enum LogRead {
+    /// The events kept, oldest first.
+    Events(Vec<LoggedEvent>),
+    /// `after` is no longer (or never was) in the log: the client cannot be recovered.
+    Gone,
+    /// The events kept passed the read's `max_bytes`: the client missed more than it
+    /// may be replayed, and is not recovered.
+    TooLarge,
+}
+
+/// What a logged event counts against a read's `max_bytes`: the bytes of its entry in
+/// the log (field names and values), plus the frame it becomes in the replay.
+pub fn logged_bytes(entry_bytes: usize) -> usize {
+    entry_bytes + std::mem::size_of::<Frame>()
 }
 
 /// Creates the adapter of each namespace.

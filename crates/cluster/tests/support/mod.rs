@@ -56,6 +56,8 @@ pub(crate) struct NodeOptions {
     pub(crate) recovery: bool,
     /// The node's name, set as every socket's data: `{"node": name}`.
     pub(crate) name: String,
+    /// With recovery: most bytes one client is replayed.
+    pub(crate) max_replay_bytes: usize,
 }
 
 impl NodeOptions {
@@ -64,7 +66,15 @@ impl NodeOptions {
             adapter,
             recovery: false,
             name: name.to_owned(),
+            max_replay_bytes: RecoveryConfig::default().max_replay_bytes,
         }
+    }
+
+    /// Recovery on, replaying at most `bytes` to one client.
+    pub(crate) fn replaying_at_most(mut self, bytes: usize) -> Self {
+        self.recovery = true;
+        self.max_replay_bytes = bytes;
+        self
     }
 
     pub(crate) fn recovery(mut self) -> Self {
@@ -115,6 +125,7 @@ impl Node {
         let sio = SocketIoConfig {
             recovery: options.recovery.then(|| RecoveryConfig {
                 max_disconnection_duration: Duration::from_secs(120),
+                max_replay_bytes: options.max_replay_bytes,
                 ..RecoveryConfig::default()
             }),
             engine: EngineConfig {

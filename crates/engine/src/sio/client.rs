@@ -10,12 +10,14 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 use switchboard_protocol::socketio::{Decoder, Packet, PacketType};
 
-use crate::adapter::{AdapterError, DurableSession, LoggedEvent, Room, SessionStore};
+use crate::adapter::{
+    AdapterError, DurableSession, LogFilter, LogRead, LoggedEvent, Room, SessionStore,
+};
 use crate::breadcrumbs::Step;
 use crate::diagnosis::{Category, Cutoff, Refusal, Stage};
 use crate::eio::inbound::Charge;
 use crate::eio::session::now;
-use crate::eio::{Frame, Message, Session, SessionHandler};
+use crate::eio::{Message, Session, SessionHandler};
 use crate::reason::DisconnectReason;
 use switchboard_protocol::Sid;
 use switchboard_protocol::engineio::TransportKind;
@@ -24,8 +26,8 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::auth_or_empty;
 use super::recovery::{
-    Listener, RecoveryBuffer, Restored, SavedSession, SavedSessionParts, durable_parts,
-    saved_from_parts,
+    Listener, RecoveryBuffer, ReplayStart, Restored, SavedSession, SavedSessionParts, Unreplayable,
+    durable_parts, saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
 use super::socket::{Identity, Socket};
@@ -460,13 +462,9 @@ fn last_event_id(session: &Session) -> Option<String> {
 /// What an SSE listener that presented a `Last-Event-ID` is owed.
 #[derive(Debug)]
 enum SseReplay {
-    /// The events after `from`: `older` (read from the durable log, already filtered)
-    /// up to `older_until`, then the buffer's.
-    From {
-        from: u128,
-        older: Vec<Frame>,
-        older_until: u128,
-    },
+    /// The events after where it starts: what was read from the durable log, then
+    /// the buffer's.
+    From(ReplayStart),
     /// Nothing can be replayed, for this reason (told to the client).
     Unavailable(&'static str),
 }
@@ -485,6 +483,15 @@ const RECOVERY_OFF: &str = "connection state recovery is off for this namespace"
 const OFFSET_UNKNOWN: &str = "unknown event id";
 const OFFSET_GONE: &str = "event id no longer available";
 const LOG_UNAVAILABLE: &str = "event log unavailable";
+const TOO_MANY_MISSED: &str = "too many missed events";
+
+/// What an SSE listener is told of a replay that could not be made.
+fn unreplayable(why: Unreplayable) -> &'static str {
+    match why {
+        Unreplayable::Gap => OFFSET_GONE,
+        Unreplayable::TooLarge => TOO_MANY_MISSED,
+    }
+}
 
 /// Where an SSE listener's replay starts, and the part of it this node's buffer does
 /// not hold, read from the durable log (recovery on).
@@ -500,19 +507,11 @@ async fn prepare_sse(socket: &Arc<Socket>, id: &str) -> SseReplay {
         return SseReplay::Unavailable(unavailable);
     }
     let Some(store) = ns.adapter().session_store() else {
-        return SseReplay::From {
-            from,
-            older: Vec::new(),
-            older_until: from,
-        };
+        return SseReplay::From(ReplayStart::buffer(from));
     };
     let rooms = sse_rooms(socket);
     match read_older(socket, &store, from, Listener::since_start(&rooms)).await {
-        Ok((older, older_until)) => SseReplay::From {
-            from,
-            older,
-            older_until,
-        },
+        Ok(start) => SseReplay::From(start),
         Err(why) => SseReplay::Unavailable(why),
     }
 }
@@ -555,14 +554,15 @@ fn sse_rooms(socket: &Socket) -> Vec<Room> {
 
 /// Waits until this node's buffer has reached `from` (the client came from a node
 /// that had read further), then reads from the durable log the events after `from`
-/// for `rooms` that the buffer no longer holds: their frames, and the offset they
-/// cover up to (`from` when the buffer holds everything).
+/// for `listener` that the buffer no longer holds, at most `max_replay_bytes` of them:
+/// where the replay starts, with their frames and the offset they cover up to (`from`
+/// when the buffer holds everything).
 async fn read_older(
     socket: &Socket,
     store: &Arc<dyn SessionStore>,
     from: u128,
     listener: Listener<'_>,
-) -> Result<(Vec<Frame>, u128), &'static str> {
+) -> Result<ReplayStart, &'static str> {
     let ns = socket.ns();
     let Some(buffer) = ns.recovery() else {
         return Err(OFFSET_UNKNOWN);
@@ -578,38 +578,46 @@ async fn read_older(
     }
     let covered = buffer.covered_from();
     if from >= covered {
-        return Ok((Vec::new(), from));
+        return Ok(ReplayStart::buffer(from));
     }
     let until = buffer.offset_string(covered);
-    let read = || {
-        let (store, nsp) = (store.clone(), ns.name().to_owned());
-        let (after, until) = (from_wire.clone(), until.clone());
-        Box::pin(async move { store.read_log(&nsp, &after, &until).await }) as BoxFuture<'static, _>
+    let max_bytes = buffer.config().max_replay_bytes;
+    let keep = move |event: &LoggedEvent| {
+        let at = buffer.parse_offset(&event.offset).unwrap_or(u128::MAX);
+        audience(&event.opts).includes(listener, at)
     };
+    let keep: &LogFilter<'_> = &keep;
+    let nsp = ns.name();
+    let read = || store.read_log(nsp, &from_wire, &until, keep, max_bytes);
     let turn = socket.io().log_reads.acquire().await;
     let read = with_store_retry("read log", read).await;
     drop(turn);
     let events: Vec<LoggedEvent> = match read {
-        Ok(Some(events)) => events,
-        Ok(None) => {
+        Ok(LogRead::Events(events)) => events,
+        Ok(LogRead::Gone) => {
             tracing::debug!(offset = %from_wire, "offset no longer in the event log; not recovered");
             return Err(OFFSET_GONE);
+        }
+        Ok(LogRead::TooLarge) => {
+            tracing::debug!(offset = %from_wire, max_bytes, "more missed in the event log than may be replayed; not recovered");
+            return Err(TOO_MANY_MISSED);
         }
         Err(err) => {
             tracing::warn!(error = %err, "event log unavailable; client not recovered");
             return Err(LOG_UNAVAILABLE);
         }
     };
-    let mut frames = Vec::new();
+    let mut older = Vec::new();
     for event in events {
-        let at = buffer.parse_offset(&event.offset).unwrap_or(u128::MAX);
-        if audience(&event.opts).includes(listener, at) {
-            let mut packet = event.packet;
-            append_offset(&mut packet, event.offset);
-            frames.extend(encode(&packet));
-        }
+        let mut packet = event.packet;
+        append_offset(&mut packet, event.offset);
+        older.extend(encode(&packet));
     }
-    Ok((frames, covered))
+    Ok(ReplayStart {
+        offset: from,
+        older,
+        older_until: covered,
+    })
 }
 
 /// The refusal of a namespace that does not exist (or a name no pattern may create),
@@ -711,9 +719,9 @@ const STORE_WAIT: Duration = Duration::from_secs(5);
 /// tries; the last error if it never does. One try is cut off at the deadline too: a
 /// store whose connection retries by itself (Redis refusing connections) would
 /// otherwise hold the client past it.
-async fn with_store_retry<T, F>(what: &str, mut op: F) -> Result<T, AdapterError>
+async fn with_store_retry<'a, T, F>(what: &str, mut op: F) -> Result<T, AdapterError>
 where
-    F: FnMut() -> BoxFuture<'static, Result<T, AdapterError>>,
+    F: FnMut() -> BoxFuture<'a, Result<T, AdapterError>>,
 {
     let give_up = now() + STORE_WAIT;
     loop {
@@ -740,9 +748,7 @@ where
 #[derive(Debug)]
 struct Prepared {
     session: SavedSession,
-    from: u128,
-    older: Vec<Frame>,
-    older_until: u128,
+    start: ReplayStart,
 }
 
 /// Takes the session `pid` from the durable store and reads the older part of its
@@ -830,7 +836,7 @@ async fn prepare_durable(
         rooms: &rooms,
         memberships: &memberships,
     };
-    let (older, older_until) = read_older(socket, &store, from, listener).await.ok()?;
+    let start_replay = read_older(socket, &store, from, listener).await.ok()?;
     let parts = SavedSessionParts {
         sid: session.sid.parse().ok()?,
         pid: session.pid.parse().ok()?,
@@ -842,9 +848,7 @@ async fn prepare_durable(
     };
     Some(Prepared {
         session: saved_from_parts(parts, now()),
-        from,
-        older,
-        older_until,
+        start: start_replay,
     })
 }
 
@@ -965,13 +969,12 @@ fn finish_connect(
                 tracing::debug!(socket = %p.session.sid, "stored session names a connected socket; not recovered");
                 return None;
             }
-            let missed = RecoveryBuffer::replay(
-                &state,
-                p.session.listener(),
-                p.from,
-                p.older,
-                p.older_until,
-            )?;
+            let max_bytes = buffer.config().max_replay_bytes;
+            let missed = RecoveryBuffer::replay(&state, p.session.listener(), p.start, max_bytes)
+                .inspect_err(|why| {
+                    tracing::debug!(socket = %p.session.sid, ?why, "session not recovered");
+                })
+                .ok()?;
             Some(Restored {
                 session: p.session,
                 missed,
@@ -1035,18 +1038,13 @@ fn finish_connect(
         RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
     }
     let sse = sse.map(|replay| match replay {
-        SseReplay::From {
-            from,
-            older,
-            older_until,
-        } => RecoveryBuffer::replay(
+        SseReplay::From(start) => RecoveryBuffer::replay(
             &state,
             Listener::since_start(&sse_rooms(&socket)),
-            from,
-            older,
-            older_until,
+            start,
+            buffer.config().max_replay_bytes,
         )
-        .ok_or(OFFSET_GONE),
+        .map_err(unreplayable),
         SseReplay::Unavailable(why) => Err(why),
     });
     let report = sse

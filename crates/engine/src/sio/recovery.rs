@@ -69,6 +69,14 @@ pub const DEFAULT_MAX_BYTES_PER_SESSION: usize = 64 << 10;
 /// (`max_pattern_namespaces`) would be no bound at all. Twice what one namespace may
 /// hold at its own bounds, so a server with one namespace never meets it.
 pub const DEFAULT_MAX_TOTAL_BYTES: usize = 256 << 20;
+/// Most bytes one client is replayed (see [`replay_bytes`]): twice the default
+/// outbound queue. A live client that fell that far behind would have been
+/// disconnected as a slow consumer; one that missed more is told it was not recovered
+/// (as Centrifugo's recovery limit does), instead of having the whole buffer or a copy
+/// of the log queued for it. Without it, a client that kept many sessions in a busy
+/// room and resumed each from its start had up to the whole buffer queued per
+/// connection (and, read from the log, its own copy of it).
+pub const DEFAULT_MAX_REPLAY_BYTES: usize = 8 << 20;
 
 /// Settings of connection state recovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +100,9 @@ pub struct RecoveryConfig {
     /// as the bounds above count them). A namespace that would pass it drops its own
     /// oldest packets or sessions first; one that holds none keeps nothing more.
     pub max_total_bytes: usize,
+    /// Most bytes one replay may queue ([`replay_bytes`]); a client that missed more
+    /// is not recovered.
+    pub max_replay_bytes: usize,
 }
 
 impl Default for RecoveryConfig {
@@ -105,6 +116,7 @@ impl Default for RecoveryConfig {
             max_sessions_bytes: DEFAULT_MAX_SESSIONS_BYTES,
             max_bytes_per_session: DEFAULT_MAX_BYTES_PER_SESSION,
             max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
         }
     }
 }
@@ -826,34 +838,94 @@ impl RecoveryBuffer {
         let session = self.remove_session(state, &pid)?;
         self.count(|m| m.recovery_sessions_changed(-1));
         let from = self.resume_from(offset, session.connected_at_offset)?;
-        let missed = Self::replay(state, session.listener(), from, Vec::new(), from)?;
-        Some(Restored { session, missed })
+        let replay = Self::replay(
+            state,
+            session.listener(),
+            ReplayStart::buffer(from),
+            self.config.max_replay_bytes,
+        );
+        match replay {
+            Ok(missed) => Some(Restored { session, missed }),
+            Err(why) => {
+                tracing::debug!(socket = %session.sid, ?why, "session not recovered");
+                None
+            }
+        }
     }
 
-    /// The frames `listener` missed after `from`: `older` (already filtered, covering
-    /// the log up to `older_until`) then the buffer's packets. `None` when that would
-    /// leave a gap or `from` is ahead of this buffer.
+    /// The frames `listener` missed after `from.offset`: `from.older` (already
+    /// filtered, covering the log up to `from.older_until`) then the buffer's packets,
+    /// at most `max_bytes` of them ([`replay_bytes`]).
     pub(crate) fn replay(
         state: &State,
         listener: Listener<'_>,
-        from: u128,
-        older: Vec<Frame>,
-        older_until: u128,
-    ) -> Option<Vec<Frame>> {
-        if from > state.head || older_until.max(from) < state.dropped_up_to {
-            return None;
+        from: ReplayStart,
+        max_bytes: usize,
+    ) -> Result<Vec<Frame>, Unreplayable> {
+        if from.offset > state.head || from.older_until.max(from.offset) < state.dropped_up_to {
+            return Err(Unreplayable::Gap);
         }
-        let start = older_until.max(from);
-        let mut missed = older;
-        missed.extend(
-            state
-                .packets
-                .iter()
-                .filter(|p| p.offset > start && p.includes(listener))
-                .flat_map(|p| p.frames.as_slice().iter().cloned()),
-        );
-        Some(missed)
+        let start = from.older_until.max(from.offset);
+        let mut bytes = replay_bytes(&from.older);
+        let mut missed = from.older;
+        for p in state
+            .packets
+            .iter()
+            .filter(|p| p.offset > start && p.includes(listener))
+        {
+            let frames = p.frames.as_slice();
+            bytes += replay_bytes(frames);
+            if bytes > max_bytes {
+                break;
+            }
+            missed.extend(frames.iter().cloned());
+        }
+        if bytes > max_bytes {
+            return Err(Unreplayable::TooLarge);
+        }
+        Ok(missed)
     }
+}
+
+/// Where a replay starts: after `offset`, with `older` (read from the durable log,
+/// already filtered) covering the log up to `older_until`, the buffer's packets after.
+#[derive(Debug)]
+pub(crate) struct ReplayStart {
+    pub(crate) offset: u128,
+    pub(crate) older: Vec<Frame>,
+    pub(crate) older_until: u128,
+}
+
+impl ReplayStart {
+    /// After `offset`, all of it from the buffer.
+    pub(crate) fn buffer(offset: u128) -> Self {
+        ReplayStart {
+            offset,
+            older: Vec::new(),
+            older_until: offset,
+        }
+    }
+}
+
+/// Why a client's missed events cannot be replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreplayable {
+    /// Some of them are gone (dropped from the buffer, trimmed from the log), or the
+    /// offset is ahead of this buffer.
+    Gap,
+    /// More than `max_replay_bytes` of them.
+    TooLarge,
+}
+
+/// What frames cost in a replay, against `max_replay_bytes`: their bytes and their
+/// places in the outbound queue. The bytes may be shared with the buffer (nothing
+/// more is allocated for them) or the client's own (read from the log): counted
+/// either way, as the queue counts them.
+pub(crate) fn replay_bytes(frames: &[Frame]) -> usize {
+    frames
+        .iter()
+        .map(|f| f.len() + std::mem::size_of::<Frame>())
+        .sum()
 }
 
 /// The parts of a session the socket supplies when it drops.
@@ -944,6 +1016,11 @@ mod tests {
         }
     }
 
+    /// A listener in no room: every packet for everyone is its.
+    fn everything() -> Listener<'static> {
+        Listener::since_start(&[])
+    }
+
     fn store(b: &RecoveryBuffer, f: &str, now: Instant) {
         let mut st = b.lock();
         let next = RecoveryBuffer::next_offset(&st);
@@ -991,6 +1068,56 @@ mod tests {
                 .is_none(),
             "once"
         );
+    }
+
+    #[test]
+    fn a_replay_past_max_replay_bytes_is_refused_whole() {
+        let b = RecoveryBuffer::new(RecoveryConfig {
+            max_replay_bytes: 3 * replay_bytes(&frame("xxxx")),
+            ..RecoveryConfig::default()
+        });
+        let now = Instant::now();
+        for _ in 0..4 {
+            store(&b, "xxxx", now);
+        }
+        let replay = |from| {
+            RecoveryBuffer::replay(
+                &b.lock(),
+                everything(),
+                ReplayStart::buffer(from),
+                b.config().max_replay_bytes,
+            )
+        };
+        // Three packets fit exactly; four do not, and none of them is handed over.
+        assert_eq!(replay(1).map(|m| m.len()), Ok(3));
+        assert_eq!(replay(0), Err(Unreplayable::TooLarge));
+        // What was read from the log counts too.
+        let older = ReplayStart {
+            offset: 2,
+            older: frame("xxxx"),
+            older_until: 2,
+        };
+        let max = b.config().max_replay_bytes;
+        assert_eq!(
+            RecoveryBuffer::replay(&b.lock(), everything(), older, max).map(|m| m.len()),
+            Ok(3)
+        );
+        let older = ReplayStart {
+            offset: 1,
+            older: [frame("xxxx"), frame("xxxx")].concat(),
+            older_until: 1,
+        };
+        assert_eq!(
+            RecoveryBuffer::replay(&b.lock(), everything(), older, max),
+            Err(Unreplayable::TooLarge)
+        );
+        // A session resumed from too far back is not recovered (and not kept).
+        persist(&b, &[], 0, now);
+        assert!(
+            b.restore(&mut b.lock(), sid(2).as_str(), None, now)
+                .is_none()
+        );
+        assert_eq!(b.usage().sessions, 0);
     }
 
     #[test]
@@ -1173,12 +1300,12 @@ mod tests {
         // A client of B that missed the packets B dropped is told it was not
         // recovered, never handed a gap.
         assert!(
-            RecoveryBuffer::replay(&b.lock(), Listener::since_start(&[]), 1, Vec::new(), 1)
-                .is_none()
+            RecoveryBuffer::replay(&b.lock(), everything(), ReplayStart::buffer(1), usize::MAX)
+                == Err(Unreplayable::Gap)
         );
         assert!(
-            RecoveryBuffer::replay(&b.lock(), Listener::since_start(&[]), 2, Vec::new(), 2)
-                .is_some()
+            RecoveryBuffer::replay(&b.lock(), everything(), ReplayStart::buffer(2), usize::MAX)
+                .is_ok()
         );
         drop(b);
         assert_eq!(budget.used.load(Relaxed), one * 2);
@@ -1331,7 +1458,7 @@ mod tests {
         let next = RecoveryBuffer::next_offset(&st);
         b.store(&mut st, next, to(&[]), frames.clone(), Instant::now());
         let replayed =
-            RecoveryBuffer::replay(&st, Listener::since_start(&[]), 0, Vec::new(), 0).unwrap();
+            RecoveryBuffer::replay(&st, everything(), ReplayStart::buffer(0), usize::MAX).unwrap();
         assert_eq!(replayed, frames, "the same bytes");
         let Frame::Binary(kept) = &replayed[1] else {
             panic!("an attachment")

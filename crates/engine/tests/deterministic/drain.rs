@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard_engine::adapter::{
-    Adapter, AdapterError, BoxFuture, DurableSession, LoggedEvent, MemoryAdapter, Room,
+    Adapter, AdapterError, BoxFuture, DurableSession, LogFilter, LogRead, MemoryAdapter, Room,
     SessionStore,
 };
 use switchboard_engine::protocol::Sid;
@@ -242,7 +242,9 @@ impl SessionStore for SharedStore {
         _nsp: &'a str,
         _after: &'a str,
         _until: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Vec<LoggedEvent>>, AdapterError>> {
+        _keep: &'a LogFilter<'a>,
+        _max_bytes: usize,
+    ) -> BoxFuture<'a, Result<LogRead, AdapterError>> {
         use std::sync::atomic::Ordering::SeqCst;
         Box::pin(async move {
             if self.hold_reads.load(SeqCst) {
@@ -257,7 +259,7 @@ impl SessionStore for SharedStore {
                 }
                 self.reading.fetch_sub(1, SeqCst);
             }
-            Ok(Some(Vec::new()))
+            Ok(LogRead::Events(Vec::new()))
         })
     }
 }

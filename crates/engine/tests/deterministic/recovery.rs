@@ -10,11 +10,15 @@ use switchboard_test_support::eventually;
 use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, server};
 
 fn recovering_server() -> switchboard_engine::Io {
-    let mut cfg = config();
-    cfg.recovery = Some(RecoveryConfig {
+    recovering_server_with(RecoveryConfig {
         max_disconnection_duration: Duration::from_secs(60),
         ..RecoveryConfig::default()
-    });
+    })
+}
+
+fn recovering_server_with(recovery: RecoveryConfig) -> switchboard_engine::Io {
+    let mut cfg = config();
+    cfg.recovery = Some(recovery);
     let io = server(cfg);
     io.of("/").on("join", |ev| {
         if let Some(room) = ev.payload.args.first().and_then(Value::as_str) {
@@ -419,6 +423,45 @@ async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_co
         ["seq"],
         "only what it missed, nothing from before"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_missed_more_than_max_replay_bytes_is_not_recovered() {
+    // Each missed event is a frame of about 250 bytes: four fit, ten do not.
+    let io = recovering_server_with(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        max_replay_bytes: 1200,
+        ..RecoveryConfig::default()
+    });
+    let ns = io.of("/");
+    let (witness, _, _) = connect(&io).await;
+    let (far, far_sid, far_pid) = connect(&io).await;
+    let (near, near_sid, near_pid) = connect(&io).await;
+    drop_connection(&far).await;
+    drop_connection(&near).await;
+    let pad = "x".repeat(200);
+    for n in 1..=10 {
+        ns.emit("seq", json!({ "n": n, "pad": pad }));
+    }
+    let heard = events(&witness.get().await);
+    assert_eq!(heard.len(), 10);
+
+    // Ten missed: refused whole, a fresh socket with nothing replayed.
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{far_pid}"}}"#)).await;
+    let body = back.get().await;
+    let (sid, pid) = connect_answer(&body);
+    assert_ne!(
+        (sid.as_str(), pid.as_str()),
+        (far_sid.as_str(), far_pid.as_str())
+    );
+    assert!(events(&body).is_empty(), "{body}");
+
+    // The last three missed (it claims the offset of the seventh): within the bound.
+    let (_back, replayed) =
+        resume_claiming(&io, &near_sid, &near_pid, Some(&offset_of(&heard[6]))).await;
+    let numbers: Vec<Value> = replayed.iter().map(|e| e["n"].clone()).collect();
+    assert_eq!(numbers, [json!(8), json!(9), json!(10)]);
 }
 
 /// The offset of an event (its last argument).

@@ -25,15 +25,20 @@ fn sse_server(recovery: bool) -> Io {
 }
 
 fn sse_server_beating(recovery: bool, heartbeat: Duration) -> Io {
+    let recovery = recovery.then(|| RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        ..RecoveryConfig::default()
+    });
+    sse_server_with(recovery, heartbeat)
+}
+
+fn sse_server_with(recovery: Option<RecoveryConfig>, heartbeat: Duration) -> Io {
     let mut cfg = config();
     cfg.engine.sse = Some(SseConfig {
         heartbeat,
         ..SseConfig::default()
     });
-    cfg.recovery = recovery.then(|| RecoveryConfig {
-        max_disconnection_duration: Duration::from_secs(60),
-        ..RecoveryConfig::default()
-    });
+    cfg.recovery = recovery;
     let io = server(cfg);
     io.of("/").use_middleware(|socket| async move {
         if socket.transport() != TransportKind::Sse {
@@ -173,6 +178,60 @@ async fn an_unknown_event_id_or_recovery_off_is_said_not_skipped() {
         text.contains("event: x\ndata: [1]\n\n") && !text.contains("id: "),
         "{text}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_that_missed_more_than_max_replay_bytes_is_told_so_and_goes_on_live() {
+    // Each missed event is a frame of about 250 bytes: four fit, nine do not.
+    let recovery = RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        max_replay_bytes: 1200,
+        ..RecoveryConfig::default()
+    };
+    let io = sse_server_with(Some(recovery), HEARTBEAT);
+    let ns = io.of("/");
+    let pad = "x".repeat(200);
+    let (_, mut witness) = open(&io, "room=news", None).await;
+    read_until(&mut witness, ": connected").await;
+    for n in 1..=10 {
+        ns.to("news")
+            .emit("seq", vec![json!({ "n": n, "pad": pad })]);
+    }
+    let text = read_until(&mut witness, r#""n":10"#).await;
+    let ids: Vec<String> = events(&text)
+        .into_iter()
+        .filter_map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 10, "{text}");
+
+    // From the first: nine missed, refused, and the stream goes on live.
+    let (_, mut far) = open(&io, "room=news", Some(&ids[0])).await;
+    let text = read_until(&mut far, "too many").await;
+    assert!(
+        text.contains(
+            "event: switchboard:recovery\ndata: {\"recovered\":false,\"reason\":\"too many missed events\"}\n\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("event: seq"), "nothing replayed: {text}");
+    ns.to("news").emit("seq", vec![json!({ "n": 11 })]);
+    assert!(
+        read_until(&mut far, r#""n":11"#)
+            .await
+            .contains(r#""n":11"#)
+    );
+
+    // From the seventh: three missed and the small eleventh, within the bound.
+    let (_, mut near) = open(&io, "room=news", Some(&ids[6])).await;
+    let text = read_until(&mut near, r#""n":11"#).await;
+    let got = events(&text);
+    assert_eq!(
+        got[0].2,
+        json!({ "recovered": true, "replayed": 4 }),
+        "{text}"
+    );
+    let numbers: Vec<Value> = got[1..].iter().map(|(_, _, d)| d[0]["n"].clone()).collect();
+    assert_eq!(numbers, [json!(8), json!(9), json!(10), json!(11)]);
 }
 
 #[tokio::test(start_paused = true)]

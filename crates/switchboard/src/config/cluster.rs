@@ -61,6 +61,7 @@ pub(crate) struct RawRecovery {
     pub(crate) max_sessions: Option<Field<Count>>,
     pub(crate) max_bytes: Option<Field<Count>>,
     pub(crate) max_total_bytes: Option<Field<Count>>,
+    pub(crate) max_replay_bytes: Option<Field<Count>>,
     pub(crate) skip_middlewares: Option<Field<bool>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
@@ -91,6 +92,7 @@ pub(crate) const RECOVERY_KEYS: &[&str] = &[
     "max_sessions",
     "max_bytes",
     "max_total_bytes",
+    "max_replay_bytes",
     "skip_middlewares",
 ];
 
@@ -241,6 +243,12 @@ impl Validator<'_> {
             check::positive_count,
         );
         self.read(
+            &mut r.max_replay_bytes,
+            "recovery.max_replay_bytes",
+            raw.max_replay_bytes,
+            check::positive_count,
+        );
+        self.read(
             &mut r.skip_middlewares,
             "recovery.skip_middlewares",
             raw.skip_middlewares,
@@ -388,6 +396,10 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         (
             "recovery.max_total_bytes",
             recovery.max_total_bytes.to_string(),
+        ),
+        (
+            "recovery.max_replay_bytes",
+            recovery.max_replay_bytes.to_string(),
         ),
         (
             "recovery.skip_middlewares",
