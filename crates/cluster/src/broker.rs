@@ -392,6 +392,9 @@ pub struct Health {
     /// Milliseconds between an event entering the stream and this node reading it
     /// (streams mode; 0 otherwise).
     pub stream_lag_ms: AtomicU64,
+    /// Times this node found that entries of the stream were trimmed before it read
+    /// them (streams mode): it had fallen further behind than the stream is long.
+    pub stream_gaps: AtomicU64,
     /// When this node last saw Redis fail (a lost subscriber connection or a failed
     /// command); `None` if it never did.
     trouble_at: Mutex<Option<Instant>>,

@@ -438,6 +438,12 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     let mut reappended = Reappended::new(signer);
     let block_ms = u64::try_from(BLOCK.as_millis()).unwrap_or(2000);
     backoff = Duration::from_millis(100);
+    // A read failed since the last batch: the next one is checked for a gap.
+    let mut after_error = false;
+    // When the last answer came: a read answers within `BLOCK` (empty if nothing
+    // came), so a longer silence means this node stalled (stopped, frozen, its
+    // network hung) and the next batch is checked for a gap.
+    let mut last_answer = tokio::time::Instant::now();
     loop {
         let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
             return;
@@ -457,12 +463,37 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
             r = read.query_async::<redis::Value>(conn.get()) => r,
         };
         let Some(node) = node.upgrade() else { return };
-        let read = read
-            .map_err(ReadError::from)
-            .and_then(|reply| node.on_read(&reply, &mut reappended));
+        let read = match read {
+            Ok(reply) => {
+                let stalled = last_answer.elapsed() > BLOCK + STALL_MARGIN;
+                last_answer = tokio::time::Instant::now();
+                let suspect = after_error || stalled;
+                let gap = gap_before(&mut conn, &stream, &position, &reply, suspect).await;
+                // After a failed read, the flag stays up until a batch with entries.
+                let checked = match gap {
+                    Ok(GapCheck::Gap(first)) => {
+                        node.on_gap(&position, &first);
+                        true
+                    }
+                    Ok(GapCheck::Clear) => true,
+                    Ok(GapCheck::Empty) => !suspect,
+                    Err(err) => {
+                        // Unknown: the batch is read as it is, and the next is checked.
+                        tracing::debug!(error = %err, "could not check the stream for a gap");
+                        false
+                    }
+                };
+                node.on_read(&reply, &mut reappended).map(|()| checked)
+            }
+            Err(err) => Err(ReadError::from(err)),
+        };
         match read {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(checked) => {
+                after_error = !checked;
+                backoff = Duration::from_millis(100);
+            }
             Err(err) => {
+                after_error = true;
                 tracing::warn!(error = %err, retry_in = ?backoff, "stream read failed; will resume from the last id read");
                 node.health().trouble();
                 drop(node);
@@ -474,6 +505,90 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
             }
         }
     }
+}
+
+/// A batch whose first entry is this much older than the node's clock (or a full
+/// batch, or the first after a failed read or a stall) may follow a gap: the node was
+/// behind, and the stream is trimmed from its oldest end ([`gap_before`]).
+const GAP_CHECK_LAG_MS: u64 = 2_000;
+
+/// Silence of the stream reader past `BLOCK` that counts as a stall.
+const STALL_MARGIN: Duration = Duration::from_secs(2);
+
+/// Whether the batch `reply`, read after `position`, follows entries trimmed from the
+/// stream before this node read them: then the id of the batch's first entry. Asked
+/// only of a batch that gives reason to (see [`GAP_CHECK_LAG_MS`]), with one
+/// `XINFO STREAM`: the stream is trimmed from its oldest end, so when its oldest entry
+/// is past `position`, entries after `position` may have gone before this node read
+/// them. Perhaps none had (the trim stopped right at `position`, or took only entries
+/// of this very batch after it was read): the node had then all but fallen behind the
+/// trim, and it is taken as a gap all the same, the safe side. Before anything was
+/// read (`0-0`, a node that started on an empty stream), any entry trimmed is one it
+/// never read (Redis 7.0 and later say how many were added; before, nothing is found).
+async fn gap_before(
+    conn: &mut OwnConn,
+    stream: &str,
+    position: &str,
+    reply: &redis::Value,
+    suspect: bool,
+) -> Result<GapCheck, ReadError> {
+    let (first, full) = {
+        let entries = reply::read_entries(reply)?;
+        let Some(first) = entries.first() else {
+            return Ok(GapCheck::Empty);
+        };
+        (first.id.to_owned(), entries.len() >= READ_COUNT)
+    };
+    let lagging =
+        stream_id(&first).is_some_and(|(ms, _)| now_ms().saturating_sub(ms) > GAP_CHECK_LAG_MS);
+    if !(suspect || full || lagging) {
+        return Ok(GapCheck::Clear);
+    }
+    let info: redis::Value = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async(conn.get())
+        .await?;
+    let gap = trimmed_past(position, &reply::stream_info(&info)?);
+    Ok(if gap {
+        GapCheck::Gap(first)
+    } else {
+        GapCheck::Clear
+    })
+}
+
+/// Whether the stream `info` describes was trimmed past `position` (see
+/// [`gap_before`]).
+fn trimmed_past(position: &str, info: &reply::StreamInfo<'_>) -> bool {
+    // Redis 7.0 and later count every entry added: when none has gone, nothing was
+    // trimmed (a stream begun again, as after a Redis restarted without its data,
+    // starts past any position and has lost nothing of its own).
+    let trimmed = info.entries_added.is_none_or(|added| added > info.length);
+    match (stream_id(position), info.first_id.and_then(stream_id)) {
+        // Nothing read yet: whatever was trimmed, this node never read.
+        (Some((0, 0)), _) => info.entries_added.is_some() && trimmed,
+        // The stream is trimmed from its oldest end: past this node's position, the
+        // entries after it may have gone too.
+        (Some(read), Some(oldest)) => trimmed && oldest > read,
+        _ => false,
+    }
+}
+
+/// What [`gap_before`] found of a batch.
+#[derive(Debug)]
+enum GapCheck {
+    /// The batch was empty: nothing to check.
+    Empty,
+    /// No gap before it (or no reason to look).
+    Clear,
+    /// Entries were trimmed before it; its first entry's id.
+    Gap(String),
+}
+
+/// A stream id `<ms>-<seq>` as numbers, for comparisons.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Why a read of the stream failed; the reader reads again from the last id read.
@@ -525,6 +640,30 @@ impl StreamsNode {
             }
         }
         Ok(())
+    }
+
+    /// This node's read of the stream skipped entries after `position`, trimmed before
+    /// it read them; the next it reads is `first`. Its sockets of namespaces with
+    /// recovery missed them without a word: each namespace drops what it buffered
+    /// before the gap and closes its sockets here, whose clients come back through
+    /// recovery (read from the stream, which tells whether it still holds what they
+    /// missed). Without recovery nothing is promised (as with Redis pub/sub): it is
+    /// logged and counted.
+    fn on_gap(&self, position: &str, first: &str) {
+        self.health().stream_gaps.fetch_add(1, Ordering::Relaxed);
+        let namespaces: Vec<Arc<Namespace>> = self
+            .lock_routes()
+            .namespaces
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let closed: usize = namespaces.iter().map(|ns| ns.recovery_log_gap(first)).sum();
+        tracing::warn!(
+            after = %position,
+            next = %first,
+            closed,
+            "entries of the stream were trimmed before this node read them; its sockets of namespaces with recovery were closed to recover"
+        );
     }
 
     /// Whether `entry` is over [`MAX_PEER_MESSAGE_BYTES`](crate::broker::MAX_PEER_MESSAGE_BYTES),
@@ -1519,6 +1658,30 @@ mod tests {
                 uid
             })
             .collect()
+    }
+
+    #[test]
+    fn a_stream_trimmed_past_the_position_is_a_gap() {
+        let info = |first: Option<&'static str>, length, added| reply::StreamInfo {
+            length,
+            entries_added: added,
+            first_id: first,
+        };
+        // The oldest entry at or before what was read: nothing unread is gone.
+        assert!(!trimmed_past("10-0", &info(Some("3-0"), 20, Some(30))));
+        assert!(!trimmed_past("10-0", &info(Some("10-0"), 20, Some(30))));
+        // Past it (same millisecond too): entries after the position may have gone.
+        assert!(trimmed_past("10-0", &info(Some("10-1"), 20, Some(30))));
+        assert!(trimmed_past("10-0", &info(Some("12-0"), 20, None)));
+        // Nothing read yet: a gap only if something was ever trimmed (Redis 7).
+        assert!(!trimmed_past("0-0", &info(Some("12-0"), 20, Some(20))));
+        assert!(trimmed_past("0-0", &info(Some("12-0"), 20, Some(21))));
+        assert!(!trimmed_past("0-0", &info(Some("12-0"), 20, None)));
+        // Nothing ever trimmed (a stream begun again after Redis lost its data).
+        assert!(!trimmed_past("10-0", &info(Some("12-0"), 3, Some(3))));
+        // An empty stream, or a position that is no id: nothing to say.
+        assert!(!trimmed_past("10-0", &info(None, 0, Some(30))));
+        assert!(!trimmed_past("x", &info(Some("12-0"), 20, Some(30))));
     }
 
     /// A batch sent again after Redis applied it (the reply lost) appends nothing twice;

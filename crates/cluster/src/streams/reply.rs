@@ -24,6 +24,9 @@ pub(crate) enum ReplyError {
     /// An entry's fields are not a flat array of names and values.
     #[error("stream reply: an entry's fields are not name/value pairs")]
     Fields,
+    /// An XINFO STREAM answer is not a flat array of names and values, nor a map.
+    #[error("stream info: not name/value pairs")]
+    Info,
 }
 
 /// One stream entry, borrowed from the reply that holds it.
@@ -147,6 +150,54 @@ fn push_entries<'a>(entries: &'a Value, out: &mut Vec<Entry<'a>>) -> Result<(), 
     Ok(())
 }
 
+/// What an XINFO STREAM answer says of the stream's oldest end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamInfo<'a> {
+    /// Entries in the stream now.
+    pub(crate) length: u64,
+    /// Entries ever added (Redis 7.0 and later), so `entries_added - length` were
+    /// trimmed or deleted.
+    pub(crate) entries_added: Option<u64>,
+    /// The oldest entry's id; `None` when the stream is empty.
+    pub(crate) first_id: Option<&'a str>,
+}
+
+/// Reads an XINFO STREAM answer: a flat array of names and values (RESP2) or a map.
+pub(crate) fn stream_info(reply: &Value) -> Result<StreamInfo<'_>, ReplyError> {
+    let pairs: Vec<(&Value, &Value)> = match inner(reply) {
+        Value::Array(flat) if flat.len() % 2 == 0 => {
+            flat.chunks_exact(2).map(|p| (&p[0], &p[1])).collect()
+        }
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        _ => return Err(ReplyError::Info),
+    };
+    let field = |name: &[u8]| {
+        pairs
+            .iter()
+            .find(|(k, _)| bytes(k) == Some(name))
+            .map(|(_, v)| inner(v))
+    };
+    let int = |v: &Value| match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    let length = field(b"length").and_then(int).ok_or(ReplyError::Info)?;
+    let entries_added = field(b"entries-added").and_then(int);
+    let first_id = match field(b"first-entry") {
+        None | Some(Value::Nil) => None,
+        Some(Value::Array(entry)) => {
+            let id = entry.first().and_then(bytes).ok_or(ReplyError::Info)?;
+            Some(std::str::from_utf8(id).map_err(|_| ReplyError::Info)?)
+        }
+        Some(_) => return Err(ReplyError::Info),
+    };
+    Ok(StreamInfo {
+        length,
+        entries_added,
+        first_id,
+    })
+}
+
 /// The value an attribute (RESP3) is attached to; any other value as it is.
 fn inner(value: &Value) -> &Value {
     match value {
@@ -167,6 +218,45 @@ fn bytes(value: &Value) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_info_is_read_from_either_shape_of_xinfo() {
+        let entry = Value::Array(vec![bulk("5-1"), Value::Array(vec![bulk("a"), bulk("1")])]);
+        let flat = Value::Array(vec![
+            bulk("length"),
+            Value::Int(3),
+            bulk("entries-added"),
+            Value::Int(9),
+            bulk("first-entry"),
+            entry.clone(),
+        ]);
+        let want = StreamInfo {
+            length: 3,
+            entries_added: Some(9),
+            first_id: Some("5-1"),
+        };
+        assert_eq!(stream_info(&flat), Ok(want));
+        let map = Value::Map(vec![
+            (bulk("length"), Value::Int(0)),
+            (bulk("first-entry"), Value::Nil),
+        ]);
+        let empty = StreamInfo {
+            length: 0,
+            entries_added: None,
+            first_id: None,
+        };
+        assert_eq!(stream_info(&map), Ok(empty), "Redis 6 has no entries-added");
+        assert_eq!(stream_info(&Value::Int(1)), Err(ReplyError::Info));
+        let no_length = Value::Array(vec![bulk("first-entry"), entry]);
+        assert_eq!(stream_info(&no_length), Err(ReplyError::Info));
+        let odd = Value::Array(vec![
+            bulk("length"),
+            Value::Int(1),
+            bulk("first-entry"),
+            Value::Int(7),
+        ]);
+        assert_eq!(stream_info(&odd), Err(ReplyError::Info));
+    }
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())

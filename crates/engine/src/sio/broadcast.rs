@@ -317,6 +317,30 @@ impl Namespace {
         }
     }
 
+    /// With a durable log: this node's read of it skipped entries just before
+    /// `offset` (the log was trimmed past where this node had read). The recovery
+    /// buffer can then replay nothing from before `offset` (a client resuming from
+    /// there is read from the log, which tells whether it still holds what the client
+    /// missed), and this namespace's sockets here, which missed those entries without
+    /// a word, have their connections closed (`forced close`, marked in their
+    /// timelines), so their clients come back through recovery and are told whether
+    /// they got everything. Returns how many were closed.
+    pub fn recovery_log_gap(&self, offset: &str) -> usize {
+        let Some(buffer) = self.recovery().filter(|b| b.is_logged()) else {
+            return 0;
+        };
+        let Some(key) = buffer.parse_offset(offset) else {
+            return 0;
+        };
+        buffer.gap_before(key);
+        let sockets = self.local_sockets(&BroadcastOptions::default());
+        for s in &sockets {
+            s.mark(LOG_GAP_MARK);
+            s.close_connection(crate::DisconnectReason::ForcedClose);
+        }
+        sockets.len()
+    }
+
     /// Broadcasts a packet to the targeted local sockets, each with its own ack id,
     /// and reports the client count and each answer to `sink`.
     /// A socket the event could not be sent to (one with
@@ -536,6 +560,9 @@ pub(crate) fn append_offset(packet: &mut Packet, offset: String) {
         data.push(Value::String(offset));
     }
 }
+
+/// What the timeline of a socket closed by [`Namespace::recovery_log_gap`] says.
+const LOG_GAP_MARK: &str = "closed: this node missed events of the cluster's event log (trimmed before it read them); the client resumes through recovery";
 
 pub(crate) fn audience(opts: &BroadcastOptions) -> Audience {
     Audience {

@@ -555,6 +555,29 @@ impl RecoveryBuffer {
         }
     }
 
+    /// With a log: this node's read of it missed entries just before `key`. Nothing
+    /// buffered before them can be replayed without them, so those packets go, and
+    /// the buffer holds everything after `key - 1` from now on: a replay from further
+    /// back reads the log first (see [`Self::covered_from`]).
+    pub(crate) fn gap_before(&self, key: u128) {
+        let mut state = self.lock();
+        let until = key.saturating_sub(1);
+        if until <= state.dropped_up_to {
+            return;
+        }
+        while let Some(front) = state.packets.front() {
+            if front.offset > until {
+                break;
+            }
+            let bytes = front.bytes();
+            state.packets_bytes -= bytes;
+            self.budget.sub(bytes);
+            state.packets.pop_front();
+        }
+        state.dropped_up_to = until;
+        state.head = state.head.max(until);
+    }
+
     /// With a log: the position the buffer holds everything after (read it before
     /// fetching the older part of a replay from the log).
     pub(crate) fn covered_from(&self) -> u128 {
@@ -1118,6 +1141,49 @@ mod tests {
                 .is_none()
         );
         assert_eq!(b.usage().sessions, 0);
+    }
+
+    #[test]
+    fn a_gap_in_the_log_drops_what_came_before_it_and_replays_from_there_only() {
+        let b = RecoveryBuffer::logged(RecoveryConfig::default());
+        b.start_at("10-0");
+        let now = Instant::now();
+        let key = |s: &str| parse_log_offset(s).unwrap();
+        for offset in ["11-0", "12-0"] {
+            let mut st = b.lock();
+            b.store(&mut st, key(offset), to(&[]), frame(offset), now);
+        }
+        // The node read 12-0, then the log was trimmed past it: next comes 20-0.
+        b.gap_before(key("20-0"));
+        assert_eq!(b.usage().packets, 0, "what came before the gap is dropped");
+        assert_eq!(b.covered_from(), key("20-0") - 1);
+        let replay = |from: u128| {
+            RecoveryBuffer::replay(
+                &b.lock(),
+                everything(),
+                ReplayStart::buffer(from),
+                usize::MAX,
+            )
+        };
+        // Anything before 20-0 may be missing, however close.
+        assert_eq!(
+            replay(key("11-0")),
+            Err(Unreplayable::Gap),
+            "from before the gap"
+        );
+        assert_eq!(replay(key("19-5")), Err(Unreplayable::Gap));
+        {
+            let mut st = b.lock();
+            b.store(&mut st, key("20-0"), to(&[]), frame("20-0"), now);
+        }
+        assert_eq!(
+            replay(key("20-0") - 1),
+            Ok(frame("20-0")),
+            "from where it holds all"
+        );
+        // The same gap found again changes nothing.
+        b.gap_before(key("20-0"));
+        assert_eq!(b.usage().packets, 1);
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub(crate) fn cluster(out: &mut Exposition, cluster: &Cluster, node: &str) {
         "Messages received from the cluster.",
         load(&h.received),
     );
+    out.counter(
+        "switchboard_cluster_stream_gaps_total",
+        "Times entries of the stream were trimmed before this node read them (redis-streams); its sockets of namespaces with recovery were closed to recover.",
+        load(&h.stream_gaps),
+    );
     out.gauge(
         "switchboard_cluster_stream_lag_ms",
         "Milliseconds between an entry entering the stream and this node reading it (redis-streams).",
