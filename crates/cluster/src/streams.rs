@@ -34,7 +34,7 @@ use switchboard_engine::Shutdown;
 use switchboard_engine::adapter::{
     Adapter, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions, ClusterOp, DurableSession,
     LogFilter, LogRead, LoggedEvent, MemoryAdapter, NodeAnswers, Room, SessionStore, SocketInfo,
-    SocketsPage,
+    SocketsPage, frame_bytes,
 };
 use switchboard_engine::sio::Namespace;
 use switchboard_protocol::Sid;
@@ -395,22 +395,11 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     };
     // Where the stream ends now: the node serves what comes after.
     let mut backoff = Duration::from_millis(100);
+    let trimmed_before;
     loop {
-        let last: Result<redis::Value, ReadError> = redis::cmd("XREVRANGE")
-            .arg(&stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(conn.get())
-            .await
-            .map_err(ReadError::from);
-        let last = last.and_then(|reply| {
-            let entries = reply::range_entries(&reply)?;
-            Ok(entries.first().map_or("0-0", |e| e.id).to_owned())
-        });
-        match last {
-            Ok(position) => {
+        match start_position(&mut conn, &stream).await {
+            Ok((position, trimmed)) => {
+                trimmed_before = trimmed;
                 let Some(node) = node.upgrade() else { return };
                 let mut routes = node.lock_routes();
                 routes.position = position.clone();
@@ -438,12 +427,8 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     let mut reappended = Reappended::new(signer);
     let block_ms = u64::try_from(BLOCK.as_millis()).unwrap_or(2000);
     backoff = Duration::from_millis(100);
-    // A read failed since the last batch: the next one is checked for a gap.
-    let mut after_error = false;
-    // When the last answer came: a read answers within `BLOCK` (empty if nothing
-    // came), so a longer silence means this node stalled (stopped, frozen, its
-    // network hung) and the next batch is checked for a gap.
-    let mut last_answer = tokio::time::Instant::now();
+    let max_len = node.upgrade().map_or(1, |n| n.config.stream_max_len);
+    let mut watch = GapWatch::new(max_len, trimmed_before);
     loop {
         let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
             return;
@@ -464,36 +449,23 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
         };
         let Some(node) = node.upgrade() else { return };
         let read = match read {
-            Ok(reply) => {
-                let stalled = last_answer.elapsed() > BLOCK + STALL_MARGIN;
-                last_answer = tokio::time::Instant::now();
-                let suspect = after_error || stalled;
-                let gap = gap_before(&mut conn, &stream, &position, &reply, suspect).await;
-                // After a failed read, the flag stays up until a batch with entries.
-                let checked = match gap {
-                    Ok(GapCheck::Gap(first)) => {
+            // A check that could not be made fails the read: the batch is read again
+            // (and checked) rather than applied past a gap nobody looked for.
+            Ok(reply) => match watch.check(&mut conn, &stream, &position, &reply).await {
+                Ok(gap) => {
+                    if let Some(first) = gap {
                         node.on_gap(&position, &first);
-                        true
                     }
-                    Ok(GapCheck::Clear) => true,
-                    Ok(GapCheck::Empty) => !suspect,
-                    Err(err) => {
-                        // Unknown: the batch is read as it is, and the next is checked.
-                        tracing::debug!(error = %err, "could not check the stream for a gap");
-                        false
-                    }
-                };
-                node.on_read(&reply, &mut reappended).map(|()| checked)
-            }
+                    node.on_read(&reply, &mut reappended)
+                }
+                Err(err) => Err(err),
+            },
             Err(err) => Err(ReadError::from(err)),
         };
         match read {
-            Ok(checked) => {
-                after_error = !checked;
-                backoff = Duration::from_millis(100);
-            }
+            Ok(()) => backoff = Duration::from_millis(100),
             Err(err) => {
-                after_error = true;
+                watch.suspect = true;
                 tracing::warn!(error = %err, retry_in = ?backoff, "stream read failed; will resume from the last id read");
                 node.health().trouble();
                 drop(node);
@@ -507,6 +479,134 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     }
 }
 
+/// Where the node starts reading: the stream's last id now (`0-0` when there is no
+/// stream yet), and how many entries had been trimmed from it by then (Redis 7.0 and
+/// later), so that only later trims count ([`trimmed_past`]). `XINFO STREAM` gives
+/// both at once; refused it (an ACL user without it), the last entry's id.
+async fn start_position(
+    conn: &mut OwnConn,
+    stream: &str,
+) -> Result<(String, Option<u64>), ReadError> {
+    let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async(conn.get())
+        .await;
+    match info {
+        Ok(info) => {
+            let info = reply::stream_info(&info)?;
+            let trimmed = info.entries_added.map(|a| a.saturating_sub(info.length));
+            let last = info.last_generated_id.or(info.first_id).unwrap_or("0-0");
+            Ok((last.to_owned(), trimmed))
+        }
+        Err(err) if err.to_string().to_ascii_lowercase().contains("no such key") => {
+            Ok(("0-0".to_owned(), Some(0)))
+        }
+        Err(err) if refused(&err) => {
+            let last: redis::Value = redis::cmd("XREVRANGE")
+                .arg(stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(conn.get())
+                .await?;
+            let entries = reply::range_entries(&last)?;
+            Ok((entries.first().map_or("0-0", |e| e.id).to_owned(), None))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// What the stream reader keeps between batches to find gaps in its read: entries
+/// trimmed from the stream before it read them ([`trimmed_past`]). A check is one
+/// `XINFO STREAM`, made only of a batch that gives reason to.
+#[derive(Debug)]
+struct GapWatch {
+    /// Check the next batch with entries: a read failed, a stall was seen, or the
+    /// last check found a gap (trimming may have overtaken that batch too).
+    suspect: bool,
+    /// When the last answer came: a read answers within `BLOCK` (empty if nothing
+    /// came), so a longer silence means this node stalled (stopped, frozen, its
+    /// network hung).
+    last_answer: tokio::time::Instant,
+    /// A batch of this many entries means the node is behind by half the stream (or
+    /// by a whole read): a stream shorter than a read is overtaken without one.
+    full_at: usize,
+    /// Off once Redis refused `XINFO` (an ACL user without it); warned once.
+    enabled: bool,
+    /// Entries trimmed from the stream before the node started, when Redis says.
+    trimmed_before: Option<u64>,
+}
+
+impl GapWatch {
+    fn new(stream_max_len: usize, trimmed_before: Option<u64>) -> Self {
+        GapWatch {
+            suspect: false,
+            last_answer: tokio::time::Instant::now(),
+            full_at: READ_COUNT.min((stream_max_len / 2).max(1)),
+            enabled: true,
+            trimmed_before,
+        }
+    }
+
+    /// Whether the batch `reply`, read after `position`, follows entries trimmed
+    /// before this node read them: then the id of its first entry. Checked after a
+    /// stall, a failed read or a gap, or when the batch is large or its first entry
+    /// older than [`GAP_CHECK_LAG_MS`]; an empty batch keeps what was suspected for
+    /// the next. An error: the check could not be made now (Redis away).
+    async fn check(
+        &mut self,
+        conn: &mut OwnConn,
+        stream: &str,
+        position: &str,
+        reply: &redis::Value,
+    ) -> Result<Option<String>, ReadError> {
+        if self.last_answer.elapsed() > BLOCK + STALL_MARGIN {
+            self.suspect = true;
+        }
+        self.last_answer = tokio::time::Instant::now();
+        let (first, n) = {
+            let entries = reply::read_entries(reply)?;
+            let Some(first) = entries.first() else {
+                return Ok(None);
+            };
+            (first.id.to_owned(), entries.len())
+        };
+        let lagging =
+            stream_id(&first).is_some_and(|(ms, _)| now_ms().saturating_sub(ms) > GAP_CHECK_LAG_MS);
+        if !self.enabled || !(self.suspect || lagging || n >= self.full_at) {
+            self.suspect = false;
+            return Ok(None);
+        }
+        let info: redis::Value = match redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(conn.get())
+            .await
+        {
+            Ok(info) => info,
+            Err(err) if refused(&err) => {
+                tracing::warn!(error = %err, "Redis refused XINFO STREAM: this node cannot notice entries trimmed before it read them (grant +xinfo to its ACL user)");
+                self.enabled = false;
+                self.suspect = false;
+                return Ok(None);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let gap = trimmed_past(position, &reply::stream_info(&info)?, self.trimmed_before);
+        self.suspect = gap;
+        Ok(gap.then_some(first))
+    }
+}
+
+/// Whether Redis refused a command for good (no permission, unknown to it), as
+/// opposed to not answering now.
+fn refused(err: &redis::RedisError) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    text.contains("noperm") || text.contains("unknown command")
+}
+
 /// A batch whose first entry is this much older than the node's clock (or a full
 /// batch, or the first after a failed read or a stall) may follow a gap: the node was
 /// behind, and the stream is trimmed from its oldest end ([`gap_before`]).
@@ -515,74 +615,44 @@ const GAP_CHECK_LAG_MS: u64 = 2_000;
 /// Silence of the stream reader past `BLOCK` that counts as a stall.
 const STALL_MARGIN: Duration = Duration::from_secs(2);
 
-/// Whether the batch `reply`, read after `position`, follows entries trimmed from the
-/// stream before this node read them: then the id of the batch's first entry. Asked
-/// only of a batch that gives reason to (see [`GAP_CHECK_LAG_MS`]), with one
-/// `XINFO STREAM`: the stream is trimmed from its oldest end, so when its oldest entry
-/// is past `position`, entries after `position` may have gone before this node read
-/// them. Perhaps none had (the trim stopped right at `position`, or took only entries
-/// of this very batch after it was read): the node had then all but fallen behind the
-/// trim, and it is taken as a gap all the same, the safe side. Before anything was
-/// read (`0-0`, a node that started on an empty stream), any entry trimmed is one it
-/// never read (Redis 7.0 and later say how many were added; before, nothing is found).
-async fn gap_before(
-    conn: &mut OwnConn,
-    stream: &str,
-    position: &str,
-    reply: &redis::Value,
-    suspect: bool,
-) -> Result<GapCheck, ReadError> {
-    let (first, full) = {
-        let entries = reply::read_entries(reply)?;
-        let Some(first) = entries.first() else {
-            return Ok(GapCheck::Empty);
-        };
-        (first.id.to_owned(), entries.len() >= READ_COUNT)
-    };
-    let lagging =
-        stream_id(&first).is_some_and(|(ms, _)| now_ms().saturating_sub(ms) > GAP_CHECK_LAG_MS);
-    if !(suspect || full || lagging) {
-        return Ok(GapCheck::Clear);
-    }
-    let info: redis::Value = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
-        .query_async(conn.get())
-        .await?;
-    let gap = trimmed_past(position, &reply::stream_info(&info)?);
-    Ok(if gap {
-        GapCheck::Gap(first)
-    } else {
-        GapCheck::Clear
-    })
-}
-
-/// Whether the stream `info` describes was trimmed past `position` (see
-/// [`gap_before`]).
-fn trimmed_past(position: &str, info: &reply::StreamInfo<'_>) -> bool {
-    // Redis 7.0 and later count every entry added: when none has gone, nothing was
-    // trimmed (a stream begun again, as after a Redis restarted without its data,
-    // starts past any position and has lost nothing of its own).
-    let trimmed = info.entries_added.is_none_or(|added| added > info.length);
+/// Whether the stream `info` describes was trimmed past `position`, so that entries
+/// after it may have gone before this node read them. The stream is trimmed from its
+/// oldest end: when its oldest entry is past the id right after `position`, entries
+/// may have been between. Perhaps none were (ids are not dense), or the trim took only
+/// entries of the batch just read: the node had then all but fallen behind the trim,
+/// and it is taken as a gap all the same, the safe side. Before anything was read
+/// (`0-0`: the stream did not exist when the node started), any entry trimmed is one
+/// it never read (Redis 7.0 and later say how many were added; before, nothing is
+/// found).
+fn trimmed_past(position: &str, info: &reply::StreamInfo<'_>, trimmed_before: Option<u64>) -> bool {
+    // Redis 7.0 and later count every entry added: when no more have gone than had
+    // when the node started, nothing was trimmed since (nor in a stream begun again,
+    // as after a Redis restarted without its data, which starts past any position and
+    // has lost nothing of its own).
+    let trimmed = info
+        .entries_added
+        .is_none_or(|added| added.saturating_sub(info.length) > trimmed_before.unwrap_or(0));
     match (stream_id(position), info.first_id.and_then(stream_id)) {
-        // Nothing read yet: whatever was trimmed, this node never read.
         (Some((0, 0)), _) => info.entries_added.is_some() && trimmed,
-        // The stream is trimmed from its oldest end: past this node's position, the
-        // entries after it may have gone too.
-        (Some(read), Some(oldest)) => trimmed && oldest > read,
+        (Some((ms, seq)), Some(oldest)) => {
+            let next = match seq.checked_add(1) {
+                Some(seq) => (ms, seq),
+                None => (ms.saturating_add(1), 0),
+            };
+            trimmed && oldest > next
+        }
         _ => false,
     }
 }
 
-/// What [`gap_before`] found of a batch.
-#[derive(Debug)]
-enum GapCheck {
-    /// The batch was empty: nothing to check.
-    Empty,
-    /// No gap before it (or no reason to look).
-    Clear,
-    /// Entries were trimmed before it; its first entry's id.
-    Gap(String),
+/// The greatest stream id below `id` (`None` for `0-0` or what is no id): a position
+/// after which `id` is the next entry.
+fn id_before(id: &str) -> Option<String> {
+    match stream_id(id)? {
+        (0, 0) => None,
+        (ms, 0) => Some(format!("{}-{}", ms - 1, u64::MAX)),
+        (ms, seq) => Some(format!("{ms}-{}", seq - 1)),
+    }
 }
 
 /// A stream id `<ms>-<seq>` as numbers, for comparisons.
@@ -651,12 +721,19 @@ impl StreamsNode {
     /// logged and counted.
     fn on_gap(&self, position: &str, first: &str) {
         self.health().stream_gaps.fetch_add(1, Ordering::Relaxed);
-        let namespaces: Vec<Arc<Namespace>> = self
-            .lock_routes()
-            .namespaces
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
+        let namespaces: Vec<Arc<Namespace>> = {
+            let mut routes = self.lock_routes();
+            // A namespace made from now on starts its buffer past the gap, not at the
+            // position before it (the batch being read moves it on from there).
+            if let Some(before) = id_before(first) {
+                routes.position = before;
+            }
+            routes
+                .namespaces
+                .values()
+                .filter_map(Weak::upgrade)
+                .collect()
+        };
         let closed: usize = namespaces.iter().map(|ns| ns.recovery_log_gap(first)).sum();
         tracing::warn!(
             after = %position,
@@ -1305,6 +1382,24 @@ impl SessionStore for StreamsNode {
         })
     }
 
+    fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>> {
+        Box::pin(async move {
+            let mut conn = self.broker().conn();
+            let last: redis::Value = redis::cmd("XREVRANGE")
+                .arg(&self.config.stream_name)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+            let entries = reply::range_entries(&last)
+                .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+            Ok(entries.first().map(|e| e.id.to_owned()))
+        })
+    }
+
     fn read_log<'a>(
         &'a self,
         nsp: &'a str,
@@ -1319,22 +1414,20 @@ impl SessionStore for StreamsNode {
             let mut conn = self.broker().conn();
             let stream = &self.config.stream_name;
             // The offset must still be in the stream (as Node checks), or a trimmed
-            // gap would go unnoticed.
-            let exists: redis::Value = redis::cmd("XRANGE")
-                .arg(stream)
-                .arg(after)
-                .arg(after)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if reply::range_entries(&exists).map_err(misshapen)?.is_empty() && after != "0-0" {
-                return Ok(LogRead::Gone);
-            }
+            // gap would go unnoticed: the first page begins with it, in the same
+            // command as what follows it (checked apart, a trim in between went
+            // unnoticed). The stream is trimmed from its oldest end, so with the offset
+            // there, everything after it is too.
+            let mut first_page = after != "0-0";
+            let mut from = if first_page {
+                after.to_owned()
+            } else {
+                format!("({after}")
+            };
             // What is kept is the client's own copy: it stops at `max_bytes`, and the
             // entries of others (other rooms, other namespaces) are dropped a page at
             // a time.
-            let (mut events, mut bytes) = (Vec::new(), 0usize);
-            let mut from = format!("({after}");
+            let (mut frames, mut bytes) = (Vec::new(), 0usize);
             loop {
                 let reply: redis::Value = redis::cmd("XRANGE")
                     .arg(stream)
@@ -1345,8 +1438,15 @@ impl SessionStore for StreamsNode {
                     .query_async(&mut conn)
                     .await
                     .map_err(unavailable)?;
-                let entries = reply::range_entries(&reply).map_err(misshapen)?;
+                let mut entries = reply::range_entries(&reply).map_err(misshapen)?;
                 let n = entries.len();
+                if std::mem::take(&mut first_page) {
+                    if entries.first().is_none_or(|e| e.id != after) {
+                        return Ok(LogRead::Gone);
+                    }
+                    from = format!("({after}");
+                    entries.remove(0);
+                }
                 for entry in entries {
                     from = format!("({}", entry.id);
                     // As the live reader: no entry over the bound is decoded (a forged
@@ -1374,23 +1474,21 @@ impl SessionStore for StreamsNode {
                             packet,
                             opts: engine_opts(&opts),
                         };
-                        if !keep(&event) {
+                        let Some(kept) = keep(event) else {
                             continue;
-                        }
-                        bytes += switchboard_engine::adapter::logged_bytes(
-                            entry.fields().map(|(k, v)| k.len() + v.len()).sum(),
-                        );
+                        };
+                        bytes += frame_bytes(&kept);
                         if bytes > max_bytes {
                             return Ok(LogRead::TooLarge);
                         }
-                        events.push(event);
+                        frames.extend(kept);
                     }
                 }
                 if n < RANGE_COUNT {
                     break;
                 }
             }
-            Ok(LogRead::Events(events))
+            Ok(LogRead::Events(frames))
         })
     }
 }
@@ -1666,22 +1764,56 @@ mod tests {
             length,
             entries_added: added,
             first_id: first,
+            last_generated_id: None,
         };
+        let gap = |position: &str, info: reply::StreamInfo<'_>| trimmed_past(position, &info, None);
         // The oldest entry at or before what was read: nothing unread is gone.
-        assert!(!trimmed_past("10-0", &info(Some("3-0"), 20, Some(30))));
-        assert!(!trimmed_past("10-0", &info(Some("10-0"), 20, Some(30))));
-        // Past it (same millisecond too): entries after the position may have gone.
-        assert!(trimmed_past("10-0", &info(Some("10-1"), 20, Some(30))));
-        assert!(trimmed_past("10-0", &info(Some("12-0"), 20, None)));
+        assert!(!gap("10-0", info(Some("3-0"), 20, Some(30))));
+        assert!(!gap("10-0", info(Some("10-0"), 20, Some(30))));
+        // Right after it: nothing can have been between.
+        assert!(!gap("10-0", info(Some("10-1"), 20, Some(30))));
+        // Past that (same millisecond too): entries after the position may have gone.
+        assert!(gap("10-0", info(Some("10-2"), 20, Some(30))));
+        assert!(gap("10-18446744073709551615", info(Some("11-1"), 20, None)));
+        assert!(!gap(
+            "10-18446744073709551615",
+            info(Some("11-0"), 20, None)
+        ));
+        assert!(gap("10-0", info(Some("12-0"), 20, None)));
         // Nothing read yet: a gap only if something was ever trimmed (Redis 7).
-        assert!(!trimmed_past("0-0", &info(Some("12-0"), 20, Some(20))));
-        assert!(trimmed_past("0-0", &info(Some("12-0"), 20, Some(21))));
-        assert!(!trimmed_past("0-0", &info(Some("12-0"), 20, None)));
+        assert!(!gap("0-0", info(Some("12-0"), 20, Some(20))));
+        assert!(gap("0-0", info(Some("12-0"), 20, Some(21))));
+        assert!(!gap("0-0", info(Some("12-0"), 20, None)));
         // Nothing ever trimmed (a stream begun again after Redis lost its data).
-        assert!(!trimmed_past("10-0", &info(Some("12-0"), 3, Some(3))));
+        assert!(!gap("10-0", info(Some("12-0"), 3, Some(3))));
         // An empty stream, or a position that is no id: nothing to say.
-        assert!(!trimmed_past("10-0", &info(None, 0, Some(30))));
-        assert!(!trimmed_past("x", &info(Some("12-0"), 20, Some(30))));
+        assert!(!gap("10-0", info(None, 0, Some(30))));
+        assert!(!gap("x", info(Some("12-0"), 20, Some(30))));
+    }
+
+    #[test]
+    fn only_what_was_trimmed_since_the_node_started_counts() {
+        let info = reply::StreamInfo {
+            length: 10,
+            entries_added: Some(15),
+            first_id: Some("30-0"),
+            last_generated_id: Some("40-0"),
+        };
+        // Five had gone before it started (a stream that existed, emptied or not).
+        assert!(!trimmed_past("20-0", &info, Some(5)));
+        assert!(trimmed_past("20-0", &info, Some(4)));
+        assert!(!trimmed_past("0-0", &info, Some(5)));
+    }
+
+    #[test]
+    fn the_id_before_an_id_is_the_greatest_below_it() {
+        assert_eq!(id_before("12-3").as_deref(), Some("12-2"));
+        assert_eq!(
+            id_before("12-0").as_deref(),
+            Some("11-18446744073709551615")
+        );
+        assert_eq!(id_before("0-0"), None);
+        assert_eq!(id_before("x"), None);
     }
 
     /// A batch sent again after Redis applied it (the reply lost) appends nothing twice;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use support::{Client, Node, NodeOptions, RedisServer, eventually, formed, names, within};
 use switchboard_cluster::AdapterKind;
 use switchboard_engine::adapter::{LogRead, LoggedEvent};
+use switchboard_engine::eio::Frame;
 use switchboard_engine::sio::BroadcastOperator;
 
 async fn node(redis: &RedisServer, name: &str) -> Node {
@@ -486,13 +487,26 @@ async fn a_replay_from_the_log_stops_at_max_replay_bytes_of_the_clients_own_even
 
     // The read itself stops at the bound: it holds no more than that of the log.
     let store = three.ns().adapter().session_store().unwrap();
-    let everything = |_: &LoggedEvent| true;
+    // Every event kept, as a frame of its offset and 300 bytes more (18 of ~350).
+    let everything = |e: LoggedEvent| {
+        Some(vec![Frame::text(format!(
+            "{} {}",
+            e.offset,
+            "x".repeat(300)
+        ))])
+    };
     let read = |max_bytes| store.read_log("/", "0-0", "+", &everything, max_bytes);
     assert!(matches!(read(2400).await.unwrap(), LogRead::TooLarge));
     let LogRead::Events(all) = read(usize::MAX).await.unwrap() else {
         panic!("the whole log")
     };
     assert_eq!(all.len(), 18, "nine events of each room");
+    // The log's end: the last entry, room b's ninth event.
+    let end = store.log_end().await.unwrap().unwrap();
+    let Frame::Text(last) = &all[17] else {
+        panic!("a text frame")
+    };
+    assert!(last.as_str().starts_with(&format!("{end} ")), "{end}");
 }
 
 /// Anyone who can write to Redis can write a session: one too long to be a session a

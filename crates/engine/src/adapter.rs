@@ -486,10 +486,11 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         pid: &'a str,
     ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>>;
     /// The logged events of namespace `nsp` after `after` up to `until` (exclusive of
-    /// `after`, inclusive of `until`) that `keep` keeps (a resuming client's own),
-    /// oldest first. A client asked for the events it missed: past `max_bytes` of kept
-    /// events (as the log holds them, see [`logged_bytes`]) the read stops and says
-    /// so, rather than hold a copy of the whole log for one client.
+    /// `after`, inclusive of `until`), oldest first, each handed to `keep`, which
+    /// returns the frames a resuming client gets of it (none: not its). A client asked
+    /// for the events it missed: past `max_bytes` of frames (as [`frame_bytes`] counts
+    /// them) the read stops and says so, rather than hold a copy of the whole log for
+    /// one client; and only frames are kept, not the decoded events.
     fn read_log<'a>(
         &'a self,
         nsp: &'a str,
@@ -498,16 +499,21 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         keep: &'a LogFilter<'a>,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<LogRead, AdapterError>>;
+    /// The offset of the log's last entry now; `None` when it is empty. A client
+    /// starting afresh after a refused resume gets nothing from before it: the node
+    /// first reads the log this far.
+    fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>>;
 }
 
-/// Which logged events a read of the log keeps ([`SessionStore::read_log`]).
-pub type LogFilter<'a> = dyn Fn(&LoggedEvent) -> bool + Send + Sync + 'a;
+/// What a read of the log keeps of each logged event ([`SessionStore::read_log`]):
+/// its frames for the resuming client, or nothing.
+pub type LogFilter<'a> = dyn Fn(LoggedEvent) -> Option<Vec<Frame>> + Send + Sync + 'a;
 
 /// What a read of the durable log found ([`SessionStore::read_log`]).
 #[derive(Debug)]
 pub enum LogRead {
-    /// The events kept, oldest first.
-    Events(Vec<LoggedEvent>),
+    /// The frames of the events kept, oldest first.
+    Events(Vec<Frame>),
     /// `after` is no longer (or never was) in the log: the client cannot be recovered.
     Gone,
     /// The events kept passed the read's `max_bytes`: the client missed more than it
@@ -515,10 +521,15 @@ pub enum LogRead {
     TooLarge,
 }
 
-/// What a logged event counts against a read's `max_bytes`: the bytes of its entry in
-/// the log (field names and values), plus the frame it becomes in the replay.
-pub fn logged_bytes(entry_bytes: usize) -> usize {
-    entry_bytes + std::mem::size_of::<Frame>()
+/// What frames cost in a replay, against `recovery.max_replay_bytes`: their bytes and
+/// their places in the outbound queue. The bytes may be shared with the recovery
+/// buffer (nothing more is allocated for them) or the client's own (read from the
+/// log): counted either way, as the queue counts them.
+pub fn frame_bytes(frames: &[Frame]) -> usize {
+    frames
+        .iter()
+        .map(|f| f.len() + std::mem::size_of::<Frame>())
+        .sum()
 }
 
 /// Creates the adapter of each namespace.

@@ -160,6 +160,8 @@ pub(crate) struct StreamInfo<'a> {
     pub(crate) entries_added: Option<u64>,
     /// The oldest entry's id; `None` when the stream is empty.
     pub(crate) first_id: Option<&'a str>,
+    /// The id of the last entry ever added (`0-0` if none), deleted or not.
+    pub(crate) last_generated_id: Option<&'a str>,
 }
 
 /// Reads an XINFO STREAM answer: a flat array of names and values (RESP2) or a map.
@@ -191,10 +193,18 @@ pub(crate) fn stream_info(reply: &Value) -> Result<StreamInfo<'_>, ReplyError> {
         }
         Some(_) => return Err(ReplyError::Info),
     };
+    let last_generated_id = match field(b"last-generated-id") {
+        None => None,
+        Some(v) => {
+            let id = bytes(v).ok_or(ReplyError::Info)?;
+            Some(std::str::from_utf8(id).map_err(|_| ReplyError::Info)?)
+        }
+    };
     Ok(StreamInfo {
         length,
         entries_added,
         first_id,
+        last_generated_id,
     })
 }
 
@@ -229,11 +239,14 @@ mod tests {
             Value::Int(9),
             bulk("first-entry"),
             entry.clone(),
+            bulk("last-generated-id"),
+            bulk("7-0"),
         ]);
         let want = StreamInfo {
             length: 3,
             entries_added: Some(9),
             first_id: Some("5-1"),
+            last_generated_id: Some("7-0"),
         };
         assert_eq!(stream_info(&flat), Ok(want));
         let map = Value::Map(vec![
@@ -244,6 +257,7 @@ mod tests {
             length: 0,
             entries_added: None,
             first_id: None,
+            last_generated_id: None,
         };
         assert_eq!(stream_info(&map), Ok(empty), "Redis 6 has no entries-added");
         assert_eq!(stream_info(&Value::Int(1)), Err(ReplyError::Info));

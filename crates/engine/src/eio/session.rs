@@ -219,6 +219,9 @@ pub(crate) struct Inner {
     /// so live frames queued behind it get the normal bounds on top. Shrinks as frames
     /// are taken, to zero once the replay has gone out.
     pub(crate) replay_allowance: (usize, usize),
+    /// What the replays reserved on this connection cost against
+    /// `recovery.max_replay_bytes` until its queue was last emptied.
+    pub(crate) replay_reserved: usize,
     pub(crate) transport: TransportKind,
     pub(crate) closed: Option<DisconnectReason>,
     pub(crate) heartbeat: Heartbeat,
@@ -268,8 +271,9 @@ enum Admission {
     Bounded,
     /// As `Bounded`, but dropped (successfully) when frames are already waiting.
     Volatile,
-    /// A recovered session's replay: past the bounds, which grow by its size until it
-    /// has gone out (`Inner::replay_allowance`).
+    /// A recovered session's replay, reserved first (`Session::reserve_replay`): past
+    /// the bounds, which grew by its size until it has gone out
+    /// (`Inner::replay_allowance`).
     Replay,
 }
 
@@ -353,6 +357,7 @@ impl Session {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 replay_allowance: (0, 0),
+                replay_reserved: 0,
                 transport,
                 closed: None,
                 heartbeat,
@@ -557,13 +562,38 @@ impl Session {
         std::hint::black_box((self.inner.is_poisoned(), self.wake.is_raised()));
     }
 
-    /// Queues a recovered session's replay (the events it missed) past the queue
-    /// bounds: its size is bounded by the recovery buffer (or the stream) it was read
-    /// from, and a client that was away long may have missed more than `max_packets`
-    /// events; counted against the bounds, the replay would close it as a slow consumer
-    /// right after telling it it recovered, and it would come back to the same replay.
-    /// The bounds still apply to live frames queued after it (see `replay_allowance`).
-    pub fn send_replay(&self, frames: &[Frame]) -> Result<(), SendError> {
+    /// Makes room past the queue bounds for a recovered session's replay (the events
+    /// it missed), if the replays this connection still holds and `frames` together
+    /// stay within `max` bytes (`recovery.max_replay_bytes`, counted as
+    /// [`crate::adapter::frame_bytes`] counts them); then send it with
+    /// [`Self::send_replay`]. A client that was away long may have missed more than
+    /// `max_packets` events: counted against the bounds, the replay would close it as
+    /// a slow consumer right after telling it it recovered, and it would come back to
+    /// the same replay. The bounds still apply to live frames queued after it (see
+    /// `replay_allowance`). `false`: nothing reserved, the session is not to be
+    /// resumed. A closed connection reserves nothing and says `true`: it gets no
+    /// socket, and the session is kept again for the client's next try.
+    pub(crate) fn reserve_replay(&self, frames: &[Frame], max: usize) -> bool {
+        let cost = crate::adapter::frame_bytes(frames);
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        let mut inner = self.lock();
+        if inner.closed.is_some() {
+            // Nothing will be queued; the socket will not be registered, and the
+            // session is kept again for the client's next try.
+            return true;
+        }
+        let held = inner.replay_reserved;
+        if held.saturating_add(cost) > max {
+            return false;
+        }
+        inner.replay_reserved = held + cost;
+        inner.replay_allowance.0 += frames.len();
+        inner.replay_allowance.1 += bytes;
+        true
+    }
+
+    /// Queues a replay that [`Self::reserve_replay`] made room for.
+    pub(crate) fn send_replay(&self, frames: &[Frame]) -> Result<(), SendError> {
         self.push_counted(frames, Admission::Replay)
     }
 
@@ -610,11 +640,6 @@ impl Session {
                     .volatile_dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(false);
-            }
-            if admission == Admission::Replay {
-                // Room made for exactly these frames, above whatever the queue holds.
-                inner.replay_allowance.0 += frames.len();
-                inner.replay_allowance.1 += bytes;
             }
             let (extra_packets, extra_bytes) = inner.replay_allowance;
             let shrink = if shrunk { 2 } else { 1 };
@@ -752,6 +777,7 @@ impl Session {
         inner.queued_bytes = 0;
         inner.queue_high = false;
         inner.replay_allowance = (0, 0);
+        inner.replay_reserved = 0;
         if out.is_empty() {
             std::mem::swap(&mut inner.queue, out);
         } else {
@@ -790,6 +816,7 @@ impl Session {
         inner.replay_allowance = (packets.saturating_sub(n), extra.saturating_sub(bytes));
         if inner.queue.is_empty() {
             inner.queue_high = false;
+            inner.replay_reserved = 0;
         }
     }
 

@@ -388,7 +388,10 @@ impl Client {
             let (pid, offset) = (pid.to_owned(), offset.map(str::to_owned));
             let shared = self.shared.clone();
             tokio::spawn(async move {
-                let prepared = prepare_durable(&socket, store, &pid, offset).await;
+                let prepared = prepare_durable(&socket, store.clone(), &pid, offset).await;
+                if prepared.is_none() {
+                    catch_up_to_log_end(&socket, &store).await;
+                }
                 let skip = prepared.is_some()
                     && socket
                         .ns()
@@ -568,13 +571,14 @@ async fn read_older(
         return Err(OFFSET_UNKNOWN);
     };
     let from_wire = buffer.offset_string(from);
-    let waited_until = now() + CATCH_UP_WAIT;
-    while buffer.head() < from {
-        if now() >= waited_until {
-            tracing::debug!(offset = %from_wire, "log position never reached; not recovered");
-            return Err(OFFSET_UNKNOWN);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    // As far as the log reached now, so the replay holds everything sent before the
+    // client came back, and this node has looked for a gap in its own read of it
+    // first; as far as `from` at least (the client came from a node that had read
+    // further).
+    let end = log_end(store, buffer).await.unwrap_or(from);
+    if !reached(buffer, end.max(from)).await && buffer.head() < from {
+        tracing::debug!(offset = %from_wire, "log position never reached; not recovered");
+        return Err(OFFSET_UNKNOWN);
     }
     let covered = buffer.covered_from();
     if from >= covered {
@@ -582,9 +586,14 @@ async fn read_older(
     }
     let until = buffer.offset_string(covered);
     let max_bytes = buffer.config().max_replay_bytes;
-    let keep = move |event: &LoggedEvent| {
+    let keep = move |event: LoggedEvent| {
         let at = buffer.parse_offset(&event.offset).unwrap_or(u128::MAX);
-        audience(&event.opts).includes(listener, at)
+        if !audience(&event.opts).includes(listener, at) {
+            return None;
+        }
+        let mut packet = event.packet;
+        append_offset(&mut packet, event.offset);
+        Some(encode(&packet))
     };
     let keep: &LogFilter<'_> = &keep;
     let nsp = ns.name();
@@ -592,8 +601,8 @@ async fn read_older(
     let turn = socket.io().log_reads.acquire().await;
     let read = with_store_retry("read log", read).await;
     drop(turn);
-    let events: Vec<LoggedEvent> = match read {
-        Ok(LogRead::Events(events)) => events,
+    let older = match read {
+        Ok(LogRead::Events(frames)) => frames,
         Ok(LogRead::Gone) => {
             tracing::debug!(offset = %from_wire, "offset no longer in the event log; not recovered");
             return Err(OFFSET_GONE);
@@ -607,12 +616,6 @@ async fn read_older(
             return Err(LOG_UNAVAILABLE);
         }
     };
-    let mut older = Vec::new();
-    for event in events {
-        let mut packet = event.packet;
-        append_offset(&mut packet, event.offset);
-        older.extend(encode(&packet));
-    }
     Ok(ReplayStart {
         offset: from,
         older,
@@ -701,8 +704,54 @@ fn report_refusal(io: &IoInner, session: &Session, nsp: &str, err: &ConnectError
 }
 
 /// How long a resuming client waits for this node to catch up with the log position
-/// it presents (it came from a node that had read further).
+/// it presents (it came from a node that had read further), or with the log's end
+/// when it was refused ([`catch_up_to_log_end`]).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits, at most [`CATCH_UP_WAIT`], until this node's buffer has read the log as far
+/// as `offset`; whether it did.
+async fn reached(buffer: &RecoveryBuffer, offset: u128) -> bool {
+    let waited_until = now() + CATCH_UP_WAIT;
+    while buffer.head() < offset {
+        if now() >= waited_until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// The offset of the log's last entry now, if the store says within
+/// [`CATCH_UP_WAIT`] (`None`: empty, or unknown).
+async fn log_end(store: &Arc<dyn SessionStore>, buffer: &RecoveryBuffer) -> Option<u128> {
+    match tokio::time::timeout(CATCH_UP_WAIT, store.log_end()).await {
+        Ok(Ok(end)) => buffer.parse_offset(&end?),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "the log's end unknown");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// A client that asked to resume and was refused starts afresh, and must get nothing
+/// sent before it connected (`recovered: false`, then only what comes after). This
+/// node delivers the log's events as its reader reaches them, which may be behind what
+/// the log already holds: it waits (at most [`CATCH_UP_WAIT`]) until it has read as
+/// far as the log reached now. Before, a client refused while the reader lagged got
+/// the events published just before its reconnect. Redis unreachable: no wait (what
+/// the log holds is unknown).
+async fn catch_up_to_log_end(socket: &Socket, store: &Arc<dyn SessionStore>) {
+    let Some(buffer) = socket.ns().recovery() else {
+        return;
+    };
+    let Some(end) = log_end(store, buffer).await else {
+        return;
+    };
+    if !reached(buffer, end).await {
+        tracing::debug!(end = %buffer.offset_string(end), "log end not reached; the refused client starts anyway");
+    }
+}
 
 /// Reads of the durable event log a node runs at once for replays (resuming Socket.IO
 /// clients and SSE listeners whose events this node's buffer no longer holds); the
@@ -997,6 +1046,17 @@ fn finish_connect(
         }
         ok
     });
+    // `max_replay_bytes` bounds the replays of a connection together, not each: one
+    // connection may resume a session in each of its namespaces (up to
+    // `MAX_NAMESPACES_PER_CONNECTION`).
+    let max_replay = buffer.config().max_replay_bytes;
+    let restored = restored.filter(|r| {
+        let ok = socket.session().reserve_replay(&r.missed, max_replay);
+        if !ok {
+            tracing::debug!(socket = %r.session.sid, "the connection's replays would pass max_replay_bytes; not recovered");
+        }
+        ok
+    });
     let identity = match &restored {
         Some(r) => Identity {
             id: r.session.sid,
@@ -1042,9 +1102,16 @@ fn finish_connect(
             &state,
             Listener::since_start(&sse_rooms(&socket)),
             start,
-            buffer.config().max_replay_bytes,
+            max_replay,
         )
-        .map_err(unreplayable),
+        .map_err(unreplayable)
+        .and_then(|missed| {
+            if socket.session().reserve_replay(&missed, max_replay) {
+                Ok(missed)
+            } else {
+                Err(TOO_MANY_MISSED)
+            }
+        }),
         SseReplay::Unavailable(why) => Err(why),
     });
     let report = sse

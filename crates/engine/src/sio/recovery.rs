@@ -940,16 +940,7 @@ pub(crate) enum Unreplayable {
     TooLarge,
 }
 
-/// What frames cost in a replay, against `max_replay_bytes`: their bytes and their
-/// places in the outbound queue. The bytes may be shared with the buffer (nothing
-/// more is allocated for them) or the client's own (read from the log): counted
-/// either way, as the queue counts them.
-pub(crate) fn replay_bytes(frames: &[Frame]) -> usize {
-    frames
-        .iter()
-        .map(|f| f.len() + std::mem::size_of::<Frame>())
-        .sum()
-}
+pub(crate) use crate::adapter::frame_bytes as replay_bytes;
 
 /// The parts of a session the socket supplies when it drops.
 #[derive(Debug)]

@@ -198,6 +198,8 @@ struct SharedStore {
     released: tokio::sync::Notify,
     reading: std::sync::atomic::AtomicUsize,
     most_reading: std::sync::atomic::AtomicUsize,
+    /// The offset of the log's last entry (`None`: empty).
+    log_end: Mutex<Option<String>>,
 }
 
 impl SessionStore for SharedStore {
@@ -261,6 +263,11 @@ impl SessionStore for SharedStore {
             }
             Ok(LogRead::Events(Vec::new()))
         })
+    }
+
+    fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>> {
+        let end = self.log_end.lock().unwrap().clone();
+        Box::pin(async move { Ok(end) })
     }
 }
 
@@ -583,6 +590,43 @@ async fn reads_of_the_log_for_replays_are_bounded() {
         assert_eq!(sid, id(n), "recovered");
     }
     assert_eq!(store.most_reading.load(SeqCst), 8);
+}
+
+/// A client refused its resume starts afresh with nothing sent before it connected,
+/// even while this node's reader is behind the log: the node first reads as far as the
+/// log reached. Before, the event published just before the reconnect, read by the
+/// node a moment later, reached the fresh socket.
+#[tokio::test(start_paused = true)]
+async fn a_refused_resume_gets_nothing_the_log_held_before_it_even_from_a_lagging_reader() {
+    let store = Arc::new(SharedStore::default());
+    let node = durable_node(&store);
+    let ns = node.of("/");
+    ns.recovery_start_at("10-0");
+    let event = |name: &str| {
+        use switchboard_engine::protocol::socketio::{Packet, PacketType};
+        Packet::new(PacketType::Event, "/", Some(json!([name])))
+    };
+    let everyone = switchboard_engine::adapter::BroadcastOptions::default();
+    ns.deliver_logged("11-0", Some(event("read")), &everyone);
+    // 12-0 is in the log, not yet read by this node.
+    *store.log_end.lock().unwrap() = Some("12-0".to_owned());
+    let client = Client::handshake(&node).await;
+    // A pid with no stored session (expired): not recovered.
+    client
+        .post(&format!(
+            r#"40{{"pid":"{}","offset":"11-0"}}"#,
+            "A".repeat(20)
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    ns.deliver_logged("12-0", Some(event("before")), &everyone);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ns.deliver_logged("13-0", Some(event("after")), &everyone);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let body = client.get().await;
+    let packets: Vec<&str> = body.split('\x1e').collect();
+    assert!(packets[0].starts_with("40{"), "{body}");
+    assert_eq!(&packets[1..], [r#"42["after","13-0"]"#], "{body}");
 }
 
 /// A drain that waits for the session count to reach zero (the binary's does, then

@@ -464,6 +464,59 @@ async fn a_client_that_missed_more_than_max_replay_bytes_is_not_recovered() {
     assert_eq!(numbers, [json!(8), json!(9), json!(10)]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn max_replay_bytes_bounds_the_replays_of_a_connection_together() {
+    // Each namespace's replay is three frames of about 230 bytes: one fits in 1,200
+    // bytes, two do not. Before, each namespace of a connection (up to 64) had the
+    // whole bound.
+    let io = recovering_server_with(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        max_replay_bytes: 1200,
+        ..RecoveryConfig::default()
+    });
+    io.of("/b");
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    client.post("40/b,").await;
+    let body = client.get().await;
+    // The CONNECT answer of `/` (`40{…}`) or of `/b` (`40/b,{…}`): (sid, pid).
+    let answer = |prefix: &str, body: &str| -> (String, String) {
+        let json = body
+            .split('\x1e')
+            .find_map(|p| p.strip_prefix(prefix).filter(|rest| rest.starts_with('{')))
+            .unwrap_or_else(|| panic!("{prefix} in {body}"))
+            .to_owned();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let field = |name: &str| v[name].as_str().unwrap().to_owned();
+        (field("sid"), field("pid"))
+    };
+    let (_, root_pid) = answer("40", &body);
+    let (b_sid, b_pid) = answer("40/b,", &body);
+    drop_connection(&client).await;
+    let pad = "x".repeat(150);
+    for n in 1..=3 {
+        io.of("/").emit("seq", json!({ "n": n, "pad": pad }));
+        io.of("/b").emit("seq", json!({ "n": n, "pad": pad }));
+    }
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{root_pid}"}}"#)).await;
+    back.post(&format!(r#"40/b,{{"pid":"{b_pid}"}}"#)).await;
+    let body = back.get().await;
+    let root_events = body.split('\x1e').filter(|p| p.starts_with("42[")).count();
+    let b_events = body
+        .split('\x1e')
+        .filter(|p| p.starts_with("42/b,"))
+        .count();
+    assert_eq!(root_events, 3, "the first resumed with its replay: {body}");
+    assert_eq!(b_events, 0, "the second is not replayed on top: {body}");
+    let (sid, pid) = answer("40/b,", &body);
+    assert_ne!(
+        (sid.as_str(), pid.as_str()),
+        (b_sid.as_str(), b_pid.as_str()),
+        "not recovered"
+    );
+}
+
 /// The offset of an event (its last argument).
 fn offset_of(event: &Value) -> String {
     event
