@@ -157,6 +157,9 @@ pub(crate) struct StreamsNode {
     closed: Mutex<Vec<(String, Weak<Namespace>)>>,
     /// Set once the reader knows where the stream ends.
     started: tokio::sync::watch::Sender<bool>,
+    /// How far the reader has read (a stream id as numbers), for those who wait for
+    /// it ([`SessionStore::read_through`]): moved after each batch.
+    read_to: tokio::sync::watch::Sender<(u64, u64)>,
     /// Stream entries and session writes for the [`writer`], in order.
     writes: WriteQueue,
     /// Requests and answers over pub/sub, and this node's uid.
@@ -203,6 +206,7 @@ impl StreamsNode {
             }),
             closed: Mutex::default(),
             started: tokio::sync::watch::channel(false).0,
+            read_to: tokio::sync::watch::channel((0, 0)).0,
             writes,
             exchange: Exchange::new(
                 format!("{:016x}", rand::random::<u64>()),
@@ -395,11 +399,12 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     };
     // Where the stream ends now: the node serves what comes after.
     let mut backoff = Duration::from_millis(100);
-    let trimmed_before;
+    let start;
     loop {
         match start_position(&mut conn, &stream).await {
-            Ok((position, trimmed)) => {
-                trimmed_before = trimmed;
+            Ok(found) => {
+                let position = found.position.clone();
+                start = found;
                 let Some(node) = node.upgrade() else { return };
                 let mut routes = node.lock_routes();
                 routes.position = position.clone();
@@ -407,6 +412,7 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
                     ns.recovery_start_at(&position);
                 }
                 drop(routes);
+                node.moved_to(&position);
                 node.started.send_replace(true);
                 break;
             }
@@ -428,7 +434,7 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
     let block_ms = u64::try_from(BLOCK.as_millis()).unwrap_or(2000);
     backoff = Duration::from_millis(100);
     let max_len = node.upgrade().map_or(1, |n| n.config.stream_max_len);
-    let mut watch = GapWatch::new(max_len, trimmed_before);
+    let mut watch = GapWatch::new(max_len, &start);
     loop {
         let Some(position) = node.upgrade().map(|n| n.lock_routes().position.clone()) else {
             return;
@@ -482,27 +488,35 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
 /// Where the node starts reading: the stream's last id now (`0-0` when there is no
 /// stream yet), and how many entries had been trimmed from it by then (Redis 7.0 and
 /// later), so that only later trims count ([`trimmed_past`]). `XINFO STREAM` gives
-/// both at once; refused it (an ACL user without it), the last entry's id.
-async fn start_position(
-    conn: &mut OwnConn,
-    stream: &str,
-) -> Result<(String, Option<u64>), ReadError> {
+/// both at once; refused it (an ACL user without it) or answered anything unexpected,
+/// the last entry's id.
+async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadError> {
     let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
         .arg("STREAM")
         .arg(stream)
         .query_async(conn.get())
         .await;
-    match info {
-        Ok(info) => {
-            let info = reply::stream_info(&info)?;
-            let trimmed = info.entries_added.map(|a| a.saturating_sub(info.length));
-            let last = info.last_generated_id.or(info.first_id).unwrap_or("0-0");
-            Ok((last.to_owned(), trimmed))
-        }
+    let info = match info {
+        Ok(info) => reply::stream_info(&info)
+            .ok()
+            .and_then(|i| Some((i.last_generated_id?.to_owned(), i.entries_added, i.length))),
         Err(err) if err.to_string().to_ascii_lowercase().contains("no such key") => {
-            Ok(("0-0".to_owned(), Some(0)))
+            return Ok(Start {
+                position: "0-0".to_owned(),
+                trimmed: Some(0),
+                added: 0,
+            });
         }
-        Err(err) if refused(&err) => {
+        // Refused (an ACL user without it) or anything else: the last entry, below.
+        Err(_) => None,
+    };
+    match info {
+        Some((position, added, length)) => Ok(Start {
+            position,
+            trimmed: added.map(|a| a.saturating_sub(length)),
+            added: added.unwrap_or(0),
+        }),
+        None => {
             let last: redis::Value = redis::cmd("XREVRANGE")
                 .arg(stream)
                 .arg("+")
@@ -512,10 +526,24 @@ async fn start_position(
                 .query_async(conn.get())
                 .await?;
             let entries = reply::range_entries(&last)?;
-            Ok((entries.first().map_or("0-0", |e| e.id).to_owned(), None))
+            Ok(Start {
+                position: entries.first().map_or("0-0", |e| e.id).to_owned(),
+                trimmed: None,
+                added: 0,
+            })
         }
-        Err(err) => Err(err.into()),
     }
+}
+
+/// Where the reader starts ([`start_position`]).
+#[derive(Debug)]
+struct Start {
+    /// The stream's last id.
+    position: String,
+    /// Entries trimmed from it by then (Redis 7.0 and later).
+    trimmed: Option<u64>,
+    /// Entries ever added to it by then (0 when unknown).
+    added: u64,
 }
 
 /// What the stream reader keeps between batches to find gaps in its read: entries
@@ -535,18 +563,32 @@ struct GapWatch {
     full_at: usize,
     /// Off once Redis refused `XINFO` (an ACL user without it); warned once.
     enabled: bool,
-    /// Entries trimmed from the stream before the node started, when Redis says.
+    /// Entries trimmed from the stream before the node started, when Redis says;
+    /// 0 again once the stream was begun anew (fewer entries ever added than seen
+    /// before: Redis lost its data, or the stream was deleted).
     trimmed_before: Option<u64>,
+    /// Entries ever added, as the last check saw it.
+    added_seen: u64,
+    /// Checks in a row that Redis did not answer while reads worked: past
+    /// [`MAX_CHECK_FAILURES`] the checks stop, as when refused.
+    failures: u32,
 }
 
+/// Checks that may fail in a row, reads working, before the gap checks stop (a
+/// proxy or server that does not do `XINFO STREAM` as Redis does): rather than read
+/// nothing more.
+const MAX_CHECK_FAILURES: u32 = 3;
+
 impl GapWatch {
-    fn new(stream_max_len: usize, trimmed_before: Option<u64>) -> Self {
+    fn new(stream_max_len: usize, start: &Start) -> Self {
         GapWatch {
             suspect: false,
             last_answer: tokio::time::Instant::now(),
             full_at: READ_COUNT.min((stream_max_len / 2).max(1)),
             enabled: true,
-            trimmed_before,
+            trimmed_before: start.trimmed,
+            added_seen: start.added,
+            failures: 0,
         }
     }
 
@@ -579,22 +621,37 @@ impl GapWatch {
             self.suspect = false;
             return Ok(None);
         }
-        let info: redis::Value = match redis::cmd("XINFO")
+        let answer: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
             .arg("STREAM")
             .arg(stream)
             .query_async(conn.get())
-            .await
-        {
-            Ok(info) => info,
-            Err(err) if refused(&err) => {
-                tracing::warn!(error = %err, "Redis refused XINFO STREAM: this node cannot notice entries trimmed before it read them (grant +xinfo to its ACL user)");
-                self.enabled = false;
-                self.suspect = false;
-                return Ok(None);
+            .await;
+        let refused_now = answer.as_ref().is_err_and(refused);
+        let checked = answer.map_err(ReadError::from).and_then(|answer| {
+            let info = reply::stream_info(&answer)?;
+            if let Some(added) = info.entries_added {
+                if added < self.added_seen {
+                    // Fewer ever added than before: a stream begun anew.
+                    self.trimmed_before = Some(0);
+                }
+                self.added_seen = added;
             }
-            Err(err) => return Err(err.into()),
+            Ok(trimmed_past(position, &info, self.trimmed_before))
+        });
+        let gap = match checked {
+            Ok(gap) => gap,
+            Err(err) => {
+                self.failures += 1;
+                if refused_now || self.failures >= MAX_CHECK_FAILURES {
+                    tracing::warn!(error = %err, "no XINFO STREAM from Redis: this node cannot notice entries trimmed before it read them (an ACL user needs +xinfo)");
+                    self.enabled = false;
+                    self.suspect = false;
+                    return Ok(None);
+                }
+                return Err(err);
+            }
         };
-        let gap = trimmed_past(position, &reply::stream_info(&info)?, self.trimmed_before);
+        self.failures = 0;
         self.suspect = gap;
         Ok(gap.then_some(first))
     }
@@ -634,14 +691,16 @@ fn trimmed_past(position: &str, info: &reply::StreamInfo<'_>, trimmed_before: Op
         .is_none_or(|added| added.saturating_sub(info.length) > trimmed_before.unwrap_or(0));
     match (stream_id(position), info.first_id.and_then(stream_id)) {
         (Some((0, 0)), _) => info.entries_added.is_some() && trimmed,
-        (Some((ms, seq)), Some(oldest)) => {
-            let next = match seq.checked_add(1) {
-                Some(seq) => (ms, seq),
-                None => (ms.saturating_add(1), 0),
-            };
-            trimmed && oldest > next
-        }
+        (Some(read), Some(oldest)) => trimmed && oldest > id_after(read),
         _ => false,
+    }
+}
+
+/// The least stream id above `(ms, seq)`.
+fn id_after((ms, seq): (u64, u64)) -> (u64, u64) {
+    match seq.checked_add(1) {
+        Some(seq) => (ms, seq),
+        None => (ms.saturating_add(1), 0),
     }
 }
 
@@ -709,7 +768,49 @@ impl StreamsNode {
                     .store(now.saturating_sub(ms), Ordering::Relaxed);
             }
         }
+        let position = routes.position.clone();
+        drop(routes);
+        self.moved_to(&position);
         Ok(())
+    }
+
+    /// Whether the stream still holds every entry after `after`, an offset that names
+    /// no entry (a position marked just before the first entry after a gap): its
+    /// oldest entry is no later than the id right after `after`, so nothing can have
+    /// been between them. Asked after the entries were read: the stream is trimmed
+    /// from its oldest end, so it held them all then too.
+    async fn holds_all_after(&self, conn: &mut Conn, after: &str) -> Result<bool, AdapterError> {
+        let unavailable = |e: redis::RedisError| AdapterError::Unavailable(e.to_string());
+        let oldest: redis::Value = redis::cmd("XRANGE")
+            .arg(&self.config.stream_name)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        let entries =
+            reply::range_entries(&oldest).map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+        let oldest = entries.first().and_then(|e| stream_id(e.id));
+        let next = stream_id(after).map(id_after);
+        Ok(oldest
+            .zip(next)
+            .is_some_and(|(oldest, next)| oldest <= next))
+    }
+
+    /// Tells those waiting for the reader ([`SessionStore::read_through`]) that it has
+    /// read through `position`.
+    fn moved_to(&self, position: &str) {
+        if let Some(id) = stream_id(position) {
+            self.read_to.send_if_modified(|at| {
+                let moved = id > *at;
+                if moved {
+                    *at = id;
+                }
+                moved
+            });
+        }
     }
 
     /// This node's read of the stream skipped entries after `position`, trimmed before
@@ -1382,6 +1483,17 @@ impl SessionStore for StreamsNode {
         })
     }
 
+    fn read_through<'a>(&'a self, offset: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(target) = stream_id(offset) else {
+                return;
+            };
+            let mut at = self.read_to.subscribe();
+            // The sender lives as long as the node; a node gone reads nothing more.
+            let _ = at.wait_for(|at| *at >= target).await;
+        })
+    }
+
     fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>> {
         Box::pin(async move {
             let mut conn = self.broker().conn();
@@ -1441,11 +1553,12 @@ impl SessionStore for StreamsNode {
                 let mut entries = reply::range_entries(&reply).map_err(misshapen)?;
                 let n = entries.len();
                 if std::mem::take(&mut first_page) {
-                    if entries.first().is_none_or(|e| e.id != after) {
+                    if entries.first().is_some_and(|e| e.id == after) {
+                        entries.remove(0);
+                    } else if !self.holds_all_after(&mut conn, after).await? {
                         return Ok(LogRead::Gone);
                     }
                     from = format!("({after}");
-                    entries.remove(0);
                 }
                 for entry in entries {
                     from = format!("({}", entry.id);

@@ -509,6 +509,69 @@ async fn a_replay_from_the_log_stops_at_max_replay_bytes_of_the_clients_own_even
     assert!(last.as_str().starts_with(&format!("{end} ")), "{end}");
 }
 
+/// A replay may start at a position that names no entry: the one a node marks just
+/// before the first entry it read after a gap. The log read takes it while the entry
+/// after it is still the stream's oldest (nothing can have been between them), and
+/// says the events are gone once that entry was trimmed too. Before, only an offset
+/// that named an entry was read from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_just_before_the_oldest_entry_is_read_and_gone_once_it_is_trimmed() {
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    for n in 1..=3 {
+        durable(one.ns().all(), "seq", json!(n)).await;
+    }
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ids: Vec<String> = {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg("socket.io")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        reply.ids.into_iter().map(|e| e.id).collect()
+    };
+    assert_eq!(ids.len(), 3);
+    let trim = |len: u64| {
+        let mut conn = conn.clone();
+        async move {
+            let _: u64 = redis::cmd("XTRIM")
+                .arg("socket.io")
+                .arg("MAXLEN")
+                .arg(len)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    // The first entry trimmed; the position just before the second.
+    trim(2).await;
+    let (ms, seq) = ids[1].split_once('-').unwrap();
+    let (ms, seq): (u64, u64) = (ms.parse().unwrap(), seq.parse().unwrap());
+    let before = match seq {
+        0 => format!("{}-{}", ms - 1, u64::MAX),
+        seq => format!("{ms}-{}", seq - 1),
+    };
+    let store = one.ns().adapter().session_store().unwrap();
+    let offsets = |e: LoggedEvent| Some(vec![Frame::text(e.offset)]);
+    let read = || store.read_log("/", &before, "+", &offsets, usize::MAX);
+    let LogRead::Events(frames) = read().await.unwrap() else {
+        panic!("read from just before the oldest entry")
+    };
+    assert_eq!(
+        frames,
+        [Frame::text(ids[1].clone()), Frame::text(ids[2].clone())]
+    );
+    // Once the second is trimmed too, what came after the position may be missing.
+    trim(1).await;
+    assert!(matches!(read().await.unwrap(), LogRead::Gone));
+}
+
 /// Anyone who can write to Redis can write a session: one too long to be a session a
 /// node saved (2 MiB; the bound is 1 MiB) is deleted unread, and a client presenting
 /// its pid starts afresh.

@@ -499,10 +499,14 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         keep: &'a LogFilter<'a>,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<LogRead, AdapterError>>;
-    /// The offset of the log's last entry now; `None` when it is empty. A client
-    /// starting afresh after a refused resume gets nothing from before it: the node
-    /// first reads the log this far.
+    /// The offset of the log's last entry now; `None` when it is empty. A resuming
+    /// client (recovered or refused) gets everything, and nothing more, from before
+    /// it came back: the node first reads the log this far ([`Self::read_through`]).
     fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>>;
+    /// Resolves once this node has read the log through `offset` (every namespace's
+    /// entries, whatever they were), or never if it does not get there (the caller
+    /// bounds the wait); at once for what is no offset of the log.
+    fn read_through<'a>(&'a self, offset: &'a str) -> BoxFuture<'a, ()>;
 }
 
 /// What a read of the log keeps of each logged event ([`SessionStore::read_log`]):

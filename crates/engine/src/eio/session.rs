@@ -219,8 +219,8 @@ pub(crate) struct Inner {
     /// so live frames queued behind it get the normal bounds on top. Shrinks as frames
     /// are taken, to zero once the replay has gone out.
     pub(crate) replay_allowance: (usize, usize),
-    /// What the replays reserved on this connection cost against
-    /// `recovery.max_replay_bytes` until its queue was last emptied.
+    /// What replays reserved on this connection and not queued yet cost against
+    /// `recovery.max_replay_bytes` (queued, they count in `replay_allowance`).
     pub(crate) replay_reserved: usize,
     pub(crate) transport: TransportKind,
     pub(crate) closed: Option<DisconnectReason>,
@@ -575,24 +575,26 @@ impl Session {
     /// socket, and the session is kept again for the client's next try.
     pub(crate) fn reserve_replay(&self, frames: &[Frame], max: usize) -> bool {
         let cost = crate::adapter::frame_bytes(frames);
-        let bytes: usize = frames.iter().map(Frame::len).sum();
         let mut inner = self.lock();
         if inner.closed.is_some() {
             // Nothing will be queued; the socket will not be registered, and the
             // session is kept again for the client's next try.
             return true;
         }
-        let held = inner.replay_reserved;
+        // What this connection's replays hold now: queued and not yet taken (as the
+        // allowance counts them), and reserved but not queued yet.
+        let (packets, bytes) = inner.replay_allowance;
+        let held = bytes + packets * std::mem::size_of::<Frame>() + inner.replay_reserved;
         if held.saturating_add(cost) > max {
             return false;
         }
-        inner.replay_reserved = held + cost;
-        inner.replay_allowance.0 += frames.len();
-        inner.replay_allowance.1 += bytes;
+        inner.replay_reserved += cost;
         true
     }
 
-    /// Queues a replay that [`Self::reserve_replay`] made room for.
+    /// Queues a replay that [`Self::reserve_replay`] reserved, past the bounds: room
+    /// is made for it in the same step (an earlier step would let a writer that
+    /// empties the queue in between take the room back).
     pub(crate) fn send_replay(&self, frames: &[Frame]) -> Result<(), SendError> {
         self.push_counted(frames, Admission::Replay)
     }
@@ -640,6 +642,14 @@ impl Session {
                     .volatile_dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(false);
+            }
+            if admission == Admission::Replay {
+                // Room made for exactly these frames, above whatever the queue holds;
+                // what was reserved for them is now counted there.
+                inner.replay_allowance.0 += frames.len();
+                inner.replay_allowance.1 += bytes;
+                let cost = crate::adapter::frame_bytes(frames);
+                inner.replay_reserved = inner.replay_reserved.saturating_sub(cost);
             }
             let (extra_packets, extra_bytes) = inner.replay_allowance;
             let shrink = if shrunk { 2 } else { 1 };
@@ -777,7 +787,6 @@ impl Session {
         inner.queued_bytes = 0;
         inner.queue_high = false;
         inner.replay_allowance = (0, 0);
-        inner.replay_reserved = 0;
         if out.is_empty() {
             std::mem::swap(&mut inner.queue, out);
         } else {
@@ -816,7 +825,6 @@ impl Session {
         inner.replay_allowance = (packets.saturating_sub(n), extra.saturating_sub(bytes));
         if inner.queue.is_empty() {
             inner.queue_high = false;
-            inner.replay_reserved = 0;
         }
     }
 

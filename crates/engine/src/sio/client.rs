@@ -575,8 +575,8 @@ async fn read_older(
     // client came back, and this node has looked for a gap in its own read of it
     // first; as far as `from` at least (the client came from a node that had read
     // further).
-    let end = log_end(store, buffer).await.unwrap_or(from);
-    if !reached(buffer, end.max(from)).await && buffer.head() < from {
+    read_to_log_end(store, buffer, Some(from)).await;
+    if buffer.head() < from {
         tracing::debug!(offset = %from_wire, "log position never reached; not recovered");
         return Err(OFFSET_UNKNOWN);
     }
@@ -708,30 +708,28 @@ fn report_refusal(io: &IoInner, session: &Session, nsp: &str, err: &ConnectError
 /// when it was refused ([`catch_up_to_log_end`]).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 
-/// Waits, at most [`CATCH_UP_WAIT`], until this node's buffer has read the log as far
-/// as `offset`; whether it did.
-async fn reached(buffer: &RecoveryBuffer, offset: u128) -> bool {
-    let waited_until = now() + CATCH_UP_WAIT;
-    while buffer.head() < offset {
-        if now() >= waited_until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
-
-/// The offset of the log's last entry now, if the store says within
-/// [`CATCH_UP_WAIT`] (`None`: empty, or unknown).
-async fn log_end(store: &Arc<dyn SessionStore>, buffer: &RecoveryBuffer) -> Option<u128> {
-    match tokio::time::timeout(CATCH_UP_WAIT, store.log_end()).await {
-        Ok(Ok(end)) => buffer.parse_offset(&end?),
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "the log's end unknown");
-            None
-        }
-        Err(_) => None,
-    }
+/// Waits, at most [`CATCH_UP_WAIT`] in all, until this node has read the log through
+/// its end now (asked of the store), and through `at_least`; whether it did. The
+/// node's reader says when ([`SessionStore::read_through`]): nobody polls.
+async fn read_to_log_end(
+    store: &Arc<dyn SessionStore>,
+    buffer: &RecoveryBuffer,
+    at_least: Option<u128>,
+) -> bool {
+    let wait = async {
+        let end = match store.log_end().await {
+            Ok(end) => end.and_then(|end| buffer.parse_offset(&end)),
+            Err(err) => {
+                tracing::debug!(error = %err, "the log's end unknown");
+                None
+            }
+        };
+        let Some(target) = end.max(at_least) else {
+            return;
+        };
+        store.read_through(&buffer.offset_string(target)).await;
+    };
+    tokio::time::timeout(CATCH_UP_WAIT, wait).await.is_ok()
 }
 
 /// A client that asked to resume and was refused starts afresh, and must get nothing
@@ -745,11 +743,8 @@ async fn catch_up_to_log_end(socket: &Socket, store: &Arc<dyn SessionStore>) {
     let Some(buffer) = socket.ns().recovery() else {
         return;
     };
-    let Some(end) = log_end(store, buffer).await else {
-        return;
-    };
-    if !reached(buffer, end).await {
-        tracing::debug!(end = %buffer.offset_string(end), "log end not reached; the refused client starts anyway");
+    if !read_to_log_end(store, buffer, None).await {
+        tracing::debug!("the log's end not reached; the refused client starts anyway");
     }
 }
 

@@ -200,6 +200,24 @@ struct SharedStore {
     most_reading: std::sync::atomic::AtomicUsize,
     /// The offset of the log's last entry (`None`: empty).
     log_end: Mutex<Option<String>>,
+    /// How far "the reader" has read (set by the test as it delivers entries), and
+    /// its waiters.
+    read: Mutex<Option<String>>,
+    read_moved: tokio::sync::Notify,
+}
+
+impl SharedStore {
+    /// The test's reader has read through `offset`.
+    fn read_to(&self, offset: &str) {
+        *self.read.lock().unwrap() = Some(offset.to_owned());
+        self.read_moved.notify_waiters();
+    }
+}
+
+/// A log offset `ms-seq` as numbers, for comparisons.
+fn offset_key(offset: &str) -> (u64, u64) {
+    let (ms, seq) = offset.split_once('-').unwrap();
+    (ms.parse().unwrap(), seq.parse().unwrap())
 }
 
 impl SessionStore for SharedStore {
@@ -268,6 +286,22 @@ impl SessionStore for SharedStore {
     fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>> {
         let end = self.log_end.lock().unwrap().clone();
         Box::pin(async move { Ok(end) })
+    }
+
+    /// The tests deliver the log's entries to each node by hand, and say with
+    /// `read_to` how far that got; a test that does not is read through everything.
+    fn read_through<'a>(&'a self, offset: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            loop {
+                let notified = self.read_moved.notified();
+                match self.read.lock().unwrap().as_deref() {
+                    None => return,
+                    Some(read) if offset_key(read) >= offset_key(offset) => return,
+                    Some(_) => {}
+                }
+                notified.await;
+            }
+        })
     }
 }
 
@@ -608,6 +642,7 @@ async fn a_refused_resume_gets_nothing_the_log_held_before_it_even_from_a_laggin
     };
     let everyone = switchboard_engine::adapter::BroadcastOptions::default();
     ns.deliver_logged("11-0", Some(event("read")), &everyone);
+    store.read_to("11-0");
     // 12-0 is in the log, not yet read by this node.
     *store.log_end.lock().unwrap() = Some("12-0".to_owned());
     let client = Client::handshake(&node).await;
@@ -620,6 +655,7 @@ async fn a_refused_resume_gets_nothing_the_log_held_before_it_even_from_a_laggin
         .await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     ns.deliver_logged("12-0", Some(event("before")), &everyone);
+    store.read_to("12-0");
     tokio::time::sleep(Duration::from_millis(50)).await;
     ns.deliver_logged("13-0", Some(event("after")), &everyone);
     tokio::time::sleep(Duration::from_millis(5)).await;
