@@ -517,12 +517,7 @@ async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadE
             added: added.unwrap_or(0),
         }),
         None => {
-            let last: redis::Value = redis::cmd("XREVRANGE")
-                .arg(stream)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
+            let last: redis::Value = end_entry(stream, End::Newest)
                 .query_async(conn.get())
                 .await?;
             let entries = reply::range_entries(&last)?;
@@ -696,6 +691,24 @@ fn trimmed_past(position: &str, info: &reply::StreamInfo<'_>, trimmed_before: Op
     }
 }
 
+/// An end of the stream.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Oldest,
+    Newest,
+}
+
+/// The command that reads the one entry at `end` of `stream` (none if it is empty).
+fn end_entry(stream: &str, end: End) -> redis::Cmd {
+    let (cmd, from, to) = match end {
+        End::Oldest => ("XRANGE", "-", "+"),
+        End::Newest => ("XREVRANGE", "+", "-"),
+    };
+    let mut c = redis::cmd(cmd);
+    c.arg(stream).arg(from).arg(to).arg("COUNT").arg(1);
+    c
+}
+
 /// The least stream id above `(ms, seq)`.
 fn id_after((ms, seq): (u64, u64)) -> (u64, u64) {
     match seq.checked_add(1) {
@@ -781,12 +794,7 @@ impl StreamsNode {
     /// from its oldest end, so it held them all then too.
     async fn holds_all_after(&self, conn: &mut Conn, after: &str) -> Result<bool, AdapterError> {
         let unavailable = |e: redis::RedisError| AdapterError::Unavailable(e.to_string());
-        let oldest: redis::Value = redis::cmd("XRANGE")
-            .arg(&self.config.stream_name)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
+        let oldest: redis::Value = end_entry(&self.config.stream_name, End::Oldest)
             .query_async(conn)
             .await
             .map_err(unavailable)?;
@@ -1497,12 +1505,7 @@ impl SessionStore for StreamsNode {
     fn log_end(&self) -> BoxFuture<'_, Result<Option<String>, AdapterError>> {
         Box::pin(async move {
             let mut conn = self.broker().conn();
-            let last: redis::Value = redis::cmd("XREVRANGE")
-                .arg(&self.config.stream_name)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
+            let last: redis::Value = end_entry(&self.config.stream_name, End::Newest)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
