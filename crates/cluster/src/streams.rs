@@ -1874,6 +1874,147 @@ mod tests {
             .collect()
     }
 
+    /// The gap watch against a real `redis-server`: a batch after a trim past the
+    /// position is a gap, and the next batch is checked too; an empty batch keeps the
+    /// suspicion; a fresh small batch costs no `XINFO`; a user without `XINFO` turns
+    /// the checks off instead of stopping the reader.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_gap_watch_finds_a_trim_past_what_was_read() {
+        let (redis, mut admin) = start_redis().await;
+        let xadd = |conn: &mut Conn| {
+            let mut c = redis::cmd("XADD");
+            c.arg("s").arg("*").arg("k").arg("v");
+            let conn = conn.clone();
+            async move {
+                let mut conn = conn;
+                c.query_async::<String>(&mut conn).await.expect("XADD")
+            }
+        };
+        let xinfo_calls = |conn: &mut Conn| {
+            let conn = conn.clone();
+            async move {
+                let mut conn = conn;
+                let info: String = redis::cmd("INFO")
+                    .arg("commandstats")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("INFO");
+                info.lines()
+                    .find_map(|l| l.strip_prefix("cmdstat_xinfo|stream:calls="))
+                    .or_else(|| {
+                        info.lines()
+                            .find_map(|l| l.strip_prefix("cmdstat_xinfo:calls="))
+                    })
+                    .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            }
+        };
+        let read_after = |conn: &mut Conn, position: String, count: usize| {
+            let conn = conn.clone();
+            async move {
+                let mut conn = conn;
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("STREAMS")
+                    .arg("s")
+                    .arg(position)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+                    .expect("XREAD")
+            }
+        };
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            ids.push(xadd(&mut admin).await);
+        }
+        let config = ClusterConfig {
+            redis_url: redis.url(),
+            ..ClusterConfig::default()
+        };
+        let target = crate::broker::Target::new(&config, Duration::from_secs(5)).expect("target");
+        let mut own = OwnConn::new(&target, Duration::from_secs(5)).expect("conn");
+        let start = Start {
+            position: ids[0].clone(),
+            trimmed: Some(0),
+            added: 1,
+        };
+        let mut watch = GapWatch::new(100, &start);
+
+        // A fresh batch of one entry right after the position: not checked.
+        let before = xinfo_calls(&mut admin).await;
+        let one = read_after(&mut admin, ids[0].clone(), 1).await;
+        assert_eq!(
+            watch.check(&mut own, "s", &ids[0], &one).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            xinfo_calls(&mut admin).await,
+            before,
+            "no XINFO for a fresh batch"
+        );
+
+        // A failed read: the next batch is checked. Trimmed past the position: a gap
+        // before the batch's first entry.
+        let _: u64 = redis::cmd("XTRIM")
+            .arg("s")
+            .arg("MAXLEN")
+            .arg(3)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        watch.suspect = true;
+        let batch = read_after(&mut admin, ids[0].clone(), READ_COUNT).await;
+        let gap = watch.check(&mut own, "s", &ids[0], &batch).await.unwrap();
+        assert_eq!(gap.as_deref(), Some(ids[7].as_str()));
+        assert!(watch.suspect, "the next batch is checked too");
+        // An empty batch keeps it so.
+        let empty = read_after(&mut admin, ids[9].clone(), READ_COUNT).await;
+        assert_eq!(
+            watch.check(&mut own, "s", &ids[9], &empty).await.unwrap(),
+            None
+        );
+        assert!(watch.suspect);
+        // The next batch, right after what was read: checked, and clear.
+        let before = xinfo_calls(&mut admin).await;
+        xadd(&mut admin).await;
+        let batch = read_after(&mut admin, ids[9].clone(), READ_COUNT).await;
+        assert_eq!(
+            watch.check(&mut own, "s", &ids[9], &batch).await.unwrap(),
+            None
+        );
+        assert_eq!(xinfo_calls(&mut admin).await, before + 1);
+        assert!(!watch.suspect);
+
+        // A user Redis refuses XINFO: the checks stop, the batch is still read.
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("limited")
+            .arg("on")
+            .arg(">secret")
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .arg("-xinfo")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let limited = ClusterConfig {
+            redis_url: format!("redis://limited:secret@127.0.0.1:{}", redis.port()),
+            ..ClusterConfig::default()
+        };
+        let target = crate::broker::Target::new(&limited, Duration::from_secs(5)).expect("target");
+        let mut own = OwnConn::new(&target, Duration::from_secs(5)).expect("conn");
+        let mut watch = GapWatch::new(100, &start);
+        watch.suspect = true;
+        let batch = read_after(&mut admin, ids[0].clone(), READ_COUNT).await;
+        assert_eq!(
+            watch.check(&mut own, "s", &ids[0], &batch).await.unwrap(),
+            None
+        );
+        assert!(!watch.enabled, "checks off, with a warning");
+    }
+
     #[test]
     fn a_stream_trimmed_past_the_position_is_a_gap() {
         let info = |first: Option<&'static str>, length, added| reply::StreamInfo {
