@@ -157,6 +157,10 @@ pub(crate) struct StreamsNode {
     closed: Mutex<Vec<(String, Weak<Namespace>)>>,
     /// Set once the reader knows where the stream ends.
     started: tokio::sync::watch::Sender<bool>,
+    /// Set when the reader found a gap, until it reads a batch that is fresh again
+    /// (small, and less than [`GAP_CHECK_LAG_MS`] old) or finds nothing to read: the
+    /// node is not ready meanwhile.
+    behind: std::sync::atomic::AtomicBool,
     /// How far the reader has read (a stream id as numbers), for those who wait for
     /// it ([`SessionStore::read_through`]): moved after each batch.
     read_to: tokio::sync::watch::Sender<(u64, u64)>,
@@ -184,8 +188,10 @@ impl NodeHandle for StreamsNode {
     fn questions(&self) -> &questions::Slot {
         &self.questions
     }
+    /// Started, and not behind the stream after a gap (see [`StreamsNode::behind`]):
+    /// readiness says so, so a balancer sends the clients it closed elsewhere.
     fn joined(&self) -> bool {
-        *self.started.borrow()
+        *self.started.borrow() && !self.behind.load(Ordering::Acquire)
     }
 }
 
@@ -206,6 +212,7 @@ impl StreamsNode {
             }),
             closed: Mutex::default(),
             started: tokio::sync::watch::channel(false).0,
+            behind: std::sync::atomic::AtomicBool::new(false),
             read_to: tokio::sync::watch::channel((0, 0)).0,
             writes,
             exchange: Exchange::new(
@@ -461,6 +468,8 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
                 Ok(gap) => {
                     if let Some(first) = gap {
                         node.on_gap(&position, &first);
+                    } else if watch.caught_up {
+                        node.behind.store(false, Ordering::Release);
                     }
                     node.on_read(&reply, &mut reappended)
                 }
@@ -558,6 +567,8 @@ struct GapWatch {
     full_at: usize,
     /// Off once Redis refused `XINFO` (an ACL user without it); warned once.
     enabled: bool,
+    /// The last batch was empty, or small and fresh: the reader is not behind.
+    caught_up: bool,
     /// Entries trimmed from the stream before the node started, when Redis says;
     /// 0 again once the stream was begun anew (fewer entries ever added than seen
     /// before: Redis lost its data, or the stream was deleted).
@@ -581,6 +592,7 @@ impl GapWatch {
             last_answer: tokio::time::Instant::now(),
             full_at: READ_COUNT.min((stream_max_len / 2).max(1)),
             enabled: true,
+            caught_up: true,
             trimmed_before: start.trimmed,
             added_seen: start.added,
             failures: 0,
@@ -606,12 +618,14 @@ impl GapWatch {
         let (first, n) = {
             let entries = reply::read_entries(reply)?;
             let Some(first) = entries.first() else {
+                self.caught_up = true;
                 return Ok(None);
             };
             (first.id.to_owned(), entries.len())
         };
         let lagging =
             stream_id(&first).is_some_and(|(ms, _)| now_ms().saturating_sub(ms) > GAP_CHECK_LAG_MS);
+        self.caught_up = !lagging && n < self.full_at;
         if !self.enabled || !(self.suspect || lagging || n >= self.full_at) {
             self.suspect = false;
             return Ok(None);
@@ -830,6 +844,7 @@ impl StreamsNode {
     /// logged and counted.
     fn on_gap(&self, position: &str, first: &str) {
         self.health().stream_gaps.fetch_add(1, Ordering::Relaxed);
+        self.behind.store(true, Ordering::Release);
         let namespaces: Vec<Arc<Namespace>> = {
             let mut routes = self.lock_routes();
             // A namespace made from now on starts its buffer past the gap, not at the
@@ -1944,6 +1959,7 @@ mod tests {
         // A fresh batch of one entry right after the position: not checked.
         let before = xinfo_calls(&mut admin).await;
         let one = read_after(&mut admin, ids[0].clone(), 1).await;
+        assert!(watch.caught_up);
         assert_eq!(
             watch.check(&mut own, "s", &ids[0], &one).await.unwrap(),
             None
@@ -1968,6 +1984,12 @@ mod tests {
         let gap = watch.check(&mut own, "s", &ids[0], &batch).await.unwrap();
         assert_eq!(gap.as_deref(), Some(ids[7].as_str()));
         assert!(watch.suspect, "the next batch is checked too");
+        assert!(watch.caught_up, "three fresh entries");
+        // A batch of half the stream (here 6 long) is not caught up.
+        let mut many = GapWatch::new(6, &start);
+        assert_eq!(many.full_at, 3);
+        let _ = many.check(&mut own, "s", &ids[0], &batch).await.unwrap();
+        assert!(!many.caught_up);
         // An empty batch keeps it so.
         let empty = read_after(&mut admin, ids[9].clone(), READ_COUNT).await;
         assert_eq!(

@@ -426,6 +426,12 @@ action = "relay"
         assert.equal(c.dropped, "transport close", `${c.mode}: its connection was closed`);
         assert.deepEqual(eventNumbers(c.got), [0], `${c.mode}: nothing from node 2 after the gap`);
       }
+      // Not ready until it reads the stream fresh again (its next read finds nothing
+      // new within 2 s), so a balancer sends the closed clients elsewhere meanwhile.
+      assert.equal(await second.server.status("/health/ready"), 503, "node 2 is behind");
+      await waitFor(async () => (await second.server.status("/health/ready")) === 200, {
+        what: "node 2 to be ready again",
+      });
       // They come back through the balancer to node 1, which read every event.
       // Reconnecting as a client with reconnection on would (these have it off).
       await comeBack(env, clients, first);
