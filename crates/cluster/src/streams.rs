@@ -500,11 +500,7 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
 /// both at once; refused it (an ACL user without it) or answered anything unexpected,
 /// the last entry's id.
 async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadError> {
-    let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
-        .query_async(conn.get())
-        .await;
+    let info: redis::RedisResult<redis::Value> = xinfo_stream(stream).query_async(conn.get()).await;
     let info = match info {
         Ok(info) => reply::stream_info(&info)
             .ok()
@@ -630,11 +626,8 @@ impl GapWatch {
             self.suspect = false;
             return Ok(None);
         }
-        let answer: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(stream)
-            .query_async(conn.get())
-            .await;
+        let answer: redis::RedisResult<redis::Value> =
+            xinfo_stream(stream).query_async(conn.get()).await;
         let refused_now = answer.as_ref().is_err_and(refused);
         let checked = answer.map_err(ReadError::from).and_then(|answer| {
             let info = reply::stream_info(&answer)?;
@@ -675,7 +668,7 @@ fn refused(err: &redis::RedisError) -> bool {
 
 /// A batch whose first entry is this much older than the node's clock (or a full
 /// batch, or the first after a failed read or a stall) may follow a gap: the node was
-/// behind, and the stream is trimmed from its oldest end ([`gap_before`]).
+/// behind, and the stream is trimmed from its oldest end ([`GapWatch::check`]).
 const GAP_CHECK_LAG_MS: u64 = 2_000;
 
 /// Silence of the stream reader past `BLOCK` that counts as a stall.
@@ -720,6 +713,14 @@ fn end_entry(stream: &str, end: End) -> redis::Cmd {
     };
     let mut c = redis::cmd(cmd);
     c.arg(stream).arg(from).arg(to).arg("COUNT").arg(1);
+    c
+}
+
+/// The command that asks what the stream holds (`XINFO STREAM`, read with
+/// [`reply::stream_info`]).
+fn xinfo_stream(stream: &str) -> redis::Cmd {
+    let mut c = redis::cmd("XINFO");
+    c.arg("STREAM").arg(stream);
     c
 }
 
@@ -784,12 +785,7 @@ impl StreamsNode {
             }
             routes.position.clear();
             routes.position.push_str(entry.id);
-            if let Some(ms) = entry
-                .id
-                .split('-')
-                .next()
-                .and_then(|m| m.parse::<u64>().ok())
-            {
+            if let Some((ms, _)) = stream_id(entry.id) {
                 self.health()
                     .stream_lag_ms
                     .store(now.saturating_sub(ms), Ordering::Relaxed);

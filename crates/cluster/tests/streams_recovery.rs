@@ -55,6 +55,19 @@ async fn drop_from(client: &Client, node: &Node) {
     .await;
 }
 
+/// The first `n` events a resumed client gets: those that came with its CONNECT
+/// answer (`first`), then what it receives after.
+async fn replay_of(client: &Client, first: Vec<Value>, n: usize) -> Vec<Value> {
+    let mut replayed = first;
+    within("the replay", async {
+        while replayed.len() < n {
+            replayed.extend(client.events().await);
+        }
+    })
+    .await;
+    replayed
+}
+
 /// The offset a recoverable event carries as its last argument.
 fn offset(event: &Value) -> String {
     event
@@ -94,13 +107,7 @@ async fn a_session_left_on_one_node_resumes_on_another_with_what_it_missed_in_or
     let resumed = back.connect(&auth).await;
     assert_eq!(resumed.id, first.id, "same socket id");
     assert_eq!(resumed.pid.as_deref(), Some(pid.as_str()), "same pid");
-    let mut replayed = resumed.events;
-    within("the replay", async {
-        while replayed.len() < 3 {
-            replayed.extend(back.events().await);
-        }
-    })
-    .await;
+    let replayed = replay_of(&back, resumed.events, 3).await;
     assert_eq!(
         replayed
             .iter()
@@ -157,13 +164,7 @@ async fn a_session_resumed_elsewhere_with_an_old_offset_hears_a_room_only_from_i
         .connect(&json!({"pid": pid, "offset": early}).to_string())
         .await;
     assert_eq!(resumed.id, first.id, "recovered");
-    let mut replayed = resumed.events;
-    within("the replay", async {
-        while replayed.len() < 3 {
-            replayed.extend(back.events().await);
-        }
-    })
-    .await;
+    let replayed = replay_of(&back, resumed.events, 3).await;
     // Everything after the claimed offset, except room a's events from before its join.
     let args: Vec<&Value> = replayed.iter().map(|e| &e[1]).collect();
     assert_eq!(
@@ -393,13 +394,7 @@ async fn a_replay_from_the_log_skips_an_entry_too_long_to_decode() {
     let auth = json!({"pid": pid, "offset": last_seen}).to_string();
     let resumed = back.connect(&auth).await;
     assert_eq!(resumed.id, first.id, "recovered");
-    let mut replayed = resumed.events;
-    within("the replay", async {
-        while replayed.len() < 2 {
-            replayed.extend(back.events().await);
-        }
-    })
-    .await;
+    let replayed = replay_of(&back, resumed.events, 2).await;
     let numbers: Vec<&Value> = replayed.iter().map(|e| &e.as_array().unwrap()[1]).collect();
     assert_eq!(numbers, [&json!(1), &json!(2)]);
     let health = three.cluster.health().unwrap();
@@ -472,13 +467,7 @@ async fn a_replay_from_the_log_stops_at_max_replay_bytes_of_the_clients_own_even
     let auth = json!({ "pid": near_pid, "offset": offset(&heard[5]) }).to_string();
     let resumed = back.connect(&auth).await;
     assert_eq!(resumed.id, near_first.id, "recovered");
-    let mut replayed = resumed.events;
-    within("the replay", async {
-        while replayed.len() < 3 {
-            replayed.extend(back.events().await);
-        }
-    })
-    .await;
+    let replayed = replay_of(&back, resumed.events, 3).await;
     let numbers: Vec<&Value> = replayed
         .iter()
         .map(|e| &e.as_array().unwrap()[1]["n"])

@@ -355,23 +355,38 @@ mod tests {
         let ended = frames(client, owner, idle).await;
         assert_eq!(ended.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
         // The owner's end, while the client stays open and silent.
-        let (client, mut client_peer) = tokio::io::duplex(64);
+        ended_by(Side::Owner, idle).await;
+        // The client's end, while the owner stays open: passed on to the owner.
+        ended_by(Side::Client, idle).await;
+    }
+
+    /// A side of a relay.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Side {
+        Client,
+        Owner,
+    }
+
+    /// Ends `side` of a relay while the other stays open and silent: the relay ends,
+    /// and the other side sees the end.
+    async fn ended_by(side: Side, idle: Duration) {
+        let (client, client_peer) = tokio::io::duplex(64);
         let (owner, owner_peer) = tokio::io::duplex(64);
         let relay = tokio::spawn(frames(client, owner, idle));
-        drop(owner_peer);
+        let (mut other, seen_by) = match side {
+            Side::Owner => {
+                drop(owner_peer);
+                (client_peer, "the client sees the end")
+            }
+            Side::Client => {
+                drop(client_peer);
+                (owner_peer, "the owner sees the end")
+            }
+        };
         assert!(relay.await.unwrap().is_ok());
         let mut rest = Vec::new();
-        client_peer.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty(), "the client sees the end");
-        // The client's end, while the owner stays open: passed on to the owner.
-        let (client, client_peer) = tokio::io::duplex(64);
-        let (owner, mut owner_peer) = tokio::io::duplex(64);
-        let relay = tokio::spawn(frames(client, owner, idle));
-        drop(client_peer);
-        assert!(relay.await.unwrap().is_ok());
-        let mut rest = Vec::new();
-        owner_peer.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty(), "the owner sees the end");
+        other.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{seen_by}");
     }
 
     #[test]

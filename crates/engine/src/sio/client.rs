@@ -1001,6 +1001,7 @@ fn finish_connect(
         }
     }
     buffer.bind_metrics(&socket.session().metrics);
+    let max_replay = buffer.config().max_replay_bytes;
     let mut state = buffer.lock();
     let restored = if buffer.is_logged() {
         prepared.and_then(|p| {
@@ -1013,8 +1014,7 @@ fn finish_connect(
                 tracing::debug!(socket = %p.session.sid, "stored session names a connected socket; not recovered");
                 return None;
             }
-            let max_bytes = buffer.config().max_replay_bytes;
-            let missed = RecoveryBuffer::replay(&state, p.session.listener(), p.start, max_bytes)
+            let missed = RecoveryBuffer::replay(&state, p.session.listener(), p.start, max_replay)
                 .inspect_err(|why| {
                     tracing::debug!(socket = %p.session.sid, ?why, "session not recovered");
                 })
@@ -1044,7 +1044,6 @@ fn finish_connect(
     // `max_replay_bytes` bounds the replays of a connection together, not each: one
     // connection may resume a session in each of its namespaces (up to
     // `MAX_NAMESPACES_PER_CONNECTION`).
-    let max_replay = buffer.config().max_replay_bytes;
     let restored = restored.filter(|r| {
         let ok = socket.session().reserve_replay(&r.missed, max_replay);
         if !ok {

@@ -16,6 +16,15 @@ fn recovering_server() -> switchboard_engine::Io {
     })
 }
 
+/// [`recovering_server`] that replays at most `bytes` to a connection.
+fn replaying_at_most(bytes: usize) -> switchboard_engine::Io {
+    recovering_server_with(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        max_replay_bytes: bytes,
+        ..RecoveryConfig::default()
+    })
+}
+
 fn recovering_server_with(recovery: RecoveryConfig) -> switchboard_engine::Io {
     let mut cfg = config();
     cfg.recovery = Some(recovery);
@@ -428,11 +437,7 @@ async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_co
 #[tokio::test(start_paused = true)]
 async fn a_client_that_missed_more_than_max_replay_bytes_is_not_recovered() {
     // Each missed event is a frame of about 250 bytes: four fit, ten do not.
-    let io = recovering_server_with(RecoveryConfig {
-        max_disconnection_duration: Duration::from_secs(60),
-        max_replay_bytes: 1200,
-        ..RecoveryConfig::default()
-    });
+    let io = replaying_at_most(1200);
     let ns = io.of("/");
     let (witness, _, _) = connect(&io).await;
     let (far, far_sid, far_pid) = connect(&io).await;
@@ -469,11 +474,7 @@ async fn max_replay_bytes_bounds_the_replays_of_a_connection_together() {
     // Each namespace's replay is three frames of about 230 bytes: one fits in 1,200
     // bytes, two do not. Before, each namespace of a connection (up to 64) had the
     // whole bound.
-    let io = recovering_server_with(RecoveryConfig {
-        max_disconnection_duration: Duration::from_secs(60),
-        max_replay_bytes: 1200,
-        ..RecoveryConfig::default()
-    });
+    let io = replaying_at_most(1200);
     io.of("/b");
     let client = Client::handshake(&io).await;
     client.post("40").await;
