@@ -30,6 +30,21 @@ pub(crate) fn disconnects(io: &Io, reason: &str) -> u64 {
         .1
 }
 
+/// Each disconnect of `ns`'s sockets as its handlers see it: the reason, and whether
+/// the socket's connection was closed by then.
+pub(crate) fn disconnects_seen(
+    ns: &switchboard_engine::Namespace,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(&'static str, bool)>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    ns.on_disconnect(move |socket, reason| {
+        sink.lock()
+            .unwrap()
+            .push((reason.as_str(), socket.conn().is_closed()))
+    });
+    seen
+}
+
 pub(crate) fn server(config: SocketIoConfig) -> Io {
     Io::new(config, Shutdown::never())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard_engine::{ConnectError, Payload};
 
-use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, server};
+use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects_seen, server};
 
 #[tokio::test(start_paused = true)]
 async fn unknown_namespace_gets_invalid_namespace() {
@@ -168,15 +168,8 @@ async fn server_disconnect_sends_disconnect_packet_and_runs_handlers() {
 #[tokio::test(start_paused = true)]
 async fn a_disconnect_handler_sees_whether_the_connection_is_still_open() {
     let io = server(config());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
     let ns = io.of("/");
-    ns.on_disconnect(move |socket, reason| {
-        seen2
-            .lock()
-            .unwrap()
-            .push((reason.as_str(), socket.conn().is_closed()))
-    });
+    let seen = disconnects_seen(&ns);
     let left = Client::connected(&io).await;
     left.post("41").await;
     let closed = Client::connected(&io).await;

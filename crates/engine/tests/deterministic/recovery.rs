@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use switchboard_engine::sio::RecoveryConfig;
 use switchboard_test_support::eventually;
 
-use super::harness::{Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, server};
+use super::harness::{
+    Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, disconnects_seen, server,
+};
 
 fn recovering_server() -> switchboard_engine::Io {
     recovering_server_with(RecoveryConfig {
@@ -236,14 +238,7 @@ async fn a_client_back_before_its_old_connection_was_seen_to_drop_takes_it_over(
 async fn a_taken_over_socket_leaves_with_its_connection_closed() {
     let io = recovering_server();
     let ns = io.of("/");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
-    ns.on_disconnect(move |socket, reason| {
-        seen2
-            .lock()
-            .unwrap()
-            .push((reason.as_str(), socket.conn().is_closed()))
-    });
+    let seen = disconnects_seen(&ns);
     let old = Client::handshake(&io).await;
     old.post("40").await;
     let (sid, pid) = connect_answer(&old.get().await);
