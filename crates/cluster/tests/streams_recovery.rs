@@ -293,11 +293,14 @@ async fn a_stored_session_in_more_rooms_than_a_socket_may_join_is_not_recovered(
         resumed.push(back.connect(&auth).await.id == first.id);
     }
     assert_eq!(resumed, [true, false], "three rooms resume, four do not");
+    // None of the refused session's rooms was handed over (a socket's own id room
+    // may start with `b` too: 1 time in 64, which this once mistook for one).
+    let refused = ["b1", "b2", "b3", "b4"];
     let rooms: Vec<Vec<String>> = two.ns().sockets().iter().map(|s| s.rooms()).collect();
     assert!(
         rooms
             .iter()
-            .all(|r| !r.iter().any(|room| room.starts_with('b'))),
+            .all(|r| !r.iter().any(|room| refused.contains(&room.as_str()))),
         "{rooms:?}"
     );
 }
