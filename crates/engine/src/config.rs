@@ -190,8 +190,13 @@ pub struct EngineConfig {
     /// on this node: an IPv4 address, or an IPv6 /64. `0` (the default): no bound but
     /// `max_connections`. Further handshakes from the address get 429.
     pub max_sessions_per_ip: usize,
+    /// New sessions one client address (counted as for `max_sessions_per_ip`) may
+    /// open over time, on this node: a handshake past it gets 429 with `Retry-After`.
+    /// A rate of 0 (the default): no bound.
+    pub handshake_rate_per_ip: HandshakeRate,
     /// Proxies whose `X-Forwarded-For` says who the client is (for
-    /// `max_sessions_per_ip`); from anyone else the header is ignored. Empty (the
+    /// `max_sessions_per_ip` and `handshake_rate_per_ip`); from anyone else the header
+    /// is ignored. Empty (the
     /// default): the TCP peer is the client.
     pub trusted_proxies: Vec<Cidr>,
     /// This node's name in a cluster, written at the start of every session id it
@@ -232,10 +237,31 @@ impl Default for EngineConfig {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_inbound_bytes: DEFAULT_MAX_INBOUND_BYTES,
             max_sessions_per_ip: 0,
+            handshake_rate_per_ip: HandshakeRate::default(),
             trusted_proxies: Vec::new(),
             node_tag: None,
             sse: None,
             client_ips: crate::scrub::ClientIps::Keep,
+        }
+    }
+}
+
+/// A token bucket's shape: `per_second` tokens a second in the long run, `burst` at
+/// once. A `per_second` of 0 turns the bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeRate {
+    /// Handshakes a second in the long run; 0: no bound.
+    pub per_second: u32,
+    /// Handshakes that may come at once (the bucket's size; at least 1).
+    pub burst: u32,
+}
+
+impl Default for HandshakeRate {
+    /// Off: no bound.
+    fn default() -> Self {
+        HandshakeRate {
+            per_second: 0,
+            burst: 1,
         }
     }
 }

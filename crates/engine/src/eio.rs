@@ -21,6 +21,7 @@ mod cors;
 mod drain;
 mod driver;
 pub mod forward;
+mod handshake_rate;
 pub(crate) mod inbound;
 mod polling;
 pub(crate) mod reframe;

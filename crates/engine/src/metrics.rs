@@ -28,7 +28,7 @@ pub struct Metrics {
     /// Volatile packets dropped because the client was not ready.
     pub volatile_dropped: AtomicU64,
     /// Handshakes refused because `max_connections` was reached, or the client's address
-    /// held `max_sessions_per_ip`.
+    /// held `max_sessions_per_ip` or opened sessions faster than `handshake_rate_per_ip`.
     pub connections_refused: AtomicU64,
     /// TCP connections closed as soon as accepted because `max_tcp_connections` were
     /// open, or their address held its share (see `max_sessions_per_ip`).

@@ -1,12 +1,13 @@
-//! `engine.max_sessions_per_ip` over real sockets: one address cannot take the node's
-//! whole `max_connections`; `X-Forwarded-For` names the client only when a trusted
-//! proxy sent it.
+//! `engine.max_sessions_per_ip` and `engine.handshakes_per_ip_per_second` over real
+//! sockets: one address cannot take the node's whole `max_connections`, nor open
+//! sessions faster than its rate; `X-Forwarded-For` names the client only when a
+//! trusted proxy sent it.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::{Arc, Mutex};
 
-use switchboard_engine::config::Cidr;
+use switchboard_engine::config::{Cidr, HandshakeRate};
 use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
 
 #[path = "common/http1.rs"]
@@ -17,10 +18,19 @@ const PER_IP: usize = 3;
 /// A server on loopback with `max_sessions_per_ip = 3`, trusting `trusted`; and the
 /// evidence of every refusal it reports.
 async fn start(trusted: &[&str]) -> (Io, String, Arc<Mutex<Vec<String>>>) {
-    let (trigger, signal) = shutdown::channel();
-    std::mem::forget(trigger);
     let mut config = SocketIoConfig::default();
     config.engine.max_sessions_per_ip = PER_IP;
+    start_with(config, trusted).await
+}
+
+/// A server on loopback with `config`, trusting `trusted`; and the evidence of every
+/// refusal it reports.
+async fn start_with(
+    mut config: SocketIoConfig,
+    trusted: &[&str],
+) -> (Io, String, Arc<Mutex<Vec<String>>>) {
+    let (trigger, signal) = shutdown::channel();
+    std::mem::forget(trigger);
     config.engine.trusted_proxies = trusted.iter().map(|t| Cidr::parse(t).unwrap()).collect();
     let io = Io::new(config, signal.clone());
     let refusals = Arc::new(Mutex::new(Vec::new()));
@@ -168,4 +178,94 @@ async fn one_address_holds_at_most_twice_max_sessions_per_ip_plus_8_tcp_connecti
     let (io, addr, _) = start(&["127.0.0.1"]).await;
     assert_eq!(closed_at_once(&addr, 20).await, 0);
     assert_eq!(io.engine().metrics().snapshot().tcp_connections_refused, 0);
+}
+
+/// The status of the answer to `request` on a new connection, read without waiting
+/// for the rest (a WebSocket or an event stream, when one opens, stays open).
+async fn status_of(addr: &str, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+const WEBSOCKET_HANDSHAKE: &str = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n\
+    Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+const SSE_REQUEST: &str = "GET /sse?nsp=/ HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_opens_sessions_no_faster_than_its_handshake_rate_on_any_transport() {
+    let mut config = SocketIoConfig::default();
+    config.engine.handshake_rate_per_ip = HandshakeRate {
+        per_second: 1,
+        burst: 3,
+    };
+    config.engine.sse = Some(Default::default());
+    let (io, addr, refusals) = start_with(config, &["127.0.0.0/8"]).await;
+    // Three at once, one per transport; the fourth finds the bucket empty.
+    let (status, body) = handshake(&addr, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(status_of(&addr, WEBSOCKET_HANDSHAKE).await, 101);
+    assert_eq!(status_of(&addr, SSE_REQUEST).await, 200);
+    let head =
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let refused = http1::response(&addr, head.to_owned(), "").await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(
+        refused
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 1\r\n"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("engine.handshakes_per_ip_per_second"),
+        "{refused}"
+    );
+    assert_eq!(status_of(&addr, WEBSOCKET_HANDSHAKE).await, 429);
+    assert_eq!(status_of(&addr, SSE_REQUEST).await, 429);
+    assert!(
+        refusals.lock().unwrap().iter().any(|e| e
+            == "the client's address opened sessions faster than \
+                engine.handshakes_per_ip_per_second (1, bursts of 3)"),
+        "{:?}",
+        refusals.lock().unwrap()
+    );
+    assert!(io.engine().metrics().snapshot().connections_refused >= 3);
+
+    // Closing a session gives no token back: the bound is on turnover, not on what is
+    // held.
+    let query = format!("/socket.io/?EIO=4&transport=polling&sid={}", sid(&body));
+    assert_eq!(http1::post(&addr, &query, "1").await.0, 200);
+    assert_eq!(handshake(&addr, None).await.0, 429);
+
+    // Clients a trusted proxy names have buckets of their own, by address (IPv6: by
+    // /64), whatever was written left of the proxy's entry.
+    for client in ["198.51.100.1", "2001:db8:1:2::1"] {
+        for _ in 0..3 {
+            assert_eq!(handshake(&addr, Some(client)).await.0, 200, "{client}");
+        }
+        assert_eq!(handshake(&addr, Some(client)).await.0, 429, "{client}");
+    }
+    assert_eq!(
+        handshake(&addr, Some("192.0.2.77, 198.51.100.1")).await.0,
+        429
+    );
+    assert_eq!(handshake(&addr, Some("2001:db8:1:2:ffff::9")).await.0, 429);
+    assert_eq!(handshake(&addr, Some("2001:db8:1:3::1")).await.0, 200);
+
+    // A token comes back at the rate: the address may open one more a second on.
+    let mut opened = false;
+    for _ in 0..300 {
+        if handshake(&addr, None).await.0 == 200 {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(opened, "no token came back");
+    assert_eq!(handshake(&addr, None).await.0, 429);
 }

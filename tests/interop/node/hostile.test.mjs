@@ -1478,6 +1478,88 @@ trusted_proxies = ["127.0.0.1"]
     await survivorChecks(checks, pair, server, memory, PER_ADDRESS_BUDGET);
   });
 
+  test("8b. one address opening and closing sessions in a loop gets engine.handshakes_per_ip_per_second of them", async () => {
+    const RATE = 1;
+    const BURST = 5;
+    const server = await serve(`
+[engine]
+handshakes_per_ip_per_second = ${RATE}
+handshake_burst_per_ip = ${BURST}
+trusted_proxies = ["127.0.0.1"]
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+
+    const ATTACKER = "203.0.113.67";
+    const headers = { "x-forwarded-for": ATTACKER };
+    const base = `${server.url}/socket.io/?EIO=4&transport=polling`;
+    /** One turn of the loop: a session opened and closed at once; the handshake's status. */
+    const turn = async () => {
+      try {
+        const res = await fetch(base, { headers });
+        const body = await res.text();
+        if (res.status === 200) {
+          const { sid } = JSON.parse(body.slice(1));
+          await (await fetch(`${base}&sid=${sid}`, { method: "POST", headers, body: "1" })).text();
+        }
+        return { status: res.status, retryAfter: res.headers.get("retry-after") };
+      } catch {
+        return { status: 0 };
+      }
+    };
+    pair.start();
+    const results = [];
+    const started = Date.now();
+    let refusedClient = null;
+    const connectErrors = [];
+    // Ten loops at once for three seconds; an official client from the same address
+    // tries to connect once the address is refused.
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        while (Date.now() - started < 3_000) {
+          const result = await turn();
+          results.push(result);
+          if (result.status === 429 && !refusedClient) {
+            refusedClient = client(server.url, { ...POLLING, extraHeaders: headers });
+            refusedClient.on("connect_error", (err) => connectErrors.push(err.message));
+          }
+        }
+      }),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    const accepted = results.filter((r) => r.status === 200).length;
+    const limited = results.filter((r) => r.status === 429);
+    const other = await fetch(base, { headers: { "x-forwarded-for": "198.51.100.8" } });
+    await other.text();
+    memory.sample("sessions opened and closed in a loop");
+    console.log(
+      `# handshake loop from one address for ${seconds.toFixed(1)} s: ${accepted} of ${results.length} ` +
+        `accepted, ${limited.length} answered 429 (Retry-After ${[...new Set(limited.map((r) => r.retryAfter))]}), ` +
+        `other: [${results.filter((r) => r.status !== 200 && r.status !== 429).map((r) => r.status)}]; ` +
+        `another address: ${other.status}; the official client's connect errors so far: ${connectErrors.length}`,
+    );
+
+    const checks = new Checks();
+    await checks.run("(b) the address gets its burst, then one session a second", () => {
+      assert.ok(accepted >= BURST, `${accepted} accepted`);
+      assert.ok(accepted <= BURST + Math.ceil(seconds * RATE) + 1, `${accepted} accepted in ${seconds} s`);
+      assert.equal(limited.length, results.length - accepted, "every other handshake answered 429");
+      assert.ok(
+        limited.every((r) => Number(r.retryAfter) >= 1 && Number(r.retryAfter) <= 1 / RATE),
+        "Retry-After says when a token is back",
+      );
+    });
+    await checks.run("(c) another address connects at once, and the refused official client comes back by itself", async () => {
+      assert.equal(other.status, 200);
+      assert.ok(refusedClient, "the client was started");
+      await connected(refusedClient);
+      assert.ok(connectErrors.length >= 1, "the client was refused while the loop ran");
+      await connected(client(server.url, WS));
+    });
+    await survivorChecks(checks, pair, server, memory, PER_ADDRESS_BUDGET);
+  });
+
   test("9. a relayed event of numbers written short reaches its room no larger than it came", async () => {
     await relayedNumbers(null);
   });

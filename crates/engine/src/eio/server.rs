@@ -21,6 +21,7 @@ use crate::shutdown::{DrainPlan, DrainReport, Shutdown};
 
 use super::client_ip::{ClientKey, client_ip};
 use super::forward::{self, ForwardedRequest, ForwardedResponse, Forwarder};
+use super::handshake_rate::HandshakeRates;
 use super::inbound::InboundBudget;
 use super::polling::{self, PollError};
 use super::registry::{Full, Registry, Slot};
@@ -73,6 +74,9 @@ pub struct EngineServer {
     /// Bytes of messages on their way in, every session together
     /// (`max_inbound_bytes`, see [`super::inbound`]).
     inbound: Arc<InboundBudget>,
+    /// New sessions per client address over time (`handshake_rate_per_ip`), when
+    /// bounded.
+    handshake_rates: Option<HandshakeRates>,
 }
 
 /// Decides whether a handshake may proceed (Node's `allowRequest`); a refusal is
@@ -113,7 +117,9 @@ impl EngineServer {
             metrics.inbound_bytes.clone(),
             metrics.inbound_gave_way.clone(),
         );
+        let handshake_rates = HandshakeRates::new(config.handshake_rate_per_ip);
         Arc::new(EngineServer {
+            handshake_rates,
             config: Arc::new(config),
             registry,
             handler,
@@ -466,14 +472,51 @@ impl EngineServer {
         }
     }
 
+    /// A place for a new session (a handshake on any transport): a token of the
+    /// client address's `handshake_rate_per_ip`, then a slot as
+    /// [`Self::reserve_slot`] gives it; or why not (counted in `connections_refused`).
+    fn new_session_slot(
+        &self,
+        headers: &http::HeaderMap,
+        remote: SocketAddr,
+    ) -> Result<Slot, NoSlot> {
+        let key =
+            (self.handshake_rates.is_some() || self.config.max_sessions_per_ip > 0).then(|| {
+                ClientKey::of(client_ip(
+                    remote.ip(),
+                    headers,
+                    &self.config.trusted_proxies,
+                ))
+            });
+        if let (Some(rates), Some(key)) = (&self.handshake_rates, key)
+            && let Err(retry_after) = rates.take(key, super::session::now())
+        {
+            self.metrics
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(NoSlot::TooFast(retry_after));
+        }
+        self.slot_for(key).map_err(NoSlot::Full)
+    }
+
     /// A place among `max_connections` (and the client address's
-    /// `max_sessions_per_ip`) for a new session, or why not (counted in
-    /// `connections_refused`).
+    /// `max_sessions_per_ip`) for a session not opened here (a relayed upgrade), or
+    /// why not (counted in `connections_refused`).
     fn reserve_slot(&self, headers: &http::HeaderMap, remote: SocketAddr) -> Result<Slot, Full> {
-        let per_ip = (self.config.max_sessions_per_ip > 0).then(|| {
-            let ip = client_ip(remote.ip(), headers, &self.config.trusted_proxies);
-            (ClientKey::of(ip), self.config.max_sessions_per_ip)
+        let key = (self.config.max_sessions_per_ip > 0).then(|| {
+            ClientKey::of(client_ip(
+                remote.ip(),
+                headers,
+                &self.config.trusted_proxies,
+            ))
         });
+        self.slot_for(key)
+    }
+
+    /// A slot, counted under `key` when sessions per address are bounded.
+    fn slot_for(&self, key: Option<ClientKey>) -> Result<Slot, Full> {
+        let max = self.config.max_sessions_per_ip;
+        let per_ip = key.filter(|_| max > 0).map(|key| (key, max));
         let slot = self.registry.reserve(self.config.max_connections, per_ip);
         if slot.is_err() {
             self.metrics
@@ -538,7 +581,7 @@ impl EngineServer {
                 "memory_pressure",
                 crate::diagnosis::Memory::of(&self.metrics).fact(),
             ),
-            Why::Capacity(Full::Node) => (
+            Why::Capacity(NoSlot::Full(Full::Node)) => (
                 Category::Policy,
                 "at_capacity",
                 format!(
@@ -547,7 +590,7 @@ impl EngineServer {
                     self.config.max_connections
                 ),
             ),
-            Why::Capacity(Full::Address) => (
+            Why::Capacity(NoSlot::Full(Full::Address)) => (
                 Category::Policy,
                 "too_many_from_address",
                 format!(
@@ -555,6 +598,18 @@ impl EngineServer {
                     self.config.max_sessions_per_ip
                 ),
             ),
+            Why::Capacity(NoSlot::TooFast(_)) => {
+                let rate = self.config.handshake_rate_per_ip;
+                (
+                    Category::Policy,
+                    "handshake_rate_limited",
+                    format!(
+                        "the client's address opened sessions faster than \
+                         engine.handshakes_per_ip_per_second ({}, bursts of {})",
+                        rate.per_second, rate.burst
+                    ),
+                )
+            }
         };
         self.metrics.refused(Stage::Handshake, category);
         self.handler.on_refused(Refusal::new(
@@ -647,13 +702,13 @@ impl EngineServer {
                 "the query is longer than a session keeps (8 KiB)",
             ));
         }
-        let slot = match self.reserve_slot(req.headers(), remote) {
+        let slot = match self.new_session_slot(req.headers(), remote) {
             Ok(slot) => slot,
-            Err(full) => {
-                self.refuse(TransportKind::Sse, Why::Capacity(full));
-                return now(match full {
-                    Full::Node => sse::unavailable(),
-                    Full::Address => too_many_from_address(),
+            Err(no) => {
+                self.refuse(TransportKind::Sse, Why::Capacity(no));
+                return now(match no {
+                    NoSlot::Full(Full::Node) => sse::unavailable(),
+                    no => refused_slot(no),
                 });
             }
         };
@@ -685,11 +740,11 @@ impl EngineServer {
         }
         match transport {
             TransportKind::Polling => {
-                let slot = match self.reserve_slot(req.headers(), remote) {
+                let slot = match self.new_session_slot(req.headers(), remote) {
                     Ok(slot) => slot,
-                    Err(full) => {
-                        self.refuse(transport, Why::Capacity(full));
-                        return refused_slot(full);
+                    Err(no) => {
+                        self.refuse(transport, Why::Capacity(no));
+                        return refused_slot(no);
                     }
                 };
                 let session = self.new_session(req, transport, query, remote);
@@ -705,11 +760,11 @@ impl EngineServer {
                 // The slot is taken now, not when the WebSocket is up: handshakes in
                 // flight count against `max_connections` too, so a burst of them cannot
                 // overshoot it. A handshake that fails gives it back (the slot drops).
-                let slot = match self.reserve_slot(req.headers(), remote) {
+                let slot = match self.new_session_slot(req.headers(), remote) {
                     Ok(slot) => slot,
-                    Err(full) => {
-                        self.refuse(transport, Why::Capacity(full));
-                        return refused_slot(full);
+                    Err(no) => {
+                        self.refuse(transport, Why::Capacity(no));
+                        return refused_slot(no);
                     }
                 };
                 let session = self.new_session(req, transport, query, remote);
@@ -912,9 +967,20 @@ enum Why {
     Sse(&'static str),
     /// [`EngineServer::may_open`] said no.
     Closed(Closed),
-    /// `max_connections` are open, or the client's address holds
-    /// `max_sessions_per_ip`.
-    Capacity(Full),
+    /// `max_connections` are open, the client's address holds
+    /// `max_sessions_per_ip`, or it opens sessions faster than
+    /// `handshake_rate_per_ip`.
+    Capacity(NoSlot),
+}
+
+/// Why a new session got no slot ([`EngineServer::new_session_slot`]).
+#[derive(Debug, Clone, Copy)]
+enum NoSlot {
+    /// `max_connections` or the address's `max_sessions_per_ip` are taken.
+    Full(Full),
+    /// The address's `handshake_rate_per_ip` bucket is empty: a token is there after
+    /// this long.
+    TooFast(std::time::Duration),
 }
 
 /// The answer to a routed request: ready now (handshakes, upgrades, errors), or once
@@ -1063,12 +1129,26 @@ pub(crate) fn error(code: EngineErrorCode) -> Response<Body> {
 }
 
 /// The answer to a handshake that got no slot: 503 at `max_connections`, 429 at the
-/// address's `max_sessions_per_ip`.
-fn refused_slot(full: Full) -> Response<Body> {
-    match full {
-        Full::Node => unavailable(),
-        Full::Address => too_many_from_address(),
+/// address's `max_sessions_per_ip` or `handshake_rate_per_ip`.
+fn refused_slot(no: NoSlot) -> Response<Body> {
+    match no {
+        NoSlot::Full(Full::Node) => unavailable(),
+        NoSlot::Full(Full::Address) => too_many_from_address(),
+        NoSlot::TooFast(retry_after) => too_fast_from_address(retry_after),
     }
+}
+
+/// 429 for a handshake from an address whose `handshake_rate_per_ip` bucket is
+/// empty, with `Retry-After` in whole seconds until it has a token (at least 1).
+fn too_fast_from_address(retry_after: std::time::Duration) -> Response<Body> {
+    let mut res = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        r#"{"code":4,"message":"Too many handshakes from this address (engine.handshakes_per_ip_per_second)"}"#.to_owned(),
+    );
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
 }
 
 /// 429 for a handshake from an address that holds `max_sessions_per_ip` sessions.

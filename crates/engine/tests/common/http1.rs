@@ -6,14 +6,19 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Sends `head` and `body` on a new connection; the answer's status and body.
-pub(crate) async fn request(addr: &str, head: String, body: &str) -> (u16, String) {
+/// Sends `head` and `body` on a new connection; the whole answer, headers included.
+pub(crate) async fn response(addr: &str, head: String, body: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// Sends `head` and `body` on a new connection; the answer's status and body.
+pub(crate) async fn request(addr: &str, head: String, body: &str) -> (u16, String) {
+    let text = response(addr, head, body).await;
     let status = text[9..12].parse().unwrap();
     let body = text
         .split_once("\r\n\r\n")

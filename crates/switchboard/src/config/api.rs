@@ -192,9 +192,9 @@ impl Validator<'_> {
             &mut limit.per_second,
             "api.rate_limit_per_second",
             rate,
-            u32_count,
+            check::u32_count,
         );
-        self.read(&mut limit.burst, "api.burst", burst, positive_u32);
+        self.read(&mut limit.burst, "api.burst", burst, check::positive_u32);
         self.read(&mut a.metrics, "api.metrics", raw.metrics, Ok);
         if a.metrics && (a.listen.is_none() || !a.enabled()) {
             self.invalid(
@@ -268,19 +268,6 @@ fn body_bytes(n: Count) -> Checked<usize> {
 /// Greater than zero: a zero timeout would refuse every request with a body.
 fn body_timeout(d: HumanDuration) -> Checked<Duration> {
     check::positive_duration(d)
-}
-
-/// A count that fits a `u32`; zero allowed.
-fn u32_count(n: Count) -> Checked<u32> {
-    u32::try_from(n.0).map_err(|_| format!("{} is too large", n.0))
-}
-
-/// A count that fits a `u32`, greater than zero.
-fn positive_u32(n: Count) -> Checked<u32> {
-    match u32_count(n)? {
-        0 => Err("must be greater than 0".into()),
-        n => Ok(n),
-    }
 }
 
 /// An existing directory (relative paths are from the working directory).
@@ -409,9 +396,9 @@ mod tests {
         assert!(body_bytes(Count(0)).is_err());
         assert!(body_bytes(Count(MAX_API_MAX_BODY_BYTES as u64 + 1)).is_err());
         assert_eq!(body_bytes(Count(10)), Ok(10));
-        assert_eq!(u32_count(Count(0)), Ok(0));
-        assert!(positive_u32(Count(0)).is_err());
-        assert!(u32_count(Count(u64::from(u32::MAX) + 1)).is_err());
+        assert_eq!(check::u32_count(Count(0)), Ok(0));
+        assert!(check::positive_u32(Count(0)).is_err());
+        assert!(check::u32_count(Count(u64::from(u32::MAX) + 1)).is_err());
         assert!(body_timeout(HumanDuration(Duration::ZERO)).is_err());
     }
 

@@ -47,6 +47,19 @@ pub(crate) fn any_count(n: Count) -> Checked<usize> {
     usize::try_from(n.0).map_err(|_| format!("{} is too large", n.0))
 }
 
+/// A count that fits a `u32`; zero allowed.
+pub(crate) fn u32_count(n: Count) -> Checked<u32> {
+    u32::try_from(n.0).map_err(|_| format!("{} is too large", n.0))
+}
+
+/// A count that fits a `u32`, greater than zero.
+pub(crate) fn positive_u32(n: Count) -> Checked<u32> {
+    match u32_count(n)? {
+        0 => Err("must be greater than 0".into()),
+        n => Ok(n),
+    }
+}
+
 /// The engine's URL prefix: starts with `/`, gets a trailing `/` if missing, and must
 /// not hide the health and metrics routes that share the listener.
 pub(crate) fn engine_path(text: String) -> Checked<String> {

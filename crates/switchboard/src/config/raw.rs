@@ -51,6 +51,8 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
             "body_timeout",
             "max_inbound_bytes",
             "max_sessions_per_ip",
+            "handshakes_per_ip_per_second",
+            "handshake_burst_per_ip",
             "trusted_proxies",
         ],
     ),
@@ -150,6 +152,8 @@ pub(crate) struct RawEngine {
     pub(crate) body_timeout: Option<Field<HumanDuration>>,
     pub(crate) max_inbound_bytes: Option<Field<Count>>,
     pub(crate) max_sessions_per_ip: Option<Field<Count>>,
+    pub(crate) handshakes_per_ip_per_second: Option<Field<Count>>,
+    pub(crate) handshake_burst_per_ip: Option<Field<Count>>,
     pub(crate) trusted_proxies: Option<Field<StringList>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,

@@ -41,6 +41,14 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             e.max_sessions_per_ip.to_string(),
         ),
         (
+            "engine.handshakes_per_ip_per_second",
+            e.handshake_rate_per_ip.per_second.to_string(),
+        ),
+        (
+            "engine.handshake_burst_per_ip",
+            e.handshake_rate_per_ip.burst.to_string(),
+        ),
+        (
             "engine.trusted_proxies",
             strings(proxies.iter().map(String::as_str)),
         ),

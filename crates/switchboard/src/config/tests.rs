@@ -412,6 +412,49 @@ fn the_tcp_cap_follows_max_connections_unless_set_and_the_body_timeout_is_read()
 }
 
 #[test]
+fn the_handshake_rate_per_address_is_read_with_a_burst_of_ten_seconds_by_default() {
+    let defaults = Config::default().socketio.engine.handshake_rate_per_ip;
+    assert_eq!(defaults.per_second, 0, "off by default");
+    let env = [("SWITCHBOARD_ENGINE__HANDSHAKES_PER_IP_PER_SECOND", "5")];
+    let rate = load_ok(&sources(None, &env, &[]))
+        .config
+        .socketio
+        .engine
+        .handshake_rate_per_ip;
+    assert_eq!((rate.per_second, rate.burst), (5, 50));
+    let flags = [
+        ("--set", "engine.handshakes_per_ip_per_second=2"),
+        ("--set", "engine.handshake_burst_per_ip=3"),
+    ];
+    let rate = load_ok(&sources(None, &[], &flags))
+        .config
+        .socketio
+        .engine
+        .handshake_rate_per_ip;
+    assert_eq!((rate.per_second, rate.burst), (2, 3));
+    // Every bad key is listed.
+    let flags = [
+        ("--set", "engine.handshakes_per_ip_per_second=-1"),
+        ("--set", "engine.handshake_burst_per_ip=0"),
+    ];
+    let errors = load_err(&sources(None, &[], &flags));
+    assert_eq!(
+        errors.keys(),
+        [
+            "engine.handshakes_per_ip_per_second",
+            "engine.handshake_burst_per_ip"
+        ],
+        "{errors}"
+    );
+    let env = [(
+        "SWITCHBOARD_ENGINE__HANDSHAKES_PER_IP_PER_SECOND",
+        "5000000000",
+    )];
+    let errors = load_err(&sources(None, &env, &[]));
+    assert!(errors.to_string().contains("too large"), "{errors}");
+}
+
+#[test]
 fn credentials_or_cookie_tokens_need_an_origin_list() {
     let flags = [("--set", "cors.credentials=true")];
     let errors = load_err(&sources(None, &[], &flags));

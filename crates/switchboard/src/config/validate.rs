@@ -313,6 +313,22 @@ impl Validator<'_> {
             raw.max_sessions_per_ip,
             check::any_count,
         );
+        let rate = &mut e.handshake_rate_per_ip;
+        self.read(
+            &mut rate.per_second,
+            "engine.handshakes_per_ip_per_second",
+            raw.handshakes_per_ip_per_second,
+            check::u32_count,
+        );
+        // Unset, the burst is ten seconds' worth: a page's reconnects after a node
+        // restarted, or a NAT's clients coming back together, pass at once.
+        rate.burst = rate.per_second.saturating_mul(10).max(1);
+        self.read(
+            &mut rate.burst,
+            "engine.handshake_burst_per_ip",
+            raw.handshake_burst_per_ip,
+            check::positive_u32,
+        );
         let networks = |l: StringList| check::networks(l.0);
         self.read(
             &mut e.trusted_proxies,

@@ -197,7 +197,7 @@ pub(crate) fn render(
     );
     out.counter(
         "switchboard_connections_refused_total",
-        "Handshakes refused because engine.max_connections was reached, or the client address held engine.max_sessions_per_ip.",
+        "Handshakes refused because engine.max_connections was reached, or the client address held engine.max_sessions_per_ip or opened sessions faster than engine.handshakes_per_ip_per_second.",
         m.connections_refused,
     );
     out.counter(
