@@ -15,6 +15,7 @@
 //! - `hooks`: the hook sink (webhook or none) and its flush at shutdown;
 //! - `reply`: acknowledgements and the refusal reasons clients see;
 //! - `slots`: places counted per connection or socket, each with a cap;
+//! - `users`: sockets counted per user (a token's `sub`), with a cap;
 //! - `metrics`: counters for `/metrics`.
 //!
 //! Each `[[namespaces]]` entry becomes one [`Policy`], shared by the handlers of every
@@ -36,6 +37,7 @@ mod rooms;
 mod slots;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
@@ -84,6 +86,8 @@ pub(crate) struct Policy {
     client_ips: ClientIps,
     /// Sockets whose token refresh is being verified: one at a time per socket.
     refreshing: Arc<slots::PerKey>,
+    /// Sockets per user, when the entry bounds them (`auth.max_sockets_per_user`).
+    users: Option<users::PerUser>,
 }
 
 impl Policy {
@@ -160,6 +164,10 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
             sse: rules.sse.unwrap_or(config.sse.enabled),
             client_ips: config.socketio.engine.client_ips,
             refreshing: Arc::default(),
+            users: rules
+                .auth
+                .as_ref()
+                .and_then(|auth| users::PerUser::new(auth.max_sockets_per_user)),
         });
         warm_up(&policy);
         let handlers = handlers(io, &rules.target);

@@ -1,7 +1,15 @@
 // Helpers around the official `socket.io-client` for the Node interop tests: the three
 // transport set-ups every behaviour runs over, connecting, and waiting for events.
 
+import { createHmac } from "node:crypto";
 import { io } from "socket.io-client";
+
+/** A compact HS256 JWT of `claims`, signed with `secret` (what `[namespaces.auth]` checks). */
+export function hs256(claims, secret) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${signed}.${createHmac("sha256", secret).update(signed).digest("base64url")}`;
+}
 
 /** Safety net for any single wait; never an assertion on speed. */
 export const WAIT_MS = 10_000;

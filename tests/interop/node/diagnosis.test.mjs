@@ -23,7 +23,7 @@ import { createServer } from "node:http";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, afterEach, before, describe, it } from "node:test";
-import { Clients, TRANSPORT_MODES, WAIT_MS, connected, once, upgradedTo } from "../lib/client.mjs";
+import { Clients, TRANSPORT_MODES, WAIT_MS, connected, hs256, once, upgradedTo } from "../lib/client.mjs";
 import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { reapOnExit } from "../lib/reaper.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
@@ -322,11 +322,7 @@ async function emit(server, body) {
 }
 
 /** A compact HS256 JWT of `claims`. */
-function jwt(claims, secret = JWT_SECRET) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
-  return `${signed}.${createHmac("sha256", secret).update(signed).digest("base64url")}`;
-}
+const jwt = (claims, secret = JWT_SECRET) => hs256(claims, secret);
 
 /** What a dropped connection without a close frame is said to be. */
 const DROPPED = (transport) => `the ${transport} connection dropped without a close frame`;

@@ -19,7 +19,7 @@ import { Emitter } from "@socket.io/redis-emitter";
 import { Redis } from "ioredis";
 import { io } from "socket.io-client";
 import { startRedis } from "../cluster/redis.mjs";
-import { connected, once } from "../lib/client.mjs";
+import { connected, hs256, once } from "../lib/client.mjs";
 import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { waitFor } from "../lib/wait.mjs";
@@ -1556,6 +1556,81 @@ trusted_proxies = ["127.0.0.1"]
       await connected(refusedClient);
       assert.ok(connectErrors.length >= 1, "the client was refused while the loop ran");
       await connected(client(server.url, WS));
+    });
+    await survivorChecks(checks, pair, server, memory, PER_ADDRESS_BUDGET);
+  });
+
+  test("8c. one account connecting from many addresses gets auth.max_sockets_per_user sockets", async () => {
+    const PER_USER = 3;
+    // Two sessions per address, so the addresses alone would let the account in 80
+    // times over.
+    const server = await serve(`
+[engine]
+max_sessions_per_ip = 2
+trusted_proxies = ["127.0.0.1"]
+
+[[namespaces]]
+name = "/secure"
+[namespaces.auth]
+secret = "${JWT_SECRET}"
+max_sockets_per_user = ${PER_USER}
+`);
+    const pair = await Pair.connect(server.url);
+    await pair.warmUp();
+    const memory = memoryWatch(server);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const tokenOf = (sub) => hs256({ sub, exp }, JWT_SECRET);
+    /** An official client of `/secure` as `sub`, from `address` (as the proxy names it). */
+    const account = (sub, address) => {
+      const socket = io(`${server.url}/secure`, {
+        forceNew: true,
+        reconnection: false,
+        auth: { token: tokenOf(sub) },
+        transports: ["polling"],
+        extraHeaders: { "x-forwarded-for": address },
+      });
+      clients.push(socket);
+      return socket;
+    };
+    /** Whether `socket` connects (true) or is refused (its error's message and data). */
+    const outcome = (socket) =>
+      new Promise((resolve) => {
+        socket.once("connect", () => resolve(true));
+        socket.once("connect_error", (err) => resolve({ message: err.message, data: err.data }));
+      });
+
+    const ATTEMPTS = 40;
+    pair.start();
+    const mallory = Array.from({ length: ATTEMPTS }, (_, i) => account("mallory", `203.0.113.${i + 1}`));
+    const outcomes = await Promise.all(mallory.map(outcome));
+    const accepted = outcomes.filter((o) => o === true).length;
+    const refusals = outcomes.filter((o) => o !== true);
+    const alice = account("alice", "198.51.100.9");
+    const aliceIn = await outcome(alice);
+    memory.sample("one account from many addresses");
+    console.log(
+      `# one account from ${ATTEMPTS} addresses: ${accepted} connected, ${refusals.length} refused ` +
+        `(${[...new Set(refusals.map((r) => JSON.stringify(r)))]}); another user: ${JSON.stringify(aliceIn)}`,
+    );
+
+    const checks = new Checks();
+    await checks.run("(b) the account gets max_sockets_per_user sockets, the rest a CONNECT_ERROR", () => {
+      assert.equal(accepted, PER_USER);
+      for (const r of refusals) {
+        assert.deepEqual(r, { message: "too many connections for this user", data: { code: "too_many_sockets" } });
+      }
+    });
+    await checks.run("(c) another user connects, and a socket that leaves makes room", async () => {
+      assert.equal(aliceIn, true);
+      const leaving = mallory.find((s) => s.connected);
+      leaving.disconnect();
+      let admitted = false;
+      for (let i = 0; i < 50 && !admitted; i++) {
+        admitted = (await outcome(account("mallory", "192.0.2.1"))) === true;
+        if (!admitted) await sleep(20);
+      }
+      assert.ok(admitted, "the place of the socket that left came back");
+      assert.notEqual(await outcome(account("mallory", "192.0.2.2")), true, "and only that one");
     });
     await survivorChecks(checks, pair, server, memory, PER_ADDRESS_BUDGET);
   });

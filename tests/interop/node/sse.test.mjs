@@ -10,11 +10,10 @@
 // that was delivered, never by sleeping.
 
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import { createConnection } from "node:net";
 import { afterEach, describe, it } from "node:test";
-import { Clients, TRANSPORT_MODES, WAIT_MS, connected, until } from "../lib/client.mjs";
+import { Clients, TRANSPORT_MODES, WAIT_MS, connected, hs256, until } from "../lib/client.mjs";
 import { openSse, parseSse, SseParser } from "../lib/sse.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { waitFor } from "../lib/wait.mjs";
@@ -143,11 +142,7 @@ function recordAll(socket) {
 const asCall = (e) => [e.event, ...JSON.parse(e.data)];
 
 /** A compact HS256 JWT of `claims`, signed with `secret`. */
-function jwt(claims, secret = JWT_SECRET) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const signed = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
-  return `${signed}.${createHmac("sha256", secret).update(signed).digest("base64url")}`;
-}
+const jwt = (claims, secret = JWT_SECRET) => hs256(claims, secret);
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 

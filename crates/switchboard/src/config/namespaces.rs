@@ -4,7 +4,7 @@
 //! under its key path (`namespaces[0].rooms.allow`).
 //!
 //! - `auth`: `[namespaces.auth]`, the JWT settings (read by `switchboard-auth`), the
-//!   verifier with its keys loaded, and `refresh_event`;
+//!   verifier with its keys loaded, `refresh_event` and `max_sockets_per_user`;
 //! - `rooms`: `[namespaces.rooms]`;
 //! - `events`: `[[namespaces.events]]` and `[namespaces.rate_limit]`;
 //! - `summary`: the rules as `check-config` prints them.

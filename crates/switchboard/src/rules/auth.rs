@@ -33,6 +33,10 @@ pub(crate) async fn authenticate(
     match verified {
         Ok(claims) => {
             store_claims(&socket, &claims);
+            if !admit_user(&policy, &socket, &claims) {
+                policy.metrics.auth_refused_as(TOO_MANY_SOCKETS);
+                return Err(too_many_sockets());
+            }
             policy.metrics.auth("accepted");
             Ok(())
         }
@@ -46,6 +50,33 @@ pub(crate) async fn authenticate(
             Err(connect_error(err))
         }
     }
+}
+
+/// The code of a refusal for a user who has `max_sockets_per_user` sockets.
+pub(crate) const TOO_MANY_SOCKETS: &str = "too_many_sockets";
+
+/// Counts `socket` for its user (the claims' `sub`) when the entry bounds sockets per
+/// user: false when the user has as many as it may. Sockets of tokens without a
+/// `sub` are not counted.
+pub(crate) fn admit_user(policy: &Policy, socket: &Arc<Socket>, claims: &Claims) -> bool {
+    match (&policy.users, claims.sub.as_deref()) {
+        (Some(users), Some(sub)) => users.admit(sub, socket),
+        _ => true,
+    }
+}
+
+/// Gives back `socket`'s place among its user's sockets.
+pub(crate) fn release_user(policy: &Policy, socket: &Arc<Socket>, claims: Option<&Claims>) {
+    if let (Some(users), Some(sub)) = (&policy.users, claims.and_then(|c| c.sub.as_deref())) {
+        users.release(sub, socket);
+    }
+}
+
+/// The CONNECT_ERROR for a user who has `max_sockets_per_user` sockets.
+fn too_many_sockets() -> ConnectError {
+    ConnectError::new("too many connections for this user")
+        .with_data(json!({ "code": TOO_MANY_SOCKETS }))
+        .with_category(switchboard_engine::diagnosis::Category::Policy)
 }
 
 /// The CONNECT_ERROR for a refused token.

@@ -302,3 +302,104 @@ async fn a_refresh_moves_the_auto_joined_rooms_with_the_claims() {
     assert!(rooms.contains(&"org:globex".to_owned()), "{rooms:?}");
     assert!(!rooms.contains(&"org:acme".to_owned()), "{rooms:?}");
 }
+
+/// Connects to `/chat` on a new connection with `auth`: the connection's query and
+/// the CONNECT answer (`40…` or `44…`).
+async fn connect_with(io: &Io, auth: serde_json::Value) -> (String, String) {
+    let conn = session_query(exchange(io, Method::GET, "", "").await);
+    let packet = format!("40/chat,{auth}");
+    assert_eq!(exchange(io, Method::POST, &conn, &packet).await, "ok");
+    let answer = exchange(io, Method::GET, &conn, "").await;
+    (conn, answer)
+}
+
+/// `max_sockets_per_user`: a user's sockets past the bound are refused with a
+/// CONNECT_ERROR whatever connection they come on; other users and tokens without a
+/// `sub` are not held up; a socket that leaves gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_has_at_most_max_sockets_per_user_sockets() {
+    let (io, _installed) = rules_io("max_sockets_per_user = 2\n", None);
+    let alice = || json!({ "token": token("alice") });
+    let (first, answer) = connect_with(&io, alice()).await;
+    assert!(answer.starts_with("40/chat,{\"sid\""), "{answer}");
+    let (_second, answer) = connect_with(&io, alice()).await;
+    assert!(answer.starts_with("40/chat,{\"sid\""), "{answer}");
+    let (_, refused) = connect_with(&io, alice()).await;
+    assert_eq!(
+        refused,
+        r#"44/chat,{"message":"too many connections for this user","data":{"code":"too_many_sockets"}}"#
+    );
+    let (_, bob) = connect_with(&io, json!({ "token": token("bob") })).await;
+    assert!(bob.starts_with("40/chat,{\"sid\""), "{bob}");
+    for _ in 0..3 {
+        let (_, anonymous) = connect_with(&io, json!({ "token": token_with(json!({})) })).await;
+        assert!(anonymous.starts_with("40/chat,{\"sid\""), "{anonymous}");
+    }
+    // Alice's first socket leaves its namespace: her place comes back.
+    assert_eq!(exchange(&io, Method::POST, &first, "41/chat,").await, "ok");
+    let mut admitted = false;
+    for _ in 0..100 {
+        let (_, answer) = connect_with(&io, alice()).await;
+        if answer.starts_with("40/chat,{\"sid\"") {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        admitted,
+        "the place of the socket that left never came back"
+    );
+    let (_, refused) = connect_with(&io, alice()).await;
+    assert!(refused.starts_with("44/chat,"), "{refused}");
+}
+
+/// A resumed session that skips the middleware (`recovery.skip_middlewares`, the
+/// default) is counted too: one that would take its user past the bound is closed
+/// once resumed, so a user cannot pass it by dropping sessions and resuming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_session_past_its_users_bound_is_closed() {
+    let (io, _installed) = rules_io(
+        "max_sockets_per_user = 1\n",
+        Some(switchboard_engine::sio::RecoveryConfig::default()),
+    );
+    let (conn, answer) = connect_with(&io, json!({ "token": token("alice") })).await;
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
+    let (sid, pid) = (answer["sid"].clone(), answer["pid"].clone());
+    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
+    let tick = exchange(&io, Method::GET, &conn, "").await;
+    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
+    // The connection drops (the client closes its Engine.IO session): the session is
+    // kept for recovery and alice's place given back.
+    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
+    let mut fresh = None;
+    for _ in 0..100 {
+        let (conn, answer) = connect_with(&io, json!({ "token": token("alice") })).await;
+        if answer.starts_with("40/chat,{\"sid\"") {
+            fresh = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _fresh = fresh.expect("alice's place came back when her connection dropped");
+    // Resuming the dropped session now would give alice two sockets.
+    let resume = json!({ "token": token("alice"), "pid": pid, "offset": offset });
+    let (conn, answer) = connect_with(&io, resume).await;
+    let mut seen = answer.clone();
+    while !seen.contains("41/chat,") {
+        let next = tokio::time::timeout(
+            Duration::from_secs(5),
+            exchange(&io, Method::GET, &conn, ""),
+        )
+        .await
+        .expect("the resumed socket is closed");
+        seen.push_str(&next);
+    }
+    assert!(
+        seen.starts_with(&format!(r#"40/chat,{{"sid":{sid}"#)),
+        "it was resumed, then closed: {seen}"
+    );
+    let alices = io.of("/chat").sockets().len();
+    assert_eq!(alices, 1, "alice keeps one socket");
+}

@@ -45,6 +45,14 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
         limiter.insert(socket.connection_id(), limit::owner(socket), Instant::now());
     }
     if let Some(claims) = &claims {
+        // A resumed session that skipped the middleware is counted here; one over its
+        // user's bound is closed (the middleware would have refused it).
+        if socket.recovered() && !auth::admit_user(policy, socket, claims) {
+            policy.metrics.auth_refused_as(auth::TOO_MANY_SOCKETS);
+            socket.note("too many sockets for this user (auth.max_sockets_per_user)");
+            socket.disconnect();
+            return;
+        }
         policy.arm_expiry(socket, claims);
     }
 }
@@ -78,6 +86,7 @@ pub(crate) fn disconnected(policy: &Policy, socket: &Arc<Socket>, reason: Discon
         );
     }
     policy.cancel_expiry(socket);
+    auth::release_user(policy, socket, auth::claims_of(socket).as_ref());
     policy.sink.deliver_with(|| LifecycleEvent::Disconnected {
         namespace: socket.namespace().to_owned(),
         socket_id: socket.id().to_string(),

@@ -92,7 +92,12 @@ impl Metrics {
 
     /// Counts a refused connection.
     pub(crate) fn auth_refused(&self, err: AuthError) {
-        bump(&self.auth, ("refused", err.code()));
+        self.auth_refused_as(err.code());
+    }
+
+    /// Counts a connection refused with `code` after its token was accepted.
+    pub(crate) fn auth_refused_as(&self, code: &'static str) {
+        bump(&self.auth, ("refused", code));
     }
 
     /// Counts a join or leave request.

@@ -1,5 +1,5 @@
 //! `[namespaces.auth]`: how connections authenticate. Every key but `refresh_event`
-//! is a JWT setting read by `switchboard-auth` (key source, algorithms, issuer,
+//! and `max_sockets_per_user` is a JWT setting read by `switchboard-auth` (key source, algorithms, issuer,
 //! audience, leeway, token sources, JWKS options); the verifier's keys are loaded here,
 //! so a missing key file, or a `jwks_ca_file` that cannot be read or holds no
 //! certificate, is a configuration error like any other.
@@ -10,8 +10,9 @@ use switchboard_auth::jwt::{JwtSettings, JwtVerifier};
 use switchboard_settings::{Errors, Section};
 use toml::Value;
 
-/// The one key read here rather than by `switchboard-auth`.
+/// The keys read here rather than by `switchboard-auth`.
 const REFRESH_EVENT: &str = "refresh_event";
+const MAX_SOCKETS_PER_USER: &str = "max_sockets_per_user";
 
 /// How connections to a namespace authenticate.
 #[derive(Clone)]
@@ -22,11 +23,16 @@ pub(crate) struct AuthRules {
     pub(crate) verifier: JwtVerifier,
     /// The event a connected client emits with a fresh token before its token expires.
     pub(crate) refresh_event: Option<String>,
+    /// Most sockets one user (a token's `sub`) may have connected at once in the
+    /// entry's namespaces on this node; 0: no bound.
+    pub(crate) max_sockets_per_user: usize,
 }
 
 impl PartialEq for AuthRules {
     fn eq(&self, other: &Self) -> bool {
-        self.settings == other.settings && self.refresh_event == other.refresh_event
+        self.settings == other.settings
+            && self.refresh_event == other.refresh_event
+            && self.max_sockets_per_user == other.max_sockets_per_user
     }
 }
 
@@ -35,6 +41,7 @@ impl fmt::Debug for AuthRules {
         f.debug_struct("AuthRules")
             .field("settings", &self.settings)
             .field("refresh_event", &self.refresh_event)
+            .field("max_sockets_per_user", &self.max_sockets_per_user)
             .finish_non_exhaustive()
     }
 }
@@ -42,8 +49,12 @@ impl fmt::Debug for AuthRules {
 /// Reads `[namespaces.auth]`, loading the verifier's keys.
 pub(crate) fn parse(s: Section<'_>, problems: &mut Errors) -> Option<AuthRules> {
     let refresh_event = s.non_empty_string(REFRESH_EVENT, problems);
+    let max_sockets_per_user = s
+        .count(MAX_SOCKETS_PER_USER, problems)
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let mut table = s.table().clone();
     table.remove(REFRESH_EVENT);
+    table.remove(MAX_SOCKETS_PER_USER);
     let settings = JwtSettings::from_toml(&Value::Table(table), s.path())
         .map_err(|errors| problems.extend(errors))
         .ok()?;
@@ -54,6 +65,7 @@ pub(crate) fn parse(s: Section<'_>, problems: &mut Errors) -> Option<AuthRules> 
         settings,
         verifier,
         refresh_event,
+        max_sockets_per_user,
     })
 }
 

@@ -40,6 +40,10 @@ fn entry(rule: &NamespaceRules) -> String {
         if let Some(refresh) = &auth.refresh_event {
             a.insert("refresh_event".into(), refresh.as_str().into());
         }
+        if auth.max_sockets_per_user > 0 {
+            let max = i64::try_from(auth.max_sockets_per_user).unwrap_or(i64::MAX);
+            a.insert("max_sockets_per_user".into(), max.into());
+        }
         pairs.push(("auth", Value::Table(a)));
     }
     if rule.rooms != RoomRules::default() {

@@ -72,3 +72,29 @@ fn a_jwks_ca_file_needs_a_jwks_url() {
         "{errors}"
     );
 }
+
+/// `max_sockets_per_user`: read beside the JWT settings (which would refuse it as an
+/// unknown key), off when unset, and a bad value is reported under its key.
+#[test]
+fn max_sockets_per_user_is_read_and_checked() {
+    let with = |line: &str| {
+        from_text(&format!(
+            "[[namespaces]]\nname = \"/\"\n[namespaces.auth]\n\
+             secret = \"0123456789abcdef0123456789abcdef\"\n{line}\n"
+        ))
+    };
+    let config = with("").unwrap_or_else(|errors| panic!("valid: {errors}"));
+    let auth = config.namespaces[0].auth.as_ref().expect("auth");
+    assert_eq!(auth.max_sockets_per_user, 0, "off by default");
+    let config = with("max_sockets_per_user = 5").unwrap_or_else(|errors| panic!("{errors}"));
+    let auth = config.namespaces[0].auth.as_ref().expect("auth");
+    assert_eq!(auth.max_sockets_per_user, 5);
+    for bad in ["-1", "\"five\""] {
+        let errors = with(&format!("max_sockets_per_user = {bad}")).expect_err("refused");
+        assert_eq!(
+            errors.keys(),
+            ["namespaces[0].auth.max_sockets_per_user"],
+            "{errors}"
+        );
+    }
+}
