@@ -653,3 +653,45 @@ fn a_cluster_refuses_sizes_its_nodes_would_not_decode() {
     assert!(errors.to_string().contains("16777216"), "{errors}");
     load_ok(&sources(None, &sizes, &[]));
 }
+
+/// The settings docs/security.md suggests for a node that faces the internet load, and
+/// turn on what the page says they do.
+#[test]
+fn the_internet_facing_example_of_the_security_page_is_valid() {
+    let page = std::fs::read_to_string(manifest_dir().join("../../docs/security.md"))
+        .expect("docs/security.md");
+    let section = page
+        .split_once("### A node that faces the internet")
+        .expect("the section")
+        .1;
+    let block = section
+        .split_once("```toml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a TOML block")
+        .0;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let secret = dir.path().join("jwt");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").expect("written");
+    let file = dir.path().join("switchboard.toml");
+    let text = block.replace("/run/secrets/jwt", &secret.display().to_string());
+    std::fs::write(&file, text).expect("written");
+    let loaded = load_ok(&Sources {
+        file: Some(file),
+        env: pairs(&[("SWITCHBOARD_API__KEYS", r#"["an-api-key-of-the-backend"]"#)]),
+        flags: Vec::new(),
+    });
+    let e = &loaded.config.socketio.engine;
+    assert_eq!(e.max_sessions_per_ip, 200);
+    assert_eq!(
+        (
+            e.handshake_rate_per_ip.per_second,
+            e.handshake_rate_per_ip.burst
+        ),
+        (5, 50)
+    );
+    assert!(!e.trusted_proxies.is_empty());
+    assert!(loaded.config.api.metrics);
+    let auth = loaded.config.namespaces[0].auth.as_ref().expect("auth");
+    assert_eq!(auth.max_sockets_per_user, 20);
+    assert!(loaded.config.namespaces[0].rate_limit.is_some());
+}
