@@ -206,14 +206,22 @@ async fn one_address_opens_sessions_no_faster_than_its_handshake_rate_on_any_tra
     };
     config.engine.sse = Some(Default::default());
     let (io, addr, refusals) = start_with(config, &["127.0.0.0/8"]).await;
-    // Three at once, one per transport; the fourth finds the bucket empty.
-    let (status, body) = handshake(&addr, None).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(status_of(&addr, WEBSOCKET_HANDSHAKE).await, 101);
-    assert_eq!(status_of(&addr, SSE_REQUEST).await, 200);
+    // Three at once, one per transport; then three more at once find the bucket
+    // empty (each batch made at once, so that no token comes back in between).
+    let ((status, body), websocket, sse) = tokio::join!(
+        handshake(&addr, None),
+        status_of(&addr, WEBSOCKET_HANDSHAKE),
+        status_of(&addr, SSE_REQUEST)
+    );
+    assert_eq!((status, websocket, sse), (200, 101, 200), "{body}");
     let head =
         "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let refused = http1::response(&addr, head.to_owned(), "").await;
+    let (refused, websocket, sse) = tokio::join!(
+        http1::response(&addr, head.to_owned(), ""),
+        status_of(&addr, WEBSOCKET_HANDSHAKE),
+        status_of(&addr, SSE_REQUEST)
+    );
+    assert_eq!((websocket, sse), (429, 429));
     assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
     assert!(
         refused
@@ -225,8 +233,6 @@ async fn one_address_opens_sessions_no_faster_than_its_handshake_rate_on_any_tra
         refused.contains("engine.handshakes_per_ip_per_second"),
         "{refused}"
     );
-    assert_eq!(status_of(&addr, WEBSOCKET_HANDSHAKE).await, 429);
-    assert_eq!(status_of(&addr, SSE_REQUEST).await, 429);
     assert!(
         refusals.lock().unwrap().iter().any(|e| e
             == "the client's address opened sessions faster than \
@@ -268,4 +274,32 @@ async fn one_address_opens_sessions_no_faster_than_its_handshake_rate_on_any_tra
     }
     assert!(opened, "no token came back");
     assert_eq!(handshake(&addr, None).await.0, 429);
+}
+
+/// Only new sessions take a token: the upgrade of a polling session to WebSocket does
+/// not, and neither does a handshake refused for capacity (`max_sessions_per_ip`), so a
+/// client retrying against a full node keeps its bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_and_handshakes_refused_for_capacity_take_no_token() {
+    let mut config = SocketIoConfig::default();
+    config.engine.handshake_rate_per_ip = HandshakeRate {
+        per_second: 1,
+        burst: 1,
+    };
+    config.engine.max_sessions_per_ip = 1;
+    let (_io, addr, _) = start_with(config, &[]).await;
+    // The one token: the bucket is empty from here on (for a second).
+    let (status, body) = handshake(&addr, None).await;
+    assert_eq!(status, 200, "{body}");
+    let upgrade = WEBSOCKET_HANDSHAKE.replace(
+        "transport=websocket",
+        &format!("transport=websocket&sid={}", sid(&body)),
+    );
+    assert_eq!(status_of(&addr, &upgrade).await, 101, "the upgrade");
+    // The address holds its one session: refused for capacity, whatever its bucket.
+    for _ in 0..5 {
+        let (status, body) = handshake(&addr, None).await;
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("engine.max_sessions_per_ip"), "{body}");
+    }
 }

@@ -12,9 +12,11 @@
 //! Only addresses whose bucket is not full have an entry: an entry is swept once its
 //! bucket has refilled, so the table holds the addresses that handshook within the
 //! last `burst ÷ rate` seconds. It holds at most [`MAX_TRACKED`]; past that (a client
-//! spread over that many networks, which a per-address bound cannot stop anyway) an
-//! address without an entry is let through untracked rather than refused, so real
-//! clients are not locked out by someone else's addresses.
+//! spread over that many networks, keeping each one's bucket from refilling) the
+//! addresses without an entry share one overflow bucket, [`OVERFLOW_SHARE`] times an
+//! address's: neither let through unbounded (the flood would then get every handshake
+//! it wants from fresh addresses) nor held to one address's rate (which would lock
+//! real clients out).
 //!
 //! Pure: a key and an instant in, a decision out.
 
@@ -27,6 +29,10 @@ use crate::config::HandshakeRate;
 
 /// Most addresses with an entry at once (about 5 MB of table).
 pub(crate) const MAX_TRACKED: usize = 100_000;
+
+/// How many addresses' worth the shared bucket of untracked addresses holds and
+/// refills (see the module docs).
+pub(crate) const OVERFLOW_SHARE: f64 = 64.0;
 
 /// The table is swept when it has grown to this, or to twice what the last sweep left.
 const MIN_SWEEP: usize = 1024;
@@ -51,18 +57,22 @@ struct Table {
     sweep_at: usize,
     /// When the last sweep ran.
     swept: Option<Instant>,
+    /// The bucket the addresses without an entry share while the table is full.
+    overflow: (f64, Instant),
 }
 
 impl HandshakeRates {
     /// The limiter of `limit`; `None` when it is off (a rate of 0).
-    pub(crate) fn new(limit: HandshakeRate) -> Option<Self> {
+    pub(crate) fn new(limit: HandshakeRate, now: Instant) -> Option<Self> {
+        let burst = f64::from(limit.burst.max(1));
         (limit.per_second > 0).then(|| HandshakeRates {
             rate: f64::from(limit.per_second),
-            burst: f64::from(limit.burst.max(1)),
+            burst,
             table: Mutex::new(Table {
                 buckets: HashMap::new(),
                 sweep_at: MIN_SWEEP,
                 swept: None,
+                overflow: (burst * OVERFLOW_SHARE, now),
             }),
         })
     }
@@ -79,19 +89,12 @@ impl HandshakeRates {
             self.sweep(&mut table, now);
         }
         if table.buckets.len() >= MAX_TRACKED && !table.buckets.contains_key(&key) {
-            return Ok(());
+            let share = (self.rate * OVERFLOW_SHARE, self.burst * OVERFLOW_SHARE);
+            return take(&mut table.overflow, share, now);
         }
         let (rate, burst) = (self.rate, self.burst);
-        let (tokens, last) = table.buckets.entry(key).or_insert((burst, now));
-        let refilled =
-            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(burst);
-        *last = (*last).max(now);
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            return Ok(());
-        }
-        *tokens = refilled;
-        Err(Duration::from_secs_f64((1.0 - refilled) / rate))
+        let bucket = table.buckets.entry(key).or_insert((burst, now));
+        take(bucket, (rate, burst), now)
     }
 
     /// Drops the entries whose bucket is full again at `now`.
@@ -115,12 +118,32 @@ impl HandshakeRates {
     }
 }
 
+/// Takes a token of `bucket` (tokens left, when last counted), refilled at `rate` a
+/// second up to `burst`, at `now`; or says how long until it has one. An instant
+/// before the last refills nothing and leaves the last where it was.
+fn take(
+    bucket: &mut (f64, Instant),
+    (rate, burst): (f64, f64),
+    now: Instant,
+) -> Result<(), Duration> {
+    let (tokens, last) = bucket;
+    let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+    let refilled = (*tokens + elapsed * rate).min(burst);
+    *last = (*last).max(now);
+    if refilled >= 1.0 {
+        *tokens = refilled - 1.0;
+        return Ok(());
+    }
+    *tokens = refilled;
+    Err(Duration::from_secs_f64((1.0 - refilled) / rate))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limiter(per_second: u32, burst: u32) -> HandshakeRates {
-        HandshakeRates::new(HandshakeRate { per_second, burst }).expect("on")
+        HandshakeRates::new(HandshakeRate { per_second, burst }, Instant::now()).expect("on")
     }
 
     fn v4(n: u32) -> ClientKey {
@@ -130,10 +153,13 @@ mod tests {
     #[test]
     fn a_rate_of_zero_is_off() {
         assert!(
-            HandshakeRates::new(HandshakeRate {
-                per_second: 0,
-                burst: 10
-            })
+            HandshakeRates::new(
+                HandshakeRate {
+                    per_second: 0,
+                    burst: 10
+                },
+                Instant::now()
+            )
             .is_none()
         );
     }
@@ -191,20 +217,27 @@ mod tests {
     }
 
     #[test]
-    fn past_the_cap_a_new_address_passes_untracked_and_known_ones_stay_bounded() {
+    fn past_the_cap_new_addresses_share_an_overflow_bucket_and_known_ones_stay_bounded() {
         let t0 = Instant::now();
         let rates = limiter(1, 2);
         for n in 0..MAX_TRACKED as u32 {
             rates.take(v4(n), t0).unwrap();
         }
         assert_eq!(rates.tracked(), MAX_TRACKED);
-        // Every bucket is still short of full: a new address cannot get an entry and
-        // is let through, each time.
+        // Every bucket is still short of full: new addresses cannot get an entry, and
+        // share one bucket of 64 addresses' worth (128 at once, then 64 a second)
+        // rather than pass unbounded.
         let soon = t0 + Duration::from_millis(100);
+        let passed = (0..1000)
+            .filter(|n| rates.take(ClientKey::V6(1_000 + n), soon).is_ok())
+            .count();
+        assert_eq!(passed, 2 * OVERFLOW_SHARE as usize);
         let stranger = ClientKey::V6(7);
-        for _ in 0..5 {
-            assert_eq!(rates.take(stranger, soon), Ok(()));
-        }
+        let half_a_second = soon + Duration::from_millis(500);
+        let back = (0..100)
+            .filter(|_| rates.take(stranger, half_a_second).is_ok())
+            .count();
+        assert_eq!(back, OVERFLOW_SHARE as usize / 2, "64 a second come back");
         assert_eq!(rates.tracked(), MAX_TRACKED);
         // An address with an entry keeps its bound.
         assert_eq!(rates.take(v4(0), soon), Ok(()));

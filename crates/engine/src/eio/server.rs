@@ -26,7 +26,7 @@ use super::inbound::InboundBudget;
 use super::polling::{self, PollError};
 use super::registry::{Full, Registry, Slot};
 use super::session::{
-    EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
+    self, EngineHandler, Frame, HandshakeInfo, MAX_HANDSHAKE_HEADER_BYTES, Session, decode_query,
     kept_query,
 };
 use super::{cors, drain, driver, relay, sse, websocket};
@@ -117,7 +117,7 @@ impl EngineServer {
             metrics.inbound_bytes.clone(),
             metrics.inbound_gave_way.clone(),
         );
-        let handshake_rates = HandshakeRates::new(config.handshake_rate_per_ip);
+        let handshake_rates = HandshakeRates::new(config.handshake_rate_per_ip, session::now());
         Arc::new(EngineServer {
             handshake_rates,
             config: Arc::new(config),
@@ -488,15 +488,19 @@ impl EngineServer {
                     &self.config.trusted_proxies,
                 ))
             });
+        // The slot first: a handshake refused for capacity spends no token, so a
+        // client retrying against a full node keeps its bucket. A slot refused a token
+        // is given back as it drops.
+        let slot = self.slot_for(key).map_err(NoSlot::Full)?;
         if let (Some(rates), Some(key)) = (&self.handshake_rates, key)
-            && let Err(retry_after) = rates.take(key, super::session::now())
+            && let Err(retry_after) = rates.take(key, session::now())
         {
             self.metrics
                 .connections_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(NoSlot::TooFast(retry_after));
         }
-        self.slot_for(key).map_err(NoSlot::Full)
+        Ok(slot)
     }
 
     /// A place among `max_connections` (and the client address's

@@ -400,7 +400,7 @@ impl Client {
                 if !skip && let Err(err) = run_middleware(&socket).await {
                     return refuse(&shared, &socket, reservation, &err);
                 }
-                finish_connect(&shared, socket, prepared, None, reservation);
+                finish_connect(&shared, socket, prepared, None, reservation, skip);
             });
             return;
         }
@@ -410,12 +410,12 @@ impl Client {
                 && recovery_claim(&auth).is_some_and(|(pid, _)| buffer.has_session(pid))
         });
         if resuming || ns.handlers().middleware().is_empty() {
-            return finish_connect(&self.shared, socket, None, None, reservation);
+            return finish_connect(&self.shared, socket, None, None, reservation, resuming);
         }
         let shared = self.shared.clone();
         tokio::spawn(async move {
             match run_middleware(&socket).await {
-                Ok(()) => finish_connect(&shared, socket, None, None, reservation),
+                Ok(()) => finish_connect(&shared, socket, None, None, reservation, false),
                 Err(err) => refuse(&shared, &socket, reservation, &err),
             }
         });
@@ -436,7 +436,7 @@ impl Client {
                 Some(id) => Some(prepare_sse(&socket, &id).await),
                 None => None,
             };
-            finish_connect(&shared, socket, None, replay, reservation);
+            finish_connect(&shared, socket, None, replay, reservation, false);
         });
     }
 }
@@ -956,12 +956,17 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
 /// An SSE listener (`sse` set when it presented a `Last-Event-ID`) gets the events of
 /// its rooms after that id replayed under the same lock, and its CONNECT answer says
 /// whether that was possible (see [`connect_answer`]).
+///
+/// `skipped`: the middleware was skipped because the client names a session to
+/// resume (Node's `skipMiddlewares`). When that session is not resumed after all, the
+/// middleware runs before the fresh socket is accepted.
 fn finish_connect(
     shared: &Arc<ClientShared>,
     socket: Arc<Socket>,
     prepared: Option<Prepared>,
     sse: Option<SseReplay>,
     reservation: Reservation,
+    skipped: bool,
 ) {
     // Before the buffer lock: a cluster adapter's `init` reads the buffer.
     socket.ns().activate();
@@ -1051,6 +1056,23 @@ fn finish_connect(
         }
         ok
     });
+    // A session the middleware was skipped for that is not resumed after all (its
+    // offset, the replay's bound or the application refused it): the client starts
+    // afresh, and a fresh socket passes the middleware like any other. Node decides
+    // after the restore. Before, the fresh socket was accepted without it: a client
+    // whose token had expired, or who had none, got a socket by naming its old `pid`
+    // with a bad offset.
+    if skipped && restored.is_none() && !socket.ns().handlers().middleware().is_empty() {
+        drop(state);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match run_middleware(&socket).await {
+                Ok(()) => finish_connect(&shared, socket, None, sse, reservation, false),
+                Err(err) => refuse(&shared, &socket, reservation, &err),
+            }
+        });
+        return;
+    }
     let identity = match &restored {
         Some(r) => Identity {
             id: r.session.sid,

@@ -807,3 +807,45 @@ async fn a_namespace_without_recovery_keeps_no_session_and_always_runs_its_middl
         "both ran it"
     );
 }
+
+/// Node's `skipMiddlewares` spares a *resumed* session the middleware. A client that
+/// names a kept session it then does not resume (here: an offset that is not one)
+/// starts afresh, and a fresh socket passes the middleware: without a token it is
+/// refused. Before, it was accepted unchecked: anyone who once had a session (a token
+/// since expired or revoked) got a socket with no claims by resuming with a bad offset.
+#[tokio::test(start_paused = true)]
+async fn a_session_named_but_not_resumed_does_not_skip_the_middleware() {
+    let io = recovering_server();
+    io.of("/").use_middleware(|socket| async move {
+        if socket.auth()["token"] == "good" {
+            Ok(())
+        } else {
+            Err(switchboard_engine::ConnectError::new("token required"))
+        }
+    });
+    let client = Client::handshake(&io).await;
+    client.post(r#"40{"token":"good"}"#).await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    drop_connection(&client).await;
+
+    let back = Client::handshake(&io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}","offset":"not-an-offset"}}"#))
+        .await;
+    assert_eq!(back.get().await, r#"44{"message":"token required"}"#);
+    // With a token, the same claim gets a fresh socket (the session is not resumed).
+    back.post(&format!(
+        r#"40{{"token":"good","pid":"{pid}","offset":"not-an-offset"}}"#
+    ))
+    .await;
+    let (fresh, _) = connect_answer(&back.get().await);
+    assert_ne!(fresh, sid);
+    // A real resume still skips the middleware, as in Node.
+    let (other, other_sid, other_pid) = {
+        let c = Client::handshake(&io).await;
+        c.post(r#"40{"token":"good"}"#).await;
+        let (s, p) = connect_answer(&c.get().await);
+        (c, s, p)
+    };
+    drop_connection(&other).await;
+    assert!(resumes(&io, &other_sid, &other_pid).await);
+}

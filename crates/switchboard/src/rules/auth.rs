@@ -33,7 +33,7 @@ pub(crate) async fn authenticate(
     match verified {
         Ok(claims) => {
             store_claims(&socket, &claims);
-            if !admit_user(&policy, &socket, &claims) {
+            if !user_has_room(&policy, &claims) {
                 policy.metrics.auth_refused_as(TOO_MANY_SOCKETS);
                 return Err(too_many_sockets());
             }
@@ -54,6 +54,15 @@ pub(crate) async fn authenticate(
 
 /// The code of a refusal for a user who has `max_sockets_per_user` sockets.
 pub(crate) const TOO_MANY_SOCKETS: &str = "too_many_sockets";
+
+/// Whether the claims' user has room for one more socket (always, when the entry does
+/// not bound sockets per user or the token has no `sub`).
+fn user_has_room(policy: &Policy, claims: &Claims) -> bool {
+    match (&policy.users, claims.sub.as_deref()) {
+        (Some(users), Some(sub)) => users.has_room(sub),
+        _ => true,
+    }
+}
 
 /// Counts `socket` for its user (the claims' `sub`) when the entry bounds sockets per
 /// user: false when the user has as many as it may. Sockets of tokens without a

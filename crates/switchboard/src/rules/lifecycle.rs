@@ -45,9 +45,10 @@ pub(crate) fn connected(policy: &Policy, socket: &Arc<Socket>) {
         limiter.insert(socket.connection_id(), limit::owner(socket), Instant::now());
     }
     if let Some(claims) = &claims {
-        // A resumed session that skipped the middleware is counted here; one over its
-        // user's bound is closed (the middleware would have refused it).
-        if socket.recovered() && !auth::admit_user(policy, socket, claims) {
+        // Counted here, the socket the engine registered (see `users`); one that
+        // finds its user full (it raced another past the middleware, or resumed a
+        // session without it) is closed.
+        if !auth::admit_user(policy, socket, claims) {
             policy.metrics.auth_refused_as(auth::TOO_MANY_SOCKETS);
             socket.note("too many sockets for this user (auth.max_sockets_per_user)");
             socket.disconnect();

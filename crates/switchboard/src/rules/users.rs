@@ -1,16 +1,19 @@
 //! Sockets per user (`[namespaces.auth] max_sockets_per_user`): the sockets each
-//! verified `sub` has connected (or connecting) in an entry's namespaces on this node,
-//! so that one account cannot take a node's connections from as many addresses as it
-//! has (what `engine.max_sessions_per_ip` cannot see).
+//! verified `sub` has connected in an entry's namespaces on this node, so that one
+//! account cannot take a node's connections from as many addresses as it has (what
+//! `engine.max_sessions_per_ip` cannot see).
 //!
-//! A socket is counted by the auth middleware once its token is verified (or, for a
-//! resumed session that skipped the middleware, by its connection handler, which
-//! closes it when the user is full), and given back by its disconnect handler. A socket that never reaches its disconnect handler
-//! (refused by a later middleware, or closed before its connection handlers ran) is
-//! held only weakly: once the engine lets it go, the next socket of that user that
-//! finds the count full sweeps it away, and so does the sweep of the whole table that
-//! runs each time the number of users doubles (so users whose every socket went that
-//! way do not pile up). A user with no socket has no entry once swept.
+//! The auth middleware refuses a socket whose user is full ([`PerUser::has_room`]),
+//! which is what a client normally meets. The count itself is taken by the connection
+//! handler ([`PerUser::admit`]), of the socket the engine registered (with recovery
+//! on, not the one the middleware saw: the engine makes the registered one after the
+//! middleware, with the resumed identity when there is one), and it closes a socket
+//! that finds its user full there: one that raced another of its user's past the
+//! middleware, or a resumed session that skipped the middleware. The disconnect
+//! handler gives the place back. Places are held weakly: one whose socket the engine
+//! let go without its disconnect handler is swept by the next socket of that user
+//! that finds the count full, and by the sweep of the whole table that runs each time
+//! the number of users doubles. A user with no socket has no entry once swept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -45,6 +48,18 @@ impl<T> PerUser<T> {
                 sweep_at: MIN_SWEEP,
             }),
         })
+    }
+
+    /// Whether `sub` has fewer than `max` sockets (counting none that was let go).
+    pub(crate) fn has_room(&self, sub: &str) -> bool {
+        let mut users = self.lock();
+        let Some(held) = users.sockets.get_mut(sub) else {
+            return true;
+        };
+        if held.len() >= self.max {
+            held.retain(|s| s.strong_count() > 0);
+        }
+        held.len() < self.max
     }
 
     /// Counts `socket` for `sub`, unless `sub` has `max` sockets already (false). A
@@ -115,8 +130,10 @@ mod tests {
     fn a_user_gets_max_places_and_a_release_gives_one_back() {
         let users = PerUser::new(2).expect("on");
         let (a, b, c) = (Arc::new(1), Arc::new(2), Arc::new(3));
+        assert!(users.has_room("alice"));
         assert!(users.admit("alice", &a));
         assert!(users.admit("alice", &b));
+        assert!(!users.has_room("alice"));
         assert!(!users.admit("alice", &c), "full");
         assert!(users.admit("alice", &a), "counted already: admitted again");
         assert_eq!(users.held("alice"), 2, "not counted twice");
