@@ -670,3 +670,37 @@ async fn a_durable_emit_resolves_once_redis_has_the_entry() {
         assert_eq!(events[0][1], 1);
     }
 }
+
+/// A client that names a session kept in Redis skips the middleware only if the
+/// session is resumed. One found but not resumed (here: the application's `on_resume`
+/// refuses it) runs the middleware like any fresh socket: without a token it is
+/// refused. Before, it was accepted unchecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_session_found_but_not_resumed_does_not_skip_the_middleware() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(&redis).await;
+    let (away, first) = Client::connected(&one.io).await;
+    join(&away, &one, "a").await;
+    drop_from(&away, &one).await;
+    durable(one.ns().to("a"), "seq", json!(1)).await;
+    let handlers = two.io.of("/");
+    handlers.use_middleware(|socket| async move {
+        if socket.auth()["token"] == "good" {
+            Ok(())
+        } else {
+            Err(switchboard_engine::ConnectError::new("token required"))
+        }
+    });
+    handlers.handlers().on_resume(|_stored, _fresh| false);
+    let back = Client::handshake(&two.io).await;
+    let pid = first.pid.clone().unwrap();
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(back.get().await, r#"44{"message":"token required"}"#);
+    assert_eq!(two.ns().socket_count(), 0);
+    // With a token, a fresh socket (the session is not resumed).
+    back.post(&format!(r#"40{{"pid":"{pid}","token":"good"}}"#))
+        .await;
+    let answer = back.get().await;
+    assert!(answer.starts_with("40{\"sid\""), "{answer}");
+    assert!(!answer.contains(&first.id), "{answer}");
+}
