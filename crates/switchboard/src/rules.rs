@@ -234,7 +234,7 @@ fn attach(handlers: &Handlers, policy: Arc<Policy>) {
     if policy.rules.auth.is_some() {
         let p = policy.clone();
         handlers.use_middleware(move |socket| auth::authenticate(p.clone(), socket));
-        handlers.on_resume(auth::same_identity);
+        handlers.on_resume(auth::may_resume);
     }
     if !policy.rules.rooms.auto_join.is_empty() {
         // Last, once the claims are known, and before the CONNECT answer: a client

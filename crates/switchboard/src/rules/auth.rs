@@ -5,6 +5,7 @@
 //! later, other nodes see them; every reader goes through [`claims_of`].
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use switchboard_auth::jwt::{AuthError, Claims};
@@ -108,16 +109,33 @@ pub(crate) fn claims_of(socket: &Socket) -> Option<Claims> {
 
 /// Whether a stored session (its data `stored`) may be resumed by a socket whose
 /// token the middleware just verified (`fresh`; `null` when the middleware was
-/// skipped, `recovery.skip_middlewares`): not when both carry claims whose `sub`
-/// differs (or one has a `sub` and the other none). A client that keeps its `pid`
-/// across a log-out and a log-in as someone else would otherwise resume the first
-/// user's rooms (`user:{sub}` among them) under the second user's token.
-pub(crate) fn same_identity(stored: &Value, fresh: &Value) -> bool {
-    let sub = |data: &Value| data.get(CLAIMS_KEY).map(|c| c.get("sub").cloned());
-    match (sub(stored), sub(fresh)) {
+/// skipped, `recovery.skip_middlewares`), now:
+///
+/// - not when both carry claims whose `sub` differs (or one has a `sub` and the other
+///   none): a client that keeps its `pid` across a log-out and a log-in as someone
+///   else would otherwise resume the first user's rooms (`user:{sub}` among them)
+///   under the second user's token;
+/// - not when the middleware was skipped and the session's own token has expired: it
+///   would get the events sent while it was away, past its token's `exp`, before its
+///   expiry closed it. It starts afresh instead, and a fresh socket passes the
+///   middleware (a current token).
+pub(crate) fn may_resume(stored: &Value, fresh: &Value) -> bool {
+    may_resume_at(stored, fresh, SystemTime::now())
+}
+
+fn may_resume_at(stored: &Value, fresh: &Value, now: SystemTime) -> bool {
+    let claims = |data: &Value| data.get(CLAIMS_KEY).cloned();
+    let sub = |data: &Value| claims(data).map(|c| c.get("sub").cloned());
+    let same = match (sub(stored), sub(fresh)) {
         (Some(a), Some(b)) => a == b,
         _ => true,
-    }
+    };
+    let verified_now = claims(fresh).is_some();
+    let exp = claims(stored).and_then(|c| c.get("exp").and_then(Value::as_u64));
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    same && (verified_now || exp.is_none_or(|exp| exp > now))
 }
 
 /// The socket's claims as JSON, for hooks.
@@ -202,4 +220,39 @@ async fn refreshed(
         None => "token refreshed, no expiry".to_owned(),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde_json::json;
+
+    use super::may_resume_at;
+
+    #[test]
+    fn a_session_resumes_under_its_own_identity_and_only_while_its_token_is_valid() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let stored = |exp: u64| json!({"claims": {"sub": "alice", "exp": exp}});
+        let skipped = serde_json::Value::Null;
+        assert!(may_resume_at(&stored(1_001), &skipped, now));
+        assert!(!may_resume_at(&stored(1_000), &skipped, now), "expired");
+        assert!(!may_resume_at(&stored(10), &skipped, now), "expired");
+        // A token verified now (the middleware ran) stands for itself.
+        let alice_now = json!({"claims": {"sub": "alice", "exp": 2_000}});
+        assert!(may_resume_at(&stored(10), &alice_now, now));
+        let bob_now = json!({"claims": {"sub": "bob", "exp": 2_000}});
+        assert!(
+            !may_resume_at(&stored(1_001), &bob_now, now),
+            "another user"
+        );
+        // No claims stored (no auth), or no exp: nothing expires.
+        assert!(may_resume_at(&json!({}), &skipped, now));
+        assert!(may_resume_at(
+            &json!({"claims": {"sub": "alice"}}),
+            &skipped,
+            now
+        ));
+        assert!(may_resume_at(&json!({}), &skipped, SystemTime::now()));
+    }
 }

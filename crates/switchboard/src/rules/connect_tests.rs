@@ -449,3 +449,54 @@ async fn a_user_at_the_bound_resumes_her_own_dropped_session() {
         "the one place is taken: {answer}"
     );
 }
+
+/// A session whose token expired while its connection was down is not resumed: it
+/// would get the events sent while it was away, past its token's `exp`, before its
+/// expiry closed it. The client starts afresh instead (and its expired token closes
+/// that socket at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_token_expired_while_away_is_not_resumed() {
+    let (io, _installed) = rules_io(
+        "[namespaces.rooms]\nauto_join = [\"user:{sub}\"]\n",
+        Some(switchboard_engine::sio::RecoveryConfig::default()),
+    );
+    let exp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 2;
+    let short = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "sub": "alice", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("a token");
+    let (conn, answer) = connect_with(&io, json!({ "token": short })).await;
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
+    let (sid, pid) = (answer["sid"].clone(), answer["pid"].clone());
+    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
+    let tick = exchange(&io, Method::GET, &conn, "").await;
+    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
+    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
+    until_sockets(&io, 0).await;
+    // Past the token's exp (whole seconds), an event for alice while she is away.
+    while SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        <= exp
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    io.of("/chat")
+        .to("user:alice")
+        .emit("secret", Payload::new(vec![json!("after exp")]));
+    let resume = json!({ "token": short, "pid": pid, "offset": offset });
+    let (_, answer) = connect_with(&io, resume).await;
+    assert!(
+        !answer.contains(sid.as_str().expect("a sid")),
+        "not resumed: {answer}"
+    );
+    assert!(!answer.contains("secret"), "nothing replayed: {answer}");
+}
