@@ -257,7 +257,7 @@ impl PubSubNode {
             } if !from_self => {
                 if let Some(socket) = find(&ns, &sid) {
                     if close {
-                        socket.close_connection(switchboard_engine::DisconnectReason::ForcedClose);
+                        socket.disconnect_connection();
                     } else {
                         socket.disconnect();
                     }

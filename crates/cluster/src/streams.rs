@@ -1111,13 +1111,22 @@ return 1
 ";
 
 /// Deletes a session (its client left on purpose) unless it has been taken since by
-/// a later epoch. KEYS: session, epoch. ARGV: the socket's epoch.
+/// a later epoch, and fences off the socket's later saves: the epoch becomes one
+/// higher for [`FORGET_FENCE`], so a save of the same socket sent after the deletion
+/// (the 20 s refresh, which read the socket just before it closed) is ignored rather
+/// than bring back a session its client was deliberately ended from. KEYS: session,
+/// epoch. ARGV: the socket's epoch, the fence's lifetime in ms.
 const FORGET_SESSION: &str = r"
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[1]) < latest then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], tonumber(ARGV[1]) + 1, 'PX', ARGV[2])
 return 1
 ";
+
+/// How long a deleted session's fence lasts: a save of the same socket written after
+/// the deletion follows it in the same node's write queue, moments later.
+const FORGET_FENCE: Duration = Duration::from_secs(60);
 
 /// The key of the epoch of the session stored at `key`.
 fn epoch_key(key: &str) -> String {
@@ -1262,6 +1271,7 @@ impl WriteTarget {
                         .arg(key)
                         .arg(epoch_key(key))
                         .arg(*epoch)
+                        .arg(u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX))
                         .ignore();
                     i += 1;
                 }
@@ -2232,6 +2242,13 @@ mod tests {
             None,
             "the current socket may forget it"
         );
+        // A save of that socket written after it (its 20 s refresh read it just
+        // before it closed) does not bring the session back.
+        target
+            .send(&conn, &[save(key, "refreshed", 2)])
+            .await
+            .expect("save");
+        assert_eq!(get(conn.clone()).await, None, "fenced");
         let ttl: i64 = redis::cmd("PTTL")
             .arg(epoch_key(key))
             .query_async(&mut conn)

@@ -691,7 +691,7 @@ async fn a_stored_session_found_but_not_resumed_does_not_skip_the_middleware() {
             Err(switchboard_engine::ConnectError::new("token required"))
         }
     });
-    handlers.handlers().on_resume(|_stored, _fresh| false);
+    handlers.handlers().on_resume(|_resume| false);
     let back = Client::handshake(&two.io).await;
     let pid = first.pid.clone().unwrap();
     back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;

@@ -22,7 +22,7 @@ pub mod socket;
 pub use broadcast::{BroadcastOperator, DurableEmitError};
 pub(crate) use client::{AUTH_TOO_LARGE, TOO_MANY_SERVER_NAMESPACES};
 pub use event::{AckError, AckSender, ConnectError, EmitError, Event, Payload};
-pub use namespace::{Handlers, Namespace};
+pub use namespace::{Handlers, Namespace, Resume};
 pub use observer::Observer;
 pub use recovery::{RecoveryConfig, RecoveryUsage};
 pub use server::Io;

@@ -234,7 +234,8 @@ fn attach(handlers: &Handlers, policy: Arc<Policy>) {
     if policy.rules.auth.is_some() {
         let p = policy.clone();
         handlers.use_middleware(move |socket| auth::authenticate(p.clone(), socket));
-        handlers.on_resume(auth::may_resume);
+        let rooms = policy.rules.rooms.clone();
+        handlers.on_resume(move |resume| auth::may_resume(&rooms, resume));
     }
     if !policy.rules.rooms.auto_join.is_empty() {
         // Last, once the claims are known, and before the CONNECT answer: a client

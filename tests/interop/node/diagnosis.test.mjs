@@ -643,9 +643,11 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
       });
       assert.deepEqual(res, { status: 200, body: { affected: 1 } });
       const hook = await disconnection(receiver, sid);
+      // As Node's disconnect(true): the socket leaves its namespace (no session kept
+      // for recovery), then the connection closes (counted as a forced close).
       checkDiagnosis("API close", hook, {
         transport: "websocket",
-        reason: "forced close",
+        reason: "server namespace disconnect",
         category: "server",
         confidence: 1,
         evidence: ["closed by the server (the HTTP API or the application)"],

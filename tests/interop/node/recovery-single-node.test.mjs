@@ -14,7 +14,10 @@
 // - back in time: `recovered: true`, the same socket id, exactly the missed events, in
 //   order, then the live one;
 // - away longer than `recovery.max_disconnection_duration` (1 s here): `recovered:
-//   false`, a new socket, and only the live event.
+//   false`, a new socket, and only the live event;
+// - kicked by an operator (`POST /api/v1/sockets/disconnect` with `close: true`): the
+//   client hears `io server disconnect`, and connecting again gives `recovered: false`
+//   and none of the events sent since (the kick is not undone by recovery).
 
 import { afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -118,6 +121,36 @@ describe("recovery on one `switchboard serve` node (memory adapter)", () => {
       assert.notEqual(c.socket.id, c.id, `${c.mode}: a socket that was not recovered is a new one`);
       assert.deepEqual(eventNumbers(c.got.slice(0, c.mark)), [0], `${c.mode}: nothing arrived while away`);
       assert.deepEqual(eventNumbers(c.got.slice(c.mark)), [5], `${c.mode}: no event from before the reconnect`);
+    }
+  });
+
+  test("a client an operator disconnected with close: true is not recovered when it connects again", async () => {
+    const node = await serve("1m");
+    const out = [];
+    for (const mode of [WEBSOCKET, POLLING]) {
+      const socket = await connectClient(clients, node.url, mode);
+      const reasons = [];
+      socket.on("disconnect", (reason) => reasons.push(reason));
+      out.push({ mode: mode.name, socket, id: socket.id, got: trackEvents(socket, "news"), mark: 0, reasons });
+    }
+    await node.emit("news", [{ n: 0 }]);
+    await untilAllGot(out, 0);
+    const res = await node.api("POST", "/api/v1/sockets/disconnect", {
+      socket_ids: out.map((c) => c.id),
+      close: true,
+    });
+    assert.deepEqual(res.body, { affected: 2 });
+    await waitFor(() => out.every((c) => c.reasons.length > 0), { what: "both clients to be disconnected" });
+    for (const c of out) {
+      // A kick, as Node's disconnect(true): the client does not reconnect by itself.
+      assert.deepEqual(c.reasons, ["io server disconnect"], `${c.mode}: the reason the client heard`);
+    }
+    await publish(node, 1, 2);
+    await comeBack(node, out, 3);
+    for (const c of out) {
+      assert.equal(c.socket.recovered, false, `${c.mode}: socket.recovered`);
+      assert.notEqual(c.socket.id, c.id, `${c.mode}: a new socket`);
+      assert.deepEqual(eventNumbers(c.got.slice(c.mark)), [3], `${c.mode}: no event from while it was kicked out`);
     }
   });
 });

@@ -440,7 +440,7 @@ impl Namespace {
     pub fn disconnect_sockets_local(&self, opts: &BroadcastOptions, close: bool) {
         for s in self.local_sockets(opts) {
             if close {
-                s.close_connection(crate::DisconnectReason::ForcedClose);
+                s.disconnect_connection();
             } else {
                 s.disconnect();
             }

@@ -24,7 +24,7 @@ use switchboard_protocol::engineio::TransportKind;
 
 use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
-use super::namespace::auth_or_empty;
+use super::namespace::{Resume, auth_or_empty};
 use super::recovery::{
     Listener, RecoveryBuffer, ReplayStart, Restored, SavedSession, SavedSessionParts, Unreplayable,
     durable_parts, saved_from_parts,
@@ -141,6 +141,11 @@ impl ClientShared {
         let mut state = self.lock();
         state.sockets.retain(|(n, _)| n != nsp);
         state.hold_to_connect_timeout(session, self.io.config.connect_timeout);
+    }
+
+    /// The connection's sockets now.
+    pub(crate) fn sockets(&self) -> Vec<Arc<Socket>> {
+        self.lock().sockets.iter().map(|(_, s)| s.clone()).collect()
     }
 
     fn socket(&self, nsp: &str) -> Option<Arc<Socket>> {
@@ -813,7 +818,9 @@ async fn prepare_durable(
         // The store is shared with everyone who can write to Redis: a session stored
         // under another pid than its own is no session this cluster saved.
         Ok(Some::<DurableSession>(session)) if session.pid != pid => {
-            tracing::debug!(pid, stored = %Untrusted(&session.pid), "stored session names another pid; not recovered");
+            // Neither pid is logged: with `skip_middlewares` a pid is all it takes to
+            // resume a session.
+            tracing::debug!(stored = %Untrusted(&session.sid), "stored session names another pid; not recovered");
             return None;
         }
         Ok(Some::<DurableSession>(session)) => {
@@ -827,10 +834,7 @@ async fn prepare_durable(
             session
         }
         Ok(None) => {
-            tracing::debug!(
-                pid,
-                "no stored session (expired, taken, or never saved); not recovered"
-            );
+            tracing::debug!("no stored session (expired, taken, or never saved); not recovered");
             return None;
         }
         Err(err) => {
@@ -849,7 +853,7 @@ async fn prepare_durable(
         None => offset.as_deref().and_then(|o| buffer.parse_offset(o)),
     };
     let Some(from) = from else {
-        tracing::debug!(pid, offset, "offset missing or unreadable; not recovered");
+        tracing::debug!(socket = %session.sid, offset, "offset missing or unreadable; not recovered");
         return None;
     };
     // As large as a session this node would keep, no larger (a node saves only what it
@@ -994,11 +998,14 @@ fn finish_connect(
     if let Some((pid, _)) = recovery_claim(&auth)
         && let Some(stale) = buffer.live_socket(pid)
     {
-        if socket
-            .ns()
-            .handlers()
-            .may_resume(&stale.data(), &socket.data())
-        {
+        let rooms = stale.rooms();
+        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let resume = Resume {
+            stored: &stale.data(),
+            fresh: &socket.data(),
+            rooms: &rooms,
+        };
+        if socket.ns().handlers().may_resume(&resume) {
             // Outside the buffer lock: disconnect handlers may emit.
             stale.take_over();
         } else {
@@ -1040,7 +1047,11 @@ fn finish_connect(
             && socket
                 .ns()
                 .handlers()
-                .may_resume(&r.session.data, &socket.data());
+                .may_resume(&Resume {
+                    stored: &r.session.data,
+                    fresh: &socket.data(),
+                    rooms: &r.session.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+                });
         if !ok {
             tracing::debug!(socket = %r.session.sid, "session refused to this connection by the application; not recovered");
         }
@@ -1199,7 +1210,7 @@ fn finish_connect(
 /// next try must find the session where the first one did (the durable store, or this
 /// node's buffer with its original disconnection time, so the window is not extended).
 fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
-    tracing::debug!(pid = %session.pid, "connection closed while resuming; session kept again");
+    tracing::debug!(socket = %session.sid, "connection closed while resuming; session kept again");
     let (parts, disconnected_at) = session.into_parts();
     let Some(store) = socket.ns().adapter().session_store() else {
         buffer.persist(parts, disconnected_at);

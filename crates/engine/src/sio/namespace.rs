@@ -27,7 +27,19 @@ type DisconnectHandler = Arc<dyn Fn(&Arc<Socket>, DisconnectReason) + Send + Syn
 type RoomHandler = Arc<dyn Fn(&Namespace, &str, Sid) + Send + Sync>;
 type ServerSideHandler = Arc<dyn Fn(&Arc<Namespace>, Vec<Value>, Option<ServerAck>) + Send + Sync>;
 type Middleware = Arc<dyn Fn(Arc<Socket>) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
-type ResumeCheck = Arc<dyn Fn(&Value, &Value) -> bool + Send + Sync>;
+type ResumeCheck = Arc<dyn Fn(&Resume<'_>) -> bool + Send + Sync>;
+
+/// A session a connection would resume, as [`Handlers::on_resume`] sees it.
+#[derive(Debug)]
+pub struct Resume<'a> {
+    /// The session's data.
+    pub stored: &'a Value,
+    /// What the middleware put in the new socket's data (`null` when it set nothing,
+    /// or was skipped: `recovery.skip_middlewares`).
+    pub fresh: &'a Value,
+    /// The rooms the session would come back in.
+    pub rooms: &'a [&'a str],
+}
 
 /// The handlers of a namespace (or of every namespace a pattern creates).
 ///
@@ -75,24 +87,24 @@ impl Handlers {
         self.max_rooms_per_socket.store(max, Ordering::Relaxed);
     }
 
-    /// Decides whether a connection may resume a stored session: `f(stored, fresh)`
-    /// gets the session's data and what the middleware put in the new socket's data
-    /// (`null` when it set nothing, or was skipped: `recovery.skip_middlewares`), and
-    /// `false` starts the socket afresh, the session dropped. The rules refuse a
-    /// session whose verified identity is not the new token's: a `pid` is a secret,
-    /// but a client that keeps it across a log-out and a log-in as someone else would
-    /// otherwise resume the first user's rooms and data. `f` may run with the
-    /// recovery buffer locked: it must decide from the two values alone, and not emit.
-    pub fn on_resume(&self, f: impl Fn(&Value, &Value) -> bool + Send + Sync + 'static) {
+    /// Decides whether a connection may resume a stored session: `f` gets the
+    /// session's data and rooms and what the middleware put in the new socket's data
+    /// ([`Resume`]), and `false` starts the socket afresh, the session dropped. The
+    /// rules refuse a session whose verified identity is not the new token's (a `pid`
+    /// is a secret, but a client that keeps it across a log-out and a log-in as
+    /// someone else would otherwise resume the first user's rooms and data), whose
+    /// token expired, or whose rooms the new token no longer grants. `f` may run with
+    /// the recovery buffer locked: it must decide from what it is given alone, and not
+    /// emit.
+    pub fn on_resume(&self, f: impl Fn(&Resume<'_>) -> bool + Send + Sync + 'static) {
         *write(&self.resume_check) = Some(Arc::new(f));
     }
 
-    /// Whether a session whose data is `stored` may be resumed by a socket whose
-    /// middleware left `fresh` ([`Handlers::on_resume`]; yes without a check).
-    pub(crate) fn may_resume(&self, stored: &Value, fresh: &Value) -> bool {
+    /// Whether `resume` may go ahead ([`Handlers::on_resume`]; yes without a check).
+    pub(crate) fn may_resume(&self, resume: &Resume<'_>) -> bool {
         read(&self.resume_check)
             .as_ref()
-            .is_none_or(|check| check(stored, fresh))
+            .is_none_or(|check| check(resume))
     }
 
     /// The bound [`Handlers::set_max_rooms_per_socket`] set (`usize::MAX`: none).

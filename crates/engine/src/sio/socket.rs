@@ -468,8 +468,12 @@ impl Socket {
         }
     }
 
-    /// The recovery session as a durable store keeps it, while the socket is live.
+    /// The recovery session as a durable store keeps it, while the socket is live
+    /// (`None` once it left: what its close decided, kept or forgotten, stands).
     pub fn durable_session(&self) -> Option<DurableSession> {
+        if !self.connected() {
+            return None;
+        }
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return None;
         };
@@ -573,7 +577,21 @@ impl Socket {
         self.on_closed(DisconnectReason::TransportClose);
     }
 
+    /// Node's `socket.disconnect(true)`: disconnects every socket of this socket's
+    /// connection from its namespace (`server namespace disconnect`, so no session is
+    /// kept for recovery), then closes the connection. A kick, not a drop: closing the
+    /// connection alone (`forced close`) keeps the sessions, and the client, which
+    /// reconnects by itself after a transport close, resumed them with its `pid` (the
+    /// middleware skipped, its rooms back).
+    pub fn disconnect_connection(self: &Arc<Self>) {
+        for socket in self.client.sockets() {
+            socket.disconnect();
+        }
+        self.session.close(DisconnectReason::ForcedClose);
+    }
+
     /// Closes the whole connection (every namespace of this client) with `reason`.
+    /// Its sockets keep their sessions when `reason` is one recovery keeps them for.
     pub fn close_connection(&self, reason: DisconnectReason) {
         self.session.close(reason);
     }

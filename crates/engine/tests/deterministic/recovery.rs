@@ -849,3 +849,25 @@ async fn a_session_named_but_not_resumed_does_not_skip_the_middleware() {
     drop_connection(&other).await;
     assert!(resumes(&io, &other_sid, &other_pid).await);
 }
+
+/// Disconnecting sockets with `close` (an operator's kick: the API, the Admin UI, a
+/// Node server's `disconnectSockets(true)`) keeps no session, as in Node, where every
+/// socket of the connection leaves with `server namespace disconnect`. Before, the
+/// connection was closed as `forced close`, which recovery keeps sessions for: the
+/// official client, reconnecting by itself, resumed with its `pid`, rooms and all.
+#[tokio::test(start_paused = true)]
+async fn a_socket_disconnected_with_close_keeps_no_session_to_resume() {
+    let io = recovering_server();
+    let seen = disconnects_seen(&io.of("/"));
+    let (client, sid, pid) = connect(&io).await;
+    join(&client, "banned").await;
+    io.of("/").to("banned").disconnect_sockets(true);
+    let _ = client.get_raw().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(io.of("/").sockets().len(), 0);
+    assert_eq!(
+        seen.lock().unwrap().first().map(|(reason, _)| *reason),
+        Some("server namespace disconnect")
+    );
+    assert!(!resumes(&io, &sid, &pid).await, "the kick is not undone");
+}

@@ -9,11 +9,12 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use switchboard_auth::jwt::{AuthError, Claims};
+use switchboard_engine::sio::Resume;
 use switchboard_engine::{ConnectError, Event, Socket};
 
 use super::reply::{self, Refusal};
 use super::{Policy, rooms};
-use crate::config::AuthRules;
+use crate::config::{AuthRules, RoomRules};
 
 /// The key of the claims in the socket's data.
 pub(crate) const CLAIMS_KEY: &str = "claims";
@@ -107,35 +108,48 @@ pub(crate) fn claims_of(socket: &Socket) -> Option<Claims> {
     }
 }
 
-/// Whether a stored session (its data `stored`) may be resumed by a socket whose
-/// token the middleware just verified (`fresh`; `null` when the middleware was
-/// skipped, `recovery.skip_middlewares`), now:
+/// Whether a stored session may be resumed by a socket whose token the middleware
+/// just verified (`fresh` claims), or that skipped the middleware
+/// (`recovery.skip_middlewares`: no fresh claims), now:
 ///
-/// - not when both carry claims whose `sub` differs (or one has a `sub` and the other
-///   none): a client that keeps its `pid` across a log-out and a log-in as someone
-///   else would otherwise resume the first user's rooms (`user:{sub}` among them)
-///   under the second user's token;
-/// - not when the middleware was skipped and the session's own token has expired: it
-///   would get the events sent while it was away, past its token's `exp`, before its
-///   expiry closed it. It starts afresh instead, and a fresh socket passes the
-///   middleware (a current token).
-pub(crate) fn may_resume(stored: &Value, fresh: &Value) -> bool {
-    may_resume_at(stored, fresh, SystemTime::now())
+/// - with fresh claims: only for the same `sub` (a client that keeps its `pid` across
+///   a log-out and a log-in as someone else would otherwise resume the first user's
+///   rooms, `user:{sub}` among them, under the second user's token), and only if the
+///   new claims still grant every room the session holds by a claim (an `auto_join`
+///   room, or one `rooms.allow` or `allow_from_claim` let the client join): a user
+///   moved to another org, or whose room list shrank, would otherwise come back in
+///   the old rooms and be replayed their events. A refresh would take those rooms
+///   (`rooms::after_refresh`); a resume starts afresh instead;
+/// - without: only if the session holds claims (one stored without, from before the
+///   namespace required a token or written by hand in Redis, would resume with none)
+///   whose token has not expired (it would get the events sent while it was away,
+///   past its `exp`, before its expiry closed it).
+///
+/// Refused, the client gets a fresh socket, which passes the middleware.
+pub(crate) fn may_resume(rules: &RoomRules, resume: &Resume<'_>) -> bool {
+    may_resume_at(rules, resume, SystemTime::now())
 }
 
-fn may_resume_at(stored: &Value, fresh: &Value, now: SystemTime) -> bool {
-    let claims = |data: &Value| data.get(CLAIMS_KEY).cloned();
-    let sub = |data: &Value| claims(data).map(|c| c.get("sub").cloned());
-    let same = match (sub(stored), sub(fresh)) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
+fn may_resume_at(rules: &RoomRules, resume: &Resume<'_>, now: SystemTime) -> bool {
+    let claims = |data: &Value| match data.get(CLAIMS_KEY) {
+        Some(Value::Object(raw)) => Some(Claims::from(raw.clone())),
+        _ => None,
     };
-    let verified_now = claims(fresh).is_some();
-    let exp = claims(stored).and_then(|c| c.get("exp").and_then(Value::as_u64));
     let now = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    same && (verified_now || exp.is_none_or(|exp| exp > now))
+    match (claims(resume.stored), claims(resume.fresh)) {
+        (Some(stored), None) => stored.exp.is_none_or(|exp| exp > now),
+        (None, None) => false,
+        (stored, Some(fresh)) => {
+            let same = stored
+                .as_ref()
+                .is_none_or(|s| s.get("sub") == fresh.get("sub"));
+            let rooms: Vec<String> = resume.rooms.iter().map(|r| (*r).to_owned()).collect();
+            let (taken, _) = rooms::after_refresh(rules, &rooms, "", stored.as_ref(), &fresh);
+            same && taken.is_empty()
+        }
+    }
 }
 
 /// The socket's claims as JSON, for hooks.
@@ -224,35 +238,87 @@ async fn refreshed(
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, UNIX_EPOCH};
 
-    use serde_json::json;
+    use serde_json::{Value, json};
+    use switchboard_engine::sio::Resume;
 
     use super::may_resume_at;
+    use crate::config::RoomRules;
+
+    /// `auto_join = ["org:{org}"]`, `allow = ["chat:*"]`, `allow_from_claim = "rooms"`.
+    fn rules() -> RoomRules {
+        let config = crate::config::from_text(
+            "[[namespaces]]\nname = \"/\"\n[namespaces.auth]\n\
+             secret = \"0123456789abcdef0123456789abcdef\"\n\
+             [namespaces.rooms]\nauto_join = [\"org:{org}\"]\n\
+             allow = [\"chat:*\", \"vip\"]\nallow_from_claim = \"rooms\"\n",
+        )
+        .expect("valid");
+        config.namespaces[0].rooms.clone()
+    }
+
+    fn resumes(stored: &Value, fresh: &Value, rooms: &[&str]) -> bool {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let resume = Resume {
+            stored,
+            fresh,
+            rooms,
+        };
+        may_resume_at(&rules(), &resume, now)
+    }
 
     #[test]
-    fn a_session_resumes_under_its_own_identity_and_only_while_its_token_is_valid() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        let stored = |exp: u64| json!({"claims": {"sub": "alice", "exp": exp}});
-        let skipped = serde_json::Value::Null;
-        assert!(may_resume_at(&stored(1_001), &skipped, now));
-        assert!(!may_resume_at(&stored(1_000), &skipped, now), "expired");
-        assert!(!may_resume_at(&stored(10), &skipped, now), "expired");
-        // A token verified now (the middleware ran) stands for itself.
-        let alice_now = json!({"claims": {"sub": "alice", "exp": 2_000}});
-        assert!(may_resume_at(&stored(10), &alice_now, now));
-        let bob_now = json!({"claims": {"sub": "bob", "exp": 2_000}});
+    fn with_the_middleware_skipped_a_session_resumes_while_its_own_token_is_valid() {
+        let stored = |exp: Value| json!({"claims": {"sub": "alice", "exp": exp}});
+        let skipped = Value::Null;
+        assert!(resumes(&stored(json!(1_001)), &skipped, &["chat:a"]));
+        assert!(!resumes(&stored(json!(1_000)), &skipped, &[]), "expired");
         assert!(
-            !may_resume_at(&stored(1_001), &bob_now, now),
+            !resumes(&stored(json!(999.5)), &skipped, &[]),
+            "a decimal exp too"
+        );
+        assert!(
+            resumes(&json!({"claims": {"sub": "alice"}}), &skipped, &[]),
+            "no exp"
+        );
+        assert!(!resumes(&json!({}), &skipped, &[]), "stored without claims");
+        assert!(
+            !resumes(&json!({"cart": 1}), &skipped, &[]),
+            "stored without claims"
+        );
+    }
+
+    #[test]
+    fn with_a_token_verified_now_a_session_resumes_for_its_user_in_rooms_still_granted() {
+        let claims = |sub: &str, org: &str, rooms: &[&str]| json!({"claims": {"sub": sub, "org": org, "rooms": rooms, "exp": 10}});
+        let stored = claims("alice", "acme", &["vip"]);
+        let rooms = ["org:acme", "chat:a", "vip", "joined-by-the-backend"];
+        // The same rights (an old stored exp does not matter: the new token is valid).
+        assert!(resumes(&stored, &claims("alice", "acme", &["vip"]), &rooms));
+        assert!(
+            !resumes(&stored, &claims("bob", "acme", &["vip"]), &rooms),
             "another user"
         );
-        // No claims stored (no auth), or no exp: nothing expires.
-        assert!(may_resume_at(&json!({}), &skipped, now));
-        assert!(may_resume_at(
-            &json!({"claims": {"sub": "alice"}}),
-            &skipped,
-            now
+        // The org moved: `org:acme` is no longer granted.
+        assert!(!resumes(
+            &stored,
+            &claims("alice", "globex", &["vip"]),
+            &rooms
         ));
-        assert!(may_resume_at(&json!({}), &skipped, SystemTime::now()));
+        // The room list shrank: `vip` and `chat:a` (allowed only with the claim) go.
+        assert!(!resumes(&stored, &claims("alice", "acme", &[]), &rooms));
+        // Rooms the session was not in do not matter, nor rooms no claim granted.
+        assert!(resumes(
+            &stored,
+            &claims("alice", "acme", &[]),
+            &["org:acme", "joined-by-the-backend"]
+        ));
+        // A session stored without claims, resumed with a token: its rooms are checked.
+        assert!(resumes(
+            &json!({}),
+            &claims("alice", "acme", &[]),
+            &["org:acme"]
+        ));
     }
 }

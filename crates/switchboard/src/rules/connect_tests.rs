@@ -500,3 +500,73 @@ async fn a_session_whose_token_expired_while_away_is_not_resumed() {
     );
     assert!(!answer.contains("secret"), "nothing replayed: {answer}");
 }
+
+/// With `skip_middlewares = false`, a session resumes only if the new token still
+/// grants its rooms: alice moved from org acme to globex does not come back in
+/// `org:acme`, nor get the events it heard while she was away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_with_a_token_that_no_longer_grants_its_rooms_starts_afresh() {
+    let recovery = switchboard_engine::sio::RecoveryConfig {
+        skip_middlewares: false,
+        ..switchboard_engine::sio::RecoveryConfig::default()
+    };
+    let (io, _installed) = rules_io(
+        "[namespaces.rooms]\nauto_join = [\"org:{org}\"]\n",
+        Some(recovery),
+    );
+    let org_token = |org: &str| token_with(json!({ "sub": "alice", "org": org }));
+    let (conn, answer) = connect_with(&io, json!({ "token": org_token("acme") })).await;
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
+    let (sid, pid) = (answer["sid"].clone(), answer["pid"].clone());
+    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
+    let tick = exchange(&io, Method::GET, &conn, "").await;
+    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
+    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
+    until_sockets(&io, 0).await;
+    io.of("/chat")
+        .to("org:acme")
+        .emit("acme-news", Payload::new(vec![json!("while away")]));
+    // The same org: resumed, with the missed event.
+    let same = json!({ "token": org_token("acme"), "pid": pid, "offset": offset });
+    let (conn, mut answer) = connect_with(&io, same).await;
+    assert!(
+        answer.contains(sid.as_str().expect("a sid")),
+        "resumed: {answer}"
+    );
+    if !answer.contains("acme-news") {
+        answer.push_str(&exchange(&io, Method::GET, &conn, "").await);
+    }
+    assert!(answer.contains("while away"), "replayed: {answer}");
+    let pid = serde_json::from_str::<serde_json::Value>(
+        answer
+            .split('\u{1e}')
+            .next()
+            .and_then(|a| a.strip_prefix("40/chat,"))
+            .expect("connected"),
+    )
+    .expect("JSON")["pid"]
+        .clone();
+    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
+    until_sockets(&io, 0).await;
+    io.of("/chat")
+        .to("org:acme")
+        .emit("acme-news", Payload::new(vec![json!("after the move")]));
+    // Moved to globex: a fresh socket, in org:globex only, nothing of acme's.
+    let moved = json!({ "token": org_token("globex"), "pid": pid, "offset": offset });
+    let (_, answer) = connect_with(&io, moved).await;
+    assert!(
+        !answer.contains(sid.as_str().expect("a sid")),
+        "not resumed: {answer}"
+    );
+    assert!(!answer.contains("acme-news"), "nothing replayed: {answer}");
+    let socket = io.of("/chat").sockets().pop().expect("connected");
+    assert_eq!(
+        socket
+            .rooms()
+            .iter()
+            .filter(|r| r.starts_with("org:"))
+            .collect::<Vec<_>>(),
+        ["org:globex"]
+    );
+}
