@@ -53,6 +53,14 @@ fn rules_io(
     (io, installed)
 }
 
+/// Recovery that verifies a resuming client's token (`skip_middlewares = false`).
+fn verifying_recovery() -> Option<switchboard_engine::sio::RecoveryConfig> {
+    Some(switchboard_engine::sio::RecoveryConfig {
+        skip_middlewares: false,
+        ..switchboard_engine::sio::RecoveryConfig::default()
+    })
+}
+
 /// The query naming the session an `open` packet (a handshake's answer) opened.
 fn session_query(open: String) -> String {
     let open: serde_json::Value =
@@ -216,13 +224,9 @@ async fn a_session_resumed_while_its_old_sockets_handlers_run_keeps_its_rate_lim
 /// is not closed for it. The same user with a fresh token resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_resumed_only_by_the_identity_it_belonged_to() {
-    let recovery = switchboard_engine::sio::RecoveryConfig {
-        skip_middlewares: false,
-        ..switchboard_engine::sio::RecoveryConfig::default()
-    };
     let (io, _installed) = rules_io(
         "[namespaces.rooms]\nauto_join = [\"user:{sub}\"]\n",
-        Some(recovery),
+        verifying_recovery(),
     );
     // Connects on a new connection with `auth`; the CONNECT answer.
     let connect = |auth: serde_json::Value| {
@@ -387,17 +391,19 @@ async fn until_sockets(io: &Io, n: usize) {
     assert_eq!(io.of("/chat").sockets().len(), n);
 }
 
-/// Connects alice, has her connection drop (the session is kept for recovery): the
-/// connection's query, and her `pid` and `offset`.
-async fn alice_dropped(io: &Io) -> (String, serde_json::Value) {
-    let (conn, answer) = connect_with(io, json!({ "token": token("alice") })).await;
+/// Connects with `token`, gets an event (so the client holds an offset), and has the
+/// connection drop (the session is kept for recovery): the socket id, and the CONNECT
+/// payload that resumes it with `token`.
+async fn dropped(io: &Io, token: &str) -> (String, serde_json::Value) {
+    let (conn, answer) = connect_with(io, json!({ "token": token })).await;
     let answer: serde_json::Value =
         serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
     io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
     let tick = exchange(io, Method::GET, &conn, "").await;
     let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
     assert_eq!(exchange(io, Method::POST, &conn, "1").await, "ok");
-    let resume = json!({ "token": token("alice"), "pid": answer["pid"], "offset": offset });
+    until_sockets(io, 0).await;
+    let resume = json!({ "token": token, "pid": answer["pid"], "offset": offset });
     (answer["sid"].as_str().expect("a sid").to_owned(), resume)
 }
 
@@ -410,7 +416,7 @@ async fn a_resumed_session_cannot_take_its_user_past_the_bound() {
         "max_sockets_per_user = 1\n",
         Some(switchboard_engine::sio::RecoveryConfig::default()),
     );
-    let (_, resume) = alice_dropped(&io).await;
+    let (_, resume) = dropped(&io, &token("alice")).await;
     until_sockets(&io, 0).await;
     let (_, answer) = connect_with(&io, json!({ "token": token("alice") })).await;
     assert!(answer.starts_with("40/chat,{\"sid\""), "{answer}");
@@ -429,12 +435,8 @@ async fn a_resumed_session_cannot_take_its_user_past_the_bound() {
 /// socket's, not counted twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_at_the_bound_resumes_her_own_dropped_session() {
-    let recovery = switchboard_engine::sio::RecoveryConfig {
-        skip_middlewares: false,
-        ..switchboard_engine::sio::RecoveryConfig::default()
-    };
-    let (io, _installed) = rules_io("max_sockets_per_user = 1\n", Some(recovery));
-    let (sid, resume) = alice_dropped(&io).await;
+    let (io, _installed) = rules_io("max_sockets_per_user = 1\n", verifying_recovery());
+    let (sid, resume) = dropped(&io, &token("alice")).await;
     until_sockets(&io, 0).await;
     let (_, answer) = connect_with(&io, resume).await;
     assert!(
@@ -471,15 +473,7 @@ async fn a_session_whose_token_expired_while_away_is_not_resumed() {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("a token");
-    let (conn, answer) = connect_with(&io, json!({ "token": short })).await;
-    let answer: serde_json::Value =
-        serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
-    let (sid, pid) = (answer["sid"].clone(), answer["pid"].clone());
-    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
-    let tick = exchange(&io, Method::GET, &conn, "").await;
-    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
-    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
-    until_sockets(&io, 0).await;
+    let (sid, resume) = dropped(&io, &short).await;
     // Past the token's exp (whole seconds), an event for alice while she is away.
     while SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -492,12 +486,8 @@ async fn a_session_whose_token_expired_while_away_is_not_resumed() {
     io.of("/chat")
         .to("user:alice")
         .emit("secret", Payload::new(vec![json!("after exp")]));
-    let resume = json!({ "token": short, "pid": pid, "offset": offset });
     let (_, answer) = connect_with(&io, resume).await;
-    assert!(
-        !answer.contains(sid.as_str().expect("a sid")),
-        "not resumed: {answer}"
-    );
+    assert!(!answer.contains(&sid), "not resumed: {answer}");
     assert!(!answer.contains("secret"), "nothing replayed: {answer}");
 }
 
@@ -506,59 +496,32 @@ async fn a_session_whose_token_expired_while_away_is_not_resumed() {
 /// `org:acme`, nor get the events it heard while she was away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_with_a_token_that_no_longer_grants_its_rooms_starts_afresh() {
-    let recovery = switchboard_engine::sio::RecoveryConfig {
-        skip_middlewares: false,
-        ..switchboard_engine::sio::RecoveryConfig::default()
-    };
     let (io, _installed) = rules_io(
         "[namespaces.rooms]\nauto_join = [\"org:{org}\"]\n",
-        Some(recovery),
+        verifying_recovery(),
     );
     let org_token = |org: &str| token_with(json!({ "sub": "alice", "org": org }));
-    let (conn, answer) = connect_with(&io, json!({ "token": org_token("acme") })).await;
-    let answer: serde_json::Value =
-        serde_json::from_str(answer.strip_prefix("40/chat,").expect("connected")).expect("JSON");
-    let (sid, pid) = (answer["sid"].clone(), answer["pid"].clone());
-    io.of("/chat").emit("tick", Payload::new(vec![json!(1)]));
-    let tick = exchange(&io, Method::GET, &conn, "").await;
-    let offset = tick.rsplit('"').nth(1).expect("an offset").to_owned();
-    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
-    until_sockets(&io, 0).await;
+    // Still in acme: resumed, with the event acme heard while she was away.
+    let (sid, same) = dropped(&io, &org_token("acme")).await;
     io.of("/chat")
         .to("org:acme")
         .emit("acme-news", Payload::new(vec![json!("while away")]));
-    // The same org: resumed, with the missed event.
-    let same = json!({ "token": org_token("acme"), "pid": pid, "offset": offset });
     let (conn, mut answer) = connect_with(&io, same).await;
-    assert!(
-        answer.contains(sid.as_str().expect("a sid")),
-        "resumed: {answer}"
-    );
+    assert!(answer.contains(&sid), "resumed: {answer}");
     if !answer.contains("acme-news") {
         answer.push_str(&exchange(&io, Method::GET, &conn, "").await);
     }
     assert!(answer.contains("while away"), "replayed: {answer}");
-    let pid = serde_json::from_str::<serde_json::Value>(
-        answer
-            .split('\u{1e}')
-            .next()
-            .and_then(|a| a.strip_prefix("40/chat,"))
-            .expect("connected"),
-    )
-    .expect("JSON")["pid"]
-        .clone();
-    assert_eq!(exchange(&io, Method::POST, &conn, "1").await, "ok");
+    assert_eq!(exchange(&io, Method::POST, &conn, "41/chat,").await, "ok");
     until_sockets(&io, 0).await;
+    // Moved to globex: a fresh socket, in org:globex only, nothing of acme's.
+    let (sid, mut moved) = dropped(&io, &org_token("acme")).await;
     io.of("/chat")
         .to("org:acme")
         .emit("acme-news", Payload::new(vec![json!("after the move")]));
-    // Moved to globex: a fresh socket, in org:globex only, nothing of acme's.
-    let moved = json!({ "token": org_token("globex"), "pid": pid, "offset": offset });
+    moved["token"] = json!(org_token("globex"));
     let (_, answer) = connect_with(&io, moved).await;
-    assert!(
-        !answer.contains(sid.as_str().expect("a sid")),
-        "not resumed: {answer}"
-    );
+    assert!(!answer.contains(&sid), "not resumed: {answer}");
     assert!(!answer.contains("acme-news"), "nothing replayed: {answer}");
     let socket = io.of("/chat").sockets().pop().expect("connected");
     assert_eq!(
