@@ -102,8 +102,13 @@ enum Write {
     /// of the latest value saved for `key` while it waited, or drops it when `key` was
     /// forgotten since ([`queue::Taker::fill`]); never sent as it is.
     SaveWaiting { key: String, seq: u64 },
-    /// Deletes a session, on the same condition ([`FORGET_SESSION`]).
-    Forget { key: String, epoch: u64 },
+    /// Deletes a session, on the same condition, and when `fence` (its socket left)
+    /// fences off the socket's later saves ([`FORGET_SESSION`]).
+    Forget {
+        key: String,
+        epoch: u64,
+        fence: bool,
+    },
 }
 
 impl Write {
@@ -1110,17 +1115,24 @@ if latest > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return 1
 ";
 
-/// Deletes a session (its client left on purpose) unless it has been taken since by
-/// a later epoch, and fences off the socket's later saves: the epoch becomes one
-/// higher for [`FORGET_FENCE`], so a save of the same socket sent after the deletion
-/// (the 20 s refresh, which read the socket just before it closed) is ignored rather
-/// than bring back a session its client was deliberately ended from. KEYS: session,
-/// epoch. ARGV: the socket's epoch, the fence's lifetime in ms.
+/// Deletes a session unless it has been taken since by a later epoch. When its socket
+/// has left (`ARGV[2]` > 0), also fences off the socket's later saves: the epoch
+/// becomes one higher, for at least [`FORGET_FENCE`] and no shorter than the epoch key
+/// already lived (it fences older sockets too), so a save of the same socket sent
+/// after the deletion (the 20 s refresh, which read the socket just before it closed)
+/// is ignored rather than bring back a session its client was deliberately ended
+/// from. KEYS: session, epoch. ARGV: the socket's epoch, the fence's lifetime in ms
+/// (0: no fence, the socket is still connected).
 const FORGET_SESSION: &str = r"
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[1]) < latest then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], tonumber(ARGV[1]) + 1, 'PX', ARGV[2])
+local fence = tonumber(ARGV[2])
+if fence > 0 then
+  local left = redis.call('PTTL', KEYS[2])
+  if left > fence then fence = left end
+  redis.call('SET', KEYS[2], tonumber(ARGV[1]) + 1, 'PX', fence)
+end
 return 1
 ";
 
@@ -1262,7 +1274,11 @@ impl WriteTarget {
                 }
                 // Filled or dropped before a batch is sent.
                 Write::SaveWaiting { .. } => i += 1,
-                Write::Forget { key, epoch } => {
+                Write::Forget { key, epoch, fence } => {
+                    let fence = match fence {
+                        true => u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX),
+                        false => 0,
+                    };
                     pipes
                         .pipe(key.as_bytes())
                         .cmd("EVAL")
@@ -1271,7 +1287,7 @@ impl WriteTarget {
                         .arg(key)
                         .arg(epoch_key(key))
                         .arg(*epoch)
-                        .arg(u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX))
+                        .arg(fence)
                         .ignore();
                     i += 1;
                 }
@@ -1458,9 +1474,9 @@ impl SessionStore for StreamsNode {
         }
     }
 
-    fn forget(&self, pid: &str, epoch: u64) {
+    fn forget(&self, pid: &str, epoch: u64, ended: bool) {
         let key = session_key(&self.config.session_key_prefix, pid);
-        if !self.writes.forget(key, epoch) {
+        if !self.writes.forget(key, epoch, ended) {
             self.write_dropped();
         }
     }
@@ -2207,6 +2223,7 @@ mod tests {
             Write::Forget {
                 key: key.into(),
                 epoch: 0,
+                fence: true,
             },
         ];
         target.send(&conn, &stale).await.expect("stale writes");
@@ -2227,20 +2244,43 @@ mod tests {
             .await
             .expect("save");
         assert_eq!(get(conn.clone()).await.as_deref(), Some("third"));
-        target
-            .send(
-                &conn,
-                &[Write::Forget {
-                    key: key.into(),
-                    epoch: 2,
-                }],
-            )
+        // A live socket's session grown too large to store is deleted unfenced: its
+        // next save, once it fits again, is taken.
+        let forget = |fence| Write::Forget {
+            key: key.into(),
+            epoch: 2,
+            fence,
+        };
+        target.send(&conn, &[forget(false)]).await.expect("forget");
+        assert_eq!(get(conn.clone()).await, None, "deleted");
+        // Saved for ten minutes (a long recovery window).
+        let long_save = Write::SaveSession {
+            key: key.into(),
+            value: "fits again".into(),
+            ttl: Duration::from_secs(600),
+            epoch: 2,
+        };
+        target.send(&conn, &[long_save]).await.expect("save");
+        assert_eq!(get(conn.clone()).await.as_deref(), Some("fits again"));
+        let long: i64 = redis::cmd("PTTL")
+            .arg(epoch_key(key))
+            .query_async(&mut conn)
             .await
-            .expect("forget");
+            .expect("PTTL");
+        target.send(&conn, &[forget(true)]).await.expect("forget");
         assert_eq!(
             get(conn.clone()).await,
             None,
             "the current socket may forget it"
+        );
+        let fenced: i64 = redis::cmd("PTTL")
+            .arg(epoch_key(key))
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        assert!(
+            long > 500_000 && fenced >= long - 5_000,
+            "a fence never shortens the epoch key's life: {fenced} after {long}"
         );
         // A save of that socket written after it (its 20 s refresh read it just
         // before it closed) does not bring the session back.

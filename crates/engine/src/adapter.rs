@@ -476,9 +476,12 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     fn live_ttl(&self, window: Duration) -> Duration {
         window
     }
-    /// Forgets a session: the client left on purpose. Ignored, as a save is, when
-    /// `epoch` is older than the session's latest.
-    fn forget(&self, pid: &str, epoch: u64);
+    /// Forgets a session: the client left on purpose (`ended`), or its socket's
+    /// session grew past what may be stored while it is still connected. Ignored, as
+    /// a save is, when `epoch` is older than the session's latest. When `ended`, later
+    /// saves of the same epoch are ignored too: a save of the socket read just before
+    /// it left, written after the deletion, must not bring the session back.
+    fn forget(&self, pid: &str, epoch: u64, ended: bool);
     /// Takes a session out of the store; at most one caller ever gets it, with an
     /// epoch above every earlier take's.
     fn take<'a>(

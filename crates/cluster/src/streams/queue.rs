@@ -177,7 +177,7 @@ impl WriteQueue {
     /// Queues the deletion of the session under `key`; a save of it still waiting
     /// writes nothing (its placeholder is dropped when the writer takes it). False
     /// when the deletion was dropped (the waiting save is gone all the same).
-    pub(super) fn forget(&self, key: String, epoch: u64) -> bool {
+    pub(super) fn forget(&self, key: String, epoch: u64, fence: bool) -> bool {
         let mut saves = self.lock_saves();
         // A save of a later epoch stays: Redis would ignore this deletion after it
         // ([`super::FORGET_SESSION`]).
@@ -188,7 +188,7 @@ impl WriteQueue {
         {
             self.release(waiting.value.len());
         }
-        let write = Write::Forget { key, epoch };
+        let write = Write::Forget { key, epoch, fence };
         let bytes = write.bytes();
         self.queue(write, bytes)
     }
@@ -314,14 +314,14 @@ mod tests {
     fn a_forget_takes_the_waiting_save_out_and_a_later_save_follows_it() {
         let (queue, mut w) = queue(16, 1 << 20);
         assert!(queue.save("s:a".into(), "before".into(), TTL, 1));
-        assert!(queue.forget("s:a".into(), 1));
+        assert!(queue.forget("s:a".into(), 1, true));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 1, "the save's placeholder is dropped");
         assert!(matches!(&batch[0], Write::Forget { key, .. } if key == "s:a"));
         all_sent(&w, &queue, &batch);
 
         assert!(queue.save("s:a".into(), "one".into(), TTL, 1));
-        assert!(queue.forget("s:a".into(), 1));
+        assert!(queue.forget("s:a".into(), 1, true));
         assert!(queue.save("s:a".into(), "two".into(), TTL, 2));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 2);
@@ -337,7 +337,7 @@ mod tests {
         let (queue, mut w) = queue(16, 1 << 20);
         assert!(queue.save("s:a".into(), "new".into(), TTL, 2));
         assert!(queue.save("s:a".into(), "old".into(), TTL, 1));
-        assert!(queue.forget("s:a".into(), 1));
+        assert!(queue.forget("s:a".into(), 1, true));
         let batch = taken(&mut w);
         assert_eq!(saved(&batch[0]), Some(("s:a", "new", 2)));
         assert!(matches!(&batch[1], Write::Forget { epoch: 1, .. }));

@@ -248,6 +248,11 @@ pub(crate) struct Inner {
     /// Closed because what it was opened for was refused (an SSE request whose
     /// CONNECT was refused): reported as a refusal, not counted as a disconnect.
     pub(crate) refused: bool,
+    /// Ended on purpose by the server (an operator's disconnect with `close`): none of
+    /// its sockets' sessions is kept for recovery, whatever the close's reason turns
+    /// out to be (a DISCONNECT packet that overflowed the queue closes it as a slow
+    /// consumer), and none taken for a resume still under way is put back.
+    pub(crate) kicked: bool,
     /// Why a message or body the client was sending was cut off, if one was.
     pub(crate) cutoff: Option<crate::diagnosis::Cutoff>,
 }
@@ -371,6 +376,7 @@ impl Session {
                 queue_high: false,
                 trail: None,
                 refused: false,
+                kicked: false,
                 cutoff: None,
             }),
             writer: Notify::new(),
@@ -474,6 +480,17 @@ impl Session {
             memory: (shrunk || reason == DisconnectReason::ServerOverloaded).then_some(memory),
             noted: Vec::new(),
         }
+    }
+
+    /// Marks the session ended on purpose (see `Inner::kicked`), before its sockets
+    /// are disconnected and it is closed.
+    pub(crate) fn mark_kicked(&self) {
+        self.lock().kicked = true;
+    }
+
+    /// Whether the session was ended on purpose ([`Session::mark_kicked`]).
+    pub(crate) fn kicked(&self) -> bool {
+        self.lock().kicked
     }
 
     /// Closes a session whose purpose was refused (its refusal is reported where it

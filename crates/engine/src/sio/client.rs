@@ -1210,6 +1210,11 @@ fn finish_connect(
 /// next try must find the session where the first one did (the durable store, or this
 /// node's buffer with its original disconnection time, so the window is not extended).
 fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
+    if socket.session().kicked() {
+        // Its connection was ended on purpose meanwhile: nothing to come back to.
+        tracing::debug!(socket = %session.sid, "connection ended on purpose while resuming; session dropped");
+        return;
+    }
     tracing::debug!(socket = %session.sid, "connection closed while resuming; session kept again");
     let (parts, disconnected_at) = session.into_parts();
     let Some(store) = socket.ns().adapter().session_store() else {

@@ -31,6 +31,7 @@ type ResumeCheck = Arc<dyn Fn(&Resume<'_>) -> bool + Send + Sync>;
 
 /// A session a connection would resume, as [`Handlers::on_resume`] sees it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Resume<'a> {
     /// The session's data.
     pub stored: &'a Value,
@@ -39,6 +40,18 @@ pub struct Resume<'a> {
     pub fresh: &'a Value,
     /// The rooms the session would come back in.
     pub rooms: &'a [&'a str],
+}
+
+impl<'a> Resume<'a> {
+    /// A session of `stored` data in `rooms`, resumed by a socket whose middleware
+    /// left `fresh`.
+    pub fn new(stored: &'a Value, fresh: &'a Value, rooms: &'a [&'a str]) -> Self {
+        Resume {
+            stored,
+            fresh,
+            rooms,
+        }
+    }
 }
 
 /// The handlers of a namespace (or of every namespace a pattern creates).

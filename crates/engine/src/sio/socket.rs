@@ -519,7 +519,8 @@ impl Socket {
         };
         match self.durable_session_with(buffer, pid, &buffer.memberships_of(pid)) {
             Some(session) => store.save(session, store.live_ttl(self.durable_ttl())),
-            None => store.forget(pid.as_str(), self.epoch),
+            // Still connected: its next save, once it fits again, must be taken.
+            None => store.forget(pid.as_str(), self.epoch, false),
         }
     }
 
@@ -584,6 +585,10 @@ impl Socket {
     /// reconnects by itself after a transport close, resumed them with its `pid` (the
     /// middleware skipped, its rooms back).
     pub fn disconnect_connection(self: &Arc<Self>) {
+        // First: a socket closed by anything else from here on (the connection closing
+        // as a slow consumer when a DISCONNECT packet overflows its queue), or one
+        // still resuming, keeps no session either.
+        self.session.mark_kicked();
         for socket in self.client.sockets() {
             socket.disconnect();
         }
@@ -933,9 +938,10 @@ impl Socket {
         let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid) else {
             return;
         };
+        let recoverable = is_recoverable(reason) && !self.session.kicked();
         if let Some(store) = self.ns.adapter().session_store() {
             // Durable: the last snapshot, or nothing if the client left on purpose.
-            let kept = is_recoverable(reason)
+            let kept = recoverable
                 .then(|| self.durable_session_with(buffer, pid, &memberships))
                 .flatten();
             if let Some(session) = kept {
@@ -947,11 +953,11 @@ impl Socket {
                 );
                 store.save(session, self.durable_ttl());
             } else {
-                store.forget(pid.as_str(), self.epoch);
+                store.forget(pid.as_str(), self.epoch, true);
             }
             return;
         }
-        if !is_recoverable(reason) {
+        if !recoverable {
             return;
         }
         // Exactly as many as there are: the list is kept for the whole window.

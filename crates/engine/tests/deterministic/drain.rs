@@ -230,7 +230,7 @@ impl SessionStore for SharedStore {
         sessions.insert(session.pid.clone(), session);
     }
 
-    fn forget(&self, pid: &str, epoch: u64) {
+    fn forget(&self, pid: &str, epoch: u64, _ended: bool) {
         if epoch < self.epoch(pid) {
             return;
         }

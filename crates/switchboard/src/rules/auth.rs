@@ -260,11 +260,7 @@ mod tests {
 
     fn resumes(stored: &Value, fresh: &Value, rooms: &[&str]) -> bool {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        let resume = Resume {
-            stored,
-            fresh,
-            rooms,
-        };
+        let resume = Resume::new(stored, fresh, rooms);
         may_resume_at(&rules(), &resume, now)
     }
 
