@@ -871,3 +871,51 @@ async fn a_socket_disconnected_with_close_keeps_no_session_to_resume() {
     );
     assert!(!resumes(&io, &sid, &pid).await, "the kick is not undone");
 }
+
+/// A connection an operator ends on purpose (disconnect with `close`, through a socket
+/// it has in another namespace) while one of its resumes is still in the middleware:
+/// the session that resume took is not kept again (as it is when a connection merely
+/// closes midway, above), so the kick cannot be undone by resuming it later.
+#[tokio::test(start_paused = true)]
+async fn a_resume_under_way_on_a_kicked_connection_is_not_kept_again() {
+    let mut cfg = config();
+    cfg.recovery = Some(RecoveryConfig {
+        max_disconnection_duration: Duration::from_secs(60),
+        skip_middlewares: false,
+        ..RecoveryConfig::default()
+    });
+    let io = server(cfg);
+    let ns = io.of("/");
+    io.of("/other");
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let in_middleware = gate.clone();
+    ns.use_middleware(move |socket| {
+        let gate = in_middleware.clone();
+        async move {
+            if socket.auth().get("pid").is_some() {
+                gate.acquire().await.unwrap().forget();
+            }
+            Ok(())
+        }
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let (sid, pid) = connect_answer(&client.get().await);
+    drop_by_ping_timeout(&client).await;
+
+    let kicked = Client::handshake(&io).await;
+    kicked.post("40/other,").await;
+    assert!(kicked.get().await.starts_with("40/other,"));
+    kicked.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    // While that resume waits in the middleware, the operator kicks the connection.
+    io.of("/other").all().disconnect_sockets(true);
+    gate.add_permits(1);
+    tokio::time::sleep(PING_INTERVAL / 2).await;
+    assert_eq!(ns.socket_count(), 0, "the kicked connection got no socket");
+
+    let back = Client::handshake(&io).await;
+    gate.add_permits(1);
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    let (sid2, _) = connect_answer(&back.get().await);
+    assert_ne!(sid2, sid, "the session the kicked connection took is gone");
+}
