@@ -90,13 +90,15 @@ const SESSION_OFFSET: &str = "offset";
 enum Write {
     /// A stream entry, and who to tell once Redis has it.
     Entry(Vec<(&'static str, String)>, Option<oneshot::Sender<()>>),
-    /// Stores a session unless it was taken since with a later epoch
+    /// Stores a session unless it was taken since with a later epoch, and when
+    /// `fence` (its socket left) fences off the socket's later saves
     /// ([`SAVE_SESSION`]).
     SaveSession {
         key: String,
         value: String,
         ttl: Duration,
         epoch: u64,
+        fence: bool,
     },
     /// A save's place in the queue: the writer turns it into the [`Write::SaveSession`]
     /// of the latest value saved for `key` while it waited, or drops it when `key` was
@@ -1105,13 +1107,26 @@ return {stored, tostring(epoch)}
 
 /// Saves a session unless it has been taken since by a later epoch (see
 /// [`CLAIM_SESSION`]). KEYS: session, epoch. ARGV: value, TTL (ms), the saving
-/// socket's epoch. A session never taken has no epoch key and is saved as Node
-/// saves it.
+/// socket's epoch, `1` when the socket has left (the session kept for its client to
+/// resume). A session never taken has no epoch key and is saved as Node saves it.
+///
+/// When the socket has left, its later saves are fenced off as after a deletion
+/// ([`FORGET_SESSION`]): the epoch becomes one higher, for as long as the session or
+/// the epoch key lives, so a save of the live socket read just before it left (the
+/// 20 s refresh), written after this one, is ignored instead of replacing the kept
+/// session with older rooms and a longer life. A take then gets the epoch after it.
 const SAVE_SESSION: &str = r"
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[3]) < latest then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if latest > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+if ARGV[4] == '1' then
+  local keep = tonumber(ARGV[2])
+  local left = redis.call('PTTL', KEYS[2])
+  if left > keep then keep = left end
+  redis.call('SET', KEYS[2], tonumber(ARGV[3]) + 1, 'PX', keep)
+elseif latest > 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
 return 1
 ";
 
@@ -1258,6 +1273,7 @@ impl WriteTarget {
                     value,
                     ttl,
                     epoch,
+                    fence,
                 } => {
                     pipes
                         .pipe(key.as_bytes())
@@ -1269,6 +1285,7 @@ impl WriteTarget {
                         .arg(value)
                         .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
                         .arg(*epoch)
+                        .arg(if *fence { "1" } else { "0" })
                         .ignore();
                     i += 1;
                 }
@@ -1427,7 +1444,7 @@ async fn refresher(node: Weak<StreamsNode>, shutdown: Shutdown) {
         for ns in namespaces {
             for socket in ns.sockets() {
                 if let Some(session) = socket.durable_session() {
-                    node.save(session, node.session_ttl(&ns));
+                    node.save(session, node.session_ttl(&ns), false);
                 }
             }
         }
@@ -1453,7 +1470,7 @@ impl SessionStore for StreamsNode {
         window + self.refresh_interval() * 2
     }
 
-    fn save(&self, session: DurableSession, ttl: Duration) {
+    fn save(&self, session: DurableSession, ttl: Duration, ended: bool) {
         let mut stored = PersistedSession {
             sid: session.sid,
             pid: session.pid,
@@ -1469,7 +1486,10 @@ impl SessionStore for StreamsNode {
         let key = session_key(&self.config.session_key_prefix, &stored.pid);
         // One save per session waits at a time, holding the latest value
         // (`streams::queue`): a socket changing rooms in a loop takes one place.
-        if !self.writes.save(key, stored.encode(), ttl, session.epoch) {
+        if !self
+            .writes
+            .save(key, stored.encode(), ttl, session.epoch, ended)
+        {
             self.write_dropped();
         }
     }
@@ -2131,6 +2151,7 @@ mod tests {
                 value: "v".into(),
                 ttl: Duration::from_secs(60),
                 epoch: 0,
+                fence: false,
             },
             entry(3),
         ];
@@ -2189,6 +2210,7 @@ mod tests {
             value: value.into(),
             ttl: Duration::from_secs(60),
             epoch,
+            fence: false,
         }
     }
 
@@ -2259,6 +2281,7 @@ mod tests {
             value: "fits again".into(),
             ttl: Duration::from_secs(600),
             epoch: 2,
+            fence: false,
         };
         target.send(&conn, &[long_save]).await.expect("save");
         assert_eq!(get(conn.clone()).await.as_deref(), Some("fits again"));
@@ -2295,6 +2318,45 @@ mod tests {
             .await
             .expect("PTTL");
         assert!(ttl > 0, "the epoch key expires: {ttl}");
+    }
+
+    /// The session kept when its socket left (a recoverable close) is not replaced by a
+    /// save of the live socket read just before (the 20 s refresh) written after it;
+    /// a take then gets the epoch after the fence, and the resumed socket saves.
+    #[tokio::test]
+    async fn a_session_kept_for_resume_is_fenced_from_its_sockets_earlier_refresh() {
+        let (_redis, mut conn) = start_redis().await;
+        let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
+        let key = "sio:session:kept";
+        let get = |mut conn: Conn| async move {
+            redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
+                .await
+                .expect("GET")
+        };
+        let kept = Write::SaveSession {
+            key: key.into(),
+            value: "at the close".into(),
+            ttl: Duration::from_secs(60),
+            epoch: 0,
+            fence: true,
+        };
+        target
+            .send(&conn, &[save(key, "live", 0)])
+            .await
+            .expect("save");
+        target.send(&conn, &[kept]).await.expect("save");
+        target
+            .send(&conn, &[save(key, "refresh read before the close", 0)])
+            .await
+            .expect("save");
+        assert_eq!(get(conn.clone()).await.as_deref(), Some("at the close"));
+        let taken = claim_session(&mut conn, key, "t1").await.expect("claim");
+        assert_eq!(taken, Some(("at the close".to_owned(), 2)));
+        target
+            .send(&conn, &[save(key, "resumed", 2)])
+            .await
+            .expect("save");
+        assert_eq!(get(conn.clone()).await.as_deref(), Some("resumed"));
     }
 
     /// With `replicas_to_ack`, a batch no replica acknowledged is an error (the writer

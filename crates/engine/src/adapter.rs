@@ -469,7 +469,12 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Saves or refreshes a session (fire and forget, ordered per session); it expires
     /// after `ttl` unless saved again. Ignored when the session has since been taken
     /// with a later epoch (see [`DurableSession::epoch`]).
-    fn save(&self, session: DurableSession, ttl: Duration);
+    ///
+    /// `ended`: the socket has left (this is the session kept for its client to
+    /// resume): later saves of the same epoch are ignored, as after a deletion, so a
+    /// save of the live socket read just before it left, written after this one,
+    /// cannot replace it.
+    fn save(&self, session: DurableSession, ttl: Duration, ended: bool);
     /// How long the saved session of a socket still connected must live, for a
     /// recovery window of `window`: until the store's next refresh of it, plus the
     /// window (its node may die just before that refresh). By default the window.

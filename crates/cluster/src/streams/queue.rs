@@ -31,6 +31,9 @@ struct Saved {
     value: String,
     ttl: Duration,
     epoch: u64,
+    /// Kept for its client to resume (its socket left): a live save of the same
+    /// epoch, read before the socket left, must not replace it.
+    fence: bool,
     /// The number of its placeholder ([`Write::SaveWaiting`]): a placeholder whose
     /// save was forgotten must not take the value of a save queued after the
     /// deletion.
@@ -138,10 +141,17 @@ impl WriteQueue {
     /// replaces what that one will write. False when it was dropped (the queue full,
     /// or a larger value not fitting the byte budget; the waiting save then writes
     /// its older value).
-    pub(super) fn save(&self, key: String, value: String, ttl: Duration, epoch: u64) -> bool {
+    pub(super) fn save(
+        &self,
+        key: String,
+        value: String,
+        ttl: Duration,
+        epoch: u64,
+        fence: bool,
+    ) -> bool {
         let mut saves = self.lock_saves();
         if let Some(waiting) = saves.get_mut(&key) {
-            if waiting.epoch > epoch {
+            if waiting.epoch > epoch || (waiting.fence && !fence && waiting.epoch == epoch) {
                 // Redis would refuse it after the waiting one ([`super::SAVE_SESSION`]).
                 return true;
             }
@@ -153,6 +163,7 @@ impl WriteQueue {
             waiting.value = value;
             waiting.ttl = ttl;
             waiting.epoch = epoch;
+            waiting.fence = fence;
             return true;
         }
         let bytes = key.len() + value.len();
@@ -168,6 +179,7 @@ impl WriteQueue {
             value,
             ttl,
             epoch,
+            fence,
             seq,
         };
         saves.insert(key, saved);
@@ -217,6 +229,7 @@ impl Taker {
                         value: saved.value,
                         ttl: saved.ttl,
                         epoch: saved.epoch,
+                        fence: saved.fence,
                     };
                     true
                 }
@@ -287,11 +300,11 @@ mod tests {
         assert!(queue.push(entry(1)));
         for i in 0..10_000 {
             assert!(
-                queue.save("s:a".into(), format!("v{i}"), TTL, 7),
+                queue.save("s:a".into(), format!("v{i}"), TTL, 7, false),
                 "save {i}"
             );
         }
-        assert!(queue.save("s:b".into(), "b".into(), TTL, 1));
+        assert!(queue.save("s:b".into(), "b".into(), TTL, 1, false));
         assert!(queue.push(entry(2)));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 4);
@@ -301,7 +314,7 @@ mod tests {
         all_sent(&w, &queue, &batch);
 
         // Taken by the writer: the next save is a new write, queued after.
-        assert!(queue.save("s:a".into(), "later".into(), TTL, 7));
+        assert!(queue.save("s:a".into(), "later".into(), TTL, 7, false));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 1);
         assert_eq!(saved(&batch[0]), Some(("s:a", "later", 7)));
@@ -313,16 +326,16 @@ mod tests {
     #[test]
     fn a_forget_takes_the_waiting_save_out_and_a_later_save_follows_it() {
         let (queue, mut w) = queue(16, 1 << 20);
-        assert!(queue.save("s:a".into(), "before".into(), TTL, 1));
+        assert!(queue.save("s:a".into(), "before".into(), TTL, 1, false));
         assert!(queue.forget("s:a".into(), 1, true));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 1, "the save's placeholder is dropped");
         assert!(matches!(&batch[0], Write::Forget { key, .. } if key == "s:a"));
         all_sent(&w, &queue, &batch);
 
-        assert!(queue.save("s:a".into(), "one".into(), TTL, 1));
+        assert!(queue.save("s:a".into(), "one".into(), TTL, 1, false));
         assert!(queue.forget("s:a".into(), 1, true));
-        assert!(queue.save("s:a".into(), "two".into(), TTL, 2));
+        assert!(queue.save("s:a".into(), "two".into(), TTL, 2, false));
         let batch = taken(&mut w);
         assert_eq!(batch.len(), 2);
         assert!(matches!(&batch[0], Write::Forget { .. }));
@@ -335,12 +348,27 @@ mod tests {
     #[test]
     fn an_older_epoch_never_replaces_or_removes_a_newer_save() {
         let (queue, mut w) = queue(16, 1 << 20);
-        assert!(queue.save("s:a".into(), "new".into(), TTL, 2));
-        assert!(queue.save("s:a".into(), "old".into(), TTL, 1));
+        assert!(queue.save("s:a".into(), "new".into(), TTL, 2, false));
+        assert!(queue.save("s:a".into(), "old".into(), TTL, 1, false));
         assert!(queue.forget("s:a".into(), 1, true));
         let batch = taken(&mut w);
         assert_eq!(saved(&batch[0]), Some(("s:a", "new", 2)));
         assert!(matches!(&batch[1], Write::Forget { epoch: 1, .. }));
+        all_sent(&w, &queue, &batch);
+    }
+
+    /// A waiting save of a socket that left (kept for its client to resume) is not
+    /// replaced by a live save of the same epoch queued after it (the refresh, which
+    /// read the socket before it left); a live save it follows is replaced by it.
+    #[test]
+    fn a_live_save_never_replaces_a_waiting_save_of_its_socket_that_left() {
+        let (queue, mut w) = queue(16, 1 << 20);
+        assert!(queue.save("s:a".into(), "live".into(), TTL, 3, false));
+        assert!(queue.save("s:a".into(), "kept".into(), TTL, 3, true));
+        assert!(queue.save("s:a".into(), "stale refresh".into(), TTL, 3, false));
+        let batch = taken(&mut w);
+        assert_eq!(saved(&batch[0]), Some(("s:a", "kept", 3)));
+        assert!(matches!(&batch[0], Write::SaveSession { fence: true, .. }));
         all_sent(&w, &queue, &batch);
     }
 
@@ -349,14 +377,14 @@ mod tests {
     #[test]
     fn a_waiting_save_is_counted_at_its_current_size() {
         let (queue, mut w) = queue(16, 100);
-        assert!(queue.save("k".into(), "x".repeat(50), TTL, 1));
+        assert!(queue.save("k".into(), "x".repeat(50), TTL, 1, false));
         assert_eq!(queue.queued_bytes(), 51);
         assert!(
-            !queue.save("k".into(), "y".repeat(200), TTL, 1),
+            !queue.save("k".into(), "y".repeat(200), TTL, 1, false),
             "over the budget"
         );
         assert_eq!(queue.queued_bytes(), 51);
-        assert!(queue.save("k".into(), "z".repeat(10), TTL, 1));
+        assert!(queue.save("k".into(), "z".repeat(10), TTL, 1, false));
         assert_eq!(queue.queued_bytes(), 11);
         assert!(!queue.push(Write::Entry(vec![("d", "e".repeat(95))], None)));
         let batch = taken(&mut w);

@@ -1230,7 +1230,7 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
         offset: Some(buffer.offset_string(parts.connected_at_offset)),
         epoch: parts.epoch,
     };
-    store.save(durable, buffer.config().max_disconnection_duration);
+    store.save(durable, buffer.config().max_disconnection_duration, true);
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first

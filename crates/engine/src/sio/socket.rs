@@ -518,7 +518,7 @@ impl Socket {
             return;
         };
         match self.durable_session_with(buffer, pid, &buffer.memberships_of(pid)) {
-            Some(session) => store.save(session, store.live_ttl(self.durable_ttl())),
+            Some(session) => store.save(session, store.live_ttl(self.durable_ttl()), false),
             // Still connected: its next save, once it fits again, must be taken.
             None => store.forget(pid.as_str(), self.epoch, false),
         }
@@ -951,7 +951,7 @@ impl Socket {
                     offset = ?session.offset,
                     "session stored for recovery"
                 );
-                store.save(session, self.durable_ttl());
+                store.save(session, self.durable_ttl(), true);
             } else {
                 store.forget(pid.as_str(), self.epoch, true);
             }

@@ -221,7 +221,7 @@ fn offset_key(offset: &str) -> (u64, u64) {
 }
 
 impl SessionStore for SharedStore {
-    fn save(&self, session: DurableSession, _ttl: Duration) {
+    fn save(&self, session: DurableSession, _ttl: Duration, _ended: bool) {
         self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if session.epoch < self.epoch(&session.pid) {
             return;
