@@ -725,24 +725,24 @@ async fn a_replay_longer_than_the_queue_bound_is_delivered_whole_and_the_bound_s
     assert_eq!(disconnects(&io, "slow consumer"), 1);
 }
 
-/// A client whose connection closes while its resume is still in the middleware (a
-/// slow auth check) never heard it was recovered: the session it came for is kept
-/// again, and its next try recovers it.
-#[tokio::test(start_paused = true)]
-async fn a_resume_whose_connection_closes_midway_leaves_the_session_for_the_next_try() {
+/// A server whose resuming clients go through the middleware too, and wait there
+/// until the test adds a permit to the gate; and one client that connected and
+/// dropped (the server kept its session): the server, the gate, its `(sid, pid)`.
+async fn gated_resumes() -> (
+    switchboard_engine::Io,
+    std::sync::Arc<tokio::sync::Semaphore>,
+    (String, String),
+) {
     let mut cfg = config();
     cfg.recovery = Some(RecoveryConfig {
         max_disconnection_duration: Duration::from_secs(60),
-        // Resuming clients go through the middleware too.
         skip_middlewares: false,
         ..RecoveryConfig::default()
     });
     let io = server(cfg);
-    let ns = io.of("/");
-    // Resuming clients wait in the middleware until the test lets one through.
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let in_middleware = gate.clone();
-    ns.use_middleware(move |socket| {
+    io.of("/").use_middleware(move |socket| {
         let gate = in_middleware.clone();
         async move {
             if socket.auth().get("pid").is_some() {
@@ -753,8 +753,18 @@ async fn a_resume_whose_connection_closes_midway_leaves_the_session_for_the_next
     });
     let client = Client::handshake(&io).await;
     client.post("40").await;
-    let (sid, pid) = connect_answer(&client.get().await);
+    let ids = connect_answer(&client.get().await);
     drop_by_ping_timeout(&client).await;
+    (io, gate, ids)
+}
+
+/// A client whose connection closes while its resume is still in the middleware (a
+/// slow auth check) never heard it was recovered: the session it came for is kept
+/// again, and its next try recovers it.
+#[tokio::test(start_paused = true)]
+async fn a_resume_whose_connection_closes_midway_leaves_the_session_for_the_next_try() {
+    let (io, gate, (sid, pid)) = gated_resumes().await;
+    let ns = io.of("/");
 
     let gone = Client::handshake(&io).await;
     gone.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
@@ -878,30 +888,9 @@ async fn a_socket_disconnected_with_close_keeps_no_session_to_resume() {
 /// closes midway, above), so the kick cannot be undone by resuming it later.
 #[tokio::test(start_paused = true)]
 async fn a_resume_under_way_on_a_kicked_connection_is_not_kept_again() {
-    let mut cfg = config();
-    cfg.recovery = Some(RecoveryConfig {
-        max_disconnection_duration: Duration::from_secs(60),
-        skip_middlewares: false,
-        ..RecoveryConfig::default()
-    });
-    let io = server(cfg);
+    let (io, gate, (sid, pid)) = gated_resumes().await;
     let ns = io.of("/");
     io.of("/other");
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let in_middleware = gate.clone();
-    ns.use_middleware(move |socket| {
-        let gate = in_middleware.clone();
-        async move {
-            if socket.auth().get("pid").is_some() {
-                gate.acquire().await.unwrap().forget();
-            }
-            Ok(())
-        }
-    });
-    let client = Client::handshake(&io).await;
-    client.post("40").await;
-    let (sid, pid) = connect_answer(&client.get().await);
-    drop_by_ping_timeout(&client).await;
 
     let kicked = Client::handshake(&io).await;
     kicked.post("40/other,").await;
