@@ -237,11 +237,7 @@ async fn a_message_too_long_to_decode_is_dropped_and_counted() {
     formed(&[&one]).await;
     let (client, _) = Client::connected(&one.io).await;
     let health = one.cluster.health().unwrap().clone();
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = support::patient_conn(&redis).await;
     for (event, size) in [("big", 17 << 20), ("small", 10)] {
         let message = BroadcastMessage {
             uid: "forged".to_owned(),

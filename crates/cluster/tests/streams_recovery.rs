@@ -375,11 +375,7 @@ async fn a_replay_from_the_log_skips_an_entry_too_long_to_decode() {
     let last_seen = offset(&client.events().await[0]);
     drop_from(&client, &one).await;
     durable(one.ns().to("a"), "seq", json!(1)).await;
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = support::patient_conn(&redis).await;
     let _: String = redis::cmd("XADD")
         .arg("socket.io")
         .arg("*")

@@ -37,6 +37,19 @@ pub(crate) use switchboard_test_support::{
     DEADLINE, RedisServer, eventually, within, without_hanging,
 };
 
+/// A plain connection to `redis` for a test's own commands, which waits for answers
+/// as long as [`DEADLINE`]: the client library's default gives up after 500 ms, which
+/// a command writing many megabytes can take on a machine busy with other tests.
+pub(crate) async fn patient_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection to Redis");
+    conn.set_response_timeout(DEADLINE);
+    conn
+}
+
 // --------------------------------------------------------------------------------- nodes
 
 /// The cluster secret every test node shares.
