@@ -248,10 +248,11 @@ pub(crate) struct Inner {
     /// Closed because what it was opened for was refused (an SSE request whose
     /// CONNECT was refused): reported as a refusal, not counted as a disconnect.
     pub(crate) refused: bool,
-    /// Ended on purpose by the server (an operator's disconnect with `close`): none of
-    /// its sockets' sessions is kept for recovery, whatever the close's reason turns
-    /// out to be (a DISCONNECT packet that overflowed the queue closes it as a slow
-    /// consumer), and none taken for a resume still under way is put back.
+    /// Ended on purpose by the server (an operator's disconnect with `close`): it
+    /// closes as `forced close` whichever close comes first (the client's, answering
+    /// its DISCONNECT, or a slow consumer's when that packet overflowed the queue), none
+    /// of its sockets' sessions is kept for recovery, and none taken for a resume
+    /// still under way is put back.
     pub(crate) kicked: bool,
     /// Why a message or body the client was sending was cut off, if one was.
     pub(crate) cutoff: Option<crate::diagnosis::Cutoff>,
@@ -740,6 +741,13 @@ impl Session {
             if inner.closed.is_some() {
                 return;
             }
+            // A kicked session closes as the server closed it, whichever close comes
+            // first: the client's own, answering the DISCONNECT it was sent, may
+            // overtake the server's.
+            let reason = match inner.kicked {
+                true => DisconnectReason::ForcedClose,
+                false => reason,
+            };
             inner.closed = Some(reason);
             inner.ending = ending;
             inner.queued_at_close = (inner.queue.len(), inner.queued_bytes);
