@@ -30,13 +30,29 @@ impl TokenBucket {
     /// to go back to it, the next take would refill the same time twice.
     pub fn take(&self, now: Instant) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = *state;
-        let tokens = (tokens + now.saturating_duration_since(last).as_secs_f64() * self.rate)
-            .min(self.burst);
-        let taken = tokens >= 1.0;
-        *state = (if taken { tokens - 1.0 } else { tokens }, now.max(last));
-        taken
+        take(&mut state, (self.rate, self.burst), now).is_ok()
     }
+}
+
+/// The arithmetic of a token bucket kept by its caller: takes a token of `bucket`
+/// (tokens left, when last counted), refilled at `rate` a second up to `burst`, at
+/// `now`; or says how long until it has one. An instant before the last refills
+/// nothing and leaves the last where it was.
+pub(crate) fn take(
+    bucket: &mut (f64, Instant),
+    (rate, burst): (f64, f64),
+    now: Instant,
+) -> Result<(), std::time::Duration> {
+    let (tokens, last) = bucket;
+    let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+    let refilled = (*tokens + elapsed * rate).min(burst);
+    *last = (*last).max(now);
+    if refilled >= 1.0 {
+        *tokens = refilled - 1.0;
+        return Ok(());
+    }
+    *tokens = refilled;
+    Err(std::time::Duration::from_secs_f64((1.0 - refilled) / rate))
 }
 
 #[cfg(test)]

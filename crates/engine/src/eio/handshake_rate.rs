@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::client_ip::ClientKey;
+use crate::bucket::take;
 use crate::config::HandshakeRate;
 
 /// Most addresses with an entry at once (about 5 MB of table).
@@ -116,26 +117,6 @@ impl HandshakeRates {
             .buckets
             .len()
     }
-}
-
-/// Takes a token of `bucket` (tokens left, when last counted), refilled at `rate` a
-/// second up to `burst`, at `now`; or says how long until it has one. An instant
-/// before the last refills nothing and leaves the last where it was.
-fn take(
-    bucket: &mut (f64, Instant),
-    (rate, burst): (f64, f64),
-    now: Instant,
-) -> Result<(), Duration> {
-    let (tokens, last) = bucket;
-    let elapsed = now.saturating_duration_since(*last).as_secs_f64();
-    let refilled = (*tokens + elapsed * rate).min(burst);
-    *last = (*last).max(now);
-    if refilled >= 1.0 {
-        *tokens = refilled - 1.0;
-        return Ok(());
-    }
-    *tokens = refilled;
-    Err(Duration::from_secs_f64((1.0 - refilled) / rate))
 }
 
 #[cfg(test)]

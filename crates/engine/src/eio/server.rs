@@ -480,14 +480,8 @@ impl EngineServer {
         headers: &http::HeaderMap,
         remote: SocketAddr,
     ) -> Result<Slot, NoSlot> {
-        let key =
-            (self.handshake_rates.is_some() || self.config.max_sessions_per_ip > 0).then(|| {
-                ClientKey::of(client_ip(
-                    remote.ip(),
-                    headers,
-                    &self.config.trusted_proxies,
-                ))
-            });
+        let key = (self.handshake_rates.is_some() || self.config.max_sessions_per_ip > 0)
+            .then(|| self.client_key(headers, remote));
         // The slot first: a handshake refused for capacity spends no token, so a
         // client retrying against a full node keeps its bucket. A slot refused a token
         // is given back as it drops.
@@ -507,14 +501,18 @@ impl EngineServer {
     /// `max_sessions_per_ip`) for a session not opened here (a relayed upgrade), or
     /// why not (counted in `connections_refused`).
     fn reserve_slot(&self, headers: &http::HeaderMap, remote: SocketAddr) -> Result<Slot, Full> {
-        let key = (self.config.max_sessions_per_ip > 0).then(|| {
-            ClientKey::of(client_ip(
-                remote.ip(),
-                headers,
-                &self.config.trusted_proxies,
-            ))
-        });
+        let key = (self.config.max_sessions_per_ip > 0).then(|| self.client_key(headers, remote));
         self.slot_for(key)
+    }
+
+    /// What the client is counted under: its address (from `X-Forwarded-For` behind
+    /// a trusted proxy) as a [`ClientKey`].
+    fn client_key(&self, headers: &http::HeaderMap, remote: SocketAddr) -> ClientKey {
+        ClientKey::of(client_ip(
+            remote.ip(),
+            headers,
+            &self.config.trusted_proxies,
+        ))
     }
 
     /// A slot, counted under `key` when sessions per address are bounded.
