@@ -1068,7 +1068,10 @@ pub(crate) const MAX_STORED_SESSION_BYTES: usize = 1 << 20;
 /// held it before: `KEYS[1]` is the session, `KEYS[2]` the claim of one take,
 /// `KEYS[3]` the session's epoch (`ARGV[1]`: how long the claim is kept, ms). The
 /// first call moves the session into the claim, with the next epoch in front of it;
-/// a retry of the same take finds both there. Returns `[session, epoch]` or nil.
+/// a retry of the same take finds both there. Returns `[session, epoch, ms left]` or
+/// nil: how long the session still had to live when it was taken (`-1` for a retry,
+/// which no longer knows; a session is kept again for that long if it is not resumed
+/// after all).
 ///
 /// The epoch: each take of a `pid` gets a higher one, and [`SAVE_SESSION`] and
 /// [`FORGET_SESSION`] ignore a socket whose epoch is lower than the latest. So a
@@ -1088,7 +1091,7 @@ const CLAIM_SESSION: &str = r"
 local claimed = redis.call('GET', KEYS[2])
 if claimed then
   local sep = string.find(claimed, ':', 1, true)
-  return {string.sub(claimed, sep + 1), string.sub(claimed, 1, sep - 1)}
+  return {string.sub(claimed, sep + 1), string.sub(claimed, 1, sep - 1), '-1'}
 end
 if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[2]) then
   redis.call('DEL', KEYS[1])
@@ -1096,13 +1099,14 @@ if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[2]) then
 end
 local stored = redis.call('GET', KEYS[1])
 if not stored then return false end
+local left = redis.call('PTTL', KEYS[1])
 redis.call('DEL', KEYS[1])
 local epoch = redis.call('INCR', KEYS[3])
 if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[1]) then
   redis.call('PEXPIRE', KEYS[3], ARGV[1])
 end
 redis.call('SET', KEYS[2], epoch .. ':' .. stored, 'PX', ARGV[1])
-return {stored, tostring(epoch)}
+return {stored, tostring(epoch), tostring(left)}
 ";
 
 /// Saves a session unless it has been taken since by a later epoch (see
@@ -1164,14 +1168,21 @@ fn epoch_key(key: &str) -> String {
 /// far longer than a take waits for Redis (5 s in the engine).
 const CLAIM_TTL: Duration = Duration::from_secs(30);
 
-/// Claims the session at `key` for the take `token` (see [`CLAIM_SESSION`]): the
-/// stored session and the epoch of this take.
+/// A session claimed by a take: its stored value, the epoch of this take, and how
+/// much longer it would have lived (unknown to a retry, and for a key without expiry).
+struct Claimed {
+    stored: String,
+    epoch: u64,
+    expires_in: Option<Duration>,
+}
+
+/// Claims the session at `key` for the take `token` (see [`CLAIM_SESSION`]).
 async fn claim_session(
     conn: &mut Conn,
     key: &str,
     token: &str,
-) -> redis::RedisResult<Option<(String, u64)>> {
-    let claimed: Option<(String, String)> = redis::cmd("EVAL")
+) -> redis::RedisResult<Option<Claimed>> {
+    let claimed: Option<(String, String, String)> = redis::cmd("EVAL")
         .arg(CLAIM_SESSION)
         .arg(3)
         .arg(key)
@@ -1181,7 +1192,11 @@ async fn claim_session(
         .arg(MAX_STORED_SESSION_BYTES)
         .query_async(conn)
         .await?;
-    Ok(claimed.map(|(stored, epoch)| (stored, epoch.parse().unwrap_or(0))))
+    Ok(claimed.map(|(stored, epoch, left)| Claimed {
+        stored,
+        epoch: epoch.parse().unwrap_or(0),
+        expires_in: left.parse::<u64>().ok().map(Duration::from_millis),
+    }))
 }
 
 /// How long a node's marker outlives its last write: far longer than any retry (the
@@ -1512,7 +1527,7 @@ impl SessionStore for StreamsNode {
             // lost (Redis killed right after it logged the claim) gets its session on
             // the next try instead of finding the key gone.
             let token = random_uid(16);
-            let (raw, epoch) = loop {
+            let claimed = loop {
                 match claim_session(&mut conn, &key, &token).await {
                     Ok(Some(claimed)) => break claimed,
                     // Right after Redis failed, another node may still hold this session
@@ -1528,7 +1543,7 @@ impl SessionStore for StreamsNode {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             };
-            let Ok(stored) = PersistedSession::decode(&raw) else {
+            let Ok(stored) = PersistedSession::decode(&claimed.stored) else {
                 return Ok(None);
             };
             let offset = stored
@@ -1543,7 +1558,8 @@ impl SessionStore for StreamsNode {
                 memberships,
                 data: to_json(stored.data),
                 offset,
-                epoch,
+                epoch: claimed.epoch,
+                expires_in: claimed.expires_in,
             }))
         })
     }
@@ -2178,23 +2194,40 @@ mod tests {
     }
 
     /// A take retried after its reply was lost gets the session it claimed; another
-    /// take (another token) finds it gone, and the claim goes away with its TTL.
+    /// take (another token) finds it gone, and the claim goes away with its TTL. The
+    /// first take learns how long the session had left to live.
     #[tokio::test]
     async fn a_session_claim_retried_with_its_token_gets_the_session_again() {
         let (_redis, mut conn) = start_redis().await;
         let key = "sio:session:abc";
-        let _: () = redis::AsyncCommands::set(&mut conn, key, "stored")
+        let _: () = redis::AsyncCommands::pset_ex(&mut conn, key, "stored", 60_000)
             .await
             .expect("SET");
         let first = claim_session(&mut conn, key, "t1").await.expect("claim");
-        assert_eq!(first, Some(("stored".to_owned(), 1)));
+        let left = first.as_ref().and_then(|c| c.expires_in);
+        assert!(
+            left.is_some_and(|left| left > Duration::ZERO && left <= Duration::from_secs(60)),
+            "how long the session had left: {left:?}"
+        );
+        assert_eq!(
+            first.map(|c| (c.stored, c.epoch)),
+            Some(("stored".to_owned(), 1))
+        );
         let retried = claim_session(&mut conn, key, "t1").await.expect("retry");
         assert_eq!(
-            retried,
+            retried.as_ref().and_then(|c| c.expires_in),
+            None,
+            "a retry no longer knows"
+        );
+        assert_eq!(
+            retried.map(|c| (c.stored, c.epoch)),
             Some(("stored".to_owned(), 1)),
             "the same take, retried, with the same epoch"
         );
-        let other = claim_session(&mut conn, key, "t2").await.expect("other");
+        let other = claim_session(&mut conn, key, "t2")
+            .await
+            .expect("other")
+            .map(|c| (c.stored, c.epoch));
         assert_eq!(other, None, "taken at most once");
         let ttl: i64 = redis::cmd("PTTL")
             .arg("{sio:session:abc}:claim:t1")
@@ -2232,7 +2265,10 @@ mod tests {
             .send(&conn, &[save(key, "first", 0)])
             .await
             .expect("save");
-        let taken = claim_session(&mut conn, key, "t1").await.expect("claim");
+        let taken = claim_session(&mut conn, key, "t1")
+            .await
+            .expect("claim")
+            .map(|c| (c.stored, c.epoch));
         assert_eq!(taken, Some(("first".to_owned(), 1)));
         target
             .send(&conn, &[save(key, "resumed", 1)])
@@ -2251,7 +2287,10 @@ mod tests {
         target.send(&conn, &stale).await.expect("stale writes");
         assert_eq!(get(conn.clone()).await.as_deref(), Some("resumed"));
 
-        let again = claim_session(&mut conn, key, "t2").await.expect("claim");
+        let again = claim_session(&mut conn, key, "t2")
+            .await
+            .expect("claim")
+            .map(|c| (c.stored, c.epoch));
         assert_eq!(
             again,
             Some(("resumed".to_owned(), 2)),
@@ -2350,7 +2389,10 @@ mod tests {
             .await
             .expect("save");
         assert_eq!(get(conn.clone()).await.as_deref(), Some("at the close"));
-        let taken = claim_session(&mut conn, key, "t1").await.expect("claim");
+        let taken = claim_session(&mut conn, key, "t1")
+            .await
+            .expect("claim")
+            .map(|c| (c.stored, c.epoch));
         assert_eq!(taken, Some(("at the close".to_owned(), 2)));
         target
             .send(&conn, &[save(key, "resumed", 2)])

@@ -700,3 +700,113 @@ async fn a_stored_session_found_but_not_resumed_does_not_skip_the_middleware() {
     assert!(answer.starts_with("40{\"sid\""), "{answer}");
     assert!(!answer.contains(&first.id), "{answer}");
 }
+
+/// Two nodes of one cluster whose resuming clients pass the middleware too
+/// (`skip_middlewares = false`), which admits `{"token":"good"}` only and keeps the
+/// client's `user` as its data.
+async fn verifying_pair(redis: &RedisServer) -> (Node, Node) {
+    let start = |name| {
+        Node::start(
+            redis,
+            NodeOptions::new(AdapterKind::RedisStreams, name).verifying_resumes(),
+        )
+    };
+    let (one, two) = (start("one").await, start("two").await);
+    formed(&[&one, &two]).await;
+    for node in [&one, &two] {
+        node.io.of("/").use_middleware(|socket| async move {
+            if socket.auth()["token"] != "good" {
+                return Err(switchboard_engine::ConnectError::new("token required"));
+            }
+            socket.set_data(json!({ "user": socket.auth()["user"] }));
+            Ok(())
+        });
+    }
+    (one, two)
+}
+
+/// How long Redis will still keep the session `pid` (ms); `None` when it has none.
+async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
+    let mut conn = support::patient_conn(redis).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("sio:session:{pid}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (ttl >= 0).then_some(ttl)
+}
+
+/// With `skip_middlewares = false` the middleware runs before the session a client
+/// names is taken from Redis: someone who knows a `pid` but whose token the middleware
+/// refuses is refused and leaves the session where it was, and its owner resumes it on
+/// the other node with what it missed. Before, the refused CONNECT had already taken
+/// the session out of Redis, and its owner started afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_the_middleware_refuses_leaves_the_session_for_its_owner() {
+    let redis = RedisServer::start().await;
+    let (one, two) = verifying_pair(&redis).await;
+    let owner = Client::handshake(&one.io).await;
+    let first = owner.connect(r#"{"token":"good","user":"ann"}"#).await;
+    join(&owner, &one, "a").await;
+    drop_from(&owner, &one).await;
+    durable(one.ns().to("a"), "seq", json!(1)).await;
+    let pid = first.pid.clone().unwrap();
+
+    let thief = Client::handshake(&two.io).await;
+    thief.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    assert_eq!(thief.get().await, r#"44{"message":"token required"}"#);
+    assert!(session_ttl(&redis, &pid).await.is_some(), "still stored");
+
+    let back = Client::handshake(&two.io).await;
+    let resumed = back
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
+        .await;
+    assert_eq!(resumed.id, first.id, "recovered");
+    assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
+}
+
+/// A session the application refuses to the connection that named it (`on_resume`:
+/// another user's valid token with the first one's `pid`) is kept again in Redis for
+/// its owner, for what was left of its window, not a new one; its owner then resumes
+/// it with what it missed. Before, the refused attempt had taken it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_refused_to_another_user_is_kept_again_for_what_was_left_of_its_window() {
+    let redis = RedisServer::start().await;
+    let (one, two) = verifying_pair(&redis).await;
+    two.io
+        .of("/")
+        .handlers()
+        .on_resume(|resume| resume.fresh["user"] != "bob");
+    let owner = Client::handshake(&one.io).await;
+    let first = owner.connect(r#"{"token":"good","user":"ann"}"#).await;
+    join(&owner, &one, "a").await;
+    drop_from(&owner, &one).await;
+    durable(one.ns().to("a"), "seq", json!(1)).await;
+    let pid = first.pid.clone().unwrap();
+    let redis = &redis;
+    eventually("the session is stored", || async {
+        session_ttl(redis, &pid).await.is_some()
+    })
+    .await;
+    let left = session_ttl(redis, &pid).await;
+
+    let other = Client::handshake(&two.io).await;
+    let fresh = other
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"bob"}}"#))
+        .await;
+    assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
+    assert!(fresh.events.is_empty(), "nor hear it: {:?}", fresh.events);
+    eventually("the session is stored again", || async {
+        session_ttl(redis, &pid).await.is_some()
+    })
+    .await;
+    let kept = session_ttl(redis, &pid).await;
+    assert!(kept <= left, "not a new window: {kept:?} after {left:?}");
+
+    let back = Client::handshake(&two.io).await;
+    let resumed = back
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
+        .await;
+    assert_eq!(resumed.id, first.id, "ann resumes her own session");
+    assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
+}

@@ -441,6 +441,11 @@ pub struct DurableSession {
     /// behind on a node that froze or lost its network cannot overwrite the session
     /// its client has since resumed elsewhere.
     pub epoch: u64,
+    /// How much longer the store would have kept the session, as it was taken
+    /// ([`SessionStore::take`]); `None` when unknown, and in a session to save. A
+    /// session taken but not resumed after all (refused to the connection that named
+    /// it) is kept again for this long, not for a whole new window.
+    pub expires_in: Option<Duration>,
 }
 
 /// When a stored session's socket was in the rooms whose events its replays judge by

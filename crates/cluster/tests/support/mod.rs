@@ -71,6 +71,9 @@ pub(crate) struct NodeOptions {
     pub(crate) name: String,
     /// With recovery: most bytes one client is replayed.
     pub(crate) max_replay_bytes: usize,
+    /// With recovery: whether a resumed session skips the middleware (Node's
+    /// `skipMiddlewares`, the default).
+    pub(crate) skip_middlewares: bool,
 }
 
 impl NodeOptions {
@@ -80,7 +83,16 @@ impl NodeOptions {
             recovery: false,
             name: name.to_owned(),
             max_replay_bytes: RecoveryConfig::default().max_replay_bytes,
+            skip_middlewares: true,
         }
+    }
+
+    /// Recovery on, a resuming client's middleware run too (`skip_middlewares =
+    /// false`).
+    pub(crate) fn verifying_resumes(mut self) -> Self {
+        self.recovery = true;
+        self.skip_middlewares = false;
+        self
     }
 
     /// Recovery on, replaying at most `bytes` to one client.
@@ -139,6 +151,7 @@ impl Node {
             recovery: options.recovery.then(|| RecoveryConfig {
                 max_disconnection_duration: Duration::from_secs(120),
                 max_replay_bytes: options.max_replay_bytes,
+                skip_middlewares: options.skip_middlewares,
                 ..RecoveryConfig::default()
             }),
             engine: EngineConfig {

@@ -392,20 +392,34 @@ impl Client {
             // log this node does not hold) before deciding anything.
             let (pid, offset) = (pid.to_owned(), offset.map(str::to_owned));
             let shared = self.shared.clone();
+            let may_skip = ns.recovery().is_some_and(|b| b.config().skip_middlewares);
             tokio::spawn(async move {
+                // Taking the session deletes it from the store: when the middleware is
+                // to run anyway, it runs first, so a client it refuses (someone who
+                // knows a `pid` but holds no valid token) leaves the session where it
+                // was for its owner. Node takes it first and loses it.
+                if !may_skip && let Err(err) = run_middleware(&socket).await {
+                    return refuse(&shared, &socket, reservation, &err);
+                }
                 let prepared = prepare_durable(&socket, store.clone(), &pid, offset).await;
                 if prepared.is_none() {
                     catch_up_to_log_end(&socket, &store).await;
                 }
-                let skip = prepared.is_some()
-                    && socket
-                        .ns()
-                        .recovery()
-                        .is_some_and(|b| b.config().skip_middlewares);
-                if !skip && let Err(err) = run_middleware(&socket).await {
+                let skip = may_skip && prepared.is_some();
+                if may_skip
+                    && !skip
+                    && let Err(err) = run_middleware(&socket).await
+                {
                     return refuse(&shared, &socket, reservation, &err);
                 }
-                finish_connect(&shared, socket, prepared, None, reservation, skip);
+                finish_connect(
+                    &shared,
+                    socket,
+                    prepared,
+                    None,
+                    reservation,
+                    Passage::of(skip),
+                );
             });
             return;
         }
@@ -415,12 +429,26 @@ impl Client {
                 && recovery_claim(&auth).is_some_and(|(pid, _)| buffer.has_session(pid))
         });
         if resuming || ns.handlers().middleware().is_empty() {
-            return finish_connect(&self.shared, socket, None, None, reservation, resuming);
+            return finish_connect(
+                &self.shared,
+                socket,
+                None,
+                None,
+                reservation,
+                Passage::of(resuming),
+            );
         }
         let shared = self.shared.clone();
         tokio::spawn(async move {
             match run_middleware(&socket).await {
-                Ok(()) => finish_connect(&shared, socket, None, None, reservation, false),
+                Ok(()) => finish_connect(
+                    &shared,
+                    socket,
+                    None,
+                    None,
+                    reservation,
+                    Passage::Middleware,
+                ),
                 Err(err) => refuse(&shared, &socket, reservation, &err),
             }
         });
@@ -441,7 +469,14 @@ impl Client {
                 Some(id) => Some(prepare_sse(&socket, &id).await),
                 None => None,
             };
-            finish_connect(&shared, socket, None, replay, reservation, false);
+            finish_connect(
+                &shared,
+                socket,
+                None,
+                replay,
+                reservation,
+                Passage::Middleware,
+            );
         });
     }
 }
@@ -885,6 +920,14 @@ async fn prepare_durable(
         memberships: &memberships,
     };
     let start_replay = read_older(socket, &store, from, listener).await.ok()?;
+    // When it was left, as far as the store tells: the window it has left is what it
+    // keeps if it is put back ([`put_back`]), not a new one.
+    let window = buffer.config().max_disconnection_duration;
+    let taken_at = now();
+    let disconnected_at = session
+        .expires_in
+        .and_then(|left| taken_at.checked_sub(window.saturating_sub(left)))
+        .unwrap_or(taken_at);
     let parts = SavedSessionParts {
         sid: session.sid.parse().ok()?,
         pid: session.pid.parse().ok()?,
@@ -895,7 +938,7 @@ async fn prepare_durable(
         epoch: session.epoch,
     };
     Some(Prepared {
-        session: saved_from_parts(parts, now()),
+        session: saved_from_parts(parts, disconnected_at),
         start: start_replay,
     })
 }
@@ -961,16 +1004,16 @@ fn recovery_claim(auth: &Value) -> Option<(&str, Option<&str>)> {
 /// its rooms after that id replayed under the same lock, and its CONNECT answer says
 /// whether that was possible (see [`connect_answer`]).
 ///
-/// `skipped`: the middleware was skipped because the client names a session to
-/// resume (Node's `skipMiddlewares`). When that session is not resumed after all, the
-/// middleware runs before the fresh socket is accepted.
+/// `passage`: whether the middleware ran, or was skipped because the client names a
+/// session to resume (Node's `skipMiddlewares`); when that session is not resumed
+/// after all, the middleware runs, and the fresh socket is accepted after it.
 fn finish_connect(
     shared: &Arc<ClientShared>,
     socket: Arc<Socket>,
     prepared: Option<Prepared>,
     sse: Option<SseReplay>,
     reservation: Reservation,
-    skipped: bool,
+    passage: Passage,
 ) {
     // Before the buffer lock: a cluster adapter's `init` reads the buffer.
     socket.ns().activate();
@@ -991,11 +1034,14 @@ fn finish_connect(
         return;
     };
     let auth = socket.auth_shared();
+    // The claim, unless it was tried already (and not resumed) before the middleware
+    // ran for it.
+    let claim = recovery_claim(&auth).filter(|_| passage != Passage::AfterSkip);
     // A live socket holding the `pid` is taken over, unless the application would not
     // hand its session to this connection: then it is not closed for it, and no copy
     // of the session (a durable one) is resumed beside it either.
     let mut refused_take_over = false;
-    if let Some((pid, _)) = recovery_claim(&auth)
+    if let Some((pid, _)) = claim
         && let Some(stale) = buffer.live_socket(pid)
     {
         let rooms = stale.rooms();
@@ -1037,26 +1083,32 @@ fn finish_connect(
             })
         })
     } else {
-        recovery_claim(&auth)
-            .and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()))
+        claim.and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()))
     };
     // The application may refuse the session to this socket (another user's token
-    // with the first one's `pid`): then it starts afresh.
-    let restored = restored.filter(|r| {
-        let ok = !refused_take_over
-            && socket
-                .ns()
-                .handlers()
-                .may_resume(&Resume {
+    // with the first one's `pid`): then it starts afresh, and the session is kept
+    // again for its owner.
+    let (restored, refused) = match restored {
+        Some(r)
+            if refused_take_over
+                || !socket.ns().handlers().may_resume(&Resume {
                     stored: &r.session.data,
                     fresh: &socket.data(),
                     rooms: &r.session.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
-                });
-        if !ok {
+                }) =>
+        {
             tracing::debug!(socket = %r.session.sid, "session refused to this connection by the application; not recovered");
+            (None, Some(r.session))
         }
-        ok
-    });
+        restored => (restored, None),
+    };
+    if let Some(session) = refused {
+        // Outside the buffer lock, which keeping it takes; the socket starts afresh,
+        // so nothing depends on what the buffer held meanwhile.
+        drop(state);
+        put_back(&socket, buffer, session, PutBack::Refused);
+        state = buffer.lock();
+    }
     // `max_replay_bytes` bounds the replays of a connection together, not each: one
     // connection may resume a session in each of its namespaces (up to
     // `MAX_NAMESPACES_PER_CONNECTION`).
@@ -1073,12 +1125,17 @@ fn finish_connect(
     // after the restore. Before, the fresh socket was accepted without it: a client
     // whose token had expired, or who had none, got a socket by naming its old `pid`
     // with a bad offset.
-    if skipped && restored.is_none() && !socket.ns().handlers().middleware().is_empty() {
+    if passage == Passage::Skipped
+        && restored.is_none()
+        && !socket.ns().handlers().middleware().is_empty()
+    {
         drop(state);
         let shared = shared.clone();
         tokio::spawn(async move {
             match run_middleware(&socket).await {
-                Ok(()) => finish_connect(&shared, socket, None, sse, reservation, false),
+                Ok(()) => {
+                    finish_connect(&shared, socket, None, sse, reservation, Passage::AfterSkip)
+                }
                 Err(err) => refuse(&shared, &socket, reservation, &err),
             }
         });
@@ -1117,7 +1174,7 @@ fn finish_connect(
         socket.ns().leave_all(socket.id());
         prepared.ns().leave_all(prepared.id());
         if let Some(restored) = restored {
-            put_back(&socket, buffer, restored.session);
+            put_back(&socket, buffer, restored.session, PutBack::Closed);
         }
         return;
     }
@@ -1205,22 +1262,66 @@ fn finish_connect(
     drop(reservation);
 }
 
-/// Keeps again a session that was taken to resume a connection which closed before
-/// its socket could be registered: the client never heard it was recovered, and its
-/// next try must find the session where the first one did (the durable store, or this
-/// node's buffer with its original disconnection time, so the window is not extended).
-fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
+/// Why a session taken to be resumed is kept again ([`put_back`]).
+#[derive(Debug, Clone, Copy)]
+enum PutBack {
+    /// The connection closed before its socket could be registered: the client never
+    /// heard it was recovered.
+    Closed,
+    /// The application refused it to this connection (`on_resume`: another user's
+    /// token with the first one's `pid`, or a token that no longer grants its rooms):
+    /// it is its owner's still, and whoever named it must not discard it.
+    Refused,
+}
+
+/// How a CONNECT reached [`finish_connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Passage {
+    /// Through the namespace's middleware (or it has none).
+    Middleware,
+    /// The middleware was skipped: the client names a session to resume.
+    Skipped,
+    /// The session it named was not resumed, and the middleware then ran: a fresh
+    /// socket, whatever the claim. Trying the claim again would resume on the
+    /// middleware's word what was refused without it (a session whose stored token
+    /// expired, resumed on the same token within the verifier's leeway), or take over
+    /// a live socket twice.
+    AfterSkip,
+}
+
+impl Passage {
+    /// [`Passage::Skipped`] if `skipped`, otherwise [`Passage::Middleware`].
+    fn of(skipped: bool) -> Self {
+        if skipped {
+            Passage::Skipped
+        } else {
+            Passage::Middleware
+        }
+    }
+}
+
+/// Keeps again a session that was taken to resume a connection but was not resumed
+/// ([`PutBack`]): the next try must find the session where the first one did (the
+/// durable store, or this node's buffer), with its original disconnection time, so
+/// the window is not extended.
+fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession, why: PutBack) {
     if socket.session().kicked() {
         // Its connection was ended on purpose meanwhile: nothing to come back to.
         tracing::debug!(socket = %session.sid, "connection ended on purpose while resuming; session dropped");
         return;
     }
-    tracing::debug!(socket = %session.sid, "connection closed while resuming; session kept again");
+    tracing::debug!(socket = %session.sid, ?why, "session not resumed; kept again");
     let (parts, disconnected_at) = session.into_parts();
     let Some(store) = socket.ns().adapter().session_store() else {
         buffer.persist(parts, disconnected_at);
         return;
     };
+    let window = buffer.config().max_disconnection_duration;
+    let ttl = window.saturating_sub(now().saturating_duration_since(disconnected_at));
+    if ttl.is_zero() {
+        tracing::debug!(socket = %parts.sid, "its window has passed; session dropped");
+        return;
+    }
     let durable = DurableSession {
         sid: parts.sid.to_string(),
         pid: parts.pid.to_string(),
@@ -1229,8 +1330,9 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
         data: parts.data,
         offset: Some(buffer.offset_string(parts.connected_at_offset)),
         epoch: parts.epoch,
+        expires_in: None,
     };
-    store.save(durable, buffer.config().max_disconnection_duration, true);
+    store.save(durable, ttl, true);
 }
 
 /// Marks the socket connected and registers it; false if the connection closed first

@@ -498,6 +498,7 @@ impl Socket {
             data: self.data(),
             offset: Some(buffer.offset_string(self.connected_at_offset)),
             epoch: self.epoch,
+            expires_in: None,
         };
         (super::recovery::durable_bytes(buffer, &session) <= buffer.config().max_bytes_per_session)
             .then_some(session)

@@ -602,6 +602,7 @@ async fn reads_of_the_log_for_replays_are_bounded() {
                 data: Value::Null,
                 offset: Some("400-0".to_owned()),
                 epoch: 0,
+                expires_in: None,
             },
         );
     }

@@ -533,3 +533,34 @@ async fn a_resume_with_a_token_that_no_longer_grants_its_rooms_starts_afresh() {
         ["org:globex"]
     );
 }
+
+/// With `skip_middlewares = false`, a session refused to the connection that named it
+/// is kept again for its owner: bob, holding alice's dropped session's `pid` with his
+/// own valid token, gets a fresh socket, and alice then resumes hers with what she
+/// missed. Before, bob's attempt had taken the session and alice started afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_refused_to_another_user_is_kept_for_its_owner() {
+    let (io, _installed) = rules_io(
+        "[namespaces.rooms]\nauto_join = [\"user:{sub}\"]\n",
+        verifying_recovery(),
+    );
+    let (sid, resume) = dropped(&io, &token("alice")).await;
+    io.of("/chat")
+        .to("user:alice")
+        .emit("for-alice", Payload::new(vec![json!("while away")]));
+    let mut bobs = resume.clone();
+    bobs["token"] = json!(token("bob"));
+    let (bob, answer) = connect_with(&io, bobs).await;
+    assert!(answer.starts_with("40/chat,{\"sid\""), "{answer}");
+    assert!(!answer.contains(&sid), "bob does not resume it: {answer}");
+    assert!(!answer.contains("for-alice"), "nor hear it: {answer}");
+    assert_eq!(exchange(&io, Method::POST, &bob, "41/chat,").await, "ok");
+    until_sockets(&io, 0).await;
+
+    let (conn, mut answer) = connect_with(&io, resume).await;
+    assert!(answer.contains(&sid), "alice resumes: {answer}");
+    if !answer.contains("for-alice") {
+        answer.push_str(&exchange(&io, Method::GET, &conn, "").await);
+    }
+    assert!(answer.contains("while away"), "replayed: {answer}");
+}
