@@ -220,7 +220,7 @@ impl WebhookSettings {
         let secret = secret(r);
         let d = WebhookSettings::new(Uri::from_static("http://unset/"), Secret::new(""));
         let settings = WebhookSettings {
-            url: url_value.unwrap_or(d.url),
+            url: url_value.clone().unwrap_or(d.url),
             forward_url,
             secret: secret.unwrap_or(d.secret),
             timeout: duration(r, "timeout", d.timeout, false),
@@ -247,7 +247,8 @@ impl WebhookSettings {
             backoff_initial: duration(r, "backoff_initial", d.backoff_initial, false),
             backoff_max: duration(r, "backoff_max", d.backoff_max, false),
             backoff_multiplier: multiplier(r, d.backoff_multiplier),
-            max_retry_after: duration(r, "max_retry_after", d.max_retry_after, true),
+            // Zero would retry a backend that asked to wait at once.
+            max_retry_after: duration(r, "max_retry_after", d.max_retry_after, false),
             dead_letter_path: path(r, "dead_letter_path"),
             dead_letter_max_bytes: integer(
                 r,
@@ -268,6 +269,21 @@ impl WebhookSettings {
         };
         if settings.backoff_max < settings.backoff_initial {
             r.error("backoff_max", "must not be shorter than backoff_initial");
+        }
+        // Read now, as the sink would at start, so a bad file is reported with every
+        // other bad key; a file no `https` URL would use is a mistake too.
+        if let (Some(ca), Some(url)) = (&settings.tls_ca_file, &url_value) {
+            let https = [url, settings.forward_url()]
+                .into_iter()
+                .any(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS));
+            if !https {
+                r.error(
+                    "tls_ca_file",
+                    "is only read for https, and neither url nor forward_url is https",
+                );
+            } else if let Err(err) = switchboard_http_client::check_ca_file(ca) {
+                r.error("tls_ca_file", err.to_string());
+            }
         }
         settings
     }
@@ -310,7 +326,7 @@ mod tests {
     #[test]
     fn reads_every_key() -> Result<(), Vec<SettingError>> {
         let s = parse(
-            r#"[webhook]
+            &r#"[webhook]
 url = "https://example.test/hooks"
 forward_url = "http://127.0.0.1:8080/events"
 secret = "k"
@@ -329,8 +345,9 @@ dead_letter_path = "/tmp/dl.jsonl"
 dead_letter_max_bytes = 8192
 dead_letter_memory = 0
 drain_timeout = "0s"
-tls_ca_file = "ca.pem"
-"#,
+tls_ca_file = "CA"
+"#
+            .replace("CA", &test_ca().display().to_string()),
         )?;
         assert_eq!(
             s.forward_url(),
@@ -349,8 +366,42 @@ tls_ca_file = "ca.pem"
         assert_eq!(s.dead_letter_path, Some(PathBuf::from("/tmp/dl.jsonl")));
         assert_eq!((s.dead_letter_max_bytes, s.dead_letter_memory), (8192, 0));
         assert_eq!(s.drain_timeout, Duration::ZERO);
-        assert_eq!(s.tls_ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(s.tls_ca_file, Some(test_ca()));
         Ok(())
+    }
+
+    /// The test CA of `switchboard-http-client`.
+    fn test_ca() -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../http-client/testdata/ca.pem")
+    }
+
+    /// A CA file is read with the rest of the settings: one that cannot be read, or one
+    /// no `https` URL would use, is a bad key like any other; `max_retry_after = 0`
+    /// (retry at once a backend that asked to wait) is one too.
+    #[test]
+    fn a_ca_file_is_checked_with_the_other_keys() {
+        let table = |url: &str, ca: &str| {
+            format!(
+                "[webhook]\nurl = \"{url}\"\nsecret = \"k\"\ntls_ca_file = \"{ca}\"\nmax_retry_after = 0\n"
+            )
+        };
+        let missing = parse(&table("https://127.0.0.1:9/h", "/nonexistent/ca.pem"));
+        let errors = missing.err().unwrap_or_default();
+        assert_eq!(
+            keys(&errors),
+            ["hooks.webhook.max_retry_after", "hooks.webhook.tls_ca_file"]
+        );
+        let ca = test_ca().display().to_string();
+        let unused = parse(&table("http://127.0.0.1:9/h", &ca))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            unused.iter().any(|e| e.key == "hooks.webhook.tls_ca_file"
+                && e.kind
+                    .to_string()
+                    .contains("neither url nor forward_url is https")),
+            "{unused:?}"
+        );
     }
 
     #[test]

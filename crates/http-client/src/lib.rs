@@ -175,6 +175,13 @@ impl ClientBuilder {
     }
 }
 
+/// Reads `path` as [`ClientBuilder::build`] would for an `https` URL: a file that
+/// cannot be read, or holds no usable certificate, is an error. For configuration
+/// checks, so a bad file is reported with every other bad setting at start-up.
+pub fn check_ca_file(path: &Path) -> Result<(), BuildError> {
+    trust::root_store(Some(path)).map(|_| ())
+}
+
 /// An error and its sources, `: `-separated: hyper-util's top-level message ("client
 /// error (Connect)") says little alone.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

@@ -42,6 +42,19 @@ pub(crate) fn positive_count(n: Count) -> Checked<usize> {
     any_count(n)
 }
 
+/// A count or size from `min` to `max`; `why` says what the bounds are for.
+pub(crate) fn count_in(
+    min: usize,
+    max: usize,
+    why: &'static str,
+) -> impl FnOnce(Count) -> Checked<usize> {
+    move |n| match any_count(n)? {
+        n if n < min => Err(format!("must be at least {min}: {why}")),
+        n if n > max => Err(format!("must be at most {max}: {why}")),
+        n => Ok(n),
+    }
+}
+
 /// A count or size; zero allowed.
 pub(crate) fn any_count(n: Count) -> Checked<usize> {
     usize::try_from(n.0).map_err(|_| format!("{} is too large", n.0))

@@ -204,6 +204,24 @@ fn syntax_message(text: &str, err: &toml::de::Error) -> String {
     format!("line {line}, column {column}: {}", err.message().trim_end())
 }
 
+/// Whether `name` is one of the variables Kubernetes gives every pod for a Service
+/// named `switchboard` (`enableServiceLinks`, on by default): `SWITCHBOARD_PORT`,
+/// `SWITCHBOARD_PORT_3000_TCP_ADDR`, `SWITCHBOARD_SERVICE_HOST`,
+/// `SWITCHBOARD_SERVICE_PORT_HTTP`, …. They name no setting (no key is `port` or
+/// `service_*`, and a section's keys follow `__`); read as settings, the unknown keys
+/// stopped the server from starting in such a pod.
+fn is_service_link(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    !rest.contains(ENV_SEPARATOR)
+        && (rest == "PORT"
+            || rest.starts_with("PORT_")
+            || rest == "SERVICE_HOST"
+            || rest == "SERVICE_PORT"
+            || rest.starts_with("SERVICE_PORT_"))
+}
+
 /// The settings in the environment, sorted by variable name so errors come out in a
 /// stable order.
 fn env_overrides(vars: &[(String, String)]) -> Vec<Result<Override, ConfigError>> {
@@ -211,7 +229,9 @@ fn env_overrides(vars: &[(String, String)]) -> Vec<Result<Override, ConfigError>
     vars.sort();
     let mut out: Vec<_> = vars
         .iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name != CONFIG_FILE_ENV)
+        .filter(|(name, _)| {
+            name.starts_with(ENV_PREFIX) && name != CONFIG_FILE_ENV && !is_service_link(name)
+        })
         .map(|(name, value)| env_override(name, value))
         .collect();
     let level_env = format!("{ENV_PREFIX}LOG{ENV_SEPARATOR}LEVEL");

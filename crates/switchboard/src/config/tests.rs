@@ -177,14 +177,14 @@ fn env_overrides_file_and_flags_override_env() {
     ];
     let flags = [
         ("--listen", "127.0.0.1:6000"),
-        ("--set", "queue.max_bytes=2048"),
+        ("--set", "queue.max_bytes=2000000"),
     ];
     let loaded = load_ok(&sources(Some("valid.toml"), &env, &flags));
     let c = &loaded.config;
     assert_eq!(c.socketio.engine.ping_interval, Duration::from_millis(1234));
     assert!(!c.socketio.engine.cors.credentials);
     assert_eq!(c.listen.to_string(), "127.0.0.1:6000");
-    assert_eq!(c.socketio.engine.queue.max_bytes, 2048);
+    assert_eq!(c.socketio.engine.queue.max_bytes, 2_000_000);
     // Untouched values still come from the file.
     assert_eq!(c.socketio.engine.ping_timeout, Duration::from_secs(15));
     let o = &loaded.origins;
@@ -652,6 +652,81 @@ fn a_cluster_refuses_sizes_its_nodes_would_not_decode() {
     );
     assert!(errors.to_string().contains("16777216"), "{errors}");
     load_ok(&sources(None, &sizes, &[]));
+}
+
+/// Values each a number, but not one the server can run with, are refused with the
+/// rest: connection caps past what the listener's semaphore counts (which passed and
+/// then panicked the accept loop), a `max_payload` below a CONNECT's size, queue
+/// bounds the server's own first packets fill. A refused `max_payload` is named once,
+/// not again by the checks against it.
+#[test]
+fn sizes_that_cannot_work_are_refused_together() {
+    let env = [
+        ("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "2305843009213693951"),
+        (
+            "SWITCHBOARD_ENGINE__MAX_TCP_CONNECTIONS",
+            "9223372036854775807",
+        ),
+        ("SWITCHBOARD_QUEUE__MAX_BYTES", "100"),
+        ("SWITCHBOARD_QUEUE__MAX_PACKETS", "1"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    let mut keys = errors.keys();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "engine.max_connections",
+            "engine.max_tcp_connections",
+            "queue.max_bytes",
+            "queue.max_packets"
+        ],
+        "{errors}"
+    );
+    let env = [
+        ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "1"),
+        ("SWITCHBOARD_ENGINE__MAX_INBOUND_BYTES", "1024"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    assert_eq!(errors.keys(), ["engine.max_payload"], "{errors}");
+    let env = [
+        ("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "100000000"),
+        ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "1024"),
+        ("SWITCHBOARD_QUEUE__MAX_BYTES", "1024"),
+        ("SWITCHBOARD_QUEUE__MAX_PACKETS", "16"),
+    ];
+    let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
+    assert_eq!(
+        (e.max_connections, e.max_payload, e.queue.max_bytes),
+        (100_000_000, 1024, 1024)
+    );
+}
+
+/// A pod of a Kubernetes Service named `switchboard` gets `SWITCHBOARD_PORT`,
+/// `SWITCHBOARD_SERVICE_HOST` and the like (`enableServiceLinks`): they are no
+/// settings, and do not stop the server from starting. Any other unknown name still
+/// does.
+#[test]
+fn kubernetes_service_links_are_not_settings() {
+    let env = [
+        ("SWITCHBOARD_PORT", "tcp://10.96.0.12:3000"),
+        ("SWITCHBOARD_PORT_3000_TCP", "tcp://10.96.0.12:3000"),
+        ("SWITCHBOARD_PORT_3000_TCP_ADDR", "10.96.0.12"),
+        ("SWITCHBOARD_PORT_3000_TCP_PORT", "3000"),
+        ("SWITCHBOARD_PORT_3000_TCP_PROTO", "tcp"),
+        ("SWITCHBOARD_SERVICE_HOST", "10.96.0.12"),
+        ("SWITCHBOARD_SERVICE_PORT", "3000"),
+        ("SWITCHBOARD_SERVICE_PORT_HTTP", "3000"),
+        ("SWITCHBOARD_LISTEN", "127.0.0.1:5000"),
+    ];
+    let loaded = load_ok(&sources(None, &env, &[]));
+    assert_eq!(loaded.config.listen.to_string(), "127.0.0.1:5000");
+    let env = [
+        ("SWITCHBOARD_PORTS", "3000"),
+        ("SWITCHBOARD_ENGINE__PORT", "1"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    assert_eq!(errors.keys(), ["ports", "engine.port"], "{errors}");
 }
 
 /// The settings docs/security.md suggests for a node that faces the internet load, and

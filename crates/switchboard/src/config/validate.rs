@@ -22,6 +22,7 @@ pub(crate) fn validate(merged: Merged) -> Result<Loaded, ConfigErrors> {
     let mut validator = Validator {
         origins: &origins,
         errors,
+        payload_known: true,
     };
     let mut config = Config::default();
     match raw::from_table(table) {
@@ -35,12 +36,31 @@ pub(crate) fn validate(merged: Merged) -> Result<Loaded, ConfigErrors> {
     }
 }
 
+/// The smallest `engine.max_payload`: below it, ordinary CONNECTs are refused.
+const MIN_MAX_PAYLOAD: usize = 1024;
+
+/// The most `engine.max_connections` and `engine.max_tcp_connections` may be: far
+/// above what a machine holds, below what the listener's counting semaphore can (a
+/// larger value passed validation and then panicked the accept loop).
+const MAX_CONNECTIONS: usize = 100_000_000;
+
+/// The smallest `queue.max_packets`: a connection's own first packets must fit, also
+/// halved under memory pressure.
+const MIN_QUEUE_PACKETS: usize = 16;
+
+/// The smallest `queue.max_bytes`, for the same reason (the WebSocket `open` packet
+/// alone is over 100 bytes).
+const MIN_QUEUE_BYTES: usize = 1024;
+
 /// Collects errors while values are read; each reader returns `None` for a bad value
 /// so the default stays in place and validation goes on. Sections in sibling modules
 /// (`api`) add their own `impl Validator` blocks.
 pub(super) struct Validator<'a> {
     origins: &'a Origins,
     errors: Vec<ConfigError>,
+    /// Whether `engine.max_payload` holds what was written (or its default): checks
+    /// against it are skipped when it was refused.
+    payload_known: bool,
 }
 
 impl Validator<'_> {
@@ -272,17 +292,32 @@ impl Validator<'_> {
             raw.upgrade_timeout,
             duration,
         );
+        let payload_written = raw.max_payload.is_some();
+        let errors_before = self.errors.len();
         self.read(
             &mut e.max_payload,
             "engine.max_payload",
             raw.max_payload,
-            count,
+            check::count_in(
+                MIN_MAX_PAYLOAD,
+                usize::MAX,
+                "a CONNECT carrying a token takes hundreds of bytes",
+            ),
         );
+        // A bad `max_payload` is reported once, not again against what depends on it.
+        self.payload_known = !payload_written || self.errors.len() == errors_before;
+        let connections = || {
+            check::count_in(
+                1,
+                MAX_CONNECTIONS,
+                "a bound no machine reaches (each connection is a file descriptor)",
+            )
+        };
         self.read(
             &mut e.max_connections,
             "engine.max_connections",
             raw.max_connections,
-            count,
+            connections(),
         );
         // Unset, the TCP cap follows `max_connections`, with room for connections
         // that are not sessions (see the constant).
@@ -293,7 +328,7 @@ impl Validator<'_> {
             &mut e.max_tcp_connections,
             "engine.max_tcp_connections",
             raw.max_tcp_connections,
-            count,
+            connections(),
         );
         self.read(
             &mut e.body_timeout,
@@ -336,7 +371,7 @@ impl Validator<'_> {
             raw.trusted_proxies,
             networks,
         );
-        if e.max_inbound_bytes < e.max_payload {
+        if self.payload_known && e.max_inbound_bytes < e.max_payload {
             // A message of the allowed size could never arrive in pieces.
             self.invalid(
                 "engine.max_inbound_bytes",
@@ -400,14 +435,27 @@ impl Validator<'_> {
     fn queue(&mut self, raw: RawQueue, c: &mut Config) {
         self.unknown("queue", raw.unknown);
         let q = &mut c.socketio.engine.queue;
-        let count = check::positive_count;
         self.read(
             &mut q.max_packets,
             "queue.max_packets",
             raw.max_packets,
-            count,
+            check::count_in(
+                MIN_QUEUE_PACKETS,
+                usize::MAX,
+                "the server's own packets (the CONNECT answer, pings, an upgrade's) queue too, \
+                 and memory pressure halves the bound",
+            ),
         );
-        self.read(&mut q.max_bytes, "queue.max_bytes", raw.max_bytes, count);
+        self.read(
+            &mut q.max_bytes,
+            "queue.max_bytes",
+            raw.max_bytes,
+            check::count_in(
+                MIN_QUEUE_BYTES,
+                usize::MAX,
+                "the server's own first packets must fit",
+            ),
+        );
     }
 
     fn shutdown(&mut self, raw: RawShutdown, c: &mut Config) {
