@@ -315,6 +315,9 @@ pub enum ClusterError {
     Redis(String),
 }
 
+/// How often [`Cluster::flush_writes`] looks at the write queue.
+const FLUSH_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
 /// A running cluster membership: the adapter factory to build the server with, and
 /// the broker's health.
 #[derive(Clone)]
@@ -354,6 +357,11 @@ trait NodeHandle: Send + Sync {
     fn broker(&self) -> Option<&Arc<broker::Broker>>;
     /// Where the node's adapters find its questions (set by [`Cluster::start`]).
     fn questions(&self) -> &questions::Slot;
+    /// Bytes of ordered writes (stream entries, session saves and deletions) queued
+    /// and not yet taken by Redis.
+    fn unsent_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl Cluster {
@@ -408,6 +416,22 @@ impl Cluster {
             tag: new_tag(),
             shutdown,
         })
+    }
+
+    /// Waits, until `until` at most, for the node's queued writes to Redis to be
+    /// written (`redis-streams`: stream entries, and the sessions saved when a drain
+    /// closed their sockets); the bytes still unsent then (0: all written; always 0
+    /// for the other adapters, which queue no such writes). For a drain: the process
+    /// exits next, and a write still queued is lost.
+    pub async fn flush_writes(&self, until: tokio::time::Instant) -> usize {
+        let Some(node) = &self.node else { return 0 };
+        loop {
+            let unsent = node.unsent_bytes();
+            if unsent == 0 || tokio::time::Instant::now() >= until {
+                return unsent;
+            }
+            tokio::time::sleep(FLUSH_POLL_INTERVAL).await;
+        }
     }
 
     /// The adapter factory for [`switchboard_engine::Io::with_adapter`].

@@ -197,6 +197,10 @@ impl NodeHandle for StreamsNode {
     }
     /// Started, and not behind the stream after a gap (see [`StreamsNode::behind`]):
     /// readiness says so, so a balancer sends the clients it closed elsewhere.
+    fn unsent_bytes(&self) -> usize {
+        self.writes.unsent_bytes()
+    }
+
     fn joined(&self) -> bool {
         *self.started.borrow() && !self.behind.load(Ordering::Acquire)
     }

@@ -810,3 +810,37 @@ async fn a_session_refused_to_another_user_is_kept_again_for_what_was_left_of_it
     assert_eq!(resumed.id, first.id, "ann resumes her own session");
     assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
 }
+
+/// A drain's last step (`Cluster::flush_writes`): the writes a node queued while Redis
+/// stalled (here the save of a room its client joined) are waited for until Redis
+/// takes them, and what is still unsent when the time runs out is told. Before, the
+/// drain never waited: a process that exited meanwhile lost them, and a client that
+/// resumed elsewhere came back without the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_waits_for_the_writes_queued_while_redis_stalled() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(&redis).await;
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    redis.pause();
+    join(&client, &one, "late").await;
+    let soon = tokio::time::Instant::now() + Duration::from_millis(200);
+    assert!(
+        one.cluster.flush_writes(soon).await > 0,
+        "unsent while Redis is frozen"
+    );
+    redis.resume();
+    let later = tokio::time::Instant::now() + switchboard_test_support::DEADLINE;
+    assert_eq!(one.cluster.flush_writes(later).await, 0, "all written");
+    let store = two.ns().adapter().session_store().unwrap();
+    let stored = store
+        .take(&pid)
+        .await
+        .unwrap()
+        .expect("the session is stored");
+    assert!(
+        stored.rooms.contains(&"late".to_owned()),
+        "{:?}",
+        stored.rooms
+    );
+}

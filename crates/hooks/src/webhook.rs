@@ -170,6 +170,15 @@ impl WebhookSink {
             .snapshot(self.shared.queue.len(), self.shared.queue.capacity())
     }
 
+    /// Ends the flush now, whatever is left of `drain_timeout`: an event being
+    /// delivered is given up, and it and every queued one are dead-lettered
+    /// (`shutdown`). For a process whose own drain deadline has come (the shutdown
+    /// signal must have been given); [`finished`](Self::finished) then resolves once
+    /// the dead letters are written.
+    pub fn expire(&self) {
+        worker::advance(&self.shared.phase, Phase::Expired);
+    }
+
     /// Resolves once shutdown has completed: the queue was flushed or dead-lettered and
     /// the dead-letter file is written. `main` awaits it within its drain deadline.
     pub async fn finished(&self) {

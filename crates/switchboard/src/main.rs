@@ -45,12 +45,34 @@ use crate::signal::StopSignals;
 /// and supervisors read as "fix the invocation" rather than "restart and retry".
 const EXIT_INVALID_CONFIG: u8 = 64;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Serve(args) => serve(&args).await,
-        Command::CheckConfig(args) => check_config(&args),
-    }
+/// How long the runtime waits, once `serve` has returned, for blocking tasks still
+/// running (a host name lookup that hangs, a file write). Tokio's default waits for
+/// them without a limit: a resolver that never answered held the process past the
+/// drain deadline until the supervisor's SIGKILL.
+const RUNTIME_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Exit status after a second SIGTERM or SIGINT cut the drain short.
+const EXIT_SECOND_SIGNAL: i32 = 1;
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        match Cli::parse().command {
+            Command::Serve(args) => serve(&args).await,
+            Command::CheckConfig(args) => check_config(&args),
+        }
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    code
 }
 
 async fn serve(args: &ServeArgs) -> ExitCode {
@@ -83,9 +105,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .collect();
     tracing::info!(%addr, ?namespaces, "listening");
     println!("listening on {addr}");
-    let stop = async {
+    let stop = async move {
+        let mut signals = signals;
         let signal = signals.recv().await;
-        tracing::info!(signal, "shutting down");
+        tracing::info!(signal, "shutting down (a second signal exits at once)");
+        // The drain may last up to `shutdown.drain_deadline` (24 h at most): an
+        // operator's second signal ends it. Before, it was ignored.
+        tokio::spawn(async move {
+            let again = signals.recv().await;
+            tracing::warn!(
+                signal = again,
+                "second signal: exiting now, the drain unfinished"
+            );
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        });
     };
     let drained = server.run(stop).await.context("serving")?;
     let took_ms = drained.took.as_millis() as u64;

@@ -31,9 +31,15 @@ use crate::rules::{self, Hooks, Installed};
 const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Time kept at the end of the drain deadline, after the paced closes, for the last
-/// closed sessions to flush (the engine gives a slow WebSocket 1 s) and the hook sink
-/// to deliver their disconnects; half the deadline when that is shorter.
-const FLUSH_RESERVE: Duration = Duration::from_secs(1);
+/// closed sessions to flush (the engine gives a slow WebSocket 1 s) and then the hook
+/// sink to deliver their disconnects; half the deadline when that is shorter. Before,
+/// it was 1 s: sessions closed at the paced deadline could take all of it, and then
+/// neither their disconnect hooks nor the sink's flush had any time.
+const FLUSH_RESERVE: Duration = Duration::from_secs(2);
+
+/// How long, past the drain deadline, the webhook sink may take to dead-letter what it
+/// could not deliver (writing the dead-letter file).
+const DEAD_LETTER_WAIT: Duration = Duration::from_secs(1);
 
 /// A bound server, not yet serving.
 #[derive(Debug)]
@@ -42,6 +48,8 @@ pub(crate) struct Server {
     /// The API, health, metrics and static files.
     site: BoundSite,
     io: Io,
+    /// Its queued writes to Redis are flushed by the drain.
+    cluster: Cluster,
     /// The namespace rules' metrics and the hook sink, flushed during the drain.
     rules: Installed,
     /// Fired when `run`'s stop future resolves: readiness turns 503 while the sessions
@@ -100,7 +108,8 @@ pub(crate) enum BindError {
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Drained {
-    /// Whether every session and HTTP connection closed before the deadline.
+    /// Whether every session and HTTP connection closed, the hook sink flushed and
+    /// the writes to Redis were sent before the deadline.
     pub(crate) in_time: bool,
     /// Sessions still open when the drain ended.
     pub(crate) sessions_left: usize,
@@ -165,7 +174,7 @@ impl Server {
             .with_collector(api_metrics.clone())
             .with_collector(Arc::new(rules.clone()))
             .with_patterns(rules.patterns())
-            .with_cluster(cluster, node);
+            .with_cluster(cluster.clone(), node);
         if let Some(admin) = admin {
             state = state.with_collector(admin);
         }
@@ -174,6 +183,7 @@ impl Server {
             listener,
             site,
             io,
+            cluster,
             rules,
             draining,
             trigger,
@@ -224,6 +234,7 @@ impl Server {
             accept,
             finished,
             trigger: &self.trigger,
+            cluster: &self.cluster,
         };
         Ok(drain(&self.io, &hooks, ends, self.drain).await)
     }
@@ -237,20 +248,33 @@ struct Ends<'a> {
     finished: mpsc::Receiver<()>,
     /// Stops the accept loops, HTTP connections and session drivers.
     trigger: &'a ShutdownTrigger,
+    /// Its writes to Redis (the sessions the drain closed, saved for recovery) are
+    /// waited for.
+    cluster: &'a Cluster,
 }
 
 /// Closes the sessions in paced batches, then stops everything else and waits, up to
-/// `drain.deadline` in all, for every session to finish, the accept loop to return,
-/// every HTTP connection to end and the hook sink to flush (disconnect hooks included).
+/// `drain.deadline` in all, for every session to finish, then at once for the hook
+/// sink to flush (disconnect hooks included), for the writes to Redis queued so far to
+/// be sent, and for the accept loop to return and every HTTP connection to end. What the sink has not delivered by the deadline is
+/// dead-lettered, within [`DEAD_LETTER_WAIT`] more.
+///
+/// The sink's flush does not wait for the connections: a client holds an HTTP
+/// connection as long as it likes (an SSE stream it does not read, a request head or
+/// body sent slowly), and before, the flush began only after the last one ended, so
+/// such a client made the deadline pass with the flush not begun, and the disconnect
+/// hooks still queued were lost without a dead letter or a log line.
 async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> Drained {
     let started = Instant::now();
+    let end = started + drain.deadline;
     let engine = io.engine();
     let Ends {
         accept,
         mut finished,
         trigger,
+        cluster,
     } = ends;
-    let all_closed = async {
+    let sessions_closed = async {
         let report = engine.drain(drain.plan()).await;
         tracing::info!(
             batches = report.batches,
@@ -263,19 +287,41 @@ async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> 
         while engine.session_count() > 0 {
             tokio::time::sleep(DRAIN_POLL_INTERVAL).await;
         }
+    };
+    let sessions_in_time = tokio::time::timeout_at(end, sessions_closed).await.is_ok();
+    // Already done unless the deadline cut the sessions' close short.
+    trigger.trigger();
+    // Every disconnect hook is queued now (those of sessions still closing at the
+    // deadline aside).
+    let flushed = async {
+        if tokio::time::timeout_at(end, hooks.flush()).await.is_ok() {
+            return true;
+        }
+        if !hooks.expire(DEAD_LETTER_WAIT).await {
+            tracing::warn!("the webhook sink's dead letters were not all written in time");
+        }
+        false
+    };
+    let connections_ended = tokio::time::timeout_at(end, async {
         let _ = accept.await;
         // `None` once the last connection dropped its `Site`.
         let _ = finished.recv().await;
-        // Every disconnect hook is queued now.
-        hooks.flush().await;
+    });
+    // The sessions closed were saved for their clients to resume elsewhere: written
+    // only once the writer sends them, which the exit would cut short unseen.
+    let written = async {
+        let unsent = cluster.flush_writes(end).await;
+        if unsent > 0 {
+            tracing::warn!(
+                unsent_bytes = unsent,
+                "writes to redis still queued at the drain deadline (sessions saved for recovery among them) are lost"
+            );
+        }
+        unsent == 0
     };
-    let in_time = tokio::time::timeout(drain.deadline, all_closed)
-        .await
-        .is_ok();
-    // Already done unless the deadline cut the drain short.
-    trigger.trigger();
+    let (flushed, connections, written) = tokio::join!(flushed, connections_ended, written);
     Drained {
-        in_time,
+        in_time: sessions_in_time && flushed && connections.is_ok() && written,
         sessions_left: engine.session_count(),
         took: started.elapsed(),
     }
@@ -398,8 +444,8 @@ mod tests {
             deadline: Duration::from_millis(ms),
         };
         let paced = |ms| settings(ms).plan().deadline.as_millis();
-        assert_eq!(paced(10_000), 9_000, "1 s kept for the last flushes");
-        assert_eq!(paced(1_000), 500, "half of a short deadline");
+        assert_eq!(paced(10_000), 8_000, "2 s kept for the last flushes");
+        assert_eq!(paced(3_000), 1_500, "half of a short deadline");
         assert_eq!(paced(0), 0, "no deadline: everything closes at once");
         let plan = settings(10_000).plan();
         assert_eq!(

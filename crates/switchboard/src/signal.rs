@@ -21,8 +21,8 @@ impl StopSignals {
         })
     }
 
-    /// Resolves with the signal's name when one arrives.
-    pub(crate) async fn recv(mut self) -> &'static str {
+    /// Resolves with the signal's name when one arrives; again for the next one.
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",

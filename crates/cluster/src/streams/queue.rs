@@ -109,6 +109,12 @@ impl WriteQueue {
         self.shared.lock_saves()
     }
 
+    /// Bytes of writes queued or being sent, not yet taken by Redis (0: everything
+    /// queued so far is written).
+    pub(super) fn unsent_bytes(&self) -> usize {
+        self.shared.queued_bytes.load(Ordering::Acquire)
+    }
+
     fn reserve(&self, bytes: usize) -> bool {
         self.shared.reserve(bytes)
     }

@@ -72,12 +72,12 @@ async fn supervise(
     shutdown.await;
     let queued = shared.queue.len();
     tracing::debug!(queued, "webhook sink draining");
-    shared.phase.send_replace(Phase::Draining);
+    advance(&shared.phase, Phase::Draining);
     let flushed = tokio::time::timeout(shared.settings.drain_timeout, join_all(&mut workers))
         .await
         .is_ok();
     if !flushed {
-        shared.phase.send_replace(Phase::Expired);
+        advance(&shared.phase, Phase::Expired);
         join_all(&mut workers).await;
     }
     shared.phase.send_replace(Phase::Stopped);
@@ -96,6 +96,18 @@ async fn supervise(
     }
     shared.dead.close().await;
     done.send_replace(true);
+}
+
+/// Moves the sink's phase forward to `to`; never back (the process's own drain may
+/// have expired it already, [`crate::WebhookSink::expire`]).
+pub(crate) fn advance(phase: &watch::Sender<Phase>, to: Phase) {
+    phase.send_if_modified(|p| {
+        let moved = *p < to;
+        if moved {
+            *p = to;
+        }
+        moved
+    });
 }
 
 async fn join_all(workers: &mut JoinSet<()>) {

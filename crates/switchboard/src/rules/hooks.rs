@@ -63,4 +63,15 @@ impl Hooks {
             webhook.finished().await;
         }
     }
+
+    /// Ends a [`flush`](Self::flush) the drain's deadline cut short: what is left is
+    /// dead-lettered now, and this waits for that at most `wait`. Whether it was done.
+    pub(crate) async fn expire(&self, wait: std::time::Duration) -> bool {
+        self.stop.trigger();
+        let Some(webhook) = &self.webhook else {
+            return true;
+        };
+        webhook.expire();
+        tokio::time::timeout(wait, webhook.finished()).await.is_ok()
+    }
 }

@@ -75,3 +75,47 @@ fn one_clients_room_churn_does_not_crowd_out_another_clients_room_events() -> an
     assert!(dropped.is_some_and(|n| n >= 300.0), "{dropped:?}");
     Ok(())
 }
+
+/// A backend that stops answering as the server shuts down: the disconnects not
+/// delivered by `shutdown.drain_deadline` are dead-lettered (`shutdown`) before the
+/// process exits, even while a client holds an HTTP connection open (a request head
+/// sent by half). Before, the sink's flush began only once the last HTTP connection
+/// had ended, and a flush still under way at the deadline was cut off: either way the
+/// process exited with those disconnects neither delivered nor dead-lettered.
+#[test]
+fn disconnects_undelivered_at_the_drain_deadline_are_dead_lettered() -> anyhow::Result<()> {
+    let backend = super::backend::Backend::start(no_reply)?;
+    let dir = tempfile::tempdir()?;
+    let dead = dir.path().join("dead-letters.jsonl");
+    let config = super::support::testdata("rules_e2e.toml");
+    let mut server = super::support::TestServer::builder()
+        .args([std::ffi::OsStr::new("--config"), config.as_os_str()])
+        .env("SWITCHBOARD_HOOKS__WEBHOOK__URL", &backend.url())
+        .env(
+            "SWITCHBOARD_HOOKS__WEBHOOK__DEAD_LETTER_PATH",
+            &dead.display().to_string(),
+        )
+        .env("SWITCHBOARD_SHUTDOWN__DRAIN_DEADLINE", "2s")
+        .start()?;
+    let auth = json!({ "token": token("alice", 60, json!({}))? });
+    let (_alice, sid) = SioClient::connect(server.addr(), "/chat", auth)?.accepted()?;
+    backend.wait_for("connection", |d| d["socket_id"] == sid.as_str())?;
+    backend.stall();
+    let mut held = std::net::TcpStream::connect(server.addr())?;
+    std::io::Write::write_all(&mut held, b"GET /health/live HTTP/1.1\r\nHost: x\r\n")?;
+    server.signal("TERM")?;
+    let status = server.wait()?;
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    let letters = std::fs::read_to_string(&dead)
+        .map_err(|e| anyhow::anyhow!("no dead letters ({e}); stderr:\n{}", server.stderr()))?;
+    let dead_lettered = letters.lines().any(|line| {
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|letter| {
+            letter["reason"] == "shutdown"
+                && letter["event"]["type"] == "disconnection"
+                && letter["event"]["data"]["socket_id"] == sid.as_str()
+        })
+    });
+    assert!(dead_lettered, "{letters}\nstderr:\n{}", server.stderr());
+    drop(held);
+    Ok(())
+}

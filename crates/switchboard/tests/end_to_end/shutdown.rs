@@ -68,3 +68,35 @@ fn sigterm_with_a_zero_deadline_still_exits_zero() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A drain may last up to `shutdown.drain_deadline` (here an hour: a client holds an
+/// HTTP connection open with a request head sent by half); a second signal ends it at
+/// once, with status 1. Before, the second signal was ignored and only SIGKILL ended
+/// the process.
+#[test]
+fn a_second_signal_ends_the_drain_at_once() -> anyhow::Result<()> {
+    let mut server = TestServer::builder()
+        .args(["--set", "shutdown.drain_deadline=1h"])
+        .start()?;
+    let mut held = std::net::TcpStream::connect(server.addr())?;
+    std::io::Write::write_all(&mut held, b"GET /health/live HTTP/1.1\r\nHost: x\r\n")?;
+    server.signal("TERM")?;
+    super::support::eventually("the drain to begin", || {
+        Ok(server.stderr().contains("shutting down").then_some(()))
+    })?;
+    server.signal("INT")?;
+    let status = server.wait()?;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{status}; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        server.stderr().contains("second signal"),
+        "{}",
+        server.stderr()
+    );
+    drop(held);
+    Ok(())
+}
