@@ -109,13 +109,16 @@ pub(crate) fn to_json(value: MsgValue) -> Value {
 /// with.
 const PRIVATE_HEADERS: [&str; 3] = ["cookie", "authorization", "proxy-authorization"];
 
-/// The key of the CONNECT `auth` object that is never sent to other nodes: the
-/// bearer token (`auth.token`), as Switchboard's own auth reads it. Other `auth` keys
-/// are the application's and cross as Node sends them.
-const PRIVATE_AUTH_KEY: &str = "token";
+/// The keys of the CONNECT `auth` object that are never sent to other nodes: the
+/// bearer token (`auth.token`), as Switchboard's own auth reads it, and the Admin UI's
+/// login (`password`, and `sessionId`, which logs in as well: a `fetchSockets` of the
+/// admin namespace answered while a UI's connection handlers still ran carried them
+/// to Redis before 2026-12-07). Other `auth` keys are the application's and cross as
+/// Node sends them.
+const PRIVATE_AUTH_KEYS: [&str; 3] = ["token", "password", "sessionId"];
 
 /// A socket in a `fetchSockets()` answer, as Node serializes it, without the client's
-/// credentials ([`PRIVATE_HEADERS`], `auth.token`).
+/// credentials ([`PRIVATE_HEADERS`], [`PRIVATE_AUTH_KEYS`]).
 pub(crate) fn remote_socket(socket: SocketInfo) -> RemoteSocket {
     RemoteSocket {
         id: socket.id,
@@ -125,7 +128,7 @@ pub(crate) fn remote_socket(socket: SocketInfo) -> RemoteSocket {
     }
 }
 
-/// Node's handshake object without the [`PRIVATE_HEADERS`] and `auth.token`: what a
+/// Node's handshake object without the [`PRIVATE_HEADERS`] and [`PRIVATE_AUTH_KEYS`]: what a
 /// handshake may carry beyond this node (a `fetchSockets` answer, the Admin UI's
 /// events, both through Redis).
 pub fn without_credentials(mut handshake: Value) -> Value {
@@ -137,7 +140,7 @@ pub fn without_credentials(mut handshake: Value) -> Value {
         });
     }
     if let Some(auth) = handshake.get_mut("auth").and_then(Value::as_object_mut) {
-        auth.retain(|key, _| key != PRIVATE_AUTH_KEY);
+        auth.retain(|key, _| !PRIVATE_AUTH_KEYS.contains(&key.as_str()));
     }
     handshake
 }
@@ -268,7 +271,13 @@ mod tests {
                     "user-agent": "node-XMLHttpRequest",
                 },
                 "query": {"EIO": "4"},
-                "auth": {"token": "secret", "room": "lobby"},
+                "auth": {
+                    "token": "secret",
+                    "room": "lobby",
+                    "username": "admin",
+                    "password": "secret",
+                    "sessionId": "secret",
+                },
             }),
             rooms: vec!["s1".into()],
             data: json!(null),
@@ -279,7 +288,7 @@ mod tests {
             json!({
                 "headers": {"user-agent": "node-XMLHttpRequest"},
                 "query": {"EIO": "4"},
-                "auth": {"room": "lobby"},
+                "auth": {"room": "lobby", "username": "admin"},
             })
         );
         assert!(!sent.handshake.to_string().contains("secret"));

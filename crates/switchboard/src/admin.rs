@@ -398,11 +398,15 @@ impl Admin {
         let (Some(username), Some(password)) = (text("username"), text("password")) else {
             return Err(refused());
         };
-        if username != login.username {
-            return Err(refused());
-        }
+        // Both checked, the name in constant time, whatever either says: a wrong name
+        // refused before the password's check (unrated, at once) told a guesser the
+        // name by the answer's speed.
+        let user = switchboard_auth::ApiKeys::new([login.username.as_bytes()])
+            .find(username.as_bytes())
+            .is_some();
         let hash = login.password_hash.clone();
-        if self.passwords.verify(password, hash).await != Some(true) {
+        let password = self.passwords.verify(password, hash).await == Some(true);
+        if !(user && password) {
             return Err(refused());
         }
         let now = Instant::now();
@@ -452,7 +456,12 @@ impl Admin {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut complete = true;
-        'namespaces: for ns in self.io.namespaces() {
+        let until = Instant::now() + LISTING_DEADLINE;
+        'namespaces: for ns in shown_namespaces(&self.io) {
+            if Instant::now() >= until {
+                complete = false;
+                break;
+            }
             let left = LISTING_MAX_SOCKETS - out.len();
             // One more than fits, to know whether any was left out.
             let page = SocketsPage {
@@ -460,9 +469,15 @@ impl Admin {
                 limit: Some(left + 1),
                 brief: false,
             };
-            let sockets = match ns.all().fetch_sockets_page(&page).await {
-                Ok(sockets) => sockets,
-                Err(err) => {
+            let asked =
+                tokio::time::timeout_at(until.into(), ns.all().fetch_sockets_page(&page)).await;
+            let sockets = match asked {
+                Ok(Ok(sockets)) => sockets,
+                Err(_) => {
+                    complete = false;
+                    break;
+                }
+                Ok(Err(err)) => {
                     tracing::debug!(namespace = %ns.name(), error = %err, "admin: sockets not listed");
                     continue;
                 }
@@ -493,7 +508,7 @@ impl Admin {
             tracing::info!(
                 listed = out.len(),
                 bytes,
-                "admin: the UI's list of sockets is cut at {LISTING_MAX_SOCKETS} sockets or {LISTING_MAX_BYTES} bytes"
+                "admin: the UI's list of sockets is cut at {LISTING_MAX_SOCKETS} sockets, {LISTING_MAX_BYTES} bytes or {LISTING_DEADLINE:?}"
             );
         }
         out
@@ -722,6 +737,32 @@ const LISTING_MAX_SOCKETS: usize = 1_000;
 /// Most bytes of JSON `all_sockets` lists: one frame, a quarter of the default
 /// `queue.max_bytes` (4 MiB), so the UI's queue takes it with room for the rest.
 const LISTING_MAX_BYTES: usize = 1 << 20;
+/// Longest `all_sockets` takes: each namespace is a request to every node, one after
+/// another.
+const LISTING_DEADLINE: Duration = Duration::from_secs(10);
+/// Most namespaces a node shows the UI (`server_stats`, `all_sockets`). Clients may
+/// make up to `socketio.max_pattern_namespaces` (10,000) namespaces from a pattern:
+/// listed whole, each node's stats every 2 s were over a megabyte through Redis to
+/// every node and UI, and one UI's listing was that many requests to every node.
+const MAX_SHOWN_NAMESPACES: usize = 100;
+
+/// The namespaces a node shows the UI: those declared (`Io::of`: configured, the
+/// admin namespace) and those a pattern made that hold sockets here, the fullest
+/// first, at most [`MAX_SHOWN_NAMESPACES`]. A pattern's namespaces emptied here but
+/// kept for the recovery window are not shown.
+fn shown_namespaces(io: &Io) -> Vec<Arc<Namespace>> {
+    let mut shown: Vec<(bool, usize, Arc<Namespace>)> = io
+        .namespaces()
+        .into_iter()
+        .map(|ns| (ns.from_pattern(), ns.socket_count(), ns))
+        .filter(|(from_pattern, count, _)| !from_pattern || *count > 0)
+        .collect();
+    shown.sort_by(|a, b| {
+        (a.0, std::cmp::Reverse(a.1), a.2.name()).cmp(&(b.0, std::cmp::Reverse(b.1), b.2.name()))
+    });
+    shown.truncate(MAX_SHOWN_NAMESPACES);
+    shown.into_iter().map(|(_, _, ns)| ns).collect()
+}
 
 /// Most bytes of a live event (its name and arguments, as JSON) shown to the UI.
 const MAX_SHOWN_ARGS: usize = 4096;
@@ -873,9 +914,7 @@ async fn stats(admin: Arc<Admin>, ns: Arc<Namespace>, shutdown: Shutdown) {
             () = shutdown.wait() => return,
         }
         let now = metrics.snapshot();
-        let namespaces: Vec<Value> = admin
-            .io
-            .namespaces()
+        let namespaces: Vec<Value> = shown_namespaces(&admin.io)
             .iter()
             .map(|n| json!({ "name": n.name(), "socketsCount": n.socket_count() }))
             .collect();

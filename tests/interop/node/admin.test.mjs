@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
 import { startRedis } from "../cluster/redis.mjs";
+import { Manager } from "socket.io-client";
 import { Clients, TRANSPORT_MODES, connected, once } from "../lib/client.mjs";
 import { startServeNode } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
@@ -297,6 +298,61 @@ describe("the Socket.IO Admin UI protocol", () => {
       );
     });
   });
+  // Clients may make up to `socketio.max_pattern_namespaces` namespaces from a pattern.
+  // Each node's `server_stats` listed every one every 2 s, through Redis to every node
+  // and UI (over a megabyte at 10,000), and a UI's `all_sockets` asked every node about
+  // each in turn. A node now shows the declared namespaces and those a pattern made that
+  // hold sockets, the fullest first, at most 100. Here: 150 with a socket (three
+  // connections of 50 namespaces), and 20 emptied ones that recovery keeps.
+  describe("namespaces made from a pattern, shown bounded", () => {
+    let node;
+    const managers = [];
+    before(async () => {
+      node = await startServeNode({
+        name: "admin-patterns",
+        adapter: "memory",
+        // Recovery is on (`startServeNode`): emptied namespaces stay for its window.
+        extra: `${adminConfig({ mode: "development" })}\n[[namespaces]]\npattern = "/t-*"\n`,
+      });
+    });
+    after(async () => {
+      for (const manager of managers) manager.engine?.close();
+      await node?.stop();
+    });
+
+    /** Connects one connection's sockets to `names`; the sockets. */
+    async function connectAll(names) {
+      const manager = new Manager(node.url, { reconnection: false, autoConnect: false, ...WEBSOCKET.opts });
+      managers.push(manager);
+      const sockets = names.map((name) => manager.socket(name));
+      for (const socket of sockets) socket.connect();
+      await Promise.all(sockets.map((socket) => connected(socket)));
+      return sockets;
+    }
+
+    it("server_stats and all_sockets show at most 100 namespaces: the declared ones, then the fullest", async () => {
+      const emptied = await connectAll(Array.from({ length: 20 }, (_, i) => `/t-gone-${i}`));
+      for (const socket of emptied) socket.disconnect();
+      for (let c = 0; c < 3; c++) {
+        await connectAll(Array.from({ length: 50 }, (_, i) => `/t-${c}-${i}`));
+      }
+      const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
+      ui.connect();
+      await connected(ui);
+      const [, stats] = await heard(ui, "server_stats", 5_000);
+      const names = stats.namespaces.map((n) => n.name);
+      assert.ok(names.length <= 100, `${names.length} namespaces shown`);
+      assert.ok(names.includes("/") && names.includes("/admin"), JSON.stringify(names.slice(0, 5)));
+      assert.ok(!names.some((n) => n.startsWith("/t-gone-")), "emptied pattern namespaces are not shown");
+      const fromPattern = stats.namespaces.filter((n) => n.name.startsWith("/t-"));
+      assert.ok(fromPattern.length > 0 && fromPattern.every((n) => n.socketsCount >= 1), JSON.stringify(fromPattern.slice(0, 3)));
+      const [, sockets] = await heard(ui, "all_sockets", 15_000);
+      const listedNamespaces = new Set(sockets.map((s) => s.nsp));
+      assert.ok(listedNamespaces.size <= 100, `${listedNamespaces.size} namespaces listed`);
+      assert.ok(listedNamespaces.size > 1, `${listedNamespaces.size} namespaces listed`);
+    });
+  });
+
   // Development mode's list of sockets on connect is one `all_sockets` frame: past the
   // UI's outbound queue (`queue.max_bytes`) it closed the UI as a slow consumer on every
   // connect, and a node's answer past 16 MiB was dropped by the asking node. It now

@@ -316,6 +316,12 @@ impl Namespace {
         self.initialised.is_completed()
     }
 
+    /// Whether the namespace was created from a pattern (not declared with `Io::of`),
+    /// and so goes away once idle.
+    pub fn from_pattern(&self) -> bool {
+        self.removable()
+    }
+
     /// Whether the namespace goes away once idle (created from a pattern).
     pub(crate) fn removable(&self) -> bool {
         self.removable.load(Ordering::Acquire)
