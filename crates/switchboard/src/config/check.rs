@@ -29,6 +29,23 @@ pub(crate) fn positive_duration(d: duration::HumanDuration) -> Checked<Duration>
     any_duration(d)
 }
 
+/// The shortest period of a timer that runs for every connection or all the time
+/// (heartbeats, memory samples): below it a node spends more on timers than on its
+/// clients (a 1 ms `ping_interval` sent each client hundreds of pings a second), and
+/// no client's network answers within it.
+pub(crate) const MIN_PERIOD: Duration = Duration::from_millis(100);
+
+/// A duration of at least [`MIN_PERIOD`].
+pub(crate) fn period(d: duration::HumanDuration) -> Checked<Duration> {
+    if d.0 < MIN_PERIOD {
+        return Err(format!(
+            "must be at least {}ms: a shorter period costs more in timers than it serves",
+            MIN_PERIOD.as_millis()
+        ));
+    }
+    any_duration(d)
+}
+
 /// A duration up to [`duration::MAX`]; zero allowed.
 pub(crate) fn any_duration(d: duration::HumanDuration) -> Checked<Duration> {
     duration::check_max(d.0).map_err(|e| e.to_string())

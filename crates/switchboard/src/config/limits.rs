@@ -66,7 +66,7 @@ impl Validator<'_> {
             &mut c.limits.memory_interval,
             "limits.memory_interval",
             raw.memory_interval,
-            check::positive_duration,
+            check::period,
         );
     }
 }

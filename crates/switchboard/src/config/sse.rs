@@ -48,7 +48,7 @@ impl Validator<'_> {
             &mut s.config.heartbeat,
             "sse.heartbeat",
             raw.heartbeat,
-            check::positive_duration,
+            check::period,
         );
         self.read(
             &mut s.config.retry,

@@ -689,7 +689,28 @@ fn sizes_that_cannot_work_are_refused_together() {
     ];
     let errors = load_err(&sources(None, &env, &[]));
     assert_eq!(errors.keys(), ["engine.max_payload"], "{errors}");
+    // Timers of every connection, or always running: 100 ms at least.
     let env = [
+        ("SWITCHBOARD_ENGINE__PING_INTERVAL", "1ms"),
+        ("SWITCHBOARD_ENGINE__PING_TIMEOUT", "99ms"),
+        ("SWITCHBOARD_SSE__HEARTBEAT", "10ms"),
+        ("SWITCHBOARD_LIMITS__MEMORY_INTERVAL", "1ms"),
+    ];
+    let errors = load_err(&sources(None, &env, &[]));
+    let mut keys = errors.keys();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "engine.ping_interval",
+            "engine.ping_timeout",
+            "limits.memory_interval",
+            "sse.heartbeat"
+        ],
+        "{errors}"
+    );
+    let env = [
+        ("SWITCHBOARD_ENGINE__PING_INTERVAL", "100ms"),
         ("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "100000000"),
         ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "1024"),
         ("SWITCHBOARD_QUEUE__MAX_BYTES", "1024"),

@@ -278,13 +278,13 @@ impl Validator<'_> {
             &mut e.ping_interval,
             "engine.ping_interval",
             raw.ping_interval,
-            duration,
+            check::period,
         );
         self.read(
             &mut e.ping_timeout,
             "engine.ping_timeout",
             raw.ping_timeout,
-            duration,
+            check::period,
         );
         self.read(
             &mut e.upgrade_timeout,
