@@ -28,7 +28,7 @@ use super::websocket::{self, Incoming, WsStream, now};
 /// Longest time spent flushing the final frames (the `close` packet) to a WebSocket
 /// client that is not reading, or waiting for a polling client closed by a drain to
 /// fetch them; past it the socket is simply dropped.
-const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a polling session closed by the client stays answerable, so that a GET
 /// sent concurrently with the closing POST receives its noop.

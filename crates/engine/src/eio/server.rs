@@ -882,7 +882,10 @@ impl EngineServer {
             let mut ws = websocket::stream(upgraded, &config, &inbound).await;
             if duplicate {
                 tracing::debug!(sid = %session.sid(), "duplicate upgrade closed");
-                let _ = futures_util::SinkExt::close(&mut ws).await;
+                // As any closing WebSocket: a client that does not read the close
+                // frame does not hold the task (and its connection) longer.
+                let close = futures_util::SinkExt::close(&mut ws);
+                let _ = tokio::time::timeout(super::driver::CLOSE_FLUSH_TIMEOUT, close).await;
                 return;
             }
             websocket::upgrade(session, ws, config.upgrade_timeout).await;

@@ -171,7 +171,8 @@ pub(crate) async fn upgrade(session: Arc<Session>, mut ws: WsStream, timeout: st
         _ => {
             session.abort_upgrade();
             tracing::debug!(sid = %session.sid(), "upgrade abandoned");
-            let _ = ws.close(None).await;
+            let close = ws.close(None);
+            let _ = tokio::time::timeout(super::driver::CLOSE_FLUSH_TIMEOUT, close).await;
         }
     }
 }
