@@ -109,12 +109,13 @@ pub(crate) fn to_json(value: MsgValue) -> Value {
 /// with.
 const PRIVATE_HEADERS: [&str; 3] = ["cookie", "authorization", "proxy-authorization"];
 
-/// The keys of the CONNECT `auth` object that are never sent to other nodes: the
-/// bearer token (`auth.token`), as Switchboard's own auth reads it, and the Admin UI's
-/// login (`password`, and `sessionId`, which logs in as well: a `fetchSockets` of the
-/// admin namespace answered while a UI's connection handlers still ran carried them
-/// to Redis before 2026-12-07). Other `auth` keys are the application's and cross as
-/// Node sends them.
+/// The keys of the CONNECT `auth` object that are never sent to other nodes, in any
+/// namespace: the bearer token (`auth.token`), as Switchboard's own auth reads it, and
+/// the Admin UI's login (`password`, and `sessionId`, which logs in as well: a
+/// `fetchSockets` of the admin namespace answered while a UI's connection handlers
+/// still ran carried them to Redis before 2026-12-07); an application's own
+/// `password` or `sessionId` is taken for a credential too. The other `auth` keys are
+/// the application's and cross as Node sends them.
 const PRIVATE_AUTH_KEYS: [&str; 3] = ["token", "password", "sessionId"];
 
 /// A socket in a `fetchSockets()` answer, as Node serializes it, without the client's

@@ -108,16 +108,30 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stop = async move {
         let mut signals = signals;
         let signal = signals.recv().await;
-        tracing::info!(signal, "shutting down (a second signal exits at once)");
+        tracing::info!(
+            signal,
+            "shutting down (the same signal again exits at once)"
+        );
         // The drain may last up to `shutdown.drain_deadline` (24 h at most): an
-        // operator's second signal ends it. Before, it was ignored.
+        // operator's second signal ends it. Before, it was ignored. Only the same
+        // signal: a Ctrl-C under a process manager (foreman, honcho) sends SIGINT
+        // from the terminal and then SIGTERM from the manager, which must drain.
         tokio::spawn(async move {
-            let again = signals.recv().await;
-            tracing::warn!(
-                signal = again,
-                "second signal: exiting now, the drain unfinished"
-            );
-            std::process::exit(EXIT_SECOND_SIGNAL);
+            loop {
+                let again = signals.recv().await;
+                if again == signal {
+                    tracing::warn!(
+                        signal = again,
+                        "second signal: exiting now, the drain unfinished"
+                    );
+                    std::process::exit(EXIT_SECOND_SIGNAL);
+                }
+                tracing::info!(
+                    signal = again,
+                    first = signal,
+                    "signal during the drain ignored; the first one again exits at once"
+                );
+            }
         });
     };
     let drained = server.run(stop).await.context("serving")?;

@@ -39,7 +39,7 @@ const WEBHOOK_SECRET = "diagnosis-tests-webhook-secret-0123456789";
 const [WEBSOCKET, POLLING] = TRANSPORT_MODES;
 
 /** `engine.max_payload` of the shared server. */
-const MAX_PAYLOAD = 1000;
+const MAX_PAYLOAD = 1024;
 /** The rate limit of `/limited`. */
 const RATE = { events_per_second: 2, burst: 2, disconnect_after: 3 };
 /** The heartbeat of the heartbeat server, in ms. */

@@ -435,11 +435,14 @@ redis_url = "${redis.url}"
 secret = "cluster-secret-of-the-hostile-suite-0123456789"
 `;
   }
+  // An API emit must fit the queue too (configuration error otherwise).
   const config = `
 [engine]
 max_payload = ${MAX_PAYLOAD}
 [queue]
 max_bytes = ${2 * MAX_PAYLOAD}
+[api]
+max_body_bytes = ${2 * MAX_PAYLOAD}
 ${cluster}`;
   const server = await serve(config);
   const other = adapter ? await serve(config) : server;

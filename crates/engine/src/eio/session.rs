@@ -69,6 +69,10 @@ pub enum Message {
     Binary(Bytes),
 }
 
+/// Bytes the `close` frame may take past the queue's byte bound: its one byte (`1`,
+/// or the noop `6` that ends a polling session the client closed).
+pub(crate) const CLOSE_FRAME_SLACK: usize = 1;
+
 /// Most header bytes a session keeps from its handshake request, counted per header as
 /// HTTP/2 counts a header list (name + value + 32 bytes of per-entry overhead, RFC 9113
 /// §6.5.2). Every session keeps its headers for its whole life; 8 KiB holds the headers
@@ -671,13 +675,8 @@ impl Session {
                 self.limits.max_packets / shrink,
                 self.limits.max_bytes / shrink,
             );
-            // A message alone in the queue is taken whatever its size: one larger than
-            // the byte bound (a client's event of up to `max_payload`, relayed) would
-            // otherwise close every receiver, however fast, as a slow consumer. Its
-            // frames are shared by every receiver, and bounded where they were made.
-            let alone = inner.queue.is_empty();
             if inner.queue.len() + frames.len() > max_packets + extra_packets
-                || (!alone && inner.queued_bytes + bytes > max_bytes + extra_bytes)
+                || inner.queued_bytes + bytes > max_bytes + extra_bytes
             {
                 drop(inner);
                 tracing::debug!(sid = %self.sid, "outbound queue full, closing slow consumer");
@@ -727,9 +726,9 @@ impl Session {
     /// which removes the session and tells the handler. Idempotent; the first reason wins.
     ///
     /// The `close` frame is the one frame queued past the bounds, so that a session
-    /// closed because its queue is full can still tell its client: one packet of one
-    /// byte (`1`, or the noop `6` that ends a polling session the client closed), at
-    /// most once per session (only the first close queues anything).
+    /// closed because its queue is full can still tell its client: a reserved slack of
+    /// [`CLOSE_FRAME_SLACK`], used at most once per session (only the first close
+    /// queues anything).
     pub fn close(&self, reason: DisconnectReason) {
         self.close_ended(reason, Ending::Unknown);
     }
@@ -765,10 +764,11 @@ impl Session {
             if let Some(last) = last {
                 inner.queue.push_back(Frame::text(last));
                 inner.queued_bytes += last.len();
-                let (extra_packets, _) = inner.replay_allowance;
+                let (extra_packets, extra_bytes) = inner.replay_allowance;
                 debug_assert!(inner.queue.len() <= self.limits.max_packets + extra_packets + 1);
-                // No assertion on bytes: one message taken alone may pass the byte
-                // bound (`push`).
+                debug_assert!(
+                    inner.queued_bytes <= self.limits.max_bytes + extra_bytes + CLOSE_FRAME_SLACK
+                );
             }
         }
         // Whatever the transport: a GET may still be pending while an upgrade ends.

@@ -40,6 +40,10 @@ struct State {
     /// The binary packet the decoder holds while its attachments arrive, as the node's
     /// inbound budget counts it (boxed: most connections never send one).
     reconstructing: Option<Box<Reconstructing>>,
+    /// Bytes of the binary packet waiting for its attachments so far (its text part
+    /// and the attachments in): a packet is one message, bounded by
+    /// `engine.max_payload` whatever frames carry it ([`binary_too_large`]).
+    binary_bytes: usize,
     /// Connected sockets by namespace; a connection rarely has more than a few.
     sockets: Vec<(String, Arc<Socket>)>,
     /// Namespaces whose CONNECT is running middleware.
@@ -267,6 +271,7 @@ impl Client {
                 state: Mutex::new(State {
                     decoder: Decoder::new(max),
                     reconstructing: None,
+                    binary_bytes: 0,
                     sockets: Vec::new(),
                     connecting: Vec::new(),
                     connects: ConnectAllowance::default(),
@@ -1404,6 +1409,20 @@ fn preview(message: &Message) -> String {
     }
 }
 
+/// Adds `part` to the bytes of the binary packet being put together; the cut-off when
+/// they pass `max` (`engine.max_payload`). A packet with attachments is one message:
+/// over polling Node bounds it whole (one body), and each receiver's outbound queue
+/// must take it whole; before 2026-12-07 each attachment had the bound alone, so one
+/// event of ten attachments could be ten times `max_payload`, past every receiver's
+/// `queue.max_bytes` (each closed as a slow consumer).
+fn binary_too_large(bytes: &mut usize, part: usize, max: usize) -> Option<Cutoff> {
+    *bytes = bytes.saturating_add(part);
+    (*bytes > max).then(|| Cutoff::TooLarge {
+        size: u64::try_from(*bytes).unwrap_or(u64::MAX),
+        max,
+    })
+}
+
 impl SessionHandler for Client {
     fn on_message(&self, session: &Arc<Session>, message: Message) {
         let preview = preview(&message);
@@ -1420,13 +1439,28 @@ impl SessionHandler for Client {
                 },
                 Message::Binary(data) => state.decoder.decode_binary(data),
             };
+            let max = self.shared.io.config.engine.max_payload;
             let held = match decoded {
                 // A binary packet waits for (more of) its attachments: its parts so
                 // far are bytes on their way in, like an unfinished message's.
-                Ok(None) => self.hold(&mut state, session, part),
+                Ok(None) => match binary_too_large(&mut state.binary_bytes, part, max) {
+                    Some(cut) => Err(cut),
+                    None => self.hold(&mut state, session, part),
+                },
                 // Whole (or refused): what it held goes back.
-                _ => Ok(state.reconstructing.take().map(|_| Held::Ended)),
+                _ => {
+                    let was_binary = state.binary_bytes > 0;
+                    let cut = binary_too_large(&mut state.binary_bytes, part, max)
+                        .filter(|_| was_binary && decoded.is_ok());
+                    state.binary_bytes = 0;
+                    let ended = state.reconstructing.take().map(|_| Held::Ended);
+                    cut.map_or(Ok(ended), Err)
+                }
             };
+            if held.is_err() {
+                state.reconstructing = None;
+                state.binary_bytes = 0;
+            }
             (decoded, held)
         };
         match held {

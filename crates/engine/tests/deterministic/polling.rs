@@ -226,3 +226,52 @@ async fn a_post_body_that_stalls_is_cut_off_after_the_deadline() {
     assert_eq!(disconnects(&io, "transport error"), 1);
     client.assert_closed().await;
 }
+
+/// A binary packet is one message however its parts arrive: its attachments together
+/// (here two, in two POSTs each within `engine.max_payload`) pass the bound, and the
+/// sender is closed with `payload too large`, as a polling body holding it all would
+/// be; the event is not handled. Before, each attachment had the bound alone, so one
+/// event of ten attachments could reach every receiver at ten times `max_payload`,
+/// past their queues' byte bound. Within the bound, the same event is handled.
+#[tokio::test(start_paused = true)]
+async fn a_binary_packet_is_bounded_whole_by_max_payload() {
+    use base64::Engine as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let mut cfg = config();
+    cfg.engine.max_payload = 2000;
+    let io = server(cfg);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let seen = handled.clone();
+    io.of("/").on("up", move |_| {
+        seen.fetch_add(1, SeqCst);
+    });
+    let header = "452-[\"up\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]";
+    let attachment = |n: usize| {
+        format!(
+            "b{}",
+            base64::engine::general_purpose::STANDARD.encode(vec![7u8; n])
+        )
+    };
+
+    let fits = Client::connected(&io).await;
+    fits.post(header).await;
+    fits.post(&attachment(800)).await;
+    fits.post(&attachment(800)).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(handled.load(SeqCst), 1, "within the bound, handled");
+
+    let over = Client::connected(&io).await;
+    over.post(header).await;
+    over.post(&attachment(1400)).await;
+    let _ = over.post_raw(&attachment(1400)).await;
+    over.assert_closed().await;
+    // The session's driver counts the close.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(disconnects(&io, "payload too large"), 1);
+    assert_eq!(
+        handled.load(SeqCst),
+        1,
+        "the event over the bound is not handled"
+    );
+}

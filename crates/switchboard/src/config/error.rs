@@ -62,7 +62,6 @@ fn hint_suffix(hint: Option<&str>) -> String {
 
 impl ConfigError {
     /// The dotted key the error is about, when it is about one.
-    #[cfg(test)]
     pub(crate) fn key(&self) -> Option<&str> {
         match self {
             ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),

@@ -204,22 +204,41 @@ fn syntax_message(text: &str, err: &toml::de::Error) -> String {
     format!("line {line}, column {column}: {}", err.message().trim_end())
 }
 
-/// Whether `name` is one of the variables Kubernetes gives every pod for a Service
-/// named `switchboard` (`enableServiceLinks`, on by default): `SWITCHBOARD_PORT`,
-/// `SWITCHBOARD_PORT_3000_TCP_ADDR`, `SWITCHBOARD_SERVICE_HOST`,
-/// `SWITCHBOARD_SERVICE_PORT_HTTP`, …. They name no setting (no key is `port` or
-/// `service_*`, and a section's keys follow `__`); read as settings, the unknown keys
-/// stopped the server from starting in such a pod.
+/// Whether `name` is one of the variables Kubernetes gives every pod for each Service
+/// of its namespace (`enableServiceLinks`, on by default), for a Service whose name
+/// starts with `switchboard` (`switchboard`, `switchboard-redis`, …):
+/// `<SERVICE>_SERVICE_HOST`, `<SERVICE>_SERVICE_PORT[_<NAME>]`, `<SERVICE>_PORT` and
+/// `<SERVICE>_PORT_<N>_<TCP|UDP|SCTP>[_ADDR|_PORT|_PROTO]`. They name no setting (no
+/// top-level key holds `_`, and a section's keys follow `__`); read as settings, the
+/// unknown keys stopped the server from starting in such a pod.
 fn is_service_link(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+    if !name.starts_with(ENV_PREFIX) || name.contains(ENV_SEPARATOR) {
         return false;
-    };
-    !rest.contains(ENV_SEPARATOR)
-        && (rest == "PORT"
-            || rest.starts_with("PORT_")
-            || rest == "SERVICE_HOST"
-            || rest == "SERVICE_PORT"
-            || rest.starts_with("SERVICE_PORT_"))
+    }
+    let parts: Vec<&str> = name.split('_').collect();
+    let n = parts.len();
+    let service = |i: usize| parts.get(i) == Some(&"SERVICE");
+    let port = |i: usize| parts.get(i) == Some(&"PORT");
+    // `…_SERVICE_HOST`, `…_SERVICE_PORT`, `…_SERVICE_PORT_<NAME>`.
+    let service_link = (1..n).any(|i| {
+        service(i)
+            && ((i + 2 == n && (parts[i + 1] == "HOST" || port(i + 1)))
+                || (i + 3 == n && port(i + 1)))
+    });
+    // `…_PORT`, `…_PORT_<N>_<PROTO>`, `…_PORT_<N>_<PROTO>_<ADDR|PORT|PROTO>`.
+    let port_link = (1..n).any(|i| {
+        port(i)
+            && (i + 1 == n
+                || (parts
+                    .get(i + 1)
+                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    && parts
+                        .get(i + 2)
+                        .is_some_and(|p| matches!(*p, "TCP" | "UDP" | "SCTP"))
+                    && (i + 3 == n
+                        || (i + 4 == n && matches!(parts[i + 3], "ADDR" | "PORT" | "PROTO")))))
+    });
+    service_link || port_link
 }
 
 /// The settings in the environment, sorted by variable name so errors come out in a

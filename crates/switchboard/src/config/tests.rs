@@ -95,7 +95,7 @@ fn valid_fixture_sets_every_value() {
     );
     assert!(e.cors.credentials);
     assert_eq!(e.queue.max_packets, 256);
-    assert_eq!(e.queue.max_bytes, 1_048_576);
+    assert_eq!(e.queue.max_bytes, 4_194_304);
     assert_eq!(c.drain_deadline, Duration::from_millis(500));
     assert_eq!(c.drain_batch, 20);
     assert_eq!(c.drain_interval, Duration::from_millis(5));
@@ -177,14 +177,14 @@ fn env_overrides_file_and_flags_override_env() {
     ];
     let flags = [
         ("--listen", "127.0.0.1:6000"),
-        ("--set", "queue.max_bytes=2000000"),
+        ("--set", "queue.max_bytes=4000000"),
     ];
     let loaded = load_ok(&sources(Some("valid.toml"), &env, &flags));
     let c = &loaded.config;
     assert_eq!(c.socketio.engine.ping_interval, Duration::from_millis(1234));
     assert!(!c.socketio.engine.cors.credentials);
     assert_eq!(c.listen.to_string(), "127.0.0.1:6000");
-    assert_eq!(c.socketio.engine.queue.max_bytes, 2_000_000);
+    assert_eq!(c.socketio.engine.queue.max_bytes, 4_000_000);
     // Untouched values still come from the file.
     assert_eq!(c.socketio.engine.ping_timeout, Duration::from_secs(15));
     let o = &loaded.origins;
@@ -630,7 +630,7 @@ fn a_cluster_refuses_sizes_its_nodes_would_not_decode() {
         ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", big),
         ("SWITCHBOARD_ENGINE__MAX_INBOUND_BYTES", "300000000"),
         ("SWITCHBOARD_API__MAX_BODY_BYTES", big),
-        ("SWITCHBOARD_QUEUE__MAX_BYTES", big),
+        ("SWITCHBOARD_QUEUE__MAX_BYTES", "40000000"),
     ];
     let clustered = [
         ("SWITCHBOARD_CLUSTER__ADAPTER", "redis"),
@@ -713,14 +713,32 @@ fn sizes_that_cannot_work_are_refused_together() {
         ("SWITCHBOARD_ENGINE__PING_INTERVAL", "100ms"),
         ("SWITCHBOARD_ENGINE__MAX_CONNECTIONS", "100000000"),
         ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "1024"),
-        ("SWITCHBOARD_QUEUE__MAX_BYTES", "1024"),
+        ("SWITCHBOARD_QUEUE__MAX_BYTES", "1048576"),
         ("SWITCHBOARD_QUEUE__MAX_PACKETS", "16"),
     ];
     let e = load_ok(&sources(None, &env, &[])).config.socketio.engine;
     assert_eq!(
         (e.max_connections, e.max_payload, e.queue.max_bytes),
-        (100_000_000, 1024, 1024)
+        (100_000_000, 1024, 1_048_576)
     );
+    // Every receiver's queue takes the largest message one sender may make: twice a
+    // client's event, and an API emit.
+    for (key, size, names) in [
+        (
+            "SWITCHBOARD_ENGINE__MAX_PAYLOAD",
+            "3000000",
+            "twice engine.max_payload (3000000)",
+        ),
+        (
+            "SWITCHBOARD_API__MAX_BODY_BYTES",
+            "8388608",
+            "api.max_body_bytes (8388608)",
+        ),
+    ] {
+        let errors = load_err(&sources(None, &[(key, size)], &[]));
+        assert_eq!(errors.keys(), ["queue.max_bytes"], "{errors}");
+        assert!(errors.to_string().contains(names), "{errors}");
+    }
 }
 
 /// A pod of a Kubernetes Service named `switchboard` gets `SWITCHBOARD_PORT`,
@@ -738,16 +756,24 @@ fn kubernetes_service_links_are_not_settings() {
         ("SWITCHBOARD_SERVICE_HOST", "10.96.0.12"),
         ("SWITCHBOARD_SERVICE_PORT", "3000"),
         ("SWITCHBOARD_SERVICE_PORT_HTTP", "3000"),
+        ("SWITCHBOARD_REDIS_SERVICE_HOST", "10.96.0.13"),
+        ("SWITCHBOARD_REDIS_PORT_6379_TCP_PROTO", "tcp"),
+        ("SWITCHBOARD_HEADLESS_PORT", "tcp://10.96.0.14:3000"),
         ("SWITCHBOARD_LISTEN", "127.0.0.1:5000"),
     ];
     let loaded = load_ok(&sources(None, &env, &[]));
     assert_eq!(loaded.config.listen.to_string(), "127.0.0.1:5000");
     let env = [
         ("SWITCHBOARD_PORTS", "3000"),
+        ("SWITCHBOARD_PORT_X_TCP", "1"),
         ("SWITCHBOARD_ENGINE__PORT", "1"),
     ];
     let errors = load_err(&sources(None, &env, &[]));
-    assert_eq!(errors.keys(), ["ports", "engine.port"], "{errors}");
+    assert_eq!(
+        errors.keys(),
+        ["port_x_tcp", "ports", "engine.port"],
+        "{errors}"
+    );
 }
 
 /// The settings docs/security.md suggests for a node that faces the internet load, and

@@ -22,7 +22,6 @@ pub(crate) fn validate(merged: Merged) -> Result<Loaded, ConfigErrors> {
     let mut validator = Validator {
         origins: &origins,
         errors,
-        payload_known: true,
     };
     let mut config = Config::default();
     match raw::from_table(table) {
@@ -58,12 +57,15 @@ const MIN_QUEUE_BYTES: usize = 1024;
 pub(super) struct Validator<'a> {
     origins: &'a Origins,
     errors: Vec<ConfigError>,
-    /// Whether `engine.max_payload` holds what was written (or its default): checks
-    /// against it are skipped when it was refused.
-    payload_known: bool,
 }
 
 impl Validator<'_> {
+    /// Whether `key` was already reported: checks of other keys against it are then
+    /// skipped (they would compare with its default).
+    pub(super) fn refused(&self, key: &str) -> bool {
+        self.errors.iter().any(|e| e.key() == Some(key))
+    }
+
     pub(super) fn invalid(&mut self, key: &str, message: String) {
         self.errors.push(ConfigError::Invalid {
             key: key.to_owned(),
@@ -183,6 +185,42 @@ impl Validator<'_> {
         self.admin(admin, c);
         self.browser_safety(c);
         self.cluster_message_sizes(c);
+        self.queues_take_messages(c);
+    }
+
+    /// Each receiver's outbound queue must take the largest message one sender can
+    /// make: a client's event (`engine.max_payload`, attachments included, written up
+    /// to half as long again when relayed; so twice it, which memory pressure's halving
+    /// of the bound still fits) and an API emit (`api.max_body_bytes`). A larger one
+    /// closed every receiver as a slow consumer: one client could close every member of
+    /// a room with one event.
+    fn queues_take_messages(&mut self, c: &Config) {
+        const QUEUE: &str = "queue.max_bytes";
+        let queue = c.socketio.engine.queue.max_bytes;
+        let payload = c.socketio.engine.max_payload;
+        if self.refused(QUEUE) {
+            return;
+        }
+        if !self.refused("engine.max_payload") && queue / 2 < payload {
+            self.invalid(
+                QUEUE,
+                format!(
+                    "must be at least twice engine.max_payload ({payload}): a client's event \
+                     of that size, relayed to others, would close each of them as a slow \
+                     consumer"
+                ),
+            );
+        }
+        let body = c.api.max_body_bytes;
+        if !self.refused("api.max_body_bytes") && queue < body {
+            self.invalid(
+                QUEUE,
+                format!(
+                    "must be at least api.max_body_bytes ({body}): an emit of that size \
+                     would close each receiver as a slow consumer"
+                ),
+            );
+        }
     }
 
     /// With a Redis adapter, what one node sends the others must fit in a message
@@ -292,8 +330,6 @@ impl Validator<'_> {
             raw.upgrade_timeout,
             duration,
         );
-        let payload_written = raw.max_payload.is_some();
-        let errors_before = self.errors.len();
         self.read(
             &mut e.max_payload,
             "engine.max_payload",
@@ -304,8 +340,6 @@ impl Validator<'_> {
                 "a CONNECT carrying a token takes hundreds of bytes",
             ),
         );
-        // A bad `max_payload` is reported once, not again against what depends on it.
-        self.payload_known = !payload_written || self.errors.len() == errors_before;
         let connections = || {
             check::count_in(
                 1,
@@ -371,7 +405,8 @@ impl Validator<'_> {
             raw.trusted_proxies,
             networks,
         );
-        if self.payload_known && e.max_inbound_bytes < e.max_payload {
+        // A bad `max_payload` is reported once, not again against what depends on it.
+        if !self.refused("engine.max_payload") && e.max_inbound_bytes < e.max_payload {
             // A message of the allowed size could never arrive in pieces.
             self.invalid(
                 "engine.max_inbound_bytes",
