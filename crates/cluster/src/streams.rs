@@ -1159,6 +1159,38 @@ end
 return 1
 ";
 
+/// Reads a stored session without taking it (no claim, no epoch): nil when there is
+/// none, or when it is longer than `ARGV[1]` bytes ([`MAX_STORED_SESSION_BYTES`]; not
+/// read, left for a take to delete). KEYS: session.
+const PEEK_SESSION: &str = r"
+if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return false end
+return redis.call('GET', KEYS[1])
+";
+
+/// A stored session's value as the engine takes it; `None` when it does not decode.
+fn durable_session(
+    stored: &str,
+    epoch: u64,
+    expires_in: Option<Duration>,
+) -> Option<DurableSession> {
+    let stored = PersistedSession::decode(stored).ok()?;
+    let offset = stored
+        .extra(SESSION_OFFSET)
+        .and_then(MsgValue::as_str)
+        .map(str::to_owned);
+    let memberships = stored.memberships();
+    Some(DurableSession {
+        sid: stored.sid,
+        pid: stored.pid,
+        rooms: stored.rooms,
+        memberships,
+        data: to_json(stored.data),
+        offset,
+        epoch,
+        expires_in,
+    })
+}
+
 /// How long a deleted session's fence lasts: a save of the same socket written after
 /// the deletion follows it in the same node's write queue, moments later.
 const FORGET_FENCE: Duration = Duration::from_secs(60);
@@ -1547,24 +1579,30 @@ impl SessionStore for StreamsNode {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             };
-            let Ok(stored) = PersistedSession::decode(&claimed.stored) else {
-                return Ok(None);
-            };
-            let offset = stored
-                .extra(SESSION_OFFSET)
-                .and_then(MsgValue::as_str)
-                .map(str::to_owned);
-            let memberships = stored.memberships();
-            Ok(Some(DurableSession {
-                sid: stored.sid,
-                pid: stored.pid,
-                rooms: stored.rooms,
-                memberships,
-                data: to_json(stored.data),
-                offset,
-                epoch: claimed.epoch,
-                expires_in: claimed.expires_in,
-            }))
+            Ok(durable_session(
+                &claimed.stored,
+                claimed.epoch,
+                claimed.expires_in,
+            ))
+        })
+    }
+
+    fn peek<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
+        Box::pin(async move {
+            let mut conn = self.broker().conn();
+            let key = session_key(&self.config.session_key_prefix, pid);
+            let read: Option<String> = redis::cmd("EVAL")
+                .arg(PEEK_SESSION)
+                .arg(1)
+                .arg(&key)
+                .arg(MAX_STORED_SESSION_BYTES)
+                .query_async(&mut conn)
+                .await
+                .map_err(|err| AdapterError::Unavailable(err.to_string()))?;
+            Ok(read.and_then(|stored| durable_session(&stored, 0, None)))
         })
     }
 

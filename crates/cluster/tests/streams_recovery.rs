@@ -766,11 +766,11 @@ async fn a_resume_the_middleware_refuses_leaves_the_session_for_its_owner() {
 }
 
 /// A session the application refuses to the connection that named it (`on_resume`:
-/// another user's valid token with the first one's `pid`) is kept again in Redis for
-/// its owner, for what was left of its window, not a new one; its owner then resumes
-/// it with what it missed. Before, the refused attempt had taken it.
+/// another user's valid token with the first one's `pid`) is left in Redis for its
+/// owner, with the life it had (the claim reads it before taking it); its owner then
+/// resumes it with what it missed. Before, the refused attempt had taken it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_refused_to_another_user_is_kept_again_for_what_was_left_of_its_window() {
+async fn a_session_refused_to_another_user_is_left_to_its_owner_as_it_was() {
     let redis = RedisServer::start().await;
     let (one, two) = verifying_pair(&redis).await;
     two.io
@@ -796,10 +796,6 @@ async fn a_session_refused_to_another_user_is_kept_again_for_what_was_left_of_it
         .await;
     assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
     assert!(fresh.events.is_empty(), "nor hear it: {:?}", fresh.events);
-    eventually("the session is stored again", || async {
-        session_ttl(redis, &pid).await.is_some()
-    })
-    .await;
     let kept = session_ttl(redis, &pid).await;
     assert!(kept <= left, "not a new window: {kept:?} after {left:?}");
 
@@ -843,4 +839,51 @@ async fn flushing_waits_for_the_writes_queued_while_redis_stalled() {
         "{:?}",
         stored.rooms
     );
+}
+
+/// A client that names the `pid` of a socket still connected on another node, and is
+/// refused it by the application, takes nothing: that socket's later saves and its
+/// deletion still count. Here its operator then kicks it (`disconnect_connection`, as
+/// `close: true` does: no session kept), and its client cannot resume it. Before, the
+/// refused claim had taken the session (a take fences the owner's socket off) and put
+/// it back: the kick's deletion was ignored, and the kicked client resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_claim_on_a_connected_sockets_session_takes_nothing() {
+    let redis = RedisServer::start().await;
+    let (one, two) = verifying_pair(&redis).await;
+    two.io
+        .of("/")
+        .handlers()
+        .on_resume(|resume| resume.fresh["user"] != "bob");
+    let ann = Client::handshake(&one.io).await;
+    let first = ann.connect(r#"{"token":"good","user":"ann"}"#).await;
+    let pid = first.pid.clone().unwrap();
+    let redis = &redis;
+    eventually("the live session is stored", || async {
+        session_ttl(redis, &pid).await.is_some()
+    })
+    .await;
+
+    let bob = Client::handshake(&two.io).await;
+    let fresh = bob
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"bob"}}"#))
+        .await;
+    assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
+
+    let kicked = one
+        .ns()
+        .sockets()
+        .into_iter()
+        .find(|s| s.id().as_str() == first.id)
+        .expect("ann is connected");
+    kicked.disconnect_connection();
+    eventually("the kicked session is deleted", || async {
+        session_ttl(redis, &pid).await.is_none()
+    })
+    .await;
+    let back = Client::handshake(&two.io).await;
+    let again = back
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
+        .await;
+    assert_ne!(again.id, first.id, "a kicked client does not resume");
 }

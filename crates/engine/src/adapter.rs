@@ -498,6 +498,14 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
         &'a self,
         pid: &'a str,
     ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>>;
+    /// Reads a session without taking it: nothing changes in the store (its epoch
+    /// included), so a resume the application would refuse is turned down before the
+    /// session is taken from its owner ([`SessionStore::take`] fences the owner's
+    /// socket off). Its `epoch` is 0. `Ok(None)`: none stored now.
+    fn peek<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>>;
     /// The logged events of namespace `nsp` after `after` up to `until` (exclusive of
     /// `after`, inclusive of `until`), oldest first, each handed to `keep`, which
     /// returns the frames a resuming client gets of it (none: not its). A client asked

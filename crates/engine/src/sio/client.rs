@@ -26,8 +26,8 @@ use super::broadcast::{append_offset, audience, encode};
 use super::event::ConnectError;
 use super::namespace::{Resume, auth_or_empty};
 use super::recovery::{
-    Listener, RecoveryBuffer, ReplayStart, Restored, SavedSession, SavedSessionParts, Unreplayable,
-    durable_parts, saved_from_parts,
+    Listener, Memberships, RecoveryBuffer, ReplayStart, Restored, SavedSession, SavedSessionParts,
+    Unreplayable, durable_parts, saved_from_parts,
 };
 use super::server::{IoInner, Reservation, Unreserved};
 use super::socket::{Identity, Socket};
@@ -842,6 +842,15 @@ struct Prepared {
 
 /// Takes the session `pid` from the durable store and reads the older part of its
 /// replay from the log. `None`: not recoverable (the client is told so).
+///
+/// The session is read first without taking it ([`SessionStore::peek`]) and checked
+/// as it would be once taken, the application's `on_resume` included: a resume that
+/// would be refused (another user's token with the first one's `pid`, a token that no
+/// longer grants its rooms, a bad offset) leaves the session where it is. A take
+/// fences the owner's socket off (its later saves and deletions are ignored), so
+/// before 2026-12-07 such a refused claim on a connected socket's session kept its
+/// copy away from the socket's own deletion (a kicked client could resume), and a
+/// refused claim on a kept session discarded it.
 async fn prepare_durable(
     socket: &Arc<Socket>,
     store: Arc<dyn SessionStore>,
@@ -850,19 +859,26 @@ async fn prepare_durable(
 ) -> Option<Prepared> {
     let ns = socket.ns();
     let buffer = ns.recovery()?;
+    let peek = || {
+        let (store, pid) = (store.clone(), pid.to_owned());
+        Box::pin(async move { store.peek(&pid).await }) as BoxFuture<'static, _>
+    };
+    // Not found (or the store away): the take decides, as it waits for a session
+    // still on its way to the store.
+    if let Ok(Some(stored)) = with_store_retry("read session", peek).await
+        && let Err(why) = resumable(socket, buffer, &stored, pid, offset.as_deref())
+    {
+        tracing::debug!(
+            why,
+            "stored session not resumable by this client; left in the store"
+        );
+        return None;
+    }
     let take = || {
         let (store, pid) = (store.clone(), pid.to_owned());
         Box::pin(async move { store.take(&pid).await }) as BoxFuture<'static, _>
     };
     let session = match with_store_retry("take session", take).await {
-        // The store is shared with everyone who can write to Redis: a session stored
-        // under another pid than its own is no session this cluster saved.
-        Ok(Some::<DurableSession>(session)) if session.pid != pid => {
-            // Neither pid is logged: with `skip_middlewares` a pid is all it takes to
-            // resume a session.
-            tracing::debug!(stored = %Untrusted(&session.sid), "stored session names another pid; not recovered");
-            return None;
-        }
         Ok(Some::<DurableSession>(session)) => {
             tracing::debug!(
                 socket = %session.sid,
@@ -882,57 +898,31 @@ async fn prepare_durable(
             return None;
         }
     };
-    // Never before the session began (its stored offset, absent from sessions Node
-    // wrote): an old or forged offset must not replay events from before it connected.
-    let start = session
-        .offset
-        .as_deref()
-        .and_then(|o| buffer.parse_offset(o));
-    let from = match start {
-        Some(start) => buffer.resume_from(offset.as_deref(), start),
-        None => offset.as_deref().and_then(|o| buffer.parse_offset(o)),
-    };
-    let Some(from) = from else {
-        tracing::debug!(socket = %session.sid, offset, "offset missing or unreadable; not recovered");
-        return None;
-    };
-    // As large as a session this node would keep, no larger (a node saves only what it
-    // would keep, `Socket::save_durable`): rooms past every bound on joins are not
-    // handed to a socket.
-    let (rooms, memberships, bytes) = durable_parts(buffer, &session);
-    if bytes > buffer.config().max_bytes_per_session {
-        tracing::debug!(
-            pid,
-            bytes,
-            "stored session larger than a kept one; not recovered"
-        );
-        return None;
-    }
-    // In no more rooms than a socket may join here (its own id room aside): anyone who
-    // can write to Redis can store a session, and Node's servers know no such bound.
-    let max = ns.handlers().max_rooms_per_socket();
-    if rooms_past(&rooms, &session.sid, max) {
-        tracing::debug!(
-            pid,
-            rooms = rooms.len(),
-            max,
-            "stored session in more rooms than a socket may join; not recovered"
-        );
-        return None;
-    }
-    let listener = Listener {
-        rooms: &rooms,
-        memberships: &memberships,
-    };
-    let start_replay = read_older(socket, &store, from, listener).await.ok()?;
-    // When it was left, as far as the store tells: the window it has left is what it
-    // keeps if it is put back ([`put_back`]), not a new one.
+    // When it was left, as far as the store tells (measured at the take): the window
+    // it has left is what it keeps if it is put back ([`put_back`]), not a new one.
     let window = buffer.config().max_disconnection_duration;
     let taken_at = now();
     let disconnected_at = session
         .expires_in
         .and_then(|left| taken_at.checked_sub(window.saturating_sub(left)))
         .unwrap_or(taken_at);
+    // Checked again: it may have changed since it was read.
+    let Ok(Resumable {
+        from,
+        start,
+        rooms,
+        memberships,
+    }) = resumable(socket, buffer, &session, pid, offset.as_deref()).inspect_err(|why| {
+        tracing::debug!(why, "stored session taken, not resumable; not recovered")
+    })
+    else {
+        return None;
+    };
+    let listener = Listener {
+        rooms: &rooms,
+        memberships: &memberships,
+    };
+    let start_replay = read_older(socket, &store, from, listener).await.ok()?;
     let parts = SavedSessionParts {
         sid: session.sid.parse().ok()?,
         pid: session.pid.parse().ok()?,
@@ -945,6 +935,73 @@ async fn prepare_durable(
     Some(Prepared {
         session: saved_from_parts(parts, disconnected_at),
         start: start_replay,
+    })
+}
+
+/// What a stored session resumes from, when the client that names it may resume it.
+struct Resumable {
+    /// Where its replay starts.
+    from: u128,
+    /// Its own start (absent from sessions Node wrote).
+    start: Option<u128>,
+    rooms: Vec<Room>,
+    memberships: Memberships,
+}
+
+/// Whether `socket`, naming `pid` with `offset`, may resume `session` as stored: the
+/// session is the `pid`'s own, within a kept session's bounds, its replay has a start,
+/// and the application's `on_resume` lets this connection have it. Why not, otherwise.
+fn resumable(
+    socket: &Socket,
+    buffer: &RecoveryBuffer,
+    session: &DurableSession,
+    pid: &str,
+    offset: Option<&str>,
+) -> Result<Resumable, &'static str> {
+    // The store is shared with everyone who can write to Redis: a session stored
+    // under another pid than its own is no session this cluster saved. (Neither pid is
+    // logged: with `skip_middlewares` a pid is all it takes to resume a session.)
+    if session.pid != pid {
+        return Err("stored session names another pid");
+    }
+    // Never before the session began (its stored offset, absent from sessions Node
+    // wrote): an old or forged offset must not replay events from before it connected.
+    let start = session
+        .offset
+        .as_deref()
+        .and_then(|o| buffer.parse_offset(o));
+    let from = match start {
+        Some(start) => buffer.resume_from(offset, start),
+        None => offset.and_then(|o| buffer.parse_offset(o)),
+    };
+    let from = from.ok_or("offset missing or unreadable")?;
+    // As large as a session this node would keep, no larger (a node saves only what it
+    // would keep, `Socket::save_durable`): rooms past every bound on joins are not
+    // handed to a socket.
+    let (rooms, memberships, bytes) = durable_parts(buffer, session);
+    if bytes > buffer.config().max_bytes_per_session {
+        return Err("stored session larger than a kept one");
+    }
+    // In no more rooms than a socket may join here (its own id room aside): anyone who
+    // can write to Redis can store a session, and Node's servers know no such bound.
+    let ns = socket.ns();
+    if rooms_past(&rooms, &session.sid, ns.handlers().max_rooms_per_socket()) {
+        return Err("stored session in more rooms than a socket may join");
+    }
+    let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+    let resume = Resume {
+        stored: &session.data,
+        fresh: &socket.data(),
+        rooms: &names,
+    };
+    if !ns.handlers().may_resume(&resume) {
+        return Err("refused to this connection by the application");
+    }
+    Ok(Resumable {
+        from,
+        start,
+        rooms,
+        memberships,
     })
 }
 
@@ -1088,32 +1145,39 @@ fn finish_connect(
             })
         })
     } else {
-        claim.and_then(|(pid, offset)| buffer.restore(&mut state, pid, offset, now()))
+        claim.and_then(|(pid, offset)| {
+            let fresh = socket.data();
+            let allowed = |kept: &SavedSession| {
+                let rooms: Vec<&str> = kept.rooms.iter().map(|r| &**r).collect();
+                !refused_take_over
+                    && socket.ns().handlers().may_resume(&Resume {
+                        stored: &kept.data,
+                        fresh: &fresh,
+                        rooms: &rooms,
+                    })
+            };
+            buffer.restore(&mut state, pid, offset, now(), allowed)
+        })
     };
     // The application may refuse the session to this socket (another user's token
-    // with the first one's `pid`): then it starts afresh, and the session is kept
-    // again for its owner.
-    let (restored, refused) = match restored {
-        Some(r)
-            if refused_take_over
-                || !socket.ns().handlers().may_resume(&Resume {
+    // with the first one's `pid`): then it starts afresh. Asked before the session
+    // was taken (`restore`, `prepare_durable`), so it is left for its owner; asked
+    // again here for a durable session that changed since it was read (taken: gone).
+    let restored = restored.filter(|r| {
+        let ok = !refused_take_over
+            && socket
+                .ns()
+                .handlers()
+                .may_resume(&Resume {
                     stored: &r.session.data,
                     fresh: &socket.data(),
                     rooms: &r.session.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
-                }) =>
-        {
+                });
+        if !ok {
             tracing::debug!(socket = %r.session.sid, "session refused to this connection by the application; not recovered");
-            (None, Some(r.session))
         }
-        restored => (restored, None),
-    };
-    if let Some(session) = refused {
-        // Outside the buffer lock, which keeping it takes; the socket starts afresh,
-        // so nothing depends on what the buffer held meanwhile.
-        drop(state);
-        put_back(&socket, buffer, session, PutBack::Refused);
-        state = buffer.lock();
-    }
+        ok
+    });
     // `max_replay_bytes` bounds the replays of a connection together, not each: one
     // connection may resume a session in each of its namespaces (up to
     // `MAX_NAMESPACES_PER_CONNECTION`).
@@ -1179,7 +1243,7 @@ fn finish_connect(
         socket.ns().leave_all(socket.id());
         prepared.ns().leave_all(prepared.id());
         if let Some(restored) = restored {
-            put_back(&socket, buffer, restored.session, PutBack::Closed);
+            put_back(&socket, buffer, restored.session);
         }
         return;
     }
@@ -1267,18 +1331,6 @@ fn finish_connect(
     drop(reservation);
 }
 
-/// Why a session taken to be resumed is kept again ([`put_back`]).
-#[derive(Debug, Clone, Copy)]
-enum PutBack {
-    /// The connection closed before its socket could be registered: the client never
-    /// heard it was recovered.
-    Closed,
-    /// The application refused it to this connection (`on_resume`: another user's
-    /// token with the first one's `pid`, or a token that no longer grants its rooms):
-    /// it is its owner's still, and whoever named it must not discard it.
-    Refused,
-}
-
 /// How a CONNECT reached [`finish_connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Passage {
@@ -1305,17 +1357,18 @@ impl Passage {
     }
 }
 
-/// Keeps again a session that was taken to resume a connection but was not resumed
-/// ([`PutBack`]): the next try must find the session where the first one did (the
-/// durable store, or this node's buffer), with its original disconnection time, so
-/// the window is not extended.
-fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession, why: PutBack) {
+/// Keeps again a session that was taken to resume a connection which closed before
+/// its socket could be registered: the client never heard it was recovered, and its
+/// next try must find the session where the first one did (the durable store, or this
+/// node's buffer), with its original disconnection time, so the window is not
+/// extended.
+fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
     if socket.session().kicked() {
         // Its connection was ended on purpose meanwhile: nothing to come back to.
         tracing::debug!(socket = %session.sid, "connection ended on purpose while resuming; session dropped");
         return;
     }
-    tracing::debug!(socket = %session.sid, ?why, "session not resumed; kept again");
+    tracing::debug!(socket = %session.sid, "connection closed while resuming; session kept again");
     let (parts, disconnected_at) = session.into_parts();
     let Some(store) = socket.ns().adapter().session_store() else {
         buffer.persist(parts, disconnected_at);

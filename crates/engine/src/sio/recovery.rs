@@ -849,15 +849,24 @@ impl RecoveryBuffer {
     /// Takes the session `pid` back if it is still recoverable from `offset` (or, with
     /// no offset, from where it connected). Called with the state locked so the caller
     /// can register the socket before any later broadcast runs.
+    ///
+    /// `allowed` (the application's `on_resume` for this connection) is asked first: a
+    /// session it refuses stays kept, for its owner (before 2026-12-07 it was taken and
+    /// dropped, so another user's token with the first one's `pid` discarded it).
     pub(crate) fn restore(
         &self,
         state: &mut State,
         pid: &str,
         offset: Option<&str>,
         now: Instant,
+        allowed: impl FnOnce(&SavedSession) -> bool,
     ) -> Option<Restored> {
         let pid: Sid = pid.parse().ok()?;
         self.expire_sessions(state, now);
+        if !allowed(state.sessions.get(&pid)?) {
+            tracing::debug!("session refused to this connection by the application; kept");
+            return None;
+        }
         let session = self.remove_session(state, &pid)?;
         self.count(|m| m.recovery_sessions_changed(-1));
         let from = self.resume_from(offset, session.connected_at_offset)?;
@@ -1074,11 +1083,11 @@ mod tests {
         persist(&b, &["x"], 0, now);
         let offset = b.offset_string(1);
         let restored = b
-            .restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now)
+            .restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now, |_| true)
             .unwrap();
         assert_eq!(restored.missed, [frame("b"), frame("d")].concat());
         assert!(
-            b.restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now)
+            b.restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now, |_| true)
                 .is_none(),
             "once"
         );
@@ -1128,7 +1137,7 @@ mod tests {
         // A session resumed from too far back is not recovered (and not kept).
         persist(&b, &[], 0, now);
         assert!(
-            b.restore(&mut b.lock(), sid(2).as_str(), None, now)
+            b.restore(&mut b.lock(), sid(2).as_str(), None, now, |_| true)
                 .is_none()
         );
         assert_eq!(b.usage().sessions, 0);
@@ -1186,7 +1195,7 @@ mod tests {
         store(&b, "missed", now);
         persist(&b, &[], at, now);
         let restored = b
-            .restore(&mut b.lock(), sid(2).as_str(), None, now)
+            .restore(&mut b.lock(), sid(2).as_str(), None, now, |_| true)
             .unwrap();
         assert_eq!(restored.missed, frame("missed"));
     }
@@ -1205,14 +1214,17 @@ mod tests {
                 &mut b.lock(),
                 sid(2).as_str(),
                 Some(&b.offset_string(0)),
-                now
+                now,
+                |_| true
             )
             .is_none()
         );
         persist(&b, &[], 0, now);
         assert!(
-            b.restore(&mut b.lock(), sid(2).as_str(), Some("other-1"), now)
-                .is_none()
+            b.restore(&mut b.lock(), sid(2).as_str(), Some("other-1"), now, |_| {
+                true
+            })
+            .is_none()
         );
         persist(&b, &[], 0, now);
         let later = now + DEFAULT_MAX_DISCONNECTION_DURATION + Duration::from_secs(1);
@@ -1221,7 +1233,8 @@ mod tests {
                 &mut b.lock(),
                 sid(2).as_str(),
                 Some(&b.offset_string(2)),
-                later
+                later,
+                |_| true
             )
             .is_none()
         );
@@ -1269,7 +1282,7 @@ mod tests {
     }
 
     fn resumes(b: &RecoveryBuffer, n: u16, now: Instant) -> bool {
-        b.restore(&mut b.lock(), pid(n).as_str(), None, now)
+        b.restore(&mut b.lock(), pid(n).as_str(), None, now, |_| true)
             .is_some()
     }
 
@@ -1464,7 +1477,7 @@ mod tests {
         assert_eq!(b.kept().0, 1);
         assert_eq!(metrics.snapshot().recovery_sessions, 1);
         let restored = b
-            .restore(&mut b.lock(), pid(1).as_str(), None, now)
+            .restore(&mut b.lock(), pid(1).as_str(), None, now, |_| true)
             .unwrap();
         assert_eq!(restored.session.data, json!("again"));
     }
@@ -1543,7 +1556,7 @@ mod tests {
     /// The session of pid 2 restored, its client claiming offset `claimed`.
     fn restore_from(b: &RecoveryBuffer, claimed: u128, now: Instant) -> Restored {
         let offset = b.offset_string(claimed);
-        b.restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now)
+        b.restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now, |_| true)
             .expect("restored")
     }
 

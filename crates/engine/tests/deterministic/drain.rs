@@ -257,6 +257,14 @@ impl SessionStore for SharedStore {
         Box::pin(async move { Ok(session) })
     }
 
+    fn peek<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
+        let session = self.sessions.lock().unwrap().get(pid).cloned();
+        Box::pin(async move { Ok(session) })
+    }
+
     fn read_log<'a>(
         &'a self,
         _nsp: &'a str,
