@@ -75,7 +75,32 @@ pub enum Step {
 /// Bytes of a client-given offset a step keeps.
 const MAX_OFFSET: usize = 64;
 
+/// Bytes of a room's name a step keeps. Room names from the API, the Admin UI or
+/// another node have no bound of their own (a message read from Redis is up to
+/// 16 MiB), and each socket's step is a copy of its own: before 2026-12-07 one join of
+/// a 1 MB name to 400 sockets held 400 MB, kept by their reports after they left.
+const MAX_ROOM: usize = 256;
+
 impl Step {
+    /// The socket joined `room` (its name cut to 256 bytes).
+    pub fn joined(room: &str) -> Self {
+        Step::Joined(Self::room(room))
+    }
+
+    /// The socket left `room` (its name cut to 256 bytes).
+    pub fn left(room: &str) -> Self {
+        Step::Left(Self::room(room))
+    }
+
+    fn room(room: &str) -> crate::adapter::Room {
+        let cut = crate::untrusted::cut(room, MAX_ROOM);
+        if cut.len() < room.len() {
+            crate::adapter::Room::from(format!("{cut}…"))
+        } else {
+            crate::adapter::Room::from(room)
+        }
+    }
+
     /// A replay of `replayed` packets from the client's `offset` (cut to 64 bytes:
     /// the client chose it).
     pub fn recovered(offset: &str, replayed: usize) -> Self {
@@ -285,5 +310,21 @@ mod tests {
             (v["offset"].as_str(), v["replayed"].as_u64()),
             (Some("42"), Some(7))
         );
+    }
+
+    /// A room's name a step keeps is cut to 256 bytes, at a character boundary: each
+    /// socket's step is its own copy, and names from the API or another node have no
+    /// bound of their own.
+    #[test]
+    fn a_step_keeps_at_most_256_bytes_of_a_room_name() {
+        let long = "é".repeat(1000);
+        for step in [Step::joined(&long), Step::left(&long)] {
+            let (Step::Joined(room) | Step::Left(room)) = step else {
+                unreachable!()
+            };
+            assert!(room.len() <= MAX_ROOM + "…".len(), "{}", room.len());
+            assert!(room.ends_with('…'));
+        }
+        assert_eq!(Step::joined("lobby"), Step::Joined("lobby".into()));
     }
 }

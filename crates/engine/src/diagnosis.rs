@@ -288,18 +288,27 @@ impl Refusal {
     }
 }
 
-/// `text` made fit for a report: control characters dropped, cut to
-/// [`MAX_REFUSAL_TEXT`] bytes at a character boundary, scrubbed.
+/// `text` made fit for a report: control characters dropped, scrubbed, cut to
+/// [`MAX_REFUSAL_TEXT`] bytes at a character boundary. Scrubbed before it is cut (of
+/// its first [`SCRUBBED_TEXT`] bytes): an address or a token cut first no longer looks
+/// like one, and its start got through (before 2026-12-07).
 pub fn bounded(text: &str) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
-    let cut = crate::untrusted::cut(&clean, MAX_REFUSAL_TEXT);
-    let scrubbed = crate::scrub::text(cut).into_owned();
-    if cut.len() < clean.len() {
-        format!("{scrubbed}…")
+    let clean: String = crate::untrusted::cut(text, SCRUBBED_TEXT)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let scrubbed = crate::scrub::text(&clean);
+    let cut = crate::untrusted::cut(&scrubbed, MAX_REFUSAL_TEXT);
+    if cut.len() < scrubbed.len() || clean.len() < text.len() {
+        format!("{cut}…")
     } else {
-        scrubbed
+        cut.to_owned()
     }
 }
+
+/// Bytes of a text [`bounded`] scrubs before it cuts: far more than a token or an
+/// address it must recognize, few enough that the scrub's work is bounded.
+const SCRUBBED_TEXT: usize = 16 * 1024;
 
 /// A report's diagnosis: worded when the report was made (a refusal, whose words are
 /// the refusing layer's), or the facts of a disconnect, worded the first time anyone
@@ -431,9 +440,15 @@ pub const REFUSAL_REPORTS_PER_SECOND: f64 = 20.0;
 pub const REFUSAL_REPORTS_BURST: f64 = 100.0;
 
 /// The last disconnects and refusals of a node (at most `max`), newest last.
+///
+/// Disconnects the client asked for (category `client`: it left the namespace, or
+/// closed its connection saying so) take at most a quarter of the ring, oldest of them
+/// dropped first: anyone can make them as fast as CONNECT and DISCONNECT packets go,
+/// and before 2026-12-07 a few connections doing so replaced the whole ring in seconds,
+/// pushing out the reports of the disconnects an operator comes to look for.
 #[derive(Debug)]
 pub struct Reports {
-    ring: std::sync::Mutex<std::collections::VecDeque<std::sync::Arc<Report>>>,
+    ring: std::sync::Mutex<Ring>,
     max: usize,
     /// Refusal reports' rate.
     refusals: crate::bucket::TokenBucket,
@@ -460,21 +475,59 @@ impl Reports {
 
     /// Records a report, dropping the oldest beyond the bound.
     pub fn push(&self, report: std::sync::Arc<Report>) {
+        self.push_as(report, false);
+    }
+
+    /// Records the report of a disconnect the client asked for (category `client`),
+    /// within its quarter of the ring.
+    pub fn push_client(&self, report: std::sync::Arc<Report>) {
+        self.push_as(report, true);
+    }
+
+    fn push_as(&self, report: std::sync::Arc<Report>, client: bool) {
         if self.max == 0 {
             return;
         }
+        let client_max = (self.max / 4).max(1);
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() >= self.max {
-            ring.pop_front();
+        let Ring { client: own, other } = &mut *ring;
+        if client {
+            if own.len() >= client_max {
+                own.pop_front();
+            }
+            own.push_back(report);
+        } else {
+            other.push_back(report);
         }
-        ring.push_back(report);
+        while own.len() + other.len() > self.max {
+            let oldest = match (own.front(), other.front()) {
+                (Some(a), Some(b)) => a.at <= b.at,
+                (a, _) => a.is_some(),
+            };
+            if oldest {
+                own.pop_front();
+            } else {
+                other.pop_front();
+            }
+        }
     }
 
     /// The reports kept now, oldest first.
     pub fn snapshot(&self) -> Vec<std::sync::Arc<Report>> {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.iter().cloned().collect()
+        let mut all: Vec<_> = ring.client.iter().chain(&ring.other).cloned().collect();
+        // Each part is in order; the sort is stable, so reports of one instant keep
+        // the order they were recorded in within each part.
+        all.sort_by_key(|r| r.at);
+        all
     }
+}
+
+/// The two parts of [`Reports`]: disconnects the client asked for, and the rest.
+#[derive(Debug, Default)]
+struct Ring {
+    client: std::collections::VecDeque<std::sync::Arc<Report>>,
+    other: std::collections::VecDeque<std::sync::Arc<Report>>,
 }
 
 /// A queue at least this full (of either bound) when a connection dropped suggests
@@ -862,6 +915,50 @@ mod tests {
         );
     }
 
+    /// Disconnects the client asked for keep to a quarter of the ring: a flood of them
+    /// pushes out only older ones of their kind, never the others.
+    #[test]
+    fn disconnects_the_client_asked_for_keep_to_a_quarter_of_the_ring() {
+        let report = |n: u64, reason: DisconnectReason| {
+            std::sync::Arc::new(Report {
+                at: std::time::UNIX_EPOCH + Duration::from_millis(n),
+                namespace: "/".into(),
+                socket_id: n.to_string(),
+                transport: TransportKind::Polling,
+                reason: Reason::Disconnect(reason),
+                diagnosis: Wording::of(facts(reason, Ending::Unknown)),
+                breadcrumbs: Vec::new(),
+                dropped_steps: 0,
+            })
+        };
+        let reports = Reports::new(100);
+        for n in 0..60 {
+            reports.push(report(n, DisconnectReason::PingTimeout));
+        }
+        for n in 60..1060 {
+            reports.push_client(report(n, DisconnectReason::ClientNamespaceDisconnect));
+        }
+        let kept = reports.snapshot();
+        let timeouts = kept
+            .iter()
+            .filter(|r| r.reason.as_str() == "ping timeout")
+            .count();
+        assert_eq!(
+            (kept.len(), timeouts),
+            (85, 60),
+            "all 60 others, 25 of the client's"
+        );
+        assert!(kept.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+        assert_eq!(kept.last().map(|r| r.socket_id.as_str()), Some("1059"));
+        // The others still take the whole ring when they are all there is.
+        for n in 2000..2200 {
+            reports.push(report(n, DisconnectReason::PingTimeout));
+        }
+        let kept = reports.snapshot();
+        assert_eq!(kept.len(), 100);
+        assert!(kept.iter().all(|r| r.reason.as_str() == "ping timeout"));
+    }
+
     #[test]
     fn reports_keep_the_last_ones() {
         let reports = Reports::new(MAX_REPORTS);
@@ -896,6 +993,11 @@ mod tests {
         assert!(b.len() <= MAX_REFUSAL_TEXT + "…".len() + 10, "{b}");
         assert!(b.starts_with("badtoken for [email] é"), "{b}");
         assert!(b.ends_with('…'));
+        // An address across the cut is scrubbed whole, not cut into one that no
+        // longer looks like an address.
+        let across = format!("{} ann.lee@example.com", "x".repeat(MAX_REFUSAL_TEXT - 8));
+        let b = bounded(&across);
+        assert!(!b.contains("ann"), "{b}");
         let r = Report::refused(Refusal::new(
             Stage::Connect,
             "/chat",

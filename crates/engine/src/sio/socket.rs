@@ -423,7 +423,7 @@ impl Socket {
         let occupied = self.ns.join_unreported(self.id, rooms);
         let observer = self.client.io().observer();
         for room in rooms {
-            self.step(Step::Joined(Room::from(*room)));
+            self.step(Step::joined(room));
             if let Some(o) = observer {
                 o.joined(self.namespace(), room, self.id);
             }
@@ -450,7 +450,7 @@ impl Socket {
         if let Some((buffer, pid)) = noted {
             buffer.note_leave(pid, self.connected_at_offset, room);
         }
-        self.step(Step::Left(Room::from(room)));
+        self.step(Step::left(room));
         if let Some(o) = self.client.io().observer() {
             o.left(self.namespace(), room, self.id);
         }
@@ -887,6 +887,7 @@ impl Socket {
         {
             let (breadcrumbs, dropped) = self.timeline();
             let mut facts = self.session.facts(reason);
+            let facts_ending = facts.ending;
             let mut explained = self.lock_explained();
             let explained = explained.get_or_insert_with(Box::default);
             facts.noted = std::mem::take(&mut explained.noted);
@@ -903,7 +904,12 @@ impl Socket {
                 dropped_steps: dropped,
             });
             explained.report = Some(report.clone());
-            self.client.io().reports.push(report);
+            let reports = &self.client.io().reports;
+            if diagnosis::category_of(reason, facts_ending) == diagnosis::Category::Client {
+                reports.push_client(report);
+            } else {
+                reports.push(report);
+            }
         }
         let memberships = match (self.ns.recovery(), self.pid) {
             (Some(buffer), Some(pid)) => buffer.unregister_live(pid),

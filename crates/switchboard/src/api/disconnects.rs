@@ -83,10 +83,7 @@ impl ReportView {
     fn of(report: &Report, node: Option<&str>) -> Self {
         let d = &report.diagnosis;
         ReportView {
-            at: report
-                .at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            at: millis(report),
             node: node.map(str::to_owned),
             namespace: report.namespace.clone(),
             socket_id: report.socket_id.clone(),
@@ -161,6 +158,20 @@ impl Filter {
         self.limit.unwrap_or(DEFAULT_LIMIT)
     }
 
+    /// [`Filter::keeps`] on the report itself, before its view is made: the view
+    /// words the report and writes its timeline, and a call whose filter keeps few
+    /// made one of every report first (before 2026-12-07, on every node).
+    fn keeps_report(&self, report: &Report) -> bool {
+        self.namespace
+            .as_ref()
+            .is_none_or(|n| *n == report.namespace)
+            && self.socket.as_ref().is_none_or(|s| *s == report.socket_id)
+            && self.since.is_none_or(|t| millis(report) >= t)
+            && self
+                .category
+                .is_none_or(|c| c.as_str() == report.diagnosis.category.as_str())
+    }
+
     fn keeps(&self, report: &ReportView) -> bool {
         self.namespace
             .as_ref()
@@ -177,14 +188,23 @@ fn cluster(io: &Io) -> Arc<dyn Adapter> {
     io.of("/").adapter().clone()
 }
 
-/// This node's reports that `filter` keeps, newest first, at most its limit.
+/// When a report's socket left, in milliseconds since the Unix epoch.
+fn millis(report: &Report) -> u64 {
+    report
+        .at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// This node's reports that `filter` keeps, newest first, at most its limit: only
+/// those are made into views.
 fn local_reports(io: &Io, filter: &Filter, node: Option<&str>) -> Vec<ReportView> {
     io.disconnect_reports()
         .iter()
         .rev()
-        .map(|r| ReportView::of(r, node))
-        .filter(|r| filter.keeps(r))
+        .filter(|r| filter.keeps_report(r))
         .take(filter.limit())
+        .map(|r| ReportView::of(r, node))
         .collect()
 }
 

@@ -221,8 +221,13 @@ pub(crate) fn sse_listen(policy: &Policy, socket: &Arc<Socket>) -> Result<(), Co
                 _ => "room_not_allowed",
             };
             policy.metrics.room_request("join", Err(refusal));
-            return Err(ConnectError::new(format!("{refusal}: {}", Untrusted(room)))
-                .with_data(json!({ "code": code })));
+            // Scrubbed before `Untrusted` cuts it: an address cut first no longer
+            // looks like one, and the report's scrub let its start through.
+            let room = switchboard_engine::scrub::text(room);
+            return Err(
+                ConnectError::new(format!("{refusal}: {}", Untrusted(&room)))
+                    .with_data(json!({ "code": code })),
+            );
         }
         joined.push(room.to_owned());
         new.push(room);
