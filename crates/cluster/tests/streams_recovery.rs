@@ -725,6 +725,29 @@ async fn verifying_pair(redis: &RedisServer) -> (Node, Node) {
     (one, two)
 }
 
+/// Ann connects to `one` with a good token, joins `a` and drops (her session kept in
+/// Redis); then `a` hears `seq`. Her CONNECT answer and `pid`.
+async fn ann_away(one: &Node) -> (support::Connected, String) {
+    let owner = Client::handshake(&one.io).await;
+    let first = owner.connect(r#"{"token":"good","user":"ann"}"#).await;
+    join(&owner, one, "a").await;
+    drop_from(&owner, one).await;
+    durable(one.ns().to("a"), "seq", json!(1)).await;
+    let pid = first.pid.clone().unwrap();
+    (first, pid)
+}
+
+/// Ann comes back on `two` with her `pid` and a good token: her session (`first`'s)
+/// resumes with `seq`, which she missed.
+async fn ann_resumes(two: &Node, first: &support::Connected, pid: &str) {
+    let back = Client::handshake(&two.io).await;
+    let resumed = back
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
+        .await;
+    assert_eq!(resumed.id, first.id, "ann resumes her own session");
+    assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
+}
+
 /// How long Redis will still keep the session `pid` (ms); `None` when it has none.
 async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
     let mut conn = support::patient_conn(redis).await;
@@ -745,24 +768,14 @@ async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
 async fn a_resume_the_middleware_refuses_leaves_the_session_for_its_owner() {
     let redis = RedisServer::start().await;
     let (one, two) = verifying_pair(&redis).await;
-    let owner = Client::handshake(&one.io).await;
-    let first = owner.connect(r#"{"token":"good","user":"ann"}"#).await;
-    join(&owner, &one, "a").await;
-    drop_from(&owner, &one).await;
-    durable(one.ns().to("a"), "seq", json!(1)).await;
-    let pid = first.pid.clone().unwrap();
+    let (first, pid) = ann_away(&one).await;
 
     let thief = Client::handshake(&two.io).await;
     thief.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
     assert_eq!(thief.get().await, r#"44{"message":"token required"}"#);
     assert!(session_ttl(&redis, &pid).await.is_some(), "still stored");
 
-    let back = Client::handshake(&two.io).await;
-    let resumed = back
-        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
-        .await;
-    assert_eq!(resumed.id, first.id, "recovered");
-    assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
+    ann_resumes(&two, &first, &pid).await;
 }
 
 /// A session the application refuses to the connection that named it (`on_resume`:
@@ -777,12 +790,7 @@ async fn a_session_refused_to_another_user_is_left_to_its_owner_as_it_was() {
         .of("/")
         .handlers()
         .on_resume(|resume| resume.fresh["user"] != "bob");
-    let owner = Client::handshake(&one.io).await;
-    let first = owner.connect(r#"{"token":"good","user":"ann"}"#).await;
-    join(&owner, &one, "a").await;
-    drop_from(&owner, &one).await;
-    durable(one.ns().to("a"), "seq", json!(1)).await;
-    let pid = first.pid.clone().unwrap();
+    let (first, pid) = ann_away(&one).await;
     let redis = &redis;
     eventually("the session is stored", || async {
         session_ttl(redis, &pid).await.is_some()
@@ -799,12 +807,7 @@ async fn a_session_refused_to_another_user_is_left_to_its_owner_as_it_was() {
     let kept = session_ttl(redis, &pid).await;
     assert!(kept <= left, "not a new window: {kept:?} after {left:?}");
 
-    let back = Client::handshake(&two.io).await;
-    let resumed = back
-        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
-        .await;
-    assert_eq!(resumed.id, first.id, "ann resumes her own session");
-    assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
+    ann_resumes(&two, &first, &pid).await;
 }
 
 /// A drain's last step (`Cluster::flush_writes`): the writes a node queued while Redis
