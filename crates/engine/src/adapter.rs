@@ -501,11 +501,14 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Reads a session without taking it: nothing changes in the store (its epoch
     /// included), so a resume the application would refuse is turned down before the
     /// session is taken from its owner ([`SessionStore::take`] fences the owner's
-    /// socket off). Its `epoch` is 0. `Ok(None)`: none stored now.
+    /// socket off). Its `epoch` is 0. `Ok(None)`: none stored now, or a store that
+    /// cannot tell (the default: the take then decides alone).
     fn peek<'a>(
         &'a self,
-        pid: &'a str,
-    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>>;
+        _pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DurableSession>, AdapterError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// The logged events of namespace `nsp` after `after` up to `until` (exclusive of
     /// `after`, inclusive of `until`), oldest first, each handed to `keep`, which
     /// returns the frames a resuming client gets of it (none: not its). A client asked

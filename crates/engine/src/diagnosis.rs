@@ -293,13 +293,11 @@ impl Refusal {
 /// its first [`SCRUBBED_TEXT`] bytes): an address or a token cut first no longer looks
 /// like one, and its start got through (before 2026-12-07).
 pub fn bounded(text: &str) -> String {
-    let clean: String = crate::untrusted::cut(text, SCRUBBED_TEXT)
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let first = crate::untrusted::cut(text, SCRUBBED_TEXT);
+    let clean: String = first.chars().filter(|c| !c.is_control()).collect();
     let scrubbed = crate::scrub::text(&clean);
     let cut = crate::untrusted::cut(&scrubbed, MAX_REFUSAL_TEXT);
-    if cut.len() < scrubbed.len() || clean.len() < text.len() {
+    if cut.len() < scrubbed.len() || first.len() < text.len() {
         format!("{cut}…")
     } else {
         cut.to_owned()
@@ -998,6 +996,11 @@ mod tests {
         let across = format!("{} ann.lee@example.com", "x".repeat(MAX_REFUSAL_TEXT - 8));
         let b = bounded(&across);
         assert!(!b.contains("ann"), "{b}");
+        assert_eq!(
+            bounded("bad\ntoken"),
+            "badtoken",
+            "nothing cut, no ellipsis"
+        );
         let r = Report::refused(Refusal::new(
             Stage::Connect,
             "/chat",

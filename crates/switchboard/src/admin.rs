@@ -453,6 +453,8 @@ impl Admin {
     /// takes (a larger one closed the UI as a slow consumer on every connect). Sockets
     /// past the bounds are not listed; the UI still hears of each that changes.
     async fn all_sockets(&self) -> Vec<Value> {
+        // A quarter of the UI's outbound queue at most, as at the default bound.
+        let max_bytes = LISTING_MAX_BYTES.min(self.io.engine().config().queue.max_bytes / 4);
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut complete = true;
@@ -494,7 +496,7 @@ impl Admin {
                     socket["transport"] = json!(local.transport().as_str());
                 }
                 let size = (out.len() < LISTING_MAX_SOCKETS)
-                    .then(|| json_len_within(&socket, LISTING_MAX_BYTES - bytes))
+                    .then(|| json_len_within(&socket, max_bytes - bytes))
                     .flatten();
                 let Some(size) = size else {
                     complete = false;
@@ -508,7 +510,7 @@ impl Admin {
             tracing::info!(
                 listed = out.len(),
                 bytes,
-                "admin: the UI's list of sockets is cut at {LISTING_MAX_SOCKETS} sockets, {LISTING_MAX_BYTES} bytes or {LISTING_DEADLINE:?}"
+                "admin: the UI's list of sockets is cut at {LISTING_MAX_SOCKETS} sockets, {max_bytes} bytes or {LISTING_DEADLINE:?}"
             );
         }
         out
@@ -735,7 +737,8 @@ fn event_args(socket: &Socket, name: &str, args: &[Value]) -> Vec<Value> {
 /// the 16 MiB a node reads from Redis.
 const LISTING_MAX_SOCKETS: usize = 1_000;
 /// Most bytes of JSON `all_sockets` lists: one frame, a quarter of the default
-/// `queue.max_bytes` (4 MiB), so the UI's queue takes it with room for the rest.
+/// `queue.max_bytes` (4 MiB), so the UI's queue takes it with room for the rest; a quarter
+/// of a smaller `queue.max_bytes`.
 const LISTING_MAX_BYTES: usize = 1 << 20;
 /// Longest `all_sockets` takes: each namespace is a request to every node, one after
 /// another.

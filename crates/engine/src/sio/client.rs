@@ -863,16 +863,24 @@ async fn prepare_durable(
         let (store, pid) = (store.clone(), pid.to_owned());
         Box::pin(async move { store.peek(&pid).await }) as BoxFuture<'static, _>
     };
-    // Not found (or the store away): the take decides, as it waits for a session
-    // still on its way to the store.
-    if let Ok(Some(stored)) = with_store_retry("read session", peek).await
-        && let Err(why) = resumable(socket, buffer, &stored, pid, offset.as_deref())
-    {
-        tracing::debug!(
-            why,
-            "stored session not resumable by this client; left in the store"
-        );
-        return None;
+    // Not found: the take decides, as it waits for a session still on its way to
+    // the store (right after Redis trouble). The store away past the wait: not
+    // recovered now, rather than wait as long again for the take.
+    match with_store_retry("read session", peek).await {
+        Ok(Some(stored)) => {
+            if let Err(why) = resumable(socket, buffer, &stored, pid, offset.as_deref()) {
+                tracing::debug!(
+                    why,
+                    "stored session not resumable by this client; left in the store"
+                );
+                return None;
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "session store unavailable; client not recovered");
+            return None;
+        }
     }
     let take = || {
         let (store, pid) = (store.clone(), pid.to_owned());

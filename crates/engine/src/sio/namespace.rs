@@ -102,7 +102,8 @@ impl Handlers {
 
     /// Decides whether a connection may resume a stored session: `f` gets the
     /// session's data and rooms and what the middleware put in the new socket's data
-    /// ([`Resume`]), and `false` starts the socket afresh, the session dropped. The
+    /// ([`Resume`]), and `false` starts the socket afresh, the session left as it was
+    /// for its owner (asked before the session is taken). The
     /// rules refuse a session whose verified identity is not the new token's (a `pid`
     /// is a secret, but a client that keeps it across a log-out and a log-in as
     /// someone else would otherwise resume the first user's rooms and data), whose

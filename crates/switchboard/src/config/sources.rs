@@ -219,11 +219,10 @@ fn is_service_link(name: &str) -> bool {
     let n = parts.len();
     let service = |i: usize| parts.get(i) == Some(&"SERVICE");
     let port = |i: usize| parts.get(i) == Some(&"PORT");
-    // `…_SERVICE_HOST`, `…_SERVICE_PORT`, `…_SERVICE_PORT_<NAME>`.
+    // `…_SERVICE_HOST`, `…_SERVICE_PORT`, `…_SERVICE_PORT_<NAME>` (a port's name,
+    // its `-` written `_`: `HTTP_METRICS`).
     let service_link = (1..n).any(|i| {
-        service(i)
-            && ((i + 2 == n && (parts[i + 1] == "HOST" || port(i + 1)))
-                || (i + 3 == n && port(i + 1)))
+        service(i) && ((i + 2 == n && parts[i + 1] == "HOST") || (i + 2 <= n && port(i + 1)))
     });
     // `…_PORT`, `…_PORT_<N>_<PROTO>`, `…_PORT_<N>_<PROTO>_<ADDR|PORT|PROTO>`.
     let port_link = (1..n).any(|i| {

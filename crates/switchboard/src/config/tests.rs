@@ -756,6 +756,7 @@ fn kubernetes_service_links_are_not_settings() {
         ("SWITCHBOARD_SERVICE_HOST", "10.96.0.12"),
         ("SWITCHBOARD_SERVICE_PORT", "3000"),
         ("SWITCHBOARD_SERVICE_PORT_HTTP", "3000"),
+        ("SWITCHBOARD_SERVICE_PORT_HTTP_METRICS", "9100"),
         ("SWITCHBOARD_REDIS_SERVICE_HOST", "10.96.0.13"),
         ("SWITCHBOARD_REDIS_PORT_6379_TCP_PROTO", "tcp"),
         ("SWITCHBOARD_HEADLESS_PORT", "tcp://10.96.0.14:3000"),

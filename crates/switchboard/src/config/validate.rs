@@ -189,11 +189,12 @@ impl Validator<'_> {
     }
 
     /// Each receiver's outbound queue must take the largest message one sender can
-    /// make: a client's event (`engine.max_payload`, attachments included, written up
-    /// to half as long again when relayed; so twice it, which memory pressure's halving
-    /// of the bound still fits) and an API emit (`api.max_body_bytes`). A larger one
-    /// closed every receiver as a slow consumer: one client could close every member of
-    /// a room with one event.
+    /// make: a client's event (`engine.max_payload`, attachments included; relayed, it
+    /// may be written up to half as long again, so twice it leaves room) and an API
+    /// emit (`api.max_body_bytes`). A larger one closed every receiver as a slow
+    /// consumer: one client could close every member of a room with one event. (Under
+    /// critical memory pressure the bound is halved, and such an event may then not
+    /// fit: shedding is that tier's purpose.)
     fn queues_take_messages(&mut self, c: &Config) {
         const QUEUE: &str = "queue.max_bytes";
         let queue = c.socketio.engine.queue.max_bytes;
