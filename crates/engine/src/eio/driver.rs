@@ -225,6 +225,13 @@ fn websocket_step<'a>(
     std::future::poll_fn(move |cx| {
         loop {
             let bits = session.wake.take(watched(out));
+            // Before any return below: the bit is taken now, and a `READ` taken with
+            // `STATE` and then left unheeded was lost, the socket never read again
+            // (a client's CONNECTs to several namespaces at once, whose answers raise
+            // `STATE`, went unanswered from the first read that returned `Pending`).
+            if bits & wake::READ != 0 {
+                out.read_armed = false;
+            }
             if bits & wake::WRITE != 0 {
                 out.take_from(session);
             }
@@ -233,9 +240,6 @@ fn websocket_step<'a>(
             }
             if bits & wake::STATE != 0 {
                 return Poll::Ready(Step::Continue);
-            }
-            if bits & wake::READ != 0 {
-                out.read_armed = false;
             }
             // Reads come first: what a client sent in one burst is handled whole before
             // anything is written, so the replies it causes (acks, and the frames of its
