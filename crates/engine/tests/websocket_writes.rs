@@ -237,3 +237,104 @@ async fn every_connect_of_a_burst_is_answered_on_every_connection() {
         .unwrap()
         .unwrap();
 }
+
+/// A WebSocket frame of `payload` as a client sends it (masked, with a zero key so the
+/// payload is unchanged).
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x81u8];
+    let len = u16::try_from(payload.len()).unwrap();
+    if len < 126 {
+        frame.push(0x80 | u8::try_from(len).unwrap());
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&len.to_be_bytes());
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A client that sends as fast as it can while it reads everything gets every reply,
+/// and is not taken for a slow consumer. The server's socket has a deep receive
+/// buffer (as a link with a large bandwidth-delay product gets), so its reads never
+/// find it empty: they spend the runtime's budget, and the write and the heartbeat,
+/// which checked the same budget, returned `Pending` poll after poll. Before
+/// 2026-12-07 no reply left while the client kept sending, and at the default queue
+/// bounds the client was closed as a slow consumer after about a thousand messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_and_reads_at_full_speed_gets_every_reply() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const MESSAGES: usize = 16_000;
+    let (_trigger, signal) = shutdown::channel();
+    let io = Io::new(SocketIoConfig::default(), signal.clone());
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen = closed.clone();
+    io.of("/").on_disconnect(move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    io.of("/").on("echo", |ev| {
+        let _ = ev.socket.emit("echo", ev.payload.clone());
+    });
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4 << 20).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let closed_before_the_end = closed.clone();
+    let client = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tcp = rt.block_on(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            ws.send(Message::text("40")).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            match ws.into_inner() {
+                tokio_tungstenite::MaybeTlsStream::Plain(s) => s.into_std().unwrap(),
+                _ => unreachable!(),
+            }
+        });
+        drop(rt);
+        tcp.set_nonblocking(false).unwrap();
+        let mut reader = tcp.try_clone().unwrap();
+        let mut writer = tcp;
+        // Counts the replies' event name in what is read, across reads.
+        let counting = std::thread::spawn(move || {
+            let (mut buf, mut tail, mut echoes) = (vec![0u8; 1 << 16], Vec::new(), 0usize);
+            while echoes < MESSAGES {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                tail.extend_from_slice(&buf[..n]);
+                echoes += tail.windows(9).filter(|w| w == b"42[\"echo\"").count();
+                tail.drain(..tail.len().saturating_sub(8));
+            }
+            echoes
+        });
+        let one = client_frame(format!("42[\"echo\",\"{}\"]", "x".repeat(4000)).as_bytes());
+        let batch: Vec<u8> = one.repeat(64);
+        for _ in 0..MESSAGES / 64 {
+            if writer.write_all(&batch).is_err() {
+                break;
+            }
+        }
+        let echoes = counting.join().unwrap();
+        // Before this client closes its side.
+        let closed = closed_before_the_end.load(Ordering::SeqCst);
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+        (echoes, closed)
+    });
+    let (echoes, closed) = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(closed, 0, "the server closed the client");
+    assert_eq!(echoes, MESSAGES);
+}

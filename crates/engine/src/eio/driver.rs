@@ -245,7 +245,7 @@ fn websocket_step<'a>(
             // anything is written, so the replies it causes (acks, and the frames of its
             // broadcasts to sockets that share rooms) leave in one batch, not one
             // syscall each. The runtime's budget ends a long burst (the read returns
-            // `Pending` and wakes `READ`), so the writes below are never starved.
+            // `Pending` and wakes `READ`), and the writes below run outside it.
             if !out.read_armed {
                 let read_waker = futures_util::task::waker_ref(session);
                 match ws.poll_next_unpin(&mut Context::from_waker(&read_waker)) {
@@ -254,12 +254,27 @@ fn websocket_step<'a>(
                     Poll::Pending => out.read_armed = true,
                 }
             }
-            if out.is_busy()
-                && let Poll::Ready(Err(_)) = out.poll_write(ws, cx)
-            {
-                return Poll::Ready(Step::Ended(DisconnectReason::TransportError, Ending::Lost));
+            // The write and the timer are polled outside the runtime's budget: a burst
+            // of reads spends it, and they would then return `Pending` too, poll after
+            // poll, as long as the client kept the socket full (a deep receive buffer):
+            // no reply and no ping went out, and a client that read everything was
+            // closed as a slow consumer (before 2026-12-07). Their work is bounded (one
+            // outbox of at most `OUTBOX_BYTES`, one timer), and the reads still spend
+            // the budget, so the task still yields.
+            if out.is_busy() {
+                let (o, w) = (&mut *out, &mut *ws);
+                let write = tokio::task::coop::unconstrained(std::future::poll_fn(|cx| {
+                    o.poll_write(w, cx)
+                }));
+                if let Poll::Ready(Err(_)) = std::pin::pin!(write).poll(cx) {
+                    return Poll::Ready(Step::Ended(
+                        DisconnectReason::TransportError,
+                        Ending::Lost,
+                    ));
+                }
             }
-            if sleep.as_mut().poll(cx).is_ready() {
+            let timer = tokio::task::coop::unconstrained(sleep.as_mut());
+            if std::pin::pin!(timer).poll(cx).is_ready() {
                 return Poll::Ready(Step::Tick);
             }
             // A bit raised since the take (or `WRITE`, left while the write that has
