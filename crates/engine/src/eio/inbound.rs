@@ -25,7 +25,10 @@
 //!   a message must be whole that long after its first bytes were read, or its session
 //!   is closed (`transport error`). An unfragmented message cannot take longer than the
 //!   heartbeat anyway (no pong can get through it), so only a client that fragments
-//!   and stalls meets this.
+//!   and stalls meets this. The deadline is checked when the connection's next bytes
+//!   are read (a pong between fragments included); a client that sends nothing more
+//!   at all is closed by the heartbeat instead (`ping_interval + ping_timeout`), its
+//!   bytes held until then unless a newer message makes them give way.
 //!
 //! The WebSocket side follows the client's frames below tungstenite, in the bytes
 //! tungstenite reads ([`Watched`] around the upgraded connection): [`MessageWatch`]
