@@ -748,6 +748,27 @@ async fn ann_resumes(two: &Node, first: &support::Connected, pid: &str) {
     assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
 }
 
+/// [`verifying_pair`] whose second node's `on_resume` refuses any session to bob.
+async fn refusing_bob(redis: &RedisServer) -> (Node, Node) {
+    let (one, two) = verifying_pair(redis).await;
+    two.io
+        .of("/")
+        .handlers()
+        .on_resume(|resume| resume.fresh["user"] != "bob");
+    (one, two)
+}
+
+/// Bob, with a good token of his own and ann's `pid`, connects to `two`: a fresh
+/// socket, not ann's session (`first`'s), and none of what it missed.
+async fn bob_is_refused(two: &Node, first: &support::Connected, pid: &str) {
+    let bob = Client::handshake(&two.io).await;
+    let fresh = bob
+        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"bob"}}"#))
+        .await;
+    assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
+    assert!(fresh.events.is_empty(), "nor hear it: {:?}", fresh.events);
+}
+
 /// How long Redis will still keep the session `pid` (ms); `None` when it has none.
 async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
     let mut conn = support::patient_conn(redis).await;
@@ -785,11 +806,7 @@ async fn a_resume_the_middleware_refuses_leaves_the_session_for_its_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_refused_to_another_user_is_left_to_its_owner_as_it_was() {
     let redis = RedisServer::start().await;
-    let (one, two) = verifying_pair(&redis).await;
-    two.io
-        .of("/")
-        .handlers()
-        .on_resume(|resume| resume.fresh["user"] != "bob");
+    let (one, two) = refusing_bob(&redis).await;
     let (first, pid) = ann_away(&one).await;
     let redis = &redis;
     eventually("the session is stored", || async {
@@ -798,12 +815,7 @@ async fn a_session_refused_to_another_user_is_left_to_its_owner_as_it_was() {
     .await;
     let left = session_ttl(redis, &pid).await;
 
-    let other = Client::handshake(&two.io).await;
-    let fresh = other
-        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"bob"}}"#))
-        .await;
-    assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
-    assert!(fresh.events.is_empty(), "nor hear it: {:?}", fresh.events);
+    bob_is_refused(&two, &first, &pid).await;
     let kept = session_ttl(redis, &pid).await;
     assert!(kept <= left, "not a new window: {kept:?} after {left:?}");
 
@@ -853,11 +865,7 @@ async fn flushing_waits_for_the_writes_queued_while_redis_stalled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_claim_on_a_connected_sockets_session_takes_nothing() {
     let redis = RedisServer::start().await;
-    let (one, two) = verifying_pair(&redis).await;
-    two.io
-        .of("/")
-        .handlers()
-        .on_resume(|resume| resume.fresh["user"] != "bob");
+    let (one, two) = refusing_bob(&redis).await;
     let ann = Client::handshake(&one.io).await;
     let first = ann.connect(r#"{"token":"good","user":"ann"}"#).await;
     let pid = first.pid.clone().unwrap();
@@ -867,11 +875,7 @@ async fn a_refused_claim_on_a_connected_sockets_session_takes_nothing() {
     })
     .await;
 
-    let bob = Client::handshake(&two.io).await;
-    let fresh = bob
-        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"bob"}}"#))
-        .await;
-    assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
+    bob_is_refused(&two, &first, &pid).await;
 
     let kicked = one
         .ns()
