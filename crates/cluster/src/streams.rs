@@ -2279,6 +2279,13 @@ mod tests {
         assert!(ttl > 0 && ttl <= 30_000, "the claim expires: {ttl}");
     }
 
+    /// What Redis holds at `key`.
+    async fn stored(mut conn: Conn, key: &str) -> Option<String> {
+        redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
+            .await
+            .expect("GET")
+    }
+
     fn save(key: &str, value: &str, epoch: u64) -> Write {
         Write::SaveSession {
             key: key.into(),
@@ -2297,11 +2304,7 @@ mod tests {
         let (_redis, mut conn) = start_redis().await;
         let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
         let key = "sio:session:abc";
-        let get = |mut conn: Conn| async move {
-            redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
-                .await
-                .expect("GET")
-        };
+        let get = |conn: Conn| stored(conn, key);
         // Never taken: saved as Node saves it (no epoch key).
         target
             .send(&conn, &[save(key, "first", 0)])
@@ -2409,11 +2412,7 @@ mod tests {
         let (_redis, mut conn) = start_redis().await;
         let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
         let key = "sio:session:kept";
-        let get = |mut conn: Conn| async move {
-            redis::AsyncCommands::get::<_, Option<String>>(&mut conn, key)
-                .await
-                .expect("GET")
-        };
+        let get = |conn: Conn| stored(conn, key);
         let kept = Write::SaveSession {
             key: key.into(),
             value: "at the close".into(),

@@ -946,6 +946,17 @@ async fn prepare_durable(
     })
 }
 
+/// Whether the application's `on_resume` lets `socket` (what its middleware left in
+/// its data) resume a session of `stored` data in `rooms`.
+fn may_resume<'r>(socket: &Socket, stored: &Value, rooms: impl Iterator<Item = &'r str>) -> bool {
+    let rooms: Vec<&str> = rooms.collect();
+    socket.ns().handlers().may_resume(&Resume {
+        stored,
+        fresh: &socket.data(),
+        rooms: &rooms,
+    })
+}
+
 /// What a stored session resumes from, when the client that names it may resume it.
 struct Resumable {
     /// Where its replay starts.
@@ -996,13 +1007,7 @@ fn resumable(
     if rooms_past(&rooms, &session.sid, ns.handlers().max_rooms_per_socket()) {
         return Err("stored session in more rooms than a socket may join");
     }
-    let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
-    let resume = Resume {
-        stored: &session.data,
-        fresh: &socket.data(),
-        rooms: &names,
-    };
-    if !ns.handlers().may_resume(&resume) {
+    if !may_resume(socket, &session.data, rooms.iter().map(|r| &**r)) {
         return Err("refused to this connection by the application");
     }
     Ok(Resumable {
@@ -1115,13 +1120,7 @@ fn finish_connect(
         && let Some(stale) = buffer.live_socket(pid)
     {
         let rooms = stale.rooms();
-        let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        let resume = Resume {
-            stored: &stale.data(),
-            fresh: &socket.data(),
-            rooms: &rooms,
-        };
-        if socket.ns().handlers().may_resume(&resume) {
+        if may_resume(&socket, &stale.data(), rooms.iter().map(String::as_str)) {
             // Outside the buffer lock: disconnect handlers may emit.
             stale.take_over();
         } else {
@@ -1142,6 +1141,14 @@ fn finish_connect(
                 tracing::debug!(socket = %p.session.sid, "stored session names a connected socket; not recovered");
                 return None;
             }
+            // Asked before the session was taken (`prepare_durable`); again here, as it
+            // may have changed since it was read (taken: gone).
+            if refused_take_over
+                || !may_resume(&socket, &p.session.data, p.session.rooms.iter().map(|r| &**r))
+            {
+                tracing::debug!(socket = %p.session.sid, "session refused to this connection by the application; not recovered");
+                return None;
+            }
             let missed = RecoveryBuffer::replay(&state, p.session.listener(), p.start, max_replay)
                 .inspect_err(|why| {
                     tracing::debug!(socket = %p.session.sid, ?why, "session not recovered");
@@ -1153,39 +1160,17 @@ fn finish_connect(
             })
         })
     } else {
+        // The application may refuse the session to this socket (another user's
+        // token with the first one's `pid`): then it starts afresh, and the session is
+        // left for its owner (`restore` asks before taking it).
         claim.and_then(|(pid, offset)| {
-            let fresh = socket.data();
             let allowed = |kept: &SavedSession| {
-                let rooms: Vec<&str> = kept.rooms.iter().map(|r| &**r).collect();
                 !refused_take_over
-                    && socket.ns().handlers().may_resume(&Resume {
-                        stored: &kept.data,
-                        fresh: &fresh,
-                        rooms: &rooms,
-                    })
+                    && may_resume(&socket, &kept.data, kept.rooms.iter().map(|r| &**r))
             };
             buffer.restore(&mut state, pid, offset, now(), allowed)
         })
     };
-    // The application may refuse the session to this socket (another user's token
-    // with the first one's `pid`): then it starts afresh. Asked before the session
-    // was taken (`restore`, `prepare_durable`), so it is left for its owner; asked
-    // again here for a durable session that changed since it was read (taken: gone).
-    let restored = restored.filter(|r| {
-        let ok = !refused_take_over
-            && socket
-                .ns()
-                .handlers()
-                .may_resume(&Resume {
-                    stored: &r.session.data,
-                    fresh: &socket.data(),
-                    rooms: &r.session.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
-                });
-        if !ok {
-            tracing::debug!(socket = %r.session.sid, "session refused to this connection by the application; not recovered");
-        }
-        ok
-    });
     // `max_replay_bytes` bounds the replays of a connection together, not each: one
     // connection may resume a session in each of its namespaces (up to
     // `MAX_NAMESPACES_PER_CONNECTION`).
@@ -1510,9 +1495,10 @@ impl SessionHandler for Client {
                 },
                 // Whole (or refused): what it held goes back.
                 _ => {
-                    let was_binary = state.binary_bytes > 0;
-                    let cut = binary_too_large(&mut state.binary_bytes, part, max)
-                        .filter(|_| was_binary && decoded.is_ok());
+                    // The last part of a binary packet counts too.
+                    let cut = (state.binary_bytes > 0 && decoded.is_ok())
+                        .then(|| binary_too_large(&mut state.binary_bytes, part, max))
+                        .flatten();
                     state.binary_bytes = 0;
                     let ended = state.reconstructing.take().map(|_| Held::Ended);
                     cut.map_or(Ok(ended), Err)
