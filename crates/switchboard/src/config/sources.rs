@@ -34,6 +34,19 @@ pub(crate) enum Origin {
     Flag(String),
 }
 
+impl Origin {
+    /// Which origin wins when two set the same value: flags over the environment over
+    /// the file over the default.
+    fn precedence(&self) -> u8 {
+        match self {
+            Origin::Default => 0,
+            Origin::File(_) => 1,
+            Origin::Env(_) => 2,
+            Origin::Flag(_) => 3,
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -51,7 +64,11 @@ pub(crate) struct Origins(BTreeMap<String, Origin>);
 
 impl Origins {
     /// Where `key` came from: its own origin, else that of the nearest section that
-    /// was set as a whole, else [`Origin::Default`].
+    /// was set as a whole (`--set hooks.webhook={…}`), else — for a key that is a
+    /// section itself (`hooks.webhook`) — the weightiest origin of a value under it,
+    /// else [`Origin::Default`]. A section written in the file (`[engine]`) is not set
+    /// as a whole: only its values are recorded, so the keys it leaves out stay
+    /// `default`.
     pub(crate) fn of(&self, key: &str) -> Origin {
         let mut prefix = key;
         loop {
@@ -60,9 +77,17 @@ impl Origins {
             }
             match prefix.rsplit_once('.') {
                 Some((parent, _)) => prefix = parent,
-                None => return Origin::Default,
+                None => break,
             }
         }
+        let nested = format!("{key}.");
+        self.0
+            .range(nested.clone()..)
+            .take_while(|(k, _)| k.starts_with(&nested))
+            .map(|(_, origin)| origin)
+            .max_by_key(|origin| origin.precedence())
+            .cloned()
+            .unwrap_or(Origin::Default)
     }
 
     /// Records `key` and forgets what was recorded under it (it was replaced).
@@ -182,13 +207,14 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Records `origin` for every key in `table`, sections included (arrays are single values).
+/// Records `origin` for every value in `table` (arrays are single values). Sections are
+/// not recorded: the keys a section leaves out keep their default, and their origin.
 fn record_keys(origins: &mut Origins, prefix: &str, table: &toml::Table, origin: &Origin) {
     for (key, value) in table {
         let path = join(prefix, key);
-        origins.set(&path, origin.clone());
-        if let toml::Value::Table(inner) = value {
-            record_keys(origins, &path, inner, origin);
+        match value {
+            toml::Value::Table(inner) => record_keys(origins, &path, inner, origin),
+            _ => origins.set(&path, origin.clone()),
         }
     }
 }

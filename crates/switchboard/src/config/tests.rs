@@ -201,6 +201,18 @@ fn env_overrides_file_and_flags_override_env() {
         o.of("engine.ping_timeout"),
         Origin::File(testdata("valid.toml"))
     );
+    // The file's `[engine]` leaves `body_timeout` out: it keeps its default and says so.
+    assert_eq!(o.of("engine.body_timeout"), Origin::Default);
+    // A section is blamed on the weightiest source of a value under it.
+    assert_eq!(
+        o.of("engine"),
+        Origin::Env("SWITCHBOARD_ENGINE__PING_INTERVAL".into())
+    );
+    assert_eq!(
+        o.of("cors"),
+        Origin::Env("SWITCHBOARD_CORS__CREDENTIALS".into())
+    );
+    assert_eq!(o.of("socketio"), Origin::File(testdata("valid.toml")));
 }
 
 #[test]
