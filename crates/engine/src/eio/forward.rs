@@ -200,7 +200,9 @@ impl ForwardedRequest {
     /// Reads a client's request for forwarding: the kept headers and the body, at most
     /// `max_payload` bytes. A larger body is not read further: it is forwarded empty
     /// with a `content-length` above the limit, so the owner answers 413 and closes
-    /// the session exactly as it would for the request itself.
+    /// the session exactly as it would for the request itself. A GET's body is never
+    /// read (the owner would ignore it, as a GET on its own node is): read, it would
+    /// hold its bytes of the inbound budget for as long as the long-poll waits.
     pub(crate) async fn from_request<B: RequestBody>(
         req: Request<B>,
         remote: SocketAddr,
@@ -214,7 +216,9 @@ impl ForwardedRequest {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let over_limit = max_payload as u64 + 1;
-        let body = if declared.is_some_and(|len| len > max_payload as u64) {
+        let body = if parts.method != Method::POST {
+            Some(Bytes::new())
+        } else if declared.is_some_and(|len| len > max_payload as u64) {
             None
         } else {
             match Limited::new(body, max_payload).collect().await {
@@ -367,6 +371,18 @@ mod tests {
         let fwd = ForwardedRequest::from_request(req, remote(), 4).await?;
         assert!(fwd.body.is_empty());
         assert_eq!(fwd.headers[header::CONTENT_LENGTH], "5");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_get_goes_without_its_body() -> Result<(), PollError> {
+        // Read, a GET's body would hold the inbound budget while the long-poll waits.
+        let mut req = post("0123456789", &[("content-length", "10")]);
+        *req.method_mut() = Method::GET;
+        let fwd = ForwardedRequest::from_request(req, remote(), 100).await?;
+        assert_eq!(fwd.method, Method::GET);
+        assert!(fwd.body.is_empty());
+        assert_eq!(fwd.headers[header::CONTENT_LENGTH], "0");
         Ok(())
     }
 

@@ -83,7 +83,7 @@ impl Decoder {
             return Ok(None);
         }
         if let Some(data) = &packet.data {
-            check_placeholders(data, expected)?;
+            check_placeholders(data, &mut vec![false; expected])?;
         }
         Ok(Some(packet))
     }
@@ -170,22 +170,29 @@ fn payload_is_valid(kind: PacketType, data: Option<&Value>) -> bool {
     }
 }
 
-/// Every placeholder must point at an attachment that exists.
-fn check_placeholders(value: &Value, attachments: usize) -> Result<(), DecodeError> {
+/// Every placeholder must point at an attachment that exists, each attachment at most
+/// once (`named[i]`: attachment `i` has a placeholder). `socket.io-parser` numbers a
+/// packet's buffers one placeholder each; a packet naming one attachment thousands of
+/// times would be small here but that many copies of it wherever it is written out
+/// whole (a cluster message carries binary inline).
+fn check_placeholders(value: &Value, named: &mut [bool]) -> Result<(), DecodeError> {
     match value {
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|v| check_placeholders(v, attachments)),
+        Value::Array(items) => items.iter().try_for_each(|v| check_placeholders(v, named)),
         Value::Object(map) => {
             if map.get("_placeholder").and_then(Value::as_bool) == Some(true) {
                 let num = map.get("num").and_then(Value::as_u64);
-                return match num {
-                    Some(n) if (n as usize) < attachments => Ok(()),
+                let slot = num
+                    .and_then(|n| usize::try_from(n).ok())
+                    .and_then(|n| named.get_mut(n));
+                return match slot {
+                    Some(seen) if !*seen => {
+                        *seen = true;
+                        Ok(())
+                    }
                     _ => Err(DecodeError::IllegalAttachments),
                 };
             }
-            map.values()
-                .try_for_each(|v| check_placeholders(v, attachments))
+            map.values().try_for_each(|v| check_placeholders(v, named))
         }
         _ => Ok(()),
     }
@@ -277,6 +284,30 @@ mod tests {
             d.decode_binary(Bytes::from_static(b"a")),
             Err(DecodeError::IllegalAttachments)
         );
+    }
+
+    #[test]
+    fn an_attachment_named_twice_is_rejected() {
+        // One small buffer named by many placeholders would be written out once per
+        // placeholder wherever the packet is carried with its binary inline.
+        for text in [
+            r#"51-["ev",{"_placeholder":true,"num":0},{"_placeholder":true,"num":0}]"#,
+            r#"62-7[[{"a":{"_placeholder":true,"num":1}},{"_placeholder":true,"num":1}]]"#,
+        ] {
+            let mut d = Decoder::default();
+            assert_eq!(d.decode_text(text).unwrap(), None);
+            let mut last = d.decode_binary(Bytes::from_static(b"a"));
+            if d.is_reconstructing() {
+                last = d.decode_binary(Bytes::from_static(b"b"));
+            }
+            assert_eq!(last, Err(DecodeError::IllegalAttachments), "{text}");
+        }
+        // Each attachment named once, in any order, is fine.
+        let mut d = Decoder::default();
+        let text = r#"52-["ev",{"_placeholder":true,"num":1},{"_placeholder":true,"num":0}]"#;
+        assert_eq!(d.decode_text(text).unwrap(), None);
+        assert_eq!(d.decode_binary(Bytes::from_static(b"a")).unwrap(), None);
+        assert!(d.decode_binary(Bytes::from_static(b"b")).unwrap().is_some());
     }
 
     #[test]
