@@ -8,6 +8,7 @@
 mod in_process;
 
 mod deterministic {
+    mod acks;
     mod connect_order;
     mod drain;
     mod forwarding;

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 use switchboard_protocol::Sid;
 use switchboard_protocol::socketio::{Packet, PacketType, is_reserved_event};
@@ -141,7 +142,10 @@ impl BroadcastOperator {
 
     /// Emits the event to every targeted client in the cluster and collects their
     /// acknowledgements (Node's `timeout(t).emitWithAck`): all of them, or
-    /// [`AckError::Timeout`] when some did not answer within `timeout`.
+    /// [`AckError::Timeout`] when some did not answer within `timeout` — or when the
+    /// number of nodes could not be read (the broker is unreachable), since then no
+    /// set of answers is known to be all of them. With [`Self::local`] only this
+    /// node's clients are asked, and only they are waited for.
     pub async fn emit_with_ack(
         mut self,
         event: &str,
@@ -152,12 +156,19 @@ impl BroadcastOperator {
             return Err(AckError::Emit(super::EmitError::ReservedEvent));
         }
         self.opts.flags.timeout = Some(timeout);
+        let local = self.opts.flags.local;
         let packet = event_packet(self.ns.name(), event, payload.into(), None);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let adapter = self.ns.adapter().clone();
         adapter.broadcast_with_ack(&self.ns, packet, self.opts, tx);
         let collect = async {
-            let servers = adapter.server_count().await.unwrap_or(1);
+            // Not knowing how many nodes must count, no number of counts is all of
+            // them: the call can only time out (it used to assume one node, and
+            // returned that node's answers alone as if they were everyone's).
+            let servers = match local {
+                true => 1,
+                false => adapter.server_count().await.unwrap_or(usize::MAX),
+            };
             let (mut counted, mut expected, mut acks) = (0usize, 0usize, Vec::new());
             while counted < servers || acks.len() < expected {
                 match rx.recv().await {
@@ -167,14 +178,16 @@ impl BroadcastOperator {
                         expected = expected.saturating_add(n);
                     }
                     Some(AckReport::Ack(p)) => acks.push(p),
-                    None => break,
+                    // Every reporter gave up (their timers, started with the same
+                    // timeout, fired just before this one): some answers never came.
+                    None => return Err(AckError::Timeout),
                 }
             }
-            acks
+            Ok(acks)
         };
         tokio::time::timeout(timeout, collect)
             .await
-            .map_err(|_| AckError::Timeout)
+            .unwrap_or(Err(AckError::Timeout))
     }
 
     /// The connected sockets on this node this selection targets.
@@ -368,10 +381,16 @@ impl Namespace {
         if waiting.is_empty() {
             return;
         }
+        // Each answer is reported as it comes: a requester on another node (Node's
+        // `timeout(t).emit(ev, (err, answers))` hands over what arrived when it times
+        // out) must not lose every answer of this node to one silent client.
         tokio::spawn(async move {
-            let results = futures_util::future::join_all(waiting).await;
-            for answer in results.into_iter().flatten() {
-                let _ = sink.send(AckReport::Ack(answer));
+            let mut waiting: futures_util::stream::FuturesUnordered<_> =
+                waiting.into_iter().collect();
+            while let Some(answer) = waiting.next().await {
+                if let Ok(answer) = answer {
+                    let _ = sink.send(AckReport::Ack(answer));
+                }
             }
         });
     }
