@@ -395,9 +395,33 @@ pub struct Health {
     /// Times this node found that entries of the stream were trimmed before it read
     /// them (streams mode): it had fallen further behind than the stream is long.
     pub stream_gaps: AtomicU64,
+    /// Messages whose handling panicked (an application handler a peer's message
+    /// ran, such as a server-side event's): each was dropped, see [`contained`].
+    pub handler_panics: AtomicU64,
     /// When this node last saw Redis fail (a lost subscriber connection or a failed
     /// command); `None` if it never did.
     trouble_at: Mutex<Option<Instant>>,
+}
+
+/// Runs `handle`, the handling of one message from the cluster, so that a panic in
+/// it costs that message only. Handling runs the application's handlers (a
+/// server-side event's, the disconnect handlers of a peer's `disconnectSockets`) on
+/// the task that reads every message for this node — the subscriber, the stream
+/// reader: unwinding out of it would end that task, and the node would stop hearing
+/// the cluster while still saying it is ready.
+pub(crate) fn contained(health: &Health, handle: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handle)) {
+        health.handler_panics.fetch_add(1, Ordering::Relaxed);
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a panic without text)");
+        tracing::error!(
+            panic = what,
+            "handling a cluster message panicked; that message was dropped"
+        );
+    }
 }
 
 impl Health {
@@ -614,10 +638,10 @@ impl Broker {
                     .read()
                     .ok()
                     .and_then(|routes| routes.get(channel).cloned());
-                match routed {
+                contained(&health, || match routed {
                     Some(handler) => handler(channel, payload),
                     None => on_message(channel, payload),
-                }
+                });
             })
         };
         let sub_link = Link {

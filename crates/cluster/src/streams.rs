@@ -46,7 +46,9 @@ use switchboard_protocol::cluster::streams::{
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{Broker, Conn, Health, OwnConn, Publish, Sub, Target, handler_of, jitter};
+use crate::broker::{
+    Broker, Conn, Health, OwnConn, Publish, Sub, Target, contained, handler_of, jitter,
+};
 use crate::convert::{engine_opts, relayable, rooms, to_json, to_wire, wire_opts};
 use crate::exchange::Exchange;
 use crate::questions;
@@ -788,7 +790,9 @@ impl StreamsNode {
                 // Not decoded: counted.
             } else {
                 match decode_entry(&entry) {
-                    Ok(message) => self.on_entry(&routes, entry.id, message),
+                    Ok(message) => contained(self.health(), || {
+                        self.on_entry(&routes, entry.id, message);
+                    }),
                     Err(err) => {
                         tracing::debug!(id = %entry.id, error = %err, "skipping entry");
                     }

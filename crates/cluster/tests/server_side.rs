@@ -77,3 +77,39 @@ async fn server_side_events_reach_every_other_node_and_collect_their_answers() {
         );
     }
 }
+
+/// A server-side handler that panics on one event (an argument it did not expect, as
+/// anyone who can publish may send) costs that event only: the node still hears the
+/// next one. Before, the panic ended the task reading every message for the node,
+/// which went deaf to the cluster while still saying it was ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_costs_its_own_event_only() {
+    for adapter in [AdapterKind::Redis, AdapterKind::RedisStreams] {
+        let redis = RedisServer::start().await;
+        let one = Node::start(&redis, NodeOptions::new(adapter, "one")).await;
+        let two = Node::start(&redis, NodeOptions::new(adapter, "two")).await;
+        formed(&[&one, &two]).await;
+        let (seen, mut heard) = mpsc::unbounded_channel();
+        two.ns()
+            .handlers()
+            .on_server_side_emit(move |_ns, args, _ack| {
+                // An application's assumption about what peers send.
+                let n = args[0].as_u64().expect("a number");
+                let _ = seen.send(n);
+            });
+        one.ns().server_side_emit(vec![json!("not a number")]);
+        one.ns().server_side_emit(vec![json!(7)]);
+        let next = tokio::time::timeout(DEADLINE, heard.recv()).await;
+        assert_eq!(
+            next,
+            Ok(Some(7)),
+            "{adapter:?}: the node still hears the cluster"
+        );
+        let panics = &two.cluster.health().unwrap().handler_panics;
+        assert_eq!(
+            panics.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "{adapter:?}"
+        );
+    }
+}
