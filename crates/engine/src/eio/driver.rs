@@ -112,10 +112,45 @@ pub(crate) fn drive(
                 let _ =
                     Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, drained(&session))).await;
             }
-            None => {}
+            None if !lingers(&session, reason) => {}
+            None => {
+                // The server closed it otherwise (a kick, a refusal, a limit): closed
+                // now — counted, the application's disconnect handlers run — and then
+                // still reachable until the client's next GET took what is queued and
+                // the `close` packet (after a kick: the DISCONNECT), or an SSE stream
+                // wrote them. Node's polling transport likewise sends its close on the
+                // next poll. What is left past the bound is dropped, so a stream still
+                // writing to a slow listener ends.
+                closed_now(&session, reason);
+                let flushed =
+                    Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, drained(&session))).await;
+                if flushed.is_err() {
+                    Session::discard_queue(&mut session.lock());
+                }
+                forget(&session, &registry);
+                return;
+            }
         }
         finalize(&session, &registry, reason);
     }
+}
+
+/// Whether a polling or SSE session the server closed for `reason` stays reachable
+/// until its client took what is queued (see `drive`). Not when the client is gone or
+/// broke the protocol (no pong, an aborted GET, a malformed or oversized message:
+/// it is answered with an error and does not come back for the rest), nor for a
+/// session whose CONNECT was refused (its client has its answer), nor when nothing is
+/// queued.
+fn lingers(session: &Session, reason: DisconnectReason) -> bool {
+    let client_gone = matches!(
+        reason,
+        DisconnectReason::PingTimeout
+            | DisconnectReason::TransportError
+            | DisconnectReason::ParseError
+            | DisconnectReason::PayloadTooLarge
+    );
+    let inner = session.lock();
+    !client_gone && !inner.refused && !inner.queue.is_empty()
 }
 
 /// Before each step: the reason if the session closed; otherwise adopts a WebSocket
@@ -449,6 +484,12 @@ fn app_deadline(session: &Arc<Session>) {
 }
 
 fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReason) {
+    closed_now(session, reason);
+    forget(session, registry);
+}
+
+/// What a close does at once: counted, logged, the application's handlers told.
+fn closed_now(session: &Arc<Session>, reason: DisconnectReason) {
     let transport = session.transport();
     if session.lock().refused {
         session.metrics.connection_refused_after_open(transport);
@@ -462,8 +503,12 @@ fn finalize(session: &Arc<Session>, registry: &Registry, reason: DisconnectReaso
     if let Some(handler) = session.handler() {
         handler.on_close(session, reason);
     }
-    // Only now does the session stop counting: a drain that waits for the count to
-    // reach zero then knows every disconnect handler has run (and queued its hooks).
+}
+
+/// The session stops counting and can no longer be found.
+fn forget(session: &Arc<Session>, registry: &Registry) {
+    // Only now: a drain that waits for the count to reach zero then knows every
+    // disconnect handler has run (and queued its hooks).
     registry.remove(session.sid());
     // A polling GET may still wait for the `close` packet.
     session.writer.notify_one();

@@ -816,17 +816,15 @@ impl EngineServer {
             };
         };
         session.expire_if_overdue(websocket::now());
-        // A session the server closed is gone for new requests, as in Node (a request
-        // already waiting gets the close packet). One the client closed stays briefly
-        // so a GET racing the closing POST gets its noop, and one closed by a drain
-        // until its client's next GET has taken its last frames.
-        let gone = match session.closed_reason() {
-            None => false,
-            Some(DisconnectReason::TransportClose | DisconnectReason::ServerShuttingDown) => {
-                session.lock().queue.is_empty()
-            }
-            Some(_) => true,
-        };
+        // A closed session serves requests until its last frames are taken: the
+        // client's next GET gets what was queued before the close, then the `close`
+        // packet (or, when the client closed, the noop of a GET racing its closing
+        // POST), as Node's polling transport sends its close on the next poll. The
+        // driver keeps it that long, within a bound (see `drive`). Before 2026-12-07
+        // only a drain's closes did: a server's close or kick answered the next GET
+        // with 400, losing what was queued — a kick's DISCONNECT included — and the
+        // client reconnected as after a network error.
+        let gone = session.closed_reason().is_some() && session.lock().queue.is_empty();
         if gone {
             return now(error(EngineErrorCode::UnknownSid));
         }

@@ -751,6 +751,17 @@ impl Session {
             inner.closed = Some(reason);
             inner.ending = ending;
             inner.queued_at_close = (inner.queue.len(), inner.queued_bytes);
+            if matches!(
+                reason,
+                DisconnectReason::SlowConsumer | DisconnectReason::ServerOverloaded
+            ) {
+                // Closed for what it held: what is queued goes now rather than being
+                // flushed to a client that was not reading — freeing it is the point
+                // of the close (a shed under memory pressure freed nothing until a
+                // polling or SSE client took it all). A recovering client is sent those
+                // events again from the recovery buffer; they follow its offset.
+                Self::discard_queue(&mut inner);
+            }
             // The client closed: a pending poll just returns (noop), as in Node, and a
             // WebSocket gets nothing more. Otherwise tell the client with `close`.
             let last = match (reason, inner.transport) {
@@ -840,6 +851,22 @@ impl Session {
         let taken: usize = frames.iter().map(Frame::len).sum();
         Self::taken_off_bounds(inner, n, taken);
         frames
+    }
+
+    /// Takes the first queued frame `wanted` picks, wherever it is in the queue.
+    pub(crate) fn take_first(inner: &mut Inner, wanted: impl Fn(&Frame) -> bool) -> Option<Frame> {
+        let at = inner.queue.iter().position(wanted)?;
+        let frame = inner.queue.remove(at)?;
+        Self::taken_off_bounds(inner, 1, frame.len());
+        Some(frame)
+    }
+
+    /// Drops every queued frame.
+    pub(crate) fn discard_queue(inner: &mut Inner) {
+        inner.queue = VecDeque::new();
+        inner.queued_bytes = 0;
+        inner.queue_high = false;
+        inner.replay_allowance = (0, 0);
     }
 
     /// `n` frames of `bytes` in all were taken from the front of the queue: what the

@@ -285,22 +285,6 @@ fn refused(error: &Value) -> Response<Body> {
     refusal(status, code, message)
 }
 
-/// Takes the next queued frame, waiting for one; `None` once the session is closed
-/// and its queue empty.
-async fn next_frame(session: &Arc<Session>) -> Option<Frame> {
-    loop {
-        let notified = session.writer.notified();
-        {
-            let mut inner = session.lock();
-            let frame = Session::take_up_to(&mut inner, 1).pop();
-            if frame.is_some() || inner.closed.is_some() {
-                return frame;
-            }
-        }
-        notified.await;
-    }
-}
-
 /// Most bytes of frames one chunk of the stream is made from (at least one frame), as
 /// the WebSocket path takes at most this from the queue at once: hyper takes a chunk
 /// whenever its write buffer holds less than about 400 KiB, so a listener that does
@@ -308,19 +292,48 @@ async fn next_frame(session: &Arc<Session>) -> Option<Frame> {
 /// whole queue (a replay's included) doubled it, and each listener's is its own copy.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// The first frame after the heartbeats: the CONNECT's outcome. A heartbeat due while
-/// the CONNECT waits (an `sse.heartbeat` shorter than a slow middleware, e.g. a JWKS
-/// fetch) counts as answered, as the listener is there, waiting for the response's
-/// head; read as the outcome, it turned a slow CONNECT into a 500.
+/// The CONNECT's outcome (`40…` or `44…`), taken from the queue wherever it is in it;
+/// `None` if the session closed first (a drain, a shutdown, a malformed request: the
+/// caller answers by the close's reason). Heartbeats due while the CONNECT waits (an
+/// `sse.heartbeat` shorter than a slow middleware, e.g. a JWKS fetch) count as
+/// answered, as the listener is there, waiting for the response's head. Events the
+/// application sent before the CONNECT was answered (from a middleware; the JS client
+/// keeps such events until it is connected) stay queued: the stream sends them after
+/// its head, in order. Before 2026-12-07 the first frame that was not a heartbeat was
+/// read as the outcome, so such an event, or the `close` of a drain during the wait,
+/// turned the open into a 500.
 async fn connect_frame(session: &Arc<Session>) -> Option<Frame> {
+    let heartbeat = |frame: &Frame| matches!(frame, Frame::Text(t) if t.as_str() == "2");
+    let outcome =
+        |frame: &Frame| matches!(frame, Frame::Text(t) if connect_outcome(t.as_str()).is_some());
     loop {
-        match next_frame(session).await {
-            Some(Frame::Text(text)) if text.as_str() == "2" => {
-                session.lock().heartbeat.on_pong(now());
-                session.wake_driver();
+        let notified = session.writer.notified();
+        let (found, answered) = {
+            let mut inner = session.lock();
+            let mut answered = false;
+            while Session::take_first(&mut inner, heartbeat).is_some() {
+                inner.heartbeat.on_pong(now());
+                answered = true;
             }
-            other => return other,
+            let found = Session::take_first(&mut inner, outcome);
+            if found.is_none() && inner.closed.is_some() {
+                // Nobody will read what is queued: the client gets a refusal. A drain
+                // waits for the queue to be taken.
+                Session::discard_queue(&mut inner);
+                drop(inner);
+                session.wake_driver();
+                return None;
+            }
+            (found, answered)
+        };
+        if answered {
+            // The driver's timer still points at the pong deadline: move it.
+            session.wake_driver();
         }
+        if found.is_some() {
+            return found;
+        }
+        notified.await;
     }
 }
 

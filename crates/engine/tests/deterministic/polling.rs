@@ -275,3 +275,46 @@ async fn a_binary_packet_is_bounded_whole_by_max_payload() {
         "the event over the bound is not handled"
     );
 }
+
+/// A kick (`disconnect_sockets(true)`) between two polls: the client's next GET gets
+/// the DISCONNECT, the one after the `close`, as Node's polling transport sends its
+/// close on the next poll; the application saw the disconnect at once. It got 400
+/// before, and the client reconnected as after a network error.
+#[tokio::test(start_paused = true)]
+async fn a_kick_between_polls_reaches_the_client() {
+    let io = server(config());
+    let seen = super::harness::disconnects_seen(&io.of("/"));
+    let client = Client::connected(&io).await;
+    io.of("/").all().disconnect_sockets(true);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "the handlers ran at once");
+    let (status, body) = client.get_raw().await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "41"));
+    client.assert_closed().await;
+}
+
+/// What was queued before the server closed a polling session reaches the client; a
+/// client that does not come back for it holds the session for a bounded time.
+#[tokio::test(start_paused = true)]
+async fn frames_queued_before_a_server_close_reach_the_client() {
+    let io = server(config());
+    let ns = io.of("/");
+    let client = Client::connected(&io).await;
+    ns.emit("last", vec![serde_json::json!(1)]);
+    let sid = client.sid.clone();
+    assert!(
+        io.engine()
+            .close_session(&sid, switchboard_engine::DisconnectReason::ForcedClose)
+    );
+    let (status, body) = client.get_raw().await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, r#"42["last",1]"#));
+    client.assert_closed().await;
+
+    let gone = Client::connected(&io).await;
+    ns.emit("unread", vec![serde_json::json!(2)]);
+    io.engine()
+        .close_session(&gone.sid, switchboard_engine::DisconnectReason::ForcedClose);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(io.engine().session_count(), 0);
+    assert_eq!(gone.get_raw().await.0, StatusCode::BAD_REQUEST);
+}

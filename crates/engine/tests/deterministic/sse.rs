@@ -330,6 +330,63 @@ async fn a_listener_that_stops_reading_is_cut_off_without_harming_the_others() {
         "{}",
         &text[text.len().saturating_sub(200)..]
     );
+    // What it had queued was dropped at the close, not written after it: the stream
+    // ends with the close notice alone.
+    assert!(!text.contains("tick"), "{} bytes of events", text.len());
+}
+
+/// Events a middleware sends before the CONNECT is answered (the JS client keeps them
+/// until it is connected) follow the stream's head; read as the CONNECT's outcome,
+/// the first of them made the open a 500.
+#[tokio::test(start_paused = true)]
+async fn an_event_sent_before_the_connect_is_answered_follows_the_head() {
+    let mut cfg = config();
+    cfg.engine.sse = Some(SseConfig::default());
+    let io = server(cfg);
+    io.of("/").use_middleware(|socket| async move {
+        let _ = socket.emit("welcome", vec![json!(1)]);
+        Ok(())
+    });
+    let (status, mut body) = open(&io, "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = read_until(&mut body, "welcome").await;
+    let head = text.find(": connected").expect("the head");
+    assert!(text[head..].contains("event: welcome"), "{text}");
+}
+
+/// A drain (or shutdown) while the CONNECT waits in a slow middleware: the listener
+/// is told to come back (503), not that the server failed (500).
+#[tokio::test(start_paused = true)]
+async fn a_drain_during_the_connect_is_a_503() {
+    let mut cfg = config();
+    cfg.engine.sse = Some(SseConfig::default());
+    let io = server(cfg);
+    io.of("/").use_middleware(|_socket| async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    });
+    let opening = tokio::spawn({
+        let io = io.clone();
+        async move { open(&io, "", None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let draining = tokio::spawn({
+        let io = io.clone();
+        async move {
+            io.engine()
+                .drain(switchboard_engine::shutdown::DrainPlan {
+                    batch_size: 100,
+                    interval: Duration::from_millis(10),
+                    deadline: Duration::from_secs(5),
+                })
+                .await
+        }
+    });
+    let (status, body) = opening.await.unwrap();
+    let text = String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    draining.await.unwrap();
+    assert_eq!(io.engine().session_count(), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -76,16 +76,21 @@ async fn disconnect_leaves_the_namespace_or_closes_the_connection() {
     // (the client hears DISCONNECT, `io server disconnect`, and does not reconnect by
     // itself; no session is kept for recovery), then the connection closes.
     let close = json!({"socket_ids": [b.id], "close": true});
-    let waiting = tokio::spawn(async move { b.poll().await });
+    let waiting = tokio::spawn(async move {
+        let packets = b.poll().await;
+        // The close packet comes in the next poll, as a client's.
+        (packets, b.poll().await)
+    });
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     let reply = h.post("/api/v1/sockets/disconnect", &close).await;
     assert_eq!(reply.json["affected"], 1);
-    let packets = waiting.await.unwrap_or_default();
+    let (packets, then) = waiting.await.unwrap_or_default();
     assert_eq!(
         packets.first().map(String::as_str),
         Some("41"),
         "{packets:?}"
     );
+    assert_eq!(then, ["1"]);
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     assert_eq!(h.io.engine().session_count(), 2, "the connection is closed");
     let sockets = h.get("/api/v1/namespaces/%2F/sockets").await;
