@@ -77,3 +77,73 @@ impl Namespaces {
         }
     }
 }
+
+/// Most bytes of one node's answer listing its sockets (`fetchSockets`). Past
+/// [`MAX_PEER_MESSAGE_BYTES`](crate::MAX_PEER_MESSAGE_BYTES) every receiver drops an
+/// answer unread, so the request timed out every time; past Redis' pub/sub output
+/// bound (32 MB by default) a shared response channel cut every node's subscriber.
+/// Handshakes are a client's to fill (headers, query, `auth`): a couple of thousand
+/// sockets of large ones got there. Node's adapters have no bound.
+pub(crate) const MAX_SOCKETS_ANSWER_BYTES: usize = 4 << 20;
+
+/// `encode(sockets)`, within [`MAX_SOCKETS_ANSWER_BYTES`]: when the answer would be
+/// longer, the last sockets are left out (logged) until it fits. A requester that
+/// pages (`SocketsPage`, as Switchboard's API and Admin UI do) asks for fewer.
+pub(crate) fn sockets_answer<T: Clone>(
+    sockets: Vec<T>,
+    encode: impl Fn(Vec<T>) -> Vec<u8>,
+) -> Vec<u8> {
+    let total = sockets.len();
+    let mut answer = encode(sockets.clone());
+    let mut kept = total;
+    while answer.len() > MAX_SOCKETS_ANSWER_BYTES && kept > 0 {
+        // In proportion to the excess, a tenth under, at least one fewer each time.
+        let fit = kept as u128 * MAX_SOCKETS_ANSWER_BYTES as u128 * 9 / (answer.len() as u128 * 10);
+        kept = usize::try_from(fit).unwrap_or(0).min(kept - 1);
+        answer = encode(sockets[..kept].to_vec());
+    }
+    if kept < total {
+        tracing::warn!(
+            total,
+            kept,
+            max_bytes = MAX_SOCKETS_ANSWER_BYTES,
+            "a fetchSockets answer was cut to its bound: page the request to see every socket"
+        );
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One byte per socket of `size` bytes plus a small envelope.
+    fn encode(sockets: Vec<usize>) -> Vec<u8> {
+        let mut out = vec![b'{'; 16];
+        for size in sockets {
+            out.extend(std::iter::repeat_n(b'x', size));
+        }
+        out
+    }
+
+    #[test]
+    fn an_answer_within_the_bound_is_whole() {
+        let sockets = vec![1000; 100];
+        assert_eq!(sockets_answer(sockets.clone(), encode), encode(sockets));
+    }
+
+    #[test]
+    fn a_longer_answer_leaves_out_the_last_sockets_until_it_fits() {
+        // 3,000 sockets of 8 KiB of handshake each: 24 MiB whole.
+        let sockets: Vec<usize> = vec![8 << 10; 3000];
+        let answer = sockets_answer(sockets, encode);
+        assert!(answer.len() <= MAX_SOCKETS_ANSWER_BYTES, "{}", answer.len());
+        let kept = (answer.len() - 16) / (8 << 10);
+        assert!(kept > 400, "most that fit are kept: {kept}");
+        // One socket larger than the bound: an empty list, not an unbounded answer.
+        assert_eq!(
+            sockets_answer(vec![MAX_SOCKETS_ANSWER_BYTES + 1], encode).len(),
+            16
+        );
+    }
+}

@@ -17,7 +17,7 @@ use switchboard_protocol::cluster::streams::{ClusterMessage, MessageBody, privat
 use switchboard_protocol::socketio::Packet;
 
 use crate::broker::{Broker, Publish, Reply};
-use crate::common::{request_acks, server_ack};
+use crate::common::{request_acks, server_ack, sockets_answer};
 use crate::convert::{
     ack_argument, ack_payload, count, engine_opts, engine_page, relayable, remote_socket,
     socket_info, to_json, to_wire, wire_opts, wire_page,
@@ -145,15 +145,15 @@ impl Exchange {
                 page,
             } => {
                 let sockets = ns.fetch_sockets_local_page(&engine_opts(&opts), &engine_page(page));
-                let answer = self.message(
-                    &nsp,
-                    MessageBody::FetchSocketsResponse {
-                        request_id,
-                        sockets: sockets.into_iter().map(remote_socket).collect(),
-                    },
-                );
-                self.reply(broker, &nsp, &from)
-                    .send(Bytes::from(encode(&answer)));
+                let sockets = sockets.into_iter().map(remote_socket).collect();
+                let answer = sockets_answer(sockets, |sockets| {
+                    let body = MessageBody::FetchSocketsResponse {
+                        request_id: request_id.clone(),
+                        sockets,
+                    };
+                    encode(&self.message(&nsp, body))
+                });
+                self.reply(broker, &nsp, &from).send(Bytes::from(answer));
             }
             MessageBody::ServerSideEmit { request_id, packet } => {
                 let ack = request_id.map(|request_id| {

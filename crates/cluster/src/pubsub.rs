@@ -31,7 +31,7 @@ use switchboard_protocol::cluster::redis_adapter::{
 use switchboard_protocol::socketio::Packet;
 
 use crate::broker::{Broker, Publish, Reply, Sub, handler_of};
-use crate::common::{Namespaces, request_acks, server_ack};
+use crate::common::{Namespaces, request_acks, server_ack, sockets_answer};
 use crate::convert::{
     self, ack_argument, ack_payload, count, engine_opts, engine_page, relayable, remote_socket,
     socket_info, to_json, to_wire, wire_opts, wire_page,
@@ -277,10 +277,16 @@ impl PubSubNode {
                     .into_iter()
                     .map(remote_socket)
                     .collect();
-                respond(Response::FetchSockets {
-                    request_id,
-                    sockets,
+                let answer = sockets_answer(sockets, |sockets| {
+                    let request_id = request_id.clone();
+                    Response::FetchSockets {
+                        request_id,
+                        sockets,
+                    }
+                    .encode()
                 });
+                self.broker()
+                    .publish(channels.response().to_owned(), Bytes::from(answer));
             }
             RequestBody::ServerSideEmit { request_id, data } if !from_self => {
                 let ack = request_id.map(|request_id| {

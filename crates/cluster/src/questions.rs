@@ -227,7 +227,9 @@ impl Questions {
         let held = Share::take(&self.opening_bytes, charge, MAX_HELD_BYTES)
             .ok_or(Rejected::OpeningFull)?;
         let me = self.clone();
-        let payload = payload.clone();
+        // A copy: a slice would keep the subscriber's whole read buffer (up to a 16 MiB
+        // message it was cut from) alive while it waits, charged for its own length.
+        let payload = Bytes::copy_from_slice(payload);
         tokio::spawn(async move {
             let Ok(_turn) = me.opening.clone().acquire_owned().await else {
                 return;
