@@ -153,7 +153,18 @@ pub(crate) fn install(io: &Io, config: &Config, hooks: Hooks, shutdown: &Shutdow
     let expiries = Timers::start(shutdown.clone(), expire);
     let pending_forwards = forward::PendingForwards::new();
     let mut patterns = Vec::new();
-    for rules in namespaces {
+    // Named entries first, whatever the file's order: a namespace declared after a
+    // pattern that matches it took the pattern's handlers (as `Io::of` does, so that an
+    // application's `of("/tenant-1")` keeps the pattern's middleware), and the two
+    // entries' rules merged — the named entry's auth applied to every namespace of the
+    // pattern, and both used whichever entry came last for the rest.
+    let named = namespaces
+        .iter()
+        .filter(|r| matches!(r.target, Target::Name(_)));
+    let matching = namespaces
+        .iter()
+        .filter(|r| matches!(r.target, Target::Pattern(_)));
+    for rules in named.chain(matching) {
         let policy = Arc::new(Policy {
             rules: rules.clone(),
             sink: hooks.sink.clone(),

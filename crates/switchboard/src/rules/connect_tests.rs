@@ -564,3 +564,32 @@ async fn a_session_refused_to_another_user_is_kept_for_its_owner() {
     }
     assert!(answer.contains("while away"), "replayed: {answer}");
 }
+
+/// A named entry listed after a pattern that matches it keeps its own rules, and the
+/// pattern's namespaces do not get them: before, the named entry took the pattern's
+/// handlers and its auth applied to every namespace of the pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_entry_after_a_matching_pattern_keeps_its_own_rules() {
+    let config = crate::config::from_text(&format!(
+        "[[namespaces]]\npattern = \"/t-*\"\n\
+         [[namespaces]]\nname = \"/t-admin\"\n[namespaces.auth]\nsecret = \"{SECRET}\"\n"
+    ))
+    .expect("valid rules");
+    let (trigger, signal) = shutdown::channel();
+    std::mem::forget(trigger);
+    let io = Io::new(SocketIoConfig::default(), signal.clone());
+    let _installed = super::install(&io, &config, Hooks::none(), &signal);
+    let query = session_query(exchange(&io, Method::GET, "", "").await);
+    exchange(&io, Method::POST, &query, "40/t-foo,").await;
+    let answer = exchange(&io, Method::GET, &query, "").await;
+    assert!(
+        answer.starts_with("40/t-foo,{\"sid\""),
+        "no token needed: {answer}"
+    );
+    exchange(&io, Method::POST, &query, "40/t-admin,").await;
+    let answer = exchange(&io, Method::GET, &query, "").await;
+    assert!(
+        answer.starts_with("44/t-admin,"),
+        "a token needed: {answer}"
+    );
+}
