@@ -295,6 +295,11 @@ async fn read_and_handle<B: super::server::RequestBody>(
     // without the rest ever being decoded or held.
     let now = now();
     for packet in payload::packets(bytes) {
+        // A `max_payload` body of tiny events is over 100,000 of them: handled in one
+        // poll, they held a worker thread for tens of milliseconds per POST, timers
+        // and other connections waiting. Each spends the task's budget, as a
+        // WebSocket's messages do, and the task yields when it is spent.
+        tokio::task::consume_budget().await;
         if session.is_closed() {
             break;
         }

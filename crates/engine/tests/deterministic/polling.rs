@@ -318,3 +318,34 @@ async fn frames_queued_before_a_server_close_reach_the_client() {
     assert_eq!(io.engine().session_count(), 0);
     assert_eq!(gone.get_raw().await.0, StatusCode::BAD_REQUEST);
 }
+
+/// One POST of many tiny events lets other tasks run while it is handled: handled in
+/// one poll, a `max_payload` body of them held a worker thread for tens of ms.
+#[tokio::test(start_paused = true)]
+async fn a_post_of_many_events_lets_other_tasks_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let io = server(config());
+    let ns = io.of("/");
+    let other_ran = Arc::new(AtomicBool::new(false));
+    let seen_after_other = Arc::new(AtomicUsize::new(0));
+    ns.on("e", {
+        let (other_ran, seen_after_other) = (other_ran.clone(), seen_after_other.clone());
+        move |_| {
+            if other_ran.load(Ordering::Relaxed) {
+                seen_after_other.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let client = Client::connected(&io).await;
+    let body = vec![r#"42["e"]"#; 10_000].join("\u{1e}");
+    tokio::spawn({
+        let other_ran = other_ran.clone();
+        async move { other_ran.store(true, Ordering::Relaxed) }
+    });
+    client.post(&body).await;
+    assert!(
+        seen_after_other.load(Ordering::Relaxed) > 0,
+        "the other task ran only after every event was handled"
+    );
+}
