@@ -118,7 +118,9 @@ pub(crate) fn answer_broadcast_with_ack(
 }
 
 /// Passes the reports other nodes send for one of this node's broadcasts with acks
-/// to `sink` until `timeout`, then forgets the request (Node keeps it that long too).
+/// to `sink` until `timeout`, then forgets the request (Node keeps it that long too);
+/// sooner once nobody waits for them (the emit has all its answers): reports for a
+/// finished request are not decoded and held for the rest of the timeout.
 pub(crate) fn relay_acks(
     registration: Registration<AckReport>,
     mut rx: mpsc::UnboundedReceiver<AckReport>,
@@ -128,7 +130,12 @@ pub(crate) fn relay_acks(
     tokio::spawn(async move {
         let _registration = registration;
         let relay = async {
-            while let Some(report) = rx.recv().await {
+            loop {
+                let report = tokio::select! {
+                    report = rx.recv() => report,
+                    () = sink.closed() => None,
+                };
+                let Some(report) = report else { return };
                 if sink.send(report).is_err() {
                     return;
                 }
@@ -141,6 +148,22 @@ pub(crate) fn relay_acks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broadcast_nobody_waits_for_takes_no_more_reports() {
+        let requests = Requests::<AckReport>::default();
+        let (registration, rx) = requests.register("a".into());
+        let (sink, answers) = mpsc::unbounded_channel();
+        relay_acks(registration, rx, sink, Duration::from_secs(60));
+        assert!(requests.answer("a", AckReport::ClientCount(1)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(answers.len(), 1, "relayed");
+        // The emit has its answers (or gave up): the request is forgotten at once,
+        // not a minute later.
+        drop(answers);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(!requests.contains("a"));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn answers_reach_the_waiting_request_and_late_ones_are_dropped() {
