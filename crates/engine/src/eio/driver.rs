@@ -142,15 +142,28 @@ pub(crate) fn drive(
 /// session whose CONNECT was refused (its client has its answer), nor when nothing is
 /// queued.
 fn lingers(session: &Session, reason: DisconnectReason) -> bool {
-    let client_gone = matches!(
+    let inner = session.lock();
+    // A WebSocket the upgrade finished with, not adopted yet: no GET will come.
+    let polled = matches!(
+        inner.transport,
+        switchboard_protocol::engineio::TransportKind::Polling
+            | switchboard_protocol::engineio::TransportKind::Sse
+    );
+    polled && !client_gone(reason) && !inner.refused && !inner.queue.is_empty()
+}
+
+/// Whether a session closed for `reason` has no client to read what is queued: no
+/// pong came, its GET was aborted, or it broke the protocol (a malformed or oversized
+/// message), and it was answered with an error. Its requests are refused from then
+/// on (`EngineServer::polling`), as in Node.
+pub(crate) fn client_gone(reason: DisconnectReason) -> bool {
+    matches!(
         reason,
         DisconnectReason::PingTimeout
             | DisconnectReason::TransportError
             | DisconnectReason::ParseError
             | DisconnectReason::PayloadTooLarge
-    );
-    let inner = session.lock();
-    !client_gone && !inner.refused && !inner.queue.is_empty()
+    )
 }
 
 /// Before each step: the reason if the session closed; otherwise adopts a WebSocket

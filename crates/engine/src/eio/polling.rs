@@ -301,6 +301,12 @@ async fn read_and_handle<B: super::server::RequestBody>(
         // WebSocket's messages do, and the task yields when it is spent.
         tokio::task::consume_budget().await;
         if session.is_closed() {
+            if matches!(packet, Ok(switchboard_protocol::engineio::Packet::Close)) {
+                // The client closes a session the server closed (it did not poll for
+                // the rest): nobody will take what is left.
+                Session::discard_queue(&mut session.lock());
+                session.wake_driver();
+            }
             break;
         }
         match packet {

@@ -824,7 +824,10 @@ impl EngineServer {
         // only a drain's closes did: a server's close or kick answered the next GET
         // with 400, losing what was queued — a kick's DISCONNECT included — and the
         // client reconnected as after a network error.
-        let gone = session.closed_reason().is_some() && session.lock().queue.is_empty();
+        let gone = match session.closed_reason() {
+            None => false,
+            Some(reason) => super::driver::client_gone(reason) || session.lock().queue.is_empty(),
+        };
         if gone {
             return now(error(EngineErrorCode::UnknownSid));
         }
@@ -861,6 +864,10 @@ impl EngineServer {
         let Some(session) = self.registry.get(sid) else {
             return self.relay(req, sid, remote);
         };
+        if session.is_closed() {
+            // Closed, still there for its last polls: nothing to upgrade to.
+            return now(error(EngineErrorCode::UnknownSid));
+        }
         let Some(accept) = websocket::accept_key(req.headers()) else {
             return now(error(EngineErrorCode::BadRequest));
         };

@@ -744,6 +744,7 @@ impl Session {
             // A kicked session closes as the server closed it, whichever close comes
             // first: the client's own, answering the DISCONNECT it was sent, may
             // overtake the server's.
+            let cause = reason;
             let reason = match inner.kicked {
                 true => DisconnectReason::ForcedClose,
                 false => reason,
@@ -751,10 +752,11 @@ impl Session {
             inner.closed = Some(reason);
             inner.ending = ending;
             inner.queued_at_close = (inner.queue.len(), inner.queued_bytes);
-            if matches!(
-                reason,
-                DisconnectReason::SlowConsumer | DisconnectReason::ServerOverloaded
-            ) {
+            // Inbound cut-offs close as `server overloaded` too; what was queued
+            // outbound was not their cause.
+            let for_what_it_held = cause == DisconnectReason::SlowConsumer
+                || (cause == DisconnectReason::ServerOverloaded && inner.cutoff.is_none());
+            if for_what_it_held {
                 // Closed for what it held: what is queued goes now rather than being
                 // flushed to a client that was not reading — freeing it is the point
                 // of the close (a shed under memory pressure freed nothing until a
@@ -859,6 +861,15 @@ impl Session {
         let frame = inner.queue.remove(at)?;
         Self::taken_off_bounds(inner, 1, frame.len());
         Some(frame)
+    }
+
+    /// Closes the session for `reason` knowing its client will not read what is
+    /// queued (it has its answer elsewhere, or has moved on): the queue is dropped, so
+    /// the session does not wait for a reader (see `eio::driver::lingers`).
+    pub(crate) fn close_unread(&self, reason: DisconnectReason) {
+        self.close(reason);
+        Self::discard_queue(&mut self.lock());
+        self.wake_driver();
     }
 
     /// Drops every queued frame.

@@ -161,7 +161,7 @@ pub(crate) async fn open(session: Arc<Session>, config: SseConfig) -> Response<B
             };
         }
         Err(_) => {
-            session.close(DisconnectReason::ConnectTimeout);
+            session.close_unread(DisconnectReason::ConnectTimeout);
             return refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -179,6 +179,9 @@ pub(crate) async fn open(session: Arc<Session>, config: SseConfig) -> Response<B
     };
     if kind == '4' {
         session.close_refused();
+        // Closed already (by a drain during the wait), it would wait for a reader.
+        Session::discard_queue(&mut session.lock());
+        session.wake_driver();
         return refused(&json);
     }
     let stream = Stream {

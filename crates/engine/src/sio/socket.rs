@@ -575,7 +575,8 @@ impl Socket {
         tracing::debug!(socket = %self.id, "session taken over by a reconnecting client");
         self.note("the client resumed this session on a new connection");
         self.client.remove_socket(self.namespace(), &self.session);
-        self.session.close(DisconnectReason::ForcedClose);
+        // Its client is on the new connection: nobody polls this one for what it held.
+        self.session.close_unread(DisconnectReason::ForcedClose);
         self.on_closed(DisconnectReason::TransportClose);
     }
 

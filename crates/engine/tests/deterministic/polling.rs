@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use hyper::body::Frame;
 
-use super::harness::{Client, config, disconnects, request, send, server};
+use super::harness::{
+    Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, request, send, server,
+};
 
 #[tokio::test(start_paused = true)]
 async fn error_codes_match_engine_io() {
@@ -348,4 +350,45 @@ async fn a_post_of_many_events_lets_other_tasks_run() {
         seen_after_other.load(Ordering::Relaxed) > 0,
         "the other task ran only after every event was handled"
     );
+}
+
+/// A closed session that lingers for its last polls ends at once when its client
+/// closes instead of polling; it cannot be upgraded; and one closed because its
+/// client is gone (no pong) is refused, not served, as in Node.
+#[tokio::test(start_paused = true)]
+async fn a_lingering_session_serves_its_last_polls_only() {
+    let io = server(config());
+    let client = Client::connected(&io).await;
+    io.of("/").all().disconnect_sockets(true);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let upgrade = Request::builder()
+        .method(Method::GET)
+        .uri(format!(
+            "/socket.io/?EIO=4&transport=websocket&sid={}",
+            client.sid
+        ))
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&io, upgrade).await.0, StatusCode::BAD_REQUEST);
+    let (status, body) = client.get_raw().await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "41"));
+    client.post("1").await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        io.engine().session_count(),
+        0,
+        "ended by the client's close"
+    );
+
+    // No pong: the client is gone, a late GET is refused.
+    let ns = io.of("/");
+    let silent = Client::connected(&io).await;
+    tokio::time::sleep(PING_INTERVAL + Duration::from_millis(10)).await;
+    ns.emit("late", vec![serde_json::json!(1)]);
+    tokio::time::advance(PING_TIMEOUT).await;
+    assert_eq!(silent.get_raw().await.0, StatusCode::BAD_REQUEST);
 }

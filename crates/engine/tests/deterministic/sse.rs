@@ -508,3 +508,21 @@ async fn a_query_longer_than_a_session_keeps_is_refused() {
     let (status, _) = open(&io, &rooms[..50].join("&"), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// An open whose CONNECT does not answer in time gets 503 and holds no place after:
+/// nobody will read what its session queued.
+#[tokio::test(start_paused = true)]
+async fn a_connect_that_times_out_holds_no_place() {
+    let mut cfg = config();
+    cfg.connect_timeout = Duration::from_secs(60);
+    cfg.engine.sse = Some(SseConfig::default());
+    let io = server(cfg);
+    io.of("/").use_middleware(|_socket| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    });
+    let (status, _) = open(&io, "", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(io.engine().session_count(), 0);
+}
