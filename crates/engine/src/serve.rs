@@ -140,6 +140,15 @@ pub async fn serve(
             _ => None,
         };
         let _ = stream.set_nodelay(true);
+        // A peer gone without a reset (its network lost, a device asleep) is dropped
+        // once what was sent to it goes unacknowledged for a heartbeat cycle, not
+        // after retransmissions give up (about 15 minutes). Every transport's client
+        // misses a pong by then anyway; an SSE listener, which cannot answer pings,
+        // had no other bound.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(
+            engine.config().ping_interval + engine.config().ping_timeout,
+        ));
         let stream = Counted {
             stream,
             stall: WriteStall::new(engine.config().ping_interval + engine.config().ping_timeout),

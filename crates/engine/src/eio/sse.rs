@@ -17,10 +17,12 @@
 //! heartbeat comments, the close packet as a `switchboard:close` notice.
 //!
 //! Liveness: the client cannot answer pings, so a heartbeat counts as answered once
-//! the HTTP connection has taken it and asks for more; a reader that stops reading is
-//! closed after `ping_timeout` (`ping timeout`), or sooner when its queue fills
-//! (`slow consumer`). A client that goes away drops the body, which closes the
-//! session (`transport close`).
+//! the HTTP connection has taken it and asks for more — into buffers (hyper's, the
+//! kernel's, the client's) that hold days of heartbeats, so a reader that stops
+//! reading is closed once its queue fills (`slow consumer`), or, on a stream quiet but
+//! for heartbeats, once those buffers are full (`ping timeout`). A client that goes
+//! away drops the body, which closes the session (`transport close`); one gone without
+//! a reset is found by the kernel ([`crate::serve`] sets `TCP_USER_TIMEOUT`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
