@@ -317,10 +317,20 @@ impl RedisForwarder {
         let task_key = key.clone();
         let task = tokio::spawn(async move {
             let sid = Query::parse(&request.query).sid.map(str::to_owned);
+            let poll = request.method == http::Method::GET;
             let response = engine.handle_forwarded(request).await;
             let done = me.running.lock().ok().and_then(|mut r| r.remove(&task_key));
             if done.is_none() {
-                // Cancelled while the answer was being made.
+                // Cancelled while the answer was being made: the client left its request.
+                // A poll answered with frames took them off the queue; nobody will see
+                // them, so the session must not go on past that hole (as below).
+                if poll
+                    && response.status == http::StatusCode::OK
+                    && response.body.as_ref() != b"6"
+                    && let Some(sid) = sid
+                {
+                    engine.close_session(&sid, DisconnectReason::TransportError);
+                }
                 return;
             }
             let answer = Frame::Response {
