@@ -290,7 +290,14 @@ where
                 // Pass the owner's end on (its close frame is already written).
                 return client_out.shutdown().await;
             }
-            client_out.write_all(&buf[..n]).await?;
+            // A client that stops reading holds the relay no longer than a silent
+            // owner does (under `serve` its connection's write stall would end it
+            // too; an embedder's own server may have no such bound).
+            tokio::time::timeout(idle, client_out.write_all(&buf[..n]))
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")
+                })??;
         }
     };
     tokio::select! {
@@ -358,6 +365,28 @@ mod tests {
         ended_by(Side::Owner, idle).await;
         // The client's end, while the owner stays open: passed on to the owner.
         ended_by(Side::Client, idle).await;
+    }
+
+    /// A client that stops reading while the owner keeps talking (its pings) ends
+    /// the relay after `idle`, rather than holding it for as long as it likes.
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_ends_when_the_client_stops_reading() {
+        let idle = Duration::from_secs(45);
+        let (client, _client_peer) = tokio::io::duplex(64);
+        let (owner, mut owner_peer) = tokio::io::duplex(64);
+        let relay = tokio::spawn(frames(client, owner, idle));
+        let talking = tokio::spawn(async move {
+            loop {
+                if owner_peer.write_all(&[b'2'; 32]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let ended = tokio::time::timeout(idle * 3, relay).await;
+        talking.abort();
+        let ended = ended.expect("the relay ended").unwrap();
+        assert_eq!(ended.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
     }
 
     /// A side of a relay.
