@@ -861,9 +861,19 @@ impl Broker {
         kind: Publish,
         channel: &str,
     ) -> Result<usize, AdapterError> {
-        self.numsub(kind, channel)
+        // This node counts as one of the listeners only while its subscriber is up;
+        // while it is down no answer can reach it either, and a count of the others
+        // alone made a request complete on fewer answers than the cluster owes.
+        if !self.subscribed() {
+            return Err(AdapterError::Unavailable(
+                "this node's subscriber connection is down".to_owned(),
+            ));
+        }
+        let count = self
+            .numsub(kind, channel)
             .await
-            .map_err(|e| AdapterError::Unavailable(e.to_string()))
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+        Ok(count.max(1))
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use switchboard_engine::adapter::{AckReport, AckSink, BroadcastOptions, ServerAck};
 use switchboard_engine::sio::Namespace;
 
+use crate::MAX_PEER_MESSAGE_BYTES;
 use crate::broker::Reply;
 use crate::requests::{Requests, relay_acks};
 
@@ -78,22 +79,44 @@ impl Namespaces {
     }
 }
 
-/// Most bytes of one node's answer listing its sockets (`fetchSockets`). Past
-/// [`MAX_PEER_MESSAGE_BYTES`](crate::MAX_PEER_MESSAGE_BYTES) every receiver drops an
-/// answer unread, so the request timed out every time; past Redis' pub/sub output
-/// bound (32 MB by default) a shared response channel cut every node's subscriber.
-/// Handshakes are a client's to fill (headers, query, `auth`): a couple of thousand
-/// sockets of large ones got there. Node's adapters have no bound.
+/// Most bytes of one node's answer listing its sockets (`fetchSockets`) to a request
+/// without a page (Node's, or an application's own whole list). Past
+/// [`MAX_PEER_MESSAGE_BYTES`] every receiver drops an answer unread, so the request
+/// timed out every time; past Redis' pub/sub output bound (32 MB by default) a shared
+/// response channel cut every node's subscriber. Handshakes are a client's to fill
+/// (headers, query, `auth`): a couple of thousand sockets of large ones got there.
+/// Node's adapters have no bound.
 pub(crate) const MAX_SOCKETS_ANSWER_BYTES: usize = 4 << 20;
 
-/// `encode(sockets)`, within [`MAX_SOCKETS_ANSWER_BYTES`]: when the answer would be
-/// longer, the last sockets are left out (logged) until it fits. A requester that
-/// pages (`SocketsPage`, as Switchboard's API and Admin UI do) asks for fewer.
+/// `encode(sockets)`, the answer to a `fetchSockets` request, or `None` when it must
+/// not be sent.
+///
+/// To a request without a page (`paged` false) the answer is kept within
+/// [`MAX_SOCKETS_ANSWER_BYTES`]: the last sockets are left out (logged) until it fits.
+/// A paged request (Switchboard's API, counts and Admin UI: `SocketsPage`) cannot be
+/// told its page was cut — the requester would take a short page for the last one, or
+/// page past the sockets left out — so its answer goes whole, or, past
+/// [`MAX_PEER_MESSAGE_BYTES`], which every receiver drops unread, not at all: the
+/// request times out, as it would have, without the oversized message on Redis.
 pub(crate) fn sockets_answer<T: Clone>(
     sockets: Vec<T>,
+    paged: bool,
     encode: impl Fn(Vec<T>) -> Vec<u8>,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let total = sockets.len();
+    if paged {
+        let answer = encode(sockets);
+        if answer.len() > MAX_PEER_MESSAGE_BYTES {
+            tracing::warn!(
+                total,
+                bytes = answer.len(),
+                max_bytes = MAX_PEER_MESSAGE_BYTES,
+                "a page of fetchSockets is too long to send: ask for fewer sockets a page"
+            );
+            return None;
+        }
+        return Some(answer);
+    }
     let mut answer = encode(sockets.clone());
     let mut kept = total;
     while answer.len() > MAX_SOCKETS_ANSWER_BYTES && kept > 0 {
@@ -110,7 +133,7 @@ pub(crate) fn sockets_answer<T: Clone>(
             "a fetchSockets answer was cut to its bound: page the request to see every socket"
         );
     }
-    answer
+    Some(answer)
 }
 
 #[cfg(test)]
@@ -129,21 +152,27 @@ mod tests {
     #[test]
     fn an_answer_within_the_bound_is_whole() {
         let sockets = vec![1000; 100];
-        assert_eq!(sockets_answer(sockets.clone(), encode), encode(sockets));
+        let whole = Some(encode(sockets.clone()));
+        assert_eq!(sockets_answer(sockets.clone(), false, encode), whole);
+        assert_eq!(sockets_answer(sockets, true, encode), whole);
     }
 
     #[test]
     fn a_longer_answer_leaves_out_the_last_sockets_until_it_fits() {
         // 3,000 sockets of 8 KiB of handshake each: 24 MiB whole.
         let sockets: Vec<usize> = vec![8 << 10; 3000];
-        let answer = sockets_answer(sockets, encode);
+        let answer = sockets_answer(sockets.clone(), false, encode).unwrap_or_default();
         assert!(answer.len() <= MAX_SOCKETS_ANSWER_BYTES, "{}", answer.len());
         let kept = (answer.len() - 16) / (8 << 10);
         assert!(kept > 400, "most that fit are kept: {kept}");
         // One socket larger than the bound: an empty list, not an unbounded answer.
-        assert_eq!(
-            sockets_answer(vec![MAX_SOCKETS_ANSWER_BYTES + 1], encode).len(),
-            16
-        );
+        let one = sockets_answer(vec![MAX_SOCKETS_ANSWER_BYTES + 1], false, encode);
+        assert_eq!(one.map(|a| a.len()), Some(16));
+        // A page is never cut (its requester could not tell a cut page from the last):
+        // whole, or not sent past what a receiver reads.
+        let page = sockets_answer(vec![8 << 10; 1000], true, encode);
+        assert_eq!(page.map(|a| a.len()), Some(16 + 1000 * 8192));
+        let too_long = vec![8 << 10; (MAX_PEER_MESSAGE_BYTES >> 13) + 1];
+        assert_eq!(sockets_answer(too_long, true, encode), None);
     }
 }

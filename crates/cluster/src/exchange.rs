@@ -144,16 +144,19 @@ impl Exchange {
                 request_id,
                 page,
             } => {
+                let paged = page.is_some();
                 let sockets = ns.fetch_sockets_local_page(&engine_opts(&opts), &engine_page(page));
                 let sockets = sockets.into_iter().map(remote_socket).collect();
-                let answer = sockets_answer(sockets, |sockets| {
+                let answer = sockets_answer(sockets, paged, |sockets| {
                     let body = MessageBody::FetchSocketsResponse {
                         request_id: request_id.clone(),
                         sockets,
                     };
                     encode(&self.message(&nsp, body))
                 });
-                self.reply(broker, &nsp, &from).send(Bytes::from(answer));
+                if let Some(answer) = answer {
+                    self.reply(broker, &nsp, &from).send(Bytes::from(answer));
+                }
             }
             MessageBody::ServerSideEmit { request_id, packet } => {
                 let ack = request_id.map(|request_id| {

@@ -317,7 +317,9 @@ impl RedisForwarder {
         let task_key = key.clone();
         let task = tokio::spawn(async move {
             let sid = Query::parse(&request.query).sid.map(str::to_owned);
-            let poll = request.method == http::Method::GET;
+            // A poll, not the question of a WebSocket relay's owner address (a GET too).
+            let poll = request.method == http::Method::GET
+                && Query::parse(&request.query).transport == Some("polling");
             let response = engine.handle_forwarded(request).await;
             let done = me.running.lock().ok().and_then(|mut r| r.remove(&task_key));
             if done.is_none() {

@@ -272,12 +272,13 @@ impl PubSubNode {
                 if self.requests.contains(&request_id) {
                     return;
                 }
+                let paged = page.is_some();
                 let sockets = ns
                     .fetch_sockets_local_page(&engine_opts(&opts), &engine_page(page))
                     .into_iter()
                     .map(remote_socket)
                     .collect();
-                let answer = sockets_answer(sockets, |sockets| {
+                let answer = sockets_answer(sockets, paged, |sockets| {
                     let request_id = request_id.clone();
                     Response::FetchSockets {
                         request_id,
@@ -285,8 +286,10 @@ impl PubSubNode {
                     }
                     .encode()
                 });
-                self.broker()
-                    .publish(channels.response().to_owned(), Bytes::from(answer));
+                if let Some(answer) = answer {
+                    self.broker()
+                        .publish(channels.response().to_owned(), Bytes::from(answer));
+                }
             }
             RequestBody::ServerSideEmit { request_id, data } if !from_self => {
                 let ack = request_id.map(|request_id| {

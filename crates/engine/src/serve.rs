@@ -141,13 +141,13 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         // A peer gone without a reset (its network lost, a device asleep) is dropped
-        // once what was sent to it goes unacknowledged for a heartbeat cycle, not
-        // after retransmissions give up (about 15 minutes). Every transport's client
-        // misses a pong by then anyway; an SSE listener, which cannot answer pings,
-        // had no other bound.
+        // once what was sent to it goes unacknowledged for a heartbeat cycle (at least
+        // `MIN_USER_TIMEOUT`), not after retransmissions give up (about 15 minutes).
+        // Every transport's client misses a pong by then anyway; an SSE listener,
+        // which cannot answer pings, had no other bound.
         #[cfg(target_os = "linux")]
         let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(
-            engine.config().ping_interval + engine.config().ping_timeout,
+            (engine.config().ping_interval + engine.config().ping_timeout).max(MIN_USER_TIMEOUT),
         ));
         let stream = Counted {
             stream,
@@ -164,6 +164,12 @@ pub async fn serve(
         ));
     }
 }
+
+/// Least `TCP_USER_TIMEOUT` of an accepted connection, whatever the heartbeat: the
+/// option holds for every connection (the API's, static files', relays'), and a
+/// heartbeat of a few hundred milliseconds (tests, fast failure detection) would have
+/// let one burst of loss end them.
+const MIN_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Counts and logs a connection closed as soon as accepted (it is dropped by the
 /// caller: the peer sees the connection closed, or reset).

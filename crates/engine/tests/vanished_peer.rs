@@ -1,7 +1,8 @@
 //! A peer that vanishes without a reset (its network gone, a device asleep), over a
 //! real network: a veth pair into a network namespace, whose end is then taken down.
 //! The kernel drops the connection once what the server sent goes unacknowledged for
-//! the heartbeat's cycle (`TCP_USER_TIMEOUT`, set by `serve`), and the session closes.
+//! the heartbeat's cycle, at least 10 s (`TCP_USER_TIMEOUT`, set by `serve`), and the
+//! session closes.
 //! Before, an SSE listener, which cannot answer pings, stayed until retransmissions
 //! gave up, about 15 minutes: its heartbeats counted as answered once the kernel took
 //! them.
@@ -95,7 +96,7 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
-/// Waits up to `within` (far above the heartbeat cycle, far below retransmissions'
+/// Waits up to `within` (well above the user timeout, far below retransmissions'
 /// minutes) for `done`.
 async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -109,7 +110,7 @@ async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sse_listener_whose_network_vanished_is_closed_within_a_heartbeat_cycle() {
+async fn an_sse_listener_whose_network_vanished_is_closed_by_the_kernel() {
     if !is_root() {
         eprintln!("not root: no network namespace can be made; nothing tested");
         return;
@@ -153,7 +154,7 @@ async fn an_sse_listener_whose_network_vanished_is_closed_within_a_heartbeat_cyc
     );
     veth.cut();
     assert!(
-        eventually(Duration::from_secs(20), || ns.socket_count() == 0).await,
+        eventually(Duration::from_secs(30), || ns.socket_count() == 0).await,
         "a listener gone without a reset is still connected"
     );
     let _ = client.kill().await;

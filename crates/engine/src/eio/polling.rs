@@ -293,7 +293,6 @@ async fn read_and_handle<B: super::server::RequestBody>(
     // One packet at a time: a body can hold hundreds of thousands of tiny packets, and
     // the first one refused (a client PING, a malformed element) ends the reading
     // without the rest ever being decoded or held.
-    let now = now();
     for packet in payload::packets(bytes) {
         // A `max_payload` body of tiny events is over 100,000 of them: handled in one
         // poll, they held a worker thread for tens of milliseconds per POST, timers
@@ -310,7 +309,8 @@ async fn read_and_handle<B: super::server::RequestBody>(
             break;
         }
         match packet {
-            Ok(packet) => session.on_packet(packet, now),
+            // Read per packet: the loop may yield between them.
+            Ok(packet) => session.on_packet(packet, now()),
             Err(err) => {
                 tracing::debug!(sid = %session.sid(), error = %err, "malformed polling payload");
                 session.close(DisconnectReason::ParseError);
