@@ -1608,12 +1608,14 @@ max_sockets_per_user = ${PER_USER}
      * connected.
      */
     const outcome = async (socket) => {
+      // Listened for before the connect: a CONNECT answer and the DISCONNECT after it
+      // can come in one polling payload, and the client emits both in one go.
+      const closed = new Promise((resolve) => socket.once("disconnect", (reason) => resolve({ disconnected: reason })));
       const first = await new Promise((resolve) => {
         socket.once("connect", () => resolve(true));
         socket.once("connect_error", (err) => resolve({ message: err.message, data: err.data }));
       });
       if (first !== true) return first;
-      const closed = new Promise((resolve) => socket.once("disconnect", (reason) => resolve({ disconnected: reason })));
       return Promise.race([closed, sleep(300).then(() => socket.connected || { disconnected: "?" })]);
     };
     const TOO_MANY = { message: "too many connections for this user", data: { code: "too_many_sockets" } };

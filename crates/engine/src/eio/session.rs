@@ -239,6 +239,10 @@ pub(crate) struct Inner {
     /// The queue (packets, bytes) when the session was closed, before the `close`
     /// frame: what the diagnosis of a slow reader cites.
     pub(crate) queued_at_close: (usize, usize),
+    /// The node's memory when the session was closed for it (`server overloaded`):
+    /// its report shows the pressure that closed it, not what was left once its queue,
+    /// dropped at the close, was freed.
+    memory_at_close: Option<Box<crate::diagnosis::Memory>>,
     /// Whether the queue reached half a bound since it was last empty (a high-water
     /// step was recorded).
     pub(crate) queue_high: bool,
@@ -374,6 +378,7 @@ impl Session {
                 app_deadline: None,
                 ending: Ending::Unknown,
                 queued_at_close: (0, 0),
+                memory_at_close: None,
                 queue_high: false,
                 trail: None,
                 refused: false,
@@ -478,7 +483,8 @@ impl Session {
                 self.limits.max_bytes / shrink,
             ),
             cutoff: inner.cutoff,
-            memory: (shrunk || reason == DisconnectReason::ServerOverloaded).then_some(memory),
+            memory: (shrunk || reason == DisconnectReason::ServerOverloaded)
+                .then_some(inner.memory_at_close.as_deref().copied().unwrap_or(memory)),
             noted: Vec::new(),
         }
     }
@@ -752,6 +758,9 @@ impl Session {
             inner.closed = Some(reason);
             inner.ending = ending;
             inner.queued_at_close = (inner.queue.len(), inner.queued_bytes);
+            if reason == DisconnectReason::ServerOverloaded {
+                inner.memory_at_close = Some(Box::new(crate::diagnosis::Memory::of(&self.metrics)));
+            }
             // Inbound cut-offs close as `server overloaded` too; what was queued
             // outbound was not their cause.
             let for_what_it_held = cause == DisconnectReason::SlowConsumer
