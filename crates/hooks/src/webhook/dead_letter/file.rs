@@ -134,20 +134,42 @@ impl DeadLetterFile {
         Ok(())
     }
 
-    /// Renames the full file to `<path>.1`, replacing the previous one.
+    /// Renames the full file to `<path>.1`, replacing the previous one. A file no
+    /// longer there (moved away to be replayed, deleted) is rotated already: the next
+    /// record starts a new one. Before, each later record tried to rotate it again
+    /// and failed, and nothing was written until a restart.
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
+        self.len = 0;
         let mut rotated = self.path.clone().into_os_string();
         rotated.push(".1");
-        std::fs::rename(&self.path, &rotated)?;
-        self.len = 0;
-        Ok(())
+        match std::fs::rename(&self.path, &rotated) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_moved_away_is_started_again() -> std::io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("dl.jsonl");
+        let line = b"{\"reason\":\"overflow\"}\n".to_vec();
+        let max = u64::try_from(line.len() * 2).unwrap_or(u64::MAX);
+        let mut file = DeadLetterFile::open(path.clone(), max)?;
+        assert_eq!(file.append(std::slice::from_ref(&line)), 0);
+        // An operator takes the file away to replay it.
+        std::fs::rename(&path, tmp.path().join("replay.jsonl"))?;
+        for _ in 0..5 {
+            assert_eq!(file.append(std::slice::from_ref(&line)), 0);
+        }
+        assert!(path.exists(), "a new file is started");
+        Ok(())
+    }
 
     #[test]
     fn the_file_rotates_at_its_limit() -> std::io::Result<()> {
