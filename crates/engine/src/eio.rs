@@ -35,6 +35,7 @@ mod wake;
 mod websocket;
 mod ws_frame;
 
+pub use body::{ReadError, read_capped};
 pub use forward::{ForwardError, ForwardedRequest, ForwardedResponse, Forwarder};
 pub use server::{Body, EngineServer};
 pub use session::{

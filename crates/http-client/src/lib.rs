@@ -4,8 +4,10 @@
 //!
 //! # Layout
 //!
-//! - this file: [`ClientBuilder`], the pooled [`Client`] it builds, [`BuildError`], and
-//!   [`error_chain`] for logging a request error with its causes;
+//! - this file: [`ClientBuilder`], the pooled [`Client`] it builds, [`BuildError`],
+//!   [`read_capped`] for a response's body, and [`error_chain`] for logging a request
+//!   error with its causes;
+//! - `timed`: [`TimedConnector`], every connection made within [`CONNECT_TIMEOUT`];
 //! - `trust`: the root certificate store of the trust policy below;
 //! - `resolve`: [`BoundedResolver`], host name lookups at most [`MAX_LOOKUPS`] at once,
 //!   [`MAX_LOOKUPS_PER_NAME`] of one name.
@@ -31,12 +33,17 @@
 //! carry). The client sets no request timeout: each caller bounds each request with its
 //! own deadline (the JWKS fetch timeout, the webhook delivery deadline). Host names are
 //! resolved by [`BoundedResolver`]: a DNS server that never answers holds at most
-//! [`MAX_LOOKUPS`] threads, whatever the deadlines.
+//! [`MAX_LOOKUPS`] threads, whatever the deadlines. A connection (TCP and TLS) must be
+//! made within [`CONNECT_TIMEOUT`] whoever waits for it: the pool goes on making one a
+//! request stopped waiting for (another connection came free first), outside that
+//! request's deadline.
 
 mod resolve;
+mod timed;
 mod trust;
 
 pub use resolve::{BoundedResolver, MAX_LOOKUPS, MAX_LOOKUPS_PER_NAME};
+pub use timed::{CONNECT_TIMEOUT, ConnectTimedOut, TimedConnector};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,8 +61,10 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// A pooled HTTP/1.1 client for `http` and `https` URLs, sending bodies of type `B`.
 /// Cloning it shares the pool.
-pub type Client<B> =
-    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector<BoundedResolver>>, B>;
+pub type Client<B> = hyper_util::client::legacy::Client<
+    TimedConnector<HttpsConnector<HttpConnector<BoundedResolver>>>,
+    B,
+>;
 
 /// Why a client could not be built. Reported once, at startup, like bad config.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +170,7 @@ impl ClientBuilder {
         let mut http = HttpConnector::new_with_resolver(BoundedResolver::default());
         // The scheme is the TLS connector's to check.
         http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -170,7 +180,7 @@ impl ClientBuilder {
             hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .build(connector),
+                .build(TimedConnector::new(connector)),
         )
     }
 }
@@ -180,6 +190,38 @@ impl ClientBuilder {
 /// checks, so a bad file is reported with every other bad setting at start-up.
 pub fn check_ca_file(path: &Path) -> Result<(), BuildError> {
     trust::root_store(Some(path)).map(|_| ())
+}
+
+/// Reads a response's `body` whole into one buffer, at most `limit` bytes (past it,
+/// `http_body_util`'s `LengthLimitError`). Each piece is copied and let go as it
+/// comes: `collect()` kept every piece, and a body sent in one-byte chunks is a
+/// million pieces for a megabyte, each held in a list and each keeping the read buffer
+/// it was cut from alive — about 40 MiB held for a 1 MiB reply.
+pub async fn read_capped<B>(
+    body: B,
+    limit: usize,
+) -> Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use bytes::Buf as _;
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(body, limit);
+    let declared = usize::try_from(Body::size_hint(&limited).lower()).unwrap_or(limit);
+    let mut out = bytes::BytesMut::with_capacity(declared.min(limit));
+    let mut limited = std::pin::pin!(limited);
+    while let Some(frame) = limited.frame().await {
+        if let Ok(mut data) = frame?.into_data() {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                out.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// An error and its sources, `: `-separated: hyper-util's top-level message ("client
@@ -198,6 +240,39 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body of that many one-byte frames.
+    struct Pieces(usize);
+
+    impl Body for Pieces {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>>
+        {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 -= 1;
+            let piece = bytes::Bytes::from_static(b"x");
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_into_one_buffer_within_its_limit() {
+        let read = read_capped(Pieces(1000), 1000)
+            .await
+            .expect("within the limit");
+        assert_eq!(read.len(), 1000);
+        let err = read_capped(Pieces(1001), 1000)
+            .await
+            .expect_err("past the limit");
+        assert!(err.is::<http_body_util::LengthLimitError>(), "{err}");
+    }
 
     /// An error with one cause, to chain.
     #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use http::header::{ACCEPT, USER_AGENT};
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use switchboard_http_client::{BuildError, Client, ClientBuilder, error_chain};
 
 use super::settings::MAX_JWKS_BYTES;
@@ -89,11 +89,9 @@ impl HttpFetcher {
         if response.status() != StatusCode::OK {
             return Err(FetchError::Status(response.status()));
         }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
+        switchboard_http_client::read_capped(response.into_body(), MAX_JWKS_BYTES)
             .await
-            .map_err(|err| FetchError::Body(err.to_string()))?;
-        Ok(body.to_bytes())
+            .map_err(|err| FetchError::Body(err.to_string()))
     }
 }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError};
 use switchboard_protocol::Sid;
 use switchboard_protocol::engineio::EngineErrorCode;
 use tokio::time::Instant;
@@ -221,8 +221,8 @@ impl ForwardedRequest {
         } else if declared.is_some_and(|len| len > max_payload as u64) {
             None
         } else {
-            match Limited::new(body, max_payload).collect().await {
-                Ok(collected) => Some(collected.to_bytes()),
+            match super::body::read_capped(body, max_payload).await {
+                Ok(bytes) => Some(bytes),
                 Err(err) if err.is::<LengthLimitError>() => None,
                 // Over the node's inbound budget (`max_inbound_bytes`): 503.
                 Err(err)

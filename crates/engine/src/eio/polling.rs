@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use switchboard_protocol::engineio::{TransportKind, payload};
 use tokio::time::{Instant, Sleep};
@@ -271,9 +270,8 @@ async fn read_and_handle<B: super::server::RequestBody>(
         session.close_too_large(len, max_payload);
         return Err(PollError::TooLarge);
     }
-    let limited = http_body_util::Limited::new(body, max_payload);
-    let bytes = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let bytes = match super::body::read_capped(body, max_payload).await {
+        Ok(bytes) => bytes,
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             // A chunked body: its size is known only to be over the bound.
             session.close_too_large(0, max_payload);

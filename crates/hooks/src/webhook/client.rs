@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use switchboard_http_client::{BuildError, ClientBuilder, error_chain};
 use tokio::time::{Instant, timeout_at};
 
@@ -79,9 +79,9 @@ impl Client {
             Ok(Ok(response)) => response,
         };
         let (parts, incoming) = response.into_parts();
-        let collected = timeout_at(deadline, Limited::new(incoming, body_limit).collect()).await;
-        let body = match collected {
-            Ok(Ok(collected)) => Some(collected.to_bytes()),
+        let read = switchboard_http_client::read_capped(incoming, body_limit);
+        let body = match timeout_at(deadline, read).await {
+            Ok(Ok(bytes)) => Some(bytes),
             _ => None,
         };
         Ok(Response {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, header};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
 use switchboard_engine::eio::server::RequestBody;
 
@@ -35,14 +35,14 @@ pub(crate) async fn read<B: RequestBody>(
     if declared.is_some_and(|n| n > limits.max_bytes as u64) {
         return Err(too_large);
     }
-    let collect = Limited::new(body, limits.max_bytes).collect();
+    let collect = switchboard_engine::eio::read_capped(body, limits.max_bytes);
     match tokio::time::timeout(limits.timeout, collect).await {
         Err(_) => Err(ApiError::BodyTimeout(limits.timeout)),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
         Ok(Err(err)) => Err(ApiError::MalformedJson(format!(
             "the body could not be read: {err}"
         ))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
     }
 }
 
