@@ -367,6 +367,21 @@ impl Socket {
         self.save_durable();
     }
 
+    /// Joins `rooms` unless the socket has left; one that leaves while it joins (its
+    /// disconnect took it out of its rooms just before this join put it back) is
+    /// taken out of them again, so no room is left holding a socket that is gone —
+    /// never vacated, its size wrong. For joins that come from elsewhere than the
+    /// socket's own handlers (a backend's reply to a forwarded event).
+    pub fn join_while_connected(self: &Arc<Self>, rooms: &[&str]) {
+        if !self.connected() {
+            return;
+        }
+        self.join(rooms);
+        if !self.connected() {
+            self.leave_rooms_joined_late();
+        }
+    }
+
     /// Joins those of `rooms` it is not in while it is in fewer than `max` rooms (its
     /// own id room aside); returns how many of `rooms` it did not look at because it
     /// had reached `max` (counted in the engine's `room_joins_refused`: rooms it was

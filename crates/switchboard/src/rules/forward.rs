@@ -188,8 +188,9 @@ pub(crate) fn apply(
     check_joins(rules, socket, &reply.actions)?;
     for action in reply.actions {
         match action {
-            // A socket that left meanwhile must not be put back into rooms.
-            HookAction::Join { rooms } if socket.connected() => {
+            // A socket that left meanwhile, or leaves while it joins, must not be put
+            // back into rooms.
+            HookAction::Join { rooms } => {
                 // Its own id room it is in already (`check_joins` counts it so).
                 let own = socket.id();
                 let rooms: Vec<&str> = rooms
@@ -197,9 +198,8 @@ pub(crate) fn apply(
                     .map(String::as_str)
                     .filter(|room| *room != own.as_str())
                     .collect();
-                socket.join(&rooms);
+                socket.join_while_connected(&rooms);
             }
-            HookAction::Join { .. } => {}
             HookAction::Leave { rooms } => rooms.iter().for_each(|room| socket.leave(room)),
             HookAction::Emit { rooms, event, args } => emit(socket, rooms, &event, args),
         }
