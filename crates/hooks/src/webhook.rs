@@ -201,11 +201,15 @@ impl HookSink for WebhookSink {
                 .push(DeadLetter::from_job(job, DeadLetterReason::Shutdown));
             return;
         }
-        if let Push::Overflow(lost) = shared.queue.push(job) {
-            incr(&shared.metrics.dropped_overflow);
-            shared
-                .dead
-                .push(DeadLetter::from_job(lost, DeadLetterReason::Overflow));
+        match shared.queue.push(job) {
+            Push::Queued => {}
+            Push::Overflow(lost) => {
+                incr(&shared.metrics.dropped_overflow);
+                shared
+                    .dead
+                    .push(DeadLetter::from_job(lost, DeadLetterReason::Overflow));
+            }
+            Push::Capped => incr(&shared.metrics.dropped_overflow),
         }
         // The supervisor moves to `Stopped` and then empties the queue; checking after
         // the push means an event pushed in between is never stranded.
