@@ -138,3 +138,30 @@ async fn a_stuck_backend_never_blocks_the_caller() {
         "the ring keeps the newest only"
     );
 }
+
+/// One socket's room events past its share of the queue are counted, not
+/// dead-lettered: kept, one client joining and leaving rooms in a loop while the
+/// receiver is behind pushed every other dead letter out of the list and the file.
+#[tokio::test(start_paused = true)]
+async fn one_sockets_room_churn_does_not_push_out_dead_letters() {
+    let receiver = Receiver::start(vec![], Answer::Status(200)).await;
+    let mut settings = settings(&receiver.url);
+    settings.queue_capacity = 10_000;
+    let (sink, _stop) = start(settings);
+    let at = std::time::SystemTime::now();
+    let churn = (0..1_000).map(|n| LifecycleEvent::RoomOccupied {
+        namespace: "/".into(),
+        room: format!("made-up:{n}"),
+        by: "churner".into(),
+        at,
+    });
+    deliver_while_workers_cannot_run(&sink, churn.collect());
+    // 256 of one socket's room events at most in the queue.
+    let m = sink.metrics();
+    assert_eq!((m.queue_depth, m.dropped_overflow), (256, 1_000 - 256));
+    assert!(
+        sink.dead_letters().is_empty(),
+        "{} dead letters",
+        sink.dead_letters().len()
+    );
+}
