@@ -209,7 +209,9 @@ where
     use http_body_util::BodyExt as _;
     let limited = http_body_util::Limited::new(body, limit);
     let declared = usize::try_from(Body::size_hint(&limited).lower()).unwrap_or(limit);
-    let mut out = bytes::BytesMut::with_capacity(declared.min(limit));
+    // Not the declared length at once: a server declaring the limit and sending
+    // nothing would hold it until the caller's deadline.
+    let mut out = bytes::BytesMut::with_capacity(declared.min(limit).min(64 * 1024));
     let mut limited = std::pin::pin!(limited);
     while let Some(frame) = limited.frame().await {
         if let Ok(mut data) = frame?.into_data() {
@@ -220,6 +222,10 @@ where
                 data.advance(n);
             }
         }
+    }
+    // Growing may have left the buffer up to twice its length.
+    if out.capacity() > out.len() + out.len() / 4 {
+        return Ok(bytes::Bytes::copy_from_slice(&out));
     }
     Ok(out.freeze())
 }

@@ -119,7 +119,9 @@ where
 {
     let limited = Limited::new(body, limit);
     let declared = usize::try_from(hyper::body::Body::size_hint(&limited).lower()).unwrap_or(limit);
-    let mut out = BytesMut::with_capacity(declared.min(limit));
+    // Not the declared length at once: a client declaring a megabyte and sending
+    // nothing would hold it, uncounted, until its body timed out.
+    let mut out = BytesMut::with_capacity(declared.min(limit).min(FIRST_CAPACITY));
     let mut limited = std::pin::pin!(limited);
     while let Some(frame) = limited.frame().await {
         if let Ok(mut data) = frame?.into_data() {
@@ -131,7 +133,20 @@ where
             }
         }
     }
-    Ok(out.freeze())
+    Ok(fitted(out))
+}
+
+/// Room a body's buffer starts with; it grows as bytes come.
+const FIRST_CAPACITY: usize = 64 * 1024;
+
+/// `out` as bytes, copied to a buffer of its size when growing left it much larger
+/// (up to twice): packets sliced from it keep the whole buffer alive.
+fn fitted(out: BytesMut) -> Bytes {
+    if out.capacity() > out.len() + out.len() / 4 {
+        Bytes::copy_from_slice(&out)
+    } else {
+        out.freeze()
+    }
 }
 
 #[cfg(test)]

@@ -239,9 +239,9 @@ pub(crate) struct Inner {
     /// The queue (packets, bytes) when the session was closed, before the `close`
     /// frame: what the diagnosis of a slow reader cites.
     pub(crate) queued_at_close: (usize, usize),
-    /// The node's memory when the session was closed for it (`server overloaded`):
-    /// its report shows the pressure that closed it, not what was left once its queue,
-    /// dropped at the close, was freed.
+    /// The node's memory when the session was closed: its report shows the pressure
+    /// (and the queue bounds it halved) that held then, not what was left once its
+    /// queue, dropped at the close of a slow consumer or a shed session, was freed.
     memory_at_close: Option<Box<crate::diagnosis::Memory>>,
     /// Whether the queue reached half a bound since it was last empty (a high-water
     /// step was recorded).
@@ -467,7 +467,12 @@ impl Session {
             Some(_) => inner.queued_at_close,
             None => (inner.queue.len(), inner.queued_bytes),
         };
-        let memory = crate::diagnosis::Memory::of(&self.metrics);
+        // Once closed, the node's memory then: the queue bounds and the pressure that
+        // held at the close, not what is left once its queue was freed.
+        let memory = match inner.memory_at_close.as_deref() {
+            Some(then) => *then,
+            None => crate::diagnosis::Memory::of(&self.metrics),
+        };
         let shrunk = memory.tier >= crate::pressure::Tier::Critical;
         let shrink = if shrunk { 2 } else { 1 };
         Facts {
@@ -483,8 +488,7 @@ impl Session {
                 self.limits.max_bytes / shrink,
             ),
             cutoff: inner.cutoff,
-            memory: (shrunk || reason == DisconnectReason::ServerOverloaded)
-                .then_some(inner.memory_at_close.as_deref().copied().unwrap_or(memory)),
+            memory: (shrunk || reason == DisconnectReason::ServerOverloaded).then_some(memory),
             noted: Vec::new(),
         }
     }
@@ -758,9 +762,8 @@ impl Session {
             inner.closed = Some(reason);
             inner.ending = ending;
             inner.queued_at_close = (inner.queue.len(), inner.queued_bytes);
-            if reason == DisconnectReason::ServerOverloaded {
-                inner.memory_at_close = Some(Box::new(crate::diagnosis::Memory::of(&self.metrics)));
-            }
+            inner.memory_at_close = Some(Box::new(crate::diagnosis::Memory::of(&self.metrics)));
+
             // Inbound cut-offs close as `server overloaded` too; what was queued
             // outbound was not their cause.
             let for_what_it_held = cause == DisconnectReason::SlowConsumer

@@ -367,18 +367,23 @@ impl Socket {
         self.save_durable();
     }
 
-    /// Joins `rooms` unless the socket has left; one that leaves while it joins (its
-    /// disconnect took it out of its rooms just before this join put it back) is
-    /// taken out of them again, so no room is left holding a socket that is gone —
-    /// never vacated, its size wrong. For joins that come from elsewhere than the
-    /// socket's own handlers (a backend's reply to a forwarded event).
+    /// Joins `rooms` unless the socket has left; one whose disconnect took it out of
+    /// its rooms just before this join put it back is taken out of them again, so no
+    /// room is left holding a socket that is gone — never vacated, its size wrong. For
+    /// joins that come from elsewhere than the socket's own handlers (a backend's
+    /// reply to a forwarded event).
+    ///
+    /// Only once the namespace no longer holds the socket: a disconnect clears the
+    /// flag, then saves the session for recovery from the socket's rooms, then takes
+    /// the socket out of the namespace and its rooms. Leaving in between took every
+    /// room out of the saved session, and the client resumed in none.
     pub fn join_while_connected(self: &Arc<Self>, rooms: &[&str]) {
         if !self.connected() {
             return;
         }
         self.join(rooms);
-        if !self.connected() {
-            self.leave_rooms_joined_late();
+        if !self.connected() && self.ns.socket(self.id).is_none() {
+            self.ns.leave_all(self.id);
         }
     }
 

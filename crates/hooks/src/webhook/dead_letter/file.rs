@@ -104,6 +104,10 @@ impl DeadLetterFile {
 
     /// Appends `lines`, rotating as needed; returns how many could not be written.
     fn append(&mut self, lines: &[Vec<u8>]) -> u64 {
+        // Once a batch: a look at the path costs a `stat`.
+        if self.moved_away() {
+            self.file = None;
+        }
         let mut failed = 0;
         for line in lines {
             if let Err(err) = self.append_one(line) {
@@ -140,13 +144,35 @@ impl DeadLetterFile {
     /// and failed, and nothing was written until a restart.
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file = None;
-        self.len = 0;
         let mut rotated = self.path.clone().into_os_string();
         rotated.push(".1");
         match std::fs::rename(&self.path, &rotated) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            // Only a file rotated (or gone) starts again from nothing: one that could
+            // not be renamed is still full, and reopened it would grow past the bound.
+            _ => {
+                self.len = 0;
+                Ok(())
+            }
         }
+    }
+
+    /// Whether the open file is no longer the one at `path` (moved away to be
+    /// replayed, deleted): then records must go to a new one there, not on into the
+    /// moved file or a deleted one, until the next rotation.
+    fn moved_away(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            let Some(file) = &self.file else { return false };
+            match (file.metadata(), std::fs::metadata(&self.path)) {
+                (Ok(open), Ok(there)) => (open.dev(), open.ino()) != (there.dev(), there.ino()),
+                (Ok(_), Err(_)) => true,
+                (Err(_), _) => false,
+            }
+        }
+        #[cfg(not(unix))]
+        false
     }
 }
 
@@ -163,11 +189,33 @@ mod tests {
         let mut file = DeadLetterFile::open(path.clone(), max)?;
         assert_eq!(file.append(std::slice::from_ref(&line)), 0);
         // An operator takes the file away to replay it.
-        std::fs::rename(&path, tmp.path().join("replay.jsonl"))?;
+        let replay = tmp.path().join("replay.jsonl");
+        std::fs::rename(&path, &replay)?;
         for _ in 0..5 {
             assert_eq!(file.append(std::slice::from_ref(&line)), 0);
         }
         assert!(path.exists(), "a new file is started");
+        assert_eq!(
+            std::fs::read(&replay)?,
+            line,
+            "nothing more in the moved file"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_rotated_does_not_grow_past_its_bound() -> std::io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("dl.jsonl");
+        // `<path>.1` a directory: every rotation fails.
+        std::fs::create_dir(tmp.path().join("dl.jsonl.1"))?;
+        let line = b"{\"reason\":\"overflow\"}\n".to_vec();
+        let max = u64::try_from(line.len() * 2).unwrap_or(u64::MAX);
+        let mut file = DeadLetterFile::open(path.clone(), max)?;
+        for _ in 0..20 {
+            file.append(std::slice::from_ref(&line));
+        }
+        assert!(std::fs::metadata(&path)?.len() <= max);
         Ok(())
     }
 
