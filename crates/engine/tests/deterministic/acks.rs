@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_engine::adapter::{
-    AckReport, Adapter, AdapterError, BoxFuture, BroadcastOptions, ClusterOp, MemoryAdapter, Room,
+    AckReport, Adapter, AdapterError, BoxFuture, BroadcastOptions, ClusterOp, MemoryAdapter,
 };
-use switchboard_engine::protocol::Sid;
 use switchboard_engine::protocol::socketio::{Packet, PacketType};
-use switchboard_engine::{AckError, Io, Namespace, Shutdown};
+use switchboard_engine::{AckError, Io, Namespace, Payload, Shutdown};
 
 use super::harness::{Client, config};
 
@@ -25,27 +24,7 @@ struct TwoNodes {
 }
 
 impl Adapter for TwoNodes {
-    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
-        self.index.add_all(sid, rooms)
-    }
-    fn del(&self, sid: Sid, room: &str) -> bool {
-        self.index.del(sid, room)
-    }
-    fn del_all(&self, sid: Sid) -> Vec<Room> {
-        self.index.del_all(sid)
-    }
-    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
-        self.index.socket_rooms(sid)
-    }
-    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
-        self.index.sockets_in(rooms, out);
-    }
-    fn rooms(&self) -> Vec<Room> {
-        self.index.rooms()
-    }
-    fn room_size(&self, room: &str) -> usize {
-        self.index.room_size(room)
-    }
+    super::harness::memory_index!(index);
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>> {
         let failed = self.count_fails;
         Box::pin(async move {
@@ -94,35 +73,43 @@ async fn answer(client: &Client, with: &str) {
     client.post(&format!("43{id}[{with}]")).await;
 }
 
+/// What `emit_with_ack` to every client of the two nodes gives when this node's one
+/// client answers (`local`: to this node's clients only).
+async fn this_nodes_answer_only(io: &Io, local: bool) -> Result<Vec<Payload>, AckError> {
+    let client = Client::connected(io).await;
+    let selection = match local {
+        true => io.of("/").all().local(),
+        false => io.of("/").all(),
+    };
+    let asked = tokio::spawn(selection.emit_with_ack("q", json!(1), Duration::from_secs(5)));
+    answer(&client, "\"yes\"").await;
+    asked.await.unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_missing_answer_is_a_timeout_even_when_every_reporter_gave_up() {
-    let io = two_nodes(false);
-    let client = Client::connected(&io).await;
-    let all = io.of("/").all();
-    let asked = tokio::spawn(all.emit_with_ack("q", json!(1), Duration::from_secs(5)));
-    answer(&client, "\"yes\"").await;
     // The other node's client never answered: this node's one answer is not all.
-    assert_eq!(asked.await.unwrap(), Err(AckError::Timeout));
+    let io = two_nodes(false);
+    assert_eq!(
+        this_nodes_answer_only(&io, false).await,
+        Err(AckError::Timeout)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unknown_node_count_is_not_taken_for_one_node() {
     let io = two_nodes(true);
-    let client = Client::connected(&io).await;
-    let all = io.of("/").all();
-    let asked = tokio::spawn(all.emit_with_ack("q", json!(1), Duration::from_secs(5)));
-    answer(&client, "\"yes\"").await;
-    assert_eq!(asked.await.unwrap(), Err(AckError::Timeout));
+    assert_eq!(
+        this_nodes_answer_only(&io, false).await,
+        Err(AckError::Timeout)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_local_broadcast_waits_for_this_node_only() {
     let io = two_nodes(false);
-    let client = Client::connected(&io).await;
-    let local = io.of("/").all().local();
-    let asked = tokio::spawn(local.emit_with_ack("q", json!(1), Duration::from_secs(5)));
-    answer(&client, "\"yes\"").await;
-    let answers = asked.await.unwrap().expect("every local client answered");
+    let answers = this_nodes_answer_only(&io, true).await;
+    let answers = answers.expect("every local client answered");
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].args, vec![json!("yes")]);
 }

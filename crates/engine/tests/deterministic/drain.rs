@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard_engine::adapter::{
-    Adapter, AdapterError, BoxFuture, DurableSession, LogFilter, LogRead, MemoryAdapter, Room,
+    Adapter, AdapterError, BoxFuture, DurableSession, LogFilter, LogRead, MemoryAdapter,
     SessionStore,
 };
 use switchboard_engine::protocol::Sid;
@@ -327,27 +327,7 @@ struct Durable {
 }
 
 impl Adapter for Durable {
-    fn add_all(&self, sid: Sid, rooms: &[&str]) -> Vec<Room> {
-        self.rooms.add_all(sid, rooms)
-    }
-    fn del(&self, sid: Sid, room: &str) -> bool {
-        self.rooms.del(sid, room)
-    }
-    fn del_all(&self, sid: Sid) -> Vec<Room> {
-        self.rooms.del_all(sid)
-    }
-    fn socket_rooms(&self, sid: Sid) -> Vec<Room> {
-        self.rooms.socket_rooms(sid)
-    }
-    fn sockets_in(&self, rooms: &[Room], out: &mut Vec<Sid>) {
-        self.rooms.sockets_in(rooms, out);
-    }
-    fn rooms(&self) -> Vec<Room> {
-        self.rooms.rooms()
-    }
-    fn room_size(&self, room: &str) -> usize {
-        self.rooms.room_size(room)
-    }
+    super::harness::memory_index!(rooms);
     fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
         Some(self.store.clone())
     }

@@ -152,3 +152,55 @@ impl Client {
         panic!("no close packet in three polls");
     }
 }
+
+/// The room index of a test [`Adapter`](switchboard_engine::adapter::Adapter) kept in
+/// its field `$index` (a `MemoryAdapter`): the seven methods every adapter has, for
+/// adapters that change only what a cluster adds (a store, a node count, publishes).
+#[allow(
+    unused_macros,
+    reason = "the harness is shared by test binaries that have no adapter"
+)]
+macro_rules! memory_index {
+    ($index:ident) => {
+        fn add_all(
+            &self,
+            sid: switchboard_engine::protocol::Sid,
+            rooms: &[&str],
+        ) -> Vec<switchboard_engine::adapter::Room> {
+            self.$index.add_all(sid, rooms)
+        }
+        fn del(&self, sid: switchboard_engine::protocol::Sid, room: &str) -> bool {
+            self.$index.del(sid, room)
+        }
+        fn del_all(
+            &self,
+            sid: switchboard_engine::protocol::Sid,
+        ) -> Vec<switchboard_engine::adapter::Room> {
+            self.$index.del_all(sid)
+        }
+        fn socket_rooms(
+            &self,
+            sid: switchboard_engine::protocol::Sid,
+        ) -> Vec<switchboard_engine::adapter::Room> {
+            self.$index.socket_rooms(sid)
+        }
+        fn sockets_in(
+            &self,
+            rooms: &[switchboard_engine::adapter::Room],
+            out: &mut Vec<switchboard_engine::protocol::Sid>,
+        ) {
+            self.$index.sockets_in(rooms, out);
+        }
+        fn rooms(&self) -> Vec<switchboard_engine::adapter::Room> {
+            self.$index.rooms()
+        }
+        fn room_size(&self, room: &str) -> usize {
+            self.$index.room_size(room)
+        }
+    };
+}
+#[allow(
+    unused_imports,
+    reason = "the harness is shared by test binaries that have no adapter"
+)]
+pub(crate) use memory_index;

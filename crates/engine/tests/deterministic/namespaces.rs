@@ -352,41 +352,7 @@ struct Counting {
 }
 
 impl switchboard_engine::adapter::Adapter for Counting {
-    fn add_all(
-        &self,
-        sid: switchboard_engine::protocol::Sid,
-        rooms: &[&str],
-    ) -> Vec<switchboard_engine::adapter::Room> {
-        self.index.add_all(sid, rooms)
-    }
-    fn del(&self, sid: switchboard_engine::protocol::Sid, room: &str) -> bool {
-        self.index.del(sid, room)
-    }
-    fn del_all(
-        &self,
-        sid: switchboard_engine::protocol::Sid,
-    ) -> Vec<switchboard_engine::adapter::Room> {
-        self.index.del_all(sid)
-    }
-    fn socket_rooms(
-        &self,
-        sid: switchboard_engine::protocol::Sid,
-    ) -> Vec<switchboard_engine::adapter::Room> {
-        self.index.socket_rooms(sid)
-    }
-    fn sockets_in(
-        &self,
-        rooms: &[switchboard_engine::adapter::Room],
-        out: &mut Vec<switchboard_engine::protocol::Sid>,
-    ) {
-        self.index.sockets_in(rooms, out);
-    }
-    fn rooms(&self) -> Vec<switchboard_engine::adapter::Room> {
-        self.index.rooms()
-    }
-    fn room_size(&self, room: &str) -> usize {
-        self.index.room_size(room)
-    }
+    super::harness::memory_index!(index);
     fn init(&self, ns: &std::sync::Arc<switchboard_engine::Namespace>) {
         self.log.lock().unwrap().push(format!("init {}", ns.name()));
     }
