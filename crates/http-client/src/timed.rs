@@ -24,23 +24,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps a connector so each connection is made within [`CONNECT_TIMEOUT`].
 #[derive(Debug, Clone)]
-pub struct TimedConnector<C> {
-    inner: C,
-    timeout: Duration,
-}
+pub struct TimedConnector<C>(C);
 
 impl<C> TimedConnector<C> {
     /// `inner`, each of its connections bounded by [`CONNECT_TIMEOUT`].
     pub fn new(inner: C) -> Self {
-        TimedConnector {
-            inner,
-            timeout: CONNECT_TIMEOUT,
-        }
-    }
-
-    /// `inner`, each of its connections bounded by `timeout` (tests).
-    pub fn with_timeout(inner: C, timeout: Duration) -> Self {
-        TimedConnector { inner, timeout }
+        TimedConnector(inner)
     }
 }
 
@@ -60,16 +49,15 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.0.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
+        let connecting = self.0.call(uri);
         Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
                 Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimedOut(timeout)) as BoxError),
+                Err(_) => Err(Box::new(ConnectTimedOut(CONNECT_TIMEOUT)) as BoxError),
             }
         })
     }
