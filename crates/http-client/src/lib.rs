@@ -205,7 +205,7 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use bytes::Buf as _;
+    use bytes::BufMut as _;
     use http_body_util::BodyExt as _;
     let limited = http_body_util::Limited::new(body, limit);
     let declared = usize::try_from(Body::size_hint(&limited).lower()).unwrap_or(limit);
@@ -214,13 +214,8 @@ where
     let mut out = bytes::BytesMut::with_capacity(declared.min(limit).min(64 * 1024));
     let mut limited = std::pin::pin!(limited);
     while let Some(frame) = limited.frame().await {
-        if let Ok(mut data) = frame?.into_data() {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                out.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
+        if let Ok(data) = frame?.into_data() {
+            out.put(data);
         }
     }
     // Growing may have left the buffer up to twice its length.

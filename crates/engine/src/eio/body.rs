@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Frame, SizeHint};
@@ -124,13 +124,8 @@ where
     let mut out = BytesMut::with_capacity(declared.min(limit).min(FIRST_CAPACITY));
     let mut limited = std::pin::pin!(limited);
     while let Some(frame) = limited.frame().await {
-        if let Ok(mut data) = frame?.into_data() {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                out.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
+        if let Ok(data) = frame?.into_data() {
+            out.put(data);
         }
     }
     Ok(fitted(out))
