@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures_util::{SinkExt, StreamExt};
-use switchboard_protocol::engineio::{HeartbeatEvent, Packet};
+use switchboard_protocol::engineio::{HeartbeatEvent, Packet, TransportKind};
 use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -144,11 +144,7 @@ pub(crate) fn drive(
 fn lingers(session: &Session, reason: DisconnectReason) -> bool {
     let inner = session.lock();
     // A WebSocket the upgrade finished with, not adopted yet: no GET will come.
-    let polled = matches!(
-        inner.transport,
-        switchboard_protocol::engineio::TransportKind::Polling
-            | switchboard_protocol::engineio::TransportKind::Sse
-    );
+    let polled = matches!(inner.transport, TransportKind::Polling | TransportKind::Sse);
     polled && !client_gone(reason) && !inner.refused && !inner.queue.is_empty()
 }
 
@@ -529,7 +525,6 @@ fn forget(session: &Arc<Session>, registry: &Registry) {
 
 #[cfg(test)]
 mod tests {
-    use switchboard_protocol::engineio::TransportKind;
 
     use super::*;
 

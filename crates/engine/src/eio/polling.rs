@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use switchboard_protocol::engineio::{TransportKind, payload};
+use switchboard_protocol::engineio::{Packet, TransportKind, payload};
 use tokio::time::{Instant, Sleep};
 
 use crate::reason::DisconnectReason;
@@ -298,11 +298,10 @@ async fn read_and_handle<B: super::server::RequestBody>(
         // WebSocket's messages do, and the task yields when it is spent.
         tokio::task::consume_budget().await;
         if session.is_closed() {
-            if matches!(packet, Ok(switchboard_protocol::engineio::Packet::Close)) {
+            if matches!(packet, Ok(Packet::Close)) {
                 // The client closes a session the server closed (it did not poll for
                 // the rest): nobody will take what is left.
-                Session::discard_queue(&mut session.lock());
-                session.wake_driver();
+                session.drop_unread();
             }
             break;
         }

@@ -880,6 +880,12 @@ impl Session {
     /// the session does not wait for a reader (see `eio::driver::lingers`).
     pub(crate) fn close_unread(&self, reason: DisconnectReason) {
         self.close(reason);
+        self.drop_unread();
+    }
+
+    /// Drops what a closed session's client will not read, and tells the driver, which
+    /// may be waiting for it to be taken.
+    pub(crate) fn drop_unread(&self) {
         Self::discard_queue(&mut self.lock());
         self.wake_driver();
     }

@@ -182,8 +182,7 @@ pub(crate) async fn open(session: Arc<Session>, config: SseConfig) -> Response<B
     if kind == '4' {
         session.close_refused();
         // Closed already (by a drain during the wait), it would wait for a reader.
-        Session::discard_queue(&mut session.lock());
-        session.wake_driver();
+        session.drop_unread();
         return refused(&json);
     }
     let stream = Stream {
@@ -324,9 +323,8 @@ async fn connect_frame(session: &Arc<Session>) -> Option<Frame> {
             if found.is_none() && inner.closed.is_some() {
                 // Nobody will read what is queued: the client gets a refusal. A drain
                 // waits for the queue to be taken.
-                Session::discard_queue(&mut inner);
                 drop(inner);
-                session.wake_driver();
+                session.drop_unread();
                 return None;
             }
             (found, answered)
