@@ -737,13 +737,18 @@ async fn ann_away(one: &Node) -> (support::Connected, String) {
     (first, pid)
 }
 
+/// `user` connects to `two` with a good token of their own and `pid`.
+async fn comes_back(two: &Node, pid: &str, user: &str) -> (Client, support::Connected) {
+    let client = Client::handshake(&two.io).await;
+    let auth = format!(r#"{{"pid":"{pid}","token":"good","user":"{user}"}}"#);
+    let connected = client.connect(&auth).await;
+    (client, connected)
+}
+
 /// Ann comes back on `two` with her `pid` and a good token: her session (`first`'s)
 /// resumes with `seq`, which she missed.
 async fn ann_resumes(two: &Node, first: &support::Connected, pid: &str) {
-    let back = Client::handshake(&two.io).await;
-    let resumed = back
-        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"ann"}}"#))
-        .await;
+    let (back, resumed) = comes_back(two, pid, "ann").await;
     assert_eq!(resumed.id, first.id, "ann resumes her own session");
     assert_eq!(names(&replay_of(&back, resumed.events, 1).await), ["seq"]);
 }
@@ -761,10 +766,7 @@ async fn refusing_bob(redis: &RedisServer) -> (Node, Node) {
 /// Bob, with a good token of his own and ann's `pid`, connects to `two`: a fresh
 /// socket, not ann's session (`first`'s), and none of what it missed.
 async fn bob_is_refused(two: &Node, first: &support::Connected, pid: &str) {
-    let bob = Client::handshake(&two.io).await;
-    let fresh = bob
-        .connect(&format!(r#"{{"pid":"{pid}","token":"good","user":"bob"}}"#))
-        .await;
+    let (_bob, fresh) = comes_back(two, pid, "bob").await;
     assert_ne!(fresh.id, first.id, "bob does not resume ann's session");
     assert!(fresh.events.is_empty(), "nor hear it: {:?}", fresh.events);
 }
