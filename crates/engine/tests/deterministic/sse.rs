@@ -32,6 +32,13 @@ fn sse_server_beating(recovery: bool, heartbeat: Duration) -> Io {
     sse_server_with(recovery, heartbeat)
 }
 
+/// The suites' config with SSE on, at its defaults.
+fn sse_on() -> switchboard_engine::SocketIoConfig {
+    let mut cfg = config();
+    cfg.engine.sse = Some(SseConfig::default());
+    cfg
+}
+
 fn sse_server_with(recovery: Option<RecoveryConfig>, heartbeat: Duration) -> Io {
     let mut cfg = config();
     cfg.engine.sse = Some(SseConfig {
@@ -340,9 +347,7 @@ async fn a_listener_that_stops_reading_is_cut_off_without_harming_the_others() {
 /// the first of them made the open a 500.
 #[tokio::test(start_paused = true)]
 async fn an_event_sent_before_the_connect_is_answered_follows_the_head() {
-    let mut cfg = config();
-    cfg.engine.sse = Some(SseConfig::default());
-    let io = server(cfg);
+    let io = server(sse_on());
     io.of("/").use_middleware(|socket| async move {
         let _ = socket.emit("welcome", vec![json!(1)]);
         Ok(())
@@ -358,9 +363,7 @@ async fn an_event_sent_before_the_connect_is_answered_follows_the_head() {
 /// is told to come back (503), not that the server failed (500).
 #[tokio::test(start_paused = true)]
 async fn a_drain_during_the_connect_is_a_503() {
-    let mut cfg = config();
-    cfg.engine.sse = Some(SseConfig::default());
-    let io = server(cfg);
+    let io = server(sse_on());
     io.of("/").use_middleware(|_socket| async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         Ok(())
@@ -407,8 +410,7 @@ async fn a_server_disconnect_ends_the_stream_with_its_reason() {
 
 #[tokio::test(start_paused = true)]
 async fn a_page_on_another_origin_is_refused_when_origins_are_listed() {
-    let mut cfg = config();
-    cfg.engine.sse = Some(SseConfig::default());
+    let mut cfg = sse_on();
     cfg.engine.cors.allowed_origins =
         switchboard_engine::AllowedOrigins::List(vec!["https://app.example.com".into()]);
     let io = server(cfg);
@@ -513,9 +515,8 @@ async fn a_query_longer_than_a_session_keeps_is_refused() {
 /// nobody will read what its session queued.
 #[tokio::test(start_paused = true)]
 async fn a_connect_that_times_out_holds_no_place() {
-    let mut cfg = config();
+    let mut cfg = sse_on();
     cfg.connect_timeout = Duration::from_secs(60);
-    cfg.engine.sse = Some(SseConfig::default());
     let io = server(cfg);
     io.of("/").use_middleware(|_socket| async move {
         tokio::time::sleep(Duration::from_secs(30)).await;
