@@ -367,21 +367,30 @@ impl Socket {
         self.save_durable();
     }
 
-    /// Joins `rooms` unless the socket has left; one whose disconnect took it out of
-    /// its rooms just before this join put it back is taken out of them again, so no
-    /// room is left holding a socket that is gone — never vacated, its size wrong. For
-    /// joins that come from elsewhere than the socket's own handlers (a backend's
-    /// reply to a forwarded event).
+    /// Joins `rooms` unless the socket has left; if it leaves while it joins (its
+    /// disconnect took it out of its rooms just before this join put it back), it is
+    /// taken out of them again once the namespace no longer holds it. For joins that
+    /// come from elsewhere than the socket's own handlers (a backend's reply to a
+    /// forwarded event).
+    pub fn join_while_connected(&self, rooms: &[&str]) {
+        if !self.connected() {
+            return;
+        }
+        self.join(rooms);
+        self.leave_if_gone();
+    }
+
+    /// After a join from elsewhere than the socket's own handlers (another node's
+    /// `socketsJoin`, the API, a backend's reply) of a socket that was connected when
+    /// the join began: one whose disconnect took it out of its rooms just before the
+    /// join put it back is taken out of them again, so no room is left holding a
+    /// socket that is gone — never vacated, its size wrong.
     ///
     /// Only once the namespace no longer holds the socket: a disconnect clears the
     /// flag, then saves the session for recovery from the socket's rooms, then takes
     /// the socket out of the namespace and its rooms. Leaving in between took every
     /// room out of the saved session, and the client resumed in none.
-    pub fn join_while_connected(self: &Arc<Self>, rooms: &[&str]) {
-        if !self.connected() {
-            return;
-        }
-        self.join(rooms);
+    fn leave_if_gone(&self) {
         if !self.connected() && self.ns.socket(self.id).is_none() {
             self.ns.leave_all(self.id);
         }
@@ -397,10 +406,17 @@ impl Socket {
     ///
     /// The count is read, then the rooms joined: two joins at once (another node's
     /// request, the client's own) may each see room for theirs, and pass the bound by
-    /// what they join together, never by more.
+    /// what they join together, never by more. A socket that was connected when the
+    /// join began and is gone by its end is taken out of the rooms again, as by
+    /// [`Self::join_while_connected`].
     pub fn join_within(&self, rooms: &[&str], max: usize) -> usize {
+        // A socket still in its middleware is not connected yet, and not left.
+        let was_connected = self.connected();
         if max == usize::MAX {
             self.join(rooms);
+            if was_connected {
+                self.leave_if_gone();
+            }
             return 0;
         }
         let adapter = self.ns.adapter();
@@ -422,6 +438,9 @@ impl Socket {
         }
         if !new.is_empty() {
             self.join(&new);
+            if was_connected {
+                self.leave_if_gone();
+            }
         }
         if refused > 0 {
             self.client
