@@ -67,6 +67,9 @@ pub struct Socket {
     /// socket's steps for its timeline, then the diagnosis once it left. Allocated on
     /// the first step (the connect).
     explained: Mutex<Option<Box<Explained>>>,
+    /// Held while a bounded join counts the socket's rooms and joins (see
+    /// [`Socket::lock_joins`]), so that two at once cannot both see room for theirs.
+    joins: Mutex<()>,
 }
 
 /// What waits for a socket's connection handlers to finish. Node runs `connection`
@@ -181,6 +184,7 @@ impl Socket {
             connected: AtomicBool::new(false),
             early: Mutex::new(Some(Box::default())),
             explained: Mutex::new(None),
+            joins: Mutex::new(()),
         })
     }
 
@@ -353,6 +357,16 @@ impl Socket {
 
     /// Joins rooms.
     pub fn join(&self, rooms: &[&str]) {
+        let occupied = self.join_unreported(rooms);
+        self.ns.report_room_changes(self.id, &occupied, &[]);
+        self.save_durable();
+    }
+
+    /// Joins rooms, noting where the recovery buffer stands for each, without
+    /// reporting the rooms that became occupied (returned) or saving the durable
+    /// session: [`Self::join`] up to where a room handler may run.
+    #[must_use = "the rooms that became occupied are to be reported"]
+    fn join_unreported(&self, rooms: &[&str]) -> Vec<Room> {
         if let (Some(buffer), Some(pid)) = (self.ns.recovery(), self.pid)
             && self.connected()
         {
@@ -362,9 +376,17 @@ impl Socket {
                 room == self.id.as_str() || adapter.is_in(self.id, room)
             });
         }
-        let occupied = self.join_unnoted(rooms);
-        self.ns.report_room_changes(self.id, &occupied, &[]);
-        self.save_durable();
+        self.join_unnoted(rooms)
+    }
+
+    /// Holds off this socket's other bounded joins while the holder counts its rooms
+    /// and joins: a bound on the rooms per socket checked under it holds however many
+    /// join at once (a backend's replies, another node's `socketsJoin`, the client's
+    /// own join). [`Self::join_within`] takes it itself, and releases it before the
+    /// room handlers run, so a handler may join this socket; whoever holds it across
+    /// [`Self::join`] must know its room handlers do not.
+    pub fn lock_joins(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.joins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Joins `rooms` unless the socket has left; if it leaves while it joins (its
@@ -404,11 +426,11 @@ impl Socket {
     /// rooms costs a socket at its bound at most `max` + 1 (names repeated in one
     /// message are dropped by [`Namespace::add_sockets_local`](super::Namespace)).
     ///
-    /// The count is read, then the rooms joined: two joins at once (another node's
-    /// request, the client's own) may each see room for theirs, and pass the bound by
-    /// what they join together, never by more. A socket that was connected when the
-    /// join began and is gone by its end is taken out of the rooms again, as by
-    /// [`Self::join_while_connected`].
+    /// The count is read and the rooms joined under [`Self::lock_joins`], so joins
+    /// at once (another node's request, a backend's reply, the client's own) cannot
+    /// each see room for theirs and pass the bound together. A socket that was
+    /// connected when the join began and is gone by its end is taken out of the rooms
+    /// again, as by [`Self::join_while_connected`].
     pub fn join_within(&self, rooms: &[&str], max: usize) -> usize {
         // A socket still in its middleware is not connected yet, and not left.
         let was_connected = self.connected();
@@ -419,6 +441,7 @@ impl Socket {
             }
             return 0;
         }
+        let gate = self.lock_joins();
         let adapter = self.ns.adapter();
         let mut count = adapter.socket_room_count(self.id);
         let mut new: Vec<&str> = Vec::new();
@@ -436,8 +459,14 @@ impl Socket {
             seen.insert(room);
             new.push(room);
         }
+        let occupied = match new.is_empty() {
+            true => Vec::new(),
+            false => self.join_unreported(&new),
+        };
+        drop(gate);
         if !new.is_empty() {
-            self.join(&new);
+            self.ns.report_room_changes(self.id, &occupied, &[]);
+            self.save_durable();
             if was_connected {
                 self.leave_if_gone();
             }

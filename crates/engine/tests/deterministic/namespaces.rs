@@ -277,6 +277,45 @@ async fn sockets_join_holds_each_socket_to_the_namespace_bound() {
     assert_eq!(refused(), 6);
 }
 
+/// Bounded joins of one socket made at the same moment on several threads (another
+/// node's `socketsJoin`, a backend's replies) each count the rooms the others joined:
+/// together they never pass the bound. (Each counted, then joined, they did: every
+/// thread saw room for its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_at_once_on_several_threads_stay_within_the_bound() {
+    const MAX: usize = 8;
+    const THREADS: usize = 4;
+    let io = server(config());
+    let ns = io.of("/");
+    let _client = Client::connected(&io).await;
+    let socket = ns.sockets().pop().expect("the socket");
+    for round in 0..200 {
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (socket, start) = (&socket, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for i in 0..MAX {
+                        let room = format!("r{round}-{t}-{i}");
+                        socket.join_within(&[room.as_str()], MAX);
+                    }
+                });
+            }
+        });
+        let rooms = socket.rooms().len() - 1;
+        assert_eq!(
+            rooms, MAX,
+            "round {round}: {rooms} rooms joined, bound {MAX}"
+        );
+        for room in socket.rooms() {
+            if room != socket.id().to_string() {
+                socket.leave(&room);
+            }
+        }
+    }
+}
+
 /// Node runs a socket's `connection` handlers before any of its events. Here the
 /// CONNECT answer goes out before the handlers run (on another thread after async
 /// middleware), so an event the client sends at once must wait for them.

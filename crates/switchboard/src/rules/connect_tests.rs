@@ -1,5 +1,6 @@
 //! The rules at connect time, over a real `Io` and a long-polling client: a client
-//! that hears "connected" is already in its auto-joined rooms.
+//! that hears "connected" is already in its auto-joined rooms. And a backend's
+//! replies applied at once on one socket.
 
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, SystemTime};
@@ -592,4 +593,47 @@ async fn a_named_entry_after_a_matching_pattern_keeps_its_own_rules() {
         answer.starts_with("44/t-admin,"),
         "a token needed: {answer}"
     );
+}
+
+/// A backend's replies applied at the same moment on several threads (a client's
+/// events are forwarded concurrently) each count the rooms the others joined: their
+/// joins together never take the socket past `rooms.max_per_socket`. (Each checked
+/// against the rooms it read, then joined, they did.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_replies_applied_at_once_stay_within_the_rooms_bound() {
+    use switchboard_hooks::reply::{HookAction, HookReply};
+    const MAX: usize = 6;
+    const THREADS: usize = 4;
+    let (io, _installed) = rules_io("", None);
+    let (_conn, answer) = connect_with(&io, json!({ "token": token("alice") })).await;
+    assert!(answer.starts_with("40/chat,"), "{answer}");
+    let socket = io.of("/chat").sockets().pop().expect("connected");
+    let rules = crate::config::RoomRules {
+        max_per_socket: MAX,
+        ..crate::config::RoomRules::default()
+    };
+    for round in 0..100 {
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (socket, start, rules) = (&socket, &start, &rules);
+                s.spawn(move || {
+                    start.wait();
+                    for i in 0..MAX {
+                        let reply = HookReply {
+                            ack: None,
+                            actions: vec![HookAction::Join {
+                                rooms: vec![format!("r{round}-{t}-{i}")],
+                            }],
+                        };
+                        let _ = super::forward::apply(rules, socket, reply);
+                    }
+                });
+            }
+        });
+        let own = socket.id().to_string();
+        let rooms: Vec<String> = socket.rooms().into_iter().filter(|r| *r != own).collect();
+        assert_eq!(rooms.len(), MAX, "round {round}: {rooms:?}");
+        rooms.iter().for_each(|room| socket.leave(room));
+    }
 }

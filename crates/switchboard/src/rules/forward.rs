@@ -179,12 +179,16 @@ pub(crate) fn forward(policy: &Arc<Policy>, mut event: Event) {
 /// Applies the reply's actions and returns the acknowledgement arguments (none when
 /// the backend gave no `ack`: the client's callback still runs). All or nothing: a
 /// reply whose joins would put the socket in another socket's id room, or in more than
-/// `rooms.max_per_socket` rooms, is refused before any action is applied.
+/// `rooms.max_per_socket` rooms, is refused before any action is applied. Checked and
+/// applied under the socket's join gate: replies applied at once on several threads
+/// (the client's events are forwarded concurrently) each count the rooms the others
+/// joined. (The rules' room handlers only queue a hook, and an emit joins nothing.)
 pub(crate) fn apply(
     rules: &RoomRules,
     socket: &Arc<Socket>,
     reply: HookReply,
 ) -> Result<Vec<Value>, Refusal> {
+    let _gate = socket.lock_joins();
     check_joins(rules, socket, &reply.actions)?;
     for action in reply.actions {
         match action {
@@ -212,9 +216,7 @@ pub(crate) fn apply(
 /// socket id, as for a client's own join: one on another node cannot be looked up
 /// here). A backend's joins are trusted as to which rooms (no pattern applies), not as
 /// to how many: one that passes a client's room names on would otherwise let the
-/// client past the bound every other way of joining keeps. Read from the socket's
-/// rooms now: a join of the client's own at the same moment may pass the bound by
-/// its one room.
+/// client past the bound every other way of joining keeps.
 fn check_joins(rules: &RoomRules, socket: &Socket, actions: &[HookAction]) -> Result<(), Refusal> {
     if !actions.iter().any(|a| matches!(a, HookAction::Join { .. })) {
         return Ok(());

@@ -153,6 +153,10 @@ pub(crate) fn join(policy: &Policy, mut event: Event) {
 
 fn join_room(policy: &Policy, socket: &Arc<Socket>, room: &str) -> Result<(), Refusal> {
     let adapter = socket.ns().adapter();
+    // Counted and joined under the socket's join gate, so a backend's reply or
+    // another node's join at the same moment cannot pass the bound with this one.
+    // (The rules' room handlers only queue a hook: they join nothing.)
+    let _gate = socket.lock_joins();
     if adapter.is_in(socket.id(), room) {
         return Ok(());
     }
@@ -203,6 +207,9 @@ pub(crate) fn sse_listen(policy: &Policy, socket: &Arc<Socket>) -> Result<(), Co
         return Ok(());
     }
     let claims = auth::claims_of(socket);
+    // As for a join event (the socket is in its middleware: only another node's
+    // `socketsJoin` can join it meanwhile).
+    let _gate = socket.lock_joins();
     let mut joined: Vec<String> = socket
         .ns()
         .adapter()
