@@ -33,7 +33,7 @@ use crate::redis_cluster::{ClusterUrl, SlotPipes, is_cluster_url};
 use crate::sentinel::{SentinelUrl, is_sentinel_url};
 use crate::sub_conn::{Plain, SubConn, SubError};
 use crate::{AdapterKind, ClusterConfig, ClusterError};
-use wanted::{Applied, Wanted};
+use wanted::{Applied, ShardDropped, Wanted};
 
 mod wanted;
 
@@ -1120,6 +1120,8 @@ fn sub_error(err: SubError) -> ClusterError {
 }
 
 /// A subscriber connection with RESP3 pushes: to one server, or to a Redis Cluster.
+/// A clone is a handle on the same connection (commands are pipelined on it).
+#[derive(Clone)]
 enum PushConn {
     Single(redis::aio::MultiplexedConnection),
     Cluster(redis::cluster_async::ClusterConnection),
@@ -1167,9 +1169,9 @@ impl PushConn {
         ))
     }
 
-    /// Sends one subscription change; false when it failed.
-    async fn apply(&mut self, change: Change, sub: &Sub) -> bool {
-        let result = match self {
+    /// Sends one subscription change.
+    async fn apply(&mut self, change: Change, sub: &Sub) -> redis::RedisResult<()> {
+        match self {
             PushConn::Cluster(c) => match (change, sub) {
                 (Change::Subscribe, Sub::Channel(ch)) => c.subscribe(ch).await,
                 (Change::Subscribe, Sub::Pattern(p)) => c.psubscribe(p).await,
@@ -1192,13 +1194,53 @@ impl PushConn {
                     redis::cmd("SUNSUBSCRIBE").arg(ch).exec_async(c).await
                 }
             },
-        };
-        if let Err(err) = &result {
-            tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
         }
-        result.is_ok()
+    }
+
+    /// Subscribes to each of `subs`, [`SUBSCRIBES_AT_ONCE`] in flight at a time (one
+    /// round trip each, one after the other, took tens of seconds for tens of
+    /// thousands of room channels); returns those that failed, the first error logged.
+    async fn subscribe_each(&self, subs: Vec<Sub>) -> Vec<Sub> {
+        use futures_util::StreamExt as _;
+        let asked = subs.len();
+        let results: Vec<(Sub, redis::RedisResult<()>)> = futures_util::stream::iter(subs)
+            .map(|sub| {
+                let mut conn = self.clone();
+                async move {
+                    let result = conn.apply(Change::Subscribe, &sub).await;
+                    (sub, result)
+                }
+            })
+            .buffer_unordered(SUBSCRIBES_AT_ONCE)
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        for (sub, result) in results {
+            if let Err(err) = result {
+                if failed.is_empty() {
+                    tracing::warn!(error = %err, ?sub, asked, "subscriptions failed");
+                }
+                failed.push(sub);
+            }
+        }
+        if failed.len() > 1 {
+            tracing::warn!(
+                failed = failed.len(),
+                asked,
+                "subscriptions failed; trying them again"
+            );
+        }
+        failed
     }
 }
+
+/// Subscriptions a RESP3 subscriber has in flight at once when it subscribes anew.
+const SUBSCRIBES_AT_ONCE: usize = 64;
+
+/// Rounds of trying failed subscriptions again on one connection before it is made
+/// anew from the current topology (a master that died is named by the connection's
+/// slot map until a replica takes over; one made anew asks the cluster again).
+const MISSING_ROUNDS: u32 = 4;
 
 /// The bytes of a string reply.
 fn bytes_of(v: &redis::Value) -> Option<&[u8]> {
@@ -1222,10 +1264,14 @@ fn pushed_message(push: &redis::PushInfo) -> Option<(&[u8], &[u8])> {
 }
 
 /// The subscriber on RESP3 pushes (a Redis Cluster, or shard channels): like
-/// [`subscriber`], but any dropped connection (a master killed, a failover) makes the
-/// whole connection again, from the cluster's current slot map, and subscribes again
-/// to everything held; subscriptions a failover left on a dead master are not waited
-/// for.
+/// [`subscriber`], but any dropped connection (a master killed, a failover, a
+/// replica restarted: the connection cannot tell which) makes the whole connection
+/// again, from the cluster's current slot map, and subscribes again to everything
+/// held, many at once. Subscriptions that fail (those of a master that died, until a
+/// replica takes over) do not hold up the others: they are tried again on the same
+/// connection with a backoff, the node not ready meanwhile, and after
+/// [`MISSING_ROUNDS`] the connection is made anew. A shard channel Redis takes back
+/// because its slot moved is subscribed again where it lives now.
 async fn push_subscriber(
     target: Arc<Target>,
     wanted: Arc<Wanted>,
@@ -1243,76 +1289,112 @@ async fn push_subscriber(
         }
         moved.borrow_and_update();
         let (push_tx, mut push_rx) = mpsc::unbounded_channel();
-        match PushConn::open(&target, push_tx).await {
-            Ok(mut conn) => {
-                let mut ok = true;
+        let opened = tokio::select! {
+            () = shutdown.wait() => {
+                link.set(false);
+                return;
+            }
+            opened = async {
+                let conn = PushConn::open(&target, push_tx).await?;
                 let held = wanted.snapshot();
+                let failed = conn.subscribe_each(held.clone()).await;
+                Ok::<_, redis::RedisError>((conn, held, failed))
+            } => opened,
+        };
+        match opened {
+            // Nothing held could be subscribed: as good as no connection.
+            Ok((_, held, failed)) if !held.is_empty() && failed.len() == held.len() => {
+                link.set(false);
+            }
+            Ok((mut conn, held, failed)) => {
                 let mut applied = Applied::all(&held);
-                for sub in &held {
-                    ok &= conn.apply(Change::Subscribe, sub).await;
-                    if !ok {
-                        break;
-                    }
+                for sub in &failed {
+                    applied.failed(Change::Subscribe, sub);
                 }
-                if ok {
-                    if connected_once {
-                        health.reconnects.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!("redis subscriber reconnected and resubscribed");
-                    }
-                    connected_once = true;
-                    backoff = MIN_BACKOFF;
-                    link.set(true);
-                    loop {
-                        tokio::select! {
-                            () = shutdown.wait() => {
-                                link.set(false);
+                if connected_once {
+                    health.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("redis subscriber reconnected and resubscribed");
+                }
+                connected_once = true;
+                backoff = MIN_BACKOFF;
+                link.set(applied.complete());
+                let mut retry_in = MIN_BACKOFF;
+                let mut rounds = 0;
+                let retry = tokio::time::sleep(jitter(retry_in));
+                tokio::pin!(retry);
+                loop {
+                    tokio::select! {
+                        () = shutdown.wait() => {
+                            link.set(false);
+                            return;
+                        }
+                        _ = moved.changed() => break,
+                        () = &mut retry, if !applied.complete() => {
+                            rounds += 1;
+                            if rounds > MISSING_ROUNDS {
+                                tracing::warn!("subscriptions still failing; making the connection anew");
+                                break;
+                            }
+                            let missing = applied.missing();
+                            let failed = conn.subscribe_each(missing.clone()).await;
+                            for sub in missing.iter().filter(|s| !failed.contains(s)) {
+                                applied.subscribed(sub);
+                            }
+                            link.set(applied.complete());
+                            retry_in = (retry_in * 2).min(MAX_PUSH_BACKOFF);
+                            retry.as_mut().reset(tokio::time::Instant::now() + jitter(retry_in));
+                        }
+                        () = wanted.changed() => {
+                            if wanted.is_closed() {
                                 return;
                             }
-                            _ = moved.changed() => break,
-                            () = wanted.changed() => {
-                                if wanted.is_closed() {
-                                    return;
-                                }
-                                let changes = wanted.take(CHANGES_PER_TURN);
-                                let mut sent = true;
-                                for (sub, held) in &changes {
-                                    if let Some(change) = applied.command(sub, *held) {
-                                        sent = conn.apply(change, sub).await;
-                                        if !sent {
-                                            break;
-                                        }
-                                    }
-                                }
-                                wanted.done(changes.len());
-                                if !sent {
-                                    break;
+                            let was_complete = applied.complete();
+                            let changes = wanted.take(CHANGES_PER_TURN);
+                            for (sub, held) in &changes {
+                                if let Some(change) = applied.command(sub, *held)
+                                    && let Err(err) = conn.apply(change, sub).await
+                                {
+                                    tracing::warn!(error = %err, ?change, ?sub, "subscription change failed");
+                                    applied.failed(change, sub);
                                 }
                             }
-                            push = push_rx.recv() => match push {
-                                Some(push) if push.kind == redis::PushKind::Disconnection => break,
-                                // Redis unsubscribes a shard channel whose slot moved to
-                                // another master (resharding); a channel this connection
-                                // did not give back: subscribe again where it lives now.
-                                Some(push) if push.kind == redis::PushKind::SUnsubscribe
-                                    && push.data.first().and_then(bytes_of).is_some_and(|ch| {
-                                        applied.has(&Sub::Shard(String::from_utf8_lossy(ch).into_owned()))
-                                    }) =>
+                            wanted.done(changes.len());
+                            if was_complete && !applied.complete() {
+                                (retry_in, rounds) = (MIN_BACKOFF, 0);
+                                retry.as_mut().reset(tokio::time::Instant::now() + jitter(retry_in));
+                            }
+                            link.set(applied.complete());
+                        }
+                        push = push_rx.recv() => match push {
+                            Some(push) if push.kind == redis::PushKind::Disconnection => break,
+                            Some(push) if push.kind == redis::PushKind::SUnsubscribe => {
+                                let Some(channel) = push.data.first().and_then(bytes_of) else {
+                                    continue;
+                                };
+                                let was_complete = applied.complete();
+                                if applied.shard_dropped(&String::from_utf8_lossy(channel))
+                                    == ShardDropped::Moved
                                 {
                                     tracing::info!("a shard channel's slot moved; subscribing again");
-                                    break;
-                                }
-                                Some(push) => {
-                                    if let Some((channel, payload)) = pushed_message(&push) {
-                                        health.received.fetch_add(1, Ordering::Relaxed);
-                                        on_message(
-                                            &String::from_utf8_lossy(channel),
-                                            Bytes::copy_from_slice(payload),
-                                        );
+                                    if was_complete {
+                                        // At once: the first try goes where it lives now.
+                                        (retry_in, rounds) = (MIN_BACKOFF, 0);
+                                        retry.as_mut().reset(tokio::time::Instant::now());
                                     }
+                                    link.set(false);
                                 }
-                                None => break,
-                            },
-                        }
+                            }
+                            Some(push) => {
+                                if let Some((channel, payload)) = pushed_message(&push) {
+                                    health.received.fetch_add(1, Ordering::Relaxed);
+                                    on_message(
+                                        &String::from_utf8_lossy(channel),
+                                        Bytes::copy_from_slice(payload),
+                                    );
+                                }
+                            }
+                            None => break,
+                        },
                     }
                 }
                 link.set(false);

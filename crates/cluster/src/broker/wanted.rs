@@ -197,28 +197,107 @@ impl Wanted {
 }
 
 /// What one subscriber connection is subscribed to, so that only differences from
-/// [`Wanted`] are sent.
+/// [`Wanted`] are sent; which of those Redis has not confirmed yet (a subscription
+/// that failed, to be tried again: the others keep working meanwhile); and the shard
+/// channels it gave back whose confirmation has not come yet (with RESP3 the
+/// connection passes its own `SUNSUBSCRIBE`'s confirmation on as a push, which looks
+/// just like Redis taking the channel back because its slot moved).
 #[derive(Debug, Default)]
-pub(super) struct Applied(BTreeSet<Sub>);
+pub(super) struct Applied {
+    subs: BTreeSet<Sub>,
+    missing: BTreeSet<Sub>,
+    given_back: BTreeMap<String, u32>,
+}
+
+/// What a pushed `sunsubscribe` of a shard channel means to the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ShardDropped {
+    /// The confirmation of its own `SUNSUBSCRIBE`.
+    Confirmed,
+    /// Redis took back a channel the connection holds (its slot moved): to be
+    /// subscribed again, where it lives now.
+    Moved,
+    /// A channel the connection does not hold.
+    Unknown,
+}
 
 impl Applied {
     /// A connection that subscribed to every one of `held`.
     pub(super) fn all(held: &[Sub]) -> Self {
-        Applied(held.iter().cloned().collect())
-    }
-
-    /// Whether the connection is subscribed to `sub`.
-    pub(super) fn has(&self, sub: &Sub) -> bool {
-        self.0.contains(sub)
+        Applied {
+            subs: held.iter().cloned().collect(),
+            ..Applied::default()
+        }
     }
 
     /// The command to send for `sub`, now `held` or not, if the connection differs;
-    /// the connection is then taken to have it.
+    /// the connection is then taken to have it. A subscription given back before
+    /// Redis confirmed it needs no command.
     pub(super) fn command(&mut self, sub: &Sub, held: bool) -> Option<Change> {
         if held {
-            self.0.insert(sub.clone()).then_some(Change::Subscribe)
-        } else {
-            self.0.remove(sub).then_some(Change::Unsubscribe)
+            return self.subs.insert(sub.clone()).then_some(Change::Subscribe);
+        }
+        if !self.subs.remove(sub) || self.missing.remove(sub) {
+            return None;
+        }
+        if let Sub::Shard(channel) = sub {
+            *self.given_back.entry(channel.clone()).or_default() += 1;
+        }
+        Some(Change::Unsubscribe)
+    }
+
+    /// `change` of `sub` was not sent (Redis answered with an error, or not in time):
+    /// a subscription waits to be tried again; no confirmation of a give-back comes.
+    pub(super) fn failed(&mut self, change: Change, sub: &Sub) {
+        match (change, sub) {
+            (Change::Subscribe, _) => {
+                if self.subs.contains(sub) {
+                    self.missing.insert(sub.clone());
+                }
+            }
+            (Change::Unsubscribe, Sub::Shard(channel)) => self.confirmed(channel),
+            (Change::Unsubscribe, _) => {}
+        }
+    }
+
+    /// Subscriptions Redis has not confirmed.
+    pub(super) fn missing(&self) -> Vec<Sub> {
+        self.missing.iter().cloned().collect()
+    }
+
+    /// Whether Redis confirmed every subscription the connection holds.
+    pub(super) fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// `sub` waiting to be tried again is now subscribed.
+    pub(super) fn subscribed(&mut self, sub: &Sub) {
+        self.missing.remove(sub);
+    }
+
+    /// A pushed `sunsubscribe` of `channel`: see [`ShardDropped`]. A moved channel
+    /// the connection holds waits to be subscribed again.
+    pub(super) fn shard_dropped(&mut self, channel: &str) -> ShardDropped {
+        if self.given_back.contains_key(channel) {
+            self.confirmed(channel);
+            return ShardDropped::Confirmed;
+        }
+        let sub = Sub::Shard(channel.to_owned());
+        match self.subs.contains(&sub) {
+            true => {
+                self.missing.insert(sub);
+                ShardDropped::Moved
+            }
+            false => ShardDropped::Unknown,
+        }
+    }
+
+    fn confirmed(&mut self, channel: &str) {
+        if let Some(n) = self.given_back.get_mut(channel) {
+            *n -= 1;
+            if *n == 0 {
+                self.given_back.remove(channel);
+            }
         }
     }
 }
@@ -420,5 +499,62 @@ mod tests {
         assert_eq!(applied.command(&channel("b"), false), None);
         wanted.done(1);
         assert!(!wanted.holds(&channel("b")));
+    }
+
+    fn shard(name: &str) -> Sub {
+        Sub::Shard(name.to_owned())
+    }
+
+    /// A room left and joined again at once: the push confirming the give-back comes
+    /// after the new subscribe was sent, and must not be taken for Redis moving the
+    /// channel (which made the whole subscriber reconnect).
+    #[test]
+    fn the_confirmation_of_a_give_back_is_not_a_moved_channel() {
+        let mut applied = Applied::all(&[shard("r")]);
+        assert_eq!(
+            applied.command(&shard("r"), false),
+            Some(Change::Unsubscribe)
+        );
+        assert_eq!(applied.command(&shard("r"), true), Some(Change::Subscribe));
+        assert_eq!(applied.shard_dropped("r"), ShardDropped::Confirmed);
+        assert!(applied.complete());
+        // The next one, unasked for, is Redis'.
+        assert_eq!(applied.shard_dropped("r"), ShardDropped::Moved);
+        assert_eq!(applied.missing(), [shard("r")]);
+        assert_eq!(applied.shard_dropped("other"), ShardDropped::Unknown);
+    }
+
+    /// Two give-backs unconfirmed, one of which failed: one confirmation to come.
+    #[test]
+    fn a_give_back_that_failed_expects_no_confirmation() {
+        let mut applied = Applied::all(&[shard("r")]);
+        assert_eq!(
+            applied.command(&shard("r"), false),
+            Some(Change::Unsubscribe)
+        );
+        assert_eq!(applied.command(&shard("r"), true), Some(Change::Subscribe));
+        assert_eq!(
+            applied.command(&shard("r"), false),
+            Some(Change::Unsubscribe)
+        );
+        applied.failed(Change::Unsubscribe, &shard("r"));
+        assert_eq!(applied.command(&shard("r"), true), Some(Change::Subscribe));
+        assert_eq!(applied.shard_dropped("r"), ShardDropped::Confirmed);
+        assert_eq!(applied.shard_dropped("r"), ShardDropped::Moved);
+    }
+
+    /// A failed subscription waits to be tried again; given back meanwhile, it needs
+    /// no command and is no longer missing.
+    #[test]
+    fn a_failed_subscription_is_missing_until_subscribed_or_given_back() {
+        let mut applied = Applied::all(&[channel("a"), channel("b")]);
+        applied.failed(Change::Subscribe, &channel("a"));
+        applied.failed(Change::Subscribe, &channel("b"));
+        assert!(!applied.complete());
+        applied.subscribed(&channel("a"));
+        assert_eq!(applied.missing(), [channel("b")]);
+        assert_eq!(applied.command(&channel("b"), false), None);
+        assert!(applied.complete());
+        assert_eq!(applied.command(&channel("b"), false), None);
     }
 }
