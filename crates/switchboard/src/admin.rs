@@ -677,7 +677,11 @@ impl Observer for Watcher {
         self.tell("socket_updated", vec![update]);
     }
 
+    // Room names are cut as event names are: one join names one room for every
+    // socket it joins (an Admin UI's `join`, another node's `socketsJoin`), so a name
+    // of a megabyte shown whole was a megabyte per socket in the live-event queue.
     fn joined(&self, nsp: &str, room: &str, id: Sid) {
+        let room = untrusted::cut(room, MAX_SHOWN_NAME);
         self.tell(
             "room_joined",
             vec![json!(nsp), json!(room), json!(id.as_str()), now_iso()],
@@ -685,6 +689,7 @@ impl Observer for Watcher {
     }
 
     fn left(&self, nsp: &str, room: &str, id: Sid) {
+        let room = untrusted::cut(room, MAX_SHOWN_NAME);
         self.tell(
             "room_left",
             vec![json!(nsp), json!(room), json!(id.as_str()), now_iso()],
@@ -1134,6 +1139,32 @@ mod tests {
             text.contains("\nswitchboard_admin_live_dropped_total 1\n"),
             "{text}"
         );
+    }
+
+    /// A room joined under a name of a megabyte (an Admin UI's `join`, another node's
+    /// `socketsJoin`) is shown cut, as event names are: one such join is a live event
+    /// per socket it joins, and each held the whole name.
+    #[test]
+    fn long_room_names_are_shown_cut() {
+        let (queue, mut rx) = tokio::sync::mpsc::channel(4);
+        let watcher = Watcher {
+            name: "/admin".into(),
+            queue,
+            private_events: HashSet::new(),
+            metrics: Arc::default(),
+        };
+        let room = "é".repeat(500_000);
+        let id = Sid::from_random([7; 15]);
+        watcher.joined("/", &room, id);
+        watcher.left("/", &room, id);
+        for expected in ["room_joined", "room_left"] {
+            let Some(Live::Told(event, args)) = rx.try_recv().ok() else {
+                panic!("a live event");
+            };
+            assert_eq!(event, expected);
+            let shown = args[1].as_str().expect("the room");
+            assert_eq!(shown, "é".repeat(MAX_SHOWN_NAME / 2));
+        }
     }
 
     #[test]
