@@ -896,3 +896,56 @@ async fn a_refused_claim_on_a_connected_sockets_session_takes_nothing() {
         .await;
     assert_ne!(again.id, first.id, "a kicked client does not resume");
 }
+
+/// A resume from Redis is counted while it runs (`Io::resumes_in_flight`), so a drain
+/// waits for it: the session is out of Redis while it runs, and one whose connection
+/// closed meanwhile is saved back only at its end (before, a drain that ended first
+/// lost it). Here Redis is frozen while the client comes back, the client goes away,
+/// and once Redis answers again the resume ends with the session still there (left
+/// where it was, or put back) for its client to resume elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_is_counted_until_it_ends_and_one_abandoned_leaves_the_session() {
+    let redis = RedisServer::start().await;
+    let (one, two) = pair(&redis).await;
+    let (client, first) = Client::connected(&one.io).await;
+    let pid = first.pid.clone().unwrap();
+    drop_from(&client, &one).await;
+    assert_eq!(
+        one.cluster
+            .flush_writes(tokio::time::Instant::now() + switchboard_test_support::DEADLINE)
+            .await,
+        0
+    );
+    assert!(
+        session_ttl(&redis, &pid).await.is_some(),
+        "the session is kept"
+    );
+
+    redis.pause();
+    let back = Client::handshake(&two.io).await;
+    back.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
+    eventually("the resume is under way", || async {
+        two.io.resumes_in_flight() == 1
+    })
+    .await;
+    back.close().await;
+    redis.resume();
+    eventually("the resume ended", || async {
+        two.io.resumes_in_flight() == 0
+    })
+    .await;
+    assert_eq!(two.ns().socket_count(), 0);
+    assert!(
+        session_ttl(&redis, &pid).await.is_some(),
+        "the session is still there for its client"
+    );
+    let (_again, resumed) = comes_back_plain(&one, &pid).await;
+    assert_eq!(resumed.id, first.id, "and it resumes it");
+}
+
+/// A client connecting to `node` with `pid` and no token.
+async fn comes_back_plain(node: &Node, pid: &str) -> (Client, support::Connected) {
+    let client = Client::handshake(&node.io).await;
+    let connected = client.connect(&format!(r#"{{"pid":"{pid}"}}"#)).await;
+    (client, connected)
+}

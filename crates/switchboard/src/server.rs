@@ -284,7 +284,9 @@ async fn drain(io: &Io, hooks: &Hooks, ends: Ends<'_>, drain: DrainSettings) -> 
             "sessions closed"
         );
         trigger.trigger();
-        while engine.session_count() > 0 {
+        // And the resumes under way: a session taken from the store for a client whose
+        // connection the drain closed is saved again only when its resume ends.
+        while engine.session_count() > 0 || io.resumes_in_flight() > 0 {
             tokio::time::sleep(DRAIN_POLL_INTERVAL).await;
         }
     };

@@ -398,7 +398,9 @@ impl Client {
             let (pid, offset) = (pid.to_owned(), offset.map(str::to_owned));
             let shared = self.shared.clone();
             let may_skip = ns.recovery().is_some_and(|b| b.config().skip_middlewares);
+            let in_flight = super::server::ResumeInFlight::new(socket.io());
             tokio::spawn(async move {
+                let _in_flight = in_flight;
                 // Taking the session deletes it from the store: when the middleware is
                 // to run anyway, it runs first, so a client it refuses (someone who
                 // knows a `pid` but holds no valid token) leaves the session where it
@@ -881,6 +883,12 @@ async fn prepare_durable(
             tracing::warn!(error = %err, "session store unavailable; client not recovered");
             return None;
         }
+    }
+    // A connection closed meanwhile (a drain, the client gone) would only put the
+    // session back: leave it in the store, where its client finds it elsewhere.
+    if socket.connection_closed() {
+        tracing::debug!("connection closed before the take; session left in the store");
+        return None;
     }
     let take = || {
         let (store, pid) = (store.clone(), pid.to_owned());

@@ -95,6 +95,26 @@ pub(crate) struct IoInner {
     /// Reads of the durable event log under way for replays
     /// ([`super::client::MAX_LOG_READS`] permits).
     pub(crate) log_reads: tokio::sync::Semaphore,
+    /// Resumes from the cluster's session store under way (see
+    /// [`Io::resumes_in_flight`]).
+    pub(crate) resumes: AtomicUsize,
+}
+
+/// One resume from the session store under way, counted in
+/// [`IoInner::resumes`] until dropped.
+pub(crate) struct ResumeInFlight(Arc<IoInner>);
+
+impl ResumeInFlight {
+    pub(crate) fn new(io: &Arc<IoInner>) -> Self {
+        io.resumes.fetch_add(1, Ordering::AcqRel);
+        ResumeInFlight(io.clone())
+    }
+}
+
+impl Drop for ResumeInFlight {
+    fn drop(&mut self) {
+        self.0.resumes.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Callbacks told of one kind of event, in the order they were added, from the task
@@ -655,6 +675,7 @@ impl Io {
             observer: std::sync::OnceLock::new(),
             inbound: std::sync::OnceLock::new(),
             log_reads: tokio::sync::Semaphore::new(super::client::MAX_LOG_READS),
+            resumes: AtomicUsize::new(0),
         });
         let handler = Arc::new(Handler(inner.clone()));
         let engine = EngineServer::new(engine_config, handler, metrics, shutdown);
@@ -754,6 +775,15 @@ impl Io {
 
     pub(crate) fn inner(&self) -> &Arc<IoInner> {
         &self.inner
+    }
+
+    /// Clients resuming a session taken from the cluster's session store whose
+    /// resume has not ended yet (connected, or the session put back because their
+    /// connection closed meanwhile). A drain waits for them as for open sessions: the
+    /// session is out of the store while they run, and one whose connection the drain
+    /// closed is put back (saved again) only at its end.
+    pub fn resumes_in_flight(&self) -> usize {
+        self.inner.resumes.load(Ordering::Acquire)
     }
 
     /// The Engine.IO server (serve it with [`crate::serve`]).
