@@ -679,6 +679,24 @@ impl RecoveryBuffer {
         self.prune_packets(&mut state, now_instant());
     }
 
+    /// Drops the sessions and packets past `max_disconnection_duration` at `now`, and
+    /// gives back the capacity of maps a burst left mostly empty. Run on a timer for
+    /// every namespace ([`super::Io`]'s expiry task): otherwise only a namespace's own
+    /// traffic expired what it held, so a quiet one kept its dead sessions and packets,
+    /// charged to every namespace's `recovery.max_total_bytes`, for ever.
+    pub(crate) fn expire_now(&self, now: Instant) {
+        let mut state = self.lock();
+        self.expire_sessions(&mut state, now);
+        self.prune_packets(&mut state, now);
+        let state = &mut *state;
+        if state.sessions.capacity() > 64 && state.sessions.len() < state.sessions.capacity() / 4 {
+            state.sessions.shrink_to(state.sessions.len() * 2);
+        }
+        if state.packets.capacity() > 64 && state.packets.len() < state.packets.capacity() / 4 {
+            state.packets.shrink_to(state.packets.len() * 2);
+        }
+    }
+
     /// What the buffer holds now.
     pub(crate) fn usage(&self) -> RecoveryUsage {
         let state = self.lock();
@@ -705,11 +723,23 @@ impl RecoveryBuffer {
         state.live.insert(pid, socket);
     }
 
-    /// Forgets a socket that disconnected, handing back its memberships for its kept
-    /// session.
-    pub(crate) fn unregister_live(&self, pid: Sid) -> Memberships {
-        self.lock().live.remove(&pid);
-        self.lock_memberships().remove(&pid).unwrap_or_default()
+    /// Forgets `socket`, which disconnected, handing back its memberships for its
+    /// kept session (their lists shrunk to their entries). Only if `pid` is still
+    /// registered to it: a stale socket of a session resumed meanwhile (with
+    /// `redis-streams`, on this node) must not take the new socket's entry away.
+    pub(crate) fn unregister_live(&self, pid: Sid, socket: *const Socket) -> Memberships {
+        let mut state = self.lock();
+        if !state
+            .live
+            .get(&pid)
+            .is_some_and(|live| std::ptr::eq(live.as_ptr(), socket))
+        {
+            return Memberships::default();
+        }
+        state.live.remove(&pid);
+        let mut memberships = self.lock_memberships().remove(&pid).unwrap_or_default();
+        memberships.shrink();
+        memberships
     }
 
     /// The still-connected socket holding `pid`, if any.
@@ -746,7 +776,12 @@ impl RecoveryBuffer {
             .max_bytes_per_session
             .min(c.max_sessions_bytes)
             .min(self.budget.limit);
-        if bytes > largest || c.max_sessions == 0 {
+        // Too large, or past the shared budget even with every session of this
+        // namespace given up (other namespaces hold it): not kept, and the others
+        // are not dropped for nothing.
+        let hopeless =
+            bytes > state.sessions_bytes && self.budget.over(bytes - state.sessions_bytes);
+        if bytes > largest || c.max_sessions == 0 || hopeless {
             self.count(|m| {
                 m.recovery_sessions_evicted.fetch_add(1, Relaxed);
             });
@@ -900,10 +935,14 @@ impl RecoveryBuffer {
         let start = from.older_until.max(from.offset);
         let mut bytes = replay_bytes(&from.older);
         let mut missed = from.older;
+        // From the first packet after `start`, found by halving (offsets only grow):
+        // the buffer may hold 100,000 packets before it, each looked at under the lock
+        // every broadcast of the namespace needs.
+        let first = state.packets.partition_point(|p| p.offset <= start);
         for p in state
             .packets
-            .iter()
-            .filter(|p| p.offset > start && p.includes(listener))
+            .range(first..)
+            .filter(|p| p.includes(listener))
         {
             let frames = p.frames.as_slice();
             bytes += replay_bytes(frames);
@@ -1334,6 +1373,29 @@ mod tests {
         assert!(budget.used.load(Relaxed) <= one * 4 + one / 2);
     }
 
+    /// A session that would pass the shared budget even with every session of its
+    /// own namespace given up is not kept, and they are not given up for it: before,
+    /// the namespace dropped them all, then refused it anyway.
+    #[test]
+    fn a_session_the_budget_cannot_take_drops_no_other() {
+        let data = json!({"blob": "x".repeat(1000)});
+        let one = session_bytes(
+            &[Room::from(pid(0).as_str())],
+            &Memberships::default(),
+            &data,
+        );
+        let (a, b, _) = sharing(one);
+        let now = Instant::now();
+        drop_socket(&b, 10, json!({}), now);
+        for n in 0..4 {
+            drop_socket(&a, n, data.clone(), now);
+        }
+        assert_eq!(b.kept().0, 1);
+        drop_socket(&b, 11, data.clone(), now);
+        assert_eq!(b.kept().0, 1, "the small session is still kept");
+        assert!(resumes(&b, 10, now));
+    }
+
     #[test]
     fn buffered_packets_stay_within_the_shared_budget_the_adding_one_paying() {
         let (a, _, budget) = sharing(0);
@@ -1560,6 +1622,16 @@ mod tests {
             .expect("restored")
     }
 
+    /// Registers a connected socket under `pid` (a stand-in: no socket behind it).
+    pub(super) fn live(b: &RecoveryBuffer, pid: Sid) {
+        RecoveryBuffer::register_live(&mut b.lock(), pid, Weak::new());
+    }
+
+    /// The socket [`live`] registered under `pid` disconnects: its memberships.
+    pub(super) fn gone(b: &RecoveryBuffer, pid: Sid) -> Memberships {
+        b.unregister_live(pid, Weak::<Socket>::new().as_ptr())
+    }
+
     /// Stores a packet for `rooms` and returns its offset.
     pub(super) fn store_to(b: &RecoveryBuffer, rooms: &[&str], f: &str, now: Instant) -> u128 {
         let mut st = b.lock();
@@ -1576,11 +1648,12 @@ mod tests {
         store_to(&b, &["late"], "before the join", now);
         store_to(&b, &["early"], "early 1", now);
         let outside = |_: &str| false;
+        live(&b, sid(2));
         b.note_joins(sid(2), connected_at, &["late"], outside);
         store_to(&b, &["late"], "after the join", now);
         store_to(&b, &["early"], "early 2", now);
         store_to(&b, &[], "everyone", now);
-        let memberships = b.unregister_live(sid(2));
+        let memberships = gone(&b, sid(2));
         assert_eq!(
             memberships.joined.len(),
             1,

@@ -100,6 +100,51 @@ pub(crate) struct IoInner {
     pub(crate) resumes: AtomicUsize,
 }
 
+/// Every namespace's recovery buffer drops what outlived the recovery window every
+/// quarter of it (between 1 and 30 s), until the server is dropped or shut down:
+/// otherwise a namespace expired what it held only on its own traffic, and a quiet
+/// one kept its dead sessions and packets, charged to `recovery.max_total_bytes`
+/// that every namespace shares, for ever (a few quiet namespaces could fill it and
+/// leave the others keeping nothing).
+fn spawn_recovery_expiry(
+    inner: &Arc<IoInner>,
+    window: std::time::Duration,
+    runtime: &tokio::runtime::Handle,
+) {
+    let every = (window / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    let io = Arc::downgrade(inner);
+    let shutdown = inner.shutdown.clone();
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.wait() => return,
+            }
+            let Some(io) = io.upgrade() else { return };
+            let now = crate::eio::session::now();
+            let buffers: Vec<_> = io
+                .registry()
+                .values()
+                .filter(|ns| ns.recovery().is_some())
+                .cloned()
+                .collect();
+            drop(io);
+            for ns in buffers {
+                if let Some(buffer) = ns.recovery() {
+                    buffer.expire_now(now);
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+}
+
 /// One resume from the session store under way, counted in
 /// [`IoInner::resumes`] until dropped.
 pub(crate) struct ResumeInFlight(Arc<IoInner>);
@@ -682,6 +727,12 @@ impl Io {
         let _ = inner.inbound.set(engine.inbound().clone());
         // The main namespace always exists, as in Node (`io.sockets`).
         inner.declare("/", true);
+        if let (Some(recovery), Ok(runtime)) = (
+            inner.config.recovery.as_ref(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            spawn_recovery_expiry(&inner, recovery.max_disconnection_duration, &runtime);
+        }
         Io { inner, engine }
     }
 

@@ -981,7 +981,7 @@ impl Socket {
             }
         }
         let memberships = match (self.ns.recovery(), self.pid) {
-            (Some(buffer), Some(pid)) => buffer.unregister_live(pid),
+            (Some(buffer), Some(pid)) => buffer.unregister_live(pid, Arc::as_ptr(self)),
             _ => Memberships::default(),
         };
         self.persist_for_recovery(reason, memberships);

@@ -391,6 +391,36 @@ async fn expired_sessions_are_gone_and_counted() {
     assert!(resumes(&io, &sid, &pid).await);
 }
 
+/// A namespace with no traffic after its clients dropped still lets their sessions and
+/// packets go once the window is over (a timer looks every quarter of it): before,
+/// only the namespace's own next persist, resume or broadcast expired them, and what a
+/// quiet namespace held stayed charged to `recovery.max_total_bytes`, which every
+/// namespace shares, for ever.
+#[tokio::test(start_paused = true)]
+async fn a_quiet_namespace_lets_its_expired_sessions_and_packets_go() {
+    let io = recovering_server();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect(&io).await);
+    }
+    for (client, _, _) in &clients {
+        drop_connection(client).await;
+    }
+    // Missed by all three: kept for their replays.
+    io.of("/").emit("tick", json!(1));
+    let held = || {
+        let m = io.engine().metrics().snapshot();
+        (m.recovery_sessions, m.recovery_bytes)
+    };
+    let (sessions, bytes) = held();
+    assert_eq!(sessions, 3);
+    assert!(bytes > 0);
+    // The window (60 s) and a quarter more: nothing else happens meanwhile.
+    tokio::time::sleep(Duration::from_secs(60 + 16)).await;
+    assert_eq!(held(), (0, 0), "expired without traffic");
+    assert_eq!(recovery_metrics(&io).2, 3, "and counted as expired");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_resume_with_an_older_offset_replays_nothing_from_before_the_socket_connected() {
     let io = recovering_server();

@@ -95,12 +95,24 @@ impl Memberships {
 
     /// The heap its lists hold, counted as if no one else held the names of the rooms
     /// it left (those it is in are the session's rooms, counted there).
+    /// By capacity, not length: a list that rooms were taken out of keeps its
+    /// allocation (a socket that joined a hundred rooms and left them all held four
+    /// kilobytes its session was not charged).
     pub(super) fn heap(&self) -> usize {
-        let list = |bytes: usize| if bytes == 0 { 0 } else { bytes + MALLOC_BLOCK };
+        fn list<T>(v: &Vec<T>) -> usize {
+            match v.capacity() * std::mem::size_of::<T>() {
+                0 => 0,
+                bytes => bytes + MALLOC_BLOCK,
+            }
+        }
         let left_names: usize = self.left.iter().map(|(r, _, _)| room_name_heap(r)).sum();
-        list(std::mem::size_of_val(self.joined.as_slice()))
-            + list(std::mem::size_of_val(self.left.as_slice()))
-            + left_names
+        list(&self.joined) + list(&self.left) + left_names
+    }
+
+    /// Gives back what its lists hold beyond their entries: for a session to be kept.
+    pub(super) fn shrink(&mut self) {
+        self.joined.shrink_to_fit();
+        self.left.shrink_to_fit();
     }
 }
 
@@ -161,12 +173,16 @@ impl RecoveryBuffer {
         rooms: &[&str],
         is_in: impl Fn(&str) -> bool,
     ) {
-        let head = self.lock().head;
-        if head <= start {
-            return;
-        }
         let new: Vec<&str> = rooms.iter().copied().filter(|r| !is_in(r)).collect();
         if new.is_empty() {
+            return;
+        }
+        // Under the state lock, and only for a socket still registered: one whose
+        // close took its entry out meanwhile (`unregister_live`) would otherwise get a
+        // new one that nothing ever removes.
+        let state = self.lock();
+        let head = state.head;
+        if head <= start || !state.live.contains_key(&pid) {
             return;
         }
         let mut all = self.lock_memberships();
@@ -181,7 +197,12 @@ impl RecoveryBuffer {
     /// for its replays, unless none was. Call it after the leave, so that a packet
     /// delivered to the room just before is among them.
     pub(crate) fn note_leave(&self, pid: Sid, start: u128, room: &str) {
-        let head = self.lock().head;
+        // As in `note_joins`: only for a socket still registered.
+        let state = self.lock();
+        let head = state.head;
+        if !state.live.contains_key(&pid) {
+            return;
+        }
         let mut all = self.lock_memberships();
         let m = all.entry(pid).or_default();
         let from = match m.joined.iter().position(|(r, _)| **r == *room) {
@@ -223,7 +244,7 @@ mod tests {
     use std::time::Instant;
 
     use super::super::Audience;
-    use super::super::tests::{buffer, sid, store_to, to};
+    use super::super::tests::{buffer, gone, live, sid, store_to, to};
     use super::*;
 
     /// `joined` alone.
@@ -250,6 +271,8 @@ mod tests {
         let b = buffer(100);
         let now = Instant::now();
         let start = b.head();
+        live(&b, sid(2));
+        live(&b, sid(3));
         b.note_joins(sid(2), start, &["a"], |_| false);
         assert!(
             b.memberships_of(sid(2)).is_empty(),
@@ -274,7 +297,7 @@ mod tests {
         // Joined again: from where it stands now, the earlier span kept.
         let third = store_to(&b, &["b"], "3", now);
         b.note_joins(sid(2), start, &["b"], |_| false);
-        let m = b.unregister_live(sid(2));
+        let m = gone(&b, sid(2));
         assert_eq!((m.joined, m.left), (vec![(Room::from("b"), third)], left));
         assert!(b.memberships_of(sid(2)).is_empty(), "taken with the socket");
         // Joined and left with nothing stored in between: nothing to remember.
@@ -287,6 +310,7 @@ mod tests {
     fn at_most_max_left_rooms_left_are_remembered_the_oldest_forgotten() {
         let b = buffer(100);
         let start = b.head();
+        live(&b, sid(2));
         store_to(&b, &[], "x", Instant::now());
         for n in 0..=MAX_LEFT {
             b.note_leave(sid(2), start, &format!("r{n}"));
@@ -294,6 +318,46 @@ mod tests {
         let left = b.memberships_of(sid(2)).left;
         assert_eq!(left.len(), MAX_LEFT);
         assert_eq!(&*left[0].0, "r1");
+    }
+
+    /// A join or leave noted after its socket's close took its entry (the two race
+    /// on different threads) leaves nothing behind: before, it made a new entry that
+    /// nothing ever removed.
+    #[test]
+    fn a_join_or_leave_noted_after_the_close_leaves_nothing() {
+        let b = buffer(100);
+        let start = b.head();
+        store_to(&b, &[], "x", Instant::now());
+        live(&b, sid(2));
+        b.note_joins(sid(2), start, &["a"], |_| false);
+        let _ = gone(&b, sid(2));
+        b.note_joins(sid(2), start, &["b"], |_| false);
+        b.note_leave(sid(2), start, "a");
+        assert!(b.lock_memberships().is_empty());
+    }
+
+    /// Memberships handed to a kept session hold no more than their entries, and are
+    /// charged what they hold: a socket that joined a hundred rooms late and left them
+    /// all kept a list of capacity 128 charged as empty.
+    #[test]
+    fn kept_memberships_are_shrunk_and_charged_by_capacity() {
+        let b = buffer(1000);
+        let start = b.head();
+        store_to(&b, &[], "x", Instant::now());
+        live(&b, sid(2));
+        let rooms: Vec<String> = (0..100).map(|n| format!("r{n}")).collect();
+        let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        b.note_joins(sid(2), start, &names, |_| false);
+        store_to(&b, &[], "y", Instant::now());
+        for room in &names {
+            b.note_leave(sid(2), start, room);
+        }
+        let m = gone(&b, sid(2));
+        assert!(m.joined.is_empty());
+        assert_eq!(m.joined.capacity(), 0, "shrunk");
+        let mut unshrunk = m.clone();
+        unshrunk.joined.reserve(128);
+        assert!(unshrunk.heap() >= m.heap() + 128 * std::mem::size_of::<(Room, u128)>());
     }
 
     #[test]
