@@ -316,9 +316,20 @@ async fn sentinel_watcher(target: Arc<Target>, health: Arc<Health>, shutdown: Sh
     let mut failing = false;
     loop {
         match target.check().await {
-            Ok(()) => failing = false,
+            Ok(()) => {
+                health.master(true);
+                failing = false;
+            }
             Err(err) => {
-                health.commands(false);
+                // Sentinels all unreachable while the master they named last still
+                // answers: the node works on (a failover meanwhile would go unseen
+                // until they answer). Any other failure (no master known, or none of
+                // the answers a master yet: a failover under way) is a gap.
+                let blind = matches!(err, ClusterError::SentinelsUnreachable(_))
+                    && target.current().address.is_some();
+                if !blind {
+                    health.master(false);
+                }
                 if !failing {
                     tracing::warn!(error = %err, "no master from the Sentinels; asking again");
                 }
@@ -366,6 +377,11 @@ pub struct Health {
     subscribed: AtomicBool,
     /// The last command round trip succeeded.
     commands_ok: AtomicBool,
+    /// With Sentinel: the last look found the master (or the Sentinels were only
+    /// unreachable while the known master answers). Its own flag: the prober's
+    /// `PING`, which a demoted master answers too, set `commands_ok` back every
+    /// second, and readiness flapped.
+    master_lost: AtomicBool,
     /// Subscription changes asked for and not yet sent to Redis: until they are, a
     /// node that says it is ready might not hear a channel it just subscribed (its
     /// forwarding channel at start-up, say).
@@ -431,7 +447,10 @@ impl Health {
     /// or rooms joined and left all the time (the sharded adapter's dynamic channels)
     /// would make readiness flap.
     pub fn is_up(&self) -> bool {
-        if !(self.subscribed.load(Ordering::Acquire) && self.commands_ok.load(Ordering::Acquire)) {
+        if !(self.subscribed.load(Ordering::Acquire)
+            && self.commands_ok.load(Ordering::Acquire)
+            && !self.master_lost.load(Ordering::Acquire))
+        {
             return false;
         }
         if self.settled.load(Ordering::Acquire) {
@@ -451,6 +470,14 @@ impl Health {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
                 Some(p.saturating_sub(n))
             });
+    }
+
+    /// With Sentinel: whether the last look found the master.
+    pub(crate) fn master(&self, found: bool) {
+        self.master_lost.store(!found, Ordering::Release);
+        if !found {
+            self.trouble();
+        }
     }
 
     pub(crate) fn commands(&self, ok: bool) {
@@ -830,17 +857,29 @@ impl Broker {
 
     /// `PUBSUB NUMSUB channel` (`SHARDNUMSUB` for `Publish::Shard`): how many
     /// connections listen (one per node), summed over a cluster's nodes.
+    /// On a Redis Cluster a shard channel's count is asked of its slot's master only,
+    /// where its subscribers are: asked of every node (the client's default for
+    /// `SHARDNUMSUB`), replicas included, one node down (a replica of another shard)
+    /// failed every count, and with it `fetchSockets`, acks and `serverSideEmit`.
     pub(crate) async fn numsub(&self, kind: Publish, channel: &str) -> Result<usize, ClusterError> {
-        let mut conn = self.conn();
-        let reply: redis::Value = redis::cmd("PUBSUB")
-            .arg(match kind {
-                Publish::Classic => "NUMSUB",
-                Publish::Shard => "SHARDNUMSUB",
-            })
-            .arg(channel)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| ClusterError::Redis(e.to_string()))?;
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg(match kind {
+            Publish::Classic => "NUMSUB",
+            Publish::Shard => "SHARDNUMSUB",
+        })
+        .arg(channel);
+        let reply: redis::Value = match (self.conn(), kind) {
+            (Conn::Cluster(mut conn), Publish::Shard) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let slot = crate::redis_cluster::key_slot(channel.as_bytes());
+                let master =
+                    SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                conn.route_command(cmd, RoutingInfo::SingleNode(master))
+                    .await
+            }
+            (mut conn, _) => cmd.query_async(&mut conn).await,
+        }
+        .map_err(|e| ClusterError::Redis(e.to_string()))?;
         Ok(usize::try_from(count_reply(&reply)).unwrap_or(0))
     }
 

@@ -27,16 +27,22 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    // The user information ends at the last `@`, wherever it is: a password holding
+    // `/`, `?` or `#` unencoded (generated ones do) ends the authority early for a URL
+    // parser, and looking for the `@` only before those printed the password whole.
+    // An `@` in the query (a `sentinel_password`) hides the host too: too much is
+    // hidden rather than too little.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => match userinfo.split_once(':') {
+            Some((user, _password)) => (format!("{user}:{REDACTED}@"), after),
+            None => (format!("{userinfo}@"), after),
+        },
+        None => (String::new(), rest),
+    };
     // The authority ends at the path, the query or the fragment.
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
+    let (host, tail) = rest.split_at(end);
+    let authority = format!("{userinfo}{host}");
     // Unix socket URLs carry the password as `?pass=`.
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -116,7 +122,11 @@ pub(crate) fn client_for_url(
 /// The certificates a TLS connection trusts: the system's roots plus the configured
 /// CA file's.
 pub(crate) fn certificates(config: &ClusterConfig) -> Result<redis::TlsCertificates, ClusterError> {
-    let mut roots = system_roots();
+    // Read once per process: with Sentinel a client is made on every look (each
+    // second), and reading the whole system store each time was blocking file reads
+    // on a runtime thread.
+    static SYSTEM_ROOTS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let mut roots = SYSTEM_ROOTS.get_or_init(system_roots).clone();
     if let Some(path) = &config.redis_ca_file {
         roots.extend_from_slice(&read_ca_file(path)?);
     }
@@ -235,6 +245,16 @@ mod tests {
                 "redis+sentinel://:***@s1:26379,s2:26379/m?sentinel_password=***",
             ),
             ("not a url", "not a url"),
+            // Unencoded `/`, `?` and `#` in a password.
+            ("redis://app:hun/ter2@h:6379", "redis://app:***@h:6379"),
+            (
+                "redis+cluster://u:hunter2/x?y#z@h:7000/1",
+                "redis+cluster://u:***@h:7000/1",
+            ),
+            (
+                "redis+sentinel://:p?hunter2@s:26379/m",
+                "redis+sentinel://:***@s:26379/m",
+            ),
         ];
         for (url, printed) in cases {
             assert_eq!(redact_url(url), printed, "{url}");

@@ -313,6 +313,9 @@ pub enum ClusterError {
     /// A Redis command failed.
     #[error("redis: {0}")]
     Redis(String),
+    /// No Sentinel answered (each unreachable, or silent); the last one's failure.
+    #[error("no Sentinel answered: {0}")]
+    SentinelsUnreachable(String),
 }
 
 /// How often [`Cluster::flush_writes`] looks at the write queue.

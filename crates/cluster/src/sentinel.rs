@@ -124,10 +124,22 @@ impl SentinelUrl {
         master_client: impl Fn(&str) -> Result<redis::Client, ClusterError>,
     ) -> Result<String, ClusterError> {
         let mut last = ClusterError::Redis(format!("no Sentinel knows master {:?}", self.master));
+        let mut answered = false;
         for sentinel in &self.sentinels {
-            match self.ask(sentinel).await {
+            let asked = self.ask(sentinel).await;
+            answered |= asked.is_ok();
+            match asked {
                 Ok(Some(address)) => {
-                    match is_master(&master_client(&self.master_url(&address))?).await {
+                    // One Sentinel's answer that makes no client (an address the
+                    // client refuses) is that Sentinel's failure: the next is asked.
+                    let client = match master_client(&self.master_url(&address)) {
+                        Ok(client) => client,
+                        Err(err) => {
+                            last = err;
+                            continue;
+                        }
+                    };
+                    match is_master(&client).await {
                         Ok(true) => return Ok(address),
                         Ok(false) => {
                             last = ClusterError::Redis(format!(
@@ -146,7 +158,10 @@ impl SentinelUrl {
                 Err(err) => last = err,
             }
         }
-        Err(last)
+        Err(match answered {
+            true => last,
+            false => ClusterError::SentinelsUnreachable(last.to_string()),
+        })
     }
 
     /// One Sentinel's answer: the master's `host:port`, or `None` if it does not know it.
@@ -164,14 +179,37 @@ impl SentinelUrl {
         .await
         .map_err(|_| ClusterError::Redis(format!("Sentinel {sentinel} did not answer")))?
         .map_err(|e| ClusterError::Redis(format!("Sentinel {sentinel}: {e}")))?;
-        Ok(reply.map(|(host, port)| {
-            if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            }
-        }))
+        reply
+            .map(|(host, port)| master_address(&host, &port))
+            .transpose()
+            .map_err(|why| ClusterError::Redis(format!("Sentinel {sentinel}: {why}")))
     }
+}
+
+/// A Sentinel's `host` and `port` as the `host:port` of a URL, or why not: the answer
+/// is spliced into the master's URL (with its credentials), so a port such as `6379/5`
+/// would pick another database, and a host holding `@`, `/` or `?` would change what
+/// the URL says.
+fn master_address(host: &str, port: &str) -> Result<String, String> {
+    let port: u16 = port.parse().map_err(|_| {
+        format!(
+            "it named a master port that is not one: {:?}",
+            switchboard_engine::untrusted::cut(port, 64)
+        )
+    })?;
+    let ipv6 = host.contains(':');
+    let fits =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || (ipv6 && c == ':');
+    if host.is_empty() || host.len() > 253 || !host.chars().all(fits) {
+        return Err(format!(
+            "it named a master host that is not one: {:?}",
+            switchboard_engine::untrusted::cut(host, 64)
+        ));
+    }
+    Ok(match ipv6 {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    })
 }
 
 /// `user:password@` for the Sentinels from `sentinel_username` / `sentinel_password`
@@ -267,6 +305,32 @@ mod tests {
             let err = SentinelUrl::parse(bad).err().map(|e| e.to_string());
             assert!(err.is_some(), "{bad}");
             assert!(!err.unwrap_or_default().contains("hunter2"), "{bad}");
+        }
+    }
+
+    /// A Sentinel's answer is spliced into the master's URL: only a host name or
+    /// address and a port are taken.
+    #[test]
+    fn a_sentinels_answer_must_be_a_host_and_a_port() {
+        assert_eq!(
+            master_address("10.0.0.5", "6379").as_deref(),
+            Ok("10.0.0.5:6379")
+        );
+        assert_eq!(master_address("::1", "6380").as_deref(), Ok("[::1]:6380"));
+        assert_eq!(
+            master_address("redis-1.internal", "6379").as_deref(),
+            Ok("redis-1.internal:6379")
+        );
+        for (host, port) in [
+            ("h", "6379/5"),
+            ("h", "70000"),
+            ("h", ""),
+            ("evil@h", "6379"),
+            ("h/5", "6379"),
+            ("h?x=1", "6379"),
+            ("", "6379"),
+        ] {
+            assert!(master_address(host, port).is_err(), "{host} {port}");
         }
     }
 }

@@ -173,5 +173,22 @@ for (const adapter of ["redis-streams", "redis"]) {
       }
       console.log(`  published ${n}, acknowledged ${acked.length} (${ackedAfter} after the failover)`);
     });
+
+    // With every Sentinel gone while the master they named still answers, the node works
+    // on and stays ready (a failover would go unseen until they answer again). Before,
+    // each failed look at the Sentinels (every second) turned readiness to 503 until
+    // the next PING turned it back: it flapped.
+    test("with every Sentinel gone and the master answering, the node stays ready", async () => {
+      assert.equal(await serve.server.status("/health/ready"), 200, "ready before");
+      for (const sentinel of setup.sentinels) await sentinel.stop();
+      const readiness = [];
+      const until = Date.now() + 4_000;
+      while (Date.now() < until) {
+        readiness.push(await serve.server.status("/health/ready"));
+        await sleep(50);
+      }
+      assert.ok(readiness.length > 20, `sampled ${readiness.length} times`);
+      assert.deepEqual([...new Set(readiness)], [200], `readiness: ${readiness.join(",")}`);
+    });
   });
 }
