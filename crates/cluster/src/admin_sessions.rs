@@ -5,7 +5,9 @@
 //! exists).
 //!
 //! The package stores `true`; a node stores the [`marker`] of the credentials it
-//! checked, and takes a session only under the same marker (or Node's `true`): a new
+//! checked, and takes a session only under the same marker (or Node's `true`, when
+//! `admin.accept_node_sessions` says so: off by default, since any app sharing the
+//! Redis with the package's store writes one): a new
 //! `admin.password_hash` (or username) ends every session the old one opened, where a
 //! `true` held for its 24 hours whatever the password had become.
 
@@ -71,9 +73,16 @@ impl AdminSessions {
         AdminSessions { broker }
     }
 
-    /// Whether session `id` exists under `marker` (this node's credentials) or was
-    /// opened by a Node server (`GET`).
-    pub async fn holds(&self, id: &str, marker: &str) -> Result<bool, ClusterError> {
+    /// Whether session `id` exists under `marker` (this node's credentials) or, when
+    /// `node_too`, was opened by a Node server (`GET`). A Node server's `true` says
+    /// nothing of whose login it was: any app sharing the Redis with the package's
+    /// `RedisStore` writes one.
+    pub async fn holds(
+        &self,
+        id: &str,
+        marker: &str,
+        node_too: bool,
+    ) -> Result<bool, ClusterError> {
         if !plausible(id) {
             return Ok(false);
         }
@@ -83,7 +92,7 @@ impl AdminSessions {
             .query_async(&mut conn)
             .await
             .map_err(|e| ClusterError::Redis(e.to_string()))?;
-        Ok(held.is_some_and(|v| v == marker || v == NODE_MARKER))
+        Ok(held.is_some_and(|v| v == marker || (node_too && v == NODE_MARKER)))
     }
 
     /// Saves session `id` under `marker` for `ttl` (`SET key marker EX ttl`, as the

@@ -109,17 +109,15 @@ pub(crate) fn to_json(value: MsgValue) -> Value {
 /// with.
 const PRIVATE_HEADERS: [&str; 3] = ["cookie", "authorization", "proxy-authorization"];
 
-/// The keys of the CONNECT `auth` object that are never sent to other nodes, in any
-/// namespace: the bearer token (`auth.token`), as Switchboard's own auth reads it, and
-/// the Admin UI's login (`password`, and `sessionId`, which logs in as well: a
-/// `fetchSockets` of the admin namespace answered while a UI's connection handlers
-/// still ran carried them to Redis before 2026-12-07); an application's own
-/// `password` or `sessionId` is taken for a credential too. The other `auth` keys are
-/// the application's and cross as Node sends them.
-const PRIVATE_AUTH_KEYS: [&str; 3] = ["token", "password", "sessionId"];
-
+/// The CONNECT `auth` object is never sent to other nodes: a node forgets it (`{}`)
+/// once the socket's connection handlers ran, and one read while they ran carried
+/// whatever credential the client sent in it, under whatever key: `auth.token`, a
+/// namespace's own (`[namespaces.auth] token_sources`), the SSE query parameters
+/// copied into it (`sse.auth_params`), the Admin UI's login, a resuming client's
+/// `pid` (a bearer secret with `recovery.skip_middlewares`). Before 2026-12-07 only
+/// `token`, `password` and `sessionId` were taken out.
 /// A socket in a `fetchSockets()` answer, as Node serializes it, without the client's
-/// credentials ([`PRIVATE_HEADERS`], [`PRIVATE_AUTH_KEYS`]).
+/// credentials ([`PRIVATE_HEADERS`], and `auth` emptied: see [`without_credentials`]).
 pub(crate) fn remote_socket(socket: SocketInfo) -> RemoteSocket {
     RemoteSocket {
         id: socket.id,
@@ -129,9 +127,10 @@ pub(crate) fn remote_socket(socket: SocketInfo) -> RemoteSocket {
     }
 }
 
-/// Node's handshake object without the [`PRIVATE_HEADERS`] and [`PRIVATE_AUTH_KEYS`]: what a
-/// handshake may carry beyond this node (a `fetchSockets` answer, the Admin UI's
-/// events, both through Redis).
+/// Node's handshake object without the [`PRIVATE_HEADERS`] and with `auth` emptied
+/// (`{}`, as a node holds it once the connection handlers ran): what a handshake may
+/// carry beyond this node (a `fetchSockets` answer, the Admin UI's events, both
+/// through Redis).
 pub fn without_credentials(mut handshake: Value) -> Value {
     if let Some(headers) = handshake.get_mut("headers").and_then(Value::as_object_mut) {
         headers.retain(|name, _| {
@@ -140,8 +139,8 @@ pub fn without_credentials(mut handshake: Value) -> Value {
                 .any(|private| name.eq_ignore_ascii_case(private))
         });
     }
-    if let Some(auth) = handshake.get_mut("auth").and_then(Value::as_object_mut) {
-        auth.retain(|key, _| !PRIVATE_AUTH_KEYS.contains(&key.as_str()));
+    if let Some(auth) = handshake.get_mut("auth") {
+        *auth = Value::Object(serde_json::Map::new());
     }
     handshake
 }
@@ -278,6 +277,9 @@ mod tests {
                     "username": "admin",
                     "password": "secret",
                     "sessionId": "secret",
+                    "jwt": "secret",
+                    "access_token": "secret",
+                    "pid": "secret",
                 },
             }),
             rooms: vec!["s1".into()],
@@ -289,7 +291,7 @@ mod tests {
             json!({
                 "headers": {"user-agent": "node-XMLHttpRequest"},
                 "query": {"EIO": "4"},
-                "auth": {"room": "lobby", "username": "admin"},
+                "auth": {},
             })
         );
         assert!(!sent.handshake.to_string().contains("secret"));

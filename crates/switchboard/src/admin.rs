@@ -109,6 +109,9 @@ struct Sessions {
     redis: Option<AdminSessions>,
     /// What this node's sessions hold in Redis: the marker of its credentials.
     marker: String,
+    /// Whether a Node server's session (`true`) logs in too
+    /// (`admin.accept_node_sessions`).
+    node_sessions: bool,
     /// Lookups in Redis ([`SESSION_LOOKUPS_PER_SECOND`]).
     lookups: TokenBucket,
 }
@@ -122,6 +125,7 @@ impl Sessions {
             ids: Mutex::default(),
             redis,
             marker,
+            node_sessions: false,
             lookups: TokenBucket::new(SESSION_LOOKUPS_PER_SECOND, SESSION_LOOKUP_BURST, now),
         }
     }
@@ -143,7 +147,12 @@ impl Sessions {
             tracing::debug!("admin: session lookups past their rate; refused unchecked");
             return false;
         }
-        match tokio::time::timeout(REDIS_WAIT, redis.holds(id, &self.marker)).await {
+        match tokio::time::timeout(
+            REDIS_WAIT,
+            redis.holds(id, &self.marker, self.node_sessions),
+        )
+        .await
+        {
             Ok(Ok(found)) => found,
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "admin: session not checked in Redis");
@@ -313,13 +322,16 @@ pub(crate) fn install(
     let admin = Arc::new(Admin {
         config: config.clone(),
         io: io.clone(),
-        sessions: Sessions::new(
-            redis,
-            config.login.as_ref().map_or_else(String::new, |login| {
-                admin_sessions::marker(&login.username, &login.password_hash)
-            }),
-            Instant::now(),
-        ),
+        sessions: Sessions {
+            node_sessions: config.accept_node_sessions,
+            ..Sessions::new(
+                redis,
+                config.login.as_ref().map_or_else(String::new, |login| {
+                    admin_sessions::marker(&login.username, &login.password_hash)
+                }),
+                Instant::now(),
+            )
+        },
         passwords: PasswordChecks::new(Instant::now()),
         fresh: Mutex::default(),
         listing: Listing::default(),
@@ -885,18 +897,16 @@ fn mark_client(socket: &Socket) {
     if !socket.connected() {
         return;
     }
-    let mut data = socket.data();
-    if data.is_null() {
-        data = json!({});
-    }
-    let Some(map) = data.as_object_mut() else {
-        return;
-    };
-    map.insert(
-        "_admin".into(),
-        json!({ "clientId": client_id(socket), "transport": socket.transport().as_str() }),
-    );
-    socket.set_data(data);
+    let mark = json!({ "clientId": client_id(socket), "transport": socket.transport().as_str() });
+    // In place: a token refresh storing its claims at the same moment must keep them.
+    socket.update_data(|data| {
+        if data.is_null() {
+            *data = json!({});
+        }
+        if let Some(map) = data.as_object_mut() {
+            map.insert("_admin".into(), mark);
+        }
+    });
 }
 
 /// The UI's client id of a socket: the first 12 characters of its connection's id,

@@ -247,7 +247,9 @@ describe("the Socket.IO Admin UI protocol", () => {
     before(async () => {
       redis = await startRedis();
       for (const name of ["admin-a", "admin-b"]) {
-        const node = await startServeNode({ name, adapter: "redis", redisUrl: redis.url, extra: adminConfig({ server_id: name }) });
+        // admin-b takes a Node server's sessions (`true`); admin-a, as by default, not.
+        const keys = name === "admin-b" ? { server_id: name, accept_node_sessions: true } : { server_id: name };
+        const node = await startServeNode({ name, adapter: "redis", redisUrl: redis.url, extra: adminConfig(keys) });
         nodes.push(node);
       }
     });
@@ -256,7 +258,7 @@ describe("the Socket.IO Admin UI protocol", () => {
       await redis?.stop();
     });
 
-    it("a session from a login on one node logs in on the other (sessions in Redis, the package's keys); one a Node server stored logs in too", async () => {
+    it("a session from a login on one node logs in on the other (sessions in Redis, the package's keys); one a Node server stored logs in only where accepted", async () => {
       const ui = adminSocket(nodes[0].url, { username: "admin", password: PASSWORD });
       ui.connect();
       await connected(ui);
@@ -280,6 +282,12 @@ describe("the Socket.IO Admin UI protocol", () => {
         const fromNode = adminSocket(nodes[1].url, { sessionId: nodeSession });
         fromNode.connect();
         await connected(fromNode);
+        // Not where `admin.accept_node_sessions` is off (the default): any app sharing
+        // the Redis with the package's store writes such a `true`.
+        const refused = adminSocket(nodes[0].url, { sessionId: nodeSession });
+        refused.connect();
+        const [err] = await once(refused, "connect_error");
+        assert.equal(err.message, "invalid credentials");
       } finally {
         client.disconnect();
       }

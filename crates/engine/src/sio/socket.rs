@@ -251,7 +251,16 @@ impl Socket {
 
     /// Replaces the application data (saved to a durable session store, if any).
     pub fn set_data(&self, value: Value) {
-        *self.data.write().unwrap_or_else(|e| e.into_inner()) = value;
+        self.update_data(|data| *data = value);
+    }
+
+    /// Changes the application data in place, under its lock: two changes of
+    /// different keys at once (a token refresh storing its claims, the Admin UI
+    /// marking the socket) both hold, where a read, then a [`Self::set_data`], lost
+    /// one of them. Then saved and told as by `set_data`. `change` must not touch
+    /// this socket's data itself.
+    pub fn update_data(&self, change: impl FnOnce(&mut Value)) {
+        change(&mut self.data.write().unwrap_or_else(|e| e.into_inner()));
         self.save_durable();
         if let Some(o) = self.client.io().observer() {
             o.data_changed(self);

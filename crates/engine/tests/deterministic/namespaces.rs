@@ -316,6 +316,37 @@ async fn joins_at_once_on_several_threads_stay_within_the_bound() {
     }
 }
 
+/// Changes of different keys of a socket's data made at once on two threads (a token
+/// refresh storing its claims, the Admin UI marking the socket) both hold with
+/// `update_data`: each read, then `set_data`, lost one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_changed_in_place_at_once_keeps_both_changes() {
+    let io = server(config());
+    let ns = io.of("/");
+    let _client = Client::connected(&io).await;
+    let socket = ns.sockets().pop().expect("the socket");
+    for round in 0..200 {
+        socket.set_data(json!({}));
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for key in ["a", "b"] {
+                let (socket, start) = (&socket, &start);
+                s.spawn(move || {
+                    start.wait();
+                    socket.update_data(|data| {
+                        data[key] = json!(round);
+                    });
+                });
+            }
+        });
+        assert_eq!(
+            socket.data(),
+            json!({"a": round, "b": round}),
+            "round {round}"
+        );
+    }
+}
+
 /// Node runs a socket's `connection` handlers before any of its events. Here the
 /// CONNECT answer goes out before the handlers run (on another thread after async
 /// middleware), so an event the client sends at once must wait for them.

@@ -21,6 +21,7 @@ pub(crate) struct RawAdmin {
     pub(crate) mode: Option<Field<String>>,
     pub(crate) readonly: Option<Field<bool>>,
     pub(crate) server_id: Option<Field<String>>,
+    pub(crate) accept_node_sessions: Option<Field<bool>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -35,6 +36,7 @@ pub(crate) const ADMIN_KEYS: &[&str] = &[
     "mode",
     "readonly",
     "server_id",
+    "accept_node_sessions",
 ];
 
 /// What the Admin UI may see: `production` (stats and commands) or `development`
@@ -63,6 +65,9 @@ pub(crate) struct AdminConfig {
     pub(crate) readonly: bool,
     /// This node's id in the UI (default: the host name).
     pub(crate) server_id: Option<String>,
+    /// Whether a login session a Node server stored in Redis (`true` under the
+    /// package's key) logs in here too.
+    pub(crate) accept_node_sessions: bool,
 }
 
 /// A username and the bcrypt hash of its password.
@@ -93,6 +98,7 @@ impl Default for AdminConfig {
             mode: AdminMode::Production,
             readonly: false,
             server_id: None,
+            accept_node_sessions: false,
         }
     }
 }
@@ -133,6 +139,12 @@ impl Validator<'_> {
             _ => Err(format!("`{m}` must be \"production\" or \"development\"")),
         });
         self.read(&mut a.readonly, "admin.readonly", raw.readonly, Ok);
+        self.read(
+            &mut a.accept_node_sessions,
+            "admin.accept_node_sessions",
+            raw.accept_node_sessions,
+            Ok,
+        );
         let mut server_id = None;
         self.read(&mut server_id, "admin.server_id", raw.server_id, |s| {
             if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
@@ -220,6 +232,10 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
             }),
         ),
         ("admin.readonly", a.readonly.to_string()),
+        (
+            "admin.accept_node_sessions",
+            a.accept_node_sessions.to_string(),
+        ),
         (
             "admin.server_id",
             quote(a.server_id.as_deref().unwrap_or("(the host name)")),

@@ -158,12 +158,17 @@ pub(crate) fn claims_value(socket: &Socket) -> Option<Value> {
 }
 
 fn store_claims(socket: &Socket, claims: &Claims) {
-    let mut data = match socket.data() {
-        Value::Object(data) => data,
-        _ => serde_json::Map::new(),
-    };
-    data.insert(CLAIMS_KEY.to_owned(), claims.to_value());
-    socket.set_data(Value::Object(data));
+    let claims = claims.to_value();
+    // In place: the Admin UI marking the socket at the same moment must not put the
+    // old claims back (later room checks would use rights the new token lost).
+    socket.update_data(|data| {
+        if !data.is_object() {
+            *data = Value::Object(serde_json::Map::new());
+        }
+        if let Some(map) = data.as_object_mut() {
+            map.insert(CLAIMS_KEY.to_owned(), claims);
+        }
+    });
 }
 
 /// The refresh event: `refresh(token, ack)`. Verifying may wait for a key set, so it
