@@ -302,9 +302,16 @@ async fn connection(
     shutdown: Shutdown,
 ) {
     let ips = engine.config().client_ips;
+    // Whether a request ever began: hyper's graceful shutdown closes an idle
+    // connection at once, but not one that has not sent its first request yet (a
+    // browser's preconnect, a balancer's spare socket), which held every drain to its
+    // deadline until its header read timed out.
+    let used = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let began = used.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let engine = engine.clone();
         let site = site.clone();
+        began.store(true, std::sync::atomic::Ordering::Relaxed);
         async move {
             let res = if engine.matches(req.uri().path()) {
                 engine.handle(req, remote).await
@@ -332,6 +339,9 @@ async fn connection(
             }
         }
         _ = shutdown.wait() => {
+            if !used.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

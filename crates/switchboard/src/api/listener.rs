@@ -76,7 +76,12 @@ async fn connection(
     _alive: mpsc::Sender<()>,
     _permit: OwnedSemaphorePermit,
 ) {
+    // As the public listener's: a connection that never sent a request is dropped at
+    // shutdown (hyper's graceful shutdown waits for its first request).
+    let used = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let began = used.clone();
     let service = service_fn(move |req: hyper::Request<Incoming>| {
+        began.store(true, std::sync::atomic::Ordering::Relaxed);
         let router = router.clone();
         let metrics = metrics
             .as_ref()
@@ -102,6 +107,9 @@ async fn connection(
             }
         }
         () = shutdown.wait() => {
+            if !used.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -70,7 +70,8 @@ fn sigterm_with_a_zero_deadline_still_exits_zero() -> anyhow::Result<()> {
 }
 
 /// A drain may last up to `shutdown.drain_deadline` (here an hour: a client holds an
-/// HTTP connection open with a request head sent by half); the same signal again ends
+/// HTTP connection open with a polling POST whose body it sent by half, until the
+/// body timeout); the same signal again ends
 /// it at once, with status 1. Another signal does not (a Ctrl-C under a process
 /// manager sends SIGINT, then the manager SIGTERM). Before, a second signal was ignored
 /// and only SIGKILL ended the process.
@@ -79,8 +80,14 @@ fn a_second_signal_ends_the_drain_at_once() -> anyhow::Result<()> {
     let mut server = TestServer::builder()
         .args(["--set", "shutdown.drain_deadline=1h"])
         .start()?;
+    let session = Polling::handshake(server.addr())?;
+    let sid = session.open["sid"].as_str().unwrap_or_default().to_owned();
     let mut held = std::net::TcpStream::connect(server.addr())?;
-    std::io::Write::write_all(&mut held, b"GET /health/live HTTP/1.1\r\nHost: x\r\n")?;
+    let head = format!(
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n40"
+    );
+    std::io::Write::write_all(&mut held, head.as_bytes())?;
     server.signal("TERM")?;
     super::support::eventually("the drain to begin", || {
         Ok(server.stderr().contains("shutting down").then_some(()))
@@ -106,5 +113,31 @@ fn a_second_signal_ends_the_drain_at_once() -> anyhow::Result<()> {
         server.stderr()
     );
     drop(held);
+    Ok(())
+}
+
+/// A connection that has not sent a request yet (a browser's preconnect, a
+/// balancer's spare socket) is closed at shutdown: hyper's graceful shutdown closes
+/// idle connections only once they served a request, so such a connection held every
+/// drain to its deadline (here 3 s, shorter than the 10 s header read timeout) and
+/// the node logged that it exited anyway.
+#[test]
+fn a_connection_that_sent_nothing_does_not_hold_the_drain() -> anyhow::Result<()> {
+    let mut server = TestServer::builder()
+        .args(["--set", "shutdown.drain_deadline=3s"])
+        .start()?;
+    let silent = std::net::TcpStream::connect(server.addr())?;
+    let mut half = std::net::TcpStream::connect(server.addr())?;
+    std::io::Write::write_all(&mut half, b"GET /health/live HTTP/1.1\r\n")?;
+    // Both accepted before the signal.
+    let session = Polling::handshake(server.addr())?;
+    drop(session);
+    server.signal("TERM")?;
+    let status = server.wait()?;
+    let stderr = server.stderr();
+    assert_eq!(status.code(), Some(0), "{status}; stderr:\n{stderr}");
+    assert!(stderr.contains("drained, exiting"), "{stderr}");
+    assert!(!stderr.contains("exiting anyway"), "{stderr}");
+    drop((silent, half));
     Ok(())
 }
