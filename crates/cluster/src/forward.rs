@@ -141,6 +141,23 @@ enum Rejected {
     NotAsked,
 }
 
+/// A forwarded request's entry in [`RedisForwarder::running`], taken out when its task
+/// ends, whether it finished, was aborted or panicked.
+struct Running {
+    forwarder: Weak<RedisForwarder>,
+    key: RequestKey,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(forwarder) = self.forwarder.upgrade()
+            && let Ok(mut running) = forwarder.running.lock()
+        {
+            running.remove(&self.key);
+        }
+    }
+}
+
 impl RedisForwarder {
     /// Sets the forwarder on `engine` and serves the requests forwarded to `tag`;
     /// watches the owners of waiting requests until `shutdown`.
@@ -315,7 +332,14 @@ impl RedisForwarder {
             Err(_) => return,
         };
         let task_key = key.clone();
+        // Takes the entry out however the task ends: a panic in the handling left it
+        // (and its key) in the map for good.
+        let leaving = Running {
+            forwarder: Arc::downgrade(&me),
+            key: key.clone(),
+        };
         let task = tokio::spawn(async move {
+            let _leaving = leaving;
             let sid = Query::parse(&request.query).sid.map(str::to_owned);
             // A poll, not the question of a WebSocket relay's owner address (a GET too).
             let poll = request.method == http::Method::GET

@@ -193,12 +193,21 @@ async fn authenticate(
     }
 }
 
+/// The most capacity an empty read buffer keeps (see [`fill`]).
+const KEEP_READ_CAPACITY: usize = 1024 * 1024;
+
 /// Reads what `rd` has into `buf`. Cancel safe: dropped before it finishes, it has
 /// read nothing.
 pub(crate) async fn fill(
     rd: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> Result<(), SubError> {
+    // One large message (a peer's up to 16 MiB, or an oversized one read whole before
+    // it was dropped) left the buffer its size: given back once parsed, not kept for
+    // the connection's life.
+    if buf.is_empty() && buf.capacity() > KEEP_READ_CAPACITY {
+        *buf = BytesMut::new();
+    }
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }

@@ -101,6 +101,11 @@ impl Policy {
             Some(at) if socket.connected() => {
                 self.expiries
                     .schedule(socket.id(), at, Arc::downgrade(socket));
+                // Left meanwhile (its disconnect cancelled before this scheduled): the
+                // entry, holding the socket's allocation until the token's `exp`, goes.
+                if !socket.connected() {
+                    self.cancel_expiry(socket);
+                }
             }
             _ => self.cancel_expiry(socket),
         }

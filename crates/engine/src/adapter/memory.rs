@@ -8,6 +8,9 @@ use switchboard_protocol::Sid;
 use super::{Adapter, Room};
 use crate::sid_map::{SidMap, SidSet};
 
+/// Capacity below which the index's maps are never shrunk.
+const SHRINK_ABOVE: usize = 1024;
+
 /// Both directions of the membership relation, under one lock so they never disagree.
 #[derive(Debug, Default)]
 struct Index {
@@ -34,14 +37,35 @@ impl MemoryAdapter {
 }
 
 impl Index {
+    /// Gives back what a burst left: the maps keep the capacity of their largest
+    /// size (100,000 rooms made and emptied held megabytes for the namespace's life).
+    fn shrink(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+            map: &mut HashMap<K, V, S>,
+        ) {
+            if map.capacity() > SHRINK_ABOVE && map.len() < map.capacity() / 4 {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.rooms);
+        shrink(&mut self.sockets);
+    }
+
     /// Removes `sid` from `room`; true when that emptied the room.
     fn remove(&mut self, sid: Sid, room: &str) -> bool {
-        if let Some(members) = self.rooms.get_mut(room)
-            && members.remove(&sid)
-            && members.is_empty()
-        {
+        let Some(members) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        if !members.remove(&sid) {
+            return false;
+        }
+        if members.is_empty() {
             self.rooms.remove(room);
             return true;
+        }
+        // A big room that emptied to a few keeps no table of its peak size.
+        if members.capacity() > SHRINK_ABOVE && members.len() < members.capacity() / 4 {
+            members.shrink_to(members.len() * 2);
         }
         false
     }
@@ -90,6 +114,7 @@ impl Adapter for MemoryAdapter {
                 }
             }
         }
+        index.shrink();
         vacated
     }
 
@@ -169,6 +194,36 @@ mod tests {
         assert_eq!(a.rooms(), vec![Room::from("x")]);
         a.del_all(sid(1));
         assert!(a.rooms().is_empty());
+    }
+
+    /// A burst of rooms and members gone again leaves no table of its peak size.
+    #[test]
+    fn the_index_gives_back_what_a_burst_left() {
+        let a = MemoryAdapter::default();
+        let rooms: Vec<String> = (0..20_000).map(|n| format!("r{n}")).collect();
+        let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        for n in 0..=200_u8 {
+            a.add_all(sid(n), &["lobby"]);
+        }
+        for chunk in names.chunks(100).take(200) {
+            a.add_all(sid(0), chunk);
+        }
+        let peak = a.read().rooms.capacity();
+        assert!(peak >= 20_000);
+        for n in 1..=200_u8 {
+            a.del_all(sid(n));
+        }
+        a.del_all(sid(0));
+        a.add_all(sid(7), &["lobby"]);
+        a.add_all(sid(8), &["lobby"]);
+        a.del_all(sid(8));
+        let index = a.read();
+        assert!(
+            index.rooms.capacity() < peak / 4,
+            "{}",
+            index.rooms.capacity()
+        );
+        assert!(index.sockets.capacity() <= SHRINK_ABOVE * 2);
     }
 
     #[test]

@@ -209,6 +209,11 @@ async fn refreshed(
     token: &str,
 ) -> Result<(), Refusal> {
     let claims = auth.verifier.verify(token).await.map_err(Refusal::Auth)?;
+    // Gone while its token was verified (a key set may be slow to fetch): nothing to
+    // refresh, and a join now would put its id back in rooms nothing empties again.
+    if !socket.connected() {
+        return Err(Refusal::Disconnected);
+    }
     let old = claims_of(socket);
     if old.as_ref().and_then(|c| c.sub.as_ref()) != claims.sub.as_ref() {
         return Err(Refusal::SubjectMismatch);
@@ -229,7 +234,8 @@ async fn refreshed(
     }
     if !join.is_empty() {
         let join: Vec<&str> = join.iter().map(String::as_str).collect();
-        socket.join(&join);
+        // Taken out again if it leaves while it joins.
+        socket.join_while_connected(&join);
     }
     socket.mark(&match claims.exp {
         Some(exp) => format!(

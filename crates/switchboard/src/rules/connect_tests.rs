@@ -308,6 +308,35 @@ async fn a_refresh_moves_the_auto_joined_rooms_with_the_claims() {
     assert!(!rooms.contains(&"org:acme".to_owned()), "{rooms:?}");
 }
 
+/// A refresh whose socket leaves while its token is verified (the same POST carries
+/// the refresh and the disconnect) joins nothing: before, its auto-joined rooms were
+/// joined again for the gone socket, whose id then stayed in them for good (the room
+/// never vacated, its size wrong), once per refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_of_a_socket_gone_meanwhile_joins_nothing() {
+    let (io, _installed) = rules_io(
+        "refresh_event = \"auth:refresh\"\n[namespaces.rooms]\nauto_join = [\"org:{org}\"]\n",
+        None,
+    );
+    let org_token = token_with(json!({ "sub": "alice", "org": "acme" }));
+    for round in 0..20 {
+        let (conn, answer) = connect_with(&io, json!({ "token": org_token })).await;
+        assert!(answer.starts_with("40/chat,"), "{answer}");
+        let body = format!("42/chat,[\"auth:refresh\",\"{org_token}\"]\u{1e}41/chat,");
+        assert_eq!(exchange(&io, Method::POST, &conn, &body).await, "ok");
+        let chat = io.of("/chat");
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(chat.sockets().len(), 0, "round {round}: left");
+        assert_eq!(
+            chat.adapter().room_size("org:acme"),
+            0,
+            "round {round}: no gone socket left in the room"
+        );
+    }
+}
+
 /// Connects to `/chat` on a new connection with `auth`: the connection's query and
 /// the CONNECT answer (`40…` or `44…`).
 async fn connect_with(io: &Io, auth: serde_json::Value) -> (String, String) {

@@ -166,6 +166,9 @@ impl Shard {
         if self.idle.capacity() > 64 && self.idle.len() < self.idle.capacity() / 4 {
             self.idle.shrink_to(self.idle.len() * 2);
         }
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
     }
 }
 

@@ -37,6 +37,9 @@ pub(crate) enum Refusal {
     /// A refreshed token is for another subject than the socket's.
     #[error("token subject mismatch")]
     SubjectMismatch,
+    /// The socket left while its refresh was verified (no client hears this).
+    #[error("disconnected")]
+    Disconnected,
     /// A refreshed token did not verify.
     #[error("{}", .0.client_message())]
     Auth(AuthError),
@@ -74,6 +77,7 @@ impl Refusal {
             Refusal::NotInRoom => "not_in_room",
             Refusal::TokenRequired => "token_required",
             Refusal::SubjectMismatch => "subject_mismatch",
+            Refusal::Disconnected => "disconnected",
             Refusal::RefreshInProgress => "refresh_in_progress",
             Refusal::Auth(_) => "auth",
             Refusal::Busy => "backend_busy",

@@ -163,7 +163,9 @@ fn join_room(policy: &Policy, socket: &Arc<Socket>, room: &str) -> Result<(), Re
     let claims = auth::claims_of(socket);
     let joined = adapter.socket_room_count(socket.id());
     check_join(&policy.rules.rooms, room, claims.as_ref(), joined)?;
-    socket.join(&[room]);
+    // A close from another thread meanwhile (the API, another node's
+    // `disconnectSockets`, a slow-consumer cut) must not leave its id in the room.
+    socket.join_while_connected(&[room]);
     Ok(())
 }
 
