@@ -327,7 +327,16 @@ async fn sentinel_watcher(target: Arc<Target>, health: Arc<Health>, shutdown: Sh
                 // the answers a master yet: a failover under way) is a gap.
                 let blind = matches!(err, ClusterError::SentinelsUnreachable(_))
                     && target.current().address.is_some();
-                if !blind {
+                // Blind, the known master must still say it is one: cut off from the
+                // Sentinels, the node may reach an old master they demoted, and its
+                // publishes would reach only the peers still on it.
+                let still_master = match (blind, target.current().client) {
+                    (true, Some(client)) => {
+                        matches!(crate::sentinel::is_master(&client).await, Ok(true))
+                    }
+                    _ => false,
+                };
+                if !still_master {
                     health.master(false);
                 }
                 if !failing {
@@ -874,8 +883,16 @@ impl Broker {
                 let slot = crate::redis_cluster::key_slot(channel.as_bytes());
                 let master =
                     SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-                conn.route_command(cmd, RoutingInfo::SingleNode(master))
-                    .await
+                let asked = conn
+                    .route_command(cmd.clone(), RoutingInfo::SingleNode(master))
+                    .await;
+                match asked {
+                    // None there: the command has no key, so a node that no longer
+                    // serves the slot (resharded, and this connection not told yet)
+                    // answers 0 rather than MOVED. Every node is asked then.
+                    Ok(reply) if count_reply(&reply) == 0 => cmd.query_async(&mut conn).await,
+                    other => other,
+                }
             }
             (mut conn, _) => cmd.query_async(&mut conn).await,
         }
@@ -1273,6 +1290,10 @@ impl PushConn {
     }
 }
 
+/// A round of tries of a push subscriber's missing subscriptions: those tried, and
+/// those that failed again.
+type Round = std::pin::Pin<Box<dyn std::future::Future<Output = (Vec<Sub>, Vec<Sub>)> + Send>>;
+
 /// Subscriptions a RESP3 subscriber has in flight at once when it subscribes anew.
 const SUBSCRIBES_AT_ONCE: usize = 64;
 
@@ -1361,6 +1382,10 @@ async fn push_subscriber(
                 let mut rounds = 0;
                 let retry = tokio::time::sleep(jitter(retry_in));
                 tokio::pin!(retry);
+                // A round of tries of the missing subscriptions, under way beside the
+                // loop (each try may wait out the response timeout: awaited here, it
+                // held up messages, changes and shutdown).
+                let mut round: Option<Round> = None;
                 loop {
                     tokio::select! {
                         () = shutdown.wait() => {
@@ -1368,16 +1393,28 @@ async fn push_subscriber(
                             return;
                         }
                         _ = moved.changed() => break,
-                        () = &mut retry, if !applied.complete() => {
+                        () = &mut retry, if !applied.complete() && round.is_none() => {
                             rounds += 1;
                             if rounds > MISSING_ROUNDS {
                                 tracing::warn!("subscriptions still failing; making the connection anew");
                                 break;
                             }
                             let missing = applied.missing();
-                            let failed = conn.subscribe_each(missing.clone()).await;
-                            for sub in missing.iter().filter(|s| !failed.contains(s)) {
-                                applied.subscribed(sub);
+                            let conn = conn.clone();
+                            round = Some(Box::pin(async move {
+                                let failed = conn.subscribe_each(missing.clone()).await;
+                                (missing, failed)
+                            }));
+                        }
+                        (tried, failed) = async { round.as_mut().expect("a round under way").await }, if round.is_some() => {
+                            round = None;
+                            for sub in tried.iter().filter(|s| !failed.contains(s)) {
+                                if !applied.subscribed(sub) {
+                                    // Given back while it was tried: Redis has it now.
+                                    if let Err(err) = conn.apply(Change::Unsubscribe, sub).await {
+                                        tracing::warn!(error = %err, ?sub, "subscription change failed");
+                                    }
+                                }
                             }
                             link.set(applied.complete());
                             retry_in = (retry_in * 2).min(MAX_PUSH_BACKOFF);

@@ -27,39 +27,40 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    // The user information ends at the last `@`, wherever it is: a password holding
-    // `/`, `?` or `#` unencoded (generated ones do) ends the authority early for a URL
-    // parser, and looking for the `@` only before those printed the password whole.
-    // An `@` in the query (a `sentinel_password`) hides the host too: too much is
-    // hidden rather than too little.
-    let (userinfo, rest) = match rest.rsplit_once('@') {
+    // The query's passwords first (unix socket URLs carry one as `?pass=`, Sentinel
+    // URLs as `sentinel_password=`), from the first `?`: a value holding `@` is then
+    // gone before the user information is looked for.
+    let rest = match rest.split_once('?') {
+        Some((before, query)) => format!("{before}?{}", redact_query(query)),
+        None => rest.to_owned(),
+    };
+    // The user information ends at the last `@` left, wherever it is: a password
+    // holding `/`, `?` or `#` unencoded (generated ones do) ends the authority early
+    // for a URL parser, and looking for the `@` only before those printed the password
+    // whole. An `@` in another query value hides the host too: too much is hidden
+    // rather than too little.
+    let rest = match rest.rsplit_once('@') {
         Some((userinfo, after)) => match userinfo.split_once(':') {
-            Some((user, _password)) => (format!("{user}:{REDACTED}@"), after),
-            None => (format!("{userinfo}@"), after),
+            Some((user, _password)) => format!("{user}:{REDACTED}@{after}"),
+            None => rest.clone(),
         },
-        None => (String::new(), rest),
+        None => rest,
     };
-    // The authority ends at the path, the query or the fragment.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (host, tail) = rest.split_at(end);
-    let authority = format!("{userinfo}{host}");
-    // Unix socket URLs carry the password as `?pass=`.
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some(("pass" | "password" | "sentinel_password", _)) => {
-                        format!("{}={REDACTED}", pair.split('=').next().unwrap_or_default())
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{rest}")
+}
+
+/// A URL's query with the values of its password parameters replaced.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name @ ("pass" | "password" | "sentinel_password"), _)) => {
+                format!("{name}={REDACTED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Checks a Redis URL (`redis://[user][:password@]host[:port][/db]`, `rediss://` for
@@ -254,6 +255,27 @@ mod tests {
             (
                 "redis+sentinel://:p?hunter2@s:26379/m",
                 "redis+sentinel://:***@s:26379/m",
+            ),
+            // `@` in a query's password.
+            (
+                "redis+unix:///run/redis.sock?pass=hunter2@cd",
+                "redis+unix:///run/redis.sock?pass=***",
+            ),
+            (
+                "unix:///run/redis.sock?pass=hunter2@cd&db=1",
+                "unix:///run/redis.sock?pass=***&db=1",
+            ),
+            (
+                "redis+unix:///run/redis.sock?pass=a:hunter2@cd",
+                "redis+unix:///run/redis.sock?pass=***",
+            ),
+            (
+                "redis+sentinel://s1:26379/m?sentinel_password=hun@ter2",
+                "redis+sentinel://s1:26379/m?sentinel_password=***",
+            ),
+            (
+                "redis+sentinel://:hunter2@s1:26379/m?sentinel_password=a@hunter2&x=1",
+                "redis+sentinel://:***@s1:26379/m?sentinel_password=***&x=1",
             ),
         ];
         for (url, printed) in cases {

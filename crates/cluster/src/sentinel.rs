@@ -236,7 +236,7 @@ fn sentinel_credentials(query: &str) -> Result<String, String> {
 }
 
 /// Whether the server of `client` says it is a master (`ROLE`).
-async fn is_master(client: &redis::Client) -> Result<bool, ClusterError> {
+pub(crate) async fn is_master(client: &redis::Client) -> Result<bool, ClusterError> {
     let role: redis::Value = tokio::time::timeout(ASK_TIMEOUT, async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("ROLE").query_async(&mut conn).await

@@ -237,9 +237,12 @@ impl Applied {
         if held {
             return self.subs.insert(sub.clone()).then_some(Change::Subscribe);
         }
-        if !self.subs.remove(sub) || self.missing.remove(sub) {
+        if !self.subs.remove(sub) {
             return None;
         }
+        // One still missing is given back all the same: a subscribe that timed out may
+        // have reached Redis (it answers a give-back of what it does not hold).
+        self.missing.remove(sub);
         if let Sub::Shard(channel) = sub {
             *self.given_back.entry(channel.clone()).or_default() += 1;
         }
@@ -270,9 +273,11 @@ impl Applied {
         self.missing.is_empty()
     }
 
-    /// `sub` waiting to be tried again is now subscribed.
-    pub(super) fn subscribed(&mut self, sub: &Sub) {
+    /// `sub`, tried again, is now subscribed; false when it was given back meanwhile
+    /// (it is subscribed in Redis all the same).
+    pub(super) fn subscribed(&mut self, sub: &Sub) -> bool {
         self.missing.remove(sub);
+        self.subs.contains(sub)
     }
 
     /// A pushed `sunsubscribe` of `channel`: see [`ShardDropped`]. A moved channel
@@ -543,17 +548,21 @@ mod tests {
         assert_eq!(applied.shard_dropped("r"), ShardDropped::Moved);
     }
 
-    /// A failed subscription waits to be tried again; given back meanwhile, it needs
-    /// no command and is no longer missing.
+    /// A failed subscription waits to be tried again; given back meanwhile, it is no
+    /// longer missing, and the give-back is sent all the same.
     #[test]
     fn a_failed_subscription_is_missing_until_subscribed_or_given_back() {
         let mut applied = Applied::all(&[channel("a"), channel("b")]);
         applied.failed(Change::Subscribe, &channel("a"));
         applied.failed(Change::Subscribe, &channel("b"));
         assert!(!applied.complete());
-        applied.subscribed(&channel("a"));
+        assert!(applied.subscribed(&channel("a")));
         assert_eq!(applied.missing(), [channel("b")]);
-        assert_eq!(applied.command(&channel("b"), false), None);
+        // Given back all the same: the failed subscribe may have reached Redis.
+        assert_eq!(
+            applied.command(&channel("b"), false),
+            Some(Change::Unsubscribe)
+        );
         assert!(applied.complete());
         assert_eq!(applied.command(&channel("b"), false), None);
     }

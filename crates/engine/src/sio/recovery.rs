@@ -1627,9 +1627,14 @@ mod tests {
         RecoveryBuffer::register_live(&mut b.lock(), pid, Weak::new());
     }
 
+    /// The socket [`live`] registers: a stand-in pointer.
+    pub(super) fn me() -> *const Socket {
+        Weak::<Socket>::new().as_ptr()
+    }
+
     /// The socket [`live`] registered under `pid` disconnects: its memberships.
     pub(super) fn gone(b: &RecoveryBuffer, pid: Sid) -> Memberships {
-        b.unregister_live(pid, Weak::<Socket>::new().as_ptr())
+        b.unregister_live(pid, me())
     }
 
     /// Stores a packet for `rooms` and returns its offset.
@@ -1649,7 +1654,7 @@ mod tests {
         store_to(&b, &["early"], "early 1", now);
         let outside = |_: &str| false;
         live(&b, sid(2));
-        b.note_joins(sid(2), connected_at, &["late"], outside);
+        b.note_joins(sid(2), me(), connected_at, &["late"], outside);
         store_to(&b, &["late"], "after the join", now);
         store_to(&b, &["early"], "early 2", now);
         store_to(&b, &[], "everyone", now);

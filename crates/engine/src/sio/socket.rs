@@ -381,7 +381,7 @@ impl Socket {
         {
             let adapter = self.ns.adapter();
             // Its own id's room it is in from the start, whatever the index says.
-            buffer.note_joins(pid, self.connected_at_offset, rooms, |room| {
+            buffer.note_joins(pid, self, self.connected_at_offset, rooms, |room| {
                 room == self.id.as_str() || adapter.is_in(self.id, room)
             });
         }
@@ -525,7 +525,7 @@ impl Socket {
         self.ns.leave(self.id, room);
         // After the leave: an event delivered to the room just before it still counts.
         if let Some((buffer, pid)) = noted {
-            buffer.note_leave(pid, self.connected_at_offset, room);
+            buffer.note_leave(pid, self, self.connected_at_offset, room);
         }
         self.step(Step::left(room));
         if let Some(o) = self.client.io().observer() {

@@ -83,11 +83,17 @@ fn a_second_signal_ends_the_drain_at_once() -> anyhow::Result<()> {
     let session = Polling::handshake(server.addr())?;
     let sid = session.open["sid"].as_str().unwrap_or_default().to_owned();
     let mut held = std::net::TcpStream::connect(server.addr())?;
+    // `Expect: 100-continue`: the answer says the request reached the server (which
+    // reads its body) before the signal, so the drain has it to wait for.
     let head = format!(
         "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\
-         Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n40"
+         Content-Type: text/plain\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"
     );
     std::io::Write::write_all(&mut held, head.as_bytes())?;
+    let mut cont = [0_u8; 12];
+    std::io::Read::read_exact(&mut held, &mut cont)?;
+    assert_eq!(&cont, b"HTTP/1.1 100");
+    std::io::Write::write_all(&mut held, b"40")?;
     server.signal("TERM")?;
     super::support::eventually("the drain to begin", || {
         Ok(server.stderr().contains("shutting down").then_some(()))

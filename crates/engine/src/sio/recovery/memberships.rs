@@ -13,6 +13,7 @@ use switchboard_protocol::Sid;
 
 use super::{MALLOC_BLOCK, RecoveryBuffer, room_name_heap};
 use crate::adapter::{DurableMemberships, Room};
+use crate::sio::Socket;
 
 /// Most rooms a socket's [`Memberships`] remember it left; the oldest is forgotten
 /// first (a replay then judges that room by the rooms of now, as Node does).
@@ -77,7 +78,7 @@ impl Memberships {
     ) -> Self {
         let at = |offset: &str| buffer.parse_offset(offset);
         let left = &stored.left[stored.left.len().saturating_sub(MAX_LEFT)..];
-        Memberships {
+        let mut read = Memberships {
             joined: stored
                 .joined
                 .iter()
@@ -90,7 +91,11 @@ impl Memberships {
                     Some((Room::from(room.as_str()), at(from)?, at(until)?))
                 })
                 .collect(),
-        }
+        };
+        // Charged by capacity: a collect's doubling would charge up to twice the
+        // entries (a session near its bound then not saved).
+        read.shrink();
+        read
     }
 
     /// The heap its lists hold, counted as if no one else held the names of the rooms
@@ -154,6 +159,17 @@ impl<'a> Listener<'a> {
     }
 }
 
+/// Whether `socket` is the one registered under `pid`: not one whose close took its
+/// entry out (a note then would make an entry nothing removes), nor a stale socket
+/// of a session resumed meanwhile under the same `pid` (whose notes would land in the
+/// new socket's record).
+fn is_live(state: &super::State, pid: Sid, socket: *const Socket) -> bool {
+    state
+        .live
+        .get(&pid)
+        .is_some_and(|live| std::ptr::eq(live.as_ptr(), socket))
+}
+
 impl RecoveryBuffer {
     pub(super) fn lock_memberships(&self) -> MutexGuard<'_, HashMap<Sid, Memberships>> {
         self.memberships.lock().unwrap_or_else(|e| e.into_inner())
@@ -169,10 +185,16 @@ impl RecoveryBuffer {
     pub(crate) fn note_joins(
         &self,
         pid: Sid,
+        socket: *const Socket,
         start: u128,
         rooms: &[&str],
         is_in: impl Fn(&str) -> bool,
     ) {
+        // The common case first, without a look at the room index: rooms joined
+        // before anything was stored (in the connection handler).
+        if self.lock().head <= start {
+            return;
+        }
         let new: Vec<&str> = rooms.iter().copied().filter(|r| !is_in(r)).collect();
         if new.is_empty() {
             return;
@@ -182,7 +204,7 @@ impl RecoveryBuffer {
         // new one that nothing ever removes.
         let state = self.lock();
         let head = state.head;
-        if head <= start || !state.live.contains_key(&pid) {
+        if head <= start || !is_live(&state, pid, socket) {
             return;
         }
         let mut all = self.lock_memberships();
@@ -196,11 +218,11 @@ impl RecoveryBuffer {
     /// left `room` (it was in it): the packets stored while it was there still count
     /// for its replays, unless none was. Call it after the leave, so that a packet
     /// delivered to the room just before is among them.
-    pub(crate) fn note_leave(&self, pid: Sid, start: u128, room: &str) {
-        // As in `note_joins`: only for a socket still registered.
+    pub(crate) fn note_leave(&self, pid: Sid, socket: *const Socket, start: u128, room: &str) {
+        // As in `note_joins`: only for the socket registered under `pid`.
         let state = self.lock();
         let head = state.head;
-        if !state.live.contains_key(&pid) {
+        if !is_live(&state, pid, socket) {
             return;
         }
         let mut all = self.lock_memberships();
@@ -244,7 +266,7 @@ mod tests {
     use std::time::Instant;
 
     use super::super::Audience;
-    use super::super::tests::{buffer, gone, live, sid, store_to, to};
+    use super::super::tests::{buffer, gone, live, me, sid, store_to, to};
     use super::*;
 
     /// `joined` alone.
@@ -273,21 +295,21 @@ mod tests {
         let start = b.head();
         live(&b, sid(2));
         live(&b, sid(3));
-        b.note_joins(sid(2), start, &["a"], |_| false);
+        b.note_joins(sid(2), me(), start, &["a"], |_| false);
         assert!(
             b.memberships_of(sid(2)).is_empty(),
             "nothing stored since the start"
         );
         let first = store_to(&b, &["a"], "1", now);
-        b.note_joins(sid(2), start, &["b"], |_| false);
+        b.note_joins(sid(2), me(), start, &["b"], |_| false);
         // Joining a room it is in already keeps its floor.
         let second = store_to(&b, &["b"], "2", now);
-        b.note_joins(sid(2), start, &["b"], |r| r == "b");
+        b.note_joins(sid(2), me(), start, &["b"], |r| r == "b");
         assert_eq!(b.memberships_of(sid(2)), joined(&[("b", first)]));
         // Left: what was stored while it was there still counts.
-        b.note_leave(sid(2), start, "b");
+        b.note_leave(sid(2), me(), start, "b");
         // `a`, joined at the start, was there for everything so far.
-        b.note_leave(sid(2), start, "a");
+        b.note_leave(sid(2), me(), start, "a");
         let left = vec![
             (Room::from("b"), first, second),
             (Room::from("a"), start, second),
@@ -296,13 +318,13 @@ mod tests {
         assert!(b.memberships_of(sid(2)).joined.is_empty());
         // Joined again: from where it stands now, the earlier span kept.
         let third = store_to(&b, &["b"], "3", now);
-        b.note_joins(sid(2), start, &["b"], |_| false);
+        b.note_joins(sid(2), me(), start, &["b"], |_| false);
         let m = gone(&b, sid(2));
         assert_eq!((m.joined, m.left), (vec![(Room::from("b"), third)], left));
         assert!(b.memberships_of(sid(2)).is_empty(), "taken with the socket");
         // Joined and left with nothing stored in between: nothing to remember.
-        b.note_joins(sid(3), start, &["c"], |_| false);
-        b.note_leave(sid(3), start, "c");
+        b.note_joins(sid(3), me(), start, &["c"], |_| false);
+        b.note_leave(sid(3), me(), start, "c");
         assert!(b.memberships_of(sid(3)).is_empty());
     }
 
@@ -313,7 +335,7 @@ mod tests {
         live(&b, sid(2));
         store_to(&b, &[], "x", Instant::now());
         for n in 0..=MAX_LEFT {
-            b.note_leave(sid(2), start, &format!("r{n}"));
+            b.note_leave(sid(2), me(), start, &format!("r{n}"));
         }
         let left = b.memberships_of(sid(2)).left;
         assert_eq!(left.len(), MAX_LEFT);
@@ -329,10 +351,10 @@ mod tests {
         let start = b.head();
         store_to(&b, &[], "x", Instant::now());
         live(&b, sid(2));
-        b.note_joins(sid(2), start, &["a"], |_| false);
+        b.note_joins(sid(2), me(), start, &["a"], |_| false);
         let _ = gone(&b, sid(2));
-        b.note_joins(sid(2), start, &["b"], |_| false);
-        b.note_leave(sid(2), start, "a");
+        b.note_joins(sid(2), me(), start, &["b"], |_| false);
+        b.note_leave(sid(2), me(), start, "a");
         assert!(b.lock_memberships().is_empty());
     }
 
@@ -347,10 +369,10 @@ mod tests {
         live(&b, sid(2));
         let rooms: Vec<String> = (0..100).map(|n| format!("r{n}")).collect();
         let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        b.note_joins(sid(2), start, &names, |_| false);
+        b.note_joins(sid(2), me(), start, &names, |_| false);
         store_to(&b, &[], "y", Instant::now());
         for room in &names {
-            b.note_leave(sid(2), start, room);
+            b.note_leave(sid(2), me(), start, room);
         }
         let m = gone(&b, sid(2));
         assert!(m.joined.is_empty());
