@@ -57,3 +57,23 @@ export function portOpen(port) {
     socket.once("error", () => resolve(false));
   });
 }
+
+/**
+ * Freezes process `pid` (SIGSTOP); resolves once every thread of it is stopped.
+ * kill(2) returns once the signal is queued: the other threads of a multi-threaded
+ * process (a Switchboard node's runtime workers) run on until one thread takes it,
+ * and on a busy machine they answered what a test sent just after the kill.
+ */
+export async function freeze(pid) {
+  process.kill(pid, "SIGSTOP");
+  const { readdirSync, readFileSync } = await import("node:fs");
+  await waitFor(
+    () =>
+      readdirSync(`/proc/${pid}/task`).every((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        // The state follows the command name, which is in parentheses.
+        return "Tt".includes(stat[stat.lastIndexOf(")") + 2]);
+      }),
+    { interval: 1, what: `every thread of process ${pid} to be stopped` },
+  );
+}

@@ -18,7 +18,7 @@ import { ClusterNode } from "../cluster/cluster.mjs";
 import { startRedis } from "../cluster/redis.mjs";
 import { Clients, TRANSPORT_MODES, once } from "../lib/client.mjs";
 import { API_KEY, ServeNode, connectClient, serveConfig } from "../lib/serve-cluster.mjs";
-import { waitFor } from "../lib/wait.mjs";
+import { freeze, waitFor } from "../lib/wait.mjs";
 
 const [WEBSOCKET, POLLING] = TRANSPORT_MODES;
 
@@ -205,7 +205,7 @@ for (const adapter of ["redis", "redis-streams", "redis-sharded"]) {
       await c.start();
       const frozen = b.server.fixture.child;
       try {
-        frozen.kill("SIGSTOP");
+        await freeze(frozen.pid);
         const res = await get(c, "/api/v1/disconnects");
         assert.equal(res.status, 200, JSON.stringify(res.body));
         assert.deepEqual(res.body.nodes, { asked: 3, answered: 2 }, "B is asked and silent");

@@ -17,7 +17,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { barrier, call, connected, once, until } from "../lib/client.mjs";
-import { waitFor } from "../lib/wait.mjs";
+import { freeze, waitFor } from "../lib/wait.mjs";
 import { crossNodeTests } from "../cluster/scenarios.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -193,7 +193,7 @@ describe("durability (Redis Streams)", () => {
     const seen = recordData(receiver, "dur");
     const publisher = await connectTo(ctx, publishing);
     const pid = ctx.redis.child.pid;
-    process.kill(pid, "SIGSTOP");
+    await freeze(pid);
     let acked = false;
     let ack;
     try {

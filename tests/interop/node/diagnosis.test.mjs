@@ -27,7 +27,7 @@ import { Clients, TRANSPORT_MODES, WAIT_MS, connected, hs256, once, upgradedTo }
 import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { reapOnExit } from "../lib/reaper.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
-import { waitFor } from "../lib/wait.mjs";
+import { freeze, waitFor } from "../lib/wait.mjs";
 
 const INTEROP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -767,7 +767,7 @@ ${table("namespaces.auth", { secret: JWT_SECRET })}
         await allClosed(server);
         const before_ = await disconnectCounts(server);
         const { child, sid } = await childClient(server.url, transport);
-        child.kill("SIGSTOP");
+        await freeze(child.pid);
         const hook = await disconnection(receiver, sid);
         const { facts } = checkDiagnosis(`${transport} client frozen`, hook, {
           transport,

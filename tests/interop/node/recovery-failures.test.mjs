@@ -43,7 +43,7 @@ import {
   startServeCluster,
   trackEvents,
 } from "../lib/serve-cluster.mjs";
-import { waitFor } from "../lib/wait.mjs";
+import { freeze, waitFor } from "../lib/wait.mjs";
 import { startRedis } from "../cluster/redis.mjs";
 import { POLLING, WEBSOCKET } from "../cluster/support.mjs";
 
@@ -265,7 +265,7 @@ describe("recovery across `switchboard serve` nodes (redis-streams)", () => {
     const clients = await connectPair(env, first);
     await dropAll(clients, first);
     await publish(second, 1, 3);
-    process.kill(env.redis.child.pid, "SIGSTOP");
+    await freeze(env.redis.child.pid);
     try {
       // Answered while Redis is still frozen, after the node's wait for it.
       await comeBack(env, clients, second, SLOW_CONNECT_MS);
