@@ -234,8 +234,12 @@ async fn refreshed(
     }
     if !join.is_empty() {
         let join: Vec<&str> = join.iter().map(String::as_str).collect();
-        // Taken out again if it leaves while it joins.
-        socket.join_while_connected(&join);
+        // Within `rooms.max_per_socket`, as every other join (the socket may have
+        // joined rooms of its own since it connected), and taken out again if it
+        // leaves while it joins.
+        if socket.connected() {
+            socket.join_within(&join, policy.rules.rooms.max_per_socket);
+        }
     }
     socket.mark(&match claims.exp {
         Some(exp) => format!(

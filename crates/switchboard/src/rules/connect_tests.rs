@@ -337,6 +337,36 @@ async fn a_refresh_of_a_socket_gone_meanwhile_joins_nothing() {
     }
 }
 
+/// The rooms a refresh's new claims add are joined within `rooms.max_per_socket`, as
+/// every other join: before, a socket at the bound passed it by the rooms its new
+/// claims named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_joins_its_new_rooms_within_the_bound() {
+    let (io, _installed) = rules_io(
+        "refresh_event = \"auth:refresh\"\n[namespaces.rooms]\nauto_join = [\"org:{org}\", \"team:{team}\"]\nmax_per_socket = 2\n",
+        None,
+    );
+    let first = token_with(json!({ "sub": "alice", "org": "acme" }));
+    let (conn, answer) = connect_with(&io, json!({ "token": first })).await;
+    assert!(answer.starts_with("40/chat,"), "{answer}");
+    let socket = io.of("/chat").sockets().pop().expect("connected");
+    socket.join(&["chat:x"]);
+    let second = token_with(json!({ "sub": "alice", "org": "acme", "team": "t" }));
+    let refresh = format!(r#"42/chat,1["auth:refresh","{second}"]"#);
+    assert_eq!(exchange(&io, Method::POST, &conn, &refresh).await, "ok");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        exchange(&io, Method::GET, &conn, ""),
+    )
+    .await
+    .expect("the refresh is answered");
+    assert_eq!(answer, r#"43/chat,1[{"ok":true}]"#);
+    let own = socket.id().to_string();
+    let rooms: Vec<String> = socket.rooms().into_iter().filter(|r| *r != own).collect();
+    assert_eq!(rooms.len(), 2, "{rooms:?}");
+    assert!(!rooms.contains(&"team:t".to_owned()), "{rooms:?}");
+}
+
 /// Connects to `/chat` on a new connection with `auth`: the connection's query and
 /// the CONNECT answer (`40…` or `44…`).
 async fn connect_with(io: &Io, auth: serde_json::Value) -> (String, String) {
