@@ -92,13 +92,17 @@ impl Step {
         Step::Left(Self::room(room))
     }
 
+    /// Scrubbed (its first 16 KiB) before it is cut, when it must be cut: an address
+    /// or a token cut first no longer looks like one, and its start was shown (a room
+    /// of 240 bytes and `:ann.lee@example.com` showed `…:ann.lee@example…`).
     fn room(room: &str) -> crate::adapter::Room {
-        let cut = crate::untrusted::cut(room, MAX_ROOM);
-        if cut.len() < room.len() {
-            crate::adapter::Room::from(format!("{cut}…"))
-        } else {
-            crate::adapter::Room::from(room)
+        if room.len() <= MAX_ROOM {
+            return crate::adapter::Room::from(room);
         }
+        let first = crate::untrusted::cut(room, 16 * 1024);
+        let scrubbed = scrub::text(first);
+        let cut = crate::untrusted::cut(&scrubbed, MAX_ROOM);
+        crate::adapter::Room::from(format!("{cut}…"))
     }
 
     /// A replay of `replayed` packets from the client's `offset` (cut to 64 bytes:
@@ -240,6 +244,26 @@ mod tests {
             at_us: ms * 1000,
             step,
         }
+    }
+
+    /// A long room name is scrubbed before it is cut: an address at the cut was shown
+    /// by its start (`…:ann.lee@example…`), no longer one to scrub.
+    #[test]
+    fn a_long_room_name_is_scrubbed_before_it_is_cut() {
+        let room = format!("{}:ann.lee@example.com", "x".repeat(240));
+        let Step::Joined(kept) = Step::joined(&room) else {
+            panic!("a join");
+        };
+        assert!(!kept.contains("ann.lee"), "{kept}");
+        assert!(kept.ends_with('…'), "{kept}");
+        let short = "user:ann@example.com";
+        let Step::Joined(kept) = Step::joined(short) else {
+            panic!("a join");
+        };
+        assert_eq!(
+            &*kept, short,
+            "a short name is kept as is (scrubbed when shown)"
+        );
     }
 
     #[test]

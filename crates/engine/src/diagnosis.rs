@@ -473,39 +473,48 @@ impl Reports {
 
     /// Records a report, dropping the oldest beyond the bound.
     pub fn push(&self, report: std::sync::Arc<Report>) {
-        self.push_as(report, false);
+        self.push_as(report, Part::Other);
     }
 
     /// Records the report of a disconnect the client asked for (category `client`),
     /// within its quarter of the ring.
     pub fn push_client(&self, report: std::sync::Arc<Report>) {
-        self.push_as(report, true);
+        self.push_as(report, Part::Client);
     }
 
-    fn push_as(&self, report: std::sync::Arc<Report>, client: bool) {
+    /// Records the report of a refused handshake or CONNECT, within its quarter of the
+    /// ring: anyone can make them at the refusal reports' rate for as long as they
+    /// like, and before 2026-12-07 twenty a second pushed every disconnect out of the
+    /// ring within a minute.
+    pub fn push_refusal(&self, report: std::sync::Arc<Report>) {
+        self.push_as(report, Part::Refusal);
+    }
+
+    fn push_as(&self, report: std::sync::Arc<Report>, part: Part) {
         if self.max == 0 {
             return;
         }
-        let client_max = (self.max / 4).max(1);
+        let quarter = (self.max / 4).max(1);
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let Ring { client: own, other } = &mut *ring;
-        if client {
-            if own.len() >= client_max {
-                own.pop_front();
-            }
-            own.push_back(report);
-        } else {
-            other.push_back(report);
+        let own = &mut ring.parts[part as usize];
+        if part != Part::Other && own.len() >= quarter {
+            own.pop_front();
         }
-        while own.len() + other.len() > self.max {
-            let oldest = match (own.front(), other.front()) {
-                (Some(a), Some(b)) => a.at <= b.at,
-                (a, _) => a.is_some(),
-            };
-            if oldest {
-                own.pop_front();
-            } else {
-                other.pop_front();
+        own.push_back(report);
+        while ring
+            .parts
+            .iter()
+            .map(std::collections::VecDeque::len)
+            .sum::<usize>()
+            > self.max
+        {
+            let oldest = ring
+                .parts
+                .iter_mut()
+                .filter(|p| !p.is_empty())
+                .min_by_key(|p| p.front().map(|r| r.at));
+            if let Some(oldest) = oldest {
+                oldest.pop_front();
             }
         }
     }
@@ -513,7 +522,7 @@ impl Reports {
     /// The reports kept now, oldest first.
     pub fn snapshot(&self) -> Vec<std::sync::Arc<Report>> {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = ring.client.iter().chain(&ring.other).cloned().collect();
+        let mut all: Vec<_> = ring.parts.iter().flatten().cloned().collect();
         // Each part is in order; the sort is stable, so reports of one instant keep
         // the order they were recorded in within each part.
         all.sort_by_key(|r| r.at);
@@ -521,11 +530,20 @@ impl Reports {
     }
 }
 
-/// The two parts of [`Reports`]: disconnects the client asked for, and the rest.
+/// The parts of [`Reports`].
 #[derive(Debug, Default)]
 struct Ring {
-    client: std::collections::VecDeque<std::sync::Arc<Report>>,
-    other: std::collections::VecDeque<std::sync::Arc<Report>>,
+    /// By [`Part`].
+    parts: [std::collections::VecDeque<std::sync::Arc<Report>>; 3],
+}
+
+/// The parts of the ring: disconnects the client asked for and refusals, a quarter of
+/// it each at most, and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Client = 0,
+    Refusal = 1,
+    Other = 2,
 }
 
 /// A queue at least this full (of either bound) when a connection dropped suggests
@@ -555,6 +573,18 @@ pub fn category_of(reason: DisconnectReason, ending: Ending) -> Category {
 pub fn classify(facts: &Facts) -> (Category, f32) {
     use DisconnectReason as R;
     match (facts.reason, facts.ending) {
+        // The official client closes its transport, saying so, when it gives up on its
+        // own (no ping from the server in time, an error, the browser going offline):
+        // a close it said is the client's choice only when nothing points elsewhere.
+        // Pings stuck behind a backlog, or a client silent for most of a heartbeat
+        // before it closed, point to a reader that fell behind or a heartbeat that
+        // failed on the way to it.
+        (R::TransportClose | R::TransportError, Ending::Said) if queue_fill(facts) >= FILLING => {
+            (Category::SlowConsumer, 0.6)
+        }
+        (R::TransportClose | R::TransportError, Ending::Said) if gave_up_waiting(facts) => {
+            (Category::Heartbeat, 0.6)
+        }
         (R::TransportClose | R::TransportError, Ending::Said) => {
             (category_of(facts.reason, facts.ending), 1.0)
         }
@@ -567,6 +597,15 @@ pub fn classify(facts: &Facts) -> (Category, f32) {
         (R::ConnectTimeout, _) => (Category::Protocol, 0.9),
         (reason, ending) => (category_of(reason, ending), 1.0),
     }
+}
+
+/// Whether the client had been silent for more than a ping interval and half its
+/// timeout when it closed: a live client answers each ping within the interval, so
+/// one that closed after that long most likely stopped hearing this node's pings and
+/// gave up on them.
+fn gave_up_waiting(facts: &Facts) -> bool {
+    let (interval, timeout) = facts.heartbeat;
+    !interval.is_zero() && facts.silent_for > interval + timeout / 2
 }
 
 /// Explains a disconnect: [`classify`], and the facts it rests on.
@@ -613,10 +652,22 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
     match facts.reason {
         R::TransportError if !evidence.is_empty() => {}
         R::TransportClose | R::TransportError => match facts.ending {
-            Ending::Said => evidence.push(format!(
-                "the client closed the {} connection",
-                facts.transport
-            )),
+            Ending::Said => {
+                evidence.push(format!(
+                    "the client closed the {} connection",
+                    facts.transport
+                ));
+                match category {
+                    Category::SlowConsumer => evidence.push(queue_fact(facts)),
+                    Category::Heartbeat => evidence.push(format!(
+                        "last heard {} ago (ping interval {}, timeout {}): it likely gave up waiting for this node's pings",
+                        secs(facts.silent_for),
+                        secs(facts.heartbeat.0),
+                        secs(facts.heartbeat.1)
+                    )),
+                    _ => {}
+                }
+            }
             _ if category == Category::SlowConsumer => {
                 evidence.push(queue_fact(facts));
                 evidence.push(dropped());
@@ -795,7 +846,9 @@ mod tests {
 
     #[test]
     fn transport_close_is_client_when_said_and_network_when_lost() {
-        let said = diagnose(&facts(DisconnectReason::TransportClose, Ending::Said));
+        let mut said = facts(DisconnectReason::TransportClose, Ending::Said);
+        said.silent_for = Duration::from_secs(1);
+        let said = diagnose(&said);
         assert_eq!((said.category, said.confidence), (Category::Client, 1.0));
         let lost = diagnose(&facts(DisconnectReason::TransportClose, Ending::Lost));
         assert_eq!((lost.category, lost.confidence), (Category::Network, 0.8));
@@ -803,6 +856,29 @@ mod tests {
             lost.evidence[0].contains("without a close frame"),
             "{lost:?}"
         );
+    }
+
+    /// The official client closes its transport, saying so, when it gives up on its
+    /// own: a close said with a backlog, or after a heartbeat's silence, is not
+    /// reported as the client's choice at full confidence.
+    #[test]
+    fn a_close_the_client_said_after_a_backlog_or_a_silence_is_not_its_choice() {
+        let mut backlog = facts(DisconnectReason::TransportClose, Ending::Said);
+        backlog.queued = (700, 3 << 20);
+        let d = diagnose(&backlog);
+        assert_eq!((d.category, d.confidence), (Category::SlowConsumer, 0.6));
+        assert!(
+            d.evidence[1].starts_with("outbound queue at 700 packets"),
+            "{d:?}"
+        );
+        let mut silent = facts(DisconnectReason::TransportClose, Ending::Said);
+        silent.silent_for = silent.heartbeat.0 + silent.heartbeat.1;
+        let d = diagnose(&silent);
+        assert_eq!((d.category, d.confidence), (Category::Heartbeat, 0.6));
+        assert!(d.evidence[1].contains("gave up waiting"), "{d:?}");
+        let mut recent = facts(DisconnectReason::TransportClose, Ending::Said);
+        recent.silent_for = recent.heartbeat.0 / 2;
+        assert_eq!(classify(&recent), (Category::Client, 1.0));
     }
 
     #[test]
@@ -948,6 +1024,25 @@ mod tests {
         );
         assert!(kept.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
         assert_eq!(kept.last().map(|r| r.socket_id.as_str()), Some("1059"));
+        // Refusals (anyone's, at the refusal reports' rate for as long as they like)
+        // take their own quarter, not the disconnects'.
+        for n in 1100..1900 {
+            reports.push_refusal(report(n, DisconnectReason::TransportError));
+        }
+        let kept = reports.snapshot();
+        let timeouts = kept
+            .iter()
+            .filter(|r| r.reason.as_str() == "ping timeout")
+            .count();
+        let refusals = kept
+            .iter()
+            .filter(|r| r.reason.as_str() == "transport error")
+            .count();
+        assert_eq!(
+            (kept.len(), timeouts, refusals),
+            (100, 50, 25),
+            "the others keep half: the client's and the refusals' quarters aside"
+        );
         // The others still take the whole ring when they are all there is.
         for n in 2000..2200 {
             reports.push(report(n, DisconnectReason::PingTimeout));

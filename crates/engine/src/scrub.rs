@@ -81,7 +81,9 @@ fn email_at(b: &[u8], i: usize, out: &mut String) -> Option<usize> {
 /// At `i`, `Bearer <token>` (any case) or a JSON Web Token (`eyJ…` with two dots):
 /// how many bytes to keep (the `Bearer `) and the end of the token.
 fn token_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    if i > 0 && is_token(b[i - 1]) {
+    // A word of its own: not inside another (`…xeyJ…`), but after anything else, `=`
+    // and `/` included (a query's `?token=eyJ…`, a path's `/eyJ…`).
+    if i > 0 && b[i - 1].is_ascii_alphanumeric() {
         return None;
     }
     let rest = &b[i..];
@@ -159,6 +161,14 @@ mod tests {
                 "header Bearer [token] refused",
             ),
             ("bearer  x", "bearer  x"),
+            // After `=` or `/` too (a query string, a path), not inside a word.
+            (
+                "?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln&x=1",
+                "?token=[token]&x=1",
+            ),
+            ("/s/eyJhbGciOiJ9.eyJzdWIi.c2ln", "/s/[token]"),
+            ("auth=Bearer abc.def", "auth=Bearer [token]"),
+            ("xeyJa.b.c", "xeyJa.b.c"),
         ] {
             assert_eq!(text(raw), want, "{raw}");
         }

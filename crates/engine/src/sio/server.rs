@@ -251,7 +251,7 @@ impl IoInner {
             transport = %report.transport, category = %report.diagnosis.category,
             evidence = %report.diagnosis.evidence.join("; "), "connection refused"
         );
-        self.reports.push(report.clone());
+        self.reports.push_refusal(report.clone());
         self.refusal_listeners.tell(&report);
     }
 
