@@ -656,7 +656,15 @@ impl GapWatch {
         let gap = match checked {
             Ok(gap) => gap,
             Err(err) => {
-                self.failures += 1;
+                // Only answers that are not what Redis would give count toward giving
+                // up: Redis away or slow (its connection dropped, a timeout) is tried
+                // again at the next check, however often, or a Redis crash-looping
+                // between reads turned the gap checks off until a restart.
+                let away = matches!(&err, ReadError::Redis(e)
+                    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal());
+                if !away {
+                    self.failures += 1;
+                }
                 if refused_now || self.failures >= MAX_CHECK_FAILURES {
                     tracing::warn!(error = %err, "no XINFO STREAM from Redis: this node cannot notice entries trimmed before it read them (an ACL user needs +xinfo)");
                     self.enabled = false;
@@ -817,6 +825,24 @@ impl StreamsNode {
     /// oldest entry is no later than the id right after `after`, so nothing can have
     /// been between them. Asked after the entries were read: the stream is trimmed
     /// from its oldest end, so it held them all then too.
+    /// Whether no entry was ever taken out of the stream (trimmed or deleted): Redis
+    /// 7.0 and later count every entry added. Before 2026-12-07 a replay from the
+    /// stream's beginning (`0-0`) was not checked at all, and one whose oldest events
+    /// had been trimmed was replayed the rest, a silent gap. Not knowing (an older
+    /// Redis, no stream) is taken as trimmed: the client is not recovered.
+    async fn never_trimmed(&self, conn: &mut Conn) -> Result<bool, AdapterError> {
+        let reply: redis::Value = match xinfo_stream(&self.config.stream_name)
+            .query_async(conn)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(_) => return Ok(false),
+        };
+        let info =
+            reply::stream_info(&reply).map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+        Ok(info.entries_added == Some(info.length))
+    }
+
     async fn holds_all_after(&self, conn: &mut Conn, after: &str) -> Result<bool, AdapterError> {
         let unavailable = |e: redis::RedisError| AdapterError::Unavailable(e.to_string());
         let oldest: redis::Value = end_entry(&self.config.stream_name, End::Oldest)
@@ -1681,6 +1707,12 @@ impl SessionStore for StreamsNode {
                         return Ok(LogRead::Gone);
                     }
                     from = format!("({after}");
+                } else if after == "0-0" && from == "(0-0" && !self.never_trimmed(&mut conn).await?
+                {
+                    // From the stream's beginning (a session that began before this
+                    // node read anything): no entry of it may have gone, asked after
+                    // the first page so that a trim racing it counts.
+                    return Ok(LogRead::Gone);
                 }
                 for entry in entries {
                     from = format!("({}", entry.id);

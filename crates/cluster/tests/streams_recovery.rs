@@ -558,6 +558,31 @@ async fn a_replay_from_just_before_the_oldest_entry_is_read_and_gone_once_it_is_
     // Once the second is trimmed too, what came after the position may be missing.
     trim(1).await;
     assert!(matches!(read().await.unwrap(), LogRead::Gone));
+    // A replay from the stream's very beginning (a session that began before its node
+    // read anything) is gone as soon as any entry was trimmed: before, it was never
+    // checked, and read the rest, a silent gap.
+    let from_start = store.read_log("/", "0-0", "+", &offsets, usize::MAX);
+    assert!(matches!(from_start.await.unwrap(), LogRead::Gone));
+}
+
+/// A replay from the stream's beginning with nothing trimmed reads every entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_the_streams_beginning_reads_every_entry_while_none_was_trimmed() {
+    let redis = RedisServer::start().await;
+    let one = node(&redis, "one").await;
+    for n in 1..=3 {
+        durable(one.ns().all(), "seq", json!(n)).await;
+    }
+    let store = one.ns().adapter().session_store().unwrap();
+    let offsets = |e: LoggedEvent| Some(vec![Frame::text(e.offset)]);
+    let LogRead::Events(frames) = store
+        .read_log("/", "0-0", "+", &offsets, usize::MAX)
+        .await
+        .unwrap()
+    else {
+        panic!("nothing was trimmed")
+    };
+    assert_eq!(frames.len(), 3);
 }
 
 /// Anyone who can write to Redis can write a session: one too long to be a session a
