@@ -108,6 +108,23 @@ struct Filter {
     limit: Option<usize>,
 }
 
+/// Longest `namespace` or `socket` filter, in characters (as the OpenAPI document's
+/// `maxLength` counts): far beyond any name, and short enough that
+/// the question carrying it to the other nodes stays small (a filter of tens of
+/// kilobytes made the question too large to send, and the answer looked like a cluster
+/// outage, with an error logged each time).
+const MAX_FILTER_CHARS: usize = 1024;
+
+/// `value` of filter `name`, refused when longer than [`MAX_FILTER_CHARS`].
+fn bounded_filter(name: &str, value: String) -> Result<String, ApiError> {
+    match value.chars().count() <= MAX_FILTER_CHARS {
+        true => Ok(value),
+        false => Err(ApiError::BadQuery(format!(
+            "`{name}` must be at most {MAX_FILTER_CHARS} characters"
+        ))),
+    }
+}
+
 /// The category named `name`.
 fn category(name: &str) -> Option<Category> {
     Category::ALL.into_iter().find(|c| c.as_str() == name)
@@ -118,8 +135,8 @@ impl Filter {
         let mut filter = Filter::default();
         for (name, value) in query_pairs(query)? {
             match name.as_str() {
-                "namespace" => filter.namespace = Some(value),
-                "socket" => filter.socket = Some(value),
+                "namespace" => filter.namespace = Some(bounded_filter("namespace", value)?),
+                "socket" => filter.socket = Some(bounded_filter("socket", value)?),
                 "category" => {
                     filter.category = Some(category(&value).ok_or_else(|| {
                         let all: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();

@@ -207,4 +207,21 @@ async fn the_last_disconnects_are_listed_newest_first_with_their_diagnosis() {
         (bad.status, bad.code()),
         (StatusCode::BAD_REQUEST, "bad_query")
     );
+    // A filter longer than any name (it goes to every node in the question) is
+    // refused, not sent: before, one of tens of kilobytes made the question too large
+    // and the answer looked like a cluster outage.
+    let long = h
+        .get(&format!(
+            "/api/v1/disconnects?namespace=%2F{}",
+            "x".repeat(1024)
+        ))
+        .await;
+    assert_eq!(
+        (long.status, long.code()),
+        (StatusCode::BAD_REQUEST, "bad_query")
+    );
+    let longest = h
+        .get(&format!("/api/v1/disconnects?socket={}", "é".repeat(1024)))
+        .await;
+    assert_eq!(longest.status, StatusCode::OK, "1024 characters are taken");
 }
