@@ -330,6 +330,19 @@ impl Wording {
         Wording(Words::Facts(facts, std::sync::OnceLock::new()))
     }
 
+    /// The category, without wording the diagnosis (a filter by category looks at
+    /// every report it passes: wording each, kept for good, cost as much as reading
+    /// them all).
+    pub fn category(&self) -> Category {
+        match &self.0 {
+            Words::Worded(diagnosis) => diagnosis.category,
+            Words::Facts(facts, worded) => match worded.get() {
+                Some(diagnosis) => diagnosis.category,
+                None => classify(facts).0,
+            },
+        }
+    }
+
     /// The diagnosis, worded now if it was not yet.
     pub fn get(&self) -> &Diagnosis {
         match &self.0 {
@@ -1050,6 +1063,19 @@ mod tests {
         let kept = reports.snapshot();
         assert_eq!(kept.len(), 100);
         assert!(kept.iter().all(|r| r.reason.as_str() == "ping timeout"));
+    }
+
+    /// A report's category is read without wording it (a filter by category reads
+    /// every report it passes), and is the worded one's.
+    #[test]
+    fn a_category_is_read_without_wording_the_report() {
+        let wording = Wording::of(facts(DisconnectReason::PingTimeout, Ending::Unknown));
+        assert_eq!(wording.category(), Category::Heartbeat);
+        let Words::Facts(_, worded) = &wording.0 else {
+            panic!("facts");
+        };
+        assert!(worded.get().is_none(), "not worded");
+        assert_eq!(wording.get().category, wording.category());
     }
 
     #[test]

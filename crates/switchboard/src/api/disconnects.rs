@@ -186,7 +186,7 @@ impl Filter {
             && self.since.is_none_or(|t| millis(report) >= t)
             && self
                 .category
-                .is_none_or(|c| c.as_str() == report.diagnosis.category.as_str())
+                .is_none_or(|c| c == report.diagnosis.category())
     }
 
     fn keeps(&self, report: &ReportView) -> bool {
