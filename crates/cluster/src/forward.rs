@@ -332,14 +332,17 @@ impl RedisForwarder {
             Err(_) => return,
         };
         let task_key = key.clone();
-        // Takes the entry out however the task ends: a panic in the handling left it
-        // (and its key) in the map for good.
-        let leaving = Running {
-            forwarder: Arc::downgrade(&me),
-            key: key.clone(),
-        };
+        let forwarder = Arc::downgrade(&me);
         let task = tokio::spawn(async move {
-            let _leaving = leaving;
+            // Takes the entry out however the task ends: a panic in the handling left
+            // it (and its key) in the map for good. Made in the task, not before it:
+            // a runtime shutting down drops a spawned future at once, on this thread,
+            // which holds the map's lock (a task aborted before it ran is taken out by
+            // whoever aborted it).
+            let _leaving = Running {
+                forwarder,
+                key: task_key.clone(),
+            };
             let sid = Query::parse(&request.query).sid.map(str::to_owned);
             // A poll, not the question of a WebSocket relay's owner address (a GET too).
             let poll = request.method == http::Method::GET

@@ -836,7 +836,15 @@ impl StreamsNode {
             .await
         {
             Ok(reply) => reply,
-            Err(_) => return Ok(false),
+            // No stream, or Redis will not say (an ACL user without XINFO): not known.
+            Err(err)
+                if refused(&err)
+                    || err.to_string().to_ascii_lowercase().contains("no such key") =>
+            {
+                return Ok(false);
+            }
+            // Away or slow: a failure to read, which the caller may try again.
+            Err(err) => return Err(AdapterError::Unavailable(err.to_string())),
         };
         let info =
             reply::stream_info(&reply).map_err(|e| AdapterError::Unavailable(e.to_string()))?;

@@ -411,6 +411,20 @@ impl Socket {
         self.leave_if_gone();
     }
 
+    /// [`Self::join_within`] for joins that come from elsewhere than the socket's own
+    /// handlers, only while the socket is connected: one whose close ran between a
+    /// caller's check and this join is taken out of the rooms again (`join_within`
+    /// alone does that only for a socket connected when it began; a socket gone
+    /// before was joined and left in them for good). Returns what `join_within` does.
+    pub fn join_within_while_connected(&self, rooms: &[&str], max: usize) -> usize {
+        if !self.connected() {
+            return 0;
+        }
+        let refused = self.join_within(rooms, max);
+        self.leave_if_gone();
+        refused
+    }
+
     /// After a join from elsewhere than the socket's own handlers (another node's
     /// `socketsJoin`, the API, a backend's reply) of a socket that was connected when
     /// the join began: one whose disconnect took it out of its rooms just before the

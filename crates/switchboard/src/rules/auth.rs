@@ -237,9 +237,7 @@ async fn refreshed(
         // Within `rooms.max_per_socket`, as every other join (the socket may have
         // joined rooms of its own since it connected), and taken out again if it
         // leaves while it joins.
-        if socket.connected() {
-            socket.join_within(&join, policy.rules.rooms.max_per_socket);
-        }
+        socket.join_within_while_connected(&join, policy.rules.rooms.max_per_socket);
     }
     socket.mark(&match claims.exp {
         Some(exp) => format!(
