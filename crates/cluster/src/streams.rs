@@ -513,6 +513,31 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
 /// both at once; refused it (an ACL user without it) or answered anything unexpected,
 /// the last entry's id.
 async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadError> {
+    let skew_ms = clock_skew(conn).await;
+    let start = start_at(conn, stream).await?;
+    Ok(Start { skew_ms, ..start })
+}
+
+/// How far this node's clock is ahead of Redis' (ms; negative: behind), from Redis'
+/// `TIME`; 0 when it does not say. Entry ids carry Redis' time: a batch is judged
+/// late ([`GAP_CHECK_LAG_MS`]) against Redis' clock, so that a node whose clock runs
+/// ahead does not take every batch for a late one (it then stayed not ready after a
+/// gap, and checked the stream at every batch).
+async fn clock_skew(conn: &mut OwnConn) -> i64 {
+    let time: redis::RedisResult<(String, String)> =
+        redis::cmd("TIME").query_async(conn.get()).await;
+    let Ok((secs, micros)) = time else {
+        return 0;
+    };
+    let (Ok(secs), Ok(micros)) = (secs.parse::<u64>(), micros.parse::<u64>()) else {
+        return 0;
+    };
+    let redis_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
+    i64::try_from(now_ms()).unwrap_or(i64::MAX) - i64::try_from(redis_ms).unwrap_or(i64::MAX)
+}
+
+/// [`start_position`] but the clock.
+async fn start_at(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadError> {
     let info: redis::RedisResult<redis::Value> = xinfo_stream(stream).query_async(conn.get()).await;
     let info = match info {
         Ok(info) => reply::stream_info(&info)
@@ -523,6 +548,7 @@ async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadE
                 position: "0-0".to_owned(),
                 trimmed: Some(0),
                 added: 0,
+                skew_ms: 0,
             });
         }
         // Refused (an ACL user without it) or anything else: the last entry, below.
@@ -533,6 +559,7 @@ async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadE
             position,
             trimmed: added.map(|a| a.saturating_sub(length)),
             added: added.unwrap_or(0),
+            skew_ms: 0,
         }),
         None => {
             let last: redis::Value = end_entry(stream, End::Newest)
@@ -543,6 +570,7 @@ async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadE
                 position: entries.first().map_or("0-0", |e| e.id).to_owned(),
                 trimmed: None,
                 added: 0,
+                skew_ms: 0,
             })
         }
     }
@@ -557,6 +585,8 @@ struct Start {
     trimmed: Option<u64>,
     /// Entries ever added to it by then (0 when unknown).
     added: u64,
+    /// How far this node's clock is ahead of Redis' ([`clock_skew`]).
+    skew_ms: i64,
 }
 
 /// What the stream reader keeps between batches to find gaps in its read: entries
@@ -584,6 +614,8 @@ struct GapWatch {
     trimmed_before: Option<u64>,
     /// Entries ever added, as the last check saw it.
     added_seen: u64,
+    /// How far this node's clock is ahead of Redis' ([`clock_skew`]).
+    skew_ms: i64,
     /// Checks in a row that Redis did not answer while reads worked: past
     /// [`MAX_CHECK_FAILURES`] the checks stop, as when refused.
     failures: u32,
@@ -605,6 +637,7 @@ impl GapWatch {
             trimmed_before: start.trimmed,
             added_seen: start.added,
             failures: 0,
+            skew_ms: start.skew_ms,
         }
     }
 
@@ -632,8 +665,10 @@ impl GapWatch {
             };
             (first.id.to_owned(), entries.len())
         };
-        let lagging =
-            stream_id(&first).is_some_and(|(ms, _)| now_ms().saturating_sub(ms) > GAP_CHECK_LAG_MS);
+        // Against Redis' clock, which the ids carry.
+        let redis_now = now_ms().saturating_add_signed(-self.skew_ms);
+        let lagging = stream_id(&first)
+            .is_some_and(|(ms, _)| redis_now.saturating_sub(ms) > GAP_CHECK_LAG_MS);
         self.caught_up = !lagging && n < self.full_at;
         if !self.enabled || !(self.suspect || lagging || n >= self.full_at) {
             self.suspect = false;
@@ -2035,7 +2070,7 @@ mod tests {
 
     /// The gap watch against a real `redis-server`: a batch after a trim past the
     /// position is a gap, and the next batch is checked too; an empty batch keeps the
-    /// suspicion; a fresh small batch costs no `XINFO`; a user without `XINFO` turns
+    /// suspicion; a fresh small batch costs no `XINFO`, fresh by Redis' clock; a user without `XINFO` turns
     /// the checks off instead of stopping the reader.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_gap_watch_finds_a_trim_past_what_was_read() {
@@ -2097,8 +2132,56 @@ mod tests {
             position: ids[0].clone(),
             trimmed: Some(0),
             added: 1,
+            skew_ms: 0,
         };
         let mut watch = GapWatch::new(100, &start);
+
+        // Judged against Redis' clock: entries a minute older than this node's clock
+        // are fresh to a node whose clock runs a minute ahead of Redis' (not checked),
+        // late to one whose clock agrees (checked). Before, every batch was late to a
+        // node ahead of Redis by over 2 s.
+        let minute_ago = now_ms() - 60_000;
+        let _: String = redis::cmd("XADD")
+            .arg("t")
+            .arg(format!("{minute_ago}-1"))
+            .arg("f")
+            .arg("v")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let old = {
+            let mut conn = admin.clone();
+            redis::cmd("XREAD")
+                .arg("STREAMS")
+                .arg("t")
+                .arg("0-0")
+                .query_async::<redis::Value>(&mut conn)
+                .await
+                .expect("XREAD")
+        };
+        let ahead = Start {
+            position: "0-0".to_owned(),
+            trimmed: Some(0),
+            added: 0,
+            skew_ms: 60_000,
+        };
+        let before = xinfo_calls(&mut admin).await;
+        let mut skewed = GapWatch::new(100, &ahead);
+        assert_eq!(
+            skewed.check(&mut own, "t", "0-0", &old).await.unwrap(),
+            None
+        );
+        assert!(skewed.caught_up, "fresh by Redis' clock");
+        assert_eq!(xinfo_calls(&mut admin).await, before, "not checked");
+        let mut agreeing = GapWatch::new(
+            100,
+            &Start {
+                skew_ms: 0,
+                ..ahead
+            },
+        );
+        let _ = agreeing.check(&mut own, "t", "0-0", &old).await.unwrap();
+        assert!(!agreeing.caught_up, "a minute late by its own clock");
 
         // A fresh batch of one entry right after the position: not checked.
         let before = xinfo_calls(&mut admin).await;
