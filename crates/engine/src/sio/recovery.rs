@@ -233,6 +233,14 @@ impl Stored {
             .is_none_or(|a| a.includes(listener, self.offset))
     }
 
+    /// Whether it may be for a listener ever in the rooms of `relevant` and no other:
+    /// false only when it was for rooms, none of them among those.
+    fn may_include(&self, relevant: &std::collections::HashSet<&str>) -> bool {
+        self.audience.as_ref().is_none_or(|a| {
+            a.rooms.is_empty() || a.rooms.iter().any(|room| relevant.contains(&**room))
+        })
+    }
+
     /// What it counts against `max_buffered_bytes`; the same figure every time it is
     /// asked, so the buffer's running sum stays exact.
     fn bytes(&self) -> usize {
@@ -939,9 +947,22 @@ impl RecoveryBuffer {
         // the buffer may hold 100,000 packets before it, each looked at under the lock
         // every broadcast of the namespace needs.
         let first = state.packets.partition_point(|p| p.offset <= start);
+        // A listener in many rooms: the rooms it was ever in, hashed once, so that a
+        // packet for other rooms (most of them, in a busy namespace) costs a look-up
+        // per room it names, not a walk of the listener's rooms for each.
+        let relevant: Option<std::collections::HashSet<&str>> =
+            (listener.rooms.len() > 8).then(|| {
+                listener
+                    .rooms
+                    .iter()
+                    .chain(listener.memberships.left.iter().map(|(room, _, _)| room))
+                    .map(|room| &**room)
+                    .collect()
+            });
         for p in state
             .packets
             .range(first..)
+            .filter(|p| relevant.as_ref().is_none_or(|r| p.may_include(r)))
             .filter(|p| p.includes(listener))
         {
             let frames = p.frames.as_slice();
@@ -1129,6 +1150,46 @@ mod tests {
             b.restore(&mut b.lock(), sid(2).as_str(), Some(&offset), now, |_| true)
                 .is_none(),
             "once"
+        );
+    }
+
+    /// A listener in many rooms (hashed once for the replay) gets what one in few
+    /// would: packets for its rooms and for rooms it left while it was there, those
+    /// for everyone, not those for other rooms or excepting its own.
+    #[test]
+    fn a_replay_for_a_listener_in_many_rooms_keeps_its_own_packets() {
+        let b = buffer(100);
+        let now = Instant::now();
+        let mut st = b.lock();
+        let excepting = Audience {
+            rooms: Box::default(),
+            except: [Room::from("r3")].into(),
+        };
+        for (audience, f) in [
+            (to(&["r1"]), "a"),
+            (to(&["other"]), "b"),
+            (to(&[]), "c"),
+            (to(&["gone", "other"]), "d"),
+            (excepting, "e"),
+            (to(&["other", "r11"]), "f"),
+        ] {
+            let next = RecoveryBuffer::next_offset(&st);
+            b.store(&mut st, next, audience, frame(f), now);
+        }
+        let rooms: Vec<Room> = (0..12).map(|n| Room::from(format!("r{n}"))).collect();
+        let memberships = Memberships {
+            joined: Vec::new(),
+            left: vec![(Room::from("gone"), 0, 100)],
+        };
+        let listener = Listener {
+            rooms: &rooms,
+            memberships: &memberships,
+        };
+        let missed =
+            RecoveryBuffer::replay(&st, listener, ReplayStart::buffer(0), usize::MAX).unwrap();
+        assert_eq!(
+            missed,
+            [frame("a"), frame("c"), frame("d"), frame("f")].concat()
         );
     }
 
