@@ -294,15 +294,7 @@ async fn a_refresh_moves_the_auto_joined_rooms_with_the_claims() {
     let socket = io.of("/chat").sockets().pop().expect("connected");
     assert!(socket.rooms().contains(&"org:acme".to_owned()));
 
-    let refresh = format!(r#"42/chat,1["auth:refresh","{}"]"#, org_token("globex"));
-    assert_eq!(exchange(&io, Method::POST, &conn, &refresh).await, "ok");
-    let answer = tokio::time::timeout(
-        Duration::from_secs(5),
-        exchange(&io, Method::GET, &conn, ""),
-    )
-    .await
-    .expect("the refresh is answered");
-    assert_eq!(answer, r#"43/chat,1[{"ok":true}]"#);
+    refreshed_ok(&io, &conn, &org_token("globex")).await;
     let rooms = socket.rooms();
     assert!(rooms.contains(&"org:globex".to_owned()), "{rooms:?}");
     assert!(!rooms.contains(&"org:acme".to_owned()), "{rooms:?}");
@@ -352,19 +344,22 @@ async fn a_refresh_joins_its_new_rooms_within_the_bound() {
     let socket = io.of("/chat").sockets().pop().expect("connected");
     socket.join(&["chat:x"]);
     let second = token_with(json!({ "sub": "alice", "org": "acme", "team": "t" }));
-    let refresh = format!(r#"42/chat,1["auth:refresh","{second}"]"#);
-    assert_eq!(exchange(&io, Method::POST, &conn, &refresh).await, "ok");
-    let answer = tokio::time::timeout(
-        Duration::from_secs(5),
-        exchange(&io, Method::GET, &conn, ""),
-    )
-    .await
-    .expect("the refresh is answered");
-    assert_eq!(answer, r#"43/chat,1[{"ok":true}]"#);
+    refreshed_ok(&io, &conn, &second).await;
     let own = socket.id().to_string();
     let rooms: Vec<String> = socket.rooms().into_iter().filter(|r| *r != own).collect();
     assert_eq!(rooms.len(), 2, "{rooms:?}");
     assert!(!rooms.contains(&"team:t".to_owned()), "{rooms:?}");
+}
+
+/// The connection `conn` refreshes its token to `token` (`auth:refresh` with ack 1),
+/// and is told it was refreshed.
+async fn refreshed_ok(io: &Io, conn: &str, token: &str) {
+    let refresh = format!(r#"42/chat,1["auth:refresh","{token}"]"#);
+    assert_eq!(exchange(io, Method::POST, conn, &refresh).await, "ok");
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange(io, Method::GET, conn, ""))
+        .await
+        .expect("the refresh is answered");
+    assert_eq!(answer, r#"43/chat,1[{"ok":true}]"#);
 }
 
 /// Connects to `/chat` on a new connection with `auth`: the connection's query and
