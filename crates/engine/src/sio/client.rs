@@ -141,9 +141,14 @@ impl ClientShared {
     /// keep a connection (and its places among `max_connections` and its address's)
     /// for as long as it answers pings. The official client closes its connection when
     /// its last namespace goes.
-    pub(crate) fn remove_socket(&self, nsp: &str, session: &Session) {
+    ///
+    /// By the socket, not its namespace's name: the connection may hold a newer socket
+    /// of that namespace by the time an older one is taken out (a take-over or a
+    /// server-side disconnect racing the client's leaving and joining again), which
+    /// then never heard its connection close and stayed connected for good.
+    pub(crate) fn remove_socket(&self, socket: &Arc<Socket>, session: &Session) {
         let mut state = self.lock();
-        state.sockets.retain(|(n, _)| n != nsp);
+        state.sockets.retain(|(_, s)| !Arc::ptr_eq(s, socket));
         state.hold_to_connect_timeout(session, self.io.config.connect_timeout);
     }
 
@@ -294,7 +299,7 @@ impl Client {
             PacketType::Event | PacketType::BinaryEvent => socket.on_event(packet),
             PacketType::Ack | PacketType::BinaryAck => socket.on_ack(packet),
             PacketType::Disconnect => {
-                self.shared.remove_socket(&packet.nsp, session);
+                self.shared.remove_socket(&socket, session);
                 socket.on_closed(DisconnectReason::ClientNamespaceDisconnect);
             }
             PacketType::Connect | PacketType::ConnectError => {

@@ -512,12 +512,22 @@ impl Namespace {
         write(&self.sockets).insert(socket.id(), socket);
     }
 
-    /// Unregisters a socket and takes it out of its rooms.
-    pub(crate) fn remove(&self, sid: Sid) {
+    /// Unregisters `socket` and takes its id out of its rooms, unless another socket
+    /// holds that id now: a session resumed under the same id while this one's close
+    /// ran (its connection taken over) is left registered and in its rooms (before, the
+    /// stale socket's close took the resumed one out, and its client, told it was
+    /// recovered, heard no broadcast again).
+    pub(crate) fn remove(&self, socket: &Arc<Socket>) {
+        let sid = socket.id();
         let mut sockets = write(&self.sockets);
-        if sockets.remove(&sid).is_some() {
-            let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(NEVER_LEFT - 1);
-            self.left_at.store(ms, Ordering::Release);
+        match sockets.get(&sid) {
+            Some(held) if !Arc::ptr_eq(held, socket) => return,
+            Some(_) => {
+                sockets.remove(&sid);
+                let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(NEVER_LEFT - 1);
+                self.left_at.store(ms, Ordering::Release);
+            }
+            None => {}
         }
         drop(sockets);
         self.leave_all(sid);

@@ -654,7 +654,7 @@ impl Socket {
         }
         let packet = Packet::new(PacketType::Disconnect, self.namespace(), None);
         let _ = self.send_packet(&packet, false);
-        self.client.remove_socket(self.namespace(), &self.session);
+        self.client.remove_socket(self, &self.session);
         self.on_closed(DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -663,9 +663,14 @@ impl Socket {
     /// the new connection can resume it. The connection is closed before the socket's
     /// disconnect handlers run, so they see it closed, as for any transport close.
     pub(crate) fn take_over(self: &Arc<Self>) {
+        // Gone meanwhile (its client left the namespace, and may have joined it again
+        // on that connection): nothing to take over, and its connection is not closed.
+        if !self.connected() {
+            return;
+        }
         tracing::debug!(socket = %self.id, "session taken over by a reconnecting client");
         self.note("the client resumed this session on a new connection");
-        self.client.remove_socket(self.namespace(), &self.session);
+        self.client.remove_socket(self, &self.session);
         // Its client is on the new connection: nobody polls this one for what it held.
         self.session.close_unread(DisconnectReason::ForcedClose);
         self.on_closed(DisconnectReason::TransportClose);
@@ -1008,7 +1013,7 @@ impl Socket {
             _ => Memberships::default(),
         };
         self.persist_for_recovery(reason, memberships);
-        self.ns.remove(self.id);
+        self.ns.remove(self);
         self.lock_acks().clear();
         tracing::debug!(socket = %self.id, nsp = %Untrusted(self.namespace()), %reason, "socket disconnected");
         if let Some(o) = self.client.io().observer() {
