@@ -707,8 +707,25 @@ fn auth_size(nsp: &str, size: usize) -> usize {
 
 /// Runs the namespace middleware in order; the first refusal stops them.
 async fn run_middleware(socket: &Arc<Socket>) -> Result<(), ConnectError> {
+    use futures_util::FutureExt as _;
     for m in socket.ns().handlers().middleware() {
-        m(socket.clone()).await?;
+        // A middleware that panics refuses the CONNECT: unwinding out of the task
+        // left the namespace marked as connecting on this connection for good (no
+        // CONNECT to it again, and the connect timeout never applied).
+        match std::panic::AssertUnwindSafe(m(socket.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome?,
+            Err(_) => {
+                tracing::error!(
+                    namespace = %Untrusted(socket.namespace()),
+                    "a connect middleware panicked; the CONNECT is refused"
+                );
+                return Err(ConnectError::new("server error")
+                    .with_category(crate::diagnosis::Category::Server));
+            }
+        }
     }
     Ok(())
 }
@@ -1123,8 +1140,11 @@ fn finish_connect(
     };
     let auth = socket.auth_shared();
     // The claim, unless it was tried already (and not resumed) before the middleware
-    // ran for it.
-    let claim = recovery_claim(&auth).filter(|_| passage != Passage::AfterSkip);
+    // ran for it. Never an SSE listener's: it resumes by event id, and a `pid` copied
+    // into its `auth` from its query (an operator listing `pid` in `sse.auth_params`)
+    // must not take over or restore a Socket.IO session.
+    let claim = recovery_claim(&auth)
+        .filter(|_| passage != Passage::AfterSkip && socket.transport() != TransportKind::Sse);
     // A live socket holding the `pid` is taken over, unless the application would not
     // hand its session to this connection: then it is not closed for it, and no copy
     // of the session (a durable one) is resumed beside it either.

@@ -20,6 +20,29 @@ async fn unknown_namespace_gets_invalid_namespace() {
     );
 }
 
+/// A connect middleware that panics refuses that CONNECT, and the namespace can be
+/// joined again on the same connection: before, the panic ended the middleware's task
+/// with the namespace still marked as connecting, and every later CONNECT to it was
+/// refused.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_middleware_refuses_and_the_namespace_can_be_joined_again() {
+    let io = server(config());
+    io.of("/fragile").use_middleware(|socket| async move {
+        if socket.auth()["boom"] == true {
+            panic!("a middleware's bug");
+        }
+        Ok(())
+    });
+    let client = Client::handshake(&io).await;
+    client.post(r#"40/fragile,{"boom":true}"#).await;
+    assert_eq!(
+        client.get().await,
+        r#"44/fragile,{"message":"server error"}"#
+    );
+    client.post(r#"40/fragile,{"boom":false}"#).await;
+    assert!(client.get().await.starts_with("40/fragile,{\"sid\":"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn middleware_can_refuse_with_a_message_and_data() {
     let io = server(config());
