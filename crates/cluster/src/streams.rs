@@ -502,6 +502,10 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
                     () = tokio::time::sleep(jitter(backoff)) => {}
                 }
                 backoff = (backoff * 2).min(MAX_READ_BACKOFF);
+                // Redis may be another host now (a failover), with another clock.
+                if let Some(skew) = clock_skew(&mut conn).await {
+                    watch.skew_ms = skew;
+                }
             }
         }
     }
@@ -513,27 +517,24 @@ async fn reader(node: Weak<StreamsNode>, target: Arc<Target>, shutdown: Shutdown
 /// both at once; refused it (an ACL user without it) or answered anything unexpected,
 /// the last entry's id.
 async fn start_position(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadError> {
-    let skew_ms = clock_skew(conn).await;
+    let skew_ms = clock_skew(conn).await.unwrap_or(0);
     let start = start_at(conn, stream).await?;
     Ok(Start { skew_ms, ..start })
 }
 
 /// How far this node's clock is ahead of Redis' (ms; negative: behind), from Redis'
-/// `TIME`; 0 when it does not say. Entry ids carry Redis' time: a batch is judged
+/// `TIME`; `None` when it does not say. Entry ids carry Redis' time: a batch is judged
 /// late ([`GAP_CHECK_LAG_MS`]) against Redis' clock, so that a node whose clock runs
 /// ahead does not take every batch for a late one (it then stayed not ready after a
-/// gap, and checked the stream at every batch).
-async fn clock_skew(conn: &mut OwnConn) -> i64 {
+/// gap, and checked the stream at every batch). Measured when the reader starts and
+/// after each failed read (Redis may be another host then).
+async fn clock_skew(conn: &mut OwnConn) -> Option<i64> {
     let time: redis::RedisResult<(String, String)> =
         redis::cmd("TIME").query_async(conn.get()).await;
-    let Ok((secs, micros)) = time else {
-        return 0;
-    };
-    let (Ok(secs), Ok(micros)) = (secs.parse::<u64>(), micros.parse::<u64>()) else {
-        return 0;
-    };
+    let (secs, micros) = time.ok()?;
+    let (secs, micros) = (secs.parse::<u64>().ok()?, micros.parse::<u64>().ok()?);
     let redis_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
-    i64::try_from(now_ms()).unwrap_or(i64::MAX) - i64::try_from(redis_ms).unwrap_or(i64::MAX)
+    Some(i64::try_from(now_ms()).ok()? - i64::try_from(redis_ms).ok()?)
 }
 
 /// [`start_position`] but the clock.

@@ -529,8 +529,12 @@ impl Namespace {
             }
             None => {}
         }
+        // Out of its rooms before the lock goes: a socket resuming under this id right
+        // after (its session was kept just before) registers, then joins, only then;
+        // left after, this took the resumed socket out of the rooms it had just joined.
+        let vacated = self.leave_all_unreported(sid);
         drop(sockets);
-        self.leave_all(sid);
+        self.report_room_changes(sid, &[], &vacated);
     }
 
     /// Takes `sid` out of every room, reporting rooms it left empty: a socket that
