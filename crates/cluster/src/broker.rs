@@ -325,12 +325,13 @@ async fn sentinel_watcher(target: Arc<Target>, health: Arc<Health>, shutdown: Sh
                 // answers: the node works on (a failover meanwhile would go unseen
                 // until they answer). Any other failure (no master known, or none of
                 // the answers a master yet: a failover under way) is a gap.
+                let current = target.current();
                 let blind = matches!(err, ClusterError::SentinelsUnreachable(_))
-                    && target.current().address.is_some();
+                    && current.address.is_some();
                 // Blind, the known master must still say it is one: cut off from the
                 // Sentinels, the node may reach an old master they demoted, and its
                 // publishes would reach only the peers still on it.
-                let still_master = match (blind, target.current().client) {
+                let still_master = match (blind, current.client) {
                     (true, Some(client)) => {
                         matches!(crate::sentinel::is_master(&client).await, Ok(true))
                     }

@@ -544,7 +544,7 @@ async fn start_at(conn: &mut OwnConn, stream: &str) -> Result<Start, ReadError> 
         Ok(info) => reply::stream_info(&info)
             .ok()
             .and_then(|i| Some((i.last_generated_id?.to_owned(), i.entries_added, i.length))),
-        Err(err) if err.to_string().to_ascii_lowercase().contains("no such key") => {
+        Err(err) if no_such_key(&err) => {
             return Ok(Start {
                 position: "0-0".to_owned(),
                 trimmed: Some(0),
@@ -716,6 +716,12 @@ impl GapWatch {
     }
 }
 
+/// Whether Redis answered that the stream does not exist (`XINFO STREAM` of a key
+/// never written, or deleted).
+fn no_such_key(err: &redis::RedisError) -> bool {
+    err.to_string().to_ascii_lowercase().contains("no such key")
+}
+
 /// Whether Redis refused a command for good (no permission, unknown to it), as
 /// opposed to not answering now.
 fn refused(err: &redis::RedisError) -> bool {
@@ -873,10 +879,7 @@ impl StreamsNode {
         {
             Ok(reply) => reply,
             // No stream, or Redis will not say (an ACL user without XINFO): not known.
-            Err(err)
-                if refused(&err)
-                    || err.to_string().to_ascii_lowercase().contains("no such key") =>
-            {
+            Err(err) if refused(&err) || no_such_key(&err) => {
                 return Ok(false);
             }
             // Away or slow: a failure to read, which the caller may try again.

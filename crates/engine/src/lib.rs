@@ -23,6 +23,7 @@
 pub mod adapter;
 pub mod breadcrumbs;
 pub mod bucket;
+pub mod capacity;
 pub mod config;
 pub mod diagnosis;
 pub mod eio;

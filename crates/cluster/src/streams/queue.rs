@@ -252,10 +252,7 @@ impl Taker {
         });
         // A backlog (Redis slow or away) grew the map to up to 100,000 waiting saves:
         // its table is given back once they went.
-        let left = saves.len();
-        if saves.capacity() > 1024 && left < saves.capacity() / 4 {
-            saves.shrink_to(left * 2);
-        }
+        switchboard_engine::capacity::give_back(&mut *saves, 1024);
     }
 
     /// `batch`, filled, is in Redis: its bytes leave the budget.

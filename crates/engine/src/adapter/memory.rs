@@ -6,6 +6,7 @@ use std::sync::RwLock;
 use switchboard_protocol::Sid;
 
 use super::{Adapter, Room};
+use crate::capacity::give_back;
 use crate::sid_map::{SidMap, SidSet};
 
 /// Capacity below which the index's maps are never shrunk.
@@ -40,15 +41,8 @@ impl Index {
     /// Gives back what a burst left: the maps keep the capacity of their largest
     /// size (100,000 rooms made and emptied held megabytes for the namespace's life).
     fn shrink(&mut self) {
-        fn shrink<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
-            map: &mut HashMap<K, V, S>,
-        ) {
-            if map.capacity() > SHRINK_ABOVE && map.len() < map.capacity() / 4 {
-                map.shrink_to(map.len() * 2);
-            }
-        }
-        shrink(&mut self.rooms);
-        shrink(&mut self.sockets);
+        give_back(&mut self.rooms, SHRINK_ABOVE);
+        give_back(&mut self.sockets, SHRINK_ABOVE);
     }
 
     /// Removes `sid` from `room`; true when that emptied the room.
@@ -64,9 +58,7 @@ impl Index {
             return true;
         }
         // A big room that emptied to a few keeps no table of its peak size.
-        if members.capacity() > SHRINK_ABOVE && members.len() < members.capacity() / 4 {
-            members.shrink_to(members.len() * 2);
-        }
+        give_back(members, SHRINK_ABOVE);
         false
     }
 }

@@ -696,13 +696,8 @@ impl RecoveryBuffer {
         let mut state = self.lock();
         self.expire_sessions(&mut state, now);
         self.prune_packets(&mut state, now);
-        let state = &mut *state;
-        if state.sessions.capacity() > 64 && state.sessions.len() < state.sessions.capacity() / 4 {
-            state.sessions.shrink_to(state.sessions.len() * 2);
-        }
-        if state.packets.capacity() > 64 && state.packets.len() < state.packets.capacity() / 4 {
-            state.packets.shrink_to(state.packets.len() * 2);
-        }
+        crate::capacity::give_back(&mut state.sessions, 64);
+        crate::capacity::give_back(&mut state.packets, 64);
     }
 
     /// What the buffer holds now.
@@ -737,11 +732,7 @@ impl RecoveryBuffer {
     /// `redis-streams`, on this node) must not take the new socket's entry away.
     pub(crate) fn unregister_live(&self, pid: Sid, socket: *const Socket) -> Memberships {
         let mut state = self.lock();
-        if !state
-            .live
-            .get(&pid)
-            .is_some_and(|live| std::ptr::eq(live.as_ptr(), socket))
-        {
+        if !memberships::is_live(&state, pid, socket) {
             return Memberships::default();
         }
         state.live.remove(&pid);

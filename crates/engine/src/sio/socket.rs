@@ -404,11 +404,8 @@ impl Socket {
     /// come from elsewhere than the socket's own handlers (a backend's reply to a
     /// forwarded event).
     pub fn join_while_connected(&self, rooms: &[&str]) {
-        if !self.connected() {
-            return;
-        }
-        self.join(rooms);
-        self.leave_if_gone();
+        // Unbounded: no count, and no join lock taken (its callers may hold it).
+        self.join_within_while_connected(rooms, usize::MAX);
     }
 
     /// [`Self::join_within`] for joins that come from elsewhere than the socket's own

@@ -19,6 +19,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use switchboard_engine::capacity::give_back;
 use switchboard_protocol::Sid;
 use tokio::time::Instant;
 
@@ -163,12 +164,8 @@ impl Shard {
                 None => entry.queued = false,
             }
         }
-        if self.idle.capacity() > 64 && self.idle.len() < self.idle.capacity() / 4 {
-            self.idle.shrink_to(self.idle.len() * 2);
-        }
-        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
-            self.entries.shrink_to(self.entries.len() * 2);
-        }
+        give_back(&mut self.idle, 64);
+        give_back(&mut self.entries, 64);
     }
 }
 

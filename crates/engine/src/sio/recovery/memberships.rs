@@ -163,7 +163,7 @@ impl<'a> Listener<'a> {
 /// entry out (a note then would make an entry nothing removes), nor a stale socket
 /// of a session resumed meanwhile under the same `pid` (whose notes would land in the
 /// new socket's record).
-fn is_live(state: &super::State, pid: Sid, socket: *const Socket) -> bool {
+pub(super) fn is_live(state: &super::State, pid: Sid, socket: *const Socket) -> bool {
     state
         .live
         .get(&pid)
