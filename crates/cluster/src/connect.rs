@@ -82,12 +82,15 @@ pub fn check_redis_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("`{}` is not a Redis URL: {e}", redact_url(url)))
 }
 
-/// Whether `url` asks for TLS.
+/// Whether `url` asks for TLS anywhere (a Sentinel URL's `sentinel_tls=true` too), so
+/// whether `cluster.redis_ca_file` has a use.
 pub fn is_tls_url(url: &str) -> bool {
     url.starts_with("rediss://")
         || url.starts_with("valkeys://")
         || url.starts_with("rediss+sentinel://")
         || url.starts_with("rediss+cluster://")
+        || (crate::sentinel::is_sentinel_url(url)
+            && crate::sentinel::SentinelUrl::parse(url).is_ok_and(|u| u.sentinel_tls))
 }
 
 /// Checks a CA file for `redis_ca_file`: readable, and holding at least one PEM
@@ -102,15 +105,17 @@ pub(crate) fn client(config: &ClusterConfig) -> Result<redis::Client, ClusterErr
     client_for_url(config, &config.redis_url)
 }
 
-/// The client of `url` (the configured one, or a master a Sentinel named) with
-/// `config`'s TLS settings.
+/// The client of `url` (the configured one, or a Sentinel or master of a Sentinel
+/// URL) with `config`'s TLS settings.
 pub(crate) fn client_for_url(
     config: &ClusterConfig,
     url: &str,
 ) -> Result<redis::Client, ClusterError> {
     let bad_url = |e: redis::RedisError| ClusterError::BadUrl(format!("{}: {e}", redact_url(url)));
     if !is_tls_url(url) {
-        if config.redis_ca_file.is_some() {
+        // A Sentinel URL's plain half (its master, with TLS to the Sentinels only, or
+        // the other way round) leaves the CA file to the other half.
+        if config.redis_ca_file.is_some() && !is_tls_url(&config.redis_url) {
             return Err(ClusterError::BadUrl(
                 "a CA file is only used with a rediss:// URL".to_owned(),
             ));

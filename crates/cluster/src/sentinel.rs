@@ -1,11 +1,12 @@
 //! Redis Sentinel: which Redis is the master now.
 //!
 //! `redis+sentinel://[user:password@]host:port[,host:port...]/<master name>[/<db>]
-//! [?sentinel_username=U&sentinel_password=P]` (`rediss+sentinel://` for TLS to the
-//! master) names the Sentinels and the master they watch; the credentials, database and
-//! TLS settings before the query are the master's, the query's are the Sentinels' (for
-//! Sentinels with `requirepass` or an ACL user; they are asked without credentials
-//! otherwise). A node asks the Sentinels, in order, for the
+//! [?sentinel_username=U&sentinel_password=P&sentinel_tls=true]` (`rediss+sentinel://`
+//! for TLS to the master) names the Sentinels and the master they watch; the
+//! credentials, database and TLS settings before the query are the master's, the
+//! query's are the Sentinels' (for Sentinels with `requirepass` or an ACL user; they are
+//! asked without credentials otherwise, and over TLS only with `sentinel_tls=true`,
+//! trusting what the master's TLS trusts). A node asks the Sentinels, in order, for the
 //! master's address (`SENTINEL get-master-addr-by-name`), checks with `ROLE` that the
 //! server there is a master (a Sentinel may briefly answer with a demoted one), and
 //! connects to it as to a plain `redis://` URL. The broker asks again every second
@@ -37,6 +38,8 @@ pub(crate) struct SentinelUrl {
     sentinel_userinfo: String,
     /// TLS to the master.
     pub(crate) tls: bool,
+    /// TLS to the Sentinels (`sentinel_tls=true`).
+    pub(crate) sentinel_tls: bool,
 }
 
 impl std::fmt::Debug for SentinelUrl {
@@ -45,6 +48,7 @@ impl std::fmt::Debug for SentinelUrl {
             .field("sentinels", &self.sentinels)
             .field("master", &self.master)
             .field("tls", &self.tls)
+            .field("sentinel_tls", &self.sentinel_tls)
             .finish_non_exhaustive()
     }
 }
@@ -69,9 +73,12 @@ impl SentinelUrl {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
         };
-        let sentinel_userinfo = match query {
-            Some(query) => sentinel_credentials(query).map_err(|why| bad(&why))?,
-            None => String::new(),
+        let SentinelQuery {
+            userinfo: sentinel_userinfo,
+            tls: sentinel_tls,
+        } = match query {
+            Some(query) => sentinel_query(query).map_err(|why| bad(&why))?,
+            None => SentinelQuery::default(),
         };
         let (authority, path) = rest
             .split_once('/')
@@ -106,6 +113,7 @@ impl SentinelUrl {
             db,
             sentinel_userinfo,
             tls,
+            sentinel_tls,
         })
     }
 
@@ -116,23 +124,33 @@ impl SentinelUrl {
         format!("{scheme}://{}{address}{}", self.userinfo, self.db)
     }
 
+    /// The URL a Sentinel at `address` (`host:port`) is asked at, with the query's
+    /// credentials and TLS.
+    fn sentinel_url(&self, address: &str) -> String {
+        let scheme = if self.sentinel_tls { "rediss" } else { "redis" };
+        format!("{scheme}://{}{address}", self.sentinel_userinfo)
+    }
+
     /// Asks the Sentinels, in order, for the master's address and checks that it is a
-    /// master: the first answer that holds wins. `master_client` makes the client of a
-    /// candidate's URL (TLS settings are the caller's).
+    /// master: the first answer that holds wins. `client_for` makes the client of a
+    /// URL, a Sentinel's or a candidate master's (TLS settings are the caller's).
     pub(crate) async fn resolve(
         &self,
-        master_client: impl Fn(&str) -> Result<redis::Client, ClusterError>,
+        client_for: impl Fn(&str) -> Result<redis::Client, ClusterError>,
     ) -> Result<String, ClusterError> {
         let mut last = ClusterError::Redis(format!("no Sentinel knows master {:?}", self.master));
         let mut answered = false;
         for sentinel in &self.sentinels {
-            let asked = self.ask(sentinel).await;
+            let asked = match client_for(&self.sentinel_url(sentinel)) {
+                Ok(client) => self.ask(sentinel, &client).await,
+                Err(err) => Err(err),
+            };
             answered |= asked.is_ok();
             match asked {
                 Ok(Some(address)) => {
                     // One Sentinel's answer that makes no client (an address the
                     // client refuses) is that Sentinel's failure: the next is asked.
-                    let client = match master_client(&self.master_url(&address)) {
+                    let client = match client_for(&self.master_url(&address)) {
                         Ok(client) => client,
                         Err(err) => {
                             last = err;
@@ -165,9 +183,11 @@ impl SentinelUrl {
     }
 
     /// One Sentinel's answer: the master's `host:port`, or `None` if it does not know it.
-    async fn ask(&self, sentinel: &str) -> Result<Option<String>, ClusterError> {
-        let client = redis::Client::open(format!("redis://{}{sentinel}", self.sentinel_userinfo))
-            .map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+    async fn ask(
+        &self,
+        sentinel: &str,
+        client: &redis::Client,
+    ) -> Result<Option<String>, ClusterError> {
         let reply: Option<(String, String)> = tokio::time::timeout(ASK_TIMEOUT, async {
             let mut conn = client.get_multiplexed_async_connection().await?;
             redis::cmd("SENTINEL")
@@ -212,27 +232,42 @@ fn master_address(host: &str, port: &str) -> Result<String, String> {
     })
 }
 
-/// `user:password@` for the Sentinels from `sentinel_username` / `sentinel_password`
-/// query parameters (percent-encoded as in any URL); empty when neither is given.
-fn sentinel_credentials(query: &str) -> Result<String, String> {
-    let (mut user, mut password) = (String::new(), None);
+/// What the query of a Sentinel URL says about the Sentinels.
+#[derive(Default)]
+struct SentinelQuery {
+    /// `user:password@`, or empty.
+    userinfo: String,
+    /// Whether they are asked over TLS.
+    tls: bool,
+}
+
+/// The Sentinels' `user:password@` from the `sentinel_username` / `sentinel_password`
+/// query parameters (percent-encoded as in any URL; empty when neither is given), and
+/// `sentinel_tls` (`true` or `false`, default `false`).
+fn sentinel_query(query: &str) -> Result<SentinelQuery, String> {
+    let (mut user, mut password, mut tls) = (String::new(), None, false);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sentinel_username", v)) => user = v.to_owned(),
             Some(("sentinel_password", v)) => password = Some(v.to_owned()),
+            Some(("sentinel_tls", "true")) => tls = true,
+            Some(("sentinel_tls", "false")) => tls = false,
+            Some(("sentinel_tls", _)) => {
+                return Err("sentinel_tls is true or false".to_owned());
+            }
             _ => {
-                return Err(
-                    "the only query parameters are sentinel_username and sentinel_password"
-                        .to_owned(),
-                );
+                return Err("the only query parameters are sentinel_username, \
+                     sentinel_password and sentinel_tls"
+                    .to_owned());
             }
         }
     }
-    Ok(match password {
+    let userinfo = match password {
         Some(password) => format!("{user}:{password}@"),
         None if user.is_empty() => String::new(),
         None => return Err("sentinel_username needs sentinel_password".to_owned()),
-    })
+    };
+    Ok(SentinelQuery { userinfo, tls })
 }
 
 /// Whether the server of `client` says it is a master (`ROLE`).
@@ -286,6 +321,18 @@ mod tests {
         assert!(!format!("{with_auth:?}").contains("hunter3"));
         let tls = SentinelUrl::parse("rediss+sentinel://s1:26379/m")?;
         assert_eq!(tls.master_url("[::1]:6380"), "rediss://[::1]:6380");
+        assert_eq!(
+            tls.sentinel_url("s1:26379"),
+            "redis://s1:26379",
+            "plain unless asked"
+        );
+        let both = SentinelUrl::parse(
+            "rediss+sentinel://s1:26379/m?sentinel_tls=true&sentinel_password=hunter3",
+        )?;
+        assert_eq!(both.sentinel_url("s1:26379"), "rediss://:hunter3@s1:26379");
+        let sentinels_only = SentinelUrl::parse("redis+sentinel://s1:26379/m?sentinel_tls=true")?;
+        assert_eq!(sentinels_only.sentinel_url("s1:26379"), "rediss://s1:26379");
+        assert_eq!(sentinels_only.master_url("h:1"), "redis://h:1");
         assert!(!format!("{url:?}").contains("hunter2"), "never printed");
         Ok(())
     }
@@ -301,6 +348,7 @@ mod tests {
             "redis+sentinel://:hunter2@s1/m",
             "redis+sentinel://s1:26379/m?sentinel_username=u",
             "redis+sentinel://s1:26379/m?pass=hunter2",
+            "redis+sentinel://s1:26379/m?sentinel_tls=yes&sentinel_password=hunter2",
         ] {
             let err = SentinelUrl::parse(bad).err().map(|e| e.to_string());
             assert!(err.is_some(), "{bad}");

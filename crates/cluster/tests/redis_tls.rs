@@ -6,6 +6,9 @@
 //! - a wrong password is a clear error (`ClusterError::Auth`), a right one works;
 //! - two nodes form a cluster over TLS with an ACL user: broadcasts and forwarded
 //!   polling requests cross.
+//! - a Sentinel that serves TLS only is asked over TLS with `sentinel_tls=true` (and
+//!   the CA file), and the master it names over TLS too; without `sentinel_tls` it is
+//!   unreachable, as it is without the CA file.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -15,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use support::{Client, Node, NodeOptions, RedisServer, formed};
+use support::{Client, Node, NodeOptions, RedisServer, eventually, formed};
 use switchboard_cluster::{AdapterKind, ClusterConfig, ClusterError, ping};
 
 const USER: &str = "app";
@@ -202,5 +205,92 @@ async fn a_cluster_forms_over_tls_with_an_acl_user() {
         }
         let events = on_one.via(&two.io).events().await;
         assert!(events.contains(&json!(["forwarded", 1])), "{events:?}");
+    }
+}
+
+/// A `redis-server --sentinel` that serves TLS only, with the master's certificates,
+/// watching `master` as `mymaster`; killed when dropped.
+struct TlsSentinel {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsSentinel {
+    async fn start(master: &TlsRedis) -> TlsSentinel {
+        let dir = master.0.dir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        // Sentinel rewrites its file, so it is one of its own.
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port 0\ntls-port {port}\nbind 127.0.0.1\nprotected-mode no\n\
+                 tls-cert-file server.pem\ntls-key-file server.key\n\
+                 tls-ca-cert-file ca.pem\ntls-auth-clients no\ntls-replication yes\n\
+                 sentinel monitor mymaster 127.0.0.1 {} 1\n\
+                 sentinel auth-pass mymaster {DEFAULT_PASSWORD}\n",
+                master.0.port()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server --sentinel (apt-get install -y redis-server)");
+        let sentinel = TlsSentinel { child, port };
+        eventually("the Sentinel to listen", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        sentinel
+    }
+}
+
+impl Drop for TlsSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_are_asked_over_tls_with_sentinel_tls() {
+    let redis = TlsRedis::start().await;
+    let sentinel = TlsSentinel::start(&redis).await;
+    let config = |query: &str, ca: bool| ClusterConfig {
+        redis_url: format!(
+            "rediss+sentinel://:{DEFAULT_PASSWORD}@127.0.0.1:{}/mymaster{query}",
+            sentinel.port
+        ),
+        redis_ca_file: ca.then(|| redis.0.dir().join("ca.pem")),
+        ..ClusterConfig::default()
+    };
+    // The Sentinel over TLS names the master, which is checked and used over TLS.
+    let tls = config("?sentinel_tls=true", true);
+    assert!(switchboard_cluster::is_tls_url(&tls.redis_url));
+    if let Err(err) = ping(&tls).await {
+        panic!("over TLS to the Sentinel and the master: {err}");
+    }
+    // Plain text to a Sentinel that serves TLS only: none answers.
+    match ping(&config("", true)).await {
+        Err(ClusterError::SentinelsUnreachable(_)) => {}
+        other => panic!("plain text to a TLS Sentinel: {other:?}"),
+    }
+    // Without the CA file nothing vouches for the Sentinel's certificate.
+    match ping(&config("?sentinel_tls=true", false)).await {
+        Err(ClusterError::SentinelsUnreachable(why)) => {
+            assert!(why.to_lowercase().contains("certificate"), "{why}");
+        }
+        other => panic!("an untrusted Sentinel: {other:?}"),
     }
 }

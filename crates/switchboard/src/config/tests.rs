@@ -631,6 +631,38 @@ fn tls_urls_are_accepted_and_passwords_and_the_secret_never_shown() {
     assert_eq!(errors.keys(), ["cluster.redis_ca_file"], "{errors}");
 }
 
+/// A CA file has a use with a Sentinel URL when either half speaks TLS: the master
+/// (`rediss+sentinel://`) or the Sentinels (`sentinel_tls=true`); with neither it is
+/// refused, named.
+#[test]
+fn a_ca_file_goes_with_tls_to_the_master_or_the_sentinels() {
+    let secret = "a-cluster-secret-of-enough-length-0123456789";
+    let ca = std::env::temp_dir().join(format!("sb-ca-{}.pem", std::process::id()));
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let ca_text = ca.to_string_lossy().into_owned();
+    let with = |url: &'static str| {
+        sources(
+            None,
+            &[
+                ("SWITCHBOARD_CLUSTER__ADAPTER", "redis"),
+                ("SWITCHBOARD_CLUSTER__SECRET", secret),
+                ("SWITCHBOARD_CLUSTER__REDIS_URL", url),
+                ("SWITCHBOARD_CLUSTER__REDIS_CA_FILE", &ca_text),
+            ],
+            &[],
+        )
+    };
+    load_ok(&with("redis+sentinel://s1:26379/m?sentinel_tls=true"));
+    load_ok(&with("rediss+sentinel://s1:26379/m"));
+    let errors = load_err(&with("redis+sentinel://s1:26379/m?sentinel_tls=false"));
+    assert_eq!(errors.keys(), ["cluster.redis_ca_file"], "{errors}");
+    let _ = std::fs::remove_file(&ca);
+}
+
 /// With a Redis adapter, what one node sends the others must fit in a message they
 /// decode (16 MiB, less 1 MiB of envelope): a larger `engine.max_payload`,
 /// `api.max_body_bytes` or `queue.max_bytes` is refused, each named; one node alone
