@@ -236,7 +236,7 @@ impl TlsSentinel {
             ),
         )
         .unwrap();
-        let child = Command::new("redis-server")
+        let child = Command::new(switchboard_test_support::redis_server_bin())
             .arg(&conf)
             .arg("--sentinel")
             .current_dir(dir)

@@ -18,5 +18,5 @@ pub mod blocking;
 mod redis_server;
 mod wait;
 
-pub use redis_server::{RedisBuilder, RedisServer};
+pub use redis_server::{RedisBuilder, RedisServer, redis_server_bin};
 pub use wait::{DEADLINE, eventually, within, without_hanging};

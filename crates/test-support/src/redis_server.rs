@@ -335,7 +335,7 @@ fn free_port() -> u16 {
 /// Finds `redis-server`: `$REDIS_SERVER_BIN`, then `PATH`, then the Debian location.
 /// Fails the test when there is none: skipping would let a machine without Redis pass
 /// tests without running them.
-fn redis_server_bin() -> PathBuf {
+pub fn redis_server_bin() -> PathBuf {
     find_redis_server(
         std::env::var_os("REDIS_SERVER_BIN"),
         std::env::var_os("PATH"),
