@@ -7,7 +7,14 @@
 //!
 //! Two pacing modes: closed loop ("as fast as the server accepts them": a window of
 //! unacknowledged broadcasts, and a cap on published-but-undelivered events so a server
-//! that acks before it delivers cannot hide a growing backlog), and a fixed rate.
+//! that acks before it delivers cannot hide a growing backlog), and a fixed rate. At a
+//! fixed rate each broadcast carries the time it was *due* (`start + k / rate`), not
+//! the time it was written: a publisher that falls behind (its runtime busy with the
+//! receivers, or a write that blocks on a server not reading) sends its backlog late,
+//! and stamping those with the time of writing would hide exactly the delay a
+//! latency measurement is for (coordinated omission). The latency measured is thus
+//! from when the broadcast was due to when it arrived, the generator's lateness
+//! included, never less than the server's share.
 //!
 //! Every ack must be the dialect's positive one (a refused broadcast is an error), and
 //! [`Publisher::settle`] ends a scenario with the exact number of broadcasts never acked:
@@ -30,8 +37,11 @@ use crate::ws::{self, OP_TEXT};
 
 /// Tick used while waiting for deliveries to catch up or for the next scheduled publish.
 const PACE_TICK: Duration = Duration::from_millis(1);
-/// Time without any delivery after which a blocked publisher writes its backlog off as
-/// lost (a server that dropped events must not stall the run forever).
+/// Time without progress of its own (an ack; a delivery too when it is the only
+/// publisher) after which a blocked publisher writes its backlog off as lost (a server
+/// that dropped events or acks must not stall the run forever). Other publishers'
+/// deliveries are not its progress: counted, one publisher whose acks a server dropped
+/// stayed blocked while the others ran.
 const STALL: Duration = Duration::from_secs(1);
 /// Most broadcasts written in one batch, so a stalled server cannot make one huge write.
 const MAX_BATCH: u64 = 256;
@@ -176,12 +186,15 @@ impl Publisher {
         let (base, base_delivered) = (self.done, stats.delivered());
         let mut next_room = offset;
         let closed_loop = matches!(pace, Pace::Closed { .. });
+        // Deliveries are this publisher's own only when it publishes alone.
+        let alone = matches!(pace, Pace::Closed { share: 0 | 1, .. });
         let (mut last_seen, mut last_progress) = ((0, 0), Instant::now());
         while Instant::now() < until {
             let sent = self.done.sent - base.sent;
             let delivered = stats.delivered() - base_delivered;
-            if (delivered, self.done.acked) != last_seen {
-                (last_seen, last_progress) = ((delivered, self.done.acked), Instant::now());
+            let progress = (if alone { delivered } else { 0 }, self.done.acked);
+            if progress != last_seen {
+                (last_seen, last_progress) = (progress, Instant::now());
             }
             let mut due = self.due(pace, sent, delivered, start).min(MAX_BATCH);
             if due == 0 && last_progress.elapsed() > STALL {
@@ -192,7 +205,11 @@ impl Publisher {
             for _ in 0..due {
                 let room = &rooms[next_room % rooms.len()];
                 next_room += stride;
-                let stamp = stats.stamp(Instant::now());
+                let at = match pace {
+                    Pace::Rate(rate) => due_at(start, self.done.sent - base.sent, rate),
+                    Pace::Closed { .. } => Instant::now(),
+                };
+                let stamp = stats.stamp(at);
                 self.encode(room, stamp);
                 self.done.sent += 1;
             }
@@ -212,7 +229,8 @@ impl Publisher {
         })
     }
 
-    /// Broadcasts that may be sent now.
+    /// Broadcasts that may be sent now (at a fixed rate, those whose [`due_at`] has
+    /// come).
     fn due(&self, pace: Pace, sent: u64, delivered: u64, start: Instant) -> u64 {
         match pace {
             Pace::Closed {
@@ -351,9 +369,28 @@ pub(crate) fn rooms_visited(len: usize, (offset, stride): (usize, usize)) -> Vec
     visited
 }
 
+/// When broadcast `k` (from 0) of a fixed-rate run that began at `start` was due:
+/// `Pace::Rate`'s `due` releases it once `elapsed × rate` reaches `k + 1`.
+fn due_at(start: Instant, k: u64, rate: f64) -> Instant {
+    let offset = Duration::try_from_secs_f64((k + 1) as f64 / rate).unwrap_or(Duration::ZERO);
+    // Never in the future: `due` released it, so its time has come (rounding aside).
+    (start + offset).min(Instant::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At a fixed rate a broadcast carries the time it was due, however late it is
+    /// written, and never a time still to come.
+    #[test]
+    fn a_fixed_rate_broadcast_is_stamped_when_it_was_due() {
+        let start = Instant::now() - Duration::from_secs(2);
+        assert_eq!(due_at(start, 0, 10.0), start + Duration::from_millis(100));
+        assert_eq!(due_at(start, 9, 10.0), start + Duration::from_secs(1));
+        let now = Instant::now();
+        assert!(due_at(now, 1_000, 10.0) <= Instant::now());
+    }
 
     /// A publisher in `dialect` whose server is the returned end of a loopback socket.
     async fn loopback(dialect: Dialect) -> anyhow::Result<(Publisher, tokio::net::TcpStream)> {
