@@ -404,6 +404,28 @@ tls_ca_file = "CA"
         );
     }
 
+    /// A port that is none would be read as no port, and the events sent to the
+    /// scheme's default port (80 or 443) of that host.
+    #[test]
+    fn a_url_whose_port_is_no_port_is_refused() {
+        for url in [
+            "http://127.0.0.1:99999/h",
+            "https://backend:0/h",
+            "http://backend:/h",
+        ] {
+            let errors = parse(&format!(
+                "[webhook]\nurl = \"http://ok:8080/\"\nforward_url = \"{url}\"\nsecret = \"k\"\n"
+            ))
+            .err()
+            .unwrap_or_default();
+            assert_eq!(keys(&errors), ["hooks.webhook.forward_url"], "{url}");
+            let errors = parse(&format!("[webhook]\nurl = \"{url}\"\nsecret = \"k\"\n"))
+                .err()
+                .unwrap_or_default();
+            assert_eq!(keys(&errors), ["hooks.webhook.url"], "{url}");
+        }
+    }
+
     #[test]
     fn reports_every_bad_key_with_its_path() {
         let errors = parse(

@@ -185,6 +185,26 @@ impl ClientBuilder {
     }
 }
 
+/// Why the port `uri` names cannot be connected to, if it names one that is not a
+/// port (`:99999`, `:0`, `:` with nothing after it). For configuration checks: the
+/// `http` crate parses such an authority and reports no port, and the connector then
+/// uses the scheme's default, so `http://host:80800/` would reach port 80 of `host`.
+pub fn port_problem(uri: &hyper::Uri) -> Option<String> {
+    let authority = uri.authority()?.as_str();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match host_port.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`.
+        Some(rest) => rest.split_once(']')?.1.strip_prefix(':')?,
+        None => host_port.rsplit_once(':')?.1,
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some(format!(
+            "{port:?} is not a port (1 to 65535); leave it out for the scheme's default"
+        )),
+    }
+}
+
 /// Reads `path` as [`ClientBuilder::build`] would for an `https` URL: a file that
 /// cannot be read, or holds no usable certificate, is an error. For configuration
 /// checks, so a bad file is reported with every other bad setting at start-up.
@@ -241,6 +261,29 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_must_be_one() {
+        let problem = |u: &str| port_problem(&u.parse::<hyper::Uri>().unwrap());
+        for ok in [
+            "http://h/x",
+            "http://h:8080/x",
+            "https://[::1]/x",
+            "https://[::1]:8443/x",
+            "http://u:p@h:1/",
+            "http://u:p@h/",
+        ] {
+            assert_eq!(problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://h:99999/x",
+            "http://h:0/",
+            "http://h:/",
+            "https://[::1]:70000/",
+        ] {
+            assert!(problem(bad).is_some(), "{bad}");
+        }
+    }
 
     /// A body of that many one-byte frames.
     struct Pieces(usize);

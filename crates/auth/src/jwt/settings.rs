@@ -326,6 +326,9 @@ fn jwks_options(r: &mut TableReader<'_>, has_url: bool) -> Option<JwksSettings> 
 pub(crate) fn jwks_url(text: &str, allow_http: bool) -> Result<Uri, String> {
     let url: Uri = text.parse().map_err(|err| format!("not a URL: {err}"))?;
     let host = url.host().ok_or("must be an absolute URL with a host")?;
+    if let Some(why) = switchboard_http_client::port_problem(&url) {
+        return Err(why);
+    }
     match url.scheme_str() {
         Some("https") => Ok(url),
         Some("http") if allow_http || is_loopback(host) => Ok(url),

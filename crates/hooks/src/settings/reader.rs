@@ -24,6 +24,12 @@ pub(super) fn url(r: &mut TableReader<'_>, name: &str, required: bool) -> Option
         Ok(uri)
             if matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some() =>
         {
+            // A port that is none (`:99999`) would be read as no port at all, and the
+            // events sent to the scheme's default port.
+            if let Some(why) = switchboard_http_client::port_problem(&uri) {
+                r.error(name, format!("{text:?}: {why}"));
+                return None;
+            }
             Some(uri)
         }
         Ok(_) => {

@@ -163,6 +163,9 @@ fn jwks_urls_need_https_except_on_loopback_or_when_allowed() {
         "ftp://idp/jwks",
         "/relative/jwks",
         "not a url",
+        // Not a port: the fetch would go to 443.
+        "https://idp.example.com:99999/jwks",
+        "https://idp.example.com:0/jwks",
     ] {
         let errors = with(bad, "").expect_err(bad);
         assert_eq!(errors[0].key, key("jwks_url"), "{bad}");
