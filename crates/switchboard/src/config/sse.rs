@@ -7,7 +7,7 @@ use switchboard_settings::duration::{self, HumanDuration};
 
 use super::Config;
 use super::check::{self, Checked};
-use super::raw::{Field, Unknown};
+use super::raw::{Field, StringList, Unknown};
 use super::validate::Validator;
 use crate::paths;
 
@@ -19,7 +19,8 @@ pub(crate) struct RawSse {
     pub(crate) path: Option<Field<String>>,
     pub(crate) heartbeat: Option<Field<HumanDuration>>,
     pub(crate) retry: Option<Field<HumanDuration>>,
-    pub(crate) auth_params: Option<Field<Vec<String>>>,
+    /// A list, or one comma-separated string (`token,access_token`) as every list.
+    pub(crate) auth_params: Option<Field<StringList>>,
     #[serde(flatten)]
     pub(crate) unknown: Unknown,
 }
@@ -60,7 +61,7 @@ impl Validator<'_> {
             &mut s.config.auth_params,
             "sse.auth_params",
             raw.auth_params,
-            auth_params,
+            |l: StringList| auth_params(l.0),
         );
         let engine = c.socketio.engine.path.trim_end_matches('/');
         if c.sse.config.path == engine || c.sse.config.path.starts_with(&c.socketio.engine.path) {
@@ -135,4 +136,34 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
         ("sse.retry", quote(&duration::format(s.config.retry))),
         ("sse.auth_params", toml::Value::Array(params).to_string()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::sources::Sources;
+    use crate::config::{ConfigErrors, Loaded, load};
+
+    fn from_env(value: &str) -> Result<Loaded, ConfigErrors> {
+        load(&Sources {
+            env: vec![("SWITCHBOARD_SSE__AUTH_PARAMS".into(), value.into())],
+            ..Sources::default()
+        })
+    }
+
+    /// `sse.auth_params` is a list like every other: from the environment, one
+    /// comma-separated string (it was refused as "expected a sequence").
+    #[test]
+    fn auth_params_take_a_comma_separated_string() {
+        let loaded = from_env("token,access_token")
+            .unwrap_or_else(|errors| panic!("a comma-separated list: {errors}"));
+        assert_eq!(
+            loaded.config.sse.config.auth_params,
+            ["token", "access_token"]
+        );
+        let loaded =
+            from_env(r#"["token", "jwt"]"#).unwrap_or_else(|errors| panic!("an array: {errors}"));
+        assert_eq!(loaded.config.sse.config.auth_params, ["token", "jwt"]);
+        let errors = from_env("token,pid").expect_err("pid is reserved");
+        assert_eq!(errors.keys(), ["sse.auth_params"], "{errors}");
+    }
 }
