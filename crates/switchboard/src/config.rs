@@ -162,13 +162,40 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// The levels a bare word of a log filter may be.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 /// A `tracing` filter directive (`info`, `warn,switchboard_engine=debug`) known to parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogFilter(String);
 
 impl LogFilter {
-    /// Checks `directive` with the same parser [`LogFilter::to_filter`] uses.
+    /// Checks `directive` with the same parser [`LogFilter::to_filter`] uses, and that
+    /// each bare word in it is a level: `tracing` reads any other bare word as a target
+    /// to log everything of, so a typo such as `warning` parsed and turned every log
+    /// line off, errors included (write `target=level` for a target).
     pub(crate) fn parse(directive: &str) -> Result<Self, String> {
+        for part in directive.split(',').map(str::trim) {
+            if part.is_empty() || part.contains(['=', '[']) {
+                continue;
+            }
+            let lower = part.to_ascii_lowercase();
+            if LEVELS.contains(&lower.as_str()) {
+                continue;
+            }
+            let hint = match lower.as_str() {
+                "warning" => " (did you mean `warn`?)",
+                "fatal" | "critical" | "err" => " (did you mean `error`?)",
+                "verbose" | "all" => " (did you mean `debug` or `trace`?)",
+                "none" | "quiet" | "silent" => " (did you mean `off`?)",
+                _ => "",
+            };
+            return Err(format!(
+                "invalid log filter `{directive}`: `{part}` is not a level \
+                 (trace, debug, info, warn, error, off){hint}; \
+                 for one target write `{part}=<level>`"
+            ));
+        }
         EnvFilter::builder()
             .parse(directive)
             .map(|_| LogFilter(directive.to_owned()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import defaultdict
 
 import pytest
@@ -27,13 +28,29 @@ class Peer:
 
     Every event without a dedicated handler lands in a queue per event name, so tests
     can wait for it (``wait``) or show it never came (``barrier`` then ``received``).
+    ``packets`` is every Engine.IO packet the client read, in order, as
+    ``(type, data)``: ``(4, "1")`` is a Socket.IO DISCONNECT for ``/``, ``(1, None)`` an
+    Engine.IO CLOSE (python-engineio reports both as a server disconnect).
     """
 
-    def __init__(self, url: str, transports, auth=None, handlers=None, **client_opts):
+    def __init__(
+        self, url: str, transports, auth=None, handlers=None, headers=None, **client_opts
+    ):
         client_opts.setdefault("reconnection", False)
         self.sio = socketio.Client(**client_opts)
         self._queues: dict[str, queue.Queue] = defaultdict(queue.Queue)
         self._lock = threading.Lock()
+        self.packets: list[tuple[int, object]] = []
+        # python-engineio (pinned in requirements.txt) hands every packet it reads, on any
+        # transport, to _receive_packet on its read loop's thread, in order; "message"
+        # handlers run later on threads of their own, so the order is taken here.
+        receive = self.sio.eio._receive_packet
+
+        def record(pkt):
+            self.packets.append((pkt.packet_type, pkt.data))
+            return receive(pkt)
+
+        self.sio.eio._receive_packet = record
         self.sio.on("*", self._any)
         self.sio.on("disconnect", self._on_disconnect)
         for event, handler in (handlers or {}).items():
@@ -41,6 +58,7 @@ class Peer:
         self.url = url
         self.transports = transports
         self.auth = auth
+        self.headers = headers or {}
 
     def _queue(self, event: str) -> queue.Queue:
         with self._lock:
@@ -54,7 +72,11 @@ class Peer:
 
     def connect(self) -> "Peer":
         self.sio.connect(
-            self.url, auth=self.auth, transports=self.transports, wait_timeout=WAIT_S
+            self.url,
+            headers=self.headers,
+            auth=self.auth,
+            transports=self.transports,
+            wait_timeout=WAIT_S,
         )
         return self
 
@@ -95,6 +117,20 @@ class Peer:
     def barrier(self) -> None:
         """A round trip: anything the server sent this client before has arrived."""
         assert self.call("message-with-ack", "barrier") == ["barrier"]
+
+    def socket_ids(self) -> set[str]:
+        """The ids of every socket the server has on ``/`` (its ``fetch-sockets``)."""
+        [sockets] = self.call("fetch-sockets", None)
+        assert isinstance(sockets, list), f"fetch-sockets answered {sockets!r}"
+        return {s["id"] for s in sockets}
+
+    def wait_gone(self, sid: str, timeout: float = WAIT_S) -> None:
+        """Waits until the server no longer lists the socket ``sid`` (asked by this peer)."""
+        deadline = time.monotonic() + timeout
+        while sid in (ids := self.socket_ids()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server still has socket {sid} after {timeout} s: {ids}")
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.sio.shutdown()

@@ -49,3 +49,8 @@ def test_binary_broadcast(peers):
     a.call("broadcast", room, "blob", ALL_BYTES, {"nested": [b"\x2a"]})
     assert b.wait("blob") == (ALL_BYTES, {"nested": [b"\x2a"]})
     assert a.wait("blob") == (ALL_BYTES, {"nested": [b"\x2a"]})
+    # Once each: anything more the server sent them would have arrived by the barrier.
+    for p in (a, b):
+        p.barrier()
+    assert a.received("blob") == []
+    assert b.received("blob") == []

@@ -75,7 +75,12 @@ def test_async_client_connects_and_acks(server, transport):
     asyncio.run(run())
 
 
-def test_peer_helper_is_closed_cleanly(server, transport):
+def test_peer_helper_is_closed_cleanly(server, transport, peers):
+    other = peers()
     peer = Peer(server.url, transport[0]).connect()
+    sid = peer.sio.get_sid()
+    assert sid in other.socket_ids()
     peer.close()
     assert not peer.sio.connected
+    # Not only the client's own state: the server let the socket go.
+    other.wait_gone(sid)

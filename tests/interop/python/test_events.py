@@ -57,3 +57,6 @@ def test_many_messages_keep_order(peers):
         peer.emit("message", i)
     got = [peer.wait("message-back")[0] for _ in range(n)]
     assert got == list(range(n))
+    # Exactly n: anything more the server sent would have arrived by the barrier.
+    peer.barrier()
+    assert peer.received("message-back") == []

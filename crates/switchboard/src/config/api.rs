@@ -242,7 +242,7 @@ fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
 }
 
-/// An address other than the main listener's.
+/// An address other than the main listener's, and one that can be bound beside it.
 fn api_listen(text: String, main: SocketAddr) -> Checked<Option<SocketAddr>> {
     let addr = check::listen(text)?;
     if addr == main && addr.port() != 0 {
@@ -251,7 +251,29 @@ fn api_listen(text: String, main: SocketAddr) -> Checked<Option<SocketAddr>> {
              API there"
         ));
     }
+    if collides(addr, main) {
+        return Err(format!(
+            "`{addr}` and the main `listen` address `{main}` share port {} on addresses \
+             that overlap, so the second could not be bound; give the API another port",
+            addr.port()
+        ));
+    }
     Ok(Some(addr))
+}
+
+/// Whether two listeners on these addresses could not both be bound: the same
+/// non-zero port, and addresses that overlap (equal, or one is a wildcard of the
+/// other's family; `[::]` also takes IPv4, as Linux binds it dual-stack). Checked at
+/// start-up: before, `check-config` accepted `127.0.0.1:P` beside `0.0.0.0:P`, and
+/// `serve` failed to bind with exit 1.
+fn collides(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |wild: SocketAddr, other: SocketAddr| {
+        wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
 }
 
 /// Between 1 byte and [`MAX_API_MAX_BODY_BYTES`].
@@ -311,6 +333,30 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_that_overlap_on_a_port_collide() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for (a, b) in [
+            ("127.0.0.1:3901", "0.0.0.0:3901"),
+            ("0.0.0.0:3901", "127.0.0.1:3901"),
+            ("[::]:3901", "0.0.0.0:3901"),
+            ("[::]:3901", "127.0.0.1:3901"),
+            ("[::1]:3901", "[::]:3901"),
+            ("10.0.0.1:3901", "10.0.0.1:3901"),
+        ] {
+            assert!(collides(at(a), at(b)), "{a} {b}");
+        }
+        for (a, b) in [
+            ("127.0.0.1:3901", "0.0.0.0:3902"),
+            ("127.0.0.1:3901", "10.0.0.1:3901"),
+            ("[::1]:3901", "0.0.0.0:3901"),
+            ("127.0.0.1:3901", "[::1]:3901"),
+            ("0.0.0.0:0", "127.0.0.1:0"),
+        ] {
+            assert!(!collides(at(a), at(b)), "{a} {b}");
+        }
+    }
 
     #[test]
     fn raw_sections_know_exactly_their_keys() -> Result<(), toml::de::Error> {

@@ -113,6 +113,60 @@ fn valid_fixture_sets_every_value() {
     assert_eq!(c.statics.dir, Some(PathBuf::from("testdata/static")));
 }
 
+/// A bare word of `log.level` must be a level: `tracing` reads any other as a
+/// target, so `warning` parsed and silenced every log line, errors included.
+#[test]
+fn a_log_level_typo_is_refused_not_read_as_a_target() {
+    for typo in [
+        "warning",
+        "WARNING",
+        "fatal",
+        "verbose",
+        "none",
+        "info,warning",
+    ] {
+        let env = [("SWITCHBOARD_LOG__LEVEL", typo)];
+        let errors = load_err(&sources(None, &env, &[]));
+        assert_eq!(errors.keys(), ["log.level"], "{typo}: {errors}");
+    }
+    let env = [("SWITCHBOARD_LOG__LEVEL", "warning")];
+    let shown = load_err(&sources(None, &env, &[])).to_string();
+    assert!(shown.contains("did you mean `warn`"), "{shown}");
+    for fine in [
+        "warn",
+        "INFO",
+        "off",
+        "warn,switchboard_engine=debug",
+        "debug,hyper=off",
+    ] {
+        let env = [("SWITCHBOARD_LOG__LEVEL", fine)];
+        assert_eq!(
+            load_ok(&sources(None, &env, &[])).config.log.level.as_str(),
+            fine
+        );
+    }
+}
+
+/// `api.listen` on the main listener's port, on an address it covers, could not be
+/// bound: refused at start-up, not found by `serve` (exit 1).
+#[test]
+fn an_api_listener_that_overlaps_the_main_one_is_refused() {
+    let with = |api: &'static str| {
+        sources(
+            None,
+            &[
+                ("SWITCHBOARD_LISTEN", "0.0.0.0:3901"),
+                ("SWITCHBOARD_API__LISTEN", api),
+                ("SWITCHBOARD_API__KEYS", "an-api-key-of-some-length-0123"),
+            ],
+            &[],
+        )
+    };
+    let errors = load_err(&with("127.0.0.1:3901"));
+    assert_eq!(errors.keys(), ["api.listen"], "{errors}");
+    load_ok(&with("127.0.0.1:3902"));
+}
+
 #[test]
 fn invalid_fixture_reports_every_bad_key_at_once() {
     let errors = load_err(&sources(Some("invalid.toml"), &[], &[]));
