@@ -108,6 +108,7 @@ impl JwtVerifier {
     /// fetched here (see [`warm_up`](Self::warm_up)). Errors name the settings' keys.
     pub fn new(settings: JwtSettings) -> Result<Self, Vec<SettingError>> {
         check_algorithms(&settings)?;
+        check_leeway(&settings)?;
         let keys = match &settings.key {
             KeySource::Jwks(jwks) => {
                 let fetcher = fetch::HttpFetcher::new(jwks.url.clone(), jwks.ca_file.as_deref())
@@ -237,6 +238,19 @@ fn check_algorithms(settings: &JwtSettings) -> Result<(), Vec<SettingError>> {
         )]);
     }
     Ok(())
+}
+
+/// A leeway set in code gets the same checks as one read from config: whole seconds
+/// (the claim checks count in seconds: 500 ms would be none at all), at most
+/// [`MAX_LEEWAY`].
+fn check_leeway(settings: &JwtSettings) -> Result<(), Vec<SettingError>> {
+    match settings::leeway_problem(settings.leeway) {
+        Some(message) => Err(vec![SettingError::new(
+            settings::setting_key(settings, "leeway"),
+            message,
+        )]),
+        None => Ok(()),
+    }
 }
 
 /// The claim checks for tokens declaring `alg`.

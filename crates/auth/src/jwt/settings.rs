@@ -84,7 +84,8 @@ pub struct JwtSettings {
     /// Accepted `aud` values; when not empty a token must carry one of them. When empty,
     /// a token that carries an `aud` is refused, as RFC 7519 §4.1.3 requires.
     pub audiences: Vec<String>,
-    /// Clock skew tolerated on `exp` and `nbf` (whole seconds are used).
+    /// Clock skew tolerated on `exp` and `nbf`: whole seconds, at most [`MAX_LEEWAY`]
+    /// (a verifier refuses any other).
     pub leeway: Duration,
     /// Whether a token without `exp` is refused.
     pub require_exp: bool,
@@ -214,13 +215,9 @@ impl JwtSettings {
             settings.audiences = audiences;
         }
         if let Some(leeway) = r.duration("leeway") {
-            if leeway > MAX_LEEWAY {
-                r.error(
-                    "leeway",
-                    format!("must be at most {}s", MAX_LEEWAY.as_secs()),
-                );
-            } else {
-                settings.leeway = leeway;
+            match leeway_problem(leeway) {
+                Some(message) => r.error("leeway", message),
+                None => settings.leeway = leeway,
             }
         }
         if let Some(require) = r.bool("require_exp") {
@@ -232,6 +229,23 @@ impl JwtSettings {
         r.finish()?;
         Ok(settings)
     }
+}
+
+/// What is wrong with a leeway, if anything: more than [`MAX_LEEWAY`], or a part of a
+/// second (`exp` and `nbf` are whole seconds, and the check tolerates whole seconds
+/// only: `"500ms"` was read as no leeway at all).
+pub(crate) fn leeway_problem(leeway: Duration) -> Option<String> {
+    if leeway > MAX_LEEWAY {
+        return Some(format!("must be at most {}s", MAX_LEEWAY.as_secs()));
+    }
+    if leeway.subsec_nanos() != 0 {
+        let up = leeway.as_secs() + 1;
+        return Some(format!(
+            "must be a whole number of seconds (token times are whole seconds): write \"{}s\" or \"{up}s\"",
+            leeway.as_secs()
+        ));
+    }
+    None
 }
 
 /// The one key source set in the table, with its JWKS options.
