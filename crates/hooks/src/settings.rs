@@ -270,6 +270,11 @@ impl WebhookSettings {
         if settings.backoff_max < settings.backoff_initial {
             r.error("backoff_max", "must not be shorter than backoff_initial");
         }
+        if let Some(path) = &settings.dead_letter_path
+            && let Some(why) = dead_letter_path_problem(path)
+        {
+            r.error("dead_letter_path", why);
+        }
         // Read now, as the sink would at start, so a bad file is reported with every
         // other bad key; a file no `https` URL would use is a mistake too.
         if let (Some(ca), Some(url)) = (&settings.tls_ca_file, &url_value) {
@@ -286,6 +291,32 @@ impl WebhookSettings {
             }
         }
         settings
+    }
+}
+
+/// Why the dead-letter file at `path` could not be opened at start, if that can be
+/// told without writing: its directory must exist, and the file, if it does, must be
+/// a file that opens for appending. Checked with every other key, so `check-config`
+/// finds it; before, only `serve` did, exiting 1 rather than 64.
+fn dead_letter_path_problem(path: &std::path::Path) -> Option<String> {
+    let shown = path.display();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Some(format!("`{shown}`: {} is not a directory", dir.display())),
+        Err(err) => return Some(format!("`{shown}`: its directory {}: {err}", dir.display())),
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some(format!("`{shown}` is a directory, not a file")),
+        Ok(_) => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .err()
+            .map(|err| format!("`{shown}` cannot be opened for appending: {err}")),
+        Err(_) => None,
     }
 }
 
@@ -424,6 +455,28 @@ tls_ca_file = "CA"
                 .unwrap_or_default();
             assert_eq!(keys(&errors), ["hooks.webhook.url"], "{url}");
         }
+    }
+
+    /// A dead-letter file that could not be opened is found with every other key,
+    /// not when the server starts.
+    #[test]
+    fn a_dead_letter_file_that_cannot_be_opened_is_refused() {
+        let dir = std::env::temp_dir();
+        let with = |path: &str| {
+            parse(&format!(
+                "[webhook]\nurl = \"http://ok/\"\nsecret = \"k\"\ndead_letter_path = {path:?}\n"
+            ))
+        };
+        for bad in [
+            "/nonexistent-switchboard-dir/dl.jsonl".to_owned(),
+            dir.display().to_string(),
+        ] {
+            let errors = with(&bad).err().unwrap_or_default();
+            assert_eq!(keys(&errors), ["hooks.webhook.dead_letter_path"], "{bad}");
+        }
+        let fine = dir.join(format!("sb-dl-{}.jsonl", std::process::id()));
+        assert!(with(&fine.display().to_string()).is_ok());
+        assert!(!fine.exists(), "checking writes nothing");
     }
 
     #[test]

@@ -66,13 +66,29 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        match Cli::parse().command {
+        let cli = match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(err) => return usage_error(&err),
+        };
+        match cli.command {
             Command::Serve(args) => serve(&args).await,
             Command::CheckConfig(args) => check_config(&args),
         }
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
     code
+}
+
+/// A command line clap could not read: its message, and exit 64 as for any other
+/// bad configuration (clap's own exit was 2). `--help` and `--version` print and
+/// exit 0.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(EXIT_INVALID_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn serve(args: &ServeArgs) -> ExitCode {

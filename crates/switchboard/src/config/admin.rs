@@ -195,11 +195,25 @@ fn namespace(text: String) -> Checked<String> {
     Ok(text)
 }
 
-/// A bcrypt hash (`$2a$`, `$2b$` or `$2y$`, a cost of 4 to 31, 53 characters after
-/// it), as `@socket.io/admin-ui` requires; never a plain password.
+/// The highest bcrypt cost taken: each login attempt, anyone's, costs the server
+/// 2^cost rounds, one check at a time. 14 is about a second of a core; 31 was
+/// accepted, about 2^17 times that, so one unauthenticated CONNECT to the admin
+/// namespace held a core for days and every later login waited it out.
+const MAX_BCRYPT_COST: u32 = 14;
+
+/// A bcrypt hash (`$2a$`, `$2b$` or `$2y$`, a cost of 4 to [`MAX_BCRYPT_COST`], 53
+/// characters after it), as `@socket.io/admin-ui` requires; never a plain password.
 fn password_hash(text: String) -> Checked<String> {
-    if text.parse::<bcrypt::HashParts>().is_err() {
+    let Ok(parts) = text.parse::<bcrypt::HashParts>() else {
         return Err("must be a bcrypt hash (`$2b$10$…`), never the password itself".to_owned());
+    };
+    if parts.get_cost() > MAX_BCRYPT_COST {
+        return Err(format!(
+            "a bcrypt cost of {} is more than {MAX_BCRYPT_COST}: every login attempt, an \
+             unauthenticated one too, would cost that much CPU (hash it again with a cost \
+             of 10 to {MAX_BCRYPT_COST})",
+            parts.get_cost()
+        ));
     }
     Ok(text)
 }
@@ -253,6 +267,12 @@ mod tests {
         assert!(password_hash(hash).is_ok());
         assert!(password_hash("secret".into()).is_err());
         assert!(password_hash("$2b$10$short".into()).is_err());
+        // The cost is read from the hash: rewritten, the rest still parses.
+        let hash = bcrypt::hash("secret", 4).unwrap_or_default();
+        for (cost, ok) in [("14", true), ("15", false), ("31", false)] {
+            let costly = hash.replacen("$04$", &format!("${cost}$"), 1);
+            assert_eq!(password_hash(costly).is_ok(), ok, "cost {cost}");
+        }
         assert!(namespace("/admin".into()).is_ok());
         assert!(namespace("admin".into()).is_err());
         assert!(namespace("/".into()).is_err());

@@ -163,3 +163,37 @@ fn the_example_config_is_valid() -> anyhow::Result<()> {
     assert_eq!(out.code, Some(0), "{out:?}");
     Ok(())
 }
+
+/// A command line clap cannot read is a bad configuration too: exit 64 with clap's
+/// message (it was clap's 2); `--help` and `--version` still exit 0.
+#[test]
+fn a_command_line_clap_cannot_read_exits_64() -> anyhow::Result<()> {
+    for args in [
+        &["serve", "--lissten", "127.0.0.1:0"][..],
+        &["serve", "--log-level"][..],
+        &["no-such-command"][..],
+    ] {
+        let mut cmd = command();
+        cmd.args(args);
+        let out = run(cmd)?;
+        assert_eq!(
+            out.code,
+            Some(EXIT_INVALID_CONFIG),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("error:"), "{args:?}: {}", out.stderr);
+    }
+    for args in [
+        &["--help"][..],
+        &["--version"][..],
+        &["serve", "--help"][..],
+    ] {
+        let mut cmd = command();
+        cmd.args(args);
+        let out = run(cmd)?;
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+    Ok(())
+}
