@@ -11,28 +11,79 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use http::HeaderMap;
 
 /// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`; a bare address is its /32 or
-/// /128).
+/// /128). An IPv4-mapped network (`::ffff:10.0.0.0/104`) is kept as the IPv4 one
+/// (`10.0.0.0/8`), as a peer's IPv4-mapped address is (it never matched before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
 }
 
-impl Cidr {
-    /// Parses `text`; `None` when it is not an address with an optional prefix length
-    /// that fits it.
-    pub fn parse(text: &str) -> Option<Cidr> {
+/// Why a text is not a network [`Cidr`] takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// Not an address, with or without `/prefix`.
+    #[error("is not an address or a network (a.b.c.d/n, x::/n)")]
+    NotAnAddress,
+    /// A prefix length that is not a number up to the address's bits.
+    #[error("has a prefix length that is not a number from 0 to {max}")]
+    BadPrefix {
+        /// 32 for IPv4, 128 for IPv6.
+        max: u8,
+    },
+    /// An IPv4-mapped address with a prefix under 96: the network would reach past
+    /// the IPv4-mapped addresses, which are compared as IPv4.
+    #[error(
+        "is an IPv4-mapped network wider than the IPv4 addresses (/{prefix} is under /96); \
+         write the IPv4 network (e.g. 10.0.0.0/8 for ::ffff:10.0.0.0/104)"
+    )]
+    MappedTooWide {
+        /// The prefix length written.
+        prefix: u8,
+    },
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(text: &str) -> Result<Cidr, CidrError> {
         let (addr, prefix) = match text.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.trim().parse().ok()?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| CidrError::NotAnAddress)?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or(CidrError::BadPrefix { max })?,
             None => max,
         };
-        Some(Cidr { addr, prefix })
+        // Peers are compared as IPv4 when IPv4-mapped (`canonical`), so the network
+        // is too: `::ffff:a.b.c.d/n` is `a.b.c.d/(n - 96)`.
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            let prefix = prefix
+                .checked_sub(96)
+                .ok_or(CidrError::MappedTooWide { prefix })?;
+            return Ok(Cidr {
+                addr: IpAddr::V4(v4),
+                prefix,
+            });
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    /// Parses `text`; `None` when it is not an address with an optional prefix length
+    /// that fits it (see [`FromStr`](std::str::FromStr) for why).
+    pub fn parse(text: &str) -> Option<Cidr> {
+        text.parse().ok()
     }
 
     /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts as IPv4).
@@ -263,6 +314,36 @@ mod tests {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }
         assert_eq!(net.to_string(), "10.0.0.0/8");
+    }
+
+    /// An IPv4-mapped network is the IPv4 one: peers are compared as IPv4 when
+    /// IPv4-mapped, so `::ffff:10.0.0.0/104` never matched a proxy at 10.1.2.3.
+    #[test]
+    fn ipv4_mapped_networks_are_their_ipv4_networks() {
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(mapped, Cidr::parse("10.0.0.0/8").unwrap());
+        assert!(mapped.contains(ip("10.1.2.3")));
+        assert!(mapped.contains(ip("::ffff:10.1.2.3")));
+        assert!(!mapped.contains(ip("11.0.0.1")));
+        let one = Cidr::parse("::ffff:192.0.2.7").unwrap();
+        assert_eq!(one.to_string(), "192.0.2.7/32");
+        assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
+        let all = Cidr::parse("::ffff:0.0.0.0/96").unwrap();
+        assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("fd00::1")));
+        // Wider than the mapped range: refused with what to write instead.
+        assert_eq!(
+            "::ffff:10.0.0.0/95".parse::<Cidr>(),
+            Err(CidrError::MappedTooWide { prefix: 95 })
+        );
+        // Plain IPv6 networks are untouched.
+        let v6 = Cidr::parse("::/0").unwrap();
+        assert_eq!(v6.to_string(), "::/0");
+        assert!(!v6.contains(ip("10.1.2.3")));
+        assert_eq!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::BadPrefix { max: 32 })
+        );
+        assert_eq!("x".parse::<Cidr>(), Err(CidrError::NotAnAddress));
     }
 
     #[test]

@@ -142,16 +142,15 @@ pub(crate) fn transports(list: Vec<String>) -> Checked<Vec<TransportKind>> {
     Ok(kinds)
 }
 
-/// Networks in CIDR notation (`10.0.0.0/8`, `fd00::/8`, or a bare address).
+/// Networks in CIDR notation (`10.0.0.0/8`, `fd00::/8`, or a bare address); an
+/// IPv4-mapped one (`::ffff:10.0.0.0/104`) is read as its IPv4 network.
 pub(crate) fn networks(list: Vec<String>) -> Checked<Vec<switchboard_engine::config::Cidr>> {
     let mut nets = Vec::with_capacity(list.len());
     let mut bad = Vec::new();
     for text in &list {
-        match switchboard_engine::config::Cidr::parse(text) {
-            Some(net) => nets.push(net),
-            None => bad.push(format!(
-                "{text:?} is not an address or a network (a.b.c.d/n, x::/n)"
-            )),
+        match text.parse::<switchboard_engine::config::Cidr>() {
+            Ok(net) => nets.push(net),
+            Err(err) => bad.push(format!("{text:?} {err}")),
         }
     }
     if bad.is_empty() {
@@ -235,6 +234,23 @@ mod tests {
             Ok(AllowedOrigins::List(vec!["http://localhost:8080".into()]))
         );
         assert_eq!(allowed_origins(vec![]), Ok(AllowedOrigins::List(vec![])));
+    }
+
+    /// An IPv4-mapped network is read as its IPv4 network (peers are compared as IPv4);
+    /// one wider than the mapped range is refused with what to write instead.
+    #[test]
+    fn ipv4_mapped_trusted_proxies_are_read_as_ipv4() {
+        let nets = networks(vec!["::ffff:10.0.0.0/104".into(), "fd00::/8".into()])
+            .unwrap_or_else(|e| panic!("valid: {e}"));
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
+        let Err(message) = networks(vec!["::ffff:10.0.0.0/90".into()]) else {
+            panic!("refused");
+        };
+        assert!(
+            message.contains("\"::ffff:10.0.0.0/90\"") && message.contains("10.0.0.0/8"),
+            "{message}"
+        );
     }
 
     #[test]
