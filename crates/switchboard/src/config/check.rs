@@ -175,25 +175,135 @@ pub(crate) fn allowed_origins(list: Vec<String>) -> Checked<AllowedOrigins> {
     Ok(AllowedOrigins::List(list))
 }
 
-/// What is wrong with one origin, if anything. Browsers send `scheme://host[:port]`,
-/// which is compared exactly, so a path or trailing slash would never match.
+/// An example of an origin, for messages.
+const ORIGIN_EXAMPLE: &str = "e.g. https://app.example.com";
+
+/// What is wrong with one origin, if anything. Browsers send `Origin` serialized —
+/// `scheme://host[:port]`, scheme and host in lowercase, no default port (`:443` for
+/// https, `:80` for http), no user info, path, query or fragment — and it is compared
+/// exactly, so an entry written any other way would never match: each such entry is
+/// refused with the form to write instead.
 fn origin_problem(origin: &str) -> Option<String> {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return Some(format!(
-            "`{origin}` is not an origin (e.g. https://app.example.com)"
-        ));
+    let not_an_origin = || {
+        Some(format!(
+            "`{origin}` is not an origin ({ORIGIN_EXAMPLE}, or \"*\" alone for any)"
+        ))
     };
-    if scheme.is_empty() || rest.is_empty() {
+    if origin.contains('*') {
         return Some(format!(
-            "`{origin}` is not an origin (e.g. https://app.example.com)"
+            "`{origin}` has a wildcard, but origins are compared exactly: list each origin \
+             ({ORIGIN_EXAMPLE}), or write \"*\" alone to allow every origin"
         ));
     }
-    if rest.contains('/') {
+    if origin.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Some(format!(
-            "`{origin}` has a path or trailing `/`; browsers send only scheme://host[:port]"
+            "`{origin}` holds blanks or control characters, which browsers never send \
+             ({ORIGIN_EXAMPLE})"
         ));
     }
-    None
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return not_an_origin();
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return not_an_origin();
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut wrong = Vec::new();
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => {
+            wrong.push("user info (`user@`)".to_owned());
+            host
+        }
+        None => authority,
+    };
+    // `[v6]:port` or `host:port`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, "")) => (&authority[..addr.len() + 2], None),
+            Some((addr, after)) => match after.strip_prefix(':') {
+                Some(port) => (&authority[..addr.len() + 2], Some(port)),
+                None => return not_an_origin(),
+            },
+            None => return not_an_origin(),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return not_an_origin();
+    }
+    if !host.is_ascii() {
+        return Some(format!(
+            "`{origin}` would never match: browsers send an international host name in its \
+             ASCII (punycode) form `{scheme}://xn--…`: write that (`new URL(\"{origin}\").origin` \
+             in a browser's console gives it)"
+        ));
+    }
+    let scheme_lower = scheme.to_ascii_lowercase();
+    if scheme != scheme_lower || host.chars().any(|c| c.is_ascii_uppercase()) {
+        wrong.push("uppercase letters (browsers send the scheme and host in lowercase)".to_owned());
+    }
+    let port = match port {
+        None => None,
+        Some("") => {
+            wrong.push("a `:` without a port".to_owned());
+            None
+        }
+        Some(text) => match text.parse::<u16>() {
+            Ok(n) if n != 0 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                let default = match scheme_lower.as_str() {
+                    "https" => Some(443),
+                    "http" => Some(80),
+                    _ => None,
+                };
+                if default == Some(n) {
+                    wrong.push(format!(
+                        "the default port `:{n}` of {scheme_lower} (browsers leave it out)"
+                    ));
+                    None
+                } else {
+                    if text != n.to_string() {
+                        wrong.push(format!("the port `{text}` written with leading zeros"));
+                    }
+                    Some(n)
+                }
+            }
+            _ => {
+                return Some(format!(
+                    "`{origin}`: `{text}` is not a port (1 to 65535; {ORIGIN_EXAMPLE}:8443)"
+                ));
+            }
+        },
+    };
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    match &tail[..path_end] {
+        "" => {}
+        "/" => wrong.push("a trailing `/`".to_owned()),
+        _ => wrong.push("a path".to_owned()),
+    }
+    if tail.contains('?') {
+        wrong.push("a query (`?…`)".to_owned());
+    }
+    if tail.contains('#') {
+        wrong.push("a fragment (`#…`)".to_owned());
+    }
+    if wrong.is_empty() {
+        return None;
+    }
+    let port = port.map_or(String::new(), |n| format!(":{n}"));
+    let instead = format!("{scheme_lower}://{}{port}", host.to_ascii_lowercase());
+    Some(format!(
+        "`{origin}` would never match: it has {}, and browsers send only \
+         scheme://host[:port], exactly; write `{instead}`",
+        wrong.join(", ")
+    ))
 }
 
 #[cfg(test)]
@@ -229,6 +339,16 @@ mod tests {
         assert!(allowed_origins(vec!["*".into(), "https://a.example".into()]).is_err());
         assert!(allowed_origins(vec!["https://a.example/".into()]).is_err());
         assert!(allowed_origins(vec!["a.example".into()]).is_err());
+        for fine in [
+            "https://app.example.com",
+            "http://localhost:5173",
+            "https://app.example.com:8443",
+            "http://[::1]:3000",
+            "http://127.0.0.1",
+            "capacitor://localhost",
+        ] {
+            assert_eq!(origin_problem(fine), None, "{fine}");
+        }
         assert_eq!(
             allowed_origins(vec!["http://localhost:8080".into()]),
             Ok(AllowedOrigins::List(vec!["http://localhost:8080".into()]))
@@ -249,6 +369,93 @@ mod tests {
         };
         assert!(
             message.contains("\"::ffff:10.0.0.0/90\"") && message.contains("10.0.0.0/8"),
+            "{message}"
+        );
+    }
+
+    /// Entries that could never equal an `Origin` a browser sends are refused, each
+    /// with the form to write instead (they passed, and matched nothing).
+    #[test]
+    fn origins_that_could_never_match_are_refused_with_what_to_write() {
+        let problem = |origin: &str| {
+            origin_problem(origin).unwrap_or_else(|| panic!("{origin} should be refused"))
+        };
+        for (origin, says, instead) in [
+            ("https://*.example.com", "wildcard", "\"*\" alone"),
+            ("*.example.com", "wildcard", "\"*\" alone"),
+            (
+                "https://App.Example.com:443",
+                "uppercase",
+                "`https://app.example.com`",
+            ),
+            (
+                "HTTPS://app.example.com",
+                "uppercase",
+                "`https://app.example.com`",
+            ),
+            (
+                "https://app.example.com:443",
+                "default port",
+                "`https://app.example.com`",
+            ),
+            (
+                "http://app.example.com:80",
+                "default port",
+                "`http://app.example.com`",
+            ),
+            (
+                "https://a.example.com?x=1",
+                "query",
+                "`https://a.example.com`",
+            ),
+            (
+                "https://a.example.com#top",
+                "fragment",
+                "`https://a.example.com`",
+            ),
+            (
+                "https://a.example.com/app",
+                "path",
+                "`https://a.example.com`",
+            ),
+            (
+                "https://a.example.com/",
+                "trailing `/`",
+                "`https://a.example.com`",
+            ),
+            (
+                "https://user@a.example.com:8443",
+                "user info",
+                "`https://a.example.com:8443`",
+            ),
+            (
+                "http://localhost:05173",
+                "leading zeros",
+                "`http://localhost:5173`",
+            ),
+            ("http://localhost:", "without a port", "`http://localhost`"),
+            ("http://localhost:http", "not a port", "e.g."),
+            ("http://localhost:70000", "not a port", "e.g."),
+            ("https://bücher.example", "punycode", "xn--"),
+            ("https://a.example.com ", "blanks", "e.g."),
+            ("//a.example.com", "not an origin", "e.g."),
+        ] {
+            let message = problem(origin);
+            assert!(
+                message.contains(says) && message.contains(instead),
+                "{origin}: {message}"
+            );
+        }
+        // Every bad entry is reported, not just the first.
+        let Err(message) = allowed_origins(vec![
+            "https://ok.example".into(),
+            "https://*.example.com".into(),
+            "https://B.example".into(),
+        ]) else {
+            panic!("refused");
+        };
+        assert!(
+            message.contains("*.example.com") && message.contains("B.example"),
             "{message}"
         );
     }
