@@ -55,6 +55,14 @@ async function openPage() {
   return page;
 }
 
+/**
+ * A `message-with-ack` round trip from the page: the server sent its answer after
+ * anything it had sent this page before, so that has arrived once it resolves.
+ */
+async function barrier(page) {
+  assert.deepEqual(await page.evaluate(() => window.harness.call("message-with-ack", "barrier")), ["barrier"]);
+}
+
 async function connectPage(mode, auth = {}) {
   const page = await openPage();
   const info = await page.evaluate(
@@ -128,7 +136,13 @@ for (const mode of MODES) {
 
       await b.page.evaluate((r) => window.harness.call("broadcast-except-self", r, "chat", "from b"), room);
       assert.deepEqual(await a.page.evaluate(() => window.harness.waitFor("chat")), ["from b"]);
-      await b.page.evaluate(() => window.harness.call("message-with-ack", "barrier"));
+      // Once each: anything more the server sent a page has arrived by its barrier.
+      for (const { page } of [a, b]) await barrier(page);
+      for (const [name, { page }] of [["a", a], ["b", b]]) {
+        const news = await page.evaluate(() => window.harness.received("news"));
+        assert.deepEqual(news, [["to all"]], `${name}: news once`);
+      }
+      assert.deepEqual(await a.page.evaluate(() => window.harness.received("chat")), [["from b"]], "a: chat once");
       assert.deepEqual(await b.page.evaluate(() => window.harness.received("chat")), []);
     });
 
@@ -172,11 +186,16 @@ for (const mode of MODES) {
         (r) => window.harness.call("broadcast", r, "blob", new Uint8Array([1, 2, 3]).buffer, "tag"),
         room,
       );
-      const got = await b.page.evaluate(async () => {
-        const [bin, tag] = await window.harness.waitFor("blob");
-        return { bin: describeBinary(bin), tag };
-      });
-      assert.deepEqual(got, { bin: { type: "ArrayBuffer", bytes: [1, 2, 3] }, tag: "tag" });
+      // Both members, the sender included, get it once.
+      for (const [name, { page }] of [["a", a], ["b", b]]) {
+        await page.evaluate(() => window.harness.waitFor("blob"));
+        await barrier(page);
+        const got = await page.evaluate(() =>
+          window.harness.received("blob").map(([bin, tag]) => ({ bin: describeBinary(bin), tag })),
+        );
+        const want = [{ bin: { type: "ArrayBuffer", bytes: [1, 2, 3] }, tag: "tag" }];
+        assert.deepEqual(got, want, `${name}: blob once`);
+      }
     });
 
     test("disconnect-me gives 'io server disconnect'", async () => {

@@ -4,24 +4,27 @@
 // (redis-streams). The balancer sends each HTTP request, the WebSocket included, to the
 // next node; a node that does not own a page's session relays its WebSocket to the
 // owner. Every page must end on WebSocket and receive every event broadcast during the
-// upgrades once, in order. Any uncaught exception or console error in the pages fails
-// the test.
+// upgrades once, in order: everything published after its `connect` resolved (over
+// polling, then over WebSocket), whenever its upgrade finished. Any uncaught exception
+// or console error in the pages fails the test.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { chromium } from "playwright-core";
 import { Clients, call } from "../lib/client.mjs";
 import { startCluster } from "../cluster/cluster.mjs";
 import { startDocBalancer } from "../cluster/doc-balancers.mjs";
 import { startHaproxy } from "../cluster/haproxy.mjs";
 import { startRedis } from "../cluster/redis.mjs";
-import { WEBSOCKET, assertEveryNumberTo, numberedPublisher } from "../cluster/support.mjs";
+import { WEBSOCKET, assertEveryNumberFromTo, numberedPublisher } from "../cluster/support.mjs";
+import { waitFor } from "../lib/wait.mjs";
 import { CHROMIUM, CHROMIUM_ARGS, startSite } from "./harness.mjs";
 
 /** Pages: with three nodes, chance alone would upgrade one in three. */
 const PAGES = 6;
 const PUBLISH_EVERY_MS = 5;
+/** Acknowledged publishes after every page settled on WebSocket, before publishing stops. */
+const AFTER_UPGRADES = 20;
 
 /**
  * The balancers: the tests' HAProxy (its health check needs no `/health/ready`, which
@@ -66,10 +69,17 @@ for (const balancer of BALANCERS) {
       // on, while its upgrade is under way) from a publisher on one node, from before the pages
       // connect until they have all upgraded.
       const publisher = (await clients.connect(cluster.switchboard[0].url, WEBSOCKET)).socket;
+      // How many publishes were acknowledged: 0 .. acked - 1.
+      let acked = 0;
       const publishing = numberedPublisher(async (n) => {
         assert.deepEqual(await call(publisher, "broadcast-flags", null, {}, "seq", n), [true]);
+        acked = n + 1;
       }, PUBLISH_EVERY_MS);
       const pages = [];
+      // Per page, `acked` once its connect resolved. Number `acked` itself may have been
+      // published before the page's CONNECT; `acked + 1` was published after its ack, so
+      // after the page connected: the page must have every number from there on.
+      const ackedAtConnect = [];
       for (let i = 0; i < PAGES; i++) {
         const ctx = await browser.newContext();
         const page = await ctx.newPage();
@@ -79,12 +89,17 @@ for (const balancer of BALANCERS) {
         });
         await page.goto(siteUrl);
         await page.evaluate((url) => window.harness.connect(url, {}), lb.url);
+        ackedAtConnect.push(acked);
         pages.push(page);
       }
       const transports = await Promise.allSettled(
         pages.map((p) => p.evaluate(() => window.harness.settleOn("websocket"))),
       );
-      await sleep(100);
+      // Some events after the last upgrade too, all over WebSocket.
+      const settled = acked;
+      await waitFor(() => acked >= settled + AFTER_UPGRADES, {
+        what: `${AFTER_UPGRADES} more acknowledged publishes`,
+      });
       const published = await publishing.stop();
 
       assert.deepEqual(
@@ -103,7 +118,7 @@ for (const balancer of BALANCERS) {
           }
           return numbers();
         }, last);
-        assertEveryNumberTo(seen, last, `page ${i}`);
+        assertEveryNumberFromTo(seen, ackedAtConnect[i] + 1, last, `page ${i}`);
         assert.deepEqual(await page.evaluate(() => window.harness.call("message-with-ack", "ping")), [
           "ping",
         ]);

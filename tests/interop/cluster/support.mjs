@@ -333,3 +333,17 @@ export function assertEveryNumberTo(seen, last, what) {
   const want = Array.from({ length: last - from + 1 }, (_, k) => from + k);
   assert.deepEqual(seen, want, `${what}: every event from its first on, once, in order`);
 }
+
+/**
+ * `seen` is every number from its first up to `last`, once, in order, and its first is
+ * at most `firstAtMost`: a client that must receive everything published from some
+ * point on (numbers above `firstAtMost - 1`) did, not only what came after it happened to
+ * start receiving.
+ */
+export function assertEveryNumberFromTo(seen, firstAtMost, last, what) {
+  assert.ok(
+    seen.length > 0 && seen[0] <= firstAtMost,
+    `${what}: its first event is ${seen[0]}, want at most ${firstAtMost} (got ${seen.length} events)`,
+  );
+  assertEveryNumberTo(seen, last, what);
+}
