@@ -5,6 +5,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fixtureSuite } from "../lib/suite.mjs";
 import { TRANSPORT_MODES, barrier, bytes, call, record, until } from "../lib/client.mjs";
+import { waitFor } from "../lib/wait.mjs";
 
 const { server, clients } = fixtureSuite();
 
@@ -19,6 +20,18 @@ async function connectMany(n, mode) {
 }
 
 const sorted = (xs) => [...xs].sort();
+
+/**
+ * A barrier on each socket: whatever the server sent them before (a broadcast already
+ * acknowledged, a late duplicate of it) has arrived once this resolves.
+ */
+const settle = (...sockets) => Promise.all(sockets.map((s) => barrier(s)));
+
+/** The ids of the sockets in `room` (`null`: every socket), as `fetch-sockets` lists them. */
+async function idsIn(socket, room) {
+  const [sockets] = await call(socket, "fetch-sockets", room);
+  return sockets.map((s) => s.id);
+}
 
 for (const mode of TRANSPORT_MODES) {
   describe(`rooms (${mode.name})`, () => {
@@ -51,9 +64,7 @@ for (const mode of TRANSPORT_MODES) {
       const seenB = record(b, "news");
       const seenOut = record(outsider, "news");
       assert.deepEqual(await call(a, "broadcast", room, "news", "hello", { n: 1 }), [true]);
-      await until(seenA, 1);
-      await until(seenB, 1);
-      await barrier(outsider);
+      await settle(a, b, outsider);
       assert.deepEqual(seenA, [["hello", { n: 1 }]]);
       assert.deepEqual(seenB, [["hello", { n: 1 }]]);
       assert.deepEqual(seenOut, []);
@@ -68,9 +79,7 @@ for (const mode of TRANSPORT_MODES) {
       const seenB = record(b, "news");
       const seenSender = record(sender, "news");
       assert.deepEqual(await call(sender, "broadcast", room, "news", 7), [true]);
-      await until(seenA, 1);
-      await until(seenB, 1);
-      await barrier(sender);
+      await settle(a, b, sender);
       assert.deepEqual(seenA, [[7]]);
       assert.deepEqual(seenB, [[7]]);
       assert.deepEqual(seenSender, []);
@@ -82,9 +91,7 @@ for (const mode of TRANSPORT_MODES) {
       for (const s of [a, b, c]) await call(s, "join", room);
       const seen = [a, b, c].map((s) => record(s, "chat"));
       assert.deepEqual(await call(a, "broadcast-except-self", room, "chat", "from a"), [true]);
-      await until(seen[1], 1);
-      await until(seen[2], 1);
-      await barrier(a);
+      await settle(a, b, c);
       assert.deepEqual(seen[0], []);
       assert.deepEqual(seen[1], [["from a"]]);
       assert.deepEqual(seen[2], [["from a"]]);
@@ -98,7 +105,7 @@ for (const mode of TRANSPORT_MODES) {
       const seen = record(b, "ev");
       await call(a, "broadcast", room, "ev");
       await call(a, "broadcast", room, "ev", 1, "2", [3], { four: 4 }, null, true);
-      await until(seen, 2);
+      await settle(b);
       assert.deepEqual(seen, [[], [1, "2", [3], { four: 4 }, null, true]]);
     });
 
@@ -110,7 +117,7 @@ for (const mode of TRANSPORT_MODES) {
       await call(b, "join", room);
       const seen = record(b, event);
       await call(a, "broadcast", room, event, "ok");
-      await until(seen, 1);
+      await settle(b);
       assert.deepEqual(seen, [["ok"]]);
       const [rooms] = await call(b, "rooms");
       assert.ok(rooms.includes(room), `rooms ${JSON.stringify(rooms)} lacks ${room}`);
@@ -141,8 +148,7 @@ for (const mode of TRANSPORT_MODES) {
       const seenA = record(a, "news");
       const seenB = record(b, "news");
       await call(a, "broadcast", room, "news", "after leave");
-      await until(seenA, 1);
-      await barrier(b);
+      await settle(a, b);
       assert.deepEqual(seenA, [["after leave"]]);
       assert.deepEqual(seenB, []);
     });
@@ -166,8 +172,7 @@ for (const mode of TRANSPORT_MODES) {
       const seenB = record(b, "direct");
       const seenC = record(c, "direct");
       assert.deepEqual(await call(a, "broadcast", b.id, "direct", "to b"), [true]);
-      await until(seenB, 1);
-      await barrier(c);
+      await settle(b, c);
       assert.deepEqual(seenB, [["to b"]]);
       assert.deepEqual(seenC, []);
     });
@@ -176,12 +181,21 @@ for (const mode of TRANSPORT_MODES) {
       const [a, b, c] = await connectMany(3, mode);
       const room = freshRoom("gone");
       for (const s of [a, b, c]) await call(s, "join", room);
+      assert.deepEqual(await idsIn(a, room), sorted([a.id, b.id, c.id]));
       c.disconnect();
+      // The client's own "disconnect" says nothing of the server: wait until the server
+      // no longer lists c in the room.
+      await waitFor(
+        async () => {
+          assert.deepEqual(await idsIn(a, room), sorted([a.id, b.id]));
+          return true;
+        },
+        { what: "the room to hold exactly a and b" },
+      );
       const seenA = record(a, "news");
       const seenB = record(b, "news");
       assert.deepEqual(await call(a, "broadcast", room, "news", 1), [true]);
-      await until(seenA, 1);
-      await until(seenB, 1);
+      await settle(a, b);
       assert.deepEqual(seenA, [[1]]);
       assert.deepEqual(seenB, [[1]]);
     });
@@ -199,7 +213,7 @@ describe("rooms across transports", () => {
     }
     const seen = sockets.map((s) => record(s, "mixed"));
     await call(sockets[0], "broadcast", room, "mixed", "all", { x: [1] });
-    for (const s of seen) await until(s, 1);
+    await settle(...sockets);
     for (const s of seen) assert.deepEqual(s, [["all", { x: [1] }]]);
   });
 });
