@@ -1488,6 +1488,15 @@ fn preview(message: &Message) -> String {
     }
 }
 
+/// What one binary attachment is charged beyond its bytes while its packet is put
+/// together, toward `engine.max_payload` and the node's inbound budget: its handle in
+/// the packet's list (a [`bytes::Bytes`], the list's capacity up to twice its length)
+/// and its own allocation at the allocator's smallest with its bookkeeping (64). Charged
+/// its length only, an empty or 1-byte attachment cost far more than it counted: with
+/// a large `socketio.max_attachments`, one polling session held ~90 MB for 1 MB
+/// charged.
+const ATTACHMENT_OVERHEAD: usize = 2 * std::mem::size_of::<bytes::Bytes>() + 64;
+
 /// Adds `part` to the bytes of the binary packet being put together; the cut-off when
 /// they pass `max` (`engine.max_payload`). A packet with attachments is one message:
 /// over polling Node bounds it whole (one body), and each receiver's outbound queue
@@ -1507,7 +1516,8 @@ impl SessionHandler for Client {
         let preview = preview(&message);
         let (size, part) = match &message {
             Message::Text(text) => (text.len(), text.len()),
-            Message::Binary(data) => (0, data.len()),
+            // An attachment costs its bytes and its place in the packet.
+            Message::Binary(data) => (0, data.len().saturating_add(ATTACHMENT_OVERHEAD)),
         };
         let (decoded, held) = {
             let mut state = self.shared.lock();

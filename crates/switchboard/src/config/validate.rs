@@ -43,6 +43,10 @@ const MIN_MAX_PAYLOAD: usize = 1024;
 /// larger value passed validation and then panicked the accept loop).
 const MAX_CONNECTIONS: usize = 100_000_000;
 
+/// The most `socketio.max_attachments` may be. Each attachment is held until its
+/// packet is whole, and a client chooses how many it announces; Node's default is 10.
+const MAX_ATTACHMENTS: usize = 1_000;
+
 /// The smallest `queue.max_packets`: a connection's own first packets must fit, also
 /// halved under memory pressure.
 const MIN_QUEUE_PACKETS: usize = 16;
@@ -434,7 +438,12 @@ impl Validator<'_> {
             &mut sio.max_attachments,
             "socketio.max_attachments",
             attachments,
-            check::any_count,
+            check::count_in(
+                0,
+                MAX_ATTACHMENTS,
+                "each attachment is held until its packet is whole, and a client picks \
+                 how many it sends (Node's default is 10)",
+            ),
         );
         self.read(
             &mut sio.max_connect_auth,
@@ -533,6 +542,33 @@ fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load;
+    use crate::config::sources::Sources;
+
+    fn with_flag(set: &str) -> Result<Loaded, ConfigErrors> {
+        load(&Sources {
+            flags: vec![("--set".into(), set.into())],
+            ..Sources::default()
+        })
+    }
+
+    /// `socketio.max_attachments` has a bound: each attachment announced is held until
+    /// its packet is whole (a billion let one session hold ~90 MB).
+    #[test]
+    fn max_attachments_is_at_most_a_thousand() {
+        let ok = with_flag("socketio.max_attachments=1000")
+            .unwrap_or_else(|errors| panic!("1000 is fine: {errors}"));
+        assert_eq!(ok.config.socketio.max_attachments, 1000);
+        let ok = with_flag("socketio.max_attachments=0")
+            .unwrap_or_else(|errors| panic!("0 (no binary packets) is fine: {errors}"));
+        assert_eq!(ok.config.socketio.max_attachments, 0);
+        for over in ["1001", "1000000000"] {
+            let errors =
+                with_flag(&format!("socketio.max_attachments={over}")).expect_err("over the bound");
+            assert_eq!(errors.keys(), ["socketio.max_attachments"], "{errors}");
+            assert!(errors.to_string().contains("at most 1000"), "{errors}");
+        }
+    }
 
     #[test]
     fn typo_hints_pick_the_nearest_key() {

@@ -1,0 +1,115 @@
+//! A binary packet's attachments are charged their place in the packet as well as
+//! their bytes, toward `engine.max_payload` (and the node's inbound budget): charged
+//! their length only, empty or 1-byte attachments cost far more memory than they
+//! counted (one polling session held ~90 MB for 1 MB charged). Many tiny attachments
+//! now reach the bound; a few are served as before.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// The bound on a packet, attachments included.
+const MAX_PAYLOAD: usize = 8 * 1024;
+
+/// A server on loopback taking up to 1,000 attachments a packet, whose `/` answers
+/// event `up` with `got`.
+async fn start() -> (Io, String) {
+    let (trigger, signal) = shutdown::channel();
+    // The server lives for the test process.
+    std::mem::forget(trigger);
+    let mut config = SocketIoConfig {
+        max_attachments: 1000,
+        ..SocketIoConfig::default()
+    };
+    config.engine.max_payload = MAX_PAYLOAD;
+    let io = Io::new(config, signal.clone());
+    io.of("/").on("up", |ev| {
+        let _ = ev.socket.emit("got", serde_json::json!("ok"));
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
+    (io, addr)
+}
+
+/// A WebSocket client connected to `/`.
+async fn connected(addr: &str) -> Ws {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("0{"));
+    ws.send(Message::text("40")).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("40{"));
+    ws
+}
+
+/// The next text message, answering pings; `None` once the server closed.
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the server said nothing for 30 s");
+        match msg {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends event `up` with `count` binary arguments of `len` bytes each.
+async fn send_event(ws: &mut Ws, count: usize, len: usize) {
+    let placeholders: Vec<String> = (0..count)
+        .map(|i| format!(r#"{{"_placeholder":true,"num":{i}}}"#))
+        .collect();
+    let header = format!(r#"45{count}-["up",{}]"#, placeholders.join(","));
+    ws.send(Message::text(header)).await.unwrap();
+    for _ in 0..count {
+        ws.send(Message::binary(vec![7u8; len])).await.unwrap();
+    }
+}
+
+/// The evidence of the first disconnect report with `reason`, once there is one.
+async fn evidence_of(io: &Io, reason: &str) -> Vec<String> {
+    for _ in 0..1000 {
+        let reports = io.disconnect_reports();
+        if let Some(report) = reports.iter().find(|r| r.reason.as_str() == reason) {
+            return report.diagnosis.get().evidence.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no disconnect report with reason {reason:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tiny_attachments_reach_the_payload_bound() {
+    let (io, addr) = start().await;
+    // A few empty or 1-byte attachments: served.
+    for len in [0, 1] {
+        let mut fine = connected(&addr).await;
+        send_event(&mut fine, 10, len).await;
+        assert_eq!(
+            next_text(&mut fine).await.as_deref(),
+            Some(r#"42["got","ok"]"#)
+        );
+    }
+    // 200 empty attachments: a header of about 6 KB and no attachment bytes, under
+    // the 8 KiB bound if they cost nothing; they each cost their place in the packet.
+    let mut tiny = connected(&addr).await;
+    send_event(&mut tiny, 200, 0).await;
+    assert_eq!(next_text(&mut tiny).await.as_deref(), Some("1"), "cut off");
+    let evidence = evidence_of(&io, "payload too large").await;
+    assert!(
+        evidence[0].contains(&format!("over engine.max_payload ({MAX_PAYLOAD} B)")),
+        "{evidence:?}"
+    );
+}
