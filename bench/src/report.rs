@@ -9,7 +9,10 @@ mod ceiling;
 mod charts;
 mod cluster;
 mod loaded;
+mod lost;
+mod method;
 mod rounds;
+mod samples;
 mod sse;
 mod storm;
 mod tables;
@@ -93,8 +96,9 @@ fn benchmarks_md(report: &SuiteReport, rel: &str, extras: &Extras) -> String {
     let mut md = String::from("# Benchmarks\n\n");
     md.push_str(
         "Switchboard measured side by side with Node.js Socket.IO, socketioxide and a bare Rust \
-         WebSocket broadcaster (the practical limit of the hardware), on the same machine and the \
-         same workload, by `switchboard-bench` (`bench/`). Switchboard has two rows: \
+         WebSocket broadcaster (a reference point, not a limit of the hardware), on the same \
+         machine and the same workload, by `switchboard-bench` (`bench/`). Switchboard has \
+         two rows: \
          `switchboard (fixture)` is `protocol_fixture cluster`, the engine driven by a small \
          handler program (every figure before `switchboard serve` was added is this one), and \
          `switchboard serve` is the shipped binary doing the same work with namespace rules; \
@@ -115,7 +119,7 @@ fn benchmarks_md(report: &SuiteReport, rel: &str, extras: &Extras) -> String {
     md.push_str(&rounds::note(report));
     md.push_str(&tables::machine(report));
     md.push_str(REPRODUCE);
-    md.push_str(METHOD);
+    md.push_str(&method::section(report));
     md.push_str(&tables::head(report));
     if let Some(notes) = &extras.notes {
         md.push('\n');
@@ -138,23 +142,37 @@ fn benchmarks_md(report: &SuiteReport, rel: &str, extras: &Extras) -> String {
     md
 }
 
-/// The sections of earlier runs that `report` lacks, each under a heading naming the
-/// run it comes from.
+/// The sections of other runs (`report --earlier`) that `report` lacks, each under a
+/// heading naming the run it comes from; called earlier runs when every run that gave a
+/// section started before this one, other runs when one did not.
 fn earlier_runs(report: &SuiteReport, earlier: &[(String, SuiteReport)]) -> String {
-    let mut md = String::new();
     let mut given = [false; 2];
+    let mut parts = Vec::new();
     for (rel, old) in earlier {
         let sections = tables::not_repeated(report, old, &mut given);
-        if sections.trim().is_empty() {
-            continue;
+        if !sections.trim().is_empty() {
+            parts.push((rel, old, sections));
         }
-        if md.is_empty() {
-            md.push_str(
-                "\n## Earlier runs, not repeated in this one\n\n\
-                 Sections of the scenarios this run left out, from the last run that had \
-                 them (`report --earlier`); their figures are that run's, at its commit.\n",
-            );
-        }
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    // `started_at` is `YYYY-MM-DD HH:MM:SS` UTC: its text sorts as its time.
+    let (heading, which) = if parts
+        .iter()
+        .all(|(_, o, _)| o.started_at < report.started_at)
+    {
+        ("Earlier runs", "an earlier run")
+    } else {
+        ("Other runs", "another run (earlier or later than this one)")
+    };
+    let mut md = format!(
+        "\n## {heading}, not repeated in this one\n\n\
+         Sections of the scenarios this run left out, each from {which} that had them, \
+         named in its heading (`report --earlier`); their figures are that run's, at its \
+         commit.\n"
+    );
+    for (rel, old, sections) in parts {
         let _ = writeln!(
             md,
             "\n### Run {} at {} ([`{rel}/`]({rel}/))",
@@ -214,51 +232,6 @@ cargo run --release -p switchboard-bench -- report bench/results/<timestamp>/res
 bench/ci-smoke.sh   # = cargo run -p switchboard-bench -- smoke (debug build, as CI builds)\n\
 ```\n";
 
-/// Method notes, for BENCHMARKS.md.
-const METHOD: &str = "\n## Method and limits\n\n\
-- **One process may hold at most 20,000 open files** on this machine, so a server tops out \
-near 19k connections: the idle scenario stops at 15k, and the many-rooms scenario holds \
-10k rooms of 5 members with 10k clients that each join 5 rooms (client *i* joins rooms \
-*i … i−4*), so every room still has 5 distinct members.\n\
-- **2 cores, shared**: the generator and the server under test run on the same two cores. \
-The generator's own CPU per million deliveries is reported next to the server's; its \
-ceiling is shown against the bare broadcaster below.\n\
-- Scenarios run one at a time, each on every server in turn (so load from other work on the \
-shared machine spreads over all servers); with `--repeat N` each scenario runs N rounds, every \
-server in turn within a round, and the tables show the median of the rounds with their spread \
-(min–max); every scenario starts a fresh server process; servers bind 127.0.0.1 and clients use the \
-websocket transport directly (`/socket.io/?EIO=4&transport=websocket`). Connections are \
-spread over 127.0.0.x source addresses when one address runs out of ports.\n\
-- **Fan-out**: one room, a publisher outside it calls `broadcast` (room, `bench`, \
-100-byte string) with at most 16 unacknowledged calls and at most 16 broadcasts' worth of \
-events published but not yet received (so a server that acks before it writes cannot hide \
-a backlog). 2 s warm-up, 10 s measured at the receivers. `switchboard serve` has no \
-`broadcast` call: its publisher joins the room and emits `bench` (room, 100-byte string), \
-which the relay rule sends unchanged to the room's other members.\n\
-- **Latency**: fixed publish rate at 50% (the target's \"half of peak\"), 10% and 1% of \
-the broadcast rate each server reached in its own fan-out phase (at least 1/s), same room \
-and connections, paced in 1 ms ticks; the payload carries the publish time in µs, receivers \
-record (receive − publish) into an HDR histogram. At the peak, each write and read carries \
-many queued frames; at a fixed rate nearly every delivery costs the server one write and the \
-generator one read (each several µs on loopback), so even 10% of a batched peak can saturate \
-two shared cores and the percentiles then measure queueing. The 1% rows show the latency of \
-an unloaded fan-out; the server and generator CPU columns show which case a row is.\n\
-- **Many rooms**: 4 publishers, each with up to 256 unacknowledged targeted emits and 20k \
-undelivered events. For `switchboard serve` each publisher first joins the 2,500 rooms it \
-publishes to (relay wants the sender in the room; the four sets are disjoint, so no \
-publisher receives another's events).\n\
-- **Churn**: 32 loops of connect → WebSocket upgrade → Engine.IO open → Socket.IO connect \
-→ Socket.IO disconnect → WebSocket close (waiting for the server to close).\n\
-- **Memory under load**: one room of 10,000 clients and a publisher outside it, as in \
-fan-out, on a fresh server: RSS before any client, then with every client in the room \
-(idle, settled, mean of 3 samples 0.5 s apart), then 2 s warm-up and 10 s at a fixed rate of \
-50% of the broadcast rate the same server reached in the fan-out scenario's room of 10,000 \
-in the same round (a separate process, so this one never ran at the peak), RSS sampled every \
-second: KiB/conn = (RSS − RSS before any client) ÷ clients, idle and under load (the mean of \
-the samples), the highest sample as max RSS, and every event then waited for (exact counts of \
-deliveries lost, broadcasts unacked, connections lost).\n\
-- Ratios (`× SB`) are the server's value divided by `switchboard (fixture)`'s.\n";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +289,28 @@ mod tests {
         // Headings of the carried sections sit under their run's.
         assert!(!md.contains("\n## Cluster") && !md.contains("\n### Cluster"));
         assert!(md.contains("\n### Run 2026-12-03 14:29:24 UTC at 0f4de46"));
+    }
+
+    #[test]
+    fn sections_of_a_newer_run_are_not_called_earlier() {
+        let full = run("20261205-042301");
+        let newer = run("20261206-cluster-peers");
+        let earlier = [("bench/results/20261206-cluster-peers".to_owned(), newer)];
+        let md = earlier_runs(&full, &earlier);
+        assert!(
+            md.starts_with("\n## Other runs, not repeated in this one"),
+            "{md}"
+        );
+        assert!(
+            md.contains("another run (earlier or later than this one)"),
+            "{md}"
+        );
+        let older = run("20261203-184531-sse");
+        let earlier = [("bench/results/20261203-184531-sse".to_owned(), older)];
+        let md = earlier_runs(&full, &earlier);
+        assert!(
+            md.starts_with("\n## Earlier runs, not repeated in this one"),
+            "{md}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! server that ran, each the median of the rounds.
 
 use super::rounds::Rounds;
+use super::samples;
 use super::tables::{self, fanout_of, idle_at, latency_of};
 use crate::chart::{BarChart, Series};
 use crate::scenarios::fanout::LatencyResult;
@@ -49,8 +50,13 @@ pub(super) fn all(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
                 .collect()
         }),
     };
-    let p50 = latency_chart(report, &ran, ("p50", |l| l.quantiles.p50_us));
-    let p99 = latency_chart(report, &ran, ("p99", |l| l.quantiles.p99_us));
+    let p50 = latency_chart(report, &ran, ("p50", |l| l.quantiles.p50_us), 0);
+    let p99 = latency_chart(
+        report,
+        &ran,
+        ("p99", |l| l.quantiles.p99_us),
+        samples::P99_BROADCASTS,
+    );
     let rooms = BarChart {
         title: format!(
             "Many rooms: {} rooms × {} members, deliveries per second (higher is better)",
@@ -96,15 +102,22 @@ fn series_of(ran: &[&ServerReport], f: &dyn Fn(&ServerReport) -> Vec<Option<f64>
         .collect()
 }
 
-/// Latency chart of one percentile, one group per (room size, load).
+/// Latency chart of one percentile, one group per (room size, load): no bar where a
+/// round published fewer than `least` broadcasts, or where nothing arrived.
 fn latency_chart(
     report: &SuiteReport,
     ran: &[&ServerReport],
     (label, pick): (&str, fn(&LatencyResult) -> u64),
+    least: u64,
 ) -> BarChart {
     let points = tables::latency_points(report);
+    let few = if least > 0 {
+        format!("; no bar where a round had fewer than {least} broadcasts")
+    } else {
+        String::new()
+    };
     BarChart {
-        title: format!("Publish→deliver latency, {label} (lower is better)"),
+        title: format!("Publish→deliver latency, {label} (lower is better{few})"),
         unit: "milliseconds".into(),
         categories: points
             .iter()
@@ -115,7 +128,10 @@ fn latency_chart(
                 .iter()
                 .map(|&(n, load)| {
                     let l = latency_of(s, n, load)?;
-                    Some(l.median(|l| pick(l) as f64) / 1000.0)
+                    if !samples::rests_on(&l, least) {
+                        return None;
+                    }
+                    Some(samples::measured(&l)?.median(|l| pick(l) as f64) / 1000.0)
                 })
                 .collect()
         }),

@@ -5,7 +5,9 @@
 
 use std::fmt::Write as _;
 
+use super::lost::{self, Losses, Lost};
 use super::rounds::{Rounds, Spread, two};
+use super::samples;
 use super::tables::{ran, ratio, with_rows};
 use crate::chart::{BarChart, Series, human};
 use crate::peers::{Adapter, ServerKind};
@@ -21,7 +23,8 @@ cores, so deliveries/s do not show scale-out: read the CPU per delivery, which i
 delivery costs the whole cluster (every node and Redis; `each node` lists the nodes, the \
 publisher's first). `× 1 node` is that cost ÷ the same server's with the same adapter \
 on one node (what clustering adds); `× SB` is it ÷ Switchboard's (fixture) with the same \
-adapter and node count. `Redis cmds / read` is Redis' own count (`INFO stats`) of the \
+adapter and node count, each at its own peak, so at different loads (the deliveries/s \
+column; the cost phases compare servers at one load). `Redis cmds / read` is Redis' own count (`INFO stats`) of the \
 commands it ran per read from a client's socket: how many commands each write of the nodes \
 carried. Each read is a turn of Redis' event loop (an answer written, every subscriber \
 written to), so the fewer per read, the more Redis spends per command.";
@@ -183,6 +186,10 @@ fn bases(
     (one, of(ServerKind::Switchboard, shape))
 }
 
+/// A peer the cluster is judged against: which, how the row names it, its target and
+/// whether a ratio (theirs ÷ ours) meets it.
+type Peer = (ServerKind, &'static str, &'static str, fn(f64) -> bool);
+
 /// Most a cross-node delivery may cost, in CPU, against a same-node one.
 const CROSS_NODE_GOAL: f64 = 1.25;
 /// Least cluster fan-out advantage over Node's cluster (CPU per delivery).
@@ -214,10 +221,16 @@ fn targets(report: &SuiteReport) -> String {
          node`) is judged in the cost phase, where every node count gets the same load; at \
          its peak a node falls behind and writes several events per socket write, cheaper \
          the further behind it runs, so the peak's ratio (shown for reference) measures how \
-         far behind each shape runs as much as what clustering costs. The peers are \
-         compared at their peaks. {latency}\n\n\
+         far behind each shape runs as much as what clustering costs. For the same \
+         reason a peer is judged at one load where both it and Switchboard ran the cost \
+         phase, its peak's ratio shown for reference beside; where it has no cost phase \
+         (its peak was under the phase's rate ÷ {:.1}) it is judged at the two peaks, whose \
+         rates the row names: the server running further behind has the cheaper delivery. \
+         A latency cell that lost deliveries is not met (its percentiles are of what \
+         arrived). {latency}\n\n\
          | what | adapter | room | nodes | value | target | verdict |\n\
          |---|---|---:|---:|---:|---|---|\n",
+        COST_HEADROOM
     );
     let verdict = |met: bool| if met { "met" } else { "**not met**" };
     let one_load = |kind: &str, at: Option<f64>, unit: &str| match at {
@@ -272,24 +285,63 @@ fn targets(report: &SuiteReport) -> String {
                     None,
                 );
             }
-            if let Some(theirs) = peer(ServerKind::Node).and_then(|n| fanout_cpu(n, shape)) {
-                let x = theirs / own;
-                row(
-                    "fan-out: Node's CPU per delivery ÷ ours",
-                    x,
-                    format!("≥ ×{NODE_GOAL}"),
-                    Some(x >= NODE_GOAL),
+            let rate = |s: &ServerReport| {
+                fanout_of(s, shape, size).map(|f| f.median(|f| f.fanout.deliveries_per_sec))
+            };
+            let cost = |s: &ServerReport| {
+                fanout_cost_of(s, shape, size).map(|a| {
+                    (
+                        a.median(|a| a.cpu.total_s_per_m),
+                        a.median(|a| a.offered_deliveries_per_sec),
+                    )
+                })
+            };
+            let peers: [Peer; 2] = [
+                (ServerKind::Node, "Node's", "≥ ×5", |x| x >= NODE_GOAL),
+                (ServerKind::Socketioxide, "socketioxide's", "> ×1", |x| {
+                    x > 1.0
+                }),
+            ];
+            for (kind, whose, target, meets) in peers {
+                let Some(p) = peer(kind) else { continue };
+                let Some(theirs) = fanout_cpu(p, shape) else {
+                    continue;
+                };
+                let at_peaks = format!(
+                    "each at its peak (ours {}, theirs {} deliveries/s)",
+                    rate(sb).map_or("—".to_owned(), human),
+                    rate(p).map_or("—".to_owned(), human)
                 );
-            }
-            if let Some(theirs) = peer(ServerKind::Socketioxide).and_then(|n| fanout_cpu(n, shape))
-            {
-                let x = theirs / own;
-                row(
-                    "fan-out: socketioxide's CPU per delivery ÷ ours",
-                    x,
-                    "> ×1".to_owned(),
-                    Some(x > 1.0),
-                );
+                let peak = theirs / own;
+                match (cost(p), cost(sb)) {
+                    (Some((theirs, _)), Some((ours, offered))) if ours > 0.0 => {
+                        let x = theirs / ours;
+                        row(
+                            &format!(
+                                "fan-out: {whose} CPU per delivery ÷ ours, at {} deliveries/s",
+                                human(offered)
+                            ),
+                            x,
+                            target.to_owned(),
+                            Some(meets(x)),
+                        );
+                        row(
+                            &format!("fan-out: {whose} CPU per delivery ÷ ours, {at_peaks}"),
+                            peak,
+                            "(reference)".to_owned(),
+                            None,
+                        );
+                    }
+                    _ => row(
+                        &format!(
+                            "fan-out: {whose} CPU per delivery ÷ ours, {at_peaks}; no phase at \
+                             one load"
+                        ),
+                        peak,
+                        target.to_owned(),
+                        Some(meets(peak)),
+                    ),
+                }
             }
             if let Some(l) = latency_of(sb, shape, size)
                 && let Some(other) =
@@ -300,12 +352,24 @@ fn targets(report: &SuiteReport) -> String {
                     l.median(|l| l.same_node.quantiles.p99_us as f64),
                 );
                 let over = (other - same) / 1000.0;
+                let all = Rounds::from(l.each().map(|l| &l.latency).collect());
+                let judged = match all {
+                    Some(all) if samples::short(&all) => format!(
+                        "**not met**: {:.1} % of its deliveries arrived, and a p99 of those \
+                         says nothing of the rest",
+                        (samples::received(&all) * 10.0).floor() / 10.0
+                    ),
+                    Some(all) if !samples::Gate::of(&all).p99 => format!(
+                        "— (fewer than {} broadcasts in a round: no p99)",
+                        samples::P99_BROADCASTS
+                    ),
+                    _ => verdict(over <= OTHER_NODE_P99_GOAL_MS).to_owned(),
+                };
                 let _ = writeln!(
                     md,
-                    "| latency: p99 other nodes − publisher's node | {} | {size} | {} | {over:+.2} ms | ≤ +{OTHER_NODE_P99_GOAL_MS} ms | {} |",
+                    "| latency: p99 other nodes − publisher's node | {} | {size} | {} | {over:+.2} ms | ≤ +{OTHER_NODE_P99_GOAL_MS} ms | {judged} |",
                     shape.adapter.name(),
                     shape.nodes,
-                    verdict(over <= OTHER_NODE_P99_GOAL_MS)
                 );
             }
         }
@@ -352,10 +416,12 @@ fn fanout(report: &SuiteReport) -> String {
         "\n## Cluster fan-out (one room spread over the nodes, publisher on the first)\n\n\
          {READING} {}\n\n\
          | server | adapter | room | nodes | deliveries/s | CPU s / M deliveries | × 1 node | × SB | \
-         each node | Redis | Redis cmds / read | generator CPU s / M | dropped | lost conns |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        threads_note(report)
+         each node | Redis | Redis cmds / read | generator CPU s / M | {} |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        threads_note(report),
+        lost::HEAD
     );
+    let mut losses = Losses::new("broadcasts");
     for &size in &report.params.cluster_room_sizes {
         let find = move |s: &ServerReport, shape: Shape| {
             fanout_of(s, shape, size).map(|f| f.median(|f| f.cpu.total_s_per_m))
@@ -367,21 +433,33 @@ fn fanout(report: &SuiteReport) -> String {
                 };
                 let (one, sb) = bases(report, shape, s.server, &find);
                 let cpus: Vec<&ClusterCpu> = c.each().map(|c| &c.cpu).collect();
+                let lost = losses.cell(
+                    format!(
+                        "{}, {}, room {size}, {} node{}",
+                        s.server.label(),
+                        shape.adapter.name(),
+                        shape.nodes,
+                        if shape.nodes == 1 { "" } else { "s" }
+                    ),
+                    c.each().map(|c| Lost::of_fanout(&c.fanout)).collect(),
+                );
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {size} | {} | {} | {} | {:.2} | {} | {} |",
+                    "| {} | {} | {size} | {} | {} | {} | {:.2} | {lost} |",
                     s.server.label(),
                     shape.adapter.name(),
                     shape.nodes,
                     c.spread(|c| c.fanout.deliveries_per_sec).show(human),
                     cpu_cells(&cpus, one, sb),
                     c.median(|c| c.fanout.generator_cpu_s_per_m),
-                    c.total(|c| c.fanout.written_off),
-                    c.total(|c| c.fanout.lost_connections as u64)
                 );
             }
         }
     }
+    md.push_str(&losses.note(
+        "the whole scenario on that room (its peak, the cost phase and the latency phase \
+         after it, warm-ups included)",
+    ));
     md
 }
 
@@ -462,17 +540,37 @@ fn cost(report: &SuiteReport) -> String {
     md
 }
 
-/// `p50 · p99 · p99.9` in ms (medians of the rounds), or `—`.
-fn percentiles(p: Option<Rounds<'_, Percentiles>>) -> String {
+/// `p50 · p99 · p99.9` in ms (medians of the rounds that recorded a sample), or `—`;
+/// each of p99 and p99.9 `—` where `gate` leaves it out.
+fn percentiles(p: Option<Rounds<'_, Percentiles>>, gate: samples::Gate) -> String {
     let ms = |us: f64| format!("{:.2}", us / 1000.0);
+    let p = p.and_then(|p| Rounds::from(p.each().filter(|p| p.samples > 0).collect()));
     p.map_or("—".to_owned(), |p| {
+        let cell = |ok: bool, pick: fn(&Percentiles) -> u64| {
+            if ok {
+                ms(p.median(|p| pick(p) as f64))
+            } else {
+                "—".to_owned()
+            }
+        };
         format!(
             "{} · {} · {}",
-            ms(p.median(|p| p.quantiles.p50_us as f64)),
-            ms(p.median(|p| p.quantiles.p99_us as f64)),
-            ms(p.median(|p| p.quantiles.p999_us as f64))
+            cell(true, |p| p.quantiles.p50_us),
+            cell(gate.p99, |p| p.quantiles.p99_us),
+            cell(gate.p999, |p| p.quantiles.p999_us)
         )
     })
+}
+
+/// What a cluster latency cell's percentiles rest on (its broadcasts, every round).
+fn gate(c: &Rounds<'_, ClusterLatency>) -> samples::Gate {
+    Rounds::from(c.each().map(|c| &c.latency).collect()).map_or(
+        samples::Gate {
+            p99: false,
+            p999: false,
+        },
+        |l| samples::Gate::of(&l),
+    )
 }
 
 /// The p99 a latency row is compared on: the other nodes', or the publisher's node's on
@@ -523,17 +621,24 @@ fn latency(report: &SuiteReport) -> String {
          went through Redis). `p99 × SB` compares the other nodes' p99 (on one node: the \
          publisher's node's) with Switchboard's (fixture) on the same adapter and node count. \
          {} {}\n\n\
-         | server | adapter | room | nodes | broadcasts/s | same node p50 · p99 · p99.9 ms | \
-         other nodes p50 · p99 · p99.9 ms | max ms | p99 × SB | received | cluster cores | \
-         generator cores |{read_head}\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
+         | server | adapter | room | nodes | broadcasts/s | broadcasts / round | \
+         deliveries / round | same node p50 · p99 · p99.9 ms | other nodes p50 · p99 · p99.9 \
+         ms | max ms | p99 × SB | received | cluster cores | generator cores |{read_head}\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
         latency_rate_note(&report.params),
         super::tables::latency_end_note(report),
         threads_note(report)
     );
+    let (mut dashed, mut lossy) = (false, false);
     for &size in &report.params.cluster_room_sizes {
+        // The p99 compared: of the rounds that recorded a sample, where it rests on
+        // enough broadcasts.
+        let compared = |c: &Rounds<'_, ClusterLatency>| {
+            let m = Rounds::from(c.each().filter(|c| c.latency.samples > 0).collect())?;
+            gate(c).p99.then(|| m.median(|c| worst_p99(c) as f64))
+        };
         let find = move |s: &ServerReport, shape: Shape| {
-            latency_of(s, shape, size).map(|l| l.median(|l| worst_p99(l) as f64))
+            latency_of(s, shape, size).and_then(|c| compared(&c))
         };
         for shape in shapes(report) {
             for s in ran(report) {
@@ -543,24 +648,32 @@ fn latency(report: &SuiteReport) -> String {
                 let (_, sb) = bases(report, shape, s.server, &find);
                 let l = Rounds::from(c.each().map(|c| &c.latency).collect());
                 let Some(l) = l else { continue };
+                let gated = gate(&c);
+                dashed |= !gated.p999;
+                lossy |= samples::short(&l);
                 let same = Rounds::from(c.each().map(|c| &c.same_node).collect());
                 let other = c.each().filter_map(|c| c.other_nodes.as_ref()).collect();
+                let [sent, got] = samples::count_cells(&l);
+                let max = samples::measured(&l).map_or("—".to_owned(), |m| {
+                    format!("{:.2}", m.median(|l| l.quantiles.max_us as f64) / 1000.0)
+                });
                 let _ = write!(
                     md,
-                    "| {} | {} | {size} | {} | {:.0} | {} | {} | {:.2} | {} | {:.1}% | {:.2} | {:.2} |",
+                    "| {} | {} | {size} | {} | {:.0} | {sent} | {got} | {} | {} | {max} | {} | {} | {:.2} | {:.2} |",
                     s.server.label(),
                     shape.adapter.name(),
                     shape.nodes,
                     l.median(|l| l.rate),
-                    percentiles(same),
-                    percentiles(Rounds::from(other)),
-                    l.median(|l| l.quantiles.max_us as f64) / 1000.0,
-                    ratio(Some(c.median(|c| worst_p99(c) as f64)), sb),
-                    super::tables::received(&l),
+                    percentiles(same, gated),
+                    percentiles(Rounds::from(other), gated),
+                    ratio(compared(&c), sb),
+                    samples::received_cell(&l),
                     l.median(|l| l.server_cores),
                     l.median(|l| l.generator_cores)
                 );
-                if stamped {
+                if stamped && !gated.p99 {
+                    md.push_str(" — · — |");
+                } else if stamped {
                     let read = |group: fn(&ClusterLatency) -> Option<&Percentiles>| {
                         let at_read = c.each().filter_map(|c| group(c)?.at_read.as_ref());
                         super::tables::read_p99(Rounds::from(at_read.collect()))
@@ -573,6 +686,7 @@ fn latency(report: &SuiteReport) -> String {
             }
         }
     }
+    md.push_str(&samples::note(dashed, lossy));
     md
 }
 
@@ -584,13 +698,14 @@ fn rooms(report: &SuiteReport) -> String {
          from the first)\n\n\
          {READING} {}\n\n\
          | server | adapter | nodes | emits/s | deliveries/s | CPU s / M deliveries | × 1 node | \
-         × SB | each node | Redis | Redis cmds / read | generator CPU s / M | dropped | \
-         lost conns |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         × SB | each node | Redis | Redis cmds / read | generator CPU s / M | {} |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         p.rooms,
         p.members,
-        threads_note(report)
+        threads_note(report),
+        lost::HEAD
     );
+    let mut losses = Losses::new("emits");
     let find = |s: &ServerReport, shape: Shape| {
         rooms_of(s, shape).map(|r| r.median(|r| r.cpu.total_s_per_m))
     };
@@ -601,9 +716,19 @@ fn rooms(report: &SuiteReport) -> String {
             };
             let (one, sb) = bases(report, shape, s.server, &find);
             let cpus: Vec<&ClusterCpu> = c.each().map(|c| &c.cpu).collect();
+            let lost = losses.cell(
+                format!(
+                    "{}, {}, {} node{}",
+                    s.server.label(),
+                    shape.adapter.name(),
+                    shape.nodes,
+                    if shape.nodes == 1 { "" } else { "s" }
+                ),
+                c.each().map(|c| Lost::of_rooms(&c.rooms)).collect(),
+            );
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {lost} |",
                 s.server.label(),
                 shape.adapter.name(),
                 shape.nodes,
@@ -611,11 +736,13 @@ fn rooms(report: &SuiteReport) -> String {
                 c.spread(|c| c.rooms.deliveries_per_sec).show(human),
                 cpu_cells(&cpus, one, sb),
                 c.median(|c| c.rooms.generator_cpu_s_per_m),
-                c.total(|c| c.rooms.written_off),
-                c.total(|c| c.rooms.lost_connections as u64)
             );
         }
     }
+    md.push_str(
+        &losses
+            .note("the whole scenario (its peak and the cost phase after it, warm-ups included)"),
+    );
     md
 }
 
@@ -658,7 +785,11 @@ pub(super) fn charts(report: &SuiteReport) -> Vec<(&'static str, BarChart)> {
             room_points
                 .iter()
                 .map(|&(n, shape)| {
-                    latency_of(s, shape, n).map(|l| l.median(|l| worst_p99(l) as f64) / 1000.0)
+                    let c = latency_of(s, shape, n)?;
+                    let m = Rounds::from(c.each().filter(|c| c.latency.samples > 0).collect())?;
+                    gate(&c)
+                        .p99
+                        .then(|| m.median(|l| worst_p99(l) as f64) / 1000.0)
                 })
                 .collect()
         }),
@@ -775,6 +906,9 @@ mod tests {
         };
         for round in report.servers.iter_mut().flat_map(|s| &mut s.rounds) {
             for c in &mut round.cluster_latency {
+                // Enough broadcasts for a p99 (the run's phases published 99).
+                let owed = 1000 * c.latency.room_size as u64;
+                (c.latency.expected, c.latency.samples) = (owed, owed);
                 c.latency.at_read = Some(read);
                 c.latency.unstamped = 2;
                 c.same_node.at_read = Some(read);
@@ -860,6 +994,137 @@ mod tests {
         assert!(
             cost.contains("| many rooms (10000×5) | socketioxide | redis | 3 | — | — |"),
             "a server without the phase gets dashes: {cost}"
+        );
+    }
+
+    /// `kind`'s entry in `report`.
+    fn server(report: &mut SuiteReport, kind: ServerKind) -> &mut ServerReport {
+        let found = report.servers.iter_mut().find(|s| s.server == kind);
+        found.expect("the server ran")
+    }
+
+    #[test]
+    fn a_cluster_cell_that_lost_events_or_acks_shows_it() {
+        let mut report = repeat_run();
+        let sio = server(&mut report, ServerKind::Socketioxide);
+        for (round, (undelivered, unacked)) in
+            sio.rounds.iter_mut().zip([(652, 446), (0, 895), (0, 0)])
+        {
+            for r in round
+                .cluster_rooms
+                .iter_mut()
+                .filter(|r| r.shape.nodes == 3)
+            {
+                (r.rooms.undelivered, r.rooms.unacked) = (undelivered, unacked);
+            }
+            for f in round
+                .cluster_fanout
+                .iter_mut()
+                .filter(|f| f.shape.nodes == 2)
+            {
+                f.fanout.unacked = 3;
+            }
+        }
+        let md = rooms(&report);
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| socketioxide | redis | 3 |"))
+            .expect("a row");
+        assert!(row.ends_with("| **0 · 652 · 1341 · 0** |"), "{row}");
+        assert!(
+            md.contains(
+                "socketioxide, redis, 3 nodes: 652 events undelivered (652 · 0 · 0 by round), \
+                 1341 emits unacked (446 · 895 · 0 by round)."
+            ),
+            "{md}"
+        );
+        let md = fanout(&report);
+        assert!(
+            md.contains("socketioxide, redis, room 1000, 2 nodes: 9 broadcasts unacked"),
+            "{md}"
+        );
+        let clean = md
+            .lines()
+            .find(|l| l.starts_with("| switchboard (fixture) | redis | 1000 | 2 |"))
+            .expect("a row");
+        assert!(clean.ends_with("| 0 · 0 · 0 · 0 |"), "{clean}");
+    }
+
+    #[test]
+    fn a_cluster_latency_cell_that_lost_deliveries_is_not_met() {
+        let mut report = repeat_run();
+        for round in &mut server(&mut report, ServerKind::Switchboard).rounds {
+            for c in &mut round.cluster_latency {
+                // Enough broadcasts for a p99 (the run's phases published 99).
+                let owed = 1000 * c.latency.room_size as u64;
+                (c.latency.expected, c.latency.samples) = (owed, owed);
+            }
+        }
+        let judged = |report: &SuiteReport| {
+            let md = targets(report);
+            let found = rows(&md, "latency: p99 other nodes − publisher's node");
+            let row = found.iter().find(|r| r.0 == "redis" && r.1 == "2");
+            row.expect("a latency row").3.to_owned()
+        };
+        assert!(!judged(&report).contains("not met:"), "{}", judged(&report));
+        let first = &mut server(&mut report, ServerKind::Switchboard).rounds[0];
+        let cell = first.cluster_latency.iter_mut().find(|c| {
+            c.shape.adapter == Adapter::Redis && c.shape.nodes == 2 && c.latency.room_size == 1000
+        });
+        cell.expect("the cell").latency.samples -= 10;
+        assert!(
+            judged(&report).starts_with("**not met**: 99.9 % of its deliveries arrived"),
+            "{}",
+            judged(&report)
+        );
+        let md = latency(&report);
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| switchboard (fixture) | redis | 1000 | 2 |"))
+            .expect("a row");
+        assert!(row.contains("| **99.9%** |"), "{row}");
+    }
+
+    #[test]
+    fn a_peer_is_judged_at_one_load_where_both_ran_the_cost_phase() {
+        let mut report = repeat_run();
+        let md = targets(&report);
+        let peak = rows(
+            &md,
+            "fan-out: socketioxide's CPU per delivery ÷ ours, each at its peak (ours ",
+        );
+        assert!(
+            !peak.is_empty() && peak.iter().all(|r| r.3 != "—"),
+            "no cost phase: judged at the peaks, {md}"
+        );
+        assert!(md.contains("deliveries/s); no phase at one load |"), "{md}");
+        for (kind, cost) in [
+            (ServerKind::Switchboard, 2.0),
+            (ServerKind::Socketioxide, 2.5),
+        ] {
+            for round in &mut server(&mut report, kind).rounds {
+                for f in &mut round.cluster_fanout {
+                    f.at_rate = Some(at(cost));
+                }
+            }
+        }
+        let md = targets(&report);
+        let judged = rows(
+            &md,
+            "fan-out: socketioxide's CPU per delivery ÷ ours, at 400k deliveries/s",
+        );
+        assert!(
+            !judged.is_empty() && judged.iter().all(|r| r.2 == "×1.25" && r.3 == "met"),
+            "{md}"
+        );
+        let peak = rows(
+            &md,
+            "fan-out: socketioxide's CPU per delivery ÷ ours, each at its peak (ours ",
+        );
+        assert_eq!(peak.len(), judged.len(), "{md}");
+        assert!(
+            peak.iter().all(|r| r.3 == "—"),
+            "the peaks are a reference: {md}"
         );
     }
 }

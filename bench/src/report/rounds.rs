@@ -17,8 +17,8 @@ pub(super) fn note(report: &SuiteReport) -> String {
          within each round (so noise from other work on the shared machine spreads over \
          all servers). Tables show the median of the rounds and, beside the headline \
          figures, the spread of the rounds as (min–max); ratios (`× SB`), the targets and \
-         the charts use the medians; counters (dropped, lost conns, failures, received) \
-         add up the rounds. Each round's latency phases ran at fractions of that round's \
+         the charts use the medians; counters (dropped, undelivered, unacked, lost conns, \
+         failures, received) add up the rounds. Each round's latency phases ran at fractions of that round's \
          own fan-out peak.\n"
     )
 }

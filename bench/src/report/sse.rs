@@ -4,8 +4,10 @@
 
 use std::fmt::Write as _;
 
-use super::rounds::{Rounds, Spread, ms, two};
-use super::tables::{ran, ratio, received};
+use super::lost::{self, Losses, Lost};
+use super::rounds::{Rounds, Spread, two};
+use super::samples;
+use super::tables::{ran, ratio};
 use crate::chart::human;
 use crate::fleet::Transport;
 use crate::peers::ServerKind;
@@ -119,12 +121,19 @@ fn fanout(report: &SuiteReport, results: &ServerReport) -> String {
         "\n### Fan-out to one room, published through the API\n\n{}\n\n\
          | transport | room | publish | emits/s | deliveries/s | server cores | server CPU s / \
          M deliveries | × WebSocket | p50 ms | p99 ms | p99.9 ms | max ms | received | \
-         generator cores | dropped · undelivered · lost conns |\n\
+         generator cores | {} |\n\
          |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        super::tables::latency_end_note(report)
+        super::tables::latency_end_note(report),
+        lost::HEAD
     );
     let mut worst_generator = 0.0f64;
     let mut rows = 0;
+    let mut losses = Losses::new("emits");
+    // Server + generator cores at each peak, by transport.
+    let mut peaks: Vec<(&str, f64, f64)> = Vec::new();
+    // Broadcasts per round of each fixed-rate phase whose p99.9 or p99 is left out.
+    let mut few: Vec<(&str, String)> = Vec::new();
+    let mut lossy = false;
     let cpu = |f: &FanoutResult| f.server_cpu_s_per_m;
     for &size in &report.params.sse_room_sizes {
         let base_peak = fanout_at(results, Transport::WebSocket, size).map(|f| f.median(cpu));
@@ -136,38 +145,42 @@ fn fanout(report: &SuiteReport, results: &ServerReport) -> String {
                 rows += 1;
                 let generator = f.median(|f| f.generator_cpu_s_per_m * f.deliveries_per_sec / 1e6);
                 worst_generator = worst_generator.max(generator);
+                peaks.push((label, f.median(|f| f.server_cores), generator));
+                let lost = losses.cell(
+                    format!("{label}, room {size}"),
+                    f.each().map(Lost::of_fanout).collect(),
+                );
                 let _ = writeln!(
                     md,
                     "| {label} | {size} | as fast as accepted | {} | {} | {:.2} | {} | {} | \
-                     — | — | — | — | — | {generator:.2} | {} · {} · {} |",
+                     — | — | — | — | — | {generator:.2} | {lost} |",
                     human(f.median(|f| f.broadcasts as f64 / f.seconds.max(f64::MIN_POSITIVE))),
                     f.spread(|f| f.deliveries_per_sec).show(human),
                     f.median(|f| f.server_cores),
                     f.spread(cpu).show(two),
                     ratio(Some(f.median(cpu)), base_peak),
-                    f.total(|f| f.written_off),
-                    f.total(|f| f.undelivered),
-                    f.total(|f| f.lost_connections as u64),
                 );
             }
             if let Some(l) = latency_at(results, transport, size) {
                 rows += 1;
                 let generator = l.median(|l| l.generator_cores);
                 worst_generator = worst_generator.max(generator);
+                let gate = samples::Gate::of(&l);
+                if !gate.p999 {
+                    few.push((label, samples::count_cells(&l)[0].clone()));
+                }
+                lossy |= samples::short(&l);
+                let [p50, p99, p999, max] = samples::quantile_cells(&l, gate);
                 let _ = writeln!(
                     md,
-                    "| {label} | {size} | fixed rate | {:.0} | {} | {:.2} | {} | {} | {} | {} | \
-                     {} | {} | {:.1}% | {generator:.2} | |",
+                    "| {label} | {size} | fixed rate | {:.0} | {} | {:.2} | {} | {} | {p50} | \
+                     {p99} | {p999} | {max} | {} | {generator:.2} | |",
                     l.median(|l| l.rate),
                     human(l.median(|l| l.offered_deliveries_per_sec)),
                     l.median(|l| l.server_cores),
                     l.spread(fixed_cpu_per_m).show(two),
                     ratio(Some(l.median(fixed_cpu_per_m)), base_rate),
-                    l.spread(|l| l.quantiles.p50_us as f64).show(ms),
-                    l.spread(|l| l.quantiles.p99_us as f64).show(ms),
-                    l.spread(|l| l.quantiles.p999_us as f64).show(ms),
-                    ms(l.median(|l| l.quantiles.max_us as f64)),
-                    received(&l),
+                    samples::received_cell(&l),
                 );
             }
         }
@@ -175,17 +188,55 @@ fn fanout(report: &SuiteReport, results: &ServerReport) -> String {
     if rows == 0 {
         return String::new();
     }
-    let verdict = if worst_generator < 1.0 {
-        "under one of the two cores, so it is not what limits these rows"
+    let cores = report.machine.cores;
+    let each: Vec<String> = peaks
+        .iter()
+        .map(|(label, server, generator)| {
+            format!(
+                "{:.2} ({label}: server {server:.2} + generator {generator:.2})",
+                server + generator
+            )
+        })
+        .collect();
+    let full = super::ceiling::BOUND * cores as f64;
+    let bound = peaks.iter().filter(|(_, s, g)| s + g >= full).count();
+    let share = format!("{:.0} %", super::ceiling::BOUND * 100.0);
+    let verdict = if bound == 0 {
+        format!("under {share} of the machine's {cores} cores")
     } else {
-        "**one core or more**: the generator may be what limits these rows"
+        let which = if bound == peaks.len() { "each" } else { "some" };
+        format!(
+            "{which} at least {share} of the machine's {cores} cores: such a peak is what the \
+             two processes sharing the cores reached, not the server's alone"
+        )
     };
     let _ = write!(
         md,
         "\n`× WebSocket`: server CPU per delivery ÷ the WebSocket row's at the same room and \
-         publish. `generator cores`: the most CPU the generator needed for a row was \
-         {worst_generator:.2} cores, {verdict}.\n"
+         publish; at the peak each transport ran at its own rate (`emits/s`), so the peak's \
+         ratio compares two loads, the fixed-rate rows one. `generator cores`: the most CPU \
+         the generator needed for a row was {worst_generator:.2} cores; at the peaks server \
+         and generator together used {}, {verdict}.\n",
+        each.join(" and ")
     );
+    if !few.is_empty() {
+        let each: Vec<String> = few
+            .iter()
+            .map(|(label, n)| format!("{n} ({label})"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\n`—` in the percentiles: the fixed-rate phases published {} broadcasts a round, \
+             fewer than the {} a p99.9 needs (a p99 needs {}).",
+            each.join(" and "),
+            samples::thousands(samples::P999_BROADCASTS),
+            samples::P99_BROADCASTS
+        );
+    }
+    md.push_str(&samples::note(false, lossy));
+    md.push_str(&losses.note(
+        "the whole step on that room (its peak and the fixed-rate phase, warm-ups included)",
+    ));
     md
 }
 

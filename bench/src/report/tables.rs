@@ -4,13 +4,15 @@
 
 use std::fmt::Write as _;
 
+use super::lost::{self, Losses, Lost};
 use super::rounds::{Rounds, ms, two};
+use super::samples;
 use crate::chart::human;
 use crate::peers::ServerKind;
 use crate::scenarios::fanout::{FanoutResult, LatencyResult};
 use crate::scenarios::idle::IdlePoint;
 use crate::stats::Quantiles;
-use crate::suite::{ServerReport, SuiteReport};
+use crate::suite::{Results, ServerReport, SuiteReport};
 
 /// Every table of a report, in order.
 pub(super) fn all(report: &SuiteReport) -> String {
@@ -22,7 +24,7 @@ pub(super) fn all(report: &SuiteReport) -> String {
 /// What ran, what did not, and the targets: what BENCHMARKS.md's own notes follow.
 pub(super) fn head(report: &SuiteReport) -> String {
     let mut md = servers(report);
-    md.push_str(&not_run(report));
+    md.push_str(&what_ran(report));
     md.push_str(&targets(report));
     md
 }
@@ -82,7 +84,7 @@ pub(super) fn machine(report: &SuiteReport) -> String {
         "\n## Machine\n\n\
          - CPU: {} — {} cores available, shared by the server and the load generator\n\
          - Memory: {:.1} GiB; kernel {}\n\
-         - Open files per process: {} (a server tops out near 19k connections)\n\
+         - Open files per process: {} (a server tops out a little under that many connections)\n\
          - Ephemeral ports: {}\n\
          - Load average (1/5/15 min) at start: {}; at end: {} (other engineers share the machine)\n\
          - {}; Node {} with socket.io {}; socketioxide {}; Switchboard at {}{}{}\n",
@@ -122,6 +124,13 @@ fn baseline(report: &SuiteReport) -> String {
     format!("`{path}` {rev}")
 }
 
+/// The bare broadcaster's row: a reference, not a limit (a server that does more per
+/// delivery can still beat it).
+const BARE: &str = "a bare Rust WebSocket broadcaster speaking just enough Engine.IO and \
+                    Socket.IO (`bench/src/bare.rs`): a reference point for a server that \
+                    does little besides writing frames, not a limit of the hardware (other \
+                    servers can beat it).";
+
 /// What each row of the tables is, for the servers of this run.
 fn servers(report: &SuiteReport) -> String {
     let mut md = String::from("\n## Servers\n\n| row | what runs |\n|---|---|\n");
@@ -132,30 +141,33 @@ fn servers(report: &SuiteReport) -> String {
             }
             _ => String::new(),
         };
-        let _ = writeln!(
-            md,
-            "| {} | {}{extra} |",
-            s.server.label(),
-            s.server.describe()
-        );
+        let what = match s.server {
+            ServerKind::Bare => BARE,
+            kind => kind.describe(),
+        };
+        let _ = writeln!(md, "| {} | {what}{extra} |", s.server.label());
     }
     md
 }
 
 /// Switchboard (protocol_fixture) against the targets of DESIGN.md §7, on the medians
-/// of the rounds.
+/// of the rounds. Fan-out ratios are of deliveries/s, as the targets are worded, with
+/// the ratio of deliveries per server CPU-second beside (Node runs one thread, the Rust
+/// servers two worker threads). A latency phase that lost deliveries fails its target
+/// (its percentiles are of what arrived); one whose p99 rests on too few broadcasts is
+/// not judged.
 fn targets(report: &SuiteReport) -> String {
     let Some(sb) = switchboard(report) else {
         return String::new();
     };
     let mut rows = String::new();
-    let mut row = |what: String, value: String, target: &str, met: Option<bool>| {
-        let met = match met {
-            Some(true) => "met",
-            Some(false) => "**not met**",
-            None => "—",
-        };
-        let _ = writeln!(rows, "| {what} | {value} | {target} | {met} |");
+    let mut row = |what: String, value: String, target: &str, verdict: String| {
+        let _ = writeln!(rows, "| {what} | {value} | {target} | {verdict} |");
+    };
+    let judged = |met: Option<bool>| match met {
+        Some(true) => "met".to_owned(),
+        Some(false) => "**not met**".to_owned(),
+        None => "—".to_owned(),
     };
     if let Some(p) = Rounds::of(sb, |r| r.idle.as_ref()?.points.last()) {
         let kib = p.median(|p| p.bytes_per_connection) / 1024.0;
@@ -163,7 +175,7 @@ fn targets(report: &SuiteReport) -> String {
             format!("idle memory at {}", p.first().connections),
             format!("{kib:.2} KiB/conn"),
             "≤ 8 KiB",
-            Some(kib <= 8.0),
+            judged(Some(kib <= 8.0)),
         );
     }
     for &size in &report.params.room_sizes {
@@ -179,12 +191,23 @@ fn targets(report: &SuiteReport) -> String {
                 .find(|s| s.server == kind)
                 .and_then(|s| fanout_of(s, size));
             let rate = |f: &FanoutResult| f.deliveries_per_sec;
-            let value = other.map(|o| own.median(rate) / o.median(rate));
+            let cpu = |f: &FanoutResult| f.server_cpu_s_per_m;
+            let value = other.as_ref().map(|o| own.median(rate) / o.median(rate));
+            let per_cpu = other
+                .as_ref()
+                .map(|o| (o.median(cpu), own.median(cpu)))
+                .filter(|&(_, ours)| ours > 0.0)
+                .map(|(theirs, ours)| theirs / ours);
+            let shown = match (value, per_cpu) {
+                (Some(v), Some(c)) => format!("×{v:.2} (×{c:.2} per server CPU-second)"),
+                (Some(v), None) => format!("×{v:.2}"),
+                _ => "—".to_owned(),
+            };
             row(
                 format!("fan-out {size} vs {}", kind.label()),
-                value.map_or("—".into(), |v| format!("×{v:.2}")),
+                shown,
                 &format!("≥ ×{goal}"),
-                value.map(|v| v >= goal),
+                judged(value.map(|v| v >= goal)),
             );
         }
     }
@@ -192,12 +215,27 @@ fn targets(report: &SuiteReport) -> String {
         let Some(l) = latency_of(sb, size, Some(0.5)) else {
             continue;
         };
-        let p99 = l.median(|l| l.quantiles.p99_us as f64) / 1000.0;
+        let value = samples::measured(&l).map(|m| m.median(|l| l.quantiles.p99_us as f64) / 1000.0);
+        let shown = value.map_or("— (nothing arrived)".to_owned(), |p| format!("{p:.2} ms"));
+        let verdict = if samples::short(&l) {
+            format!(
+                "**not met**: {:.1} % of its deliveries arrived, and a p99 of those says \
+                 nothing of the rest",
+                (samples::received(&l) * 10.0).floor() / 10.0
+            )
+        } else if !samples::Gate::of(&l).p99 {
+            format!(
+                "— (fewer than {} broadcasts in a round: no p99)",
+                samples::P99_BROADCASTS
+            )
+        } else {
+            judged(value.map(|p| p <= 10.0))
+        };
         row(
             format!("p99 latency, room {size}, 50% of peak"),
-            format!("{p99:.2} ms"),
+            shown,
             "≤ 10 ms",
-            Some(p99 <= 10.0),
+            verdict,
         );
     }
     if rows.is_empty() {
@@ -205,21 +243,98 @@ fn targets(report: &SuiteReport) -> String {
     }
     format!(
         "\n## Switchboard against the targets (DESIGN.md §7)\n\n\
-         Measured on `{}`, as every earlier run; the other rows are in the tables below.\n\n\
+         Measured on `{}`, as every earlier run; the other rows are in the tables below. \
+         Fan-out ratios are of deliveries/s, as the targets are worded; beside them, the \
+         ratio of deliveries per server CPU-second (Node runs one thread, the Rust servers \
+         two worker threads, so deliveries/s also count the cores each used).\n\n\
          | measure | Switchboard | target | |\n|---|---:|---:|---|\n{rows}",
         ServerKind::Switchboard.label()
     )
 }
 
-/// Servers that were skipped and steps that failed (to start, by a crash, or in the
-/// scenario), with their round when there were several.
-fn not_run(report: &SuiteReport) -> String {
+/// A scenario as the tables name it, with whether a round has a result of it.
+type Scenario = (&'static str, fn(&Results) -> bool);
+
+/// The scenarios a report can hold.
+fn scenarios() -> [Scenario; 11] {
+    [
+        ("idle", |r| r.idle.is_some()),
+        ("fan-out", |r| !r.fanout.is_empty()),
+        ("latency", |r| !r.latency.is_empty()),
+        ("many rooms", |r| r.rooms.is_some()),
+        ("churn", |r| r.churn.is_some()),
+        ("memory under load", |r| r.loaded.is_some()),
+        ("Server-Sent Events", |r| !r.sse.is_empty()),
+        ("cluster fan-out", |r| !r.cluster_fanout.is_empty()),
+        ("cluster latency", |r| !r.cluster_latency.is_empty()),
+        ("cluster many rooms", |r| !r.cluster_rooms.is_empty()),
+        ("recovery storm", |r| r.cluster_storm.is_some()),
+    ]
+}
+
+/// Which scenarios the run has (a result from any server), which servers ran each (a
+/// table when not every server that ran has every one), then the servers that were
+/// skipped and the steps that failed (to start, by a crash, or in the scenario), with
+/// their round when there were several.
+fn what_ran(report: &SuiteReport) -> String {
+    let every = scenarios();
+    let has = |s: &ServerReport, found: fn(&Results) -> bool| {
+        s.rounds.iter().filter(|r| found(r)).count()
+    };
+    let (inside, outside): (Vec<_>, Vec<_>) = every
+        .iter()
+        .partition(|(_, found)| ran(report).any(|s| has(s, *found) > 0));
+    let names = |list: &[&Scenario]| list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     let mut md = String::new();
+    if !inside.is_empty() {
+        let _ = write!(md, "\nScenarios in this run: {}", names(&inside));
+        if !outside.is_empty() {
+            let _ = write!(md, " (not in it: {})", names(&outside));
+        }
+        md.push('.');
+        let whole = |s: &ServerReport| {
+            inside
+                .iter()
+                .all(|(_, found)| has(s, *found) == s.rounds.len())
+        };
+        if ran(report).all(whole) {
+            md.push_str(" Every server ran each of them in every round.\n");
+        } else {
+            md.push_str(" Not every server ran each of them:\n\n| server |");
+            for (name, _) in &inside {
+                let _ = write!(md, " {name} |");
+            }
+            md.push_str("\n|---|");
+            md.push_str(&":---:|".repeat(inside.len()));
+            md.push('\n');
+            for s in ran(report) {
+                let _ = write!(md, "| {} |", s.server.label());
+                for (_, found) in &inside {
+                    let n = has(s, *found);
+                    let cell = if n == 0 {
+                        "—".to_owned()
+                    } else if n == s.rounds.len() {
+                        "yes".to_owned()
+                    } else {
+                        format!("{n} of {} rounds", s.rounds.len())
+                    };
+                    let _ = write!(md, " {cell} |");
+                }
+                md.push('\n');
+            }
+            md.push_str(
+                "\n`—`: no result from that server (failures are listed below; Server-Sent \
+                 Events are `switchboard serve`'s only, the recovery storm Switchboard's \
+                 fixture's only, and a server clusters only with the adapters it has).\n",
+            );
+        }
+    }
+    let mut failed = String::new();
     let rounds = report.params.repeat;
     for s in &report.servers {
         if let Some(reason) = &s.skipped {
             let _ = writeln!(
-                md,
+                failed,
                 "- **{}** did not run: {}",
                 s.server.label(),
                 one_line(reason)
@@ -232,7 +347,7 @@ fn not_run(report: &SuiteReport) -> String {
                 String::new()
             };
             let _ = writeln!(
-                md,
+                failed,
                 "- **{}** `{}`{round} {}: {}",
                 s.server.label(),
                 f.step,
@@ -241,11 +356,10 @@ fn not_run(report: &SuiteReport) -> String {
             );
         }
     }
-    if md.is_empty() {
-        "\nEvery server ran every scenario.\n".to_owned()
-    } else {
-        format!("\n## What did not run\n\n{md}")
+    if !failed.is_empty() {
+        let _ = write!(md, "\n## What did not run\n\n{failed}");
     }
+    md
 }
 
 /// `reason` on one line, bounded, with pipes escaped.
@@ -302,16 +416,6 @@ pub(super) fn latency_of(
     })
 }
 
-/// Received ÷ expected samples over the rounds, in percent.
-pub(super) fn received(l: &Rounds<'_, LatencyResult>) -> f64 {
-    let expected = l.total(|l| l.expected);
-    if expected == 0 {
-        0.0
-    } else {
-        100.0 * l.total(|l| l.samples) as f64 / expected as f64
-    }
-}
-
 /// Idle memory table.
 fn idle(report: &SuiteReport) -> String {
     let counts = &report.params.idle_counts;
@@ -349,21 +453,27 @@ fn idle(report: &SuiteReport) -> String {
 
 /// Fan-out table.
 fn fanout(report: &SuiteReport) -> String {
-    let mut md = String::from(
+    let mut md = format!(
         "\n## Fan-out (one room, publisher as fast as the server accepts)\n\n\
          | server | room | deliveries/s | × SB | server CPU s / M deliveries | server cores | \
-         generator CPU s / M | dropped | lost conns |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         generator CPU s / M | {} |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        lost::HEAD
     );
     let rate = |f: &FanoutResult| f.deliveries_per_sec;
+    let mut losses = Losses::new("broadcasts");
     for &size in &report.params.room_sizes {
         let base = switchboard(report).and_then(|s| fanout_of(s, size));
         for s in ran(report) {
             let Some(f) = fanout_of(s, size) else {
                 continue;
             };
+            let lost = losses.cell(
+                format!("{}, room {size}", s.server.label()),
+                f.each().map(Lost::of_fanout).collect(),
+            );
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {lost} |",
                 s.server.label(),
                 size,
                 f.spread(rate).show(human),
@@ -371,11 +481,18 @@ fn fanout(report: &SuiteReport) -> String {
                 f.spread(|f| f.server_cpu_s_per_m).show(two),
                 f.median(|f| f.server_cores),
                 f.median(|f| f.generator_cpu_s_per_m),
-                f.total(|f| f.written_off),
-                f.total(|f| f.lost_connections as u64)
             );
         }
     }
+    md.push_str(&losses.note(
+        "the whole scenario on that room (its peak and the latency phases after it, \
+         warm-ups included)",
+    ));
+    md.push_str(
+        "\n`× SB` compares deliveries/s, which also counts the cores each server used \
+         (`server cores`: Node runs one thread, the Rust servers two worker threads); \
+         `server CPU s / M deliveries` is the cost of a delivery whatever the cores.\n",
+    );
     md
 }
 
@@ -416,7 +533,9 @@ pub(super) fn latency_end_note(report: &SuiteReport) -> String {
     note
 }
 
-/// Latency table.
+/// Latency table: each row with the broadcasts and deliveries its percentiles rest on,
+/// p99.9 and p99 left out where they rest on too few broadcasts, `received` in bold where
+/// deliveries were lost, and rows of one server that ran at one rate said to be one.
 fn latency(report: &SuiteReport) -> String {
     let stamped = arrival_stamped(report);
     let (read_head, read_sep) = if stamped {
@@ -427,41 +546,108 @@ fn latency(report: &SuiteReport) -> String {
     let mut md = format!(
         "\n## Latency (fixed publish rate, a fraction of each server's own fan-out peak)\n\n\
          {}\n\n\
-         | server | room | load | broadcasts/s | deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | \
-         p99 × SB | received | server cores | generator cores |{read_head}\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
+         | server | room | load | broadcasts/s | broadcasts / round | deliveries / round | \
+         deliveries/s | p50 ms | p99 ms | p99.9 ms | max ms | p99 × SB | received | \
+         server cores | generator cores |{read_head}\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{read_sep}\n",
         latency_end_note(report)
     );
-    let p99 = |l: &LatencyResult| l.quantiles.p99_us as f64;
-    for (size, load) in latency_points(report) {
-        let base = switchboard(report).and_then(|s| latency_of(s, size, load));
+    let points = latency_points(report);
+    let (mut dashed, mut lossy) = (false, false);
+    let mut rate_notes = Vec::new();
+    for &(size, load) in &points {
+        let base = switchboard(report)
+            .and_then(|s| latency_of(s, size, load))
+            .and_then(|b| samples::p99(&b));
         for s in ran(report) {
             let Some(l) = latency_of(s, size, load) else {
                 continue;
             };
+            let loads: Vec<Option<f64>> =
+                points.iter().filter(|p| p.0 == size).map(|p| p.1).collect();
+            let notes = samples::same_rates(s, size, &loads);
+            let mut load_cell = load_label(load);
+            if let Some(note) = notes.iter().find(|n| n.load == load) {
+                if let Some(other) = note.same_as {
+                    let _ = write!(load_cell, " (ran at the {} row's rate)", load_label(other));
+                }
+                rate_notes.push((s.server.label(), size, *note));
+            }
+            let gate = samples::Gate::of(&l);
+            dashed |= !gate.p999;
+            lossy |= samples::short(&l);
+            let [p50, p99, p999, max] = samples::quantile_cells(&l, gate);
+            let [sent, got] = samples::count_cells(&l);
             let _ = write!(
                 md,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1}% | {:.2} | {:.2} |",
+                "| {} | {} | {load_cell} | {:.0} | {sent} | {got} | {} | {p50} | {p99} | {p999} | \
+                 {max} | {} | {} | {:.2} | {:.2} |",
                 s.server.label(),
                 size,
-                load_label(load),
                 l.median(|l| l.rate),
                 human(l.median(|l| l.offered_deliveries_per_sec)),
-                l.spread(|l| l.quantiles.p50_us as f64).show(ms),
-                l.spread(p99).show(ms),
-                l.spread(|l| l.quantiles.p999_us as f64).show(ms),
-                ms(l.median(|l| l.quantiles.max_us as f64)),
-                ratio(Some(l.median(p99)), base.as_ref().map(|b| b.median(p99))),
-                received(&l),
+                ratio(samples::p99(&l), base),
+                samples::received_cell(&l),
                 l.median(|l| l.server_cores),
                 l.median(|l| l.generator_cores)
             );
             if stamped {
                 let at_read = l.each().filter_map(|l| l.at_read.as_ref()).collect();
-                let _ = write!(md, " {} |", read_p99(Rounds::from(at_read)));
+                let read = if gate.p99 {
+                    read_p99(Rounds::from(at_read))
+                } else {
+                    "—".to_owned()
+                };
+                let _ = write!(md, " {read} |");
             }
             md.push('\n');
         }
+    }
+    md.push_str(&samples::note(dashed, lossy));
+    md.push_str(&rates_note(&rate_notes));
+    md
+}
+
+/// The footnote on latency rows that ran at the 1 broadcast/s floor or at another row's
+/// rate: (server, room, note) of each.
+fn rates_note(notes: &[(&str, usize, samples::RateNote)]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\nA latency phase publishes at least 1 broadcast/s, whatever its share of the \
+         peak:\n\n",
+    );
+    for (server, size, n) in notes {
+        let rounds = if n.floored == n.rounds {
+            "every round".to_owned()
+        } else {
+            format!("{} of {} rounds", n.floored, n.rounds)
+        };
+        let _ = match n.same_as {
+            Some(other) => {
+                let floor = if n.floored == n.rounds {
+                    " (1 broadcast/s, the floor)".to_owned()
+                } else if n.floored > 0 {
+                    format!(" (the floor of 1 broadcast/s in {rounds})")
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    md,
+                    "- {server}, room {size}: the {} and {} rows ran at the same rate in every \
+                     round{floor}: one load measured twice, not two loads.",
+                    load_label(other),
+                    load_label(n.load)
+                )
+            }
+            None => writeln!(
+                md,
+                "- {server}, room {size}, {}: at the floor of 1 broadcast/s in {rounds}, its \
+                 share of the peak being under one a second.",
+                load_label(n.load)
+            ),
+        };
     }
     md
 }
@@ -497,31 +683,37 @@ fn rooms(report: &SuiteReport) -> String {
     let p = &report.params;
     let mut md = format!(
         "\n## Many rooms ({} rooms × {} members, targeted emits)\n\n\
-         | server | emits/s | deliveries/s | × SB | server CPU s / M deliveries | generator CPU s / M | dropped | lost conns |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
-        p.rooms, p.members
+         | server | emits/s | deliveries/s | × SB | server CPU s / M deliveries | generator CPU s / M | {} |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        p.rooms,
+        p.members,
+        lost::HEAD
     );
     let rate = |r: &crate::scenarios::rooms::RoomsResult| r.deliveries_per_sec;
     let base = switchboard(report)
         .and_then(|s| Rounds::of(s, |r| r.rooms.as_ref()))
         .map(|r| r.median(rate));
+    let mut losses = Losses::new("emits");
     for s in ran(report) {
         let Some(r) = Rounds::of(s, |r| r.rooms.as_ref()) else {
             continue;
         };
+        let lost = losses.cell(
+            s.server.label().to_owned(),
+            r.each().map(Lost::of_rooms).collect(),
+        );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {lost} |",
             s.server.label(),
             r.spread(|r| r.emits_per_sec).show(human),
             r.spread(rate).show(human),
             ratio(Some(r.median(rate)), base),
             r.spread(|r| r.server_cpu_s_per_m).show(two),
             r.median(|r| r.generator_cpu_s_per_m),
-            r.total(|r| r.written_off),
-            r.total(|r| r.lost_connections as u64)
         );
     }
+    md.push_str(&losses.note("the whole scenario (warm-up included)"));
     md
 }
 
@@ -555,4 +747,267 @@ fn churn(report: &SuiteReport) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procstat::Machine;
+    use crate::scenarios::Params;
+    use crate::suite::Versions;
+    use serde_json::json;
+
+    /// A fan-out on a room of 100 that published `broadcasts` in 10 s.
+    fn fanout_json(broadcasts: u64) -> serde_json::Value {
+        json!({
+            "room_size": 100, "seconds": 10.0, "broadcasts": broadcasts,
+            "deliveries": broadcasts * 100, "deliveries_per_sec": broadcasts as f64 * 10.0,
+            "server_cpu_s_per_m": 1.0, "server_cores": 1.2, "generator_cpu_s_per_m": 1.0,
+            "written_off": 0, "undelivered": 0, "unacked": 0, "lost_connections": 0
+        })
+    }
+
+    /// A latency phase on a room of 100 at `load` that published `broadcasts` at `rate`
+    /// and received every delivery.
+    fn latency_json(load: f64, rate: f64, broadcasts: u64) -> serde_json::Value {
+        json!({
+            "room_size": 100, "load": load, "rate": rate, "server_cores": 0.5,
+            "generator_cores": 0.4, "offered_deliveries_per_sec": rate * 100.0,
+            "samples": broadcasts * 100, "expected": broadcasts * 100,
+            "p50_us": 1_000, "p99_us": 5_000, "p999_us": 8_000, "max_us": 9_000
+        })
+    }
+
+    /// Many rooms: 20 rooms of 5, every emit delivered and acked.
+    fn rooms_json() -> serde_json::Value {
+        json!({
+            "rooms": 20, "members": 5, "connections": 20, "seconds": 10.0,
+            "emits_per_sec": 1000.0, "deliveries_per_sec": 5000.0,
+            "server_cpu_s_per_m": 3.0, "generator_cpu_s_per_m": 2.0,
+            "written_off": 0, "undelivered": 0, "unacked": 0, "lost_connections": 0
+        })
+    }
+
+    /// One round of a server: fan-out of `peak` broadcasts, then latency at 50 %, 10 %
+    /// and 1 % of it (at least 1/s, 10 s each), and many rooms.
+    fn round(peak: u64) -> Results {
+        let rate = |load: f64| (peak as f64 / 10.0 * load).max(1.0);
+        let phase = |load: f64| latency_json(load, rate(load), (rate(load) * 10.0) as u64);
+        serde_json::from_value(json!({
+            "fanout": [fanout_json(peak)],
+            "latency": [phase(0.5), phase(0.1), phase(0.01)],
+            "rooms": rooms_json(),
+        }))
+        .expect("a round")
+    }
+
+    /// A run of one round: Switchboard's fixture with a peak of 50,000 broadcasts (so its
+    /// latency phases publish 25,000, 5,000 and 500), socketioxide with 20,000 (10,000,
+    /// 2,000, 200) and Node with 50 (25, then 10 at the 1/s floor twice).
+    fn small() -> SuiteReport {
+        let mut params = Params::smoke();
+        (params.room_sizes, params.latency_loads) = (vec![100], vec![0.5, 0.1, 0.01]);
+        let server = |server, peak| ServerReport {
+            server,
+            skipped: None,
+            rounds: vec![round(peak)],
+            failures: Vec::new(),
+        };
+        SuiteReport {
+            mode: "full".to_owned(),
+            started_at: "2026-12-08 10:00:00".to_owned(),
+            machine: Machine {
+                cpu: "test".to_owned(),
+                cores: 2,
+                memory_gib: 4.0,
+                kernel: "test".to_owned(),
+                open_files_limit: 20_000,
+                port_range: "32768-60999".to_owned(),
+                load_at_start: String::new(),
+                load_at_end: String::new(),
+            },
+            versions: Versions::default(),
+            params,
+            servers: vec![
+                server(ServerKind::Switchboard, 50_000),
+                server(ServerKind::Socketioxide, 20_000),
+                server(ServerKind::Node, 50),
+            ],
+        }
+    }
+
+    /// `kind`'s only round.
+    fn round_of(report: &mut SuiteReport, kind: ServerKind) -> &mut Results {
+        let s = report.servers.iter_mut().find(|s| s.server == kind);
+        &mut s.expect("the server ran").rounds[0]
+    }
+
+    /// The row of `md` that starts with `start`.
+    fn line<'a>(md: &'a str, start: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start:?} in {md}"))
+    }
+
+    /// The cells of a markdown row.
+    fn cells(row: &str) -> Vec<&str> {
+        row.trim_matches('|').split('|').map(str::trim).collect()
+    }
+
+    #[test]
+    fn a_server_that_leaves_events_undelivered_or_emits_unacked_shows_it() {
+        let mut report = small();
+        let sio = round_of(&mut report, ServerKind::Socketioxide);
+        sio.fanout[0].undelivered = 40;
+        let r = sio.rooms.as_mut().unwrap();
+        (r.unacked, r.lost_connections) = (768, 1);
+        let md = fanout(&report);
+        let row = cells(line(&md, "| socketioxide | 100 |"));
+        assert_eq!(row.last(), Some(&"**0 · 40 · 0 · 0**"), "{md}");
+        assert_eq!(
+            cells(line(&md, "| node | 100 |")).last(),
+            Some(&"0 · 0 · 0 · 0")
+        );
+        assert!(
+            md.contains("socketioxide, room 100: 40 events undelivered."),
+            "{md}"
+        );
+        let md = rooms(&report);
+        let row = cells(line(&md, "| socketioxide |"));
+        assert_eq!(row.last(), Some(&"**0 · 0 · 768 · 1**"), "{md}");
+        assert!(
+            md.contains("socketioxide: 768 emits unacked, 1 connections lost."),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_latency_phase_that_lost_deliveries_fails_its_target_and_is_marked() {
+        let mut report = small();
+        // Nothing arrived at half of the peak: an empty histogram reads p99 = 0.
+        let half = &mut round_of(&mut report, ServerKind::Switchboard).latency[0];
+        half.samples = 0;
+        half.quantiles = Quantiles {
+            p50_us: 0,
+            p99_us: 0,
+            p999_us: 0,
+            max_us: 0,
+        };
+        let md = targets(&report);
+        let row = cells(line(&md, "| p99 latency, room 100, 50% of peak |"));
+        assert_eq!(row[1], "— (nothing arrived)", "{md}");
+        assert!(
+            row[3].starts_with("**not met**: 0.0 % of its deliveries"),
+            "{md}"
+        );
+        let table = latency(&report);
+        let row = cells(line(
+            &table,
+            "| switchboard (fixture) | 100 | 50% of peak |",
+        ));
+        assert_eq!(
+            &row[7..13],
+            ["—", "—", "—", "—", "—", "**0.0%**"],
+            "{table}"
+        );
+        assert!(table.contains("**Received in bold**"), "{table}");
+
+        // One delivery short of every one, with a p99 well inside the target.
+        let half = &mut round_of(&mut report, ServerKind::Switchboard).latency[0];
+        half.samples = half.expected - 1;
+        half.quantiles = Quantiles {
+            p50_us: 1_000,
+            p99_us: 5_000,
+            p999_us: 8_000,
+            max_us: 9_000,
+        };
+        let md = targets(&report);
+        let row = cells(line(&md, "| p99 latency, room 100, 50% of peak |"));
+        assert_eq!(row[1], "5.00 ms");
+        assert!(
+            row[3].starts_with("**not met**: 99.9 % of its deliveries"),
+            "{md}"
+        );
+        let table = latency(&report);
+        let row = cells(line(
+            &table,
+            "| switchboard (fixture) | 100 | 50% of peak |",
+        ));
+        assert_eq!(row[12], "**99.9%**", "never rounded up to 100.0%: {table}");
+
+        // Every delivery: met.
+        let half = &mut round_of(&mut report, ServerKind::Switchboard).latency[0];
+        half.samples = half.expected;
+        let md = targets(&report);
+        let row = cells(line(&md, "| p99 latency, room 100, 50% of peak |"));
+        assert_eq!(row[3], "met", "{md}");
+    }
+
+    #[test]
+    fn percentiles_over_few_broadcasts_are_left_out_and_rows_at_one_rate_said_to_be_one() {
+        let report = small();
+        let md = latency(&report);
+        // Switchboard: 25,000, 5,000 and 500 broadcasts; p99.9 of the last left out.
+        let row = cells(line(&md, "| switchboard (fixture) | 100 | 1% of peak |"));
+        assert_eq!(&row[4..6], ["500", "50k"], "{md}");
+        assert_eq!(&row[8..10], ["5.00", "—"], "{md}");
+        let row = cells(line(&md, "| switchboard (fixture) | 100 | 10% of peak |"));
+        assert_eq!(&row[8..10], ["5.00", "8.00"], "{md}");
+        // socketioxide: 200 broadcasts at 1 %: a p99, no p99.9.
+        let row = cells(line(&md, "| socketioxide | 100 | 1% of peak |"));
+        assert_eq!(&row[8..12], ["5.00", "—", "9.00", "×1.00"], "{md}");
+        // Node: 25 broadcasts at half its peak, then 10 and 10 at the floor.
+        let row = cells(line(&md, "| node | 100 | 50% of peak |"));
+        assert_eq!(
+            &row[4..12],
+            ["25", "2.5k", "250", "1.00", "—", "—", "9.00", "—"]
+        );
+        let row = cells(line(&md, "| node | 100 | 1% of peak"));
+        assert_eq!(
+            row[2], "1% of peak (ran at the 10% of peak row's rate)",
+            "{md}"
+        );
+        assert_eq!(row[4], "10", "{md}");
+        assert!(
+            !line(&md, "| node | 100 | 10% of peak").contains("ran at"),
+            "the first of the two is named plainly: {md}"
+        );
+        assert!(md.contains("fewer than 1,000 broadcasts; in p99 (and its ratio), fewer than 100"));
+        assert!(
+            md.contains(
+                "node, room 100: the 10% of peak and 1% of peak rows ran at the same rate in \
+                 every round (1 broadcast/s, the floor): one load measured twice"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("socketioxide, room 100"), "{md}");
+    }
+
+    #[test]
+    fn fan_out_ratios_give_deliveries_per_cpu_second_beside() {
+        let mut report = small();
+        // Node at a third of ours in CPU per delivery ×3: ×1000 deliveries/s, ×3 per CPU-s.
+        round_of(&mut report, ServerKind::Node).fanout[0].server_cpu_s_per_m = 3.0;
+        let md = targets(&report);
+        let row = cells(line(&md, "| fan-out 100 vs node |"));
+        assert_eq!(row[1], "×1000.00 (×3.00 per server CPU-second)", "{md}");
+    }
+
+    #[test]
+    fn the_report_says_which_server_ran_which_scenario() {
+        let mut report = small();
+        let md = what_ran(&report);
+        assert!(
+            md.contains("Scenarios in this run: fan-out, latency, many rooms (not in it: idle,"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Every server ran each of them in every round."),
+            "{md}"
+        );
+        round_of(&mut report, ServerKind::Node).rooms = None;
+        let md = what_ran(&report);
+        assert!(!md.contains("Every server ran"), "{md}");
+        assert_eq!(line(&md, "| node |"), "| node | yes | yes | — |", "{md}");
+    }
 }
