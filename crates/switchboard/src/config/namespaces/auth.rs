@@ -14,6 +14,40 @@ use toml::Value;
 const REFRESH_EVENT: &str = "refresh_event";
 const MAX_SOCKETS_PER_USER: &str = "max_sockets_per_user";
 
+/// The keys that say where the verification keys come from and which algorithms they
+/// verify: all [`JwtVerifier::new`] needs to load and check them (secret length, key
+/// files, a JWKS client and its CA file).
+const KEY_KEYS: &[&str] = &[
+    "secret",
+    "secret_file",
+    "public_key",
+    "public_key_file",
+    "jwks_url",
+    "algorithms",
+    "jwks_cache_ttl",
+    "jwks_refresh_interval",
+    "jwks_fetch_timeout",
+    "jwks_allow_http",
+    "jwks_ca_file",
+];
+
+/// With other settings of the table wrong (`leeway`, a typo'd key), loads the keys
+/// anyway when the keys' own settings are right, so their problems (a short secret,
+/// a missing key file) come out in the same run rather than the next. When the keys'
+/// settings are wrong themselves, they were reported already and nothing is loaded.
+fn check_keys_alone(table: &toml::Table, path: &str, problems: &mut Errors) {
+    let keys: toml::Table = table
+        .iter()
+        .filter(|(name, _)| KEY_KEYS.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    if let Ok(settings) = JwtSettings::from_toml(&Value::Table(keys), path)
+        && let Err(errors) = JwtVerifier::new(settings)
+    {
+        problems.extend(errors);
+    }
+}
+
 /// How connections to a namespace authenticate.
 #[derive(Clone)]
 pub(crate) struct AuthRules {
@@ -55,9 +89,14 @@ pub(crate) fn parse(s: Section<'_>, problems: &mut Errors) -> Option<AuthRules> 
     let mut table = s.table().clone();
     table.remove(REFRESH_EVENT);
     table.remove(MAX_SOCKETS_PER_USER);
-    let settings = JwtSettings::from_toml(&Value::Table(table), s.path())
-        .map_err(|errors| problems.extend(errors))
-        .ok()?;
+    let settings = match JwtSettings::from_toml(&Value::Table(table.clone()), s.path()) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            problems.extend(errors);
+            check_keys_alone(&table, s.path(), problems);
+            return None;
+        }
+    };
     let verifier = JwtVerifier::new(settings.clone())
         .map_err(|errors| problems.extend(errors))
         .ok()?;

@@ -98,3 +98,42 @@ fn max_sockets_per_user_is_read_and_checked() {
         );
     }
 }
+
+/// The keys are loaded (secret length, key files) even when other settings of the
+/// table are wrong, so every problem of `[namespaces.auth]` comes out in one run: a
+/// short secret was reported only once a bad `leeway` was fixed.
+#[test]
+fn key_problems_are_reported_with_the_other_settings_problems() {
+    let errors = |auth: &str| {
+        let text = format!("[[namespaces]]\nname = \"/\"\n[namespaces.auth]\n{auth}\n");
+        let errors = from_text(&text).expect_err("refused");
+        let mut keys: Vec<String> = errors.keys().into_iter().map(str::to_owned).collect();
+        keys.sort();
+        (keys, errors.to_string())
+    };
+    let (keys, shown) = errors("secret = \"short\"\nleeway = \"10m\"");
+    assert_eq!(
+        keys,
+        ["namespaces[0].auth.leeway", "namespaces[0].auth.secret"],
+        "{shown}"
+    );
+    assert!(shown.contains("at least 32"), "{shown}");
+    let (keys, shown) =
+        errors("secret_file = \"/nonexistent/secret\"\nleewy = \"5s\"\ntoken_sources = []");
+    assert_eq!(
+        keys,
+        [
+            "namespaces[0].auth.leewy",
+            "namespaces[0].auth.secret_file",
+            "namespaces[0].auth.token_sources"
+        ],
+        "{shown}"
+    );
+    // A problem of the keys' own settings is reported once, not again by the loader.
+    let (keys, shown) = errors("secret = \"short\"\nalgorithms = [\"RS256\"]\nleeway = \"10m\"");
+    assert_eq!(
+        keys,
+        ["namespaces[0].auth.algorithms", "namespaces[0].auth.leeway"],
+        "{shown}"
+    );
+}
