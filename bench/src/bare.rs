@@ -1,8 +1,9 @@
 //! The bare broadcaster: tokio plus the minimal WebSocket codec, speaking just enough
 //! Engine.IO/Socket.IO for the workload (open, connect, `join`, `broadcast`,
 //! `message-with-ack`). Each broadcast frame is encoded once and its bytes shared by
-//! every recipient's queue. No pings, no polling, no namespaces but `/`: it is the
-//! practical limit of this hardware, not a server anyone should run.
+//! every recipient's queue. No pings, no polling, no namespaces but `/`: a reference point for what a minimal
+//! broadcaster costs on this hardware, not a limit of it (the fixture's peaks are above
+//! its own), and not a server anyone should run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

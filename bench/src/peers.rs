@@ -45,7 +45,7 @@ pub(crate) enum ServerKind {
     Socketioxide,
     /// Node.js Socket.IO 4.8, default settings, in `bench/peers/node`.
     Node,
-    /// The bare Rust WebSocket broadcaster: the practical limit of the hardware.
+    /// The bare Rust WebSocket broadcaster: a reference point, not a limit of the hardware.
     Bare,
 }
 
@@ -116,7 +116,7 @@ impl ServerKind {
             }
             ServerKind::Bare => {
                 "a bare Rust WebSocket broadcaster speaking just enough Engine.IO and \
-                 Socket.IO (`bench/src/bare.rs`): the practical limit of the hardware."
+                 Socket.IO (`bench/src/bare.rs`): a reference point, not a limit of the hardware."
             }
         }
     }

@@ -245,7 +245,10 @@ impl Publisher {
                 window.saturating_sub(self.unacked()).min(by_backlog)
             }
             Pace::Rate(rate) => {
-                let target = (start.elapsed().as_secs_f64() * rate) as u64;
+                // The first at once: a phase of `s` seconds sends `rate × s`, not one
+                // fewer (the last used to fall due on the phase's deadline, and a
+                // phase asked for 1,000 broadcasts sent 999).
+                let target = (start.elapsed().as_secs_f64() * rate) as u64 + 1;
                 target.saturating_sub(sent)
             }
         }
@@ -370,9 +373,9 @@ pub(crate) fn rooms_visited(len: usize, (offset, stride): (usize, usize)) -> Vec
 }
 
 /// When broadcast `k` (from 0) of a fixed-rate run that began at `start` was due:
-/// `Pace::Rate`'s `due` releases it once `elapsed × rate` reaches `k + 1`.
+/// `Pace::Rate`'s `due` releases it once `elapsed × rate` reaches `k`.
 fn due_at(start: Instant, k: u64, rate: f64) -> Instant {
-    let offset = Duration::try_from_secs_f64((k + 1) as f64 / rate).unwrap_or(Duration::ZERO);
+    let offset = Duration::try_from_secs_f64(k as f64 / rate).unwrap_or(Duration::ZERO);
     // Never in the future: `due` released it, so its time has come (rounding aside).
     (start + offset).min(Instant::now())
 }
@@ -386,8 +389,8 @@ mod tests {
     #[test]
     fn a_fixed_rate_broadcast_is_stamped_when_it_was_due() {
         let start = Instant::now() - Duration::from_secs(2);
-        assert_eq!(due_at(start, 0, 10.0), start + Duration::from_millis(100));
-        assert_eq!(due_at(start, 9, 10.0), start + Duration::from_secs(1));
+        assert_eq!(due_at(start, 0, 10.0), start);
+        assert_eq!(due_at(start, 10, 10.0), start + Duration::from_secs(1));
         let now = Instant::now();
         assert!(due_at(now, 1_000, 10.0) <= Instant::now());
     }
