@@ -120,10 +120,11 @@ impl Validator<'_> {
         let context = Context {
             has_hook: hooks.as_ref().and_then(|h| h.get("webhook")).is_some(),
         };
-        if let Some(value) = &namespaces
-            && let Some(rules) = parse(value, context, &mut problems)
-        {
-            c.namespaces = rules;
+        // The entries that were read stand even beside entries with problems, so the
+        // checks that look at namespaces (cookie token sources under `cors "*"`, the
+        // Admin UI's namespace, SSE) see them, and report in the same run.
+        if let Some(value) = &namespaces {
+            c.namespaces = parse(value, context, &mut problems);
         }
         self.report(problems);
     }
@@ -141,8 +142,9 @@ pub(crate) fn from_text(text: &str) -> Result<Config, super::ConfigErrors> {
 }
 
 /// Reads the `namespaces` value: a list of names, or an array of `[[namespaces]]`
-/// tables. `None` when it has problems (they are in `problems`).
-fn parse(value: &Value, context: Context, problems: &mut Errors) -> Option<Vec<NamespaceRules>> {
+/// tables. Problems go to `problems`; the names and entries that could be read are
+/// returned all the same (an entry with a bad rule keeps the rest of its rules).
+fn parse(value: &Value, context: Context, problems: &mut Errors) -> Vec<NamespaceRules> {
     let before = problems.len();
     let rules = match value {
         Value::Array(items) if items.iter().any(Value::is_table) => {
@@ -153,7 +155,7 @@ fn parse(value: &Value, context: Context, problems: &mut Errors) -> Option<Vec<N
     if rules.is_empty() && problems.len() == before {
         problems.invalid("namespaces", "needs at least one namespace (e.g. [\"/\"])");
     }
-    (problems.len() == before).then_some(rules)
+    rules
 }
 
 /// The plain form: a list of names.
@@ -176,7 +178,12 @@ fn names(value: &Value, problems: &mut Errors) -> Vec<NamespaceRules> {
     if !messages.is_empty() {
         problems.invalid("namespaces", messages.join("; "));
     }
-    names.iter().map(|n| NamespaceRules::open(n)).collect()
+    let mut kept = HashSet::new();
+    names
+        .iter()
+        .filter(|n| namespace_problem(n).is_none() && kept.insert(n.as_str()))
+        .map(|n| NamespaceRules::open(n))
+        .collect()
 }
 
 /// Reads `[[namespaces]]` entries; a name or pattern used twice is reported at the

@@ -278,7 +278,7 @@ impl Validator<'_> {
             );
         }
         let mut problems = Errors::new();
-        for (i, rules) in c.namespaces.iter().enumerate() {
+        for rules in &c.namespaces {
             let Some(auth) = &rules.auth else { continue };
             if auth
                 .settings
@@ -286,8 +286,10 @@ impl Validator<'_> {
                 .iter()
                 .any(|s| matches!(s, TokenSource::Cookie { .. }))
             {
+                // The entry's own path: entries with problems are left out of
+                // `c.namespaces`, so its index there may not be the one written.
                 problems.invalid(
-                    format!("namespaces[{i}].auth.token_sources"),
+                    switchboard_settings::join(&auth.settings.path, "token_sources"),
                     "a `cookie:` token source needs an explicit `cors.allowed_origins` \
                      list: with \"*\" any web site could connect as its visitors \
                      (cross-site WebSocket hijacking)",

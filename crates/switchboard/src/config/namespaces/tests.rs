@@ -357,3 +357,57 @@ fn sse_settings_are_checked() {
     let keys = error_keys(from_text("[[namespaces]]\nname = \"/\"\nsse = \"yes\"\n"));
     assert_eq!(keys, ["namespaces[0].sse"]);
 }
+
+/// The entries that were read stand beside entries with problems, so the checks that
+/// look at namespaces report in the same run: before, one bad entry left the default
+/// `["/"]` in place, and a cookie token source under `cors "*"` or the Admin UI's
+/// namespace taken came out only once the other mistake was fixed.
+#[test]
+fn namespace_checks_run_on_the_entries_read_beside_bad_ones() {
+    const COOKIE_AUTH: &str = r#"
+        [namespaces.auth]
+        secret = "a-secret-for-tests-only-32-bytes-long!"
+        token_sources = ["cookie:sid"]
+    "#;
+    // A typo'd key in another entry's table.
+    let text = format!(
+        "[[namespaces]]\nname = \"/\"\n{COOKIE_AUTH}\n\
+         [[namespaces]]\nname = \"/x\"\n[namespaces.rooms]\nalow = [\"a\"]\n"
+    );
+    assert_eq!(
+        error_keys(from_text(&text)),
+        [
+            "namespaces[0].auth.token_sources",
+            "namespaces[1].rooms.alow"
+        ]
+    );
+    // In the same entry's other table, and after an entry that could not be read at
+    // all: the key names the entry as written.
+    let text = format!(
+        "[[namespaces]]\nname = \"chat\"\n\
+         [[namespaces]]\nname = \"/\"\n{COOKIE_AUTH}\n[namespaces.rooms]\nalow = [\"a\"]\n"
+    );
+    assert_eq!(
+        error_keys(from_text(&text)),
+        [
+            "namespaces[0].name",
+            "namespaces[1].auth.token_sources",
+            "namespaces[1].rooms.alow"
+        ]
+    );
+    // The Admin UI's namespace, taken by an entry beside a bad one.
+    let admin = "[admin]\nenabled = true\nauth = false\n";
+    let text = format!(
+        "{admin}[[namespaces]]\nname = \"/admin\"\n[[namespaces]]\nname = \"/x\"\ncolour = 1\n"
+    );
+    assert_eq!(
+        error_keys(from_text(&text)),
+        ["admin.namespace", "namespaces[1].colour"]
+    );
+    // The plain form: the good names stand beside a bad one.
+    let text = format!("namespaces = [\"/admin\", \"nope\"]\n{admin}");
+    assert_eq!(
+        error_keys(from_text(&text)),
+        ["admin.namespace", "namespaces"]
+    );
+}
