@@ -13,6 +13,7 @@ import { Manager } from "socket.io-client";
 import { Clients, TRANSPORT_MODES, connected, once } from "../lib/client.mjs";
 import { startServeNode } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
+import { startWebhookReceiver } from "../lib/webhook.mjs";
 
 const [WEBSOCKET] = TRANSPORT_MODES;
 
@@ -42,6 +43,24 @@ function adminSocket(url, auth) {
 /** The first `event` the admin socket heard, waited for. */
 function heard(socket, event, ms) {
   return waitFor(() => socket.heard.find(([e]) => e === event), { what: `the admin UI to hear ${event}`, timeout: ms });
+}
+
+/**
+ * The first `event` the admin socket heard after the first `since` events it heard
+ * (`socket.heard.length` taken before an action), waited for.
+ */
+function heardAfter(socket, since, event, ms) {
+  return waitFor(() => socket.heard.slice(since).find(([e]) => e === event), {
+    what: `the admin UI to hear ${event} after its first ${since} events`,
+    timeout: ms,
+  });
+}
+
+/** The members of room `room` of `/`, asked through `node`'s HTTP API. */
+async function roomMembers(node, room) {
+  const res = await node.api("GET", `/api/v1/namespaces/%2F/rooms/${encodeURIComponent(room)}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.socket_ids;
 }
 
 async function userClient(url) {
@@ -82,7 +101,8 @@ describe("the Socket.IO Admin UI protocol", () => {
       assert.equal(typeof stats.hostname, "string");
       assert.equal(typeof stats.pid, "number");
       assert.equal(typeof stats.uptime, "number");
-      assert.ok(stats.clientsCount >= 2, `clientsCount ${stats.clientsCount}`);
+      // The user's connection and the UI's, nothing else on this node yet.
+      assert.equal(stats.clientsCount, 2);
       assert.equal(stats.pollingClientsCount, 0);
       assert.ok(Array.isArray(stats.aggregatedEvents));
       const root = stats.namespaces.find((n) => n.name === "/");
@@ -127,13 +147,23 @@ describe("the Socket.IO Admin UI protocol", () => {
       ui.emit("emit", "/", "picked", "hello", { n: 1 });
       // Recovery is on (serveConfig): the event's offset follows its arguments.
       assert.deepEqual((await hello)[0], { n: 1 });
+      // A namespace this node does not have is not created by a command. The command
+      // after it is a marker: once its join shows, the node has handled the one before.
+      ui.emit("join", "/made-up", "x");
+      ui.emit("join", "/", "after-made-up", user.id);
+      await waitFor(async () => (await roomMembers(node, "after-made-up")).includes(user.id), {
+        what: "the marker command's join",
+      });
+      const res = await node.api("GET", "/api/v1/namespaces");
+      assert.equal(res.status, 200);
+      assert.deepEqual(
+        res.body.namespaces.map((n) => n.name).sort(),
+        ["/", "/admin"],
+        JSON.stringify(res.body),
+      );
       const gone = once(user, "disconnect");
       ui.emit("_disconnect", "/", false, "picked");
       assert.equal((await gone)[0], "io server disconnect");
-      // A namespace this node does not have is not created by a command.
-      ui.emit("join", "/made-up", "x");
-      const res = await node.api("GET", "/api/v1/namespaces");
-      assert.ok(!res.body.namespaces.some((n) => n.name === "/made-up"), JSON.stringify(res.body));
     });
   });
 
@@ -161,11 +191,28 @@ describe("the Socket.IO Admin UI protocol", () => {
       assert.equal(listed.nsp, "/");
       assert.ok(listed.rooms.includes(user.id));
       assert.equal(listed.handshake.auth, undefined, "the handshake's auth is not shown");
+      const ignored = [];
+      user.onAny((event) => ignored.push(event));
+      const since = ui.heard.length;
       ui.emit("_disconnect", "/", true);
-      // The user stays: wait for a stats round trip, then check.
-      await heard(ui, "server_stats", 5_000);
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(user.connected, true);
+      ui.emit("join", "/", "ro-joined", user.id);
+      ui.emit("emit", "/", user.id, "ro-emitted", 1);
+      // The node has read the commands once it has sent a later round of stats (the
+      // UI's packets are handled in order, and the stats come every 2 s).
+      await heardAfter(ui, since, "server_stats", 5_000);
+      assert.equal(user.connected, true, "the user was disconnected");
+      // A round trip on the user's own connection: anything the node sent it before has
+      // arrived.
+      assert.deepEqual(await user.timeout(5_000).emitWithAck("join", "ro-own"), { ok: true });
+      assert.deepEqual(ignored, [], "the user was sent nothing");
+      assert.deepEqual(await roomMembers(node, "ro-joined"), []);
+      // Development mode tells the UI of every join: the command made none (the user's
+      // own join, made after the commands were handled, is told).
+      await waitFor(() => ui.heard.some(([e, , room]) => e === "room_joined" && room === "ro-own"), {
+        what: "room_joined of the user's own join",
+      });
+      const joins = ui.heard.filter(([e]) => e === "room_joined").map(([, , room]) => room);
+      assert.ok(!joins.includes("ro-joined"), JSON.stringify(joins));
     });
   });
 
@@ -193,11 +240,31 @@ describe("the Socket.IO Admin UI protocol", () => {
   });
 
   describe("development mode's live events", () => {
+    const WEBHOOK_SECRET = "admin-tests-webhook-secret-0123456789";
     let node;
+    let backend;
     before(async () => {
-      node = await startServeNode({ name: "admin-dev", adapter: "memory", extra: adminConfig({ mode: "development" }) });
+      // `ping-me` is forwarded to the backend, whose reply emits `pong` to the sender
+      // alone: an emit to one socket (`Socket::emit`), which `event_sent` tells.
+      backend = await startWebhookReceiver({
+        secret: WEBHOOK_SECRET,
+        reply: (hook) => ({
+          actions: [{ type: "emit", rooms: [], event: "pong", args: hook.data.args }],
+          ack: ["ponged"],
+        }),
+      });
+      const events = `\n[[namespaces.events]]\nname = "ping-me"\naction = "forward"\n`;
+      const webhook = `\n[hooks.webhook]\nurl = "${backend.url}"\nsecret = "${WEBHOOK_SECRET}"\n`;
+      node = await startServeNode({
+        name: "admin-dev",
+        adapter: "memory",
+        extra: adminConfig({ mode: "development" }) + events + webhook,
+      });
     });
-    after(async () => node?.stop());
+    after(async () => {
+      await node?.stop();
+      await backend?.close();
+    });
 
     it("the UI hears sockets connect, join rooms, send events, be sent events and disconnect", async () => {
       const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
@@ -221,14 +288,22 @@ describe("the Socket.IO Admin UI protocol", () => {
         { what: "event_received" },
       );
       assert.deepEqual(args, ["hello", { n: 1 }]);
-      // An emit to this socket from the UI goes through the adapter, not socket by socket.
+      // Sent an event: the backend's reply to `ping-me` emits `pong` to this socket.
+      const pong = once(user, "pong");
+      assert.deepEqual(await user.timeout(5_000).emitWithAck("ping-me", { n: 2 }), "ponged");
+      assert.deepEqual((await pong)[0], { n: 2 });
+      const [, sentNsp, , sent, sentAt] = await waitFor(
+        () => ui.heard.find(([e, , sid, a]) => e === "event_sent" && sid === id && a[0] === "pong"),
+        { what: "event_sent" },
+      );
+      assert.equal(sentNsp, "/");
+      assert.deepEqual(sent, ["pong", { n: 2 }]);
+      assert.ok(!Number.isNaN(Date.parse(sentAt)), `a date: ${sentAt}`);
       user.disconnect();
       const [, , , reason] = await waitFor(() => ui.heard.find(([e, nsp, sid]) => e === "socket_disconnected" && sid === id), {
         what: "socket_disconnected",
       });
       assert.equal(reason, "client namespace disconnect");
-      // The admin namespace's own events are not told.
-      assert.ok(!ui.heard.some(([e, nsp]) => e === "event_received" && nsp === "/admin"));
       // A client that starts on polling is updated once it upgrades.
       const upgrading = clients.open(node.url, TRANSPORT_MODES[2]);
       upgrading.connect();
@@ -238,6 +313,17 @@ describe("the Socket.IO Admin UI protocol", () => {
         { what: "socket_updated with the upgraded transport" },
       );
       assert.deepEqual(update, { id: upgrading.id, nsp: "/", transport: "websocket" });
+      // The admin namespace's own events are not told: the UI emits one, then a command
+      // whose join is told; the node handles the UI's packets in order, so an
+      // `event_received` of the first would be heard before that `room_joined`.
+      ui.emit("admin-own-event", { n: 3 });
+      ui.emit("join", "/", "after-admin-event", upgrading.id);
+      await waitFor(
+        () => ui.heard.find(([e, , room, sid]) => e === "room_joined" && room === "after-admin-event" && sid === upgrading.id),
+        { what: "room_joined of the marker command" },
+      );
+      const received = ui.heard.filter(([e]) => e === "event_received").map(([, nsp, , a]) => [nsp, a[0]]);
+      assert.ok(!received.some(([nsp]) => nsp === "/admin"), JSON.stringify(received));
     });
   });
 
@@ -311,7 +397,8 @@ describe("the Socket.IO Admin UI protocol", () => {
   // and UI (over a megabyte at 10,000), and a UI's `all_sockets` asked every node about
   // each in turn. A node now shows the declared namespaces and those a pattern made that
   // hold sockets, the fullest first, at most 100. Here: 150 with a socket (three
-  // connections of 50 namespaces), and 20 emptied ones that recovery keeps.
+  // connections of 50 namespaces), three of them with two or three, and 20 emptied ones
+  // that recovery keeps.
   describe("namespaces made from a pattern, shown bounded", () => {
     let node;
     const managers = [];
@@ -338,26 +425,58 @@ describe("the Socket.IO Admin UI protocol", () => {
       return sockets;
     }
 
-    it("server_stats and all_sockets show at most 100 namespaces: the declared ones, then the fullest", async () => {
+    it("server_stats and all_sockets show 100 namespaces: the declared ones, then the fullest", async () => {
       const emptied = await connectAll(Array.from({ length: 20 }, (_, i) => `/t-gone-${i}`));
       for (const socket of emptied) socket.disconnect();
       for (let c = 0; c < 3; c++) {
         await connectAll(Array.from({ length: 50 }, (_, i) => `/t-${c}-${i}`));
       }
+      // A connection has one socket per namespace: more sockets take more connections.
+      const fuller = { "/t-0-7": 3, "/t-1-3": 2, "/t-2-9": 2 };
+      await connectAll(["/t-0-7", "/t-1-3", "/t-2-9"]);
+      await connectAll(["/t-0-7"]);
+      // The node has seen the emptied namespaces' sockets leave (they stay, empty, for
+      // the recovery window) and the fuller ones' sockets arrive.
+      await waitFor(
+        async () => {
+          const res = await node.api("GET", "/api/v1/namespaces");
+          const count = new Map(res.body.namespaces.map((n) => [n.name, n.sockets]));
+          return (
+            Array.from({ length: 20 }, (_, i) => count.get(`/t-gone-${i}`)).every((n) => n === 0) &&
+            Object.entries(fuller).every(([name, n]) => count.get(name) === n)
+          );
+        },
+        { what: "the API to count the emptied and the fuller namespaces' sockets" },
+      );
       const ui = adminSocket(node.url, { username: "admin", password: PASSWORD });
       ui.connect();
       await connected(ui);
       const [, stats] = await heard(ui, "server_stats", 5_000);
       const names = stats.namespaces.map((n) => n.name);
-      assert.ok(names.length <= 100, `${names.length} namespaces shown`);
-      assert.ok(names.includes("/") && names.includes("/admin"), JSON.stringify(names.slice(0, 5)));
-      assert.ok(!names.some((n) => n.startsWith("/t-gone-")), "emptied pattern namespaces are not shown");
-      const fromPattern = stats.namespaces.filter((n) => n.name.startsWith("/t-"));
-      assert.ok(fromPattern.length > 0 && fromPattern.every((n) => n.socketsCount >= 1), JSON.stringify(fromPattern.slice(0, 3)));
+      // 152 would qualify (the 2 declared, 150 of the pattern's holding sockets).
+      assert.equal(names.length, 100, JSON.stringify(names));
+      assert.deepEqual(names.slice(0, 2).sort(), ["/", "/admin"], "the declared ones first");
+      const fromPattern = stats.namespaces.slice(2);
+      assert.ok(
+        fromPattern.every((n) => n.name.startsWith("/t-") && !n.name.startsWith("/t-gone-") && n.socketsCount >= 1),
+        JSON.stringify(fromPattern),
+      );
+      // The fullest first: the three fuller ones, with their counts, then those of one.
+      const counts = fromPattern.map((n) => n.socketsCount);
+      assert.deepEqual(counts, [...counts].sort((x, y) => y - x), "fullest first");
+      assert.deepEqual(
+        Object.fromEntries(fromPattern.slice(0, 3).map((n) => [n.name, n.socketsCount])),
+        fuller,
+      );
+      // The sockets listed are those of the namespaces shown (each one's sockets).
       const [, sockets] = await heard(ui, "all_sockets", 15_000);
-      const listedNamespaces = new Set(sockets.map((s) => s.nsp));
-      assert.ok(listedNamespaces.size <= 100, `${listedNamespaces.size} namespaces listed`);
-      assert.ok(listedNamespaces.size > 1, `${listedNamespaces.size} namespaces listed`);
+      const listed = new Map();
+      for (const s of sockets) listed.set(s.nsp, (listed.get(s.nsp) ?? 0) + 1);
+      const shownWithSockets = stats.namespaces.filter((n) => n.socketsCount > 0);
+      assert.deepEqual(
+        Object.fromEntries([...listed].sort()),
+        Object.fromEntries(shownWithSockets.map((n) => [n.name, n.socketsCount]).sort()),
+      );
     });
   });
 
