@@ -120,6 +120,11 @@ pub(crate) struct Merged {
     pub(crate) origins: Origins,
     /// Problems with the sources themselves (unreadable file, bad override names).
     pub(crate) errors: Vec<ConfigError>,
+    /// The environment and flag values read as a number or a boolean (`1`, `1.50`,
+    /// `true`), with the text they were written as, by dotted key: validation reads
+    /// such a value as that text where the setting takes text (an environment variable
+    /// is always a string: `SWITCHBOARD_CLUSTER__NODE_NAME=1` names node "1").
+    pub(crate) as_written: BTreeMap<String, String>,
 }
 
 /// One value to set over the file.
@@ -194,9 +199,47 @@ impl Merged {
             };
             table = inner;
         }
-        table.insert(leaf.to_owned(), parse_value(&over.value));
+        let value = parse_value(&over.value);
+        let nested = format!("{}.", over.key);
+        self.as_written
+            .retain(|k, _| *k != over.key && !k.starts_with(&nested));
+        if matches!(
+            value,
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+        ) {
+            self.as_written.insert(over.key.clone(), over.value.clone());
+        }
+        table.insert(leaf.to_owned(), value);
         self.origins.set(&over.key, over.origin);
     }
+}
+
+/// `table` with the value at each of `keys` (dotted, each in `as_written`) replaced by
+/// the text it was written as.
+pub(crate) fn with_text(
+    table: &toml::Table,
+    keys: &[&str],
+    as_written: &BTreeMap<String, String>,
+) -> toml::Table {
+    let mut table = table.clone();
+    for key in keys {
+        let Some(text) = as_written.get(*key) else {
+            continue;
+        };
+        let mut segments: Vec<&str> = key.split('.').collect();
+        let Some(leaf) = segments.pop() else { continue };
+        let mut inner = Some(&mut table);
+        for segment in segments {
+            inner = inner.and_then(|t| match t.get_mut(segment) {
+                Some(toml::Value::Table(next)) => Some(next),
+                _ => None,
+            });
+        }
+        if let Some(value) = inner.and_then(|t| t.get_mut(leaf)) {
+            *value = toml::Value::String(text.clone());
+        }
+    }
+    table
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -368,6 +411,7 @@ pub(crate) fn parse_value(text: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigErrors;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -444,6 +488,75 @@ mod tests {
                 "{plain}"
             );
         }
+    }
+
+    fn load_env(pairs: &[(&str, &str)]) -> Result<crate::config::Loaded, ConfigErrors> {
+        crate::config::load(&Sources {
+            env: env(pairs),
+            ..Sources::default()
+        })
+    }
+
+    /// An environment variable is always a string: a value that looks like a number or
+    /// a boolean is read as the text it was written as where the setting takes text
+    /// (`invalid type: integer, expected a string` before, with no hint), and as the
+    /// number or boolean where the setting takes one.
+    #[test]
+    fn numeric_looking_env_values_are_text_where_the_setting_takes_text() {
+        let loaded = load_env(&[
+            ("SWITCHBOARD_CLUSTER__NODE_NAME", "1.50"),
+            ("SWITCHBOARD_API__KEYS", "1234567890123456789"),
+            ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "2000000"),
+            ("SWITCHBOARD_ENGINE__PING_INTERVAL", "5000"),
+            ("SWITCHBOARD_SSE__ENABLED", "true"),
+            // Read by hand (`switchboard-hooks`), not by serde: text all the same.
+            (
+                "SWITCHBOARD_HOOKS__WEBHOOK__URL",
+                "http://127.0.0.1:9000/hooks",
+            ),
+            ("SWITCHBOARD_HOOKS__WEBHOOK__SECRET", "1234567890123456"),
+        ])
+        .unwrap_or_else(|errors| panic!("valid: {errors}"));
+        let c = &loaded.config;
+        assert_eq!(c.cluster.node_name.as_deref(), Some("1.50"), "as written");
+        assert_eq!(c.api.keys.len(), 1);
+        assert_eq!(c.socketio.engine.max_payload, 2_000_000);
+        assert_eq!(
+            c.socketio.engine.ping_interval,
+            std::time::Duration::from_secs(5)
+        );
+        assert!(c.sse.enabled);
+        let loaded = load_env(&[("SWITCHBOARD_CLUSTER__NODE_NAME", "1")])
+            .unwrap_or_else(|errors| panic!("valid: {errors}"));
+        assert_eq!(loaded.config.cluster.node_name.as_deref(), Some("1"));
+    }
+
+    /// Refused either way, a value keeps the message about what the setting takes: a
+    /// number under its minimum is told so, an address that is a bare number is told
+    /// it is not an address and port (not that it is not a string).
+    #[test]
+    fn refused_numeric_looking_env_values_are_told_what_the_setting_takes() {
+        let errors = load_env(&[
+            ("SWITCHBOARD_ENGINE__MAX_PAYLOAD", "10"),
+            ("SWITCHBOARD_LISTEN", "3000"),
+            ("SWITCHBOARD_SSE__ENABLED", "1"),
+            ("SWITCHBOARD_CLUSTER__NODE_NAME", "1"),
+        ])
+        .expect_err("refused");
+        let mut keys = errors.keys();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["engine.max_payload", "listen", "sse.enabled"],
+            "{errors}"
+        );
+        let shown = errors.to_string();
+        assert!(shown.contains("must be at least 1024"), "{shown}");
+        assert!(
+            shown.contains("`3000` is not an IP address and port"),
+            "{shown}"
+        );
+        assert!(shown.contains("sse.enabled"), "{shown}");
     }
 
     #[test]

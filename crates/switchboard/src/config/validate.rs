@@ -1,6 +1,8 @@
 //! Raw values to typed settings: walks every section, applies the checks, and collects
 //! every error with its dotted key and origin instead of stopping at the first.
 
+use std::collections::BTreeMap;
+
 use switchboard_settings::{ErrorKind, Errors};
 
 use super::check::{self, Checked};
@@ -9,7 +11,7 @@ use super::raw::{
     self, Field, RawConfig, RawCors, RawEngine, RawLog, RawQueue, RawShutdown, RawSocketIo,
     SECTIONS, StringList, Unknown,
 };
-use super::sources::{Merged, Origins};
+use super::sources::{self, Merged, Origins};
 use super::{Config, Loaded, LogFilter};
 
 /// Validates merged sources into a [`Loaded`] config, or every error found.
@@ -17,22 +19,84 @@ pub(crate) fn validate(merged: Merged) -> Result<Loaded, ConfigErrors> {
     let Merged {
         table,
         origins,
-        errors,
+        mut errors,
+        as_written,
     } = merged;
+    let (config, found) = check_as_written(table, &origins, &as_written);
+    errors.extend(found);
+    if errors.is_empty() {
+        Ok(Loaded { config, origins })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// What one pass over the table found.
+struct Pass {
+    config: Config,
+    errors: Vec<ConfigError>,
+    /// Keys whose value was not even of the setting's type.
+    mistyped: Vec<String>,
+}
+
+/// One pass over the merged table.
+fn check_table(table: toml::Table, origins: &Origins) -> Pass {
     let mut validator = Validator {
-        origins: &origins,
-        errors,
+        origins,
+        errors: Vec::new(),
+        mistyped: Vec::new(),
     };
     let mut config = Config::default();
     match raw::from_table(table) {
         Ok(raw) => validator.config(raw, &mut config),
         Err(message) => validator.invalid("", message),
     }
-    if validator.errors.is_empty() {
-        Ok(Loaded { config, origins })
-    } else {
-        Err(ConfigErrors(validator.errors))
+    Pass {
+        config,
+        errors: validator.errors,
+        mistyped: validator.mistyped,
     }
+}
+
+/// Validates the table, reading an environment or flag value that looked like a
+/// number or a boolean (`as_written`) as the text it was written as where the setting
+/// takes text: where it was refused as a number and the text clears the error
+/// (`SWITCHBOARD_CLUSTER__NODE_NAME=1`, a 16-digit API key), or where it was not even
+/// of the setting's type (`SWITCHBOARD_LISTEN=3000` is then told it is not an address
+/// and port, not that it is not a string). A setting that takes a number keeps it and
+/// its message (`engine.max_payload=10` is under the minimum). Two more passes, and
+/// only when such a value was refused.
+fn check_as_written(
+    table: toml::Table,
+    origins: &Origins,
+    as_written: &BTreeMap<String, String>,
+) -> (Config, Vec<ConfigError>) {
+    if as_written.is_empty() {
+        let pass = check_table(table, origins);
+        return (pass.config, pass.errors);
+    }
+    let typed = check_table(table.clone(), origins);
+    let refused: Vec<&str> = as_written
+        .keys()
+        .map(String::as_str)
+        .filter(|key| typed.errors.iter().any(|e| e.key() == Some(key)))
+        .collect();
+    if refused.is_empty() {
+        return (typed.config, typed.errors);
+    }
+    let text = check_table(sources::with_text(&table, &refused, as_written), origins);
+    let take: Vec<&str> = refused
+        .into_iter()
+        .filter(|key| {
+            typed.mistyped.iter().any(|k| k == key)
+                || !text.errors.iter().any(|e| e.key() == Some(key))
+        })
+        .collect();
+    if take.is_empty() {
+        return (typed.config, typed.errors);
+    }
+    let pass = check_table(sources::with_text(&table, &take, as_written), origins);
+    (pass.config, pass.errors)
 }
 
 /// The smallest `engine.max_payload`: below it, ordinary CONNECTs are refused.
@@ -61,6 +125,8 @@ const MIN_QUEUE_BYTES: usize = 1024;
 pub(super) struct Validator<'a> {
     origins: &'a Origins,
     errors: Vec<ConfigError>,
+    /// Keys whose value was not of the setting's type (a number where text goes).
+    mistyped: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -88,7 +154,14 @@ impl Validator<'_> {
         check: impl FnOnce(T) -> Checked<U>,
     ) {
         let Some(field) = field else { return };
-        match field.0.and_then(check) {
+        let value = match field.0 {
+            Ok(value) => value,
+            Err(message) => {
+                self.mistyped.push(key.to_owned());
+                return self.invalid(key, message);
+            }
+        };
+        match check(value) {
             Ok(value) => *slot = value,
             Err(message) => self.invalid(key, message),
         }
