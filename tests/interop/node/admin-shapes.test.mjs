@@ -2,7 +2,8 @@
 // a Node.js Socket.IO 4.8 server with `instrument()` of `@socket.io/admin-ui` and
 // `switchboard serve` with `[admin]`, both in development mode with the same
 // credentials, each watched by a UI-like admin client while the same user client does
-// the same things (connects, joins a room, sends an event, disconnects). Each event's
+// the same things (connects on polling and upgrades, joins a room and leaves it, sends an
+// event, is sent one, disconnects). Each event's
 // arguments must have the same shape on both: the same keys, with values of the same
 // JSON types, recursively (what differs by nature — ids, times, counts, host names —
 // is not compared, only its type). A field Switchboard could not fill the same way
@@ -13,11 +14,13 @@ import { createServer } from "node:http";
 import { after, afterEach, before, describe, it } from "node:test";
 import { instrument } from "@socket.io/admin-ui";
 import { Server } from "socket.io";
-import { Clients, TRANSPORT_MODES, connected } from "../lib/client.mjs";
+import { Clients, TRANSPORT_MODES, connected, once } from "../lib/client.mjs";
 import { startServeNode } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
+import { startWebhookReceiver } from "../lib/webhook.mjs";
 
-const [WEBSOCKET] = TRANSPORT_MODES;
+const [WEBSOCKET, , UPGRADE] = TRANSPORT_MODES;
+const WEBHOOK_SECRET = "admin-shapes-webhook-secret-0123456789";
 const PASSWORD = "changeit";
 const PASSWORD_HASH = "$2b$04$DGiHFj8ZMmuoGJBcJZxvXus40HSeThXhhgNjjSsYgnYKqu7M5nsUS";
 
@@ -54,6 +57,7 @@ function differences(a, b, path, out = []) {
   }
   if (Array.isArray(a) && Array.isArray(b)) {
     if (a.length && b.length) differences(a[0], b[0], `${path}.[]`, out);
+    else if (a.length || b.length) out.push(`${path}: empty only from ${a.length ? "Switchboard" : "Node"}`);
     return out;
   }
   if (a && b && typeof a === "object" && typeof b === "object") {
@@ -84,21 +88,32 @@ function first(admin, event, accept = () => true) {
   });
 }
 
-/** What a user does, watched by `admin`: every event the package sends, by name. */
+/**
+ * What a user does, watched by `admin`: every event the package sends, by name. The
+ * server answers `ping-me` by emitting `pong` to the sender (Node: its handler;
+ * Switchboard: the backend's reply to the forwarded event).
+ */
 async function scenario(url, admin) {
   const got = {};
   got.config = await first(admin, "config");
   got.server_stats = await first(admin, "server_stats");
   got.all_sockets = await first(admin, "all_sockets");
-  const user = clients.open(url, WEBSOCKET);
+  const user = clients.open(url, UPGRADE);
   user.connect();
   await connected(user);
   const id = user.id;
   got.socket_connected = await first(admin, "socket_connected", ([s]) => s.id === id);
-  await user.timeout(5_000).emitWithAck("join", "lobby");
+  got.socket_updated = await first(admin, "socket_updated", ([u]) => u.id === id && u.transport === "websocket");
+  assert.deepEqual(await user.timeout(5_000).emitWithAck("join", "lobby"), { ok: true });
   got.room_joined = await first(admin, "room_joined", ([, room, sid]) => room === "lobby" && sid === id);
+  assert.deepEqual(await user.timeout(5_000).emitWithAck("leave", "lobby"), { ok: true });
+  got.room_left = await first(admin, "room_left", ([, room, sid]) => room === "lobby" && sid === id);
   user.emit("hello", { n: 1 });
   got.event_received = await first(admin, "event_received", ([, sid, args]) => sid === id && args[0] === "hello");
+  const pong = once(user, "pong");
+  user.emit("ping-me", { n: 2 });
+  assert.deepEqual(await pong, [{ n: 2 }]);
+  got.event_sent = await first(admin, "event_sent", ([, sid, args]) => sid === id && args[0] === "pong");
   user.disconnect();
   got.socket_disconnected = await first(admin, "socket_disconnected", ([, sid]) => sid === id);
   return got;
@@ -108,6 +123,7 @@ describe("the Admin UI's events: Switchboard against @socket.io/admin-ui's own s
   let nodeServer;
   let nodeUrl;
   let switchboard;
+  let backend;
 
   before(async () => {
     const http = createServer();
@@ -118,19 +134,33 @@ describe("the Admin UI's events: Switchboard against @socket.io/admin-ui's own s
         socket.join(room);
         ack?.({ ok: true });
       });
+      socket.on("leave", (room, ack) => {
+        socket.leave(room);
+        ack?.({ ok: true });
+      });
+      socket.on("ping-me", (...args) => socket.emit("pong", ...args));
     });
     await new Promise((r) => http.listen(0, "127.0.0.1", r));
     nodeServer = { io, http };
     nodeUrl = `http://127.0.0.1:${http.address().port}`;
+    backend = await startWebhookReceiver({
+      secret: WEBHOOK_SECRET,
+      reply: (hook) => ({ actions: [{ type: "emit", rooms: [], event: "pong", args: hook.data.args }] }),
+    });
     switchboard = await startServeNode({
       name: "shapes",
       adapter: "memory",
       recovery: { enabled: false },
-      extra: `[admin]\nenabled = true\nusername = "admin"\npassword_hash = "${PASSWORD_HASH}"\nmode = "development"\n\n[[namespaces]]\nname = "/"\n[namespaces.rooms]\nallow = ["*"]\n`,
+      extra:
+        `[admin]\nenabled = true\nusername = "admin"\npassword_hash = "${PASSWORD_HASH}"\nmode = "development"\n\n` +
+        `[[namespaces]]\nname = "/"\n[namespaces.rooms]\nallow = ["*"]\n` +
+        `[[namespaces.events]]\nname = "ping-me"\naction = "forward"\n\n` +
+        `[hooks.webhook]\nurl = "${backend.url}"\nsecret = "${WEBHOOK_SECRET}"\n`,
     });
   });
   after(async () => {
     await switchboard?.stop();
+    await backend?.close();
     if (nodeServer) {
       nodeServer.io.close();
       await new Promise((r) => nodeServer.http.close(r));
