@@ -815,7 +815,7 @@ mod tests {
         };
         SuiteReport {
             mode: "full".to_owned(),
-            started_at: "2026-12-08 10:00:00".to_owned(),
+            started_at: "2026-12-07 10:00:00".to_owned(),
             machine: Machine {
                 cpu: "test".to_owned(),
                 cores: 2,

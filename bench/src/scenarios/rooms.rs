@@ -21,7 +21,7 @@ use crate::stats::Stats;
 
 /// Unacknowledged emits allowed per publisher: under socketioxide's default
 /// per-socket buffer of 128 packets, which its acks to the publisher go through (with
-/// 256 before 2026-12-08, socketioxide dropped hundreds of acks a round, and one
+/// 256 before 2026-12-07, socketioxide dropped hundreds of acks a round, and one
 /// publisher's blocked window then held its share of the load back).
 const ACK_WINDOW: u64 = 64;
 /// Published-but-undelivered events allowed per publisher, in deliveries.
