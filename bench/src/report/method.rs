@@ -107,8 +107,9 @@ pub(super) fn section(report: &SuiteReport) -> String {
     let _ = writeln!(
         md,
         "- **Latency**: {rates}, same room and connections, each {} s measured after {} s \
-         warm-up, paced in 1 ms ticks; the payload carries the publish time in µs, \
-         receivers record (receive − publish) into an HDR histogram. At the peak, each \
+         warm-up, paced in 1 ms ticks; the payload carries the time the broadcast was due \
+         (start + k ÷ rate, in µs: a publisher that falls behind counts its lateness, no \
+         coordinated omission), receivers record (receive − due) into an HDR histogram. At the peak, each \
          write and read carries many queued frames; at a fixed rate nearly every delivery \
          costs the server one write and the generator one read (each several µs on \
          loopback), so even a tenth of a batched peak can saturate {} shared cores and the \

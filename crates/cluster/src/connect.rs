@@ -117,7 +117,8 @@ pub(crate) fn client_for_url(
         // the other way round) leaves the CA file to the other half.
         if config.redis_ca_file.is_some() && !is_tls_url(&config.redis_url) {
             return Err(ClusterError::BadUrl(
-                "a CA file is only used with a rediss:// URL".to_owned(),
+                "a CA file is only used with a URL that asks for TLS (rediss://, or sentinel_tls=true)"
+                    .to_owned(),
             ));
         }
         return redis::Client::open(url).map_err(bad_url);

@@ -281,6 +281,16 @@ async fn sentinels_are_asked_over_tls_with_sentinel_tls() {
     if let Err(err) = ping(&tls).await {
         panic!("over TLS to the Sentinel and the master: {err}");
     }
+    // A node starts (before 2026-12-07 it could not: the placeholder client made
+    // before the first answer was plain, and a CA file refused it) and serves: a
+    // broadcast from one node reaches a client of the other, through the master the
+    // Sentinel named.
+    let one = Node::start_with(tls.clone(), NodeOptions::new(AdapterKind::Redis, "one")).await;
+    let two = Node::start_with(tls.clone(), NodeOptions::new(AdapterKind::Redis, "two")).await;
+    formed(&[&one, &two]).await;
+    let (on_two, _) = Client::connected(&two.io).await;
+    one.ns().emit("via-sentinel", json!(1));
+    assert_eq!(on_two.events().await, [json!(["via-sentinel", 1])]);
     // Plain text to a Sentinel that serves TLS only: none answers.
     match ping(&config("", true)).await {
         Err(ClusterError::SentinelsUnreachable(_)) => {}

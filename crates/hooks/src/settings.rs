@@ -295,10 +295,14 @@ impl WebhookSettings {
 }
 
 /// Why the dead-letter file at `path` could not be opened at start, if that can be
-/// told without writing: its directory must exist, and the file, if it does, must be
-/// a file that opens for appending. Checked with every other key, so `check-config`
-/// finds it; before, only `serve` did, exiting 1 rather than 64.
+/// told without touching it: its directory must exist and, when the file does not
+/// yet, be writable by this user (the file is made there, and rotated by renames in
+/// it); a file that exists must be a regular file this user may write (a FIFO or a
+/// device would block or misbehave; nothing is opened here, so the check cannot hang).
+/// Checked with every other key, so `check-config` finds it; before, only `serve`
+/// did, exiting 1 rather than 64.
 fn dead_letter_path_problem(path: &std::path::Path) -> Option<String> {
+    use rustix::fs::{Access, access};
     let shown = path.display();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -309,14 +313,23 @@ fn dead_letter_path_problem(path: &std::path::Path) -> Option<String> {
         Ok(_) => return Some(format!("`{shown}`: {} is not a directory", dir.display())),
         Err(err) => return Some(format!("`{shown}`: its directory {}: {err}", dir.display())),
     }
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Some(format!("`{shown}` is a directory, not a file")),
-        Ok(_) => std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
+    let writable = |at: &std::path::Path, what: &str| {
+        access(at, Access::WRITE_OK)
             .err()
-            .map(|err| format!("`{shown}` cannot be opened for appending: {err}")),
-        Err(_) => None,
+            .map(|err| format!("`{shown}`: {what} is not writable by this user: {err}"))
+    };
+    match std::fs::symlink_metadata(path).and_then(|m| {
+        // A link is judged by what it points at.
+        if m.file_type().is_symlink() {
+            std::fs::metadata(path)
+        } else {
+            Ok(m)
+        }
+    }) {
+        Ok(meta) if meta.is_file() => writable(path, "the file")
+            .or_else(|| writable(dir, &format!("its directory {}", dir.display()))),
+        Ok(_) => Some(format!("`{shown}` is not a regular file")),
+        Err(_) => writable(dir, &format!("its directory {}", dir.display())),
     }
 }
 
@@ -477,6 +490,17 @@ tls_ca_file = "CA"
         let fine = dir.join(format!("sb-dl-{}.jsonl", std::process::id()));
         assert!(with(&fine.display().to_string()).is_ok());
         assert!(!fine.exists(), "checking writes nothing");
+        // A FIFO without a reader: refused, and the check does not block opening it.
+        let scratch = tempfile::tempdir().unwrap();
+        let fifo = scratch.path().join("dl.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let errors = with(&fifo.display().to_string()).err().unwrap_or_default();
+        assert_eq!(keys(&errors), ["hooks.webhook.dead_letter_path"]);
+        // An existing regular file is fine.
+        let file = scratch.path().join("dl.jsonl");
+        std::fs::write(&file, "").unwrap();
+        assert!(with(&file.display().to_string()).is_ok());
     }
 
     #[test]

@@ -165,17 +165,44 @@ impl fmt::Display for LogFormat {
 /// The levels a bare word of a log filter may be.
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
+/// Words that are meant as a level but are none: `tracing` would read each as a
+/// target to log everything of, so the filter would name no level at all.
+const NOT_LEVELS: [(&str, &str); 16] = [
+    ("warning", "warn"),
+    ("warnings", "warn"),
+    ("fatal", "error"),
+    ("critical", "error"),
+    ("crit", "error"),
+    ("err", "error"),
+    ("errors", "error"),
+    ("verbose", "debug"),
+    ("all", "trace"),
+    ("none", "off"),
+    ("quiet", "off"),
+    ("silent", "off"),
+    ("notice", "info"),
+    ("information", "info"),
+    ("informational", "info"),
+    ("dbg", "debug"),
+];
+
 /// A `tracing` filter directive (`info`, `warn,switchboard_engine=debug`) known to parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogFilter(String);
 
 impl LogFilter {
-    /// Checks `directive` with the same parser [`LogFilter::to_filter`] uses, and that
-    /// each bare word in it is a level: `tracing` reads any other bare word as a target
-    /// to log everything of, so a typo such as `warning` parsed and turned every log
-    /// line off, errors included (write `target=level` for a target).
+    /// Checks `directive` with the same parser [`LogFilter::to_filter`] uses. Each
+    /// comma-separated part is taken without the blanks around it: `tracing` keeps
+    /// them, so `warn, info` read ` info` as a target and the filter named no level
+    /// for the rest. A bare word that is not a level but is a common way of meaning
+    /// one ([`NOT_LEVELS`]: `warning`, `fatal`, `verbose`, `none`, …) is refused:
+    /// `tracing` reads it as a target to log everything of, so such a word parsed and
+    /// silenced every line, errors included. Other bare words stay targets, as
+    /// `RUST_LOG=hyper` means (a near miss such as `wran` too: `warp` is a crate's
+    /// name); numbers 0 to 5 stay levels.
     pub(crate) fn parse(directive: &str) -> Result<Self, String> {
-        for part in directive.split(',').map(str::trim) {
+        let parts: Vec<&str> = directive.split(',').map(str::trim).collect();
+        for part in &parts {
             if part.is_empty() || part.contains(['=', '[']) {
                 continue;
             }
@@ -183,22 +210,22 @@ impl LogFilter {
             if LEVELS.contains(&lower.as_str()) {
                 continue;
             }
-            let hint = match lower.as_str() {
-                "warning" => " (did you mean `warn`?)",
-                "fatal" | "critical" | "err" => " (did you mean `error`?)",
-                "verbose" | "all" => " (did you mean `debug` or `trace`?)",
-                "none" | "quiet" | "silent" => " (did you mean `off`?)",
-                _ => "",
-            };
-            return Err(format!(
-                "invalid log filter `{directive}`: `{part}` is not a level \
-                 (trace, debug, info, warn, error, off){hint}; \
-                 for one target write `{part}=<level>`"
-            ));
+            let meant = NOT_LEVELS
+                .iter()
+                .find(|(word, _)| *word == lower)
+                .map(|(_, level)| *level);
+            if let Some(level) = meant {
+                return Err(format!(
+                    "invalid log filter `{directive}`: `{part}` is not a level \
+                     (trace, debug, info, warn, error, off); did you mean `{level}`? \
+                     (for everything of a target of that name write `{part}=trace`)"
+                ));
+            }
         }
+        let normalized = parts.join(",");
         EnvFilter::builder()
-            .parse(directive)
-            .map(|_| LogFilter(directive.to_owned()))
+            .parse(&normalized)
+            .map(|_| LogFilter(normalized))
             .map_err(|e| format!("invalid log filter `{directive}`: {e}"))
     }
 

@@ -270,6 +270,9 @@ fn collides(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
         return false;
     }
+    // An IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]`) binds as its IPv4 address.
+    let canonical = |s: SocketAddr| SocketAddr::new(s.ip().to_canonical(), s.port());
+    let (a, b) = (canonical(a), canonical(b));
     let covers = |wild: SocketAddr, other: SocketAddr| {
         wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
     };
@@ -344,6 +347,9 @@ mod tests {
             ("[::]:3901", "127.0.0.1:3901"),
             ("[::1]:3901", "[::]:3901"),
             ("10.0.0.1:3901", "10.0.0.1:3901"),
+            ("127.0.0.1:3901", "[::ffff:127.0.0.1]:3901"),
+            ("0.0.0.0:3901", "[::ffff:127.0.0.1]:3901"),
+            ("[::ffff:0.0.0.0]:3901", "127.0.0.1:3901"),
         ] {
             assert!(collides(at(a), at(b)), "{a} {b}");
         }

@@ -195,7 +195,9 @@ impl Validator<'_> {
         if k.redis_ca_file.is_some() && !switchboard_cluster::is_tls_url(&k.redis_url) {
             self.invalid(
                 "cluster.redis_ca_file",
-                "is only used with a TLS URL (`rediss://…` in cluster.redis_url)".to_owned(),
+                "is only used with a TLS URL in cluster.redis_url (`rediss://…`, `rediss+cluster://…`, \
+                 `rediss+sentinel://…`, or a Sentinel URL with `sentinel_tls=true`)"
+                    .to_owned(),
             );
         }
     }
