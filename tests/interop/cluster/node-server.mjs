@@ -296,6 +296,8 @@ function serve(io, name) {
       }
     });
     on(socket, "server-count", () => io.of("/").adapter.serverCount());
+    // Node relays no WebSocket upgrade (it needs sticky sessions).
+    on(socket, "upgrades-relayed", () => 0);
 
     socket.on("message", (...args) => socket.emit("message-back", ...args));
     socket.on("message-with-ack", (...raw) => {

@@ -117,13 +117,18 @@ pub(crate) fn cluster(
         },
         ..SocketIoConfig::default()
     };
-    let io = Io::with_adapter(
-        config,
-        adapters,
-        std::sync::Arc::new(switchboard_engine::Metrics::default()),
-        shutdown,
-    );
+    let metrics = std::sync::Arc::new(switchboard_engine::Metrics::default());
+    let io = Io::with_adapter(config, adapters, metrics.clone(), shutdown);
     let ns = io.of("/");
+    // The WebSocket upgrades this node relayed to their session's owner so far.
+    ns.on("upgrades-relayed", move |mut ev| {
+        if let Some(ack) = ev.take_ack() {
+            let relayed = metrics
+                .upgrades_relayed
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let _ = ack.send(json!(relayed));
+        }
+    });
     let node = name.clone();
     ns.on_connection(move |socket| {
         socket.set_data(json!({ "node": node }));
