@@ -60,6 +60,8 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
     );
     const total = members.length * PER_PUBLISHER;
     for (const s of seen) await until(s, total);
+    // A late copy (a duplicate still on its way) arrives before a round trip's answer.
+    for (const m of members) await barrier(m.socket);
     for (const [i, s] of seen.entries()) {
       assert.equal(s.length, total, `member ${i} (${members[i].node.name}) got duplicates`);
       for (let from = 0; from < members.length; from++) {
@@ -88,10 +90,16 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
       assert.deepEqual(await call(m.socket, "broadcast", room, "big", { k, numbers }), [true]);
     }
     for (const s of seen) await until(s, publishers.length);
+    for (const m of members) await barrier(m.socket);
     for (const [i, s] of seen.entries()) {
-      for (const [d] of s) {
-        assert.deepEqual(d.numbers, numbers, `member ${i} (${members[i].node.name}), publisher ${d.k}`);
-      }
+      const where = `member ${i} (${members[i].node.name})`;
+      // Each publisher's event once: k = 0 .. publishers.length - 1.
+      assert.deepEqual(
+        s.map(([d]) => d.k).sort((a, b) => a - b),
+        [...publishers.keys()],
+        `${where}: one event from each publisher`,
+      );
+      for (const [d] of s) assert.deepEqual(d.numbers, numbers, `${where}, publisher ${d.k}`);
     }
   });
 
@@ -113,6 +121,7 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
         // Published after `only` by the same node: once it arrived, `only` would have too.
         assert.deepEqual(await call(sender, "broadcast", everyone, "sentinel", { n: 2 }), [true]);
         for (const s of sentinel) await until(s, 1);
+        for (const m of [...members, ...outsiders]) await barrier(m.socket);
         got.forEach((s, i) => {
           const who = i < members.length ? members[i] : outsiders[i - members.length];
           const want = i < members.length ? [[{ n: 1 }]] : [];
@@ -212,11 +221,15 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
         const payload = { from: origin.name, n: 7 };
         assert.deepEqual(await call(requester, "server-side-emit", "announce", payload), [true]);
         for (const [i, c] of perNode.entries()) {
+          if (c.node !== origin) await until(seen[i], 1);
+        }
+        // Every receiver's round trip: a second copy on its way arrives before its answer
+        // (the requester's shows nothing reached the sender's node).
+        for (const c of perNode) await barrier(c.socket);
+        for (const [i, c] of perNode.entries()) {
           if (c.node === origin) continue;
-          await until(seen[i], 1);
           assert.deepEqual(seen[i], [["announce", payload]], `client on ${c.node.name}`);
         }
-        await barrier(requester);
         assert.deepEqual(seen[perNode.findIndex((c) => c.node === origin)], [], "not on the sender's node");
       });
 
@@ -263,6 +276,7 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
         em.to(room).emit("emitted-room", { to: room });
         em.emit("sentinel", { n: 1 }); // same Redis connection: delivered after the two above
         for (const s of sentinel) await until(s, 1);
+        for (const c of perNode) await barrier(c.socket);
         perNode.forEach((c, i) => {
           const where = `client ${i} on ${c.node.name}`;
           assert.deepEqual(toAll[i], [[{ to: "all" }]], where);
@@ -301,6 +315,7 @@ export function crossNodeTests(ctx, { emitter = false } = {}) {
     const seen = recordData(back, "welcome");
     await call(watchers.at(-1).socket, "broadcast", room, "welcome", { n: 1 });
     await until(seen, 1);
+    await barrier(back);
     assert.deepEqual(seen, [[{ n: 1 }]]);
   });
 }

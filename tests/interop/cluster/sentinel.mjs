@@ -3,6 +3,7 @@
 // real redis-server processes on their own ports.
 
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -125,4 +126,23 @@ export class SentinelSetup {
     for (const s of this.sentinels) await s.stop();
     for (const r of this.servers) await r.close();
   }
+}
+
+/**
+ * Where a stopped Sentinel listened (`port`), a stand-in that accepts each connection
+ * and closes it at once, so a node's lookup there fails as at a dead Sentinel, and
+ * counts them: `connections`, `close()`.
+ */
+export async function deadSentinel(port) {
+  const standIn = { connections: 0 };
+  const server = createServer((socket) => {
+    standIn.connections++;
+    socket.destroy();
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", resolve);
+  });
+  standIn.close = () => new Promise((resolve) => server.close(() => resolve()));
+  return standIn;
 }

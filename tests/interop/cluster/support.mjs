@@ -2,6 +2,7 @@
 // `before`, stopped in `after`), clients that are closed after each test, and small
 // helpers for event payloads that may carry a recovery offset.
 
+import { readFileSync, readdirSync } from "node:fs";
 import { after, afterEach, before } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -98,6 +99,25 @@ export async function untilSessionSaved(ctx, socket, rooms) {
     throw err;
   }
   return saved;
+}
+
+/**
+ * The state of each thread of process `pid` as /proc tells it, one letter each (`T`
+ * stopped, `S` sleeping, `R` running, …).
+ */
+export function threadStates(pid) {
+  return readdirSync(`/proc/${pid}/task`)
+    .map((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      // The state follows the command name, which is in parentheses.
+      return stat[stat.lastIndexOf(")") + 2];
+    })
+    .join("");
+}
+
+/** Whether every thread of process `pid` is stopped (as `freeze` in lib/wait.mjs leaves it). */
+export function frozen(pid) {
+  return [...threadStates(pid)].every((state) => "Tt".includes(state));
 }
 
 /** Connects a client (websocket only unless `mode` says otherwise) and returns its socket. */
@@ -279,10 +299,20 @@ export function reconnectLog(reconnects) {
   return runs.map(({ text, times }) => (times > 1 ? `${text} (x${times})` : text));
 }
 
-/** Disconnect reasons and reconnects per blow (recovered or not) over chaos members. */
+/**
+ * Disconnect reasons (in all, and per blow: `reasonsPerPhase[phase][reason]`) and
+ * reconnects per blow (recovered or not) over chaos members.
+ */
 export function tally(members) {
   const reasons = {};
-  for (const m of members) for (const { reason } of m.disconnects) reasons[reason] = (reasons[reason] ?? 0) + 1;
+  const reasonsPerPhase = {};
+  for (const m of members) {
+    for (const { reason, phase } of m.disconnects) {
+      reasons[reason] = (reasons[reason] ?? 0) + 1;
+      const p = (reasonsPerPhase[phase] ??= {});
+      p[reason] = (p[reason] ?? 0) + 1;
+    }
+  }
   const perPhase = {};
   for (const m of members) {
     for (const r of m.reconnects) {
@@ -290,28 +320,41 @@ export function tally(members) {
       p[r.recovered ? "recovered" : "unrecovered"]++;
     }
   }
-  return { reasons, perPhase };
+  return { reasons, reasonsPerPhase, perPhase };
 }
 
 /**
  * Sends numbered events: `send(0)`, `send(1)`, … (each awaited), one every `everyMs`,
  * until `stop()`, which resolves with how many were sent once the last one is done.
+ *
+ * `started` is how many sends have begun (numbers 0 .. started - 1), `acked` how many
+ * have resolved. One send runs at a time, so `started` is `acked` or `acked + 1`. A
+ * client that reads `started` in its `connect` handler was connected before the send of
+ * number `started` began: it must receive that number and every later one.
  */
 export function numberedPublisher(send, everyMs) {
-  let published = 0;
+  let started = 0;
+  let acked = 0;
   let running = true;
   const loop = (async () => {
     while (running) {
-      await send(published);
-      published++;
+      const n = started++;
+      await send(n);
+      acked = n + 1;
       await sleep(everyMs);
     }
   })();
   return {
+    get started() {
+      return started;
+    },
+    get acked() {
+      return acked;
+    },
     async stop() {
       running = false;
       await loop;
-      return published;
+      return acked;
     },
   };
 }
@@ -332,6 +375,18 @@ export function assertEveryNumberTo(seen, last, what) {
   const from = seen[0] ?? 0;
   const want = Array.from({ length: last - from + 1 }, (_, k) => from + k);
   assert.deepEqual(seen, want, `${what}: every event from its first on, once, in order`);
+}
+
+/**
+ * Waits up to `ms` for the numbers `seen()` returns to end at `last`; they must then be
+ * every number from at most `firstAtMost` up to `last`, once, in order (see
+ * `assertEveryNumberFromTo`): a client that missed its first events fails, as one that
+ * lost, repeated or reordered any later.
+ */
+export async function receivesEveryNumberFromTo(seen, firstAtMost, last, what, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (seen().at(-1) !== last && Date.now() < deadline) await sleep(20);
+  assertEveryNumberFromTo(seen(), firstAtMost, last, what);
 }
 
 /**

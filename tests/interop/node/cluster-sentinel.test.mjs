@@ -19,7 +19,7 @@ import { Clients } from "../lib/client.mjs";
 import { ServeNode, serveConfig } from "../lib/serve-cluster.mjs";
 import { waitFor } from "../lib/wait.mjs";
 import { startCluster, switchboardIsStandIn } from "../cluster/cluster.mjs";
-import { startSentinelSetup } from "../cluster/sentinel.mjs";
+import { deadSentinel, startSentinelSetup } from "../cluster/sentinel.mjs";
 import { WEBSOCKET, fresh, withoutOffset } from "../cluster/support.mjs";
 
 /** Acknowledged events wanted before the kill, and after the new master is known. */
@@ -177,18 +177,48 @@ for (const adapter of ["redis-streams", "redis"]) {
     // With every Sentinel gone while the master they named still answers, the node works
     // on and stays ready (a failover would go unseen until they answer again). Before,
     // each failed look at the Sentinels (every second) turned readiness to 503 until
-    // the next PING turned it back: it flapped.
+    // the next PING turned it back: it flapped. Readiness is sampled until the node has
+    // failed at least two lookups: where each Sentinel was, a stand-in counts the
+    // connections (and closes them at once), and with the fixture nodes stopped every
+    // one is the serve node's (it logs only the first failure).
     test("with every Sentinel gone and the master answering, the node stays ready", async () => {
       assert.equal(await serve.server.status("/health/ready"), 200, "ready before");
+      for (const node of cluster.switchboard) await node.stop();
       for (const sentinel of setup.sentinels) await sentinel.stop();
-      const readiness = [];
-      const until = Date.now() + 4_000;
-      while (Date.now() < until) {
-        readiness.push(await serve.server.status("/health/ready"));
-        await sleep(50);
+      const standIns = [];
+      try {
+        for (const sentinel of setup.sentinels) standIns.push(await deadSentinel(sentinel.port));
+        // A lookup asks every Sentinel in turn: the fewest connections any stand-in saw is
+        // how many lookups reached them all, so once it is 3, two lookups have failed.
+        const lookups = () => Math.min(...standIns.map((s) => s.connections));
+        const samples = [];
+        await waitFor(
+          async () => {
+            const seen = lookups();
+            samples.push({ lookups: seen, status: await serve.server.status("/health/ready") });
+            return seen >= 3;
+          },
+          { timeout: 30_000, interval: 50, what: "the serve node to fail two lookups at the stand-ins" },
+        ).catch((err) => {
+          throw new Error(`${err.message}; connections per stand-in: ${standIns.map((s) => s.connections)}`);
+        });
+        const readiness = samples.map((s) => s.status);
+        assert.deepEqual([...new Set(readiness)], [200], `readiness: ${readiness.join(",")}`);
+        // Sampled between the lookups too, when a failure had turned readiness to 503.
+        for (const n of [1, 2]) {
+          assert.ok(
+            samples.some((s) => s.lookups === n),
+            `readiness sampled after lookup ${n} reached every stand-in: ${JSON.stringify(samples)}`,
+          );
+        }
+        assert.match(
+          serve.server.stderr,
+          /no master from the Sentinels[^\n]*no Sentinel answered/,
+          "the node logged its lookups failing, no Sentinel answering",
+        );
+      } finally {
+        for (const standIn of standIns) await standIn.close();
       }
-      assert.ok(readiness.length > 20, `sampled ${readiness.length} times`);
-      assert.deepEqual([...new Set(readiness)], [200], `readiness: ${readiness.join(",")}`);
     });
   });
 }

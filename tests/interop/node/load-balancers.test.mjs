@@ -3,7 +3,7 @@
 // serve` nodes over Redis Streams. Through each: official clients on WebSocket only, on
 // polling only, and upgrading from polling (the default), while numbered events are
 // published to all of them through one node's HTTP API. Every client must end on its
-// transport and get every event from its connection on, once and in order.
+// transport and get every event published after it connected, once and in order.
 //
 // Round-robin balancers send most upgrades to a node that does not own the session,
 // which relays them (`switchboard_upgrades_relayed_total` must grow); the sticky ones
@@ -14,23 +14,25 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Clients, connected, upgradedTo } from "../lib/client.mjs";
 import { ServeNode, serveConfig } from "../lib/serve-cluster.mjs";
 import { startDocBalancer } from "../cluster/doc-balancers.mjs";
 import { startRedis } from "../cluster/redis.mjs";
+import { waitFor } from "../lib/wait.mjs";
 import {
   POLLING,
   UPGRADE,
   WEBSOCKET,
   numberedPublisher,
-  receivesEveryNumberTo,
+  receivesEveryNumberFromTo,
   withoutOffset,
 } from "../cluster/support.mjs";
 
 /** Clients per transport: enough upgrades that round-robin cannot land them all home. */
 const PER_MODE = { [WEBSOCKET.name]: 3, [POLLING.name]: 3, [UPGRADE.name]: 8 };
 const PUBLISH_EVERY_MS = 10;
+/** Events published after the last client connected and upgraded. */
+const AFTER_CONNECTED = 20;
 
 const BALANCERS = [
   { title: "haproxy: round-robin", sticky: false, opts: () => ({}) },
@@ -109,7 +111,12 @@ for (const balancer of BALANCERS) {
         for (let k = 0; k < PER_MODE[mode.name]; k++) {
           const i = members.length;
           const socket = clients.open(lb.url, mode, balancer.opts(i));
-          const member = { mode, socket, seen: [], upgraded: null };
+          // `from`: the first number whose publish began after this client connected;
+          // it must receive that one and every later one.
+          const member = { mode, socket, seen: [], upgraded: null, from: null };
+          socket.on("connect", () => {
+            member.from ??= publishing.started;
+          });
           socket.on("connect_error", (err) => problems.push(`client ${i}: connect_error ${err.message}`));
           socket.on("disconnect", (reason) => problems.push(`client ${i}: disconnect ${reason}`));
           socket.on("seq", (...args) => member.seen.push(withoutOffset(args)[0]));
@@ -124,7 +131,11 @@ for (const balancer of BALANCERS) {
         }
       }
       const upgrades = await Promise.allSettled(members.filter((m) => m.upgraded).map((m) => m.upgraded));
-      await sleep(100);
+      // Some events after the last upgrade too.
+      const settled = publishing.acked;
+      await waitFor(() => publishing.acked >= settled + AFTER_CONNECTED, {
+        what: `${AFTER_CONNECTED} more acknowledged publishes`,
+      });
       const published = await publishing.stop();
 
       assert.deepEqual(
@@ -137,7 +148,7 @@ for (const balancer of BALANCERS) {
       }
       const last = published - 1;
       for (const [i, m] of members.entries()) {
-        await receivesEveryNumberTo(() => m.seen, last, `client ${i} (${m.mode.name})`);
+        await receivesEveryNumberFromTo(() => m.seen, m.from, last, `client ${i} (${m.mode.name})`);
       }
       assert.deepEqual(problems, [], "no connect error or disconnect");
 
