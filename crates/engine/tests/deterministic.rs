@@ -16,6 +16,7 @@ mod deterministic {
     mod heartbeat;
     mod limits;
     mod namespaces;
+    mod observer;
     mod polling;
     mod pressure;
     mod recovery;

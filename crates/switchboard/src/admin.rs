@@ -722,7 +722,10 @@ impl Observer for Watcher {
         if self.own(socket.namespace()) {
             return;
         }
-        self.tell("event_sent", event_args(socket, name, args));
+        self.tell(
+            "event_sent",
+            event_args(socket, name, &self.shown(name, args)),
+        );
     }
 }
 

@@ -271,7 +271,7 @@ impl Namespace {
     pub fn broadcast_local(&self, mut packet: Packet, opts: &BroadcastOptions) -> usize {
         let recorded = match self.recovery() {
             Some(buffer) if !buffer.is_logged() && is_recordable(&packet, opts) => buffer,
-            _ => return self.deliver(&encode(&packet), opts),
+            _ => return self.deliver(&packet, &encode(&packet), opts),
         };
         let mut state = recorded.lock();
         let offset = RecoveryBuffer::next_offset(&state);
@@ -279,7 +279,7 @@ impl Namespace {
         let frames = encode(&packet);
         // Delivered, then stored (both under the lock): the buffer takes the frames
         // themselves, so a packet nobody receives now shares nothing.
-        let delivered = self.deliver(&frames, opts);
+        let delivered = self.deliver(&packet, &frames, opts);
         recorded.store(&mut state, offset, audience(opts), frames, now());
         delivered
     }
@@ -299,7 +299,7 @@ impl Namespace {
             .filter(|b| b.is_logged())
             .and_then(|b| Some((b, b.parse_offset(offset)?)));
         let Some((buffer, key)) = logged else {
-            return packet.map_or(0, |p| self.deliver(&encode(&p), opts));
+            return packet.map_or(0, |p| self.deliver(&p, &encode(&p), opts));
         };
         let mut state = buffer.lock();
         let Some(mut packet) = packet else {
@@ -313,11 +313,11 @@ impl Namespace {
         if !is_recordable(&packet, opts) {
             RecoveryBuffer::advance(&mut state, key);
             drop(state);
-            return self.deliver(&encode(&packet), opts);
+            return self.deliver(&packet, &encode(&packet), opts);
         }
         append_offset(&mut packet, offset.to_owned());
         let frames = encode(&packet);
-        let delivered = self.deliver(&frames, opts);
+        let delivered = self.deliver(&packet, &frames, opts);
         buffer.store(&mut state, key, audience(opts), frames, now());
         delivered
     }
@@ -508,26 +508,42 @@ impl Namespace {
     /// misses (its entry in the socket map, its socket, its session) were paid one
     /// after the other, where plain reads of a whole chunk overlap them. The node's
     /// sent counters are added to once per broadcast, not at every recipient.
-    fn deliver(&self, frames: &[Frame], opts: &BroadcastOptions) -> usize {
+    ///
+    /// With an [`Observer`](super::Observer) installed (the Admin UI in development
+    /// mode), `packet`'s event is told as sent to the first [`MAX_TOLD_PER_BROADCAST`]
+    /// recipients, as Node's adapter tells each socket's outgoing listeners; after the
+    /// delivery, with no lock of the namespace held.
+    fn deliver(&self, packet: &Packet, frames: &[Frame], opts: &BroadcastOptions) -> usize {
         let volatile = opts.flags.volatile;
         let (mut delivered, mut queued) = (0, 0);
         let mut metrics = None;
+        let mut observer = None;
+        let mut told: Vec<Arc<super::Socket>> = Vec::new();
         self.select(opts, |chunk| {
             for s in chunk {
                 s.session().touch();
+            }
+            if metrics.is_none() {
+                metrics = chunk.first().map(|s| s.session().metrics.clone());
+                observer = chunk.first().and_then(|s| s.io().observer().cloned());
             }
             for s in chunk {
                 if let Ok(pushed) = s.session().send_uncounted(frames, volatile) {
                     delivered += 1;
                     queued += usize::from(pushed);
+                    if observer.is_some() && told.len() < MAX_TOLD_PER_BROADCAST {
+                        told.push(Arc::clone(s));
+                    }
                 }
-            }
-            if metrics.is_none() {
-                metrics = chunk.first().map(|s| s.session().metrics.clone());
             }
         });
         if let Some(metrics) = metrics {
             metrics.sent(frames, queued);
+        }
+        if let (Some(observer), Some((name, args))) = (observer, event_of(packet)) {
+            for s in &told {
+                observer.event_sent(s, name, args);
+            }
         }
         delivered
     }
@@ -560,6 +576,23 @@ impl Namespace {
             return HashSet::new();
         }
         self.resolve(rooms).into_iter().collect()
+    }
+}
+
+/// Most recipients of one broadcast an [`Observer`](super::Observer) is told of: a
+/// broadcast to a room of thousands would otherwise be thousands of live events (and
+/// copies of its arguments) for the Admin UI's queue at once.
+const MAX_TOLD_PER_BROADCAST: usize = 64;
+
+/// The name and arguments of an event packet (the offset a recovered namespace
+/// appended is the last argument, as the client reads it).
+fn event_of(packet: &Packet) -> Option<(&str, &[Value])> {
+    match (&packet.kind, &packet.data) {
+        (PacketType::Event | PacketType::BinaryEvent, Some(Value::Array(data))) => {
+            let (name, args) = data.split_first()?;
+            Some((name.as_str()?, args))
+        }
+        _ => None,
     }
 }
 

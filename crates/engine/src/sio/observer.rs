@@ -51,8 +51,10 @@ pub trait Observer: Send + Sync + 'static {
         let _ = (socket, name, args);
     }
 
-    /// Event `name` with `args` was emitted to this one socket (`Socket::emit`;
-    /// broadcasts are not told socket by socket).
+    /// Event `name` with `args` was sent to this socket: emitted to it alone
+    /// (`Socket::emit`), or to it among the first 64 recipients of a broadcast (as
+    /// Node's adapter tells each recipient's outgoing listeners; past 64 a broadcast's
+    /// recipients are not told, so a room of thousands is not that many events).
     fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]) {
         let _ = (socket, name, args);
     }

@@ -288,7 +288,10 @@ impl Socket {
             return Err(EmitError::ReservedEvent);
         }
         let payload = payload.into();
-        if let Some(o) = self.client.io().observer() {
+        if self.ns.recovery().is_none()
+            && let Some(o) = self.client.io().observer()
+        {
+            // With recovery the event goes through a broadcast, which tells it.
             o.event_sent(self, event, &payload.args);
         }
         if self.ns.recovery().is_some() {

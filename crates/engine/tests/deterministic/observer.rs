@@ -1,0 +1,89 @@
+//! What an [`Observer`] (the Admin UI in development mode) is told of events sent:
+//! an emit to one socket once, with or without recovery (with it the emit goes
+//! through a broadcast, which tells it); a broadcast's recipients each once, as
+//! Node's adapter tells each socket's outgoing listeners, up to 64 of them.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use switchboard_engine::Socket;
+use switchboard_engine::sio::{Observer, RecoveryConfig};
+
+use super::harness::{Client, config, server};
+
+/// The events told as sent: (socket id, name, arguments).
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, String, Vec<Value>)>>);
+
+impl Observer for Recorder {
+    fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]) {
+        let mut seen = self.0.lock().unwrap();
+        seen.push((socket.id().to_string(), name.to_owned(), args.to_vec()));
+    }
+}
+
+impl Recorder {
+    fn named(&self, name: &str) -> Vec<(String, Vec<Value>)> {
+        let seen = self.0.lock().unwrap();
+        seen.iter()
+            .filter(|(_, n, _)| n == name)
+            .map(|(id, _, args)| (id.clone(), args.clone()))
+            .collect()
+    }
+}
+
+fn observed(recovery: bool) -> (switchboard_engine::Io, Arc<Recorder>) {
+    let mut cfg = config();
+    if recovery {
+        cfg.recovery = Some(RecoveryConfig::default());
+    }
+    let io = server(cfg);
+    let recorder = Arc::new(Recorder::default());
+    assert!(io.observe(recorder.clone()));
+    (io, recorder)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_emit_to_one_socket_is_told_once_with_or_without_recovery() {
+    for recovery in [false, true] {
+        let (io, recorder) = observed(recovery);
+        let _client = Client::connected(&io).await;
+        let socket = io.of("/").sockets().pop().unwrap();
+        socket.emit("hello", vec![json!(1)]).unwrap();
+        let told = recorder.named("hello");
+        assert_eq!(told.len(), 1, "recovery {recovery}: {told:?}");
+        assert_eq!(told[0].0, socket.id().to_string());
+        // With recovery the client reads the event's offset as its last argument.
+        assert_eq!(told[0].1[0], json!(1), "recovery {recovery}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broadcast_tells_each_recipient_up_to_64() {
+    let (io, recorder) = observed(false);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(Client::connected(&io).await);
+    }
+    io.of("/").emit("news", vec![json!("a")]);
+    let mut told: Vec<String> = recorder
+        .named("news")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    told.sort();
+    let mut ids: Vec<String> = io
+        .of("/")
+        .sockets()
+        .iter()
+        .map(|s| s.id().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(told, ids);
+
+    for _ in 0..70 {
+        clients.push(Client::connected(&io).await);
+    }
+    io.of("/").emit("crowd", vec![json!("b")]);
+    assert_eq!(recorder.named("crowd").len(), 64);
+}
