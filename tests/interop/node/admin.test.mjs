@@ -297,8 +297,23 @@ describe("the Socket.IO Admin UI protocol", () => {
         { what: "event_sent" },
       );
       assert.equal(sentNsp, "/");
-      assert.deepEqual(sent, ["pong", { n: 2 }]);
+      // Recovery is on (the default): the event went out with its offset as its last
+      // argument, and is told with it, as the package's server tells what it sends.
+      assert.deepEqual(sent.slice(0, 2), ["pong", { n: 2 }]);
+      assert.equal(sent.length, 3, `${JSON.stringify(sent)}`);
+      assert.equal(typeof sent[2], "string");
       assert.ok(!Number.isNaN(Date.parse(sentAt)), `a date: ${sentAt}`);
+      // The UI's own emit to the socket (a broadcast to its id) is told too, as the
+      // package's server tells it.
+      const fromUi = once(user, "from-ui");
+      ui.emit("emit", "/", id, "from-ui", { n: 4 });
+      assert.deepEqual((await fromUi)[0], { n: 4 });
+      const [, , , uiSent] = await waitFor(
+        () => ui.heard.find(([e, , sid, a]) => e === "event_sent" && sid === id && a[0] === "from-ui"),
+        { what: "event_sent of the UI's emit" },
+      );
+      assert.deepEqual(uiSent.slice(0, 2), ["from-ui", { n: 4 }]);
+      assert.equal(uiSent.length, 3, `${JSON.stringify(uiSent)}`);
       user.disconnect();
       const [, , , reason] = await waitFor(() => ui.heard.find(([e, nsp, sid]) => e === "socket_disconnected" && sid === id), {
         what: "socket_disconnected",
