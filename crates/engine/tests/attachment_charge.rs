@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
+#[path = "common/ws_client.rs"]
+mod ws_client;
 use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+use ws_client::{Ws, connected, next_text};
 
 /// The bound on a packet, attachments included.
 const MAX_PAYLOAD: usize = 8 * 1024;
@@ -37,33 +37,6 @@ async fn start() -> (Io, String) {
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
     (io, addr)
-}
-
-/// A WebSocket client connected to `/`.
-async fn connected(addr: &str) -> Ws {
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert!(next_text(&mut ws).await.unwrap().starts_with("0{"));
-    ws.send(Message::text("40")).await.unwrap();
-    assert!(next_text(&mut ws).await.unwrap().starts_with("40{"));
-    ws
-}
-
-/// The next text message, answering pings; `None` once the server closed.
-async fn next_text(ws: &mut Ws) -> Option<String> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("the server said nothing for 30 s");
-        match msg {
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.ok()?;
-            }
-            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
 }
 
 /// Sends event `up` with `count` binary arguments of `len` bytes each.

@@ -10,7 +10,10 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+#[path = "common/ws_client.rs"]
+mod ws_client;
 use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
+use ws_client::{Ws, connected, next_text};
 
 #[path = "common/http1.rs"]
 mod http1;
@@ -19,8 +22,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// A server on loopback whose `/` echoes event `big` back as `got`.
 async fn start(max_inbound_bytes: usize, body_timeout: Duration) -> (Io, String) {
@@ -38,33 +39,6 @@ async fn start(max_inbound_bytes: usize, body_timeout: Duration) -> (Io, String)
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(serve(listener, io.engine().clone(), not_found, signal));
     (io, addr)
-}
-
-/// A WebSocket client connected to `/`.
-async fn connected(addr: &str) -> Ws {
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert!(next_text(&mut ws).await.unwrap().starts_with("0{"));
-    ws.send(Message::text("40")).await.unwrap();
-    assert!(next_text(&mut ws).await.unwrap().starts_with("40{"));
-    ws
-}
-
-/// The next text message, answering pings; `None` once the server closed.
-async fn next_text(ws: &mut Ws) -> Option<String> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("the server said nothing for 30 s");
-        match msg {
-            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
-                ws.send(Message::text("3")).await.ok()?;
-            }
-            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
 }
 
 /// Sends the first fragment of the event `big` whose argument is `len` bytes of `x`:

@@ -18,8 +18,6 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createHmac, timingSafeEqual } from "node:crypto";
-import { createServer } from "node:http";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, afterEach, before, describe, it } from "node:test";
@@ -28,6 +26,7 @@ import { RawWebSocket } from "../lib/raw-websocket.mjs";
 import { reapOnExit } from "../lib/reaper.mjs";
 import { startSwitchboard } from "../lib/switchboard.mjs";
 import { freeze, waitFor } from "../lib/wait.mjs";
+import { startWebhookReceiver } from "../lib/webhook.mjs";
 
 const INTEROP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -100,41 +99,9 @@ name = "/"
 allow = ["*"]
 `;
 
-/**
- * A `node:http` receiver of lifecycle webhooks: `url` for `[hooks.webhook]`, `hooks`
- * the parsed bodies received so far, each signature checked (a bad one is kept in
- * `forged` and answered 401, so a test waiting for its hook fails).
- */
-async function webhookReceiver() {
-  const hooks = [];
-  const forged = [];
-  const server = createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      const ts = req.headers["switchboard-timestamp"];
-      const want = Buffer.from(`v1=${createHmac("sha256", WEBHOOK_SECRET).update(`${ts}.${body}`).digest("hex")}`);
-      const got = Buffer.from(String(req.headers["switchboard-signature"] ?? ""));
-      if (got.length !== want.length || !timingSafeEqual(got, want)) {
-        forged.push(body);
-        res.writeHead(401).end();
-        return;
-      }
-      hooks.push(JSON.parse(body));
-      res.writeHead(200, { "content-type": "application/json" }).end("{}");
-    });
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/hooks`,
-    hooks,
-    forged,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((r) => server.close(r));
-    },
-  };
+/** A receiver of lifecycle webhooks signed with this file's secret (`lib/webhook.mjs`). */
+function webhookReceiver() {
+  return startWebhookReceiver({ secret: WEBHOOK_SECRET });
 }
 
 /** The disconnection webhook of socket `sid`, waited for. */

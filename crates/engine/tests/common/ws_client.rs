@@ -1,0 +1,39 @@
+//! A WebSocket client for tests that talk to a server on loopback: connected to `/`,
+//! reading text messages while answering pings.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A client's WebSocket.
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client of the server at `addr`, connected to `/`.
+pub(crate) async fn connected(addr: &str) -> Ws {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("0{"));
+    ws.send(Message::text("40")).await.unwrap();
+    assert!(next_text(&mut ws).await.unwrap().starts_with("40{"));
+    ws
+}
+
+/// The next text message, answering pings; `None` once the server closed.
+pub(crate) async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the server said nothing for 30 s");
+        match msg {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
