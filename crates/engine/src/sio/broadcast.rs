@@ -271,7 +271,7 @@ impl Namespace {
     pub fn broadcast_local(&self, mut packet: Packet, opts: &BroadcastOptions) -> usize {
         let recorded = match self.recovery() {
             Some(buffer) if !buffer.is_logged() && is_recordable(&packet, opts) => buffer,
-            _ => return self.deliver(&packet, &encode(&packet), opts),
+            _ => return self.deliver(&encode(&packet), opts).tell(&packet),
         };
         let mut state = recorded.lock();
         let offset = RecoveryBuffer::next_offset(&state);
@@ -279,9 +279,11 @@ impl Namespace {
         let frames = encode(&packet);
         // Delivered, then stored (both under the lock): the buffer takes the frames
         // themselves, so a packet nobody receives now shares nothing.
-        let delivered = self.deliver(&packet, &frames, opts);
+        let delivery = self.deliver(&frames, opts);
         recorded.store(&mut state, offset, audience(opts), frames, now());
-        delivered
+        // The observer, if any, is told with the lock let go.
+        drop(state);
+        delivery.tell(&packet)
     }
 
     /// Delivers an event read back from the durable log at `offset`, in log order. With
@@ -299,7 +301,7 @@ impl Namespace {
             .filter(|b| b.is_logged())
             .and_then(|b| Some((b, b.parse_offset(offset)?)));
         let Some((buffer, key)) = logged else {
-            return packet.map_or(0, |p| self.deliver(&p, &encode(&p), opts));
+            return packet.map_or(0, |p| self.deliver(&encode(&p), opts).tell(&p));
         };
         let mut state = buffer.lock();
         let Some(mut packet) = packet else {
@@ -313,13 +315,14 @@ impl Namespace {
         if !is_recordable(&packet, opts) {
             RecoveryBuffer::advance(&mut state, key);
             drop(state);
-            return self.deliver(&packet, &encode(&packet), opts);
+            return self.deliver(&encode(&packet), opts).tell(&packet);
         }
         append_offset(&mut packet, offset.to_owned());
         let frames = encode(&packet);
-        let delivered = self.deliver(&packet, &frames, opts);
+        let delivery = self.deliver(&frames, opts);
         buffer.store(&mut state, key, audience(opts), frames, now());
-        delivered
+        drop(state);
+        delivery.tell(&packet)
     }
 
     /// With a durable log: this node reads the log from just after `offset`, so the
@@ -373,10 +376,20 @@ impl Namespace {
             args: args.to_vec(),
             binary: packet.attachments.clone(),
         };
+        let mut told = Vec::new();
         let waiting: Vec<_> = sockets
             .iter()
-            .filter_map(|socket| socket.start_ack(event, payload.clone(), timeout).ok())
+            .filter_map(|socket| {
+                let sent = socket.start_ack(event, payload.clone(), timeout).ok()?;
+                if told.len() < MAX_TOLD_PER_BROADCAST {
+                    told.push(Arc::clone(socket));
+                }
+                Some(sent)
+            })
             .collect();
+        if let Some(observer) = told.first().and_then(|s| s.io().observer()) {
+            tell_each(observer.as_ref(), &told, event, args);
+        }
         let _ = sink.send(AckReport::ClientCount(waiting.len()));
         if waiting.is_empty() {
             return;
@@ -510,10 +523,10 @@ impl Namespace {
     /// sent counters are added to once per broadcast, not at every recipient.
     ///
     /// With an [`Observer`](super::Observer) installed (the Admin UI in development
-    /// mode), `packet`'s event is told as sent to the first [`MAX_TOLD_PER_BROADCAST`]
-    /// recipients, as Node's adapter tells each socket's outgoing listeners; after the
-    /// delivery, with no lock of the namespace held.
-    fn deliver(&self, packet: &Packet, frames: &[Frame], opts: &BroadcastOptions) -> usize {
+    /// mode), the first [`MAX_TOLD_PER_BROADCAST`] recipients are kept in the
+    /// [`Delivery`], which the caller tells the observer of once it holds no lock
+    /// ([`Delivery::tell`]), as Node's adapter tells each socket's outgoing listeners.
+    fn deliver(&self, frames: &[Frame], opts: &BroadcastOptions) -> Delivery {
         let volatile = opts.flags.volatile;
         let (mut delivered, mut queued) = (0, 0);
         let mut metrics = None;
@@ -540,12 +553,11 @@ impl Namespace {
         if let Some(metrics) = metrics {
             metrics.sent(frames, queued);
         }
-        if let (Some(observer), Some((name, args))) = (observer, event_of(packet)) {
-            for s in &told {
-                observer.event_sent(s, name, args);
-            }
+        Delivery {
+            delivered,
+            observer,
+            told,
         }
-        delivered
     }
 
     /// Runs `f` on the targeted local sockets, each once, in chunks.
@@ -576,6 +588,57 @@ impl Namespace {
             return HashSet::new();
         }
         self.resolve(rooms).into_iter().collect()
+    }
+}
+
+/// What a broadcast was delivered to: how many sockets, and the first of them an
+/// observer is to be told of.
+struct Delivery {
+    delivered: usize,
+    observer: Option<Arc<dyn super::Observer>>,
+    told: Vec<Arc<super::Socket>>,
+}
+
+thread_local! {
+    /// Set while this thread tells an observer of a broadcast: an observer that sends
+    /// from `event_sent` (the trait asks it not to) is not told of its own sends
+    /// again, which would never end.
+    static TELLING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Delivery {
+    /// Tells the observer, if any, that `packet`'s event was sent to the sockets kept;
+    /// returns how many it was delivered to. Called with no lock held: an observer's
+    /// call may take any.
+    fn tell(self, packet: &Packet) -> usize {
+        if let (Some(observer), Some((name, args))) = (&self.observer, event_of(packet)) {
+            tell_each(observer.as_ref(), &self.told, name, args);
+        }
+        self.delivered
+    }
+}
+
+/// Tells `observer` that event `name` with `args` was sent to each of `sockets`,
+/// unless this thread is telling it already (see [`TELLING`]).
+fn tell_each(
+    observer: &dyn super::Observer,
+    sockets: &[Arc<super::Socket>],
+    name: &str,
+    args: &[Value],
+) {
+    /// Clears [`TELLING`] however the calls end (a panicking observer included).
+    struct Telling;
+    impl Drop for Telling {
+        fn drop(&mut self) {
+            TELLING.with(|t| t.set(false));
+        }
+    }
+    if TELLING.with(|t| t.replace(true)) {
+        return;
+    }
+    let _telling = Telling;
+    for s in sockets {
+        observer.event_sent(s, name, args);
     }
 }
 

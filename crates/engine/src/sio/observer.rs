@@ -14,7 +14,10 @@ use crate::reason::DisconnectReason;
 use super::Socket;
 
 /// Told what sockets do, from the task where it happens: keep each call quick (queue
-/// or broadcast, never wait). Every method defaults to nothing.
+/// what it reports and send it from elsewhere; never wait). A call may send (the
+/// engine holds no lock of its own when it calls `event_sent`), but what a call
+/// sends is not told to `event_sent` again on that thread, so an observer cannot
+/// feed itself. Every method defaults to nothing.
 pub trait Observer: Send + Sync + 'static {
     /// A socket joined its namespace (after its middleware, before its handlers).
     fn connected(&self, socket: &Arc<Socket>) {

@@ -318,7 +318,11 @@ impl Socket {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Payload, AckError>> + Send + 'static {
-        let sent = self.start_ack(event, payload.into(), timeout);
+        let payload = payload.into();
+        if let Some(o) = self.client.io().observer() {
+            o.event_sent(self, event, &payload.args);
+        }
+        let sent = self.start_ack(event, payload, timeout);
         async move { sent?.await }
     }
 

@@ -53,8 +53,11 @@ async fn an_emit_to_one_socket_is_told_once_with_or_without_recovery() {
         let told = recorder.named("hello");
         assert_eq!(told.len(), 1, "recovery {recovery}: {told:?}");
         assert_eq!(told[0].0, socket.id().to_string());
-        // With recovery the client reads the event's offset as its last argument.
+        // With recovery the client reads the event's offset as its last argument,
+        // and the observer is told what the client reads (as Node's listeners are).
         assert_eq!(told[0].1[0], json!(1), "recovery {recovery}");
+        assert_eq!(told[0].1.len(), if recovery { 2 } else { 1 }, "{told:?}");
+        assert_eq!(told[0].1.get(1).is_some_and(Value::is_string), recovery);
     }
 }
 
@@ -86,4 +89,50 @@ async fn a_broadcast_tells_each_recipient_up_to_64() {
     }
     io.of("/").emit("crowd", vec![json!("b")]);
     assert_eq!(recorder.named("crowd").len(), 64);
+}
+
+/// An observer that emits `audit` to `/` from `event_sent`, for every event it is
+/// told of.
+struct Echoing {
+    io: std::sync::OnceLock<switchboard_engine::Io>,
+    seen: Recorder,
+}
+
+impl Observer for Echoing {
+    fn event_sent(&self, socket: &Socket, name: &str, args: &[Value]) {
+        self.seen.event_sent(socket, name, args);
+        if let Some(io) = self.io.get() {
+            io.of("/").emit("audit", vec![json!(name)]);
+        }
+    }
+}
+
+/// An observer may send from `event_sent`: the engine holds no lock then (with
+/// recovery, the buffer's lock was held, and the thread locking it again hung), and
+/// what it sends is not told to it again (which never ended: the stack overflowed).
+#[tokio::test(start_paused = true)]
+async fn an_observer_that_sends_from_event_sent_neither_hangs_nor_feeds_itself() {
+    let mut cfg = config();
+    cfg.recovery = Some(RecoveryConfig::default());
+    let io = server(cfg);
+    let echoing = Arc::new(Echoing {
+        io: std::sync::OnceLock::new(),
+        seen: Recorder::default(),
+    });
+    assert!(io.observe(echoing.clone()));
+    let _ = echoing.io.set(io.clone());
+    let _client = Client::connected(&io).await;
+    // On a thread of its own, so a hang fails the test rather than stopping it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let emitting = io.clone();
+    std::thread::spawn(move || {
+        emitting.of("/").emit("hello", vec![json!(1)]);
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the emit returned (the observer's own emit did not hang on a lock)");
+    assert_eq!(echoing.seen.named("hello").len(), 1);
+    // The observer's `audit` reached the client, but was not told back to it.
+    assert!(echoing.seen.named("audit").is_empty());
 }

@@ -239,7 +239,14 @@ fn origin_problem(origin: &str) -> Option<String> {
     if host.is_empty() {
         return not_an_origin();
     }
-    if !host.is_ascii() {
+    // The URL Standard lowercases (and punycodes) the host of its special schemes
+    // only; an app scheme's host (`capacitor://MyApp`, an extension's id) is sent as
+    // written.
+    let special = matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "http" | "https" | "ws" | "wss" | "ftp" | "file"
+    );
+    if special && !host.is_ascii() {
         return Some(format!(
             "`{origin}` would never match: browsers send an international host name in its \
              ASCII (punycode) form `{scheme}://xn--…`: write that (`new URL(\"{origin}\").origin` \
@@ -247,7 +254,7 @@ fn origin_problem(origin: &str) -> Option<String> {
         ));
     }
     let scheme_lower = scheme.to_ascii_lowercase();
-    if scheme != scheme_lower || host.chars().any(|c| c.is_ascii_uppercase()) {
+    if scheme != scheme_lower || (special && host.chars().any(|c| c.is_ascii_uppercase())) {
         wrong.push("uppercase letters (browsers send the scheme and host in lowercase)".to_owned());
     }
     let port = match port {
@@ -445,6 +452,15 @@ mod tests {
                 message.contains(says) && message.contains(instead),
                 "{origin}: {message}"
             );
+        }
+        // An app scheme's host is sent as written: its case is its own.
+        for fine in [
+            "capacitor://MyApp",
+            "safari-web-extension://E4A8D2C1-0000-4000-8000-000000000000",
+            "capacitor://localhost",
+            "http://[::1]:3000",
+        ] {
+            assert_eq!(origin_problem(fine), None, "{fine}");
         }
         // Every bad entry is reported, not just the first.
         let Err(message) = allowed_origins(vec![

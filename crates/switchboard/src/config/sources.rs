@@ -556,7 +556,14 @@ mod tests {
             shown.contains("`3000` is not an IP address and port"),
             "{shown}"
         );
-        assert!(shown.contains("sse.enabled"), "{shown}");
+        // A boolean setting given `1` is told it got an integer, the value as read,
+        // not the text `"1"` (the setting takes no text).
+        let line = shown
+            .lines()
+            .find(|l| l.contains("sse.enabled"))
+            .unwrap_or_default();
+        assert!(line.contains("integer"), "{line}");
+        assert!(!line.contains(r#"string "1""#), "{line}");
     }
 
     #[test]

@@ -539,6 +539,14 @@ fn credentials_or_cookie_tokens_need_an_origin_list() {
     let flags = [("--set", "cors.credentials=true")];
     let errors = load_err(&sources(None, &[], &flags));
     assert_eq!(errors.keys(), ["cors.credentials"], "{errors}");
+    // A list that was written but refused is that list's error alone: the user did
+    // not leave it at "*".
+    let flags = [
+        ("--set", "cors.credentials=true"),
+        ("--set", "cors.allowed_origins=https://App.example.com"),
+    ];
+    let errors = load_err(&sources(None, &[], &flags));
+    assert_eq!(errors.keys(), ["cors.allowed_origins"], "{errors}");
 
     let cookie_rules = r#"
         [[namespaces]]

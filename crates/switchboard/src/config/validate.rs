@@ -85,15 +85,24 @@ fn check_as_written(
         return (typed.config, typed.errors);
     }
     let text = check_table(sources::with_text(&table, &refused, as_written), origins);
+    // The text is taken where it clears the error, or where the setting takes text
+    // but not that text (`SWITCHBOARD_LISTEN=3000`: told it is no address). Where the
+    // text is of the wrong type too, the setting takes no text (a number, a boolean:
+    // `SSE__ENABLED=1`), and the value's own message stands.
     let take: Vec<&str> = refused
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|key| {
-            typed.mistyped.iter().any(|k| k == key)
-                || !text.errors.iter().any(|e| e.key() == Some(key))
+            let text_refused = text.errors.iter().any(|e| e.key() == Some(key));
+            !text_refused || !text.mistyped.iter().any(|k| k == key)
         })
         .collect();
     if take.is_empty() {
         return (typed.config, typed.errors);
+    }
+    if take.len() == refused.len() {
+        // The text pass read exactly these as text: it is the answer.
+        return (text.config, text.errors);
     }
     let pass = check_table(sources::with_text(&table, &take, as_written), origins);
     (pass.config, pass.errors)
@@ -339,7 +348,11 @@ impl Validator<'_> {
     fn browser_safety(&mut self, c: &Config) {
         use switchboard_auth::TokenSource;
         use switchboard_engine::config::AllowedOrigins;
-        if c.socketio.engine.cors.allowed_origins != AllowedOrigins::Any {
+        // A list that was refused stays "*" here: the user wrote one, and its own
+        // error says what is wrong with it.
+        if c.socketio.engine.cors.allowed_origins != AllowedOrigins::Any
+            || self.refused("cors.allowed_origins")
+        {
             return;
         }
         if c.socketio.engine.cors.credentials {
