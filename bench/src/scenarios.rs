@@ -151,8 +151,10 @@ pub(crate) struct Params {
     /// Many-rooms scenario: members per room (rooms each client joins).
     #[arg(long, default_value_t = 5)]
     pub(crate) members: usize,
-    /// Many-rooms scenario: publisher connections.
-    #[arg(long, default_value_t = 4)]
+    /// Many-rooms scenario: publisher connections (16 of up to 64 emits in flight each:
+    /// as many in flight as 4 of 256 were before 2026-12-07, each publisher's acks
+    /// under socketioxide's 128-packet socket buffer).
+    #[arg(long, default_value_t = 16)]
     pub(crate) publishers: usize,
     /// Many-rooms scenario: measured seconds.
     #[arg(long, default_value_t = 10.0)]

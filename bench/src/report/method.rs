@@ -127,8 +127,9 @@ pub(super) fn section(report: &SuiteReport) -> String {
     };
     let _ = writeln!(
         md,
-        "- **Many rooms**: {} publishers, {pace}, each with up to 256 unacknowledged \
-         targeted emits and 20k undelivered events, {} s warm-up and {} s measured. For \
+        "- **Many rooms**: {} publishers, {pace}, each with up to 64 unacknowledged \
+         targeted emits (4 publishers of up to 256 in runs before 2026-12-07) and 20k \
+         undelivered events, {} s warm-up and {} s measured. For \
          `switchboard serve` each publisher first joins the {} rooms it publishes to (relay \
          wants the sender in the room; the publishers' sets are disjoint, so no publisher \
          receives another's events).",
