@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::time::Duration;
-
 use futures_util::SinkExt;
 #[path = "common/ws_client.rs"]
 mod ws_client;
 use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
 use tokio_tungstenite::tungstenite::Message;
-use ws_client::{Ws, connected, next_text};
+use ws_client::{Ws, connected, evidence_of, next_text};
 
 /// The bound on a packet, attachments included.
 const MAX_PAYLOAD: usize = 8 * 1024;
@@ -49,18 +47,6 @@ async fn send_event(ws: &mut Ws, count: usize, len: usize) {
     for _ in 0..count {
         ws.send(Message::binary(vec![7u8; len])).await.unwrap();
     }
-}
-
-/// The evidence of the first disconnect report with `reason`, once there is one.
-async fn evidence_of(io: &Io, reason: &str) -> Vec<String> {
-    for _ in 0..1000 {
-        let reports = io.disconnect_reports();
-        if let Some(report) = reports.iter().find(|r| r.reason.as_str() == reason) {
-            return report.diagnosis.get().evidence.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no disconnect report with reason {reason:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 #[path = "common/ws_client.rs"]
 mod ws_client;
 use switchboard_engine::{Io, SocketIoConfig, not_found, serve, shutdown};
-use ws_client::{Ws, connected, next_text};
+use ws_client::{Ws, connected, evidence_of, next_text};
 
 #[path = "common/http1.rs"]
 mod http1;
@@ -68,20 +68,6 @@ async fn held(io: &Io, bytes: impl Fn(usize) -> bool) -> usize {
         "inbound bytes stayed at {}",
         io.engine().metrics().snapshot().inbound_bytes
     );
-}
-
-/// The evidence of the first disconnect report with `reason`, once there is one (the
-/// report is made as the session's driver ends, which may be after the client saw its
-/// connection close).
-async fn evidence_of(io: &Io, reason: &str) -> Vec<String> {
-    for _ in 0..1000 {
-        let reports = io.disconnect_reports();
-        if let Some(report) = reports.iter().find(|r| r.reason.as_str() == reason) {
-            return report.diagnosis.get().evidence.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no disconnect report with reason {reason:?}");
 }
 
 /// What a client leaves unfinished: a message's first fragment, or a binary packet's

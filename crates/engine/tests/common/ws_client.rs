@@ -1,5 +1,5 @@
-//! A WebSocket client for tests that talk to a server on loopback: connected to `/`,
-//! reading text messages while answering pings.
+//! Helpers for tests that talk to a server on loopback: a WebSocket client connected
+//! to `/` (reading text messages while answering pings), and disconnect reports.
 
 use std::time::Duration;
 
@@ -36,4 +36,18 @@ pub(crate) async fn next_text(ws: &mut Ws) -> Option<String> {
             Some(Ok(_)) => {}
         }
     }
+}
+
+/// The evidence of the first disconnect report of `io` with `reason`, once there is
+/// one (the report is made as the session's driver ends, which may be after the
+/// client saw its connection close).
+pub(crate) async fn evidence_of(io: &switchboard_engine::Io, reason: &str) -> Vec<String> {
+    for _ in 0..1000 {
+        let reports = io.disconnect_reports();
+        if let Some(report) = reports.iter().find(|r| r.reason.as_str() == reason) {
+            return report.diagnosis.get().evidence.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no disconnect report with reason {reason:?}");
 }
