@@ -781,7 +781,18 @@ pattern = "/open-*"
       const got = await joinAndLeave(burst, 100);
       const ok = got.filter((p) => p.startsWith("40/open-")).length;
       const tooMany = got.filter((p) => p.endsWith(',{"message":"too many connects on this connection"}')).length;
-      assert.deepEqual({ ok, tooMany }, { ok: 64, tooMany: 36 }, `answers: ${got.slice(60, 70)}`);
+      // The allowance counts whole seconds: a burst whose answers span a second's
+      // turn gets a CONNECT back (CI saw it once), which the bound of 64 namespaces on
+      // a connection then refuses. Either way 64 sockets, every other CONNECT refused
+      // at once.
+      const tooManyNamespaces = got.filter((p) =>
+        p.endsWith(',{"message":"too many namespaces on this connection"}'),
+      ).length;
+      assert.deepEqual(
+        { ok, refused: tooMany + tooManyNamespaces },
+        { ok: 64, refused: 36 },
+        `answers: ${got.slice(60, 70)}`,
+      );
     });
 
     // Names no pattern may create, each on its own: CONNECT_ERROR.
