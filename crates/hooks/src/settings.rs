@@ -318,14 +318,8 @@ fn dead_letter_path_problem(path: &std::path::Path) -> Option<String> {
             .err()
             .map(|err| format!("`{shown}`: {what} is not writable by this user: {err}"))
     };
-    match std::fs::symlink_metadata(path).and_then(|m| {
-        // A link is judged by what it points at.
-        if m.file_type().is_symlink() {
-            std::fs::metadata(path)
-        } else {
-            Ok(m)
-        }
-    }) {
+    // `metadata` follows a link: it is judged by what it points at.
+    match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => writable(path, "the file")
             .or_else(|| writable(dir, &format!("its directory {}", dir.display()))),
         Ok(_) => Some(format!("`{shown}` is not a regular file")),

@@ -288,13 +288,12 @@ impl Socket {
             return Err(EmitError::ReservedEvent);
         }
         let payload = payload.into();
-        if self.ns.recovery().is_none()
-            && let Some(o) = self.client.io().observer()
-        {
+        let recorded = self.ns.recovery().is_some();
+        if !recorded && let Some(o) = self.client.io().observer() {
             // With recovery the event goes through a broadcast, which tells it.
             o.event_sent(self, event, &payload.args);
         }
-        if self.ns.recovery().is_some() {
+        if recorded {
             // Through the recorded path, so the event gets an offset and is replayed
             // if this client drops before receiving it (as Node does).
             return match BroadcastOperator::new(self.ns.clone())

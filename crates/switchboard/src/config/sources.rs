@@ -491,10 +491,7 @@ mod tests {
     }
 
     fn load_env(pairs: &[(&str, &str)]) -> Result<crate::config::Loaded, ConfigErrors> {
-        crate::config::load(&Sources {
-            env: env(pairs),
-            ..Sources::default()
-        })
+        crate::config::load(&crate::config::tests::sources(None, pairs, &[]))
     }
 
     /// An environment variable is always a string: a value that looks like a number or

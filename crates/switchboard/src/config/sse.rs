@@ -140,14 +140,15 @@ pub(crate) fn entries(config: &Config) -> Vec<(&'static str, String)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::sources::Sources;
+    use crate::config::tests::sources;
     use crate::config::{ConfigErrors, Loaded, load};
 
     fn from_env(value: &str) -> Result<Loaded, ConfigErrors> {
-        load(&Sources {
-            env: vec![("SWITCHBOARD_SSE__AUTH_PARAMS".into(), value.into())],
-            ..Sources::default()
-        })
+        load(&sources(
+            None,
+            &[("SWITCHBOARD_SSE__AUTH_PARAMS", value)],
+            &[],
+        ))
     }
 
     /// `sse.auth_params` is a list like every other: from the environment, one

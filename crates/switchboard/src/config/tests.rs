@@ -26,7 +26,9 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn sources(file: Option<&str>, env: &[(&str, &str)], flags: &[(&str, &str)]) -> Sources {
+/// Sources of a `testdata/` file (if any), environment variables and flags; the other
+/// config modules' tests load through it too.
+pub(super) fn sources(file: Option<&str>, env: &[(&str, &str)], flags: &[(&str, &str)]) -> Sources {
     Sources {
         file: file.map(testdata),
         env: pairs(env),

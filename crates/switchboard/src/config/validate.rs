@@ -631,13 +631,10 @@ fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
 mod tests {
     use super::*;
     use crate::config::load;
-    use crate::config::sources::Sources;
+    use crate::config::tests::sources;
 
     fn with_flag(set: &str) -> Result<Loaded, ConfigErrors> {
-        load(&Sources {
-            flags: vec![("--set".into(), set.into())],
-            ..Sources::default()
-        })
+        load(&sources(None, &[], &[("--set", set)]))
     }
 
     /// `socketio.max_attachments` has a bound: each attachment announced is held until
