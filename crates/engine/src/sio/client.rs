@@ -1123,10 +1123,9 @@ fn finish_connect(
     // Before the buffer lock: a cluster adapter's `init` reads the buffer.
     socket.ns().activate();
     let Some(buffer) = socket.ns().recovery() else {
-        let registered = register(shared, &socket);
+        let recovery = sse.map(|_| replay_report(Err(RECOVERY_OFF)));
+        let registered = register(shared, &socket, &connect_answer(&socket, recovery));
         if registered {
-            let recovery = sse.map(|_| replay_report(Err(RECOVERY_OFF)));
-            let _ = socket.send_frames(&connect_answer(&socket, recovery), false);
             socket.run_connect();
             // Only now: a socket closed while its handlers ran no longer counts in
             // the namespace, and the reservation keeps a pattern's namespace from
@@ -1263,19 +1262,7 @@ fn finish_connect(
     // What middleware stored (e.g. verified claims) carries over; a recovered
     // session's data goes under it below, as in Node.
     socket.set_data(prepared.data());
-    if !register(shared, &socket) {
-        // Outside the buffer lock: a handler of a room left empty may broadcast.
-        drop(state);
-        socket.ns().leave_all(socket.id());
-        prepared.ns().leave_all(prepared.id());
-        if let Some(restored) = restored {
-            put_back(&socket, buffer, restored.session);
-        }
-        return;
-    }
-    if let Some(pid) = socket.pid() {
-        RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
-    }
+    // Before the socket is registered: the CONNECT answer says what came of it.
     let sse = sse.map(|replay| match replay {
         SseReplay::From(start) => RecoveryBuffer::replay(
             &state,
@@ -1296,7 +1283,19 @@ fn finish_connect(
     let report = sse
         .as_ref()
         .map(|r| replay_report(r.as_ref().map(Vec::len).map_err(|e| *e)));
-    let _ = socket.send_frames(&connect_answer(&socket, report), false);
+    if !register(shared, &socket, &connect_answer(&socket, report)) {
+        // Outside the buffer lock: a handler of a room left empty may broadcast.
+        drop(state);
+        socket.ns().leave_all(socket.id());
+        prepared.ns().leave_all(prepared.id());
+        if let Some(restored) = restored {
+            put_back(&socket, buffer, restored.session);
+        }
+        return;
+    }
+    if let Some(pid) = socket.pid() {
+        RecoveryBuffer::register_live(&mut state, pid, Arc::downgrade(&socket));
+    }
     if let Some(Ok(missed)) = &sse {
         let _ = socket.send_replay(missed);
         tracing::debug!(socket = %socket.id(), missed = missed.len(), "sse listener replayed");
@@ -1419,11 +1418,24 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
     store.save(durable, ttl, true);
 }
 
-/// Marks the socket connected and registers it; false if the connection closed first
-/// (then the caller leaves the rooms a middleware joined, once it holds no lock a room
-/// handler's broadcast would take). The caller holds the namespace's reservation, so
-/// the namespace cannot be removed meanwhile.
-fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
+/// Queues the CONNECT `answer`, then marks the socket connected and registers it;
+/// false if the connection closed first (then the caller leaves the rooms a
+/// middleware joined, once it holds no lock a room handler's broadcast would take).
+/// The caller holds the namespace's reservation, so the namespace cannot be removed
+/// meanwhile.
+///
+/// The answer goes first, under the client lock and the namespace's lock of its
+/// sockets: once registered, the socket can be reached from other threads (a
+/// broadcast not kept for recovery, another node's `disconnectSockets`, an observer
+/// told it connected), and what they send must follow the answer, as it does in
+/// Node, which answers before anything else runs. Packets the client sends once it
+/// has the answer look the socket up under the client lock, and a look-up in the
+/// namespace waits for the lock of its sockets, so both find it registered.
+fn register(
+    shared: &Arc<ClientShared>,
+    socket: &Arc<Socket>,
+    answer: &[crate::eio::Frame],
+) -> bool {
     let nsp = socket.namespace().to_owned();
     // Subscribed (in a cluster) before the socket can be reached.
     socket.ns().activate();
@@ -1434,8 +1446,10 @@ fn register(shared: &Arc<ClientShared>, socket: &Arc<Socket>) -> bool {
     }
     // Marked and registered under the client lock, so a concurrent close either sees
     // the socket (and removes it) or ran before (and we stopped above).
-    socket.mark_connected();
-    socket.ns().insert(socket.clone());
+    socket.ns().insert_after(socket.clone(), || {
+        let _ = socket.send_frames(answer, false);
+        socket.mark_connected();
+    });
     // Room for exactly one more: most connections join one namespace, and a grown
     // list would keep room for four for the connection's whole life.
     state.sockets.reserve_exact(1);

@@ -508,8 +508,15 @@ impl Namespace {
         BroadcastOperator::with_options(self.clone(), opts)
     }
 
-    pub(crate) fn insert(&self, socket: Arc<Socket>) {
-        write(&self.sockets).insert(socket.id(), socket);
+    /// Registers `socket`, running `first` (its CONNECT answer, the socket marked
+    /// connected) under the lock that broadcasts and look-ups read the sockets under:
+    /// what they send to the socket comes after what `first` queued, and whoever looks
+    /// for the socket once its client has the answer finds it. `first` must not read
+    /// this namespace's sockets (or send to it): the lock is not reentrant.
+    pub(crate) fn insert_after(&self, socket: Arc<Socket>, first: impl FnOnce()) {
+        let mut sockets = write(&self.sockets);
+        first();
+        sockets.insert(socket.id(), socket);
     }
 
     /// Unregisters `socket` and takes its id out of its rooms, unless another socket

@@ -136,3 +136,32 @@ async fn an_observer_that_sends_from_event_sent_neither_hangs_nor_feeds_itself()
     // The observer's `audit` reached the client, but was not told back to it.
     assert!(echoing.seen.named("audit").is_empty());
 }
+
+/// An observer that greets each socket it is told connected, from `connected`: the
+/// first moment another thread can reach the socket.
+struct Greeting;
+
+impl Observer for Greeting {
+    fn connected(&self, socket: &Arc<Socket>) {
+        let _ = socket.emit("welcome", vec![json!(1)]);
+    }
+}
+
+/// Nothing reaches a client before its CONNECT answer: once a socket can be reached
+/// from elsewhere (here an observer told it connected; in a server, a broadcast on
+/// another thread or another node's `disconnectSockets`), the answer is already
+/// queued. Before, the socket was registered first and answered after, so what was
+/// sent in between came first, and the client read an event for a namespace it had
+/// not joined yet.
+#[tokio::test(start_paused = true)]
+async fn what_reaches_a_socket_once_it_is_registered_follows_its_connect_answer() {
+    let io = server(config());
+    assert!(io.observe(Arc::new(Greeting)));
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let body = client.get().await;
+    let packets: Vec<&str> = body.split('\u{1e}').collect();
+    assert_eq!(packets.len(), 2, "{body:?}");
+    assert!(packets[0].starts_with("40{\"sid\":"), "{body:?}");
+    assert_eq!(packets[1], "42[\"welcome\",1]", "{body:?}");
+}
