@@ -11,7 +11,9 @@
 //!   `socket.io#<nsp>#<uid>#`, msgpack-encoded, as in Node.
 //! - Sessions are written to `sio:session:<pid>` when a socket connects, joins,
 //!   leaves or changes its data, refreshed while it lives, and taken (an idempotent
-//!   claim, [`CLAIM_SESSION`]) by whichever node the client comes back to.
+//!   claim, [`CLAIM_SESSION`]) by whichever node the client comes back to. A session
+//!   whose socket left without one to keep (its client ended it, or was kicked) is
+//!   deleted at once, not behind the node's stream writes ([`forget_at_once`]).
 //! - Stream writes go out from a writer on a thread of its own (not behind the node's
 //!   socket tasks), in order, pipelined.
 //! - While Redis is down, stream writes wait in order in memory (up to
@@ -55,7 +57,7 @@ use crate::questions;
 use crate::redis_cluster::{SlotPipes, beside};
 use crate::sign::Signer;
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
-use queue::{Taker, WriteQueue};
+use queue::{Direct, Taker, WriteQueue};
 use reply::{Entry, ReplyError};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -323,11 +325,7 @@ impl StreamsNode {
     }
 
     fn write_dropped(&self) {
-        self.health().publish_errors.fetch_add(1, Ordering::Relaxed);
-        self.health()
-            .publish_dropped
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::error!("stream write queue full (redis down too long); write dropped");
+        write_dropped(self.health());
     }
 
     fn append(&self, message: &ClusterMessage) {
@@ -397,6 +395,13 @@ impl StreamsNode {
         // What is not a request or an answer (the stream carries the rest) is ignored.
         let _ = self.exchange.on_message(self.broker(), &ns, message);
     }
+}
+
+/// Counts a write the full queue dropped.
+fn write_dropped(health: &Health) {
+    health.publish_errors.fetch_add(1, Ordering::Relaxed);
+    health.publish_dropped.fetch_add(1, Ordering::Relaxed);
+    tracing::error!("stream write queue full (redis down too long); write dropped");
 }
 
 /// Whether a node delivers its own broadcast when it reads it back from the stream
@@ -1269,8 +1274,64 @@ fn durable_session(
 }
 
 /// How long a deleted session's fence lasts: a save of the same socket written after
-/// the deletion follows it in the same node's write queue, moments later.
+/// the deletion follows it in the same node's write queue, moments later (or, for a
+/// deletion written at once, is the save that waited in that queue when it was sent).
 const FORGET_FENCE: Duration = Duration::from_secs(60);
+
+/// The [`FORGET_SESSION`] call deleting the session at `key` for the socket of
+/// `epoch`, fencing off its later saves when `fence` (its socket left).
+fn forget_session(key: &str, epoch: u64, fence: bool) -> redis::Cmd {
+    let fence = match fence {
+        true => u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX),
+        false => 0,
+    };
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(FORGET_SESSION)
+        .arg(2)
+        .arg(key)
+        .arg(epoch_key(key))
+        .arg(epoch)
+        .arg(fence);
+    cmd
+}
+
+/// Deletes, at once, the session of a socket that left without one to keep (its
+/// client ended it, or it was kicked), rather than behind the node's write queue.
+///
+/// Why: the queue holds the stream entries of every broadcast, and with a busy
+/// publisher (or a batch waiting for replicas that do not answer) a deletion waited
+/// behind them. A client that ends its session and connects again at once keeps its
+/// `pid` (the official client does), and a balancer may send it to another node,
+/// which took the session still stored and resumed what the client had ended. Node
+/// never stores such a session.
+///
+/// Why it is safe beside the queue: the deletion fences (`ARGV[2]` of
+/// [`FORGET_SESSION`]), so [`SAVE_SESSION`] ignores every later save of the socket's
+/// epoch, and an earlier one is deleted by it. A save of that epoch still queued or in
+/// flight when this is sent (one the queue's writer holds, the 20 s refresh: live
+/// saves, as this deletion is the socket's only fenced write) reaches Redis before it
+/// (deleted) or after it (ignored): either way the session is gone, as in queue
+/// order. A save of a later epoch (the session taken since) wins in either order, as
+/// in the queue, because Redis' epoch is already past this one. The waiting save is
+/// taken out of the queue all the same ([`WriteQueue::forget_at_once`]).
+///
+/// When Redis does not take it (away, or slow past the response timeout: the
+/// deletion may then have been applied, and a second one is ignored), it is queued
+/// after all, and the writer retries it until Redis has it. Until one or the other,
+/// the queue counts it unsent, so a drain waits for it.
+async fn forget_at_once(mut conn: Conn, direct: Direct, health: Arc<Health>) {
+    let deleted: redis::RedisResult<redis::Value> =
+        forget_session(direct.key(), direct.epoch(), true)
+            .query_async(&mut conn)
+            .await;
+    if let Err(err) = deleted {
+        health.trouble();
+        tracing::debug!(error = %err, "session deletion failed; queued instead");
+        if !direct.queue() {
+            write_dropped(&health);
+        }
+    }
+}
 
 /// The key of the epoch of the session stored at `key`.
 fn epoch_key(key: &str) -> String {
@@ -1420,19 +1481,9 @@ impl WriteTarget {
                 // Filled or dropped before a batch is sent.
                 Write::SaveWaiting { .. } => i += 1,
                 Write::Forget { key, epoch, fence } => {
-                    let fence = match fence {
-                        true => u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX),
-                        false => 0,
-                    };
                     pipes
                         .pipe(key.as_bytes())
-                        .cmd("EVAL")
-                        .arg(FORGET_SESSION)
-                        .arg(2)
-                        .arg(key)
-                        .arg(epoch_key(key))
-                        .arg(*epoch)
-                        .arg(fence)
+                        .add_command(forget_session(key, *epoch, *fence))
                         .ignore();
                     i += 1;
                 }
@@ -1624,6 +1675,19 @@ impl SessionStore for StreamsNode {
 
     fn forget(&self, pid: &str, epoch: u64, ended: bool) {
         let key = session_key(&self.config.session_key_prefix, pid);
+        // The socket left: its client may be connecting to another node already
+        // ([`forget_at_once`]). Off a runtime (nothing to send it from), it is queued.
+        if ended && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let direct = self.writes.forget_at_once(key, epoch);
+            runtime.spawn(forget_at_once(
+                self.broker().conn(),
+                direct,
+                self.health().clone(),
+            ));
+            return;
+        }
+        // A connected socket's session grown too large to store keeps queue order:
+        // it is not fenced, so its next save (once it fits again) must follow it.
         if !self.writes.forget(key, epoch, ended) {
             self.write_dropped();
         }
@@ -2533,6 +2597,64 @@ mod tests {
             .await
             .expect("PTTL");
         assert!(ttl > 0, "the epoch key expires: {ttl}");
+    }
+
+    /// A deletion written at once for a socket that left ([`forget_at_once`]) leaves no
+    /// session whichever way it crosses that socket's live save of the same epoch
+    /// still in the write queue: sent before the deletion, the save is deleted; after
+    /// it, ignored (the fence). A save of a later epoch (the session taken since) wins
+    /// either way. So the deletion need not wait for the queue.
+    #[tokio::test]
+    async fn a_deletion_written_at_once_and_a_queued_save_of_its_socket_agree_in_either_order() {
+        let (_redis, mut conn) = start_redis().await;
+        let mut target = WriteTarget::new(&ClusterConfig::default(), "node-a");
+        let delete_at_once = |conn: &mut Conn, key: &'static str, epoch| {
+            let mut conn = conn.clone();
+            async move {
+                forget_session(key, epoch, true)
+                    .query_async::<redis::Value>(&mut conn)
+                    .await
+                    .expect("the deletion");
+            }
+        };
+        // Never taken (epoch 0, no epoch key), and taken once (epoch 1).
+        for (key, epoch) in [("sio:session:never", 0), ("sio:session:once", 1)] {
+            target
+                .send(&conn, &[save(key, "connected", epoch)])
+                .await
+                .expect("save");
+            // The save sent first, the deletion after.
+            target
+                .send(&conn, &[save(key, "joined a room", epoch)])
+                .await
+                .expect("save");
+            delete_at_once(&mut conn, key, epoch).await;
+            assert_eq!(stored(conn.clone(), key).await, None, "{key}: deleted");
+            // A save of the same socket sent after the deletion.
+            target
+                .send(&conn, &[save(key, "refresh", epoch)])
+                .await
+                .expect("save");
+            assert_eq!(stored(conn.clone(), key).await, None, "{key}: fenced");
+        }
+
+        // A save of a later epoch (another node took the session since) wins in either
+        // order: the older socket's deletion is ignored.
+        let key = "sio:session:taken";
+        target
+            .send(&conn, &[save(key, "old socket", 0)])
+            .await
+            .expect("save");
+        let taken = claim_session(&mut conn, key, "t1").await.expect("claim");
+        assert_eq!(taken.map(|c| c.epoch), Some(1));
+        target
+            .send(&conn, &[save(key, "resumed", 1)])
+            .await
+            .expect("save");
+        delete_at_once(&mut conn, key, 0).await;
+        assert_eq!(stored(conn.clone(), key).await.as_deref(), Some("resumed"));
+        delete_at_once(&mut conn, key, 1).await;
+        assert_eq!(stored(conn.clone(), key).await, None, "its own socket's");
     }
 
     /// The session kept when its socket left (a recoverable close) is not replaced by a

@@ -11,6 +11,12 @@
 //! Redis gets the latest state once. A deletion takes the waiting save out, so a
 //! save made after it is queued after it.
 //!
+//! A deletion of a session whose socket has left ([`WriteQueue::forget_at_once`]) is
+//! not queued: it goes to Redis at once, beside the queue, so that it does not wait
+//! behind the node's stream entries (see `streams::forget_at_once`). It still takes
+//! the waiting save out, and counts among the unsent bytes until Redis has it, or is
+//! queued after all when Redis could not take it ([`Direct::queue`]).
+//!
 //! No IO: the writer task owns the receiving end and a [`Taker`], whose
 //! [`Taker::fill`] it calls on each batch it takes and [`Taker::sent`] once Redis has
 //! it. The taker holds no sender, so the queue closes (and the writer ends) when the
@@ -52,6 +58,45 @@ pub(super) struct WriteQueue {
 #[derive(Debug)]
 pub(super) struct Taker {
     shared: Arc<Shared>,
+}
+
+/// A deletion written to Redis beside the queue ([`WriteQueue::forget_at_once`]):
+/// counted among the queue's unsent bytes while it lives.
+#[derive(Debug)]
+pub(super) struct Direct {
+    key: String,
+    epoch: u64,
+    bytes: usize,
+    /// For [`Direct::queue`]. Its sender keeps the queue open only as long as the one
+    /// write to Redis this lives for.
+    queue: WriteQueue,
+}
+
+impl Direct {
+    /// The session's key.
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The epoch of the socket that left.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Redis did not take it: the deletion is queued after all (fenced, as it was
+    /// meant), for the writer to send in order, retrying until Redis has it. False
+    /// when the queue is full and it was dropped.
+    pub(super) fn queue(mut self) -> bool {
+        let key = std::mem::take(&mut self.key);
+        self.queue.forget(key, self.epoch, true)
+    }
+}
+
+impl Drop for Direct {
+    /// Written, queued or dropped: no longer unsent here.
+    fn drop(&mut self) {
+        self.queue.release(self.bytes);
+    }
 }
 
 #[derive(Debug)]
@@ -211,6 +256,42 @@ impl WriteQueue {
         self.queue(write, bytes)
     }
 
+    /// Takes out the waiting save of the session under `key` (as [`WriteQueue::forget`]
+    /// does) for a deletion its caller writes to Redis itself, at once: the deletion
+    /// counts among the unsent bytes (a drain waits for it) until the [`Direct`] is
+    /// dropped, or queued with [`Direct::queue`] when Redis could not take it.
+    ///
+    /// Only for a deletion that fences (its socket left): nothing then depends on its
+    /// order with this queue's writes of the same session ([`super::FORGET_SESSION`]).
+    pub(super) fn forget_at_once(&self, key: String, epoch: u64) -> Direct {
+        self.withdraw(&key, epoch);
+        let bytes = key.len();
+        // Not held to the budget: the deletion is in flight, not kept here, and a full
+        // queue must not keep a client's deletion from Redis.
+        self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        Direct {
+            key,
+            epoch,
+            bytes,
+            queue: WriteQueue {
+                tx: self.tx.clone(),
+                shared: self.shared.clone(),
+            },
+        }
+    }
+
+    /// Takes the waiting save of `key` out of the queue, unless it is of a later epoch
+    /// than `epoch`: Redis would ignore a deletion of `epoch` after it
+    /// ([`super::FORGET_SESSION`]).
+    fn withdraw(&self, key: &str, epoch: u64) {
+        let mut saves = self.lock_saves();
+        if saves.get(key).is_some_and(|waiting| waiting.epoch <= epoch)
+            && let Some(waiting) = saves.remove(key)
+        {
+            self.release(waiting.value.len());
+        }
+    }
+
     /// Bytes queued and not yet sent.
     #[cfg(test)]
     fn queued_bytes(&self) -> usize {
@@ -349,6 +430,41 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert!(matches!(&batch[0], Write::Forget { .. }));
         assert_eq!(saved(&batch[1]), Some(("s:a", "two", 2)));
+        all_sent(&w, &queue, &batch);
+    }
+
+    /// A deletion written at once takes the waiting save out as a queued one does (a
+    /// save of a later epoch stays), is counted as unsent until it is done with, and
+    /// when Redis did not take it is queued after what was queued meanwhile.
+    #[test]
+    fn a_deletion_written_at_once_takes_the_waiting_save_out_and_is_counted_until_done() {
+        let (queue, mut w) = queue(16, 1 << 20);
+        assert!(queue.save("s:a".into(), "live".into(), TTL, 1, false));
+        assert!(queue.save("s:b".into(), "taken since".into(), TTL, 5, false));
+        let a = queue.forget_at_once("s:a".into(), 1);
+        let b = queue.forget_at_once("s:b".into(), 4);
+        // s:a's placeholder (its key, until the writer takes it), s:b's save, and both
+        // deletions in flight.
+        let waiting = 3 + (3 + "taken since".len());
+        assert_eq!(queue.queued_bytes(), waiting + 3 + 3);
+        drop(a);
+        assert_eq!(queue.queued_bytes(), waiting + 3, "a is in Redis");
+        assert!(queue.push(entry(1)));
+        let entry_bytes = entry(1).bytes();
+        assert!(b.queue(), "queued after all");
+        assert_eq!(
+            queue.queued_bytes(),
+            waiting + entry_bytes + 3,
+            "b's bytes are the queued deletion's now"
+        );
+        let batch = taken(&mut w);
+        assert_eq!(batch.len(), 3, "s:a's save is gone: {batch:?}");
+        assert_eq!(saved(&batch[0]), Some(("s:b", "taken since", 5)));
+        assert!(matches!(&batch[1], Write::Entry(..)));
+        assert!(matches!(
+            &batch[2],
+            Write::Forget { key, epoch: 4, fence: true } if key == "s:b"
+        ));
         all_sent(&w, &queue, &batch);
     }
 
