@@ -42,7 +42,10 @@ pub use config::{
 };
 pub use metrics::Metrics;
 pub use reason::DisconnectReason;
-pub use serve::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Site, not_found, serve};
+pub use serve::{
+    HEADER_READ_TIMEOUT, MAX_BUF_BYTES, MAX_HEADER_BYTES, Site, WriteBounded,
+    drop_when_unacknowledged, not_found, serve,
+};
 pub use shutdown::Shutdown;
 pub use sio::{AckError, ConnectError, EmitError, Event, Io, Namespace, Payload, Socket};
 pub use switchboard_protocol as protocol;

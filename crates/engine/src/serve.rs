@@ -42,7 +42,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// stream) waits in hyper's write buffer up to this, and the rest stays unread in its
 /// source. A whole body (every Engine.IO answer) is handed over in one piece whatever
 /// its size.
-pub(crate) const MAX_BUF_BYTES: usize = 64 * 1024;
+pub const MAX_BUF_BYTES: usize = 64 * 1024;
 
 /// The rest of the site: answers every request on the listener that the engine does
 /// not own (whose path is not under [`EngineConfig::path`](crate::EngineConfig::path)) —
@@ -145,13 +145,10 @@ pub async fn serve(
         // `MIN_USER_TIMEOUT`), not after retransmissions give up (about 15 minutes).
         // Every transport's client misses a pong by then anyway; an SSE listener,
         // which cannot answer pings, had no other bound.
-        #[cfg(target_os = "linux")]
-        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(
-            (engine.config().ping_interval + engine.config().ping_timeout).max(MIN_USER_TIMEOUT),
-        ));
+        let heartbeat = engine.config().ping_interval + engine.config().ping_timeout;
+        drop_when_unacknowledged(&stream, heartbeat);
         let stream = Counted {
-            stream,
-            stall: WriteStall::new(engine.config().ping_interval + engine.config().ping_timeout),
+            stream: WriteBounded::new(stream, heartbeat),
             _permit: permit,
             _address: address,
         };
@@ -171,6 +168,17 @@ pub async fn serve(
 /// let one burst of loss end them.
 const MIN_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Has the kernel drop `stream` once what was sent on it has gone unacknowledged for
+/// `after`, or [`MIN_USER_TIMEOUT`] if that is longer (`TCP_USER_TIMEOUT`, Linux
+/// only): a peer gone without a reset is then noticed within it, not after
+/// retransmissions give up (about 15 minutes).
+pub fn drop_when_unacknowledged(stream: &TcpStream, after: Duration) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(after.max(MIN_USER_TIMEOUT)));
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, after);
+}
+
 /// Counts and logs a connection closed as soon as accepted (it is dropped by the
 /// caller: the peer sees the connection closed, or reset).
 fn refused(engine: &EngineServer, remote: SocketAddr, why: &'static str) {
@@ -184,14 +192,32 @@ fn refused(engine: &EngineServer, remote: SocketAddr, why: &'static str) {
 
 /// A TCP connection with its place among `max_tcp_connections` (and its address's, when
 /// counted): both go back when the connection is dropped, by hyper or by the WebSocket
-/// it was upgraded to. A write that makes no progress for its [`WriteStall`] limit
-/// fails the connection.
+/// it was upgraded to. A write that makes no progress for the heartbeat's whole cycle
+/// fails the connection ([`WriteBounded`]).
 #[derive(Debug)]
 struct Counted {
-    stream: TcpStream,
-    stall: WriteStall,
+    stream: WriteBounded,
     _permit: OwnedSemaphorePermit,
     _address: Option<AddressPermit>,
+}
+
+/// A TCP stream whose writes fail (`TimedOut`) once one has made no progress for its
+/// limit: the peer stopped reading. The public listener's connections have it (the
+/// heartbeat's whole cycle), and the API listener's.
+#[derive(Debug)]
+pub struct WriteBounded {
+    stream: TcpStream,
+    stall: WriteStall,
+}
+
+impl WriteBounded {
+    /// `stream`, whose writes may wait at most `limit` for the peer to read.
+    pub fn new(stream: TcpStream, limit: Duration) -> Self {
+        WriteBounded {
+            stream,
+            stall: WriteStall::new(limit),
+        }
+    }
 }
 
 /// How long a write may wait for the peer to read: the heartbeat's whole cycle
@@ -259,6 +285,46 @@ impl AsyncRead for Counted {
 }
 
 impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for WriteBounded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteBounded {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

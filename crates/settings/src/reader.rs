@@ -132,6 +132,12 @@ impl<'a> TableReader<'a> {
         self.with(name, |s, e| s.string_list(name, e))
     }
 
+    /// An array of strings, or one comma-separated string (`"a, b"` is `["a", "b"]`),
+    /// for lists whose items never hold a comma.
+    pub fn comma_list(&mut self, name: &str) -> Option<Vec<String>> {
+        self.with(name, |s, e| s.comma_list(name, e))
+    }
+
     /// Ends the reading: every key of the table not asked for is reported as unknown.
     /// Returns every error met, or nothing.
     pub fn finish(mut self) -> Result<(), Vec<SettingError>> {

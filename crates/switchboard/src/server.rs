@@ -214,7 +214,11 @@ impl Server {
     pub(crate) async fn run(self, stop: impl Future<Output = ()>) -> io::Result<Drained> {
         let (alive, finished) = mpsc::channel(1);
         // Listener → engine path to the engine, every other request to the site.
-        let site = self.site.start(self.shutdown.clone(), alive);
+        // An API connection may stall for the heartbeat's whole cycle, as the public
+        // listener's may.
+        let engine = self.io.engine().config();
+        let stall = engine.ping_interval + engine.ping_timeout;
+        let site = self.site.start(self.shutdown.clone(), alive, stall);
         let mut accept = tokio::spawn(switchboard_engine::serve(
             self.listener,
             self.io.engine().clone(),

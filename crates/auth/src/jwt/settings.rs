@@ -364,7 +364,7 @@ fn is_loopback(host: &str) -> bool {
 
 /// `algorithms`, checked against the key source's family.
 fn algorithms(r: &mut TableReader<'_>, key: Option<&KeySource>) -> Vec<Algorithm> {
-    let Some(names) = r.string_list("algorithms") else {
+    let Some(names) = r.comma_list("algorithms") else {
         return match key {
             Some(KeySource::Secret(_) | KeySource::SecretFile(_)) => vec![Algorithm::HS256],
             Some(_) => {
@@ -449,7 +449,7 @@ fn non_empty_list(r: &mut TableReader<'_>, name: &str) -> Option<Vec<String>> {
 
 /// `token_sources`, each element checked with its index in the path.
 fn token_sources(r: &mut TableReader<'_>) -> Option<Vec<TokenSource>> {
-    let names = r.string_list("token_sources")?;
+    let names = r.comma_list("token_sources")?;
     if names.is_empty() {
         r.error(
             "token_sources",

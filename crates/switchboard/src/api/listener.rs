@@ -7,7 +7,10 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use switchboard_engine::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES, Shutdown};
+use switchboard_engine::{
+    HEADER_READ_TIMEOUT, MAX_BUF_BYTES, MAX_HEADER_BYTES, Shutdown, WriteBounded,
+    drop_when_unacknowledged,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -28,12 +31,21 @@ pub(crate) const MAX_API_CONNECTIONS: usize = 1024;
 /// Serves `router` on `listener` until `shutdown`, and `/metrics` from `metrics` when
 /// given. Each connection holds a clone of `alive` until it ends, so the drain can
 /// wait for in-flight responses.
+///
+/// `stall`: how long a connection may go without its peer reading what is written to
+/// it (a write making no progress; data sent and not acknowledged, seen by the
+/// kernel), after which it is closed: the public listener's connections get the
+/// heartbeat's whole cycle, and so do these. Before 2026-12-08 an API connection had
+/// neither bound, so a client that asked for a large answer (`GET /api/v1/sockets`)
+/// and never read it held its place among [`MAX_API_CONNECTIONS`], and the answer,
+/// for as long as it kept the connection open.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     metrics: Option<State>,
     shutdown: Shutdown,
     alive: mpsc::Sender<()>,
+    stall: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_API_CONNECTIONS));
     loop {
@@ -53,6 +65,7 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        drop_when_unacknowledged(&stream, stall);
         let conn = connection(
             stream,
             router.clone(),
@@ -60,6 +73,7 @@ pub(crate) async fn serve(
             shutdown.clone(),
             alive.clone(),
             permit,
+            stall,
         );
         tokio::spawn(conn);
     }
@@ -75,6 +89,7 @@ async fn connection(
     shutdown: Shutdown,
     _alive: mpsc::Sender<()>,
     _permit: OwnedSemaphorePermit,
+    stall: Duration,
 ) {
     // As the public listener's: a connection that never sent a request is dropped at
     // shutdown (hyper's graceful shutdown waits for its first request).
@@ -98,7 +113,8 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(stream), service);
+        .max_buf_size(MAX_BUF_BYTES)
+        .serve_connection(TokioIo::new(WriteBounded::new(stream, stall)), service);
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {

@@ -122,8 +122,14 @@ impl BoundSite {
     }
 
     /// Starts the API listener (if any) and returns what the main listener answers
-    /// outside the engine path. Both hold `alive` until their connections end.
-    pub(crate) fn start(self, shutdown: Shutdown, alive: mpsc::Sender<()>) -> Site {
+    /// outside the engine path. Both hold `alive` until their connections end. An API
+    /// connection whose peer reads nothing for `stall` is closed.
+    pub(crate) fn start(
+        self,
+        shutdown: Shutdown,
+        alive: mpsc::Sender<()>,
+        stall: std::time::Duration,
+    ) -> Site {
         let on_main = match (self.api_listener, self.api) {
             (Some(listener), Some(api)) => {
                 let metrics = self.metrics_moved.then(|| self.state.clone());
@@ -133,6 +139,7 @@ impl BoundSite {
                     metrics,
                     shutdown,
                     alive.clone(),
+                    stall,
                 ));
                 None
             }
@@ -227,7 +234,7 @@ mod tests {
     async fn site(config: &Config) -> Result<Site, SiteError> {
         let bound = bound(config).await?;
         let (alive, _finished) = mpsc::channel(1);
-        Ok(bound.start(Shutdown::never(), alive))
+        Ok(bound.start(Shutdown::never(), alive, std::time::Duration::from_secs(45)))
     }
 
     #[tokio::test]
@@ -253,7 +260,7 @@ mod tests {
         let bound = bound(&config).await?;
         assert!(bound.api_addr()?.is_some());
         let (alive, _finished) = mpsc::channel(1);
-        let main = bound.start(Shutdown::never(), alive);
+        let main = bound.start(Shutdown::never(), alive, std::time::Duration::from_secs(45));
         assert_eq!(get(&main, "/api/v1/namespaces").await.0, 404);
         Ok(())
     }
@@ -272,7 +279,7 @@ mod tests {
             .api_addr()?
             .ok_or_else(|| anyhow::anyhow!("no api listener"))?;
         let (alive, _finished) = mpsc::channel(1);
-        let main = bound.start(Shutdown::never(), alive);
+        let main = bound.start(Shutdown::never(), alive, std::time::Duration::from_secs(45));
         assert_eq!(get(&main, "/metrics").await.0, 404);
         assert_eq!(get(&main, "/health/ready").await.0, 200);
         let mut stream = tokio::net::TcpStream::connect(api).await?;

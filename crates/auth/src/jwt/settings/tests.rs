@@ -216,3 +216,20 @@ fn secrets_never_show_in_debug_output() {
     let shown = format!("{settings:?}");
     assert!(!shown.contains("0123456789abcdef"), "{shown}");
 }
+
+/// Like every other list in the configuration whose items hold no comma, the
+/// algorithms and the token sources may be one comma-separated string. Before, each
+/// string was one item: `"HS256, HS384"` was refused as an unknown algorithm.
+#[test]
+fn algorithms_and_token_sources_may_be_one_comma_separated_string() {
+    let settings = parse(
+        r#"
+        secret = "0123456789abcdef0123456789abcdef0123456789abcdef"
+        algorithms = "HS256, HS384"
+        token_sources = "cookie:jwt, bearer"
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(settings.algorithms, [Algorithm::HS256, Algorithm::HS384]);
+    assert_eq!(settings.sources.len(), 2, "{:?}", settings.sources);
+}
