@@ -209,6 +209,21 @@ pub(crate) fn load_average() -> String {
 }
 
 impl Machine {
+    /// A two-core machine of 4 GiB for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Machine {
+        Machine {
+            cpu: "test".to_owned(),
+            cores: 2,
+            memory_gib: 4.0,
+            kernel: "test".to_owned(),
+            open_files_limit: 20_000,
+            port_range: "32768-60999".to_owned(),
+            load_at_start: String::new(),
+            load_at_end: String::new(),
+        }
+    }
+
     /// Describes this machine; `load_at_start` was sampled when the run began.
     pub(crate) fn describe(load_at_start: String) -> Machine {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();

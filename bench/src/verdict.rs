@@ -608,7 +608,6 @@ impl<'a> Judging<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procstat::Machine;
     use crate::procstat::Peak;
     use crate::scenarios::Params;
     use crate::scenarios::churn::ChurnResult;
@@ -620,7 +619,6 @@ mod tests {
     use crate::scenarios::sse::TransportResult;
     use crate::scenarios::storm::StormResult;
     use crate::stats::Quantiles;
-    use crate::suite::Versions;
 
     /// Every result a clean smoke step leaves for `server`.
     fn clean(server: ServerKind, params: &Params) -> ServerReport {
@@ -925,23 +923,7 @@ mod tests {
                 _ => clean(kind, &params),
             })
             .collect();
-        SuiteReport {
-            mode: "smoke".to_owned(),
-            started_at: "2026-01-01 00:00:00".to_owned(),
-            machine: Machine {
-                cpu: "test".to_owned(),
-                cores: 2,
-                memory_gib: 4.0,
-                kernel: "test".to_owned(),
-                open_files_limit: 20_000,
-                port_range: "32768 60999".to_owned(),
-                load_at_start: String::new(),
-                load_at_end: String::new(),
-            },
-            versions: Versions::default(),
-            params,
-            servers,
-        }
+        SuiteReport::for_test("smoke", params, servers)
     }
 
     /// The entry of `kind`.

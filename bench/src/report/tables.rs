@@ -752,9 +752,7 @@ fn churn(report: &SuiteReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procstat::Machine;
     use crate::scenarios::Params;
-    use crate::suite::Versions;
     use serde_json::json;
 
     /// A fan-out on a room of 100 that published `broadcasts` in 10 s.
@@ -813,27 +811,15 @@ mod tests {
             rounds: vec![round(peak)],
             failures: Vec::new(),
         };
-        SuiteReport {
-            mode: "full".to_owned(),
-            started_at: "2026-12-07 10:00:00".to_owned(),
-            machine: Machine {
-                cpu: "test".to_owned(),
-                cores: 2,
-                memory_gib: 4.0,
-                kernel: "test".to_owned(),
-                open_files_limit: 20_000,
-                port_range: "32768-60999".to_owned(),
-                load_at_start: String::new(),
-                load_at_end: String::new(),
-            },
-            versions: Versions::default(),
+        SuiteReport::for_test(
+            "full",
             params,
-            servers: vec![
+            vec![
                 server(ServerKind::Switchboard, 50_000),
                 server(ServerKind::Socketioxide, 20_000),
                 server(ServerKind::Node, 50),
             ],
-        }
+        )
     }
 
     /// `kind`'s only round.

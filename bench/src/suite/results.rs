@@ -213,6 +213,22 @@ pub(crate) struct SuiteReport {
 }
 
 #[cfg(test)]
+impl SuiteReport {
+    /// A report of `servers` for tests, run in `mode` with `params` on a test machine
+    /// ([`Machine::for_test`]).
+    pub(crate) fn for_test(mode: &str, params: Params, servers: Vec<ServerReport>) -> Self {
+        SuiteReport {
+            mode: mode.to_owned(),
+            started_at: "2026-12-07 10:00:00".to_owned(),
+            machine: Machine::for_test(),
+            versions: Versions::default(),
+            params,
+            servers,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
