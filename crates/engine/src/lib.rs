@@ -43,7 +43,7 @@ pub use config::{
 pub use metrics::Metrics;
 pub use reason::DisconnectReason;
 pub use serve::{
-    HEADER_READ_TIMEOUT, MAX_BUF_BYTES, MAX_HEADER_BYTES, Site, WriteBounded,
+    HEADER_READ_TIMEOUT, MAX_BUF_BYTES, MAX_HEADER_BYTES, MIN_USER_TIMEOUT, Site, WriteBounded,
     drop_when_unacknowledged, not_found, serve,
 };
 pub use shutdown::Shutdown;

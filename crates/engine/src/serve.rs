@@ -166,7 +166,7 @@ pub async fn serve(
 /// option holds for every connection (the API's, static files', relays'), and a
 /// heartbeat of a few hundred milliseconds (tests, fast failure detection) would have
 /// let one burst of loss end them.
-const MIN_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const MIN_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Has the kernel drop `stream` once what was sent on it has gone unacknowledged for
 /// `after`, or [`MIN_USER_TIMEOUT`] if that is longer (`TCP_USER_TIMEOUT`, Linux

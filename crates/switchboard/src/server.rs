@@ -215,9 +215,12 @@ impl Server {
         let (alive, finished) = mpsc::channel(1);
         // Listener → engine path to the engine, every other request to the site.
         // An API connection may stall for the heartbeat's whole cycle, as the public
-        // listener's may.
+        // listener's may, but never less than 10 s: the heartbeat means nothing to an
+        // API client, and a fast one (2 s + 2 s) would cut off a backend still reading
+        // a large answer through a pause of its own.
         let engine = self.io.engine().config();
-        let stall = engine.ping_interval + engine.ping_timeout;
+        let stall =
+            (engine.ping_interval + engine.ping_timeout).max(switchboard_engine::MIN_USER_TIMEOUT);
         let site = self.site.start(self.shutdown.clone(), alive, stall);
         let mut accept = tokio::spawn(switchboard_engine::serve(
             self.listener,

@@ -35,7 +35,7 @@ pub(crate) const MAX_API_CONNECTIONS: usize = 1024;
 /// `stall`: how long a connection may go without its peer reading what is written to
 /// it (a write making no progress; data sent and not acknowledged, seen by the
 /// kernel), after which it is closed: the public listener's connections get the
-/// heartbeat's whole cycle, and so do these. Before 2026-12-08 an API connection had
+/// heartbeat's whole cycle, and so do these, but at least 10 s. Before 2026-12-08 an API connection had
 /// neither bound, so a client that asked for a large answer (`GET /api/v1/sockets`)
 /// and never read it held its place among [`MAX_API_CONNECTIONS`], and the answer,
 /// for as long as it kept the connection open.
