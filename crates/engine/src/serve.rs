@@ -147,11 +147,7 @@ pub async fn serve(
         // which cannot answer pings, had no other bound.
         let heartbeat = engine.config().ping_interval + engine.config().ping_timeout;
         drop_when_unacknowledged(&stream, heartbeat);
-        let stream = Counted {
-            stream: WriteBounded::new(stream, heartbeat),
-            _permit: permit,
-            _address: address,
-        };
+        let stream = WriteBounded::holding(stream, heartbeat, (permit, address));
         tokio::spawn(connection(
             stream,
             remote,
@@ -190,32 +186,37 @@ fn refused(engine: &EngineServer, remote: SocketAddr, why: &'static str) {
     tracing::debug!(?remote, "{why}");
 }
 
-/// A TCP connection with its place among `max_tcp_connections` (and its address's, when
-/// counted): both go back when the connection is dropped, by hyper or by the WebSocket
-/// it was upgraded to. A write that makes no progress for the heartbeat's whole cycle
-/// fails the connection ([`WriteBounded`]).
-#[derive(Debug)]
-struct Counted {
-    stream: WriteBounded,
-    _permit: OwnedSemaphorePermit,
-    _address: Option<AddressPermit>,
-}
+/// A TCP connection of the public listener with its place among
+/// `max_tcp_connections` (and its address's, when counted): both go back when the
+/// connection is dropped, by hyper or by the WebSocket it was upgraded to. A write
+/// that makes no progress for the heartbeat's whole cycle fails the connection.
+type Counted = WriteBounded<(OwnedSemaphorePermit, Option<AddressPermit>)>;
 
 /// A TCP stream whose writes fail (`TimedOut`) once one has made no progress for its
 /// limit: the peer stopped reading. The public listener's connections have it (the
-/// heartbeat's whole cycle), and the API listener's.
+/// heartbeat's whole cycle), and the API listener's. It holds `H` (the connection's
+/// places among the listener's bounds) until it is dropped.
 #[derive(Debug)]
-pub struct WriteBounded {
+pub struct WriteBounded<H = ()> {
     stream: TcpStream,
     stall: WriteStall,
+    _held: H,
 }
 
 impl WriteBounded {
     /// `stream`, whose writes may wait at most `limit` for the peer to read.
     pub fn new(stream: TcpStream, limit: Duration) -> Self {
+        WriteBounded::holding(stream, limit, ())
+    }
+}
+
+impl<H> WriteBounded<H> {
+    /// [`WriteBounded::new`], holding `held` until the stream is dropped.
+    pub fn holding(stream: TcpStream, limit: Duration, held: H) -> Self {
         WriteBounded {
             stream,
             stall: WriteStall::new(limit),
+            _held: held,
         }
     }
 }
@@ -274,7 +275,7 @@ impl WriteStall {
     }
 }
 
-impl AsyncRead for Counted {
+impl<H: Unpin> AsyncRead for WriteBounded<H> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -284,47 +285,7 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl AsyncRead for WriteBounded {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for WriteBounded {
+impl<H: Unpin> AsyncWrite for WriteBounded<H> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
