@@ -22,4 +22,5 @@ mod deterministic {
     mod recovery;
     mod refusals;
     mod sse;
+    mod take_over;
 }

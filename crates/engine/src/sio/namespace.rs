@@ -570,12 +570,21 @@ impl Namespace {
         self.handlers.run_room_changes(self, by, occupied, vacated);
     }
 
-    /// Removes `sid` from a room and reports it if it became empty.
-    pub(crate) fn leave(&self, sid: Sid, room: &str) {
-        if self.adapter.del(sid, room) {
-            self.handlers
-                .run_room_changes(self, sid, &[], &[Room::from(room)]);
-        }
+    /// Removes `sid` from a room; returns whether it became empty, for the caller to
+    /// report as [`Namespace::join_unreported`]'s.
+    pub(crate) fn leave_unreported(&self, sid: Sid, room: &str) -> bool {
+        self.adapter.del(sid, room)
+    }
+
+    /// Runs `f` with the socket registered under `sid` (`None`: none is), holding the
+    /// lock it is registered under: a socket resuming under `sid` registers only
+    /// once `f` is done, and joins its rooms only after that, so what `f` decides
+    /// from the holder still holds for the room changes it makes. `f` must not read
+    /// this namespace's sockets, send to them or run a room handler (the lock is not
+    /// reentrant): it changes the room index, and its caller reports.
+    pub(crate) fn with_holder<T>(&self, sid: Sid, f: impl FnOnce(Option<&Arc<Socket>>) -> T) -> T {
+        let sockets = read(&self.sockets);
+        f(sockets.get(&sid))
     }
 
     /// Runs `f` on the connected sockets `keep` accepts, in chunks of up to

@@ -61,6 +61,15 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
     next_ack: AtomicU64,
     connected: AtomicBool,
+    /// Whether the socket has closed: set once, by [`Socket::on_closed`], before the
+    /// namespace lets go of it. Not `!connected`: a socket still in its middleware is
+    /// not connected either, and its joins count (they carry over to the socket its
+    /// connection registers). Held across each change this socket makes to its rooms
+    /// in the index while it has not closed ([`Socket::change_rooms`]), so a close
+    /// cannot begin between a change's look at it and the change: the change lands
+    /// before the close takes the socket out of its rooms, never after a session
+    /// resumed under its id came in.
+    closed: Mutex<bool>,
     /// What waits for the connection handlers to finish; `None` once they have run.
     early: Mutex<Option<Box<Early>>>,
     /// What the application noted for the diagnosis of this socket's disconnect, the
@@ -182,6 +191,7 @@ impl Socket {
             acks: Mutex::default(),
             next_ack: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            closed: Mutex::new(false),
             early: Mutex::new(Some(Box::default())),
             explained: Mutex::new(None),
             joins: Mutex::new(()),
@@ -262,7 +272,12 @@ impl Socket {
     pub fn update_data(&self, change: impl FnOnce(&mut Value)) {
         change(&mut self.data.write().unwrap_or_else(|e| e.into_inner()));
         self.save_durable();
-        if let Some(o) = self.client.io().observer() {
+        // Not told for a closed socket whose id a resumed session holds now: an
+        // observer keeps data by socket id (the Admin UI), and this socket's would
+        // show as the resumed one's. (Saved it is not either: it is not connected.)
+        if let Some(o) = self.client.io().observer()
+            && !self.superseded()
+        {
             o.data_changed(self);
         }
     }
@@ -280,6 +295,59 @@ impl Socket {
     /// Whether the socket is still connected.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    fn lock_closed(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the socket has closed and its id is another socket's now: its client
+    /// resumed the session on another connection ([`Socket::take_over`], or its close
+    /// ran on another thread while the client came back). Its handlers may still run
+    /// (connection handlers held up, disconnect handlers), and whoever kept it (the
+    /// API, another node's request) may still call it; the room index and the
+    /// observers know sockets by id, so what it does to its rooms would be done to
+    /// the resumed socket's. A look only: [`Socket::change_rooms`] decides under the
+    /// locks that make it hold.
+    fn superseded(&self) -> bool {
+        // Copied out: the lock is not held while the namespace's is taken.
+        let closed = *self.lock_closed();
+        closed
+            && self
+                .ns
+                .socket(self.id)
+                .is_some_and(|held| !std::ptr::eq(Arc::as_ptr(&held), self))
+    }
+
+    /// Makes `change`, a change of this socket's rooms in the room index, unless the
+    /// socket has closed and its id is another socket's now (then `None`, and nothing
+    /// changed): a resumed session's rooms are its own, not those its stale socket's
+    /// handlers join or leave after the take-over.
+    ///
+    /// `change` must only touch the index: it runs under this socket's `closed` lock
+    /// or the namespace's lock of its sockets, and a room handler or an observer run
+    /// from it could wait for either.
+    ///
+    /// Not closed: `change` runs under the `closed` lock, so the close waits for it
+    /// and then takes the socket out of what it joined (or keeps it in its saved
+    /// session, as for any join before a close). Closed: under the namespace's lock
+    /// of its sockets, which a resumed socket is registered under (and joins its
+    /// rooms only after), so the id's holder cannot change between the look and the
+    /// change. A closed socket whose id nobody holds (or still itself: its close is
+    /// under way) changes its rooms as before; what it joins then is left again
+    /// ([`Socket::leave_rooms_joined_late`], [`Socket::leave_if_gone`]).
+    fn change_rooms<T>(&self, change: impl FnOnce() -> T) -> Option<T> {
+        {
+            let closed = self.lock_closed();
+            if !*closed {
+                return Some(change());
+            }
+        }
+        // Closed for good: the lock is not needed for the rest.
+        self.ns.with_holder(self.id, |held| {
+            held.is_none_or(|held| std::ptr::eq(Arc::as_ptr(held), self))
+                .then(change)
+        })
     }
 
     /// Emits an event to this client.
@@ -438,9 +506,20 @@ impl Socket {
     /// flag, then saves the session for recovery from the socket's rooms, then takes
     /// the socket out of the namespace and its rooms. Leaving in between took every
     /// room out of the saved session, and the client resumed in none.
+    ///
+    /// The look at the namespace and the leave are made under its lock of its sockets:
+    /// a session resumed under this id in between (registered, then in its rooms)
+    /// was taken out of them.
     fn leave_if_gone(&self) {
-        if !self.connected() && self.ns.socket(self.id).is_none() {
-            self.ns.leave_all(self.id);
+        if self.connected() {
+            return;
+        }
+        let vacated = self.ns.with_holder(self.id, |held| {
+            held.is_none()
+                .then(|| self.ns.leave_all_unreported(self.id))
+        });
+        if let Some(vacated) = vacated {
+            self.ns.report_room_changes(self.id, &[], &vacated);
         }
     }
 
@@ -458,6 +537,11 @@ impl Socket {
     /// connected when the join began and is gone by its end is taken out of the rooms
     /// again, as by [`Self::join_while_connected`].
     pub fn join_within(&self, rooms: &[&str], max: usize) -> usize {
+        // Nothing to count against the resumed socket's rooms (the join itself would
+        // not be made: see `change_rooms`).
+        if self.superseded() {
+            return 0;
+        }
         // A socket still in its middleware is not connected yet, and not left.
         let was_connected = self.connected();
         if max == usize::MAX {
@@ -514,7 +598,10 @@ impl Socket {
     /// may broadcast) and is saved once it is done. Returns the rooms to report.
     #[must_use = "the rooms that became occupied are to be reported"]
     pub(crate) fn join_unnoted(&self, rooms: &[&str]) -> Vec<Room> {
-        let occupied = self.ns.join_unreported(self.id, rooms);
+        let Some(occupied) = self.change_rooms(|| self.ns.join_unreported(self.id, rooms)) else {
+            tracing::debug!(socket = %self.id, "a closed socket's join not made: its session was resumed");
+            return Vec::new();
+        };
         let observer = self.client.io().observer();
         for room in rooms {
             self.step(Step::joined(room));
@@ -528,6 +615,9 @@ impl Socket {
     /// Leaves a room. Leaving a room the socket is not in changes nothing and costs
     /// nothing: no step, no session save (a client asking to leave made-up rooms in a
     /// loop would otherwise make one write to Redis each).
+    ///
+    /// A socket that has closed leaves nothing once its id is another socket's (a
+    /// session resumed on another connection): see [`Self::change_rooms`].
     pub fn leave(&self, room: &str) {
         // (`is_in` leaves out the socket's own id room, which Node lets it leave.)
         if room != self.id.as_str() && !self.ns.adapter().is_in(self.id, room) {
@@ -539,7 +629,15 @@ impl Socket {
             }
             _ => None,
         };
-        self.ns.leave(self.id, room);
+        let Some(vacated) = self.change_rooms(|| self.ns.leave_unreported(self.id, room)) else {
+            tracing::debug!(socket = %self.id, "a closed socket's leave not made: its session was resumed");
+            return;
+        };
+        // Reported outside the locks `change_rooms` took: a handler may broadcast.
+        if vacated {
+            self.ns
+                .report_room_changes(self.id, &[], &[Room::from(room)]);
+        }
         // After the leave: an event delivered to the room just before it still counts.
         if let Some((buffer, pid)) = noted {
             buffer.note_leave(pid, self, self.connected_at_offset, room);
@@ -812,13 +910,17 @@ impl Socket {
     /// Takes a closed socket out of the rooms its connection handlers joined after the
     /// close had taken it out of its rooms (unless its id is another socket's
     /// already: a session resumed since).
+    ///
+    /// The look at the namespace and the leave are made under its lock of its sockets:
+    /// a session resumed under this id in between (registered, then in its rooms)
+    /// was taken out of them.
     fn leave_rooms_joined_late(self: &Arc<Self>) {
-        if self
-            .ns
-            .socket(self.id)
-            .is_none_or(|s| Arc::ptr_eq(&s, self))
-        {
-            self.ns.leave_all(self.id);
+        let vacated = self.ns.with_holder(self.id, |held| {
+            held.is_none_or(|held| Arc::ptr_eq(held, self))
+                .then(|| self.ns.leave_all_unreported(self.id))
+        });
+        if let Some(vacated) = vacated {
+            self.ns.report_room_changes(self.id, &[], &vacated);
         }
     }
 
@@ -984,6 +1086,11 @@ impl Socket {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return;
         }
+        // Closed before anything below: from here on its room changes are checked
+        // against whoever holds its id. Until the namespace lets go of it below, that
+        // is itself, so they are made as before (its session is saved from its rooms
+        // first, then it leaves them); once a resumed socket holds the id, none is.
+        *self.lock_closed() = true;
         {
             let (breadcrumbs, dropped) = self.timeline();
             let mut facts = self.session.facts(reason);
@@ -1031,9 +1138,19 @@ impl Socket {
     /// The application's disconnect handlers (`None`: its connection handlers never
     /// ran, so neither do these), then the namespace let go when a pattern made it and
     /// this was its last socket: after the handlers, which may still broadcast.
+    ///
+    /// Rooms the disconnect handlers joined are left again, as the connection
+    /// handlers' are: the socket's close took it out of its rooms before they ran,
+    /// and a client resuming the session later (on this node, under this id) came back
+    /// in them too; a take-over runs these handlers just before the resumed socket
+    /// registers.
     fn after_close(self: &Arc<Self>, handlers: Option<DisconnectReason>) {
         if let Some(reason) = handlers {
             self.ns.handlers().run_disconnect(self, reason);
+            // Most disconnect handlers join nothing: a look first, no index write.
+            if self.ns.adapter().socket_room_count(self.id) > 0 {
+                self.leave_rooms_joined_late();
+            }
         }
         if self.ns.removable() {
             self.client.io().release(&self.ns);
