@@ -1426,8 +1426,8 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
 ///
 /// The answer goes first, under the client lock and the namespace's lock of its
 /// sockets: once registered, the socket can be reached from other threads (a
-/// broadcast not kept for recovery, another node's `disconnectSockets`, an observer
-/// told it connected), and what they send must follow the answer, as it does in
+/// broadcast not kept for recovery, another node's `disconnectSockets`; then the
+/// observer is told it connected), and what they send must follow the answer, as it does in
 /// Node, which answers before anything else runs. Packets the client sends once it
 /// has the answer look the socket up under the client lock, and a look-up in the
 /// namespace waits for the lock of its sockets, so both find it registered.
@@ -1450,6 +1450,10 @@ fn register(
         let _ = socket.send_frames(answer, false);
         socket.mark_connected();
     });
+    // Outside the namespace's lock of its sockets, which is not reentrant: an observer
+    // may read the namespace or broadcast to it (before 2026-12-08 it was told under
+    // that lock, and either hung the namespace for good).
+    socket.tell_connected();
     // Room for exactly one more: most connections join one namespace, and a grown
     // list would keep room for four for the connection's whole life.
     state.sockets.reserve_exact(1);

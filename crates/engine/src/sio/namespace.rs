@@ -508,8 +508,8 @@ impl Namespace {
         BroadcastOperator::with_options(self.clone(), opts)
     }
 
-    /// Registers `socket`, running `first` (its CONNECT answer, the socket marked
-    /// connected) under the lock that broadcasts and look-ups read the sockets under:
+    /// Registers `socket`, running `first` (its CONNECT answer queued, the socket
+    /// marked connected) under the lock that broadcasts and look-ups read the sockets under:
     /// what they send to the socket comes after what `first` queued, and whoever looks
     /// for the socket once its client has the answer finds it. `first` must not read
     /// this namespace's sockets (or send to it): the lock is not reentrant.

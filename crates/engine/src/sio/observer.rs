@@ -21,9 +21,9 @@ use super::Socket;
 pub trait Observer: Send + Sync + 'static {
     /// A socket joined its namespace (after its middleware, before its handlers). Its
     /// CONNECT answer is queued already, so what is sent to it from here follows the
-    /// answer. Told under the client's lock, the namespace's lock of its sockets and,
-    /// with recovery on, its recovery lock: reading that namespace's sockets or
-    /// sending to it from here would wait for itself, so queue what it reports, as
+    /// answer. Told under the client's lock (so before any `disconnected` of it) and,
+    /// with recovery on, the namespace's recovery lock: with recovery on, sending to
+    /// that namespace from here would wait for itself, so queue what it reports, as
     /// the trait asks.
     fn connected(&self, socket: &Arc<Socket>) {
         let _ = socket;

@@ -336,12 +336,22 @@ impl Socket {
     /// change. A closed socket whose id nobody holds (or still itself: its close is
     /// under way) changes its rooms as before; what it joins then is left again
     /// ([`Socket::leave_rooms_joined_late`], [`Socket::leave_if_gone`]).
-    fn change_rooms<T>(&self, change: impl FnOnce() -> T) -> Option<T> {
+    ///
+    /// A join (`joining`) is never made once the socket has closed, whoever holds its
+    /// id: nothing will be delivered to it, and made in the instant between its close
+    /// letting go of the id and a resumed socket's registration, it went to the
+    /// resumed socket (before 2026-12-08; what its handlers joined was left again only
+    /// if they ended before that registration), or, nobody resuming, stayed in the
+    /// index with nothing to take it out.
+    fn change_rooms<T>(&self, joining: bool, change: impl FnOnce() -> T) -> Option<T> {
         {
             let closed = self.lock_closed();
             if !*closed {
                 return Some(change());
             }
+        }
+        if joining {
+            return None;
         }
         // Closed for good: the lock is not needed for the rest.
         self.ns.with_holder(self.id, |held| {
@@ -354,6 +364,13 @@ impl Socket {
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         if is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
+        }
+        // A socket that has closed sends nothing, as in Node, whose socket drops what
+        // it is asked to send once its connection is gone: with recovery on, the
+        // event goes to the room of its id, which after a take-over is the resumed
+        // socket's (before 2026-12-08 a stale socket's handlers' emits reached it).
+        if *self.lock_closed() {
+            return Err(EmitError::Disconnected);
         }
         let payload = payload.into();
         let recorded = self.ns.recovery().is_some();
@@ -598,8 +615,9 @@ impl Socket {
     /// may broadcast) and is saved once it is done. Returns the rooms to report.
     #[must_use = "the rooms that became occupied are to be reported"]
     pub(crate) fn join_unnoted(&self, rooms: &[&str]) -> Vec<Room> {
-        let Some(occupied) = self.change_rooms(|| self.ns.join_unreported(self.id, rooms)) else {
-            tracing::debug!(socket = %self.id, "a closed socket's join not made: its session was resumed");
+        let Some(occupied) = self.change_rooms(true, || self.ns.join_unreported(self.id, rooms))
+        else {
+            tracing::debug!(socket = %self.id, "a closed socket's join not made");
             return Vec::new();
         };
         let observer = self.client.io().observer();
@@ -629,7 +647,8 @@ impl Socket {
             }
             _ => None,
         };
-        let Some(vacated) = self.change_rooms(|| self.ns.leave_unreported(self.id, room)) else {
+        let Some(vacated) = self.change_rooms(false, || self.ns.leave_unreported(self.id, room))
+        else {
             tracing::debug!(socket = %self.id, "a closed socket's leave not made: its session was resumed");
             return;
         };
@@ -834,11 +853,19 @@ impl Socket {
         self.session.is_closed()
     }
 
+    /// Marks the socket connected (not yet told to the observer: see
+    /// [`Self::tell_connected`]).
     pub(crate) fn mark_connected(self: &Arc<Self>) {
         self.connected.store(true, Ordering::Release);
         self.step(Step::Connected {
             recovered: self.recovered,
         });
+    }
+
+    /// Tells the observer the socket connected: once it is registered, and before
+    /// anything can close it (the caller holds the client's lock, which a close
+    /// takes first), so the observer hears `connected` before `disconnected`.
+    pub(crate) fn tell_connected(self: &Arc<Self>) {
         if let Some(o) = self.client.io().observer() {
             o.connected(self);
         }

@@ -5,62 +5,10 @@
 //! connection handler does outlives the socket. (Real threads, not the paused clock:
 //! the race is between two of them.)
 
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::harness::{Client, config, server};
-
-/// Holds a connection handler on its thread: [`Gate::hold`] (in the handler) says it
-/// has begun and waits; the test waits for that with [`Gate::entered`], does what it
-/// races, and lets it go with [`Gate::open`].
-struct Gate {
-    entered_tx: Mutex<mpsc::Sender<()>>,
-    entered: Mutex<mpsc::Receiver<()>>,
-    go_tx: Mutex<mpsc::Sender<()>>,
-    go: Mutex<mpsc::Receiver<()>>,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        let (entered_tx, entered) = mpsc::channel();
-        let (go_tx, go) = mpsc::channel();
-        Arc::new(Gate {
-            entered_tx: Mutex::new(entered_tx),
-            entered: Mutex::new(entered),
-            go_tx: Mutex::new(go_tx),
-            go: Mutex::new(go),
-        })
-    }
-
-    /// In the handler: blocks this thread until the test opens the gate.
-    fn hold(&self) {
-        self.entered_tx.lock().unwrap().send(()).unwrap();
-        self.go
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap();
-    }
-
-    /// In the test: until a handler is held.
-    async fn entered(self: &Arc<Self>) {
-        let gate = self.clone();
-        tokio::task::spawn_blocking(move || {
-            gate.entered
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap()
-        })
-        .await
-        .unwrap();
-    }
-
-    fn open(&self) {
-        self.go_tx.lock().unwrap().send(()).unwrap();
-    }
-}
+use super::harness::{Client, Gate, config, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_disconnected_while_its_connection_handler_runs_is_disconnected_after_it() {

@@ -1,5 +1,6 @@
 //! A polling client that talks to an in-process `Io` through `Io::handle`.
 
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -204,3 +205,54 @@ macro_rules! memory_index {
     reason = "the harness is shared by test binaries that have no adapter"
 )]
 pub(crate) use memory_index;
+
+/// Holds a handler on its thread (real threads, not the paused clock): [`Gate::hold`] (in the handler) says it
+/// has begun and waits; the test waits for that with [`Gate::entered`], does what it
+/// races, and lets it go with [`Gate::open`].
+pub(crate) struct Gate {
+    entered_tx: Mutex<mpsc::Sender<()>>,
+    entered: Mutex<mpsc::Receiver<()>>,
+    go_tx: Mutex<mpsc::Sender<()>>,
+    go: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Arc<Self> {
+        let (entered_tx, entered) = mpsc::channel();
+        let (go_tx, go) = mpsc::channel();
+        Arc::new(Gate {
+            entered_tx: Mutex::new(entered_tx),
+            entered: Mutex::new(entered),
+            go_tx: Mutex::new(go_tx),
+            go: Mutex::new(go),
+        })
+    }
+
+    /// In the handler: blocks this thread until the test opens the gate.
+    pub(crate) fn hold(&self) {
+        self.entered_tx.lock().unwrap().send(()).unwrap();
+        self.go
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap();
+    }
+
+    /// In the test: until a handler is held.
+    pub(crate) async fn entered(self: &Arc<Self>) {
+        let gate = self.clone();
+        tokio::task::spawn_blocking(move || {
+            gate.entered
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+        })
+        .await
+        .unwrap();
+    }
+
+    pub(crate) fn open(&self) {
+        self.go_tx.lock().unwrap().send(()).unwrap();
+    }
+}

@@ -165,3 +165,45 @@ async fn what_reaches_a_socket_once_it_is_registered_follows_its_connect_answer(
     assert!(packets[0].starts_with("40{\"sid\":"), "{body:?}");
     assert_eq!(packets[1], "42[\"welcome\",1]", "{body:?}");
 }
+
+/// An observer that announces each socket to its namespace from `connected`.
+struct Announcing {
+    io: std::sync::OnceLock<switchboard_engine::Io>,
+}
+
+impl Observer for Announcing {
+    fn connected(&self, socket: &Arc<Socket>) {
+        if let Some(io) = self.io.get() {
+            io.of("/").emit("joined", vec![json!(socket.id().as_str())]);
+        }
+    }
+}
+
+/// With recovery off, an observer may broadcast to the socket's namespace (or read
+/// its sockets) from `connected`. Before, it was told under the namespace's lock of
+/// its sockets, which is not reentrant: the connect never finished, and the thread
+/// held the lock for good, so every later broadcast to the namespace hung too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_may_broadcast_to_the_namespace_from_connected() {
+    let io = server(config());
+    let announcing = Arc::new(Announcing {
+        io: std::sync::OnceLock::new(),
+    });
+    assert!(io.observe(announcing.clone()));
+    let _ = announcing.io.set(io.clone());
+    let (done, finished) = std::sync::mpsc::channel();
+    let connecting = io.clone();
+    tokio::spawn(async move {
+        let client = Client::handshake(&connecting).await;
+        client.post("40").await;
+        let _ = done.send(client.get().await);
+    });
+    let body = tokio::task::spawn_blocking(move || {
+        finished.recv_timeout(std::time::Duration::from_secs(20))
+    })
+    .await
+    .unwrap()
+    .expect("connected (the observer's broadcast did not hang on the namespace's lock)");
+    assert!(body.starts_with("40{\"sid\":"), "{body:?}");
+    assert!(body.contains("joined"), "{body:?}");
+}

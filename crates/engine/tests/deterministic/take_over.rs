@@ -6,7 +6,6 @@
 //! thread (real threads, not the paused clock) while the client resumes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,58 +14,7 @@ use switchboard_engine::Socket;
 use switchboard_engine::sio::{Observer, RecoveryConfig};
 use switchboard_engine::{DisconnectReason, Io, Namespace};
 
-use super::harness::{Client, config, request, server};
-
-/// Holds a handler on its thread: [`Gate::hold`] (in the handler) says it has begun
-/// and waits; the test waits for that with [`Gate::entered`], does what it races, and
-/// lets it go with [`Gate::open`]. (As in `connect_order`.)
-struct Gate {
-    entered_tx: Mutex<mpsc::Sender<()>>,
-    entered: Mutex<mpsc::Receiver<()>>,
-    go_tx: Mutex<mpsc::Sender<()>>,
-    go: Mutex<mpsc::Receiver<()>>,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        let (entered_tx, entered) = mpsc::channel();
-        let (go_tx, go) = mpsc::channel();
-        Arc::new(Gate {
-            entered_tx: Mutex::new(entered_tx),
-            entered: Mutex::new(entered),
-            go_tx: Mutex::new(go_tx),
-            go: Mutex::new(go),
-        })
-    }
-
-    /// In the handler: blocks this thread until the test opens the gate.
-    fn hold(&self) {
-        self.entered_tx.lock().unwrap().send(()).unwrap();
-        self.go
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap();
-    }
-
-    /// In the test: until a handler is held.
-    async fn entered(self: &Arc<Self>) {
-        let gate = self.clone();
-        tokio::task::spawn_blocking(move || {
-            gate.entered
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap()
-        })
-        .await
-        .unwrap();
-    }
-
-    fn open(&self) {
-        self.go_tx.lock().unwrap().send(()).unwrap();
-    }
-}
+use super::harness::{Client, Gate, config, request, server};
 
 /// A server with connection state recovery on `/`. Pings far apart: the held client
 /// answers none, and must not time out while a test runs on real threads.
@@ -311,4 +259,34 @@ async fn a_stale_socket_held_elsewhere_changes_no_room_or_data_of_the_resumed_so
         "the stale socket's data was told as the resumed one's: {:?}",
         watch.told.lock().unwrap()
     );
+}
+
+/// A socket that has closed joins no room and sends nothing, whoever holds its id: a
+/// stale socket's emit with recovery on went to the room of its id, so it reached
+/// the resumed client; and a socket whose client left for good, joined afterwards by
+/// whoever still held it, stayed in the room with nothing to take it out.
+#[tokio::test(start_paused = true)]
+async fn a_closed_socket_joins_no_room_and_sends_nothing() {
+    let io = recovering_server();
+    let old = Client::handshake(&io).await;
+    old.post("40").await;
+    let (sid, pid) = connect_answer(&old.get().await);
+    let stale = io.of("/").sockets().pop().expect("registered");
+    let (back, resumed) = resume(&io, &pid).await;
+    assert_eq!(resumed, sid, "recovered, under the same id");
+    assert!(stale.emit("ghost", vec![json!(1)]).is_err());
+    let live = io.of("/").sockets().pop().expect("the resumed socket");
+    live.emit("real", vec![json!(2)]).unwrap();
+    let body = back.get().await;
+    assert!(body.contains("real"), "{body:?}");
+    assert!(
+        !body.contains("ghost"),
+        "the stale socket's emit arrived: {body:?}"
+    );
+
+    // Nobody resumes this one: its client leaves the namespace for good.
+    back.post("41").await;
+    until("the socket is gone", || io.of("/").socket_count() == 0).await;
+    live.join(&["late"]);
+    assert_eq!(io.of("/").adapter().room_size("late"), 0);
 }
