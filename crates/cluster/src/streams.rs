@@ -13,7 +13,7 @@
 //!   leaves or changes its data, refreshed while it lives, and taken (an idempotent
 //!   claim, [`CLAIM_SESSION`]) by whichever node the client comes back to. A session
 //!   whose socket left without one to keep (its client ended it, or was kicked) is
-//!   deleted at once, not behind the node's stream writes ([`forget_at_once`]).
+//!   deleted at once, not behind the node's stream writes ([`deleter`]).
 //! - Stream writes go out from a writer on a thread of its own (not behind the node's
 //!   socket tasks), in order, pipelined.
 //! - While Redis is down, stream writes wait in order in memory (up to
@@ -23,6 +23,7 @@
 //!
 //! [`reply`] walks what XREAD and XRANGE answer without copying it.
 
+mod deleter;
 mod queue;
 mod reply;
 
@@ -57,7 +58,8 @@ use crate::questions;
 use crate::redis_cluster::{SlotPipes, beside};
 use crate::sign::Signer;
 use crate::{ClusterConfig, ClusterError, NodeHandle, random_uid};
-use queue::{Direct, Taker, WriteQueue};
+use deleter::Deleter;
+use queue::{Taker, WriteQueue};
 use reply::{Entry, ReplyError};
 
 /// Stream writes kept while Redis is unreachable; beyond this, new ones are dropped
@@ -115,6 +117,12 @@ enum Write {
         epoch: u64,
         fence: bool,
     },
+    /// A save taken out of a batch the writer holds, because its socket's session was
+    /// deleted at once since ([`queue::Taker::strip`]): sends nothing. It keeps the
+    /// save's place so the runs of entries around it keep their numbers when the batch
+    /// is sent again ([`APPEND_ONCE`]: two runs merged into one under the first's
+    /// number would be skipped whole if Redis had applied that first run).
+    Withdrawn { key: String },
 }
 
 impl Write {
@@ -123,7 +131,9 @@ impl Write {
         match self {
             Write::Entry(fields, _) => fields.iter().map(|(k, v)| k.len() + v.len()).sum(),
             Write::SaveSession { key, value, .. } => key.len() + value.len(),
-            Write::Forget { key, .. } | Write::SaveWaiting { key, .. } => key.len(),
+            Write::Forget { key, .. }
+            | Write::SaveWaiting { key, .. }
+            | Write::Withdrawn { key } => key.len(),
         }
     }
 }
@@ -177,6 +187,8 @@ pub(crate) struct StreamsNode {
     read_to: tokio::sync::watch::Sender<(u64, u64)>,
     /// Stream entries and session writes for the [`writer`], in order.
     writes: WriteQueue,
+    /// Deletions of sessions whose socket left, for the [`deleter`] to write at once.
+    deleter: Deleter,
     /// Requests and answers over pub/sub, and this node's uid.
     exchange: Exchange,
 }
@@ -217,6 +229,7 @@ impl StreamsNode {
     ) -> Result<Arc<StreamsNode>, ClusterError> {
         let (writes, taker, writes_rx) =
             WriteQueue::new(MAX_PENDING_WRITES, MAX_PENDING_WRITE_BYTES);
+        let (deleter, deletions) = Deleter::new();
         let node = Arc::new(StreamsNode {
             config: config.clone(),
             broker: OnceLock::new(),
@@ -230,6 +243,7 @@ impl StreamsNode {
             behind: std::sync::atomic::AtomicBool::new(false),
             read_to: tokio::sync::watch::channel((0, 0)).0,
             writes,
+            deleter,
             exchange: Exchange::new(
                 format!("{:016x}", rand::random::<u64>()),
                 &config.key_prefix,
@@ -249,6 +263,11 @@ impl StreamsNode {
             WriteTarget::new(config, node.uid()),
             broker.health().clone(),
         ))?;
+        tokio::spawn(deletions.run(
+            broker.target().clone(),
+            broker.health().clone(),
+            shutdown.clone(),
+        ));
         let redis = broker.target().clone();
         let _ = node.broker.set(broker);
         tokio::spawn(reader(Arc::downgrade(&node), redis, shutdown.clone()));
@@ -1276,61 +1295,30 @@ fn durable_session(
 /// How long a deleted session's fence lasts: a save of the same socket written after
 /// the deletion follows it in the same node's write queue, moments later (or, for a
 /// deletion written at once, is the save that waited in that queue when it was sent).
+/// A save the writer already holds in a batch it keeps sending again (Redis away, or
+/// too few replicas) could outlast it: the writer takes such saves out of the batch
+/// once the deletion is made ([`queue::Taker::strip`]).
 const FORGET_FENCE: Duration = Duration::from_secs(60);
+
+/// `ARGV[2]` of [`FORGET_SESSION`]: the fence's lifetime in ms, 0 for none.
+fn fence_ms(fence: bool) -> u64 {
+    match fence {
+        true => u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX),
+        false => 0,
+    }
+}
 
 /// The [`FORGET_SESSION`] call deleting the session at `key` for the socket of
 /// `epoch`, fencing off its later saves when `fence` (its socket left).
 fn forget_session(key: &str, epoch: u64, fence: bool) -> redis::Cmd {
-    let fence = match fence {
-        true => u64::try_from(FORGET_FENCE.as_millis()).unwrap_or(u64::MAX),
-        false => 0,
-    };
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(FORGET_SESSION)
         .arg(2)
         .arg(key)
         .arg(epoch_key(key))
         .arg(epoch)
-        .arg(fence);
+        .arg(fence_ms(fence));
     cmd
-}
-
-/// Deletes, at once, the session of a socket that left without one to keep (its
-/// client ended it, or it was kicked), rather than behind the node's write queue.
-///
-/// Why: the queue holds the stream entries of every broadcast, and with a busy
-/// publisher (or a batch waiting for replicas that do not answer) a deletion waited
-/// behind them. A client that ends its session and connects again at once keeps its
-/// `pid` (the official client does), and a balancer may send it to another node,
-/// which took the session still stored and resumed what the client had ended. Node
-/// never stores such a session.
-///
-/// Why it is safe beside the queue: the deletion fences (`ARGV[2]` of
-/// [`FORGET_SESSION`]), so [`SAVE_SESSION`] ignores every later save of the socket's
-/// epoch, and an earlier one is deleted by it. A save of that epoch still queued or in
-/// flight when this is sent (one the queue's writer holds, the 20 s refresh: live
-/// saves, as this deletion is the socket's only fenced write) reaches Redis before it
-/// (deleted) or after it (ignored): either way the session is gone, as in queue
-/// order. A save of a later epoch (the session taken since) wins in either order, as
-/// in the queue, because Redis' epoch is already past this one. The waiting save is
-/// taken out of the queue all the same ([`WriteQueue::forget_at_once`]).
-///
-/// When Redis does not take it (away, or slow past the response timeout: the
-/// deletion may then have been applied, and a second one is ignored), it is queued
-/// after all, and the writer retries it until Redis has it. Until one or the other,
-/// the queue counts it unsent, so a drain waits for it.
-async fn forget_at_once(mut conn: Conn, direct: Direct, health: Arc<Health>) {
-    let deleted: redis::RedisResult<redis::Value> =
-        forget_session(direct.key(), direct.epoch(), true)
-            .query_async(&mut conn)
-            .await;
-    if let Err(err) = deleted {
-        health.trouble();
-        tracing::debug!(error = %err, "session deletion failed; queued instead");
-        if !direct.queue() {
-            write_dropped(&health);
-        }
-    }
 }
 
 /// The key of the epoch of the session stored at `key`.
@@ -1478,8 +1466,8 @@ impl WriteTarget {
                         .ignore();
                     i += 1;
                 }
-                // Filled or dropped before a batch is sent.
-                Write::SaveWaiting { .. } => i += 1,
+                // Filled or dropped before a batch is sent; taken out of it.
+                Write::SaveWaiting { .. } | Write::Withdrawn { .. } => i += 1,
                 Write::Forget { key, epoch, fence } => {
                     pipes
                         .pipe(key.as_bytes())
@@ -1573,11 +1561,20 @@ async fn writer(
             continue;
         }
         loop {
+            // Each time, the first included: the saves of sessions deleted at once
+            // since the batch was filled are not sent (again). A batch Redis keeps
+            // failing is sent again for as long as that lasts, past the deletion's
+            // fence ([`FORGET_FENCE`]), and its save would bring the session back.
+            taker.strip(&mut batch);
             match target.send(conn.get(), &batch).await {
                 Ok(()) => {
+                    let written = batch
+                        .iter()
+                        .filter(|w| !matches!(w, Write::Withdrawn { .. }))
+                        .count();
                     health
                         .published
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        .fetch_add(written as u64, Ordering::Relaxed);
                     health.commands(true);
                     backoff = Duration::from_millis(50);
                     for write in &mut batch {
@@ -1675,15 +1672,17 @@ impl SessionStore for StreamsNode {
 
     fn forget(&self, pid: &str, epoch: u64, ended: bool) {
         let key = session_key(&self.config.session_key_prefix, pid);
-        // The socket left: its client may be connecting to another node already
-        // ([`forget_at_once`]). Off a runtime (nothing to send it from), it is queued.
-        if ended && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // The socket left: its client may be connecting to another node already, so
+        // the deletion goes to Redis at once ([`deleter`]), unless the deleter cannot
+        // take it now (behind by a whole channel, or Redis failing): then it is queued
+        // behind the node's other writes, as every deletion was before.
+        if ended {
             let direct = self.writes.forget_at_once(key, epoch);
-            runtime.spawn(forget_at_once(
-                self.broker().conn(),
-                direct,
-                self.health().clone(),
-            ));
+            if let Err(direct) = self.deleter.delete(direct)
+                && !direct.queue()
+            {
+                self.write_dropped();
+            }
             return;
         }
         // A connected socket's session grown too large to store keeps queue order:
@@ -2599,7 +2598,7 @@ mod tests {
         assert!(ttl > 0, "the epoch key expires: {ttl}");
     }
 
-    /// A deletion written at once for a socket that left ([`forget_at_once`]) leaves no
+    /// A deletion written at once for a socket that left ([`deleter`]) leaves no
     /// session whichever way it crosses that socket's live save of the same epoch
     /// still in the write queue: sent before the deletion, the save is deleted; after
     /// it, ignored (the fence). A save of a later epoch (the session taken since) wins

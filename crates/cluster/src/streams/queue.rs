@@ -13,9 +13,13 @@
 //!
 //! A deletion of a session whose socket has left ([`WriteQueue::forget_at_once`]) is
 //! not queued: it goes to Redis at once, beside the queue, so that it does not wait
-//! behind the node's stream entries (see `streams::forget_at_once`). It still takes
-//! the waiting save out, and counts among the unsent bytes until Redis has it, or is
-//! queued after all when Redis could not take it ([`Direct::queue`]).
+//! behind the node's stream entries (see `streams::deleter`). It still takes the
+//! waiting save out, and counts among the unsent bytes until Redis has it, or is
+//! queued after all when it could not be sent so ([`Direct::queue`]). A save of that
+//! session the writer already took, in a batch it holds (Redis failing, or too few
+//! replicas), is taken out of that batch before the writer sends it again
+//! ([`Taker::strip`]): the deletion's fence in Redis lasts a minute, and a batch may
+//! be sent again for longer.
 //!
 //! No IO: the writer task owns the receiving end and a [`Taker`], whose
 //! [`Taker::fill`] it calls on each batch it takes and [`Taker::sent`] once Redis has
@@ -83,9 +87,10 @@ impl Direct {
         self.epoch
     }
 
-    /// Redis did not take it: the deletion is queued after all (fenced, as it was
-    /// meant), for the writer to send in order, retrying until Redis has it. False
-    /// when the queue is full and it was dropped.
+    /// It could not be written at once (Redis did not take it, or the deleter was a
+    /// whole channel behind, failing, or gone): the deletion is queued after all
+    /// (fenced, as it was meant), for the writer to send in order, retrying until
+    /// Redis has it. False when the queue is full and it was dropped.
     pub(super) fn queue(mut self) -> bool {
         let key = std::mem::take(&mut self.key);
         self.queue.forget(key, self.epoch, true)
@@ -110,11 +115,30 @@ struct Shared {
     saves: Mutex<HashMap<String, Saved>>,
     /// The number of the next placeholder.
     next_seq: AtomicU64,
+    /// The saves of the batch the writer holds, and the deletions written at once
+    /// since it took them. Locked after `saves` when both are.
+    held: Mutex<Held>,
+}
+
+/// The batch the writer took and has not yet seen Redis take, as far as deletions
+/// written at once care: at most one entry per save in it (a batch is at most 256
+/// writes), so bounded however long Redis keeps failing.
+#[derive(Debug, Default)]
+struct Held {
+    /// The key and epoch of each save in the batch.
+    saves: HashMap<String, u64>,
+    /// The latest epoch deleted at once, since the batch was taken, of each key in
+    /// `saves`: its saves of that epoch or older are not to be sent again.
+    deleted: HashMap<String, u64>,
 }
 
 impl Shared {
     fn lock_saves(&self) -> MutexGuard<'_, HashMap<String, Saved>> {
         self.saves.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `bytes` of the byte budget; false when they do not fit.
@@ -143,6 +167,7 @@ impl WriteQueue {
             max_bytes,
             saves: Mutex::default(),
             next_seq: AtomicU64::new(0),
+            held: Mutex::default(),
         });
         let taker = Taker {
             shared: shared.clone(),
@@ -259,12 +284,25 @@ impl WriteQueue {
     /// Takes out the waiting save of the session under `key` (as [`WriteQueue::forget`]
     /// does) for a deletion its caller writes to Redis itself, at once: the deletion
     /// counts among the unsent bytes (a drain waits for it) until the [`Direct`] is
-    /// dropped, or queued with [`Direct::queue`] when Redis could not take it.
+    /// dropped, or queued with [`Direct::queue`] when it could not be written so.
+    ///
+    /// A save of the session in the batch the writer holds is not sent again
+    /// ([`Taker::strip`]).
     ///
     /// Only for a deletion that fences (its socket left): nothing then depends on its
     /// order with this queue's writes of the same session ([`super::FORGET_SESSION`]).
     pub(super) fn forget_at_once(&self, key: String, epoch: u64) -> Direct {
-        self.withdraw(&key, epoch);
+        {
+            // Under the lock the writer fills a batch under: the save is either still
+            // waiting (taken out here) or in the batch the writer holds (marked here).
+            let mut saves = self.lock_saves();
+            self.withdraw(&mut saves, &key, epoch);
+            let mut held = self.shared.lock_held();
+            if held.saves.contains_key(&key) {
+                let deleted = held.deleted.entry(key.clone()).or_default();
+                *deleted = (*deleted).max(epoch);
+            }
+        }
         let bytes = key.len();
         // Not held to the budget: the deletion is in flight, not kept here, and a full
         // queue must not keep a client's deletion from Redis.
@@ -283,8 +321,7 @@ impl WriteQueue {
     /// Takes the waiting save of `key` out of the queue, unless it is of a later epoch
     /// than `epoch`: Redis would ignore a deletion of `epoch` after it
     /// ([`super::FORGET_SESSION`]).
-    fn withdraw(&self, key: &str, epoch: u64) {
-        let mut saves = self.lock_saves();
+    fn withdraw(&self, saves: &mut HashMap<String, Saved>, key: &str, epoch: u64) {
         if saves.get(key).is_some_and(|waiting| waiting.epoch <= epoch)
             && let Some(waiting) = saves.remove(key)
         {
@@ -334,10 +371,61 @@ impl Taker {
         // A backlog (Redis slow or away) grew the map to up to 100,000 waiting saves:
         // its table is given back once they went.
         switchboard_engine::capacity::give_back(&mut *saves, 1024);
+        // Still under the saves lock: a deletion written at once from now on finds
+        // its session's save here, not in the map.
+        let mut held = self.shared.lock_held();
+        held.deleted.clear();
+        held.saves.clear();
+        for write in batch.iter() {
+            if let Write::SaveSession { key, epoch, .. } = write {
+                let held_epoch = held.saves.entry(key.clone()).or_default();
+                *held_epoch = (*held_epoch).max(*epoch);
+            }
+        }
+    }
+
+    /// Takes out of `batch`, the batch the writer holds, each save of a session
+    /// deleted at once since it was filled ([`WriteQueue::forget_at_once`]) for the
+    /// socket of the save's epoch or a later one; its bytes leave the budget. The
+    /// save keeps its place as a [`Write::Withdrawn`] (the entries' run numbers).
+    ///
+    /// Why: that deletion fences the socket's later saves for a minute
+    /// ([`super::FORGET_FENCE`]), while a batch Redis keeps failing (too few replicas
+    /// acknowledge it, or Redis is away) is sent again for as long as that lasts; once
+    /// the fence expired, the next try saved the session again with its whole life,
+    /// and a client that had ended it was resumed by another node.
+    pub(super) fn strip(&self, batch: &mut [Write]) {
+        let held = self.shared.lock_held();
+        if held.deleted.is_empty() {
+            return;
+        }
+        for write in batch.iter_mut() {
+            let Write::SaveSession {
+                key, value, epoch, ..
+            } = write
+            else {
+                continue;
+            };
+            if held
+                .deleted
+                .get(key)
+                .is_some_and(|deleted| *epoch <= *deleted)
+            {
+                let value_bytes = value.len();
+                let key = std::mem::take(key);
+                *write = Write::Withdrawn { key };
+                // What the batch still counts for it is its key's.
+                self.shared.release(value_bytes);
+            }
+        }
     }
 
     /// `batch`, filled, is in Redis: its bytes leave the budget.
     pub(super) fn sent(&self, batch: &[Write]) {
+        let mut held = self.shared.lock_held();
+        held.saves.clear();
+        held.deleted.clear();
+        drop(held);
         self.shared.release(batch.iter().map(Write::bytes).sum());
     }
 }
@@ -465,6 +553,56 @@ mod tests {
             &batch[2],
             Write::Forget { key, epoch: 4, fence: true } if key == "s:b"
         ));
+        all_sent(&w, &queue, &batch);
+    }
+
+    /// A save the writer holds in a batch it sends again (Redis failing, too few
+    /// replicas) is taken out of it once its session is deleted at once for the
+    /// socket of its epoch or a later one: its place stays (so the entries around it
+    /// keep their run numbers), its value's bytes leave the budget; other sessions'
+    /// saves, and a save of a later epoch (the session taken since), stay. Once the
+    /// batch is in Redis nothing is held, and a deletion marks no later batch.
+    #[test]
+    fn a_save_in_the_batch_the_writer_holds_is_taken_out_when_its_session_is_deleted_at_once() {
+        let runs = |batch: &[Write]| {
+            super::super::WriteTarget::new(&crate::ClusterConfig::default(), "n")
+                .pipeline(batch, 0, false)
+                .1
+        };
+        let (queue, mut w) = queue(16, 1 << 20);
+        assert!(queue.push(entry(1)));
+        assert!(queue.save("s:a".into(), "live".into(), TTL, 1, false));
+        assert!(queue.save("s:b".into(), "other".into(), TTL, 1, false));
+        assert!(queue.save("s:c".into(), "taken since".into(), TTL, 5, false));
+        assert!(queue.push(entry(2)));
+        let mut batch = taken(&mut w);
+        w.0.strip(&mut batch);
+        assert_eq!(
+            saved(&batch[1]),
+            Some(("s:a", "live", 1)),
+            "nothing deleted yet"
+        );
+        assert_eq!(runs(&batch), 2);
+        let before = queue.queued_bytes();
+        // Both written to Redis at once (dropped: done).
+        drop(queue.forget_at_once("s:a".into(), 1));
+        drop(queue.forget_at_once("s:c".into(), 4));
+        assert_eq!(queue.queued_bytes(), before, "nothing taken out yet");
+        w.0.strip(&mut batch);
+        assert!(matches!(&batch[1], Write::Withdrawn { key } if key == "s:a"));
+        assert_eq!(saved(&batch[2]), Some(("s:b", "other", 1)));
+        assert_eq!(saved(&batch[3]), Some(("s:c", "taken since", 5)));
+        assert_eq!(queue.queued_bytes(), before - "live".len());
+        assert_eq!(runs(&batch), 2, "the entries' runs are as they were");
+        all_sent(&w, &queue, &batch);
+
+        // Nothing held: the next batch's save of s:b stays, though s:b was deleted
+        // (at once) while no batch held it.
+        drop(queue.forget_at_once("s:b".into(), 1));
+        assert!(queue.save("s:b".into(), "resumed".into(), TTL, 3, false));
+        let mut batch = taken(&mut w);
+        w.0.strip(&mut batch);
+        assert_eq!(saved(&batch[0]), Some(("s:b", "resumed", 3)));
         all_sent(&w, &queue, &batch);
     }
 
