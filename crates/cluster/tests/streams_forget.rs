@@ -19,17 +19,6 @@ fn options(name: &str) -> NodeOptions {
     NodeOptions::new(AdapterKind::RedisStreams, name).recovery()
 }
 
-/// How long Redis will still keep the session `pid` (ms); `None` when it has none.
-async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
-    let mut conn = support::patient_conn(redis).await;
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("sio:session:{pid}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    (ttl >= 0).then_some(ttl)
-}
-
 /// How many times Redis has run `command` (`INFO commandstats`).
 async fn calls(redis: &RedisServer, command: &str) -> u64 {
     let mut conn = support::patient_conn(redis).await;
@@ -132,14 +121,7 @@ async fn starts_afresh(node: &Node, first: &support::Connected) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_its_client_ended_is_deleted_while_the_nodes_stream_writes_wait() {
     let redis = RedisServer::start().await;
-    let waits_for_a_replica = ClusterConfig {
-        redis_url: redis.url(),
-        replicas_to_ack: 1,
-        ..ClusterConfig::default()
-    };
-    let one = Node::start_with(waits_for_a_replica, options("one")).await;
-    let two = Node::start(&redis, options("two")).await;
-    formed(&[&one, &two]).await;
+    let (one, two) = one_waiting_for_a_replica(&redis).await;
     let (client, first) = in_room_a(&one, &two).await;
     let pid = first.pid.clone().unwrap();
 
@@ -160,7 +142,7 @@ async fn a_session_its_client_ended_is_deleted_while_the_nodes_stream_writes_wai
 
     ends_its_session(&client, &one).await;
     eventually("the ended session is deleted from Redis", || async {
-        session_ttl(redis, &pid).await.is_none()
+        support::session_ttl(redis, &pid).await.is_none()
     })
     .await;
     assert!(
@@ -194,7 +176,7 @@ async fn a_session_ended_while_redis_is_down_is_deleted_once_it_is_back() {
     let redis = &redis;
     eventually(
         "the ended session is deleted once Redis is back",
-        || async { session_ttl(redis, &pid).await.is_none() },
+        || async { support::session_ttl(redis, &pid).await.is_none() },
     )
     .await;
     assert_eq!(
@@ -219,14 +201,7 @@ async fn a_session_ended_while_redis_is_down_is_deleted_once_it_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_the_writer_sends_again_does_not_outlive_the_deletions_fence() {
     let redis = RedisServer::start().await;
-    let waits_for_a_replica = ClusterConfig {
-        redis_url: redis.url(),
-        replicas_to_ack: 1,
-        ..ClusterConfig::default()
-    };
-    let one = Node::start_with(waits_for_a_replica, options("one")).await;
-    let two = Node::start(&redis, options("two")).await;
-    formed(&[&one, &two]).await;
+    let (one, two) = one_waiting_for_a_replica(&redis).await;
     let (client, first) = in_room_a(&one, &two).await;
     let pid = first.pid.clone().unwrap();
     let key = format!("sio:session:{pid}");
@@ -256,13 +231,13 @@ async fn a_save_the_writer_sends_again_does_not_outlive_the_deletions_fence() {
     // is stored again by the batch's next try (nothing behind the batch is sent).
     delete_key(redis, &key).await;
     eventually("the held batch stores the session again", || async {
-        session_ttl(redis, &pid).await.is_some()
+        support::session_ttl(redis, &pid).await.is_some()
     })
     .await;
 
     ends_its_session(&client, &one).await;
     eventually("the ended session is deleted from Redis", || async {
-        session_ttl(redis, &pid).await.is_none()
+        support::session_ttl(redis, &pid).await.is_none()
     })
     .await;
     // The fence expires (its key is the session's epoch key).
@@ -275,7 +250,7 @@ async fn a_save_the_writer_sends_again_does_not_outlive_the_deletions_fence() {
     })
     .await;
     assert_eq!(
-        session_ttl(redis, &pid).await,
+        support::session_ttl(redis, &pid).await,
         None,
         "the held batch did not store the ended session again"
     );
@@ -342,4 +317,19 @@ async fn a_burst_of_ended_sessions_takes_no_task_each_and_all_are_deleted() {
         0,
         "nothing left unsent"
     );
+}
+
+/// Nodes one and two on `redis`, formed; node one's writer waits for a replica that
+/// does not exist (`replicas_to_ack = 1` against a Redis without replicas, as when the
+/// replicas are down), so every batch it takes is sent again and again.
+async fn one_waiting_for_a_replica(redis: &RedisServer) -> (Node, Node) {
+    let waits_for_a_replica = ClusterConfig {
+        redis_url: redis.url(),
+        replicas_to_ack: 1,
+        ..ClusterConfig::default()
+    };
+    let one = Node::start_with(waits_for_a_replica, options("one")).await;
+    let two = Node::start(redis, options("two")).await;
+    formed(&[&one, &two]).await;
+    (one, two)
 }

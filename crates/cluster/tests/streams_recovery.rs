@@ -796,17 +796,6 @@ async fn bob_is_refused(two: &Node, first: &support::Connected, pid: &str) {
     assert!(fresh.events.is_empty(), "nor hear it: {:?}", fresh.events);
 }
 
-/// How long Redis will still keep the session `pid` (ms); `None` when it has none.
-async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
-    let mut conn = support::patient_conn(redis).await;
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("sio:session:{pid}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    (ttl >= 0).then_some(ttl)
-}
-
 /// With `skip_middlewares = false` the middleware runs before the session a client
 /// names is taken from Redis: someone who knows a `pid` but whose token the middleware
 /// refuses is refused and leaves the session where it was, and its owner resumes it on
@@ -821,7 +810,10 @@ async fn a_resume_the_middleware_refuses_leaves_the_session_for_its_owner() {
     let thief = Client::handshake(&two.io).await;
     thief.post(&format!(r#"40{{"pid":"{pid}"}}"#)).await;
     assert_eq!(thief.get().await, r#"44{"message":"token required"}"#);
-    assert!(session_ttl(&redis, &pid).await.is_some(), "still stored");
+    assert!(
+        support::session_ttl(&redis, &pid).await.is_some(),
+        "still stored"
+    );
 
     ann_resumes(&two, &first, &pid).await;
 }
@@ -837,13 +829,13 @@ async fn a_session_refused_to_another_user_is_left_to_its_owner_as_it_was() {
     let (first, pid) = ann_away(&one).await;
     let redis = &redis;
     eventually("the session is stored", || async {
-        session_ttl(redis, &pid).await.is_some()
+        support::session_ttl(redis, &pid).await.is_some()
     })
     .await;
-    let left = session_ttl(redis, &pid).await;
+    let left = support::session_ttl(redis, &pid).await;
 
     bob_is_refused(&two, &first, &pid).await;
-    let kept = session_ttl(redis, &pid).await;
+    let kept = support::session_ttl(redis, &pid).await;
     assert!(kept <= left, "not a new window: {kept:?} after {left:?}");
 
     ann_resumes(&two, &first, &pid).await;
@@ -898,7 +890,7 @@ async fn a_refused_claim_on_a_connected_sockets_session_takes_nothing() {
     let pid = first.pid.clone().unwrap();
     let redis = &redis;
     eventually("the live session is stored", || async {
-        session_ttl(redis, &pid).await.is_some()
+        support::session_ttl(redis, &pid).await.is_some()
     })
     .await;
 
@@ -912,7 +904,7 @@ async fn a_refused_claim_on_a_connected_sockets_session_takes_nothing() {
         .expect("ann is connected");
     kicked.disconnect_connection();
     eventually("the kicked session is deleted", || async {
-        session_ttl(redis, &pid).await.is_none()
+        support::session_ttl(redis, &pid).await.is_none()
     })
     .await;
     let back = Client::handshake(&two.io).await;
@@ -942,7 +934,7 @@ async fn a_resume_is_counted_until_it_ends_and_one_abandoned_leaves_the_session(
         0
     );
     assert!(
-        session_ttl(&redis, &pid).await.is_some(),
+        support::session_ttl(&redis, &pid).await.is_some(),
         "the session is kept"
     );
 
@@ -961,7 +953,7 @@ async fn a_resume_is_counted_until_it_ends_and_one_abandoned_leaves_the_session(
     .await;
     assert_eq!(two.ns().socket_count(), 0);
     assert!(
-        session_ttl(&redis, &pid).await.is_some(),
+        support::session_ttl(&redis, &pid).await.is_some(),
         "the session is still there for its client"
     );
     let (_again, resumed) = comes_back_plain(&one, &pid).await;

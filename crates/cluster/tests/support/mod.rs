@@ -50,6 +50,18 @@ pub(crate) async fn patient_conn(redis: &RedisServer) -> redis::aio::Multiplexed
     conn
 }
 
+/// How long Redis will still keep the stored session of `pid` (ms), under the
+/// default session key prefix; `None` when it has none.
+pub(crate) async fn session_ttl(redis: &RedisServer, pid: &str) -> Option<i64> {
+    let mut conn = patient_conn(redis).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("sio:session:{pid}"))
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL answered");
+    (ttl >= 0).then_some(ttl)
+}
+
 // --------------------------------------------------------------------------------- nodes
 
 /// The cluster secret every test node shares.
