@@ -745,6 +745,9 @@ fn refuse(
         let timeout = shared.io.config.connect_timeout;
         state.hold_to_connect_timeout(socket.session(), timeout);
     }
+    // First: whoever still holds the refused socket joins nothing through it after
+    // the leave below (see `Socket::mark_closed`).
+    socket.mark_closed();
     socket.ns().leave_all(socket.id());
     drop(reservation);
     let fact = format!("the namespace's middleware refused: {}", err.message);
@@ -1133,6 +1136,7 @@ fn finish_connect(
             drop(reservation);
         } else {
             drop(reservation);
+            socket.mark_closed();
             socket.ns().leave_all(socket.id());
         }
         return;
@@ -1286,6 +1290,8 @@ fn finish_connect(
     if !register(shared, &socket, &connect_answer(&socket, report)) {
         // Outside the buffer lock: a handler of a room left empty may broadcast.
         drop(state);
+        socket.mark_closed();
+        prepared.mark_closed();
         socket.ns().leave_all(socket.id());
         prepared.ns().leave_all(prepared.id());
         if let Some(restored) = restored {
@@ -1317,7 +1323,9 @@ fn finish_connect(
         let mut memberships = std::mem::take(&mut restored.session.memberships);
         if prepared.id() != socket.id() {
             // Rooms a middleware joined under the fresh id move to the resumed one,
-            // joined now as far as its replays go.
+            // joined now as far as its replays go. The socket the middleware saw is
+            // let go first: whoever holds it joins nothing more under the fresh id.
+            prepared.mark_closed();
             let joined = socket.ns().adapter().socket_rooms(prepared.id());
             let head = RecoveryBuffer::head_of(&state);
             if head > restored.session.connected_at_offset {

@@ -333,16 +333,19 @@ impl Socket {
     /// session, as for any join before a close). Closed: under the namespace's lock
     /// of its sockets, which a resumed socket is registered under (and joins its
     /// rooms only after), so the id's holder cannot change between the look and the
-    /// change. A closed socket whose id nobody holds (or still itself: its close is
-    /// under way) changes its rooms as before; what it joins then is left again
-    /// ([`Socket::leave_rooms_joined_late`], [`Socket::leave_if_gone`]).
+    /// change. A leave (`joining` false) is made while nobody else holds the id.
     ///
-    /// A join (`joining`) is never made once the socket has closed, whoever holds its
-    /// id: nothing will be delivered to it, and made in the instant between its close
-    /// letting go of the id and a resumed socket's registration, it went to the
-    /// resumed socket (before 2026-12-08; what its handlers joined was left again only
-    /// if they ended before that registration), or, nobody resuming, stayed in the
-    /// index with nothing to take it out.
+    /// A join is made only while the namespace still holds this very socket: its
+    /// close is under way, and takes it out of the rooms once its session is saved
+    /// from them (a resumed socket rejoining its session's rooms while its own new
+    /// connection drops must not lose them: the saved session would have none). Once
+    /// the namespace has let it go, whoever holds the id, a join is not made: it went
+    /// to a resumed socket registering meanwhile (before 2026-12-08; what the stale
+    /// socket's handlers joined was left again only if they ended before that
+    /// registration), or, nobody resuming, stayed in the index with nothing to take
+    /// it out. A socket that never registered and was let go (refused, or replaced
+    /// by the session it resumed) is closed too ([`Self::mark_closed`]): held
+    /// somewhere, it joins nothing.
     fn change_rooms<T>(&self, joining: bool, change: impl FnOnce() -> T) -> Option<T> {
         {
             let closed = self.lock_closed();
@@ -350,27 +353,30 @@ impl Socket {
                 return Some(change());
             }
         }
-        if joining {
-            return None;
-        }
         // Closed for good: the lock is not needed for the rest.
         self.ns.with_holder(self.id, |held| {
-            held.is_none_or(|held| std::ptr::eq(Arc::as_ptr(held), self))
-                .then(change)
+            let itself = held.is_some_and(|held| std::ptr::eq(Arc::as_ptr(held), self));
+            let allowed = if joining {
+                itself
+            } else {
+                held.is_none() || itself
+            };
+            allowed.then(change)
         })
+    }
+
+    /// Marks a socket the namespace never registered closed, when it is let go
+    /// (refused by a middleware, its connection closed before registration, replaced
+    /// by the session it resumed): whoever still holds it joins no room through it
+    /// (see [`Self::change_rooms`]) and waits for no acknowledgement.
+    pub(crate) fn mark_closed(&self) {
+        *self.lock_closed() = true;
     }
 
     /// Emits an event to this client.
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), EmitError> {
         if is_reserved_event(event) {
             return Err(EmitError::ReservedEvent);
-        }
-        // A socket that has closed sends nothing, as in Node, whose socket drops what
-        // it is asked to send once its connection is gone: with recovery on, the
-        // event goes to the room of its id, which after a take-over is the resumed
-        // socket's (before 2026-12-08 a stale socket's handlers' emits reached it).
-        if *self.lock_closed() {
-            return Err(EmitError::Disconnected);
         }
         let payload = payload.into();
         let recorded = self.ns.recovery().is_some();
@@ -426,6 +432,12 @@ impl Socket {
         let (tx, rx) = oneshot::channel();
         {
             let mut acks = self.lock_acks();
+            // A closed socket's acknowledgements were let go (the close clears them
+            // after it marks the socket closed, under this lock): one asked for now
+            // would wait out its whole timeout.
+            if *self.lock_closed() {
+                return Err(AckError::Disconnected);
+            }
             if acks.len() >= MAX_PENDING_ACKS {
                 return Err(AckError::TooManyWaiting);
             }

@@ -261,12 +261,14 @@ async fn a_stale_socket_held_elsewhere_changes_no_room_or_data_of_the_resumed_so
     );
 }
 
-/// A socket that has closed joins no room and sends nothing, whoever holds its id: a
-/// stale socket's emit with recovery on went to the room of its id, so it reached
-/// the resumed client; and a socket whose client left for good, joined afterwards by
-/// whoever still held it, stayed in the room with nothing to take it out.
+/// A socket that has closed and been let go joins no room, and asks for no
+/// acknowledgement: a socket whose client left for good, joined afterwards by whoever
+/// still held it, stayed in the room with nothing to take it out, and an emit with
+/// an ack waited out its whole timeout for a client that had left. Its plain emits,
+/// with recovery on, still go to the room of its id, as in Node (which stores them
+/// for the session's resume): after a take-over, the resumed client gets them.
 #[tokio::test(start_paused = true)]
-async fn a_closed_socket_joins_no_room_and_sends_nothing() {
+async fn a_closed_socket_joins_no_room_and_waits_for_no_ack() {
     let io = recovering_server();
     let old = Client::handshake(&io).await;
     old.post("40").await;
@@ -274,19 +276,44 @@ async fn a_closed_socket_joins_no_room_and_sends_nothing() {
     let stale = io.of("/").sockets().pop().expect("registered");
     let (back, resumed) = resume(&io, &pid).await;
     assert_eq!(resumed, sid, "recovered, under the same id");
-    assert!(stale.emit("ghost", vec![json!(1)]).is_err());
-    let live = io.of("/").sockets().pop().expect("the resumed socket");
-    live.emit("real", vec![json!(2)]).unwrap();
+    stale.emit("as-in-node", vec![json!(1)]).unwrap();
     let body = back.get().await;
-    assert!(body.contains("real"), "{body:?}");
-    assert!(
-        !body.contains("ghost"),
-        "the stale socket's emit arrived: {body:?}"
-    );
+    assert!(body.contains("as-in-node"), "{body:?}");
 
     // Nobody resumes this one: its client leaves the namespace for good.
+    let live = io.of("/").sockets().pop().expect("the resumed socket");
     back.post("41").await;
     until("the socket is gone", || io.of("/").socket_count() == 0).await;
     live.join(&["late"]);
     assert_eq!(io.of("/").adapter().room_size("late"), 0);
+    let ack = live.emit_with_ack("question", vec![json!(2)], Duration::from_secs(3600));
+    let answered = tokio::time::timeout(Duration::from_secs(1), ack).await;
+    assert!(
+        matches!(
+            answered,
+            Ok(Err(switchboard_engine::AckError::Disconnected))
+        ),
+        "refused at once: {answered:?}"
+    );
+}
+
+/// A socket its middleware refused, held on to by the application (a task the
+/// middleware started), joins no room afterwards: nothing would ever take it out, and
+/// the room would count a member that never existed.
+#[tokio::test(start_paused = true)]
+async fn a_socket_its_middleware_refused_joins_no_room_afterwards() {
+    let io = server(config());
+    let kept: Arc<Mutex<Option<Arc<Socket>>>> = Arc::default();
+    let keeper = kept.clone();
+    io.of("/").use_middleware(move |socket| {
+        *keeper.lock().unwrap() = Some(socket);
+        async { Err(switchboard_engine::ConnectError::new("not you")) }
+    });
+    let client = Client::handshake(&io).await;
+    client.post("40").await;
+    let body = client.get().await;
+    assert!(body.starts_with("44"), "refused: {body:?}");
+    let refused = kept.lock().unwrap().take().expect("the middleware ran");
+    refused.join(&["ghost"]);
+    assert_eq!(io.of("/").adapter().room_size("ghost"), 0);
 }
