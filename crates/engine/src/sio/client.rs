@@ -745,10 +745,7 @@ fn refuse(
         let timeout = shared.io.config.connect_timeout;
         state.hold_to_connect_timeout(socket.session(), timeout);
     }
-    // First: whoever still holds the refused socket joins nothing through it after
-    // the leave below (see `Socket::mark_closed`).
-    socket.mark_closed();
-    socket.ns().leave_all(socket.id());
+    socket.let_go();
     drop(reservation);
     let fact = format!("the namespace's middleware refused: {}", err.message);
     report_refusal(&shared.io, socket.session(), socket.namespace(), err, fact);
@@ -1136,8 +1133,7 @@ fn finish_connect(
             drop(reservation);
         } else {
             drop(reservation);
-            socket.mark_closed();
-            socket.ns().leave_all(socket.id());
+            socket.let_go();
         }
         return;
     };
@@ -1290,10 +1286,8 @@ fn finish_connect(
     if !register(shared, &socket, &connect_answer(&socket, report)) {
         // Outside the buffer lock: a handler of a room left empty may broadcast.
         drop(state);
-        socket.mark_closed();
-        prepared.mark_closed();
-        socket.ns().leave_all(socket.id());
-        prepared.ns().leave_all(prepared.id());
+        socket.let_go();
+        prepared.let_go();
         if let Some(restored) = restored {
             put_back(&socket, buffer, restored.session);
         }
@@ -1435,10 +1429,10 @@ fn put_back(socket: &Socket, buffer: &RecoveryBuffer, session: SavedSession) {
 /// The answer goes first, under the client lock and the namespace's lock of its
 /// sockets: once registered, the socket can be reached from other threads (a
 /// broadcast not kept for recovery, another node's `disconnectSockets`; then the
-/// observer is told it connected), and what they send must follow the answer, as it does in
-/// Node, which answers before anything else runs. Packets the client sends once it
-/// has the answer look the socket up under the client lock, and a look-up in the
-/// namespace waits for the lock of its sockets, so both find it registered.
+/// observer is told it connected), and what they send must follow the answer, as it
+/// does in Node, which answers before anything else runs. Packets the client sends
+/// once it has the answer look the socket up under the client lock, and a look-up in
+/// the namespace waits for the lock of its sockets, so both find it registered.
 fn register(
     shared: &Arc<ClientShared>,
     socket: &Arc<Socket>,

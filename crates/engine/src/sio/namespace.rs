@@ -509,10 +509,11 @@ impl Namespace {
     }
 
     /// Registers `socket`, running `first` (its CONNECT answer queued, the socket
-    /// marked connected) under the lock that broadcasts and look-ups read the sockets under:
-    /// what they send to the socket comes after what `first` queued, and whoever looks
-    /// for the socket once its client has the answer finds it. `first` must not read
-    /// this namespace's sockets (or send to it): the lock is not reentrant.
+    /// marked connected) under the lock that broadcasts and look-ups read the sockets
+    /// under: what they send to the socket comes after what `first` queued, and
+    /// whoever looks for the socket once its client has the answer finds it. `first`
+    /// must not read this namespace's sockets (or send to it): the lock is not
+    /// reentrant.
     pub(crate) fn insert_after(&self, socket: Arc<Socket>, first: impl FnOnce()) {
         let mut sockets = write(&self.sockets);
         first();

@@ -365,12 +365,20 @@ impl Socket {
         })
     }
 
-    /// Marks a socket the namespace never registered closed, when it is let go
-    /// (refused by a middleware, its connection closed before registration, replaced
-    /// by the session it resumed): whoever still holds it joins no room through it
-    /// (see [`Self::change_rooms`]) and waits for no acknowledgement.
+    /// Marks the socket closed: by its close ([`Self::on_closed`]), or, for one the
+    /// namespace never registered, when it is let go (refused by a middleware, its
+    /// connection closed before registration, replaced by the session it resumed):
+    /// whoever still holds it then joins no room through it (see
+    /// [`Self::change_rooms`]) and waits for no acknowledgement.
     pub(crate) fn mark_closed(&self) {
         *self.lock_closed() = true;
+    }
+
+    /// Lets go of a socket the namespace never registered: marked closed first, so
+    /// that nothing joins through it after it leaves the rooms its middleware joined.
+    pub(crate) fn let_go(&self) {
+        self.mark_closed();
+        self.ns.leave_all(self.id);
     }
 
     /// Emits an event to this client.
@@ -1129,7 +1137,7 @@ impl Socket {
         // against whoever holds its id. Until the namespace lets go of it below, that
         // is itself, so they are made as before (its session is saved from its rooms
         // first, then it leaves them); once a resumed socket holds the id, none is.
-        *self.lock_closed() = true;
+        self.mark_closed();
         {
             let (breadcrumbs, dropped) = self.timeline();
             let mut facts = self.session.facts(reason);
@@ -1178,18 +1186,12 @@ impl Socket {
     /// ran, so neither do these), then the namespace let go when a pattern made it and
     /// this was its last socket: after the handlers, which may still broadcast.
     ///
-    /// Rooms the disconnect handlers joined are left again, as the connection
-    /// handlers' are: the socket's close took it out of its rooms before they ran,
-    /// and a client resuming the session later (on this node, under this id) came back
-    /// in them too; a take-over runs these handlers just before the resumed socket
-    /// registers.
+    /// The disconnect handlers join nothing: they run once the namespace has let the
+    /// socket go, and a closed socket joins only while it holds it
+    /// ([`Socket::change_rooms`]).
     fn after_close(self: &Arc<Self>, handlers: Option<DisconnectReason>) {
         if let Some(reason) = handlers {
             self.ns.handlers().run_disconnect(self, reason);
-            // Most disconnect handlers join nothing: a look first, no index write.
-            if self.ns.adapter().socket_room_count(self.id) > 0 {
-                self.leave_rooms_joined_late();
-            }
         }
         if self.ns.removable() {
             self.client.io().release(&self.ns);
