@@ -11,7 +11,7 @@ use switchboard_engine::{
     HEADER_READ_TIMEOUT, MAX_BUF_BYTES, MAX_HEADER_BYTES, Shutdown, WriteBounded,
     drop_when_unacknowledged,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::Router;
@@ -35,10 +35,11 @@ pub(crate) const MAX_API_CONNECTIONS: usize = 1024;
 /// `stall`: how long a connection may go without its peer reading what is written to
 /// it (a write making no progress; data sent and not acknowledged, seen by the
 /// kernel), after which it is closed: the public listener's connections get the
-/// heartbeat's whole cycle, and so do these, but at least 10 s. Before 2026-12-08 an API connection had
-/// neither bound, so a client that asked for a large answer (`GET /api/v1/sockets`)
-/// and never read it held its place among [`MAX_API_CONNECTIONS`], and the answer,
-/// for as long as it kept the connection open.
+/// heartbeat's whole cycle, and so do these, but at least 10 s. Before 2026-12-08 an
+/// API connection had neither bound, so a client that asked for a large answer
+/// (`GET /api/v1/sockets`) and never read it held its place among
+/// [`MAX_API_CONNECTIONS`], and the answer, for as long as it kept the connection
+/// open.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
@@ -67,29 +68,25 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         drop_when_unacknowledged(&stream, stall);
         let conn = connection(
-            stream,
+            WriteBounded::holding(stream, stall, permit),
             router.clone(),
             metrics.clone(),
             shutdown.clone(),
             alive.clone(),
-            permit,
-            stall,
         );
         tokio::spawn(conn);
     }
 }
 
 /// One connection: requests in turn, with the engine's header read timeout (slow
-/// headers) and size bound, and the API's own body timeout (slow bodies). `_permit` is
-/// its place among [`MAX_API_CONNECTIONS`].
+/// headers) and size bound, and the API's own body timeout (slow bodies). `stream`
+/// holds its place among [`MAX_API_CONNECTIONS`] until it is dropped.
 async fn connection(
-    stream: TcpStream,
+    stream: WriteBounded<OwnedSemaphorePermit>,
     router: Router,
     metrics: Option<State>,
     shutdown: Shutdown,
     _alive: mpsc::Sender<()>,
-    _permit: OwnedSemaphorePermit,
-    stall: Duration,
 ) {
     // As the public listener's: a connection that never sent a request is dropped at
     // shutdown (hyper's graceful shutdown waits for its first request).
@@ -114,7 +111,7 @@ async fn connection(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(MAX_BUF_BYTES)
-        .serve_connection(TokioIo::new(WriteBounded::new(stream, stall)), service);
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
