@@ -1311,8 +1311,14 @@ fn fence_ms(fence: bool) -> u64 {
 /// The [`FORGET_SESSION`] call deleting the session at `key` for the socket of
 /// `epoch`, fencing off its later saves when `fence` (its socket left).
 fn forget_session(key: &str, epoch: u64, fence: bool) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(FORGET_SESSION)
+    forget_session_by(("EVAL", FORGET_SESSION), key, epoch, fence)
+}
+
+/// [`forget_session`] called as `call` names the script: `("EVAL", script)`, or
+/// `("EVALSHA", sha)` once the server has it ([`deleter`]).
+fn forget_session_by(call: (&str, &str), key: &str, epoch: u64, fence: bool) -> redis::Cmd {
+    let mut cmd = redis::cmd(call.0);
+    cmd.arg(call.1)
         .arg(2)
         .arg(key)
         .arg(epoch_key(key))
@@ -1687,7 +1693,7 @@ impl SessionStore for StreamsNode {
         }
         // A connected socket's session grown too large to store keeps queue order:
         // it is not fenced, so its next save (once it fits again) must follow it.
-        if !self.writes.forget(key, epoch, ended) {
+        if !self.writes.forget(key, epoch, false) {
             self.write_dropped();
         }
     }

@@ -45,9 +45,7 @@ use switchboard_engine::Shutdown;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 
 use super::queue::Direct;
-use super::{
-    FORGET_SESSION, MAX_WRITE_BACKOFF, WRITER_TIMEOUT, epoch_key, fence_ms, write_dropped,
-};
+use super::{FORGET_SESSION, MAX_WRITE_BACKOFF, WRITER_TIMEOUT, forget_session_by, write_dropped};
 use crate::broker::{Conn, Health, OwnConn, Target, jitter};
 use crate::redis_cluster::SlotPipes;
 
@@ -168,19 +166,13 @@ fn timed_out() -> redis::RedisError {
 /// already (on another slot's master) is ignored the second time.
 async fn delete(conn: &mut Conn, batch: &[Direct]) -> redis::RedisResult<()> {
     let cluster = matches!(conn, Conn::Cluster(_));
-    let fence = fence_ms(true);
     let pipes = || {
         let mut pipes = SlotPipes::new(cluster);
         for direct in batch {
+            let call = ("EVALSHA", FORGET_SHA.as_str());
             pipes
                 .pipe(direct.key().as_bytes())
-                .cmd("EVALSHA")
-                .arg(FORGET_SHA.as_str())
-                .arg(2)
-                .arg(direct.key())
-                .arg(epoch_key(direct.key()))
-                .arg(direct.epoch())
-                .arg(fence)
+                .add_command(forget_session_by(call, direct.key(), direct.epoch(), true))
                 .ignore();
         }
         pipes
@@ -274,8 +266,8 @@ fn queued(direct: Direct, health: &Health) {
 mod tests {
     use super::*;
     use crate::ClusterConfig;
-    use crate::streams::Write;
     use crate::streams::queue::WriteQueue;
+    use crate::streams::{Write, epoch_key};
     use switchboard_test_support::{RedisServer, eventually, within};
 
     /// A deleter running against `redis`, the write queue its deletions fall back to

@@ -132,6 +132,14 @@ struct Held {
     deleted: HashMap<String, u64>,
 }
 
+impl Held {
+    /// A new batch, or none: nothing is held.
+    fn clear(&mut self) {
+        self.saves.clear();
+        self.deleted.clear();
+    }
+}
+
 impl Shared {
     fn lock_saves(&self) -> MutexGuard<'_, HashMap<String, Saved>> {
         self.saves.lock().unwrap_or_else(|e| e.into_inner())
@@ -267,15 +275,7 @@ impl WriteQueue {
     /// when the deletion was dropped (the waiting save is gone all the same).
     pub(super) fn forget(&self, key: String, epoch: u64, fence: bool) -> bool {
         let mut saves = self.lock_saves();
-        // A save of a later epoch stays: Redis would ignore this deletion after it
-        // ([`super::FORGET_SESSION`]).
-        if saves
-            .get(&key)
-            .is_some_and(|waiting| waiting.epoch <= epoch)
-            && let Some(waiting) = saves.remove(&key)
-        {
-            self.release(waiting.value.len());
-        }
+        self.withdraw(&mut saves, &key, epoch);
         let write = Write::Forget { key, epoch, fence };
         let bytes = write.bytes();
         self.queue(write, bytes)
@@ -374,8 +374,7 @@ impl Taker {
         // Still under the saves lock: a deletion written at once from now on finds
         // its session's save here, not in the map.
         let mut held = self.shared.lock_held();
-        held.deleted.clear();
-        held.saves.clear();
+        held.clear();
         for write in batch.iter() {
             if let Write::SaveSession { key, epoch, .. } = write {
                 let held_epoch = held.saves.entry(key.clone()).or_default();
@@ -422,10 +421,7 @@ impl Taker {
 
     /// `batch`, filled, is in Redis: its bytes leave the budget.
     pub(super) fn sent(&self, batch: &[Write]) {
-        let mut held = self.shared.lock_held();
-        held.saves.clear();
-        held.deleted.clear();
-        drop(held);
+        self.shared.lock_held().clear();
         self.shared.release(batch.iter().map(Write::bytes).sum());
     }
 }
