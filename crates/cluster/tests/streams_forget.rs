@@ -179,13 +179,7 @@ async fn a_session_ended_while_redis_is_down_is_deleted_once_it_is_back() {
         || async { support::session_ttl(redis, &pid).await.is_none() },
     )
     .await;
-    assert_eq!(
-        one.cluster
-            .flush_writes(Instant::now() + support::DEADLINE)
-            .await,
-        0,
-        "nothing left unsent"
-    );
+    nothing_left_unsent(&one).await;
     starts_afresh(&two, &first).await;
 }
 
@@ -310,13 +304,7 @@ async fn a_burst_of_ended_sessions_takes_no_task_each_and_all_are_deleted() {
         left == 0
     })
     .await;
-    assert_eq!(
-        one.cluster
-            .flush_writes(Instant::now() + support::DEADLINE)
-            .await,
-        0,
-        "nothing left unsent"
-    );
+    nothing_left_unsent(&one).await;
 }
 
 /// Nodes one and two on `redis`, formed; node one's writer waits for a replica that
@@ -332,4 +320,15 @@ async fn one_waiting_for_a_replica(redis: &RedisServer) -> (Node, Node) {
     let two = Node::start(redis, options("two")).await;
     formed(&[&one, &two]).await;
     (one, two)
+}
+
+/// Asserts `node` has nothing left to send to Redis (waiting up to the deadline).
+async fn nothing_left_unsent(node: &Node) {
+    assert_eq!(
+        node.cluster
+            .flush_writes(Instant::now() + support::DEADLINE)
+            .await,
+        0,
+        "nothing left unsent"
+    );
 }

@@ -19,7 +19,7 @@ use switchboard_engine::{DisconnectReason, Io, Metrics, Shutdown};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::harness::{Client, config, request, server};
+use super::harness::{Client, config, connect_answer, request, server};
 
 /// When each socket's disconnect handler ran, and why.
 type Closes = Arc<Mutex<Vec<(Instant, DisconnectReason)>>>;
@@ -364,16 +364,6 @@ fn durable_node(store: &Arc<SharedStore>) -> Io {
         ev.socket.set_data(json!({"joined": true}));
     });
     io
-}
-
-/// `(sid, pid)` from a CONNECT answer.
-fn connect_answer(body: &str) -> (String, String) {
-    let first = body.split('\x1e').next().unwrap();
-    let v: Value = serde_json::from_str(first.strip_prefix("40").unwrap()).unwrap();
-    (
-        v["sid"].as_str().unwrap().to_owned(),
-        v["pid"].as_str().unwrap().to_owned(),
-    )
 }
 
 #[tokio::test(start_paused = true)]

@@ -129,6 +129,17 @@ impl Client {
     }
 }
 
+/// `(sid, pid)` of a CONNECT answer `40{"sid":..,"pid":..}` with recovery on
+/// (possibly followed by more packets).
+pub(crate) fn connect_answer(body: &str) -> (String, String) {
+    let first = body.split('\x1e').next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(first.strip_prefix("40").unwrap()).unwrap();
+    (
+        v["sid"].as_str().unwrap().to_owned(),
+        v["pid"].as_str().unwrap().to_owned(),
+    )
+}
+
 impl Client {
     /// Asserts the session was closed: GETs either take what was queued before the
     /// close and then the close packet (it goes out alone, in a poll of its own), or

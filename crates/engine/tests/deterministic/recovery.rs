@@ -8,7 +8,8 @@ use switchboard_engine::sio::RecoveryConfig;
 use switchboard_test_support::eventually;
 
 use super::harness::{
-    Client, PING_INTERVAL, PING_TIMEOUT, config, disconnects, disconnects_seen, server,
+    Client, PING_INTERVAL, PING_TIMEOUT, config, connect_answer, disconnects, disconnects_seen,
+    server,
 };
 
 fn recovering_server() -> switchboard_engine::Io {
@@ -45,16 +46,6 @@ fn recovering_server_with(recovery: RecoveryConfig) -> switchboard_engine::Io {
 async fn join(client: &Client, room: &str) {
     client.post(&format!(r#"42["join","{room}"]"#)).await;
     tokio::task::yield_now().await;
-}
-
-/// Parses `40{"sid":..,"pid":..}` (possibly followed by more packets).
-fn connect_answer(body: &str) -> (String, String) {
-    let first = body.split('\x1e').next().unwrap();
-    let v: Value = serde_json::from_str(first.strip_prefix("40").unwrap()).unwrap();
-    (
-        v["sid"].as_str().unwrap().to_owned(),
-        v["pid"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// The event packets of a polling body, as JSON arrays.

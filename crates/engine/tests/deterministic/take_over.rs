@@ -14,7 +14,7 @@ use switchboard_engine::Socket;
 use switchboard_engine::sio::{Observer, RecoveryConfig};
 use switchboard_engine::{DisconnectReason, Io, Namespace};
 
-use super::harness::{Client, Gate, config, request, server};
+use super::harness::{Client, Gate, config, connect_answer, request, server};
 
 /// A server with connection state recovery on `/`. Pings far apart: the held client
 /// answers none, and must not time out while a test runs on real threads.
@@ -29,15 +29,22 @@ fn recovering_server() -> Io {
     server(cfg)
 }
 
-/// `(sid, pid)` of a CONNECT answer `40{"sid":..,"pid":..}` (possibly followed by
-/// more packets).
-fn connect_answer(body: &str) -> (String, String) {
-    let first = body.split('\x1e').next().unwrap();
-    let v: Value = serde_json::from_str(first.strip_prefix("40").unwrap()).unwrap();
-    (
-        v["sid"].as_str().unwrap().to_owned(),
-        v["pid"].as_str().unwrap().to_owned(),
-    )
+/// A client connected to `/` on a fresh connection: its socket's `(sid, pid)`.
+async fn connected(io: &Io) -> (String, String) {
+    let client = Client::handshake(io).await;
+    client.post("40").await;
+    connect_answer(&client.get().await)
+}
+
+/// A client connected, then back on a new connection before its first was seen to
+/// drop (a take-over): its first socket (the stale one), the new connection, and the
+/// socket id both had.
+async fn taken_over(io: &Io) -> (Arc<Socket>, Client, String) {
+    let (sid, pid) = connected(io).await;
+    let stale = io.of("/").sockets().pop().expect("registered");
+    let (back, resumed) = resume(io, &pid).await;
+    assert_eq!(resumed, sid, "recovered, under the same id");
+    (stale, back, sid)
 }
 
 /// A new connection of the client resuming `pid`: returns once it is answered, with
@@ -198,9 +205,7 @@ async fn a_taken_over_sockets_disconnect_handler_joins_no_room_for_the_resumed_s
         socket.join(&["stolen"]);
         socket.leave("kept");
     });
-    let old = Client::handshake(&io).await;
-    old.post("40").await;
-    let (sid, pid) = connect_answer(&old.get().await);
+    let (sid, pid) = connected(&io).await;
     // Back before its old connection was seen to drop: taken over.
     let (_back, resumed) = resume(&io, &pid).await;
     assert_eq!(resumed, sid, "recovered, under the same id");
@@ -237,12 +242,7 @@ async fn a_stale_socket_held_elsewhere_changes_no_room_or_data_of_the_resumed_so
             socket.set_data(json!({"user": "alice"}));
         }
     });
-    let old = Client::handshake(&io).await;
-    old.post("40").await;
-    let (sid, pid) = connect_answer(&old.get().await);
-    let stale = io.of("/").sockets().pop().expect("registered");
-    let (_back, resumed) = resume(&io, &pid).await;
-    assert_eq!(resumed, sid, "recovered, under the same id");
+    let (stale, _back, sid) = taken_over(&io).await;
     watch.told.lock().unwrap().clear();
 
     stale.join(&["stolen"]);
@@ -270,12 +270,7 @@ async fn a_stale_socket_held_elsewhere_changes_no_room_or_data_of_the_resumed_so
 #[tokio::test(start_paused = true)]
 async fn a_closed_socket_joins_no_room_and_waits_for_no_ack() {
     let io = recovering_server();
-    let old = Client::handshake(&io).await;
-    old.post("40").await;
-    let (sid, pid) = connect_answer(&old.get().await);
-    let stale = io.of("/").sockets().pop().expect("registered");
-    let (back, resumed) = resume(&io, &pid).await;
-    assert_eq!(resumed, sid, "recovered, under the same id");
+    let (stale, back, _sid) = taken_over(&io).await;
     stale.emit("as-in-node", vec![json!(1)]).unwrap();
     let body = back.get().await;
     assert!(body.contains("as-in-node"), "{body:?}");

@@ -98,10 +98,26 @@ fn admin_node(redis: &RedisServer, password_hash: &str) -> anyhow::Result<TestSe
 
 /// The Admin UI CONNECT with `auth` on a fresh connection to `node`: the packets it
 /// gets back (the answer, then what the UI is sent at once).
+///
+/// Polls until the UI's `config` event has come (it follows the `session` event of a
+/// login): the CONNECT answer is queued before the connection handler runs, so a
+/// poll may return with the answer alone.
 fn admin_connect(node: &TestServer, auth: &str) -> anyhow::Result<Vec<String>> {
     let session = Polling::handshake(node.addr())?;
     session.send(&[&format!("40/admin,{auth}")])?;
-    session.poll()
+    let mut packets = session.poll()?;
+    for _ in 0..5 {
+        let accepted = packets.first().is_some_and(|p| p.starts_with("40/admin,"));
+        if !accepted
+            || packets
+                .iter()
+                .any(|p| p.starts_with(r#"42/admin,["config""#))
+        {
+            break;
+        }
+        packets.extend(session.poll()?);
+    }
+    Ok(packets)
 }
 
 /// A login session is kept in Redis for 24 hours so that a reload reaching another
